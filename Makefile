@@ -1,0 +1,26 @@
+# Two entry points: `make demo` (the end-to-end job) and `make test` (the test suite).
+# Each creates .venv and installs the project on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,jpeg2000]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m spine.demo --outdir runs/demo
+
+test: $(STAMP)
+	$(PY) tools/check_cuda_build.py
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs

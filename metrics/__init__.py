@@ -1,0 +1,1 @@
+"""Built-in metrics: FID, KID, precision/recall, IS and domain metrics."""

@@ -1,0 +1,1 @@
+"""Torch helpers and custom ops that know nothing of GANs."""

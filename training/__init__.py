@@ -1,0 +1,1 @@
+"""StyleGAN2-ADA networks, augmentation, loss, dataset and training loop."""
