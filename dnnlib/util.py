@@ -1,0 +1,192 @@
+"""Generic helpers shared by every package: no torch, no GAN knowledge."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+import sys
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import requests
+
+
+class EasyDict(dict):
+    """A dict whose keys can also be read and written as attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        del self[name]
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Write to a temp file beside `path`, then rename it over `path`.
+
+    A crash at any moment leaves either the old file or the complete new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def make_cache_dir_path(*paths: str) -> str:
+    """The cache root: $DNNLIB_CACHE_DIR, else $HOME/.cache/dnnlib, else the temp dir."""
+    if "DNNLIB_CACHE_DIR" in os.environ:
+        root = os.environ["DNNLIB_CACHE_DIR"]
+    elif "HOME" in os.environ:
+        root = os.path.join(os.environ["HOME"], ".cache", "dnnlib")
+    elif "USERPROFILE" in os.environ:
+        root = os.path.join(os.environ["USERPROFILE"], ".cache", "dnnlib")
+    else:
+        root = os.path.join(tempfile.gettempdir(), ".cache", "dnnlib")
+    return os.path.join(root, *paths)
+
+
+def _is_url(text: str) -> bool:
+    return re.match(r"^[a-z][a-z0-9+.-]*://", text, flags=re.IGNORECASE) is not None
+
+
+def _sha1_of_file(path: str) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_sha1(path: str, sha1: str | None, source: str) -> None:
+    if sha1 is not None and _sha1_of_file(path).lower() != sha1.lower():
+        raise IOError(f"{source}: SHA-1 mismatch (expected {sha1.lower()}, got {_sha1_of_file(path)}); "
+                      f"the file is corrupt or not the one expected")
+
+
+def _cache_file_name(url: str) -> str:
+    url_md5 = hashlib.md5(url.encode("utf-8")).hexdigest()
+    base = os.path.basename(urllib.parse.urlparse(url).path) or "download"
+    return f"{url_md5}_{re.sub(r'[^0-9a-zA-Z._-]', '_', base)}"
+
+
+def _download(url: str, dest: str, num_attempts: int, verbose: bool) -> None:
+    """Download `url` to `dest` atomically, retrying network errors."""
+    last_error: Exception | None = None
+    for _attempt in range(num_attempts):
+        try:
+            if verbose:
+                print(f"Downloading {url} ...", end="", flush=True, file=sys.stderr)
+            with requests.get(url, stream=True, timeout=30) as res:
+                res.raise_for_status()
+                with atomic_write(dest) as f:
+                    for chunk in res.iter_content(chunk_size=1 << 20):
+                        f.write(chunk)
+            if verbose:
+                print(" done", file=sys.stderr)
+            return
+        except (requests.RequestException, OSError) as err:
+            last_error = err
+            if verbose:
+                print(" failed", file=sys.stderr)
+    raise IOError(f"Cannot download {url} ({last_error}). If this machine is offline, place the file at "
+                  f"{dest} or pass a local path instead of the URL.") from last_error
+
+
+def open_url(url: str, cache_dir: str | None = None, num_attempts: int = 3, verbose: bool = True,
+             return_filename: bool = False, cache: bool = True, sha1: str | None = None) -> Any:
+    """Open a local path, a file:// URL or an http(s) URL, caching downloads.
+
+    Downloads go to `<cache_dir or make_cache_dir_path('downloads')>/<md5(url)>_<name>` and are reused.
+    `sha1`, when given, is verified for every source. Returns a binary file object, or the local file
+    name when `return_filename` is set.
+    """
+    if not _is_url(url) or url.lower().startswith("file://"):
+        path = urllib.parse.unquote(urllib.parse.urlparse(url).path) if _is_url(url) else url
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{url}: no such file")
+        _check_sha1(path, sha1, url)
+        return path if return_filename else open(path, "rb")
+    if not cache and not return_filename:
+        with tempfile.TemporaryDirectory() as tmp:
+            dest = os.path.join(tmp, "download")
+            _download(url, dest, num_attempts, verbose)
+            _check_sha1(dest, sha1, url)
+            with open(dest, "rb") as f:
+                return io.BytesIO(f.read())
+    cache_dir = cache_dir or make_cache_dir_path("downloads")
+    dest = os.path.join(cache_dir, _cache_file_name(url))
+    if not os.path.isfile(dest):
+        _download(url, dest, num_attempts, verbose)
+    _check_sha1(dest, sha1, url)
+    return dest if return_filename else open(dest, "rb")
+
+
+class Logger:
+    """Tee everything written to stdout and stderr into a log file as well."""
+
+    def __init__(self, file_name: str | None = None, file_mode: str = "a", should_flush: bool = True):
+        self.file = open(file_name, file_mode, encoding="utf-8") if file_name is not None else None
+        self.should_flush = should_flush
+        self.stdout, self.stderr = sys.stdout, sys.stderr
+        sys.stdout = _Tee(self.stdout, self)
+        sys.stderr = _Tee(self.stderr, self)
+
+    def write_to_file(self, text: str) -> None:
+        if self.file is not None:
+            self.file.write(text)
+            if self.should_flush:
+                self.file.flush()
+
+    def close(self) -> None:
+        """Restore stdout/stderr and close the log file."""
+        if isinstance(sys.stdout, _Tee) and sys.stdout.logger is self:
+            sys.stdout = self.stdout
+        if isinstance(sys.stderr, _Tee) and sys.stderr.logger is self:
+            sys.stderr = self.stderr
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def __enter__(self) -> "Logger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Tee:
+    """A stream that writes to the original stream and to the logger's file."""
+
+    def __init__(self, stream: IO[str], logger: Logger):
+        self.stream, self.logger = stream, logger
+
+    def write(self, text: str) -> int:
+        self.logger.write_to_file(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
