@@ -1,0 +1,100 @@
+"""dnnlib.util: attribute dicts, atomic writes, cached open_url, log teeing."""
+
+import hashlib
+import http.server
+import os
+import sys
+import threading
+
+import pytest
+
+import dnnlib
+from dnnlib import util
+
+
+def test_easydict_attribute_and_key_access_agree():
+    d = dnnlib.EasyDict(a=1)
+    d.b = 2
+    assert d["b"] == 2 and d.a == 1
+    del d.a
+    assert "a" not in d
+    with pytest.raises(AttributeError):
+        _ = d.missing
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+    with dnnlib.atomic_write(path) as f:
+        f.write(b"new")
+    assert path.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_atomic_write_keeps_old_file_on_error(tmp_path):
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with dnnlib.atomic_write(path) as f:
+            f.write(b"partial")
+            raise RuntimeError("crash")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_cache_dir_follows_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path))
+    assert dnnlib.make_cache_dir_path("downloads") == os.path.join(str(tmp_path), "downloads")
+
+
+def test_open_url_local_path_and_file_url(tmp_path):
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"weights")
+    sha1 = hashlib.sha1(b"weights").hexdigest()
+    with dnnlib.open_url(str(path), sha1=sha1) as f:
+        assert f.read() == b"weights"
+    assert dnnlib.open_url(path.as_uri(), return_filename=True) == str(path)
+    with pytest.raises(IOError, match="SHA-1 mismatch"):
+        dnnlib.open_url(str(path), sha1="0" * 40)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        dnnlib.open_url(str(tmp_path / "missing.pt"))
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"payload")
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *a, **k: None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_open_url_downloads_once_then_uses_cache(http_server, tmp_path):
+    cache = tmp_path / "cache"
+    url = f"{http_server}/model.pt"
+    first = dnnlib.open_url(url, cache_dir=str(cache), return_filename=True, verbose=False)
+    assert open(first, "rb").read() == b"payload"
+    (tmp_path / "model.pt").unlink()  # the server can no longer serve it: the cache must answer
+    with dnnlib.open_url(url, cache_dir=str(cache), verbose=False) as f:
+        assert f.read() == b"payload"
+    assert [p.name for p in cache.iterdir()] == [os.path.basename(first)]
+
+
+def test_open_url_offline_without_cache_names_the_cache_path(tmp_path):
+    url = "http://127.0.0.1:9/missing/inception.pt"  # port 9 (discard): connection refused at once
+    with pytest.raises(IOError, match="offline") as info:
+        dnnlib.open_url(url, cache_dir=str(tmp_path), num_attempts=1, verbose=False)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_logger_tees_stdout_and_stderr(tmp_path):
+    log = tmp_path / "log.txt"
+    logger = dnnlib.Logger(str(log), file_mode="w")
+    print("to stdout")
+    print("to stderr", file=sys.stderr)
+    logger.close()
+    assert not isinstance(sys.stdout, util._Tee)
+    assert log.read_text() == "to stdout\nto stderr\n"
