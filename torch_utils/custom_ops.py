@@ -1,0 +1,298 @@
+"""Choosing and building our CUDA plugins.
+
+Two public entry points:
+
+- `resolve_impl` decides, per call, whether an op runs its CUDA plugin or its pure-PyTorch
+  reference path. It never falls back silently from a *forced* CUDA request, and it logs which
+  implementation is active the first time an op resolves (StyleGAN2-ADA's silent fall-back is
+  its most reported problem).
+- `get_plugin` JIT-builds a plugin with `torch.utils.cpp_extension.load` (ninja) once per machine,
+  into a cache directory keyed by the sources and the GPU architectures, under a file lock so
+  that several processes or ranks can call it at once (one builds, the others wait).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import hashlib
+import importlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import time
+import types
+from typing import Iterator, Sequence
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+IMPL_ENV_VAR = 'SPINEGAN_OPS_IMPL'
+IMPL_CHOICES = ('auto', 'ref', 'cuda')
+
+# Op name -> module whose `load_plugin()` builds and returns that op's extension module.
+# Imported lazily so that CPU-only use never touches the build machinery.
+_PLUGIN_MODULES = {
+    'bias_act': 'torch_utils.ops.bias_act_cuda',
+    'upfirdn2d': 'torch_utils.ops.upfirdn2d_cuda',
+}
+
+_plugin_status: dict[str, str | None] = {}   # op -> None when the plugin loaded, else why not.
+_logged: set[tuple[str, str]] = set()         # (op, message) pairs already logged.
+_loaded_plugins: dict[str, types.ModuleType] = {}
+_BUILD_DONE_MARKER = 'build-complete'
+
+# ----------------------------------------------------------------------------
+# Choosing the implementation.
+
+
+def _requested_mode(op_name: str, requested: str | None) -> str:
+    """The mode asked for: an explicit `impl` wins, otherwise SPINEGAN_OPS_IMPL (default 'auto')."""
+    if requested is not None and requested != 'auto':
+        if requested not in IMPL_CHOICES:
+            raise ValueError(f"{op_name}: impl={requested!r} is not one of {', '.join(IMPL_CHOICES)} (or None)")
+        return requested
+    mode = os.environ.get(IMPL_ENV_VAR, 'auto').strip().lower() or 'auto'
+    if mode not in IMPL_CHOICES:
+        raise ValueError(f"{IMPL_ENV_VAR}={os.environ[IMPL_ENV_VAR]!r} is not one of {', '.join(IMPL_CHOICES)}")
+    return mode
+
+
+def _plugin_failure(op_name: str) -> str | None:
+    """Loads the op's plugin once per process; returns None on success, else the reason it failed."""
+    if op_name not in _plugin_status:
+        if op_name not in _PLUGIN_MODULES:
+            _plugin_status[op_name] = f'no CUDA plugin exists for op {op_name!r}'
+        else:
+            try:
+                importlib.import_module(_PLUGIN_MODULES[op_name]).load_plugin()
+                _plugin_status[op_name] = None
+            except Exception as exc:  # Any build/import failure becomes a reason, reported by the caller.
+                _plugin_status[op_name] = f'plugin build/load failed: {type(exc).__name__}: {exc}'
+    return _plugin_status[op_name]
+
+
+def _cuda_unavailable_reason(op_name: str, tensor: torch.Tensor) -> str | None:
+    """Why the CUDA plugin cannot run on this tensor, or None when it can."""
+    if tensor.device.type != 'cuda':
+        return f'tensor is on {tensor.device.type}, not on a CUDA device'
+    if not torch.cuda.is_available():
+        return 'torch reports no usable CUDA device'
+    return _plugin_failure(op_name)
+
+
+def _log_once(op_name: str, message: str, level: int = logging.INFO) -> None:
+    if (op_name, message) not in _logged:
+        _logged.add((op_name, message))
+        logger.log(level, '%s: %s', op_name, message)
+
+
+def _describe_plugin(op_name: str, tensor: torch.Tensor) -> str:
+    major, minor = torch.cuda.get_device_capability(tensor.device)
+    plugin = _loaded_plugins.get(op_name)
+    where = os.path.dirname(plugin.__file__) if plugin is not None and plugin.__file__ else 'unknown'
+    return f'using CUDA plugin (sm_{major}{minor}, cached at {where})'
+
+
+def resolve_impl(op_name: str, requested: str | None, tensor: torch.Tensor) -> str:
+    """Returns 'cuda' or 'ref': which implementation `op_name` should use for `tensor`.
+
+    `requested` is None/'auto', 'ref' or 'cuda'; None/'auto' defer to $SPINEGAN_OPS_IMPL.
+    'auto' uses CUDA only for a CUDA tensor whose plugin builds and loads, and logs why not
+    otherwise. A forced 'cuda' that cannot be met raises RuntimeError naming the reason.
+    """
+    mode = _requested_mode(op_name, requested)
+    if mode == 'ref':
+        _log_once(op_name, 'using reference path (requested)')
+        return 'ref'
+    reason = _cuda_unavailable_reason(op_name, tensor)
+    if reason is None:
+        _log_once(op_name, _describe_plugin(op_name, tensor))
+        return 'cuda'
+    if mode == 'cuda':
+        raise RuntimeError(f"{op_name}: impl='cuda' was requested but cannot be used: {reason}")
+    # A CUDA tensor that falls back is a real slowdown: say so loudly.
+    level = logging.WARNING if tensor.device.type == 'cuda' else logging.INFO
+    _log_once(op_name, f'using reference path ({reason})', level)
+    return 'ref'
+
+# ----------------------------------------------------------------------------
+# Building plugins.
+
+
+def _find_cuda_home() -> str:
+    """The CUDA toolkit root: $CUDA_HOME/$CUDA_PATH, else a directory holding bin/nvcc and the headers.
+
+    torch guesses CUDA_HOME from `which nvcc`, which is wrong when nvcc is a wrapper script
+    (e.g. /usr/local/bin/nvcc -> /usr/local), so we check the headers are really there.
+    """
+    candidates = [os.environ.get('CUDA_HOME'), os.environ.get('CUDA_PATH')]
+    nvcc = shutil.which('nvcc')
+    if nvcc is not None:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates += sorted(glob.glob('/usr/local/cuda*'))
+    for home in candidates:
+        if home and os.path.isfile(os.path.join(home, 'bin', 'nvcc')) \
+                and os.path.isfile(os.path.join(home, 'include', 'cuda_runtime.h')):
+            return home
+    raise RuntimeError('nvcc (the CUDA compiler) was not found: install the CUDA toolkit matching '
+                       f'torch.version.cuda={torch.version.cuda} or set CUDA_HOME to its root')
+
+
+def _check_build_tools() -> str:
+    """Fails with a clear message when ninja or nvcc is missing; returns the CUDA root."""
+    from torch.utils import cpp_extension
+    if not cpp_extension.is_ninja_available():
+        raise RuntimeError("ninja was not found: `pip install ninja` (it builds our CUDA plugins)")
+    if torch.version.cuda is None:
+        raise RuntimeError(f'torch {torch.__version__} was built without CUDA; install a CUDA build of torch')
+    home = _find_cuda_home()
+    cpp_extension.CUDA_HOME = home  # Make torch use the toolkit we checked, not its own guess.
+    return home
+
+
+def cuda_arch_list() -> list[str]:
+    """Architectures to compile for: $TORCH_CUDA_ARCH_LIST, else those of the visible GPUs."""
+    env = os.environ.get('TORCH_CUDA_ARCH_LIST', '').strip()
+    if env:
+        return sorted(set(env.replace(',', ';').replace(' ', ';').split(';')) - {''})
+    if torch.cuda.is_available():
+        caps = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
+        return sorted(f'{major}.{minor}' for major, minor in caps)
+    raise RuntimeError('no GPU is visible and TORCH_CUDA_ARCH_LIST is unset: '
+                       'set it (e.g. "8.0;9.0") to say which architectures to build for')
+
+
+def _arch_tag(arch_list: Sequence[str]) -> str:
+    return '-'.join('sm_' + arch.replace('.', '').replace('+PTX', 'ptx') for arch in arch_list)
+
+
+def nvidia_wheel_include_dirs() -> list[str]:
+    """Header folders of the nvidia-* pip wheels (cuSPARSE, cuBLAS, ...) that torch's headers include."""
+    spec = importlib.util.find_spec('nvidia')
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(path for root in spec.submodule_search_locations
+                  for path in glob.glob(os.path.join(root, '*', 'include')))
+
+
+def source_hash(paths: Sequence[str], extra: str = '') -> str:
+    """A digest of the files' names and contents plus `extra` (build options, torch version)."""
+    digest = hashlib.sha256(extra.encode())
+    for path in paths:
+        digest.update(os.path.basename(path).encode() + b'\0')
+        with open(path, 'rb') as file:
+            digest.update(file.read())
+    return digest.hexdigest()[:16]
+
+
+def plugin_cache_dir(module_name: str, sources: Sequence[str], headers: Sequence[str] = (),
+                     arch_list: Sequence[str] | None = None, build_kwargs: dict | None = None) -> str:
+    """Where `get_plugin` builds: <TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions>/spinegan/<name>-<hash>-<arch>."""
+    arch_list = cuda_arch_list() if arch_list is None else list(arch_list)
+    extra = f'{torch.__version__}|{torch.version.cuda}|{sorted((build_kwargs or {}).items())!r}'
+    key = source_hash(list(sources) + list(headers), extra)
+    root = os.environ.get('TORCH_EXTENSIONS_DIR') or os.path.join(os.path.expanduser('~'), '.cache', 'torch_extensions')
+    return os.path.join(root, 'spinegan', f'{module_name}-{key}-{_arch_tag(arch_list)}')
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: str) -> Iterator[None]:
+    """An flock on `path`: the kernel releases it when a process dies, so it never goes stale."""
+    with open(path, 'a') as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
+def _populate_atomically(build_dir: str, files: Sequence[str]) -> None:
+    """Copies the sources into `build_dir`, which appears complete or not at all."""
+    if os.path.isdir(build_dir):
+        return
+    parent = os.path.dirname(build_dir)
+    tmp_dir = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(build_dir) + '-')
+    for path in files:
+        shutil.copyfile(path, os.path.join(tmp_dir, os.path.basename(path)))
+    try:
+        os.replace(tmp_dir, build_dir)
+    except OSError:  # Another process got there first; its copy is identical.
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _import_built(module_name: str, build_dir: str) -> types.ModuleType:
+    """Imports the compiled extension from `build_dir` without invoking ninja again."""
+    path = os.path.join(build_dir, module_name + '.so')
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None or not os.path.isfile(path):
+        raise RuntimeError(f'{module_name}: no built extension at {path}; delete {build_dir} to rebuild')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build(module_name: str, build_dir: str, sources: Sequence[str], arch_list: Sequence[str],
+           build_kwargs: dict) -> types.ModuleType:
+    """Runs the ninja build in `build_dir` (caller holds the lock) and marks it complete."""
+    from torch.utils import cpp_extension
+    stale_torch_lock = os.path.join(build_dir, 'lock')  # Left by a killed torch build; we hold the real lock.
+    if os.path.exists(stale_torch_lock):
+        os.remove(stale_torch_lock)
+    kwargs = dict(build_kwargs)
+    kwargs['extra_include_paths'] = list(kwargs.get('extra_include_paths', [])) + nvidia_wheel_include_dirs()
+    kwargs.setdefault('extra_cuda_cflags', ['--use_fast_math'])
+    saved_arch = os.environ.get('TORCH_CUDA_ARCH_LIST')
+    os.environ['TORCH_CUDA_ARCH_LIST'] = ';'.join(arch_list)
+    try:
+        module = cpp_extension.load(name=module_name, build_directory=build_dir, verbose=False,
+                                    sources=[os.path.join(build_dir, os.path.basename(s)) for s in sources],
+                                    **kwargs)
+    finally:
+        if saved_arch is None:
+            os.environ.pop('TORCH_CUDA_ARCH_LIST', None)
+        else:
+            os.environ['TORCH_CUDA_ARCH_LIST'] = saved_arch
+    with open(os.path.join(build_dir, _BUILD_DONE_MARKER), 'w') as file:
+        file.write(f'built {time.strftime("%Y-%m-%d %H:%M:%S")} for {";".join(arch_list)}\n')
+    return module
+
+
+def get_plugin(module_name: str, sources: Sequence[str], headers: Sequence[str] | None = None,
+               **build_kwargs) -> types.ModuleType:
+    """Builds (once per machine) and imports the CUDA extension `module_name`.
+
+    `sources` and `headers` are file paths; every other keyword goes to
+    `torch.utils.cpp_extension.load`. Safe to call from several processes at once.
+    """
+    if module_name in _loaded_plugins:
+        return _loaded_plugins[module_name]
+    headers = list(headers or [])
+    _check_build_tools()
+    arch_list = cuda_arch_list()
+    build_dir = plugin_cache_dir(module_name, sources, headers, arch_list, build_kwargs)
+    os.makedirs(os.path.dirname(build_dir), exist_ok=True)
+    if os.path.exists(os.path.join(build_dir, _BUILD_DONE_MARKER)):
+        module = _import_built(module_name, build_dir)
+    else:
+        with _exclusive_lock(build_dir + '.lock'):
+            _populate_atomically(build_dir, list(sources) + headers)
+            if os.path.exists(os.path.join(build_dir, _BUILD_DONE_MARKER)):
+                module = _import_built(module_name, build_dir)
+            else:
+                start = time.time()
+                module = _build(module_name, build_dir, sources, arch_list, build_kwargs)
+                logger.info('%s: built in %.1f s at %s', module_name, time.time() - start, build_dir)
+    _loaded_plugins[module_name] = module
+    return module
+
+
+def reset_state() -> None:
+    """Forgets resolved implementations and log lines (for tests and after changing the environment)."""
+    _plugin_status.clear()
+    _logged.clear()
+
