@@ -1,0 +1,91 @@
+"""Fused bias + activation + gain + clamp: y = clamp(act(x + b) * gain, -clamp, clamp).
+
+StyleGAN layers apply this sequence after every convolution and fully-connected layer, so it is one op
+with one name. The reference path below is plain PyTorch (differentiable to any order by autograd);
+a fused CUDA kernel with the same semantics lives in `bias_act_cuda.py` and is chosen by
+`custom_ops.resolve_impl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .. import custom_ops
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationSpec:
+    """One row of the activation table (names and defaults are those of the official op)."""
+
+    func: Callable[[torch.Tensor, float], torch.Tensor]
+    def_alpha: float
+    def_gain: float
+    cuda_idx: int
+    ref: str  # which tensor the backward needs: 'x' (input), 'y' (output) or '' (none)
+    has_2nd_grad: bool
+
+
+def _swish(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return torch.sigmoid(x) * x
+
+
+activation_funcs: dict[str, ActivationSpec] = {
+    'linear':   ActivationSpec(lambda x, alpha: x,                      0.0, 1.0,          1, '',  False),
+    'relu':     ActivationSpec(lambda x, alpha: F.relu(x),              0.0, math.sqrt(2), 2, 'y', False),
+    'lrelu':    ActivationSpec(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), 3, 'y', False),
+    'tanh':     ActivationSpec(lambda x, alpha: torch.tanh(x),          0.0, 1.0,          4, 'y', True),
+    'sigmoid':  ActivationSpec(lambda x, alpha: torch.sigmoid(x),       0.0, 1.0,          5, 'y', True),
+    'elu':      ActivationSpec(lambda x, alpha: F.elu(x),               0.0, 1.0,          6, 'y', True),
+    'selu':     ActivationSpec(lambda x, alpha: F.selu(x),              0.0, 1.0,          7, 'y', True),
+    'softplus': ActivationSpec(lambda x, alpha: F.softplus(x),          0.0, 1.0,          8, 'y', True),
+    'swish':    ActivationSpec(_swish,                                  0.0, math.sqrt(2), 9, 'x', True),
+}
+
+
+def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: str = 'linear',
+             alpha: float | None = None, gain: float | None = None, clamp: float | None = None,
+             impl: str | None = None) -> torch.Tensor:
+    """Add bias `b` along dimension `dim` of `x`, apply activation `act`, scale by `gain`, clamp to +-`clamp`.
+
+    `alpha`/`gain` default to the activation's table entry; `clamp=None` means no clamping. The gradient is
+    zero where the output is clamped. `impl` is None/'auto', 'ref' or 'cuda' (see `custom_ops.resolve_impl`).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'bias_act: x must be a torch.Tensor, got {type(x).__name__}')
+    if act not in activation_funcs:
+        raise ValueError(f'bias_act: unknown act {act!r}; expected one of {sorted(activation_funcs)}')
+    if b is not None:
+        if b.ndim != 1 or not 0 <= dim < x.ndim or b.shape[0] != x.shape[dim]:
+            raise ValueError(f'bias_act: b must be 1-D with x.shape[dim] = {x.shape[dim] if 0 <= dim < x.ndim else "?"}'
+                             f' entries (dim={dim}, x.shape={tuple(x.shape)}), got b.shape={tuple(b.shape)}')
+    if clamp is not None and clamp < 0:
+        raise ValueError(f'bias_act: clamp must be None or >= 0, got {clamp}')
+    spec = activation_funcs[act]
+    alpha = float(spec.def_alpha if alpha is None else alpha)
+    gain = float(spec.def_gain if gain is None else gain)
+    clamp = None if clamp is None else float(clamp)
+    if custom_ops.resolve_impl('bias_act', impl, x) == 'cuda':
+        from .bias_act_cuda import bias_act_cuda
+        return bias_act_cuda(x, b, dim, act, alpha, gain, clamp)
+    return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
+
+
+def _bias_act_ref(x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: ActivationSpec,
+                  alpha: float, gain: float, clamp: float | None) -> torch.Tensor:
+    """Plain PyTorch composition; differentiable to any order."""
+    # Without autograd every step after the first may overwrite its input: one allocation in total.
+    inplace = not (torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)))
+    y = x
+    if b is not None:
+        y = y + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    y = spec.func(y, alpha)
+    if gain != 1:
+        y = y.mul_(gain) if inplace and y is not x else y * gain
+    if clamp is not None:
+        y = y.clamp_(-clamp, clamp) if inplace and y is not x else y.clamp(-clamp, clamp)
+    return y
