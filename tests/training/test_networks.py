@@ -1,0 +1,571 @@
+"""training.networks: official state_dict layout (keys, shapes, buffers, order) and forward semantics.
+
+The expected tables are written here from the facts sheet (section 2), independently of the code under test.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training import networks
+
+# ----------------------------------------------------------------------------------------------------------
+# Expected tables from the facts sheet's rules: a list of (key, shape, is_buffer) in state_dict order.
+
+RF = [4, 4]  # resample_filter: outer([1,3,3,1]) / 64
+
+
+def _channels(res, base, cmax):
+    return min(base // res, cmax)
+
+
+def _expected_g(z_dim, c_dim, w_dim, res, img_ch, base, cmax, map_layers, arch):
+    rows = []
+    log2 = int(math.log2(res))
+    C = lambda r: _channels(r, base, cmax)  # noqa: E731
+
+    def syn_layer(prefix, cin, cout, r):
+        rows.extend([(f'{prefix}.weight', [cout, cin, 3, 3], False), (f'{prefix}.noise_strength', [], False),
+                     (f'{prefix}.bias', [cout], False), (f'{prefix}.resample_filter', RF, True),
+                     (f'{prefix}.noise_const', [r, r], True), (f'{prefix}.affine.weight', [cin, w_dim], False),
+                     (f'{prefix}.affine.bias', [cin], False)])
+
+    def torgb(prefix, cin):
+        rows.extend([(f'{prefix}.weight', [img_ch, cin, 1, 1], False), (f'{prefix}.bias', [img_ch], False),
+                     (f'{prefix}.affine.weight', [cin, w_dim], False), (f'{prefix}.affine.bias', [cin], False)])
+
+    for r in [2 ** i for i in range(2, log2 + 1)]:
+        p = f'synthesis.b{r}'
+        last = r == res
+        if r == 4:
+            rows.append((f'{p}.const', [C(4), 4, 4], False))
+            rows.append((f'{p}.resample_filter', RF, True))
+            syn_layer(f'{p}.conv1', C(4), C(4), 4)
+        else:
+            rows.append((f'{p}.resample_filter', RF, True))
+            syn_layer(f'{p}.conv0', C(r // 2), C(r), r)
+            syn_layer(f'{p}.conv1', C(r), C(r), r)
+        if arch == 'skip' or last:
+            torgb(f'{p}.torgb', C(r))
+        if arch == 'resnet' and r > 4:
+            rows.extend([(f'{p}.skip.weight', [C(r), C(r // 2), 1, 1], False), (f'{p}.skip.resample_filter', RF, True)])
+    rows.append(('mapping.w_avg', [w_dim], True))
+    embed = w_dim if c_dim > 0 else 0
+    if c_dim > 0:
+        rows.extend([('mapping.embed.weight', [w_dim, c_dim], False), ('mapping.embed.bias', [w_dim], False)])
+    for i in range(map_layers):
+        rows.extend([(f'mapping.fc{i}.weight', [w_dim, z_dim + embed if i == 0 else w_dim], False),
+                     (f'mapping.fc{i}.bias', [w_dim], False)])
+    return rows
+
+
+def _expected_d(c_dim, res, img_ch, base, cmax, arch, mbstd_channels=1, map_layers=8):
+    rows = []
+    log2 = int(math.log2(res))
+    C = lambda r: _channels(r, base, cmax)  # noqa: E731
+
+    def conv(prefix, cin, cout, k, bias=True):
+        rows.append((f'{prefix}.weight', [cout, cin, k, k], False))
+        if bias:
+            rows.append((f'{prefix}.bias', [cout], False))
+        rows.append((f'{prefix}.resample_filter', RF, True))
+
+    for r in [2 ** i for i in range(log2, 2, -1)]:
+        p = f'b{r}'
+        rows.append((f'{p}.resample_filter', RF, True))
+        if r == res or arch == 'skip':
+            conv(f'{p}.fromrgb', img_ch, C(r), 1)
+        conv(f'{p}.conv0', C(r), C(r), 3)
+        conv(f'{p}.conv1', C(r), C(r // 2), 3)
+        if arch == 'resnet':
+            conv(f'{p}.skip', C(r), C(r // 2), 1, bias=False)
+    cmap = C(4) if c_dim > 0 else 0
+    if c_dim > 0:
+        rows.extend([('mapping.embed.weight', [cmap, c_dim], False), ('mapping.embed.bias', [cmap], False)])
+        for i in range(map_layers):
+            rows.extend([(f'mapping.fc{i}.weight', [cmap, cmap], False), (f'mapping.fc{i}.bias', [cmap], False)])
+    if arch == 'skip':
+        conv('b4.fromrgb', img_ch, C(4), 1)
+    conv('b4.conv', C(4) + mbstd_channels, C(4), 3)
+    rows.extend([('b4.fc.weight', [C(4), C(4) * 16], False), ('b4.fc.bias', [C(4)], False),
+                 ('b4.out.weight', [cmap or 1, C(4)], False), ('b4.out.bias', [cmap or 1], False)])
+    return rows
+
+
+def _actual(module):
+    buffers = {name for name, _ in module.named_buffers()}
+    return [(k, list(v.shape), k in buffers) for k, v in module.state_dict().items()]
+
+
+# The facts sheet's verified res-64, c_dim=2, RGB table (channel_base 16384, G map=2, D mapping 8 layers),
+# written out key by key. Format: key shape [B]. C[4..32]=512, C[64]=256.
+FACT_SHEET_TABLE_G = """
+synthesis.b4.const 512,4,4
+synthesis.b4.resample_filter 4,4 B
+synthesis.b4.conv1.weight 512,512,3,3
+synthesis.b4.conv1.noise_strength -
+synthesis.b4.conv1.bias 512
+synthesis.b4.conv1.resample_filter 4,4 B
+synthesis.b4.conv1.noise_const 4,4 B
+synthesis.b4.conv1.affine.weight 512,512
+synthesis.b4.conv1.affine.bias 512
+synthesis.b4.torgb.weight 3,512,1,1
+synthesis.b4.torgb.bias 3
+synthesis.b4.torgb.affine.weight 512,512
+synthesis.b4.torgb.affine.bias 512
+synthesis.b8.resample_filter 4,4 B
+synthesis.b8.conv0.weight 512,512,3,3
+synthesis.b8.conv0.noise_strength -
+synthesis.b8.conv0.bias 512
+synthesis.b8.conv0.resample_filter 4,4 B
+synthesis.b8.conv0.noise_const 8,8 B
+synthesis.b8.conv0.affine.weight 512,512
+synthesis.b8.conv0.affine.bias 512
+synthesis.b8.conv1.weight 512,512,3,3
+synthesis.b8.conv1.noise_strength -
+synthesis.b8.conv1.bias 512
+synthesis.b8.conv1.resample_filter 4,4 B
+synthesis.b8.conv1.noise_const 8,8 B
+synthesis.b8.conv1.affine.weight 512,512
+synthesis.b8.conv1.affine.bias 512
+synthesis.b8.torgb.weight 3,512,1,1
+synthesis.b8.torgb.bias 3
+synthesis.b8.torgb.affine.weight 512,512
+synthesis.b8.torgb.affine.bias 512
+synthesis.b16.resample_filter 4,4 B
+synthesis.b16.conv0.weight 512,512,3,3
+synthesis.b16.conv0.noise_strength -
+synthesis.b16.conv0.bias 512
+synthesis.b16.conv0.resample_filter 4,4 B
+synthesis.b16.conv0.noise_const 16,16 B
+synthesis.b16.conv0.affine.weight 512,512
+synthesis.b16.conv0.affine.bias 512
+synthesis.b16.conv1.weight 512,512,3,3
+synthesis.b16.conv1.noise_strength -
+synthesis.b16.conv1.bias 512
+synthesis.b16.conv1.resample_filter 4,4 B
+synthesis.b16.conv1.noise_const 16,16 B
+synthesis.b16.conv1.affine.weight 512,512
+synthesis.b16.conv1.affine.bias 512
+synthesis.b16.torgb.weight 3,512,1,1
+synthesis.b16.torgb.bias 3
+synthesis.b16.torgb.affine.weight 512,512
+synthesis.b16.torgb.affine.bias 512
+synthesis.b32.resample_filter 4,4 B
+synthesis.b32.conv0.weight 512,512,3,3
+synthesis.b32.conv0.noise_strength -
+synthesis.b32.conv0.bias 512
+synthesis.b32.conv0.resample_filter 4,4 B
+synthesis.b32.conv0.noise_const 32,32 B
+synthesis.b32.conv0.affine.weight 512,512
+synthesis.b32.conv0.affine.bias 512
+synthesis.b32.conv1.weight 512,512,3,3
+synthesis.b32.conv1.noise_strength -
+synthesis.b32.conv1.bias 512
+synthesis.b32.conv1.resample_filter 4,4 B
+synthesis.b32.conv1.noise_const 32,32 B
+synthesis.b32.conv1.affine.weight 512,512
+synthesis.b32.conv1.affine.bias 512
+synthesis.b32.torgb.weight 3,512,1,1
+synthesis.b32.torgb.bias 3
+synthesis.b32.torgb.affine.weight 512,512
+synthesis.b32.torgb.affine.bias 512
+synthesis.b64.resample_filter 4,4 B
+synthesis.b64.conv0.weight 256,512,3,3
+synthesis.b64.conv0.noise_strength -
+synthesis.b64.conv0.bias 256
+synthesis.b64.conv0.resample_filter 4,4 B
+synthesis.b64.conv0.noise_const 64,64 B
+synthesis.b64.conv0.affine.weight 512,512
+synthesis.b64.conv0.affine.bias 512
+synthesis.b64.conv1.weight 256,256,3,3
+synthesis.b64.conv1.noise_strength -
+synthesis.b64.conv1.bias 256
+synthesis.b64.conv1.resample_filter 4,4 B
+synthesis.b64.conv1.noise_const 64,64 B
+synthesis.b64.conv1.affine.weight 256,512
+synthesis.b64.conv1.affine.bias 256
+synthesis.b64.torgb.weight 3,256,1,1
+synthesis.b64.torgb.bias 3
+synthesis.b64.torgb.affine.weight 256,512
+synthesis.b64.torgb.affine.bias 256
+mapping.w_avg 512 B
+mapping.embed.weight 512,2
+mapping.embed.bias 512
+mapping.fc0.weight 512,1024
+mapping.fc0.bias 512
+mapping.fc1.weight 512,512
+mapping.fc1.bias 512
+"""
+
+FACT_SHEET_TABLE_D = """
+b64.resample_filter 4,4 B
+b64.fromrgb.weight 256,3,1,1
+b64.fromrgb.bias 256
+b64.fromrgb.resample_filter 4,4 B
+b64.conv0.weight 256,256,3,3
+b64.conv0.bias 256
+b64.conv0.resample_filter 4,4 B
+b64.conv1.weight 512,256,3,3
+b64.conv1.bias 512
+b64.conv1.resample_filter 4,4 B
+b64.skip.weight 512,256,1,1
+b64.skip.resample_filter 4,4 B
+""" + "".join(f"""
+b{r}.resample_filter 4,4 B
+b{r}.conv0.weight 512,512,3,3
+b{r}.conv0.bias 512
+b{r}.conv0.resample_filter 4,4 B
+b{r}.conv1.weight 512,512,3,3
+b{r}.conv1.bias 512
+b{r}.conv1.resample_filter 4,4 B
+b{r}.skip.weight 512,512,1,1
+b{r}.skip.resample_filter 4,4 B
+""" for r in (32, 16, 8)) + """
+mapping.embed.weight 512,2
+mapping.embed.bias 512
+""" + "".join(f"""
+mapping.fc{i}.weight 512,512
+mapping.fc{i}.bias 512
+""" for i in range(8)) + """
+b4.conv.weight 512,513,3,3
+b4.conv.bias 512
+b4.conv.resample_filter 4,4 B
+b4.fc.weight 512,8192
+b4.fc.bias 512
+b4.out.weight 512,512
+b4.out.bias 512
+"""
+
+
+def _parse_table(text):
+    rows = []
+    for line in text.strip().splitlines():
+        if not line.strip():
+            continue
+        key, shape, *flag = line.split()
+        rows.append((key, [] if shape == '-' else [int(s) for s in shape.split(',')], flag == ['B']))
+    return rows
+
+
+def _small_g(res=16, c_dim=0, img_ch=3, arch='skip', **synthesis_kwargs):
+    synthesis_kwargs = dict(channel_base=256, channel_max=32, architecture=arch, **synthesis_kwargs)
+    return networks.Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=res, img_channels=img_ch,
+                              mapping_kwargs=dict(num_layers=2), synthesis_kwargs=synthesis_kwargs)
+
+
+def _small_d(res=16, c_dim=0, img_ch=3, arch='resnet', **kwargs):
+    return networks.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_ch, architecture=arch,
+                                  channel_base=256, channel_max=32, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# state_dict layout
+
+
+def test_fact_sheet_res64_table_verbatim():
+    torch.manual_seed(0)
+    G = networks.Generator(z_dim=512, c_dim=2, w_dim=512, img_resolution=64, img_channels=3,
+                           mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=16384))
+    D = networks.Discriminator(c_dim=2, img_resolution=64, img_channels=3, channel_base=16384)
+    assert _actual(G) == _parse_table(FACT_SHEET_TABLE_G)
+    assert _actual(D) == _parse_table(FACT_SHEET_TABLE_D)
+    assert G.num_ws == 10
+    filt = torch.tensor([1., 3., 3., 1.])
+    assert torch.equal(G.synthesis.b8.resample_filter, torch.outer(filt, filt) / 64)
+
+
+G_CONFIGS = [  # res, c_dim, img_channels, architecture, channel_base, channel_max, mapping layers
+    (32, 0, 1, 'skip', 512, 64, 2),
+    (64, 2, 3, 'orig', 1024, 48, 1),
+    (128, 2, 1, 'resnet', 2048, 32, 3),
+    (256, 0, 3, 'skip', 4096, 64, 8),
+]
+
+
+@pytest.mark.parametrize('res,c_dim,img_ch,arch,base,cmax,map_layers', G_CONFIGS)
+def test_generator_state_dict_matches_rules(res, c_dim, img_ch, arch, base, cmax, map_layers):
+    G = networks.Generator(z_dim=24, c_dim=c_dim, w_dim=20, img_resolution=res, img_channels=img_ch,
+                           mapping_kwargs=dict(num_layers=map_layers),
+                           synthesis_kwargs=dict(channel_base=base, channel_max=cmax, architecture=arch))
+    assert _actual(G) == _expected_g(24, c_dim, 20, res, img_ch, base, cmax, map_layers, arch)
+    assert G.num_ws == 2 * int(math.log2(res)) - 2
+    assert list(dict(G.named_children())) == ['synthesis', 'mapping']
+
+
+D_CONFIGS = [  # res, c_dim, img_channels, architecture, channel_base, channel_max
+    (32, 0, 1, 'resnet', 512, 64),
+    (64, 2, 3, 'skip', 1024, 48),
+    (128, 2, 1, 'orig', 2048, 32),
+    (256, 0, 3, 'resnet', 4096, 64),
+]
+
+
+@pytest.mark.parametrize('res,c_dim,img_ch,arch,base,cmax', D_CONFIGS)
+def test_discriminator_state_dict_matches_rules(res, c_dim, img_ch, arch, base, cmax):
+    D = networks.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_ch, architecture=arch,
+                               channel_base=base, channel_max=cmax)
+    assert _actual(D) == _expected_d(c_dim, res, img_ch, base, cmax, arch)
+    children = list(dict(D.named_children()))
+    assert children == [f'b{2 ** i}' for i in range(int(math.log2(res)), 2, -1)] + \
+        (['mapping'] if c_dim else []) + ['b4']
+
+
+def test_mbstd_off_removes_one_input_channel_of_b4_conv():
+    D = _small_d(epilogue_kwargs=dict(mbstd_num_channels=0))
+    assert _actual(D) == _expected_d(0, 16, 3, 256, 32, 'resnet', mbstd_channels=0)
+    assert D.b4.conv.weight.shape[1] == D.b4.in_channels
+    assert D(torch.randn(3, 3, 16, 16), None).shape == (3, 1)  # no group constraint without mbstd
+
+
+def test_freeze_layers_turns_the_first_layers_into_buffers_with_the_same_keys():
+    D = _small_d(res=32, block_kwargs=dict(freeze_layers=5))
+    # Global layer order: b32.fromrgb, b32.conv0, b32.conv1, b32.skip, b16.conv0 | b16.conv1, ...
+    frozen = {'b32.fromrgb', 'b32.conv0', 'b32.conv1', 'b32.skip', 'b16.conv0'}
+    params = {name for name, _ in D.named_parameters()}
+    for prefix in frozen:
+        assert f'{prefix}.weight' not in params
+    assert 'b16.conv1.weight' in params and 'b8.skip.weight' in params
+    # Frozen weights become buffers, so they move after resample_filter in the order, but keys and shapes stay.
+    assert sorted((k, s) for k, s, _ in _actual(D)) == sorted((k, s) for k, s, _ in _actual(_small_d(res=32)))
+
+
+def test_init_kwargs_rebuild_an_identical_layout():
+    G = _small_g(res=32, c_dim=3, arch='resnet', num_fp16_res=2, conv_clamp=256)
+    D = _small_d(res=32, c_dim=3, arch='skip', block_kwargs=dict(freeze_layers=2),
+                 epilogue_kwargs=dict(mbstd_group_size=2))
+    for net in (G, D):
+        clone = type(net)(**net.init_kwargs)
+        assert _actual(clone) == _actual(net)
+    assert G.init_kwargs.synthesis_kwargs.num_fp16_res == 2
+    assert D.init_kwargs.epilogue_kwargs == {'mbstd_group_size': 2}
+
+
+def test_bad_resolution_is_rejected_with_its_value():
+    with pytest.raises(ValueError, match='48'):
+        _small_g(res=48)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layers against float64 brute force
+
+
+def test_fully_connected_layer_equalised_lr():
+    torch.manual_seed(1)
+    layer = networks.FullyConnectedLayer(5, 3, activation='lrelu', lr_multiplier=0.1, bias_init=0.5)
+    x = torch.randn(4, 5)
+    w = layer.weight.double() * 0.1 / math.sqrt(5)
+    y = x.double() @ w.t() + layer.bias.double() * 0.1
+    ref = F.leaky_relu(y, 0.2) * math.sqrt(2)
+    assert torch.allclose(layer(x).double(), ref, atol=1e-6)
+    assert torch.allclose(layer.bias, torch.full([3], 0.5))
+
+
+def _modconv_reference(x, weight, styles, demodulate):
+    """Per-sample conv with an explicitly modulated (and demodulated) weight, in float64."""
+    out = []
+    for n in range(x.shape[0]):
+        w = weight.double() * styles[n].double().reshape(1, -1, 1, 1)
+        if demodulate:
+            w = w / (w.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
+        out.append(F.conv2d(x[n:n + 1].double(), w, padding=weight.shape[-1] // 2))
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize('fused', [True, False])
+@pytest.mark.parametrize('demodulate', [True, False])
+def test_modulated_conv2d_matches_brute_force(fused, demodulate):
+    torch.manual_seed(2)
+    x, weight, styles = torch.randn(3, 4, 6, 6), torch.randn(5, 4, 3, 3), torch.randn(3, 4)
+    y = networks.modulated_conv2d(x, weight, styles, padding=1, demodulate=demodulate, fused_modconv=fused)
+    assert torch.allclose(y.double(), _modconv_reference(x, weight, styles, demodulate), atol=1e-5)
+
+
+def test_modulated_conv2d_fused_equals_non_fused_with_upsampling_and_noise():
+    torch.manual_seed(3)
+    x, weight, styles = torch.randn(2, 4, 5, 5), torch.randn(6, 4, 3, 3), torch.randn(2, 4)
+    noise = torch.randn(2, 1, 10, 10)
+    f = networks.upfirdn2d.setup_filter([1, 3, 3, 1])
+    kwargs = dict(noise=noise, up=2, padding=1, resample_filter=f, flip_weight=False)
+    a = networks.modulated_conv2d(x, weight, styles, fused_modconv=True, **kwargs)
+    b = networks.modulated_conv2d(x, weight, styles, fused_modconv=False, **kwargs)
+    assert a.shape == (2, 6, 10, 10)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_conv2d_layer_trainable_false_uses_buffers_and_same_output():
+    torch.manual_seed(4)
+    a = networks.Conv2dLayer(3, 4, 3, activation='lrelu')
+    b = networks.Conv2dLayer(3, 4, 3, activation='lrelu', trainable=False)
+    b.load_state_dict(a.state_dict())
+    assert [n for n, _ in b.named_parameters()] == []
+    assert {n for n, _ in b.named_buffers()} == {'resample_filter', 'weight', 'bias'}
+    assert set(b.state_dict()) == set(a.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    ref = F.leaky_relu(F.conv2d(x.double(), a.weight.double() / math.sqrt(27), a.bias.double(), padding=1), 0.2)
+    assert torch.allclose(b(x).double(), ref * math.sqrt(2), atol=1e-5)
+    assert torch.equal(a(x), b(x))
+
+
+def test_minibatch_std_matches_loop_over_groups():
+    torch.manual_seed(5)
+    x = torch.randn(6, 4, 3, 3)
+    layer = networks.MinibatchStdLayer(group_size=3, num_channels=2)
+    y = layer(x)
+    assert y.shape == (6, 6, 3, 3) and torch.equal(y[:, :4], x)
+    xd = x.double()
+    for n in range(6):
+        members = [m for m in range(6) if m % 2 == n % 2]  # sample n is in group n % (N/G)
+        for f in range(2):
+            group = xd[members][:, 2 * f:2 * f + 2]
+            std = (group.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
+            assert torch.allclose(y[n, 4 + f].double(), std.expand(3, 3), atol=1e-6)
+
+
+def test_minibatch_std_rejects_indivisible_batch():
+    with pytest.raises(ValueError, match='divisible'):
+        networks.MinibatchStdLayer(group_size=4)(torch.randn(6, 2, 4, 4))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Generator and discriminator behaviour
+
+
+@pytest.mark.parametrize('arch', ['skip', 'orig', 'resnet'])
+@pytest.mark.parametrize('img_ch', [1, 3])
+def test_generator_forward_shape_and_range(arch, img_ch):
+    torch.manual_seed(6)
+    G = _small_g(res=16, c_dim=2, img_ch=img_ch, arch=arch)
+    z, c = torch.randn(4, 16), F.one_hot(torch.tensor([0, 1, 0, 1]), 2).float()
+    img = G(z, c)
+    assert img.shape == (4, img_ch, 16, 16) and img.dtype == torch.float32
+    assert torch.isfinite(img).all()
+    assert 0.05 < img.std().item() < 3 and img.abs().max().item() < 10
+
+
+@pytest.mark.parametrize('arch', ['resnet', 'skip', 'orig'])
+def test_discriminator_forward_conditional_and_not(arch):
+    torch.manual_seed(7)
+    img = torch.randn(4, 3, 16, 16)
+    D0, D2 = _small_d(arch=arch), _small_d(arch=arch, c_dim=2)
+    assert D0(img, None).shape == (4, 1)
+    c = F.one_hot(torch.tensor([0, 1, 1, 0]), 2).float()
+    logits = D2(img, c)
+    assert logits.shape == (4, 1) and torch.isfinite(logits).all()
+
+
+def test_discriminator_projection_conditioning():
+    torch.manual_seed(8)
+    D = _small_d(c_dim=2)
+    img, c = torch.randn(4, 3, 16, 16), torch.randn(4, 2)
+    captured = {}
+    D.b4.out.register_forward_hook(lambda m, i, o: captured.update(out=o))
+    logits = D(img, c)
+    cmap = D.mapping(None, c)
+    expected = (captured['out'] * cmap).sum(dim=1, keepdim=True) / math.sqrt(D.b4.cmap_dim)
+    assert torch.allclose(logits, expected, atol=1e-6)
+
+
+def test_truncation_psi_zero_gives_w_avg_and_cutoff_limits_it():
+    torch.manual_seed(9)
+    G = _small_g().eval()
+    G.mapping.w_avg.copy_(torch.randn(16))
+    z = torch.randn(3, 16)
+    ws = G.mapping(z, None, truncation_psi=0)
+    assert torch.allclose(ws, G.mapping.w_avg.expand(3, G.num_ws, 16))
+    full = G.mapping(z, None)
+    cut = G.mapping(z, None, truncation_psi=0, truncation_cutoff=2)
+    assert torch.allclose(cut[:, :2], G.mapping.w_avg.expand(3, 2, 16))
+    assert torch.equal(cut[:, 2:], full[:, 2:])
+    half = G.mapping(z, None, truncation_psi=0.5)
+    assert torch.allclose(half, (full + G.mapping.w_avg) / 2, atol=1e-6)
+
+
+def test_w_avg_update_only_in_training_mode():
+    torch.manual_seed(10)
+    G = _small_g()
+    z = torch.randn(5, 16)
+    G.mapping.w_avg.copy_(torch.randn(16))
+    before = G.mapping.w_avg.clone()
+    G.eval()
+    w = G.mapping(z, None)[:, 0]
+    assert torch.equal(G.mapping.w_avg, before)
+    G.train()
+    G.mapping(z, None, skip_w_avg_update=True)
+    assert torch.equal(G.mapping.w_avg, before)
+    G.mapping(z, None)
+    expected = before + (w.mean(dim=0) - before) * (1 - 0.995)
+    assert torch.allclose(G.mapping.w_avg, expected, atol=1e-6)
+
+
+def test_noise_modes():
+    torch.manual_seed(11)
+    G = _small_g().eval()
+    for name, p in G.named_parameters():
+        if name.endswith('noise_strength'):
+            p.data.fill_(1.0)
+    z = torch.randn(2, 16)
+    a, b = G(z, None, noise_mode='const'), G(z, None, noise_mode='const')
+    assert torch.equal(a, b)
+    r1, r2 = G(z, None, noise_mode='random'), G(z, None, noise_mode='random')
+    assert not torch.allclose(r1, r2)
+    for buf_name, buf in G.named_buffers():
+        if buf_name.endswith('noise_const'):
+            buf.zero_()
+    assert torch.allclose(G(z, None, noise_mode='const'), G(z, None, noise_mode='none'), atol=1e-6)
+    with pytest.raises(ValueError, match='noise_mode'):
+        G(z, None, noise_mode='bogus')
+
+
+@pytest.mark.parametrize('arch', ['skip', 'resnet'])
+def test_each_block_gets_the_official_ws(arch):
+    torch.manual_seed(12)
+    G = _small_g(res=16, arch=arch).eval()
+    seen = {}
+    for name, module in G.synthesis.named_modules():
+        if name.endswith('affine'):
+            module.register_forward_hook(lambda m, i, o, name=name: seen.update({name: i[0]}))
+    ws = torch.randn(2, G.num_ws, 16)
+    G.synthesis(ws, noise_mode='const')
+    # Each block takes num_conv + num_torgb ws but advances by num_conv: torgb shares w with the next conv0.
+    expected = {'b4.conv1': 0, 'b8.conv0': 1, 'b8.conv1': 2, 'b16.conv0': 3, 'b16.conv1': 4, 'b16.torgb': 5}
+    if arch == 'skip':
+        expected.update({'b4.torgb': 1, 'b8.torgb': 3})
+    assert set(seen) == {f'{k}.affine' for k in expected}
+    for layer, idx in expected.items():
+        assert torch.equal(seen[f'{layer}.affine'], ws[:, idx])
+
+
+def test_fused_and_non_fused_generator_agree():
+    torch.manual_seed(13)
+    G = _small_g(res=16, c_dim=2).eval()
+    ws = G.mapping(torch.randn(3, 16), torch.randn(3, 2))
+    a = G.synthesis(ws, noise_mode='const', fused_modconv=True)
+    b = G.synthesis(ws, noise_mode='const', fused_modconv=False)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu():
+    torch.manual_seed(14)
+    G32 = _small_g(res=16)
+    G16 = _small_g(res=16, num_fp16_res=4, conv_clamp=256, fp16_channels_last=True)
+    G16.load_state_dict(G32.state_dict())
+    z = torch.randn(2, 16)
+    out = G16(z, None, noise_mode='const')
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, G32(z, None, noise_mode='const'), atol=1e-5)
+    D16 = _small_d(num_fp16_res=4, conv_clamp=256, block_kwargs=dict(fp16_channels_last=True))
+    assert D16(out, None).dtype == torch.float32
+
+
+def test_gradients_reach_every_trainable_parameter():
+    torch.manual_seed(15)
+    G, D = _small_g(c_dim=2), _small_d(c_dim=2)
+    c = torch.randn(4, 2)
+    D(G(torch.randn(4, 16), c), c).sum().backward()
+    for net in (G, D):
+        missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+        assert missing == []
