@@ -1,0 +1,97 @@
+"""Network architectures for the spine classifier: DenseNet-121 (the paper's), ResNet-18, and a small fast CNN.
+
+Torchvision backbones are built with `weights=None`: nothing is downloaded at run time. Optional initial weights
+(e.g. ImageNet weights saved earlier) come from a local state-dict file and are loaded into the unmodified
+torchvision model before its first convolution and head are adapted to our channels and classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+ARCHITECTURES = ("small_cnn", "resnet18", "densenet121")
+
+
+class SmallCNN(nn.Module):
+    """Conv-BN-ReLU blocks that halve the resolution, global average pooling, one linear layer.
+
+    Sized to train on a few thousand 64x64 images in minutes on 2 CPU cores; works at any input resolution.
+    """
+
+    def __init__(self, in_channels: int, num_outputs: int, width: int = 16, num_blocks: int = 4,
+                 dropout: float = 0.1):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i in range(num_blocks):
+            out = width * 2 ** i
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                                  nn.Linear(channels, num_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
+    """A copy of `conv` taking `in_channels` inputs; RGB weights are summed to gray so pretrained filters keep
+    their response to a gray image repeated over three channels."""
+    if conv.in_channels == in_channels:
+        return conv
+    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    bias=conv.bias is not None)
+    with torch.no_grad():
+        summed = conv.weight.sum(dim=1, keepdim=True)
+        new.weight.copy_(summed.repeat(1, in_channels, 1, 1) / in_channels)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new
+
+
+def _load_init_weights(model: nn.Module, path: str | Path) -> None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"--init-weights {path}: cannot read a state dict ({exc})") from exc
+    if not isinstance(state, dict):
+        raise ValueError(f"--init-weights {path}: expected a state dict, got {type(state).__name__}")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"--init-weights {path}: does not match torchvision {type(model).__name__} "
+                         f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
+
+
+def build_network(arch: str, in_channels: int, num_outputs: int, arch_kwargs: dict[str, Any] | None = None,
+                  init_weights: str | Path | None = None) -> nn.Module:
+    """Build `arch` for `in_channels`-channel input and `num_outputs` logits.
+
+    `init_weights` (torchvision backbones only) is a state dict of the stock 3-channel, 1000-class model.
+    """
+    arch_kwargs = dict(arch_kwargs or {})
+    if arch == "small_cnn":
+        if init_weights is not None:
+            raise ValueError("--init-weights applies to torchvision backbones only, not small_cnn")
+        return SmallCNN(in_channels, num_outputs, **arch_kwargs)
+    if arch == "resnet18":
+        model = torchvision.models.resnet18(weights=None, **arch_kwargs)
+        if init_weights is not None:
+            _load_init_weights(model, init_weights)
+        model.conv1 = _adapt_first_conv(model.conv1, in_channels)
+        model.fc = nn.Linear(model.fc.in_features, num_outputs)
+        return model
+    if arch == "densenet121":
+        model = torchvision.models.densenet121(weights=None, **arch_kwargs)
+        if init_weights is not None:
+            _load_init_weights(model, init_weights)
+        model.features.conv0 = _adapt_first_conv(model.features.conv0, in_channels)
+        model.classifier = nn.Linear(model.classifier.in_features, num_outputs)
+        return model
+    raise ValueError(f"unknown classifier architecture {arch!r}; expected one of {', '.join(ARCHITECTURES)}")
