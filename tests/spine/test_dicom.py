@@ -153,3 +153,24 @@ def test_decode_image_dispatch(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(dicom.DecodeError, match="unreadable image"):
         dicom.decode_image(os.fspath(tmp_path / "bad.png"))
+
+
+def test_phantom_bone_bright_for_both_photometric_interpretations(tmp_path):
+    # The phantom stores MAX_STORED - pixels for MONOCHROME1; after decoding, every image must
+    # correlate positively with the phantom's own pixels (bone bright), whatever its rescale/window.
+    import pydicom
+
+    from spine.phantom import make_phantom_tree
+    from spine.phantom_image import MAX_STORED
+
+    make_phantom_tree(str(tmp_path / "ph"), 12, 0, seed=2, size=64)
+    seen = set()
+    for name in sorted(os.listdir(tmp_path / "ph" / "train_images")):
+        path = tmp_path / "ph" / "train_images" / name
+        ds = pydicom.dcmread(path)
+        stored = ds.pixel_array.astype(np.float64)
+        truth = MAX_STORED - stored if ds.PhotometricInterpretation == "MONOCHROME1" else stored
+        decoded = dicom.decode_dicom(path).astype(np.float64)
+        assert np.corrcoef(truth.ravel(), decoded.ravel())[0, 1] > 0.9, name
+        seen.add(ds.PhotometricInterpretation)
+    assert seen == {"MONOCHROME1", "MONOCHROME2"}
