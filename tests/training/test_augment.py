@@ -1,0 +1,389 @@
+"""Tests of training.augment: each op against a closed form, the resampler against exact references, the
+gradients needed by R1, the preset table, and the ADA controller's exact steps."""
+
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.augment import (IMGFILTER_EXPECTED_POWER, SYM6_LOWPASS, AdaController, AugmentPipe, _blit,
+                              _resample, _rotate2d, _translate2d, augpipe_specs, wavelet_filter_bank)
+
+
+def normal_quantile(q: float) -> float:
+    return math.sqrt(2) * torch.erfinv(torch.tensor(2 * q - 1, dtype=torch.float64)).item()
+
+
+def make_pipe(p: float = 1.0, **ops: float) -> AugmentPipe:
+    pipe = AugmentPipe(**ops)
+    pipe.p.fill_(p)
+    return pipe
+
+
+def smooth_image(size: int, n: int = 1) -> torch.Tensor:
+    """A band-limited test image (two low-frequency plane waves) sampled at centred pixel coordinates."""
+    return smooth_function(*centred_grid(size)).expand(n, 1, size, size)
+
+
+def centred_grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    c = torch.arange(size, dtype=torch.float64) + 0.5 - size / 2
+    ys, xs = torch.meshgrid(c, c, indexing='ij')
+    return xs, ys
+
+
+def smooth_function(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    size = 32
+    return (torch.cos(2 * math.pi * (1.4 * xs + 0.6 * ys + 0.2) / size)
+            + torch.sin(2 * math.pi * (0.6 * xs - 1.5 * ys) / size)).float()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Buffers and filters.
+
+def test_state_dict_keys_and_shapes():
+    state = AugmentPipe(**augpipe_specs['bgcfnc']).state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == {'p': (), 'Hz_geom': (12,), 'Hz_fbank': (4, 43)}
+    assert state['p'].item() == 0
+
+
+def test_sym6_is_an_orthogonal_lowpass():
+    h = torch.tensor(SYM6_LOWPASS, dtype=torch.float64)
+    assert h.sum().item() == pytest.approx(math.sqrt(2), abs=1e-12)
+    for lag in range(0, 12, 2):
+        expected = 1.0 if lag == 0 else 0.0
+        assert (h[:12 - lag] * h[lag:]).sum().item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_filter_bank_partitions_the_spectrum():
+    bank = wavelet_filter_bank([-0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.48296291314469025])
+    assert bank.shape == (4, 43)
+    delta = torch.zeros(43)
+    delta[21] = 1
+    torch.testing.assert_close(bank.sum(dim=0), delta, atol=1e-7, rtol=0)  # unit gains = identity
+    torch.testing.assert_close(bank, bank.flip(1), atol=1e-7, rtol=0)     # zero phase
+    response = torch.fft.rfft(bank.double(), n=512).abs()
+    assert response[:, 0].tolist() == pytest.approx([1, 0, 0, 0], abs=1e-6)    # only band 0 passes DC
+    assert response[:, -1].tolist() == pytest.approx([0, 0, 0, 1], abs=1e-6)   # only band 3 passes Nyquist
+    peaks = response.argmax(dim=1).tolist()
+    assert peaks == sorted(peaks) and len(set(peaks)) == 4  # low to high frequency
+
+
+def test_presets():
+    assert augpipe_specs['blit'] == dict(xflip=1, rotate90=1, xint=1)
+    assert augpipe_specs['bgc'] == {**augpipe_specs['blit'], **augpipe_specs['geom'], **augpipe_specs['color']}
+    assert set(augpipe_specs['bgcfnc']) == {'xflip', 'rotate90', 'xint', 'scale', 'rotate', 'aniso', 'xfrac',
+                                            'brightness', 'contrast', 'lumaflip', 'hue', 'saturation',
+                                            'imgfilter', 'noise', 'cutout'}
+    assert set(augpipe_specs) == {'blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf',
+                                  'bgcfn', 'bgcfnc'}
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match='C = 1 or 3'):
+        AugmentPipe(xflip=1)(torch.zeros(2, 4, 8, 8))
+    with pytest.raises(ValueError, match='imgfilter_bands'):
+        AugmentPipe(imgfilter_bands=[1, 1])
+    with pytest.raises(ValueError, match='xflip'):
+        AugmentPipe(xflip=-1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Identity, blits and resampling.
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_p_zero_is_exact_identity(channels):
+    torch.manual_seed(0)
+    x = torch.randn(6, channels, 16, 16)
+    assert torch.equal(make_pipe(0.0, **augpipe_specs['bgcfnc'])(x), x)
+
+
+def test_xflip_with_certain_k_equals_flip():
+    x = torch.randn(3, 3, 8, 8)
+    assert torch.equal(make_pipe(xflip=1)(x, debug_percentile=0.75), x.flip(3))
+    assert torch.equal(make_pipe(xflip=1)(x, debug_percentile=0.25), x)  # k = 0
+
+
+@pytest.mark.parametrize('k', [0, 1, 2, 3])
+def test_rotate90_with_forced_k_equals_rot90(k):
+    x = torch.randn(2, 3, 8, 8)
+    out = make_pipe(rotate90=1)(x, debug_percentile=(k + 0.5) / 4)
+    assert torch.equal(out, torch.rot90(x, k, dims=(2, 3)))
+
+
+@pytest.mark.parametrize('q, shift', [(0.9, 2), (0.1, -2)])
+def test_xint_with_forced_shift_equals_reflect_padded_shift(q, shift):
+    x = torch.randn(2, 1, 16, 16)
+    # shift = round((2q - 1) * xint_max * size) pixels on both axes; content moves by +shift.
+    assert round((2 * q - 1) * 0.125 * 16) == shift
+    s = abs(shift)
+    if shift > 0:
+        expected = F.pad(x, (s, 0, s, 0), mode='reflect')[:, :, :16, :16]
+    else:
+        expected = F.pad(x, (0, s, 0, s), mode='reflect')[:, :, s:, s:]
+    assert torch.equal(make_pipe(xint=1)(x, debug_percentile=q), expected)
+
+
+def test_blit_ops_compose_in_order():
+    x = torch.randn(1, 3, 16, 16)
+    out = make_pipe(xflip=1, xint=1)(x, debug_percentile=0.9)  # flip, then shift by +2
+    expected = F.pad(x.flip(3), (2, 0, 2, 0), mode='reflect')[:, :, :16, :16]
+    assert torch.equal(out, expected)
+
+
+def test_resampler_identity_reproduces_input():
+    # Up- then downsampling with the orthogonal sym6 pair is the identity; what remains is float32
+    # rounding through two 12-tap filters (measured 8e-6 on N(0, 1) pixels).
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 16, 16)
+    out = _resample(x, torch.eye(3).repeat(3, 1, 1), torch.tensor(SYM6_LOWPASS))
+    torch.testing.assert_close(out, x, atol=5e-5, rtol=0)
+
+
+def test_resampler_integer_shift_matches_blit():
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 16, 16)
+    g_inv = _translate2d(torch.tensor([-2., 3.]), torch.tensor([1., -1.]))
+    torch.testing.assert_close(_resample(x, g_inv, torch.tensor(SYM6_LOWPASS)), _blit(x, g_inv), atol=5e-5, rtol=0)
+
+
+def test_resampler_rotation_of_smooth_image_matches_rot90():
+    # Band-limited content is rotated accurately; the residual comes from sym6's slightly non-linear phase
+    # and bilinear sampling at 2x (measured 2.5e-3 with amplitude 2).
+    x = smooth_image(32)
+    g_inv = _rotate2d(torch.zeros(1), torch.ones(1))
+    out = _resample(x, g_inv, torch.tensor(SYM6_LOWPASS))
+    assert (out - torch.rot90(x, 1, dims=(2, 3)))[..., 6:-6, 6:-6].abs().max() < 1e-2
+
+
+def test_scale_enlarges_content_about_the_centre():
+    q = 0.9
+    s = 2 ** (normal_quantile(q) * 0.2)  # forward scale factor: output(u) = input(u / s)
+    out = make_pipe(scale=1)(smooth_image(32), debug_percentile=q)
+    xs, ys = centred_grid(32)
+    expected = smooth_function(xs / s, ys / s)
+    assert (out[0, 0] - expected)[6:-6, 6:-6].abs().max() < 2e-2
+
+
+@pytest.mark.parametrize('q, k', [(0.625, -1), (0.375, 1)])
+def test_rotation_pair_turns_by_twice_the_angle(q, k):
+    # rotate fires twice with p = 1 (probability 1 - sqrt(1 - p) each), by theta = (2q - 1) * pi each time:
+    # +-pi/4 twice is a quarter turn; a positive angle turns like torch.rot90 with k = -1.
+    x = smooth_image(32)
+    out = make_pipe(rotate=1)(x, debug_percentile=q)
+    assert (out - torch.rot90(x, k, dims=(2, 3)))[..., 6:-6, 6:-6].abs().max() < 1e-2
+
+
+# ----------------------------------------------------------------------------------------------------
+# Colour.
+
+Q = 0.8
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_brightness_adds_known_offset(channels):
+    x = torch.randn(2, channels, 8, 8)
+    out = make_pipe(brightness=1)(x, debug_percentile=Q)
+    torch.testing.assert_close(out, x + normal_quantile(Q) * 0.2)
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_contrast_scales_about_mid_gray(channels):
+    x = torch.randn(2, channels, 8, 8)
+    out = make_pipe(contrast=1)(x, debug_percentile=Q)
+    torch.testing.assert_close(out, x * 2 ** (normal_quantile(Q) * 0.5))
+
+
+def test_lumaflip_reflects_luma():
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    out = make_pipe(lumaflip=1)(x.float(), debug_percentile=0.75)
+    # Householder reflection across v = (1, 1, 1) / sqrt(3): x - 2 v (v . x).
+    expected = x - 2 / 3 * x.sum(dim=1, keepdim=True)
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+
+
+def test_lumaflip_on_gray_image_negates_about_mid_gray():
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(make_pipe(lumaflip=1)(x, debug_percentile=0.75), -x)
+
+
+def test_hue_rotation_by_a_third_turn_permutes_channels():
+    x = torch.randn(2, 3, 8, 8)
+    out = make_pipe(hue=1)(x, debug_percentile=5 / 6)  # theta = (2q - 1) * pi = 2 pi / 3
+    torch.testing.assert_close(out, x.roll(1, dims=1), atol=1e-5, rtol=0)
+
+
+def test_saturation_scales_chroma_keeps_luma():
+    x = torch.randn(2, 3, 8, 8)
+    s = 2 ** normal_quantile(Q)
+    luma = x.mean(dim=1, keepdim=True)
+    out = make_pipe(saturation=1)(x, debug_percentile=Q)
+    torch.testing.assert_close(out, luma + s * (x - luma), atol=1e-5, rtol=1e-5)
+
+
+def test_gray_and_rgb_agree_on_gray_images():
+    torch.manual_seed(3)
+    gray = torch.randn(16, 1, 8, 8)
+    ops = dict(brightness=1, contrast=1, lumaflip=1)
+    torch.manual_seed(7)
+    out1 = make_pipe(0.7, **ops)(gray)
+    torch.manual_seed(7)
+    out3 = make_pipe(0.7, **ops)(gray.repeat(1, 3, 1, 1))
+    torch.testing.assert_close(out3, out1.repeat(1, 3, 1, 1), atol=1e-6, rtol=0)
+    assert not torch.equal(out1, gray)
+    # With fixed draws hue and saturation may be on too: they leave gray unchanged.
+    out1 = make_pipe(**augpipe_specs['color'])(gray, debug_percentile=Q)
+    out3 = make_pipe(**augpipe_specs['color'])(gray.repeat(1, 3, 1, 1), debug_percentile=Q)
+    torch.testing.assert_close(out3, out1.repeat(1, 3, 1, 1), atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Filter, noise, cutout.
+
+def test_imgfilter_low_band_scales_a_constant_image():
+    x = torch.full((1, 1, 8, 8), 0.5)
+    out = make_pipe(imgfilter=1, imgfilter_bands=[1, 0, 0, 0])(x, debug_percentile=Q)
+    w = IMGFILTER_EXPECTED_POWER
+    g0 = 2 ** normal_quantile(Q) / math.sqrt(w[0] * 4 ** normal_quantile(Q) + sum(w[1:]))
+    torch.testing.assert_close(out, x * g0 ** 2, atol=1e-6, rtol=0)  # separable: gain on x and on y
+
+
+def test_imgfilter_high_band_scales_a_checkerboard():
+    i = torch.arange(8)
+    x = ((-1.0) ** (i.reshape(8, 1) + i.reshape(1, 8))).reshape(1, 1, 8, 8)
+    out = make_pipe(imgfilter=1, imgfilter_bands=[0, 0, 0, 1])(x, debug_percentile=Q)
+    w = IMGFILTER_EXPECTED_POWER
+    z = normal_quantile(Q)
+    g3 = 2 ** z / math.sqrt(w[3] * 4 ** z + w[0] + w[1] + w[2])
+    torch.testing.assert_close(out, x * g3 ** 2, atol=1e-6, rtol=0)
+
+
+def test_imgfilter_keeps_expected_power_normalised():
+    # Neutral draws (q = 0.5 -> every gain 2^0) leave the image untouched, bit-exactly.
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(make_pipe(imgfilter=1)(x, debug_percentile=0.5), x)
+
+
+def test_noise_std_matches():
+    torch.manual_seed(0)
+    x = torch.zeros(4000, 1, 4, 4)
+    out = make_pipe(noise=1)(x)
+    # sigma = |N(0, 1)| * 0.1, so E[out^2] = 0.1^2 and E[per-sample std] = 0.1 * sqrt(2 / pi).
+    assert out.square().mean().item() == pytest.approx(0.01, rel=0.1)
+    out = make_pipe(0.5, noise=1)(x)
+    assert (out.flatten(1).abs().amax(dim=1) > 0).float().mean().item() == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize('q, zeroed', [(0.5, 8 * 8), (0.9, 6 * 6)])
+def test_cutout_zeroes_the_expected_square(q, zeroed):
+    x = torch.ones(2, 3, 16, 16)
+    out = make_pipe(cutout=1)(x, debug_percentile=q)
+    # Square of side 0.5 * 16 centred at (q, q): pixel centres within 4 px of 16 q.
+    assert (out == 0).sum(dim=(2, 3)).eq(zeroed).all()
+    assert torch.equal(out[out != 0], x[out != 0])
+
+
+def test_cutout_fires_with_probability_p():
+    torch.manual_seed(0)
+    out = make_pipe(0.3, cutout=1)(torch.ones(4000, 1, 8, 8))
+    assert (out == 0).flatten(1).any(dim=1).float().mean().item() == pytest.approx(0.3, abs=0.03)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Randomness and gradients.
+
+def test_same_seed_same_augmentation():
+    x = torch.randn(8, 3, 16, 16)
+    pipe = make_pipe(0.8, **augpipe_specs['bgcfnc'])
+    torch.manual_seed(11)
+    a = pipe(x)
+    torch.manual_seed(11)
+    b = pipe(x)
+    torch.manual_seed(12)
+    c = pipe(x)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_r1_double_backward_through_geometry():
+    torch.manual_seed(0)
+    pipe = make_pipe(1.0, **augpipe_specs['bgc'])
+    conv = torch.nn.Conv2d(3, 4, 3)
+    real = torch.randn(4, 3, 16, 16, requires_grad=True)
+    logits = torch.tanh(conv(pipe(real))).sum()
+    (grad,) = torch.autograd.grad(logits, real, create_graph=True)
+    penalty = grad.square().sum()
+    penalty.backward()
+    assert grad.abs().sum() > 0
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all() and conv.weight.grad.abs().sum() > 0
+
+
+def test_geometry_gradients_are_exact_to_second_order():
+    # Fixed draws make the pipe a linear map of the image; gradcheck and gradgradcheck compare autograd's
+    # first and second-order products with finite differences in float64.
+    pipe = make_pipe(1.0, scale=1, rotate=1, xfrac=1, brightness=1)
+    x = torch.randn(1, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+
+    def fn(img):
+        return pipe(img, debug_percentile=0.7)
+
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The controller.
+
+def test_controller_moves_p_by_the_closed_form_step():
+    pipe = AugmentPipe(xflip=1)
+    ada = AdaController(target=0.6, batch_size=64, interval=4, ada_kimg=500)
+    step = 64 * 4 / (500 * 1000)
+    for _ in range(3):
+        ada.accumulate(torch.tensor([[1.0], [2.0], [-1.0], [3.0]]))  # r_t = 0.5 < target
+        assert not ada.step(pipe)
+    ada.accumulate(torch.ones(4, 1))
+    assert ada.step(pipe)
+    assert ada.r_t == pytest.approx((3 * 2 + 4) / 16)  # 0.625 > 0.6 -> up
+    assert pipe.p.item() == pytest.approx(step)
+    for _ in range(8):
+        ada.accumulate(-torch.ones(4, 1))
+        ada.step(pipe)
+    assert ada.r_t == -1 and pipe.p.item() == 0  # one step down, then clamped at 0
+
+
+def test_controller_clamps_at_p_max_and_warns_once():
+    pipe = AugmentPipe(xflip=1)
+    ada = AdaController(target=0.6, batch_size=1000, interval=1, ada_kimg=1, p_max=0.9)  # step 1.0
+    with pytest.warns(UserWarning, match='exceeds 0.8'):
+        ada.accumulate(torch.ones(3))
+        ada.step(pipe)
+    assert pipe.p.item() == pytest.approx(0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        ada.accumulate(torch.ones(3))
+        ada.step(pipe)
+
+
+def test_controller_resumes_mid_interval():
+    logits = [torch.tensor([1.0, -1.0, 1.0]), torch.tensor([1.0, 1.0]), torch.tensor([-2.0])]
+    pipe_a, pipe_b = AugmentPipe(xflip=1), AugmentPipe(xflip=1)
+    a = AdaController(target=0.2, batch_size=32, interval=3)
+    for t in logits[:2]:
+        a.accumulate(t)
+        a.step(pipe_a)
+    b = AdaController(target=0.2, batch_size=32, interval=3)
+    b.load_state_dict(a.state_dict())
+    pipe_b.load_state_dict(pipe_a.state_dict())
+    for ctrl, pipe in ((a, pipe_a), (b, pipe_b)):
+        ctrl.accumulate(logits[2])
+        assert ctrl.step(pipe)
+    assert a.r_t == b.r_t == pytest.approx(2 / 6)
+    assert pipe_a.p.item() == pipe_b.p.item() == pytest.approx(32 * 3 / 500_000)
+
+
+def test_fixed_p_mode():
+    pipe = AugmentPipe(xflip=1)
+    pipe.set_p(0.3)
+    assert pipe.p.item() == pytest.approx(0.3)
+    with pytest.raises(ValueError, match='p must be >= 0'):
+        pipe.set_p(-0.1)
