@@ -1,0 +1,222 @@
+"""Generic torch helpers: shape assertions, cached constants, copying weights by name, module summaries,
+an infinite sampler for training streams, and DDP conveniences. Nothing here knows about GANs."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+# torch has had nan_to_num since 1.8; the name stays here because callers look for it in misc.
+nan_to_num = torch.nan_to_num
+
+# ----------------------------------------------------------------------------------------------------
+# Tensors.
+
+_constant_cache: dict[tuple, torch.Tensor] = {}
+
+
+def constant(value: Any, shape: Sequence[int] | None = None, dtype: torch.dtype | None = None,
+             device: torch.device | str | None = None,
+             memory_format: torch.memory_format | None = None) -> torch.Tensor:
+    """A cached constant tensor (broadcast to `shape` when given); treat the result as read-only.
+
+    Networks ask for the same small constants (filters, masks) in every forward pass; caching them per
+    value, dtype and device avoids a host-to-device copy each time.
+    """
+    value = np.asarray(value)
+    shape = None if shape is None else tuple(int(s) for s in shape)
+    dtype = torch.get_default_dtype() if dtype is None else dtype
+    device = torch.device('cpu' if device is None else device)
+    memory_format = torch.contiguous_format if memory_format is None else memory_format
+    key = (value.shape, value.dtype.str, value.tobytes(), shape, dtype, device, memory_format)
+    tensor = _constant_cache.get(key)
+    if tensor is None:
+        tensor = torch.as_tensor(value.copy(), dtype=dtype, device=device)
+        if shape is not None:
+            tensor = tensor.broadcast_to(shape)
+        tensor = tensor.contiguous(memory_format=memory_format)
+        _constant_cache[key] = tensor
+    return tensor
+
+
+def assert_shape(tensor: torch.Tensor, ref_shape: Sequence[int | None]) -> None:
+    """Raise AssertionError unless `tensor` has len(ref_shape) dims matching it (None matches any size)."""
+    if tensor.ndim != len(ref_shape):
+        raise AssertionError(f'Wrong number of dimensions: got {tensor.ndim} ({tuple(tensor.shape)}), '
+                             f'expected {len(ref_shape)} ({tuple(ref_shape)})')
+    for idx, (size, ref_size) in enumerate(zip(tensor.shape, ref_shape)):
+        if ref_size is not None and size != ref_size:
+            raise AssertionError(f'Wrong size for dimension {idx}: got {size}, expected {ref_size} '
+                                 f'(shape {tuple(tensor.shape)}, expected {tuple(ref_shape)})')
+
+
+# ----------------------------------------------------------------------------------------------------
+# Modules.
+
+def named_params_and_buffers(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """All parameters and buffers of `module`, by their state_dict names."""
+    return list(module.named_parameters()) + list(module.named_buffers())
+
+
+def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Module,
+                            require_all: bool = False) -> None:
+    """Copy every parameter and buffer of `dst_module` that `src_module` has under the same name.
+
+    Unmatched names are skipped unless `require_all`; mismatched shapes are always an error (copy_ would
+    otherwise broadcast silently).
+    """
+    src_tensors = dict(named_params_and_buffers(src_module))
+    for name, tensor in named_params_and_buffers(dst_module):
+        if name not in src_tensors:
+            if require_all:
+                raise KeyError(f'copy_params_and_buffers: {name!r} of {type(dst_module).__name__} is missing '
+                               f'from the source {type(src_module).__name__}')
+            continue
+        src = src_tensors[name]
+        if src.shape != tensor.shape:
+            raise ValueError(f'copy_params_and_buffers: {name!r} has shape {tuple(src.shape)} in the source '
+                             f'but {tuple(tensor.shape)} in the destination')
+        with torch.no_grad():
+            tensor.copy_(src.detach())
+
+
+def print_module_summary(module: torch.nn.Module, inputs: Sequence[Any], max_nesting: int = 3,
+                         skip_redundant: bool = True) -> Any:
+    """Run `module(*inputs)` once and print each submodule's parameters, buffers and outputs; return the outputs.
+
+    Each parameter or buffer is counted once, at the innermost submodule that owns it; submodules nested
+    deeper than `max_nesting` are folded into their ancestors; with `skip_redundant`, submodules that own
+    nothing and return nothing are left out.
+    """
+    if not isinstance(module, torch.nn.Module) or isinstance(inputs, torch.Tensor):
+        raise TypeError('print_module_summary: expected a module and a sequence of inputs')
+    calls: list[tuple[torch.nn.Module, list[torch.Tensor]]] = []
+    depth = [0]
+
+    def pre_hook(_mod, _inputs):
+        depth[0] += 1
+
+    def post_hook(mod, _inputs, outputs):
+        depth[0] -= 1
+        if depth[0] <= max_nesting:
+            outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
+            calls.append((mod, [t for t in outputs if isinstance(t, torch.Tensor)]))
+
+    handles = [m.register_forward_pre_hook(pre_hook) for m in module.modules()]
+    handles += [m.register_forward_hook(post_hook) for m in module.modules()]
+    try:
+        outputs = module(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    _print_summary_table(module, calls, skip_redundant)
+    return outputs
+
+
+def _print_summary_table(module: torch.nn.Module, calls: list[tuple[torch.nn.Module, list[torch.Tensor]]],
+                         skip_redundant: bool) -> None:
+    names = {mod: name for name, mod in module.named_modules()}
+    names[module] = '<top-level>'
+    seen: set[int] = set()
+    rows = [['Parameters', 'Buffers', 'Output shape', 'Datatype', 'Module'], ['---'] * 5]
+    total_params = total_buffers = 0
+    for mod, outputs in calls:  # forward hooks fire innermost first
+        params = [t for t in mod.parameters() if id(t) not in seen]
+        buffers = [t for t in mod.buffers() if id(t) not in seen]
+        seen.update(id(t) for t in params + buffers)
+        if skip_redundant and not (params or buffers or outputs):
+            continue
+        num_params, num_buffers = sum(t.numel() for t in params), sum(t.numel() for t in buffers)
+        total_params, total_buffers = total_params + num_params, total_buffers + num_buffers
+        shapes = [str(list(t.shape)) for t in outputs] or ['-']
+        dtypes = [str(t.dtype).split('.')[-1] for t in outputs] or ['-']
+        name = names.get(mod, type(mod).__name__)
+        rows.append([str(num_params or '-'), str(num_buffers or '-'), shapes[0], dtypes[0], name])
+        rows += [['', '', shape, dtype, f'{name}:{i}'] for i, (shape, dtype) in enumerate(zip(shapes[1:], dtypes[1:]), 1)]
+    rows += [['---'] * 5, [str(total_params), str(total_buffers), '', '', 'Total']]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    print()
+    for row in rows:
+        print('  '.join(cell.rjust(w) if i < 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    print()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Data.
+
+class InfiniteSampler(torch.utils.data.Sampler):
+    """An endless stream of dataset indices, split between `num_replicas` ranks.
+
+    The stream walks through a seeded permutation; each visited slot is then swapped with a random
+    slot among the `window_size * len(dataset)` most recently visited ones, so later passes reshuffle
+    gradually without epoch boundaries. The first pass is exactly one permutation. Global stream
+    position k goes to rank k % num_replicas.
+    """
+
+    def __init__(self, dataset: Any, rank: int = 0, num_replicas: int = 1, shuffle: bool = True, seed: int = 0,
+                 window_size: float = 0.5):
+        if len(dataset) <= 0:
+            raise ValueError('InfiniteSampler: the dataset is empty')
+        if not (num_replicas >= 1 and 0 <= rank < num_replicas):
+            raise ValueError(f'InfiniteSampler: need 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}')
+        if not 0 <= window_size <= 1:
+            raise ValueError(f'InfiniteSampler: window_size must be in [0, 1], got {window_size}')
+        super().__init__()
+        self.dataset = dataset
+        self.rank = rank
+        self.num_replicas = num_replicas
+        self.shuffle = shuffle
+        self.seed = seed
+        self.window_size = window_size
+
+    def __iter__(self) -> Iterator[int]:
+        size = len(self.dataset)
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(size) if self.shuffle else np.arange(size)
+        window = int(round(size * self.window_size)) if self.shuffle else 0
+        position = 0
+        while True:
+            slot = position % size
+            if position % self.num_replicas == self.rank:
+                yield int(order[slot])
+            if window >= 2:
+                # Only slots already visited (in this pass or, by wrapping, the previous one).
+                other = (slot - int(rng.integers(min(window, position + 1)))) % size
+                order[slot], order[other] = order[other], order[slot]
+            position += 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Distributed training.
+
+@contextlib.contextmanager
+def ddp_sync(module: torch.nn.Module, sync: bool) -> Iterator[None]:
+    """Skip DDP's gradient all-reduce inside the context unless `sync` (for gradient accumulation)."""
+    if sync or not isinstance(module, torch.nn.parallel.DistributedDataParallel):
+        yield
+    else:
+        with module.no_sync():
+            yield
+
+
+def check_ddp_consistency(module: torch.nn.Module, ignore_regex: str | None = None) -> None:
+    """Raise AssertionError naming the first parameter/buffer that differs from rank 0's copy.
+
+    NaNs compare equal (they are replaced before comparing); names matching `ignore_regex` (on
+    '<ClassName>.<name>') are skipped.
+    """
+    for name, tensor in named_params_and_buffers(module):
+        full_name = f'{type(module).__name__}.{name}'
+        if ignore_regex is not None and re.fullmatch(ignore_regex, full_name):
+            continue
+        tensor = tensor.detach()
+        if tensor.is_floating_point():
+            tensor = nan_to_num(tensor)
+        other = tensor.clone()
+        torch.distributed.broadcast(tensor=other, src=0)
+        if not torch.equal(tensor, other):
+            raise AssertionError(f'check_ddp_consistency: {full_name} differs from rank 0')
