@@ -305,9 +305,18 @@ def test_same_seed_same_augmentation():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+@pytest.mark.parametrize('channels', [1, 3])
+def test_full_pipeline_runs_on_gray_and_rgb(channels):
+    torch.manual_seed(0)
+    x = torch.randn(8, channels, 16, 16)
+    out = make_pipe(1.0, **augpipe_specs['bgcfnc'])(x)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert not torch.equal(out, x)
+
+
 def test_r1_double_backward_through_geometry():
     torch.manual_seed(0)
-    pipe = make_pipe(1.0, **augpipe_specs['bgc'])
+    pipe = make_pipe(1.0, **augpipe_specs['bgcf'])
     conv = torch.nn.Conv2d(3, 4, 3)
     real = torch.randn(4, 3, 16, 16, requires_grad=True)
     logits = torch.tanh(conv(pipe(real))).sum()
