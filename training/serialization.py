@@ -173,7 +173,8 @@ def _build_module(class_name: str, init_args: tuple, init_kwargs: dict, where: s
             raise ValueError(f'{where}: cannot build {class_name} from its init_kwargs {dict(init_kwargs)}: {err}')
 
 
-def _copy_tensors(module: torch.nn.Module | None, tensors: dict[str, torch.Tensor], where: str) -> torch.nn.Module | None:
+def _copy_tensors(module: torch.nn.Module | None, tensors: dict[str, torch.Tensor],
+                  where: str) -> torch.nn.Module | None:
     """Copy every parameter and buffer of `module` from `tensors` by state_dict name; names and shapes must match."""
     if module is None:
         return None

@@ -5,7 +5,6 @@ The expected tables are written here from the facts sheet (section 2), independe
 
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -569,3 +568,22 @@ def test_gradients_reach_every_trainable_parameter():
     for net in (G, D):
         missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
         assert missing == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_fp16_blocks_on_cuda_stay_close_to_fp32():
+    torch.manual_seed(16)
+    G = _small_g(res=32, num_fp16_res=2, conv_clamp=256, fp16_channels_last=True).cuda().eval()
+    D = _small_d(res=32, num_fp16_res=2, conv_clamp=256, block_kwargs=dict(fp16_channels_last=True)).cuda()
+    z = torch.randn(4, 16, device='cuda')
+    img16 = G(z, None, noise_mode='const')
+    img32 = G(z, None, noise_mode='const', force_fp32=True)
+    assert img16.dtype == torch.float32 and torch.isfinite(img16).all()
+    assert (img16 - img32).abs().max().item() < 0.05 * img32.abs().max().item()
+    for fused in (True, False):
+        assert torch.allclose(G.synthesis(G.mapping(z, None), noise_mode='const', fused_modconv=fused), img16,
+                              atol=0.05 * img32.abs().max().item())
+    logits16, logits32 = D(img32, None), D(img32, None, force_fp32=True)
+    assert logits16.dtype == torch.float32
+    assert (logits16 - logits32).abs().max().item() < 0.05 * (1 + logits32.abs().max().item())

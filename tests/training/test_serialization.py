@@ -235,3 +235,28 @@ def test_official_storage_bytes_are_read_weights_only(tmp_path, official_names, 
     path, _ = _official_pickle(tmp_path, dict(G_ema=G_ema), 4)
     serialization.load_network_pkl(path)
     assert calls and all(flag is True for flag in calls)
+
+
+def _augment_pipe():
+    augment = pytest.importorskip('training.augment')
+    pipe = augment.AugmentPipe(**augment.augpipe_specs['bgc'])
+    pipe.p.fill_(0.375)
+    return pipe
+
+
+def test_snapshot_round_trip_with_augment_pipe(tmp_path):
+    pipe = _augment_pipe()
+    G, D, G_ema = _nets(9)
+    serialization.save_network_snapshot(tmp_path / 's.pkl', G=G, D=D, G_ema=G_ema, augment_pipe=pipe)
+    out = serialization.load_network_pkl(tmp_path / 's.pkl')['augment_pipe']
+    assert type(out) is type(pipe) and out.init_kwargs == pipe.init_kwargs
+    _assert_same_state(out, pipe)
+    assert out.p.item() == 0.375
+
+
+def test_official_pickle_with_augment_pipe(tmp_path, official_names):
+    pipe = _augment_pipe()
+    G, D, G_ema = _nets(10)
+    path, _ = _official_pickle(tmp_path, dict(G_ema=G_ema, augment_pipe=pipe), 4)
+    out = serialization.load_network_pkl(path)['augment_pipe']
+    _assert_same_state(out, pipe)
