@@ -97,7 +97,10 @@ def list_vindr(source: str, split: str, spec: labels_mod.LabelSpec) -> SourceLis
 
 
 def list_plain_folder(source: str) -> SourceListing:
-    """Every DICOM or image file under `source`; the image id is the relative path without suffix."""
+    """Every DICOM or image file under `source`; the image id is the relative path without suffix.
+
+    File names are copied into dataset.json as image ids, so they must not carry patient data.
+    """
     paths = sorted(os.path.join(root, f) for root, _dirs, files in os.walk(source) for f in files)
     paths = [p for p in paths if p.lower().endswith(_PLAIN_IMAGE_SUFFIXES + DICOM_SUFFIXES)
              or (not os.path.splitext(p)[1] and is_dicom_file(p))]
