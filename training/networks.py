@@ -183,6 +183,8 @@ class MappingNetwork(torch.nn.Module):
             embed_features = 0
         if layer_features is None:
             layer_features = w_dim
+        if z_dim + embed_features == 0:
+            raise ValueError('MappingNetwork: needs z_dim > 0 or c_dim > 0 (it has no input otherwise)')
         features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
