@@ -29,6 +29,8 @@ from typing import Iterator, Sequence
 
 import torch
 
+import dnnlib
+
 logger = logging.getLogger(__name__)
 
 IMPL_ENV_VAR = 'SPINEGAN_OPS_IMPL'
@@ -42,9 +44,11 @@ _PLUGIN_MODULES = {
 }
 
 _plugin_status: dict[str, str | None] = {}   # op -> None when the plugin loaded, else why not.
+_op_plugins: dict[str, types.ModuleType] = {}  # op -> its loaded extension module.
 _logged: set[tuple[str, str]] = set()         # (op, message) pairs already logged.
 _loaded_plugins: dict[str, types.ModuleType] = {}
 _BUILD_DONE_MARKER = 'build-complete'
+_BUILD_RECIPE = 'v1'  # Part of the cache key: change it when `_build` changes how plugins are compiled.
 
 # ----------------------------------------------------------------------------
 # Choosing the implementation.
@@ -69,7 +73,7 @@ def _plugin_failure(op_name: str) -> str | None:
             _plugin_status[op_name] = f'no CUDA plugin exists for op {op_name!r}'
         else:
             try:
-                importlib.import_module(_PLUGIN_MODULES[op_name]).load_plugin()
+                _op_plugins[op_name] = importlib.import_module(_PLUGIN_MODULES[op_name]).load_plugin()
                 _plugin_status[op_name] = None
             except Exception as exc:  # Any build/import failure becomes a reason, reported by the caller.
                 _plugin_status[op_name] = f'plugin build/load failed: {type(exc).__name__}: {exc}'
@@ -93,8 +97,8 @@ def _log_once(op_name: str, message: str, level: int = logging.INFO) -> None:
 
 def _describe_plugin(op_name: str, tensor: torch.Tensor) -> str:
     major, minor = torch.cuda.get_device_capability(tensor.device)
-    plugin = _loaded_plugins.get(op_name)
-    where = os.path.dirname(plugin.__file__) if plugin is not None and plugin.__file__ else 'unknown'
+    path = getattr(_op_plugins.get(op_name), '__file__', None)
+    where = os.path.dirname(path) if path else 'unknown'
     return f'using CUDA plugin (sm_{major}{minor}, cached at {where})'
 
 
@@ -145,13 +149,14 @@ def _find_cuda_home() -> str:
 
 def _check_build_tools() -> str:
     """Fails with a clear message when ninja or nvcc is missing; returns the CUDA root."""
-    from torch.utils import cpp_extension
-    if not cpp_extension.is_ninja_available():
-        raise RuntimeError("ninja was not found: `pip install ninja` (it builds our CUDA plugins)")
     if torch.version.cuda is None:
         raise RuntimeError(f'torch {torch.__version__} was built without CUDA; install a CUDA build of torch')
     home = _find_cuda_home()
+    os.environ.setdefault('CUDA_HOME', home)  # Read when cpp_extension is first imported.
+    from torch.utils import cpp_extension
     cpp_extension.CUDA_HOME = home  # Make torch use the toolkit we checked, not its own guess.
+    if not cpp_extension.is_ninja_available():
+        raise RuntimeError("ninja was not found: `pip install ninja` (it builds our CUDA plugins)")
     return home
 
 
@@ -194,7 +199,7 @@ def plugin_cache_dir(module_name: str, sources: Sequence[str], headers: Sequence
                      arch_list: Sequence[str] | None = None, build_kwargs: dict | None = None) -> str:
     """Where `get_plugin` builds: <TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions>/spinegan/<name>-<hash>-<arch>."""
     arch_list = cuda_arch_list() if arch_list is None else list(arch_list)
-    extra = f'{torch.__version__}|{torch.version.cuda}|{sorted((build_kwargs or {}).items())!r}'
+    extra = f'{_BUILD_RECIPE}|{torch.__version__}|{torch.version.cuda}|{sorted((build_kwargs or {}).items())!r}'
     key = source_hash(list(sources) + list(headers), extra)
     root = os.environ.get('TORCH_EXTENSIONS_DIR') or os.path.join(os.path.expanduser('~'), '.cache', 'torch_extensions')
     return os.path.join(root, 'spinegan', f'{module_name}-{key}-{_arch_tag(arch_list)}')
@@ -243,9 +248,11 @@ def _build(module_name: str, build_dir: str, sources: Sequence[str], arch_list: 
     stale_torch_lock = os.path.join(build_dir, 'lock')  # Left by a killed torch build; we hold the real lock.
     if os.path.exists(stale_torch_lock):
         os.remove(stale_torch_lock)
+    # The wheels' headers come last (-isystem after the toolkit's): they only fill in what the toolkit lacks.
+    wheel_includes = [flag for path in nvidia_wheel_include_dirs() for flag in ('-isystem', path)]
     kwargs = dict(build_kwargs)
-    kwargs['extra_include_paths'] = list(kwargs.get('extra_include_paths', [])) + nvidia_wheel_include_dirs()
-    kwargs.setdefault('extra_cuda_cflags', ['--use_fast_math'])
+    kwargs['extra_cflags'] = list(kwargs.get('extra_cflags', [])) + wheel_includes
+    kwargs['extra_cuda_cflags'] = list(kwargs.get('extra_cuda_cflags', [])) + wheel_includes
     saved_arch = os.environ.get('TORCH_CUDA_ARCH_LIST')
     os.environ['TORCH_CUDA_ARCH_LIST'] = ';'.join(arch_list)
     try:
@@ -257,7 +264,7 @@ def _build(module_name: str, build_dir: str, sources: Sequence[str], arch_list: 
             os.environ.pop('TORCH_CUDA_ARCH_LIST', None)
         else:
             os.environ['TORCH_CUDA_ARCH_LIST'] = saved_arch
-    with open(os.path.join(build_dir, _BUILD_DONE_MARKER), 'w') as file:
+    with dnnlib.atomic_write(os.path.join(build_dir, _BUILD_DONE_MARKER), 'w') as file:
         file.write(f'built {time.strftime("%Y-%m-%d %H:%M:%S")} for {";".join(arch_list)}\n')
     return module
 
@@ -294,5 +301,6 @@ def get_plugin(module_name: str, sources: Sequence[str], headers: Sequence[str] 
 def reset_state() -> None:
     """Forgets resolved implementations and log lines (for tests and after changing the environment)."""
     _plugin_status.clear()
+    _op_plugins.clear()
     _logged.clear()
 

@@ -1,0 +1,184 @@
+"""CPU tests of torch_utils.custom_ops: implementation choice, logging, cache keys, build tooling."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import types
+
+import pytest
+import torch
+
+from torch_utils import custom_ops
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(monkeypatch):
+    monkeypatch.delenv(custom_ops.IMPL_ENV_VAR, raising=False)
+    custom_ops.reset_state()
+    yield
+    custom_ops.reset_state()
+
+
+class _FakeCudaTensor:
+    """Only `.device` is read by resolve_impl, so a stand-in lets CPU tests cover the CUDA branches."""
+    device = torch.device('cuda', 0)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """Pretends a GPU exists; returns a function registering a fake plugin for op 'fake_op'."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: (9, 0))
+
+    def register(load_plugin):
+        module = types.ModuleType('fake_plugin_module')
+        module.load_plugin = load_plugin
+        monkeypatch.setitem(sys.modules, 'fake_plugin_module', module)
+        monkeypatch.setitem(custom_ops._PLUGIN_MODULES, 'fake_op', 'fake_plugin_module')
+    return register
+
+
+def test_auto_on_cpu_is_ref_without_building(monkeypatch):
+    monkeypatch.setattr(custom_ops, '_plugin_failure', lambda op: pytest.fail('must not build for a CPU tensor'))
+    assert custom_ops.resolve_impl('bias_act', None, torch.zeros(2)) == 'ref'
+    assert custom_ops.resolve_impl('bias_act', 'auto', torch.zeros(2)) == 'ref'
+
+
+@pytest.mark.parametrize('env, requested, expected', [
+    ('ref', None, 'ref'), (' REF ', 'auto', 'ref'), ('auto', None, 'ref'), ('', None, 'ref'), ('cuda', 'ref', 'ref'),
+])
+def test_env_var_and_explicit_request(monkeypatch, env, requested, expected):
+    monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, env)
+    assert custom_ops.resolve_impl('upfirdn2d', requested, torch.zeros(1)) == expected
+
+
+def test_forced_cuda_on_cpu_tensor_raises(monkeypatch):
+    with pytest.raises(RuntimeError, match=r"bias_act: impl='cuda'.*tensor is on cpu"):
+        custom_ops.resolve_impl('bias_act', 'cuda', torch.zeros(1))
+    monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, 'cuda')
+    with pytest.raises(RuntimeError, match='upfirdn2d'):
+        custom_ops.resolve_impl('upfirdn2d', None, torch.zeros(1))
+
+
+def test_bad_values_raise(monkeypatch):
+    with pytest.raises(ValueError, match=r"bias_act: impl='gpu'"):
+        custom_ops.resolve_impl('bias_act', 'gpu', torch.zeros(1))
+    monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, 'fast')
+    with pytest.raises(ValueError, match="SPINEGAN_OPS_IMPL='fast'"):
+        custom_ops.resolve_impl('bias_act', None, torch.zeros(1))
+
+
+def test_one_log_line_per_op(caplog):
+    with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
+        for _ in range(3):
+            custom_ops.resolve_impl('bias_act', None, torch.zeros(1))
+        custom_ops.resolve_impl('upfirdn2d', 'ref', torch.zeros(1))
+    assert [r.getMessage() for r in caplog.records] == [
+        'bias_act: using reference path (tensor is on cpu, not on a CUDA device)',
+        'upfirdn2d: using reference path (requested)',
+    ]
+
+
+def test_plugin_that_loads_is_used_and_logged(fake_gpu, caplog):
+    calls = []
+    fake_gpu(lambda: calls.append(1) or types.SimpleNamespace(__file__='/cache/spinegan/fake-1234-sm_90/fake.so'))
+    with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
+        assert custom_ops.resolve_impl('fake_op', None, _FakeCudaTensor()) == 'cuda'
+        assert custom_ops.resolve_impl('fake_op', 'cuda', _FakeCudaTensor()) == 'cuda'
+    assert calls == [1]  # loaded once per process
+    assert [r.getMessage() for r in caplog.records] == ['fake_op: using CUDA plugin (sm_90, cached at /cache/spinegan/fake-1234-sm_90)']
+
+
+def test_failed_build_falls_back_loudly_under_auto_and_raises_when_forced(fake_gpu, caplog):
+    def broken():
+        raise OSError('nvcc exploded')
+    fake_gpu(broken)
+    with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
+        assert custom_ops.resolve_impl('fake_op', None, _FakeCudaTensor()) == 'ref'
+    assert caplog.records[0].levelno == logging.WARNING
+    assert 'fake_op: using reference path (plugin build/load failed: OSError: nvcc exploded)' == caplog.records[0].getMessage()
+    with pytest.raises(RuntimeError, match="fake_op: impl='cuda'.*OSError: nvcc exploded"):
+        custom_ops.resolve_impl('fake_op', 'cuda', _FakeCudaTensor())
+
+
+def test_cache_dir_key(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_EXTENSIONS_DIR', str(tmp_path / 'ext'))
+    src, hdr = tmp_path / 'op.cu', tmp_path / 'op.h'
+    src.write_text('kernel A')
+    hdr.write_text('header A')
+    first = custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0'])
+    assert os.path.dirname(first) == str(tmp_path / 'ext' / 'spinegan')
+    assert os.path.basename(first).startswith('op_plugin-') and first.endswith('-sm_80-sm_90')
+    assert custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0']) == first
+    assert custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['9.0']).endswith('-sm_90')
+    hdr.write_text('header B')
+    changed = custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0'])
+    assert changed != first and changed.endswith('-sm_80-sm_90')
+    flagged = custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0'], {'extra_cflags': ['-O1']})
+    assert flagged != changed
+
+
+def test_arch_list_from_env(monkeypatch):
+    monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '9.0 8.0;8.6+PTX')
+    assert custom_ops.cuda_arch_list() == ['8.0', '8.6+PTX', '9.0']
+    assert custom_ops._arch_tag(custom_ops.cuda_arch_list()) == 'sm_80-sm_86ptx-sm_90'
+    monkeypatch.delenv('TORCH_CUDA_ARCH_LIST')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(RuntimeError, match='TORCH_CUDA_ARCH_LIST'):
+        custom_ops.cuda_arch_list()
+
+
+def test_populate_is_atomic_and_idempotent(tmp_path):
+    src = tmp_path / 'a.cu'
+    src.write_text('x')
+    target = tmp_path / 'cache' / 'plugin-abc'
+    target.parent.mkdir()
+    custom_ops._populate_atomically(str(target), [str(src)])
+    src.write_text('changed')  # A second call must keep the first, complete copy.
+    custom_ops._populate_atomically(str(target), [str(src)])
+    assert (target / 'a.cu').read_text() == 'x'
+    assert sorted(os.listdir(target.parent)) == ['plugin-abc']  # no temporary folder left behind
+
+
+def test_missing_tools_give_clear_errors(monkeypatch, tmp_path):
+    from torch.utils import cpp_extension
+    monkeypatch.setenv('CUDA_HOME', str(tmp_path))
+    monkeypatch.setenv('PATH', str(tmp_path))
+    monkeypatch.setattr(custom_ops.glob, 'glob', lambda pattern: [])
+    with pytest.raises(RuntimeError, match='nvcc'):
+        custom_ops._check_build_tools()
+    monkeypatch.setattr(custom_ops, '_find_cuda_home', lambda: str(tmp_path))
+    monkeypatch.setattr(cpp_extension, 'is_ninja_available', lambda: False)
+    monkeypatch.setattr(cpp_extension, 'CUDA_HOME', cpp_extension.CUDA_HOME)
+    with pytest.raises(RuntimeError, match='pip install ninja'):
+        custom_ops._check_build_tools()
+
+
+def _load_check_cuda_build(monkeypatch):
+    """tools/ is not a package: import the script by path (registered, as its dataclass needs)."""
+    spec = importlib.util.spec_from_file_location('check_cuda_build', os.path.join(ROOT, 'tools', 'check_cuda_build.py'))
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, 'check_cuda_build', module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_extensions_compile_and_import(monkeypatch):
+    """Builds both plugins (minutes the first time, then cached) wherever nvcc exists; no GPU needed."""
+    check = _load_check_cuda_build(monkeypatch)
+    reason = check.skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    if not torch.cuda.is_available():
+        monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', os.environ.get('TORCH_CUDA_ARCH_LIST', check.DEFAULT_ARCH_LIST))
+    results = {r.op: r for r in check.build_all()}
+    assert results['bias_act'].functions == ['bias_act']
+    assert results['upfirdn2d'].functions == ['upfirdn2d']
+    for r in results.values():
+        assert os.path.isfile(os.path.join(r.path, custom_ops._BUILD_DONE_MARKER))
