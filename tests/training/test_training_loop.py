@@ -1,0 +1,143 @@
+"""End-to-end CPU runs of the training loop: outputs, and exact continuation from a checkpoint."""
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from training import checkpoint as ckpt
+from training.training_loop import training_loop, update_ema
+from training.serialization import load_network_pkl
+
+
+def write_dataset(path: str, n: int = 16, res: int = 16, labels: bool = True) -> str:
+    """n grayscale res x res PNGs (bright disc on dark, radius by class) plus dataset.json."""
+    os.makedirs(path)
+    rng = np.random.RandomState(0)
+    yy, xx = np.mgrid[:res, :res]
+    entries = []
+    for i in range(n):
+        cls = i % 2
+        radius = res * (0.2 + 0.15 * cls)
+        img = ((xx - res / 2) ** 2 + (yy - res / 2) ** 2 < radius ** 2) * 200 + rng.randint(0, 40, [res, res])
+        name = f"img{i:03d}.png"
+        PIL.Image.fromarray(img.astype(np.uint8), "L").save(os.path.join(path, name))
+        entries.append([name, cls])
+    with open(os.path.join(path, "dataset.json"), "w") as f:
+        json.dump({"labels": entries if labels else None}, f)
+    return path
+
+
+def loop_kwargs(data: str, run_dir: str, **overrides) -> dict:
+    kwargs = dict(
+        run_dir=run_dir,
+        training_set_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path=data, use_labels=True,
+                                 max_size=16, xflip=False, resolution=16, random_seed=0),
+        data_loader_kwargs=dict(num_workers=0),
+        G_kwargs=dict(z_dim=16, w_dim=16, mapping_kwargs=dict(num_layers=1),
+                      synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=256)),
+        D_kwargs=dict(architecture="resnet", channel_base=128, channel_max=16, block_kwargs={}, mapping_kwargs={},
+                      epilogue_kwargs=dict(mbstd_group_size=2)),
+        G_opt_kwargs=dict(lr=0.0025, betas=[0, 0.99], eps=1e-8),
+        D_opt_kwargs=dict(lr=0.0025, betas=[0, 0.99], eps=1e-8),
+        augment_kwargs=dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1,
+                            contrast=1, lumaflip=1),
+        loss_kwargs=dict(r1_gamma=1.0),
+        random_seed=3, batch_size=4, batch_gpu=2, ema_kimg=0.01, ema_rampup=0.05,
+        G_reg_interval=2, D_reg_interval=2, augment_p=0.2, ada_target=0.6, ada_interval=1, ada_kimg=0.1,
+        total_kimg=0.024, kimg_per_tick=0.004, image_snapshot_ticks=2, network_snapshot_ticks=2,
+        image_grid_size=(4, 2), cudnn_benchmark=False,
+    )
+    kwargs.update(overrides)
+    os.makedirs(run_dir, exist_ok=True)
+    return kwargs
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> str:
+    return write_dataset(str(tmp_path_factory.mktemp("data") / "ds"))
+
+
+def test_tiny_run_writes_every_output(dataset, tmp_path):
+    run = str(tmp_path / "run")
+    training_loop(**loop_kwargs(dataset, run, total_kimg=0.012))  # 3 iterations, ticks 0..2
+    files = set(os.listdir(run))
+    assert {"reals.png", "fakes_init.png", "fakes000000.png", "stats.jsonl", "checkpoint.pt",
+            "network-snapshot-000000.pkl"} <= files
+    reals = PIL.Image.open(os.path.join(run, "reals.png"))
+    assert reals.mode == "L" and reals.size == (4 * 16, 2 * 16)
+    lines = [json.loads(line) for line in open(os.path.join(run, "stats.jsonl"))]
+    assert [line["Progress/tick"]["mean"] for line in lines] == [0, 1, 2]
+    assert lines[-1]["Progress/kimg"]["mean"] == pytest.approx(0.012)
+    for name in ("Loss/G/loss", "Loss/D/loss", "Loss/scores/real", "Loss/signs/fake", "Timing/Gmain",
+                 "Timing/Dmain", "Resources/cpu_mem_gb", "Progress/augment"):
+        assert name in lines[-1], name
+    snap = load_network_pkl(os.path.join(run, "network-snapshot-000000.pkl"))
+    assert snap["G_ema"].img_channels == 1 and snap["G_ema"].c_dim == 2
+    state = ckpt.load_checkpoint(os.path.join(run, "checkpoint.pt"))
+    assert state["progress"] == dict(cur_nimg=12, cur_tick=3, batch_idx=3, tick_start_nimg=12)
+    # ADA moved p away from 0.2 by whole steps of batch * interval / (ada_kimg * 1000) = 0.04.
+    p = float(state["nets"]["augment_pipe"]["state_dict"]["p"])
+    assert p != pytest.approx(0.2) and ((p - 0.2) / 0.04) == pytest.approx(round((p - 0.2) / 0.04), abs=1e-5)
+
+
+def final_state(run: str) -> dict:
+    return ckpt.load_checkpoint(os.path.join(run, "checkpoint.pt"))
+
+
+class Killed(Exception):
+    pass
+
+
+def test_kill_and_resume_is_bit_identical(dataset, tmp_path):
+    # Uninterrupted: 6 iterations, a tick each, checkpoints after ticks 0, 2, 4 and the end.
+    full = str(tmp_path / "full")
+    training_loop(**loop_kwargs(dataset, full))
+
+    # Killed during the tick after the checkpoint at tick 2 (one iteration past it is lost).
+    def kill(kimg, total, calls=[]):
+        calls.append(kimg)
+        if len(calls) == 5:  # the call at start, then ticks 0, 1, 2, 3
+            raise Killed()
+
+    part = str(tmp_path / "part")
+    with pytest.raises(Killed):
+        training_loop(**loop_kwargs(dataset, part, progress_fn=kill))
+    assert final_state(part)["progress"]["batch_idx"] == 3
+
+    resumed = str(tmp_path / "resumed")
+    training_loop(**loop_kwargs(dataset, resumed, resume_checkpoint=os.path.join(part, "checkpoint.pt")))
+    a, b = final_state(full), final_state(resumed)
+    assert a["progress"] == b["progress"]
+    for net in ("G", "D", "G_ema", "augment_pipe"):
+        for key, value in a["nets"][net]["state_dict"].items():
+            assert torch.equal(value, b["nets"][net]["state_dict"][key]), f"{net}.{key}"
+    for name in ("G", "D"):
+        for idx, s in a["optimizers"][name]["state"].items():
+            for k, v in s.items():
+                assert torch.equal(v, b["optimizers"][name]["state"][idx][k]), f"optimizer {name} {idx} {k}"
+    assert a["pl_mean"] == b["pl_mean"]
+    assert a["processes"][0]["ada"] == b["processes"][0]["ada"]
+
+
+def test_resume_refuses_other_network_options(dataset, tmp_path):
+    run = str(tmp_path / "a")
+    training_loop(**loop_kwargs(dataset, run, total_kimg=0.004))
+    other = loop_kwargs(dataset, str(tmp_path / "b"), resume_checkpoint=os.path.join(run, "checkpoint.pt"))
+    other["G_kwargs"] = dict(other["G_kwargs"], mapping_kwargs=dict(num_layers=2))
+    with pytest.raises(ValueError, match="G was built with"):
+        training_loop(**other)
+
+
+def test_ema_beta_follows_half_life_and_rampup():
+    G = torch.nn.Linear(1, 1, bias=False)
+    G_ema = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        G.weight.fill_(1.0)
+        G_ema.weight.fill_(0.0)
+    # ema_nimg = min(10_000, 4_000 * 0.5) = 2000 -> beta = 0.5 ** (1000 / 2000).
+    update_ema(G, G_ema, cur_nimg=4000, batch_size=1000, ema_kimg=10, ema_rampup=0.5)
+    assert float(G_ema.weight.detach()) == pytest.approx(1 - 0.5 ** 0.5)

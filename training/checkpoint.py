@@ -1,0 +1,126 @@
+"""Full training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint (`checkpoint.pt` in the run directory, rewritten atomically at every network snapshot) holds
+G, D, G_ema and the augment pipe (init_kwargs + state_dict), both optimisers, the path-length mean, the
+progress counters (cur_nimg, cur_tick, batch_idx, tick_start_nimg; batch_idx fixes the sampler position) and, per
+process, the RNG states (torch CPU/CUDA, numpy, python) and the ADA controller state. It contains only plain data and tensors, so it is read with
+`torch.load(weights_only=True)`: loading a checkpoint never executes code.
+
+Contrast with a network snapshot (`training.serialization`): a snapshot carries the networks only and is used
+for inference or transfer learning (`--resume=<snapshot.pkl>` initialises weights, counters start at 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+import dnnlib
+
+FORMAT = "spinegan-checkpoint-v1"
+FILE_NAME = "checkpoint.pt"
+
+
+def plain(obj: Any) -> Any:
+    """JSON-normalised copy (EasyDict -> dict, tuple -> list) so kwargs compare and load without pickled classes."""
+    return json.loads(json.dumps(obj))
+
+
+def capture_rng_state() -> dict:
+    """This process's global RNG states (torch CPU and CUDA, numpy, python) as plain data."""
+    np_state = np.random.get_state()
+    return dict(
+        torch=torch.get_rng_state(),
+        cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        numpy=dict(keys=torch.from_numpy(np_state[1].astype(np.int64)), pos=int(np_state[2]),
+                   has_gauss=int(np_state[3]), cached_gaussian=float(np_state[4])),
+        python=random.getstate(),
+    )
+
+
+def restore_rng_state(state: dict) -> None:
+    """Inverse of `capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class preserved_rng_state:
+    """Context manager: code inside may draw random numbers without changing the training's RNG streams.
+
+    Image grids and metrics run inside it, so a run that skips them (e.g. after a resume) stays bit-identical.
+    """
+
+    def __enter__(self) -> None:
+        self._state = capture_rng_state()
+
+    def __exit__(self, *exc: object) -> None:
+        restore_rng_state(self._state)
+
+
+def net_entry(module: torch.nn.Module | None) -> dict | None:
+    if module is None:
+        return None
+    return dict(init_kwargs=plain(getattr(module, "init_kwargs", {})),
+                state_dict={k: v.detach().cpu().clone() for k, v in module.state_dict().items()})
+
+
+def save_checkpoint(path: str | os.PathLike, *, nets: dict[str, torch.nn.Module | None],
+                    optimizers: dict[str, torch.optim.Optimizer], pl_mean: float, progress: dict,
+                    process_states: list[dict], training_set_kwargs: dict, options: dict) -> None:
+    """Write a checkpoint atomically (a run killed at any moment leaves the previous complete one).
+
+    `process_states[rank]` = dict(rng=capture_rng_state(), ada=AdaController.state_dict() or None) of each
+    process: both hold per-process streams (random numbers, ADA signs not yet reduced).
+    """
+    data = dict(
+        format=FORMAT,
+        nets={name: net_entry(module) for name, module in nets.items()},
+        optimizers={name: opt.state_dict() for name, opt in optimizers.items()},
+        pl_mean=float(pl_mean),
+        progress=dict(progress),
+        processes=process_states,
+        training_set_kwargs=plain(training_set_kwargs),
+        options=plain(options),
+    )
+    with dnnlib.atomic_write(path, "wb") as f:
+        torch.save(data, f)
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """True if `path` is a file written by `save_checkpoint` (False for snapshots and other files)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # any unreadable or foreign file: not ours
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint (tensors on the CPU); raises ValueError naming the file if it is not one."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read as a SpineGAN checkpoint ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a SpineGAN checkpoint (expected format {FORMAT!r})")
+    return data
+
+
+def load_net_state(module: torch.nn.Module, entry: dict, name: str, path: str | os.PathLike) -> None:
+    """Copy a checkpoint entry into `module`, refusing a network built with other constructor arguments."""
+    ours = plain(getattr(module, "init_kwargs", {}))
+    if ours != entry["init_kwargs"]:
+        raise ValueError(f"{path}: {name} was built with {entry['init_kwargs']}, this run builds {ours}; "
+                         f"continue with the same options, or use a network snapshot (.pkl) for transfer learning")
+    module.load_state_dict(entry["state_dict"], strict=True)

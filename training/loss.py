@@ -1,0 +1,182 @@
+"""StyleGAN2 loss: non-saturating logistic loss, R1 and path-length regularisation, style mixing.
+
+Phases (the training loop picks them; lazy regularisation runs the *reg* phases every few iterations):
+    Gmain  softplus(-D(aug(G(z, c)))) plus every generator term (e.g. the clinical loss).
+    Greg   path-length penalty on N // pl_batch_shrink samples.
+    Gboth  Gmain and Greg together (no lazy regularisation).
+    Dmain  softplus(D(aug(fake))) + softplus(-D(aug(real))).
+    Dreg   R1 = |d sum D(aug(real)) / d real|^2 * gamma / 2, taken w.r.t. the *un-augmented* reals.
+    Dboth  Dmain and Dreg together.
+
+Generator terms: any object with `name: str` and `__call__(gen_img, gen_c) -> Tensor[N]` (a per-sample loss,
+already weighted). Gmain adds its mean and reports it as `Loss/G/<name>`; the adversarial part stays `Loss/G/loss`.
+
+Per-sample losses are exposed (`generator_main_loss`, `path_length_loss`, `discriminator_fake_loss`,
+`discriminator_real_loss`) so that an update rule which needs per-sample gradients (DP-SGD, see
+`training.phase_update`) can use them; `accumulate_gradients` is the plain sum-and-backward of the same terms.
+`ada_controller` (optional) receives the logits of every real batch, for the ADA heuristic r_t.
+Gradients of each phase reach only that phase's network because the loop toggles `requires_grad`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from torch_utils import training_stats
+from torch_utils.ops import conv2d_gradfix
+
+PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
+
+
+class GeneratorTerm(Protocol):
+    """An extra generator loss added to Gmain (e.g. `spine.clinical_loss.ClinicalLoss`)."""
+
+    name: str
+
+    def __call__(self, gen_img: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss [N] for images in [-1, 1] (NCHW) and their labels [N, c_dim]."""
+        ...
+
+
+class StyleGAN2Loss:
+    """The official StyleGAN2-ADA objective with pluggable generator terms."""
+
+    def __init__(self, device: torch.device, G: torch.nn.Module, D: torch.nn.Module,
+                 augment_pipe: torch.nn.Module | None = None, r1_gamma: float = 10, style_mixing_prob: float = 0.9,
+                 pl_weight: float = 2, pl_batch_shrink: int = 2, pl_decay: float = 0.01,
+                 generator_terms: Sequence[GeneratorTerm] = (), ada_controller: Any | None = None):
+        for term in generator_terms:
+            if not isinstance(getattr(term, "name", None), str) or not callable(term):
+                raise TypeError(f"generator term {term!r} needs a str `name` and __call__(gen_img, gen_c)")
+        self.device = torch.device(device)
+        self.G = G
+        self.D = D
+        self.augment_pipe = augment_pipe
+        self.r1_gamma = float(r1_gamma)
+        self.style_mixing_prob = float(style_mixing_prob)
+        self.pl_weight = float(pl_weight)
+        self.pl_batch_shrink = int(pl_batch_shrink)
+        self.pl_decay = float(pl_decay)
+        self.generator_terms = list(generator_terms)
+        self.ada_controller = ada_controller  # training.augment.AdaController: sees every D(aug(real)) score
+        self.pl_mean = torch.zeros([], device=self.device)
+
+    # ---- network evaluation -------------------------------------------------------------------------------------
+    def run_G(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate images and return (img, ws); style mixing swaps the tail of ws for a second latent's."""
+        ws = self.G.mapping(z, c)
+        if self.style_mixing_prob > 0:
+            num_ws = ws.shape[1]
+            cutoff = int(torch.empty([], dtype=torch.int64).random_(1, num_ws))
+            if float(torch.rand([])) >= self.style_mixing_prob:
+                cutoff = num_ws
+            if cutoff < num_ws:
+                mixed = self.G.mapping(torch.randn_like(z), c, skip_w_avg_update=True)
+                ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
+        img = self.G.synthesis(ws)
+        return img, ws
+
+    def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Discriminator logits [N, 1]; every D input goes through the augmentation when there is one."""
+        if self.augment_pipe is not None:
+            img = self.augment_pipe(img)
+        return self.D(img, c)
+
+    # ---- per-sample losses --------------------------------------------------------------------------------------
+    def generator_main_loss(self, gen_z: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
+        """Adversarial loss plus generator terms, per sample [N]."""
+        gen_img, _ = self.run_G(gen_z, gen_c)
+        gen_logits = self.run_D(gen_img, gen_c)
+        training_stats.report("Loss/scores/fake", gen_logits)
+        training_stats.report("Loss/signs/fake", gen_logits.sign())
+        loss = F.softplus(-gen_logits).flatten()
+        training_stats.report("Loss/G/loss", loss)
+        for term in self.generator_terms:
+            term_loss = term(gen_img, gen_c)
+            if term_loss.shape != loss.shape:
+                raise ValueError(f"generator term {term.name!r} returned shape {tuple(term_loss.shape)}, "
+                                 f"expected a per-sample loss of shape {tuple(loss.shape)}")
+            training_stats.report(f"Loss/G/{term.name}", term_loss)
+            loss = loss + term_loss
+        return loss
+
+    def path_length_loss(self, gen_z: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
+        """Weighted path-length penalty on the first N // pl_batch_shrink samples; updates the pl_mean EMA."""
+        batch = max(gen_z.shape[0] // self.pl_batch_shrink, 1)
+        gen_img, gen_ws = self.run_G(gen_z[:batch], gen_c[:batch])
+        pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
+        with conv2d_gradfix.no_weight_gradients():
+            pl_grads = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws],
+                                           create_graph=True, only_inputs=True)[0]
+        pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
+        pl_mean = self.pl_mean.lerp(pl_lengths.mean(), self.pl_decay)
+        self.pl_mean.copy_(pl_mean.detach())
+        pl_penalty = (pl_lengths - pl_mean).square()
+        training_stats.report("Loss/pl_penalty", pl_penalty)
+        loss = pl_penalty * self.pl_weight
+        training_stats.report("Loss/G/reg", loss)
+        # The zero-weighted image term keeps every synthesis parameter in the graph (uniform gradient layout).
+        return gen_img[:, 0, 0, 0] * 0 + loss
+
+    def discriminator_fake_loss(self, gen_z: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
+        """softplus(D(aug(G(z, c)))) per sample [N]; G runs without a graph."""
+        with torch.no_grad():
+            gen_img, _ = self.run_G(gen_z, gen_c)
+        gen_logits = self.run_D(gen_img, gen_c)
+        training_stats.report("Loss/scores/fake", gen_logits)
+        training_stats.report("Loss/signs/fake", gen_logits.sign())
+        return F.softplus(gen_logits).flatten()
+
+    def discriminator_real_loss(self, real_img: torch.Tensor, real_c: torch.Tensor, main: bool, r1: bool,
+                                fake_loss: torch.Tensor | None = None) -> torch.Tensor:
+        """softplus(-D(aug(real))) (if main) plus the weighted R1 penalty (if r1), per sample [N].
+
+        `fake_loss` (from the same round) only completes the `Loss/D/loss` statistic.
+        """
+        real_img_tmp = real_img.detach().requires_grad_(r1)
+        real_logits = self.run_D(real_img_tmp, real_c)
+        training_stats.report("Loss/scores/real", real_logits)
+        training_stats.report("Loss/signs/real", real_logits.sign())
+        if self.ada_controller is not None:
+            self.ada_controller.accumulate(real_logits)
+        loss = real_logits.flatten() * 0
+        if main:
+            loss_real = F.softplus(-real_logits).flatten()
+            training_stats.report("Loss/D/loss", loss_real if fake_loss is None else loss_real + fake_loss.detach())
+            loss = loss + loss_real
+        if r1:
+            with conv2d_gradfix.no_weight_gradients():
+                r1_grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img_tmp],
+                                               create_graph=True, only_inputs=True)[0]
+            r1_penalty = r1_grads.square().sum([1, 2, 3])
+            loss_r1 = r1_penalty * (self.r1_gamma / 2)
+            training_stats.report("Loss/r1_penalty", r1_penalty)
+            training_stats.report("Loss/D/reg", loss_r1)
+            loss = loss + loss_r1
+        return loss
+
+    # ---- phase entry point --------------------------------------------------------------------------------------
+    def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
+                             gen_c: torch.Tensor, gain: float) -> None:
+        """Add the gradients of `phase`'s loss (batch mean times `gain`) to the trainable parameters."""
+        if phase not in PHASES:
+            raise ValueError(f"unknown loss phase {phase!r}; expected one of {PHASES}")
+        do_Gmain = phase in ("Gmain", "Gboth")
+        do_Gpl = phase in ("Greg", "Gboth") and self.pl_weight != 0
+        do_Dmain = phase in ("Dmain", "Dboth")
+        do_Dr1 = phase in ("Dreg", "Dboth") and self.r1_gamma != 0
+        if do_Gmain:
+            self.generator_main_loss(gen_z, gen_c).mean().mul(gain).backward()
+        if do_Gpl:
+            self.path_length_loss(gen_z, gen_c).mean().mul(gain).backward()
+        fake_loss = None
+        if do_Dmain:
+            fake_loss = self.discriminator_fake_loss(gen_z, gen_c)
+            fake_loss.mean().mul(gain).backward()
+        if do_Dmain or do_Dr1:
+            real_loss = self.discriminator_real_loss(real_img, real_c, main=do_Dmain, r1=do_Dr1, fake_loss=fake_loss)
+            real_loss.mean().mul(gain).backward()

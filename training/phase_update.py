@@ -1,0 +1,84 @@
+"""Training phases and the update rule that turns one phase's batch into one optimiser step.
+
+A `Phase` is one entry of the loop's schedule (Gmain, Greg, Dmain, Dreg, or G/Dboth): the loss phase name, the
+network it trains, its optimiser, its lazy-regularisation interval and its *update rule*.
+
+The update rule is the plug-in point for alternative optimisation of a network, DP-SGD in particular:
+
+    class PhaseUpdate(Protocol):
+        def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None
+
+It receives every accumulation round of the iteration for this phase (each a `PhaseRound` of this process's
+reals, labels, latents and fake labels) and must leave `phase.module` updated, identically on every process.
+`GradientStep` is the default: zero the gradients, back-propagate each round's loss with gain
+interval / len(rounds) (so the gradient is the mean over the whole batch whatever the split), average across
+processes, replace NaN by 0 and +-inf by +-1e5, step the optimiser. The loop passes the update rule chosen for the
+discriminator (`DiscriminatorUpdate`, the same protocol) to the D phases, so a DP implementation replaces it
+without touching the loop; it may use the loss's per-sample terms (`StyleGAN2Loss.discriminator_fake_loss`,
+`discriminator_real_loss`) to clip per-sample gradients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol, Sequence
+
+import torch
+
+from training.distributed import all_reduce_mean_
+from training.loss import StyleGAN2Loss
+
+
+@dataclasses.dataclass
+class PhaseRound:
+    """One accumulation round of one process: reals in [-1, 1], their labels, latents and fake labels."""
+
+    real_img: torch.Tensor
+    real_c: torch.Tensor
+    gen_z: torch.Tensor
+    gen_c: torch.Tensor
+
+
+@dataclasses.dataclass
+class Phase:
+    """One schedule entry; it runs when batch_idx % interval == 0 and scales its loss by `interval`."""
+
+    name: str
+    module: torch.nn.Module
+    opt: torch.optim.Optimizer
+    interval: int
+    update: "PhaseUpdate"
+
+
+class PhaseUpdate(Protocol):
+    def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
+        """Apply one optimiser step of `phase` from this process's rounds (collective across processes)."""
+        ...
+
+
+DiscriminatorUpdate = PhaseUpdate  # the name the DP module implements; same protocol
+
+
+def sanitize_gradients_(params: Sequence[torch.nn.Parameter]) -> None:
+    """NaN -> 0 and +-inf -> +-1e5 in place, so one bad batch cannot poison Adam's moments."""
+    for param in params:
+        if param.grad is not None:
+            torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
+
+
+class GradientStep:
+    """The standard update: batch-mean gradients averaged over processes, sanitised, one optimiser step."""
+
+    def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
+        params = [p for p in phase.module.parameters()]
+        phase.opt.zero_grad(set_to_none=True)
+        phase.module.requires_grad_(True)
+        try:
+            for r in rounds:
+                loss.accumulate_gradients(phase.name, r.real_img, r.real_c, r.gen_z, r.gen_c,
+                                          gain=phase.interval / len(rounds))
+        finally:
+            phase.module.requires_grad_(False)
+        all_reduce_mean_(params)
+        sanitize_gradients_(params)
+        phase.opt.step()

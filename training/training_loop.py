@@ -1,0 +1,581 @@
+"""The StyleGAN2-ADA training loop, as named steps.
+
+    setup_runtime -> load_training_data -> build_networks -> (transfer init | checkpoint resume) -> build_phases
+    -> loop { run_iteration -> update_ema -> update_ada -> on a tick: run_tick (log, grids, snapshot, metrics,
+              stats, checkpoint) }
+
+Options and output files follow the official loop (fact sheet section 4). Differences, on purpose:
+  * Resume from a checkpoint (`resume_checkpoint`) continues the run exactly: weights, optimisers, augment p, ADA
+    state, pl_mean, counters and RNG states. A network pickle (`resume_pkl`) only initialises weights.
+  * Gradients are the mean over the whole batch whatever the split into processes and accumulation rounds
+    (the official loop sums the rounds); multi-process sync all-reduces one flattened gradient per phase.
+  * Grids and metrics run with the RNG state preserved, so they never change the training's random streams.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import json
+import os
+import random
+import resource
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import psutil
+import torch
+
+import dnnlib
+from torch_utils import misc, training_stats
+from training import checkpoint as ckpt
+from training import distributed as dist_utils
+from training.image_grid import choose_grid_indices, grid_shape, save_image_grid
+from training.loss import GeneratorTerm, StyleGAN2Loss
+from training.phase_update import GradientStep, Phase, PhaseRound, PhaseUpdate
+
+# ---------------------------------------------------------------------------------------------------------------
+# State shared by the steps.
+
+
+@dataclasses.dataclass
+class Progress:
+    """Counters that define where a run is; all of them are checkpointed."""
+
+    cur_nimg: int = 0
+    cur_tick: int = 0
+    batch_idx: int = 0
+    tick_start_nimg: int = 0
+
+
+@dataclasses.dataclass
+class Nets:
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module
+    augment_pipe: torch.nn.Module | None
+    ada: Any | None  # training.augment.AdaController when ADA is on
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Setup.
+
+
+def pick_device(rank: int) -> torch.device:
+    """cuda:<local rank> when CUDA is available, else the CPU."""
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def setup_runtime(random_seed: int, rank: int, world: int, device: torch.device, cudnn_benchmark: bool,
+                  allow_tf32: bool) -> None:
+    """Seed every global RNG with seed * world + rank and set the backend flags."""
+    seed = random_seed * world + rank
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    training_stats.init_multiprocessing(rank=rank, sync_device=device if world > 1 else None)
+
+
+def construct_dataset(training_set_kwargs: dict) -> torch.utils.data.Dataset:
+    """Build the dataset named by the kwargs (`class_name` is kept in the kwargs for official compatibility)."""
+    from training.dataset import ImageFolderDataset
+    kwargs = {k: v for k, v in training_set_kwargs.items() if k != "class_name"}
+    return ImageFolderDataset(**kwargs)
+
+
+class _SkipSampler(torch.utils.data.Sampler):
+    """The underlying infinite index stream with the first `start` indices skipped (exact resume position)."""
+
+    def __init__(self, base: torch.utils.data.Sampler, start: int):
+        self.base = base
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(iter(self.base), self.start, None)
+
+
+def load_training_data(training_set_kwargs: dict, data_loader_kwargs: dict, rank: int, world: int, seed: int,
+                       batch_per_rank: int, start_index: int) -> tuple[Any, Iterator]:
+    """The dataset and an endless iterator of (uint8 images, labels) batches for this process."""
+    training_set = construct_dataset(training_set_kwargs)
+    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=world, seed=seed)
+    loader = torch.utils.data.DataLoader(dataset=training_set, sampler=_SkipSampler(sampler, start_index),
+                                         batch_size=batch_per_rank, **data_loader_kwargs)
+    return training_set, iter(loader)
+
+
+def build_networks(training_set: Any, G_kwargs: dict, D_kwargs: dict, augment_kwargs: dict | None,
+                   augment_p: float, ada_target: float | None, ada_kwargs: dict, batch_size: int,
+                   device: torch.device) -> Nets:
+    """G, D and G_ema (a copy of G) for the dataset's shape; the augment pipe and ADA controller if asked for."""
+    from training.networks import Discriminator, Generator
+    common = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
+                  img_channels=training_set.num_channels)
+    G = Generator(**G_kwargs, **common).train().requires_grad_(False).to(device)
+    D = Discriminator(**D_kwargs, **common).train().requires_grad_(False).to(device)
+    G_ema = copy.deepcopy(G).eval()
+    augment_pipe, ada = None, None
+    if augment_kwargs is not None and (augment_p > 0 or ada_target is not None):
+        from training.augment import AdaController, AugmentPipe
+        augment_pipe = AugmentPipe(**augment_kwargs).train().requires_grad_(False).to(device)
+        augment_pipe.p.copy_(torch.as_tensor(augment_p))
+        if ada_target is not None:
+            ada = AdaController(target=ada_target, batch_size=batch_size, **ada_kwargs)
+    return Nets(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, ada=ada)
+
+
+def init_from_snapshot(resume_pkl: str, nets: Nets) -> None:
+    """Transfer learning: copy G, D and G_ema weights by name from a network pickle (ours or official)."""
+    from training.serialization import load_network_pkl
+    print(f'Initialising networks from "{resume_pkl}" (transfer learning: counters, optimisers and p start anew)')
+    with dnnlib.open_url(resume_pkl) as f:
+        data = load_network_pkl(f)
+    for name in ("G", "D", "G_ema"):
+        if data.get(name) is not None:
+            misc.copy_params_and_buffers(data[name], getattr(nets, name), require_all=False)
+
+
+def build_phases(nets: Nets, loss: StyleGAN2Loss, G_opt_kwargs: dict, D_opt_kwargs: dict,
+                 G_reg_interval: int | None, D_reg_interval: int | None,
+                 discriminator_update: PhaseUpdate) -> list[Phase]:
+    """Gmain/Greg/Dmain/Dreg (lazy regularisation) or Gboth/Dboth; reg phases with zero weight are left out.
+
+    With lazy regularisation Adam's lr and betas are adjusted by r/(r+1) as in the StyleGAN2 paper.
+    """
+    phases = []
+    generator_update = GradientStep()
+    for prefix, module, opt_kwargs, interval, update, reg_on in [
+            ("G", nets.G, G_opt_kwargs, G_reg_interval, generator_update, loss.pl_weight != 0),
+            ("D", nets.D, D_opt_kwargs, D_reg_interval, discriminator_update, loss.r1_gamma != 0)]:
+        kwargs = dict(opt_kwargs)
+        kwargs["betas"] = tuple(float(beta) for beta in kwargs.get("betas", (0.9, 0.999)))  # torch wants floats
+        if interval is None:
+            opt = torch.optim.Adam(module.parameters(), **kwargs)
+            phases.append(Phase(prefix + "both", module, opt, 1, update))
+            continue
+        ratio = interval / (interval + 1)
+        kwargs["lr"] = kwargs["lr"] * ratio
+        kwargs["betas"] = tuple(beta ** ratio for beta in kwargs["betas"])
+        opt = torch.optim.Adam(module.parameters(), **kwargs)
+        phases.append(Phase(prefix + "main", module, opt, 1, update))
+        if reg_on:
+            phases.append(Phase(prefix + "reg", module, opt, interval, update))
+    return phases
+
+
+def resume_from_checkpoint(data: dict, path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase],
+                           rank: int, world: int) -> tuple[Progress, dict | None]:
+    """Restore everything but the RNG states (restored last, see `training_loop`); returns (progress, rng state)."""
+    for name in ("G", "D", "G_ema", "augment_pipe"):
+        module, entry = getattr(nets, name), data["nets"].get(name)
+        if (module is None) != (entry is None):
+            raise ValueError(f"{path}: the checkpoint {'has' if entry else 'lacks'} {name}, this run does not match")
+        if module is not None:
+            ckpt.load_net_state(module, entry, name, path)
+    optimizers = optimizers_by_name(phases)
+    for name, opt in optimizers.items():
+        opt.load_state_dict(data["optimizers"][name])
+    loss.pl_mean.fill_(data["pl_mean"])
+    progress = Progress(**{k: data["progress"][k] for k in dataclasses.asdict(Progress())})
+    processes = data["processes"]
+    if len(processes) != world:
+        print(f"Warning: {path} was written by {len(processes)} processes, this run has {world}; "
+              f"random streams restart from the seed, so the continuation is not bit-exact")
+    mine = processes[rank] if len(processes) == world else dict(processes[0], rng=None)
+    if (nets.ada is None) != (mine["ada"] is None):
+        raise ValueError(f"{path}: ADA is {'on' if mine['ada'] is not None else 'off'} in the checkpoint; "
+                         f"resume with the same --aug options")
+    if nets.ada is not None:
+        nets.ada.load_state_dict(mine["ada"])
+    rng = mine["rng"]
+    print(f'Resumed from checkpoint "{path}" at {progress.cur_nimg / 1000:.3f} kimg, tick {progress.cur_tick}')
+    return progress, rng
+
+
+def optimizers_by_name(phases: Sequence[Phase]) -> dict[str, torch.optim.Optimizer]:
+    return {phase.name[0]: phase.opt for phase in phases}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One iteration.
+
+
+def fetch_rounds(data_iter: Iterator, training_set: Any, z_dim: int, num_phases: int, batch_per_rank: int,
+                 batch_gpu: int, device: torch.device) -> list[list[PhaseRound]]:
+    """This process's reals (shared by all phases) and fresh latents/labels per phase, split into rounds."""
+    real_img, real_c = next(data_iter)
+    real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
+    real_c = real_c.to(device).split(batch_gpu)
+    per_phase = []
+    for _ in range(num_phases):
+        gen_z = torch.randn([batch_per_rank, z_dim], device=device).split(batch_gpu)
+        labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(batch_per_rank)]
+        gen_c = torch.from_numpy(np.stack(labels)).pin_memory() if device.type == "cuda" else \
+            torch.from_numpy(np.stack(labels))
+        gen_c = gen_c.to(device).split(batch_gpu)
+        per_phase.append([PhaseRound(*parts) for parts in zip(real_img, real_c, gen_z, gen_c)])
+    return per_phase
+
+
+def run_iteration(phases: Sequence[Phase], loss: StyleGAN2Loss, rounds: Sequence[Sequence[PhaseRound]],
+                  batch_idx: int, device: torch.device) -> None:
+    """Run every phase that is due at `batch_idx` through its update rule; report Timing/<phase>."""
+    for phase, phase_rounds in zip(phases, rounds):
+        if batch_idx % phase.interval != 0:
+            continue
+        start = time.perf_counter()
+        phase.update(phase, loss, phase_rounds)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        training_stats.report0("Timing/" + phase.name, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def update_ema(G: torch.nn.Module, G_ema: torch.nn.Module, cur_nimg: int, batch_size: int, ema_kimg: float,
+               ema_rampup: float | None) -> None:
+    """G_ema <- lerp(G, G_ema, beta) with a half-life of ema_kimg (ramped up as cur_nimg * ema_rampup)."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+
+
+def update_ada(nets: Nets) -> None:
+    """Count one iteration for the ADA controller; every `ada_interval` iterations it adjusts p."""
+    if nets.ada is not None:
+        nets.ada.step(nets.augment_pipe)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Ticks: logging, grids, snapshots, metrics, checkpoint.
+
+
+class RunOutputs:
+    """Everything a tick writes (rank 0 only): stats.jsonl, TensorBoard events, grids, snapshots, metrics."""
+
+    def __init__(self, run_dir: str, rank: int):
+        self.run_dir = run_dir
+        self.rank = rank
+        self.stats_jsonl = None
+        self.tensorboard = None
+        if rank == 0:
+            self.stats_jsonl = open(os.path.join(run_dir, "stats.jsonl"), "at")
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tensorboard = SummaryWriter(run_dir)
+            except ImportError as exc:
+                print(f"Skipping TensorBoard export ({exc})")
+
+    def write_stats(self, stats: dict, metrics: dict, cur_nimg: int, timestamp: float) -> None:
+        if self.rank != 0:
+            return
+        self.stats_jsonl.write(json.dumps(dict(stats, timestamp=timestamp)) + "\n")
+        self.stats_jsonl.flush()
+        if self.tensorboard is not None:
+            step = int(cur_nimg / 1000)
+            for name, value in stats.items():
+                self.tensorboard.add_scalar(name, value["mean"], global_step=step, walltime=timestamp)
+            for name, value in metrics.items():
+                self.tensorboard.add_scalar(f"Metrics/{name}", value, global_step=step, walltime=timestamp)
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.stats_jsonl is not None:
+            self.stats_jsonl.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+@dataclasses.dataclass
+class ImageGrid:
+    """Fixed reals, latents and labels shown at every image snapshot."""
+
+    size: tuple[int, int]
+    z: torch.Tensor
+    c: torch.Tensor
+
+
+def setup_image_grid(training_set: Any, run_dir: str, seed: int, grid_size: tuple[int, int] | None,
+                     z_dim: int, device: torch.device) -> ImageGrid:
+    """Write reals.png and return the grid's fixed latents/labels (rows grouped by class when conditional)."""
+    gw, gh = grid_size or grid_shape(training_set.resolution)
+    labels = np.stack([training_set.get_label(i) for i in range(len(training_set))]) \
+        if training_set.has_labels else None
+    indices = choose_grid_indices(labels, len(training_set), gw, gh, seed)
+    images = np.stack([training_set[i][0] for i in indices])
+    save_image_grid(images, os.path.join(run_dir, "reals.png"), drange=(0, 255), grid_size=(gw, gh))
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn([len(indices), z_dim], generator=generator).to(device)
+    c = torch.from_numpy(np.stack([training_set.get_label(i) for i in indices])).to(device)
+    return ImageGrid(size=(gw, gh), z=z, c=c)
+
+
+@torch.no_grad()
+def save_fakes(G_ema: torch.nn.Module, grid: ImageGrid, path: str, batch_gpu: int) -> None:
+    images = [G_ema(z=z, c=c, noise_mode="const").cpu() for z, c in zip(grid.z.split(batch_gpu),
+                                                                      grid.c.split(batch_gpu))]
+    save_image_grid(torch.cat(images).numpy(), path, drange=(-1, 1), grid_size=grid.size)
+
+
+def cpu_copy(module: torch.nn.Module | None) -> torch.nn.Module | None:
+    return None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
+
+
+def save_snapshot(nets: Nets, run_dir: str, cur_nimg: int, training_set_kwargs: dict) -> str:
+    """network-snapshot-{kimg:06d}.pkl (written atomically by training.serialization); returns its path."""
+    from training.serialization import save_network_snapshot
+    path = os.path.join(run_dir, f"network-snapshot-{cur_nimg // 1000:06d}.pkl")
+    save_network_snapshot(path, G=cpu_copy(nets.G), D=cpu_copy(nets.D), G_ema=cpu_copy(nets.G_ema),
+                          augment_pipe=cpu_copy(nets.augment_pipe), training_set_kwargs=dict(training_set_kwargs),
+                          metadata=dict(cur_nimg=cur_nimg))
+    return path
+
+
+def run_metrics(metrics: Sequence[str], G_ema: torch.nn.Module, training_set_kwargs: dict, snapshot_pkl: str,
+                run_dir: str, rank: int, world: int, device: torch.device) -> dict[str, float]:
+    """Evaluate each metric on G_ema and append it to metric-<name>.jsonl; returns {result name: value}.
+
+    A no-op with a message when the metrics package lacks `metric_main.calc_metric`.
+    """
+    if not metrics:
+        return {}
+    try:
+        from metrics import metric_main
+        calc_metric = metric_main.calc_metric
+    except (ImportError, AttributeError) as exc:
+        print(f"Skipping metrics {list(metrics)}: metrics.metric_main.calc_metric is not available ({exc})")
+        return {}
+    values = {}
+    for metric in metrics:
+        result = dict(calc_metric(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs, num_gpus=world,
+                                  rank=rank, device=device))
+        if rank == 0:
+            line = dict(result, snapshot_pkl=os.path.relpath(snapshot_pkl, run_dir), timestamp=time.time())
+            print(json.dumps(line))
+            with open(os.path.join(run_dir, f"metric-{metric}.jsonl"), "at") as f:
+                f.write(json.dumps(line) + "\n")
+        values.update(result.get("results", {}))
+    return values
+
+
+def report_progress(progress: Progress, nets: Nets, start_time: float, tick_start_time: float, tick_end_time: float,
+                    maintenance_time: float, device: torch.device) -> str:
+    """Report Progress/*, Timing/* and Resources/* and return the one-line status."""
+    cur_nimg = progress.cur_nimg
+    tick_kimg = (cur_nimg - progress.tick_start_nimg) / 1000
+    total_sec = tick_end_time - start_time
+    sec_per_tick = tick_end_time - tick_start_time
+    cpu_mem = psutil.Process(os.getpid()).memory_info().rss / 2**30
+    peak_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+    p = float(nets.augment_pipe.p) if nets.augment_pipe is not None else 0.0
+    report = training_stats.report0
+    fields = [
+        f"tick {report('Progress/tick', progress.cur_tick):<5d}",
+        f"kimg {report('Progress/kimg', cur_nimg / 1000):<8.1f}",
+        f"time {total_sec:<8.1f}",
+        f"sec/tick {report('Timing/sec_per_tick', sec_per_tick):<7.1f}",
+        f"sec/kimg {report('Timing/sec_per_kimg', sec_per_tick / max(tick_kimg, 1e-8)):<7.2f}",
+        f"maintenance {report('Timing/maintenance_sec', maintenance_time):<6.1f}",
+        f"cpumem {report('Resources/cpu_mem_gb', cpu_mem):<6.2f}",
+        f"peakcpu {report('Resources/peak_cpu_mem_gb', peak_cpu):<6.2f}",
+        f"gpumem {report('Resources/peak_gpu_mem_gb', peak_gpu):<6.2f}",
+        f"augment {report('Progress/augment', p):.3f}",
+    ]
+    report("Timing/total_sec", total_sec)
+    report("Timing/total_hours", total_sec / 3600)
+    report("Timing/total_days", total_sec / 86400)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return " ".join(fields)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loop.
+
+
+def training_loop(
+    run_dir: str = ".",
+    training_set_kwargs: dict = {},
+    data_loader_kwargs: dict = {},
+    G_kwargs: dict = {},
+    D_kwargs: dict = {},
+    G_opt_kwargs: dict = {},
+    D_opt_kwargs: dict = {},
+    augment_kwargs: dict | None = None,
+    loss_kwargs: dict = {},
+    metrics: Sequence[str] = (),
+    random_seed: int = 0,
+    num_gpus: int = 1,
+    rank: int = 0,
+    batch_size: int = 4,
+    batch_gpu: int = 4,
+    ema_kimg: float = 10,
+    ema_rampup: float | None = None,
+    G_reg_interval: int | None = 4,
+    D_reg_interval: int | None = 16,
+    augment_p: float = 0,
+    ada_target: float | None = None,
+    ada_interval: int = 4,
+    ada_kimg: float = 500,
+    total_kimg: float = 25000,
+    kimg_per_tick: float = 4,
+    image_snapshot_ticks: int | None = 50,
+    network_snapshot_ticks: int | None = 50,
+    resume_pkl: str | None = None,
+    resume_checkpoint: str | None = None,
+    cudnn_benchmark: bool = True,
+    allow_tf32: bool = False,
+    image_grid_size: tuple[int, int] | None = None,
+    generator_terms: Sequence[GeneratorTerm] = (),
+    discriminator_update: PhaseUpdate | None = None,
+    abort_fn: Callable[[], bool] | None = None,
+    progress_fn: Callable[[int, int], None] | None = None,
+    options: dict | None = None,
+) -> None:
+    """Train G and D; writes grids, stats, snapshots and checkpoints into `run_dir` (rank 0 only).
+
+    `num_gpus` is the number of processes (the world size when launched by torchrun). `options` (the JSON-able
+    training options) are stored in the checkpoint for reference.
+    """
+    start_time = time.time()
+    device = pick_device(rank)
+    world = num_gpus
+    if batch_size % (batch_gpu * world) != 0:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of batch_gpu {batch_gpu} x processes {world}")
+    batch_per_rank = batch_size // world
+    setup_runtime(random_seed, rank, world, device, cudnn_benchmark, allow_tf32)
+    is_main = rank == 0
+
+    # Progress counters come first: the data stream starts where the checkpoint stopped.
+    resume_data = ckpt.load_checkpoint(resume_checkpoint) if resume_checkpoint is not None else None
+    start_batch = resume_data["progress"]["batch_idx"] if resume_data is not None else 0
+    if is_main:
+        print("Loading training set...")
+    training_set, data_iter = load_training_data(training_set_kwargs, data_loader_kwargs, rank, world, random_seed,
+                                                 batch_per_rank, start_batch * batch_per_rank)
+    if is_main:
+        print(f"Num images: {len(training_set)}  image shape: {training_set.image_shape}  "
+              f"label shape: {training_set.label_shape}\nConstructing networks...")
+
+    nets = build_networks(training_set, G_kwargs, D_kwargs, augment_kwargs, augment_p, ada_target,
+                          dict(interval=ada_interval, ada_kimg=ada_kimg), batch_size, device)
+    if resume_pkl is not None and is_main:
+        init_from_snapshot(resume_pkl, nets)
+    for module in (nets.G, nets.D, nets.G_ema, nets.augment_pipe):
+        if module is not None:
+            dist_utils.broadcast_module_(module)
+
+    loss = StyleGAN2Loss(device=device, G=nets.G, D=nets.D, augment_pipe=nets.augment_pipe,
+                         generator_terms=generator_terms, ada_controller=nets.ada, **loss_kwargs)
+    phases = build_phases(nets, loss, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval,
+                          discriminator_update or GradientStep())
+    progress = Progress()
+    rng_state = None
+    if resume_data is not None:
+        progress, rng_state = resume_from_checkpoint(resume_data, resume_checkpoint, nets, loss, phases, rank, world)
+        del resume_data
+
+    outputs = RunOutputs(run_dir, rank)
+    grid = None
+    if is_main and image_snapshot_ticks is not None:
+        with ckpt.preserved_rng_state():
+            grid = setup_image_grid(training_set, run_dir, random_seed, image_grid_size, nets.G.z_dim, device)
+            if resume_checkpoint is None:
+                save_fakes(nets.G_ema, grid, os.path.join(run_dir, "fakes_init.png"), batch_gpu)
+    if rng_state is not None:
+        ckpt.restore_rng_state(rng_state)  # last, so nothing above shifts the restored streams
+
+    if is_main:
+        print(f"Training for {total_kimg} kimg...\n")
+    stats_collector = training_stats.Collector(regex=".*")
+    tick_start_time = time.time()
+    maintenance_time = tick_start_time - start_time
+    if progress_fn is not None:
+        progress_fn(progress.cur_nimg // 1000, int(total_kimg))
+    try:
+        while True:
+            rounds = fetch_rounds(data_iter, training_set, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
+                                  device)
+            run_iteration(phases, loss, rounds, progress.batch_idx, device)
+            update_ema(nets.G, nets.G_ema, progress.cur_nimg, batch_size, ema_kimg, ema_rampup)
+            progress.cur_nimg += batch_size
+            progress.batch_idx += 1
+            update_ada(nets)
+
+            done = progress.cur_nimg >= total_kimg * 1000
+            if not done and progress.cur_tick != 0 and \
+                    progress.cur_nimg < progress.tick_start_nimg + kimg_per_tick * 1000:
+                continue
+            tick_end_time = time.time()
+            status = report_progress(progress, nets, start_time, tick_start_time, tick_end_time, maintenance_time,
+                                     device)
+            if is_main:
+                print(status)
+            if abort_fn is not None and abort_fn():
+                done = True
+                if is_main:
+                    print("Aborting...")
+            with ckpt.preserved_rng_state():
+                metric_values = run_tick_outputs(progress, nets, grid, run_dir, training_set_kwargs, metrics,
+                                                 image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
+                                                 rank, world, device)
+            stats_collector.update()
+            outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
+            if progress_fn is not None:
+                progress_fn(progress.cur_nimg // 1000, int(total_kimg))
+
+            snapshot_due = network_snapshot_ticks is not None and \
+                (done or progress.cur_tick % network_snapshot_ticks == 0)
+            progress.cur_tick += 1
+            progress.tick_start_nimg = progress.cur_nimg
+            if snapshot_due:  # after the counters advance: the checkpoint is the state the next iteration starts from
+                write_checkpoint(os.path.join(run_dir, ckpt.FILE_NAME), nets, loss, phases, progress,
+                                 training_set_kwargs, options or {}, is_main)
+            tick_start_time = time.time()
+            maintenance_time = tick_start_time - tick_end_time
+            if done:
+                break
+    finally:
+        outputs.close()
+    if is_main:
+        print("\nExiting...")
+
+
+def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run_dir: str, training_set_kwargs: dict,
+                     metrics: Sequence[str], image_snapshot_ticks: int | None, network_snapshot_ticks: int | None,
+                     batch_gpu: int, done: bool, rank: int, world: int, device: torch.device) -> dict[str, float]:
+    """Image grid, network snapshot and metrics when due at this tick; returns the metric values."""
+    tick = progress.cur_tick
+    if grid is not None and (done or tick % image_snapshot_ticks == 0):
+        save_fakes(nets.G_ema, grid, os.path.join(run_dir, f"fakes{progress.cur_nimg // 1000:06d}.png"), batch_gpu)
+    if network_snapshot_ticks is None or not (done or tick % network_snapshot_ticks == 0):
+        return {}
+    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs) if rank == 0 else ""
+    return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device)
+
+
+def write_checkpoint(path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase], progress: Progress,
+                     training_set_kwargs: dict, options: dict, is_main: bool) -> None:
+    """Gather every process's RNG and ADA state, then rank 0 writes the checkpoint atomically."""
+    process_states = dist_utils.all_gather_object(
+        dict(rng=ckpt.capture_rng_state(), ada=nets.ada.state_dict() if nets.ada is not None else None))
+    if not is_main:
+        return
+    ckpt.save_checkpoint(path, nets=dict(G=nets.G, D=nets.D, G_ema=nets.G_ema, augment_pipe=nets.augment_pipe),
+                         optimizers=optimizers_by_name(phases),
+                         pl_mean=float(loss.pl_mean), progress=dataclasses.asdict(progress),
+                         process_states=process_states, training_set_kwargs=training_set_kwargs, options=options)
