@@ -28,6 +28,10 @@ class ActivationSpec:
     cuda_idx: int
     ref: str  # which tensor the backward needs: 'x' (input), 'y' (output) or '' (none)
     has_2nd_grad: bool
+    # act(z) * g == act(z * g) for g > 0: the gain can then be folded into the bias addition.
+    homogeneous: bool = False
+    # Overwrites its argument; used when autograd is off and the argument is our own temporary.
+    func_: Callable[[torch.Tensor, float], torch.Tensor] | None = None
 
 
 def _swish(x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -35,9 +39,12 @@ def _swish(x: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 activation_funcs: dict[str, ActivationSpec] = {
-    'linear':   ActivationSpec(lambda x, alpha: x,                      0.0, 1.0,          1, '',  False),
-    'relu':     ActivationSpec(lambda x, alpha: F.relu(x),              0.0, math.sqrt(2), 2, 'y', False),
-    'lrelu':    ActivationSpec(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), 3, 'y', False),
+    'linear':   ActivationSpec(lambda x, alpha: x,                      0.0, 1.0,          1, '',  False,
+                               homogeneous=True, func_=lambda x, alpha: x),
+    'relu':     ActivationSpec(lambda x, alpha: F.relu(x),              0.0, math.sqrt(2), 2, 'y', False,
+                               homogeneous=True, func_=lambda x, alpha: F.relu_(x)),
+    'lrelu':    ActivationSpec(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), 3, 'y', False,
+                               homogeneous=True, func_=lambda x, alpha: F.leaky_relu_(x, alpha)),
     'tanh':     ActivationSpec(lambda x, alpha: torch.tanh(x),          0.0, 1.0,          4, 'y', True),
     'sigmoid':  ActivationSpec(lambda x, alpha: torch.sigmoid(x),       0.0, 1.0,          5, 'y', True),
     'elu':      ActivationSpec(lambda x, alpha: F.elu(x),               0.0, 1.0,          6, 'y', True),
@@ -77,15 +84,28 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
 
 def _bias_act_ref(x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: ActivationSpec,
                   alpha: float, gain: float, clamp: float | None) -> torch.Tensor:
-    """Plain PyTorch composition; differentiable to any order."""
-    # Without autograd every step after the first may overwrite its input: one allocation in total.
+    """Plain PyTorch composition, differentiable to any order, with as few full-size temporaries as possible.
+
+    For lrelu/relu/linear the gain is folded into the bias addition (one fused add for x * g + b * g);
+    without autograd the remaining steps overwrite that temporary instead of allocating new ones.
+    """
     inplace = not (torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)))
-    y = x
-    if b is not None:
-        y = y + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
-    y = spec.func(y, alpha)
-    if gain != 1:
-        y = y.mul_(gain) if inplace and y is not x else y * gain
+    pre_gain = gain if spec.homogeneous and gain > 0 else 1.0
+    y = _scaled_add_bias(x, b, dim, pre_gain)
+    own = y is not x  # y is a temporary of ours, free to overwrite
+    y = spec.func_(y, alpha) if inplace and own and spec.func_ is not None else spec.func(y, alpha)
+    own = y is not x
+    if gain != pre_gain:
+        y = y.mul_(gain) if inplace and own else y * gain
+        own = True
     if clamp is not None:
-        y = y.clamp_(-clamp, clamp) if inplace and y is not x else y.clamp(-clamp, clamp)
+        y = y.clamp_(-clamp, clamp) if inplace and own else y.clamp(-clamp, clamp)
     return y
+
+
+def _scaled_add_bias(x: torch.Tensor, b: torch.Tensor | None, dim: int, scale: float) -> torch.Tensor:
+    """(x + b) * scale in one op, b broadcast along `dim`; returns x itself when there is nothing to do."""
+    if b is None:
+        return x if scale == 1 else x * scale
+    b = b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    return x + b if scale == 1 else torch.add(b * scale, x, alpha=scale)

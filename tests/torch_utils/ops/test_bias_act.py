@@ -45,16 +45,18 @@ def test_matches_closed_form_with_defaults(act, dim):
     x = rng.standard_normal((2, 3, 5, 4)) * 2
     b = rng.standard_normal(x.shape[dim])
     shape = [-1 if i == dim else 1 for i in range(4)]
-    out = bias_act.bias_act(torch.tensor(x), torch.tensor(b), dim=dim, act=act)
     expected = _numpy_act(act, x + b.reshape(shape), 0.2) * DEFAULT_GAIN.get(act, 1.0)
-    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
+    for requires_grad in [False, True]:  # the in-place (no autograd) and the autograd paths
+        out = bias_act.bias_act(torch.tensor(x, requires_grad=requires_grad), torch.tensor(b), dim=dim, act=act)
+        np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize('act', ['lrelu', 'swish', 'tanh', 'linear'])
-def test_alpha_gain_clamp_and_no_bias(act):
+@pytest.mark.parametrize('act', ['lrelu', 'relu', 'swish', 'tanh', 'linear'])
+@pytest.mark.parametrize('gain', [3.0, -2.0])
+def test_alpha_gain_clamp_and_no_bias(act, gain):
     x = np.linspace(-4, 4, 37).reshape(1, 37)
-    out = bias_act.bias_act(torch.tensor(x), act=act, alpha=0.1, gain=3.0, clamp=2.5)
-    expected = np.clip(_numpy_act(act, x, 0.1) * 3.0, -2.5, 2.5)
+    out = bias_act.bias_act(torch.tensor(x), act=act, alpha=0.1, gain=gain, clamp=2.5)
+    expected = np.clip(_numpy_act(act, x, 0.1) * gain, -2.5, 2.5)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
