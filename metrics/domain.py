@@ -1,0 +1,71 @@
+"""Domain metrics that need no download: the feature space and decisions of the project's spine classifier.
+
+Fréchet distance, KID and precision/recall in the classifier's penultimate features (the input of its last
+linear layer) measure realism as the clinical classifier sees it; label fidelity measures whether conditional
+samples show their conditioning class (`spine.clinical_loss.label_fidelity`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from metrics.detectors import Detector, file_sha1
+from metrics.metric_utils import MetricOptions
+
+
+def _last_linear(net: nn.Module, num_outputs: int) -> nn.Linear:
+    """The classification head: the last nn.Linear registered in the network, checked against the logit count."""
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not linears or linears[-1].out_features != num_outputs:
+        raise ValueError(f"cannot find the classifier's final linear layer with {num_outputs} outputs")
+    return linears[-1]
+
+
+def penultimate_features(classifier: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Input of the classifier's final linear layer [N, D] for network input `x` (a forward pre-hook)."""
+    head = _last_linear(classifier.net, classifier.spec.num_outputs)
+    captured: list[torch.Tensor] = []
+    handle = head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    try:
+        with torch.no_grad():
+            classifier(x)
+    finally:
+        handle.remove()
+    return captured[0].flatten(1)
+
+
+def require_classifier(opts: MetricOptions, metric: str) -> str:
+    if not opts.classifier:
+        raise ValueError(f"{metric} needs a spine classifier: pass classifier=<classifier.pkl> "
+                         f"(calc_metrics.py --classifier)")
+    return opts.classifier
+
+
+def spine_detector(classifier_path: str, device: torch.device) -> Detector:
+    """Penultimate features of classifier.pkl, with the classifier's own input mapping."""
+    from spine.classifier import load_classifier
+
+    classifier = load_classifier(classifier_path, device)
+    sha1 = file_sha1(classifier_path)
+
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        return penultimate_features(classifier, classifier.preprocess_uint8(images))
+
+    return Detector(name="spine", description=f"spine classifier {classifier_path} (sha1 {sha1[:12]}, "
+                                              f"{classifier.spec.arch}, penultimate features)",
+                    key=f"spine:{sha1}", extract=extract)
+
+
+def compute_label_fidelity(opts: MetricOptions, metric: str, num_per_class: int) -> dict[str, float]:
+    """Accuracy and AUC of the classifier on `num_per_class` samples per class, overall and per class name."""
+    from spine.classifier import load_classifier
+    from spine.clinical_loss import label_fidelity
+
+    classifier = load_classifier(require_classifier(opts, metric), opts.device)
+    report = label_fidelity(opts.G, classifier, num_per_class=num_per_class, seed=opts.seed,
+                            batch_size=opts.batch_size, device=opts.device)
+    results = {f"{metric}_accuracy": report["accuracy"], f"{metric}_auc": report["auc"]}
+    for name, values in report["per_class"].items():
+        results.update({f"{metric}_{name}_accuracy": values["accuracy"], f"{metric}_{name}_auc": values["auc"]})
+    return results

@@ -1,0 +1,123 @@
+"""Metric registry: evaluate a metric by name and report it as one line of metric-<name>.jsonl.
+
+`calc_metric(metric, G=..., dataset_kwargs=..., num_gpus=..., rank=..., device=..., **options)` returns
+    {results: {<key>: value}, metric, total_time, total_time_str, num_gpus, detector}
+and `report_metric` adds snapshot_pkl and timestamp, prints it and appends it to <run_dir>/metric-<name>.jsonl
+(the official line format plus 'detector', a description of the detector used). Names: see metric_names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import dnnlib
+from metrics import detectors
+from metrics.detectors import Detector
+from metrics.domain import compute_label_fidelity, require_classifier, spine_detector
+from metrics.frechet import compute_fid
+from metrics.inception_score import compute_is
+from metrics.kid import compute_kid
+from metrics.metric_names import MetricSpec, is_valid_metric, key_part, list_valid_metrics, parse_metric
+from metrics.metric_utils import MetricOptions, construct_dataset
+from metrics.precision_recall import compute_pr
+
+__all__ = ["calc_metric", "report_metric", "is_valid_metric", "list_valid_metrics"]
+
+
+def resolve_detector(spec: MetricSpec, opts: MetricOptions) -> Detector:
+    """The detector a metric is computed with (see metrics.detectors for the resolution order)."""
+    if spec.space == "spine":
+        return spine_detector(require_classifier(opts, spec.name), opts.device)
+    if spec.space == "vgg16":
+        return detectors.resolve_vgg16(opts.vgg16, opts.device, spec.name)
+    return detectors.resolve_inception(opts.detector, opts.device, spec.name, probabilities=spec.kind == "is")
+
+
+def class_names(opts: MetricOptions, c_dim: int) -> list[str]:
+    """Result-key names of the classes: dataset.json's class_names, else class0, class1, ..."""
+    names = construct_dataset(dict(opts.dataset_kwargs, use_labels=True)).metadata.get("class_names")
+    if not names or len(names) != c_dim:
+        return [f"class{k}" for k in range(c_dim)]
+    return [key_part(name) for name in names]
+
+
+def evaluate_one(spec: MetricSpec, opts: MetricOptions, detector: Detector, class_index: int | None
+                 ) -> dict[str, float]:
+    """Result values of one (possibly per-class) evaluation, keyed by suffix ('' for single-valued metrics)."""
+    common = dict(num_gen=spec.count, max_real=spec.max_real, full=spec.full, class_index=class_index)
+    if spec.kind == "fid":
+        return {"": compute_fid(opts, detector, **common)}
+    if spec.kind == "kid":
+        return {"": compute_kid(opts, detector, **common)}
+    if spec.kind == "pr":
+        precision, recall = compute_pr(opts, detector, nhood_size=spec.nhood_size, **common)
+        return {"_precision": precision, "_recall": recall}
+    mean, std = compute_is(opts, detector, num_gen=spec.count)
+    return {"_mean": mean, "_std": std}
+
+
+def evaluate(spec: MetricSpec, opts: MetricOptions, detector: Detector) -> dict[str, float]:
+    """All result keys of a metric: <name><suffix>, or <name>_<class><suffix> for _perclass."""
+    if not spec.perclass:
+        return {spec.name + suffix: value for suffix, value in evaluate_one(spec, opts, detector, None).items()}
+    if opts.G is None or opts.G.c_dim == 0:
+        raise ValueError(f"{spec.name}: per-class metrics need a conditional generator (c_dim > 0)")
+    results = {}
+    for k, name in enumerate(class_names(opts, opts.G.c_dim)):
+        for suffix, value in evaluate_one(spec, opts, detector, k).items():
+            results[f"{spec.name}_{name}{suffix}"] = value
+    return results
+
+
+def calc_metric(metric: str, **kwargs: Any) -> dnnlib.EasyDict:
+    """Evaluate `metric`; kwargs are MetricOptions fields (G, dataset_kwargs, num_gpus, rank, device, detector,
+    vgg16, classifier, cache, progress, seed, batch_size, batch_gen)."""
+    spec = parse_metric(metric)
+    opts = MetricOptions(**kwargs)
+    opts.device = torch.device(opts.device)
+    start = time.time()
+    if spec.kind == "label_fidelity":
+        results = compute_label_fidelity(opts, spec.name, spec.count)
+        description = f"spine classifier {opts.classifier} (decisions)"
+    else:
+        detector = resolve_detector(spec, opts)
+        results, description = evaluate(spec, opts, detector), detector.description
+    total_time = time.time() - start
+    return dnnlib.EasyDict(results=dnnlib.EasyDict(results), metric=metric, total_time=total_time,
+                           total_time_str=format_time(total_time), num_gpus=opts.num_gpus, detector=description)
+
+
+def format_time(seconds: float) -> str:
+    """Durations as the official logs print them: 12s, 3m 04s, 1h 02m 03s, 2d 03h 04m."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s"
+    return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
+
+
+def report_metric(result: dict, run_dir: str | None = None, snapshot_pkl: str | None = None) -> dict:
+    """Print the result line and, with `run_dir`, append it to <run_dir>/metric-<name>.jsonl (atomic rewrite).
+
+    snapshot_pkl is stored relative to run_dir, as the official lines do.
+    """
+    if snapshot_pkl is not None and run_dir is not None:
+        snapshot_pkl = os.path.relpath(snapshot_pkl, run_dir)
+    line = dict(result, snapshot_pkl=snapshot_pkl, timestamp=time.time())
+    text = json.dumps(line)
+    print(text)
+    if run_dir is not None:
+        path = os.path.join(run_dir, f"metric-{result['metric']}.jsonl")
+        previous = Path(path).read_bytes() if os.path.isfile(path) else b""
+        with dnnlib.atomic_write(path, "wb") as f:
+            f.write(previous + (text + "\n").encode("utf-8"))
+    return line

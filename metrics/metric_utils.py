@@ -1,0 +1,312 @@
+"""Shared machinery of the metrics: options, feature statistics, and the real and generated feature passes.
+
+Real images go through the detector once per (dataset content, detector, options): the statistics are cached at
+`<cache>/gan-metrics/<dataset>-<detector>-<md5>.npz`, the md5 taken over the dataset kwargs, a fingerprint of the
+dataset's files (names, sizes, mtimes), the detector key and the statistics options. Generated images are drawn
+with a seeded z, labels drawn from the dataset (conditional networks) and converted to uint8 as generate.py saves
+them. With several processes each rank takes a contiguous part of every chunk and the features are all-gathered,
+so that every rank ends with the same statistics, in the same order as a single process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import tqdm
+
+import dnnlib
+from metrics.detectors import Detector
+from training import distributed
+
+
+@dataclasses.dataclass
+class MetricOptions:
+    """Everything a metric needs besides its own definition."""
+
+    G: torch.nn.Module | None = None
+    dataset_kwargs: dict = dataclasses.field(default_factory=dict)
+    num_gpus: int = 1
+    rank: int = 0
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    detector: str | None = None  # explicit Inception path or URL
+    vgg16: str | None = None  # explicit VGG16 path or URL (precision/recall)
+    classifier: str | None = None  # classifier.pkl for the spine-feature metrics
+    cache: bool = True  # reuse and write real-image statistics
+    progress: bool = True  # tqdm bars (rank 0 only)
+    seed: int = 0  # z, labels and real subsets
+    batch_size: int = 64  # images per detector call
+    batch_gen: int = 4  # images per generator call
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Feature statistics.
+
+
+class FeatureStats:
+    """Accumulates detector features: all of them (KID, PR) and/or float64 sums for mean and covariance (FID)."""
+
+    def __init__(self, capture_all: bool = False, capture_mean_cov: bool = False, max_items: int | None = None):
+        self.capture_all = capture_all
+        self.capture_mean_cov = capture_mean_cov
+        self.max_items = max_items
+        self.num_items = 0
+        self.num_features: int | None = None
+        self.all_features: list[np.ndarray] = []
+        self.raw_mean: np.ndarray | None = None
+        self.raw_cov: np.ndarray | None = None
+
+    def is_full(self) -> bool:
+        return self.max_items is not None and self.num_items >= self.max_items
+
+    def append(self, x: np.ndarray | torch.Tensor) -> None:
+        """Add feature rows [N, D] (rows past `max_items` are dropped)."""
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        x = x.astype(np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"features must be [N, D], got shape {x.shape}")
+        if self.num_features is None:
+            self.num_features = x.shape[1]
+            if self.capture_mean_cov:
+                self.raw_mean = np.zeros([x.shape[1]], dtype=np.float64)
+                self.raw_cov = np.zeros([x.shape[1], x.shape[1]], dtype=np.float64)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"features have {x.shape[1]} columns, expected {self.num_features}")
+        if self.max_items is not None:
+            x = x[:max(self.max_items - self.num_items, 0)]
+        self.num_items += x.shape[0]
+        if self.capture_all:
+            self.all_features.append(x)
+        if self.capture_mean_cov:
+            x64 = x.astype(np.float64)
+            self.raw_mean += x64.sum(axis=0)
+            self.raw_cov += x64.T @ x64
+
+    def get_all(self) -> np.ndarray:
+        if not self.capture_all:
+            raise RuntimeError("FeatureStats built without capture_all")
+        return np.concatenate(self.all_features) if self.all_features else np.zeros([0, self.num_features or 0],
+                                                                                      np.float32)
+
+    def get_mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and (population, 1/N) covariance, float64."""
+        if not self.capture_mean_cov or self.num_items == 0:
+            raise RuntimeError("FeatureStats holds no mean/covariance sums")
+        mean = self.raw_mean / self.num_items
+        return mean, self.raw_cov / self.num_items - np.outer(mean, mean)
+
+    def save(self, path: str) -> None:
+        """Write the statistics as .npz, atomically (no pickles: read back with allow_pickle=False)."""
+        arrays: dict[str, Any] = dict(num_items=np.int64(self.num_items), num_features=np.int64(self.num_features),
+                                      capture_all=self.capture_all, capture_mean_cov=self.capture_mean_cov)
+        if self.capture_all:
+            arrays["all_features"] = self.get_all()
+        if self.capture_mean_cov:
+            arrays.update(raw_mean=self.raw_mean, raw_cov=self.raw_cov)
+        with dnnlib.atomic_write(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path: str) -> "FeatureStats":
+        with np.load(path, allow_pickle=False) as data:
+            stats = cls(capture_all=bool(data["capture_all"]), capture_mean_cov=bool(data["capture_mean_cov"]))
+            stats.num_items = int(data["num_items"])
+            stats.num_features = int(data["num_features"])
+            if stats.capture_all:
+                stats.all_features = [data["all_features"]]
+            if stats.capture_mean_cov:
+                stats.raw_mean, stats.raw_cov = data["raw_mean"], data["raw_cov"]
+        return stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Chunked, rank-split feature passes.
+
+
+def rank_slices(num_items: int, opts: MetricOptions) -> Iterator[tuple[int, np.ndarray, int]]:
+    """(chunk start, this rank's positions in the chunk, valid count) per chunk of batch_size * num_gpus items.
+
+    Rank r takes positions [r * batch_size, (r + 1) * batch_size) of each chunk. With several processes every
+    rank processes exactly batch_size positions (past the end of the data they repeat the chunk's last item), so
+    that all ranks take part in every all-gather; a single process just takes the valid ones.
+    """
+    chunk = opts.batch_size * opts.num_gpus
+    for start in range(0, num_items, chunk):
+        count = min(chunk, num_items - start)
+        if opts.num_gpus == 1:
+            yield start, np.arange(count), count
+            continue
+        positions = opts.rank * opts.batch_size + np.arange(opts.batch_size)
+        yield start, np.minimum(positions, count - 1), count
+
+
+def gather_chunk(features: torch.Tensor, count: int, opts: MetricOptions) -> torch.Tensor:
+    """Features of the whole chunk, in index order, on every rank (trimmed to the chunk's valid count)."""
+    if opts.num_gpus > 1:
+        parts = [torch.empty_like(features) for _ in range(opts.num_gpus)]
+        torch.distributed.all_gather(parts, features.contiguous())
+        features = torch.cat(parts)
+    return features[:count]
+
+
+def progress_bar(opts: MetricOptions, total: int, desc: str) -> tqdm.tqdm:
+    return tqdm.tqdm(total=total, desc=desc, unit="img", disable=not opts.progress or opts.rank != 0,
+                     dynamic_ncols=True, leave=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Real images.
+
+
+def construct_dataset(dataset_kwargs: dict) -> Any:
+    from training.training_loop import construct_dataset as construct
+    return construct(dataset_kwargs)
+
+
+def dataset_fingerprint(path: str) -> str:
+    """md5 over the dataset's file names, sizes and mtimes (a folder) or the file's size and mtime (a zip)."""
+    if os.path.isdir(path):
+        entries = []
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                full = os.path.join(root, name)
+                st = os.stat(full)
+                entries.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+        entries.sort()
+    else:
+        st = os.stat(path)
+        entries = [(os.path.basename(path), st.st_size, st.st_mtime_ns)]
+    return hashlib.md5(repr(entries).encode("utf-8")).hexdigest()
+
+
+def stats_cache_path(dataset_name: str, detector: Detector, key: dict) -> str:
+    """<cache>/gan-metrics/<dataset>-<detector>-<md5 of the key>.npz."""
+    digest = hashlib.md5(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    return dnnlib.make_cache_dir_path("gan-metrics", f"{dataset_name}-{detector.name}-{digest}.npz")
+
+
+def select_real_indices(dataset: Any, max_items: int | None, class_index: int | None, seed: int) -> np.ndarray:
+    """All dataset indices (optionally of one class), or a seeded subset of `max_items` of them, sorted."""
+    indices = np.arange(len(dataset))
+    if class_index is not None:
+        if not dataset.has_onehot_labels:
+            raise ValueError("per-class metrics need a dataset with class labels (integer labels in dataset.json)")
+        labels = np.stack([dataset.get_label(int(i)) for i in indices])
+        indices = indices[labels.argmax(axis=1) == class_index]
+        if indices.size == 0:
+            raise ValueError(f"the dataset has no image of class {class_index}")
+    if max_items is not None and max_items < indices.size:
+        indices = np.sort(np.random.RandomState(seed).choice(indices, max_items, replace=False))
+    return indices
+
+
+def compute_feature_stats_for_dataset(opts: MetricOptions, detector: Detector, *, max_items: int | None = None,
+                                      full: bool = False, class_index: int | None = None, capture_all: bool = False,
+                                      capture_mean_cov: bool = False) -> FeatureStats:
+    """Detector statistics of real images, from the cache when the dataset, detector and options are unchanged.
+
+    `full` uses every image without x-flips (the official *_full definitions); otherwise the dataset kwargs are
+    kept as given (including x-flips) and at most `max_items` images are drawn with the metric seed.
+    """
+    dataset_kwargs = dict(opts.dataset_kwargs)
+    if full:
+        dataset_kwargs.update(xflip=False, max_size=None)
+    if class_index is not None:
+        dataset_kwargs.update(use_labels=True)
+    key = dict(dataset_kwargs=dataset_kwargs, fingerprint=dataset_fingerprint(dataset_kwargs["path"]),
+               detector=detector.key, stats=dict(max_items=max_items, full=full, class_index=class_index,
+                                                 capture_all=capture_all, capture_mean_cov=capture_mean_cov,
+                                                 seed=opts.seed))
+    dataset = construct_dataset(dataset_kwargs)
+    cache_file = stats_cache_path(dataset.name, detector, key)
+    if opts.cache and os.path.isfile(cache_file):
+        return FeatureStats.load(cache_file)
+
+    indices = select_real_indices(dataset, max_items, class_index, opts.seed)
+    stats = FeatureStats(capture_all=capture_all, capture_mean_cov=capture_mean_cov)
+    with progress_bar(opts, indices.size, f"{detector.name} features of {dataset.name}") as bar:
+        for start, positions, count in rank_slices(indices.size, opts):
+            images = torch.from_numpy(np.stack([dataset[int(i)][0] for i in indices[start + positions]]))
+            with torch.no_grad():
+                stats.append(gather_chunk(detector(images), count, opts))
+            bar.update(count)
+    if opts.cache and opts.rank == 0:
+        stats.save(cache_file)
+    return stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generated images.
+
+
+def generated_to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> the uint8 pixels generate.py saves."""
+    return (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def sample_labels(opts: MetricOptions, num: int, class_index: int | None, rng: np.random.RandomState) -> np.ndarray:
+    """Conditioning labels [num, c_dim]: one class, or drawn from the dataset's labels (official behaviour)."""
+    c_dim = opts.G.c_dim
+    if c_dim == 0:
+        return np.zeros([num, 0], dtype=np.float32)
+    if class_index is not None:
+        if not 0 <= class_index < c_dim:
+            raise ValueError(f"class {class_index} out of range for a generator with c_dim={c_dim}")
+        return np.eye(c_dim, dtype=np.float32)[np.full(num, class_index)]
+    labels = _dataset_labels(opts)
+    return labels[rng.randint(len(labels), size=num)]
+
+
+_LABELS: dict[str, np.ndarray] = {}
+
+
+def _dataset_labels(opts: MetricOptions) -> np.ndarray:
+    """All labels of the dataset [N, c_dim] (memoised per dataset kwargs; labels are read from dataset.json only)."""
+    kwargs = dict(opts.dataset_kwargs, use_labels=True)
+    memo = json.dumps(kwargs, sort_keys=True, default=str)
+    if memo not in _LABELS:
+        dataset = construct_dataset(kwargs)
+        labels = np.stack([dataset.get_label(i) for i in range(len(dataset))]).astype(np.float32)
+        if labels.shape[1] != opts.G.c_dim:
+            raise ValueError(f"{kwargs['path']}: labels of dimension {labels.shape[1]}, but the generator has "
+                             f"c_dim={opts.G.c_dim}")
+        _LABELS[memo] = labels
+    return _LABELS[memo]
+
+
+def generate_images(opts: MetricOptions, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """uint8 images for the given z and c, batch_gen at a time."""
+    parts = []
+    for start in range(0, z.shape[0], opts.batch_gen):
+        zs = z[start:start + opts.batch_gen].to(opts.device)
+        cs = c[start:start + opts.batch_gen].to(opts.device)
+        parts.append(generated_to_uint8(opts.G(zs, cs)))
+    return torch.cat(parts)
+
+
+def compute_feature_stats_for_generator(opts: MetricOptions, detector: Detector, *, num_gen: int,
+                                        class_index: int | None = None, capture_all: bool = False,
+                                        capture_mean_cov: bool = False) -> FeatureStats:
+    """Detector statistics of `num_gen` generated images (seeded z and labels; noise seeded per rank)."""
+    if opts.G is None:
+        raise ValueError("this metric needs a generator")
+    stats = FeatureStats(capture_all=capture_all, capture_mean_cov=capture_mean_cov)
+    z_gen = torch.Generator().manual_seed(opts.seed)
+    label_rng = np.random.RandomState(opts.seed)
+    devices = [opts.device] if opts.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), \
+            progress_bar(opts, num_gen, f"{detector.name} features of generated images") as bar:
+        torch.manual_seed(opts.seed + opts.rank)  # per-pixel noise of noise_mode='random'
+        for _start, positions, count in rank_slices(num_gen, opts):
+            # Every rank draws the whole chunk so that the random streams stay aligned, then keeps its part.
+            z = torch.randn([count, opts.G.z_dim], generator=z_gen)
+            c = torch.from_numpy(sample_labels(opts, count, class_index, label_rng))
+            images = generate_images(opts, z[positions], c[positions])
+            stats.append(gather_chunk(detector(images), count, opts))
+            bar.update(count)
+    return stats
