@@ -1,0 +1,130 @@
+"""train.py: presets, option checks with clear messages, run-directory naming, resume semantics."""
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+from click.testing import CliRunner
+
+import train
+from training.augment import augpipe_specs
+from training.run_dir import create_run_dir, next_run_id
+
+
+def write_dataset(path: str, n: int = 8, res: int = 16, labels: bool = True) -> str:
+    os.makedirs(path)
+    rng = np.random.RandomState(0)
+    for i in range(n):
+        PIL.Image.fromarray(rng.randint(0, 255, [res, res]).astype(np.uint8), "L").save(f"{path}/img{i:02d}.png")
+    with open(f"{path}/dataset.json", "w") as f:
+        json.dump({"labels": [[f"img{i:02d}.png", i % 2] for i in range(n)] if labels else None}, f)
+    return path
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Replace the launch with a recorder: option handling is tested without training."""
+    calls = []
+    monkeypatch.setattr(train, "launch", lambda args: calls.append(args))
+    return calls
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(train.main, list(args))
+
+
+def test_spine_preset_numbers(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "spine256"), res=256, n=2)
+    out = str(tmp_path / "runs")
+    result = invoke("--outdir", out, "--data", data, "--cfg", "spine", "--cond", "1", "--metrics", "none")
+    assert result.exit_code == 0, result.output
+    args = captured[0]
+    assert args.batch_size == 16 and args.batch_gpu == 16
+    assert args.loss_kwargs.r1_gamma == pytest.approx(0.8192) and args.ema_kimg == 5
+    assert args.G_kwargs.mapping_kwargs.num_layers == 2 and args.ada_target == 0.6
+    assert args.G_kwargs.synthesis_kwargs.channel_base == 16384
+    assert args.augment_kwargs == augpipe_specs["bgcfnc"]
+    assert os.path.basename(args.run_dir) == "00000-spine256-cond-spine"
+    saved = json.load(open(os.path.join(args.run_dir, "training_options.json")))
+    assert saved["loss_kwargs"]["r1_gamma"] == pytest.approx(0.8192)
+
+
+def test_auto_preset_matches_official_formulas(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"), res=64)
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none", "--gamma", "2",
+                    "--kimg", "10", "--mirror", "1", "--aug", "fixed", "--p", "0.3")
+    assert result.exit_code == 0, result.output
+    args = captured[0]
+    # mb = max(min(1 * min(4096 // 64, 32), 64), 1) = 32, ema = 10 kimg, mbstd = 4, fmaps 0.5.
+    assert args.batch_size == 32 and args.ema_kimg == 10 and args.D_kwargs.epilogue_kwargs.mbstd_group_size == 4
+    assert args.G_kwargs.synthesis_kwargs.channel_base == 16384 and args.augment_p == 0.3 and args.ada_target is None
+    assert os.path.basename(args.run_dir) == "00000-ds-mirror-auto1gpu-gamma2-kimg10-fixed-p0.3"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--aug", "fixed"], "--aug=fixed requires specifying --p"),
+    (["--p", "0.2"], "--p can only be specified with --aug=fixed"),
+    (["--aug", "noaug", "--augpipe", "bgc"], "--augpipe cannot be specified with --aug=noaug"),
+    (["--aug", "noaug", "--target", "0.5"], "--target can only be specified with --aug=ada"),
+    (["--gpus", "2", "--batch", "3"], "--batch must be at least 1 and divisible by --gpus"),
+    (["--gpus", "3"], "--gpus must be a power of two"),
+    (["--batch", "8", "--batch-gpu", "3"], "must be a multiple of --batch-gpu"),
+    (["--augpipe", "xyz"], "--augpipe=xyz"),
+    (["--resume", "missing.pkl"], "no such file"),
+])
+def test_bad_option_combinations_are_refused(tmp_path, captured, extra, message):
+    data = write_dataset(str(tmp_path / "ds"))
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none", *extra)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not captured and not os.path.exists(tmp_path / "runs")
+
+
+def test_cond_without_labels_is_refused(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"), labels=False)
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cond", "1", "--metrics", "none")
+    assert result.exit_code == 1 and "--cond=True requires labels" in result.output
+
+
+def test_dry_run_creates_nothing(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "-n")
+    assert result.exit_code == 0 and "Dry run" in result.output
+    assert not captured and not os.path.exists(tmp_path / "runs")
+
+
+def test_runs_get_new_numbered_directories(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    out = tmp_path / "runs"
+    (out / "00007-old").mkdir(parents=True)
+    for _ in range(2):
+        assert invoke("--outdir", str(out), "--data", data, "--cfg", "demo").exit_code == 0
+    assert [os.path.basename(a.run_dir) for a in captured] == ["00008-ds-demo", "00009-ds-demo"]
+    assert next_run_id(str(out)) == 10
+
+
+def test_existing_run_directory_is_never_reused(tmp_path, monkeypatch):
+    (tmp_path / "00000-x").mkdir()
+    monkeypatch.setattr("training.run_dir.next_run_id", lambda outdir: 0)
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        create_run_dir(str(tmp_path), "x")
+
+
+@pytest.mark.slow
+def test_demo_run_then_exact_continuation(tmp_path):
+    """A real (short) CLI run, then --resume of its checkpoint: same options pass, others are refused."""
+    data = write_dataset(str(tmp_path / "ds"), n=16)
+    out = str(tmp_path / "runs")
+    common = ["--outdir", out, "--data", data, "--cfg", "demo", "--batch", "8", "--snap", "1000"]
+    result = invoke(*common, "--kimg", "0.032", "--kimg-per-tick", "0.016")
+    assert result.exit_code == 0, result.output
+    run = os.path.join(out, "00000-ds-demo-kimg0.032-batch8")
+    assert {"checkpoint.pt", "log.txt", "stats.jsonl", "fakes000000.png", "network-snapshot-000000.pkl"} <= set(os.listdir(run))
+    ckpt_path = os.path.join(run, "checkpoint.pt")
+    refused = invoke(*common, "--kimg", "0.048", "--gamma", "3", "--resume", ckpt_path)
+    assert refused.exit_code == 1 and "options differ from the checkpoint" in refused.output
+    cont = invoke(*common, "--kimg", "0.048", "--resume", ckpt_path)
+    assert cont.exit_code == 0, cont.output
+    log = open(os.path.join(out, "00001-ds-demo-kimg0.048-batch8-continued", "log.txt")).read()
+    assert "Resumed from checkpoint" in log and "at 0.032 kimg" in log

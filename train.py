@@ -1,0 +1,471 @@
+"""Train a (conditional) StyleGAN2-ADA generator.
+
+Official options and presets of NVIDIA's train.py, plus two of ours: `--cfg=spine` (the paper's setting for 256x256
+grayscale radiographs) and `--cfg=demo` (a small network that learns recognisable images on 2 CPU cores in minutes).
+
+Resume semantics:
+  --resume=<run>/checkpoint.pt   continue that run exactly (weights, optimisers, p, ADA, pl_mean, counters, RNG);
+                                 the other options must describe the same run (checked). Only --kimg, --snap,
+                                 --metrics, --workers and --outdir may differ. Writes into a new run directory.
+  --resume=<snapshot.pkl | URL | ffhq256 ...>   transfer learning: copy the weights, start counters at 0
+                                 (ADA reacts faster: ada_kimg 100, no EMA ramp-up, as the official code does).
+
+How options become a run: each `configure_*` step below reads the parsed options and fills the training-loop
+kwargs (`args`), returning its part of the run directory name. Later features add a click option and a step to
+`CONFIGURE_STEPS`, and build their plug-ins (generator terms, discriminator update) in `build_plugins`.
+
+Multi-process: `--gpus=N` spawns N local processes (env:// rendezvous), or launch with
+`torchrun --nproc_per_node=N train.py --gpus=N ...`. NCCL on GPUs, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any, Callable
+
+import click
+import torch
+
+import dnnlib
+from training import checkpoint as ckpt
+from training import distributed as dist_utils
+from training.run_dir import create_run_dir
+
+# ---------------------------------------------------------------------------------------------------------------
+# Presets.
+
+# ref_gpus, kimg, mb (batch), mbstd, fmaps (channel_base / 32768), lrate, gamma, ema (kimg), ramp, map (layers);
+# -1 = computed from resolution and GPU count ('auto'). The official numbers, plus our 'spine' and 'demo'.
+CFG_SPECS: dict[str, dict[str, Any]] = {
+    "auto": dict(ref_gpus=-1, kimg=25000, mb=-1, mbstd=-1, fmaps=-1, lrate=-1, gamma=-1, ema=-1, ramp=0.05, map=2),
+    "stylegan2": dict(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None,
+                      map=8),
+    "paper256": dict(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None,
+                     map=8),
+    "paper512": dict(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None,
+                     map=8),
+    "paper1024": dict(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None,
+                      map=8),
+    "cifar": dict(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05,
+                  map=2),
+    # The paper's 256x256 grayscale setting = 'auto' at res 256 on one GPU, with the full bgcfnc pipe.
+    "spine": dict(ref_gpus=-1, kimg=25000, mb=16, mbstd=4, fmaps=0.5, lrate=0.0025, gamma=0.8192, ema=5, ramp=0.05,
+                  map=2, augpipe="bgcfnc"),
+    # Small and fast: 32-64 px, narrow layers, short EMA, no path-length term; minutes on 2 CPU cores.
+    "demo": dict(ref_gpus=-1, kimg=40, mb=16, mbstd=4, fmaps=2048 / 32768, lrate=0.0025, gamma=0.05, ema=1,
+                 ramp=0.05, map=2, channel_max=128, z_dim=128, pl_weight=0, metrics="none", kimg_per_tick=1,
+                 grid=(8, 4), workers=0),
+}
+
+_TRANSFER_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
+RESUME_SPECS = {  # the official --resume names (NVIDIA's networks, CC BY-NC; downloaded on request, never bundled)
+    "ffhq256": _TRANSFER_URL + "ffhq-res256-mirror-paper256-noaug.pkl",
+    "ffhq512": _TRANSFER_URL + "ffhq-res512-mirror-stylegan2-noaug.pkl",
+    "ffhq1024": _TRANSFER_URL + "ffhq-res1024-mirror-stylegan2-noaug.pkl",
+    "celebahq256": _TRANSFER_URL + "celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl",
+    "lsundog256": _TRANSFER_URL + "lsundog-res256-paper256-kimg100000-noaug.pkl",
+}
+
+
+class UserError(click.ClickException):
+    """A bad option or option combination; click prints it as 'Error: ...' and exits with status 1."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Options -> training-loop kwargs, one concern per step.
+
+
+def configure_general(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    if opts.gpus < 1 or (opts.gpus & (opts.gpus - 1)):
+        raise UserError("--gpus must be a power of two")
+    if opts.snap < 1:
+        raise UserError("--snap must be at least 1")
+    metrics = [] if opts.metrics in (None, "none") else [m for m in opts.metrics.split(",") if m]
+    try:
+        from metrics import metric_main
+        bad = [m for m in metrics if hasattr(metric_main, "is_valid_metric") and not metric_main.is_valid_metric(m)]
+        if bad:
+            raise UserError(f"--metrics: unknown metric(s) {bad}")
+    except ImportError:
+        pass
+    args.update(num_gpus=opts.gpus, image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap,
+                metrics=metrics, random_seed=opts.seed, kimg_per_tick=opts.kimg_per_tick)
+    return []
+
+
+def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    from training.dataset import ImageFolderDataset
+    try:
+        training_set = ImageFolderDataset(path=opts.data, use_labels=False, max_size=None, xflip=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--data={opts.data}: {exc}") from exc
+    if opts.cond:
+        try:
+            training_set = ImageFolderDataset(path=opts.data, use_labels=True, max_size=None, xflip=False)
+        except ValueError as exc:
+            raise UserError(f"--cond=True requires labels in {opts.data}/dataset.json ({exc})") from exc
+        if not training_set.has_labels:
+            raise UserError(f"--cond=True requires labels in {opts.data}/dataset.json")
+    args.training_set_kwargs = dnnlib.EasyDict(
+        class_name="training.dataset.ImageFolderDataset", path=opts.data, use_labels=bool(opts.cond),
+        max_size=len(training_set), xflip=opts.mirror, resolution=training_set.resolution,
+        random_seed=opts.seed)
+    args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=torch.cuda.is_available(), num_workers=opts.workers,
+                                              **({"prefetch_factor": 2} if opts.workers > 0 else {}))
+    desc = [training_set.name]
+    if opts.cond:
+        desc.append("cond")
+    if opts.subset is not None:
+        if not 1 <= opts.subset <= len(training_set):
+            raise UserError(f"--subset must be between 1 and {len(training_set)}")
+        args.training_set_kwargs.max_size = opts.subset
+        desc.append(f"subset{opts.subset}")
+    if opts.mirror:
+        desc.append("mirror")
+    args.dataset_info = dict(resolution=training_set.resolution, num_channels=training_set.num_channels)
+    return desc
+
+
+def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    """Apply --cfg (and --gamma, --kimg, --batch, --batch-gpu, --fp32, --nhwc, --freezed) to the networks/loss."""
+    spec = dnnlib.EasyDict(CFG_SPECS[opts.cfg])
+    res = args.dataset_info["resolution"]
+    gpus = opts.gpus
+    desc = [opts.cfg + (f"{gpus:d}gpu" if opts.cfg == "auto" else "")]
+    if spec.ref_gpus < 0:
+        spec.ref_gpus = gpus
+    if spec.mb < 0:
+        spec.mb = max(min(gpus * min(4096 // res, 32), 64), gpus)
+    if spec.mbstd < 0:
+        spec.mbstd = min(spec.mb // gpus, 4)
+    if spec.fmaps < 0:
+        spec.fmaps = 1 if res >= 512 else 0.5
+    if spec.lrate < 0:
+        spec.lrate = 0.002 if res >= 1024 else 0.0025
+    if spec.gamma < 0:
+        spec.gamma = 0.0002 * (res ** 2) / spec.mb
+    if spec.ema < 0:
+        spec.ema = spec.mb * 10 / 32
+    z_dim = spec.get("z_dim", 512)
+    channel_base, channel_max = int(spec.fmaps * 32768), spec.get("channel_max", 512)
+    args.G_kwargs = dnnlib.EasyDict(z_dim=z_dim, w_dim=z_dim, mapping_kwargs=dnnlib.EasyDict(num_layers=spec.map),
+                                    synthesis_kwargs=dnnlib.EasyDict(channel_base=channel_base,
+                                                                     channel_max=channel_max, num_fp16_res=4,
+                                                                     conv_clamp=256))
+    args.D_kwargs = dnnlib.EasyDict(architecture="orig" if opts.cfg == "cifar" else "resnet",
+                                    channel_base=channel_base, channel_max=channel_max, num_fp16_res=4,
+                                    conv_clamp=256, block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
+                                    epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd))
+    args.G_opt_kwargs = dnnlib.EasyDict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
+    args.D_opt_kwargs = dnnlib.EasyDict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
+    args.loss_kwargs = dnnlib.EasyDict(r1_gamma=spec.gamma)
+    if "pl_weight" in spec:
+        args.loss_kwargs.pl_weight = spec.pl_weight
+    if opts.cfg == "cifar":
+        args.loss_kwargs.update(pl_weight=0, style_mixing_prob=0)
+    args.total_kimg = spec.kimg
+    args.batch_size = spec.mb
+    args.batch_gpu = spec.mb // spec.ref_gpus
+    args.ema_kimg = spec.ema
+    args.ema_rampup = spec.ramp
+    args.preset = dict(spec)
+
+    if opts.gamma is not None:
+        if opts.gamma < 0:
+            raise UserError("--gamma must be non-negative")
+        desc.append(f"gamma{opts.gamma:g}")
+        args.loss_kwargs.r1_gamma = opts.gamma
+    if opts.kimg is not None:
+        if not opts.kimg > 0:
+            raise UserError("--kimg must be positive")
+        desc.append(f"kimg{opts.kimg:g}")
+        args.total_kimg = opts.kimg
+    if opts.batch is not None:
+        if not (opts.batch >= 1 and opts.batch % gpus == 0):
+            raise UserError("--batch must be at least 1 and divisible by --gpus")
+        desc.append(f"batch{opts.batch}")
+        args.batch_size = opts.batch
+        args.batch_gpu = opts.batch // gpus
+    if opts.batch_gpu is not None:
+        args.batch_gpu = opts.batch_gpu
+    if args.batch_gpu < 1 or args.batch_size % (args.batch_gpu * gpus) != 0:
+        raise UserError(f"--batch-gpu={args.batch_gpu}: the batch ({args.batch_size}) must be a multiple of "
+                        f"--batch-gpu x --gpus ({args.batch_gpu} x {gpus})")
+    mbstd = min(spec.mbstd, args.batch_gpu)
+    if args.batch_gpu % mbstd != 0:
+        raise UserError(f"the per-GPU batch ({args.batch_gpu}) must be divisible by the minibatch-std group "
+                        f"size ({spec.mbstd}) of --cfg={opts.cfg}")
+    if opts.fp32:
+        for kwargs in (args.G_kwargs.synthesis_kwargs, args.D_kwargs):
+            kwargs.update(num_fp16_res=0, conv_clamp=None)
+    if opts.nhwc:
+        args.G_kwargs.synthesis_kwargs.fp16_channels_last = True
+        args.D_kwargs.block_kwargs.fp16_channels_last = True
+    args.image_grid_size = spec.get("grid")
+    return desc
+
+
+def configure_augmentation(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    from training.augment import augpipe_specs
+    desc = []
+    aug = opts.aug or "ada"
+    if opts.aug is not None:
+        desc.append(aug)
+    args.ada_target = None
+    args.augment_p = 0
+    if aug == "ada":
+        args.ada_target = 0.6
+    elif aug == "fixed" and opts.p is None:
+        raise UserError("--aug=fixed requires specifying --p")
+    if opts.p is not None:
+        if aug != "fixed":
+            raise UserError("--p can only be specified with --aug=fixed")
+        if not 0 <= opts.p <= 1:
+            raise UserError("--p must be between 0 and 1")
+        desc.append(f"p{opts.p:g}")
+        args.augment_p = opts.p
+    if opts.target is not None:
+        if aug != "ada":
+            raise UserError("--target can only be specified with --aug=ada")
+        if not 0 <= opts.target <= 1:
+            raise UserError("--target must be between 0 and 1")
+        desc.append(f"target{opts.target:g}")
+        args.ada_target = opts.target
+    augpipe = opts.augpipe or CFG_SPECS[opts.cfg].get("augpipe", "bgc")
+    if opts.augpipe is not None:
+        if aug == "noaug":
+            raise UserError("--augpipe cannot be specified with --aug=noaug")
+        desc.append(opts.augpipe)
+    if augpipe not in augpipe_specs:
+        raise UserError(f"--augpipe={augpipe}: expected one of {sorted(augpipe_specs)}")
+    args.augment_kwargs = None if aug == "noaug" else dnnlib.EasyDict(augpipe_specs[augpipe])
+    return desc
+
+
+def configure_resume(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    args.resume_pkl = None
+    args.resume_checkpoint = None
+    if opts.resume in (None, "noresume"):
+        return []
+    if opts.resume in RESUME_SPECS:
+        args.resume_pkl = RESUME_SPECS[opts.resume]
+        desc = f"resume{opts.resume}"
+    elif os.path.isfile(opts.resume) and ckpt.is_checkpoint(opts.resume):
+        args.resume_checkpoint = opts.resume
+        return ["continued"]
+    else:
+        if "://" not in opts.resume and not os.path.isfile(opts.resume):
+            raise UserError(f"--resume={opts.resume}: no such file (expected a checkpoint.pt, a network "
+                            f"snapshot .pkl, a URL, or one of {sorted(RESUME_SPECS)})")
+        args.resume_pkl = opts.resume
+        desc = "resumecustom"
+    args.ada_kimg = 100  # transfer learning: let ADA react faster
+    args.ema_rampup = None  # and do not ramp the EMA up
+    return [desc]
+
+
+def configure_freezed(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    if opts.freezed is None:
+        return []
+    if opts.freezed < 0:
+        raise UserError("--freezed must be non-negative")
+    args.D_kwargs.block_kwargs.freeze_layers = opts.freezed
+    return [f"freezed{opts.freezed:d}"]
+
+
+def configure_performance(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    if opts.workers < 0:
+        raise UserError("--workers must be non-negative")
+    args.cudnn_benchmark = not opts.nobench
+    args.allow_tf32 = bool(opts.allow_tf32)
+    return []
+
+
+CONFIGURE_STEPS: list[Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]] = [
+    configure_general, configure_dataset, configure_networks, configure_augmentation, configure_resume,
+    configure_freezed, configure_performance,
+]
+
+
+def apply_preset_defaults(opts: dnnlib.EasyDict) -> None:
+    """Options a preset changes when the user leaves them at their default (e.g. demo: no metrics, 1 kimg ticks)."""
+    spec = CFG_SPECS[opts.cfg]
+    if opts.metrics is None:
+        opts.metrics = spec.get("metrics", "fid50k_full")
+    if opts.kimg_per_tick is None:
+        opts.kimg_per_tick = spec.get("kimg_per_tick", 4)
+    if opts.workers is None:
+        opts.workers = spec.get("workers", 3)
+
+
+def setup_training_loop_kwargs(opts: dnnlib.EasyDict) -> tuple[str, dnnlib.EasyDict]:
+    """Parsed options -> (run description, training-loop kwargs)."""
+    apply_preset_defaults(opts)
+    args = dnnlib.EasyDict()
+    desc: list[str] = []
+    for step in CONFIGURE_STEPS:
+        desc += step(opts, args)
+    if args.resume_checkpoint is not None:
+        check_resume_compatible(args.resume_checkpoint, args)
+    return "-".join(desc), args
+
+
+# Options that may change when a run continues from its checkpoint.
+RESUME_MUTABLE = {"total_kimg", "image_snapshot_ticks", "network_snapshot_ticks", "metrics", "data_loader_kwargs",
+                  "resume_checkpoint", "resume_pkl", "run_dir", "num_gpus", "cudnn_benchmark", "allow_tf32",
+                  "kimg_per_tick"}
+
+
+def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
+    """Refuse to continue a checkpoint with options that would make it a different run."""
+    saved = ckpt.load_checkpoint(path)["options"]
+    ours = ckpt.plain(loop_kwargs(args))
+    diffs = [k for k in sorted(set(saved) | set(ours))
+             if k not in RESUME_MUTABLE and saved.get(k) != ours.get(k)]
+    if diffs:
+        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {ours.get(k)!r}" for k in diffs)
+        raise UserError(f"--resume={path}: options differ from the checkpoint's run ({details})")
+
+
+def loop_kwargs(args: dnnlib.EasyDict) -> dict:
+    """The JSON-able kwargs for training_loop (drops the informational entries)."""
+    return {k: v for k, v in args.items() if k not in ("dataset_info", "preset")}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Plug-ins and launch.
+
+
+def build_plugins(args: dnnlib.EasyDict, device: torch.device) -> dict:
+    """Objects the loop takes besides JSON-able options (generator terms, discriminator update).
+
+    Later features (clinical loss, DP-SGD) construct theirs here from `args`.
+    """
+    return dict(generator_terms=[], discriminator_update=None)
+
+
+def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = None) -> None:
+    """One training process: join the group, tee the log (rank 0), train."""
+    if env is not None:
+        os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
+    from training.training_loop import pick_device, training_loop
+    device = pick_device(rank)
+    rank, world = dist_utils.init_from_env(device)
+    logger = dnnlib.Logger(file_name=os.path.join(args.run_dir, "log.txt"), file_mode="a", should_flush=True) \
+        if rank == 0 else None
+    try:
+        kwargs = loop_kwargs(args)
+        training_loop(rank=rank, **kwargs, **build_plugins(args, device), options=ckpt.plain(kwargs))
+    finally:
+        if logger is not None:
+            logger.close()
+        if world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(args: dnnlib.EasyDict) -> None:
+    """Run in this process (1 process or under torchrun), or spawn --gpus local processes."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1:
+        if launched != args.num_gpus:
+            raise UserError(f"--gpus={args.num_gpus} but the launcher started {launched} processes")
+        run_process(int(os.environ["RANK"]), args)
+    elif args.num_gpus == 1:
+        run_process(0, args)
+    else:
+        env = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(args.num_gpus))
+        torch.multiprocessing.spawn(fn=run_process, args=(args, env), nprocs=args.num_gpus)
+
+
+def create_run_dir_all_ranks(outdir: str, desc: str) -> str:
+    """Rank 0 creates a fresh numbered directory; under torchrun the other ranks receive its name."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched == 1:
+        return create_run_dir(outdir, desc)
+    from training.training_loop import pick_device
+    dist_utils.init_from_env(pick_device(int(os.environ["RANK"])))
+    path = create_run_dir(outdir, desc) if dist_utils.rank() == 0 else None
+    return dist_utils.broadcast_object(path)
+
+
+def write_training_options(args: dnnlib.EasyDict) -> None:
+    with dnnlib.atomic_write(os.path.join(args.run_dir, "training_options.json"), "w") as f:
+        json.dump(args, f, indent=2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI.
+
+
+@click.command()
+@click.pass_context
+# General options.
+@click.option("--outdir", help="Where to save the results", required=True, metavar="DIR")
+@click.option("--gpus", help="Number of processes (GPUs, or CPU processes) [default: 1]", type=int, default=1,
+              metavar="INT")
+@click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
+@click.option("--metrics", help='Comma-separated list or "none" [default: fid50k_full]', type=str, metavar="LIST")
+@click.option("--seed", help="Random seed [default: 0]", type=int, default=0, metavar="INT")
+@click.option("-n", "--dry-run", help="Print training options and exit", is_flag=True)
+@click.option("--kimg-per-tick", help="Progress/log interval in kimg [default: 4]", type=float, metavar="FLOAT")
+# Dataset.
+@click.option("--data", help="Training data (directory or zip)", metavar="PATH", required=True)
+@click.option("--cond", help="Train conditional model based on dataset labels [default: false]", type=bool,
+              default=False, metavar="BOOL")
+@click.option("--subset", help="Train with only N images [default: all]", type=int, metavar="INT")
+@click.option("--mirror", help="Enable dataset x-flips [default: false]", type=bool, default=False, metavar="BOOL")
+# Base config.
+@click.option("--cfg", help="Base config [default: auto]", type=click.Choice(sorted(CFG_SPECS)), default="auto")
+@click.option("--gamma", help="Override R1 gamma", type=float)
+@click.option("--kimg", help="Override training duration (thousands of images)", type=float, metavar="KIMG")
+@click.option("--batch", help="Override batch size", type=int, metavar="INT")
+@click.option("--batch-gpu", help="Override the per-process batch (gradient accumulation)", type=int, metavar="INT")
+# Discriminator augmentation.
+@click.option("--aug", help="Augmentation mode [default: ada]", type=click.Choice(["noaug", "ada", "fixed"]))
+@click.option("--p", help="Augmentation probability for --aug=fixed", type=float)
+@click.option("--target", help="ADA target value for --aug=ada", type=float)
+@click.option("--augpipe", help="Augmentation pipeline [default: bgc; spine: bgcfnc]", type=str)
+# Transfer learning and continuation.
+@click.option("--resume", help="checkpoint.pt (continue exactly), snapshot .pkl/URL/name (transfer)", metavar="PKL")
+@click.option("--freezed", help="Freeze-D [default: 0 layers]", type=int, metavar="INT")
+# Performance options.
+@click.option("--fp32", help="Disable mixed-precision training", type=bool, default=False, metavar="BOOL")
+@click.option("--nhwc", help="Use NHWC memory format with FP16", type=bool, default=False, metavar="BOOL")
+@click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, default=False, metavar="BOOL")
+@click.option("--allow-tf32", help="Allow PyTorch to use TF32 internally", type=bool, default=False, metavar="BOOL")
+@click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
+def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -> None:
+    """Train a GAN using the techniques described in the paper "Training Generative Adversarial Networks with
+    Limited Data", with SpineGAN's presets and exact resume.
+
+    \b
+    Examples:
+      python train.py --outdir=runs --data=datasets/spine256.zip --cfg=spine --cond=1
+      python train.py --outdir=runs --data=datasets/demo32.zip --cfg=demo --kimg=20
+      python train.py --outdir=runs --data=... --resume=runs/00003-.../checkpoint.pt   # continue exactly
+    """
+    opts = dnnlib.EasyDict(config_kwargs)
+    desc, args = setup_training_loop_kwargs(opts)
+    print("Training options:")
+    print(json.dumps(args, indent=2))
+    print()
+    if dry_run:
+        print("Dry run; exiting.")
+        return
+    args.run_dir = create_run_dir_all_ranks(outdir, desc)
+    if dist_utils.rank() == 0:
+        print(f"Output directory:   {args.run_dir}")
+        write_training_options(args)
+    launch(args)
+
+
+if __name__ == "__main__":
+    main()
