@@ -1,0 +1,97 @@
+"""Poisson sampling of privacy units (images, or studies = patients' examinations) for DP-SGD.
+
+Every step includes each unit independently with probability q, which is what the accountant's
+"subsampled Gaussian" assumes (a shuffled fixed-size batch is not). With unit='study' all images of a sampled
+study enter the batch together and their gradients are summed before clipping, so the guarantee protects a whole
+study; the dataset must say which study each image belongs to (`image_info(i)['study_id']`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+UNITS = ("image", "study")
+
+
+@dataclasses.dataclass
+class SampledBatch:
+    """Dataset indices of one Poisson draw, the unit of each index (0..num_units-1) and the number of units."""
+
+    indices: np.ndarray
+    unit_index: np.ndarray
+    num_units: int
+
+
+def study_groups(dataset: Any) -> list[list[int]]:
+    """Dataset indices grouped by study id (first-seen order); raises if any image lacks a study id."""
+    groups: dict[str, list[int]] = {}
+    for i in range(len(dataset)):
+        study = dataset.image_info(i).get("study_id")
+        if study is None:
+            raise ValueError(f"--dp-unit=study: image {i} ({dataset.image_info(i).get('file')}) has no study_id in "
+                             f"dataset.json's spinegan.images; rebuild the dataset with study ids or use "
+                             f"--dp-unit=image")
+        groups.setdefault(str(study), []).append(i)
+    return list(groups.values())
+
+
+def unit_groups(dataset: Any, unit: str) -> list[list[int]]:
+    """One list of dataset indices per privacy unit."""
+    if unit not in UNITS:
+        raise ValueError(f"--dp-unit={unit!r}: expected one of {UNITS}")
+    if unit == "image":
+        return [[i] for i in range(len(dataset))]
+    return study_groups(dataset)
+
+
+class PoissonSampler:
+    """Each call includes each unit with probability `sample_rate`, using the global torch RNG (checkpointed)."""
+
+    def __init__(self, groups: Sequence[Sequence[int]], sample_rate: float):
+        if not groups:
+            raise ValueError("PoissonSampler: the dataset has no images")
+        if not 0 < sample_rate <= 1:
+            raise ValueError(f"PoissonSampler: sample rate must be in (0, 1], got {sample_rate}")
+        self.groups = [np.asarray(g, dtype=np.int64) for g in groups]
+        self.sample_rate = float(sample_rate)
+
+    @property
+    def num_units(self) -> int:
+        return len(self.groups)
+
+    @property
+    def num_images(self) -> int:
+        return sum(len(g) for g in self.groups)
+
+    @property
+    def expected_batch_size(self) -> float:
+        """Expected number of images per draw (the normaliser of the private gradient sum)."""
+        return self.sample_rate * self.num_images
+
+    def sample(self) -> SampledBatch:
+        chosen = torch.nonzero(torch.rand([self.num_units]) < self.sample_rate).flatten().tolist()
+        if not chosen:
+            return SampledBatch(np.zeros([0], np.int64), np.zeros([0], np.int64), 0)
+        indices = np.concatenate([self.groups[u] for u in chosen])
+        unit_index = np.concatenate([np.full(len(self.groups[u]), k) for k, u in enumerate(chosen)])
+        return SampledBatch(indices, unit_index.astype(np.int64), len(chosen))
+
+
+def chunk_units(batch: SampledBatch, max_images: int) -> list[SampledBatch]:
+    """Split a draw into chunks of at most ~max_images images without splitting a unit (memory bound)."""
+    chunks = []
+    bounds = np.flatnonzero(np.diff(batch.unit_index)) + 1
+    unit_starts = np.concatenate([[0], bounds, [len(batch.indices)]]).astype(int)
+    u = 0
+    while u < batch.num_units:
+        v = u + 1
+        while v < batch.num_units and unit_starts[v + 1] - unit_starts[u] <= max_images:
+            v += 1
+        lo, hi = unit_starts[u], unit_starts[v]
+        chunks.append(SampledBatch(batch.indices[lo:hi], batch.unit_index[lo:hi] - u, v - u))
+        u = v
+    return chunks

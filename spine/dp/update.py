@@ -1,0 +1,145 @@
+"""DP-SGD discriminator update: the `training.phase_update.DiscriminatorUpdate` used in --dp-mode=dpsgd.
+
+One D step (phase Dboth; R1 is folded in, see below):
+  1. Refuse the step if it would take epsilon past the budget (`budget_exhausted` then stops the run).
+  2. Poisson-sample privacy units (images or studies) from the training set with rate q; the loop's shuffled real
+     batch is not used, since the accountant's subsampling analysis assumes Poisson sampling.
+  3. Per-sample gradients of the real term softplus(-D(x_i)), plus every `r1_interval`-th step the R1 penalty
+     r1_interval * gamma/2 |dD/dx_i|^2 inside the same per-sample loss; summed per unit, clipped to C, summed,
+     N(0, (sigma C)^2) added; divided by the expected batch size q * N_images.
+  4. Plus the ordinary batch-mean gradient of the fake term softplus(D(G(z, c))): it depends on no real record.
+  5. One optimiser step; one accountant step.
+G, G_ema and the path-length term only read D's parameters: post-processing, no further privacy cost.
+Real-data statistics (D's real scores, R1 values, per-sample norms) are not reported: the logs are outputs too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from spine.dp import mechanism, per_sample, sampling
+from spine.dp.accounting import PrivacyAccount
+from torch_utils import training_stats
+from training.loss import StyleGAN2Loss
+from training.phase_update import Phase, PhaseRound, sanitize_gradients_
+
+
+class DPDiscriminatorUpdate:
+    """Private D update; also keeps the privacy account (checkpointed, in snapshot metadata, logged per tick)."""
+
+    def __init__(self, dataset: Any, account: PrivacyAccount, config: mechanism.MechanismConfig,
+                 r1_gamma: float, r1_interval: int | None, batch_gpu: int, device: torch.device):
+        if r1_interval is not None and r1_interval < 1:
+            raise ValueError(f"r1_interval must be >= 1 or None, got {r1_interval}")
+        self.dataset = dataset
+        self.account = account
+        self.config = config
+        self.r1_gamma = float(r1_gamma)
+        self.r1_interval = r1_interval
+        self.batch_gpu = int(batch_gpu)
+        self.device = torch.device(device)
+        self.sampler = sampling.PoissonSampler(sampling.unit_groups(dataset, account.unit), account.sample_rate)
+        self._announced_stop = False
+
+    # ---- the update -----------------------------------------------------------------------------------------
+    def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
+        if phase.name == "Dreg":
+            raise ValueError("DP-SGD folds R1 into the per-sample loss of the D step; build the phases with "
+                             "D_reg_interval=None (train.py does this for --dp=1)")
+        if not self.account.can_step():
+            self._announce_stop()
+            return
+        D = phase.module
+        params = dict(D.named_parameters())
+        phase.opt.zero_grad(set_to_none=True)
+        self._fake_gradients(D, loss, rounds)
+        private = self._private_real_gradient(D, loss.augment_pipe, self._r1_weight())
+        for name, p in params.items():
+            p.grad = private[name] if p.grad is None else p.grad + private[name]
+        sanitize_gradients_(list(params.values()))
+        phase.opt.step()
+        self.account.record_step()
+
+    def _fake_gradients(self, D: torch.nn.Module, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
+        """Batch-mean gradient of softplus(D(aug(G(z, c)))) accumulated into D's .grad (non-private part)."""
+        D.requires_grad_(True)
+        try:
+            for r in rounds:
+                fake_loss = loss.discriminator_fake_loss(r.gen_z, r.gen_c)
+                training_stats.report("Loss/D/fake", fake_loss)
+                fake_loss.mean().mul(1 / len(rounds)).backward()
+        finally:
+            D.requires_grad_(False)
+
+    def _r1_weight(self) -> float:
+        """gamma/2 times the lazy gain on R1 steps, else 0."""
+        if self.r1_gamma == 0 or self.r1_interval is None or self.account.steps % self.r1_interval != 0:
+            return 0.0
+        return self.r1_gamma / 2 * self.r1_interval
+
+    def _private_real_gradient(self, D: torch.nn.Module, augment_pipe: torch.nn.Module | None,
+                               r1_weight: float) -> dict[str, torch.Tensor]:
+        """(clipped per-unit sum + noise) / expected batch size, as {param name: tensor}."""
+        total = {name: torch.zeros_like(p) for name, p in D.named_parameters()}
+        batch = self.sampler.sample()
+        for chunk in sampling.chunk_units(batch, self.batch_gpu):
+            img, c = self._load(chunk.indices)
+            if augment_pipe is not None:
+                with torch.no_grad():
+                    img = augment_pipe(img)
+            grads = per_sample.per_sample_real_gradients(D, img, c, r1_weight)
+            unit_index = torch.as_tensor(chunk.unit_index, device=self.device)
+            chunk_sum, _ = mechanism.clipped_sum(grads, unit_index, chunk.num_units, self.config)
+            for name in total:
+                total[name] += chunk_sum[name]
+        noisy = mechanism.add_noise(total, self.config)
+        scale = 1.0 / self.sampler.expected_batch_size
+        return {name: g * scale for name, g in noisy.items()}
+
+    def _load(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images in [-1, 1] and labels of the given dataset indices, on the device."""
+        items = [self.dataset[int(i)] for i in indices]
+        img = torch.from_numpy(np.stack([im for im, _ in items])).to(self.device).to(torch.float32) / 127.5 - 1
+        c = torch.from_numpy(np.stack([lab for _, lab in items]).astype(np.float32)).to(self.device)
+        return img, c
+
+    # ---- budget, logging and persistence (optional plug-in methods of the training loop) ----------------------
+    def budget_exhausted(self) -> bool:
+        """True once the next step would exceed the epsilon budget (the loop's abort_fn)."""
+        return not self.account.can_step()
+
+    def _announce_stop(self) -> None:
+        if not self._announced_stop:
+            print(f"Privacy budget reached: epsilon {self.account.epsilon():.4f} after {self.account.steps} D steps "
+                  f"(budget {self.account.epsilon_budget}); D is no longer updated, training stops at this tick")
+            self._announced_stop = True
+
+    def report_tick(self) -> str:
+        """Report Privacy/* for this tick and return the status-line text."""
+        training_stats.report0("Privacy/steps", self.account.steps)
+        if not self.account.differentially_private:
+            return f"NOT-DP({self.account.note})"
+        epsilon = self.account.epsilon()
+        training_stats.report0("Privacy/epsilon", epsilon)
+        training_stats.report0("Privacy/delta", self.account.delta)
+        return f"epsilon {epsilon:.4f}"
+
+    def snapshot_metadata(self) -> dict:
+        return dict(privacy=self.account.state_dict())
+
+    def state_dict(self) -> dict:
+        return self.account.state_dict()
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """Continue the checkpoint's account: same sigma, q, delta, accountant, unit and C, its step count."""
+        if state is None:
+            raise ValueError("the checkpoint has no privacy account: it was not trained with --dp=1")
+        saved = PrivacyAccount.from_state_dict(state)
+        for name in ("noise_multiplier", "sample_rate", "delta", "accountant", "max_grad_norm", "unit"):
+            if getattr(saved, name) != getattr(self.account, name):
+                raise ValueError(f"resume: the checkpoint's privacy account has {name}={getattr(saved, name)!r}, "
+                                 f"this run {getattr(self.account, name)!r}; a continued run must keep its mechanism")
+        self.account.steps = saved.steps
