@@ -77,11 +77,13 @@ def net_entry(module: torch.nn.Module | None) -> dict | None:
 
 def save_checkpoint(path: str | os.PathLike, *, nets: dict[str, torch.nn.Module | None],
                     optimizers: dict[str, torch.optim.Optimizer], pl_mean: float, progress: dict,
-                    process_states: list[dict], training_set_kwargs: dict, options: dict) -> None:
+                    process_states: list[dict], training_set_kwargs: dict, options: dict,
+                    plugin_states: dict | None = None) -> None:
     """Write a checkpoint atomically (a run killed at any moment leaves the previous complete one).
 
     `process_states[rank]` = dict(rng=capture_rng_state(), ada=AdaController.state_dict() or None) of each
-    process: both hold per-process streams (random numbers, ADA signs not yet reduced).
+    process: both hold per-process streams (random numbers, ADA signs not yet reduced). `plugin_states` holds the
+    plain-data state of stateful plug-ins (e.g. DP's privacy account under 'discriminator_update').
     """
     data = dict(
         format=FORMAT,
@@ -92,6 +94,7 @@ def save_checkpoint(path: str | os.PathLike, *, nets: dict[str, torch.nn.Module 
         processes=process_states,
         training_set_kwargs=plain(training_set_kwargs),
         options=plain(options),
+        plugins=dict(plugin_states or {}),
     )
     with dnnlib.atomic_write(path, "wb") as f:
         torch.save(data, f)

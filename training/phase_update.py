@@ -81,4 +81,8 @@ class GradientStep:
             phase.module.requires_grad_(False)
         all_reduce_mean_(params)
         sanitize_gradients_(params)
+        self.transform_gradients_(params)
         phase.opt.step()
+
+    def transform_gradients_(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """Hook before the optimiser step (e.g. the authors' noise-then-clip scheme); the standard step has none."""

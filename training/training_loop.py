@@ -10,6 +10,13 @@ Options and output files follow the official loop (fact sheet section 4). Differ
   * Gradients are the mean over the whole batch whatever the split into processes and accumulation rounds
     (the official loop sums the rounds); multi-process sync all-reduces one flattened gradient per phase.
   * Grids and metrics run with the RNG state preserved, so they never change the training's random streams.
+
+Plug-ins: `discriminator_update` / `generator_update` replace the update rule of the D / G phases (DP-SGD, the
+authors' noise-and-clip scheme), `fake_label_fn(n)` draws the fake-image labels (default: labels of random training
+images). A discriminator update may also define any of these optional methods (DP's privacy account uses them):
+`state_dict()` / `load_state_dict(state)` (kept in the checkpoint), `snapshot_metadata() -> dict` (merged into
+every network snapshot's metadata), `report_tick() -> str` (called once per tick before the stats are collected;
+the text joins the status line).
 """
 
 from __future__ import annotations
@@ -146,13 +153,13 @@ def init_from_snapshot(resume_pkl: str, nets: Nets) -> None:
 
 def build_phases(nets: Nets, loss: StyleGAN2Loss, G_opt_kwargs: dict, D_opt_kwargs: dict,
                  G_reg_interval: int | None, D_reg_interval: int | None,
-                 discriminator_update: PhaseUpdate) -> list[Phase]:
+                 discriminator_update: PhaseUpdate, generator_update: PhaseUpdate | None = None) -> list[Phase]:
     """Gmain/Greg/Dmain/Dreg (lazy regularisation) or Gboth/Dboth; reg phases with zero weight are left out.
 
     With lazy regularisation Adam's lr and betas are adjusted by r/(r+1) as in the StyleGAN2 paper.
     """
     phases = []
-    generator_update = GradientStep()
+    generator_update = generator_update or GradientStep()
     for prefix, module, opt_kwargs, interval, update, reg_on in [
             ("G", nets.G, G_opt_kwargs, G_reg_interval, generator_update, loss.pl_weight != 0),
             ("D", nets.D, D_opt_kwargs, D_reg_interval, discriminator_update, loss.r1_gamma != 0)]:
@@ -210,7 +217,8 @@ def optimizers_by_name(phases: Sequence[Phase]) -> dict[str, torch.optim.Optimiz
 
 
 def fetch_rounds(data_iter: Iterator, training_set: Any, z_dim: int, num_phases: int, batch_per_rank: int,
-                 batch_gpu: int, device: torch.device) -> list[list[PhaseRound]]:
+                 batch_gpu: int, device: torch.device,
+                 fake_label_fn: Callable[[int], np.ndarray] | None = None) -> list[list[PhaseRound]]:
     """This process's reals (shared by all phases) and fresh latents/labels per phase, split into rounds."""
     real_img, real_c = next(data_iter)
     real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
@@ -218,7 +226,10 @@ def fetch_rounds(data_iter: Iterator, training_set: Any, z_dim: int, num_phases:
     per_phase = []
     for _ in range(num_phases):
         gen_z = torch.randn([batch_per_rank, z_dim], device=device).split(batch_gpu)
-        labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(batch_per_rank)]
+        if fake_label_fn is not None:
+            labels = np.asarray(fake_label_fn(batch_per_rank), dtype=np.float32)
+        else:
+            labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(batch_per_rank)]
         gen_c = torch.from_numpy(np.stack(labels)).pin_memory() if device.type == "cuda" else \
             torch.from_numpy(np.stack(labels))
         gen_c = gen_c.to(device).split(batch_gpu)
@@ -334,13 +345,14 @@ def cpu_copy(module: torch.nn.Module | None) -> torch.nn.Module | None:
     return None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
 
 
-def save_snapshot(nets: Nets, run_dir: str, cur_nimg: int, training_set_kwargs: dict) -> str:
+def save_snapshot(nets: Nets, run_dir: str, cur_nimg: int, training_set_kwargs: dict,
+                  extra_metadata: dict | None = None) -> str:
     """network-snapshot-{kimg:06d}.pkl (written atomically by training.serialization); returns its path."""
     from training.serialization import save_network_snapshot
     path = os.path.join(run_dir, f"network-snapshot-{cur_nimg // 1000:06d}.pkl")
     save_network_snapshot(path, G=cpu_copy(nets.G), D=cpu_copy(nets.D), G_ema=cpu_copy(nets.G_ema),
                           augment_pipe=cpu_copy(nets.augment_pipe), training_set_kwargs=dict(training_set_kwargs),
-                          metadata=dict(cur_nimg=cur_nimg))
+                          metadata=dict(extra_metadata or {}, cur_nimg=cur_nimg))
     return path
 
 
@@ -442,6 +454,8 @@ def training_loop(
     image_grid_size: tuple[int, int] | None = None,
     generator_terms: Sequence[GeneratorTerm] = (),
     discriminator_update: PhaseUpdate | None = None,
+    generator_update: PhaseUpdate | None = None,
+    fake_label_fn: Callable[[int], np.ndarray] | None = None,
     abort_fn: Callable[[], bool] | None = None,
     progress_fn: Callable[[int, int], None] | None = None,
     options: dict | None = None,
@@ -482,11 +496,12 @@ def training_loop(
     loss = StyleGAN2Loss(device=device, G=nets.G, D=nets.D, augment_pipe=nets.augment_pipe,
                          generator_terms=generator_terms, ada_controller=nets.ada, **loss_kwargs)
     phases = build_phases(nets, loss, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval,
-                          discriminator_update or GradientStep())
+                          discriminator_update or GradientStep(), generator_update)
     progress = Progress()
     rng_state = None
     if resume_data is not None:
         progress, rng_state = resume_from_checkpoint(resume_data, resume_checkpoint, nets, loss, phases, rank, world)
+        restore_plugin_state(resume_data, resume_checkpoint, discriminator_update)
         del resume_data
 
     outputs = RunOutputs(run_dir, rank)
@@ -509,7 +524,7 @@ def training_loop(
     try:
         while True:
             rounds = fetch_rounds(data_iter, training_set, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
-                                  device)
+                                  device, fake_label_fn)
             run_iteration(phases, loss, rounds, progress.batch_idx, device)
             update_ema(nets.G, nets.G_ema, progress.cur_nimg, batch_size, ema_kimg, ema_rampup)
             progress.cur_nimg += batch_size
@@ -523,6 +538,7 @@ def training_loop(
             tick_end_time = time.time()
             status = report_progress(progress, nets, start_time, tick_start_time, tick_end_time, maintenance_time,
                                      device)
+            status += plugin_tick_report(discriminator_update)
             if is_main:
                 print(status)
             if abort_fn is not None and abort_fn():
@@ -532,7 +548,7 @@ def training_loop(
             with ckpt.preserved_rng_state():
                 metric_values = run_tick_outputs(progress, nets, grid, run_dir, training_set_kwargs, metrics,
                                                  image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
-                                                 rank, world, device)
+                                                 rank, world, device, plugin_metadata(discriminator_update))
             stats_collector.update()
             outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
             if progress_fn is not None:
@@ -544,7 +560,7 @@ def training_loop(
             progress.tick_start_nimg = progress.cur_nimg
             if snapshot_due:  # after the counters advance: the checkpoint is the state the next iteration starts from
                 write_checkpoint(os.path.join(run_dir, ckpt.FILE_NAME), nets, loss, phases, progress,
-                                 training_set_kwargs, options or {}, is_main)
+                                 training_set_kwargs, options or {}, is_main, discriminator_update)
             tick_start_time = time.time()
             maintenance_time = tick_start_time - tick_end_time
             if done:
@@ -557,19 +573,22 @@ def training_loop(
 
 def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run_dir: str, training_set_kwargs: dict,
                      metrics: Sequence[str], image_snapshot_ticks: int | None, network_snapshot_ticks: int | None,
-                     batch_gpu: int, done: bool, rank: int, world: int, device: torch.device) -> dict[str, float]:
+                     batch_gpu: int, done: bool, rank: int, world: int, device: torch.device,
+                     snapshot_metadata: dict | None = None) -> dict[str, float]:
     """Image grid, network snapshot and metrics when due at this tick; returns the metric values."""
     tick = progress.cur_tick
     if grid is not None and (done or tick % image_snapshot_ticks == 0):
         save_fakes(nets.G_ema, grid, os.path.join(run_dir, f"fakes{progress.cur_nimg // 1000:06d}.png"), batch_gpu)
     if network_snapshot_ticks is None or not (done or tick % network_snapshot_ticks == 0):
         return {}
-    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs) if rank == 0 else ""
+    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, snapshot_metadata) \
+        if rank == 0 else ""
     return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device)
 
 
 def write_checkpoint(path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase], progress: Progress,
-                     training_set_kwargs: dict, options: dict, is_main: bool) -> None:
+                     training_set_kwargs: dict, options: dict, is_main: bool,
+                     discriminator_update: Any = None) -> None:
     """Gather every process's RNG and ADA state, then rank 0 writes the checkpoint atomically."""
     process_states = dist_utils.all_gather_object(
         dict(rng=ckpt.capture_rng_state(), ada=nets.ada.state_dict() if nets.ada is not None else None))
@@ -578,4 +597,37 @@ def write_checkpoint(path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequenc
     ckpt.save_checkpoint(path, nets=dict(G=nets.G, D=nets.D, G_ema=nets.G_ema, augment_pipe=nets.augment_pipe),
                          optimizers=optimizers_by_name(phases),
                          pl_mean=float(loss.pl_mean), progress=dataclasses.asdict(progress),
-                         process_states=process_states, training_set_kwargs=training_set_kwargs, options=options)
+                         process_states=process_states, training_set_kwargs=training_set_kwargs, options=options,
+                         plugin_states=plugin_states(discriminator_update))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Optional methods of a discriminator update (see the module docstring).
+
+
+def plugin_states(plugin: Any) -> dict:
+    """{'discriminator_update': state} when the plug-in keeps state, else {}."""
+    state_dict = getattr(plugin, "state_dict", None)
+    return {} if state_dict is None else {"discriminator_update": state_dict()}
+
+
+def restore_plugin_state(data: dict, path: str, plugin: Any) -> None:
+    """Give a stateful plug-in its checkpointed state; refuse a checkpoint whose plug-in state would be dropped."""
+    state = data.get("plugins", {}).get("discriminator_update")
+    load_state_dict = getattr(plugin, "load_state_dict", None)
+    if state is not None and load_state_dict is None:
+        raise ValueError(f"{path}: the checkpoint holds discriminator-update state (e.g. a privacy account); "
+                         f"resume it with the same discriminator update (e.g. the same --dp options)")
+    if load_state_dict is not None:
+        load_state_dict(state)
+
+
+def plugin_metadata(plugin: Any) -> dict:
+    snapshot_metadata = getattr(plugin, "snapshot_metadata", None)
+    return {} if snapshot_metadata is None else dict(snapshot_metadata())
+
+
+def plugin_tick_report(plugin: Any) -> str:
+    report_tick = getattr(plugin, "report_tick", None)
+    text = "" if report_tick is None else report_tick()
+    return f" {text}" if text else ""
