@@ -36,23 +36,24 @@ def _saved_classifier(path, spec=None) -> torch.nn.Module:
     return net
 
 
-def _write_dataset(root, num_studies: int, seed: int, resolution: int = 16, label_mode: str = "abnormality"):
-    """Two images per study; abnormal studies show a bright central square, so the task is separable."""
+def _write_dataset(root, num_studies: int, seed: int, resolution: int = 16, label_mode: str = "abnormality",
+                   class_names=("normal", "abnormal")):
+    """Two images per study; class k shows a central square brighter by 90 k / (K - 1), so the task is separable."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True)
     labels, images = [], []
     for s in range(num_studies):
-        label = s % 2
+        label = s % len(class_names)
         for view in range(2):
             name = f"00000/img{2 * s + view:08d}.png"
             pixels = rng.normal(90, 20, (resolution, resolution))
             q = resolution // 4
-            pixels[q:-q, q:-q] += 90 * label
+            pixels[q:-q, q:-q] += 90 * label / (len(class_names) - 1)
             (root / "00000").mkdir(exist_ok=True)
             PIL.Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L").save(root / name)
             labels.append([name, label])
             images.append(dict(file=name, image_id=f"im{2 * s + view}", study_id=f"st{s}", split="train"))
-    meta = dict(label_mode=label_mode, class_names=["normal", "abnormal"], images=images)
+    meta = dict(label_mode=label_mode, class_names=list(class_names), images=images)
     (root / "dataset.json").write_text(json.dumps(dict(labels=labels, spinegan=meta)))
     return root
 
@@ -256,6 +257,23 @@ def test_training_reaches_high_auc_and_keeps_the_best_validation_epoch(tmp_path)
     third = train_classifier(data, dataclasses.replace(options, epochs=2, patience=2))
     for key, value in again.net.state_dict().items():
         assert torch.equal(third.net.state_dict()[key], value), key  # seeded and deterministic on CPU
+
+
+def test_multiclass_training_and_round_trip(tmp_path):
+    root = _write_dataset(tmp_path / "ds", num_studies=36, seed=0, label_mode="lesion", class_names=("a", "b", "c"))
+    data = load_labelled_images(str(root))
+    assert data.label_mode == "lesion" and data.labels.tolist()[:6] == [0, 0, 1, 1, 2, 2]
+    options = TrainOptions(arch_kwargs=dict(width=8, num_blocks=3), resolution=16, epochs=5, patience=5,
+                           batch_size=16, lr=3e-3, val_fraction=0.34, seed=0)
+    result = train_classifier(data, options)
+    assert result.spec.num_outputs == 3 and len(result.spec.thresholds) == 3
+    assert result.provenance["best_val_auc"] > 0.9
+    clf.save_classifier(tmp_path / "c.pkl", result.net, result.spec, result.provenance)
+    loaded = clf.load_classifier(tmp_path / "c.pkl")
+    probs = predict_probabilities(loaded, loaded.spec, data.images)
+    assert probs.shape == (72, 3)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(72))
+    torch.testing.assert_close(probs, predict_probabilities(result.net, result.spec, data.images), rtol=0, atol=0)
 
 
 def _val_studies(data, prov) -> set:
