@@ -36,18 +36,10 @@ class BuildResult:
 def skip_reason() -> str | None:
     """Why no build can be attempted here (no CUDA torch, no nvcc, no ninja), or None."""
     try:
-        custom_ops._check_build_tools()
+        custom_ops.check_build_tools()
     except RuntimeError as exc:
         return str(exc)
     return None
-
-
-def toolkit_version() -> str:
-    """`nvcc --version`'s release line, for the log."""
-    import subprocess
-    nvcc = os.path.join(custom_ops._find_cuda_home(), 'bin', 'nvcc')
-    out = subprocess.run([nvcc, '--version'], capture_output=True, text=True, check=True).stdout
-    return next((line.strip() for line in out.splitlines() if 'release' in line), out.strip())
 
 
 def build_all() -> list[BuildResult]:
@@ -68,7 +60,9 @@ def main() -> int:
     if reason is not None:
         print(f'check_cuda_build: skipped: {reason}')
         return 0
-    print(f'check_cuda_build: torch {torch.__version__} (CUDA {torch.version.cuda}), nvcc {toolkit_version()}, '
+    home = custom_ops.find_cuda_home()
+    print(f'check_cuda_build: torch {torch.__version__} (CUDA {torch.version.cuda}), nvcc {custom_ops.nvcc_version(home)} '
+          f'at {home}, '
           f'arch list {os.environ.get("TORCH_CUDA_ARCH_LIST") or ("visible GPUs" if torch.cuda.is_available() else DEFAULT_ARCH_LIST)}')
     try:
         results = build_all()
@@ -77,7 +71,7 @@ def main() -> int:
         print('check_cuda_build: FAILED to build the CUDA plugins')
         return 1
     for r in results:
-        print(f'check_cuda_build: {r.op}: OK in {r.seconds:.1f} s, exports {", ".join(r.functions)}, cached at {r.path}')
+        print(f'check_cuda_build: {r.op}: OK, ready in {r.seconds:.1f} s (built or found cached), exports {", ".join(r.functions)}, cached at {r.path}')
     return 0
 
 

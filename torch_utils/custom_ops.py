@@ -21,7 +21,9 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
+import subprocess
 import tempfile
 import time
 import types
@@ -128,7 +130,7 @@ def resolve_impl(op_name: str, requested: str | None, tensor: torch.Tensor) -> s
 # Building plugins.
 
 
-def _find_cuda_home() -> str:
+def find_cuda_home() -> str:
     """The CUDA toolkit root: $CUDA_HOME/$CUDA_PATH, else a directory holding bin/nvcc and the headers.
 
     torch guesses CUDA_HOME from `which nvcc`, which is wrong when nvcc is a wrapper script
@@ -147,11 +149,27 @@ def _find_cuda_home() -> str:
                        f'torch.version.cuda={torch.version.cuda} or set CUDA_HOME to its root')
 
 
-def _check_build_tools() -> str:
-    """Fails with a clear message when ninja or nvcc is missing; returns the CUDA root."""
+def nvcc_version(home: str) -> str:
+    """The toolkit release of `home`/bin/nvcc, e.g. '13.0'."""
+    out = subprocess.run([os.path.join(home, 'bin', 'nvcc'), '--version'], capture_output=True, text=True,
+                         check=True).stdout
+    match = re.search(r'release (\d+\.\d+)', out)
+    if match is None:
+        raise RuntimeError(f'could not read the release from `{home}/bin/nvcc --version`: {out.strip()!r}')
+    return match.group(1)
+
+
+def check_build_tools() -> str:
+    """Fails with a clear message when ninja or nvcc is missing or mismatched; returns the CUDA root."""
     if torch.version.cuda is None:
         raise RuntimeError(f'torch {torch.__version__} was built without CUDA; install a CUDA build of torch')
-    home = _find_cuda_home()
+    home = find_cuda_home()
+    toolkit = nvcc_version(home)
+    if toolkit.split('.')[0] != torch.version.cuda.split('.')[0]:
+        major = torch.version.cuda.split('.')[0]
+        raise RuntimeError(f'nvcc {toolkit} at {home} cannot build for torch {torch.__version__} (CUDA {torch.version.cuda}): '
+                           f'the major versions must match; install CUDA {major}.x (or the nvidia-cuda-nvcc-cu{major} '
+                           f'wheel) and point CUDA_HOME at it')
     os.environ.setdefault('CUDA_HOME', home)  # Read when cpp_extension is first imported.
     from torch.utils import cpp_extension
     cpp_extension.CUDA_HOME = home  # Make torch use the toolkit we checked, not its own guess.
@@ -203,6 +221,20 @@ def plugin_cache_dir(module_name: str, sources: Sequence[str], headers: Sequence
     key = source_hash(list(sources) + list(headers), extra)
     root = os.environ.get('TORCH_EXTENSIONS_DIR') or os.path.join(os.path.expanduser('~'), '.cache', 'torch_extensions')
     return os.path.join(root, 'spinegan', f'{module_name}-{key}-{_arch_tag(arch_list)}')
+
+
+def _complete_build_covering(build_dir: str, arch_list: Sequence[str]) -> str | None:
+    """A finished build of the same sources whose architectures include all of `arch_list`, if any.
+
+    Lets a GPU run reuse what `tools/check_cuda_build.py` compiled for "8.0;9.0" without a GPU.
+    """
+    prefix = build_dir[:-len(_arch_tag(arch_list))]
+    wanted = set(_arch_tag(arch_list).split('-'))
+    for candidate in sorted(glob.glob(glob.escape(prefix) + 'sm_*')):
+        built = set(candidate[len(prefix):].split('-'))
+        if wanted <= built and os.path.exists(os.path.join(candidate, _BUILD_DONE_MARKER)):
+            return candidate
+    return None
 
 
 @contextlib.contextmanager
@@ -279,12 +311,13 @@ def get_plugin(module_name: str, sources: Sequence[str], headers: Sequence[str] 
     if module_name in _loaded_plugins:
         return _loaded_plugins[module_name]
     headers = list(headers or [])
-    _check_build_tools()
+    check_build_tools()
     arch_list = cuda_arch_list()
     build_dir = plugin_cache_dir(module_name, sources, headers, arch_list, build_kwargs)
     os.makedirs(os.path.dirname(build_dir), exist_ok=True)
-    if os.path.exists(os.path.join(build_dir, _BUILD_DONE_MARKER)):
-        module = _import_built(module_name, build_dir)
+    existing = _complete_build_covering(build_dir, arch_list)
+    if existing is not None:
+        module = _import_built(module_name, existing)
     else:
         with _exclusive_lock(build_dir + '.lock'):
             _populate_atomically(build_dir, list(sources) + headers)

@@ -123,6 +123,27 @@ def test_cache_dir_key(tmp_path, monkeypatch):
     assert flagged != changed
 
 
+def test_finished_build_for_more_archs_is_reused(tmp_path):
+    root = tmp_path / 'spinegan'
+    for name, done in [('op-abc-sm_80-sm_90', True), ('op-abc-sm_86', False), ('op-xyz-sm_90', True)]:
+        (root / name).mkdir(parents=True)
+        if done:
+            (root / name / custom_ops._BUILD_DONE_MARKER).write_text('')
+    assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_90'), ['9.0']) == str(root / 'op-abc-sm_80-sm_90')
+    assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_80-sm_90'), ['8.0', '9.0']) == str(root / 'op-abc-sm_80-sm_90')
+    assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_86'), ['8.6']) is None  # unfinished
+    assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_75'), ['7.5']) is None
+
+
+def test_nvcc_version_of_the_local_toolkit():
+    try:
+        home = custom_ops.find_cuda_home()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    version = custom_ops.nvcc_version(home)
+    assert version.count('.') == 1 and all(part.isdigit() for part in version.split('.'))
+
+
 def test_arch_list_from_env(monkeypatch):
     monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '9.0 8.0;8.6+PTX')
     assert custom_ops.cuda_arch_list() == ['8.0', '8.6+PTX', '9.0']
@@ -151,12 +172,16 @@ def test_missing_tools_give_clear_errors(monkeypatch, tmp_path):
     monkeypatch.setenv('PATH', str(tmp_path))
     monkeypatch.setattr(custom_ops.glob, 'glob', lambda pattern: [])
     with pytest.raises(RuntimeError, match='nvcc'):
-        custom_ops._check_build_tools()
-    monkeypatch.setattr(custom_ops, '_find_cuda_home', lambda: str(tmp_path))
+        custom_ops.check_build_tools()
+    monkeypatch.setattr(custom_ops, 'find_cuda_home', lambda: str(tmp_path))
+    monkeypatch.setattr(custom_ops, 'nvcc_version', lambda home: '12.4')
+    with pytest.raises(RuntimeError, match=r'nvcc 12.4 .* major versions must match.*nvidia-cuda-nvcc-cu13'):
+        custom_ops.check_build_tools()
+    monkeypatch.setattr(custom_ops, 'nvcc_version', lambda home: torch.version.cuda)
     monkeypatch.setattr(cpp_extension, 'is_ninja_available', lambda: False)
     monkeypatch.setattr(cpp_extension, 'CUDA_HOME', cpp_extension.CUDA_HOME)
     with pytest.raises(RuntimeError, match='pip install ninja'):
-        custom_ops._check_build_tools()
+        custom_ops.check_build_tools()
 
 
 def _load_check_cuda_build(monkeypatch):

@@ -1,6 +1,9 @@
 // Python binding of the bias_act CUDA kernel: validates arguments, allocates the output.
 
-#include <torch/extension.h>
+// Per-operator ATen headers and the pybind11 tensor casters, not <torch/extension.h>: half the compile time.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/csrc/utils/pybind.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "bias_act.h"
@@ -9,7 +12,7 @@ namespace {
 
 // Returns act^(mode)(x + b) * gain (clamped, see bias_act.h) for a dense CUDA tensor x.
 // b is 1-D along dimension `dim` of x, or empty; grad has the shape of x (ignored when mode == 0).
-torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor grad, int64_t mode, int64_t act,
+at::Tensor bias_act(at::Tensor x, at::Tensor b, at::Tensor grad, int64_t mode, int64_t act,
                        double alpha, double gain, double clamp, int64_t dim) {
     TORCH_CHECK(x.is_cuda(), "bias_act: x must be a CUDA tensor");
     TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf || x.scalar_type() == at::kDouble,
@@ -34,7 +37,7 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor grad, int
             grad = at::empty_like(x).copy_(grad);
     }
     const c10::cuda::CUDAGuard guard(x.device());
-    torch::Tensor y = at::empty_like(x);  // Dense x: same strides as x.
+    at::Tensor y = at::empty_like(x);  // Dense x: same strides as x.
     bias_act_launch(y, x, b, grad, p);
     return y;
 }

@@ -1,6 +1,11 @@
 // Python binding of the upfirdn2d CUDA kernels: validates arguments, allocates the output.
 
-#include <torch/extension.h>
+// Per-operator ATen headers and the pybind11 tensor casters, not <torch/extension.h>: half the compile time.
+#include <cstdlib>
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/csrc/utils/pybind.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include "upfirdn2d.h"
@@ -8,7 +13,7 @@
 namespace {
 
 // One upfirdn2d pass with a 2-D float32 filter f (see upfirdn2d.h); the output keeps x's memory format.
-torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t up_y, int64_t down_x,
+at::Tensor upfirdn2d(at::Tensor x, at::Tensor f, int64_t up_x, int64_t up_y, int64_t down_x,
                         int64_t down_y, int64_t pad_x0, int64_t pad_x1, int64_t pad_y0, int64_t pad_y1,
                         bool flip_filter, double gain) {
     TORCH_CHECK(x.is_cuda() && x.dim() == 4, "upfirdn2d: x must be a 4-D [N, C, H, W] CUDA tensor");
@@ -29,7 +34,7 @@ torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t up_x, int64_t 
                 x.size(3) * up_x + pad_x0 + pad_x1, ") is smaller than the filter (", f.size(0), " x ", f.size(1), ")");
     f = f.contiguous();
     const c10::cuda::CUDAGuard guard(x.device());
-    torch::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w},
+    at::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w},
                                 x.options().memory_format(x.suggest_memory_format()));
     Upfirdn2dParams p{};
     p.up_x = int(up_x), p.up_y = int(up_y), p.down_x = int(down_x), p.down_y = int(down_y);
