@@ -67,7 +67,8 @@ def label_fidelity(G: nn.Module, classifier: SpineClassifier, num_per_class: int
 
     Samples `num_per_class` images per class (z from a seeded normal, noise_mode='const') and reports, per class
     and overall, the accuracy of the classifier's decision (its validation thresholds for 'abnormality',
-    argmax for 'lesion') and the AUC of its probabilities for the conditioning labels.
+    argmax for 'lesion') and the AUC of its probabilities for the conditioning labels. G must already be on
+    `device`; the classifier is moved there.
     """
     check_compatible(classifier, None, G.c_dim)
     classifier = classifier.to(device)
