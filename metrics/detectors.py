@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import warnings
 from typing import Callable
 
 import torch
@@ -113,7 +114,11 @@ def load_torchscript(path: str, device: torch.device) -> torch.jit.ScriptModule:
     memo = (os.path.abspath(path), str(device))
     if memo not in _MODULES:
         try:
-            module = torch.jit.load(path, map_location=device)
+            with warnings.catch_warnings():
+                # The detectors are TorchScript files by definition; torch's advice to move to torch.export
+                # does not apply to loading them.
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(path, map_location=device)
         except Exception as exc:
             raise DetectorUnavailable(f"{path}: not a TorchScript detector ({type(exc).__name__}: {exc})") from exc
         _MODULES[memo] = module.eval()

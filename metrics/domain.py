@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from metrics.detectors import Detector, file_sha1
+from metrics.metric_names import key_part
 from metrics.metric_utils import MetricOptions
 
 
@@ -67,5 +68,6 @@ def compute_label_fidelity(opts: MetricOptions, metric: str, num_per_class: int)
                             batch_size=opts.batch_size, device=opts.device)
     results = {f"{metric}_accuracy": report["accuracy"], f"{metric}_auc": report["auc"]}
     for name, values in report["per_class"].items():
-        results.update({f"{metric}_{name}_accuracy": values["accuracy"], f"{metric}_{name}_auc": values["auc"]})
+        part = key_part(name)
+        results.update({f"{metric}_{part}_accuracy": values["accuracy"], f"{metric}_{part}_auc": values["auc"]})
     return results

