@@ -54,8 +54,8 @@ CFG_SPECS: dict[str, dict[str, Any]] = {
     "spine": dict(ref_gpus=-1, kimg=25000, mb=16, mbstd=4, fmaps=0.5, lrate=0.0025, gamma=0.8192, ema=5, ramp=0.05,
                   map=2, augpipe="bgcfnc"),
     # Small and fast: 32-64 px, narrow layers, short EMA, no path-length term; minutes on 2 CPU cores.
-    "demo": dict(ref_gpus=-1, kimg=40, mb=16, mbstd=4, fmaps=2048 / 32768, lrate=0.0025, gamma=0.05, ema=1,
-                 ramp=0.05, map=2, channel_max=128, z_dim=128, pl_weight=0, metrics="none", kimg_per_tick=1,
+    "demo": dict(ref_gpus=-1, kimg=20, mb=16, mbstd=4, fmaps=1024 / 32768, lrate=0.0025, gamma=0.05, ema=1,
+                 ramp=0.05, map=2, channel_max=64, z_dim=128, pl_weight=0, metrics="none", kimg_per_tick=1,
                  grid=(8, 4), workers=0),
 }
 
@@ -283,9 +283,19 @@ def configure_performance(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[
     return []
 
 
+def configure_dp(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    """--dp*: differential privacy (spine.dp.options); sets args.dp, the plug-ins' settings."""
+    from spine.dp import options as dp_options
+    saved = ckpt.load_checkpoint(args.resume_checkpoint)["options"] if args.resume_checkpoint else None
+    try:
+        return dp_options.configure(opts, args, saved)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
 CONFIGURE_STEPS: list[Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]] = [
     configure_general, configure_dataset, configure_networks, configure_augmentation, configure_resume,
-    configure_freezed, configure_performance,
+    configure_freezed, configure_performance, configure_dp,
 ]
 
 
@@ -321,7 +331,7 @@ RESUME_MUTABLE = {"total_kimg", "image_snapshot_ticks", "network_snapshot_ticks"
 def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
     """Refuse to continue a checkpoint with options that would make it a different run."""
     saved = ckpt.load_checkpoint(path)["options"]
-    ours = ckpt.plain(loop_kwargs(args))
+    ours = ckpt.plain(run_options(args))
     diffs = [k for k in sorted(set(saved) | set(ours))
              if k not in RESUME_MUTABLE and saved.get(k) != ours.get(k)]
     if diffs:
@@ -329,9 +339,18 @@ def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
         raise UserError(f"--resume={path}: options differ from the checkpoint's run ({details})")
 
 
-def loop_kwargs(args: dnnlib.EasyDict) -> dict:
-    """The JSON-able kwargs for training_loop (drops the informational entries)."""
+# Settings of plug-ins (built by build_plugins), recorded with the run but not passed to training_loop.
+PLUGIN_SETTINGS = ("dp",)
+
+
+def run_options(args: dnnlib.EasyDict) -> dict:
+    """The JSON-able options that define the run (stored in the checkpoint, compared on resume)."""
     return {k: v for k, v in args.items() if k not in ("dataset_info", "preset")}
+
+
+def loop_kwargs(args: dnnlib.EasyDict) -> dict:
+    """The JSON-able kwargs for training_loop (drops the informational entries and plug-in settings)."""
+    return {k: v for k, v in run_options(args).items() if k not in PLUGIN_SETTINGS}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -343,7 +362,8 @@ def build_plugins(args: dnnlib.EasyDict, device: torch.device) -> dict:
 
     Later features (clinical loss, DP-SGD) construct theirs here from `args`.
     """
-    return dict(generator_terms=[], discriminator_update=None)
+    from spine.dp import options as dp_options
+    return dict(dict(generator_terms=[], discriminator_update=None), **dp_options.build_plugins(args, device))
 
 
 def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = None) -> None:
@@ -357,7 +377,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
         if rank == 0 else None
     try:
         kwargs = loop_kwargs(args)
-        training_loop(rank=rank, **kwargs, **build_plugins(args, device), options=ckpt.plain(kwargs))
+        training_loop(rank=rank, **kwargs, **build_plugins(args, device), options=ckpt.plain(run_options(args)))
     finally:
         if logger is not None:
             logger.close()
@@ -442,6 +462,23 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, default=False, metavar="BOOL")
 @click.option("--allow-tf32", help="Allow PyTorch to use TF32 internally", type=bool, default=False, metavar="BOOL")
 @click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
+# Differential privacy (spine.dp).
+@click.option("--dp", help="Differentially private training of D [default: false]", type=bool, default=False,
+              metavar="BOOL")
+@click.option("--dp-mode", help="dpsgd (per-sample clipping on D) or paper (authors' scheme, NOT DP)",
+              type=click.Choice(["dpsgd", "paper"]))
+@click.option("--dp-noise-multiplier", help="Noise std / max grad norm", type=float, metavar="FLOAT")
+@click.option("--dp-epsilon", help="Target epsilon: calibrates the noise for --kimg and stops there", type=float,
+              metavar="FLOAT")
+@click.option("--dp-delta", help="Target delta [default: 1e-5]", type=float, metavar="FLOAT")
+@click.option("--dp-max-grad-norm", help="Per-sample clipping bound C [default: 1; paper: 1.5]", type=float,
+              metavar="FLOAT")
+@click.option("--dp-accountant", help="Privacy accountant [default: rdp]", type=click.Choice(["rdp", "prv"]))
+@click.option("--dp-unit", help="Privacy unit: image, or study (needs study ids) [default: image]",
+              type=click.Choice(["image", "study"]))
+@click.option("--dp-clip", help="Ablation: clipping on/off [default: on]", type=bool, metavar="BOOL")
+@click.option("--dp-noise", help="Ablation: noise on/off [default: on]", type=bool, metavar="BOOL")
+@click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str)
 def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -> None:
     """Train a GAN using the techniques described in the paper "Training Generative Adversarial Networks with
     Limited Data", with SpineGAN's presets and exact resume.

@@ -1,0 +1,129 @@
+"""Benchmark one training iteration: seconds per kimg, and the fraction of the machine's float32 matmul rate.
+
+Configurations:
+  demo      the `--cfg=demo` preset of train.py (32x32 grayscale, 2 classes).
+  official  grayscale 64x64, c_dim 2, batch 16, channel_base 4096, 2 mapping layers, ADA p=0.2 with the bgc pipe,
+            the full schedule (Gmain; Greg every 4; Dmain; Dreg every 16). NVIDIA's code needs about 11.5 s per
+            iteration (720 s/kimg) for it on a 2-core AVX2 machine (shared/reference/README.md).
+
+Each phase is timed on its own (after a warm-up pass) and combined with the schedule:
+iteration = Gmain + Greg / 4 + Dmain + Dreg / 16 (+ the EMA update). FLOPs of the main phases come from
+PyTorch's FLOP counter, as for the reference figures; the regularisation phases are not counted.
+
+    python bench/train_step.py [--config demo|official|both] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import time
+
+import click
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+from training.augment import AugmentPipe, augpipe_specs
+from training.loss import StyleGAN2Loss
+from training.networks import Discriminator, Generator
+from training.phase_update import GradientStep, Phase, PhaseRound
+from training.training_loop import update_ema
+
+CONFIGS = {
+    "demo": dict(res=32, batch=16, channel_base=1024, channel_max=64, z_dim=128, map=2, mbstd=4, p=0.2,
+                 pl_weight=0, r1_gamma=0.05),
+    "official": dict(res=64, batch=16, channel_base=4096, channel_max=512, z_dim=512, map=2, mbstd=4, p=0.2,
+                     pl_weight=2, r1_gamma=0.4096),
+}
+INTERVALS = dict(Gmain=1, Greg=4, Dmain=1, Dreg=16)
+
+
+def matmul_gflops(n: int = 1024, seconds: float = 2.0) -> float:
+    """Dense float32 matrix-product rate of this machine, in GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+
+
+def build(cfg: dict) -> tuple[StyleGAN2Loss, dict[str, Phase], torch.nn.Module, list[PhaseRound]]:
+    torch.manual_seed(0)
+    G = Generator(z_dim=cfg["z_dim"], c_dim=2, w_dim=cfg["z_dim"], img_resolution=cfg["res"], img_channels=1,
+                  mapping_kwargs=dict(num_layers=cfg["map"]),
+                  synthesis_kwargs=dict(channel_base=cfg["channel_base"], channel_max=cfg["channel_max"],
+                                        num_fp16_res=4, conv_clamp=256))
+    D = Discriminator(c_dim=2, img_resolution=cfg["res"], img_channels=1, channel_base=cfg["channel_base"],
+                      channel_max=cfg["channel_max"], num_fp16_res=4, conv_clamp=256,
+                      epilogue_kwargs=dict(mbstd_group_size=cfg["mbstd"]))
+    G.train().requires_grad_(False)
+    D.train().requires_grad_(False)
+    G_ema = copy.deepcopy(G).eval()
+    pipe = AugmentPipe(**augpipe_specs["bgc"]).train().requires_grad_(False)
+    pipe.p.fill_(cfg["p"])
+    loss = StyleGAN2Loss("cpu", G, D, augment_pipe=pipe, r1_gamma=cfg["r1_gamma"], pl_weight=cfg["pl_weight"])
+    update = GradientStep()
+    phases = {}
+    for name, module, reg in [("G", G, 4), ("D", D, 16)]:
+        ratio = reg / (reg + 1)
+        opt = torch.optim.Adam(module.parameters(), lr=0.0025 * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+        phases[name + "main"] = Phase(name + "main", module, opt, 1, update)
+        phases[name + "reg"] = Phase(name + "reg", module, opt, reg, update)
+    n = cfg["batch"]
+    c = torch.nn.functional.one_hot(torch.arange(n) % 2, 2).float()
+    rounds = [PhaseRound(torch.rand(n, 1, cfg["res"], cfg["res"]) * 2 - 1, c, torch.randn(n, cfg["z_dim"]), c)]
+    return loss, phases, G_ema, rounds
+
+
+def time_phase(phase: Phase, loss: StyleGAN2Loss, rounds: list[PhaseRound], repeats: int) -> float:
+    phase.update(phase, loss, rounds)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        phase.update(phase, loss, rounds)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def count_gflop(phase: Phase, loss: StyleGAN2Loss, rounds: list[PhaseRound]) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        phase.update(phase, loss, rounds)
+    return counter.get_total_flops() / 1e9
+
+
+def bench(name: str, repeats: int, peak: float) -> None:
+    cfg = CONFIGS[name]
+    loss, phases, G_ema, rounds = build(cfg)
+    active = [p for p in phases if not (p == "Greg" and cfg["pl_weight"] == 0)]
+    t = {p: time_phase(phases[p], loss, rounds, repeats) for p in active}
+    start = time.perf_counter()
+    update_ema(phases["Gmain"].module, G_ema, 10_000, cfg["batch"], 10, None)
+    t_ema = time.perf_counter() - start
+    per_iter = sum(t[p] / INTERVALS[p] for p in active) + t_ema
+    gflop = {p: count_gflop(phases[p], loss, rounds) for p in ("Gmain", "Dmain")}
+    achieved = (gflop["Gmain"] + gflop["Dmain"]) / (t["Gmain"] + t["Dmain"])
+    print(f"[{name}] " + "  ".join(f"{p} {t[p]:.2f}s" for p in active) + f"  EMA {t_ema:.3f}s")
+    print(f"[{name}] {per_iter:.2f} s/iteration = {per_iter * 1000 / cfg['batch']:.1f} s/kimg;"
+          f" main phases {gflop['Gmain']:.0f} + {gflop['Dmain']:.0f} GFLOP at {achieved:.1f} GFLOP/s"
+          f" = {achieved / peak:.0%} of the float32 matmul rate ({peak:.0f} GFLOP/s)")
+
+
+@click.command()
+@click.option("--config", type=click.Choice(["demo", "official", "both"]), default="both", show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True)
+def main(config: str, repeats: int) -> None:
+    peak = matmul_gflops()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul {peak:.0f} GFLOP/s")
+    for name in (["demo", "official"] if config == "both" else [config]):
+        bench(name, repeats, peak)
+
+
+if __name__ == "__main__":
+    main()
