@@ -91,7 +91,7 @@ def train_and_score(x_train, y_train, x_test, y_test, epochs: int, seed: int) ->
 @click.option("--num-test", type=int, default=500, show_default=True)
 @click.option("--size", type=int, default=256, show_default=True, help="Phantom image width before downsampling.")
 @click.option("--resolution", type=int, default=64, show_default=True)
-@click.option("--epochs", type=int, default=12, show_default=True)
+@click.option("--epochs", type=int, default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True)
 @click.option("--out", type=click.Path(), default=None, help="Optional JSON file for the results.")

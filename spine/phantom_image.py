@@ -24,17 +24,22 @@ ASPECTS = (1.0, 1.2, 1.25, 1.33)       # rows / cols: portrait detectors
 
 @dataclasses.dataclass(frozen=True)
 class Difficulty:
-    """How hard the phantom is: lesion conspicuity (1 = textbook) and quantum noise at full exposure."""
+    """How hard the phantom is: the range of lesion severities and the quantum noise at full exposure."""
 
-    conspicuity: float
+    severity_range: tuple[float, float]
     noise: float
 
     @staticmethod
     def from_level(level: float) -> "Difficulty":
-        """Map a difficulty level in [0, 1] (0 = obvious lesions, clean images) to its parameters."""
+        """Map a difficulty level in [0, 1] to its parameters.
+
+        Level 0 gives textbook lesions (severity 0.8-1) on clean images; raising the level lowers the
+        strongest severity and widens the spread towards subtle lesions, and adds noise.
+        """
         if not 0.0 <= level <= 1.0:
             raise ValueError(f"difficulty must be in [0, 1], got {level}")
-        return Difficulty(conspicuity=1.0 - 0.8 * level, noise=0.01 + 0.05 * level)
+        strongest = 1.0 - 0.75 * level
+        return Difficulty(severity_range=(strongest * (0.8 - 0.5 * level), strongest), noise=0.01 + 0.05 * level)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +53,7 @@ class Study:
     def sample(rng: np.random.Generator, difficulty: Difficulty) -> "Study":
         patient = Patient.sample(rng)
         abnormal = bool(rng.random() >= NORMAL_FRACTION)
-        return Study(patient, sample_lesions(rng, abnormal, difficulty.conspicuity))
+        return Study(patient, sample_lesions(rng, abnormal, difficulty.severity_range))
 
 
 def image_shape(rng: np.random.Generator, size: int) -> tuple[int, int]:

@@ -4,8 +4,8 @@ Three lesion classes change the geometry before the spine is laid out (disc spac
 collapse, spondylolisthesis); the others are shapes drawn over the anatomy. Every lesion returns
 its ground-truth boxes (absolute pixel XYXY) from the same geometry that drew it.
 
-``severity`` already includes the phantom's conspicuity (set by the difficulty): a lesion with
-severity near 0 is barely different from normal anatomical variation.
+``severity`` (in [0, 1], its range set by the phantom's difficulty) scales every lesion's effect: a lesion
+with severity near 0 is barely different from normal anatomical variation.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ class Lesion:
     params: tuple[float, ...]
 
 
-def sample_lesions(rng: np.random.Generator, abnormal: bool, conspicuity: float) -> tuple[Lesion, ...]:
-    """1-3 distinct lesion types for an abnormal study, none for a normal one."""
+def sample_lesions(rng: np.random.Generator, abnormal: bool,
+                   severity_range: tuple[float, float]) -> tuple[Lesion, ...]:
+    """1-3 distinct lesion types for an abnormal study (severities uniform in the range), none for a normal one."""
     if not abnormal:
         return ()
     kinds = list(CLASS_WEIGHTS)
@@ -57,7 +58,7 @@ def sample_lesions(rng: np.random.Generator, abnormal: bool, conspicuity: float)
             (4, 5, 6) if kind == "Spondylolysthesis" else (3, 4, 5) if kind == "Surgical implant" else LUMBAR
         weights = np.linspace(0.6, 1.4, len(sites))   # lower lumbar levels are more often affected
         site = int(rng.choice(sites, p=weights / weights.sum()))
-        severity = conspicuity * rng.uniform(0.35, 1.0)
+        severity = rng.uniform(*severity_range)
         lesions.append(Lesion(kind, site, float(severity), tuple(float(x) for x in rng.random(6))))
     return tuple(lesions)
 
@@ -68,13 +69,13 @@ def apply_to_morphology(lesions: tuple[Lesion, ...], morph: Morphology) -> Morph
     for les in lesions:
         s = les.severity
         if les.kind == "Disc space narrowing":
-            out.disc_scale[les.site] *= 1.0 - 0.8 * s
+            out.disc_scale[les.site] *= 1.0 - 0.9 * s
         elif les.kind == "Vertebral collapse":
-            out.wedge[les.site] = 0.08 + 0.6 * s
-            out.height_scale[les.site] *= 1.0 - 0.25 * s
+            out.wedge[les.site] = 0.1 + 0.7 * s
+            out.height_scale[les.site] *= 1.0 - 0.35 * s
         elif les.kind == "Spondylolysthesis":
             direction = -1.0 if les.params[0] < 0.15 else 1.0      # a few retrolistheses
-            out.slip[les.site] = direction * (0.05 + 0.35 * s)
+            out.slip[les.site] = direction * (0.08 + 0.5 * s)
         elif les.kind == "Surgical implant" and les.params[1] < 0.5:
             out.disc_scale[les.site] = max(out.disc_scale[les.site], 1.0)   # an interbody cage restores the disc
     return out
@@ -110,11 +111,11 @@ def draw_osteophytes(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion
         w, h = vert.width, vert.height
         sign = 1.0 if side == 0 else -1.0          # inferior corner of the upper body, superior of the lower
         corner = (0.5 * w - 0.04 * w, sign * (float(vert.half_height(np.array(0.5 * w))) - 0.04 * h))
-        length = (0.1 + 0.45 * les.severity) * w
+        length = (0.15 + 0.75 * les.severity) * w
         angle = math.radians(25 + 35 * les.params[2])
         tip = (corner[0] + length * math.cos(angle), corner[1] + sign * length * math.sin(angle))
-        half = 0.05 * h + 0.03 * h * les.severity
-        _capsule(canvas, vert.frame, corner, tip, half, patient.cortex + 0.6 * patient.bone_density, edge)
+        half = 0.05 * h + 0.12 * h * les.severity
+        _capsule(canvas, vert.frame, corner, tip, half, patient.cortex + patient.bone_density, edge)
         boxes.append(_bbox(_frame_points(vert.frame, [corner, tip]), half + 0.05 * h))
     return boxes
 
@@ -152,9 +153,9 @@ def draw_foraminal_stenosis(canvas: Canvas, spine: Spine, patient: Patient, les:
     """Bone (facet hypertrophy, posterior osteophyte) growing into the foramen behind the gap."""
     frame, (cu, cv), (hu, hv) = foramen(spine, les.site)
     s = les.severity
-    density = 0.8 * (patient.bone_density + 0.4 * patient.cortex)
-    _blob(canvas, frame, (cu - 0.6 * hu, cv + 0.25 * hv), hu * (0.4 + 0.8 * s), hv * (0.25 + 0.5 * s), density, edge)
-    _blob(canvas, frame, (cu + 0.8 * hu, cv + 0.35 * hv), hu * (0.2 + 0.4 * s), hv * (0.15 + 0.3 * s), density, edge)
+    density = patient.bone_density + 0.5 * patient.cortex
+    _blob(canvas, frame, (cu - 0.6 * hu, cv + 0.25 * hv), hu * (0.5 + 1.0 * s), hv * (0.35 + 0.7 * s), density, edge)
+    _blob(canvas, frame, (cu + 0.8 * hu, cv + 0.35 * hv), hu * (0.3 + 0.6 * s), hv * (0.2 + 0.4 * s), density, edge)
     corners = [(cu - hu, cv - hv), (cu + hu, cv - hv), (cu + hu, cv + hv), (cu - hu, cv + hv)]
     return [_bbox(_frame_points(frame, corners), 0.05 * spine.unit)]
 
@@ -164,8 +165,8 @@ def draw_focal_lesion(canvas: Canvas, spine: Spine, patient: Patient, les: Lesio
     vert = spine.vertebrae[les.site]
     s = les.severity
     center = ((les.params[1] - 0.5) * 0.5 * vert.width, (les.params[2] - 0.5) * 0.4 * vert.height)
-    r = (0.1 + 0.18 * s) * vert.height
-    contrast = (0.3 + 0.7 * s) * patient.bone_density
+    r = (0.15 + 0.3 * s) * vert.height
+    contrast = (0.4 + 1.0 * s) * patient.bone_density
     density = -contrast if les.params[0] < 0.6 else 1.2 * contrast
     _blob(canvas, vert.frame, center, r, 0.85 * r, density, max(edge, 0.25 * r))
     return [_bbox(_frame_points(vert.frame, [center]), 1.25 * r)]

@@ -235,15 +235,15 @@ def test_cli_writes_into_empty_directory(tmp_path):
 
 
 def test_difficulty_levels():
-    assert Difficulty.from_level(0.0) == Difficulty(conspicuity=1.0, noise=0.01)
-    assert Difficulty.from_level(1.0).conspicuity == pytest.approx(0.2)
-    assert Difficulty.from_level(1.0).noise == pytest.approx(0.06)
+    assert Difficulty.from_level(0.0) == Difficulty(severity_range=(0.8, 1.0), noise=0.01)
+    hard = Difficulty.from_level(1.0)
+    assert hard.severity_range == pytest.approx((0.25 * 0.3, 0.25)) and hard.noise == pytest.approx(0.06)
     with pytest.raises(ValueError, match="difficulty"):
         Difficulty.from_level(1.5)
     rng = np.random.default_rng(0)
-    severities = [les.severity for _ in range(200) for les in sample_lesions(rng, True, 0.4)]
-    assert max(severities) <= 0.4 and min(severities) >= 0.35 * 0.4
-    assert sample_lesions(rng, False, 1.0) == ()
+    severities = [les.severity for _ in range(200) for les in sample_lesions(rng, True, (0.2, 0.4))]
+    assert 0.2 <= min(severities) < 0.22 and 0.38 < max(severities) <= 0.4
+    assert sample_lesions(rng, False, (0.8, 1.0)) == ()
 
 
 def test_geometric_lesions_change_the_layout_by_their_closed_forms():
@@ -254,10 +254,10 @@ def test_geometric_lesions_change_the_layout_by_their_closed_forms():
     morph = apply_to_morphology(lesions, patient.morph)
     sick = layout_spine(dataclasses.replace(patient, morph=morph), view)
     healthy = layout_spine(patient, view)
-    assert sick.disc_heights[gap] == pytest.approx(healthy.disc_heights[gap] * (1 - 0.8 * 0.5))
+    assert sick.disc_heights[gap] == pytest.approx(healthy.disc_heights[gap] * (1 - 0.9 * 0.5))
     body = sick.vertebrae[l3]
     ps, as_, ai, pi = body.corners()
     posterior, anterior = np.hypot(*(pi - ps)), np.hypot(*(ai - as_))
-    assert body.wedge == pytest.approx(0.08 + 0.6 * 0.5)
+    assert body.wedge == pytest.approx(0.1 + 0.7 * 0.5)
     assert anterior / posterior == pytest.approx(1 - body.wedge)
     assert patient.morph.wedge[l3] != morph.wedge[l3]        # the input morphology is not modified
