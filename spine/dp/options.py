@@ -1,0 +1,143 @@
+"""--dp* options -> training-loop settings and plug-ins (train.py calls `configure` and `build_plugins`).
+
+--dp-mode=dpsgd (default): DP-SGD on D (`spine.dp.update`). Noise: --dp-noise-multiplier, or --dp-epsilon (with
+--dp-delta), calibrated so that the planned run (--kimg) ends at that epsilon; --dp-epsilon is also the budget at
+which training stops. q = batch / number of images; one accountant step per iteration (phase Dboth, R1 lazily
+inside the per-sample loss every 16 steps). Resuming a checkpoint keeps its sigma, whatever --kimg now says.
+--dp-mode=paper: the authors' noise-then-clip scheme on G and D (`spine.dp.paper_mode`), microbatch 1: NOT DP.
+--dp-clip=0 / --dp-noise=0 turn clipping / noise off in either mode, for ablations; such runs are labelled NOT-DP.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from spine.dp import accounting, guards, paper_mode
+from spine.dp.mechanism import MechanismConfig
+
+MODES = ("dpsgd", "paper")
+R1_INTERVAL = 16  # lazy R1 inside the per-sample loss, as often as the official Dreg phase
+DP_OPTIONS = ("dp_mode", "dp_noise_multiplier", "dp_epsilon", "dp_delta", "dp_max_grad_norm", "dp_accountant",
+              "dp_unit", "dp_clip", "dp_noise", "dp_label_prior")
+
+
+def configure(opts: Any, args: Any, saved_options: dict | None = None) -> list[str]:
+    """Validate the --dp options and adjust `args` (D kwargs, phases, augmentation, batch split); sets args.dp.
+
+    `saved_options`: the checkpoint's options when resuming (its sigma is kept). Returns run-name parts.
+    Raises guards.DPConfigError (a ValueError) naming the offending option.
+    """
+    args.dp = None
+    if not opts.dp:
+        given = [name for name in DP_OPTIONS if opts.get(name) is not None]
+        if given:
+            raise guards.DPConfigError(f"--{given[0].replace('_', '-')} needs --dp=1")
+        return []
+    mode = opts.dp_mode or "dpsgd"
+    if mode not in MODES:
+        raise guards.DPConfigError(f"--dp-mode={mode!r}: expected one of {MODES}")
+    clip = True if opts.dp_clip is None else bool(opts.dp_clip)
+    noise = True if opts.dp_noise is None else bool(opts.dp_noise)
+    if mode == "paper":
+        return _configure_paper(opts, args, clip, noise)
+    return _configure_dpsgd(opts, args, clip, noise, saved_options)
+
+
+def _configure_paper(opts: Any, args: Any, clip: bool, noise: bool) -> list[str]:
+    max_norm = opts.dp_max_grad_norm if opts.dp_max_grad_norm is not None else paper_mode.PAPER_MAX_GRAD_NORM
+    multiplier = opts.dp_noise_multiplier if opts.dp_noise_multiplier is not None else \
+        paper_mode.PAPER_NOISE_STD / max_norm
+    args.batch_gpu = 1  # the authors' microbatch
+    args.dp = dict(mode="paper", noise_multiplier=float(multiplier), max_grad_norm=float(max_norm), clip=clip,
+                   noise=noise)
+    return [f"paperdp-std{multiplier * max_norm:g}-clip{max_norm:g}" + _ablation_tag(clip, noise), "notdp"]
+
+
+def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_options: dict | None) -> list[str]:
+    guards.check_options(mirror=bool(opts.mirror), ada=opts.aug == "ada", num_processes=opts.gpus)
+    if opts.aug is None:  # DP's default: no augmentation (ADA is refused, a fixed p must be asked for)
+        args.update(ada_target=None, augment_p=0, augment_kwargs=None)
+    args.D_kwargs = guards.private_discriminator_kwargs(args.D_kwargs)
+    args.D_reg_interval = None
+
+    num_images = int(args.training_set_kwargs.max_size)
+    sample_rate = args.batch_size / num_images
+    if sample_rate > 1:
+        raise guards.DPConfigError(f"--dp=1: the batch ({args.batch_size}) exceeds the number of images "
+                                   f"({num_images}); lower --batch")
+    delta = 1e-5 if opts.dp_delta is None else float(opts.dp_delta)
+    if not 0 < delta < 1 / num_images:
+        raise guards.DPConfigError(f"--dp-delta={delta}: expected 0 < delta < 1/N = {1 / num_images:.3g} "
+                                   f"(N = {num_images} images)")
+    accountant = opts.dp_accountant or "rdp"
+    if accountant not in accounting.ACCOUNTANTS:
+        raise guards.DPConfigError(f"--dp-accountant={accountant!r}: expected one of {accounting.ACCOUNTANTS}")
+    max_norm = 1.0 if opts.dp_max_grad_norm is None else float(opts.dp_max_grad_norm)
+    planned_steps = math.ceil(args.total_kimg * 1000 / args.batch_size)
+    multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options)
+    private = MechanismConfig(max_norm, multiplier, clip, noise).is_private
+    args.dp = dict(mode="dpsgd", noise_multiplier=multiplier, max_grad_norm=max_norm, delta=delta,
+                   accountant=accountant, unit=opts.dp_unit or "image", sample_rate=sample_rate,
+                   epsilon_budget=float(opts.dp_epsilon) if opts.dp_epsilon is not None and private else None,
+                   clip=clip, noise=noise, r1_interval=R1_INTERVAL, label_prior=_label_prior(opts.dp_label_prior))
+    tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
+    return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
+
+
+def _noise_multiplier(opts: Any, sample_rate: float, delta: float, accountant: str, planned_steps: int,
+                      saved_options: dict | None) -> float:
+    """--dp-noise-multiplier, the resumed run's sigma, or sigma calibrated to --dp-epsilon for the planned steps."""
+    if opts.dp_noise_multiplier is not None:
+        if opts.dp_noise_multiplier < 0:
+            raise guards.DPConfigError(f"--dp-noise-multiplier must be non-negative, got {opts.dp_noise_multiplier}")
+        return float(opts.dp_noise_multiplier)
+    if saved_options is not None and (saved_options.get("dp") or {}).get("noise_multiplier") is not None:
+        return float(saved_options["dp"]["noise_multiplier"])
+    if opts.dp_epsilon is None:
+        raise guards.DPConfigError("--dp=1 needs --dp-noise-multiplier or --dp-epsilon (with --dp-delta)")
+    return accounting.calibrate_noise_multiplier(float(opts.dp_epsilon), delta, sample_rate, planned_steps,
+                                                 accountant)
+
+
+def _label_prior(text: str | None) -> list[float] | None:
+    """--dp-label-prior: 'uniform' (default) or comma-separated class probabilities."""
+    if text is None or text == "uniform":
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise guards.DPConfigError(f"--dp-label-prior={text!r}: expected 'uniform' or comma-separated "
+                                   f"probabilities") from exc
+
+
+def _ablation_tag(clip: bool, noise: bool) -> str:
+    return ("" if clip else "-noclip") + ("" if noise else "-nonoise")
+
+
+def build_plugins(args: Any, device: torch.device) -> dict:
+    """The loop plug-ins for args.dp: D (and in paper mode G) update rule, fake-label prior, budget stop."""
+    dp = args.get("dp")
+    if not dp:
+        return {}
+    if dp["mode"] == "paper":
+        step = paper_mode.NoiseThenClipStep(dp["noise_multiplier"] * dp["max_grad_norm"], dp["max_grad_norm"],
+                                            noise=dp["noise"], clip=dp["clip"])
+        return dict(discriminator_update=step, generator_update=step)
+    from spine.dp.accounting import PrivacyAccount
+    from spine.dp.update import DPDiscriminatorUpdate
+    from training.training_loop import construct_dataset
+    dataset = construct_dataset(args.training_set_kwargs)
+    config = MechanismConfig(dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"])
+    note = "" if config.is_private else "ablation:" + _ablation_tag(dp["clip"], dp["noise"]).lstrip("-")
+    account = PrivacyAccount(noise_multiplier=dp["noise_multiplier"], sample_rate=dp["sample_rate"],
+                             delta=dp["delta"], accountant=dp["accountant"], max_grad_norm=dp["max_grad_norm"],
+                             unit=dp["unit"], epsilon_budget=dp["epsilon_budget"],
+                             differentially_private=config.is_private, note=note)
+    update = DPDiscriminatorUpdate(dataset, account, config, r1_gamma=args.loss_kwargs.r1_gamma,
+                                   r1_interval=dp["r1_interval"], batch_gpu=args.batch_gpu, device=device)
+    prior = guards.PublicLabelPrior(dataset.label_dim, onehot=dataset.has_onehot_labels or dataset.label_dim == 0,
+                                    probs=dp["label_prior"])
+    return dict(discriminator_update=update, fake_label_fn=prior, abort_fn=update.budget_exhausted)
