@@ -296,17 +296,16 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector: Detector,
     if opts.G is None:
         raise ValueError("this metric needs a generator")
     stats = FeatureStats(capture_all=capture_all, capture_mean_cov=capture_mean_cov)
-    z_gen = torch.Generator().manual_seed(opts.seed)
-    label_rng = np.random.RandomState(opts.seed)
+    # All latents and labels are drawn up front (50k x 512 floats = 100 MB), so that sample i is the same
+    # whatever the batch size and process count.
+    z_all = torch.randn([num_gen, opts.G.z_dim], generator=torch.Generator().manual_seed(opts.seed))
+    c_all = torch.from_numpy(sample_labels(opts, num_gen, class_index, np.random.RandomState(opts.seed)))
     devices = [opts.device] if opts.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad(), \
             progress_bar(opts, num_gen, f"{detector.name} features of generated images") as bar:
         torch.manual_seed(opts.seed + opts.rank)  # per-pixel noise of noise_mode='random'
-        for _start, positions, count in rank_slices(num_gen, opts):
-            # Every rank draws the whole chunk so that the random streams stay aligned, then keeps its part.
-            z = torch.randn([count, opts.G.z_dim], generator=z_gen)
-            c = torch.from_numpy(sample_labels(opts, count, class_index, label_rng))
-            images = generate_images(opts, z[positions], c[positions])
+        for start, positions, count in rank_slices(num_gen, opts):
+            images = generate_images(opts, z_all[start + positions], c_all[start + positions])
             stats.append(gather_chunk(detector(images), count, opts))
             bar.update(count)
     return stats

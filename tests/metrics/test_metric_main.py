@@ -1,11 +1,16 @@
 """metrics.metric_main: calc_metric end to end on tiny detectors, result keys, per-class values, jsonl lines."""
 
 import json
+import os
+import socket
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 from conftest import ReplayGenerator, tiny_generator
+from training import distributed as dist_utils
+from training.networks import Generator
 from metrics import metric_main
 from metrics.metric_names import MetricNameError
 
@@ -13,8 +18,9 @@ from metrics.metric_names import MetricNameError
 def run(metric: str, G: torch.nn.Module, dataset: str, **options) -> dict:
     """calc_metric called exactly as the training loop calls it, plus options."""
     kwargs = dict(class_name="training.dataset.ImageFolderDataset", path=dataset, use_labels=True, xflip=False)
+    options.setdefault("batch_size", 5)
     return metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=kwargs, num_gpus=1, rank=0,
-                                   device=torch.device("cpu"), progress=False, batch_size=5, **options)
+                                   device=torch.device("cpu"), progress=False, **options)
 
 
 def test_generator_that_replays_the_dataset_scores_perfectly(dataset, pool_detector_file):
@@ -78,3 +84,43 @@ def test_report_metric_appends_official_lines(tmp_path):
                                            (2 * 86400 + 3 * 3600 + 240, "2d 03h 04m")])
 def test_format_time(seconds, text):
     assert metric_main.format_time(seconds) == text
+
+
+DISTRIBUTED_METRICS = ("fid7_full", "kid7", "pr72_full_inception")
+
+
+def noiseless_generator() -> Generator:
+    # Per-pixel noise comes from each process's own RNG; without it the images depend on z and c only.
+    torch.manual_seed(0)
+    return Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=8, img_channels=1, mapping_kwargs=dict(num_layers=1),
+                     synthesis_kwargs=dict(channel_base=64, channel_max=8, use_noise=False)).eval()
+
+
+def distributed_worker(rank: int, port: int, dataset: str, detector: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank))
+    torch.set_num_threads(1)
+    dist_utils.init_from_env(torch.device("cpu"))
+    kwargs = dict(class_name="training.dataset.ImageFolderDataset", path=dataset, use_labels=True, xflip=False)
+    results = {}
+    for metric in DISTRIBUTED_METRICS:
+        results.update(metric_main.calc_metric(metric=metric, G=noiseless_generator(), dataset_kwargs=kwargs,
+                                               num_gpus=2, rank=rank, device=torch.device("cpu"), progress=False,
+                                               batch_size=2, detector=detector, cache=False).results)
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump(results, f)
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_single_process_values(tmp_path, dataset, pool_detector_file):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "results")
+    mp.spawn(distributed_worker, args=(port, dataset, pool_detector_file, out), nprocs=2)
+    single = {}
+    for metric in DISTRIBUTED_METRICS:
+        single.update(run(metric, noiseless_generator(), dataset, detector=pool_detector_file, batch_size=2).results)
+    for rank in range(2):
+        with open(f"{out}.{rank}") as f:
+            assert json.load(f) == pytest.approx(single, rel=1e-9, abs=1e-12)
