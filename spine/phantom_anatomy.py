@@ -123,7 +123,7 @@ class Vertebra:
         return 0.5 * self.height * (1.0 - self.wedge * t)
 
     def corners(self) -> np.ndarray:
-        """Body corners [4, 2] in pixels: posterior-superior, anterior-superior, anterior-inferior, posterior-inferior."""
+        """Body corners [4, 2] in pixels: posterior-superior, anterior-superior, then inferior anterior, posterior."""
         hw = 0.5 * self.width
         u = np.array([-hw, hw, hw, -hw])
         hh = self.half_height(u)
@@ -237,6 +237,27 @@ class Canvas:
             sl, u, v = got
             self.mu[sl] += density(u, v).astype(np.float32)
 
+    def add_box(self, frame: Frame, center: tuple[float, float], half: tuple[float, float], density: float,
+                edge: float, corner: float) -> None:
+        """A uniform rounded rectangle (half sizes ``half``, corner radius ``corner``) in local coordinates."""
+        (cu, cv), (hu, hv) = center, half
+        self.stamp(frame, center, math.hypot(hu, hv) + 3,
+                   lambda u, v: density * soft_inside(rounded_box_sdf(u - cu, v - cv, hu, hv, corner), edge))
+
+    def add_ellipse(self, frame: Frame, center: tuple[float, float], axes: tuple[float, float], density: float,
+                    edge: float) -> None:
+        """A uniform ellipse with semi-axes ``axes`` (along u, v) in local coordinates."""
+        (cu, cv), (a, b) = center, axes
+        self.stamp(frame, center, max(a, b) + 3,
+                   lambda u, v: density * soft_inside(ellipse_sdf(u - cu, v - cv, a, b), edge))
+
+    def add_capsule(self, frame: Frame, p0: tuple[float, float], p1: tuple[float, float], half: float,
+                    density: float, edge: float) -> None:
+        """A uniform thick segment from p0 to p1 (half thickness ``half``) in local coordinates."""
+        center = (0.5 * (p0[0] + p1[0]), 0.5 * (p0[1] + p1[1]))
+        radius = 0.5 * math.hypot(p1[0] - p0[0], p1[1] - p0[1]) + half + 3
+        self.stamp(frame, center, radius, lambda u, v: density * soft_inside(segment_sdf(u, v, p0, p1, half), edge))
+
 
 def trabecular_texture(rng: np.random.Generator, rows: int, cols: int, unit: float) -> np.ndarray:
     """Band-limited noise with vertical grain (mean 1) that modulates the density of cancellous bone."""
@@ -269,9 +290,8 @@ def draw_vertebra(canvas: Canvas, vert: Vertebra, patient: Patient, texture: np.
     if not vert.sacrum:
         draw_posterior_elements(canvas, vert, patient, edge)
     else:
-        crest = lambda u, v: 0.5 * patient.bone_density * soft_inside(
-            rounded_box_sdf(u + 0.78 * w, v + 0.05 * h, 0.1 * w, 0.35 * h, 0.05 * h), edge)
-        canvas.stamp(vert.frame, (-0.78 * w, -0.05 * h), 0.6 * h, crest)
+        canvas.add_box(vert.frame, (-0.78 * w, -0.05 * h), (0.1 * w, 0.35 * h), 0.5 * patient.bone_density, edge,
+                       0.05 * h)     # median sacral crest
 
 
 def posterior_parts(vert: Vertebra) -> list[tuple[tuple[float, float], tuple[float, float], float]]:
@@ -284,10 +304,8 @@ def posterior_parts(vert: Vertebra) -> list[tuple[tuple[float, float], tuple[flo
 
 def draw_posterior_elements(canvas: Canvas, vert: Vertebra, patient: Patient, edge: float) -> None:
     for (cu, cv), (hu, hv), rel in posterior_parts(vert):
-        density = rel * (patient.bone_density + 0.4 * patient.cortex)
-        fn = (lambda cu, cv, hu, hv, density: lambda u, v: density * soft_inside(
-            rounded_box_sdf(u - cu, v - cv, hu, hv, 0.45 * min(hu, hv)), edge))(cu, cv, hu, hv, density)
-        canvas.stamp(vert.frame, (cu, cv), math.hypot(hu, hv) + 3, fn)
+        canvas.add_box(vert.frame, (cu, cv), (hu, hv), rel * (patient.bone_density + 0.4 * patient.cortex), edge,
+                       0.45 * min(hu, hv))
 
 
 def foramen(spine: Spine, gap: int) -> tuple[Frame, tuple[float, float], tuple[float, float]]:
@@ -303,7 +321,6 @@ def draw_soft_tissue(canvas: Canvas, spine: Spine, patient: Patient, rng: np.ran
     """Body outline (skin behind the back, air beyond), iliac crest and bowel gas."""
     l3 = spine.vertebrae[LEVELS.index("L3")]
     f = l3.frame
-    rows, cols = canvas.mu.shape
     u = (canvas.xs - f.cx) * f.nx + (canvas.ys - f.cy) * f.ny
     back = -(0.5 + 1.45 + patient.back_depth) * l3.width
     front = (0.5 + rng.uniform(1.2, 4.0)) * l3.width
@@ -313,15 +330,16 @@ def draw_soft_tissue(canvas: Canvas, spine: Spine, patient: Patient, rng: np.ran
     pelvis = spine.vertebrae[SACRUM].frame
     crest_r = rng.uniform(2.2, 3.0) * l3.width
     center = (rng.uniform(-0.3, 0.5) * l3.width, rng.uniform(0.6, 1.4) * l3.height + crest_r)
-    crest = lambda u, v: 0.12 * soft_inside(ellipse_sdf(u - center[0], v - center[1], crest_r, crest_r), 2.0) \
-        + 0.12 * np.exp(-((np.hypot(u - center[0], v - center[1]) - crest_r) / (0.06 * crest_r)) ** 2)
-    canvas.stamp(pelvis, center, crest_r * 1.1, crest)
-    for _ in range(int(rng.integers(0, 6))):
-        gu, gv = rng.uniform(0.9, 2.6) * l3.width, rng.uniform(-2.5, 2.5) * l3.height
-        a, b = rng.uniform(0.15, 0.5) * l3.width, rng.uniform(0.12, 0.4) * l3.width
-        gas = (lambda gu, gv, a, b: lambda u, v: -0.25 * patient.soft_tissue
-               * soft_inside(ellipse_sdf(u - gu, v - gv, a, b), 2.0))(gu, gv, a, b)
-        canvas.stamp(f, (gu, gv), max(a, b) + 3, gas)
+
+    def iliac_rim(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return 0.12 * np.exp(-((np.hypot(u - center[0], v - center[1]) - crest_r) / (0.06 * crest_r)) ** 2)
+
+    canvas.add_ellipse(pelvis, center, (crest_r, crest_r), 0.12, 2.0)
+    canvas.stamp(pelvis, center, crest_r * 1.1, iliac_rim)
+    for _ in range(int(rng.integers(0, 6))):     # bowel gas in front of the spine
+        gas_center = (rng.uniform(0.9, 2.6) * l3.width, rng.uniform(-2.5, 2.5) * l3.height)
+        axes = (rng.uniform(0.15, 0.5) * l3.width, rng.uniform(0.12, 0.4) * l3.width)
+        canvas.add_ellipse(f, gas_center, axes, -0.25 * patient.soft_tissue, 2.0)
 
 
 def draw_anatomy(canvas: Canvas, spine: Spine, patient: Patient, rng: np.random.Generator, edge: float) -> None:

@@ -16,8 +16,8 @@ import math
 import numpy as np
 
 from spine.labels import LESION_CLASSES, NO_FINDING
-from spine.phantom_anatomy import (LUMBAR, NUM_GAPS, SACRUM, Canvas, Frame, Morphology, Patient, Spine, ellipse_sdf,
-                                   foramen, rounded_box_sdf, segment_sdf, soft_inside)
+from spine.phantom_anatomy import (LUMBAR, NUM_GAPS, SACRUM, Canvas, Frame, Morphology, Patient, Spine, foramen,
+                                   rounded_box_sdf)
 
 PHANTOM_CLASSES = tuple(name for name in LESION_CLASSES if name != NO_FINDING)
 PHANTOM_RARE_CLASSES = ("Fracture", "Foreign body")
@@ -91,17 +91,6 @@ def _frame_points(frame: Frame, uv: list[tuple[float, float]]) -> np.ndarray:
     return np.stack(frame.to_xy(u, v), axis=1)
 
 
-def _capsule(canvas: Canvas, frame: Frame, p0, p1, half: float, density: float, edge: float) -> None:
-    center = (0.5 * (p0[0] + p1[0]), 0.5 * (p0[1] + p1[1]))
-    radius = 0.5 * math.hypot(p1[0] - p0[0], p1[1] - p0[1]) + half + 3
-    canvas.stamp(frame, center, radius, lambda u, v: density * soft_inside(segment_sdf(u, v, p0, p1, half), edge))
-
-
-def _blob(canvas: Canvas, frame: Frame, center, a: float, b: float, density: float, edge: float) -> None:
-    canvas.stamp(frame, center, max(a, b) + 3,
-                 lambda u, v: density * soft_inside(ellipse_sdf(u - center[0], v - center[1], a, b), edge))
-
-
 def draw_osteophytes(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float) -> list[Box]:
     """Beak-shaped spurs at the anterior corners facing the gap (one or both sides)."""
     boxes = []
@@ -115,7 +104,7 @@ def draw_osteophytes(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion
         angle = math.radians(25 + 35 * les.params[2])
         tip = (corner[0] + length * math.cos(angle), corner[1] + sign * length * math.sin(angle))
         half = 0.05 * h + 0.12 * h * les.severity
-        _capsule(canvas, vert.frame, corner, tip, half, patient.cortex + patient.bone_density, edge)
+        canvas.add_capsule(vert.frame, corner, tip, half, patient.cortex + patient.bone_density, edge)
         boxes.append(_bbox(_frame_points(vert.frame, [corner, tip]), half + 0.05 * h))
     return boxes
 
@@ -131,12 +120,12 @@ def draw_implant(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, ed
         w, h = vert.width, vert.height
         v0 = -0.5 * h + 0.3 * spine.unit
         tail, tip = (-1.0 * w, v0 - 0.05 * spine.unit), (0.3 * w, v0 + 0.05 * spine.unit)
-        _capsule(canvas, vert.frame, tail, tip, u_thick, METAL, edge)
-        _blob(canvas, vert.frame, tail, 0.12 * spine.unit, 0.12 * spine.unit, METAL, edge)
+        canvas.add_capsule(vert.frame, tail, tip, u_thick, METAL, edge)
+        canvas.add_ellipse(vert.frame, tail, (0.12 * spine.unit, 0.12 * spine.unit), METAL, edge)
         heads.append(_frame_points(vert.frame, [tail])[0])
         points.append(_frame_points(vert.frame, [tail, tip]))
     for a, b in zip(heads[:-1], heads[1:]):
-        _capsule(canvas, IDENTITY, tuple(a), tuple(b), 0.05 * spine.unit, METAL, edge)
+        canvas.add_capsule(IDENTITY, tuple(a), tuple(b), 0.05 * spine.unit, METAL, edge)
     if les.params[1] < 0.5:
         upper = spine.vertebrae[les.site]
         d = spine.disc_heights[les.site]
@@ -154,8 +143,10 @@ def draw_foraminal_stenosis(canvas: Canvas, spine: Spine, patient: Patient, les:
     frame, (cu, cv), (hu, hv) = foramen(spine, les.site)
     s = les.severity
     density = patient.bone_density + 0.5 * patient.cortex
-    _blob(canvas, frame, (cu - 0.6 * hu, cv + 0.25 * hv), hu * (0.5 + 1.0 * s), hv * (0.35 + 0.7 * s), density, edge)
-    _blob(canvas, frame, (cu + 0.8 * hu, cv + 0.35 * hv), hu * (0.3 + 0.6 * s), hv * (0.2 + 0.4 * s), density, edge)
+    canvas.add_ellipse(frame, (cu - 0.6 * hu, cv + 0.25 * hv), (hu * (0.5 + 1.0 * s), hv * (0.35 + 0.7 * s)), density,
+                       edge)
+    canvas.add_ellipse(frame, (cu + 0.8 * hu, cv + 0.35 * hv), (hu * (0.3 + 0.6 * s), hv * (0.2 + 0.4 * s)), density,
+                       edge)
     corners = [(cu - hu, cv - hv), (cu + hu, cv - hv), (cu + hu, cv + hv), (cu - hu, cv + hv)]
     return [_bbox(_frame_points(frame, corners), 0.05 * spine.unit)]
 
@@ -168,7 +159,7 @@ def draw_focal_lesion(canvas: Canvas, spine: Spine, patient: Patient, les: Lesio
     r = (0.15 + 0.3 * s) * vert.height
     contrast = (0.4 + 1.0 * s) * patient.bone_density
     density = -contrast if les.params[0] < 0.6 else 1.2 * contrast
-    _blob(canvas, vert.frame, center, r, 0.85 * r, density, max(edge, 0.25 * r))
+    canvas.add_ellipse(vert.frame, center, (r, 0.85 * r), density, max(edge, 0.25 * r))
     return [_bbox(_frame_points(vert.frame, [center]), 1.25 * r)]
 
 
@@ -178,7 +169,7 @@ def draw_fracture(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, e
     w, h = vert.width, vert.height
     v0 = (les.params[1] - 0.5) * 0.5 * h
     p0, p1 = (-0.45 * w, v0 - 0.15 * h), (0.45 * w, v0 + 0.15 * h)
-    _capsule(canvas, vert.frame, p0, p1, 0.03 * h + 0.5, -0.7 * patient.bone_density, edge)
+    canvas.add_capsule(vert.frame, p0, p1, 0.03 * h + 0.5, -0.7 * patient.bone_density, edge)
     return [_bbox(vert.corners(), 0.05 * h)]
 
 
@@ -188,7 +179,7 @@ def draw_foreign_body(canvas: Canvas, spine: Spine, patient: Patient, les: Lesio
     center = ((1.0 + 1.2 * les.params[1]) * vert.width, (les.params[2] - 0.5) * 2.0 * vert.height)
     half = (0.15 + 0.2 * les.params[3]) * spine.unit
     p0, p1 = (center[0] - half, center[1] - 0.4 * half), (center[0] + half, center[1] + 0.4 * half)
-    _capsule(canvas, vert.frame, p0, p1, 0.05 * spine.unit + 0.5, METAL, edge)
+    canvas.add_capsule(vert.frame, p0, p1, 0.05 * spine.unit + 0.5, METAL, edge)
     return [_bbox(_frame_points(vert.frame, [p0, p1]), 0.1 * spine.unit + 1)]
 
 
