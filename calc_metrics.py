@@ -1,5 +1,6 @@
 """Compute quality metrics of a network snapshot (official options, plus the detector and classifier sources).
 
+\b
 Examples:
   python calc_metrics.py --network=runs/00003-spine/network-snapshot-001000.pkl --metrics=fid50k_full,kid50k_full
   python calc_metrics.py --network=net.pkl --data=spine256.zip --metrics=fid2k,pr2k3_inception,fid2k_spine \\

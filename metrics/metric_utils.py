@@ -22,7 +22,6 @@ import tqdm
 
 import dnnlib
 from metrics.detectors import Detector
-from training import distributed
 
 
 @dataclasses.dataclass

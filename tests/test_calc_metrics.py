@@ -1,7 +1,6 @@
 """calc_metrics.py: offline end-to-end runs on a tiny snapshot, jsonl lines in run directories, clear errors."""
 
 import json
-import os
 import warnings
 
 import numpy as np
