@@ -230,9 +230,7 @@ def fetch_rounds(data_iter: Iterator, training_set: Any, z_dim: int, num_phases:
             labels = np.asarray(fake_label_fn(batch_per_rank), dtype=np.float32)
         else:
             labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(batch_per_rank)]
-        gen_c = torch.from_numpy(np.stack(labels)).pin_memory() if device.type == "cuda" else \
-            torch.from_numpy(np.stack(labels))
-        gen_c = gen_c.to(device).split(batch_gpu)
+        gen_c = torch.from_numpy(np.stack(labels)).to(device).split(batch_gpu)
         per_phase.append([PhaseRound(*parts) for parts in zip(real_img, real_c, gen_z, gen_c)])
     return per_phase
 
