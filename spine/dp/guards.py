@@ -20,21 +20,23 @@ from typing import Sequence
 
 import numpy as np
 
+import dnnlib
+
 
 class DPConfigError(ValueError):
     """An option combination that DP mode refuses; the message names the option."""
 
 
-def private_discriminator_kwargs(D_kwargs: dict) -> dict:
+def private_discriminator_kwargs(D_kwargs: dict) -> dnnlib.EasyDict:
     """D_kwargs with minibatch-std removed; refuses an explicit mbstd_num_channels > 0."""
-    kwargs = copy.deepcopy(dict(D_kwargs))
+    kwargs = dnnlib.EasyDict(copy.deepcopy(dict(D_kwargs)))
     epilogue = dict(kwargs.get("epilogue_kwargs") or {})
     if epilogue.get("mbstd_num_channels", 0) not in (0, None):
         raise DPConfigError(f"--dp=1: minibatch-std (mbstd_num_channels={epilogue['mbstd_num_channels']}) couples "
                             f"the samples of a batch, so per-sample clipping would not bound a record's influence; "
                             f"DP mode builds D with mbstd_num_channels=0")
     epilogue["mbstd_num_channels"] = 0
-    kwargs["epilogue_kwargs"] = epilogue
+    kwargs.epilogue_kwargs = dnnlib.EasyDict(epilogue)
     return kwargs
 
 

@@ -1,0 +1,104 @@
+"""DP options through train.py: refusals with the option named, safe defaults, sigma calibration, paper mode."""
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+from click.testing import CliRunner
+
+import train
+from spine.dp import accounting, guards
+
+
+def write_dataset(path: str, n: int = 16, res: int = 32) -> str:
+    os.makedirs(path)
+    rng = np.random.RandomState(0)
+    for i in range(n):
+        PIL.Image.fromarray(rng.randint(0, 255, [res, res]).astype(np.uint8), "L").save(f"{path}/img{i:02d}.png")
+    images = [dict(file=f"img{i:02d}.png", image_id=str(i), study_id=f"s{i // 2}") for i in range(n)]
+    with open(f"{path}/dataset.json", "w") as f:
+        json.dump({"labels": [[f"img{i:02d}.png", i % 2] for i in range(n)], "spinegan": {"images": images}}, f)
+    return path
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(train, "launch", lambda args: calls.append(args))
+    data = write_dataset(str(tmp_path / "ds"))
+
+    def invoke(*extra):
+        result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo",
+                                                 "--cond", "1", "--batch", "4", "--kimg", "1", *extra])
+        return result, (calls[-1] if calls else None)
+    return invoke
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--mirror", "1"], "refuses --mirror"),
+    (["--aug", "ada"], "refuses --aug=ada"),
+    (["--gpus", "2"], "--gpus=1 only"),
+    ([], "needs --dp-noise-multiplier or --dp-epsilon"),
+    (["--dp-epsilon", "5", "--dp-delta", "0.5"], "--dp-delta=0.5"),
+])
+def test_refusals_name_the_option(run, extra, message):
+    result, _ = run("--dp", "1", *extra)
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_dp_option_without_dp_is_refused(run):
+    result, _ = run("--dp-epsilon", "3")
+    assert result.exit_code != 0 and "--dp-epsilon needs --dp=1" in result.output
+
+
+def test_explicit_minibatch_std_is_refused_and_default_removed():
+    with pytest.raises(guards.DPConfigError, match="minibatch-std"):
+        guards.private_discriminator_kwargs(dict(epilogue_kwargs=dict(mbstd_num_channels=1)))
+    kwargs = guards.private_discriminator_kwargs(dict(epilogue_kwargs=dict(mbstd_group_size=4)))
+    assert kwargs["epilogue_kwargs"] == dict(mbstd_group_size=4, mbstd_num_channels=0)
+
+
+def test_dpsgd_settings(run):
+    result, args = run("--dp", "1", "--dp-epsilon", "8", "--dp-delta", "1e-3", "--dp-unit", "study")
+    assert result.exit_code == 0, result.output
+    assert args.D_kwargs.epilogue_kwargs["mbstd_num_channels"] == 0
+    assert args.D_reg_interval is None and args.ada_target is None and args.augment_kwargs is None
+    dp = args.dp
+    assert dp["sample_rate"] == 4 / 16 and dp["unit"] == "study" and dp["epsilon_budget"] == 8
+    # Calibrated for the planned 1 kimg = 250 steps: epsilon there is within the target.
+    assert accounting.epsilon_after(250, dp["noise_multiplier"], 0.25, 1e-3, "rdp") <= 8
+    assert "dp-eps8" in os.path.basename(args.run_dir)
+    assert "dp" not in train.loop_kwargs(args) and "dp" in train.run_options(args)
+
+
+def test_fixed_augmentation_allowed(run):
+    result, args = run("--dp", "1", "--dp-noise-multiplier", "1", "--aug", "fixed", "--p", "0.2")
+    assert result.exit_code == 0, result.output
+    assert args.augment_p == 0.2 and args.ada_target is None
+
+
+def test_ablation_is_labelled_not_dp(run):
+    result, args = run("--dp", "1", "--dp-noise-multiplier", "1", "--dp-noise", "0")
+    assert result.exit_code == 0, result.output
+    assert "notdp" in os.path.basename(args.run_dir) and args.dp["epsilon_budget"] is None
+
+
+def test_paper_mode_defaults(run):
+    result, args = run("--dp", "1", "--dp-mode", "paper")
+    assert result.exit_code == 0, result.output
+    assert args.batch_gpu == 1 and args.dp["mode"] == "paper"
+    assert args.dp["noise_multiplier"] * args.dp["max_grad_norm"] == pytest.approx(0.02)
+    assert args.dp["max_grad_norm"] == 1.5 and "notdp" in os.path.basename(args.run_dir)
+
+
+def test_label_prior_is_public():
+    prior = guards.PublicLabelPrior(3, onehot=True, probs=[0.2, 0.0, 0.8])
+    np.random.seed(0)
+    labels = prior(20000)
+    assert labels.shape == (20000, 3) and (labels.sum(1) == 1).all()
+    assert labels[:, 1].sum() == 0 and abs(labels[:, 0].mean() - 0.2) < 0.01
+    with pytest.raises(guards.DPConfigError, match="sum to 1"):
+        guards.PublicLabelPrior(2, onehot=True, probs=[0.5, 0.6])

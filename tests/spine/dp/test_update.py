@@ -1,0 +1,122 @@
+"""DPDiscriminatorUpdate: without clip/noise and with q = 1 it is the ordinary D step; it stops at the budget."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from spine.dp.accounting import PrivacyAccount
+from spine.dp.mechanism import MechanismConfig
+from spine.dp.update import DPDiscriminatorUpdate
+from training.loss import StyleGAN2Loss
+from training.networks import Discriminator, Generator
+from training.phase_update import GradientStep, Phase, PhaseRound
+
+
+class TinyDataset:
+    def __init__(self, n: int = 6):
+        rng = np.random.RandomState(0)
+        self.images = rng.randint(0, 256, [n, 1, 16, 16]).astype(np.uint8)
+        self.labels = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+    def image_info(self, i):
+        return dict(file=f"{i}.png", image_id=str(i), study_id=None)
+
+
+def make_nets():
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=16, img_channels=1,
+                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=128, channel_max=8))
+    D = Discriminator(c_dim=2, img_resolution=16, img_channels=1, channel_base=128, channel_max=8,
+                      epilogue_kwargs=dict(mbstd_num_channels=0))
+    return G.requires_grad_(False), D.requires_grad_(False)
+
+
+def make_update(dataset, config, sample_rate=1.0, budget=None, r1_interval=None):
+    account = PrivacyAccount(noise_multiplier=config.noise_multiplier, sample_rate=sample_rate, delta=1e-3,
+                             accountant="rdp", epsilon_budget=budget, differentially_private=config.is_private)
+    return DPDiscriminatorUpdate(dataset, account, config, r1_gamma=1.0, r1_interval=r1_interval, batch_gpu=4,
+                                 device=torch.device("cpu"))
+
+
+def rounds_for(dataset, n_fake=6):
+    torch.manual_seed(5)
+    real = torch.from_numpy(dataset.images).float() / 127.5 - 1
+    return [PhaseRound(real, torch.from_numpy(dataset.labels), torch.randn(n_fake, 8),
+                       torch.eye(2)[torch.arange(n_fake) % 2])]
+
+
+def step_with(update, G, D, dataset):
+    loss = StyleGAN2Loss("cpu", G, D, r1_gamma=0, style_mixing_prob=0, pl_weight=0)
+    phase = Phase("Dboth", D, torch.optim.SGD(D.parameters(), lr=1.0), 1, update)
+    rounds = rounds_for(dataset)
+    torch.manual_seed(7)
+    update(phase, loss, rounds)
+
+
+def test_without_clip_and_noise_equals_standard_step():
+    dataset = TinyDataset()
+    G, D = make_nets()
+    D_ref = copy.deepcopy(D)
+    step_with(make_update(dataset, MechanismConfig(1.0, 1.0, clip=False, noise=False)), G, D, dataset)
+    step_with(GradientStep(), G, D_ref, dataset)
+    for (name, p), p_ref in zip(D.named_parameters(), D_ref.parameters()):
+        assert torch.allclose(p, p_ref, atol=1e-6, rtol=1e-5), name
+
+
+def test_clipped_private_part_is_bounded():
+    # Fake term and noise off: the real part is sum(clipped)/E[batch], so the update norm is <= C.
+    dataset = TinyDataset()
+    G, D = make_nets()
+    before = [p.clone() for p in D.parameters()]
+    update = make_update(dataset, MechanismConfig(1e-3, 0.0))
+    update._fake_gradients = lambda *args: None
+    step_with(update, G, D, dataset)
+    change = torch.cat([(p - b).flatten() for p, b in zip(D.parameters(), before)]).norm()
+    assert 0 < change <= 1e-3 * 1.0001
+
+
+def test_stops_at_budget():
+    dataset = TinyDataset()
+    G, D = make_nets()
+    update = make_update(dataset, MechanismConfig(1.0, 1.0), sample_rate=0.5, budget=None)
+    budget = update.account.epsilon(3) + 1e-9  # three steps fit, a fourth would not
+    update = make_update(dataset, MechanismConfig(1.0, 1.0), sample_rate=0.5, budget=budget)
+    changed = []
+    for _ in range(5):
+        before = [p.clone() for p in D.parameters()]
+        step_with(update, G, D, dataset)
+        changed.append(any(not torch.equal(p, b) for p, b in zip(D.parameters(), before)))
+    assert changed == [True, True, True, False, False]
+    assert update.account.steps == 3 and update.budget_exhausted()
+    assert update.account.epsilon() <= budget
+    assert update.snapshot_metadata()["privacy"]["steps"] == 3
+
+
+def test_resume_state_round_trip_and_mismatch():
+    dataset = TinyDataset()
+    update = make_update(dataset, MechanismConfig(1.0, 1.0), sample_rate=0.5)
+    update.account.steps = 11
+    other = make_update(dataset, MechanismConfig(1.0, 1.0), sample_rate=0.5)
+    other.load_state_dict(update.state_dict())
+    assert other.account.steps == 11 and other.account.epsilon() == update.account.epsilon()
+    with pytest.raises(ValueError, match="noise_multiplier"):
+        make_update(dataset, MechanismConfig(1.0, 2.0), sample_rate=0.5).load_state_dict(update.state_dict())
+    with pytest.raises(ValueError, match="not trained with --dp=1"):
+        other.load_state_dict(None)
+
+
+def test_lazy_r1_runs_inside_the_step():
+    dataset = TinyDataset()
+    G, D = make_nets()
+    update = make_update(dataset, MechanismConfig(1.0, 0.0, noise=False), r1_interval=2)
+    assert update._r1_weight() == pytest.approx(1.0)  # gamma/2 * interval at step 0
+    step_with(update, G, D, dataset)
+    assert update._r1_weight() == 0.0
