@@ -27,6 +27,8 @@ _LOADERS = {'bias_act': bias_act_cuda.load_plugin, 'upfirdn2d': upfirdn2d_cuda.l
 
 @dataclasses.dataclass
 class BuildResult:
+    """One plugin that built (or was found in the cache) and imported."""
+
     op: str
     seconds: float
     path: str
@@ -34,11 +36,16 @@ class BuildResult:
 
 
 def skip_reason() -> str | None:
-    """Why no build can be attempted here (no CUDA torch, no nvcc, no ninja), or None."""
+    """Why no build can be attempted here (no CUDA torch, no nvcc, no ninja), or None.
+
+    An nvcc that exists but does not match torch's CUDA is not a reason to skip: the build then fails.
+    """
     try:
         custom_ops.check_build_tools()
-    except RuntimeError as exc:
+    except custom_ops.BuildToolsMissing as exc:
         return str(exc)
+    except RuntimeError:  # Reported, with the rest, by the build itself.
+        return None
     return None
 
 
@@ -61,9 +68,10 @@ def main() -> int:
         print(f'check_cuda_build: skipped: {reason}')
         return 0
     home = custom_ops.find_cuda_home()
-    print(f'check_cuda_build: torch {torch.__version__} (CUDA {torch.version.cuda}), nvcc {custom_ops.nvcc_version(home)} '
-          f'at {home}, '
-          f'arch list {os.environ.get("TORCH_CUDA_ARCH_LIST") or ("visible GPUs" if torch.cuda.is_available() else DEFAULT_ARCH_LIST)}')
+    default = 'those of the visible GPUs' if torch.cuda.is_available() else DEFAULT_ARCH_LIST
+    archs = os.environ.get('TORCH_CUDA_ARCH_LIST') or default
+    print(f'check_cuda_build: torch {torch.__version__} (CUDA {torch.version.cuda}), '
+          f'nvcc {custom_ops.nvcc_version(home)} at {home}, arch list {archs}')
     try:
         results = build_all()
     except Exception:  # Report the compiler output, then fail the check.
@@ -71,7 +79,8 @@ def main() -> int:
         print('check_cuda_build: FAILED to build the CUDA plugins')
         return 1
     for r in results:
-        print(f'check_cuda_build: {r.op}: OK, ready in {r.seconds:.1f} s (built or found cached), exports {", ".join(r.functions)}, cached at {r.path}')
+        print(f'check_cuda_build: {r.op}: OK, ready in {r.seconds:.1f} s (built or found cached), '
+              f'exports {", ".join(r.functions)}, cached at {r.path}')
     return 0
 
 

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import time
 import types
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -47,8 +47,8 @@ _PLUGIN_MODULES = {
 
 _plugin_status: dict[str, str | None] = {}   # op -> None when the plugin loaded, else why not.
 _op_plugins: dict[str, types.ModuleType] = {}  # op -> its loaded extension module.
-_logged: set[tuple[str, str]] = set()         # (op, message) pairs already logged.
-_loaded_plugins: dict[str, types.ModuleType] = {}
+_logged: set[tuple[str, str]] = set()         # (op, decision) pairs already logged.
+_loaded_plugins: dict[str, types.ModuleType] = {}  # extension name -> module imported by get_plugin.
 _BUILD_DONE_MARKER = 'build-complete'
 _BUILD_RECIPE = 'v1'  # Part of the cache key: change it when `_build` changes how plugins are compiled.
 
@@ -91,10 +91,11 @@ def _cuda_unavailable_reason(op_name: str, tensor: torch.Tensor) -> str | None:
     return _plugin_failure(op_name)
 
 
-def _log_once(op_name: str, message: str, level: int = logging.INFO) -> None:
-    if (op_name, message) not in _logged:
-        _logged.add((op_name, message))
-        logger.log(level, '%s: %s', op_name, message)
+def _log_once(op_name: str, key: str, describe: Callable[[], str], level: int = logging.INFO) -> None:
+    """Logs `describe()` the first time (op_name, key) is seen; resolve_impl runs on every op call."""
+    if (op_name, key) not in _logged:
+        _logged.add((op_name, key))
+        logger.log(level, '%s: %s', op_name, describe())
 
 
 def _describe_plugin(op_name: str, tensor: torch.Tensor) -> str:
@@ -113,21 +114,25 @@ def resolve_impl(op_name: str, requested: str | None, tensor: torch.Tensor) -> s
     """
     mode = _requested_mode(op_name, requested)
     if mode == 'ref':
-        _log_once(op_name, 'using reference path (requested)')
+        _log_once(op_name, 'ref', lambda: 'using reference path (requested)')
         return 'ref'
     reason = _cuda_unavailable_reason(op_name, tensor)
     if reason is None:
-        _log_once(op_name, _describe_plugin(op_name, tensor))
+        _log_once(op_name, 'cuda', lambda: _describe_plugin(op_name, tensor))
         return 'cuda'
     if mode == 'cuda':
         raise RuntimeError(f"{op_name}: impl='cuda' was requested but cannot be used: {reason}")
     # A CUDA tensor that falls back is a real slowdown: say so loudly.
     level = logging.WARNING if tensor.device.type == 'cuda' else logging.INFO
-    _log_once(op_name, f'using reference path ({reason})', level)
+    _log_once(op_name, 'ref: ' + reason, lambda: f'using reference path ({reason})', level)
     return 'ref'
 
 # ----------------------------------------------------------------------------
 # Building plugins.
+
+
+class BuildToolsMissing(RuntimeError):
+    """No CUDA build of torch, no nvcc or no ninja: plugins cannot be built on this machine at all."""
 
 
 def find_cuda_home() -> str:
@@ -145,7 +150,7 @@ def find_cuda_home() -> str:
         if home and os.path.isfile(os.path.join(home, 'bin', 'nvcc')) \
                 and os.path.isfile(os.path.join(home, 'include', 'cuda_runtime.h')):
             return home
-    raise RuntimeError('nvcc (the CUDA compiler) was not found: install the CUDA toolkit matching '
+    raise BuildToolsMissing('nvcc (the CUDA compiler) was not found: install the CUDA toolkit matching '
                        f'torch.version.cuda={torch.version.cuda} or set CUDA_HOME to its root')
 
 
@@ -160,21 +165,22 @@ def nvcc_version(home: str) -> str:
 
 
 def check_build_tools() -> str:
-    """Fails with a clear message when ninja or nvcc is missing or mismatched; returns the CUDA root."""
+    """Returns the CUDA root; BuildToolsMissing without nvcc/ninja, RuntimeError when nvcc mismatches torch."""
     if torch.version.cuda is None:
-        raise RuntimeError(f'torch {torch.__version__} was built without CUDA; install a CUDA build of torch')
+        raise BuildToolsMissing(f'torch {torch.__version__} was built without CUDA; install a CUDA build of torch')
     home = find_cuda_home()
     toolkit = nvcc_version(home)
     if toolkit.split('.')[0] != torch.version.cuda.split('.')[0]:
         major = torch.version.cuda.split('.')[0]
-        raise RuntimeError(f'nvcc {toolkit} at {home} cannot build for torch {torch.__version__} (CUDA {torch.version.cuda}): '
+        raise RuntimeError(f'nvcc {toolkit} at {home} cannot build for torch {torch.__version__} '
+                           f'(CUDA {torch.version.cuda}): '
                            f'the major versions must match; install CUDA {major}.x (or the nvidia-cuda-nvcc-cu{major} '
                            f'wheel) and point CUDA_HOME at it')
     os.environ.setdefault('CUDA_HOME', home)  # Read when cpp_extension is first imported.
     from torch.utils import cpp_extension
     cpp_extension.CUDA_HOME = home  # Make torch use the toolkit we checked, not its own guess.
     if not cpp_extension.is_ninja_available():
-        raise RuntimeError("ninja was not found: `pip install ninja` (it builds our CUDA plugins)")
+        raise BuildToolsMissing("ninja was not found: `pip install ninja` (it builds our CUDA plugins)")
     return home
 
 

@@ -91,7 +91,8 @@ def test_plugin_that_loads_is_used_and_logged(fake_gpu, caplog):
         assert custom_ops.resolve_impl('fake_op', None, _FakeCudaTensor()) == 'cuda'
         assert custom_ops.resolve_impl('fake_op', 'cuda', _FakeCudaTensor()) == 'cuda'
     assert calls == [1]  # loaded once per process
-    assert [r.getMessage() for r in caplog.records] == ['fake_op: using CUDA plugin (sm_90, cached at /cache/spinegan/fake-1234-sm_90)']
+    assert [r.getMessage() for r in caplog.records] == [
+        'fake_op: using CUDA plugin (sm_90, cached at /cache/spinegan/fake-1234-sm_90)']
 
 
 def test_failed_build_falls_back_loudly_under_auto_and_raises_when_forced(fake_gpu, caplog):
@@ -101,7 +102,8 @@ def test_failed_build_falls_back_loudly_under_auto_and_raises_when_forced(fake_g
     with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
         assert custom_ops.resolve_impl('fake_op', None, _FakeCudaTensor()) == 'ref'
     assert caplog.records[0].levelno == logging.WARNING
-    assert 'fake_op: using reference path (plugin build/load failed: OSError: nvcc exploded)' == caplog.records[0].getMessage()
+    assert caplog.records[0].getMessage() == \
+        'fake_op: using reference path (plugin build/load failed: OSError: nvcc exploded)'
     with pytest.raises(RuntimeError, match="fake_op: impl='cuda'.*OSError: nvcc exploded"):
         custom_ops.resolve_impl('fake_op', 'cuda', _FakeCudaTensor())
 
@@ -119,7 +121,8 @@ def test_cache_dir_key(tmp_path, monkeypatch):
     hdr.write_text('header B')
     changed = custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0'])
     assert changed != first and changed.endswith('-sm_80-sm_90')
-    flagged = custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0'], {'extra_cflags': ['-O1']})
+    flagged = custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0'],
+                                          {'extra_cflags': ['-O1']})
     assert flagged != changed
 
 
@@ -130,7 +133,8 @@ def test_finished_build_for_more_archs_is_reused(tmp_path):
         if done:
             (root / name / custom_ops._BUILD_DONE_MARKER).write_text('')
     assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_90'), ['9.0']) == str(root / 'op-abc-sm_80-sm_90')
-    assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_80-sm_90'), ['8.0', '9.0']) == str(root / 'op-abc-sm_80-sm_90')
+    both = str(root / 'op-abc-sm_80-sm_90')
+    assert custom_ops._complete_build_covering(both, ['8.0', '9.0']) == both
     assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_86'), ['8.6']) is None  # unfinished
     assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_75'), ['7.5']) is None
 
@@ -171,7 +175,7 @@ def test_missing_tools_give_clear_errors(monkeypatch, tmp_path):
     monkeypatch.setenv('CUDA_HOME', str(tmp_path))
     monkeypatch.setenv('PATH', str(tmp_path))
     monkeypatch.setattr(custom_ops.glob, 'glob', lambda pattern: [])
-    with pytest.raises(RuntimeError, match='nvcc'):
+    with pytest.raises(custom_ops.BuildToolsMissing, match='nvcc'):
         custom_ops.check_build_tools()
     monkeypatch.setattr(custom_ops, 'find_cuda_home', lambda: str(tmp_path))
     monkeypatch.setattr(custom_ops, 'nvcc_version', lambda home: '12.4')
@@ -180,17 +184,36 @@ def test_missing_tools_give_clear_errors(monkeypatch, tmp_path):
     monkeypatch.setattr(custom_ops, 'nvcc_version', lambda home: torch.version.cuda)
     monkeypatch.setattr(cpp_extension, 'is_ninja_available', lambda: False)
     monkeypatch.setattr(cpp_extension, 'CUDA_HOME', cpp_extension.CUDA_HOME)
-    with pytest.raises(RuntimeError, match='pip install ninja'):
+    with pytest.raises(custom_ops.BuildToolsMissing, match='pip install ninja'):
         custom_ops.check_build_tools()
 
 
 def _load_check_cuda_build(monkeypatch):
     """tools/ is not a package: import the script by path (registered, as its dataclass needs)."""
-    spec = importlib.util.spec_from_file_location('check_cuda_build', os.path.join(ROOT, 'tools', 'check_cuda_build.py'))
+    path = os.path.join(ROOT, 'tools', 'check_cuda_build.py')
+    spec = importlib.util.spec_from_file_location('check_cuda_build', path)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, 'check_cuda_build', module)
     spec.loader.exec_module(module)
     return module
+
+
+def test_check_tool_skips_without_tools_and_fails_on_mismatch(monkeypatch, capsys):
+    check = _load_check_cuda_build(monkeypatch)
+    def missing():
+        raise custom_ops.BuildToolsMissing('nvcc (the CUDA compiler) was not found')
+    monkeypatch.setattr(custom_ops, 'check_build_tools', missing)
+    assert check.main() == 0
+    assert 'check_cuda_build: skipped: nvcc (the CUDA compiler) was not found' in capsys.readouterr().out
+    def mismatch():
+        raise RuntimeError('nvcc 12.4 at /x cannot build for torch')
+    monkeypatch.setattr(custom_ops, 'check_build_tools', mismatch)
+    monkeypatch.setattr(custom_ops, '_loaded_plugins', {})  # as in a fresh process: nothing built yet
+    monkeypatch.setattr(custom_ops, 'find_cuda_home', lambda: '/x')
+    monkeypatch.setattr(custom_ops, 'nvcc_version', lambda home: '12.4')
+    assert check.main() == 1
+    out = capsys.readouterr().out
+    assert 'nvcc 12.4 at /x' in out and 'FAILED' in out
 
 
 @pytest.mark.slow

@@ -49,7 +49,8 @@ __global__ void upfirdn2d_generic_kernel(scalar_t* __restrict__ y, const scalar_
                 const int ix = (ux + kx) / p.up_x;
                 if (ix < 0 || ix >= p.in_w)
                     continue;
-                acc += static_cast<T>(filter_tap(f, p, ky, kx)) * static_cast<T>(xp[iy * p.in_stride[2] + ix * p.in_stride[3]]);
+                const scalar_t pixel = xp[iy * p.in_stride[2] + ix * p.in_stride[3]];
+                acc += static_cast<T>(filter_tap(f, p, ky, kx)) * static_cast<T>(pixel);
             }
         }
         y[n * p.out_stride[0] + c * p.out_stride[1] + oy * p.out_stride[2] + ox * p.out_stride[3]] =
@@ -62,7 +63,9 @@ constexpr int kTileMaxTaps = 8;  // largest filter side the tiled kernel accepts
 constexpr int kTileThreads = 256;
 
 // Input pixels one output tile reads along an axis (see the bound in the kernel's comment).
-__host__ __device__ constexpr int tile_in(int up, int down) { return ((kTileOut - 1) * down + kTileMaxTaps - 1) / up + 2; }
+__host__ __device__ constexpr int tile_in(int up, int down) {
+    return ((kTileOut - 1) * down + kTileMaxTaps - 1) / up + 2;
+}
 
 // One block: a kTileOut^2 output tile of every plane it visits (grid z strides over planes).
 // The input window and the gain-scaled, pre-flipped filter are staged in shared memory as float.
@@ -101,14 +104,15 @@ __global__ void upfirdn2d_tiled_kernel(scalar_t* __restrict__ y, const scalar_t*
                 for (int kx = pos_mod(-ux, UP); kx < p.filter_w; kx += UP)
                     acc += taps[ky][kx] * row[(ux + kx) / UP - ix0];
             }
-            y[n * p.out_stride[0] + c * p.out_stride[1] + int64_t(oy) * p.out_stride[2] + int64_t(ox) * p.out_stride[3]] =
-                static_cast<scalar_t>(acc);
+            const int64_t out = n * p.out_stride[0] + c * p.out_stride[1] + oy * p.out_stride[2] + ox * p.out_stride[3];
+            y[out] = static_cast<scalar_t>(acc);
         }
     }
 }
 
 template <typename scalar_t, int UP, int DOWN>
-void launch_tiled(at::Tensor& y, const at::Tensor& x, const at::Tensor& f, const Upfirdn2dParams& p, cudaStream_t stream) {
+void launch_tiled(at::Tensor& y, const at::Tensor& x, const at::Tensor& f, const Upfirdn2dParams& p,
+                  cudaStream_t stream) {
     const dim3 grid((p.out_w + kTileOut - 1) / kTileOut, (p.out_h + kTileOut - 1) / kTileOut,
                     unsigned(std::min<int64_t>(p.planes, 65535)));
     upfirdn2d_tiled_kernel<scalar_t, UP, DOWN><<<grid, kTileThreads, 0, stream>>>(

@@ -30,7 +30,7 @@ def brute_upfirdn2d(x, f, up, down, padding, flip_filter, gain):
     return y[:, :, ::dy, ::dx]
 
 
-# (x shape, filter shape, up, down, padding (x0, x1, y0, y1), flip_filter, gain); the first three hit the tiled kernel.
+# (x shape, filter shape, up, down, padding (x0, x1, y0, y1), flip_filter, gain); the first four hit the tiled kernel.
 CASES = [
     ([2, 3, 37, 70], [4, 4], (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0),   # upsample2d
     ([2, 3, 37, 70], [4, 4], (1, 1), (2, 2), (1, 1, 1, 1), False, 1.0),   # downsample2d
@@ -106,8 +106,8 @@ def test_many_planes_stride_over_the_grid():
     x = torch.randn([70000, 1, 4, 4], device='cuda')
     f = torch.full([2, 2], 0.25)
     got = upfirdn2d_cuda(x, f.cuda(), (1, 1), (2, 2), (0, 0, 0, 0), False, 1.0)
-    torch.testing.assert_close(got.double().cpu(), brute_upfirdn2d(x.cpu(), f, (1, 1), (2, 2), (0, 0, 0, 0), False, 1.0),
-                               rtol=1e-5, atol=1e-6)
+    want = brute_upfirdn2d(x.cpu(), f, (1, 1), (2, 2), (0, 0, 0, 0), False, 1.0)
+    torch.testing.assert_close(got.double().cpu(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_public_api_matches_reference(caplog, monkeypatch):
