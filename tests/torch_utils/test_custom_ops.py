@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import logging
 import os
+import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -168,6 +171,53 @@ def test_populate_is_atomic_and_idempotent(tmp_path):
     custom_ops._populate_atomically(str(target), [str(src)])
     assert (target / 'a.cu').read_text() == 'x'
     assert sorted(os.listdir(target.parent)) == ['plugin-abc']  # no temporary folder left behind
+
+
+def test_get_plugin_builds_once_then_imports_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_EXTENSIONS_DIR', str(tmp_path))
+    monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '9.0')
+    monkeypatch.setattr(custom_ops, 'check_build_tools', lambda: '/usr/local/cuda')
+    monkeypatch.setattr(custom_ops, '_loaded_plugins', {})
+    src = tmp_path / 'op.cu'
+    src.write_text('kernel')
+    builds, imports = [], []
+
+    def fake_build(name, build_dir, sources, arch_list, kwargs):
+        builds.append((name, os.listdir(build_dir), list(arch_list), kwargs))
+        (tmp_path / 'spinegan' / os.path.basename(build_dir) / custom_ops._BUILD_DONE_MARKER).write_text('')
+        return 'built module'
+    monkeypatch.setattr(custom_ops, '_build', fake_build)
+    monkeypatch.setattr(custom_ops, '_import_built', lambda name, build_dir: imports.append(build_dir) or 'imported')
+    assert custom_ops.get_plugin('op_plugin', [str(src)], extra_cflags=['-O2']) == 'built module'
+    assert custom_ops.get_plugin('op_plugin', [str(src)], extra_cflags=['-O2']) == 'built module'  # in memory
+    assert builds == [('op_plugin', ['op.cu'], ['9.0'], {'extra_cflags': ['-O2']})] and imports == []
+    monkeypatch.setattr(custom_ops, '_loaded_plugins', {})  # a new process: finds the finished build
+    assert custom_ops.get_plugin('op_plugin', [str(src)], extra_cflags=['-O2']) == 'imported'
+    assert len(builds) == 1 and imports == [custom_ops.plugin_cache_dir('op_plugin', [str(src)], [], ['9.0'],
+                                                                      {'extra_cflags': ['-O2']})]
+
+
+@pytest.mark.timeout(60)
+def test_lock_is_exclusive_and_released_when_its_holder_dies(tmp_path):
+    """A killed builder must not leave a stale lock (StyleGAN2-ADA issue 11)."""
+    lock, held = tmp_path / 'plugin.lock', tmp_path / 'held'
+    holder = subprocess.Popen([sys.executable, '-c', (
+        'import fcntl, pathlib, sys, time\n'
+        f'f = open({str(lock)!r}, "a"); fcntl.flock(f, fcntl.LOCK_EX)\n'
+        f'pathlib.Path({str(held)!r}).touch(); time.sleep(60)\n')])
+    try:
+        for _ in range(600):
+            if held.exists():
+                break
+            time.sleep(0.05)
+        assert held.exists(), 'the helper process never took the lock'
+        with open(lock, 'a') as file, pytest.raises(BlockingIOError):
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        holder.kill()
+        holder.wait()
+    with custom_ops._exclusive_lock(str(lock)):  # would hang if the lock outlived its holder
+        pass
 
 
 def test_missing_tools_give_clear_errors(monkeypatch, tmp_path):
