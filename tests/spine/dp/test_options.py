@@ -1,10 +1,8 @@
 """DP options through train.py: refusals with the option named, safe defaults, sigma calibration, paper mode."""
 
-import json
 import os
 
 import numpy as np
-import PIL.Image
 import pytest
 from click.testing import CliRunner
 
@@ -12,22 +10,11 @@ import train
 from spine.dp import accounting, guards
 
 
-def write_dataset(path: str, n: int = 16, res: int = 32) -> str:
-    os.makedirs(path)
-    rng = np.random.RandomState(0)
-    for i in range(n):
-        PIL.Image.fromarray(rng.randint(0, 255, [res, res]).astype(np.uint8), "L").save(f"{path}/img{i:02d}.png")
-    images = [dict(file=f"img{i:02d}.png", image_id=str(i), study_id=f"s{i // 2}") for i in range(n)]
-    with open(f"{path}/dataset.json", "w") as f:
-        json.dump({"labels": [[f"img{i:02d}.png", i % 2] for i in range(n)], "spinegan": {"images": images}}, f)
-    return path
-
-
 @pytest.fixture
-def run(tmp_path, monkeypatch):
+def run(tmp_path, monkeypatch, dp_dataset):
     calls = []
     monkeypatch.setattr(train, "launch", lambda args: calls.append(args))
-    data = write_dataset(str(tmp_path / "ds"))
+    data = dp_dataset
 
     def invoke(*extra):
         result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo",
