@@ -41,7 +41,9 @@ def _value_and_derivatives(fn, x, b, w, v):
     inputs = [x] if b is None else [x, b]
     y = fn(x, b)
     first = torch.autograd.grad((y * w.to(y)).sum(), inputs, create_graph=True)
-    second = torch.autograd.grad((first[0] * v.to(y)).sum(), inputs, allow_unused=True)
+    second = [None] * len(inputs)
+    if first[0].requires_grad:  # not so where the activation is linear in x (autograd keeps no graph)
+        second = torch.autograd.grad((first[0] * v.to(y)).sum(), inputs, allow_unused=True)
     second = [torch.zeros_like(t) if g is None else g for g, t in zip(second, inputs)]
     return [y, *first, *second]
 
