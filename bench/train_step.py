@@ -10,7 +10,11 @@ Each phase is timed on its own (after a warm-up pass) and combined with the sche
 iteration = Gmain + Greg / 4 + Dmain + Dreg / 16 (+ the EMA update). FLOPs of the main phases come from
 PyTorch's FLOP counter, as for the reference figures; the regularisation phases are not counted.
 
-    python bench/train_step.py [--config demo|official|both] [--repeats 2]
+    python bench/train_step.py [--config demo|official|both] [--repeats 2] [--dp]
+
+--dp adds the DP-SGD comparison at the demo preset (spine.dp): one iteration with the standard D phases
+(Dmain + Dreg / 16) against one with the private D step (per-sample gradients, lazy R1 inside every 16th step,
+clipping, noise; minibatch-std off, Poisson batch of the same expected size). Goal: at most 3x.
 """
 
 from __future__ import annotations
@@ -115,14 +119,71 @@ def bench(name: str, repeats: int, peak: float) -> None:
           f" = {achieved / peak:.0%} of the float32 matmul rate ({peak:.0f} GFLOP/s)")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# DP-SGD vs the standard discriminator step (spine.dp), demo preset.
+
+
+class _MemoryImages:
+    """Random uint8 images with one-hot labels, the dataset interface the DP sampler reads."""
+
+    def __init__(self, n: int, res: int):
+        rng = np.random.RandomState(0)
+        self.images = rng.randint(0, 256, [n, 1, res, res]).astype(np.uint8)
+        self.labels = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[i], self.labels[i]
+
+    def image_info(self, i: int) -> dict:
+        return dict(file=str(i), image_id=str(i), study_id=None)
+
+
+def bench_dp(repeats: int) -> None:
+    from spine.dp.accounting import PrivacyAccount
+    from spine.dp.mechanism import MechanismConfig
+    from spine.dp.update import DPDiscriminatorUpdate
+    cfg = CONFIGS["demo"]
+    loss, phases, _, rounds = build(cfg)
+    t_G = time_phase(phases["Gmain"], loss, rounds, repeats)
+    t_D = time_phase(phases["Dmain"], loss, rounds, repeats) + time_phase(phases["Dreg"], loss, rounds, repeats) / 16
+    torch.manual_seed(0)
+    D = Discriminator(c_dim=2, img_resolution=cfg["res"], img_channels=1, channel_base=cfg["channel_base"],
+                      channel_max=cfg["channel_max"], num_fp16_res=4, conv_clamp=256,
+                      epilogue_kwargs=dict(mbstd_num_channels=0)).train().requires_grad_(False)
+    loss.D = D
+    dataset = _MemoryImages(8 * cfg["batch"], cfg["res"])
+    account = PrivacyAccount(noise_multiplier=1.0, sample_rate=1 / 8, delta=1e-5, accountant="rdp")
+    update = DPDiscriminatorUpdate(dataset, account, MechanismConfig(1.0, 1.0), r1_gamma=cfg["r1_gamma"],
+                                   r1_interval=16, batch_gpu=cfg["batch"], device=torch.device("cpu"))
+    phase = Phase("Dboth", D, torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99)), 1, update)
+    update(phase, loss, rounds)  # warm-up (R1 step)
+    t_dp = []
+    for _ in range(repeats):
+        account.steps = 0  # one full lazy-R1 cycle: 1 step with R1, 15 without
+        start = time.perf_counter()
+        for _ in range(16):
+            update(phase, loss, rounds)
+        t_dp.append((time.perf_counter() - start) / 16)
+    t_D_dp = float(np.median(t_dp))
+    ratio = (t_G + t_D_dp) / (t_G + t_D)
+    print(f"[dp] demo: Gmain {t_G:.2f}s; D standard {t_D:.2f}s/iteration, D DP-SGD {t_D_dp:.2f}s/iteration; "
+          f"iteration DP / non-DP = {ratio:.2f}x (goal <= 3x)")
+
+
 @click.command()
 @click.option("--config", type=click.Choice(["demo", "official", "both"]), default="both", show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True)
-def main(config: str, repeats: int) -> None:
+@click.option("--dp", "with_dp", is_flag=True, help="Also compare DP-SGD with the standard D step (demo preset)")
+def main(config: str, repeats: int, with_dp: bool) -> None:
     peak = matmul_gflops()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul {peak:.0f} GFLOP/s")
     for name in (["demo", "official"] if config == "both" else [config]):
         bench(name, repeats, peak)
+    if with_dp:
+        bench_dp(repeats)
 
 
 if __name__ == "__main__":
