@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,jpeg2000]'
+	$(PY) -m pip install --quiet -e '.[test,jpeg2000]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 venv: $(STAMP)
