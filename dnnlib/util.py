@@ -84,7 +84,8 @@ def _check_sha1(path: str, sha1: str | None, source: str) -> None:
                       f"the file is corrupt or not the one expected")
 
 
-def _cache_file_name(url: str) -> str:
+def cache_file_name(url: str) -> str:
+    """The file name under which `open_url` caches a download of `url`."""
     url_md5 = hashlib.md5(url.encode("utf-8")).hexdigest()
     base = os.path.basename(urllib.parse.urlparse(url).path) or "download"
     return f"{url_md5}_{re.sub(r'[^0-9a-zA-Z._-]', '_', base)}"
@@ -135,7 +136,7 @@ def open_url(url: str, cache_dir: str | None = None, num_attempts: int = 3, verb
             with open(dest, "rb") as f:
                 return io.BytesIO(f.read())
     cache_dir = cache_dir or make_cache_dir_path("downloads")
-    dest = os.path.join(cache_dir, _cache_file_name(url))
+    dest = os.path.join(cache_dir, cache_file_name(url))
     if not os.path.isfile(dest):
         _download(url, dest, num_attempts, verbose)
     _check_sha1(dest, sha1, url)

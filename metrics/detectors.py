@@ -148,7 +148,7 @@ def fid_helper_path() -> tuple[str | None, str]:
 
 def official_cache_path(url: str) -> str:
     """Where dnnlib's download cache keeps `url` (a file placed there is used without going online)."""
-    return os.path.join(dnnlib.make_cache_dir_path("downloads"), dnnlib.util._cache_file_name(url))
+    return os.path.join(dnnlib.make_cache_dir_path("downloads"), dnnlib.util.cache_file_name(url))
 
 
 def open_detector_file(url_or_path: str) -> str:
