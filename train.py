@@ -20,6 +20,7 @@ Multi-process: `--gpus=N` spawns N local processes (env:// rendezvous), or launc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -293,9 +294,41 @@ def configure_dp(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
         raise UserError(str(exc)) from exc
 
 
+def configure_clinical(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    """--clinical-loss/--clinical-weight: SpineGAN's generator term (spine.clinical_loss); sets args.clinical.
+
+    The classifier is checked against the dataset's labels here, so a mismatch stops the run before training.
+    """
+    args.clinical = None
+    if opts.clinical_loss is None:
+        if opts.clinical_weight is not None:
+            raise UserError("--clinical-weight needs --clinical-loss=<classifier.pkl>")
+        return []
+    from spine.classifier import check_compatible, load_classifier
+    from training.dataset import ImageFolderDataset
+    weight = 0.1 if opts.clinical_weight is None else opts.clinical_weight
+    if not weight > 0:
+        raise UserError(f"--clinical-weight={weight}: expected a positive weight (the paper's is 0.1)")
+    if not opts.cond:
+        raise UserError("--clinical-loss needs a conditional run (--cond=1): it judges each image against its label")
+    try:
+        classifier = load_classifier(opts.clinical_loss)
+        dataset = ImageFolderDataset(opts.data, use_labels=True)
+        meta = dataset.metadata
+        check_compatible(classifier, meta.get("label_mode"), dataset.label_dim, meta.get("class_names"))
+    except ValueError as exc:
+        raise UserError(f"--clinical-loss={opts.clinical_loss}: {exc}") from exc
+    with open(opts.clinical_loss, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    args.clinical = dict(classifier=os.path.abspath(opts.clinical_loss), classifier_sha256=digest,
+                         weight=float(weight), label_mode=classifier.spec.label_mode,
+                         class_names=list(classifier.spec.class_names))
+    return [f"clinical{weight:g}"]
+
+
 CONFIGURE_STEPS: list[Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]] = [
     configure_general, configure_dataset, configure_networks, configure_augmentation, configure_resume,
-    configure_freezed, configure_performance, configure_dp,
+    configure_freezed, configure_performance, configure_dp, configure_clinical,
 ]
 
 
@@ -340,7 +373,7 @@ def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
 
 
 # Settings of plug-ins (built by build_plugins), recorded with the run but not passed to training_loop.
-PLUGIN_SETTINGS = ("dp",)
+PLUGIN_SETTINGS = ("dp", "clinical")
 
 
 def run_options(args: dnnlib.EasyDict) -> dict:
@@ -363,7 +396,13 @@ def build_plugins(args: dnnlib.EasyDict, device: torch.device) -> dict:
     Later features (clinical loss, DP-SGD) construct theirs here from `args`.
     """
     from spine.dp import options as dp_options
-    return dict(dict(generator_terms=[], discriminator_update=None), **dp_options.build_plugins(args, device))
+    plugins = dict(dict(generator_terms=[], discriminator_update=None), **dp_options.build_plugins(args, device))
+    if args.get("clinical"):
+        from spine.classifier import load_classifier
+        from spine.clinical_loss import ClinicalLoss
+        classifier = load_classifier(args.clinical["classifier"], device)
+        plugins["generator_terms"] = [*plugins["generator_terms"], ClinicalLoss(classifier, args.clinical["weight"])]
+    return plugins
 
 
 def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = None) -> None:
@@ -462,6 +501,10 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, default=False, metavar="BOOL")
 @click.option("--allow-tf32", help="Allow PyTorch to use TF32 internally", type=bool, default=False, metavar="BOOL")
 @click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
+# SpineGAN's clinical loss (spine.clinical_loss).
+@click.option("--clinical-loss", help="classifier.pkl judging each generated image against its label",
+              type=click.Path(exists=True, dir_okay=False), metavar="PKL")
+@click.option("--clinical-weight", help="Weight of the clinical loss [default: 0.1]", type=float, metavar="FLOAT")
 # Differential privacy (spine.dp).
 @click.option("--dp", help="Differentially private training of D [default: false]", type=bool, default=False,
               metavar="BOOL")

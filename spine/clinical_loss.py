@@ -52,6 +52,13 @@ class ClinicalLoss:
             loss = F.cross_entropy(logits, gen_c.argmax(dim=1), reduction="none")
         return loss * self.weight
 
+    def snapshot_metadata(self) -> dict[str, Any]:
+        """Recorded in every network snapshot by the training loop: which classifier judged, and how strongly."""
+        spec = self.classifier.spec
+        return dict(clinical_loss=dict(
+            weight=self.weight, label_mode=spec.label_mode, class_names=list(spec.class_names), arch=spec.arch,
+            resolution=spec.resolution, classifier_dataset_sha256=self.classifier.provenance.get("dataset_sha256")))
+
     def _frozen_on(self, device: torch.device) -> SpineClassifier:
         if self.classifier.device != device:
             self.classifier.to(device)

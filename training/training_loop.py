@@ -16,7 +16,7 @@ authors' noise-and-clip scheme), `fake_label_fn(n)` draws the fake-image labels 
 images). A discriminator update may also define any of these optional methods (DP's privacy account uses them):
 `state_dict()` / `load_state_dict(state)` (kept in the checkpoint), `snapshot_metadata() -> dict` (merged into
 every network snapshot's metadata), `report_tick() -> str` (called once per tick before the stats are collected;
-the text joins the status line).
+the text joins the status line). A generator term may define `snapshot_metadata()` too (the clinical loss does).
 """
 
 from __future__ import annotations
@@ -546,7 +546,8 @@ def training_loop(
             with ckpt.preserved_rng_state():
                 metric_values = run_tick_outputs(progress, nets, grid, run_dir, training_set_kwargs, metrics,
                                                  image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
-                                                 rank, world, device, plugin_metadata(discriminator_update))
+                                                 rank, world, device,
+                                                 plugin_metadata(discriminator_update, *generator_terms))
             stats_collector.update()
             outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
             if progress_fn is not None:
@@ -620,9 +621,14 @@ def restore_plugin_state(data: dict, path: str, plugin: Any) -> None:
         load_state_dict(state)
 
 
-def plugin_metadata(plugin: Any) -> dict:
-    snapshot_metadata = getattr(plugin, "snapshot_metadata", None)
-    return {} if snapshot_metadata is None else dict(snapshot_metadata())
+def plugin_metadata(*plugins: Any) -> dict:
+    """The merged `snapshot_metadata()` of the plug-ins that define it (D update, generator terms)."""
+    merged: dict = {}
+    for plugin in plugins:
+        snapshot_metadata = getattr(plugin, "snapshot_metadata", None)
+        if snapshot_metadata is not None:
+            merged.update(snapshot_metadata())
+    return merged
 
 
 def plugin_tick_report(plugin: Any) -> str:
