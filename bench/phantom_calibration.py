@@ -5,7 +5,11 @@ the DICOMs the simple way (rescale, invert MONOCHROME1, min-max, downsample to 6
 small CNN for normal vs abnormal on one thread, and report the test AUC. The phantom's default
 difficulty is the level whose AUC is closest to the paper's real-data 0.886 (VinDr-SpineXR).
 
-    OMP_NUM_THREADS=1 python bench/phantom_calibration.py --difficulty 0.3 --difficulty 0.5
+    OMP_NUM_THREADS=1 python bench/phantom_calibration.py --difficulty 0.0 --difficulty 0.3
+
+Measured with the defaults below (seed 0, 16 epochs, one thread on a shared 2-core machine, about
+3-6 minutes per level): level 0.0 -> AUC 0.928 and 0.3 -> 0.871 (phantom width 128), and the chosen
+default 0.2 -> 0.884 (width 256). The test set has 500 images, so each AUC is good to about +-0.02.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 from PIL import Image
 
 from spine.labels import NO_FINDING
-from spine.phantom import make_phantom_tree
+from spine.phantom import DEFAULT_DIFFICULTY, make_phantom_tree
 
 TARGET_AUC = 0.886
 
@@ -86,7 +90,7 @@ def train_and_score(x_train, y_train, x_test, y_test, epochs: int, seed: int) ->
 
 
 @click.command()
-@click.option("--difficulty", "levels", type=float, multiple=True, default=(0.5,), show_default=True)
+@click.option("--difficulty", "levels", type=float, multiple=True, default=(DEFAULT_DIFFICULTY,), show_default=True)
 @click.option("--num-train", type=int, default=2000, show_default=True)
 @click.option("--num-test", type=int, default=500, show_default=True)
 @click.option("--size", type=int, default=256, show_default=True, help="Phantom image width before downsampling.")
