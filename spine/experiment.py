@@ -40,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One generator: its name, clinical-loss weight (0 = the plain conditional StyleGAN2-ADA), extra train.py options."""
+    """One generator: name, clinical-loss weight (0 = plain conditional StyleGAN2-ADA), extra train.py options."""
 
     name: str
     clinical_weight: float = 0.0
@@ -253,8 +253,10 @@ def train_variant(variant: Variant, train_zip: str, classifier: str, config: Exp
 
 def synthesize_variant(snapshot: str, class_names: list[str], label_mode: str, config: ExperimentConfig,
                        workdir: Path) -> dict[str, Any]:
+    import torch
+
     from spine import synthesize
-    G, metadata, _kwargs = synthesize.load_for_synthesis(snapshot, synthesize.torch.device("cpu"))
+    G, metadata, _kwargs = synthesize.load_for_synthesis(snapshot, torch.device("cpu"))
     plan = synthesize.SynthesisPlan.from_counts([config.synth_per_class] * G.c_dim, first_seed=config.seed)
     provenance = synthesize.generator_provenance(snapshot, metadata, config.synth_trunc, "const")
     dest = workdir / "synthetic.zip"

@@ -106,7 +106,8 @@ def plot_curves(variant_stats: dict[str, list[dict]], variant_metrics: dict[str,
     for j, metric in enumerate(metric_names):
         ax = fig.add_subplot(rows, cols, len(panels) + j + 1)
         for name, lines in variant_metrics.items():
-            points = [(e["kimg"], e["results"][metric]) for e in lines if metric in e["results"] and e["kimg"] is not None]
+            points = [(e["kimg"], e["results"][metric]) for e in lines
+                      if metric in e["results"] and e["kimg"] is not None]
             if points:
                 ax.plot(*zip(*points), label=name, marker="o")
         ax.set(title=metric, xlabel="kimg")
@@ -193,8 +194,9 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
     parts = [f"Classifier trained on real images: test AUC {_fmt(real)}."]
     for arm, ratio in downstream["ratios"].items():
         auc = downstream["models"][arm]["auc"]
+        low, high = ratio["ratio_ci"]
         parts.append(f"Trained on {arm.removeprefix('synthetic-')} images only: AUC {_fmt(auc)} "
-                     f"(ratio to real {ratio['ratio']:.2f}, 95% CI {ratio['ratio_ci'][0]:.2f}-{ratio['ratio_ci'][1]:.2f}).")
+                     f"(ratio to real {ratio['ratio']:.2f}, 95% CI {low:.2f}-{high:.2f}).")
     data = "a seeded phantom (not patient data)" if config.get("source") is None else config["source"]
     parts.append(f"Data: {data}; {config['resolution']}x{config['resolution']} pixels; {config['kimg']} kimg per GAN.")
     return " ".join(parts)
@@ -215,16 +217,17 @@ def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
         f"<b>Data</b>: {html.escape(data)}; labels '{html.escape(config['labels'])}' (0 normal, 1 abnormal); images "
         f"center-cropped and resized to {config['resolution']} px; study-level split of the official train split for "
         f"validation; the official test split is used only for the final downstream evaluation.",
-        "<b>Clinical loss</b>: weight x BCE of a frozen spine classifier (trained on the same training images, chosen on "
-        "validation) on each generated image against its conditioning label (Schonfeld &amp; Veeravagu 2022).",
+        "<b>Clinical loss</b>: weight x BCE of a frozen spine classifier (trained on the same training images, "
+        "chosen on validation) on each generated image against its conditioning label "
+        "(Schonfeld &amp; Veeravagu 2022).",
         "<b>Differential privacy</b>: where a variant uses --dp, DP-SGD protects the discriminator's use of each "
         "training image (epsilon, delta in the curves and snapshot metadata). It does not cover the classifier of "
         "the clinical loss (trained on the same images without DP), the hyper-parameter choices, or the validation "
         "split; a variant without --dp has no formal privacy guarantee at all.",
         "<b>Intended use</b>: research on synthetic learning and on the method itself; augmenting or replacing "
         "training data for classifiers that are then validated on real, held-out data.",
-        "<b>Not for</b>: diagnosis, clinical decisions, or as evidence about any patient. Samples can look plausible and "
-        "be anatomically wrong; labels of samples are only as reliable as the conditioning (see label fidelity).",
+        "<b>Not for</b>: diagnosis, clinical decisions, or as evidence about any patient. Samples can look plausible "
+        "and be anatomically wrong; labels of samples are only as reliable as the conditioning (see label fidelity).",
         "<b>Limits</b>: small models and short training in the demo; FID on few samples is biased upward; nearest "
         "neighbours by pixel distance detect copies, not every kind of memorisation.",
     ]

@@ -98,4 +98,5 @@ def test_clinical_loss_is_recorded_and_reaches_the_loss(tmp_path, captured):
     assert meta["clinical_loss"]["weight"] == 0.25 and meta["clinical_loss"]["class_names"] == ["normal", "abnormal"]
     stats = [json.loads(line) for line in open(os.path.join(args.run_dir, "stats.jsonl"))]
     assert any("Loss/G/clinical" in s for s in stats)
-    assert train.ckpt.load_checkpoint(os.path.join(args.run_dir, "checkpoint.pt"))["options"]["clinical"]["weight"] == 0.25
+    checkpoint = train.ckpt.load_checkpoint(os.path.join(args.run_dir, "checkpoint.pt"))
+    assert checkpoint["options"]["clinical"]["weight"] == 0.25

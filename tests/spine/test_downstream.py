@@ -58,7 +58,8 @@ def test_test_set_is_opened_only_by_the_final_evaluation(tmp_path, monkeypatch):
     assert events.count(("load", "heldout")) == 1 and events[-1] == ("load", "heldout")
     assert [e for e in events if e[0] == "train"] == [("train", real), ("train", fake), ("train", f"{real} + {fake}")]
     assert list(results["models"]) == ["real", "synthetic-gan", "real+synthetic-gan"]
-    assert results["models"]["real+synthetic-gan"]["num_train"] + results["models"]["real+synthetic-gan"]["num_val"] == 80
+    mixed = results["models"]["real+synthetic-gan"]
+    assert mixed["num_train"] + mixed["num_val"] == 80
     assert results["test"]["num_images"] == 30
     for arm in results["models"]:
         assert (tmp_path / "out" / f"classifier-{arm}.pkl").is_file()

@@ -38,7 +38,8 @@ def test_steps_skip_finished_and_restart_unfinished(tmp_path):
     kept = Steps(tmp_path, log=lambda _text: None)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "checkpoint.pt").write_text("resume me")
-    assert kept.run("c", lambda w: dict(files=sorted(os.listdir(w))), keep_partial=True) == dict(files=["checkpoint.pt"])
+    listed = kept.run("c", lambda w: dict(files=sorted(os.listdir(w))), keep_partial=True)
+    assert listed == dict(files=["checkpoint.pt"])
 
 
 TINY = ExperimentConfig(phantom_train=40, phantom_test=24, phantom_size=64, resolution=16, classifier_epochs=2,

@@ -55,7 +55,8 @@ def experiment_dir(tmp_path):
     (tmp_path / "downstream.json").write_text(json.dumps(downstream))
     mark(tmp_path, "data/train", dict(dataset=train))
     mark(tmp_path, "classifier", dict(classifier="c.pkl", best_val_auc=0.93, best_epoch=4))
-    mark(tmp_path, "train/spinegan", dict(run_dirs=[str(run_dir)], snapshot=str(run_dir / "network-snapshot-000002.pkl")))
+    snapshot = str(run_dir / "network-snapshot-000002.pkl")
+    mark(tmp_path, "train/spinegan", dict(run_dirs=[str(run_dir)], snapshot=snapshot))
     mark(tmp_path, "synthesize/spinegan", dict(dataset=synthetic))
     mark(tmp_path, "metrics/spinegan", dict(results=dict(label_fidelity8_accuracy=0.75),
                                             errors=dict(fid500_full="OSError: no Inception weights")))
