@@ -32,6 +32,8 @@ class ActivationSpec:
     homogeneous: bool = False
     # Overwrites its argument; used when autograd is off and the argument is our own temporary.
     func_: Callable[[torch.Tensor, float], torch.Tensor] | None = None
+    # Slope below zero (given alpha) of a piecewise linear activation; its gradient is read off the output.
+    neg_slope: Callable[[float], float] | None = None
 
 
 def _swish(x: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -40,11 +42,12 @@ def _swish(x: torch.Tensor, alpha: float) -> torch.Tensor:
 
 activation_funcs: dict[str, ActivationSpec] = {
     'linear':   ActivationSpec(lambda x, alpha: x,                      0.0, 1.0,          1, '',  False,
-                               homogeneous=True, func_=lambda x, alpha: x),
+                               homogeneous=True, func_=lambda x, alpha: x, neg_slope=lambda alpha: 1.0),
     'relu':     ActivationSpec(lambda x, alpha: F.relu(x),              0.0, math.sqrt(2), 2, 'y', False,
-                               homogeneous=True, func_=lambda x, alpha: F.relu_(x)),
+                               homogeneous=True, func_=lambda x, alpha: F.relu_(x), neg_slope=lambda alpha: 0.0),
     'lrelu':    ActivationSpec(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), 3, 'y', False,
-                               homogeneous=True, func_=lambda x, alpha: F.leaky_relu_(x, alpha)),
+                               homogeneous=True, func_=lambda x, alpha: F.leaky_relu_(x, alpha),
+                               neg_slope=lambda alpha: alpha),
     'tanh':     ActivationSpec(lambda x, alpha: torch.tanh(x),          0.0, 1.0,          4, 'y', True),
     'sigmoid':  ActivationSpec(lambda x, alpha: torch.sigmoid(x),       0.0, 1.0,          5, 'y', True),
     'elu':      ActivationSpec(lambda x, alpha: F.elu(x),               0.0, 1.0,          6, 'y', True),
@@ -90,6 +93,8 @@ def _bias_act_ref(x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: Activ
     without autograd the remaining steps overwrite that temporary instead of allocating new ones.
     """
     inplace = not (torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)))
+    if not inplace and spec.neg_slope is not None and spec.neg_slope(alpha) >= 0 and gain > 0:
+        return _PiecewiseLinearBiasAct.apply(x, b, dim, spec, alpha, gain, clamp)
     pre_gain = gain if spec.homogeneous and gain > 0 else 1.0
     y = _scaled_add_bias(x, b, dim, pre_gain)
     own = y is not x  # y is a temporary of ours, free to overwrite
@@ -109,3 +114,39 @@ def _scaled_add_bias(x: torch.Tensor, b: torch.Tensor | None, dim: int, scale: f
         return x if scale == 1 else x * scale
     b = b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
     return x + b if scale == 1 else torch.add(b * scale, x, alpha=scale)
+
+
+class _PiecewiseLinearBiasAct(torch.autograd.Function):
+    """bias_act for linear/relu/lrelu when autograd records it: the forward runs in place on one temporary and
+    keeps only the output; the gradient is dy times a slope read off the output (gain, or the negative slope
+    times gain, and 0 where the output is clamped), in three fused passes instead of the six or so of the
+    plain composition's backward. Those passes are linear in dy and differentiable, so gradients of any order
+    follow (the second derivative of a piecewise linear map is 0)."""
+
+    @staticmethod
+    def forward(ctx, x, b, dim, spec, alpha, gain, clamp):
+        with torch.no_grad():
+            y = _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
+        y = y.clone() if y is x else y
+        ctx.save_for_backward(y)
+        ctx.conf = (dim, spec.neg_slope(alpha), gain, clamp)
+        ctx.b_shape = None if b is None else b.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        y = ctx.saved_tensors[0].detach()  # the slope is piecewise constant: no gradient through y
+        dim, neg_slope, gain, clamp = ctx.conf
+        # Each step is one fused kernel that autograd can differentiate again (linear in its first argument),
+        # in the order of the plain composition's backward so that the results are the same to the bit.
+        dz = dy
+        if clamp is not None:
+            dz = torch.ops.aten.hardtanh_backward(dz, y, -clamp, clamp)  # 0 where |y| = clamp (clamped)
+        if neg_slope != 1:
+            dz = torch.ops.aten.leaky_relu_backward(dz, y, neg_slope, True)
+        dx = dz * gain if gain != 1 else dz
+        db = None
+        if ctx.b_shape is not None and ctx.needs_input_grad[1]:
+            db = dz.sum([i for i in range(dz.ndim) if i != dim])
+            db = db * gain if gain != 1 else db
+        return dx, db, None, None, None, None, None
