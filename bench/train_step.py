@@ -14,11 +14,15 @@ for the official code's Gmain (584 GFLOP) is about 4x ours (~150) for the same n
 fused (grouped) modulated convolution, whose weight gradient the counter overcounts by the batch size
 (16 x ~29 GFLOP); counted ops otherwise agree (Dmain ~212 both).
 
-    python bench/train_step.py [--config demo|official|both] [--repeats 2] [--dp]
+    python bench/train_step.py [--config demo|official|both] [--repeats 2] [--dp] [--clinical]
 
 --dp adds the DP-SGD comparison at the demo preset (spine.dp): one iteration with the standard D phases
 (Dmain + Dreg / 16) against one with the private D step (per-sample gradients, lazy R1 inside every 16th step,
 clipping, noise; minibatch-std off, Poisson batch of the same expected size). Goal: at most 3x.
+
+--clinical times the Gmain phase at the demo preset with and without the clinical loss term (spine.clinical_loss,
+weight 0.1) judged by a freshly initialised small_cnn SpineClassifier at the generator's resolution (weights do not
+change the cost), and prints the overhead per iteration. Goal: under 15%.
 """
 
 from __future__ import annotations
@@ -203,16 +207,57 @@ def bench_dp(repeats: int) -> None:
           f"iteration DP / non-DP = {ratio:.2f}x (goal <= 3x)")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The clinical loss term's cost in Gmain (spine.clinical_loss), demo preset.
+
+
+def untrained_classifier(res: int) -> torch.nn.Module:
+    """A small_cnn SpineClassifier for 1-channel res x res abnormality labels, random weights (timing only)."""
+    from spine.classifier import ClassifierSpec, SpineClassifier
+    from spine.classifier_models import build_network
+    spec = ClassifierSpec(arch="small_cnn", arch_kwargs={}, label_mode="abnormality",
+                          class_names=("normal", "abnormal"), resolution=res, channels=1,
+                          intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]), thresholds=(0.5,))
+    torch.manual_seed(0)
+    return SpineClassifier(build_network("small_cnn", 1, spec.num_outputs), spec)
+
+
+def bench_clinical(repeats: int) -> None:
+    """Gmain with and without the term, timed alternately (a loaded machine's drift hits both alike)."""
+    from spine.clinical_loss import ClinicalLoss
+    cfg = CONFIGS["demo"]
+    loss, phases, _, rounds = build(cfg)
+    terms = [ClinicalLoss(untrained_classifier(cfg["res"]), weight=0.1)]
+    t_D = time_phase(phases["Dmain"], loss, rounds, repeats)[0] + time_phase(phases["Dreg"], loss, rounds, repeats)[0] / 16
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(2 * repeats + 2):  # the first pair is a warm-up
+        with_term = bool(i % 2)
+        loss.generator_terms = terms if with_term else []
+        start = time.perf_counter()
+        phases["Gmain"].update(phases["Gmain"], loss, rounds)
+        if i >= 2:
+            times[with_term].append(time.perf_counter() - start)
+    t_plain, t_clinical = float(np.median(times[False])), float(np.median(times[True]))
+    extra = t_clinical - t_plain
+    print(f"[clinical] demo: Gmain {t_plain:.3f}s without, {t_clinical:.3f}s with the clinical loss "
+          f"(+{extra / t_plain:.1%} of Gmain); iteration {t_plain + t_D:.3f}s -> {t_clinical + t_D:.3f}s, "
+          f"overhead {extra / (t_plain + t_D):.1%} per iteration (goal < 15%; medians of {repeats} alternated pairs)")
+
+
 @click.command()
 @click.option("--config", type=click.Choice(["demo", "official", "both"]), default="both", show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--dp", "with_dp", is_flag=True, help="Also compare DP-SGD with the standard D step (demo preset)")
-def main(config: str, repeats: int, with_dp: bool) -> None:
+@click.option("--clinical", "with_clinical", is_flag=True, help="Also time the clinical loss term (demo preset)")
+@click.option("--skip-phases", is_flag=True, help="Only the --dp / --clinical sections, not the per-phase tables")
+def main(config: str, repeats: int, with_dp: bool, with_clinical: bool, skip_phases: bool) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for name in (["demo", "official"] if config == "both" else [config]):
+    for name in [] if skip_phases else (["demo", "official"] if config == "both" else [config]):
         bench(name, repeats)
     if with_dp:
         bench_dp(repeats)
+    if with_clinical:
+        bench_clinical(repeats)
 
 
 if __name__ == "__main__":
