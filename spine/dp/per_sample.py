@@ -23,22 +23,21 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from torch_utils import custom_ops
-from torch_utils.ops import conv2d_gradfix
 
 PerSampleGrads = dict[str, torch.Tensor]  # parameter name -> [N, *param.shape]
 
 
 @contextlib.contextmanager
 def functorch_compatible_ops() -> Iterator[None]:
-    """Reference bias_act/upfirdn2d and plain convolutions: torch.func cannot trace our custom autograd Functions.
+    """The reference bias_act/upfirdn2d: torch.func cannot trace the CUDA plugins' autograd Functions.
 
-    Uses the documented $SPINEGAN_OPS_IMPL override for the plugins, restored on exit.
+    Uses the documented $SPINEGAN_OPS_IMPL override, restored on exit. (The reference ops and
+    conv2d_gradfix are new-style autograd Functions with vmap rules, so torch.func traces them as they are.)
     """
     previous = os.environ.get(custom_ops.IMPL_ENV_VAR)
     os.environ[custom_ops.IMPL_ENV_VAR] = "ref"
     try:
-        with conv2d_gradfix.plain_autograd():
-            yield
+        yield
     finally:
         if previous is None:
             os.environ.pop(custom_ops.IMPL_ENV_VAR, None)

@@ -123,15 +123,20 @@ class _PiecewiseLinearBiasAct(torch.autograd.Function):
     plain composition's backward. Those passes are linear in dy and differentiable, so gradients of any order
     follow (the second derivative of a piecewise linear map is 0)."""
 
+    generate_vmap_rule = True  # new-style (setup_context) so torch.func transforms (DP-SGD) can trace it
+
     @staticmethod
-    def forward(ctx, x, b, dim, spec, alpha, gain, clamp):
+    def forward(x, b, dim, spec, alpha, gain, clamp):
         with torch.no_grad():
             y = _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
-        y = y.clone() if y is x else y
-        ctx.save_for_backward(y)
+        return y.clone() if y is x else y
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _x, b, dim, spec, alpha, gain, clamp = inputs
+        ctx.save_for_backward(output)
         ctx.conf = (dim, spec.neg_slope(alpha), gain, clamp)
         ctx.b_shape = None if b is None else b.shape
-        return y
 
     @staticmethod
     def backward(ctx, dy):

@@ -36,26 +36,6 @@ def no_weight_gradients(disable: bool = True) -> Iterator[None]:
         _weight_gradients_disabled = previous
 
 
-# Set by plain_autograd(): torch.func transforms (vmap/grad, used for DP-SGD's per-sample gradients) cannot trace
-# the old-style autograd Function below, so inside that context the convolutions are the plain functional ops.
-_custom_op_disabled = False
-
-
-@contextlib.contextmanager
-def plain_autograd() -> Iterator[None]:
-    """Within this context the convolutions are plain F.conv2d / F.conv_transpose2d (torch.func-compatible).
-
-    no_weight_gradients() has no effect inside it; results and gradients are the same.
-    """
-    global _custom_op_disabled
-    previous = _custom_op_disabled
-    _custom_op_disabled = True
-    try:
-        yield
-    finally:
-        _custom_op_disabled = previous
-
-
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: IntOrPair = 1,
            padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1) -> torch.Tensor:
     """torch.nn.functional.conv2d that honours no_weight_gradients()."""
@@ -77,8 +57,6 @@ def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 
 def _records_graph(*tensors: torch.Tensor | None) -> bool:
     """Whether autograd will record this call (otherwise the plain functional op is enough)."""
-    if _custom_op_disabled:
-        return False
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
@@ -93,13 +71,19 @@ def _pair(value: IntOrPair, name: str) -> tuple[int, int]:
 class _Convolution(torch.autograd.Function):
     """A (transposed) 2-D convolution whose backward respects no_weight_gradients()."""
 
+    generate_vmap_rule = True  # new-style (setup_context) so torch.func transforms (DP-SGD) can trace it
+
     @staticmethod
-    def forward(ctx, x, w, b, stride, padding, dilation, transposed, output_padding, groups):
-        ctx.save_for_backward(x, w)
-        ctx.conf = (None if b is None else list(b.shape), stride, padding, dilation, transposed, output_padding, groups)
+    def forward(x, w, b, stride, padding, dilation, transposed, output_padding, groups):
         if transposed:
             return F.conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation)
         return F.conv2d(x, w, b, stride, padding, dilation, groups)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, w, b, stride, padding, dilation, transposed, output_padding, groups = inputs
+        ctx.save_for_backward(x, w)
+        ctx.conf = (None if b is None else list(b.shape), stride, padding, dilation, transposed, output_padding, groups)
 
     @staticmethod
     def backward(ctx, grad):

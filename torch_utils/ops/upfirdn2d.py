@@ -219,12 +219,17 @@ class _FirPass(torch.autograd.Function):
     """A FIR pass differentiable to any order: the input gradient is the transposed pass (up and down
     swapped, filter flip toggled, padding recomputed). There is no gradient w.r.t. the filter."""
 
+    generate_vmap_rule = True  # new-style (setup_context) so torch.func transforms (DP-SGD) can trace it
+
     @staticmethod
-    def forward(ctx, x, f, up, down, pads, flip_filter):
-        y = _fir_pass_forward(x, f, up, down, pads, flip_filter)
+    def forward(x, f, up, down, pads, flip_filter):
+        return _fir_pass_forward(x, f, up, down, pads, flip_filter)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, f, up, down, pads, flip_filter = inputs
         ctx.save_for_backward(f)
-        ctx.conf = (up, down, pads, flip_filter, tuple(x.shape[2:]), tuple(y.shape[2:]))
-        return y
+        ctx.conf = (up, down, pads, flip_filter, tuple(x.shape[2:]), tuple(output.shape[2:]))
 
     @staticmethod
     def backward(ctx, dy):
