@@ -1,57 +1,9 @@
-"""Shared fixtures for the metrics tests: a tiny labelled dataset, a tiny generator, tiny TorchScript detectors."""
+"""Fixtures for the metrics tests; the helpers they use live in metrics_helpers.py (a unique module name, so
+that spawned worker processes import them without clashing with other folders' conftest modules)."""
 
-import json
-import os
-import warnings
-
-import numpy as np
-import PIL.Image
 import pytest
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from training.networks import Generator
-
-
-def write_dataset(path: str, num: int = 12, res: int = 8, seed: int = 0) -> str:
-    """Gray PNGs, alternating classes 0/1 (class 1 brighter), with dataset.json labels and class names."""
-    rng = np.random.RandomState(seed)
-    os.makedirs(os.path.join(path, "00000"), exist_ok=True)
-    labels = []
-    for i in range(num):
-        name = f"00000/img{i:08d}.png"
-        img = rng.randint(0, 128, size=(res, res)) + 100 * (i % 2)
-        PIL.Image.fromarray(img.astype(np.uint8), "L").save(os.path.join(path, name))
-        labels.append([name, i % 2])
-    with open(os.path.join(path, "dataset.json"), "w") as f:
-        json.dump(dict(labels=labels, spinegan=dict(label_mode="abnormality", class_names=["normal", "Abnormal X"])),
-                  f)
-    return path
-
-
-def tiny_generator(c_dim: int = 2, seed: int = 0) -> Generator:
-    torch.manual_seed(seed)
-    return Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=8, img_channels=1,
-                     mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
-
-
-class PoolStyle(nn.Module):
-    """fid-helper contract: 3x299x299 normalised input -> [N, 12] (4 pooled means per channel)."""
-
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        assert img.shape[1] == 3
-        return F.adaptive_avg_pool2d(img, 2).reshape(img.shape[0], -1)
-
-
-class OfficialStyle(nn.Module):
-    """Official contract: uint8-range input of any size; return_features or class probabilities."""
-
-    def forward(self, img: torch.Tensor, return_features: bool = False, no_output_bias: bool = False) -> torch.Tensor:
-        x = F.adaptive_avg_pool2d(img.to(torch.float32), 2).reshape(img.shape[0], -1) / 255
-        if return_features:
-            return x
-        return torch.softmax(x[:, :4] * 10, dim=1)
+from metrics_helpers import OfficialStyle, PoolStyle, save_torchscript, write_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -67,13 +19,6 @@ def dataset(tmp_path) -> str:
     return write_dataset(str(tmp_path / "data"))
 
 
-def save_torchscript(module: nn.Module, path: str) -> str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
-        torch.jit.script(module).save(path)
-    return path
-
-
 @pytest.fixture
 def pool_detector_file(tmp_path) -> str:
     return save_torchscript(PoolStyle(), str(tmp_path / "pool.pt"))
@@ -82,34 +27,3 @@ def pool_detector_file(tmp_path) -> str:
 @pytest.fixture
 def official_detector_file(tmp_path) -> str:
     return save_torchscript(OfficialStyle(), str(tmp_path / "official.pt"))
-
-
-class ReplayGenerator(nn.Module):
-    """A stand-in generator that returns the dataset's own images in order: all of them, or (by_class) those of
-    each sample's conditioning class.
-
-    Pixels p are emitted as (p - 127.5) / 127.5, which the official uint8 conversion maps back to p exactly, so
-    a metric comparing it with the real images sees two identical sets.
-    """
-
-    def __init__(self, dataset_path: str, by_class: bool = False):
-        super().__init__()
-        from training.dataset import ImageFolderDataset
-        data = ImageFolderDataset(dataset_path, use_labels=True)
-        self.images = [torch.tensor(data[i][0], dtype=torch.float32) for i in range(len(data))]
-        classes = [int(data.get_label(i).argmax()) for i in range(len(data))]
-        self.z_dim, self.c_dim = 4, data.label_dim
-        self.img_resolution, self.img_channels = data.resolution, data.num_channels
-        self.by_class = by_class
-        self.queues = {k: [i for i, cls in enumerate(classes) if cls == k] for k in range(self.c_dim)}
-        self.queues[None] = list(range(len(data)))
-        self.served = {key: 0 for key in self.queues}
-
-    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        out = []
-        for label in c:
-            key = int(label.argmax()) if self.by_class else None
-            queue = self.queues[key]
-            out.append(self.images[queue[self.served[key] % len(queue)]])
-            self.served[key] += 1
-        return (torch.stack(out) - 127.5) / 127.5

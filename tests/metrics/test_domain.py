@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import ReplayGenerator, tiny_generator
+from metrics_helpers import ReplayGenerator, tiny_generator
 from metrics import metric_main
 from metrics.domain import penultimate_features, spine_detector
 from spine.classifier import ClassifierSpec, load_classifier, save_classifier

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import ReplayGenerator, tiny_generator
+from metrics_helpers import ReplayGenerator, tiny_generator
 from training import distributed as dist_utils
 from training.networks import Generator
 from metrics import metric_main

@@ -7,7 +7,7 @@ import PIL.Image
 import pytest
 import torch
 
-from conftest import tiny_generator, write_dataset
+from metrics_helpers import tiny_generator, write_dataset
 from metrics.detectors import Detector
 from metrics.metric_utils import (FeatureStats, MetricOptions, compute_feature_stats_for_dataset,
                                   compute_feature_stats_for_generator, rank_slices)

@@ -64,9 +64,15 @@ def test_two_processes_match_one_process_with_the_whole_batch(tmp_path):
     out = str(tmp_path / "rank0.pt")
     mp.start_processes(worker, args=(free_port(), out), nprocs=2, start_method="spawn")
     two = torch.load(out, weights_only=True)
-    # One process, the same batch in two accumulation rounds (same minibatch-std groups as the two processes).
-    one = step_all_phases(lambda data: [PhaseRound(*(t[:N // 2] for t in data)),
-                                        PhaseRound(*(t[N // 2:] for t in data))])
+    # One process, the same batch in two accumulation rounds (same minibatch-std groups as the two processes),
+    # on one thread like the workers: a different thread count changes float summation order beyond 1e-5.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = step_all_phases(lambda data: [PhaseRound(*(t[:N // 2] for t in data)),
+                                            PhaseRound(*(t[N // 2:] for t in data))])
+    finally:
+        torch.set_num_threads(threads)
     changed = 0
     for key, value in one.items():
         if key.endswith("w_avg"):
