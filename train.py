@@ -326,9 +326,24 @@ def configure_clinical(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
     return [f"clinical{weight:g}"]
 
 
+def configure_metric_classifier(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    """--metrics-classifier: the spine classifier for the domain metrics (*_spine, label_fidelity*) run at
+    snapshots; defaults to the --clinical-loss classifier. Refuses such metrics when there is none."""
+    path = opts.metrics_classifier or (args.clinical or {}).get("classifier")
+    from metrics.metric_names import parse_metric
+    needy = [m for m in args.metrics if parse_metric(m).space == "spine"]
+    if needy and path is None:
+        raise UserError(f"--metrics={','.join(needy)} scores images with the spine classifier: "
+                        f"give --metrics-classifier=classifier.pkl (or --clinical-loss)")
+    if path is not None and not os.path.isfile(path):
+        raise UserError(f"--metrics-classifier={path}: no such file")
+    args.metric_kwargs = {} if path is None else dict(classifier=os.path.abspath(path))
+    return []
+
+
 CONFIGURE_STEPS: list[Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]] = [
     configure_general, configure_dataset, configure_networks, configure_augmentation, configure_resume,
-    configure_freezed, configure_performance, configure_dp, configure_clinical,
+    configure_freezed, configure_performance, configure_dp, configure_clinical, configure_metric_classifier,
 ]
 
 
@@ -358,7 +373,7 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict) -> tuple[str, dnnlib.EasyD
 # Options that may change when a run continues from its checkpoint.
 RESUME_MUTABLE = {"total_kimg", "image_snapshot_ticks", "network_snapshot_ticks", "metrics", "data_loader_kwargs",
                   "resume_checkpoint", "resume_pkl", "run_dir", "num_gpus", "cudnn_benchmark", "allow_tf32",
-                  "kimg_per_tick"}
+                  "kimg_per_tick", "metric_kwargs"}
 
 
 def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
@@ -505,6 +520,8 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--clinical-loss", help="classifier.pkl judging each generated image against its label",
               type=click.Path(exists=True, dir_okay=False), metavar="PKL")
 @click.option("--clinical-weight", help="Weight of the clinical loss [default: 0.1]", type=float, metavar="FLOAT")
+@click.option("--metrics-classifier", help="classifier.pkl for the *_spine and label_fidelity metrics "
+              "[default: the --clinical-loss classifier]", type=click.Path(dir_okay=False), metavar="PKL")
 # Differential privacy (spine.dp).
 @click.option("--dp", help="Differentially private training of D [default: false]", type=bool, default=False,
               metavar="BOOL")

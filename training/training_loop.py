@@ -355,8 +355,11 @@ def save_snapshot(nets: Nets, run_dir: str, cur_nimg: int, training_set_kwargs: 
 
 
 def run_metrics(metrics: Sequence[str], G_ema: torch.nn.Module, training_set_kwargs: dict, snapshot_pkl: str,
-                run_dir: str, rank: int, world: int, device: torch.device) -> dict[str, float]:
+                run_dir: str, rank: int, world: int, device: torch.device,
+                metric_kwargs: dict | None = None) -> dict[str, float]:
     """Evaluate each metric on G_ema and append it to metric-<name>.jsonl; returns {result name: value}.
+
+    `metric_kwargs` are extra metric options, e.g. the spine classifier of the domain metrics.
 
     A no-op with a message when the metrics package lacks `metric_main.calc_metric`.
     """
@@ -371,7 +374,7 @@ def run_metrics(metrics: Sequence[str], G_ema: torch.nn.Module, training_set_kwa
     values = {}
     for metric in metrics:
         result = dict(calc_metric(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs, num_gpus=world,
-                                  rank=rank, device=device))
+                                  rank=rank, device=device, **(metric_kwargs or {})))
         if rank == 0:
             line = dict(result, snapshot_pkl=os.path.relpath(snapshot_pkl, run_dir), timestamp=time.time())
             print(json.dumps(line))
@@ -428,6 +431,7 @@ def training_loop(
     augment_kwargs: dict | None = None,
     loss_kwargs: dict = {},
     metrics: Sequence[str] = (),
+    metric_kwargs: dict | None = None,
     random_seed: int = 0,
     num_gpus: int = 1,
     rank: int = 0,
@@ -547,7 +551,8 @@ def training_loop(
                 metric_values = run_tick_outputs(progress, nets, grid, run_dir, training_set_kwargs, metrics,
                                                  image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
                                                  rank, world, device,
-                                                 plugin_metadata(discriminator_update, *generator_terms))
+                                                 plugin_metadata(discriminator_update, *generator_terms),
+                                                 metric_kwargs or {})
             stats_collector.update()
             outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
             if progress_fn is not None:
@@ -573,7 +578,7 @@ def training_loop(
 def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run_dir: str, training_set_kwargs: dict,
                      metrics: Sequence[str], image_snapshot_ticks: int | None, network_snapshot_ticks: int | None,
                      batch_gpu: int, done: bool, rank: int, world: int, device: torch.device,
-                     snapshot_metadata: dict | None = None) -> dict[str, float]:
+                     snapshot_metadata: dict | None = None, metric_kwargs: dict | None = None) -> dict[str, float]:
     """Image grid, network snapshot and metrics when due at this tick; returns the metric values."""
     tick = progress.cur_tick
     if grid is not None and (done or tick % image_snapshot_ticks == 0):
@@ -582,7 +587,8 @@ def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run
         return {}
     snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, snapshot_metadata) \
         if rank == 0 else ""
-    return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device)
+    return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device,
+                       metric_kwargs or {})
 
 
 def write_checkpoint(path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase], progress: Progress,

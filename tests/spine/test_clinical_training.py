@@ -100,3 +100,27 @@ def test_clinical_loss_is_recorded_and_reaches_the_loss(tmp_path, captured):
     assert any("Loss/G/clinical" in s for s in stats)
     checkpoint = train.ckpt.load_checkpoint(os.path.join(args.run_dir, "checkpoint.pt"))
     assert checkpoint["options"]["clinical"]["weight"] == 0.25
+
+
+def test_domain_metric_without_a_classifier_is_refused(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo",
+                                             "--cond", "1", "--metrics", "fid10_spine"])
+    assert result.exit_code == 1 and "--metrics-classifier" in result.output, result.output
+    assert not captured and not (tmp_path / "runs").exists()
+
+
+def test_domain_metric_at_snapshots_uses_the_clinical_classifier(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    pkl = write_classifier(str(tmp_path / "c.pkl"))
+    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo",
+                                             "--cond", "1", "--metrics", "label_fidelity4", "--batch", "4",
+                                             "--aug", "noaug", "--clinical-loss", pkl])
+    assert result.exit_code == 0, result.output
+    args = captured[0]
+    assert args.metric_kwargs == dict(classifier=os.path.abspath(pkl))
+    args.total_kimg = 0.004  # one iteration, then the final snapshot and its metric
+    args.kimg_per_tick = 0.004
+    train.run_process(0, args)
+    lines = [json.loads(line) for line in open(os.path.join(args.run_dir, "metric-label_fidelity4.jsonl"))]
+    assert lines and all(0 <= line["results"]["label_fidelity4_accuracy"] <= 1 for line in lines)
