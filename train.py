@@ -539,6 +539,8 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--dp-clip", help="Ablation: clipping on/off [default: on]", type=bool, metavar="BOOL")
 @click.option("--dp-noise", help="Ablation: noise on/off [default: on]", type=bool, metavar="BOOL")
 @click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str)
+@click.option("--dp-secure-rng", help="Draw DP noise and Poisson sampling from os.urandom (not reproducible) "
+              "[default: false]", type=bool, metavar="BOOL")
 def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -> None:
     """Train a GAN using the techniques described in the paper "Training Generative Adversarial Networks with
     Limited Data", with SpineGAN's presets and exact resume.

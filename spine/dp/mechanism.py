@@ -18,6 +18,8 @@ import dataclasses
 
 import torch
 
+from spine.dp.secure_random import secure_normal
+
 PerSampleGrads = dict[str, torch.Tensor]
 
 
@@ -29,6 +31,7 @@ class MechanismConfig:
     noise_multiplier: float
     clip: bool = True
     noise: bool = True
+    secure_rng: bool = False  # noise from os.urandom (spine.dp.secure_random) instead of the torch RNG
 
     def __post_init__(self) -> None:
         if not self.max_grad_norm > 0:
@@ -71,8 +74,12 @@ def clip_rows(grads: PerSampleGrads, max_norm: float) -> tuple[PerSampleGrads, t
     return clipped, norms
 
 
-def gaussian_noise_like(reference: dict[str, torch.Tensor], std: float) -> dict[str, torch.Tensor]:
-    """Independent N(0, std^2) per coordinate, shaped like each entry of `reference` (global torch RNG)."""
+def gaussian_noise_like(reference: dict[str, torch.Tensor], std: float,
+                        secure: bool = False) -> dict[str, torch.Tensor]:
+    """Independent N(0, std^2) per coordinate, shaped like each entry of `reference`: from the global torch RNG,
+    or with `secure` from the operating system's CSPRNG."""
+    if secure:
+        return {name: secure_normal(t.shape, t.dtype, t.device) * std for name, t in reference.items()}
     return {name: torch.randn_like(t) * std for name, t in reference.items()}
 
 
@@ -95,5 +102,5 @@ def add_noise(total: dict[str, torch.Tensor], config: MechanismConfig) -> dict[s
     """total + N(0, (sigma C)^2) per coordinate, once per step (also for an empty Poisson batch)."""
     if config.noise_std == 0:
         return dict(total)
-    noise = gaussian_noise_like(total, config.noise_std)
+    noise = gaussian_noise_like(total, config.noise_std, config.secure_rng)
     return {name: t + noise[name] for name, t in total.items()}

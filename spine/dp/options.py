@@ -82,7 +82,8 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     args.dp = dict(mode="dpsgd", noise_multiplier=multiplier, max_grad_norm=max_norm, delta=delta,
                    accountant=accountant, unit=opts.dp_unit or "image", sample_rate=sample_rate,
                    epsilon_budget=float(opts.dp_epsilon) if opts.dp_epsilon is not None and private else None,
-                   clip=clip, noise=noise, r1_interval=R1_INTERVAL, label_prior=_label_prior(opts.dp_label_prior))
+                   clip=clip, noise=noise, r1_interval=R1_INTERVAL, label_prior=_label_prior(opts.dp_label_prior),
+                   secure_rng=bool(opts.dp_secure_rng))
     tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
@@ -130,7 +131,8 @@ def build_plugins(args: Any, device: torch.device) -> dict:
     from spine.dp.update import DPDiscriminatorUpdate
     from training.training_loop import construct_dataset
     dataset = construct_dataset(args.training_set_kwargs)
-    config = MechanismConfig(dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"])
+    config = MechanismConfig(dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"],
+                             secure_rng=dp.get("secure_rng", False))
     note = "" if config.is_private else "ablation:" + _ablation_tag(dp["clip"], dp["noise"]).lstrip("-")
     account = PrivacyAccount(noise_multiplier=dp["noise_multiplier"], sample_rate=dp["sample_rate"],
                              delta=dp["delta"], accountant=dp["accountant"], max_grad_norm=dp["max_grad_norm"],

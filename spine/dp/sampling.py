@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from spine.dp.secure_random import secure_uniform
+
 UNITS = ("image", "study")
 
 
@@ -49,15 +51,17 @@ def unit_groups(dataset: Any, unit: str) -> list[list[int]]:
 
 
 class PoissonSampler:
-    """Each call includes each unit with probability `sample_rate`, using the global torch RNG (checkpointed)."""
+    """Each call includes each unit with probability `sample_rate`, using the global torch RNG (checkpointed),
+    or with `secure` the operating system's CSPRNG (spine.dp.secure_random)."""
 
-    def __init__(self, groups: Sequence[Sequence[int]], sample_rate: float):
+    def __init__(self, groups: Sequence[Sequence[int]], sample_rate: float, secure: bool = False):
         if not groups:
             raise ValueError("PoissonSampler: the dataset has no images")
         if not 0 < sample_rate <= 1:
             raise ValueError(f"PoissonSampler: sample rate must be in (0, 1], got {sample_rate}")
         self.groups = [np.asarray(g, dtype=np.int64) for g in groups]
         self.sample_rate = float(sample_rate)
+        self.secure = secure
 
     @property
     def num_units(self) -> int:
@@ -73,7 +77,8 @@ class PoissonSampler:
         return self.sample_rate * self.num_images
 
     def sample(self) -> SampledBatch:
-        chosen = torch.nonzero(torch.rand([self.num_units]) < self.sample_rate).flatten().tolist()
+        draws = torch.from_numpy(secure_uniform(self.num_units)) if self.secure else torch.rand([self.num_units])
+        chosen = torch.nonzero(draws < self.sample_rate).flatten().tolist()
         if not chosen:
             return SampledBatch(np.zeros([0], np.int64), np.zeros([0], np.int64), 0)
         indices = np.concatenate([self.groups[u] for u in chosen])

@@ -41,7 +41,8 @@ class DPDiscriminatorUpdate:
         self.r1_interval = r1_interval
         self.batch_gpu = int(batch_gpu)
         self.device = torch.device(device)
-        self.sampler = sampling.PoissonSampler(sampling.unit_groups(dataset, account.unit), account.sample_rate)
+        self.sampler = sampling.PoissonSampler(sampling.unit_groups(dataset, account.unit), account.sample_rate,
+                                               secure=config.secure_rng)
         self._announced_stop = False
 
     # ---- the update -----------------------------------------------------------------------------------------
