@@ -10,7 +10,8 @@
     from a public prior (`PublicLabelPrior`: uniform, or probabilities the user states).
   * Several processes would each need their own Poisson sample and share the noise: refused (use --gpus=1).
 Not covered and only documented: image grids (reals.png shows training images), metrics computed on the private
-data (model selection by FID on private data), hyperparameter search, non-cryptographic RNG.
+data (model selection by FID on private data), hyperparameter search, and the seeded (non-cryptographic) torch
+RNG unless --dp-secure-rng=1 draws the noise and the sampling from os.urandom.
 """
 
 from __future__ import annotations

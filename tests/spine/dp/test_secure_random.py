@@ -1,7 +1,6 @@
 """spine.dp.secure_random and the --dp-secure-rng paths: OS-CSPRNG noise and Poisson sampling."""
 
 import numpy as np
-import pytest
 import torch
 from click.testing import CliRunner
 
