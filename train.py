@@ -426,7 +426,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
         os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
     from training.training_loop import pick_device, training_loop
     device = pick_device(rank)
-    rank, world = dist_utils.init_from_env(device)
+    rank, _ = dist_utils.init_from_env(device)
     logger = dnnlib.Logger(file_name=os.path.join(args.run_dir, "log.txt"), file_mode="a", should_flush=True) \
         if rank == 0 else None
     try:
@@ -435,8 +435,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
     finally:
         if logger is not None:
             logger.close()
-        if world > 1:
-            torch.distributed.destroy_process_group()
+        dist_utils.shutdown()
 
 
 def free_port() -> int:

@@ -83,3 +83,14 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group together: a barrier first, then destroy.
+
+    Without the barrier a fast process can tear its gloo connections down while a peer is still in (or just
+    leaving) its last collective, and the peer's transport thread dies with std::terminate (SIGABRT).
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -108,7 +108,7 @@ def distributed_worker(rank: int, port: int, dataset: str, detector: str, out: s
                                                batch_size=2, detector=detector, cache=False).results)
     with open(f"{out}.{rank}", "w") as f:
         json.dump(results, f)
-    torch.distributed.destroy_process_group()
+    dist_utils.shutdown()
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from training import distributed as dist_utils
 from torch_utils import misc
 
 
@@ -116,7 +117,7 @@ def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
         with open(f'{out_dir}/rank{rank}.json', 'w') as f:
             json.dump(results, f)
     finally:
-        torch.distributed.destroy_process_group()
+        dist_utils.shutdown()
 
 
 def test_check_ddp_consistency_across_two_gloo_processes(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from training import distributed as dist_utils
 from torch_utils import training_stats
 
 
@@ -80,7 +81,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         with open(f'{out_dir}/rank{rank}.json', 'w') as f:
             json.dump(result, f)
     finally:
-        torch.distributed.destroy_process_group()
+        dist_utils.shutdown()
 
 
 def test_reduction_across_two_gloo_processes(tmp_path):

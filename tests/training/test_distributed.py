@@ -50,7 +50,7 @@ def worker(rank: int, port: int, out: str) -> None:
     weights = step_all_phases(lambda data: [PhaseRound(*(t[half] for t in data))])
     if rank == 0:
         torch.save(weights, out)
-    torch.distributed.destroy_process_group()
+    dist_utils.shutdown()
 
 
 def free_port() -> int:
