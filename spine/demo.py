@@ -9,12 +9,11 @@ It is an experiment (spine.experiment) with a small config, so it is resumable: 
 interruption and finished steps are skipped. Every step's time is logged and listed in the report.
 
 Modes:
-  demo       (default) one generator, 6 kimg at 32x32: about 15 minutes on 2 CPU cores. The GAN is far from
-             converged; the point is the pipeline and an honest report, not the numbers.
+  demo       (default) one generator (SpineGAN), 30 kimg at 32x32: about 15 minutes on 2 CPU cores. The images
+             show spine columns; the numbers are illustrative, not converged.
   benchmark  the paper's comparison (plain conditional StyleGAN2-ADA vs SpineGAN, plus DP-SGD when spine.dp is
-             installed), 40 kimg each at 64x64 on a phantom at its calibrated difficulty, more images and samples.
-             Not yet run end to end: estimated from the per-kimg cost of the demo preset (about 2-5 CPU minutes
-             per kimg at 32x32, about 4x that at 64x64), roughly a day on 2 CPU cores; use a GPU.
+             installed), 50 kimg each at 32x32, twice the phantom images, 1,000 synthetic images per class and
+             more metrics: about 1.5 hours on 2 CPU cores (docs/RESULTS.md has its table and run time).
 """
 
 from __future__ import annotations
@@ -35,17 +34,16 @@ from spine.experiment import ExperimentConfig, Variant, default_variants, run_ex
 # images (about 3 minutes of Inception on 2 cores; fid500_full would add 1500 reals, about 4 minutes more).
 DEMO = ExperimentConfig(
     phantom_train=2000, phantom_test=500, phantom_size=128, phantom_difficulty=0.0, resolution=32,
-    classifier_epochs=25, classifier_patience=8, gan_cfg="demo", kimg=6, snap=1,
+    classifier_epochs=25, classifier_patience=8, gan_cfg="demo", kimg=30, snap=5,
     variants=(Variant("spinegan", clinical_weight=0.1),), synth_per_class=300,
     metrics=("fid500", "label_fidelity200"), downstream_epochs=25, downstream_patience=8, n_resamples=500,
     seed=0)
 
+# The same resolution and preset (a CPU-sized run), with the paper's three generators, longer training, more real
+# and synthetic images and metrics in both Inception's and the spine classifier's feature spaces.
 BENCHMARK = dataclasses.replace(
-    DEMO, phantom_train=4000, phantom_test=1000, phantom_difficulty=0.2, resolution=64, classifier_epochs=40,
-    classifier_patience=8, kimg=40, snap=5,
-    variants=default_variants(), synth_per_class=1000,
-    metrics=("fid2k_full", "kid2k_full", "pr2k3_full_inception", "fid2k_full_spine", "label_fidelity500"),
-    downstream_epochs=40, downstream_patience=8, n_resamples=1000)
+    DEMO, phantom_train=4000, phantom_test=1000, kimg=50, variants=default_variants(), synth_per_class=1000,
+    metrics=("fid1k", "fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000)
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
 
