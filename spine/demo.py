@@ -12,7 +12,7 @@ Modes:
   demo       (default) one generator (SpineGAN), 30 kimg at 32x32: about 15 minutes on 2 CPU cores. The images
              show spine columns; the numbers are illustrative, not converged.
   benchmark  the paper's comparison (plain conditional StyleGAN2-ADA vs SpineGAN, plus DP-SGD when spine.dp is
-             installed), 50 kimg each at 32x32, twice the phantom images, 1,000 synthetic images per class and
+             installed), 40 kimg each at 32x32, twice the phantom images, 1,000 synthetic images per class and
              more metrics: about 1.5 hours on 2 CPU cores (docs/RESULTS.md has its table and run time).
 """
 
@@ -42,7 +42,7 @@ DEMO = ExperimentConfig(
 # The same resolution and preset (a CPU-sized run), with the paper's three generators, longer training, more real
 # and synthetic images and metrics in both Inception's and the spine classifier's feature spaces.
 BENCHMARK = dataclasses.replace(
-    DEMO, phantom_train=4000, phantom_test=1000, kimg=50, variants=default_variants(), synth_per_class=1000,
+    DEMO, phantom_train=4000, phantom_test=1000, kimg=40, variants=default_variants(), synth_per_class=1000,
     metrics=("fid1k", "fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000)
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
