@@ -77,7 +77,7 @@ def evaluate(spec: MetricSpec, opts: MetricOptions, detector: Detector) -> dict[
 
 def calc_metric(metric: str, **kwargs: Any) -> dnnlib.EasyDict:
     """Evaluate `metric`; kwargs are MetricOptions fields (G, dataset_kwargs, num_gpus, rank, device, detector,
-    vgg16, classifier, cache, progress, seed, batch_size, batch_gen)."""
+    vgg16, classifier, cache, cache_dir, progress, seed, batch_size, batch_gen)."""
     spec = parse_metric(metric)
     opts = MetricOptions(**kwargs)
     opts.device = torch.device(opts.device)

@@ -1,8 +1,9 @@
 """Shared machinery of the metrics: options, feature statistics, and the real and generated feature passes.
 
 Real images go through the detector once per (dataset content, detector, options): the statistics are cached at
-`<cache>/gan-metrics/<dataset>-<detector>-<md5>.npz`, the md5 taken over the dataset kwargs, a fingerprint of the
-dataset's files (names, sizes, mtimes), the detector key and the statistics options. Generated images are drawn
+`<cache>/gan-metrics/<dataset>-<detector>-<md5>.npz` (or in an explicit `cache_dir`), the md5 taken over the
+dataset kwargs, a fingerprint of the dataset's files (names, sizes, mtimes), the detector key and the statistics
+options. Generated images are drawn
 with a seeded z, labels drawn from the dataset (conditional networks) and converted to uint8 as generate.py saves
 them. With several processes each rank takes a contiguous part of every chunk and the features are all-gathered,
 so that every rank ends with the same statistics, in the same order as a single process.
@@ -37,6 +38,7 @@ class MetricOptions:
     vgg16: str | None = None  # explicit VGG16 path or URL (precision/recall)
     classifier: str | None = None  # classifier.pkl for the spine-feature metrics
     cache: bool = True  # reuse and write real-image statistics
+    cache_dir: str | None = None  # where they go; None = the dnnlib cache (<cache>/gan-metrics)
     progress: bool = True  # tqdm bars (rank 0 only)
     seed: int = 0  # z, labels and real subsets
     batch_size: int = 64  # images per detector call
@@ -183,10 +185,11 @@ def dataset_fingerprint(path: str) -> str:
     return hashlib.md5(repr(entries).encode("utf-8")).hexdigest()
 
 
-def stats_cache_path(dataset_name: str, detector: Detector, key: dict) -> str:
-    """<cache>/gan-metrics/<dataset>-<detector>-<md5 of the key>.npz."""
+def stats_cache_path(dataset_name: str, detector: Detector, key: dict, cache_dir: str | None = None) -> str:
+    """<cache_dir or the dnnlib cache's gan-metrics>/<dataset>-<detector>-<md5 of the key>.npz."""
     digest = hashlib.md5(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-    return dnnlib.make_cache_dir_path("gan-metrics", f"{dataset_name}-{detector.name}-{digest}.npz")
+    name = f"{dataset_name}-{detector.name}-{digest}.npz"
+    return os.path.join(cache_dir, name) if cache_dir is not None else dnnlib.make_cache_dir_path("gan-metrics", name)
 
 
 def select_real_indices(dataset: Any, max_items: int | None, class_index: int | None, seed: int) -> np.ndarray:
@@ -222,7 +225,7 @@ def compute_feature_stats_for_dataset(opts: MetricOptions, detector: Detector, *
                                                  capture_all=capture_all, capture_mean_cov=capture_mean_cov,
                                                  seed=opts.seed))
     dataset = construct_dataset(dataset_kwargs)
-    cache_file = stats_cache_path(dataset.name, detector, key)
+    cache_file = stats_cache_path(dataset.name, detector, key, opts.cache_dir)
     if opts.cache and os.path.isfile(cache_file):
         return FeatureStats.load(cache_file)
 

@@ -268,7 +268,10 @@ def synthesize_variant(snapshot: str, class_names: list[str], label_mode: str, c
 
 def metrics_variant(snapshot: str, train_zip: str, classifier: str, config: ExperimentConfig,
                     workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Every configured metric against the real training images; a metric that cannot run says why."""
+    """Every configured metric against the real training images; a metric that cannot run says why.
+
+    Real-image statistics are cached in <outdir>/metrics/real-stats, so later variants reuse the first one's.
+    """
     from metrics import metric_main
     from training.serialization import load_generator
     G = load_generator(snapshot, "cpu").eval()
@@ -278,7 +281,7 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, config: Expe
         try:
             line = metric_main.calc_metric(metric, G=G, dataset_kwargs=dict(
                 class_name="training.dataset.ImageFolderDataset", path=train_zip, use_labels=True),
-                classifier=classifier, seed=config.seed, cache=False)
+                classifier=classifier, seed=config.seed, cache_dir=str(workdir.parent / "real-stats"))
         except (OSError, ValueError, RuntimeError) as exc:  # e.g. no detector weights offline
             errors[metric] = f"{type(exc).__name__}: {exc}"
             log(f"metric {metric} not computed: {errors[metric]}")

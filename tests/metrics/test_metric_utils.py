@@ -90,6 +90,19 @@ def test_real_statistics_are_cached_and_rebuilt_when_the_dataset_or_detector_cha
     assert other.seen == 24 and len(os.listdir(cache_dir / "gan-metrics")) == 3
 
 
+def test_real_statistics_go_to_an_explicit_cache_dir_and_are_reused_from_it(dataset, cache_dir, tmp_path):
+    counting = CountingDetector()
+    here = tmp_path / "experiment" / "real-stats"
+    first = compute_feature_stats_for_dataset(options(dataset, cache_dir=str(here)), counting.detector, full=True,
+                                              capture_all=True)
+    assert counting.seen == 12 and len(os.listdir(here)) == 1
+    assert not (cache_dir / "gan-metrics").exists()  # the dnnlib cache is left alone
+    again = compute_feature_stats_for_dataset(options(dataset, cache_dir=str(here)), counting.detector, full=True,
+                                              capture_all=True)
+    assert counting.seen == 12
+    np.testing.assert_array_equal(again.get_all(), first.get_all())
+
+
 def test_real_subsets_and_classes(dataset):
     counting = CountingDetector()
     stats = compute_feature_stats_for_dataset(options(dataset, cache=False), counting.detector, max_items=4,
