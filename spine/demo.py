@@ -13,7 +13,7 @@ Modes:
              show spine columns; the numbers are illustrative, not converged.
   benchmark  the paper's comparison (plain conditional StyleGAN2-ADA vs SpineGAN, plus DP-SGD when spine.dp is
              installed), 40 kimg each at 32x32, twice the phantom images, 1,000 synthetic images per class and
-             more metrics: about 1.5 hours on 2 CPU cores (docs/RESULTS.md has its table and run time).
+             more metrics: 68.5 minutes on an idle 2-core machine (docs/RESULTS.md has its table).
 """
 
 from __future__ import annotations
