@@ -3,9 +3,8 @@
 Real images go through the detector once per (dataset content, detector, options): the statistics are cached at
 `<cache>/gan-metrics/<dataset>-<detector>-<md5>.npz` (or in an explicit `cache_dir`), the md5 taken over the
 dataset kwargs, a fingerprint of the dataset's files (names, sizes, mtimes), the detector key and the statistics
-options. Generated images are drawn
-with a seeded z, labels drawn from the dataset (conditional networks) and converted to uint8 as generate.py saves
-them. With several processes each rank takes a contiguous part of every chunk and the features are all-gathered,
+options. Generated images are drawn with a seeded z, labels drawn from the dataset (conditional networks) and
+converted to uint8 as generate.py saves them. With several processes each rank takes a contiguous part of every chunk and the features are all-gathered,
 so that every rank ends with the same statistics, in the same order as a single process.
 """
 

@@ -552,7 +552,7 @@ def training_loop(
                                                  image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
                                                  rank, world, device,
                                                  plugin_metadata(discriminator_update, *generator_terms),
-                                                 metric_kwargs or {})
+                                                 metric_kwargs)
             stats_collector.update()
             outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
             if progress_fn is not None:
@@ -588,7 +588,7 @@ def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run
     snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, snapshot_metadata) \
         if rank == 0 else ""
     return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device,
-                       metric_kwargs or {})
+                       metric_kwargs)
 
 
 def write_checkpoint(path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase], progress: Progress,
