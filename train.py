@@ -112,7 +112,7 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         if not training_set.has_labels:
             raise UserError(f"--cond=True requires labels in {opts.data}/dataset.json")
     args.training_set_kwargs = dnnlib.EasyDict(
-        class_name="training.dataset.ImageFolderDataset", path=opts.data, use_labels=bool(opts.cond),
+        class_name="training.dataset.ImageFolderDataset", path=os.path.abspath(opts.data), use_labels=bool(opts.cond),
         max_size=len(training_set), xflip=opts.mirror, resolution=training_set.resolution,
         random_seed=opts.seed)
     args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=torch.cuda.is_available(), num_workers=opts.workers,

@@ -112,8 +112,9 @@ def test_existing_run_directory_is_never_reused(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_demo_run_then_exact_continuation(tmp_path):
-    """A real (short) CLI run, then --resume of its checkpoint: same options pass, others are refused."""
+def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
+    """A real (short) CLI run, then --resume of its checkpoint: same options pass (the data given by a relative
+    path this time), others are refused."""
     data = write_dataset(str(tmp_path / "ds"), n=16)
     out = str(tmp_path / "runs")
     common = ["--outdir", out, "--data", data, "--cfg", "demo", "--batch", "8", "--snap", "1000"]
@@ -124,6 +125,8 @@ def test_demo_run_then_exact_continuation(tmp_path):
     ckpt_path = os.path.join(run, "checkpoint.pt")
     refused = invoke(*common, "--kimg", "0.048", "--gamma", "3", "--resume", ckpt_path)
     assert refused.exit_code == 1 and "options differ from the checkpoint" in refused.output
+    monkeypatch.chdir(tmp_path)
+    common[common.index(data)] = os.path.relpath(data)
     cont = invoke(*common, "--kimg", "0.048", "--resume", ckpt_path)
     assert cont.exit_code == 0, cont.output
     log = open(os.path.join(out, "00001-ds-demo-kimg0.048-batch8-continued", "log.txt")).read()

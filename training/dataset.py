@@ -110,7 +110,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             if img.mode not in _MODE_CHANNELS:
                 raise DatasetError(f"{self._path}/{fname}: image mode {img.mode!r}; expected 8-bit "
                                    f"grayscale (L) or RGB (RGBA and palette images are not supported)")
-            image = np.asarray(img, dtype=np.uint8)
+            image = np.array(img, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
         image = image[:, :, np.newaxis] if image.ndim == 2 else image
         return image.transpose(2, 0, 1)  # HWC -> CHW
 

@@ -45,6 +45,7 @@ def test_folder_round_trip_and_int_labels(tmp_path):
     for i in range(5):
         img, label = ds[i]
         assert img.dtype == np.uint8 and img.shape == (1, 8, 8)
+        assert img.flags.writeable  # torch.as_tensor warns on read-only arrays (the DataLoader's collate)
         np.testing.assert_array_equal(img[0], arrays[i])
         np.testing.assert_array_equal(label, np.eye(2, dtype=np.float32)[i % 2])
     assert ds.image_info(3) == dict(file=names[3], image_id=None, study_id=None)
