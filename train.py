@@ -303,8 +303,9 @@ def configure_clinical(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
     """
     args.clinical = None
     if opts.clinical_loss is None:
-        if opts.clinical_weight is not None:
-            raise UserError("--clinical-weight needs --clinical-loss=<classifier.pkl>")
+        for flag, value in (("--clinical-weight", opts.clinical_weight), ("--clinical-augment", opts.clinical_augment)):
+            if value is not None:
+                raise UserError(f"{flag} needs --clinical-loss=<classifier.pkl>")
         return []
     from spine.classifier import check_compatible, load_classifier
     from training.dataset import ImageFolderDataset
@@ -323,9 +324,9 @@ def configure_clinical(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
     with open(opts.clinical_loss, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     args.clinical = dict(classifier=os.path.abspath(opts.clinical_loss), classifier_sha256=digest,
-                         weight=float(weight), label_mode=classifier.spec.label_mode,
-                         class_names=list(classifier.spec.class_names))
-    return [f"clinical{weight:g}"]
+                         weight=float(weight), augment=bool(opts.clinical_augment),
+                         label_mode=classifier.spec.label_mode, class_names=list(classifier.spec.class_names))
+    return [f"clinical{weight:g}" + ("-aug" if opts.clinical_augment else "")]
 
 
 def configure_metric_classifier(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
@@ -418,7 +419,8 @@ def build_plugins(args: dnnlib.EasyDict, device: torch.device) -> dict:
         from spine.classifier import load_classifier
         from spine.clinical_loss import ClinicalLoss
         classifier = load_classifier(args.clinical["classifier"], device)
-        plugins["generator_terms"] = [*plugins["generator_terms"], ClinicalLoss(classifier, args.clinical["weight"])]
+        term = ClinicalLoss(classifier, args.clinical["weight"], augment=args.clinical.get("augment", False))
+        plugins["generator_terms"] = [*plugins["generator_terms"], term]
     return plugins
 
 
@@ -521,6 +523,8 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--clinical-loss", help="classifier.pkl judging each generated image against its label",
               type=click.Path(exists=True, dir_okay=False), metavar="PKL")
 @click.option("--clinical-weight", help="Weight of the clinical loss [default: 0.1]", type=float, metavar="FLOAT")
+@click.option("--clinical-augment", help="Judge each image through a random flip/rotate/crop of the classifier's "
+              "training [default: false]", type=bool, metavar="BOOL")
 @click.option("--metrics-classifier", help="classifier.pkl for the *_spine and label_fidelity metrics "
               "[default: the --clinical-loss classifier]", type=click.Path(dir_okay=False), metavar="PKL")
 # Differential privacy (spine.dp).

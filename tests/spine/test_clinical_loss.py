@@ -137,6 +137,53 @@ def test_classifier_is_bit_identical_after_optimizing_a_generator():
     assert losses[-1] != losses[0]  # the generator did change
 
 
+def _with_augmentation(spec, **options):
+    classifier = _trained_classifier(spec)
+    classifier.provenance = dict(options=options)  # as stored by spine.classifier_training
+    return classifier
+
+
+def test_augmented_judge_without_a_transform_equals_the_plain_judge():
+    classifier = _with_augmentation(BINARY, flip_prob=0.0, max_rotate_deg=0.0, crop_scale=[1.0, 1.0])
+    img = torch.rand(6, 1, 16, 16) * 2 - 1
+    c = torch.eye(2)[torch.tensor([0, 1, 1, 0, 1, 0])]
+    torch.testing.assert_close(ClinicalLoss(classifier, augment=True)(img, c), ClinicalLoss(classifier)(img, c),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_augmented_judge_sees_the_mirrored_image_when_every_image_is_flipped():
+    classifier = _with_augmentation(LESION, flip_prob=1.0, max_rotate_deg=0.0, crop_scale=[1.0, 1.0])
+    img = torch.rand(5, 1, 16, 16) * 2 - 1
+    c = torch.eye(3)[torch.tensor([0, 2, 1, 2, 0])]
+    expected = ClinicalLoss(classifier, weight=0.5)(img.flip(3), c)
+    torch.testing.assert_close(ClinicalLoss(classifier, weight=0.5, augment=True)(img, c), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_augmented_judge_draws_from_the_seeded_global_generator_and_passes_gradients():
+    classifier = _with_augmentation(BINARY, flip_prob=0.3, max_rotate_deg=5.0, crop_scale=[0.8, 1.0])
+    term = ClinicalLoss(classifier, augment=True)
+    assert term.augment == dict(flip_prob=0.3, max_rotate_deg=5.0, crop_scale=(0.8, 1.0))
+    assert term.snapshot_metadata()["clinical_loss"]["augment"] == term.augment
+    img = (torch.rand(8, 1, 16, 16) * 2 - 1).requires_grad_(True)
+    c = torch.eye(2)[torch.randint(0, 2, (8,))]
+    torch.manual_seed(3)
+    first = term(img, c)
+    second = term(img, c)
+    torch.manual_seed(3)
+    again = term(img, c)
+    assert torch.equal(first, again) and not torch.equal(first, second)
+    first.sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+    assert all(p.grad is None for p in classifier.parameters())
+
+
+def test_augmentation_settings_default_to_the_classifier_training_defaults():
+    term = ClinicalLoss(_trained_classifier(BINARY), augment=True)  # no provenance: an older classifier.pkl
+    assert term.augment == dict(flip_prob=0.3, max_rotate_deg=5.0, crop_scale=(0.8, 1.0))
+    assert ClinicalLoss(_trained_classifier(BINARY)).augment is None
+
+
 def test_loss_refuses_wrong_labels_and_bare_networks():
     classifier = _trained_classifier(BINARY)
     with pytest.raises(ValueError, match=r"expected \[2, 2\] one-hot"):

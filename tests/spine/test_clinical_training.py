@@ -66,6 +66,7 @@ def test_mismatched_classifier_is_refused_before_training(tmp_path, captured, na
 
 @pytest.mark.parametrize("extra, message", [
     (["--clinical-weight", "0.1"], "--clinical-weight needs --clinical-loss"),
+    (["--clinical-augment", "1"], "--clinical-augment needs --clinical-loss"),
     (["--clinical-loss", "{pkl}", "--clinical-weight", "0"], "expected a positive weight"),
 ])
 def test_bad_clinical_options(tmp_path, captured, extra, message):
@@ -73,6 +74,17 @@ def test_bad_clinical_options(tmp_path, captured, extra, message):
     pkl = write_classifier(str(tmp_path / "c.pkl"))
     result = invoke(tmp_path, data, *[e.format(pkl=pkl) for e in extra])
     assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_clinical_augment_is_recorded_and_reaches_the_term(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    pkl = write_classifier(str(tmp_path / "c.pkl"))
+    result = invoke(tmp_path, data, "--clinical-loss", pkl, "--clinical-augment", "1")
+    assert result.exit_code == 0, result.output
+    args = captured[0]
+    assert os.path.basename(args.run_dir).endswith("-clinical0.1-aug") and args.clinical["augment"] is True
+    term, = train.build_plugins(args, "cpu")["generator_terms"]
+    assert term.augment is not None and term.augment["flip_prob"] == 0.3
 
 
 def test_clinical_loss_is_recorded_and_reaches_the_loss(tmp_path, captured):
@@ -89,6 +101,7 @@ def test_clinical_loss_is_recorded_and_reaches_the_loss(tmp_path, captured):
     assert "clinical" not in train.loop_kwargs(args)  # a plug-in setting, not a training_loop argument
     terms = train.build_plugins(args, "cpu")["generator_terms"]
     assert len(terms) == 1 and isinstance(terms[0], ClinicalLoss) and terms[0].weight == 0.25
+    assert saved["clinical"]["augment"] is False and terms[0].augment is None
 
     args.total_kimg = 0.008  # two iterations of 4 images
     args.kimg_per_tick = 0.004
