@@ -83,6 +83,9 @@ class ExperimentConfig:
     n_resamples: int = 1000
     seed: int = 0
     report: bool = True
+    # A second classifier (seed + 1, same training images) that no GAN trains against: label fidelity by it is
+    # the honest measure, since the clinical loss teaches a generator what its own judge looks at.
+    independent_judge: bool = True
 
     @staticmethod
     def from_dict(data: dict[str, Any], where: str = "config") -> "ExperimentConfig":
@@ -194,15 +197,16 @@ def import_split(source: str, split: str, config: ExperimentConfig, workdir: Pat
     return dict(dataset=str(dest))
 
 
-def train_classifier_step(train_zip: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
-    """The frozen classifier of the clinical loss and of the spine-feature metrics, chosen on validation only."""
+def train_classifier_step(train_zip: str, config: ExperimentConfig, workdir: Path, seed: int) -> dict[str, Any]:
+    """A frozen classifier (the clinical loss's and the metrics' judge, or the independent one), chosen on
+    validation only."""
     from spine.classifier import save_classifier
     from spine.classifier_data import load_labelled_images
     from spine.classifier_training import TrainOptions, train_classifier
     images = load_labelled_images(train_zip)
     result = train_classifier(images, TrainOptions(arch=config.classifier_arch, resolution=images.resolution,
                                                    epochs=config.classifier_epochs,
-                                                   patience=config.classifier_patience, seed=config.seed))
+                                                   patience=config.classifier_patience, seed=seed))
     path = workdir / "classifier.pkl"
     save_classifier(path, result.net, result.spec, result.provenance)
     return dict(classifier=str(path), best_val_auc=result.provenance["best_val_auc"],
@@ -266,26 +270,35 @@ def synthesize_variant(snapshot: str, class_names: list[str], label_mode: str, c
     return dict(dataset=str(dest))
 
 
-def metrics_variant(snapshot: str, train_zip: str, classifier: str, config: ExperimentConfig,
+INDEPENDENT = "independent_"  # prefix of the results of the independent judge
+
+
+def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str | None, config: ExperimentConfig,
                     workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Every configured metric against the real training images; a metric that cannot run says why.
 
+    With an independent `judge`, the label-fidelity metrics run again with it (results prefixed 'independent_').
     Real-image statistics are cached in <outdir>/metrics/real-stats, so later variants reuse the first one's.
     """
     from metrics import metric_main
     from training.serialization import load_generator
     G = load_generator(snapshot, "cpu").eval()
+    runs = [(metric, classifier, "") for metric in config.metrics]
+    if judge is not None:
+        runs += [(metric, judge, INDEPENDENT) for metric in config.metrics if metric.startswith("label_fidelity")]
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for metric in config.metrics:
+    for metric, judged_by, prefix in runs:
         try:
             line = metric_main.calc_metric(metric, G=G, dataset_kwargs=dict(
                 class_name="training.dataset.ImageFolderDataset", path=train_zip, use_labels=True),
-                classifier=classifier, seed=config.seed, cache_dir=str(workdir.parent / "real-stats"))
+                classifier=judged_by, seed=config.seed, cache_dir=str(workdir.parent / "real-stats"))
         except (OSError, ValueError, RuntimeError) as exc:  # e.g. no detector weights offline
-            errors[metric] = f"{type(exc).__name__}: {exc}"
-            log(f"metric {metric} not computed: {errors[metric]}")
+            errors[prefix + metric] = f"{type(exc).__name__}: {exc}"
+            log(f"metric {prefix + metric} not computed: {errors[prefix + metric]}")
             continue
+        line["results"] = {prefix + key: value for key, value in line["results"].items()}
+        line["metric"] = prefix + line["metric"]
         metric_main.report_metric(line, str(workdir))
         results.update(line["results"])
     return dict(results=results, errors=errors)
@@ -307,8 +320,12 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         source = out["phantom"]["root"]
     train_zip = steps.run("data/train", lambda w: import_split(source, "train", config, w))["dataset"]
     test_zip = steps.run("data/test", lambda w: import_split(source, "test", config, w))["dataset"]
-    out["classifier"] = steps.run("classifier", lambda w: train_classifier_step(train_zip, config, w))
+    out["classifier"] = steps.run("classifier", lambda w: train_classifier_step(train_zip, config, w, config.seed))
     classifier = out["classifier"]["classifier"]
+    judge = None
+    if config.independent_judge:
+        out["judge"] = steps.run("judge", lambda w: train_classifier_step(train_zip, config, w, config.seed + 1))
+        judge = out["judge"]["classifier"]
     class_names, label_mode = _dataset_classes(train_zip)
     synthetic = {}
     for variant in config.variants:
@@ -319,7 +336,7 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         synthetic[name] = steps.run(f"synthesize/{name}", lambda w: synthesize_variant(
             trained["snapshot"], class_names, label_mode, config, w))["dataset"]
         out[f"metrics/{name}"] = steps.run(f"metrics/{name}", lambda w: metrics_variant(
-            trained["snapshot"], train_zip, classifier, config, w, log))
+            trained["snapshot"], train_zip, classifier, judge, config, w, log))
     options = DownstreamOptions(epochs=config.downstream_epochs, patience=config.downstream_patience,
                                 seed=config.seed, n_resamples=config.n_resamples)
     out["downstream"] = steps.run("downstream", lambda w: _downstream(train_zip, synthetic, test_zip, w, options))
@@ -348,8 +365,8 @@ def _dataset_classes(path: str) -> tuple[list[str], str]:
 def _check_same_config(config: ExperimentConfig, outdir: Path) -> None:
     """Store the config on the first run; refuse to continue an experiment with a different one."""
     path = outdir / "config.json"
-    if path.is_file():
-        saved = json.loads(path.read_text())
+    if path.is_file():  # read through from_dict, so keys added since it was written take their defaults
+        saved = ExperimentConfig.from_dict(json.loads(path.read_text()), where=str(path)).to_dict()
         if saved != config.to_dict():
             diffs = sorted(k for k in set(saved) | set(config.to_dict()) if saved.get(k) != config.to_dict().get(k))
             raise click.ClickException(f"{outdir} holds an experiment with a different config (differs in {diffs});"

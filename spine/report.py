@@ -269,6 +269,10 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     if "classifier" in steps:
         body.append(f"<p class='note'>Spine classifier (clinical loss, spine-feature metrics): validation AUC "
                     f"{_fmt(steps['classifier']['best_val_auc'])} at epoch {steps['classifier']['best_epoch']}.</p>")
+    if "judge" in steps:
+        body.append(f"<p class='note'>independent_*: label fidelity judged by a second classifier (another seed, "
+                    f"the same training images; validation AUC {_fmt(steps['judge']['best_val_auc'])}) that no "
+                    f"generator was trained against.</p>")
 
     body.append("<h2 id='training-curves'>Training curves</h2>")
     run_dirs = {n: steps[f"train/{n}"]["run_dirs"] for n in names if f"train/{n}" in steps}

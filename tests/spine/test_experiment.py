@@ -1,5 +1,6 @@
 """spine.experiment: finished steps are skipped on restart, unfinished ones start clean, configs are checked."""
 
+import dataclasses
 import json
 import os
 
@@ -79,7 +80,7 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         experiment.run_experiment(TINY, tmp_path, log=lambda _text: None)
     done = sorted(p.name for p in (tmp_path / "steps").iterdir())
-    assert done == ["classifier.json", "data--test.json", "data--train.json", "metrics--plain.json",
+    assert done == ["classifier.json", "data--test.json", "data--train.json", "judge.json", "metrics--plain.json",
                     "metrics--spinegan.json", "phantom.json", "synthesize--plain.json", "synthesize--spinegan.json",
                     "train--plain.json", "train--spinegan.json"]
 
@@ -89,17 +90,31 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
     logged = []
     out = experiment.run_experiment(TINY, tmp_path, log=logged.append)
     assert calls == ["plain", "spinegan"]
-    assert sum("done earlier" in line for line in logged) == 10
+    assert sum("done earlier" in line for line in logged) == 11
     assert set(out["downstream"]["aucs"]) == {"real", "synthetic-plain", "real+synthetic-plain",
                                               "synthetic-spinegan", "real+synthetic-spinegan"}
     assert os.path.isfile(out["report"]["report"])
     metrics = out["metrics/spinegan"]
-    assert metrics["errors"] == {} and all(k.startswith("label_fidelity8") for k in metrics["results"])
-    assert metrics["results"] and all(0 <= v <= 1 for v in metrics["results"].values())
+    own = {k for k in metrics["results"] if k.startswith("label_fidelity8")}
+    independent = {k for k in metrics["results"] if k.startswith("independent_label_fidelity8")}
+    assert metrics["errors"] == {} and own and independent == {"independent_" + k for k in own}
+    assert all(0 <= v <= 1 for v in metrics["results"].values())
+    judges = [torch.load(out[step]["classifier"], weights_only=True)["provenance"]["options"]["seed"]
+              for step in ("classifier", "judge")]
+    assert judges == [TINY.seed, TINY.seed + 1]
     meta = load_network_pkl(out["train/spinegan"]["snapshot"])["metadata"]
     assert meta["cur_nimg"] == 1000
     command = out["train/spinegan"]["command"]
     assert "--clinical-weight=0.1" in command and not any("clinical" in a for a in out["train/plain"]["command"])
+
+
+def test_a_config_written_before_a_new_key_is_the_same_config(tmp_path):
+    older = TINY.to_dict()
+    del older["independent_judge"]  # written by a version without this key; its default applies
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    experiment._check_same_config(TINY, tmp_path)
+    with pytest.raises(Exception, match=r"differs in \['independent_judge'\]"):
+        experiment._check_same_config(dataclasses.replace(TINY, independent_judge=False), tmp_path)
 
 
 def test_restart_with_another_config_is_refused(tmp_path):

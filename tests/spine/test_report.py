@@ -55,10 +55,12 @@ def experiment_dir(tmp_path):
     (tmp_path / "downstream.json").write_text(json.dumps(downstream))
     mark(tmp_path, "data/train", dict(dataset=train))
     mark(tmp_path, "classifier", dict(classifier="c.pkl", best_val_auc=0.93, best_epoch=4))
+    mark(tmp_path, "judge", dict(classifier="j.pkl", best_val_auc=0.91, best_epoch=5))
     snapshot = str(run_dir / "network-snapshot-000002.pkl")
     mark(tmp_path, "train/spinegan", dict(run_dirs=[str(run_dir)], snapshot=snapshot))
     mark(tmp_path, "synthesize/spinegan", dict(dataset=synthetic))
-    mark(tmp_path, "metrics/spinegan", dict(results=dict(label_fidelity8_accuracy=0.75),
+    mark(tmp_path, "metrics/spinegan", dict(results=dict(label_fidelity8_accuracy=0.75,
+                                                           independent_label_fidelity8_accuracy=0.625),
                                             errors=dict(fid500_full="OSError: no Inception weights")))
     mark(tmp_path, "downstream", dict(json=str(tmp_path / "downstream.json")))
     return tmp_path
@@ -72,6 +74,8 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
     assert "test AUC 0.900" in page and "AUC 0.810 (ratio to real 0.90, 95% CI 0.80-0.99)" in page
     assert "<td>0.810</td><td>0.700-0.900</td><td>0.900 (0.800-0.990)</td>" in page
     assert "<td>label_fidelity8_accuracy</td><td>0.7500</td>" in page
+    assert "<td>independent_label_fidelity8_accuracy</td><td>0.6250</td>" in page
+    assert "no generator was trained against" in page and "validation AUC 0.910" in page
     assert "not computed: OSError: no Inception weights" in page
     assert "--dp=1" in page and "does not cover the classifier" in page and "Not for" in page
     assert "seeded phantom" in page and "validation AUC 0.930 at epoch 4" in page
