@@ -20,6 +20,7 @@ Multi-process: `--gpus=N` spawns N local processes (env:// rendezvous), or launc
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -380,10 +381,22 @@ RESUME_MUTABLE = {"total_kimg", "image_snapshot_ticks", "network_snapshot_ticks"
                   "kimg_per_tick", "metric_kwargs"}
 
 
+def comparable_options(options: dict) -> dict:
+    """Options as recorded by the current version: checkpoints written before the dataset path was made absolute or
+    before --clinical-augment existed describe the same run as one written now."""
+    options = copy.deepcopy(options)
+    data = options.get("training_set_kwargs") or {}
+    if "path" in data:
+        data["path"] = os.path.abspath(data["path"])
+    if options.get("clinical"):
+        options["clinical"].setdefault("augment", False)
+    return options
+
+
 def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
     """Refuse to continue a checkpoint with options that would make it a different run."""
-    saved = ckpt.load_checkpoint(path)["options"]
-    ours = ckpt.plain(run_options(args))
+    saved = comparable_options(ckpt.load_checkpoint(path)["options"])
+    ours = comparable_options(ckpt.plain(run_options(args)))
     diffs = [k for k in sorted(set(saved) | set(ours))
              if k not in RESUME_MUTABLE and saved.get(k) != ours.get(k)]
     if diffs:

@@ -111,6 +111,19 @@ def test_existing_run_directory_is_never_reused(tmp_path, monkeypatch):
         create_run_dir(str(tmp_path), "x")
 
 
+def test_checkpoints_of_earlier_versions_compare_equal(tmp_path, monkeypatch):
+    """Options recorded before the data path was made absolute and before --clinical-augment still match."""
+    monkeypatch.chdir(tmp_path)
+    older = dict(training_set_kwargs=dict(path="data/x.zip", resolution=32), clinical=dict(weight=0.1), kimg=5)
+    now = dict(training_set_kwargs=dict(path=str(tmp_path / "data" / "x.zip"), resolution=32),
+               clinical=dict(weight=0.1, augment=False), kimg=5)
+    assert train.comparable_options(older) == train.comparable_options(now)
+    assert older["training_set_kwargs"]["path"] == "data/x.zip" and "augment" not in older["clinical"]  # not mutated
+    augmented = dict(now, clinical=dict(weight=0.1, augment=True))
+    assert train.comparable_options(older) != train.comparable_options(augmented)
+    assert train.comparable_options(dict(clinical=None)) == dict(clinical=None)
+
+
 @pytest.mark.slow
 def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
     """A real (short) CLI run, then --resume of its checkpoint: same options pass (the data given by a relative
