@@ -65,8 +65,9 @@ class ClinicalLoss:
         """Recorded in every network snapshot by the training loop: which classifier judged, and how strongly."""
         spec = self.classifier.spec
         return dict(clinical_loss=dict(
-            weight=self.weight, augment=self.augment, label_mode=spec.label_mode, class_names=list(spec.class_names), arch=spec.arch,
-            resolution=spec.resolution, classifier_dataset_sha256=self.classifier.provenance.get("dataset_sha256")))
+            weight=self.weight, augment=self.augment, label_mode=spec.label_mode, class_names=list(spec.class_names),
+            arch=spec.arch, resolution=spec.resolution,
+            classifier_dataset_sha256=self.classifier.provenance.get("dataset_sha256")))
 
     def _judged_input(self, classifier: SpineClassifier, gen_img: torch.Tensor) -> torch.Tensor:
         """The classifier's input for generated images; with `augment`, one random training transform each
