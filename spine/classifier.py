@@ -15,7 +15,7 @@ on the class probabilities (sigmoid of the logit for 'abnormality', softmax per 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +97,17 @@ def uint8_to_input(x: torch.Tensor, spec: ClassifierSpec) -> torch.Tensor:
     return normalize_pixels(to_classifier_pixels(x.to(torch.float32), spec), spec)
 
 
-def generated_to_input(img: torch.Tensor, spec: ClassifierSpec) -> torch.Tensor:
+def generated_to_input(img: torch.Tensor, spec: ClassifierSpec,
+                       transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Generator output, floats in [-1, 1] NCHW (any size/channels) -> network input, differentiably.
 
-    Equals `uint8_to_input` of the same image saved as PNG by generate.py and reloaded.
+    Equals `uint8_to_input` of the same image saved as PNG by generate.py and reloaded. `transform` (e.g. the
+    training augmentation) acts on the classifier-sized pixels before the intensity normalisation.
     """
     if not img.is_floating_point():
         raise ValueError(f"expected float generator output in [-1, 1], got {img.dtype}")
-    return normalize_pixels(to_classifier_pixels(quantize_generated(img.to(torch.float32)), spec), spec)
+    pixels = to_classifier_pixels(quantize_generated(img.to(torch.float32)), spec)
+    return normalize_pixels(pixels if transform is None else transform(pixels), spec)
 
 
 def logits_to_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -143,9 +146,10 @@ class SpineClassifier(nn.Module):
         """uint8 images NCHW (any size, 1 or 3 channels) -> network input on this classifier's device."""
         return uint8_to_input(x.to(self.device), self.spec)
 
-    def preprocess_generated(self, img: torch.Tensor) -> torch.Tensor:
+    def preprocess_generated(self, img: torch.Tensor,
+                             transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Generator output in [-1, 1] -> network input, differentiably; see `generated_to_input`."""
-        return generated_to_input(img, self.spec)
+        return generated_to_input(img, self.spec, transform)
 
     def preprocess(self, img: torch.Tensor) -> torch.Tensor:
         """uint8 -> `preprocess_uint8`; float (generator output in [-1, 1]) -> `preprocess_generated`."""

@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spine.classifier import (SpineClassifier, check_compatible, normalize_pixels, quantize_generated,
-                              to_classifier_pixels)
+from spine.classifier import SpineClassifier, check_compatible
 from spine.classifier_training import TrainOptions, augment_batch
 from spine.evaluation import evaluate_scores
 
@@ -54,7 +53,7 @@ class ClinicalLoss:
             raise ValueError(f"clinical loss: conditioning labels of shape {tuple(gen_c.shape)}; expected "
                              f"[{gen_img.shape[0]}, {num_classes}] one-hot labels")
         classifier = self._frozen_on(gen_img.device)
-        logits = classifier(self._judged_input(classifier, gen_img))
+        logits = classifier(classifier.preprocess_generated(gen_img, self._random_transform))
         if self.binary:
             loss = F.binary_cross_entropy_with_logits(logits[:, 0], gen_c[:, 1].to(logits.dtype), reduction="none")
         else:
@@ -69,13 +68,10 @@ class ClinicalLoss:
             arch=spec.arch, resolution=spec.resolution,
             classifier_dataset_sha256=self.classifier.provenance.get("dataset_sha256")))
 
-    def _judged_input(self, classifier: SpineClassifier, gen_img: torch.Tensor) -> torch.Tensor:
-        """The classifier's input for generated images; with `augment`, one random training transform each
-        (drawn from torch's global generator, which the training loop seeds and checkpoints)."""
-        if self.augment is None:
-            return classifier.preprocess_generated(gen_img)
-        pixels = to_classifier_pixels(quantize_generated(gen_img.to(torch.float32)), classifier.spec)
-        return normalize_pixels(augment_batch(pixels, None, **self.augment), classifier.spec)
+    def _random_transform(self, pixels: torch.Tensor) -> torch.Tensor:
+        """With `augment`, one random training transform per image (drawn from torch's global generator, which
+        the training loop seeds and checkpoints); else the pixels unchanged."""
+        return pixels if self.augment is None else augment_batch(pixels, None, **self.augment)
 
     def _frozen_on(self, device: torch.device) -> SpineClassifier:
         if self.classifier.device != device:
