@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU session's checks, as one short script for a lent CUDA machine (docs/PERFORMANCE.md, "GPU").
+#
+#   [WHEELS=DIR] [SPINE256=ZIP] [DEMO32=ZIP [CLASSIFIER=PKL]] bash bench/gpu_check.sh OUTDIR
+#
+# 1. machine facts (nvidia-smi, torch), 2. build both CUDA plugins for this card (tools/check_cuda_build.py),
+# 3. the GPU tests (CUDA plugin parity, fp16 blocks), 4. bench/ops.py --device cuda (kernel vs reference),
+# 5. training speed from train.py's own tick lines: --cfg=spine at 256x256 and, given DEMO32, --cfg=demo at 32x32.
+# WHEELS holds wheels of packages the machine lacks (pydicom, opacus), installed to /tmp/site.
+# SPINE256 / DEMO32 are labelled datasets at 256x256 / 32x32 (any content: only the speed is read); without
+# SPINE256 the phantom makes one. CLASSIFIER (a 32x32 abnormality classifier) adds the clinical loss, with
+# --clinical-augment=1, to the 32x32 run: a check that SpineGAN's generator term runs on the GPU. Each step has its own time limit and log under OUTDIR; a failed step does not stop the rest.
+set -u
+out=${1:?usage: [WHEELS=DIR] [SPINE256=ZIP] [DEMO32=ZIP [CLASSIFIER=PKL]] gpu_check.sh OUTDIR}
+wheels=${WHEELS:-}
+spine256=${SPINE256:-}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
+py=${PYTHON:-python3}
+
+step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUTDIR/NAME.txt, print its tail and status
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    timeout "$limit" "$@" >"$out/$name.txt" 2>&1
+    local rc=$?
+    echo "== $name: exit $rc, $((SECONDS - start)) s"
+    tail -n 25 "$out/$name.txt"
+}
+
+if [ -n "$wheels" ]; then
+    $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$wheels"/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+step machine 30 bash -c "nvidia-smi; $py -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())'; nvcc --version | tail -2"
+step build 200 $py tools/check_cuda_build.py
+step gpu_tests 120 $py -m pytest -q -p no:cacheprovider -m gpu tests/torch_utils tests/training
+step ops 90 $py bench/ops.py --device cuda
+
+if [ -z "$spine256" ]; then
+    spine256=/tmp/spine256.zip
+    $py -m spine.phantom --outdir /tmp/phantom256 --num-train 256 --num-test 0 --size 256 --workers 8 >/dev/null &&
+        $py -m spine.dataset_tool --source /tmp/phantom256 --dest "$spine256" --resolution 256 --labels abnormality \
+            --workers 8 >/dev/null
+fi
+step train_spine256 120 $py train.py --outdir /tmp/runs256 --data="$spine256" --cfg=spine --cond=1 --kimg=6 \
+    --kimg-per-tick=1 --snap=1000 --metrics=none
+if [ -n "${DEMO32:-}" ]; then
+    step train_demo32 60 $py train.py --outdir /tmp/runs32 --data="$DEMO32" --cfg=demo --cond=1 --kimg=6 \
+        --snap=1000 ${CLASSIFIER:+--clinical-loss="$CLASSIFIER" --clinical-weight=0.1 --clinical-augment=1}
+fi
