@@ -9,7 +9,9 @@
 # WHEELS holds wheels of packages the machine lacks (pydicom, opacus), installed to /tmp/site.
 # SPINE256 / DEMO32 are labelled datasets at 256x256 / 32x32 (any content: only the speed is read); without
 # SPINE256 the phantom makes one. CLASSIFIER (a 32x32 abnormality classifier) adds the clinical loss, with
-# --clinical-augment=1, to the 32x32 run: a check that SpineGAN's generator term runs on the GPU. Each step has its own time limit and log under OUTDIR; a failed step does not stop the rest.
+# --clinical-augment=1, to the 32x32 run: a check that SpineGAN's generator term runs on the GPU.
+# Each step has its own time limit and log under OUTDIR (OUTDIR/summary.txt: each step's exit status and
+# seconds); a failed step does not stop the rest.
 set -u
 out=${1:?usage: [WHEELS=DIR] [SPINE256=ZIP] [DEMO32=ZIP [CLASSIFIER=PKL]] gpu_check.sh OUTDIR}
 wheels=${WHEELS:-}
@@ -24,7 +26,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUTDIR/NAME.t
     local start=$SECONDS
     timeout "$limit" "$@" >"$out/$name.txt" 2>&1
     local rc=$?
-    echo "== $name: exit $rc, $((SECONDS - start)) s"
+    echo "== $name: exit $rc, $((SECONDS - start)) s" | tee -a "$out/summary.txt"
     tail -n 25 "$out/$name.txt"
 }
 
@@ -43,9 +45,9 @@ if [ -z "$spine256" ]; then
         $py -m spine.dataset_tool --source /tmp/phantom256 --dest "$spine256" --resolution 256 --labels abnormality \
             --workers 8 >/dev/null
 fi
-step train_spine256 120 $py train.py --outdir /tmp/runs256 --data="$spine256" --cfg=spine --cond=1 --kimg=6 \
+step train_spine256 120 $py train.py --outdir /tmp/runs256 --data="$spine256" --cfg=spine --cond=1 --kimg=5 \
     --kimg-per-tick=1 --snap=1000 --metrics=none
 if [ -n "${DEMO32:-}" ]; then
-    step train_demo32 60 $py train.py --outdir /tmp/runs32 --data="$DEMO32" --cfg=demo --cond=1 --kimg=6 \
+    step train_demo32 45 $py train.py --outdir /tmp/runs32 --data="$DEMO32" --cfg=demo --cond=1 --kimg=4 \
         --snap=1000 ${CLASSIFIER:+--clinical-loss="$CLASSIFIER" --clinical-weight=0.1 --clinical-augment=1}
 fi

@@ -66,6 +66,11 @@ def naive_bias_act(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------
 # Timing.
 
+def assert_same_numbers(out: torch.Tensor, naive_out: torch.Tensor) -> None:
+    """Same op, same numbers (float32 round-off): otherwise the timing comparison would be meaningless."""
+    torch.testing.assert_close(out, naive_out, rtol=1e-4, atol=1e-4 * naive_out.abs().max().item())
+
+
 def time_ms(fn: Callable[[], torch.Tensor], device: torch.device, reps: int) -> float:
     """Median wall time of fn() in milliseconds (after one warm-up call)."""
     def sync():
@@ -132,14 +137,18 @@ def benchmark_cases(batch: int, device: torch.device) -> list[tuple[str, str, Ca
 @click.command()
 @click.option('--device', default='cpu', show_default=True, help='cpu or cuda')
 @click.option('--batch', type=int, default=None, help='batch size [default: 1 on CPU, 8 on CUDA]')
-@click.option('--reps', type=int, default=3, show_default=True, help='timed runs per measurement')
-def main(device: str, batch: int | None, reps: int) -> None:
+@click.option('--reps', type=int, default=None, help='timed runs per measurement [default: 3 on CPU, 25 on CUDA]')
+def main(device: str, batch: int | None, reps: int | None) -> None:
     """Print reference vs naive (and CUDA) timings of the ops."""
     device = torch.device(device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise click.BadParameter('CUDA is not available on this machine', param_hint='--device')
-    batch = batch or (8 if device.type == 'cuda' else 1)
     on_cuda = device.type == 'cuda'
+    batch = batch or (8 if on_cuda else 1)
+    reps = reps or (25 if on_cuda else 3)
+    if on_cuda:  # As in training (--allow-tf32 defaults to false): TF32 convolutions would miss the 1e-4 check.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     header = f'{"op":<22}{"shape":<26}{"ref ms":>10}{"naive ms":>10}{"naive/ref":>10}'
     if on_cuda:
         header += f'{"cuda ms":>10}{"ref/cuda":>10}'
@@ -151,13 +160,13 @@ def main(device: str, batch: int | None, reps: int) -> None:
         for op, shape, fast_fn, naive_fn in benchmark_cases(batch, device):
             naive_out = naive_fn()
             with ops_impl('ref'):
-                # Same op, same numbers: otherwise the comparison would be meaningless.
-                torch.testing.assert_close(fast_fn(), naive_out, rtol=1e-4, atol=1e-4 * naive_out.abs().max().item())
+                assert_same_numbers(fast_fn(), naive_out)
                 ref_ms = time_ms(fast_fn, device, reps)
             naive_ms = time_ms(naive_fn, device, reps)
             line = f'{op:<22}{shape:<26}{ref_ms:>10.2f}{naive_ms:>10.2f}{naive_ms / ref_ms:>10.2f}'
             if on_cuda:
                 with ops_impl('cuda'):
+                    assert_same_numbers(fast_fn(), naive_out)
                     cuda_ms = time_ms(fast_fn, device, reps)
                 line += f'{cuda_ms:>10.2f}{ref_ms / cuda_ms:>10.2f}'
             print(line, flush=True)

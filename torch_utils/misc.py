@@ -54,6 +54,22 @@ def assert_shape(tensor: torch.Tensor, ref_shape: Sequence[int | None]) -> None:
                                  f'(shape {tuple(tensor.shape)}, expected {tuple(ref_shape)})')
 
 
+def is_dense(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` fills its storage span without gaps or overlaps, in any dimension order.
+
+    True for contiguous and channels_last tensors and their permutations; false for slices with gaps and for
+    expanded (stride 0) dimensions. Tensor.is_non_overlapping_and_dense() says the same but is missing from
+    some torch releases (2.11), so the CUDA plugins' callers use this.
+    """
+    expected_stride = 1
+    sized = [d for d in range(tensor.ndim) if tensor.shape[d] != 1]  # a size-1 dimension's stride is arbitrary
+    for d in sorted(sized, key=tensor.stride):
+        if tensor.stride(d) != expected_stride:
+            return False
+        expected_stride *= tensor.shape[d]
+    return True
+
+
 # ----------------------------------------------------------------------------------------------------
 # Modules.
 

@@ -33,6 +33,28 @@ def test_constant_is_cached_per_value_dtype_and_shape():
     assert misc.nan_to_num(torch.tensor([float('nan'), 1.0])).tolist() == [0.0, 1.0]
 
 
+def _offsets_fill_a_span(t: torch.Tensor) -> bool:
+    """Brute force: every element's storage offset is distinct and together they fill one unbroken range."""
+    index = np.indices(t.shape).reshape(t.ndim, t.numel())
+    offsets = (np.array(t.stride(), dtype=np.int64).reshape(t.ndim, 1) * index).sum(0)
+    return len(set(offsets.tolist())) == t.numel() and offsets.max() - offsets.min() + 1 == t.numel()
+
+
+def test_is_dense_matches_brute_force_over_layouts():
+    x = torch.zeros(2, 3, 4, 5)
+    layouts = {
+        'contiguous': x, 'channels_last': x.contiguous(memory_format=torch.channels_last),
+        'permuted': x.permute(3, 1, 0, 2), 'transposed 2-D': torch.zeros(6, 7).t(),
+        'size-1 dims': torch.zeros(1, 3, 1, 5).as_strided([1, 3, 1, 5], [99, 5, 7, 1]),
+        'sliced with a gap': x[:, :, :, ::2], 'narrowed': x[:, 1:], 'expanded': torch.zeros(3, 1).expand(3, 4),
+        'overlapping': torch.zeros(10).as_strided([4, 3], [1, 1]), 'one element': torch.zeros(()),
+    }
+    verdicts = {name: misc.is_dense(t) for name, t in layouts.items()}
+    assert verdicts == {name: _offsets_fill_a_span(t) for name, t in layouts.items()}
+    assert [name for name, dense in verdicts.items() if not dense] == [
+        'sliced with a gap', 'narrowed', 'expanded', 'overlapping']
+
+
 class _Net(torch.nn.Module):
     def __init__(self, width=3):
         super().__init__()

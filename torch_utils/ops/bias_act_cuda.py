@@ -12,7 +12,7 @@ import types
 
 import torch
 
-from .. import custom_ops
+from .. import custom_ops, misc
 from .bias_act import activation_funcs
 
 _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -114,7 +114,7 @@ def bias_act_cuda(x: torch.Tensor, b: torch.Tensor | None, dim: int, act: str, a
     if b is not None and b.dtype != x.dtype:  # Same promotion as the reference's x + b.
         dtype = torch.result_type(x, b)
         x, b = x.to(dtype), b.to(dtype)
-    if not x.is_non_overlapping_and_dense():
+    if not misc.is_dense(x):
         x = x.contiguous()
     b = _empty(x) if b is None else b.contiguous()
     return _BiasAct.apply(x, b, _Config(dim, act, float(alpha), float(gain), clamp))
