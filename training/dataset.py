@@ -34,6 +34,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                  use_labels: bool = False, xflip: bool = False, random_seed: int = 0) -> None:
         self._path = os.fspath(path)
         self._zipfile: zipfile.ZipFile | None = None
+        self._zipfile_pid: int | None = None  # the process that opened _zipfile
         self._type = "dir" if os.path.isdir(self._path) else "zip"
         self._all_fnames = self._list_files()
         self._image_fnames = sorted(f for f in self._all_fnames if f.lower().endswith(_IMAGE_EXTENSIONS))
@@ -59,9 +60,12 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return self._get_zipfile().namelist()
 
     def _get_zipfile(self) -> zipfile.ZipFile:
-        # Opened lazily so that each DataLoader worker gets its own handle.
-        if self._zipfile is None:
+        # One handle per process: a forked DataLoader worker inherits the parent's open file, whose read offset
+        # the processes would share and move under each other (corrupt reads, "Bad CRC-32"). So a worker
+        # opens its own, and leaves the inherited one to the parent.
+        if self._zipfile is None or self._zipfile_pid != os.getpid():
             self._zipfile = zipfile.ZipFile(self._path)
+            self._zipfile_pid = os.getpid()
         return self._zipfile
 
     def _open_file(self, fname: str):
@@ -70,12 +74,12 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return self._get_zipfile().open(fname, "r")
 
     def close(self) -> None:
-        if self._zipfile is not None:
+        if self._zipfile is not None and self._zipfile_pid == os.getpid():
             self._zipfile.close()
         self._zipfile = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__, _zipfile=None)
+        return dict(self.__dict__, _zipfile=None, _zipfile_pid=None)
 
     def __del__(self) -> None:
         try:
