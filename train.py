@@ -25,12 +25,14 @@ import hashlib
 import json
 import os
 import socket
+import sys
 from typing import Any, Callable
 
 import click
 import torch
 
 import dnnlib
+from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
 from training.run_dir import create_run_dir
@@ -449,7 +451,8 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
         if rank == 0 else None
     try:
         kwargs = loop_kwargs(args)
-        training_loop(rank=rank, **kwargs, **build_plugins(args, device), options=ckpt.plain(run_options(args)))
+        with custom_ops.choices_logged_to(sys.stdout):  # the log says whether CUDA plugins or reference ops run
+            training_loop(rank=rank, **kwargs, **build_plugins(args, device), options=ckpt.plain(run_options(args)))
     finally:
         if logger is not None:
             logger.close()

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import train
+from torch_utils import custom_ops
 from training.augment import augpipe_specs
 from training.run_dir import create_run_dir, next_run_id
 
@@ -131,10 +132,12 @@ def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
     data = write_dataset(str(tmp_path / "ds"), n=16)
     out = str(tmp_path / "runs")
     common = ["--outdir", out, "--data", data, "--cfg", "demo", "--batch", "8", "--snap", "1000"]
+    custom_ops.reset_state()  # so that this run logs the ops' choice of implementation afresh
     result = invoke(*common, "--kimg", "0.032", "--kimg-per-tick", "0.016")
     assert result.exit_code == 0, result.output
     run = os.path.join(out, "00000-ds-demo-kimg0.032-batch8")
     assert {"checkpoint.pt", "log.txt", "stats.jsonl", "fakes000000.png", "network-snapshot-000000.pkl"} <= set(os.listdir(run))
+    assert "bias_act: using reference path (tensor is on cpu" in open(os.path.join(run, "log.txt")).read()
     ckpt_path = os.path.join(run, "checkpoint.pt")
     refused = invoke(*common, "--kimg", "0.048", "--gamma", "3", "--resume", ckpt_path)
     assert refused.exit_code == 1 and "options differ from the checkpoint" in refused.output

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import time
 import types
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TextIO
 
 import torch
 
@@ -96,6 +96,27 @@ def _log_once(op_name: str, key: str, describe: Callable[[], str], level: int = 
     if (op_name, key) not in _logged:
         _logged.add((op_name, key))
         logger.log(level, '%s: %s', op_name, describe())
+
+
+@contextlib.contextmanager
+def choices_logged_to(stream: TextIO) -> Iterator[None]:
+    """Within the block, write the ops' choice of implementation (one INFO line per op, warnings too) to `stream`.
+
+    Long jobs use this so that their log says whether the CUDA plugins or the reference paths run; the
+    library itself only logs, and leaves handlers to the program. Inside the block the lines do not also
+    propagate to the root logger, which some imported packages (opacus) configure: they would show twice.
+    """
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter('%(message)s'))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.level, logger.propagate = saved
 
 
 def _describe_plugin(op_name: str, tensor: torch.Tensor) -> str:

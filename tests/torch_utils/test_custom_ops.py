@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import io
 import logging
 import os
 import subprocess
@@ -85,6 +86,17 @@ def test_one_log_line_per_op(caplog):
         'bias_act: using reference path (tensor is on cpu, not on a CUDA device)',
         'upfirdn2d: using reference path (requested)',
     ]
+
+
+def test_choices_logged_to_a_stream_inside_the_block_only():
+    stream = io.StringIO()
+    before = custom_ops.logger.handlers[:], custom_ops.logger.level, custom_ops.logger.propagate
+    with custom_ops.choices_logged_to(stream):
+        for _ in range(2):
+            custom_ops.resolve_impl('bias_act', None, torch.zeros(1))
+    custom_ops.resolve_impl('upfirdn2d', None, torch.zeros(1))  # after the block: not in the stream
+    assert stream.getvalue() == 'bias_act: using reference path (tensor is on cpu, not on a CUDA device)\n'
+    assert (custom_ops.logger.handlers, custom_ops.logger.level, custom_ops.logger.propagate) == before
 
 
 def test_plugin_that_loads_is_used_and_logged(fake_gpu, caplog):
