@@ -45,7 +45,7 @@ if [ -z "$spine256" ]; then
         $py -m spine.dataset_tool --source /tmp/phantom256 --dest "$spine256" --resolution 256 --labels abnormality \
             --workers 8 >/dev/null
 fi
-step train_spine256 120 $py train.py --outdir /tmp/runs256 --data="$spine256" --cfg=spine --cond=1 --kimg=5 \
+step train_spine256 150 $py train.py --outdir /tmp/runs256 --data="$spine256" --cfg=spine --cond=1 --kimg=3 \
     --kimg-per-tick=1 --snap=1000 --metrics=none
 if [ -n "${DEMO32:-}" ]; then
     step train_demo32 45 $py train.py --outdir /tmp/runs32 --data="$DEMO32" --cfg=demo --cond=1 --kimg=4 \
