@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from training import checkpoint as ckpt
-from training.training_loop import training_loop, update_ema
+from training.training_loop import Progress, format_duration, time_left, training_loop, update_ema
 from training.serialization import load_network_pkl
 
 
@@ -61,9 +61,11 @@ def dataset(tmp_path_factory) -> str:
     return write_dataset(str(tmp_path_factory.mktemp("data") / "ds"))
 
 
-def test_tiny_run_writes_every_output(dataset, tmp_path):
+def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
     run = str(tmp_path / "run")
     training_loop(**loop_kwargs(dataset, run, total_kimg=0.012))  # 3 iterations, ticks 0..2
+    ticks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tick")]
+    assert len(ticks) == 3 and "left -" in ticks[0] and ticks[-1].split("left ")[1].startswith("0s")
     files = set(os.listdir(run))
     assert {"reals.png", "fakes_init.png", "fakes000000.png", "stats.jsonl", "checkpoint.pt",
             "network-snapshot-000000.pkl"} <= files
@@ -82,6 +84,13 @@ def test_tiny_run_writes_every_output(dataset, tmp_path):
     # ADA moved p away from 0.2 by whole steps of batch * interval / (ada_kimg * 1000) = 0.04.
     p = float(state["nets"]["augment_pipe"]["state_dict"]["p"])
     assert p != pytest.approx(0.2) and ((p - 0.2) / 0.04) == pytest.approx(round((p - 0.2) / 0.04), abs=1e-5)
+
+
+def test_time_left_formats_the_remaining_kimg_at_the_last_speed():
+    assert [format_duration(s) for s in (0, 35.4, 725, 3725, 90000)] == ["0s", "35s", "12m05s", "1h02m", "25h00m"]
+    assert time_left(Progress(cur_nimg=20_000, cur_tick=3), total_kimg=30, sec_per_kimg=20) == "3m20s"
+    assert time_left(Progress(cur_nimg=0, cur_tick=0), total_kimg=30, sec_per_kimg=500) == "-"  # start-up tick
+    assert time_left(Progress(cur_nimg=31_000, cur_tick=9), total_kimg=30, sec_per_kimg=20) == "0s"
 
 
 def final_state(run: str) -> dict:
