@@ -4,7 +4,7 @@
 #   [WHEELS=DIR] [SPINE256=ZIP] [DEMO32=ZIP [CLASSIFIER=PKL]] bash bench/gpu_check.sh OUTDIR
 #
 # 1. machine facts (nvidia-smi, torch), 2. build both CUDA plugins for this card (tools/check_cuda_build.py),
-# 3. the GPU tests (CUDA plugin parity, fp16 blocks), 4. bench/ops.py --device cuda (kernel vs reference),
+# 3. the GPU tests (CUDA plugin parity, fp16 blocks), 4. bench/ops.py --device cuda, forward and --backward,
 # 5. training speed from train.py's own tick lines: --cfg=spine at 256x256 and, given DEMO32, --cfg=demo at 32x32.
 # WHEELS holds wheels of packages the machine lacks (pydicom, opacus), installed to /tmp/site.
 # SPINE256 / DEMO32 are labelled datasets at 256x256 / 32x32 (any content: only the speed is read); without
@@ -38,6 +38,7 @@ step machine 30 bash -c "nvidia-smi; $py -c 'import torch; print(torch.__version
 step build 200 $py tools/check_cuda_build.py
 step gpu_tests 120 $py -m pytest -q -p no:cacheprovider -m gpu tests/torch_utils tests/training
 step ops 90 $py bench/ops.py --device cuda
+step ops_backward 120 $py bench/ops.py --device cuda --backward
 
 if [ -z "$spine256" ]; then
     spine256=/tmp/spine256.zip

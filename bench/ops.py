@@ -2,10 +2,12 @@
 
 Each op's reference path is compared with a naive zero-insertion implementation of the same op,
 measured in the same run; on a CUDA device the CUDA plugins (impl='cuda') are timed against the
-reference path too. Forward passes, median of --reps runs after one warm-up.
+reference path too. Forward passes (with --backward: forward and the gradients of all inputs), median of
+--reps runs after one warm-up.
 
     python bench/ops.py                  # CPU, batch 1
     python bench/ops.py --device cuda    # GPU, batch 8, plus impl='cuda' columns
+    python bench/ops.py --backward       # forward + backward
 """
 
 from __future__ import annotations
@@ -71,6 +73,15 @@ def assert_same_numbers(out: torch.Tensor, naive_out: torch.Tensor) -> None:
     torch.testing.assert_close(out, naive_out, rtol=1e-4, atol=1e-4 * naive_out.abs().max().item())
 
 
+def with_backward(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """fn's forward and the backward of its sum (the gradients of every input that requires grad)."""
+    def forward_backward() -> torch.Tensor:
+        out = fn()
+        out.sum().backward()
+        return out
+    return forward_backward
+
+
 def time_ms(fn: Callable[[], torch.Tensor], device: torch.device, reps: int) -> float:
     """Median wall time of fn() in milliseconds (after one warm-up call)."""
     def sync():
@@ -101,19 +112,24 @@ def ops_impl(impl: str) -> Iterator[None]:
             os.environ[custom_ops.IMPL_ENV_VAR] = previous
 
 
-def benchmark_cases(batch: int, device: torch.device) -> list[tuple[str, str, Callable, Callable]]:
-    """(op, shape, fast fn, naive fn) for every op at every resolution."""
+def benchmark_cases(batch: int, device: torch.device,
+                    requires_grad: bool = False) -> list[tuple[str, str, Callable, Callable]]:
+    """(op, shape, fast fn, naive fn) for every op at every resolution; inputs require grad if asked."""
     gen = torch.Generator(device=device).manual_seed(0)
     f = upfirdn2d.setup_filter([1, 3, 3, 1], device=device)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, device=device, generator=gen).requires_grad_(requires_grad)
+
     cases = []
     for res in RESOLUTIONS:
         c, c_hi = channels(res), channels(res // 2)
-        x = torch.randn(batch, c, res, res, device=device, generator=gen)
-        x_half = torch.randn(batch, c, res // 2, res // 2, device=device, generator=gen)
-        x_g = torch.randn(batch, c_hi, res // 2, res // 2, device=device, generator=gen)
-        w_g = torch.randn(c, c_hi, 3, 3, device=device, generator=gen)
-        w_d = torch.randn(c_hi, c, 3, 3, device=device, generator=gen)
-        b = torch.randn(c, device=device, generator=gen)
+        x = randn(batch, c, res, res)
+        x_half = randn(batch, c, res // 2, res // 2)
+        x_g = randn(batch, c_hi, res // 2, res // 2)
+        w_g = randn(c, c_hi, 3, 3)
+        w_d = randn(c_hi, c, 3, 3)
+        b = randn(c)
         shape = f'{batch}x{c}x{res}x{res}'
         cases += [
             ('upfirdn2d up2', f'{batch}x{c}x{res // 2}x{res // 2}', lambda x=x_half: upfirdn2d.upsample2d(x, f),
@@ -138,7 +154,8 @@ def benchmark_cases(batch: int, device: torch.device) -> list[tuple[str, str, Ca
 @click.option('--device', default='cpu', show_default=True, help='cpu or cuda')
 @click.option('--batch', type=int, default=None, help='batch size [default: 1 on CPU, 8 on CUDA]')
 @click.option('--reps', type=int, default=None, help='timed runs per measurement [default: 3 on CPU, 25 on CUDA]')
-def main(device: str, batch: int | None, reps: int | None) -> None:
+@click.option('--backward', is_flag=True, help='time forward + backward (gradients of all inputs) instead')
+def main(device: str, batch: int | None, reps: int | None, backward: bool) -> None:
     """Print reference vs naive (and CUDA) timings of the ops."""
     device = torch.device(device)
     if device.type == 'cuda' and not torch.cuda.is_available():
@@ -153,21 +170,23 @@ def main(device: str, batch: int | None, reps: int | None) -> None:
     if on_cuda:
         header += f'{"cuda ms":>10}{"ref/cuda":>10}'
     print(f'torch {torch.__version__}, device {device}'
-          f'{" (" + torch.cuda.get_device_name(device) + ")" if on_cuda else ""}, threads {torch.get_num_threads()}')
+          f'{" (" + torch.cuda.get_device_name(device) + ")" if on_cuda else ""}, threads {torch.get_num_threads()}, '
+          f'{"forward + backward" if backward else "forward"}')
     print(header)
     print('-' * len(header))
-    with torch.no_grad():
-        for op, shape, fast_fn, naive_fn in benchmark_cases(batch, device):
-            naive_out = naive_fn()
+    timed = with_backward if backward else (lambda fn: fn)
+    with torch.set_grad_enabled(backward):
+        for op, shape, fast_fn, naive_fn in benchmark_cases(batch, device, requires_grad=backward):
+            naive_out = naive_fn().detach()
             with ops_impl('ref'):
-                assert_same_numbers(fast_fn(), naive_out)
-                ref_ms = time_ms(fast_fn, device, reps)
-            naive_ms = time_ms(naive_fn, device, reps)
+                assert_same_numbers(fast_fn().detach(), naive_out)
+                ref_ms = time_ms(timed(fast_fn), device, reps)
+            naive_ms = time_ms(timed(naive_fn), device, reps)
             line = f'{op:<22}{shape:<26}{ref_ms:>10.2f}{naive_ms:>10.2f}{naive_ms / ref_ms:>10.2f}'
             if on_cuda:
                 with ops_impl('cuda'):
-                    assert_same_numbers(fast_fn(), naive_out)
-                    cuda_ms = time_ms(fast_fn, device, reps)
+                    assert_same_numbers(fast_fn().detach(), naive_out)
+                    cuda_ms = time_ms(timed(fast_fn), device, reps)
                 line += f'{cuda_ms:>10.2f}{ref_ms / cuda_ms:>10.2f}'
             print(line, flush=True)
 
