@@ -6,7 +6,7 @@
 # 1. machine facts (nvidia-smi, torch), 2. build both CUDA plugins for this card (tools/check_cuda_build.py),
 # 3. the GPU tests (CUDA plugin parity, fp16 blocks), 4. bench/ops.py --device cuda, forward and --backward,
 # 5. training speed from train.py's own tick lines: --cfg=spine at 256x256 and, given DEMO32, --cfg=demo at 32x32.
-# WHEELS holds wheels of packages the machine lacks (pydicom, opacus), installed to /tmp/site.
+# WHEELS holds wheels of packages the machine lacks (pydicom, opacus): see bench/gpu_env.sh.
 # SPINE256 / DEMO32 are labelled datasets at 256x256 / 32x32 (any content: only the speed is read); without
 # SPINE256 the phantom makes one. CLASSIFIER (a 32x32 abnormality classifier) adds the clinical loss, with
 # --clinical-augment=1, to the 32x32 run: a check that SpineGAN's generator term runs on the GPU.
@@ -14,11 +14,11 @@
 # seconds); a failed step does not stop the rest.
 set -u
 out=${1:?usage: [WHEELS=DIR] [SPINE256=ZIP] [DEMO32=ZIP [CLASSIFIER=PKL]] gpu_check.sh OUTDIR}
-wheels=${WHEELS:-}
 spine256=${SPINE256:-}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
-py=${PYTHON:-python3}
+export MAX_JOBS=${MAX_JOBS:-16}
+# shellcheck source=bench/gpu_env.sh
+. "$(dirname "$0")/gpu_env.sh"
 
 step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUTDIR/NAME.txt, print its tail and status
     local name=$1 limit=$2
@@ -30,10 +30,6 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to OUTDIR/NAME.t
     tail -n 25 "$out/$name.txt"
 }
 
-if [ -n "$wheels" ]; then
-    $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$wheels"/*.whl
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
 step machine 30 bash -c "nvidia-smi; $py -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())'; nvcc --version | tail -2"
 step build 200 $py tools/check_cuda_build.py
 step gpu_tests 120 $py -m pytest -q -p no:cacheprovider -m gpu tests/torch_utils tests/training

@@ -16,12 +16,8 @@ data=${2:?TRAIN_ZIP}
 classifier=${3:?CLASSIFIER_PKL}
 seconds=${4:?SECONDS}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1
-py=${PYTHON:-python3}
-if [ -n "${WHEELS:-}" ]; then
-    $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$WHEELS"/*.whl
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
+# shellcheck source=bench/gpu_env.sh
+. "$(dirname "$0")/gpu_env.sh"
 
 common=(--data="$data" --cond=1 --cfg=demo --kimg=5000 --snap=10 --seed=0 --metrics=none)
 clinical=(--clinical-loss="$classifier" --clinical-weight=0.1)

@@ -90,19 +90,7 @@ def calc_metric(metric: str, **kwargs: Any) -> dnnlib.EasyDict:
         results, description = evaluate(spec, opts, detector), detector.description
     total_time = time.time() - start
     return dnnlib.EasyDict(results=dnnlib.EasyDict(results), metric=metric, total_time=total_time,
-                           total_time_str=format_time(total_time), num_gpus=opts.num_gpus, detector=description)
-
-
-def format_time(seconds: float) -> str:
-    """Durations as the official logs print them: 12s, 3m 04s, 1h 02m 03s, 2d 03h 04m."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s"
-    return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
+                           total_time_str=dnnlib.util.format_time(total_time), num_gpus=opts.num_gpus, detector=description)
 
 
 def report_metric(result: dict, run_dir: str | None = None, snapshot_pkl: str | None = None) -> dict:

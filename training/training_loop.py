@@ -384,21 +384,11 @@ def run_metrics(metrics: Sequence[str], G_ema: torch.nn.Module, training_set_kwa
     return values
 
 
-def format_duration(seconds: float) -> str:
-    """Compact h/m/s: 3725 -> '1h02m', 725 -> '12m05s', 35.2 -> '35s'."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 def time_left(progress: Progress, total_kimg: float, sec_per_kimg: float) -> str:
     """Estimated time to total_kimg at the last tick's speed ('-' at tick 0, whose time is mostly start-up)."""
     if progress.cur_tick == 0:
         return "-"
-    return format_duration(max(total_kimg - progress.cur_nimg / 1000, 0) * sec_per_kimg)
+    return dnnlib.util.format_time(max(total_kimg - progress.cur_nimg / 1000, 0) * sec_per_kimg)
 
 
 def report_progress(progress: Progress, nets: Nets, total_kimg: float, start_time: float, tick_start_time: float,
@@ -406,9 +396,9 @@ def report_progress(progress: Progress, nets: Nets, total_kimg: float, start_tim
     """Report Progress/*, Timing/* and Resources/* and return the one-line status."""
     cur_nimg = progress.cur_nimg
     tick_kimg = (cur_nimg - progress.tick_start_nimg) / 1000
-    sec_per_kimg = (tick_end_time - tick_start_time) / max(tick_kimg, 1e-8)
     total_sec = tick_end_time - start_time
     sec_per_tick = tick_end_time - tick_start_time
+    sec_per_kimg = sec_per_tick / max(tick_kimg, 1e-8)
     cpu_mem = psutil.Process(os.getpid()).memory_info().rss / 2**30
     peak_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
@@ -420,7 +410,7 @@ def report_progress(progress: Progress, nets: Nets, total_kimg: float, start_tim
         f"time {total_sec:<8.1f}",
         f"sec/tick {report('Timing/sec_per_tick', sec_per_tick):<7.1f}",
         f"sec/kimg {report('Timing/sec_per_kimg', sec_per_kimg):<7.2f}",
-        f"left {time_left(progress, total_kimg, sec_per_kimg):<6}",
+        f"left {time_left(progress, total_kimg, sec_per_kimg):<8}",
         f"maintenance {report('Timing/maintenance_sec', maintenance_time):<6.1f}",
         f"cpumem {report('Resources/cpu_mem_gb', cpu_mem):<6.2f}",
         f"peakcpu {report('Resources/peak_cpu_mem_gb', peak_cpu):<6.2f}",

@@ -98,3 +98,9 @@ def test_logger_tees_stdout_and_stderr(tmp_path):
     logger.close()
     assert not isinstance(sys.stdout, util._Tee)
     assert log.read_text() == "to stdout\nto stderr\n"
+
+
+@pytest.mark.parametrize("seconds, text", [(5.4, "5s"), (184, "3m 04s"), (3723, "1h 02m 03s"),
+                                           (2 * 86400 + 3 * 3600 + 240, "2d 03h 04m")])
+def test_format_time(seconds, text):
+    assert util.format_time(seconds) == text

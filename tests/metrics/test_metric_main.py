@@ -80,12 +80,6 @@ def test_report_metric_appends_official_lines(tmp_path):
     assert lines[0]["snapshot_pkl"] == "network-snapshot.pkl" and lines[1]["results"] == {"fid2k": 1.5}
 
 
-@pytest.mark.parametrize("seconds, text", [(5.4, "5s"), (184, "3m 04s"), (3723, "1h 02m 03s"),
-                                           (2 * 86400 + 3 * 3600 + 240, "2d 03h 04m")])
-def test_format_time(seconds, text):
-    assert metric_main.format_time(seconds) == text
-
-
 DISTRIBUTED_METRICS = ("fid7_full", "kid7", "pr72_full_inception")
 
 

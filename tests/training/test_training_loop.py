@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from training import checkpoint as ckpt
-from training.training_loop import Progress, format_duration, time_left, training_loop, update_ema
+from training.training_loop import Progress, time_left, training_loop, update_ema
 from training.serialization import load_network_pkl
 
 
@@ -87,8 +87,7 @@ def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
 
 
 def test_time_left_formats_the_remaining_kimg_at_the_last_speed():
-    assert [format_duration(s) for s in (0, 35.4, 725, 3725, 90000)] == ["0s", "35s", "12m05s", "1h02m", "25h00m"]
-    assert time_left(Progress(cur_nimg=20_000, cur_tick=3), total_kimg=30, sec_per_kimg=20) == "3m20s"
+    assert time_left(Progress(cur_nimg=20_000, cur_tick=3), total_kimg=30, sec_per_kimg=20) == "3m 20s"
     assert time_left(Progress(cur_nimg=0, cur_tick=0), total_kimg=30, sec_per_kimg=500) == "-"  # start-up tick
     assert time_left(Progress(cur_nimg=31_000, cur_tick=9), total_kimg=30, sec_per_kimg=20) == "0s"
 
