@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m spine.demo --outdir runs/demo
+	$(PY) -m spine.pipeline.demo --outdir runs/demo
 
 test: $(STAMP)
 	$(PY) tools/check_cuda_build.py

@@ -301,7 +301,7 @@ def configure_dp(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
 
 
 def configure_clinical(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
-    """--clinical-loss/--clinical-weight: SpineGAN's generator term (spine.clinical_loss); sets args.clinical.
+    """--clinical-loss/--clinical-weight: SpineGAN's generator term (spine.clinical.loss); sets args.clinical.
 
     The classifier is checked against the dataset's labels here, so a mismatch stops the run before training.
     """
@@ -311,7 +311,7 @@ def configure_clinical(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
             if value is not None:
                 raise UserError(f"{flag} needs --clinical-loss=<classifier.pkl>")
         return []
-    from spine.classifier import check_compatible, load_classifier
+    from spine.classifier.artifact import check_compatible, load_classifier
     from training.dataset import ImageFolderDataset
     weight = 0.1 if opts.clinical_weight is None else opts.clinical_weight
     if not weight > 0:
@@ -432,8 +432,8 @@ def build_plugins(args: dnnlib.EasyDict, device: torch.device) -> dict:
     from spine.dp import options as dp_options
     plugins = dict(dict(generator_terms=[], discriminator_update=None), **dp_options.build_plugins(args, device))
     if args.get("clinical"):
-        from spine.classifier import load_classifier
-        from spine.clinical_loss import ClinicalLoss
+        from spine.classifier.artifact import load_classifier
+        from spine.clinical.loss import ClinicalLoss
         classifier = load_classifier(args.clinical["classifier"], device)
         term = ClinicalLoss(classifier, args.clinical["weight"], augment=args.clinical.get("augment", False))
         plugins["generator_terms"] = [*plugins["generator_terms"], term]
@@ -536,7 +536,7 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, default=False, metavar="BOOL")
 @click.option("--allow-tf32", help="Allow PyTorch to use TF32 internally", type=bool, default=False, metavar="BOOL")
 @click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
-# SpineGAN's clinical loss (spine.clinical_loss).
+# SpineGAN's clinical loss (spine.clinical.loss).
 @click.option("--clinical-loss", help="classifier.pkl judging each generated image against its label",
               type=click.Path(exists=True, dir_okay=False), metavar="PKL")
 @click.option("--clinical-weight", help="Weight of the clinical loss [default: 0.1]", type=float, metavar="FLOAT")

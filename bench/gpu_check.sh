@@ -39,7 +39,7 @@ step ops_backward 120 $py bench/ops.py --device cuda --backward
 if [ -z "$spine256" ]; then
     spine256=/tmp/spine256.zip
     $py -m spine.phantom --outdir /tmp/phantom256 --num-train 256 --num-test 0 --size 256 --workers 8 >/dev/null &&
-        $py -m spine.dataset_tool --source /tmp/phantom256 --dest "$spine256" --resolution 256 --labels abnormality \
+        $py -m spine.data.dataset_tool --source /tmp/phantom256 --dest "$spine256" --resolution 256 --labels abnormality \
             --workers 8 >/dev/null
 fi
 step train_spine256 150 $py train.py --outdir /tmp/runs256 --data="$spine256" --cfg=spine --cond=1 --kimg=3 \

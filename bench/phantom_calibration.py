@@ -28,8 +28,8 @@ import scipy.stats
 import torch
 from PIL import Image
 
-from spine.labels import NO_FINDING
-from spine.phantom import DEFAULT_DIFFICULTY, make_phantom_tree
+from spine.data.labels import NO_FINDING
+from spine.phantom.tree import DEFAULT_DIFFICULTY, make_phantom_tree
 
 TARGET_AUC = 0.886
 

@@ -12,7 +12,7 @@ import time
 
 import click
 
-from spine.phantom import make_phantom_tree
+from spine.phantom.tree import make_phantom_tree
 
 
 @click.command()

@@ -20,7 +20,7 @@ fused (grouped) modulated convolution, whose weight gradient the counter overcou
 (Dmain + Dreg / 16) against one with the private D step (per-sample gradients, lazy R1 inside every 16th step,
 clipping, noise; minibatch-std off, Poisson batch of the same expected size). Goal: at most 3x.
 
---clinical times the Gmain phase at the demo preset with and without the clinical loss term (spine.clinical_loss,
+--clinical times the Gmain phase at the demo preset with and without the clinical loss term (spine.clinical.loss,
 weight 0.1) judged by a freshly initialised small_cnn SpineClassifier at the generator's resolution (weights do not
 change the cost), and prints the overhead per iteration. Goal: under 15%.
 """
@@ -208,13 +208,13 @@ def bench_dp(repeats: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The clinical loss term's cost in Gmain (spine.clinical_loss), demo preset.
+# The clinical loss term's cost in Gmain (spine.clinical.loss), demo preset.
 
 
 def untrained_classifier(res: int) -> torch.nn.Module:
     """A small_cnn SpineClassifier for 1-channel res x res abnormality labels, random weights (timing only)."""
-    from spine.classifier import ClassifierSpec, SpineClassifier
-    from spine.classifier_models import build_network
+    from spine.classifier.artifact import ClassifierSpec, SpineClassifier
+    from spine.classifier.models import build_network
     spec = ClassifierSpec(arch="small_cnn", arch_kwargs={}, label_mode="abnormality",
                           class_names=("normal", "abnormal"), resolution=res, channels=1,
                           intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]), thresholds=(0.5,))
@@ -224,7 +224,7 @@ def untrained_classifier(res: int) -> torch.nn.Module:
 
 def bench_clinical(repeats: int) -> None:
     """Gmain with and without the term, timed alternately (a loaded machine's drift hits both alike)."""
-    from spine.clinical_loss import ClinicalLoss
+    from spine.clinical.loss import ClinicalLoss
     cfg = CONFIGS["demo"]
     loss, phases, _, rounds = build(cfg)
     terms = [ClinicalLoss(untrained_classifier(cfg["res"]), weight=0.1)]

@@ -2,7 +2,7 @@
 
 Fréchet distance, KID and precision/recall in the classifier's penultimate features (the input of its last
 linear layer) measure realism as the clinical classifier sees it; label fidelity measures whether conditional
-samples show their conditioning class (`spine.clinical_loss.label_fidelity`).
+samples show their conditioning class (`spine.clinical.loss.label_fidelity`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def require_classifier(opts: MetricOptions, metric: str) -> str:
 
 def spine_detector(classifier_path: str, device: torch.device) -> Detector:
     """Penultimate features of classifier.pkl, with the classifier's own input mapping."""
-    from spine.classifier import load_classifier
+    from spine.classifier.artifact import load_classifier
 
     classifier = load_classifier(classifier_path, device)
     sha1 = file_sha1(classifier_path)
@@ -60,8 +60,8 @@ def spine_detector(classifier_path: str, device: torch.device) -> Detector:
 
 def compute_label_fidelity(opts: MetricOptions, metric: str, num_per_class: int) -> dict[str, float]:
     """Accuracy and AUC of the classifier on `num_per_class` samples per class, overall and per class name."""
-    from spine.classifier import load_classifier
-    from spine.clinical_loss import label_fidelity
+    from spine.classifier.artifact import load_classifier
+    from spine.clinical.loss import label_fidelity
 
     classifier = load_classifier(require_classifier(opts, metric), opts.device)
     report = label_fidelity(opts.G, classifier, num_per_class=num_per_class, seed=opts.seed,

@@ -1,7 +1,7 @@
 """Training images: a folder or zip of PNGs plus an optional dataset.json (official layout).
 
 dataset.json holds the official ``"labels": [[file, label], ...]`` (int -> one-hot class, list ->
-float vector) and, for datasets written by ``spine.dataset_tool``, a ``"spinegan"`` block with the
+float vector) and, for datasets written by ``spine.data.dataset_tool``, a ``"spinegan"`` block with the
 class names and per-file image/study ids (docs/CONTRACTS.md). Images are uint8, square, a power of
 two, with 1 or 3 channels, all alike; a file that breaks this is named in the error.
 """

@@ -33,7 +33,7 @@ PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
 
 
 class GeneratorTerm(Protocol):
-    """An extra generator loss added to Gmain (e.g. `spine.clinical_loss.ClinicalLoss`)."""
+    """An extra generator loss added to Gmain (e.g. `spine.clinical.loss.ClinicalLoss`)."""
 
     name: str
 

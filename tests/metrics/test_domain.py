@@ -6,8 +6,8 @@ import torch
 from metrics_helpers import ReplayGenerator, tiny_generator
 from metrics import metric_main
 from metrics.domain import penultimate_features, spine_detector
-from spine.classifier import ClassifierSpec, load_classifier, save_classifier
-from spine.classifier_models import SmallCNN
+from spine.classifier.artifact import ClassifierSpec, load_classifier, save_classifier
+from spine.classifier.models import SmallCNN
 
 
 @pytest.fixture

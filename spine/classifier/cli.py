@@ -1,0 +1,77 @@
+"""The classifier's command line: `python -m spine.classifier train|evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from spine.classifier.artifact import check_compatible, load_classifier, save_classifier
+from spine.classifier.data import load_labelled_images, predict_probabilities
+from spine.classifier.models import ARCHITECTURES
+from spine.classifier.training import TrainOptions, train_classifier
+from spine.evaluation.scoring import evaluate_scores, roc_curves, save_json, save_roc_plot
+
+
+
+@click.group()
+def cli() -> None:
+    """Train and evaluate spine classifiers (classifier.pkl)."""
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(exists=True), help="Labelled dataset (folder or zip)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write classifier.pkl")
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default="small_cnn", show_default=True)
+@click.option("--resolution", type=click.IntRange(min=8), default=None, help="Input size [default: the dataset's]")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Maximum epochs")
+@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Stop after this many epochs without a better validation AUC")
+@click.option("--batch", "batch_size", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True, help="Fraction of studies held out to choose the best epoch")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Local state dict of the stock torchvision model (e.g. ImageNet weights)")
+@click.option("--device", default="cpu", show_default=True)
+def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, patience: int, batch_size: int,
+          lr: float, val_fraction: float, seed: int, init_weights: str | None, device: str) -> None:
+    """Train a classifier on a labelled dataset; the best epoch is chosen on a study-level validation split."""
+    images = load_labelled_images(data)
+    options = TrainOptions(arch=arch, resolution=resolution or images.resolution, epochs=epochs, patience=patience,
+                           batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
+                           init_weights=init_weights, device=device)
+    result = train_classifier(images, options)
+    save_classifier(out, result.net, result.spec, result.provenance)
+    click.echo(f"best epoch {result.provenance['best_epoch']}, val AUC {result.provenance['best_val_auc']:.4f} "
+               f"-> {out}")
+
+
+@cli.command()
+@click.option("--classifier", "classifier_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True), help="Labelled test dataset (folder or zip)")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Metrics JSON")
+@click.option("--roc", type=click.Path(dir_okay=False), default=None, help="ROC curve PNG")
+@click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resamples: int, seed: int,
+             batch_size: int, device: str) -> None:
+    """AUC with a bootstrap interval, sensitivity/specificity (validation threshold and Youden point), ROC."""
+    classifier = load_classifier(classifier_path, device)
+    images = load_labelled_images(data)
+    check_compatible(classifier, images.label_mode, len(images.class_names), images.class_names)
+    scores = predict_probabilities(classifier, classifier.spec, images.images, batch_size).numpy()
+    labels = images.labels.numpy()
+    report = evaluate_scores(labels, scores, images.class_names, thresholds=classifier.spec.thresholds,
+                             n_resamples=n_resamples, seed=seed)
+    report.update(classifier=str(Path(classifier_path).resolve()), data=str(Path(data).resolve()),
+                  data_sha256=images.sha256)
+    save_json(report, out)
+    if roc is not None:
+        save_roc_plot(roc_curves(labels, scores, images.class_names), roc, title=Path(data).name)
+    auc = report["auc"] if report["task"] == "binary" else report["macro_auc"]
+    click.echo(f"AUC {auc} -> {out}")
+

@@ -1,0 +1,1 @@
+"""SpineGAN's clinical loss: a frozen abnormality classifier judges generated images against their labels."""

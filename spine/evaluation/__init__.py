@@ -1,0 +1,1 @@
+"""Evaluation: AUC and intervals, labelled synthetic datasets, downstream synthetic learning, privacy audit."""

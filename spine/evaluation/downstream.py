@@ -1,0 +1,234 @@
+"""Synthetic learning, evaluated: train the spine classifier on real, synthetic, and real + synthetic images,
+then test every model once on held-out real images (train on synthetic, test on real).
+
+    python -m spine.evaluation.downstream --real-train=datasets/train.zip --synthetic=spinegan=synthetic.zip \\
+        --test=datasets/test.zip --out=runs/downstream
+
+Each model's best epoch is chosen on a study-level validation split of its own training source (synthetic
+validation images for the synthetic-only model), never on the test set; the original code chose checkpoints on
+test images. The code is laid out so that this cannot happen by accident: `train_arms` receives no test path, and
+`evaluate_on_test` is the only function that opens the test set, after every model is final.
+
+Outputs: downstream.json (per model: test AUC with a bootstrap 95% interval, training sizes, best epoch, validation
+AUC; per generator: the AUC ratio synthetic/real with a paired bootstrap interval), downstream.md (the table laid
+out like the paper's), and each model's classifier.pkl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+
+import dnnlib
+from spine.classifier.artifact import save_classifier
+from spine.classifier.data import LabelledImages, load_labelled_images, predict_probabilities
+from spine.classifier.models import ARCHITECTURES
+from spine.classifier.training import TrainOptions, TrainResult, train_classifier
+from spine.evaluation.scoring import bootstrap_interval, evaluate_scores, roc_auc, save_json
+
+REAL = "real"
+
+
+@dataclasses.dataclass(frozen=True)
+class DownstreamOptions:
+    """Classifier settings shared by every model, so the only difference between them is the training data."""
+
+    arch: str = "small_cnn"
+    resolution: int | None = None  # default: the real training images' resolution
+    epochs: int = 30
+    patience: int = 5
+    batch_size: int = 32
+    lr: float = 1e-3
+    val_fraction: float = 0.2
+    seed: int = 0
+    n_resamples: int = 1000
+    device: str = "cpu"
+
+    def train_options(self, resolution: int) -> TrainOptions:
+        return TrainOptions(arch=self.arch, resolution=self.resolution or resolution, epochs=self.epochs,
+                            patience=self.patience, batch_size=self.batch_size, lr=self.lr,
+                            val_fraction=self.val_fraction, seed=self.seed, device=self.device)
+
+
+def synthetic_arm(name: str) -> str:
+    return f"synthetic-{name}"
+
+
+def mixed_arm(name: str) -> str:
+    return f"real+synthetic-{name}"
+
+
+def combine(real: LabelledImages, synthetic: LabelledImages) -> LabelledImages:
+    """Real and synthetic images as one training source (same task, classes and image shape required)."""
+    if (real.label_mode, real.class_names) != (synthetic.label_mode, synthetic.class_names):
+        raise ValueError(f"{synthetic.source}: labels {synthetic.label_mode} {synthetic.class_names} differ from "
+                         f"the real images' {real.label_mode} {real.class_names}")
+    if real.images.shape[1:] != synthetic.images.shape[1:]:
+        raise ValueError(f"{synthetic.source}: images of shape {list(synthetic.images.shape[1:])} differ from the "
+                         f"real images' {list(real.images.shape[1:])}; synthesise at the training resolution")
+    return LabelledImages(images=torch.cat([real.images, synthetic.images]),
+                          labels=torch.cat([real.labels, synthetic.labels]),
+                          study_ids=list(real.study_ids) + list(synthetic.study_ids), label_mode=real.label_mode,
+                          class_names=list(real.class_names), source=f"{real.source} + {synthetic.source}",
+                          sha256=f"{real.sha256}+{synthetic.sha256}")
+
+
+def train_arms(real_train: str, synthetic: Mapping[str, str], options: DownstreamOptions) -> dict[str, TrainResult]:
+    """Train the real model and, per generator, the synthetic-only and real + synthetic models.
+
+    Receives no test path on purpose: model selection can only use the training sources.
+    """
+    real = load_labelled_images(real_train)
+    train_opts = options.train_options(real.resolution)
+    models = {REAL: train_classifier(real, train_opts)}
+    for name, path in synthetic.items():
+        fake = load_labelled_images(path)
+        combine(real, fake)  # checks compatibility before spending time on training
+        models[synthetic_arm(name)] = train_classifier(fake, train_opts)
+        models[mixed_arm(name)] = train_classifier(combine(real, fake), train_opts)
+    return models
+
+
+def _headline_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Binary AUC, or the macro one-vs-rest AUC over classes present with both signs."""
+    if scores.ndim == 1:
+        return roc_auc(labels, scores)
+    return float(np.mean([roc_auc(labels == k, scores[:, k]) for k in range(scores.shape[1])
+                          if 0 < (labels == k).sum() < len(labels)]))
+
+
+def auc_ratio(labels: np.ndarray, scores_synthetic: np.ndarray, scores_real: np.ndarray, n_resamples: int,
+              seed: int) -> dict[str, Any]:
+    """AUC(synthetic model) / AUC(real model) on the same test images, with a paired percentile bootstrap interval."""
+    labels = np.asarray(labels).astype(np.int64)
+    classes = np.unique(labels)
+
+    def ratio(idx: np.ndarray) -> float:
+        return _headline_auc(labels[idx], scores_synthetic[idx]) / _headline_auc(labels[idx], scores_real[idx])
+
+    def every_class_present(idx: np.ndarray) -> bool:
+        return np.isin(classes, labels[idx]).all()
+
+    low, high = bootstrap_interval(ratio, len(labels), every_class_present, n_resamples, seed)
+    return dict(ratio=ratio(np.arange(len(labels))), ratio_ci=[low, high])
+
+
+def evaluate_on_test(models: Mapping[str, TrainResult], test_path: str, options: DownstreamOptions) -> dict[str, Any]:
+    """Score every final model on the test set: the only place the test images are read."""
+    test = load_labelled_images(test_path)
+    labels = test.labels.numpy()
+    results: dict[str, Any] = dict(test=dict(path=str(test_path), num_images=len(labels), sha256=test.sha256,
+                                             class_names=test.class_names,
+                                             prevalence={n: float((labels == k).mean())
+                                                         for k, n in enumerate(test.class_names)}),
+                                   models={}, ratios={})
+    scores = {}
+    for arm, model in models.items():
+        if list(model.spec.class_names) != list(test.class_names):
+            raise ValueError(f"{test_path}: classes {test.class_names} differ from model {arm!r}'s "
+                             f"{list(model.spec.class_names)}")
+        scores[arm] = predict_probabilities(model.net, model.spec, test.images, options.batch_size).double().numpy()
+        report = evaluate_scores(labels, scores[arm], test.class_names, thresholds=model.spec.thresholds,
+                                 n_resamples=options.n_resamples, seed=options.seed)
+        prov = model.provenance
+        results["models"][arm] = dict(
+            auc=report["auc"] if report["task"] == "binary" else report["macro_auc"],
+            auc_ci=report["auc_ci"] if report["task"] == "binary" else report["macro_auc_ci"],
+            num_train=prov["num_train"], num_val=prov["num_val"], best_epoch=prov["best_epoch"],
+            best_val_auc=prov["best_val_auc"], train_source=prov["dataset"], test_report=report)
+    for arm in models:
+        if arm.startswith("synthetic-"):
+            results["ratios"][arm] = auc_ratio(labels, scores[arm], scores[REAL], options.n_resamples, options.seed)
+    return results
+
+
+def _row_name(arm: str) -> str:
+    if arm == REAL:
+        return "Real"
+    if arm.startswith("synthetic-"):
+        return f"Synthetic only ({arm.removeprefix('synthetic-')})"
+    return f"Real + synthetic ({arm.removeprefix('real+synthetic-')})"
+
+
+def markdown_table(results: Mapping[str, Any]) -> str:
+    """The paper's layout: one row per training source, test AUC with its interval, and the ratio to real."""
+    test = results["test"]
+    lines = ["| Training data | Train / val images | Test AUC | 95% CI | AUC ratio to real (95% CI) |",
+             "| --- | --- | --- | --- | --- |"]
+    for arm, row in results["models"].items():
+        ci = "n/a" if row["auc_ci"] is None else f"{row['auc_ci'][0]:.3f}-{row['auc_ci'][1]:.3f}"
+        auc = "n/a" if row["auc"] is None else f"{row['auc']:.3f}"
+        ratio = results["ratios"].get(arm)
+        ratio_text = "1.000" if arm == REAL else "" if ratio is None else \
+            f"{ratio['ratio']:.3f} ({ratio['ratio_ci'][0]:.3f}-{ratio['ratio_ci'][1]:.3f})"
+        lines.append(f"| {_row_name(arm)} | {row['num_train']} / {row['num_val']} | {auc} | {ci} | {ratio_text} |")
+    prevalence = ", ".join(f"{name} {share:.0%}" for name, share in test["prevalence"].items())
+    lines += ["", f"Test: {test['num_images']} real images never used for training or model selection "
+                  f"({prevalence}). Each model's epoch was chosen on a study-level validation split of its own "
+                  f"training data. Intervals: percentile bootstrap over test images, "
+                  f"{next(iter(results['models'].values()))['test_report']['n_resamples']} resamples "
+                  f"(paired for the ratio)."]
+    return "\n".join(lines) + "\n"
+
+
+def run_downstream(real_train: str, synthetic: Mapping[str, str], test_path: str, outdir: str,
+                   options: DownstreamOptions) -> dict[str, Any]:
+    """Train every model, then evaluate each once on the test set; write JSON, Markdown and the models."""
+    models = train_arms(real_train, synthetic, options)
+    results = evaluate_on_test(models, test_path, options)
+    results["options"] = dataclasses.asdict(options)
+    os.makedirs(outdir, exist_ok=True)
+    for arm, model in models.items():
+        save_classifier(os.path.join(outdir, f"classifier-{arm}.pkl"), model.net, model.spec, model.provenance)
+    save_json(results, os.path.join(outdir, "downstream.json"))
+    with dnnlib.atomic_write(os.path.join(outdir, "downstream.md"), "w") as f:
+        f.write(markdown_table(results))
+    return results
+
+
+def _parse_synthetic(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"{value!r}: expected NAME=PATH, e.g. spinegan=synthetic.zip")
+        if not Path(path).exists():
+            raise click.BadParameter(f"{path}: no such dataset")
+        if name in parsed:
+            raise click.BadParameter(f"{name!r} given twice")
+        parsed[name] = path
+    return parsed
+
+
+@click.command()
+@click.option("--real-train", required=True, type=click.Path(exists=True), help="Real training images (labelled)")
+@click.option("--synthetic", multiple=True, callback=_parse_synthetic, help="NAME=PATH of a synthetic dataset "
+              "(repeatable)")
+@click.option("--test", "test_path", required=True, type=click.Path(exists=True), help="Held-out real test images")
+@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder")
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default="small_cnn", show_default=True)
+@click.option("--resolution", type=click.IntRange(min=8), default=None, help="Classifier input size")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(min=2), default=32, show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def main(real_train: str, synthetic: dict[str, str], test_path: str, outdir: str, **kwargs: Any) -> None:
+    """Train on real / synthetic / real + synthetic images, test once on real images; AUC table with intervals."""
+    results = run_downstream(real_train, synthetic, test_path, outdir, DownstreamOptions(**kwargs))
+    click.echo(markdown_table(results))
+    click.echo(f"-> {outdir}/downstream.json, {outdir}/downstream.md")
+
+
+if __name__ == "__main__":
+    main()  # pylint: disable=no-value-for-parameter

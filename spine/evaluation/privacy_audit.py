@@ -1,0 +1,257 @@
+"""Privacy audit of a generator: memorisation and membership inference against its training data.
+
+For generated images and two real sets from the same distribution, the training images (members) and held-out
+images never used for training or model selection (non-members), in pixel space and in a feature space
+(the spine classifier's penultimate features when --classifier is given, else a seeded random-convolution
+embedding):
+  * distances from each generated image to its nearest training and nearest held-out image;
+  * the share of generated images closer to a training image than to any held-out one (about 0.5 when the
+    generator does not favour its training data, 1.0 when it copies it);
+  * a membership-inference attack scoring each real image by minus its distance to the nearest generated image
+    (GAN-Leaks' black-box attack): ROC AUC and TPR at 1% FPR for members vs non-members (0.5 / 0.01 = chance);
+  * the closest generated/training pairs as a PNG for a human look;
+  * the stated (epsilon, delta) from the snapshot's metadata and what it does not cover.
+Outputs privacy_audit.json, privacy_audit.md and closest_pairs.png in --outdir (written atomically).
+
+    python -m spine.evaluation.privacy_audit --network=run/network-snapshot-000100.pkl --train=data/train.zip \\
+        --heldout=data/heldout.zip --outdir=audit [--num=2000] [--classifier=classifier.pkl]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+import click
+import numpy as np
+import torch
+import tqdm
+
+import dnnlib
+from spine.evaluation.scoring import roc_auc, roc_curve
+from training.image_grid import save_image_grid
+
+Embedding = Callable[[torch.Tensor], torch.Tensor]  # images [N,C,H,W] in [-1, 1] -> features [N, D]
+
+NOT_COVERED = [
+    "the epsilon bounds what D's training reveals about one privacy unit (image or study); a patient with several "
+    "studies is protected only at k times epsilon (group privacy) when the unit is the study",
+    "model selection, hyperparameter search or FID on the private data (each look at the data costs privacy)",
+    "the image grids and logs in the run directory (reals.png shows training images)",
+    "a pretrained or transfer-learning start trained on the same patients",
+    "pseudo-random (not cryptographic) noise",
+]
+
+
+# ---- features --------------------------------------------------------------------------------------------------
+
+def pixel_embedding(img: torch.Tensor) -> torch.Tensor:
+    return img.flatten(1)
+
+
+def random_conv_embedding(channels: int, seed: int) -> Embedding:
+    """A fixed random 3-layer conv net (seeded) with global pooling: a crude, data-free perceptual space."""
+    generator = torch.Generator().manual_seed(seed)
+    shapes = [(16, channels), (32, 16), (64, 32)]
+    weights = [torch.randn(o, i, 3, 3, generator=generator) / (i * 9) ** 0.5 for o, i in shapes]
+
+    def embed(img: torch.Tensor) -> torch.Tensor:
+        x = img
+        for w in weights:
+            x = torch.nn.functional.conv2d(x, w.to(x.device), stride=2, padding=1).relu()
+        return torch.cat([x.mean([2, 3]), x.amax([2, 3])], dim=1)
+    return embed
+
+
+def classifier_embedding(path: str, device: torch.device) -> Embedding:
+    """Input of the spine classifier's last linear layer (its penultimate features)."""
+    from spine.classifier.artifact import load_classifier
+    classifier = load_classifier(path, device)
+    linears = [m for m in classifier.net.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise ValueError(f"--classifier={path}: the network has no linear layer to take features from")
+    captured: list[torch.Tensor] = []
+    linears[-1].register_forward_hook(lambda module, args, out: captured.append(args[0].flatten(1)))
+
+    @torch.no_grad()
+    def embed(img: torch.Tensor) -> torch.Tensor:
+        captured.clear()
+        classifier(classifier.preprocess_generated(img.to(device)))
+        return captured[-1].cpu()
+    return embed
+
+
+def embed_all(embed: Embedding, images: torch.Tensor, batch: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([embed(chunk).float() for chunk in images.split(batch)])
+
+
+# ---- metrics ---------------------------------------------------------------------------------------------------
+
+def nearest(queries: torch.Tensor, refs: torch.Tensor, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(distance, index) of each query's nearest reference row (Euclidean), in float64."""
+    dists, idx = [], []
+    for chunk in queries.split(batch):
+        d = torch.cdist(chunk.double(), refs.double())
+        m = d.min(dim=1)
+        dists.append(m.values)
+        idx.append(m.indices)
+    return torch.cat(dists).numpy(), torch.cat(idx).numpy()
+
+
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
+    """Highest true-positive rate of any threshold whose false-positive rate is at most `fpr`."""
+    curve = roc_curve(labels, scores)
+    ok = curve["fpr"] <= fpr + 1e-12
+    return float(curve["tpr"][ok].max()) if ok.any() else 0.0
+
+
+def space_report(generated: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor) -> dict[str, Any]:
+    """Memorisation and membership-inference figures in one feature space (rows = images)."""
+    d_train, nn_train = nearest(generated, train)
+    d_heldout, _ = nearest(generated, heldout)
+    member_score = -nearest(train, generated)[0]
+    nonmember_score = -nearest(heldout, generated)[0]
+    labels = np.concatenate([np.ones(len(member_score)), np.zeros(len(nonmember_score))])
+    scores = np.concatenate([member_score, nonmember_score])
+    return dict(
+        share_closer_to_train=float(np.mean(d_train < d_heldout)),
+        generated_to_train=dict(mean=float(d_train.mean()), median=float(np.median(d_train)),
+                                min=float(d_train.min())),
+        generated_to_heldout=dict(mean=float(d_heldout.mean()), median=float(np.median(d_heldout)),
+                                  min=float(d_heldout.min())),
+        mia_auc=roc_auc(labels, scores),
+        mia_tpr_at_1pct_fpr=tpr_at_fpr(labels, scores, 0.01),
+        _closest=np.argsort(d_train, kind="stable"), _nn_train=nn_train,
+    )
+
+
+def audit(generated: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor, embeddings: dict[str, Embedding],
+          batch: int = 64) -> dict[str, dict[str, Any]]:
+    """{space name: space_report} for images in [-1, 1]; 'pixel' is always included."""
+    for name, x in (("generated", generated), ("train", train), ("heldout", heldout)):
+        if x.ndim != 4 or x.shape[1:] != generated.shape[1:]:
+            raise ValueError(f"{name} images: expected [N, C, H, W] like the generated {tuple(generated.shape[1:])},"
+                             f" got {tuple(x.shape)}")
+    spaces = dict(pixel=pixel_embedding, **embeddings)
+    return {name: space_report(*(embed_all(fn, x, batch) for x in (generated, train, heldout)))
+            for name, fn in spaces.items()}
+
+
+# ---- data ------------------------------------------------------------------------------------------------------
+
+def load_real(path: str, max_images: int | None, seed: int) -> torch.Tensor:
+    """A dataset folder/zip as float images in [-1, 1] (a seeded subset when max_images is given)."""
+    from training.dataset import ImageFolderDataset
+    try:
+        dataset = ImageFolderDataset(path, max_size=max_images, random_seed=seed)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+    images = np.stack([dataset[i][0] for i in range(len(dataset))])
+    return torch.from_numpy(images).float() / 127.5 - 1
+
+
+@torch.no_grad()
+def generate(G: torch.nn.Module, num: int, seed: int, batch: int, device: torch.device) -> torch.Tensor:
+    """`num` images (noise_mode const) with labels drawn uniformly over classes (a public prior)."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for start in tqdm.trange(0, num, batch, desc="generating"):
+        n = min(batch, num - start)
+        z = torch.randn([n, G.z_dim], generator=generator)
+        c = torch.zeros([n, G.c_dim])
+        if G.c_dim > 0:
+            c[torch.arange(n), torch.randint(G.c_dim, [n], generator=generator)] = 1
+        img = G(z.to(device), c.to(device), noise_mode="const").cpu()
+        out.append(img.clamp(-1, 1))
+    return torch.cat(out)
+
+
+# ---- outputs ---------------------------------------------------------------------------------------------------
+
+def privacy_statement(metadata: dict | None) -> dict[str, Any]:
+    privacy = (metadata or {}).get("privacy")
+    if not privacy:
+        return dict(guarantee="none recorded: the snapshot was not trained with --dp=1", not_covered=NOT_COVERED)
+    if not privacy.get("differentially_private", False):
+        return dict(guarantee=f"NOT differentially private ({privacy.get('note', '')})", account=privacy,
+                    not_covered=NOT_COVERED)
+    return dict(guarantee=f"({privacy['epsilon']:.4g}, {privacy['delta']:.3g})-DP per {privacy['unit']} "
+                          f"for the discriminator's training; the generator is post-processing",
+                account=privacy, not_covered=NOT_COVERED)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["# Privacy audit", "", f"Network: `{report['network']}`", "",
+             f"Generated {report['num_generated']}, training {report['num_train']}, held-out "
+             f"{report['num_heldout']} images.", "", "## Stated guarantee", "",
+             report["privacy"]["guarantee"], "", "Not covered:", ""]
+    lines += [f"- {item}" for item in report["privacy"]["not_covered"]]
+    lines += ["", "## Memorisation and membership inference", "",
+              "| space | share closer to train | median dist gen->train | median dist gen->held-out | MIA AUC | "
+              "TPR @ 1% FPR |", "|---|---|---|---|---|---|"]
+    for name, r in report["spaces"].items():
+        lines.append(f"| {name} | {r['share_closer_to_train']:.3f} | {r['generated_to_train']['median']:.4g} | "
+                     f"{r['generated_to_heldout']['median']:.4g} | {r['mia_auc']:.3f} | "
+                     f"{r['mia_tpr_at_1pct_fpr']:.3f} |")
+    lines += ["", "Chance: share 0.5 (equal-size real sets from one distribution), AUC 0.5, TPR 0.01.",
+              "Closest generated/training pairs (pixel space): `closest_pairs.png` (top: generated, bottom: "
+              "nearest training image).", ""]
+    return "\n".join(lines)
+
+
+def save_closest_pairs(generated: torch.Tensor, train: torch.Tensor, pixel: dict[str, Any], path: str,
+                       num_pairs: int) -> None:
+    """Top row: the generated images nearest to a training image; bottom row: those training images."""
+    chosen = pixel["_closest"][:num_pairs]
+    images = torch.cat([generated[chosen], train[pixel["_nn_train"][chosen]]]).numpy()
+    save_image_grid(images, path, drange=(-1, 1), grid_size=(len(chosen), 2))
+
+
+def write_outputs(outdir: str, report: dict[str, Any], generated: torch.Tensor, train: torch.Tensor,
+                  num_pairs: int) -> None:
+    os.makedirs(outdir, exist_ok=True)
+    save_closest_pairs(generated, train, report["spaces"]["pixel"], os.path.join(outdir, "closest_pairs.png"),
+                       num_pairs)
+    public = dict(report, spaces={name: {k: v for k, v in r.items() if not k.startswith("_")}
+                                  for name, r in report["spaces"].items()})
+    with dnnlib.atomic_write(os.path.join(outdir, "privacy_audit.json"), "w") as f:
+        json.dump(public, f, indent=2)
+    with dnnlib.atomic_write(os.path.join(outdir, "privacy_audit.md"), "w") as f:
+        f.write(markdown(public))
+
+
+@click.command()
+@click.option("--network", "network_pkl", help="Network snapshot (.pkl) or URL", required=True)
+@click.option("--train", "train_path", help="Training images (folder or zip): the members", required=True)
+@click.option("--heldout", "heldout_path", help="Held-out images never used for training", required=True)
+@click.option("--outdir", help="Where to write the report", required=True)
+@click.option("--num", help="Generated images [default: 1000]", type=int, default=1000)
+@click.option("--max-real", help="At most this many images per real set [default: all]", type=int)
+@click.option("--classifier", help="classifier.pkl whose features form the feature space", type=str)
+@click.option("--seed", help="Seed of the latents and the random embedding [default: 0]", type=int, default=0)
+@click.option("--batch", help="Batch size [default: 32]", type=int, default=32)
+@click.option("--pairs", help="Closest pairs to show [default: 8]", type=int, default=8)
+def main(network_pkl: str, train_path: str, heldout_path: str, outdir: str, num: int, max_real: int | None,
+         classifier: str | None, seed: int, batch: int, pairs: int) -> None:
+    """Nearest-neighbour memorisation and membership inference of a generator against its training data."""
+    from training.serialization import load_network_pkl
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with dnnlib.open_url(network_pkl) as f:
+        snapshot = load_network_pkl(f)
+    G = snapshot["G_ema"].eval().requires_grad_(False).to(device)
+    train = load_real(train_path, max_real, seed)
+    heldout = load_real(heldout_path, max_real, seed)
+    generated = generate(G, num, seed, batch, device)
+    embeddings = {"classifier": classifier_embedding(classifier, device)} if classifier else \
+        {"random_conv": random_conv_embedding(generated.shape[1], seed)}
+    spaces = audit(generated, train, heldout, embeddings, batch)
+    report = dict(network=network_pkl, num_generated=num, num_train=len(train), num_heldout=len(heldout),
+                  seed=seed, privacy=privacy_statement(snapshot.get("metadata")), spaces=spaces)
+    write_outputs(outdir, report, generated, train, pairs)
+    print(markdown(dict(report, spaces=spaces)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""A static HTML report of an experiment (spine.pipeline.experiment / spine.pipeline.demo): what was trained, how it went, what the
+synthetic images look like, how close they come to real ones, and what they are worth downstream.
+
+    python -m spine.pipeline.report --experiment runs/demo          # writes runs/demo/report/index.html
+
+Sections: headline, downstream table, metrics, training curves (losses, augmentation p, clinical loss, DP epsilon,
+metrics over kimg, from stats.jsonl and metric-*.jsonl), sample grids per class, nearest real neighbours of
+samples (pixel distance: a memorisation check, not a privacy guarantee), and a model card. Plots are PNG files
+beside index.html, drawn with matplotlib's object API (no global pyplot state).
+"""
+
+from __future__ import annotations
+
+import glob
+import html
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import PIL.Image
+
+import dnnlib
+from training.dataset import ImageFolderDataset
+
+SECTIONS = ("Headline", "Downstream", "Metrics", "Training curves", "Samples", "Nearest real neighbours",
+            "Model card")
+CURVES = (("Loss/G/loss", "G adversarial loss"), ("Loss/D/loss", "D loss"), ("Loss/G/clinical", "clinical loss"),
+          ("Progress/augment", "augment p"), ("Privacy/epsilon", "DP epsilon"))
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #bbb;padding:.3em .6em;text-align:left}
+th{background:#f0f0f0}img{max-width:100%;image-rendering:pixelated}.note{color:#555;font-size:.9em}
+.headline{font-size:1.15em;background:#f6f8fa;padding:.8em;border-left:4px solid #2a7}"""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading an experiment folder.
+
+
+def read_steps(outdir: Path) -> dict[str, dict[str, Any]]:
+    """{step name: outputs} of every finished step."""
+    steps = {}
+    for marker in sorted((outdir / "steps").glob("*.json")):
+        record = json.loads(marker.read_text())
+        steps[record["step"]] = dict(record["outputs"], seconds=record["seconds"])
+    return steps
+
+
+def read_stats(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
+    """stats.jsonl lines of a run and its continuations, in order."""
+    lines = []
+    for run_dir in run_dirs:
+        path = os.path.join(run_dir, "stats.jsonl")
+        if os.path.isfile(path):
+            lines += [json.loads(line) for line in open(path) if line.strip()]
+    return lines
+
+
+def read_metric_lines(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
+    """metric-*.jsonl lines written during training, with the kimg of their snapshot."""
+    lines = []
+    for run_dir in run_dirs:
+        for path in sorted(glob.glob(os.path.join(run_dir, "metric-*.jsonl"))):
+            for line in open(path):
+                entry = json.loads(line)
+                digits = "".join(ch for ch in os.path.basename(entry.get("snapshot_pkl") or "") if ch.isdigit())
+                entry["kimg"] = int(digits) if digits else None
+                lines.append(entry)
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures.
+
+
+def _save(fig: Any, path: Path) -> str:
+    with dnnlib.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", bbox_inches="tight")
+    return path.name
+
+
+def plot_curves(variant_stats: dict[str, list[dict]], variant_metrics: dict[str, list[dict]], path: Path) -> str | None:
+    """One panel per statistic present in any run, one line per variant, against kimg."""
+    from matplotlib.figure import Figure
+    panels = [(key, title) for key, title in CURVES if any(key in s for st in variant_stats.values() for s in st)]
+    metric_names = sorted({k for lines in variant_metrics.values() for e in lines for k in e["results"]})
+    if not panels and not metric_names:
+        return None
+    count = len(panels) + len(metric_names)
+    cols = min(3, count)
+    rows = -(-count // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=90)
+    for i, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for name, stats in variant_stats.items():
+            points = [(s["Progress/kimg"]["mean"], s[key]["mean"]) for s in stats if key in s and "Progress/kimg" in s]
+            if points:
+                ax.plot(*zip(*points), label=name, marker="." if len(points) < 30 else None)
+        ax.set(title=title, xlabel="kimg")
+        ax.legend(fontsize="small")
+    for j, metric in enumerate(metric_names):
+        ax = fig.add_subplot(rows, cols, len(panels) + j + 1)
+        for name, lines in variant_metrics.items():
+            points = [(e["kimg"], e["results"][metric]) for e in lines
+                      if metric in e["results"] and e["kimg"] is not None]
+            if points:
+                ax.plot(*zip(*points), label=name, marker="o")
+        ax.set(title=metric, xlabel="kimg")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _tile(image: np.ndarray, size: int) -> PIL.Image.Image:
+    """CHW uint8 -> a gray tile of `size` pixels (nearest: shows the pixels as they are)."""
+    gray = image.mean(axis=0).astype(np.uint8) if image.shape[0] != 1 else image[0]
+    return PIL.Image.fromarray(gray, "L").resize((size, size), PIL.Image.NEAREST)
+
+
+def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 64) -> tuple[str, list[str]]:
+    """The first `per_class` synthetic images of each class, one row per class; returns (file, class names)."""
+    dataset = ImageFolderDataset(dataset_path, use_labels=True)
+    names = dataset.metadata.get("class_names") or [str(k) for k in range(dataset.label_dim)]
+    labels = np.array([int(np.argmax(dataset.get_label(i))) for i in range(len(dataset))])
+    grid = PIL.Image.new("L", (per_class * cell, len(names) * cell))
+    for k in range(len(names)):
+        for c, idx in enumerate(np.flatnonzero(labels == k)[:per_class]):
+            grid.paste(_tile(dataset[int(idx)][0], cell), (c * cell, k * cell))
+    with dnnlib.atomic_write(path, "wb") as f:
+        grid.save(f, format="png")
+    return path.name, list(names)
+
+
+def nearest_neighbours(synthetic_path: str, real_path: str, path: Path, num: int = 6,
+                       cell: int = 64) -> tuple[str, list[float]]:
+    """Pairs (sample, nearest real training image by pixel L2 distance), for `num` samples spread over classes.
+
+    Returns the figure file and the root-mean-square pixel distances (0-255 scale) of each pair.
+    """
+    real = ImageFolderDataset(real_path)
+    fake = ImageFolderDataset(synthetic_path)
+    real_pixels = np.stack([real[i][0] for i in range(len(real))]).reshape(len(real), -1).astype(np.float32)
+    picks = np.linspace(0, len(fake) - 1, num).round().astype(int)
+    grid = PIL.Image.new("L", (2 * cell + 8, num * cell), color=255)
+    distances = []
+    for row, idx in enumerate(picks):
+        sample = fake[int(idx)][0]
+        d2 = ((real_pixels - sample.reshape(1, -1).astype(np.float32)) ** 2).mean(axis=1)
+        best = int(np.argmin(d2))
+        distances.append(float(np.sqrt(d2[best])))
+        grid.paste(_tile(sample, cell), (0, row * cell))
+        grid.paste(_tile(real[best][0], cell), (cell + 8, row * cell))
+    with dnnlib.atomic_write(path, "wb") as f:
+        grid.save(f, format="png")
+    return path.name, distances
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# HTML.
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def downstream_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for arm, row in results["models"].items():
+        ratio = results["ratios"].get(arm)
+        ci = row["auc_ci"]
+        rows.append([arm, f"{row['num_train']} / {row['num_val']}", _fmt(row["auc"]),
+                     "n/a" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}",
+                     "1.000" if arm == "real" else "" if ratio is None else
+                     f"{ratio['ratio']:.3f} ({ratio['ratio_ci'][0]:.3f}-{ratio['ratio_ci'][1]:.3f})"])
+    return rows
+
+
+def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
+    """One sentence per generator: synthetic-only AUC against the real model's, and their ratio."""
+    if downstream is None:
+        return "Downstream evaluation has not run yet."
+    real = downstream["models"]["real"]["auc"]
+    parts = [f"Classifier trained on real images: test AUC {_fmt(real)}."]
+    for arm, ratio in downstream["ratios"].items():
+        auc = downstream["models"][arm]["auc"]
+        low, high = ratio["ratio_ci"]
+        parts.append(f"Trained on {arm.removeprefix('synthetic-')} images only: AUC {_fmt(auc)} "
+                     f"(ratio to real {ratio['ratio']:.2f}, 95% CI {low:.2f}-{high:.2f}).")
+    data = "a seeded phantom (not patient data)" if config.get("source") is None else config["source"]
+    parts.append(f"Data: {data}; {config['resolution']}x{config['resolution']} pixels; {config['kimg']} kimg per GAN.")
+    return " ".join(parts)
+
+
+def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
+    """What the generators are, were trained on, are for, and what they do not promise."""
+    variants = config["variants"]
+    rows = []
+    for v in variants:
+        trained = steps.get(f"train/{v['name']}", {})
+        dp = [a for a in v["train_args"] if a.startswith("--dp")]
+        rows.append([v["name"], config["gan_cfg"], config["kimg"], v["clinical_weight"] or "none",
+                     " ".join(dp) or "none", os.path.basename(trained.get("snapshot", "not trained yet"))])
+    data = ("a seeded VinDr-SpineXR-shaped phantom made by spine.phantom: synthetic anatomy, no patient data"
+            if config.get("source") is None else f"VinDr-SpineXR-layout data at {config['source']}")
+    items = [
+        f"<b>Data</b>: {html.escape(data)}; labels '{html.escape(config['labels'])}' (0 normal, 1 abnormal); images "
+        f"center-cropped and resized to {config['resolution']} px; study-level split of the official train split for "
+        f"validation; the official test split is used only for the final downstream evaluation.",
+        "<b>Clinical loss</b>: weight x BCE of a frozen spine classifier (trained on the same training images, "
+        "chosen on validation) on each generated image against its conditioning label "
+        "(Schonfeld &amp; Veeravagu 2022).",
+        "<b>Differential privacy</b>: where a variant uses --dp, DP-SGD protects the discriminator's use of each "
+        "training image (epsilon, delta in the curves and snapshot metadata). It does not cover the classifier of "
+        "the clinical loss (trained on the same images without DP), the hyper-parameter choices, or the validation "
+        "split; a variant without --dp has no formal privacy guarantee at all.",
+        "<b>Intended use</b>: research on synthetic learning and on the method itself; augmenting or replacing "
+        "training data for classifiers that are then validated on real, held-out data.",
+        "<b>Not for</b>: diagnosis, clinical decisions, or as evidence about any patient. Samples can look plausible "
+        "and be anatomically wrong; labels of samples are only as reliable as the conditioning (see label fidelity).",
+        "<b>Limits</b>: small models and short training in the demo; FID on few samples is biased upward; nearest "
+        "neighbours by pixel distance detect copies, not every kind of memorisation.",
+    ]
+    return _table(["variant", "preset", "kimg", "clinical loss", "DP options", "snapshot"], rows) + \
+        "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = None) -> Path:
+    """Write <reportdir>/index.html (default <outdir>/report) and its figures; returns the HTML path."""
+    outdir = Path(outdir)
+    reportdir = Path(reportdir) if reportdir is not None else outdir / "report"
+    reportdir.mkdir(parents=True, exist_ok=True)
+    config = json.loads((outdir / "config.json").read_text())
+    steps = read_steps(outdir)
+    names = [v["name"] for v in config["variants"]]
+    downstream = None
+    if "downstream" in steps:
+        downstream = json.loads(Path(steps["downstream"]["json"]).read_text())
+    body = [f"<h1>SpineGAN experiment: {html.escape(outdir.name)}</h1>",
+            f"<h2 id='headline'>Headline</h2><p class='headline'>{html.escape(headline(config, downstream))}</p>"]
+
+    body.append("<h2 id='downstream'>Downstream</h2>")
+    if downstream is not None:
+        body.append(_table(["training data", "train / val images", "test AUC", "95% CI", "AUC ratio to real (95% CI)"],
+                           downstream_rows(downstream)))
+        body.append(f"<p class='note'>Test: {downstream['test']['num_images']} held-out real images, opened only "
+                    f"after every model was final; epochs chosen on validation splits of each training source; "
+                    f"percentile bootstrap intervals (paired for ratios).</p>")
+
+    body.append("<h2 id='metrics'>Metrics</h2>")
+    metric_rows = []
+    for name in names:
+        entry = steps.get(f"metrics/{name}", {})
+        for key, value in sorted(entry.get("results", {}).items()):
+            metric_rows.append([name, key, _fmt(value, 4) if isinstance(value, float) else value])
+        for key, error in sorted(entry.get("errors", {}).items()):
+            metric_rows.append([name, key, f"not computed: {error}"])
+    body.append(_table(["variant", "metric", "value"], metric_rows) if metric_rows else "<p>No metrics yet.</p>")
+    if "classifier" in steps:
+        body.append(f"<p class='note'>Spine classifier (clinical loss, spine-feature metrics): validation AUC "
+                    f"{_fmt(steps['classifier']['best_val_auc'])} at epoch {steps['classifier']['best_epoch']}.</p>")
+    if "judge" in steps:
+        body.append(f"<p class='note'>independent_*: label fidelity judged by a second classifier (another seed, "
+                    f"the same training images; validation AUC {_fmt(steps['judge']['best_val_auc'])}) that no "
+                    f"generator was trained against.</p>")
+
+    body.append("<h2 id='training-curves'>Training curves</h2>")
+    run_dirs = {n: steps[f"train/{n}"]["run_dirs"] for n in names if f"train/{n}" in steps}
+    curves = plot_curves({n: read_stats(d) for n, d in run_dirs.items()},
+                         {n: read_metric_lines(d) for n, d in run_dirs.items()}, reportdir / "curves.png")
+    body.append(f"<img src='{curves}' alt='training curves'>" if curves else "<p>No training statistics yet.</p>")
+
+    body.append("<h2 id='samples'>Samples</h2>")
+    train_zip = steps.get("data/train", {}).get("dataset")
+    for name in names:
+        synthetic = steps.get(f"synthesize/{name}", {}).get("dataset")
+        if synthetic is None:
+            continue
+        grid, classes = sample_grid(synthetic, reportdir / f"samples-{name}.png")
+        body.append(f"<h3>{html.escape(name)}</h3><p class='note'>rows: {html.escape(', '.join(classes))}</p>"
+                    f"<img src='{grid}' alt='samples of {html.escape(name)}'>")
+
+    body.append("<h2 id='nearest-real-neighbours'>Nearest real neighbours</h2>")
+    for name in names:
+        synthetic = steps.get(f"synthesize/{name}", {}).get("dataset")
+        if synthetic is None or train_zip is None:
+            continue
+        pairs, distances = nearest_neighbours(synthetic, train_zip, reportdir / f"neighbours-{name}.png")
+        body.append(f"<h3>{html.escape(name)}</h3><p class='note'>left: sample; right: closest training image "
+                    f"(RMS pixel distance {', '.join(f'{d:.1f}' for d in distances)} on 0-255). Near-zero distances "
+                    f"would mean copies.</p><img src='{pairs}' alt='nearest neighbours of {html.escape(name)}'>")
+
+    body.append("<h2 id='model-card'>Model card</h2>" + model_card(config, steps))
+    timings = [[k, f"{v['seconds']:.0f} s"] for k, v in steps.items()]
+    body.append("<h3>Step timings</h3>" + _table(["step", "time"], timings))
+    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SpineGAN report: "
+            f"{html.escape(outdir.name)}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    path = reportdir / "index.html"
+    with dnnlib.atomic_write(path, "w") as f:
+        f.write(page)
+    return path
+
+
+@click.command()
+@click.option("--experiment", "outdir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Experiment folder (spine.pipeline.experiment / spine.pipeline.demo)")
+@click.option("--out", "reportdir", type=click.Path(file_okay=False), default=None,
+              help="Report folder [default: <experiment>/report]")
+def main(outdir: str, reportdir: str | None) -> None:
+    """Write the HTML report of an experiment."""
+    if not os.path.isfile(os.path.join(outdir, "config.json")):
+        raise click.ClickException(f"--experiment={outdir}: no config.json; not a spine.pipeline.experiment folder")
+    click.echo(f"Report: {write_experiment_report(outdir, reportdir)}")
+
+
+if __name__ == "__main__":
+    main()  # pylint: disable=no-value-for-parameter

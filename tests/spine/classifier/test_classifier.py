@@ -1,0 +1,334 @@
+"""classifier.pkl round trip and validation, input mapping, architectures, augmentation, training and the CLI."""
+
+import dataclasses
+import json
+import math
+import pickle
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+from spine.classifier import artifact as clf
+from spine.classifier.cli import cli
+from spine.classifier.data import load_labelled_images, predict_probabilities
+from spine.classifier.models import build_network
+from spine.classifier.training import TrainOptions, augment_batch, train_classifier, validation_auc
+from spine.evaluation.scoring import roc_auc
+
+
+def _spec(**changes) -> clf.ClassifierSpec:
+    spec = clf.ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode="abnormality",
+                              class_names=("normal", "abnormal"), resolution=16, channels=1,
+                              intensity=dict(scale=1 / 255, mean=[0.4], std=[0.2]), thresholds=(0.5,))
+    return dataclasses.replace(spec, **changes)
+
+
+def _saved_classifier(path, spec=None) -> torch.nn.Module:
+    spec = spec or _spec()
+    torch.manual_seed(0)
+    net = build_network(spec.arch, spec.channels, spec.num_outputs, spec.arch_kwargs)
+    net.train()
+    net(torch.randn(8, spec.channels, spec.resolution, spec.resolution))  # non-trivial batch-norm statistics
+    net.eval()
+    clf.save_classifier(path, net, spec, dict(note="test"))
+    return net
+
+
+def _write_dataset(root, num_studies: int, seed: int, resolution: int = 16, label_mode: str = "abnormality",
+                   class_names=("normal", "abnormal")):
+    """Two images per study; class k shows a central square brighter by 90 k / (K - 1), so the task is separable."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    labels, images = [], []
+    for s in range(num_studies):
+        label = s % len(class_names)
+        for view in range(2):
+            name = f"00000/img{2 * s + view:08d}.png"
+            pixels = rng.normal(90, 20, (resolution, resolution))
+            q = resolution // 4
+            pixels[q:-q, q:-q] += 90 * label / (len(class_names) - 1)
+            (root / "00000").mkdir(exist_ok=True)
+            PIL.Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L").save(root / name)
+            labels.append([name, label])
+            images.append(dict(file=name, image_id=f"im{2 * s + view}", study_id=f"st{s}", split="train"))
+    meta = dict(label_mode=label_mode, class_names=list(class_names), images=images)
+    (root / "dataset.json").write_text(json.dumps(dict(labels=labels, spinegan=meta)))
+    return root
+
+
+def _png_round_trip(img: torch.Tensor, tmp_path) -> torch.Tensor:
+    """Save generator output as generate.py does (floor of clamp(x*127.5+128)) and read it back as uint8 NCHW."""
+    pixels = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for i, arr in enumerate(pixels):
+        mode = "L" if arr.shape[2] == 1 else "RGB"
+        PIL.Image.fromarray(arr[:, :, 0] if mode == "L" else arr, mode).save(tmp_path / f"{i}.png")
+        with PIL.Image.open(tmp_path / f"{i}.png") as loaded:
+            back = np.asarray(loaded)
+        out.append(back[None] if back.ndim == 2 else back.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(out))
+
+
+# ------------------------------------------------------------------------------------------------ classifier.pkl
+
+def test_round_trip_gives_identical_outputs(tmp_path):
+    net = _saved_classifier(tmp_path / "c.pkl")
+    loaded = clf.load_classifier(tmp_path / "c.pkl")
+    assert loaded.spec == _spec() and loaded.provenance == dict(note="test")
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.net.state_dict()[key], value), key
+    x = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8)
+    assert torch.equal(loaded(loaded.preprocess_uint8(x)), net(clf.uint8_to_input(x, _spec())))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pkl"]  # atomic write left no temp file
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("format", "spinegan-classifier-v0", "'format'"),
+    ("label_mode", "multilabel", "'label_mode'"),
+    ("class_names", ["a", "b", "c"], "'class_names'"),
+    ("channels", 2, "'channels'"),
+    ("intensity", dict(scale=1 / 255, mean=[0.4], std=[0.0]), "'intensity'"),
+    ("thresholds", [0.5, 0.5], "'thresholds'"),
+    ("arch", "vgg16", "'arch'"),
+])
+def test_tampered_fields_are_refused(tmp_path, field, value, message):
+    _saved_classifier(tmp_path / "c.pkl")
+    data = torch.load(tmp_path / "c.pkl", weights_only=True)
+    data[field] = value
+    torch.save(data, tmp_path / "bad.pkl")
+    with pytest.raises(ValueError, match=f"bad.pkl: classifier.pkl field {message}"):
+        clf.load_classifier(tmp_path / "bad.pkl")
+
+
+def test_missing_field_and_wrong_weights_are_refused(tmp_path):
+    _saved_classifier(tmp_path / "c.pkl")
+    data = torch.load(tmp_path / "c.pkl", weights_only=True)
+    torch.save({k: v for k, v in data.items() if k != "resolution"}, tmp_path / "a.pkl")
+    with pytest.raises(ValueError, match="a.pkl: classifier.pkl field 'resolution' is missing"):
+        clf.load_classifier(tmp_path / "a.pkl")
+    data["state_dict"].pop("features.0.weight")
+    torch.save(data, tmp_path / "b.pkl")
+    with pytest.raises(ValueError, match="b.pkl: classifier.pkl field 'state_dict' does not fit"):
+        clf.load_classifier(tmp_path / "b.pkl")
+
+
+class _Payload:
+    """Stands for arbitrary code in a pickle: weights_only loading must refuse it."""
+
+
+def test_pickled_objects_and_garbage_are_refused(tmp_path):
+    with open(tmp_path / "obj.pkl", "wb") as f:
+        pickle.dump(dict(format=clf.FORMAT, payload=_Payload()), f, protocol=2)
+    with pytest.raises(ValueError, match="obj.pkl: not a readable classifier.pkl"):
+        clf.load_classifier(tmp_path / "obj.pkl")
+    (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="junk.pkl: not a readable classifier.pkl"):
+        clf.load_classifier(tmp_path / "junk.pkl")
+
+
+def test_loaded_classifier_is_frozen_and_stays_in_eval_mode(tmp_path):
+    _saved_classifier(tmp_path / "c.pkl")
+    loaded = clf.load_classifier(tmp_path / "c.pkl")
+    parent = torch.nn.Sequential(loaded)
+    parent.train()
+    assert not loaded.training and not any(m.training for m in loaded.modules())
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+# ------------------------------------------------------------------------------------------------ input mapping
+
+@pytest.mark.parametrize("gen_channels, gen_res, spec_channels, spec_res", [
+    (1, 16, 1, 16),  # same size: no resampling
+    (1, 32, 1, 16),  # generator at a higher resolution
+    (1, 8, 1, 16),   # ... and a lower one
+    (3, 16, 1, 16),  # RGB generator, gray classifier
+    (1, 16, 3, 16),  # gray generator, RGB classifier
+])
+def test_generated_path_equals_png_round_trip(tmp_path, gen_channels, gen_res, spec_channels, spec_res):
+    spec = _spec(channels=spec_channels, resolution=spec_res,
+                 intensity=dict(scale=1 / 255, mean=[0.4] * spec_channels, std=[0.2] * spec_channels))
+    img = (torch.rand(3, gen_channels, gen_res, gen_res, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1)
+    from_png = clf.uint8_to_input(_png_round_trip(img, tmp_path), spec)
+    from_generator = clf.generated_to_input(img, spec)
+    assert from_generator.shape == (3, spec_channels, spec_res, spec_res)
+    torch.testing.assert_close(from_generator, from_png, rtol=0, atol=1e-5)
+
+
+def test_generated_path_passes_gradients_straight_through():
+    spec = _spec()
+    img = torch.empty(1, 1, 16, 16).uniform_(-0.9, 0.9).requires_grad_()
+    clf.generated_to_input(img, spec).sum().backward()
+    # d/dimg of (img*127.5+128)/255/0.2 without the quantization
+    torch.testing.assert_close(img.grad, torch.full_like(img, 127.5 / 255 / 0.2))
+
+
+def test_intensity_mapping_closed_form():
+    spec = _spec(resolution=4)
+    x = torch.tensor([0, 51, 102, 255], dtype=torch.uint8).reshape(1, 1, 1, 4).repeat(1, 1, 4, 1)
+    expected = (torch.tensor([0, 51, 102, 255]) / 255 - 0.4) / 0.2
+    torch.testing.assert_close(clf.uint8_to_input(x, spec)[0, 0, 0], expected.float())
+
+
+def test_check_compatible():
+    net = build_network("small_cnn", 1, 1, dict(width=4, num_blocks=2))
+    binary = clf.SpineClassifier(net, _spec())
+    clf.check_compatible(binary, "abnormality", 2, ["normal", "abnormal"])
+    with pytest.raises(ValueError, match="label mode 'abnormality' vs the dataset's 'lesion'"):
+        clf.check_compatible(binary, "lesion", 2)
+    with pytest.raises(ValueError, match="2 classes vs conditioning labels of dimension 8"):
+        clf.check_compatible(binary, "abnormality", 8)
+    with pytest.raises(ValueError, match="class names"):
+        clf.check_compatible(binary, "abnormality", 2, ["healthy", "sick"])
+
+
+# ------------------------------------------------------------------------------------------------ models, augmentation
+
+@pytest.mark.parametrize("arch", ["small_cnn", "resnet18", "densenet121"])
+def test_architectures_take_gray_input(arch):
+    net = build_network(arch, in_channels=1, num_outputs=3).eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+
+
+def test_init_weights_from_local_file(tmp_path):
+    import torchvision
+
+    torch.manual_seed(3)
+    stock = torchvision.models.resnet18(weights=None)
+    torch.save(stock.state_dict(), tmp_path / "stock.pth")
+    net = build_network("resnet18", 1, 1, init_weights=tmp_path / "stock.pth")
+    torch.testing.assert_close(net.conv1.weight, stock.conv1.weight.sum(dim=1, keepdim=True))
+    assert torch.equal(net.layer1[0].conv1.weight, stock.layer1[0].conv1.weight)
+    assert net.fc.out_features == 1
+    torch.save(dict(unrelated=torch.zeros(1)), tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="wrong.pth: does not match torchvision ResNet"):
+        build_network("resnet18", 1, 1, init_weights=tmp_path / "wrong.pth")
+
+
+def test_augmentation_identity_and_flip_are_exact():
+    x = torch.rand(3, 1, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(augment_batch(x, g, 0.0, 0.0, (1.0, 1.0)), x)
+    torch.testing.assert_close(augment_batch(x, g, 1.0, 0.0, (1.0, 1.0)), x.flip(3))
+
+
+def test_augmentation_crop_stays_inside_and_is_seeded():
+    x = torch.ones(64, 1, 16, 16)  # any sample outside the image would bring in black
+    a = augment_batch(x, torch.Generator().manual_seed(5), 0.3, 0.0, (0.8, 1.0))
+    b = augment_batch(x, torch.Generator().manual_seed(5), 0.3, 0.0, (0.8, 1.0))
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a, x)
+    rotated = augment_batch(x, torch.Generator().manual_seed(5), 0.0, 5.0, (1.0, 1.0))
+    assert rotated.min() < 1  # rotation alone brings black corners in
+
+
+# ------------------------------------------------------------------------------------------------ training, CLI
+
+def test_load_labelled_images(tmp_path):
+    root = _write_dataset(tmp_path / "ds", num_studies=3, seed=0)
+    data = load_labelled_images(str(root))
+    assert data.images.shape == (6, 1, 16, 16) and data.images.dtype == torch.uint8
+    assert data.labels.tolist() == [0, 0, 1, 1, 0, 0]
+    assert data.study_ids == ["st0", "st0", "st1", "st1", "st2", "st2"]
+    assert (data.label_mode, data.class_names) == ("abnormality", ["normal", "abnormal"])
+    bad = _write_dataset(tmp_path / "bad", num_studies=2, seed=0, label_mode="multilabel")
+    with pytest.raises(ValueError, match="label_mode 'multilabel'"):
+        load_labelled_images(str(bad))
+
+
+def test_training_reaches_high_auc_and_keeps_the_best_validation_epoch(tmp_path):
+    data = load_labelled_images(str(_write_dataset(tmp_path / "ds", num_studies=40, seed=0)))
+    options = TrainOptions(arch_kwargs=dict(width=8, num_blocks=3), resolution=16, epochs=6, patience=6,
+                           batch_size=16, lr=3e-3, val_fraction=0.25, seed=1)
+    result = train_classifier(data, options)
+    prov = result.provenance
+    val_aucs = [h["val_auc"] for h in prov["history"]]
+    assert prov["best_epoch"] == int(np.argmax(val_aucs)) and prov["best_val_auc"] == max(val_aucs)
+    assert prov["best_val_auc"] > 0.95
+    assert prov["num_train"] + prov["num_val"] == 80 and prov["num_val"] == 20  # 10 of 40 studies
+    # The returned network is the best epoch's: recompute its validation AUC from the held-out studies.
+    val_idx = [i for i, s in enumerate(data.study_ids) if s in _val_studies(data, prov)]
+    probs = predict_probabilities(result.net, result.spec, data.images[val_idx]).numpy()
+    assert validation_auc(data.labels[val_idx].numpy(), probs) == pytest.approx(prov["best_val_auc"], abs=1e-12)
+    assert 0 < result.spec.thresholds[0] < 1
+    again = train_classifier(data, dataclasses.replace(options, epochs=2, patience=2))
+    third = train_classifier(data, dataclasses.replace(options, epochs=2, patience=2))
+    for key, value in again.net.state_dict().items():
+        assert torch.equal(third.net.state_dict()[key], value), key  # seeded and deterministic on CPU
+
+
+def test_multiclass_training_and_round_trip(tmp_path):
+    root = _write_dataset(tmp_path / "ds", num_studies=36, seed=0, label_mode="lesion", class_names=("a", "b", "c"))
+    data = load_labelled_images(str(root))
+    assert data.label_mode == "lesion" and data.labels.tolist()[:6] == [0, 0, 1, 1, 2, 2]
+    options = TrainOptions(arch_kwargs=dict(width=8, num_blocks=3), resolution=16, epochs=5, patience=5,
+                           batch_size=16, lr=3e-3, val_fraction=0.34, seed=0)
+    result = train_classifier(data, options)
+    assert result.spec.num_outputs == 3 and len(result.spec.thresholds) == 3
+    assert result.provenance["best_val_auc"] > 0.9
+    clf.save_classifier(tmp_path / "c.pkl", result.net, result.spec, result.provenance)
+    loaded = clf.load_classifier(tmp_path / "c.pkl")
+    probs = predict_probabilities(loaded, loaded.spec, data.images)
+    assert probs.shape == (72, 3)
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(72))
+    torch.testing.assert_close(probs, predict_probabilities(result.net, result.spec, data.images), rtol=0, atol=0)
+
+
+def _val_studies(data, prov) -> set:
+    from spine.data.splits import split_by_study
+
+    _, val_idx = split_by_study(data.study_ids, data.labels.tolist(), prov["options"]["val_fraction"],
+                                prov["options"]["seed"])
+    return {data.study_ids[i] for i in val_idx}
+
+
+def test_best_epoch_is_kept_and_patience_stops(tmp_path, monkeypatch):
+    """Scripted validation AUCs: the network returned must be the one of the best epoch, not the last."""
+    import spine.classifier.training as training
+
+    data = load_labelled_images(str(_write_dataset(tmp_path / "ds", num_studies=12, seed=0)))
+    scripted = iter([0.6, 0.9, 0.7, 0.85, 0.95, 0.99])
+    snapshots = []
+
+    def recording_predict(net, spec, images, batch_size):
+        snapshots.append({k: v.clone() for k, v in net.state_dict().items()})
+        return predict_probabilities(net, spec, images, batch_size)
+
+    monkeypatch.setattr(training, "predict_probabilities", recording_predict)
+    monkeypatch.setattr(training, "validation_auc", lambda labels, probs: next(scripted))
+    options = TrainOptions(arch_kwargs=dict(width=4, num_blocks=2), resolution=16, epochs=50, patience=2,
+                           batch_size=8, val_fraction=0.34, seed=0)
+    result = train_classifier(data, options)
+    assert result.provenance["best_epoch"] == 1 and result.provenance["best_val_auc"] == 0.9
+    assert result.provenance["epochs_run"] == 4  # epochs 2 and 3 did not beat epoch 1
+    for key, value in result.net.state_dict().items():
+        assert torch.equal(value, snapshots[1][key]), key
+    assert any(not torch.equal(snapshots[3][k], snapshots[1][k]) for k in snapshots[1])
+
+
+def test_cli_train_then_evaluate(tmp_path):
+    train_root = _write_dataset(tmp_path / "train", num_studies=30, seed=0)
+    test_root = _write_dataset(tmp_path / "test", num_studies=15, seed=1)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--data", str(train_root), "--out", str(tmp_path / "c.pkl"),
+                                     "--epochs", "4", "--batch", "16", "--lr", "3e-3", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["evaluate", "--classifier", str(tmp_path / "c.pkl"), "--data", str(test_root),
+                                     "--out", str(tmp_path / "eval.json"), "--roc", str(tmp_path / "roc.png"),
+                                     "--n-resamples", "200"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval.json").read_text())
+    loaded = clf.load_classifier(tmp_path / "c.pkl")
+    test = load_labelled_images(str(test_root))
+    probs = predict_probabilities(loaded, loaded.spec, test.images).numpy()
+    assert report["auc"] == pytest.approx(roc_auc(test.labels.numpy(), probs), abs=1e-12)
+    assert report["auc_ci"][0] <= report["auc"] <= report["auc_ci"][1]
+    assert report["at_threshold"]["threshold"] == loaded.spec.thresholds[0]
+    assert set(report["youden"]) == {"threshold", "sensitivity", "specificity", "youden_j"}
+    assert report["num_samples"] == 30 and report["data_sha256"] == test.sha256
+    assert loaded.provenance["dataset_sha256"] == load_labelled_images(str(train_root)).sha256
+    assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert math.isfinite(loaded.provenance["best_val_auc"])

@@ -1,0 +1,92 @@
+"""Privacy audit: known shares and attack results on constructed cases; the CLI writes its three outputs."""
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+from spine.evaluation import privacy_audit
+
+
+def smooth_images(n: int, seed: int) -> torch.Tensor:
+    """Distinct low-frequency gray 16x16 images in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 1, 4, 4, generator=g) * 2 - 1
+    return torch.nn.functional.interpolate(coarse, size=16, mode="bilinear", align_corners=False)
+
+
+def test_copies_of_training_images_are_caught():
+    train, heldout = smooth_images(40, 0), smooth_images(40, 1)
+    generated = train[torch.arange(40) % 40].clone()
+    spaces = privacy_audit.audit(generated, train, heldout,
+                                 {"random_conv": privacy_audit.random_conv_embedding(1, seed=0)})
+    for r in spaces.values():
+        assert r["share_closer_to_train"] == 1.0
+        assert r["generated_to_train"]["min"] == 0.0
+        assert r["mia_auc"] == 1.0  # every member is at distance 0, every non-member further away
+        assert r["mia_tpr_at_1pct_fpr"] == 1.0
+
+
+def test_fresh_samples_look_like_chance():
+    train, heldout, generated = smooth_images(300, 0), smooth_images(300, 1), smooth_images(300, 2)
+    r = privacy_audit.audit(generated, train, heldout, {})["pixel"]
+    # Three independent draws from one distribution: share ~ Binomial(300, 0.5)/300 (sd 0.029), AUC ~ 0.5 (sd 0.024).
+    assert abs(r["share_closer_to_train"] - 0.5) < 0.1
+    assert abs(r["mia_auc"] - 0.5) < 0.1
+
+
+def test_nearest_matches_brute_force():
+    q, refs = torch.randn(7, 5, dtype=torch.float64), torch.randn(11, 5, dtype=torch.float64)
+    d, i = privacy_audit.nearest(q, refs, batch=3)
+    brute = np.array([[np.linalg.norm(a - b) for b in refs.numpy()] for a in q.numpy()])
+    assert np.allclose(d, brute.min(1)) and (i == brute.argmin(1)).all()
+
+
+def test_tpr_at_fpr_known_answer():
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    scores = np.array([9, 8, 3, 1, 7, 2, 0, -1])
+    assert privacy_audit.tpr_at_fpr(labels, scores, 0.0) == 0.5  # threshold 8: two members, no non-member
+    assert privacy_audit.tpr_at_fpr(labels, scores, 0.25) == 0.75
+
+
+def test_privacy_statement():
+    assert "none recorded" in privacy_audit.privacy_statement({})["guarantee"]
+    stated = privacy_audit.privacy_statement(dict(privacy=dict(epsilon=3.21, delta=1e-5, unit="study",
+                                                               differentially_private=True)))
+    assert stated["guarantee"].startswith("(3.21, 1e-05)-DP per study")
+    assert any("model selection" in item for item in stated["not_covered"])
+
+
+def write_folder(path, images: torch.Tensor) -> str:
+    os.makedirs(path)
+    pixels = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    for i, img in enumerate(pixels):
+        PIL.Image.fromarray(img[0], "L").save(os.path.join(path, f"img{i:03d}.png"))
+    return str(path)
+
+
+def test_cli_writes_report(tmp_path):
+    from training.networks import Generator
+    from training.serialization import save_network_snapshot
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=128, channel_max=8)).eval()
+    pkl = str(tmp_path / "snap.pkl")
+    save_network_snapshot(pkl, G=G, D=None, G_ema=G,
+                          metadata=dict(privacy=dict(epsilon=2.0, delta=1e-5, unit="image",
+                                                     differentially_private=True)))
+    train = write_folder(tmp_path / "train", smooth_images(12, 0))
+    heldout = write_folder(tmp_path / "heldout", smooth_images(12, 1))
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(privacy_audit.main, ["--network", pkl, "--train", train, "--heldout", heldout,
+                                                     "--outdir", str(out), "--num", "10", "--pairs", "4"])
+    assert result.exit_code == 0, result.output
+    report = json.load(open(out / "privacy_audit.json"))
+    assert set(report["spaces"]) == {"pixel", "random_conv"} and report["num_generated"] == 10
+    assert report["privacy"]["guarantee"].startswith("(2, 1e-05)-DP per image")
+    assert "| pixel |" in (out / "privacy_audit.md").read_text()
+    assert PIL.Image.open(out / "closest_pairs.png").size == (4 * 16, 2 * 16)

@@ -1,0 +1,145 @@
+"""spine.pipeline.experiment: finished steps are skipped on restart, unfinished ones start clean, configs are checked."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+import torch
+
+from spine.pipeline import experiment
+from spine.pipeline.experiment import ExperimentConfig, Steps, Variant
+from training.networks import Generator
+from training.serialization import load_network_pkl, save_network_snapshot
+
+
+def test_steps_skip_finished_and_restart_unfinished(tmp_path):
+    calls = []
+
+    def first(workdir):
+        calls.append("first")
+        (workdir / "out.txt").write_text("ok")
+        return dict(value=1)
+
+    def interrupted(workdir):
+        calls.append("second")
+        (workdir / "partial.txt").write_text("half")
+        raise KeyboardInterrupt
+
+    steps = Steps(tmp_path, log=lambda _text: None)
+    assert steps.run("a", first) == dict(value=1)
+    with pytest.raises(KeyboardInterrupt):
+        steps.run("b/x", interrupted)
+    assert steps.is_done("a") and not steps.is_done("b/x") and (tmp_path / "b/x/partial.txt").exists()
+
+    again = Steps(tmp_path, log=lambda _text: None)
+    assert again.run("a", first) == dict(value=1)  # read back from the marker
+    assert again.run("b/x", lambda w: dict(files=sorted(os.listdir(w)))) == dict(files=[])  # clean workdir
+    assert calls == ["first", "second"]
+    kept = Steps(tmp_path, log=lambda _text: None)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "checkpoint.pt").write_text("resume me")
+    listed = kept.run("c", lambda w: dict(files=sorted(os.listdir(w))), keep_partial=True)
+    assert listed == dict(files=["checkpoint.pt"])
+
+
+TINY = ExperimentConfig(phantom_train=40, phantom_test=24, phantom_size=64, resolution=16, classifier_epochs=2,
+                        classifier_patience=2, kimg=1, snap=1, variants=(Variant("plain"), Variant("spinegan", 0.1)),
+                        synth_per_class=6, metrics=("label_fidelity8",), downstream_epochs=1, downstream_patience=1,
+                        n_resamples=20, seed=0)
+
+
+def fake_train_variant(calls):
+    """Stands in for train.py (minutes on CPU): writes a tiny conditional snapshot into a run folder."""
+    def train(variant, train_zip, classifier, config, workdir, log):
+        calls.append(variant.name)
+        run_dir = workdir / "00000-fake"
+        run_dir.mkdir()
+        torch.manual_seed(len(calls))
+        G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=config.resolution, img_channels=1,
+                      mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+        snapshot = run_dir / "network-snapshot-000001.pkl"
+        save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=1000))
+        with open(run_dir / "stats.jsonl", "w") as f:
+            for kimg in (0.5, 1.0):
+                f.write(json.dumps({"Progress/kimg": {"mean": kimg}, "Loss/G/loss": {"mean": 1.0 / kimg}}) + "\n")
+        cmd = experiment.train_command(variant, train_zip, classifier, config, workdir)
+        return dict(run_dirs=[str(run_dir)], snapshot=str(snapshot), command=cmd[1:])
+    return train
+
+
+def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant(calls))
+    real_downstream = experiment._downstream
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "_downstream", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(TINY, tmp_path, log=lambda _text: None)
+    done = sorted(p.name for p in (tmp_path / "steps").iterdir())
+    assert done == ["classifier.json", "data--test.json", "data--train.json", "judge.json", "metrics--plain.json",
+                    "metrics--spinegan.json", "phantom.json", "synthesize--plain.json", "synthesize--spinegan.json",
+                    "train--plain.json", "train--spinegan.json"]
+
+    monkeypatch.setattr(experiment, "_downstream", real_downstream)
+    monkeypatch.setattr(experiment, "make_phantom", lambda *a: pytest.fail("finished step ran again"))
+    monkeypatch.setattr(experiment, "train_classifier_step", lambda *a: pytest.fail("finished step ran again"))
+    logged = []
+    out = experiment.run_experiment(TINY, tmp_path, log=logged.append)
+    assert calls == ["plain", "spinegan"]
+    assert sum("done earlier" in line for line in logged) == 11
+    assert set(out["downstream"]["aucs"]) == {"real", "synthetic-plain", "real+synthetic-plain",
+                                              "synthetic-spinegan", "real+synthetic-spinegan"}
+    assert os.path.isfile(out["report"]["report"])
+    metrics = out["metrics/spinegan"]
+    own = {k for k in metrics["results"] if k.startswith("label_fidelity8")}
+    independent = {k for k in metrics["results"] if k.startswith("independent_label_fidelity8")}
+    assert metrics["errors"] == {} and own and independent == {"independent_" + k for k in own}
+    assert all(0 <= v <= 1 for v in metrics["results"].values())
+    judges = [torch.load(out[step]["classifier"], weights_only=True)["provenance"]["options"]["seed"]
+              for step in ("classifier", "judge")]
+    assert judges == [TINY.seed, TINY.seed + 1]
+    meta = load_network_pkl(out["train/spinegan"]["snapshot"])["metadata"]
+    assert meta["cur_nimg"] == 1000
+    command = out["train/spinegan"]["command"]
+    assert "--clinical-weight=0.1" in command and not any("clinical" in a for a in out["train/plain"]["command"])
+
+
+def test_a_config_written_before_a_new_key_is_the_same_config(tmp_path):
+    older = TINY.to_dict()
+    del older["independent_judge"]  # written by a version without this key; its default applies
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    experiment._check_same_config(TINY, tmp_path)
+    with pytest.raises(Exception, match=r"differs in \['independent_judge'\]"):
+        experiment._check_same_config(dataclasses.replace(TINY, independent_judge=False), tmp_path)
+
+
+def test_restart_with_another_config_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(TINY.to_dict()))
+    other = ExperimentConfig.from_dict(dict(TINY.to_dict(), kimg=2))
+    with pytest.raises(Exception, match=r"differs in \['kimg'\]"):
+        experiment.run_experiment(other, tmp_path, log=lambda _text: None)
+
+
+def test_train_command_continues_the_latest_checkpoint(tmp_path):
+    for run in ("00000-a", "00001-a"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "checkpoint.pt").write_text("")
+    cmd = experiment.train_command(Variant("dp", 0.0, ("--dp=1",)), "t.zip", "c.pkl", TINY, tmp_path)
+    assert cmd[-2:] == ["--dp=1", f"--resume={tmp_path}/00001-a/checkpoint.pt"]
+    assert "--kimg=1" in cmd and "--cond=1" in cmd and not any("clinical" in a for a in cmd)
+
+
+@pytest.mark.parametrize("data, message", [
+    (dict(kimgs=3), "unknown key(s) ['kimgs']"),
+    (dict(variants=[dict(name="a"), dict(name="a")]), "distinct names"),
+    (dict(variants=[dict(name="a", weight=1)]), "variants[0]: unknown key(s) ['weight']"),
+    (dict(resolution=24), "power of two"),
+])
+def test_bad_configs_are_refused_by_name(data, message):
+    with pytest.raises(ValueError) as info:
+        ExperimentConfig.from_dict(data)
+    assert message in str(info.value)

@@ -1,0 +1,101 @@
+"""spine.pipeline.report: every section present, numbers from the experiment's files, figures written, neighbours exact."""
+
+import json
+import os
+import re
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from spine.pipeline import report
+from spine.pipeline.experiment import ExperimentConfig, Variant
+
+
+def write_dataset(root, images, labels):
+    os.makedirs(root)
+    entries = []
+    for i, (img, label) in enumerate(zip(images, labels)):
+        PIL.Image.fromarray(img, "L").save(os.path.join(root, f"img{i:03d}.png"))
+        entries.append([f"img{i:03d}.png", label])
+    with open(os.path.join(root, "dataset.json"), "w") as f:
+        json.dump(dict(labels=entries, spinegan=dict(label_mode="abnormality", class_names=["normal", "abnormal"])), f)
+    return root
+
+
+def mark(outdir, step, outputs, seconds=1.0):
+    path = outdir / "steps" / f"{step.replace('/', '--')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(step=step, outputs=outputs, seconds=seconds)))
+
+
+@pytest.fixture
+def experiment_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    real = [rng.integers(0, 255, [16, 16]).astype(np.uint8) for _ in range(10)]
+    fake = [real[3].copy(), rng.integers(0, 255, [16, 16]).astype(np.uint8)] + \
+        [rng.integers(0, 255, [16, 16]).astype(np.uint8) for _ in range(4)]
+    train = write_dataset(str(tmp_path / "train"), real, [i % 2 for i in range(10)])
+    synthetic = write_dataset(str(tmp_path / "synth"), fake, [0, 0, 0, 1, 1, 1])
+    config = ExperimentConfig(resolution=16, kimg=2, variants=(Variant("spinegan", 0.1, ("--dp=1",)),))
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with open(run_dir / "stats.jsonl", "w") as f:
+        for kimg in (1.0, 2.0):
+            f.write(json.dumps({"Progress/kimg": {"mean": kimg}, "Loss/G/loss": {"mean": 2 / kimg},
+                                "Loss/G/clinical": {"mean": 0.05}, "Privacy/epsilon": {"mean": kimg}}) + "\n")
+    (run_dir / "metric-fid50.jsonl").write_text(json.dumps(dict(
+        results=dict(fid50=33.0), metric="fid50", snapshot_pkl="network-snapshot-000002.pkl")) + "\n")
+    downstream = dict(
+        test=dict(num_images=30, prevalence=dict(normal=0.5, abnormal=0.5)),
+        models=dict(real=dict(auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2),
+                    **{"synthetic-spinegan": dict(auc=0.81, auc_ci=[0.7, 0.9], num_train=5, num_val=1)}),
+        ratios={"synthetic-spinegan": dict(ratio=0.9, ratio_ci=[0.8, 0.99])})
+    (tmp_path / "downstream.json").write_text(json.dumps(downstream))
+    mark(tmp_path, "data/train", dict(dataset=train))
+    mark(tmp_path, "classifier", dict(classifier="c.pkl", best_val_auc=0.93, best_epoch=4))
+    mark(tmp_path, "judge", dict(classifier="j.pkl", best_val_auc=0.91, best_epoch=5))
+    snapshot = str(run_dir / "network-snapshot-000002.pkl")
+    mark(tmp_path, "train/spinegan", dict(run_dirs=[str(run_dir)], snapshot=snapshot))
+    mark(tmp_path, "synthesize/spinegan", dict(dataset=synthetic))
+    mark(tmp_path, "metrics/spinegan", dict(results=dict(label_fidelity8_accuracy=0.75,
+                                                           independent_label_fidelity8_accuracy=0.625),
+                                            errors=dict(fid500_full="OSError: no Inception weights")))
+    mark(tmp_path, "downstream", dict(json=str(tmp_path / "downstream.json")))
+    return tmp_path
+
+
+def test_report_has_every_section_and_the_numbers(experiment_dir):
+    path = report.write_experiment_report(experiment_dir)
+    page = path.read_text()
+    headings = re.findall(r"<h2 id='[^']+'>([^<]+)</h2>", page)
+    assert headings == list(report.SECTIONS)
+    assert "test AUC 0.900" in page and "AUC 0.810 (ratio to real 0.90, 95% CI 0.80-0.99)" in page
+    assert "<td>0.810</td><td>0.700-0.900</td><td>0.900 (0.800-0.990)</td>" in page
+    assert "<td>label_fidelity8_accuracy</td><td>0.7500</td>" in page
+    assert "<td>independent_label_fidelity8_accuracy</td><td>0.6250</td>" in page
+    assert "no generator was trained against" in page and "validation AUC 0.910" in page
+    assert "not computed: OSError: no Inception weights" in page
+    assert "--dp=1" in page and "does not cover the classifier" in page and "Not for" in page
+    assert "seeded phantom" in page and "validation AUC 0.930 at epoch 4" in page
+    for name in re.findall(r"<img src='([^']+)'", page):
+        assert PIL.Image.open(path.parent / name).size[0] > 0
+    assert {"curves.png", "samples-spinegan.png", "neighbours-spinegan.png"} <= set(os.listdir(path.parent))
+
+
+def test_nearest_neighbour_finds_the_copied_image(experiment_dir, tmp_path):
+    _, distances = report.nearest_neighbours(str(experiment_dir / "synth"), str(experiment_dir / "train"),
+                                             tmp_path / "nn.png", num=2)
+    assert distances[0] == 0.0  # sample 0 is a copy of real image 3
+    assert distances[1] > 20  # an independent noise image is far from every real one
+
+
+def test_sample_grid_rows_follow_classes(experiment_dir, tmp_path):
+    name, classes = report.sample_grid(str(experiment_dir / "synth"), tmp_path / "grid.png", per_class=3, cell=16)
+    grid = np.asarray(PIL.Image.open(tmp_path / name))
+    assert classes == ["normal", "abnormal"] and grid.shape == (32, 48)
+    first = np.asarray(PIL.Image.open(experiment_dir / "synth" / "img000.png"))
+    np.testing.assert_array_equal(grid[:16, :16], first)  # row 0 starts with the first normal sample
+    fourth = np.asarray(PIL.Image.open(experiment_dir / "synth" / "img003.png"))
+    np.testing.assert_array_equal(grid[16:, :16], fourth)  # row 1 starts with the first abnormal sample
