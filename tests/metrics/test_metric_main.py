@@ -12,6 +12,7 @@ from metrics_helpers import ReplayGenerator, tiny_generator
 from training import distributed as dist_utils
 from training.networks import Generator
 from metrics import metric_main
+from metrics.detectors import POOL_PREPROCESSING, file_sha1
 from metrics.metric_names import MetricNameError
 
 
@@ -25,8 +26,10 @@ def run(metric: str, G: torch.nn.Module, dataset: str, **options) -> dict:
 
 def test_generator_that_replays_the_dataset_scores_perfectly(dataset, pool_detector_file):
     result = run("fid12_full", ReplayGenerator(dataset), dataset, detector=pool_detector_file)
-    assert set(result) == {"results", "metric", "total_time", "total_time_str", "num_gpus", "detector"}
+    assert set(result) == {"results", "metric", "total_time", "total_time_str", "num_gpus", "detector",
+                           "detector_sha1", "preprocessing"}
     assert result.metric == "fid12_full" and result.num_gpus == 1 and pool_detector_file in result.detector
+    assert result.detector_sha1 == file_sha1(pool_detector_file) and result.preprocessing == POOL_PREPROCESSING
     assert list(result.results) == ["fid12_full"] and abs(result.results.fid12_full) < 1e-6
     pr = run("pr121_full_inception", ReplayGenerator(dataset), dataset, detector=pool_detector_file).results
     assert pr == {"pr121_full_inception_precision": 1.0, "pr121_full_inception_recall": 1.0}

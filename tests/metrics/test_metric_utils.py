@@ -16,9 +16,10 @@ from metrics.metric_utils import (FeatureStats, MetricOptions, compute_feature_s
 class CountingDetector:
     """Mean grey level and a few pixels as features; counts the images it sees."""
 
-    def __init__(self, key: str = "counting-v1"):
+    def __init__(self, sha1: str = "counting-v1", preprocessing: str = "test-v1"):
         self.seen = 0
-        self.detector = Detector(name="counting", description="test", key=key, extract=self.extract)
+        self.detector = Detector(name="counting", description="test", sha1=sha1, preprocessing=preprocessing,
+                                 options="", extract=self.extract)
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         self.seen += images.shape[0]
@@ -81,7 +82,7 @@ def test_real_statistics_are_cached_and_rebuilt_when_the_dataset_or_detector_cha
     assert counting.seen == 24 and changed.get_all()[3, 0] == 7
 
     # Another detector (different key): rebuilt, into another file.
-    other = CountingDetector(key="counting-v2")
+    other = CountingDetector(sha1="counting-v2")
     compute_feature_stats_for_dataset(options(dataset), other.detector, full=True, capture_all=True)
     assert other.seen == 12 and len(os.listdir(cache_dir / "gan-metrics")) == 3
 
@@ -136,7 +137,7 @@ def test_generated_images_are_seeded_labelled_and_leave_the_global_rng_alone(dat
 def test_generated_pixels_are_the_saved_png_values(dataset):
     G = tiny_generator()
     captured = []
-    detector = Detector(name="raw", description="", key="raw",
+    detector = Detector(name="raw", description="", sha1="raw", preprocessing="", options="",
                         extract=lambda images: (captured.append(images), images.flatten(1).float())[1])
     opts = options(dataset, G=G)
     opts.batch_gen = 3
