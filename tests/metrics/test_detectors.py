@@ -12,40 +12,9 @@ import torch
 import dnnlib.util
 from metrics import detectors
 from metrics.detectors import DetectorUnavailable, inception_input, resolve_inception, resolve_vgg16
+from metrics_helpers import RESIZE_ATOL, reference_input
 
 CPU = torch.device("cpu")
-
-
-def tf1_resize_reference(img: np.ndarray, size: int) -> np.ndarray:
-    """[C, H, W] -> [C, size, size] in float64, one output pixel at a time, from the definition of TensorFlow 1's
-    bilinear resize: output (i, j) samples input (i * H / size, j * W / size); the neighbour past the last pixel is
-    the last pixel."""
-    channels, height, width = img.shape
-    out = np.zeros((channels, size, size))
-    for i in range(size):
-        y = i * height / size
-        y0 = int(np.floor(y))
-        y1, wy = min(y0 + 1, height - 1), y - y0
-        for j in range(size):
-            x = j * width / size
-            x0 = int(np.floor(x))
-            x1, wx = min(x0 + 1, width - 1), x - x0
-            out[:, i, j] = ((1 - wy) * ((1 - wx) * img[:, y0, x0] + wx * img[:, y0, x1])
-                            + wy * ((1 - wx) * img[:, y1, x0] + wx * img[:, y1, x1]))
-    return out
-
-
-def reference_input(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, C, H, W] -> float64 [N, 3, 299, 299], the official Inception's first steps, written independently."""
-    out = []
-    for img in images.astype(np.float64):
-        img = np.concatenate([img] * 3) if img.shape[0] == 1 else img
-        out.append((tf1_resize_reference(img, 299) - 128) / 128)
-    return np.stack(out)
-
-
-# Our resize runs in float32 on values <= 255: a handful of roundings of at most 255 * 2^-24 each, divided by 128.
-RESIZE_ATOL = 8 * 255 * np.finfo(np.float32).eps / 128
 
 
 def offline(monkeypatch) -> None:
