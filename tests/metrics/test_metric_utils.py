@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from metrics_helpers import tiny_generator, write_dataset
-from metrics.detectors import Detector
+from metrics.detectors import POOL_PREPROCESSING, Detector
 from metrics.metric_utils import (FeatureStats, MetricOptions, compute_feature_stats_for_dataset,
-                                  compute_feature_stats_for_generator, rank_slices)
+                                  compute_feature_stats_for_evaluated, compute_feature_stats_for_generator, rank_slices)
 
 
 class CountingDetector:
@@ -91,6 +91,21 @@ def test_real_statistics_are_cached_and_rebuilt_when_the_dataset_or_detector_cha
     assert other.seen == 24 and len(os.listdir(cache_dir / "gan-metrics")) == 3
 
 
+def test_statistics_cached_under_an_older_preprocessing_are_never_reused(dataset, cache_dir):
+    # A cache written by version 1 of the preprocessing, filled with values no detector gives.
+    old = CountingDetector(sha1="same-weights", preprocessing="v1:gray-to-rgb,half-pixel-bilinear-299,(x-128)/128")
+    compute_feature_stats_for_dataset(options(dataset), old.detector, full=True, capture_all=True)
+    (old_file,) = os.listdir(cache_dir / "gan-metrics")
+    poisoned = FeatureStats(capture_all=True)
+    poisoned.append(np.full((12, 5), -1.0))
+    poisoned.save(str(cache_dir / "gan-metrics" / old_file))
+
+    new = CountingDetector(sha1="same-weights", preprocessing=POOL_PREPROCESSING)
+    stats = compute_feature_stats_for_dataset(options(dataset), new.detector, full=True, capture_all=True)
+    assert new.seen == 12 and stats.get_all().min() >= 0  # recomputed, into another file
+    assert len(os.listdir(cache_dir / "gan-metrics")) == 2
+
+
 def test_real_statistics_go_to_an_explicit_cache_dir_and_are_reused_from_it(dataset, cache_dir, tmp_path):
     counting = CountingDetector()
     here = tmp_path / "experiment" / "real-stats"
@@ -148,6 +163,19 @@ def test_generated_pixels_are_the_saved_png_values(dataset):
         img = G(z, torch.tensor([[1.0, 0.0]] * 3))
     expected = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
     assert captured[0].dtype == torch.uint8 and torch.equal(captured[0], expected)
+
+
+def test_a_second_dataset_takes_the_place_of_generated_images(dataset, tmp_path):
+    data2 = write_dataset(str(tmp_path / "data2"), num=7, seed=3)
+    opts = options(dataset, dataset2_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path=data2,
+                                                 xflip=False), cache=False)
+    counting = CountingDetector()
+    every = compute_feature_stats_for_evaluated(opts, counting.detector, num_gen=50, capture_all=True)
+    assert every.num_items == 7  # fewer images than asked for: all of them
+    direct = compute_feature_stats_for_dataset(options(data2, cache=False), counting.detector, capture_all=True)
+    np.testing.assert_array_equal(every.get_all(), direct.get_all())
+    subset = compute_feature_stats_for_evaluated(opts, counting.detector, num_gen=4, capture_all=True)
+    assert subset.num_items == 4 and set(map(tuple, subset.get_all())) < set(map(tuple, every.get_all()))
 
 
 def test_label_dimension_mismatch_is_refused(tmp_path):
