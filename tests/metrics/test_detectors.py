@@ -43,6 +43,18 @@ def test_tf1_resize_samples_j_times_in_over_out_without_half_pixel_centres():
     assert detectors.tf1_bilinear_resize(ramp, 2)[0, 0].tolist() == [[0.0, 0.0], [2.5, 2.5 * 3.5]]
 
 
+@pytest.mark.parametrize("size", [8, 32, 512])
+def test_tf1_resize_agrees_with_fid_helpers_own_tf_parity_resize(size):
+    # A second, independent implementation: fid-helper-pytorch's nv_bilinear (grid_sample based), run as a black box.
+    resample = pytest.importorskip("fid_helper_pytorch._resample_func")
+    x = torch.from_numpy(np.random.RandomState(size).randint(0, 256, size=(1, 3, size, size))).float()
+    theirs = resample.nv_bilinear(x, (299, 299))
+    # grid_sample derives sample positions in float32 through [-1, 1] coordinates: a few ulps of `size` pixels,
+    # times a grey-level slope of at most 255 per pixel.
+    torch.testing.assert_close(detectors.tf1_bilinear_resize(x, 299), theirs, rtol=0,
+                               atol=8 * size * 255 * torch.finfo(torch.float32).eps)
+
+
 def test_fid_helper_features_equal_the_reference_preprocessing_fed_to_the_same_module():
     path, why = detectors.fid_helper_path()
     if path is None:
