@@ -1,15 +1,20 @@
-"""Compute quality metrics of a network snapshot (official options, plus the detector and classifier sources).
+"""Compute quality metrics of a network snapshot (official options, plus the detector and classifier sources),
+or the same metrics between two image datasets (--data and --data2, folders or zips): the real-vs-real baseline
+that gives every FID a scale.
 
 \b
 Examples:
   python calc_metrics.py --network=runs/00003-spine/network-snapshot-001000.pkl --metrics=fid50k_full,kid50k_full
   python calc_metrics.py --network=net.pkl --data=spine256.zip --metrics=fid2k,pr2k3_inception,fid2k_spine \\
       --classifier=classifier.pkl --detector=/models/inception-2015-12-05.pt
+  python calc_metrics.py --data=train.zip --data2=test.zip --metrics=fid2k,kid2k
 
 Metric names follow the official ones at any sample count (fid5k_full, kid2k, pr2k3, is2k, ...), plus per-class
 (fid2k_perclass) and spine-classifier variants (fid2k_spine, pr2k3_spine, label_fidelity500); see
 metrics/metric_names.py. When the snapshot sits in a run directory (training_options.json next to it), each
-result is appended to <run>/metric-<name>.jsonl; otherwise it is only printed.
+result is appended to <run>/metric-<name>.jsonl; otherwise it is only printed. With --data2, its images take the
+place of generated ones (up to the metric's count, a seeded subset when it has more; x-flips off) and results are
+printed only. Every result names the detector, the SHA-1 of its weights and the version of our preprocessing.
 """
 
 from __future__ import annotations
@@ -57,27 +62,44 @@ def dataset_kwargs_for(snapshot_kwargs: dict | None, data: str | None, mirror: b
     return kwargs
 
 
+def second_dataset_kwargs(data2: str) -> dict:
+    """The dataset evaluated in place of generated images: all of its images, no x-flips."""
+    if not os.path.exists(data2):
+        raise click.UsageError(f"--data2: dataset {data2} not found")
+    return dict(class_name="training.dataset.ImageFolderDataset", path=data2, use_labels=False, max_size=None,
+                xflip=False)
+
+
+def load_generator(network: str, device: torch.device, verbose: bool) -> tuple[torch.nn.Module, dict | None]:
+    """G_ema of a snapshot on `device`, and the snapshot's training-set kwargs."""
+    from training.serialization import load_network_pkl
+    with dnnlib.open_url(network, verbose=verbose) as f:
+        snapshot = load_network_pkl(f)
+    if snapshot["G_ema"] is None:
+        raise click.ClickException(f"{network}: the snapshot holds no G_ema")
+    return snapshot["G_ema"].to(device).eval().requires_grad_(False), snapshot["training_set_kwargs"]
+
+
 def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = None) -> None:
     """Evaluate every metric in one process (rank of args.num_gpus) and report on rank 0."""
-    from training.serialization import load_network_pkl
     if env is not None:
         os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
     device = torch.device(args.device or (f"cuda:{rank}" if torch.cuda.is_available() else "cpu"))
     if args.num_gpus > 1:
         from training.distributed import init_from_env
         init_from_env(device)
-    with dnnlib.open_url(args.network, verbose=rank == 0) as f:
-        snapshot = load_network_pkl(f)
-    if snapshot["G_ema"] is None:
-        raise click.ClickException(f"{args.network}: the snapshot holds no G_ema")
-    G = snapshot["G_ema"].to(device).eval().requires_grad_(False)
-    dataset_kwargs = dataset_kwargs_for(snapshot["training_set_kwargs"], args.data, args.mirror, G.c_dim,
-                                        args.network)
+    if args.data2 is not None:
+        evaluated = dict(G=None, dataset2_kwargs=second_dataset_kwargs(args.data2))
+        dataset_kwargs = dataset_kwargs_for(None, args.data, args.mirror, 0, "--data2")
+    else:
+        G, training_set_kwargs = load_generator(args.network, device, verbose=rank == 0)
+        evaluated = dict(G=G)
+        dataset_kwargs = dataset_kwargs_for(training_set_kwargs, args.data, args.mirror, G.c_dim, args.network)
     for metric in args.metrics:
-        result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=dataset_kwargs, num_gpus=args.num_gpus,
+        result = metric_main.calc_metric(metric=metric, dataset_kwargs=dataset_kwargs, num_gpus=args.num_gpus,
                                          rank=rank, device=device, detector=args.detector, vgg16=args.vgg16,
                                          classifier=args.classifier, progress=args.verbose, seed=args.seed,
-                                         batch_size=args.batch_size, cache=args.cache)
+                                         batch_size=args.batch_size, cache=args.cache, **evaluated)
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network)
 
@@ -89,10 +111,11 @@ def free_port() -> int:
 
 
 @click.command(help=__doc__)
-@click.option("--network", help="Network snapshot (path or URL)", required=True, metavar="PATH")
+@click.option("--network", help="Network snapshot (path or URL); or give --data2", metavar="PATH")
 @click.option("--metrics", "metric_list", help="Comma-separated metric names", default="fid50k_full",
               show_default=True, metavar="LIST")
 @click.option("--data", help="Dataset to compare with [default: the snapshot's training set]", metavar="PATH")
+@click.option("--data2", help="Second dataset, evaluated in place of a network (folder or zip)", metavar="PATH")
 @click.option("--mirror", help="Enable dataset x-flips [default: the snapshot's setting]", type=bool, metavar="BOOL")
 @click.option("--gpus", "num_gpus", help="Number of processes (GPUs, or CPU processes)", type=click.IntRange(min=1),
               default=1, show_default=True)
@@ -107,13 +130,18 @@ def free_port() -> int:
 @click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda:<rank> if available]", metavar="DEVICE")
 @click.option("--cache/--no-cache", default=True, show_default=True, help="Reuse and write real-image statistics")
 @click.option("--verbose", help="Show progress bars", type=bool, default=True, show_default=True, metavar="BOOL")
-def main(network: str, metric_list: str, data: str | None, mirror: bool | None, num_gpus: int, **options: Any) -> None:
+def main(network: str | None, metric_list: str, data: str | None, data2: str | None, mirror: bool | None,
+         num_gpus: int, **options: Any) -> None:
     metrics = parse_metric_list(metric_list)
-    run_dir = os.path.dirname(os.path.abspath(network)) if os.path.isfile(network) else None
+    if (network is None) == (data2 is None):
+        raise click.UsageError("give --network (a snapshot to evaluate) or --data2 (a second dataset), not both")
+    if data2 is not None and data is None:
+        raise click.UsageError("--data2 needs --data (the dataset it is compared with)")
+    run_dir = os.path.dirname(os.path.abspath(network)) if network and os.path.isfile(network) else None
     if run_dir is not None and not os.path.isfile(os.path.join(run_dir, "training_options.json")):
         run_dir = None
-    args = dnnlib.EasyDict(network=network, metrics=metrics, data=data, mirror=mirror, num_gpus=num_gpus,
-                           run_dir=run_dir, **options)
+    args = dnnlib.EasyDict(network=network, metrics=metrics, data=data, data2=data2, mirror=mirror,
+                           num_gpus=num_gpus, run_dir=run_dir, **options)
     try:
         if num_gpus == 1:
             run_metrics(0, args)

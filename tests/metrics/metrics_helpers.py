@@ -1,4 +1,5 @@
-"""Helpers for the metrics tests: a tiny labelled dataset, a tiny generator, tiny TorchScript detectors."""
+"""Helpers for the metrics tests: a tiny labelled dataset, a tiny generator, tiny TorchScript detectors, and an
+independent float64 implementation of the official Inception's input steps."""
 
 import json
 import os
@@ -29,6 +30,37 @@ def write_dataset(path: str, num: int = 12, res: int = 8, seed: int = 0) -> str:
     return path
 
 
+def tf1_resize_reference(img: np.ndarray, size: int) -> np.ndarray:
+    """[..., H, W] -> [..., size, size] in float64, one output pixel at a time, from the definition of TensorFlow 1's
+    bilinear resize: output (i, j) samples input (i * H / size, j * W / size); the neighbour past the last pixel is
+    the last pixel."""
+    height, width = img.shape[-2:]
+    img = img.astype(np.float64)
+    out = np.zeros(img.shape[:-2] + (size, size))
+    for i in range(size):
+        y = i * height / size
+        y0 = int(np.floor(y))
+        y1, wy = min(y0 + 1, height - 1), y - y0
+        for j in range(size):
+            x = j * width / size
+            x0 = int(np.floor(x))
+            x1, wx = min(x0 + 1, width - 1), x - x0
+            out[..., i, j] = ((1 - wy) * ((1 - wx) * img[..., y0, x0] + wx * img[..., y0, x1])
+                              + wy * ((1 - wx) * img[..., y1, x0] + wx * img[..., y1, x1]))
+    return out
+
+
+def reference_input(images: np.ndarray) -> np.ndarray:
+    """uint8 [N, C, H, W] -> float64 [N, 3, 299, 299]: the official Inception's first steps (gray repeated to RGB,
+    TF1 bilinear resize to 299, (x - 128) / 128), written independently of metrics.detectors."""
+    rgb = np.concatenate([images] * 3, axis=1) if images.shape[1] == 1 else images
+    return (tf1_resize_reference(rgb, 299) - 128) / 128
+
+
+# Our resize runs in float32 on values <= 255: a handful of roundings of at most 255 * 2^-24 each, divided by 128.
+RESIZE_ATOL = float(8 * 255 * np.finfo(np.float32).eps / 128)
+
+
 def tiny_generator(c_dim: int = 2, seed: int = 0) -> Generator:
     torch.manual_seed(seed)
     return Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=8, img_channels=1,
@@ -41,6 +73,17 @@ class PoolStyle(nn.Module):
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         assert img.shape[1] == 3
         return F.adaptive_avg_pool2d(img, 2).reshape(img.shape[0], -1)
+
+
+class GridStyle(nn.Module):
+    """fid-helper contract: 3x299x299 normalised input -> [N, 9], channel 0 at rows and columns 37, 149, 260.
+
+    Those output pixels fall between input pixels at small resolutions, so the features depend on the resize."""
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        assert img.shape[1:] == (3, 299, 299)
+        grid = torch.tensor([37, 149, 260])
+        return img[:, 0][:, grid][:, :, grid].reshape(img.shape[0], -1)
 
 
 class OfficialStyle(nn.Module):

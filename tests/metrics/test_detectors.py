@@ -12,32 +12,9 @@ import torch
 import dnnlib.util
 from metrics import detectors
 from metrics.detectors import DetectorUnavailable, inception_input, resolve_inception, resolve_vgg16
+from metrics_helpers import RESIZE_ATOL, reference_input
 
 CPU = torch.device("cpu")
-
-
-def numpy_bilinear(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize [C, H, W] float64 to size x size: half-pixel centres, source clamped at 0, no antialiasing."""
-    def weights(n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        src = np.maximum((np.arange(size) + 0.5) * n_in / size - 0.5, 0)
-        lo = np.floor(src).astype(int)
-        hi = np.minimum(lo + 1, n_in - 1)
-        return lo, hi, src - lo
-
-    lo_y, hi_y, wy = weights(img.shape[1])
-    lo_x, hi_x, wx = weights(img.shape[2])
-    rows = img[:, lo_y, :] * (1 - wy)[None, :, None] + img[:, hi_y, :] * wy[None, :, None]
-    return rows[:, :, lo_x] * (1 - wx)[None, None, :] + rows[:, :, hi_x] * wx[None, None, :]
-
-
-def reference_input(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, C, H, W] -> float64 [N, 3, 299, 299] in the fid-helper contract, written independently."""
-    out = []
-    for img in images.astype(np.float64):
-        img = np.concatenate([img] * 3) if img.shape[0] == 1 else img
-        img = img if img.shape[1] == 299 else numpy_bilinear(img, 299)
-        out.append((img - 128) / 128)
-    return np.stack(out)
 
 
 def offline(monkeypatch) -> None:
@@ -46,13 +23,36 @@ def offline(monkeypatch) -> None:
     monkeypatch.setattr(dnnlib.util.requests, "get", refuse)
 
 
-@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 3, 512, 512), (1, 3, 299, 299)])
-def test_inception_input_matches_numpy_reference(shape):
+@pytest.mark.parametrize("shape", [(2, 1, 32, 32), (1, 3, 512, 384), (1, 3, 299, 299)])
+def test_inception_input_matches_the_tf1_resize_reference(shape):
     images = np.random.RandomState(0).randint(0, 256, size=shape).astype(np.uint8)
     ours = inception_input(torch.from_numpy(images)).double().numpy()
-    # PyTorch computes source positions in float32: up to ~5e-5 (0.006 grey levels) from the float64 reference.
-    np.testing.assert_allclose(ours, reference_input(images), atol=1e-4)
+    np.testing.assert_allclose(ours, reference_input(images), rtol=0, atol=RESIZE_ATOL)
     assert ours.shape == (shape[0], 3, 299, 299) and ours.min() >= -1 and ours.max() <= 127 / 128
+    if shape[2:] == (299, 299):  # an identity resize
+        np.testing.assert_array_equal(ours, (images.astype(np.float64).repeat(3 // shape[1], 1) - 128) / 128)
+
+
+def test_tf1_resize_samples_j_times_in_over_out_without_half_pixel_centres():
+    # 2 -> 4 pixels: coordinates 0, 0.5, 1, 1.5; the last one clamps to the last pixel. (Half-pixel centres would
+    # sample -0.25, 0.25, 0.75, 1.25 instead: 0, 63.75, 191.25, 255.)
+    row = torch.tensor([0.0, 255.0]).reshape(1, 1, 1, 2).repeat(1, 1, 2, 1)
+    assert detectors.tf1_bilinear_resize(row, 4)[0, 0].tolist() == [[0.0, 127.5, 255.0, 255.0]] * 4
+    # 5 -> 2 pixels: coordinates 0 and 2.5, not the centres 0.75 and 3.25.
+    ramp = torch.arange(5.0).reshape(1, 1, 5, 1).expand(1, 1, 5, 5) * torch.arange(1.0, 6.0)
+    assert detectors.tf1_bilinear_resize(ramp, 2)[0, 0].tolist() == [[0.0, 0.0], [2.5, 2.5 * 3.5]]
+
+
+@pytest.mark.parametrize("size", [8, 32, 512])
+def test_tf1_resize_agrees_with_fid_helpers_own_tf_parity_resize(size):
+    # A second, independent implementation: fid-helper-pytorch's nv_bilinear (grid_sample based), run as a black box.
+    resample = pytest.importorskip("fid_helper_pytorch._resample_func")
+    x = torch.from_numpy(np.random.RandomState(size).randint(0, 256, size=(1, 3, size, size))).float()
+    theirs = resample.nv_bilinear(x, (299, 299))
+    # grid_sample derives sample positions in float32 through [-1, 1] coordinates: a few ulps of `size` pixels,
+    # times a grey-level slope of at most 255 per pixel.
+    torch.testing.assert_close(detectors.tf1_bilinear_resize(x, 299), theirs, rtol=0,
+                               atol=8 * size * 255 * torch.finfo(torch.float32).eps)
 
 
 def test_fid_helper_features_equal_the_reference_preprocessing_fed_to_the_same_module():
@@ -78,8 +78,11 @@ def test_explicit_pool_style_detector_gets_our_preprocessing(pool_detector_file)
     # adaptive_avg_pool2d(299 -> 2) averages the overlapping bins [0, 150) and [149, 299).
     expected = np.stack([[[img[c, :150, :150].mean(), img[c, :150, 149:].mean(), img[c, 149:, :150].mean(),
                            img[c, 149:, 149:].mean()] for c in range(3)] for img in ref]).reshape(3, -1)
-    np.testing.assert_allclose(detector(torch.from_numpy(images)).numpy(), expected, atol=1e-5)
-    assert detector.key.startswith("pool:") and pool_detector_file in detector.description
+    # A mean of float32 values within RESIZE_ATOL of the reference, summed in float32 over 22,500 values.
+    np.testing.assert_allclose(detector(torch.from_numpy(images)).numpy(), expected, rtol=0,
+                               atol=RESIZE_ATOL + 150 * 150 * np.finfo(np.float32).eps)
+    assert detector.preprocessing == detectors.POOL_PREPROCESSING and pool_detector_file in detector.description
+    assert detector.sha1 == detectors.file_sha1(pool_detector_file) and detector.sha1 in detector.key
 
 
 def test_explicit_official_style_detector_gets_uint8_and_keywords(official_detector_file):

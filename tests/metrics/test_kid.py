@@ -38,6 +38,30 @@ def test_kid_is_unbiased_on_equal_distributions():
     assert biased_excess > 10 * stderr
 
 
+def reference_kid(real: np.ndarray, gen: np.ndarray, num_subsets: int, max_subset_size: int, seed: int) -> float:
+    """The official estimator written out: subsets of m = min(#real, #gen, max_subset_size), generated then real
+    drawn without replacement from one RandomState; per subset, with K the cubic kernel,
+    [sum_{i!=j} K(x_i, x_j) + sum_{i!=j} K(y_i, y_j)] / (m (m - 1)) - 2 sum_{i,j} K(x_i, y_j) / m^2; the mean."""
+    m = min(len(real), len(gen), max_subset_size)
+    rng = np.random.RandomState(seed)
+    total = 0.0
+    for _ in range(num_subsets):
+        x = gen[rng.choice(len(gen), m, replace=False)]
+        y = real[rng.choice(len(real), m, replace=False)]
+        total += brute_force_mmd2(x, y)
+    return total / num_subsets
+
+
+@pytest.mark.parametrize("num_real, num_gen, max_subset_size", [(40, 25, 1000), (40, 25, 10), (12, 30, 1000)])
+def test_kid_matches_the_official_subset_estimator(num_real, num_gen, max_subset_size):
+    rng = np.random.RandomState(num_real + max_subset_size)
+    real, gen = rng.randn(num_real, 4), rng.randn(num_gen, 4) * 1.2 + 0.3
+    ours = kernel_inception_distance(real, gen, num_subsets=7, max_subset_size=max_subset_size, seed=3)
+    # Float64 sums of at most 40 x 40 kernel values of order 10, in another order: ~1e-13 absolute.
+    assert ours == pytest.approx(reference_kid(real, gen, 7, max_subset_size, 3), rel=0, abs=1e-10)
+    assert abs(ours - reference_kid(real, gen, 7, max_subset_size + 1 if max_subset_size < 25 else 5, 3)) > 1e-6
+
+
 def test_kid_is_positive_for_different_distributions():
     rng = np.random.RandomState(3)
     assert kernel_inception_distance(rng.randn(100, 8), rng.randn(100, 8) + 1, num_subsets=10,

@@ -8,17 +8,18 @@ import pytest
 import torch
 
 from metrics_helpers import tiny_generator, write_dataset
-from metrics.detectors import Detector
+from metrics.detectors import POOL_PREPROCESSING, Detector
 from metrics.metric_utils import (FeatureStats, MetricOptions, compute_feature_stats_for_dataset,
-                                  compute_feature_stats_for_generator, rank_slices)
+                                  compute_feature_stats_for_evaluated, compute_feature_stats_for_generator, rank_slices)
 
 
 class CountingDetector:
     """Mean grey level and a few pixels as features; counts the images it sees."""
 
-    def __init__(self, key: str = "counting-v1"):
+    def __init__(self, sha1: str = "counting-v1", preprocessing: str = "test-v1"):
         self.seen = 0
-        self.detector = Detector(name="counting", description="test", key=key, extract=self.extract)
+        self.detector = Detector(name="counting", description="test", sha1=sha1, preprocessing=preprocessing,
+                                 options="", extract=self.extract)
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         self.seen += images.shape[0]
@@ -81,13 +82,28 @@ def test_real_statistics_are_cached_and_rebuilt_when_the_dataset_or_detector_cha
     assert counting.seen == 24 and changed.get_all()[3, 0] == 7
 
     # Another detector (different key): rebuilt, into another file.
-    other = CountingDetector(key="counting-v2")
+    other = CountingDetector(sha1="counting-v2")
     compute_feature_stats_for_dataset(options(dataset), other.detector, full=True, capture_all=True)
     assert other.seen == 12 and len(os.listdir(cache_dir / "gan-metrics")) == 3
 
     # cache=False neither reads nor writes.
     compute_feature_stats_for_dataset(options(dataset, cache=False), other.detector, full=True, capture_all=True)
     assert other.seen == 24 and len(os.listdir(cache_dir / "gan-metrics")) == 3
+
+
+def test_statistics_cached_under_an_older_preprocessing_are_never_reused(dataset, cache_dir):
+    # A cache written by version 1 of the preprocessing, filled with values no detector gives.
+    old = CountingDetector(sha1="same-weights", preprocessing="v1:gray-to-rgb,half-pixel-bilinear-299,(x-128)/128")
+    compute_feature_stats_for_dataset(options(dataset), old.detector, full=True, capture_all=True)
+    (old_file,) = os.listdir(cache_dir / "gan-metrics")
+    poisoned = FeatureStats(capture_all=True)
+    poisoned.append(np.full((12, 5), -1.0))
+    poisoned.save(str(cache_dir / "gan-metrics" / old_file))
+
+    new = CountingDetector(sha1="same-weights", preprocessing=POOL_PREPROCESSING)
+    stats = compute_feature_stats_for_dataset(options(dataset), new.detector, full=True, capture_all=True)
+    assert new.seen == 12 and stats.get_all().min() >= 0  # recomputed, into another file
+    assert len(os.listdir(cache_dir / "gan-metrics")) == 2
 
 
 def test_real_statistics_go_to_an_explicit_cache_dir_and_are_reused_from_it(dataset, cache_dir, tmp_path):
@@ -136,7 +152,7 @@ def test_generated_images_are_seeded_labelled_and_leave_the_global_rng_alone(dat
 def test_generated_pixels_are_the_saved_png_values(dataset):
     G = tiny_generator()
     captured = []
-    detector = Detector(name="raw", description="", key="raw",
+    detector = Detector(name="raw", description="", sha1="raw", preprocessing="", options="",
                         extract=lambda images: (captured.append(images), images.flatten(1).float())[1])
     opts = options(dataset, G=G)
     opts.batch_gen = 3
@@ -147,6 +163,19 @@ def test_generated_pixels_are_the_saved_png_values(dataset):
         img = G(z, torch.tensor([[1.0, 0.0]] * 3))
     expected = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
     assert captured[0].dtype == torch.uint8 and torch.equal(captured[0], expected)
+
+
+def test_a_second_dataset_takes_the_place_of_generated_images(dataset, tmp_path):
+    data2 = write_dataset(str(tmp_path / "data2"), num=7, seed=3)
+    opts = options(dataset, dataset2_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path=data2,
+                                                 xflip=False), cache=False)
+    counting = CountingDetector()
+    every = compute_feature_stats_for_evaluated(opts, counting.detector, num_gen=50, capture_all=True)
+    assert every.num_items == 7  # fewer images than asked for: all of them
+    direct = compute_feature_stats_for_dataset(options(data2, cache=False), counting.detector, capture_all=True)
+    np.testing.assert_array_equal(every.get_all(), direct.get_all())
+    subset = compute_feature_stats_for_evaluated(opts, counting.detector, num_gen=4, capture_all=True)
+    assert subset.num_items == 4 and set(map(tuple, subset.get_all())) < set(map(tuple, every.get_all()))
 
 
 def test_label_dimension_mismatch_is_refused(tmp_path):
