@@ -32,6 +32,7 @@ import click
 import torch
 
 import dnnlib
+from dnnlib import UserError
 from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
@@ -76,10 +77,6 @@ RESUME_SPECS = {  # the official --resume names (NVIDIA's networks, CC BY-NC; do
 }
 
 
-class UserError(click.ClickException):
-    """A bad option or option combination; click prints it as 'Error: ...' and exits with status 1."""
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Options -> training-loop kwargs, one concern per step.
 
@@ -106,6 +103,7 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
     from training.dataset import ImageFolderDataset
     try:
         training_set = ImageFolderDataset(path=opts.data, use_labels=False, max_size=None, xflip=False)
+        training_set.check_all_images()
     except (OSError, ValueError) as exc:
         raise UserError(f"--data={opts.data}: {exc}") from exc
     if opts.cond:
@@ -131,7 +129,8 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         desc.append(f"subset{opts.subset}")
     if opts.mirror:
         desc.append("mirror")
-    args.dataset_info = dict(resolution=training_set.resolution, num_channels=training_set.num_channels)
+    args.dataset_info = dict(resolution=training_set.resolution, num_channels=training_set.num_channels,
+                             label_dim=training_set.label_dim)
     return desc
 
 
@@ -263,14 +262,27 @@ def configure_resume(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
         args.resume_checkpoint = opts.resume
         return ["continued"]
     else:
-        if "://" not in opts.resume and not os.path.isfile(opts.resume):
-            raise UserError(f"--resume={opts.resume}: no such file (expected a checkpoint.pt, a network "
-                            f"snapshot .pkl, a URL, or one of {sorted(RESUME_SPECS)})")
+        if "://" not in opts.resume:
+            check_resume_snapshot(opts.resume)
         args.resume_pkl = opts.resume
         desc = "resumecustom"
     args.ada_kimg = 100  # transfer learning: let ADA react faster
     args.ema_rampup = None  # and do not ramp the EMA up
     return [desc]
+
+
+def check_resume_snapshot(path: str) -> None:
+    """A local --resume snapshot must load (safely) and hold networks, before any output is made."""
+    from training.serialization import load_network_pkl
+    if not os.path.isfile(path):
+        raise UserError(f"--resume={path}: no such file (expected a checkpoint.pt, a network snapshot .pkl, a URL, "
+                        f"or one of {sorted(RESUME_SPECS)})")
+    try:
+        nets = load_network_pkl(path)
+    except UserError as exc:
+        raise UserError(f"--resume: {exc}") from None
+    if all(nets[name] is None for name in ("G", "D", "G_ema")):
+        raise UserError(f"--resume={path}: the snapshot holds no network (G, D or G_ema) to start from")
 
 
 def configure_freezed(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
@@ -342,10 +354,32 @@ def configure_metric_classifier(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) ->
     if needy and path is None:
         raise UserError(f"--metrics={','.join(needy)} scores images with the spine classifier: "
                         f"give --metrics-classifier=classifier.pkl (or --clinical-loss)")
-    if path is not None and not os.path.isfile(path):
-        raise UserError(f"--metrics-classifier={path}: no such file")
+    if path is not None:
+        check_metric_classifier(path, args)
     args.metric_kwargs = {} if path is None else dict(classifier=os.path.abspath(path))
     return []
+
+
+def check_metric_classifier(path: str, args: dnnlib.EasyDict) -> None:
+    """The metrics classifier must load, and fit the run's labels if a label_fidelity metric is asked for: the
+    metrics run only at the first snapshot, so a bad file would otherwise stop the run after training began."""
+    from metrics.metric_names import parse_metric
+    from spine.classifier import check_compatible, load_classifier
+    flag = f"--metrics-classifier={path}"
+    if not os.path.isfile(path):
+        raise UserError(f"{flag}: no such file")
+    try:
+        classifier = load_classifier(path)
+    except UserError as exc:
+        raise UserError(f"--metrics-classifier: {exc}") from None
+    fidelity = [m for m in args.metrics if parse_metric(m).kind == "label_fidelity"]
+    if fidelity:
+        c_dim = args.dataset_info["label_dim"] if args.training_set_kwargs.use_labels else 0
+        try:
+            check_compatible(classifier, None, c_dim)
+        except ValueError as exc:
+            raise UserError(f"{flag}: {exc} (needed by --metrics={','.join(fidelity)}; a conditional run "
+                            f"is --cond=1)") from None
 
 
 CONFIGURE_STEPS: list[Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]] = [
@@ -490,6 +524,17 @@ def create_run_dir_all_ranks(outdir: str, desc: str) -> str:
     return dist_utils.broadcast_object(path)
 
 
+def remove_interrupted_writes(outdir: str, resume_checkpoint: str | None) -> None:
+    """Remove the temp files that killed runs left mid-write (checkpoint, snapshots) in the run directories under
+    --outdir and in the run being continued; files of live runs and any other file stay (see
+    dnnlib.remove_stale_temp_files)."""
+    dirs = {os.path.dirname(os.path.abspath(resume_checkpoint))} if resume_checkpoint else set()
+    if os.path.isdir(outdir):
+        dirs |= {entry.path for entry in os.scandir(outdir) if entry.is_dir()}
+    for directory in sorted(dirs):
+        dnnlib.remove_stale_temp_files(directory)
+
+
 def write_training_options(args: dnnlib.EasyDict) -> None:
     with dnnlib.atomic_write(os.path.join(args.run_dir, "training_options.json"), "w") as f:
         json.dump(args, f, indent=2)
@@ -581,6 +626,7 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     if dry_run:
         print("Dry run; exiting.")
         return
+    remove_interrupted_writes(outdir, args.resume_checkpoint)
     args.run_dir = create_run_dir_all_ranks(outdir, desc)
     if dist_utils.rank() == 0:
         print(f"Output directory:   {args.run_dir}")

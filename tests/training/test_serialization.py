@@ -91,7 +91,7 @@ def test_save_refuses_foreign_classes_and_non_plain_data(tmp_path):
 def test_unknown_file_is_rejected(tmp_path):
     path = tmp_path / 'x.pkl'
     path.write_bytes(b'hello')
-    with pytest.raises(ValueError, match='neither'):
+    with pytest.raises(ValueError, match='not a network snapshot'):
         serialization.load_network_pkl(path)
 
 
