@@ -66,10 +66,9 @@ def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
     if args.num_gpus > 1:
         from training.distributed import init_from_env
         init_from_env(device)
-    with dnnlib.open_url(args.network, verbose=rank == 0) as f:
-        snapshot = load_network_pkl(f)
+    snapshot = load_network_pkl(args.network)
     if snapshot["G_ema"] is None:
-        raise click.ClickException(f"{args.network}: the snapshot holds no G_ema")
+        raise dnnlib.UserError(f"--network={args.network}: the snapshot holds no G_ema (the generator to evaluate)")
     G = snapshot["G_ema"].to(device).eval().requires_grad_(False)
     dataset_kwargs = dataset_kwargs_for(snapshot["training_set_kwargs"], args.data, args.mirror, G.c_dim,
                                         args.network)
@@ -80,6 +79,42 @@ def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
                                          batch_size=args.batch_size, cache=args.cache)
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network)
+
+
+def check_inputs(args: dnnlib.EasyDict) -> None:
+    """Load the snapshot, find the dataset and load the classifier a metric needs before any metric runs (the
+    processes of --gpus>1 would otherwise each fail with a traceback)."""
+    from spine.classifier import check_compatible, load_classifier
+    from training.dataset import ImageFolderDataset
+    from training.serialization import load_network_pkl
+    snapshot = load_network_pkl(args.network)
+    if snapshot["G_ema"] is None:
+        raise dnnlib.UserError(f"--network={args.network}: the snapshot holds no G_ema (the generator to evaluate)")
+    c_dim = snapshot["G_ema"].c_dim
+    dataset_kwargs = dataset_kwargs_for(snapshot["training_set_kwargs"], args.data, args.mirror, c_dim, args.network)
+    try:
+        ImageFolderDataset(dataset_kwargs["path"], use_labels=dataset_kwargs.get("use_labels", False)) \
+            .check_all_images()
+    except dnnlib.UserError as exc:
+        raise dnnlib.UserError(f"the dataset to compare with: {exc}") from None
+    specs = [parse_metric(name) for name in args.metrics]
+    needy = [spec.name for spec in specs if spec.space == "spine"]
+    if needy and args.classifier is None:
+        raise click.UsageError(f"--metrics={','.join(needy)} scores images with the spine classifier: give "
+                               f"--classifier=classifier.pkl")
+    if args.classifier is None:
+        return
+    try:
+        classifier = load_classifier(args.classifier)
+    except dnnlib.UserError as exc:
+        raise dnnlib.UserError(f"--classifier: {exc}") from None
+    fidelity = [spec.name for spec in specs if spec.kind == "label_fidelity"]
+    if fidelity:
+        try:
+            check_compatible(classifier, None, c_dim)
+        except ValueError as exc:
+            raise dnnlib.UserError(f"--classifier={args.classifier}: {exc} (needed by {','.join(fidelity)})") \
+                from None
 
 
 def free_port() -> int:
@@ -101,7 +136,7 @@ def free_port() -> int:
 @click.option("--vgg16", help="VGG16 detector for precision/recall (path or URL) [default: dnnlib cache, then the "
                               "official URL]", metavar="PATH")
 @click.option("--classifier", help="classifier.pkl for the *_spine and label_fidelity metrics", metavar="PATH")
-@click.option("--seed", help="Seed of latents, labels and real subsets", type=int, default=0, show_default=True)
+@click.option("--seed", help="Seed of latents, labels and real subsets", type=dnnlib.SEED, default=0, show_default=True)
 @click.option("--batch", "batch_size", help="Images per detector call", type=click.IntRange(min=1), default=64,
               show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda:<rank> if available]", metavar="DEVICE")
@@ -114,6 +149,7 @@ def main(network: str, metric_list: str, data: str | None, mirror: bool | None, 
         run_dir = None
     args = dnnlib.EasyDict(network=network, metrics=metrics, data=data, mirror=mirror, num_gpus=num_gpus,
                            run_dir=run_dir, **options)
+    check_inputs(args)
     try:
         if num_gpus == 1:
             run_metrics(0, args)

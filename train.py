@@ -552,7 +552,7 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
               metavar="INT")
 @click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
 @click.option("--metrics", help='Comma-separated list or "none" [default: fid50k_full]', type=str, metavar="LIST")
-@click.option("--seed", help="Random seed [default: 0]", type=int, default=0, metavar="INT")
+@click.option("--seed", help="Random seed [default: 0]", type=dnnlib.SEED, default=0, metavar="INT")
 @click.option("-n", "--dry-run", help="Print training options and exit", is_flag=True)
 @click.option("--kimg-per-tick", help="Progress/log interval in kimg [default: 4]", type=float, metavar="FLOAT")
 # Dataset.

@@ -24,6 +24,10 @@ except ImportError:  # Windows: there an open file cannot be deleted, which prot
     fcntl = None
 
 
+MAX_SEED = 2**32 - 1  # the largest seed np.random.RandomState takes
+SEED = click.IntRange(0, MAX_SEED)  # the click type of every --seed: a bad seed is refused before any work
+
+
 class UserError(click.ClickException, ValueError):
     """Bad input from the user (a file, a flag, a dataset): the message names it, says what was found and what was
     expected, on one line.

@@ -299,7 +299,7 @@ def cli() -> None:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Fraction of studies held out to choose the best epoch")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
 @click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Local state dict of the stock torchvision model (e.g. ImageNet weights)")
 @click.option("--device", default="cpu", show_default=True)
@@ -310,6 +310,7 @@ def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, p
     from spine.classifier_training import TrainOptions, train_classifier
 
     images = load_labelled_images(data)
+    dnnlib.remove_stale_temp_files(Path(out).resolve().parent)  # of an earlier run killed mid-write
     options = TrainOptions(arch=arch, resolution=resolution or images.resolution, epochs=epochs, patience=patience,
                            batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
                            init_weights=init_weights, device=device)
@@ -325,7 +326,7 @@ def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, p
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Metrics JSON")
 @click.option("--roc", type=click.Path(dir_okay=False), default=None, help="ROC curve PNG")
 @click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed")
+@click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Bootstrap seed")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resamples: int, seed: int,
@@ -334,9 +335,18 @@ def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resam
     from spine.classifier_data import load_labelled_images, predict_probabilities
     from spine.evaluation import evaluate_scores, roc_curves, save_json, save_roc_plot
 
-    classifier = load_classifier(classifier_path, device)
+    try:
+        classifier = load_classifier(classifier_path, device)
+    except dnnlib.UserError as exc:
+        raise dnnlib.UserError(f"--classifier: {exc}") from None
     images = load_labelled_images(data)
-    check_compatible(classifier, images.label_mode, len(images.class_names), images.class_names)
+    try:
+        check_compatible(classifier, images.label_mode, len(images.class_names), images.class_names)
+    except ValueError as exc:
+        raise dnnlib.UserError(f"--classifier={classifier_path} on --data={data}: {exc}") from None
+    for path in (out, roc):
+        if path is not None:  # temp files of an earlier run killed mid-write
+            dnnlib.remove_stale_temp_files(Path(path).resolve().parent)
     scores = predict_probabilities(classifier, classifier.spec, images.images, batch_size).numpy()
     labels = images.labels.numpy()
     report = evaluate_scores(labels, scores, images.class_names, thresholds=classifier.spec.thresholds,

@@ -132,6 +132,8 @@ def load_generator(url_or_path: str | os.PathLike, device: torch.device | str = 
 
 
 def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return 'no such file'
     return exc.strerror.lower() if exc.strerror else str(exc)
 
 
