@@ -278,6 +278,10 @@ def _finish(module: torch.nn.Module | None) -> torch.nn.Module | None:
 # Official pickles
 
 
+class _Refusal(pickle.UnpicklingError):
+    """Something in an official pickle that this loader will not load (as opposed to a damaged pickle)."""
+
+
 class PersistentRecord:
     """What an official persistent object pickles: its class name and instance state (never its source)."""
 
@@ -314,7 +318,7 @@ class PersistentRecord:
 def _record_persistent_obj(meta: dict) -> PersistentRecord:
     """Stands in for torch_utils.persistence._reconstruct_persistent_obj: records, never executes module_src."""
     if not isinstance(meta, dict) or meta.get('type') != 'class' or not isinstance(meta.get('state'), dict):
-        raise pickle.UnpicklingError('persistent object: expected meta {type: "class", class_name, state}')
+        raise _Refusal('persistent object: expected meta {type: "class", class_name, state}')
     return PersistentRecord(str(meta['class_name']), meta['state'])
 
 
@@ -326,20 +330,20 @@ def _storage_from_bytes(data: bytes) -> Any:
     try:
         return torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise pickle.UnpicklingError(f'refusing an embedded tensor storage: {_refused_content(str(exc))}') from None
+        raise _Refusal(f'refusing an embedded tensor storage: {_refused_content(str(exc))}') from None
 
 
 def _numpy_scalar(dtype: np.dtype, data: bytes | None = None) -> np.generic:
     """Stands in for numpy's scalar reconstructor; plain (non-object) dtypes only."""
     if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
-        raise pickle.UnpicklingError(f'numpy scalar: only plain dtypes from bytes are allowed, got {dtype!r}')
+        raise _Refusal(f'numpy scalar: only plain dtypes from bytes are allowed, got {dtype!r}')
     return np.frombuffer(data, dtype=dtype)[0]
 
 
 def _latin1_encode(text: str, encoding: str = 'latin1') -> bytes:
     """Stands in for _codecs.encode, which protocol-2 pickles use to spell bytes objects."""
     if encoding not in ('latin1', 'latin-1'):
-        raise pickle.UnpicklingError(f'_codecs.encode: only latin1 is allowed, got {encoding!r}')
+        raise _Refusal(f'_codecs.encode: only latin1 is allowed, got {encoding!r}')
     return text.encode('latin1')
 
 
@@ -366,7 +370,7 @@ class _OfficialUnpickler(pickle.Unpickler):
         try:
             return _OFFICIAL_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise _Refusal(
                 f'refusing to load global {module}.{name} (a class or function: code that unpickling would run); '
                 f'an official network pickle names only {len(_OFFICIAL_GLOBALS)} known ones') from None
 
@@ -374,7 +378,7 @@ class _OfficialUnpickler(pickle.Unpickler):
 def _load_official_pickle(data: bytes, source: str) -> dict:
     try:
         content = _OfficialUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as err:  # our refusals
+    except _Refusal as err:
         raise dnnlib.UserError(f'{source}: {err}') from None
     except Exception as err:  # noqa: BLE001 -- a truncated or damaged file fails anywhere in unpickling
         raise dnnlib.UserError(f'{source}: not a readable network pickle, truncated or damaged '
