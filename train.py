@@ -332,6 +332,9 @@ def configure_clinical(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
         raise UserError("--clinical-loss needs a conditional run (--cond=1): it judges each image against its label")
     try:
         classifier = load_classifier(opts.clinical_loss)
+    except UserError as exc:
+        raise UserError(f"--clinical-loss: {exc}") from None
+    try:
         dataset = ImageFolderDataset(opts.data, use_labels=True)
         meta = dataset.metadata
         check_compatible(classifier, meta.get("label_mode"), dataset.label_dim, meta.get("class_names"))

@@ -84,3 +84,18 @@ def assert_refused(result: Result, message: str, exit_code: int = 1, root: Path 
     assert "Traceback" not in output and "weights_only" not in output, output
     if root is not None:  # also shows a command run by a malicious file: its marker 'owned' would be new
         assert tree(root) == before, sorted(tree(root) ^ before)
+
+
+def classifier_file(path: Path, class_names: tuple[str, ...] = ("normal", "abnormal"), resolution: int = 16) -> Path:
+    """A small valid classifier.pkl (untrained): 'abnormality' for 2 classes, else 'lesion'."""
+    from spine.classifier import ClassifierSpec, save_classifier
+    from spine.classifier_models import build_network
+    mode = "abnormality" if len(class_names) == 2 else "lesion"
+    spec = ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode=mode,
+                          class_names=tuple(class_names), resolution=resolution, channels=1,
+                          intensity=dict(scale=1 / 255, mean=[0.4], std=[0.2]),
+                          thresholds=(0.5,) if mode == "abnormality" else (0.5,) * len(class_names))
+    torch.manual_seed(0)
+    net = build_network(spec.arch, spec.channels, spec.num_outputs, spec.arch_kwargs)
+    save_classifier(path, net, spec, dict(note="test"))
+    return path
