@@ -274,7 +274,8 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Spi
     try:
         net.load_state_dict(data["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise dnnlib.UserError(f"{path}: classifier.pkl field 'state_dict' does not fit arch {spec.arch!r}: {exc}") from exc
+        raise dnnlib.UserError(f"{path}: classifier.pkl field 'state_dict' does not fit arch {spec.arch!r}: "
+                               f"{exc}") from None
     return SpineClassifier(net, spec, data["provenance"]).to(device)
 
 

@@ -46,7 +46,8 @@ def _label_meaning(dataset: ImageFolderDataset, path: str) -> tuple[str, list[st
                          f"needs 'abnormality' or 'lesion'")
     names = meta.get("class_names") or _DEFAULT_CLASS_NAMES.get(mode) or [str(k) for k in range(dataset.label_dim)]
     if len(names) != dataset.label_dim:
-        raise dnnlib.UserError(f"{path}/dataset.json: {len(names)} class names but labels of dimension {dataset.label_dim}")
+        raise dnnlib.UserError(f"{path}/dataset.json: {len(names)} class names but labels of dimension "
+                               f"{dataset.label_dim}")
     if mode == "abnormality" and len(names) != 2:
         raise dnnlib.UserError(f"{path}/dataset.json: label_mode 'abnormality' needs 2 classes, got {names}")
     return mode, list(names)
