@@ -262,27 +262,14 @@ def configure_resume(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
         args.resume_checkpoint = opts.resume
         return ["continued"]
     else:
-        if "://" not in opts.resume:
-            check_resume_snapshot(opts.resume)
-        args.resume_pkl = opts.resume
+        if "://" not in opts.resume and not os.path.isfile(opts.resume):
+            raise UserError(f"--resume={opts.resume}: no such file (expected a checkpoint.pt, a network "
+                            f"snapshot .pkl, a URL, or one of {sorted(RESUME_SPECS)})")
+        args.resume_pkl = opts.resume  # a local file is loaded and checked once every option is known
         desc = "resumecustom"
     args.ada_kimg = 100  # transfer learning: let ADA react faster
     args.ema_rampup = None  # and do not ramp the EMA up
     return [desc]
-
-
-def check_resume_snapshot(path: str) -> None:
-    """A local --resume snapshot must load (safely) and hold networks, before any output is made."""
-    from training.serialization import load_network_pkl
-    if not os.path.isfile(path):
-        raise UserError(f"--resume={path}: no such file (expected a checkpoint.pt, a network snapshot .pkl, a URL, "
-                        f"or one of {sorted(RESUME_SPECS)})")
-    try:
-        nets = load_network_pkl(path)
-    except UserError as exc:
-        raise UserError(f"--resume: {exc}") from None
-    if all(nets[name] is None for name in ("G", "D", "G_ema")):
-        raise UserError(f"--resume={path}: the snapshot holds no network (G, D or G_ema) to start from")
 
 
 def configure_freezed(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
@@ -411,6 +398,8 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict) -> tuple[str, dnnlib.EasyD
         desc += step(opts, args)
     if args.resume_checkpoint is not None:
         check_resume_compatible(args.resume_checkpoint, args)
+    if args.resume_pkl is not None and "://" not in args.resume_pkl:
+        check_resume_snapshot(args)
     return "-".join(desc), args
 
 
@@ -441,6 +430,35 @@ def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
     if diffs:
         details = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {ours.get(k)!r}" for k in diffs)
         raise UserError(f"--resume={path}: options differ from the checkpoint's run ({details})")
+
+
+def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
+    """A local --resume snapshot must load (safely), hold networks, and fit this run's networks by name and shape.
+
+    The training loop copies it only after the run directory exists; checking here stops a bad file first. Building
+    the networks on the CPU takes a second or two at 256x256.
+    """
+    from torch_utils import misc
+    from training.serialization import load_network_pkl
+    from training.training_loop import build_networks
+    path = args.resume_pkl
+    try:
+        snapshot = load_network_pkl(path)
+    except UserError as exc:
+        raise UserError(f"--resume: {exc}") from None
+    names = [name for name in ("G", "D", "G_ema") if snapshot[name] is not None]
+    if not names:
+        raise UserError(f"--resume={path}: the snapshot holds no network (G, D or G_ema) to start from")
+    shape = dnnlib.EasyDict(label_dim=args.dataset_info["label_dim"], resolution=args.dataset_info["resolution"],
+                            num_channels=args.dataset_info["num_channels"])
+    with torch.random.fork_rng(devices=[]):
+        ours = build_networks(shape, args.G_kwargs, args.D_kwargs, None, 0, None, {}, args.batch_size,
+                              torch.device("cpu"))
+    for name in names:
+        try:
+            misc.copy_params_and_buffers(snapshot[name], getattr(ours, name), require_all=False)
+        except ValueError as exc:
+            raise UserError(f"--resume={path}: its {name} does not fit this run's networks ({exc})") from None
 
 
 # Settings of plug-ins (built by build_plugins), recorded with the run but not passed to training_loop.

@@ -6,13 +6,18 @@ import os
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from click.testing import CliRunner
 
 import bad_inputs
+import dnnlib
 import train
 from torch_utils import custom_ops
 from training.augment import augpipe_specs
+from training.networks import Generator
 from training.run_dir import create_run_dir, next_run_id
+from training.serialization import save_network_snapshot
+from training.training_loop import build_networks
 
 
 def write_dataset(path: str, n: int = 8, res: int = 16, labels: bool = True) -> str:
@@ -150,6 +155,26 @@ def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
     assert "Resumed from checkpoint" in log and "at 0.032 kimg" in log
 
 
+def tiny_snapshot(path) -> str:
+    G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    save_network_snapshot(path, G=G, D=None, G_ema=G)
+    return str(path)
+
+
+def test_resume_snapshot_of_the_same_networks_is_accepted(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    common = ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "--cond", "1"]
+    assert invoke(*common).exit_code == 0
+    args = captured[0]
+    shape = dnnlib.EasyDict(label_dim=2, resolution=16, num_channels=1)
+    nets = build_networks(shape, args.G_kwargs, args.D_kwargs, None, 0, None, {}, args.batch_size, torch.device("cpu"))
+    save_network_snapshot(tmp_path / "same.pkl", G=nets.G, D=nets.D, G_ema=nets.G_ema)
+    result = invoke(*common, "--resume", str(tmp_path / "same.pkl"))
+    assert result.exit_code == 0, result.output
+    assert captured[1].resume_pkl == str(tmp_path / "same.pkl")
+
+
 # Bad inputs that need files -> (options, the distinctive part of the one error line); exit status 1, and neither
 # a run directory nor any other file may appear.
 BAD_FILES = {
@@ -158,6 +183,8 @@ BAD_FILES = {
     "resume from a text file": (["--resume", "{text}"], "--resume: {text}: not a network snapshot"),
     "resume from torch.save with a class": (["--resume", "{object}"], "names the Python global bad_inputs.Payload"),
     "resume from a pickle with code": (["--resume", "{code_pkl}"], "refusing to load global posix.system"),
+    "resume from networks of another shape": (["--resume", "{tiny}"], "--resume={tiny}: its G does not fit this "
+                                                                      "run's networks"),
     "metrics classifier missing": (["--metrics-classifier", "{tmp}/none.pkl"], "none.pkl: no such file"),
     "metrics classifier is a pickle": (["--metrics-classifier", "{code_pkl}"], "--metrics-classifier: {code_pkl}: "
                                                                               "not a classifier.pkl"),
@@ -179,7 +206,8 @@ def test_bad_files_are_refused_before_the_run_directory_exists(tmp_path, capture
                  code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
                  code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
                  lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")),
-                 abnormality=bad_inputs.classifier_file(tmp_path / "abnormality.pkl"))
+                 abnormality=bad_inputs.classifier_file(tmp_path / "abnormality.pkl"),
+                 tiny=tiny_snapshot(tmp_path / "tiny.pkl"))
     data = write_dataset(str(tmp_path / "ds"))
     changes, message = BAD_FILES[case]
     options = {"--outdir": str(tmp_path / "runs"), "--data": data, "--cond": "1", "--metrics": "none", "--kimg": "1"}
