@@ -66,9 +66,7 @@ def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
     if args.num_gpus > 1:
         from training.distributed import init_from_env
         init_from_env(device)
-    snapshot = load_network_pkl(args.network)
-    if snapshot["G_ema"] is None:
-        raise dnnlib.UserError(f"--network={args.network}: the snapshot holds no G_ema (the generator to evaluate)")
+    snapshot = load_network_pkl(args.network)  # checked by check_inputs
     G = snapshot["G_ema"].to(device).eval().requires_grad_(False)
     dataset_kwargs = dataset_kwargs_for(snapshot["training_set_kwargs"], args.data, args.mirror, G.c_dim,
                                         args.network)
@@ -136,7 +134,8 @@ def free_port() -> int:
 @click.option("--vgg16", help="VGG16 detector for precision/recall (path or URL) [default: dnnlib cache, then the "
                               "official URL]", metavar="PATH")
 @click.option("--classifier", help="classifier.pkl for the *_spine and label_fidelity metrics", metavar="PATH")
-@click.option("--seed", help="Seed of latents, labels and real subsets", type=dnnlib.SEED, default=0, show_default=True)
+@click.option("--seed", help="Seed of latents, labels and real subsets", type=dnnlib.SEED, default=0,
+              show_default=True)
 @click.option("--batch", "batch_size", help="Images per detector call", type=click.IntRange(min=1), default=64,
               show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda:<rank> if available]", metavar="DEVICE")
