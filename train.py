@@ -639,6 +639,8 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
       python train.py --outdir=runs --data=datasets/demo32.zip --cfg=demo --kimg=20
       python train.py --outdir=runs --data=... --resume=runs/00003-.../checkpoint.pt   # continue exactly
     """
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
     opts = dnnlib.EasyDict(config_kwargs)
     desc, args = setup_training_loop_kwargs(opts)
     print("Training options:")

@@ -218,12 +218,18 @@ def test_bad_files_are_refused_before_the_run_directory_exists(tmp_path, capture
     assert not captured
 
 
-@pytest.mark.parametrize("seed", ["-1", "4294967296"])
-def test_seed_out_of_range_is_a_usage_error(tmp_path, captured, seed):
+@pytest.mark.parametrize("option, value, message", [
+    ("--seed", "-1", "-1 is not in the range 0<=x<=4294967295"),
+    ("--seed", "4294967296", "4294967296 is not in the range 0<=x<=4294967295"),
+    ("--outdir", "{notes}", "exists and is not a folder"),
+])
+def test_usage_errors(tmp_path, captured, option, value, message):
     data = write_dataset(str(tmp_path / "ds"))
-    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--seed", seed)
-    bad_inputs.assert_refused(result, "is not in the range 0<=x<=4294967295", 2)
-    assert not os.path.exists(tmp_path / "runs")
+    notes = bad_inputs.text_file(tmp_path / "notes.txt")
+    before = bad_inputs.tree(tmp_path)
+    options = {"--outdir": str(tmp_path / "runs"), "--data": data, option: value.format(notes=notes)}
+    result = invoke(*[item for pair in options.items() for item in pair])
+    bad_inputs.assert_refused(result, message, 2, tmp_path, before)
 
 
 def test_stale_temp_files_of_killed_runs_are_removed_at_the_next_start(tmp_path, captured):

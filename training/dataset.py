@@ -156,8 +156,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     def _load_labels(self) -> np.ndarray:
         entries = self._json.get("labels")
         if entries is None:
-            raise DatasetError(f"{self._path}: an unlabelled dataset (dataset.json has no \"labels\"); expected one "
-                               f"label per image")
+            raise DatasetError(f"{self._path}: an unlabelled dataset (dataset.json has no labels); expected one label "
+                               f"per image")
         by_file = {fname.replace("\\", "/"): label for fname, label in entries}
         missing = [f for f in self._image_fnames if f not in by_file]
         if missing:
