@@ -156,7 +156,7 @@ def main(network: str, metric_list: str, data: str | None, mirror: bool | None, 
             env = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(num_gpus))
             torch.multiprocessing.spawn(fn=run_metrics, args=(args, env), nprocs=num_gpus)
     except (DetectorUnavailable, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise dnnlib.UserError(str(exc)) from exc
 
 
 if __name__ == "__main__":
