@@ -1,6 +1,7 @@
 """spine.synthesize: exact per-class counts, recorded seeds, loads for training, anonymous synthetic DICOM."""
 
 import io
+import os
 import json
 import zipfile
 
@@ -137,3 +138,15 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, snapshot, case):
     before = bad_inputs.tree(tmp_path)
     result = CliRunner().invoke(synthesize.main, [item for pair in options.items() for item in pair])
     bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)
+
+
+def test_temp_file_of_a_killed_write_beside_the_destination_is_removed(tmp_path, snapshot):
+    path, _G = snapshot
+    stale, foreign = tmp_path / ".s.zip.q1w2e3r4.tmp", tmp_path / ".s.zip.tmp"
+    for leftover in (stale, foreign):
+        leftover.write_bytes(b"half a zip")
+        os.utime(leftover, (0, 0))
+    result = CliRunner().invoke(synthesize.main, ["--network", path, "--dest", str(tmp_path / "s.zip"),
+                                                  "--per-class", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and foreign.exists() and (tmp_path / "s.zip").is_file()
