@@ -70,18 +70,9 @@ def second_dataset_kwargs(data2: str) -> dict:
                 xflip=False)
 
 
-def load_generator(network: str, device: torch.device, verbose: bool) -> tuple[torch.nn.Module, dict | None]:
-    """G_ema of a snapshot on `device`, and the snapshot's training-set kwargs."""
-    from training.serialization import load_network_pkl
-    with dnnlib.open_url(network, verbose=verbose) as f:
-        snapshot = load_network_pkl(f)
-    if snapshot["G_ema"] is None:
-        raise click.ClickException(f"{network}: the snapshot holds no G_ema")
-    return snapshot["G_ema"].to(device).eval().requires_grad_(False), snapshot["training_set_kwargs"]
-
-
 def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = None) -> None:
     """Evaluate every metric in one process (rank of args.num_gpus) and report on rank 0."""
+    from training.serialization import load_network_pkl
     if env is not None:
         os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
     device = torch.device(args.device or (f"cuda:{rank}" if torch.cuda.is_available() else "cpu"))
@@ -92,9 +83,11 @@ def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
         evaluated = dict(G=None, dataset2_kwargs=second_dataset_kwargs(args.data2))
         dataset_kwargs = dataset_kwargs_for(None, args.data, args.mirror, 0, "--data2")
     else:
-        G, training_set_kwargs = load_generator(args.network, device, verbose=rank == 0)
+        snapshot = load_network_pkl(args.network)  # checked by check_inputs
+        G = snapshot["G_ema"].to(device).eval().requires_grad_(False)
         evaluated = dict(G=G)
-        dataset_kwargs = dataset_kwargs_for(training_set_kwargs, args.data, args.mirror, G.c_dim, args.network)
+        dataset_kwargs = dataset_kwargs_for(snapshot["training_set_kwargs"], args.data, args.mirror, G.c_dim,
+                                            args.network)
     for metric in args.metrics:
         result = metric_main.calc_metric(metric=metric, dataset_kwargs=dataset_kwargs, num_gpus=args.num_gpus,
                                          rank=rank, device=device, detector=args.detector, vgg16=args.vgg16,
@@ -102,6 +95,53 @@ def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
                                          batch_size=args.batch_size, cache=args.cache, **evaluated)
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network)
+
+
+def _check_images(dataset_kwargs: dict, what: str) -> None:
+    """Every image of a dataset decodes and has the same shape, or one line naming the file."""
+    from training.dataset import ImageFolderDataset
+    try:
+        ImageFolderDataset(dataset_kwargs["path"], use_labels=dataset_kwargs.get("use_labels", False)) \
+            .check_all_images()
+    except dnnlib.UserError as exc:
+        raise dnnlib.UserError(f"{what}: {exc}") from None
+
+
+def check_inputs(args: dnnlib.EasyDict) -> None:
+    """Load the snapshot, find the dataset and load the classifier a metric needs before any metric runs (the
+    processes of --gpus>1 would otherwise each fail with a traceback)."""
+    from spine.classifier.artifact import check_compatible, load_classifier
+    from training.serialization import load_network_pkl
+    if args.data2 is not None:
+        c_dim = 0
+        dataset_kwargs = dataset_kwargs_for(None, args.data, args.mirror, 0, "--data2")
+        _check_images(second_dataset_kwargs(args.data2), "--data2")
+    else:
+        snapshot = load_network_pkl(args.network)
+        if snapshot["G_ema"] is None:
+            raise dnnlib.UserError(f"--network={args.network}: the snapshot holds no G_ema (the generator to evaluate)")
+        c_dim = snapshot["G_ema"].c_dim
+        dataset_kwargs = dataset_kwargs_for(snapshot["training_set_kwargs"], args.data, args.mirror, c_dim,
+                                            args.network)
+    _check_images(dataset_kwargs, "the dataset to compare with")
+    specs = [parse_metric(name) for name in args.metrics]
+    needy = [spec.name for spec in specs if spec.space == "spine"]
+    if needy and args.classifier is None:
+        raise click.UsageError(f"--metrics={','.join(needy)} scores images with the spine classifier: give "
+                               f"--classifier=classifier.pkl")
+    if args.classifier is None:
+        return
+    try:
+        classifier = load_classifier(args.classifier)
+    except dnnlib.UserError as exc:
+        raise dnnlib.UserError(f"--classifier: {exc}") from None
+    fidelity = [spec.name for spec in specs if spec.kind == "label_fidelity"]
+    if fidelity:
+        try:
+            check_compatible(classifier, None, c_dim)
+        except ValueError as exc:
+            raise dnnlib.UserError(f"--classifier={args.classifier}: {exc} (needed by {','.join(fidelity)})") \
+                from None
 
 
 def free_port() -> int:
@@ -124,7 +164,8 @@ def free_port() -> int:
 @click.option("--vgg16", help="VGG16 detector for precision/recall (path or URL) [default: dnnlib cache, then the "
                               "official URL]", metavar="PATH")
 @click.option("--classifier", help="classifier.pkl for the *_spine and label_fidelity metrics", metavar="PATH")
-@click.option("--seed", help="Seed of latents, labels and real subsets", type=int, default=0, show_default=True)
+@click.option("--seed", help="Seed of latents, labels and real subsets", type=dnnlib.SEED, default=0,
+              show_default=True)
 @click.option("--batch", "batch_size", help="Images per detector call", type=click.IntRange(min=1), default=64,
               show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda:<rank> if available]", metavar="DEVICE")
@@ -142,6 +183,7 @@ def main(network: str | None, metric_list: str, data: str | None, data2: str | N
         run_dir = None
     args = dnnlib.EasyDict(network=network, metrics=metrics, data=data, data2=data2, mirror=mirror,
                            num_gpus=num_gpus, run_dir=run_dir, **options)
+    check_inputs(args)
     try:
         if num_gpus == 1:
             run_metrics(0, args)
@@ -149,7 +191,7 @@ def main(network: str | None, metric_list: str, data: str | None, data2: str | N
             env = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(num_gpus))
             torch.multiprocessing.spawn(fn=run_metrics, args=(args, env), nprocs=num_gpus)
     except (DetectorUnavailable, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise dnnlib.UserError(str(exc)) from exc
 
 
 if __name__ == "__main__":

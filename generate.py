@@ -21,22 +21,23 @@ import torch
 from tqdm import tqdm
 
 import dnnlib
+from dnnlib import MAX_SEED
 
 
 def parse_range(text: str) -> list[int]:
-    """'1,2,5' or '0-35' (inclusive) or a mix ('0-3,7') -> list of ints."""
+    """'1,2,5' or '0-35' (inclusive) or a mix ('0-3,7') -> list of seeds, each in 0..MAX_SEED."""
     values = []
     for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", part)
-        if match:
-            lo, hi = int(match.group(1)), int(match.group(2))
-            if hi < lo:
-                raise click.BadParameter(f"range {part!r} ends before it starts", param_hint="--seeds")
-            values += range(lo, hi + 1)
-        elif re.fullmatch(r"\s*\d+\s*", part):
-            values.append(int(part))
-        else:
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
             raise click.BadParameter(f"{part!r} is not a seed or a range like 0-35", param_hint="--seeds")
+        lo = int(match.group(1))
+        hi = int(match.group(2)) if match.group(2) is not None else lo
+        if hi < lo:
+            raise click.BadParameter(f"range {part!r} ends before it starts", param_hint="--seeds")
+        if hi > MAX_SEED:  # checked before expanding: a typo must not build billions of seeds
+            raise click.BadParameter(f"seed {hi} is out of range: seeds are 0..{MAX_SEED}", param_hint="--seeds")
+        values += range(lo, hi + 1)
     return values
 
 
@@ -82,6 +83,7 @@ def generate_images(G: torch.nn.Module, seeds: list[int], outdir: str, truncatio
     c_all = class_labels(G, class_idx, len(seeds), device)
     z_all = torch.from_numpy(seed_latents(seeds, G.z_dim)).to(device, torch.float32)
     os.makedirs(outdir, exist_ok=True)
+    dnnlib.remove_stale_temp_files(outdir)  # of an earlier run killed mid-write
     paths = []
     with tqdm(total=len(seeds), desc="generate", unit="img") as bar:
         for start in range(0, len(seeds), batch_size):
@@ -108,6 +110,8 @@ def generate_images(G: torch.nn.Module, seeds: list[int], outdir: str, truncatio
 def main(network_pkl: str, seeds: list[int], truncation_psi: float, class_idx: int | None, noise_mode: str,
          outdir: str, batch_size: int, device: str | None) -> None:
     from training.serialization import load_generator
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f'Loading networks from "{network_pkl}" on {dev}...')
     G = load_generator(network_pkl, dev).eval().requires_grad_(False)

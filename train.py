@@ -32,6 +32,7 @@ import click
 import torch
 
 import dnnlib
+from dnnlib import UserError
 from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
@@ -76,10 +77,6 @@ RESUME_SPECS = {  # the official --resume names (NVIDIA's networks, CC BY-NC; do
 }
 
 
-class UserError(click.ClickException):
-    """A bad option or option combination; click prints it as 'Error: ...' and exits with status 1."""
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Options -> training-loop kwargs, one concern per step.
 
@@ -106,6 +103,7 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
     from training.dataset import ImageFolderDataset
     try:
         training_set = ImageFolderDataset(path=opts.data, use_labels=False, max_size=None, xflip=False)
+        training_set.check_all_images()
     except (OSError, ValueError) as exc:
         raise UserError(f"--data={opts.data}: {exc}") from exc
     if opts.cond:
@@ -131,7 +129,8 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         desc.append(f"subset{opts.subset}")
     if opts.mirror:
         desc.append("mirror")
-    args.dataset_info = dict(resolution=training_set.resolution, num_channels=training_set.num_channels)
+    args.dataset_info = dict(resolution=training_set.resolution, num_channels=training_set.num_channels,
+                             label_dim=training_set.label_dim)
     return desc
 
 
@@ -266,7 +265,7 @@ def configure_resume(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
         if "://" not in opts.resume and not os.path.isfile(opts.resume):
             raise UserError(f"--resume={opts.resume}: no such file (expected a checkpoint.pt, a network "
                             f"snapshot .pkl, a URL, or one of {sorted(RESUME_SPECS)})")
-        args.resume_pkl = opts.resume
+        args.resume_pkl = opts.resume  # a local file is loaded and checked once every option is known
         desc = "resumecustom"
     args.ada_kimg = 100  # transfer learning: let ADA react faster
     args.ema_rampup = None  # and do not ramp the EMA up
@@ -320,6 +319,9 @@ def configure_clinical(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
         raise UserError("--clinical-loss needs a conditional run (--cond=1): it judges each image against its label")
     try:
         classifier = load_classifier(opts.clinical_loss)
+    except UserError as exc:
+        raise UserError(f"--clinical-loss: {exc}") from None
+    try:
         dataset = ImageFolderDataset(opts.data, use_labels=True)
         meta = dataset.metadata
         check_compatible(classifier, meta.get("label_mode"), dataset.label_dim, meta.get("class_names"))
@@ -342,10 +344,32 @@ def configure_metric_classifier(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) ->
     if needy and path is None:
         raise UserError(f"--metrics={','.join(needy)} scores images with the spine classifier: "
                         f"give --metrics-classifier=classifier.pkl (or --clinical-loss)")
-    if path is not None and not os.path.isfile(path):
-        raise UserError(f"--metrics-classifier={path}: no such file")
+    if path is not None:
+        check_metric_classifier(path, args)
     args.metric_kwargs = {} if path is None else dict(classifier=os.path.abspath(path))
     return []
+
+
+def check_metric_classifier(path: str, args: dnnlib.EasyDict) -> None:
+    """The metrics classifier must load, and fit the run's labels if a label_fidelity metric is asked for: the
+    metrics run only at the first snapshot, so a bad file would otherwise stop the run after training began."""
+    from metrics.metric_names import parse_metric
+    from spine.classifier.artifact import check_compatible, load_classifier
+    flag = f"--metrics-classifier={path}"
+    if not os.path.isfile(path):
+        raise UserError(f"{flag}: no such file")
+    try:
+        classifier = load_classifier(path)
+    except UserError as exc:
+        raise UserError(f"--metrics-classifier: {exc}") from None
+    fidelity = [m for m in args.metrics if parse_metric(m).kind == "label_fidelity"]
+    if fidelity:
+        c_dim = args.dataset_info["label_dim"] if args.training_set_kwargs.use_labels else 0
+        try:
+            check_compatible(classifier, None, c_dim)
+        except ValueError as exc:
+            raise UserError(f"{flag}: {exc} (needed by --metrics={','.join(fidelity)}; a conditional run "
+                            f"is --cond=1)") from None
 
 
 CONFIGURE_STEPS: list[Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]] = [
@@ -374,6 +398,8 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict) -> tuple[str, dnnlib.EasyD
         desc += step(opts, args)
     if args.resume_checkpoint is not None:
         check_resume_compatible(args.resume_checkpoint, args)
+    if args.resume_pkl is not None and "://" not in args.resume_pkl:
+        check_resume_snapshot(args)
     return "-".join(desc), args
 
 
@@ -404,6 +430,35 @@ def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
     if diffs:
         details = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {ours.get(k)!r}" for k in diffs)
         raise UserError(f"--resume={path}: options differ from the checkpoint's run ({details})")
+
+
+def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
+    """A local --resume snapshot must load (safely), hold networks, and fit this run's networks by name and shape.
+
+    The training loop copies it only after the run directory exists; checking here stops a bad file first. Building
+    the networks on the CPU takes a second or two at 256x256.
+    """
+    from torch_utils import misc
+    from training.serialization import load_network_pkl
+    from training.training_loop import build_networks
+    path = args.resume_pkl
+    try:
+        snapshot = load_network_pkl(path)
+    except UserError as exc:
+        raise UserError(f"--resume: {exc}") from None
+    names = [name for name in ("G", "D", "G_ema") if snapshot[name] is not None]
+    if not names:
+        raise UserError(f"--resume={path}: the snapshot holds no network (G, D or G_ema) to start from")
+    shape = dnnlib.EasyDict(label_dim=args.dataset_info["label_dim"], resolution=args.dataset_info["resolution"],
+                            num_channels=args.dataset_info["num_channels"])
+    with torch.random.fork_rng(devices=[]):
+        ours = build_networks(shape, args.G_kwargs, args.D_kwargs, None, 0, None, {}, args.batch_size,
+                              torch.device("cpu"))
+    for name in names:
+        try:
+            misc.copy_params_and_buffers(snapshot[name], getattr(ours, name), require_all=False)
+        except ValueError as exc:
+            raise UserError(f"--resume={path}: its {name} does not fit this run's networks ({exc})") from None
 
 
 # Settings of plug-ins (built by build_plugins), recorded with the run but not passed to training_loop.
@@ -490,6 +545,17 @@ def create_run_dir_all_ranks(outdir: str, desc: str) -> str:
     return dist_utils.broadcast_object(path)
 
 
+def remove_interrupted_writes(outdir: str, resume_checkpoint: str | None) -> None:
+    """Remove the temp files that killed runs left mid-write (checkpoint, snapshots) in the run directories under
+    --outdir and in the run being continued; files of live runs and any other file stay (see
+    dnnlib.remove_stale_temp_files)."""
+    dirs = {os.path.dirname(os.path.abspath(resume_checkpoint))} if resume_checkpoint else set()
+    if os.path.isdir(outdir):
+        dirs |= {entry.path for entry in os.scandir(outdir) if entry.is_dir()}
+    for directory in sorted(dirs):
+        dnnlib.remove_stale_temp_files(directory)
+
+
 def write_training_options(args: dnnlib.EasyDict) -> None:
     with dnnlib.atomic_write(os.path.join(args.run_dir, "training_options.json"), "w") as f:
         json.dump(args, f, indent=2)
@@ -507,7 +573,7 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
               metavar="INT")
 @click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
 @click.option("--metrics", help='Comma-separated list or "none" [default: fid50k_full]', type=str, metavar="LIST")
-@click.option("--seed", help="Random seed [default: 0]", type=int, default=0, metavar="INT")
+@click.option("--seed", help="Random seed [default: 0]", type=dnnlib.SEED, default=0, metavar="INT")
 @click.option("-n", "--dry-run", help="Print training options and exit", is_flag=True)
 @click.option("--kimg-per-tick", help="Progress/log interval in kimg [default: 4]", type=float, metavar="FLOAT")
 # Dataset.
@@ -573,6 +639,8 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
       python train.py --outdir=runs --data=datasets/demo32.zip --cfg=demo --kimg=20
       python train.py --outdir=runs --data=... --resume=runs/00003-.../checkpoint.pt   # continue exactly
     """
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
     opts = dnnlib.EasyDict(config_kwargs)
     desc, args = setup_training_loop_kwargs(opts)
     print("Training options:")
@@ -581,6 +649,7 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     if dry_run:
         print("Dry run; exiting.")
         return
+    remove_interrupted_writes(outdir, args.resume_checkpoint)
     args.run_dir = create_run_dir_all_ranks(outdir, desc)
     if dist_utils.rank() == 0:
         print(f"Output directory:   {args.run_dir}")

@@ -7,13 +7,38 @@ import hashlib
 import io
 import os
 import re
+import stat
 import sys
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+import click
 import requests
+
+try:
+    import fcntl
+except ImportError:  # Windows: there an open file cannot be deleted, which protects a live writer's temp file
+    fcntl = None
+
+
+MAX_SEED = 2**32 - 1  # the largest seed np.random.RandomState takes
+SEED = click.IntRange(0, MAX_SEED)  # the click type of every --seed: a bad seed is refused before any work
+
+
+class UserError(click.ClickException, ValueError):
+    """Bad input from the user (a file, a flag, a dataset): the message names it, says what was found and what was
+    expected, on one line.
+
+    Every command-line tool reports it as one 'Error: ...' line with exit status 1 (click does so for any
+    ClickException); anything else is a bug and keeps its traceback. It is a ValueError, so library callers that
+    catch ValueError for bad input keep working.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(re.sub(r"\s*\n\s*", " ", str(message)).strip())
 
 
 class EasyDict(dict):
@@ -44,25 +69,74 @@ def format_time(seconds: float) -> str:
     return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
 
 
+# atomic_write's temp files: "." + target name + "." + mkstemp's 8 random characters + ".tmp".
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Write to a temp file beside `path`, then rename it over `path`.
 
-    A crash at any moment leaves either the old file or the complete new one, never half of one.
+    A crash at any moment leaves either the old file or the complete new one, never half of one. The temp file
+    (`.<name>.<random>.tmp`) stays locked (flock) for as long as it has that name, so `remove_stale_temp_files`
+    can tell a live writer's temp file from one left behind by a killed process.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
+            if fcntl is not None:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if fcntl is not None:
+                os.replace(tmp, path)  # before the lock goes: an unlocked temp file is a dead writer's
+        if fcntl is None:
+            os.replace(tmp, path)  # Windows renames only closed files
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temp_files(directory: str | os.PathLike, min_age_s: float = 10.0, verbose: bool = True) -> list[str]:
+    """Delete the temp files `atomic_write` left in `directory` when its process was killed; returns their paths.
+
+    Tools call this when they start writing into a directory. Only files named like atomic_write's temp files are
+    considered, and of those only the ones no live writer holds locked and untouched for `min_age_s` seconds (which
+    covers the instant between a writer creating its temp file and locking it). Everything else stays.
+    """
+    if not os.path.isdir(directory):
+        return []
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        try:
+            if not _TEMP_NAME.match(name) or not _is_stale(path, min_age_s):
+                continue
+            os.unlink(path)
+        except OSError:  # renamed by its writer meanwhile, or not ours to read or delete
+            continue
+        removed.append(path)
+    if removed and verbose:
+        print(f"Removed {len(removed)} temp file(s) of interrupted writes in {directory}", file=sys.stderr)
+    return removed
+
+
+def _is_stale(path: str, min_age_s: float) -> bool:
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode) or time.time() - info.st_mtime < min_age_s:
+        return False
+    if fcntl is None:
+        return True  # Windows refuses to delete a file a live writer has open
+    with open(path, "rb") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live atomic_write holds it
+    return True  # its writer is gone, and no new writer ever reuses a temp name (mkstemp)
 
 
 def make_cache_dir_path(*paths: str) -> str:

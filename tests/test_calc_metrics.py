@@ -143,3 +143,38 @@ def test_missing_detector_gives_one_clear_message(run_dir, monkeypatch):
 def test_bad_metric_name_is_refused_before_any_work(run_dir):
     result = invoke("--network", str(run_dir / "network-snapshot-000000.pkl"), "--metrics", "fid8,fid50k_ful")
     assert result.exit_code == 2 and "unknown metric" in result.output
+
+
+# Bad inputs -> (options, exit status, the distinctive part of the one error line); nothing may be written.
+BAD_INPUTS = {
+    "missing network": (["--network", "{tmp}/none.pkl"], 1, "none.pkl: cannot read the network snapshot (no such "
+                                                           "file)"),
+    "text file": (["--network", "{text}"], 1, "not a network snapshot"),
+    "torch.save with a foreign class": (["--network", "{object}"], 1, "names the Python global bad_inputs.Payload"),
+    "torch.save with code": (["--network", "{code_zip}"], 1, "names the Python global posix.system"),
+    "pickle with code": (["--network", "{code_pkl}"], 1, "refusing to load global posix.system"),
+    "mixed image sizes": (["--data", "{mixed}"], 1, "img01.png: 4x4 L image; every image must be 8x8"),
+    "spine metric without a classifier": (["--metrics", "fid8_spine"], 2, "give --classifier=classifier.pkl"),
+    "classifier with code": (["--metrics", "fid8_spine", "--classifier", "{code_zip}"], 1,
+                             "--classifier: {code_zip}: refusing to load it as a classifier.pkl"),
+    "classifier of other classes": (["--metrics", "label_fidelity4", "--classifier", "{lesion}"], 1,
+                                    "3 classes vs conditioning labels of dimension 2"),
+    "negative seed": (["--seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_get_one_line_and_write_nothing(run_dir, tmp_path, case):
+    import bad_inputs
+    files = dict(tmp=tmp_path, text=bad_inputs.text_file(tmp_path / "notes.txt"),
+                 object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
+                 code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
+                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
+                 mixed=bad_inputs.write_images(tmp_path / "mixed", [8, 4], [0, 1]),
+                 lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")))
+    changes, exit_code, message = BAD_INPUTS[case]
+    options = {"--network": str(run_dir / "network-snapshot-000000.pkl"), "--metrics": "fid8"}
+    options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
+    before = bad_inputs.tree(tmp_path)
+    result = invoke(*[item for pair in options.items() for item in pair])
+    bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import bad_inputs
 import generate
 from training.networks import Discriminator, Generator
 from training.serialization import save_network_snapshot
@@ -55,6 +56,57 @@ def test_refuses_missing_or_out_of_range_class(tmp_path, args, message):
     assert not os.path.exists(tmp_path / "o" / "seed0000.png")
 
 
-def test_refuses_bad_seeds(tmp_path):
+def test_refuses_bad_seeds(tmp_path):  # also in BAD_INPUTS, with a real network
     result = CliRunner().invoke(generate.main, ["--network", "x.pkl", "--seeds", "5-2", "--outdir", "o"])
     assert result.exit_code != 0 and "ends before it starts" in result.output
+
+
+# Each bad input -> (exit status, the distinctive part of its one error line); nothing may be written.
+BAD_INPUTS = {
+    "missing network": (["--network", "{tmp}/missing.pkl"], 1, "missing.pkl: cannot read the network snapshot "
+                                                               "(no such file)"),
+    "text file": (["--network", "{text}"], 1, "not a network snapshot"),
+    "torch.save with a foreign class": (["--network", "{object}"], 1, "names the Python global bad_inputs.Payload"),
+    "torch.save with code": (["--network", "{code_zip}"], 1, "names the Python global posix.system"),
+    "pickle with code": (["--network", "{code_pkl}"], 1, "refusing to load global posix.system"),
+    "seed above 2**32-1": (["--seeds", "4294967296"], 2, "seed 4294967296 is out of range: seeds are 0..4294967295"),
+    "seed range above 2**32-1": (["--seeds", "1-99999999999"], 2, "seed 99999999999 is out of range"),
+    "range backwards": (["--seeds", "5-2"], 2, "ends before it starts"),
+    "not a seed": (["--seeds", "a"], 2, "'a' is not a seed"),
+    "class out of range": (["--class", "2"], 2, "--class=2 is out of range: the network has classes 0..1"),
+    "no class": (["--class", None], 2, "pass --class=0..1"),
+    "outdir is a file": (["--outdir", "{text}"], 2, "exists and is not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
+    pkl = str(tmp_path / "net.pkl")
+    snapshot(pkl, c_dim=2)
+    files = dict(tmp=tmp_path, text=bad_inputs.text_file(tmp_path / "notes.txt"),
+                 object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
+                 code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
+                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"))
+    args = {"--network": pkl, "--seeds": "0-1", "--class": "1", "--outdir": str(tmp_path / "out"), "--device": "cpu"}
+    changes, exit_code, message = BAD_INPUTS[case]
+    args.update({changes[0]: changes[1].format(**files) if changes[1] is not None else None})
+    argv = [item for flag, value in args.items() if value is not None for item in (flag, value)]
+    before = bad_inputs.tree(tmp_path)
+    result = CliRunner().invoke(generate.main, argv)
+    bad_inputs.assert_refused(result, message, exit_code, tmp_path, before)
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed_and_others_kept(tmp_path):
+    pkl = str(tmp_path / "net.pkl")
+    snapshot(pkl, c_dim=0)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / ".seed0000.png.k3j_x9az.tmp"  # the name atomic_write gives (mkstemp's 8 random characters)
+    foreign = [out / name for name in ("notes.tmp", ".seed0000.png.tmp", ".seed0000.png.ABCDEFGH.tmp")]
+    for path in [stale, *foreign]:
+        path.write_bytes(b"partial")
+        os.utime(path, (0, 0))  # long untouched
+    result = CliRunner().invoke(generate.main, ["--network", pkl, "--seeds", "0", "--outdir", str(out),
+                                                "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(out)) == sorted(["seed0000.png"] + [p.name for p in foreign])

@@ -6,12 +6,18 @@ import os
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 from click.testing import CliRunner
 
+import bad_inputs
+import dnnlib
 import train
 from torch_utils import custom_ops
 from training.augment import augpipe_specs
+from training.networks import Generator
 from training.run_dir import create_run_dir, next_run_id
+from training.serialization import save_network_snapshot
+from training.training_loop import build_networks
 
 
 def write_dataset(path: str, n: int = 8, res: int = 16, labels: bool = True) -> str:
@@ -147,3 +153,93 @@ def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
     assert cont.exit_code == 0, cont.output
     log = open(os.path.join(out, "00001-ds-demo-kimg0.048-batch8-continued", "log.txt")).read()
     assert "Resumed from checkpoint" in log and "at 0.032 kimg" in log
+
+
+def tiny_snapshot(path) -> str:
+    G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    save_network_snapshot(path, G=G, D=None, G_ema=G)
+    return str(path)
+
+
+def test_resume_snapshot_of_the_same_networks_is_accepted(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    common = ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "--cond", "1"]
+    assert invoke(*common).exit_code == 0
+    args = captured[0]
+    shape = dnnlib.EasyDict(label_dim=2, resolution=16, num_channels=1)
+    nets = build_networks(shape, args.G_kwargs, args.D_kwargs, None, 0, None, {}, args.batch_size, torch.device("cpu"))
+    save_network_snapshot(tmp_path / "same.pkl", G=nets.G, D=nets.D, G_ema=nets.G_ema)
+    result = invoke(*common, "--resume", str(tmp_path / "same.pkl"))
+    assert result.exit_code == 0, result.output
+    assert captured[1].resume_pkl == str(tmp_path / "same.pkl")
+
+
+# Bad inputs that need files -> (options, the distinctive part of the one error line); exit status 1, and neither
+# a run directory nor any other file may appear.
+BAD_FILES = {
+    "mixed image sizes": (["--data", "{mixed}"], "img03.png: 8x8 L image; every image must be 16x16 with 1 "
+                                                 "channel(s) like img00.png (1 of 4 images differ)"),
+    "resume from a text file": (["--resume", "{text}"], "--resume: {text}: not a network snapshot"),
+    "resume from torch.save with a class": (["--resume", "{object}"], "names the Python global bad_inputs.Payload"),
+    "resume from a pickle with code": (["--resume", "{code_pkl}"], "refusing to load global posix.system"),
+    "resume from networks of another shape": (["--resume", "{tiny}"], "--resume={tiny}: its G does not fit this "
+                                                                      "run's networks"),
+    "metrics classifier missing": (["--metrics-classifier", "{tmp}/none.pkl"], "none.pkl: no such file"),
+    "metrics classifier is a pickle": (["--metrics-classifier", "{code_pkl}"], "--metrics-classifier: {code_pkl}: "
+                                                                              "not a classifier.pkl"),
+    "metrics classifier with code": (["--metrics-classifier", "{code_zip}"], "names the Python global posix.system"),
+    "metrics classifier of other classes": (["--metrics-classifier", "{lesion}", "--metrics", "label_fidelity10"],
+                                            "3 classes vs conditioning labels of dimension 2"),
+    "label fidelity of an unconditional run": (["--metrics-classifier", "{abnormality}", "--cond", "0", "--metrics",
+                                                "label_fidelity10"], "conditioning labels of dimension 0"),
+    "clinical classifier with code": (["--clinical-loss", "{code_zip}"], "names the Python global posix.system"),
+    "clinical classifier of other classes": (["--clinical-loss", "{lesion}"], "classifier does not fit the dataset"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_files_are_refused_before_the_run_directory_exists(tmp_path, captured, case):
+    files = dict(tmp=tmp_path, mixed=bad_inputs.write_images(tmp_path / "mixed", [16, 16, 16, 8], [0, 1, 0, 1]),
+                 text=bad_inputs.text_file(tmp_path / "notes.txt"),
+                 object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
+                 code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
+                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
+                 lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")),
+                 abnormality=bad_inputs.classifier_file(tmp_path / "abnormality.pkl"),
+                 tiny=tiny_snapshot(tmp_path / "tiny.pkl"))
+    data = write_dataset(str(tmp_path / "ds"))
+    changes, message = BAD_FILES[case]
+    options = {"--outdir": str(tmp_path / "runs"), "--data": data, "--cond": "1", "--metrics": "none", "--kimg": "1"}
+    options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
+    before = bad_inputs.tree(tmp_path)
+    result = invoke(*[item for pair in options.items() for item in pair])
+    bad_inputs.assert_refused(result, message.format(**files), 1, tmp_path, before)
+    assert not captured
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--seed", "-1", "-1 is not in the range 0<=x<=4294967295"),
+    ("--seed", "4294967296", "4294967296 is not in the range 0<=x<=4294967295"),
+    ("--outdir", "{notes}", "exists and is not a folder"),
+])
+def test_usage_errors(tmp_path, captured, option, value, message):
+    data = write_dataset(str(tmp_path / "ds"))
+    notes = bad_inputs.text_file(tmp_path / "notes.txt")
+    before = bad_inputs.tree(tmp_path)
+    options = {"--outdir": str(tmp_path / "runs"), "--data": data, option: value.format(notes=notes)}
+    result = invoke(*[item for pair in options.items() for item in pair])
+    bad_inputs.assert_refused(result, message, 2, tmp_path, before)
+
+
+def test_stale_temp_files_of_killed_runs_are_removed_at_the_next_start(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    old = tmp_path / "runs" / "00000-killed"
+    old.mkdir(parents=True)
+    stale = [old / ".checkpoint.pt.a1b2c3d4.tmp", old / ".network-snapshot-000040.pkl.zz_9yx8w.tmp"]
+    kept = [old / "network-snapshot-000020.pkl", old / "notes.tmp", old / ".checkpoint.pt.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+        os.utime(path, (0, 0))
+    assert invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo").exit_code == 0
+    assert sorted(os.listdir(old)) == sorted(p.name for p in kept)

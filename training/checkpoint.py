@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from training.serialization import load_weights_only
 
 FORMAT = "spinegan-checkpoint-v1"
 FILE_NAME = "checkpoint.pt"
@@ -103,20 +104,17 @@ def save_checkpoint(path: str | os.PathLike, *, nets: dict[str, torch.nn.Module 
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """True if `path` is a file written by `save_checkpoint` (False for snapshots and other files)."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # any unreadable or foreign file: not ours
+        data = load_weights_only(path, os.fspath(path), "a SpineGAN checkpoint")
+    except dnnlib.UserError:  # any unreadable or foreign file: not ours
         return False
     return isinstance(data, dict) and data.get("format") == FORMAT
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint (tensors on the CPU); raises ValueError naming the file if it is not one."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: cannot read as a SpineGAN checkpoint ({exc})") from exc
+    """Read a checkpoint (tensors on the CPU); raises dnnlib.UserError naming the file if it is not one."""
+    data = load_weights_only(path, os.fspath(path), "a SpineGAN checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a SpineGAN checkpoint (expected format {FORMAT!r})")
+        raise dnnlib.UserError(f"{path}: not a SpineGAN checkpoint (expected format {FORMAT!r})")
     return data
 
 

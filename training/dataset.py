@@ -23,7 +23,7 @@ _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 _MODE_CHANNELS = {"L": 1, "RGB": 3}
 
 
-class DatasetError(ValueError):
+class DatasetError(dnnlib.UserError):
     """The dataset is not in the expected format; the message names the file and what was expected."""
 
 
@@ -130,10 +130,34 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             raise DatasetError(f"{where}: resolution {h}; expected {resolution}")
         return [c, h, w]
 
+    def check_all_images(self) -> None:
+        """Refuse the dataset if any selected image differs from the first in size or channels.
+
+        Reads only each file's header. Training reads images lazily and would otherwise stop at the first odd one,
+        possibly hours in; tools that create outputs call this first.
+        """
+        _c, h, w = self.image_shape
+        odd = []
+        for raw_idx in self._raw_idx:
+            fname = self._image_fnames[int(raw_idx)]
+            try:
+                with self._open_file(fname) as f, PIL.Image.open(f) as img:
+                    size, mode = img.size, img.mode
+            except OSError as exc:  # includes PIL's UnidentifiedImageError
+                raise DatasetError(f"{self._path}/{fname}: not a readable image ({exc})") from None
+            if size != (w, h) or _MODE_CHANNELS.get(mode) != self.num_channels:
+                odd.append((fname, size, mode))
+        if odd:
+            fname, (ow, oh), mode = odd[0]
+            raise DatasetError(f"{self._path}/{fname}: {ow}x{oh} {mode} image; every image must be {w}x{h} with "
+                               f"{self.num_channels} channel(s) like {self._image_fnames[0]} ({len(odd)} of "
+                               f"{self._raw_idx.size} images differ)")
+
     def _load_labels(self) -> np.ndarray:
         entries = self._json.get("labels")
         if entries is None:
-            raise DatasetError(f"{self._path}: use_labels=True but dataset.json has no labels")
+            raise DatasetError(f"{self._path}: an unlabelled dataset (dataset.json has no labels); expected one label "
+                               f"per image")
         by_file = {fname.replace("\\", "/"): label for fname, label in entries}
         missing = [f for f in self._image_fnames if f not in by_file]
         if missing:

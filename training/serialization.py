@@ -9,6 +9,10 @@ Official `network-snapshot-*.pkl` files embed the source code of their modules a
 (facts sheet section 8). `_OfficialUnpickler` instead resolves the persistence hook to a recorder
 (`PersistentRecord`), allows the few globals those files really need and refuses every other one, then the
 networks are rebuilt from the recorded `init_kwargs` and their tensors copied by state_dict name.
+
+`load_weights_only` is the one reader of our plain-data `torch.save` files (snapshots, checkpoints,
+classifier.pkl). Every refusal is a `dnnlib.UserError` that names the file and says what was refused (code, a
+foreign global, an unknown class); none suggests loading the file unsafely.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import importlib
 import io
 import os
 import pickle
+import re
 import warnings
 from typing import IO, Any, Callable
 
@@ -99,46 +104,115 @@ def _plain(obj: Any, where: str) -> Any:
 # Reading
 
 
-def load_network_pkl(path_or_file: str | os.PathLike | IO[bytes]) -> dict:
-    """Read our snapshot or an official StyleGAN2-ADA pickle, without executing code from the file.
+def load_network_pkl(source: str | os.PathLike | IO[bytes]) -> dict:
+    """Read our snapshot or an official StyleGAN2-ADA pickle (a path, a URL, or an open binary file), without
+    executing code from the file.
 
     Returns dict(G, D, G_ema, augment_pipe, training_set_kwargs, metadata); absent entries are None.
-    Networks come back on the CPU, in eval mode, without gradients.
+    Networks come back on the CPU, in eval mode, without gradients. A file that is missing, unreadable or not a
+    network snapshot raises `dnnlib.UserError` naming it.
     """
-    if isinstance(path_or_file, (str, os.PathLike)):
-        with open(path_or_file, 'rb') as f:
-            return _load_from_stream(f, os.fspath(path_or_file))
-    return _load_from_stream(path_or_file, getattr(path_or_file, 'name', '<file object>'))
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        try:
+            with dnnlib.open_url(name, verbose=False) as f:
+                data = f.read()
+        except OSError as exc:  # missing, a folder, unreadable, failed download
+            raise dnnlib.UserError(f'{name}: cannot read the network snapshot ({_os_reason(exc)})') from None
+        return _load_from_bytes(data, name)
+    return _load_from_bytes(source.read(), getattr(source, 'name', '<file object>'))
 
 
 def load_generator(url_or_path: str | os.PathLike, device: torch.device | str = 'cpu') -> torch.nn.Module:
     """G_ema of a snapshot (path or URL, see `dnnlib.open_url`) on `device`."""
-    with dnnlib.open_url(os.fspath(url_or_path)) as f:
-        G_ema = load_network_pkl(f)['G_ema']
+    G_ema = load_network_pkl(url_or_path)['G_ema']
     if G_ema is None:
-        raise ValueError(f'{url_or_path}: the snapshot holds no G_ema')
+        raise dnnlib.UserError(f'{url_or_path}: the snapshot holds no G_ema (the generator to sample from)')
     return G_ema.to(device)
 
 
-def _load_from_stream(f: IO[bytes], source: str) -> dict:
-    data = f.read()
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return 'no such file'
+    return exc.strerror.lower() if exc.strerror else str(exc)
+
+
+def _load_from_bytes(data: bytes, source: str) -> dict:
     if data.startswith(_ZIP_MAGIC):
         return _load_our_snapshot(data, source)
     if data[:1] == bytes([_PICKLE_PROTO]):
         return _load_official_pickle(data, source)
-    raise ValueError(f'{source}: neither a {FORMAT} file nor a StyleGAN2-ADA network pickle')
+    raise dnnlib.UserError(f'{source}: not a network snapshot: expected a {FORMAT} file (a torch.save zip) or a '
+                           f'StyleGAN2-ADA network pickle, found {_describe_start(data)}')
+
+
+def _describe_start(data: bytes) -> str:
+    if not data:
+        return 'an empty file'
+    return f'a file starting with {data[:8]!r}'
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Plain-data torch.save files
+
+
+def load_weights_only(source: str | os.PathLike | bytes, name: str, expected: str) -> Any:
+    """`torch.load(weights_only=True)` of a file (path or its bytes) that should be `expected` (e.g. 'a SpineGAN
+    checkpoint'): tensors and plain data only, on the CPU.
+
+    Anything else raises `dnnlib.UserError` naming `name` and what was found: a raw pickle is not unpickled at all,
+    a Python global in the file (a class or function: code) is refused by its name, a damaged archive is called
+    so. torch's own message is not passed on: it suggests loading with weights_only=False, which would run the
+    file's code.
+    """
+    if isinstance(source, bytes):
+        start = source[:len(_ZIP_MAGIC)]
+    else:
+        try:
+            with open(source, 'rb') as f:
+                start = f.read(len(_ZIP_MAGIC))
+        except OSError as exc:
+            raise dnnlib.UserError(f'{name}: cannot read {expected} ({_os_reason(exc)})') from None
+    if start != _ZIP_MAGIC:
+        found = 'a raw Python pickle, which is never unpickled here (it could run code)' \
+            if start[:1] == bytes([_PICKLE_PROTO]) else _describe_start(start)
+        raise dnnlib.UserError(f'{name}: not {expected}: expected a torch.save zip archive, found {found}')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)  # torch's notes on pickle protocols
+            return torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location='cpu',
+                              weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise dnnlib.UserError(f'{name}: refusing to load it as {expected}: {_refused_content(str(exc))}; '
+                               f'{expected} holds only tensors and plain data') from None
+    except (RuntimeError, EOFError, ValueError, KeyError) as exc:  # what torch raises for a damaged archive
+        reason = str(exc).split('. ')[0].strip() or type(exc).__name__
+        raise dnnlib.UserError(f'{name}: not a readable torch.save archive, truncated or damaged ({reason})') \
+            from None
+
+
+def _refused_content(torch_message: str) -> str:
+    """What torch's weights-only unpickler refused, in our words (its message advises unsafe loading)."""
+    match = re.search(r'GLOBAL ([\w.]+)', torch_message)
+    if match:
+        return f'it names the Python global {match.group(1)} (a class or function: code that loading would run)'
+    return 'it holds pickled objects other than tensors and plain data'
 
 
 def _load_our_snapshot(data: bytes, source: str) -> dict:
-    snapshot = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+    snapshot = load_weights_only(data, source, f'a {FORMAT} network snapshot')
     if not isinstance(snapshot, dict) or snapshot.get('format') != FORMAT:
         found = snapshot.get('format') if isinstance(snapshot, dict) else type(snapshot).__name__
-        raise ValueError(f'{source}: expected format {FORMAT!r}, found {found!r}')
+        raise dnnlib.UserError(f'{source}: not a network snapshot: expected format {FORMAT!r}, found {found!r}')
+    if not isinstance(snapshot.get('nets'), dict):
+        raise dnnlib.UserError(f'{source}: the snapshot has no dict of networks (\'nets\')')
     result = _empty_result(snapshot.get('training_set_kwargs'), snapshot.get('metadata'))
     for name, record in snapshot['nets'].items():
         if name not in NET_NAMES:
-            raise ValueError(f'{source}: unknown network {name!r}; expected one of {NET_NAMES}')
+            raise dnnlib.UserError(f'{source}: unknown network {name!r}; expected one of {NET_NAMES}')
         where = f'{source}: {name}'
+        if not isinstance(record, dict) or not {'class_name', 'init_kwargs', 'state_dict'} <= set(record):
+            raise dnnlib.UserError(f'{where}: expected a record {{class_name, init_kwargs, state_dict}}')
         module = _build_module(record['class_name'], (), record['init_kwargs'], where)
         result[name] = _finish(_copy_tensors(module, record['state_dict'], where))
     return result
@@ -157,7 +231,8 @@ def _build_module(class_name: str, init_args: tuple, init_kwargs: dict, where: s
     Returns None (with a warning) for AugmentPipe while `training.augment` is not available.
     """
     if class_name not in _SNAPSHOT_CLASSES:
-        raise ValueError(f'{where}: class {class_name!r} is not one this loader builds ({sorted(_SNAPSHOT_CLASSES)})')
+        raise dnnlib.UserError(f'{where}: refusing class {class_name!r}: this loader builds only '
+                               f'{sorted(_SNAPSHOT_CLASSES)}')
     module_name, attr = _SNAPSHOT_CLASSES[class_name]
     try:
         cls = getattr(importlib.import_module(module_name), attr)
@@ -169,8 +244,9 @@ def _build_module(class_name: str, init_args: tuple, init_kwargs: dict, where: s
     with torch.random.fork_rng(devices=[]):
         try:
             return cls(*init_args, **init_kwargs)
-        except TypeError as err:
-            raise ValueError(f'{where}: cannot build {class_name} from its init_kwargs {dict(init_kwargs)}: {err}')
+        except (TypeError, ValueError, KeyError, AssertionError) as err:  # arguments our class does not take
+            raise dnnlib.UserError(f'{where}: cannot build {class_name} from its init_kwargs {dict(init_kwargs)}: '
+                                   f'{err}') from None
 
 
 def _copy_tensors(module: torch.nn.Module | None, tensors: dict[str, torch.Tensor],
@@ -182,14 +258,14 @@ def _copy_tensors(module: torch.nn.Module | None, tensors: dict[str, torch.Tenso
     missing = [key for key in own if key not in tensors]
     unexpected = [key for key in tensors if key not in own]
     if missing or unexpected:
-        raise ValueError(f'{where}: state_dict names do not match the rebuilt {type(module).__name__}: '
+        raise dnnlib.UserError(f'{where}: state_dict names do not match the rebuilt {type(module).__name__}: '
                          f'missing {missing[:8]}{"..." if len(missing) > 8 else ""}, '
                          f'unexpected {unexpected[:8]}{"..." if len(unexpected) > 8 else ""}')
     for key, dst in own.items():
         src = tensors[key]
         if tuple(src.shape) != tuple(dst.shape):
-            raise ValueError(f'{where}: {key} has shape {list(src.shape)} in the file but '
-                             f'{list(dst.shape)} in the rebuilt network')
+            raise dnnlib.UserError(f'{where}: {key} has shape {list(src.shape)} in the file but '
+                                   f'{list(dst.shape)} in the rebuilt network')
     module.load_state_dict({key: tensors[key] for key in own}, strict=True)
     return module
 
@@ -200,6 +276,10 @@ def _finish(module: torch.nn.Module | None) -> torch.nn.Module | None:
 
 # ----------------------------------------------------------------------------------------------------------
 # Official pickles
+
+
+class _Refusal(pickle.UnpicklingError):
+    """Something in an official pickle that this loader will not load (as opposed to a damaged pickle)."""
 
 
 class PersistentRecord:
@@ -229,7 +309,8 @@ class PersistentRecord:
             if child is None:
                 continue
             if not isinstance(child, PersistentRecord):
-                raise ValueError(f'{prefix}{name}: child module is a {type(child).__name__}, not a persistent module')
+                raise dnnlib.UserError(f'{prefix}{name}: child module is a {type(child).__name__}, not a persistent '
+                                       f'module')
             out.update(child.tensors(f'{prefix}{name}.'))
         return out
 
@@ -237,26 +318,32 @@ class PersistentRecord:
 def _record_persistent_obj(meta: dict) -> PersistentRecord:
     """Stands in for torch_utils.persistence._reconstruct_persistent_obj: records, never executes module_src."""
     if not isinstance(meta, dict) or meta.get('type') != 'class' or not isinstance(meta.get('state'), dict):
-        raise pickle.UnpicklingError('persistent object: expected meta {type: "class", class_name, state}')
+        raise _Refusal('persistent object: expected meta {type: "class", class_name, state}')
     return PersistentRecord(str(meta['class_name']), meta['state'])
 
 
 def _storage_from_bytes(data: bytes) -> Any:
-    """Stands in for torch.storage._load_from_bytes, reading the embedded storage with weights_only=True."""
-    return torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+    """Stands in for torch.storage._load_from_bytes, reading the embedded storage with weights_only=True.
+
+    (The blob is torch's legacy non-zip format, so `load_weights_only` with its zip check does not apply.)
+    """
+    try:
+        return torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise _Refusal(f'refusing an embedded tensor storage: {_refused_content(str(exc))}') from None
 
 
 def _numpy_scalar(dtype: np.dtype, data: bytes | None = None) -> np.generic:
     """Stands in for numpy's scalar reconstructor; plain (non-object) dtypes only."""
     if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
-        raise pickle.UnpicklingError(f'numpy scalar: only plain dtypes from bytes are allowed, got {dtype!r}')
+        raise _Refusal(f'numpy scalar: only plain dtypes from bytes are allowed, got {dtype!r}')
     return np.frombuffer(data, dtype=dtype)[0]
 
 
 def _latin1_encode(text: str, encoding: str = 'latin1') -> bytes:
     """Stands in for _codecs.encode, which protocol-2 pickles use to spell bytes objects."""
     if encoding not in ('latin1', 'latin-1'):
-        raise pickle.UnpicklingError(f'_codecs.encode: only latin1 is allowed, got {encoding!r}')
+        raise _Refusal(f'_codecs.encode: only latin1 is allowed, got {encoding!r}')
     return text.encode('latin1')
 
 
@@ -283,19 +370,22 @@ class _OfficialUnpickler(pickle.Unpickler):
         try:
             return _OFFICIAL_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
-                f'refusing to load global {module}.{name}: official network pickles need only '
-                f'{sorted(".".join(key) for key in _OFFICIAL_GLOBALS)}') from None
+            raise _Refusal(
+                f'refusing to load global {module}.{name} (a class or function: code that unpickling would run); '
+                f'an official network pickle names only {len(_OFFICIAL_GLOBALS)} known ones') from None
 
 
 def _load_official_pickle(data: bytes, source: str) -> dict:
     try:
         content = _OfficialUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as err:
-        raise ValueError(f'{source}: {err}') from None
+    except _Refusal as err:
+        raise dnnlib.UserError(f'{source}: {err}') from None
+    except Exception as err:  # noqa: BLE001 -- a truncated or damaged file fails anywhere in unpickling
+        raise dnnlib.UserError(f'{source}: not a readable network pickle, truncated or damaged '
+                               f'({type(err).__name__}: {err})') from None
     if not isinstance(content, dict):
-        raise ValueError(f'{source}: expected a dict of networks (StyleGAN2-ADA snapshot), '
-                         f'got {type(content).__name__}')
+        raise dnnlib.UserError(f'{source}: expected a dict of networks (StyleGAN2-ADA snapshot), '
+                               f'got {type(content).__name__}')
     training_set_kwargs = content.get('training_set_kwargs')
     result = _empty_result(dict(training_set_kwargs) if training_set_kwargs is not None else None,
                            dict(format='stylegan2-ada-pytorch-pickle'))
@@ -304,9 +394,15 @@ def _load_official_pickle(data: bytes, source: str) -> dict:
         if record is None:
             continue
         where = f'{source}: {name}'
-        if not isinstance(record, PersistentRecord) or record.class_name not in _OFFICIAL_CLASSES:
-            found = record.class_name if isinstance(record, PersistentRecord) else type(record).__name__
-            raise ValueError(f'{where}: expected one of {sorted(_OFFICIAL_CLASSES)}, got {found}')
+        if not isinstance(record, PersistentRecord):
+            raise dnnlib.UserError(f'{where}: expected a persistent network, found a {type(record).__name__}')
+        if record.class_name not in _OFFICIAL_CLASSES:
+            raise dnnlib.UserError(f'{where}: refusing the persistent class {record.class_name!r}: this loader '
+                                   f'rebuilds only {sorted(_OFFICIAL_CLASSES)} (code in the file is never run)')
+        if '_init_kwargs' not in record.state:
+            raise dnnlib.UserError(f'{where}: refusing the persistent {record.class_name}: it records no constructor '
+                                   f'arguments (_init_kwargs), so only the source code the file carries could '
+                                   f'build it, and that code is never run')
         module = _build_module(_OFFICIAL_CLASSES[record.class_name], record.init_args, record.init_kwargs, where)
         result[name] = _finish(_copy_tensors(module, record.tensors(), where))
     return result

@@ -209,16 +209,16 @@ def save_classifier(path: str | Path, net: nn.Module, spec: ClassifierSpec, prov
 
 def _require(data: dict, key: str, kind: type | tuple[type, ...], path: Any) -> Any:
     if key not in data:
-        raise ValueError(f"{path}: classifier.pkl field '{key}' is missing")
+        raise dnnlib.UserError(f"{path}: classifier.pkl field '{key}' is missing")
     if not isinstance(data[key], kind):
-        raise ValueError(f"{path}: classifier.pkl field '{key}' must be {kind}, got {type(data[key]).__name__}")
+        raise dnnlib.UserError(f"{path}: classifier.pkl field '{key}' must be {kind}, got {type(data[key]).__name__}")
     return data[key]
 
 
 def _spec_from_data(data: dict, path: Any) -> ClassifierSpec:
     """Validate every field of a loaded classifier.pkl and build its spec; errors name the file and field."""
-    def bad(field: str, expected: str) -> ValueError:
-        return ValueError(f"{path}: classifier.pkl field '{field}' must be {expected}, got {data.get(field)!r}")
+    def bad(field: str, expected: str) -> dnnlib.UserError:
+        return dnnlib.UserError(f"{path}: classifier.pkl field '{field}' must be {expected}, got {data.get(field)!r}")
 
     if data.get("format") != FORMAT:
         raise bad("format", repr(FORMAT))
@@ -261,17 +261,18 @@ def _spec_from_data(data: dict, path: Any) -> ClassifierSpec:
 
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> SpineClassifier:
-    """Read classifier.pkl safely (`weights_only=True`), validate it, and return the frozen classifier."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable classifier.pkl ({type(exc).__name__}: {exc})") from exc
+    """Read classifier.pkl safely (`weights_only=True`), validate it, and return the frozen classifier.
+
+    A missing, foreign or damaged file raises `dnnlib.UserError` naming the file and field."""
+    from training.serialization import load_weights_only
+    data = load_weights_only(path, str(path), "a classifier.pkl")
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: classifier.pkl must hold a dict, got {type(data).__name__}")
+        raise dnnlib.UserError(f"{path}: classifier.pkl must hold a dict, got {type(data).__name__}")
     spec = _spec_from_data(data, path)
     net = build_network(spec.arch, spec.channels, spec.num_outputs, spec.arch_kwargs)
     try:
         net.load_state_dict(data["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"{path}: classifier.pkl field 'state_dict' does not fit arch {spec.arch!r}: {exc}") from exc
+        raise dnnlib.UserError(f"{path}: classifier.pkl field 'state_dict' does not fit arch {spec.arch!r}: "
+                               f"{exc}") from None
     return SpineClassifier(net, spec, data["provenance"]).to(device)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
+import dnnlib
 from spine.classifier.artifact import check_compatible, load_classifier, save_classifier
 from spine.classifier.data import load_labelled_images, predict_probabilities
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, train_classifier
 from spine.evaluation.scoring import evaluate_scores, roc_curves, save_json, save_roc_plot
-
 
 
 @click.group()
@@ -31,7 +31,7 @@ def cli() -> None:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="Fraction of studies held out to choose the best epoch")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
 @click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Local state dict of the stock torchvision model (e.g. ImageNet weights)")
 @click.option("--device", default="cpu", show_default=True)
@@ -39,6 +39,7 @@ def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, p
           lr: float, val_fraction: float, seed: int, init_weights: str | None, device: str) -> None:
     """Train a classifier on a labelled dataset; the best epoch is chosen on a study-level validation split."""
     images = load_labelled_images(data)
+    dnnlib.remove_stale_temp_files(Path(out).resolve().parent)  # of an earlier run killed mid-write
     options = TrainOptions(arch=arch, resolution=resolution or images.resolution, epochs=epochs, patience=patience,
                            batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
                            init_weights=init_weights, device=device)
@@ -54,15 +55,24 @@ def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, p
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Metrics JSON")
 @click.option("--roc", type=click.Path(dir_okay=False), default=None, help="ROC curve PNG")
 @click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed")
+@click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Bootstrap seed")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resamples: int, seed: int,
              batch_size: int, device: str) -> None:
     """AUC with a bootstrap interval, sensitivity/specificity (validation threshold and Youden point), ROC."""
-    classifier = load_classifier(classifier_path, device)
+    try:
+        classifier = load_classifier(classifier_path, device)
+    except dnnlib.UserError as exc:
+        raise dnnlib.UserError(f"--classifier: {exc}") from None
     images = load_labelled_images(data)
-    check_compatible(classifier, images.label_mode, len(images.class_names), images.class_names)
+    try:
+        check_compatible(classifier, images.label_mode, len(images.class_names), images.class_names)
+    except ValueError as exc:
+        raise dnnlib.UserError(f"--classifier={classifier_path} on --data={data}: {exc}") from None
+    for path in (out, roc):
+        if path is not None:  # temp files of an earlier run killed mid-write
+            dnnlib.remove_stale_temp_files(Path(path).resolve().parent)
     scores = predict_probabilities(classifier, classifier.spec, images.images, batch_size).numpy()
     labels = images.labels.numpy()
     report = evaluate_scores(labels, scores, images.class_names, thresholds=classifier.spec.thresholds,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import dnnlib
 from spine.classifier.artifact import ClassifierSpec, logits_to_probabilities, uint8_to_input
 from training.dataset import ImageFolderDataset
 
@@ -41,13 +42,14 @@ def _label_meaning(dataset: ImageFolderDataset, path: str) -> tuple[str, list[st
     meta = dataset.metadata
     mode = meta.get("label_mode") or ("abnormality" if dataset.label_dim == 2 else "lesion")
     if mode not in ("abnormality", "lesion"):
-        raise ValueError(f"{path}/dataset.json: label_mode {mode!r} is not a single-class task; the classifier "
+        raise dnnlib.UserError(f"{path}/dataset.json: label_mode {mode!r} is not a single-class task; the classifier "
                          f"needs 'abnormality' or 'lesion'")
     names = meta.get("class_names") or _DEFAULT_CLASS_NAMES.get(mode) or [str(k) for k in range(dataset.label_dim)]
     if len(names) != dataset.label_dim:
-        raise ValueError(f"{path}/dataset.json: {len(names)} class names but labels of dimension {dataset.label_dim}")
+        raise dnnlib.UserError(f"{path}/dataset.json: {len(names)} class names but labels of dimension "
+                               f"{dataset.label_dim}")
     if mode == "abnormality" and len(names) != 2:
-        raise ValueError(f"{path}/dataset.json: label_mode 'abnormality' needs 2 classes, got {names}")
+        raise dnnlib.UserError(f"{path}/dataset.json: label_mode 'abnormality' needs 2 classes, got {names}")
     return mode, list(names)
 
 
@@ -55,7 +57,7 @@ def load_labelled_images(path: str) -> LabelledImages:
     """Read every image and its class index from a dataset in the training format (folder or zip)."""
     dataset = ImageFolderDataset(path, use_labels=True)
     if not dataset.has_onehot_labels:
-        raise ValueError(f"{path}/dataset.json: the classifier needs integer class labels (one class per image)")
+        raise dnnlib.UserError(f"{path}/dataset.json: the classifier needs integer class labels (one class per image)")
     label_mode, class_names = _label_meaning(dataset, path)
     images = np.empty([len(dataset), *dataset.image_shape], dtype=np.uint8)
     labels = np.empty(len(dataset), dtype=np.int64)

@@ -14,6 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
+import dnnlib
+
 ARCHITECTURES = ("small_cnn", "resnet18", "densenet121")
 
 
@@ -59,15 +61,16 @@ def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 
 
 def _load_init_weights(model: nn.Module, path: str | Path) -> None:
+    from training.serialization import load_weights_only
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"--init-weights {path}: cannot read a state dict ({exc})") from exc
+        state = load_weights_only(path, str(path), "a state dict")
+    except dnnlib.UserError as exc:
+        raise dnnlib.UserError(f"--init-weights: {exc}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"--init-weights {path}: expected a state dict, got {type(state).__name__}")
+        raise dnnlib.UserError(f"--init-weights={path}: expected a state dict, got {type(state).__name__}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"--init-weights {path}: does not match torchvision {type(model).__name__} "
+        raise dnnlib.UserError(f"--init-weights={path}: does not match torchvision {type(model).__name__} "
                          f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
 
 
@@ -80,7 +83,7 @@ def build_network(arch: str, in_channels: int, num_outputs: int, arch_kwargs: di
     arch_kwargs = dict(arch_kwargs or {})
     if arch == "small_cnn":
         if init_weights is not None:
-            raise ValueError("--init-weights applies to torchvision backbones only, not small_cnn")
+            raise dnnlib.UserError("--init-weights applies to torchvision backbones only, not small_cnn")
         return SmallCNN(in_channels, num_outputs, **arch_kwargs)
     if arch == "resnet18":
         model = torchvision.models.resnet18(weights=None, **arch_kwargs)

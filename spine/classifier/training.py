@@ -21,6 +21,7 @@ import torchvision
 from torch import nn
 from tqdm import tqdm
 
+import dnnlib
 from spine.classifier.artifact import ClassifierSpec, normalize_pixels, to_classifier_pixels
 from spine.classifier.data import LabelledImages, predict_probabilities
 from spine.classifier.models import build_network
@@ -122,7 +123,7 @@ def validation_thresholds(labels: np.ndarray, probs: np.ndarray) -> tuple[float,
 def _check_validation_split(labels: torch.Tensor, train_idx: list[int], val_idx: list[int], binary: bool) -> None:
     val_classes = set(labels[val_idx].tolist())
     if not train_idx or len(val_classes) < 2 or (binary and set(labels[train_idx].tolist()) != {0, 1}):
-        raise ValueError(f"the study-level split gave {len(train_idx)} training and {len(val_idx)} validation "
+        raise dnnlib.UserError(f"the study-level split gave {len(train_idx)} training and {len(val_idx)} validation "
                          f"images with validation classes {sorted(val_classes)}; validation AUC needs two classes "
                          f"on each side: use more data or a different --val-fraction")
 

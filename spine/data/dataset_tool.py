@@ -34,16 +34,13 @@ import PIL.Image
 import tqdm
 
 import dnnlib
+from dnnlib import UserError
 from spine.data import labels as labels_mod
 from spine.data import splits
 from spine.data.dicom import DICOM_SUFFIXES, DecodeError, decode_image, is_dicom_file
 
 _PLAIN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _RESIZE_FILTERS = {"nearest": PIL.Image.NEAREST, "box": PIL.Image.BOX, "lanczos": PIL.Image.LANCZOS}
-
-
-class ToolError(click.ClickException):
-    """Bad input: click prints it as one 'Error: ...' line and exits with status 1."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,13 +80,13 @@ def list_vindr(source: str, split: str, spec: labels_mod.LabelSpec) -> SourceLis
     csv_path = os.path.join(source, "annotations", f"{split}.csv")
     image_dir = os.path.join(source, f"{split}_images")
     if not os.path.isfile(csv_path):
-        raise ToolError(f"--source: {csv_path} not found (expected a VinDr root with annotations/{split}.csv)")
+        raise UserError(f"--source: {csv_path} not found (expected a VinDr root with annotations/{split}.csv)")
     if not os.path.isdir(image_dir):
-        raise ToolError(f"--source: {image_dir} not found (expected a VinDr root with {split}_images/)")
+        raise UserError(f"--source: {image_dir} not found (expected a VinDr root with {split}_images/)")
     try:
         annotations = labels_mod.read_annotations(csv_path)
     except labels_mod.AnnotationError as exc:
-        raise ToolError(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     kept, excluded = labels_mod.make_labels(annotations.values(), spec)
     items = [SourceItem(os.path.join(image_dir, f"{img.image_id}.dicom"), img.image_id, img.study_id,
                         img.label, split) for img in kept]
@@ -105,7 +102,7 @@ def list_plain_folder(source: str) -> SourceListing:
     paths = [p for p in paths if p.lower().endswith(_PLAIN_IMAGE_SUFFIXES + DICOM_SUFFIXES)
              or (not os.path.splitext(p)[1] and is_dicom_file(p))]
     if not paths:
-        raise ToolError(f"--source: no DICOM or image files found under {source}")
+        raise UserError(f"--source: no DICOM or image files found under {source}")
     items = [SourceItem(p, os.path.splitext(os.path.relpath(p, source))[0].replace(os.sep, "/"), None, None,
                         "train") for p in paths]
     return SourceListing(items, "none", [], {})
@@ -172,9 +169,9 @@ def check_dest(dest: str) -> None:
     """Refuse to overwrite: a zip must not exist, a folder must be absent or empty."""
     if dest.lower().endswith(".zip"):
         if os.path.exists(dest):
-            raise ToolError(f"--dest: {dest} already exists; choose a new zip file name")
+            raise UserError(f"--dest: {dest} already exists; choose a new zip file name")
     elif os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
-        raise ToolError(f"--dest: {dest} is not an empty folder; choose a new or empty folder")
+        raise UserError(f"--dest: {dest} is not an empty folder; choose a new or empty folder")
 
 
 @contextlib.contextmanager
@@ -240,7 +237,7 @@ def write_dataset(items: Sequence[SourceItem], listing: SourceListing, dest: str
             add(fname, png)
             written.append((fname, item))
         if not written:
-            raise ToolError(f"--source: none of the {len(items)} selected images could be decoded "
+            raise UserError(f"--source: none of the {len(items)} selected images could be decoded "
                             f"(first reason: {skipped[0]['reason'] if skipped else 'no images selected'})")
         meta = build_dataset_json(written, listing, skipped, options)
         add("dataset.json", json.dumps(meta, indent=1).encode("utf-8"))
@@ -279,7 +276,7 @@ def _summary(meta: dict[str, Any], dest: str) -> str:
               help="Hold out this fraction of studies (study-level, stratified)")
 @click.option("--part", type=click.Choice(["train", "val"]), default="train", show_default=True,
               help="Which side of the --val-fraction split to write")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/val split")
+@click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Seed of the train/val split")
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--preview", type=click.Path(dir_okay=False), default=None, help="Write a PNG grid, one row per class")
@@ -290,13 +287,14 @@ def main(source: str, dest: str, split: str, resolution: int, transform: str, re
     options = dict(locals())  # the tool's options, recorded in dataset.json; no patient data
     del options["label_mode"]
     if not os.path.isdir(source) or not os.access(source, os.R_OK | os.X_OK):
-        raise ToolError(f"--source: {source} is not a readable folder")
+        raise UserError(f"--source: {source} is not a readable folder")
     check_dest(dest)
+    dnnlib.remove_stale_temp_files(os.path.dirname(os.path.abspath(dest)))  # of an import killed mid-write
     if is_vindr_root(source):
         spec = labels_mod.LabelSpec(label_mode or "abnormality", multi_lesion, rare, consensus)
         listing = list_vindr(source, split, spec)
     elif label_mode not in (None, "none"):
-        raise ToolError(f"--labels={label_mode}: {source} is a plain folder without annotations/; use --labels=none")
+        raise UserError(f"--labels={label_mode}: {source} is a plain folder without annotations/; use --labels=none")
     else:
         listing = list_plain_folder(source)
     options["labels"] = listing.label_mode

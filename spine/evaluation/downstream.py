@@ -185,6 +185,7 @@ def run_downstream(real_train: str, synthetic: Mapping[str, str], test_path: str
     results = evaluate_on_test(models, test_path, options)
     results["options"] = dataclasses.asdict(options)
     os.makedirs(outdir, exist_ok=True)
+    dnnlib.remove_stale_temp_files(outdir)  # of an earlier run killed mid-write
     for arm, model in models.items():
         save_classifier(os.path.join(outdir, f"classifier-{arm}.pkl"), model.net, model.spec, model.provenance)
     save_json(results, os.path.join(outdir, "downstream.json"))
@@ -220,7 +221,7 @@ def _parse_synthetic(_ctx: click.Context, _param: click.Parameter, values: tuple
 @click.option("--batch", "batch_size", type=click.IntRange(min=2), default=32, show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
 @click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 def main(real_train: str, synthetic: dict[str, str], test_path: str, outdir: str, **kwargs: Any) -> None:

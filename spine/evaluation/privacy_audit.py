@@ -67,10 +67,13 @@ def random_conv_embedding(channels: int, seed: int) -> Embedding:
 def classifier_embedding(path: str, device: torch.device) -> Embedding:
     """Input of the spine classifier's last linear layer (its penultimate features)."""
     from spine.classifier.artifact import load_classifier
-    classifier = load_classifier(path, device)
+    try:
+        classifier = load_classifier(path, device)
+    except dnnlib.UserError as exc:
+        raise dnnlib.UserError(f"--classifier: {exc}") from None
     linears = [m for m in classifier.net.modules() if isinstance(m, torch.nn.Linear)]
     if not linears:
-        raise ValueError(f"--classifier={path}: the network has no linear layer to take features from")
+        raise dnnlib.UserError(f"--classifier={path}: the network has no linear layer to take features from")
     captured: list[torch.Tensor] = []
     linears[-1].register_forward_hook(lambda module, args, out: captured.append(args[0].flatten(1)))
 
@@ -146,10 +149,19 @@ def load_real(path: str, max_images: int | None, seed: int) -> torch.Tensor:
     from training.dataset import ImageFolderDataset
     try:
         dataset = ImageFolderDataset(path, max_size=max_images, random_seed=seed)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"{path}: {exc}") from exc
+    except OSError as exc:  # bad dataset contents raise DatasetError, a UserError naming the file
+        raise dnnlib.UserError(f"{path}: cannot read the dataset ({exc})") from None
     images = np.stack([dataset[i][0] for i in range(len(dataset))])
     return torch.from_numpy(images).float() / 127.5 - 1
+
+
+def check_real_shapes(G: torch.nn.Module, real_sets: dict[str, torch.Tensor]) -> None:
+    """Real images must have the generator's channels and resolution, to be compared pixel by pixel."""
+    expected = (G.img_channels, G.img_resolution, G.img_resolution)
+    for where, images in real_sets.items():
+        if tuple(images.shape[1:]) != expected:
+            raise dnnlib.UserError(f"{where}: images of shape {list(images.shape[1:])} (CHW); the generator makes "
+                                   f"{list(expected)}")
 
 
 @torch.no_grad()
@@ -212,6 +224,7 @@ def save_closest_pairs(generated: torch.Tensor, train: torch.Tensor, pixel: dict
 def write_outputs(outdir: str, report: dict[str, Any], generated: torch.Tensor, train: torch.Tensor,
                   num_pairs: int) -> None:
     os.makedirs(outdir, exist_ok=True)
+    dnnlib.remove_stale_temp_files(outdir)  # of an earlier audit killed mid-write
     save_closest_pairs(generated, train, report["spaces"]["pixel"], os.path.join(outdir, "closest_pairs.png"),
                        num_pairs)
     public = dict(report, spaces={name: {k: v for k, v in r.items() if not k.startswith("_")}
@@ -227,25 +240,27 @@ def write_outputs(outdir: str, report: dict[str, Any], generated: torch.Tensor, 
 @click.option("--train", "train_path", help="Training images (folder or zip): the members", required=True)
 @click.option("--heldout", "heldout_path", help="Held-out images never used for training", required=True)
 @click.option("--outdir", help="Where to write the report", required=True)
-@click.option("--num", help="Generated images [default: 1000]", type=int, default=1000)
-@click.option("--max-real", help="At most this many images per real set [default: all]", type=int)
+@click.option("--num", help="Generated images [default: 1000]", type=click.IntRange(min=1), default=1000)
+@click.option("--max-real", help="At most this many images per real set [default: all]", type=click.IntRange(min=1))
 @click.option("--classifier", help="classifier.pkl whose features form the feature space", type=str)
-@click.option("--seed", help="Seed of the latents and the random embedding [default: 0]", type=int, default=0)
-@click.option("--batch", help="Batch size [default: 32]", type=int, default=32)
-@click.option("--pairs", help="Closest pairs to show [default: 8]", type=int, default=8)
+@click.option("--seed", help="Seed of the latents and the random embedding [default: 0]", type=dnnlib.SEED, default=0)
+@click.option("--batch", help="Batch size [default: 32]", type=click.IntRange(min=1), default=32)
+@click.option("--pairs", help="Closest pairs to show [default: 8]", type=click.IntRange(min=1), default=8)
 def main(network_pkl: str, train_path: str, heldout_path: str, outdir: str, num: int, max_real: int | None,
          classifier: str | None, seed: int, batch: int, pairs: int) -> None:
     """Nearest-neighbour memorisation and membership inference of a generator against its training data."""
     from training.serialization import load_network_pkl
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with dnnlib.open_url(network_pkl) as f:
-        snapshot = load_network_pkl(f)
+    snapshot = load_network_pkl(network_pkl)
+    if snapshot["G_ema"] is None:
+        raise dnnlib.UserError(f"--network={network_pkl}: the snapshot holds no G_ema (the generator to audit)")
     G = snapshot["G_ema"].eval().requires_grad_(False).to(device)
     train = load_real(train_path, max_real, seed)
     heldout = load_real(heldout_path, max_real, seed)
-    generated = generate(G, num, seed, batch, device)
+    check_real_shapes(G, {f"--train={train_path}": train, f"--heldout={heldout_path}": heldout})
     embeddings = {"classifier": classifier_embedding(classifier, device)} if classifier else \
-        {"random_conv": random_conv_embedding(generated.shape[1], seed)}
+        {"random_conv": random_conv_embedding(G.img_channels, seed)}
+    generated = generate(G, num, seed, batch, device)
     spaces = audit(generated, train, heldout, embeddings, batch)
     report = dict(network=network_pkl, num_generated=num, num_train=len(train), num_heldout=len(heldout),
                   seed=seed, privacy=privacy_statement(snapshot.get("metadata")), spaces=spaces)

@@ -311,6 +311,8 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
 def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or continue) every step; returns {step name: outputs} plus timings."""
     outdir = Path(outdir).resolve()
+    for directory in (outdir, outdir / "steps"):  # temp files of a restart killed mid-write (config, markers)
+        dnnlib.remove_stale_temp_files(directory)
     _check_same_config(config, outdir)
     steps = Steps(outdir, log)
     out: dict[str, Any] = {}
@@ -369,7 +371,7 @@ def _check_same_config(config: ExperimentConfig, outdir: Path) -> None:
         saved = ExperimentConfig.from_dict(json.loads(path.read_text()), where=str(path)).to_dict()
         if saved != config.to_dict():
             diffs = sorted(k for k in set(saved) | set(config.to_dict()) if saved.get(k) != config.to_dict().get(k))
-            raise click.ClickException(f"{outdir} holds an experiment with a different config (differs in {diffs});"
+            raise dnnlib.UserError(f"{outdir} holds an experiment with a different config (differs in {diffs});"
                                        f" use a new --outdir")
         return
     with dnnlib.atomic_write(path, "w") as f:
@@ -383,14 +385,14 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> ExperimentConfig
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise click.ClickException(f"--config={path}: not a readable JSON file ({exc})") from exc
+            raise dnnlib.UserError(f"--config={path}: not a readable JSON file ({exc})") from exc
         if not isinstance(data, dict):
-            raise click.ClickException(f"--config={path}: expected a JSON object")
+            raise dnnlib.UserError(f"--config={path}: expected a JSON object")
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ExperimentConfig.from_dict(data, where=path or "options")
     except (TypeError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise dnnlib.UserError(str(exc)) from exc
 
 
 def _variants_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> list[dict] | None:
@@ -418,7 +420,7 @@ def _variants_option(_ctx: click.Context, _param: click.Parameter, value: str | 
 @click.option("--variants", callback=_variants_option, default=None,
               help="Comma-separated: stylegan2-ada, spinegan, spinegan-dp")
 @click.option("--synth-per-class", type=click.IntRange(min=2), default=None)
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=dnnlib.SEED, default=None)
 def main(outdir: str, config_path: str | None, **overrides: Any) -> None:
     """Run the paper's comparison (plain conditional GAN vs SpineGAN [vs DP]) end to end, resumably."""
     config = load_config(config_path, overrides)

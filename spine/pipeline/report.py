@@ -319,7 +319,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 def main(outdir: str, reportdir: str | None) -> None:
     """Write the HTML report of an experiment."""
     if not os.path.isfile(os.path.join(outdir, "config.json")):
-        raise click.ClickException(f"--experiment={outdir}: no config.json; not a spine.pipeline.experiment folder")
+        raise dnnlib.UserError(f"--experiment={outdir}: no config.json; not a spine.pipeline.experiment folder")
     click.echo(f"Report: {write_experiment_report(outdir, reportdir)}")
 
 

@@ -104,3 +104,60 @@ def test_logger_tees_stdout_and_stderr(tmp_path):
                                            (2 * 86400 + 3 * 3600 + 240, "2d 03h 04m")])
 def test_format_time(seconds, text):
     assert util.format_time(seconds) == text
+
+
+def test_user_error_is_one_click_error_line_and_a_value_error():
+    import click
+    from click.testing import CliRunner
+
+    @click.command()
+    def tool():
+        raise dnnlib.UserError("x.pkl: not a network snapshot:\n  found text")
+
+    result = CliRunner().invoke(tool, [])
+    assert result.exit_code == 1 and result.output == "Error: x.pkl: not a network snapshot: found text\n"
+    assert isinstance(dnnlib.UserError("m"), ValueError)
+
+
+KILLED_WRITER = """
+import os, signal, sys
+import dnnlib
+with dnnlib.atomic_write(sys.argv[1]) as f:
+    f.write(b"half a checkpoint")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _atomic_temp_files(directory):
+    return sorted(name for name in os.listdir(directory) if util._TEMP_NAME.match(name))
+
+
+def test_temp_file_of_a_killed_writer_is_removed_and_everything_else_stays(tmp_path):
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "checkpoint.pt")], env=env)
+    assert proc.returncode == -9
+    (stale,) = _atomic_temp_files(tmp_path)
+    assert stale.startswith(".checkpoint.pt.") and not (tmp_path / "checkpoint.pt").exists()
+    foreign = ["checkpoint.pt", "notes.tmp", ".checkpoint.pt.tmp", ".checkpoint.pt.ABCDEFGH.tmp",
+               "checkpoint.pt.abcdefgh.tmp", ".network-snapshot-000040.pkl.abcdefgh.tmp.keep"]
+    for name in foreign:
+        (tmp_path / name).write_bytes(b"someone's file")
+    (tmp_path / ".run.abcdefgh.tmp").mkdir()  # a folder with a temp file's name is not ours either
+    assert dnnlib.remove_stale_temp_files(tmp_path, min_age_s=0) == [str(tmp_path / stale)]
+    assert sorted(os.listdir(tmp_path)) == sorted(foreign + [".run.abcdefgh.tmp"])
+
+
+def test_temp_file_of_a_live_or_recent_writer_stays(tmp_path):
+    with dnnlib.atomic_write(tmp_path / "live.bin") as f:
+        f.write(b"being written")
+        (live,) = _atomic_temp_files(tmp_path)
+        os.utime(tmp_path / live, (0, 0))  # old, but its writer holds the lock
+        assert dnnlib.remove_stale_temp_files(tmp_path, min_age_s=0) == []
+    assert (tmp_path / "live.bin").read_bytes() == b"being written"
+    recent = tmp_path / ".other.bin.abcd1234.tmp"  # unlocked, but just created: its writer may not have locked it
+    recent.write_bytes(b"")
+    assert dnnlib.remove_stale_temp_files(tmp_path) == [] and recent.exists()
+    os.utime(recent, (0, 0))
+    assert dnnlib.remove_stale_temp_files(tmp_path) == [str(recent)]

@@ -156,3 +156,23 @@ def test_forked_dataloader_workers_read_the_zip_intact(tmp_path):
     for _epoch in range(3):
         read = np.concatenate([batch.numpy() for batch, _labels in loader])
         np.testing.assert_array_equal(read[:, 0], np.stack(arrays))
+
+
+@pytest.mark.parametrize("odd, message", [
+    (images(1, res=4)[0], "img00000002.png: 4x4 L image; every image must be 8x8 with 1 channel(s) like "
+                          "00000/img00000000.png (1 of 4 images differ)"),
+    (images(1, channels=3)[0], "img00000002.png: 8x8 RGB image; every image must be 8x8 with 1 channel(s)"),
+    (None, "img00000002.png: not a readable image"),
+])
+def test_check_all_images_names_the_first_odd_file(tmp_path, odd, message):
+    names = write_folder(tmp_path, images(4))
+    if odd is None:
+        (tmp_path / names[2]).write_bytes(b"not a png")
+    else:
+        PIL.Image.fromarray(odd).save(tmp_path / names[2])
+    dataset = ImageFolderDataset(str(tmp_path))  # only the first image is read here
+    with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        dataset.check_all_images()
+    subsets = [ImageFolderDataset(str(tmp_path), max_size=1, random_seed=seed) for seed in range(8)]
+    clean = [subset for subset in subsets if subset.image_info(0)["file"] != names[2]]
+    assert clean and all(subset.check_all_images() is None for subset in clean)  # only the images used are checked

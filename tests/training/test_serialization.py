@@ -3,6 +3,7 @@
 import collections
 import os
 import pickle
+import re
 import sys
 import types
 
@@ -91,7 +92,7 @@ def test_save_refuses_foreign_classes_and_non_plain_data(tmp_path):
 def test_unknown_file_is_rejected(tmp_path):
     path = tmp_path / 'x.pkl'
     path.write_bytes(b'hello')
-    with pytest.raises(ValueError, match='neither'):
+    with pytest.raises(ValueError, match='not a network snapshot'):
         serialization.load_network_pkl(path)
 
 
@@ -260,3 +261,82 @@ def test_official_pickle_with_augment_pipe(tmp_path, official_names):
     path, _ = _official_pickle(tmp_path, dict(G_ema=G_ema, augment_pipe=pipe), 4)
     out = serialization.load_network_pkl(path)['augment_pipe']
     _assert_same_state(out, pipe)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Refusals: each names the file and what was refused, on one line, and never suggests loading unsafely
+
+
+class _Legacy:
+    """A persistent object in the official layout whose state records no constructor arguments: only running the
+    source code it carries could build it."""
+
+    def __init__(self, class_name):
+        self.class_name = class_name
+
+    def __reduce__(self):
+        meta = dict(type='class', version=6, module_src=EVIL_SOURCE.format(marker='owned'),
+                    class_name=self.class_name, state={'training': False})
+        return (_reconstruct_persistent_obj, (meta,))
+
+
+def _write_bad(tmp_path, kind):
+    import bad_inputs
+    path = tmp_path / f'{kind}.pkl'
+    if kind == 'empty':
+        path.write_bytes(b'')
+    elif kind == 'text':
+        bad_inputs.text_file(path)
+    elif kind == 'object':
+        bad_inputs.torch_zip_with_object(path)
+    elif kind == 'code_zip':
+        bad_inputs.torch_zip_with_code(path)
+    elif kind == 'truncated_zip':
+        G, D, G_ema = _nets(11)
+        serialization.save_network_snapshot(path, G=G, D=D, G_ema=G_ema)
+        path.write_bytes(path.read_bytes()[:2000])
+    elif kind == 'code_pkl':
+        bad_inputs.pickle_with_code(path)
+    elif kind == 'truncated_pkl':
+        G, D, G_ema = _nets(12)
+        path.write_bytes(pickle.dumps(dict(G_ema=_Persistent(G_ema, 'pass', dict(G_ema.init_kwargs))))[:3000])
+    elif kind in ('legacy', 'unknown_class'):
+        path.write_bytes(pickle.dumps(dict(G_ema=_Legacy('Generator' if kind == 'legacy' else 'Backdoor')), 4))
+    elif kind == 'foreign_snapshot_class':
+        G, D, G_ema = _nets(13)
+        serialization.save_network_snapshot(path, G=G, D=D, G_ema=G_ema)
+        data = torch.load(path, weights_only=True)
+        data['nets']['G']['class_name'] = 'os.system'
+        torch.save(data, path)
+    return path
+
+
+@pytest.mark.parametrize('kind, message', [
+    ('missing', r'missing\.pkl: cannot read the network snapshot \(no such file\)'),
+    ('empty', r'empty\.pkl: not a network snapshot: .* found an empty file'),
+    ('text', r"text\.pkl: not a network snapshot: .* found a file starting with b'not a mo'"),
+    ('object', r'object\.pkl: refusing to load it .* names the Python global bad_inputs\.Payload'),
+    ('code_zip', r'code_zip\.pkl: refusing to load it .* names the Python global (posix|nt)\.system'),
+    ('truncated_zip', r'truncated_zip\.pkl: not a readable torch\.save archive, truncated or damaged'),
+    ('code_pkl', r'code_pkl\.pkl: refusing to load global (posix|nt)\.system \(a class or function: code'),
+    ('truncated_pkl', r'truncated_pkl\.pkl: not a readable network pickle, truncated or damaged'),
+    ('legacy', r'legacy\.pkl: G_ema: refusing the persistent Generator: it records no constructor arguments'),
+    ('unknown_class', r"unknown_class\.pkl: G_ema: refusing the persistent class 'Backdoor'"),
+    ('foreign_snapshot_class', r"foreign_snapshot_class\.pkl: G: refusing class 'os\.system'"),
+])
+def test_bad_files_are_refused_with_one_line_naming_what(tmp_path, official_names, kind, message):
+    path = tmp_path / 'missing.pkl' if kind == 'missing' else _write_bad(tmp_path, kind)
+    with pytest.raises(dnnlib.UserError) as info:
+        serialization.load_network_pkl(str(path))
+    text = str(info.value)
+    assert re.search(message, text), text
+    assert '\n' not in text and 'weights_only' not in text
+    assert not (tmp_path / 'owned').exists()
+
+
+def test_load_weights_only_never_unpickles_a_raw_pickle(tmp_path, monkeypatch):
+    import bad_inputs
+    path = bad_inputs.pickle_with_code(tmp_path / 'raw.pt')
+    monkeypatch.setattr(torch, 'load', lambda *a, **k: pytest.fail('torch.load was called'))
+    with pytest.raises(dnnlib.UserError, match=r'raw\.pt: not a SpineGAN checkpoint: .* a raw Python pickle'):
+        serialization.load_weights_only(path, str(path), 'a SpineGAN checkpoint')

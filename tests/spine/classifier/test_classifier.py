@@ -122,10 +122,10 @@ class _Payload:
 def test_pickled_objects_and_garbage_are_refused(tmp_path):
     with open(tmp_path / "obj.pkl", "wb") as f:
         pickle.dump(dict(format=clf.FORMAT, payload=_Payload()), f, protocol=2)
-    with pytest.raises(ValueError, match="obj.pkl: not a readable classifier.pkl"):
+    with pytest.raises(ValueError, match="obj.pkl: not a classifier.pkl: .*raw Python pickle"):
         clf.load_classifier(tmp_path / "obj.pkl")
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match="junk.pkl: not a readable classifier.pkl"):
+    with pytest.raises(ValueError, match="junk.pkl: not a classifier.pkl"):
         clf.load_classifier(tmp_path / "junk.pkl")
 
 
@@ -332,3 +332,57 @@ def test_cli_train_then_evaluate(tmp_path):
     assert loaded.provenance["dataset_sha256"] == load_labelled_images(str(train_root)).sha256
     assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert math.isfinite(loaded.provenance["best_val_auc"])
+
+
+# Bad inputs of `evaluate` and `train` -> (command and options, exit status, the distinctive part of the one error
+# line); nothing may be written.
+BAD_INPUTS = {
+    "evaluate a raw pickle": (["evaluate", "--classifier", "{code_pkl}"], 1,
+                              "--classifier: {code_pkl}: not a classifier.pkl: expected a torch.save zip archive, "
+                              "found a raw Python pickle"),
+    "evaluate torch.save with code": (["evaluate", "--classifier", "{code_zip}"], 1,
+                                      "names the Python global posix.system"),
+    "evaluate a text file": (["evaluate", "--classifier", "{text}"], 1, "not a classifier.pkl"),
+    "evaluate a network snapshot": (["evaluate", "--classifier", "{snapshot}"], 1,
+                                    "classifier.pkl field 'format' must be 'spinegan-classifier-v1'"),
+    "evaluate another label mode": (["evaluate", "--classifier", "{lesion}"], 1,
+                                    "label mode 'lesion' vs the dataset's 'abnormality'"),
+    "evaluate on unlabelled data": (["evaluate", "--data", "{unlabelled}"], 1, "an unlabelled dataset"),
+    "evaluate on mixed sizes": (["evaluate", "--data", "{mixed}"], 1, "img01.png: shape [1, 8, 8] (CHW) differs"),
+    "train on unlabelled data": (["train", "--data", "{unlabelled}"], 1, "an unlabelled dataset"),
+    "train on mixed sizes": (["train", "--data", "{mixed}"], 1, "img01.png: shape [1, 8, 8] (CHW) differs"),
+    "train with too few studies": (["train", "--data", "{few}"], 1, "validation AUC needs two classes on each side"),
+    "train small_cnn from weights": (["train", "--init-weights", "{text}"], 1, "applies to torchvision backbones"),
+    "train a resnet from code": (["train", "--arch", "resnet18", "--init-weights", "{code_zip}"], 1,
+                                 "--init-weights: {code_zip}: refusing to load it as a state dict"),
+    "seed out of range": (["train", "--seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
+    import bad_inputs
+    from training.networks import Generator
+    from training.serialization import save_network_snapshot
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=1, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    save_network_snapshot(tmp_path / "snapshot.pkl", G=None, D=None, G_ema=G)
+    files = dict(text=bad_inputs.text_file(tmp_path / "notes.txt"), snapshot=tmp_path / "snapshot.pkl",
+                 code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
+                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
+                 lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")),
+                 unlabelled=bad_inputs.write_images(tmp_path / "unlabelled", [16, 16]),
+                 mixed=bad_inputs.write_images(tmp_path / "mixed", [16, 8], [0, 1]),
+                 few=_write_dataset(tmp_path / "few", num_studies=2, seed=0))
+    changes, exit_code, message = BAD_INPUTS[case]
+    command, changes = changes[0], changes[1:]
+    options = {"--data": str(_write_dataset(tmp_path / "data", num_studies=6, seed=0)),
+               "--out": str(tmp_path / "out" / "result")}
+    if command == "evaluate":
+        options["--classifier"] = str(bad_inputs.classifier_file(tmp_path / "abnormality.pkl"))
+    else:
+        options["--epochs"] = "1"
+    options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
+    before = bad_inputs.tree(tmp_path)
+    result = CliRunner().invoke(cli, [command, *[item for pair in options.items() for item in pair]])
+    bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)

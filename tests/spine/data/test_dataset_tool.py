@@ -199,3 +199,30 @@ def test_preview_grid_one_row_per_class(phantom, tmp_path):
     for row, n in enumerate(counts.values()):  # tiles filled exactly for the images a class has
         tiles = grid[row * 128:(row + 1) * 128, 180:].reshape(128, 8, 128).transpose(1, 0, 2)
         assert [bool(t.any()) for t in tiles] == [k < min(n, 8) for k in range(8)]
+
+
+# Bad inputs -> (options, exit status, the distinctive part of the one error line); nothing may be written.
+BAD_INPUTS = {
+    "missing source": (["--source", "{tmp}/missing"], 1, "is not a readable folder"),
+    "existing zip": (["--dest", "{old_zip}"], 1, "already exists; choose a new zip file name"),
+    "full folder": (["--dest", "{full}"], 1, "is not an empty folder"),
+    "labels for a plain folder": (["--source", "{full}", "--labels", "lesion"], 1, "is a plain folder without"),
+    "resolution not a power of two": (["--resolution", "24"], 2, "24 is not a power of two"),
+    "negative seed": (["--seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
+    "everything held out": (["--val-fraction", "1"], 2, "--val-fraction"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_get_one_line_and_write_nothing(phantom, tmp_path, case):
+    import bad_inputs
+    root, _ = phantom
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.png").write_bytes(b"x")
+    files = dict(tmp=tmp_path, full=tmp_path / "full", old_zip=bad_inputs.text_file(tmp_path / "old.zip"))
+    changes, exit_code, message = BAD_INPUTS[case]
+    options = {"--source": str(root), "--dest": str(tmp_path / "new.zip")}
+    options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
+    before = bad_inputs.tree(tmp_path)
+    result = CliRunner().invoke(dataset_tool.main, [item for pair in options.items() for item in pair])
+    bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)

@@ -90,3 +90,42 @@ def test_cli_writes_report(tmp_path):
     assert report["privacy"]["guarantee"].startswith("(2, 1e-05)-DP per image")
     assert "| pixel |" in (out / "privacy_audit.md").read_text()
     assert PIL.Image.open(out / "closest_pairs.png").size == (4 * 16, 2 * 16)
+
+
+# Bad inputs -> (options, exit status, the distinctive part of the one error line); nothing may be written.
+BAD_INPUTS = {
+    "missing network": (["--network", "{tmp}/none.pkl"], 1, "none.pkl: cannot read the network snapshot"),
+    "torch.save with code": (["--network", "{code_zip}"], 1, "names the Python global posix.system"),
+    "pickle with code": (["--network", "{code_pkl}"], 1, "refusing to load global posix.system"),
+    "text file": (["--network", "{text}"], 1, "not a network snapshot"),
+    "mixed image sizes": (["--train", "{mixed}"], 1, "img01.png: shape [1, 8, 8] (CHW) differs from the first"),
+    "images of another size": (["--heldout", "{small}"], 1, "images of shape [1, 8, 8] (CHW); the generator makes "
+                                                            "[1, 16, 16]"),
+    "not a dataset": (["--train", "{text}"], 1, "expected a folder or a zip of images"),
+    "classifier with code": (["--classifier", "{code_zip}"], 1, "--classifier: {code_zip}: refusing to load it"),
+    "no images asked for": (["--num", "0"], 2, "0 is not in the range x>=1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
+    import bad_inputs
+    from training.networks import Generator
+    from training.serialization import save_network_snapshot
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=128, channel_max=8)).eval()
+    pkl = str(tmp_path / "snap.pkl")
+    save_network_snapshot(pkl, G=G, D=None, G_ema=G)
+    files = dict(tmp=tmp_path, text=bad_inputs.text_file(tmp_path / "notes.txt"),
+                 code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
+                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
+                 mixed=bad_inputs.write_images(tmp_path / "mixed", [16, 8]),
+                 small=bad_inputs.write_images(tmp_path / "small", [8, 8]))
+    changes, exit_code, message = BAD_INPUTS[case]
+    options = {"--network": pkl, "--train": write_folder(tmp_path / "train", smooth_images(4, 0)),
+               "--heldout": write_folder(tmp_path / "heldout", smooth_images(4, 1)), "--outdir": str(tmp_path / "out"),
+               "--num": "4"}
+    options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
+    before = bad_inputs.tree(tmp_path)
+    result = CliRunner().invoke(privacy_audit.main, [item for pair in options.items() for item in pair])
+    bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)

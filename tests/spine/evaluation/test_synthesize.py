@@ -1,6 +1,7 @@
 """spine.evaluation.synthesize: exact per-class counts, recorded seeds, loads for training, anonymous synthetic DICOM."""
 
 import io
+import os
 import json
 import zipfile
 
@@ -104,3 +105,48 @@ def test_dicom_is_marked_synthetic_and_carries_no_patient_data(tmp_path, snapsho
             np.testing.assert_array_equal(ds.pixel_array, np.asarray(Image.open(io.BytesIO(z.read(png)))))
     assert len(uids) == 12  # fresh UIDs for every instance, series and study
     assert meta["spinegan"]["synthetic"] is True
+
+
+# Bad inputs -> (options, exit status, the distinctive part of the one error line); nothing may be written.
+BAD_INPUTS = {
+    "text file": (["--network", "{text}"], 1, "not a network snapshot"),
+    "torch.save with a foreign class": (["--network", "{object}"], 1, "names the Python global bad_inputs.Payload"),
+    "pickle with code": (["--network", "{code_pkl}"], 1, "refusing to load global posix.system"),
+    "missing network": (["--network", "{tmp}/none.pkl"], 2, "does not exist"),
+    "unconditional generator": (["--network", "{unconditional}"], 1, "the generator is unconditional"),
+    "class mix of other classes": (["--class-mix", "1,2,3"], 1, "--class-mix has 3 counts but the generator has 2"),
+    "seeds past 2**32-1": (["--seed", "4294967295"], 1, "need seeds up to 4294967298, but seeds are 0..4294967295"),
+    "seed above 2**32-1": (["--seed", "4294967296"], 2, "is not in the range 0<=x<=4294967295"),
+    "existing destination": (["--dest", "{text}"], 1, "is not an empty folder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, snapshot, case):
+    import bad_inputs
+    path, _G = snapshot
+    unconditional = str(tmp_path / "unconditional.pkl")
+    save_network_snapshot(unconditional, G=None, D=None, G_ema=tiny_generator(c_dim=0))
+    files = dict(tmp=tmp_path, text=bad_inputs.text_file(tmp_path / "notes.txt"), unconditional=unconditional,
+                 object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
+                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"))
+    changes, exit_code, message = BAD_INPUTS[case]
+    options = {"--network": path, "--dest": str(tmp_path / "s.zip"), "--per-class": "2", "--device": "cpu"}
+    if "--class-mix" in changes:
+        del options["--per-class"]
+    options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
+    before = bad_inputs.tree(tmp_path)
+    result = CliRunner().invoke(synthesize.main, [item for pair in options.items() for item in pair])
+    bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)
+
+
+def test_temp_file_of_a_killed_write_beside_the_destination_is_removed(tmp_path, snapshot):
+    path, _G = snapshot
+    stale, foreign = tmp_path / ".s.zip.q1w2e3r4.tmp", tmp_path / ".s.zip.tmp"
+    for leftover in (stale, foreign):
+        leftover.write_bytes(b"half a zip")
+        os.utime(leftover, (0, 0))
+    result = CliRunner().invoke(synthesize.main, ["--network", path, "--dest", str(tmp_path / "s.zip"),
+                                                  "--per-class", "1", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and foreign.exists() and (tmp_path / "s.zip").is_file()

@@ -143,3 +143,33 @@ def test_bad_configs_are_refused_by_name(data, message):
     with pytest.raises(ValueError) as info:
         ExperimentConfig.from_dict(data)
     assert message in str(info.value)
+
+
+# Bad command lines -> (options, exit status, the distinctive part of the one error line); nothing may be written.
+BAD_INPUTS = {
+    "config not JSON": (["--config", "{text}"], 1, "not a readable JSON file"),
+    "config not an object": (["--config", "{json_list}"], 1, "expected a JSON object"),
+    "config with an unknown key": (["--config", "{json_typo}"], 1, "unknown key(s) ['kimgs']"),
+    "resolution not a power of two": (["--resolution", "24"], 1, "expected a power of two >= 8, got 24"),
+    "unknown variant": (["--variants", "gan"], 2, "'gan': expected some of"),
+    "negative seed": (["--seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
+    "another experiment's folder": (["--outdir", "{other}", "--kimg", "7"], 1, "with a different config"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
+    import bad_inputs
+    from click.testing import CliRunner
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "typo.json").write_text(json.dumps(dict(kimgs=3)))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps(TINY.to_dict()))
+    files = dict(text=bad_inputs.text_file(tmp_path / "notes.txt"), json_list=tmp_path / "list.json",
+                 json_typo=tmp_path / "typo.json", other=tmp_path / "other")
+    changes, exit_code, message = BAD_INPUTS[case]
+    options = {"--outdir": str(tmp_path / "exp")}
+    options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
+    before = bad_inputs.tree(tmp_path)
+    result = CliRunner().invoke(experiment.main, [item for pair in options.items() for item in pair])
+    bad_inputs.assert_refused(result, message, exit_code, tmp_path, before)
