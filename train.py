@@ -131,7 +131,8 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         desc.append(f"subset{opts.subset}")
     if opts.mirror:
         desc.append("mirror")
-    args.dataset_info = dict(resolution=training_set.resolution, num_channels=training_set.num_channels)
+    args.dataset_info = dict(resolution=training_set.resolution, num_channels=training_set.num_channels,
+                             label_dim=training_set.label_dim, onehot_labels=training_set.has_onehot_labels)
     return desc
 
 

@@ -129,8 +129,6 @@ def build_plugins(args: Any, device: torch.device) -> dict:
         return dict(discriminator_update=step, generator_update=step)
     from spine.dp.accounting import PrivacyAccount
     from spine.dp.update import DPDiscriminatorUpdate
-    from training.training_loop import construct_dataset
-    dataset = construct_dataset(args.training_set_kwargs)
     config = MechanismConfig(dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"],
                              secure_rng=dp.get("secure_rng", False))
     note = "" if config.is_private else "ablation:" + _ablation_tag(dp["clip"], dp["noise"]).lstrip("-")
@@ -138,8 +136,8 @@ def build_plugins(args: Any, device: torch.device) -> dict:
                              delta=dp["delta"], accountant=dp["accountant"], max_grad_norm=dp["max_grad_norm"],
                              unit=dp["unit"], epsilon_budget=dp["epsilon_budget"],
                              differentially_private=config.is_private, note=note)
-    update = DPDiscriminatorUpdate(dataset, account, config, r1_gamma=args.loss_kwargs.r1_gamma,
-                                   r1_interval=dp["r1_interval"], batch_gpu=args.batch_gpu, device=device)
-    prior = guards.PublicLabelPrior(dataset.label_dim, onehot=dataset.has_onehot_labels or dataset.label_dim == 0,
+    update = DPDiscriminatorUpdate(account, config, r1_gamma=args.loss_kwargs.r1_gamma, r1_interval=dp["r1_interval"])
+    labels = args.dataset_info
+    prior = guards.PublicLabelPrior(labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0,
                                     probs=dp["label_prior"])
     return dict(discriminator_update=update, fake_label_fn=prior, abort_fn=update.budget_exhausted)
