@@ -1,4 +1,5 @@
-"""--dp* options -> training-loop settings and plug-ins (train.py calls `configure` and `build_plugins`).
+"""The --dp* options: declared here (`OPTIONS`, composed into train.py's command), validated and turned into
+training-loop settings (`configure`, which sets args.dp) and plug-ins (`build_plugins`).
 
 --dp-mode=dpsgd (default): DP-SGD on D (`spine.dp.update`). Noise: --dp-noise-multiplier, or --dp-epsilon (with
 --dp-delta), calibrated so that the planned run (--kimg) ends at that epsilon; --dp-epsilon is also the budget at
@@ -13,28 +14,53 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import click
 import torch
 
+from dnnlib.cli import OptionGroup
 from spine.dp import accounting, guards, paper_mode
 from spine.dp.mechanism import MechanismConfig
+from spine.dp.sampling import UNITS
+from training import checkpoint as ckpt
 
 MODES = ("dpsgd", "paper")
 R1_INTERVAL = 16  # lazy R1 inside the per-sample loss, as often as the official Dreg phase
-DP_OPTIONS = ("dp_mode", "dp_noise_multiplier", "dp_epsilon", "dp_delta", "dp_max_grad_norm", "dp_accountant",
-              "dp_unit", "dp_clip", "dp_noise", "dp_label_prior")
+SETTING = "dp"  # args.dp: this plug-in's settings, recorded with the run (not a training_loop argument)
+
+OPTIONS = OptionGroup(
+    click.option("--dp", help="Differentially private training of D [default: false]", type=bool, default=False,
+                 metavar="BOOL"),
+    click.option("--dp-mode", help="dpsgd (per-sample clipping on D) or paper (authors' scheme, NOT DP)",
+                 type=click.Choice(MODES)),
+    click.option("--dp-noise-multiplier", help="Noise std / max grad norm", type=float, metavar="FLOAT"),
+    click.option("--dp-epsilon", help="Target epsilon: calibrates the noise for --kimg and stops there", type=float,
+                 metavar="FLOAT"),
+    click.option("--dp-delta", help="Target delta [default: 1e-5]", type=float, metavar="FLOAT"),
+    click.option("--dp-max-grad-norm", help="Per-sample clipping bound C [default: 1; paper: 1.5]", type=float,
+                 metavar="FLOAT"),
+    click.option("--dp-accountant", help="Privacy accountant [default: rdp]",
+                 type=click.Choice(accounting.ACCOUNTANTS)),
+    click.option("--dp-unit", help="Privacy unit: image, or study (needs study ids) [default: image]",
+                 type=click.Choice(UNITS)),
+    click.option("--dp-clip", help="Ablation: clipping on/off [default: on]", type=bool, metavar="BOOL"),
+    click.option("--dp-noise", help="Ablation: noise on/off [default: on]", type=bool, metavar="BOOL"),
+    click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
+    click.option("--dp-secure-rng", help="Draw DP noise and Poisson sampling from os.urandom (not reproducible) "
+                 "[default: false]", type=bool, metavar="BOOL"),
+)
 
 
-def configure(opts: Any, args: Any, saved_options: dict | None = None) -> list[str]:
+def configure(opts: Any, args: Any) -> list[str]:
     """Validate the --dp options and adjust `args` (D kwargs, phases, augmentation, batch split); sets args.dp.
 
-    `saved_options`: the checkpoint's options when resuming (its sigma is kept). Returns run-name parts.
+    When resuming a checkpoint (args.resume_checkpoint) its sigma is kept. Returns run-name parts.
     Raises guards.DPConfigError (a ValueError) naming the offending option.
     """
     args.dp = None
     if not opts.dp:
-        given = [name for name in DP_OPTIONS if opts.get(name) is not None]
+        given = OPTIONS.given(opts, exclude=("dp",))
         if given:
-            raise guards.DPConfigError(f"--{given[0].replace('_', '-')} needs --dp=1")
+            raise guards.DPConfigError(f"{given[0]} needs --dp=1")
         return []
     mode = opts.dp_mode or "dpsgd"
     if mode not in MODES:
@@ -43,6 +69,7 @@ def configure(opts: Any, args: Any, saved_options: dict | None = None) -> list[s
     noise = True if opts.dp_noise is None else bool(opts.dp_noise)
     if mode == "paper":
         return _configure_paper(opts, args, clip, noise)
+    saved_options = ckpt.load_checkpoint(args.resume_checkpoint)["options"] if args.get("resume_checkpoint") else None
     return _configure_dpsgd(opts, args, clip, noise, saved_options)
 
 
@@ -73,8 +100,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         raise guards.DPConfigError(f"--dp-delta={delta}: expected 0 < delta < 1/N = {1 / num_images:.3g} "
                                    f"(N = {num_images} images)")
     accountant = opts.dp_accountant or "rdp"
-    if accountant not in accounting.ACCOUNTANTS:
-        raise guards.DPConfigError(f"--dp-accountant={accountant!r}: expected one of {accounting.ACCOUNTANTS}")
+    accounting.check_accountant(accountant)
     max_norm = 1.0 if opts.dp_max_grad_norm is None else float(opts.dp_max_grad_norm)
     planned_steps = math.ceil(args.total_kimg * 1000 / args.batch_size)
     multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options)
