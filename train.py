@@ -417,6 +417,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
     """One training process: join the group, tee the log (rank 0), train."""
     if env is not None:
         os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
+    import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
     from training.training_loop import pick_device, training_loop
     device = pick_device(rank)
     rank, _ = dist_utils.init_from_env(device)

@@ -280,6 +280,7 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
     With an independent `judge`, the label-fidelity metrics run again with it (results prefixed 'independent_').
     Real-image statistics are cached in <outdir>/metrics/real-stats, so later variants reuse the first one's.
     """
+    import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
     from metrics import metric_main
     from training.serialization import load_generator
     G = load_generator(snapshot, "cpu").eval()
