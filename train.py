@@ -59,10 +59,9 @@ CFG_SPECS: dict[str, dict[str, Any]] = {
     # The paper's 256x256 grayscale setting = 'auto' at res 256 on one GPU, with the full bgcfnc pipe.
     "spine": dict(ref_gpus=-1, kimg=25000, mb=16, mbstd=4, fmaps=0.5, lrate=0.0025, gamma=0.8192, ema=5, ramp=0.05,
                   map=2, augpipe="bgcfnc"),
-    # Small and fast: 32-64 px, narrow layers, short EMA, no path-length term; minutes on 2 CPU cores. Both numbers
-    # were measured on the 32x32 phantom (docs/PERFORMANCE.md): lr 0.005 draws spine columns by 15 kimg (speckle at
-    # 0.0025, repeated blobs at 0.01); R1 gamma 1 keeps them varied (at 0.05 every sample of a class took one pose
-    # by 40 kimg: recall 0.08 against 0.64 with gamma 1).
+    # Small and fast: 32-64 px, narrow layers, short EMA, no path-length term; minutes on 2 CPU cores. The lr and
+    # R1 gamma were chosen by runs on the 32x32 phantom (docs/PERFORMANCE.md has the comparison): this lr draws
+    # spine columns soonest, this gamma keeps the samples of a class varied.
     "demo": dict(ref_gpus=-1, kimg=30, mb=16, mbstd=4, fmaps=1024 / 32768, lrate=0.005, gamma=1.0, ema=1,
                  ramp=0.05, map=2, channel_max=64, z_dim=128, pl_weight=0, metrics="none", kimg_per_tick=1,
                  grid=(8, 4), workers=0),

@@ -4,7 +4,7 @@
     -> loop { fetch_rounds -> run_iteration -> update_ema -> update_ada
               -> on a tick: report_progress, run_tick_outputs (grids, snapshot, metrics), stats, write_checkpoint }
 
-Options and output files follow the official loop (fact sheet section 4). Differences, on purpose:
+Options and output files follow the official StyleGAN2-ADA loop. Differences, on purpose:
   * Resume from a checkpoint (`resume_checkpoint`) continues the run exactly: weights, optimisers, augment p, ADA
     state, pl_mean, counters and RNG states. A network pickle (`resume_pkl`) only initialises weights.
   * Gradients are the mean over the whole batch whatever the split into processes and accumulation rounds

@@ -8,9 +8,9 @@ argmax(c). `spine.clinical.label_fidelity` measures the same agreement on sample
 
 With `augment=True` (ours, not the paper's) the judge sees each generated image through a fresh random draw of
 the flips, rotations and crops it was trained with, so the loss is an expectation over those transforms. A
-generator can satisfy a fixed small classifier with pixel-exact patterns that are no lesion (our benchmark: the
-judge's label-fidelity AUC 0.998 while a classifier trained on the images stays at chance); a pattern must
-survive resampling to pay off under the expectation.
+generator can satisfy a fixed small classifier with pixel-exact patterns that are no lesion (docs/RESULTS.md
+shows the judge convinced while a classifier trained on the images stays at chance); a pattern must survive
+resampling to pay off under the expectation.
 """
 
 from __future__ import annotations
