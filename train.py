@@ -370,7 +370,7 @@ def comparable_options(options: dict) -> dict:
 
 def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
     """Refuse to continue a checkpoint with options that would make it a different run."""
-    saved = comparable_options(ckpt.load_checkpoint(path)["options"])
+    saved = comparable_options(ckpt.checkpoint_options(path))
     ours = comparable_options(ckpt.plain(run_options(args)))
     diffs = [k for k in sorted(set(saved) | set(ours))
              if k not in RESUME_MUTABLE and saved.get(k) != ours.get(k)]

@@ -69,7 +69,7 @@ def configure(opts: Any, args: Any) -> list[str]:
     noise = True if opts.dp_noise is None else bool(opts.dp_noise)
     if mode == "paper":
         return _configure_paper(opts, args, clip, noise)
-    saved_options = ckpt.load_checkpoint(args.resume_checkpoint)["options"] if args.get("resume_checkpoint") else None
+    saved_options = ckpt.checkpoint_options(args.resume_checkpoint) if args.get("resume_checkpoint") else None
     return _configure_dpsgd(opts, args, clip, noise, saved_options)
 
 
