@@ -31,3 +31,16 @@ def test_importing_the_engine_loads_no_spine_module():
             "print(sorted(m for m in sys.modules if m == 'spine' or m.startswith('spine.')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_spine_metrics_without_registration_say_what_to_import():
+    code = ("from metrics.domain import classifier_provider\n"
+            "try:\n    classifier_provider('fid2k_spine')\nexcept ValueError as exc:\n    print(exc)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("fid2k_spine needs the spine classifier") and \
+        "import spine.evaluation.classifier_metrics" in out.stdout
+    code = ("import spine.evaluation.classifier_metrics\nfrom metrics.domain import classifier_provider\n"
+            "from spine.classifier.artifact import load_classifier\n"
+            "print(classifier_provider('fid2k_spine').load is load_classifier)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
