@@ -25,6 +25,10 @@ from training import checkpoint as ckpt
 
 MODES = ("dpsgd", "paper")
 R1_INTERVAL = 16  # lazy R1 inside the per-sample loss, as often as the official Dreg phase
+DEFAULT_DELTA = 1e-5
+DEFAULT_MAX_GRAD_NORM = 1.0
+DEFAULT_ACCOUNTANT = "rdp"
+DEFAULT_UNIT = "image"
 SETTING = "dp"  # args.dp: this plug-in's settings, recorded with the run (not a training_loop argument)
 
 OPTIONS = OptionGroup(
@@ -35,12 +39,12 @@ OPTIONS = OptionGroup(
     click.option("--dp-noise-multiplier", help="Noise std / max grad norm", type=float, metavar="FLOAT"),
     click.option("--dp-epsilon", help="Target epsilon: calibrates the noise for --kimg and stops there", type=float,
                  metavar="FLOAT"),
-    click.option("--dp-delta", help="Target delta [default: 1e-5]", type=float, metavar="FLOAT"),
-    click.option("--dp-max-grad-norm", help="Per-sample clipping bound C [default: 1; paper: 1.5]", type=float,
-                 metavar="FLOAT"),
-    click.option("--dp-accountant", help="Privacy accountant [default: rdp]",
+    click.option("--dp-delta", help=f"Target delta [default: {DEFAULT_DELTA:g}]", type=float, metavar="FLOAT"),
+    click.option("--dp-max-grad-norm", help=f"Per-sample clipping bound C [default: {DEFAULT_MAX_GRAD_NORM:g}; "
+                 f"paper: {paper_mode.PAPER_MAX_GRAD_NORM:g}]", type=float, metavar="FLOAT"),
+    click.option("--dp-accountant", help=f"Privacy accountant [default: {DEFAULT_ACCOUNTANT}]",
                  type=click.Choice(accounting.ACCOUNTANTS)),
-    click.option("--dp-unit", help="Privacy unit: image, or study (needs study ids) [default: image]",
+    click.option("--dp-unit", help=f"Privacy unit: image, or study (needs study ids) [default: {DEFAULT_UNIT}]",
                  type=click.Choice(UNITS)),
     click.option("--dp-clip", help="Ablation: clipping on/off [default: on]", type=bool, metavar="BOOL"),
     click.option("--dp-noise", help="Ablation: noise on/off [default: on]", type=bool, metavar="BOOL"),
@@ -95,18 +99,18 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     if sample_rate > 1:
         raise guards.DPConfigError(f"--dp=1: the batch ({args.batch_size}) exceeds the number of images "
                                    f"({num_images}); lower --batch")
-    delta = 1e-5 if opts.dp_delta is None else float(opts.dp_delta)
+    delta = DEFAULT_DELTA if opts.dp_delta is None else float(opts.dp_delta)
     if not 0 < delta < 1 / num_images:
         raise guards.DPConfigError(f"--dp-delta={delta}: expected 0 < delta < 1/N = {1 / num_images:.3g} "
                                    f"(N = {num_images} images)")
-    accountant = opts.dp_accountant or "rdp"
+    accountant = opts.dp_accountant or DEFAULT_ACCOUNTANT
     accounting.check_accountant(accountant)
-    max_norm = 1.0 if opts.dp_max_grad_norm is None else float(opts.dp_max_grad_norm)
+    max_norm = DEFAULT_MAX_GRAD_NORM if opts.dp_max_grad_norm is None else float(opts.dp_max_grad_norm)
     planned_steps = math.ceil(args.total_kimg * 1000 / args.batch_size)
     multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options)
     private = MechanismConfig(max_norm, multiplier, clip, noise).is_private
     args.dp = dict(mode="dpsgd", noise_multiplier=multiplier, max_grad_norm=max_norm, delta=delta,
-                   accountant=accountant, unit=opts.dp_unit or "image", sample_rate=sample_rate,
+                   accountant=accountant, unit=opts.dp_unit or DEFAULT_UNIT, sample_rate=sample_rate,
                    epsilon_budget=float(opts.dp_epsilon) if opts.dp_epsilon is not None and private else None,
                    clip=clip, noise=noise, r1_interval=R1_INTERVAL, label_prior=_label_prior(opts.dp_label_prior),
                    secure_rng=bool(opts.dp_secure_rng))
