@@ -27,6 +27,7 @@ import click
 import torch
 
 import dnnlib
+import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
 from metrics import metric_main
 from metrics.detectors import DetectorUnavailable
 from metrics.metric_names import MetricNameError, parse_metric

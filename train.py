@@ -11,8 +11,9 @@ Resume semantics:
                                  (ADA reacts faster: ada_kimg 100, no EMA ramp-up, as the official code does).
 
 How options become a run: each `configure_*` step below reads the parsed options and fills the training-loop
-kwargs (`args`), returning its part of the run directory name. Later features add a click option and a step to
-`CONFIGURE_STEPS`, and build their plug-ins (generator terms, discriminator update) in `build_plugins`.
+kwargs (`args`), returning its part of the run directory name. A plug-in (the clinical loss, DP) declares its
+options, their defaults and validation in its own module and builds its plug-ins there; `PLUGIN_MODULES` composes
+them into the command, `CONFIGURE_STEPS` and `build_plugins`.
 
 Multi-process: `--gpus=N` spawns N local processes (env:// rendezvous), or launch with
 `torchrun --nproc_per_node=N train.py --gpus=N ...`. NCCL on GPUs, gloo on CPU.
@@ -21,7 +22,6 @@ Multi-process: `--gpus=N` spawns N local processes (env:// rendezvous), or launc
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import socket
@@ -33,6 +33,8 @@ import torch
 
 import dnnlib
 from dnnlib import UserError
+from spine.clinical import options as clinical_options
+from spine.dp import options as dp_options
 from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
@@ -58,10 +60,9 @@ CFG_SPECS: dict[str, dict[str, Any]] = {
     # The paper's 256x256 grayscale setting = 'auto' at res 256 on one GPU, with the full bgcfnc pipe.
     "spine": dict(ref_gpus=-1, kimg=25000, mb=16, mbstd=4, fmaps=0.5, lrate=0.0025, gamma=0.8192, ema=5, ramp=0.05,
                   map=2, augpipe="bgcfnc"),
-    # Small and fast: 32-64 px, narrow layers, short EMA, no path-length term; minutes on 2 CPU cores. Both numbers
-    # were measured on the 32x32 phantom (docs/PERFORMANCE.md): lr 0.005 draws spine columns by 15 kimg (speckle at
-    # 0.0025, repeated blobs at 0.01); R1 gamma 1 keeps them varied (at 0.05 every sample of a class took one pose
-    # by 40 kimg: recall 0.08 against 0.64 with gamma 1).
+    # Small and fast: 32-64 px, narrow layers, short EMA, no path-length term; minutes on 2 CPU cores. The lr and
+    # R1 gamma were chosen by runs on the 32x32 phantom (docs/PERFORMANCE.md has the comparison): this lr draws
+    # spine columns soonest, this gamma keeps the samples of a class varied.
     "demo": dict(ref_gpus=-1, kimg=30, mb=16, mbstd=4, fmaps=1024 / 32768, lrate=0.005, gamma=1.0, ema=1,
                  ramp=0.05, map=2, channel_max=64, z_dim=128, pl_weight=0, metrics="none", kimg_per_tick=1,
                  grid=(8, 4), workers=0),
@@ -87,13 +88,10 @@ def configure_general(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
     if opts.snap < 1:
         raise UserError("--snap must be at least 1")
     metrics = [] if opts.metrics in (None, "none") else [m for m in opts.metrics.split(",") if m]
-    try:
-        from metrics import metric_main
-        bad = [m for m in metrics if hasattr(metric_main, "is_valid_metric") and not metric_main.is_valid_metric(m)]
-        if bad:
-            raise UserError(f"--metrics: unknown metric(s) {bad}")
-    except ImportError:
-        pass
+    from metrics.metric_names import is_valid_metric
+    bad = [m for m in metrics if not is_valid_metric(m)]
+    if bad:
+        raise UserError(f"--metrics: unknown metric(s) {bad}")
     args.update(num_gpus=opts.gpus, image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap,
                 metrics=metrics, random_seed=opts.seed, kimg_per_tick=opts.kimg_per_tick)
     return []
@@ -130,7 +128,7 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
     if opts.mirror:
         desc.append("mirror")
     args.dataset_info = dict(resolution=training_set.resolution, num_channels=training_set.num_channels,
-                             label_dim=training_set.label_dim)
+                             label_dim=training_set.label_dim, onehot_labels=training_set.has_onehot_labels)
     return desc
 
 
@@ -289,52 +287,6 @@ def configure_performance(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[
     return []
 
 
-def configure_dp(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
-    """--dp*: differential privacy (spine.dp.options); sets args.dp, the plug-ins' settings."""
-    from spine.dp import options as dp_options
-    saved = ckpt.load_checkpoint(args.resume_checkpoint)["options"] if args.resume_checkpoint else None
-    try:
-        return dp_options.configure(opts, args, saved)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-
-
-def configure_clinical(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
-    """--clinical-loss/--clinical-weight: SpineGAN's generator term (spine.clinical.loss); sets args.clinical.
-
-    The classifier is checked against the dataset's labels here, so a mismatch stops the run before training.
-    """
-    args.clinical = None
-    if opts.clinical_loss is None:
-        for flag, value in (("--clinical-weight", opts.clinical_weight), ("--clinical-augment", opts.clinical_augment)):
-            if value is not None:
-                raise UserError(f"{flag} needs --clinical-loss=<classifier.pkl>")
-        return []
-    from spine.classifier.artifact import check_compatible, load_classifier
-    from training.dataset import ImageFolderDataset
-    weight = 0.1 if opts.clinical_weight is None else opts.clinical_weight
-    if not weight > 0:
-        raise UserError(f"--clinical-weight={weight}: expected a positive weight (the paper's is 0.1)")
-    if not opts.cond:
-        raise UserError("--clinical-loss needs a conditional run (--cond=1): it judges each image against its label")
-    try:
-        classifier = load_classifier(opts.clinical_loss)
-    except UserError as exc:
-        raise UserError(f"--clinical-loss: {exc}") from None
-    try:
-        dataset = ImageFolderDataset(opts.data, use_labels=True)
-        meta = dataset.metadata
-        check_compatible(classifier, meta.get("label_mode"), dataset.label_dim, meta.get("class_names"))
-    except ValueError as exc:
-        raise UserError(f"--clinical-loss={opts.clinical_loss}: {exc}") from exc
-    with open(opts.clinical_loss, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    args.clinical = dict(classifier=os.path.abspath(opts.clinical_loss), classifier_sha256=digest,
-                         weight=float(weight), augment=bool(opts.clinical_augment),
-                         label_mode=classifier.spec.label_mode, class_names=list(classifier.spec.class_names))
-    return [f"clinical{weight:g}" + ("-aug" if opts.clinical_augment else "")]
-
-
 def configure_metric_classifier(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
     """--metrics-classifier: the spine classifier for the domain metrics (*_spine, label_fidelity*) run at
     snapshots; defaults to the --clinical-loss classifier. Refuses such metrics when there is none."""
@@ -372,9 +324,26 @@ def check_metric_classifier(path: str, args: dnnlib.EasyDict) -> None:
                             f"is --cond=1)") from None
 
 
+# Plug-ins with options of their own. Each module declares its click options (`OPTIONS`, composed into `main`), the
+# key of its settings in the kwargs (`SETTING`), `configure(opts, args) -> run-name parts` (its defaults and
+# validation, raising ValueError) and `build_plugins(args, device) -> training_loop plug-in kwargs`.
+PLUGIN_MODULES = (dp_options, clinical_options)
+
+
+def configure_plugin(module: Any) -> Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]:
+    """The configure step of a plug-in module; its ValueErrors become user errors."""
+    def configure(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+        try:
+            return module.configure(opts, args)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+    configure.__name__ = f"configure_{module.SETTING}"
+    return configure
+
+
 CONFIGURE_STEPS: list[Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]] = [
     configure_general, configure_dataset, configure_networks, configure_augmentation, configure_resume,
-    configure_freezed, configure_performance, configure_dp, configure_clinical, configure_metric_classifier,
+    configure_freezed, configure_performance, *map(configure_plugin, PLUGIN_MODULES), configure_metric_classifier,
 ]
 
 
@@ -423,7 +392,7 @@ def comparable_options(options: dict) -> dict:
 
 def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
     """Refuse to continue a checkpoint with options that would make it a different run."""
-    saved = comparable_options(ckpt.load_checkpoint(path)["options"])
+    saved = comparable_options(ckpt.checkpoint_options(path))
     ours = comparable_options(ckpt.plain(run_options(args)))
     diffs = [k for k in sorted(set(saved) | set(ours))
              if k not in RESUME_MUTABLE and saved.get(k) != ours.get(k)]
@@ -462,7 +431,7 @@ def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
 
 
 # Settings of plug-ins (built by build_plugins), recorded with the run but not passed to training_loop.
-PLUGIN_SETTINGS = ("dp", "clinical")
+PLUGIN_SETTINGS = tuple(module.SETTING for module in PLUGIN_MODULES)
 
 
 def run_options(args: dnnlib.EasyDict) -> dict:
@@ -480,18 +449,17 @@ def loop_kwargs(args: dnnlib.EasyDict) -> dict:
 
 
 def build_plugins(args: dnnlib.EasyDict, device: torch.device) -> dict:
-    """Objects the loop takes besides JSON-able options (generator terms, discriminator update).
-
-    Later features (clinical loss, DP-SGD) construct theirs here from `args`.
-    """
-    from spine.dp import options as dp_options
-    plugins = dict(dict(generator_terms=[], discriminator_update=None), **dp_options.build_plugins(args, device))
-    if args.get("clinical"):
-        from spine.classifier.artifact import load_classifier
-        from spine.clinical.loss import ClinicalLoss
-        classifier = load_classifier(args.clinical["classifier"], device)
-        term = ClinicalLoss(classifier, args.clinical["weight"], augment=args.clinical.get("augment", False))
-        plugins["generator_terms"] = [*plugins["generator_terms"], term]
+    """The loop's plug-ins built by every plug-in module from its settings in `args`: generator terms are
+    concatenated, any other plug-in (discriminator update, fake labels, ...) may come from one module only."""
+    plugins: dict[str, Any] = dict(generator_terms=[])
+    for module in PLUGIN_MODULES:
+        for key, value in module.build_plugins(args, device).items():
+            if key == "generator_terms":
+                plugins[key] = [*plugins[key], *value]
+            elif key in plugins:
+                raise UserError(f"two plug-ins both set training_loop's {key}; they cannot be combined")
+            else:
+                plugins[key] = value
     return plugins
 
 
@@ -499,6 +467,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
     """One training process: join the group, tee the log (rank 0), train."""
     if env is not None:
         os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
+    import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
     from training.training_loop import pick_device, training_loop
     device = pick_device(rank)
     rank, _ = dist_utils.init_from_env(device)
@@ -602,33 +571,12 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, default=False, metavar="BOOL")
 @click.option("--allow-tf32", help="Allow PyTorch to use TF32 internally", type=bool, default=False, metavar="BOOL")
 @click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
-# SpineGAN's clinical loss (spine.clinical.loss).
-@click.option("--clinical-loss", help="classifier.pkl judging each generated image against its label",
-              type=click.Path(exists=True, dir_okay=False), metavar="PKL")
-@click.option("--clinical-weight", help="Weight of the clinical loss [default: 0.1]", type=float, metavar="FLOAT")
-@click.option("--clinical-augment", help="Judge each image through a random flip/rotate/crop of the classifier's "
-              "training [default: false]", type=bool, metavar="BOOL")
+# SpineGAN's clinical loss (spine.clinical.options).
+@clinical_options.OPTIONS
 @click.option("--metrics-classifier", help="classifier.pkl for the *_spine and label_fidelity metrics "
               "[default: the --clinical-loss classifier]", type=click.Path(dir_okay=False), metavar="PKL")
-# Differential privacy (spine.dp).
-@click.option("--dp", help="Differentially private training of D [default: false]", type=bool, default=False,
-              metavar="BOOL")
-@click.option("--dp-mode", help="dpsgd (per-sample clipping on D) or paper (authors' scheme, NOT DP)",
-              type=click.Choice(["dpsgd", "paper"]))
-@click.option("--dp-noise-multiplier", help="Noise std / max grad norm", type=float, metavar="FLOAT")
-@click.option("--dp-epsilon", help="Target epsilon: calibrates the noise for --kimg and stops there", type=float,
-              metavar="FLOAT")
-@click.option("--dp-delta", help="Target delta [default: 1e-5]", type=float, metavar="FLOAT")
-@click.option("--dp-max-grad-norm", help="Per-sample clipping bound C [default: 1; paper: 1.5]", type=float,
-              metavar="FLOAT")
-@click.option("--dp-accountant", help="Privacy accountant [default: rdp]", type=click.Choice(["rdp", "prv"]))
-@click.option("--dp-unit", help="Privacy unit: image, or study (needs study ids) [default: image]",
-              type=click.Choice(["image", "study"]))
-@click.option("--dp-clip", help="Ablation: clipping on/off [default: on]", type=bool, metavar="BOOL")
-@click.option("--dp-noise", help="Ablation: noise on/off [default: on]", type=bool, metavar="BOOL")
-@click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str)
-@click.option("--dp-secure-rng", help="Draw DP noise and Poisson sampling from os.urandom (not reproducible) "
-              "[default: false]", type=bool, metavar="BOOL")
+# Differential privacy (spine.dp.options).
+@dp_options.OPTIONS
 def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -> None:
     """Train a GAN using the techniques described in the paper "Training Generative Adversarial Networks with
     Limited Data", with SpineGAN's presets and exact resume.

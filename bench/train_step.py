@@ -4,7 +4,7 @@ Configurations:
   demo      the `--cfg=demo` preset of train.py (32x32 grayscale, 2 classes).
   official  grayscale 64x64, c_dim 2, batch 16, channel_base 4096, 2 mapping layers, ADA p=0.2 with the bgc pipe,
             the full schedule (Gmain; Greg every 4; Dmain; Dreg every 16). NVIDIA's code needs about 11.5 s per
-            iteration (720 s/kimg) for it on a 2-core AVX2 machine (shared/reference/README.md).
+            iteration (720 s/kimg) for it on a 2-core AVX2 machine (docs/PERFORMANCE.md).
 
 Each phase is timed on its own (after a warm-up pass) and combined with the schedule:
 iteration = Gmain + Greg / 4 + Dmain + Dreg / 16 (+ the EMA update). The float32 matmul rate is measured between
@@ -114,7 +114,7 @@ def count_gflop(phase: Phase, loss: StyleGAN2Loss, rounds: list[PhaseRound]) -> 
 
 
 # The official code's figures for the `official` configuration on a quiet 2-core AVX2 machine whose float32
-# matmul rate is 130-160 GFLOP/s (shared/reference/README.md): per-phase seconds and seconds per iteration.
+# matmul rate is 130-160 GFLOP/s (docs/PERFORMANCE.md): per-phase seconds and seconds per iteration.
 OFFICIAL_SECONDS = dict(Gmain=6.3, Greg=9.4, Dmain=4.1, Dreg=3.1)
 OFFICIAL_ITERATION = 11.5
 OFFICIAL_MATMUL_GFLOPS = 145.0

@@ -2,10 +2,17 @@
 
 Fréchet distance, KID and precision/recall in the classifier's penultimate features (the input of its last
 linear layer) measure realism as the clinical classifier sees it; label fidelity measures whether conditional
-samples show their conditioning class (`spine.clinical.loss.label_fidelity`).
+samples show their conditioning class.
+
+The metrics package knows no spine code: the spine side registers how to load a classifier.pkl and how to score
+label fidelity (`register_classifier`, called by `spine.evaluation.classifier_metrics` when imported; train.py,
+calc_metrics.py and the experiment import it).
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -16,6 +23,34 @@ from metrics.metric_utils import MetricOptions
 
 # The classifier maps uint8 images to its own input (spine.classifier's preprocess_uint8).
 CLASSIFIER_PREPROCESSING = f"v{PREPROCESSING_VERSION}:classifier-preprocess"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierProvider:
+    """How the domain metrics reach the spine classifier.
+
+    `load(path, device)` returns the classifier module (with `.net`, `.spec.num_outputs`, `.spec.arch` and
+    `.preprocess_uint8`); `label_fidelity(G, classifier, num_per_class=, seed=, batch_size=, device=)` returns a
+    dict with `accuracy`, `auc` and `per_class` {class name: {accuracy, auc}}.
+    """
+
+    load: Callable[[str, torch.device], nn.Module]
+    label_fidelity: Callable[..., dict[str, Any]]
+
+
+_providers: dict[str, ClassifierProvider] = {}  # the registered provider under 'spine'
+
+
+def register_classifier(provider: ClassifierProvider) -> None:
+    """Make the *_spine and label_fidelity metrics available (the latest registration wins)."""
+    _providers["spine"] = provider
+
+
+def classifier_provider(metric: str) -> ClassifierProvider:
+    if "spine" not in _providers:
+        raise ValueError(f"{metric} needs the spine classifier, which nothing has registered: import "
+                         f"spine.evaluation.classifier_metrics first (train.py and calc_metrics.py do)")
+    return _providers["spine"]
 
 
 def _last_linear(net: nn.Module, num_outputs: int) -> nn.Linear:
@@ -48,9 +83,7 @@ def require_classifier(opts: MetricOptions, metric: str) -> str:
 
 def spine_detector(classifier_path: str, device: torch.device) -> Detector:
     """Penultimate features of classifier.pkl, with the classifier's own input mapping."""
-    from spine.classifier.artifact import load_classifier
-
-    classifier = load_classifier(classifier_path, device)
+    classifier = classifier_provider("the spine feature space").load(classifier_path, device)
     sha1 = file_sha1(classifier_path)
 
     def extract(images: torch.Tensor) -> torch.Tensor:
@@ -64,11 +97,9 @@ def spine_detector(classifier_path: str, device: torch.device) -> Detector:
 
 def compute_label_fidelity(opts: MetricOptions, metric: str, num_per_class: int) -> dict[str, float]:
     """Accuracy and AUC of the classifier on `num_per_class` samples per class, overall and per class name."""
-    from spine.classifier.artifact import load_classifier
-    from spine.clinical.loss import label_fidelity
-
-    classifier = load_classifier(require_classifier(opts, metric), opts.device)
-    report = label_fidelity(opts.G, classifier, num_per_class=num_per_class, seed=opts.seed,
+    provider = classifier_provider(metric)
+    classifier = provider.load(require_classifier(opts, metric), opts.device)
+    report = provider.label_fidelity(opts.G, classifier, num_per_class=num_per_class, seed=opts.seed,
                             batch_size=opts.batch_size, device=opts.device)
     results = {f"{metric}_accuracy": report["accuracy"], f"{metric}_auc": report["auc"]}
     for name, values in report["per_class"].items():

@@ -27,7 +27,8 @@ from metrics.frechet import compute_fid
 from metrics.inception_score import compute_is
 from metrics.kid import compute_kid
 from metrics.metric_names import MetricSpec, is_valid_metric, key_part, list_valid_metrics, parse_metric
-from metrics.metric_utils import MetricOptions, construct_dataset
+from metrics.metric_utils import MetricOptions
+from training.dataset import construct_dataset
 from metrics.precision_recall import compute_pr
 
 __all__ = ["calc_metric", "report_metric", "is_valid_metric", "list_valid_metrics"]

@@ -24,6 +24,7 @@ import tqdm
 
 import dnnlib
 from metrics.detectors import Detector
+from training.dataset import construct_dataset
 
 
 @dataclasses.dataclass
@@ -164,11 +165,6 @@ def progress_bar(opts: MetricOptions, total: int, desc: str) -> tqdm.tqdm:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Real images.
-
-
-def construct_dataset(dataset_kwargs: dict) -> Any:
-    from training.training_loop import construct_dataset as construct
-    return construct(dataset_kwargs)
 
 
 def dataset_fingerprint(path: str) -> str:

@@ -1,17 +1,12 @@
-"""Generic torch helpers: shape assertions, cached constants, copying weights by name, module summaries,
-an infinite sampler for training streams, and DDP conveniences. Nothing here knows about GANs."""
+"""Generic torch helpers: shape assertions, cached constants, copying weights by name and an infinite sampler for
+training streams. Nothing here knows about GANs."""
 
 from __future__ import annotations
 
-import contextlib
-import re
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-
-# torch has had nan_to_num since 1.8; the name stays here because callers look for it in misc.
-nan_to_num = torch.nan_to_num
 
 # ----------------------------------------------------------------------------------------------------
 # Tensors.
@@ -100,67 +95,6 @@ def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Mo
             tensor.copy_(src.detach())
 
 
-def print_module_summary(module: torch.nn.Module, inputs: Sequence[Any], max_nesting: int = 3,
-                         skip_redundant: bool = True) -> Any:
-    """Run `module(*inputs)` once and print each submodule's parameters, buffers and outputs; return the outputs.
-
-    Each parameter or buffer is counted once, at the innermost submodule that owns it; submodules nested
-    deeper than `max_nesting` are folded into their ancestors; with `skip_redundant`, submodules that own
-    nothing and return nothing are left out.
-    """
-    if not isinstance(module, torch.nn.Module) or isinstance(inputs, torch.Tensor):
-        raise TypeError('print_module_summary: expected a module and a sequence of inputs')
-    calls: list[tuple[torch.nn.Module, list[torch.Tensor]]] = []
-    depth = [0]
-
-    def pre_hook(_mod, _inputs):
-        depth[0] += 1
-
-    def post_hook(mod, _inputs, outputs):
-        depth[0] -= 1
-        if depth[0] <= max_nesting:
-            outputs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
-            calls.append((mod, [t for t in outputs if isinstance(t, torch.Tensor)]))
-
-    handles = [m.register_forward_pre_hook(pre_hook) for m in module.modules()]
-    handles += [m.register_forward_hook(post_hook) for m in module.modules()]
-    try:
-        outputs = module(*inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    _print_summary_table(module, calls, skip_redundant)
-    return outputs
-
-
-def _print_summary_table(module: torch.nn.Module, calls: list[tuple[torch.nn.Module, list[torch.Tensor]]],
-                         skip_redundant: bool) -> None:
-    names = {mod: name for name, mod in module.named_modules()}
-    names[module] = '<top-level>'
-    seen: set[int] = set()
-    rows = [['Parameters', 'Buffers', 'Output shape', 'Datatype', 'Module'], ['---'] * 5]
-    total_params = total_buffers = 0
-    for mod, outputs in calls:  # forward hooks fire innermost first
-        params = [t for t in mod.parameters() if id(t) not in seen]
-        buffers = [t for t in mod.buffers() if id(t) not in seen]
-        seen.update(id(t) for t in params + buffers)
-        if skip_redundant and not (params or buffers or outputs):
-            continue
-        num_params, num_buffers = sum(t.numel() for t in params), sum(t.numel() for t in buffers)
-        total_params, total_buffers = total_params + num_params, total_buffers + num_buffers
-        shapes = [str(list(t.shape)) for t in outputs] or ['-']
-        dtypes = [str(t.dtype).split('.')[-1] for t in outputs] or ['-']
-        name = names.get(mod, type(mod).__name__)
-        rows.append([str(num_params or '-'), str(num_buffers or '-'), shapes[0], dtypes[0], name])
-        rows += [['', '', shape, dtype, f'{name}:{i}'] for i, (shape, dtype) in enumerate(zip(shapes[1:], dtypes[1:]), 1)]
-    rows += [['---'] * 5, [str(total_params), str(total_buffers), '', '', 'Total']]
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    print()
-    for row in rows:
-        print('  '.join(cell.rjust(w) if i < 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
-    print()
-
-
 # ----------------------------------------------------------------------------------------------------
 # Data.
 
@@ -204,35 +138,3 @@ class InfiniteSampler(torch.utils.data.Sampler):
                 other = (slot - int(rng.integers(min(window, position + 1)))) % size
                 order[slot], order[other] = order[other], order[slot]
             position += 1
-
-
-# ----------------------------------------------------------------------------------------------------
-# Distributed training.
-
-@contextlib.contextmanager
-def ddp_sync(module: torch.nn.Module, sync: bool) -> Iterator[None]:
-    """Skip DDP's gradient all-reduce inside the context unless `sync` (for gradient accumulation)."""
-    if sync or not isinstance(module, torch.nn.parallel.DistributedDataParallel):
-        yield
-    else:
-        with module.no_sync():
-            yield
-
-
-def check_ddp_consistency(module: torch.nn.Module, ignore_regex: str | None = None) -> None:
-    """Raise AssertionError naming the first parameter/buffer that differs from rank 0's copy.
-
-    NaNs compare equal (they are replaced before comparing); names matching `ignore_regex` (on
-    '<ClassName>.<name>') are skipped.
-    """
-    for name, tensor in named_params_and_buffers(module):
-        full_name = f'{type(module).__name__}.{name}'
-        if ignore_regex is not None and re.fullmatch(ignore_regex, full_name):
-            continue
-        tensor = tensor.detach()
-        if tensor.is_floating_point():
-            tensor = nan_to_num(tensor)
-        other = tensor.clone()
-        torch.distributed.broadcast(tensor=other, src=0)
-        if not torch.equal(tensor, other):
-            raise AssertionError(f'check_ddp_consistency: {full_name} differs from rank 0')

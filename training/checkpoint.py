@@ -12,6 +12,8 @@ for inference or transfer learning (`--resume=<snapshot.pkl>` initialises weight
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import random
@@ -103,11 +105,24 @@ def save_checkpoint(path: str | os.PathLike, *, nets: dict[str, torch.nn.Module 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """True if `path` is a file written by `save_checkpoint` (False for snapshots and other files)."""
+    return checkpoint_options(path) is not None
+
+
+def checkpoint_options(path: str | os.PathLike) -> dict | None:
+    """The options stored in a checkpoint, or None when `path` is not one. train.py asks several times while it
+    checks a resume; the file is read once per version (path, size, modification time)."""
+    st = os.stat(path)
+    options = _read_options(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    return None if options is None else copy.deepcopy(options)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_options(path: str, size: int, mtime_ns: int) -> dict | None:
     try:
-        data = load_weights_only(path, os.fspath(path), "a SpineGAN checkpoint")
+        data = load_weights_only(path, path, "a SpineGAN checkpoint")
     except dnnlib.UserError:  # any unreadable or foreign file: not ours
-        return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
+        return None
+    return data["options"] if isinstance(data, dict) and data.get("format") == FORMAT else None
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -244,3 +244,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     @property
     def has_onehot_labels(self) -> bool:
         return self._onehot
+
+
+def construct_dataset(training_set_kwargs: dict) -> ImageFolderDataset:
+    """Build the dataset named by the kwargs (`class_name` is kept in the kwargs for official compatibility)."""
+    kwargs = {k: v for k, v in training_set_kwargs.items() if k != "class_name"}
+    return ImageFolderDataset(**kwargs)

@@ -1,6 +1,6 @@
 """StyleGAN2-ADA generator and discriminator with the official module names, state_dict keys and semantics.
 
-Written from the facts-only specification (shared/reference/stylegan2-ada-facts.md, section 2), so that
+Written from a facts-only description of the official networks (names, shapes, formulas), so that
 official network snapshots load into these modules by name (see `training.serialization`) and reproduce the
 official outputs. Deviations are speed-only and keep the math identical:
   * the demodulation coefficients are computed from per-(out, in) squared weight sums, so the

@@ -31,12 +31,17 @@ from training.loss import StyleGAN2Loss
 
 @dataclasses.dataclass
 class PhaseRound:
-    """One accumulation round of one process: reals in [-1, 1], their labels, latents and fake labels."""
+    """One accumulation round of one process: reals in [-1, 1], their labels, latents and fake labels.
+
+    With drawn real batches (a plug-in's `index_sampler`, see `training.data_path`) `real_units` numbers the unit of
+    each real (0..k-1) and the round's reals vary in number, possibly none; with the shuffled stream it is None.
+    """
 
     real_img: torch.Tensor
     real_c: torch.Tensor
     gen_z: torch.Tensor
     gen_c: torch.Tensor
+    real_units: torch.Tensor | None = None
 
 
 @dataclasses.dataclass

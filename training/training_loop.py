@@ -1,10 +1,10 @@
 """The StyleGAN2-ADA training loop, as named steps.
 
     setup_runtime -> load_training_data -> build_networks -> (transfer init | checkpoint resume) -> build_phases
-    -> loop { run_iteration -> update_ema -> update_ada -> on a tick: run_tick (log, grids, snapshot, metrics,
-              stats, checkpoint) }
+    -> loop { fetch_rounds -> run_iteration -> update_ema -> update_ada
+              -> on a tick: report_progress, run_tick_outputs (grids, snapshot, metrics), stats, write_checkpoint }
 
-Options and output files follow the official loop (fact sheet section 4). Differences, on purpose:
+Options and output files follow the official StyleGAN2-ADA loop. Differences, on purpose:
   * Resume from a checkpoint (`resume_checkpoint`) continues the run exactly: weights, optimisers, augment p, ADA
     state, pl_mean, counters and RNG states. A network pickle (`resume_pkl`) only initialises weights.
   * Gradients are the mean over the whole batch whatever the split into processes and accumulation rounds
@@ -12,18 +12,16 @@ Options and output files follow the official loop (fact sheet section 4). Differ
   * Grids and metrics run with the RNG state preserved, so they never change the training's random streams.
 
 Plug-ins: `discriminator_update` / `generator_update` replace the update rule of the D / G phases (DP-SGD, the
-authors' noise-and-clip scheme), `fake_label_fn(n)` draws the fake-image labels (default: labels of random training
-images). A discriminator update may also define any of these optional methods (DP's privacy account uses them):
-`state_dict()` / `load_state_dict(state)` (kept in the checkpoint), `snapshot_metadata() -> dict` (merged into
-every network snapshot's metadata), `report_tick() -> str` (called once per tick before the stats are collected;
-the text joins the status line). A generator term may define `snapshot_metadata()` too (the clinical loss does).
+authors' noise-and-clip scheme), `generator_terms` add generator losses (the clinical loss), `fake_label_fn(n)`
+draws the fake-image labels (default: labels of random training images). Every plug-in may keep checkpointed
+state, add snapshot metadata, report per tick and choose how the real batches are sampled: the optional
+methods of `training.plugins`, consulted for all of them.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import json
 import os
 import random
@@ -39,9 +37,13 @@ import dnnlib
 from torch_utils import misc, training_stats
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
+from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
+from training.dataset import construct_dataset
 from training.image_grid import choose_grid_indices, grid_shape, save_image_grid
 from training.loss import GeneratorTerm, StyleGAN2Loss
 from training.phase_update import GradientStep, Phase, PhaseRound, PhaseUpdate
+from training.plugins import (index_sampler, named_plugins, plugin_metadata, plugin_states, plugin_tick_report,
+                              restore_plugin_states)
 
 # ---------------------------------------------------------------------------------------------------------------
 # State shared by the steps.
@@ -92,32 +94,17 @@ def setup_runtime(random_seed: int, rank: int, world: int, device: torch.device,
     training_stats.init_multiprocessing(rank=rank, sync_device=device if world > 1 else None)
 
 
-def construct_dataset(training_set_kwargs: dict) -> torch.utils.data.Dataset:
-    """Build the dataset named by the kwargs (`class_name` is kept in the kwargs for official compatibility)."""
-    from training.dataset import ImageFolderDataset
-    kwargs = {k: v for k, v in training_set_kwargs.items() if k != "class_name"}
-    return ImageFolderDataset(**kwargs)
-
-
-class _SkipSampler(torch.utils.data.Sampler):
-    """The underlying infinite index stream with the first `start` indices skipped (exact resume position)."""
-
-    def __init__(self, base: torch.utils.data.Sampler, start: int):
-        self.base = base
-        self.start = start
-
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(iter(self.base), self.start, None)
-
-
 def load_training_data(training_set_kwargs: dict, data_loader_kwargs: dict, rank: int, world: int, seed: int,
-                       batch_per_rank: int, start_index: int) -> tuple[Any, Iterator]:
-    """The dataset and an endless iterator of (uint8 images, labels) batches for this process."""
+                       batch_per_rank: int, start_index: int, device: torch.device, plugins: dict[str, Any]
+                       ) -> tuple[Any, ShuffledBatches | DrawnBatches]:
+    """The dataset and this process's endless stream of real batches: drawn by a plug-in's sampler if one asks
+    for it (DP-SGD's Poisson sampling), else the shuffled stream from `start_index` on."""
     training_set = construct_dataset(training_set_kwargs)
-    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=world, seed=seed)
-    loader = torch.utils.data.DataLoader(dataset=training_set, sampler=_SkipSampler(sampler, start_index),
-                                         batch_size=batch_per_rank, **data_loader_kwargs)
-    return training_set, iter(loader)
+    sampler = index_sampler(plugins, training_set)
+    if sampler is not None:
+        return training_set, DrawnBatches(training_set, sampler, device)
+    return training_set, ShuffledBatches(training_set, data_loader_kwargs, rank, world, seed, batch_per_rank,
+                                         start_index, device)
 
 
 def build_networks(training_set: Any, G_kwargs: dict, D_kwargs: dict, augment_kwargs: dict | None,
@@ -216,13 +203,11 @@ def optimizers_by_name(phases: Sequence[Phase]) -> dict[str, torch.optim.Optimiz
 # One iteration.
 
 
-def fetch_rounds(data_iter: Iterator, training_set: Any, z_dim: int, num_phases: int, batch_per_rank: int,
-                 batch_gpu: int, device: torch.device,
+def fetch_rounds(real_batches: Iterator[RealBatch], training_set: Any, z_dim: int, num_phases: int,
+                 batch_per_rank: int, batch_gpu: int, device: torch.device,
                  fake_label_fn: Callable[[int], np.ndarray] | None = None) -> list[list[PhaseRound]]:
     """This process's reals (shared by all phases) and fresh latents/labels per phase, split into rounds."""
-    real_img, real_c = next(data_iter)
-    real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
-    real_c = real_c.to(device).split(batch_gpu)
+    reals = next(real_batches).split(batch_per_rank // batch_gpu)
     per_phase = []
     for _ in range(num_phases):
         gen_z = torch.randn([batch_per_rank, z_dim], device=device).split(batch_gpu)
@@ -231,7 +216,7 @@ def fetch_rounds(data_iter: Iterator, training_set: Any, z_dim: int, num_phases:
         else:
             labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(batch_per_rank)]
         gen_c = torch.from_numpy(np.stack(labels)).to(device).split(batch_gpu)
-        per_phase.append([PhaseRound(*parts) for parts in zip(real_img, real_c, gen_z, gen_c)])
+        per_phase.append([PhaseRound(real.img, real.c, z, c, real.units) for real, z, c in zip(reals, gen_z, gen_c)])
     return per_phase
 
 
@@ -360,17 +345,10 @@ def run_metrics(metrics: Sequence[str], G_ema: torch.nn.Module, training_set_kwa
     """Evaluate each metric on G_ema and append it to metric-<name>.jsonl; returns {result name: value}.
 
     `metric_kwargs` are extra metric options, e.g. the spine classifier of the domain metrics.
-
-    A no-op with a message when the metrics package lacks `metric_main.calc_metric`.
     """
     if not metrics:
         return {}
-    try:
-        from metrics import metric_main
-        calc_metric = metric_main.calc_metric
-    except (ImportError, AttributeError) as exc:
-        print(f"Skipping metrics {list(metrics)}: metrics.metric_main.calc_metric is not available ({exc})")
-        return {}
+    from metrics.metric_main import calc_metric
     values = {}
     for metric in metrics:
         result = dict(calc_metric(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs, num_gpus=world,
@@ -430,52 +408,48 @@ def report_progress(progress: Progress, nets: Nets, total_kimg: float, start_tim
 
 
 def training_loop(
-    run_dir: str = ".",
-    training_set_kwargs: dict = {},
-    data_loader_kwargs: dict = {},
-    G_kwargs: dict = {},
-    D_kwargs: dict = {},
-    G_opt_kwargs: dict = {},
-    D_opt_kwargs: dict = {},
-    augment_kwargs: dict | None = None,
-    loss_kwargs: dict = {},
-    metrics: Sequence[str] = (),
-    metric_kwargs: dict | None = None,
-    random_seed: int = 0,
-    num_gpus: int = 1,
-    rank: int = 0,
-    batch_size: int = 4,
-    batch_gpu: int = 4,
-    ema_kimg: float = 10,
-    ema_rampup: float | None = None,
-    G_reg_interval: int | None = 4,
-    D_reg_interval: int | None = 16,
-    augment_p: float = 0,
-    ada_target: float | None = None,
-    ada_interval: int = 4,
-    ada_kimg: float = 500,
-    total_kimg: float = 25000,
-    kimg_per_tick: float = 4,
-    image_snapshot_ticks: int | None = 50,
-    network_snapshot_ticks: int | None = 50,
-    resume_pkl: str | None = None,
-    resume_checkpoint: str | None = None,
-    cudnn_benchmark: bool = True,
-    allow_tf32: bool = False,
-    image_grid_size: tuple[int, int] | None = None,
-    generator_terms: Sequence[GeneratorTerm] = (),
-    discriminator_update: PhaseUpdate | None = None,
-    generator_update: PhaseUpdate | None = None,
-    fake_label_fn: Callable[[int], np.ndarray] | None = None,
-    abort_fn: Callable[[], bool] | None = None,
-    progress_fn: Callable[[int, int], None] | None = None,
-    options: dict | None = None,
+    run_dir: str = ".",  # where every output goes (rank 0 writes; the directory must exist)
+    training_set_kwargs: dict = {},  # training.dataset.construct_dataset kwargs (path, use_labels, max_size, ...)
+    data_loader_kwargs: dict = {},  # torch DataLoader kwargs of the shuffled stream (num_workers, pin_memory, ...)
+    G_kwargs: dict = {},  # training.networks.Generator kwargs; c_dim, resolution and channels come from the data
+    D_kwargs: dict = {},  # training.networks.Discriminator kwargs; likewise
+    G_opt_kwargs: dict = {},  # Adam kwargs of G (lr, betas, eps) before the lazy-regularisation adjustment
+    D_opt_kwargs: dict = {},  # Adam kwargs of D, likewise
+    augment_kwargs: dict | None = None,  # training.augment.AugmentPipe kwargs; None = no augmentation
+    loss_kwargs: dict = {},  # training.loss.StyleGAN2Loss kwargs (r1_gamma, pl_weight, style_mixing_prob, ...)
+    metrics: Sequence[str] = (),  # metric names evaluated at every network snapshot (metrics.metric_names)
+    metric_kwargs: dict | None = None,  # extra metrics.metric_main.calc_metric options, e.g. the spine classifier
+    random_seed: int = 0,  # global seed; process r seeds its RNGs with seed * num_gpus + r
+    num_gpus: int = 1,  # number of processes (the world size under torchrun)
+    rank: int = 0,  # this process's rank
+    batch_size: int = 4,  # images per iteration over all processes
+    batch_gpu: int = 4,  # images per accumulation round and process (memory bound)
+    ema_kimg: float = 10,  # half-life of G_ema in thousands of images
+    ema_rampup: float | None = None,  # EMA ramp-up: half-life at most cur_nimg * ema_rampup; None = off
+    G_reg_interval: int | None = 4,  # lazy path-length regularisation every N iterations; None = Gboth each step
+    D_reg_interval: int | None = 16,  # lazy R1 every N iterations; None = Dboth each step
+    augment_p: float = 0,  # initial augmentation probability
+    ada_target: float | None = None,  # ADA target for r_t; None = fixed p
+    ada_interval: int = 4,  # iterations between ADA adjustments of p
+    ada_kimg: float = 500,  # ADA speed: thousands of images for p to move from 0 to 1
+    total_kimg: float = 25000,  # training length in thousands of images
+    kimg_per_tick: float = 4,  # thousands of images between status lines (ticks)
+    image_snapshot_ticks: int | None = 50,  # fakes grid every N ticks; None = no grids (no reals.png either)
+    network_snapshot_ticks: int | None = 50,  # snapshot, metrics and checkpoint every N ticks; None = never
+    resume_pkl: str | None = None,  # network snapshot (path or URL) whose weights initialise G, D, G_ema
+    resume_checkpoint: str | None = None,  # checkpoint.pt to continue exactly
+    cudnn_benchmark: bool = True,  # torch.backends.cudnn.benchmark
+    allow_tf32: bool = False,  # TF32 in matmul and cuDNN
+    image_grid_size: tuple[int, int] | None = None,  # (columns, rows) of the grids; None = from the resolution
+    generator_terms: Sequence[GeneratorTerm] = (),  # extra generator losses added to Gmain (plug-ins)
+    discriminator_update: PhaseUpdate | None = None,  # update rule of the D phases (plug-in); None = GradientStep
+    generator_update: PhaseUpdate | None = None,  # update rule of the G phases (plug-in); None = GradientStep
+    fake_label_fn: Callable[[int], np.ndarray] | None = None,  # n -> [n, c_dim] fake labels; None = dataset's
+    abort_fn: Callable[[], bool] | None = None,  # asked at every tick; True ends the run after that tick
+    progress_fn: Callable[[int, int], None] | None = None,  # called with (kimg done, total kimg) at every tick
+    options: dict | None = None,  # the JSON-able options of the run, stored in the checkpoint
 ) -> None:
-    """Train G and D; writes grids, stats, snapshots and checkpoints into `run_dir` (rank 0 only).
-
-    `num_gpus` is the number of processes (the world size when launched by torchrun). `options` (the JSON-able
-    training options) are stored in the checkpoint for reference.
-    """
+    """Train G and D; writes grids, stats, snapshots and checkpoints into `run_dir` (rank 0 only)."""
     start_time = time.time()
     device = pick_device(rank)
     world = num_gpus
@@ -490,8 +464,10 @@ def training_loop(
     start_batch = resume_data["progress"]["batch_idx"] if resume_data is not None else 0
     if is_main:
         print("Loading training set...")
-    training_set, data_iter = load_training_data(training_set_kwargs, data_loader_kwargs, rank, world, random_seed,
-                                                 batch_per_rank, start_batch * batch_per_rank)
+    plugins = named_plugins(discriminator_update, generator_update, generator_terms)
+    training_set, real_batches = load_training_data(training_set_kwargs, data_loader_kwargs, rank, world,
+                                                    random_seed, batch_per_rank, start_batch * batch_per_rank, device,
+                                                    plugins)
     if is_main:
         print(f"Num images: {len(training_set)}  image shape: {training_set.image_shape}  "
               f"label shape: {training_set.label_shape}\nConstructing networks...")
@@ -512,7 +488,7 @@ def training_loop(
     rng_state = None
     if resume_data is not None:
         progress, rng_state = resume_from_checkpoint(resume_data, resume_checkpoint, nets, loss, phases, rank, world)
-        restore_plugin_state(resume_data, resume_checkpoint, discriminator_update)
+        restore_plugin_states(resume_data.get("plugins", {}), resume_checkpoint, plugins)
         del resume_data
 
     outputs = RunOutputs(run_dir, rank)
@@ -534,7 +510,7 @@ def training_loop(
         progress_fn(progress.cur_nimg // 1000, int(total_kimg))
     try:
         while True:
-            rounds = fetch_rounds(data_iter, training_set, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
+            rounds = fetch_rounds(real_batches, training_set, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
                                   device, fake_label_fn)
             run_iteration(phases, loss, rounds, progress.batch_idx, device)
             update_ema(nets.G, nets.G_ema, progress.cur_nimg, batch_size, ema_kimg, ema_rampup)
@@ -549,7 +525,7 @@ def training_loop(
             tick_end_time = time.time()
             status = report_progress(progress, nets, total_kimg, start_time, tick_start_time, tick_end_time,
                                      maintenance_time, device)
-            status += plugin_tick_report(discriminator_update)
+            status += plugin_tick_report(plugins)
             if is_main:
                 print(status)
             if abort_fn is not None and abort_fn():
@@ -560,7 +536,7 @@ def training_loop(
                 metric_values = run_tick_outputs(progress, nets, grid, run_dir, training_set_kwargs, metrics,
                                                  image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
                                                  rank, world, device,
-                                                 plugin_metadata(discriminator_update, *generator_terms),
+                                                 plugin_metadata(plugins),
                                                  metric_kwargs)
             stats_collector.update()
             outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
@@ -573,7 +549,7 @@ def training_loop(
             progress.tick_start_nimg = progress.cur_nimg
             if snapshot_due:  # after the counters advance: the checkpoint is the state the next iteration starts from
                 write_checkpoint(os.path.join(run_dir, ckpt.FILE_NAME), nets, loss, phases, progress,
-                                 training_set_kwargs, options or {}, is_main, discriminator_update)
+                                 training_set_kwargs, options or {}, is_main, plugins)
             tick_start_time = time.time()
             maintenance_time = tick_start_time - tick_end_time
             if done:
@@ -601,8 +577,7 @@ def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run
 
 
 def write_checkpoint(path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase], progress: Progress,
-                     training_set_kwargs: dict, options: dict, is_main: bool,
-                     discriminator_update: Any = None) -> None:
+                     training_set_kwargs: dict, options: dict, is_main: bool, plugins: dict[str, Any]) -> None:
     """Gather every process's RNG and ADA state, then rank 0 writes the checkpoint atomically."""
     process_states = dist_utils.all_gather_object(
         dict(rng=ckpt.capture_rng_state(), ada=nets.ada.state_dict() if nets.ada is not None else None))
@@ -612,41 +587,4 @@ def write_checkpoint(path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequenc
                          optimizers=optimizers_by_name(phases),
                          pl_mean=float(loss.pl_mean), progress=dataclasses.asdict(progress),
                          process_states=process_states, training_set_kwargs=training_set_kwargs, options=options,
-                         plugin_states=plugin_states(discriminator_update))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Optional methods of a discriminator update (see the module docstring).
-
-
-def plugin_states(plugin: Any) -> dict:
-    """{'discriminator_update': state} when the plug-in keeps state, else {}."""
-    state_dict = getattr(plugin, "state_dict", None)
-    return {} if state_dict is None else {"discriminator_update": state_dict()}
-
-
-def restore_plugin_state(data: dict, path: str, plugin: Any) -> None:
-    """Give a stateful plug-in its checkpointed state; refuse a checkpoint whose plug-in state would be dropped."""
-    state = data.get("plugins", {}).get("discriminator_update")
-    load_state_dict = getattr(plugin, "load_state_dict", None)
-    if state is not None and load_state_dict is None:
-        raise ValueError(f"{path}: the checkpoint holds discriminator-update state (e.g. a privacy account); "
-                         f"resume it with the same discriminator update (e.g. the same --dp options)")
-    if load_state_dict is not None:
-        load_state_dict(state)
-
-
-def plugin_metadata(*plugins: Any) -> dict:
-    """The merged `snapshot_metadata()` of the plug-ins that define it (D update, generator terms)."""
-    merged: dict = {}
-    for plugin in plugins:
-        snapshot_metadata = getattr(plugin, "snapshot_metadata", None)
-        if snapshot_metadata is not None:
-            merged.update(snapshot_metadata())
-    return merged
-
-
-def plugin_tick_report(plugin: Any) -> str:
-    report_tick = getattr(plugin, "report_tick", None)
-    text = "" if report_tick is None else report_tick()
-    return f" {text}" if text else ""
+                         plugin_states=plugin_states(plugins))

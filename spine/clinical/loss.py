@@ -1,32 +1,29 @@
-"""SpineGAN's clinical loss (a generator term) and label fidelity of a conditional generator.
+"""SpineGAN's clinical loss: a generator term judged by a frozen spine classifier.
 
 The clinical loss asks a frozen spine classifier whether a generated image shows the class it was conditioned
 on: L = weight * BCE(C(phi(G(z, c))), c_abnormal) in the paper, with weight 0.1. Unlike the original code,
 phi is the classifier's own input mapping (`SpineClassifier.preprocess_generated`), so the classifier sees a
 generated image exactly as it saw its real training PNGs. Multi-class labels use cross-entropy against
-argmax(c). Label fidelity measures the same agreement on samples, for metrics and reports.
+argmax(c). `spine.clinical.label_fidelity` measures the same agreement on samples, for metrics and reports.
 
 With `augment=True` (ours, not the paper's) the judge sees each generated image through a fresh random draw of
 the flips, rotations and crops it was trained with, so the loss is an expectation over those transforms. A
-generator can satisfy a fixed small classifier with pixel-exact patterns that are no lesion (our benchmark: the
-judge's label-fidelity AUC 0.998 while a classifier trained on the images stays at chance); a pattern must
-survive resampling to pay off under the expectation.
+generator can satisfy a fixed small classifier with pixel-exact patterns that are no lesion (docs/RESULTS.md
+shows the judge convinced while a classifier trained on the images stays at chance); a pattern must survive
+resampling to pay off under the expectation.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from spine.classifier.artifact import SpineClassifier, check_compatible
 from spine.classifier.training import TrainOptions, augment_batch
-from spine.evaluation.scoring import evaluate_scores
 
-__all__ = ["ClinicalLoss", "check_compatible", "label_fidelity"]
+__all__ = ["ClinicalLoss", "check_compatible"]
 
 
 class ClinicalLoss:
@@ -88,43 +85,3 @@ def training_augmentation(classifier: SpineClassifier) -> dict[str, Any]:
     return dict(flip_prob=float(trained.get("flip_prob", defaults.flip_prob)),
                 max_rotate_deg=float(trained.get("max_rotate_deg", defaults.max_rotate_deg)),
                 crop_scale=tuple(float(x) for x in trained.get("crop_scale", defaults.crop_scale)))
-
-
-@torch.no_grad()
-def label_fidelity(G: nn.Module, classifier: SpineClassifier, num_per_class: int = 500, seed: int = 0,
-                   batch_size: int = 32, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """How well generated images show their conditioning class, judged by the classifier.
-
-    Samples `num_per_class` images per class (z from a seeded normal, noise_mode='const') and reports, per class
-    and overall, the accuracy of the classifier's decision (its validation thresholds for 'abnormality',
-    argmax for 'lesion') and the AUC of its probabilities for the conditioning labels. G must already be on
-    `device`; the classifier is moved there.
-    """
-    check_compatible(classifier, None, G.c_dim)
-    classifier = classifier.to(device)
-    generator = torch.Generator().manual_seed(seed)
-    labels, probs = [], []
-    for k in range(G.c_dim):
-        for start in range(0, num_per_class, batch_size):
-            n = min(batch_size, num_per_class - start)
-            z = torch.randn(n, G.z_dim, generator=generator).to(device)
-            c = F.one_hot(torch.full((n,), k), G.c_dim).to(device, torch.float32)
-            img = G(z, c, noise_mode="const")
-            probs.append(classifier.probabilities(classifier(classifier.preprocess_generated(img))).cpu())
-            labels.append(torch.full((n,), k))
-    labels_np, probs_np = torch.cat(labels).numpy(), torch.cat(probs).double().numpy()
-    if classifier.spec.num_outputs == 1:
-        predicted = (probs_np >= classifier.spec.thresholds[0]).astype(np.int64)
-    else:
-        predicted = probs_np.argmax(axis=1)
-    names = list(classifier.spec.class_names)
-    scores = evaluate_scores(labels_np, probs_np, names, n_resamples=200, seed=seed)
-    per_class_auc = ({name: scores["auc"] for name in names} if scores["task"] == "binary"
-                     else {name: scores["per_class"][name]["auc"] for name in names})
-    return dict(
-        num_per_class=num_per_class, seed=seed,
-        per_class={name: dict(accuracy=float((predicted[labels_np == k] == k).mean()), auc=per_class_auc[name])
-                   for k, name in enumerate(names)},
-        accuracy=float((predicted == labels_np).mean()),
-        auc=scores["auc"] if scores["task"] == "binary" else scores["macro_auc"],
-        auc_ci=scores["auc_ci"] if scores["task"] == "binary" else scores["macro_auc_ci"])

@@ -35,16 +35,22 @@ def class_counts(dataset: ImageFolderDataset) -> dict[str, int]:
     return {name: len(idx) for name, idx in preview_rows(dataset, per_class=len(dataset))}
 
 
-def render_grid(dataset: ImageFolderDataset, rows: list[tuple[str, list[int]]], per_class: int,
-                cell: int) -> PIL.Image.Image:
-    grid = PIL.Image.new("L", (_MARGIN + per_class * cell, max(len(rows), 1) * cell), color=0)
+def tile(image: np.ndarray, cell: int) -> PIL.Image.Image:
+    """CHW uint8 -> a gray `cell` x `cell` tile (box filter: whole pixels when enlarged, averages when reduced)."""
+    return PIL.Image.fromarray(image.mean(axis=0).astype(np.uint8), "L").resize((cell, cell), PIL.Image.BOX)
+
+
+def render_grid(dataset: ImageFolderDataset, rows: list[tuple[str, list[int]]], per_class: int, cell: int,
+                names_column: bool = True) -> PIL.Image.Image:
+    """One row of tiles per (name, dataset indices); with `names_column`, the row names on the left."""
+    margin = _MARGIN if names_column else 0
+    grid = PIL.Image.new("L", (margin + per_class * cell, max(len(rows), 1) * cell), color=0)
     draw = PIL.ImageDraw.Draw(grid)
     for r, (name, indices) in enumerate(rows):
-        draw.text((4, r * cell + cell // 2 - 6), f"{name} ({len(indices)} shown)", fill=255)
+        if names_column:
+            draw.text((4, r * cell + cell // 2 - 6), f"{name} ({len(indices)} shown)", fill=255)
         for c, idx in enumerate(indices):
-            image, _label = dataset[idx]
-            tile = PIL.Image.fromarray(image.mean(axis=0).astype(np.uint8), "L").resize((cell, cell), PIL.Image.BOX)
-            grid.paste(tile, (_MARGIN + c * cell, r * cell))
+            grid.paste(tile(dataset[idx][0], cell), (margin + c * cell, r * cell))
     return grid
 
 

@@ -15,13 +15,11 @@ import dataclasses
 import functools
 import math
 
-from opacus.accountants import create_accountant
-from opacus.accountants.utils import get_noise_multiplier
-
 ACCOUNTANTS = ("rdp", "prv")
 
 
 def check_accountant(name: str) -> None:
+    """Refuse an accountant Opacus does not offer here, naming the option."""
     if name not in ACCOUNTANTS:
         raise ValueError(f"--dp-accountant={name!r}: expected one of {ACCOUNTANTS}")
 
@@ -34,6 +32,7 @@ def epsilon_after(steps: int, noise_multiplier: float, sample_rate: float, delta
         return 0.0
     if noise_multiplier <= 0:
         return math.inf
+    from opacus.accountants import create_accountant  # imported on use: opacus takes seconds to import
     acc = create_accountant(mechanism=accountant)
     acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
     return float(acc.get_epsilon(delta=delta))
@@ -45,6 +44,7 @@ def calibrate_noise_multiplier(target_epsilon: float, delta: float, sample_rate:
     check_accountant(accountant)
     if not target_epsilon > 0:
         raise ValueError(f"--dp-epsilon must be positive, got {target_epsilon}")
+    from opacus.accountants.utils import get_noise_multiplier
     return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
                                       steps=int(steps), accountant=accountant))
 

@@ -1,4 +1,5 @@
-"""--dp* options -> training-loop settings and plug-ins (train.py calls `configure` and `build_plugins`).
+"""The --dp* options: declared here (`OPTIONS`, composed into train.py's command), validated and turned into
+training-loop settings (`configure`, which sets args.dp) and plug-ins (`build_plugins`).
 
 --dp-mode=dpsgd (default): DP-SGD on D (`spine.dp.update`). Noise: --dp-noise-multiplier, or --dp-epsilon (with
 --dp-delta), calibrated so that the planned run (--kimg) ends at that epsilon; --dp-epsilon is also the budget at
@@ -13,28 +14,57 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import click
 import torch
 
+from dnnlib.cli import OptionGroup
 from spine.dp import accounting, guards, paper_mode
 from spine.dp.mechanism import MechanismConfig
+from spine.dp.sampling import UNITS
+from training import checkpoint as ckpt
 
 MODES = ("dpsgd", "paper")
 R1_INTERVAL = 16  # lazy R1 inside the per-sample loss, as often as the official Dreg phase
-DP_OPTIONS = ("dp_mode", "dp_noise_multiplier", "dp_epsilon", "dp_delta", "dp_max_grad_norm", "dp_accountant",
-              "dp_unit", "dp_clip", "dp_noise", "dp_label_prior")
+DEFAULT_DELTA = 1e-5
+DEFAULT_MAX_GRAD_NORM = 1.0
+DEFAULT_ACCOUNTANT = "rdp"
+DEFAULT_UNIT = "image"
+SETTING = "dp"  # args.dp: this plug-in's settings, recorded with the run (not a training_loop argument)
+
+OPTIONS = OptionGroup(
+    click.option("--dp", help="Differentially private training of D [default: false]", type=bool, default=False,
+                 metavar="BOOL"),
+    click.option("--dp-mode", help="dpsgd (per-sample clipping on D) or paper (authors' scheme, NOT DP)",
+                 type=click.Choice(MODES)),
+    click.option("--dp-noise-multiplier", help="Noise std / max grad norm", type=float, metavar="FLOAT"),
+    click.option("--dp-epsilon", help="Target epsilon: calibrates the noise for --kimg and stops there", type=float,
+                 metavar="FLOAT"),
+    click.option("--dp-delta", help=f"Target delta [default: {DEFAULT_DELTA:g}]", type=float, metavar="FLOAT"),
+    click.option("--dp-max-grad-norm", help=f"Per-sample clipping bound C [default: {DEFAULT_MAX_GRAD_NORM:g}; "
+                 f"paper: {paper_mode.PAPER_MAX_GRAD_NORM:g}]", type=float, metavar="FLOAT"),
+    click.option("--dp-accountant", help=f"Privacy accountant [default: {DEFAULT_ACCOUNTANT}]",
+                 type=click.Choice(accounting.ACCOUNTANTS)),
+    click.option("--dp-unit", help=f"Privacy unit: image, or study (needs study ids) [default: {DEFAULT_UNIT}]",
+                 type=click.Choice(UNITS)),
+    click.option("--dp-clip", help="Ablation: clipping on/off [default: on]", type=bool, metavar="BOOL"),
+    click.option("--dp-noise", help="Ablation: noise on/off [default: on]", type=bool, metavar="BOOL"),
+    click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
+    click.option("--dp-secure-rng", help="Draw DP noise and Poisson sampling from os.urandom (not reproducible) "
+                 "[default: false]", type=bool, metavar="BOOL"),
+)
 
 
-def configure(opts: Any, args: Any, saved_options: dict | None = None) -> list[str]:
+def configure(opts: Any, args: Any) -> list[str]:
     """Validate the --dp options and adjust `args` (D kwargs, phases, augmentation, batch split); sets args.dp.
 
-    `saved_options`: the checkpoint's options when resuming (its sigma is kept). Returns run-name parts.
+    When resuming a checkpoint (args.resume_checkpoint) its sigma is kept. Returns run-name parts.
     Raises guards.DPConfigError (a ValueError) naming the offending option.
     """
     args.dp = None
     if not opts.dp:
-        given = [name for name in DP_OPTIONS if opts.get(name) is not None]
+        given = OPTIONS.given(opts, exclude=("dp",))
         if given:
-            raise guards.DPConfigError(f"--{given[0].replace('_', '-')} needs --dp=1")
+            raise guards.DPConfigError(f"{given[0]} needs --dp=1")
         return []
     mode = opts.dp_mode or "dpsgd"
     if mode not in MODES:
@@ -43,6 +73,7 @@ def configure(opts: Any, args: Any, saved_options: dict | None = None) -> list[s
     noise = True if opts.dp_noise is None else bool(opts.dp_noise)
     if mode == "paper":
         return _configure_paper(opts, args, clip, noise)
+    saved_options = ckpt.checkpoint_options(args.resume_checkpoint) if args.get("resume_checkpoint") else None
     return _configure_dpsgd(opts, args, clip, noise, saved_options)
 
 
@@ -68,19 +99,18 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     if sample_rate > 1:
         raise guards.DPConfigError(f"--dp=1: the batch ({args.batch_size}) exceeds the number of images "
                                    f"({num_images}); lower --batch")
-    delta = 1e-5 if opts.dp_delta is None else float(opts.dp_delta)
+    delta = DEFAULT_DELTA if opts.dp_delta is None else float(opts.dp_delta)
     if not 0 < delta < 1 / num_images:
         raise guards.DPConfigError(f"--dp-delta={delta}: expected 0 < delta < 1/N = {1 / num_images:.3g} "
                                    f"(N = {num_images} images)")
-    accountant = opts.dp_accountant or "rdp"
-    if accountant not in accounting.ACCOUNTANTS:
-        raise guards.DPConfigError(f"--dp-accountant={accountant!r}: expected one of {accounting.ACCOUNTANTS}")
-    max_norm = 1.0 if opts.dp_max_grad_norm is None else float(opts.dp_max_grad_norm)
+    accountant = opts.dp_accountant or DEFAULT_ACCOUNTANT
+    accounting.check_accountant(accountant)
+    max_norm = DEFAULT_MAX_GRAD_NORM if opts.dp_max_grad_norm is None else float(opts.dp_max_grad_norm)
     planned_steps = math.ceil(args.total_kimg * 1000 / args.batch_size)
     multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options)
     private = MechanismConfig(max_norm, multiplier, clip, noise).is_private
     args.dp = dict(mode="dpsgd", noise_multiplier=multiplier, max_grad_norm=max_norm, delta=delta,
-                   accountant=accountant, unit=opts.dp_unit or "image", sample_rate=sample_rate,
+                   accountant=accountant, unit=opts.dp_unit or DEFAULT_UNIT, sample_rate=sample_rate,
                    epsilon_budget=float(opts.dp_epsilon) if opts.dp_epsilon is not None and private else None,
                    clip=clip, noise=noise, r1_interval=R1_INTERVAL, label_prior=_label_prior(opts.dp_label_prior),
                    secure_rng=bool(opts.dp_secure_rng))
@@ -129,8 +159,6 @@ def build_plugins(args: Any, device: torch.device) -> dict:
         return dict(discriminator_update=step, generator_update=step)
     from spine.dp.accounting import PrivacyAccount
     from spine.dp.update import DPDiscriminatorUpdate
-    from training.training_loop import construct_dataset
-    dataset = construct_dataset(args.training_set_kwargs)
     config = MechanismConfig(dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"],
                              secure_rng=dp.get("secure_rng", False))
     note = "" if config.is_private else "ablation:" + _ablation_tag(dp["clip"], dp["noise"]).lstrip("-")
@@ -138,8 +166,8 @@ def build_plugins(args: Any, device: torch.device) -> dict:
                              delta=dp["delta"], accountant=dp["accountant"], max_grad_norm=dp["max_grad_norm"],
                              unit=dp["unit"], epsilon_budget=dp["epsilon_budget"],
                              differentially_private=config.is_private, note=note)
-    update = DPDiscriminatorUpdate(dataset, account, config, r1_gamma=args.loss_kwargs.r1_gamma,
-                                   r1_interval=dp["r1_interval"], batch_gpu=args.batch_gpu, device=device)
-    prior = guards.PublicLabelPrior(dataset.label_dim, onehot=dataset.has_onehot_labels or dataset.label_dim == 0,
+    update = DPDiscriminatorUpdate(account, config, r1_gamma=args.loss_kwargs.r1_gamma, r1_interval=dp["r1_interval"])
+    labels = args.dataset_info
+    prior = guards.PublicLabelPrior(labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0,
                                     probs=dp["label_prior"])
     return dict(discriminator_update=update, fake_label_fn=prior, abort_fn=update.budget_exhausted)

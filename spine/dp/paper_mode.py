@@ -1,6 +1,6 @@
 """The authors' scheme (--dp-mode=paper), kept for the ablation: NOT differentially private.
 
-As in the SpineGAN code (fact sheet section 1.5): microbatch 1, then for every phase of G *and* D the whole-batch
+As in the authors' SpineGAN code: microbatch 1, then for every phase of G *and* D the whole-batch
 gradient gets Gaussian noise of std sigma (authors: 0.02) on every coordinate, and *then* the total gradient norm is
 clipped to C (authors: 1.5). Noise before clipping and clipping of the batch gradient (not of each record's
 gradient) bound no record's influence, so no epsilon follows from it; runs are labelled NOT-DP. The authors'

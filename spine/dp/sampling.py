@@ -1,5 +1,8 @@
 """Poisson sampling of privacy units (images, or studies = patients' examinations) for DP-SGD.
 
+The DP update hands a `PoissonSampler` to the training loop (`index_sampler`), whose data path draws and loads
+every iteration's real batch with it (`training.data_path.DrawnBatches`).
+
 Every step includes each unit independently with probability q, which is what the accountant's
 "subsampled Gaussian" assumes (a shuffled fixed-size batch is not). With unit='study' all images of a sampled
 study enter the batch together and their gradients are summed before clipping, so the guarantee protects a whole
@@ -8,24 +11,15 @@ study; the dataset must say which study each image belongs to (`image_info(i)['s
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from spine.dp.secure_random import secure_uniform
+from training.data_path import SampledBatch
 
 UNITS = ("image", "study")
-
-
-@dataclasses.dataclass
-class SampledBatch:
-    """Dataset indices of one Poisson draw, the unit of each index (0..num_units-1) and the number of units."""
-
-    indices: np.ndarray
-    unit_index: np.ndarray
-    num_units: int
 
 
 def study_groups(dataset: Any) -> list[list[int]]:
@@ -84,19 +78,3 @@ class PoissonSampler:
         indices = np.concatenate([self.groups[u] for u in chosen])
         unit_index = np.concatenate([np.full(len(self.groups[u]), k) for k, u in enumerate(chosen)])
         return SampledBatch(indices, unit_index.astype(np.int64), len(chosen))
-
-
-def chunk_units(batch: SampledBatch, max_images: int) -> list[SampledBatch]:
-    """Split a draw into chunks of at most ~max_images images without splitting a unit (memory bound)."""
-    chunks = []
-    bounds = np.flatnonzero(np.diff(batch.unit_index)) + 1
-    unit_starts = np.concatenate([[0], bounds, [len(batch.indices)]]).astype(int)
-    u = 0
-    while u < batch.num_units:
-        v = u + 1
-        while v < batch.num_units and unit_starts[v + 1] - unit_starts[u] <= max_images:
-            v += 1
-        lo, hi = unit_starts[u], unit_starts[v]
-        chunks.append(SampledBatch(batch.indices[lo:hi], batch.unit_index[lo:hi] - u, v - u))
-        u = v
-    return chunks

@@ -2,8 +2,9 @@
 
 One D step (phase Dboth; R1 is folded in, see below):
   1. Refuse the step if it would take epsilon past the budget (`budget_exhausted` then stops the run).
-  2. Poisson-sample privacy units (images or studies) from the training set with rate q; the loop's shuffled real
-     batch is not used, since the accountant's subsampling analysis assumes Poisson sampling.
+  2. The real batch is Poisson-sampled (images or studies, rate q): this update gives the loop its
+     `index_sampler`, so the loop's data path draws it instead of the shuffled stream, since the accountant's
+     subsampling analysis assumes Poisson sampling. The rounds keep each unit whole.
   3. Per-sample gradients of the real term softplus(-D(x_i)), plus every `r1_interval`-th step the R1 penalty
      r1_interval * gamma/2 |dD/dx_i|^2 inside the same per-sample loss; summed per unit, clipped to C, summed,
      N(0, (sigma C)^2) added; divided by the expected batch size q * N_images.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from spine.dp import mechanism, per_sample, sampling
@@ -30,26 +30,30 @@ from training.phase_update import Phase, PhaseRound, sanitize_gradients_
 class DPDiscriminatorUpdate:
     """Private D update; also keeps the privacy account (checkpointed, in snapshot metadata, logged per tick)."""
 
-    def __init__(self, dataset: Any, account: PrivacyAccount, config: mechanism.MechanismConfig,
-                 r1_gamma: float, r1_interval: int | None, batch_gpu: int, device: torch.device):
+    def __init__(self, account: PrivacyAccount, config: mechanism.MechanismConfig, r1_gamma: float,
+                 r1_interval: int | None):
         if r1_interval is not None and r1_interval < 1:
             raise ValueError(f"r1_interval must be >= 1 or None, got {r1_interval}")
-        self.dataset = dataset
         self.account = account
         self.config = config
         self.r1_gamma = float(r1_gamma)
         self.r1_interval = r1_interval
-        self.batch_gpu = int(batch_gpu)
-        self.device = torch.device(device)
-        self.sampler = sampling.PoissonSampler(sampling.unit_groups(dataset, account.unit), account.sample_rate,
-                                               secure=config.secure_rng)
+        self.sampler: sampling.PoissonSampler | None = None  # set when the loop asks for the index sampler
         self._announced_stop = False
+
+    def index_sampler(self, dataset: Any) -> sampling.PoissonSampler:
+        """The Poisson sampler of the privacy units, for the loop's data path (a plug-in method)."""
+        self.sampler = sampling.PoissonSampler(sampling.unit_groups(dataset, self.account.unit),
+                                               self.account.sample_rate, secure=self.config.secure_rng)
+        return self.sampler
 
     # ---- the update -----------------------------------------------------------------------------------------
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
         if phase.name == "Dreg":
             raise ValueError("DP-SGD folds R1 into the per-sample loss of the D step; build the phases with "
                              "D_reg_interval=None (train.py does this for --dp=1)")
+        if self.sampler is None:
+            raise RuntimeError("DP-SGD needs Poisson-sampled reals: the loop must draw them with index_sampler()")
         if not self.account.can_step():
             self._announce_stop()
             return
@@ -57,7 +61,7 @@ class DPDiscriminatorUpdate:
         params = dict(D.named_parameters())
         phase.opt.zero_grad(set_to_none=True)
         self._fake_gradients(D, loss, rounds)
-        private = self._private_real_gradient(D, loss.augment_pipe, self._r1_weight())
+        private = self._private_real_gradient(D, loss.augment_pipe, rounds, self._r1_weight())
         for name, p in params.items():
             p.grad = private[name] if p.grad is None else p.grad + private[name]
         sanitize_gradients_(list(params.values()))
@@ -82,30 +86,26 @@ class DPDiscriminatorUpdate:
         return self.r1_gamma / 2 * self.r1_interval
 
     def _private_real_gradient(self, D: torch.nn.Module, augment_pipe: torch.nn.Module | None,
-                               r1_weight: float) -> dict[str, torch.Tensor]:
-        """(clipped per-unit sum + noise) / expected batch size, as {param name: tensor}."""
+                               rounds: Sequence[PhaseRound], r1_weight: float) -> dict[str, torch.Tensor]:
+        """(clipped per-unit sum + noise) / expected batch size, as {param name: tensor}; a round never splits a
+        unit, so the rounds' clipped sums add up to the whole draw's."""
         total = {name: torch.zeros_like(p) for name, p in D.named_parameters()}
-        batch = self.sampler.sample()
-        for chunk in sampling.chunk_units(batch, self.batch_gpu):
-            img, c = self._load(chunk.indices)
+        for r in rounds:
+            if r.real_units is None:
+                raise ValueError("DP-SGD: the rounds' reals were not drawn by the Poisson sampler")
+            if len(r.real_units) == 0:
+                continue
+            img = r.real_img
             if augment_pipe is not None:
                 with torch.no_grad():
                     img = augment_pipe(img)
-            grads = per_sample.per_sample_real_gradients(D, img, c, r1_weight)
-            unit_index = torch.as_tensor(chunk.unit_index, device=self.device)
-            chunk_sum, _ = mechanism.clipped_sum(grads, unit_index, chunk.num_units, self.config)
+            grads = per_sample.per_sample_real_gradients(D, img, r.real_c, r1_weight)
+            round_sum, _ = mechanism.clipped_sum(grads, r.real_units, int(r.real_units[-1]) + 1, self.config)
             for name in total:
-                total[name] += chunk_sum[name]
+                total[name] += round_sum[name]
         noisy = mechanism.add_noise(total, self.config)
         scale = 1.0 / self.sampler.expected_batch_size
         return {name: g * scale for name, g in noisy.items()}
-
-    def _load(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images in [-1, 1] and labels of the given dataset indices, on the device."""
-        items = [self.dataset[int(i)] for i in indices]
-        img = torch.from_numpy(np.stack([im for im, _ in items])).to(self.device).to(torch.float32) / 127.5 - 1
-        c = torch.from_numpy(np.stack([lab for _, lab in items]).astype(np.float32)).to(self.device)
-        return img, c
 
     # ---- budget, logging and persistence (optional plug-in methods of the training loop) ----------------------
     def budget_exhausted(self) -> bool:

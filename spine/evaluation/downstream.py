@@ -38,18 +38,20 @@ REAL = "real"
 
 @dataclasses.dataclass(frozen=True)
 class DownstreamOptions:
-    """Classifier settings shared by every model, so the only difference between them is the training data."""
+    """Classifier settings shared by every model, so the only difference between them is the training data.
 
-    arch: str = "small_cnn"
+    The training defaults are the classifier's own (`TrainOptions`)."""
+
+    arch: str = TrainOptions.arch
     resolution: int | None = None  # default: the real training images' resolution
-    epochs: int = 30
-    patience: int = 5
-    batch_size: int = 32
-    lr: float = 1e-3
-    val_fraction: float = 0.2
-    seed: int = 0
+    epochs: int = TrainOptions.epochs
+    patience: int = TrainOptions.patience
+    batch_size: int = TrainOptions.batch_size
+    lr: float = TrainOptions.lr
+    val_fraction: float = TrainOptions.val_fraction
+    seed: int = TrainOptions.seed
     n_resamples: int = 1000
-    device: str = "cpu"
+    device: str = TrainOptions.device
 
     def train_options(self, resolution: int) -> TrainOptions:
         return TrainOptions(arch=self.arch, resolution=self.resolution or resolution, epochs=self.epochs,
@@ -214,16 +216,17 @@ def _parse_synthetic(_ctx: click.Context, _param: click.Parameter, values: tuple
               "(repeatable)")
 @click.option("--test", "test_path", required=True, type=click.Path(exists=True), help="Held-out real test images")
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder")
-@click.option("--arch", type=click.Choice(ARCHITECTURES), default="small_cnn", show_default=True)
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default=DownstreamOptions.arch, show_default=True)
 @click.option("--resolution", type=click.IntRange(min=8), default=None, help="Classifier input size")
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--batch", "batch_size", type=click.IntRange(min=2), default=32, show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+@click.option("--epochs", type=click.IntRange(min=1), default=DownstreamOptions.epochs, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=DownstreamOptions.patience, show_default=True)
+@click.option("--batch", "batch_size", type=click.IntRange(min=2), default=DownstreamOptions.batch_size,
               show_default=True)
-@click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
-@click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=DownstreamOptions.val_fraction, show_default=True)
+@click.option("--seed", type=dnnlib.SEED, default=DownstreamOptions.seed, show_default=True)
+@click.option("--n-resamples", type=click.IntRange(min=1), default=DownstreamOptions.n_resamples, show_default=True)
+@click.option("--device", default=DownstreamOptions.device, show_default=True)
 def main(real_train: str, synthetic: dict[str, str], test_path: str, outdir: str, **kwargs: Any) -> None:
     """Train on real / synthetic / real + synthetic images, test once on real images; AUC table with intervals."""
     results = run_downstream(real_train, synthetic, test_path, outdir, DownstreamOptions(**kwargs))

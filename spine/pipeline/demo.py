@@ -11,9 +11,9 @@ interruption and finished steps are skipped. Every step's time is logged and lis
 Modes:
   demo       (default) one generator (SpineGAN), 30 kimg at 32x32: about 15 minutes on 2 CPU cores. The images
              show spine columns; the numbers are illustrative, not converged.
-  benchmark  the paper's comparison (plain conditional StyleGAN2-ADA vs SpineGAN, plus DP-SGD when spine.dp is
-             installed), 40 kimg each at 32x32, twice the phantom images, 1,000 synthetic images per class and
-             more metrics: 68.5 minutes on an idle 2-core machine (docs/RESULTS.md has its table).
+  benchmark  the paper's comparison (plain conditional StyleGAN2-ADA vs SpineGAN, plus DP-SGD), 40 kimg each at
+             32x32, twice the phantom images, 1,000 synthetic images per class and more metrics (docs/RESULTS.md
+             has its table and duration).
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -53,8 +52,8 @@ DP_VARIANT = Variant("spinegan-dp", clinical_weight=0.1, train_args=("--dp=1", "
 
 
 def default_variants() -> tuple[Variant, ...]:
-    """The paper's models: plain conditional StyleGAN2-ADA, SpineGAN, and (with spine.dp) SpineGAN under DP-SGD."""
-    return PAPER_VARIANTS + ((DP_VARIANT,) if dp_available() else ())
+    """The paper's models: plain conditional StyleGAN2-ADA, SpineGAN, and SpineGAN under DP-SGD."""
+    return PAPER_VARIANTS + (DP_VARIANT,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,11 +123,6 @@ def _variant(data: Any, where: str) -> Variant:
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
     return Variant(data["name"], float(data.get("clinical_weight", 0.0)), tuple(data.get("train_args", ())))
-
-
-def dp_available() -> bool:
-    """True when spine.dp (DP-SGD for train.py) is installed."""
-    return importlib.util.find_spec("spine.dp") is not None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -280,6 +274,7 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
     With an independent `judge`, the label-fidelity metrics run again with it (results prefixed 'independent_').
     Real-image statistics are cached in <outdir>/metrics/real-stats, so later variants reuse the first one's.
     """
+    import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
     from metrics import metric_main
     from training.serialization import load_generator
     G = load_generator(snapshot, "cpu").eval()
@@ -403,8 +398,6 @@ def _variants_option(_ctx: click.Context, _param: click.Parameter, value: str | 
     for name in value.split(","):
         if name not in known:
             raise click.BadParameter(f"{name!r}: expected some of {sorted(known)} (or define variants in --config)")
-        if known[name].train_args and not dp_available():
-            raise click.BadParameter(f"{name!r} needs spine.dp, which is not installed")
         chosen.append(dataclasses.asdict(known[name]))
     return chosen
 

@@ -22,8 +22,11 @@ from typing import Any
 import click
 import numpy as np
 import PIL.Image
+import torch
 
 import dnnlib
+from spine.data.preview import render_grid, tile
+from spine.evaluation.privacy_audit import nearest
 from training.dataset import ImageFolderDataset
 
 SECTIONS = ("Headline", "Downstream", "Metrics", "Training curves", "Samples", "Nearest real neighbours",
@@ -116,23 +119,14 @@ def plot_curves(variant_stats: dict[str, list[dict]], variant_metrics: dict[str,
     return _save(fig, path)
 
 
-def _tile(image: np.ndarray, size: int) -> PIL.Image.Image:
-    """CHW uint8 -> a gray tile of `size` pixels (nearest: shows the pixels as they are)."""
-    gray = image.mean(axis=0).astype(np.uint8) if image.shape[0] != 1 else image[0]
-    return PIL.Image.fromarray(gray, "L").resize((size, size), PIL.Image.NEAREST)
-
-
 def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 64) -> tuple[str, list[str]]:
     """The first `per_class` synthetic images of each class, one row per class; returns (file, class names)."""
     dataset = ImageFolderDataset(dataset_path, use_labels=True)
     names = dataset.metadata.get("class_names") or [str(k) for k in range(dataset.label_dim)]
     labels = np.array([int(np.argmax(dataset.get_label(i))) for i in range(len(dataset))])
-    grid = PIL.Image.new("L", (per_class * cell, len(names) * cell))
-    for k in range(len(names)):
-        for c, idx in enumerate(np.flatnonzero(labels == k)[:per_class]):
-            grid.paste(_tile(dataset[int(idx)][0], cell), (c * cell, k * cell))
+    rows = [(name, np.flatnonzero(labels == k)[:per_class].tolist()) for k, name in enumerate(names)]
     with dnnlib.atomic_write(path, "wb") as f:
-        grid.save(f, format="png")
+        render_grid(dataset, rows, per_class, cell, names_column=False).save(f, format="png")
     return path.name, list(names)
 
 
@@ -144,20 +138,16 @@ def nearest_neighbours(synthetic_path: str, real_path: str, path: Path, num: int
     """
     real = ImageFolderDataset(real_path)
     fake = ImageFolderDataset(synthetic_path)
-    real_pixels = np.stack([real[i][0] for i in range(len(real))]).reshape(len(real), -1).astype(np.float32)
-    picks = np.linspace(0, len(fake) - 1, num).round().astype(int)
+    real_pixels = torch.from_numpy(np.stack([real[i][0] for i in range(len(real))]).reshape(len(real), -1))
+    samples = [fake[int(idx)][0] for idx in np.linspace(0, len(fake) - 1, num).round().astype(int)]
+    distance, best = nearest(torch.from_numpy(np.stack(samples).reshape(num, -1)), real_pixels)
     grid = PIL.Image.new("L", (2 * cell + 8, num * cell), color=255)
-    distances = []
-    for row, idx in enumerate(picks):
-        sample = fake[int(idx)][0]
-        d2 = ((real_pixels - sample.reshape(1, -1).astype(np.float32)) ** 2).mean(axis=1)
-        best = int(np.argmin(d2))
-        distances.append(float(np.sqrt(d2[best])))
-        grid.paste(_tile(sample, cell), (0, row * cell))
-        grid.paste(_tile(real[best][0], cell), (cell + 8, row * cell))
+    for row, sample in enumerate(samples):
+        grid.paste(tile(sample, cell), (0, row * cell))
+        grid.paste(tile(real[int(best[row])][0], cell), (cell + 8, row * cell))
     with dnnlib.atomic_write(path, "wb") as f:
         grid.save(f, format="png")
-    return path.name, distances
+    return path.name, [float(d) for d in distance / np.sqrt(real_pixels.shape[1])]
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import spine.evaluation.classifier_metrics  # noqa: F401 (registers the spine classifier with the metrics)
 from metrics_helpers import ReplayGenerator, tiny_generator
 from metrics import metric_main
 from metrics.domain import penultimate_features, spine_detector

@@ -1,13 +1,11 @@
-"""torch_utils.misc: shapes, constants, weight copying, module summary, sampler and DDP helpers."""
+"""torch_utils.misc: shapes, constants, weight copying and the infinite sampler."""
 
-import json
 import re
 
 import numpy as np
 import pytest
 import torch
 
-from training import distributed as dist_utils
 from torch_utils import misc
 
 
@@ -30,7 +28,6 @@ def test_constant_is_cached_per_value_dtype_and_shape():
     assert b.shape == (2, 3) and b.is_contiguous() and torch.all(b == 0.5)
     c = misc.constant(1.0, shape=[1, 3, 2, 2], memory_format=torch.channels_last)
     assert c.is_contiguous(memory_format=torch.channels_last)
-    assert misc.nan_to_num(torch.tensor([float('nan'), 1.0])).tolist() == [0.0, 1.0]
 
 
 def _offsets_fill_a_span(t: torch.Tensor) -> bool:
@@ -82,22 +79,6 @@ def test_copy_params_and_buffers_by_name():
         misc.copy_params_and_buffers(_Net(width=5), dst)
 
 
-def test_print_module_summary_counts_each_tensor_once(capsys):
-    net = _Net()
-    x = torch.randn(5, 4)
-    out = misc.print_module_summary(net, [x])
-    torch.testing.assert_close(out[0], net(x)[0])
-    text = capsys.readouterr().out
-    total = re.search(r'^\s*(\d+)\s+(\d+)\s+Total$', text, re.M)
-    assert total and int(total.group(1)) == 4 * 3 + 3 + 3 * 2 + 2 and int(total.group(2)) == 2
-    assert re.search(r'^\s*15\s+-\s+\[5, 3\]\s+float32\s+body\.0$', text, re.M)
-    assert re.search(r'^\s*-\s+2\s+\[5, 2\]\s+float32\s+<top-level>$', text, re.M)
-    assert '<top-level>:1' in text  # second output (the scalar)
-    misc.print_module_summary(net, [x], max_nesting=0)
-    text = capsys.readouterr().out
-    assert 'body.0' not in text and re.search(r'^\s*23\s+2\s+Total$', text, re.M)
-
-
 def test_infinite_sampler_stream():
     dataset = list(range(10))
     first = [i for _, i in zip(range(10), misc.InfiniteSampler(dataset, seed=3))]
@@ -113,40 +94,3 @@ def test_infinite_sampler_stream():
     assert plain == (dataset * 3)[:25]
     with pytest.raises(ValueError, match='rank'):
         misc.InfiniteSampler(dataset, rank=2, num_replicas=2)
-
-
-def test_ddp_sync_without_ddp_is_a_no_op():
-    net = _Net()
-    with misc.ddp_sync(net, sync=False):
-        net(torch.randn(1, 4))[0].sum().backward()
-    assert net.body[0].weight.grad is not None
-
-
-def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
-    torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
-    try:
-        torch.manual_seed(0)
-        net = _Net()
-        if rank == 1:
-            net.scale.fill_(float('nan'))  # becomes 0 for the comparison, rank 0 has 1
-        results = {}
-        for regex in [None, r'_Net\.scale']:
-            try:
-                misc.check_ddp_consistency(net, ignore_regex=regex)
-                results[str(regex)] = 'ok'
-            except AssertionError as exc:
-                results[str(regex)] = str(exc)
-        with open(f'{out_dir}/rank{rank}.json', 'w') as f:
-            json.dump(results, f)
-    finally:
-        dist_utils.shutdown()
-
-
-def test_check_ddp_consistency_across_two_gloo_processes(tmp_path):
-    # fork: the children inherit the imported torch instead of paying for a fresh import each.
-    torch.multiprocessing.start_processes(_ddp_worker, args=(str(tmp_path / 'init'), str(tmp_path)), nprocs=2,
-                                          join=True, start_method='fork')
-    rank0 = json.loads((tmp_path / 'rank0.json').read_text())
-    rank1 = json.loads((tmp_path / 'rank1.json').read_text())
-    assert rank0 == {'None': 'ok', r'_Net\.scale': 'ok'}
-    assert 'scale differs from rank 0' in rank1['None'] and rank1[r'_Net\.scale'] == 'ok'

@@ -9,7 +9,8 @@ from torch import nn
 
 from spine.classifier.artifact import ClassifierSpec, SpineClassifier
 from spine.classifier.models import build_network
-from spine.clinical.loss import ClinicalLoss, check_compatible, label_fidelity
+from spine.clinical.label_fidelity import label_fidelity
+from spine.clinical.loss import ClinicalLoss, check_compatible
 
 BINARY = ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode="abnormality",
                         class_names=("normal", "abnormal"), resolution=16, channels=1,

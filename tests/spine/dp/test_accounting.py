@@ -48,7 +48,7 @@ def test_calibrated_sigma_meets_target_for_planned_steps():
     sigma = accounting.calibrate_noise_multiplier(10.0, delta, q, steps, "rdp")
     assert accounting.epsilon_after(steps, sigma, q, delta, "rdp") <= 10.0
     assert accounting.epsilon_after(steps, sigma * 0.97, q, delta, "rdp") > 10.0 - 0.01
-    assert sigma == pytest.approx(0.73, abs=0.01)  # fact sheet table: N=5000, 200 kimg, eps=10 (rdp)
+    assert sigma == pytest.approx(0.73, abs=0.01)  # Opacus RDP: N=5000, batch 64, 200 kimg, eps=10
 
 
 def test_bad_options_are_named():

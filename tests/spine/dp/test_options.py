@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 import train
 from spine.dp import accounting, guards
+from spine.dp import options as dp_options
 
 
 @pytest.fixture
@@ -36,9 +37,16 @@ def test_refusals_name_the_option(run, extra, message):
     assert message in result.output
 
 
-def test_dp_option_without_dp_is_refused(run):
-    result, _ = run("--dp-epsilon", "3")
-    assert result.exit_code != 0 and "--dp-epsilon needs --dp=1" in result.output
+@pytest.mark.parametrize("flag, value", [("--dp-epsilon", "3"), ("--dp-secure-rng", "1"), ("--dp-clip", "0")])
+def test_dp_option_without_dp_is_refused(run, flag, value):
+    result, _ = run(flag, value)
+    assert result.exit_code != 0 and f"{flag} needs --dp=1" in result.output
+
+
+def test_every_declared_option_reaches_the_command():
+    command = {param.name for param in train.main.params}
+    assert set(dp_options.OPTIONS.names) <= command
+    assert dp_options.OPTIONS.names[0] == "dp" and "dp_secure_rng" in dp_options.OPTIONS.names
 
 
 def test_explicit_minibatch_std_is_refused_and_default_removed():

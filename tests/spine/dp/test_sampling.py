@@ -1,4 +1,4 @@
-"""Poisson sampling of images or studies, and chunking that never splits a unit."""
+"""Poisson sampling of images or studies."""
 
 import numpy as np
 import pytest
@@ -52,13 +52,3 @@ def test_study_units_take_all_their_images():
 def test_missing_study_id_is_named():
     with pytest.raises(ValueError, match="img1.png.*--dp-unit=image"):
         sampling.unit_groups(FakeDataset(["a", None]), "study")
-
-
-def test_chunks_cover_batch_without_splitting_units():
-    batch = sampling.SampledBatch(indices=np.arange(9), unit_index=np.array([0, 0, 0, 1, 2, 2, 3, 3, 3]),
-                                  num_units=4)
-    chunks = sampling.chunk_units(batch, max_images=4)
-    assert [c.indices.tolist() for c in chunks] == [[0, 1, 2, 3], [4, 5], [6, 7, 8]]
-    assert [c.unit_index.tolist() for c in chunks] == [[0, 0, 0, 1], [0, 0], [0, 0, 0]]
-    assert [c.num_units for c in chunks] == [2, 1, 1]
-    assert sampling.chunk_units(sampling.SampledBatch(np.zeros(0, int), np.zeros(0, int), 0), 4) == []

@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 from spine.dp import mechanism, sampling
 from spine.dp.secure_random import secure_normal, secure_uniform
+from training.dataset import construct_dataset
 
 
 def test_uniform_maps_the_os_bytes_onto_0_1(monkeypatch):
@@ -56,4 +57,5 @@ def test_option_reaches_the_sampler_and_the_mechanism(tmp_path, monkeypatch, dp_
     args = calls[-1]
     assert args.dp["secure_rng"] is True
     update = train.build_plugins(args, torch.device("cpu"))["discriminator_update"]
-    assert update.config.secure_rng and update.sampler.secure
+    assert update.config.secure_rng
+    assert update.index_sampler(construct_dataset(args.training_set_kwargs)).secure

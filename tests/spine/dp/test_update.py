@@ -1,4 +1,5 @@
-"""DPDiscriminatorUpdate: without clip/noise and with q = 1 it is the ordinary D step; it stops at the budget."""
+"""DPDiscriminatorUpdate: without clip/noise and with q = 1 it is the ordinary D step (R1 included); it stops at
+the budget; its reals come through the loop's data path, drawn by its own Poisson sampler."""
 
 import copy
 
@@ -8,7 +9,9 @@ import torch
 
 from spine.dp.accounting import PrivacyAccount
 from spine.dp.mechanism import MechanismConfig
+from spine.dp import sampling
 from spine.dp.update import DPDiscriminatorUpdate
+from training.data_path import DrawnBatches
 from training.loss import StyleGAN2Loss
 from training.networks import Discriminator, Generator
 from training.phase_update import GradientStep, Phase, PhaseRound
@@ -19,6 +22,8 @@ class TinyDataset:
         rng = np.random.RandomState(0)
         self.images = rng.randint(0, 256, [n, 1, 16, 16]).astype(np.uint8)
         self.labels = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
+        self.image_shape = [1, 16, 16]
+        self.label_dim = 2
 
     def __len__(self):
         return len(self.images)
@@ -42,33 +47,59 @@ def make_nets():
 def make_update(dataset, config, sample_rate=1.0, budget=None, r1_interval=None):
     account = PrivacyAccount(noise_multiplier=config.noise_multiplier, sample_rate=sample_rate, delta=1e-3,
                              accountant="rdp", epsilon_budget=budget, differentially_private=config.is_private)
-    return DPDiscriminatorUpdate(dataset, account, config, r1_gamma=1.0, r1_interval=r1_interval, batch_gpu=4,
-                                 device=torch.device("cpu"))
+    update = DPDiscriminatorUpdate(account, config, r1_gamma=1.0, r1_interval=r1_interval)
+    update.reals = DrawnBatches(dataset, update.index_sampler(dataset), torch.device("cpu"))
+    return update
 
 
-def rounds_for(dataset, n_fake=6):
+def rounds_for(update, num_rounds=1, n_fake=6):
+    """The loop's rounds: reals drawn through the data path (the update's sampler, or every image in order for the
+    standard step), fakes split evenly."""
+    if isinstance(update, DPDiscriminatorUpdate):
+        reals = next(update.reals).split(num_rounds)
+    else:
+        full = DrawnBatches(TinyDataset(), sampling.PoissonSampler([[i] for i in range(6)], 1.0), "cpu")
+        reals = next(full).split(num_rounds)
     torch.manual_seed(5)
-    real = torch.from_numpy(dataset.images).float() / 127.5 - 1
-    return [PhaseRound(real, torch.from_numpy(dataset.labels), torch.randn(n_fake, 8),
-                       torch.eye(2)[torch.arange(n_fake) % 2])]
+    gen_z = torch.randn(n_fake, 8).split(n_fake // num_rounds)
+    gen_c = torch.eye(2)[torch.arange(n_fake) % 2].split(n_fake // num_rounds)
+    return [PhaseRound(r.img, r.c, z, c, r.units) for r, z, c in zip(reals, gen_z, gen_c)]
 
 
-def step_with(update, G, D, dataset):
-    loss = StyleGAN2Loss("cpu", G, D, r1_gamma=0, style_mixing_prob=0, pl_weight=0)
+def step_with(update, G, D, r1_gamma=0.0, num_rounds=1):
+    loss = StyleGAN2Loss("cpu", G, D, r1_gamma=r1_gamma, style_mixing_prob=0, pl_weight=0)
     phase = Phase("Dboth", D, torch.optim.SGD(D.parameters(), lr=1.0), 1, update)
-    rounds = rounds_for(dataset)
+    rounds = rounds_for(update, num_rounds)
     torch.manual_seed(7)
     update(phase, loss, rounds)
+
+
+def assert_same_params(D, D_ref):
+    # float32 sums of a few hundred terms in another order: agreement to ~1e-6 relative, far below the step size.
+    for (name, p), p_ref in zip(D.named_parameters(), D_ref.parameters()):
+        assert torch.allclose(p, p_ref, atol=1e-6, rtol=1e-5), name
 
 
 def test_without_clip_and_noise_equals_standard_step():
     dataset = TinyDataset()
     G, D = make_nets()
     D_ref = copy.deepcopy(D)
-    step_with(make_update(dataset, MechanismConfig(1.0, 1.0, clip=False, noise=False)), G, D, dataset)
-    step_with(GradientStep(), G, D_ref, dataset)
-    for (name, p), p_ref in zip(D.named_parameters(), D_ref.parameters()):
-        assert torch.allclose(p, p_ref, atol=1e-6, rtol=1e-5), name
+    step_with(make_update(dataset, MechanismConfig(1.0, 1.0, clip=False, noise=False)), G, D, num_rounds=2)
+    step_with(GradientStep(), G, D_ref, num_rounds=2)
+    assert_same_params(D, D_ref)
+
+
+def test_r1_reaches_the_gradient():
+    # R1 every step (interval 1, weight gamma/2): the same step as the standard Dboth with R1 gamma 1 ...
+    dataset = TinyDataset()
+    G, D = make_nets()
+    D_ref, D_no_r1 = copy.deepcopy(D), copy.deepcopy(D)
+    step_with(make_update(dataset, MechanismConfig(1.0, 1.0, clip=False, noise=False), r1_interval=1), G, D)
+    step_with(GradientStep(), G, D_ref, r1_gamma=1.0)
+    assert_same_params(D, D_ref)
+    # ... and a different one from the step without R1.
+    step_with(make_update(dataset, MechanismConfig(1.0, 1.0, clip=False, noise=False)), G, D_no_r1)
+    assert any(not torch.allclose(p, q, atol=1e-4) for p, q in zip(D.parameters(), D_no_r1.parameters()))
 
 
 def test_clipped_private_part_is_bounded():
@@ -78,7 +109,7 @@ def test_clipped_private_part_is_bounded():
     before = [p.clone() for p in D.parameters()]
     update = make_update(dataset, MechanismConfig(1e-3, 0.0))
     update._fake_gradients = lambda *args: None
-    step_with(update, G, D, dataset)
+    step_with(update, G, D)
     change = torch.cat([(p - b).flatten() for p, b in zip(D.parameters(), before)]).norm()
     assert 0 < change <= 1e-3 * 1.0001
 
@@ -92,7 +123,7 @@ def test_stops_at_budget():
     changed = []
     for _ in range(5):
         before = [p.clone() for p in D.parameters()]
-        step_with(update, G, D, dataset)
+        step_with(update, G, D)
         changed.append(any(not torch.equal(p, b) for p, b in zip(D.parameters(), before)))
     assert changed == [True, True, True, False, False]
     assert update.account.steps == 3 and update.budget_exhausted()
@@ -118,5 +149,5 @@ def test_lazy_r1_runs_inside_the_step():
     G, D = make_nets()
     update = make_update(dataset, MechanismConfig(1.0, 0.0, noise=False), r1_interval=2)
     assert update._r1_weight() == pytest.approx(1.0)  # gamma/2 * interval at step 0
-    step_with(update, G, D, dataset)
+    step_with(update, G, D)
     assert update._r1_weight() == 0.0

@@ -1,0 +1,37 @@
+"""Click options declared once: a group decorates a command and knows its own parameter names.
+
+A plug-in declares its command-line options in its own module as an `OptionGroup`; the script composes the
+groups (`@group` on the command) and the plug-in's validation asks the group which of its options were given,
+so no list of names is kept by hand beside the declarations.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import click
+
+
+class OptionGroup:
+    """Click option decorators applied in the order written (the first one is listed first in --help)."""
+
+    def __init__(self, *options: Callable[[Callable], Callable]):
+        self.options = options
+
+    def __call__(self, command: Callable) -> Callable:
+        for option in reversed(self.options):
+            command = option(command)
+        return command
+
+    @property
+    def names(self) -> list[str]:
+        """The parameter names (e.g. 'dp_secure_rng'), in declaration order."""
+        def probe() -> None:
+            pass
+        params: list[click.Parameter] = getattr(self(probe), "__click_params__")
+        return [param.name for param in reversed(params)]
+
+    def given(self, opts: Mapping[str, Any], exclude: tuple[str, ...] = ()) -> list[str]:
+        """The flags (e.g. '--dp-secure-rng') of the options whose value is set (not None) in `opts`."""
+        return ["--" + name.replace("_", "-") for name in self.names
+                if name not in exclude and opts.get(name) is not None]
