@@ -25,6 +25,7 @@ import dnnlib
 from metrics import metric_main
 from metrics.detectors import DetectorUnavailable
 from metrics.metric_names import MetricNameError, parse_metric
+from torch_utils import misc
 
 
 def parse_metric_list(value: str) -> list[str]:
@@ -138,7 +139,8 @@ def free_port() -> int:
               show_default=True)
 @click.option("--batch", "batch_size", help="Images per detector call", type=click.IntRange(min=1), default=64,
               show_default=True)
-@click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda:<rank> if available]", metavar="DEVICE")
+@click.option("--device", type=misc.DEVICE, help="cpu, cuda, cuda:1 ... [default: cuda:<rank> if available]",
+              metavar="DEVICE")
 @click.option("--cache/--no-cache", default=True, show_default=True, help="Reuse and write real-image statistics")
 @click.option("--verbose", help="Show progress bars", type=bool, default=True, show_default=True, metavar="BOOL")
 def main(network: str, metric_list: str, data: str | None, mirror: bool | None, num_gpus: int, **options: Any) -> None:

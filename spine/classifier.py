@@ -26,6 +26,7 @@ from torch import nn
 
 import dnnlib
 from spine.classifier_models import ARCHITECTURES, build_network
+from torch_utils import misc
 
 FORMAT = "spinegan-classifier-v1"
 LABEL_MODES = ("abnormality", "lesion")
@@ -303,7 +304,7 @@ def cli() -> None:
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
 @click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Local state dict of the stock torchvision model (e.g. ImageNet weights)")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)
 def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, patience: int, batch_size: int,
           lr: float, val_fraction: float, seed: int, init_weights: str | None, device: str) -> None:
     """Train a classifier on a labelled dataset; the best epoch is chosen on a study-level validation split."""
@@ -329,7 +330,7 @@ def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, p
 @click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Bootstrap seed")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)
 def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resamples: int, seed: int,
              batch_size: int, device: str) -> None:
     """AUC with a bootstrap interval, sensitivity/specificity (validation threshold and Youden point), ROC."""

@@ -1,5 +1,6 @@
 """Generic torch helpers: shape assertions, cached constants, copying weights by name, module summaries,
-an infinite sampler for training streams, and DDP conveniences. Nothing here knows about GANs."""
+an infinite sampler for training streams, DDP conveniences, and the click type of --device. Nothing here knows
+about GANs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import re
 from typing import Any, Iterator, Sequence
 
+import click
 import numpy as np
 import torch
 
@@ -236,3 +238,33 @@ def check_ddp_consistency(module: torch.nn.Module, ignore_regex: str | None = No
         torch.distributed.broadcast(tensor=other, src=0)
         if not torch.equal(tensor, other):
             raise AssertionError(f'check_ddp_consistency: {full_name} differs from rank 0')
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line.
+
+
+class DeviceType(click.ParamType):
+    """The click type of every --device: a torch device string this machine has ('cpu', 'cuda', 'cuda:1', ...).
+
+    A misspelt device or a GPU the machine lacks is a usage error before any work, not a traceback from the first
+    tensor moved there. The value stays the string given (tools record it as plain data).
+    """
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            device = torch.device(value)
+        except (RuntimeError, TypeError):
+            self.fail(f"{value!r} is not a device; expected cpu, cuda or cuda:N", param, ctx)
+        if device.type == "cuda":
+            count = torch.cuda.device_count()
+            if count == 0:
+                self.fail(f"{value}: this machine has no CUDA device; use cpu", param, ctx)
+            if device.index is not None and device.index >= count:
+                self.fail(f"{value}: this machine has CUDA devices 0..{count - 1}", param, ctx)
+        return str(value)
+
+
+DEVICE = DeviceType()

@@ -150,3 +150,21 @@ def test_check_ddp_consistency_across_two_gloo_processes(tmp_path):
     rank1 = json.loads((tmp_path / 'rank1.json').read_text())
     assert rank0 == {'None': 'ok', r'_Net\.scale': 'ok'}
     assert 'scale differs from rank 0' in rank1['None'] and rank1[r'_Net\.scale'] == 'ok'
+
+
+@pytest.mark.parametrize("text, message", [
+    ("gpu", "'gpu' is not a device; expected cpu, cuda or cuda:N"),
+    ("cuda:99", "this machine has"),
+])
+def test_device_option_refuses_what_the_machine_lacks(text, message):
+    import click
+    from click.testing import CliRunner
+
+    @click.command()
+    @click.option("--device", type=misc.DEVICE, default="cpu")
+    def tool(device):
+        click.echo(f"device {device!r}")
+
+    assert CliRunner().invoke(tool, ["--device", "cpu"]).output == "device 'cpu'\n"
+    result = CliRunner().invoke(tool, ["--device", text])
+    assert result.exit_code == 2 and message in result.output
