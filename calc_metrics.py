@@ -31,6 +31,7 @@ import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine 
 from metrics import metric_main
 from metrics.detectors import DetectorUnavailable
 from metrics.metric_names import MetricNameError, parse_metric
+from torch_utils import misc
 
 
 def parse_metric_list(value: str) -> list[str]:
@@ -169,7 +170,8 @@ def free_port() -> int:
               show_default=True)
 @click.option("--batch", "batch_size", help="Images per detector call", type=click.IntRange(min=1), default=64,
               show_default=True)
-@click.option("--device", help="cpu, cuda, cuda:1 ... [default: cuda:<rank> if available]", metavar="DEVICE")
+@click.option("--device", type=misc.DEVICE, help="cpu, cuda, cuda:1 ... [default: cuda:<rank> if available]",
+              metavar="DEVICE")
 @click.option("--cache/--no-cache", default=True, show_default=True, help="Reuse and write real-image statistics")
 @click.option("--verbose", help="Show progress bars", type=bool, default=True, show_default=True, metavar="BOOL")
 def main(network: str | None, metric_list: str, data: str | None, data2: str | None, mirror: bool | None,

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 import dnnlib
 from dnnlib import MAX_SEED
+from torch_utils import misc
 
 
 def parse_range(text: str) -> list[int]:
@@ -106,7 +107,8 @@ def generate_images(G: torch.nn.Module, seeds: list[int], outdir: str, truncatio
 @click.option("--outdir", help="Where to save the output images", type=str, required=True, metavar="DIR")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per forward pass")
-@click.option("--device", type=str, default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available]")
+@click.option("--device", type=misc.DEVICE, default=None,
+              help="cpu, cuda, cuda:1 ... [default: cuda if available]")
 def main(network_pkl: str, seeds: list[int], truncation_psi: float, class_idx: int | None, noise_mode: str,
          outdir: str, batch_size: int, device: str | None) -> None:
     from training.serialization import load_generator

@@ -76,6 +76,7 @@ BAD_INPUTS = {
     "class out of range": (["--class", "2"], 2, "--class=2 is out of range: the network has classes 0..1"),
     "no class": (["--class", None], 2, "pass --class=0..1"),
     "outdir is a file": (["--outdir", "{text}"], 2, "exists and is not a folder"),
+    "misspelt device": (["--device", "gpu"], 2, "'gpu' is not a device; expected cpu, cuda or cuda:N"),
 }
 
 

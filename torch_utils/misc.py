@@ -1,10 +1,11 @@
-"""Generic torch helpers: shape assertions, cached constants, copying weights by name and an infinite sampler for
-training streams. Nothing here knows about GANs."""
+"""Generic torch helpers: shape assertions, cached constants, copying weights by name, an infinite sampler for
+training streams, and the click type of --device. Nothing here knows about GANs."""
 
 from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
 
+import click
 import numpy as np
 import torch
 
@@ -138,3 +139,33 @@ class InfiniteSampler(torch.utils.data.Sampler):
                 other = (slot - int(rng.integers(min(window, position + 1)))) % size
                 order[slot], order[other] = order[other], order[slot]
             position += 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line.
+
+
+class DeviceType(click.ParamType):
+    """The click type of every --device: a torch device string this machine has ('cpu', 'cuda', 'cuda:1', ...).
+
+    A misspelt device or a GPU the machine lacks is a usage error before any work, not a traceback from the first
+    tensor moved there. The value stays the string given (tools record it as plain data).
+    """
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            device = torch.device(value)
+        except (RuntimeError, TypeError):
+            self.fail(f"{value!r} is not a device; expected cpu, cuda or cuda:N", param, ctx)
+        if device.type == "cuda":
+            count = torch.cuda.device_count()
+            if count == 0:
+                self.fail(f"{value}: this machine has no CUDA device; use cpu", param, ctx)
+            if device.index is not None and device.index >= count:
+                self.fail(f"{value}: this machine has CUDA devices 0..{count - 1}", param, ctx)
+        return str(value)
+
+
+DEVICE = DeviceType()

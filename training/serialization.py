@@ -115,7 +115,7 @@ def load_network_pkl(source: str | os.PathLike | IO[bytes]) -> dict:
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         try:
-            with dnnlib.open_url(name, verbose=False) as f:
+            with dnnlib.open_url(name) as f:  # downloads (and caches) a URL, saying so on stderr
                 data = f.read()
         except OSError as exc:  # missing, a folder, unreadable, failed download
             raise dnnlib.UserError(f'{name}: cannot read the network snapshot ({_os_reason(exc)})') from None

@@ -12,6 +12,7 @@ from spine.classifier.data import load_labelled_images, predict_probabilities
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, train_classifier
 from spine.evaluation.scoring import evaluate_scores, roc_curves, save_json, save_roc_plot
+from torch_utils import misc
 
 
 @click.group()
@@ -34,7 +35,7 @@ def cli() -> None:
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
 @click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Local state dict of the stock torchvision model (e.g. ImageNet weights)")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)
 def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, patience: int, batch_size: int,
           lr: float, val_fraction: float, seed: int, init_weights: str | None, device: str) -> None:
     """Train a classifier on a labelled dataset; the best epoch is chosen on a study-level validation split."""
@@ -57,7 +58,7 @@ def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, p
 @click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Bootstrap seed")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)
 def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resamples: int, seed: int,
              batch_size: int, device: str) -> None:
     """AUC with a bootstrap interval, sensitivity/specificity (validation threshold and Youden point), ROC."""

@@ -32,6 +32,7 @@ from spine.classifier.data import LabelledImages, load_labelled_images, predict_
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, TrainResult, train_classifier
 from spine.evaluation.scoring import bootstrap_interval, evaluate_scores, roc_auc, save_json
+from torch_utils import misc
 
 REAL = "real"
 
@@ -226,7 +227,7 @@ def _parse_synthetic(_ctx: click.Context, _param: click.Parameter, values: tuple
               default=DownstreamOptions.val_fraction, show_default=True)
 @click.option("--seed", type=dnnlib.SEED, default=DownstreamOptions.seed, show_default=True)
 @click.option("--n-resamples", type=click.IntRange(min=1), default=DownstreamOptions.n_resamples, show_default=True)
-@click.option("--device", default=DownstreamOptions.device, show_default=True)
+@click.option("--device", type=misc.DEVICE, default=DownstreamOptions.device, show_default=True)
 def main(real_train: str, synthetic: dict[str, str], test_path: str, outdir: str, **kwargs: Any) -> None:
     """Train on real / synthetic / real + synthetic images, test once on real images; AUC table with intervals."""
     results = run_downstream(real_train, synthetic, test_path, outdir, DownstreamOptions(**kwargs))

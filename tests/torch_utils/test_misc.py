@@ -94,3 +94,21 @@ def test_infinite_sampler_stream():
     assert plain == (dataset * 3)[:25]
     with pytest.raises(ValueError, match='rank'):
         misc.InfiniteSampler(dataset, rank=2, num_replicas=2)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("gpu", "'gpu' is not a device; expected cpu, cuda or cuda:N"),
+    ("cuda:99", "this machine has"),
+])
+def test_device_option_refuses_what_the_machine_lacks(text, message):
+    import click
+    from click.testing import CliRunner
+
+    @click.command()
+    @click.option("--device", type=misc.DEVICE, default="cpu")
+    def tool(device):
+        click.echo(f"device {device!r}")
+
+    assert CliRunner().invoke(tool, ["--device", "cpu"]).output == "device 'cpu'\n"
+    result = CliRunner().invoke(tool, ["--device", text])
+    assert result.exit_code == 2 and message in result.output
