@@ -44,16 +44,34 @@ def format_time(seconds: float) -> str:
     return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it: Python has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_default_mode(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a temp file or directory the mode a plain open() / os.makedirs() would have given it.
+
+    mkstemp and mkdtemp create private (0600 / 0700) entries; renamed into place they would keep that mode, and
+    outputs meant for others (snapshots, datasets, reports) would be readable by their owner only.
+    """
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Write to a temp file beside `path`, then rename it over `path`.
 
-    A crash at any moment leaves either the old file or the complete new one, never half of one.
+    A crash at any moment leaves either the old file or the complete new one, never half of one. The file gets
+    the mode a plain open() would give it under the user's umask.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        apply_default_mode(tmp)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import os
+import stat
 import sys
 import threading
 
@@ -104,3 +105,20 @@ def test_logger_tees_stdout_and_stderr(tmp_path):
                                            (2 * 86400 + 3 * 3600 + 240, "2d 03h 04m")])
 def test_format_time(seconds, text):
     assert util.format_time(seconds) == text
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_write_gives_the_mode_of_a_plain_open(tmp_path, umask):
+    """The renamed temp file must not keep mkstemp's private 0600: others read snapshots, zips and reports."""
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.bin", "wb") as f:
+            f.write(b"x")
+        with dnnlib.atomic_write(tmp_path / "atomic.bin") as f:
+            f.write(b"x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask  # 0644 under 022, 0600 under 077
+    assert stat.S_IMODE(os.stat(tmp_path / "plain.bin").st_mode) == expected
+    assert stat.S_IMODE(os.stat(tmp_path / "atomic.bin").st_mode) == expected
+    assert dnnlib.util.current_umask() == old  # reading the mask leaves it as it was
