@@ -28,7 +28,7 @@ CHANGEABLE: dict[str, tuple[str, ...]] = {
     "allow_tf32": ("allow_tf32",),
 }
 PATH_OPTIONS = ("data", "clinical_loss", "metrics_classifier")  # recorded and compared as absolute paths
-NOT_RECORDED = ("resume",)  # what to continue from is not an option of the run itself
+NOT_RECORDED = ("resume", "outdir", "dry_run")  # where a run starts from and writes to is not part of the run
 # Training-loop settings that are not part of what a run is: where it writes, what it resumed from, its records.
 BOOKKEEPING = ("resume_checkpoint", "resume_pkl", "run_dir", "cli_options", "notes")
 
@@ -42,7 +42,7 @@ def flag(name: str) -> str:
 
 
 def recorded_options(opts: dict) -> dict:
-    """The command-line options to store with a run: paths made absolute, --resume left out."""
+    """The command-line options to store with a run: paths made absolute, --resume and --outdir left out."""
     recorded = {k: v for k, v in opts.items() if k not in NOT_RECORDED}
     for name in PATH_OPTIONS:
         if recorded.get(name) is not None:

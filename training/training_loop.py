@@ -13,7 +13,8 @@ Options and output files follow the official loop (fact sheet section 4). Differ
 
 Plug-ins: `discriminator_update` / `generator_update` replace the update rule of the D / G phases (DP-SGD, the
 authors' noise-and-clip scheme), `fake_label_fn(n)` draws the fake-image labels (default: labels of random training
-images). A discriminator update may also define any of these optional methods (DP's privacy account uses them):
+images), `abort_fn()` asked at every tick, stops the run cleanly (final snapshot and checkpoint) when it returns True
+or a non-empty reason, which is printed (DP: the privacy budget). A discriminator update may also define any of these optional methods (DP's privacy account uses them):
 `state_dict()` / `load_state_dict(state)` (kept in the checkpoint), `snapshot_metadata() -> dict` (merged into
 every network snapshot's metadata), `report_tick() -> str` (called once per tick before the stats are collected;
 the text joins the status line). A generator term may define `snapshot_metadata()` too (the clinical loss does).
@@ -467,7 +468,7 @@ def training_loop(
     discriminator_update: PhaseUpdate | None = None,
     generator_update: PhaseUpdate | None = None,
     fake_label_fn: Callable[[int], np.ndarray] | None = None,
-    abort_fn: Callable[[], bool] | None = None,
+    abort_fn: Callable[[], bool | str] | None = None,
     progress_fn: Callable[[int, int], None] | None = None,
     options: dict | None = None,
 ) -> None:
@@ -552,10 +553,11 @@ def training_loop(
             status += plugin_tick_report(discriminator_update)
             if is_main:
                 print(status)
-            if abort_fn is not None and abort_fn():
+            reason = abort_fn() if abort_fn is not None else None
+            if reason:  # a clean stop: this tick writes the final snapshot and checkpoint
                 done = True
                 if is_main:
-                    print("Aborting...")
+                    print(reason if isinstance(reason, str) else "Aborting...")
             with ckpt.preserved_rng_state():
                 metric_values = run_tick_outputs(progress, nets, grid, run_dir, training_set_kwargs, metrics,
                                                  image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
