@@ -1,6 +1,7 @@
 """Network snapshots: our own format, and official StyleGAN2-ADA pickles read without running their code.
 
-Our format (`spinegan-snapshot-v1`) is a `torch.save` of plain data only,
+Our format (`spinegan-snapshot-v1`) is a `torch.save` of plain data only (a training checkpoint,
+`training.checkpoint`, reads as a snapshot of its networks too),
     {format, nets: {name: {class_name, init_kwargs, state_dict}}, training_set_kwargs, metadata},
 so it is read back with `torch.load(weights_only=True)` and the networks are rebuilt from their constructor
 arguments. Only classes listed in `_SNAPSHOT_CLASSES` can be named.
@@ -26,6 +27,7 @@ import torch
 import torch._utils
 
 import dnnlib
+from training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 
 FORMAT = 'spinegan-snapshot-v1'
 NET_NAMES = ('G', 'D', 'G_ema', 'augment_pipe')
@@ -35,6 +37,13 @@ _SNAPSHOT_CLASSES = {
     'training.networks.Generator': ('training.networks', 'Generator'),
     'training.networks.Discriminator': ('training.networks', 'Discriminator'),
     'training.augment.AugmentPipe': ('training.augment', 'AugmentPipe'),
+}
+# A checkpoint's networks are named by role, not class.
+_CHECKPOINT_CLASSES = {
+    'G': 'training.networks.Generator',
+    'G_ema': 'training.networks.Generator',
+    'D': 'training.networks.Discriminator',
+    'augment_pipe': 'training.augment.AugmentPipe',
 }
 # Official persistent classes (bare class names as recorded by torch_utils.persistence) -> ours.
 _OFFICIAL_CLASSES = {
@@ -100,7 +109,8 @@ def _plain(obj: Any, where: str) -> Any:
 
 
 def load_network_pkl(path_or_file: str | os.PathLike | IO[bytes]) -> dict:
-    """Read our snapshot or an official StyleGAN2-ADA pickle, without executing code from the file.
+    """Read our snapshot, our training checkpoint or an official StyleGAN2-ADA pickle, without executing code
+    from the file.
 
     Returns dict(G, D, G_ema, augment_pipe, training_set_kwargs, metadata); absent entries are None.
     Networks come back on the CPU, in eval mode, without gradients.
@@ -131,6 +141,8 @@ def _load_from_stream(f: IO[bytes], source: str) -> dict:
 
 def _load_our_snapshot(data: bytes, source: str) -> dict:
     snapshot = torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+    if isinstance(snapshot, dict) and snapshot.get('format') == CHECKPOINT_FORMAT:
+        snapshot = _checkpoint_as_snapshot(snapshot)
     if not isinstance(snapshot, dict) or snapshot.get('format') != FORMAT:
         found = snapshot.get('format') if isinstance(snapshot, dict) else type(snapshot).__name__
         raise ValueError(f'{source}: expected format {FORMAT!r}, found {found!r}')
@@ -142,6 +154,14 @@ def _load_our_snapshot(data: bytes, source: str) -> dict:
         module = _build_module(record['class_name'], (), record['init_kwargs'], where)
         result[name] = _finish(_copy_tensors(module, record['state_dict'], where))
     return result
+
+
+def _checkpoint_as_snapshot(checkpoint: dict) -> dict:
+    """The networks of a training checkpoint (training.checkpoint) in snapshot form, so checkpoint.pt loads too."""
+    nets = {name: dict(entry, class_name=_CHECKPOINT_CLASSES[name])
+            for name, entry in checkpoint['nets'].items() if entry is not None}
+    return dict(format=FORMAT, nets=nets, training_set_kwargs=checkpoint.get('training_set_kwargs'),
+                metadata=dict(cur_nimg=checkpoint['progress']['cur_nimg']))
 
 
 def _empty_result(training_set_kwargs: dict | None, metadata: dict | None) -> dict:
