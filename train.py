@@ -366,7 +366,12 @@ def apply_preset_defaults(opts: dnnlib.EasyDict) -> None:
     if opts.kimg_per_tick is None:
         opts.kimg_per_tick = spec.get("kimg_per_tick", 4)
     if opts.workers is None:
-        opts.workers = spec.get("workers", 3)
+        opts.workers = spec.get("workers", min(3, available_cpus()))
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (torch warns about DataLoader workers beyond that)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def setup_training_loop_kwargs(opts: dnnlib.EasyDict, explicit: set[str] | None = None) -> tuple[str, dnnlib.EasyDict]:
@@ -561,7 +566,8 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--nhwc", help="Use NHWC memory format with FP16", type=bool, default=False, metavar="BOOL")
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, default=False, metavar="BOOL")
 @click.option("--allow-tf32", help="Allow PyTorch to use TF32 internally", type=bool, default=False, metavar="BOOL")
-@click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
+@click.option("--workers", help="Override number of DataLoader workers [default: 3, at most one per CPU core]",
+              type=int, metavar="INT")
 # SpineGAN's clinical loss (spine.clinical.loss).
 @click.option("--clinical-loss", help="classifier.pkl judging each generated image against its label",
               type=click.Path(exists=True, dir_okay=False), metavar="PKL")

@@ -174,28 +174,39 @@ def open_url(url: str, cache_dir: str | None = None, num_attempts: int = 3, verb
 
 
 class Logger:
-    """Tee everything written to stdout and stderr into a log file as well."""
+    """Tee everything written to stdout and stderr into a log file as well.
+
+    The file gets whole lines only: a progress bar redraws its line with carriage returns on the terminal, and
+    the file keeps just the last state of each such line.
+    """
 
     def __init__(self, file_name: str | None = None, file_mode: str = "a", should_flush: bool = True):
         self.file = open(file_name, file_mode, encoding="utf-8") if file_name is not None else None
         self.should_flush = should_flush
+        self.pending: dict[str, str] = {}  # per stream, the text after its last newline
         self.stdout, self.stderr = sys.stdout, sys.stderr
-        sys.stdout = _Tee(self.stdout, self)
-        sys.stderr = _Tee(self.stderr, self)
+        sys.stdout = _Tee(self.stdout, self, "stdout")
+        sys.stderr = _Tee(self.stderr, self, "stderr")
 
-    def write_to_file(self, text: str) -> None:
-        if self.file is not None:
-            self.file.write(text)
-            if self.should_flush:
-                self.file.flush()
+    def write_to_file(self, text: str, stream: str = "stdout") -> None:
+        if self.file is None:
+            return
+        *lines, self.pending[stream] = (self.pending.get(stream, "") + text).split("\n")
+        for line in lines:
+            self.file.write(_last_redraw(line) + "\n")
+        if lines and self.should_flush:
+            self.file.flush()
 
     def close(self) -> None:
-        """Restore stdout/stderr and close the log file."""
+        """Restore stdout/stderr, write unfinished lines and close the log file."""
         if isinstance(sys.stdout, _Tee) and sys.stdout.logger is self:
             sys.stdout = self.stdout
         if isinstance(sys.stderr, _Tee) and sys.stderr.logger is self:
             sys.stderr = self.stderr
         if self.file is not None:
+            for rest in self.pending.values():
+                if _last_redraw(rest).strip():
+                    self.file.write(_last_redraw(rest) + "\n")
             self.file.close()
             self.file = None
 
@@ -206,14 +217,19 @@ class Logger:
         self.close()
 
 
+def _last_redraw(line: str) -> str:
+    """What a terminal finally shows of a line that was redrawn with carriage returns."""
+    return line.rstrip("\r").rsplit("\r", 1)[-1]
+
+
 class _Tee:
     """A stream that writes to the original stream and to the logger's file."""
 
-    def __init__(self, stream: IO[str], logger: Logger):
-        self.stream, self.logger = stream, logger
+    def __init__(self, stream: IO[str], logger: Logger, name: str):
+        self.stream, self.logger, self.name = stream, logger, name
 
     def write(self, text: str) -> int:
-        self.logger.write_to_file(text)
+        self.logger.write_to_file(text, self.name)
         return self.stream.write(text)
 
     def flush(self) -> None:

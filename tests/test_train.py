@@ -186,7 +186,8 @@ def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
     result = invoke(*common, "--kimg", "0.032", "--kimg-per-tick", "0.016")
     assert result.exit_code == 0, result.output
     run = os.path.join(out, "00000-ds-demo-kimg0.032-batch8")
-    assert {"checkpoint.pt", "log.txt", "stats.jsonl", "fakes000000.png", "network-snapshot-000000.pkl"} <= set(os.listdir(run))
+    assert {"checkpoint.pt", "log.txt", "stats.jsonl", "fakes000000.032.png", "network-snapshot-000000.032.pkl"} \
+        <= set(os.listdir(run))
     assert "bias_act: using reference path (tensor is on cpu" in open(os.path.join(run, "log.txt")).read()
     ckpt_path = os.path.join(run, "checkpoint.pt")
     refused = invoke(*common, "--kimg", "0.048", "--gamma", "3", "--resume", ckpt_path)
@@ -198,3 +199,12 @@ def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
     log = open(os.path.join(out, "00001-ds-demo-kimg0.048-batch8-continued", "log.txt")).read()
     assert "Resumed from checkpoint" in log and "at 0.032 kimg" in log
     assert "changed:\n  --kimg: the run has 0.032, now 0.048\n" in log  # the log says what differs from the run
+
+
+@pytest.mark.parametrize("cores, workers", [(2, 2), (16, 3)])
+def test_dataloader_workers_fit_the_machine(tmp_path, captured, monkeypatch, cores, workers):
+    """The official 3 workers, but never more than the cores (torch warns about 3 workers on 2 cores)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    data = write_dataset(str(tmp_path / "ds"))
+    assert invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none").exit_code == 0
+    assert captured[0].data_loader_kwargs["num_workers"] == workers

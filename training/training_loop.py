@@ -344,11 +344,23 @@ def cpu_copy(module: torch.nn.Module | None) -> torch.nn.Module | None:
     return None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
 
 
+def kimg_tag(cur_nimg: int, fine: bool) -> str:
+    """The kimg in snapshot and grid names: '000040' as officially, or to the image ('000000.016') in runs whose
+    snapshots can come less than 1 kimg apart, so that none overwrites another; either way names sort in order."""
+    return f"{cur_nimg // 1000:06d}" + (f".{cur_nimg % 1000:03d}" if fine else "")
+
+
+def needs_fine_names(total_kimg: float, kimg_per_tick: float, snapshot_ticks: Sequence[int | None]) -> bool:
+    """Whole-kimg names are unique when snapshots are at least 1 kimg apart and the run ends on a whole kimg."""
+    ticks = [t for t in snapshot_ticks if t is not None]
+    return total_kimg != int(total_kimg) or (bool(ticks) and kimg_per_tick * min(ticks) < 1)
+
+
 def save_snapshot(nets: Nets, run_dir: str, cur_nimg: int, training_set_kwargs: dict,
-                  extra_metadata: dict | None = None) -> str:
-    """network-snapshot-{kimg:06d}.pkl (written atomically by training.serialization); returns its path."""
+                  extra_metadata: dict | None = None, fine_names: bool = False) -> str:
+    """network-snapshot-<kimg_tag>.pkl (written atomically by training.serialization); returns its path."""
     from training.serialization import save_network_snapshot
-    path = os.path.join(run_dir, f"network-snapshot-{cur_nimg // 1000:06d}.pkl")
+    path = os.path.join(run_dir, f"network-snapshot-{kimg_tag(cur_nimg, fine_names)}.pkl")
     save_network_snapshot(path, G=cpu_copy(nets.G), D=cpu_copy(nets.D), G_ema=cpu_copy(nets.G_ema),
                           augment_pipe=cpu_copy(nets.augment_pipe), training_set_kwargs=dict(training_set_kwargs),
                           metadata=dict(extra_metadata or {}, cur_nimg=cur_nimg))
@@ -408,7 +420,7 @@ def report_progress(progress: Progress, nets: Nets, total_kimg: float, start_tim
     fields = [
         f"tick {report('Progress/tick', progress.cur_tick):<5d}",
         f"kimg {report('Progress/kimg', cur_nimg / 1000):<8.1f}",
-        f"time {total_sec:<8.1f}",
+        f"time {dnnlib.util.format_time(total_sec):<12s}",
         f"sec/tick {report('Timing/sec_per_tick', sec_per_tick):<7.1f}",
         f"sec/kimg {report('Timing/sec_per_kimg', sec_per_kimg):<7.2f}",
         f"left {time_left(progress, total_kimg, sec_per_kimg):<8}",
@@ -526,6 +538,7 @@ def training_loop(
     if rng_state is not None:
         ckpt.restore_rng_state(rng_state)  # last, so nothing above shifts the restored streams
 
+    fine_names = needs_fine_names(total_kimg, kimg_per_tick, [image_snapshot_ticks, network_snapshot_ticks])
     if is_main:
         print(f"Training for {total_kimg} kimg...\n")
     stats_collector = training_stats.Collector(regex=".*")
@@ -563,7 +576,7 @@ def training_loop(
                                                  image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
                                                  rank, world, device,
                                                  plugin_metadata(discriminator_update, *generator_terms),
-                                                 metric_kwargs)
+                                                 metric_kwargs, fine_names)
             stats_collector.update()
             outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
             if progress_fn is not None:
@@ -589,15 +602,19 @@ def training_loop(
 def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run_dir: str, training_set_kwargs: dict,
                      metrics: Sequence[str], image_snapshot_ticks: int | None, network_snapshot_ticks: int | None,
                      batch_gpu: int, done: bool, rank: int, world: int, device: torch.device,
-                     snapshot_metadata: dict | None = None, metric_kwargs: dict | None = None) -> dict[str, float]:
-    """Image grid, network snapshot and metrics when due at this tick; returns the metric values."""
+                     snapshot_metadata: dict | None = None, metric_kwargs: dict | None = None,
+                     fine_names: bool = False) -> dict[str, float]:
+    """Image grid, network snapshot and metrics when due at this tick; returns the metric values.
+
+    `fine_names`: name the files to the image (see `kimg_tag`)."""
     tick = progress.cur_tick
     if grid is not None and (done or tick % image_snapshot_ticks == 0):
-        save_fakes(nets.G_ema, grid, os.path.join(run_dir, f"fakes{progress.cur_nimg // 1000:06d}.png"), batch_gpu)
+        save_fakes(nets.G_ema, grid, os.path.join(run_dir, f"fakes{kimg_tag(progress.cur_nimg, fine_names)}.png"),
+                   batch_gpu)
     if network_snapshot_ticks is None or not (done or tick % network_snapshot_ticks == 0):
         return {}
-    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, snapshot_metadata) \
-        if rank == 0 else ""
+    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, snapshot_metadata,
+                                 fine_names) if rank == 0 else ""
     return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device,
                        metric_kwargs)
 

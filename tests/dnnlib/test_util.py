@@ -101,6 +101,22 @@ def test_logger_tees_stdout_and_stderr(tmp_path):
     assert log.read_text() == "to stdout\nto stderr\n"
 
 
+def test_logger_keeps_progress_bars_off_the_file(tmp_path, capsys):
+    """A tqdm bar redraws its line with \\r: the terminal sees every state, the file only the final line."""
+    from tqdm import tqdm
+    log = tmp_path / "log.txt"
+    logger = dnnlib.Logger(str(log), file_mode="w")
+    print("before")
+    for _ in tqdm(range(3), desc="bar", file=sys.stderr, mininterval=0, ascii=True):
+        pass
+    sys.stdout.write("left\rright")  # an unfinished line is written at close, as last drawn
+    logger.close()
+    lines = log.read_text().splitlines()
+    assert "\r" not in log.read_text() and lines[0] == "before" and lines[2] == "right" and len(lines) == 3
+    assert lines[1].startswith("bar: 100%") and "3/3" in lines[1]
+    assert capsys.readouterr().err.count("\r") >= 3  # the terminal got the redraws
+
+
 @pytest.mark.parametrize("seconds, text", [(5.4, "5s"), (184, "3m 04s"), (3723, "1h 02m 03s"),
                                            (2 * 86400 + 3 * 3600 + 240, "2d 03h 04m")])
 def test_format_time(seconds, text):
