@@ -72,6 +72,7 @@ def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
     # Snapshots at 4 and 12 images (ticks 0 and 2, then done) are named to the image: whole kimg would collide.
     assert {"reals.png", "fakes_init.png", "fakes000000.004.png", "fakes000000.012.png", "stats.jsonl",
             "checkpoint.pt", "network-snapshot-000000.004.pkl", "network-snapshot-000000.012.pkl"} <= files
+    assert any(name.startswith("events.out.tfevents.") for name in files)  # TensorBoard, as the official loop
     reals = PIL.Image.open(os.path.join(run, "reals.png"))
     assert reals.mode == "L" and reals.size == (4 * 16, 2 * 16)
     lines = [json.loads(line) for line in open(os.path.join(run, "stats.jsonl"))]
