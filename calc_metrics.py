@@ -57,6 +57,13 @@ def dataset_kwargs_for(snapshot_kwargs: dict | None, data: str | None, mirror: b
     return kwargs
 
 
+def recorded_classifier(snapshot: dict) -> str | None:
+    """The spine classifier the training run scored its snapshots with (--metrics-classifier, or the clinical
+    loss's), when the snapshot records one and the file is still there."""
+    path = (snapshot.get("metadata") or {}).get("metrics_classifier")
+    return path if path and os.path.isfile(path) else None
+
+
 def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = None) -> None:
     """Evaluate every metric in one process (rank of args.num_gpus) and report on rank 0."""
     from training.serialization import load_network_pkl
@@ -73,10 +80,15 @@ def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
     G = snapshot["G_ema"].to(device).eval().requires_grad_(False)
     dataset_kwargs = dataset_kwargs_for(snapshot["training_set_kwargs"], args.data, args.mirror, G.c_dim,
                                         args.network)
+    classifier = args.classifier
+    if classifier is None and any(parse_metric(m).space == "spine" for m in args.metrics):
+        classifier = recorded_classifier(snapshot)
+        if classifier is not None and rank == 0:
+            print(f"Spine metrics use the classifier the run recorded: {classifier}")
     for metric in args.metrics:
         result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=dataset_kwargs, num_gpus=args.num_gpus,
                                          rank=rank, device=device, detector=args.detector, vgg16=args.vgg16,
-                                         classifier=args.classifier, progress=args.verbose, seed=args.seed,
+                                         classifier=classifier, progress=args.verbose, seed=args.seed,
                                          batch_size=args.batch_size, cache=args.cache)
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network)
@@ -100,7 +112,8 @@ def free_port() -> int:
                                  "bundled weights, then the dnnlib cache, then the official URL]", metavar="PATH")
 @click.option("--vgg16", help="VGG16 detector for precision/recall (path or URL) [default: dnnlib cache, then the "
                               "official URL]", metavar="PATH")
-@click.option("--classifier", help="classifier.pkl for the *_spine and label_fidelity metrics", metavar="PATH")
+@click.option("--classifier", help="classifier.pkl for the *_spine and label_fidelity metrics [default: the one "
+              "recorded in the snapshot]", metavar="PATH")
 @click.option("--seed", help="Seed of latents, labels and real subsets", type=int, default=0, show_default=True)
 @click.option("--batch", "batch_size", help="Images per detector call", type=click.IntRange(min=1), default=64,
               show_default=True)

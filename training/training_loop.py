@@ -613,7 +613,10 @@ def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run
                    batch_gpu)
     if network_snapshot_ticks is None or not (done or tick % network_snapshot_ticks == 0):
         return {}
-    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, snapshot_metadata,
+    metadata = dict(snapshot_metadata or {})
+    if (metric_kwargs or {}).get("classifier"):
+        metadata["metrics_classifier"] = metric_kwargs["classifier"]  # calc_metrics.py's default for spine metrics
+    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, metadata,
                                  fine_names) if rank == 0 else ""
     return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device,
                        metric_kwargs)

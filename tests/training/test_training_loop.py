@@ -64,7 +64,8 @@ def dataset(tmp_path_factory) -> str:
 
 def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
     run = str(tmp_path / "run")
-    training_loop(**loop_kwargs(dataset, run, total_kimg=0.012))  # 3 iterations, ticks 0..2
+    training_loop(**loop_kwargs(dataset, run, total_kimg=0.012,  # 3 iterations, ticks 0..2
+                                metric_kwargs=dict(classifier="/models/classifier.pkl")))
     ticks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tick")]
     assert len(ticks) == 3 and "left -" in ticks[0] and ticks[-1].split("left ")[1].startswith("0s")
     assert all(re.search(r" time \d+s +sec/tick", tick) for tick in ticks)  # the official duration format
@@ -83,6 +84,7 @@ def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
         assert name in lines[-1], name
     snap = load_network_pkl(os.path.join(run, "network-snapshot-000000.012.pkl"))
     assert snap["G_ema"].img_channels == 1 and snap["G_ema"].c_dim == 2
+    assert snap["metadata"]["metrics_classifier"] == "/models/classifier.pkl"  # calc_metrics.py's default
     state = ckpt.load_checkpoint(os.path.join(run, "checkpoint.pt"))
     assert state["progress"] == dict(cur_nimg=12, cur_tick=3, batch_idx=3, tick_start_nimg=12)
     # ADA moved p away from 0.2 by whole steps of batch * interval / (ada_kimg * 1000) = 0.04.
