@@ -2,9 +2,10 @@
 
 \b
 Examples:
-  python calc_metrics.py --network=runs/00003-spine/network-snapshot-001000.pkl --metrics=fid50k_full,kid50k_full
-  python calc_metrics.py --network=net.pkl --data=spine256.zip --metrics=fid2k,pr2k3_inception,fid2k_spine \\
-      --classifier=classifier.pkl --detector=/models/inception-2015-12-05.pt
+  python calc_metrics.py --network=runs/00000-spine32-cond-demo-kimg30/network-snapshot-000030.pkl \\
+      --metrics=fid2k,kid2k
+  python calc_metrics.py --network=runs/00000-spine32-cond-demo-kimg30/network-snapshot-000030.pkl \\
+      --data=data/spine32.zip --metrics=fid2k_spine,pr2k3_spine --classifier=classifier.pkl
 
 Metric names follow the official ones at any sample count (fid5k_full, kid2k, pr2k3, is2k, ...), plus per-class
 (fid2k_perclass) and spine-classifier variants (fid2k_spine, pr2k3_spine, label_fidelity500); see

@@ -600,10 +600,10 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     Limited Data", with SpineGAN's presets and exact resume.
 
     \b
-    Examples:
-      python train.py --outdir=runs --data=datasets/spine256.zip --cfg=spine --cond=1
-      python train.py --outdir=runs --data=datasets/demo32.zip --cfg=demo --kimg=20
-      python train.py --outdir=runs --data=... --resume=runs/00003-.../checkpoint.pt   # continue exactly
+    Examples (the README's data section makes these datasets):
+      python train.py --outdir=runs --data=data/spine256.zip --cfg=spine --cond=1 --clinical-loss=classifier.pkl
+      python train.py --outdir=runs --data=data/spine32.zip --cfg=demo --cond=1 --kimg=30
+      python train.py --outdir=runs --resume=runs/00000-spine32-cond-demo-kimg30/checkpoint.pt --kimg=40
     """
     opts = dnnlib.EasyDict(config_kwargs)
     explicit = {name for name in opts if ctx.get_parameter_source(name) in
