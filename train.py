@@ -374,14 +374,15 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def setup_training_loop_kwargs(opts: dnnlib.EasyDict, explicit: set[str] | None = None) -> tuple[str, dnnlib.EasyDict]:
+def setup_training_loop_kwargs(opts: dnnlib.EasyDict,
+                               explicit: set[str] | None = None) -> tuple[str, dnnlib.EasyDict]:
     """Parsed options -> (run description, training-loop kwargs).
 
     `explicit`: the options given on the command line (default: every option that is not None). A continued run
     (--resume=<checkpoint.pt>) takes the others from the run it continues (training.resume_options).
     """
     explicit = {k for k, v in opts.items() if v is not None} if explicit is None else explicit
-    saved = load_resumed_options(opts.resume)
+    saved = load_resumed_options(opts.get("resume"))
     notes: list[str] = []
     if saved is not None and saved.get("cli_options") is not None:
         try:
@@ -397,7 +398,7 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict, explicit: set[str] | None 
         desc += step(opts, args)
     args.cli_options = cli_options
     if saved is not None:
-        check_resume_compatible(opts.resume, saved, args, explicit)
+        check_resume_compatible(opts.get("resume"), saved, args, explicit)
     return "-".join(desc), args
 
 

@@ -81,7 +81,8 @@ def test_the_readme_runs_top_to_bottom(tmp_path):
             [".venv/bin/python", "-c", small(code)]
         start = time.time()
         done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"README block failed:\n{code}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+        assert done.returncode == 0, \
+            f"README block failed:\n{code}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
         outputs.append(done.stdout + done.stderr)
         print(f"{time.time() - start:6.1f} s  {code.splitlines()[0]}")  # shown with -s or on failure
 
