@@ -17,7 +17,8 @@ images), `abort_fn()`, asked at every tick, stops the run cleanly (final snapsho
 True or a non-empty reason, which is printed (DP: the privacy budget). A discriminator update may also define any of
 these optional methods (DP's privacy account uses them): `state_dict()` / `load_state_dict(state)` (kept in the
 checkpoint), `snapshot_metadata() -> dict` (merged into every network snapshot's metadata), `report_tick() -> str`
-(called once per tick before the stats are collected; the text joins the status line). A generator term may define `snapshot_metadata()` too (the clinical loss does).
+(called once per tick before the stats are collected; the text joins the status line). A generator term may
+define `snapshot_metadata()` too (the clinical loss does).
 """
 
 from __future__ import annotations
