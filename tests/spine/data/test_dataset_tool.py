@@ -199,3 +199,19 @@ def test_preview_grid_one_row_per_class(phantom, tmp_path):
     for row, n in enumerate(counts.values()):  # tiles filled exactly for the images a class has
         tiles = grid[row * 128:(row + 1) * 128, 180:].reshape(128, 8, 128).transpose(1, 0, 2)
         assert [bool(t.any()) for t in tiles] == [k < min(n, 8) for k in range(8)]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_get_the_mode_of_plain_files_and_folders(phantom, tmp_path, umask):
+    """Imported zips and folders (built in private temp entries, then renamed) and phantom trees follow the umask."""
+    root, _ = phantom
+    old = os.umask(umask)
+    try:
+        assert run_tool("--source", root, "--split", "test", "--dest", tmp_path / "d.zip", "--resolution", 16)[0] == 0
+        assert run_tool("--source", root, "--split", "test", "--dest", tmp_path / "d", "--resolution", 16)[0] == 0
+        make_phantom_tree(str(tmp_path / "tree"), 1, 0, seed=0, size=64)
+    finally:
+        os.umask(old)
+    mode = lambda path: os.stat(path).st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "d.zip") == 0o666 & ~umask and mode(tmp_path / "d" / "dataset.json") == 0o666 & ~umask
+    assert mode(tmp_path / "d") == 0o777 & ~umask and mode(tmp_path / "tree") == 0o777 & ~umask
