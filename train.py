@@ -614,7 +614,8 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     print(json.dumps(args, indent=2))
     print()
     if dry_run:
-        print("\n".join(args.notes))  # a real run prints them at the start of its log
+        for note in args.notes:  # a real run prints them at the start of its log
+            print(note)
         print_summary(args, os.path.join(outdir, f"{next_run_id(outdir):05d}-{desc}"))
         print("Dry run; exiting.")
         return
