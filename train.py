@@ -411,7 +411,8 @@ def load_resumed_options(resume: str | None) -> dict | None:
 
 def check_resume_compatible(path: str, saved: dict, args: dnnlib.EasyDict, explicit: set[str]) -> None:
     """Refuse to continue a checkpoint with settings that would make it a different run."""
-    resume_options.adopt_run_settings(args, saved, explicit)
+    if saved.get("cli_options") is None:  # written before the command line was recorded
+        resume_options.adopt_run_settings(args, saved, explicit)
     diffs = resume_options.setting_differences(saved, ckpt.plain(run_options(args)))
     if diffs:
         raise UserError(resume_options.describe_refusal(path, diffs))

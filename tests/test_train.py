@@ -208,3 +208,15 @@ def test_dataloader_workers_fit_the_machine(tmp_path, captured, monkeypatch, cor
     data = write_dataset(str(tmp_path / "ds"))
     assert invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none").exit_code == 0
     assert captured[0].data_loader_kwargs["num_workers"] == workers
+
+
+def test_continued_run_sizes_its_workers_to_this_machine(tmp_path, captured, monkeypatch):
+    """Workers left at their default follow the machine the run continues on, not the one it started on."""
+    data = write_dataset(str(tmp_path / "ds"))
+    out = str(tmp_path / "runs")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert invoke("--outdir", out, "--data", data, "--metrics", "none").exit_code == 0
+    path = fake_checkpoint(tmp_path / "checkpoint.pt", captured[0])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert invoke("--outdir", out, "--resume", path).exit_code == 0
+    assert [a.data_loader_kwargs["num_workers"] for a in captured] == [3, 2]
