@@ -4,10 +4,11 @@ that gives every FID a scale.
 
 \b
 Examples:
-  python calc_metrics.py --network=runs/00003-spine/network-snapshot-001000.pkl --metrics=fid50k_full,kid50k_full
-  python calc_metrics.py --network=net.pkl --data=spine256.zip --metrics=fid2k,pr2k3_inception,fid2k_spine \\
-      --classifier=classifier.pkl --detector=/models/inception-2015-12-05.pt
-  python calc_metrics.py --data=train.zip --data2=test.zip --metrics=fid2k,kid2k
+  python calc_metrics.py --network=runs/00000-spine32-cond-demo-kimg30/network-snapshot-000030.pkl \\
+      --metrics=fid2k,kid2k
+  python calc_metrics.py --network=runs/00000-spine32-cond-demo-kimg30/network-snapshot-000030.pkl \\
+      --data=data/spine32.zip --metrics=fid2k_spine,pr2k3_spine --classifier=classifier.pkl
+  python calc_metrics.py --data=data/spine64.zip --data2=data/spine64_test.zip --metrics=fid2k,kid2k
 
 Metric names follow the official ones at any sample count (fid5k_full, kid2k, pr2k3, is2k, ...), plus per-class
 (fid2k_perclass) and spine-classifier variants (fid2k_spine, pr2k3_spine, label_fidelity500); see
@@ -72,6 +73,13 @@ def second_dataset_kwargs(data2: str) -> dict:
                 xflip=False)
 
 
+def recorded_classifier(snapshot: dict) -> str | None:
+    """The spine classifier the training run scored its snapshots with (--metrics-classifier, or the clinical
+    loss's), when the snapshot records one and the file is still there."""
+    path = (snapshot.get("metadata") or {}).get("metrics_classifier")
+    return path if path and os.path.isfile(path) else None
+
+
 def run_metrics(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = None) -> None:
     """Evaluate every metric in one process (rank of args.num_gpus) and report on rank 0."""
     from training.serialization import load_network_pkl
@@ -128,6 +136,10 @@ def check_inputs(args: dnnlib.EasyDict) -> None:
     _check_images(dataset_kwargs, "the dataset to compare with")
     specs = [parse_metric(name) for name in args.metrics]
     needy = [spec.name for spec in specs if spec.space == "spine"]
+    if needy and args.classifier is None and args.data2 is None:
+        args.classifier = recorded_classifier(snapshot)
+        if args.classifier is not None:
+            print(f"Spine metrics use the classifier the run recorded: {args.classifier}")
     if needy and args.classifier is None:
         raise click.UsageError(f"--metrics={','.join(needy)} scores images with the spine classifier: give "
                                f"--classifier=classifier.pkl")
@@ -165,7 +177,8 @@ def free_port() -> int:
                                  "bundled weights, then the dnnlib cache, then the official URL]", metavar="PATH")
 @click.option("--vgg16", help="VGG16 detector for precision/recall (path or URL) [default: dnnlib cache, then the "
                               "official URL]", metavar="PATH")
-@click.option("--classifier", help="classifier.pkl for the *_spine and label_fidelity metrics", metavar="PATH")
+@click.option("--classifier", help="classifier.pkl for the *_spine and label_fidelity metrics [default: the one "
+              "recorded in the snapshot]", metavar="PATH")
 @click.option("--seed", help="Seed of latents, labels and real subsets", type=dnnlib.SEED, default=0,
               show_default=True)
 @click.option("--batch", "batch_size", help="Images per detector call", type=click.IntRange(min=1), default=64,

@@ -1,12 +1,14 @@
-"""Generate images with a trained network (ours or an official StyleGAN2-ADA pickle), on CPU or GPU.
+"""Generate images with a trained network (our snapshot or checkpoint.pt, or an official StyleGAN2-ADA pickle).
 
 Same options and seeds as NVIDIA's generate.py (z = np.random.RandomState(seed).randn(1, z_dim)), but batched,
 device-agnostic, and grayscale networks are saved as 8-bit grayscale PNGs.
 
 \b
 Examples:
-  python generate.py --network=runs/00000-.../network-snapshot-000040.pkl --seeds=0-35 --outdir=out
-  python generate.py --network=... --seeds=1,2,5 --class=1 --trunc=0.7 --outdir=out
+  python generate.py --network=runs/00000-spine32-cond-demo-kimg30/network-snapshot-000030.pkl \\
+      --seeds=0-35 --class=1 --outdir=out
+  python generate.py --network=runs/00000-spine32-cond-demo-kimg30/checkpoint.pt --seeds=1,2,5 --class=0 \\
+      --trunc=0.7 --outdir=out
 """
 
 from __future__ import annotations

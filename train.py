@@ -4,9 +4,10 @@ Official options and presets of NVIDIA's train.py, plus two of ours: `--cfg=spin
 grayscale radiographs) and `--cfg=demo` (a small network that learns recognisable images on 2 CPU cores in minutes).
 
 Resume semantics:
-  --resume=<run>/checkpoint.pt   continue that run exactly (weights, optimisers, p, ADA, pl_mean, counters, RNG);
-                                 the other options must describe the same run (checked). Only --kimg, --snap,
-                                 --metrics, --workers and --outdir may differ. Writes into a new run directory.
+  --resume=<run>/checkpoint.pt   continue that run exactly (weights, optimisers, p, ADA, pl_mean, counters, RNG)
+                                 with its own options; only --kimg, --snap, --metrics, --workers, ... may be given
+                                 anew (training.resume_options; the log lists them), any other differing option is
+                                 refused. Writes into a new run directory.
   --resume=<snapshot.pkl | URL | ffhq256 ...>   transfer learning: copy the weights, start counters at 0
                                  (ADA reacts faster: ada_kimg 100, no EMA ramp-up, as the official code does).
 
@@ -21,7 +22,6 @@ Multi-process: `--gpus=N` spawns N local processes (env:// rendezvous), or launc
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import socket
@@ -38,7 +38,8 @@ from spine.dp import options as dp_options
 from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
-from training.run_dir import create_run_dir
+from training import resume_options
+from training.run_dir import create_run_dir, next_run_id
 
 # ---------------------------------------------------------------------------------------------------------------
 # Presets.
@@ -99,6 +100,8 @@ def configure_general(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
 
 def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
     from training.dataset import ImageFolderDataset
+    if opts.data is None:
+        raise UserError("--data is required (a run continued with --resume=<checkpoint.pt> uses its own)")
     try:
         training_set = ImageFolderDataset(path=opts.data, use_labels=False, max_size=None, xflip=False)
         training_set.check_all_images()
@@ -355,50 +358,58 @@ def apply_preset_defaults(opts: dnnlib.EasyDict) -> None:
     if opts.kimg_per_tick is None:
         opts.kimg_per_tick = spec.get("kimg_per_tick", 4)
     if opts.workers is None:
-        opts.workers = spec.get("workers", 3)
+        opts.workers = spec.get("workers", min(3, available_cpus()))
 
 
-def setup_training_loop_kwargs(opts: dnnlib.EasyDict) -> tuple[str, dnnlib.EasyDict]:
-    """Parsed options -> (run description, training-loop kwargs)."""
+def available_cpus() -> int:
+    """CPU cores this process may run on (torch warns about DataLoader workers beyond that)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def setup_training_loop_kwargs(opts: dnnlib.EasyDict,
+                               explicit: set[str] | None = None) -> tuple[str, dnnlib.EasyDict]:
+    """Parsed options -> (run description, training-loop kwargs).
+
+    `explicit`: the options given on the command line (default: every option that is not None). A continued run
+    (--resume=<checkpoint.pt>) takes the others from the run it continues (training.resume_options).
+    """
+    explicit = {k for k, v in opts.items() if v is not None} if explicit is None else explicit
+    saved = load_resumed_options(opts.get("resume"))
+    notes: list[str] = []
+    if saved is not None and saved.get("cli_options") is not None:
+        try:
+            merged, notes = resume_options.merge_options(opts, explicit, saved["cli_options"], opts.resume)
+        except resume_options.ResumeMismatch as exc:
+            raise UserError(str(exc), multiline=True) from exc
+        opts = dnnlib.EasyDict(merged)
+    cli_options = resume_options.recorded_options(opts)
     apply_preset_defaults(opts)
-    args = dnnlib.EasyDict()
+    args = dnnlib.EasyDict(notes=notes)
     desc: list[str] = []
     for step in CONFIGURE_STEPS:
         desc += step(opts, args)
-    if args.resume_checkpoint is not None:
-        check_resume_compatible(args.resume_checkpoint, args)
+    args.cli_options = cli_options
+    if saved is not None:
+        check_resume_compatible(opts.get("resume"), saved, args, explicit)
     if args.resume_pkl is not None and "://" not in args.resume_pkl:
         check_resume_snapshot(args)
     return "-".join(desc), args
 
 
-# Options that may change when a run continues from its checkpoint.
-RESUME_MUTABLE = {"total_kimg", "image_snapshot_ticks", "network_snapshot_ticks", "metrics", "data_loader_kwargs",
-                  "resume_checkpoint", "resume_pkl", "run_dir", "num_gpus", "cudnn_benchmark", "allow_tf32",
-                  "kimg_per_tick", "metric_kwargs"}
+def load_resumed_options(resume: str | None) -> dict | None:
+    """The training options stored in a checkpoint named by --resume (None for anything else)."""
+    if resume is None or not os.path.isfile(resume):
+        return None
+    return ckpt.checkpoint_options(resume)
 
 
-def comparable_options(options: dict) -> dict:
-    """Options as recorded by the current version: checkpoints written before the dataset path was made absolute or
-    before --clinical-augment existed describe the same run as one written now."""
-    options = copy.deepcopy(options)
-    data = options.get("training_set_kwargs") or {}
-    if "path" in data:
-        data["path"] = os.path.abspath(data["path"])
-    if options.get("clinical"):
-        options["clinical"].setdefault("augment", False)
-    return options
-
-
-def check_resume_compatible(path: str, args: dnnlib.EasyDict) -> None:
-    """Refuse to continue a checkpoint with options that would make it a different run."""
-    saved = comparable_options(ckpt.checkpoint_options(path))
-    ours = comparable_options(ckpt.plain(run_options(args)))
-    diffs = [k for k in sorted(set(saved) | set(ours))
-             if k not in RESUME_MUTABLE and saved.get(k) != ours.get(k)]
+def check_resume_compatible(path: str, saved: dict, args: dnnlib.EasyDict, explicit: set[str]) -> None:
+    """Refuse to continue a checkpoint with settings that would make it a different run."""
+    if saved.get("cli_options") is None:  # written before the command line was recorded
+        resume_options.adopt_run_settings(args, saved, explicit)
+    diffs = resume_options.setting_differences(saved, ckpt.plain(run_options(args)))
     if diffs:
-        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {ours.get(k)!r}" for k in diffs)
-        raise UserError(f"--resume={path}: options differ from the checkpoint's run ({details})")
+        raise UserError(resume_options.describe_refusal(path, diffs), multiline=True)
 
 
 def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
@@ -432,6 +443,9 @@ def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
 
 # Settings of plug-ins (built by build_plugins), recorded with the run but not passed to training_loop.
 PLUGIN_SETTINGS = tuple(module.SETTING for module in PLUGIN_MODULES)
+# Records of how the run was asked for: the command-line options (what a continued run starts from) and notes on
+# what was changed or decided for the user (printed at the start of the log).
+RUN_RECORDS = ("cli_options", "notes")
 
 
 def run_options(args: dnnlib.EasyDict) -> dict:
@@ -441,7 +455,7 @@ def run_options(args: dnnlib.EasyDict) -> dict:
 
 def loop_kwargs(args: dnnlib.EasyDict) -> dict:
     """The JSON-able kwargs for training_loop (drops the informational entries and plug-in settings)."""
-    return {k: v for k, v in run_options(args).items() if k not in PLUGIN_SETTINGS}
+    return {k: v for k, v in run_options(args).items() if k not in PLUGIN_SETTINGS + RUN_RECORDS}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -474,6 +488,9 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
     logger = dnnlib.Logger(file_name=os.path.join(args.run_dir, "log.txt"), file_mode="a", should_flush=True) \
         if rank == 0 else None
     try:
+        if rank == 0:
+            for note in args.notes:  # changes made for the user (resume overrides, DP's augmentation) lead the log
+                print(note)
         kwargs = loop_kwargs(args)
         with custom_ops.choices_logged_to(sys.stdout):  # the log says whether CUDA plugins or reference ops run
             training_loop(rank=rank, **kwargs, **build_plugins(args, device), options=ckpt.plain(run_options(args)))
@@ -525,6 +542,21 @@ def remove_interrupted_writes(outdir: str, resume_checkpoint: str | None) -> Non
         dnnlib.remove_stale_temp_files(directory)
 
 
+def print_summary(args: dnnlib.EasyDict, run_dir: str) -> None:
+    """The official summary below the options: where the run goes, what it trains on, for how long."""
+    data = args.training_set_kwargs
+    print(f"Output directory:   {run_dir}")
+    print(f"Training data:      {data['path']}")
+    print(f"Training duration:  {args.total_kimg:g} kimg")
+    print(f"Number of GPUs:     {args.num_gpus}")
+    print(f"Batch size:         {args.batch_size} ({args.batch_gpu} per GPU)")
+    print(f"Number of images:   {data['max_size']}")
+    print(f"Image resolution:   {data['resolution']}")
+    print(f"Conditional model:  {data['use_labels']}")
+    print(f"Dataset x-flips:    {data['xflip']}")
+    print()
+
+
 def write_training_options(args: dnnlib.EasyDict) -> None:
     with dnnlib.atomic_write(os.path.join(args.run_dir, "training_options.json"), "w") as f:
         json.dump(args, f, indent=2)
@@ -546,7 +578,7 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("-n", "--dry-run", help="Print training options and exit", is_flag=True)
 @click.option("--kimg-per-tick", help="Progress/log interval in kimg [default: 4]", type=float, metavar="FLOAT")
 # Dataset.
-@click.option("--data", help="Training data (directory or zip)", metavar="PATH", required=True)
+@click.option("--data", help="Training data (directory or zip) [default: a continued run's]", metavar="PATH")
 @click.option("--cond", help="Train conditional model based on dataset labels [default: false]", type=bool,
               default=False, metavar="BOOL")
 @click.option("--subset", help="Train with only N images [default: all]", type=int, metavar="INT")
@@ -570,7 +602,8 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--nhwc", help="Use NHWC memory format with FP16", type=bool, default=False, metavar="BOOL")
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, default=False, metavar="BOOL")
 @click.option("--allow-tf32", help="Allow PyTorch to use TF32 internally", type=bool, default=False, metavar="BOOL")
-@click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
+@click.option("--workers", help="Override number of DataLoader workers [default: 3, at most one per CPU core]",
+              type=int, metavar="INT")
 # SpineGAN's clinical loss (spine.clinical.options).
 @clinical_options.OPTIONS
 @click.option("--metrics-classifier", help="classifier.pkl for the *_spine and label_fidelity metrics "
@@ -582,25 +615,30 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     Limited Data", with SpineGAN's presets and exact resume.
 
     \b
-    Examples:
-      python train.py --outdir=runs --data=datasets/spine256.zip --cfg=spine --cond=1
-      python train.py --outdir=runs --data=datasets/demo32.zip --cfg=demo --kimg=20
-      python train.py --outdir=runs --data=... --resume=runs/00003-.../checkpoint.pt   # continue exactly
+    Examples (the README's data section makes these datasets):
+      python train.py --outdir=runs --data=data/spine256.zip --cfg=spine --cond=1 --clinical-loss=classifier.pkl
+      python train.py --outdir=runs --data=data/spine32.zip --cfg=demo --cond=1 --kimg=30
+      python train.py --outdir=runs --resume=runs/00000-spine32-cond-demo-kimg30/checkpoint.pt --kimg=40
     """
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
     opts = dnnlib.EasyDict(config_kwargs)
-    desc, args = setup_training_loop_kwargs(opts)
+    explicit = {name for name in opts if ctx.get_parameter_source(name) in
+                (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)}
+    desc, args = setup_training_loop_kwargs(opts, explicit)
     print("Training options:")
     print(json.dumps(args, indent=2))
     print()
     if dry_run:
+        for note in args.notes:  # a real run prints them at the start of its log
+            print(note)
+        print_summary(args, os.path.join(outdir, f"{next_run_id(outdir):05d}-{desc}"))
         print("Dry run; exiting.")
         return
     remove_interrupted_writes(outdir, args.resume_checkpoint)
     args.run_dir = create_run_dir_all_ranks(outdir, desc)
     if dist_utils.rank() == 0:
-        print(f"Output directory:   {args.run_dir}")
+        print_summary(args, args.run_dir)
         write_training_options(args)
     launch(args)
 

@@ -34,11 +34,13 @@ class UserError(click.ClickException, ValueError):
 
     Every command-line tool reports it as one 'Error: ...' line with exit status 1 (click does so for any
     ClickException); anything else is a bug and keeps its traceback. It is a ValueError, so library callers that
-    catch ValueError for bad input keep working.
+    catch ValueError for bad input keep working. `multiline=True` keeps the message's line breaks, for the few
+    refusals that list several problems, one line each (e.g. the options a continued run may not change).
     """
 
-    def __init__(self, message: str):
-        super().__init__(re.sub(r"\s*\n\s*", " ", str(message)).strip())
+    def __init__(self, message: str, multiline: bool = False):
+        text = str(message).strip()
+        super().__init__(text if multiline else re.sub(r"\s*\n\s*", " ", text))
 
 
 class EasyDict(dict):
@@ -73,18 +75,36 @@ def format_time(seconds: float) -> str:
 _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it: Python has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_default_mode(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a temp file or directory the mode a plain open() / os.makedirs() would have given it.
+
+    mkstemp and mkdtemp create private (0600 / 0700) entries; renamed into place they would keep that mode, and
+    outputs meant for others (snapshots, datasets, reports) would be readable by their owner only.
+    """
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Write to a temp file beside `path`, then rename it over `path`.
 
     A crash at any moment leaves either the old file or the complete new one, never half of one. The temp file
     (`.<name>.<random>.tmp`) stays locked (flock) for as long as it has that name, so `remove_stale_temp_files`
-    can tell a live writer's temp file from one left behind by a killed process.
+    can tell a live writer's temp file from one left behind by a killed process. The file gets the mode a plain
+    open() would give it under the user's umask.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        apply_default_mode(tmp)
         with os.fdopen(fd, mode) as f:
             if fcntl is not None:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX)
@@ -230,28 +250,39 @@ def open_url(url: str, cache_dir: str | None = None, num_attempts: int = 3, verb
 
 
 class Logger:
-    """Tee everything written to stdout and stderr into a log file as well."""
+    """Tee everything written to stdout and stderr into a log file as well.
+
+    The file gets whole lines only: a progress bar redraws its line with carriage returns on the terminal, and
+    the file keeps just the last state of each such line.
+    """
 
     def __init__(self, file_name: str | None = None, file_mode: str = "a", should_flush: bool = True):
         self.file = open(file_name, file_mode, encoding="utf-8") if file_name is not None else None
         self.should_flush = should_flush
+        self.pending: dict[str, str] = {}  # per stream, the text after its last newline
         self.stdout, self.stderr = sys.stdout, sys.stderr
-        sys.stdout = _Tee(self.stdout, self)
-        sys.stderr = _Tee(self.stderr, self)
+        sys.stdout = _Tee(self.stdout, self, "stdout")
+        sys.stderr = _Tee(self.stderr, self, "stderr")
 
-    def write_to_file(self, text: str) -> None:
-        if self.file is not None:
-            self.file.write(text)
-            if self.should_flush:
-                self.file.flush()
+    def write_to_file(self, text: str, stream: str = "stdout") -> None:
+        if self.file is None:
+            return
+        *lines, self.pending[stream] = (self.pending.get(stream, "") + text).split("\n")
+        for line in lines:
+            self.file.write(_last_redraw(line) + "\n")
+        if lines and self.should_flush:
+            self.file.flush()
 
     def close(self) -> None:
-        """Restore stdout/stderr and close the log file."""
+        """Restore stdout/stderr, write unfinished lines and close the log file."""
         if isinstance(sys.stdout, _Tee) and sys.stdout.logger is self:
             sys.stdout = self.stdout
         if isinstance(sys.stderr, _Tee) and sys.stderr.logger is self:
             sys.stderr = self.stderr
         if self.file is not None:
+            for rest in self.pending.values():
+                if _last_redraw(rest).strip():
+                    self.file.write(_last_redraw(rest) + "\n")
             self.file.close()
             self.file = None
 
@@ -262,14 +293,19 @@ class Logger:
         self.close()
 
 
+def _last_redraw(line: str) -> str:
+    """What a terminal finally shows of a line that was redrawn with carriage returns."""
+    return line.rstrip("\r").rsplit("\r", 1)[-1]
+
+
 class _Tee:
     """A stream that writes to the original stream and to the logger's file."""
 
-    def __init__(self, stream: IO[str], logger: Logger):
-        self.stream, self.logger = stream, logger
+    def __init__(self, stream: IO[str], logger: Logger, name: str):
+        self.stream, self.logger, self.name = stream, logger, name
 
     def write(self, text: str) -> int:
-        self.logger.write_to_file(text)
+        self.logger.write_to_file(text, self.name)
         return self.stream.write(text)
 
     def flush(self) -> None:

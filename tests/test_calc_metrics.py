@@ -178,3 +178,30 @@ def test_bad_inputs_get_one_line_and_write_nothing(run_dir, tmp_path, case):
     before = bad_inputs.tree(tmp_path)
     result = invoke(*[item for pair in options.items() for item in pair])
     bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)
+
+
+def test_spine_metrics_default_to_the_classifier_the_run_recorded(run_dir, tmp_path):
+    """A snapshot that records its run's metrics classifier is scored with it when --classifier is not given."""
+    from spine.classifier.artifact import ClassifierSpec, save_classifier
+    from spine.classifier.models import SmallCNN
+    torch.manual_seed(0)
+    spec = ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode="abnormality",
+                          class_names=("normal", "abnormal"), resolution=8, channels=1,
+                          intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]), thresholds=(0.5,))
+    classifier = str(tmp_path / "classifier.pkl")
+    save_classifier(classifier, SmallCNN(1, 1, width=4, num_blocks=2).eval(), spec, provenance={})
+    snapshot = run_dir / "network-snapshot-000000.pkl"
+    from training.serialization import load_network_pkl
+    data = load_network_pkl(str(snapshot))
+    save_network_snapshot(snapshot, G=data["G"], D=data["D"], G_ema=data["G_ema"],
+                          training_set_kwargs=data["training_set_kwargs"], metadata=dict(metrics_classifier=classifier))
+    recorded = invoke("--network", str(snapshot), "--metrics", "fid8_spine", "--no-cache")
+    assert recorded.exit_code == 0, recorded.output
+    assert f"Spine metrics use the classifier the run recorded: {classifier}" in recorded.output
+    given = invoke("--network", str(snapshot), "--metrics", "fid8_spine", "--no-cache", "--classifier", classifier)
+    assert given.exit_code == 0 and "the run recorded" not in given.output
+    value = [json.loads(line)["results"]["fid8_spine"] for line in (run_dir / "metric-fid8_spine.jsonl").open()]
+    assert len(value) == 2 and value[0] == value[1]  # the same classifier either way
+    os.remove(classifier)
+    missing = invoke("--network", str(snapshot), "--metrics", "fid8_spine", "--no-cache")
+    assert missing.exit_code == 2 and "give --classifier=classifier.pkl" in missing.output

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import bad_inputs
 import dnnlib
 import train
+from training import checkpoint as ckpt
 from torch_utils import custom_ops
 from training.augment import augpipe_specs
 from training.networks import Generator
@@ -118,17 +119,65 @@ def test_existing_run_directory_is_never_reused(tmp_path, monkeypatch):
         create_run_dir(str(tmp_path), "x")
 
 
-def test_checkpoints_of_earlier_versions_compare_equal(tmp_path, monkeypatch):
-    """Options recorded before the data path was made absolute and before --clinical-augment still match."""
-    monkeypatch.chdir(tmp_path)
-    older = dict(training_set_kwargs=dict(path="data/x.zip", resolution=32), clinical=dict(weight=0.1), kimg=5)
-    now = dict(training_set_kwargs=dict(path=str(tmp_path / "data" / "x.zip"), resolution=32),
-               clinical=dict(weight=0.1, augment=False), kimg=5)
-    assert train.comparable_options(older) == train.comparable_options(now)
-    assert older["training_set_kwargs"]["path"] == "data/x.zip" and "augment" not in older["clinical"]  # not mutated
-    augmented = dict(now, clinical=dict(weight=0.1, augment=True))
-    assert train.comparable_options(older) != train.comparable_options(augmented)
-    assert train.comparable_options(dict(clinical=None)) == dict(clinical=None)
+def fake_checkpoint(path, args) -> str:
+    """A file that reads as a checkpoint of the run `args` describes (the option handling reads only its options)."""
+    torch.save(dict(format=ckpt.FORMAT, options=ckpt.plain(train.run_options(args))), path)
+    return str(path)
+
+
+def test_continued_run_takes_its_own_options(tmp_path, captured):
+    """--resume=<checkpoint.pt> alone continues the run as it was started: data, preset, kimg, metrics."""
+    data = write_dataset(str(tmp_path / "ds"))
+    out = str(tmp_path / "runs")
+    first = invoke("--outdir", out, "--data", data, "--cond", "1", "--cfg", "demo", "--kimg", "0.1", "--gamma", "2",
+                   "--metrics", "none", "--snap", "7")
+    assert first.exit_code == 0, first.output
+    path = fake_checkpoint(tmp_path / "checkpoint.pt", captured[0])
+    cont = invoke("--outdir", out, "--resume", path)
+    assert cont.exit_code == 0, cont.output
+    args = captured[1]
+    assert args.total_kimg == 0.1 and args.metrics == [] and args.network_snapshot_ticks == 7
+    assert args.loss_kwargs.r1_gamma == 2 and args.batch_size == 16 and args.training_set_kwargs.use_labels
+    assert args.notes == [f"Continuing {path} with the run's own options; none changed"]
+    assert os.path.basename(args.run_dir) == "00001-ds-cond-demo-gamma2-kimg0.1-continued"
+
+
+def test_continued_run_lists_the_options_it_changes(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    out = str(tmp_path / "runs")
+    assert invoke("--outdir", out, "--data", data, "--cfg", "demo", "--kimg", "0.1").exit_code == 0
+    path = fake_checkpoint(tmp_path / "checkpoint.pt", captured[0])
+    cont = invoke("--outdir", out, "--resume", path, "--kimg", "0.5", "--snap", "3", "--cfg", "demo")
+    assert cont.exit_code == 0, cont.output
+    args = captured[1]
+    assert args.total_kimg == 0.5 and args.network_snapshot_ticks == 3
+    assert args.notes[1:] == ["  --kimg: the run has 0.1, now 0.5", "  --snap: the run has 50, now 3"]
+
+
+def test_continued_run_refuses_other_changes_one_line_each(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    out = str(tmp_path / "runs")
+    assert invoke("--outdir", out, "--data", data, "--cfg", "demo", "--kimg", "0.1").exit_code == 0
+    path = fake_checkpoint(tmp_path / "checkpoint.pt", captured[0])
+    refused = invoke("--outdir", out, "--resume", path, "--gamma", "3", "--mirror", "1", "--kimg", "1")
+    assert refused.exit_code == 1 and len(captured) == 1
+    lines = refused.output.splitlines()
+    assert lines[0] == f"Error: --resume={path} continues a run whose options differ from those given now:"
+    assert lines[1:3] == ["  --gamma: the run has None, now 3.0", "  --mirror: the run has False, now True"]
+    assert lines[3].startswith("Leave them out to continue with the run's own options (only --kimg, --snap,")
+
+
+def test_dry_run_prints_the_official_summary(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"), res=16, n=8)
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "--cond", "1", "-n")
+    assert result.exit_code == 0, result.output
+    summary = result.output.split("Output directory:")[1].splitlines()
+    assert summary[0].strip() == os.path.join(str(tmp_path / "runs"), "00000-ds-cond-demo")
+    assert [line.split(":")[0] for line in summary[1:9]] == [
+        "Training data", "Training duration", "Number of GPUs", "Batch size", "Number of images",
+        "Image resolution", "Conditional model", "Dataset x-flips"]
+    assert summary[2].split()[-2:] == ["30", "kimg"] and summary[5].split()[-1] == "8"
+    assert summary[6].split()[-1] == "16" and summary[7].split()[-1] == "True"
 
 
 @pytest.mark.slow
@@ -142,17 +191,19 @@ def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
     result = invoke(*common, "--kimg", "0.032", "--kimg-per-tick", "0.016")
     assert result.exit_code == 0, result.output
     run = os.path.join(out, "00000-ds-demo-kimg0.032-batch8")
-    assert {"checkpoint.pt", "log.txt", "stats.jsonl", "fakes000000.png", "network-snapshot-000000.pkl"} <= set(os.listdir(run))
+    assert {"checkpoint.pt", "log.txt", "stats.jsonl", "fakes000000.032.png", "network-snapshot-000000.032.pkl"} \
+        <= set(os.listdir(run))
     assert "bias_act: using reference path (tensor is on cpu" in open(os.path.join(run, "log.txt")).read()
     ckpt_path = os.path.join(run, "checkpoint.pt")
     refused = invoke(*common, "--kimg", "0.048", "--gamma", "3", "--resume", ckpt_path)
-    assert refused.exit_code == 1 and "options differ from the checkpoint" in refused.output
+    assert refused.exit_code == 1 and "  --gamma: the run has None, now 3.0" in refused.output
     monkeypatch.chdir(tmp_path)
     common[common.index(data)] = os.path.relpath(data)
     cont = invoke(*common, "--kimg", "0.048", "--resume", ckpt_path)
     assert cont.exit_code == 0, cont.output
     log = open(os.path.join(out, "00001-ds-demo-kimg0.048-batch8-continued", "log.txt")).read()
     assert "Resumed from checkpoint" in log and "at 0.032 kimg" in log
+    assert "changed:\n  --kimg: the run has 0.032, now 0.048\n" in log  # the log says what differs from the run
 
 
 def tiny_snapshot(path) -> str:
@@ -243,3 +294,24 @@ def test_stale_temp_files_of_killed_runs_are_removed_at_the_next_start(tmp_path,
         os.utime(path, (0, 0))
     assert invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo").exit_code == 0
     assert sorted(os.listdir(old)) == sorted(p.name for p in kept)
+
+
+@pytest.mark.parametrize("cores, workers", [(2, 2), (16, 3)])
+def test_dataloader_workers_fit_the_machine(tmp_path, captured, monkeypatch, cores, workers):
+    """The official 3 workers, but never more than the cores (torch warns about 3 workers on 2 cores)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    data = write_dataset(str(tmp_path / "ds"))
+    assert invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none").exit_code == 0
+    assert captured[0].data_loader_kwargs["num_workers"] == workers
+
+
+def test_continued_run_sizes_its_workers_to_this_machine(tmp_path, captured, monkeypatch):
+    """Workers left at their default follow the machine the run continues on, not the one it started on."""
+    data = write_dataset(str(tmp_path / "ds"))
+    out = str(tmp_path / "runs")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert invoke("--outdir", out, "--data", data, "--metrics", "none").exit_code == 0
+    path = fake_checkpoint(tmp_path / "checkpoint.pt", captured[0])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert invoke("--outdir", out, "--resume", path).exit_code == 0
+    assert [a.data_loader_kwargs["num_workers"] for a in captured] == [3, 2]

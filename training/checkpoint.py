@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 import dnnlib
-from training.serialization import load_weights_only
+from training.serialization import CHECKPOINT_FORMAT, load_weights_only
 
-FORMAT = "spinegan-checkpoint-v1"
+FORMAT = CHECKPOINT_FORMAT
 FILE_NAME = "checkpoint.pt"
 
 

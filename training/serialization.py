@@ -1,6 +1,7 @@
 """Network snapshots: our own format, and official StyleGAN2-ADA pickles read without running their code.
 
-Our format (`spinegan-snapshot-v1`) is a `torch.save` of plain data only,
+Our format (`spinegan-snapshot-v1`) is a `torch.save` of plain data only (a training checkpoint,
+`training.checkpoint`, reads as a snapshot of its networks too),
     {format, nets: {name: {class_name, init_kwargs, state_dict}}, training_set_kwargs, metadata},
 so it is read back with `torch.load(weights_only=True)` and the networks are rebuilt from their constructor
 arguments. Only classes listed in `_SNAPSHOT_CLASSES` can be named.
@@ -32,6 +33,9 @@ import torch._utils
 
 import dnnlib
 
+# The format tag of training.checkpoint's checkpoint.pt (defined here, below it: the loader reads checkpoints too).
+CHECKPOINT_FORMAT = "spinegan-checkpoint-v1"
+
 FORMAT = 'spinegan-snapshot-v1'
 NET_NAMES = ('G', 'D', 'G_ema', 'augment_pipe')
 
@@ -40,6 +44,13 @@ _SNAPSHOT_CLASSES = {
     'training.networks.Generator': ('training.networks', 'Generator'),
     'training.networks.Discriminator': ('training.networks', 'Discriminator'),
     'training.augment.AugmentPipe': ('training.augment', 'AugmentPipe'),
+}
+# A checkpoint's networks are named by role, not class.
+_CHECKPOINT_CLASSES = {
+    'G': 'training.networks.Generator',
+    'G_ema': 'training.networks.Generator',
+    'D': 'training.networks.Discriminator',
+    'augment_pipe': 'training.augment.AugmentPipe',
 }
 # Official persistent classes (bare class names as recorded by torch_utils.persistence) -> ours.
 _OFFICIAL_CLASSES = {
@@ -105,8 +116,8 @@ def _plain(obj: Any, where: str) -> Any:
 
 
 def load_network_pkl(source: str | os.PathLike | IO[bytes]) -> dict:
-    """Read our snapshot or an official StyleGAN2-ADA pickle (a path, a URL, or an open binary file), without
-    executing code from the file.
+    """Read our snapshot, our training checkpoint or an official StyleGAN2-ADA pickle (a path, a URL, or an open
+    binary file), without executing code from the file.
 
     Returns dict(G, D, G_ema, augment_pipe, training_set_kwargs, metadata); absent entries are None.
     Networks come back on the CPU, in eval mode, without gradients. A file that is missing, unreadable or not a
@@ -201,6 +212,8 @@ def _refused_content(torch_message: str) -> str:
 
 def _load_our_snapshot(data: bytes, source: str) -> dict:
     snapshot = load_weights_only(data, source, f'a {FORMAT} network snapshot')
+    if isinstance(snapshot, dict) and snapshot.get('format') == CHECKPOINT_FORMAT:
+        snapshot = _checkpoint_as_snapshot(snapshot)
     if not isinstance(snapshot, dict) or snapshot.get('format') != FORMAT:
         found = snapshot.get('format') if isinstance(snapshot, dict) else type(snapshot).__name__
         raise dnnlib.UserError(f'{source}: not a network snapshot: expected format {FORMAT!r}, found {found!r}')
@@ -216,6 +229,14 @@ def _load_our_snapshot(data: bytes, source: str) -> dict:
         module = _build_module(record['class_name'], (), record['init_kwargs'], where)
         result[name] = _finish(_copy_tensors(module, record['state_dict'], where))
     return result
+
+
+def _checkpoint_as_snapshot(checkpoint: dict) -> dict:
+    """The networks of a training checkpoint (training.checkpoint) in snapshot form, so checkpoint.pt loads too."""
+    nets = {name: dict(entry, class_name=_CHECKPOINT_CLASSES[name])
+            for name, entry in checkpoint['nets'].items() if entry is not None}
+    return dict(format=FORMAT, nets=nets, training_set_kwargs=checkpoint.get('training_set_kwargs'),
+                metadata=dict(cur_nimg=checkpoint['progress']['cur_nimg']))
 
 
 def _empty_result(training_set_kwargs: dict | None, metadata: dict | None) -> dict:

@@ -15,7 +15,8 @@ Plug-ins: `discriminator_update` / `generator_update` replace the update rule of
 authors' noise-and-clip scheme), `generator_terms` add generator losses (the clinical loss), `fake_label_fn(n)`
 draws the fake-image labels (default: labels of random training images). Every plug-in may keep checkpointed
 state, add snapshot metadata, report per tick and choose how the real batches are sampled: the optional
-methods of `training.plugins`, consulted for all of them.
+methods of `training.plugins`, consulted for all of them. `abort_fn()`, asked at every tick, stops the run cleanly
+(final snapshot and checkpoint) when it returns True or a non-empty reason, which is printed (DP: the privacy budget).
 """
 
 from __future__ import annotations
@@ -328,11 +329,23 @@ def cpu_copy(module: torch.nn.Module | None) -> torch.nn.Module | None:
     return None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
 
 
+def kimg_tag(cur_nimg: int, fine: bool) -> str:
+    """The kimg in snapshot and grid names: '000040' as officially, or to the image ('000000.016') in runs whose
+    snapshots can come less than 1 kimg apart, so that none overwrites another; either way names sort in order."""
+    return f"{cur_nimg // 1000:06d}" + (f".{cur_nimg % 1000:03d}" if fine else "")
+
+
+def needs_fine_names(total_kimg: float, kimg_per_tick: float, snapshot_ticks: Sequence[int | None]) -> bool:
+    """Whole-kimg names are unique when snapshots are at least 1 kimg apart and the run ends on a whole kimg."""
+    ticks = [t for t in snapshot_ticks if t is not None]
+    return total_kimg != int(total_kimg) or (bool(ticks) and kimg_per_tick * min(ticks) < 1)
+
+
 def save_snapshot(nets: Nets, run_dir: str, cur_nimg: int, training_set_kwargs: dict,
-                  extra_metadata: dict | None = None) -> str:
-    """network-snapshot-{kimg:06d}.pkl (written atomically by training.serialization); returns its path."""
+                  extra_metadata: dict | None = None, fine_names: bool = False) -> str:
+    """network-snapshot-<kimg_tag>.pkl (written atomically by training.serialization); returns its path."""
     from training.serialization import save_network_snapshot
-    path = os.path.join(run_dir, f"network-snapshot-{cur_nimg // 1000:06d}.pkl")
+    path = os.path.join(run_dir, f"network-snapshot-{kimg_tag(cur_nimg, fine_names)}.pkl")
     save_network_snapshot(path, G=cpu_copy(nets.G), D=cpu_copy(nets.D), G_ema=cpu_copy(nets.G_ema),
                           augment_pipe=cpu_copy(nets.augment_pipe), training_set_kwargs=dict(training_set_kwargs),
                           metadata=dict(extra_metadata or {}, cur_nimg=cur_nimg))
@@ -385,7 +398,7 @@ def report_progress(progress: Progress, nets: Nets, total_kimg: float, start_tim
     fields = [
         f"tick {report('Progress/tick', progress.cur_tick):<5d}",
         f"kimg {report('Progress/kimg', cur_nimg / 1000):<8.1f}",
-        f"time {total_sec:<8.1f}",
+        f"time {dnnlib.util.format_time(total_sec):<12s}",
         f"sec/tick {report('Timing/sec_per_tick', sec_per_tick):<7.1f}",
         f"sec/kimg {report('Timing/sec_per_kimg', sec_per_kimg):<7.2f}",
         f"left {time_left(progress, total_kimg, sec_per_kimg):<8}",
@@ -445,7 +458,7 @@ def training_loop(
     discriminator_update: PhaseUpdate | None = None,  # update rule of the D phases (plug-in); None = GradientStep
     generator_update: PhaseUpdate | None = None,  # update rule of the G phases (plug-in); None = GradientStep
     fake_label_fn: Callable[[int], np.ndarray] | None = None,  # n -> [n, c_dim] fake labels; None = dataset's
-    abort_fn: Callable[[], bool] | None = None,  # asked at every tick; True ends the run after that tick
+    abort_fn: Callable[[], bool | str] | None = None,  # asked at every tick; True or a reason ends the run
     progress_fn: Callable[[int, int], None] | None = None,  # called with (kimg done, total kimg) at every tick
     options: dict | None = None,  # the JSON-able options of the run, stored in the checkpoint
 ) -> None:
@@ -501,6 +514,7 @@ def training_loop(
     if rng_state is not None:
         ckpt.restore_rng_state(rng_state)  # last, so nothing above shifts the restored streams
 
+    fine_names = needs_fine_names(total_kimg, kimg_per_tick, [image_snapshot_ticks, network_snapshot_ticks])
     if is_main:
         print(f"Training for {total_kimg} kimg...\n")
     stats_collector = training_stats.Collector(regex=".*")
@@ -528,16 +542,17 @@ def training_loop(
             status += plugin_tick_report(plugins)
             if is_main:
                 print(status)
-            if abort_fn is not None and abort_fn():
+            reason = abort_fn() if abort_fn is not None else None
+            if reason:  # a clean stop: this tick writes the final snapshot and checkpoint
                 done = True
                 if is_main:
-                    print("Aborting...")
+                    print(reason if isinstance(reason, str) else "Aborting...")
             with ckpt.preserved_rng_state():
                 metric_values = run_tick_outputs(progress, nets, grid, run_dir, training_set_kwargs, metrics,
                                                  image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
                                                  rank, world, device,
                                                  plugin_metadata(plugins),
-                                                 metric_kwargs)
+                                                 metric_kwargs, fine_names)
             stats_collector.update()
             outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
             if progress_fn is not None:
@@ -563,15 +578,22 @@ def training_loop(
 def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run_dir: str, training_set_kwargs: dict,
                      metrics: Sequence[str], image_snapshot_ticks: int | None, network_snapshot_ticks: int | None,
                      batch_gpu: int, done: bool, rank: int, world: int, device: torch.device,
-                     snapshot_metadata: dict | None = None, metric_kwargs: dict | None = None) -> dict[str, float]:
-    """Image grid, network snapshot and metrics when due at this tick; returns the metric values."""
+                     snapshot_metadata: dict | None = None, metric_kwargs: dict | None = None,
+                     fine_names: bool = False) -> dict[str, float]:
+    """Image grid, network snapshot and metrics when due at this tick; returns the metric values.
+
+    `fine_names`: name the files to the image (see `kimg_tag`)."""
     tick = progress.cur_tick
     if grid is not None and (done or tick % image_snapshot_ticks == 0):
-        save_fakes(nets.G_ema, grid, os.path.join(run_dir, f"fakes{progress.cur_nimg // 1000:06d}.png"), batch_gpu)
+        save_fakes(nets.G_ema, grid, os.path.join(run_dir, f"fakes{kimg_tag(progress.cur_nimg, fine_names)}.png"),
+                   batch_gpu)
     if network_snapshot_ticks is None or not (done or tick % network_snapshot_ticks == 0):
         return {}
-    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, snapshot_metadata) \
-        if rank == 0 else ""
+    metadata = dict(snapshot_metadata or {})
+    if (metric_kwargs or {}).get("classifier"):
+        metadata["metrics_classifier"] = metric_kwargs["classifier"]  # calc_metrics.py's default for spine metrics
+    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, metadata,
+                                 fine_names) if rank == 0 else ""
     return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device,
                        metric_kwargs)
 

@@ -187,6 +187,7 @@ def open_dest(dest: str) -> Iterator[Callable[[str, bytes], None]]:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
     try:
+        dnnlib.util.apply_default_mode(tmp, directory=True)
         yield functools.partial(_write_file, tmp)
         os.replace(tmp, dest)  # also replaces an empty dest folder in one step
     finally:

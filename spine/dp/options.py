@@ -91,6 +91,9 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     guards.check_options(mirror=bool(opts.mirror), ada=opts.aug == "ada", num_processes=opts.gpus)
     if opts.aug is None:  # DP's default: no augmentation (ADA is refused, a fixed p must be asked for)
         args.update(ada_target=None, augment_p=0, augment_kwargs=None)
+        args.setdefault("notes", []).append(
+            "--dp=1: augmentation is off (ADA, the default --aug, reads D's scores on real images outside the "
+            "privacy account); pass --aug=fixed --p=<p> to augment")
     args.D_kwargs = guards.private_discriminator_kwargs(args.D_kwargs)
     args.D_reg_interval = None
 
@@ -170,4 +173,4 @@ def build_plugins(args: Any, device: torch.device) -> dict:
     labels = args.dataset_info
     prior = guards.PublicLabelPrior(labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0,
                                     probs=dp["label_prior"])
-    return dict(discriminator_update=update, fake_label_fn=prior, abort_fn=update.budget_exhausted)
+    return dict(discriminator_update=update, fake_label_fn=prior, abort_fn=update.stop_reason)

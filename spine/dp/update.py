@@ -112,6 +112,13 @@ class DPDiscriminatorUpdate:
         """True once the next step would exceed the epsilon budget (the loop's abort_fn)."""
         return not self.account.can_step()
 
+    def stop_reason(self) -> str:
+        """'' while the budget allows another step, else why the run stops (the loop's abort_fn)."""
+        if self.account.can_step():
+            return ""
+        return (f"privacy budget epsilon={self.account.epsilon_budget:g} reached after {self.account.steps} steps "
+                f"(epsilon {self.account.epsilon():.4f} spent); stopping with a final snapshot")
+
     def _announce_stop(self) -> None:
         if not self._announced_stop:
             print(f"Privacy budget reached: epsilon {self.account.epsilon():.4f} after {self.account.steps} D steps "

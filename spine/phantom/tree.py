@@ -35,6 +35,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
 from tqdm import tqdm
 
+import dnnlib
 from spine.data.labels import NO_FINDING
 from spine.phantom.image import MAX_STORED, Difficulty, Study, render_image
 from spine.phantom.lesions import reader_box
@@ -240,6 +241,7 @@ def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
     try:
+        dnnlib.util.apply_default_mode(tmp, directory=True)
         for sub in ("annotations", "train_images", "test_images"):
             os.makedirs(os.path.join(tmp, sub))
         start = time.time()

@@ -46,6 +46,7 @@ BENCHMARK = dataclasses.replace(
     metrics=("fid1k", "fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000)
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
+MINUTES = {"demo": 15, "benchmark": 70}  # measured on an idle 2-core machine (docs/PERFORMANCE.md, RESULTS.md)
 
 
 def headline_numbers(out: dict[str, Any]) -> list[str]:
@@ -77,6 +78,7 @@ def main(outdir: str, mode: str) -> None:
     config = MODES[mode]
     click.echo(f"SpineGAN {mode}: {len(config.variants)} generator(s), {config.kimg} kimg each, "
                f"{config.resolution}x{config.resolution} phantom radiographs -> {outdir}")
+    click.echo(f"Expect about {MINUTES[mode]} minutes on 2 CPU cores in all (finished steps are skipped on a rerun)")
     out = run_experiment(config, outdir, log=lambda text: click.echo(text, err=False))
     total = time.time() - start
     click.echo("\nStep timings (s): " + json.dumps({k: round(v) for k, v in out["timings"].items()}))

@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import os
+import stat
 import sys
 import threading
 
@@ -100,6 +101,22 @@ def test_logger_tees_stdout_and_stderr(tmp_path):
     assert log.read_text() == "to stdout\nto stderr\n"
 
 
+def test_logger_keeps_progress_bars_off_the_file(tmp_path, capsys):
+    """A tqdm bar redraws its line with \\r: the terminal sees every state, the file only the final line."""
+    from tqdm import tqdm
+    log = tmp_path / "log.txt"
+    logger = dnnlib.Logger(str(log), file_mode="w")
+    print("before")
+    for _ in tqdm(range(3), desc="bar", file=sys.stderr, mininterval=0, ascii=True):
+        pass
+    sys.stdout.write("left\rright")  # an unfinished line is written at close, as last drawn
+    logger.close()
+    lines = log.read_text().splitlines()
+    assert "\r" not in log.read_text() and lines[0] == "before" and lines[2] == "right" and len(lines) == 3
+    assert lines[1].startswith("bar: 100%") and "3/3" in lines[1]
+    assert capsys.readouterr().err.count("\r") >= 3  # the terminal got the redraws
+
+
 @pytest.mark.parametrize("seconds, text", [(5.4, "5s"), (184, "3m 04s"), (3723, "1h 02m 03s"),
                                            (2 * 86400 + 3 * 3600 + 240, "2d 03h 04m")])
 def test_format_time(seconds, text):
@@ -117,6 +134,9 @@ def test_user_error_is_one_click_error_line_and_a_value_error():
     result = CliRunner().invoke(tool, [])
     assert result.exit_code == 1 and result.output == "Error: x.pkl: not a network snapshot: found text\n"
     assert isinstance(dnnlib.UserError("m"), ValueError)
+    listing = CliRunner().invoke(click.command()(lambda: (_ for _ in ()).throw(
+        dnnlib.UserError("two options differ:\n  --a: 1, now 2\n  --b: 3, now 4", multiline=True))), [])
+    assert listing.exit_code == 1 and listing.output == "Error: two options differ:\n  --a: 1, now 2\n  --b: 3, now 4\n"
 
 
 KILLED_WRITER = """
@@ -161,3 +181,20 @@ def test_temp_file_of_a_live_or_recent_writer_stays(tmp_path):
     assert dnnlib.remove_stale_temp_files(tmp_path) == [] and recent.exists()
     os.utime(recent, (0, 0))
     assert dnnlib.remove_stale_temp_files(tmp_path) == [str(recent)]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_write_gives_the_mode_of_a_plain_open(tmp_path, umask):
+    """The renamed temp file must not keep mkstemp's private 0600: others read snapshots, zips and reports."""
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.bin", "wb") as f:
+            f.write(b"x")
+        with dnnlib.atomic_write(tmp_path / "atomic.bin") as f:
+            f.write(b"x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask  # 0644 under 022, 0600 under 077
+    assert stat.S_IMODE(os.stat(tmp_path / "plain.bin").st_mode) == expected
+    assert stat.S_IMODE(os.stat(tmp_path / "atomic.bin").st_mode) == expected
+    assert dnnlib.util.current_umask() == old  # reading the mask leaves it as it was

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import PIL.Image
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from training import checkpoint as ckpt
-from training.training_loop import Progress, time_left, training_loop, update_ema
+from training.training_loop import Progress, kimg_tag, needs_fine_names, time_left, training_loop, update_ema
 from training.serialization import load_network_pkl
 
 
@@ -63,12 +64,16 @@ def dataset(tmp_path_factory) -> str:
 
 def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
     run = str(tmp_path / "run")
-    training_loop(**loop_kwargs(dataset, run, total_kimg=0.012))  # 3 iterations, ticks 0..2
+    training_loop(**loop_kwargs(dataset, run, total_kimg=0.012,  # 3 iterations, ticks 0..2
+                                metric_kwargs=dict(classifier="/models/classifier.pkl")))
     ticks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tick")]
     assert len(ticks) == 3 and "left -" in ticks[0] and ticks[-1].split("left ")[1].startswith("0s")
+    assert all(re.search(r" time \d+s +sec/tick", tick) for tick in ticks)  # the official duration format
     files = set(os.listdir(run))
-    assert {"reals.png", "fakes_init.png", "fakes000000.png", "stats.jsonl", "checkpoint.pt",
-            "network-snapshot-000000.pkl"} <= files
+    # Snapshots at 4 and 12 images (ticks 0 and 2, then done) are named to the image: whole kimg would collide.
+    assert {"reals.png", "fakes_init.png", "fakes000000.004.png", "fakes000000.012.png", "stats.jsonl",
+            "checkpoint.pt", "network-snapshot-000000.004.pkl", "network-snapshot-000000.012.pkl"} <= files
+    assert any(name.startswith("events.out.tfevents.") for name in files)  # TensorBoard, as the official loop
     reals = PIL.Image.open(os.path.join(run, "reals.png"))
     assert reals.mode == "L" and reals.size == (4 * 16, 2 * 16)
     lines = [json.loads(line) for line in open(os.path.join(run, "stats.jsonl"))]
@@ -77,13 +82,25 @@ def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
     for name in ("Loss/G/loss", "Loss/D/loss", "Loss/scores/real", "Loss/signs/fake", "Timing/Gmain",
                  "Timing/Dmain", "Resources/cpu_mem_gb", "Progress/augment"):
         assert name in lines[-1], name
-    snap = load_network_pkl(os.path.join(run, "network-snapshot-000000.pkl"))
+    snap = load_network_pkl(os.path.join(run, "network-snapshot-000000.012.pkl"))
     assert snap["G_ema"].img_channels == 1 and snap["G_ema"].c_dim == 2
+    assert snap["metadata"]["metrics_classifier"] == "/models/classifier.pkl"  # calc_metrics.py's default
     state = ckpt.load_checkpoint(os.path.join(run, "checkpoint.pt"))
     assert state["progress"] == dict(cur_nimg=12, cur_tick=3, batch_idx=3, tick_start_nimg=12)
     # ADA moved p away from 0.2 by whole steps of batch * interval / (ada_kimg * 1000) = 0.04.
     p = float(state["nets"]["augment_pipe"]["state_dict"]["p"])
     assert p != pytest.approx(0.2) and ((p - 0.2) / 0.04) == pytest.approx(round((p - 0.2) / 0.04), abs=1e-5)
+
+
+def test_snapshot_names_are_whole_kimg_unless_snapshots_can_collide():
+    assert not needs_fine_names(total_kimg=30, kimg_per_tick=1, snapshot_ticks=[50, 50])
+    assert not needs_fine_names(total_kimg=30, kimg_per_tick=0.25, snapshot_ticks=[4, None])
+    assert needs_fine_names(total_kimg=30, kimg_per_tick=0.25, snapshot_ticks=[3, 4])  # 0.75 kimg apart
+    assert needs_fine_names(total_kimg=2.5, kimg_per_tick=1, snapshot_ticks=[1, 1])  # 2.016 and 2.5 kimg: '000002'
+    assert [kimg_tag(n, False) for n in (16, 40_000)] == ["000000", "000040"]
+    assert [kimg_tag(n, True) for n in (16, 1008, 40_000)] == ["000000.016", "000001.008", "000040.000"]
+    fine = [f"network-snapshot-{kimg_tag(n, True)}.pkl" for n in (16, 1008, 2016, 2500)]
+    assert sorted(fine) == fine  # listed in training order
 
 
 def test_time_left_formats_the_remaining_kimg_at_the_last_speed():

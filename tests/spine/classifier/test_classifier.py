@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from spine.classifier import artifact as clf
-from spine.classifier.cli import cli
+from spine.classifier.cli import auc_summary, chance_warning, cli
 from spine.classifier.data import load_labelled_images, predict_probabilities
 from spine.classifier.models import build_network
 from spine.classifier.training import TrainOptions, augment_batch, train_classifier, validation_auc
@@ -309,6 +309,12 @@ def test_best_epoch_is_kept_and_patience_stops(tmp_path, monkeypatch):
     assert any(not torch.equal(snapshots[3][k], snapshots[1][k]) for k in snapshots[1])
 
 
+def test_chance_warning_and_auc_summary():
+    assert "0.510 is near chance" in chance_warning(0.51)
+    assert auc_summary(dict(task="binary", auc=0.8361, auc_ci=[0.7984, 0.8702])) == "AUC 0.836 (95% CI 0.798-0.870)"
+    assert auc_summary(dict(task="multiclass", macro_auc=None, macro_auc_ci=None)).startswith("macro AUC undefined")
+
+
 def test_cli_train_then_evaluate(tmp_path):
     train_root = _write_dataset(tmp_path / "train", num_studies=30, seed=0)
     test_root = _write_dataset(tmp_path / "test", num_studies=15, seed=1)
@@ -316,6 +322,8 @@ def test_cli_train_then_evaluate(tmp_path):
     result = runner.invoke(cli, ["train", "--data", str(train_root), "--out", str(tmp_path / "c.pkl"),
                                      "--epochs", "4", "--batch", "16", "--lr", "3e-3", "--seed", "0"])
     assert result.exit_code == 0, result.output
+    trained_auc = clf.load_classifier(tmp_path / "c.pkl").provenance["best_val_auc"]
+    assert ("near chance" in result.output) == (trained_auc < 0.6), result.output
     result = runner.invoke(cli, ["evaluate", "--classifier", str(tmp_path / "c.pkl"), "--data", str(test_root),
                                      "--out", str(tmp_path / "eval.json"), "--roc", str(tmp_path / "roc.png"),
                                      "--n-resamples", "200"])
@@ -326,6 +334,8 @@ def test_cli_train_then_evaluate(tmp_path):
     probs = predict_probabilities(loaded, loaded.spec, test.images).numpy()
     assert report["auc"] == pytest.approx(roc_auc(test.labels.numpy(), probs), abs=1e-12)
     assert report["auc_ci"][0] <= report["auc"] <= report["auc_ci"][1]
+    low, high = report["auc_ci"]
+    assert f"AUC {report['auc']:.3f} (95% CI {low:.3f}-{high:.3f}) -> " in result.output
     assert report["at_threshold"]["threshold"] == loaded.spec.thresholds[0]
     assert set(report["youden"]) == {"threshold", "sensitivity", "specificity", "youden_j"}
     assert report["num_samples"] == 30 and report["data_sha256"] == test.sha256

@@ -226,3 +226,19 @@ def test_bad_inputs_get_one_line_and_write_nothing(phantom, tmp_path, case):
     before = bad_inputs.tree(tmp_path)
     result = CliRunner().invoke(dataset_tool.main, [item for pair in options.items() for item in pair])
     bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_get_the_mode_of_plain_files_and_folders(phantom, tmp_path, umask):
+    """Imported zips and folders (built in private temp entries, then renamed) and phantom trees follow the umask."""
+    root, _ = phantom
+    old = os.umask(umask)
+    try:
+        assert run_tool("--source", root, "--split", "test", "--dest", tmp_path / "d.zip", "--resolution", 16)[0] == 0
+        assert run_tool("--source", root, "--split", "test", "--dest", tmp_path / "d", "--resolution", 16)[0] == 0
+        make_phantom_tree(str(tmp_path / "tree"), 1, 0, seed=0, size=64)
+    finally:
+        os.umask(old)
+    mode = lambda path: os.stat(path).st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "d.zip") == 0o666 & ~umask and mode(tmp_path / "d" / "dataset.json") == 0o666 & ~umask
+    assert mode(tmp_path / "d") == 0o777 & ~umask and mode(tmp_path / "tree") == 0o777 & ~umask

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import train
+from spine.dp import accounting
 from training import checkpoint as ckpt
 from training.serialization import load_network_pkl
 
@@ -56,3 +57,23 @@ def test_tiny_dp_run_and_exact_resume(tmp_path, capsys, dp_dataset):
     assert resumed["plugins"]["discriminator_update"] == reference["plugins"]["discriminator_update"]
     for key, value in reference["nets"]["D"]["state_dict"].items():
         assert torch.equal(resumed["nets"]["D"]["state_dict"][key], value), key
+
+
+def test_budget_stop_says_why_and_ends_with_a_final_snapshot(tmp_path, capsys, dp_dataset):
+    """A run that meets its epsilon budget stops cleanly: the reason, exit without error, a last snapshot."""
+    run = str(tmp_path / "run")
+    args = dp_args(dp_dataset, run, total_kimg=1)
+    budget = accounting.epsilon_after(2, 1.2, 0.25, 1e-3, "rdp") + 1e-9  # two D steps fit, a third would not
+    args.dp["epsilon_budget"] = budget
+    train.run_process(0, args)  # returns normally: the CLI exits 0
+    out = capsys.readouterr().out
+    assert f"privacy budget epsilon={budget:g} reached after 2 steps" in out and "Aborting" not in out
+    snapshot = load_network_pkl(sorted(glob.glob(os.path.join(run, "network-snapshot-*.pkl")))[-1])
+    assert snapshot["metadata"]["privacy"]["steps"] == 2 and snapshot["metadata"]["cur_nimg"] == 12
+    assert ckpt.load_checkpoint(os.path.join(run, ckpt.FILE_NAME))["progress"]["cur_nimg"] == 12
+
+
+def test_default_augmentation_off_is_said(tmp_path, dp_dataset):
+    args = dp_args(dp_dataset, str(tmp_path / "run"), total_kimg=1)
+    assert args.augment_kwargs is None and args.ada_target is None
+    assert any(note.startswith("--dp=1: augmentation is off (ADA, the default --aug") for note in args.notes)

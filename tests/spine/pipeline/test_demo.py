@@ -19,6 +19,18 @@ def test_demo_config_is_one_spinegan_on_the_phantom():
     assert "spinegan-dp" in names
 
 
+@pytest.mark.parametrize("mode, minutes", [("demo", 15), ("benchmark", 70)])
+def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, mode, minutes):
+    from click.testing import CliRunner
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before the first step")
+    monkeypatch.setattr(demo, "run_experiment", stop)
+    result = CliRunner().invoke(demo.main, ["--outdir", str(tmp_path), "--mode", mode])
+    assert isinstance(result.exception, RuntimeError)  # the estimate came before any work
+    assert f"Expect about {minutes} minutes on 2 CPU cores in all" in result.output
+
+
 def test_headline_numbers_name_every_model():
     out = dict(downstream=dict(aucs={"real": 0.9, "synthetic-spinegan": 0.8, "real+synthetic-spinegan": 0.91},
                                ratios={"synthetic-spinegan": 0.8 / 0.9}),
