@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from tolerances import rounding_tol
 
 from spine.dp.accounting import PrivacyAccount
 from spine.dp.mechanism import MechanismConfig
@@ -68,7 +69,9 @@ def test_without_clip_and_noise_equals_standard_step():
     step_with(make_update(dataset, MechanismConfig(1.0, 1.0, clip=False, noise=False)), G, D, dataset)
     step_with(GradientStep(), G, D_ref, dataset)
     for (name, p), p_ref in zip(D.named_parameters(), D_ref.parameters()):
-        assert torch.allclose(p, p_ref, atol=1e-6, rtol=1e-5), name
+        # Per-sample gradients summed in another order than one backward, then Adam: float32 rounding through
+        # the tiny D's ~100-term sums, relative to the weights' size (as in tests/training/test_distributed.py).
+        assert torch.allclose(p, p_ref, atol=rounding_tol(torch.float32, 100), rtol=rounding_tol(torch.float32, 100)), name
 
 
 def test_clipped_private_part_is_bounded():
