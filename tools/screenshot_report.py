@@ -3,7 +3,8 @@
     python tools/screenshot_report.py runs/demo/report/index.html [--out docs/report_screenshot.png]
 
 Checks that the static report renders without a network (images are local files) and gives the README a picture.
-Needs Debian's chromium (`apt-get install -y chromium`); a throw-away profile folder keeps it from touching ~.
+Needs Debian's chromium (`apt-get install -y chromium`; `make test` installs it via tools/ensure_chromium.sh); a
+throw-away profile folder keeps it from touching ~.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import click
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
 
 

@@ -33,11 +33,26 @@ def init_from_env(device: torch.device, timeout_min: float = 30) -> tuple[int, i
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return 0, 1
+    _bind_lazy_group_defaults()
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, init_method="env://",
                                 timeout=datetime.timedelta(minutes=timeout_min))
     return dist.get_rank(), dist.get_world_size()
+
+
+def _bind_lazy_group_defaults() -> None:
+    """Import torch.distributed.nn.functional while no process group exists.
+
+    Its functions take `group=group.WORLD` as a default argument, evaluated once, at import. torch imports the
+    module lazily: the first optimiser step imports torch._dynamo, which imports it. Imported after
+    init_process_group, those defaults hold the default process group for the life of the interpreter, so
+    destroy_process_group cannot free it: the gloo threads (transport loop, work runners) stay alive into
+    interpreter shutdown, and the process group, destroyed there, aborts the process (std::terminate,
+    "terminate called without an active exception", SIGABRT) depending on how far the peer's own teardown
+    has got. Imported first, the defaults are None (the default group at call time) and hold nothing.
+    """
+    import torch.distributed.nn.functional  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
 
 
 def all_reduce_mean_(params: Sequence[torch.nn.Parameter]) -> None:
@@ -88,8 +103,9 @@ def barrier() -> None:
 def shutdown() -> None:
     """Leave the process group together: a barrier first, then destroy.
 
-    Without the barrier a fast process can tear its gloo connections down while a peer is still in (or just
-    leaving) its last collective, and the peer's transport thread dies with std::terminate (SIGABRT).
+    The barrier keeps a fast process from closing its gloo connections while a peer is still in its last
+    collective. Destroying frees the process group and joins its threads only if nothing else holds it (see
+    `_bind_lazy_group_defaults`).
     """
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

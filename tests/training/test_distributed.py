@@ -6,6 +6,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from tolerances import rounding_tol
 
 from training import distributed as dist_utils
 from training.loss import StyleGAN2Loss
@@ -51,6 +52,13 @@ def worker(rank: int, port: int, out: str) -> None:
     if rank == 0:
         torch.save(weights, out)
     dist_utils.shutdown()
+    with open(f"{out}.threads{rank}", "w") as f:
+        f.write(" ".join(name for name in thread_names() if "gloo" in name or "tcpstore" in name))
+
+
+def thread_names() -> list[str]:
+    """Names of this process's threads (Linux); gloo's are gloo_tcp_loop and pt_gloo_runloop."""
+    return [open(f"/proc/self/task/{tid}/comm").read().strip() for tid in os.listdir("/proc/self/task")]
 
 
 def free_port() -> int:
@@ -64,6 +72,8 @@ def test_two_processes_match_one_process_with_the_whole_batch(tmp_path):
     out = str(tmp_path / "rank0.pt")
     mp.start_processes(worker, args=(free_port(), out), nprocs=2, start_method="spawn")
     two = torch.load(out, weights_only=True)
+    # shutdown() really freed the process group: its threads left alive abort the process at exit (SIGABRT).
+    assert [open(f"{out}.threads{rank}").read() for rank in (0, 1)] == ["", ""]
     # One process, the same batch in two accumulation rounds (same minibatch-std groups as the two processes),
     # on one thread like the workers: a different thread count changes float summation order beyond 1e-5.
     threads = torch.get_num_threads()
@@ -77,7 +87,11 @@ def test_two_processes_match_one_process_with_the_whole_batch(tmp_path):
     for key, value in one.items():
         if key.endswith("w_avg"):
             continue  # a per-process running mean of each process's own latents, as in the official code
-        torch.testing.assert_close(two[key], value, rtol=1e-5, atol=1e-6, msg=key)
+        # Two processes sum the gradient in another order (an all-reduce of two halves) than one process (two
+        # accumulation rounds), and Adam divides by sqrt(v): after 3 steps on these small nets the weights
+        # differ by rounding through ~100-term sums, relative to the weights' size.
+        torch.testing.assert_close(two[key], value, rtol=rounding_tol(torch.float32, 100),
+                                   atol=rounding_tol(torch.float32, 100), msg=key)
         changed += not torch.equal(value, make_setup()[0 if key.startswith("G") else 1]
                                    .state_dict()[key.split(".", 1)[1]])
     assert changed > 10  # the steps really moved the weights

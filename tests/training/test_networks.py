@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from tolerances import rounding_tol
 
 from training import networks
 
@@ -359,8 +360,10 @@ def test_fully_connected_layer_equalised_lr():
     w = layer.weight.double() * 0.1 / math.sqrt(5)
     y = x.double() @ w.t() + layer.bias.double() * 0.1
     ref = F.leaky_relu(y, 0.2) * math.sqrt(2)
-    assert torch.allclose(layer(x).double(), ref, atol=1e-6)
-    assert torch.allclose(layer.bias, torch.full([3], 0.5))
+    # float32: 5-term dot products plus gains and bias (8 roundings) on sum |terms| times sqrt(2).
+    magnitude = ((x.double().abs() @ w.abs().t()).max() + 0.05).item() * math.sqrt(2)
+    assert torch.allclose(layer(x).double(), ref, rtol=0, atol=rounding_tol(torch.float32, 8, magnitude))
+    assert torch.equal(layer.bias, torch.full([3], 0.5))  # stored as given: lr_multiplier applies at use
 
 
 def _modconv_reference(x, weight, styles, demodulate):
@@ -380,7 +383,11 @@ def test_modulated_conv2d_matches_brute_force(fused, demodulate):
     torch.manual_seed(2)
     x, weight, styles = torch.randn(3, 4, 6, 6), torch.randn(5, 4, 3, 3), torch.randn(3, 4)
     y = networks.modulated_conv2d(x, weight, styles, padding=1, demodulate=demodulate, fused_modconv=fused)
-    assert torch.allclose(y.double(), _modconv_reference(x, weight, styles, demodulate), atol=1e-5)
+    # float32: 4 * 3 * 3 = 36-term sums for the conv and for the demodulation's sum of squares, plus the
+    # modulation's products (~80 roundings), on sum |terms| (the reference run on absolute values).
+    magnitude = _modconv_reference(x.abs(), weight.abs(), styles.abs(), demodulate).max().item()
+    assert torch.allclose(y.double(), _modconv_reference(x, weight, styles, demodulate), rtol=0,
+                          atol=rounding_tol(torch.float32, 80, magnitude))
 
 
 def test_modulated_conv2d_fused_equals_non_fused_with_upsampling_and_noise():
@@ -392,7 +399,11 @@ def test_modulated_conv2d_fused_equals_non_fused_with_upsampling_and_noise():
     a = networks.modulated_conv2d(x, weight, styles, fused_modconv=True, **kwargs)
     b = networks.modulated_conv2d(x, weight, styles, fused_modconv=False, **kwargs)
     assert a.shape == (2, 6, 10, 10)
-    assert torch.allclose(a, b, atol=1e-5)
+    # Both float32: 36-term conv and demodulation sums, the 4x4 up-filter and the noise (~100 roundings), on
+    # sum |terms| (the same op on absolute values; the filter is positive).
+    magnitude = networks.modulated_conv2d(x.abs(), weight.abs(), styles.abs(), fused_modconv=False,
+                                          **(kwargs | dict(noise=noise.abs()))).max().item()
+    assert torch.allclose(a, b, rtol=0, atol=rounding_tol(torch.float32, 100, magnitude))
 
 
 def test_conv2d_layer_trainable_false_uses_buffers_and_same_output():
@@ -405,7 +416,10 @@ def test_conv2d_layer_trainable_false_uses_buffers_and_same_output():
     assert set(b.state_dict()) == set(a.state_dict())
     x = torch.randn(2, 3, 8, 8)
     ref = F.leaky_relu(F.conv2d(x.double(), a.weight.double() / math.sqrt(27), a.bias.double(), padding=1), 0.2)
-    assert torch.allclose(b(x).double(), ref * math.sqrt(2), atol=1e-5)
+    # float32: 27-term sums plus gains and bias (30 roundings) on sum |terms| times sqrt(2).
+    magnitude = F.conv2d(x.double().abs(), a.weight.double().abs() / math.sqrt(27), padding=1).max().item()
+    assert torch.allclose(b(x).double(), ref * math.sqrt(2), rtol=0,
+                          atol=rounding_tol(torch.float32, 30, magnitude * math.sqrt(2)))
     assert torch.equal(a(x), b(x))
 
 
@@ -421,7 +435,10 @@ def test_minibatch_std_matches_loop_over_groups():
         for f in range(2):
             group = xd[members][:, 2 * f:2 * f + 2]
             std = (group.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
-            assert torch.allclose(y[n, 4 + f].double(), std.expand(3, 3), atol=1e-6)
+            # float32: mean and variance over 3 members, sqrt, mean over 2 x 3 x 3 values (~30 roundings) of
+            # squares up to 5^2 (N(0, 1) inputs), relative error halved by the sqrt.
+            assert torch.allclose(y[n, 4 + f].double(), std.expand(3, 3), rtol=0,
+                                  atol=rounding_tol(torch.float32, 30, 25))
 
 
 def test_minibatch_std_rejects_indivisible_batch():
@@ -431,6 +448,12 @@ def test_minibatch_std_rejects_indivisible_batch():
 
 # ----------------------------------------------------------------------------------------------------------
 # Generator and discriminator behaviour
+
+# Two float32 evaluations of the small generator by different code paths (fused or not, channels-last or not)
+# differ by rounding along the longest chain of operations: 2 mapping layers of 16 terms, 5 convs of up to
+# 32 * 3 * 3 = 288-term sums plus as many for their demodulation, the 4x4 up-filters and to-RGB (about 3000
+# roundings), on sums of |terms| of a few units (demodulated weights have unit norm).
+_NETWORK_TOL = rounding_tol(torch.float32, 3000, 4)
 
 
 @pytest.mark.parametrize('arch', ['skip', 'orig', 'resnet'])
@@ -465,7 +488,9 @@ def test_discriminator_projection_conditioning():
     logits = D(img, c)
     cmap = D.mapping(None, c)
     expected = (captured['out'] * cmap).sum(dim=1, keepdim=True) / math.sqrt(D.b4.cmap_dim)
-    assert torch.allclose(logits, expected, atol=1e-6)
+    # Both float32: a cmap_dim-term dot product and a scale, on sum |terms|.
+    magnitude = (captured['out'].abs() * cmap.abs()).sum(dim=1).max().item() / math.sqrt(D.b4.cmap_dim)
+    assert torch.allclose(logits, expected, rtol=0, atol=rounding_tol(torch.float32, D.b4.cmap_dim + 2, magnitude))
 
 
 def test_truncation_psi_zero_gives_w_avg_and_cutoff_limits_it():
@@ -474,13 +499,15 @@ def test_truncation_psi_zero_gives_w_avg_and_cutoff_limits_it():
     G.mapping.w_avg.copy_(torch.randn(16))
     z = torch.randn(3, 16)
     ws = G.mapping(z, None, truncation_psi=0)
-    assert torch.allclose(ws, G.mapping.w_avg.expand(3, G.num_ws, 16))
+    assert torch.equal(ws, G.mapping.w_avg.expand(3, G.num_ws, 16))  # lerp(start, end, 0) returns start exactly
     full = G.mapping(z, None)
     cut = G.mapping(z, None, truncation_psi=0, truncation_cutoff=2)
-    assert torch.allclose(cut[:, :2], G.mapping.w_avg.expand(3, 2, 16))
+    assert torch.equal(cut[:, :2], G.mapping.w_avg.expand(3, 2, 16))
     assert torch.equal(cut[:, 2:], full[:, 2:])
     half = G.mapping(z, None, truncation_psi=0.5)
-    assert torch.allclose(half, (full + G.mapping.w_avg) / 2, atol=1e-6)
+    # float32 lerp against (a + b) / 2: a subtraction, a product and an addition each, on |a| + |b|.
+    magnitude = (full.abs() + G.mapping.w_avg.abs()).max().item()
+    assert torch.allclose(half, (full + G.mapping.w_avg) / 2, rtol=0, atol=rounding_tol(torch.float32, 6, magnitude))
 
 
 def test_w_avg_update_only_in_training_mode():
@@ -497,7 +524,9 @@ def test_w_avg_update_only_in_training_mode():
     assert torch.equal(G.mapping.w_avg, before)
     G.mapping(z, None)
     expected = before + (w.mean(dim=0) - before) * (1 - 0.995)
-    assert torch.allclose(G.mapping.w_avg, expected, atol=1e-6)
+    # float32: a 5-sample mean and a lerp (~10 roundings) on |w| + |w_avg|.
+    magnitude = (w.abs().max(dim=0).values + before.abs()).max().item()
+    assert torch.allclose(G.mapping.w_avg, expected, rtol=0, atol=rounding_tol(torch.float32, 10, magnitude))
 
 
 def test_noise_modes():
@@ -514,7 +543,7 @@ def test_noise_modes():
     for buf_name, buf in G.named_buffers():
         if buf_name.endswith('noise_const'):
             buf.zero_()
-    assert torch.allclose(G(z, None, noise_mode='const'), G(z, None, noise_mode='none'), atol=1e-6)
+    assert torch.equal(G(z, None, noise_mode='const'), G(z, None, noise_mode='none'))  # adding 0.0 is exact
     with pytest.raises(ValueError, match='noise_mode'):
         G(z, None, noise_mode='bogus')
 
@@ -544,7 +573,7 @@ def test_fused_and_non_fused_generator_agree():
     ws = G.mapping(torch.randn(3, 16), torch.randn(3, 2))
     a = G.synthesis(ws, noise_mode='const', fused_modconv=True)
     b = G.synthesis(ws, noise_mode='const', fused_modconv=False)
-    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(a, b, rtol=0, atol=_NETWORK_TOL)
 
 
 def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu():
@@ -555,7 +584,7 @@ def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu():
     z = torch.randn(2, 16)
     out = G16(z, None, noise_mode='const')
     assert out.dtype == torch.float32
-    assert torch.allclose(out, G32(z, None, noise_mode='const'), atol=1e-5)
+    assert torch.allclose(out, G32(z, None, noise_mode='const'), rtol=0, atol=_NETWORK_TOL)
     D16 = _small_d(num_fp16_res=4, conv_clamp=256, block_kwargs=dict(fp16_channels_last=True))
     assert D16(out, None).dtype == torch.float32
 

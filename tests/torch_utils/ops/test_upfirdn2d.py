@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from tolerances import rounding_tol
 
 import ops_reference as ref
 from torch_utils.ops import upfirdn2d
@@ -65,16 +66,19 @@ def test_setup_filter_rules():
     # Fewer than 8 taps: outer product, normalised to sum 1.
     f = upfirdn2d.setup_filter([1, 3, 3, 1])
     assert f.dtype == torch.float32 and f.shape == (4, 4)
-    torch.testing.assert_close(f, torch.outer(torch.tensor([1., 3, 3, 1]), torch.tensor([1., 3, 3, 1])) / 64)
+    # Exact: small integers over a power of two are representable in float32.
+    torch.testing.assert_close(f, torch.outer(torch.tensor([1., 3, 3, 1]), torch.tensor([1., 3, 3, 1])) / 64,
+                               rtol=0, atol=0)
     # 8 or more taps stay separable, each axis carries sqrt(gain).
     f = upfirdn2d.setup_filter(np.ones(8), gain=4)
     assert f.shape == (8,)
-    torch.testing.assert_close(f, torch.full([8], 2 / 8))
-    # Flipping, no normalisation, scalar and None.
+    torch.testing.assert_close(f, torch.full([8], 2 / 8), rtol=0, atol=0)  # exact: sqrt(4) / 8 = 0.25
+    # Flipping, no normalisation, scalar and None (exact: a permutation of small integers).
     torch.testing.assert_close(upfirdn2d.setup_filter([[1, 2], [3, 4]], normalize=False, flip_filter=True),
-                               torch.tensor([[4., 3], [2, 1]]))
+                               torch.tensor([[4., 3], [2, 1]]), rtol=0, atol=0)
     assert upfirdn2d.setup_filter(None).tolist() == [[1.0]]
-    assert upfirdn2d.setup_filter([1, 2], separable=True).tolist() == pytest.approx([1 / 3, 2 / 3])
+    assert upfirdn2d.setup_filter([1, 2], separable=True).tolist() == pytest.approx(
+        [1 / 3, 2 / 3], rel=rounding_tol(torch.float32, 2))  # a float32 sum and division
     with pytest.raises(ValueError, match='separable'):
         upfirdn2d.setup_filter([[1, 2]], separable=True)
 
