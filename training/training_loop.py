@@ -41,6 +41,7 @@ from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
 from training.dataset import construct_dataset
 from training.image_grid import choose_grid_indices, grid_shape, save_image_grid
 from training.loss import GeneratorTerm, StyleGAN2Loss
+from training.phase_timer import PhaseTimer
 from training.phase_update import GradientStep, Phase, PhaseRound, PhaseUpdate
 from training.plugins import (index_sampler, named_plugins, plugin_metadata, plugin_states, plugin_tick_report,
                               restore_plugin_states)
@@ -221,16 +222,13 @@ def fetch_rounds(real_batches: Iterator[RealBatch], training_set: Any, z_dim: in
 
 
 def run_iteration(phases: Sequence[Phase], loss: StyleGAN2Loss, rounds: Sequence[Sequence[PhaseRound]],
-                  batch_idx: int, device: torch.device) -> None:
-    """Run every phase that is due at `batch_idx` through its update rule; report Timing/<phase>."""
+                  batch_idx: int, timer: PhaseTimer) -> None:
+    """Run every phase that is due at `batch_idx` through its update rule, timed (never waiting for the device)."""
     for phase, phase_rounds in zip(phases, rounds):
         if batch_idx % phase.interval != 0:
             continue
-        start = time.perf_counter()
-        phase.update(phase, loss, phase_rounds)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        training_stats.report0("Timing/" + phase.name, time.perf_counter() - start)
+        with timer.phase(phase.name):
+            phase.update(phase, loss, phase_rounds)
 
 
 @torch.no_grad()
@@ -381,6 +379,8 @@ def report_progress(progress: Progress, nets: Nets, total_kimg: float, start_tim
     peak_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     p = float(nets.augment_pipe.p) if nets.augment_pipe is not None else 0.0
+    if nets.ada is not None:
+        nets.ada.warn_if_high(p)
     report = training_stats.report0
     fields = [
         f"tick {report('Progress/tick', progress.cur_tick):<5d}",
@@ -504,6 +504,7 @@ def training_loop(
     if is_main:
         print(f"Training for {total_kimg} kimg...\n")
     stats_collector = training_stats.Collector(regex=".*")
+    timer = PhaseTimer(device)
     tick_start_time = time.time()
     maintenance_time = tick_start_time - start_time
     if progress_fn is not None:
@@ -512,7 +513,7 @@ def training_loop(
         while True:
             rounds = fetch_rounds(real_batches, training_set, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
                                   device, fake_label_fn)
-            run_iteration(phases, loss, rounds, progress.batch_idx, device)
+            run_iteration(phases, loss, rounds, progress.batch_idx, timer)
             update_ema(nets.G, nets.G_ema, progress.cur_nimg, batch_size, ema_kimg, ema_rampup)
             progress.cur_nimg += batch_size
             progress.batch_idx += 1
@@ -522,6 +523,7 @@ def training_loop(
             if not done and progress.cur_tick != 0 and \
                     progress.cur_nimg < progress.tick_start_nimg + kimg_per_tick * 1000:
                 continue
+            timer.flush()  # the tick's one wait for the device: its phase times, and an honest tick time
             tick_end_time = time.time()
             status = report_progress(progress, nets, total_kimg, start_time, tick_start_time, tick_end_time,
                                      maintenance_time, device)
