@@ -39,6 +39,7 @@ from training import checkpoint as ckpt
 from training import distributed as dist_utils
 from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
 from training.dataset import construct_dataset
+from training.fake_labels import fake_label_sampler
 from training.image_grid import choose_grid_indices, grid_shape, save_image_grid
 from training.loss import GeneratorTerm, StyleGAN2Loss
 from training.phase_timer import PhaseTimer
@@ -204,19 +205,14 @@ def optimizers_by_name(phases: Sequence[Phase]) -> dict[str, torch.optim.Optimiz
 # One iteration.
 
 
-def fetch_rounds(real_batches: Iterator[RealBatch], training_set: Any, z_dim: int, num_phases: int,
-                 batch_per_rank: int, batch_gpu: int, device: torch.device,
-                 fake_label_fn: Callable[[int], np.ndarray] | None = None) -> list[list[PhaseRound]]:
+def fetch_rounds(real_batches: Iterator[RealBatch], fake_labels: Callable[[int], torch.Tensor], z_dim: int,
+                 num_phases: int, batch_per_rank: int, batch_gpu: int, device: torch.device) -> list[list[PhaseRound]]:
     """This process's reals (shared by all phases) and fresh latents/labels per phase, split into rounds."""
     reals = next(real_batches).split(batch_per_rank // batch_gpu)
     per_phase = []
     for _ in range(num_phases):
         gen_z = torch.randn([batch_per_rank, z_dim], device=device).split(batch_gpu)
-        if fake_label_fn is not None:
-            labels = np.asarray(fake_label_fn(batch_per_rank), dtype=np.float32)
-        else:
-            labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(batch_per_rank)]
-        gen_c = torch.from_numpy(np.stack(labels)).to(device).split(batch_gpu)
+        gen_c = fake_labels(batch_per_rank).split(batch_gpu)
         per_phase.append([PhaseRound(real.img, real.c, z, c, real.units) for real, z, c in zip(reals, gen_z, gen_c)])
     return per_phase
 
@@ -505,14 +501,15 @@ def training_loop(
         print(f"Training for {total_kimg} kimg...\n")
     stats_collector = training_stats.Collector(regex=".*")
     timer = PhaseTimer(device)
+    fake_labels = fake_label_sampler(training_set, device, fake_label_fn)
     tick_start_time = time.time()
     maintenance_time = tick_start_time - start_time
     if progress_fn is not None:
         progress_fn(progress.cur_nimg // 1000, int(total_kimg))
     try:
         while True:
-            rounds = fetch_rounds(real_batches, training_set, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
-                                  device, fake_label_fn)
+            rounds = fetch_rounds(real_batches, fake_labels, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
+                                  device)
             run_iteration(phases, loss, rounds, progress.batch_idx, timer)
             update_ema(nets.G, nets.G_ema, progress.cur_nimg, batch_size, ema_kimg, ema_rampup)
             progress.cur_nimg += batch_size

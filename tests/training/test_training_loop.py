@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from training import checkpoint as ckpt
-from training.training_loop import Progress, time_left, training_loop, update_ema
+from training.dataset import construct_dataset
+from training.fake_labels import DatasetLabels, fake_label_sampler
+from training.loss import StyleGAN2Loss
+from training.phase_timer import PhaseTimer
+from training.phase_update import GradientStep
+from training.training_loop import (Progress, build_networks, build_phases, fetch_rounds, load_training_data,
+                                    run_iteration, time_left, training_loop, update_ema)
 from training.serialization import load_network_pkl
 
 
@@ -186,3 +192,49 @@ def test_generator_term_state_survives_checkpoint_and_resume(dataset, tmp_path):
     with pytest.raises(ValueError, match="'generator_term/counter', which this run lacks"):
         training_loop(**loop_kwargs(dataset, str(tmp_path / "dropped"), total_kimg=0.012,
                                     resume_checkpoint=os.path.join(part, "checkpoint.pt")))
+
+
+def run_bare_iterations(data: str, run_dir: str, device: torch.device, iterations: int,
+                        warmup: int = 0) -> None:
+    """The loop's per-iteration steps on `device` (no ticks), without augmentation: fetch_rounds, run_iteration
+    (all four phases, lazy regularisation due at even iterations), update_ema. Every host read of a device value
+    happens in the `warmup` iterations or fails the caller's guard."""
+    kw = loop_kwargs(data, run_dir)
+    training_set, reals = load_training_data(kw["training_set_kwargs"], kw["data_loader_kwargs"], 0, 1, 0, 4, 0,
+                                             device, {})
+    nets = build_networks(training_set, kw["G_kwargs"], kw["D_kwargs"], None, 0, None, {}, 4, device)
+    loss = StyleGAN2Loss(device=device, G=nets.G, D=nets.D, **kw["loss_kwargs"])
+    phases = build_phases(nets, loss, kw["G_opt_kwargs"], kw["D_opt_kwargs"], 2, 2, GradientStep())
+    assert [phase.name for phase in phases] == ["Gmain", "Greg", "Dmain", "Dreg"]
+    labels = fake_label_sampler(training_set, device, None)
+    timer = PhaseTimer(device)
+    try:
+        for it in range(warmup + iterations):
+            rounds = fetch_rounds(reals, labels, nets.G.z_dim, len(phases), 4, 2, device)
+            run_iteration(phases, loss, rounds, it, timer)
+            update_ema(nets.G, nets.G_ema, 4 * it, 4, 0.01, 0.05)
+            if it + 1 == warmup and device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.set_sync_debug_mode("error")
+    finally:
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+
+
+def test_an_iteration_never_reads_the_device(dataset, tmp_path):
+    # On the meta device tensors have shapes but no values: any .item(), float(), boolean index, nonzero or copy
+    # to the host of a device tensor raises, so completing two iterations (every phase, the lazy-regularisation
+    # ones included) shows that the loop's steady state never waits for the device. Host-side decisions that
+    # stay on host tensors (style mixing's draws, Adam's step counter) are allowed, as they are on a GPU.
+    labels = DatasetLabels(construct_dataset(loop_kwargs(dataset, str(tmp_path))["training_set_kwargs"]),
+                           torch.device("meta"), on_device=True)
+    assert labels(3).device.type == "meta"
+    run_bare_iterations(dataset, str(tmp_path / "run"), torch.device("meta"), iterations=3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_iteration_never_synchronises_on_a_gpu(dataset, tmp_path):
+    # torch's sync debug mode raises on every synchronising call (item, blocking copies, nonzero, ...); the first
+    # iterations may synchronise (cuDNN autotuning, lazy allocations).
+    run_bare_iterations(dataset, str(tmp_path / "run"), torch.device("cuda"), iterations=4, warmup=2)
