@@ -1,7 +1,8 @@
 """Train a (conditional) StyleGAN2-ADA generator.
 
 Official options and presets of NVIDIA's train.py, plus two of ours: `--cfg=spine` (the paper's setting for 256x256
-grayscale radiographs) and `--cfg=demo` (a small network that learns recognisable images on 2 CPU cores in minutes).
+grayscale radiographs), `--cfg=demo` (a small network that learns recognisable images on 2 CPU cores in minutes) and
+`--cfg=demo-gpu` (the demo at batch 64, for a GPU).
 
 Resume semantics:
   --resume=<run>/checkpoint.pt   continue that run exactly (weights, optimisers, p, ADA, pl_mean, counters, RNG);
@@ -67,6 +68,13 @@ CFG_SPECS: dict[str, dict[str, Any]] = {
                  ramp=0.05, map=2, channel_max=64, z_dim=128, pl_weight=0, metrics="none", kimg_per_tick=1,
                  grid=(8, 4), workers=0),
 }
+
+# The demo on a GPU: the same network and settings at batch 64. An iteration of the demo is a few thousand small
+# kernel launches whatever its batch (about 135 ms at batch 16 on an H200, docs/PERFORMANCE.md "GPU"), so four
+# times the images per iteration cost little more time. Not the same run as the demo: a quarter of the optimiser
+# steps per kimg, and lr, gamma and EMA were chosen at batch 16 (kept, untuned). Two loader workers: the GPU
+# machines have cores to spare.
+CFG_SPECS["demo-gpu"] = dict(CFG_SPECS["demo"], mb=64, kimg_per_tick=4, workers=2)
 
 _TRANSFER_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
 RESUME_SPECS = {  # the official --resume names (NVIDIA's networks, CC BY-NC; downloaded on request, never bundled)

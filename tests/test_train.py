@@ -58,6 +58,18 @@ def test_spine_preset_numbers(tmp_path, captured):
     assert saved["loss_kwargs"]["r1_gamma"] == pytest.approx(0.8192)
 
 
+def test_demo_gpu_preset_is_the_demo_at_batch_64(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"), res=32)
+    for cfg in ("demo", "demo-gpu"):
+        result = invoke("--outdir", str(tmp_path / cfg), "--data", data, "--cfg", cfg, "--cond", "1")
+        assert result.exit_code == 0, result.output
+    demo, gpu = captured
+    assert (demo.batch_size, demo.batch_gpu, gpu.batch_size, gpu.batch_gpu) == (16, 16, 64, 64)
+    assert gpu.kimg_per_tick == 4 and gpu.data_loader_kwargs.num_workers == 2
+    different = {"batch_size", "batch_gpu", "kimg_per_tick", "data_loader_kwargs", "run_dir", "preset"}
+    assert {k: v for k, v in gpu.items() if k not in different} == {k: v for k, v in demo.items() if k not in different}
+
+
 def test_auto_preset_matches_official_formulas(tmp_path, captured):
     data = write_dataset(str(tmp_path / "ds"), res=64)
     result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none", "--gamma", "2",

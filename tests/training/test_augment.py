@@ -364,6 +364,16 @@ def test_controller_moves_p_by_the_closed_form_step():
     assert ada.r_t == -1 and pipe.p.item() == 0.5
 
 
+def test_controller_step_never_reads_the_device():
+    # On the meta device any host read of a value raises: the adjustment of p stays on p's device.
+    pipe = AugmentPipe(xflip=1).to('meta')
+    ada = AdaController(target=0.6, batch_size=64, interval=2)
+    for _ in range(4):
+        ada.accumulate(torch.empty(4, 1, device='meta'))
+        ada.step(pipe)
+    assert pipe.p.device.type == 'meta'
+
+
 def test_controller_clamps_at_p_max_and_warns_once():
     pipe = AugmentPipe(xflip=1)
     ada = AdaController(target=0.6, batch_size=1000, interval=1, ada_kimg=1, p_max=0.9)  # step 1.0
