@@ -17,7 +17,8 @@ options, their defaults and validation in its own module and builds its plug-ins
 them into the command, `CONFIGURE_STEPS` and `build_plugins`.
 
 Multi-process: `--gpus=N` spawns N local processes (env:// rendezvous), or launch with
-`torchrun --nproc_per_node=N train.py --gpus=N ...`. NCCL on GPUs, gloo on CPU.
+`torchrun --nproc_per_node=N train.py --gpus=N ...`. NCCL on GPUs, gloo on CPU. On a GPU machine at most one
+process per CUDA device (NCCL refuses two ranks on one device): more is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def configure_general(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         raise UserError("--gpus must be a power of two")
     if opts.snap < 1:
         raise UserError("--snap must be at least 1")
+    check_processes_per_gpu(opts.gpus)
     metrics = [] if opts.metrics in (None, "none") else [m for m in opts.metrics.split(",") if m]
     from metrics.metric_names import is_valid_metric
     bad = [m for m in metrics if not is_valid_metric(m)]
@@ -103,6 +105,17 @@ def configure_general(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
     args.update(num_gpus=opts.gpus, image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap,
                 metrics=metrics, random_seed=opts.seed, kimg_per_tick=opts.kimg_per_tick)
     return []
+
+
+def check_processes_per_gpu(gpus: int) -> None:
+    """Refuse more training processes on this machine than it has CUDA devices: NCCL (the GPU backend) refuses two
+    ranks on one device, and one process at a larger batch uses a GPU better than two sharing it. The local
+    count is torchrun's LOCAL_WORLD_SIZE (several machines) or --gpus (processes spawned here)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", gpus))
+    if torch.cuda.is_available() and local > torch.cuda.device_count():
+        raise UserError(f"--gpus={gpus}: {local} processes on this machine but it has {torch.cuda.device_count()} "
+                        f"CUDA device(s); NCCL needs one device per process (use fewer processes, or a larger "
+                        f"--batch on one GPU)")
 
 
 def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
