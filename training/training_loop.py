@@ -11,7 +11,7 @@ Options and output files follow the official StyleGAN2-ADA loop. Differences, on
     (the official loop sums the rounds); multi-process sync all-reduces one flattened gradient per phase.
   * Grids and metrics run with the RNG state preserved, so they never change the training's random streams.
   * An iteration never waits for the GPU (phase times from CUDA events read at the tick, labels drawn on the device,
-    ADA's p adjusted there); the official loop synchronises after every phase. Only the augment pipe reads back.
+    ADA's p adjusted there), except where the augment pipe reads values back (docs/PERFORMANCE.md, "GPU").
 
 Plug-ins: `discriminator_update` / `generator_update` replace the update rule of the D / G phases (DP-SGD, the
 authors' noise-and-clip scheme), `generator_terms` add generator losses (the clinical loss), `fake_label_fn(n)`
