@@ -1,5 +1,6 @@
 """End-to-end CPU runs of the training loop: outputs, and exact continuation from a checkpoint."""
 
+import copy
 import json
 import os
 
@@ -155,6 +156,22 @@ def test_ema_beta_follows_half_life_and_rampup():
     # ema_nimg = min(10_000, 4_000 * 0.5) = 2000 -> beta = 0.5 ** (1000 / 2000).
     update_ema(G, G_ema, cur_nimg=4000, batch_size=1000, ema_kimg=10, ema_rampup=0.5)
     assert float(G_ema.weight.detach()) == pytest.approx(1 - 0.5 ** 0.5)
+
+
+def test_ema_matches_the_per_tensor_lerp_exactly():
+    torch.manual_seed(0)
+    G = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    G_ema = copy.deepcopy(G)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.randn_like(p))
+        G[1].running_mean.normal_()
+        G[1].num_batches_tracked.fill_(7)
+    beta = 0.5 ** (16 / 2000)
+    expected = [p.lerp(p_ema, beta) for p, p_ema in zip(G.parameters(), G_ema.parameters())]  # the official form
+    update_ema(G, G_ema, cur_nimg=100_000, batch_size=16, ema_kimg=2, ema_rampup=None)
+    assert all(torch.equal(p_ema, e) for p_ema, e in zip(G_ema.parameters(), expected))
+    assert all(torch.equal(b_ema, b) for b_ema, b in zip(G_ema.buffers(), G.buffers()))
 
 
 class CountingTerm:
