@@ -44,12 +44,15 @@ speed() {  # speed NAME SECONDS TRAIN.PY-OPTIONS...: a short run in its own fold
     local name=$1 limit=$2
     shift 2
     step "$name" "$limit" $py train.py --outdir "$scratch/$name" --cond=1 --snap=1000 --metrics=none "$@"
-    $py bench/steady_speed.py "$(ls -d "$scratch/$name"/*/ | tail -n 1)" | tee -a "$out/summary.txt"
+    local run
+    run=$(ls -d "$scratch/$name"/*/ 2>/dev/null | tail -n 1)
+    $py bench/steady_speed.py "${run:-$scratch/$name}" | tee -a "$out/summary.txt"
 }
 
-phantom_zip() {  # phantom_zip COUNT RESOLUTION ZIP: labelled phantom radiographs at RESOLUTION
-    $py -m spine.phantom --outdir "$scratch/phantom$2" --num-train "$1" --num-test 0 --size "$2" --workers 8 \
-        >/dev/null && $py -m spine.data.dataset_tool --source "$scratch/phantom$2" --dest "$3" --resolution "$2" \
+phantom_zip() {  # phantom_zip COUNT RESOLUTION ZIP: labelled phantom radiographs (drawn at >= 128 px) at RESOLUTION
+    local size=$(($2 > 128 ? $2 : 128))
+    $py -m spine.phantom --outdir "$3.src" --num-train "$1" --num-test 0 --size "$size" --workers 8 \
+        >/dev/null && $py -m spine.data.dataset_tool --source "$3.src" --dest "$3" --resolution "$2" \
         --labels abnormality --workers 8 >/dev/null
 }
 
