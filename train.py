@@ -1,7 +1,8 @@
 """Train a (conditional) StyleGAN2-ADA generator.
 
 Official options and presets of NVIDIA's train.py, plus two of ours: `--cfg=spine` (the paper's setting for 256x256
-grayscale radiographs) and `--cfg=demo` (a small network that learns recognisable images on 2 CPU cores in minutes).
+grayscale radiographs), `--cfg=demo` (a small network that learns recognisable images on 2 CPU cores in minutes) and
+`--cfg=demo-gpu` (the demo at batch 64, for a GPU).
 
 Resume semantics:
   --resume=<run>/checkpoint.pt   continue that run exactly (weights, optimisers, p, ADA, pl_mean, counters, RNG)
@@ -17,7 +18,8 @@ options, their defaults and validation in its own module and builds its plug-ins
 them into the command, `CONFIGURE_STEPS` and `build_plugins`.
 
 Multi-process: `--gpus=N` spawns N local processes (env:// rendezvous), or launch with
-`torchrun --nproc_per_node=N train.py --gpus=N ...`. NCCL on GPUs, gloo on CPU.
+`torchrun --nproc_per_node=N train.py --gpus=N ...`. NCCL on GPUs, gloo on CPU. On a GPU machine at most one
+process per CUDA device (NCCL refuses two ranks on one device): more is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ CFG_SPECS: dict[str, dict[str, Any]] = {
                  grid=(8, 4), workers=0),
 }
 
+# The demo on a GPU: the same network and settings at batch 64. An iteration of the demo is a few thousand small
+# kernel launches whatever its batch (about 135 ms at batch 16 on an H200, docs/PERFORMANCE.md "GPU"), so four
+# times the images per iteration cost little more time. Not the same run as the demo: a quarter of the optimiser
+# steps per kimg, and lr, gamma and EMA were chosen at batch 16 (kept, untuned). Two loader workers: the GPU
+# machines have cores to spare.
+CFG_SPECS["demo-gpu"] = dict(CFG_SPECS["demo"], mb=64, kimg_per_tick=4, workers=2)
+
 _TRANSFER_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
 RESUME_SPECS = {  # the official --resume names (NVIDIA's networks, CC BY-NC; downloaded on request, never bundled)
     "ffhq256": _TRANSFER_URL + "ffhq-res256-mirror-paper256-noaug.pkl",
@@ -88,6 +97,7 @@ def configure_general(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         raise UserError("--gpus must be a power of two")
     if opts.snap < 1:
         raise UserError("--snap must be at least 1")
+    check_processes_per_gpu(opts.gpus)
     metrics = [] if opts.metrics in (None, "none") else [m for m in opts.metrics.split(",") if m]
     from metrics.metric_names import is_valid_metric
     bad = [m for m in metrics if not is_valid_metric(m)]
@@ -96,6 +106,17 @@ def configure_general(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
     args.update(num_gpus=opts.gpus, image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap,
                 metrics=metrics, random_seed=opts.seed, kimg_per_tick=opts.kimg_per_tick)
     return []
+
+
+def check_processes_per_gpu(gpus: int) -> None:
+    """Refuse more training processes on this machine than it has CUDA devices: NCCL (the GPU backend) refuses two
+    ranks on one device, and one process at a larger batch uses a GPU better than two sharing it. The local
+    count is torchrun's LOCAL_WORLD_SIZE (several machines) or --gpus (processes spawned here)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", gpus))
+    if torch.cuda.is_available() and local > torch.cuda.device_count():
+        raise UserError(f"--gpus={gpus}: {local} processes on this machine but it has {torch.cuda.device_count()} "
+                        f"CUDA device(s); NCCL needs one device per process (use fewer processes, or a larger "
+                        f"--batch on one GPU)")
 
 
 def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:

@@ -59,6 +59,36 @@ def test_spine_preset_numbers(tmp_path, captured):
     assert saved["loss_kwargs"]["r1_gamma"] == pytest.approx(0.8192)
 
 
+def test_demo_gpu_preset_is_the_demo_at_batch_64(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"), res=32)
+    for cfg in ("demo", "demo-gpu"):
+        result = invoke("--outdir", str(tmp_path / cfg), "--data", data, "--cfg", cfg, "--cond", "1")
+        assert result.exit_code == 0, result.output
+    demo, gpu = captured
+    assert (demo.batch_size, demo.batch_gpu, gpu.batch_size, gpu.batch_gpu) == (16, 16, 64, 64)
+    assert gpu.kimg_per_tick == 4 and gpu.data_loader_kwargs.num_workers == 2
+    different = {"batch_size", "batch_gpu", "kimg_per_tick", "data_loader_kwargs", "run_dir", "preset",
+                 "cli_options"}  # cli_options records the --cfg given
+    assert {k: v for k, v in gpu.items() if k not in different} == {k: v for k, v in demo.items() if k not in different}
+
+
+@pytest.mark.parametrize("env, refused", [({}, True), ({"LOCAL_WORLD_SIZE": "2"}, True),
+                                          ({"LOCAL_WORLD_SIZE": "1"}, False)])  # 1: one process per machine
+def test_two_processes_on_one_gpu_are_refused(tmp_path, monkeypatch, env, refused):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    data = write_dataset(str(tmp_path / "ds"))
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "--gpus", "2", "-n")
+    if refused:
+        assert result.exit_code == 1 and "NCCL needs one device per process" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    else:
+        assert result.exit_code == 0, result.output
+    assert not os.path.exists(tmp_path / "runs")
+
+
 def test_auto_preset_matches_official_formulas(tmp_path, captured):
     data = write_dataset(str(tmp_path / "ds"), res=64)
     result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none", "--gamma", "2",

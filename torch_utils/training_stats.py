@@ -49,8 +49,9 @@ def report(name: str, value: Any) -> Any:
     if not isinstance(name, str) or not name:
         raise ValueError(f'training_stats.report: name must be a non-empty string, got {name!r}')
     elems = torch.as_tensor(value).detach().flatten().to(_DTYPE)
-    elems = elems[torch.isfinite(elems)]
-    moments = torch.stack([torch.ones_like(elems).sum(), elems.sum(), elems.square().sum()])
+    finite = torch.isfinite(elems)
+    elems = torch.where(finite, elems, 0)  # not elems[finite]: a boolean index waits for the device
+    moments = torch.stack([finite.sum(dtype=_DTYPE), elems.sum(), elems.square().sum()])
     per_device = _pending.setdefault(name, {})
     if moments.device in per_device:
         per_device[moments.device].add_(moments)

@@ -548,7 +548,7 @@ class AdaController:
         self.interval = int(interval)
         self.ada_kimg = float(ada_kimg)
         self.p_max = float(p_max)
-        self.r_t: float | None = None  # the latest heuristic, for logging
+        self._r_t = torch.tensor(math.nan, dtype=torch.float64)  # the latest heuristic (NaN: none yet)
         self._stats: torch.Tensor | None = None  # [sum of signs, count], on the logits' device
         self._iterations = 0
         self._warned = False
@@ -563,34 +563,42 @@ class AdaController:
         logits = real_logits.detach().flatten().to(torch.float64)
         stats = torch.stack([logits.sign().sum(), torch.tensor(logits.numel(), dtype=torch.float64,
                                                                 device=logits.device)])
-        self._stats = stats if self._stats is None else self._stats + stats.to(self._stats.device)
+        self._stats = stats if self._stats is None else self._stats.to(stats.device) + stats
 
     def step(self, augment_pipe: AugmentPipe) -> bool:
-        """Count one training iteration; every `interval`-th adjusts augment_pipe.p. Returns whether it did."""
+        """Count one training iteration; every `interval`-th adjusts augment_pipe.p. Returns whether one was due.
+
+        The adjustment is computed on p's device and never read back (no host-device synchronisation per
+        iteration); an interval in which no real was scored leaves p and r_t as they were.
+        """
         self._iterations += 1
         if self._iterations < self.interval:
             return False
         self._iterations = 0
-        stats = self._gather_stats(augment_pipe.p.device)
+        sign_sum, count = self._gather_stats(augment_pipe.p.device)
         self._stats = None
-        if stats[1] == 0:
-            return False
-        self.r_t = stats[0] / stats[1]
-        adjust = float(math.copysign(1, self.r_t - self.target)) if self.r_t != self.target else 0.0
-        p = min(max(float(augment_pipe.p) + adjust * self.step_size, 0.0), self.p_max)
-        augment_pipe.p.fill_(p)
-        self._warn_if_high(p)
+        r_t = torch.where(count > 0, sign_sum / count.clamp(min=1), self._r_t.to(count.device))
+        p = augment_pipe.p.to(torch.float64) + torch.sign(r_t - self.target) * self.step_size
+        augment_pipe.p.copy_(torch.where(count > 0, p.clamp(0.0, self.p_max), augment_pipe.p))
+        self._r_t = r_t
         return True
 
-    def _gather_stats(self, device: torch.device) -> list[float]:
-        """[sum of signs, count] since the last adjustment, summed over all processes."""
+    @property
+    def r_t(self) -> float | None:
+        """The latest heuristic, for logging (None before the first adjustment); reading it waits for the device."""
+        value = float(self._r_t)
+        return None if math.isnan(value) else value
+
+    def _gather_stats(self, device: torch.device) -> torch.Tensor:
+        """[sum of signs, count] since the last adjustment, summed over all processes, float64 on the device."""
         stats = self._stats if self._stats is not None else torch.zeros(2, dtype=torch.float64, device=device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             stats = stats.clone()
             torch.distributed.all_reduce(stats)
-        return stats.tolist()
+        return stats
 
-    def _warn_if_high(self, p: float) -> None:
+    def warn_if_high(self, p: float) -> None:
+        """Warn once when p exceeds WARN_P; the loop calls it at each tick with the p it reads for its status."""
         if p > self.WARN_P and not self._warned:
             self._warned = True
             warnings.warn(f'ADA: augmentation probability p = {p:.3f} exceeds {self.WARN_P}; augmentations may '
@@ -609,5 +617,5 @@ class AdaController:
         self._stats = None if state['count'] == 0 else torch.tensor([state['sign_sum'], state['count']],
                                                                      dtype=torch.float64)
         self._iterations = int(state['iterations'])
-        self.r_t = state['r_t']
+        self._r_t = torch.tensor(math.nan if state['r_t'] is None else state['r_t'], dtype=torch.float64)
         self._warned = bool(state['warned'])

@@ -10,6 +10,8 @@ Options and output files follow the official StyleGAN2-ADA loop. Differences, on
   * Gradients are the mean over the whole batch whatever the split into processes and accumulation rounds
     (the official loop sums the rounds); multi-process sync all-reduces one flattened gradient per phase.
   * Grids and metrics run with the RNG state preserved, so they never change the training's random streams.
+  * An iteration never waits for the GPU (phase times from CUDA events read at the tick, labels drawn on the device,
+    ADA's p adjusted there), except where the augment pipe reads values back (docs/PERFORMANCE.md, "GPU").
 
 Plug-ins: `discriminator_update` / `generator_update` replace the update rule of the D / G phases (DP-SGD, the
 authors' noise-and-clip scheme), `generator_terms` add generator losses (the clinical loss), `fake_label_fn(n)`
@@ -40,8 +42,10 @@ from training import checkpoint as ckpt
 from training import distributed as dist_utils
 from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
 from training.dataset import construct_dataset
+from training.fake_labels import fake_label_sampler
 from training.image_grid import choose_grid_indices, grid_shape, save_image_grid
 from training.loss import GeneratorTerm, StyleGAN2Loss
+from training.phase_timer import PhaseTimer
 from training.phase_update import GradientStep, Phase, PhaseRound, PhaseUpdate
 from training.plugins import (index_sampler, named_plugins, plugin_metadata, plugin_states, plugin_tick_report,
                               restore_plugin_states)
@@ -204,34 +208,26 @@ def optimizers_by_name(phases: Sequence[Phase]) -> dict[str, torch.optim.Optimiz
 # One iteration.
 
 
-def fetch_rounds(real_batches: Iterator[RealBatch], training_set: Any, z_dim: int, num_phases: int,
-                 batch_per_rank: int, batch_gpu: int, device: torch.device,
-                 fake_label_fn: Callable[[int], np.ndarray] | None = None) -> list[list[PhaseRound]]:
+def fetch_rounds(real_batches: Iterator[RealBatch], fake_labels: Callable[[int], torch.Tensor], z_dim: int,
+                 num_phases: int, batch_per_rank: int, batch_gpu: int, device: torch.device) -> list[list[PhaseRound]]:
     """This process's reals (shared by all phases) and fresh latents/labels per phase, split into rounds."""
     reals = next(real_batches).split(batch_per_rank // batch_gpu)
     per_phase = []
     for _ in range(num_phases):
         gen_z = torch.randn([batch_per_rank, z_dim], device=device).split(batch_gpu)
-        if fake_label_fn is not None:
-            labels = np.asarray(fake_label_fn(batch_per_rank), dtype=np.float32)
-        else:
-            labels = [training_set.get_label(np.random.randint(len(training_set))) for _ in range(batch_per_rank)]
-        gen_c = torch.from_numpy(np.stack(labels)).to(device).split(batch_gpu)
+        gen_c = fake_labels(batch_per_rank).split(batch_gpu)
         per_phase.append([PhaseRound(real.img, real.c, z, c, real.units) for real, z, c in zip(reals, gen_z, gen_c)])
     return per_phase
 
 
 def run_iteration(phases: Sequence[Phase], loss: StyleGAN2Loss, rounds: Sequence[Sequence[PhaseRound]],
-                  batch_idx: int, device: torch.device) -> None:
-    """Run every phase that is due at `batch_idx` through its update rule; report Timing/<phase>."""
+                  batch_idx: int, timer: PhaseTimer) -> None:
+    """Run every phase that is due at `batch_idx` through its update rule, timed (never waiting for the device)."""
     for phase, phase_rounds in zip(phases, rounds):
         if batch_idx % phase.interval != 0:
             continue
-        start = time.perf_counter()
-        phase.update(phase, loss, phase_rounds)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        training_stats.report0("Timing/" + phase.name, time.perf_counter() - start)
+        with timer.phase(phase.name):
+            phase.update(phase, loss, phase_rounds)
 
 
 @torch.no_grad()
@@ -242,10 +238,12 @@ def update_ema(G: torch.nn.Module, G_ema: torch.nn.Module, cur_nimg: int, batch_
     if ema_rampup is not None:
         ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
     beta = 0.5 ** (batch_size / max(ema_nimg, 1e-8))
-    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-        p_ema.copy_(p.lerp(p_ema, beta))
-    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-        b_ema.copy_(b)
+    # Multi-tensor ops: a few kernel launches on a GPU instead of two per tensor; the same lerp per element.
+    params, ema_params = list(G.parameters()), list(G_ema.parameters())
+    torch._foreach_copy_(ema_params, torch._foreach_lerp(params, ema_params, beta))
+    buffers, ema_buffers = list(G.buffers()), list(G_ema.buffers())
+    if buffers:
+        torch._foreach_copy_(ema_buffers, buffers)
 
 
 def update_ada(nets: Nets) -> None:
@@ -394,6 +392,8 @@ def report_progress(progress: Progress, nets: Nets, total_kimg: float, start_tim
     peak_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
     peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     p = float(nets.augment_pipe.p) if nets.augment_pipe is not None else 0.0
+    if nets.ada is not None:
+        nets.ada.warn_if_high(p)
     report = training_stats.report0
     fields = [
         f"tick {report('Progress/tick', progress.cur_tick):<5d}",
@@ -518,15 +518,17 @@ def training_loop(
     if is_main:
         print(f"Training for {total_kimg} kimg...\n")
     stats_collector = training_stats.Collector(regex=".*")
+    timer = PhaseTimer(device)
+    fake_labels = fake_label_sampler(training_set, device, fake_label_fn)
     tick_start_time = time.time()
     maintenance_time = tick_start_time - start_time
     if progress_fn is not None:
         progress_fn(progress.cur_nimg // 1000, int(total_kimg))
     try:
         while True:
-            rounds = fetch_rounds(real_batches, training_set, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
-                                  device, fake_label_fn)
-            run_iteration(phases, loss, rounds, progress.batch_idx, device)
+            rounds = fetch_rounds(real_batches, fake_labels, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
+                                  device)
+            run_iteration(phases, loss, rounds, progress.batch_idx, timer)
             update_ema(nets.G, nets.G_ema, progress.cur_nimg, batch_size, ema_kimg, ema_rampup)
             progress.cur_nimg += batch_size
             progress.batch_idx += 1
@@ -536,6 +538,7 @@ def training_loop(
             if not done and progress.cur_tick != 0 and \
                     progress.cur_nimg < progress.tick_start_nimg + kimg_per_tick * 1000:
                 continue
+            timer.flush()  # the tick's one wait for the device: its phase times, and an honest tick time
             tick_end_time = time.time()
             status = report_progress(progress, nets, total_kimg, start_time, tick_start_time, tick_end_time,
                                      maintenance_time, device)

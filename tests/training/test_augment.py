@@ -385,19 +385,35 @@ def test_controller_moves_p_by_the_closed_form_step():
         ada.accumulate(-torch.ones(4, 1))
         ada.step(pipe)
     assert ada.r_t == -1 and pipe.p.item() == 0  # one step down, then clamped at 0
+    ada.step(pipe), ada.step(pipe), ada.step(pipe)
+    pipe.p.fill_(0.5)
+    assert ada.step(pipe)  # an interval without scored reals: p and r_t stay
+    assert ada.r_t == -1 and pipe.p.item() == 0.5
+
+
+def test_controller_step_never_reads_the_device():
+    # On the meta device any host read of a value raises: the adjustment of p stays on p's device.
+    pipe = AugmentPipe(xflip=1).to('meta')
+    ada = AdaController(target=0.6, batch_size=64, interval=2)
+    for _ in range(4):
+        ada.accumulate(torch.empty(4, 1, device='meta'))
+        ada.step(pipe)
+    assert pipe.p.device.type == 'meta'
 
 
 def test_controller_clamps_at_p_max_and_warns_once():
     pipe = AugmentPipe(xflip=1)
     ada = AdaController(target=0.6, batch_size=1000, interval=1, ada_kimg=1, p_max=0.9)  # step 1.0
-    with pytest.warns(UserWarning, match='exceeds 0.8'):
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # step never reads p back (no device sync), so it cannot warn
         ada.accumulate(torch.ones(3))
         ada.step(pipe)
     assert pipe.p.item() == pytest.approx(0.9, rel=rounding_tol(torch.float32, 1))  # stored in float32
+    with pytest.warns(UserWarning, match='exceeds 0.8'):
+        ada.warn_if_high(pipe.p.item())  # the loop's tick does this
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        ada.accumulate(torch.ones(3))
-        ada.step(pipe)
+        ada.warn_if_high(pipe.p.item())
 
 
 def test_controller_resumes_mid_interval():

@@ -1,5 +1,6 @@
 """End-to-end CPU runs of the training loop: outputs, and exact continuation from a checkpoint."""
 
+import copy
 import json
 import os
 import re
@@ -11,7 +12,14 @@ import torch
 from tolerances import rounding_tol
 
 from training import checkpoint as ckpt
-from training.training_loop import Progress, kimg_tag, needs_fine_names, time_left, training_loop, update_ema
+from training.dataset import construct_dataset
+from training.fake_labels import DatasetLabels, fake_label_sampler
+from training.loss import StyleGAN2Loss
+from training.phase_timer import PhaseTimer
+from training.phase_update import GradientStep
+from training.training_loop import (Progress, build_networks, build_phases, fetch_rounds, kimg_tag,
+                                    load_training_data, needs_fine_names, run_iteration, time_left,
+                                    training_loop, update_ema)
 from training.serialization import load_network_pkl
 
 
@@ -173,6 +181,22 @@ def test_ema_beta_follows_half_life_and_rampup():
     assert float(G_ema.weight.detach()) == pytest.approx(1 - 0.5 ** 0.5, abs=rounding_tol(torch.float32, 3))
 
 
+def test_ema_matches_the_per_tensor_lerp_exactly():
+    torch.manual_seed(0)
+    G = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    G_ema = copy.deepcopy(G)
+    with torch.no_grad():
+        for p in G.parameters():
+            p.add_(torch.randn_like(p))
+        G[1].running_mean.normal_()
+        G[1].num_batches_tracked.fill_(7)
+    beta = 0.5 ** (16 / 2000)
+    expected = [p.lerp(p_ema, beta) for p, p_ema in zip(G.parameters(), G_ema.parameters())]  # the official form
+    update_ema(G, G_ema, cur_nimg=100_000, batch_size=16, ema_kimg=2, ema_rampup=None)
+    assert all(torch.equal(p_ema, e) for p_ema, e in zip(G_ema.parameters(), expected))
+    assert all(torch.equal(b_ema, b) for b_ema, b in zip(G_ema.buffers(), G.buffers()))
+
+
 class CountingTerm:
     """A stateful generator term: counts the images it judged (zero loss); its count is its checkpointed state."""
 
@@ -208,3 +232,49 @@ def test_generator_term_state_survives_checkpoint_and_resume(dataset, tmp_path):
     with pytest.raises(ValueError, match="'generator_term/counter', which this run lacks"):
         training_loop(**loop_kwargs(dataset, str(tmp_path / "dropped"), total_kimg=0.012,
                                     resume_checkpoint=os.path.join(part, "checkpoint.pt")))
+
+
+def run_bare_iterations(data: str, run_dir: str, device: torch.device, iterations: int,
+                        warmup: int = 0) -> None:
+    """The loop's per-iteration steps on `device` (no ticks), without augmentation: fetch_rounds, run_iteration
+    (all four phases, lazy regularisation due at even iterations), update_ema. Every host read of a device value
+    happens in the `warmup` iterations or fails the caller's guard."""
+    kw = loop_kwargs(data, run_dir)
+    training_set, reals = load_training_data(kw["training_set_kwargs"], kw["data_loader_kwargs"], 0, 1, 0, 4, 0,
+                                             device, {})
+    nets = build_networks(training_set, kw["G_kwargs"], kw["D_kwargs"], None, 0, None, {}, 4, device)
+    loss = StyleGAN2Loss(device=device, G=nets.G, D=nets.D, **kw["loss_kwargs"])
+    phases = build_phases(nets, loss, kw["G_opt_kwargs"], kw["D_opt_kwargs"], 2, 2, GradientStep())
+    assert [phase.name for phase in phases] == ["Gmain", "Greg", "Dmain", "Dreg"]
+    labels = fake_label_sampler(training_set, device, None)
+    timer = PhaseTimer(device)
+    try:
+        for it in range(warmup + iterations):
+            rounds = fetch_rounds(reals, labels, nets.G.z_dim, len(phases), 4, 2, device)
+            run_iteration(phases, loss, rounds, it, timer)
+            update_ema(nets.G, nets.G_ema, 4 * it, 4, 0.01, 0.05)
+            if it + 1 == warmup and device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.set_sync_debug_mode("error")
+    finally:
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+
+
+def test_an_iteration_never_reads_the_device(dataset, tmp_path):
+    # On the meta device tensors have shapes but no values: any .item(), float(), boolean index, nonzero or copy
+    # to the host of a device tensor raises, so completing two iterations (every phase, the lazy-regularisation
+    # ones included) shows that the loop's steady state never waits for the device. Host-side decisions that
+    # stay on host tensors (style mixing's draws, Adam's step counter) are allowed, as they are on a GPU.
+    labels = DatasetLabels(construct_dataset(loop_kwargs(dataset, str(tmp_path))["training_set_kwargs"]),
+                           torch.device("meta"), on_device=True)
+    assert labels(3).device.type == "meta"
+    run_bare_iterations(dataset, str(tmp_path / "run"), torch.device("meta"), iterations=3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_an_iteration_never_synchronises_on_a_gpu(dataset, tmp_path):
+    # torch's sync debug mode raises on every synchronising call (item, blocking copies, nonzero, ...); the first
+    # iterations may synchronise (cuDNN autotuning, lazy allocations).
+    run_bare_iterations(dataset, str(tmp_path / "run"), torch.device("cuda"), iterations=4, warmup=2)
