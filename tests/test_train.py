@@ -31,13 +31,6 @@ def write_dataset(path: str, n: int = 8, res: int = 16, labels: bool = True) -> 
     return path
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    """Replace the launch with a recorder: option handling is tested without training."""
-    calls = []
-    monkeypatch.setattr(train, "launch", lambda args: calls.append(args))
-    return calls
-
 
 def invoke(*args: str):
     return CliRunner().invoke(train.main, list(args))

@@ -39,12 +39,6 @@ def write_classifier(path: str, names=("normal", "abnormal")) -> str:
     return path
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    calls = []
-    monkeypatch.setattr(train, "launch", lambda args: calls.append(args))
-    return calls
-
 
 def invoke(tmp_path, data: str, *extra: str):
     return CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo",
