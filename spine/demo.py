@@ -48,13 +48,30 @@ BENCHMARK = dataclasses.replace(
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
 
 
+def _ci(interval: list[float] | None) -> str:
+    return "undefined" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
+
+
 def headline_numbers(out: dict[str, Any]) -> list[str]:
-    """Lines to print: downstream AUCs and ratios, metrics, classifier validation AUC."""
+    """Lines to print: downstream AUCs with intervals, plain and skill ratios with paired intervals, metrics,
+    classifier validation AUC."""
     down = out["downstream"]
-    lines = [f"  test AUC, trained on real images:       {down['aucs']['real']:.3f}"]
+    cis = down.get("auc_cis", {})
+    lines = [f"  test AUC, trained on real images:       {down['aucs']['real']:.3f}"
+             + (f"  (95% CI {_ci(cis['real'])})" if "real" in cis else "")]
     for arm, ratio in down["ratios"].items():
         name = arm.removeprefix("synthetic-")
-        lines.append(f"  test AUC, trained on {name} images only: {down['aucs'][arm]:.3f}  (ratio to real {ratio:.2f})")
+        line = f"  test AUC, trained on {name} images only: {down['aucs'][arm]:.3f}"
+        if arm in cis:
+            line += f"  (95% CI {_ci(cis[arm])})"
+        lines.append(line)
+        if arm in down.get("skills", {}):
+            lines.append(f"    skill ratio (AUC_syn - 0.5) / (AUC_real - 0.5): {down['skills'][arm]:.2f}  "
+                         f"(paired 95% CI {_ci(down['skill_cis'][arm])})")
+        lines.append(f"    plain ratio AUC_syn / AUC_real: {ratio:.2f}"
+                     + (f"  (paired 95% CI {_ci(down['ratio_cis'][arm])})" if arm in down.get("ratio_cis", {}) else ""))
+        if arm in cis and cis[arm] is not None and cis[arm][0] <= 0.5:
+            lines.append(f"    the {name}-only classifier is NOT above chance (its interval reaches 0.5)")
         mixed = down["aucs"].get(f"real+synthetic-{name}")
         if mixed is not None:
             lines.append(f"  test AUC, real + {name} images:         {mixed:.3f}")

@@ -66,6 +66,7 @@ class ExperimentConfig:
     phantom_test: int = 400
     phantom_size: int = 128
     phantom_difficulty: float = 0.5
+    phantom_lesion_scale: float = 1.0
     resolution: int = 32
     labels: str = "abnormality"
     classifier_arch: str = "small_cnn"
@@ -184,7 +185,8 @@ def make_phantom(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
     from spine.phantom import make_phantom_tree
     root = workdir / "vindr"
     summary = make_phantom_tree(str(root), config.phantom_train, config.phantom_test, seed=config.seed,
-                                difficulty=config.phantom_difficulty, size=config.phantom_size)
+                                difficulty=config.phantom_difficulty, size=config.phantom_size,
+                                lesion_scale=config.phantom_lesion_scale)
     return dict(root=str(root), summary=summary)
 
 
@@ -353,7 +355,11 @@ def _downstream(train_zip: str, synthetic: dict[str, str], test_zip: str, workdi
     results = run_downstream(train_zip, synthetic, test_zip, str(workdir), options)
     return dict(json=str(workdir / "downstream.json"), markdown=str(workdir / "downstream.md"),
                 aucs={arm: row["auc"] for arm, row in results["models"].items()},
-                ratios={arm: r["ratio"] for arm, r in results["ratios"].items()})
+                auc_cis={arm: row["auc_ci"] for arm, row in results["models"].items()},
+                ratios={arm: r["ratio"] for arm, r in results["ratios"].items()},
+                ratio_cis={arm: r["ratio_ci"] for arm, r in results["ratios"].items()},
+                skills={arm: r["skill"] for arm, r in results["ratios"].items()},
+                skill_cis={arm: r["skill_ci"] for arm, r in results["ratios"].items()})
 
 
 def _dataset_classes(path: str) -> tuple[list[str], str]:

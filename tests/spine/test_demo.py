@@ -21,11 +21,19 @@ def test_demo_config_is_one_spinegan_on_the_phantom():
 
 def test_headline_numbers_name_every_model():
     out = dict(downstream=dict(aucs={"real": 0.9, "synthetic-spinegan": 0.8, "real+synthetic-spinegan": 0.91},
-                               ratios={"synthetic-spinegan": 0.8 / 0.9}),
+                               auc_cis={"real": [0.85, 0.94], "synthetic-spinegan": [0.74, 0.86]},
+                               ratios={"synthetic-spinegan": 0.8 / 0.9}, ratio_cis={"synthetic-spinegan": [0.8, 0.95]},
+                               skills={"synthetic-spinegan": 0.75}, skill_cis={"synthetic-spinegan": [0.6, 0.88]}),
                classifier=dict(best_val_auc=0.95), **{"metrics/spinegan": dict(results=dict(fid500_full=41.5))})
     lines = demo.headline_numbers(out)
-    assert "0.900" in lines[0] and "0.800" in lines[1] and "ratio to real 0.89" in lines[1]
-    assert "0.910" in lines[2] and any("fid500_full: 41.5" in line for line in lines)
+    assert "0.900" in lines[0] and "95% CI 0.850-0.940" in lines[0]
+    assert "0.800" in lines[1] and "95% CI 0.740-0.860" in lines[1]
+    assert "skill ratio" in lines[2] and "0.75" in lines[2] and "paired 95% CI 0.600-0.880" in lines[2]
+    assert "plain ratio" in lines[3] and "0.89" in lines[3] and "0.800-0.950" in lines[3]
+    assert "0.910" in lines[4] and any("fid500_full: 41.5" in line for line in lines)
+    assert not any("NOT above chance" in line for line in lines)
+    out["downstream"]["auc_cis"]["synthetic-spinegan"] = [0.45, 0.56]
+    assert any("spinegan-only classifier is NOT above chance" in line for line in demo.headline_numbers(out))
 
 
 @pytest.mark.slow
