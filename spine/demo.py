@@ -28,16 +28,20 @@ import click
 
 from spine.experiment import ExperimentConfig, Variant, default_variants, run_experiment
 
-# At 32x32 the phantom's lesions are only a few pixels: difficulty 0 (the most visible lesions) and 2000 training
-# images give the small classifier a validation AUC of about 0.7 after 16 epochs (0.6 with 800 images or at the
-# default difficulty), enough for the clinical loss to have something to say. FID uses 500 real and 500 generated
-# images (about 3 minutes of Inception on 2 cores; fid500_full would add 1500 reals, about 4 minutes more).
+# The phantom draws its overlay lesions (spurs, sclerotic/lytic spots, metal) twice as large (lesion_scale 2), so at
+# 32x32 they are several pixels wide, things a small generator can learn to draw in minutes; the lesions that live in
+# the geometry (disc narrowing, slips, collapse, fractures) stay at their anatomical size and are the ambiguous part.
+# On a phantom draw that is not the demo's (seed 1) the real-data classifier reads test AUC 0.878 (0.848-0.911)
+# with scale 2 and 0.817 with scale 1 (docs/RESULTS.md, section D). The clinical loss judges each image through
+# the classifier's own random flips/rotations/crops (--clinical-augment=1), so pixel-exact patterns that are no
+# lesion do not pay. 40 kimg instead of 30 (Inception FID, about 3 minutes of the old demo, is left to the
+# benchmark mode; label fidelity stays); 1,000 synthetic images per class (synthesis costs seconds).
 DEMO = ExperimentConfig(
-    phantom_train=2000, phantom_test=500, phantom_size=128, phantom_difficulty=0.0, resolution=32,
-    classifier_epochs=25, classifier_patience=8, gan_cfg="demo", kimg=30, snap=5,
-    variants=(Variant("spinegan", clinical_weight=0.1),), synth_per_class=300,
-    metrics=("fid500", "label_fidelity200"), downstream_epochs=25, downstream_patience=8, n_resamples=500,
-    seed=0)
+    phantom_train=2000, phantom_test=500, phantom_size=128, phantom_difficulty=0.0, phantom_lesion_scale=2.0,
+    resolution=32, classifier_epochs=25, classifier_patience=8, gan_cfg="demo", kimg=40, snap=5,
+    variants=(Variant("spinegan", clinical_weight=0.1, train_args=("--clinical-augment=1",)),),
+    synth_per_class=1000, metrics=("label_fidelity200",), downstream_epochs=25, downstream_patience=8,
+    n_resamples=1000, seed=0)
 
 # The same resolution and preset (a CPU-sized run), with the paper's three generators, longer training, more real
 # and synthetic images and metrics in both Inception's and the spine classifier's feature spaces.
