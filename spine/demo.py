@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from spine.experiment import ExperimentConfig, Variant, default_variants, run_experiment
 
@@ -43,29 +44,67 @@ DEMO = ExperimentConfig(
     synth_per_class=1000, metrics=("label_fidelity200",), downstream_epochs=25, downstream_patience=8,
     n_resamples=1000, seed=0)
 
-# The same resolution and preset (a CPU-sized run), with the paper's three generators, longer training, more real
-# and synthetic images and metrics in both Inception's and the spine classifier's feature spaces.
+# The paper's comparison on the same data and preset (a CPU-sized run; on a GPU the same config trains faster):
+# conditional StyleGAN2-ADA and SpineGAN, each with three training seeds (the clinical loss's effect is then stated
+# across seeds); the lesion-type (8-class) conditional model, scored by a synthetic-only 8-class classifier's
+# macro-AUC against a real 8-class one; SpineGAN under DP-SGD at epsilon 10 (when spine.dp is installed); twice the
+# phantom images; metrics in the spine classifier's feature space (Inception FID costs about 3 CPU minutes per
+# generator: `calc_metrics.py --metrics fid1k` on a snapshot adds it); and a privacy audit of every generator.
+# Estimated 2 hours on an idle 2-core machine (8 generators of 40 kimg at about 18 s/kimg, then downstream).
+REPLICATE_SEEDS = (1, 2)
+
+
+def benchmark_variants(demo_spinegan: Variant) -> tuple[Variant, ...]:
+    """Plain and SpineGAN arms (seed of the experiment, then each replicate seed), the lesion-type model, DP."""
+    main_arms = (Variant("stylegan2-ada"), demo_spinegan)
+    replicates = tuple(dataclasses.replace(v, name=f"{v.name}-seed{seed}", seed=seed)
+                       for seed in REPLICATE_SEEDS for v in main_arms)
+    lesion = (Variant("stylegan2-ada-lesion", labels="lesion"),)
+    dp = tuple(v for v in default_variants() if v.train_args and "--dp=1" in v.train_args)
+    return main_arms + replicates + lesion + dp
+
+
 BENCHMARK = dataclasses.replace(
-    DEMO, phantom_train=4000, phantom_test=1000, kimg=40, variants=default_variants(), synth_per_class=1000,
-    metrics=("fid1k", "fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000)
+    DEMO, phantom_train=4000, phantom_test=1000, kimg=40, variants=benchmark_variants(DEMO.variants[0]),
+    synth_per_class=1000, metrics=("fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000,
+    privacy_audit=True)
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
+
+
+def across_seeds(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval of the mean over training seeds (the spread a new seed would see in
+    the mean; the test-set bootstrap intervals do not cover training randomness)."""
+    import scipy.stats
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) < 2:
+        raise ValueError(f"an interval across seeds needs at least two values, got {len(x)}")
+    half = scipy.stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def seed_groups(arms: list[str]) -> dict[str, list[str]]:
+    """{'synthetic-spinegan': ['synthetic-spinegan', 'synthetic-spinegan-seed1', ...]} for arms with replicates."""
+    groups: dict[str, list[str]] = {}
+    for arm in arms:
+        base, sep, seed = arm.rpartition("-seed")
+        groups.setdefault(base if sep and seed.isdigit() else arm, []).append(arm)
+    return {base: members for base, members in groups.items() if len(members) > 1}
 
 
 def _ci(interval: list[float] | None) -> str:
     return "undefined" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
-def headline_numbers(out: dict[str, Any]) -> list[str]:
-    """Lines to print: downstream AUCs with intervals, plain and skill ratios with paired intervals, metrics,
-    classifier validation AUC."""
-    down = out["downstream"]
+def downstream_lines(down: dict[str, Any], task: str = "") -> list[str]:
+    """One downstream table's lines: AUCs with intervals, skill and plain ratios with paired intervals, words for
+    arms not above chance, and the mean over training seeds where an arm has replicates."""
     cis = down.get("auc_cis", {})
-    lines = [f"  test AUC, trained on real images:       {down['aucs']['real']:.3f}"
+    lines = [f"  test AUC{task}, trained on real images:       {down['aucs']['real']:.3f}"
              + (f"  (95% CI {_ci(cis['real'])})" if "real" in cis else "")]
     for arm, ratio in down["ratios"].items():
         name = arm.removeprefix("synthetic-")
-        line = f"  test AUC, trained on {name} images only: {down['aucs'][arm]:.3f}"
+        line = f"  test AUC{task}, trained on {name} images only: {down['aucs'][arm]:.3f}"
         if arm in cis:
             line += f"  (95% CI {_ci(cis[arm])})"
         lines.append(line)
@@ -78,12 +117,32 @@ def headline_numbers(out: dict[str, Any]) -> list[str]:
             lines.append(f"    the {name}-only classifier is NOT above chance (its interval reaches 0.5)")
         mixed = down["aucs"].get(f"real+synthetic-{name}")
         if mixed is not None:
-            lines.append(f"  test AUC, real + {name} images:         {mixed:.3f}")
+            lines.append(f"  test AUC{task}, real + {name} images:         {mixed:.3f}")
+    for base, members in seed_groups(list(down.get("skills", {}))).items():
+        name = base.removeprefix("synthetic-")
+        mean, low, high = across_seeds([down["skills"][arm] for arm in members])
+        auc, auc_low, auc_high = across_seeds([down["aucs"][arm] for arm in members])
+        lines.append(f"  {name} over {len(members)} training seeds: synthetic-only AUC {auc:.3f} "
+                     f"(95% t-interval {auc_low:.3f}-{auc_high:.3f}), skill ratio {mean:.2f} ({low:.2f}-{high:.2f})")
+    return lines
+
+
+def headline_numbers(out: dict[str, Any]) -> list[str]:
+    """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
+    AUC."""
+    lines = downstream_lines(out["downstream"])
+    for key in sorted(k for k in out if k.startswith("downstream-")):
+        lines += downstream_lines(out[key], f" ({key.removeprefix('downstream-')} labels, macro)")
     for key, value in out.items():
         if key.startswith("metrics/"):
             for metric, number in sorted(value["results"].items()):
                 if isinstance(number, float):
                     lines.append(f"  {key.removeprefix('metrics/')} {metric}: {number:.4g}")
+        if key.startswith("privacy/"):
+            for space, figures in value["spaces"].items():
+                lines.append(f"  {key.removeprefix('privacy/')} privacy ({space}): membership-inference AUC "
+                             f"{figures['mia_auc']:.3f}, TPR at 1% FPR {figures['mia_tpr_at_1pct_fpr']:.3f}, "
+                             f"share closer to training than held-out {figures['share_closer_to_train']:.2f}")
     lines.append(f"  spine classifier validation AUC: {out['classifier']['best_val_auc']:.3f}")
     return lines
 
