@@ -331,3 +331,29 @@ def test_cli_train_then_evaluate(tmp_path):
     assert loaded.provenance["dataset_sha256"] == load_labelled_images(str(train_root)).sha256
     assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert math.isfinite(loaded.provenance["best_val_auc"])
+
+
+def test_saturated_validation_auc_is_broken_by_the_validation_loss(tmp_path, monkeypatch):
+    """Scripted: the AUC saturates at 1.0 from the first epoch; the epoch with the lowest validation loss among the
+    tied ones is kept (without the tie-break, a one-epoch model would be)."""
+    import spine.classifier_training as training
+
+    data = load_labelled_images(str(_write_dataset(tmp_path / "ds", num_studies=12, seed=0)))
+    monkeypatch.setattr(training, "validation_auc", lambda labels, probs: 1.0)
+    losses = iter([0.5, 0.3, 0.4, 0.2, 0.25, 0.3, 0.3])
+    monkeypatch.setattr(training, "validation_loss", lambda labels, probs: next(losses))
+    options = TrainOptions(arch_kwargs=dict(width=4, num_blocks=2), resolution=16, epochs=7, patience=3,
+                           batch_size=8, val_fraction=0.34, seed=0)
+    result = train_classifier(data, options)
+    assert result.provenance["best_epoch"] == 3 and result.provenance["epochs_run"] == 7
+    assert [h["val_loss"] for h in result.provenance["history"]] == [0.5, 0.3, 0.4, 0.2, 0.25, 0.3, 0.3]
+
+
+def test_validation_loss_and_selection_rule_closed_form():
+    from spine.classifier_training import improves, validation_loss
+    assert validation_loss(np.array([1, 0]), np.array([0.8, 0.4])) == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2)
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    assert validation_loss(np.array([0, 2]), probs) == pytest.approx(-(np.log(0.7) + np.log(0.8)) / 2)
+    assert validation_loss(np.array([1]), np.array([0.0])) == pytest.approx(-np.log(1e-7))   # clipped, finite
+    assert improves(0.9, 5.0, 0.8, 0.1) and not improves(0.8, 0.0, 0.9, 5.0)
+    assert improves(1.0, 0.2, 1.0, 0.3) and not improves(1.0, 0.3, 1.0, 0.3)
