@@ -9,11 +9,13 @@ It is an experiment (spine.experiment) with a small config, so it is resumable: 
 interruption and finished steps are skipped. Every step's time is logged and listed in the report.
 
 Modes:
-  demo       (default) one generator (SpineGAN), 30 kimg at 32x32: about 15 minutes on 2 CPU cores. The images
-             show spine columns; the numbers are illustrative, not converged.
-  benchmark  the paper's comparison (plain conditional StyleGAN2-ADA vs SpineGAN, plus DP-SGD when spine.dp is
-             installed), 40 kimg each at 32x32, twice the phantom images, 1,000 synthetic images per class and
-             more metrics: 68.5 minutes on an idle 2-core machine (docs/RESULTS.md has its table).
+  demo       (default) one generator (SpineGAN), 40 kimg at 32x32 on a phantom with lesions drawn twice as large:
+             about 15-16 minutes on an idle 2-core machine (estimated; docs/PERFORMANCE.md). The headline gives
+             the skill ratio (AUC_syn - 0.5) / (AUC_real - 0.5) with its paired interval beside the plain ratio.
+  benchmark  the paper's comparison: plain conditional StyleGAN2-ADA and SpineGAN with three training seeds each,
+             the lesion-type (8-class) model scored by macro-AUC, SpineGAN with DP-SGD when spine.dp is installed,
+             a privacy audit per generator; 40 kimg each at 32x32, twice the phantom images: about 2 hours on an
+             idle 2-core machine (estimated; not run yet, docs/RESULTS.md section D4).
 """
 
 from __future__ import annotations
