@@ -4,8 +4,9 @@ synthetic images look like, how close they come to real ones, and what they are 
     python -m spine.report --experiment runs/demo          # writes runs/demo/report/index.html
 
 Sections: headline, downstream table, metrics, training curves (losses, augmentation p, clinical loss, DP epsilon,
-metrics over kimg, from stats.jsonl and metric-*.jsonl), sample grids per class, nearest real neighbours of
-samples (pixel distance: a memorisation check, not a privacy guarantee), and a model card. Plots are PNG files
+metrics over kimg, from stats.jsonl and metric-*.jsonl), sample grids per class beside real images at the same
+scale with per-class mean and difference images, nearest real neighbours of samples (pixel distance: a
+memorisation check, not a privacy guarantee), and a model card. Plots are PNG files
 beside index.html, drawn with matplotlib's object API (no global pyplot state).
 """
 
@@ -24,6 +25,7 @@ import numpy as np
 import PIL.Image
 
 import dnnlib
+from spine.downstream import ratio_texts
 from training.dataset import ImageFolderDataset
 
 SECTIONS = ("Headline", "Downstream", "Metrics", "Training curves", "Samples", "Nearest real neighbours",
@@ -234,7 +236,6 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def downstream_rows(results: dict[str, Any]) -> list[list[str]]:
-    from spine.downstream import ratio_texts
     rows = []
     for arm, row in results["models"].items():
         ci = row["auc_ci"]
