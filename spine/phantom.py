@@ -96,7 +96,8 @@ def plan_jobs(tmp_root: str, num_train: int, num_test: int, seed: int, size: int
                 image_id = _hex_id(seed, split, "image", study_index, image_index)
                 jobs.append(ImageJob(split, study_index, image_index, image_id, study_id,
                                      _hex_id(seed, split, "series", study_index, image_index), seed, size,
-                                     difficulty, lesion_scale, False, os.path.join(tmp_root, f"{split}_images", f"{image_id}.dicom")))
+                                     difficulty, lesion_scale, False,
+                                     os.path.join(tmp_root, f"{split}_images", f"{image_id}.dicom")))
     if truncated:
         picks = set(_rng(seed, 99).choice(len(jobs), size=truncated, replace=False).tolist())
         jobs = [dataclasses.replace(j, truncate=True) if i in picks else j for i, j in enumerate(jobs)]
