@@ -111,6 +111,23 @@ def validation_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(np.mean(aucs))
 
 
+def validation_loss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean cross-entropy of validation probabilities (binary: of the abnormal probability; multi-class: of the
+    true class), unweighted, with probabilities clipped to [1e-7, 1 - 1e-7]."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
+    labels = np.asarray(labels).astype(np.int64)
+    if p.ndim == 1:
+        return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+    return float(-np.mean(np.log(p[np.arange(len(labels)), labels])))
+
+
+def improves(val_auc: float, val_loss: float, best_auc: float, best_loss: float) -> bool:
+    """Model selection: a higher validation AUC wins; an equal one wins with a lower validation loss. Without the
+    tie-break, data whose validation AUC saturates at 1.0 in the first epoch (synthetic images whose classes differ
+    plainly) would keep a one-epoch model however much the later epochs learn."""
+    return val_auc > best_auc or (val_auc == best_auc and val_loss < best_loss)
+
+
 def validation_thresholds(labels: np.ndarray, probs: np.ndarray) -> tuple[float, ...]:
     """Youden thresholds on validation probabilities (0.5 / 1/K where a class is absent from validation)."""
     if probs.ndim == 1:
@@ -173,7 +190,7 @@ def train_classifier(data: LabelledImages, options: TrainOptions) -> TrainResult
         loss_fn = _loss_function(labels[train_idx], len(data.class_names), binary).to(device)
         optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
         history: list[dict] = []
-        best = dict(epoch=-1, auc=-math.inf, state=None, thresholds=None)
+        best = dict(epoch=-1, auc=-math.inf, loss=math.inf, state=None, thresholds=None)
         progress = tqdm(range(options.epochs), desc=f"training {options.arch}", unit="epoch")
         for epoch in progress:
             train_loss = _train_epoch(net, loss_fn, optimizer, data, torch.tensor(train_idx), spec, options,
@@ -181,9 +198,10 @@ def train_classifier(data: LabelledImages, options: TrainOptions) -> TrainResult
             net.eval()
             probs = predict_probabilities(net, spec, data.images[val_idx], options.batch_size).numpy()
             val_auc = validation_auc(val_labels, probs)
-            history.append(dict(epoch=epoch, train_loss=train_loss, val_auc=val_auc))
-            if val_auc > best["auc"]:
-                best = dict(epoch=epoch, auc=val_auc, state=copy.deepcopy(net.state_dict()),
+            val_loss = validation_loss(val_labels, probs)
+            history.append(dict(epoch=epoch, train_loss=train_loss, val_auc=val_auc, val_loss=val_loss))
+            if improves(val_auc, val_loss, best["auc"], best["loss"]):
+                best = dict(epoch=epoch, auc=val_auc, loss=val_loss, state=copy.deepcopy(net.state_dict()),
                             thresholds=validation_thresholds(val_labels, probs))
             progress.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{val_auc:.4f}", best=best["epoch"])
             if epoch - best["epoch"] >= options.patience:
@@ -202,7 +220,8 @@ def _provenance(data: LabelledImages, options: TrainOptions, train_idx: list[int
     return dict(
         dataset=data.source, dataset_sha256=data.sha256, num_train=len(train_idx), num_val=len(val_idx),
         options=opts, epochs_run=len(history), best_epoch=best["epoch"], best_val_auc=float(best["auc"]),
-        history=history, selection="best validation AUC on a study-level split of the training data",
+        history=history, selection="best validation AUC on a study-level split of the training data, ties broken "
+                                    "by the lower validation loss",
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         versions=dict(python=platform.python_version(), torch=str(torch.__version__),
                       torchvision=str(torchvision.__version__), numpy=np.__version__, platform=sys.platform))

@@ -31,7 +31,7 @@ from spine.classifier.artifact import save_classifier
 from spine.classifier.data import LabelledImages, load_labelled_images, predict_probabilities
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, TrainResult, train_classifier
-from spine.evaluation.scoring import bootstrap_interval, evaluate_scores, roc_auc, save_json
+from spine.evaluation.scoring import bootstrap_values, evaluate_scores, percentile_interval, roc_auc, save_json
 from torch_utils import misc
 
 REAL = "real"
@@ -107,20 +107,38 @@ def _headline_auc(labels: np.ndarray, scores: np.ndarray) -> float:
                           if 0 < (labels == k).sum() < len(labels)]))
 
 
+def skill_ratio(auc_synthetic: float, auc_real: float) -> float:
+    """(AUC_syn - 0.5) / (AUC_real - 0.5): the share of the real model's skill above chance that the synthetic-only
+    model keeps. Unlike the plain ratio (0.5 / 0.83 = 0.60 for a model at chance) it reads 0 at chance; NaN
+    where the real model is itself not above chance (no skill to keep)."""
+    return (auc_synthetic - 0.5) / (auc_real - 0.5) if auc_real > 0.5 else float("nan")
+
+
 def auc_ratio(labels: np.ndarray, scores_synthetic: np.ndarray, scores_real: np.ndarray, n_resamples: int,
               seed: int) -> dict[str, Any]:
-    """AUC(synthetic model) / AUC(real model) on the same test images, with a paired percentile bootstrap interval."""
+    """The plain ratio AUC(synthetic) / AUC(real) and the skill ratio (see `skill_ratio`) of two models on the same
+    test images, each with a paired percentile bootstrap interval: both models and both ratios are computed on the
+    very same resamples of the test images (the resamples of `evaluate_scores` with the same seed).
+
+    The skill interval is None when a resample leaves the real model at or below chance (the ratio is then
+    undefined, and the percentile interval would hide it).
+    """
     labels = np.asarray(labels).astype(np.int64)
     classes = np.unique(labels)
 
-    def ratio(idx: np.ndarray) -> float:
-        return _headline_auc(labels[idx], scores_synthetic[idx]) / _headline_auc(labels[idx], scores_real[idx])
+    def both(idx: np.ndarray) -> np.ndarray:
+        syn = _headline_auc(labels[idx], scores_synthetic[idx])
+        real = _headline_auc(labels[idx], scores_real[idx])
+        return np.array([syn / real, skill_ratio(syn, real)])
 
     def every_class_present(idx: np.ndarray) -> bool:
         return np.isin(classes, labels[idx]).all()
 
-    low, high = bootstrap_interval(ratio, len(labels), every_class_present, n_resamples, seed)
-    return dict(ratio=ratio(np.arange(len(labels))), ratio_ci=[low, high])
+    values = bootstrap_values(both, len(labels), every_class_present, n_resamples, seed)
+    point = both(np.arange(len(labels)))
+    skill_ci = None if np.isnan(values[:, 1]).any() else list(percentile_interval(values[:, 1]))
+    return dict(ratio=float(point[0]), ratio_ci=list(percentile_interval(values[:, 0])), skill=float(point[1]),
+                skill_ci=skill_ci)
 
 
 def evaluate_on_test(models: Mapping[str, TrainResult], test_path: str, options: DownstreamOptions) -> dict[str, Any]:
@@ -160,24 +178,44 @@ def _row_name(arm: str) -> str:
     return f"Real + synthetic ({arm.removeprefix('real+synthetic-')})"
 
 
+def ratio_texts(ratio: Mapping[str, Any] | None) -> tuple[str, str]:
+    """('plain ratio (CI)', 'skill ratio (CI)') of a synthetic arm for tables; empty for other arms."""
+    if ratio is None:
+        return "", ""
+    plain = f"{ratio['ratio']:.3f} ({ratio['ratio_ci'][0]:.3f}-{ratio['ratio_ci'][1]:.3f})"
+    skill_ci = ratio.get("skill_ci")
+    skill = "" if "skill" not in ratio else f"{ratio['skill']:.3f}" + (
+        " (undefined CI)" if skill_ci is None else f" ({skill_ci[0]:.3f}-{skill_ci[1]:.3f})")
+    return plain, skill
+
+
+def above_chance(row: Mapping[str, Any]) -> bool | None:
+    """Whether a model's test AUC interval lies above 0.5 (None when the AUC is undefined)."""
+    return None if row["auc_ci"] is None else row["auc_ci"][0] > 0.5
+
+
 def markdown_table(results: Mapping[str, Any]) -> str:
-    """The paper's layout: one row per training source, test AUC with its interval, and the ratio to real."""
+    """The paper's layout: one row per training source, test AUC with its interval, and the two ratios to real."""
     test = results["test"]
-    lines = ["| Training data | Train / val images | Test AUC | 95% CI | AUC ratio to real (95% CI) |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = ["| Training data | Train / val images | Test AUC | 95% CI | AUC ratio to real (95% CI) "
+             "| skill ratio (95% CI) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for arm, row in results["models"].items():
         ci = "n/a" if row["auc_ci"] is None else f"{row['auc_ci'][0]:.3f}-{row['auc_ci'][1]:.3f}"
         auc = "n/a" if row["auc"] is None else f"{row['auc']:.3f}"
-        ratio = results["ratios"].get(arm)
-        ratio_text = "1.000" if arm == REAL else "" if ratio is None else \
-            f"{ratio['ratio']:.3f} ({ratio['ratio_ci'][0]:.3f}-{ratio['ratio_ci'][1]:.3f})"
-        lines.append(f"| {_row_name(arm)} | {row['num_train']} / {row['num_val']} | {auc} | {ci} | {ratio_text} |")
+        plain, skill = ("1.000", "1.000") if arm == REAL else ratio_texts(results["ratios"].get(arm))
+        lines.append(f"| {_row_name(arm)} | {row['num_train']} / {row['num_val']} | {auc} | {ci} | {plain} "
+                     f"| {skill} |")
     prevalence = ", ".join(f"{name} {share:.0%}" for name, share in test["prevalence"].items())
+    chance = [_row_name(arm) for arm, row in results["models"].items() if above_chance(row) is False]
     lines += ["", f"Test: {test['num_images']} real images never used for training or model selection "
                   f"({prevalence}). Each model's epoch was chosen on a study-level validation split of its own "
                   f"training data. Intervals: percentile bootstrap over test images, "
-                  f"{next(iter(results['models'].values()))['test_report']['n_resamples']} resamples "
-                  f"(paired for the ratio)."]
+                  f"{next(iter(results['models'].values()))['test_report']['n_resamples']} resamples, the same "
+                  f"resamples for every model and ratio (paired). Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5): "
+                  f"0 at chance, 1 when the synthetic-only model matches the real one."]
+    if chance:
+        lines += ["", "Not above chance (95% interval of the test AUC reaches 0.5): " + ", ".join(chance) + "."]
     return "\n".join(lines) + "\n"
 
 

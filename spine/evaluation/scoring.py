@@ -100,22 +100,43 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float], num_samples: in
     A resample where the statistic is undefined (`is_valid` false, e.g. one class only) is redrawn rather than
     dropped, so every interval rests on exactly `n_resamples` values.
     """
-    if not 0 < confidence < 1:
+    if not 0 < confidence < 1:  # checked before the resampling work, not after
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    values = bootstrap_values(lambda idx: np.array([statistic(idx)]), num_samples, is_valid, n_resamples, seed,
+                              max_redraws)
+    return percentile_interval(values[:, 0], confidence)
+
+
+def bootstrap_values(statistics: Callable[[np.ndarray], np.ndarray], num_samples: int,
+                     is_valid: Callable[[np.ndarray], bool], n_resamples: int = 1000, seed: int = 0,
+                     max_redraws: int | None = None) -> np.ndarray:
+    """[n_resamples, K] values of `statistics(indices)` (K numbers per resample) over seeded resamples with
+    replacement: several statistics computed on the very same resamples, as paired comparisons need.
+
+    The resamples depend only on `seed`, `num_samples` and `is_valid`, so two calls with the same three see the
+    same test images; invalid resamples are redrawn as in `bootstrap_interval`.
+    """
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
     max_redraws = 100 * n_resamples if max_redraws is None else max_redraws
     rng = np.random.default_rng(seed)
-    values = np.empty(n_resamples)
+    rows = []
     redraws = 0
-    for k in range(n_resamples):
+    for _ in range(n_resamples):
         idx = rng.integers(0, num_samples, num_samples)
         while not is_valid(idx):
             redraws += 1
             if redraws > max_redraws:
                 raise ValueError(f"bootstrap gave up after {max_redraws} invalid resamples: too few cases of a class")
             idx = rng.integers(0, num_samples, num_samples)
-        values[k] = statistic(idx)
+        rows.append(np.asarray(statistics(idx), dtype=np.float64))
+    return np.stack(rows)
+
+
+def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The central `confidence` percentile interval of bootstrap values."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     tail = (1 - confidence) / 2
     low, high = np.quantile(values, [tail, 1 - tail])
     return float(low), float(high)

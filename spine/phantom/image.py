@@ -28,18 +28,23 @@ class Difficulty:
 
     severity_range: tuple[float, float]
     noise: float
+    lesion_scale: float = 1.0     # size multiplier of the drawn (overlay) lesions; 1 = the calibrated phantom
 
     @staticmethod
-    def from_level(level: float) -> "Difficulty":
-        """Map a difficulty level in [0, 1] to its parameters.
+    def from_level(level: float, lesion_scale: float = 1.0) -> "Difficulty":
+        """Map a difficulty level in [0, 1] (and a lesion size multiplier) to its parameters.
 
         Level 0 gives textbook lesions (severity 0.8-1) on clean images; raising the level lowers the
-        strongest severity and widens the spread towards subtle lesions, and adds noise.
+        strongest severity and widens the spread towards subtle lesions, and adds noise. ``lesion_scale``
+        above 1 draws spurs, spots and metal larger, for images used at low resolution.
         """
         if not 0.0 <= level <= 1.0:
             raise ValueError(f"difficulty must be in [0, 1], got {level}")
+        if not 0.25 <= lesion_scale <= 4.0:
+            raise ValueError(f"lesion_scale must be in [0.25, 4], got {lesion_scale}")
         strongest = 1.0 - 0.75 * level
-        return Difficulty(severity_range=(strongest * (0.8 - 0.5 * level), strongest), noise=0.01 + 0.05 * level)
+        return Difficulty(severity_range=(strongest * (0.8 - 0.5 * level), strongest), noise=0.01 + 0.05 * level,
+                          lesion_scale=lesion_scale)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +99,7 @@ def render_image(study: Study, rng: np.random.Generator, size: int,
     canvas = Canvas(rows, cols)
     edge = 0.6
     draw_anatomy(canvas, spine, patient, rng, edge)
-    findings = draw_lesions(canvas, spine, patient, study.lesions, edge)
+    findings = draw_lesions(canvas, spine, patient, study.lesions, edge, difficulty.lesion_scale)
     mu = scipy.ndimage.gaussian_filter(canvas.mu, sigma=rng.uniform(0.4, 1.1) * size / 256)
     _collimate(mu, rng)
     return _expose(mu, rng, difficulty.noise), findings

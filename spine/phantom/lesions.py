@@ -91,7 +91,8 @@ def _frame_points(frame: Frame, uv: list[tuple[float, float]]) -> np.ndarray:
     return np.stack(frame.to_xy(u, v), axis=1)
 
 
-def draw_osteophytes(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float) -> list[Box]:
+def draw_osteophytes(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
+                     scale: float = 1.0) -> list[Box]:
     """Beak-shaped spurs at the anterior corners facing the gap (one or both sides)."""
     boxes = []
     which = (0,) if les.params[0] < 0.3 else (1,) if les.params[0] < 0.6 else (0, 1)
@@ -100,32 +101,33 @@ def draw_osteophytes(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion
         w, h = vert.width, vert.height
         sign = 1.0 if side == 0 else -1.0          # inferior corner of the upper body, superior of the lower
         corner = (0.5 * w - 0.04 * w, sign * (float(vert.half_height(np.array(0.5 * w))) - 0.04 * h))
-        length = (0.15 + 0.75 * les.severity) * w
+        length = (0.15 + 0.75 * les.severity) * w * scale
         angle = math.radians(25 + 35 * les.params[2])
         tip = (corner[0] + length * math.cos(angle), corner[1] + sign * length * math.sin(angle))
-        half = 0.05 * h + 0.12 * h * les.severity
+        half = (0.05 * h + 0.12 * h * les.severity) * scale
         canvas.add_capsule(vert.frame, corner, tip, half, patient.cortex + patient.bone_density, edge)
         boxes.append(_bbox(_frame_points(vert.frame, [corner, tip]), half + 0.05 * h))
     return boxes
 
 
-def draw_implant(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float) -> list[Box]:
+def draw_implant(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
+                 scale: float = 1.0) -> list[Box]:
     """Pedicle screws in 2-3 vertebrae joined by a rod, and sometimes an interbody cage."""
     span = 2 if les.params[3] < 0.6 else 3
     levels = range(les.site, min(les.site + span, SACRUM + 1))
     heads, points = [], []
-    u_thick = 0.055 * spine.unit
+    u_thick = 0.055 * spine.unit * scale
     for k in levels:
         vert = spine.vertebrae[k]
         w, h = vert.width, vert.height
         v0 = -0.5 * h + 0.3 * spine.unit
         tail, tip = (-1.0 * w, v0 - 0.05 * spine.unit), (0.3 * w, v0 + 0.05 * spine.unit)
         canvas.add_capsule(vert.frame, tail, tip, u_thick, METAL, edge)
-        canvas.add_ellipse(vert.frame, tail, (0.12 * spine.unit, 0.12 * spine.unit), METAL, edge)
+        canvas.add_ellipse(vert.frame, tail, (0.12 * spine.unit * scale, 0.12 * spine.unit * scale), METAL, edge)
         heads.append(_frame_points(vert.frame, [tail])[0])
         points.append(_frame_points(vert.frame, [tail, tip]))
     for a, b in zip(heads[:-1], heads[1:]):
-        canvas.add_capsule(IDENTITY, tuple(a), tuple(b), 0.05 * spine.unit, METAL, edge)
+        canvas.add_capsule(IDENTITY, tuple(a), tuple(b), 0.05 * spine.unit * scale, METAL, edge)
     if les.params[1] < 0.5:
         upper = spine.vertebrae[les.site]
         d = spine.disc_heights[les.site]
@@ -135,52 +137,57 @@ def draw_implant(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, ed
         canvas.stamp(upper.frame, (0.0, cv), math.hypot(hu, hv) + 3, lambda u, v: 0.8 * METAL * np.exp(
             -(rounded_box_sdf(u, v - cv, hu, hv, 0.2 * hv) / t) ** 2))
         points.append(_frame_points(upper.frame, [(-hu, cv - hv), (hu, cv + hv)]))
-    return [_bbox(np.concatenate(points), 0.15 * spine.unit)]
+    return [_bbox(np.concatenate(points), 0.15 * spine.unit * max(scale, 1.0))]
 
 
-def draw_foraminal_stenosis(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float) -> list[Box]:
+def draw_foraminal_stenosis(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
+                            scale: float = 1.0) -> list[Box]:
     """Bone (facet hypertrophy, posterior osteophyte) growing into the foramen behind the gap."""
     frame, (cu, cv), (hu, hv) = foramen(spine, les.site)
     s = les.severity
     density = patient.bone_density + 0.5 * patient.cortex
-    canvas.add_ellipse(frame, (cu - 0.6 * hu, cv + 0.25 * hv), (hu * (0.5 + 1.0 * s), hv * (0.35 + 0.7 * s)), density,
-                       edge)
-    canvas.add_ellipse(frame, (cu + 0.8 * hu, cv + 0.35 * hv), (hu * (0.3 + 0.6 * s), hv * (0.2 + 0.4 * s)), density,
-                       edge)
-    corners = [(cu - hu, cv - hv), (cu + hu, cv - hv), (cu + hu, cv + hv), (cu - hu, cv + hv)]
+    canvas.add_ellipse(frame, (cu - 0.6 * hu, cv + 0.25 * hv),
+                       (hu * (0.5 + 1.0 * s) * scale, hv * (0.35 + 0.7 * s) * scale), density, edge)
+    canvas.add_ellipse(frame, (cu + 0.8 * hu, cv + 0.35 * hv),
+                       (hu * (0.3 + 0.6 * s) * scale, hv * (0.2 + 0.4 * s) * scale), density, edge)
+    su, sv = hu * max(scale, 1.0), hv * max(scale, 1.0)     # the grown ellipses stay inside the box
+    corners = [(cu - su, cv - sv), (cu + su, cv - sv), (cu + su, cv + sv), (cu - su, cv + sv)]
     return [_bbox(_frame_points(frame, corners), 0.05 * spine.unit)]
 
 
-def draw_focal_lesion(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float) -> list[Box]:
+def draw_focal_lesion(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
+                      scale: float = 1.0) -> list[Box]:
     """A lytic (dark) or sclerotic (bright) spot inside a vertebral body."""
     vert = spine.vertebrae[les.site]
     s = les.severity
     center = ((les.params[1] - 0.5) * 0.5 * vert.width, (les.params[2] - 0.5) * 0.4 * vert.height)
-    r = (0.15 + 0.3 * s) * vert.height
+    r = (0.15 + 0.3 * s) * vert.height * scale
     contrast = (0.4 + 1.0 * s) * patient.bone_density
     density = -contrast if les.params[0] < 0.6 else 1.2 * contrast
     canvas.add_ellipse(vert.frame, center, (r, 0.85 * r), density, max(edge, 0.25 * r))
     return [_bbox(_frame_points(vert.frame, [center]), 1.25 * r)]
 
 
-def draw_fracture(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float) -> list[Box]:
+def draw_fracture(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
+                  scale: float = 1.0) -> list[Box]:
     """A lucent fracture line across a vertebral body (a rare VinDr class)."""
     vert = spine.vertebrae[les.site]
     w, h = vert.width, vert.height
     v0 = (les.params[1] - 0.5) * 0.5 * h
     p0, p1 = (-0.45 * w, v0 - 0.15 * h), (0.45 * w, v0 + 0.15 * h)
-    canvas.add_capsule(vert.frame, p0, p1, 0.03 * h + 0.5, -0.7 * patient.bone_density, edge)
+    canvas.add_capsule(vert.frame, p0, p1, (0.03 * h + 0.5) * scale, -0.7 * patient.bone_density, edge)
     return [_bbox(vert.corners(), 0.05 * h)]
 
 
-def draw_foreign_body(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float) -> list[Box]:
+def draw_foreign_body(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
+                      scale: float = 1.0) -> list[Box]:
     """A small metallic object (clip, pin) in the soft tissue in front of the spine (a rare VinDr class)."""
     vert = spine.vertebrae[les.site]
     center = ((1.0 + 1.2 * les.params[1]) * vert.width, (les.params[2] - 0.5) * 2.0 * vert.height)
-    half = (0.15 + 0.2 * les.params[3]) * spine.unit
+    half = (0.15 + 0.2 * les.params[3]) * spine.unit * scale
     p0, p1 = (center[0] - half, center[1] - 0.4 * half), (center[0] + half, center[1] + 0.4 * half)
-    canvas.add_capsule(vert.frame, p0, p1, 0.05 * spine.unit + 0.5, METAL, edge)
-    return [_bbox(_frame_points(vert.frame, [p0, p1]), 0.1 * spine.unit + 1)]
+    canvas.add_capsule(vert.frame, p0, p1, (0.05 * spine.unit + 0.5) * scale, METAL, edge)
+    return [_bbox(_frame_points(vert.frame, [p0, p1]), 0.1 * spine.unit * scale + 1)]
 
 
 def _geometric_box(spine: Spine, les: Lesion) -> list[Box]:
@@ -202,12 +209,16 @@ DRAWERS = {"Osteophytes": draw_osteophytes, "Surgical implant": draw_implant,
 
 
 def draw_lesions(canvas: Canvas, spine: Spine, patient: Patient, lesions: tuple[Lesion, ...],
-                 edge: float) -> list[tuple[str, Box]]:
-    """Draw the overlay lesions and return (class, box) for every lesion that is visible in the image."""
+                 edge: float, scale: float = 1.0) -> list[tuple[str, Box]]:
+    """Draw the overlay lesions and return (class, box) for every lesion that is visible in the image.
+
+    ``scale`` multiplies the overlay lesions' sizes (spur length and thickness, spot radius, metal thickness), so
+    that they stay several pixels wide when the image is used at a low resolution (the demo's 32x32).
+    """
     rows, cols = canvas.mu.shape
     found = []
     for les in lesions:
-        boxes = DRAWERS[les.kind](canvas, spine, patient, les, edge) if les.kind in DRAWERS \
+        boxes = DRAWERS[les.kind](canvas, spine, patient, les, edge, scale) if les.kind in DRAWERS \
             else _geometric_box(spine, les)
         for box in boxes:
             clipped = clip_box(box, rows, cols)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,13 +38,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One generator: name, clinical-loss weight (0 = plain conditional StyleGAN2-ADA), extra train.py options."""
+    """One generator: name, clinical-loss weight (0 = plain conditional StyleGAN2-ADA), extra train.py options, and
+    optionally its own label mode (e.g. 'lesion' for the paper's lesion-type model; None = the experiment's) and
+    training seed (None = the experiment's; replicates of an arm differ only in it)."""
 
     name: str
     clinical_weight: float = 0.0
     train_args: tuple[str, ...] = ()
+    labels: str | None = None
+    seed: int | None = None
 
 
+LABEL_MODES = ("abnormality", "lesion")   # what a variant can be conditioned on (spine.data.labels)
 PAPER_VARIANTS = (Variant("stylegan2-ada"), Variant("spinegan", clinical_weight=0.1))
 # DP-SGD refuses ADA (its controller reads D's scores on real images without privacy), hence no augmentation.
 DP_VARIANT = Variant("spinegan-dp", clinical_weight=0.1, train_args=("--dp=1", "--dp-epsilon=10", "--aug=noaug"))
@@ -65,6 +69,7 @@ class ExperimentConfig:
     phantom_test: int = 400
     phantom_size: int = 128
     phantom_difficulty: float = 0.5
+    phantom_lesion_scale: float = 1.0
     resolution: int = 32
     labels: str = "abnormality"
     classifier_arch: str = "small_cnn"
@@ -85,6 +90,9 @@ class ExperimentConfig:
     # A second classifier (seed + 1, same training images) that no GAN trains against: label fidelity by it is
     # the honest measure, since the clinical loss teaches a generator what its own judge looks at.
     independent_judge: bool = True
+    # Memorisation and membership inference of every generator (spine.evaluation.privacy_audit): training images as members,
+    # the test split as non-members (an evaluation, like the downstream test; it informs no choice).
+    privacy_audit: bool = False
 
     @staticmethod
     def from_dict(data: dict[str, Any], where: str = "config") -> "ExperimentConfig":
@@ -119,10 +127,16 @@ class ExperimentConfig:
 def _variant(data: Any, where: str) -> Variant:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise ValueError(f"{where}: expected {{'name': str, 'clinical_weight': float, 'train_args': [str]}}")
-    unknown = set(data) - {"name", "clinical_weight", "train_args"}
+    unknown = set(data) - {"name", "clinical_weight", "train_args", "labels", "seed"}
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
-    return Variant(data["name"], float(data.get("clinical_weight", 0.0)), tuple(data.get("train_args", ())))
+    labels, seed = data.get("labels"), data.get("seed")
+    if labels is not None and labels not in LABEL_MODES:
+        raise ValueError(f"{where}.labels: expected one of {list(LABEL_MODES)}, got {labels!r}")
+    if seed is not None and not isinstance(seed, int):
+        raise ValueError(f"{where}.seed: expected an integer, got {seed!r}")
+    return Variant(data["name"], float(data.get("clinical_weight", 0.0)), tuple(data.get("train_args", ())),
+                   labels, seed)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -178,16 +192,18 @@ def make_phantom(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
     from spine.phantom.tree import make_phantom_tree
     root = workdir / "vindr"
     summary = make_phantom_tree(str(root), config.phantom_train, config.phantom_test, seed=config.seed,
-                                difficulty=config.phantom_difficulty, size=config.phantom_size)
+                                difficulty=config.phantom_difficulty, size=config.phantom_size,
+                                lesion_scale=config.phantom_lesion_scale)
     return dict(root=str(root), summary=summary)
 
 
-def import_split(source: str, split: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
-    """spine.data.dataset_tool on one VinDr split, at the experiment's resolution and labels."""
+def import_split(source: str, split: str, config: ExperimentConfig, workdir: Path,
+                 labels: str | None = None) -> dict[str, Any]:
+    """spine.data.dataset_tool on one VinDr split, at the experiment's resolution and labels (or `labels`)."""
     from spine.data.dataset_tool import main as dataset_tool
     dest = workdir / f"{split}{config.resolution}.zip"
     dataset_tool.main(["--source", source, "--dest", str(dest), "--split", split, "--resolution",
-                       str(config.resolution), "--labels", config.labels], standalone_mode=False)
+                       str(config.resolution), "--labels", labels or config.labels], standalone_mode=False)
     return dict(dataset=str(dest))
 
 
@@ -211,7 +227,8 @@ def train_command(variant: Variant, train_zip: str, classifier: str, config: Exp
                   workdir: Path) -> list[str]:
     """The train.py command line of a variant; continues the latest checkpoint.pt of an interrupted attempt."""
     cmd = [sys.executable, str(REPO_ROOT / "train.py"), f"--outdir={workdir}", f"--data={train_zip}", "--cond=1",
-           f"--cfg={config.gan_cfg}", f"--kimg={config.kimg}", f"--snap={config.snap}", f"--seed={config.seed}",
+           f"--cfg={config.gan_cfg}", f"--kimg={config.kimg}", f"--snap={config.snap}",
+           f"--seed={config.seed if variant.seed is None else variant.seed}",
            "--metrics=none"]
     if variant.clinical_weight > 0:
         cmd += [f"--clinical-loss={classifier}", f"--clinical-weight={variant.clinical_weight:g}"]
@@ -304,7 +321,11 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
 
 
 def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or continue) every step; returns {step name: outputs} plus timings."""
+    """Run (or continue) every step; returns {step name: outputs} plus timings.
+
+    Variants conditioned on another label mode than the experiment's (e.g. the lesion-type model) get that mode's
+    data, classifier and downstream table ('data/train-lesion', 'classifier-lesion', 'downstream-lesion').
+    """
     outdir = Path(outdir).resolve()
     for directory in (outdir, outdir / "steps"):  # temp files of a restart killed mid-write (config, markers)
         dnnlib.remove_stale_temp_files(directory)
@@ -315,33 +336,58 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
     if source is None:
         out["phantom"] = steps.run("phantom", lambda w: make_phantom(config, w))
         source = out["phantom"]["root"]
-    train_zip = steps.run("data/train", lambda w: import_split(source, "train", config, w))["dataset"]
-    test_zip = steps.run("data/test", lambda w: import_split(source, "test", config, w))["dataset"]
-    out["classifier"] = steps.run("classifier", lambda w: train_classifier_step(train_zip, config, w, config.seed))
-    classifier = out["classifier"]["classifier"]
+    modes = [config.labels] + sorted({v.labels for v in config.variants} - {None, config.labels})
+    data: dict[str, dict[str, str]] = {}
+    for mode in modes:
+        suffix = "" if mode == config.labels else f"-{mode}"
+        data[mode] = dict(
+            train=steps.run(f"data/train{suffix}", lambda w: import_split(source, "train", config, w, mode))["dataset"],
+            test=steps.run(f"data/test{suffix}", lambda w: import_split(source, "test", config, w, mode))["dataset"])
+        out[f"classifier{suffix}"] = steps.run(f"classifier{suffix}", lambda w: train_classifier_step(
+            data[mode]["train"], config, w, config.seed))
+        data[mode]["classifier"] = out[f"classifier{suffix}"]["classifier"]
     judge = None
     if config.independent_judge:
-        out["judge"] = steps.run("judge", lambda w: train_classifier_step(train_zip, config, w, config.seed + 1))
+        out["judge"] = steps.run("judge", lambda w: train_classifier_step(data[config.labels]["train"], config, w,
+                                                                          config.seed + 1))
         judge = out["judge"]["classifier"]
-    class_names, label_mode = _dataset_classes(train_zip)
-    synthetic = {}
+    synthetic: dict[str, dict[str, str]] = {mode: {} for mode in modes}
     for variant in config.variants:
-        name = variant.name
+        name, mode = variant.name, variant.labels or config.labels
+        train_zip, classifier = data[mode]["train"], data[mode]["classifier"]
+        class_names, label_mode = _dataset_classes(train_zip)
         trained = steps.run(f"train/{name}", lambda w: train_variant(variant, train_zip, classifier, config, w, log),
                             keep_partial=True)
         out[f"train/{name}"] = trained
-        synthetic[name] = steps.run(f"synthesize/{name}", lambda w: synthesize_variant(
+        synthetic[mode][name] = steps.run(f"synthesize/{name}", lambda w: synthesize_variant(
             trained["snapshot"], class_names, label_mode, config, w))["dataset"]
         out[f"metrics/{name}"] = steps.run(f"metrics/{name}", lambda w: metrics_variant(
-            trained["snapshot"], train_zip, classifier, judge, config, w, log))
+            trained["snapshot"], train_zip, classifier, judge if mode == config.labels else None, config, w, log))
+        if config.privacy_audit:
+            out[f"privacy/{name}"] = steps.run(f"privacy/{name}", lambda w: privacy_step(
+                trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w))
     options = DownstreamOptions(epochs=config.downstream_epochs, patience=config.downstream_patience,
                                 seed=config.seed, n_resamples=config.n_resamples)
-    out["downstream"] = steps.run("downstream", lambda w: _downstream(train_zip, synthetic, test_zip, w, options))
+    for mode in modes:
+        key = "downstream" if mode == config.labels else f"downstream-{mode}"
+        out[key] = steps.run(key, lambda w: _downstream(data[mode]["train"], synthetic[mode], data[mode]["test"], w,
+                                                        options))
     if config.report:
         from spine.pipeline.report import write_experiment_report
         out["report"] = steps.run("report", lambda w: dict(report=str(write_experiment_report(outdir, w))))
     out["timings"] = steps.timings
     return out
+
+
+def privacy_step(snapshot: str, train_zip: str, heldout_zip: str, classifier: str, config: ExperimentConfig,
+                 workdir: Path) -> dict[str, Any]:
+    """spine.evaluation.privacy_audit of one generator: its training images are the members, the test split the non-members;
+    the spine classifier's features as the second space. Returns the headline figures per space."""
+    from spine.evaluation.privacy_audit import main as privacy_audit
+    privacy_audit.main(["--network", snapshot, "--train", train_zip, "--heldout", heldout_zip, "--outdir",
+                        str(workdir), "--classifier", classifier, "--seed", str(config.seed)], standalone_mode=False)
+    report = json.loads((workdir / "privacy_audit.json").read_text())
+    return dict(json=str(workdir / "privacy_audit.json"), privacy=report.get("privacy"), spaces=report["spaces"])
 
 
 def _downstream(train_zip: str, synthetic: dict[str, str], test_zip: str, workdir: Path,
@@ -350,7 +396,11 @@ def _downstream(train_zip: str, synthetic: dict[str, str], test_zip: str, workdi
     results = run_downstream(train_zip, synthetic, test_zip, str(workdir), options)
     return dict(json=str(workdir / "downstream.json"), markdown=str(workdir / "downstream.md"),
                 aucs={arm: row["auc"] for arm, row in results["models"].items()},
-                ratios={arm: r["ratio"] for arm, r in results["ratios"].items()})
+                auc_cis={arm: row["auc_ci"] for arm, row in results["models"].items()},
+                ratios={arm: r["ratio"] for arm, r in results["ratios"].items()},
+                ratio_cis={arm: r["ratio_ci"] for arm, r in results["ratios"].items()},
+                skills={arm: r["skill"] for arm, r in results["ratios"].items()},
+                skill_cis={arm: r["skill_ci"] for arm, r in results["ratios"].items()})
 
 
 def _dataset_classes(path: str) -> tuple[list[str], str]:

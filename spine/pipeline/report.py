@@ -4,8 +4,9 @@ synthetic images look like, how close they come to real ones, and what they are 
     python -m spine.pipeline.report --experiment runs/demo          # writes runs/demo/report/index.html
 
 Sections: headline, downstream table, metrics, training curves (losses, augmentation p, clinical loss, DP epsilon,
-metrics over kimg, from stats.jsonl and metric-*.jsonl), sample grids per class, nearest real neighbours of
-samples (pixel distance: a memorisation check, not a privacy guarantee), and a model card. Plots are PNG files
+metrics over kimg, from stats.jsonl and metric-*.jsonl), sample grids per class beside real images at the same
+scale with per-class mean and difference images, nearest real neighbours of samples (pixel distance: a
+memorisation check, not a privacy guarantee), and a model card. Plots are PNG files
 beside index.html, drawn with matplotlib's object API (no global pyplot state).
 """
 
@@ -25,8 +26,9 @@ import PIL.Image
 import torch
 
 import dnnlib
-from spine.data.preview import render_grid, tile
+from spine.data.preview import tile
 from spine.evaluation.privacy_audit import nearest
+from spine.evaluation.downstream import ratio_texts
 from training.dataset import ImageFolderDataset
 
 SECTIONS = ("Headline", "Downstream", "Metrics", "Training curves", "Samples", "Nearest real neighbours",
@@ -119,15 +121,77 @@ def plot_curves(variant_stats: dict[str, list[dict]], variant_metrics: dict[str,
     return _save(fig, path)
 
 
-def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 64) -> tuple[str, list[str]]:
-    """The first `per_class` synthetic images of each class, one row per class; returns (file, class names)."""
+def _labelled(dataset_path: str) -> tuple[ImageFolderDataset, list[str], np.ndarray]:
+    """A labelled dataset, its class names and its integer labels."""
     dataset = ImageFolderDataset(dataset_path, use_labels=True)
     names = dataset.metadata.get("class_names") or [str(k) for k in range(dataset.label_dim)]
     labels = np.array([int(np.argmax(dataset.get_label(i))) for i in range(len(dataset))])
-    rows = [(name, np.flatnonzero(labels == k)[:per_class].tolist()) for k, name in enumerate(names)]
+    return dataset, list(names), labels
+
+
+def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 64,
+                real_path: str | None = None) -> tuple[str, list[str]]:
+    """The first `per_class` synthetic images of each class, one row per class; with `real_path`, each class's row
+    of synthetic images follows a row of that class's first real images, drawn at the same scale. Returns (file,
+    row names)."""
+    sources = [("synthetic", _labelled(dataset_path))]
+    if real_path is not None:
+        sources.insert(0, ("real", _labelled(real_path)))
+    names = sources[-1][1][1]
+    rows = [(f"{kind} {name}", dataset, np.flatnonzero(labels == k)[:per_class])
+            for k, name in enumerate(names) for kind, (dataset, _, labels) in sources]
+    grid = PIL.Image.new("L", (per_class * cell, len(rows) * cell))
+    for r, (_, dataset, picks) in enumerate(rows):
+        for c, idx in enumerate(picks):
+            grid.paste(tile(dataset[int(idx)][0], cell), (c * cell, r * cell))
     with dnnlib.atomic_write(path, "wb") as f:
-        render_grid(dataset, rows, per_class, cell, names_column=False).save(f, format="png")
-    return path.name, list(names)
+        grid.save(f, format="png")
+    return path.name, [name for name, _, _ in rows] if real_path is not None else names
+
+
+def class_means(dataset_path: str, max_images: int = 2000) -> dict[str, np.ndarray]:
+    """Per-class mean image (float64, 0-255, [H, W], channels averaged) of the first `max_images` of each class."""
+    dataset, names, labels = _labelled(dataset_path)
+    means = {}
+    for k, name in enumerate(names):
+        picks = np.flatnonzero(labels == k)[:max_images]
+        if len(picks):
+            means[name] = np.mean([dataset[int(i)][0].astype(np.float64).mean(axis=0) for i in picks], axis=0)
+    return means
+
+
+def difference_correlation(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]) -> float | None:
+    """Pearson r between the real and the synthetic per-pixel class difference (last class - first class):
+    1 = the generator's classes differ where the real ones do. None when a class is missing."""
+    if len(real) < 2 or set(real) != set(synthetic):
+        return None
+    first, last = list(real)[0], list(real)[-1]
+    a = (real[last] - real[first]).ravel()
+    b = (synthetic[last] - synthetic[first]).ravel()
+    if a.std() == 0 or b.std() == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def plot_class_means(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray], path: Path) -> str:
+    """Rows real / synthetic; columns: each class's mean image, then the difference last - first class (a shared
+    symmetric colour scale across both rows, so the strength of the class difference compares)."""
+    from matplotlib.figure import Figure
+    names = list(real)
+    diffs = {kind: means[names[-1]] - means[names[0]] for kind, means in (("real", real), ("synthetic", synthetic))}
+    span = max(float(np.abs(d).max()) for d in diffs.values()) or 1.0
+    fig = Figure(figsize=(2.4 * (len(names) + 1), 5.0), dpi=90)
+    for r, (kind, means) in enumerate((("real", real), ("synthetic", synthetic))):
+        for c, name in enumerate(names):
+            ax = fig.add_subplot(2, len(names) + 1, r * (len(names) + 1) + c + 1)
+            ax.imshow(means[name], cmap="gray", vmin=0, vmax=255)
+            ax.set(title=f"{kind}: mean {name}", xticks=[], yticks=[])
+        ax = fig.add_subplot(2, len(names) + 1, r * (len(names) + 1) + len(names) + 1)
+        image = ax.imshow(diffs[kind], cmap="RdBu_r", vmin=-span, vmax=span)
+        ax.set(title=f"{kind}: {names[-1]} - {names[0]}", xticks=[], yticks=[])
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def nearest_neighbours(synthetic_path: str, real_path: str, path: Path, num: int = 6,
@@ -167,26 +231,47 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def downstream_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for arm, row in results["models"].items():
-        ratio = results["ratios"].get(arm)
         ci = row["auc_ci"]
+        plain, skill = ("1.000", "1.000") if arm == "real" else ratio_texts(results["ratios"].get(arm))
         rows.append([arm, f"{row['num_train']} / {row['num_val']}", _fmt(row["auc"]),
-                     "n/a" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}",
-                     "1.000" if arm == "real" else "" if ratio is None else
-                     f"{ratio['ratio']:.3f} ({ratio['ratio_ci'][0]:.3f}-{ratio['ratio_ci'][1]:.3f})"])
+                     "n/a" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", plain, skill])
     return rows
 
 
+def _chance_words(name: str, row: dict[str, Any]) -> str:
+    """A sentence when a model's test AUC interval reaches 0.5, else nothing."""
+    ci = row["auc_ci"]
+    if ci is None:
+        return f" The {name} model's AUC is undefined on this test set."
+    return "" if ci[0] > 0.5 else (f" The {name} model is not above chance: its 95% interval "
+                                   f"({ci[0]:.2f}-{ci[1]:.2f}) reaches 0.5.")
+
+
 def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
-    """One sentence per generator: synthetic-only AUC against the real model's, and their ratio."""
+    """One sentence per generator: synthetic-only AUC against the real model's, the skill ratio and the plain ratio
+    with their paired intervals, and in words which models are not above chance."""
     if downstream is None:
         return "Downstream evaluation has not run yet."
-    real = downstream["models"]["real"]["auc"]
-    parts = [f"Classifier trained on real images: test AUC {_fmt(real)}."]
+    real = downstream["models"]["real"]
+    ci = real["auc_ci"]
+    parts = [f"Classifier trained on real images: test AUC {_fmt(real['auc'])}"
+             + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})") + "." + _chance_words("real-data", real)]
     for arm, ratio in downstream["ratios"].items():
-        auc = downstream["models"][arm]["auc"]
+        row = downstream["models"][arm]
+        name = arm.removeprefix("synthetic-")
+        ci = row["auc_ci"]
         low, high = ratio["ratio_ci"]
-        parts.append(f"Trained on {arm.removeprefix('synthetic-')} images only: AUC {_fmt(auc)} "
-                     f"(ratio to real {ratio['ratio']:.2f}, 95% CI {low:.2f}-{high:.2f}).")
+        skill = ""
+        if "skill" in ratio:
+            skill_ci = ratio.get("skill_ci")
+            skill = f"skill ratio {ratio['skill']:.2f}" + (
+                ", interval undefined" if skill_ci is None else f", 95% CI {skill_ci[0]:.2f}-{skill_ci[1]:.2f}") + "; "
+        parts.append(f"Trained on {name} images only: AUC {_fmt(row['auc'])}"
+                     + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})")
+                     + f" ({skill}plain ratio to real {ratio['ratio']:.2f}, 95% CI {low:.2f}-{high:.2f})."
+                     + _chance_words(f"{name}-only", row))
+    parts.append("Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5): 0 at chance, 1 when synthetic images train as "
+                 "well as real ones; the plain ratio reads about 0.6 even for a model at chance.")
     data = "a seeded phantom (not patient data)" if config.get("source") is None else config["source"]
     parts.append(f"Data: {data}; {config['resolution']}x{config['resolution']} pixels; {config['kimg']} kimg per GAN.")
     return " ".join(parts)
@@ -241,11 +326,11 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 
     body.append("<h2 id='downstream'>Downstream</h2>")
     if downstream is not None:
-        body.append(_table(["training data", "train / val images", "test AUC", "95% CI", "AUC ratio to real (95% CI)"],
-                           downstream_rows(downstream)))
+        body.append(_table(["training data", "train / val images", "test AUC", "95% CI", "AUC ratio to real (95% CI)",
+                            "skill ratio (95% CI)"], downstream_rows(downstream)))
         body.append(f"<p class='note'>Test: {downstream['test']['num_images']} held-out real images, opened only "
                     f"after every model was final; epochs chosen on validation splits of each training source; "
-                    f"percentile bootstrap intervals (paired for ratios).</p>")
+                    f"percentile bootstrap intervals, the same resamples for every model and ratio (paired).</p>")
 
     body.append("<h2 id='metrics'>Metrics</h2>")
     metric_rows = []
@@ -272,13 +357,24 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 
     body.append("<h2 id='samples'>Samples</h2>")
     train_zip = steps.get("data/train", {}).get("dataset")
+    real_means = class_means(train_zip) if train_zip is not None else None
     for name in names:
         synthetic = steps.get(f"synthesize/{name}", {}).get("dataset")
         if synthetic is None:
             continue
-        grid, classes = sample_grid(synthetic, reportdir / f"samples-{name}.png")
-        body.append(f"<h3>{html.escape(name)}</h3><p class='note'>rows: {html.escape(', '.join(classes))}</p>"
-                    f"<img src='{grid}' alt='samples of {html.escape(name)}'>")
+        grid, rows = sample_grid(synthetic, reportdir / f"samples-{name}.png", real_path=train_zip)
+        body.append(f"<h3>{html.escape(name)}</h3><p class='note'>rows: {html.escape(', '.join(rows))} (real "
+                    f"training images and generated ones at the same scale)</p>"
+                    f"<img src='{grid}' alt='samples of {html.escape(name)} beside real images'>")
+        if real_means is not None:
+            fake_means = class_means(synthetic)
+            if set(fake_means) == set(real_means) and len(real_means) > 1:
+                figure = plot_class_means(real_means, fake_means, reportdir / f"class-means-{name}.png")
+                r = difference_correlation(real_means, fake_means)
+                body.append(f"<p class='note'>Per-class mean images, real (top) and {html.escape(name)} (bottom), "
+                            f"and the class difference: where the classes differ on average. Correlation of the "
+                            f"two difference maps r = {_fmt(r, 2)} (1: the generator's classes differ where real "
+                            f"ones do).</p><img src='{figure}' alt='class means of {html.escape(name)}'>")
 
     body.append("<h2 id='nearest-real-neighbours'>Nearest real neighbours</h2>")
     for name in names:

@@ -251,7 +251,10 @@ def test_training_reaches_high_auc_and_keeps_the_best_validation_epoch(tmp_path)
     result = train_classifier(data, options)
     prov = result.provenance
     val_aucs = [h["val_auc"] for h in prov["history"]]
-    assert prov["best_epoch"] == int(np.argmax(val_aucs)) and prov["best_val_auc"] == max(val_aucs)
+    # Highest validation AUC; among epochs that tie on it, the lowest validation loss.
+    tied = [h for h in prov["history"] if h["val_auc"] == max(val_aucs)]
+    assert prov["best_epoch"] == min(tied, key=lambda h: h["val_loss"])["epoch"]
+    assert prov["best_val_auc"] == max(val_aucs)
     assert prov["best_val_auc"] > 0.95
     assert prov["num_train"] + prov["num_val"] == 80 and prov["num_val"] == 20  # 10 of 40 studies
     # The returned network is the best epoch's: recompute its validation AUC from the held-out studies.
@@ -402,3 +405,29 @@ def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
     before = bad_inputs.tree(tmp_path)
     result = CliRunner().invoke(cli, [command, *[item for pair in options.items() for item in pair]])
     bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)
+
+
+def test_saturated_validation_auc_is_broken_by_the_validation_loss(tmp_path, monkeypatch):
+    """Scripted: the AUC saturates at 1.0 from the first epoch; the epoch with the lowest validation loss among the
+    tied ones is kept (without the tie-break, a one-epoch model would be)."""
+    import spine.classifier.training as training
+
+    data = load_labelled_images(str(_write_dataset(tmp_path / "ds", num_studies=12, seed=0)))
+    monkeypatch.setattr(training, "validation_auc", lambda labels, probs: 1.0)
+    losses = iter([0.5, 0.3, 0.4, 0.2, 0.25, 0.3, 0.3])
+    monkeypatch.setattr(training, "validation_loss", lambda labels, probs: next(losses))
+    options = TrainOptions(arch_kwargs=dict(width=4, num_blocks=2), resolution=16, epochs=7, patience=3,
+                           batch_size=8, val_fraction=0.34, seed=0)
+    result = train_classifier(data, options)
+    assert result.provenance["best_epoch"] == 3 and result.provenance["epochs_run"] == 7
+    assert [h["val_loss"] for h in result.provenance["history"]] == [0.5, 0.3, 0.4, 0.2, 0.25, 0.3, 0.3]
+
+
+def test_validation_loss_and_selection_rule_closed_form():
+    from spine.classifier.training import improves, validation_loss
+    assert validation_loss(np.array([1, 0]), np.array([0.8, 0.4])) == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2)
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    assert validation_loss(np.array([0, 2]), probs) == pytest.approx(-(np.log(0.7) + np.log(0.8)) / 2)
+    assert validation_loss(np.array([1]), np.array([0.0])) == pytest.approx(-np.log(1e-7))   # clipped, finite
+    assert improves(0.9, 5.0, 0.8, 0.1) and not improves(0.8, 0.0, 0.9, 5.0)
+    assert improves(1.0, 0.2, 1.0, 0.3) and not improves(1.0, 0.3, 1.0, 0.3)

@@ -83,6 +83,58 @@ def test_auc_ratio_is_paired_and_exact():
     assert same["ratio"] == 1.0 and same["ratio_ci"] == [1.0, 1.0]  # paired: identical models never differ
 
 
+def brute_auc(labels, scores):
+    """P(score_pos > score_neg) + 0.5 P(tie) over all pairs, in float64."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    return ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))
+
+
+def test_skill_ratio_closed_form():
+    assert downstream.skill_ratio(0.8, 0.9) == pytest.approx(0.75)
+    assert downstream.skill_ratio(0.5, 0.83) == 0.0           # chance keeps none of the real model's skill
+    assert downstream.skill_ratio(0.9, 0.9) == 1.0
+    assert downstream.skill_ratio(0.4, 0.9) == pytest.approx(-0.25)
+    assert np.isnan(downstream.skill_ratio(0.7, 0.5))           # no skill to keep
+
+
+def test_skill_interval_matches_a_brute_force_paired_bootstrap():
+    rng = np.random.default_rng(3)
+    n = 60
+    labels = rng.integers(0, 2, n)
+    real_scores = labels + rng.normal(0, 0.7, n)
+    fake_scores = labels + rng.normal(0, 1.5, n)
+    result = downstream.auc_ratio(labels, fake_scores, real_scores, n_resamples=200, seed=5)
+    # The same resamples drawn by hand (redrawing one-class resamples), both AUCs by all-pairs comparison.
+    draw = np.random.default_rng(5)
+    skills, plain = [], []
+    while len(skills) < 200:
+        idx = draw.integers(0, n, n)
+        if not 0 < labels[idx].sum() < n:
+            continue
+        syn, real = brute_auc(labels[idx], fake_scores[idx]), brute_auc(labels[idx], real_scores[idx])
+        skills.append((syn - 0.5) / (real - 0.5))
+        plain.append(syn / real)
+    full_syn, full_real = brute_auc(labels, fake_scores), brute_auc(labels, real_scores)
+    # float64 rank sums vs pair counts over at most 60x60 pairs: agreement to ~1e-12.
+    assert result["skill"] == pytest.approx((full_syn - 0.5) / (full_real - 0.5), abs=1e-12)
+    assert result["skill_ci"] == pytest.approx(list(np.quantile(skills, [0.025, 0.975])), abs=1e-12)
+    assert result["ratio_ci"] == pytest.approx(list(np.quantile(plain, [0.025, 0.975])), abs=1e-12)
+    same = downstream.auc_ratio(labels, real_scores, real_scores, n_resamples=50, seed=0)
+    assert same["skill"] == 1.0 and same["skill_ci"] == [1.0, 1.0]
+
+
+def test_markdown_table_has_skill_and_says_which_arm_is_at_chance():
+    report = dict(n_resamples=10)
+    results = dict(test=dict(num_images=10, prevalence=dict(normal=0.5, abnormal=0.5)), models=dict(
+        real=dict(auc=0.9, auc_ci=[0.85, 0.95], num_train=8, num_val=2, test_report=report),
+        **{"synthetic-gan": dict(auc=0.52, auc_ci=[0.45, 0.6], num_train=8, num_val=2, test_report=report)}),
+        ratios={"synthetic-gan": dict(ratio=0.52 / 0.9, ratio_ci=[0.5, 0.66], skill=0.05, skill_ci=[-0.1, 0.25])})
+    table = downstream.markdown_table(results)
+    assert "| 0.578 (0.500-0.660) | 0.050 (-0.100-0.250) |" in table
+    assert "Not above chance (95% interval of the test AUC reaches 0.5): Synthetic only (gan)." in table
+    assert "Real |" in table and "Not above chance" not in table.split("Synthetic only (gan).")[1]
+
+
 def test_mismatched_synthetic_images_are_refused_before_training(tmp_path):
     real = write_dataset(str(tmp_path / "real"), 10, seed=1)
     big = str(tmp_path / "big")

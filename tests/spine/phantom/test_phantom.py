@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from spine.data.dicom import DecodeError, decode_dicom
 from spine.data.labels import LESION_CLASSES, NO_FINDING, RARE_CLASSES
 from spine.phantom.tree import CSV_COLUMNS, IDENTITY_FILE, main, make_phantom_tree
-from spine.phantom.anatomy import LEVELS, Patient, View, layout_spine
+from spine.phantom.anatomy import LEVELS, Canvas, Patient, View, layout_spine
 from spine.phantom.image import Difficulty
-from spine.phantom.lesions import PHANTOM_CLASSES, Lesion, apply_to_morphology, sample_lesions
+from spine.phantom.lesions import PHANTOM_CLASSES, Lesion, apply_to_morphology, draw_lesions, sample_lesions
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -262,3 +262,34 @@ def test_geometric_lesions_change_the_layout_by_their_closed_forms():
     assert body.wedge == pytest.approx(0.1 + 0.7 * 0.5)
     assert anterior / posterior == pytest.approx(1 - body.wedge)
     assert patient.morph.wedge[l3] != morph.wedge[l3]        # the input morphology is not modified
+
+
+def test_lesion_scale_grows_the_drawn_lesions_by_its_factor():
+    """Each overlay lesion's box half-size is a closed form in the scale: a focal spot's is 1.25 r with
+    r = (0.15 + 0.3 s) h * scale, so doubling the scale doubles the box; the anatomy (the layout) is untouched."""
+    rng = np.random.default_rng(2)
+    patient, view = Patient.sample(rng), View.sample(rng, 640, 512)
+    spine = layout_spine(patient, view)
+    site = LEVELS.index("L3")
+    spot = Lesion("Other lesions", site, 0.5, (0.9, 0.5, 0.5, 0.5, 0.5, 0.5))   # sclerotic, centred
+    widths, masses = {}, {}
+    for scale in (1.0, 2.0):
+        canvas = Canvas(640, 512)
+        (kind, box), = draw_lesions(canvas, spine, patient, (spot,), 0.6, scale)
+        widths[scale] = box[2] - box[0]
+        masses[scale] = float(canvas.mu.sum())
+    r = (0.15 + 0.3 * 0.5) * spine.vertebrae[site].height
+    assert kind == "Other lesions" and widths[1.0] == pytest.approx(2 * 1.25 * r, rel=1e-6)
+    assert widths[2.0] == pytest.approx(2 * widths[1.0], rel=1e-6)
+    # The spot's added attenuation is its area times its density: about 4x for twice the radius (the soft edge
+    # of 0.6 px is a small share of radii of tens of pixels).
+    assert masses[2.0] / masses[1.0] == pytest.approx(4.0, rel=0.05)
+    assert Difficulty.from_level(0.0, 2.0).lesion_scale == 2.0
+    with pytest.raises(ValueError, match="lesion_scale"):
+        Difficulty.from_level(0.0, 10.0)
+
+
+def test_lesion_scale_is_recorded_and_defaults_to_the_calibrated_phantom(tmp_path):
+    summary = make_phantom_tree(str(tmp_path / "big"), 6, 2, seed=1, size=64, lesion_scale=2.5)
+    assert summary["lesion_scale"] == 2.5
+    assert make_phantom_tree(str(tmp_path / "plain"), 6, 2, seed=1, size=64)["lesion_scale"] == 1.0

@@ -11,15 +11,39 @@ from training.serialization import load_network_pkl
 
 def test_demo_config_is_one_spinegan_on_the_phantom():
     config = demo.MODES["demo"]
-    assert config.source is None and config.gan_cfg == "demo"
-    assert [(v.name, v.clinical_weight) for v in config.variants] == [("spinegan", 0.1)]
+    assert config.source is None and config.gan_cfg == "demo" and config.phantom_lesion_scale == 2.0
+    assert [(v.name, v.clinical_weight, v.train_args) for v in config.variants] == \
+        [("spinegan", 0.1, ("--clinical-augment=1",))]
+    assert config.synth_per_class == 1000 and config.seed == 0
+
+
+def test_benchmark_config_has_the_papers_four_models_and_three_seeds():
     bench = demo.MODES["benchmark"]
-    names = [v.name for v in bench.variants]
-    assert names[:2] == ["stylegan2-ada", "spinegan"] and bench.kimg > config.kimg
-    assert "spinegan-dp" in names
+    arms = {v.name: v for v in bench.variants}
+    main = ["stylegan2-ada", "spinegan"]
+    assert list(arms)[:2] == main and bench.privacy_audit
+    for name in main:
+        seeds = [arms[n].seed for n in arms if n == name or n.startswith(f"{name}-seed")]
+        assert seeds == [None, 1, 2]          # None = the experiment's seed 0
+        assert arms[f"{name}-seed2"].clinical_weight == arms[name].clinical_weight
+    assert arms["stylegan2-ada-lesion"].labels == "lesion" and arms["stylegan2-ada-lesion"].clinical_weight == 0
+    assert "spinegan-dp" in arms
+    assert bench.phantom_train == 2 * demo.MODES["demo"].phantom_train
 
 
-@pytest.mark.parametrize("mode, minutes", [("demo", 15), ("benchmark", 70)])
+def test_across_seeds_is_the_student_t_interval():
+    mean, low, high = demo.across_seeds([1.0, 2.0, 3.0])
+    # Student t with 2 df has CDF 1/2 + t / (2 sqrt(2 + t^2)), so its 97.5% point solves t / sqrt(2 + t^2) = 0.95.
+    t975 = (2 * 0.95 ** 2 / (1 - 0.95 ** 2)) ** 0.5
+    half = t975 * 1.0 / 3 ** 0.5            # sample sd of [1, 2, 3] is 1
+    assert mean == 2.0 and low == pytest.approx(2 - half, abs=1e-12) and high == pytest.approx(2 + half, abs=1e-12)
+    assert demo.seed_groups(["synthetic-a", "synthetic-a-seed1", "synthetic-b", "synthetic-a-seed2"]) == \
+        {"synthetic-a": ["synthetic-a", "synthetic-a-seed1", "synthetic-a-seed2"]}
+    with pytest.raises(ValueError, match="two values"):
+        demo.across_seeds([0.7])
+
+
+@pytest.mark.parametrize("mode, minutes", [("demo", 16), ("benchmark", 120)])
 def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, mode, minutes):
     from click.testing import CliRunner
 
@@ -33,11 +57,19 @@ def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, 
 
 def test_headline_numbers_name_every_model():
     out = dict(downstream=dict(aucs={"real": 0.9, "synthetic-spinegan": 0.8, "real+synthetic-spinegan": 0.91},
-                               ratios={"synthetic-spinegan": 0.8 / 0.9}),
+                               auc_cis={"real": [0.85, 0.94], "synthetic-spinegan": [0.74, 0.86]},
+                               ratios={"synthetic-spinegan": 0.8 / 0.9}, ratio_cis={"synthetic-spinegan": [0.8, 0.95]},
+                               skills={"synthetic-spinegan": 0.75}, skill_cis={"synthetic-spinegan": [0.6, 0.88]}),
                classifier=dict(best_val_auc=0.95), **{"metrics/spinegan": dict(results=dict(fid500_full=41.5))})
     lines = demo.headline_numbers(out)
-    assert "0.900" in lines[0] and "0.800" in lines[1] and "ratio to real 0.89" in lines[1]
-    assert "0.910" in lines[2] and any("fid500_full: 41.5" in line for line in lines)
+    assert "0.900" in lines[0] and "95% CI 0.850-0.940" in lines[0]
+    assert "0.800" in lines[1] and "95% CI 0.740-0.860" in lines[1]
+    assert "skill ratio" in lines[2] and "0.75" in lines[2] and "paired 95% CI 0.600-0.880" in lines[2]
+    assert "plain ratio" in lines[3] and "0.89" in lines[3] and "0.800-0.950" in lines[3]
+    assert "0.910" in lines[4] and any("fid500_full: 41.5" in line for line in lines)
+    assert not any("NOT above chance" in line for line in lines)
+    out["downstream"]["auc_cis"]["synthetic-spinegan"] = [0.45, 0.56]
+    assert any("spinegan-only classifier is NOT above chance" in line for line in demo.headline_numbers(out))
 
 
 @pytest.mark.slow

@@ -173,3 +173,54 @@ def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
     before = bad_inputs.tree(tmp_path)
     result = CliRunner().invoke(experiment.main, [item for pair in options.items() for item in pair])
     bad_inputs.assert_refused(result, message, exit_code, tmp_path, before)
+
+
+def fake_train_any_labels(calls):
+    """Like fake_train_variant, with the conditioning size of the variant's own dataset (2 or 8 classes)."""
+    def train(variant, train_zip, classifier, config, workdir, log):
+        calls.append((variant.name, train_zip))
+        run_dir = workdir / "00000-fake"
+        run_dir.mkdir()
+        torch.manual_seed(len(calls))
+        c_dim = len(experiment._dataset_classes(train_zip)[0])
+        G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=config.resolution, img_channels=1,
+                      mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+        snapshot = run_dir / "network-snapshot-000001.pkl"
+        save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=1000))
+        cmd = experiment.train_command(variant, train_zip, classifier, config, workdir)
+        return dict(run_dirs=[str(run_dir)], snapshot=str(snapshot), command=cmd[1:])
+    return train
+
+
+def test_benchmark_shape_lesion_model_seed_replicates_and_privacy_audit(tmp_path, monkeypatch):
+    """The benchmark's structure at tiny scale: a replicate differing only in its training seed, a lesion-type
+    model with its own data, classifier and macro-AUC downstream table, and a privacy audit per generator."""
+    calls = []
+    monkeypatch.setattr(experiment, "train_variant", fake_train_any_labels(calls))
+    config = dataclasses.replace(
+        TINY, phantom_train=160, phantom_test=80, independent_judge=False, report=False, privacy_audit=True,
+        variants=(Variant("plain"), Variant("plain-seed1", seed=1), Variant("lesion", labels="lesion")))
+    out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    assert [name for name, _ in calls] == ["plain", "plain-seed1", "lesion"]
+    assert calls[2][1].endswith("data/train-lesion/train16.zip") and calls[0][1].endswith("data/train/train16.zip")
+    assert "--seed=0" in out["train/plain"]["command"] and "--seed=1" in out["train/plain-seed1"]["command"]
+    assert set(out["downstream"]["aucs"]) == {"real", "synthetic-plain", "real+synthetic-plain",
+                                              "synthetic-plain-seed1", "real+synthetic-plain-seed1"}
+    assert set(out["downstream-lesion"]["aucs"]) == {"real", "synthetic-lesion", "real+synthetic-lesion"}
+    lesion = json.loads(open(out["downstream-lesion"]["json"]).read())
+    assert lesion["models"]["synthetic-lesion"]["test_report"]["task"] == "multiclass"
+    assert len(lesion["test"]["class_names"]) == 8
+    assert torch.load(out["classifier-lesion"]["classifier"], weights_only=True)["label_mode"] == "lesion"
+    for name in ("plain", "plain-seed1", "lesion"):
+        pixel = out[f"privacy/{name}"]["spaces"]["pixel"]
+        assert 0 <= pixel["mia_auc"] <= 1 and 0 <= pixel["mia_tpr_at_1pct_fpr"] <= 1
+        assert {"pixel", "classifier"} == set(out[f"privacy/{name}"]["spaces"])
+
+
+def test_variant_labels_and_seed_are_checked_by_name():
+    with pytest.raises(ValueError, match=r"variants\[0\]\.labels"):
+        ExperimentConfig.from_dict(dict(variants=[dict(name="a", labels="multilabel")]))
+    with pytest.raises(ValueError, match=r"variants\[0\]\.seed"):
+        ExperimentConfig.from_dict(dict(variants=[dict(name="a", seed="one")]))
+    config = ExperimentConfig.from_dict(dict(variants=[dict(name="a", labels="lesion", seed=2)]))
+    assert config.variants[0] == Variant("a", labels="lesion", seed=2)

@@ -51,7 +51,7 @@ def experiment_dir(tmp_path):
         test=dict(num_images=30, prevalence=dict(normal=0.5, abnormal=0.5)),
         models=dict(real=dict(auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2),
                     **{"synthetic-spinegan": dict(auc=0.81, auc_ci=[0.7, 0.9], num_train=5, num_val=1)}),
-        ratios={"synthetic-spinegan": dict(ratio=0.9, ratio_ci=[0.8, 0.99])})
+        ratios={"synthetic-spinegan": dict(ratio=0.9, ratio_ci=[0.8, 0.99], skill=0.775, skill_ci=[0.5, 0.95])})
     (tmp_path / "downstream.json").write_text(json.dumps(downstream))
     mark(tmp_path, "data/train", dict(dataset=train))
     mark(tmp_path, "classifier", dict(classifier="c.pkl", best_val_auc=0.93, best_epoch=4))
@@ -71,8 +71,13 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
     page = path.read_text()
     headings = re.findall(r"<h2 id='[^']+'>([^<]+)</h2>", page)
     assert headings == list(report.SECTIONS)
-    assert "test AUC 0.900" in page and "AUC 0.810 (ratio to real 0.90, 95% CI 0.80-0.99)" in page
-    assert "<td>0.810</td><td>0.700-0.900</td><td>0.900 (0.800-0.990)</td>" in page
+    assert "test AUC 0.900 (95% CI 0.800-0.970)" in page
+    assert ("AUC 0.810 (95% CI 0.700-0.900) (skill ratio 0.78, 95% CI 0.50-0.95; plain ratio to real 0.90, "
+            "95% CI 0.80-0.99)") in page
+    assert "not above chance" not in page
+    assert "<td>0.810</td><td>0.700-0.900</td><td>0.900 (0.800-0.990)</td><td>0.775 (0.500-0.950)</td>" in page
+    assert "real normal, synthetic normal, real abnormal, synthetic abnormal" in page
+    assert "class-means-spinegan.png" in page and "r = " in page
     assert "<td>label_fidelity8_accuracy</td><td>0.7500</td>" in page
     assert "<td>independent_label_fidelity8_accuracy</td><td>0.6250</td>" in page
     assert "no generator was trained against" in page and "validation AUC 0.910" in page
@@ -82,6 +87,27 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
     for name in re.findall(r"<img src='([^']+)'", page):
         assert PIL.Image.open(path.parent / name).size[0] > 0
     assert {"curves.png", "samples-spinegan.png", "neighbours-spinegan.png"} <= set(os.listdir(path.parent))
+
+
+def test_headline_says_in_words_when_an_arm_is_at_chance():
+    downstream = dict(models=dict(real=dict(auc=0.83, auc_ci=[0.79, 0.87]),
+                                  **{"synthetic-gan": dict(auc=0.50, auc_ci=[0.45, 0.55])}),
+                      ratios={"synthetic-gan": dict(ratio=0.60, ratio_ci=[0.54, 0.67], skill=0.0,
+                                                    skill_ci=[-0.15, 0.16])})
+    text = report.headline(dict(resolution=32, kimg=30), downstream)
+    assert "The gan-only model is not above chance: its 95% interval (0.45-0.55) reaches 0.5." in text
+    assert "skill ratio 0.00, 95% CI -0.15-0.16" in text and "real-data model is not" not in text
+
+
+def test_class_means_and_their_difference_correlation(experiment_dir, tmp_path):
+    means = report.class_means(str(experiment_dir / "synth"))
+    images = [np.asarray(PIL.Image.open(experiment_dir / "synth" / f"img{i:03d}.png"), np.float64) for i in range(6)]
+    np.testing.assert_allclose(means["normal"], np.mean(images[:3], axis=0), atol=1e-9)
+    np.testing.assert_allclose(means["abnormal"], np.mean(images[3:], axis=0), atol=1e-9)
+    assert report.difference_correlation(means, means) == pytest.approx(1.0)
+    flipped = dict(normal=means["abnormal"], abnormal=means["normal"])
+    assert report.difference_correlation(means, flipped) == pytest.approx(-1.0)
+    assert report.plot_class_means(means, flipped, tmp_path / "m.png") == "m.png"
 
 
 def test_nearest_neighbour_finds_the_copied_image(experiment_dir, tmp_path):
@@ -99,3 +125,14 @@ def test_sample_grid_rows_follow_classes(experiment_dir, tmp_path):
     np.testing.assert_array_equal(grid[:16, :16], first)  # row 0 starts with the first normal sample
     fourth = np.asarray(PIL.Image.open(experiment_dir / "synth" / "img003.png"))
     np.testing.assert_array_equal(grid[16:, :16], fourth)  # row 1 starts with the first abnormal sample
+
+
+def test_sample_grid_puts_real_rows_beside_synthetic_rows(experiment_dir, tmp_path):
+    name, rows = report.sample_grid(str(experiment_dir / "synth"), tmp_path / "grid.png", per_class=2, cell=16,
+                                    real_path=str(experiment_dir / "train"))
+    grid = np.asarray(PIL.Image.open(tmp_path / name))
+    assert rows == ["real normal", "synthetic normal", "real abnormal", "synthetic abnormal"]
+    assert grid.shape == (64, 32)
+    real_first_abnormal = np.asarray(PIL.Image.open(experiment_dir / "train" / "img001.png"))
+    np.testing.assert_array_equal(grid[32:48, :16], real_first_abnormal)   # same 16 px cell as the samples
+    np.testing.assert_array_equal(grid[48:64, :16], np.asarray(PIL.Image.open(experiment_dir / "synth" / "img003.png")))

@@ -1,0 +1,62 @@
+"""How much real-image skill a generator snapshot's images carry, without touching any test split.
+
+A classifier trained on synthetic images only never sees a real image, so every real *training* image is unseen
+data for it: this tool synthesises images from a snapshot, trains the downstream classifier on them (the
+downstream protocol: same architecture, epochs, patience, seed, validation split of its own synthetic data) and
+scores it on the real training images. Used for curves against kimg while a run trains (docs/RESULTS.md); the
+demo's headline still comes from the held-out test split, once, at the end.
+
+    python tools/snapshot_skill.py --network run/network-snapshot-000020.pkl --real runs/demo/data/train/train32.zip \\
+        --out runs/curve/020 [--per-class 1000] [--epochs 25] [--patience 8] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dnnlib  # noqa: E402
+from spine.classifier.data import load_labelled_images, predict_probabilities  # noqa: E402
+from spine.classifier.training import TrainOptions, train_classifier  # noqa: E402
+from spine.evaluation.scoring import evaluate_scores  # noqa: E402
+from spine.pipeline.experiment import ExperimentConfig, _dataset_classes, synthesize_variant  # noqa: E402
+from spine.pipeline.report import class_means, difference_correlation  # noqa: E402
+
+
+@click.command()
+@click.option("--network", required=True, type=click.Path(exists=True, dir_okay=False), help="Snapshot .pkl")
+@click.option("--real", "real_path", required=True, type=click.Path(exists=True), help="Real training images")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (must not exist)")
+@click.option("--per-class", type=click.IntRange(min=2), default=1000, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def main(network: str, real_path: str, out: str, per_class: int, epochs: int, patience: int, seed: int) -> None:
+    """Synthetic-only classifier of a snapshot, scored on real training images; writes skill.json."""
+    outdir = Path(out)
+    if outdir.exists():
+        raise click.ClickException(f"--out={out} exists; choose a new folder")
+    outdir.mkdir(parents=True)
+    real = load_labelled_images(real_path)
+    names, mode = _dataset_classes(real_path)
+    config = ExperimentConfig(synth_per_class=per_class, seed=seed, resolution=real.resolution)
+    synthetic = synthesize_variant(network, names, mode, config, outdir)["dataset"]
+    model = train_classifier(load_labelled_images(synthetic), TrainOptions(
+        resolution=real.resolution, epochs=epochs, patience=patience, seed=seed))
+    scores = predict_probabilities(model.net, model.spec, real.images, 256).double().numpy()
+    report = evaluate_scores(real.labels.numpy(), scores, real.class_names, n_resamples=500, seed=seed)
+    result = dict(network=network, real=real_path, per_class=per_class, auc=report["auc"], auc_ci=report["auc_ci"],
+                  synthetic_val_auc=model.provenance["best_val_auc"], best_epoch=model.provenance["best_epoch"],
+                  class_difference_r=difference_correlation(class_means(real_path), class_means(synthetic)))
+    with dnnlib.atomic_write(outdir / "skill.json", "w") as f:
+        json.dump(result, f, indent=1)
+    click.echo(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()  # pylint: disable=no-value-for-parameter
