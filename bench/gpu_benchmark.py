@@ -48,16 +48,9 @@ def config_for(tiny: bool) -> experiment.ExperimentConfig:
 
 
 def prepare(outdir: Path, config: experiment.ExperimentConfig) -> None:
-    """The experiment's first steps (phantom, train/test import, classifiers), as `run_experiment` names them,
-    so that `finish` skips them."""
-    experiment._check_same_config(config, outdir)
-    steps = experiment.Steps(outdir)
-    root = steps.run("phantom", lambda w: experiment.make_phantom(config, w))["root"]
-    train_zip = steps.run("data/train", lambda w: experiment.import_split(root, "train", config, w))["dataset"]
-    steps.run("data/test", lambda w: experiment.import_split(root, "test", config, w))
-    steps.run("classifier", lambda w: experiment.train_classifier_step(train_zip, config, w, config.seed))
-    if config.independent_judge:
-        steps.run("judge", lambda w: experiment.train_classifier_step(train_zip, config, w, config.seed + 1))
+    """The experiment's first steps (phantom, imports, classifiers), as `run_experiment` names them, so that
+    `finish` skips them."""
+    experiment.prepare_data(config, outdir.resolve())
 
 
 def train(outdir: Path, snapshots: Path, seconds: float, config: experiment.ExperimentConfig, runs_dir: Path) -> None:

@@ -320,13 +320,12 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
 # The experiment.
 
 
-def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or continue) every step; returns {step name: outputs} plus timings.
+PreparedData = tuple["Steps", dict[str, Any], dict[str, dict[str, str]], "str | None"]
 
-    Variants conditioned on another label mode than the experiment's (e.g. the lesion-type model) get that mode's
-    data, classifier and downstream table ('data/train-lesion', 'classifier-lesion', 'downstream-lesion').
-    """
-    outdir = Path(outdir).resolve()
+
+def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], None] = print) -> PreparedData:
+    """The steps before any generator (phantom, train/test import and classifier per label mode, the independent
+    judge): returns (steps, their outputs, {label mode: train/test/classifier paths}, the judge or None)."""
     for directory in (outdir, outdir / "steps"):  # temp files of a restart killed mid-write (config, markers)
         dnnlib.remove_stale_temp_files(directory)
     _check_same_config(config, outdir)
@@ -351,6 +350,18 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         out["judge"] = steps.run("judge", lambda w: train_classifier_step(data[config.labels]["train"], config, w,
                                                                           config.seed + 1))
         judge = out["judge"]["classifier"]
+    return steps, out, data, judge
+
+
+def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or continue) every step; returns {step name: outputs} plus timings.
+
+    Variants conditioned on another label mode than the experiment's (e.g. the lesion-type model) get that mode's
+    data, classifier and downstream table ('data/train-lesion', 'classifier-lesion', 'downstream-lesion').
+    """
+    outdir = Path(outdir).resolve()
+    steps, out, data, judge = prepare_data(config, outdir, log)
+    modes = list(data)
     synthetic: dict[str, dict[str, str]] = {mode: {} for mode in modes}
     for variant in config.variants:
         name, mode = variant.name, variant.labels or config.labels
