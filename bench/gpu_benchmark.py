@@ -9,8 +9,8 @@ runs; a lent GPU has minutes. So the work is split by where it runs best:
                             variant's latest network snapshot is copied to SNAPSHOTS/<variant>/ (a few MB: they
                             come back from the GPU machine)
     finish   (CPU, after)   each variant's training step marked done with its snapshot, then the rest of the
-                            experiment (synthesis, metrics, downstream, report); prints the skill ratio (the
-                            test AUC of a classifier trained on synthetic images only over one trained on real ones)
+                            experiment (synthesis, metrics, downstream, report); prints each arm's skill ratio
+                            (AUC_syn - 0.5) / (AUC_real - 0.5) with its paired interval, and the plain ratio
 
 `train` needs only OUTDIR/data/train/*.zip and OUTDIR/classifier/classifier.pkl (carry those two folders to the
 GPU machine). `--tiny` is a seconds-long configuration for checking the three steps end to end on a CPU.
@@ -94,9 +94,11 @@ def finish(outdir: Path, snapshots: Path, config: experiment.ExperimentConfig) -
                                                           command=["gpu_benchmark.py train"]))
     out = experiment.run_experiment(config, outdir)
     down = out["downstream"]
-    print(json.dumps(dict(aucs=down["aucs"], ratios=down["ratios"]), indent=1))
-    for arm, ratio in down["ratios"].items():
-        print(f"skill ratio {arm.removeprefix('synthetic-')}: {ratio:.3f}  (test AUC synthetic-only / real)")
+    print(json.dumps(dict(aucs=down["aucs"], ratios=down["ratios"], skills=down["skills"]), indent=1))
+    for arm, skill in down["skills"].items():
+        low, high = down["skill_cis"][arm]
+        print(f"skill ratio {arm.removeprefix('synthetic-')}: {skill:.3f} ({low:.3f}-{high:.3f}); "
+              f"plain ratio {down['ratios'][arm]:.3f}")
 
 
 @click.command()
