@@ -6,9 +6,12 @@ label fidelity see a generated image exactly as the classifier would see it save
 
 classifier.pkl is `torch.save` of plain data only (no classes), read back with `weights_only=True`:
     {format: 'spinegan-classifier-v1', arch, arch_kwargs, label_mode, class_names, resolution, channels,
-     intensity: {scale, mean, std}, thresholds, state_dict, provenance}
+     intensity: {scale, mean, std}, input_norm, thresholds, state_dict, provenance}
 Network input = (pixel * scale - mean[c]) / std[c], where pixel is the uint8 value (0..255) after matching the
-channel count and resizing to `resolution` (bilinear with antialias). `thresholds` are validation Youden points
+channel count and resizing to `resolution` (bilinear with antialias), for input_norm 'dataset' (the default, and
+what a file without the field means). 'image' standardises each image and channel by its own mean and standard
+deviation instead; 'blurred_image' first applies the 5x5 binomial blur ([1, 4, 6, 4, 1] / 16 per axis, edges
+replicated). `thresholds` are validation Youden points
 on the class probabilities (sigmoid of the logit for 'abnormality', softmax per class for 'lesion').
 """
 
@@ -28,6 +31,12 @@ from spine.classifier.models import ARCHITECTURES, build_network
 
 FORMAT = "spinegan-classifier-v1"
 LABEL_MODES = ("abnormality", "lesion")
+# How pixels are normalised (see the module docstring). Per-image standardisation ignores each radiograph's exposure
+# and display window, which vary between acquisitions and carry no finding; the blur also drops pixel-level texture
+# (quantum noise, a generator's speckle) finer than the lesions.
+INPUT_NORMS = ("dataset", "image", "blurred_image")
+MIN_IMAGE_STD = 1e-3  # on the [0, 1] scale: a flat image is centred, not divided by zero
+_BINOMIAL = (1.0, 4.0, 6.0, 4.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +51,7 @@ class ClassifierSpec:
     channels: int
     intensity: dict[str, Any]  # {scale: float, mean: [channels], std: [channels]}
     thresholds: tuple[float, ...]  # one for 'abnormality', one per class for 'lesion'
+    input_norm: str = "dataset"  # one of INPUT_NORMS
 
     @property
     def num_outputs(self) -> int:
@@ -83,10 +93,26 @@ def quantize_generated(img: torch.Tensor) -> torch.Tensor:
 
 
 def normalize_pixels(pixels: torch.Tensor, spec: ClassifierSpec) -> torch.Tensor:
-    """Classifier-sized pixels in [0, 255] -> network input: (pixel * scale - mean[c]) / std[c]."""
-    mean = torch.tensor(spec.intensity["mean"], dtype=pixels.dtype, device=pixels.device).reshape(1, -1, 1, 1)
-    std = torch.tensor(spec.intensity["std"], dtype=pixels.dtype, device=pixels.device).reshape(1, -1, 1, 1)
-    return (pixels * spec.intensity["scale"] - mean) / std
+    """Classifier-sized pixels in [0, 255] -> network input, by the spec's input_norm (module docstring)."""
+    x = pixels * spec.intensity["scale"]
+    if spec.input_norm == "dataset":
+        mean = torch.tensor(spec.intensity["mean"], dtype=pixels.dtype, device=pixels.device).reshape(1, -1, 1, 1)
+        std = torch.tensor(spec.intensity["std"], dtype=pixels.dtype, device=pixels.device).reshape(1, -1, 1, 1)
+        return (x - mean) / std
+    if spec.input_norm == "blurred_image":
+        x = binomial_blur(x)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True, correction=0).clamp(min=MIN_IMAGE_STD)
+    return (x - mean) / std
+
+
+def binomial_blur(x: torch.Tensor) -> torch.Tensor:
+    """The 5x5 binomial low-pass of each channel of NCHW floats, edges replicated (differentiable)."""
+    taps = torch.tensor(_BINOMIAL, dtype=x.dtype, device=x.device) / sum(_BINOMIAL)
+    channels = x.shape[1]
+    x = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    x = F.conv2d(x, taps.reshape(1, 1, 1, 5).repeat(channels, 1, 1, 1), groups=channels)
+    return F.conv2d(x, taps.reshape(1, 1, 5, 1).repeat(channels, 1, 1, 1), groups=channels)
 
 
 def uint8_to_input(x: torch.Tensor, spec: ClassifierSpec) -> torch.Tensor:
@@ -200,7 +226,7 @@ def save_classifier(path: str | Path, net: nn.Module, spec: ClassifierSpec, prov
         class_names=list(spec.class_names), resolution=spec.resolution, channels=spec.channels,
         intensity=dict(scale=float(spec.intensity["scale"]), mean=[float(v) for v in spec.intensity["mean"]],
                        std=[float(v) for v in spec.intensity["std"]]),
-        thresholds=[float(t) for t in spec.thresholds],
+        input_norm=spec.input_norm, thresholds=[float(t) for t in spec.thresholds],
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         provenance=provenance)
     with dnnlib.atomic_write(path, "wb") as f:
@@ -247,6 +273,9 @@ def _spec_from_data(data: dict, path: Any) -> ClassifierSpec:
             and len(mean) == len(std) == channels and all(isinstance(v, float) for v in mean + std)
             and all(v > 0 for v in std)):
         raise bad("intensity", f"{{scale: float > 0, mean: [{channels} floats], std: [{channels} floats > 0]}}")
+    input_norm = data.get("input_norm", "dataset")  # files written before the field existed: 'dataset'
+    if input_norm not in INPUT_NORMS:
+        raise bad("input_norm", f"one of {INPUT_NORMS}")
     thresholds = _require(data, "thresholds", list, path)
     expected = 1 if label_mode == "abnormality" else len(class_names)
     if len(thresholds) != expected or not all(isinstance(t, float) for t in thresholds):
@@ -257,7 +286,8 @@ def _spec_from_data(data: dict, path: Any) -> ClassifierSpec:
     _require(data, "provenance", dict, path)
     return ClassifierSpec(arch=arch, arch_kwargs=arch_kwargs, label_mode=label_mode,
                           class_names=tuple(class_names), resolution=resolution, channels=channels,
-                          intensity=dict(scale=scale, mean=mean, std=std), thresholds=tuple(thresholds))
+                          intensity=dict(scale=scale, mean=mean, std=std), thresholds=tuple(thresholds),
+                          input_norm=input_norm)
 
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> SpineClassifier:

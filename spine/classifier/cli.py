@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 import dnnlib
-from spine.classifier.artifact import check_compatible, load_classifier, save_classifier
+from spine.classifier.artifact import INPUT_NORMS, check_compatible, load_classifier, save_classifier
 from spine.classifier.data import load_labelled_images, predict_probabilities
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, train_classifier
@@ -38,14 +38,17 @@ def cli() -> None:
 @click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Local state dict of the stock torchvision model (e.g. ImageNet weights)")
 @click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)
+@click.option("--input-norm", type=click.Choice(INPUT_NORMS), default="dataset", show_default=True,
+              help="Pixel normalisation: the training set's mean/std, or each image's own (after a 5x5 binomial "
+                   "blur with blurred_image)")
 def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, patience: int, batch_size: int,
-          lr: float, val_fraction: float, seed: int, init_weights: str | None, device: str) -> None:
+          lr: float, val_fraction: float, seed: int, init_weights: str | None, device: str, input_norm: str) -> None:
     """Train a classifier on a labelled dataset; the best epoch is chosen on a study-level validation split."""
     images = load_labelled_images(data)
     dnnlib.remove_stale_temp_files(Path(out).resolve().parent)  # of an earlier run killed mid-write
     options = TrainOptions(arch=arch, resolution=resolution or images.resolution, epochs=epochs, patience=patience,
                            batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
-                           init_weights=init_weights, device=device)
+                           init_weights=init_weights, device=device, input_norm=input_norm)
     result = train_classifier(images, options)
     save_classifier(out, result.net, result.spec, result.provenance)
     auc = result.provenance["best_val_auc"]

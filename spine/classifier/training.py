@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 import dnnlib
-from spine.classifier.artifact import ClassifierSpec, normalize_pixels, to_classifier_pixels
+from spine.classifier.artifact import INPUT_NORMS, ClassifierSpec, normalize_pixels, to_classifier_pixels
 from spine.classifier.data import LabelledImages, predict_probabilities
 from spine.classifier.models import build_network
 from spine.evaluation.scoring import roc_auc, youden_point
@@ -47,6 +47,7 @@ class TrainOptions:
     flip_prob: float = 0.3  # the paper's RandomHorizontalFlip(0.3)
     max_rotate_deg: float = 5.0
     crop_scale: tuple[float, float] = (0.8, 1.0)  # RandomResizedCrop area range, aspect ratio 1
+    input_norm: str = "dataset"  # spine.classifier.artifact.INPUT_NORMS
 
 
 @dataclasses.dataclass
@@ -171,13 +172,16 @@ def _train_epoch(net: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opti
 
 def train_classifier(data: LabelledImages, options: TrainOptions) -> TrainResult:
     """Train on `data` with a study-level validation split; return the network at its best validation AUC."""
+    if options.input_norm not in INPUT_NORMS:
+        raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {options.input_norm!r}")
     binary = data.label_mode == "abnormality"
     labels = data.labels
     train_idx, val_idx = split_by_study(data.study_ids, labels.tolist(), options.val_fraction, options.seed)
     _check_validation_split(labels, train_idx, val_idx, binary)
     spec = ClassifierSpec(arch=options.arch, arch_kwargs=dict(options.arch_kwargs), label_mode=data.label_mode,
                           class_names=tuple(data.class_names), resolution=options.resolution,
-                          channels=int(data.images.shape[1]), intensity={}, thresholds=())
+                          channels=int(data.images.shape[1]), intensity={}, thresholds=(),
+                          input_norm=options.input_norm)
     spec = dataclasses.replace(spec, intensity=_intensity_stats(data.images[train_idx], spec))
     val_labels = labels[val_idx].numpy()
     device = torch.device(options.device)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import dnnlib
-from spine.classifier.artifact import save_classifier
+from spine.classifier.artifact import INPUT_NORMS, save_classifier
 from spine.classifier.data import LabelledImages, load_labelled_images, predict_probabilities
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, TrainResult, train_classifier
@@ -53,11 +53,13 @@ class DownstreamOptions:
     seed: int = TrainOptions.seed
     n_resamples: int = 1000
     device: str = TrainOptions.device
+    input_norm: str = TrainOptions.input_norm
 
     def train_options(self, resolution: int) -> TrainOptions:
         return TrainOptions(arch=self.arch, resolution=self.resolution or resolution, epochs=self.epochs,
                             patience=self.patience, batch_size=self.batch_size, lr=self.lr,
-                            val_fraction=self.val_fraction, seed=self.seed, device=self.device)
+                            val_fraction=self.val_fraction, seed=self.seed, device=self.device,
+                            input_norm=self.input_norm)
 
 
 def synthetic_arm(name: str) -> str:
@@ -266,6 +268,9 @@ def _parse_synthetic(_ctx: click.Context, _param: click.Parameter, values: tuple
 @click.option("--seed", type=dnnlib.SEED, default=DownstreamOptions.seed, show_default=True)
 @click.option("--n-resamples", type=click.IntRange(min=1), default=DownstreamOptions.n_resamples, show_default=True)
 @click.option("--device", type=misc.DEVICE, default=DownstreamOptions.device, show_default=True)
+@click.option("--input-norm", type=click.Choice(INPUT_NORMS), default=DownstreamOptions.input_norm, show_default=True,
+              help="Pixel normalisation of every model: the training set's mean/std, or each image's own (after a "
+                   "5x5 binomial blur with blurred_image)")
 def main(real_train: str, synthetic: dict[str, str], test_path: str, outdir: str, **kwargs: Any) -> None:
     """Train on real / synthetic / real + synthetic images, test once on real images; AUC table with intervals."""
     results = run_downstream(real_train, synthetic, test_path, outdir, DownstreamOptions(**kwargs))

@@ -27,6 +27,7 @@ from typing import Any
 import click
 
 import dnnlib
+from spine.classifier.artifact import INPUT_NORMS
 from spine.evaluation.downstream import DownstreamOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +85,7 @@ class ExperimentConfig:
     metrics: tuple[str, ...] = ("fid1k_full", "label_fidelity200")
     downstream_epochs: int = 20
     downstream_patience: int = 5
+    downstream_input_norm: str = "dataset"  # spine.classifier.artifact.INPUT_NORMS, for every downstream arm
     n_resamples: int = 1000
     seed: int = 0
     report: bool = True
@@ -122,6 +124,9 @@ class ExperimentConfig:
             raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
         if self.kimg < 1 or self.synth_per_class < 2:
             raise ValueError(f"{where}: kimg must be >= 1 and synth_per_class >= 2")
+        if self.downstream_input_norm not in INPUT_NORMS:
+            raise ValueError(f"{where}.downstream_input_norm: expected one of {list(INPUT_NORMS)}, "
+                             f"got {self.downstream_input_norm!r}")
 
 
 def _variant(data: Any, where: str) -> Variant:
@@ -378,7 +383,8 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
             out[f"privacy/{name}"] = steps.run(f"privacy/{name}", lambda w: privacy_step(
                 trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w))
     options = DownstreamOptions(epochs=config.downstream_epochs, patience=config.downstream_patience,
-                                seed=config.seed, n_resamples=config.n_resamples)
+                                seed=config.seed, n_resamples=config.n_resamples,
+                                input_norm=config.downstream_input_norm)
     for mode in modes:
         key = "downstream" if mode == config.labels else f"downstream-{mode}"
         out[key] = steps.run(key, lambda w: _downstream(data[mode]["train"], synthetic[mode], data[mode]["test"], w,

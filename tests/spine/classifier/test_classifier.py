@@ -160,6 +160,73 @@ def test_generated_path_equals_png_round_trip(tmp_path, gen_channels, gen_res, s
     torch.testing.assert_close(from_generator, from_png, rtol=0, atol=rounding_tol(torch.float32, 16, 3))
 
 
+def _binomial_blur_reference(x: np.ndarray) -> np.ndarray:
+    """float64 brute force: each output pixel sums the 25 weights b[i] b[j] / 256 over edge-clamped inputs."""
+    b = np.array([1.0, 4.0, 6.0, 4.0, 1.0])
+    n, c, h, w = x.shape
+    out = np.zeros_like(x)
+    for r in range(h):
+        for q in range(w):
+            for i in range(5):
+                for j in range(5):
+                    rr, qq = min(max(r + i - 2, 0), h - 1), min(max(q + j - 2, 0), w - 1)
+                    out[:, :, r, q] += b[i] * b[j] / 256 * x[:, :, rr, qq]
+    return out
+
+
+@pytest.mark.parametrize("input_norm", ["image", "blurred_image"])
+def test_per_image_norms_match_a_float64_reference(input_norm):
+    spec = _spec(channels=3, intensity=dict(scale=1 / 255, mean=[0.4] * 3, std=[0.2] * 3), input_norm=input_norm)
+    pixels = torch.randint(0, 256, (2, 3, 16, 16), generator=torch.Generator().manual_seed(0)).to(torch.float64)
+    x = pixels.numpy() / 255
+    if input_norm == "blurred_image":
+        x = _binomial_blur_reference(x)
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    expected = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=(2, 3), keepdims=True))
+    got = clf.normalize_pixels(pixels.to(torch.float32), spec)
+    # float32: 25-term blur sums and 256-term mean/variance sums on values below 1, then divided by a standard
+    # deviation above 0.1 (x10) into results below 4
+    torch.testing.assert_close(got.double(), torch.from_numpy(expected), rtol=0,
+                               atol=rounding_tol(torch.float32, 2 * 256 + 25, 4 * 10))
+
+
+@pytest.mark.parametrize("input_norm", ["image", "blurred_image"])
+def test_per_image_norms_ignore_exposure_and_window(input_norm):
+    # a*x + b with a > 0 (another exposure and display window) leaves a standardised image unchanged
+    spec = _spec(input_norm=input_norm)
+    pixels = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 100 + 50
+    shifted = clf.normalize_pixels(pixels * 1.7 + 30, spec)
+    # both sides: sums of up to 256 + 25 terms below 1, divided by a standard deviation above 0.1, results below 4
+    torch.testing.assert_close(shifted, clf.normalize_pixels(pixels, spec), rtol=0,
+                               atol=rounding_tol(torch.float32, 2 * 256 + 25, 4 * 10))
+    flat = clf.normalize_pixels(torch.full((1, 1, 16, 16), 77.0), spec)
+    assert torch.equal(flat, torch.zeros_like(flat))  # a flat image is centred, not divided by zero
+
+
+def test_input_norm_round_trips_and_old_files_read_as_dataset(tmp_path):
+    spec = _spec(input_norm="blurred_image")
+    _saved_classifier(tmp_path / "c.pkl", spec)
+    assert clf.load_classifier(tmp_path / "c.pkl").spec == spec
+    data = torch.load(tmp_path / "c.pkl", weights_only=True)
+    torch.save({k: v for k, v in data.items() if k != "input_norm"}, tmp_path / "old.pkl")
+    assert clf.load_classifier(tmp_path / "old.pkl").spec.input_norm == "dataset"
+    data["input_norm"] = "histogram"
+    torch.save(data, tmp_path / "bad.pkl")
+    with pytest.raises(ValueError, match="bad.pkl: classifier.pkl field 'input_norm' must be one of"):
+        clf.load_classifier(tmp_path / "bad.pkl")
+
+
+@pytest.mark.parametrize("input_norm", ["image", "blurred_image"])
+def test_generated_path_equals_png_round_trip_with_per_image_norms(tmp_path, input_norm):
+    spec = _spec(input_norm=input_norm)
+    img = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(3)) * 2.2 - 1.1
+    from_png = clf.uint8_to_input(_png_round_trip(img, tmp_path), spec)
+    # the same uint8 levels standardised twice in float32 (sums of up to 256 + 25 terms below 1, divided by a
+    # standard deviation above 0.1, results below 4)
+    torch.testing.assert_close(clf.generated_to_input(img, spec), from_png, rtol=0,
+                               atol=rounding_tol(torch.float32, 2 * 256 + 25, 4 * 10))
+
+
 def test_generated_path_passes_gradients_straight_through():
     spec = _spec()
     img = torch.empty(1, 1, 16, 16).uniform_(-0.9, 0.9).requires_grad_()

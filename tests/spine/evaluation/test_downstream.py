@@ -1,5 +1,6 @@
 """spine.evaluation.downstream: the test set is read once, after every model is final; ratio and table are consistent."""
 
+import dataclasses
 import json
 import os
 
@@ -7,6 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from spine.classifier.artifact import load_classifier
 from spine.evaluation import downstream
 from spine.evaluation.scoring import roc_auc
 
@@ -68,6 +70,18 @@ def test_test_set_is_opened_only_by_the_final_evaluation(tmp_path, monkeypatch):
     ratio = results["ratios"]["synthetic-gan"]
     expected = results["models"]["synthetic-gan"]["auc"] / results["models"]["real"]["auc"]
     assert ratio["ratio"] == pytest.approx(expected) and f"{expected:.3f}" in table
+
+
+def test_every_arm_uses_the_protocols_input_norm(tmp_path):
+    real = write_dataset(str(tmp_path / "real"), 40, seed=1)
+    fake = write_dataset(str(tmp_path / "fake"), 40, seed=2, shift=2)
+    test = write_dataset(str(tmp_path / "heldout"), 30, seed=3)
+    options = dataclasses.replace(OPTIONS, input_norm="blurred_image")
+    results = downstream.run_downstream(real, {"gan": fake}, test, str(tmp_path / "out"), options)
+    for arm in results["models"]:
+        assert load_classifier(tmp_path / "out" / f"classifier-{arm}.pkl").spec.input_norm == "blurred_image"
+    with pytest.raises(ValueError, match="input_norm must be one of"):
+        downstream.run_downstream(real, {}, test, str(tmp_path / "bad"), dataclasses.replace(OPTIONS, input_norm="x"))
 
 
 def test_auc_ratio_is_paired_and_exact():
