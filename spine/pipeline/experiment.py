@@ -85,7 +85,9 @@ class ExperimentConfig:
     metrics: tuple[str, ...] = ("fid1k_full", "label_fidelity200")
     downstream_epochs: int = 20
     downstream_patience: int = 5
-    downstream_input_norm: str = "dataset"  # spine.classifier.artifact.INPUT_NORMS, for every downstream arm
+    # spine.classifier.artifact.INPUT_NORMS, for every classifier the experiment trains: the clinical loss's judge,
+    # the independent judge and every downstream arm (one protocol for all)
+    classifier_input_norm: str = "dataset"
     n_resamples: int = 1000
     seed: int = 0
     report: bool = True
@@ -124,9 +126,9 @@ class ExperimentConfig:
             raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
         if self.kimg < 1 or self.synth_per_class < 2:
             raise ValueError(f"{where}: kimg must be >= 1 and synth_per_class >= 2")
-        if self.downstream_input_norm not in INPUT_NORMS:
-            raise ValueError(f"{where}.downstream_input_norm: expected one of {list(INPUT_NORMS)}, "
-                             f"got {self.downstream_input_norm!r}")
+        if self.classifier_input_norm not in INPUT_NORMS:
+            raise ValueError(f"{where}.classifier_input_norm: expected one of {list(INPUT_NORMS)}, "
+                             f"got {self.classifier_input_norm!r}")
 
 
 def _variant(data: Any, where: str) -> Variant:
@@ -221,7 +223,8 @@ def train_classifier_step(train_zip: str, config: ExperimentConfig, workdir: Pat
     images = load_labelled_images(train_zip)
     result = train_classifier(images, TrainOptions(arch=config.classifier_arch, resolution=images.resolution,
                                                    epochs=config.classifier_epochs,
-                                                   patience=config.classifier_patience, seed=seed))
+                                                   patience=config.classifier_patience, seed=seed,
+                                                   input_norm=config.classifier_input_norm))
     path = workdir / "classifier.pkl"
     save_classifier(path, result.net, result.spec, result.provenance)
     return dict(classifier=str(path), best_val_auc=result.provenance["best_val_auc"],
@@ -384,7 +387,7 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
                 trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w))
     options = DownstreamOptions(epochs=config.downstream_epochs, patience=config.downstream_patience,
                                 seed=config.seed, n_resamples=config.n_resamples,
-                                input_norm=config.downstream_input_norm)
+                                input_norm=config.classifier_input_norm)
     for mode in modes:
         key = "downstream" if mode == config.labels else f"downstream-{mode}"
         out[key] = steps.run(key, lambda w: _downstream(data[mode]["train"], synthetic[mode], data[mode]["test"], w,

@@ -138,7 +138,7 @@ def test_train_command_continues_the_latest_checkpoint(tmp_path):
     (dict(variants=[dict(name="a"), dict(name="a")]), "distinct names"),
     (dict(variants=[dict(name="a", weight=1)]), "variants[0]: unknown key(s) ['weight']"),
     (dict(resolution=24), "power of two"),
-    (dict(downstream_input_norm="histogram"), "downstream_input_norm: expected one of"),
+    (dict(classifier_input_norm="histogram"), "classifier_input_norm: expected one of"),
 ])
 def test_bad_configs_are_refused_by_name(data, message):
     with pytest.raises(ValueError) as info:
