@@ -37,13 +37,19 @@ def write_real(root: str, n: int) -> str:
     return root
 
 
-def test_skill_of_a_snapshot_on_real_training_images(tmp_path):
-    real = write_real(str(tmp_path / "real"), 40)
+def write_snapshot(tmp_path) -> Path:
+    """A tiny untrained conditional generator saved as a network snapshot."""
     torch.manual_seed(0)
     G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=16, img_channels=1,
                   mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
     snapshot = tmp_path / "network-snapshot-000001.pkl"
     save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=1000))
+    return snapshot
+
+
+def test_skill_of_a_snapshot_on_real_training_images(tmp_path):
+    real = write_real(str(tmp_path / "real"), 40)
+    snapshot = write_snapshot(tmp_path)
     args = ["--network", str(snapshot), "--real", real, "--out", str(tmp_path / "out"), "--per-class", "20",
             "--epochs", "1", "--patience", "1"]
     result = CliRunner().invoke(snapshot_skill.main, args)
@@ -51,5 +57,25 @@ def test_skill_of_a_snapshot_on_real_training_images(tmp_path):
     skill = json.loads((tmp_path / "out" / "skill.json").read_text())
     assert 0 <= skill["auc"] <= 1 and skill["auc_ci"][0] <= skill["auc"] <= skill["auc_ci"][1]
     assert skill["per_class"] == 20 and os.path.isfile(tmp_path / "out" / "synthetic.zip")
+    assert skill["input_norm"] == "dataset"
     again = CliRunner().invoke(snapshot_skill.main, args)
     assert again.exit_code != 0 and "exists" in again.output     # never overwrites a folder
+
+
+def test_input_norm_reaches_the_classifier(tmp_path, monkeypatch):
+    real = write_real(str(tmp_path / "real"), 40)
+    snapshot = write_snapshot(tmp_path)
+    seen = []
+    train = snapshot_skill.train_classifier
+
+    def recording_train(data, options):
+        seen.append(options.input_norm)
+        return train(data, options)
+
+    monkeypatch.setattr(snapshot_skill, "train_classifier", recording_train)
+    args = ["--network", str(snapshot), "--real", real, "--out", str(tmp_path / "out"), "--per-class", "20",
+            "--epochs", "1", "--patience", "1", "--input-norm", "blurred_image"]
+    result = CliRunner().invoke(snapshot_skill.main, args)
+    assert result.exit_code == 0, result.output
+    assert seen == ["blurred_image"]
+    assert json.loads((tmp_path / "out" / "skill.json").read_text())["input_norm"] == "blurred_image"
