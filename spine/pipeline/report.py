@@ -28,7 +28,7 @@ import torch
 import dnnlib
 from spine.data.preview import tile
 from spine.evaluation.privacy_audit import nearest
-from spine.evaluation.downstream import ratio_texts
+from spine.evaluation.downstream import exaggerated_arms, ratio_texts
 from training.dataset import ImageFolderDataset
 
 SECTIONS = ("Headline", "Downstream", "Metrics", "Training curves", "Samples", "Nearest real neighbours",
@@ -233,7 +233,7 @@ def downstream_rows(results: dict[str, Any]) -> list[list[str]]:
     for arm, row in results["models"].items():
         ci = row["auc_ci"]
         plain, skill = ("1.000", "1.000") if arm == "real" else ratio_texts(results["ratios"].get(arm))
-        rows.append([arm, f"{row['num_train']} / {row['num_val']}", _fmt(row["auc"]),
+        rows.append([arm, f"{row['num_train']} / {row['num_val']}", _fmt(row.get("best_val_auc")), _fmt(row["auc"]),
                      "n/a" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", plain, skill])
     return rows
 
@@ -245,6 +245,15 @@ def _chance_words(name: str, row: dict[str, Any]) -> str:
         return f" The {name} model's AUC is undefined on this test set."
     return "" if ci[0] > 0.5 else (f" The {name} model is not above chance: its 95% interval "
                                    f"({ci[0]:.2f}-{ci[1]:.2f}) reaches 0.5.")
+
+
+def _exaggeration_words(arm: str, downstream: dict[str, Any]) -> str:
+    """A sentence when a synthetic arm's own classes are far easier to separate than the real ones, else nothing."""
+    if arm not in exaggerated_arms(downstream):
+        return ""
+    return (f" Its classes are easier to tell apart on its own images (validation AUC "
+            f"{downstream['models'][arm]['best_val_auc']:.3f}) than real ones "
+            f"({downstream['models']['real']['best_val_auc']:.3f}): the generator exaggerates the class difference.")
 
 
 def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
@@ -269,7 +278,7 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
         parts.append(f"Trained on {name} images only: AUC {_fmt(row['auc'])}"
                      + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})")
                      + f" ({skill}plain ratio to real {ratio['ratio']:.2f}, 95% CI {low:.2f}-{high:.2f})."
-                     + _chance_words(f"{name}-only", row))
+                     + _chance_words(f"{name}-only", row) + _exaggeration_words(arm, downstream))
     parts.append("Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5): 0 at chance, 1 when synthetic images train as "
                  "well as real ones; the plain ratio reads about 0.6 even for a model at chance.")
     data = "a seeded phantom (not patient data)" if config.get("source") is None else config["source"]
@@ -326,8 +335,8 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 
     body.append("<h2 id='downstream'>Downstream</h2>")
     if downstream is not None:
-        body.append(_table(["training data", "train / val images", "test AUC", "95% CI", "AUC ratio to real (95% CI)",
-                            "skill ratio (95% CI)"], downstream_rows(downstream)))
+        body.append(_table(["training data", "train / val images", "val AUC (own data)", "test AUC", "95% CI",
+                            "AUC ratio to real (95% CI)", "skill ratio (95% CI)"], downstream_rows(downstream)))
         body.append(f"<p class='note'>Test: {downstream['test']['num_images']} held-out real images, opened only "
                     f"after every model was final; epochs chosen on validation splits of each training source; "
                     f"percentile bootstrap intervals, the same resamples for every model and ratio (paired).</p>")

@@ -140,13 +140,28 @@ def test_skill_interval_matches_a_brute_force_paired_bootstrap():
 def test_markdown_table_has_skill_and_says_which_arm_is_at_chance():
     report = dict(n_resamples=10)
     results = dict(test=dict(num_images=10, prevalence=dict(normal=0.5, abnormal=0.5)), models=dict(
-        real=dict(auc=0.9, auc_ci=[0.85, 0.95], num_train=8, num_val=2, test_report=report),
-        **{"synthetic-gan": dict(auc=0.52, auc_ci=[0.45, 0.6], num_train=8, num_val=2, test_report=report)}),
+        real=dict(auc=0.9, auc_ci=[0.85, 0.95], num_train=8, num_val=2, best_val_auc=0.9, test_report=report),
+        **{"synthetic-gan": dict(auc=0.52, auc_ci=[0.45, 0.6], num_train=8, num_val=2, best_val_auc=0.93,
+                                 test_report=report)}),
         ratios={"synthetic-gan": dict(ratio=0.52 / 0.9, ratio_ci=[0.5, 0.66], skill=0.05, skill_ci=[-0.1, 0.25])})
     table = downstream.markdown_table(results)
-    assert "| 0.578 (0.500-0.660) | 0.050 (-0.100-0.250) |" in table
+    assert "| Synthetic only (gan) | 8 / 2 | 0.930 | 0.520 | 0.450-0.600 | 0.578 (0.500-0.660) " \
+           "| 0.050 (-0.100-0.250) |" in table
     assert "Not above chance (95% interval of the test AUC reaches 0.5): Synthetic only (gan)." in table
     assert "Real |" in table and "Not above chance" not in table.split("Synthetic only (gan).")[1]
+    assert "easier to tell apart" not in table  # 0.93 is within the margin of the real model's 0.90
+
+
+def test_table_names_the_arms_whose_classes_are_exaggerated():
+    report = dict(n_resamples=10)
+    row = dict(auc=0.6, auc_ci=[0.55, 0.65], num_train=8, num_val=2, test_report=report)
+    results = dict(test=dict(num_images=10, prevalence=dict(normal=0.5, abnormal=0.5)), models={
+        "real": dict(row, best_val_auc=0.90), "synthetic-a": dict(row, best_val_auc=0.96),
+        "synthetic-b": dict(row, best_val_auc=0.95), "real+synthetic-a": dict(row, best_val_auc=0.99)}, ratios={})
+    assert downstream.exaggerated_arms(results) == ["synthetic-a"]  # 0.95 is exactly at the margin: not named
+    table = downstream.markdown_table(results)
+    assert "than the real ones (validation AUC on their own images more than 0.05 above the real model's): " \
+           "Synthetic only (a). The generator" in table
 
 
 def test_mismatched_synthetic_images_are_refused_before_training(tmp_path):

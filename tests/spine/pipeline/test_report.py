@@ -49,8 +49,9 @@ def experiment_dir(tmp_path):
         results=dict(fid50=33.0), metric="fid50", snapshot_pkl="network-snapshot-000002.pkl")) + "\n")
     downstream = dict(
         test=dict(num_images=30, prevalence=dict(normal=0.5, abnormal=0.5)),
-        models=dict(real=dict(auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2),
-                    **{"synthetic-spinegan": dict(auc=0.81, auc_ci=[0.7, 0.9], num_train=5, num_val=1)}),
+        models=dict(real=dict(auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2, best_val_auc=0.88),
+                    **{"synthetic-spinegan": dict(auc=0.81, auc_ci=[0.7, 0.9], num_train=5, num_val=1,
+                                                  best_val_auc=0.99)}),
         ratios={"synthetic-spinegan": dict(ratio=0.9, ratio_ci=[0.8, 0.99], skill=0.775, skill_ci=[0.5, 0.95])})
     (tmp_path / "downstream.json").write_text(json.dumps(downstream))
     mark(tmp_path, "data/train", dict(dataset=train))
@@ -75,7 +76,10 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
     assert ("AUC 0.810 (95% CI 0.700-0.900) (skill ratio 0.78, 95% CI 0.50-0.95; plain ratio to real 0.90, "
             "95% CI 0.80-0.99)") in page
     assert "not above chance" not in page
-    assert "<td>0.810</td><td>0.700-0.900</td><td>0.900 (0.800-0.990)</td><td>0.775 (0.500-0.950)</td>" in page
+    assert ("<td>5 / 1</td><td>0.990</td><td>0.810</td><td>0.700-0.900</td><td>0.900 (0.800-0.990)</td>"
+            "<td>0.775 (0.500-0.950)</td>") in page
+    assert ("Its classes are easier to tell apart on its own images (validation AUC 0.990) than real ones (0.880): "
+            "the generator exaggerates the class difference.") in page
     assert "real normal, synthetic normal, real abnormal, synthetic abnormal" in page
     assert "class-means-spinegan.png" in page and "r = " in page
     assert "<td>label_fidelity8_accuracy</td><td>0.7500</td>" in page
@@ -90,13 +94,14 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
 
 
 def test_headline_says_in_words_when_an_arm_is_at_chance():
-    downstream = dict(models=dict(real=dict(auc=0.83, auc_ci=[0.79, 0.87]),
-                                  **{"synthetic-gan": dict(auc=0.50, auc_ci=[0.45, 0.55])}),
+    downstream = dict(models=dict(real=dict(auc=0.83, auc_ci=[0.79, 0.87], best_val_auc=0.85),
+                                  **{"synthetic-gan": dict(auc=0.50, auc_ci=[0.45, 0.55], best_val_auc=0.86)}),
                       ratios={"synthetic-gan": dict(ratio=0.60, ratio_ci=[0.54, 0.67], skill=0.0,
                                                     skill_ci=[-0.15, 0.16])})
     text = report.headline(dict(resolution=32, kimg=30), downstream)
     assert "The gan-only model is not above chance: its 95% interval (0.45-0.55) reaches 0.5." in text
     assert "skill ratio 0.00, 95% CI -0.15-0.16" in text and "real-data model is not" not in text
+    assert "exaggerates" not in text  # 0.86 against 0.85: within the margin
 
 
 def test_class_means_and_their_difference_correlation(experiment_dir, tmp_path):
