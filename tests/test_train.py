@@ -148,6 +148,14 @@ def fake_checkpoint(path, args) -> str:
     return str(path)
 
 
+def demo_run_checkpoint(tmp_path, captured) -> tuple[str, str]:
+    """(outdir, checkpoint path) of a started 0.1-kimg demo run, for the continuation tests."""
+    data = write_dataset(str(tmp_path / "ds"))
+    out = str(tmp_path / "runs")
+    assert invoke("--outdir", out, "--data", data, "--cfg", "demo", "--kimg", "0.1").exit_code == 0
+    return out, fake_checkpoint(tmp_path / "checkpoint.pt", captured[0])
+
+
 def test_continued_run_takes_its_own_options(tmp_path, captured):
     """--resume=<checkpoint.pt> alone continues the run as it was started: data, preset, kimg, metrics."""
     data = write_dataset(str(tmp_path / "ds"))
@@ -166,10 +174,7 @@ def test_continued_run_takes_its_own_options(tmp_path, captured):
 
 
 def test_continued_run_lists_the_options_it_changes(tmp_path, captured):
-    data = write_dataset(str(tmp_path / "ds"))
-    out = str(tmp_path / "runs")
-    assert invoke("--outdir", out, "--data", data, "--cfg", "demo", "--kimg", "0.1").exit_code == 0
-    path = fake_checkpoint(tmp_path / "checkpoint.pt", captured[0])
+    out, path = demo_run_checkpoint(tmp_path, captured)
     cont = invoke("--outdir", out, "--resume", path, "--kimg", "0.5", "--snap", "3", "--cfg", "demo")
     assert cont.exit_code == 0, cont.output
     args = captured[1]
@@ -178,10 +183,7 @@ def test_continued_run_lists_the_options_it_changes(tmp_path, captured):
 
 
 def test_continued_run_refuses_other_changes_one_line_each(tmp_path, captured):
-    data = write_dataset(str(tmp_path / "ds"))
-    out = str(tmp_path / "runs")
-    assert invoke("--outdir", out, "--data", data, "--cfg", "demo", "--kimg", "0.1").exit_code == 0
-    path = fake_checkpoint(tmp_path / "checkpoint.pt", captured[0])
+    out, path = demo_run_checkpoint(tmp_path, captured)
     refused = invoke("--outdir", out, "--resume", path, "--gamma", "3", "--mirror", "1", "--kimg", "1")
     assert refused.exit_code == 1 and len(captured) == 1
     lines = refused.output.splitlines()
