@@ -26,11 +26,14 @@ OPTIONS = OptionGroup(
                  metavar="FLOAT"),
     click.option("--clinical-augment", help="Judge each image through a random flip/rotate/crop of the "
                  "classifier's training [default: false]", type=bool, metavar="BOOL"),
+    click.option("--clinical-match", help="Weight of class feature matching: each class's mean judge features "
+                 "pulled to the real class's (spine.clinical.feature_match) [default: 0, off]", type=float,
+                 metavar="FLOAT"),
 )
 
 
 def configure(opts: Any, args: Any) -> list[str]:
-    """Validate --clinical-loss/--clinical-weight/--clinical-augment; sets args.clinical; returns run-name parts.
+    """Validate the --clinical-* options; sets args.clinical; returns run-name parts.
 
     Raises ValueError naming the offending option.
     """
@@ -43,8 +46,15 @@ def configure(opts: Any, args: Any) -> list[str]:
     from spine.classifier.artifact import check_compatible, load_classifier
     from training.dataset import ImageFolderDataset
     weight = DEFAULT_WEIGHT if opts.clinical_weight is None else opts.clinical_weight
-    if not weight > 0:
-        raise ValueError(f"--clinical-weight={weight}: expected a positive weight (the paper's is {DEFAULT_WEIGHT})")
+    match = opts.clinical_match or 0.0
+    if not match >= 0:
+        raise ValueError(f"--clinical-match={match}: expected a weight >= 0 (0 turns class feature matching off)")
+    if not (weight > 0 or (weight == 0 and match > 0)):
+        raise ValueError(f"--clinical-weight={weight}: expected a positive weight (the paper's is {DEFAULT_WEIGHT}), "
+                         f"or 0 together with --clinical-match > 0")
+    if match > 0 and getattr(opts, "dp", False):
+        raise ValueError("--clinical-match with --dp=1: the real class means it matches are a statistic of the "
+                         "private training images, released without noise")
     if not opts.cond:
         raise ValueError("--clinical-loss needs a conditional run (--cond=1): it judges each image against its label")
     try:
@@ -57,9 +67,9 @@ def configure(opts: Any, args: Any) -> list[str]:
     with open(opts.clinical_loss, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     args.clinical = dict(classifier=os.path.abspath(opts.clinical_loss), classifier_sha256=digest,
-                         weight=float(weight), augment=bool(opts.clinical_augment),
+                         weight=float(weight), augment=bool(opts.clinical_augment), match=float(match),
                          label_mode=classifier.spec.label_mode, class_names=list(classifier.spec.class_names))
-    return [f"clinical{weight:g}" + ("-aug" if opts.clinical_augment else "")]
+    return [f"clinical{weight:g}" + ("-aug" if opts.clinical_augment else "") + (f"-match{match:g}" if match else "")]
 
 
 def build_plugins(args: Any, device: torch.device) -> dict:
@@ -70,4 +80,18 @@ def build_plugins(args: Any, device: torch.device) -> dict:
     from spine.classifier.artifact import load_classifier
     from spine.clinical.loss import ClinicalLoss
     classifier = load_classifier(clinical["classifier"], device)
-    return dict(generator_terms=[ClinicalLoss(classifier, clinical["weight"], augment=clinical.get("augment", False))])
+    terms: list[Any] = []
+    if clinical["weight"] > 0:
+        terms.append(ClinicalLoss(classifier, clinical["weight"], augment=clinical.get("augment", False)))
+    if clinical.get("match", 0.0) > 0:
+        terms.append(_feature_match(classifier, args, clinical["match"]))
+    return dict(generator_terms=terms)
+
+
+def _feature_match(classifier: Any, args: Any, weight: float) -> Any:
+    """The class feature-matching term, its real class means taken from the run's training images."""
+    from spine.classifier.data import load_labelled_images
+    from spine.clinical.feature_match import ClassFeatureMatch, RealClassFeatures
+    real = load_labelled_images(args.training_set_kwargs.path)
+    stats = RealClassFeatures.from_images(classifier, real.images, real.labels, len(real.class_names))
+    return ClassFeatureMatch(classifier, stats, weight)
