@@ -10,6 +10,7 @@ Phases (the training loop picks them; lazy regularisation runs the *reg* phases 
 
 Generator terms: any object with `name: str` and `__call__(gen_img, gen_c) -> Tensor[N]` (a per-sample loss,
 already weighted). Gmain adds its mean and reports it as `Loss/G/<name>`; the adversarial part stays `Loss/G/loss`.
+A term that renders images of its own defines `attach(G)`, called here with the generator being trained.
 
 Per-sample losses are exposed (`generator_main_loss`, `path_length_loss`, `discriminator_fake_loss`,
 `discriminator_real_loss`) so that an update rule which needs per-sample gradients (DP-SGD, see
@@ -62,6 +63,9 @@ class StyleGAN2Loss:
         self.pl_batch_shrink = int(pl_batch_shrink)
         self.pl_decay = float(pl_decay)
         self.generator_terms = list(generator_terms)
+        for term in self.generator_terms:
+            if hasattr(term, "attach"):
+                term.attach(G)
         self.ada_controller = ada_controller  # training.augment.AdaController: sees every D(aug(real)) score
         self.pl_mean = torch.zeros([], device=self.device)
 

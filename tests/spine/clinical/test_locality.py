@@ -1,0 +1,77 @@
+"""Class locality: the paired L1 of a generator with a known class effect, its gradient, and how the loss attaches
+the term to the generator being trained."""
+
+import pytest
+import torch
+from tolerances import rounding_tol
+from torch import nn
+
+from spine.clinical.locality import ClassLocality
+from training.loss import StyleGAN2Loss
+
+
+class ClassOffsetGenerator(nn.Module):
+    """ws = [z, class index]; image = tanh-free pattern of z plus `offset` times the class index on `mask`."""
+
+    def __init__(self, mask: torch.Tensor, c_dim: int = 2, z_dim: int = 3):
+        super().__init__()
+        self.z_dim, self.c_dim = z_dim, c_dim
+        self.offset = nn.Parameter(torch.tensor(0.25))
+        self.register_buffer("mask", mask)
+        self.calls: list[dict] = []
+
+    def mapping(self, z, c, skip_w_avg_update=False):
+        self.calls.append(dict(skip_w_avg_update=skip_w_avg_update))
+        return torch.cat([z, c.argmax(1, keepdim=True).float()], dim=1)
+
+    def synthesis(self, ws, noise_mode="random"):
+        self.calls[-1]["noise_mode"] = noise_mode
+        pattern = ws[:, :1, None, None] * torch.linspace(-1, 1, self.mask.numel()).reshape(1, 1, *self.mask.shape)
+        return pattern + self.offset * ws[:, -1, None, None, None] * self.mask
+
+
+def test_loss_is_the_mean_absolute_class_effect_for_every_sample():
+    mask = torch.zeros(4, 4)
+    mask[1, 2] = mask[3, 0] = 1.0                    # the class changes 2 of 16 pixels by 0.25 per class step
+    G = ClassOffsetGenerator(mask)
+    term = ClassLocality(weight=3.0)
+    term.attach(G)
+    torch.manual_seed(0)
+    loss = term(torch.zeros(8, 1, 4, 4), torch.zeros(8, 2))
+    # Two classes: c' is always the other one, so every pair differs by 0.25 on 2 of 16 pixels.
+    expected = torch.full((8,), 3.0 * 0.25 * 2 / 16)
+    torch.testing.assert_close(loss, expected, rtol=0, atol=rounding_tol(torch.float32, 32))
+    assert G.calls == [dict(skip_w_avg_update=True, noise_mode="const")]    # one batched rendering of 2 pairs
+    loss.mean().backward()
+    torch.testing.assert_close(G.offset.grad, torch.tensor(3.0 * 2 / 16), rtol=0, atol=rounding_tol(torch.float32, 32))
+
+
+def test_pairs_never_repeat_a_class_and_scale_with_the_batch():
+    G = ClassOffsetGenerator(torch.ones(2, 2), c_dim=5)
+    term = ClassLocality(weight=1.0, pairs_fraction=0.5)
+    term.attach(G)
+    torch.manual_seed(1)
+    gap = term.pair_differences(200, torch.device("cpu"))
+    # |class index difference| * 0.25 on every pixel: 0 would mean c' == c.
+    steps = (gap / 0.25).detach()
+    torch.testing.assert_close(steps, steps.round(), rtol=0, atol=1e-5)
+    assert set(steps.round().int().tolist()) == {1, 2, 3, 4}
+    assert term(torch.zeros(6, 1, 2, 2), torch.zeros(6, 5)).shape == (6,)
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="positive weight"):
+        ClassLocality(0.0)
+    with pytest.raises(ValueError, match="pairs_fraction"):
+        ClassLocality(1.0, pairs_fraction=0.0)
+    with pytest.raises(RuntimeError, match="attach"):
+        ClassLocality(1.0)(torch.zeros(2, 1, 2, 2), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="c_dim=1"):
+        ClassLocality(1.0).attach(ClassOffsetGenerator(torch.ones(2, 2), c_dim=1))
+
+
+def test_the_stylegan2_loss_attaches_the_generator_being_trained():
+    G = ClassOffsetGenerator(torch.ones(2, 2))
+    term = ClassLocality(1.0)
+    StyleGAN2Loss(torch.device("cpu"), G, nn.Identity(), generator_terms=[term])
+    assert term.G is G
