@@ -35,6 +35,7 @@ import torch
 
 import dnnlib
 from dnnlib import UserError
+from spine.clinical import locality_options
 from spine.clinical import options as clinical_options
 from spine.dp import options as dp_options
 from torch_utils import custom_ops
@@ -351,7 +352,7 @@ def check_metric_classifier(path: str, args: dnnlib.EasyDict) -> None:
 # Plug-ins with options of their own. Each module declares its click options (`OPTIONS`, composed into `main`), the
 # key of its settings in the kwargs (`SETTING`), `configure(opts, args) -> run-name parts` (its defaults and
 # validation, raising ValueError) and `build_plugins(args, device) -> training_loop plug-in kwargs`.
-PLUGIN_MODULES = (dp_options, clinical_options)
+PLUGIN_MODULES = (dp_options, clinical_options, locality_options)
 
 
 def configure_plugin(module: Any) -> Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]:
@@ -627,6 +628,7 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
               type=int, metavar="INT")
 # SpineGAN's clinical loss (spine.clinical.options).
 @clinical_options.OPTIONS
+@locality_options.OPTIONS
 @click.option("--metrics-classifier", help="classifier.pkl for the *_spine and label_fidelity metrics "
               "[default: the --clinical-loss classifier]", type=click.Path(dir_okay=False), metavar="PKL")
 # Differential privacy (spine.dp.options).

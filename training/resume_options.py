@@ -80,13 +80,15 @@ def merge_options(opts: dict, explicit: Iterable[str], recorded: dict, path: str
 
 def comparable(options: dict) -> dict:
     """Training options as recorded by the current version: checkpoints written before the dataset path was made
-    absolute or before --clinical-augment existed describe the same run as one written now."""
+    absolute or before --clinical-augment, --clinical-match or --class-locality existed describe the same run as one written now."""
     options = copy.deepcopy(options)
     data = options.get("training_set_kwargs") or {}
     if "path" in data:
         data["path"] = os.path.abspath(data["path"])
     if options.get("clinical"):
         options["clinical"].setdefault("augment", False)
+        options["clinical"].setdefault("match", 0.0)
+    options.setdefault("class_locality", None)
     return options
 
 

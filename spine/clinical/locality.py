@@ -12,7 +12,9 @@ normal and abnormal), with constant noise inputs (and without moving the tracked
     loss = weight * mean_pixels |G(z, c) - G(z, c')|
 
 An L1 penalty is cheapest for differences that are confined to a few pixels, so the label is pushed into local
-changes, where lesions are. The term renders its own pairs, so it needs the generator (`attach`, called by
+changes, where lesions are. With ``power`` p < 1 each pixel is charged (|d| + eps)^p - eps^p instead: a concave
+charge, closer to counting the pixels that change, so that a faint change spread over the whole image (which L1
+lets through at low amplitude) costs more than a strong one in a few pixels. The term renders its own pairs, so it needs the generator (`attach`, called by
 training.loss.StyleGAN2Loss); ``pairs_fraction`` of the batch size is rendered twice per call (a quarter: about
 a fifth more generator work per iteration).
 """
@@ -24,15 +26,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+EPS = 0.01   # with power < 1: the smallest pixel difference (in [-1, 1] units, about a grey level) whose slope is capped
+
 
 class ClassLocality:
     """Generator term (see training.loss): the paired L1 of the module docstring, spread over the batch."""
 
     name = "class_locality"
 
-    def __init__(self, weight: float, pairs_fraction: float = 0.25):
+    def __init__(self, weight: float, pairs_fraction: float = 0.25, power: float = 1.0):
         if not weight > 0:
             raise ValueError(f"class locality: expected a positive weight, got {weight}")
+        if not 0 < power <= 1:
+            raise ValueError(f"class locality: power must be in (0, 1], got {power}")
+        self.power = float(power)
         if not 0 < pairs_fraction <= 1:
             raise ValueError(f"class locality: pairs_fraction must be in (0, 1], got {pairs_fraction}")
         self.weight = float(weight)
@@ -55,7 +62,7 @@ class ClassLocality:
         return self.weight * gap[torch.arange(batch, device=gap.device) % pairs]
 
     def pair_differences(self, pairs: int, device: torch.device) -> torch.Tensor:
-        """Mean |G(z, c) - G(z, c')| per pair [pairs]: z ~ N(0, I), c uniform, c' uniform among the others
+        """Mean penalty of |G(z, c) - G(z, c')| per pair [pairs]: z ~ N(0, I), c uniform, c' uniform among the others
         (drawn from torch's global generator, which the training loop seeds and checkpoints)."""
         G = self.G
         z = torch.randn([pairs, G.z_dim], device=device)
@@ -63,7 +70,10 @@ class ClassLocality:
         other = (c + torch.randint(1, G.c_dim, [pairs], device=device)) % G.c_dim
         ws = G.mapping(torch.cat([z, z]), F.one_hot(torch.cat([c, other]), G.c_dim).float(), skip_w_avg_update=True)
         images = G.synthesis(ws, noise_mode="const")
-        return (images[:pairs] - images[pairs:]).abs().flatten(1).mean(1)
+        gap = (images[:pairs] - images[pairs:]).abs().flatten(1)
+        if self.power == 1:
+            return gap.mean(1)
+        return ((gap + EPS) ** self.power - EPS ** self.power).mean(1)
 
     def snapshot_metadata(self) -> dict[str, Any]:
-        return dict(class_locality=dict(weight=self.weight, pairs_fraction=self.pairs_fraction))
+        return dict(class_locality=dict(weight=self.weight, pairs_fraction=self.pairs_fraction, power=self.power))

@@ -54,13 +54,15 @@ def test_old_checkpoints_keep_their_run_length_and_compare_the_rest():
 
 
 def test_checkpoints_of_earlier_versions_compare_equal(tmp_path, monkeypatch):
-    """Options recorded before the data path was made absolute and before --clinical-augment still match."""
+    """Options recorded before the data path was made absolute and before --clinical-augment, --clinical-match and
+    --class-locality existed still match."""
     monkeypatch.chdir(tmp_path)
     older = dict(training_set_kwargs=dict(path="data/x.zip", resolution=32), clinical=dict(weight=0.1), kimg=5)
     now = dict(training_set_kwargs=dict(path=str(tmp_path / "data" / "x.zip"), resolution=32),
-               clinical=dict(weight=0.1, augment=False), kimg=5)
+               clinical=dict(weight=0.1, augment=False, match=0.0), class_locality=None, kimg=5)
     assert ro.comparable(older) == ro.comparable(now)
     assert older["training_set_kwargs"]["path"] == "data/x.zip" and "augment" not in older["clinical"]  # not mutated
     augmented = dict(now, clinical=dict(weight=0.1, augment=True))
     assert ro.comparable(older) != ro.comparable(augmented)
-    assert ro.comparable(dict(clinical=None)) == dict(clinical=None)
+    assert ro.comparable(older) != ro.comparable(dict(now, class_locality=dict(weight=1.0)))
+    assert ro.comparable(dict(clinical=None)) == dict(clinical=None, class_locality=None)

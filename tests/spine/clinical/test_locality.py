@@ -1,11 +1,15 @@
-"""Class locality: the paired L1 of a generator with a known class effect, its gradient, and how the loss attaches
-the term to the generator being trained."""
+"""Class locality: the paired L1 of a generator with a known class effect, its gradient, how the loss attaches the
+term to the generator being trained, and the --class-locality option."""
+
+import os
 
 import pytest
 import torch
+from test_clinical_training import invoke, write_dataset
 from tolerances import rounding_tol
 from torch import nn
 
+import train
 from spine.clinical.locality import ClassLocality
 from training.loss import StyleGAN2Loss
 
@@ -46,6 +50,21 @@ def test_loss_is_the_mean_absolute_class_effect_for_every_sample():
     torch.testing.assert_close(G.offset.grad, torch.tensor(3.0 * 2 / 16), rtol=0, atol=rounding_tol(torch.float32, 32))
 
 
+def test_a_concave_power_charges_a_faint_spread_change_more_than_l1_does():
+    mask = torch.zeros(4, 4)
+    mask[1, 2] = mask[3, 0] = 1.0
+    G = ClassOffsetGenerator(mask)
+    term = ClassLocality(weight=1.0, power=0.5)
+    term.attach(G)
+    gap = term.pair_differences(3, torch.device("cpu"))
+    expected = ((0.25 + 0.01) ** 0.5 - 0.01 ** 0.5) * 2 / 16      # unchanged pixels cost nothing
+    torch.testing.assert_close(gap, torch.full((3,), expected), rtol=0, atol=rounding_tol(torch.float32, 32))
+    spread = ClassOffsetGenerator(torch.full((4, 4), 2 / 16))        # the same L1, spread over every pixel
+    spread.offset.data.fill_(0.25)
+    term.attach(spread)
+    assert float(term.pair_differences(3, torch.device("cpu"))[0].detach()) > 1.5 * expected
+
+
 def test_pairs_never_repeat_a_class_and_scale_with_the_batch():
     G = ClassOffsetGenerator(torch.ones(2, 2), c_dim=5)
     term = ClassLocality(weight=1.0, pairs_fraction=0.5)
@@ -62,6 +81,8 @@ def test_pairs_never_repeat_a_class_and_scale_with_the_batch():
 def test_refusals():
     with pytest.raises(ValueError, match="positive weight"):
         ClassLocality(0.0)
+    with pytest.raises(ValueError, match="power"):
+        ClassLocality(1.0, power=1.5)
     with pytest.raises(ValueError, match="pairs_fraction"):
         ClassLocality(1.0, pairs_fraction=0.0)
     with pytest.raises(RuntimeError, match="attach"):
@@ -75,3 +96,24 @@ def test_the_stylegan2_loss_attaches_the_generator_being_trained():
     term = ClassLocality(1.0)
     StyleGAN2Loss(torch.device("cpu"), G, nn.Identity(), generator_terms=[term])
     assert term.G is G
+
+
+def test_class_locality_option_is_recorded_and_reaches_the_loss(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    result = invoke(tmp_path, data, "--class-locality", "0.5")
+    assert result.exit_code == 0, result.output
+    args = captured[0]
+    assert os.path.basename(args.run_dir).endswith("-locality0.5") and args.class_locality == dict(weight=0.5)
+    assert "class_locality" not in train.loop_kwargs(args)
+    term, = train.build_plugins(args, "cpu")["generator_terms"]
+    assert isinstance(term, ClassLocality) and term.weight == 0.5
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--class-locality", "0"], "--class-locality=0.0: expected a positive weight"),
+    (["--class-locality", "1", "--cond", "0"], "--class-locality needs a conditional run"),
+])
+def test_bad_class_locality_is_refused_before_training(tmp_path, captured, extra, message):
+    result = invoke(tmp_path, write_dataset(str(tmp_path / "ds")), *extra)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not captured
