@@ -29,22 +29,27 @@ class Difficulty:
     severity_range: tuple[float, float]
     noise: float
     lesion_scale: float = 1.0     # size multiplier of the drawn (overlay) lesions; 1 = the calibrated phantom
+    zoom: float = 1.0             # magnification of every image on top of its own; 1 = the calibrated field of view
 
     @staticmethod
-    def from_level(level: float, lesion_scale: float = 1.0) -> "Difficulty":
+    def from_level(level: float, lesion_scale: float = 1.0, zoom: float = 1.0) -> "Difficulty":
         """Map a difficulty level in [0, 1] (and a lesion size multiplier) to its parameters.
 
         Level 0 gives textbook lesions (severity 0.8-1) on clean images; raising the level lowers the
         strongest severity and widens the spread towards subtle lesions, and adds noise. ``lesion_scale``
-        above 1 draws spurs, spots and metal larger, for images used at low resolution.
+        above 1 draws spurs, spots and metal larger, for images used at low resolution. ``zoom`` above 1 narrows
+        the field of view (about seven vertebral levels at 1, five at 1.5), so that every structure, lesions
+        included, covers more pixels.
         """
         if not 0.0 <= level <= 1.0:
             raise ValueError(f"difficulty must be in [0, 1], got {level}")
         if not 0.25 <= lesion_scale <= 4.0:
             raise ValueError(f"lesion_scale must be in [0.25, 4], got {lesion_scale}")
+        if not 0.5 <= zoom <= 2.0:
+            raise ValueError(f"zoom must be in [0.5, 2], got {zoom}")
         strongest = 1.0 - 0.75 * level
         return Difficulty(severity_range=(strongest * (0.8 - 0.5 * level), strongest), noise=0.01 + 0.05 * level,
-                          lesion_scale=lesion_scale)
+                          lesion_scale=lesion_scale, zoom=zoom)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +100,8 @@ def render_image(study: Study, rng: np.random.Generator, size: int,
     """Render one radiograph of ``study``: uint16 [rows, cols] in 0..4095 (bone bright), and (class, box) findings."""
     rows, cols = image_shape(rng, size)
     patient = dataclasses.replace(study.patient, morph=apply_to_morphology(study.lesions, study.patient.morph))
-    spine = layout_spine(patient, View.sample(rng, rows, cols))
+    view = View.sample(rng, rows, cols)
+    spine = layout_spine(patient, dataclasses.replace(view, zoom=view.zoom * difficulty.zoom))
     canvas = Canvas(rows, cols)
     edge = 0.6
     draw_anatomy(canvas, spine, patient, rng, edge)

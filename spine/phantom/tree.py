@@ -63,6 +63,7 @@ class ImageJob:
     size: int
     difficulty: float
     lesion_scale: float
+    zoom: float
     truncate: bool
     path: str
 
@@ -88,7 +89,7 @@ def plan_split(seed: int, split: str, num_images: int) -> list[tuple[int, int]]:
 
 
 def plan_jobs(tmp_root: str, num_train: int, num_test: int, seed: int, size: int, difficulty: float,
-              truncated: int, lesion_scale: float = 1.0) -> list[ImageJob]:
+              truncated: int, lesion_scale: float = 1.0, zoom: float = 1.0) -> list[ImageJob]:
     jobs = []
     for split, num in zip(SPLITS, (num_train, num_test)):
         for study_index, count in plan_split(seed, split, num):
@@ -97,7 +98,7 @@ def plan_jobs(tmp_root: str, num_train: int, num_test: int, seed: int, size: int
                 image_id = _hex_id(seed, split, "image", study_index, image_index)
                 jobs.append(ImageJob(split, study_index, image_index, image_id, study_id,
                                      _hex_id(seed, split, "series", study_index, image_index), seed, size,
-                                     difficulty, lesion_scale, False,
+                                     difficulty, lesion_scale, zoom, False,
                                      os.path.join(tmp_root, f"{split}_images", f"{image_id}.dicom")))
     if truncated:
         picks = set(_rng(seed, 99).choice(len(jobs), size=truncated, replace=False).tolist())
@@ -169,7 +170,7 @@ def annotation_rows(job: ImageJob, findings: list, rows: int, cols: int,
 
 def make_image(job: ImageJob) -> tuple[list[dict[str, str]], dict[str, str]]:
     """Render, encode and write one image; returns its CSV rows and the patient's fake identity."""
-    difficulty = Difficulty.from_level(job.difficulty, job.lesion_scale)
+    difficulty = Difficulty.from_level(job.difficulty, job.lesion_scale, job.zoom)
     split_code = SPLITS.index(job.split)
     study = Study.sample(_rng(job.seed, split_code, 2, job.study_index), difficulty)
     rng = _rng(job.seed, split_code, 3, job.study_index, job.image_index)
@@ -228,10 +229,11 @@ def _summary(root: str, jobs: list[ImageJob], results: list, seconds: float, **o
 
 def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
                       difficulty: float = DEFAULT_DIFFICULTY, size: int = 256, truncated: int = 0,
-                      workers: int = 1, lesion_scale: float = 1.0) -> dict[str, Any]:
+                      workers: int = 1, lesion_scale: float = 1.0, zoom: float = 1.0) -> dict[str, Any]:
     """Write a VinDr-SpineXR-shaped phantom tree at ``root`` (built beside it, then renamed) and summarise it.
 
-    ``lesion_scale`` (default 1: the calibrated phantom) draws the overlay lesions larger, for low resolutions.
+    ``lesion_scale`` (default 1: the calibrated phantom) draws the overlay lesions larger, for low resolutions;
+    ``zoom`` (default 1) magnifies every image, so fewer vertebral levels fill it.
     """
     if num_train < 1 or num_test < 0:
         raise ValueError(f"need num_train >= 1 and num_test >= 0, got {num_train} and {num_test}")
@@ -239,7 +241,7 @@ def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
         raise ValueError(f"size must be at least 64 pixels, got {size}")
     if not 0 <= truncated <= num_train + num_test:
         raise ValueError(f"truncated must be between 0 and the number of images, got {truncated}")
-    Difficulty.from_level(difficulty, lesion_scale)          # validates the level and the scale
+    Difficulty.from_level(difficulty, lesion_scale, zoom)    # validates the level, the scale and the zoom
     root = os.path.abspath(root)
     _check_destination(root)
     parent = os.path.dirname(root)
@@ -250,13 +252,13 @@ def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
         for sub in ("annotations", "train_images", "test_images"):
             os.makedirs(os.path.join(tmp, sub))
         start = time.time()
-        jobs = plan_jobs(tmp, num_train, num_test, seed, size, difficulty, truncated, lesion_scale)
+        jobs = plan_jobs(tmp, num_train, num_test, seed, size, difficulty, truncated, lesion_scale, zoom)
         results = _run_jobs(jobs, workers)
         for split in SPLITS:
             _write_csv(os.path.join(tmp, "annotations", f"{split}.csv"),
                        [row for job, (rows, _) in zip(jobs, results) if job.split == split for row in rows])
         summary = _summary(root, jobs, results, time.time() - start, seed=seed, difficulty=difficulty,
-                           size=size, lesion_scale=lesion_scale)
+                           size=size, lesion_scale=lesion_scale, zoom=zoom)
         studies = {job.study_id: identity for job, (_, identity) in zip(jobs, results)}
         values = sorted({v for identity in studies.values() for v in identity.values()})
         with open(os.path.join(tmp, IDENTITY_FILE), "w") as f:
@@ -283,12 +285,14 @@ def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--lesion-scale", type=click.FloatRange(0.25, 4.0), default=1.0, show_default=True,
               help="Size multiplier of spurs, spots and metal (1 = calibrated; larger for low resolutions).")
+@click.option("--zoom", type=click.FloatRange(0.5, 2.0), default=1.0, show_default=True,
+              help="Magnification of every image (1 = about seven vertebral levels in view, 1.5 = about five).")
 def main(outdir: str, num_train: int, num_test: int, seed: int, difficulty: float, size: int, truncated: int,
-         workers: int, lesion_scale: float) -> None:
+         workers: int, lesion_scale: float, zoom: float) -> None:
     """Write a seeded VinDr-SpineXR-shaped phantom dataset (lateral lumbar DICOMs with box annotations)."""
     try:
         summary = make_phantom_tree(outdir, num_train, num_test, seed=seed, difficulty=difficulty, size=size,
-                                    truncated=truncated, workers=workers, lesion_scale=lesion_scale)
+                                    truncated=truncated, workers=workers, lesion_scale=lesion_scale, zoom=zoom)
     except (FileExistsError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(json.dumps(summary, indent=1))

@@ -71,6 +71,7 @@ class ExperimentConfig:
     phantom_size: int = 128
     phantom_difficulty: float = 0.5
     phantom_lesion_scale: float = 1.0
+    phantom_zoom: float = 1.0
     resolution: int = 32
     labels: str = "abnormality"
     classifier_arch: str = "small_cnn"
@@ -200,7 +201,7 @@ def make_phantom(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
     root = workdir / "vindr"
     summary = make_phantom_tree(str(root), config.phantom_train, config.phantom_test, seed=config.seed,
                                 difficulty=config.phantom_difficulty, size=config.phantom_size,
-                                lesion_scale=config.phantom_lesion_scale)
+                                lesion_scale=config.phantom_lesion_scale, zoom=config.phantom_zoom)
     return dict(root=str(root), summary=summary)
 
 

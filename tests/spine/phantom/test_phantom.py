@@ -17,7 +17,7 @@ from spine.data.dicom import DecodeError, decode_dicom
 from spine.data.labels import LESION_CLASSES, NO_FINDING, RARE_CLASSES
 from spine.phantom.tree import CSV_COLUMNS, IDENTITY_FILE, main, make_phantom_tree
 from spine.phantom.anatomy import LEVELS, Canvas, Patient, View, layout_spine
-from spine.phantom.image import Difficulty
+from spine.phantom.image import Difficulty, Study, render_image
 from spine.phantom.lesions import PHANTOM_CLASSES, Lesion, apply_to_morphology, draw_lesions, sample_lesions
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -293,3 +293,21 @@ def test_lesion_scale_is_recorded_and_defaults_to_the_calibrated_phantom(tmp_pat
     summary = make_phantom_tree(str(tmp_path / "big"), 6, 2, seed=1, size=64, lesion_scale=2.5)
     assert summary["lesion_scale"] == 2.5
     assert make_phantom_tree(str(tmp_path / "plain"), 6, 2, seed=1, size=64)["lesion_scale"] == 1.0
+
+
+def test_zoom_magnifies_the_anatomy_and_its_lesions_by_its_factor(tmp_path):
+    """The same study and draws rendered at zoom 1 and 1.5: a focal spot's box (2 x 1.25 r, r proportional to the
+    body height, itself proportional to the magnification) is 1.5 times as wide; zoom 1 is the default image."""
+    study = Study(Patient.sample(np.random.default_rng(3)),
+                  (Lesion("Other lesions", LEVELS.index("L3"), 0.5, (0.9, 0.5, 0.5, 0.5, 0.5, 0.5)),))
+    widths = {}
+    for zoom in (1.0, 1.5):
+        _, ((kind, box),) = render_image(study, np.random.default_rng(4), 256, Difficulty.from_level(0.0, zoom=zoom))
+        widths[zoom] = box[2] - box[0]
+    assert kind == "Other lesions" and widths[1.5] == pytest.approx(1.5 * widths[1.0], rel=1e-6)
+    default, _ = render_image(study, np.random.default_rng(4), 256, Difficulty.from_level(0.0))
+    assert np.array_equal(default, render_image(study, np.random.default_rng(4), 256,
+                                                Difficulty.from_level(0.0, zoom=1.0))[0])
+    with pytest.raises(ValueError, match="zoom"):
+        Difficulty.from_level(0.0, zoom=3.0)
+    assert make_phantom_tree(str(tmp_path / "z"), 2, 0, seed=1, size=64, zoom=1.5)["zoom"] == 1.5
