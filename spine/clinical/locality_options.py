@@ -16,23 +16,31 @@ OPTIONS = OptionGroup(
     click.option("--class-locality", help="Weight of class locality: the L1 between one latent rendered under two "
                  "labels, so that a label changes few pixels (spine.clinical.locality) [default: off]", type=float,
                  metavar="FLOAT"),
+    click.option("--class-locality-power", help="Charge per pixel difference d: (|d| + 0.01)^p - 0.01^p; 1 is L1, "
+                 "below 1 charges faint changes spread over many pixels more [default: 1]", type=float,
+                 metavar="FLOAT"),
 )
 
 
 def configure(opts: Any, args: Any) -> list[str]:
-    """Validate --class-locality; sets args.class_locality (None when off); returns run-name parts."""
+    """Validate --class-locality(-power); sets args.class_locality (None when off); returns run-name parts."""
     args.class_locality = None
-    weight = opts.class_locality
+    weight, power = opts.class_locality, opts.class_locality_power
     if weight is None:
+        if power is not None:
+            raise ValueError("--class-locality-power needs --class-locality=<weight>")
         return []
     if not weight > 0:
         raise ValueError(f"--class-locality={weight}: expected a positive weight")
+    power = 1.0 if power is None else power
+    if not 0 < power <= 1:
+        raise ValueError(f"--class-locality-power={power}: expected a power in (0, 1]")
     label_dim = args.dataset_info["label_dim"] if args.training_set_kwargs.use_labels else 0
     if label_dim < 2:
         raise ValueError("--class-locality needs a conditional run with at least 2 classes (--cond=1): it compares "
                          "one latent rendered under two labels")
-    args.class_locality = dict(weight=float(weight))
-    return [f"locality{weight:g}"]
+    args.class_locality = dict(weight=float(weight), power=float(power))
+    return [f"locality{weight:g}" + (f"-p{power:g}" if power != 1 else "")]
 
 
 def build_plugins(args: Any, device: torch.device) -> dict:
@@ -41,4 +49,4 @@ def build_plugins(args: Any, device: torch.device) -> dict:
     if not settings:
         return {}
     from spine.clinical.locality import ClassLocality
-    return dict(generator_terms=[ClassLocality(settings["weight"])])
+    return dict(generator_terms=[ClassLocality(settings["weight"], power=settings["power"])])

@@ -103,15 +103,22 @@ def test_class_locality_option_is_recorded_and_reaches_the_loss(tmp_path, captur
     result = invoke(tmp_path, data, "--class-locality", "0.5")
     assert result.exit_code == 0, result.output
     args = captured[0]
-    assert os.path.basename(args.run_dir).endswith("-locality0.5") and args.class_locality == dict(weight=0.5)
+    assert os.path.basename(args.run_dir).endswith("-locality0.5") and args.class_locality == dict(weight=0.5, power=1)
     assert "class_locality" not in train.loop_kwargs(args)
     term, = train.build_plugins(args, "cpu")["generator_terms"]
-    assert isinstance(term, ClassLocality) and term.weight == 0.5
+    assert isinstance(term, ClassLocality) and term.weight == 0.5 and term.power == 1
+    result = invoke(tmp_path, data, "--class-locality", "2", "--class-locality-power", "0.5")
+    assert result.exit_code == 0, result.output
+    assert os.path.basename(captured[1].run_dir).endswith("-locality2-p0.5")
+    term, = train.build_plugins(captured[1], "cpu")["generator_terms"]
+    assert term.weight == 2 and term.power == 0.5
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--class-locality", "0"], "--class-locality=0.0: expected a positive weight"),
     (["--class-locality", "1", "--cond", "0"], "--class-locality needs a conditional run"),
+    (["--class-locality-power", "0.5"], "--class-locality-power needs --class-locality"),
+    (["--class-locality", "1", "--class-locality-power", "2"], "expected a power in (0, 1]"),
 ])
 def test_bad_class_locality_is_refused_before_training(tmp_path, captured, extra, message):
     result = invoke(tmp_path, write_dataset(str(tmp_path / "ds")), *extra)
