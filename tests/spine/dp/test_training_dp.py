@@ -22,7 +22,8 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
                 allow_tf32=False, workers=0, dp=True, dp_mode=None, dp_noise_multiplier=1.2, dp_epsilon=None,
                 dp_delta=1e-3, dp_max_grad_norm=None, dp_accountant="rdp", dp_unit=None, dp_clip=None,
                 dp_noise=None, dp_label_prior=None, clinical_loss=None, clinical_weight=None, clinical_augment=None,
-                metrics_classifier=None, dp_secure_rng=None)
+                clinical_match=None, class_locality=None, class_locality_power=None, metrics_classifier=None,
+                dp_secure_rng=None)
     _, args = train.setup_training_loop_kwargs(train.dnnlib.EasyDict(opts))
     args.total_kimg = total_kimg
     args.run_dir = outdir
