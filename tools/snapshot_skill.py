@@ -7,7 +7,7 @@ scores it on the real training images. Used for curves against kimg while a run 
 demo's headline still comes from the held-out test split, once, at the end.
 
     python tools/snapshot_skill.py --network run/network-snapshot-000020.pkl --real runs/demo/data/train/train32.zip \\
-        --out runs/curve/020 [--per-class 1000] [--epochs 25] [--patience 8] [--seed 0] [--input-norm dataset]
+        --out runs/curve/020 [--per-class 1000] [--epochs 25] [--patience 8] [--seed 0] [--arch small_cnn] [--input-norm dataset]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dnnlib  # noqa: E402
 from spine.classifier.artifact import INPUT_NORMS  # noqa: E402
+from spine.classifier.models import ARCHITECTURES  # noqa: E402
 from spine.classifier.data import load_labelled_images, predict_probabilities  # noqa: E402
 from spine.classifier.training import TrainOptions, train_classifier  # noqa: E402
 from spine.evaluation.scoring import evaluate_scores  # noqa: E402
@@ -37,10 +38,11 @@ from spine.pipeline.report import class_means, difference_correlation  # noqa: E
 @click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default="small_cnn", show_default=True)
 @click.option("--input-norm", type=click.Choice(INPUT_NORMS), default="dataset", show_default=True,
               help="The classifier's pixel normalisation (spine.classifier.artifact.INPUT_NORMS)")
 def main(network: str, real_path: str, out: str, per_class: int, epochs: int, patience: int, seed: int,
-         input_norm: str) -> None:
+         arch: str, input_norm: str) -> None:
     """Synthetic-only classifier of a snapshot, scored on real training images; writes skill.json."""
     outdir = Path(out)
     if outdir.exists():
@@ -51,10 +53,10 @@ def main(network: str, real_path: str, out: str, per_class: int, epochs: int, pa
     config = ExperimentConfig(synth_per_class=per_class, seed=seed, resolution=real.resolution)
     synthetic = synthesize_variant(network, names, mode, config, outdir)["dataset"]
     model = train_classifier(load_labelled_images(synthetic), TrainOptions(
-        resolution=real.resolution, epochs=epochs, patience=patience, seed=seed, input_norm=input_norm))
+        arch=arch, resolution=real.resolution, epochs=epochs, patience=patience, seed=seed, input_norm=input_norm))
     scores = predict_probabilities(model.net, model.spec, real.images, 256).double().numpy()
     report = evaluate_scores(real.labels.numpy(), scores, real.class_names, n_resamples=500, seed=seed)
-    result = dict(network=network, real=real_path, per_class=per_class, input_norm=input_norm, auc=report["auc"], auc_ci=report["auc_ci"],
+    result = dict(network=network, real=real_path, per_class=per_class, arch=arch, input_norm=input_norm, auc=report["auc"], auc_ci=report["auc_ci"],
                   synthetic_val_auc=model.provenance["best_val_auc"], best_epoch=model.provenance["best_epoch"],
                   class_difference_r=difference_correlation(class_means(real_path), class_means(synthetic)))
     with dnnlib.atomic_write(outdir / "skill.json", "w") as f:

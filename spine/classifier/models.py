@@ -1,4 +1,5 @@
-"""Network architectures for the spine classifier: DenseNet-121 (the paper's), ResNet-18, and a small fast CNN.
+"""Network architectures for the spine classifier: DenseNet-121 (the paper's), ResNet-18, a small fast CNN, and
+the same small CNN made local (`patch_cnn`).
 
 Torchvision backbones are built with `weights=None`: nothing is downloaded at run time. Optional initial weights
 (e.g. ImageNet weights saved earlier) come from a local state-dict file and are loaded into the unmodified
@@ -16,7 +17,8 @@ from torch import nn
 
 import dnnlib
 
-ARCHITECTURES = ("small_cnn", "resnet18", "densenet121")
+ARCHITECTURES = ("small_cnn", "patch_cnn", "resnet18", "densenet121")
+POOLS = {"avg": nn.AdaptiveAvgPool2d, "max": nn.AdaptiveMaxPool2d}
 
 
 class SmallCNN(nn.Module):
@@ -24,12 +26,15 @@ class SmallCNN(nn.Module):
 
     Sized to train on a few thousand 64x64 images in minutes on 2 CPU cores (strided convolutions instead of
     conv + max-pool cost about a quarter as much), and cheap enough to sit inside every generator step as the
-    clinical loss; works at any input resolution.
+    clinical loss; works at any input resolution. ``pool`` reduces the last feature map to one vector: its mean
+    ("avg") or each feature's strongest response anywhere in the image ("max").
     """
 
     def __init__(self, in_channels: int, num_outputs: int, width: int = 16, num_blocks: int = 5,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, pool: str = "avg"):
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"small_cnn: pool must be one of {', '.join(POOLS)}, got {pool!r}")
         layers: list[nn.Module] = []
         channels = in_channels
         for i in range(num_blocks):
@@ -38,11 +43,18 @@ class SmallCNN(nn.Module):
                        nn.ReLU(inplace=True)]
             channels = out
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+        self.head = nn.Sequential(POOLS[pool](1), nn.Flatten(), nn.Dropout(dropout),
                                   nn.Linear(channels, num_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+# `patch_cnn`: two blocks, so each position of the last feature map sees a 7x7 patch, and max pooling, so the image
+# is judged by the strongest local evidence anywhere in it: a lesion detector. It cannot read an image-wide cue (a
+# generator's darkening, bands or texture: docs/RESULTS.md E3), which is why a patch_cnn trained on synthetic images
+# transfers to real ones better than small_cnn's whole-image view (section G).
+PATCH_CNN = dict(num_blocks=2, pool="max")
 
 
 def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
@@ -81,10 +93,11 @@ def build_network(arch: str, in_channels: int, num_outputs: int, arch_kwargs: di
     `init_weights` (torchvision backbones only) is a state dict of the stock 3-channel, 1000-class model.
     """
     arch_kwargs = dict(arch_kwargs or {})
-    if arch == "small_cnn":
+    if arch in ("small_cnn", "patch_cnn"):
         if init_weights is not None:
-            raise dnnlib.UserError("--init-weights applies to torchvision backbones only, not small_cnn")
-        return SmallCNN(in_channels, num_outputs, **arch_kwargs)
+            raise dnnlib.UserError(f"--init-weights applies to torchvision backbones only, not {arch}")
+        defaults = PATCH_CNN if arch == "patch_cnn" else {}
+        return SmallCNN(in_channels, num_outputs, **{**defaults, **arch_kwargs})
     if arch == "resnet18":
         model = torchvision.models.resnet18(weights=None, **arch_kwargs)
         if init_weights is not None:

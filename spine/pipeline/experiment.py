@@ -28,6 +28,7 @@ import click
 
 import dnnlib
 from spine.classifier.artifact import INPUT_NORMS
+from spine.classifier.models import ARCHITECTURES
 from spine.evaluation.downstream import DownstreamOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,8 @@ class ExperimentConfig:
     phantom_zoom: float = 1.0
     resolution: int = 32
     labels: str = "abnormality"
+    # spine.classifier.models.ARCHITECTURES and INPUT_NORMS below: for every classifier the experiment trains (the
+    # clinical loss's judge, the independent judge and every downstream arm: one protocol for all)
     classifier_arch: str = "small_cnn"
     classifier_epochs: int = 20
     classifier_patience: int = 5
@@ -86,8 +89,6 @@ class ExperimentConfig:
     metrics: tuple[str, ...] = ("fid1k_full", "label_fidelity200")
     downstream_epochs: int = 20
     downstream_patience: int = 5
-    # spine.classifier.artifact.INPUT_NORMS, for every classifier the experiment trains: the clinical loss's judge,
-    # the independent judge and every downstream arm (one protocol for all)
     classifier_input_norm: str = "dataset"
     n_resamples: int = 1000
     seed: int = 0
@@ -127,6 +128,9 @@ class ExperimentConfig:
             raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
         if self.kimg < 1 or self.synth_per_class < 2:
             raise ValueError(f"{where}: kimg must be >= 1 and synth_per_class >= 2")
+        if self.classifier_arch not in ARCHITECTURES:
+            raise ValueError(f"{where}.classifier_arch: expected one of {list(ARCHITECTURES)}, "
+                             f"got {self.classifier_arch!r}")
         if self.classifier_input_norm not in INPUT_NORMS:
             raise ValueError(f"{where}.classifier_input_norm: expected one of {list(INPUT_NORMS)}, "
                              f"got {self.classifier_input_norm!r}")
@@ -362,6 +366,13 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
     return steps, out, data, judge
 
 
+def downstream_options(config: ExperimentConfig) -> DownstreamOptions:
+    """Every downstream arm's classifier: the experiment's architecture and pixel normalisation (the judges' too)."""
+    return DownstreamOptions(arch=config.classifier_arch, epochs=config.downstream_epochs,
+                             patience=config.downstream_patience, seed=config.seed, n_resamples=config.n_resamples,
+                             input_norm=config.classifier_input_norm)
+
+
 def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or continue) every step; returns {step name: outputs} plus timings.
 
@@ -386,9 +397,7 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         if config.privacy_audit:
             out[f"privacy/{name}"] = steps.run(f"privacy/{name}", lambda w: privacy_step(
                 trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w))
-    options = DownstreamOptions(epochs=config.downstream_epochs, patience=config.downstream_patience,
-                                seed=config.seed, n_resamples=config.n_resamples,
-                                input_norm=config.classifier_input_norm)
+    options = downstream_options(config)
     for mode in modes:
         key = "downstream" if mode == config.labels else f"downstream-{mode}"
         out[key] = steps.run(key, lambda w: _downstream(data[mode]["train"], synthetic[mode], data[mode]["test"], w,

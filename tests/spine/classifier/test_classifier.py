@@ -258,11 +258,41 @@ def test_check_compatible():
 
 # ------------------------------------------------------------------------------------------------ models, augmentation
 
-@pytest.mark.parametrize("arch", ["small_cnn", "resnet18", "densenet121"])
+@pytest.mark.parametrize("arch", ["small_cnn", "patch_cnn", "resnet18", "densenet121"])
 def test_architectures_take_gray_input(arch):
     net = build_network(arch, in_channels=1, num_outputs=3).eval()
     with torch.no_grad():
         assert net(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+
+
+def test_patch_cnn_feature_sees_only_its_7x7_patch():
+    # Two 3x3 stride-2 convolutions: position (j, j) of the last map reads input rows and columns 4j-3 .. 4j+3.
+    torch.manual_seed(0)
+    net = build_network("patch_cnn", 1, 1).eval()
+    x = torch.randn(1, 1, 32, 32, requires_grad=True)
+    net.features(x)[0, :, 3, 3].sum().backward()
+    support = x.grad[0, 0].abs() > 0
+    window = torch.zeros(32, 32, dtype=torch.bool)
+    window[9:16, 9:16] = True
+    assert torch.equal(support, window)
+
+
+def test_patch_cnn_scores_the_strongest_patch():
+    # Max pooling: adding a second copy of a finding elsewhere leaves the score as it was (an average would move).
+    torch.manual_seed(1)
+    net = build_network("patch_cnn", 1, 1).eval()
+    finding = torch.randn(7, 7)
+    one, two = torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
+    one[0, 0, 9:16, 9:16] = finding
+    two[0, 0, 9:16, 9:16] = finding
+    two[0, 0, 21:28, 9:16] = finding  # 12 rows lower: the same features 3 map positions down; none sees both copies
+    avg = build_network("patch_cnn", 1, 1, dict(pool="avg")).eval()
+    avg.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(net(two), net(one))
+        assert not torch.allclose(avg(two), avg(one))
+    with pytest.raises(ValueError, match="pool must be one of avg, max"):
+        build_network("patch_cnn", 1, 1, dict(pool="median"))
 
 
 def test_init_weights_from_local_file(tmp_path):

@@ -11,7 +11,9 @@ from training.serialization import load_network_pkl
 
 def test_demo_config_is_one_spinegan_on_the_phantom():
     config = demo.MODES["demo"]
-    assert config.source is None and config.gan_cfg == "demo" and config.phantom_lesion_scale == 2.0
+    assert config.source is None and config.gan_cfg == "demo"
+    assert (config.phantom_lesion_scale, config.phantom_zoom) == (3.0, 1.5)
+    assert (config.classifier_arch, config.classifier_input_norm) == ("patch_cnn", "blurred_image")
     assert [(v.name, v.clinical_weight, v.train_args) for v in config.variants] == \
         [("spinegan", 0.1, ("--clinical-augment=1",))]
     assert config.synth_per_class == 1000 and config.seed == 0

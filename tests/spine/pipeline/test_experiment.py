@@ -108,6 +108,13 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
     assert "--clinical-weight=0.1" in command and not any("clinical" in a for a in out["train/plain"]["command"])
 
 
+def test_downstream_arms_use_the_judges_architecture_and_normalisation():
+    config = dataclasses.replace(TINY, classifier_arch="patch_cnn", classifier_input_norm="blurred_image")
+    options = experiment.downstream_options(config)
+    assert (options.arch, options.input_norm) == ("patch_cnn", "blurred_image")
+    assert (options.epochs, options.patience, options.seed) == (1, 1, 0)
+
+
 def test_a_config_written_before_a_new_key_is_the_same_config(tmp_path):
     older = TINY.to_dict()
     del older["independent_judge"]  # written by a version without this key; its default applies
@@ -139,6 +146,7 @@ def test_train_command_continues_the_latest_checkpoint(tmp_path):
     (dict(variants=[dict(name="a", weight=1)]), "variants[0]: unknown key(s) ['weight']"),
     (dict(resolution=24), "power of two"),
     (dict(classifier_input_norm="histogram"), "classifier_input_norm: expected one of"),
+    (dict(classifier_arch="vgg16"), "classifier_arch: expected one of"),
 ])
 def test_bad_configs_are_refused_by_name(data, message):
     with pytest.raises(ValueError) as info:
