@@ -55,7 +55,8 @@ DEMO = ExperimentConfig(
 # macro-AUC against a real 8-class one; SpineGAN under DP-SGD at epsilon 10; twice the
 # phantom images; metrics in the spine classifier's feature space (Inception FID costs about 3 CPU minutes per
 # generator: `calc_metrics.py --metrics fid1k` on a snapshot adds it); and a privacy audit of every generator.
-# Estimated 2 hours on an idle 2-core machine (8 generators of 40 kimg at about 18 s/kimg, then downstream).
+# 30 kimg per generator: the seed-1 SpineGAN scored as well on real training images at 30 kimg as at 40 (RESULTS.md
+# G2), and 8 generators of 40 kimg at 17-24 s/kimg would not fit the 2-hour budget on an idle 2-core machine.
 REPLICATE_SEEDS = (1, 2)
 
 
@@ -70,12 +71,12 @@ def benchmark_variants(demo_spinegan: Variant) -> tuple[Variant, ...]:
 
 
 BENCHMARK = dataclasses.replace(
-    DEMO, phantom_train=4000, phantom_test=1000, kimg=40, variants=benchmark_variants(DEMO.variants[0]),
+    DEMO, phantom_train=4000, phantom_test=1000, kimg=30, variants=benchmark_variants(DEMO.variants[0]),
     synth_per_class=1000, metrics=("fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000,
     privacy_audit=True)
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
-MINUTES = {"demo": 16, "benchmark": 120}  # on an idle 2-core machine: estimated from step times (docs/PERFORMANCE.md)
+MINUTES = {"demo": 18, "benchmark": 110}  # on an idle 2-core machine: estimated from step times (docs/PERFORMANCE.md)
 
 
 def across_seeds(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:

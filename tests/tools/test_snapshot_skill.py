@@ -62,20 +62,21 @@ def test_skill_of_a_snapshot_on_real_training_images(tmp_path):
     assert again.exit_code != 0 and "exists" in again.output     # never overwrites a folder
 
 
-def test_input_norm_reaches_the_classifier(tmp_path, monkeypatch):
+def test_arch_and_input_norm_reach_the_classifier(tmp_path, monkeypatch):
     real = write_real(str(tmp_path / "real"), 40)
     snapshot = write_snapshot(tmp_path)
     seen = []
     train = snapshot_skill.train_classifier
 
     def recording_train(data, options):
-        seen.append(options.input_norm)
+        seen.append((options.arch, options.input_norm))
         return train(data, options)
 
     monkeypatch.setattr(snapshot_skill, "train_classifier", recording_train)
     args = ["--network", str(snapshot), "--real", real, "--out", str(tmp_path / "out"), "--per-class", "20",
-            "--epochs", "1", "--patience", "1", "--input-norm", "blurred_image"]
+            "--epochs", "1", "--patience", "1", "--input-norm", "blurred_image", "--arch", "patch_cnn"]
     result = CliRunner().invoke(snapshot_skill.main, args)
     assert result.exit_code == 0, result.output
-    assert seen == ["blurred_image"]
-    assert json.loads((tmp_path / "out" / "skill.json").read_text())["input_norm"] == "blurred_image"
+    assert seen == [("patch_cnn", "blurred_image")]
+    skill = json.loads((tmp_path / "out" / "skill.json").read_text())
+    assert (skill["arch"], skill["input_norm"]) == ("patch_cnn", "blurred_image")
