@@ -60,9 +60,15 @@ DEMO = ExperimentConfig(
 REPLICATE_SEEDS = (1, 2)
 
 
+PLAIN = Variant("stylegan2-ada")
+# (treated, control): variants that differ only in the clinical loss; with replicate seeds, the headline states
+# the loss's effect paired by seed
+CLINICAL_LOSS_PAIR = (DEMO.variants[0].name, PLAIN.name)
+
+
 def benchmark_variants(demo_spinegan: Variant) -> tuple[Variant, ...]:
     """Plain and SpineGAN arms (seed of the experiment, then each replicate seed), the lesion-type model, DP."""
-    main_arms = (Variant("stylegan2-ada"), demo_spinegan)
+    main_arms = (PLAIN, demo_spinegan)
     replicates = tuple(dataclasses.replace(v, name=f"{v.name}-seed{seed}", seed=seed)
                        for seed in REPLICATE_SEEDS for v in main_arms)
     lesion = (Variant("stylegan2-ada-lesion", labels="lesion"),)
@@ -134,10 +140,50 @@ def downstream_lines(down: dict[str, Any], task: str = "") -> list[str]:
     return lines
 
 
+def paired_effect(out: dict[str, Any], treated: str, control: str) -> list[str]:
+    """`treated` minus `control` (variant names), paired by training seed (each pair shares its seed, data and
+    preset), with the Student-t interval of the mean difference across seeds: the synthetic-only skill and plain
+    ratios of the downstream table and every metric both arms report (precision, recall, FID ...)."""
+    down = out["downstream"]
+    seeds = [arm.removeprefix(f"synthetic-{treated}") for arm in down.get("skills", {})
+             if arm == f"synthetic-{treated}" or arm.startswith(f"synthetic-{treated}-seed")]
+    pairs = [(treated + seed, control + seed) for seed in seeds if f"synthetic-{control}{seed}" in down["skills"]]
+    if len(pairs) < 2:
+        return []
+    quantities = {"skill ratio": lambda name: down["skills"][f"synthetic-{name}"],
+                  "plain ratio": lambda name: down["ratios"][f"synthetic-{name}"]}
+    metric_names = set.intersection(*(set(_float_metrics(out, name)) for pair in pairs for name in pair))
+    for metric in sorted(metric_names):
+        quantities[metric] = lambda name, metric=metric: _float_metrics(out, name)[metric]
+    lines = [f"  {treated} minus {control}, paired by training seed over {len(pairs)} seeds (95% t-interval):"]
+    for label, value in quantities.items():
+        mean, low, high = across_seeds([value(t) - value(c) for t, c in pairs])
+        lines.append(f"    {label}: {mean:+.3f} ({low:+.3f} to {high:+.3f})")
+    return lines
+
+
+def _float_metrics(out: dict[str, Any], name: str) -> dict[str, float]:
+    results = out.get(f"metrics/{name}", {}).get("results", {})
+    return {key: value for key, value in results.items() if isinstance(value, float)}
+
+
+def privacy_lines(name: str, audit: dict[str, Any]) -> list[str]:
+    """One generator's audit per feature space; a DP generator's against what its epsilon allows."""
+    from spine.evaluation.privacy_audit import AUDIT_FPR, dp_tpr_bound
+    account = (audit.get("privacy") or {}).get("account") or {}
+    bound = ""
+    if account.get("differentially_private") and account.get("epsilon") is not None:
+        allowed = dp_tpr_bound(account["epsilon"], account["delta"], AUDIT_FPR)
+        bound = f" (at most {allowed:.4f} at epsilon {account['epsilon']:.3g})"
+    return [f"  {name} privacy ({space}): membership-inference AUC {figures['mia_auc']:.3f}, TPR at 1% FPR "
+            f"{figures['mia_tpr_at_1pct_fpr']:.3f}{bound}, share closer to training than held-out "
+            f"{figures['share_closer_to_train']:.2f}" for space, figures in audit["spaces"].items()]
+
+
 def headline_numbers(out: dict[str, Any]) -> list[str]:
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
-    lines = downstream_lines(out["downstream"])
+    lines = downstream_lines(out["downstream"]) + paired_effect(out, *CLINICAL_LOSS_PAIR)
     for key in sorted(k for k in out if k.startswith("downstream-")):
         lines += downstream_lines(out[key], f" ({key.removeprefix('downstream-')} labels, macro)")
     for key, value in out.items():
@@ -146,10 +192,7 @@ def headline_numbers(out: dict[str, Any]) -> list[str]:
                 if isinstance(number, float):
                     lines.append(f"  {key.removeprefix('metrics/')} {metric}: {number:.4g}")
         if key.startswith("privacy/"):
-            for space, figures in value["spaces"].items():
-                lines.append(f"  {key.removeprefix('privacy/')} privacy ({space}): membership-inference AUC "
-                             f"{figures['mia_auc']:.3f}, TPR at 1% FPR {figures['mia_tpr_at_1pct_fpr']:.3f}, "
-                             f"share closer to training than held-out {figures['share_closer_to_train']:.2f}")
+            lines += privacy_lines(key.removeprefix("privacy/"), value)
     lines.append(f"  spine classifier validation AUC: {out['classifier']['best_val_auc']:.3f}")
     return lines
 

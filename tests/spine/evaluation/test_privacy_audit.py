@@ -1,6 +1,7 @@
 """Privacy audit: known shares and attack results on constructed cases; the CLI writes its three outputs."""
 
 import json
+import math
 import os
 
 import numpy as np
@@ -59,6 +60,27 @@ def test_privacy_statement():
                                                                differentially_private=True)))
     assert stated["guarantee"].startswith("(3.21, 1e-05)-DP per study")
     assert any("model selection" in item for item in stated["not_covered"])
+    assert privacy_audit.CLINICAL_NOT_COVERED not in stated["not_covered"]
+    assert stated["mia_tpr_bound"] == pytest.approx(math.exp(3.21) * 0.01 + 1e-5, rel=1e-12)
+    with_judge = privacy_audit.privacy_statement(dict(privacy=dict(epsilon=3.21, delta=1e-5, unit="image",
+                                                                   differentially_private=True),
+                                                      clinical_loss=dict(weight=0.1)))
+    assert with_judge["not_covered"][0] == privacy_audit.CLINICAL_NOT_COVERED
+    text = privacy_audit.markdown(dict(network="G.pkl", num_generated=1, num_train=1, num_heldout=1,
+                                       privacy=with_judge, spaces={}))
+    assert f"no membership attack on one image reaches a TPR above {with_judge['mia_tpr_bound']:.4f} at 1% FPR" \
+        in text
+
+
+@pytest.mark.parametrize("epsilon, delta, fpr, expected", [
+    (0.0, 0.0, 0.01, 0.01),                                   # no privacy loss: the attack is a coin
+    (math.log(2), 0.0, 0.01, 0.02),                           # e^eps FPR binds at small FPR
+    (math.log(2), 0.0, 0.9, 1 - 0.5 * 0.1),                   # 1 - e^-eps (1 - FPR) binds at large FPR
+    (10.0, 1e-5, 0.01, 1 - math.exp(-10) * (1 - 1e-5 - 0.01)),
+    (1000.0, 1e-5, 0.01, 1.0),                                # no overflow
+])
+def test_dp_tpr_bound_closed_forms(epsilon, delta, fpr, expected):
+    assert privacy_audit.dp_tpr_bound(epsilon, delta, fpr) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def write_folder(path, images: torch.Tensor) -> str:

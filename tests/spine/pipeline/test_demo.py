@@ -74,6 +74,37 @@ def test_headline_numbers_name_every_model():
     assert any("spinegan-only classifier is NOT above chance" in line for line in demo.headline_numbers(out))
 
 
+def test_clinical_loss_effect_is_paired_by_seed():
+    skills = {"synthetic-spinegan": 0.80, "synthetic-spinegan-seed1": 0.90, "synthetic-spinegan-seed2": 0.70,
+              "synthetic-stylegan2-ada": 0.70, "synthetic-stylegan2-ada-seed1": 0.60,
+              "synthetic-stylegan2-ada-seed2": 0.65, "synthetic-spinegan-dp": 0.10, "synthetic-spinegan-seed3": 0.5}
+    recall = {"spinegan": 0.50, "spinegan-seed1": 0.40, "spinegan-seed2": 0.45, "stylegan2-ada": 0.60,
+              "stylegan2-ada-seed1": 0.60, "stylegan2-ada-seed2": 0.50, "spinegan-dp": 0.1}
+    out = dict(downstream=dict(skills=skills, ratios={arm: 1.0 for arm in skills}),
+               **{f"metrics/{name}": dict(results=dict(pr2k3_spine_recall=value, num_images=10))
+                  for name, value in recall.items()})
+    lines = demo.paired_effect(out, "spinegan", "stylegan2-ada")
+    # seeds 0, 1, 2 pair up; the DP arm and the unmatched seed3 do not; skill differences 0.10, 0.30, 0.05
+    assert "over 3 seeds" in lines[0]
+    mean, low, high = demo.across_seeds([0.10, 0.30, 0.05])
+    assert lines[1] == f"    skill ratio: {mean:+.3f} ({low:+.3f} to {high:+.3f})"
+    assert lines[2] == "    plain ratio: +0.000 (+0.000 to +0.000)"
+    mean, low, high = demo.across_seeds([-0.10, -0.20, -0.05])
+    assert lines[3] == f"    pr2k3_spine_recall: {mean:+.3f} ({low:+.3f} to {high:+.3f})"
+    assert len(lines) == 4                   # integer counts are not metrics to difference
+    del skills["synthetic-stylegan2-ada-seed1"], skills["synthetic-stylegan2-ada-seed2"]
+    assert demo.paired_effect(out, "spinegan", "stylegan2-ada") == []    # one pair has no interval
+
+
+def test_a_dp_generators_audit_is_read_against_its_epsilon():
+    figures = dict(mia_auc=0.52, mia_tpr_at_1pct_fpr=0.015, share_closer_to_train=0.51)
+    account = dict(differentially_private=True, epsilon=2.0, delta=1e-5)
+    line, = demo.privacy_lines("spinegan-dp", dict(privacy=dict(account=account), spaces=dict(pixel=figures)))
+    assert "TPR at 1% FPR 0.015 (at most 0.0739 at epsilon 2)" in line   # e^2 * 0.01 + 1e-5
+    line, = demo.privacy_lines("spinegan", dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures)))
+    assert "TPR at 1% FPR 0.015, share" in line
+
+
 @pytest.mark.slow
 def test_tiny_story_end_to_end_with_real_training(tmp_path):
     """Phantom -> import -> classifier -> train.py with the clinical loss -> synthesis -> metric -> downstream ->
