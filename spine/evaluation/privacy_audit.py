@@ -199,6 +199,14 @@ def dp_tpr_bound(epsilon: float, delta: float, fpr: float) -> float:
     return float(min(1.0, math.exp(epsilon) * fpr + delta, 1 - math.exp(-epsilon) * (1 - delta - fpr)))
 
 
+def stated_tpr_bound(statement: dict[str, Any] | None) -> float | None:
+    """The TPR bound at AUDIT_FPR of a privacy_statement's DP account; None when the generator is not DP."""
+    account = (statement or {}).get("account") or {}
+    if not account.get("differentially_private") or account.get("epsilon") is None:
+        return None
+    return dp_tpr_bound(account["epsilon"], account["delta"], AUDIT_FPR)
+
+
 def privacy_statement(metadata: dict | None) -> dict[str, Any]:
     metadata = metadata or {}
     privacy = metadata.get("privacy")

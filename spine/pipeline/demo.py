@@ -9,13 +9,13 @@ It is an experiment (spine.pipeline.experiment) with a small config, so it is re
 interruption and finished steps are skipped. Every step's time is logged and listed in the report.
 
 Modes:
-  demo       (default) one generator (SpineGAN), 40 kimg at 32x32 on a phantom with lesions drawn twice as large:
-             about 15-16 minutes on an idle 2-core machine (estimated; docs/PERFORMANCE.md). The headline gives
+  demo       (default) one generator (SpineGAN), 40 kimg at 32x32 on a magnified phantom with lesions drawn three
+             times as large: about 18 minutes on an idle 2-core machine (docs/PERFORMANCE.md). The headline gives
              the skill ratio (AUC_syn - 0.5) / (AUC_real - 0.5) with its paired interval beside the plain ratio.
-  benchmark  the paper's comparison: plain conditional StyleGAN2-ADA and SpineGAN with three training seeds each,
-             the lesion-type (8-class) model scored by macro-AUC, SpineGAN with DP-SGD,
-             a privacy audit per generator; 40 kimg each at 32x32, twice the phantom images: about 2 hours on an
-             idle 2-core machine (estimated; not run yet, docs/RESULTS.md section D4).
+  benchmark  the paper's comparison: plain conditional StyleGAN2-ADA and SpineGAN with three training seeds each
+             (the clinical loss's effect paired by seed), the lesion-type (8-class) model scored by macro-AUC,
+             SpineGAN with DP-SGD, a privacy audit per generator; 30 kimg each at 32x32, twice the phantom images:
+             under 2 hours on an idle 2-core machine (docs/RESULTS.md section H).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
-from spine.pipeline.experiment import ExperimentConfig, Variant, default_variants, run_experiment
+from spine.pipeline.experiment import (CLINICAL_LOSS_PAIR, PAPER_VARIANTS, ExperimentConfig, Variant, default_variants,
+                                      run_experiment)
+from spine.pipeline.seeds import group_summaries, paired_differences
 
 # The demo's phantom is magnified (zoom 1.5: about five vertebral levels instead of seven, so a 40-kimg generator draws
 # vertebrae, discs and processes rather than speckled columns) and draws its overlay lesions (spurs, spots, metal)
@@ -60,15 +61,9 @@ DEMO = ExperimentConfig(
 REPLICATE_SEEDS = (1, 2)
 
 
-PLAIN = Variant("stylegan2-ada")
-# (treated, control): variants that differ only in the clinical loss; with replicate seeds, the headline states
-# the loss's effect paired by seed
-CLINICAL_LOSS_PAIR = (DEMO.variants[0].name, PLAIN.name)
-
-
 def benchmark_variants(demo_spinegan: Variant) -> tuple[Variant, ...]:
     """Plain and SpineGAN arms (seed of the experiment, then each replicate seed), the lesion-type model, DP."""
-    main_arms = (PLAIN, demo_spinegan)
+    main_arms = (PAPER_VARIANTS[0], demo_spinegan)
     replicates = tuple(dataclasses.replace(v, name=f"{v.name}-seed{seed}", seed=seed)
                        for seed in REPLICATE_SEEDS for v in main_arms)
     lesion = (Variant("stylegan2-ada-lesion", labels="lesion"),)
@@ -82,27 +77,10 @@ BENCHMARK = dataclasses.replace(
     privacy_audit=True)
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
+# Generators trained at a time: the benchmark's eight train two at a time, one thread each (more kimg per hour on
+# 2 cores than one two-thread run)
+PARALLEL = {"demo": 1, "benchmark": 2}
 MINUTES = {"demo": 18, "benchmark": 110}  # on an idle 2-core machine: estimated from step times (docs/PERFORMANCE.md)
-
-
-def across_seeds(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student-t interval of the mean over training seeds (the spread a new seed would see in
-    the mean; the test-set bootstrap intervals do not cover training randomness)."""
-    import scipy.stats
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        raise ValueError(f"an interval across seeds needs at least two values, got {len(x)}")
-    half = scipy.stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
-
-
-def seed_groups(arms: list[str]) -> dict[str, list[str]]:
-    """{'synthetic-spinegan': ['synthetic-spinegan', 'synthetic-spinegan-seed1', ...]} for arms with replicates."""
-    groups: dict[str, list[str]] = {}
-    for arm in arms:
-        base, sep, seed = arm.rpartition("-seed")
-        groups.setdefault(base if sep and seed.isdigit() else arm, []).append(arm)
-    return {base: members for base, members in groups.items() if len(members) > 1}
 
 
 def _ci(interval: list[float] | None) -> str:
@@ -131,59 +109,38 @@ def downstream_lines(down: dict[str, Any], task: str = "") -> list[str]:
         mixed = down["aucs"].get(f"real+synthetic-{name}")
         if mixed is not None:
             lines.append(f"  test AUC{task}, real + {name} images:         {mixed:.3f}")
-    for base, members in seed_groups(list(down.get("skills", {}))).items():
-        name = base.removeprefix("synthetic-")
-        mean, low, high = across_seeds([down["skills"][arm] for arm in members])
-        auc, auc_low, auc_high = across_seeds([down["aucs"][arm] for arm in members])
-        lines.append(f"  {name} over {len(members)} training seeds: synthetic-only AUC {auc:.3f} "
-                     f"(95% t-interval {auc_low:.3f}-{auc_high:.3f}), skill ratio {mean:.2f} ({low:.2f}-{high:.2f})")
+    for base, group in group_summaries(down).items():
+        (auc, auc_low, auc_high), (mean, low, high) = group["auc"], group["skill"]
+        lines.append(f"  {base.removeprefix('synthetic-')} over {group['num_seeds']} training seeds: synthetic-only "
+                     f"AUC {auc:.3f} (95% t-interval {auc_low:.3f}-{auc_high:.3f}), skill ratio {mean:.2f} "
+                     f"({low:.2f}-{high:.2f})")
     return lines
 
 
-def paired_effect(out: dict[str, Any], treated: str, control: str) -> list[str]:
-    """`treated` minus `control` (variant names), paired by training seed (each pair shares its seed, data and
-    preset), with the Student-t interval of the mean difference across seeds: the synthetic-only skill and plain
-    ratios of the downstream table and every metric both arms report (precision, recall, FID ...)."""
-    down = out["downstream"]
-    seeds = [arm.removeprefix(f"synthetic-{treated}") for arm in down.get("skills", {})
-             if arm == f"synthetic-{treated}" or arm.startswith(f"synthetic-{treated}-seed")]
-    pairs = [(treated + seed, control + seed) for seed in seeds if f"synthetic-{control}{seed}" in down["skills"]]
-    if len(pairs) < 2:
+def effect_lines(out: dict[str, Any], treated: str, control: str) -> list[str]:
+    """`treated` minus `control`, paired by training seed, with t-intervals (nothing without two pairs)."""
+    num_pairs, effects = paired_differences(out, treated, control)
+    if not effects:
         return []
-    quantities = {"skill ratio": lambda name: down["skills"][f"synthetic-{name}"],
-                  "plain ratio": lambda name: down["ratios"][f"synthetic-{name}"]}
-    metric_names = set.intersection(*(set(_float_metrics(out, name)) for pair in pairs for name in pair))
-    for metric in sorted(metric_names):
-        quantities[metric] = lambda name, metric=metric: _float_metrics(out, name)[metric]
-    lines = [f"  {treated} minus {control}, paired by training seed over {len(pairs)} seeds (95% t-interval):"]
-    for label, value in quantities.items():
-        mean, low, high = across_seeds([value(t) - value(c) for t, c in pairs])
-        lines.append(f"    {label}: {mean:+.3f} ({low:+.3f} to {high:+.3f})")
-    return lines
-
-
-def _float_metrics(out: dict[str, Any], name: str) -> dict[str, float]:
-    results = out.get(f"metrics/{name}", {}).get("results", {})
-    return {key: value for key, value in results.items() if isinstance(value, float)}
+    return [f"  {treated} minus {control}, paired by training seed over {num_pairs} seeds (95% t-interval):"] + \
+        [f"    {label}: {mean:+.3f} ({low:+.3f} to {high:+.3f})" for label, (mean, low, high) in effects.items()]
 
 
 def privacy_lines(name: str, audit: dict[str, Any]) -> list[str]:
     """One generator's audit per feature space; a DP generator's against what its epsilon allows."""
-    from spine.evaluation.privacy_audit import AUDIT_FPR, dp_tpr_bound
-    account = (audit.get("privacy") or {}).get("account") or {}
-    bound = ""
-    if account.get("differentially_private") and account.get("epsilon") is not None:
-        allowed = dp_tpr_bound(account["epsilon"], account["delta"], AUDIT_FPR)
-        bound = f" (at most {allowed:.4f} at epsilon {account['epsilon']:.3g})"
+    from spine.evaluation.privacy_audit import stated_tpr_bound
+    bound = stated_tpr_bound(audit.get("privacy"))
+    allowed = "" if bound is None else \
+        f" (at most {bound:.4f} at epsilon {audit['privacy']['account']['epsilon']:.3g})"
     return [f"  {name} privacy ({space}): membership-inference AUC {figures['mia_auc']:.3f}, TPR at 1% FPR "
-            f"{figures['mia_tpr_at_1pct_fpr']:.3f}{bound}, share closer to training than held-out "
+            f"{figures['mia_tpr_at_1pct_fpr']:.3f}{allowed}, share closer to training than held-out "
             f"{figures['share_closer_to_train']:.2f}" for space, figures in audit["spaces"].items()]
 
 
 def headline_numbers(out: dict[str, Any]) -> list[str]:
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
-    lines = downstream_lines(out["downstream"]) + paired_effect(out, *CLINICAL_LOSS_PAIR)
+    lines = downstream_lines(out["downstream"]) + effect_lines(out, *CLINICAL_LOSS_PAIR)
     for key in sorted(k for k in out if k.startswith("downstream-")):
         lines += downstream_lines(out[key], f" ({key.removeprefix('downstream-')} labels, macro)")
     for key, value in out.items():
@@ -201,14 +158,17 @@ def headline_numbers(out: dict[str, Any]) -> list[str]:
 @click.option("--outdir", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
               help="Experiment folder; rerun with the same folder to continue after an interruption")
 @click.option("--mode", type=click.Choice(sorted(MODES)), default="demo", show_default=True)
-def main(outdir: str, mode: str) -> None:
+@click.option("--parallel", type=click.IntRange(min=1), default=None,
+              help="Generators trained at a time [default: 1 for demo, 2 for benchmark]")
+def main(outdir: str, mode: str, parallel: int | None) -> None:
     """Run the SpineGAN demo end to end on the built-in phantom and print where the report is."""
     start = time.time()
     config = MODES[mode]
     click.echo(f"SpineGAN {mode}: {len(config.variants)} generator(s), {config.kimg} kimg each, "
                f"{config.resolution}x{config.resolution} phantom radiographs -> {outdir}")
     click.echo(f"Expect about {MINUTES[mode]} minutes on 2 CPU cores in all (finished steps are skipped on a rerun)")
-    out = run_experiment(config, outdir, log=lambda text: click.echo(text, err=False))
+    out = run_experiment(config, outdir, log=lambda text: click.echo(text, err=False),
+                         parallel=PARALLEL[mode] if parallel is None else parallel)
     total = time.time() - start
     click.echo("\nStep timings (s): " + json.dumps({k: round(v) for k, v in out["timings"].items()}))
     click.echo(f"Total this run: {total / 60:.1f} min")

@@ -16,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,9 @@ class Variant:
 
 LABEL_MODES = ("abnormality", "lesion")   # what a variant can be conditioned on (spine.data.labels)
 PAPER_VARIANTS = (Variant("stylegan2-ada"), Variant("spinegan", clinical_weight=0.1))
+# (treated, control): the variants that differ only in the clinical loss; with replicate seeds, the headline and the
+# report state the loss's effect paired by seed (spine.pipeline.seeds)
+CLINICAL_LOSS_PAIR = ("spinegan", "stylegan2-ada")
 # DP-SGD refuses ADA (its controller reads D's scores on real images without privacy), hence no augmentation.
 DP_VARIANT = Variant("spinegan-dp", clinical_weight=0.1, train_args=("--dp=1", "--dp-epsilon=10", "--aug=noaug"))
 
@@ -252,11 +257,12 @@ def train_command(variant: Variant, train_zip: str, classifier: str, config: Exp
     return cmd
 
 
-def run_logged(cmd: list[str], log_path: Path, echo: Callable[[str], bool], log: Callable[[str], None]) -> None:
+def run_logged(cmd: list[str], log_path: Path, echo: Callable[[str], bool], log: Callable[[str], None],
+               env: dict[str, str] | None = None) -> None:
     """Run a command, all output to `log_path`, lines for which `echo(line)` holds also to `log`."""
     with open(log_path, "a") as log_file:
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   cwd=REPO_ROOT, bufsize=1)
+                                   cwd=REPO_ROOT, bufsize=1, env=env)
         assert process.stdout is not None
         for line in process.stdout:
             log_file.write(line)
@@ -268,10 +274,20 @@ def run_logged(cmd: list[str], log_path: Path, echo: Callable[[str], bool], log:
         raise RuntimeError(f"{cmd[1]} failed with exit code {code}; see {log_path}. Last lines:\n{tail}")
 
 
+def training_env(parallel: int) -> dict[str, str] | None:
+    """The environment of one of `parallel` concurrent train.py processes: the CPU cores shared out as threads
+    (on 2 cores, two one-thread runs train about 1.4x the kimg of one two-thread run: docs/PERFORMANCE.md). A
+    single run, or a thread count the user set, keeps the inherited environment."""
+    if parallel == 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    return dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // parallel)))
+
+
 def train_variant(variant: Variant, train_zip: str, classifier: str, config: ExperimentConfig, workdir: Path,
-                  log: Callable[[str], None]) -> dict[str, Any]:
+                  log: Callable[[str], None], env: dict[str, str] | None = None) -> dict[str, Any]:
     cmd = train_command(variant, train_zip, classifier, config, workdir)
-    run_logged(cmd, workdir / "train.log", lambda line: line.startswith(("tick", "Error", "Resumed")), log)
+    run_logged(cmd, workdir / "train.log", lambda line: line.startswith(("tick", "Error", "Resumed")),
+               lambda line: log(f"[train/{variant.name}] {line}"), env)
     run_dirs = sorted(p for p in workdir.iterdir() if p.is_dir())
     snapshots = sorted(glob.glob(str(run_dirs[-1] / "network-snapshot-*.pkl")))
     if not snapshots:
@@ -373,23 +389,26 @@ def downstream_options(config: ExperimentConfig) -> DownstreamOptions:
                              input_norm=config.classifier_input_norm)
 
 
-def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print,
+                   parallel: int = 1) -> dict[str, Any]:
     """Run (or continue) every step; returns {step name: outputs} plus timings.
 
     Variants conditioned on another label mode than the experiment's (e.g. the lesion-type model) get that mode's
     data, classifier and downstream table ('data/train-lesion', 'classifier-lesion', 'downstream-lesion').
+    The generators train `parallel` at a time (a matter of scheduling: the results do not depend on it).
     """
+    if parallel < 1:
+        raise ValueError(f"parallel: expected at least 1 training at a time, got {parallel}")
     outdir = Path(outdir).resolve()
     steps, out, data, judge = prepare_data(config, outdir, log)
     modes = list(data)
     synthetic: dict[str, dict[str, str]] = {mode: {} for mode in modes}
+    out.update(train_variants(steps, config, data, log, parallel))
     for variant in config.variants:
         name, mode = variant.name, variant.labels or config.labels
         train_zip, classifier = data[mode]["train"], data[mode]["classifier"]
         class_names, label_mode = _dataset_classes(train_zip)
-        trained = steps.run(f"train/{name}", lambda w: train_variant(variant, train_zip, classifier, config, w, log),
-                            keep_partial=True)
-        out[f"train/{name}"] = trained
+        trained = out[f"train/{name}"]
         synthetic[mode][name] = steps.run(f"synthesize/{name}", lambda w: synthesize_variant(
             trained["snapshot"], class_names, label_mode, config, w))["dataset"]
         out[f"metrics/{name}"] = steps.run(f"metrics/{name}", lambda w: metrics_variant(
@@ -407,6 +426,20 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         out["report"] = steps.run("report", lambda w: dict(report=str(write_experiment_report(outdir, w))))
     out["timings"] = steps.timings
     return out
+
+
+def train_variants(steps: Steps, config: ExperimentConfig, data: dict[str, dict[str, str]],
+                   log: Callable[[str], None], parallel: int) -> dict[str, dict[str, Any]]:
+    """{'train/<name>': outputs} of every variant, `parallel` trainings at a time (each resumes its checkpoint)."""
+    env = training_env(parallel)
+
+    def train(variant: Variant) -> tuple[str, dict[str, Any]]:
+        mode = data[variant.labels or config.labels]
+        return f"train/{variant.name}", steps.run(f"train/{variant.name}", lambda w: train_variant(
+            variant, mode["train"], mode["classifier"], config, w, log, env), keep_partial=True)
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return dict(pool.map(train, config.variants))
 
 
 def privacy_step(snapshot: str, train_zip: str, heldout_zip: str, classifier: str, config: ExperimentConfig,
@@ -494,10 +527,12 @@ def _variants_option(_ctx: click.Context, _param: click.Parameter, value: str | 
               help="Comma-separated: stylegan2-ada, spinegan, spinegan-dp")
 @click.option("--synth-per-class", type=click.IntRange(min=2), default=None)
 @click.option("--seed", type=dnnlib.SEED, default=None)
-def main(outdir: str, config_path: str | None, **overrides: Any) -> None:
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Generators trained at a time (the CPU cores are shared out among them)")
+def main(outdir: str, config_path: str | None, parallel: int, **overrides: Any) -> None:
     """Run the paper's comparison (plain conditional GAN vs SpineGAN [vs DP]) end to end, resumably."""
     config = load_config(config_path, overrides)
-    out = run_experiment(config, outdir)
+    out = run_experiment(config, outdir, parallel=parallel)
     click.echo(json.dumps(dict(downstream=out["downstream"], report=out.get("report"), timings=out["timings"]),
                           indent=1))
 

@@ -3,10 +3,12 @@ synthetic images look like, how close they come to real ones, and what they are 
 
     python -m spine.pipeline.report --experiment runs/demo          # writes runs/demo/report/index.html
 
-Sections: headline, downstream table, metrics, training curves (losses, augmentation p, clinical loss, DP epsilon,
+Sections: headline, downstream tables (one per label mode), replicated arms over training seeds (means and the
+clinical loss's effect paired by seed, with t-intervals), metrics, training curves (losses, augmentation p, clinical loss, DP epsilon,
 metrics over kimg, from stats.jsonl and metric-*.jsonl), sample grids per class beside real images at the same
 scale with per-class mean and difference images, nearest real neighbours of samples (pixel distance: a
-memorisation check, not a privacy guarantee), and a model card. Plots are PNG files
+memorisation check, not a privacy guarantee), the privacy audit of each generator (a DP one against the bound of
+its epsilon), and a model card. Plots are PNG files
 beside index.html, drawn with matplotlib's object API (no global pyplot state).
 """
 
@@ -27,12 +29,14 @@ import torch
 
 import dnnlib
 from spine.data.preview import tile
-from spine.evaluation.privacy_audit import nearest
 from spine.evaluation.downstream import exaggerated_arms, ratio_texts
+from spine.evaluation.privacy_audit import nearest, stated_tpr_bound
+from spine.pipeline.experiment import CLINICAL_LOSS_PAIR
+from spine.pipeline.seeds import group_summaries, paired_differences
 from training.dataset import ImageFolderDataset
 
-SECTIONS = ("Headline", "Downstream", "Metrics", "Training curves", "Samples", "Nearest real neighbours",
-            "Model card")
+SECTIONS = ("Headline", "Downstream", "Training seeds", "Metrics", "Training curves", "Samples",
+            "Nearest real neighbours", "Privacy audit", "Model card")
 CURVES = (("Loss/G/loss", "G adversarial loss"), ("Loss/D/loss", "D loss"), ("Loss/G/clinical", "clinical loss"),
           ("Progress/augment", "augment p"), ("Privacy/epsilon", "DP epsilon"))
 
@@ -286,6 +290,61 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
     return " ".join(parts)
 
 
+def downstream_table(results: dict[str, Any]) -> str:
+    return _table(["training data", "train / val images", "val AUC (own data)", "test AUC", "95% CI",
+                   "AUC ratio to real (95% CI)", "skill ratio (95% CI)"], downstream_rows(results)) + \
+        (f"<p class='note'>Test: {results['test']['num_images']} held-out real images, opened only after every "
+         f"model was final; epochs chosen on validation splits of each training source; percentile bootstrap "
+         f"intervals, the same resamples for every model and ratio (paired).</p>")
+
+
+def _interval(values: tuple[float, float, float], digits: int = 3, sign: str = "") -> str:
+    mean, low, high = values
+    return f"{mean:{sign}.{digits}f} ({low:{sign}.{digits}f} to {high:{sign}.{digits}f})"
+
+
+def seeds_section(steps: dict[str, dict]) -> str:
+    """Replicated synthetic arms over their training seeds and the clinical loss's effect paired by seed."""
+    down = steps.get("downstream")
+    groups = group_summaries(down) if down is not None else {}
+    if not groups:
+        return "<p>No arm was trained with more than one seed.</p>"
+    rows = [[base.removeprefix("synthetic-"), group["num_seeds"], _interval(group["auc"]),
+             _interval(group["skill"], 2)] for base, group in groups.items()]
+    parts = [_table(["generator", "training seeds", "synthetic-only test AUC (95% t-interval)",
+                     "skill ratio (95% t-interval)"], rows)]
+    num_pairs, effects = paired_differences(steps, *CLINICAL_LOSS_PAIR)
+    if effects:
+        treated, control = CLINICAL_LOSS_PAIR
+        parts.append(f"<h3>The clinical loss: {html.escape(treated)} minus {html.escape(control)}, paired by "
+                     f"training seed ({num_pairs} seeds)</h3>")
+        parts.append(_table(["quantity", "mean difference (95% t-interval)"],
+                            [[label, _interval(values, sign="+")] for label, values in effects.items()]))
+    parts.append("<p class='note'>Student-t intervals over training seeds: the spread a new seed would see in the "
+                 "mean (the bootstrap intervals above cover the test images only).</p>")
+    return "".join(parts)
+
+
+def privacy_section(steps: dict[str, dict], names: Sequence[str]) -> str:
+    """Each audited generator's membership inference and nearest-neighbour shares, DP ones against their bound."""
+    rows = []
+    for name in names:
+        audit = steps.get(f"privacy/{name}")
+        if audit is None:
+            continue
+        bound = stated_tpr_bound(audit.get("privacy"))
+        for space, figures in audit["spaces"].items():
+            rows.append([name, space, _fmt(figures["mia_auc"]), _fmt(figures["mia_tpr_at_1pct_fpr"]),
+                         "no DP guarantee" if bound is None else f"{bound:.4f}",
+                         _fmt(figures["share_closer_to_train"], 2)])
+    if not rows:
+        return "<p>No privacy audit in this experiment.</p>"
+    return _table(["generator", "feature space", "membership-inference AUC", "TPR at 1% FPR",
+                   "most TPR its epsilon allows", "share closer to training than held-out"], rows) + \
+        ("<p class='note'>Members: the generator's training images; non-members: the held-out test images. "
+         "Chance: AUC 0.5, TPR 0.01, share 0.5. Attack: distance to the nearest generated image.</p>")
+
+
 def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
     """What the generators are, were trained on, are for, and what they do not promise."""
     variants = config["variants"]
@@ -334,12 +393,11 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
             f"<h2 id='headline'>Headline</h2><p class='headline'>{html.escape(headline(config, downstream))}</p>"]
 
     body.append("<h2 id='downstream'>Downstream</h2>")
-    if downstream is not None:
-        body.append(_table(["training data", "train / val images", "val AUC (own data)", "test AUC", "95% CI",
-                            "AUC ratio to real (95% CI)", "skill ratio (95% CI)"], downstream_rows(downstream)))
-        body.append(f"<p class='note'>Test: {downstream['test']['num_images']} held-out real images, opened only "
-                    f"after every model was final; epochs chosen on validation splits of each training source; "
-                    f"percentile bootstrap intervals, the same resamples for every model and ratio (paired).</p>")
+    for key in sorted(k for k in steps if k == "downstream" or k.startswith("downstream-")):
+        if key != "downstream":
+            body.append(f"<h3>{html.escape(key.removeprefix('downstream-'))} labels (macro-AUC over classes)</h3>")
+        body.append(downstream_table(json.loads(Path(steps[key]["json"]).read_text())))
+    body.append("<h2 id='training-seeds'>Training seeds</h2>" + seeds_section(steps))
 
     body.append("<h2 id='metrics'>Metrics</h2>")
     metric_rows = []
@@ -395,6 +453,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
                     f"(RMS pixel distance {', '.join(f'{d:.1f}' for d in distances)} on 0-255). Near-zero distances "
                     f"would mean copies.</p><img src='{pairs}' alt='nearest neighbours of {html.escape(name)}'>")
 
+    body.append("<h2 id='privacy-audit'>Privacy audit</h2>" + privacy_section(steps, names))
     body.append("<h2 id='model-card'>Model card</h2>" + model_card(config, steps))
     timings = [[k, f"{v['seconds']:.0f} s"] for k, v in steps.items()]
     body.append("<h3>Step timings</h3>" + _table(["step", "time"], timings))

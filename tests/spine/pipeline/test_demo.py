@@ -33,18 +33,6 @@ def test_benchmark_config_has_the_papers_four_models_and_three_seeds():
     assert bench.phantom_train == 2 * demo.MODES["demo"].phantom_train
 
 
-def test_across_seeds_is_the_student_t_interval():
-    mean, low, high = demo.across_seeds([1.0, 2.0, 3.0])
-    # Student t with 2 df has CDF 1/2 + t / (2 sqrt(2 + t^2)), so its 97.5% point solves t / sqrt(2 + t^2) = 0.95.
-    t975 = (2 * 0.95 ** 2 / (1 - 0.95 ** 2)) ** 0.5
-    half = t975 * 1.0 / 3 ** 0.5            # sample sd of [1, 2, 3] is 1
-    assert mean == 2.0 and low == pytest.approx(2 - half, abs=1e-12) and high == pytest.approx(2 + half, abs=1e-12)
-    assert demo.seed_groups(["synthetic-a", "synthetic-a-seed1", "synthetic-b", "synthetic-a-seed2"]) == \
-        {"synthetic-a": ["synthetic-a", "synthetic-a-seed1", "synthetic-a-seed2"]}
-    with pytest.raises(ValueError, match="two values"):
-        demo.across_seeds([0.7])
-
-
 @pytest.mark.parametrize("mode, minutes", [("demo", 18), ("benchmark", 110)])
 def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, mode, minutes):
     from click.testing import CliRunner
@@ -74,26 +62,15 @@ def test_headline_numbers_name_every_model():
     assert any("spinegan-only classifier is NOT above chance" in line for line in demo.headline_numbers(out))
 
 
-def test_clinical_loss_effect_is_paired_by_seed():
-    skills = {"synthetic-spinegan": 0.80, "synthetic-spinegan-seed1": 0.90, "synthetic-spinegan-seed2": 0.70,
-              "synthetic-stylegan2-ada": 0.70, "synthetic-stylegan2-ada-seed1": 0.60,
-              "synthetic-stylegan2-ada-seed2": 0.65, "synthetic-spinegan-dp": 0.10, "synthetic-spinegan-seed3": 0.5}
-    recall = {"spinegan": 0.50, "spinegan-seed1": 0.40, "spinegan-seed2": 0.45, "stylegan2-ada": 0.60,
-              "stylegan2-ada-seed1": 0.60, "stylegan2-ada-seed2": 0.50, "spinegan-dp": 0.1}
-    out = dict(downstream=dict(skills=skills, ratios={arm: 1.0 for arm in skills}),
-               **{f"metrics/{name}": dict(results=dict(pr2k3_spine_recall=value, num_images=10))
-                  for name, value in recall.items()})
-    lines = demo.paired_effect(out, "spinegan", "stylegan2-ada")
-    # seeds 0, 1, 2 pair up; the DP arm and the unmatched seed3 do not; skill differences 0.10, 0.30, 0.05
-    assert "over 3 seeds" in lines[0]
-    mean, low, high = demo.across_seeds([0.10, 0.30, 0.05])
-    assert lines[1] == f"    skill ratio: {mean:+.3f} ({low:+.3f} to {high:+.3f})"
-    assert lines[2] == "    plain ratio: +0.000 (+0.000 to +0.000)"
-    mean, low, high = demo.across_seeds([-0.10, -0.20, -0.05])
-    assert lines[3] == f"    pr2k3_spine_recall: {mean:+.3f} ({low:+.3f} to {high:+.3f})"
-    assert len(lines) == 4                   # integer counts are not metrics to difference
-    del skills["synthetic-stylegan2-ada-seed1"], skills["synthetic-stylegan2-ada-seed2"]
-    assert demo.paired_effect(out, "spinegan", "stylegan2-ada") == []    # one pair has no interval
+def test_the_clinical_loss_effect_is_printed_paired_by_seed():
+    skills = {f"synthetic-{name}{seed}": value for name, values in (("spinegan", (0.8, 0.9)), ("stylegan2-ada", (0.7, 0.6)))
+              for seed, value in zip(("", "-seed1"), values)}
+    out = dict(downstream=dict(skills=skills, ratios=dict.fromkeys(skills, 1.0)))
+    lines = demo.effect_lines(out, *demo.CLINICAL_LOSS_PAIR)
+    assert lines[0] == "  spinegan minus stylegan2-ada, paired by training seed over 2 seeds (95% t-interval):"
+    assert lines[1].startswith("    skill ratio: +0.200 (")   # differences 0.1 and 0.3
+    assert demo.CLINICAL_LOSS_PAIR == ("spinegan", "stylegan2-ada")
+    assert all(arm in {v.name for v in demo.MODES["benchmark"].variants} for arm in demo.CLINICAL_LOSS_PAIR)
 
 
 def test_a_dp_generators_audit_is_read_against_its_epsilon():

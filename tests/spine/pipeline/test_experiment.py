@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import threading
 
 import pytest
 import torch
@@ -51,7 +52,7 @@ TINY = ExperimentConfig(phantom_train=40, phantom_test=24, phantom_size=64, reso
 
 def fake_train_variant(calls):
     """Stands in for train.py (minutes on CPU): writes a tiny conditional snapshot into a run folder."""
-    def train(variant, train_zip, classifier, config, workdir, log):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None):
         calls.append(variant.name)
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
@@ -184,9 +185,33 @@ def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
     bad_inputs.assert_refused(result, message, exit_code, tmp_path, before)
 
 
+def test_generators_train_in_parallel_sharing_the_cores(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    both_running = threading.Barrier(2, timeout=60)    # broken (an error) unless the two trainings overlap
+    seen = []
+
+    def train(variant, train_zip, classifier, config, workdir, log, env=None):
+        both_running.wait()
+        seen.append((variant.name, train_zip, env["OMP_NUM_THREADS"]))
+        return dict(snapshot=f"{variant.name}.pkl")
+
+    monkeypatch.setattr(experiment, "train_variant", train)
+    data = {"abnormality": dict(train="a.zip", classifier="a.pkl"), "lesion": dict(train="l.zip", classifier="l.pkl")}
+    config = dataclasses.replace(TINY, variants=(Variant("plain"), Variant("lesion", labels="lesion")))
+    out = experiment.train_variants(Steps(tmp_path), config, data, lambda _text: None, parallel=2)
+    assert out == {"train/plain": dict(snapshot="plain.pkl"), "train/lesion": dict(snapshot="lesion.pkl")}
+    assert sorted(seen) == [("lesion", "l.zip", "2"), ("plain", "a.zip", "2")]
+    assert experiment.training_env(1) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert experiment.training_env(2) is None           # the user's thread count is kept
+    with pytest.raises(ValueError, match="parallel"):
+        experiment.run_experiment(TINY, tmp_path, parallel=0)
+
+
 def fake_train_any_labels(calls):
     """Like fake_train_variant, with the conditioning size of the variant's own dataset (2 or 8 classes)."""
-    def train(variant, train_zip, classifier, config, workdir, log):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None):
         calls.append((variant.name, train_zip))
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()

@@ -141,3 +141,27 @@ def test_sample_grid_puts_real_rows_beside_synthetic_rows(experiment_dir, tmp_pa
     real_first_abnormal = np.asarray(PIL.Image.open(experiment_dir / "train" / "img001.png"))
     np.testing.assert_array_equal(grid[32:48, :16], real_first_abnormal)   # same 16 px cell as the samples
     np.testing.assert_array_equal(grid[48:64, :16], np.asarray(PIL.Image.open(experiment_dir / "synth" / "img003.png")))
+
+
+def test_seeds_section_gives_replicate_means_and_the_clinical_loss_effect():
+    assert "No arm was trained with more than one seed" in report.seeds_section({})
+    skills = {"synthetic-spinegan": 0.8, "synthetic-spinegan-seed1": 0.9, "synthetic-stylegan2-ada": 0.7,
+              "synthetic-stylegan2-ada-seed1": 0.6}
+    aucs = {"synthetic-spinegan": 0.82, "synthetic-spinegan-seed1": 0.86, "synthetic-stylegan2-ada": 0.78,
+            "synthetic-stylegan2-ada-seed1": 0.74}
+    section = report.seeds_section(dict(downstream=dict(skills=skills, aucs=aucs, ratios=dict.fromkeys(skills, 0.9))))
+    # two seeds: t(1) 97.5% point 12.706; AUC sd 0.02828 -> half-width 0.254; skill sd 0.0707 -> 0.635
+    assert "<td>spinegan</td><td>2</td><td>0.840 (0.586 to 1.094)</td><td>0.85 (0.21 to 1.49)</td>" in section
+    assert "spinegan minus stylegan2-ada, paired by training seed (2 seeds)" in section
+    assert "<td>skill ratio</td><td>+0.200 (-1.071 to +1.471)</td>" in section   # differences 0.1 and 0.3
+
+
+def test_privacy_section_reads_a_dp_generator_against_its_epsilon():
+    assert "No privacy audit" in report.privacy_section({}, ["spinegan"])
+    figures = dict(mia_auc=0.52, mia_tpr_at_1pct_fpr=0.015, share_closer_to_train=0.51)
+    steps = {"privacy/spinegan": dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures)),
+             "privacy/spinegan-dp": dict(privacy=dict(account=dict(differentially_private=True, epsilon=2.0,
+                                                                   delta=1e-5)), spaces=dict(pixel=figures))}
+    section = report.privacy_section(steps, ["spinegan", "spinegan-dp"])
+    assert "<td>spinegan</td><td>pixel</td><td>0.520</td><td>0.015</td><td>no DP guarantee</td><td>0.51</td>" in section
+    assert "<td>spinegan-dp</td><td>pixel</td><td>0.520</td><td>0.015</td><td>0.0739</td>" in section  # e^2/100

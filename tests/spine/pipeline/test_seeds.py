@@ -1,0 +1,45 @@
+"""spine.pipeline.seeds: Student-t intervals over training seeds and differences paired by seed, on known answers."""
+
+import pytest
+
+from spine.pipeline import seeds
+
+
+def test_across_seeds_is_the_student_t_interval():
+    mean, low, high = seeds.across_seeds([1.0, 2.0, 3.0])
+    # Student t with 2 df has CDF 1/2 + t / (2 sqrt(2 + t^2)), so its 97.5% point solves t / sqrt(2 + t^2) = 0.95.
+    t975 = (2 * 0.95 ** 2 / (1 - 0.95 ** 2)) ** 0.5
+    half = t975 * 1.0 / 3 ** 0.5            # sample sd of [1, 2, 3] is 1
+    assert mean == 2.0 and low == pytest.approx(2 - half, abs=1e-12) and high == pytest.approx(2 + half, abs=1e-12)
+    with pytest.raises(ValueError, match="two values"):
+        seeds.across_seeds([0.7])
+
+
+def test_seed_groups_and_their_summaries():
+    assert seeds.seed_groups(["synthetic-a", "synthetic-a-seed1", "synthetic-b", "synthetic-a-seed2"]) == \
+        {"synthetic-a": ["synthetic-a", "synthetic-a-seed1", "synthetic-a-seed2"]}
+    down = dict(aucs={"synthetic-a": 0.7, "synthetic-a-seed1": 0.8, "synthetic-b": 0.6},
+                skills={"synthetic-a": 0.5, "synthetic-a-seed1": 0.7, "synthetic-b": 0.2})
+    summary = seeds.group_summaries(down)
+    assert list(summary) == ["synthetic-a"] and summary["synthetic-a"]["num_seeds"] == 2
+    assert summary["synthetic-a"]["auc"] == pytest.approx(seeds.across_seeds([0.7, 0.8]), abs=1e-12)
+    assert summary["synthetic-a"]["skill"][0] == pytest.approx(0.6, abs=1e-12)
+
+
+def test_differences_are_paired_by_seed():
+    skills = {"synthetic-spinegan": 0.80, "synthetic-spinegan-seed1": 0.90, "synthetic-spinegan-seed2": 0.70,
+              "synthetic-stylegan2-ada": 0.70, "synthetic-stylegan2-ada-seed1": 0.60,
+              "synthetic-stylegan2-ada-seed2": 0.65, "synthetic-spinegan-dp": 0.10, "synthetic-spinegan-seed3": 0.5}
+    recall = {"spinegan": 0.50, "spinegan-seed1": 0.40, "spinegan-seed2": 0.45, "stylegan2-ada": 0.60,
+              "stylegan2-ada-seed1": 0.60, "stylegan2-ada-seed2": 0.50, "spinegan-dp": 0.1}
+    steps = dict(downstream=dict(skills=skills, ratios=dict.fromkeys(skills, 1.0)),
+                 **{f"metrics/{name}": dict(results=dict(pr2k3_spine_recall=value, num_images=10))
+                    for name, value in recall.items()})
+    num_pairs, effects = seeds.paired_differences(steps, "spinegan", "stylegan2-ada")
+    # seeds 0, 1, 2 pair up; the DP arm and the unmatched seed3 do not; integer counts are not metrics
+    assert num_pairs == 3 and list(effects) == ["skill ratio", "plain ratio", "pr2k3_spine_recall"]
+    assert effects["skill ratio"] == pytest.approx(seeds.across_seeds([0.10, 0.30, 0.05]), abs=1e-12)
+    assert effects["plain ratio"] == (0.0, 0.0, 0.0)
+    assert effects["pr2k3_spine_recall"] == pytest.approx(seeds.across_seeds([-0.10, -0.20, -0.05]), abs=1e-12)
+    del skills["synthetic-stylegan2-ada-seed1"], skills["synthetic-stylegan2-ada-seed2"]
+    assert seeds.paired_differences(steps, "spinegan", "stylegan2-ada") == (1, {})   # one pair has no interval
