@@ -1,7 +1,8 @@
 """Privacy audit of a generator: memorisation and membership inference against its training data.
 
 For generated images and two real sets from the same distribution, the training images (members) and held-out
-images never used for training or model selection (non-members), in pixel space and in a feature space
+images never used for training or model selection (non-members), the larger of the two cut to the smaller's size,
+in pixel space and in a feature space
 (the spine classifier's penultimate features when --classifier is given, else a seeded random-convolution
 embedding):
   * distances from each generated image to its nearest training and nearest held-out image;
@@ -163,6 +164,17 @@ def load_real(path: str, max_images: int | None, seed: int) -> torch.Tensor:
     return torch.from_numpy(images).float() / 127.5 - 1
 
 
+def equal_sizes(train: torch.Tensor, heldout: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both real sets cut to the smaller one's size (a seeded subset of the larger): the nearest image in a larger
+    set is closer by chance alone, so the share of generated images closer to training is 0.5 at chance only when
+    the two sets are the same size."""
+    size = min(len(train), len(heldout))
+    generator = torch.Generator().manual_seed(seed)
+    train, heldout = (x if len(x) == size else x[torch.randperm(len(x), generator=generator)[:size]]
+                      for x in (train, heldout))
+    return train, heldout
+
+
 def check_real_shapes(G: torch.nn.Module, real_sets: dict[str, torch.Tensor]) -> None:
     """Real images must have the generator's channels and resolution, to be compared pixel by pixel."""
     expected = (G.img_channels, G.img_resolution, G.img_resolution)
@@ -240,7 +252,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {r['share_closer_to_train']:.3f} | {r['generated_to_train']['median']:.4g} | "
                      f"{r['generated_to_heldout']['median']:.4g} | {r['mia_auc']:.3f} | "
                      f"{r['mia_tpr_at_1pct_fpr']:.3f} |")
-    lines += ["", "Chance: share 0.5 (equal-size real sets from one distribution), AUC 0.5, TPR 0.01.",
+    lines += ["", "Chance: share 0.5 (real sets of equal size from one distribution), AUC 0.5, TPR 0.01.",
               "Closest generated/training pairs (pixel space): `closest_pairs.png` (top: generated, bottom: "
               "nearest training image).", ""]
     return "\n".join(lines)
@@ -274,7 +286,8 @@ def write_outputs(outdir: str, report: dict[str, Any], generated: torch.Tensor, 
 @click.option("--heldout", "heldout_path", help="Held-out images never used for training", required=True)
 @click.option("--outdir", help="Where to write the report", required=True)
 @click.option("--num", help="Generated images [default: 1000]", type=click.IntRange(min=1), default=1000)
-@click.option("--max-real", help="At most this many images per real set [default: all]", type=click.IntRange(min=1))
+@click.option("--max-real", help="At most this many images per real set [default: all; the larger set is always cut "
+              "to the smaller one's size]", type=click.IntRange(min=1))
 @click.option("--classifier", help="classifier.pkl whose features form the feature space", type=str)
 @click.option("--seed", help="Seed of the latents and the random embedding [default: 0]", type=dnnlib.SEED, default=0)
 @click.option("--batch", help="Batch size [default: 32]", type=click.IntRange(min=1), default=32)
@@ -288,8 +301,7 @@ def main(network_pkl: str, train_path: str, heldout_path: str, outdir: str, num:
     if snapshot["G_ema"] is None:
         raise dnnlib.UserError(f"--network={network_pkl}: the snapshot holds no G_ema (the generator to audit)")
     G = snapshot["G_ema"].eval().requires_grad_(False).to(device)
-    train = load_real(train_path, max_real, seed)
-    heldout = load_real(heldout_path, max_real, seed)
+    train, heldout = equal_sizes(load_real(train_path, max_real, seed), load_real(heldout_path, max_real, seed), seed)
     check_real_shapes(G, {f"--train={train_path}": train, f"--heldout={heldout_path}": heldout})
     embeddings = {"classifier": classifier_embedding(classifier, device)} if classifier else \
         {"random_conv": random_conv_embedding(G.img_channels, seed)}

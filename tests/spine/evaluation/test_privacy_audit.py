@@ -83,6 +83,17 @@ def test_dp_tpr_bound_closed_forms(epsilon, delta, fpr, expected):
     assert privacy_audit.dp_tpr_bound(epsilon, delta, fpr) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
+def test_real_sets_are_cut_to_equal_size():
+    train = torch.arange(10.0).reshape(10, 1, 1, 1)
+    heldout = -torch.arange(4.0).reshape(4, 1, 1, 1)
+    cut_train, same_heldout = privacy_audit.equal_sizes(train, heldout, seed=3)
+    assert same_heldout is heldout and len(cut_train) == 4
+    rows = cut_train.flatten().tolist()
+    assert len(set(rows)) == 4 and set(rows) <= set(range(10))          # a subset, without repeats
+    assert torch.equal(privacy_audit.equal_sizes(train, heldout, seed=3)[0], cut_train)   # seeded
+    assert privacy_audit.equal_sizes(heldout, train, seed=3)[0] is heldout   # the smaller set is never cut
+
+
 def write_folder(path, images: torch.Tensor) -> str:
     os.makedirs(path)
     pixels = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
@@ -102,13 +113,14 @@ def test_cli_writes_report(tmp_path):
                           metadata=dict(privacy=dict(epsilon=2.0, delta=1e-5, unit="image",
                                                      differentially_private=True)))
     train = write_folder(tmp_path / "train", smooth_images(12, 0))
-    heldout = write_folder(tmp_path / "heldout", smooth_images(12, 1))
+    heldout = write_folder(tmp_path / "heldout", smooth_images(8, 1))
     out = tmp_path / "audit"
     result = CliRunner().invoke(privacy_audit.main, ["--network", pkl, "--train", train, "--heldout", heldout,
                                                      "--outdir", str(out), "--num", "10", "--pairs", "4"])
     assert result.exit_code == 0, result.output
     report = json.load(open(out / "privacy_audit.json"))
     assert set(report["spaces"]) == {"pixel", "random_conv"} and report["num_generated"] == 10
+    assert report["num_train"] == report["num_heldout"] == 8     # 12 training images cut to the held-out 8
     assert report["privacy"]["guarantee"].startswith("(2, 1e-05)-DP per image")
     assert "| pixel |" in (out / "privacy_audit.md").read_text()
     assert PIL.Image.open(out / "closest_pairs.png").size == (4 * 16, 2 * 16)
