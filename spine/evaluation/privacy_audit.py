@@ -228,10 +228,10 @@ def privacy_statement(metadata: dict | None) -> dict[str, Any]:
         return dict(guarantee=f"NOT differentially private ({privacy.get('note', '')})", account=privacy,
                     not_covered=NOT_COVERED)
     not_covered = ([CLINICAL_NOT_COVERED] if metadata.get("clinical_loss") else []) + NOT_COVERED
-    return dict(guarantee=f"({privacy['epsilon']:.4g}, {privacy['delta']:.3g})-DP per {privacy['unit']} "
-                          f"for the discriminator's training; the generator is post-processing",
-                account=privacy, not_covered=not_covered,
-                mia_tpr_bound=dp_tpr_bound(privacy["epsilon"], privacy["delta"], AUDIT_FPR))
+    statement = dict(guarantee=f"({privacy['epsilon']:.4g}, {privacy['delta']:.3g})-DP per {privacy['unit']} "
+                               f"for the discriminator's training; the generator is post-processing",
+                     account=privacy, not_covered=not_covered)
+    return dict(statement, mia_tpr_bound=stated_tpr_bound(statement))
 
 
 def markdown(report: dict[str, Any]) -> str:

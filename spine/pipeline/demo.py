@@ -30,7 +30,7 @@ import click
 
 from spine.pipeline.experiment import (CLINICAL_LOSS_PAIR, PAPER_VARIANTS, ExperimentConfig, Variant, default_variants,
                                       run_experiment)
-from spine.pipeline.seeds import group_summaries, paired_differences
+from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 
 # The demo's phantom is magnified (zoom 1.5: about five vertebral levels instead of seven, so a 40-kimg generator draws
 # vertebrae, discs and processes rather than speckled columns) and draws its overlay lesions (spurs, spots, metal)
@@ -123,7 +123,7 @@ def effect_lines(out: dict[str, Any], treated: str, control: str) -> list[str]:
     if not effects:
         return []
     return [f"  {treated} minus {control}, paired by training seed over {num_pairs} seeds (95% t-interval):"] + \
-        [f"    {label}: {mean:+.3f} ({low:+.3f} to {high:+.3f})" for label, (mean, low, high) in effects.items()]
+        [f"    {label}: {format_interval(values, sign='+')}" for label, values in effects.items()]
 
 
 def privacy_lines(name: str, audit: dict[str, Any]) -> list[str]:

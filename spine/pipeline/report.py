@@ -32,7 +32,7 @@ from spine.data.preview import tile
 from spine.evaluation.downstream import exaggerated_arms, ratio_texts
 from spine.evaluation.privacy_audit import nearest, stated_tpr_bound
 from spine.pipeline.experiment import CLINICAL_LOSS_PAIR
-from spine.pipeline.seeds import group_summaries, paired_differences
+from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 from training.dataset import ImageFolderDataset
 
 SECTIONS = ("Headline", "Downstream", "Training seeds", "Metrics", "Training curves", "Samples",
@@ -298,19 +298,14 @@ def downstream_table(results: dict[str, Any]) -> str:
          f"intervals, the same resamples for every model and ratio (paired).</p>")
 
 
-def _interval(values: tuple[float, float, float], digits: int = 3, sign: str = "") -> str:
-    mean, low, high = values
-    return f"{mean:{sign}.{digits}f} ({low:{sign}.{digits}f} to {high:{sign}.{digits}f})"
-
-
 def seeds_section(steps: dict[str, dict]) -> str:
     """Replicated synthetic arms over their training seeds and the clinical loss's effect paired by seed."""
     down = steps.get("downstream")
     groups = group_summaries(down) if down is not None else {}
     if not groups:
         return "<p>No arm was trained with more than one seed.</p>"
-    rows = [[base.removeprefix("synthetic-"), group["num_seeds"], _interval(group["auc"]),
-             _interval(group["skill"], 2)] for base, group in groups.items()]
+    rows = [[base.removeprefix("synthetic-"), group["num_seeds"], format_interval(group["auc"]),
+             format_interval(group["skill"], 2)] for base, group in groups.items()]
     parts = [_table(["generator", "training seeds", "synthetic-only test AUC (95% t-interval)",
                      "skill ratio (95% t-interval)"], rows)]
     num_pairs, effects = paired_differences(steps, *CLINICAL_LOSS_PAIR)
@@ -319,7 +314,7 @@ def seeds_section(steps: dict[str, dict]) -> str:
         parts.append(f"<h3>The clinical loss: {html.escape(treated)} minus {html.escape(control)}, paired by "
                      f"training seed ({num_pairs} seeds)</h3>")
         parts.append(_table(["quantity", "mean difference (95% t-interval)"],
-                            [[label, _interval(values, sign="+")] for label, values in effects.items()]))
+                            [[label, format_interval(values, sign="+")] for label, values in effects.items()]))
     parts.append("<p class='note'>Student-t intervals over training seeds: the spread a new seed would see in the "
                  "mean (the bootstrap intervals above cover the test images only).</p>")
     return "".join(parts)
@@ -393,9 +388,10 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
             f"<h2 id='headline'>Headline</h2><p class='headline'>{html.escape(headline(config, downstream))}</p>"]
 
     body.append("<h2 id='downstream'>Downstream</h2>")
-    for key in sorted(k for k in steps if k == "downstream" or k.startswith("downstream-")):
-        if key != "downstream":
-            body.append(f"<h3>{html.escape(key.removeprefix('downstream-'))} labels (macro-AUC over classes)</h3>")
+    if downstream is not None:
+        body.append(downstream_table(downstream))
+    for key in sorted(k for k in steps if k.startswith("downstream-")):
+        body.append(f"<h3>{html.escape(key.removeprefix('downstream-'))} labels (macro-AUC over classes)</h3>")
         body.append(downstream_table(json.loads(Path(steps[key]["json"]).read_text())))
     body.append("<h2 id='training-seeds'>Training seeds</h2>" + seeds_section(steps))
 

@@ -59,6 +59,12 @@ def paired_differences(steps: dict[str, Any], treated: str, control: str) -> tup
     return len(pairs), {label: across_seeds([value[t] - value[c] for t, c in pairs]) for label, value in values.items()}
 
 
+def format_interval(interval: Interval, digits: int = 3, sign: str = "") -> str:
+    """'mean (low to high)'; sign="+" writes differences with their sign."""
+    mean, low, high = interval
+    return f"{mean:{sign}.{digits}f} ({low:{sign}.{digits}f} to {high:{sign}.{digits}f})"
+
+
 def _float_metrics(steps: dict[str, Any], name: str) -> dict[str, float]:
     results = steps.get(f"metrics/{name}", {}).get("results", {})
     return {key: value for key, value in results.items() if isinstance(value, float)}
