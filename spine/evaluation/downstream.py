@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,10 @@ def combine(real: LabelledImages, synthetic: LabelledImages) -> LabelledImages:
                           sha256=f"{real.sha256}+{synthetic.sha256}")
 
 
-def train_arms(real_train: str, synthetic: Mapping[str, str], options: DownstreamOptions) -> dict[str, TrainResult]:
-    """Train the real model and, per generator, the synthetic-only and real + synthetic models.
+def train_arms(real_train: str, synthetic: Mapping[str, str], options: DownstreamOptions,
+               without_mixed: Collection[str] = ()) -> dict[str, TrainResult]:
+    """Train the real model and, per generator, the synthetic-only and real + synthetic models (only the former for
+    the names in `without_mixed`, e.g. pooled arms, whose real + synthetic model would cost minutes and say little).
 
     Receives no test path on purpose: model selection can only use the training sources.
     """
@@ -98,7 +100,8 @@ def train_arms(real_train: str, synthetic: Mapping[str, str], options: Downstrea
         fake = load_labelled_images(path)
         combine(real, fake)  # checks compatibility before spending time on training
         models[synthetic_arm(name)] = train_classifier(fake, train_opts)
-        models[mixed_arm(name)] = train_classifier(combine(real, fake), train_opts)
+        if name not in without_mixed:
+            models[mixed_arm(name)] = train_classifier(combine(real, fake), train_opts)
     return models
 
 
@@ -241,9 +244,9 @@ def markdown_table(results: Mapping[str, Any]) -> str:
 
 
 def run_downstream(real_train: str, synthetic: Mapping[str, str], test_path: str, outdir: str,
-                   options: DownstreamOptions) -> dict[str, Any]:
-    """Train every model, then evaluate each once on the test set; write JSON, Markdown and the models."""
-    models = train_arms(real_train, synthetic, options)
+                   options: DownstreamOptions, without_mixed: Collection[str] = ()) -> dict[str, Any]:
+    """Train every model (`train_arms`), then evaluate each once on the test set; write JSON, Markdown, models."""
+    models = train_arms(real_train, synthetic, options, without_mixed)
     results = evaluate_on_test(models, test_path, options)
     results["options"] = dataclasses.asdict(options)
     os.makedirs(outdir, exist_ok=True)
@@ -256,7 +259,8 @@ def run_downstream(real_train: str, synthetic: Mapping[str, str], test_path: str
     return results
 
 
-def _parse_synthetic(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+def parse_named_datasets(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """Click callback: repeated NAME=PATH options -> {name: path}, each path an existing dataset, names distinct."""
     parsed = {}
     for value in values:
         name, sep, path = value.partition("=")
@@ -272,7 +276,7 @@ def _parse_synthetic(_ctx: click.Context, _param: click.Parameter, values: tuple
 
 @click.command()
 @click.option("--real-train", required=True, type=click.Path(exists=True), help="Real training images (labelled)")
-@click.option("--synthetic", multiple=True, callback=_parse_synthetic, help="NAME=PATH of a synthetic dataset "
+@click.option("--synthetic", multiple=True, callback=parse_named_datasets, help="NAME=PATH of a synthetic dataset "
               "(repeatable)")
 @click.option("--test", "test_path", required=True, type=click.Path(exists=True), help="Held-out real test images")
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder")

@@ -53,6 +53,15 @@ class Variant:
     seed: int | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """A synthetic arm of several variants' images together (spine.evaluation.pooling), e.g. one arm's training
+    seeds: no generator of its own, scored downstream like a variant."""
+
+    name: str
+    members: tuple[str, ...]
+
+
 LABEL_MODES = ("abnormality", "lesion")   # what a variant can be conditioned on (spine.data.labels)
 PAPER_VARIANTS = (Variant("stylegan2-ada"), Variant("spinegan", clinical_weight=0.1))
 # (treated, control): the variants that differ only in the clinical loss; with replicate seeds, the headline and the
@@ -89,6 +98,7 @@ class ExperimentConfig:
     kimg: int = 20
     snap: int = 5
     variants: tuple[Variant, ...] = dataclasses.field(default_factory=default_variants)
+    pools: tuple[Pool, ...] = ()
     synth_per_class: int = 500
     synth_trunc: float = 1.0
     metrics: tuple[str, ...] = ("fid1k_full", "label_fidelity200")
@@ -115,6 +125,8 @@ class ExperimentConfig:
         data = dict(data)
         if "variants" in data:
             data["variants"] = tuple(_variant(v, f"{where}.variants[{i}]") for i, v in enumerate(data["variants"]))
+        if "pools" in data:
+            data["pools"] = tuple(_pool(p, f"{where}.pools[{i}]") for i, p in enumerate(data["pools"]))
         if "metrics" in data:
             data["metrics"] = tuple(data["metrics"])
         config = ExperimentConfig(**data)
@@ -129,6 +141,7 @@ class ExperimentConfig:
         if not names or len(set(names)) != len(names) or not all(n and "/" not in n for n in names):
             raise ValueError(f"{where}.variants: need at least one variant, with distinct names without '/', "
                              f"got {names}")
+        self._check_pools(where)
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
         if self.kimg < 1 or self.synth_per_class < 2:
@@ -139,6 +152,35 @@ class ExperimentConfig:
         if self.classifier_input_norm not in INPUT_NORMS:
             raise ValueError(f"{where}.classifier_input_norm: expected one of {list(INPUT_NORMS)}, "
                              f"got {self.classifier_input_norm!r}")
+
+    def _check_pools(self, where: str) -> None:
+        """Pool names are new arm names; members are two or more variants of one label mode."""
+        modes = {v.name: v.labels or self.labels for v in self.variants}
+        names = [p.name for p in self.pools]
+        for i, pool in enumerate(self.pools):
+            if not pool.name or "/" in pool.name or pool.name in modes or names.count(pool.name) > 1:
+                raise ValueError(f"{where}.pools[{i}].name: expected a name without '/' that no variant or other "
+                                 f"pool has, got {pool.name!r}")
+            unknown = [m for m in pool.members if m not in modes]
+            if len(set(pool.members)) < 2 or len(set(pool.members)) < len(pool.members) or unknown:
+                raise ValueError(f"{where}.pools[{i}].members: expected two or more distinct variant names (of "
+                                 f"{sorted(modes)}), got {list(pool.members)}")
+            if len({modes[m] for m in pool.members}) > 1:
+                raise ValueError(f"{where}.pools[{i}].members: variants of different label modes cannot share a "
+                                 f"classifier's labels, got {({m: modes[m] for m in pool.members})}")
+
+    def mode_of(self, name: str) -> str:
+        """The label mode of a variant or pool (pools take their members')."""
+        pools = {p.name: p.members[0] for p in self.pools}
+        variant = next(v for v in self.variants if v.name == pools.get(name, name))
+        return variant.labels or self.labels
+
+
+def _pool(data: Any, where: str) -> Pool:
+    if not isinstance(data, dict) or set(data) != {"name", "members"} or not isinstance(data["name"], str) \
+            or not isinstance(data["members"], (list, tuple)) or not all(isinstance(m, str) for m in data["members"]):
+        raise ValueError(f"{where}: expected {{'name': str, 'members': [variant names]}}, got {data!r}")
+    return Pool(data["name"], tuple(data["members"]))
 
 
 def _variant(data: Any, where: str) -> Variant:
@@ -310,6 +352,14 @@ def synthesize_variant(snapshot: str, class_names: list[str], label_mode: str, c
     return dict(dataset=str(dest))
 
 
+def pool_step(pool: Pool, synthetic: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """The members' synthetic datasets as one (spine.evaluation.pooling)."""
+    from spine.evaluation.pooling import pool_datasets
+    dest = workdir / "synthetic.zip"
+    meta = pool_datasets({member: synthetic[member] for member in pool.members}, str(dest))["spinegan"]
+    return dict(dataset=str(dest), members=list(pool.members), num_images=meta["num_images"])
+
+
 INDEPENDENT = "independent_"  # prefix of the results of the independent judge
 
 
@@ -405,7 +455,7 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
     synthetic: dict[str, dict[str, str]] = {mode: {} for mode in modes}
     out.update(train_variants(steps, config, data, log, parallel))
     for variant in config.variants:
-        name, mode = variant.name, variant.labels or config.labels
+        name, mode = variant.name, config.mode_of(variant.name)
         train_zip, classifier = data[mode]["train"], data[mode]["classifier"]
         class_names, label_mode = _dataset_classes(train_zip)
         trained = out[f"train/{name}"]
@@ -416,11 +466,15 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         if config.privacy_audit:
             out[f"privacy/{name}"] = steps.run(f"privacy/{name}", lambda w: privacy_step(
                 trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w))
+    for pool in config.pools:
+        members = synthetic[config.mode_of(pool.name)]
+        out[f"pool/{pool.name}"] = steps.run(f"pool/{pool.name}", lambda w: pool_step(pool, members, w))
+        members[pool.name] = out[f"pool/{pool.name}"]["dataset"]
     options = downstream_options(config)
     for mode in modes:
         key = "downstream" if mode == config.labels else f"downstream-{mode}"
         out[key] = steps.run(key, lambda w: _downstream(data[mode]["train"], synthetic[mode], data[mode]["test"], w,
-                                                        options))
+                                                        options, [p.name for p in config.pools]))
     if config.report:
         from spine.pipeline.report import write_experiment_report
         out["report"] = steps.run("report", lambda w: dict(report=str(write_experiment_report(outdir, w))))
@@ -434,7 +488,7 @@ def train_variants(steps: Steps, config: ExperimentConfig, data: dict[str, dict[
     env = training_env(parallel)
 
     def train(variant: Variant) -> tuple[str, dict[str, Any]]:
-        mode = data[variant.labels or config.labels]
+        mode = data[config.mode_of(variant.name)]
         return f"train/{variant.name}", steps.run(f"train/{variant.name}", lambda w: train_variant(
             variant, mode["train"], mode["classifier"], config, w, log, env), keep_partial=True)
 
@@ -454,9 +508,10 @@ def privacy_step(snapshot: str, train_zip: str, heldout_zip: str, classifier: st
 
 
 def _downstream(train_zip: str, synthetic: dict[str, str], test_zip: str, workdir: Path,
-                options: DownstreamOptions) -> dict[str, Any]:
+                options: DownstreamOptions, pools: list[str]) -> dict[str, Any]:
+    """The downstream table; pooled arms train a synthetic-only model only."""
     from spine.evaluation.downstream import run_downstream
-    results = run_downstream(train_zip, synthetic, test_zip, str(workdir), options)
+    results = run_downstream(train_zip, synthetic, test_zip, str(workdir), options, without_mixed=pools)
     return dict(json=str(workdir / "downstream.json"), markdown=str(workdir / "downstream.md"),
                 aucs={arm: row["auc"] for arm, row in results["models"].items()},
                 auc_cis={arm: row["auc_ci"] for arm, row in results["models"].items()},

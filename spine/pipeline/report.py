@@ -369,6 +369,9 @@ def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
         "<b>Limits</b>: small models and short training in the demo; FID on few samples is biased upward; nearest "
         "neighbours by pixel distance detect copies, not every kind of memorisation.",
     ]
+    items += [f"<b>Pooled arm {html.escape(pool['name'])}</b>: no generator of its own; the synthetic images of "
+              f"{html.escape(', '.join(pool['members']))} together, as one downstream training set."
+              for pool in config.get("pools", [])]
     return _table(["variant", "preset", "kimg", "clinical loss", "DP options", "snapshot"], rows) + \
         "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 

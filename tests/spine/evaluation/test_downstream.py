@@ -72,6 +72,13 @@ def test_test_set_is_opened_only_by_the_final_evaluation(tmp_path, monkeypatch):
     assert ratio["ratio"] == pytest.approx(expected) and f"{expected:.3f}" in table
 
 
+def test_an_arm_without_a_mixed_model_trains_only_its_synthetic_one(tmp_path):
+    real = write_dataset(str(tmp_path / "real"), 20, seed=1)
+    fake = write_dataset(str(tmp_path / "fake"), 20, seed=2, shift=2)
+    models = downstream.train_arms(real, {"gan": fake, "pool": fake}, OPTIONS, without_mixed=["pool"])
+    assert list(models) == ["real", "synthetic-gan", "real+synthetic-gan", "synthetic-pool"]
+
+
 def test_every_arm_uses_the_protocols_input_norm(tmp_path):
     real = write_dataset(str(tmp_path / "real"), 40, seed=1)
     fake = write_dataset(str(tmp_path / "fake"), 40, seed=2, shift=2)

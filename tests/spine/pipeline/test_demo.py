@@ -31,6 +31,8 @@ def test_benchmark_config_has_the_papers_four_models_and_three_seeds():
     assert arms["stylegan2-ada-lesion"].labels == "lesion" and arms["stylegan2-ada-lesion"].clinical_weight == 0
     assert "spinegan-dp" in arms
     assert bench.phantom_train == 2 * demo.MODES["demo"].phantom_train
+    assert {p.name: p.members for p in bench.pools} == {
+        f"{name}-pooled": (name, f"{name}-seed1", f"{name}-seed2") for name in main}
 
 
 @pytest.mark.parametrize("mode, minutes", [("demo", 18), ("benchmark", 110)])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spine.pipeline import experiment
-from spine.pipeline.experiment import ExperimentConfig, Steps, Variant
+from spine.pipeline.experiment import ExperimentConfig, Pool, Steps, Variant
 from training.networks import Generator
 from training.serialization import load_network_pkl, save_network_snapshot
 
@@ -148,6 +148,16 @@ def test_train_command_continues_the_latest_checkpoint(tmp_path):
     (dict(resolution=24), "power of two"),
     (dict(classifier_input_norm="histogram"), "classifier_input_norm: expected one of"),
     (dict(classifier_arch="vgg16"), "classifier_arch: expected one of"),
+    (dict(pools=[dict(name="p", members=["stylegan2-ada"])]), "pools[0].members: expected two or more distinct"),
+    (dict(pools=[dict(name="p", members=["spinegan", "spinegan"])]), "pools[0].members: expected two or more"),
+    (dict(pools=[dict(name="p", members=["spinegan", "gan"])]), "pools[0].members: expected two or more"),
+    (dict(pools=[dict(name="spinegan", members=["spinegan", "stylegan2-ada"])]), "pools[0].name: expected a name"),
+    (dict(pools=[dict(name="p", members=["spinegan", "stylegan2-ada"]), dict(name="p", members=["spinegan",
+                                                                                             "spinegan-dp"])]),
+     "pools[0].name: expected a name"),
+    (dict(pools=[dict(name="p", members="spinegan")]), "pools[0]: expected {'name': str, 'members'"),
+    (dict(variants=[dict(name="a"), dict(name="b", labels="lesion")], pools=[dict(name="p", members=["a", "b"])]),
+     "pools[0].members: variants of different label modes"),
 ])
 def test_bad_configs_are_refused_by_name(data, message):
     with pytest.raises(ValueError) as info:
@@ -233,13 +243,18 @@ def test_benchmark_shape_lesion_model_seed_replicates_and_privacy_audit(tmp_path
     monkeypatch.setattr(experiment, "train_variant", fake_train_any_labels(calls))
     config = dataclasses.replace(
         TINY, phantom_train=160, phantom_test=80, independent_judge=False, report=False, privacy_audit=True,
-        variants=(Variant("plain"), Variant("plain-seed1", seed=1), Variant("lesion", labels="lesion")))
+        variants=(Variant("plain"), Variant("plain-seed1", seed=1), Variant("lesion", labels="lesion")),
+        pools=(Pool("plain-pooled", ("plain", "plain-seed1")),))
     out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
     assert [name for name, _ in calls] == ["plain", "plain-seed1", "lesion"]
     assert calls[2][1].endswith("data/train-lesion/train16.zip") and calls[0][1].endswith("data/train/train16.zip")
     assert "--seed=0" in out["train/plain"]["command"] and "--seed=1" in out["train/plain-seed1"]["command"]
     assert set(out["downstream"]["aucs"]) == {"real", "synthetic-plain", "real+synthetic-plain",
-                                              "synthetic-plain-seed1", "real+synthetic-plain-seed1"}
+                                              "synthetic-plain-seed1", "real+synthetic-plain-seed1",
+                                              "synthetic-plain-pooled"}     # a pool trains no real + synthetic model
+    assert out["pool/plain-pooled"]["num_images"] == 2 * 2 * config.synth_per_class   # 2 members x 2 classes
+    pooled = json.loads(open(out["downstream"]["json"]).read())["models"]["synthetic-plain-pooled"]
+    assert pooled["num_train"] + pooled["num_val"] == 2 * 2 * config.synth_per_class
     assert set(out["downstream-lesion"]["aucs"]) == {"real", "synthetic-lesion", "real+synthetic-lesion"}
     lesion = json.loads(open(out["downstream-lesion"]["json"]).read())
     assert lesion["models"]["synthetic-lesion"]["test_report"]["task"] == "multiclass"

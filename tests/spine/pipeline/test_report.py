@@ -9,7 +9,7 @@ import PIL.Image
 import pytest
 
 from spine.pipeline import report
-from spine.pipeline.experiment import ExperimentConfig, Variant
+from spine.pipeline.experiment import ExperimentConfig, Pool, Variant
 
 
 def write_dataset(root, images, labels):
@@ -165,3 +165,10 @@ def test_privacy_section_reads_a_dp_generator_against_its_epsilon():
     section = report.privacy_section(steps, ["spinegan", "spinegan-dp"])
     assert "<td>spinegan</td><td>pixel</td><td>0.520</td><td>0.015</td><td>no DP guarantee</td><td>0.51</td>" in section
     assert "<td>spinegan-dp</td><td>pixel</td><td>0.520</td><td>0.015</td><td>0.0739</td>" in section  # e^2/100
+
+
+def test_model_card_says_what_a_pooled_arm_is():
+    config = ExperimentConfig(variants=(Variant("a"), Variant("b")), pools=(Pool("ab", ("a", "b")),)).to_dict()
+    card = report.model_card(config, {})
+    assert "<b>Pooled arm ab</b>: no generator of its own; the synthetic images of a, b together" in card
+    assert "Pooled arm" not in report.model_card(ExperimentConfig().to_dict(), {})
