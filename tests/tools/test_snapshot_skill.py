@@ -80,3 +80,22 @@ def test_arch_and_input_norm_reach_the_classifier(tmp_path, monkeypatch):
     assert seen == [("patch_cnn", "blurred_image")]
     skill = json.loads((tmp_path / "out" / "skill.json").read_text())
     assert (skill["arch"], skill["input_norm"]) == ("patch_cnn", "blurred_image")
+
+
+def test_a_synthetic_dataset_is_scored_as_it_is(tmp_path):
+    real = write_real(str(tmp_path / "real"), 40)
+    fake = write_real(str(tmp_path / "fake"), 20)       # stands for a pooled synthetic dataset
+    result = CliRunner().invoke(snapshot_skill.main, ["--dataset", fake, "--real", real, "--out", str(tmp_path / "out"),
+                                                      "--epochs", "1", "--patience", "1"])
+    assert result.exit_code == 0, result.output
+    skill = json.loads((tmp_path / "out" / "skill.json").read_text())
+    assert skill["dataset"] == fake and skill["network"] is None and skill["per_class"] is None
+    assert not os.path.exists(tmp_path / "out" / "synthetic.zip")     # nothing synthesised
+
+
+def test_network_and_dataset_are_exclusive(tmp_path):
+    real = write_real(str(tmp_path / "real"), 10)
+    for extra in ([], ["--network", str(write_snapshot(tmp_path)), "--dataset", real]):
+        result = CliRunner().invoke(snapshot_skill.main, ["--real", real, "--out", str(tmp_path / "out")] + extra)
+        assert result.exit_code == 2 and "exactly one of --network" in result.output
+        assert not (tmp_path / "out").exists()
