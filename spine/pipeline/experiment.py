@@ -444,7 +444,8 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
     """Run (or continue) every step; returns {step name: outputs} plus timings.
 
     Variants conditioned on another label mode than the experiment's (e.g. the lesion-type model) get that mode's
-    data, classifier and downstream table ('data/train-lesion', 'classifier-lesion', 'downstream-lesion').
+    data, classifier and downstream table ('data/train-lesion', 'classifier-lesion', 'downstream-lesion'). Pools
+    ('pool/<name>') join their members' downstream table as one more synthetic arm.
     The generators train `parallel` at a time (a matter of scheduling: the results do not depend on it).
     """
     if parallel < 1:
@@ -467,9 +468,9 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
             out[f"privacy/{name}"] = steps.run(f"privacy/{name}", lambda w: privacy_step(
                 trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w))
     for pool in config.pools:
-        members = synthetic[config.mode_of(pool.name)]
-        out[f"pool/{pool.name}"] = steps.run(f"pool/{pool.name}", lambda w: pool_step(pool, members, w))
-        members[pool.name] = out[f"pool/{pool.name}"]["dataset"]
+        datasets = synthetic[config.mode_of(pool.name)]  # the pool becomes one of its mode's synthetic arms
+        out[f"pool/{pool.name}"] = steps.run(f"pool/{pool.name}", lambda w: pool_step(pool, datasets, w))
+        datasets[pool.name] = out[f"pool/{pool.name}"]["dataset"]
     options = downstream_options(config)
     for mode in modes:
         key = "downstream" if mode == config.labels else f"downstream-{mode}"
