@@ -86,8 +86,10 @@ def assert_refused(result: Result, message: str, exit_code: int = 1, root: Path 
         assert tree(root) == before, sorted(tree(root) ^ before)
 
 
-def classifier_file(path: Path, class_names: tuple[str, ...] = ("normal", "abnormal"), resolution: int = 16) -> Path:
-    """A small valid classifier.pkl (untrained): 'abnormality' for 2 classes, else 'lesion'."""
+def classifier_file(path: Path, class_names: tuple[str, ...] = ("normal", "abnormal"), resolution: int = 16,
+                    seed: int = 0) -> Path:
+    """A small valid classifier.pkl (untrained, weights drawn with `seed`): 'abnormality' for 2 classes, else
+    'lesion'."""
     from spine.classifier.artifact import ClassifierSpec, save_classifier
     from spine.classifier.models import build_network
     mode = "abnormality" if len(class_names) == 2 else "lesion"
@@ -95,7 +97,7 @@ def classifier_file(path: Path, class_names: tuple[str, ...] = ("normal", "abnor
                           class_names=tuple(class_names), resolution=resolution, channels=1,
                           intensity=dict(scale=1 / 255, mean=[0.4], std=[0.2]),
                           thresholds=(0.5,) if mode == "abnormality" else (0.5,) * len(class_names))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     net = build_network(spec.arch, spec.channels, spec.num_outputs, spec.arch_kwargs)
     save_classifier(path, net, spec, dict(note="test"))
     return path

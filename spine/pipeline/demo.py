@@ -92,7 +92,7 @@ MODES = {"demo": DEMO, "benchmark": BENCHMARK}
 # Generators trained at a time: the benchmark's eight train two at a time, one thread each (more kimg per hour on
 # 2 cores than one two-thread run)
 PARALLEL = {"demo": 1, "benchmark": 2}
-MINUTES = {"demo": 18, "benchmark": 110}  # on an idle 2-core machine: estimated from step times (docs/PERFORMANCE.md)
+MINUTES = {"demo": 18, "benchmark": 80}  # on an idle 2-core machine, measured (docs/PERFORMANCE.md)
 
 
 def _ci(interval: list[float] | None) -> str:
