@@ -47,14 +47,14 @@ def arm_scores(downstream_dir: str | Path, names: Sequence[str], test: LabelledI
     """Each named arm's probability of the positive class on the test images."""
     if len(test.class_names) != 2:
         raise dnnlib.UserError(f"{test.source}: {len(test.class_names)} classes; comparisons take a binary "
-                                 "(abnormality) test set")
+                               "(abnormality) test set")
     scores = {}
     for name in names:
         path = classifier_path(downstream_dir, name)
         model = load_classifier(path)
         if list(model.spec.class_names) != list(test.class_names):
             raise dnnlib.UserError(f"{path}: classes {list(model.spec.class_names)} differ from the test set's "
-                                     f"{test.class_names}")
+                                   f"{test.class_names}")
         scores[name] = predict_probabilities(model, model.spec, test.images, 256).double().numpy()
     return scores
 
