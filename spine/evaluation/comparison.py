@@ -17,7 +17,7 @@ synthetic-only arm. This reads the test split again: use it to report an evaluat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,17 @@ def arms_to_score(downstream_dir: str | Path, comparisons: Sequence[Comparison])
     return list(dict.fromkeys(([REAL] if has_real else []) + named))
 
 
-def _difference(measure: Callable[[np.ndarray, str], np.ndarray], values: np.ndarray, left: str,
-                right: tuple[str, ...]) -> np.ndarray:
-    """LEFT's measure minus the mean of RIGHT's, for each row of per-arm AUCs `values`."""
-    return measure(values, left) - np.mean([measure(values, name) for name in right], axis=0)
+def _measures(aucs: np.ndarray, column: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """Per-arm AUCs [..., arms] and, when the real arm is among them, every arm's skill ratio against it."""
+    measures = {"auc": aucs}
+    if REAL in column:
+        measures["skill"] = np.vectorize(skill_ratio)(aucs, aucs[..., [column[REAL]]])
+    return measures
+
+
+def _difference(values: np.ndarray, column: Mapping[str, int], left: str, right: tuple[str, ...]) -> np.ndarray:
+    """LEFT's column minus the mean of RIGHT's columns, for per-arm values [..., arms]."""
+    return values[..., column[left]] - values[..., [column[name] for name in right]].mean(axis=-1)
 
 
 def paired_differences(labels: np.ndarray, scores: Mapping[str, np.ndarray], comparisons: Sequence[Comparison],
@@ -80,26 +87,22 @@ def paired_differences(labels: np.ndarray, scores: Mapping[str, np.ndarray], com
     resample): the ratio is undefined there.
     """
     labels = np.asarray(labels).astype(np.int64)
-    names = list(scores)
+    column = {name: k for k, name in enumerate(scores)}
 
     def aucs(idx: np.ndarray) -> np.ndarray:
-        return np.array([roc_auc(labels[idx], scores[name][idx]) for name in names])
+        return np.array([roc_auc(labels[idx], arm_scores[idx]) for arm_scores in scores.values()])
 
     def both_classes(idx: np.ndarray) -> bool:
         return 0 < labels[idx].sum() < len(idx)
 
-    point = aucs(np.arange(len(labels)))
-    resampled = bootstrap_values(aucs, len(labels), both_classes, n_resamples, seed)
-    measures = {"auc": lambda values, name: values[..., names.index(name)]}
-    if REAL in scores:
-        measures["skill"] = lambda values, name: np.vectorize(skill_ratio)(values[..., names.index(name)],
-                                                                           values[..., names.index(REAL)])
+    point = _measures(aucs(np.arange(len(labels))), column)
+    resampled = _measures(bootstrap_values(aucs, len(labels), both_classes, n_resamples, seed), column)
     rows = []
     for left, right in comparisons:
         row: dict[str, Any] = dict(left=left, right=list(right))
-        for key, measure in measures.items():
-            value = float(_difference(measure, point, left, right))
-            spread = _difference(measure, resampled, left, right)
+        for key in point:
+            value = float(_difference(point[key], column, left, right))
+            spread = _difference(resampled[key], column, left, right)
             row[f"{key}_difference"] = None if np.isnan(value) else value
             row[f"{key}_ci"] = None if np.isnan(spread).any() else list(percentile_interval(spread))
         rows.append(row)
