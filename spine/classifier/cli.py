@@ -73,7 +73,7 @@ def chance_warning(auc: float) -> str:
 @click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)
 def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resamples: int, seed: int,
              batch_size: int, device: str) -> None:
-    """AUC with a bootstrap interval, sensitivity/specificity (validation threshold and Youden point), ROC."""
+    """AUC with a bootstrap interval over studies, sensitivity/specificity (validation threshold and Youden point), ROC."""
     try:
         classifier = load_classifier(classifier_path, device)
     except dnnlib.UserError as exc:
@@ -89,7 +89,7 @@ def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resam
     scores = predict_probabilities(classifier, classifier.spec, images.images, batch_size).numpy()
     labels = images.labels.numpy()
     report = evaluate_scores(labels, scores, images.class_names, thresholds=classifier.spec.thresholds,
-                             n_resamples=n_resamples, seed=seed)
+                             n_resamples=n_resamples, seed=seed, groups=images.study_ids)
     report.update(classifier=str(Path(classifier_path).resolve()), data=str(Path(data).resolve()),
                   data_sha256=images.sha256)
     save_json(report, out)
@@ -104,5 +104,6 @@ def auc_summary(report: dict) -> str:
     auc, interval = report[key], report[key + "_ci"]
     if auc is None:
         return f"{name} undefined (the test set lacks a class)"
-    return f"{name} {auc:.3f} (95% CI {interval[0]:.3f}-{interval[1]:.3f})"
+    over = f", over test {report['resampled']}" if "resampled" in report else ""
+    return f"{name} {auc:.3f} (95% CI {interval[0]:.3f}-{interval[1]:.3f}{over})"
 

@@ -28,7 +28,8 @@ import dnnlib
 from spine.classifier.artifact import load_classifier
 from spine.classifier.data import LabelledImages, load_labelled_images, predict_probabilities
 from spine.evaluation.downstream import REAL, skill_ratio, synthetic_arm
-from spine.evaluation.scoring import bootstrap_values, percentile_interval, roc_auc, save_json
+from spine.evaluation.scoring import (Groups, bootstrap_values, percentile_interval, resampling_unit, roc_auc,
+                                      save_json)
 
 Comparison = tuple[str, tuple[str, ...]]  # (left arm, right arms averaged)
 
@@ -80,11 +81,11 @@ def _difference(values: np.ndarray, column: Mapping[str, int], left: str, right:
 
 
 def paired_differences(labels: np.ndarray, scores: Mapping[str, np.ndarray], comparisons: Sequence[Comparison],
-                       n_resamples: int, seed: int) -> list[dict[str, Any]]:
+                       n_resamples: int, seed: int, groups: Groups = None) -> list[dict[str, Any]]:
     """AUC (and, with `scores[REAL]`, skill-ratio) differences LEFT - mean(RIGHT) with paired bootstrap intervals.
 
     A skill difference (interval) is None when the real arm is at or below chance on the test images (on a
-    resample): the ratio is undefined there.
+    resample): the ratio is undefined there. `groups` (each image's study) makes the resamples whole studies.
     """
     labels = np.asarray(labels).astype(np.int64)
     column = {name: k for k, name in enumerate(scores)}
@@ -96,10 +97,11 @@ def paired_differences(labels: np.ndarray, scores: Mapping[str, np.ndarray], com
         return 0 < labels[idx].sum() < len(idx)
 
     point = _measures(aucs(np.arange(len(labels))), column)
-    resampled = _measures(bootstrap_values(aucs, len(labels), both_classes, n_resamples, seed), column)
+    resampled = _measures(bootstrap_values(aucs, len(labels), both_classes, n_resamples, seed, groups=groups),
+                         column)
     rows = []
     for left, right in comparisons:
-        row: dict[str, Any] = dict(left=left, right=list(right))
+        row: dict[str, Any] = dict(left=left, right=list(right), resampled=resampling_unit(groups))
         for key in point:
             value = float(_difference(point[key], column, left, right))
             spread = _difference(resampled[key], column, left, right)
@@ -122,6 +124,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
              "| --- | --- | --- | --- |"]
     lines += [f"| {row['left']} | {', '.join(row['right'])} | {cell(row, 'auc')} | {cell(row, 'skill')} |"
               for row in rows]
+    units = sorted({row.get("resampled", "images") for row in rows})
+    lines += ["", f"Intervals: paired percentile bootstrap over test {' and '.join(units)}; one trained model per arm, "
+                  "so they do not cover training randomness."]
     return "\n".join(lines) + "\n"
 
 
@@ -154,7 +159,7 @@ def main(downstream_dir: str, test_path: str, comparisons: list[Comparison], n_r
     """Paired test-set differences between downstream arms: AUC and skill ratio, with bootstrap intervals."""
     test = load_labelled_images(test_path)
     scores = arm_scores(downstream_dir, arms_to_score(downstream_dir, comparisons), test)
-    rows = paired_differences(test.labels.numpy(), scores, comparisons, n_resamples, seed)
+    rows = paired_differences(test.labels.numpy(), scores, comparisons, n_resamples, seed, test.study_ids)
     if out is not None:
         save_json(rows, out)
     click.echo(markdown_table(rows), nl=False)

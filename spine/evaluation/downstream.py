@@ -31,7 +31,8 @@ from spine.classifier.artifact import INPUT_NORMS, save_classifier
 from spine.classifier.data import LabelledImages, load_labelled_images, predict_probabilities
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, TrainResult, train_classifier
-from spine.evaluation.scoring import bootstrap_values, evaluate_scores, percentile_interval, roc_auc, save_json
+from spine.evaluation.scoring import (Groups, bootstrap_values, evaluate_scores, percentile_interval, resampling_unit,
+                                      roc_auc, save_json)
 from torch_utils import misc
 
 REAL = "real"
@@ -121,10 +122,11 @@ def skill_ratio(auc_synthetic: float, auc_real: float) -> float:
 
 
 def auc_ratio(labels: np.ndarray, scores_synthetic: np.ndarray, scores_real: np.ndarray, n_resamples: int,
-              seed: int) -> dict[str, Any]:
+              seed: int, groups: Groups = None) -> dict[str, Any]:
     """The plain ratio AUC(synthetic) / AUC(real) and the skill ratio (see `skill_ratio`) of two models on the same
     test images, each with a paired percentile bootstrap interval: both models and both ratios are computed on the
-    very same resamples of the test images (the resamples of `evaluate_scores` with the same seed).
+    very same resamples of the test images (the resamples of `evaluate_scores` with the same seed and `groups`:
+    whole studies when `groups` names each image's study).
 
     The skill interval is None when a resample leaves the real model at or below chance (the ratio is then
     undefined, and the percentile interval would hide it).
@@ -140,7 +142,7 @@ def auc_ratio(labels: np.ndarray, scores_synthetic: np.ndarray, scores_real: np.
     def every_class_present(idx: np.ndarray) -> bool:
         return np.isin(classes, labels[idx]).all()
 
-    values = bootstrap_values(both, len(labels), every_class_present, n_resamples, seed)
+    values = bootstrap_values(both, len(labels), every_class_present, n_resamples, seed, groups=groups)
     point = both(np.arange(len(labels)))
     skill_ci = None if np.isnan(values[:, 1]).any() else list(percentile_interval(values[:, 1]))
     return dict(ratio=float(point[0]), ratio_ci=list(percentile_interval(values[:, 0])), skill=float(point[1]),
@@ -152,7 +154,7 @@ def evaluate_on_test(models: Mapping[str, TrainResult], test_path: str, options:
     test = load_labelled_images(test_path)
     labels = test.labels.numpy()
     results: dict[str, Any] = dict(test=dict(path=str(test_path), num_images=len(labels), sha256=test.sha256,
-                                             class_names=test.class_names,
+                                             class_names=test.class_names, resampled=resampling_unit(test.study_ids),
                                              prevalence={n: float((labels == k).mean())
                                                          for k, n in enumerate(test.class_names)}),
                                    models={}, ratios={})
@@ -163,7 +165,7 @@ def evaluate_on_test(models: Mapping[str, TrainResult], test_path: str, options:
                              f"{list(model.spec.class_names)}")
         scores[arm] = predict_probabilities(model.net, model.spec, test.images, options.batch_size).double().numpy()
         report = evaluate_scores(labels, scores[arm], test.class_names, thresholds=model.spec.thresholds,
-                                 n_resamples=options.n_resamples, seed=options.seed)
+                                 n_resamples=options.n_resamples, seed=options.seed, groups=test.study_ids)
         prov = model.provenance
         results["models"][arm] = dict(
             auc=report["auc"] if report["task"] == "binary" else report["macro_auc"],
@@ -172,7 +174,8 @@ def evaluate_on_test(models: Mapping[str, TrainResult], test_path: str, options:
             best_val_auc=prov["best_val_auc"], train_source=prov["dataset"], test_report=report)
     for arm in models:
         if arm.startswith("synthetic-"):
-            results["ratios"][arm] = auc_ratio(labels, scores[arm], scores[REAL], options.n_resamples, options.seed)
+            results["ratios"][arm] = auc_ratio(labels, scores[arm], scores[REAL], options.n_resamples, options.seed,
+                                               test.study_ids)
     return results
 
 
@@ -228,7 +231,8 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     chance = [_row_name(arm) for arm, row in results["models"].items() if above_chance(row) is False]
     lines += ["", f"Test: {test['num_images']} real images never used for training or model selection "
                   f"({prevalence}). Each model's epoch was chosen on a study-level validation split of its own "
-                  f"training data. Intervals: percentile bootstrap over test images, "
+                  f"training data. Intervals: percentile bootstrap over test {test.get('resampled', 'images')} "
+                  f"(one trained model per row: they do not cover training randomness), "
                   f"{next(iter(results['models'].values()))['test_report']['n_resamples']} resamples, the same "
                   f"resamples for every model and ratio (paired). Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5): "
                   f"0 at chance, 1 when the synthetic-only model matches the real one."]

@@ -1,5 +1,10 @@
 """Classification metrics for spine classifiers: ROC AUC with a bootstrap interval, Youden operating point, ROC plots.
 
+Intervals resample studies when the caller names each case's study (`groups`): the images of one study show the
+same lesions, so resampling images as if independent gives intervals that are too narrow. A two-level bootstrap
+(`hierarchical_values`) adds a second source of variation, e.g. generator training seeds. Every report says what
+its interval covers (`resampled`).
+
 General on purpose: the classifier CLI, label fidelity and the downstream train-on-synthetic / test-on-real
 evaluation all score predictions the same way. Binary predictions are a score per sample for the positive class;
 multi-class predictions are an [N, K] score matrix scored one-vs-rest per class plus the macro average.
@@ -9,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +97,41 @@ def operating_point(labels: np.ndarray, scores: np.ndarray, threshold: float) ->
     )
 
 
+Groups = Sequence[Hashable | None] | None  # one study id per case (None: a case of its own), or None: every case alone
+
+
+def resampling_unit(groups: Groups) -> str:
+    """What a bootstrap over these cases resamples, for the label of its interval."""
+    return "images" if groups is None or all(study is None for study in groups) else "studies"
+
+
+def _clusters(num_samples: int, groups: Groups) -> list[np.ndarray] | None:
+    """Case indices per study, studies in order of first appearance (so one case per study resamples exactly as
+    without groups); a case whose study is None forms a study of its own."""
+    if groups is None:
+        return None
+    if len(groups) != num_samples:
+        raise ValueError(f"groups must name one study per case: {len(groups)} for {num_samples} cases")
+    members: dict[Hashable, list[int]] = {}
+    for index, study in enumerate(groups):
+        members.setdefault(("case", index) if study is None else ("study", study), []).append(index)
+    return [np.asarray(indices, dtype=np.int64) for indices in members.values()]
+
+
+def _draw_cases(rng: np.random.Generator, num_samples: int, clusters: list[np.ndarray] | None) -> np.ndarray:
+    """One resample with replacement: of cases, or of whole studies (all their cases) when clustered."""
+    if clusters is None:
+        return rng.integers(0, num_samples, num_samples)
+    picks = rng.integers(0, len(clusters), len(clusters))
+    return np.concatenate([clusters[k] for k in picks])
+
+
 def bootstrap_interval(statistic: Callable[[np.ndarray], float], num_samples: int,
                        is_valid: Callable[[np.ndarray], bool], n_resamples: int = 1000, seed: int = 0,
-                       confidence: float = 0.95, max_redraws: int | None = None) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic(indices)` over resamples of `num_samples` cases with replacement.
+                       confidence: float = 0.95, max_redraws: int | None = None,
+                       groups: Groups = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(indices)` over resamples of `num_samples` cases with replacement
+    (of whole studies when `groups` names each case's study).
 
     A resample where the statistic is undefined (`is_valid` false, e.g. one class only) is redrawn rather than
     dropped, so every interval rests on exactly `n_resamples` values.
@@ -103,33 +139,51 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float], num_samples: in
     if not 0 < confidence < 1:  # checked before the resampling work, not after
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     values = bootstrap_values(lambda idx: np.array([statistic(idx)]), num_samples, is_valid, n_resamples, seed,
-                              max_redraws)
+                              max_redraws, groups)
     return percentile_interval(values[:, 0], confidence)
 
 
 def bootstrap_values(statistics: Callable[[np.ndarray], np.ndarray], num_samples: int,
                      is_valid: Callable[[np.ndarray], bool], n_resamples: int = 1000, seed: int = 0,
-                     max_redraws: int | None = None) -> np.ndarray:
+                     max_redraws: int | None = None, groups: Groups = None) -> np.ndarray:
     """[n_resamples, K] values of `statistics(indices)` (K numbers per resample) over seeded resamples with
     replacement: several statistics computed on the very same resamples, as paired comparisons need.
 
-    The resamples depend only on `seed`, `num_samples` and `is_valid`, so two calls with the same three see the
-    same test images; invalid resamples are redrawn as in `bootstrap_interval`.
+    The resamples depend only on `seed`, `num_samples`, `groups` and `is_valid`, so two calls with the same four see
+    the same test images; invalid resamples are redrawn as in `bootstrap_interval`.
+    """
+    return hierarchical_values(lambda _, idx: statistics(idx), 1, num_samples, is_valid, n_resamples, seed,
+                               max_redraws, groups, resample_replicates=False)
+
+
+def hierarchical_values(statistics: Callable[[np.ndarray, np.ndarray], np.ndarray], num_replicates: int,
+                        num_samples: int, is_valid: Callable[[np.ndarray], bool], n_resamples: int = 1000,
+                        seed: int = 0, max_redraws: int | None = None, groups: Groups = None,
+                        resample_replicates: bool = True) -> np.ndarray:
+    """[n_resamples, K] values of `statistics(replicates, indices)` under a two-level bootstrap: each resample draws
+    `num_replicates` replicates (e.g. generators trained with different seeds) with replacement and, independently,
+    the test cases (whole studies when `groups` is given), so an interval covers training randomness and the test
+    draw together. `statistics` averages over the drawn replicates itself (a replicate drawn twice counts twice).
     """
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
+    if num_replicates < 1:
+        raise ValueError(f"num_replicates must be positive, got {num_replicates}")
+    clusters = _clusters(num_samples, groups)
     max_redraws = 100 * n_resamples if max_redraws is None else max_redraws
     rng = np.random.default_rng(seed)
     rows = []
     redraws = 0
     for _ in range(n_resamples):
-        idx = rng.integers(0, num_samples, num_samples)
+        replicates = (rng.integers(0, num_replicates, num_replicates) if resample_replicates
+                      else np.arange(num_replicates))
+        idx = _draw_cases(rng, num_samples, clusters)
         while not is_valid(idx):
             redraws += 1
             if redraws > max_redraws:
                 raise ValueError(f"bootstrap gave up after {max_redraws} invalid resamples: too few cases of a class")
-            idx = rng.integers(0, num_samples, num_samples)
-        rows.append(np.asarray(statistics(idx), dtype=np.float64))
+            idx = _draw_cases(rng, num_samples, clusters)
+        rows.append(np.asarray(statistics(replicates, idx), dtype=np.float64))
     return np.stack(rows)
 
 
@@ -143,18 +197,18 @@ def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[f
 
 
 def _auc_with_interval(labels: np.ndarray, scores: np.ndarray, n_resamples: int, seed: int,
-                       confidence: float) -> dict[str, Any]:
+                       confidence: float, groups: Groups) -> dict[str, Any]:
     pos = np.asarray(labels).astype(bool)
     low, high = bootstrap_interval(
         statistic=lambda idx: roc_auc(labels[idx], scores[idx]),
         num_samples=len(labels),
         is_valid=lambda idx: 0 < pos[idx].sum() < len(idx),
-        n_resamples=n_resamples, seed=seed, confidence=confidence)
+        n_resamples=n_resamples, seed=seed, confidence=confidence, groups=groups)
     return dict(auc=roc_auc(labels, scores), auc_ci=[low, high])
 
 
 def _binary_report(labels: np.ndarray, scores: np.ndarray, threshold: float | None, n_resamples: int, seed: int,
-                   confidence: float) -> dict[str, Any]:
+                   confidence: float, groups: Groups) -> dict[str, Any]:
     """AUC, its interval, the Youden point of these data, and the operating point at a fixed threshold if given."""
     labels = np.asarray(labels).astype(np.int64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -162,7 +216,7 @@ def _binary_report(labels: np.ndarray, scores: np.ndarray, threshold: float | No
     if report["num_positive"] == 0 or report["num_negative"] == 0:
         report.update(auc=None, auc_ci=None, youden=None)  # undefined, not zero: say so instead of failing
     else:
-        report.update(_auc_with_interval(labels, scores, n_resamples, seed, confidence))
+        report.update(_auc_with_interval(labels, scores, n_resamples, seed, confidence, groups))
         report["youden"] = youden_point(labels, scores)
     if threshold is not None:
         report["at_threshold"] = operating_point(labels, scores, threshold)
@@ -171,13 +225,14 @@ def _binary_report(labels: np.ndarray, scores: np.ndarray, threshold: float | No
 
 def evaluate_scores(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
                     thresholds: Sequence[float] | None = None, n_resamples: int = 1000, seed: int = 0,
-                    confidence: float = 0.95) -> dict[str, Any]:
+                    confidence: float = 0.95, groups: Groups = None) -> dict[str, Any]:
     """Score predictions against integer class labels.
 
     Binary (two class names): `scores` is [N], the score of class 1. Multi-class: `scores` is [N, K], one column
     per class, each scored one-vs-rest, plus the macro average over classes with both positives and negatives.
     `thresholds` (one per binary score / per class) are fixed beforehand, e.g. the validation Youden point; the
-    Youden point reported here is chosen on these very data and is therefore optimistic.
+    Youden point reported here is chosen on these very data and is therefore optimistic. `groups` names each
+    case's study, so that intervals resample whole studies (`resampled` in the report says which was resampled).
     """
     labels = np.asarray(labels).astype(np.int64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -192,21 +247,21 @@ def evaluate_scores(labels: np.ndarray, scores: np.ndarray, class_names: Sequenc
     if thresholds is not None and len(thresholds) != num_thresholds:
         raise ValueError(f"expected {num_thresholds} thresholds, got {len(thresholds)}")
     common = dict(num_samples=int(len(labels)), class_names=list(class_names), confidence=confidence,
-                  n_resamples=n_resamples, seed=seed,
+                  n_resamples=n_resamples, seed=seed, resampled=resampling_unit(groups),
                   prevalence={name: float((labels == k).mean()) for k, name in enumerate(class_names)})
     if binary:
         return dict(common, task="binary", **_binary_report(
-            labels, scores, None if thresholds is None else thresholds[0], n_resamples, seed, confidence))
+            labels, scores, None if thresholds is None else thresholds[0], n_resamples, seed, confidence, groups))
     return dict(common, task="multiclass", **_multiclass_report(labels, scores, class_names, thresholds,
-                                                                n_resamples, seed, confidence))
+                                                                n_resamples, seed, confidence, groups))
 
 
 def _multiclass_report(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
                        thresholds: Sequence[float] | None, n_resamples: int, seed: int,
-                       confidence: float) -> dict[str, Any]:
+                       confidence: float, groups: Groups) -> dict[str, Any]:
     per_class = {
         name: _binary_report(labels == k, scores[:, k], None if thresholds is None else thresholds[k],
-                             n_resamples, seed + k, confidence)
+                             n_resamples, seed + k, confidence, groups)
         for k, name in enumerate(class_names)}
     defined = [k for k, name in enumerate(class_names) if per_class[name]["auc"] is not None]
     if not defined:
@@ -219,7 +274,8 @@ def _multiclass_report(labels: np.ndarray, scores: np.ndarray, class_names: Sequ
         present = np.bincount(labels[idx], minlength=len(class_names))
         return all(0 < present[k] < len(idx) for k in defined)
 
-    interval = bootstrap_interval(macro, len(labels), every_class_defined, n_resamples, seed, confidence)
+    interval = bootstrap_interval(macro, len(labels), every_class_defined, n_resamples, seed, confidence,
+                                  groups=groups)
     return dict(per_class=per_class, macro_auc=macro(np.arange(len(labels))), macro_auc_ci=list(interval),
                 macro_classes=[class_names[k] for k in defined])
 

@@ -441,7 +441,9 @@ def test_cli_train_then_evaluate(tmp_path):
     assert report["auc"] == pytest.approx(roc_auc(test.labels.numpy(), probs), abs=1e-12)
     assert report["auc_ci"][0] <= report["auc"] <= report["auc_ci"][1]
     low, high = report["auc_ci"]
-    assert f"AUC {report['auc']:.3f} (95% CI {low:.3f}-{high:.3f}) -> " in result.output
+    unit = report["resampled"]  # what the interval resampled: the phantom's images carry study ids
+    assert unit == ("studies" if any(test.study_ids) else "images")
+    assert f"AUC {report['auc']:.3f} (95% CI {low:.3f}-{high:.3f}, over test {unit}) -> " in result.output
     assert report["at_threshold"]["threshold"] == loaded.spec.thresholds[0]
     assert set(report["youden"]) == {"threshold", "sensitivity", "specificity", "youden_j"}
     assert report["num_samples"] == 30 and report["data_sha256"] == test.sha256

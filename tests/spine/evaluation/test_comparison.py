@@ -56,7 +56,7 @@ def test_without_the_real_arm_only_auc_is_compared():
     labels, scores = arms()
     del scores["real"]
     row, = comparison.paired_differences(labels, scores, [("good", ("chance",))], 20, 0)
-    assert set(row) == {"left", "right", "auc_difference", "auc_ci"}
+    assert set(row) == {"left", "right", "resampled", "auc_difference", "auc_ci"}
     assert row["auc_ci"][0] > 0  # 'good' beats chance on every resample
 
 
@@ -115,3 +115,11 @@ def test_cli_refuses_a_test_set_of_more_than_two_classes(tmp_path):
     result = CliRunner().invoke(comparison.main, ["--downstream", str(folder), "--test", str(test),
                                                   "--compare", "a", "b"])
     bad_inputs.assert_refused(result, "3 classes; comparisons take a binary", 1, tmp_path, before)
+
+
+def test_study_resampling_is_named_in_the_rows_and_the_table():
+    labels, scores = arms()
+    studies = [i // 3 for i in range(len(labels))]
+    row, = comparison.paired_differences(labels, scores, [("good", ("chance",))], 20, 0, groups=studies)
+    assert row["resampled"] == "studies"
+    assert "bootstrap over test studies" in comparison.markdown_table([row])

@@ -135,3 +135,75 @@ def test_roc_png_and_json_are_written(tmp_path):
     scoring.save_json(dict(auc=0.5), tmp_path / "out.json")
     assert json.loads((tmp_path / "out.json").read_text()) == dict(auc=0.5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "roc.png"]  # no temp files left
+
+
+def _auc_resamples(labels, scores, groups, n_resamples=200, seed=5):
+    return scoring.bootstrap_values(lambda idx: np.array([scoring.roc_auc(labels[idx], scores[idx])]), len(labels),
+                                    lambda idx: 0 < labels[idx].sum() < len(idx), n_resamples, seed, groups=groups)
+
+
+def test_one_image_per_study_resamples_exactly_as_images():
+    rng = np.random.default_rng(11)
+    labels = rng.integers(0, 2, 60)
+    scores = rng.normal(size=60) + labels
+    by_image = _auc_resamples(labels, scores, None)
+    by_study = _auc_resamples(labels, scores, [f"study{i}" for i in range(60)])
+    np.testing.assert_array_equal(by_study, by_image)  # same draws, same indices: the same numbers
+
+
+def test_study_bootstrap_of_duplicated_studies_equals_the_image_bootstrap_of_one_copy():
+    """Each study holds two copies of one image: resampling studies must give exactly the interval of the
+    de-duplicated images (AUC is unchanged by duplicating every case), while resampling images as if independent
+    gives a narrower, overconfident one."""
+    rng = np.random.default_rng(12)
+    labels = rng.integers(0, 2, 80)
+    scores = rng.normal(size=80) + labels
+    twice_labels, twice_scores = np.repeat(labels, 2), np.repeat(scores, 2)
+    studies = np.repeat(np.arange(80), 2).tolist()
+    once = _auc_resamples(labels, scores, None, n_resamples=400)
+    clustered = _auc_resamples(twice_labels, twice_scores, studies, n_resamples=400)
+    np.testing.assert_allclose(clustered, once, rtol=0, atol=1e-12)
+    naive = _auc_resamples(twice_labels, twice_scores, None, n_resamples=400)
+    assert np.std(naive) < 0.85 * np.std(clustered)  # about 1/sqrt(2) of it
+
+
+def test_a_case_without_study_is_a_study_of_its_own():
+    labels = np.array([0, 1] * 10)
+    scores = np.arange(20.0)
+    groups = [None] * 20
+    np.testing.assert_array_equal(_auc_resamples(labels, scores, groups), _auc_resamples(labels, scores, None))
+    with pytest.raises(ValueError, match="one study per case"):
+        _auc_resamples(labels, scores, groups[:-1])
+
+
+def test_hierarchical_bootstrap_resamples_replicates_with_the_exact_distribution():
+    """A statistic that depends only on the replicates: the mean of 3 replicates drawn with replacement from
+    (0, 1, 2) takes each of the 27 ordered draws with probability 1/27; compare frequencies within 5 binomial sds."""
+    values = np.array([0.0, 1.0, 2.0])
+    n = 5400
+    means = scoring.hierarchical_values(lambda reps, idx: np.array([values[reps].mean()]), 3, 10,
+                                        lambda idx: True, n_resamples=n, seed=1)[:, 0]
+    exact: dict[float, int] = {}
+    for a in range(3):
+        for b in range(3):
+            for c in range(3):
+                key = round((a + b + c) / 3, 9)
+                exact[key] = exact.get(key, 0) + 1
+    for key, count in exact.items():
+        p = count / 27
+        observed = np.isclose(means, key).sum()
+        assert abs(observed - n * p) < 5 * np.sqrt(n * p * (1 - p)), key
+
+
+def test_evaluate_scores_says_what_its_interval_resampled():
+    rng = np.random.default_rng(13)
+    labels = rng.integers(0, 2, 50)
+    scores = rng.normal(size=50) + labels
+    names = ["normal", "abnormal"]
+    assert scoring.evaluate_scores(labels, scores, names, n_resamples=20)["resampled"] == "images"
+    studies = [i // 2 for i in range(50)]
+    report = scoring.evaluate_scores(labels, scores, names, n_resamples=20, groups=studies)
+    assert report["resampled"] == "studies"
+    three = rng.normal(size=(50, 3))
+    multi = scoring.evaluate_scores(rng.integers(0, 3, 50), three, ["a", "b", "c"], n_resamples=20, groups=studies)
+    assert multi["resampled"] == "studies" and multi["macro_auc_ci"] is not None
