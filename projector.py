@@ -22,8 +22,9 @@ Examples:
 from __future__ import annotations
 
 import importlib.util
-import io
 import os
+import shutil
+import tempfile
 import time
 
 import click
@@ -54,7 +55,7 @@ def load_target(path: str, channels: int, resolution: int) -> np.ndarray:
     side = min(w, h)
     image = image.crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))
     image = image.resize((resolution, resolution), PIL.Image.LANCZOS)
-    arr = np.asarray(image, dtype=np.uint8)
+    arr = np.array(image, dtype=np.uint8)  # writable: becomes a tensor
     return arr[np.newaxis] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
@@ -78,14 +79,16 @@ def frames(result: Projection, target: np.ndarray) -> list[np.ndarray]:
 
 
 def write_video(path: str, video_frames: list[np.ndarray]) -> None:
-    """proj.mp4 as NVIDIA writes it (10 fps, libx264, 16M bitrate), atomically."""
+    """proj.mp4 as NVIDIA writes it (10 fps, libx264, 16M bitrate), atomically: the encoder writes a file of its
+    own in the system's temp folder, copied into place when complete."""
     import imageio
-    with dnnlib.atomic_write(path, "wb") as f:
-        buffer = io.BytesIO()
-        with imageio.get_writer(buffer, format="FFMPEG", mode="I", fps=10, codec="libx264", bitrate="16M") as writer:
+    with tempfile.TemporaryDirectory() as tmp:
+        encoded = os.path.join(tmp, "proj.mp4")
+        with imageio.get_writer(encoded, format="FFMPEG", mode="I", fps=10, codec="libx264", bitrate="16M") as writer:
             for frame in video_frames:
                 writer.append_data(frame)
-        f.write(buffer.getvalue())
+        with open(encoded, "rb") as src, dnnlib.atomic_write(path, "wb") as f:
+            shutil.copyfileobj(src, f)
 
 
 def write_outputs(outdir: str, target: np.ndarray, result: Projection, save_video: bool) -> None:

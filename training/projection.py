@@ -51,7 +51,8 @@ class ProjectionOptions:
 @dataclasses.dataclass
 class Projection:
     """ws [N, num_ws, w_dim] at the end, the class used per target (None: unconditional), the final distance per
-    target [N] (at the fitted w, no w noise), the generator with the fitted noise maps, and with keep_steps every step's ws [steps, N, num_ws, w_dim]."""
+    target [N] (at the fitted w, no w noise), the generator with the fitted noise maps, and with keep_steps every
+    step's ws [steps, N, num_ws, w_dim]."""
 
     ws: torch.Tensor
     classes: list[int] | None
