@@ -130,9 +130,12 @@ def main(network_pkl: str, target_fname: str, num_steps: int, seed: int, save_vi
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f'Loading networks from "{network_pkl}" on {dev}...')
     G = load_generator(network_pkl, dev).eval().requires_grad_(False)
-    if class_idx is not None and not 0 <= class_idx < max(G.c_dim, 1):
-        raise click.BadParameter(f"--class={class_idx} is out of range: the network has "
-                                 f"{G.c_dim or 'no'} classes", param_hint="--class")
+    if class_idx is not None and G.c_dim == 0:
+        print("Warning: --class is ignored: the network is unconditional")
+        class_idx = None
+    if class_idx is not None and not 0 <= class_idx < G.c_dim:
+        raise click.BadParameter(f"--class={class_idx} is out of range: the network has classes "
+                                 f"0..{G.c_dim - 1}", param_hint="--class")
     target = load_target(target_fname, G.img_channels, G.img_resolution)
     try:
         metric = resolve_distance(distance, vgg16, dev)
@@ -146,7 +149,7 @@ def main(network_pkl: str, target_fname: str, num_steps: int, seed: int, save_vi
             bar.set_postfix(dist=f"{dist:.4g}")
             bar.update(1)
         result = project(G, torch.from_numpy(target).float()[None].to(dev), metric, opts,
-                         classes=None if class_idx is None or G.c_dim == 0 else [class_idx], progress=progress)
+                         classes=None if class_idx is None else [class_idx], progress=progress)
     if result.classes is not None:
         print(f"Class {result.classes[0]}{' (fitted)' if class_idx is None else ''}")
     print(f"Elapsed: {time.time() - start:.1f} s, final distance {float(result.distances[0]):.4g}")

@@ -72,7 +72,8 @@ def parse_styles(text: str) -> list[int]:
     try:
         return parse_range(text)
     except click.BadParameter as exc:
-        raise click.BadParameter(str(exc.message).replace("seed", "style index"), param_hint="--styles") from None
+        message = str(exc.message).replace("seeds are", "indices are").replace("seed", "style index")
+        raise click.BadParameter(message, param_hint="--styles") from None
 
 
 @click.command(help=__doc__)

@@ -34,7 +34,7 @@ def resolve_lpips(explicit: str | None, device: torch.device, metric: str, alter
     try:
         path = detectors.open_detector_file(source)
     except (OSError, ValueError) as exc:
-        raise DetectorUnavailable(detectors._missing_message(
+        raise DetectorUnavailable(detectors.missing_message(
             "VGG16 (LPIPS)", metric, "--vgg16", detectors.VGG16_URL, [str(exc)],
             [f"  - or {alternative}"]
         )) from exc

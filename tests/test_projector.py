@@ -92,7 +92,7 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
 
 
 def test_video_without_its_packages_is_refused_before_any_output(tmp_path, monkeypatch):
-    monkeypatch.setattr(projector, "VIDEO_PACKAGES", ("imageio", "no_such_encoder_package"))
+    monkeypatch.setattr(projector, "VIDEO_PACKAGES", ("no_such_encoder_package",))
     pkl = str(tmp_path / "net.pkl")
     G = snapshot(pkl, c_dim=0)
     target = target_image(tmp_path / "t.png", G, torch.zeros([1, 0]))

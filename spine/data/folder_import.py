@@ -57,6 +57,7 @@ class Source:
     open: Callable[[str], Any]  # name -> binary file object
     labels: dict[str, Any] | None
     where: str
+    close: Callable[[], None] = lambda: None
 
 
 def open_source(path: str) -> Source:
@@ -65,25 +66,33 @@ def open_source(path: str) -> Source:
         names = sorted(os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/")
                        for root, _dirs, files in os.walk(path) for f in files)
         opener: Callable[[str], Any] = lambda name: open(os.path.join(path, name), "rb")  # noqa: E731
+        close = lambda: None  # noqa: E731
     elif os.path.isfile(path) and zipfile.is_zipfile(path):
         archive = zipfile.ZipFile(path)
         names = sorted(n for n in archive.namelist() if not n.endswith("/"))
-        opener = archive.open
+        opener, close = archive.open, archive.close
     else:
         raise UserError(f"--source: {path} is not a folder or a zip file")
-    images = [n for n in names if n.lower().endswith(IMAGE_SUFFIXES + DICOM_SUFFIXES)]
-    if not images:
-        raise UserError(f"--source: no image files found in {path}")
-    labels = None
-    if "dataset.json" in names:
-        with opener("dataset.json") as f:
-            try:
-                labels = json.load(f).get("labels")
-                labels = {name: label for name, label in labels} if labels is not None else None
-            except (ValueError, AttributeError, TypeError) as exc:
-                raise UserError(f"--source: {path}/dataset.json: expected NVIDIA's {{\"labels\": [[path, label], "
-                                f"...] or null}} ({type(exc).__name__}: {exc})") from None
-    return Source(images, opener, labels, path)
+    try:
+        images = [n for n in names if n.lower().endswith(IMAGE_SUFFIXES + DICOM_SUFFIXES)]
+        if not images:
+            raise UserError(f"--source: no image files found in {path}")
+        labels = read_labels(opener, path) if "dataset.json" in names else None
+    except UserError:
+        close()
+        raise
+    return Source(images, opener, labels, path, close)
+
+
+def read_labels(opener: Callable[[str], Any], path: str) -> dict[str, Any] | None:
+    """{relative path: label} of the source's dataset.json (None when its labels are null)."""
+    with opener("dataset.json") as f:
+        try:
+            labels = json.load(f).get("labels")
+            return {name: label for name, label in labels} if labels is not None else None
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise UserError(f"--source: {path}/dataset.json: expected NVIDIA's {{\"labels\": [[path, label], "
+                            f"...] or null}} ({type(exc).__name__}: {exc})") from None
 
 
 def read_pixels(source: Source, name: str, changes: collections.Counter) -> np.ndarray:
@@ -240,10 +249,13 @@ def import_folder(source_path: str, dest: str, opts: ImportOptions) -> list[str]
             and opts.height > opts.width:
         raise UserError("--transform=center-crop-wide needs --height <= --width")
     source = open_source(source_path)
-    with open_dest(dest) as add:
-        written, changes = convert(source, opts, add)
-        meta, dropped = dataset_json(written, source.labels)
-        add("dataset.json", json.dumps(meta).encode("utf-8"))
+    try:
+        with open_dest(dest) as add:
+            written, changes = convert(source, opts, add)
+            meta, dropped = dataset_json(written, source.labels)
+            add("dataset.json", json.dumps(meta).encode("utf-8"))
+    finally:
+        source.close()
     labelled = "with labels" if meta["labels"] is not None else "without labels"
     lines = [f"Wrote {len(written)} images {labelled} to {dest}"]
     lines += [f"  {count} images: {what}" for what, count in sorted(changes.items())]
