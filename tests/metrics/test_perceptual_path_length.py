@@ -99,6 +99,18 @@ def test_pixel_features_distance_is_the_mean_over_levels_of_the_mean_squared_dif
     assert math.isclose(float(got), float(expected), rel_tol=1e-12)
 
 
+def test_the_registry_reports_the_pixel_variant_under_its_own_name(monkeypatch):
+    from metrics import metric_names
+    monkeypatch.setattr(metric_names, "PPL_SAMPLES", 12)
+    a = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    SEEN.clear()
+    result = metric_main.calc_metric("ppl_wend_pixel", G=LinearGenerator(a), dataset_kwargs={}, progress=False)
+    z = torch.cat([torch.stack(chunk.double().chunk(2)) for chunk in SEEN], dim=1)
+    expected = filtered_mean(((z[1] - z[0]) @ a).square().numpy())
+    assert list(result.results) == ["ppl_wend_pixel"] and "pixel" in result.detector
+    assert result.results["ppl_wend_pixel"] == pytest.approx(expected, rel=rounding_tol(torch.float64, 64) / EPSILON)
+
+
 def test_official_names_parse_and_need_the_vgg16_detector(monkeypatch, tmp_path):
     assert parse_metric("ppl2_wend").kind == "ppl" and parse_metric("ppl2_wend").count == 50_000
     assert parse_metric("ppl_zfull_pixel").space == "pixel"
