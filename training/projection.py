@@ -137,6 +137,22 @@ def learning_rate(opts: ProjectionOptions, t: float) -> float:
     return opts.initial_learning_rate * ramp
 
 
+def starting_points(G: torch.nn.Module, target_features: torch.Tensor, distance: Detector, num_samples: int,
+                    classes: list[int] | None) -> tuple[torch.Tensor, torch.Tensor, list[int] | None]:
+    """(start w [N, w_dim], w spread [N, 1], class per target or None) of each target: its class's mean w."""
+    num, device = target_features.shape[0], target_features.device
+    if G.c_dim == 0:
+        w_avg, w_std = w_statistics(G, None, num_samples, device)
+        return w_avg.expand(num, -1), torch.full([num, 1], w_std, device=device), None
+    if classes is not None and (len(classes) != num or not all(0 <= k < G.c_dim for k in classes)):
+        raise ValueError(f"classes {classes}: expected one class in 0..{G.c_dim - 1} per target ({num})")
+    wanted = range(G.c_dim) if classes is None else sorted(set(classes))
+    stats = {k: w_statistics(G, k, num_samples, device) for k in wanted}
+    classes = fit_classes(G, target_features, distance, stats) if classes is None else list(classes)
+    return (torch.stack([stats[k][0] for k in classes]),
+            torch.tensor([[stats[k][1]] for k in classes], device=device), classes)
+
+
 def project(G: torch.nn.Module, targets: torch.Tensor, distance: Detector, opts: ProjectionOptions,
             classes: list[int] | None = None, progress: Callable[[int, float], None] | None = None) -> Projection:
     """Fit one w per target image (uint8-range floats [N, C, R, R], the generator's channels and resolution).
@@ -154,17 +170,7 @@ def project(G: torch.nn.Module, targets: torch.Tensor, distance: Detector, opts:
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     with torch.no_grad():
         target_features = distance.extract(to_distance_input(targets / 127.5 - 1))
-    if G.c_dim == 0:
-        classes = None
-        stats = {-1: w_statistics(G, None, opts.w_avg_samples, device)}
-        starts, stds = stats[-1][0].expand(num, -1), torch.full([num, 1], stats[-1][1], device=device)
-    else:
-        wanted = range(G.c_dim) if classes is None else sorted(set(classes))
-        stats = {k: w_statistics(G, k, opts.w_avg_samples, device) for k in wanted}
-        classes = fit_classes(G, target_features, distance, stats) if classes is None else list(classes)
-        starts = torch.stack([stats[k][0] for k in classes])
-        stds = torch.tensor([[stats[k][1]] for k in classes], device=device)
-
+    starts, stds, classes = starting_points(G, target_features, distance, opts.w_avg_samples, classes)
     generator = torch.Generator(device=device).manual_seed(opts.seed)
     buffers = noise_buffers(G)
     w_opt = starts.detach().clone().requires_grad_(True)
