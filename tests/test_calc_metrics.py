@@ -160,6 +160,8 @@ BAD_INPUTS = {
     "classifier of other classes": (["--metrics", "label_fidelity4", "--classifier", "{lesion}"], 1,
                                     "3 classes vs conditioning labels of dimension 2"),
     "negative seed": (["--seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
+    "path length without the VGG16": (["--metrics", "ppl2_wend"], 1, "ppl2_wend: no VGG16 (LPIPS) detector is "
+                                                                      "available"),
 }
 
 

@@ -77,6 +77,9 @@ BAD_INPUTS = {
     "no class": (["--class", None], 2, "pass --class=0..1"),
     "outdir is a file": (["--outdir", "{text}"], 2, "exists and is not a folder"),
     "misspelt device": (["--device", "gpu"], 2, "'gpu' is not a device; expected cpu, cuda or cuda:N"),
+    "projected w not an npz": (["--projected-w", "{text}"], 1, "--projected-w="),
+    "projected w of another network": (["--projected-w", "{wrong_w}"], 1, "w of shape [1, 3, 8]; the network takes "
+                                                                        "[N, 4, 8]"),
 }
 
 
@@ -87,7 +90,8 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
     files = dict(tmp=tmp_path, text=bad_inputs.text_file(tmp_path / "notes.txt"),
                  object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
                  code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
-                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"))
+                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"), wrong_w=tmp_path / "w.npz")
+    np.savez(files["wrong_w"], w=np.zeros([1, 3, 8], np.float32))
     args = {"--network": pkl, "--seeds": "0-1", "--class": "1", "--outdir": str(tmp_path / "out"), "--device": "cpu"}
     changes, exit_code, message = BAD_INPUTS[case]
     args.update({changes[0]: changes[1].format(**files) if changes[1] is not None else None})

@@ -19,7 +19,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("train.py", "generate.py", "calc_metrics.py", "legacy.py")
+SCRIPTS = ("train.py", "generate.py", "calc_metrics.py", "legacy.py", "projector.py", "style_mixing.py",
+           "dataset_tool.py")
 
 # README text -> its small stand-in, and why the stand-in keeps the chain honest.
 SMALL = {
@@ -37,6 +38,8 @@ SMALL = {
     "--arch small_cnn": "--arch small_cnn --epochs 3",
     "--metrics=fid2k_spine,label_fidelity200": "--metrics=fid64_spine,label_fidelity32",
     "--per-class 500": "--per-class 8",
+    # 5 projection steps instead of 300: every output is written, the fit is just rougher.
+    "--num-steps=300": "--num-steps=5",
     # The paper's setting is hours on a GPU: checked as a dry run, which validates every option and file it names.
     ".venv/bin/python train.py --outdir runs --data data/spine256.zip":
         ".venv/bin/python train.py --dry-run --outdir runs --data data/spine256.zip",
@@ -94,3 +97,5 @@ def test_the_readme_runs_top_to_bottom(tmp_path):
     assert (tmp_path / "classifier.pkl").is_file() and (tmp_path / "data" / "synthetic.zip").is_file()
     assert any("(4, 1, 32, 32)" in out for out in outputs)  # the loading example drew its images
     assert not (tmp_path / "runs" / "00002-spine256-cond-spine-clinical0.1").exists()  # a dry run
+    assert sorted(os.listdir(tmp_path / "proj")) == ["proj.png", "proj00.png", "projected_w.npz", "target.png"]
+    assert (tmp_path / "mix" / "grid.png").is_file()

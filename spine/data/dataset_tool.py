@@ -40,7 +40,7 @@ from spine.data import splits
 from spine.data.dicom import DICOM_SUFFIXES, DecodeError, decode_image, is_dicom_file
 
 _PLAIN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_RESIZE_FILTERS = {"nearest": PIL.Image.NEAREST, "box": PIL.Image.BOX, "lanczos": PIL.Image.LANCZOS}
+RESIZE_FILTERS = {"nearest": PIL.Image.NEAREST, "box": PIL.Image.BOX, "lanczos": PIL.Image.LANCZOS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +134,7 @@ def transform_image(image: np.ndarray, opts: ImageOptions) -> np.ndarray:
         top, left = (side - h) // 2, (side - w) // 2
         square[top:top + h, left:left + w] = image
     resized = PIL.Image.fromarray(square, "L").resize((opts.resolution, opts.resolution),
-                                                     _RESIZE_FILTERS[opts.resize_filter])
+                                                     RESIZE_FILTERS[opts.resize_filter])
     return np.asarray(resized, dtype=np.uint8)
 
 
@@ -267,7 +267,7 @@ def _summary(meta: dict[str, Any], dest: str) -> str:
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
 @click.option("--resolution", type=int, default=256, show_default=True, callback=_power_of_two)
 @click.option("--transform", type=click.Choice(["center-crop", "pad"]), default="center-crop", show_default=True)
-@click.option("--resize-filter", type=click.Choice(list(_RESIZE_FILTERS)), default="lanczos", show_default=True)
+@click.option("--resize-filter", type=click.Choice(list(RESIZE_FILTERS)), default="lanczos", show_default=True)
 @click.option("--labels", "label_mode", type=click.Choice(labels_mod.LABEL_MODES), default=None,
               help="Default: abnormality for a VinDr root, none for a plain folder")
 @click.option("--multi-lesion", type=click.Choice(labels_mod.MULTI_LESION_POLICIES), default="drop", show_default=True)

@@ -10,6 +10,12 @@ embedding):
     generator does not favour its training data, 1.0 when it copies it);
   * a membership-inference attack scoring each real image by minus its distance to the nearest generated image
     (GAN-Leaks' black-box attack): ROC AUC and TPR at 1% FPR for members vs non-members (0.5 / 0.01 = chance);
+  * with --inversion N, the white-box attack by inversion (GAN-Leaks' latent optimisation, Chen et al., CCS 2020):
+    N members and N non-members are projected into the generator's W space (training/projection.py, the
+    weight-free pixel-pyramid distance of metrics/perceptual.py, --inversion-steps steps, one batch); a real
+    image's score is minus its reconstruction distance (a generator reproduces its training images better);
+    ROC AUC and TPR at 1% FPR as above. Cost: steps x one forward and backward pass of the generator on 2N images
+    (the report states the seconds);
   * the closest generated/training pairs as a PNG for a human look;
   * the stated (epsilon, delta) from the snapshot's metadata, the most any membership attack can reach under it
     (TPR at 1% FPR), and what it does not cover.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import Any, Callable
 
 import click
@@ -32,8 +39,10 @@ import torch
 import tqdm
 
 import dnnlib
+from metrics.perceptual import pixel_distance
 from spine.evaluation.scoring import roc_auc, roc_curve
 from training.image_grid import save_image_grid
+from training.projection import ProjectionOptions, project
 
 Embedding = Callable[[torch.Tensor], torch.Tensor]  # images [N,C,H,W] in [-1, 1] -> features [N, D]
 
@@ -119,24 +128,47 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
     return float(curve["tpr"][ok].max()) if ok.any() else 0.0
 
 
+def membership_figures(member_score: np.ndarray, nonmember_score: np.ndarray) -> dict[str, float]:
+    """ROC AUC and TPR at AUDIT_FPR of a membership score (higher = more likely a member)."""
+    labels = np.concatenate([np.ones(len(member_score)), np.zeros(len(nonmember_score))])
+    scores = np.concatenate([member_score, nonmember_score])
+    return dict(mia_auc=roc_auc(labels, scores), mia_tpr_at_1pct_fpr=tpr_at_fpr(labels, scores, AUDIT_FPR))
+
+
 def space_report(generated: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor) -> dict[str, Any]:
     """Memorisation and membership-inference figures in one feature space (rows = images)."""
     d_train, nn_train = nearest(generated, train)
     d_heldout, _ = nearest(generated, heldout)
-    member_score = -nearest(train, generated)[0]
-    nonmember_score = -nearest(heldout, generated)[0]
-    labels = np.concatenate([np.ones(len(member_score)), np.zeros(len(nonmember_score))])
-    scores = np.concatenate([member_score, nonmember_score])
+    figures = membership_figures(-nearest(train, generated)[0], -nearest(heldout, generated)[0])
     return dict(
         share_closer_to_train=float(np.mean(d_train < d_heldout)),
         generated_to_train=dict(mean=float(d_train.mean()), median=float(np.median(d_train)),
                                 min=float(d_train.min())),
         generated_to_heldout=dict(mean=float(d_heldout.mean()), median=float(np.median(d_heldout)),
                                   min=float(d_heldout.min())),
-        mia_auc=roc_auc(labels, scores),
-        mia_tpr_at_1pct_fpr=tpr_at_fpr(labels, scores, AUDIT_FPR),
+        **figures,
         _closest=np.argsort(d_train, kind="stable"), _nn_train=nn_train,
     )
+
+
+def inversion_attack(G: torch.nn.Module, train: torch.Tensor, heldout: torch.Tensor, num: int, steps: int,
+                     seed: int, device: torch.device) -> dict[str, Any]:
+    """Membership inference by inversion: `num` members and `num` non-members (seeded subsets) projected into W
+    in one batch; score = minus the reconstruction distance. Returns the figures, the distances and the cost."""
+    generator = torch.Generator().manual_seed(seed)
+    num = min(num, len(train), len(heldout))
+    chosen = [x[torch.randperm(len(x), generator=generator)[:num]] for x in (train, heldout)]
+    targets = ((torch.cat(chosen) + 1) * 127.5).to(device)
+    start = time.time()
+    result = project(G, targets, pixel_distance(), ProjectionOptions(num_steps=steps, optimize_noise=False,
+                                                                     seed=seed))
+    seconds = time.time() - start
+    distances = result.distances.double().cpu().numpy()
+    members, nonmembers = distances[:num], distances[num:]
+    return dict(membership_figures(-members, -nonmembers), num_per_set=num, steps=steps,
+                distance=pixel_distance().description, seconds=round(seconds, 1),
+                member_distance_median=float(np.median(members)),
+                nonmember_distance_median=float(np.median(nonmembers)))
 
 
 def audit(generated: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor, embeddings: dict[str, Embedding],
@@ -252,6 +284,16 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {r['share_closer_to_train']:.3f} | {r['generated_to_train']['median']:.4g} | "
                      f"{r['generated_to_heldout']['median']:.4g} | {r['mia_auc']:.3f} | "
                      f"{r['mia_tpr_at_1pct_fpr']:.3f} |")
+    inversion = report.get("inversion")
+    if inversion:
+        lines.append(f"| inversion ({inversion['num_per_set']} per set, {inversion['steps']} steps) | - | "
+                     f"member {inversion['member_distance_median']:.4g} | non-member "
+                     f"{inversion['nonmember_distance_median']:.4g} | {inversion['mia_auc']:.3f} | "
+                     f"{inversion['mia_tpr_at_1pct_fpr']:.3f} |")
+    if inversion:
+        lines += ["", f"Inversion row: median reconstruction distance of members and non-members ("
+                      f"{inversion['distance']}); the attack scores a real image by minus that distance. It took "
+                      f"{inversion['seconds']} s."]
     lines += ["", "Chance: share 0.5 (real sets of equal size from one distribution), AUC 0.5, TPR 0.01.",
               "Closest generated/training pairs (pixel space): `closest_pairs.png` (top: generated, bottom: "
               "nearest training image).", ""]
@@ -292,8 +334,12 @@ def write_outputs(outdir: str, report: dict[str, Any], generated: torch.Tensor, 
 @click.option("--seed", help="Seed of the latents and the random embedding [default: 0]", type=dnnlib.SEED, default=0)
 @click.option("--batch", help="Batch size [default: 32]", type=click.IntRange(min=1), default=32)
 @click.option("--pairs", help="Closest pairs to show [default: 8]", type=click.IntRange(min=1), default=8)
+@click.option("--inversion", help="Members and non-members each to invert (the white-box attack); 0 = off "
+              "[default: 0]", type=click.IntRange(min=0), default=0)
+@click.option("--inversion-steps", help="Projection steps of the inversion attack [default: 100]",
+              type=click.IntRange(min=1), default=100)
 def main(network_pkl: str, train_path: str, heldout_path: str, outdir: str, num: int, max_real: int | None,
-         classifier: str | None, seed: int, batch: int, pairs: int) -> None:
+         classifier: str | None, seed: int, batch: int, pairs: int, inversion: int, inversion_steps: int) -> None:
     """Nearest-neighbour memorisation and membership inference of a generator against its training data."""
     from training.serialization import load_network_pkl
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -309,6 +355,9 @@ def main(network_pkl: str, train_path: str, heldout_path: str, outdir: str, num:
     spaces = audit(generated, train, heldout, embeddings, batch)
     report = dict(network=network_pkl, num_generated=num, num_train=len(train), num_heldout=len(heldout),
                   seed=seed, privacy=privacy_statement(snapshot.get("metadata")), spaces=spaces)
+    if inversion:
+        print(f"Inverting {inversion} members and {inversion} non-members ({inversion_steps} steps)...")
+        report["inversion"] = inversion_attack(G, train, heldout, inversion, inversion_steps, seed, device)
     write_outputs(outdir, report, generated, train, pairs)
     print(markdown(dict(report, spaces=spaces)))
 

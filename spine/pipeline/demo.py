@@ -86,7 +86,7 @@ _BENCHMARK_VARIANTS = benchmark_variants(DEMO.variants[0])
 BENCHMARK = dataclasses.replace(
     DEMO, phantom_train=4000, phantom_test=1000, kimg=30, variants=_BENCHMARK_VARIANTS,
     pools=seed_pools(_BENCHMARK_VARIANTS), synth_per_class=1000, metrics=("fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000,
-    privacy_audit=True)
+    privacy_audit=True, privacy_inversion=64)
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
 # Generators trained at a time: the benchmark's eight train two at a time, one thread each (more kimg per hour on
@@ -144,9 +144,14 @@ def privacy_lines(name: str, audit: dict[str, Any]) -> list[str]:
     bound = stated_tpr_bound(audit.get("privacy"))
     allowed = "" if bound is None else \
         f" (at most {bound:.4f} at epsilon {audit['privacy']['account']['epsilon']:.3g})"
-    return [f"  {name} privacy ({space}): membership-inference AUC {figures['mia_auc']:.3f}, TPR at 1% FPR "
-            f"{figures['mia_tpr_at_1pct_fpr']:.3f}{allowed}, share closer to training than held-out "
-            f"{figures['share_closer_to_train']:.2f}" for space, figures in audit["spaces"].items()]
+    lines = [f"  {name} privacy ({space}): membership-inference AUC {figures['mia_auc']:.3f}, TPR at 1% FPR "
+             f"{figures['mia_tpr_at_1pct_fpr']:.3f}{allowed}, share closer to training than held-out "
+             f"{figures['share_closer_to_train']:.2f}" for space, figures in audit["spaces"].items()]
+    inversion = audit.get("inversion")
+    if inversion:
+        lines.append(f"  {name} privacy (inversion, {inversion['num_per_set']} per set): membership-inference AUC "
+                     f"{inversion['mia_auc']:.3f}, TPR at 1% FPR {inversion['mia_tpr_at_1pct_fpr']:.3f}{allowed}")
+    return lines
 
 
 def headline_numbers(out: dict[str, Any]) -> list[str]:

@@ -114,6 +114,10 @@ class ExperimentConfig:
     # Memorisation and membership inference of every generator (spine.evaluation.privacy_audit): training images as members,
     # the test split as non-members (an evaluation, like the downstream test; it informs no choice).
     privacy_audit: bool = False
+    # The audit's white-box attack by inversion (projection into W): members and non-members inverted per generator,
+    # 0 = off; and the projection steps. Cost: about steps x a generator forward/backward pass on 2N images.
+    privacy_inversion: int = 0
+    privacy_inversion_steps: int = 100
 
     @staticmethod
     def from_dict(data: dict[str, Any], where: str = "config") -> "ExperimentConfig":
@@ -503,9 +507,12 @@ def privacy_step(snapshot: str, train_zip: str, heldout_zip: str, classifier: st
     the spine classifier's features as the second space. Returns the headline figures per space."""
     from spine.evaluation.privacy_audit import main as privacy_audit
     privacy_audit.main(["--network", snapshot, "--train", train_zip, "--heldout", heldout_zip, "--outdir",
-                        str(workdir), "--classifier", classifier, "--seed", str(config.seed)], standalone_mode=False)
+                        str(workdir), "--classifier", classifier, "--seed", str(config.seed),
+                        "--inversion", str(config.privacy_inversion),
+                        "--inversion-steps", str(config.privacy_inversion_steps)], standalone_mode=False)
     report = json.loads((workdir / "privacy_audit.json").read_text())
-    return dict(json=str(workdir / "privacy_audit.json"), privacy=report.get("privacy"), spaces=report["spaces"])
+    return dict(json=str(workdir / "privacy_audit.json"), privacy=report.get("privacy"), spaces=report["spaces"],
+                inversion=report.get("inversion"))
 
 
 def _downstream(train_zip: str, synthetic: dict[str, str], test_zip: str, workdir: Path,

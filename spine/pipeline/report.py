@@ -332,12 +332,18 @@ def privacy_section(steps: dict[str, dict], names: Sequence[str]) -> str:
             rows.append([name, space, _fmt(figures["mia_auc"]), _fmt(figures["mia_tpr_at_1pct_fpr"]),
                          "no DP guarantee" if bound is None else f"{bound:.4f}",
                          _fmt(figures["share_closer_to_train"], 2)])
+        inversion = audit.get("inversion")
+        if inversion:
+            rows.append([name, f"inversion ({inversion['num_per_set']} per set, {inversion['steps']} steps)",
+                         _fmt(inversion["mia_auc"]), _fmt(inversion["mia_tpr_at_1pct_fpr"]),
+                         "no DP guarantee" if bound is None else f"{bound:.4f}", "-"])
     if not rows:
         return "<p>No privacy audit in this experiment.</p>"
     return _table(["generator", "feature space", "membership-inference AUC", "TPR at 1% FPR",
                    "most TPR its epsilon allows", "share closer to training than held-out"], rows) + \
         ("<p class='note'>Members: the generator's training images; non-members: the held-out test images. "
-         "Chance: AUC 0.5, TPR 0.01, share 0.5. Attack: distance to the nearest generated image.</p>")
+         "Chance: AUC 0.5, TPR 0.01, share 0.5. Attack: distance to the nearest generated image; inversion rows: "
+         "the distance at which the generator reconstructs the image by latent optimisation (white-box).</p>")
 
 
 def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:

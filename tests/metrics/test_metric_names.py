@@ -28,7 +28,7 @@ def test_parse(name, kind, count, full, perclass, space, nhood, max_real):
 
 
 @pytest.mark.parametrize("name, why", [
-    ("fid50k_ful", "unknown metric"), ("ppl2_wend", "unknown metric"), ("fid1", "at least 2"),
+    ("fid50k_ful", "unknown metric"), ("ppl2_zend", "unknown metric"), ("fid1", "at least 2"),
     ("pr50k0", "neighbourhood size"), ("pr33", "neighbourhood size"), ("is50k_full", "no _full"),
     ("fid2k_inception", "precision/recall only"), ("fid2k_perclass_full", "unknown metric"),
     ("label_fidelity10_spine", "no _full"),

@@ -40,6 +40,23 @@ def test_fresh_samples_look_like_chance():
     assert abs(r["mia_auc"] - 0.5) < 0.1
 
 
+def test_inversion_tells_images_the_generator_draws_from_others():
+    # Members the generator itself drew are reconstructed almost exactly; smooth random images, outside its range,
+    # are not: every member scores above every non-member.
+    from training.networks import Generator
+    from training.projection import synthesize
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=2),
+                  synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()
+    with torch.no_grad():
+        members = synthesize(G, G.mapping(torch.randn(4, 8, generator=torch.Generator().manual_seed(1)), None)[:, 0])
+    r = privacy_audit.inversion_attack(G, members, smooth_images(4, 1), num=4, steps=300, seed=0,
+                                       device=torch.device("cpu"))
+    assert r["num_per_set"] == 4 and r["steps"] == 300 and "pixel" in r["distance"]
+    assert r["member_distance_median"] < 1e-3 < r["nonmember_distance_median"]
+    assert r["mia_auc"] == 1.0 and r["mia_tpr_at_1pct_fpr"] == 1.0
+
+
 def test_nearest_matches_brute_force():
     q, refs = torch.randn(7, 5, dtype=torch.float64), torch.randn(11, 5, dtype=torch.float64)
     d, i = privacy_audit.nearest(q, refs, batch=3)
@@ -116,13 +133,16 @@ def test_cli_writes_report(tmp_path):
     heldout = write_folder(tmp_path / "heldout", smooth_images(8, 1))
     out = tmp_path / "audit"
     result = CliRunner().invoke(privacy_audit.main, ["--network", pkl, "--train", train, "--heldout", heldout,
-                                                     "--outdir", str(out), "--num", "10", "--pairs", "4"])
+                                                     "--outdir", str(out), "--num", "10", "--pairs", "4",
+                                                     "--inversion", "3", "--inversion-steps", "5"])
     assert result.exit_code == 0, result.output
     report = json.load(open(out / "privacy_audit.json"))
     assert set(report["spaces"]) == {"pixel", "random_conv"} and report["num_generated"] == 10
     assert report["num_train"] == report["num_heldout"] == 8     # 12 training images cut to the held-out 8
     assert report["privacy"]["guarantee"].startswith("(2, 1e-05)-DP per image")
+    assert report["inversion"]["num_per_set"] == 3 and 0 <= report["inversion"]["mia_auc"] <= 1
     assert "| pixel |" in (out / "privacy_audit.md").read_text()
+    assert "| inversion (3 per set, 5 steps) |" in (out / "privacy_audit.md").read_text()
     assert PIL.Image.open(out / "closest_pairs.png").size == (4 * 16, 2 * 16)
 
 
@@ -138,6 +158,7 @@ BAD_INPUTS = {
     "not a dataset": (["--train", "{text}"], 1, "expected a folder or a zip of images"),
     "classifier with code": (["--classifier", "{code_zip}"], 1, "--classifier: {code_zip}: refusing to load it"),
     "no images asked for": (["--num", "0"], 2, "0 is not in the range x>=1"),
+    "negative inversion": (["--inversion", "-1"], 2, "-1 is not in the range x>=0"),
 }
 
 

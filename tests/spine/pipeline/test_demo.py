@@ -82,6 +82,11 @@ def test_a_dp_generators_audit_is_read_against_its_epsilon():
     assert "TPR at 1% FPR 0.015 (at most 0.0739 at epsilon 2)" in line   # e^2 * 0.01 + 1e-5
     line, = demo.privacy_lines("spinegan", dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures)))
     assert "TPR at 1% FPR 0.015, share" in line
+    inversion = dict(num_per_set=64, steps=100, mia_auc=0.61, mia_tpr_at_1pct_fpr=0.03)
+    _, line = demo.privacy_lines("spinegan", dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures),
+                                                  inversion=inversion))
+    assert line == "  spinegan privacy (inversion, 64 per set): membership-inference AUC 0.610, TPR at 1% FPR 0.030"
+    assert demo.MODES["benchmark"].privacy_inversion == 64 and demo.MODES["demo"].privacy_inversion == 0
 
 
 @pytest.mark.slow

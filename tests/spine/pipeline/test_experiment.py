@@ -243,6 +243,7 @@ def test_benchmark_shape_lesion_model_seed_replicates_and_privacy_audit(tmp_path
     monkeypatch.setattr(experiment, "train_variant", fake_train_any_labels(calls))
     config = dataclasses.replace(
         TINY, phantom_train=160, phantom_test=80, independent_judge=False, report=False, privacy_audit=True,
+        privacy_inversion=2, privacy_inversion_steps=2,
         variants=(Variant("plain"), Variant("plain-seed1", seed=1), Variant("lesion", labels="lesion")),
         pools=(Pool("plain-pooled", ("plain", "plain-seed1")),))
     out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
@@ -264,6 +265,7 @@ def test_benchmark_shape_lesion_model_seed_replicates_and_privacy_audit(tmp_path
         pixel = out[f"privacy/{name}"]["spaces"]["pixel"]
         assert 0 <= pixel["mia_auc"] <= 1 and 0 <= pixel["mia_tpr_at_1pct_fpr"] <= 1
         assert {"pixel", "classifier"} == set(out[f"privacy/{name}"]["spaces"])
+        assert out[f"privacy/{name}"]["inversion"]["num_per_set"] == 2
 
 
 def test_variant_labels_and_seed_are_checked_by_name():

@@ -165,6 +165,9 @@ def test_privacy_section_reads_a_dp_generator_against_its_epsilon():
     section = report.privacy_section(steps, ["spinegan", "spinegan-dp"])
     assert "<td>spinegan</td><td>pixel</td><td>0.520</td><td>0.015</td><td>no DP guarantee</td><td>0.51</td>" in section
     assert "<td>spinegan-dp</td><td>pixel</td><td>0.520</td><td>0.015</td><td>0.0739</td>" in section  # e^2/100
+    steps["privacy/spinegan"]["inversion"] = dict(num_per_set=64, steps=100, mia_auc=0.61, mia_tpr_at_1pct_fpr=0.03)
+    assert "<td>spinegan</td><td>inversion (64 per set, 100 steps)</td><td>0.610</td><td>0.030</td>" \
+           "<td>no DP guarantee</td><td>-</td>" in report.privacy_section(steps, ["spinegan"])
 
 
 def test_model_card_says_what_a_pooled_arm_is():
