@@ -40,7 +40,7 @@ class _HostAccessMode(TorchDispatchMode):
             raise HostAccessError(f'{name} with a boolean mask reads it back to the host (a nonzero)')
         _check_on_device(name, (args, kwargs))
         if str(kwargs.get('device', '')).startswith('cpu'):
-            raise HostAccessError(f'{name} makes a host tensor (a copy to the host)')
+            raise HostAccessError(f'{name} makes a host tensor (a copy to the host, a host RNG draw or constant)')
         out = func(*args, **kwargs)
         _check_on_device(name, out)
         return out

@@ -10,7 +10,7 @@ from torch_utils.host_access import HostAccessError, forbid_host_access
     (lambda x: x.sum().item(), '_local_scalar_dense'),
     (lambda x: x.nonzero(), 'nonzero'),
     (lambda x: x[x > 0], 'boolean mask'),
-    (lambda x: x.cpu(), 'copy to the host'),
+    (lambda x: x.cpu(), '_to_copy makes a host tensor'),
     (lambda x: x * torch.ones(3), 'host tensor'),
     (lambda x: torch.empty([], dtype=torch.int64).random_(1, 5), 'host tensor'),  # a host RNG draw
     (lambda x: x + torch.tensor([1.0, 2.0, 3.0], device=x.device), 'host data'),
