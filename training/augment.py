@@ -167,7 +167,7 @@ def _matrix(rows: Sequence[Sequence[Any]], like: torch.Tensor) -> torch.Tensor:
     """Stack a nested list of per-sample values (tensors [N] or numbers) into [N, R, C]."""
     n = like.shape[0]
     elems = [e.to(torch.float32).expand(n) if isinstance(e, torch.Tensor)
-             else torch.full([n], float(e), device=like.device) for row in rows for e in row]
+             else torch.full([n], float(e), dtype=torch.float32, device=like.device) for row in rows for e in row]
     return torch.stack(elems, dim=1).reshape(n, len(rows), len(rows[0]))
 
 

@@ -92,6 +92,7 @@ class GraphedUpdate:
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_rounds: list[PhaseRound] | None = None
+        self.grads: list[torch.Tensor | None] = []  # the parameters' gradients as the graph writes them
         self.failure: str | None = None  # why capture failed; the phase then stays eager
 
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
@@ -111,6 +112,8 @@ class GraphedUpdate:
             self.inner(phase, loss, rounds)  # a batch of another shape (the last one of a resume, say): eager
             return
         self.graph.replay()
+        for param, grad in zip(phase.module.parameters(), self.grads):
+            param.grad = grad  # as after an eager step (another phase's update may have replaced them)
 
     def _run_on_side_stream(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
         """Eager warm-up on a side stream, as capture requires of the work before it."""
@@ -135,6 +138,7 @@ class GraphedUpdate:
             print(f"Phase {phase.name}: CUDA-graph capture failed ({self.failure}); the phase runs eagerly")
             return
         self.graph = graph
+        self.grads = [param.grad for param in phase.module.parameters()]
 
     def _copy_inputs(self, rounds: Sequence[PhaseRound]) -> bool:
         """Copy the rounds into the captured inputs; False if their number or shapes differ from the capture's."""
