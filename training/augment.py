@@ -50,7 +50,8 @@ SYM6_LOWPASS = [
 IMGFILTER_EXPECTED_POWER = [10 / 13, 1 / 13, 1 / 13, 1 / 13]
 
 # Extra pixels around the transformed image that the resampling filters read (12 taps at 2x = 3 px,
-# plus the bilinear footprint), so that the reflect padding covers them.
+# plus the bilinear footprint), so that the reflect padding covers them; also the margin of the window sampled at
+# 2x around the output image, which the downsampling filter reads (3 px each side).
 _RESAMPLE_SUPPORT = 4
 
 _BLIT = dict(xflip=1, rotate90=1, xint=1)
