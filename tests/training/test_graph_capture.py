@@ -1,6 +1,8 @@
 """Tests of training.graph_capture: on the CPU, that every phase in its capturable form stays on the device (the meta
-device under forbid_host_access) and that the switches keep the distributions; on a GPU, that a graphed phase
-gives the eager phase's gradients."""
+device under forbid_host_access), that the switches keep the distributions and GraphedUpdate's bookkeeping (with
+torch.cuda's graph API replaced by recorders); on a GPU, that a graphed phase gives the eager phase's gradients."""
+
+import contextlib
 
 import pytest
 import torch
@@ -175,3 +177,74 @@ def test_a_graphed_phase_gives_the_eager_gradients(name):
             # float32 sums of a few thousand terms in a different order (atomics): relative to the largest gradient.
             torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4 * max(e.abs().max().item(), 1e-6))
     assert any(e.abs().sum() > 0 for e in expected)
+
+
+# ----------------------------------------------------------------------------------------------------
+# GraphedUpdate's bookkeeping on the CPU, with torch.cuda's graph API replaced by recorders.
+
+class FakeCuda:
+    """Stands in for the torch.cuda calls GraphedUpdate makes; records captures and replays."""
+
+    def __init__(self, fail_capture: bool = False):
+        self.fail_capture = fail_capture
+        self.replays = 0
+        self.captures = 0
+        fake = self
+
+        class Graph:
+            def replay(self):
+                fake.replays += 1
+
+        @contextlib.contextmanager
+        def graph(g, pool=None, capture_error_mode=None):
+            fake.captures += 1
+            yield
+            if fake.fail_capture:
+                raise RuntimeError("operation not permitted when stream is capturing\nmore")
+
+        class Stream:
+            def wait_stream(self, other):
+                pass
+
+        self.patches = dict(CUDAGraph=Graph, graph=graph, Stream=Stream, stream=lambda s: contextlib.nullcontext(),
+                            current_stream=lambda: Stream(), synchronize=lambda: None,
+                            graph_pool_handle=lambda: ("pool",))
+
+
+class CountingStep(GradientStep):
+    def __init__(self):
+        self.rounds_seen = []
+
+    def __call__(self, phase, loss, rounds):
+        self.rounds_seen.append(rounds)
+        for p in phase.module.parameters():
+            p.grad = torch.full_like(p, float(len(self.rounds_seen)))
+
+
+@pytest.mark.parametrize("fail_capture", [False, True])
+def test_graphed_update_warms_up_captures_once_and_replays(monkeypatch, fail_capture, capsys):
+    fake = FakeCuda(fail_capture)
+    for name, value in fake.patches.items():
+        monkeypatch.setattr(torch.cuda, name, value)
+    loss, phases, rounds = tiny_setup("cpu")
+    phase, inner = phases[0], CountingStep()
+    update = graph_capture.GraphedUpdate(inner)
+    calls = graph_capture.WARMUP_CALLS + 3
+    for i in range(calls):
+        new_rounds = [PhaseRound(r.real_img + i, r.real_c, r.gen_z + i, r.gen_c) for r in rounds]
+        update(phase, loss, new_rounds)
+        if not fail_capture and i >= graph_capture.WARMUP_CALLS:
+            # The captured inputs hold this call's batch; the gradients are those the graph wrote at capture.
+            assert torch.equal(update.static_rounds[0].gen_z, new_rounds[0].gen_z)
+            assert all(torch.equal(p.grad, torch.full_like(p, graph_capture.WARMUP_CALLS + 1))
+                       for p in phase.module.parameters())
+    assert fake.captures == 1
+    if fail_capture:  # every call after the failed capture runs eagerly, and the log says why once
+        assert fake.replays == 0 and len(inner.rounds_seen) == calls + 1
+        assert capsys.readouterr().out.count("capture failed (RuntimeError: operation not permitted") == 1
+    else:  # warm-up calls, one call under capture, then replays only (the capture's call replays too)
+        assert len(inner.rounds_seen) == graph_capture.WARMUP_CALLS + 1 and fake.replays == 3
+        assert inner.rounds_seen[-1] is update.static_rounds
+    short = [PhaseRound(r.real_img[:2], r.real_c[:2], r.gen_z[:2], r.gen_c[:2]) for r in rounds]
+    update(phase, loss, short)  # another batch shape: eager, whatever the state
+    assert inner.rounds_seen[-1] is short
