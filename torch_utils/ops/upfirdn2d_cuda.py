@@ -70,7 +70,7 @@ def transposed_pass(f_shape: tuple[int, int], in_size: tuple[int, int], out_size
     """(up, down, padding) of the pass that maps an output gradient of `out_size` (h, w) back to `in_size`."""
     fh, fw = f_shape
     (ih, iw), (oh, ow) = in_size, out_size
-    (ux, uy), (dx, dy), (px0, px1, py0, py1) = up, down, padding
+    (ux, uy), (dx, dy), (px0, _, py0, _) = up, down, padding
     t_padding = [fw - px0 - 1, iw * ux - ow * dx + px0 - ux + 1, fh - py0 - 1, ih * uy - oh * dy + py0 - uy + 1]
     return list(down), list(up), t_padding
 
