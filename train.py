@@ -309,6 +309,10 @@ def configure_performance(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[
         raise UserError("--workers must be non-negative")
     args.cudnn_benchmark = not opts.nobench
     args.allow_tf32 = bool(opts.allow_tf32)
+    args.cuda_graphs = bool(opts.cuda_graphs)
+    if args.cuda_graphs and (not torch.cuda.is_available() or opts.gpus != 1):
+        raise UserError(f"--cuda-graphs=1 needs one process on a CUDA device (this machine has "
+                        f"{torch.cuda.device_count()} CUDA device(s), --gpus={opts.gpus})")
     return []
 
 
@@ -624,6 +628,8 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--nhwc", help="Use NHWC memory format with FP16", type=bool, default=False, metavar="BOOL")
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, default=False, metavar="BOOL")
 @click.option("--allow-tf32", help="Allow PyTorch to use TF32 internally", type=bool, default=False, metavar="BOOL")
+@click.option("--cuda-graphs", help="Capture each training phase as a CUDA graph (one GPU) [default: false]", type=bool,
+              default=False, metavar="BOOL")
 @click.option("--workers", help="Override number of DataLoader workers [default: 3, at most one per CPU core]",
               type=int, metavar="INT")
 # SpineGAN's clinical loss (spine.clinical.options).

@@ -4,13 +4,15 @@
 #
 #   [WHEELS=DIR] [BENCH=EXPDIR] [BUDGET=540] [DRY=1] bash bench/gpu_check.sh OUTDIR
 #
-#  1. machine facts (nvidia-smi, torch, nvcc)            5. --cfg=spine 256x256 at batch SPINE_BMAX (default 64)
-#  2. both CUDA plugins built for this card              6. --cfg=demo 32x32 (batch 16)
-#  3. the GPU tests (plugin parity, no-sync iteration,   7. --cfg=demo-gpu 32x32 (batch 64)
-#     device-side labels, CUDA-event phase timing)       8. the benchmark's two generators, side by side, for
+#  1. machine facts (nvidia-smi, torch, nvcc)            5. the same with --cuda-graphs=1 (targets: 5 s/kimg, 6 GB)
+#  2. both CUDA plugins built for this card              6. --cfg=demo-gpu 32x32 (batch 64)
+#  3. the GPU tests (plugin parity, no-sync iteration,   7. the same with --cuda-graphs=1 (target: 1.0 s/kimg)
+#     graphed phases = eager, device-side labels, ...)   8. the benchmark's two generators, side by side, for
 #  4. --cfg=spine 256x256 at batch 16 (the paper's)         the time left (bench/gpu_benchmark.py train)
 #
 # Speed runs 4-7 print their steady sec/kimg and peak GPU memory (bench/steady_speed.py: ticks after the first two).
+# The graphed runs are longer: each phase is captured after 3 eager calls, the lazy R1 one (every 16th iteration)
+# at iteration 48.
 # Their datasets are phantom radiographs made here (content does not matter for speed). Step 8 needs BENCH, an
 # experiment folder made on a CPU by `python bench/gpu_benchmark.py prepare --outdir EXPDIR` (carry its data/train
 # and classifier folders); it leaves OUTDIR/bench/<variant>/ with the last network snapshot and the log, for
@@ -60,33 +62,39 @@ phantom_zip() {  # phantom_zip COUNT RESOLUTION ZIP: labelled phantom radiograph
 if [ "$dry" = 1 ]; then
     export SPINEGAN_OPS_IMPL=ref
     # The spine network does not start within minutes on a busy 2-core CPU: its steps run the demo preset here.
-    res=32 bmax=${SPINE_BMAX:-32} limit=150 demo_limit=150 spine_cfg=demo
+    res=32 limit=150 demo_limit=150 spine_cfg=demo
     spine_kimg=(--kimg-per-tick=0.001) demo_kimg=(--kimg-per-tick=0.001)  # a tick per iteration
+    graphs=""  # no CUDA: the graphed steps run eagerly (their figures mean nothing, as all figures here)
     bench=${BENCH:-$scratch/bench}
     $py bench/gpu_benchmark.py prepare --outdir "$bench" --tiny >"$out/bench_prepare.txt" 2>&1
     step machine 30 $py -c 'import torch; print(torch.__version__)'
 else
-    res=256 bmax=${SPINE_BMAX:-64} limit=100 demo_limit=60 spine_cfg=spine
+    res=256 limit=100 demo_limit=60 spine_cfg=spine
     spine_kimg=(--kimg=1 --kimg-per-tick=0.25) demo_kimg=(--kimg=3 --kimg-per-tick=0.5)
+    graphs="--cuda-graphs=1"
     bench=${BENCH:-}
     step machine 30 bash -c "nvidia-smi; $py -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())'; nvcc --version | tail -2"
     step build 150 $py tools/check_cuda_build.py
 fi
-step gpu_tests 120 $py -m pytest -q -p no:cacheprovider -m gpu tests/torch_utils tests/training
+step gpu_tests 150 $py -m pytest -q -p no:cacheprovider -m gpu tests/torch_utils tests/training
 
 phantom_zip 64 "$res" "$scratch/spine$res.zip"
 phantom_zip 256 32 "$scratch/demo32.zip"
-for batch in 16 "$bmax"; do  # DRY=1: 3 iterations, a tick each (the first two ticks are start-up)
-    kimg=$([ "$dry" = 1 ] && echo "--kimg=$((3 * batch))e-3")
-    # shellcheck disable=SC2086  # $kimg is empty or one option
-    speed "spine${res}_b$batch" "$limit" --data="$scratch/spine$res.zip" --cfg=$spine_cfg --batch="$batch" \
-        --workers=4 "${spine_kimg[@]}" $kimg
+for mode in eager graphs; do  # DRY=1: 3 iterations, a tick each (the first two ticks are start-up)
+    flag=$([ "$mode" = graphs ] && echo "$graphs")
+    more=$([ "$mode" = graphs ] && [ "$dry" != 1 ] && echo "--kimg=2")  # past the lazy phases' captures
+    kimg=$([ "$dry" = 1 ] && echo "--kimg=48e-3")
+    # shellcheck disable=SC2086  # $flag, $more and $kimg are empty or one option each
+    speed "spine${res}_b16_$mode" "$limit" --data="$scratch/spine$res.zip" --cfg=$spine_cfg --batch=16 \
+        --workers=4 "${spine_kimg[@]}" $more $kimg $flag
 done
-for cfg_batch in demo:16 demo-gpu:64; do
-    batch=${cfg_batch#*:}
-    kimg=$([ "$dry" = 1 ] && echo "--kimg=$((3 * batch))e-3")
+for mode in eager graphs; do
+    flag=$([ "$mode" = graphs ] && echo "$graphs")
+    more=$([ "$mode" = graphs ] && [ "$dry" != 1 ] && echo "--kimg=6")
+    kimg=$([ "$dry" = 1 ] && echo "--kimg=192e-3")
     # shellcheck disable=SC2086
-    speed "demo32_b$batch" "$demo_limit" --data="$scratch/demo32.zip" --cfg="${cfg_batch%:*}" "${demo_kimg[@]}" $kimg
+    speed "demo32_b64_$mode" "$demo_limit" --data="$scratch/demo32.zip" --cfg=demo-gpu "${demo_kimg[@]}" $more \
+        $kimg $flag
 done
 
 left=$((budget - SECONDS - 20))  # 20 s for copying the snapshots

@@ -8,6 +8,11 @@ reference path too. Forward passes (with --backward: forward and the gradients o
     python bench/ops.py                  # CPU, batch 1
     python bench/ops.py --device cuda    # GPU, batch 8, plus impl='cuda' columns
     python bench/ops.py --backward       # forward + backward
+    python bench/ops.py --library        # the reference path called directly vs through its torch.library op
+
+--library measures what registering the reference path with torch.library would cost on a CPU: the same
+computation called directly (what `bias_act` / `upfirdn2d` do on a CPU) and through the op `spinegan::*` whose CPU
+kernel it is (dispatcher, schema parsing, and the autograd formula of the op instead of the reference's own).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from torch_utils import custom_ops  # noqa: E402
 from torch_utils.ops import bias_act, conv2d_resample, upfirdn2d  # noqa: E402
+from torch_utils.ops.bias_act_cuda import bias_act_op  # noqa: E402
+from torch_utils.ops.upfirdn2d_cuda import upfirdn2d_op  # noqa: E402
 
 RESOLUTIONS = (64, 128, 256)
 
@@ -150,12 +157,49 @@ def benchmark_cases(batch: int, device: torch.device,
     return cases
 
 
+def library_cases(batch: int, device: torch.device,
+                  requires_grad: bool = False) -> list[tuple[str, str, Callable, Callable]]:
+    """(op, shape, direct reference call, the same through the torch.library op) at every resolution."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1], device=device)
+    cases = []
+    for res in RESOLUTIONS:
+        c = channels(res)
+        x = torch.randn(batch, c, res, res, device=device, generator=gen).requires_grad_(requires_grad)
+        b = torch.randn(c, device=device, generator=gen).requires_grad_(requires_grad)
+        shape = f'{batch}x{c}x{res}x{res}'
+        cases += [
+            ('upfirdn2d up2', shape, lambda x=x: upfirdn2d.upsample2d(x, f, impl='ref'),
+             lambda x=x: upfirdn2d_op(x, f, [2, 2], [1, 1], [2, 1, 2, 1], False, 4.0)),
+            ('upfirdn2d down2', shape, lambda x=x: upfirdn2d.downsample2d(x, f, impl='ref'),
+             lambda x=x: upfirdn2d_op(x, f, [1, 1], [2, 2], [1, 1, 1, 1], False, 1.0)),
+            ('bias_act lrelu', shape, lambda x=x, b=b: bias_act.bias_act(x, b, act='lrelu', impl='ref'),
+             lambda x=x, b=b: bias_act_op(x, b, None, 0, 'lrelu', 0.2, 2 ** 0.5, -1.0, 1)),
+        ]
+    return cases
+
+
+def print_library_overhead(batch: int, device: torch.device, reps: int, backward: bool) -> None:
+    """The reference path called directly vs through its torch.library op, same numbers asserted."""
+    header = f'{"op":<22}{"shape":<26}{"direct ms":>10}{"op ms":>10}{"op/direct":>10}'
+    print(header)
+    print('-' * len(header))
+    timed = with_backward if backward else (lambda fn: fn)
+    with torch.set_grad_enabled(backward):
+        for op, shape, direct_fn, op_fn in library_cases(batch, device, requires_grad=backward):
+            assert_same_numbers(op_fn().detach(), direct_fn().detach())
+            direct_ms = time_ms(timed(direct_fn), device, reps)
+            op_ms = time_ms(timed(op_fn), device, reps)
+            print(f'{op:<22}{shape:<26}{direct_ms:>10.2f}{op_ms:>10.2f}{op_ms / direct_ms:>10.2f}', flush=True)
+
+
 @click.command()
 @click.option('--device', default='cpu', show_default=True, help='cpu or cuda')
 @click.option('--batch', type=int, default=None, help='batch size [default: 1 on CPU, 8 on CUDA]')
 @click.option('--reps', type=int, default=None, help='timed runs per measurement [default: 3 on CPU, 25 on CUDA]')
 @click.option('--backward', is_flag=True, help='time forward + backward (gradients of all inputs) instead')
-def main(device: str, batch: int | None, reps: int | None, backward: bool) -> None:
+@click.option('--library', is_flag=True, help='time the reference path directly vs through its torch.library op')
+def main(device: str, batch: int | None, reps: int | None, backward: bool, library: bool) -> None:
     """Print reference vs naive (and CUDA) timings of the ops."""
     device = torch.device(device)
     if device.type == 'cuda' and not torch.cuda.is_available():
@@ -172,6 +216,9 @@ def main(device: str, batch: int | None, reps: int | None, backward: bool) -> No
     print(f'torch {torch.__version__}, device {device}'
           f'{" (" + torch.cuda.get_device_name(device) + ")" if on_cuda else ""}, threads {torch.get_num_threads()}, '
           f'{"forward + backward" if backward else "forward"}')
+    if library:
+        print_library_overhead(batch, device, reps, backward)
+        return
     print(header)
     print('-' * len(header))
     timed = with_backward if backward else (lambda fn: fn)

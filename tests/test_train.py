@@ -112,6 +112,14 @@ def test_bad_option_combinations_are_refused(tmp_path, captured, extra, message)
     assert not captured and not os.path.exists(tmp_path / "runs")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="refused only without a CUDA device")
+def test_cuda_graphs_without_a_cuda_device_are_refused(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none", "--cuda-graphs", "1")
+    assert result.exit_code == 1 and "--cuda-graphs=1 needs one process on a CUDA device" in result.output
+    assert not captured and not os.path.exists(tmp_path / "runs")
+
+
 def test_cond_without_labels_is_refused(tmp_path, captured):
     data = write_dataset(str(tmp_path / "ds"), labels=False)
     result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cond", "1", "--metrics", "none")

@@ -14,11 +14,19 @@ filtering (4 frequency bands), additive noise, cutout. Each op fires per sample 
 `multiplier * p`. Samples whose geometry is made only of blits (x-flip, 90-degree rotation, integer
 translation) are gathered pixel-exactly; the others are resampled (reflect pad, 2x wavelet upsampling,
 bilinear sampling, 2x downsampling, crop). A sample on which nothing fired is returned bit-exactly.
+
+Two forms with the same random draws and the same results (`AugmentPipe.fixed_shapes`): by default each group of
+ops runs only on the samples that drew it and the resampler pads by margins read from the sampled matrices (the
+fastest on a CPU); with `fixed_shapes = True` every op runs on the whole batch, the untouched samples are selected
+back with `torch.where`, and the padding is the largest the margins can be, so that no shape depends on a drawn
+value and nothing is read back to the host (what a CUDA graph needs, `training.graph_capture`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import statistics
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -42,7 +50,8 @@ SYM6_LOWPASS = [
 IMGFILTER_EXPECTED_POWER = [10 / 13, 1 / 13, 1 / 13, 1 / 13]
 
 # Extra pixels around the transformed image that the resampling filters read (12 taps at 2x = 3 px,
-# plus the bilinear footprint), so that the reflect padding covers them.
+# plus the bilinear footprint), so that the reflect padding covers them; also the margin of the window sampled at
+# 2x around the output image, which the downsampling filter reads (3 px each side).
 _RESAMPLE_SUPPORT = 4
 
 _BLIT = dict(xflip=1, rotate90=1, xint=1)
@@ -136,7 +145,8 @@ class _Draws:
         """N(0, 1) of shape [batch, *shape]."""
         size = (self.batch_size, *shape)
         if self.q is not None:
-            return torch.full(size, math.sqrt(2) * torch.erfinv(torch.tensor(2 * self.q - 1)).item(), device=self.device)
+            z = -math.inf if self.q == 0 else statistics.NormalDist().inv_cdf(self.q)  # erfinv(-1) = -inf
+            return torch.full(size, z, device=self.device)
         return torch.randn(size, device=self.device)
 
     def fires(self, prob: torch.Tensor) -> torch.Tensor:
@@ -147,10 +157,18 @@ class _Draws:
 # ----------------------------------------------------------------------------------------------------
 # Homogeneous matrices, batched over the leading dimension. Elements are broadcast tensors or numbers.
 
+@functools.lru_cache(maxsize=None)
+def _constant(values: tuple, device: torch.device) -> torch.Tensor:
+    """A float32 tensor of fixed `values` (nested tuples) on `device`, made once: a tensor built from host data is a
+    host-to-device copy, which a CUDA graph cannot replay. Callers must not modify it."""
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
 def _matrix(rows: Sequence[Sequence[Any]], like: torch.Tensor) -> torch.Tensor:
-    """Stack a nested list of per-sample values into [N, R, C]."""
+    """Stack a nested list of per-sample values (tensors [N] or numbers) into [N, R, C]."""
     n = like.shape[0]
-    elems = [torch.as_tensor(e, dtype=torch.float32, device=like.device).expand(n) for row in rows for e in row]
+    elems = [e.to(torch.float32).expand(n) if isinstance(e, torch.Tensor)
+             else torch.full([n], float(e), dtype=torch.float32, device=like.device) for row in rows for e in row]
     return torch.stack(elems, dim=1).reshape(n, len(rows), len(rows[0]))
 
 
@@ -167,9 +185,12 @@ def _rotate2d(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return _matrix([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], cos)
 
 
+_LUMA = 1 / math.sqrt(3)
+
+
 def _luma_axis(like: torch.Tensor) -> torch.Tensor:
     """The gray axis v = (1, 1, 1, 0) / sqrt(3) in homogeneous colour space, as [1, 4, 1]."""
-    return torch.tensor([1, 1, 1, 0], dtype=torch.float32, device=like.device).div(math.sqrt(3)).reshape(1, 4, 1)
+    return _constant(((_LUMA,), (_LUMA,), (_LUMA,), (0.0,)), like.device).unsqueeze(0)
 
 
 def _translate3d(t: torch.Tensor) -> torch.Tensor:
@@ -190,12 +211,12 @@ def _luma_flip(k: torch.Tensor) -> torch.Tensor:
 
 
 def _rotate_about_luma(theta: torch.Tensor) -> torch.Tensor:
-    """Hue rotation: rotate the colour about the gray axis by theta (Rodrigues' formula)."""
-    v = _luma_axis(theta)[0, :3, 0]
-    x, y, z = v.tolist()
-    cross = torch.tensor([[0, -z, y], [z, 0, -x], [-y, x, 0]], device=theta.device)
+    """Hue rotation: rotate the colour about the gray axis v by theta (Rodrigues' formula)."""
+    v = _LUMA
+    cross = _constant(((0, -v, v), (v, 0, -v), (-v, v, 0)), theta.device)  # [v]_x for v = (1, 1, 1) / sqrt(3)
+    outer = _constant(((v * v,) * 3,) * 3, theta.device)  # v v^T
     c, s = theta.cos().reshape(-1, 1, 1), theta.sin().reshape(-1, 1, 1)
-    rot = c * torch.eye(3, device=theta.device) + s * cross + (1 - c) * torch.outer(v, v)
+    rot = c * torch.eye(3, device=theta.device) + s * cross + (1 - c) * outer
     out = torch.eye(4, device=theta.device).repeat(theta.shape[0], 1, 1)
     out[:, :3, :3] = rot
     return out
@@ -254,51 +275,60 @@ def _resample_margins(g_inv: torch.Tensor, h: int, w: int) -> tuple[int, int, in
 
     The output rectangle, grown by the filter support, is mapped to the source; the padding reaches past
     the image edges as far as any sample reads (at most one image size, beyond which the output is 0).
+    Reads the margins back to the host: `_largest_margins` is the fixed-shape alternative.
     """
     hx, hy = w / 2 + _RESAMPLE_SUPPORT, h / 2 + _RESAMPLE_SUPPORT
-    corners = torch.tensor([[-hx, -hx, hx, hx], [-hy, hy, -hy, hy], [1, 1, 1, 1]], device=g_inv.device)
+    corners = _constant(((-hx, -hx, hx, hx), (-hy, hy, -hy, hy), (1, 1, 1, 1)), g_inv.device)
     src = g_inv @ corners
     lo = src[:, :2].amin(dim=(0, 2))
     hi = src[:, :2].amax(dim=(0, 2))
-    size = torch.tensor([w, h], device=g_inv.device, dtype=torch.float32)
+    size = _constant((w, h), g_inv.device)
     before = (-size / 2 - lo).clamp(min=0).ceil().minimum(size - 1)
     after = (hi - size / 2).clamp(min=0).ceil().minimum(size - 1)
     left, top, right, bottom = (torch.cat([before, after]) + _RESAMPLE_SUPPORT).long().tolist()
     return left, right, top, bottom
 
 
-def _resample(x: torch.Tensor, g_inv: torch.Tensor, lowpass: torch.Tensor) -> torch.Tensor:
+def _largest_margins(h: int, w: int) -> tuple[int, int, int, int]:
+    """The margins `_resample_margins` can return at most, whatever the matrices: the same output, fixed shapes."""
+    return (w - 1 + _RESAMPLE_SUPPORT,) * 2 + (h - 1 + _RESAMPLE_SUPPORT,) * 2
+
+
+def _resample(x: torch.Tensor, g_inv: torch.Tensor, lowpass: torch.Tensor, fixed_shapes: bool = False) -> torch.Tensor:
     """Apply per-sample inverse affine maps `g_inv` [N, 3, 3] (output pixel -> source pixel, centred
     coordinates) with reflect padding, 2x oversampled bilinear sampling and an orthogonal-wavelet
     low-pass for both resampling steps.
 
     The downsampling uses the time-reversed filter, so that up- then downsampling is the identity for an
     orthogonal wavelet (its autocorrelation vanishes at non-zero even lags): an identity map reproduces
-    the input up to float rounding, and the filter adds no phase shift.
+    the input up to float rounding, and the filter adds no phase shift. `fixed_shapes` pads by the largest
+    margins instead of those the matrices need (same output up to rounding, no host read).
     """
     n, c, h, w = x.shape
-    left, right, top, bottom = _resample_margins(g_inv, h, w)
+    left, right, top, bottom = _largest_margins(h, w) if fixed_shapes else _resample_margins(g_inv, h, w)
     x = _reflect_pad(x, left, right, top, bottom)
     wp, hp = x.shape[3], x.shape[2]
     f = (lowpass / lowpass.sum()).to(x.dtype)
     x = upfirdn2d.upsample2d(x, f, up=2)
-    # Both the sampled and the sampling grid cover the padded canvas: canvas coordinates in [-1, 1]
-    # (align_corners=False) relate to centred pixel coordinates by a shift to the canvas centre and a scale.
-    centre_x, centre_y = (right - left) / 2, (bottom - top) / 2
-    ones = torch.ones(n, device=x.device)
-    to_pixels = _translate2d(centre_x * ones, centre_y * ones) @ _scale2d(wp / 2 * ones, hp / 2 * ones)
-    to_canvas = _scale2d(2 / wp * ones, 2 / hp * ones) @ _translate2d(-centre_x * ones, -centre_y * ones)
     # A least-asymmetric wavelet is not exactly symmetric: the upsampled image sits `delay` pixels off the
     # grid that upsample2d assumes (and the flipped downsampling reads the same offset), so the transform
     # is applied about the shifted centre. The delay is the filter's centre of mass, exact at low frequency.
     taps = torch.arange(len(lowpass), device=x.device, dtype=torch.float32)
-    delay = ((taps * lowpass).sum() / lowpass.sum() - (len(lowpass) - 1) / 2) / 2 * ones
+    delay = ((taps * lowpass).sum() / lowpass.sum() - (len(lowpass) - 1) / 2) / 2 * torch.ones(n, device=x.device)
     g_inv = _translate2d(delay, delay) @ g_inv @ _translate2d(-delay, -delay)
-    theta = (to_canvas @ g_inv @ to_pixels)[:, :2, :]
-    grid = F.affine_grid(theta, [n, c, 2 * hp, 2 * wp], align_corners=False)
+    # Sample at 2x only the output image grown by the downsampling filter's support (not the whole canvas):
+    # those samples' centres in centred pixel coordinates, mapped to the source and then to the upsampled
+    # canvas's [-1, 1] (align_corners=False: pixel i of the canvas covers [i, i + 1] of wp).
+    s = _RESAMPLE_SUPPORT
+    xs = (torch.arange(2 * (w + 2 * s), device=x.device, dtype=torch.float32) + 0.5) / 2 - (w / 2 + s)
+    ys = (torch.arange(2 * (h + 2 * s), device=x.device, dtype=torch.float32) + 0.5) / 2 - (h / 2 + s)
+    m = g_inv.reshape(n, 3, 3, 1, 1)
+    src_x = m[:, 0, 0] * xs.reshape(1, 1, -1) + m[:, 0, 1] * ys.reshape(1, -1, 1) + m[:, 0, 2]
+    src_y = m[:, 1, 0] * xs.reshape(1, 1, -1) + m[:, 1, 1] * ys.reshape(1, -1, 1) + m[:, 1, 2]
+    grid = torch.stack([(src_x + (w / 2 + left)) * (2 / wp) - 1, (src_y + (h / 2 + top)) * (2 / hp) - 1], dim=3)
     x = grid_sample_gradfix.grid_sample(x, grid.to(x.dtype))
     x = upfirdn2d.downsample2d(x, f, down=2, flip_filter=True)
-    return x[:, :, top:top + h, left:left + w]
+    return x[:, :, s:s + h, s:s + w]
 
 
 def _filter_separable(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
@@ -315,9 +345,15 @@ def _filter_separable(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return x.reshape(n, c, h, w)
 
 
-def _apply_to_subset(x: torch.Tensor, mask: torch.Tensor,
-                     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Replace the samples selected by `mask` with fn(x[idx], idx); the others stay bit-exact."""
+def _apply_to_subset(x: torch.Tensor, mask: torch.Tensor, fn: Callable[[torch.Tensor, Any], torch.Tensor],
+                     fixed_shapes: bool) -> torch.Tensor:
+    """Replace the samples selected by `mask` with fn(x[idx], idx); the others stay bit-exact.
+
+    By default only the selected samples are computed (their indices are read back to the host); with
+    `fixed_shapes` every sample is (idx is a full slice) and the selection is a `torch.where`.
+    """
+    if fixed_shapes:
+        return torch.where(mask.reshape(-1, 1, 1, 1), fn(x, slice(None)), x)
     idx = mask.nonzero().flatten()
     if idx.numel() == 0:
         return x
@@ -365,6 +401,9 @@ class AugmentPipe(torch.nn.Module):
         self.register_buffer('p', torch.zeros([]))
         self.register_buffer('Hz_geom', torch.tensor(SYM6_LOWPASS, dtype=torch.float32))
         self.register_buffer('Hz_fbank', wavelet_filter_bank(SYM2_LOWPASS, num_bands=4))
+        # The form of the computation, not of the augmentation (same draws, same results; module docstring):
+        # not a constructor argument, so snapshots do not carry it.
+        self.fixed_shapes = False
 
     def set_p(self, p: float) -> None:
         """Set a fixed augmentation strength (the `--aug=fixed` mode)."""
@@ -404,8 +443,11 @@ class AugmentPipe(torch.nn.Module):
         if self.rotate90 > 0 and h != w:
             raise ValueError(f'AugmentPipe: rotate90 needs square images, got {h}x{w}')
         g_inv, fired, resample = self._geometry_matrices(draws, h, w)
-        x = _apply_to_subset(x, fired & ~resample, lambda xs, idx: _blit(xs, g_inv[idx]))
-        return _apply_to_subset(x, resample, lambda xs, idx: _resample(xs, g_inv[idx], self.Hz_geom))
+        fixed = self.fixed_shapes
+        x = _apply_to_subset(x, fired & ~resample, lambda xs, idx: _blit(xs, g_inv[idx]), fixed)
+        if max(self.scale, self.rotate, self.aniso, self.xfrac) == 0:
+            return x  # blits only: nothing can need resampling
+        return _apply_to_subset(x, resample, lambda xs, idx: _resample(xs, g_inv[idx], self.Hz_geom, fixed), fixed)
 
     def _geometry_matrices(self, draws: _Draws, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Inverse maps [N, 3, 3] (output -> source pixel, centred coordinates), plus which samples changed
@@ -414,7 +456,7 @@ class AugmentPipe(torch.nn.Module):
         g_inv = torch.eye(3, device=draws.device).repeat(draws.batch_size, 1, 1)
         identity = g_inv.clone()
         resample = torch.zeros(draws.batch_size, dtype=torch.bool, device=draws.device)
-        size = torch.tensor([w, h], device=draws.device, dtype=torch.float32)
+        size = _constant((w, h), draws.device)
 
         def changed(m: torch.Tensor) -> torch.Tensor:
             return (m != identity).flatten(1).any(dim=1)
@@ -424,8 +466,8 @@ class AugmentPipe(torch.nn.Module):
             g_inv = g_inv @ _scale2d(1 - 2 * k, torch.ones_like(k))
         if self.rotate90 > 0:
             k = self._gate(draws, self.rotate90, torch.floor(draws.uniform() * 4).clamp(max=3), 0).long()
-            cos = torch.tensor([1., 0., -1., 0.], device=draws.device)[k]  # exact, unlike cos(k * pi / 2)
-            sin = torch.tensor([0., 1., 0., -1.], device=draws.device)[k]
+            cos = _constant((1, 0, -1, 0), draws.device)[k]  # exact, unlike cos(k * pi / 2)
+            sin = _constant((0, 1, 0, -1), draws.device)[k]
             g_inv = g_inv @ _rotate2d(cos, sin)
         if self.xint > 0:
             t = torch.round((draws.uniform(2) * 2 - 1) * self.xint_max * size)
@@ -490,7 +532,7 @@ class AugmentPipe(torch.nn.Module):
         sum(IMGFILTER_EXPECTED_POWER * gain^2), stays 1."""
         n = x.shape[0]
         num_bands = self.Hz_fbank.shape[0]
-        power = torch.tensor(IMGFILTER_EXPECTED_POWER, device=x.device)
+        power = _constant(tuple(IMGFILTER_EXPECTED_POWER), x.device)
         gains = torch.ones(n, num_bands, device=x.device)
         for band, band_multiplier in enumerate(self.imgfilter_bands):
             if band_multiplier > 0:
@@ -499,7 +541,7 @@ class AugmentPipe(torch.nn.Module):
         changed = (gains != 1).any(dim=1)
         gains = gains / (power * gains.square()).sum(dim=1, keepdim=True).sqrt()
         taps = gains @ self.Hz_fbank
-        return _apply_to_subset(x, changed, lambda xs, idx: _filter_separable(xs, taps[idx]))
+        return _apply_to_subset(x, changed, lambda xs, idx: _filter_separable(xs, taps[idx]), self.fixed_shapes)
 
     def _augment_noise(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
         """Additive Gaussian noise with a per-sample sigma = |N(0, 1)| * noise_std."""
@@ -559,11 +601,19 @@ class AdaController:
         return self.batch_size * self.interval / (self.ada_kimg * 1000)
 
     def accumulate(self, real_logits: torch.Tensor) -> None:
-        """Add the signs of a batch of discriminator outputs on real images (any shape)."""
+        """Add the signs of a batch of discriminator outputs on real images (any shape).
+
+        Adds in place into one tensor on the logits' device, so that a phase captured as a CUDA graph keeps adding
+        into the memory that `step` reads.
+        """
         logits = real_logits.detach().flatten().to(torch.float64)
-        stats = torch.stack([logits.sign().sum(), torch.tensor(logits.numel(), dtype=torch.float64,
-                                                                device=logits.device)])
-        self._stats = stats if self._stats is None else self._stats.to(stats.device) + stats
+        count = torch.full([], logits.numel(), dtype=torch.float64, device=logits.device)
+        if self._stats is None or self._stats.device != logits.device:
+            previous = self._stats
+            self._stats = torch.zeros(2, dtype=torch.float64, device=logits.device)
+            if previous is not None:
+                self._stats.add_(previous.to(logits.device))
+        self._stats.add_(torch.stack([logits.sign().sum(), count]))
 
     def step(self, augment_pipe: AugmentPipe) -> bool:
         """Count one training iteration; every `interval`-th adjusts augment_pipe.p. Returns whether one was due.
@@ -576,11 +626,12 @@ class AdaController:
             return False
         self._iterations = 0
         sign_sum, count = self._gather_stats(augment_pipe.p.device)
-        self._stats = None
         r_t = torch.where(count > 0, sign_sum / count.clamp(min=1), self._r_t.to(count.device))
         p = augment_pipe.p.to(torch.float64) + torch.sign(r_t - self.target) * self.step_size
         augment_pipe.p.copy_(torch.where(count > 0, p.clamp(0.0, self.p_max), augment_pipe.p))
         self._r_t = r_t
+        if self._stats is not None:
+            self._stats.zero_()  # after its last use above; in place, see `accumulate`
         return True
 
     @property

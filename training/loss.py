@@ -68,21 +68,39 @@ class StyleGAN2Loss:
                 term.attach(G)
         self.ada_controller = ada_controller  # training.augment.AdaController: sees every D(aug(real)) score
         self.pl_mean = torch.zeros([], device=self.device)
+        # Style mixing decided on the device (training.graph_capture sets it): same distribution, no host draws.
+        self.style_mixing_on_device = False
 
     # ---- network evaluation -------------------------------------------------------------------------------------
     def run_G(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate images and return (img, ws); style mixing swaps the tail of ws for a second latent's."""
         ws = self.G.mapping(z, c)
         if self.style_mixing_prob > 0:
-            num_ws = ws.shape[1]
-            cutoff = int(torch.empty([], dtype=torch.int64).random_(1, num_ws))
-            if float(torch.rand([])) >= self.style_mixing_prob:
-                cutoff = num_ws
-            if cutoff < num_ws:
-                mixed = self.G.mapping(torch.randn_like(z), c, skip_w_avg_update=True)
-                ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
+            ws = self._mix_styles_on_device(ws, z, c) if self.style_mixing_on_device else self._mix_styles(ws, z, c)
         img = self.G.synthesis(ws)
         return img, ws
+
+    def _mix_styles(self, ws: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The cutoff is drawn on the host, and the second mapping runs only when it mixes."""
+        num_ws = ws.shape[1]
+        cutoff = int(torch.empty([], dtype=torch.int64).random_(1, num_ws))
+        if float(torch.rand([])) >= self.style_mixing_prob:
+            cutoff = num_ws
+        if cutoff < num_ws:
+            mixed = self.G.mapping(torch.randn_like(z), c, skip_w_avg_update=True)
+            ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
+        return ws
+
+    def _mix_styles_on_device(self, ws: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The same distribution with every draw on the device and the second mapping always run, selected by a
+        mask (no host decision: what a CUDA graph needs). On the CPU it consumes the generator as `_mix_styles`
+        does whenever that one mixes."""
+        num_ws = ws.shape[1]
+        cutoff = torch.empty([], dtype=torch.int64, device=ws.device).random_(1, num_ws)
+        cutoff = torch.where(torch.rand([], device=ws.device) < self.style_mixing_prob, cutoff, num_ws)
+        mixed = self.G.mapping(torch.randn_like(z), c, skip_w_avg_update=True)
+        keep = torch.arange(num_ws, device=ws.device).reshape(1, num_ws, 1) < cutoff
+        return torch.where(keep, ws, mixed)
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Discriminator logits [N, 1]; every D input goes through the augmentation when there is one."""

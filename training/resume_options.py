@@ -26,6 +26,7 @@ CHANGEABLE: dict[str, tuple[str, ...]] = {
     "gpus": ("num_gpus",),
     "nobench": ("cudnn_benchmark",),
     "allow_tf32": ("allow_tf32",),
+    "cuda_graphs": ("cuda_graphs",),
 }
 PATH_OPTIONS = ("data", "clinical_loss", "metrics_classifier")  # recorded and compared as absolute paths
 NOT_RECORDED = ("resume", "outdir", "dry_run")  # where a run starts from and writes to is not part of the run

@@ -12,6 +12,7 @@ Options and output files follow the official StyleGAN2-ADA loop. Differences, on
   * Grids and metrics run with the RNG state preserved, so they never change the training's random streams.
   * An iteration never waits for the GPU (phase times from CUDA events read at the tick, labels drawn on the device,
     ADA's p adjusted there), except where the augment pipe reads values back (docs/PERFORMANCE.md, "GPU").
+  * `cuda_graphs` captures each phase as a CUDA graph at fixed shapes and replays it (training.graph_capture).
 
 Plug-ins: `discriminator_update` / `generator_update` replace the update rule of the D / G phases (DP-SGD, the
 authors' noise-and-clip scheme), `generator_terms` add generator losses (the clinical loss), `fake_label_fn(n)`
@@ -40,6 +41,7 @@ import dnnlib
 from torch_utils import misc, training_stats
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
+from training import graph_capture
 from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
 from training.dataset import construct_dataset
 from training.fake_labels import fake_label_sampler
@@ -453,6 +455,7 @@ def training_loop(
     resume_checkpoint: str | None = None,  # checkpoint.pt to continue exactly
     cudnn_benchmark: bool = True,  # torch.backends.cudnn.benchmark
     allow_tf32: bool = False,  # TF32 in matmul and cuDNN
+    cuda_graphs: bool = False,  # capture each phase as a CUDA graph (training.graph_capture; one CUDA process)
     image_grid_size: tuple[int, int] | None = None,  # (columns, rows) of the grids; None = from the resolution
     generator_terms: Sequence[GeneratorTerm] = (),  # extra generator losses added to Gmain (plug-ins)
     discriminator_update: PhaseUpdate | None = None,  # update rule of the D phases (plug-in); None = GradientStep
@@ -503,6 +506,13 @@ def training_loop(
         progress, rng_state = resume_from_checkpoint(resume_data, resume_checkpoint, nets, loss, phases, rank, world)
         restore_plugin_states(resume_data.get("plugins", {}), resume_checkpoint, plugins)
         del resume_data
+
+    if cuda_graphs:
+        if device.type != "cuda" or world > 1:
+            raise ValueError(f"cuda_graphs needs one process on a CUDA device, got {world} on {device.type}")
+        phases = graph_capture.make_capturable(phases, loss)
+    if is_main:
+        print(graph_capture.describe(cuda_graphs, device))
 
     outputs = RunOutputs(run_dir, rank)
     grid = None

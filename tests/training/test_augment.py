@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from tolerances import rounding_tol
 
+from torch_utils.host_access import forbid_host_access
 from training.augment import (IMGFILTER_EXPECTED_POWER, SYM6_LOWPASS, AdaController, AugmentPipe, _blit,
                               _resample, _rotate2d, _translate2d, augpipe_specs, wavelet_filter_bank)
 
@@ -368,6 +369,83 @@ def test_geometry_gradients_are_exact_to_second_order():
 
 
 # ----------------------------------------------------------------------------------------------------
+# The fixed-shape form (no host reads: what a CUDA graph needs) against the default per-subset form.
+
+# Both forms round through the resampler's ~60 float32 operations on pixels |x| < 5 times sum |sym6| < 2 per pass
+# (the resampler's own identity budget above); the fixed form pads by a larger margin, so its sampling coordinates
+# and convolutions round differently (measured 4e-5).
+FORMS_TOL = rounding_tol(torch.float32, 60, 5 * 2 ** 2)
+
+
+def both_forms(preset: str, p: float, fn, seed: int = 5):
+    """fn(pipe) with the default form and with fixed shapes, from the same seed; also the next draw after each."""
+    results = []
+    for fixed in (False, True):
+        pipe = make_pipe(p, **augpipe_specs[preset])
+        pipe.fixed_shapes = fixed
+        torch.manual_seed(seed)
+        results.append((fn(pipe), torch.rand(4)))
+    return results
+
+
+@pytest.mark.parametrize('preset', ['blit', 'geom', 'filter', 'bgcfnc'])
+@pytest.mark.parametrize('channels', [1, 3])
+def test_fixed_shapes_draws_the_same_augmentation(preset, channels):
+    # Same seed, same parameters: the fixed form consumes the RNG exactly as the default one (the next draw after
+    # the pipe is the same), so the two agree sample by sample, not only in distribution.
+    x = torch.randn(32, channels, 16, 16)
+    (out, after), (out_fixed, after_fixed) = both_forms(preset, 0.6, lambda pipe: pipe(x))
+    assert torch.equal(after, after_fixed)
+    assert not torch.equal(out, x)
+    if preset == 'blit':
+        assert torch.equal(out_fixed, out)  # gathers: exact in both forms
+    torch.testing.assert_close(out_fixed, out, atol=FORMS_TOL, rtol=0)
+
+
+def test_fixed_shapes_keeps_untouched_samples_exact():
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 16, 16)
+    pipe = make_pipe(0.0, **augpipe_specs['bgcfnc'])
+    pipe.fixed_shapes = True
+    assert torch.equal(pipe(x), x)
+
+
+def test_fixed_shapes_gives_the_same_r1_gradients():
+    x = torch.randn(8, 1, 16, 16)
+    weight = torch.randn(1, 1, 16, 16)
+
+    def r1_grads(pipe):
+        img = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(torch.tanh(pipe(img) * weight).sum(), img, create_graph=True)
+        (grad2,) = torch.autograd.grad(grad.square().sum(), img)
+        return grad, grad2
+
+    ((g1, h1), _), ((g2, h2), _) = both_forms('bgcf', 0.7, r1_grads)
+    # The adjoint resampler rounds as the forward one does (same budget); tanh' <= 1 and |weight| < 5 scale it, and
+    # the second-order term multiplies by one more such factor.
+    torch.testing.assert_close(g2, g1, atol=FORMS_TOL * 5, rtol=0)
+    torch.testing.assert_close(h2, h1, atol=FORMS_TOL * 5 ** 3, rtol=0)
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+def test_fixed_shapes_never_touches_the_host(channels):
+    # On the meta device every read of a value raises, and forbid_host_access also refuses host tensors and host
+    # data copied to the device: the pipe with its R1 double backward could be captured in a CUDA graph.
+    pipe = AugmentPipe(**augpipe_specs['bgcfnc']).to('meta')
+    pipe.fixed_shapes = True
+    x = torch.empty(4, channels, 16, 16, device='meta', requires_grad=True)
+    pipe(x)  # warm-up: fills the cache of device constants, as a CUDA graph's warm-up does
+    with forbid_host_access():
+        out = pipe(x)
+        (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+        grad.square().sum().backward()
+    assert out.shape == x.shape and x.grad.shape == x.shape
+    pipe.fixed_shapes = False
+    with pytest.raises(NotImplementedError, match='nonzero'):  # the default form reads which samples drew an op
+        pipe(x)
+
+
+# ----------------------------------------------------------------------------------------------------
 # The controller.
 
 def test_controller_moves_p_by_the_closed_form_step():
@@ -399,6 +477,19 @@ def test_controller_step_never_reads_the_device():
         ada.accumulate(torch.empty(4, 1, device='meta'))
         ada.step(pipe)
     assert pipe.p.device.type == 'meta'
+
+
+def test_controller_accumulates_in_place():
+    # A phase captured as a CUDA graph replays its writes into the memory it wrote at capture: the sums live in one
+    # tensor, from the first score to the adjustment that reads and clears them.
+    pipe = AugmentPipe(xflip=1)
+    ada = AdaController(target=0.6, batch_size=4, interval=2)
+    ada.accumulate(torch.ones(3))
+    stats = ada._stats
+    ada.accumulate(-torch.ones(1, 1))
+    assert ada._stats is stats and stats.tolist() == [2, 4]
+    assert not ada.step(pipe) and ada.step(pipe)
+    assert ada._stats is stats and stats.tolist() == [0, 0] and ada.r_t == 0.5
 
 
 def test_controller_clamps_at_p_max_and_warns_once():

@@ -278,3 +278,17 @@ def test_an_iteration_never_synchronises_on_a_gpu(dataset, tmp_path):
     # torch's sync debug mode raises on every synchronising call (item, blocking copies, nonzero, ...); the first
     # iterations may synchronise (cuDNN autotuning, lazy allocations).
     run_bare_iterations(dataset, str(tmp_path / "run"), torch.device("cuda"), iterations=4, warmup=2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_run_with_cuda_graphs_captures_every_phase(dataset, tmp_path, capsys):
+    # 12 iterations: every phase (the lazy ones every 2nd) gets its warm-up calls and is captured, then replayed.
+    run = str(tmp_path / "run")
+    training_loop(**loop_kwargs(dataset, run, total_kimg=0.048, cuda_graphs=True))
+    out = capsys.readouterr().out
+    assert "Phases: CUDA graphs" in out and "capture failed" not in out
+    lines = [json.loads(line) for line in open(os.path.join(run, "stats.jsonl"))]
+    for name in ("Loss/G/loss", "Loss/D/loss", "Loss/G/reg", "Loss/D/reg"):
+        assert np.isfinite(lines[-1][name]["mean"]) and lines[-1][name]["num"] > 0, name
+    assert "network-snapshot-000000.048.pkl" in os.listdir(run)

@@ -1,19 +1,26 @@
-"""bias_act on our CUDA kernel, wrapped in autograd Functions so that first and second derivatives work.
+"""bias_act on our CUDA kernel as the torch.library op `spinegan::bias_act`, with first and second derivatives.
 
 Same semantics as the reference path in `bias_act.py`: y = clamp(act(x + b) * gain, -clamp, clamp),
-zero gradient where clamped. The backward saves the input x (not the output), so the clamp mask and
-every derivative are recomputed exactly from x + b.
+zero gradient where clamped. The kernel, like the op, has three modes on z = x + b: 0 the output y, 1 a given
+gradient times dy/dz, 2 a given gradient times d2y/dz2. Each mode's autograd formula calls the next mode, so
+first and second derivatives work (R1 and path-length regularisation); the third raises. The backward saves the
+input x (not the output), so the clamp mask and every derivative are recomputed exactly from x + b.
+
+The op has a CUDA kernel (the plugin), a CPU kernel (the reference path, its derivatives by torch.func, so that
+`torch.library.opcheck` and the gradient checks run on a CPU) and a fake implementation (shapes only). The public
+`bias_act` on a CPU calls the reference path directly, not this op: same results, no dispatch overhead.
 """
 
 from __future__ import annotations
 
 import os
 import types
+from typing import Callable
 
 import torch
 
 from .. import custom_ops, misc
-from .bias_act import activation_funcs
+from .bias_act import _bias_act_ref, activation_funcs
 
 _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 _FORWARD, _FIRST_GRAD, _SECOND_GRAD = 0, 1, 2
@@ -27,23 +34,6 @@ def load_plugin() -> types.ModuleType:
         headers=[os.path.join(_SOURCE_DIR, 'bias_act.h')])
 
 
-class _Config:
-    """The non-tensor arguments of one call, shared by the forward and both backward Functions."""
-
-    def __init__(self, dim: int, act: str, alpha: float, gain: float, clamp: float | None):
-        self.dim, self.alpha, self.gain = dim, alpha, gain
-        self.code = activation_funcs[act].cuda_idx
-        self.has_2nd_grad = activation_funcs[act].has_2nd_grad
-        self.clamp = -1.0 if clamp is None else clamp  # The kernel reads a negative clamp as "none".
-
-    def run(self, mode: int, x: torch.Tensor, b: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        return load_plugin().bias_act(x, b, grad, mode, self.code, self.alpha, self.gain, self.clamp, self.dim)
-
-    def reduce_to_bias(self, t: torch.Tensor) -> torch.Tensor:
-        """Sums a per-element gradient over every dimension but the bias dimension."""
-        return t.sum([i for i in range(t.ndim) if i != self.dim])
-
-
 _EMPTY_CACHE: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
 
 
@@ -55,55 +45,105 @@ def _empty(like: torch.Tensor) -> torch.Tensor:
     return _EMPTY_CACHE[key]
 
 
-class _BiasAct(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, b: torch.Tensor, cfg: _Config) -> torch.Tensor:
-        ctx.cfg = cfg
-        ctx.save_for_backward(x, b)
-        return cfg.run(_FORWARD, x, b, _empty(x))
+# ----------------------------------------------------------------------------------------------------
+# The op. `clamp` < 0 means none, as in the kernel; `b` and `grad` may be None (no bias; mode 0).
 
-    @staticmethod
-    def backward(ctx, dy: torch.Tensor):
-        x, b = ctx.saved_tensors
-        cfg = ctx.cfg
-        dx = _BiasActGrad.apply(dy, x, b, cfg)
-        db = cfg.reduce_to_bias(dx) if b.numel() > 0 and ctx.needs_input_grad[1] else None
-        return dx, db, None
-
-
-class _BiasActGrad(torch.autograd.Function):
-    """dx = dy * act'(x + b) * gain * mask: linear in dy, so its own dy-gradient is itself."""
-
-    @staticmethod
-    def forward(ctx, dy: torch.Tensor, x: torch.Tensor, b: torch.Tensor, cfg: _Config) -> torch.Tensor:
-        ctx.cfg = cfg
-        ctx.save_for_backward(dy, x, b)
-        return cfg.run(_FIRST_GRAD, x, b, dy)
-
-    @staticmethod
-    def backward(ctx, d_dx: torch.Tensor):
-        dy, x, b = ctx.saved_tensors
-        cfg = ctx.cfg
-        d_dy = _BiasActGrad.apply(d_dx, x, b, cfg) if ctx.needs_input_grad[0] else None
-        d_x = d_b = None
-        if cfg.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
-            d_x = _BiasActSecondGrad.apply(d_dx * dy, x, b, cfg)
-            d_b = cfg.reduce_to_bias(d_x) if b.numel() > 0 and ctx.needs_input_grad[2] else None
-        # Activations without a second derivative (linear, relu, lrelu) have act'' = 0: None means zero.
-        return d_dy, d_x, d_b, None
+@torch.library.custom_op('spinegan::bias_act', mutates_args=())
+def bias_act_op(x: torch.Tensor, b: torch.Tensor | None, grad: torch.Tensor | None, mode: int, act: str,
+                alpha: float, gain: float, clamp: float, dim: int) -> torch.Tensor:
+    """One kernel call (see module docstring); this is the CPU kernel (the reference path)."""
+    spec = activation_funcs[act]
+    z = x if b is None else x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    if mode == _FORWARD:
+        y = _bias_act_ref(z, None, dim, spec, alpha, gain, None if clamp < 0 else clamp)
+    else:
+        first, second = _ACT_DERIVATIVES[act](z, alpha)
+        slope = (first if mode == _FIRST_GRAD else second) * gain
+        if clamp >= 0:  # zero where clamped, as torch.clamp's gradient
+            slope = slope * (spec.func(z, alpha) * gain).abs().le(clamp)
+        y = grad * slope
+    return torch.empty_like(x).copy_(y)  # the plugin's layout, never an alias of x
 
 
-class _BiasActSecondGrad(torch.autograd.Function):
-    """g * act''(x + b) * gain * mask; a third derivative is not provided and says so."""
+def _sigmoid_derivatives(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """sigma(z) and its first two derivatives."""
+    s = torch.sigmoid(z)
+    d1 = s * (1 - s)
+    return s, d1, d1 * (1 - 2 * s)
 
-    @staticmethod
-    def forward(ctx, g: torch.Tensor, x: torch.Tensor, b: torch.Tensor, cfg: _Config) -> torch.Tensor:
-        return cfg.run(_SECOND_GRAD, x, b, g)
 
-    @staticmethod
-    def backward(ctx, *grads):
-        raise NotImplementedError("bias_act: the CUDA implementation has derivatives up to second order; "
-                                  "use impl='ref' for higher orders")
+def _piecewise(z: torch.Tensor, below: torch.Tensor | float, above: float) -> torch.Tensor:
+    return torch.where(z > 0, torch.full_like(z, above), below)
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805  # torch.nn.functional.selu's constants
+
+# act -> (z, alpha) -> (act'(z), act''(z)) in closed form, for the derivative modes of the CPU kernel (torch.func
+# inside a custom op's kernel does not compose with opcheck's dispatch modes).
+_ACT_DERIVATIVES: dict[str, Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]] = {
+    'linear': lambda z, alpha: (torch.ones_like(z), torch.zeros_like(z)),
+    'relu': lambda z, alpha: (_piecewise(z, 0.0, 1.0), torch.zeros_like(z)),
+    'lrelu': lambda z, alpha: (_piecewise(z, alpha, 1.0), torch.zeros_like(z)),
+    'tanh': lambda z, alpha: (1 - torch.tanh(z) ** 2, -2 * torch.tanh(z) * (1 - torch.tanh(z) ** 2)),
+    'sigmoid': lambda z, alpha: _sigmoid_derivatives(z)[1:],
+    'elu': lambda z, alpha: (_piecewise(z, torch.exp(z), 1.0), _piecewise(z, torch.exp(z), 0.0)),
+    'selu': lambda z, alpha: (_SELU_SCALE * _piecewise(z, _SELU_ALPHA * torch.exp(z), 1.0),
+                              _SELU_SCALE * _piecewise(z, _SELU_ALPHA * torch.exp(z), 0.0)),
+    # F.softplus is the identity above its threshold (20).
+    'softplus': lambda z, alpha: (torch.where(z > 20, 1.0, _sigmoid_derivatives(z)[0]),
+                                  torch.where(z > 20, 0.0, _sigmoid_derivatives(z)[1])),
+    'swish': lambda z, alpha: _swish_derivatives(z),
+}
+
+
+def _swish_derivatives(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """d/dz z sigma(z) = sigma + z sigma', and its derivative 2 sigma' + z sigma''."""
+    s, d1, d2 = _sigmoid_derivatives(z)
+    return s + z * d1, 2 * d1 + z * d2
+
+
+@bias_act_op.register_kernel('cuda')
+def _bias_act_cuda_kernel(x, b, grad, mode, act, alpha, gain, clamp, dim):
+    return load_plugin().bias_act(x, _empty(x) if b is None else b, _empty(x) if grad is None else grad, mode,
+                                  activation_funcs[act].cuda_idx, alpha, gain, clamp, dim)
+
+
+@bias_act_op.register_fake
+def _bias_act_fake(x, b, grad, mode, act, alpha, gain, clamp, dim):
+    return torch.empty_like(x)
+
+
+def _setup_context(ctx, inputs, output):
+    x, b, grad, mode, act, alpha, gain, clamp, dim = inputs
+    ctx.save_for_backward(x, b, grad)
+    ctx.conf = (mode, act, alpha, gain, clamp, dim)
+
+
+def _backward(ctx, d_out):
+    x, b, grad = ctx.saved_tensors
+    mode, act, alpha, gain, clamp, dim = ctx.conf
+    need_x, need_b, need_grad = ctx.needs_input_grad[:3]
+
+    def call(g: torch.Tensor, m: int) -> torch.Tensor:
+        return bias_act_op(x, b, g, m, act, alpha, gain, clamp, dim)
+
+    def to_bias(t: torch.Tensor | None) -> torch.Tensor | None:
+        return t.sum([i for i in range(t.ndim) if i != dim]) if t is not None and b is not None and need_b else None
+
+    if mode == _FORWARD:
+        dx = call(d_out, _FIRST_GRAD)
+        return dx, to_bias(dx), None, None, None, None, None, None, None
+    if mode == _FIRST_GRAD:  # out = grad * y'(z): linear in grad, and y''(z) for x and b
+        d_grad = call(d_out, _FIRST_GRAD) if need_grad else None
+        d_x = None
+        # Activations without a second derivative (linear, relu, lrelu) have y'' = 0: None means zero.
+        if activation_funcs[act].has_2nd_grad and (need_x or need_b):
+            d_x = call(d_out * grad, _SECOND_GRAD)
+        return d_x, to_bias(d_x), d_grad, None, None, None, None, None, None
+    raise NotImplementedError("bias_act: the op has derivatives up to second order; use impl='ref' for higher orders")
+
+
+bias_act_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def bias_act_cuda(x: torch.Tensor, b: torch.Tensor | None, dim: int, act: str, alpha: float, gain: float,
@@ -116,5 +156,6 @@ def bias_act_cuda(x: torch.Tensor, b: torch.Tensor | None, dim: int, act: str, a
         x, b = x.to(dtype), b.to(dtype)
     if not misc.is_dense(x):
         x = x.contiguous()
-    b = _empty(x) if b is None else b.contiguous()
-    return _BiasAct.apply(x, b, _Config(dim, act, float(alpha), float(gain), clamp))
+    b = None if b is None else b.contiguous()
+    return bias_act_op(x, b, None, _FORWARD, act, float(alpha), float(gain), -1.0 if clamp is None else float(clamp),
+                       dim)

@@ -1,8 +1,12 @@
-"""upfirdn2d on our CUDA kernels, differentiable to any order.
+"""upfirdn2d on our CUDA kernels, differentiable to any order, as the torch.library op `spinegan::upfirdn2d`.
 
 Same semantics as the reference path in `upfirdn2d.py`. The gradient of an upfirdn2d pass w.r.t. its input
-is again an upfirdn2d pass (up and down swapped, filter flip toggled, padding recomputed), so one autograd
-Function whose backward calls itself gives gradients of every order. There is no gradient w.r.t. the filter.
+is again an upfirdn2d pass (up and down swapped, filter flip toggled, padding recomputed), so the op's autograd
+formula calls the op itself and gives gradients of every order. There is no gradient w.r.t. the filter.
+
+The op has a CUDA kernel (the plugin), a CPU kernel (the reference path, so that `torch.library.opcheck` and the
+gradient checks run on a CPU) and a fake implementation (shapes only, for torch.compile and the meta device). The
+public `upfirdn2d` on a CPU calls the reference path directly, not this op: same results, no dispatch overhead.
 """
 
 from __future__ import annotations
@@ -26,42 +30,68 @@ def load_plugin() -> types.ModuleType:
         headers=[os.path.join(_SOURCE_DIR, 'upfirdn2d.h')])
 
 
-class _Pass:
-    """The non-tensor arguments of one 2-D pass: up/down as (x, y), padding as (x0, x1, y0, y1)."""
+# ----------------------------------------------------------------------------------------------------
+# The op: one 2-D pass, up/down as [x, y], padding as [x0, x1, y0, y1].
 
-    def __init__(self, up: tuple[int, int], down: tuple[int, int], padding: tuple[int, int, int, int],
-                 flip_filter: bool, gain: float):
-        self.up, self.down, self.padding, self.flip_filter, self.gain = up, down, padding, flip_filter, gain
-
-    def run(self, x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        return load_plugin().upfirdn2d(x, f, *self.up, *self.down, *self.padding, self.flip_filter, self.gain)
-
-    def transposed(self, f: torch.Tensor, in_size: tuple[int, int], out_size: tuple[int, int]) -> '_Pass':
-        """The pass that maps an output gradient of `out_size` (h, w) back to the input's `in_size`."""
-        fh, fw = f.shape
-        (ih, iw), (oh, ow) = in_size, out_size
-        (ux, uy), (dx, dy), (px0, px1, py0, py1) = self.up, self.down, self.padding
-        padding = (fw - px0 - 1, iw * ux - ow * dx + px0 - ux + 1,
-                   fh - py0 - 1, ih * uy - oh * dy + py0 - uy + 1)
-        return _Pass(self.down, self.up, padding, not self.flip_filter, self.gain)
+@torch.library.custom_op('spinegan::upfirdn2d', mutates_args=())
+def upfirdn2d_op(x: torch.Tensor, f: torch.Tensor, up: list[int], down: list[int], padding: list[int],
+                 flip_filter: bool, gain: float) -> torch.Tensor:
+    """One upfirdn2d pass with a 2-D filter; this is the CPU kernel (the reference path)."""
+    from .upfirdn2d import _upfirdn2d_ref
+    with torch.no_grad():
+        y = _upfirdn2d_ref(x, f, tuple(up), tuple(down), tuple(padding), flip_filter, gain)
+    return y.contiguous(memory_format=_memory_format(x))  # the plugin's layout, never a view
 
 
-class _Upfirdn2d(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, f: torch.Tensor, cfg: _Pass) -> torch.Tensor:
-        y = cfg.run(x, f)
-        ctx.save_for_backward(f)
-        ctx.cfg = cfg
-        ctx.sizes = (tuple(x.shape[2:]), tuple(y.shape[2:]))
-        return y
+@upfirdn2d_op.register_kernel('cuda')
+def _upfirdn2d_cuda_kernel(x, f, up, down, padding, flip_filter, gain):
+    return load_plugin().upfirdn2d(x, f, *up, *down, *padding, flip_filter, gain)
 
-    @staticmethod
-    def backward(ctx, dy: torch.Tensor):
-        (f,) = ctx.saved_tensors
-        dx = None
-        if ctx.needs_input_grad[0]:
-            dx = _Upfirdn2d.apply(dy, f, ctx.cfg.transposed(f, *ctx.sizes))
-        return dx, None, None
+
+@upfirdn2d_op.register_fake
+def _upfirdn2d_fake(x, f, up, down, padding, flip_filter, gain):
+    (ux, uy), (dx, dy), (px0, px1, py0, py1) = up, down, padding
+    fh, fw = f.shape
+    out_h = (x.shape[2] * uy + py0 + py1 - fh) // dy + 1
+    out_w = (x.shape[3] * ux + px0 + px1 - fw) // dx + 1
+    return torch.empty([x.shape[0], x.shape[1], out_h, out_w], dtype=x.dtype, device=x.device,
+                       memory_format=_memory_format(x))
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """What the plugin allocates: channels_last for a channels_last input, else contiguous."""
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def transposed_pass(f_shape: tuple[int, int], in_size: tuple[int, int], out_size: tuple[int, int],
+                    up: list[int], down: list[int], padding: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """(up, down, padding) of the pass that maps an output gradient of `out_size` (h, w) back to `in_size`."""
+    fh, fw = f_shape
+    (ih, iw), (oh, ow) = in_size, out_size
+    (ux, uy), (dx, dy), (px0, _, py0, _) = up, down, padding
+    t_padding = [fw - px0 - 1, iw * ux - ow * dx + px0 - ux + 1, fh - py0 - 1, ih * uy - oh * dy + py0 - uy + 1]
+    return list(down), list(up), t_padding
+
+
+def _setup_context(ctx, inputs, output):
+    x, f, up, down, padding, flip_filter, gain = inputs
+    ctx.save_for_backward(f)
+    ctx.conf = (up, down, padding, flip_filter, gain, tuple(x.shape[2:]), tuple(output.shape[2:]))
+
+
+def _backward(ctx, dy):
+    (f,) = ctx.saved_tensors
+    up, down, padding, flip_filter, gain, in_size, out_size = ctx.conf
+    dx = None
+    if ctx.needs_input_grad[0]:
+        t_up, t_down, t_padding = transposed_pass(tuple(f.shape), in_size, out_size, up, down, padding)
+        dx = upfirdn2d_op(dy, f, t_up, t_down, t_padding, not flip_filter, gain)
+    return dx, None, None, None, None, None, None
+
+
+upfirdn2d_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -90,7 +120,7 @@ def upfirdn2d_cuda(x: torch.Tensor, f: torch.Tensor | None, up: tuple[int, int],
     f = f.to(device=x.device, dtype=torch.float32)
     (ux, uy), (dx, dy), (px0, px1, py0, py1) = up, down, padding
     if f.ndim == 2:
-        return _Upfirdn2d.apply(x, f, _Pass(up, down, padding, bool(flip_filter), float(gain)))
+        return upfirdn2d_op(x, f, [ux, uy], [dx, dy], [px0, px1, py0, py1], bool(flip_filter), float(gain))
     root_gain = math.sqrt(gain)
-    x = _Upfirdn2d.apply(x, f.unsqueeze(0), _Pass((ux, 1), (dx, 1), (px0, px1, 0, 0), bool(flip_filter), root_gain))
-    return _Upfirdn2d.apply(x, f.unsqueeze(1), _Pass((1, uy), (1, dy), (0, 0, py0, py1), bool(flip_filter), root_gain))
+    x = upfirdn2d_op(x, f.unsqueeze(0), [ux, 1], [dx, 1], [px0, px1, 0, 0], bool(flip_filter), root_gain)
+    return upfirdn2d_op(x, f.unsqueeze(1), [1, uy], [1, dy], [0, 0, py0, py1], bool(flip_filter), root_gain)
