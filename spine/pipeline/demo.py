@@ -29,8 +29,9 @@ from typing import Any
 
 import click
 
-from spine.pipeline.experiment import (CLINICAL_LOSS_PAIR, PAPER_VARIANTS, ExperimentConfig, Pool, Variant,
-                                      default_variants, run_experiment)
+from spine.pipeline.config import (CLINICAL_LOSS_PAIR, PAPER_VARIANTS, ExperimentConfig, Pool, Variant,
+                                   default_variants)
+from spine.pipeline.experiment import run_experiment
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 
 # The demo's phantom is magnified (zoom 1.5: about five vertebral levels instead of seven, so a 40-kimg generator draws

@@ -31,7 +31,7 @@ import dnnlib
 from spine.data.preview import tile
 from spine.evaluation.downstream import exaggerated_arms, ratio_texts
 from spine.evaluation.privacy_audit import nearest, stated_tpr_bound
-from spine.pipeline.experiment import CLINICAL_LOSS_PAIR
+from spine.pipeline.config import CLINICAL_LOSS_PAIR
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 from training.dataset import ImageFolderDataset
 

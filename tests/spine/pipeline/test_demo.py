@@ -5,7 +5,7 @@ import json
 import pytest
 
 from spine.pipeline import demo, experiment
-from spine.pipeline.experiment import ExperimentConfig, Variant
+from spine.pipeline.config import ExperimentConfig, Variant
 from training.serialization import load_network_pkl
 
 

@@ -9,7 +9,7 @@ import PIL.Image
 import pytest
 
 from spine.pipeline import report
-from spine.pipeline.experiment import ExperimentConfig, Pool, Variant
+from spine.pipeline.config import ExperimentConfig, Pool, Variant
 
 
 def write_dataset(root, images, labels):
