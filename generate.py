@@ -17,7 +17,6 @@ import os
 import re
 
 import click
-import numpy as np
 import PIL.Image
 import torch
 from tqdm import tqdm
@@ -25,6 +24,7 @@ from tqdm import tqdm
 import dnnlib
 from dnnlib import MAX_SEED
 from torch_utils import misc
+from training.generation import seed_latents, to_pil
 
 
 def parse_range(text: str) -> list[int]:
@@ -57,21 +57,6 @@ def class_labels(G: torch.nn.Module, class_idx: int | None, num: int, device: to
         raise click.UsageError(f"--class={class_idx} is out of range: the network has classes 0..{G.c_dim - 1}")
     c[:, class_idx] = 1
     return c
-
-
-def seed_latents(seeds: list[int], z_dim: int) -> np.ndarray:
-    """The official latents: np.random.RandomState(seed).randn(1, z_dim) per seed."""
-    return np.concatenate([np.random.RandomState(seed).randn(1, z_dim) for seed in seeds])
-
-
-def to_pil(img: torch.Tensor) -> PIL.Image.Image:
-    """One CHW image in [-1, 1] -> 'L' (1 channel) or 'RGB' (3 channels) PIL image."""
-    arr = (img.permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-    if arr.shape[2] == 1:
-        return PIL.Image.fromarray(arr[:, :, 0], "L")
-    if arr.shape[2] == 3:
-        return PIL.Image.fromarray(arr, "RGB")
-    raise ValueError(f"cannot save an image with {arr.shape[2]} channels (expected 1 or 3)")
 
 
 def save_png(image: PIL.Image.Image, path: str) -> None:

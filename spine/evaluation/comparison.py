@@ -28,7 +28,7 @@ import dnnlib
 from spine.classifier.artifact import load_classifier
 from spine.classifier.data import LabelledImages, load_labelled_images, predict_probabilities
 from spine.evaluation.downstream import REAL, skill_ratio, synthetic_arm
-from spine.evaluation.scoring import bootstrap_values, percentile_interval, roc_auc, save_json
+from spine.scoring import bootstrap_values, percentile_interval, roc_auc, save_json
 
 Comparison = tuple[str, tuple[str, ...]]  # (left arm, right arms averaged)
 

@@ -31,7 +31,7 @@ from spine.classifier.artifact import INPUT_NORMS, save_classifier
 from spine.classifier.data import LabelledImages, load_labelled_images, predict_probabilities
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, TrainResult, train_classifier
-from spine.evaluation.scoring import bootstrap_values, evaluate_scores, percentile_interval, roc_auc, save_json
+from spine.scoring import bootstrap_values, evaluate_scores, percentile_interval, roc_auc, save_json
 from torch_utils import misc
 
 REAL = "real"

@@ -32,7 +32,7 @@ import torch
 import tqdm
 
 import dnnlib
-from spine.evaluation.scoring import roc_auc, roc_curve
+from spine.scoring import roc_auc, roc_curve
 from training.image_grid import save_image_grid
 
 Embedding = Callable[[torch.Tensor], torch.Tensor]  # images [N,C,H,W] in [-1, 1] -> features [N, D]

@@ -13,7 +13,7 @@ import types
 import torch
 
 from .. import custom_ops, misc
-from .bias_act import activation_funcs
+from .activations import activation_funcs
 
 _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 _FORWARD, _FIRST_GRAD, _SECOND_GRAD = 0, 1, 2

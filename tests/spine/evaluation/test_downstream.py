@@ -10,7 +10,7 @@ import pytest
 
 from spine.classifier.artifact import load_classifier
 from spine.evaluation import downstream
-from spine.evaluation.scoring import roc_auc
+from spine.scoring import roc_auc
 
 
 def write_dataset(root: str, n: int, seed: int, shift: int = 0) -> str:
