@@ -29,8 +29,7 @@ from typing import Any
 
 import click
 
-from spine.pipeline.config import (CLINICAL_LOSS_PAIR, PAPER_VARIANTS, ExperimentConfig, Pool, Variant,
-                                   default_variants)
+from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
 from spine.pipeline.experiment import run_experiment
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 
@@ -69,8 +68,7 @@ def benchmark_variants(demo_spinegan: Variant) -> tuple[Variant, ...]:
     replicates = tuple(dataclasses.replace(v, name=f"{v.name}-seed{seed}", seed=seed)
                        for seed in REPLICATE_SEEDS for v in main_arms)
     lesion = (Variant("stylegan2-ada-lesion", labels="lesion"),)
-    dp = tuple(v for v in default_variants() if v.train_args and "--dp=1" in v.train_args)
-    return main_arms + replicates + lesion + dp
+    return main_arms + replicates + lesion + (DP_VARIANT,)
 
 
 def seed_pools(variants: tuple[Variant, ...]) -> tuple[Pool, ...]:
@@ -100,7 +98,7 @@ def _ci(interval: list[float] | None) -> str:
     return "undefined" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
-def downstream_lines(down: dict[str, Any], task: str = "") -> list[str]:
+def downstream_lines(down: dict[str, Any], config: ExperimentConfig, task: str = "") -> list[str]:
     """One downstream table's lines: AUCs with intervals, skill and plain ratios with paired intervals, words for
     arms not above chance, and the mean over training seeds where an arm has replicates."""
     cis = down.get("auc_cis", {})
@@ -122,17 +120,17 @@ def downstream_lines(down: dict[str, Any], task: str = "") -> list[str]:
         mixed = down["aucs"].get(f"real+synthetic-{name}")
         if mixed is not None:
             lines.append(f"  test AUC{task}, real + {name} images:         {mixed:.3f}")
-    for base, group in group_summaries(down).items():
+    for name, group in group_summaries(down, config).items():
         (auc, auc_low, auc_high), (mean, low, high) = group["auc"], group["skill"]
-        lines.append(f"  {base.removeprefix('synthetic-')} over {group['num_seeds']} training seeds: synthetic-only "
+        lines.append(f"  {name} over {group['num_seeds']} training seeds: synthetic-only "
                      f"AUC {auc:.3f} (95% t-interval {auc_low:.3f}-{auc_high:.3f}), skill ratio {mean:.2f} "
                      f"({low:.2f}-{high:.2f})")
     return lines
 
 
-def effect_lines(out: dict[str, Any], treated: str, control: str) -> list[str]:
+def effect_lines(out: dict[str, Any], config: ExperimentConfig, treated: str, control: str) -> list[str]:
     """`treated` minus `control`, paired by training seed, with t-intervals (nothing without two pairs)."""
-    num_pairs, effects = paired_differences(out, treated, control)
+    num_pairs, effects = paired_differences(out, config, treated, control)
     if not effects:
         return []
     return [f"  {treated} minus {control}, paired by training seed over {num_pairs} seeds (95% t-interval):"] + \
@@ -150,12 +148,12 @@ def privacy_lines(name: str, audit: dict[str, Any]) -> list[str]:
             f"{figures['share_closer_to_train']:.2f}" for space, figures in audit["spaces"].items()]
 
 
-def headline_numbers(out: dict[str, Any]) -> list[str]:
+def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]:
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
-    lines = downstream_lines(out["downstream"]) + effect_lines(out, *CLINICAL_LOSS_PAIR)
+    lines = downstream_lines(out["downstream"], config) + effect_lines(out, config, *CLINICAL_LOSS_PAIR)
     for key in sorted(k for k in out if k.startswith("downstream-")):
-        lines += downstream_lines(out[key], f" ({key.removeprefix('downstream-')} labels, macro)")
+        lines += downstream_lines(out[key], config, f" ({key.removeprefix('downstream-')} labels, macro)")
     for key, value in out.items():
         if key.startswith("metrics/"):
             for metric, number in sorted(value["results"].items()):
@@ -186,7 +184,7 @@ def main(outdir: str, mode: str, parallel: int | None) -> None:
     click.echo("\nStep timings (s): " + json.dumps({k: round(v) for k, v in out["timings"].items()}))
     click.echo(f"Total this run: {total / 60:.1f} min")
     click.echo("\nHeadline numbers (phantom data, short training: illustrative, not the paper's results):")
-    for line in headline_numbers(out):
+    for line in headline_numbers(out, config):
         click.echo(line)
     click.echo(f"\nDownstream table: {Path(out['downstream']['markdown']).resolve()}")
     if out.get("report"):

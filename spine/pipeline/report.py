@@ -33,7 +33,7 @@ from spine.evaluation.class_means import (class_means, difference_correlation, l
                                           save_figure)
 from spine.evaluation.downstream import exaggerated_arms, ratio_texts
 from spine.evaluation.privacy_audit import nearest, stated_tpr_bound
-from spine.pipeline.config import CLINICAL_LOSS_PAIR
+from spine.pipeline.config import CLINICAL_LOSS_PAIR, ExperimentConfig
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 from training.dataset import ImageFolderDataset
 
@@ -241,17 +241,17 @@ def downstream_table(results: dict[str, Any]) -> str:
          f"intervals, the same resamples for every model and ratio (paired).</p>")
 
 
-def seeds_section(steps: dict[str, dict]) -> str:
+def seeds_section(steps: dict[str, dict], config: ExperimentConfig) -> str:
     """Replicated synthetic arms over their training seeds and the clinical loss's effect paired by seed."""
     down = steps.get("downstream")
-    groups = group_summaries(down) if down is not None else {}
+    groups = group_summaries(down, config) if down is not None else {}
     if not groups:
         return "<p>No arm was trained with more than one seed.</p>"
-    rows = [[base.removeprefix("synthetic-"), group["num_seeds"], format_interval(group["auc"]),
-             format_interval(group["skill"], 2)] for base, group in groups.items()]
+    rows = [[name, group["num_seeds"], format_interval(group["auc"]), format_interval(group["skill"], 2)]
+            for name, group in groups.items()]
     parts = [_table(["generator", "training seeds", "synthetic-only test AUC (95% t-interval)",
                      "skill ratio (95% t-interval)"], rows)]
-    num_pairs, effects = paired_differences(steps, *CLINICAL_LOSS_PAIR)
+    num_pairs, effects = paired_differences(steps, config, *CLINICAL_LOSS_PAIR)
     if effects:
         treated, control = CLINICAL_LOSS_PAIR
         parts.append(f"<h3>The clinical loss: {html.escape(treated)} minus {html.escape(control)}, paired by "
@@ -339,7 +339,8 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     for key in sorted(k for k in steps if k.startswith("downstream-")):
         body.append(f"<h3>{html.escape(key.removeprefix('downstream-'))} labels (macro-AUC over classes)</h3>")
         body.append(downstream_table(json.loads(Path(steps[key]["json"]).read_text())))
-    body.append("<h2 id='training-seeds'>Training seeds</h2>" + seeds_section(steps))
+    typed = ExperimentConfig.from_dict(config, where=str(outdir / "config.json"))
+    body.append("<h2 id='training-seeds'>Training seeds</h2>" + seeds_section(steps, typed))
 
     body.append("<h2 id='metrics'>Metrics</h2>")
     metric_rows = []

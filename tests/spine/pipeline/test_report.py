@@ -144,12 +144,15 @@ def test_sample_grid_puts_real_rows_beside_synthetic_rows(experiment_dir, tmp_pa
 
 
 def test_seeds_section_gives_replicate_means_and_the_clinical_loss_effect():
-    assert "No arm was trained with more than one seed" in report.seeds_section({})
+    config = ExperimentConfig(variants=(Variant("spinegan", 0.1), Variant("spinegan-seed1", 0.1, seed=1),
+                                        Variant("stylegan2-ada"), Variant("stylegan2-ada-seed1", seed=1)))
+    assert "No arm was trained with more than one seed" in report.seeds_section({}, config)
     skills = {"synthetic-spinegan": 0.8, "synthetic-spinegan-seed1": 0.9, "synthetic-stylegan2-ada": 0.7,
               "synthetic-stylegan2-ada-seed1": 0.6}
     aucs = {"synthetic-spinegan": 0.82, "synthetic-spinegan-seed1": 0.86, "synthetic-stylegan2-ada": 0.78,
             "synthetic-stylegan2-ada-seed1": 0.74}
-    section = report.seeds_section(dict(downstream=dict(skills=skills, aucs=aucs, ratios=dict.fromkeys(skills, 0.9))))
+    section = report.seeds_section(dict(downstream=dict(skills=skills, aucs=aucs, ratios=dict.fromkeys(skills, 0.9))),
+                                   config)
     # two seeds: t(1) 97.5% point 12.706; AUC sd 0.02828 -> half-width 0.254; skill sd 0.0707 -> 0.635
     assert "<td>spinegan</td><td>2</td><td>0.840 (0.586 to 1.094)</td><td>0.85 (0.21 to 1.49)</td>" in section
     assert "spinegan minus stylegan2-ada, paired by training seed (2 seeds)" in section
