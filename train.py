@@ -76,7 +76,7 @@ CFG_SPECS: dict[str, dict[str, Any]] = {
 }
 
 # The demo on a GPU: the same network and settings at batch 64. An iteration of the demo is a few thousand small
-# kernel launches whatever its batch (about 135 ms at batch 16 on an H200, docs/PERFORMANCE.md "GPU"), so four
+# kernel launches whatever its batch (docs/PERFORMANCE.md "GPU" measures it), so four
 # times the images per iteration cost little more time. Not the same run as the demo: a quarter of the optimiser
 # steps per kimg, and lr, gamma and EMA were chosen at batch 16 (kept, untuned). Two loader workers: the GPU
 # machines have cores to spare.

@@ -35,7 +35,7 @@ from training.plugins import Plugin
 class PhaseRound:
     """One accumulation round of one process: reals in [-1, 1], their labels, latents and fake labels.
 
-    With drawn real batches (a plug-in's `index_sampler`, see `training.data_path`) `real_units` numbers the unit of
+    With drawn real batches (a plug-in's `real_sampling`, see `training.data_path`) `real_units` numbers the unit of
     each real (0..k-1) and the round's reals vary in number, possibly none; with the shuffled stream it is None.
     """
 

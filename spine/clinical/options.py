@@ -82,8 +82,8 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
     classifier = load_classifier(clinical["classifier"], device)
     terms: list[Any] = []
     if clinical["weight"] > 0:
-        terms.append(ClinicalLoss(classifier, clinical["weight"], augment=clinical.get("augment", False)))
-    if clinical.get("match", 0.0) > 0:
+        terms.append(ClinicalLoss(classifier, clinical["weight"], augment=clinical["augment"]))
+    if clinical["match"] > 0:
         terms.append(_feature_match(classifier, args, clinical["match"]))
     return LoopPlugins(generator_terms=tuple(terms))
 

@@ -168,7 +168,7 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
     from spine.dp.sampling import PoissonSampling
     from spine.dp.update import DPDiscriminatorUpdate
     config = MechanismConfig(dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"],
-                             secure_rng=dp.get("secure_rng", False))
+                             secure_rng=dp["secure_rng"])
     note = "" if config.is_private else "ablation:" + _ablation_tag(dp["clip"], dp["noise"]).lstrip("-")
     account = PrivacyAccount(noise_multiplier=dp["noise_multiplier"], sample_rate=dp["sample_rate"],
                              delta=dp["delta"], accountant=dp["accountant"], max_grad_norm=dp["max_grad_norm"],

@@ -57,8 +57,8 @@ DEMO = ExperimentConfig(
 # macro-AUC against a real 8-class one; SpineGAN under DP-SGD at epsilon 10; twice the
 # phantom images; metrics in the spine classifier's feature space (Inception FID costs about 3 CPU minutes per
 # generator: `calc_metrics.py --metrics fid1k` on a snapshot adds it); and a privacy audit of every generator.
-# 30 kimg per generator: the seed-1 SpineGAN scored as well on real training images at 30 kimg as at 40 (RESULTS.md
-# G2), and 8 generators of 40 kimg at 17-24 s/kimg would not fit the 2-hour budget on an idle 2-core machine.
+# 30 kimg per generator: as good on real training images as 40 kimg in the runs of docs/RESULTS.md G2, and 8
+# generators of 40 kimg would not fit the 2-hour budget on an idle 2-core machine (docs/PERFORMANCE.md).
 REPLICATE_SEEDS = (1, 2)
 
 
@@ -78,9 +78,8 @@ def seed_pools(variants: tuple[Variant, ...]) -> tuple[Pool, ...]:
 
 
 # The pooled arms train one classifier on the three seeds' images together (3,000 per class): more diverse than
-# one generator's (each covers 20-36% of the real images' variety by recall). Chosen on the benchmark draw's
-# training images, never its test split: pooled SpineGAN 0.890 against 0.857-0.877 for its seeds alone
-# (docs/RESULTS.md, section I).
+# one generator's, since each covers only part of the real images' variety. Chosen on the benchmark draw's training
+# images, never its test split (docs/RESULTS.md, section I).
 _BENCHMARK_VARIANTS = benchmark_variants(DEMO.variants[0])
 BENCHMARK = dataclasses.replace(
     DEMO, phantom_train=4000, phantom_test=1000, kimg=30, variants=_BENCHMARK_VARIANTS,

@@ -87,8 +87,8 @@ def train_command(variant: Variant, train_zip: str, classifier: str, config: Exp
 
 def training_env(parallel: int) -> dict[str, str] | None:
     """The environment of one of `parallel` concurrent train.py processes: the CPU cores shared out as threads
-    (on 2 cores, two one-thread runs train about 1.4x the kimg of one two-thread run: docs/PERFORMANCE.md). A
-    single run, or a thread count the user set, keeps the inherited environment."""
+    (small iterations keep one thread per run busier than two threads on one run: docs/PERFORMANCE.md, "Generators
+    side by side"). A single run, or a thread count the user set, keeps the inherited environment."""
     if parallel == 1 or "OMP_NUM_THREADS" in os.environ:
         return None
     return dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // parallel)))
