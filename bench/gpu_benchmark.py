@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from spine.pipeline import experiment  # noqa: E402 (after the path set-up, for `python bench/gpu_benchmark.py`)
+from spine.pipeline.arms import synthetic_arms  # noqa: E402
 from spine.pipeline.config import PAPER_VARIANTS, ExperimentConfig  # noqa: E402
 from spine.pipeline.steps import Steps  # noqa: E402
 from spine.pipeline.demo import BENCHMARK  # noqa: E402
@@ -97,10 +98,10 @@ def finish(outdir: Path, snapshots: Path, config: ExperimentConfig) -> None:
     out = experiment.run_experiment(config, outdir)
     down = out["downstream"]
     print(json.dumps(dict(aucs=down["aucs"], ratios=down["ratios"], skills=down["skills"]), indent=1))
-    for arm, skill in down["skills"].items():
-        low, high = down["skill_cis"][arm]
-        print(f"skill ratio {arm.removeprefix('synthetic-')}: {skill:.3f} ({low:.3f}-{high:.3f}); "
-              f"plain ratio {down['ratios'][arm]:.3f}")
+    for arm in synthetic_arms(config, config.labels):
+        skill, (low, high) = down["skills"][arm.key], down["skill_cis"][arm.key]
+        print(f"skill ratio {arm.variant}: {skill:.3f} ({low:.3f}-{high:.3f}); "
+              f"plain ratio {down['ratios'][arm.key]:.3f}")
 
 
 @click.command()

@@ -1,8 +1,4 @@
-"""The arms of an experiment as values, never as names to parse again.
-
-An `Arm` is one training source of a downstream table: the real images, or a generator's images alone
-('synthetic') or with the real ones ('mixed'); the generator is a variant or a pool of variants, and a variant
-has its training seed. Its `key` is its name in the downstream table's outputs (`spine.evaluation.downstream`).
+"""The arms of an experiment as values (`spine.evaluation.arms.Arm`), read from its config, never from their names.
 
 Replicates: variants that differ in nothing but their name and training seed are one arm trained under several
 seeds (`replicate_groups`); the spread over seeds and the differences paired by seed (`spine.pipeline.seeds`)
@@ -13,31 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from spine.evaluation.downstream import REAL, mixed_arm, synthetic_arm
+from spine.evaluation.arms import Arm
 from spine.pipeline.config import ExperimentConfig, Variant
-
-KINDS = ("real", "synthetic", "mixed")
-
-
-@dataclasses.dataclass(frozen=True)
-class Arm:
-    kind: str
-    variant: str | None = None  # the generator: a variant's or a pool's name; None for the real images
-    seed: int | None = None  # the variant's training seed; None for the real images and for pools
-    pool: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"arm kind {self.kind!r}: expected one of {KINDS}")
-        if (self.kind == "real") != (self.variant is None):
-            raise ValueError(f"a {self.kind} arm {'has no' if self.kind == 'real' else 'needs a'} generator")
-
-    @property
-    def key(self) -> str:
-        """The arm's name in the downstream table."""
-        if self.kind == "real":
-            return REAL
-        return synthetic_arm(self.variant) if self.kind == "synthetic" else mixed_arm(self.variant)
 
 
 def training_seed(config: ExperimentConfig, variant: Variant) -> int:

@@ -31,6 +31,8 @@ import click
 
 from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
 from spine.pipeline.experiment import run_experiment
+from spine.evaluation.arms import Arm
+from spine.pipeline.arms import synthetic_arms
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 
 # The demo's phantom is magnified (zoom 1.5: about five vertebral levels instead of seven, so a 40-kimg generator draws
@@ -97,14 +99,17 @@ def _ci(interval: list[float] | None) -> str:
     return "undefined" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
-def downstream_lines(down: dict[str, Any], config: ExperimentConfig, task: str = "") -> list[str]:
-    """One downstream table's lines: AUCs with intervals, skill and plain ratios with paired intervals, words for
-    arms not above chance, and the mean over training seeds where an arm has replicates."""
+def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, task: str = "") -> list[str]:
+    """One downstream table's lines (label mode `mode`): AUCs with intervals, skill and plain ratios with paired
+    intervals, words for arms not above chance, and the mean over training seeds where an arm has replicates."""
     cis = down.get("auc_cis", {})
     lines = [f"  test AUC{task}, trained on real images:       {down['aucs']['real']:.3f}"
              + (f"  (95% CI {_ci(cis['real'])})" if "real" in cis else "")]
-    for arm, ratio in down["ratios"].items():
-        name = arm.removeprefix("synthetic-")
+    for synthetic in synthetic_arms(config, mode):
+        arm, name = synthetic.key, synthetic.variant
+        if arm not in down["ratios"]:
+            continue
+        ratio = down["ratios"][arm]
         line = f"  test AUC{task}, trained on {name} images only: {down['aucs'][arm]:.3f}"
         if arm in cis:
             line += f"  (95% CI {_ci(cis[arm])})"
@@ -116,7 +121,7 @@ def downstream_lines(down: dict[str, Any], config: ExperimentConfig, task: str =
                      + (f"  (paired 95% CI {_ci(down['ratio_cis'][arm])})" if arm in down.get("ratio_cis", {}) else ""))
         if arm in cis and cis[arm] is not None and cis[arm][0] <= 0.5:
             lines.append(f"    the {name}-only classifier is NOT above chance (its interval reaches 0.5)")
-        mixed = down["aucs"].get(f"real+synthetic-{name}")
+        mixed = down["aucs"].get(Arm("mixed", name).key)
         if mixed is not None:
             lines.append(f"  test AUC{task}, real + {name} images:         {mixed:.3f}")
     for name, group in group_summaries(down, config).items():
@@ -150,9 +155,10 @@ def privacy_lines(name: str, audit: dict[str, Any]) -> list[str]:
 def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]:
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
-    lines = downstream_lines(out["downstream"], config) + effect_lines(out, config, *CLINICAL_LOSS_PAIR)
-    for key in sorted(k for k in out if k.startswith("downstream-")):
-        lines += downstream_lines(out[key], config, f" ({key.removeprefix('downstream-')} labels, macro)")
+    lines = downstream_lines(out["downstream"], config, config.labels) + \
+        effect_lines(out, config, *CLINICAL_LOSS_PAIR)
+    for mode in sorted({config.mode_of(v.name) for v in config.variants} - {config.labels}):
+        lines += downstream_lines(out[f"downstream-{mode}"], config, mode, f" ({mode} labels, macro)")
     for key, value in out.items():
         if key.startswith("metrics/"):
             for metric, number in sorted(value["results"].items()):

@@ -179,7 +179,7 @@ def downstream_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for arm, row in results["models"].items():
         ci = row["auc_ci"]
-        plain, skill = ("1.000", "1.000") if arm == "real" else ratio_texts(results["ratios"].get(arm))
+        plain, skill = ("1.000", "1.000") if row["kind"] == "real" else ratio_texts(results["ratios"].get(arm))
         rows.append([arm, f"{row['num_train']} / {row['num_val']}", _fmt(row.get("best_val_auc")), _fmt(row["auc"]),
                      "n/a" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", plain, skill])
     return rows
@@ -214,7 +214,7 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
              + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})") + "." + _chance_words("real-data", real)]
     for arm, ratio in downstream["ratios"].items():
         row = downstream["models"][arm]
-        name = arm.removeprefix("synthetic-")
+        name = row["generator"]
         ci = row["auc_ci"]
         low, high = ratio["ratio_ci"]
         skill = ""

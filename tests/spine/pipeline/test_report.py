@@ -49,9 +49,10 @@ def experiment_dir(tmp_path):
         results=dict(fid50=33.0), metric="fid50", snapshot_pkl="network-snapshot-000002.pkl")) + "\n")
     downstream = dict(
         test=dict(num_images=30, prevalence=dict(normal=0.5, abnormal=0.5)),
-        models=dict(real=dict(auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2, best_val_auc=0.88),
-                    **{"synthetic-spinegan": dict(auc=0.81, auc_ci=[0.7, 0.9], num_train=5, num_val=1,
-                                                  best_val_auc=0.99)}),
+        models=dict(real=dict(kind="real", generator=None, auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2,
+                              best_val_auc=0.88),
+                    **{"synthetic-spinegan": dict(kind="synthetic", generator="spinegan", auc=0.81, auc_ci=[0.7, 0.9],
+                                                  num_train=5, num_val=1, best_val_auc=0.99)}),
         ratios={"synthetic-spinegan": dict(ratio=0.9, ratio_ci=[0.8, 0.99], skill=0.775, skill_ci=[0.5, 0.95])})
     (tmp_path / "downstream.json").write_text(json.dumps(downstream))
     mark(tmp_path, "data/train", dict(dataset=train))
@@ -94,8 +95,10 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
 
 
 def test_headline_says_in_words_when_an_arm_is_at_chance():
-    downstream = dict(models=dict(real=dict(auc=0.83, auc_ci=[0.79, 0.87], best_val_auc=0.85),
-                                  **{"synthetic-gan": dict(auc=0.50, auc_ci=[0.45, 0.55], best_val_auc=0.86)}),
+    downstream = dict(models=dict(real=dict(kind="real", generator=None, auc=0.83, auc_ci=[0.79, 0.87],
+                                            best_val_auc=0.85),
+                                  **{"synthetic-gan": dict(kind="synthetic", generator="gan", auc=0.50,
+                                                           auc_ci=[0.45, 0.55], best_val_auc=0.86)}),
                       ratios={"synthetic-gan": dict(ratio=0.60, ratio_ci=[0.54, 0.67], skill=0.0,
                                                     skill_ci=[-0.15, 0.16])})
     text = report.headline(dict(resolution=32, kimg=30), downstream)

@@ -1,12 +1,14 @@
-"""spine.pipeline.seeds: Student-t intervals over training seeds and differences paired by seed, on known answers."""
+"""spine.pipeline.seeds and .arms: an experiment's arms read from its config, Student-t intervals over training
+seeds and differences paired by seed, on known answers."""
 
 import dataclasses
 
 import pytest
 
 from spine.pipeline import seeds
-from spine.pipeline.arms import Arm, replicate_groups
-from spine.pipeline.config import DP_VARIANT, ExperimentConfig, Variant
+from spine.evaluation.arms import Arm
+from spine.pipeline.arms import replicate_groups, synthetic_arms, training_seed
+from spine.pipeline.config import DP_VARIANT, ExperimentConfig, Pool, Variant
 
 
 def test_across_seeds_is_the_student_t_interval():
@@ -56,3 +58,12 @@ def test_differences_are_paired_by_seed():
     assert effects["pr2k3_spine_recall"] == pytest.approx(seeds.across_seeds([-0.10, -0.20, -0.05]), abs=1e-12)
     del skills["synthetic-stylegan2-ada-seed1"], skills["synthetic-stylegan2-ada-seed2"]
     assert seeds.paired_differences(steps, config, "spinegan", "stylegan2-ada") == (1, {})   # one pair has no interval
+
+
+def test_synthetic_arms_of_a_label_mode_in_the_tables_order():
+    config = ExperimentConfig(seed=7, variants=(Variant("a"), Variant("l", labels="lesion"), Variant("b", seed=2)),
+                              pools=(Pool("ab", ("a", "b")),))
+    assert synthetic_arms(config, "abnormality") == [Arm("synthetic", "a", 7), Arm("synthetic", "b", 2),
+                                                     Arm("synthetic", "ab", pool=True)]
+    assert synthetic_arms(config, "lesion") == [Arm("synthetic", "l", 7)]
+    assert training_seed(config, config.variants[2]) == 2
