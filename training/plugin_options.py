@@ -14,14 +14,15 @@ A training plug-in (the clinical loss, class locality, DP) is one object that de
     build(args, device) -> LoopPlugins
                   its plug-ins for the training loop, from args.<setting> alone (`training.loop_plugins`)
 
-train.py lists the plug-ins in `PLUGINS`; nothing in training/ names one. A plug-in reads only the parsed options
+`DeclaredPlugin(setting, options, configure, build, path_options, conflicts)` makes one from a module's
+declarations. train.py lists the plug-ins in `PLUGINS`; nothing in training/ names one. A plug-in reads only the parsed options
 and the core settings, never another plug-in's options or settings: what may not be combined is a `Conflict`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
@@ -53,6 +54,18 @@ class TrainingPlugin(Protocol):
     def build(self, args: Any, device: torch.device) -> LoopPlugins:
         """The training loop's plug-ins from args.<setting> (empty `LoopPlugins()` when the plug-in is off)."""
         ...
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclaredPlugin:
+    """A `TrainingPlugin` from a module's declarations: its setting key, options, configure and build functions."""
+
+    setting: str
+    options: OptionGroup
+    configure: Callable[[Any, Any], list[str]]
+    build: Callable[[Any, torch.device], LoopPlugins]
+    path_options: tuple[str, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
 
 
 def check_conflicts(opts: Any, plugins: Sequence[TrainingPlugin]) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from dnnlib.cli import OptionGroup
 from training.loop_plugins import LoopPlugins
-from training.plugin_options import Conflict, TrainingPlugin
+from training.plugin_options import DeclaredPlugin
 
 SETTING = "class_locality"  # args.class_locality: recorded with the run (not a training_loop argument)
 
@@ -55,14 +55,4 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
     return LoopPlugins(generator_terms=(ClassLocality(settings["weight"], power=settings["power"]),))
 
 
-class ClassLocalityPlugin(TrainingPlugin):
-    setting = SETTING
-    options = OPTIONS
-    path_options: tuple[str, ...] = ()
-    conflicts: tuple[Conflict, ...] = ()
-
-    configure = staticmethod(configure)
-    build = staticmethod(build)
-
-
-PLUGIN = ClassLocalityPlugin()
+PLUGIN = DeclaredPlugin(SETTING, OPTIONS, configure, build)

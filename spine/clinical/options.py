@@ -17,7 +17,7 @@ import torch
 
 from dnnlib.cli import OptionGroup
 from training.loop_plugins import LoopPlugins
-from training.plugin_options import Conflict, TrainingPlugin
+from training.plugin_options import Conflict, DeclaredPlugin
 
 DEFAULT_WEIGHT = 0.1  # the paper's
 SETTING = "clinical"  # args.clinical: this plug-in's settings, recorded with the run (not a training_loop argument)
@@ -97,15 +97,6 @@ def _feature_match(classifier: Any, args: Any, weight: float) -> Any:
     return ClassFeatureMatch(classifier, stats, weight)
 
 
-class ClinicalLossPlugin(TrainingPlugin):
-    setting = SETTING
-    options = OPTIONS
-    path_options = ("clinical_loss",)
-    conflicts = (Conflict(("clinical_match", "dp"), "--clinical-match with --dp=1: the real class means it matches "
-                          "are a statistic of the private training images, released without noise"),)
-
-    configure = staticmethod(configure)
-    build = staticmethod(build)
-
-
-PLUGIN = ClinicalLossPlugin()
+PLUGIN = DeclaredPlugin(SETTING, OPTIONS, configure, build, path_options=("clinical_loss",), conflicts=(
+    Conflict(("clinical_match", "dp"), "--clinical-match with --dp=1: the real class means it matches are a statistic "
+             "of the private training images, released without noise"),))

@@ -23,7 +23,7 @@ from spine.dp.mechanism import MechanismConfig
 from spine.dp.sampling import UNITS
 from training import checkpoint as ckpt
 from training.loop_plugins import LoopPlugins
-from training.plugin_options import Conflict, TrainingPlugin
+from training.plugin_options import DeclaredPlugin
 
 MODES = ("dpsgd", "paper")
 R1_INTERVAL = 16  # lazy R1 inside the per-sample loss, as often as the official Dreg phase
@@ -186,13 +186,4 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
                                    privacy_report=PrivacyReport(account)))
 
 
-class DPPlugin(TrainingPlugin):
-    setting = SETTING
-    options = OPTIONS
-    path_options: tuple[str, ...] = ()
-    conflicts: tuple[Conflict, ...] = ()
-    configure = staticmethod(configure)
-    build = staticmethod(build)
-
-
-PLUGIN = DPPlugin()
+PLUGIN = DeclaredPlugin(SETTING, OPTIONS, configure, build)
