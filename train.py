@@ -76,10 +76,10 @@ CFG_SPECS: dict[str, dict[str, Any]] = {
 }
 
 # The demo on a GPU: the same network and settings at batch 64. An iteration of the demo is a few thousand small
-# kernel launches whatever its batch (docs/PERFORMANCE.md "GPU" measures it), so four
-# times the images per iteration cost little more time. Not the same run as the demo: a quarter of the optimiser
-# steps per kimg, and lr, gamma and EMA were chosen at batch 16 (kept, untuned). Two loader workers: the GPU
-# machines have cores to spare.
+# kernel launches whatever its batch (docs/PERFORMANCE.md "GPU" measures it), so four times the images per
+# iteration cost little more time. Not the same run as the demo: a quarter of the optimiser steps per kimg, and
+# lr, gamma and EMA were chosen at batch 16 (kept, untuned). Two loader workers: the GPU machines have cores to
+# spare.
 CFG_SPECS["demo-gpu"] = dict(CFG_SPECS["demo"], mb=64, kimg_per_tick=4, workers=2)
 
 _TRANSFER_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
