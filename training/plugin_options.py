@@ -15,8 +15,9 @@ A training plug-in (the clinical loss, class locality, DP) is one object that de
                   its plug-ins for the training loop, from args.<setting> alone (`training.loop_plugins`)
 
 `DeclaredPlugin(setting, options, configure, build, path_options, conflicts)` makes one from a module's
-declarations. train.py lists the plug-ins in `PLUGINS`; nothing in training/ names one. A plug-in reads only the parsed options
-and the core settings, never another plug-in's options or settings: what may not be combined is a `Conflict`.
+declarations. train.py lists the plug-ins in `PLUGINS`; nothing in training/ names one. A plug-in reads only the
+parsed options and the core settings, never another plug-in's options or settings: what may not be combined is a
+`Conflict`.
 """
 
 from __future__ import annotations

@@ -159,7 +159,8 @@ def evaluate_on_test(models: Mapping[Arm, TrainResult], test_path: str, options:
                                  n_resamples=options.n_resamples, seed=options.seed)
         prov = model.provenance
         results["models"][arm.key] = dict(
-            kind=arm.kind, generator=arm.variant, auc=report["auc"] if report["task"] == "binary" else report["macro_auc"],
+            kind=arm.kind, generator=arm.variant,
+            auc=report["auc"] if report["task"] == "binary" else report["macro_auc"],
             auc_ci=report["auc_ci"] if report["task"] == "binary" else report["macro_auc_ci"],
             num_train=prov["num_train"], num_val=prov["num_val"], best_epoch=prov["best_epoch"],
             best_val_auc=prov["best_val_auc"], train_source=prov["dataset"], test_report=report)

@@ -87,8 +87,8 @@ class ExperimentConfig:
     # A second classifier (seed + 1, same training images) that no GAN trains against: label fidelity by it is
     # the honest measure, since the clinical loss teaches a generator what its own judge looks at.
     independent_judge: bool = True
-    # Memorisation and membership inference of every generator (spine.evaluation.privacy_audit): training images as members,
-    # the test split as non-members (an evaluation, like the downstream test; it informs no choice).
+    # Memorisation and membership inference of every generator (spine.evaluation.privacy_audit): training images as
+    # members, the test split as non-members (an evaluation, like the downstream test; it informs no choice).
     privacy_audit: bool = False
 
     @staticmethod

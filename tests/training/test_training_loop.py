@@ -221,13 +221,16 @@ class CountingTerm(Plugin):
 def test_generator_term_state_survives_checkpoint_and_resume(dataset, tmp_path):
     # 3 iterations of batch 4 -> Gmain judges 12 images; split as 2 iterations, then resumed for the third.
     whole = CountingTerm()
-    training_loop(**loop_kwargs(dataset, str(tmp_path / "whole"), total_kimg=0.012, plugins=LoopPlugins(generator_terms=(whole,))))
+    training_loop(**loop_kwargs(dataset, str(tmp_path / "whole"), total_kimg=0.012,
+                                plugins=LoopPlugins(generator_terms=(whole,))))
     assert whole.images_seen == 12
     part = str(tmp_path / "part")
-    training_loop(**loop_kwargs(dataset, part, total_kimg=0.008, plugins=LoopPlugins(generator_terms=(CountingTerm(),))))
+    training_loop(**loop_kwargs(dataset, part, total_kimg=0.008,
+                                plugins=LoopPlugins(generator_terms=(CountingTerm(),))))
     assert final_state(part)["plugins"] == {"generator_term/counter": dict(images_seen=8)}
     resumed = CountingTerm()
-    training_loop(**loop_kwargs(dataset, str(tmp_path / "resumed"), total_kimg=0.012, plugins=LoopPlugins(generator_terms=(resumed,)),
+    training_loop(**loop_kwargs(dataset, str(tmp_path / "resumed"), total_kimg=0.012,
+                                plugins=LoopPlugins(generator_terms=(resumed,)),
                                 resume_checkpoint=os.path.join(part, "checkpoint.pt")))
     assert resumed.images_seen == 12
     # A resume that would drop the term's state is refused, naming the plug-in.

@@ -49,7 +49,8 @@ def test_differences_are_paired_by_seed():
     variants = [spinegan, Variant("stylegan2-ada"), DP_VARIANT]
     variants += [dataclasses.replace(v, name=f"{v.name}-seed{seed}", seed=seed)
                  for seed in (1, 2) for v in variants[:2]]
-    config = ExperimentConfig(variants=tuple(variants) + (dataclasses.replace(spinegan, name="spinegan-seed3", seed=3),))
+    variants.append(dataclasses.replace(spinegan, name="spinegan-seed3", seed=3))
+    config = ExperimentConfig(variants=tuple(variants))
     num_pairs, effects = seeds.paired_differences(steps, config, "spinegan", "stylegan2-ada")
     # seeds 0, 1, 2 pair up; the DP arm and the unmatched seed3 do not; integer counts are not metrics
     assert num_pairs == 3 and list(effects) == ["skill ratio", "plain ratio", "pr2k3_spine_recall"]
