@@ -16,69 +16,16 @@ Examples:
 from __future__ import annotations
 
 import os
-import re
 
 import click
 import numpy as np
-import PIL.Image
 import torch
 from tqdm import tqdm
 
 import dnnlib
-from dnnlib import MAX_SEED
+from dnnlib.cli import parse_range
 from torch_utils import misc
-
-
-def parse_range(text: str) -> list[int]:
-    """'1,2,5' or '0-35' (inclusive) or a mix ('0-3,7') -> list of seeds, each in 0..MAX_SEED."""
-    values = []
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise click.BadParameter(f"{part!r} is not a seed or a range like 0-35", param_hint="--seeds")
-        lo = int(match.group(1))
-        hi = int(match.group(2)) if match.group(2) is not None else lo
-        if hi < lo:
-            raise click.BadParameter(f"range {part!r} ends before it starts", param_hint="--seeds")
-        if hi > MAX_SEED:  # checked before expanding: a typo must not build billions of seeds
-            raise click.BadParameter(f"seed {hi} is out of range: seeds are 0..{MAX_SEED}", param_hint="--seeds")
-        values += range(lo, hi + 1)
-    return values
-
-
-def class_labels(G: torch.nn.Module, class_idx: int | None, num: int, device: torch.device) -> torch.Tensor:
-    """One-hot labels [num, c_dim] for a conditional network; [num, 0] for an unconditional one."""
-    c = torch.zeros([num, G.c_dim], device=device)
-    if G.c_dim == 0:
-        if class_idx is not None:
-            print("Warning: --class is ignored: the network is unconditional")
-        return c
-    if class_idx is None:
-        raise click.UsageError(f"the network is conditional ({G.c_dim} classes): pass --class=0..{G.c_dim - 1}")
-    if not 0 <= class_idx < G.c_dim:
-        raise click.UsageError(f"--class={class_idx} is out of range: the network has classes 0..{G.c_dim - 1}")
-    c[:, class_idx] = 1
-    return c
-
-
-def seed_latents(seeds: list[int], z_dim: int) -> np.ndarray:
-    """The official latents: np.random.RandomState(seed).randn(1, z_dim) per seed."""
-    return np.concatenate([np.random.RandomState(seed).randn(1, z_dim) for seed in seeds])
-
-
-def to_pil(img: torch.Tensor) -> PIL.Image.Image:
-    """One CHW image in [-1, 1] -> 'L' (1 channel) or 'RGB' (3 channels) PIL image."""
-    arr = (img.permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-    if arr.shape[2] == 1:
-        return PIL.Image.fromarray(arr[:, :, 0], "L")
-    if arr.shape[2] == 3:
-        return PIL.Image.fromarray(arr, "RGB")
-    raise ValueError(f"cannot save an image with {arr.shape[2]} channels (expected 1 or 3)")
-
-
-def save_png(image: PIL.Image.Image, path: str) -> None:
-    with dnnlib.atomic_write(path, "wb") as f:
-        image.save(f, format="PNG")
+from training.generation import class_labels, save_png, seed_latents, to_pil
 
 
 @torch.no_grad()

@@ -34,11 +34,11 @@ import torch
 from tqdm import tqdm
 
 import dnnlib
-from generate import save_png, to_pil
+from training.generation import save_png, to_pil
 from metrics.detectors import DetectorUnavailable
 from metrics.perceptual import DISTANCE_KINDS, resolve_distance
 from torch_utils import misc
-from training.projection import Projection, ProjectionOptions, project
+from metrics.projection import Projection, ProjectionOptions, project
 
 VIDEO_PACKAGES = ("imageio", "imageio_ffmpeg")
 

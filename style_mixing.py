@@ -21,7 +21,8 @@ import PIL.Image
 import torch
 
 import dnnlib
-from generate import class_labels, parse_range, save_png, seed_latents, to_pil
+from dnnlib.cli import parse_range
+from training.generation import class_labels, save_png, seed_latents, to_pil
 from torch_utils import misc
 
 

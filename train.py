@@ -13,9 +13,10 @@ Resume semantics:
                                  (ADA reacts faster: ada_kimg 100, no EMA ramp-up, as the official code does).
 
 How options become a run: each `configure_*` step below reads the parsed options and fills the training-loop
-kwargs (`args`), returning its part of the run directory name. A plug-in (the clinical loss, DP) declares its
-options, their defaults and validation in its own module and builds its plug-ins there; `PLUGIN_MODULES` composes
-them into the command, `CONFIGURE_STEPS` and `build_plugins`.
+kwargs (`args`), returning its part of the run directory name. A plug-in (the clinical loss, DP) is a
+`training.plugin_options.TrainingPlugin` declared in its own module with its options, their defaults and
+validation, its resume rules and conflicts, and builds its loop plug-ins there; `PLUGINS` composes them into the
+command, `CONFIGURE_STEPS` and `build_plugins`.
 
 Multi-process: `--gpus=N` spawns N local processes (env:// rendezvous), or launch with
 `torchrun --nproc_per_node=N train.py --gpus=N ...`. NCCL on GPUs, gloo on CPU. On a GPU machine at most one
@@ -42,6 +43,8 @@ from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
 from training import resume_options
+from training.loop_plugins import LoopPlugins
+from training.plugin_options import TrainingPlugin, check_conflicts
 from training.run_dir import create_run_dir, next_run_id
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -73,10 +76,10 @@ CFG_SPECS: dict[str, dict[str, Any]] = {
 }
 
 # The demo on a GPU: the same network and settings at batch 64. An iteration of the demo is a few thousand small
-# kernel launches whatever its batch (about 135 ms at batch 16 on an H200, docs/PERFORMANCE.md "GPU"), so four
-# times the images per iteration cost little more time. Not the same run as the demo: a quarter of the optimiser
-# steps per kimg, and lr, gamma and EMA were chosen at batch 16 (kept, untuned). Two loader workers: the GPU
-# machines have cores to spare.
+# kernel launches whatever its batch (docs/PERFORMANCE.md "GPU" measures it), so four times the images per
+# iteration cost little more time. Not the same run as the demo: a quarter of the optimiser steps per kimg, and
+# lr, gamma and EMA were chosen at batch 16 (kept, untuned). Two loader workers: the GPU machines have cores to
+# spare.
 CFG_SPECS["demo-gpu"] = dict(CFG_SPECS["demo"], mb=64, kimg_per_tick=4, workers=2)
 
 _TRANSFER_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/transfer-learning-source-nets/"
@@ -353,26 +356,27 @@ def check_metric_classifier(path: str, args: dnnlib.EasyDict) -> None:
                             f"is --cond=1)") from None
 
 
-# Plug-ins with options of their own. Each module declares its click options (`OPTIONS`, composed into `main`), the
-# key of its settings in the kwargs (`SETTING`), `configure(opts, args) -> run-name parts` (its defaults and
-# validation, raising ValueError) and `build_plugins(args, device) -> training_loop plug-in kwargs`.
-PLUGIN_MODULES = (dp_options, clinical_options, locality_options)
+# Plug-ins with options of their own (training.plugin_options.TrainingPlugin), configured in this order.
+PLUGINS: tuple[TrainingPlugin, ...] = (dp_options.PLUGIN, clinical_options.PLUGIN, locality_options.PLUGIN)
+# Options that name files: recorded and compared on resume as absolute paths.
+PATH_OPTIONS = ("data", "metrics_classifier", *(name for plugin in PLUGINS for name in plugin.path_options))
 
 
-def configure_plugin(module: Any) -> Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]:
-    """The configure step of a plug-in module; its ValueErrors become user errors."""
-    def configure(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
-        try:
-            return module.configure(opts, args)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
-    configure.__name__ = f"configure_{module.SETTING}"
-    return configure
+def configure_plugins(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    """Every plug-in's configure step, then the conflicts they declare; their ValueErrors become user errors."""
+    desc: list[str] = []
+    try:
+        for plugin in PLUGINS:
+            desc += plugin.configure(opts, args)
+        check_conflicts(opts, PLUGINS)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    return desc
 
 
 CONFIGURE_STEPS: list[Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]] = [
     configure_general, configure_dataset, configure_networks, configure_augmentation, configure_resume,
-    configure_freezed, configure_performance, *map(configure_plugin, PLUGIN_MODULES), configure_metric_classifier,
+    configure_freezed, configure_performance, configure_plugins, configure_metric_classifier,
 ]
 
 
@@ -404,11 +408,12 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict,
     notes: list[str] = []
     if saved is not None and saved.get("cli_options") is not None:
         try:
-            merged, notes = resume_options.merge_options(opts, explicit, saved["cli_options"], opts.resume)
+            merged, notes = resume_options.merge_options(opts, explicit, saved["cli_options"], opts.resume,
+                                                         PATH_OPTIONS)
         except resume_options.ResumeMismatch as exc:
             raise UserError(str(exc), multiline=True) from exc
         opts = dnnlib.EasyDict(merged)
-    cli_options = resume_options.recorded_options(opts)
+    cli_options = resume_options.recorded_options(opts, PATH_OPTIONS)
     apply_preset_defaults(opts)
     args = dnnlib.EasyDict(notes=notes)
     desc: list[str] = []
@@ -468,7 +473,7 @@ def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
 
 
 # Settings of plug-ins (built by build_plugins), recorded with the run but not passed to training_loop.
-PLUGIN_SETTINGS = tuple(module.SETTING for module in PLUGIN_MODULES)
+PLUGIN_SETTINGS = tuple(plugin.setting for plugin in PLUGINS)
 # Records of how the run was asked for: the command-line options (what a continued run starts from) and notes on
 # what was changed or decided for the user (printed at the start of the log).
 RUN_RECORDS = ("cli_options", "notes")
@@ -488,19 +493,13 @@ def loop_kwargs(args: dnnlib.EasyDict) -> dict:
 # Plug-ins and launch.
 
 
-def build_plugins(args: dnnlib.EasyDict, device: torch.device) -> dict:
-    """The loop's plug-ins built by every plug-in module from its settings in `args`: generator terms are
-    concatenated, any other plug-in (discriminator update, fake labels, ...) may come from one module only."""
-    plugins: dict[str, Any] = dict(generator_terms=[])
-    for module in PLUGIN_MODULES:
-        for key, value in module.build_plugins(args, device).items():
-            if key == "generator_terms":
-                plugins[key] = [*plugins[key], *value]
-            elif key in plugins:
-                raise UserError(f"two plug-ins both set training_loop's {key}; they cannot be combined")
-            else:
-                plugins[key] = value
-    return plugins
+def build_plugins(args: dnnlib.EasyDict, device: torch.device) -> LoopPlugins:
+    """The loop's plug-ins built by every plug-in from its settings in `args`: generator terms are concatenated,
+    any other role (discriminator update, fake labels, ...) may come from one plug-in only."""
+    try:
+        return LoopPlugins.combine([plugin.build(args, device) for plugin in PLUGINS])
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = None) -> None:
@@ -508,6 +507,7 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
     if env is not None:
         os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
     import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
+    from metrics.metric_main import calc_metric
     from training.training_loop import pick_device, training_loop
     device = pick_device(rank)
     rank, _ = dist_utils.init_from_env(device)
@@ -519,7 +519,8 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
                 print(note)
         kwargs = loop_kwargs(args)
         with custom_ops.choices_logged_to(sys.stdout):  # the log says whether CUDA plugins or reference ops run
-            training_loop(rank=rank, **kwargs, **build_plugins(args, device), options=ckpt.plain(run_options(args)))
+            training_loop(rank=rank, **kwargs, plugins=build_plugins(args, device), metric_fn=calc_metric,
+                          options=ckpt.plain(run_options(args)))
     finally:
         if logger is not None:
             logger.close()
@@ -633,12 +634,12 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--workers", help="Override number of DataLoader workers [default: 3, at most one per CPU core]",
               type=int, metavar="INT")
 # SpineGAN's clinical loss (spine.clinical.options).
-@clinical_options.OPTIONS
-@locality_options.OPTIONS
+@clinical_options.PLUGIN.options
+@locality_options.PLUGIN.options
 @click.option("--metrics-classifier", help="classifier.pkl for the *_spine and label_fidelity metrics "
               "[default: the --clinical-loss classifier]", type=click.Path(dir_okay=False), metavar="PKL")
 # Differential privacy (spine.dp.options).
-@dp_options.OPTIONS
+@dp_options.PLUGIN.options
 def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -> None:
     """Train a GAN using the techniques described in the paper "Training Generative Adversarial Networks with
     Limited Data", with SpineGAN's presets and exact resume.

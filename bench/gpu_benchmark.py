@@ -33,27 +33,30 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from spine.pipeline import experiment  # noqa: E402 (after the path set-up, for `python bench/gpu_benchmark.py`)
+from spine.pipeline.arms import synthetic_arms  # noqa: E402
+from spine.pipeline.config import PAPER_VARIANTS, ExperimentConfig  # noqa: E402
+from spine.pipeline.steps import Steps  # noqa: E402
 from spine.pipeline.demo import BENCHMARK  # noqa: E402
 
 GPU_CFG = "demo-gpu"
-CONFIG = dataclasses.replace(BENCHMARK, gan_cfg=GPU_CFG, variants=experiment.PAPER_VARIANTS, snap=5)
+CONFIG = dataclasses.replace(BENCHMARK, gan_cfg=GPU_CFG, variants=PAPER_VARIANTS, snap=5)
 # The CPU check of the mechanics: the demo preset (batch 16, no loader workers) is what a CPU runs in seconds.
 TINY = dataclasses.replace(CONFIG, gan_cfg="demo", phantom_train=48, phantom_test=32, classifier_epochs=1,
                            classifier_patience=1, synth_per_class=8, metrics=(), downstream_epochs=1,
                            downstream_patience=1, n_resamples=20, report=False, independent_judge=False)
 
 
-def config_for(tiny: bool) -> experiment.ExperimentConfig:
+def config_for(tiny: bool) -> ExperimentConfig:
     return TINY if tiny else CONFIG
 
 
-def prepare(outdir: Path, config: experiment.ExperimentConfig) -> None:
+def prepare(outdir: Path, config: ExperimentConfig) -> None:
     """The experiment's first steps (phantom, imports, classifiers), as `run_experiment` names them, so that
     `finish` skips them."""
     experiment.prepare_data(config, outdir.resolve())
 
 
-def train(outdir: Path, snapshots: Path, seconds: float, config: experiment.ExperimentConfig, runs_dir: Path) -> None:
+def train(outdir: Path, snapshots: Path, seconds: float, config: ExperimentConfig, runs_dir: Path) -> None:
     """Every variant's train.py side by side (one GPU) in `runs_dir`, stopped after `seconds`; copies each one's
     last snapshot and log to `snapshots`."""
     (train_zip,) = glob.glob(str(outdir / "data" / "train" / "*.zip"))
@@ -85,9 +88,9 @@ def train(outdir: Path, snapshots: Path, seconds: float, config: experiment.Expe
         shutil.copy2(workdir / "train.log", keep)
 
 
-def finish(outdir: Path, snapshots: Path, config: experiment.ExperimentConfig) -> None:
+def finish(outdir: Path, snapshots: Path, config: ExperimentConfig) -> None:
     """Mark each variant's training done with its snapshot from the GPU, run the rest, print the skill ratio."""
-    steps = experiment.Steps(outdir)
+    steps = Steps(outdir)
     for variant in config.variants:
         (snapshot,) = sorted(glob.glob(str(snapshots / variant.name / "network-snapshot-*.pkl")))[-1:]
         steps.run(f"train/{variant.name}", lambda w: dict(run_dirs=[], snapshot=str(Path(snapshot).resolve()),
@@ -95,10 +98,10 @@ def finish(outdir: Path, snapshots: Path, config: experiment.ExperimentConfig) -
     out = experiment.run_experiment(config, outdir)
     down = out["downstream"]
     print(json.dumps(dict(aucs=down["aucs"], ratios=down["ratios"], skills=down["skills"]), indent=1))
-    for arm, skill in down["skills"].items():
-        low, high = down["skill_cis"][arm]
-        print(f"skill ratio {arm.removeprefix('synthetic-')}: {skill:.3f} ({low:.3f}-{high:.3f}); "
-              f"plain ratio {down['ratios'][arm]:.3f}")
+    for arm in synthetic_arms(config, config.labels):
+        skill, (low, high) = down["skills"][arm.key], down["skill_cis"][arm.key]
+        print(f"skill ratio {arm.variant}: {skill:.3f} ({low:.3f}-{high:.3f}); "
+              f"plain ratio {down['ratios'][arm.key]:.3f}")
 
 
 @click.command()

@@ -157,27 +157,10 @@ def bench(name: str, repeats: int) -> None:
 # DP-SGD vs the standard discriminator step (spine.dp), demo preset.
 
 
-class _MemoryImages:
-    """Random uint8 images with one-hot labels, the dataset interface the DP sampler reads."""
-
-    def __init__(self, n: int, res: int):
-        rng = np.random.RandomState(0)
-        self.images = rng.randint(0, 256, [n, 1, res, res]).astype(np.uint8)
-        self.labels = np.eye(2, dtype=np.float32)[np.arange(n) % 2]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.images[i], self.labels[i]
-
-    def image_info(self, i: int) -> dict:
-        return dict(file=str(i), image_id=str(i), study_id=None)
-
-
 def bench_dp(repeats: int) -> None:
     from spine.dp.accounting import PrivacyAccount
     from spine.dp.mechanism import MechanismConfig
+    from spine.dp.sampling import PoissonSampling
     from spine.dp.update import DPDiscriminatorUpdate
     cfg = CONFIGS["demo"]
     loss, phases, _, rounds = build(cfg)
@@ -188,10 +171,12 @@ def bench_dp(repeats: int) -> None:
                       channel_max=cfg["channel_max"], num_fp16_res=4, conv_clamp=256,
                       epilogue_kwargs=dict(mbstd_num_channels=0)).train().requires_grad_(False)
     loss.D = D
-    dataset = _MemoryImages(8 * cfg["batch"], cfg["res"])
     account = PrivacyAccount(noise_multiplier=1.0, sample_rate=1 / 8, delta=1e-5, accountant="rdp")
-    update = DPDiscriminatorUpdate(dataset, account, MechanismConfig(1.0, 1.0), r1_gamma=cfg["r1_gamma"],
-                                   r1_interval=16, batch_gpu=cfg["batch"], device=torch.device("cpu"))
+    sampling = PoissonSampling("image", account.sample_rate, 8 * cfg["batch"])  # expected batch: cfg["batch"]
+    update = DPDiscriminatorUpdate(account, MechanismConfig(1.0, 1.0), sampling.expected_batch_size,
+                                   r1_gamma=cfg["r1_gamma"], r1_interval=16)
+    rounds = [PhaseRound(r.real_img, r.real_c, r.gen_z, r.gen_c, real_units=torch.arange(len(r.real_img)))
+              for r in rounds]  # each real its own privacy unit, as the Poisson sampler's draws number them
     phase = Phase("Dboth", D, torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99)), 1, update)
     update(phase, loss, rounds)  # warm-up (R1 step)
     t_dp = []

@@ -23,12 +23,6 @@ def snapshot(path: str, c_dim: int) -> Generator:
     return G
 
 
-def test_parse_range():
-    assert generate.parse_range("0-3") == [0, 1, 2, 3]
-    assert generate.parse_range("1,2,5") == [1, 2, 5]
-    assert generate.parse_range("0-1,7") == [0, 1, 7]
-
-
 def test_writes_requested_seeds_as_grayscale_official_latents(tmp_path):
     pkl = str(tmp_path / "net.pkl")
     G = snapshot(pkl, c_dim=2)

@@ -28,9 +28,10 @@ from spine.classifier.artifact import INPUT_NORMS  # noqa: E402
 from spine.classifier.models import ARCHITECTURES  # noqa: E402
 from spine.classifier.data import load_labelled_images, predict_probabilities  # noqa: E402
 from spine.classifier.training import TrainOptions, train_classifier  # noqa: E402
-from spine.evaluation.scoring import evaluate_scores  # noqa: E402
-from spine.pipeline.experiment import ExperimentConfig, _dataset_classes, synthesize_variant  # noqa: E402
-from spine.pipeline.report import class_means, difference_correlation  # noqa: E402
+from spine.scoring import evaluate_scores  # noqa: E402
+from spine.pipeline.config import ExperimentConfig  # noqa: E402
+from spine.pipeline.experiment import _dataset_classes, synthesize_variant  # noqa: E402
+from spine.evaluation.class_means import class_means, difference_correlation  # noqa: E402
 
 
 @click.command()

@@ -1,10 +1,10 @@
 """The loop's real images: which dataset indices each iteration trains on, loaded and converted once.
 
-Two ways to choose them; the update rule that consumes the reals picks one (see `training.phase_update`):
+Two ways to choose them; the run's plug-ins pick one (`LoopPlugins.real_sampling`, see `training.loop_plugins`):
   * shuffled batches (the default, `ShuffledBatches`): the official endless shuffled stream
-    (`training.dataset.InfiniteSampler`), `batch_per_rank` images per iteration and process, loaded by a
+    (`torch_utils.misc.InfiniteSampler`), `batch_per_rank` images per iteration and process, loaded by a
     DataLoader (workers, pinning). The stream position is a counter, so a resumed run continues it exactly.
-  * drawn batches (`DrawnBatches`): an `IndexSampler` supplied by the update rule (DP-SGD's Poisson sampling of
+  * drawn batches (`DrawnBatches`): an `IndexSampler` supplied by a plug-in (DP-SGD's Poisson sampling of
     images or studies) draws each iteration's indices: a varying number of images, grouped into *units* that
     must stay together. Draws use the global RNG, which the loop checkpoints, so they happen in order in this
     process when the iteration asks for its batch, never prefetched.

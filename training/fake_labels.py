@@ -4,8 +4,8 @@
 runs' random streams are unchanged by #15). On a GPU the dataset's label table lives on the device and the
 indices come from the device's torch RNG, so a phase's labels cost no host work and, above all, no blocking
 host-to-device copy (a plain `.to('cuda')` of host memory waits for the device to finish its queue). Both draw
-each label independently and uniformly over the training images. A plug-in's `fake_label_fn(n)` (NumPy) is moved
-to the device without waiting (`to_device`).
+each label independently and uniformly over the training images. A plug-in's labels (`LoopPlugins.fake_labels`,
+n -> NumPy) are moved to the device without waiting (`to_device`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class DatasetLabels:
 
 def fake_label_sampler(training_set: Any, device: torch.device,
                        fake_label_fn: Callable[[int], np.ndarray] | None) -> Callable[[int], torch.Tensor]:
-    """The loop's n -> labels on the device: a plug-in's `fake_label_fn`, else `DatasetLabels`."""
+    """The loop's n -> labels on the device: a plug-in's `fake_labels` (`fake_label_fn`), else `DatasetLabels`."""
     if fake_label_fn is None:
         return DatasetLabels(training_set, device)
     return lambda n: to_device(fake_label_fn(n), device)

@@ -15,6 +15,8 @@ A term that renders images of its own defines `attach(G)`, called here with the 
 Per-sample losses are exposed (`generator_main_loss`, `path_length_loss`, `discriminator_fake_loss`,
 `discriminator_real_loss`) so that an update rule which needs per-sample gradients (DP-SGD, see
 `training.phase_update`) can use them; `accumulate_gradients` is the plain sum-and-backward of the same terms.
+The real-image term itself is two plain functions of D's output, `real_logit_loss` and `r1_penalty`, which an
+update rule that differentiates per sample with `torch.func` (DP-SGD) calls as they are.
 `ada_controller` (optional) receives the logits of every real batch, for the ADA heuristic r_t.
 Gradients of each phase reach only that phase's network because the loop toggles `requires_grad`.
 """
@@ -34,13 +36,24 @@ PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
 
 
 class GeneratorTerm(Protocol):
-    """An extra generator loss added to Gmain (e.g. `spine.clinical.loss.ClinicalLoss`)."""
+    """An extra generator loss added to Gmain (e.g. `spine.clinical.loss.ClinicalLoss`); as a training plug-in it
+    derives from `training.plugins.Plugin`."""
 
     name: str
 
     def __call__(self, gen_img: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
         """Per-sample loss [N] for images in [-1, 1] (NCHW) and their labels [N, c_dim]."""
         ...
+
+
+def real_logit_loss(real_logits: torch.Tensor) -> torch.Tensor:
+    """D's loss on real images from its logits: softplus(-D(x)), elementwise."""
+    return F.softplus(-real_logits)
+
+
+def r1_penalty(input_grads: torch.Tensor) -> torch.Tensor:
+    """The R1 penalty |dD/dx|^2 per sample [N] from the gradients of D's logits w.r.t. its input [N, C, H, W]."""
+    return input_grads.square().sum([1, 2, 3])
 
 
 class StyleGAN2Loss:
@@ -104,9 +117,11 @@ class StyleGAN2Loss:
 
     def run_D(self, img: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Discriminator logits [N, 1]; every D input goes through the augmentation when there is one."""
-        if self.augment_pipe is not None:
-            img = self.augment_pipe(img)
-        return self.D(img, c)
+        return self.D(self.augment(img), c)
+
+    def augment(self, img: torch.Tensor) -> torch.Tensor:
+        """The images as D sees them: through the augment pipe when there is one."""
+        return img if self.augment_pipe is None else self.augment_pipe(img)
 
     # ---- per-sample losses --------------------------------------------------------------------------------------
     def generator_main_loss(self, gen_z: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
@@ -167,16 +182,16 @@ class StyleGAN2Loss:
             self.ada_controller.accumulate(real_logits)
         loss = real_logits.flatten() * 0
         if main:
-            loss_real = F.softplus(-real_logits).flatten()
+            loss_real = real_logit_loss(real_logits).flatten()
             training_stats.report("Loss/D/loss", loss_real if fake_loss is None else loss_real + fake_loss.detach())
             loss = loss + loss_real
         if r1:
             with conv2d_gradfix.no_weight_gradients():
                 r1_grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img_tmp],
                                                create_graph=True, only_inputs=True)[0]
-            r1_penalty = r1_grads.square().sum([1, 2, 3])
-            loss_r1 = r1_penalty * (self.r1_gamma / 2)
-            training_stats.report("Loss/r1_penalty", r1_penalty)
+            penalty = r1_penalty(r1_grads)
+            loss_r1 = penalty * (self.r1_gamma / 2)
+            training_stats.report("Loss/r1_penalty", penalty)
             training_stats.report("Loss/D/reg", loss_r1)
             loss = loss + loss_r1
         return loss

@@ -12,10 +12,11 @@ It receives every accumulation round of the iteration for this phase (each a `Ph
 reals, labels, latents and fake labels) and must leave `phase.module` updated, identically on every process.
 `GradientStep` is the default: zero the gradients, back-propagate each round's loss with gain
 interval / len(rounds) (so the gradient is the mean over the whole batch whatever the split), average across
-processes, replace NaN by 0 and +-inf by +-1e5, step the optimiser. The loop passes the update rule chosen for the
-discriminator (`DiscriminatorUpdate`, the same protocol) to the D phases, so a DP implementation replaces it
+processes, replace NaN by 0 and +-inf by +-1e5, step the optimiser. The loop gives the D phases the update rule of
+its plug-ins' `discriminator_update` (and the G phases `generator_update`), so a DP implementation replaces it
 without touching the loop; it may use the loss's per-sample terms (`StyleGAN2Loss.discriminator_fake_loss`,
-`discriminator_real_loss`) to clip per-sample gradients.
+`training.loss.real_logit_loss`, `r1_penalty`) to clip per-sample gradients. An update rule is a
+`training.plugins.Plugin`.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ import torch
 
 from training.distributed import all_reduce_mean_
 from training.loss import StyleGAN2Loss
+from training.plugins import Plugin
 
 
 @dataclasses.dataclass
 class PhaseRound:
     """One accumulation round of one process: reals in [-1, 1], their labels, latents and fake labels.
 
-    With drawn real batches (a plug-in's `index_sampler`, see `training.data_path`) `real_units` numbers the unit of
+    With drawn real batches (a plug-in's `real_sampling`, see `training.data_path`) `real_units` numbers the unit of
     each real (0..k-1) and the round's reals vary in number, possibly none; with the shuffled stream it is None.
     """
 
@@ -61,8 +63,6 @@ class PhaseUpdate(Protocol):
         ...
 
 
-DiscriminatorUpdate = PhaseUpdate  # the name the DP module implements; same protocol
-
 
 def sanitize_gradients_(params: Sequence[torch.nn.Parameter]) -> None:
     """NaN -> 0 and +-inf -> +-1e5 in place, so one bad batch cannot poison Adam's moments."""
@@ -71,7 +71,7 @@ def sanitize_gradients_(params: Sequence[torch.nn.Parameter]) -> None:
             torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
 
 
-class GradientStep:
+class GradientStep(Plugin):
     """The standard update: batch-mean gradients averaged over processes, sanitised, one optimiser step."""
 
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:

@@ -28,7 +28,6 @@ CHANGEABLE: dict[str, tuple[str, ...]] = {
     "allow_tf32": ("allow_tf32",),
     "cuda_graphs": ("cuda_graphs",),
 }
-PATH_OPTIONS = ("data", "clinical_loss", "metrics_classifier")  # recorded and compared as absolute paths
 NOT_RECORDED = ("resume", "outdir", "dry_run")  # where a run starts from and writes to is not part of the run
 # Training-loop settings that are not part of what a run is: where it writes, what it resumed from, its records.
 BOOKKEEPING = ("resume_checkpoint", "resume_pkl", "run_dir", "cli_options", "notes")
@@ -42,23 +41,26 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def recorded_options(opts: dict) -> dict:
-    """The command-line options to store with a run: paths made absolute, --resume and --outdir left out."""
+def recorded_options(opts: dict, path_options: Iterable[str]) -> dict:
+    """The command-line options to store with a run: those naming files (`path_options`) made absolute, --resume
+    and --outdir left out."""
     recorded = {k: v for k, v in opts.items() if k not in NOT_RECORDED}
-    for name in PATH_OPTIONS:
+    for name in path_options:
         if recorded.get(name) is not None:
             recorded[name] = os.path.abspath(recorded[name])
     return recorded
 
 
-def merge_options(opts: dict, explicit: Iterable[str], recorded: dict, path: str) -> tuple[dict, list[str]]:
+def merge_options(opts: dict, explicit: Iterable[str], recorded: dict, path: str,
+                  path_options: Iterable[str]) -> tuple[dict, list[str]]:
     """The continued run's options: `recorded` (the run's own), overridden by the changeable options given now.
 
-    `explicit`: names of the options given on the command line. Returns (options, log lines naming the changes);
-    raises ResumeMismatch listing every other option given with a value that differs from the run's.
+    `explicit`: names of the options given on the command line; `path_options`: those naming files. Returns
+    (options, log lines naming the changes); raises ResumeMismatch listing every other option given with a value
+    that differs from the run's.
     """
     given = {name: opts[name] for name in explicit if name in opts and name not in NOT_RECORDED}
-    ours = recorded_options(given)
+    ours = recorded_options(given, path_options)
     merged = dict(opts)
     merged.update({k: v for k, v in recorded.items() if k not in given})
     changed, refused = [], []
@@ -80,16 +82,11 @@ def merge_options(opts: dict, explicit: Iterable[str], recorded: dict, path: str
 
 
 def comparable(options: dict) -> dict:
-    """Training options as recorded by the current version: checkpoints written before the dataset path was made
-    absolute or before --clinical-augment, --clinical-match or --class-locality existed describe the same run as one written now."""
+    """Training options with the dataset path made absolute, so that a run given it relative compares equal."""
     options = copy.deepcopy(options)
     data = options.get("training_set_kwargs") or {}
     if "path" in data:
         data["path"] = os.path.abspath(data["path"])
-    if options.get("clinical"):
-        options["clinical"].setdefault("augment", False)
-        options["clinical"].setdefault("match", 0.0)
-    options.setdefault("class_locality", None)
     return options
 
 

@@ -7,7 +7,7 @@ so it is read back with `torch.load(weights_only=True)` and the networks are reb
 arguments. Only classes listed in `_SNAPSHOT_CLASSES` can be named.
 
 Official `network-snapshot-*.pkl` files embed the source code of their modules and `exec` it on load
-(facts sheet section 8). `_OfficialUnpickler` instead resolves the persistence hook to a recorder
+(the official `persistence` module). `_OfficialUnpickler` instead resolves the persistence hook to a recorder
 (`PersistentRecord`), allows the few globals those files really need and refuses every other one, then the
 networks are rebuilt from the recorded `init_kwargs` and their tensors copied by state_dict name.
 

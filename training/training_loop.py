@@ -14,12 +14,13 @@ Options and output files follow the official StyleGAN2-ADA loop. Differences, on
     ADA's p adjusted there), except where the augment pipe reads values back (docs/PERFORMANCE.md, "GPU").
   * `cuda_graphs` captures each phase as a CUDA graph at fixed shapes and replays it (training.graph_capture).
 
-Plug-ins: `discriminator_update` / `generator_update` replace the update rule of the D / G phases (DP-SGD, the
-authors' noise-and-clip scheme), `generator_terms` add generator losses (the clinical loss), `fake_label_fn(n)`
-draws the fake-image labels (default: labels of random training images). Every plug-in may keep checkpointed
-state, add snapshot metadata, report per tick and choose how the real batches are sampled: the optional
-methods of `training.plugins`, consulted for all of them. `abort_fn()`, asked at every tick, stops the run cleanly
-(final snapshot and checkpoint) when it returns True or a non-empty reason, which is printed (DP: the privacy budget).
+Plug-ins enter as one value, `plugins` (a `training.loop_plugins.LoopPlugins`): the update rules of the D / G
+phases (DP-SGD, the authors' noise-and-clip scheme), generator terms (the clinical loss), the fake-image labels, the
+sampling of the real batches, and plug-ins with hooks only. Every plug-in is a `training.plugins.Plugin`: it may
+keep checkpointed state, add snapshot metadata, report per tick and stop the run (DP: the privacy budget).
+`abort_fn()`, asked at every tick, stops the run cleanly (final snapshot and checkpoint) when it returns True or a
+non-empty reason, which is printed. `metric_fn` computes the metrics at snapshots (train.py passes
+`metrics.metric_main.calc_metric`), so the loop does not depend on the metrics package.
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
 from training.dataset import construct_dataset
 from training.fake_labels import fake_label_sampler
 from training.image_grid import choose_grid_indices, grid_shape, save_image_grid
-from training.loss import GeneratorTerm, StyleGAN2Loss
+from training.loop_plugins import (LoopPlugins, RealSampling, plugin_metadata, plugin_states, plugin_stop_reason,
+                                   plugin_tick_report, restore_plugin_states)
+from training.loss import StyleGAN2Loss
 from training.phase_timer import PhaseTimer
 from training.phase_update import GradientStep, Phase, PhaseRound, PhaseUpdate
-from training.plugins import (index_sampler, named_plugins, plugin_metadata, plugin_states, plugin_tick_report,
-                              restore_plugin_states)
+from training.plugins import Plugin
 
 # ---------------------------------------------------------------------------------------------------------------
 # State shared by the steps.
@@ -102,14 +104,13 @@ def setup_runtime(random_seed: int, rank: int, world: int, device: torch.device,
 
 
 def load_training_data(training_set_kwargs: dict, data_loader_kwargs: dict, rank: int, world: int, seed: int,
-                       batch_per_rank: int, start_index: int, device: torch.device, plugins: dict[str, Any]
-                       ) -> tuple[Any, ShuffledBatches | DrawnBatches]:
+                       batch_per_rank: int, start_index: int, device: torch.device,
+                       real_sampling: RealSampling | None) -> tuple[Any, ShuffledBatches | DrawnBatches]:
     """The dataset and this process's endless stream of real batches: drawn by a plug-in's sampler if one asks
     for it (DP-SGD's Poisson sampling), else the shuffled stream from `start_index` on."""
     training_set = construct_dataset(training_set_kwargs)
-    sampler = index_sampler(plugins, training_set)
-    if sampler is not None:
-        return training_set, DrawnBatches(training_set, sampler, device)
+    if real_sampling is not None:
+        return training_set, DrawnBatches(training_set, real_sampling(training_set), device)
     return training_set, ShuffledBatches(training_set, data_loader_kwargs, rank, world, seed, batch_per_rank,
                                          start_index, device)
 
@@ -352,19 +353,22 @@ def save_snapshot(nets: Nets, run_dir: str, cur_nimg: int, training_set_kwargs: 
     return path
 
 
+MetricFn = Callable[..., dict]  # metrics.metric_main.calc_metric's signature: (metric=, G=, dataset_kwargs=, ...)
+
+
 def run_metrics(metrics: Sequence[str], G_ema: torch.nn.Module, training_set_kwargs: dict, snapshot_pkl: str,
                 run_dir: str, rank: int, world: int, device: torch.device,
-                metric_kwargs: dict | None = None) -> dict[str, float]:
-    """Evaluate each metric on G_ema and append it to metric-<name>.jsonl; returns {result name: value}.
-
-    `metric_kwargs` are extra metric options, e.g. the spine classifier of the domain metrics.
+                metric_kwargs: dict | None = None, metric_fn: MetricFn | None = None) -> dict[str, float]:
+    """Evaluate each metric on G_ema with `metric_fn` and append it to metric-<name>.jsonl; returns {result name:
+    value}. `metric_kwargs` are extra metric options, e.g. the spine classifier of the domain metrics.
     """
     if not metrics:
         return {}
-    from metrics.metric_main import calc_metric
+    if metric_fn is None:
+        raise ValueError(f"metrics {list(metrics)} were asked for but no metric_fn was given to compute them")
     values = {}
     for metric in metrics:
-        result = dict(calc_metric(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs, num_gpus=world,
+        result = dict(metric_fn(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs, num_gpus=world,
                                   rank=rank, device=device, **(metric_kwargs or {})))
         if rank == 0:
             line = dict(result, snapshot_pkl=os.path.relpath(snapshot_pkl, run_dir), timestamp=time.time())
@@ -457,11 +461,9 @@ def training_loop(
     allow_tf32: bool = False,  # TF32 in matmul and cuDNN
     cuda_graphs: bool = False,  # capture each phase as a CUDA graph (training.graph_capture; one CUDA process)
     image_grid_size: tuple[int, int] | None = None,  # (columns, rows) of the grids; None = from the resolution
-    generator_terms: Sequence[GeneratorTerm] = (),  # extra generator losses added to Gmain (plug-ins)
-    discriminator_update: PhaseUpdate | None = None,  # update rule of the D phases (plug-in); None = GradientStep
-    generator_update: PhaseUpdate | None = None,  # update rule of the G phases (plug-in); None = GradientStep
-    fake_label_fn: Callable[[int], np.ndarray] | None = None,  # n -> [n, c_dim] fake labels; None = dataset's
+    plugins: LoopPlugins | None = None,  # update rules, generator terms, fake labels, ... (training.loop_plugins)
     abort_fn: Callable[[], bool | str] | None = None,  # asked at every tick; True or a reason ends the run
+    metric_fn: MetricFn | None = None,  # computes one metric (metrics.metric_main.calc_metric); needed for `metrics`
     progress_fn: Callable[[int, int], None] | None = None,  # called with (kimg done, total kimg) at every tick
     options: dict | None = None,  # the JSON-able options of the run, stored in the checkpoint
 ) -> None:
@@ -480,10 +482,11 @@ def training_loop(
     start_batch = resume_data["progress"]["batch_idx"] if resume_data is not None else 0
     if is_main:
         print("Loading training set...")
-    plugins = named_plugins(discriminator_update, generator_update, generator_terms)
+    plugins = plugins or LoopPlugins()
+    named = plugins.named()
     training_set, real_batches = load_training_data(training_set_kwargs, data_loader_kwargs, rank, world,
                                                     random_seed, batch_per_rank, start_batch * batch_per_rank, device,
-                                                    plugins)
+                                                    plugins.real_sampling)
     if is_main:
         print(f"Num images: {len(training_set)}  image shape: {training_set.image_shape}  "
               f"label shape: {training_set.label_shape}\nConstructing networks...")
@@ -497,14 +500,14 @@ def training_loop(
             dist_utils.broadcast_module_(module)
 
     loss = StyleGAN2Loss(device=device, G=nets.G, D=nets.D, augment_pipe=nets.augment_pipe,
-                         generator_terms=generator_terms, ada_controller=nets.ada, **loss_kwargs)
+                         generator_terms=plugins.generator_terms, ada_controller=nets.ada, **loss_kwargs)
     phases = build_phases(nets, loss, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval,
-                          discriminator_update or GradientStep(), generator_update)
+                          plugins.discriminator_update or GradientStep(), plugins.generator_update)
     progress = Progress()
     rng_state = None
     if resume_data is not None:
         progress, rng_state = resume_from_checkpoint(resume_data, resume_checkpoint, nets, loss, phases, rank, world)
-        restore_plugin_states(resume_data.get("plugins", {}), resume_checkpoint, plugins)
+        restore_plugin_states(resume_data.get("plugins", {}), resume_checkpoint, named)
         del resume_data
 
     if cuda_graphs:
@@ -529,7 +532,7 @@ def training_loop(
         print(f"Training for {total_kimg} kimg...\n")
     stats_collector = training_stats.Collector(regex=".*")
     timer = PhaseTimer(device)
-    fake_labels = fake_label_sampler(training_set, device, fake_label_fn)
+    fake_labels = fake_label_sampler(training_set, device, plugins.fake_labels)
     tick_start_time = time.time()
     maintenance_time = tick_start_time - start_time
     if progress_fn is not None:
@@ -552,10 +555,10 @@ def training_loop(
             tick_end_time = time.time()
             status = report_progress(progress, nets, total_kimg, start_time, tick_start_time, tick_end_time,
                                      maintenance_time, device)
-            status += plugin_tick_report(plugins)
+            status += plugin_tick_report(named)
             if is_main:
                 print(status)
-            reason = abort_fn() if abort_fn is not None else None
+            reason = (abort_fn() if abort_fn is not None else None) or plugin_stop_reason(named)
             if reason:  # a clean stop: this tick writes the final snapshot and checkpoint
                 done = True
                 if is_main:
@@ -564,8 +567,8 @@ def training_loop(
                 metric_values = run_tick_outputs(progress, nets, grid, run_dir, training_set_kwargs, metrics,
                                                  image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
                                                  rank, world, device,
-                                                 plugin_metadata(plugins),
-                                                 metric_kwargs, fine_names)
+                                                 plugin_metadata(named),
+                                                 metric_kwargs, fine_names, metric_fn)
             stats_collector.update()
             outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
             if progress_fn is not None:
@@ -577,7 +580,7 @@ def training_loop(
             progress.tick_start_nimg = progress.cur_nimg
             if snapshot_due:  # after the counters advance: the checkpoint is the state the next iteration starts from
                 write_checkpoint(os.path.join(run_dir, ckpt.FILE_NAME), nets, loss, phases, progress,
-                                 training_set_kwargs, options or {}, is_main, plugins)
+                                 training_set_kwargs, options or {}, is_main, named)
             tick_start_time = time.time()
             maintenance_time = tick_start_time - tick_end_time
             if done:
@@ -592,7 +595,7 @@ def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run
                      metrics: Sequence[str], image_snapshot_ticks: int | None, network_snapshot_ticks: int | None,
                      batch_gpu: int, done: bool, rank: int, world: int, device: torch.device,
                      snapshot_metadata: dict | None = None, metric_kwargs: dict | None = None,
-                     fine_names: bool = False) -> dict[str, float]:
+                     fine_names: bool = False, metric_fn: MetricFn | None = None) -> dict[str, float]:
     """Image grid, network snapshot and metrics when due at this tick; returns the metric values.
 
     `fine_names`: name the files to the image (see `kimg_tag`)."""
@@ -608,11 +611,11 @@ def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run
     snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, metadata,
                                  fine_names) if rank == 0 else ""
     return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device,
-                       metric_kwargs)
+                       metric_kwargs, metric_fn)
 
 
 def write_checkpoint(path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase], progress: Progress,
-                     training_set_kwargs: dict, options: dict, is_main: bool, plugins: dict[str, Any]) -> None:
+                     training_set_kwargs: dict, options: dict, is_main: bool, plugins: dict[str, Plugin]) -> None:
     """Gather every process's RNG and ADA state, then rank 0 writes the checkpoint atomically."""
     process_states = dist_utils.all_gather_object(
         dict(rng=ckpt.capture_rng_state(), ada=nets.ada.state_dict() if nets.ada is not None else None))

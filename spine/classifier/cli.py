@@ -11,7 +11,7 @@ from spine.classifier.artifact import INPUT_NORMS, check_compatible, load_classi
 from spine.classifier.data import load_labelled_images, predict_probabilities
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, train_classifier
-from spine.evaluation.scoring import evaluate_scores, roc_curves, save_json, save_roc_plot
+from spine.scoring import evaluate_scores, roc_curves, save_json, save_roc_plot
 from torch_utils import misc
 
 

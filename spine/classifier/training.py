@@ -25,7 +25,7 @@ import dnnlib
 from spine.classifier.artifact import INPUT_NORMS, ClassifierSpec, normalize_pixels, to_classifier_pixels
 from spine.classifier.data import LabelledImages, predict_probabilities
 from spine.classifier.models import build_network
-from spine.evaluation.scoring import roc_auc, youden_point
+from spine.scoring import roc_auc, youden_point
 from spine.data.splits import split_by_study
 
 

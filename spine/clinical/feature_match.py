@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from spine.classifier.artifact import SpineClassifier
+from training.plugins import Plugin
 
 
 def _last_linear(net: nn.Module) -> nn.Linear:
@@ -82,7 +83,7 @@ class RealClassFeatures:
         return RealClassFeatures(means.float(), std.float(), tuple(int(n) for n in counts))
 
 
-class ClassFeatureMatch:
+class ClassFeatureMatch(Plugin):
     """Generator term (see training.loss): the per-sample loss of the module docstring, times `weight`."""
 
     name = "clinical_match"

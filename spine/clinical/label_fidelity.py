@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spine.classifier.artifact import SpineClassifier, check_compatible
-from spine.evaluation.scoring import evaluate_scores
+from spine.scoring import evaluate_scores
 
 
 @torch.no_grad()

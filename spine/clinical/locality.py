@@ -26,10 +26,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from training.plugins import Plugin
+
 EPS = 0.01   # with power < 1: the smallest pixel difference (in [-1, 1] units, about a grey level) whose slope is capped
 
 
-class ClassLocality:
+class ClassLocality(Plugin):
     """Generator term (see training.loss): the paired L1 of the module docstring, spread over the batch."""
 
     name = "class_locality"

@@ -1,5 +1,6 @@
-"""The --class-locality option: declared here (`OPTIONS`, composed into train.py's command), validated against the
-run (`configure`, which sets args.class_locality) and turned into the generator term (`build_plugins`)."""
+"""Class locality as a training plug-in (`PLUGIN`, a `training.plugin_options.TrainingPlugin`): the
+--class-locality options, validated against the run (`configure`, which sets args.class_locality) and turned into
+the generator term (`build`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import click
 import torch
 
 from dnnlib.cli import OptionGroup
+from training.loop_plugins import LoopPlugins
+from training.plugin_options import DeclaredPlugin
 
 SETTING = "class_locality"  # args.class_locality: recorded with the run (not a training_loop argument)
 
@@ -43,10 +46,13 @@ def configure(opts: Any, args: Any) -> list[str]:
     return [f"locality{weight:g}" + (f"-p{power:g}" if power != 1 else "")]
 
 
-def build_plugins(args: Any, device: torch.device) -> dict:
+def build(args: Any, device: torch.device) -> LoopPlugins:
     """The class-locality term as the loop's generator term, when args.class_locality is set."""
     settings = args.get(SETTING)
     if not settings:
-        return {}
+        return LoopPlugins()
     from spine.clinical.locality import ClassLocality
-    return dict(generator_terms=[ClassLocality(settings["weight"], power=settings["power"])])
+    return LoopPlugins(generator_terms=(ClassLocality(settings["weight"], power=settings["power"]),))
+
+
+PLUGIN = DeclaredPlugin(SETTING, OPTIONS, configure, build)

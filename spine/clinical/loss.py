@@ -20,13 +20,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from spine.classifier.artifact import SpineClassifier, check_compatible
+from spine.classifier.artifact import SpineClassifier
 from spine.classifier.training import TrainOptions, augment_batch
+from training.plugins import Plugin
 
-__all__ = ["ClinicalLoss", "check_compatible"]
-
-
-class ClinicalLoss:
+class ClinicalLoss(Plugin):
     """Generator term (see training.loss): per-sample classifier loss of the conditioning class, times `weight`.
 
     Deliberately not an nn.Module, so the classifier is never registered under the training loop's modules;

@@ -1,5 +1,6 @@
-"""The --clinical-* options: declared here (`OPTIONS`, composed into train.py's command), validated against the
-dataset (`configure`, which sets args.clinical) and turned into the generator term (`build_plugins`).
+"""The clinical loss as a training plug-in (`PLUGIN`, a `training.plugin_options.TrainingPlugin`): its --clinical-*
+options, validated against the dataset (`configure`, which sets args.clinical) and turned into generator terms
+(`build`).
 
 The classifier is checked against the dataset's labels in `configure`, so a mismatch stops the run before any
 training starts.
@@ -15,6 +16,8 @@ import click
 import torch
 
 from dnnlib.cli import OptionGroup
+from training.loop_plugins import LoopPlugins
+from training.plugin_options import Conflict, DeclaredPlugin
 
 DEFAULT_WEIGHT = 0.1  # the paper's
 SETTING = "clinical"  # args.clinical: this plug-in's settings, recorded with the run (not a training_loop argument)
@@ -52,9 +55,6 @@ def configure(opts: Any, args: Any) -> list[str]:
     if not (weight > 0 or (weight == 0 and match > 0)):
         raise ValueError(f"--clinical-weight={weight}: expected a positive weight (the paper's is {DEFAULT_WEIGHT}), "
                          f"or 0 together with --clinical-match > 0")
-    if match > 0 and getattr(opts, "dp", False):
-        raise ValueError("--clinical-match with --dp=1: the real class means it matches are a statistic of the "
-                         "private training images, released without noise")
     if not opts.cond:
         raise ValueError("--clinical-loss needs a conditional run (--cond=1): it judges each image against its label")
     try:
@@ -72,20 +72,20 @@ def configure(opts: Any, args: Any) -> list[str]:
     return [f"clinical{weight:g}" + ("-aug" if opts.clinical_augment else "") + (f"-match{match:g}" if match else "")]
 
 
-def build_plugins(args: Any, device: torch.device) -> dict:
-    """The clinical loss as the loop's generator term, when args.clinical is set."""
-    clinical = args.get("clinical")
+def build(args: Any, device: torch.device) -> LoopPlugins:
+    """The clinical loss (and class feature matching) as the loop's generator terms, when args.clinical is set."""
+    clinical = args.get(SETTING)
     if not clinical:
-        return {}
+        return LoopPlugins()
     from spine.classifier.artifact import load_classifier
     from spine.clinical.loss import ClinicalLoss
     classifier = load_classifier(clinical["classifier"], device)
     terms: list[Any] = []
     if clinical["weight"] > 0:
-        terms.append(ClinicalLoss(classifier, clinical["weight"], augment=clinical.get("augment", False)))
-    if clinical.get("match", 0.0) > 0:
+        terms.append(ClinicalLoss(classifier, clinical["weight"], augment=clinical["augment"]))
+    if clinical["match"] > 0:
         terms.append(_feature_match(classifier, args, clinical["match"]))
-    return dict(generator_terms=terms)
+    return LoopPlugins(generator_terms=tuple(terms))
 
 
 def _feature_match(classifier: Any, args: Any, weight: float) -> Any:
@@ -95,3 +95,8 @@ def _feature_match(classifier: Any, args: Any, weight: float) -> Any:
     real = load_labelled_images(args.training_set_kwargs.path)
     stats = RealClassFeatures.from_images(classifier, real.images, real.labels, len(real.class_names))
     return ClassFeatureMatch(classifier, stats, weight)
+
+
+PLUGIN = DeclaredPlugin(SETTING, OPTIONS, configure, build, path_options=("clinical_loss",), conflicts=(
+    Conflict(("clinical_match", "dp"), "--clinical-match with --dp=1: the real class means it matches are a statistic "
+             "of the private training images, released without noise"),))

@@ -1,5 +1,5 @@
-"""The --dp* options: declared here (`OPTIONS`, composed into train.py's command), validated and turned into
-training-loop settings (`configure`, which sets args.dp) and plug-ins (`build_plugins`).
+"""DP as a training plug-in (`PLUGIN`, a `training.plugin_options.TrainingPlugin`): the --dp* options, validated
+and turned into training-loop settings (`configure`, which sets args.dp) and plug-ins (`build`).
 
 --dp-mode=dpsgd (default): DP-SGD on D (`spine.dp.update`). Noise: --dp-noise-multiplier, or --dp-epsilon (with
 --dp-delta), calibrated so that the planned run (--kimg) ends at that epsilon; --dp-epsilon is also the budget at
@@ -22,6 +22,8 @@ from spine.dp import accounting, guards, paper_mode
 from spine.dp.mechanism import MechanismConfig
 from spine.dp.sampling import UNITS
 from training import checkpoint as ckpt
+from training.loop_plugins import LoopPlugins
+from training.plugin_options import DeclaredPlugin
 
 MODES = ("dpsgd", "paper")
 R1_INTERVAL = 16  # lazy R1 inside the per-sample loss, as often as the official Dreg phase
@@ -151,26 +153,37 @@ def _ablation_tag(clip: bool, noise: bool) -> str:
     return ("" if clip else "-noclip") + ("" if noise else "-nonoise")
 
 
-def build_plugins(args: Any, device: torch.device) -> dict:
-    """The loop plug-ins for args.dp: D (and in paper mode G) update rule, fake-label prior, budget stop."""
-    dp = args.get("dp")
+def build(args: Any, device: torch.device) -> LoopPlugins:
+    """The loop plug-ins for args.dp: D (and in paper mode G) update rule; for DP-SGD also the Poisson sampling of
+    the reals, the fake-label prior and the privacy account's record, budget stop and tick report."""
+    dp = args.get(SETTING)
     if not dp:
-        return {}
+        return LoopPlugins()
     if dp["mode"] == "paper":
         step = paper_mode.NoiseThenClipStep(dp["noise_multiplier"] * dp["max_grad_norm"], dp["max_grad_norm"],
                                             noise=dp["noise"], clip=dp["clip"])
-        return dict(discriminator_update=step, generator_update=step)
+        return LoopPlugins(discriminator_update=step, generator_update=step)
     from spine.dp.accounting import PrivacyAccount
+    from spine.dp.ledger import AccountRecord, BudgetStop, PrivacyReport
+    from spine.dp.sampling import PoissonSampling
     from spine.dp.update import DPDiscriminatorUpdate
     config = MechanismConfig(dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"],
-                             secure_rng=dp.get("secure_rng", False))
+                             secure_rng=dp["secure_rng"])
     note = "" if config.is_private else "ablation:" + _ablation_tag(dp["clip"], dp["noise"]).lstrip("-")
     account = PrivacyAccount(noise_multiplier=dp["noise_multiplier"], sample_rate=dp["sample_rate"],
                              delta=dp["delta"], accountant=dp["accountant"], max_grad_norm=dp["max_grad_norm"],
                              unit=dp["unit"], epsilon_budget=dp["epsilon_budget"],
                              differentially_private=config.is_private, note=note)
-    update = DPDiscriminatorUpdate(account, config, r1_gamma=args.loss_kwargs.r1_gamma, r1_interval=dp["r1_interval"])
+    sampling = PoissonSampling(dp["unit"], dp["sample_rate"], args.training_set_kwargs.max_size,
+                               secure=config.secure_rng)
+    update = DPDiscriminatorUpdate(account, config, sampling.expected_batch_size, r1_gamma=args.loss_kwargs.r1_gamma,
+                                   r1_interval=dp["r1_interval"])
     labels = args.dataset_info
     prior = guards.PublicLabelPrior(labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0,
                                     probs=dp["label_prior"])
-    return dict(discriminator_update=update, fake_label_fn=prior, abort_fn=update.stop_reason)
+    return LoopPlugins(discriminator_update=update, real_sampling=sampling, fake_labels=prior,
+                       others=dict(privacy_account=AccountRecord(account), privacy_budget=BudgetStop(account),
+                                   privacy_report=PrivacyReport(account)))
+
+
+PLUGIN = DeclaredPlugin(SETTING, OPTIONS, configure, build)

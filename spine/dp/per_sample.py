@@ -3,9 +3,10 @@
 DP-SGD bounds each record's influence by clipping *its own* gradient, so we need one gradient per real image:
 `torch.func.vmap(torch.func.grad(...))` over `torch.func.functional_call(D, ...)`. Each sample's loss is
 
-    softplus(-D(x_i, c_i)) + r1_weight * gamma / 2 * |d D(x_i, c_i) / d x_i|^2
+    softplus(-D(x_i, c_i)) + r1_weight * |d D(x_i, c_i) / d x_i|^2     (r1_weight: gamma / 2 times the lazy gain)
 
-i.e. the real term of StyleGAN2's D loss plus (when r1_weight > 0) its R1 penalty taken per sample, so the
+i.e. the real term of StyleGAN2's D loss plus (when r1_weight > 0) its R1 penalty taken per sample (the loss's own
+`training.loss.real_logit_loss` and `r1_penalty`, differentiated here with `torch.func`), so the
 penalty is clipped together with the adversarial term and costs no extra privacy. The discriminator must not
 couple samples (minibatch-std off, see `spine.dp.guards`). `x_i` is the image D sees: when an augment pipe is on,
 the caller augments the batch first, so R1 is taken w.r.t. the augmented image (the official loss differentiates
@@ -19,10 +20,10 @@ import os
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from torch_utils import custom_ops
+from training.loss import r1_penalty, real_logit_loss
 
 PerSampleGrads = dict[str, torch.Tensor]  # parameter name -> [N, *param.shape]
 
@@ -56,10 +57,9 @@ def real_sample_loss(D: torch.nn.Module, params: dict[str, torch.Tensor], buffer
     def logit(x: torch.Tensor) -> torch.Tensor:
         return functional_call(D, (params, buffers), (x[None], c[None])).sum()
 
-    loss = F.softplus(-logit(img))
+    loss = real_logit_loss(logit(img))
     if r1_weight > 0:
-        grad_x = grad(logit)(img)
-        loss = loss + r1_weight * grad_x.square().sum()
+        loss = loss + r1_weight * r1_penalty(grad(logit)(img)[None])[0]
     return loss
 
 

@@ -1,7 +1,8 @@
 """Poisson sampling of privacy units (images, or studies = patients' examinations) for DP-SGD.
 
-The DP update hands a `PoissonSampler` to the training loop (`index_sampler`), whose data path draws and loads
-every iteration's real batch with it (`training.data_path.DrawnBatches`).
+`PoissonSampling` is DP's `real_sampling` plug-in (`training.loop_plugins`): the training loop calls it with the
+dataset and draws and loads every iteration's real batch with the `PoissonSampler` it returns
+(`training.data_path.DrawnBatches`).
 
 Every step includes each unit independently with probability q, which is what the accountant's
 "subsampled Gaussian" assumes (a shuffled fixed-size batch is not). With unit='study' all images of a sampled
@@ -78,3 +79,27 @@ class PoissonSampler:
         indices = np.concatenate([self.groups[u] for u in chosen])
         unit_index = np.concatenate([np.full(len(self.groups[u]), k) for k, u in enumerate(chosen)])
         return SampledBatch(indices, unit_index.astype(np.int64), len(chosen))
+
+
+class PoissonSampling:
+    """The `real_sampling` plug-in: dataset -> `PoissonSampler` of its privacy units at rate `sample_rate`.
+
+    `num_images` is the size of the dataset it will be given, known before the loop builds it, so that the DP
+    update can be told the expected batch size (its normaliser) up front; another dataset is refused.
+    """
+
+    def __init__(self, unit: str, sample_rate: float, num_images: int, secure: bool = False):
+        self.unit = unit
+        self.sample_rate = float(sample_rate)
+        self.num_images = int(num_images)
+        self.secure = secure
+
+    @property
+    def expected_batch_size(self) -> float:
+        """Expected number of images per draw, as `PoissonSampler.expected_batch_size`."""
+        return self.sample_rate * self.num_images
+
+    def __call__(self, dataset: Any) -> PoissonSampler:
+        if len(dataset) != self.num_images:
+            raise ValueError(f"DP sampling was set up for {self.num_images} images, the dataset has {len(dataset)}")
+        return PoissonSampler(unit_groups(dataset, self.unit), self.sample_rate, secure=self.secure)

@@ -1,59 +1,55 @@
-"""DP-SGD discriminator update: the `training.phase_update.DiscriminatorUpdate` used in --dp-mode=dpsgd.
+"""DP-SGD discriminator update: the `training.phase_update.PhaseUpdate` of the D phase in --dp-mode=dpsgd.
 
 One D step (phase Dboth; R1 is folded in, see below):
-  1. Refuse the step if it would take epsilon past the budget (`budget_exhausted` then stops the run).
-  2. The real batch is Poisson-sampled (images or studies, rate q): this update gives the loop its
-     `index_sampler`, so the loop's data path draws it instead of the shuffled stream, since the accountant's
-     subsampling analysis assumes Poisson sampling. The rounds keep each unit whole.
+  1. Refuse the step if it would take epsilon past the budget (`spine.dp.ledger.BudgetStop` then stops the run).
+  2. The real batch is Poisson-sampled (images or studies, rate q) by DP's `real_sampling` plug-in
+     (`spine.dp.sampling.PoissonSampling`), since the accountant's subsampling analysis assumes Poisson sampling;
+     the rounds keep each unit whole and number the units (`PhaseRound.real_units`).
   3. Per-sample gradients of the real term softplus(-D(x_i)), plus every `r1_interval`-th step the R1 penalty
-     r1_interval * gamma/2 |dD/dx_i|^2 inside the same per-sample loss; summed per unit, clipped to C, summed,
-     N(0, (sigma C)^2) added; divided by the expected batch size q * N_images.
+     r1_interval * gamma/2 |dD/dx_i|^2 inside the same per-sample loss (`spine.dp.per_sample`); summed per unit,
+     clipped to C, summed, N(0, (sigma C)^2) added; divided by the expected batch size q * N_images.
   4. Plus the ordinary batch-mean gradient of the fake term softplus(D(G(z, c))): it depends on no real record.
-  5. One optimiser step; one accountant step.
+  5. One optimiser step; one step recorded in the privacy account.
 G, G_ema and the path-length term only read D's parameters: post-processing, no further privacy cost.
 Real-data statistics (D's real scores, R1 values, per-sample norms) are not reported: the logs are outputs too.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
-from spine.dp import mechanism, per_sample, sampling
+from spine.dp import mechanism, per_sample
 from spine.dp.accounting import PrivacyAccount
 from torch_utils import training_stats
 from training.loss import StyleGAN2Loss
 from training.phase_update import Phase, PhaseRound, sanitize_gradients_
+from training.plugins import Plugin
 
 
-class DPDiscriminatorUpdate:
-    """Private D update; also keeps the privacy account (checkpointed, in snapshot metadata, logged per tick)."""
+class DPDiscriminatorUpdate(Plugin):
+    """The private D update rule. It records its steps in `account` (shared with `spine.dp.ledger`'s plug-ins,
+    which checkpoint, report and stop on it) and divides the private sum by `expected_batch_size` (that of the
+    run's `PoissonSampling`)."""
 
-    def __init__(self, account: PrivacyAccount, config: mechanism.MechanismConfig, r1_gamma: float,
-                 r1_interval: int | None):
+    def __init__(self, account: PrivacyAccount, config: mechanism.MechanismConfig, expected_batch_size: float,
+                 r1_gamma: float, r1_interval: int | None):
         if r1_interval is not None and r1_interval < 1:
             raise ValueError(f"r1_interval must be >= 1 or None, got {r1_interval}")
+        if not expected_batch_size > 0:
+            raise ValueError(f"expected_batch_size must be positive, got {expected_batch_size}")
         self.account = account
         self.config = config
+        self.expected_batch_size = float(expected_batch_size)
         self.r1_gamma = float(r1_gamma)
         self.r1_interval = r1_interval
-        self.sampler: sampling.PoissonSampler | None = None  # set when the loop asks for the index sampler
         self._announced_stop = False
 
-    def index_sampler(self, dataset: Any) -> sampling.PoissonSampler:
-        """The Poisson sampler of the privacy units, for the loop's data path (a plug-in method)."""
-        self.sampler = sampling.PoissonSampler(sampling.unit_groups(dataset, self.account.unit),
-                                               self.account.sample_rate, secure=self.config.secure_rng)
-        return self.sampler
-
-    # ---- the update -----------------------------------------------------------------------------------------
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
         if phase.name == "Dreg":
             raise ValueError("DP-SGD folds R1 into the per-sample loss of the D step; build the phases with "
                              "D_reg_interval=None (train.py does this for --dp=1)")
-        if self.sampler is None:
-            raise RuntimeError("DP-SGD needs Poisson-sampled reals: the loop must draw them with index_sampler()")
         if not self.account.can_step():
             self._announce_stop()
             return
@@ -61,7 +57,7 @@ class DPDiscriminatorUpdate:
         params = dict(D.named_parameters())
         phase.opt.zero_grad(set_to_none=True)
         self._fake_gradients(D, loss, rounds)
-        private = self._private_real_gradient(D, loss.augment_pipe, rounds, self._r1_weight())
+        private = self._private_real_gradient(D, loss, rounds, self._r1_weight())
         for name, p in params.items():
             p.grad = private[name] if p.grad is None else p.grad + private[name]
         sanitize_gradients_(list(params.values()))
@@ -85,69 +81,29 @@ class DPDiscriminatorUpdate:
             return 0.0
         return self.r1_gamma / 2 * self.r1_interval
 
-    def _private_real_gradient(self, D: torch.nn.Module, augment_pipe: torch.nn.Module | None,
-                               rounds: Sequence[PhaseRound], r1_weight: float) -> dict[str, torch.Tensor]:
+    def _private_real_gradient(self, D: torch.nn.Module, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound],
+                               r1_weight: float) -> dict[str, torch.Tensor]:
         """(clipped per-unit sum + noise) / expected batch size, as {param name: tensor}; a round never splits a
         unit, so the rounds' clipped sums add up to the whole draw's."""
         total = {name: torch.zeros_like(p) for name, p in D.named_parameters()}
         for r in rounds:
             if r.real_units is None:
-                raise ValueError("DP-SGD: the rounds' reals were not drawn by the Poisson sampler")
+                raise ValueError("DP-SGD: the rounds' reals were not drawn by the Poisson sampler (the run's "
+                                 "plug-ins need DP's real_sampling)")
             if len(r.real_units) == 0:
                 continue
-            img = r.real_img
-            if augment_pipe is not None:
-                with torch.no_grad():
-                    img = augment_pipe(img)
+            with torch.no_grad():
+                img = loss.augment(r.real_img)
             grads = per_sample.per_sample_real_gradients(D, img, r.real_c, r1_weight)
             round_sum, _ = mechanism.clipped_sum(grads, r.real_units, int(r.real_units[-1]) + 1, self.config)
             for name in total:
                 total[name] += round_sum[name]
         noisy = mechanism.add_noise(total, self.config)
-        scale = 1.0 / self.sampler.expected_batch_size
+        scale = 1.0 / self.expected_batch_size
         return {name: g * scale for name, g in noisy.items()}
-
-    # ---- budget, logging and persistence (optional plug-in methods of the training loop) ----------------------
-    def budget_exhausted(self) -> bool:
-        """True once the next step would exceed the epsilon budget (the loop's abort_fn)."""
-        return not self.account.can_step()
-
-    def stop_reason(self) -> str:
-        """'' while the budget allows another step, else why the run stops (the loop's abort_fn)."""
-        if self.account.can_step():
-            return ""
-        return (f"privacy budget epsilon={self.account.epsilon_budget:g} reached after {self.account.steps} steps "
-                f"(epsilon {self.account.epsilon():.4f} spent); stopping with a final snapshot")
 
     def _announce_stop(self) -> None:
         if not self._announced_stop:
             print(f"Privacy budget reached: epsilon {self.account.epsilon():.4f} after {self.account.steps} D steps "
                   f"(budget {self.account.epsilon_budget}); D is no longer updated, training stops at this tick")
             self._announced_stop = True
-
-    def report_tick(self) -> str:
-        """Report Privacy/* for this tick and return the status-line text."""
-        training_stats.report0("Privacy/steps", self.account.steps)
-        if not self.account.differentially_private:
-            return f"NOT-DP({self.account.note})"
-        epsilon = self.account.epsilon()
-        training_stats.report0("Privacy/epsilon", epsilon)
-        training_stats.report0("Privacy/delta", self.account.delta)
-        return f"epsilon {epsilon:.4f}"
-
-    def snapshot_metadata(self) -> dict:
-        return dict(privacy=self.account.state_dict())
-
-    def state_dict(self) -> dict:
-        return self.account.state_dict()
-
-    def load_state_dict(self, state: dict | None) -> None:
-        """Continue the checkpoint's account: same sigma, q, delta, accountant, unit and C, its step count."""
-        if state is None:
-            raise ValueError("the checkpoint has no privacy account: it was not trained with --dp=1")
-        saved = PrivacyAccount.from_state_dict(state)
-        for name in ("noise_multiplier", "sample_rate", "delta", "accountant", "max_grad_norm", "unit"):
-            if getattr(saved, name) != getattr(self.account, name):
-                raise ValueError(f"resume: the checkpoint's privacy account has {name}={getattr(saved, name)!r}, "
-                                 f"this run {getattr(self.account, name)!r}; a continued run must keep its mechanism")
-        self.account.steps = saved.steps

@@ -27,21 +27,21 @@ import numpy as np
 import dnnlib
 from spine.classifier.artifact import load_classifier
 from spine.classifier.data import LabelledImages, load_labelled_images, predict_probabilities
-from spine.evaluation.downstream import REAL, skill_ratio, synthetic_arm
-from spine.evaluation.scoring import (Groups, bootstrap_values, percentile_interval, resampling_unit, roc_auc,
-                                      save_json)
+from spine.evaluation.arms import REAL, Arm
+from spine.evaluation.downstream import skill_ratio
+from spine.scoring import Groups, bootstrap_values, percentile_interval, resampling_unit, roc_auc, save_json
 
 Comparison = tuple[str, tuple[str, ...]]  # (left arm, right arms averaged)
 
 
 def classifier_path(downstream_dir: str | Path, name: str) -> Path:
     """The saved model of arm `name`, or of its synthetic-only arm when `name` is a generator's name."""
-    for arm in (name, synthetic_arm(name)):
+    for arm in (name, Arm("synthetic", name).key):
         path = Path(downstream_dir) / f"classifier-{arm}.pkl"
         if path.is_file():
             return path
     raise dnnlib.UserError(f"--compare: {downstream_dir} has no classifier-{name}.pkl nor "
-                           f"classifier-{synthetic_arm(name)}.pkl")
+                           f"classifier-{Arm('synthetic', name).key}.pkl")
 
 
 def arm_scores(downstream_dir: str | Path, names: Sequence[str], test: LabelledImages) -> dict[str, np.ndarray]:

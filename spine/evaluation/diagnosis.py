@@ -27,7 +27,7 @@ import torch
 import dnnlib
 from spine.classifier.artifact import load_classifier
 from spine.classifier.data import load_labelled_images, predict_probabilities
-from spine.pipeline.report import class_means, difference_correlation, plot_class_means
+from spine.evaluation.class_means import class_means, difference_correlation, plot_class_means
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]   # uint8 images [N, C, H, W] -> abnormal score [N]
 

@@ -31,11 +31,11 @@ from spine.classifier.artifact import INPUT_NORMS, save_classifier
 from spine.classifier.data import LabelledImages, load_labelled_images, predict_probabilities
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, TrainResult, train_classifier
-from spine.evaluation.scoring import (Groups, bootstrap_values, evaluate_scores, percentile_interval, resampling_unit,
-                                      roc_auc, save_json)
+from spine.evaluation.arms import REAL, Arm
+from spine.scoring import (Groups, bootstrap_values, evaluate_scores, percentile_interval, resampling_unit, roc_auc,
+                           save_json)
 from torch_utils import misc
 
-REAL = "real"
 EXAGGERATION_MARGIN = 0.05  # of validation AUC: beyond the study-split noise of a few hundred validation images
 
 
@@ -64,14 +64,6 @@ class DownstreamOptions:
                             input_norm=self.input_norm)
 
 
-def synthetic_arm(name: str) -> str:
-    return f"synthetic-{name}"
-
-
-def mixed_arm(name: str) -> str:
-    return f"real+synthetic-{name}"
-
-
 def combine(real: LabelledImages, synthetic: LabelledImages) -> LabelledImages:
     """Real and synthetic images as one training source (same task, classes and image shape required)."""
     if (real.label_mode, real.class_names) != (synthetic.label_mode, synthetic.class_names):
@@ -88,7 +80,7 @@ def combine(real: LabelledImages, synthetic: LabelledImages) -> LabelledImages:
 
 
 def train_arms(real_train: str, synthetic: Mapping[str, str], options: DownstreamOptions,
-               without_mixed: Collection[str] = ()) -> dict[str, TrainResult]:
+               without_mixed: Collection[str] = ()) -> dict[Arm, TrainResult]:
     """Train the real model and, per generator, the synthetic-only and real + synthetic models (only the former for
     the names in `without_mixed`, e.g. pooled arms, whose real + synthetic model would cost minutes and say little).
 
@@ -96,13 +88,13 @@ def train_arms(real_train: str, synthetic: Mapping[str, str], options: Downstrea
     """
     real = load_labelled_images(real_train)
     train_opts = options.train_options(real.resolution)
-    models = {REAL: train_classifier(real, train_opts)}
+    models = {Arm("real"): train_classifier(real, train_opts)}
     for name, path in synthetic.items():
         fake = load_labelled_images(path)
         combine(real, fake)  # checks compatibility before spending time on training
-        models[synthetic_arm(name)] = train_classifier(fake, train_opts)
+        models[Arm("synthetic", name)] = train_classifier(fake, train_opts)
         if name not in without_mixed:
-            models[mixed_arm(name)] = train_classifier(combine(real, fake), train_opts)
+            models[Arm("mixed", name)] = train_classifier(combine(real, fake), train_opts)
     return models
 
 
@@ -149,8 +141,9 @@ def auc_ratio(labels: np.ndarray, scores_synthetic: np.ndarray, scores_real: np.
                 skill_ci=skill_ci)
 
 
-def evaluate_on_test(models: Mapping[str, TrainResult], test_path: str, options: DownstreamOptions) -> dict[str, Any]:
-    """Score every final model on the test set: the only place the test images are read."""
+def evaluate_on_test(models: Mapping[Arm, TrainResult], test_path: str, options: DownstreamOptions) -> dict[str, Any]:
+    """Score every final model on the test set: the only place the test images are read. Results are keyed by
+    `Arm.key`; each model's row records its arm's kind and generator."""
     test = load_labelled_images(test_path)
     labels = test.labels.numpy()
     results: dict[str, Any] = dict(test=dict(path=str(test_path), num_images=len(labels), sha256=test.sha256,
@@ -161,30 +154,30 @@ def evaluate_on_test(models: Mapping[str, TrainResult], test_path: str, options:
     scores = {}
     for arm, model in models.items():
         if list(model.spec.class_names) != list(test.class_names):
-            raise ValueError(f"{test_path}: classes {test.class_names} differ from model {arm!r}'s "
+            raise ValueError(f"{test_path}: classes {test.class_names} differ from model {arm.key!r}'s "
                              f"{list(model.spec.class_names)}")
         scores[arm] = predict_probabilities(model.net, model.spec, test.images, options.batch_size).double().numpy()
         report = evaluate_scores(labels, scores[arm], test.class_names, thresholds=model.spec.thresholds,
                                  n_resamples=options.n_resamples, seed=options.seed, groups=test.study_ids)
         prov = model.provenance
-        results["models"][arm] = dict(
+        results["models"][arm.key] = dict(
+            kind=arm.kind, generator=arm.variant,
             auc=report["auc"] if report["task"] == "binary" else report["macro_auc"],
             auc_ci=report["auc_ci"] if report["task"] == "binary" else report["macro_auc_ci"],
             num_train=prov["num_train"], num_val=prov["num_val"], best_epoch=prov["best_epoch"],
             best_val_auc=prov["best_val_auc"], train_source=prov["dataset"], test_report=report)
     for arm in models:
-        if arm.startswith("synthetic-"):
-            results["ratios"][arm] = auc_ratio(labels, scores[arm], scores[REAL], options.n_resamples, options.seed,
-                                               test.study_ids)
+        if arm.kind == "synthetic":
+            results["ratios"][arm.key] = auc_ratio(labels, scores[arm], scores[Arm("real")], options.n_resamples,
+                                                   options.seed, test.study_ids)
     return results
 
 
-def _row_name(arm: str) -> str:
-    if arm == REAL:
+def _row_name(row: Mapping[str, Any]) -> str:
+    """A table row's name from its model's arm (the `kind` and `generator` of `evaluate_on_test`)."""
+    if row["kind"] == "real":
         return "Real"
-    if arm.startswith("synthetic-"):
-        return f"Synthetic only ({arm.removeprefix('synthetic-')})"
-    return f"Real + synthetic ({arm.removeprefix('real+synthetic-')})"
+    return f"{'Synthetic only' if row['kind'] == 'synthetic' else 'Real + synthetic'} ({row['generator']})"
 
 
 def ratio_texts(ratio: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -211,7 +204,7 @@ def exaggerated_arms(results: Mapping[str, Any]) -> list[str]:
     does not transfer to real images (docs/RESULTS.md, section E3)."""
     real = results["models"][REAL]["best_val_auc"]
     return [arm for arm, row in results["models"].items()
-            if arm.startswith("synthetic-") and row["best_val_auc"] > real + EXAGGERATION_MARGIN]
+            if row["kind"] == "synthetic" and row["best_val_auc"] > real + EXAGGERATION_MARGIN]
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
@@ -224,11 +217,11 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     for arm, row in results["models"].items():
         ci = "n/a" if row["auc_ci"] is None else f"{row['auc_ci'][0]:.3f}-{row['auc_ci'][1]:.3f}"
         auc = "n/a" if row["auc"] is None else f"{row['auc']:.3f}"
-        plain, skill = ("1.000", "1.000") if arm == REAL else ratio_texts(results["ratios"].get(arm))
-        lines.append(f"| {_row_name(arm)} | {row['num_train']} / {row['num_val']} | {row['best_val_auc']:.3f} "
+        plain, skill = ("1.000", "1.000") if row["kind"] == "real" else ratio_texts(results["ratios"].get(arm))
+        lines.append(f"| {_row_name(row)} | {row['num_train']} / {row['num_val']} | {row['best_val_auc']:.3f} "
                      f"| {auc} | {ci} | {plain} | {skill} |")
     prevalence = ", ".join(f"{name} {share:.0%}" for name, share in test["prevalence"].items())
-    chance = [_row_name(arm) for arm, row in results["models"].items() if above_chance(row) is False]
+    chance = [_row_name(row) for row in results["models"].values() if above_chance(row) is False]
     lines += ["", f"Test: {test['num_images']} real images never used for training or model selection "
                   f"({prevalence}). Each model's epoch was chosen on a study-level validation split of its own "
                   f"training data. Intervals: percentile bootstrap over test {test.get('resampled', 'images')} "
@@ -238,7 +231,8 @@ def markdown_table(results: Mapping[str, Any]) -> str:
                   f"0 at chance, 1 when the synthetic-only model matches the real one."]
     if chance:
         lines += ["", "Not above chance (95% interval of the test AUC reaches 0.5): " + ", ".join(chance) + "."]
-    exaggerated = [_row_name(arm) for arm in exaggerated_arms(results)] if REAL in results["models"] else []
+    exaggerated = [_row_name(results["models"][arm]) for arm in exaggerated_arms(results)] \
+        if REAL in results["models"] else []
     if exaggerated:
         lines += ["", "Generated classes easier to tell apart than the real ones (validation AUC on their own "
                       f"images more than {EXAGGERATION_MARGIN} above the real model's): " + ", ".join(exaggerated)
@@ -256,7 +250,7 @@ def run_downstream(real_train: str, synthetic: Mapping[str, str], test_path: str
     os.makedirs(outdir, exist_ok=True)
     dnnlib.remove_stale_temp_files(outdir)  # of an earlier run killed mid-write
     for arm, model in models.items():
-        save_classifier(os.path.join(outdir, f"classifier-{arm}.pkl"), model.net, model.spec, model.provenance)
+        save_classifier(os.path.join(outdir, f"classifier-{arm.key}.pkl"), model.net, model.spec, model.provenance)
     save_json(results, os.path.join(outdir, "downstream.json"))
     with dnnlib.atomic_write(os.path.join(outdir, "downstream.md"), "w") as f:
         f.write(markdown_table(results))

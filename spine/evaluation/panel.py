@@ -31,10 +31,10 @@ import dnnlib
 from spine.classifier.artifact import INPUT_NORMS
 from spine.classifier.data import load_labelled_images
 from spine.classifier.models import ARCHITECTURES
+from spine.evaluation.arms import REAL, Arm
 from spine.evaluation.comparison import arm_scores
-from spine.evaluation.downstream import (REAL, DownstreamOptions, parse_named_datasets, run_downstream,
-                                         skill_ratio, synthetic_arm)
-from spine.evaluation.scoring import hierarchical_values, percentile_interval, resampling_unit, roc_auc, save_json
+from spine.evaluation.downstream import DownstreamOptions, parse_named_datasets, run_downstream, skill_ratio
+from spine.scoring import hierarchical_values, percentile_interval, resampling_unit, roc_auc, save_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,13 +164,17 @@ def markdown_table(variants: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _synthetic_key(generator: str) -> str:
+    return Arm("synthetic", generator).key
+
+
 def score_panel(outdir: str, test_path: str, members: Sequence[PanelMember], variants: Mapping[str, Sequence[str]],
                 n_resamples: int, seed: int) -> dict[str, dict[str, Any]]:
     """Load every member's saved models and compute `panel_skill` for each variant (its replicate arms)."""
     test = load_labelled_images(test_path)
-    names = list(dict.fromkeys([REAL] + [synthetic_arm(a) for arms in variants.values() for a in arms]))
+    names = list(dict.fromkeys([REAL] + [_synthetic_key(a) for arms in variants.values() for a in arms]))
     scores = {m.name: arm_scores(os.path.join(outdir, m.folder), names, test) for m in members}
-    return {variant: panel_skill(test.labels.numpy(), scores, [synthetic_arm(a) for a in arms], n_resamples, seed,
+    return {variant: panel_skill(test.labels.numpy(), scores, [_synthetic_key(a) for a in arms], n_resamples, seed,
                                  test.study_ids)
             for variant, arms in variants.items()}
 

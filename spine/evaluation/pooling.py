@@ -3,9 +3,9 @@
     python -m spine.evaluation.pooling --member spinegan=runs/a/synthetic.zip \\
         --member spinegan-seed1=runs/b/synthetic.zip --dest pooled.zip
 
-Why pool: a generator trained for minutes covers a part of the real images' variety (recall 0.20-0.36 on the
-phantom at 30 kimg); generators trained with other seeds miss other parts, so their images together train a
-classifier better than as many images of one generator (docs/RESULTS.md, section I).
+Why pool: a generator trained for minutes covers a part of the real images' variety (its recall, docs/RESULTS.md
+section H3); generators trained with other seeds miss other parts, so their images together train a classifier
+better than as many images of one generator (docs/RESULTS.md, section I).
 
 Every image keeps its class; its study id becomes '<member>/<study id>', so the classifier's study-level validation
 split never mistakes two generators' images of the same latent seed for one study. dataset.json marks the result

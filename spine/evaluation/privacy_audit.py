@@ -40,9 +40,9 @@ import tqdm
 
 import dnnlib
 from metrics.perceptual import pixel_distance
-from spine.evaluation.scoring import roc_auc, roc_curve
+from spine.scoring import roc_auc, roc_curve
 from training.image_grid import save_image_grid
-from training.projection import ProjectionOptions, project
+from metrics.projection import ProjectionOptions, project
 
 Embedding = Callable[[torch.Tensor], torch.Tensor]  # images [N,C,H,W] in [-1, 1] -> features [N, D]
 

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 import dnnlib
 from dnnlib import MAX_SEED, UserError
-from generate import seed_latents, to_pil
+from training.generation import seed_latents, to_pil
 from spine.data.dataset_tool import check_dest, image_fname, open_dest
 from torch_utils import misc
 

@@ -20,7 +20,6 @@ from spine.phantom.anatomy import (LUMBAR, NUM_GAPS, SACRUM, Canvas, Frame, Morp
                                    rounded_box_sdf)
 
 PHANTOM_CLASSES = tuple(name for name in LESION_CLASSES if name != NO_FINDING)
-PHANTOM_RARE_CLASSES = ("Fracture", "Foreign body")
 # Relative frequency of each lesion type among findings (osteophytes dominate, as in VinDr-SpineXR).
 CLASS_WEIGHTS = {"Osteophytes": 0.28, "Disc space narrowing": 0.17, "Surgical implant": 0.11,
                  "Foraminal stenosis": 0.12, "Spondylolysthesis": 0.1, "Vertebral collapse": 0.08,

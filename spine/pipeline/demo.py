@@ -29,8 +29,10 @@ from typing import Any
 
 import click
 
-from spine.pipeline.experiment import (CLINICAL_LOSS_PAIR, PAPER_VARIANTS, ExperimentConfig, Pool, Variant,
-                                      default_variants, run_experiment)
+from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
+from spine.pipeline.experiment import run_experiment
+from spine.evaluation.arms import Arm
+from spine.pipeline.arms import synthetic_arms
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 
 # The demo's phantom is magnified (zoom 1.5: about five vertebral levels instead of seven, so a 40-kimg generator draws
@@ -57,8 +59,8 @@ DEMO = ExperimentConfig(
 # macro-AUC against a real 8-class one; SpineGAN under DP-SGD at epsilon 10; twice the
 # phantom images; metrics in the spine classifier's feature space (Inception FID costs about 3 CPU minutes per
 # generator: `calc_metrics.py --metrics fid1k` on a snapshot adds it); and a privacy audit of every generator.
-# 30 kimg per generator: the seed-1 SpineGAN scored as well on real training images at 30 kimg as at 40 (RESULTS.md
-# G2), and 8 generators of 40 kimg at 17-24 s/kimg would not fit the 2-hour budget on an idle 2-core machine.
+# 30 kimg per generator: as good on real training images as 40 kimg in the runs of docs/RESULTS.md G2, and 8
+# generators of 40 kimg would not fit the 2-hour budget on an idle 2-core machine (docs/PERFORMANCE.md).
 REPLICATE_SEEDS = (1, 2)
 
 
@@ -68,8 +70,7 @@ def benchmark_variants(demo_spinegan: Variant) -> tuple[Variant, ...]:
     replicates = tuple(dataclasses.replace(v, name=f"{v.name}-seed{seed}", seed=seed)
                        for seed in REPLICATE_SEEDS for v in main_arms)
     lesion = (Variant("stylegan2-ada-lesion", labels="lesion"),)
-    dp = tuple(v for v in default_variants() if v.train_args and "--dp=1" in v.train_args)
-    return main_arms + replicates + lesion + dp
+    return main_arms + replicates + lesion + (DP_VARIANT,)
 
 
 def seed_pools(variants: tuple[Variant, ...]) -> tuple[Pool, ...]:
@@ -79,9 +80,8 @@ def seed_pools(variants: tuple[Variant, ...]) -> tuple[Pool, ...]:
 
 
 # The pooled arms train one classifier on the three seeds' images together (3,000 per class): more diverse than
-# one generator's (each covers 20-36% of the real images' variety by recall). Chosen on the benchmark draw's
-# training images, never its test split: pooled SpineGAN 0.890 against 0.857-0.877 for its seeds alone
-# (docs/RESULTS.md, section I).
+# one generator's, since each covers only part of the real images' variety. Chosen on the benchmark draw's training
+# images, never its test split (docs/RESULTS.md, section I).
 _BENCHMARK_VARIANTS = benchmark_variants(DEMO.variants[0])
 BENCHMARK = dataclasses.replace(
     DEMO, phantom_train=4000, phantom_test=1000, kimg=30, variants=_BENCHMARK_VARIANTS,
@@ -99,14 +99,17 @@ def _ci(interval: list[float] | None) -> str:
     return "undefined" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
-def downstream_lines(down: dict[str, Any], task: str = "") -> list[str]:
-    """One downstream table's lines: AUCs with intervals, skill and plain ratios with paired intervals, words for
-    arms not above chance, and the mean over training seeds where an arm has replicates."""
+def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, task: str = "") -> list[str]:
+    """One downstream table's lines (label mode `mode`): AUCs with intervals, skill and plain ratios with paired
+    intervals, words for arms not above chance, and the mean over training seeds where an arm has replicates."""
     cis = down.get("auc_cis", {})
     lines = [f"  test AUC{task}, trained on real images:       {down['aucs']['real']:.3f}"
              + (f"  (95% CI {_ci(cis['real'])})" if "real" in cis else "")]
-    for arm, ratio in down["ratios"].items():
-        name = arm.removeprefix("synthetic-")
+    for synthetic in synthetic_arms(config, mode):
+        arm, name = synthetic.key, synthetic.variant
+        if arm not in down["ratios"]:
+            continue
+        ratio = down["ratios"][arm]
         line = f"  test AUC{task}, trained on {name} images only: {down['aucs'][arm]:.3f}"
         if arm in cis:
             line += f"  (95% CI {_ci(cis[arm])})"
@@ -118,20 +121,20 @@ def downstream_lines(down: dict[str, Any], task: str = "") -> list[str]:
                      + (f"  (paired 95% CI {_ci(down['ratio_cis'][arm])})" if arm in down.get("ratio_cis", {}) else ""))
         if arm in cis and cis[arm] is not None and cis[arm][0] <= 0.5:
             lines.append(f"    the {name}-only classifier is NOT above chance (its interval reaches 0.5)")
-        mixed = down["aucs"].get(f"real+synthetic-{name}")
+        mixed = down["aucs"].get(Arm("mixed", name).key)
         if mixed is not None:
             lines.append(f"  test AUC{task}, real + {name} images:         {mixed:.3f}")
-    for base, group in group_summaries(down).items():
+    for name, group in group_summaries(down, config).items():
         (auc, auc_low, auc_high), (mean, low, high) = group["auc"], group["skill"]
-        lines.append(f"  {base.removeprefix('synthetic-')} over {group['num_seeds']} training seeds: synthetic-only "
+        lines.append(f"  {name} over {group['num_seeds']} training seeds: synthetic-only "
                      f"AUC {auc:.3f} (95% t-interval {auc_low:.3f}-{auc_high:.3f}), skill ratio {mean:.2f} "
                      f"({low:.2f}-{high:.2f})")
     return lines
 
 
-def effect_lines(out: dict[str, Any], treated: str, control: str) -> list[str]:
+def effect_lines(out: dict[str, Any], config: ExperimentConfig, treated: str, control: str) -> list[str]:
     """`treated` minus `control`, paired by training seed, with t-intervals (nothing without two pairs)."""
-    num_pairs, effects = paired_differences(out, treated, control)
+    num_pairs, effects = paired_differences(out, config, treated, control)
     if not effects:
         return []
     return [f"  {treated} minus {control}, paired by training seed over {num_pairs} seeds (95% t-interval):"] + \
@@ -154,12 +157,13 @@ def privacy_lines(name: str, audit: dict[str, Any]) -> list[str]:
     return lines
 
 
-def headline_numbers(out: dict[str, Any]) -> list[str]:
+def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]:
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
-    lines = downstream_lines(out["downstream"]) + effect_lines(out, *CLINICAL_LOSS_PAIR)
-    for key in sorted(k for k in out if k.startswith("downstream-")):
-        lines += downstream_lines(out[key], f" ({key.removeprefix('downstream-')} labels, macro)")
+    lines = downstream_lines(out["downstream"], config, config.labels) + \
+        effect_lines(out, config, *CLINICAL_LOSS_PAIR)
+    for mode in sorted({config.mode_of(v.name) for v in config.variants} - {config.labels}):
+        lines += downstream_lines(out[f"downstream-{mode}"], config, mode, f" ({mode} labels, macro)")
     for key, value in out.items():
         if key.startswith("metrics/"):
             for metric, number in sorted(value["results"].items()):
@@ -190,7 +194,7 @@ def main(outdir: str, mode: str, parallel: int | None) -> None:
     click.echo("\nStep timings (s): " + json.dumps({k: round(v) for k, v in out["timings"].items()}))
     click.echo(f"Total this run: {total / 60:.1f} min")
     click.echo("\nHeadline numbers (phantom data, short training: illustrative, not the paper's results):")
-    for line in headline_numbers(out):
+    for line in headline_numbers(out, config):
         click.echo(line)
     click.echo(f"\nDownstream table: {Path(out['downstream']['markdown']).resolve()}")
     if out.get("report"):

@@ -29,9 +29,11 @@ import torch
 
 import dnnlib
 from spine.data.preview import tile
+from spine.evaluation.class_means import (class_means, difference_correlation, labelled_dataset, plot_class_means,
+                                          save_figure)
 from spine.evaluation.downstream import exaggerated_arms, ratio_texts
 from spine.evaluation.privacy_audit import nearest, stated_tpr_bound
-from spine.pipeline.experiment import CLINICAL_LOSS_PAIR
+from spine.pipeline.config import CLINICAL_LOSS_PAIR, ExperimentConfig
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 from training.dataset import ImageFolderDataset
 
@@ -87,12 +89,6 @@ def read_metric_lines(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
 # Figures.
 
 
-def _save(fig: Any, path: Path) -> str:
-    with dnnlib.atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", bbox_inches="tight")
-    return path.name
-
-
 def plot_curves(variant_stats: dict[str, list[dict]], variant_metrics: dict[str, list[dict]], path: Path) -> str | None:
     """One panel per statistic present in any run, one line per variant, against kimg."""
     from matplotlib.figure import Figure
@@ -122,15 +118,7 @@ def plot_curves(variant_stats: dict[str, list[dict]], variant_metrics: dict[str,
         ax.set(title=metric, xlabel="kimg")
         ax.legend(fontsize="small")
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _labelled(dataset_path: str) -> tuple[ImageFolderDataset, list[str], np.ndarray]:
-    """A labelled dataset, its class names and its integer labels."""
-    dataset = ImageFolderDataset(dataset_path, use_labels=True)
-    names = dataset.metadata.get("class_names") or [str(k) for k in range(dataset.label_dim)]
-    labels = np.array([int(np.argmax(dataset.get_label(i))) for i in range(len(dataset))])
-    return dataset, list(names), labels
+    return save_figure(fig, path)
 
 
 def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 64,
@@ -138,9 +126,9 @@ def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 6
     """The first `per_class` synthetic images of each class, one row per class; with `real_path`, each class's row
     of synthetic images follows a row of that class's first real images, drawn at the same scale. Returns (file,
     row names)."""
-    sources = [("synthetic", _labelled(dataset_path))]
+    sources = [("synthetic", labelled_dataset(dataset_path))]
     if real_path is not None:
-        sources.insert(0, ("real", _labelled(real_path)))
+        sources.insert(0, ("real", labelled_dataset(real_path)))
     names = sources[-1][1][1]
     rows = [(f"{kind} {name}", dataset, np.flatnonzero(labels == k)[:per_class])
             for k, name in enumerate(names) for kind, (dataset, _, labels) in sources]
@@ -151,51 +139,6 @@ def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 6
     with dnnlib.atomic_write(path, "wb") as f:
         grid.save(f, format="png")
     return path.name, [name for name, _, _ in rows] if real_path is not None else names
-
-
-def class_means(dataset_path: str, max_images: int = 2000) -> dict[str, np.ndarray]:
-    """Per-class mean image (float64, 0-255, [H, W], channels averaged) of the first `max_images` of each class."""
-    dataset, names, labels = _labelled(dataset_path)
-    means = {}
-    for k, name in enumerate(names):
-        picks = np.flatnonzero(labels == k)[:max_images]
-        if len(picks):
-            means[name] = np.mean([dataset[int(i)][0].astype(np.float64).mean(axis=0) for i in picks], axis=0)
-    return means
-
-
-def difference_correlation(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]) -> float | None:
-    """Pearson r between the real and the synthetic per-pixel class difference (last class - first class):
-    1 = the generator's classes differ where the real ones do. None when a class is missing."""
-    if len(real) < 2 or set(real) != set(synthetic):
-        return None
-    first, last = list(real)[0], list(real)[-1]
-    a = (real[last] - real[first]).ravel()
-    b = (synthetic[last] - synthetic[first]).ravel()
-    if a.std() == 0 or b.std() == 0:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def plot_class_means(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray], path: Path) -> str:
-    """Rows real / synthetic; columns: each class's mean image, then the difference last - first class (a shared
-    symmetric colour scale across both rows, so the strength of the class difference compares)."""
-    from matplotlib.figure import Figure
-    names = list(real)
-    diffs = {kind: means[names[-1]] - means[names[0]] for kind, means in (("real", real), ("synthetic", synthetic))}
-    span = max(float(np.abs(d).max()) for d in diffs.values()) or 1.0
-    fig = Figure(figsize=(2.4 * (len(names) + 1), 5.0), dpi=90)
-    for r, (kind, means) in enumerate((("real", real), ("synthetic", synthetic))):
-        for c, name in enumerate(names):
-            ax = fig.add_subplot(2, len(names) + 1, r * (len(names) + 1) + c + 1)
-            ax.imshow(means[name], cmap="gray", vmin=0, vmax=255)
-            ax.set(title=f"{kind}: mean {name}", xticks=[], yticks=[])
-        ax = fig.add_subplot(2, len(names) + 1, r * (len(names) + 1) + len(names) + 1)
-        image = ax.imshow(diffs[kind], cmap="RdBu_r", vmin=-span, vmax=span)
-        ax.set(title=f"{kind}: {names[-1]} - {names[0]}", xticks=[], yticks=[])
-        fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    return _save(fig, path)
 
 
 def nearest_neighbours(synthetic_path: str, real_path: str, path: Path, num: int = 6,
@@ -236,7 +179,7 @@ def downstream_rows(results: dict[str, Any]) -> list[list[str]]:
     rows = []
     for arm, row in results["models"].items():
         ci = row["auc_ci"]
-        plain, skill = ("1.000", "1.000") if arm == "real" else ratio_texts(results["ratios"].get(arm))
+        plain, skill = ("1.000", "1.000") if row["kind"] == "real" else ratio_texts(results["ratios"].get(arm))
         rows.append([arm, f"{row['num_train']} / {row['num_val']}", _fmt(row.get("best_val_auc")), _fmt(row["auc"]),
                      "n/a" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", plain, skill])
     return rows
@@ -271,7 +214,7 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
              + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})") + "." + _chance_words("real-data", real)]
     for arm, ratio in downstream["ratios"].items():
         row = downstream["models"][arm]
-        name = arm.removeprefix("synthetic-")
+        name = row["generator"]
         ci = row["auc_ci"]
         low, high = ratio["ratio_ci"]
         skill = ""
@@ -298,17 +241,17 @@ def downstream_table(results: dict[str, Any]) -> str:
          f"intervals, the same resamples for every model and ratio (paired).</p>")
 
 
-def seeds_section(steps: dict[str, dict]) -> str:
+def seeds_section(steps: dict[str, dict], config: ExperimentConfig) -> str:
     """Replicated synthetic arms over their training seeds and the clinical loss's effect paired by seed."""
     down = steps.get("downstream")
-    groups = group_summaries(down) if down is not None else {}
+    groups = group_summaries(down, config) if down is not None else {}
     if not groups:
         return "<p>No arm was trained with more than one seed.</p>"
-    rows = [[base.removeprefix("synthetic-"), group["num_seeds"], format_interval(group["auc"]),
-             format_interval(group["skill"], 2)] for base, group in groups.items()]
+    rows = [[name, group["num_seeds"], format_interval(group["auc"]), format_interval(group["skill"], 2)]
+            for name, group in groups.items()]
     parts = [_table(["generator", "training seeds", "synthetic-only test AUC (95% t-interval)",
                      "skill ratio (95% t-interval)"], rows)]
-    num_pairs, effects = paired_differences(steps, *CLINICAL_LOSS_PAIR)
+    num_pairs, effects = paired_differences(steps, config, *CLINICAL_LOSS_PAIR)
     if effects:
         treated, control = CLINICAL_LOSS_PAIR
         parts.append(f"<h3>The clinical loss: {html.escape(treated)} minus {html.escape(control)}, paired by "
@@ -402,7 +345,8 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     for key in sorted(k for k in steps if k.startswith("downstream-")):
         body.append(f"<h3>{html.escape(key.removeprefix('downstream-'))} labels (macro-AUC over classes)</h3>")
         body.append(downstream_table(json.loads(Path(steps[key]["json"]).read_text())))
-    body.append("<h2 id='training-seeds'>Training seeds</h2>" + seeds_section(steps))
+    typed = ExperimentConfig.from_dict(config, where=str(outdir / "config.json"))
+    body.append("<h2 id='training-seeds'>Training seeds</h2>" + seeds_section(steps, typed))
 
     body.append("<h2 id='metrics'>Metrics</h2>")
     metric_rows = []

@@ -1,5 +1,5 @@
-"""Training randomness: arms replicated over training seeds (`<name>`, `<name>-seed1`, ...), their means with
-Student-t intervals, and the difference between two variants paired by seed.
+"""Training randomness: arms replicated over training seeds (`spine.pipeline.arms.replicate_groups`), their means
+with Student-t intervals, and the difference between two arms paired by seed.
 
 The test-set bootstrap intervals of a downstream table cover the test images only; these cover the spread a new
 training seed would see. Inputs are an experiment's step outputs ({step name: outputs}, as run_experiment returns
@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from spine.pipeline.arms import Arm, replicate_groups, synthetic_arms
+from spine.pipeline.config import ExperimentConfig
 
 Interval = tuple[float, float, float]  # mean, low, high
 
@@ -25,38 +28,46 @@ def across_seeds(values: list[float], confidence: float = 0.95) -> Interval:
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
 
 
-def seed_groups(arms: list[str]) -> dict[str, list[str]]:
-    """{'synthetic-spinegan': ['synthetic-spinegan', 'synthetic-spinegan-seed1', ...]} for arms with replicates."""
-    groups: dict[str, list[str]] = {}
-    for arm in arms:
-        base, sep, seed = arm.rpartition("-seed")
-        groups.setdefault(base if sep and seed.isdigit() else arm, []).append(arm)
-    return {base: members for base, members in groups.items() if len(members) > 1}
+def group_summaries(down: dict[str, Any], config: ExperimentConfig) -> dict[str, dict[str, Any]]:
+    """Per arm of `config` trained under several seeds, over its seeds in this downstream summary: the number of
+    seeds, synthetic-only AUC and skill ratio intervals (arms with fewer than two seeds in the table are left out)."""
+    summaries = {}
+    for name, arms in replicate_groups(config).items():
+        keys = [arm.key for arm in arms if arm.key in down.get("skills", {})]
+        if len(keys) > 1:
+            summaries[name] = dict(num_seeds=len(keys), auc=across_seeds([down["aucs"][key] for key in keys]),
+                                   skill=across_seeds([down["skills"][key] for key in keys]))
+    return summaries
 
 
-def group_summaries(down: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per replicated synthetic arm of a downstream summary: seeds, synthetic-only AUC and skill ratio intervals."""
-    return {base: dict(num_seeds=len(members), auc=across_seeds([down["aucs"][arm] for arm in members]),
-                       skill=across_seeds([down["skills"][arm] for arm in members]))
-            for base, members in seed_groups(list(down.get("skills", {}))).items()}
-
-
-def paired_differences(steps: dict[str, Any], treated: str, control: str) -> tuple[int, dict[str, Interval]]:
-    """`treated` minus `control` (variant names), paired by training seed (each pair shares its seed, data and
+def paired_differences(steps: dict[str, Any], config: ExperimentConfig, treated: str,
+                       control: str) -> tuple[int, dict[str, Interval]]:
+    """`treated` minus `control` (arm names), paired by training seed (each pair shares its seed, data and
     preset): (number of pairs, {quantity: interval of the mean difference}) for the synthetic-only skill and plain
     ratios of the downstream table and every float metric both arms report. Fewer than two pairs: (n, {})."""
     down = steps["downstream"]
-    seeds = [arm.removeprefix(f"synthetic-{treated}") for arm in down.get("skills", {})
-             if arm == f"synthetic-{treated}" or arm.startswith(f"synthetic-{treated}-seed")]
-    pairs = [(treated + seed, control + seed) for seed in seeds if f"synthetic-{control}{seed}" in down["skills"]]
+    seeded = {name: {arm.seed: arm for arm in _seeds_of(config, name) if arm.key in down.get("skills", {})}
+              for name in (treated, control)}
+    pairs = [(arm, seeded[control][seed]) for seed, arm in seeded[treated].items() if seed in seeded[control]]
     if len(pairs) < 2:
         return len(pairs), {}
-    values = {"skill ratio": {name: down["skills"][f"synthetic-{name}"] for pair in pairs for name in pair},
-              "plain ratio": {name: down["ratios"][f"synthetic-{name}"] for pair in pairs for name in pair}}
-    metrics = {name: _float_metrics(steps, name) for pair in pairs for name in pair}
+    arms = [arm for pair in pairs for arm in pair]
+    values = {"skill ratio": {arm.variant: down["skills"][arm.key] for arm in arms},
+              "plain ratio": {arm.variant: down["ratios"][arm.key] for arm in arms}}
+    metrics = {arm.variant: _float_metrics(steps, arm.variant) for arm in arms}
     for metric in sorted(set.intersection(*(set(found) for found in metrics.values()))):
         values[metric] = {name: found[metric] for name, found in metrics.items()}
-    return len(pairs), {label: across_seeds([value[t] - value[c] for t, c in pairs]) for label, value in values.items()}
+    return len(pairs), {label: across_seeds([value[t.variant] - value[c.variant] for t, c in pairs])
+                        for label, value in values.items()}
+
+
+def _seeds_of(config: ExperimentConfig, name: str) -> list[Arm]:
+    """The synthetic-only arms of arm `name` over its training seeds (itself alone when it has one seed)."""
+    groups = replicate_groups(config)
+    if name in groups:
+        return groups[name]
+    return [arm for arm in synthetic_arms(config, config.mode_of(name)) if arm.variant == name] \
+        if name in {v.name for v in config.variants} else []
 
 
 def format_interval(interval: Interval, digits: int = 3, sign: str = "") -> str:

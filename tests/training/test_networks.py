@@ -1,6 +1,6 @@
 """training.networks: official state_dict layout (keys, shapes, buffers, order) and forward semantics.
 
-The expected tables are written here from the facts sheet (section 2), independently of the code under test.
+The expected tables are written here from the official networks' rules, independently of the code under test.
 """
 
 import math
@@ -13,7 +13,7 @@ from tolerances import rounding_tol
 from training import networks
 
 # ----------------------------------------------------------------------------------------------------------
-# Expected tables from the facts sheet's rules: a list of (key, shape, is_buffer) in state_dict order.
+# Expected tables from the official networks' rules: a list of (key, shape, is_buffer) in state_dict order.
 
 RF = [4, 4]  # resample_filter: outer([1,3,3,1]) / 64
 
@@ -100,7 +100,7 @@ def _actual(module):
     return [(k, list(v.shape), k in buffers) for k, v in module.state_dict().items()]
 
 
-# The facts sheet's verified res-64, c_dim=2, RGB table (channel_base 16384, G map=2, D mapping 8 layers),
+# The official res-64, c_dim=2, RGB table (channel_base 16384, G map=2, D mapping 8 layers),
 # written out key by key. Format: key shape [B]. C[4..32]=512, C[64]=256.
 FACT_SHEET_TABLE_G = """
 synthesis.b4.const 512,4,4

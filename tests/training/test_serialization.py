@@ -97,7 +97,7 @@ def test_unknown_file_is_rejected(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Official pickles, built here in the official reduce layout (facts sheet section 8)
+# Official pickles, built here in the official reduce layout (`persistence` objects and their reduce tuples)
 
 EVIL_SOURCE = "import pathlib\npathlib.Path({marker!r}).write_text('pwned')\nclass Generator: pass\n"
 

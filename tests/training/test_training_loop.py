@@ -14,9 +14,11 @@ from tolerances import rounding_tol
 from training import checkpoint as ckpt
 from training.dataset import construct_dataset
 from training.fake_labels import DatasetLabels, fake_label_sampler
+from training.loop_plugins import LoopPlugins
 from training.loss import StyleGAN2Loss
 from training.phase_timer import PhaseTimer
 from training.phase_update import GradientStep
+from training.plugins import Plugin
 from training.training_loop import (Progress, build_networks, build_phases, fetch_rounds, kimg_tag,
                                     load_training_data, needs_fine_names, run_iteration, time_left,
                                     training_loop, update_ema)
@@ -197,7 +199,7 @@ def test_ema_matches_the_per_tensor_lerp_exactly():
     assert all(torch.equal(b_ema, b) for b_ema, b in zip(G_ema.buffers(), G.buffers()))
 
 
-class CountingTerm:
+class CountingTerm(Plugin):
     """A stateful generator term: counts the images it judged (zero loss); its count is its checkpointed state."""
 
     name = "counter"
@@ -219,13 +221,16 @@ class CountingTerm:
 def test_generator_term_state_survives_checkpoint_and_resume(dataset, tmp_path):
     # 3 iterations of batch 4 -> Gmain judges 12 images; split as 2 iterations, then resumed for the third.
     whole = CountingTerm()
-    training_loop(**loop_kwargs(dataset, str(tmp_path / "whole"), total_kimg=0.012, generator_terms=[whole]))
+    training_loop(**loop_kwargs(dataset, str(tmp_path / "whole"), total_kimg=0.012,
+                                plugins=LoopPlugins(generator_terms=(whole,))))
     assert whole.images_seen == 12
     part = str(tmp_path / "part")
-    training_loop(**loop_kwargs(dataset, part, total_kimg=0.008, generator_terms=[CountingTerm()]))
+    training_loop(**loop_kwargs(dataset, part, total_kimg=0.008,
+                                plugins=LoopPlugins(generator_terms=(CountingTerm(),))))
     assert final_state(part)["plugins"] == {"generator_term/counter": dict(images_seen=8)}
     resumed = CountingTerm()
-    training_loop(**loop_kwargs(dataset, str(tmp_path / "resumed"), total_kimg=0.012, generator_terms=[resumed],
+    training_loop(**loop_kwargs(dataset, str(tmp_path / "resumed"), total_kimg=0.012,
+                                plugins=LoopPlugins(generator_terms=(resumed,)),
                                 resume_checkpoint=os.path.join(part, "checkpoint.pt")))
     assert resumed.images_seen == 12
     # A resume that would drop the term's state is refused, naming the plug-in.
@@ -241,7 +246,7 @@ def run_bare_iterations(data: str, run_dir: str, device: torch.device, iteration
     happens in the `warmup` iterations or fails the caller's guard."""
     kw = loop_kwargs(data, run_dir)
     training_set, reals = load_training_data(kw["training_set_kwargs"], kw["data_loader_kwargs"], 0, 1, 0, 4, 0,
-                                             device, {})
+                                             device, None)
     nets = build_networks(training_set, kw["G_kwargs"], kw["D_kwargs"], None, 0, None, {}, 4, device)
     loss = StyleGAN2Loss(device=device, G=nets.G, D=nets.D, **kw["loss_kwargs"])
     phases = build_phases(nets, loss, kw["G_opt_kwargs"], kw["D_opt_kwargs"], 2, 2, GradientStep())

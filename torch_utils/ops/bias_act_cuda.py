@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from .. import custom_ops, misc
-from .bias_act import _bias_act_ref, activation_funcs
+from .activations import activation_funcs
 
 _SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 _FORWARD, _FIRST_GRAD, _SECOND_GRAD = 0, 1, 2
@@ -55,7 +55,9 @@ def bias_act_op(x: torch.Tensor, b: torch.Tensor | None, grad: torch.Tensor | No
     spec = activation_funcs[act]
     z = x if b is None else x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
     if mode == _FORWARD:
-        y = _bias_act_ref(z, None, dim, spec, alpha, gain, None if clamp < 0 else clamp)
+        y = spec.func(z, alpha) * gain
+        if clamp >= 0:
+            y = y.clamp(-clamp, clamp)
     else:
         first, second = _ACT_DERIVATIVES[act](z, alpha)
         slope = (first if mode == _FIRST_GRAD else second) * gain

@@ -37,7 +37,7 @@ def load_plugin() -> types.ModuleType:
 def upfirdn2d_op(x: torch.Tensor, f: torch.Tensor, up: list[int], down: list[int], padding: list[int],
                  flip_filter: bool, gain: float) -> torch.Tensor:
     """One upfirdn2d pass with a 2-D filter; this is the CPU kernel (the reference path)."""
-    from .upfirdn2d import _upfirdn2d_ref
+    from .upfirdn2d_ref import _upfirdn2d_ref
     with torch.no_grad():
         y = _upfirdn2d_ref(x, f, tuple(up), tuple(down), tuple(padding), flip_filter, gain)
     return y.contiguous(memory_format=_memory_format(x))  # the plugin's layout, never a view

@@ -17,7 +17,7 @@ from spine.classifier.cli import auc_summary, chance_warning, cli
 from spine.classifier.data import load_labelled_images, predict_probabilities
 from spine.classifier.models import build_network
 from spine.classifier.training import TrainOptions, augment_batch, train_classifier, validation_auc
-from spine.evaluation.scoring import roc_auc
+from spine.scoring import roc_auc
 
 
 def _spec(**changes) -> clf.ClassifierSpec:

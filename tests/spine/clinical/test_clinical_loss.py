@@ -8,10 +8,10 @@ import torch
 from tolerances import rounding_tol
 from torch import nn
 
-from spine.classifier.artifact import ClassifierSpec, SpineClassifier
+from spine.classifier.artifact import ClassifierSpec, SpineClassifier, check_compatible
 from spine.classifier.models import build_network
 from spine.clinical.label_fidelity import label_fidelity
-from spine.clinical.loss import ClinicalLoss, check_compatible
+from spine.clinical.loss import ClinicalLoss
 
 BINARY = ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode="abnormality",
                         class_names=("normal", "abnormal"), resolution=16, channels=1,

@@ -77,7 +77,7 @@ def test_clinical_augment_is_recorded_and_reaches_the_term(tmp_path, captured):
     assert result.exit_code == 0, result.output
     args = captured[0]
     assert os.path.basename(args.run_dir).endswith("-clinical0.1-aug") and args.clinical["augment"] is True
-    term, = train.build_plugins(args, "cpu")["generator_terms"]
+    term, = train.build_plugins(args, "cpu").generator_terms
     assert term.augment is not None and term.augment["flip_prob"] == 0.3
 
 
@@ -93,7 +93,7 @@ def test_clinical_loss_is_recorded_and_reaches_the_loss(tmp_path, captured):
     assert saved["clinical"]["weight"] == 0.25 and saved["clinical"]["classifier"] == os.path.abspath(pkl)
     assert len(saved["clinical"]["classifier_sha256"]) == 64
     assert "clinical" not in train.loop_kwargs(args)  # a plug-in setting, not a training_loop argument
-    terms = train.build_plugins(args, "cpu")["generator_terms"]
+    terms = train.build_plugins(args, "cpu").generator_terms
     assert len(terms) == 1 and isinstance(terms[0], ClinicalLoss) and terms[0].weight == 0.25
     assert saved["clinical"]["augment"] is False and terms[0].augment is None
 

@@ -118,11 +118,11 @@ def test_clinical_match_reaches_the_loss_alone_or_beside_the_clinical_loss(tmp_p
     assert result.exit_code == 0, result.output
     args = captured[0]
     assert os.path.basename(args.run_dir).endswith("-clinical0-match2") and args.clinical["match"] == 2.0
-    term, = train.build_plugins(args, "cpu")["generator_terms"]
+    term, = train.build_plugins(args, "cpu").generator_terms
     assert isinstance(term, ClassFeatureMatch) and term.weight == 2.0 and term.real.counts == (4, 4)
     result = invoke(tmp_path, data, "--clinical-loss", pkl, "--clinical-match", "0.5")
     assert result.exit_code == 0, result.output
-    kinds = [type(t) for t in train.build_plugins(captured[1], "cpu")["generator_terms"]]
+    kinds = [type(t) for t in train.build_plugins(captured[1], "cpu").generator_terms]
     assert kinds == [ClinicalLoss, ClassFeatureMatch]
 
 

@@ -105,12 +105,12 @@ def test_class_locality_option_is_recorded_and_reaches_the_loss(tmp_path, captur
     args = captured[0]
     assert os.path.basename(args.run_dir).endswith("-locality0.5") and args.class_locality == dict(weight=0.5, power=1)
     assert "class_locality" not in train.loop_kwargs(args)
-    term, = train.build_plugins(args, "cpu")["generator_terms"]
+    term, = train.build_plugins(args, "cpu").generator_terms
     assert isinstance(term, ClassLocality) and term.weight == 0.5 and term.power == 1
     result = invoke(tmp_path, data, "--class-locality", "2", "--class-locality-power", "0.5")
     assert result.exit_code == 0, result.output
     assert os.path.basename(captured[1].run_dir).endswith("-locality2-p0.5")
-    term, = train.build_plugins(captured[1], "cpu")["generator_terms"]
+    term, = train.build_plugins(captured[1], "cpu").generator_terms
     assert term.weight == 2 and term.power == 0.5
 
 

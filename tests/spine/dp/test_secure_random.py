@@ -56,6 +56,6 @@ def test_option_reaches_the_sampler_and_the_mechanism(tmp_path, monkeypatch, dp_
     assert result.exit_code == 0, result.output
     args = calls[-1]
     assert args.dp["secure_rng"] is True
-    update = train.build_plugins(args, torch.device("cpu"))["discriminator_update"]
-    assert update.config.secure_rng
-    assert update.index_sampler(construct_dataset(args.training_set_kwargs)).secure
+    plugins = train.build_plugins(args, torch.device("cpu"))
+    assert plugins.discriminator_update.config.secure_rng
+    assert plugins.real_sampling(construct_dataset(args.training_set_kwargs)).secure

@@ -55,7 +55,7 @@ def test_tiny_dp_run_and_exact_resume(tmp_path, capsys, dp_dataset):
                                  resume=os.path.join(first, ckpt.FILE_NAME)))
     resumed = ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))
     reference = ckpt.load_checkpoint(os.path.join(whole, ckpt.FILE_NAME))
-    assert resumed["plugins"]["discriminator_update"] == reference["plugins"]["discriminator_update"]
+    assert resumed["plugins"]["privacy_account"] == reference["plugins"]["privacy_account"]
     for key, value in reference["nets"]["D"]["state_dict"].items():
         assert torch.equal(resumed["nets"]["D"]["state_dict"][key], value), key
 

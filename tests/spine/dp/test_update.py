@@ -1,5 +1,6 @@
 """DPDiscriminatorUpdate: without clip/noise and with q = 1 it is the ordinary D step (R1 included); it stops at
-the budget; its reals come through the loop's data path, drawn by its own Poisson sampler."""
+the budget; its reals come through the loop's data path, drawn by DP's Poisson sampling. The account's plug-ins
+(spine.dp.ledger) stop the run, checkpoint the account and refuse another mechanism on resume."""
 
 import copy
 
@@ -11,6 +12,7 @@ from tolerances import rounding_tol
 from spine.dp.accounting import PrivacyAccount
 from spine.dp.mechanism import MechanismConfig
 from spine.dp import sampling
+from spine.dp.ledger import AccountRecord, BudgetStop
 from spine.dp.update import DPDiscriminatorUpdate
 from training.data_path import DrawnBatches
 from training.loss import StyleGAN2Loss
@@ -48,8 +50,9 @@ def make_nets():
 def make_update(dataset, config, sample_rate=1.0, budget=None, r1_interval=None):
     account = PrivacyAccount(noise_multiplier=config.noise_multiplier, sample_rate=sample_rate, delta=1e-3,
                              accountant="rdp", epsilon_budget=budget, differentially_private=config.is_private)
-    update = DPDiscriminatorUpdate(account, config, r1_gamma=1.0, r1_interval=r1_interval)
-    update.reals = DrawnBatches(dataset, update.index_sampler(dataset), torch.device("cpu"))
+    reals = sampling.PoissonSampling("image", sample_rate, len(dataset))
+    update = DPDiscriminatorUpdate(account, config, reals.expected_batch_size, r1_gamma=1.0, r1_interval=r1_interval)
+    update.reals = DrawnBatches(dataset, reals(dataset), torch.device("cpu"))
     return update
 
 
@@ -129,9 +132,9 @@ def test_stops_at_budget():
         step_with(update, G, D)
         changed.append(any(not torch.equal(p, b) for p, b in zip(D.parameters(), before)))
     assert changed == [True, True, True, False, False]
-    assert update.account.steps == 3 and update.budget_exhausted()
+    assert update.account.steps == 3 and "privacy budget epsilon=" in BudgetStop(update.account).stop_reason()
     assert update.account.epsilon() <= budget
-    assert update.snapshot_metadata()["privacy"]["steps"] == 3
+    assert AccountRecord(update.account).snapshot_metadata()["privacy"]["steps"] == 3
 
 
 def test_resume_state_round_trip_and_mismatch():
@@ -139,12 +142,13 @@ def test_resume_state_round_trip_and_mismatch():
     update = make_update(dataset, MechanismConfig(1.0, 1.0), sample_rate=0.5)
     update.account.steps = 11
     other = make_update(dataset, MechanismConfig(1.0, 1.0), sample_rate=0.5)
-    other.load_state_dict(update.state_dict())
+    saved = AccountRecord(update.account).state_dict()
+    AccountRecord(other.account).load_state_dict(saved)
     assert other.account.steps == 11 and other.account.epsilon() == update.account.epsilon()
     with pytest.raises(ValueError, match="noise_multiplier"):
-        make_update(dataset, MechanismConfig(1.0, 2.0), sample_rate=0.5).load_state_dict(update.state_dict())
+        AccountRecord(make_update(dataset, MechanismConfig(1.0, 2.0), sample_rate=0.5).account).load_state_dict(saved)
     with pytest.raises(ValueError, match="not trained with --dp=1"):
-        other.load_state_dict(None)
+        AccountRecord(other.account).load_state_dict(None)
 
 
 def test_lazy_r1_runs_inside_the_step():

@@ -13,7 +13,7 @@ from spine.classifier.artifact import load_classifier
 from spine.classifier.data import load_labelled_images, predict_probabilities
 from spine.evaluation import comparison
 from spine.evaluation.downstream import skill_ratio
-from spine.evaluation.scoring import bootstrap_values, percentile_interval, roc_auc
+from spine.scoring import bootstrap_values, percentile_interval, roc_auc
 
 
 def arms(n: int = 300, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -10,7 +10,8 @@ import pytest
 
 from spine.classifier.artifact import load_classifier
 from spine.evaluation import downstream
-from spine.evaluation.scoring import roc_auc
+from spine.evaluation.arms import Arm
+from spine.scoring import roc_auc
 
 
 def write_dataset(root: str, n: int, seed: int, shift: int = 0) -> str:
@@ -76,7 +77,8 @@ def test_an_arm_without_a_mixed_model_trains_only_its_synthetic_one(tmp_path):
     real = write_dataset(str(tmp_path / "real"), 20, seed=1)
     fake = write_dataset(str(tmp_path / "fake"), 20, seed=2, shift=2)
     models = downstream.train_arms(real, {"gan": fake, "pool": fake}, OPTIONS, without_mixed=["pool"])
-    assert list(models) == ["real", "synthetic-gan", "real+synthetic-gan", "synthetic-pool"]
+    assert list(models) == [Arm("real"), Arm("synthetic", "gan"), Arm("mixed", "gan"), Arm("synthetic", "pool")]
+    assert [arm.key for arm in models] == ["real", "synthetic-gan", "real+synthetic-gan", "synthetic-pool"]
 
 
 def test_every_arm_uses_the_protocols_input_norm(tmp_path):
@@ -147,9 +149,10 @@ def test_skill_interval_matches_a_brute_force_paired_bootstrap():
 def test_markdown_table_has_skill_and_says_which_arm_is_at_chance():
     report = dict(n_resamples=10)
     results = dict(test=dict(num_images=10, prevalence=dict(normal=0.5, abnormal=0.5)), models=dict(
-        real=dict(auc=0.9, auc_ci=[0.85, 0.95], num_train=8, num_val=2, best_val_auc=0.9, test_report=report),
-        **{"synthetic-gan": dict(auc=0.52, auc_ci=[0.45, 0.6], num_train=8, num_val=2, best_val_auc=0.93,
-                                 test_report=report)}),
+        real=dict(kind="real", generator=None, auc=0.9, auc_ci=[0.85, 0.95], num_train=8, num_val=2,
+                  best_val_auc=0.9, test_report=report),
+        **{"synthetic-gan": dict(kind="synthetic", generator="gan", auc=0.52, auc_ci=[0.45, 0.6], num_train=8,
+                                 num_val=2, best_val_auc=0.93, test_report=report)}),
         ratios={"synthetic-gan": dict(ratio=0.52 / 0.9, ratio_ci=[0.5, 0.66], skill=0.05, skill_ci=[-0.1, 0.25])})
     table = downstream.markdown_table(results)
     assert "| Synthetic only (gan) | 8 / 2 | 0.930 | 0.520 | 0.450-0.600 | 0.578 (0.500-0.660) " \
@@ -163,8 +166,10 @@ def test_table_names_the_arms_whose_classes_are_exaggerated():
     report = dict(n_resamples=10)
     row = dict(auc=0.6, auc_ci=[0.55, 0.65], num_train=8, num_val=2, test_report=report)
     results = dict(test=dict(num_images=10, prevalence=dict(normal=0.5, abnormal=0.5)), models={
-        "real": dict(row, best_val_auc=0.90), "synthetic-a": dict(row, best_val_auc=0.96),
-        "synthetic-b": dict(row, best_val_auc=0.95), "real+synthetic-a": dict(row, best_val_auc=0.99)}, ratios={})
+        "real": dict(row, kind="real", generator=None, best_val_auc=0.90),
+        "synthetic-a": dict(row, kind="synthetic", generator="a", best_val_auc=0.96),
+        "synthetic-b": dict(row, kind="synthetic", generator="b", best_val_auc=0.95),
+        "real+synthetic-a": dict(row, kind="mixed", generator="a", best_val_auc=0.99)}, ratios={})
     assert downstream.exaggerated_arms(results) == ["synthetic-a"]  # 0.95 is exactly at the margin: not named
     table = downstream.markdown_table(results)
     assert "than the real ones (validation AUC on their own images more than 0.05 above the real model's): " \

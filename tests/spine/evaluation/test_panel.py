@@ -8,8 +8,9 @@ from click.testing import CliRunner
 from test_downstream import write_dataset
 
 from spine.evaluation import panel as panel_mod
-from spine.evaluation.downstream import REAL, DownstreamOptions, skill_ratio
-from spine.evaluation.scoring import hierarchical_values, percentile_interval, roc_auc
+from spine.evaluation.arms import REAL
+from spine.evaluation.downstream import DownstreamOptions, skill_ratio
+from spine.scoring import hierarchical_values, percentile_interval, roc_auc
 
 
 def scored_members(seed=0, n=120):

@@ -44,7 +44,7 @@ def test_inversion_tells_images_the_generator_draws_from_others():
     # Members the generator itself drew are reconstructed almost exactly; smooth random images, outside its range,
     # are not: every member scores above every non-member.
     from training.networks import Generator
-    from training.projection import synthesize
+    from metrics.projection import synthesize
     torch.manual_seed(0)
     G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=2),
                   synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()

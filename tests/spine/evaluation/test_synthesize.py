@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from generate import seed_latents
+from training.generation import seed_latents
 from spine.evaluation import synthesize
 from training.dataset import ImageFolderDataset
 from training.networks import Generator

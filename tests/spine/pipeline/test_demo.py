@@ -5,7 +5,7 @@ import json
 import pytest
 
 from spine.pipeline import demo, experiment
-from spine.pipeline.experiment import ExperimentConfig, Variant
+from spine.pipeline.config import ExperimentConfig, Variant
 from training.serialization import load_network_pkl
 
 
@@ -53,7 +53,8 @@ def test_headline_numbers_name_every_model():
                                ratios={"synthetic-spinegan": 0.8 / 0.9}, ratio_cis={"synthetic-spinegan": [0.8, 0.95]},
                                skills={"synthetic-spinegan": 0.75}, skill_cis={"synthetic-spinegan": [0.6, 0.88]}),
                classifier=dict(best_val_auc=0.95), **{"metrics/spinegan": dict(results=dict(fid500_full=41.5))})
-    lines = demo.headline_numbers(out)
+    config = ExperimentConfig(variants=(Variant("spinegan", clinical_weight=0.1),))
+    lines = demo.headline_numbers(out, config)
     assert "0.900" in lines[0] and "95% CI 0.850-0.940" in lines[0]
     assert "0.800" in lines[1] and "95% CI 0.740-0.860" in lines[1]
     assert "skill ratio" in lines[2] and "0.75" in lines[2] and "paired 95% CI 0.600-0.880" in lines[2]
@@ -61,14 +62,15 @@ def test_headline_numbers_name_every_model():
     assert "0.910" in lines[4] and any("fid500_full: 41.5" in line for line in lines)
     assert not any("NOT above chance" in line for line in lines)
     out["downstream"]["auc_cis"]["synthetic-spinegan"] = [0.45, 0.56]
-    assert any("spinegan-only classifier is NOT above chance" in line for line in demo.headline_numbers(out))
+    assert any("spinegan-only classifier is NOT above chance" in line for line in demo.headline_numbers(out, config))
 
 
 def test_the_clinical_loss_effect_is_printed_paired_by_seed():
     skills = {f"synthetic-{name}{seed}": value for name, values in (("spinegan", (0.8, 0.9)), ("stylegan2-ada", (0.7, 0.6)))
               for seed, value in zip(("", "-seed1"), values)}
     out = dict(downstream=dict(skills=skills, ratios=dict.fromkeys(skills, 1.0)))
-    lines = demo.effect_lines(out, *demo.CLINICAL_LOSS_PAIR)
+    config = ExperimentConfig(variants=demo.benchmark_variants(Variant("spinegan", clinical_weight=0.1)))
+    lines = demo.effect_lines(out, config, *demo.CLINICAL_LOSS_PAIR)
     assert lines[0] == "  spinegan minus stylegan2-ada, paired by training seed over 2 seeds (95% t-interval):"
     assert lines[1].startswith("    skill ratio: +0.200 (")   # differences 0.1 and 0.3
     assert demo.CLINICAL_LOSS_PAIR == ("spinegan", "stylegan2-ada")

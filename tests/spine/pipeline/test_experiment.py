@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from spine.pipeline import experiment
-from spine.pipeline.experiment import ExperimentConfig, Pool, Steps, Variant
+from spine.pipeline.config import ExperimentConfig, Pool, Variant, downstream_options
+from spine.pipeline.steps import Steps
 from training.networks import Generator
 from training.serialization import load_network_pkl, save_network_snapshot
 
@@ -31,7 +32,7 @@ def test_steps_skip_finished_and_restart_unfinished(tmp_path):
     assert steps.run("a", first) == dict(value=1)
     with pytest.raises(KeyboardInterrupt):
         steps.run("b/x", interrupted)
-    assert steps.is_done("a") and not steps.is_done("b/x") and (tmp_path / "b/x/partial.txt").exists()
+    assert steps.marker("a").is_file() and not steps.marker("b/x").is_file() and (tmp_path / "b/x/partial.txt").exists()
 
     again = Steps(tmp_path, log=lambda _text: None)
     assert again.run("a", first) == dict(value=1)  # read back from the marker
@@ -111,7 +112,7 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
 
 def test_downstream_arms_use_the_judges_architecture_and_normalisation():
     config = dataclasses.replace(TINY, classifier_arch="patch_cnn", classifier_input_norm="blurred_image")
-    options = experiment.downstream_options(config)
+    options = downstream_options(config)
     assert (options.arch, options.input_norm) == ("patch_cnn", "blurred_image")
     assert (options.epochs, options.patience, options.seed) == (1, 1, 0)
 

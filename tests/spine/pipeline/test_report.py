@@ -9,7 +9,7 @@ import PIL.Image
 import pytest
 
 from spine.pipeline import report
-from spine.pipeline.experiment import ExperimentConfig, Pool, Variant
+from spine.pipeline.config import ExperimentConfig, Pool, Variant
 
 
 def write_dataset(root, images, labels):
@@ -49,9 +49,10 @@ def experiment_dir(tmp_path):
         results=dict(fid50=33.0), metric="fid50", snapshot_pkl="network-snapshot-000002.pkl")) + "\n")
     downstream = dict(
         test=dict(num_images=30, prevalence=dict(normal=0.5, abnormal=0.5)),
-        models=dict(real=dict(auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2, best_val_auc=0.88),
-                    **{"synthetic-spinegan": dict(auc=0.81, auc_ci=[0.7, 0.9], num_train=5, num_val=1,
-                                                  best_val_auc=0.99)}),
+        models=dict(real=dict(kind="real", generator=None, auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2,
+                              best_val_auc=0.88),
+                    **{"synthetic-spinegan": dict(kind="synthetic", generator="spinegan", auc=0.81, auc_ci=[0.7, 0.9],
+                                                  num_train=5, num_val=1, best_val_auc=0.99)}),
         ratios={"synthetic-spinegan": dict(ratio=0.9, ratio_ci=[0.8, 0.99], skill=0.775, skill_ci=[0.5, 0.95])})
     (tmp_path / "downstream.json").write_text(json.dumps(downstream))
     mark(tmp_path, "data/train", dict(dataset=train))
@@ -94,8 +95,10 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
 
 
 def test_headline_says_in_words_when_an_arm_is_at_chance():
-    downstream = dict(models=dict(real=dict(auc=0.83, auc_ci=[0.79, 0.87], best_val_auc=0.85),
-                                  **{"synthetic-gan": dict(auc=0.50, auc_ci=[0.45, 0.55], best_val_auc=0.86)}),
+    downstream = dict(models=dict(real=dict(kind="real", generator=None, auc=0.83, auc_ci=[0.79, 0.87],
+                                            best_val_auc=0.85),
+                                  **{"synthetic-gan": dict(kind="synthetic", generator="gan", auc=0.50,
+                                                           auc_ci=[0.45, 0.55], best_val_auc=0.86)}),
                       ratios={"synthetic-gan": dict(ratio=0.60, ratio_ci=[0.54, 0.67], skill=0.0,
                                                     skill_ci=[-0.15, 0.16])})
     text = report.headline(dict(resolution=32, kimg=30), downstream)
@@ -144,12 +147,15 @@ def test_sample_grid_puts_real_rows_beside_synthetic_rows(experiment_dir, tmp_pa
 
 
 def test_seeds_section_gives_replicate_means_and_the_clinical_loss_effect():
-    assert "No arm was trained with more than one seed" in report.seeds_section({})
+    config = ExperimentConfig(variants=(Variant("spinegan", 0.1), Variant("spinegan-seed1", 0.1, seed=1),
+                                        Variant("stylegan2-ada"), Variant("stylegan2-ada-seed1", seed=1)))
+    assert "No arm was trained with more than one seed" in report.seeds_section({}, config)
     skills = {"synthetic-spinegan": 0.8, "synthetic-spinegan-seed1": 0.9, "synthetic-stylegan2-ada": 0.7,
               "synthetic-stylegan2-ada-seed1": 0.6}
     aucs = {"synthetic-spinegan": 0.82, "synthetic-spinegan-seed1": 0.86, "synthetic-stylegan2-ada": 0.78,
             "synthetic-stylegan2-ada-seed1": 0.74}
-    section = report.seeds_section(dict(downstream=dict(skills=skills, aucs=aucs, ratios=dict.fromkeys(skills, 0.9))))
+    section = report.seeds_section(dict(downstream=dict(skills=skills, aucs=aucs, ratios=dict.fromkeys(skills, 0.9))),
+                                   config)
     # two seeds: t(1) 97.5% point 12.706; AUC sd 0.02828 -> half-width 0.254; skill sd 0.0707 -> 0.635
     assert "<td>spinegan</td><td>2</td><td>0.840 (0.586 to 1.094)</td><td>0.85 (0.21 to 1.49)</td>" in section
     assert "spinegan minus stylegan2-ada, paired by training seed (2 seeds)" in section

@@ -7,7 +7,7 @@ import torch
 
 from metrics.perceptual import pixel_distance, squared_distance
 from training.networks import Generator
-from training.projection import ProjectionOptions, learning_rate, noise_regularization, project, renormalize, \
+from metrics.projection import ProjectionOptions, learning_rate, noise_regularization, project, renormalize, \
     synthesize, to_distance_input, w_statistics
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spine.evaluation import scoring
+from spine import scoring
 
 
 def _pair_counting_auc(labels: np.ndarray, scores: np.ndarray) -> float:

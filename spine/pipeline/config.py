@@ -1,0 +1,208 @@
+"""An experiment's configuration: the generator variants and pools, every setting, as read from JSON and the
+command line, and the options each consumer gets from it (built here, in one place).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import dnnlib
+from spine.classifier.artifact import INPUT_NORMS
+from spine.classifier.models import ARCHITECTURES
+from spine.classifier.training import TrainOptions
+from spine.evaluation.downstream import DownstreamOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One generator: name, clinical-loss weight (0 = plain conditional StyleGAN2-ADA), extra train.py options, and
+    optionally its own label mode (e.g. 'lesion' for the paper's lesion-type model; None = the experiment's) and
+    training seed (None = the experiment's; replicates of an arm differ only in it)."""
+
+    name: str
+    clinical_weight: float = 0.0
+    train_args: tuple[str, ...] = ()
+    labels: str | None = None
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """A synthetic arm of several variants' images together (spine.evaluation.pooling), e.g. one arm's training
+    seeds: no generator of its own, scored downstream like a variant."""
+
+    name: str
+    members: tuple[str, ...]
+
+
+LABEL_MODES = ("abnormality", "lesion")   # what a variant can be conditioned on (spine.data.labels)
+PAPER_VARIANTS = (Variant("stylegan2-ada"), Variant("spinegan", clinical_weight=0.1))
+# (treated, control): the variants that differ only in the clinical loss; with replicate seeds, the headline and the
+# report state the loss's effect paired by seed (spine.pipeline.seeds)
+CLINICAL_LOSS_PAIR = ("spinegan", "stylegan2-ada")
+# DP-SGD refuses ADA (its controller reads D's scores on real images without privacy), hence no augmentation.
+DP_VARIANT = Variant("spinegan-dp", clinical_weight=0.1, train_args=("--dp=1", "--dp-epsilon=10", "--aug=noaug"))
+
+
+def default_variants() -> tuple[Variant, ...]:
+    """The paper's models: plain conditional StyleGAN2-ADA, SpineGAN, and SpineGAN under DP-SGD."""
+    return PAPER_VARIANTS + (DP_VARIANT,)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines an experiment. `source` is a VinDr-SpineXR root; None makes a phantom."""
+
+    source: str | None = None
+    phantom_train: int = 1200
+    phantom_test: int = 400
+    phantom_size: int = 128
+    phantom_difficulty: float = 0.5
+    phantom_lesion_scale: float = 1.0
+    phantom_zoom: float = 1.0
+    resolution: int = 32
+    labels: str = "abnormality"
+    # spine.classifier.models.ARCHITECTURES and INPUT_NORMS below: for every classifier the experiment trains (the
+    # clinical loss's judge, the independent judge and every downstream arm: one protocol for all)
+    classifier_arch: str = "small_cnn"
+    classifier_epochs: int = 20
+    classifier_patience: int = 5
+    gan_cfg: str = "demo"
+    kimg: int = 20
+    snap: int = 5
+    variants: tuple[Variant, ...] = dataclasses.field(default_factory=default_variants)
+    pools: tuple[Pool, ...] = ()
+    synth_per_class: int = 500
+    synth_trunc: float = 1.0
+    metrics: tuple[str, ...] = ("fid1k_full", "label_fidelity200")
+    downstream_epochs: int = 20
+    downstream_patience: int = 5
+    classifier_input_norm: str = "dataset"
+    n_resamples: int = 1000
+    seed: int = 0
+    report: bool = True
+    # A second classifier (seed + 1, same training images) that no GAN trains against: label fidelity by it is
+    # the honest measure, since the clinical loss teaches a generator what its own judge looks at.
+    independent_judge: bool = True
+    # Memorisation and membership inference of every generator (spine.evaluation.privacy_audit): training images as
+    # members, the test split as non-members (an evaluation, like the downstream test; it informs no choice).
+    privacy_audit: bool = False
+    # The audit's white-box attack by inversion (projection into W): members and non-members inverted per generator,
+    # 0 = off; and the projection steps. Cost: about steps x a generator forward/backward pass on 2N images.
+    privacy_inversion: int = 0
+    privacy_inversion_steps: int = 100
+
+    @staticmethod
+    def from_dict(data: dict[str, Any], where: str = "config") -> "ExperimentConfig":
+        """Build from plain data (a JSON file); unknown keys and malformed variants are refused by name."""
+        known = {f.name for f in dataclasses.fields(ExperimentConfig)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        data = dict(data)
+        if "variants" in data:
+            data["variants"] = tuple(_variant(v, f"{where}.variants[{i}]") for i, v in enumerate(data["variants"]))
+        if "pools" in data:
+            data["pools"] = tuple(_pool(p, f"{where}.pools[{i}]") for i, p in enumerate(data["pools"]))
+        if "metrics" in data:
+            data["metrics"] = tuple(data["metrics"])
+        config = ExperimentConfig(**data)
+        config.check(where)
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def check(self, where: str = "config") -> None:
+        names = [v.name for v in self.variants]
+        if not names or len(set(names)) != len(names) or not all(n and "/" not in n for n in names):
+            raise ValueError(f"{where}.variants: need at least one variant, with distinct names without '/', "
+                             f"got {names}")
+        self._check_pools(where)
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
+        if self.kimg < 1 or self.synth_per_class < 2:
+            raise ValueError(f"{where}: kimg must be >= 1 and synth_per_class >= 2")
+        if self.classifier_arch not in ARCHITECTURES:
+            raise ValueError(f"{where}.classifier_arch: expected one of {list(ARCHITECTURES)}, "
+                             f"got {self.classifier_arch!r}")
+        if self.classifier_input_norm not in INPUT_NORMS:
+            raise ValueError(f"{where}.classifier_input_norm: expected one of {list(INPUT_NORMS)}, "
+                             f"got {self.classifier_input_norm!r}")
+
+    def _check_pools(self, where: str) -> None:
+        """Pool names are new arm names; members are two or more variants of one label mode."""
+        modes = {v.name: v.labels or self.labels for v in self.variants}
+        names = [p.name for p in self.pools]
+        for i, pool in enumerate(self.pools):
+            if not pool.name or "/" in pool.name or pool.name in modes or names.count(pool.name) > 1:
+                raise ValueError(f"{where}.pools[{i}].name: expected a name without '/' that no variant or other "
+                                 f"pool has, got {pool.name!r}")
+            unknown = [m for m in pool.members if m not in modes]
+            if len(set(pool.members)) < 2 or len(set(pool.members)) < len(pool.members) or unknown:
+                raise ValueError(f"{where}.pools[{i}].members: expected two or more distinct variant names (of "
+                                 f"{sorted(modes)}), got {list(pool.members)}")
+            if len({modes[m] for m in pool.members}) > 1:
+                raise ValueError(f"{where}.pools[{i}].members: variants of different label modes cannot share a "
+                                 f"classifier's labels, got {({m: modes[m] for m in pool.members})}")
+
+    def mode_of(self, name: str) -> str:
+        """The label mode of a variant or pool (pools take their members')."""
+        pools = {p.name: p.members[0] for p in self.pools}
+        variant = next(v for v in self.variants if v.name == pools.get(name, name))
+        return variant.labels or self.labels
+
+
+def _pool(data: Any, where: str) -> Pool:
+    if not isinstance(data, dict) or set(data) != {"name", "members"} or not isinstance(data["name"], str) \
+            or not isinstance(data["members"], (list, tuple)) or not all(isinstance(m, str) for m in data["members"]):
+        raise ValueError(f"{where}: expected {{'name': str, 'members': [variant names]}}, got {data!r}")
+    return Pool(data["name"], tuple(data["members"]))
+
+
+def _variant(data: Any, where: str) -> Variant:
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise ValueError(f"{where}: expected {{'name': str, 'clinical_weight': float, 'train_args': [str]}}")
+    unknown = set(data) - {"name", "clinical_weight", "train_args", "labels", "seed"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+    labels, seed = data.get("labels"), data.get("seed")
+    if labels is not None and labels not in LABEL_MODES:
+        raise ValueError(f"{where}.labels: expected one of {list(LABEL_MODES)}, got {labels!r}")
+    if seed is not None and not isinstance(seed, int):
+        raise ValueError(f"{where}.seed: expected an integer, got {seed!r}")
+    return Variant(data["name"], float(data.get("clinical_weight", 0.0)), tuple(data.get("train_args", ())),
+                   labels, seed)
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> ExperimentConfig:
+    """A JSON config file (or the defaults) with command-line overrides applied."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise dnnlib.UserError(f"--config={path}: not a readable JSON file ({exc})") from exc
+        if not isinstance(data, dict):
+            raise dnnlib.UserError(f"--config={path}: expected a JSON object")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ExperimentConfig.from_dict(data, where=path or "options")
+    except (TypeError, ValueError) as exc:
+        raise dnnlib.UserError(str(exc)) from exc
+
+
+def downstream_options(config: ExperimentConfig) -> DownstreamOptions:
+    """Every downstream arm's classifier: the experiment's architecture and pixel normalisation (the judges' too)."""
+    return DownstreamOptions(arch=config.classifier_arch, epochs=config.downstream_epochs,
+                             patience=config.downstream_patience, seed=config.seed, n_resamples=config.n_resamples,
+                             input_norm=config.classifier_input_norm)
+
+
+def classifier_options(config: ExperimentConfig, resolution: int, seed: int) -> TrainOptions:
+    """A judge's training (the clinical loss's, the independent one): the experiment's architecture and protocol."""
+    return TrainOptions(arch=config.classifier_arch, resolution=resolution, epochs=config.classifier_epochs,
+                        patience=config.classifier_patience, seed=seed, input_norm=config.classifier_input_norm)
