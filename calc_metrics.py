@@ -200,6 +200,8 @@ def main(network: str | None, metric_list: str, data: str | None, data2: str | N
     args = dnnlib.EasyDict(network=network, metrics=metrics, data=data, data2=data2, mirror=mirror,
                            num_gpus=num_gpus, run_dir=run_dir, **options)
     check_inputs(args)
+    if run_dir is not None:  # the results go beside the snapshot: found unwritable before, not after, the work
+        dnnlib.check_output_path(network, "--network")
     try:
         if num_gpus == 1:
             run_metrics(0, args)

@@ -106,7 +106,8 @@ def generate_images(G: torch.nn.Module, seeds: list[int], outdir: str, truncatio
 @click.option("--trunc", "truncation_psi", type=float, help="Truncation psi", default=1, show_default=True)
 @click.option("--class", "class_idx", type=int, help="Class label (required for conditional networks)")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
-@click.option("--outdir", help="Where to save the output images", type=str, required=True, metavar="DIR")
+@click.option("--outdir", help="Where to save the output images", type=dnnlib.OutputPath(), required=True,
+              metavar="DIR")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per forward pass")
 @click.option("--device", type=misc.DEVICE, default=None,
@@ -119,6 +120,8 @@ def main(network_pkl: str, seeds: list[int], truncation_psi: float, class_idx: i
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print(f'Loading networks from "{network_pkl}" on {dev}...')
     G = load_generator(network_pkl, dev).eval().requires_grad_(False)
+    # a PNG of noise is at most about its raw size
+    dnnlib.check_free_space(outdir, "--outdir", len(seeds) * G.img_resolution ** 2 * G.img_channels)
     paths = generate_images(G, seeds, outdir, truncation_psi, noise_mode, class_idx, batch_size, dev)
     print(f"Wrote {len(paths)} images to {outdir}")
 

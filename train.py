@@ -591,7 +591,7 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.command()
 @click.pass_context
 # General options.
-@click.option("--outdir", help="Where to save the results", required=True, metavar="DIR")
+@click.option("--outdir", help="Where to save the results", required=True, type=dnnlib.OutputPath(), metavar="DIR")
 @click.option("--gpus", help="Number of processes (GPUs, or CPU processes) [default: 1]", type=int, default=1,
               metavar="INT")
 @click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")

@@ -263,7 +263,7 @@ def _summary(meta: dict[str, Any], dest: str) -> str:
 
 @click.command()
 @click.option("--source", required=True, type=click.Path(), help="VinDr root or folder of images")
-@click.option("--dest", required=True, type=click.Path(), help="Output .zip or empty folder")
+@click.option("--dest", required=True, type=dnnlib.OutputPath(), help="Output .zip or empty folder")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
 @click.option("--resolution", type=int, default=256, show_default=True, callback=_power_of_two)
 @click.option("--transform", type=click.Choice(["center-crop", "pad"]), default="center-crop", show_default=True)
@@ -280,7 +280,8 @@ def _summary(meta: dict[str, Any], dest: str) -> str:
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Seed of the train/val split")
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--preview", type=click.Path(dir_okay=False), default=None, help="Write a PNG grid, one row per class")
+@click.option("--preview", type=dnnlib.OutputPath(dir_okay=False), default=None,
+              help="Write a PNG grid, one row per class")
 def main(source: str, dest: str, split: str, resolution: int, transform: str, resize_filter: str,
          label_mode: str | None, multi_lesion: str, rare: str, consensus: str, val_fraction: float, part: str,
          seed: int, max_images: int | None, workers: int, preview: str | None) -> None:
@@ -301,6 +302,7 @@ def main(source: str, dest: str, split: str, resolution: int, transform: str, re
     options["labels"] = listing.label_mode
     items = select_items(listing.items, val_fraction, part, seed, max_images)
     opts = ImageOptions(resolution, transform, resize_filter)
+    dnnlib.check_free_space(dest, "--dest", len(items) * resolution ** 2)  # 8-bit gray PNGs, at most about raw
     meta = write_dataset(items, listing, dest, opts, workers, options, source)
     for entry in meta["spinegan"]["skipped"]:
         click.echo(f"skipped {entry['file']}: {entry['reason']}", err=True)

@@ -284,7 +284,7 @@ def write_outputs(outdir: str, report: dict[str, Any], generated: torch.Tensor, 
 @click.option("--network", "network_pkl", help="Network snapshot (.pkl) or URL", required=True)
 @click.option("--train", "train_path", help="Training images (folder or zip): the members", required=True)
 @click.option("--heldout", "heldout_path", help="Held-out images never used for training", required=True)
-@click.option("--outdir", help="Where to write the report", required=True)
+@click.option("--outdir", help="Where to write the report", required=True, type=dnnlib.OutputPath())
 @click.option("--num", help="Generated images [default: 1000]", type=click.IntRange(min=1), default=1000)
 @click.option("--max-real", help="At most this many images per real set [default: all; the larger set is always cut "
               "to the smaller one's size]", type=click.IntRange(min=1))

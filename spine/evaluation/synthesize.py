@@ -236,14 +236,15 @@ def _parse_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.command()
 @click.option("--network", "network_pkl", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Generator snapshot (.pkl)")
-@click.option("--dest", required=True, type=click.Path(), help="Output .zip or empty folder")
+@click.option("--dest", required=True, type=dnnlib.OutputPath(), help="Output .zip or empty folder")
 @click.option("--per-class", type=click.IntRange(min=1), default=None, help="Images per class")
 @click.option("--class-mix", callback=_parse_mix, default=None, help="Images per class, e.g. 700,300")
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Seed of the first image")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--class-names", default=None, help="Comma-separated [default: from the training dataset]")
-@click.option("--dicom", "dicom_dir", type=click.Path(), default=None, help="Also write DICOMs to this new folder")
+@click.option("--dicom", "dicom_dir", type=dnnlib.OutputPath(), default=None,
+              help="Also write DICOMs to this new folder")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", type=misc.DEVICE, default=None, help="cpu, cuda ... [default: cuda if available]")
 def main(network_pkl: str, dest: str, per_class: int | None, class_mix: list[int] | None, seed: int,
@@ -259,6 +260,7 @@ def main(network_pkl: str, dest: str, per_class: int | None, class_mix: list[int
         plan = SynthesisPlan.from_counts(counts, seed)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    dnnlib.check_free_space(dest, "--dest", len(plan.seeds) * G.img_resolution ** 2 * G.img_channels)
     provenance = generator_provenance(network_pkl, metadata, truncation_psi, noise_mode)
     meta = write_synthetic_dataset(G, plan, dest, names, label_mode, provenance, options, dicom_dir,
                                    truncation_psi, noise_mode, batch_size, dev)

@@ -273,7 +273,7 @@ def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
 
 
 @click.command()
-@click.option("--outdir", required=True, type=click.Path(), help="Destination; must not exist or be empty.")
+@click.option("--outdir", required=True, type=dnnlib.OutputPath(), help="Destination; must not exist or be empty.")
 @click.option("--num-train", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--num-test", type=click.IntRange(min=0), default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -29,6 +29,7 @@ from typing import Any
 
 import click
 
+import dnnlib
 from spine.pipeline.experiment import (CLINICAL_LOSS_PAIR, PAPER_VARIANTS, ExperimentConfig, Pool, Variant,
                                       default_variants, run_experiment)
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
@@ -167,7 +168,7 @@ def headline_numbers(out: dict[str, Any]) -> list[str]:
 
 
 @click.command()
-@click.option("--outdir", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
+@click.option("--outdir", default="runs/demo", show_default=True, type=dnnlib.OutputPath(file_okay=False),
               help="Experiment folder; rerun with the same folder to continue after an interruption")
 @click.option("--mode", type=click.Choice(sorted(MODES)), default="demo", show_default=True)
 @click.option("--parallel", type=click.IntRange(min=1), default=None,

@@ -572,7 +572,7 @@ def _variants_option(_ctx: click.Context, _param: click.Parameter, value: str | 
 
 
 @click.command()
-@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Experiment folder (resumable)")
+@click.option("--outdir", required=True, type=dnnlib.OutputPath(file_okay=False), help="Experiment folder (resumable)")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON config (keys: the fields of ExperimentConfig)")
 @click.option("--source", type=click.Path(exists=True, file_okay=False), default=None,

@@ -467,7 +467,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 @click.command()
 @click.option("--experiment", "outdir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Experiment folder (spine.pipeline.experiment / spine.pipeline.demo)")
-@click.option("--out", "reportdir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "reportdir", type=dnnlib.OutputPath(file_okay=False), default=None,
               help="Report folder [default: <experiment>/report]")
 def main(outdir: str, reportdir: str | None) -> None:
     """Write the HTML report of an experiment."""
