@@ -42,6 +42,7 @@ from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
 from training import resume_options
+from training.resume_source import check_progress_left, resolve_resume
 from training.run_dir import create_run_dir, next_run_id
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -285,10 +286,7 @@ def configure_resume(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
         args.resume_checkpoint = opts.resume
         return ["continued"]
     else:
-        if "://" not in opts.resume and not os.path.isfile(opts.resume):
-            raise UserError(f"--resume={opts.resume}: no such file (expected a checkpoint.pt, a network "
-                            f"snapshot .pkl, a URL, or one of {sorted(RESUME_SPECS)})")
-        args.resume_pkl = opts.resume  # a local file is loaded and checked once every option is known
+        args.resume_pkl = opts.resume  # found by resolve_resume; checked against the networks once they are known
         desc = "resumecustom"
     args.ada_kimg = 100  # transfer learning: let ADA react faster
     args.ema_rampup = None  # and do not ramp the EMA up
@@ -396,6 +394,7 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict,
     (--resume=<checkpoint.pt>) takes the others from the run it continues (training.resume_options).
     """
     explicit = {k for k, v in opts.items() if v is not None} if explicit is None else explicit
+    opts = dnnlib.EasyDict(opts, resume=resolve_resume(opts.get("resume"), RESUME_SPECS))  # before --data is needed
     saved = load_resumed_options(opts.get("resume"))
     notes: list[str] = []
     if saved is not None and saved.get("cli_options") is not None:
@@ -413,7 +412,8 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict,
     args.cli_options = cli_options
     if saved is not None:
         check_resume_compatible(opts.get("resume"), saved, args, explicit)
-    if args.resume_pkl is not None and "://" not in args.resume_pkl:
+        check_progress_left(opts.resume, args.total_kimg)
+    if args.resume_pkl is not None:
         check_resume_snapshot(args)
     return "-".join(desc), args
 
@@ -445,7 +445,7 @@ def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
     from training.training_loop import build_networks
     path = args.resume_pkl
     try:
-        snapshot = load_network_pkl(path)
+        snapshot = load_network_pkl(dnnlib.util.open_url(path, return_filename=True))  # a URL: fetched already
     except UserError as exc:
         raise UserError(f"--resume: {exc}") from None
     names = [name for name in ("G", "D", "G_ema") if snapshot[name] is not None]
