@@ -41,7 +41,7 @@ from spine.dp import options as dp_options
 from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
-from training import resume_options
+from training import interrupt, resume_options
 from training.resume_source import check_progress_left, resolve_resume
 from training.run_dir import create_run_dir, next_run_id
 
@@ -514,12 +514,23 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
             for note in args.notes:  # changes made for the user (resume overrides, DP's augmentation) lead the log
                 print(note)
         kwargs = loop_kwargs(args)
-        with custom_ops.choices_logged_to(sys.stdout):  # the log says whether CUDA plugins or reference ops run
+        with custom_ops.choices_logged_to(sys.stdout), interrupt.stop_on_signals():  # the log says which ops run
             training_loop(rank=rank, **kwargs, **build_plugins(args, device), options=ckpt.plain(run_options(args)))
+    except interrupt.Interrupted as stop:
+        if rank == 0:
+            print(continue_hint(stop, args.run_dir))
+        raise SystemExit(stop.exit_code) from None
     finally:
         if logger is not None:
             logger.close()
         dist_utils.shutdown()
+
+
+def continue_hint(stop: interrupt.Interrupted, run_dir: str) -> str:
+    """The log's last line after Ctrl-C or SIGTERM: where the run stopped and the command that continues it."""
+    outdir = os.path.dirname(os.path.normpath(run_dir)) or "."
+    return (f"\ninterrupted at {stop.cur_nimg / 1000:g} kimg; continue with: python train.py --outdir {outdir} "
+            f"--resume={os.path.join(run_dir, ckpt.FILE_NAME)}")
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ draws the fake-image labels (default: labels of random training images). Every p
 state, add snapshot metadata, report per tick and choose how the real batches are sampled: the optional
 methods of `training.plugins`, consulted for all of them. `abort_fn()`, asked at every tick, stops the run cleanly
 (final snapshot and checkpoint) when it returns True or a non-empty reason, which is printed (DP: the privacy budget).
+A signal caught by `training.interrupt.stop_on_signals` stops it after the iteration with a checkpoint only.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import dnnlib
 from torch_utils import misc, training_stats
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
+from training import interrupt
 from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
 from training.dataset import construct_dataset
 from training.fake_labels import fake_label_sampler
@@ -526,6 +528,11 @@ def training_loop(
         progress_fn(progress.cur_nimg // 1000, int(total_kimg))
     try:
         while True:
+            signum = interrupt.stop_requested(progress.cur_nimg == progress.tick_start_nimg, world)
+            if signum:  # Ctrl-C or SIGTERM: save the state this iteration would start from, then stop
+                write_checkpoint(os.path.join(run_dir, ckpt.FILE_NAME), nets, loss, phases, progress,
+                                 training_set_kwargs, options or {}, is_main, plugins)
+                raise interrupt.Interrupted(signum, progress.cur_nimg)
             rounds = fetch_rounds(real_batches, fake_labels, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
                                   device)
             run_iteration(phases, loss, rounds, progress.batch_idx, timer)
