@@ -5,7 +5,8 @@ grayscale radiographs), `--cfg=demo` (a small network that learns recognisable i
 `--cfg=demo-gpu` (the demo at batch 64, for a GPU).
 
 Resume semantics:
-  --resume=<run>/checkpoint.pt   continue that run exactly (weights, optimisers, p, ADA, pl_mean, counters, RNG)
+  --resume=<run>/checkpoint.pt   (or <run>, runs/latest, or a folder of runs: its newest checkpoint)
+                                 continue that run exactly (weights, optimisers, p, ADA, pl_mean, counters, RNG)
                                  with its own options; only --kimg, --snap, --metrics, --workers, ... may be given
                                  anew (training.resume_options; the log lists them), any other differing option is
                                  refused. Writes into a new run directory.
@@ -43,7 +44,7 @@ from training import checkpoint as ckpt
 from training import distributed as dist_utils
 from training import interrupt, resume_options
 from training.resume_source import check_progress_left, resolve_resume
-from training.run_dir import create_run_dir, next_run_id
+from training.run_dir import LATEST, create_run_dir, next_run_id, point_latest
 
 # ---------------------------------------------------------------------------------------------------------------
 # Presets.
@@ -570,7 +571,7 @@ def remove_interrupted_writes(outdir: str, resume_checkpoint: str | None) -> Non
     dnnlib.remove_stale_temp_files)."""
     dirs = {os.path.dirname(os.path.abspath(resume_checkpoint))} if resume_checkpoint else set()
     if os.path.isdir(outdir):
-        dirs |= {entry.path for entry in os.scandir(outdir) if entry.is_dir()}
+        dirs |= {entry.path for entry in os.scandir(outdir) if entry.is_dir(follow_symlinks=False)}
     for directory in sorted(dirs):
         dnnlib.remove_stale_temp_files(directory)
 
@@ -588,6 +589,16 @@ def print_summary(args: dnnlib.EasyDict, run_dir: str) -> None:
     print(f"Conditional model:  {data['use_labels']}")
     print(f"Dataset x-flips:    {data['xflip']}")
     print()
+
+
+def next_steps(outdir: str, run_dir: str) -> str:
+    """What a user needs after a run: where it is (also as <outdir>/latest), its newest snapshot, how to go on."""
+    snapshots = sorted(name for name in os.listdir(run_dir) if name.startswith("network-snapshot-"))
+    lines = [f"Run folder: {run_dir} (also {os.path.join(outdir, LATEST)} until the next run)"]
+    if snapshots:
+        lines.append(f"Newest snapshot: {os.path.join(run_dir, snapshots[-1])}")
+    lines.append(f"Continue with: python train.py --outdir {outdir} --resume={run_dir} --kimg=<more>")
+    return "\n".join(lines)
 
 
 def write_training_options(args: dnnlib.EasyDict) -> None:
@@ -652,7 +663,7 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     Examples (the README's data section makes these datasets):
       python train.py --outdir=runs --data=data/spine256.zip --cfg=spine --cond=1 --clinical-loss=classifier.pkl
       python train.py --outdir=runs --data=data/spine32.zip --cfg=demo --cond=1 --kimg=30
-      python train.py --outdir=runs --resume=runs/00000-spine32-cond-demo-kimg30/checkpoint.pt --kimg=40
+      python train.py --outdir=runs --resume=runs/latest --kimg=40
     """
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
@@ -672,9 +683,12 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     remove_interrupted_writes(outdir, args.resume_checkpoint)
     args.run_dir = create_run_dir_all_ranks(outdir, desc)
     if dist_utils.rank() == 0:
+        point_latest(outdir, args.run_dir)
         print_summary(args, args.run_dir)
         write_training_options(args)
     launch(args)
+    if dist_utils.rank() == 0:
+        print(next_steps(outdir, args.run_dir))
 
 
 if __name__ == "__main__":

@@ -76,3 +76,16 @@ class OutputPath(click.Path):
 
 
 OUTPUT_PATH = OutputPath()
+
+
+def replace_folder(new: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Move the finished folder `new` (beside `dest`) to `dest`, replacing a folder already there: the old one is
+    renamed aside first and deleted only once the new one is in place, so `dest` is never half old, half new."""
+    dest = os.path.abspath(os.fspath(dest))
+    if not (os.path.isdir(dest) and os.listdir(dest)):
+        os.replace(new, dest)  # absent or empty: one atomic rename
+        return
+    old = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix=f".{os.path.basename(dest)}.old-", suffix=".tmp")
+    os.replace(dest, old)  # over the empty placeholder
+    os.replace(new, dest)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,7 +1,7 @@
 """What `train.py --resume=...` names, found and checked before anything else (before --data, the networks or the
 run folder), so that a wrong value is one line about the value itself.
 
-    a run folder           its checkpoint.pt
+    a run folder           its checkpoint.pt (runs/latest: the one it points to now)
     a folder of runs       the checkpoint.pt of its newest run (highest number), e.g. --resume=runs
     a checkpoint.pt        continued exactly
     a snapshot .pkl        transfer learning (it must load)
@@ -27,10 +27,12 @@ def resolve_resume(value: str | None, named_urls: dict[str, str]) -> str | None:
         fetch(value, named_urls.get(value, value))
         return value
     if os.path.isdir(value):
-        return newest_checkpoint(value)
+        return newest_checkpoint(os.path.realpath(value))  # runs/latest moves once this run starts
     if not os.path.isfile(value):
         raise UserError(f"--resume={value}: no such file (expected a checkpoint.pt, a run folder, a folder of runs, "
                         f"a network snapshot .pkl, a URL, or one of {sorted(named_urls)})")
+    if os.path.realpath(value) != os.path.abspath(value):
+        value = os.path.realpath(value)  # through runs/latest, which moves once this run starts
     if not ckpt.is_checkpoint(value):
         from training.serialization import load_network_pkl
         try:

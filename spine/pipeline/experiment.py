@@ -330,7 +330,7 @@ def train_variant(variant: Variant, train_zip: str, classifier: str, config: Exp
     cmd = train_command(variant, train_zip, classifier, config, workdir)
     run_logged(cmd, workdir / "train.log", lambda line: line.startswith(("tick", "Error", "Resumed")),
                lambda line: log(f"[train/{variant.name}] {line}"), env)
-    run_dirs = sorted(p for p in workdir.iterdir() if p.is_dir())
+    run_dirs = sorted(p for p in workdir.iterdir() if p.is_dir() and not p.is_symlink())  # not train.py's 'latest'
     snapshots = sorted(glob.glob(str(run_dirs[-1] / "network-snapshot-*.pkl")))
     if not snapshots:
         raise RuntimeError(f"{run_dirs[-1]}: training finished without a network snapshot")
