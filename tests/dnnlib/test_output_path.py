@@ -78,3 +78,15 @@ def test_the_click_type_refuses_while_parsing_with_exit_1(tmp_path):
     result = CliRunner().invoke(tool, ["--out", str(tmp_path)])  # click.Path's own rule: a usage error
     assert result.exit_code == 2 and "is a directory" in result.output
     assert CliRunner().invoke(tool, ["--out", str(tmp_path / "new.pkl")]).exit_code == 0
+
+
+def test_replace_folder_swaps_whole_folders_and_leaves_nothing_aside(tmp_path):
+    for name, files in (("new", ["a"]), ("dest", ["b", "c"])):
+        (tmp_path / name).mkdir()
+        for f in files:
+            (tmp_path / name / f).write_text(name)
+    dnnlib.replace_folder(tmp_path / "new", tmp_path / "dest")
+    assert bad_inputs.tree(tmp_path) == {"dest", "dest/a"}
+    (tmp_path / "new2").mkdir()
+    dnnlib.replace_folder(tmp_path / "new2", tmp_path / "absent")
+    assert bad_inputs.tree(tmp_path) == {"dest", "dest/a", "absent"}
