@@ -45,6 +45,7 @@ from training import distributed as dist_utils
 from training import interrupt, resume_options
 from training.resume_source import check_progress_left, resolve_resume
 from training.run_dir import LATEST, create_run_dir, next_run_id, point_latest
+from training.run_warnings import run_warnings
 
 # ---------------------------------------------------------------------------------------------------------------
 # Presets.
@@ -674,6 +675,8 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     print("Training options:")
     print(json.dumps(args, indent=2))
     print()
+    for warning in run_warnings(args, on_gpu=torch.cuda.is_available()):
+        click.echo(f"Warning: {warning}", err=True)
     if dry_run:
         for note in args.notes:  # a real run prints them at the start of its log
             print(note)

@@ -83,6 +83,11 @@ def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resam
         check_compatible(classifier, images.label_mode, len(images.class_names), images.class_names)
     except ValueError as exc:
         raise dnnlib.UserError(f"--classifier={classifier_path} on --data={data}: {exc}") from None
+    trained_at = classifier.spec.resolution
+    if images.resolution != trained_at:  # the inputs are resized to the classifier's size, silently otherwise
+        click.echo(f"Warning: --data={data} holds {images.resolution}x{images.resolution} images; the classifier was "
+                   f"trained on {trained_at}x{trained_at} ones and sees them resized, so its scores may not hold",
+                   err=True)
     for path in (out, roc):
         if path is not None:  # temp files of an earlier run killed mid-write
             dnnlib.remove_stale_temp_files(Path(path).resolve().parent)
