@@ -45,7 +45,7 @@ from training import interrupt
 from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
 from training.dataset import construct_dataset
 from training.fake_labels import fake_label_sampler
-from training.image_grid import choose_grid_indices, grid_shape, save_image_grid
+from training.image_grid import LEGIBLE_TILE, choose_grid_indices, grid_shape, row_names, save_image_grid
 from training.loss import GeneratorTerm, StyleGAN2Loss
 from training.phase_timer import PhaseTimer
 from training.phase_update import GradientStep, Phase, PhaseRound, PhaseUpdate
@@ -301,6 +301,7 @@ class ImageGrid:
     size: tuple[int, int]
     z: torch.Tensor
     c: torch.Tensor
+    row_labels: list[str] | None = None  # each row's class, for a conditional grid
 
 
 def setup_image_grid(training_set: Any, run_dir: str, seed: int, grid_size: tuple[int, int] | None,
@@ -311,18 +312,22 @@ def setup_image_grid(training_set: Any, run_dir: str, seed: int, grid_size: tupl
         if training_set.has_labels else None
     indices = choose_grid_indices(labels, len(training_set), gw, gh, seed)
     images = np.stack([training_set[i][0] for i in indices])
-    save_image_grid(images, os.path.join(run_dir, "reals.png"), drange=(0, 255), grid_size=(gw, gh))
+    rows = row_names(labels[indices], gw, getattr(training_set, "metadata", {}).get("class_names")) \
+        if labels is not None and labels.shape[1] > 0 else None
+    save_image_grid(images, os.path.join(run_dir, "reals.png"), drange=(0, 255), grid_size=(gw, gh),
+                    row_labels=rows, min_tile=LEGIBLE_TILE)
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn([len(indices), z_dim], generator=generator).to(device)
     c = torch.from_numpy(np.stack([training_set.get_label(i) for i in indices])).to(device)
-    return ImageGrid(size=(gw, gh), z=z, c=c)
+    return ImageGrid(size=(gw, gh), z=z, c=c, row_labels=rows)
 
 
 @torch.no_grad()
 def save_fakes(G_ema: torch.nn.Module, grid: ImageGrid, path: str, batch_gpu: int) -> None:
     images = [G_ema(z=z, c=c, noise_mode="const").cpu() for z, c in zip(grid.z.split(batch_gpu),
                                                                       grid.c.split(batch_gpu))]
-    save_image_grid(torch.cat(images).numpy(), path, drange=(-1, 1), grid_size=grid.size)
+    save_image_grid(torch.cat(images).numpy(), path, drange=(-1, 1), grid_size=grid.size, row_labels=grid.row_labels,
+                    min_tile=LEGIBLE_TILE)
 
 
 def cpu_copy(module: torch.nn.Module | None) -> torch.nn.Module | None:
