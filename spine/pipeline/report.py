@@ -31,6 +31,7 @@ import dnnlib
 from spine.data.preview import tile
 from spine.evaluation.downstream import exaggerated_arms, ratio_texts
 from spine.evaluation.privacy_audit import nearest, stated_tpr_bound
+from spine.pipeline import report_tables
 from spine.pipeline.experiment import CLINICAL_LOSS_PAIR
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 from training.dataset import ImageFolderDataset
@@ -56,7 +57,7 @@ def read_steps(outdir: Path) -> dict[str, dict[str, Any]]:
     steps = {}
     for marker in sorted((outdir / "steps").glob("*.json")):
         record = json.loads(marker.read_text())
-        steps[record["step"]] = dict(record["outputs"], seconds=record["seconds"])
+        steps[record["step"]] = dict(record["outputs"], seconds=record["seconds"], finished=record.get("finished", 0.0))
     return steps
 
 
@@ -184,15 +185,17 @@ def plot_class_means(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarra
     names = list(real)
     diffs = {kind: means[names[-1]] - means[names[0]] for kind, means in (("real", real), ("synthetic", synthetic))}
     span = max(float(np.abs(d).max()) for d in diffs.values()) or 1.0
-    fig = Figure(figsize=(2.4 * (len(names) + 1), 5.0), dpi=90)
+    # Column titles once, over the top row, and the row's kind as the first image's y label: titles per image
+    # ("synthetic: mean abnormal") were wider than the images and ran into each other.
+    fig = Figure(figsize=(2.6 * (len(names) + 1), 5.2), dpi=90)
     for r, (kind, means) in enumerate((("real", real), ("synthetic", synthetic))):
         for c, name in enumerate(names):
             ax = fig.add_subplot(2, len(names) + 1, r * (len(names) + 1) + c + 1)
             ax.imshow(means[name], cmap="gray", vmin=0, vmax=255)
-            ax.set(title=f"{kind}: mean {name}", xticks=[], yticks=[])
+            ax.set(title=f"mean {name}" if r == 0 else "", xticks=[], yticks=[], ylabel=kind if c == 0 else "")
         ax = fig.add_subplot(2, len(names) + 1, r * (len(names) + 1) + len(names) + 1)
         image = ax.imshow(diffs[kind], cmap="RdBu_r", vmin=-span, vmax=span)
-        ax.set(title=f"{kind}: {names[-1]} - {names[0]}", xticks=[], yticks=[])
+        ax.set(title=f"{names[-1]} - {names[0]}" if r == 0 else "", xticks=[], yticks=[])
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return _save(fig, path)
@@ -402,8 +405,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     metric_rows = []
     for name in names:
         entry = steps.get(f"metrics/{name}", {})
-        for key, value in sorted(entry.get("results", {}).items()):
-            metric_rows.append([name, key, _fmt(value, 4) if isinstance(value, float) else value])
+        metric_rows += report_tables.metric_rows(name, entry.get("results", {}))
         for key, error in sorted(entry.get("errors", {}).items()):
             metric_rows.append([name, key, f"not computed: {error}"])
     body.append(_table(["variant", "metric", "value"], metric_rows) if metric_rows else "<p>No metrics yet.</p>")
@@ -454,8 +456,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 
     body.append("<h2 id='privacy-audit'>Privacy audit</h2>" + privacy_section(steps, names))
     body.append("<h2 id='model-card'>Model card</h2>" + model_card(config, steps))
-    timings = [[k, f"{v['seconds']:.0f} s"] for k, v in steps.items()]
-    body.append("<h3>Step timings</h3>" + _table(["step", "time"], timings))
+    body.append("<h3>Step timings</h3>" + _table(["step", "time"], report_tables.timing_rows(steps)))
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SpineGAN report: "
             f"{html.escape(outdir.name)}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
     path = reportdir / "index.html"

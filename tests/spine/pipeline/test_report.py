@@ -172,3 +172,18 @@ def test_model_card_says_what_a_pooled_arm_is():
     card = report.model_card(config, {})
     assert "<b>Pooled arm ab</b>: no generator of its own; the synthetic images of a, b together" in card
     assert "Pooled arm" not in report.model_card(ExperimentConfig().to_dict(), {})
+
+
+def test_metrics_are_listed_once_per_number_and_timings_in_pipeline_order_with_a_total():
+    from spine.pipeline.report_tables import metric_rows, timing_rows
+    results = dict(label_fidelity200_accuracy=0.75, label_fidelity200_auc=0.8125, label_fidelity200_normal_auc=0.8125,
+                   label_fidelity200_abnormal_auc=0.8125, independent_label_fidelity200_auc=0.8125, fid1k_spine=0.8125)
+    assert metric_rows("gan", results) == [
+        ["gan", "fid1k_spine", "0.8125"],  # the same number, another metric: its own row
+        ["gan", "independent_label_fidelity200_auc", "0.8125"],
+        ["gan", "label_fidelity200_auc (also abnormal_auc, normal_auc)", "0.8125"],
+        ["gan", "label_fidelity200_accuracy", "0.7500"]]
+    steps = {"classifier": dict(seconds=60.0, finished=20.0), "data/phantom": dict(seconds=30.0, finished=10.0),
+             "train/gan": dict(seconds=600.0, finished=30.0)}  # read alphabetically, run in another order
+    assert timing_rows(steps) == [["data/phantom", "30 s"], ["classifier", "60 s"], ["train/gan", "600 s"],
+                                  ["total", "690 s (11.5 min)"]]
