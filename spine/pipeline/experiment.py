@@ -395,6 +395,34 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
     return dict(results=results, errors=errors)
 
 
+def baseline_metrics(train_zip: str, test_zip: str, classifier: str, config: ExperimentConfig, workdir: Path,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+    """The configured FID and KID metrics between the real training and the real test images: the value two real
+    samples of one distribution get at that count, which gives every generator's value its scale."""
+    import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine metrics)
+    from metrics import metric_main
+    results: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for metric in baseline_metric_names(config):
+        dataset = dict(class_name="training.dataset.ImageFolderDataset", use_labels=True)
+        try:
+            line = metric_main.calc_metric(metric, dataset_kwargs=dict(dataset, path=train_zip),
+                                           dataset2_kwargs=dict(dataset, path=test_zip), classifier=classifier,
+                                           seed=config.seed, cache_dir=str(workdir.parent / "real-stats"))
+        except (OSError, ValueError, RuntimeError) as exc:  # e.g. fewer test images than the count
+            errors[metric] = f"{type(exc).__name__}: {exc}"
+            log(f"baseline {metric} not computed: {errors[metric]}")
+            continue
+        metric_main.report_metric(line, str(workdir))
+        results.update(line["results"])
+    return dict(results=results, errors=errors)
+
+
+def baseline_metric_names(config: ExperimentConfig) -> list[str]:
+    from metrics.metric_names import parse_metric
+    return [metric for metric in config.metrics if parse_metric(metric).kind in ("fid", "kid")]
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The experiment.
 
@@ -467,6 +495,10 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         if config.privacy_audit:
             out[f"privacy/{name}"] = steps.run(f"privacy/{name}", lambda w: privacy_step(
                 trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w))
+    if baseline_metric_names(config):
+        real = data[config.labels]
+        out["metrics/real-vs-real"] = steps.run("metrics/real-vs-real", lambda w: baseline_metrics(
+            real["train"], real["test"], real["classifier"], config, w, log))
     for pool in config.pools:
         datasets = synthetic[config.mode_of(pool.name)]  # the pool becomes one of its mode's synthetic arms
         out[f"pool/{pool.name}"] = steps.run(f"pool/{pool.name}", lambda w: pool_step(pool, datasets, w))

@@ -408,7 +408,10 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
         metric_rows += report_tables.metric_rows(name, entry.get("results", {}))
         for key, error in sorted(entry.get("errors", {}).items()):
             metric_rows.append([name, key, f"not computed: {error}"])
+    baseline = steps.get("metrics/real-vs-real", {})
+    metric_rows += report_tables.metric_rows("real vs real (baseline)", baseline.get("results", {}))
     body.append(_table(["variant", "metric", "value"], metric_rows) if metric_rows else "<p>No metrics yet.</p>")
+    body.append(f"<p class='note'>{html.escape(report_tables.fid_note(config.get('metrics', [])))}</p>")
     if "classifier" in steps:
         body.append(f"<p class='note'>Spine classifier (clinical loss, spine-feature metrics): validation AUC "
                     f"{_fmt(steps['classifier']['best_val_auc'])} at epoch {steps['classifier']['best_epoch']}.</p>")

@@ -39,3 +39,18 @@ def timing_rows(steps: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
     rows = [[name, f"{steps[name]['seconds']:.0f} s"] for name in order]
     total = sum(float(steps[name]["seconds"]) for name in order)
     return rows + [["total", f"{total:.0f} s ({total / 60:.1f} min)"]]
+
+
+def fid_note(metrics: list[str]) -> str:
+    """What the metric table's FIDs mean, or how to get the standard (Inception) one when the run has none."""
+    from metrics.metric_names import parse_metric
+    specs = [parse_metric(name) for name in metrics]
+    notes = []
+    if any(spec.kind == "fid" for spec in specs):
+        notes.append("FID and KID compare with the 'real vs real (baseline)' rows: the training images against the "
+                     "test images at the same count, which is what two real samples score.")
+    if not any(spec.kind == "fid" and spec.space == "inception" for spec in specs):
+        notes.append("No Inception FID in this run: on a CPU it costs about half a second per image; "
+                     "`calc_metrics.py --metrics=fid1k --network=<snapshot>` computes it for a generator and "
+                     "`calc_metrics.py --metrics=fid1k --data=<train> --data2=<test>` its real-vs-real baseline.")
+    return " ".join(notes)
