@@ -23,12 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def script_main(name: str):
-    """The click command of a root script or tools/ script, or of a package module."""
+    """The click command of a root script or tools/ script (legacy.py's is convert_network_pickle, as NVIDIA's), or
+    of a package module."""
     if name.endswith(".py"):
         spec = importlib.util.spec_from_file_location(Path(name).stem, REPO / name)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        return module.main
+        return getattr(module, "main", None) or module.convert_network_pickle
     return importlib.import_module(name).main
 
 
@@ -52,13 +53,13 @@ TOOLS = [
     ("spine.pipeline.experiment", ["--outdir", "OUT"]),
     ("tools/screenshot_report.py", ["--out", "OUT", "x.html"]),
     ("tools/snapshot_skill.py", ["--out", "OUT", "--real", "x.zip"]),
+    ("legacy.py", ["--dest", "OUT", "--source", "x.pkl"]),
 ]
 
 
 @pytest.mark.parametrize("tool, args", TOOLS, ids=[f"{t}:{a[0]}" for t, a in TOOLS])
 def test_every_output_is_checked_before_any_work(tmp_path, tool, args):
-    (tmp_path / "a_file").write_text("")
-    out = str(tmp_path / "a_file" / "out")
+    out = str(bad_inputs.unwritable_path(tmp_path))
     before = bad_inputs.tree(tmp_path)
     result = CliRunner().invoke(script_main(tool), [out if arg == "OUT" else arg for arg in args])
     bad_inputs.assert_refused(result, f"{args[0]}={out}: ", root=tmp_path, before=before)
@@ -68,8 +69,7 @@ def test_every_output_is_checked_before_any_work(tmp_path, tool, args):
 @pytest.mark.parametrize("command, flag", [("train", "--out"), ("evaluate", "--out"), ("evaluate", "--roc")])
 def test_classifier_outputs_are_checked_before_any_work(tmp_path, command, flag):
     from spine.classifier.cli import cli
-    (tmp_path / "a_file").write_text("")
-    out = str(tmp_path / "a_file" / "x")
+    out = str(bad_inputs.unwritable_path(tmp_path, "x"))
     before = bad_inputs.tree(tmp_path)
     result = CliRunner().invoke(cli, [command, flag, out, "--data", "x.zip", "--classifier", "c.pkl", "--out", "o"]
                                 if flag == "--roc" else [command, flag, out, "--data", "x.zip"])
