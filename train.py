@@ -683,6 +683,8 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
         print_summary(args, os.path.join(outdir, f"{next_run_id(outdir):05d}-{desc}"))
         print("Dry run; exiting.")
         return
+    if args.resume_checkpoint is not None:  # the continued run writes a checkpoint as large as the one it reads
+        dnnlib.check_free_space(outdir, "--outdir", os.path.getsize(args.resume_checkpoint))
     remove_interrupted_writes(outdir, args.resume_checkpoint)
     args.run_dir = create_run_dir_all_ranks(outdir, desc)
     if dist_utils.rank() == 0:

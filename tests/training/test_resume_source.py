@@ -97,3 +97,18 @@ def test_an_official_name_that_cannot_be_fetched_fails_before_the_run_folder(tmp
     bad_inputs.assert_refused(result, "--resume=ffhq256: Cannot download https://nvlabs-fi-cdn.nvidia.com/",
                               root=tmp_path, before=before)
     assert "place the file at" in result.output and not captured
+
+
+def test_a_continued_run_needs_room_for_a_checkpoint_as_large_as_its_own(tmp_path, captured, monkeypatch):
+    import shutil
+
+    from dnnlib import output_path
+    args = started_run(tmp_path, captured)
+    path = checkpoint_at(tmp_path / "checkpoint.pt", args, 64)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(output_path.shutil, "disk_usage", lambda p: usage._replace(free=os.path.getsize(path) - 1))
+    before = bad_inputs.tree(tmp_path)
+    bad_inputs.assert_refused(invoke("--outdir", str(tmp_path / "runs"), "--resume", path, "--kimg", "1"),
+                              "free on its file system", root=tmp_path, before=before)
+    monkeypatch.setattr(output_path.shutil, "disk_usage", lambda p: usage._replace(free=os.path.getsize(path)))
+    assert invoke("--outdir", str(tmp_path / "runs"), "--resume", path, "--kimg", "1").exit_code == 0
