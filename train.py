@@ -44,7 +44,7 @@ from training import checkpoint as ckpt
 from training import distributed as dist_utils
 from training import interrupt, resume_options
 from training.resume_source import check_progress_left, resolve_resume
-from training.run_dir import LATEST, create_run_dir, next_run_id, point_latest
+from training.run_dir import create_run_dir, next_run_id, next_steps, point_latest
 from training.run_warnings import run_warnings
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -520,19 +520,12 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
             training_loop(rank=rank, **kwargs, **build_plugins(args, device), options=ckpt.plain(run_options(args)))
     except interrupt.Interrupted as stop:
         if rank == 0:
-            print(continue_hint(stop, args.run_dir))
+            print(interrupt.continue_hint(stop, args.run_dir))
         raise SystemExit(stop.exit_code) from None
     finally:
         if logger is not None:
             logger.close()
         dist_utils.shutdown()
-
-
-def continue_hint(stop: interrupt.Interrupted, run_dir: str) -> str:
-    """The log's last line after Ctrl-C or SIGTERM: where the run stopped and the command that continues it."""
-    outdir = os.path.dirname(os.path.normpath(run_dir)) or "."
-    return (f"\ninterrupted at {stop.cur_nimg / 1000:g} kimg; continue with: python train.py --outdir {outdir} "
-            f"--resume={os.path.join(run_dir, ckpt.FILE_NAME)}")
 
 
 def free_port() -> int:
@@ -590,16 +583,6 @@ def print_summary(args: dnnlib.EasyDict, run_dir: str) -> None:
     print(f"Conditional model:  {data['use_labels']}")
     print(f"Dataset x-flips:    {data['xflip']}")
     print()
-
-
-def next_steps(outdir: str, run_dir: str) -> str:
-    """What a user needs after a run: where it is (also as <outdir>/latest), its newest snapshot, how to go on."""
-    snapshots = sorted(name for name in os.listdir(run_dir) if name.startswith("network-snapshot-"))
-    lines = [f"Run folder: {run_dir} (also {os.path.join(outdir, LATEST)} until the next run)"]
-    if snapshots:
-        lines.append(f"Newest snapshot: {os.path.join(run_dir, snapshots[-1])}")
-    lines.append(f"Continue with: python train.py --outdir {outdir} --resume={run_dir} --kimg=<more>")
-    return "\n".join(lines)
 
 
 def write_training_options(args: dnnlib.EasyDict) -> None:

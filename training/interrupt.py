@@ -18,6 +18,7 @@ import sys
 import threading
 from typing import Iterator
 
+from training import checkpoint as ckpt
 from training import distributed as dist_utils
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -74,3 +75,10 @@ def stop_requested(after_tick: bool, world: int) -> int | None:
         return None
     return max((signum or 0 for signum in dist_utils.all_gather_object(_requested[0] if _requested else None)),
                default=0) or None
+
+
+def continue_hint(stop: Interrupted, run_dir: str) -> str:
+    """train.py's last log line after a signal: where the run stopped and the command that continues it."""
+    outdir = os.path.dirname(os.path.normpath(run_dir)) or "."
+    return (f"\ninterrupted at {stop.cur_nimg / 1000:g} kimg; continue with: python train.py --outdir {outdir} "
+            f"--resume={os.path.join(run_dir, ckpt.FILE_NAME)}")

@@ -43,3 +43,13 @@ def point_latest(outdir: str, run_dir: str) -> None:
     except OSError:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def next_steps(outdir: str, run_dir: str) -> str:
+    """What a user needs after a run: where it is (also as <outdir>/latest), its newest snapshot, how to go on."""
+    snapshots = sorted(name for name in os.listdir(run_dir) if name.startswith("network-snapshot-"))
+    lines = [f"Run folder: {run_dir} (also {os.path.join(outdir, LATEST)} until the next run)"]
+    if snapshots:
+        lines.append(f"Newest snapshot: {os.path.join(run_dir, snapshots[-1])}")
+    lines.append(f"Continue with: python train.py --outdir {outdir} --resume={run_dir} --kimg=<more>")
+    return "\n".join(lines)
