@@ -84,3 +84,28 @@ def test_train_logs_how_to_continue_and_exits_like_a_shell(tmp_path, monkeypatch
             f"--resume={run}/checkpoint.pt")
     assert open(os.path.join(run, "log.txt")).read().rstrip().endswith(hint)
     assert train  # the script under test
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_real_training_process(tmp_path):
+    """train.py in its own process, sent SIGINT once training has started: exit status 130, a checkpoint, and the
+    log's last line says how to continue."""
+    import subprocess
+    import sys
+    data = write_cli_dataset(str(tmp_path / "ds"), n=16)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    process = subprocess.Popen([sys.executable, os.path.join(repo, "train.py"), "--outdir", "runs", "--data", data,
+                                "--cfg", "demo", "--kimg", "50", "--kimg-per-tick", "0.016"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, OMP_NUM_THREADS="1"))
+    for line in process.stdout:
+        if line.startswith("tick 1 "):
+            process.send_signal(signal.SIGINT)
+            break
+    output = line + process.stdout.read()
+    assert process.wait(timeout=120) == 130, output
+    run = tmp_path / "runs" / "00000-ds-demo-kimg50"
+    last = (run / "log.txt").read_text().rstrip().splitlines()[-1]
+    assert last.startswith("interrupted at ") and last.endswith(
+        "kimg; continue with: python train.py --outdir runs --resume=runs/00000-ds-demo-kimg50/checkpoint.pt")
+    assert (run / "checkpoint.pt").is_file()
