@@ -545,7 +545,13 @@ def launch(args: dnnlib.EasyDict) -> None:
         run_process(0, args)
     else:
         env = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(args.num_gpus))
-        torch.multiprocessing.spawn(fn=run_process, args=(args, env), nprocs=args.num_gpus)
+        with interrupt.stop_on_signals():  # Ctrl-C reaches every process: the children stop, this one waits
+            try:
+                torch.multiprocessing.spawn(fn=run_process, args=(args, env), nprocs=args.num_gpus)
+            except torch.multiprocessing.ProcessExitedException as exc:
+                if exc.exit_code in interrupt.EXIT_CODES:
+                    raise SystemExit(exc.exit_code) from None
+                raise
 
 
 def create_run_dir_all_ranks(outdir: str, desc: str) -> str:

@@ -22,6 +22,7 @@ from training import checkpoint as ckpt
 from training import distributed as dist_utils
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_CODES = tuple(128 + signum for signum in SIGNALS)  # 130, 143: how a process a signal stopped exits
 _requested: list[int] = []  # the signal numbers received while `stop_on_signals` is active
 
 

@@ -109,3 +109,28 @@ def test_ctrl_c_of_a_real_training_process(tmp_path):
     assert last.startswith("interrupted at ") and last.endswith(
         "kimg; continue with: python train.py --outdir runs --resume=runs/00000-ds-demo-kimg50/checkpoint.pt")
     assert (run / "checkpoint.pt").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_two_training_processes(tmp_path):
+    """--gpus=2 on the CPU (gloo), Ctrl-C to the whole process group as a terminal sends it: both ranks agree on the
+    stop at a tick, the checkpoint is written, the parent waits for them and exits 130."""
+    import subprocess
+    import sys
+    data = write_cli_dataset(str(tmp_path / "ds"), n=16)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    process = subprocess.Popen([sys.executable, os.path.join(repo, "train.py"), "--outdir", "runs", "--data", data,
+                                "--cfg", "demo", "--kimg", "50", "--kimg-per-tick", "0.032", "--gpus", "2",
+                                "--workers", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    for line in process.stdout:
+        if line.startswith("tick 1 "):
+            os.killpg(process.pid, signal.SIGINT)
+            break
+    output = line + process.stdout.read()
+    assert process.wait(timeout=120) == 130, output
+    run = tmp_path / "runs" / "00000-ds-demo-kimg50"
+    assert (run / "log.txt").read_text().rstrip().splitlines()[-1].startswith("interrupted at ")
+    from training import checkpoint as ckpt
+    progress = ckpt.checkpoint_progress(run / "checkpoint.pt")
+    assert progress["cur_nimg"] == progress["tick_start_nimg"] > 0  # right after a tick, where the ranks agree
