@@ -30,6 +30,7 @@ import torch
 import dnnlib
 import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
 from metrics import metric_main
+from metrics.caveats import cpu_cost_warnings, small_count_warnings
 from metrics.detectors import DetectorUnavailable
 from metrics.metric_names import MetricNameError, parse_metric
 from torch_utils import misc
@@ -200,6 +201,12 @@ def main(network: str | None, metric_list: str, data: str | None, data2: str | N
     args = dnnlib.EasyDict(network=network, metrics=metrics, data=data, data2=data2, mirror=mirror,
                            num_gpus=num_gpus, run_dir=run_dir, **options)
     check_inputs(args)
+    device = options.get("device")
+    on_gpu = torch.device(device).type == "cuda" if device else torch.cuda.is_available()
+    for warning in small_count_warnings(metrics) + cpu_cost_warnings(metrics, on_gpu):
+        click.echo(f"Warning: {warning}", err=True)
+    if run_dir is not None:  # the results go beside the snapshot: found unwritable before, not after, the work
+        dnnlib.check_output_path(network, "--network")
     try:
         if num_gpus == 1:
             run_metrics(0, args)

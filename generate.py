@@ -83,7 +83,8 @@ def generate_projected(G: torch.nn.Module, ws: torch.Tensor, outdir: str, noise_
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--projected-w", help="Projection result file (projector.py's projected_w.npz)", type=str,
               metavar="FILE")
-@click.option("--outdir", help="Where to save the output images", type=str, required=True, metavar="DIR")
+@click.option("--outdir", help="Where to save the output images", type=dnnlib.OutputPath(), required=True,
+              metavar="DIR")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images per forward pass")
 @click.option("--device", type=misc.DEVICE, default=None,
@@ -104,6 +105,8 @@ def main(network_pkl: str, seeds: list[int] | None, truncation_psi: float, class
         paths = generate_projected(G, load_projected_w(projected_w, G), outdir, noise_mode)
         print(f"Wrote {len(paths)} images to {outdir}")
         return
+    # a PNG of noise is at most about its raw size
+    dnnlib.check_free_space(outdir, "--outdir", len(seeds) * G.img_resolution ** 2 * G.img_channels)
     paths = generate_images(G, seeds, outdir, truncation_psi, noise_mode, class_idx, batch_size, dev)
     print(f"Wrote {len(paths)} images to {outdir}")
 

@@ -5,7 +5,8 @@ grayscale radiographs), `--cfg=demo` (a small network that learns recognisable i
 `--cfg=demo-gpu` (the demo at batch 64, for a GPU).
 
 Resume semantics:
-  --resume=<run>/checkpoint.pt   continue that run exactly (weights, optimisers, p, ADA, pl_mean, counters, RNG)
+  --resume=<run>/checkpoint.pt   (or <run>, runs/latest, or a folder of runs: its newest checkpoint)
+                                 continue that run exactly (weights, optimisers, p, ADA, pl_mean, counters, RNG)
                                  with its own options; only --kimg, --snap, --metrics, --workers, ... may be given
                                  anew (training.resume_options; the log lists them), any other differing option is
                                  refused. Writes into a new run directory.
@@ -42,10 +43,12 @@ from spine.dp import options as dp_options
 from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
-from training import resume_options
+from training import interrupt, resume_options
 from training.loop_plugins import LoopPlugins
 from training.plugin_options import TrainingPlugin, check_conflicts
-from training.run_dir import create_run_dir, next_run_id
+from training.resume_source import check_progress_left, resolve_resume
+from training.run_dir import create_run_dir, next_run_id, next_steps, point_latest
+from training.run_warnings import run_warnings
 
 # ---------------------------------------------------------------------------------------------------------------
 # Presets.
@@ -288,10 +291,7 @@ def configure_resume(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
         args.resume_checkpoint = opts.resume
         return ["continued"]
     else:
-        if "://" not in opts.resume and not os.path.isfile(opts.resume):
-            raise UserError(f"--resume={opts.resume}: no such file (expected a checkpoint.pt, a network "
-                            f"snapshot .pkl, a URL, or one of {sorted(RESUME_SPECS)})")
-        args.resume_pkl = opts.resume  # a local file is loaded and checked once every option is known
+        args.resume_pkl = opts.resume  # found by resolve_resume; checked against the networks once they are known
         desc = "resumecustom"
     args.ada_kimg = 100  # transfer learning: let ADA react faster
     args.ema_rampup = None  # and do not ramp the EMA up
@@ -404,6 +404,7 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict,
     (--resume=<checkpoint.pt>) takes the others from the run it continues (training.resume_options).
     """
     explicit = {k for k, v in opts.items() if v is not None} if explicit is None else explicit
+    opts = dnnlib.EasyDict(opts, resume=resolve_resume(opts.get("resume"), RESUME_SPECS))  # before --data is needed
     saved = load_resumed_options(opts.get("resume"))
     notes: list[str] = []
     if saved is not None and saved.get("cli_options") is not None:
@@ -422,7 +423,8 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict,
     args.cli_options = cli_options
     if saved is not None:
         check_resume_compatible(opts.get("resume"), saved, args, explicit)
-    if args.resume_pkl is not None and "://" not in args.resume_pkl:
+        check_progress_left(opts.resume, args.total_kimg)
+    if args.resume_pkl is not None:
         check_resume_snapshot(args)
     return "-".join(desc), args
 
@@ -454,7 +456,7 @@ def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
     from training.training_loop import build_networks
     path = args.resume_pkl
     try:
-        snapshot = load_network_pkl(path)
+        snapshot = load_network_pkl(dnnlib.util.open_url(path, return_filename=True))  # a URL: fetched already
     except UserError as exc:
         raise UserError(f"--resume: {exc}") from None
     names = [name for name in ("G", "D", "G_ema") if snapshot[name] is not None]
@@ -518,9 +520,13 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
             for note in args.notes:  # changes made for the user (resume overrides, DP's augmentation) lead the log
                 print(note)
         kwargs = loop_kwargs(args)
-        with custom_ops.choices_logged_to(sys.stdout):  # the log says whether CUDA plugins or reference ops run
+        with custom_ops.choices_logged_to(sys.stdout), interrupt.stop_on_signals():  # the log says which ops run
             training_loop(rank=rank, **kwargs, plugins=build_plugins(args, device), metric_fn=calc_metric,
                           options=ckpt.plain(run_options(args)))
+    except interrupt.Interrupted as stop:
+        if rank == 0:
+            print(interrupt.continue_hint(stop, args.run_dir))
+        raise SystemExit(stop.exit_code) from None
     finally:
         if logger is not None:
             logger.close()
@@ -544,7 +550,13 @@ def launch(args: dnnlib.EasyDict) -> None:
         run_process(0, args)
     else:
         env = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(args.num_gpus))
-        torch.multiprocessing.spawn(fn=run_process, args=(args, env), nprocs=args.num_gpus)
+        with interrupt.stop_on_signals():  # Ctrl-C reaches every process: the children stop, this one waits
+            try:
+                torch.multiprocessing.spawn(fn=run_process, args=(args, env), nprocs=args.num_gpus)
+            except torch.multiprocessing.ProcessExitedException as exc:
+                if exc.exit_code in interrupt.EXIT_CODES:
+                    raise SystemExit(exc.exit_code) from None
+                raise
 
 
 def create_run_dir_all_ranks(outdir: str, desc: str) -> str:
@@ -564,7 +576,7 @@ def remove_interrupted_writes(outdir: str, resume_checkpoint: str | None) -> Non
     dnnlib.remove_stale_temp_files)."""
     dirs = {os.path.dirname(os.path.abspath(resume_checkpoint))} if resume_checkpoint else set()
     if os.path.isdir(outdir):
-        dirs |= {entry.path for entry in os.scandir(outdir) if entry.is_dir()}
+        dirs |= {entry.path for entry in os.scandir(outdir) if entry.is_dir(follow_symlinks=False)}
     for directory in sorted(dirs):
         dnnlib.remove_stale_temp_files(directory)
 
@@ -596,7 +608,7 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.command()
 @click.pass_context
 # General options.
-@click.option("--outdir", help="Where to save the results", required=True, metavar="DIR")
+@click.option("--outdir", help="Where to save the results", required=True, type=dnnlib.OutputPath(), metavar="DIR")
 @click.option("--gpus", help="Number of processes (GPUs, or CPU processes) [default: 1]", type=int, default=1,
               metavar="INT")
 @click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
@@ -648,7 +660,7 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     Examples (the README's data section makes these datasets):
       python train.py --outdir=runs --data=data/spine256.zip --cfg=spine --cond=1 --clinical-loss=classifier.pkl
       python train.py --outdir=runs --data=data/spine32.zip --cfg=demo --cond=1 --kimg=30
-      python train.py --outdir=runs --resume=runs/00000-spine32-cond-demo-kimg30/checkpoint.pt --kimg=40
+      python train.py --outdir=runs --resume=runs/latest --kimg=40
     """
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
@@ -659,18 +671,25 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     print("Training options:")
     print(json.dumps(args, indent=2))
     print()
+    for warning in run_warnings(args, on_gpu=torch.cuda.is_available()):
+        click.echo(f"Warning: {warning}", err=True)
     if dry_run:
         for note in args.notes:  # a real run prints them at the start of its log
             print(note)
         print_summary(args, os.path.join(outdir, f"{next_run_id(outdir):05d}-{desc}"))
         print("Dry run; exiting.")
         return
+    if args.resume_checkpoint is not None:  # the continued run writes a checkpoint as large as the one it reads
+        dnnlib.check_free_space(outdir, "--outdir", os.path.getsize(args.resume_checkpoint))
     remove_interrupted_writes(outdir, args.resume_checkpoint)
     args.run_dir = create_run_dir_all_ranks(outdir, desc)
     if dist_utils.rank() == 0:
+        point_latest(outdir, args.run_dir)
         print_summary(args, args.run_dir)
         write_training_options(args)
     launch(args)
+    if dist_utils.rank() == 0:
+        print(next_steps(outdir, args.run_dir))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,14 @@ def write_images(root: Path, sizes: list[int], labels: list[int] | None = None) 
     return root
 
 
+def unwritable_path(root: Path, name: str = "out") -> Path:
+    """A path no user can write, root included: inside a regular file. (Tests run as root here, and root ignores
+    permission bits, so a chmod 0500 folder would not do.)"""
+    blocker = root / "a_file"
+    blocker.write_text("")
+    return blocker / name
+
+
 def tree(root: Path) -> set[str]:
     """Every file and folder under `root`, relative to it."""
     return {os.path.relpath(os.path.join(d, name), root) for d, dirs, files in os.walk(root) for name in dirs + files}

@@ -207,3 +207,16 @@ def test_spine_metrics_default_to_the_classifier_the_run_recorded(run_dir, tmp_p
     os.remove(classifier)
     missing = invoke("--network", str(snapshot), "--metrics", "fid8_spine", "--no-cache")
     assert missing.exit_code == 2 and "give --classifier=classifier.pkl" in missing.output
+
+
+def test_a_small_count_fid_is_warned_of_before_it_runs(tmp_path, monkeypatch):
+    import bad_inputs
+    said = []
+    monkeypatch.setattr(calc_metrics, "run_metrics", lambda rank, args: said.append("ran"))
+    data = bad_inputs.write_images(tmp_path / "a", [8] * 4)
+    result = CliRunner().invoke(calc_metrics.main, ["--data", str(data), "--data2", str(data), "--metrics",
+                                                    "fid300,kid300", "--device", "cpu"])
+    assert result.exit_code == 0 and said == ["ran"], result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert warnings == ["Warning: fid300 compares only 300 images: FID is biased upward at small counts (it falls "
+                        "as the count grows), so compare it only with FIDs of the same count"]

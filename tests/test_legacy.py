@@ -89,3 +89,27 @@ def test_generate_uses_a_checkpoints_G_ema(tmp_path):
         assert result.exit_code == 0, result.output
     for name in ("seed0000.png", "seed0001.png", "seed0002.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_the_command_converts_an_official_pickle_into_our_snapshot(tmp_path, official_names):
+    import bad_inputs
+    G, D, G_ema = nets()
+    source, marker = _official_pickle(tmp_path, dict(G=G, D=D, G_ema=G_ema), protocol=4)
+    result = CliRunner().invoke(legacy.convert_network_pickle, ["--source", str(source), "--dest",
+                                                               str(tmp_path / "ours.pkl")])
+    assert result.exit_code == 0 and "Wrote G, D, G_ema of" in result.output, result.output
+    assert not marker.exists()  # the pickle's code never ran
+    data = torch.load(tmp_path / "ours.pkl", weights_only=True)  # plain data: our format
+    with open(tmp_path / "ours.pkl", "rb") as f:
+        ours = legacy.load_network_pkl(f)
+    assert data["format"] == "spinegan-snapshot-v1" and same_state(ours["G_ema"], G_ema) and same_state(ours["D"], D)
+    code = bad_inputs.pickle_with_code(tmp_path / "code.pkl")
+    before = bad_inputs.tree(tmp_path)
+    bad_inputs.assert_refused(CliRunner().invoke(legacy.convert_network_pickle, [
+        "--source", str(code), "--dest", str(tmp_path / "out.pkl")]), "refusing to load global posix.system",
+        root=tmp_path, before=before)
+
+
+def test_help_says_what_the_script_is_for():
+    result = CliRunner().invoke(legacy.convert_network_pickle, ["--help"])
+    assert result.exit_code == 0 and "legacy.load_network_pkl(f)" in result.output and "--source" in result.output

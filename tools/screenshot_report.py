@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+import dnnlib
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
@@ -56,7 +58,7 @@ def screenshot(html_path: str | Path, out: str | Path, width: int = 1200, height
 
 @click.command()
 @click.argument("html_path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", default="docs/report_screenshot.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--out", default="docs/report_screenshot.png", show_default=True, type=dnnlib.OutputPath(dir_okay=False))
 @click.option("--width", type=click.IntRange(min=200), default=1200, show_default=True)
 @click.option("--height", type=click.IntRange(min=200), default=2400, show_default=True)
 def main(html_path: str, out: str, width: int, height: int) -> None:

@@ -39,7 +39,7 @@ from spine.evaluation.class_means import class_means, difference_correlation  # 
 @click.option("--dataset", type=click.Path(exists=True), default=None,
               help="A synthetic dataset to score instead of a snapshot's images")
 @click.option("--real", "real_path", required=True, type=click.Path(exists=True), help="Real training images")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (must not exist)")
+@click.option("--out", required=True, type=dnnlib.OutputPath(file_okay=False), help="Output folder (must not exist)")
 @click.option("--per-class", type=click.IntRange(min=2), default=1000, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=8, show_default=True)

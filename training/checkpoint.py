@@ -111,18 +111,32 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 def checkpoint_options(path: str | os.PathLike) -> dict | None:
     """The options stored in a checkpoint, or None when `path` is not one. train.py asks several times while it
     checks a resume; the file is read once per version (path, size, modification time)."""
+    summary = _read_summary(path)
+    return None if summary is None else copy.deepcopy(summary["options"])
+
+
+def checkpoint_progress(path: str | os.PathLike) -> dict:
+    """The progress counters (cur_nimg, cur_tick, batch_idx, ...) stored in a checkpoint."""
+    summary = _read_summary(path)
+    if summary is None:
+        raise dnnlib.UserError(f"{path}: not a SpineGAN checkpoint (expected format {FORMAT!r})")
+    return dict(summary["progress"])
+
+
+def _read_summary(path: str | os.PathLike) -> dict | None:
     st = os.stat(path)
-    options = _read_options(os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    return None if options is None else copy.deepcopy(options)
+    return _read_summary_version(os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=4)
-def _read_options(path: str, size: int, mtime_ns: int) -> dict | None:
+def _read_summary_version(path: str, size: int, mtime_ns: int) -> dict | None:
     try:
         data = load_weights_only(path, path, "a SpineGAN checkpoint")
     except dnnlib.UserError:  # any unreadable or foreign file: not ours
         return None
-    return data["options"] if isinstance(data, dict) and data.get("format") == FORMAT else None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    return dict(options=data["options"], progress=data.get("progress", {}))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -21,6 +21,7 @@ keep checkpointed state, add snapshot metadata, report per tick and stop the run
 `abort_fn()`, asked at every tick, stops the run cleanly (final snapshot and checkpoint) when it returns True or a
 non-empty reason, which is printed. `metric_fn` computes the metrics at snapshots (train.py passes
 `metrics.metric_main.calc_metric`), so the loop does not depend on the metrics package.
+A signal caught by `training.interrupt.stop_on_signals` stops it after the iteration with a checkpoint only.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ import dnnlib
 from torch_utils import misc, training_stats
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
-from training import graph_capture
+from training import graph_capture, interrupt
 from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
 from training.dataset import construct_dataset
 from training.fake_labels import fake_label_sampler
-from training.image_grid import choose_grid_indices, grid_shape, save_image_grid
+from training.image_grid import LEGIBLE_TILE, choose_grid_indices, grid_shape, row_names, save_image_grid
 from training.loop_plugins import (LoopPlugins, RealSampling, plugin_metadata, plugin_states, plugin_stop_reason,
                                    plugin_tick_report, restore_plugin_states)
 from training.loss import StyleGAN2Loss
@@ -302,6 +303,7 @@ class ImageGrid:
     size: tuple[int, int]
     z: torch.Tensor
     c: torch.Tensor
+    row_labels: list[str] | None = None  # each row's class, for a conditional grid
 
 
 def setup_image_grid(training_set: Any, run_dir: str, seed: int, grid_size: tuple[int, int] | None,
@@ -312,18 +314,22 @@ def setup_image_grid(training_set: Any, run_dir: str, seed: int, grid_size: tupl
         if training_set.has_labels else None
     indices = choose_grid_indices(labels, len(training_set), gw, gh, seed)
     images = np.stack([training_set[i][0] for i in indices])
-    save_image_grid(images, os.path.join(run_dir, "reals.png"), drange=(0, 255), grid_size=(gw, gh))
+    rows = row_names(labels[indices], gw, getattr(training_set, "metadata", {}).get("class_names")) \
+        if labels is not None and labels.shape[1] > 0 else None
+    save_image_grid(images, os.path.join(run_dir, "reals.png"), drange=(0, 255), grid_size=(gw, gh),
+                    row_labels=rows, min_tile=LEGIBLE_TILE)
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn([len(indices), z_dim], generator=generator).to(device)
     c = torch.from_numpy(np.stack([training_set.get_label(i) for i in indices])).to(device)
-    return ImageGrid(size=(gw, gh), z=z, c=c)
+    return ImageGrid(size=(gw, gh), z=z, c=c, row_labels=rows)
 
 
 @torch.no_grad()
 def save_fakes(G_ema: torch.nn.Module, grid: ImageGrid, path: str, batch_gpu: int) -> None:
     images = [G_ema(z=z, c=c, noise_mode="const").cpu() for z, c in zip(grid.z.split(batch_gpu),
                                                                       grid.c.split(batch_gpu))]
-    save_image_grid(torch.cat(images).numpy(), path, drange=(-1, 1), grid_size=grid.size)
+    save_image_grid(torch.cat(images).numpy(), path, drange=(-1, 1), grid_size=grid.size, row_labels=grid.row_labels,
+                    min_tile=LEGIBLE_TILE)
 
 
 def cpu_copy(module: torch.nn.Module | None) -> torch.nn.Module | None:
@@ -539,6 +545,11 @@ def training_loop(
         progress_fn(progress.cur_nimg // 1000, int(total_kimg))
     try:
         while True:
+            signum = interrupt.stop_requested(progress.cur_nimg == progress.tick_start_nimg, world)
+            if signum:  # Ctrl-C or SIGTERM: save the state this iteration would start from, then stop
+                write_checkpoint(os.path.join(run_dir, ckpt.FILE_NAME), nets, loss, phases, progress,
+                                 training_set_kwargs, options or {}, is_main, plugins)
+                raise interrupt.Interrupted(signum, progress.cur_nimg)
             rounds = fetch_rounds(real_batches, fake_labels, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
                                   device)
             run_iteration(phases, loss, rounds, progress.batch_idx, timer)

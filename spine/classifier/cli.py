@@ -24,7 +24,7 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--data", required=True, type=click.Path(exists=True), help="Labelled dataset (folder or zip)")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write classifier.pkl")
+@click.option("--out", required=True, type=dnnlib.OutputPath(dir_okay=False), help="Where to write classifier.pkl")
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default="small_cnn", show_default=True)
 @click.option("--resolution", type=click.IntRange(min=8), default=None, help="Input size [default: the dataset's]")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Maximum epochs")
@@ -65,8 +65,8 @@ def chance_warning(auc: float) -> str:
 @cli.command()
 @click.option("--classifier", "classifier_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True), help="Labelled test dataset (folder or zip)")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Metrics JSON")
-@click.option("--roc", type=click.Path(dir_okay=False), default=None, help="ROC curve PNG")
+@click.option("--out", required=True, type=dnnlib.OutputPath(dir_okay=False), help="Metrics JSON")
+@click.option("--roc", type=dnnlib.OutputPath(dir_okay=False), default=None, help="ROC curve PNG")
 @click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Bootstrap seed")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
@@ -83,6 +83,11 @@ def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resam
         check_compatible(classifier, images.label_mode, len(images.class_names), images.class_names)
     except ValueError as exc:
         raise dnnlib.UserError(f"--classifier={classifier_path} on --data={data}: {exc}") from None
+    trained_at = classifier.spec.resolution
+    if images.resolution != trained_at:  # the inputs are resized to the classifier's size, silently otherwise
+        click.echo(f"Warning: --data={data} holds {images.resolution}x{images.resolution} images; the classifier was "
+                   f"trained on {trained_at}x{trained_at} ones and sees them resized, so its scores may not hold",
+                   err=True)
     for path in (out, roc):
         if path is not None:  # temp files of an earlier run killed mid-write
             dnnlib.remove_stale_temp_files(Path(path).resolve().parent)

@@ -165,20 +165,24 @@ def encode_all(items: Sequence[SourceItem], opts: ImageOptions, workers: int) ->
 
 # --- destination ---------------------------------------------------------------------------------
 
-def check_dest(dest: str) -> None:
-    """Refuse to overwrite: a zip must not exist, a folder must be absent or empty."""
+def check_dest(dest: str, overwrite: bool = False, flag: str = "--dest") -> None:
+    """Refuse to overwrite: a zip must not exist, a folder must be absent or empty. With `overwrite`, an existing
+    zip or dataset folder (one with a dataset.json) may be replaced; any other folder stays refused."""
     if dest.lower().endswith(".zip"):
-        if os.path.exists(dest):
-            raise UserError(f"--dest: {dest} already exists; choose a new zip file name")
+        if os.path.exists(dest) and not (overwrite and os.path.isfile(dest)):
+            raise UserError(f"{flag}: {dest} already exists; choose a new zip file name (or --overwrite)")
     elif os.path.exists(dest) and (not os.path.isdir(dest) or os.listdir(dest)):
-        raise UserError(f"--dest: {dest} is not an empty folder; choose a new or empty folder")
+        if not overwrite:
+            raise UserError(f"{flag}: {dest} is not an empty folder; choose a new or empty folder (or --overwrite)")
+        if not os.path.isfile(os.path.join(dest, "dataset.json")):
+            raise UserError(f"{flag}: {dest} holds no dataset.json; --overwrite replaces only a dataset folder")
 
 
 @contextlib.contextmanager
-def open_dest(dest: str) -> Iterator[Callable[[str, bytes], None]]:
+def open_dest(dest: str, overwrite: bool = False) -> Iterator[Callable[[str, bytes], None]]:
     """Yield `add(fname, data)`; files go to a temp zip or folder beside `dest` (parents created),
     renamed into place only when the block ends without error, so an interrupted import leaves
-    nothing behind."""
+    nothing behind. `overwrite` (checked by `check_dest`): a folder at `dest` is replaced whole."""
     if dest.lower().endswith(".zip"):
         with dnnlib.atomic_write(dest, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
             yield archive.writestr
@@ -189,7 +193,10 @@ def open_dest(dest: str) -> Iterator[Callable[[str, bytes], None]]:
     try:
         dnnlib.util.apply_default_mode(tmp, directory=True)
         yield functools.partial(_write_file, tmp)
-        os.replace(tmp, dest)  # also replaces an empty dest folder in one step
+        if overwrite:
+            dnnlib.replace_folder(tmp, dest)
+        else:
+            os.replace(tmp, dest)  # also replaces an empty dest folder in one step; fails on a full one
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -224,11 +231,11 @@ def build_dataset_json(written: Sequence[tuple[str, SourceItem]], listing: Sourc
 
 
 def write_dataset(items: Sequence[SourceItem], listing: SourceListing, dest: str, opts: ImageOptions,
-                  workers: int, options: dict[str, Any], source_root: str) -> dict[str, Any]:
+                  workers: int, options: dict[str, Any], source_root: str, overwrite: bool = False) -> dict[str, Any]:
     """Decode, transform and write every item atomically; returns the dataset.json contents."""
     written: list[tuple[str, SourceItem]] = []
     skipped: list[dict[str, str]] = []
-    with open_dest(dest) as add:
+    with open_dest(dest, overwrite) as add:
         for item, (png, reason) in zip(items, encode_all(items, opts, workers)):
             if png is None:
                 skipped.append(dict(image_id=item.image_id, file=os.path.relpath(item.path, source_root),
@@ -263,7 +270,7 @@ def _summary(meta: dict[str, Any], dest: str) -> str:
 
 @click.command()
 @click.option("--source", required=True, type=click.Path(), help="VinDr root or folder of images")
-@click.option("--dest", required=True, type=click.Path(), help="Output .zip or empty folder")
+@click.option("--dest", required=True, type=dnnlib.OutputPath(), help="Output .zip or empty folder")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
 @click.option("--resolution", type=int, default=256, show_default=True, callback=_power_of_two)
 @click.option("--transform", type=click.Choice(["center-crop", "pad"]), default="center-crop", show_default=True)
@@ -280,16 +287,18 @@ def _summary(meta: dict[str, Any], dest: str) -> str:
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Seed of the train/val split")
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--preview", type=click.Path(dir_okay=False), default=None, help="Write a PNG grid, one row per class")
+@click.option("--preview", type=dnnlib.OutputPath(dir_okay=False), default=None,
+              help="Write a PNG grid, one row per class")
+@click.option("--overwrite", is_flag=True, help="Replace --dest if it exists (a zip, or a folder with dataset.json)")
 def main(source: str, dest: str, split: str, resolution: int, transform: str, resize_filter: str,
          label_mode: str | None, multi_lesion: str, rare: str, consensus: str, val_fraction: float, part: str,
-         seed: int, max_images: int | None, workers: int, preview: str | None) -> None:
+         seed: int, max_images: int | None, workers: int, preview: str | None, overwrite: bool) -> None:
     """Convert spine radiographs into a StyleGAN2-ADA training dataset (zip or folder of PNGs)."""
     options = dict(locals())  # the tool's options, recorded in dataset.json; no patient data
-    del options["label_mode"]
+    del options["label_mode"], options["overwrite"]
     if not os.path.isdir(source) or not os.access(source, os.R_OK | os.X_OK):
         raise UserError(f"--source: {source} is not a readable folder")
-    check_dest(dest)
+    check_dest(dest, overwrite)
     dnnlib.remove_stale_temp_files(os.path.dirname(os.path.abspath(dest)))  # of an import killed mid-write
     if is_vindr_root(source):
         spec = labels_mod.LabelSpec(label_mode or "abnormality", multi_lesion, rare, consensus)
@@ -301,7 +310,8 @@ def main(source: str, dest: str, split: str, resolution: int, transform: str, re
     options["labels"] = listing.label_mode
     items = select_items(listing.items, val_fraction, part, seed, max_images)
     opts = ImageOptions(resolution, transform, resize_filter)
-    meta = write_dataset(items, listing, dest, opts, workers, options, source)
+    dnnlib.check_free_space(dest, "--dest", len(items) * resolution ** 2)  # 8-bit gray PNGs, at most about raw
+    meta = write_dataset(items, listing, dest, opts, workers, options, source, overwrite)
     for entry in meta["spinegan"]["skipped"]:
         click.echo(f"skipped {entry['file']}: {entry['reason']}", err=True)
     click.echo(_summary(meta, dest))

@@ -71,7 +71,7 @@ def write_preview(dataset_path: str, out_path: str, per_class: int = 8, cell: in
 
 @click.command()
 @click.argument("dataset", type=click.Path(exists=True))
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output PNG")
+@click.option("--out", required=True, type=dnnlib.OutputPath(dir_okay=False), help="Output PNG")
 @click.option("--per-class", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
 def main(dataset: str, out: str, per_class: int, seed: int) -> None:

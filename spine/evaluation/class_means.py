@@ -58,15 +58,17 @@ def plot_class_means(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarra
     names = list(real)
     diffs = {kind: means[names[-1]] - means[names[0]] for kind, means in (("real", real), ("synthetic", synthetic))}
     span = max(float(np.abs(d).max()) for d in diffs.values()) or 1.0
-    fig = Figure(figsize=(2.4 * (len(names) + 1), 5.0), dpi=90)
+    # Column titles once, over the top row, and the row's kind as the first image's y label: titles per image
+    # ("synthetic: mean abnormal") were wider than the images and ran into each other.
+    fig = Figure(figsize=(2.6 * (len(names) + 1), 5.2), dpi=90)
     for r, (kind, means) in enumerate((("real", real), ("synthetic", synthetic))):
         for c, name in enumerate(names):
             ax = fig.add_subplot(2, len(names) + 1, r * (len(names) + 1) + c + 1)
             ax.imshow(means[name], cmap="gray", vmin=0, vmax=255)
-            ax.set(title=f"{kind}: mean {name}", xticks=[], yticks=[])
+            ax.set(title=f"mean {name}" if r == 0 else "", xticks=[], yticks=[], ylabel=kind if c == 0 else "")
         ax = fig.add_subplot(2, len(names) + 1, r * (len(names) + 1) + len(names) + 1)
         image = ax.imshow(diffs[kind], cmap="RdBu_r", vmin=-span, vmax=span)
-        ax.set(title=f"{kind}: {names[-1]} - {names[0]}", xticks=[], yticks=[])
+        ax.set(title=f"{names[-1]} - {names[0]}" if r == 0 else "", xticks=[], yticks=[])
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return save_figure(fig, path)

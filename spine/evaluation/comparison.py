@@ -153,7 +153,7 @@ def parse_comparisons(_ctx: click.Context, _param: click.Parameter,
               help="LEFT RIGHT: LEFT minus RIGHT (RIGHT may be a comma-separated list: their mean); repeatable")
 @click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed (the downstream table's: 0)")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the rows as JSON here")
+@click.option("--out", type=dnnlib.OutputPath(dir_okay=False), default=None, help="Also write the rows as JSON here")
 def main(downstream_dir: str, test_path: str, comparisons: list[Comparison], n_resamples: int, seed: int,
          out: str | None) -> None:
     """Paired test-set differences between downstream arms: AUC and skill ratio, with bootstrap intervals."""

@@ -129,7 +129,7 @@ def diagnose(experiment: Path, out: Path, num: int = 200) -> dict[str, Any]:
 @click.command()
 @click.option("--experiment", required=True, type=click.Path(exists=True, file_okay=False),
               help="A finished experiment folder (spine.pipeline.experiment / spine.pipeline.demo)")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the figures")
+@click.option("--out", required=True, type=dnnlib.OutputPath(file_okay=False), help="Folder for the figures")
 @click.option("--num", type=click.IntRange(min=1), default=200, show_default=True,
               help="At most this many real abnormal test images for the occlusion maps")
 def main(experiment: str, out: str, num: int) -> None:

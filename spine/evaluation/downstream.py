@@ -277,7 +277,7 @@ def parse_named_datasets(_ctx: click.Context, _param: click.Parameter, values: t
 @click.option("--synthetic", multiple=True, callback=parse_named_datasets, help="NAME=PATH of a synthetic dataset "
               "(repeatable)")
 @click.option("--test", "test_path", required=True, type=click.Path(exists=True), help="Held-out real test images")
-@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder")
+@click.option("--out", "outdir", required=True, type=dnnlib.OutputPath(file_okay=False), help="Output folder")
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default=DownstreamOptions.arch, show_default=True)
 @click.option("--resolution", type=click.IntRange(min=8), default=None, help="Classifier input size")
 @click.option("--epochs", type=click.IntRange(min=1), default=DownstreamOptions.epochs, show_default=True)

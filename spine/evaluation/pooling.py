@@ -90,7 +90,7 @@ def _dataset_json(parts: Mapping[str, LabelledImages], labels: list[list[Any]],
 @click.command()
 @click.option("--member", "members", multiple=True, callback=parse_named_datasets, required=True,
               help="NAME=PATH of a synthetic dataset (give two or more)")
-@click.option("--dest", required=True, type=click.Path(), help="Pooled dataset: a new .zip or an empty folder")
+@click.option("--dest", required=True, type=dnnlib.OutputPath(), help="Pooled dataset: a new .zip or an empty folder")
 def main(members: dict[str, str], dest: str) -> None:
     """Pool several generators' synthetic datasets into one labelled dataset."""
     meta = pool_datasets(members, dest)["spinegan"]

@@ -207,6 +207,20 @@ def equal_sizes(train: torch.Tensor, heldout: torch.Tensor, seed: int) -> tuple[
     return train, heldout
 
 
+def check_disjoint(train: torch.Tensor, heldout: torch.Tensor, train_path: str, heldout_path: str) -> None:
+    """Refuse a held-out set made of training images (every attack would read chance, AUC 0.5, by construction,
+    which looks like privacy); warn when only some of its images are training images."""
+    members = {image.numpy().tobytes() for image in train}
+    shared = sum(image.numpy().tobytes() in members for image in heldout)
+    if shared == len(heldout):
+        raise dnnlib.UserError(f"--heldout={heldout_path}: all {len(heldout)} of its images are also in "
+                               f"--train={train_path}; held-out images must be ones the generator never trained on "
+                               f"(e.g. the test split)")
+    if shared:
+        click.echo(f"Warning: --heldout={heldout_path}: {shared} of its {len(heldout)} images are also in --train; "
+                   f"they count as non-members although the generator trained on them", err=True)
+
+
 def check_real_shapes(G: torch.nn.Module, real_sets: dict[str, torch.Tensor]) -> None:
     """Real images must have the generator's channels and resolution, to be compared pixel by pixel."""
     expected = (G.img_channels, G.img_resolution, G.img_resolution)
@@ -326,7 +340,7 @@ def write_outputs(outdir: str, report: dict[str, Any], generated: torch.Tensor, 
 @click.option("--network", "network_pkl", help="Network snapshot (.pkl) or URL", required=True)
 @click.option("--train", "train_path", help="Training images (folder or zip): the members", required=True)
 @click.option("--heldout", "heldout_path", help="Held-out images never used for training", required=True)
-@click.option("--outdir", help="Where to write the report", required=True)
+@click.option("--outdir", help="Where to write the report", required=True, type=dnnlib.OutputPath())
 @click.option("--num", help="Generated images [default: 1000]", type=click.IntRange(min=1), default=1000)
 @click.option("--max-real", help="At most this many images per real set [default: all; the larger set is always cut "
               "to the smaller one's size]", type=click.IntRange(min=1))
@@ -347,7 +361,9 @@ def main(network_pkl: str, train_path: str, heldout_path: str, outdir: str, num:
     if snapshot["G_ema"] is None:
         raise dnnlib.UserError(f"--network={network_pkl}: the snapshot holds no G_ema (the generator to audit)")
     G = snapshot["G_ema"].eval().requires_grad_(False).to(device)
-    train, heldout = equal_sizes(load_real(train_path, max_real, seed), load_real(heldout_path, max_real, seed), seed)
+    train, heldout = load_real(train_path, max_real, seed), load_real(heldout_path, max_real, seed)
+    check_disjoint(train, heldout, train_path, heldout_path)
+    train, heldout = equal_sizes(train, heldout, seed)
     check_real_shapes(G, {f"--train={train_path}": train, f"--heldout={heldout_path}": heldout})
     embeddings = {"classifier": classifier_embedding(classifier, device)} if classifier else \
         {"random_conv": random_conv_embedding(G.img_channels, seed)}

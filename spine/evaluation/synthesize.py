@@ -156,22 +156,24 @@ def dataset_json(plan: SynthesisPlan, fnames: list[str], class_names: list[str],
 def write_synthetic_dataset(G: torch.nn.Module, plan: SynthesisPlan, dest: str, class_names: list[str],
                             label_mode: str, provenance: dict[str, Any], options: dict[str, Any],
                             dicom_dir: str | None = None, truncation_psi: float = 1.0, noise_mode: str = "const",
-                            batch_size: int = 32, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Generate every planned image into `dest` (zip or folder, atomic) and optionally DICOMs into `dicom_dir`.
+                            batch_size: int = 32, device: torch.device | str = "cpu",
+                            overwrite: bool = False) -> dict[str, Any]:
+    """Generate every planned image into `dest` (zip or folder, atomic) and optionally DICOMs into `dicom_dir`;
+    `overwrite` replaces earlier outputs (spine.data.dataset_tool.check_dest says which).
 
     Returns the dataset.json contents.
     """
     if G.c_dim != len(class_names):
         raise ValueError(f"the generator has {G.c_dim} classes but {len(class_names)} class names were given")
-    check_dest(dest)
+    check_dest(dest, overwrite)
     if dicom_dir is not None:
-        check_dest(dicom_dir)
+        check_dest(dicom_dir, overwrite, "--dicom")
     for path in (dest, dicom_dir):
         if path is not None:  # temp files of an earlier run killed mid-write sit beside the destination
             dnnlib.remove_stale_temp_files(os.path.dirname(os.path.abspath(path)))
     fnames = [image_fname(i) for i in range(len(plan.seeds))]
     device = torch.device(device)
-    with open_dest(dest) as add_png, _maybe_dest(dicom_dir) as add_dicom:
+    with open_dest(dest, overwrite) as add_png, _maybe_dest(dicom_dir, overwrite) as add_dicom:
         for start, images in generate_batches(G, plan, truncation_psi, noise_mode, batch_size, device):
             for offset, img in enumerate(images):
                 i = start + offset
@@ -187,8 +189,8 @@ def write_synthetic_dataset(G: torch.nn.Module, plan: SynthesisPlan, dest: str, 
     return meta
 
 
-def _maybe_dest(path: str | None) -> Any:
-    return open_dest(path) if path is not None else contextlib.nullcontext()
+def _maybe_dest(path: str | None, overwrite: bool) -> Any:
+    return open_dest(path, overwrite) if path is not None else contextlib.nullcontext()
 
 
 def load_for_synthesis(network_pkl: str, device: torch.device) -> tuple[torch.nn.Module, dict, dict]:
@@ -236,21 +238,24 @@ def _parse_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.command()
 @click.option("--network", "network_pkl", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Generator snapshot (.pkl)")
-@click.option("--dest", required=True, type=click.Path(), help="Output .zip or empty folder")
+@click.option("--dest", required=True, type=dnnlib.OutputPath(), help="Output .zip or empty folder")
 @click.option("--per-class", type=click.IntRange(min=1), default=None, help="Images per class")
 @click.option("--class-mix", callback=_parse_mix, default=None, help="Images per class, e.g. 700,300")
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Seed of the first image")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--class-names", default=None, help="Comma-separated [default: from the training dataset]")
-@click.option("--dicom", "dicom_dir", type=click.Path(), default=None, help="Also write DICOMs to this new folder")
+@click.option("--dicom", "dicom_dir", type=dnnlib.OutputPath(), default=None,
+              help="Also write DICOMs to this new folder")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace --dest and --dicom if they exist (zips, dataset folders)")
 @click.option("--device", type=misc.DEVICE, default=None, help="cpu, cuda ... [default: cuda if available]")
 def main(network_pkl: str, dest: str, per_class: int | None, class_mix: list[int] | None, seed: int,
          truncation_psi: float, noise_mode: str, class_names: str | None, dicom_dir: str | None, batch_size: int,
-         device: str | None) -> None:
+         device: str | None, overwrite: bool) -> None:
     """Write a labelled synthetic dataset (training format, optionally DICOM) from a conditional generator."""
     options = dict(locals())
+    del options["overwrite"]  # recorded options describe the images, not how they were put there
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     G, metadata, training_set_kwargs = load_for_synthesis(network_pkl, dev)
     names, label_mode = class_meaning(G, training_set_kwargs, class_names)
@@ -259,9 +264,10 @@ def main(network_pkl: str, dest: str, per_class: int | None, class_mix: list[int
         plan = SynthesisPlan.from_counts(counts, seed)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    dnnlib.check_free_space(dest, "--dest", len(plan.seeds) * G.img_resolution ** 2 * G.img_channels)
     provenance = generator_provenance(network_pkl, metadata, truncation_psi, noise_mode)
     meta = write_synthetic_dataset(G, plan, dest, names, label_mode, provenance, options, dicom_dir,
-                                   truncation_psi, noise_mode, batch_size, dev)
+                                   truncation_psi, noise_mode, batch_size, dev, overwrite)
     counts_text = ", ".join(f"{k} {v}" for k, v in meta["spinegan"]["class_counts"].items())
     click.echo(f"Wrote {len(plan.seeds)} synthetic images to {dest} ({counts_text}); seeds {plan.seeds[0]}.."
                f"{plan.seeds[-1]}" + (f"; DICOM in {dicom_dir}" if dicom_dir else ""))

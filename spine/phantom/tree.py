@@ -199,10 +199,14 @@ def _run_jobs(jobs: list[ImageJob], workers: int) -> list[tuple[list[dict[str, s
         return list(tqdm(pool.imap(make_image, jobs, chunksize=16), **progress))
 
 
-def _check_destination(root: str) -> None:
+def _check_destination(root: str, overwrite: bool = False) -> None:
     if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
-        raise FileExistsError(f"--outdir {root!r} exists and is not an empty directory; "
-                              "choose a new path (the phantom never overwrites data)")
+        if not overwrite:
+            raise FileExistsError(f"--outdir {root!r} exists and is not an empty directory; "
+                                  "choose a new path, or --overwrite to replace an earlier phantom")
+        if not os.path.isfile(os.path.join(root, IDENTITY_FILE)):
+            raise FileExistsError(f"--outdir {root!r} holds no {IDENTITY_FILE}; --overwrite replaces only a "
+                                  f"phantom tree")
 
 
 def _summary(root: str, jobs: list[ImageJob], results: list, seconds: float, **options: Any) -> dict[str, Any]:
@@ -229,8 +233,10 @@ def _summary(root: str, jobs: list[ImageJob], results: list, seconds: float, **o
 
 def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
                       difficulty: float = DEFAULT_DIFFICULTY, size: int = 256, truncated: int = 0,
-                      workers: int = 1, lesion_scale: float = 1.0, zoom: float = 1.0) -> dict[str, Any]:
+                      workers: int = 1, lesion_scale: float = 1.0, zoom: float = 1.0,
+                      overwrite: bool = False) -> dict[str, Any]:
     """Write a VinDr-SpineXR-shaped phantom tree at ``root`` (built beside it, then renamed) and summarise it.
+    ``overwrite`` replaces an earlier phantom tree there (never another folder).
 
     ``lesion_scale`` (default 1: the calibrated phantom) draws the overlay lesions larger, for low resolutions;
     ``zoom`` (default 1) magnifies every image, so fewer vertebral levels fill it.
@@ -243,7 +249,7 @@ def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
         raise ValueError(f"truncated must be between 0 and the number of images, got {truncated}")
     Difficulty.from_level(difficulty, lesion_scale, zoom)    # validates the level, the scale and the zoom
     root = os.path.abspath(root)
-    _check_destination(root)
+    _check_destination(root, overwrite)
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(root)}.tmp-", dir=parent)
@@ -264,8 +270,11 @@ def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
         with open(os.path.join(tmp, IDENTITY_FILE), "w") as f:
             json.dump({"format": "spinegan-phantom-identities-v1", "identifying_values": values,
                        "studies": studies, "truncated": summary["truncated"]}, f, indent=1, sort_keys=True)
-        _check_destination(root)
-        os.rename(tmp, root)      # replaces an empty directory atomically; fails if one appeared meanwhile
+        _check_destination(root, overwrite)
+        if overwrite:
+            dnnlib.replace_folder(tmp, root)
+        else:
+            os.rename(tmp, root)      # replaces an empty directory atomically; fails if one appeared meanwhile
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -273,7 +282,8 @@ def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
 
 
 @click.command()
-@click.option("--outdir", required=True, type=click.Path(), help="Destination; must not exist or be empty.")
+@click.option("--outdir", required=True, type=dnnlib.OutputPath(),
+              help="Destination; must not exist or be empty (or be an earlier phantom, with --overwrite).")
 @click.option("--num-train", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--num-test", type=click.IntRange(min=0), default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -287,12 +297,14 @@ def make_phantom_tree(root: str, num_train: int, num_test: int, seed: int = 0,
               help="Size multiplier of spurs, spots and metal (1 = calibrated; larger for low resolutions).")
 @click.option("--zoom", type=click.FloatRange(0.5, 2.0), default=1.0, show_default=True,
               help="Magnification of every image (1 = about seven vertebral levels in view, 1.5 = about five).")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier phantom tree at --outdir.")
 def main(outdir: str, num_train: int, num_test: int, seed: int, difficulty: float, size: int, truncated: int,
-         workers: int, lesion_scale: float, zoom: float) -> None:
+         workers: int, lesion_scale: float, zoom: float, overwrite: bool) -> None:
     """Write a seeded VinDr-SpineXR-shaped phantom dataset (lateral lumbar DICOMs with box annotations)."""
     try:
         summary = make_phantom_tree(outdir, num_train, num_test, seed=seed, difficulty=difficulty, size=size,
-                                    truncated=truncated, workers=workers, lesion_scale=lesion_scale, zoom=zoom)
+                                    truncated=truncated, workers=workers, lesion_scale=lesion_scale, zoom=zoom,
+                                    overwrite=overwrite)
     except (FileExistsError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(json.dumps(summary, indent=1))

@@ -29,6 +29,7 @@ from typing import Any
 
 import click
 
+import dnnlib
 from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
 from spine.pipeline.experiment import run_experiment
 from spine.evaluation.arms import Arm
@@ -176,7 +177,7 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
 
 
 @click.command()
-@click.option("--outdir", default="runs/demo", show_default=True, type=click.Path(file_okay=False),
+@click.option("--outdir", default="runs/demo", show_default=True, type=dnnlib.OutputPath(file_okay=False),
               help="Experiment folder; rerun with the same folder to continue after an interruption")
 @click.option("--mode", type=click.Choice(sorted(MODES)), default="demo", show_default=True)
 @click.option("--parallel", type=click.IntRange(min=1), default=None,

@@ -99,7 +99,7 @@ def train_variant(variant: Variant, train_zip: str, classifier: str, config: Exp
     cmd = train_command(variant, train_zip, classifier, config, workdir)
     run_logged(cmd, workdir / "train.log", lambda line: line.startswith(("tick", "Error", "Resumed")),
                lambda line: log(f"[train/{variant.name}] {line}"), env)
-    run_dirs = sorted(p for p in workdir.iterdir() if p.is_dir())
+    run_dirs = sorted(p for p in workdir.iterdir() if p.is_dir() and not p.is_symlink())  # not train.py's 'latest'
     snapshots = sorted(glob.glob(str(run_dirs[-1] / "network-snapshot-*.pkl")))
     if not snapshots:
         raise RuntimeError(f"{run_dirs[-1]}: training finished without a network snapshot")
@@ -162,6 +162,34 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
         metric_main.report_metric(line, str(workdir))
         results.update(line["results"])
     return dict(results=results, errors=errors)
+
+
+def baseline_metrics(train_zip: str, test_zip: str, classifier: str, config: ExperimentConfig, workdir: Path,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+    """The configured FID and KID metrics between the real training and the real test images: the value two real
+    samples of one distribution get at that count, which gives every generator's value its scale."""
+    import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine metrics)
+    from metrics import metric_main
+    results: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for metric in baseline_metric_names(config):
+        dataset = dict(class_name="training.dataset.ImageFolderDataset", use_labels=True)
+        try:
+            line = metric_main.calc_metric(metric, dataset_kwargs=dict(dataset, path=train_zip),
+                                           dataset2_kwargs=dict(dataset, path=test_zip), classifier=classifier,
+                                           seed=config.seed, cache_dir=str(workdir.parent / "real-stats"))
+        except (OSError, ValueError, RuntimeError) as exc:  # e.g. fewer test images than the count
+            errors[metric] = f"{type(exc).__name__}: {exc}"
+            log(f"baseline {metric} not computed: {errors[metric]}")
+            continue
+        metric_main.report_metric(line, str(workdir))
+        results.update(line["results"])
+    return dict(results=results, errors=errors)
+
+
+def baseline_metric_names(config: ExperimentConfig) -> list[str]:
+    from metrics.metric_names import parse_metric
+    return [metric for metric in config.metrics if parse_metric(metric).kind in ("fid", "kid")]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -229,6 +257,10 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         if config.privacy_audit:
             out[f"privacy/{name}"] = steps.run(f"privacy/{name}", lambda w: privacy_step(
                 trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w))
+    if baseline_metric_names(config):
+        real = data[config.labels]
+        out["metrics/real-vs-real"] = steps.run("metrics/real-vs-real", lambda w: baseline_metrics(
+            real["train"], real["test"], real["classifier"], config, w, log))
     for pool in config.pools:
         datasets = synthetic[config.mode_of(pool.name)]  # the pool becomes one of its mode's synthetic arms
         out[f"pool/{pool.name}"] = steps.run(f"pool/{pool.name}", lambda w: pool_step(pool, datasets, w))
@@ -320,7 +352,7 @@ def _variants_option(_ctx: click.Context, _param: click.Parameter, value: str | 
 
 
 @click.command()
-@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Experiment folder (resumable)")
+@click.option("--outdir", required=True, type=dnnlib.OutputPath(file_okay=False), help="Experiment folder (resumable)")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON config (keys: the fields of ExperimentConfig)")
 @click.option("--source", type=click.Path(exists=True, file_okay=False), default=None,

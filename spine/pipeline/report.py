@@ -33,6 +33,7 @@ from spine.evaluation.class_means import (class_means, difference_correlation, l
                                           save_figure)
 from spine.evaluation.downstream import exaggerated_arms, ratio_texts
 from spine.evaluation.privacy_audit import nearest, stated_tpr_bound
+from spine.pipeline import report_tables
 from spine.pipeline.config import CLINICAL_LOSS_PAIR, ExperimentConfig
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 from training.dataset import ImageFolderDataset
@@ -58,7 +59,7 @@ def read_steps(outdir: Path) -> dict[str, dict[str, Any]]:
     steps = {}
     for marker in sorted((outdir / "steps").glob("*.json")):
         record = json.loads(marker.read_text())
-        steps[record["step"]] = dict(record["outputs"], seconds=record["seconds"])
+        steps[record["step"]] = dict(record["outputs"], seconds=record["seconds"], finished=record.get("finished", 0.0))
     return steps
 
 
@@ -352,11 +353,13 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     metric_rows = []
     for name in names:
         entry = steps.get(f"metrics/{name}", {})
-        for key, value in sorted(entry.get("results", {}).items()):
-            metric_rows.append([name, key, _fmt(value, 4) if isinstance(value, float) else value])
+        metric_rows += report_tables.metric_rows(name, entry.get("results", {}))
         for key, error in sorted(entry.get("errors", {}).items()):
             metric_rows.append([name, key, f"not computed: {error}"])
+    baseline = steps.get("metrics/real-vs-real", {})
+    metric_rows += report_tables.metric_rows("real vs real (baseline)", baseline.get("results", {}))
     body.append(_table(["variant", "metric", "value"], metric_rows) if metric_rows else "<p>No metrics yet.</p>")
+    body.append(f"<p class='note'>{html.escape(report_tables.fid_note(config.get('metrics', [])))}</p>")
     if "classifier" in steps:
         body.append(f"<p class='note'>Spine classifier (clinical loss, spine-feature metrics): validation AUC "
                     f"{_fmt(steps['classifier']['best_val_auc'])} at epoch {steps['classifier']['best_epoch']}.</p>")
@@ -404,8 +407,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 
     body.append("<h2 id='privacy-audit'>Privacy audit</h2>" + privacy_section(steps, names))
     body.append("<h2 id='model-card'>Model card</h2>" + model_card(config, steps))
-    timings = [[k, f"{v['seconds']:.0f} s"] for k, v in steps.items()]
-    body.append("<h3>Step timings</h3>" + _table(["step", "time"], timings))
+    body.append("<h3>Step timings</h3>" + _table(["step", "time"], report_tables.timing_rows(steps)))
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SpineGAN report: "
             f"{html.escape(outdir.name)}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
     path = reportdir / "index.html"
@@ -417,7 +419,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 @click.command()
 @click.option("--experiment", "outdir", required=True, type=click.Path(exists=True, file_okay=False),
               help="Experiment folder (spine.pipeline.experiment / spine.pipeline.demo)")
-@click.option("--out", "reportdir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "reportdir", type=dnnlib.OutputPath(file_okay=False), default=None,
               help="Report folder [default: <experiment>/report]")
 def main(outdir: str, reportdir: str | None) -> None:
     """Write the HTML report of an experiment."""

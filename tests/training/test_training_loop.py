@@ -86,7 +86,8 @@ def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
             "checkpoint.pt", "network-snapshot-000000.004.pkl", "network-snapshot-000000.012.pkl"} <= files
     assert any(name.startswith("events.out.tfevents.") for name in files)  # TensorBoard, as the official loop
     reals = PIL.Image.open(os.path.join(run, "reals.png"))
-    assert reals.mode == "L" and reals.size == (4 * 16, 2 * 16)
+    # 16-pixel tiles enlarged 4x to 64 pixels, a margin naming each row's class ('class 0', 'class 1') on the left
+    assert reals.mode == "L" and reals.size[1] == 2 * 64 and 0 < reals.size[0] - 4 * 64 < 100
     lines = [json.loads(line) for line in open(os.path.join(run, "stats.jsonl"))]
     assert [line["Progress/tick"]["mean"] for line in lines] == [0, 1, 2]
     assert lines[-1]["Progress/kimg"]["mean"] == pytest.approx(0.012)

@@ -474,6 +474,9 @@ BAD_INPUTS = {
     "train a resnet from code": (["train", "--arch", "resnet18", "--init-weights", "{code_zip}"], 1,
                                  "--init-weights: {code_zip}: refusing to load it as a state dict"),
     "seed out of range": (["train", "--seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
+    "train into a folder under a file": (["train", "--out", "{text}/c.pkl"], 1, "notes.txt is a file, not a folder"),
+    "evaluate into a folder under a file": (["evaluate", "--roc", "{text}/roc.png"], 1,
+                                            "notes.txt is a file, not a folder"),
 }
 
 
@@ -530,3 +533,15 @@ def test_validation_loss_and_selection_rule_closed_form():
     assert validation_loss(np.array([1]), np.array([0.0])) == pytest.approx(-np.log(1e-7))   # clipped, finite
     assert improves(0.9, 5.0, 0.8, 0.1) and not improves(0.8, 0.0, 0.9, 5.0)
     assert improves(1.0, 0.2, 1.0, 0.3) and not improves(1.0, 0.3, 1.0, 0.3)
+
+
+def test_evaluating_images_of_another_resolution_is_warned_of(tmp_path):
+    import bad_inputs
+    classifier = bad_inputs.classifier_file(tmp_path / "c.pkl", resolution=32)
+    data = _write_dataset(tmp_path / "data", num_studies=6, seed=0, resolution=16)
+    result = CliRunner().invoke(cli, ["evaluate", "--classifier", str(classifier), "--data", str(data), "--out",
+                                      str(tmp_path / "eval.json"), "--n-resamples", "10"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert warnings == [f"Warning: --data={data} holds 16x16 images; the classifier was trained on 32x32 ones and "
+                        f"sees them resized, so its scores may not hold"]

@@ -206,6 +206,9 @@ BAD_INPUTS = {
     "missing source": (["--source", "{tmp}/missing"], 1, "is not a readable folder"),
     "existing zip": (["--dest", "{old_zip}"], 1, "already exists; choose a new zip file name"),
     "full folder": (["--dest", "{full}"], 1, "is not an empty folder"),
+    "overwrite a folder that is no dataset": (["--dest", "{full}", "--overwrite", ""], 1,
+                                              "holds no dataset.json; --overwrite replaces only a dataset folder"),
+    "dest under a file": (["--dest", "{old_zip}/d.zip"], 1, "old.zip is a file, not a folder"),
     "labels for a plain folder": (["--source", "{full}", "--labels", "lesion"], 1, "is a plain folder without"),
     "resolution not a power of two": (["--resolution", "24"], 2, "24 is not a power of two"),
     "negative seed": (["--seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
@@ -224,7 +227,7 @@ def test_bad_inputs_get_one_line_and_write_nothing(phantom, tmp_path, case):
     options = {"--source": str(root), "--dest": str(tmp_path / "new.zip")}
     options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
     before = bad_inputs.tree(tmp_path)
-    result = CliRunner().invoke(dataset_tool.main, [item for pair in options.items() for item in pair])
+    result = CliRunner().invoke(dataset_tool.main, [item for pair in options.items() for item in pair if item])
     bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)
 
 
@@ -242,3 +245,19 @@ def test_outputs_get_the_mode_of_plain_files_and_folders(phantom, tmp_path, umas
     mode = lambda path: os.stat(path).st_mode & 0o777  # noqa: E731
     assert mode(tmp_path / "d.zip") == 0o666 & ~umask and mode(tmp_path / "d" / "dataset.json") == 0o666 & ~umask
     assert mode(tmp_path / "d") == 0o777 & ~umask and mode(tmp_path / "tree") == 0o777 & ~umask
+
+
+@pytest.mark.parametrize("dest", ["d.zip", "d"])
+def test_overwrite_replaces_an_earlier_import_whole(phantom, tmp_path, dest):
+    root, _ = phantom
+    dest = tmp_path / dest
+    assert run_tool("--source", root, "--split", "test", "--dest", dest, "--resolution", 16)[0] == 0
+    first = read_outputs(dest)
+    assert run_tool("--source", root, "--split", "test", "--dest", dest, "--resolution", 16)[0] == 1  # refused
+    assert run_tool("--source", root, "--split", "test", "--dest", dest, "--resolution", 16, "--max-images", 3,
+                    "--overwrite")[0] == 0
+    second = read_outputs(dest)
+    pngs = [[name for name in files if name.endswith(".png")] for files in (first, second)]
+    assert len(pngs[1]) == 3 and len(pngs[0]) > 3  # nothing of the old import is left
+    assert b'"overwrite"' not in second["dataset.json"]  # how it was written is no property of the data
+    assert sorted(os.listdir(tmp_path)) == sorted([dest.name])  # no temp or aside folder left

@@ -159,6 +159,9 @@ BAD_INPUTS = {
     "classifier with code": (["--classifier", "{code_zip}"], 1, "--classifier: {code_zip}: refusing to load it"),
     "no images asked for": (["--num", "0"], 2, "0 is not in the range x>=1"),
     "negative inversion": (["--inversion", "-1"], 2, "-1 is not in the range x>=0"),
+    "held-out set is the training set": (["--heldout", "{tmp}/train"], 1, "--heldout={tmp}/train: all 4 of its "
+                                                                         "images are also in --train={tmp}/train"),
+    "report folder under a file": (["--outdir", "{text}/out"], 1, "notes.txt is a file, not a folder"),
 }
 
 
@@ -184,3 +187,19 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
     before = bad_inputs.tree(tmp_path)
     result = CliRunner().invoke(privacy_audit.main, [item for pair in options.items() for item in pair])
     bad_inputs.assert_refused(result, message.format(**files), exit_code, tmp_path, before)
+
+
+def test_a_heldout_set_sharing_some_training_images_is_warned_of(tmp_path):
+    from training.networks import Generator
+    from training.serialization import save_network_snapshot
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=128, channel_max=8)).eval()
+    save_network_snapshot(tmp_path / "snap.pkl", G=G, D=None, G_ema=G)
+    train = smooth_images(4, 0)
+    heldout = torch.cat([train[:1], smooth_images(3, 1)])  # one member among the held-out images
+    result = CliRunner().invoke(privacy_audit.main, [
+        "--network", str(tmp_path / "snap.pkl"), "--train", write_folder(tmp_path / "train", train),
+        "--heldout", write_folder(tmp_path / "heldout", heldout), "--outdir", str(tmp_path / "out"), "--num", "4"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and "1 of its 4 images are also in --train" in warnings[0]

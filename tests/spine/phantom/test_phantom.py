@@ -311,3 +311,29 @@ def test_zoom_magnifies_the_anatomy_and_its_lesions_by_its_factor(tmp_path):
     with pytest.raises(ValueError, match="zoom"):
         Difficulty.from_level(0.0, zoom=3.0)
     assert make_phantom_tree(str(tmp_path / "z"), 2, 0, seed=1, size=64, zoom=1.5)["zoom"] == 1.5
+
+
+def test_overwrite_replaces_an_earlier_phantom_and_nothing_else(tmp_path):
+    from click.testing import CliRunner
+
+    import bad_inputs
+    from spine.phantom.tree import IDENTITY_FILE, main
+    root = tmp_path / "tree"
+    args = ["--outdir", str(root), "--num-train", "1", "--num-test", "0", "--size", "64"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = bad_inputs.tree(tmp_path)
+    bad_inputs.assert_refused(CliRunner().invoke(main, args), "--overwrite to replace an earlier phantom",
+                              root=tmp_path, before=before)
+    result = CliRunner().invoke(main, [*args, "--seed", "1", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    after = bad_inputs.tree(tmp_path)
+    old_images, new_images = ({p for p in tree if p.endswith(".dicom")} for tree in (before, after))
+    assert len(new_images) == len(old_images) == 1 and new_images != old_images  # seed 1's image replaced seed 0's
+    assert after - new_images == before - old_images and (root / IDENTITY_FILE).is_file()  # nothing aside
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("")
+    before = bad_inputs.tree(tmp_path)
+    bad_inputs.assert_refused(CliRunner().invoke(main, ["--outdir", str(other), "--overwrite"]),
+                              f"holds no {IDENTITY_FILE}; --overwrite replaces only a phantom tree",
+                              root=tmp_path, before=before)

@@ -276,3 +276,18 @@ def test_variant_labels_and_seed_are_checked_by_name():
         ExperimentConfig.from_dict(dict(variants=[dict(name="a", seed="one")]))
     config = ExperimentConfig.from_dict(dict(variants=[dict(name="a", labels="lesion", seed=2)]))
     assert config.variants[0] == Variant("a", labels="lesion", seed=2)
+
+
+def test_the_real_vs_real_baseline_scores_the_configured_fid_between_train_and_test(tmp_path):
+    import bad_inputs
+    from spine.pipeline.experiment import baseline_metric_names, baseline_metrics
+    config = ExperimentConfig(metrics=("fid8_spine", "label_fidelity8"), seed=0)
+    assert baseline_metric_names(config) == ["fid8_spine"]
+    train = bad_inputs.write_images(tmp_path / "train", [16] * 8, [0, 1] * 4)
+    classifier = bad_inputs.classifier_file(tmp_path / "c.pkl", resolution=16)
+    workdir = tmp_path / "metrics" / "real-vs-real"
+    workdir.mkdir(parents=True)
+    same = baseline_metrics(str(train), str(train), str(classifier), config, workdir, print)
+    # A set against itself: FID 0, up to the float64 square root of a product of 4-dimensional covariances.
+    assert same["errors"] == {} and abs(same["results"]["fid8_spine"]) < 1e-6
+    assert (workdir / "metric-fid8_spine.jsonl").is_file()

@@ -64,6 +64,7 @@ def experiment_dir(tmp_path):
     mark(tmp_path, "metrics/spinegan", dict(results=dict(label_fidelity8_accuracy=0.75,
                                                            independent_label_fidelity8_accuracy=0.625),
                                             errors=dict(fid500_full="OSError: no Inception weights")))
+    mark(tmp_path, "metrics/real-vs-real", dict(results=dict(fid1k_full=12.25), errors={}))
     mark(tmp_path, "downstream", dict(json=str(tmp_path / "downstream.json")))
     return tmp_path
 
@@ -87,6 +88,9 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
     assert "<td>independent_label_fidelity8_accuracy</td><td>0.6250</td>" in page
     assert "no generator was trained against" in page and "validation AUC 0.910" in page
     assert "not computed: OSError: no Inception weights" in page
+    assert "<td>real vs real (baseline)</td><td>fid1k_full</td><td>12.2500</td>" in page
+    assert "compare with the &#x27;real vs real (baseline)&#x27; rows" in page and "No Inception FID" not in page
+    assert "<td>total</td><td>8 s (0.1 min)</td>" in page  # eight steps of 1 s
     assert "--dp=1" in page and "does not cover the classifier" in page and "Not for" in page
     assert "seeded phantom" in page and "validation AUC 0.930 at epoch 4" in page
     for name in re.findall(r"<img src='([^']+)'", page):
@@ -181,3 +185,24 @@ def test_model_card_says_what_a_pooled_arm_is():
     card = report.model_card(config, {})
     assert "<b>Pooled arm ab</b>: no generator of its own; the synthetic images of a, b together" in card
     assert "Pooled arm" not in report.model_card(ExperimentConfig().to_dict(), {})
+
+
+def test_metrics_are_listed_once_per_number_and_timings_in_pipeline_order_with_a_total():
+    from spine.pipeline.report_tables import metric_rows, timing_rows
+    results = dict(label_fidelity200_accuracy=0.75, label_fidelity200_auc=0.8125, label_fidelity200_normal_auc=0.8125,
+                   label_fidelity200_abnormal_auc=0.8125, independent_label_fidelity200_auc=0.8125, fid1k_spine=0.8125)
+    assert metric_rows("gan", results) == [
+        ["gan", "fid1k_spine", "0.8125"],  # the same number, another metric: its own row
+        ["gan", "independent_label_fidelity200_auc", "0.8125"],
+        ["gan", "label_fidelity200_auc (also abnormal_auc, normal_auc)", "0.8125"],
+        ["gan", "label_fidelity200_accuracy", "0.7500"]]
+    steps = {"classifier": dict(seconds=60.0, finished=20.0), "data/phantom": dict(seconds=30.0, finished=10.0),
+             "train/gan": dict(seconds=600.0, finished=30.0)}  # read alphabetically, run in another order
+    assert timing_rows(steps) == [["data/phantom", "30 s"], ["classifier", "60 s"], ["train/gan", "600 s"],
+                                  ["total", "690 s (11.5 min)"]]
+
+
+def test_a_run_without_inception_fid_says_how_to_get_it():
+    from spine.pipeline.report_tables import fid_note
+    assert "No Inception FID in this run" in fid_note(["fid2k_spine", "label_fidelity200"])
+    assert "baseline" in fid_note(["fid2k_spine"]) and fid_note(["fid2k", "label_fidelity200"]).count("Inception") == 0
