@@ -37,6 +37,7 @@ import torch
 
 import dnnlib
 from dnnlib import UserError
+from metrics.caveats import cpu_cost_warnings, small_count_warnings
 from spine.clinical import locality_options
 from spine.clinical import options as clinical_options
 from spine.dp import options as dp_options
@@ -671,7 +672,8 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     print("Training options:")
     print(json.dumps(args, indent=2))
     print()
-    for warning in run_warnings(args, on_gpu=torch.cuda.is_available()):
+    metric_warnings = small_count_warnings(args.metrics) + cpu_cost_warnings(args.metrics, torch.cuda.is_available())
+    for warning in run_warnings(args) + metric_warnings:
         click.echo(f"Warning: {warning}", err=True)
     if dry_run:
         for note in args.notes:  # a real run prints them at the start of its log

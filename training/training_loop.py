@@ -548,7 +548,7 @@ def training_loop(
             signum = interrupt.stop_requested(progress.cur_nimg == progress.tick_start_nimg, world)
             if signum:  # Ctrl-C or SIGTERM: save the state this iteration would start from, then stop
                 write_checkpoint(os.path.join(run_dir, ckpt.FILE_NAME), nets, loss, phases, progress,
-                                 training_set_kwargs, options or {}, is_main, plugins)
+                                 training_set_kwargs, options or {}, is_main, named)
                 raise interrupt.Interrupted(signum, progress.cur_nimg)
             rounds = fetch_rounds(real_batches, fake_labels, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
                                   device)

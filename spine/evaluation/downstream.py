@@ -121,7 +121,8 @@ def auc_ratio(labels: np.ndarray, scores_synthetic: np.ndarray, scores_real: np.
     whole studies when `groups` names each image's study).
 
     The skill interval is None when a resample leaves the real model at or below chance (the ratio is then
-    undefined, and the percentile interval would hide it).
+    undefined, and the percentile interval would hide it); the plain ratio's likewise when a resample leaves the
+    real model at AUC 0 (a few test studies can).
     """
     labels = np.asarray(labels).astype(np.int64)
     classes = np.unique(labels)
@@ -129,16 +130,15 @@ def auc_ratio(labels: np.ndarray, scores_synthetic: np.ndarray, scores_real: np.
     def both(idx: np.ndarray) -> np.ndarray:
         syn = _headline_auc(labels[idx], scores_synthetic[idx])
         real = _headline_auc(labels[idx], scores_real[idx])
-        return np.array([syn / real, skill_ratio(syn, real)])
+        return np.array([syn / real if real > 0 else np.nan, skill_ratio(syn, real)])
 
     def every_class_present(idx: np.ndarray) -> bool:
         return np.isin(classes, labels[idx]).all()
 
     values = bootstrap_values(both, len(labels), every_class_present, n_resamples, seed, groups=groups)
     point = both(np.arange(len(labels)))
-    skill_ci = None if np.isnan(values[:, 1]).any() else list(percentile_interval(values[:, 1]))
-    return dict(ratio=float(point[0]), ratio_ci=list(percentile_interval(values[:, 0])), skill=float(point[1]),
-                skill_ci=skill_ci)
+    ratio_ci, skill_ci = (None if np.isnan(column).any() else list(percentile_interval(column)) for column in values.T)
+    return dict(ratio=float(point[0]), ratio_ci=ratio_ci, skill=float(point[1]), skill_ci=skill_ci)
 
 
 def evaluate_on_test(models: Mapping[Arm, TrainResult], test_path: str, options: DownstreamOptions) -> dict[str, Any]:
@@ -184,7 +184,8 @@ def ratio_texts(ratio: Mapping[str, Any] | None) -> tuple[str, str]:
     """('plain ratio (CI)', 'skill ratio (CI)') of a synthetic arm for tables; empty for other arms."""
     if ratio is None:
         return "", ""
-    plain = f"{ratio['ratio']:.3f} ({ratio['ratio_ci'][0]:.3f}-{ratio['ratio_ci'][1]:.3f})"
+    plain_ci = ratio["ratio_ci"]
+    plain = f"{ratio['ratio']:.3f} " + ("(undefined CI)" if plain_ci is None else f"({plain_ci[0]:.3f}-{plain_ci[1]:.3f})")
     skill_ci = ratio.get("skill_ci")
     skill = "" if "skill" not in ratio else f"{ratio['skill']:.3f}" + (
         " (undefined CI)" if skill_ci is None else f" ({skill_ci[0]:.3f}-{skill_ci[1]:.3f})")

@@ -217,7 +217,8 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
         row = downstream["models"][arm]
         name = row["generator"]
         ci = row["auc_ci"]
-        low, high = ratio["ratio_ci"]
+        plain_ci = ratio["ratio_ci"]
+        plain_interval = "interval undefined" if plain_ci is None else f"95% CI {plain_ci[0]:.2f}-{plain_ci[1]:.2f}"
         skill = ""
         if "skill" in ratio:
             skill_ci = ratio.get("skill_ci")
@@ -225,7 +226,7 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
                 ", interval undefined" if skill_ci is None else f", 95% CI {skill_ci[0]:.2f}-{skill_ci[1]:.2f}") + "; "
         parts.append(f"Trained on {name} images only: AUC {_fmt(row['auc'])}"
                      + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})")
-                     + f" ({skill}plain ratio to real {ratio['ratio']:.2f}, 95% CI {low:.2f}-{high:.2f})."
+                     + f" ({skill}plain ratio to real {ratio['ratio']:.2f}, {plain_interval})."
                      + _chance_words(f"{name}-only", row) + _exaggeration_words(arm, downstream))
     parts.append("Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5): 0 at chance, 1 when synthetic images train as "
                  "well as real ones; the plain ratio reads about 0.6 even for a model at chance.")

@@ -12,6 +12,8 @@ import train
 from test_train import write_dataset as write_cli_dataset
 from test_training_loop import final_state, loop_kwargs, write_dataset
 from training import interrupt
+from training.loop_plugins import LoopPlugins
+from training.plugins import Plugin
 from training.training_loop import training_loop
 
 
@@ -29,7 +31,7 @@ def test_the_first_signal_asks_the_second_stops_and_handlers_are_restored():
     assert interrupt.Interrupted(signal.SIGTERM, 0).exit_code == 143
 
 
-class SignalAt:
+class SignalAt(Plugin):
     """A zero generator term that sends `signum` to this process on its `at`-th call (never when None): a user's
     Ctrl-C in the middle of the work."""
 
@@ -54,14 +56,14 @@ def test_a_signal_mid_tick_checkpoints_and_the_resumed_run_is_the_uninterrupted_
     # 6 iterations of 4 images in 2 rounds (so 2 generator-term calls each), ticks after 4, 12 and 20 images.
     options = dict(kimg_per_tick=0.008, network_snapshot_ticks=2)
     full = str(tmp_path / "full")
-    training_loop(**loop_kwargs(dataset, full, generator_terms=[SignalAt(None)], **options))
+    training_loop(**loop_kwargs(dataset, full, plugins=LoopPlugins(generator_terms=(SignalAt(None),)), **options))
     part = str(tmp_path / "part")
     with interrupt.stop_on_signals(), pytest.raises(interrupt.Interrupted) as stop:
-        training_loop(**loop_kwargs(dataset, part, generator_terms=[SignalAt(4, signal.SIGTERM)], **options))
+        training_loop(**loop_kwargs(dataset, part, plugins=LoopPlugins(generator_terms=(SignalAt(4, signal.SIGTERM),)), **options))
     assert stop.value.signum == signal.SIGTERM and stop.value.cur_nimg == 8  # after iteration 2, mid-tick
     assert final_state(part)["progress"] == dict(cur_nimg=8, cur_tick=1, batch_idx=2, tick_start_nimg=4)
     resumed = str(tmp_path / "resumed")
-    training_loop(**loop_kwargs(dataset, resumed, generator_terms=[SignalAt(None)],
+    training_loop(**loop_kwargs(dataset, resumed, plugins=LoopPlugins(generator_terms=(SignalAt(None),)),
                                 resume_checkpoint=os.path.join(part, "checkpoint.pt"), **options))
     a, b = final_state(full), final_state(resumed)
     assert a["progress"] == b["progress"]

@@ -186,3 +186,14 @@ def test_mismatched_synthetic_images_are_refused_before_training(tmp_path):
         json.dump({"labels": [[f"img{i}.png", i % 2] for i in range(4)]}, f)
     with pytest.raises(ValueError, match="differ from the real images"):
         downstream.train_arms(real, {"big": big}, OPTIONS)
+
+
+def test_a_resample_where_the_real_model_reads_auc_0_leaves_the_ratio_interval_undefined():
+    """Two studies, one the real model gets right and one it gets exactly wrong: resampling studies draws the
+    wrong one twice (real AUC 0) on some resamples, where the plain ratio is undefined rather than a crash."""
+    labels = np.array([0, 1, 0, 1])
+    real = np.array([0.2, 0.8, 0.9, 0.1])
+    synthetic = np.array([0.3, 0.7, 0.4, 0.6])
+    ratio = downstream.auc_ratio(labels, synthetic, real, n_resamples=40, seed=0, groups=["a", "a", "b", "b"])
+    assert ratio["ratio"] == pytest.approx(1.0 / 0.25) and ratio["ratio_ci"] is None and ratio["skill_ci"] is None
+    assert "(undefined CI)" in downstream.ratio_texts(ratio)[0]
