@@ -168,12 +168,13 @@ def _synthetic_key(generator: str) -> str:
     return Arm("synthetic", generator).key
 
 
-def score_panel(outdir: str, test_path: str, members: Sequence[PanelMember], variants: Mapping[str, Sequence[str]],
+def score_panel(folders: Mapping[str, str], test_path: str, variants: Mapping[str, Sequence[str]],
                 n_resamples: int, seed: int) -> dict[str, dict[str, Any]]:
-    """Load every member's saved models and compute `panel_skill` for each variant (its replicate arms)."""
+    """Load every member's saved models ({member name: its downstream folder}) and compute `panel_skill` for each
+    variant (its replicate arms)."""
     test = load_labelled_images(test_path)
     names = list(dict.fromkeys([REAL] + [_synthetic_key(a) for arms in variants.values() for a in arms]))
-    scores = {m.name: arm_scores(os.path.join(outdir, m.folder), names, test) for m in members}
+    scores = {member: arm_scores(folder, names, test) for member, folder in folders.items()}
     return {variant: panel_skill(test.labels.numpy(), scores, [_synthetic_key(a) for a in arms], n_resamples, seed,
                                  test.study_ids)
             for variant, arms in variants.items()}
@@ -189,11 +190,18 @@ def run_panel(real_train: str, synthetic: Mapping[str, str], test_path: str, out
         raise ValueError("an evaluator panel needs at least one member")
     variants = variants or {name: [name] for name in synthetic}
     train_panel(real_train, synthetic, test_path, outdir, members, options, without_mixed)
-    panel = score_panel(outdir, test_path, members, variants, options.n_resamples, options.seed)
-    save_json(dict(members=[m.name for m in members], variants=panel), os.path.join(outdir, "panel.json"))
+    folders = {m.name: os.path.join(outdir, m.folder) for m in members}
+    panel = score_panel(folders, test_path, variants, options.n_resamples, options.seed)
+    write_panel(panel, outdir)
+    return panel
+
+
+def write_panel(panel: Mapping[str, Mapping[str, Any]], outdir: str) -> None:
+    """panel.json (every figure) and panel.md (the table) in `outdir`."""
+    members = list(next(iter(panel.values()))["members"])
+    save_json(dict(members=members, variants=panel), os.path.join(outdir, "panel.json"))
     with dnnlib.atomic_write(os.path.join(outdir, "panel.md"), "w") as f:
         f.write(markdown_table(panel))
-    return panel
 
 
 def parse_members(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[PanelMember]:

@@ -33,3 +33,17 @@ def replicate_groups(config: ExperimentConfig) -> dict[str, list[Arm]]:
         groups.setdefault(dataclasses.replace(variant, name="", seed=None), []).append(variant)
     return {members[0].name: [Arm("synthetic", v.name, training_seed(config, v)) for v in members]
             for members in groups.values() if len({training_seed(config, v) for v in members}) > 1}
+
+
+def panel_variants(config: ExperimentConfig, mode: str) -> dict[str, list[str]]:
+    """{name: its generators} for the evaluator panel on one label mode: an arm trained under several seeds is one
+    entry over its seeds (named by its first variant), then every other variant and pool alone."""
+    arms = synthetic_arms(config, mode)
+    generators = {arm.variant for arm in arms}
+    variants: dict[str, list[str]] = {}
+    for name, replicates in replicate_groups(config).items():
+        if name in generators:
+            variants[f"{name} ({len(replicates)} seeds)"] = [arm.variant for arm in replicates]
+    grouped = {generator for members in variants.values() for generator in members}
+    variants.update({arm.variant: [arm.variant] for arm in arms if arm.variant not in grouped})
+    return variants

@@ -14,6 +14,7 @@ from spine.classifier.artifact import INPUT_NORMS
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions
 from spine.evaluation.downstream import DownstreamOptions
+from spine.evaluation.panel import PanelMember
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +95,12 @@ class ExperimentConfig:
     # 0 = off; and the projection steps. Cost: about steps x a generator forward/backward pass on 2N images.
     privacy_inversion: int = 0
     privacy_inversion_steps: int = 100
+    # An evaluator panel (spine.evaluation.panel) scores every synthetic arm of the experiment's label mode with these
+    # members ('ARCH:NORM'); the member that matches the downstream protocol reuses its models. () = no panel.
+    panel: tuple[str, ...] = ()
+    # The phantom's draw (None: `seed`): an experiment's test studies are those of its draw, so two experiments
+    # whose draws differ share no test study.
+    phantom_seed: int | None = None
 
     @staticmethod
     def from_dict(data: dict[str, Any], where: str = "config") -> "ExperimentConfig":
@@ -107,8 +114,9 @@ class ExperimentConfig:
             data["variants"] = tuple(_variant(v, f"{where}.variants[{i}]") for i, v in enumerate(data["variants"]))
         if "pools" in data:
             data["pools"] = tuple(_pool(p, f"{where}.pools[{i}]") for i, p in enumerate(data["pools"]))
-        if "metrics" in data:
-            data["metrics"] = tuple(data["metrics"])
+        for key in ("metrics", "panel"):
+            if key in data:
+                data[key] = tuple(data[key])
         config = ExperimentConfig(**data)
         config.check(where)
         return config
@@ -132,6 +140,20 @@ class ExperimentConfig:
         if self.classifier_input_norm not in INPUT_NORMS:
             raise ValueError(f"{where}.classifier_input_norm: expected one of {list(INPUT_NORMS)}, "
                              f"got {self.classifier_input_norm!r}")
+        self._check_panel(where)
+
+    def _check_panel(self, where: str) -> None:
+        try:
+            members = panel_members(self)
+        except ValueError as exc:
+            raise ValueError(f"{where}.panel: {exc}") from None
+        if len({m.name for m in members}) != len(members):
+            raise ValueError(f"{where}.panel: a member is listed twice in {list(self.panel)}")
+
+    @property
+    def draw_seed(self) -> int:
+        """The phantom draw's seed."""
+        return self.seed if self.phantom_seed is None else self.phantom_seed
 
     def _check_pools(self, where: str) -> None:
         """Pool names are new arm names; members are two or more variants of one label mode."""
@@ -193,6 +215,11 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> ExperimentConfig
         return ExperimentConfig.from_dict(data, where=path or "options")
     except (TypeError, ValueError) as exc:
         raise dnnlib.UserError(str(exc)) from exc
+
+
+def panel_members(config: ExperimentConfig) -> list[PanelMember]:
+    """The evaluator panel's members, parsed from the config."""
+    return [PanelMember.parse(text) for text in config.panel]
 
 
 def downstream_options(config: ExperimentConfig) -> DownstreamOptions:

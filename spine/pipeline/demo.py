@@ -33,6 +33,7 @@ import dnnlib
 from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
 from spine.pipeline.experiment import run_experiment
 from spine.evaluation.arms import Arm
+from spine.evaluation.panel import FULL_PANEL
 from spine.pipeline.arms import synthetic_arms
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 
@@ -52,7 +53,9 @@ DEMO = ExperimentConfig(
     classifier_epochs=25, classifier_patience=8, gan_cfg="demo", kimg=40, snap=5,
     variants=(Variant("spinegan", clinical_weight=0.1, train_args=("--clinical-augment=1",)),),
     synth_per_class=1000, metrics=("label_fidelity200",), downstream_epochs=25, downstream_patience=8,
-    n_resamples=1000, seed=0)
+    n_resamples=1000, seed=0, panel=("patch_cnn:blurred_image", "small_cnn:dataset", "resnet18:dataset"))
+# The demo's evaluator panel is the benchmark's less the DenseNet-121, the slowest member to train on a CPU; it keeps
+# a member on `dataset` normalisation (the classifier CLI's default `small_cnn`) beside the protocol's own.
 
 # The paper's comparison on the same data and preset (a CPU-sized run; on a GPU the same config trains faster):
 # conditional StyleGAN2-ADA and SpineGAN, each with three training seeds (the clinical loss's effect is then stated
@@ -62,21 +65,25 @@ DEMO = ExperimentConfig(
 # generator: `calc_metrics.py --metrics fid1k` on a snapshot adds it); and a privacy audit of every generator.
 # 30 kimg per generator: as good on real training images as 40 kimg in the runs of docs/RESULTS.md G2, and 8
 # generators of 40 kimg would not fit the 2-hour budget on an idle 2-core machine (docs/PERFORMANCE.md).
-REPLICATE_SEEDS = (1, 2)
+REPLICATES = 2  # training seeds per main arm beyond the experiment's own: seed + 1, seed + 2
 
 
-def benchmark_variants(demo_spinegan: Variant) -> tuple[Variant, ...]:
+def replicate_seeds(seed: int) -> tuple[int, ...]:
+    return tuple(seed + k for k in range(1, REPLICATES + 1))
+
+
+def benchmark_variants(demo_spinegan: Variant, seed: int = 0) -> tuple[Variant, ...]:
     """Plain and SpineGAN arms (seed of the experiment, then each replicate seed), the lesion-type model, DP."""
     main_arms = (PAPER_VARIANTS[0], demo_spinegan)
-    replicates = tuple(dataclasses.replace(v, name=f"{v.name}-seed{seed}", seed=seed)
-                       for seed in REPLICATE_SEEDS for v in main_arms)
+    replicates = tuple(dataclasses.replace(v, name=f"{v.name}-seed{s}", seed=s)
+                       for s in replicate_seeds(seed) for v in main_arms)
     lesion = (Variant("stylegan2-ada-lesion", labels="lesion"),)
     return main_arms + replicates + lesion + (DP_VARIANT,)
 
 
-def seed_pools(variants: tuple[Variant, ...]) -> tuple[Pool, ...]:
+def seed_pools(variants: tuple[Variant, ...], seed: int = 0) -> tuple[Pool, ...]:
     """Per main arm, one pooled arm: the images of all its training seeds together (`<name>-pooled`)."""
-    return tuple(Pool(f"{arm.name}-pooled", (arm.name,) + tuple(f"{arm.name}-seed{seed}" for seed in REPLICATE_SEEDS))
+    return tuple(Pool(f"{arm.name}-pooled", (arm.name,) + tuple(f"{arm.name}-seed{s}" for s in replicate_seeds(seed)))
                  for arm in variants[:2])
 
 
@@ -86,10 +93,25 @@ def seed_pools(variants: tuple[Variant, ...]) -> tuple[Pool, ...]:
 _BENCHMARK_VARIANTS = benchmark_variants(DEMO.variants[0])
 BENCHMARK = dataclasses.replace(
     DEMO, phantom_train=4000, phantom_test=1000, kimg=30, variants=_BENCHMARK_VARIANTS,
-    pools=seed_pools(_BENCHMARK_VARIANTS), synth_per_class=1000, metrics=("fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000,
-    privacy_audit=True, privacy_inversion=64)
+    pools=seed_pools(_BENCHMARK_VARIANTS), synth_per_class=1000,
+    metrics=("fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000, privacy_audit=True,
+    privacy_inversion=64, panel=tuple(member.name for member in FULL_PANEL))
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
+# Each mode draws its phantom from its own range of seeds, so the demo's and the benchmark's test studies never
+# coincide, whatever --seed (below 2**20) each is given.
+DRAW_OFFSET = {"demo": 0, "benchmark": 2 ** 20}
+# The seed of each mode's documented run (README, docs/RESULTS.md): one whose test split no earlier run had opened.
+DEFAULT_SEED = {"demo": 11, "benchmark": 11}
+
+
+def mode_config(mode: str, seed: int) -> ExperimentConfig:
+    """The config of `mode` for one draw: phantom, splits, generators and classifiers all follow `seed`."""
+    config = dataclasses.replace(MODES[mode], seed=seed, phantom_seed=seed + DRAW_OFFSET[mode])
+    if mode == "benchmark":
+        variants = benchmark_variants(DEMO.variants[0], seed)
+        config = dataclasses.replace(config, variants=variants, pools=seed_pools(variants, seed))
+    return config
 # Generators trained at a time: the benchmark's eight train two at a time, one thread each (more kimg per hour on
 # 2 cores than one two-thread run)
 PARALLEL = {"demo": 1, "benchmark": 2}
@@ -158,10 +180,23 @@ def privacy_lines(name: str, audit: dict[str, Any]) -> list[str]:
     return lines
 
 
+def panel_lines(panel: dict[str, Any]) -> list[str]:
+    """The evaluator panel: per generator (or arm over its seeds) the lowest skill ratio, then every member's."""
+    lines = [f"  evaluator panel ({len(panel['members'])} classifiers, each trained on real and on synthetic images):"]
+    for name, row in panel["variants"].items():
+        lines.append(f"    {name}: lowest skill ratio {row['lowest_skill']:.2f} (95% CI "
+                     f"{_ci(row['lowest_skill_ci'])}, over {row['interval_covers']}), by {row['lowest_member']}")
+        for member, figures in row["members"].items():
+            lines.append(f"      {member}: skill {figures['skill']:.2f} ({_ci(figures['skill_ci'])}), real-trained "
+                         f"AUC {figures['real_auc']:.3f}, synthetic-trained {figures['synthetic_auc']:.3f}")
+    return lines
+
+
 def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]:
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
-    lines = downstream_lines(out["downstream"], config, config.labels) + \
+    lines = panel_lines(out["panel"]) if "panel" in out else []
+    lines += downstream_lines(out["downstream"], config, config.labels) + \
         effect_lines(out, config, *CLINICAL_LOSS_PAIR)
     for mode in sorted({config.mode_of(v.name) for v in config.variants} - {config.labels}):
         lines += downstream_lines(out[f"downstream-{mode}"], config, mode, f" ({mode} labels, macro)")
@@ -182,21 +217,30 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
 @click.option("--mode", type=click.Choice(sorted(MODES)), default="demo", show_default=True)
 @click.option("--parallel", type=click.IntRange(min=1), default=None,
               help="Generators trained at a time [default: 1 for demo, 2 for benchmark]")
-def main(outdir: str, mode: str, parallel: int | None) -> None:
+@click.option("--seed", type=click.IntRange(0, 2 ** 20 - 1), default=None,
+              help=f"The whole draw: phantom, splits, generators, classifiers [default: {DEFAULT_SEED['demo']}, the "
+                   "documented run's]")
+def main(outdir: str, mode: str, parallel: int | None, seed: int | None) -> None:
     """Run the SpineGAN demo end to end on the built-in phantom and print where the report is."""
     start = time.time()
-    config = MODES[mode]
+    config = mode_config(mode, DEFAULT_SEED[mode] if seed is None else seed)
     click.echo(f"SpineGAN {mode}: {len(config.variants)} generator(s), {config.kimg} kimg each, "
-               f"{config.resolution}x{config.resolution} phantom radiographs -> {outdir}")
+               f"{config.resolution}x{config.resolution} phantom radiographs of draw {config.draw_seed} "
+               f"(--seed {config.seed}) -> {outdir}")
     click.echo(f"Expect about {MINUTES[mode]} minutes on 2 CPU cores in all (finished steps are skipped on a rerun)")
     out = run_experiment(config, outdir, log=lambda text: click.echo(text, err=False),
                          parallel=PARALLEL[mode] if parallel is None else parallel)
     total = time.time() - start
     click.echo("\nStep timings (s): " + json.dumps({k: round(v) for k, v in out["timings"].items()}))
     click.echo(f"Total this run: {total / 60:.1f} min")
-    click.echo("\nHeadline numbers (phantom data, short training: illustrative, not the paper's results):")
+    click.echo("\nHeadline numbers (a 32x32 phantom, short training: not VinDr-SpineXR, not the paper's setting):")
     for line in headline_numbers(out, config):
         click.echo(line)
+    click.echo("  One generator draw moves these figures (another seed, CPU or thread count trains another "
+               "generator): docs/RESULTS.md, section K, says by how much.")
+    version = out["provenance"]
+    click.echo(f"  Code {version['commit'] or 'outside git'}{' (modified)' if version['modified'] else ''}, "
+               f"config sha256 {version['config_sha256'][:16]}")
     click.echo(f"\nDownstream table: {Path(out['downstream']['markdown']).resolve()}")
     if out.get("report"):
         click.echo(f"Report: {Path(out['report']['report']).resolve()}")

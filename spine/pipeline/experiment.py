@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import json
 import os
 import sys
@@ -27,19 +28,28 @@ import click
 
 import dnnlib
 from spine.evaluation.downstream import DownstreamOptions
+from spine.pipeline.arms import panel_variants
 from spine.pipeline.config import (DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant, classifier_options,
-                                   downstream_options, load_config)
-from spine.pipeline.steps import REPO_ROOT, Steps, run_logged
+                                   downstream_options, load_config, panel_members)
+from spine.pipeline.steps import REPO_ROOT, Steps, code_version, run_logged
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The steps of an experiment.
 
 
+def provenance(config: ExperimentConfig) -> dict[str, Any]:
+    """What the figures of this experiment come from: the config's hash, its seeds and the code's commit (recorded
+    when the experiment starts; a continued experiment keeps them, since its config cannot change)."""
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return dict(config_sha256=hashlib.sha256(text.encode()).hexdigest(), seed=config.seed,
+                phantom_seed=config.draw_seed if config.source is None else None, **code_version())
+
+
 def make_phantom(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
     from spine.phantom.tree import make_phantom_tree
     root = workdir / "vindr"
-    summary = make_phantom_tree(str(root), config.phantom_train, config.phantom_test, seed=config.seed,
+    summary = make_phantom_tree(str(root), config.phantom_train, config.phantom_test, seed=config.draw_seed,
                                 difficulty=config.phantom_difficulty, size=config.phantom_size,
                                 lesion_scale=config.phantom_lesion_scale, zoom=config.phantom_zoom)
     return dict(root=str(root), summary=summary)
@@ -206,7 +216,7 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
         dnnlib.remove_stale_temp_files(directory)
     _check_same_config(config, outdir)
     steps = Steps(outdir, log)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"provenance": steps.run("provenance", lambda w: provenance(config))}
     source = config.source
     if source is None:
         out["phantom"] = steps.run("phantom", lambda w: make_phantom(config, w))
@@ -270,6 +280,10 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         key = "downstream" if mode == config.labels else f"downstream-{mode}"
         out[key] = steps.run(key, lambda w: _downstream(data[mode]["train"], synthetic[mode], data[mode]["test"], w,
                                                         options, [p.name for p in config.pools]))
+    if config.panel:
+        main = data[config.labels]
+        out["panel"] = steps.run("panel", lambda w: panel_step(main["train"], synthetic[config.labels], main["test"],
+                                                               out["downstream"]["json"], config, w))
     if config.report:
         from spine.pipeline.report import write_experiment_report
         out["report"] = steps.run("report", lambda w: dict(report=str(write_experiment_report(outdir, w))))
@@ -317,6 +331,25 @@ def _downstream(train_zip: str, synthetic: dict[str, str], test_zip: str, workdi
                 ratio_cis={arm: r["ratio_ci"] for arm, r in results["ratios"].items()},
                 skills={arm: r["skill"] for arm, r in results["ratios"].items()},
                 skill_cis={arm: r["skill_ci"] for arm, r in results["ratios"].items()})
+
+
+def panel_step(train_zip: str, synthetic: dict[str, str], test_zip: str, downstream_json: str,
+               config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+    """The evaluator panel on the experiment's label mode: every member but the downstream protocol's own trains on
+    the real and each synthetic set (synthetic-only arms); the protocol's member reuses the downstream models."""
+    from spine.evaluation.panel import score_panel, train_panel, write_panel
+    options = downstream_options(config)
+    members = panel_members(config)
+    own = next((m for m in members if (m.arch, m.input_norm) == (options.arch, options.input_norm)), None)
+    train_panel(train_zip, synthetic, test_zip, str(workdir), [m for m in members if m != own], options,
+                without_mixed=set(synthetic))
+    folders = {m.name: str(Path(downstream_json).parent if m == own else workdir / m.folder) for m in members}
+    panel = score_panel(folders, test_zip, panel_variants(config, config.labels), options.n_resamples, options.seed)
+    write_panel(panel, str(workdir))
+    return dict(json=str(workdir / "panel.json"), markdown=str(workdir / "panel.md"), members=list(folders),
+                variants={name: {key: row[key] for key in ("lowest_skill", "lowest_skill_ci", "lowest_member",
+                                                           "interval_covers", "members")}
+                          for name, row in panel.items()})
 
 
 def _dataset_classes(path: str) -> tuple[list[str], str]:

@@ -327,6 +327,24 @@ def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
         "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
 
 
+def panel_section(panel: dict[str, Any]) -> str:
+    """The panel's table: per generator (or arm over its seeds) the lowest skill ratio, then each member's."""
+    members = panel["members"]
+    rows = []
+    for name, row in panel["variants"].items():
+        lowest = row["lowest_skill_ci"]
+        cells = [f"{f['skill']:.2f} (real {f['real_auc']:.3f})" for f in row["members"].values()]
+        rows.append([name, f"{row['lowest_skill']:.2f}" + ("" if lowest is None else
+                                                          f" ({lowest[0]:.2f}-{lowest[1]:.2f})"),
+                     row["lowest_member"], *cells])
+    covers = sorted({row["interval_covers"] for row in panel["variants"].values()})
+    return (_table(["generator", "lowest skill ratio (95% CI)", "lowest member", *members], rows)
+            + f"<p>Each member (architecture:normalisation) trained on the real and on each synthetic training set "
+              f"under one protocol; skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5) against the member's own "
+              f"real-trained model. Intervals: paired percentile bootstrap over {html.escape('; '.join(covers))}."
+              f"</p>")
+
+
 def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = None) -> Path:
     """Write <reportdir>/index.html (default <outdir>/report) and its figures; returns the HTML path."""
     outdir = Path(outdir)
@@ -340,6 +358,14 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
         downstream = json.loads(Path(steps["downstream"]["json"]).read_text())
     body = [f"<h1>SpineGAN experiment: {html.escape(outdir.name)}</h1>",
             f"<h2 id='headline'>Headline</h2><p class='headline'>{html.escape(headline(config, downstream))}</p>"]
+    if "panel" in steps:
+        body.append("<h2 id='evaluator-panel'>Evaluator panel</h2>" + panel_section(steps["panel"]))
+    if "provenance" in steps:
+        version = steps["provenance"]
+        body.append(f"<p>Code {html.escape(str(version['commit'] or 'outside git'))}"
+                    f"{' (modified)' if version['modified'] else ''}; config sha256 "
+                    f"{html.escape(version['config_sha256'])}; seed {version['seed']}, phantom draw "
+                    f"{version['phantom_seed']}.</p>")
 
     body.append("<h2 id='downstream'>Downstream</h2>")
     if downstream is not None:

@@ -19,6 +19,18 @@ import dnnlib
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def code_version() -> dict[str, Any]:
+    """The commit the code runs from and whether tracked files differ from it (None outside a git checkout)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+    commit = git("rev-parse", "HEAD")
+    changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return dict(commit=commit, modified=None if changes is None else bool(changes))
+
 
 class Steps:
     """Runs named steps once: a finished step's outputs are read back from its marker instead of recomputed."""

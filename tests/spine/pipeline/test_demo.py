@@ -107,3 +107,22 @@ def test_tiny_story_end_to_end_with_real_training(tmp_path):
     assert set(out["downstream"]["aucs"]) == {"real", "synthetic-spinegan", "real+synthetic-spinegan"}
     assert "Loss/G/clinical" in open(f"{out['train/spinegan']['run_dirs'][-1]}/stats.jsonl").read()
     assert "clinical loss" in open(out["report"]["report"]).read()
+
+
+def test_every_mode_follows_its_seed_and_the_modes_never_share_a_draw():
+    from spine.pipeline.arms import panel_variants
+    for seed in (0, 11, 2 ** 20 - 1):
+        small, big = demo.mode_config("demo", seed), demo.mode_config("benchmark", seed)
+        assert small.seed == big.seed == seed and small.draw_seed == seed != big.draw_seed
+        assert big.draw_seed not in {demo.mode_config("demo", s).draw_seed for s in (0, 11, 2 ** 20 - 1)}
+        seeds = {v.name: v.seed for v in big.variants if v.seed is not None}
+        assert seeds == {f"{arm}-seed{seed + k}": seed + k for k in (1, 2) for arm in ("stylegan2-ada", "spinegan")}
+        assert [p.members for p in big.pools] == [(a, f"{a}-seed{seed + 1}", f"{a}-seed{seed + 2}")
+                                                  for a in ("stylegan2-ada", "spinegan")]
+    variants = panel_variants(demo.mode_config("benchmark", 11), "abnormality")
+    assert variants == {"stylegan2-ada (3 seeds)": ["stylegan2-ada", "stylegan2-ada-seed12", "stylegan2-ada-seed13"],
+                        "spinegan (3 seeds)": ["spinegan", "spinegan-seed12", "spinegan-seed13"],
+                        "spinegan-dp": ["spinegan-dp"], "stylegan2-ada-pooled": ["stylegan2-ada-pooled"],
+                        "spinegan-pooled": ["spinegan-pooled"]}
+    assert len(demo.DEMO.panel) >= 3 and any(m.endswith(":dataset") for m in demo.DEMO.panel)
+    assert len(demo.BENCHMARK.panel) == 4

@@ -83,8 +83,8 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
         experiment.run_experiment(TINY, tmp_path, log=lambda _text: None)
     done = sorted(p.name for p in (tmp_path / "steps").iterdir())
     assert done == ["classifier.json", "data--test.json", "data--train.json", "judge.json", "metrics--plain.json",
-                    "metrics--spinegan.json", "phantom.json", "synthesize--plain.json", "synthesize--spinegan.json",
-                    "train--plain.json", "train--spinegan.json"]
+                    "metrics--spinegan.json", "phantom.json", "provenance.json", "synthesize--plain.json",
+                    "synthesize--spinegan.json", "train--plain.json", "train--spinegan.json"]
 
     monkeypatch.setattr(experiment, "_downstream", real_downstream)
     monkeypatch.setattr(experiment, "make_phantom", lambda *a: pytest.fail("finished step ran again"))
@@ -92,7 +92,7 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
     logged = []
     out = experiment.run_experiment(TINY, tmp_path, log=logged.append)
     assert calls == ["plain", "spinegan"]
-    assert sum("done earlier" in line for line in logged) == 11
+    assert sum("done earlier" in line for line in logged) == 12  # the 12 markers above, provenance included
     assert set(out["downstream"]["aucs"]) == {"real", "synthetic-plain", "real+synthetic-plain",
                                               "synthetic-spinegan", "real+synthetic-spinegan"}
     assert os.path.isfile(out["report"]["report"])
@@ -291,3 +291,35 @@ def test_the_real_vs_real_baseline_scores_the_configured_fid_between_train_and_t
     # A set against itself: FID 0, up to the float64 square root of a product of 4-dimensional covariances.
     assert same["errors"] == {} and abs(same["results"]["fid8_spine"]) < 1e-6
     assert (workdir / "metric-fid8_spine.jsonl").is_file()
+
+
+def test_the_panel_step_scores_every_arm_and_reuses_the_protocols_own_models(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant(calls))
+    config = dataclasses.replace(TINY, panel=("small_cnn:dataset", "patch_cnn:blurred_image"))
+    trained = []
+    from spine.evaluation import panel as panel_mod
+    real_train_panel = panel_mod.train_panel
+    monkeypatch.setattr(panel_mod, "train_panel", lambda *a, **k: trained.append([m.name for m in a[4]])
+                        or real_train_panel(*a, **k))
+    out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    assert trained == [["patch_cnn:blurred_image"]]  # small_cnn:dataset is the downstream protocol's own
+    panel = json.loads((tmp_path / "panel" / "panel.json").read_text())
+    assert panel["members"] == ["small_cnn:dataset", "patch_cnn:blurred_image"]
+    assert set(panel["variants"]) == {"plain", "spinegan"} == set(out["panel"]["variants"])
+    own = panel["variants"]["plain"]["members"]["small_cnn:dataset"]
+    down = out["downstream"]
+    assert own["skill"] == pytest.approx(down["skills"]["synthetic-plain"], abs=1e-12)  # the very same models
+    assert own["real_auc"] == pytest.approx(down["aucs"]["real"], abs=1e-12)
+    assert out["provenance"]["config_sha256"] and out["provenance"]["phantom_seed"] == config.seed
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Evaluator panel" in page and "lowest skill ratio (95% CI)" in page
+    assert out["provenance"]["config_sha256"] in page
+
+
+def test_a_panel_member_that_does_not_exist_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"config.panel: .*'vgg'"):
+        ExperimentConfig.from_dict(dict(panel=["vgg"]))
+    with pytest.raises(ValueError, match="listed twice"):
+        ExperimentConfig.from_dict(dict(panel=["resnet18", "resnet18:dataset"]))
+    assert ExperimentConfig.from_dict(dict(panel=["resnet18"], phantom_seed=7)).draw_seed == 7
