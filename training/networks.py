@@ -36,13 +36,15 @@ def _block_precision(use_fp16: bool, channels_last: bool, force_fp32: bool, devi
     """Compute dtype and memory format of a block.
 
     Blocks marked fp16 compute in fp16 on CUDA (NHWC with `channels_last`), as in the official code; on a CPU with
-    native bf16 they compute in bf16 while training (G and D in train mode; see `torch_utils.precision`).
+    native bf16 they compute in bf16, NHWC, while training (G and D in train mode; see `torch_utils.precision`).
     At inference (eval mode: G_ema, generate.py, metrics) a CPU stays in fp32, so that images and metrics from a
     given snapshot are the same on every CPU; outputs are float32 either way.
     """
     dtype = precision.reduced_dtype(device) if use_fp16 and not force_fp32 else None
     if dtype is None or (dtype == torch.bfloat16 and not training):
         return torch.float32, torch.contiguous_format
+    if dtype == torch.bfloat16:
+        return dtype, torch.channels_last  # oneDNN's bf16 kernels, the FIR's depthwise ones above all, want NHWC
     return dtype, torch.channels_last if channels_last else torch.contiguous_format
 
 

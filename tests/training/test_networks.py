@@ -627,8 +627,8 @@ def _flat_grads(net: torch.nn.Module) -> torch.Tensor:
 def test_block_precision_rule(cpu_bf16):
     cpu, cuda = torch.device('cpu'), torch.device('cuda')
     rule = networks._block_precision
-    assert rule(True, False, False, cpu, True) == (torch.bfloat16, torch.contiguous_format)
-    assert rule(True, True, False, cpu, True) == (torch.bfloat16, torch.channels_last)
+    for channels_last in (False, True):  # NHWC always: oneDNN's bf16 depthwise (FIR) kernels want it
+        assert rule(True, channels_last, False, cpu, True) == (torch.bfloat16, torch.channels_last)
     for args in [(True, True, False, cpu, False), (True, False, True, cpu, True), (False, False, False, cpu, True)]:
         assert rule(*args) == (torch.float32, torch.contiguous_format), args  # eval, force_fp32, unmarked block
     # The GPU rule is NVIDIA's, whatever the CPU and the mode.

@@ -12,7 +12,7 @@ from torch_utils.ops import upfirdn2d
 
 
 def _random_case(seed: int):
-    """A random tiny problem: odd sizes, asymmetric and negative pads, up/down in {1, 2, 4}."""
+    """A random tiny problem: odd sizes, asymmetric and negative pads, up/down in {1, 2, 4}, 3 or 6 channels."""
     rng = np.random.default_rng(seed)
     up = tuple(int(v) for v in rng.choice([1, 2, 4], size=2)) if rng.random() < 0.6 else (1, 1)
     down = tuple(int(v) for v in rng.choice([1, 2, 4], size=2))
@@ -26,7 +26,7 @@ def _random_case(seed: int):
     # Keep the output non-empty: the padded, upsampled size must cover the filter.
     padding = (padding[0], max(padding[1], fw - size[1] * up[0] - padding[0]),
                padding[2], max(padding[3], fh - size[0] * up[1] - padding[2]))
-    x = rng.standard_normal((2, 3) + size)
+    x = rng.standard_normal((2, 3 if seed % 2 else 6) + size)  # 3 channels take the folded path, 6 do not
     return x, f, up, down, padding, bool(rng.random() < 0.5), float(rng.choice([1.0, 0.5, 3.0]))
 
 
