@@ -28,7 +28,8 @@ def detect(monkeypatch):
     precision.cpu_bf16_reason.cache_clear()
 
 
-@pytest.mark.parametrize("extra, expected", [("avx512_bf16", "avx512_bf16"), ("amx_bf16 avx512_bf16 amx_tile", "amx_bf16"),
+@pytest.mark.parametrize("extra, expected", [("avx512_bf16", "avx512_bf16"),
+                                             ("amx_bf16 avx512_bf16 amx_tile", "amx_bf16"),
                                              ("avx512_vnni", None), ("", None)])
 def test_flag_is_read_from_the_flags_line_only(extra, expected):
     assert precision.bf16_flag_in_cpuinfo(CPUINFO.format(extra=extra)) == expected

@@ -276,17 +276,16 @@ def _fir_pass_forward(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], dow
 
 def _depthwise_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
                                 padding: tuple[int, int]) -> torch.Tensor:
-    """F.conv_transpose2d with groups = channels; in bf16 on a CPU as a plain depthwise conv2d of the zero-stuffed
-    input with the flipped kernel, because PyTorch's bf16 depthwise transposed convolution there takes a generic
-    path 10-40x slower than its fp32 one, while its bf16 depthwise conv2d is fast."""
+    """F.conv_transpose2d with groups = channels; on a CPU as a plain depthwise conv2d of the zero-stuffed input
+    (NHWC, which the stuffing copy lays out at no extra cost) with the flipped kernel: PyTorch's CPU depthwise
+    transposed convolution takes a generic path, 10-40x slower in bf16 and up to several times in fp32 NCHW."""
     kh, kw = weight.shape[2:]
     (sy, sx), (py, px) = stride, padding
-    if not (x.dtype == torch.bfloat16 and x.device.type == 'cpu' and py < kh and px < kw):
+    if not (x.device.type == 'cpu' and py < kh and px < kw):
         return F.conv_transpose2d(x, weight, stride=stride, padding=padding, groups=x.shape[1])
     n, c, h, w = x.shape
-    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     stuffed = torch.empty([n, c, (h - 1) * sy + 1, (w - 1) * sx + 1], dtype=x.dtype, device=x.device,
-                          memory_format=torch.channels_last if nhwc else torch.contiguous_format).zero_()
+                          memory_format=torch.channels_last).zero_()
     stuffed[:, :, ::sy, ::sx] = x
     return F.conv2d(stuffed, weight.flip([2, 3]), padding=(kh - 1 - py, kw - 1 - px), groups=c)
 

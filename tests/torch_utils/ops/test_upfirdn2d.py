@@ -52,7 +52,7 @@ _UPSAMPLING_SEEDS = [seed for seed in range(60) if _random_case(seed)[2] != (1, 
 
 @pytest.mark.parametrize('seed', _UPSAMPLING_SEEDS)
 def test_bf16_upsampling_matches_bruteforce_on_the_rounded_input(seed):
-    # bf16 on the CPU replaces the depthwise transposed convolution by a convolution of the zero-stuffed input.
+    # On the CPU the depthwise transposed convolution is a convolution of the zero-stuffed input (fp32 too).
     x, f, up, down, padding, flip, gain = _random_case(seed)
     x16 = torch.tensor(x).bfloat16()
     out = upfirdn2d.upfirdn2d(x16, torch.tensor(f), up=up, down=down, padding=padding, flip_filter=flip, gain=gain)
