@@ -37,11 +37,13 @@ def _block_precision(use_fp16: bool, channels_last: bool, force_fp32: bool, devi
 
     Blocks marked fp16 compute in fp16 on CUDA (NHWC with `channels_last`), as in the official code; on a CPU with
     native bf16 they compute in bf16, NHWC, while training (G and D in train mode; see `torch_utils.precision`).
-    At inference (eval mode: G_ema, generate.py, metrics) a CPU stays in fp32, so that images and metrics from a
-    given snapshot are the same on every CPU; outputs are float32 either way.
+    At inference (eval mode: G_ema, generate.py, metrics) and under torch.func transforms a CPU stays in fp32, so
+    that images and metrics from a given snapshot are the same on every CPU; outputs are float32 either way.
     """
     dtype = precision.reduced_dtype(device) if use_fp16 and not force_fp32 else None
-    if dtype is None or (dtype == torch.bfloat16 and not training):
+    if dtype == torch.bfloat16 and (not training or torch._C._are_functorch_transforms_active()):
+        dtype = None  # torch.func (DP-SGD's per-sample gradients) hides the batch dimension that NHWC needs
+    if dtype is None:
         return torch.float32, torch.contiguous_format
     if dtype == torch.bfloat16:
         return dtype, torch.channels_last  # oneDNN's bf16 kernels, the FIR's depthwise ones above all, want NHWC

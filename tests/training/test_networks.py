@@ -631,6 +631,9 @@ def test_block_precision_rule(cpu_bf16):
         assert rule(True, channels_last, False, cpu, True) == (torch.bfloat16, torch.channels_last)
     for args in [(True, True, False, cpu, False), (True, False, True, cpu, True), (False, False, False, cpu, True)]:
         assert rule(*args) == (torch.float32, torch.contiguous_format), args  # eval, force_fp32, unmarked block
+    seen = []
+    torch.func.vmap(lambda x: seen.append(rule(True, False, False, cpu, True)) or x)(torch.zeros(2, 3))
+    assert seen == [(torch.float32, torch.contiguous_format)]  # per-sample gradients (DP-SGD) stay fp32
     # The GPU rule is NVIDIA's, whatever the CPU and the mode.
     assert rule(True, True, False, cuda, False) == (torch.float16, torch.channels_last)
     assert rule(True, False, True, cuda, True) == (torch.float32, torch.contiguous_format)

@@ -278,10 +278,11 @@ def _depthwise_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, stride: t
                                 padding: tuple[int, int]) -> torch.Tensor:
     """F.conv_transpose2d with groups = channels; on a CPU as a plain depthwise conv2d of the zero-stuffed input
     (NHWC, which the stuffing copy lays out at no extra cost) with the flipped kernel: PyTorch's CPU depthwise
-    transposed convolution takes a generic path, 10-40x slower in bf16 and up to several times in fp32 NCHW."""
+    transposed convolution takes a generic path, 10-40x slower in bf16 and up to several times in fp32 NCHW.
+    Not under torch.func transforms (DP-SGD's per-sample gradients): the stuffing writes in place."""
     kh, kw = weight.shape[2:]
     (sy, sx), (py, px) = stride, padding
-    if not (x.device.type == 'cpu' and py < kh and px < kw):
+    if not (x.device.type == 'cpu' and py < kh and px < kw) or torch._C._are_functorch_transforms_active():
         return F.conv_transpose2d(x, weight, stride=stride, padding=padding, groups=x.shape[1])
     n, c, h, w = x.shape
     stuffed = torch.empty([n, c, (h - 1) * sy + 1, (w - 1) * sx + 1], dtype=x.dtype, device=x.device,
