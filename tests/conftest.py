@@ -10,15 +10,25 @@ import pytest
 os.environ.setdefault("SPINEGAN_CPU_BF16", "off")
 
 
-@pytest.fixture
-def cpu_bf16(monkeypatch):
-    """Blocks marked for reduced precision train in bf16 on this CPU, whether or not it has native bf16."""
+def _cpu_bf16_set(monkeypatch, value: str):
     from torch_utils import precision
-    monkeypatch.setenv(precision.BF16_ENV_VAR, "on")
+    monkeypatch.setenv(precision.BF16_ENV_VAR, value)
     precision.cpu_bf16_reason.cache_clear()
     yield
     monkeypatch.undo()
     precision.cpu_bf16_reason.cache_clear()
+
+
+@pytest.fixture
+def cpu_bf16(monkeypatch):
+    """Blocks marked for reduced precision train in bf16 on this CPU, whether or not it has native bf16."""
+    yield from _cpu_bf16_set(monkeypatch, "on")
+
+
+@pytest.fixture
+def cpu_fp32(monkeypatch):
+    """The CPU computes everything in fp32, as one without native bf16 (whatever SPINEGAN_CPU_BF16 says)."""
+    yield from _cpu_bf16_set(monkeypatch, "off")
 
 
 @pytest.fixture

@@ -576,7 +576,7 @@ def test_fused_and_non_fused_generator_agree():
     assert torch.allclose(a, b, rtol=0, atol=_NETWORK_TOL)
 
 
-def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu_without_bf16():
+def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu_without_bf16(cpu_fp32):
     torch.manual_seed(14)
     G32 = _small_g(res=16)
     G16 = _small_g(res=16, num_fp16_res=4, conv_clamp=256, fp16_channels_last=True)
@@ -639,7 +639,7 @@ def test_block_precision_rule(cpu_bf16):
     assert rule(True, False, True, cuda, True) == (torch.float32, torch.contiguous_format)
 
 
-def test_block_precision_is_fp32_on_a_cpu_without_bf16():
+def test_block_precision_is_fp32_on_a_cpu_without_bf16(cpu_fp32):
     assert networks._block_precision(True, True, False, torch.device('cpu'), True) == (
         torch.float32, torch.contiguous_format)
 
@@ -727,7 +727,7 @@ def test_precision_summary_names_the_blocks_and_the_reason(cpu_bf16):
     assert networks.precision_summary(unmarked, cpu).startswith('Mixed precision: off (no blocks marked')
 
 
-def test_precision_summary_without_bf16():
+def test_precision_summary_without_bf16(cpu_fp32):
     G, D = _bf16_pair(25)
     assert networks.precision_summary(dict(G=G, D=D), torch.device('cpu')) == (
         'Mixed precision: off (fp32 everywhere: no native reduced precision on cpu)')
