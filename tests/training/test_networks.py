@@ -679,19 +679,28 @@ def test_bf16_generator_matches_fp32_forward_and_gradients(cpu_bf16, arch):
     torch.testing.assert_close(grads16, grads32, rtol=0, atol=_max_tol(grads32, 2 * _G_BF16_OPS))
 
 
-@pytest.mark.parametrize('arch', ['skip', 'resnet'])
-def test_bf16_discriminator_matches_fp32_logits_and_gradients(cpu_bf16, arch):
-    _, D = _bf16_pair(22, arch=arch)
+def _discriminator_both_ways(seed: int, objective, arch: str = 'resnet'):
+    """(fp32, bf16) results of `objective(D, x, c, force_fp32) -> (tensors..., scalar to backpropagate)` on one D and
+    input, each with the input's gradient and D's flattened parameter gradients appended."""
+    _, D = _bf16_pair(seed, arch=arch)
     D.requires_grad_(True)
     img, c = torch.randn(4, 3, 16, 16), torch.eye(2)[[0, 1, 0, 1]]
     results = {}
     for force_fp32 in (True, False):
         D.zero_grad()
         x = img.clone().requires_grad_(True)
-        logits = D(x, c, force_fp32=force_fp32)
-        logits.sum().backward()
-        results[force_fp32] = logits.detach(), x.grad, _flat_grads(D)
-    (logits32, dx32, grads32), (logits16, dx16, grads16) = results[True], results[False]
+        *values, scalar = objective(D, x, c, force_fp32)
+        scalar.backward()
+        results[force_fp32] = (*[v.detach() for v in values], x.grad, _flat_grads(D))
+    return results[True], results[False]
+
+
+@pytest.mark.parametrize('arch', ['skip', 'resnet'])
+def test_bf16_discriminator_matches_fp32_logits_and_gradients(cpu_bf16, arch):
+    def logits(D, x, c, force_fp32):
+        out = D(x, c, force_fp32=force_fp32)
+        return out, out.sum()
+    (logits32, dx32, grads32), (logits16, dx16, grads16) = _discriminator_both_ways(22, logits, arch)
     assert logits16.dtype == torch.float32 and dx16.dtype == torch.float32 and not torch.equal(logits16, logits32)
     torch.testing.assert_close(logits16, logits32, rtol=0, atol=_max_tol(logits32, _D_BF16_OPS))
     torch.testing.assert_close(dx16, dx32, rtol=0, atol=_max_tol(dx32, 2 * _D_BF16_OPS))  # R1's gradient
@@ -700,18 +709,11 @@ def test_bf16_discriminator_matches_fp32_logits_and_gradients(cpu_bf16, arch):
 
 def test_r1_penalty_in_bf16_is_finite_and_close(cpu_bf16):
     # R1 differentiates the input gradient again (create_graph) through the bf16 blocks.
-    _, D = _bf16_pair(23)
-    D.requires_grad_(True)
-    img, c = torch.randn(4, 3, 16, 16), torch.eye(2)[[0, 1, 0, 1]]
-    results = {}
-    for force_fp32 in (True, False):
-        D.zero_grad()
-        x = img.clone().requires_grad_(True)
+    def r1(D, x, c, force_fp32):
         (dx,) = torch.autograd.grad(D(x, c, force_fp32=force_fp32).sum(), x, create_graph=True)
         penalty = dx.square().sum()
-        penalty.backward()
-        results[force_fp32] = penalty.detach(), _flat_grads(D)
-    (p32, g32), (p16, g16) = results[True], results[False]
+        return penalty, penalty
+    (p32, _, g32), (p16, _, g16) = _discriminator_both_ways(23, r1)
     assert torch.isfinite(g16).all()
     # The penalty squares the input gradient: twice its relative error.
     torch.testing.assert_close(p16, p32, rtol=0, atol=2 * _max_tol(p32, 2 * _D_BF16_OPS))
