@@ -248,7 +248,7 @@ def _fir_pass_forward(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], dow
     batch, channels = x.shape[:2]
     # oneDNN convolves 1-4 channels (images in the augment pipe, to-RGB outputs) with a generic kernel 3-10x slower
     # than its depthwise one on the same data: filter the batch as channels of one sample instead.
-    fold = batch > 1 and channels <= 4 and x.is_contiguous()
+    fold = x.device.type == 'cpu' and batch > 1 and channels <= 4 and x.is_contiguous()
     if fold:
         x = x.reshape(1, batch * channels, *x.shape[2:])
         channels = batch * channels
