@@ -247,8 +247,9 @@ def _fir_pass_forward(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], dow
     """The FIR pass as one depthwise (transposed) convolution."""
     batch, channels = x.shape[:2]
     # oneDNN convolves 1-4 channels (images in the augment pipe, to-RGB outputs) with a generic kernel 3-10x slower
-    # than its depthwise one on the same data: filter the batch as channels of one sample instead.
-    fold = x.device.type == 'cpu' and batch > 1 and channels <= 4 and x.is_contiguous()
+    # than its depthwise one on the same data: filter the batch as channels of one sample instead (a view when the
+    # batch and channel strides chain, as in an NCHW tensor or a spatial crop of one).
+    fold = x.device.type == 'cpu' and batch > 1 and channels <= 4 and x.stride(0) == channels * x.stride(1)
     if fold:
         x = x.reshape(1, batch * channels, *x.shape[2:])
         channels = batch * channels

@@ -88,6 +88,20 @@ def test_channels_last_gives_same_values(up, down):
     torch.testing.assert_close(out, upfirdn2d.upfirdn2d(x, f, **args), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize('channels', [1, 3, 5])
+def test_a_cropped_batch_gives_the_values_of_its_copy(channels):
+    # 1-4 channels are filtered as the channels of one sample, also for a crop (a view, not contiguous).
+    x = torch.randn(3, channels, 12, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(channels))
+    crop = x[:, :, 1:10, 2:11]
+    f = upfirdn2d.setup_filter([1, 3, 3, 1]).double()
+    for args in (dict(up=2, padding=1), dict(down=2, padding=(2, 1, 1, 2))):
+        expected = upfirdn2d.upfirdn2d(crop.contiguous(), f, **args)
+        torch.testing.assert_close(upfirdn2d.upfirdn2d(crop, f, **args), expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(expected.numpy(), ref.upfirdn2d(crop.numpy(), f.numpy(), (args.get('up', 1),) * 2,
+                                   (args.get('down', 1),) * 2, upfirdn2d._parse_padding(args['padding']), False, 1),
+                                   rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize('separable,up,down,padding', [
     (True, 2, 1, (2, 1, 1, 2)), (False, 1, 2, (1, 1, 0, 2)), (False, 2, 2, (-1, 2, 1, 0)), (True, 1, 1, (1, -1, 0, 1)),
 ])
