@@ -160,7 +160,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     misc.assert_shape(x, [batch_size, in_channels, None, None])
     misc.assert_shape(styles, [batch_size, in_channels])
     if x.dtype == torch.float16 and demodulate:
-        # Pre-normalise so that the fp16 products below cannot overflow; demodulation undoes the scale.
+        # Pre-normalise so that the fp16 products below cannot overflow; demodulation undoes the scale. (bf16 has
+        # fp32's exponent range: no overflow to guard against, so CPU training skips this.)
         weight = weight * (1 / math.sqrt(in_channels * kh * kw)
                            / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float('inf'), dim=1, keepdim=True)
