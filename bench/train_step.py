@@ -14,7 +14,10 @@ for the official code's Gmain (584 GFLOP) is about 4x ours (~150) for the same n
 fused (grouped) modulated convolution, whose weight gradient the counter overcounts by the batch size
 (16 x ~29 GFLOP); counted ops otherwise agree (Dmain ~212 both).
 
-    python bench/train_step.py [--config demo|official|both] [--repeats 2] [--dp] [--clinical]
+    python bench/train_step.py [--config demo|official|both] [--repeats 2] [--dp] [--clinical] [--bf16]
+
+--bf16 adds, per configuration, each phase timed in fp32 (as --fp32=1) and with the bf16 blocks (what a CPU with
+native bf16 runs; torch_utils.precision), alternated, and the iteration's ratio in kimg per minute. Goal: 1.7x.
 
 --dp adds the DP-SGD comparison at the demo preset (spine.dp): one iteration with the standard D phases
 (Dmain + Dreg / 16) against one with the private D step (per-sample gradients, lazy R1 inside every 16th step,
@@ -39,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
+from torch_utils import precision
 from training.augment import AugmentPipe, augpipe_specs
 from training.loss import StyleGAN2Loss
 from training.networks import Discriminator, Generator
@@ -65,15 +69,16 @@ def matmul_gflops(n: int = 1024, seconds: float = 2.0) -> float:
     return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
 
 
-def build(cfg: dict) -> tuple[StyleGAN2Loss, dict[str, Phase], torch.nn.Module, list[PhaseRound]]:
+def build(cfg: dict, fp32: bool = False) -> tuple[StyleGAN2Loss, dict[str, Phase], torch.nn.Module, list[PhaseRound]]:
+    """The networks, loss and phases of a configuration; `fp32` as train.py's --fp32=1 (no reduced-precision
+    blocks), else num_fp16_res=4 with conv_clamp=256 (bf16 on a CPU with native bf16, see torch_utils.precision)."""
     torch.manual_seed(0)
+    mixed = dict(num_fp16_res=0, conv_clamp=None) if fp32 else dict(num_fp16_res=4, conv_clamp=256)
     G = Generator(z_dim=cfg["z_dim"], c_dim=2, w_dim=cfg["z_dim"], img_resolution=cfg["res"], img_channels=1,
                   mapping_kwargs=dict(num_layers=cfg["map"]),
-                  synthesis_kwargs=dict(channel_base=cfg["channel_base"], channel_max=cfg["channel_max"],
-                                        num_fp16_res=4, conv_clamp=256))
+                  synthesis_kwargs=dict(channel_base=cfg["channel_base"], channel_max=cfg["channel_max"], **mixed))
     D = Discriminator(c_dim=2, img_resolution=cfg["res"], img_channels=1, channel_base=cfg["channel_base"],
-                      channel_max=cfg["channel_max"], num_fp16_res=4, conv_clamp=256,
-                      epilogue_kwargs=dict(mbstd_group_size=cfg["mbstd"]))
+                      channel_max=cfg["channel_max"], epilogue_kwargs=dict(mbstd_group_size=cfg["mbstd"]), **mixed)
     G.train().requires_grad_(False)
     D.train().requires_grad_(False)
     G_ema = copy.deepcopy(G).eval()
@@ -151,6 +156,61 @@ def bench(name: str, repeats: int) -> None:
         scaled = OFFICIAL_ITERATION * OFFICIAL_MATMUL_GFLOPS / rate
         print(f"[{name}] official code {OFFICIAL_ITERATION} s/iteration at {OFFICIAL_MATMUL_GFLOPS:.0f} GFLOP/s"
               f" -> {scaled:.2f} s at {rate:.0f} GFLOP/s; speed-up {scaled / per_iter:.2f}x (goal >= 1.5x)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bf16 blocks vs fp32 (torch_utils.precision), side by side.
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
+    except OSError:
+        return "unknown CPU"
+
+
+def bench_precision(name: str, repeats: int) -> None:
+    """Each phase in fp32 (--fp32=1) and with the bf16 blocks, alternated repeat by repeat so that a shared machine's
+    load hits both alike; medians of wall-clock seconds and, less sensitive to other processes, of this process's
+    CPU seconds. NVIDIA's code is not run here: its figures are the stored ones, scaled by the matmul rate."""
+    cfg = CONFIGS[name]
+    setups = {"fp32": build(cfg, fp32=True), "bf16": build(cfg)}
+    active = [p for p in INTERVALS if not (p == "Greg" and cfg["pl_weight"] == 0)]
+    wall: dict[tuple[str, str], list[float]] = {(m, p): [] for m in setups for p in active}
+    cpu: dict[tuple[str, str], list[float]] = {(m, p): [] for m in setups for p in active}
+    rate = matmul_gflops(seconds=0.5)
+    for i in range(repeats + 1):  # the first round is a warm-up
+        for mode, (loss, phases, _, rounds) in setups.items():
+            for p in active:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                phases[p].update(phases[p], loss, rounds)
+                if i > 0:
+                    wall[mode, p].append(time.perf_counter() - start)
+                    cpu[mode, p].append(time.process_time() - start_cpu)
+    rate = (rate + matmul_gflops(seconds=0.5)) / 2
+    loss, phases, G_ema, _ = setups["fp32"]
+    start = time.perf_counter()
+    update_ema(phases["Gmain"].module, G_ema, 10_000, cfg["batch"], 10, None)
+    t_ema = time.perf_counter() - start
+
+    def iteration(times: dict[tuple[str, str], list[float]], mode: str) -> float:
+        return sum(float(np.median(times[mode, p])) / INTERVALS[p] for p in active) + t_ema
+
+    print(f"[{name} bf16] phase   fp32 s   bf16 s  fp32/bf16   (wall-clock medians of {repeats} alternated repeats)")
+    for p in active:
+        t32, t16 = float(np.median(wall["fp32", p])), float(np.median(wall["bf16", p]))
+        print(f"[{name} bf16] {p:6s} {t32:8.3f} {t16:8.3f} {t32 / t16:9.2f}x")
+    it32, it16 = iteration(wall, "fp32"), iteration(wall, "bf16")
+    kimg_min = {m: cfg["batch"] / 1000 / t * 60 for m, t in (("fp32", it32), ("bf16", it16))}
+    print(f"[{name} bf16] iteration {it32:.3f} s fp32 ({kimg_min['fp32']:.2f} kimg/min), {it16:.3f} s bf16 "
+          f"({kimg_min['bf16']:.2f} kimg/min): {it32 / it16:.2f}x (goal >= 1.7x); by CPU seconds "
+          f"{iteration(cpu, 'fp32') / iteration(cpu, 'bf16'):.2f}x")
+    if name == "official":
+        scaled = OFFICIAL_ITERATION * OFFICIAL_MATMUL_GFLOPS / rate
+        print(f"[{name} bf16] official code {OFFICIAL_ITERATION} s/iteration at {OFFICIAL_MATMUL_GFLOPS:.0f} GFLOP/s"
+              f" -> {scaled:.2f} s at this run's {rate:.0f} GFLOP/s: fp32 {scaled / it32:.2f}x, bf16 "
+              f"{scaled / it16:.2f}x faster (goal >= 5x)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -234,15 +294,21 @@ def bench_clinical(repeats: int) -> None:
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--dp", "with_dp", is_flag=True, help="Also compare DP-SGD with the standard D step (demo preset)")
 @click.option("--clinical", "with_clinical", is_flag=True, help="Also time the clinical loss term (demo preset)")
-@click.option("--skip-phases", is_flag=True, help="Only the --dp / --clinical sections, not the per-phase tables")
-def main(config: str, repeats: int, with_dp: bool, with_clinical: bool, skip_phases: bool) -> None:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for name in [] if skip_phases else (["demo", "official"] if config == "both" else [config]):
+@click.option("--bf16", "with_bf16", is_flag=True, help="Compare the bf16 blocks with fp32, side by side")
+@click.option("--skip-phases", is_flag=True, help="Only the --dp / --clinical / --bf16 sections, not the phase tables")
+def main(config: str, repeats: int, with_dp: bool, with_clinical: bool, with_bf16: bool, skip_phases: bool) -> None:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}, bf16 blocks: "
+          f"{precision.cpu_bf16_reason() or 'no (fp32)'}, load average {os.getloadavg()[0]:.2f}")
+    names = ["demo", "official"] if config == "both" else [config]
+    for name in [] if skip_phases else names:
         bench(name, repeats)
+    for name in names if with_bf16 else []:
+        bench_precision(name, repeats)
     if with_dp:
         bench_dp(repeats)
     if with_clinical:
         bench_clinical(repeats)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":

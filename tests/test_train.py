@@ -15,7 +15,7 @@ import train
 from training import checkpoint as ckpt
 from torch_utils import custom_ops
 from training.augment import augpipe_specs
-from training.networks import Generator
+from training.networks import Discriminator, Generator, precision_summary
 from training.run_dir import create_run_dir, next_run_id
 from training.serialization import save_network_snapshot
 from training.training_loop import build_networks
@@ -63,6 +63,19 @@ def test_demo_gpu_preset_is_the_demo_at_batch_64(tmp_path, captured):
     different = {"batch_size", "batch_gpu", "kimg_per_tick", "data_loader_kwargs", "run_dir", "preset",
                  "cli_options"}  # cli_options records the --cfg given
     assert {k: v for k, v in gpu.items() if k not in different} == {k: v for k, v in demo.items() if k not in different}
+
+
+@pytest.mark.parametrize("fp32, expected", [("0", "bf16 blocks: G 8, 16, 32; D 32, 16, 8 (SPINEGAN_CPU_BF16=on)"),
+                                              ("1", "Mixed precision: off (no blocks marked for it: --fp32 or "
+                                                    "num_fp16_res=0)")])
+def test_fp32_option_turns_the_bf16_blocks_off(tmp_path, captured, cpu_bf16, fp32, expected):
+    data = write_dataset(str(tmp_path / "ds"), res=32)
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "--fp32", fp32)
+    assert result.exit_code == 0, result.output
+    args = captured[0]
+    common = dict(c_dim=0, img_resolution=32, img_channels=1)
+    G, D = Generator(**args.G_kwargs, **common), Discriminator(**args.D_kwargs, **common)
+    assert precision_summary(dict(G=G, D=D), torch.device("cpu")) == expected
 
 
 @pytest.mark.parametrize("env, refused", [({}, True), ({"LOCAL_WORLD_SIZE": "2"}, True),

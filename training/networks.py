@@ -6,7 +6,8 @@ official outputs. Deviations are speed-only and keep the math identical:
   * the demodulation coefficients are computed from per-(out, in) squared weight sums, so the
     [batch, out, in, k, k] modulated weight is built only when the fused (grouped-conv) form needs it;
   * on CPU the fused form is used only for a batch of one (grouped convs are slow there);
-  * fp16 blocks compute in fp16 only on CUDA, as in StyleGAN3, so CPU inference works.
+  * fp16 blocks compute in fp16 only on CUDA, as in StyleGAN3, so CPU inference works; on a CPU with native
+    bfloat16 they train in bf16 (`_block_precision`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Sequence
 import torch
 
 import dnnlib
-from torch_utils import misc
+from torch_utils import misc, precision
 from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d
 
 DEFAULT_FILTER = (1, 3, 3, 1)
@@ -30,14 +31,41 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
-def _block_precision(use_fp16: bool, channels_last: bool, force_fp32: bool,
-                     device: torch.device) -> tuple[torch.dtype, torch.memory_format]:
-    """Compute dtype and memory format of a block: fp16 (and optional NHWC) only for fp16 blocks on CUDA."""
-    if force_fp32 or device.type != 'cuda':
+def _block_precision(use_fp16: bool, channels_last: bool, force_fp32: bool, device: torch.device,
+                     training: bool) -> tuple[torch.dtype, torch.memory_format]:
+    """Compute dtype and memory format of a block.
+
+    Blocks marked fp16 compute in fp16 on CUDA (NHWC with `channels_last`), as in the official code; on a CPU with
+    native bf16 they compute in bf16, NHWC, while training (G and D in train mode; see `torch_utils.precision`).
+    At inference (eval mode: G_ema, generate.py, metrics) and under torch.func transforms a CPU stays in fp32, so
+    that images and metrics from a given snapshot are the same on every CPU; outputs are float32 either way.
+    """
+    dtype = precision.reduced_dtype(device) if use_fp16 and not force_fp32 else None
+    if dtype == torch.bfloat16 and (not training or torch._C._are_functorch_transforms_active()):
+        dtype = None  # torch.func (DP-SGD's per-sample gradients) hides the batch dimension that NHWC needs
+    if dtype is None:
         return torch.float32, torch.contiguous_format
-    dtype = torch.float16 if use_fp16 else torch.float32
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return dtype, memory_format
+    if dtype == torch.bfloat16:
+        return dtype, torch.channels_last  # oneDNN's bf16 kernels, the FIR's depthwise ones above all, want NHWC
+    return dtype, torch.channels_last if channels_last else torch.contiguous_format
+
+
+def precision_summary(networks: dict[str, torch.nn.Module], device: torch.device) -> str:
+    """One log line: which blocks of the named networks train in reduced precision on `device`, and why.
+
+    E.g. 'bf16 blocks: G 8, 16, 32; D 32, 16, 8 (avx512_bf16)'.
+    """
+    marked = {name: [block.resolution for block in net.modules()
+                     if isinstance(block, (SynthesisBlock, DiscriminatorBlock)) and block.use_fp16]
+              for name, net in networks.items()}
+    if not any(marked.values()):
+        return 'Mixed precision: off (no blocks marked for it: --fp32 or num_fp16_res=0)'
+    dtype = precision.reduced_dtype(device)
+    if dtype is None:
+        return f'Mixed precision: off (fp32 everywhere: no native reduced precision on {device.type})'
+    reason = 'CUDA' if device.type == 'cuda' else precision.cpu_bf16_reason()
+    blocks = '; '.join(f"{name} {', '.join(map(str, res))}" for name, res in marked.items() if res)
+    return f"{'fp16' if dtype == torch.float16 else 'bf16'} blocks: {blocks} ({reason})"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -132,7 +160,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     misc.assert_shape(x, [batch_size, in_channels, None, None])
     misc.assert_shape(styles, [batch_size, in_channels])
     if x.dtype == torch.float16 and demodulate:
-        # Pre-normalise so that the fp16 products below cannot overflow; demodulation undoes the scale.
+        # Pre-normalise so that the fp16 products below cannot overflow; demodulation undoes the scale. (bf16 has
+        # fp32's exponent range: no overflow to guard against, so CPU training skips this.)
         weight = weight * (1 / math.sqrt(in_channels * kh * kw)
                            / weight.norm(float('inf'), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float('inf'), dim=1, keepdim=True)
@@ -343,7 +372,8 @@ class SynthesisBlock(torch.nn.Module):
                 **layer_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
         w_iter = iter(ws.unbind(dim=1))
-        dtype, memory_format = _block_precision(self.use_fp16, self.channels_last, force_fp32, ws.device)
+        dtype, memory_format = _block_precision(self.use_fp16, self.channels_last, force_fp32, ws.device,
+                                                self.training)
         if fused_modconv is None:
             fused_modconv = self._default_fused_modconv(dtype, ws)
 
@@ -513,7 +543,7 @@ class DiscriminatorBlock(torch.nn.Module):
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None,
                 force_fp32: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = (x if x is not None else img).device
-        dtype, memory_format = _block_precision(self.use_fp16, self.channels_last, force_fp32, device)
+        dtype, memory_format = _block_precision(self.use_fp16, self.channels_last, force_fp32, device, self.training)
         if x is not None:
             misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
             x = x.to(dtype=dtype, memory_format=memory_format)

@@ -51,6 +51,7 @@ from training.image_grid import LEGIBLE_TILE, choose_grid_indices, grid_shape, r
 from training.loop_plugins import (LoopPlugins, RealSampling, plugin_metadata, plugin_states, plugin_stop_reason,
                                    plugin_tick_report, restore_plugin_states)
 from training.loss import StyleGAN2Loss
+from training.networks import precision_summary
 from training.phase_timer import PhaseTimer
 from training.phase_update import GradientStep, Phase, PhaseRound, PhaseUpdate
 from training.plugins import Plugin
@@ -499,6 +500,8 @@ def training_loop(
 
     nets = build_networks(training_set, G_kwargs, D_kwargs, augment_kwargs, augment_p, ada_target,
                           dict(interval=ada_interval, ada_kimg=ada_kimg), batch_size, device)
+    if is_main:
+        print(precision_summary(dict(G=nets.G, D=nets.D), device))
     if resume_pkl is not None and is_main:
         init_from_snapshot(resume_pkl, nets)
     for module in (nets.G, nets.D, nets.G_ema, nets.augment_pipe):

@@ -576,7 +576,7 @@ def test_fused_and_non_fused_generator_agree():
     assert torch.allclose(a, b, rtol=0, atol=_NETWORK_TOL)
 
 
-def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu():
+def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu_without_bf16(cpu_fp32):
     torch.manual_seed(14)
     G32 = _small_g(res=16)
     G16 = _small_g(res=16, num_fp16_res=4, conv_clamp=256, fp16_channels_last=True)
@@ -587,6 +587,152 @@ def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu():
     assert torch.allclose(out, G32(z, None, noise_mode='const'), rtol=0, atol=_NETWORK_TOL)
     D16 = _small_d(num_fp16_res=4, conv_clamp=256, block_kwargs=dict(fp16_channels_last=True))
     assert D16(out, None).dtype == torch.float32
+
+
+# ----------------------------------------------------------------------------------------------------------
+# bf16 blocks on the CPU (forced on by the `cpu_bf16` fixture, so on any CPU)
+
+# bf16 keeps 8 significant bits (eps 2^-7; fp32 2^-23, negligible beside it). oneDNN accumulates bf16 products in
+# fp32, so a layer rounds its output once, not once per term; counted per layer along the longest chain: the
+# styles, weight, bias and demodulation casts, the modulation, the convolution, the fused multiply-add with the
+# noise, the bias, the leaky ReLU (about 9; 11 with the up-FIR, 6 for to-RGB). The generator's bf16 chain
+# (b8 conv0, conv1, b16 conv0, conv1, torgb) is then about 46 roundings, the discriminator's (fromrgb, conv0,
+# FIR, conv1 of b16 and b8, about 5 each) about 27; a gradient goes through the chain and back again (twice the
+# count). Magnitudes: the largest value of the fp32 result (of the network's gradients, see `_flat_grads`).
+_G_BF16_OPS, _D_BF16_OPS = 46, 27
+
+
+def _bf16_pair(seed: int, c_dim: int = 2, arch: str = 'skip'):
+    """A small G (noise on) and D whose 8x8 and 16x16 blocks are marked for reduced precision, in train mode."""
+    torch.manual_seed(seed)
+    G = _small_g(res=16, c_dim=c_dim, arch=arch, num_fp16_res=2, conv_clamp=256).train()
+    D = _small_d(res=16, c_dim=c_dim, arch=arch, num_fp16_res=2, conv_clamp=256).train()
+    for name, p in G.named_parameters():
+        if name.endswith('noise_strength'):
+            p.data.fill_(0.5)
+    return G, D
+
+
+def _max_tol(reference: torch.Tensor, ops: int) -> float:
+    return rounding_tol(torch.bfloat16, ops, reference.abs().max().item())
+
+
+def _flat_grads(net: torch.nn.Module) -> torch.Tensor:
+    """All parameter gradients of `net` in one vector (0 where none): compared against the largest of them, since
+    a gradient that sums many backpropagated terms (a bias, a noise strength) is off in proportion to those terms,
+    not to the (possibly much smaller) sum."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in net.parameters()])
+
+
+def test_block_precision_rule(cpu_bf16):
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    rule = networks._block_precision
+    for channels_last in (False, True):  # NHWC always: oneDNN's bf16 depthwise (FIR) kernels want it
+        assert rule(True, channels_last, False, cpu, True) == (torch.bfloat16, torch.channels_last)
+    for args in [(True, True, False, cpu, False), (True, False, True, cpu, True), (False, False, False, cpu, True)]:
+        assert rule(*args) == (torch.float32, torch.contiguous_format), args  # eval, force_fp32, unmarked block
+    seen = []
+    torch.func.vmap(lambda x: seen.append(rule(True, False, False, cpu, True)) or x)(torch.zeros(2, 3))
+    assert seen == [(torch.float32, torch.contiguous_format)]  # per-sample gradients (DP-SGD) stay fp32
+    # The GPU rule is NVIDIA's, whatever the CPU and the mode.
+    assert rule(True, True, False, cuda, False) == (torch.float16, torch.channels_last)
+    assert rule(True, False, True, cuda, True) == (torch.float32, torch.contiguous_format)
+
+
+def test_block_precision_is_fp32_on_a_cpu_without_bf16(cpu_fp32):
+    assert networks._block_precision(True, True, False, torch.device('cpu'), True) == (
+        torch.float32, torch.contiguous_format)
+
+
+def test_bf16_blocks_compute_in_bf16_only_while_training(cpu_bf16):
+    G, D = _bf16_pair(20)
+    seen = {}
+    for net in (G, D):
+        for name in ('b4', 'b8', 'b16'):
+            getattr(net.synthesis if net is G else net, name).register_forward_hook(
+                lambda m, args, out, key=(net is G, name): seen.__setitem__(key, out[0].dtype))
+    z, c = torch.randn(4, 16), torch.eye(2)[[0, 1, 0, 1]]
+    D(G(z, c), c)
+    assert seen == {(True, 'b4'): torch.float32, (True, 'b8'): torch.bfloat16, (True, 'b16'): torch.bfloat16,
+                    (False, 'b4'): torch.float32, (False, 'b8'): torch.bfloat16, (False, 'b16'): torch.bfloat16}
+    G.eval(), D.eval()
+    D(G(z, c), c)
+    assert set(seen.values()) == {torch.float32}
+
+
+@pytest.mark.parametrize('arch', ['skip', 'resnet'])
+def test_bf16_generator_matches_fp32_forward_and_gradients(cpu_bf16, arch):
+    G, _ = _bf16_pair(21, arch=arch)
+    G.requires_grad_(True)
+    z, c = torch.randn(4, 16), torch.eye(2)[[0, 1, 0, 1]]
+    weights = torch.randn(4, 3, 16, 16)
+    results = {}
+    for force_fp32 in (True, False):
+        G.zero_grad()
+        img = G(z, c, noise_mode='const', force_fp32=force_fp32)
+        (img * weights).sum().backward()
+        results[force_fp32] = img.detach(), _flat_grads(G)
+    (img32, grads32), (img16, grads16) = results[True], results[False]
+    assert img16.dtype == torch.float32 and not torch.equal(img16, img32)  # bf16 did run
+    torch.testing.assert_close(img16, img32, rtol=0, atol=_max_tol(img32, _G_BF16_OPS))
+    assert torch.isfinite(grads16).all()
+    torch.testing.assert_close(grads16, grads32, rtol=0, atol=_max_tol(grads32, 2 * _G_BF16_OPS))
+
+
+def _discriminator_both_ways(seed: int, objective, arch: str = 'resnet'):
+    """(fp32, bf16) results of `objective(D, x, c, force_fp32) -> (tensors..., scalar to backpropagate)` on one D and
+    input, each with the input's gradient and D's flattened parameter gradients appended."""
+    _, D = _bf16_pair(seed, arch=arch)
+    D.requires_grad_(True)
+    img, c = torch.randn(4, 3, 16, 16), torch.eye(2)[[0, 1, 0, 1]]
+    results = {}
+    for force_fp32 in (True, False):
+        D.zero_grad()
+        x = img.clone().requires_grad_(True)
+        *values, scalar = objective(D, x, c, force_fp32)
+        scalar.backward()
+        results[force_fp32] = (*[v.detach() for v in values], x.grad, _flat_grads(D))
+    return results[True], results[False]
+
+
+@pytest.mark.parametrize('arch', ['skip', 'resnet'])
+def test_bf16_discriminator_matches_fp32_logits_and_gradients(cpu_bf16, arch):
+    def logits(D, x, c, force_fp32):
+        out = D(x, c, force_fp32=force_fp32)
+        return out, out.sum()
+    (logits32, dx32, grads32), (logits16, dx16, grads16) = _discriminator_both_ways(22, logits, arch)
+    assert logits16.dtype == torch.float32 and dx16.dtype == torch.float32 and not torch.equal(logits16, logits32)
+    torch.testing.assert_close(logits16, logits32, rtol=0, atol=_max_tol(logits32, _D_BF16_OPS))
+    torch.testing.assert_close(dx16, dx32, rtol=0, atol=_max_tol(dx32, 2 * _D_BF16_OPS))  # R1's gradient
+    torch.testing.assert_close(grads16, grads32, rtol=0, atol=_max_tol(grads32, 2 * _D_BF16_OPS))
+
+
+def test_r1_penalty_in_bf16_is_finite_and_close(cpu_bf16):
+    # R1 differentiates the input gradient again (create_graph) through the bf16 blocks.
+    def r1(D, x, c, force_fp32):
+        (dx,) = torch.autograd.grad(D(x, c, force_fp32=force_fp32).sum(), x, create_graph=True)
+        penalty = dx.square().sum()
+        return penalty, penalty
+    (p32, _, g32), (p16, _, g16) = _discriminator_both_ways(23, r1)
+    assert torch.isfinite(g16).all()
+    # The penalty squares the input gradient: twice its relative error.
+    torch.testing.assert_close(p16, p32, rtol=0, atol=2 * _max_tol(p32, 2 * _D_BF16_OPS))
+    torch.testing.assert_close(g16, g32, rtol=0, atol=_max_tol(g32, 4 * _D_BF16_OPS))
+
+
+def test_precision_summary_names_the_blocks_and_the_reason(cpu_bf16):
+    G, D = _bf16_pair(24)
+    cpu = torch.device('cpu')
+    assert networks.precision_summary(dict(G=G, D=D), cpu) == 'bf16 blocks: G 8, 16; D 16, 8 (SPINEGAN_CPU_BF16=on)'
+    assert networks.precision_summary(dict(G=G, D=D), torch.device('cuda')) == 'fp16 blocks: G 8, 16; D 16, 8 (CUDA)'
+    unmarked = dict(G=_small_g(res=16), D=_small_d(res=16))
+    assert networks.precision_summary(unmarked, cpu).startswith('Mixed precision: off (no blocks marked')
+
+
+def test_precision_summary_without_bf16(cpu_fp32):
+    G, D = _bf16_pair(25)
+    assert networks.precision_summary(dict(G=G, D=D), torch.device('cpu')) == (
+        'Mixed precision: off (fp32 everywhere: no native reduced precision on cpu)')
 
 
 def test_gradients_reach_every_trainable_parameter():

@@ -132,10 +132,22 @@ class Killed(Exception):
     pass
 
 
-def test_kill_and_resume_is_bit_identical(dataset, tmp_path):
+def bf16_kwargs(dataset: str, run_dir: str, **overrides) -> dict:
+    """loop_kwargs with the 8x8 and 16x16 blocks of G and D marked for reduced precision (bf16 with `cpu_bf16`)."""
+    kwargs = loop_kwargs(dataset, run_dir, **overrides)
+    kwargs["G_kwargs"]["synthesis_kwargs"].update(num_fp16_res=2)
+    kwargs["D_kwargs"].update(num_fp16_res=2, conv_clamp=256)
+    return kwargs
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_kill_and_resume_is_bit_identical(dataset, tmp_path, precision, request):
+    if precision == "bf16":
+        request.getfixturevalue("cpu_bf16")
+    run_kwargs = bf16_kwargs if precision == "bf16" else loop_kwargs
     # Uninterrupted: 6 iterations, a tick each, checkpoints after ticks 0, 2, 4 and the end.
     full = str(tmp_path / "full")
-    training_loop(**loop_kwargs(dataset, full))
+    training_loop(**run_kwargs(dataset, full))
 
     # Killed during the tick after the checkpoint at tick 2 (one iteration past it is lost).
     def kill(kimg, total, calls=[]):
@@ -145,11 +157,11 @@ def test_kill_and_resume_is_bit_identical(dataset, tmp_path):
 
     part = str(tmp_path / "part")
     with pytest.raises(Killed):
-        training_loop(**loop_kwargs(dataset, part, progress_fn=kill))
+        training_loop(**run_kwargs(dataset, part, progress_fn=kill))
     assert final_state(part)["progress"]["batch_idx"] == 3
 
     resumed = str(tmp_path / "resumed")
-    training_loop(**loop_kwargs(dataset, resumed, resume_checkpoint=os.path.join(part, "checkpoint.pt")))
+    training_loop(**run_kwargs(dataset, resumed, resume_checkpoint=os.path.join(part, "checkpoint.pt")))
     a, b = final_state(full), final_state(resumed)
     assert a["progress"] == b["progress"]
     for net in ("G", "D", "G_ema", "augment_pipe"):
@@ -161,6 +173,22 @@ def test_kill_and_resume_is_bit_identical(dataset, tmp_path):
                 assert torch.equal(v, b["optimizers"][name]["state"][idx][k]), f"optimizer {name} {idx} {k}"
     assert a["pl_mean"] == b["pl_mean"]
     assert a["processes"][0]["ada"] == b["processes"][0]["ada"]
+
+
+def test_bf16_training_stays_finite_and_says_so(dataset, tmp_path, cpu_bf16, capsys):
+    # 12 iterations with R1 every 2nd one, all through the bf16 blocks of G and D.
+    run = str(tmp_path / "run")
+    training_loop(**bf16_kwargs(dataset, run, total_kimg=0.048, kimg_per_tick=0.016, image_snapshot_ticks=None,
+                                network_snapshot_ticks=3))
+    assert "bf16 blocks: G 8, 16; D 16, 8 (SPINEGAN_CPU_BF16=on)" in capsys.readouterr().out
+    state = final_state(run)
+    for net in ("G", "D", "G_ema"):
+        for key, value in state["nets"][net]["state_dict"].items():
+            assert torch.isfinite(value).all(), f"{net}.{key}"
+    with open(os.path.join(run, "stats.jsonl")) as f:
+        stats = [json.loads(line) for line in f]
+    for name in ("Loss/G/loss", "Loss/D/loss", "Loss/r1_penalty"):
+        assert all(np.isfinite(line[name]["mean"]) for line in stats), name
 
 
 def test_resume_refuses_other_network_options(dataset, tmp_path):

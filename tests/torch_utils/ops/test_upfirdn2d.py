@@ -12,7 +12,7 @@ from torch_utils.ops import upfirdn2d
 
 
 def _random_case(seed: int):
-    """A random tiny problem: odd sizes, asymmetric and negative pads, up/down in {1, 2, 4}."""
+    """A random tiny problem: odd sizes, asymmetric and negative pads, up/down in {1, 2, 4}, 3 or 6 channels."""
     rng = np.random.default_rng(seed)
     up = tuple(int(v) for v in rng.choice([1, 2, 4], size=2)) if rng.random() < 0.6 else (1, 1)
     down = tuple(int(v) for v in rng.choice([1, 2, 4], size=2))
@@ -26,7 +26,7 @@ def _random_case(seed: int):
     # Keep the output non-empty: the padded, upsampled size must cover the filter.
     padding = (padding[0], max(padding[1], fw - size[1] * up[0] - padding[0]),
                padding[2], max(padding[3], fh - size[0] * up[1] - padding[2]))
-    x = rng.standard_normal((2, 3) + size)
+    x = rng.standard_normal((2, 3 if seed % 2 else 6) + size)  # 3 channels take the folded path, 6 do not
     return x, f, up, down, padding, bool(rng.random() < 0.5), float(rng.choice([1.0, 0.5, 3.0]))
 
 
@@ -39,6 +39,46 @@ def test_matches_bruteforce(seed):
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10, atol=1e-10)
 
 
+def _bf16_tol(f: np.ndarray, x_max: float, gain: float) -> float:
+    """bf16 upfirdn2d on bf16 inputs: per pass, the filter (times the gain) and the output are rounded to bf16;
+    the products of bf16 values are exact in fp32 and the sums of at most f.size terms accumulate in fp32."""
+    passes = 2 if f.ndim == 1 else 1
+    magnitude = x_max * np.abs(f).sum() ** passes * gain
+    return rounding_tol(torch.bfloat16, 2 * passes, magnitude) + rounding_tol(torch.float32, f.size * passes, magnitude)
+
+
+_UPSAMPLING_SEEDS = [seed for seed in range(60) if _random_case(seed)[2] != (1, 1)]
+
+
+@pytest.mark.parametrize('seed', _UPSAMPLING_SEEDS)
+def test_bf16_upsampling_matches_bruteforce_on_the_rounded_input(seed):
+    # On the CPU the depthwise transposed convolution is a convolution of the zero-stuffed input (fp32 too).
+    x, f, up, down, padding, flip, gain = _random_case(seed)
+    x16 = torch.tensor(x).bfloat16()
+    out = upfirdn2d.upfirdn2d(x16, torch.tensor(f), up=up, down=down, padding=padding, flip_filter=flip, gain=gain)
+    assert out.dtype == torch.bfloat16
+    expected = ref.upfirdn2d(x16.double().numpy(), f, up, down, padding, flip, gain)
+    np.testing.assert_allclose(out.double().numpy(), expected, rtol=0, atol=_bf16_tol(f, np.abs(x).max(), gain))
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_bf16_downsampling_gradient_is_the_transposed_filter(channels_last):
+    # The input gradient of a downsampling pass is an upsampling pass: the zero-stuffed path in bf16.
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 9, 8, generator=gen).bfloat16()
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    dy = torch.randn(2, 4, 5, 5, generator=gen).bfloat16()  # (9 + 2) // 2, (8 + 2) // 2
+    if channels_last:
+        x, dy = x.to(memory_format=torch.channels_last), dy.to(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    y = upfirdn2d.downsample2d(x, f, padding=1)
+    (dx,) = torch.autograd.grad(y, x, dy)
+    x64 = x.detach().double().requires_grad_(True)
+    (expected,) = torch.autograd.grad(upfirdn2d.downsample2d(x64, f.double(), padding=1), x64, dy.double())
+    assert dx.dtype == torch.bfloat16 and dx.shape == x.shape
+    torch.testing.assert_close(dx.double(), expected, rtol=0, atol=_bf16_tol(f.numpy(), dy.abs().max().item(), 1))
+
+
 @pytest.mark.parametrize('up,down', [(1, 1), (2, 1), (1, 2), (4, 2)])
 def test_channels_last_gives_same_values(up, down):
     x = torch.randn(2, 5, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(up * 10 + down))
@@ -46,6 +86,20 @@ def test_channels_last_gives_same_values(up, down):
     args = dict(up=up, down=down, padding=(2, 1, 1, 2))
     out = upfirdn2d.upfirdn2d(x.to(memory_format=torch.channels_last), f, **args)
     torch.testing.assert_close(out, upfirdn2d.upfirdn2d(x, f, **args), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize('channels', [1, 3, 5])
+def test_a_cropped_batch_gives_the_values_of_its_copy(channels):
+    # 1-4 channels are filtered as the channels of one sample, also for a crop (a view, not contiguous).
+    x = torch.randn(3, channels, 12, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(channels))
+    crop = x[:, :, 1:10, 2:11]
+    f = upfirdn2d.setup_filter([1, 3, 3, 1]).double()
+    for args in (dict(up=2, padding=1), dict(down=2, padding=(2, 1, 1, 2))):
+        expected = upfirdn2d.upfirdn2d(crop.contiguous(), f, **args)
+        torch.testing.assert_close(upfirdn2d.upfirdn2d(crop, f, **args), expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(expected.numpy(), ref.upfirdn2d(crop.numpy(), f.numpy(), (args.get('up', 1),) * 2,
+                                   (args.get('down', 1),) * 2, upfirdn2d._parse_padding(args['padding']), False, 1),
+                                   rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize('separable,up,down,padding', [
