@@ -21,6 +21,8 @@ demo: $(STAMP)
 # The report's browser test needs Chromium: install it from the system's packages when missing, and tell the
 # test that a missing browser is a failure here, not a reason to skip.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	bash tools/ensure_chromium.sh
 	$(PY) tools/check_cuda_build.py
 	SPINEGAN_REQUIRE_CHROMIUM=1 $(PY) -m pytest -q tests

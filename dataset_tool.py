@@ -24,11 +24,18 @@ from spine.data import labels as labels_mod
 from spine.data.folder_import import RESIZE_FILTERS, TRANSFORMS, ImportOptions, import_folder
 
 # The VinDr importer's own options: (flag, parameter name, default); refused for other sources.
-VINDR_OPTIONS = (("--split", "split", "train"), ("--labels", "label_mode", None),
-                 ("--multi-lesion", "multi_lesion", "drop"), ("--rare", "rare", "drop"),
-                 ("--consensus", "consensus", "any"), ("--val-fraction", "val_fraction", 0.0),
-                 ("--part", "part", "train"), ("--seed", "seed", 0), ("--workers", "workers", 1),
-                 ("--preview", "preview", None))
+VINDR_OPTIONS = (
+    ("--split", "split", "train"),
+    ("--labels", "label_mode", None),
+    ("--multi-lesion", "multi_lesion", "drop"),
+    ("--rare", "rare", "drop"),
+    ("--consensus", "consensus", "any"),
+    ("--val-fraction", "val_fraction", 0.0),
+    ("--part", "part", "train"),
+    ("--seed", "seed", 0),
+    ("--workers", "workers", 1),
+    ("--preview", "preview", None),
+)
 
 
 def vindr_argv(opts: dict, width: int | None, height: int | None) -> list[str]:
@@ -55,17 +62,31 @@ def vindr_argv(opts: dict, width: int | None, height: int | None) -> list[str]:
 @click.option("--transform", type=click.Choice(TRANSFORMS), help="Input crop/pad/resize mode")
 @click.option("--width", type=click.IntRange(min=1), help="Output width")
 @click.option("--height", type=click.IntRange(min=1), help="Output height")
-@click.option("--channels", type=click.Choice(["1", "3"]), help="Convert every image to grey (1) or RGB (3) "
-              "[default: keep the source's; refused when its images differ]")
+@click.option(
+    "--channels",
+    type=click.Choice(["1", "3"]),
+    help="Convert every image to grey (1) or RGB (3) [default: keep the source's; refused when its images differ]",
+)
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True, help="VinDr")
 @click.option("--labels", "label_mode", type=click.Choice(labels_mod.LABEL_MODES), help="VinDr [abnormality]")
-@click.option("--multi-lesion", type=click.Choice(labels_mod.MULTI_LESION_POLICIES), default="drop",
-              show_default=True, help="VinDr")
+@click.option(
+    "--multi-lesion",
+    type=click.Choice(labels_mod.MULTI_LESION_POLICIES),
+    default="drop",
+    show_default=True,
+    help="VinDr",
+)
 @click.option("--rare", type=click.Choice(labels_mod.RARE_POLICIES), default="drop", show_default=True, help="VinDr")
-@click.option("--consensus", type=click.Choice(labels_mod.CONSENSUS_POLICIES), default="any", show_default=True,
-              help="VinDr")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="VinDr: hold out this fraction of studies")
+@click.option(
+    "--consensus", type=click.Choice(labels_mod.CONSENSUS_POLICIES), default="any", show_default=True, help="VinDr"
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="VinDr: hold out this fraction of studies",
+)
 @click.option("--part", type=click.Choice(["train", "val"]), default="train", show_default=True, help="VinDr")
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="VinDr: seed of the train/val split")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="VinDr")
@@ -78,11 +99,18 @@ def main(**opts) -> None:
         return
     given = [flag for flag, name, default in VINDR_OPTIONS if opts[name] != default]
     if given:
-        raise dnnlib.UserError(f"{given[0]} applies to a VinDr-SpineXR root (a folder with annotations/); "
-                               f"{opts['source']} is not one")
+        raise dnnlib.UserError(
+            f"{given[0]} applies to a VinDr-SpineXR root (a folder with annotations/); {opts['source']} is not one"
+        )
     channels = int(opts["channels"]) if opts["channels"] else None
-    options = ImportOptions(width=opts["width"], height=opts["height"], transform=opts["transform"],
-                            resize_filter=opts["resize_filter"], channels=channels, max_images=opts["max_images"])
+    options = ImportOptions(
+        width=opts["width"],
+        height=opts["height"],
+        transform=opts["transform"],
+        resize_filter=opts["resize_filter"],
+        channels=channels,
+        max_images=opts["max_images"],
+    )
     for line in import_folder(opts["source"], opts["dest"], options):
         click.echo(line)
 

@@ -29,8 +29,16 @@ from training.generation import class_labels, save_png, seed_latents, to_pil
 
 
 @torch.no_grad()
-def generate_images(G: torch.nn.Module, seeds: list[int], outdir: str, truncation_psi: float, noise_mode: str,
-                    class_idx: int | None, batch_size: int, device: torch.device) -> list[str]:
+def generate_images(
+    G: torch.nn.Module,
+    seeds: list[int],
+    outdir: str,
+    truncation_psi: float,
+    noise_mode: str,
+    class_idx: int | None,
+    batch_size: int,
+    device: torch.device,
+) -> list[str]:
     """Write seed{seed:04d}.png for every seed; returns the paths."""
     c_all = class_labels(G, class_idx, len(seeds), device)
     z_all = torch.from_numpy(seed_latents(seeds, G.z_dim)).to(device, torch.float32)
@@ -39,9 +47,9 @@ def generate_images(G: torch.nn.Module, seeds: list[int], outdir: str, truncatio
     paths = []
     with tqdm(total=len(seeds), desc="generate", unit="img") as bar:
         for start in range(0, len(seeds), batch_size):
-            z, c = z_all[start:start + batch_size], c_all[start:start + batch_size]
+            z, c = z_all[start : start + batch_size], c_all[start : start + batch_size]
             images = G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)
-            for seed, img in zip(seeds[start:start + batch_size], images):
+            for seed, img in zip(seeds[start : start + batch_size], images):
                 path = os.path.join(outdir, f"seed{seed:04d}.png")
                 save_png(to_pil(img), path)
                 paths.append(path)
@@ -57,8 +65,9 @@ def load_projected_w(path: str, G: torch.nn.Module) -> torch.Tensor:
     except (OSError, ValueError, KeyError) as exc:
         raise dnnlib.UserError(f"--projected-w={path}: cannot read an npz with key 'w' ({exc})") from None
     if ws.ndim != 3 or ws.shape[1:] != (G.num_ws, G.w_dim):
-        raise dnnlib.UserError(f"--projected-w={path}: w of shape {list(ws.shape)}; the network takes "
-                               f"[N, {G.num_ws}, {G.w_dim}]")
+        raise dnnlib.UserError(
+            f"--projected-w={path}: w of shape {list(ws.shape)}; the network takes [N, {G.num_ws}, {G.w_dim}]"
+        )
     return torch.from_numpy(ws).float()
 
 
@@ -81,17 +90,27 @@ def generate_projected(G: torch.nn.Module, ws: torch.Tensor, outdir: str, noise_
 @click.option("--trunc", "truncation_psi", type=float, help="Truncation psi", default=1, show_default=True)
 @click.option("--class", "class_idx", type=int, help="Class label (required for conditional networks)")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
-@click.option("--projected-w", help="Projection result file (projector.py's projected_w.npz)", type=str,
-              metavar="FILE")
-@click.option("--outdir", help="Where to save the output images", type=dnnlib.OutputPath(), required=True,
-              metavar="DIR")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Images per forward pass")
-@click.option("--device", type=misc.DEVICE, default=None,
-              help="cpu, cuda, cuda:1 ... [default: cuda if available]")
-def main(network_pkl: str, seeds: list[int] | None, truncation_psi: float, class_idx: int | None, noise_mode: str,
-         projected_w: str | None, outdir: str, batch_size: int, device: str | None) -> None:
+@click.option("--projected-w", help="Projection result file (projector.py's projected_w.npz)", type=str, metavar="FILE")
+@click.option(
+    "--outdir", help="Where to save the output images", type=dnnlib.OutputPath(), required=True, metavar="DIR"
+)
+@click.option(
+    "--batch", "batch_size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per forward pass"
+)
+@click.option("--device", type=misc.DEVICE, default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available]")
+def main(
+    network_pkl: str,
+    seeds: list[int] | None,
+    truncation_psi: float,
+    class_idx: int | None,
+    noise_mode: str,
+    projected_w: str | None,
+    outdir: str,
+    batch_size: int,
+    device: str | None,
+) -> None:
     from training.serialization import load_generator
+
     if seeds is None and projected_w is None:
         raise click.UsageError("pass --seeds or --projected-w")
     if os.path.exists(outdir) and not os.path.isdir(outdir):
@@ -106,7 +125,7 @@ def main(network_pkl: str, seeds: list[int] | None, truncation_psi: float, class
         print(f"Wrote {len(paths)} images to {outdir}")
         return
     # a PNG of noise is at most about its raw size
-    dnnlib.check_free_space(outdir, "--outdir", len(seeds) * G.img_resolution ** 2 * G.img_channels)
+    dnnlib.check_free_space(outdir, "--outdir", len(seeds) * G.img_resolution**2 * G.img_channels)
     paths = generate_images(G, seeds, outdir, truncation_psi, noise_mode, class_idx, batch_size, dev)
     print(f"Wrote {len(paths)} images to {outdir}")
 

@@ -54,18 +54,29 @@ def _with_fp16(net: torch.nn.Module) -> torch.nn.Module:
     return rebuilt.eval().requires_grad_(False)
 
 
-@click.command(help=__doc__.split("\n\n", 1)[0] + "\n\nWrite a snapshot, checkpoint or official pickle (path or "
-               "URL) as our network snapshot, read with weights_only=True and no code from the file.")
-@click.option("--source", required=True, help="Snapshot, checkpoint.pt or official pickle (path or URL)",
-              metavar="PATH")
-@click.option("--dest", required=True, type=dnnlib.OutputPath(dir_okay=False), help="Our snapshot to write",
-              metavar="PATH")
+@click.command(
+    help=__doc__.split("\n\n", 1)[0] + "\n\nWrite a snapshot, checkpoint or official pickle (path or "
+    "URL) as our network snapshot, read with weights_only=True and no code from the file."
+)
+@click.option(
+    "--source", required=True, help="Snapshot, checkpoint.pt or official pickle (path or URL)", metavar="PATH"
+)
+@click.option(
+    "--dest", required=True, type=dnnlib.OutputPath(dir_okay=False), help="Our snapshot to write", metavar="PATH"
+)
 @click.option("--force-fp16", is_flag=True, help="Rebuild the networks with the official fp16 settings")
 def convert_network_pickle(source: str, dest: str, force_fp16: bool) -> None:
     with dnnlib.util.open_url(source) if "://" in source else open_local(source) as f:
         data = load_network_pkl(f, force_fp16=force_fp16)
-    save_network_snapshot(dest, G=data["G"], D=data["D"], G_ema=data["G_ema"], augment_pipe=data["augment_pipe"],
-                          training_set_kwargs=data["training_set_kwargs"], metadata=data["metadata"])
+    save_network_snapshot(
+        dest,
+        G=data["G"],
+        D=data["D"],
+        G_ema=data["G_ema"],
+        augment_pipe=data["augment_pipe"],
+        training_set_kwargs=data["training_set_kwargs"],
+        metadata=data["metadata"],
+    )
     names = [name for name in ("G", "D", "G_ema", "augment_pipe") if data[name] is not None]
     click.echo(f"Wrote {', '.join(names)} of {source} to {dest}")
 

@@ -34,11 +34,11 @@ import torch
 from tqdm import tqdm
 
 import dnnlib
-from training.generation import save_png, to_pil
 from metrics.detectors import DetectorUnavailable
 from metrics.perceptual import DISTANCE_KINDS, resolve_distance
-from torch_utils import misc
 from metrics.projection import Projection, ProjectionOptions, project
+from torch_utils import misc
+from training.generation import save_png, to_pil
 
 VIDEO_PACKAGES = ("imageio", "imageio_ffmpeg")
 
@@ -62,8 +62,10 @@ def load_target(path: str, channels: int, resolution: int) -> np.ndarray:
 def check_video_support() -> None:
     missing = [name for name in VIDEO_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
-        raise dnnlib.UserError(f"--save-video needs {' and '.join(missing)} (pip install imageio imageio-ffmpeg, "
-                               f"or the extra spinegan[video]); pass --save-video=False to skip the video")
+        raise dnnlib.UserError(
+            f"--save-video needs {' and '.join(missing)} (pip install imageio imageio-ffmpeg, "
+            f"or the extra spinegan[video]); pass --save-video=False to skip the video"
+        )
 
 
 def frames(result: Projection, target: np.ndarray) -> list[np.ndarray]:
@@ -82,6 +84,7 @@ def write_video(path: str, video_frames: list[np.ndarray]) -> None:
     """proj.mp4 as NVIDIA writes it (10 fps, libx264, 16M bitrate), atomically: the encoder writes a file of its
     own in the system's temp folder, copied into place when complete."""
     import imageio
+
     with tempfile.TemporaryDirectory() as tmp:
         encoded = os.path.join(tmp, "proj.mp4")
         with imageio.get_writer(encoded, format="FFMPEG", mode="I", fps=10, codec="libx264", bitrate="16M") as writer:
@@ -109,20 +112,38 @@ def write_outputs(outdir: str, target: np.ndarray, result: Projection, save_vide
 @click.command(help=__doc__)
 @click.option("--network", "network_pkl", help="Network pickle filename or URL", required=True)
 @click.option("--target", "target_fname", help="Target image file to project to", required=True, metavar="FILE")
-@click.option("--num-steps", help="Number of optimization steps", type=click.IntRange(min=1), default=1000,
-              show_default=True)
+@click.option(
+    "--num-steps", help="Number of optimization steps", type=click.IntRange(min=1), default=1000, show_default=True
+)
 @click.option("--seed", help="Random seed", type=dnnlib.SEED, default=303, show_default=True)
-@click.option("--save-video", help="Save an mp4 video of optimization progress", type=bool, default=True,
-              show_default=True)
+@click.option(
+    "--save-video", help="Save an mp4 video of optimization progress", type=bool, default=True, show_default=True
+)
 @click.option("--outdir", help="Where to save the output images", required=True, metavar="DIR")
 @click.option("--class", "class_idx", type=int, help="Class of the target (conditional networks) [default: fitted]")
-@click.option("--distance", type=click.Choice(DISTANCE_KINDS), default="auto", show_default=True,
-              help="lpips (NVIDIA's VGG16), or a fallback: inception, pixel; auto takes the first available")
+@click.option(
+    "--distance",
+    type=click.Choice(DISTANCE_KINDS),
+    default="auto",
+    show_default=True,
+    help="lpips (NVIDIA's VGG16), or a fallback: inception, pixel; auto takes the first available",
+)
 @click.option("--vgg16", help="Path or URL of NVIDIA's vgg16.pt [default: dnnlib cache, then its URL]")
 @click.option("--device", type=misc.DEVICE, default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available]")
-def main(network_pkl: str, target_fname: str, num_steps: int, seed: int, save_video: bool, outdir: str,
-         class_idx: int | None, distance: str, vgg16: str | None, device: str | None) -> None:
+def main(
+    network_pkl: str,
+    target_fname: str,
+    num_steps: int,
+    seed: int,
+    save_video: bool,
+    outdir: str,
+    class_idx: int | None,
+    distance: str,
+    vgg16: str | None,
+    device: str | None,
+) -> None:
     from training.serialization import load_generator
+
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
     if save_video:
@@ -134,8 +155,9 @@ def main(network_pkl: str, target_fname: str, num_steps: int, seed: int, save_vi
         print("Warning: --class is ignored: the network is unconditional")
         class_idx = None
     if class_idx is not None and not 0 <= class_idx < G.c_dim:
-        raise click.BadParameter(f"--class={class_idx} is out of range: the network has classes "
-                                 f"0..{G.c_dim - 1}", param_hint="--class")
+        raise click.BadParameter(
+            f"--class={class_idx} is out of range: the network has classes 0..{G.c_dim - 1}", param_hint="--class"
+        )
     target = load_target(target_fname, G.img_channels, G.img_resolution)
     try:
         metric = resolve_distance(distance, vgg16, dev)
@@ -145,11 +167,19 @@ def main(network_pkl: str, target_fname: str, num_steps: int, seed: int, save_vi
     opts = ProjectionOptions(num_steps=num_steps, seed=seed, keep_steps=save_video)
     start = time.time()
     with tqdm(total=num_steps, desc="project", unit="step") as bar:
+
         def progress(_step: int, dist: float) -> None:
             bar.set_postfix(dist=f"{dist:.4g}")
             bar.update(1)
-        result = project(G, torch.from_numpy(target).float()[None].to(dev), metric, opts,
-                         classes=None if class_idx is None else [class_idx], progress=progress)
+
+        result = project(
+            G,
+            torch.from_numpy(target).float()[None].to(dev),
+            metric,
+            opts,
+            classes=None if class_idx is None else [class_idx],
+            progress=progress,
+        )
     if result.classes is not None:
         print(f"Class {result.classes[0]}{' (fitted)' if class_idx is None else ''}")
     print(f"Elapsed: {time.time() - start:.1f} s, final distance {float(result.distances[0]):.4g}")

@@ -22,8 +22,8 @@ import torch
 
 import dnnlib
 from dnnlib.cli import parse_range
-from training.generation import class_labels, save_png, seed_latents, to_pil
 from torch_utils import misc
+from training.generation import class_labels, save_png, seed_latents, to_pil
 
 
 @torch.no_grad()
@@ -41,8 +41,15 @@ def mix(row_w: torch.Tensor, col_w: torch.Tensor, styles: list[int]) -> torch.Te
 
 
 @torch.no_grad()
-def style_mixing_images(G: torch.nn.Module, row_seeds: list[int], col_seeds: list[int], styles: list[int],
-                        truncation_psi: float, noise_mode: str, c: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
+def style_mixing_images(
+    G: torch.nn.Module,
+    row_seeds: list[int],
+    col_seeds: list[int],
+    styles: list[int],
+    truncation_psi: float,
+    noise_mode: str,
+    c: torch.Tensor,
+) -> dict[tuple[int, int], torch.Tensor]:
     """{(row seed, col seed): image [C, H, W] in [-1, 1]} for every pair and every seed with itself."""
     seeds = list(dict.fromkeys(row_seeds + col_seeds))
     ws = dict(zip(seeds, seed_ws(G, seeds, c[:1].expand(len(seeds), -1), truncation_psi)))
@@ -54,8 +61,9 @@ def style_mixing_images(G: torch.nn.Module, row_seeds: list[int], col_seeds: lis
     return images
 
 
-def grid_image(images: dict[tuple[int, int], torch.Tensor], row_seeds: list[int], col_seeds: list[int]
-               ) -> PIL.Image.Image:
+def grid_image(
+    images: dict[tuple[int, int], torch.Tensor], row_seeds: list[int], col_seeds: list[int]
+) -> PIL.Image.Image:
     """Column seeds along the top, row seeds down the left, mixes inside; the top-left cell black."""
     first = to_pil(next(iter(images.values())))
     W, H = first.size
@@ -87,9 +95,19 @@ def parse_styles(text: str) -> list[int]:
 @click.option("--outdir", type=str, required=True, metavar="DIR")
 @click.option("--class", "class_idx", type=int, help="Class label (required for conditional networks)")
 @click.option("--device", type=misc.DEVICE, default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available]")
-def main(network_pkl: str, row_seeds: list[int], col_seeds: list[int], col_styles: list[int],
-         truncation_psi: float, noise_mode: str, outdir: str, class_idx: int | None, device: str | None) -> None:
+def main(
+    network_pkl: str,
+    row_seeds: list[int],
+    col_seeds: list[int],
+    col_styles: list[int],
+    truncation_psi: float,
+    noise_mode: str,
+    outdir: str,
+    class_idx: int | None,
+    device: str | None,
+) -> None:
     from training.serialization import load_generator
+
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -97,8 +115,9 @@ def main(network_pkl: str, row_seeds: list[int], col_seeds: list[int], col_style
     G = load_generator(network_pkl, dev).eval().requires_grad_(False)
     bad = [s for s in col_styles if s >= G.num_ws]
     if bad:
-        raise click.BadParameter(f"style index {bad[0]} is out of range: the network has styles "
-                                 f"0..{G.num_ws - 1}", param_hint="--styles")
+        raise click.BadParameter(
+            f"style index {bad[0]} is out of range: the network has styles 0..{G.num_ws - 1}", param_hint="--styles"
+        )
     c = class_labels(G, class_idx, 1, dev)
     images = style_mixing_images(G, row_seeds, col_seeds, col_styles, truncation_psi, noise_mode, c)
     os.makedirs(outdir, exist_ok=True)

@@ -30,7 +30,8 @@ import json
 import os
 import socket
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 import torch
@@ -58,25 +59,53 @@ from training.run_warnings import run_warnings
 # -1 = computed from resolution and GPU count ('auto'). The official numbers, plus our 'spine' and 'demo'.
 CFG_SPECS: dict[str, dict[str, Any]] = {
     "auto": dict(ref_gpus=-1, kimg=25000, mb=-1, mbstd=-1, fmaps=-1, lrate=-1, gamma=-1, ema=-1, ramp=0.05, map=2),
-    "stylegan2": dict(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None,
-                      map=8),
-    "paper256": dict(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None,
-                     map=8),
-    "paper512": dict(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None,
-                     map=8),
-    "paper1024": dict(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None,
-                      map=8),
-    "cifar": dict(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05,
-                  map=2),
+    "stylegan2": dict(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8),
+    "paper256": dict(
+        ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None, map=8
+    ),
+    "paper512": dict(
+        ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8
+    ),
+    "paper1024": dict(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
+    "cifar": dict(
+        ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2
+    ),
     # The paper's 256x256 grayscale setting = 'auto' at res 256 on one GPU, with the full bgcfnc pipe.
-    "spine": dict(ref_gpus=-1, kimg=25000, mb=16, mbstd=4, fmaps=0.5, lrate=0.0025, gamma=0.8192, ema=5, ramp=0.05,
-                  map=2, augpipe="bgcfnc"),
+    "spine": dict(
+        ref_gpus=-1,
+        kimg=25000,
+        mb=16,
+        mbstd=4,
+        fmaps=0.5,
+        lrate=0.0025,
+        gamma=0.8192,
+        ema=5,
+        ramp=0.05,
+        map=2,
+        augpipe="bgcfnc",
+    ),
     # Small and fast: 32-64 px, narrow layers, short EMA, no path-length term; minutes on 2 CPU cores. The lr and
     # R1 gamma were chosen by runs on the 32x32 phantom (docs/PERFORMANCE.md has the comparison): this lr draws
     # spine columns soonest, this gamma keeps the samples of a class varied.
-    "demo": dict(ref_gpus=-1, kimg=30, mb=16, mbstd=4, fmaps=1024 / 32768, lrate=0.005, gamma=1.0, ema=1,
-                 ramp=0.05, map=2, channel_max=64, z_dim=128, pl_weight=0, metrics="none", kimg_per_tick=1,
-                 grid=(8, 4), workers=0),
+    "demo": dict(
+        ref_gpus=-1,
+        kimg=30,
+        mb=16,
+        mbstd=4,
+        fmaps=1024 / 32768,
+        lrate=0.005,
+        gamma=1.0,
+        ema=1,
+        ramp=0.05,
+        map=2,
+        channel_max=64,
+        z_dim=128,
+        pl_weight=0,
+        metrics="none",
+        kimg_per_tick=1,
+        grid=(8, 4),
+        workers=0,
+    ),
 }
 
 # The demo on a GPU: the same network and settings at batch 64. An iteration of the demo is a few thousand small
@@ -108,11 +137,18 @@ def configure_general(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
     check_processes_per_gpu(opts.gpus)
     metrics = [] if opts.metrics in (None, "none") else [m for m in opts.metrics.split(",") if m]
     from metrics.metric_names import is_valid_metric
+
     bad = [m for m in metrics if not is_valid_metric(m)]
     if bad:
         raise UserError(f"--metrics: unknown metric(s) {bad}")
-    args.update(num_gpus=opts.gpus, image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap,
-                metrics=metrics, random_seed=opts.seed, kimg_per_tick=opts.kimg_per_tick)
+    args.update(
+        num_gpus=opts.gpus,
+        image_snapshot_ticks=opts.snap,
+        network_snapshot_ticks=opts.snap,
+        metrics=metrics,
+        random_seed=opts.seed,
+        kimg_per_tick=opts.kimg_per_tick,
+    )
     return []
 
 
@@ -122,13 +158,16 @@ def check_processes_per_gpu(gpus: int) -> None:
     count is torchrun's LOCAL_WORLD_SIZE (several machines) or --gpus (processes spawned here)."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", gpus))
     if torch.cuda.is_available() and local > torch.cuda.device_count():
-        raise UserError(f"--gpus={gpus}: {local} processes on this machine but it has {torch.cuda.device_count()} "
-                        f"CUDA device(s); NCCL needs one device per process (use fewer processes, or a larger "
-                        f"--batch on one GPU)")
+        raise UserError(
+            f"--gpus={gpus}: {local} processes on this machine but it has {torch.cuda.device_count()} "
+            f"CUDA device(s); NCCL needs one device per process (use fewer processes, or a larger "
+            f"--batch on one GPU)"
+        )
 
 
 def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
     from training.dataset import ImageFolderDataset
+
     if opts.data is None:
         raise UserError("--data is required (a run continued with --resume=<checkpoint.pt> uses its own)")
     try:
@@ -144,11 +183,19 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         if not training_set.has_labels:
             raise UserError(f"--cond=True requires labels in {opts.data}/dataset.json")
     args.training_set_kwargs = dnnlib.EasyDict(
-        class_name="training.dataset.ImageFolderDataset", path=os.path.abspath(opts.data), use_labels=bool(opts.cond),
-        max_size=len(training_set), xflip=opts.mirror, resolution=training_set.resolution,
-        random_seed=opts.seed)
-    args.data_loader_kwargs = dnnlib.EasyDict(pin_memory=torch.cuda.is_available(), num_workers=opts.workers,
-                                              **({"prefetch_factor": 2} if opts.workers > 0 else {}))
+        class_name="training.dataset.ImageFolderDataset",
+        path=os.path.abspath(opts.data),
+        use_labels=bool(opts.cond),
+        max_size=len(training_set),
+        xflip=opts.mirror,
+        resolution=training_set.resolution,
+        random_seed=opts.seed,
+    )
+    args.data_loader_kwargs = dnnlib.EasyDict(
+        pin_memory=torch.cuda.is_available(),
+        num_workers=opts.workers,
+        **({"prefetch_factor": 2} if opts.workers > 0 else {}),
+    )
     desc = [training_set.name]
     if opts.cond:
         desc.append("cond")
@@ -159,8 +206,12 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         desc.append(f"subset{opts.subset}")
     if opts.mirror:
         desc.append("mirror")
-    args.dataset_info = dict(resolution=training_set.resolution, num_channels=training_set.num_channels,
-                             label_dim=training_set.label_dim, onehot_labels=training_set.has_onehot_labels)
+    args.dataset_info = dict(
+        resolution=training_set.resolution,
+        num_channels=training_set.num_channels,
+        label_dim=training_set.label_dim,
+        onehot_labels=training_set.has_onehot_labels,
+    )
     return desc
 
 
@@ -181,19 +232,29 @@ def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
     if spec.lrate < 0:
         spec.lrate = 0.002 if res >= 1024 else 0.0025
     if spec.gamma < 0:
-        spec.gamma = 0.0002 * (res ** 2) / spec.mb
+        spec.gamma = 0.0002 * (res**2) / spec.mb
     if spec.ema < 0:
         spec.ema = spec.mb * 10 / 32
     z_dim = spec.get("z_dim", 512)
     channel_base, channel_max = int(spec.fmaps * 32768), spec.get("channel_max", 512)
-    args.G_kwargs = dnnlib.EasyDict(z_dim=z_dim, w_dim=z_dim, mapping_kwargs=dnnlib.EasyDict(num_layers=spec.map),
-                                    synthesis_kwargs=dnnlib.EasyDict(channel_base=channel_base,
-                                                                     channel_max=channel_max, num_fp16_res=4,
-                                                                     conv_clamp=256))
-    args.D_kwargs = dnnlib.EasyDict(architecture="orig" if opts.cfg == "cifar" else "resnet",
-                                    channel_base=channel_base, channel_max=channel_max, num_fp16_res=4,
-                                    conv_clamp=256, block_kwargs=dnnlib.EasyDict(), mapping_kwargs=dnnlib.EasyDict(),
-                                    epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd))
+    args.G_kwargs = dnnlib.EasyDict(
+        z_dim=z_dim,
+        w_dim=z_dim,
+        mapping_kwargs=dnnlib.EasyDict(num_layers=spec.map),
+        synthesis_kwargs=dnnlib.EasyDict(
+            channel_base=channel_base, channel_max=channel_max, num_fp16_res=4, conv_clamp=256
+        ),
+    )
+    args.D_kwargs = dnnlib.EasyDict(
+        architecture="orig" if opts.cfg == "cifar" else "resnet",
+        channel_base=channel_base,
+        channel_max=channel_max,
+        num_fp16_res=4,
+        conv_clamp=256,
+        block_kwargs=dnnlib.EasyDict(),
+        mapping_kwargs=dnnlib.EasyDict(),
+        epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=spec.mbstd),
+    )
     args.G_opt_kwargs = dnnlib.EasyDict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
     args.D_opt_kwargs = dnnlib.EasyDict(lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
     args.loss_kwargs = dnnlib.EasyDict(r1_gamma=spec.gamma)
@@ -227,12 +288,16 @@ def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
     if opts.batch_gpu is not None:
         args.batch_gpu = opts.batch_gpu
     if args.batch_gpu < 1 or args.batch_size % (args.batch_gpu * gpus) != 0:
-        raise UserError(f"--batch-gpu={args.batch_gpu}: the batch ({args.batch_size}) must be a multiple of "
-                        f"--batch-gpu x --gpus ({args.batch_gpu} x {gpus})")
+        raise UserError(
+            f"--batch-gpu={args.batch_gpu}: the batch ({args.batch_size}) must be a multiple of "
+            f"--batch-gpu x --gpus ({args.batch_gpu} x {gpus})"
+        )
     mbstd = min(spec.mbstd, args.batch_gpu)
     if args.batch_gpu % mbstd != 0:
-        raise UserError(f"the per-GPU batch ({args.batch_gpu}) must be divisible by the minibatch-std group "
-                        f"size ({spec.mbstd}) of --cfg={opts.cfg}")
+        raise UserError(
+            f"the per-GPU batch ({args.batch_gpu}) must be divisible by the minibatch-std group "
+            f"size ({spec.mbstd}) of --cfg={opts.cfg}"
+        )
     if opts.fp32:
         for kwargs in (args.G_kwargs.synthesis_kwargs, args.D_kwargs):
             kwargs.update(num_fp16_res=0, conv_clamp=None)
@@ -245,6 +310,7 @@ def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
 
 def configure_augmentation(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
     from training.augment import augpipe_specs
+
     desc = []
     aug = opts.aug or "ada"
     if opts.aug is not None:
@@ -315,8 +381,10 @@ def configure_performance(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[
     args.allow_tf32 = bool(opts.allow_tf32)
     args.cuda_graphs = bool(opts.cuda_graphs)
     if args.cuda_graphs and (not torch.cuda.is_available() or opts.gpus != 1):
-        raise UserError(f"--cuda-graphs=1 needs one process on a CUDA device (this machine has "
-                        f"{torch.cuda.device_count()} CUDA device(s), --gpus={opts.gpus})")
+        raise UserError(
+            f"--cuda-graphs=1 needs one process on a CUDA device (this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s), --gpus={opts.gpus})"
+        )
     return []
 
 
@@ -325,10 +393,13 @@ def configure_metric_classifier(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) ->
     snapshots; defaults to the --clinical-loss classifier. Refuses such metrics when there is none."""
     path = opts.metrics_classifier or (args.clinical or {}).get("classifier")
     from metrics.metric_names import parse_metric
+
     needy = [m for m in args.metrics if parse_metric(m).space == "spine"]
     if needy and path is None:
-        raise UserError(f"--metrics={','.join(needy)} scores images with the spine classifier: "
-                        f"give --metrics-classifier=classifier.pkl (or --clinical-loss)")
+        raise UserError(
+            f"--metrics={','.join(needy)} scores images with the spine classifier: "
+            f"give --metrics-classifier=classifier.pkl (or --clinical-loss)"
+        )
     if path is not None:
         check_metric_classifier(path, args)
     args.metric_kwargs = {} if path is None else dict(classifier=os.path.abspath(path))
@@ -340,6 +411,7 @@ def check_metric_classifier(path: str, args: dnnlib.EasyDict) -> None:
     metrics run only at the first snapshot, so a bad file would otherwise stop the run after training began."""
     from metrics.metric_names import parse_metric
     from spine.classifier.artifact import check_compatible, load_classifier
+
     flag = f"--metrics-classifier={path}"
     if not os.path.isfile(path):
         raise UserError(f"{flag}: no such file")
@@ -353,8 +425,9 @@ def check_metric_classifier(path: str, args: dnnlib.EasyDict) -> None:
         try:
             check_compatible(classifier, None, c_dim)
         except ValueError as exc:
-            raise UserError(f"{flag}: {exc} (needed by --metrics={','.join(fidelity)}; a conditional run "
-                            f"is --cond=1)") from None
+            raise UserError(
+                f"{flag}: {exc} (needed by --metrics={','.join(fidelity)}; a conditional run is --cond=1)"
+            ) from None
 
 
 # Plug-ins with options of their own (training.plugin_options.TrainingPlugin), configured in this order.
@@ -376,8 +449,15 @@ def configure_plugins(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
 
 
 CONFIGURE_STEPS: list[Callable[[dnnlib.EasyDict, dnnlib.EasyDict], list[str]]] = [
-    configure_general, configure_dataset, configure_networks, configure_augmentation, configure_resume,
-    configure_freezed, configure_performance, configure_plugins, configure_metric_classifier,
+    configure_general,
+    configure_dataset,
+    configure_networks,
+    configure_augmentation,
+    configure_resume,
+    configure_freezed,
+    configure_performance,
+    configure_plugins,
+    configure_metric_classifier,
 ]
 
 
@@ -397,8 +477,7 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def setup_training_loop_kwargs(opts: dnnlib.EasyDict,
-                               explicit: set[str] | None = None) -> tuple[str, dnnlib.EasyDict]:
+def setup_training_loop_kwargs(opts: dnnlib.EasyDict, explicit: set[str] | None = None) -> tuple[str, dnnlib.EasyDict]:
     """Parsed options -> (run description, training-loop kwargs).
 
     `explicit`: the options given on the command line (default: every option that is not None). A continued run
@@ -410,8 +489,9 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict,
     notes: list[str] = []
     if saved is not None and saved.get("cli_options") is not None:
         try:
-            merged, notes = resume_options.merge_options(opts, explicit, saved["cli_options"], opts.resume,
-                                                         PATH_OPTIONS)
+            merged, notes = resume_options.merge_options(
+                opts, explicit, saved["cli_options"], opts.resume, PATH_OPTIONS
+            )
         except resume_options.ResumeMismatch as exc:
             raise UserError(str(exc), multiline=True) from exc
         opts = dnnlib.EasyDict(merged)
@@ -455,6 +535,7 @@ def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
     from torch_utils import misc
     from training.serialization import load_network_pkl
     from training.training_loop import build_networks
+
     path = args.resume_pkl
     try:
         snapshot = load_network_pkl(dnnlib.util.open_url(path, return_filename=True))  # a URL: fetched already
@@ -463,11 +544,15 @@ def check_resume_snapshot(args: dnnlib.EasyDict) -> None:
     names = [name for name in ("G", "D", "G_ema") if snapshot[name] is not None]
     if not names:
         raise UserError(f"--resume={path}: the snapshot holds no network (G, D or G_ema) to start from")
-    shape = dnnlib.EasyDict(label_dim=args.dataset_info["label_dim"], resolution=args.dataset_info["resolution"],
-                            num_channels=args.dataset_info["num_channels"])
+    shape = dnnlib.EasyDict(
+        label_dim=args.dataset_info["label_dim"],
+        resolution=args.dataset_info["resolution"],
+        num_channels=args.dataset_info["num_channels"],
+    )
     with torch.random.fork_rng(devices=[]):
-        ours = build_networks(shape, args.G_kwargs, args.D_kwargs, None, 0, None, {}, args.batch_size,
-                              torch.device("cpu"))
+        ours = build_networks(
+            shape, args.G_kwargs, args.D_kwargs, None, 0, None, {}, args.batch_size, torch.device("cpu")
+        )
     for name in names:
         try:
             misc.copy_params_and_buffers(snapshot[name], getattr(ours, name), require_all=False)
@@ -512,18 +597,27 @@ def run_process(rank: int, args: dnnlib.EasyDict, env: dict[str, str] | None = N
     import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
     from metrics.metric_main import calc_metric
     from training.training_loop import pick_device, training_loop
+
     device = pick_device(rank)
     rank, _ = dist_utils.init_from_env(device)
-    logger = dnnlib.Logger(file_name=os.path.join(args.run_dir, "log.txt"), file_mode="a", should_flush=True) \
-        if rank == 0 else None
+    logger = (
+        dnnlib.Logger(file_name=os.path.join(args.run_dir, "log.txt"), file_mode="a", should_flush=True)
+        if rank == 0
+        else None
+    )
     try:
         if rank == 0:
             for note in args.notes:  # changes made for the user (resume overrides, DP's augmentation) lead the log
                 print(note)
         kwargs = loop_kwargs(args)
         with custom_ops.choices_logged_to(sys.stdout), interrupt.stop_on_signals():  # the log says which ops run
-            training_loop(rank=rank, **kwargs, plugins=build_plugins(args, device), metric_fn=calc_metric,
-                          options=ckpt.plain(run_options(args)))
+            training_loop(
+                rank=rank,
+                **kwargs,
+                plugins=build_plugins(args, device),
+                metric_fn=calc_metric,
+                options=ckpt.plain(run_options(args)),
+            )
     except interrupt.Interrupted as stop:
         if rank == 0:
             print(interrupt.continue_hint(stop, args.run_dir))
@@ -566,6 +660,7 @@ def create_run_dir_all_ranks(outdir: str, desc: str) -> str:
     if launched == 1:
         return create_run_dir(outdir, desc)
     from training.training_loop import pick_device
+
     dist_utils.init_from_env(pick_device(int(os.environ["RANK"])))
     path = create_run_dir(outdir, desc) if dist_utils.rank() == 0 else None
     return dist_utils.broadcast_object(path)
@@ -610,8 +705,9 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.pass_context
 # General options.
 @click.option("--outdir", help="Where to save the results", required=True, type=dnnlib.OutputPath(), metavar="DIR")
-@click.option("--gpus", help="Number of processes (GPUs, or CPU processes) [default: 1]", type=int, default=1,
-              metavar="INT")
+@click.option(
+    "--gpus", help="Number of processes (GPUs, or CPU processes) [default: 1]", type=int, default=1, metavar="INT"
+)
 @click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
 @click.option("--metrics", help='Comma-separated list or "none" [default: fid50k_full]', type=str, metavar="LIST")
 @click.option("--seed", help="Random seed [default: 0]", type=dnnlib.SEED, default=0, metavar="INT")
@@ -619,8 +715,13 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--kimg-per-tick", help="Progress/log interval in kimg [default: 4]", type=float, metavar="FLOAT")
 # Dataset.
 @click.option("--data", help="Training data (directory or zip) [default: a continued run's]", metavar="PATH")
-@click.option("--cond", help="Train conditional model based on dataset labels [default: false]", type=bool,
-              default=False, metavar="BOOL")
+@click.option(
+    "--cond",
+    help="Train conditional model based on dataset labels [default: false]",
+    type=bool,
+    default=False,
+    metavar="BOOL",
+)
 @click.option("--subset", help="Train with only N images [default: all]", type=int, metavar="INT")
 @click.option("--mirror", help="Enable dataset x-flips [default: false]", type=bool, default=False, metavar="BOOL")
 # Base config.
@@ -642,15 +743,28 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--nhwc", help="Use NHWC memory format with FP16", type=bool, default=False, metavar="BOOL")
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, default=False, metavar="BOOL")
 @click.option("--allow-tf32", help="Allow PyTorch to use TF32 internally", type=bool, default=False, metavar="BOOL")
-@click.option("--cuda-graphs", help="Capture each training phase as a CUDA graph (one GPU) [default: false]", type=bool,
-              default=False, metavar="BOOL")
-@click.option("--workers", help="Override number of DataLoader workers [default: 3, at most one per CPU core]",
-              type=int, metavar="INT")
+@click.option(
+    "--cuda-graphs",
+    help="Capture each training phase as a CUDA graph (one GPU) [default: false]",
+    type=bool,
+    default=False,
+    metavar="BOOL",
+)
+@click.option(
+    "--workers",
+    help="Override number of DataLoader workers [default: 3, at most one per CPU core]",
+    type=int,
+    metavar="INT",
+)
 # SpineGAN's clinical loss (spine.clinical.options).
 @clinical_options.PLUGIN.options
 @locality_options.PLUGIN.options
-@click.option("--metrics-classifier", help="classifier.pkl for the *_spine and label_fidelity metrics "
-              "[default: the --clinical-loss classifier]", type=click.Path(dir_okay=False), metavar="PKL")
+@click.option(
+    "--metrics-classifier",
+    help="classifier.pkl for the *_spine and label_fidelity metrics [default: the --clinical-loss classifier]",
+    type=click.Path(dir_okay=False),
+    metavar="PKL",
+)
 # Differential privacy (spine.dp.options).
 @dp_options.PLUGIN.options
 def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -> None:
@@ -666,8 +780,12 @@ def main(ctx: click.Context, outdir: str, dry_run: bool, **config_kwargs: Any) -
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise click.BadParameter(f"{outdir} exists and is not a folder", param_hint="--outdir")
     opts = dnnlib.EasyDict(config_kwargs)
-    explicit = {name for name in opts if ctx.get_parameter_source(name) in
-                (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)}
+    explicit = {
+        name
+        for name in opts
+        if ctx.get_parameter_source(name)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    }
     desc, args = setup_training_loop_kwargs(opts, explicit)
     print("Training options:")
     print(json.dumps(args, indent=2))

@@ -15,7 +15,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import click
 import torch
@@ -28,7 +28,7 @@ STRENGTHS = (0.0, 0.2, 0.5, 1.0)
 
 def load_pipe_class(path: str) -> type:
     """AugmentPipe from another version of training/augment.py."""
-    spec = importlib.util.spec_from_file_location('augment_baseline', path)
+    spec = importlib.util.spec_from_file_location("augment_baseline", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.AugmentPipe
@@ -54,39 +54,45 @@ def time_ms(fn: Callable[[], None], reps: int, seed: int = 0) -> float:
 
 
 @click.command()
-@click.option('--res', type=int, default=32, show_default=True)
-@click.option('--batch', type=int, default=16, show_default=True)
-@click.option('--channels', type=click.Choice(['1', '3']), default='1', show_default=True)
-@click.option('--augpipe', type=click.Choice(sorted(augpipe_specs)), default='bgc', show_default=True)
-@click.option('--reps', type=int, default=5, show_default=True)
-@click.option('--baseline', type=click.Path(exists=True, dir_okay=False), default=None,
-              help='another version of training/augment.py to time alongside')
+@click.option("--res", type=int, default=32, show_default=True)
+@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--channels", type=click.Choice(["1", "3"]), default="1", show_default=True)
+@click.option("--augpipe", type=click.Choice(sorted(augpipe_specs)), default="bgc", show_default=True)
+@click.option("--reps", type=int, default=5, show_default=True)
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="another version of training/augment.py to time alongside",
+)
 def main(res: int, batch: int, channels: str, augpipe: str, reps: int, baseline: str | None) -> None:
     """Print forward and forward+R1 times of each form at each p."""
     x = torch.randn(batch, int(channels), res, res, generator=torch.Generator().manual_seed(0))
     forms: dict[str, torch.nn.Module] = {}
     if baseline is not None:
-        forms['baseline'] = load_pipe_class(baseline)(**augpipe_specs[augpipe])
-    forms['subset'] = AugmentPipe(**augpipe_specs[augpipe])
-    forms['fixed'] = AugmentPipe(**augpipe_specs[augpipe])
-    forms['fixed'].fixed_shapes = True
-    print(f'torch {torch.__version__}, threads {torch.get_num_threads()}, augpipe {augpipe}, '
-          f'{batch}x{channels}x{res}x{res}, median of {reps}')
-    header = f'{"pass":<10}{"p":>5}' + ''.join(f'{name + " ms":>14}' for name in forms)
-    header += ''.join(f'{name + "/subset":>16}' for name in forms if name != 'subset')
+        forms["baseline"] = load_pipe_class(baseline)(**augpipe_specs[augpipe])
+    forms["subset"] = AugmentPipe(**augpipe_specs[augpipe])
+    forms["fixed"] = AugmentPipe(**augpipe_specs[augpipe])
+    forms["fixed"].fixed_shapes = True
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, augpipe {augpipe}, "
+        f"{batch}x{channels}x{res}x{res}, median of {reps}"
+    )
+    header = f"{'pass':<10}{'p':>5}" + "".join(f"{name + ' ms':>14}" for name in forms)
+    header += "".join(f"{name + '/subset':>16}" for name in forms if name != "subset")
     print(header)
-    print('-' * len(header))
-    for label, step in (('forward', lambda pipe: pipe(x)), ('fwd+R1', lambda pipe: forward_and_r1(pipe, x))):
+    print("-" * len(header))
+    for label, step in (("forward", lambda pipe: pipe(x)), ("fwd+R1", lambda pipe: forward_and_r1(pipe, x))):
         for p in STRENGTHS:
             times = {}
             for name, pipe in forms.items():
                 pipe.p.fill_(p)
-                with torch.set_grad_enabled(label != 'forward'):
+                with torch.set_grad_enabled(label != "forward"):
                     times[name] = time_ms(lambda pipe=pipe: step(pipe), reps)
-            line = f'{label:<10}{p:>5.1f}' + ''.join(f'{t:>14.2f}' for t in times.values())
-            line += ''.join(f'{t / times["subset"]:>16.2f}' for name, t in times.items() if name != 'subset')
+            line = f"{label:<10}{p:>5.1f}" + "".join(f"{t:>14.2f}" for t in times.values())
+            line += "".join(f"{t / times['subset']:>16.2f}" for name, t in times.items() if name != "subset")
             print(line, flush=True)
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -35,15 +35,27 @@ sys.path.insert(0, str(REPO_ROOT))
 from spine.pipeline import experiment  # noqa: E402 (after the path set-up, for `python bench/gpu_benchmark.py`)
 from spine.pipeline.arms import synthetic_arms  # noqa: E402
 from spine.pipeline.config import PAPER_VARIANTS, ExperimentConfig  # noqa: E402
-from spine.pipeline.steps import Steps  # noqa: E402
 from spine.pipeline.demo import BENCHMARK  # noqa: E402
+from spine.pipeline.steps import Steps  # noqa: E402
 
 GPU_CFG = "demo-gpu"
 CONFIG = dataclasses.replace(BENCHMARK, gan_cfg=GPU_CFG, variants=PAPER_VARIANTS, snap=5)
 # The CPU check of the mechanics: the demo preset (batch 16, no loader workers) is what a CPU runs in seconds.
-TINY = dataclasses.replace(CONFIG, gan_cfg="demo", phantom_train=48, phantom_test=32, classifier_epochs=1,
-                           classifier_patience=1, synth_per_class=8, metrics=(), downstream_epochs=1,
-                           downstream_patience=1, n_resamples=20, report=False, independent_judge=False)
+TINY = dataclasses.replace(
+    CONFIG,
+    gan_cfg="demo",
+    phantom_train=48,
+    phantom_test=32,
+    classifier_epochs=1,
+    classifier_patience=1,
+    synth_per_class=8,
+    metrics=(),
+    downstream_epochs=1,
+    downstream_patience=1,
+    n_resamples=20,
+    report=False,
+    independent_judge=False,
+)
 
 
 def config_for(tiny: bool) -> ExperimentConfig:
@@ -67,10 +79,12 @@ def train(outdir: Path, snapshots: Path, seconds: float, config: ExperimentConfi
         workdir = runs_dir / variant.name
         workdir.mkdir(parents=True, exist_ok=True)
         cmd = experiment.train_command(variant, train_zip, classifier, endless, workdir)
-        runs[variant.name] = (workdir, subprocess.Popen(cmd, stdout=open(workdir / "train.log", "w"),
-                                                        stderr=subprocess.STDOUT, cwd=REPO_ROOT))
+        runs[variant.name] = (
+            workdir,
+            subprocess.Popen(cmd, stdout=open(workdir / "train.log", "w"), stderr=subprocess.STDOUT, cwd=REPO_ROOT),
+        )
     deadline = time.time() + seconds
-    for workdir, process in runs.values():
+    for _workdir, process in runs.values():
         try:
             process.wait(timeout=max(deadline - time.time(), 0))
         except subprocess.TimeoutExpired:
@@ -93,15 +107,18 @@ def finish(outdir: Path, snapshots: Path, config: ExperimentConfig) -> None:
     steps = Steps(outdir)
     for variant in config.variants:
         (snapshot,) = sorted(glob.glob(str(snapshots / variant.name / "network-snapshot-*.pkl")))[-1:]
-        steps.run(f"train/{variant.name}", lambda w: dict(run_dirs=[], snapshot=str(Path(snapshot).resolve()),
-                                                          command=["gpu_benchmark.py train"]))
+        steps.run(
+            f"train/{variant.name}",
+            lambda w: dict(run_dirs=[], snapshot=str(Path(snapshot).resolve()), command=["gpu_benchmark.py train"]),
+        )
     out = experiment.run_experiment(config, outdir)
     down = out["downstream"]
     print(json.dumps(dict(aucs=down["aucs"], ratios=down["ratios"], skills=down["skills"]), indent=1))
     for arm in synthetic_arms(config, config.labels):
         skill, (low, high) = down["skills"][arm.key], down["skill_cis"][arm.key]
-        print(f"skill ratio {arm.variant}: {skill:.3f} ({low:.3f}-{high:.3f}); "
-              f"plain ratio {down['ratios'][arm.key]:.3f}")
+        print(
+            f"skill ratio {arm.variant}: {skill:.3f} ({low:.3f}-{high:.3f}); plain ratio {down['ratios'][arm.key]:.3f}"
+        )
 
 
 @click.command()
@@ -109,8 +126,13 @@ def finish(outdir: Path, snapshots: Path, config: ExperimentConfig) -> None:
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="The experiment folder")
 @click.option("--snapshots", type=click.Path(file_okay=False), help="train/finish: where the snapshots go/are")
 @click.option("--seconds", type=float, default=240, show_default=True, help="train: wall time of the GAN runs")
-@click.option("--runs", default="/tmp/gpu_benchmark_runs", show_default=True, type=click.Path(file_okay=False),
-              help="train: the GAN run directories (every snapshot; not brought back)")
+@click.option(
+    "--runs",
+    default="/tmp/gpu_benchmark_runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="train: the GAN run directories (every snapshot; not brought back)",
+)
 @click.option("--tiny", is_flag=True, help="A seconds-long configuration, to check the steps on a CPU")
 def main(step: str, outdir: str, snapshots: str | None, seconds: float, runs: str, tiny: bool) -> None:
     """prepare (CPU) -> train (GPU, fixed wall time) -> finish (CPU): the benchmark with GPU-trained generators."""

@@ -19,14 +19,14 @@ from spine.phantom.anatomy import Patient
 from spine.phantom.image import Difficulty, Study, render_image
 from spine.phantom.lesions import CLASS_WEIGHTS, Lesion
 
-SITES = {"Spondylolysthesis": 5, "Surgical implant": 4}     # the lesions' usual levels; others at L3 / L3-L4
+SITES = {"Spondylolysthesis": 5, "Surgical implant": 4}  # the lesions' usual levels; others at L3 / L3-L4
 
 
 def to_32(pixels: np.ndarray) -> np.ndarray:
     """12-bit portrait image -> centre square -> 32x32 float grey levels (0-255)."""
     h, w = pixels.shape
     top = (h - w) // 2
-    square = (pixels[top:top + w].astype(np.float32) / 4095 * 255).astype(np.uint8)
+    square = (pixels[top : top + w].astype(np.float32) / 4095 * 255).astype(np.uint8)
     return np.asarray(PIL.Image.fromarray(square).resize((32, 32), PIL.Image.LANCZOS), np.float32)
 
 
@@ -44,8 +44,9 @@ def main(scales: tuple[float, ...], difficulty: float, patients: int) -> None:
             for i in range(patients):
                 rng = np.random.default_rng(i)
                 patient = Patient.sample(rng)
-                lesion = Lesion(kind, SITES.get(kind, 4), level.severity_range[1],
-                                tuple(float(x) for x in rng.random(6)))
+                lesion = Lesion(
+                    kind, SITES.get(kind, 4), level.severity_range[1], tuple(float(x) for x in rng.random(6))
+                )
                 plain, _ = render_image(Study(patient, ()), np.random.default_rng(100 + i), 128, level)
                 sick, _ = render_image(Study(patient, (lesion,)), np.random.default_rng(100 + i), 128, level)
                 diff = np.abs(to_32(sick) - to_32(plain))

@@ -46,8 +46,9 @@ def time_batches(extract, images: torch.Tensor, reps: int, device: torch.device)
 def main(detector: str | None, device: str, batch_size: int, res: int, reps: int, seed: int) -> None:
     dev = torch.device(device)
     inception = resolve_inception(detector, dev, "bench")
-    images = torch.randint(0, 256, (batch_size, 1, res, res), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(seed)).to(dev)
+    images = torch.randint(
+        0, 256, (batch_size, 1, res, res), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    ).to(dev)
     times = time_batches(inception, images, reps, dev)
     per_batch = statistics.median(times)
     print(f"detector: {inception.description}")

@@ -62,8 +62,12 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def small_cnn() -> torch.nn.Module:
     layers, channels = [], 1
     for width in (16, 32, 64, 64):
-        layers += [torch.nn.Conv2d(channels, width, 3, padding=1), torch.nn.BatchNorm2d(width), torch.nn.ReLU(),
-                   torch.nn.MaxPool2d(2)]
+        layers += [
+            torch.nn.Conv2d(channels, width, 3, padding=1),
+            torch.nn.BatchNorm2d(width),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+        ]
         channels = width
     return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(channels, 1))
 
@@ -107,15 +111,23 @@ def main(levels, num_train, num_test, size, resolution, epochs, seed, workers, o
         work = tempfile.mkdtemp(prefix="phantom-calibration-")
         try:
             start = time.time()
-            make_phantom_tree(os.path.join(work, "tree"), num_train, num_test, seed=seed, difficulty=level,
-                              size=size, workers=workers)
+            make_phantom_tree(
+                os.path.join(work, "tree"), num_train, num_test, seed=seed, difficulty=level, size=size, workers=workers
+            )
             x_train, y_train = load_split(os.path.join(work, "tree"), "train", resolution)
             x_test, y_test = load_split(os.path.join(work, "tree"), "test", resolution)
             made = time.time() - start
             score = train_and_score(x_train, y_train, x_test, y_test, epochs, seed)
-            results.append(dict(difficulty=level, auc=round(score, 4), abnormal_train=float(y_train.mean()),
-                                abnormal_test=float(y_test.mean()), data_s=round(made, 1),
-                                train_s=round(time.time() - start - made, 1)))
+            results.append(
+                dict(
+                    difficulty=level,
+                    auc=round(score, 4),
+                    abnormal_train=float(y_train.mean()),
+                    abnormal_test=float(y_test.mean()),
+                    data_s=round(made, 1),
+                    train_s=round(time.time() - start - made, 1),
+                )
+            )
             click.echo(json.dumps(results[-1]))
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -123,8 +135,20 @@ def main(levels, num_train, num_test, size, resolution, epochs, seed, workers, o
     click.echo(f"closest to AUC {TARGET_AUC}: difficulty {best['difficulty']} (AUC {best['auc']})")
     if out:
         with open(out, "w") as f:
-            json.dump(dict(target_auc=TARGET_AUC, epochs=epochs, num_train=num_train, num_test=num_test,
-                           size=size, resolution=resolution, seed=seed, results=results), f, indent=1)
+            json.dump(
+                dict(
+                    target_auc=TARGET_AUC,
+                    epochs=epochs,
+                    num_train=num_train,
+                    num_test=num_test,
+                    size=size,
+                    resolution=resolution,
+                    seed=seed,
+                    results=results,
+                ),
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Phantom throughput: images per minute (rendered, DICOM-encoded and written) at a given size.
 
-    OMP_NUM_THREADS=1 python bench/phantom_speed.py --num 500 --size 256 --workers 1
+OMP_NUM_THREADS=1 python bench/phantom_speed.py --num 500 --size 256 --workers 1
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def main(num: int, size: int, workers: int) -> None:
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    click.echo(f"{num} images at width {size}, {workers} worker(s): {seconds:.1f} s, "
-               f"{60 * num / seconds:.0f} images/minute, {1000 * seconds / num:.1f} ms/image")
+    click.echo(
+        f"{num} images at width {size}, {workers} worker(s): {seconds:.1f} s, "
+        f"{60 * num / seconds:.0f} images/minute, {1000 * seconds / num:.1f} ms/image"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,7 @@ def main(run_dir: str, skip: int) -> None:
     except (OSError, ValueError, KeyError) as exc:
         print(f"{run_dir}: no steady figure ({exc})")
         sys.exit(1)
-    print(f"{run_dir}: steady {sec_per_kimg:.2f} sec/kimg (median of {used} ticks), peak GPU memory "
-          f"{peak_gpu:.2f} GB")
+    print(f"{run_dir}: steady {sec_per_kimg:.2f} sec/kimg (median of {used} ticks), peak GPU memory {peak_gpu:.2f} GB")
 
 
 if __name__ == "__main__":

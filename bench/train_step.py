@@ -50,10 +50,30 @@ from training.phase_update import GradientStep, Phase, PhaseRound
 from training.training_loop import update_ema
 
 CONFIGS = {
-    "demo": dict(res=32, batch=16, channel_base=1024, channel_max=64, z_dim=128, map=2, mbstd=4, p=0.2,
-                 pl_weight=0, r1_gamma=0.05),
-    "official": dict(res=64, batch=16, channel_base=4096, channel_max=512, z_dim=512, map=2, mbstd=4, p=0.2,
-                     pl_weight=2, r1_gamma=0.4096),
+    "demo": dict(
+        res=32,
+        batch=16,
+        channel_base=1024,
+        channel_max=64,
+        z_dim=128,
+        map=2,
+        mbstd=4,
+        p=0.2,
+        pl_weight=0,
+        r1_gamma=0.05,
+    ),
+    "official": dict(
+        res=64,
+        batch=16,
+        channel_base=4096,
+        channel_max=512,
+        z_dim=512,
+        map=2,
+        mbstd=4,
+        p=0.2,
+        pl_weight=2,
+        r1_gamma=0.4096,
+    ),
 }
 INTERVALS = dict(Gmain=1, Greg=4, Dmain=1, Dreg=16)
 
@@ -66,7 +86,7 @@ def matmul_gflops(n: int = 1024, seconds: float = 2.0) -> float:
     while time.perf_counter() - start < seconds:
         a @ b
         count += 1
-    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
 def build(cfg: dict, fp32: bool = False) -> tuple[StyleGAN2Loss, dict[str, Phase], torch.nn.Module, list[PhaseRound]]:
@@ -74,11 +94,24 @@ def build(cfg: dict, fp32: bool = False) -> tuple[StyleGAN2Loss, dict[str, Phase
     blocks), else num_fp16_res=4 with conv_clamp=256 (bf16 on a CPU with native bf16, see torch_utils.precision)."""
     torch.manual_seed(0)
     mixed = dict(num_fp16_res=0, conv_clamp=None) if fp32 else dict(num_fp16_res=4, conv_clamp=256)
-    G = Generator(z_dim=cfg["z_dim"], c_dim=2, w_dim=cfg["z_dim"], img_resolution=cfg["res"], img_channels=1,
-                  mapping_kwargs=dict(num_layers=cfg["map"]),
-                  synthesis_kwargs=dict(channel_base=cfg["channel_base"], channel_max=cfg["channel_max"], **mixed))
-    D = Discriminator(c_dim=2, img_resolution=cfg["res"], img_channels=1, channel_base=cfg["channel_base"],
-                      channel_max=cfg["channel_max"], epilogue_kwargs=dict(mbstd_group_size=cfg["mbstd"]), **mixed)
+    G = Generator(
+        z_dim=cfg["z_dim"],
+        c_dim=2,
+        w_dim=cfg["z_dim"],
+        img_resolution=cfg["res"],
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=cfg["map"]),
+        synthesis_kwargs=dict(channel_base=cfg["channel_base"], channel_max=cfg["channel_max"], **mixed),
+    )
+    D = Discriminator(
+        c_dim=2,
+        img_resolution=cfg["res"],
+        img_channels=1,
+        channel_base=cfg["channel_base"],
+        channel_max=cfg["channel_max"],
+        epilogue_kwargs=dict(mbstd_group_size=cfg["mbstd"]),
+        **mixed,
+    )
     G.train().requires_grad_(False)
     D.train().requires_grad_(False)
     G_ema = copy.deepcopy(G).eval()
@@ -89,7 +122,7 @@ def build(cfg: dict, fp32: bool = False) -> tuple[StyleGAN2Loss, dict[str, Phase
     phases = {}
     for name, module, reg in [("G", G, 4), ("D", D, 16)]:
         ratio = reg / (reg + 1)
-        opt = torch.optim.Adam(module.parameters(), lr=0.0025 * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
+        opt = torch.optim.Adam(module.parameters(), lr=0.0025 * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
         phases[name + "main"] = Phase(name + "main", module, opt, 1, update)
         phases[name + "reg"] = Phase(name + "reg", module, opt, reg, update)
     n = cfg["batch"]
@@ -138,8 +171,10 @@ def bench(name: str, repeats: int) -> None:
     per_iter = sum(t[p] / INTERVALS[p] for p in active) + t_ema
     rate = float(np.median([timed[p][1] for p in active]))
     gflop = {p: count_gflop(phases[p], loss, rounds) for p in ("Gmain", "Dmain")}
-    print(f"[{name}] phase   seconds  matmul GFLOP/s  GFLOP  achieved GFLOP/s (fraction of matmul)"
-          + ("  official (scaled to this matmul rate)" if name == "official" else ""))
+    print(
+        f"[{name}] phase   seconds  matmul GFLOP/s  GFLOP  achieved GFLOP/s (fraction of matmul)"
+        + ("  official (scaled to this matmul rate)" if name == "official" else "")
+    )
     for p in active:
         line = f"[{name}] {p:6s} {t[p]:8.2f} {timed[p][1]:15.0f}"
         if p in gflop:
@@ -150,12 +185,16 @@ def bench(name: str, repeats: int) -> None:
         if name == "official":
             line += f"  {OFFICIAL_SECONDS[p] * OFFICIAL_MATMUL_GFLOPS / timed[p][1]:8.2f}"
         print(line)
-    print(f"[{name}] {per_iter:.2f} s/iteration (EMA {t_ema:.3f} s) = {per_iter * 1000 / cfg['batch']:.1f} s/kimg"
-          f" at a matmul rate of {rate:.0f} GFLOP/s")
+    print(
+        f"[{name}] {per_iter:.2f} s/iteration (EMA {t_ema:.3f} s) = {per_iter * 1000 / cfg['batch']:.1f} s/kimg"
+        f" at a matmul rate of {rate:.0f} GFLOP/s"
+    )
     if name == "official":
         scaled = OFFICIAL_ITERATION * OFFICIAL_MATMUL_GFLOPS / rate
-        print(f"[{name}] official code {OFFICIAL_ITERATION} s/iteration at {OFFICIAL_MATMUL_GFLOPS:.0f} GFLOP/s"
-              f" -> {scaled:.2f} s at {rate:.0f} GFLOP/s; speed-up {scaled / per_iter:.2f}x (goal >= 1.5x)")
+        print(
+            f"[{name}] official code {OFFICIAL_ITERATION} s/iteration at {OFFICIAL_MATMUL_GFLOPS:.0f} GFLOP/s"
+            f" -> {scaled:.2f} s at {rate:.0f} GFLOP/s; speed-up {scaled / per_iter:.2f}x (goal >= 1.5x)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -203,14 +242,18 @@ def bench_precision(name: str, repeats: int) -> None:
         print(f"[{name} bf16] {p:6s} {t32:8.3f} {t16:8.3f} {t32 / t16:9.2f}x")
     it32, it16 = iteration(wall, "fp32"), iteration(wall, "bf16")
     kimg_min = {m: cfg["batch"] / 1000 / t * 60 for m, t in (("fp32", it32), ("bf16", it16))}
-    print(f"[{name} bf16] iteration {it32:.3f} s fp32 ({kimg_min['fp32']:.2f} kimg/min), {it16:.3f} s bf16 "
-          f"({kimg_min['bf16']:.2f} kimg/min): {it32 / it16:.2f}x (goal >= 1.7x); by CPU seconds "
-          f"{iteration(cpu, 'fp32') / iteration(cpu, 'bf16'):.2f}x")
+    print(
+        f"[{name} bf16] iteration {it32:.3f} s fp32 ({kimg_min['fp32']:.2f} kimg/min), {it16:.3f} s bf16 "
+        f"({kimg_min['bf16']:.2f} kimg/min): {it32 / it16:.2f}x (goal >= 1.7x); by CPU seconds "
+        f"{iteration(cpu, 'fp32') / iteration(cpu, 'bf16'):.2f}x"
+    )
     if name == "official":
         scaled = OFFICIAL_ITERATION * OFFICIAL_MATMUL_GFLOPS / rate
-        print(f"[{name} bf16] official code {OFFICIAL_ITERATION} s/iteration at {OFFICIAL_MATMUL_GFLOPS:.0f} GFLOP/s"
-              f" -> {scaled:.2f} s at this run's {rate:.0f} GFLOP/s: fp32 {scaled / it32:.2f}x, bf16 "
-              f"{scaled / it16:.2f}x faster (goal >= 5x)")
+        print(
+            f"[{name} bf16] official code {OFFICIAL_ITERATION} s/iteration at {OFFICIAL_MATMUL_GFLOPS:.0f} GFLOP/s"
+            f" -> {scaled:.2f} s at this run's {rate:.0f} GFLOP/s: fp32 {scaled / it32:.2f}x, bf16 "
+            f"{scaled / it16:.2f}x faster (goal >= 5x)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -222,21 +265,38 @@ def bench_dp(repeats: int) -> None:
     from spine.dp.mechanism import MechanismConfig
     from spine.dp.sampling import PoissonSampling
     from spine.dp.update import DPDiscriminatorUpdate
+
     cfg = CONFIGS["demo"]
     loss, phases, _, rounds = build(cfg)
     t_G = time_phase(phases["Gmain"], loss, rounds, repeats)[0]
-    t_D = time_phase(phases["Dmain"], loss, rounds, repeats)[0] + time_phase(phases["Dreg"], loss, rounds, repeats)[0] / 16
+    t_D = (
+        time_phase(phases["Dmain"], loss, rounds, repeats)[0]
+        + time_phase(phases["Dreg"], loss, rounds, repeats)[0] / 16
+    )
     torch.manual_seed(0)
-    D = Discriminator(c_dim=2, img_resolution=cfg["res"], img_channels=1, channel_base=cfg["channel_base"],
-                      channel_max=cfg["channel_max"], num_fp16_res=4, conv_clamp=256,
-                      epilogue_kwargs=dict(mbstd_num_channels=0)).train().requires_grad_(False)
+    D = (
+        Discriminator(
+            c_dim=2,
+            img_resolution=cfg["res"],
+            img_channels=1,
+            channel_base=cfg["channel_base"],
+            channel_max=cfg["channel_max"],
+            num_fp16_res=4,
+            conv_clamp=256,
+            epilogue_kwargs=dict(mbstd_num_channels=0),
+        )
+        .train()
+        .requires_grad_(False)
+    )
     loss.D = D
     account = PrivacyAccount(noise_multiplier=1.0, sample_rate=1 / 8, delta=1e-5, accountant="rdp")
     sampling = PoissonSampling("image", account.sample_rate, 8 * cfg["batch"])  # expected batch: cfg["batch"]
-    update = DPDiscriminatorUpdate(account, MechanismConfig(1.0, 1.0), sampling.expected_batch_size,
-                                   r1_gamma=cfg["r1_gamma"], r1_interval=16)
-    rounds = [PhaseRound(r.real_img, r.real_c, r.gen_z, r.gen_c, real_units=torch.arange(len(r.real_img)))
-              for r in rounds]  # each real its own privacy unit, as the Poisson sampler's draws number them
+    update = DPDiscriminatorUpdate(
+        account, MechanismConfig(1.0, 1.0), sampling.expected_batch_size, r1_gamma=cfg["r1_gamma"], r1_interval=16
+    )
+    rounds = [
+        PhaseRound(r.real_img, r.real_c, r.gen_z, r.gen_c, real_units=torch.arange(len(r.real_img))) for r in rounds
+    ]  # each real its own privacy unit, as the Poisson sampler's draws number them
     phase = Phase("Dboth", D, torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99)), 1, update)
     update(phase, loss, rounds)  # warm-up (R1 step)
     t_dp = []
@@ -248,8 +308,10 @@ def bench_dp(repeats: int) -> None:
         t_dp.append((time.perf_counter() - start) / 16)
     t_D_dp = float(np.median(t_dp))
     ratio = (t_G + t_D_dp) / (t_G + t_D)
-    print(f"[dp] demo: Gmain {t_G:.2f}s; D standard {t_D:.2f}s/iteration, D DP-SGD {t_D_dp:.2f}s/iteration; "
-          f"iteration DP / non-DP = {ratio:.2f}x (goal <= 3x)")
+    print(
+        f"[dp] demo: Gmain {t_G:.2f}s; D standard {t_D:.2f}s/iteration, D DP-SGD {t_D_dp:.2f}s/iteration; "
+        f"iteration DP / non-DP = {ratio:.2f}x (goal <= 3x)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,9 +322,17 @@ def untrained_classifier(res: int) -> torch.nn.Module:
     """A small_cnn SpineClassifier for 1-channel res x res abnormality labels, random weights (timing only)."""
     from spine.classifier.artifact import ClassifierSpec, SpineClassifier
     from spine.classifier.models import build_network
-    spec = ClassifierSpec(arch="small_cnn", arch_kwargs={}, label_mode="abnormality",
-                          class_names=("normal", "abnormal"), resolution=res, channels=1,
-                          intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]), thresholds=(0.5,))
+
+    spec = ClassifierSpec(
+        arch="small_cnn",
+        arch_kwargs={},
+        label_mode="abnormality",
+        class_names=("normal", "abnormal"),
+        resolution=res,
+        channels=1,
+        intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]),
+        thresholds=(0.5,),
+    )
     torch.manual_seed(0)
     return SpineClassifier(build_network("small_cnn", 1, spec.num_outputs), spec)
 
@@ -270,10 +340,14 @@ def untrained_classifier(res: int) -> torch.nn.Module:
 def bench_clinical(repeats: int) -> None:
     """Gmain with and without the term, timed alternately (a loaded machine's drift hits both alike)."""
     from spine.clinical.loss import ClinicalLoss
+
     cfg = CONFIGS["demo"]
     loss, phases, _, rounds = build(cfg)
     terms = [ClinicalLoss(untrained_classifier(cfg["res"]), weight=0.1)]
-    t_D = time_phase(phases["Dmain"], loss, rounds, repeats)[0] + time_phase(phases["Dreg"], loss, rounds, repeats)[0] / 16
+    t_D = (
+        time_phase(phases["Dmain"], loss, rounds, repeats)[0]
+        + time_phase(phases["Dreg"], loss, rounds, repeats)[0] / 16
+    )
     times: dict[bool, list[float]] = {False: [], True: []}
     for i in range(2 * repeats + 2):  # the first pair is a warm-up
         with_term = bool(i % 2)
@@ -284,9 +358,11 @@ def bench_clinical(repeats: int) -> None:
             times[with_term].append(time.perf_counter() - start)
     t_plain, t_clinical = float(np.median(times[False])), float(np.median(times[True]))
     extra = t_clinical - t_plain
-    print(f"[clinical] demo: Gmain {t_plain:.3f}s without, {t_clinical:.3f}s with the clinical loss "
-          f"(+{extra / t_plain:.1%} of Gmain); iteration {t_plain + t_D:.3f}s -> {t_clinical + t_D:.3f}s, "
-          f"overhead {extra / (t_plain + t_D):.1%} per iteration (goal < 15%; medians of {repeats} alternated pairs)")
+    print(
+        f"[clinical] demo: Gmain {t_plain:.3f}s without, {t_clinical:.3f}s with the clinical loss "
+        f"(+{extra / t_plain:.1%} of Gmain); iteration {t_plain + t_D:.3f}s -> {t_clinical + t_D:.3f}s, "
+        f"overhead {extra / (t_plain + t_D):.1%} per iteration (goal < 15%; medians of {repeats} alternated pairs)"
+    )
 
 
 @click.command()
@@ -297,8 +373,10 @@ def bench_clinical(repeats: int) -> None:
 @click.option("--bf16", "with_bf16", is_flag=True, help="Compare the bf16 blocks with fp32, side by side")
 @click.option("--skip-phases", is_flag=True, help="Only the --dp / --clinical / --bf16 sections, not the phase tables")
 def main(config: str, repeats: int, with_dp: bool, with_clinical: bool, with_bf16: bool, skip_phases: bool) -> None:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}, bf16 blocks: "
-          f"{precision.cpu_bf16_reason() or 'no (fp32)'}, load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}, bf16 blocks: "
+        f"{precision.cpu_bf16_reason() or 'no (fp32)'}, load average {os.getloadavg()[0]:.2f}"
+    )
     names = ["demo", "official"] if config == "both" else [config]
     for name in [] if skip_phases else names:
         bench(name, repeats)

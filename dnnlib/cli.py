@@ -8,7 +8,8 @@ so no list of names is kept by hand beside the declarations.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import click
 
@@ -29,15 +30,18 @@ class OptionGroup:
     @property
     def names(self) -> list[str]:
         """The parameter names (e.g. 'dp_secure_rng'), in declaration order."""
+
         def probe() -> None:
             pass
-        params: list[click.Parameter] = getattr(self(probe), "__click_params__")
+
+        params: list[click.Parameter] = self(probe).__click_params__
         return [param.name for param in reversed(params)]
 
     def given(self, opts: Mapping[str, Any], exclude: tuple[str, ...] = ()) -> list[str]:
         """The flags (e.g. '--dp-secure-rng') of the options whose value is set (not None) in `opts`."""
-        return ["--" + name.replace("_", "-") for name in self.names
-                if name not in exclude and opts.get(name) is not None]
+        return [
+            "--" + name.replace("_", "-") for name in self.names if name not in exclude and opts.get(name) is not None
+        ]
 
 
 def parse_range(text: str) -> list[int]:

@@ -38,8 +38,9 @@ def check_output_path(path: str | os.PathLike, flag: str, needed_bytes: int = 0)
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".spinegan-write-probe-")
     except OSError as exc:
-        raise UserError(f"{text}: cannot write in {folder} ({exc.strerror or exc}); expected a folder you can "
-                        f"write") from None
+        raise UserError(
+            f"{text}: cannot write in {folder} ({exc.strerror or exc}); expected a folder you can write"
+        ) from None
     os.close(fd)
     os.unlink(probe)
     check_free_space(path, flag, needed_bytes)
@@ -51,8 +52,10 @@ def check_free_space(path: str | os.PathLike, flag: str, needed_bytes: int) -> N
         return
     free = shutil.disk_usage(writable_folder(path)).free
     if free < needed_bytes:
-        raise UserError(f"{flag}={os.fspath(path)}: {format_bytes(free)} free on its file system, "
-                        f"{format_bytes(needed_bytes)} needed for the outputs")
+        raise UserError(
+            f"{flag}={os.fspath(path)}: {format_bytes(free)} free on its file system, "
+            f"{format_bytes(needed_bytes)} needed for the outputs"
+        )
 
 
 def format_bytes(count: float) -> str:

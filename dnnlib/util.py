@@ -12,8 +12,9 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import click
 import requests
@@ -186,8 +187,10 @@ def _sha1_of_file(path: str) -> str:
 
 def _check_sha1(path: str, sha1: str | None, source: str) -> None:
     if sha1 is not None and _sha1_of_file(path).lower() != sha1.lower():
-        raise IOError(f"{source}: SHA-1 mismatch (expected {sha1.lower()}, got {_sha1_of_file(path)}); "
-                      f"the file is corrupt or not the one expected")
+        raise OSError(
+            f"{source}: SHA-1 mismatch (expected {sha1.lower()}, got {_sha1_of_file(path)}); "
+            f"the file is corrupt or not the one expected"
+        )
 
 
 def cache_file_name(url: str) -> str:
@@ -216,12 +219,21 @@ def _download(url: str, dest: str, num_attempts: int, verbose: bool) -> None:
             last_error = err
             if verbose:
                 print(" failed", file=sys.stderr)
-    raise IOError(f"Cannot download {url} ({last_error}). If this machine is offline, place the file at "
-                  f"{dest} or pass a local path instead of the URL.") from last_error
+    raise OSError(
+        f"Cannot download {url} ({last_error}). If this machine is offline, place the file at "
+        f"{dest} or pass a local path instead of the URL."
+    ) from last_error
 
 
-def open_url(url: str, cache_dir: str | None = None, num_attempts: int = 3, verbose: bool = True,
-             return_filename: bool = False, cache: bool = True, sha1: str | None = None) -> Any:
+def open_url(
+    url: str,
+    cache_dir: str | None = None,
+    num_attempts: int = 3,
+    verbose: bool = True,
+    return_filename: bool = False,
+    cache: bool = True,
+    sha1: str | None = None,
+) -> Any:
     """Open a local path, a file:// URL or an http(s) URL, caching downloads.
 
     Downloads go to `<cache_dir or make_cache_dir_path('downloads')>/<md5(url)>_<name>` and are reused.
@@ -286,7 +298,7 @@ class Logger:
             self.file.close()
             self.file = None
 
-    def __enter__(self) -> "Logger":
+    def __enter__(self) -> Logger:
         return self
 
     def __exit__(self, *exc: object) -> None:

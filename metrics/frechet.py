@@ -24,19 +24,29 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-        raise ValueError(f"mismatched statistics: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs "
-                         f"{sigma2.shape}")
+        raise ValueError(
+            f"mismatched statistics: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
     root1 = psd_sqrt(sigma1)
     cross = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
     trace_sqrt = np.sqrt(np.clip(cross, 0, None)).sum()
     return float(np.square(mu1 - mu2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 
 
-def compute_fid(opts: MetricOptions, detector: Detector, *, num_gen: int, max_real: int | None, full: bool,
-                class_index: int | None = None) -> float:
+def compute_fid(
+    opts: MetricOptions,
+    detector: Detector,
+    *,
+    num_gen: int,
+    max_real: int | None,
+    full: bool,
+    class_index: int | None = None,
+) -> float:
     """FID between the (cached) real statistics and `num_gen` evaluated images (generated, or of dataset2)."""
-    real = compute_feature_stats_for_dataset(opts, detector, max_items=max_real, full=full, class_index=class_index,
-                                             capture_mean_cov=True)
-    gen = compute_feature_stats_for_evaluated(opts, detector, num_gen=num_gen, class_index=class_index,
-                                              capture_mean_cov=True)
+    real = compute_feature_stats_for_dataset(
+        opts, detector, max_items=max_real, full=full, class_index=class_index, capture_mean_cov=True
+    )
+    gen = compute_feature_stats_for_evaluated(
+        opts, detector, num_gen=num_gen, class_index=class_index, capture_mean_cov=True
+    )
     return frechet_distance(*gen.get_mean_cov(), *real.get_mean_cov())

@@ -22,7 +22,7 @@ def inception_score(probs: np.ndarray, num_splits: int = 10) -> tuple[float, flo
     scores = []
     for i in range(num_splits):
         # The official boundaries; np.array_split would put the N % S longer splits first instead.
-        part = probs[i * n // num_splits:(i + 1) * n // num_splits]
+        part = probs[i * n // num_splits : (i + 1) * n // num_splits]
         marginal = part.mean(axis=0, keepdims=True)
         # xlogy(0, .) = 0: classes that a sample gives zero probability contribute nothing to its KL term.
         kl = (xlogy(part, part) - xlogy(part, marginal)).sum(axis=1)

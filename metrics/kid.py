@@ -25,8 +25,9 @@ def unbiased_mmd2(x: np.ndarray, y: np.ndarray) -> float:
     return float(within - 2 * kxy.sum() / (m * m))
 
 
-def kernel_inception_distance(real: np.ndarray, gen: np.ndarray, num_subsets: int = 100,
-                              max_subset_size: int = 1000, seed: int = 0) -> float:
+def kernel_inception_distance(
+    real: np.ndarray, gen: np.ndarray, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0
+) -> float:
     """Mean unbiased MMD^2 over seeded random subsets (drawn without replacement within a subset)."""
     real, gen = np.asarray(real, np.float64), np.asarray(gen, np.float64)
     m = min(real.shape[0], gen.shape[0], max_subset_size)
@@ -41,11 +42,22 @@ def kernel_inception_distance(real: np.ndarray, gen: np.ndarray, num_subsets: in
     return total / num_subsets
 
 
-def compute_kid(opts: MetricOptions, detector: Detector, *, num_gen: int, max_real: int | None, full: bool,
-                num_subsets: int = 100, max_subset_size: int = 1000, class_index: int | None = None) -> float:
+def compute_kid(
+    opts: MetricOptions,
+    detector: Detector,
+    *,
+    num_gen: int,
+    max_real: int | None,
+    full: bool,
+    num_subsets: int = 100,
+    max_subset_size: int = 1000,
+    class_index: int | None = None,
+) -> float:
     """KID between real features (cached) and `num_gen` evaluated ones (generated, or from the second dataset)."""
-    real = compute_feature_stats_for_dataset(opts, detector, max_items=max_real, full=full, class_index=class_index,
-                                             capture_all=True)
-    gen = compute_feature_stats_for_evaluated(opts, detector, num_gen=num_gen, class_index=class_index,
-                                              capture_all=True)
+    real = compute_feature_stats_for_dataset(
+        opts, detector, max_items=max_real, full=full, class_index=class_index, capture_all=True
+    )
+    gen = compute_feature_stats_for_evaluated(
+        opts, detector, num_gen=num_gen, class_index=class_index, capture_all=True
+    )
     return kernel_inception_distance(real.get_all(), gen.get_all(), num_subsets, max_subset_size, opts.seed)

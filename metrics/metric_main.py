@@ -26,13 +26,20 @@ from metrics.domain import CLASSIFIER_PREPROCESSING, compute_label_fidelity, req
 from metrics.frechet import compute_fid
 from metrics.inception_score import compute_is
 from metrics.kid import compute_kid
-from metrics.metric_names import (MetricSpec, is_valid_metric, key_part, list_valid_metrics, parse_metric,
-                                  path_length_variant)
+from metrics.metric_names import (
+    MetricSpec,
+    is_valid_metric,
+    key_part,
+    list_valid_metrics,
+    parse_metric,
+    path_length_variant,
+)
 from metrics.metric_utils import MetricOptions
 from metrics.perceptual import pixel_distance, resolve_lpips
-from metrics.perceptual_path_length import VARIANTS as PATH_VARIANTS, compute_ppl
-from training.dataset import construct_dataset
+from metrics.perceptual_path_length import VARIANTS as PATH_VARIANTS
+from metrics.perceptual_path_length import compute_ppl
 from metrics.precision_recall import compute_pr
+from training.dataset import construct_dataset
 
 __all__ = ["calc_metric", "report_metric", "is_valid_metric", "list_valid_metrics"]
 
@@ -44,8 +51,13 @@ def resolve_detector(spec: MetricSpec, opts: MetricOptions) -> Detector:
     if spec.space == "vgg16":
         return detectors.resolve_vgg16(opts.vgg16, opts.device, spec.name)
     if spec.space == "lpips":
-        return resolve_lpips(opts.vgg16, opts.device, spec.name, f"use {spec.name}_pixel: the same path length in "
-                             f"a weight-free pixel distance (not comparable with published PPL)")
+        return resolve_lpips(
+            opts.vgg16,
+            opts.device,
+            spec.name,
+            f"use {spec.name}_pixel: the same path length in "
+            f"a weight-free pixel distance (not comparable with published PPL)",
+        )
     if spec.space == "pixel":
         return pixel_distance()
     return detectors.resolve_inception(opts.detector, opts.device, spec.name, probabilities=spec.kind == "is")
@@ -57,11 +69,15 @@ def num_classes(opts: MetricOptions, metric: str) -> int:
         if opts.G is None or opts.G.c_dim == 0:
             raise ValueError(f"{metric}: per-class metrics need a conditional generator (c_dim > 0)")
         return opts.G.c_dim
-    dims = [construct_dataset(dict(kwargs, use_labels=True)).label_dim
-            for kwargs in (opts.dataset_kwargs, opts.dataset2_kwargs)]
+    dims = [
+        construct_dataset(dict(kwargs, use_labels=True)).label_dim
+        for kwargs in (opts.dataset_kwargs, opts.dataset2_kwargs)
+    ]
     if dims[0] != dims[1]:
-        raise ValueError(f"{metric}: per-class metrics between two datasets need labels of the same dimension in "
-                         f"both dataset.json files, got {dims[0]} and {dims[1]}")
+        raise ValueError(
+            f"{metric}: per-class metrics between two datasets need labels of the same dimension in "
+            f"both dataset.json files, got {dims[0]} and {dims[1]}"
+        )
     return dims[0]
 
 
@@ -73,8 +89,9 @@ def class_names(opts: MetricOptions, c_dim: int) -> list[str]:
     return [key_part(name) for name in names]
 
 
-def evaluate_one(spec: MetricSpec, opts: MetricOptions, detector: Detector, class_index: int | None
-                 ) -> dict[str, float]:
+def evaluate_one(
+    spec: MetricSpec, opts: MetricOptions, detector: Detector, class_index: int | None
+) -> dict[str, float]:
     """Result values of one (possibly per-class) evaluation, keyed by suffix ('' for single-valued metrics)."""
     if spec.kind == "ppl":
         return {"": compute_ppl(opts, detector, PATH_VARIANTS[path_length_variant(spec)], spec.count)}
@@ -116,19 +133,28 @@ def calc_metric(metric: str, **kwargs: Any) -> dnnlib.EasyDict:
         if opts.G is None:
             raise ValueError(f"{metric}: label fidelity scores a conditional generator; it has no two-dataset form")
         results = compute_label_fidelity(opts, spec.name, spec.count)
-        provenance = dict(detector=f"spine classifier {opts.classifier} (decisions)",
-                          detector_sha1=detectors.file_sha1(opts.classifier),
-                          preprocessing=CLASSIFIER_PREPROCESSING)
+        provenance = dict(
+            detector=f"spine classifier {opts.classifier} (decisions)",
+            detector_sha1=detectors.file_sha1(opts.classifier),
+            preprocessing=CLASSIFIER_PREPROCESSING,
+        )
     else:
         detector = resolve_detector(spec, opts)
         results = evaluate(spec, opts, detector)
-        provenance = dict(detector=detector.description, detector_sha1=detector.sha1,
-                          preprocessing=detector.preprocessing)
+        provenance = dict(
+            detector=detector.description, detector_sha1=detector.sha1, preprocessing=detector.preprocessing
+        )
     if opts.dataset2_kwargs is not None:
         provenance.update(data=opts.dataset_kwargs["path"], data2=opts.dataset2_kwargs["path"])
     total_time = time.time() - start
-    return dnnlib.EasyDict(results=dnnlib.EasyDict(results), metric=metric, total_time=total_time,
-                           total_time_str=dnnlib.util.format_time(total_time), num_gpus=opts.num_gpus, **provenance)
+    return dnnlib.EasyDict(
+        results=dnnlib.EasyDict(results),
+        metric=metric,
+        total_time=total_time,
+        total_time_str=dnnlib.util.format_time(total_time),
+        num_gpus=opts.num_gpus,
+        **provenance,
+    )
 
 
 def report_metric(result: dict, run_dir: str | None = None, snapshot_pkl: str | None = None) -> dict:

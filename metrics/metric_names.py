@@ -27,9 +27,30 @@ _PR_BASE = re.compile(r"^pr(?P<count>\d+)(?P<k>k?)(?P<nhood>\d+)$")
 _FULL_MAX_REAL = dict(fid=None, kid=1_000_000, pr=200_000)
 PPL_NAMES = ("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend", "ppl2_wend")
 PPL_SAMPLES = 50_000
-EXAMPLES = ("fid50k_full", "kid50k_full", "pr50k3_full", "is50k", "fid50k", "kid50k", "pr50k3", "fid2k", "fid5k_full",
-            "kid2k", "pr2k3", "is2k", "fid2k_perclass", "kid2k_perclass", "fid2k_spine", "kid2k_spine",
-            "pr2k3_spine", "pr50k3_full_inception", "label_fidelity500", "ppl2_wend", "ppl_zfull", "ppl2_wend_pixel")
+EXAMPLES = (
+    "fid50k_full",
+    "kid50k_full",
+    "pr50k3_full",
+    "is50k",
+    "fid50k",
+    "kid50k",
+    "pr50k3",
+    "fid2k",
+    "fid5k_full",
+    "kid2k",
+    "pr2k3",
+    "is2k",
+    "fid2k_perclass",
+    "kid2k_perclass",
+    "fid2k_spine",
+    "kid2k_spine",
+    "pr2k3_spine",
+    "pr50k3_full_inception",
+    "label_fidelity500",
+    "ppl2_wend",
+    "ppl_zfull",
+    "ppl2_wend_pixel",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,15 +85,16 @@ def _fail(name: str, why: str) -> MetricNameError:
 
 
 def _strip(name: str, suffix: str) -> tuple[str, bool]:
-    return (name[:-len(suffix)], True) if name.endswith(suffix) else (name, False)
+    return (name[: -len(suffix)], True) if name.endswith(suffix) else (name, False)
 
 
 def parse_metric(name: str) -> MetricSpec:
     """The spec of a metric name (see the module docstring), or MetricNameError."""
     path_name, pixel = _strip(name, "_pixel")
     if path_name in PPL_NAMES:
-        return MetricSpec(name=name, kind="ppl", count=PPL_SAMPLES, full=False, perclass=False,
-                          space="pixel" if pixel else "lpips")
+        return MetricSpec(
+            name=name, kind="ppl", count=PPL_SAMPLES, full=False, perclass=False, space="pixel" if pixel else "lpips"
+        )
     rest, spine = _strip(name, "_spine")
     rest, inception = _strip(rest, "_inception") if not spine else (rest, False)
     rest, perclass = _strip(rest, "_perclass")

@@ -16,7 +16,8 @@ import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,7 +83,7 @@ class FeatureStats:
         if x.shape[1] != self.num_features:
             raise ValueError(f"features have {x.shape[1]} columns, expected {self.num_features}")
         if self.max_items is not None:
-            x = x[:max(self.max_items - self.num_items, 0)]
+            x = x[: max(self.max_items - self.num_items, 0)]
         self.num_items += x.shape[0]
         if self.capture_all:
             self.all_features.append(x)
@@ -94,8 +95,11 @@ class FeatureStats:
     def get_all(self) -> np.ndarray:
         if not self.capture_all:
             raise RuntimeError("FeatureStats built without capture_all")
-        return np.concatenate(self.all_features) if self.all_features else np.zeros([0, self.num_features or 0],
-                                                                                      np.float32)
+        return (
+            np.concatenate(self.all_features)
+            if self.all_features
+            else np.zeros([0, self.num_features or 0], np.float32)
+        )
 
     def get_mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and (population, 1/N) covariance, float64."""
@@ -106,8 +110,12 @@ class FeatureStats:
 
     def save(self, path: str) -> None:
         """Write the statistics as .npz, atomically (no pickles: read back with allow_pickle=False)."""
-        arrays: dict[str, Any] = dict(num_items=np.int64(self.num_items), num_features=np.int64(self.num_features),
-                                      capture_all=self.capture_all, capture_mean_cov=self.capture_mean_cov)
+        arrays: dict[str, Any] = dict(
+            num_items=np.int64(self.num_items),
+            num_features=np.int64(self.num_features),
+            capture_all=self.capture_all,
+            capture_mean_cov=self.capture_mean_cov,
+        )
         if self.capture_all:
             arrays["all_features"] = self.get_all()
         if self.capture_mean_cov:
@@ -116,7 +124,7 @@ class FeatureStats:
             np.savez(f, **arrays)
 
     @classmethod
-    def load(cls, path: str) -> "FeatureStats":
+    def load(cls, path: str) -> FeatureStats:
         with np.load(path, allow_pickle=False) as data:
             stats = cls(capture_all=bool(data["capture_all"]), capture_mean_cov=bool(data["capture_mean_cov"]))
             stats.num_items = int(data["num_items"])
@@ -159,8 +167,9 @@ def gather_chunk(features: torch.Tensor, count: int, opts: MetricOptions) -> tor
 
 
 def progress_bar(opts: MetricOptions, total: int, desc: str) -> tqdm.tqdm:
-    return tqdm.tqdm(total=total, desc=desc, unit="img", disable=not opts.progress or opts.rank != 0,
-                     dynamic_ncols=True, leave=False)
+    return tqdm.tqdm(
+        total=total, desc=desc, unit="img", disable=not opts.progress or opts.rank != 0, dynamic_ncols=True, leave=False
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -205,10 +214,17 @@ def select_real_indices(dataset: Any, max_items: int | None, class_index: int | 
     return indices
 
 
-def compute_feature_stats_for_dataset(opts: MetricOptions, detector: Detector, *, max_items: int | None = None,
-                                      full: bool = False, class_index: int | None = None, capture_all: bool = False,
-                                      capture_mean_cov: bool = False, dataset_kwargs: dict | None = None
-                                      ) -> FeatureStats:
+def compute_feature_stats_for_dataset(
+    opts: MetricOptions,
+    detector: Detector,
+    *,
+    max_items: int | None = None,
+    full: bool = False,
+    class_index: int | None = None,
+    capture_all: bool = False,
+    capture_mean_cov: bool = False,
+    dataset_kwargs: dict | None = None,
+) -> FeatureStats:
     """Detector statistics of real images, from the cache when the dataset, detector and options are unchanged.
 
     `full` uses every image without x-flips (the official *_full definitions); otherwise the dataset kwargs are
@@ -220,10 +236,19 @@ def compute_feature_stats_for_dataset(opts: MetricOptions, detector: Detector, *
         dataset_kwargs.update(xflip=False, max_size=None)
     if class_index is not None:
         dataset_kwargs.update(use_labels=True)
-    key = dict(dataset_kwargs=dataset_kwargs, fingerprint=dataset_fingerprint(dataset_kwargs["path"]),
-               detector=detector.key, stats=dict(max_items=max_items, full=full, class_index=class_index,
-                                                 capture_all=capture_all, capture_mean_cov=capture_mean_cov,
-                                                 seed=opts.seed))
+    key = dict(
+        dataset_kwargs=dataset_kwargs,
+        fingerprint=dataset_fingerprint(dataset_kwargs["path"]),
+        detector=detector.key,
+        stats=dict(
+            max_items=max_items,
+            full=full,
+            class_index=class_index,
+            capture_all=capture_all,
+            capture_mean_cov=capture_mean_cov,
+            seed=opts.seed,
+        ),
+    )
     dataset = construct_dataset(dataset_kwargs)
     cache_file = stats_cache_path(dataset.name, detector, key, opts.cache_dir)
     if opts.cache and os.path.isfile(cache_file):
@@ -275,8 +300,9 @@ def _dataset_labels(opts: MetricOptions) -> np.ndarray:
         dataset = construct_dataset(kwargs)
         labels = np.stack([dataset.get_label(i) for i in range(len(dataset))]).astype(np.float32)
         if labels.shape[1] != opts.G.c_dim:
-            raise ValueError(f"{kwargs['path']}: labels of dimension {labels.shape[1]}, but the generator has "
-                             f"c_dim={opts.G.c_dim}")
+            raise ValueError(
+                f"{kwargs['path']}: labels of dimension {labels.shape[1]}, but the generator has c_dim={opts.G.c_dim}"
+            )
         _LABELS[memo] = labels
     return _LABELS[memo]
 
@@ -285,15 +311,21 @@ def generate_images(opts: MetricOptions, z: torch.Tensor, c: torch.Tensor) -> to
     """uint8 images for the given z and c, batch_gen at a time."""
     parts = []
     for start in range(0, z.shape[0], opts.batch_gen):
-        zs = z[start:start + opts.batch_gen].to(opts.device)
-        cs = c[start:start + opts.batch_gen].to(opts.device)
+        zs = z[start : start + opts.batch_gen].to(opts.device)
+        cs = c[start : start + opts.batch_gen].to(opts.device)
         parts.append(generated_to_uint8(opts.G(zs, cs)))
     return torch.cat(parts)
 
 
-def compute_feature_stats_for_generator(opts: MetricOptions, detector: Detector, *, num_gen: int,
-                                        class_index: int | None = None, capture_all: bool = False,
-                                        capture_mean_cov: bool = False) -> FeatureStats:
+def compute_feature_stats_for_generator(
+    opts: MetricOptions,
+    detector: Detector,
+    *,
+    num_gen: int,
+    class_index: int | None = None,
+    capture_all: bool = False,
+    capture_mean_cov: bool = False,
+) -> FeatureStats:
     """Detector statistics of `num_gen` generated images (seeded z and labels; noise seeded per rank)."""
     if opts.G is None:
         raise ValueError("this metric needs a generator")
@@ -303,8 +335,11 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector: Detector,
     z_all = torch.randn([num_gen, opts.G.z_dim], generator=torch.Generator().manual_seed(opts.seed))
     c_all = torch.from_numpy(sample_labels(opts, num_gen, class_index, np.random.RandomState(opts.seed)))
     devices = [opts.device] if opts.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad(), \
-            progress_bar(opts, num_gen, f"{detector.name} features of generated images") as bar:
+    with (
+        torch.random.fork_rng(devices=devices),
+        torch.no_grad(),
+        progress_bar(opts, num_gen, f"{detector.name} features of generated images") as bar,
+    ):
         torch.manual_seed(opts.seed + opts.rank)  # per-pixel noise of noise_mode='random'
         for start, positions, count in rank_slices(num_gen, opts):
             images = generate_images(opts, z_all[start + positions], c_all[start + positions])
@@ -313,13 +348,20 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector: Detector,
     return stats
 
 
-def compute_feature_stats_for_evaluated(opts: MetricOptions, detector: Detector, *, num_gen: int,
-                                        class_index: int | None = None, capture_all: bool = False,
-                                        capture_mean_cov: bool = False) -> FeatureStats:
+def compute_feature_stats_for_evaluated(
+    opts: MetricOptions,
+    detector: Detector,
+    *,
+    num_gen: int,
+    class_index: int | None = None,
+    capture_all: bool = False,
+    capture_mean_cov: bool = False,
+) -> FeatureStats:
     """Detector statistics of the set under evaluation: `num_gen` generated images, or with `opts.dataset2_kwargs`
     up to `num_gen` images of the second dataset (all of them when it has fewer; a seeded subset otherwise)."""
     captures = dict(class_index=class_index, capture_all=capture_all, capture_mean_cov=capture_mean_cov)
     if opts.dataset2_kwargs is not None:
-        return compute_feature_stats_for_dataset(opts, detector, max_items=num_gen,
-                                                 dataset_kwargs=opts.dataset2_kwargs, **captures)
+        return compute_feature_stats_for_dataset(
+            opts, detector, max_items=num_gen, dataset_kwargs=opts.dataset2_kwargs, **captures
+        )
     return compute_feature_stats_for_generator(opts, detector, num_gen=num_gen, **captures)

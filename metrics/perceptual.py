@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics import detectors
-from metrics.detectors import DetectorUnavailable, Detector
+from metrics.detectors import Detector, DetectorUnavailable
 
 DISTANCE_KINDS = ("auto", "lpips", "inception", "pixel")
 PIXEL_MIN_SIZE = 8  # the pyramid's coarsest level
@@ -34,10 +34,11 @@ def resolve_lpips(explicit: str | None, device: torch.device, metric: str, alter
     try:
         path = detectors.open_detector_file(source)
     except (OSError, ValueError) as exc:
-        raise DetectorUnavailable(detectors.missing_message(
-            "VGG16 (LPIPS)", metric, "--vgg16", detectors.VGG16_URL, [str(exc)],
-            [f"  - or {alternative}"]
-        )) from exc
+        raise DetectorUnavailable(
+            detectors.missing_message(
+                "VGG16 (LPIPS)", metric, "--vgg16", detectors.VGG16_URL, [str(exc)], [f"  - or {alternative}"]
+            )
+        ) from exc
     return detectors.official_detector(path, source, "vgg16-lpips", device, resize_images=False, return_lpips=True)
 
 
@@ -51,8 +52,14 @@ def inception_distance(device: torch.device) -> Detector:
     def extract(images: torch.Tensor) -> torch.Tensor:
         return F.normalize(pool.extract(images), dim=1)
 
-    return Detector(name="inception-unit", description="fallback distance: unit-length " + pool.description,
-                    sha1=pool.sha1, preprocessing=pool.preprocessing, options="pool,unit-length", extract=extract)
+    return Detector(
+        name="inception-unit",
+        description="fallback distance: unit-length " + pool.description,
+        sha1=pool.sha1,
+        preprocessing=pool.preprocessing,
+        options="pool,unit-length",
+        extract=extract,
+    )
 
 
 def pixel_pyramid_features(images: torch.Tensor) -> torch.Tensor:
@@ -66,9 +73,15 @@ def pixel_pyramid_features(images: torch.Tensor) -> torch.Tensor:
 
 
 def pixel_distance() -> Detector:
-    return Detector(name="pixel-pyramid", description="fallback distance: mean squared pixel difference over a "
-                                                      f"pyramid down to {PIXEL_MIN_SIZE} px (no weights)",
-                    sha1="", preprocessing="[-1,1],area-halving", options="", extract=pixel_pyramid_features)
+    return Detector(
+        name="pixel-pyramid",
+        description="fallback distance: mean squared pixel difference over a "
+        f"pyramid down to {PIXEL_MIN_SIZE} px (no weights)",
+        sha1="",
+        preprocessing="[-1,1],area-halving",
+        options="",
+        extract=pixel_pyramid_features,
+    )
 
 
 def resolve_distance(kind: str, vgg16: str | None, device: torch.device, metric: str = "projector") -> Detector:
@@ -77,8 +90,12 @@ def resolve_distance(kind: str, vgg16: str | None, device: torch.device, metric:
         raise ValueError(f"distance {kind!r}: expected one of {', '.join(DISTANCE_KINDS)}")
     if kind in ("auto", "lpips"):
         try:
-            return resolve_lpips(vgg16, device, metric, "pass --distance=inception or --distance=pixel (a fallback "
-                                                        "distance, not NVIDIA's)")
+            return resolve_lpips(
+                vgg16,
+                device,
+                metric,
+                "pass --distance=inception or --distance=pixel (a fallback distance, not NVIDIA's)",
+            )
         except DetectorUnavailable:
             if kind == "lpips":
                 raise

@@ -60,8 +60,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return out / out.norm(dim=-1, keepdim=True)
 
 
-def path_endpoints(G: torch.nn.Module, spec: PathSpec, z: torch.Tensor, c: torch.Tensor, t: torch.Tensor,
-                   epsilon: float) -> torch.Tensor:
+def path_endpoints(
+    G: torch.nn.Module, spec: PathSpec, z: torch.Tensor, c: torch.Tensor, t: torch.Tensor, epsilon: float
+) -> torch.Tensor:
     """ws [2N, num_ws, w_dim]: the path at t (first N) and at t + epsilon (last N)."""
     z0, z1 = z.chunk(2)
     t = t[:, None]
@@ -77,7 +78,7 @@ def crop_and_downsample(img: torch.Tensor, crop: bool) -> torch.Tensor:
     """The official crop (rows 3/8-7/8, columns 2/8-6/8) and a box downsample to at most 256 px."""
     if crop:
         e = img.shape[2] // 8
-        img = img[:, :, e * 3:e * 7, e * 2:e * 6]
+        img = img[:, :, e * 3 : e * 7, e * 2 : e * 6]
     factor = img.shape[2] // DOWNSAMPLE_SIZE
     if factor > 1:
         img = torch.nn.functional.avg_pool2d(img, factor)
@@ -85,8 +86,9 @@ def crop_and_downsample(img: torch.Tensor, crop: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def path_lengths(opts: MetricOptions, detector: Detector, spec: PathSpec, num_samples: int,
-                 epsilon: float = EPSILON) -> np.ndarray:
+def path_lengths(
+    opts: MetricOptions, detector: Detector, spec: PathSpec, num_samples: int, epsilon: float = EPSILON
+) -> np.ndarray:
     """d = |f(t + eps) - f(t)|^2 / eps^2 per sample [num_samples], float64."""
     G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)  # its noise maps are redrawn
     noise = [buf for name, buf in G.synthesis.named_buffers() if name.endswith("noise_const")]
@@ -100,12 +102,13 @@ def path_lengths(opts: MetricOptions, detector: Detector, spec: PathSpec, num_sa
         z = torch.randn([2 * n, G.z_dim], generator=generator)
         for buf in noise:
             buf.copy_(torch.randn(buf.shape, generator=generator))
-        ws = path_endpoints(G, spec, z.to(opts.device), labels[start:start + n].to(opts.device),
-                            t.to(opts.device), epsilon)
+        ws = path_endpoints(
+            G, spec, z.to(opts.device), labels[start : start + n].to(opts.device), t.to(opts.device), epsilon
+        )
         img = G.synthesis(ws, noise_mode="const", force_fp32=True)
         img = crop_and_downsample((img + 1) * (255 / 2), spec.crop)
         f0, f1 = detector.extract(img).chunk(2)
-        out.append((squared_distance(f0, f1).double() / epsilon ** 2).cpu())
+        out.append((squared_distance(f0, f1).double() / epsilon**2).cpu())
         bar.update(n)
     bar.close()
     return torch.cat(out).numpy()
@@ -118,8 +121,9 @@ def filtered_mean(distances: np.ndarray) -> float:
     return float(distances[(distances >= lo) & (distances <= hi)].mean())
 
 
-def compute_ppl(opts: MetricOptions, detector: Detector, spec: PathSpec, num_samples: int = NUM_SAMPLES,
-                epsilon: float = EPSILON) -> float:
+def compute_ppl(
+    opts: MetricOptions, detector: Detector, spec: PathSpec, num_samples: int = NUM_SAMPLES, epsilon: float = EPSILON
+) -> float:
     if opts.G is None:
         raise ValueError("perceptual path length needs a generator")
     return filtered_mean(path_lengths(opts, detector, spec, num_samples, epsilon))

@@ -27,20 +27,25 @@ def knn_radii(features: torch.Tensor, k: int, block: int = 4096) -> torch.Tensor
     """Distance from each row to its k-th nearest other row [N]."""
     if features.shape[0] <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} points per set, got {features.shape[0]}")
-    radii = [distances(features[start:start + block], features).kthvalue(k + 1, dim=1).values
-             for start in range(0, features.shape[0], block)]
+    radii = [
+        distances(features[start : start + block], features).kthvalue(k + 1, dim=1).values
+        for start in range(0, features.shape[0], block)
+    ]
     return torch.cat(radii)
 
 
 def share_inside(probe: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, block: int = 4096) -> float:
     """Fraction of `probe` rows within `radii[j]` of some `centres[j]` (boundary included)."""
-    inside = [(distances(probe[start:start + block], centres) <= radii[None, :]).any(dim=1)
-              for start in range(0, probe.shape[0], block)]
+    inside = [
+        (distances(probe[start : start + block], centres) <= radii[None, :]).any(dim=1)
+        for start in range(0, probe.shape[0], block)
+    ]
     return float(torch.cat(inside).to(torch.float64).mean())
 
 
-def precision_recall(real: np.ndarray, gen: np.ndarray, k: int = 3, device: torch.device | str = "cpu"
-                     ) -> tuple[float, float]:
+def precision_recall(
+    real: np.ndarray, gen: np.ndarray, k: int = 3, device: torch.device | str = "cpu"
+) -> tuple[float, float]:
     """(precision, recall) of generated features against real ones with k-NN radius."""
     real_t = torch.from_numpy(np.asarray(real)).to(device, torch.float16).to(torch.float32)
     gen_t = torch.from_numpy(np.asarray(gen)).to(device, torch.float16).to(torch.float32)
@@ -49,11 +54,21 @@ def precision_recall(real: np.ndarray, gen: np.ndarray, k: int = 3, device: torc
     return precision, recall
 
 
-def compute_pr(opts: MetricOptions, detector: Detector, *, num_gen: int, max_real: int | None, full: bool,
-               nhood_size: int = 3, class_index: int | None = None) -> tuple[float, float]:
+def compute_pr(
+    opts: MetricOptions,
+    detector: Detector,
+    *,
+    num_gen: int,
+    max_real: int | None,
+    full: bool,
+    nhood_size: int = 3,
+    class_index: int | None = None,
+) -> tuple[float, float]:
     """Precision and recall of `num_gen` evaluated images (generated, or of dataset2) against the real features."""
-    real = compute_feature_stats_for_dataset(opts, detector, max_items=max_real, full=full, class_index=class_index,
-                                             capture_all=True)
-    gen = compute_feature_stats_for_evaluated(opts, detector, num_gen=num_gen, class_index=class_index,
-                                              capture_all=True)
+    real = compute_feature_stats_for_dataset(
+        opts, detector, max_items=max_real, full=full, class_index=class_index, capture_all=True
+    )
+    gen = compute_feature_stats_for_evaluated(
+        opts, detector, num_gen=num_gen, class_index=class_index, capture_all=True
+    )
     return precision_recall(real.get_all(), gen.get_all(), nhood_size, opts.device)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -77,8 +77,9 @@ def one_hot(G: torch.nn.Module, classes: list[int] | None, num: int, device: tor
 
 
 @torch.no_grad()
-def w_statistics(G: torch.nn.Module, class_idx: int | None, num_samples: int, device: torch.device
-                 ) -> tuple[torch.Tensor, float]:
+def w_statistics(
+    G: torch.nn.Module, class_idx: int | None, num_samples: int, device: torch.device
+) -> tuple[torch.Tensor, float]:
     """(mean w [w_dim], its spread sqrt(E|w - mean|^2)) of `num_samples` z from RandomState(W_AVG_SEED)."""
     z = torch.from_numpy(np.random.RandomState(W_AVG_SEED).randn(num_samples, G.z_dim)).to(device, torch.float32)
     c = one_hot(G, None if class_idx is None else [class_idx] * num_samples, num_samples, device)
@@ -94,8 +95,9 @@ def synthesize(G: torch.nn.Module, w: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fit_classes(G: torch.nn.Module, target_features: torch.Tensor, distance: Detector,
-                stats: dict[int, tuple[torch.Tensor, float]]) -> list[int]:
+def fit_classes(
+    G: torch.nn.Module, target_features: torch.Tensor, distance: Detector, stats: dict[int, tuple[torch.Tensor, float]]
+) -> list[int]:
     """Per target, the class whose mean-w image is nearest in `distance`."""
     keys = sorted(stats)
     starts = torch.stack([stats[k][0] for k in keys])
@@ -137,8 +139,9 @@ def learning_rate(opts: ProjectionOptions, t: float) -> float:
     return opts.initial_learning_rate * ramp
 
 
-def starting_points(G: torch.nn.Module, target_features: torch.Tensor, distance: Detector, num_samples: int,
-                    classes: list[int] | None) -> tuple[torch.Tensor, torch.Tensor, list[int] | None]:
+def starting_points(
+    G: torch.nn.Module, target_features: torch.Tensor, distance: Detector, num_samples: int, classes: list[int] | None
+) -> tuple[torch.Tensor, torch.Tensor, list[int] | None]:
     """(start w [N, w_dim], w spread [N, 1], class per target or None) of each target: its class's mean w."""
     num, device = target_features.shape[0], target_features.device
     if G.c_dim == 0:
@@ -149,12 +152,21 @@ def starting_points(G: torch.nn.Module, target_features: torch.Tensor, distance:
     wanted = range(G.c_dim) if classes is None else sorted(set(classes))
     stats = {k: w_statistics(G, k, num_samples, device) for k in wanted}
     classes = fit_classes(G, target_features, distance, stats) if classes is None else list(classes)
-    return (torch.stack([stats[k][0] for k in classes]),
-            torch.tensor([[stats[k][1]] for k in classes], device=device), classes)
+    return (
+        torch.stack([stats[k][0] for k in classes]),
+        torch.tensor([[stats[k][1]] for k in classes], device=device),
+        classes,
+    )
 
 
-def project(G: torch.nn.Module, targets: torch.Tensor, distance: Detector, opts: ProjectionOptions,
-            classes: list[int] | None = None, progress: Callable[[int, float], None] | None = None) -> Projection:
+def project(
+    G: torch.nn.Module,
+    targets: torch.Tensor,
+    distance: Detector,
+    opts: ProjectionOptions,
+    classes: list[int] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Projection:
     """Fit one w per target image (uint8-range floats [N, C, R, R], the generator's channels and resolution).
 
     `classes`: the class per target of a conditional generator (None: fitted); ignored for unconditional ones.
@@ -163,8 +175,10 @@ def project(G: torch.nn.Module, targets: torch.Tensor, distance: Detector, opts:
     device = targets.device
     num = targets.shape[0]
     if tuple(targets.shape[1:]) != (G.img_channels, G.img_resolution, G.img_resolution):
-        raise ValueError(f"targets of shape {list(targets.shape[1:])}; the generator makes "
-                         f"{[G.img_channels, G.img_resolution, G.img_resolution]}")
+        raise ValueError(
+            f"targets of shape {list(targets.shape[1:])}; the generator makes "
+            f"{[G.img_channels, G.img_resolution, G.img_resolution]}"
+        )
     if opts.optimize_noise and num != 1:
         raise ValueError("optimize_noise needs a single target: the noise maps are shared by the batch")
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
@@ -206,6 +220,10 @@ def project(G: torch.nn.Module, targets: torch.Tensor, distance: Detector, opts:
         buf.requires_grad_(False)
     with torch.no_grad():
         final = squared_distance(target_features, distance.extract(to_distance_input(synthesize(G, w_opt))))
-    return Projection(ws=w_opt.detach().unsqueeze(1).repeat([1, G.num_ws, 1]), classes=classes,
-                      distances=final.detach(), G=G,
-                      steps=torch.stack(steps) if steps else None)
+    return Projection(
+        ws=w_opt.detach().unsqueeze(1).repeat([1, G.num_ws, 1]),
+        classes=classes,
+        distances=final.detach(),
+        G=G,
+        steps=torch.stack(steps) if steps else None,
+    )

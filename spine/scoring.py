@@ -87,7 +87,8 @@ def youden_point(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 
 
 def operating_point(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """Sensitivity and specificity of `positive iff score >= threshold` (a threshold fixed beforehand, e.g. on validation)."""
+    """Sensitivity and specificity of `positive iff score >= threshold` (a threshold fixed beforehand, e.g. on
+    validation)."""
     pos, scores = _as_binary(labels, scores)
     called = scores >= threshold
     return dict(
@@ -126,10 +127,16 @@ def _draw_cases(rng: np.random.Generator, num_samples: int, clusters: list[np.nd
     return np.concatenate([clusters[k] for k in picks])
 
 
-def bootstrap_interval(statistic: Callable[[np.ndarray], float], num_samples: int,
-                       is_valid: Callable[[np.ndarray], bool], n_resamples: int = 1000, seed: int = 0,
-                       confidence: float = 0.95, max_redraws: int | None = None,
-                       groups: Groups = None) -> tuple[float, float]:
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float],
+    num_samples: int,
+    is_valid: Callable[[np.ndarray], bool],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    max_redraws: int | None = None,
+    groups: Groups = None,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `statistic(indices)` over resamples of `num_samples` cases with replacement
     (of whole studies when `groups` names each case's study).
 
@@ -138,28 +145,51 @@ def bootstrap_interval(statistic: Callable[[np.ndarray], float], num_samples: in
     """
     if not 0 < confidence < 1:  # checked before the resampling work, not after
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    values = bootstrap_values(lambda idx: np.array([statistic(idx)]), num_samples, is_valid, n_resamples, seed,
-                              max_redraws, groups)
+    values = bootstrap_values(
+        lambda idx: np.array([statistic(idx)]), num_samples, is_valid, n_resamples, seed, max_redraws, groups
+    )
     return percentile_interval(values[:, 0], confidence)
 
 
-def bootstrap_values(statistics: Callable[[np.ndarray], np.ndarray], num_samples: int,
-                     is_valid: Callable[[np.ndarray], bool], n_resamples: int = 1000, seed: int = 0,
-                     max_redraws: int | None = None, groups: Groups = None) -> np.ndarray:
+def bootstrap_values(
+    statistics: Callable[[np.ndarray], np.ndarray],
+    num_samples: int,
+    is_valid: Callable[[np.ndarray], bool],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    max_redraws: int | None = None,
+    groups: Groups = None,
+) -> np.ndarray:
     """[n_resamples, K] values of `statistics(indices)` (K numbers per resample) over seeded resamples with
     replacement: several statistics computed on the very same resamples, as paired comparisons need.
 
     The resamples depend only on `seed`, `num_samples`, `groups` and `is_valid`, so two calls with the same four see
     the same test images; invalid resamples are redrawn as in `bootstrap_interval`.
     """
-    return hierarchical_values(lambda _, idx: statistics(idx), 1, num_samples, is_valid, n_resamples, seed,
-                               max_redraws, groups, resample_replicates=False)
+    return hierarchical_values(
+        lambda _, idx: statistics(idx),
+        1,
+        num_samples,
+        is_valid,
+        n_resamples,
+        seed,
+        max_redraws,
+        groups,
+        resample_replicates=False,
+    )
 
 
-def hierarchical_values(statistics: Callable[[np.ndarray, np.ndarray], np.ndarray], num_replicates: int,
-                        num_samples: int, is_valid: Callable[[np.ndarray], bool], n_resamples: int = 1000,
-                        seed: int = 0, max_redraws: int | None = None, groups: Groups = None,
-                        resample_replicates: bool = True) -> np.ndarray:
+def hierarchical_values(
+    statistics: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    num_replicates: int,
+    num_samples: int,
+    is_valid: Callable[[np.ndarray], bool],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    max_redraws: int | None = None,
+    groups: Groups = None,
+    resample_replicates: bool = True,
+) -> np.ndarray:
     """[n_resamples, K] values of `statistics(replicates, indices)` under a two-level bootstrap: each resample draws
     `num_replicates` replicates (e.g. generators trained with different seeds) with replacement and, independently,
     the test cases (whole studies when `groups` is given), so an interval covers training randomness and the test
@@ -175,8 +205,9 @@ def hierarchical_values(statistics: Callable[[np.ndarray, np.ndarray], np.ndarra
     rows = []
     redraws = 0
     for _ in range(n_resamples):
-        replicates = (rng.integers(0, num_replicates, num_replicates) if resample_replicates
-                      else np.arange(num_replicates))
+        replicates = (
+            rng.integers(0, num_replicates, num_replicates) if resample_replicates else np.arange(num_replicates)
+        )
         idx = _draw_cases(rng, num_samples, clusters)
         while not is_valid(idx):
             redraws += 1
@@ -196,19 +227,31 @@ def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[f
     return float(low), float(high)
 
 
-def _auc_with_interval(labels: np.ndarray, scores: np.ndarray, n_resamples: int, seed: int,
-                       confidence: float, groups: Groups) -> dict[str, Any]:
+def _auc_with_interval(
+    labels: np.ndarray, scores: np.ndarray, n_resamples: int, seed: int, confidence: float, groups: Groups
+) -> dict[str, Any]:
     pos = np.asarray(labels).astype(bool)
     low, high = bootstrap_interval(
         statistic=lambda idx: roc_auc(labels[idx], scores[idx]),
         num_samples=len(labels),
         is_valid=lambda idx: 0 < pos[idx].sum() < len(idx),
-        n_resamples=n_resamples, seed=seed, confidence=confidence, groups=groups)
+        n_resamples=n_resamples,
+        seed=seed,
+        confidence=confidence,
+        groups=groups,
+    )
     return dict(auc=roc_auc(labels, scores), auc_ci=[low, high])
 
 
-def _binary_report(labels: np.ndarray, scores: np.ndarray, threshold: float | None, n_resamples: int, seed: int,
-                   confidence: float, groups: Groups) -> dict[str, Any]:
+def _binary_report(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float | None,
+    n_resamples: int,
+    seed: int,
+    confidence: float,
+    groups: Groups,
+) -> dict[str, Any]:
     """AUC, its interval, the Youden point of these data, and the operating point at a fixed threshold if given."""
     labels = np.asarray(labels).astype(np.int64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -223,9 +266,16 @@ def _binary_report(labels: np.ndarray, scores: np.ndarray, threshold: float | No
     return report
 
 
-def evaluate_scores(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
-                    thresholds: Sequence[float] | None = None, n_resamples: int = 1000, seed: int = 0,
-                    confidence: float = 0.95, groups: Groups = None) -> dict[str, Any]:
+def evaluate_scores(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    class_names: Sequence[str],
+    thresholds: Sequence[float] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    groups: Groups = None,
+) -> dict[str, Any]:
     """Score predictions against integer class labels.
 
     Binary (two class names): `scores` is [N], the score of class 1. Multi-class: `scores` is [N, K], one column
@@ -246,23 +296,52 @@ def evaluate_scores(labels: np.ndarray, scores: np.ndarray, class_names: Sequenc
     num_thresholds = 1 if binary else num_classes
     if thresholds is not None and len(thresholds) != num_thresholds:
         raise ValueError(f"expected {num_thresholds} thresholds, got {len(thresholds)}")
-    common = dict(num_samples=int(len(labels)), class_names=list(class_names), confidence=confidence,
-                  n_resamples=n_resamples, seed=seed, resampled=resampling_unit(groups),
-                  prevalence={name: float((labels == k).mean()) for k, name in enumerate(class_names)})
+    common = dict(
+        num_samples=int(len(labels)),
+        class_names=list(class_names),
+        confidence=confidence,
+        n_resamples=n_resamples,
+        seed=seed,
+        resampled=resampling_unit(groups),
+        prevalence={name: float((labels == k).mean()) for k, name in enumerate(class_names)},
+    )
     if binary:
-        return dict(common, task="binary", **_binary_report(
-            labels, scores, None if thresholds is None else thresholds[0], n_resamples, seed, confidence, groups))
-    return dict(common, task="multiclass", **_multiclass_report(labels, scores, class_names, thresholds,
-                                                                n_resamples, seed, confidence, groups))
+        return dict(
+            common,
+            task="binary",
+            **_binary_report(
+                labels, scores, None if thresholds is None else thresholds[0], n_resamples, seed, confidence, groups
+            ),
+        )
+    return dict(
+        common,
+        task="multiclass",
+        **_multiclass_report(labels, scores, class_names, thresholds, n_resamples, seed, confidence, groups),
+    )
 
 
-def _multiclass_report(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str],
-                       thresholds: Sequence[float] | None, n_resamples: int, seed: int,
-                       confidence: float, groups: Groups) -> dict[str, Any]:
+def _multiclass_report(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    class_names: Sequence[str],
+    thresholds: Sequence[float] | None,
+    n_resamples: int,
+    seed: int,
+    confidence: float,
+    groups: Groups,
+) -> dict[str, Any]:
     per_class = {
-        name: _binary_report(labels == k, scores[:, k], None if thresholds is None else thresholds[k],
-                             n_resamples, seed + k, confidence, groups)
-        for k, name in enumerate(class_names)}
+        name: _binary_report(
+            labels == k,
+            scores[:, k],
+            None if thresholds is None else thresholds[k],
+            n_resamples,
+            seed + k,
+            confidence,
+            groups,
+        )
+        for k, name in enumerate(class_names)
+    }
     defined = [k for k, name in enumerate(class_names) if per_class[name]["auc"] is not None]
     if not defined:
         return dict(per_class=per_class, macro_auc=None, macro_auc_ci=None, macro_classes=[])
@@ -274,10 +353,13 @@ def _multiclass_report(labels: np.ndarray, scores: np.ndarray, class_names: Sequ
         present = np.bincount(labels[idx], minlength=len(class_names))
         return all(0 < present[k] < len(idx) for k in defined)
 
-    interval = bootstrap_interval(macro, len(labels), every_class_defined, n_resamples, seed, confidence,
-                                  groups=groups)
-    return dict(per_class=per_class, macro_auc=macro(np.arange(len(labels))), macro_auc_ci=list(interval),
-                macro_classes=[class_names[k] for k in defined])
+    interval = bootstrap_interval(macro, len(labels), every_class_defined, n_resamples, seed, confidence, groups=groups)
+    return dict(
+        per_class=per_class,
+        macro_auc=macro(np.arange(len(labels))),
+        macro_auc_ci=list(interval),
+        macro_classes=[class_names[k] for k in defined],
+    )
 
 
 def roc_curves(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -286,8 +368,11 @@ def roc_curves(labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim == 1:
         return {class_names[1]: roc_curve(labels, scores)}
-    return {name: roc_curve(labels == k, scores[:, k]) for k, name in enumerate(class_names)
-            if 0 < (labels == k).sum() < len(labels)}
+    return {
+        name: roc_curve(labels == k, scores[:, k])
+        for k, name in enumerate(class_names)
+        if 0 < (labels == k).sum() < len(labels)
+    }
 
 
 def save_roc_plot(curves: Mapping[str, Mapping[str, np.ndarray]], path: str | Path, title: str = "ROC") -> None:

@@ -62,8 +62,9 @@ def write_images(root: Path, sizes: list[int], labels: list[int] | None = None) 
     names = [f"img{i:02d}.png" for i in range(len(sizes))]
     for name, size in zip(names, sizes):
         PIL.Image.fromarray(rng.randint(0, 256, (size, size)).astype(np.uint8), "L").save(root / name)
-    (root / "dataset.json").write_text(json.dumps(dict(labels=[[n, k] for n, k in zip(names, labels)]
-                                                        if labels is not None else None)))
+    (root / "dataset.json").write_text(
+        json.dumps(dict(labels=[[n, k] for n, k in zip(names, labels)] if labels is not None else None))
+    )
     return root
 
 
@@ -80,8 +81,9 @@ def tree(root: Path) -> set[str]:
     return {os.path.relpath(os.path.join(d, name), root) for d, dirs, files in os.walk(root) for name in dirs + files}
 
 
-def assert_refused(result: Result, message: str, exit_code: int = 1, root: Path | None = None,
-                   before: set[str] | None = None) -> None:
+def assert_refused(
+    result: Result, message: str, exit_code: int = 1, root: Path | None = None, before: set[str] | None = None
+) -> None:
     """The tool stopped with one clear line containing `message` and, if `root` is given, left `root` as
     `before` (its tree when the command started)."""
     output = result.output
@@ -94,17 +96,25 @@ def assert_refused(result: Result, message: str, exit_code: int = 1, root: Path 
         assert tree(root) == before, sorted(tree(root) ^ before)
 
 
-def classifier_file(path: Path, class_names: tuple[str, ...] = ("normal", "abnormal"), resolution: int = 16,
-                    seed: int = 0) -> Path:
+def classifier_file(
+    path: Path, class_names: tuple[str, ...] = ("normal", "abnormal"), resolution: int = 16, seed: int = 0
+) -> Path:
     """A small valid classifier.pkl (untrained, weights drawn with `seed`): 'abnormality' for 2 classes, else
     'lesion'."""
     from spine.classifier.artifact import ClassifierSpec, save_classifier
     from spine.classifier.models import build_network
+
     mode = "abnormality" if len(class_names) == 2 else "lesion"
-    spec = ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode=mode,
-                          class_names=tuple(class_names), resolution=resolution, channels=1,
-                          intensity=dict(scale=1 / 255, mean=[0.4], std=[0.2]),
-                          thresholds=(0.5,) if mode == "abnormality" else (0.5,) * len(class_names))
+    spec = ClassifierSpec(
+        arch="small_cnn",
+        arch_kwargs=dict(width=4, num_blocks=2),
+        label_mode=mode,
+        class_names=tuple(class_names),
+        resolution=resolution,
+        channels=1,
+        intensity=dict(scale=1 / 255, mean=[0.4], std=[0.2]),
+        thresholds=(0.5,) if mode == "abnormality" else (0.5,) * len(class_names),
+    )
     torch.manual_seed(seed)
     net = build_network(spec.arch, spec.channels, spec.num_outputs, spec.arch_kwargs)
     save_classifier(path, net, spec, dict(note="test"))

@@ -12,6 +12,7 @@ os.environ.setdefault("SPINEGAN_CPU_BF16", "off")
 
 def _cpu_bf16_set(monkeypatch, value: str):
     from torch_utils import precision
+
     monkeypatch.setenv(precision.BF16_ENV_VAR, value)
     precision.cpu_bf16_reason.cache_clear()
     yield
@@ -35,6 +36,7 @@ def cpu_fp32(monkeypatch):
 def captured(monkeypatch):
     """Replace train.py's launch with a recorder: option handling is tested without training."""
     import train
+
     calls = []
     monkeypatch.setattr(train, "launch", lambda args: calls.append(args))
     return calls

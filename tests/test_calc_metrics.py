@@ -30,8 +30,9 @@ class PoolFeatures(torch.nn.Module):
 def run_dir(tmp_path, monkeypatch):
     """A run directory with a tiny conditional snapshot and training_options.json, its dataset, and no network."""
     monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(dnnlib.util.requests, "get",
-                        lambda *a, **k: (_ for _ in ()).throw(requests.ConnectionError("offline test")))
+    monkeypatch.setattr(
+        dnnlib.util.requests, "get", lambda *a, **k: (_ for _ in ()).throw(requests.ConnectionError("offline test"))
+    )
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.RandomState(0)
@@ -41,12 +42,31 @@ def run_dir(tmp_path, monkeypatch):
     run = tmp_path / "00000-run"
     run.mkdir()
     torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=8, img_channels=1, mapping_kwargs=dict(num_layers=1),
-                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    G = Generator(
+        z_dim=8,
+        c_dim=2,
+        w_dim=8,
+        img_resolution=8,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    )
     D = Discriminator(c_dim=2, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
-    save_network_snapshot(run / "network-snapshot-000000.pkl", G=G, D=D, G_ema=G, training_set_kwargs=dict(
-        class_name="training.dataset.ImageFolderDataset", path=str(data), use_labels=True, max_size=8, xflip=False,
-        resolution=8, random_seed=0))
+    save_network_snapshot(
+        run / "network-snapshot-000000.pkl",
+        G=G,
+        D=D,
+        G_ema=G,
+        training_set_kwargs=dict(
+            class_name="training.dataset.ImageFolderDataset",
+            path=str(data),
+            use_labels=True,
+            max_size=8,
+            xflip=False,
+            resolution=8,
+            random_seed=0,
+        ),
+    )
     (run / "training_options.json").write_text("{}")
     return run
 
@@ -82,8 +102,18 @@ def test_metrics_append_to_the_run_and_data_can_be_overridden(run_dir, tmp_path)
     # A snapshot outside a run directory only prints; --data replaces the recorded training set.
     lone = tmp_path / "lone.pkl"
     lone.write_bytes((run_dir / "network-snapshot-000000.pkl").read_bytes())
-    result = invoke("--network", str(lone), "--metrics", "fid8", "--detector", detector, "--data",
-                    str(tmp_path / "data"), "--mirror", "true")
+    result = invoke(
+        "--network",
+        str(lone),
+        "--metrics",
+        "fid8",
+        "--detector",
+        detector,
+        "--data",
+        str(tmp_path / "data"),
+        "--mirror",
+        "true",
+    )
     assert result.exit_code == 0, result.output
     assert '"fid8"' in result.output and not list(tmp_path.glob("metric-*.jsonl"))
 
@@ -105,8 +135,9 @@ def zip_folder(folder, path) -> str:
 def test_metrics_between_a_folder_and_a_zip_of_the_same_images(run_dir, tmp_path):
     detector = save_pool_detector(tmp_path / "pool.pt")
     data, data2 = str(tmp_path / "data"), zip_folder(tmp_path / "data", tmp_path / "data.zip")
-    result = invoke("--data", data, "--data2", data2, "--metrics", "fid8_full,pr82_full_inception,kid4",
-                    "--detector", detector)
+    result = invoke(
+        "--data", data, "--data2", data2, "--metrics", "fid8_full,pr82_full_inception,kid4", "--detector", detector
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in result.output.strip().splitlines() if x.startswith("{")]
     assert [line["metric"] for line in lines] == ["fid8_full", "pr82_full_inception", "kid4"]
@@ -119,12 +150,15 @@ def test_metrics_between_a_folder_and_a_zip_of_the_same_images(run_dir, tmp_path
     assert not list(tmp_path.rglob("metric-*.jsonl"))  # no run directory: printed only
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "give --network (a snapshot to evaluate) or --data2"),
-    (["--network", "net.pkl", "--data2", "x"], "not both"),
-    (["--data2", "DATA"], "--data2 needs --data"),
-    (["--data", "DATA", "--data2", "missing.zip"], "--data2: dataset missing.zip not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give --network (a snapshot to evaluate) or --data2"),
+        (["--network", "net.pkl", "--data2", "x"], "not both"),
+        (["--data2", "DATA"], "--data2 needs --data"),
+        (["--data", "DATA", "--data2", "missing.zip"], "--data2: dataset missing.zip not found"),
+    ],
+)
 def test_two_dataset_usage_errors(run_dir, tmp_path, args, message):
     args = [str(tmp_path / "data") if a == "DATA" else a for a in args]
     result = invoke(*args, "--metrics", "fid8")
@@ -147,33 +181,49 @@ def test_bad_metric_name_is_refused_before_any_work(run_dir):
 
 # Bad inputs -> (options, exit status, the distinctive part of the one error line); nothing may be written.
 BAD_INPUTS = {
-    "missing network": (["--network", "{tmp}/none.pkl"], 1, "none.pkl: cannot read the network snapshot (no such "
-                                                           "file)"),
+    "missing network": (
+        ["--network", "{tmp}/none.pkl"],
+        1,
+        "none.pkl: cannot read the network snapshot (no such file)",
+    ),
     "text file": (["--network", "{text}"], 1, "not a network snapshot"),
     "torch.save with a foreign class": (["--network", "{object}"], 1, "names the Python global bad_inputs.Payload"),
     "torch.save with code": (["--network", "{code_zip}"], 1, "names the Python global posix.system"),
     "pickle with code": (["--network", "{code_pkl}"], 1, "refusing to load global posix.system"),
     "mixed image sizes": (["--data", "{mixed}"], 1, "img01.png: 4x4 L image; every image must be 8x8"),
     "spine metric without a classifier": (["--metrics", "fid8_spine"], 2, "give --classifier=classifier.pkl"),
-    "classifier with code": (["--metrics", "fid8_spine", "--classifier", "{code_zip}"], 1,
-                             "--classifier: {code_zip}: refusing to load it as a classifier.pkl"),
-    "classifier of other classes": (["--metrics", "label_fidelity4", "--classifier", "{lesion}"], 1,
-                                    "3 classes vs conditioning labels of dimension 2"),
+    "classifier with code": (
+        ["--metrics", "fid8_spine", "--classifier", "{code_zip}"],
+        1,
+        "--classifier: {code_zip}: refusing to load it as a classifier.pkl",
+    ),
+    "classifier of other classes": (
+        ["--metrics", "label_fidelity4", "--classifier", "{lesion}"],
+        1,
+        "3 classes vs conditioning labels of dimension 2",
+    ),
     "negative seed": (["--seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
-    "path length without the VGG16": (["--metrics", "ppl2_wend"], 1, "ppl2_wend: no VGG16 (LPIPS) detector is "
-                                                                      "available"),
+    "path length without the VGG16": (
+        ["--metrics", "ppl2_wend"],
+        1,
+        "ppl2_wend: no VGG16 (LPIPS) detector is available",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_inputs_get_one_line_and_write_nothing(run_dir, tmp_path, case):
     import bad_inputs
-    files = dict(tmp=tmp_path, text=bad_inputs.text_file(tmp_path / "notes.txt"),
-                 object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
-                 code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
-                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
-                 mixed=bad_inputs.write_images(tmp_path / "mixed", [8, 4], [0, 1]),
-                 lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")))
+
+    files = dict(
+        tmp=tmp_path,
+        text=bad_inputs.text_file(tmp_path / "notes.txt"),
+        object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
+        code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
+        code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
+        mixed=bad_inputs.write_images(tmp_path / "mixed", [8, 4], [0, 1]),
+        lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")),
+    )
     changes, exit_code, message = BAD_INPUTS[case]
     options = {"--network": str(run_dir / "network-snapshot-000000.pkl"), "--metrics": "fid8"}
     options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
@@ -186,17 +236,32 @@ def test_spine_metrics_default_to_the_classifier_the_run_recorded(run_dir, tmp_p
     """A snapshot that records its run's metrics classifier is scored with it when --classifier is not given."""
     from spine.classifier.artifact import ClassifierSpec, save_classifier
     from spine.classifier.models import SmallCNN
+
     torch.manual_seed(0)
-    spec = ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode="abnormality",
-                          class_names=("normal", "abnormal"), resolution=8, channels=1,
-                          intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]), thresholds=(0.5,))
+    spec = ClassifierSpec(
+        arch="small_cnn",
+        arch_kwargs=dict(width=4, num_blocks=2),
+        label_mode="abnormality",
+        class_names=("normal", "abnormal"),
+        resolution=8,
+        channels=1,
+        intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]),
+        thresholds=(0.5,),
+    )
     classifier = str(tmp_path / "classifier.pkl")
     save_classifier(classifier, SmallCNN(1, 1, width=4, num_blocks=2).eval(), spec, provenance={})
     snapshot = run_dir / "network-snapshot-000000.pkl"
     from training.serialization import load_network_pkl
+
     data = load_network_pkl(str(snapshot))
-    save_network_snapshot(snapshot, G=data["G"], D=data["D"], G_ema=data["G_ema"],
-                          training_set_kwargs=data["training_set_kwargs"], metadata=dict(metrics_classifier=classifier))
+    save_network_snapshot(
+        snapshot,
+        G=data["G"],
+        D=data["D"],
+        G_ema=data["G_ema"],
+        training_set_kwargs=data["training_set_kwargs"],
+        metadata=dict(metrics_classifier=classifier),
+    )
     recorded = invoke("--network", str(snapshot), "--metrics", "fid8_spine", "--no-cache")
     assert recorded.exit_code == 0, recorded.output
     assert f"Spine metrics use the classifier the run recorded: {classifier}" in recorded.output
@@ -211,12 +276,16 @@ def test_spine_metrics_default_to_the_classifier_the_run_recorded(run_dir, tmp_p
 
 def test_a_small_count_fid_is_warned_of_before_it_runs(tmp_path, monkeypatch):
     import bad_inputs
+
     said = []
     monkeypatch.setattr(calc_metrics, "run_metrics", lambda rank, args: said.append("ran"))
     data = bad_inputs.write_images(tmp_path / "a", [8] * 4)
-    result = CliRunner().invoke(calc_metrics.main, ["--data", str(data), "--data2", str(data), "--metrics",
-                                                    "fid300,kid300", "--device", "cpu"])
+    result = CliRunner().invoke(
+        calc_metrics.main, ["--data", str(data), "--data2", str(data), "--metrics", "fid300,kid300", "--device", "cpu"]
+    )
     assert result.exit_code == 0 and said == ["ran"], result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
-    assert warnings == ["Warning: fid300 compares only 300 images: FID is biased upward at small counts (it falls "
-                        "as the count grows), so compare it only with FIDs of the same count"]
+    assert warnings == [
+        "Warning: fid300 compares only 300 images: FID is biased upward at small counts (it falls "
+        "as the count grows), so compare it only with FIDs of the same count"
+    ]

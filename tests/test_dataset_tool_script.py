@@ -2,15 +2,14 @@
 change is said; a VinDr root goes to the VinDr importer; bad inputs get one Error: line and leave nothing."""
 
 import json
-import os
 import zipfile
 
+import bad_inputs
 import numpy as np
 import PIL.Image
 import pytest
 from click.testing import CliRunner
 
-import bad_inputs
 import dataset_tool
 from spine.phantom.tree import make_phantom_tree
 from training.dataset import ImageFolderDataset
@@ -72,23 +71,47 @@ def test_a_zip_source_gives_the_same_dataset_as_its_folder(tmp_path):
 def test_each_change_is_said_and_missing_labels_drop_all(tmp_path):
     src, _ = rgb_source(tmp_path / "src", [(16, 24), (16, 24)], None)
     (src / "dataset.json").write_text(json.dumps({"labels": [["sub/img0.png", 1]]}))
-    result = run("--source", src, "--dest", tmp_path / "o.zip", "--transform", "center-crop", "--width", "8",
-                 "--height", "8", "--channels", "1")
+    result = run(
+        "--source",
+        src,
+        "--dest",
+        tmp_path / "o.zip",
+        "--transform",
+        "center-crop",
+        "--width",
+        "8",
+        "--height",
+        "8",
+        "--channels",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert lines[0] == f"Wrote 2 images without labels to {tmp_path / 'o.zip'}"
-    assert set(lines[1:]) == {"  2 images: RGB converted to grey", "  2 images: cropped to the centre square",
-                              "  2 images: resized to 8x8 (lanczos)",
-                              "  labels dropped: 1 of 2 images have none in the source's dataset.json "
-                              "(first: sub/img1.png)"}
+    assert set(lines[1:]) == {
+        "  2 images: RGB converted to grey",
+        "  2 images: cropped to the centre square",
+        "  2 images: resized to 8x8 (lanczos)",
+        "  labels dropped: 1 of 2 images have none in the source's dataset.json (first: sub/img1.png)",
+    }
     meta, images = read_zip(tmp_path / "o.zip")
     assert meta == {"labels": None} and all(p.shape == (8, 8) for p in images.values())
 
 
 def test_center_crop_wide_pads_above_and_below_and_drops_small_images(tmp_path):
     src, names = rgb_source(tmp_path / "src", [(8, 16), (4, 8)], mode="L")
-    result = run("--source", src, "--dest", tmp_path / "o.zip", "--transform", "center-crop-wide", "--width", "16",
-                 "--height", "8")
+    result = run(
+        "--source",
+        src,
+        "--dest",
+        tmp_path / "o.zip",
+        "--transform",
+        "center-crop-wide",
+        "--width",
+        "16",
+        "--height",
+        "8",
+    )
     assert result.exit_code == 0, result.output
     assert "  1 images: dropped: too small for center-crop-wide" in result.output
     _, images = read_zip(tmp_path / "o.zip")
@@ -101,8 +124,20 @@ def test_center_crop_wide_pads_above_and_below_and_drops_small_images(tmp_path):
 def test_a_vindr_root_goes_to_the_vindr_importer(tmp_path):
     root = tmp_path / "vindr"
     make_phantom_tree(str(root), 6, 2, seed=0, size=64)
-    result = run("--source", root, "--dest", tmp_path / "v.zip", "--width", "16", "--height", "16",
-                 "--labels", "abnormality", "--max-images", "4")
+    result = run(
+        "--source",
+        root,
+        "--dest",
+        tmp_path / "v.zip",
+        "--width",
+        "16",
+        "--height",
+        "16",
+        "--labels",
+        "abnormality",
+        "--max-images",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     meta, images = read_zip(tmp_path / "v.zip")
     assert meta["spinegan"]["label_mode"] == "abnormality" and len(images) == 4
@@ -113,10 +148,16 @@ BAD_INPUTS = {
     "missing source": (["--source", "{tmp}/none"], 1, "--source: {tmp}/none is not a folder or a zip file"),
     "dest exists": (["--dest", "{exists}"], 1, "already exists; choose a new zip file name"),
     "not square": (["--width", None], 1, "sub/img0.png becomes 24x16; images must be square"),
-    "transform without size": (["--transform", "center-crop", "--width", None, "--height", None], 1,
-                               "--transform=center-crop needs --width and --height"),
-    "not a power of two": (["--width", "12", "--height", "12"], 1, "becomes 12x12; images must be square with a "
-                                                                  "power-of-two side"),
+    "transform without size": (
+        ["--transform", "center-crop", "--width", None, "--height", None],
+        1,
+        "--transform=center-crop needs --width and --height",
+    ),
+    "not a power of two": (
+        ["--width", "12", "--height", "12"],
+        1,
+        "becomes 12x12; images must be square with a power-of-two side",
+    ),
     "vindr option on a folder": (["--labels", "lesion"], 1, "--labels applies to a VinDr-SpineXR root"),
     "bad dataset.json": (["--source", "{bad_json}"], 1, "dataset.json: expected NVIDIA's"),
     "mixed channels": (["--source", "{mixed}"], 1, "1 grey and 2 colour images; pass --channels=1"),
@@ -134,8 +175,13 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
     PIL.Image.new("L", (8, 8)).save(mixed / "grey.png")
     (tmp_path / "exists.zip").write_bytes(b"")
     files = dict(tmp=tmp_path, exists=tmp_path / "exists.zip", bad_json=bad_json, mixed=mixed)
-    args = {"--source": str(src), "--dest": str(tmp_path / "out.zip"), "--transform": "center-crop",
-            "--width": "8", "--height": "8"}
+    args = {
+        "--source": str(src),
+        "--dest": str(tmp_path / "out.zip"),
+        "--transform": "center-crop",
+        "--width": "8",
+        "--height": "8",
+    }
     changes, exit_code, message = BAD_INPUTS[case]
     for flag, value in zip(changes[::2], changes[1::2]):
         args[flag] = value.format(**files) if value is not None else None

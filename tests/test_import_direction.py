@@ -50,7 +50,7 @@ def imported_names(path: pathlib.Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
@@ -139,38 +139,61 @@ def test_no_import_cycles():
 def test_the_checks_catch_uphill_imports_and_cycles():
     """On a made-up graph: uphill, sideways (sibling packages) and library-to-script imports are found, downhill
     and same-package ones are not; each cycle is found once."""
-    graph = {"spine.classifier.training": {"spine.evaluation.downstream", "spine.classifier.data"},
-             "spine.evaluation.downstream": {"spine.classifier.data", "training.loss"},
-             "spine.classifier.data": set(), "training.loss": set(),
-             "spine.clinical.loss": {"spine.dp.update"}, "spine.dp.update": set(),
-             "spine.data.dicom": {"train"}, "train": {"spine.data.dicom"},
-             "torch_utils.a": {"torch_utils.b"}, "torch_utils.b": {"torch_utils.c"}, "torch_utils.c": {"torch_utils.a"}}
-    assert uphill_imports(graph) == ["spine.classifier.training -> spine.evaluation.downstream",
-                                     "spine.clinical.loss -> spine.dp.update", "spine.data.dicom -> train"]
+    graph = {
+        "spine.classifier.training": {"spine.evaluation.downstream", "spine.classifier.data"},
+        "spine.evaluation.downstream": {"spine.classifier.data", "training.loss"},
+        "spine.classifier.data": set(),
+        "training.loss": set(),
+        "spine.clinical.loss": {"spine.dp.update"},
+        "spine.dp.update": set(),
+        "spine.data.dicom": {"train"},
+        "train": {"spine.data.dicom"},
+        "torch_utils.a": {"torch_utils.b"},
+        "torch_utils.b": {"torch_utils.c"},
+        "torch_utils.c": {"torch_utils.a"},
+    }
+    assert uphill_imports(graph) == [
+        "spine.classifier.training -> spine.evaluation.downstream",
+        "spine.clinical.loss -> spine.dp.update",
+        "spine.data.dicom -> train",
+    ]
     assert import_cycles(graph) == [["spine.data.dicom", "train"], ["torch_utils.a", "torch_utils.b", "torch_utils.c"]]
 
 
 def test_no_engine_file_imports_spine():
-    offenders = [f"{path.relative_to(ROOT)}: {name}" for package in ENGINE for path in (ROOT / package).rglob("*.py")
-                 for name in imported_names(path) if name == "spine" or name.startswith("spine.")]
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for package in ENGINE
+        for path in (ROOT / package).rglob("*.py")
+        for name in imported_names(path)
+        if name == "spine" or name.startswith("spine.")
+    ]
     assert offenders == []
 
 
 def test_importing_the_engine_loads_no_spine_module():
-    code = ("import sys, metrics.metric_main, metrics.domain, training.training_loop, training.checkpoint; "
-            "print(sorted(m for m in sys.modules if m == 'spine' or m.startswith('spine.')))")
+    code = (
+        "import sys, metrics.metric_main, metrics.domain, training.training_loop, training.checkpoint; "
+        "print(sorted(m for m in sys.modules if m == 'spine' or m.startswith('spine.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_spine_metrics_without_registration_say_what_to_import():
-    code = ("from metrics.domain import classifier_provider\n"
-            "try:\n    classifier_provider('fid2k_spine')\nexcept ValueError as exc:\n    print(exc)")
+    code = (
+        "from metrics.domain import classifier_provider\n"
+        "try:\n    classifier_provider('fid2k_spine')\nexcept ValueError as exc:\n    print(exc)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.startswith("fid2k_spine needs the spine classifier") and \
-        "import spine.evaluation.classifier_metrics" in out.stdout
-    code = ("import spine.evaluation.classifier_metrics\nfrom metrics.domain import classifier_provider\n"
-            "from spine.classifier.artifact import load_classifier\n"
-            "print(classifier_provider('fid2k_spine').load is load_classifier)")
+    assert (
+        out.stdout.startswith("fid2k_spine needs the spine classifier")
+        and "import spine.evaluation.classifier_metrics" in out.stdout
+    )
+    code = (
+        "import spine.evaluation.classifier_metrics\nfrom metrics.domain import classifier_provider\n"
+        "from spine.classifier.artifact import load_classifier\n"
+        "print(classifier_provider('fid2k_spine').load is load_classifier)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"

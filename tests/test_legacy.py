@@ -19,17 +19,31 @@ from test_serialization import _official_pickle, official_names  # noqa: E402,F4
 
 def nets(seed: int = 0) -> tuple[Generator, Discriminator, Generator]:
     torch.manual_seed(seed)
-    G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=8, img_channels=1, mapping_kwargs=dict(num_layers=1),
-                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    G = Generator(
+        z_dim=8,
+        c_dim=2,
+        w_dim=8,
+        img_resolution=8,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    )
     D = Discriminator(c_dim=2, img_resolution=8, img_channels=1, channel_base=64, channel_max=8)
     G_ema = Generator(**G.init_kwargs).eval()
     return G, D, G_ema
 
 
 def write_checkpoint(path: str, G, D, G_ema, cur_nimg: int = 48) -> None:
-    ckpt.save_checkpoint(path, nets=dict(G=G, D=D, G_ema=G_ema, augment_pipe=None), optimizers={}, pl_mean=0.0,
-                         progress=dict(cur_nimg=cur_nimg, cur_tick=3, batch_idx=3, tick_start_nimg=cur_nimg),
-                         process_states=[], training_set_kwargs=dict(path="/data/x.zip"), options={})
+    ckpt.save_checkpoint(
+        path,
+        nets=dict(G=G, D=D, G_ema=G_ema, augment_pipe=None),
+        optimizers={},
+        pl_mean=0.0,
+        progress=dict(cur_nimg=cur_nimg, cur_tick=3, batch_idx=3, tick_start_nimg=cur_nimg),
+        process_states=[],
+        training_set_kwargs=dict(path="/data/x.zip"),
+        options={},
+    )
 
 
 def same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -84,8 +98,10 @@ def test_generate_uses_a_checkpoints_G_ema(tmp_path):
     write_checkpoint(str(tmp_path / "checkpoint.pt"), G, D, G_ema)
     save_network_snapshot(str(tmp_path / "snap.pkl"), G=G, D=D, G_ema=G_ema)
     for source, out in (("checkpoint.pt", "a"), ("snap.pkl", "b")):
-        result = CliRunner().invoke(generate.main, ["--network", str(tmp_path / source), "--seeds", "0-2",
-                                                    "--class", "1", "--outdir", str(tmp_path / out)])
+        result = CliRunner().invoke(
+            generate.main,
+            ["--network", str(tmp_path / source), "--seeds", "0-2", "--class", "1", "--outdir", str(tmp_path / out)],
+        )
         assert result.exit_code == 0, result.output
     for name in ("seed0000.png", "seed0001.png", "seed0002.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -93,10 +109,12 @@ def test_generate_uses_a_checkpoints_G_ema(tmp_path):
 
 def test_the_command_converts_an_official_pickle_into_our_snapshot(tmp_path, official_names):
     import bad_inputs
+
     G, D, G_ema = nets()
     source, marker = _official_pickle(tmp_path, dict(G=G, D=D, G_ema=G_ema), protocol=4)
-    result = CliRunner().invoke(legacy.convert_network_pickle, ["--source", str(source), "--dest",
-                                                               str(tmp_path / "ours.pkl")])
+    result = CliRunner().invoke(
+        legacy.convert_network_pickle, ["--source", str(source), "--dest", str(tmp_path / "ours.pkl")]
+    )
     assert result.exit_code == 0 and "Wrote G, D, G_ema of" in result.output, result.output
     assert not marker.exists()  # the pickle's code never ran
     data = torch.load(tmp_path / "ours.pkl", weights_only=True)  # plain data: our format
@@ -105,9 +123,12 @@ def test_the_command_converts_an_official_pickle_into_our_snapshot(tmp_path, off
     assert data["format"] == "spinegan-snapshot-v1" and same_state(ours["G_ema"], G_ema) and same_state(ours["D"], D)
     code = bad_inputs.pickle_with_code(tmp_path / "code.pkl")
     before = bad_inputs.tree(tmp_path)
-    bad_inputs.assert_refused(CliRunner().invoke(legacy.convert_network_pickle, [
-        "--source", str(code), "--dest", str(tmp_path / "out.pkl")]), "refusing to load global posix.system",
-        root=tmp_path, before=before)
+    bad_inputs.assert_refused(
+        CliRunner().invoke(legacy.convert_network_pickle, ["--source", str(code), "--dest", str(tmp_path / "out.pkl")]),
+        "refusing to load global posix.system",
+        root=tmp_path,
+        before=before,
+    )
 
 
 def test_help_says_what_the_script_is_for():

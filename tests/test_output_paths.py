@@ -12,10 +12,10 @@ import json
 import shutil
 from pathlib import Path
 
+import bad_inputs
 import pytest
 from click.testing import CliRunner
 
-import bad_inputs
 import dnnlib
 from dnnlib import output_path
 
@@ -69,10 +69,15 @@ def test_every_output_is_checked_before_any_work(tmp_path, tool, args):
 @pytest.mark.parametrize("command, flag", [("train", "--out"), ("evaluate", "--out"), ("evaluate", "--roc")])
 def test_classifier_outputs_are_checked_before_any_work(tmp_path, command, flag):
     from spine.classifier.cli import cli
+
     out = str(bad_inputs.unwritable_path(tmp_path, "x"))
     before = bad_inputs.tree(tmp_path)
-    result = CliRunner().invoke(cli, [command, flag, out, "--data", "x.zip", "--classifier", "c.pkl", "--out", "o"]
-                                if flag == "--roc" else [command, flag, out, "--data", "x.zip"])
+    result = CliRunner().invoke(
+        cli,
+        [command, flag, out, "--data", "x.zip", "--classifier", "c.pkl", "--out", "o"]
+        if flag == "--roc"
+        else [command, flag, out, "--data", "x.zip"],
+    )
     bad_inputs.assert_refused(result, f"{flag}={out}: ", root=tmp_path, before=before)
 
 
@@ -81,6 +86,7 @@ def test_calc_metrics_checks_the_run_folder_before_computing(tmp_path, monkeypat
     from test_generate import snapshot
 
     import calc_metrics
+
     run = tmp_path / "run"
     run.mkdir()
     snapshot(str(run / "network-snapshot-000000.pkl"), c_dim=0)
@@ -92,11 +98,14 @@ def test_calc_metrics_checks_the_run_folder_before_computing(tmp_path, monkeypat
         if Path(kwargs["dir"]) == run:
             raise PermissionError(13, "Permission denied")
         return real_mkstemp(**kwargs)
+
     monkeypatch.setattr(output_path.tempfile, "mkstemp", refuse_in_run)
     monkeypatch.setattr(calc_metrics, "run_metrics", lambda *a: pytest.fail("computed before the check"))
     before = bad_inputs.tree(tmp_path)
-    result = CliRunner().invoke(calc_metrics.main, ["--network", str(run / "network-snapshot-000000.pkl"),
-                                                    "--metrics", "fid64", "--data", str(tmp_path / "data")])
+    result = CliRunner().invoke(
+        calc_metrics.main,
+        ["--network", str(run / "network-snapshot-000000.pkl"), "--metrics", "fid64", "--data", str(tmp_path / "data")],
+    )
     bad_inputs.assert_refused(result, f"cannot write in {run} (Permission denied)", root=tmp_path, before=before)
 
 
@@ -104,14 +113,24 @@ def test_generate_checks_free_space_for_its_images(tmp_path, monkeypatch):
     from test_generate import snapshot
 
     import generate
+
     snapshot(str(tmp_path / "net.pkl"), c_dim=0)
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(output_path.shutil, "disk_usage", lambda path: usage._replace(free=100 * 64 - 1))
     before = bad_inputs.tree(tmp_path)
-    args = ["--network", str(tmp_path / "net.pkl"), "--seeds", "0-99", "--outdir", str(tmp_path / "o"),
-            "--device", "cpu"]
-    bad_inputs.assert_refused(CliRunner().invoke(generate.main, args), "6.2 KiB needed", root=tmp_path,
-                              before=before)  # 100 images of 8x8x1 bytes
+    args = [
+        "--network",
+        str(tmp_path / "net.pkl"),
+        "--seeds",
+        "0-99",
+        "--outdir",
+        str(tmp_path / "o"),
+        "--device",
+        "cpu",
+    ]
+    bad_inputs.assert_refused(
+        CliRunner().invoke(generate.main, args), "6.2 KiB needed", root=tmp_path, before=before
+    )  # 100 images of 8x8x1 bytes
     monkeypatch.setattr(output_path.shutil, "disk_usage", lambda path: usage._replace(free=100 * 64))
     assert CliRunner().invoke(generate.main, args).exit_code == 0
     assert dnnlib  # the shared helper every tool calls

@@ -3,16 +3,16 @@ projection, and bad inputs get one Error: line and leave nothing behind."""
 
 import os
 
+import bad_inputs
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
+from test_generate import snapshot
 
-import bad_inputs
 import generate
 import projector
-from test_generate import snapshot
 
 
 def target_image(path, G, c) -> str:
@@ -31,34 +31,72 @@ def test_projects_writes_official_outputs_and_generate_renders_them(tmp_path):
     G = snapshot(pkl, c_dim=2)
     target = target_image(tmp_path / "xray.png", G, torch.tensor([[0.0, 1.0]]))
     out = tmp_path / "proj"
-    result = CliRunner().invoke(projector.main, ["--network", pkl, "--target", target, "--num-steps", "50",
-                                                 "--save-video", "False", "--outdir", str(out), "--device", "cpu",
-                                                 "--distance", "pixel", "--class", "1"])
+    result = CliRunner().invoke(
+        projector.main,
+        [
+            "--network",
+            pkl,
+            "--target",
+            target,
+            "--num-steps",
+            "50",
+            "--save-video",
+            "False",
+            "--outdir",
+            str(out),
+            "--device",
+            "cpu",
+            "--distance",
+            "pixel",
+            "--class",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Distance: fallback distance: mean squared pixel difference" in result.output
     assert sorted(os.listdir(out)) == ["proj.png", "projected_w.npz", "target.png"]
-    assert np.array_equal(np.asarray(PIL.Image.open(out / "target.png")),
-                          np.asarray(PIL.Image.open(target))[:, 2:-2])  # the centre crop, same size: no resize
+    assert np.array_equal(
+        np.asarray(PIL.Image.open(out / "target.png")), np.asarray(PIL.Image.open(target))[:, 2:-2]
+    )  # the centre crop, same size: no resize
     with np.load(out / "projected_w.npz") as data:
         assert data["w"].shape == (1, G.num_ws, G.w_dim) and data["c"].tolist() == [1]
     # The test network's noise strengths are 0, so its own noise maps render the projection as projector.py did.
     rendered = tmp_path / "gen"
-    result = CliRunner().invoke(generate.main, ["--network", pkl, "--projected-w", str(out / "projected_w.npz"),
-                                                "--outdir", str(rendered), "--device", "cpu"])
+    result = CliRunner().invoke(
+        generate.main,
+        ["--network", pkl, "--projected-w", str(out / "projected_w.npz"), "--outdir", str(rendered), "--device", "cpu"],
+    )
     assert result.exit_code == 0, result.output
-    assert np.array_equal(np.asarray(PIL.Image.open(rendered / "proj00.png")),
-                          np.asarray(PIL.Image.open(out / "proj.png")))
+    assert np.array_equal(
+        np.asarray(PIL.Image.open(rendered / "proj00.png")), np.asarray(PIL.Image.open(out / "proj.png"))
+    )
 
 
-@pytest.mark.skipif(not all(map(__import__("importlib").util.find_spec, projector.VIDEO_PACKAGES)),
-                    reason="the video extra (imageio, imageio-ffmpeg) is not installed")
+@pytest.mark.skipif(
+    not all(map(__import__("importlib").util.find_spec, projector.VIDEO_PACKAGES)),
+    reason="the video extra (imageio, imageio-ffmpeg) is not installed",
+)
 def test_video_has_one_frame_per_step(tmp_path):
     import imageio
+
     pkl = str(tmp_path / "net.pkl")
     G = snapshot(pkl, c_dim=0)
     target = target_image(tmp_path / "t.png", G, torch.zeros([1, 0]))
-    result = CliRunner().invoke(projector.main, ["--network", pkl, "--target", target, "--num-steps", "5",
-                                                 "--outdir", str(tmp_path / "o"), "--distance", "pixel"])
+    result = CliRunner().invoke(
+        projector.main,
+        [
+            "--network",
+            pkl,
+            "--target",
+            target,
+            "--num-steps",
+            "5",
+            "--outdir",
+            str(tmp_path / "o"),
+            "--distance",
+            "pixel",
+        ],
+    )
     assert result.exit_code == 0, result.output
     with imageio.get_reader(str(tmp_path / "o" / "proj.mp4")) as reader:
         assert reader.count_frames() == 5
@@ -80,8 +118,14 @@ def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
     pkl = str(tmp_path / "net.pkl")
     G = snapshot(pkl, c_dim=2)
     files = dict(tmp=tmp_path, text=bad_inputs.text_file(tmp_path / "notes.txt"))
-    args = {"--network": pkl, "--target": target_image(tmp_path / "t.png", G, torch.tensor([[1.0, 0.0]])),
-            "--num-steps": "2", "--save-video": "False", "--outdir": str(tmp_path / "out"), "--device": "cpu"}
+    args = {
+        "--network": pkl,
+        "--target": target_image(tmp_path / "t.png", G, torch.tensor([[1.0, 0.0]])),
+        "--num-steps": "2",
+        "--save-video": "False",
+        "--outdir": str(tmp_path / "out"),
+        "--device": "cpu",
+    }
     changes, exit_code, message = BAD_INPUTS[case]
     for flag, value in zip(changes[::2], changes[1::2]):
         args[flag] = value.format(**files)
@@ -97,7 +141,7 @@ def test_video_without_its_packages_is_refused_before_any_output(tmp_path, monke
     G = snapshot(pkl, c_dim=0)
     target = target_image(tmp_path / "t.png", G, torch.zeros([1, 0]))
     before = bad_inputs.tree(tmp_path)
-    result = CliRunner().invoke(projector.main, ["--network", pkl, "--target", target, "--outdir",
-                                                 str(tmp_path / "o")])
-    bad_inputs.assert_refused(result, "--save-video needs no_such_encoder_package (pip install imageio "
-                                      "imageio-ffmpeg", 1, tmp_path, before)
+    result = CliRunner().invoke(projector.main, ["--network", pkl, "--target", target, "--outdir", str(tmp_path / "o")])
+    bad_inputs.assert_refused(
+        result, "--save-video needs no_such_encoder_package (pip install imageio imageio-ffmpeg", 1, tmp_path, before
+    )

@@ -20,8 +20,15 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = ("train.py", "generate.py", "calc_metrics.py", "legacy.py", "projector.py", "style_mixing.py",
-           "dataset_tool.py")
+SCRIPTS = (
+    "train.py",
+    "generate.py",
+    "calc_metrics.py",
+    "legacy.py",
+    "projector.py",
+    "style_mixing.py",
+    "dataset_tool.py",
+)
 
 # README text -> its small stand-in, and why the stand-in keeps the chain honest.
 SMALL = {
@@ -40,8 +47,9 @@ SMALL = {
     # 5 projection steps instead of 300: every output is written, the fit is just rougher.
     "--num-steps=300": "--num-steps=5",
     # The paper's setting is hours on a GPU: checked as a dry run, which validates every option and file it names.
-    ".venv/bin/python train.py --outdir runs --data data/spine256.zip":
-        ".venv/bin/python train.py --dry-run --outdir runs --data data/spine256.zip",
+    ".venv/bin/python train.py --outdir runs --data data/spine256.zip": (
+        ".venv/bin/python train.py --dry-run --outdir runs --data data/spine256.zip"
+    ),
 }
 
 
@@ -74,12 +82,16 @@ def run_blocks(blocks: list[tuple[str, str]], root: Path, env: dict[str, str]) -
     """Run the blocks in order in `root`; returns the output of each."""
     outputs = []
     for language, code in blocks:
-        command = ["bash", "-euo", "pipefail", "-c", small(code)] if language == "bash" else \
-            [".venv/bin/python", "-c", small(code)]
+        command = (
+            ["bash", "-euo", "pipefail", "-c", small(code)]
+            if language == "bash"
+            else [".venv/bin/python", "-c", small(code)]
+        )
         start = time.time()
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, \
+        assert done.returncode == 0, (
             f"README block failed:\n{code}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+        )
         outputs.append(done.stdout + done.stderr)
         print(f"{time.time() - start:6.1f} s  {code.splitlines()[0]}")  # shown with -s or on failure
     return outputs
@@ -113,5 +125,7 @@ def test_the_readme_runs_top_to_bottom_twice(tmp_path):
     check_chain_outputs(tmp_path, run_blocks(blocks[1:], tmp_path, env), first_run=2)
     assert (tmp_path / "data" / "synthetic.zip").read_bytes() != synthetic  # from the new run's generator
     runs = sorted(name for name in os.listdir(tmp_path / "runs") if name[0].isdigit())
-    assert runs == [f"{i:05d}-spine32-cond-demo-kimg0.{kimg}{'-continued' if i % 2 else ''}-clinical0.1"
-                    for i, kimg in enumerate(["064", "128"] * 2)]  # the spine256 commands were dry runs
+    assert runs == [
+        f"{i:05d}-spine32-cond-demo-kimg0.{kimg}{'-continued' if i % 2 else ''}-clinical0.1"
+        for i, kimg in enumerate(["064", "128"] * 2)
+    ]  # the spine256 commands were dry runs

@@ -3,17 +3,17 @@
 import json
 import os
 
+import bad_inputs
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
 
-import bad_inputs
 import dnnlib
 import train
-from training import checkpoint as ckpt
 from torch_utils import custom_ops
+from training import checkpoint as ckpt
 from training.augment import augpipe_specs
 from training.networks import Discriminator, Generator, precision_summary
 from training.run_dir import create_run_dir, next_run_id
@@ -29,7 +29,6 @@ def write_dataset(path: str, n: int = 8, res: int = 16, labels: bool = True) -> 
     with open(f"{path}/dataset.json", "w") as f:
         json.dump({"labels": [[f"img{i:02d}.png", i % 2] for i in range(n)] if labels else None}, f)
     return path
-
 
 
 def invoke(*args: str):
@@ -60,14 +59,25 @@ def test_demo_gpu_preset_is_the_demo_at_batch_64(tmp_path, captured):
     demo, gpu = captured
     assert (demo.batch_size, demo.batch_gpu, gpu.batch_size, gpu.batch_gpu) == (16, 16, 64, 64)
     assert gpu.kimg_per_tick == 4 and gpu.data_loader_kwargs.num_workers == 2
-    different = {"batch_size", "batch_gpu", "kimg_per_tick", "data_loader_kwargs", "run_dir", "preset",
-                 "cli_options"}  # cli_options records the --cfg given
+    different = {
+        "batch_size",
+        "batch_gpu",
+        "kimg_per_tick",
+        "data_loader_kwargs",
+        "run_dir",
+        "preset",
+        "cli_options",
+    }  # cli_options records the --cfg given
     assert {k: v for k, v in gpu.items() if k not in different} == {k: v for k, v in demo.items() if k not in different}
 
 
-@pytest.mark.parametrize("fp32, expected", [("0", "bf16 blocks: G 8, 16, 32; D 32, 16, 8 (SPINEGAN_CPU_BF16=on)"),
-                                              ("1", "Mixed precision: off (no blocks marked for it: --fp32 or "
-                                                    "num_fp16_res=0)")])
+@pytest.mark.parametrize(
+    "fp32, expected",
+    [
+        ("0", "bf16 blocks: G 8, 16, 32; D 32, 16, 8 (SPINEGAN_CPU_BF16=on)"),
+        ("1", "Mixed precision: off (no blocks marked for it: --fp32 or num_fp16_res=0)"),
+    ],
+)
 def test_fp32_option_turns_the_bf16_blocks_off(tmp_path, captured, cpu_bf16, fp32, expected):
     data = write_dataset(str(tmp_path / "ds"), res=32)
     result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "--fp32", fp32)
@@ -78,8 +88,9 @@ def test_fp32_option_turns_the_bf16_blocks_off(tmp_path, captured, cpu_bf16, fp3
     assert precision_summary(dict(G=G, D=D), torch.device("cpu")) == expected
 
 
-@pytest.mark.parametrize("env, refused", [({}, True), ({"LOCAL_WORLD_SIZE": "2"}, True),
-                                          ({"LOCAL_WORLD_SIZE": "1"}, False)])  # 1: one process per machine
+@pytest.mark.parametrize(
+    "env, refused", [({}, True), ({"LOCAL_WORLD_SIZE": "2"}, True), ({"LOCAL_WORLD_SIZE": "1"}, False)]
+)  # 1: one process per machine
 def test_two_processes_on_one_gpu_are_refused(tmp_path, monkeypatch, env, refused):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -97,8 +108,24 @@ def test_two_processes_on_one_gpu_are_refused(tmp_path, monkeypatch, env, refuse
 
 def test_auto_preset_matches_official_formulas(tmp_path, captured):
     data = write_dataset(str(tmp_path / "ds"), res=64)
-    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none", "--gamma", "2",
-                    "--kimg", "10", "--mirror", "1", "--aug", "fixed", "--p", "0.3")
+    result = invoke(
+        "--outdir",
+        str(tmp_path / "runs"),
+        "--data",
+        data,
+        "--metrics",
+        "none",
+        "--gamma",
+        "2",
+        "--kimg",
+        "10",
+        "--mirror",
+        "1",
+        "--aug",
+        "fixed",
+        "--p",
+        "0.3",
+    )
     assert result.exit_code == 0, result.output
     args = captured[0]
     # mb = max(min(1 * min(4096 // 64, 32), 64), 1) = 32, ema = 10 kimg, mbstd = 4, fmaps 0.5.
@@ -107,17 +134,20 @@ def test_auto_preset_matches_official_formulas(tmp_path, captured):
     assert os.path.basename(args.run_dir) == "00000-ds-mirror-auto1gpu-gamma2-kimg10-fixed-p0.3"
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--aug", "fixed"], "--aug=fixed requires specifying --p"),
-    (["--p", "0.2"], "--p can only be specified with --aug=fixed"),
-    (["--aug", "noaug", "--augpipe", "bgc"], "--augpipe cannot be specified with --aug=noaug"),
-    (["--aug", "noaug", "--target", "0.5"], "--target can only be specified with --aug=ada"),
-    (["--gpus", "2", "--batch", "3"], "--batch must be at least 1 and divisible by --gpus"),
-    (["--gpus", "3"], "--gpus must be a power of two"),
-    (["--batch", "8", "--batch-gpu", "3"], "must be a multiple of --batch-gpu"),
-    (["--augpipe", "xyz"], "--augpipe=xyz"),
-    (["--resume", "missing.pkl"], "no such file"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--aug", "fixed"], "--aug=fixed requires specifying --p"),
+        (["--p", "0.2"], "--p can only be specified with --aug=fixed"),
+        (["--aug", "noaug", "--augpipe", "bgc"], "--augpipe cannot be specified with --aug=noaug"),
+        (["--aug", "noaug", "--target", "0.5"], "--target can only be specified with --aug=ada"),
+        (["--gpus", "2", "--batch", "3"], "--batch must be at least 1 and divisible by --gpus"),
+        (["--gpus", "3"], "--gpus must be a power of two"),
+        (["--batch", "8", "--batch-gpu", "3"], "must be a multiple of --batch-gpu"),
+        (["--augpipe", "xyz"], "--augpipe=xyz"),
+        (["--resume", "missing.pkl"], "no such file"),
+    ],
+)
 def test_bad_option_combinations_are_refused(tmp_path, captured, extra, message):
     data = write_dataset(str(tmp_path / "ds"))
     result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--metrics", "none", *extra)
@@ -181,8 +211,24 @@ def test_continued_run_takes_its_own_options(tmp_path, captured):
     """--resume=<checkpoint.pt> alone continues the run as it was started: data, preset, kimg, metrics."""
     data = write_dataset(str(tmp_path / "ds"))
     out = str(tmp_path / "runs")
-    first = invoke("--outdir", out, "--data", data, "--cond", "1", "--cfg", "demo", "--kimg", "0.1", "--gamma", "2",
-                   "--metrics", "none", "--snap", "7")
+    first = invoke(
+        "--outdir",
+        out,
+        "--data",
+        data,
+        "--cond",
+        "1",
+        "--cfg",
+        "demo",
+        "--kimg",
+        "0.1",
+        "--gamma",
+        "2",
+        "--metrics",
+        "none",
+        "--snap",
+        "7",
+    )
     assert first.exit_code == 0, first.output
     path = fake_checkpoint(tmp_path / "checkpoint.pt", captured[0])
     cont = invoke("--outdir", out, "--resume", path)
@@ -220,8 +266,15 @@ def test_dry_run_prints_the_official_summary(tmp_path, captured):
     summary = result.output.split("Output directory:")[1].splitlines()
     assert summary[0].strip() == os.path.join(str(tmp_path / "runs"), "00000-ds-cond-demo")
     assert [line.split(":")[0] for line in summary[1:9]] == [
-        "Training data", "Training duration", "Number of GPUs", "Batch size", "Number of images",
-        "Image resolution", "Conditional model", "Dataset x-flips"]
+        "Training data",
+        "Training duration",
+        "Number of GPUs",
+        "Batch size",
+        "Number of images",
+        "Image resolution",
+        "Conditional model",
+        "Dataset x-flips",
+    ]
     assert summary[2].split()[-2:] == ["30", "kimg"] and summary[5].split()[-1] == "8"
     assert summary[6].split()[-1] == "16" and summary[7].split()[-1] == "True"
 
@@ -237,8 +290,9 @@ def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
     result = invoke(*common, "--kimg", "0.032", "--kimg-per-tick", "0.016")
     assert result.exit_code == 0, result.output
     run = os.path.join(out, "00000-ds-demo-kimg0.032-batch8")
-    assert {"checkpoint.pt", "log.txt", "stats.jsonl", "fakes000000.032.png", "network-snapshot-000000.032.pkl"} \
-        <= set(os.listdir(run))
+    assert {"checkpoint.pt", "log.txt", "stats.jsonl", "fakes000000.032.png", "network-snapshot-000000.032.pkl"} <= set(
+        os.listdir(run)
+    )
     assert "bias_act: using reference path (tensor is on cpu" in open(os.path.join(run, "log.txt")).read()
     ckpt_path = os.path.join(run, "checkpoint.pt")
     refused = invoke(*common, "--kimg", "0.048", "--gamma", "3", "--resume", ckpt_path)
@@ -253,8 +307,15 @@ def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
 
 
 def tiny_snapshot(path) -> str:
-    G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=16, img_channels=1, mapping_kwargs=dict(num_layers=1),
-                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    G = Generator(
+        z_dim=8,
+        c_dim=2,
+        w_dim=8,
+        img_resolution=16,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    )
     save_network_snapshot(path, G=G, D=None, G_ema=G)
     return str(path)
 
@@ -275,21 +336,31 @@ def test_resume_snapshot_of_the_same_networks_is_accepted(tmp_path, captured):
 # Bad inputs that need files -> (options, the distinctive part of the one error line); exit status 1, and neither
 # a run directory nor any other file may appear.
 BAD_FILES = {
-    "mixed image sizes": (["--data", "{mixed}"], "img03.png: 8x8 L image; every image must be 16x16 with 1 "
-                                                 "channel(s) like img00.png (1 of 4 images differ)"),
+    "mixed image sizes": (
+        ["--data", "{mixed}"],
+        "img03.png: 8x8 L image; every image must be 16x16 with 1 channel(s) like img00.png (1 of 4 images differ)",
+    ),
     "resume from a text file": (["--resume", "{text}"], "--resume: {text}: not a network snapshot"),
     "resume from torch.save with a class": (["--resume", "{object}"], "names the Python global bad_inputs.Payload"),
     "resume from a pickle with code": (["--resume", "{code_pkl}"], "refusing to load global posix.system"),
-    "resume from networks of another shape": (["--resume", "{tiny}"], "--resume={tiny}: its G does not fit this "
-                                                                      "run's networks"),
+    "resume from networks of another shape": (
+        ["--resume", "{tiny}"],
+        "--resume={tiny}: its G does not fit this run's networks",
+    ),
     "metrics classifier missing": (["--metrics-classifier", "{tmp}/none.pkl"], "none.pkl: no such file"),
-    "metrics classifier is a pickle": (["--metrics-classifier", "{code_pkl}"], "--metrics-classifier: {code_pkl}: "
-                                                                              "not a classifier.pkl"),
+    "metrics classifier is a pickle": (
+        ["--metrics-classifier", "{code_pkl}"],
+        "--metrics-classifier: {code_pkl}: not a classifier.pkl",
+    ),
     "metrics classifier with code": (["--metrics-classifier", "{code_zip}"], "names the Python global posix.system"),
-    "metrics classifier of other classes": (["--metrics-classifier", "{lesion}", "--metrics", "label_fidelity10"],
-                                            "3 classes vs conditioning labels of dimension 2"),
-    "label fidelity of an unconditional run": (["--metrics-classifier", "{abnormality}", "--cond", "0", "--metrics",
-                                                "label_fidelity10"], "conditioning labels of dimension 0"),
+    "metrics classifier of other classes": (
+        ["--metrics-classifier", "{lesion}", "--metrics", "label_fidelity10"],
+        "3 classes vs conditioning labels of dimension 2",
+    ),
+    "label fidelity of an unconditional run": (
+        ["--metrics-classifier", "{abnormality}", "--cond", "0", "--metrics", "label_fidelity10"],
+        "conditioning labels of dimension 0",
+    ),
     "clinical classifier with code": (["--clinical-loss", "{code_zip}"], "names the Python global posix.system"),
     "clinical classifier of other classes": (["--clinical-loss", "{lesion}"], "classifier does not fit the dataset"),
 }
@@ -297,14 +368,17 @@ BAD_FILES = {
 
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_files_are_refused_before_the_run_directory_exists(tmp_path, captured, case):
-    files = dict(tmp=tmp_path, mixed=bad_inputs.write_images(tmp_path / "mixed", [16, 16, 16, 8], [0, 1, 0, 1]),
-                 text=bad_inputs.text_file(tmp_path / "notes.txt"),
-                 object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
-                 code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
-                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
-                 lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")),
-                 abnormality=bad_inputs.classifier_file(tmp_path / "abnormality.pkl"),
-                 tiny=tiny_snapshot(tmp_path / "tiny.pkl"))
+    files = dict(
+        tmp=tmp_path,
+        mixed=bad_inputs.write_images(tmp_path / "mixed", [16, 16, 16, 8], [0, 1, 0, 1]),
+        text=bad_inputs.text_file(tmp_path / "notes.txt"),
+        object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
+        code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
+        code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
+        lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")),
+        abnormality=bad_inputs.classifier_file(tmp_path / "abnormality.pkl"),
+        tiny=tiny_snapshot(tmp_path / "tiny.pkl"),
+    )
     data = write_dataset(str(tmp_path / "ds"))
     changes, message = BAD_FILES[case]
     options = {"--outdir": str(tmp_path / "runs"), "--data": data, "--cond": "1", "--metrics": "none", "--kimg": "1"}
@@ -315,11 +389,14 @@ def test_bad_files_are_refused_before_the_run_directory_exists(tmp_path, capture
     assert not captured
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--seed", "-1", "-1 is not in the range 0<=x<=4294967295"),
-    ("--seed", "4294967296", "4294967296 is not in the range 0<=x<=4294967295"),
-    ("--outdir", "{notes}", "exists and is not a folder"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--seed", "-1", "-1 is not in the range 0<=x<=4294967295"),
+        ("--seed", "4294967296", "4294967296 is not in the range 0<=x<=4294967295"),
+        ("--outdir", "{notes}", "exists and is not a folder"),
+    ],
+)
 def test_usage_errors(tmp_path, captured, option, value, message):
     data = write_dataset(str(tmp_path / "ds"))
     notes = bad_inputs.text_file(tmp_path / "notes.txt")

@@ -21,8 +21,8 @@ import torch  # noqa: E402
 from torch_utils import custom_ops  # noqa: E402
 from torch_utils.ops import bias_act_cuda, upfirdn2d_cuda  # noqa: E402
 
-DEFAULT_ARCH_LIST = '8.0;9.0'
-_LOADERS = {'bias_act': bias_act_cuda.load_plugin, 'upfirdn2d': upfirdn2d_cuda.load_plugin}
+DEFAULT_ARCH_LIST = "8.0;9.0"
+_LOADERS = {"bias_act": bias_act_cuda.load_plugin, "upfirdn2d": upfirdn2d_cuda.load_plugin}
 
 
 @dataclasses.dataclass
@@ -52,37 +52,47 @@ def skip_reason() -> str | None:
 def build_all() -> list[BuildResult]:
     """Builds (or finds cached) and imports every plugin; raises on the first failure."""
     if not torch.cuda.is_available():
-        os.environ.setdefault('TORCH_CUDA_ARCH_LIST', DEFAULT_ARCH_LIST)
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
     results = []
     for op, load in _LOADERS.items():
         start = time.time()
         module = load()
-        results.append(BuildResult(op, time.time() - start, os.path.dirname(module.__file__),
-                                   sorted(name for name in dir(module) if not name.startswith('_'))))
+        results.append(
+            BuildResult(
+                op,
+                time.time() - start,
+                os.path.dirname(module.__file__),
+                sorted(name for name in dir(module) if not name.startswith("_")),
+            )
+        )
     return results
 
 
 def main() -> int:
     reason = skip_reason()
     if reason is not None:
-        print(f'check_cuda_build: skipped: {reason}')
+        print(f"check_cuda_build: skipped: {reason}")
         return 0
     home = custom_ops.find_cuda_home()
-    default = 'those of the visible GPUs' if torch.cuda.is_available() else DEFAULT_ARCH_LIST
-    archs = os.environ.get('TORCH_CUDA_ARCH_LIST') or default
-    print(f'check_cuda_build: torch {torch.__version__} (CUDA {torch.version.cuda}), '
-          f'nvcc {custom_ops.nvcc_version(home)} at {home}, arch list {archs}')
+    default = "those of the visible GPUs" if torch.cuda.is_available() else DEFAULT_ARCH_LIST
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or default
+    print(
+        f"check_cuda_build: torch {torch.__version__} (CUDA {torch.version.cuda}), "
+        f"nvcc {custom_ops.nvcc_version(home)} at {home}, arch list {archs}"
+    )
     try:
         results = build_all()
     except Exception:  # Report the compiler output, then fail the check.
         traceback.print_exc()
-        print('check_cuda_build: FAILED to build the CUDA plugins')
+        print("check_cuda_build: FAILED to build the CUDA plugins")
         return 1
     for r in results:
-        print(f'check_cuda_build: {r.op}: OK, ready in {r.seconds:.1f} s (built or found cached), '
-              f'exports {", ".join(r.functions)}, cached at {r.path}')
+        print(
+            f"check_cuda_build: {r.op}: OK, ready in {r.seconds:.1f} s (built or found cached), "
+            f"exports {', '.join(r.functions)}, cached at {r.path}"
+        )
     return 0
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

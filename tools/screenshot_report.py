@@ -20,8 +20,17 @@ import click
 import dnnlib
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+)
 
 
 def find_chromium() -> str | None:
@@ -33,8 +42,14 @@ def find_chromium() -> str | None:
     return None
 
 
-def screenshot(html_path: str | Path, out: str | Path, width: int = 1200, height: int = 2400,
-               timeout: float = 120, chromium: str | None = None) -> Path:
+def screenshot(
+    html_path: str | Path,
+    out: str | Path,
+    width: int = 1200,
+    height: int = 2400,
+    timeout: float = 120,
+    chromium: str | None = None,
+) -> Path:
     """Render `html_path` at width x height and write the PNG to `out` (atomically: rendered beside, renamed)."""
     chromium = chromium or find_chromium()
     if chromium is None:
@@ -46,8 +61,14 @@ def screenshot(html_path: str | Path, out: str | Path, width: int = 1200, height
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         tmp_png = Path(profile) / "shot.png"
-        cmd = [chromium, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={tmp_png}",
-               f"--window-size={width},{height}", html_path.as_uri()]
+        cmd = [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--screenshot={tmp_png}",
+            f"--window-size={width},{height}",
+            html_path.as_uri(),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         if result.returncode != 0 or not tmp_png.is_file():
             raise click.ClickException(f"chromium failed ({result.returncode}): {result.stderr[-2000:]}")

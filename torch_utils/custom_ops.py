@@ -27,7 +27,8 @@ import subprocess
 import tempfile
 import time
 import types
-from typing import Callable, Iterator, Sequence, TextIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import TextIO
 
 import torch
 
@@ -35,22 +36,22 @@ import dnnlib
 
 logger = logging.getLogger(__name__)
 
-IMPL_ENV_VAR = 'SPINEGAN_OPS_IMPL'
-IMPL_CHOICES = ('auto', 'ref', 'cuda')
+IMPL_ENV_VAR = "SPINEGAN_OPS_IMPL"
+IMPL_CHOICES = ("auto", "ref", "cuda")
 
 # Op name -> module whose `load_plugin()` builds and returns that op's extension module.
 # Imported lazily so that CPU-only use never touches the build machinery.
 _PLUGIN_MODULES = {
-    'bias_act': 'torch_utils.ops.bias_act_cuda',
-    'upfirdn2d': 'torch_utils.ops.upfirdn2d_cuda',
+    "bias_act": "torch_utils.ops.bias_act_cuda",
+    "upfirdn2d": "torch_utils.ops.upfirdn2d_cuda",
 }
 
-_plugin_status: dict[str, str | None] = {}   # op -> None when the plugin loaded, else why not.
+_plugin_status: dict[str, str | None] = {}  # op -> None when the plugin loaded, else why not.
 _op_plugins: dict[str, types.ModuleType] = {}  # op -> its loaded extension module.
-_logged: set[tuple[str, str]] = set()         # (op, decision) pairs already logged.
+_logged: set[tuple[str, str]] = set()  # (op, decision) pairs already logged.
 _loaded_plugins: dict[str, types.ModuleType] = {}  # extension name -> module imported by get_plugin.
-_BUILD_DONE_MARKER = 'build-complete'
-_BUILD_RECIPE = 'v1'  # Part of the cache key: change it when `_build` changes how plugins are compiled.
+_BUILD_DONE_MARKER = "build-complete"
+_BUILD_RECIPE = "v1"  # Part of the cache key: change it when `_build` changes how plugins are compiled.
 
 # ----------------------------------------------------------------------------
 # Choosing the implementation.
@@ -58,11 +59,11 @@ _BUILD_RECIPE = 'v1'  # Part of the cache key: change it when `_build` changes h
 
 def _requested_mode(op_name: str, requested: str | None) -> str:
     """The mode asked for: an explicit `impl` wins, otherwise SPINEGAN_OPS_IMPL (default 'auto')."""
-    if requested is not None and requested != 'auto':
+    if requested is not None and requested != "auto":
         if requested not in IMPL_CHOICES:
             raise ValueError(f"{op_name}: impl={requested!r} is not one of {', '.join(IMPL_CHOICES)} (or None)")
         return requested
-    mode = os.environ.get(IMPL_ENV_VAR, 'auto').strip().lower() or 'auto'
+    mode = os.environ.get(IMPL_ENV_VAR, "auto").strip().lower() or "auto"
     if mode not in IMPL_CHOICES:
         raise ValueError(f"{IMPL_ENV_VAR}={os.environ[IMPL_ENV_VAR]!r} is not one of {', '.join(IMPL_CHOICES)}")
     return mode
@@ -72,22 +73,22 @@ def _plugin_failure(op_name: str) -> str | None:
     """Loads the op's plugin once per process; returns None on success, else the reason it failed."""
     if op_name not in _plugin_status:
         if op_name not in _PLUGIN_MODULES:
-            _plugin_status[op_name] = f'no CUDA plugin exists for op {op_name!r}'
+            _plugin_status[op_name] = f"no CUDA plugin exists for op {op_name!r}"
         else:
             try:
                 _op_plugins[op_name] = importlib.import_module(_PLUGIN_MODULES[op_name]).load_plugin()
                 _plugin_status[op_name] = None
             except Exception as exc:  # Any build/import failure becomes a reason, reported by the caller.
-                _plugin_status[op_name] = f'plugin build/load failed: {type(exc).__name__}: {exc}'
+                _plugin_status[op_name] = f"plugin build/load failed: {type(exc).__name__}: {exc}"
     return _plugin_status[op_name]
 
 
 def _cuda_unavailable_reason(op_name: str, tensor: torch.Tensor) -> str | None:
     """Why the CUDA plugin cannot run on this tensor, or None when it can."""
-    if tensor.device.type != 'cuda':
-        return f'tensor is on {tensor.device.type}, not on a CUDA device'
+    if tensor.device.type != "cuda":
+        return f"tensor is on {tensor.device.type}, not on a CUDA device"
     if not torch.cuda.is_available():
-        return 'torch reports no usable CUDA device'
+        return "torch reports no usable CUDA device"
     return _plugin_failure(op_name)
 
 
@@ -95,7 +96,7 @@ def _log_once(op_name: str, key: str, describe: Callable[[], str], level: int = 
     """Logs `describe()` the first time (op_name, key) is seen; resolve_impl runs on every op call."""
     if (op_name, key) not in _logged:
         _logged.add((op_name, key))
-        logger.log(level, '%s: %s', op_name, describe())
+        logger.log(level, "%s: %s", op_name, describe())
 
 
 @contextlib.contextmanager
@@ -107,7 +108,7 @@ def choices_logged_to(stream: TextIO) -> Iterator[None]:
     propagate to the root logger, which some imported packages (opacus) configure: they would show twice.
     """
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter('%(message)s'))
+    handler.setFormatter(logging.Formatter("%(message)s"))
     saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -121,9 +122,9 @@ def choices_logged_to(stream: TextIO) -> Iterator[None]:
 
 def _describe_plugin(op_name: str, tensor: torch.Tensor) -> str:
     major, minor = torch.cuda.get_device_capability(tensor.device)
-    path = getattr(_op_plugins.get(op_name), '__file__', None)
-    where = os.path.dirname(path) if path else 'unknown'
-    return f'using CUDA plugin (sm_{major}{minor}, cached at {where})'
+    path = getattr(_op_plugins.get(op_name), "__file__", None)
+    where = os.path.dirname(path) if path else "unknown"
+    return f"using CUDA plugin (sm_{major}{minor}, cached at {where})"
 
 
 def resolve_impl(op_name: str, requested: str | None, tensor: torch.Tensor) -> str:
@@ -134,19 +135,20 @@ def resolve_impl(op_name: str, requested: str | None, tensor: torch.Tensor) -> s
     otherwise. A forced 'cuda' that cannot be met raises RuntimeError naming the reason.
     """
     mode = _requested_mode(op_name, requested)
-    if mode == 'ref':
-        _log_once(op_name, 'ref', lambda: 'using reference path (requested)')
-        return 'ref'
+    if mode == "ref":
+        _log_once(op_name, "ref", lambda: "using reference path (requested)")
+        return "ref"
     reason = _cuda_unavailable_reason(op_name, tensor)
     if reason is None:
-        _log_once(op_name, 'cuda', lambda: _describe_plugin(op_name, tensor))
-        return 'cuda'
-    if mode == 'cuda':
+        _log_once(op_name, "cuda", lambda: _describe_plugin(op_name, tensor))
+        return "cuda"
+    if mode == "cuda":
         raise RuntimeError(f"{op_name}: impl='cuda' was requested but cannot be used: {reason}")
     # A CUDA tensor that falls back is a real slowdown: say so loudly.
-    level = logging.WARNING if tensor.device.type == 'cuda' else logging.INFO
-    _log_once(op_name, 'ref: ' + reason, lambda: f'using reference path ({reason})', level)
-    return 'ref'
+    level = logging.WARNING if tensor.device.type == "cuda" else logging.INFO
+    _log_once(op_name, "ref: " + reason, lambda: f"using reference path ({reason})", level)
+    return "ref"
+
 
 # ----------------------------------------------------------------------------
 # Building plugins.
@@ -162,43 +164,52 @@ def find_cuda_home() -> str:
     torch guesses CUDA_HOME from `which nvcc`, which is wrong when nvcc is a wrapper script
     (e.g. /usr/local/bin/nvcc -> /usr/local), so we check the headers are really there.
     """
-    candidates = [os.environ.get('CUDA_HOME'), os.environ.get('CUDA_PATH')]
-    nvcc = shutil.which('nvcc')
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
     if nvcc is not None:
         candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
-    candidates += sorted(glob.glob('/usr/local/cuda*'))
+    candidates += sorted(glob.glob("/usr/local/cuda*"))
     for home in candidates:
-        if home and os.path.isfile(os.path.join(home, 'bin', 'nvcc')) \
-                and os.path.isfile(os.path.join(home, 'include', 'cuda_runtime.h')):
+        if (
+            home
+            and os.path.isfile(os.path.join(home, "bin", "nvcc"))
+            and os.path.isfile(os.path.join(home, "include", "cuda_runtime.h"))
+        ):
             return home
-    raise BuildToolsMissing('nvcc (the CUDA compiler) was not found: install the CUDA toolkit matching '
-                       f'torch.version.cuda={torch.version.cuda} or set CUDA_HOME to its root')
+    raise BuildToolsMissing(
+        "nvcc (the CUDA compiler) was not found: install the CUDA toolkit matching "
+        f"torch.version.cuda={torch.version.cuda} or set CUDA_HOME to its root"
+    )
 
 
 def nvcc_version(home: str) -> str:
     """The toolkit release of `home`/bin/nvcc, e.g. '13.0'."""
-    out = subprocess.run([os.path.join(home, 'bin', 'nvcc'), '--version'], capture_output=True, text=True,
-                         check=True).stdout
-    match = re.search(r'release (\d+\.\d+)', out)
+    out = subprocess.run(
+        [os.path.join(home, "bin", "nvcc"), "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"release (\d+\.\d+)", out)
     if match is None:
-        raise RuntimeError(f'could not read the release from `{home}/bin/nvcc --version`: {out.strip()!r}')
+        raise RuntimeError(f"could not read the release from `{home}/bin/nvcc --version`: {out.strip()!r}")
     return match.group(1)
 
 
 def check_build_tools() -> str:
     """Returns the CUDA root; BuildToolsMissing without nvcc/ninja, RuntimeError when nvcc mismatches torch."""
     if torch.version.cuda is None:
-        raise BuildToolsMissing(f'torch {torch.__version__} was built without CUDA; install a CUDA build of torch')
+        raise BuildToolsMissing(f"torch {torch.__version__} was built without CUDA; install a CUDA build of torch")
     home = find_cuda_home()
     toolkit = nvcc_version(home)
-    if toolkit.split('.')[0] != torch.version.cuda.split('.')[0]:
-        major = torch.version.cuda.split('.')[0]
-        raise RuntimeError(f'nvcc {toolkit} at {home} cannot build for torch {torch.__version__} '
-                           f'(CUDA {torch.version.cuda}): '
-                           f'the major versions must match; install CUDA {major}.x (or the nvidia-cuda-nvcc-cu{major} '
-                           f'wheel) and point CUDA_HOME at it')
-    os.environ.setdefault('CUDA_HOME', home)  # Read when cpp_extension is first imported.
+    if toolkit.split(".")[0] != torch.version.cuda.split(".")[0]:
+        major = torch.version.cuda.split(".")[0]
+        raise RuntimeError(
+            f"nvcc {toolkit} at {home} cannot build for torch {torch.__version__} "
+            f"(CUDA {torch.version.cuda}): "
+            f"the major versions must match; install CUDA {major}.x (or the nvidia-cuda-nvcc-cu{major} "
+            f"wheel) and point CUDA_HOME at it"
+        )
+    os.environ.setdefault("CUDA_HOME", home)  # Read when cpp_extension is first imported.
     from torch.utils import cpp_extension
+
     cpp_extension.CUDA_HOME = home  # Make torch use the toolkit we checked, not its own guess.
     if not cpp_extension.is_ninja_available():
         raise BuildToolsMissing("ninja was not found: `pip install ninja` (it builds our CUDA plugins)")
@@ -207,47 +218,55 @@ def check_build_tools() -> str:
 
 def cuda_arch_list() -> list[str]:
     """Architectures to compile for: $TORCH_CUDA_ARCH_LIST, else those of the visible GPUs."""
-    env = os.environ.get('TORCH_CUDA_ARCH_LIST', '').strip()
+    env = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
     if env:
-        return sorted(set(env.replace(',', ';').replace(' ', ';').split(';')) - {''})
+        return sorted(set(env.replace(",", ";").replace(" ", ";").split(";")) - {""})
     if torch.cuda.is_available():
         caps = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
-        return sorted(f'{major}.{minor}' for major, minor in caps)
-    raise RuntimeError('no GPU is visible and TORCH_CUDA_ARCH_LIST is unset: '
-                       'set it (e.g. "8.0;9.0") to say which architectures to build for')
+        return sorted(f"{major}.{minor}" for major, minor in caps)
+    raise RuntimeError(
+        "no GPU is visible and TORCH_CUDA_ARCH_LIST is unset: "
+        'set it (e.g. "8.0;9.0") to say which architectures to build for'
+    )
 
 
 def _arch_tag(arch_list: Sequence[str]) -> str:
-    return '-'.join('sm_' + arch.replace('.', '').replace('+PTX', 'ptx') for arch in arch_list)
+    return "-".join("sm_" + arch.replace(".", "").replace("+PTX", "ptx") for arch in arch_list)
 
 
 def nvidia_wheel_include_dirs() -> list[str]:
     """Header folders of the nvidia-* pip wheels (cuSPARSE, cuBLAS, ...) that torch's headers include."""
-    spec = importlib.util.find_spec('nvidia')
+    spec = importlib.util.find_spec("nvidia")
     if spec is None or not spec.submodule_search_locations:
         return []
-    return sorted(path for root in spec.submodule_search_locations
-                  for path in glob.glob(os.path.join(root, '*', 'include')))
+    return sorted(
+        path for root in spec.submodule_search_locations for path in glob.glob(os.path.join(root, "*", "include"))
+    )
 
 
-def source_hash(paths: Sequence[str], extra: str = '') -> str:
+def source_hash(paths: Sequence[str], extra: str = "") -> str:
     """A digest of the files' names and contents plus `extra` (build options, torch version)."""
     digest = hashlib.sha256(extra.encode())
     for path in paths:
-        digest.update(os.path.basename(path).encode() + b'\0')
-        with open(path, 'rb') as file:
+        digest.update(os.path.basename(path).encode() + b"\0")
+        with open(path, "rb") as file:
             digest.update(file.read())
     return digest.hexdigest()[:16]
 
 
-def plugin_cache_dir(module_name: str, sources: Sequence[str], headers: Sequence[str] = (),
-                     arch_list: Sequence[str] | None = None, build_kwargs: dict | None = None) -> str:
+def plugin_cache_dir(
+    module_name: str,
+    sources: Sequence[str],
+    headers: Sequence[str] = (),
+    arch_list: Sequence[str] | None = None,
+    build_kwargs: dict | None = None,
+) -> str:
     """Where `get_plugin` builds: <TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions>/spinegan/<name>-<hash>-<arch>."""
     arch_list = cuda_arch_list() if arch_list is None else list(arch_list)
-    extra = f'{_BUILD_RECIPE}|{torch.__version__}|{torch.version.cuda}|{sorted((build_kwargs or {}).items())!r}'
+    extra = f"{_BUILD_RECIPE}|{torch.__version__}|{torch.version.cuda}|{sorted((build_kwargs or {}).items())!r}"
     key = source_hash(list(sources) + list(headers), extra)
-    root = os.environ.get('TORCH_EXTENSIONS_DIR') or os.path.join(os.path.expanduser('~'), '.cache', 'torch_extensions')
-    return os.path.join(root, 'spinegan', f'{module_name}-{key}-{_arch_tag(arch_list)}')
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "torch_extensions")
+    return os.path.join(root, "spinegan", f"{module_name}-{key}-{_arch_tag(arch_list)}")
 
 
 def _complete_build_covering(build_dir: str, arch_list: Sequence[str]) -> str | None:
@@ -255,10 +274,10 @@ def _complete_build_covering(build_dir: str, arch_list: Sequence[str]) -> str | 
 
     Lets a GPU run reuse what `tools/check_cuda_build.py` compiled for "8.0;9.0" without a GPU.
     """
-    prefix = build_dir[:-len(_arch_tag(arch_list))]
-    wanted = set(_arch_tag(arch_list).split('-'))
-    for candidate in sorted(glob.glob(glob.escape(prefix) + 'sm_*')):
-        built = set(candidate[len(prefix):].split('-'))
+    prefix = build_dir[: -len(_arch_tag(arch_list))]
+    wanted = set(_arch_tag(arch_list).split("-"))
+    for candidate in sorted(glob.glob(glob.escape(prefix) + "sm_*")):
+        built = set(candidate[len(prefix) :].split("-"))
         if wanted <= built and os.path.exists(os.path.join(candidate, _BUILD_DONE_MARKER)):
             return candidate
     return None
@@ -267,7 +286,7 @@ def _complete_build_covering(build_dir: str, arch_list: Sequence[str]) -> str | 
 @contextlib.contextmanager
 def _exclusive_lock(path: str) -> Iterator[None]:
     """An flock on `path`: the kernel releases it when a process dies, so it never goes stale."""
-    with open(path, 'a') as file:
+    with open(path, "a") as file:
         fcntl.flock(file, fcntl.LOCK_EX)
         try:
             yield
@@ -280,7 +299,7 @@ def _populate_atomically(build_dir: str, files: Sequence[str]) -> None:
     if os.path.isdir(build_dir):
         return
     parent = os.path.dirname(build_dir)
-    tmp_dir = tempfile.mkdtemp(dir=parent, prefix='.tmp-' + os.path.basename(build_dir) + '-')
+    tmp_dir = tempfile.mkdtemp(dir=parent, prefix=".tmp-" + os.path.basename(build_dir) + "-")
     for path in files:
         shutil.copyfile(path, os.path.join(tmp_dir, os.path.basename(path)))
     try:
@@ -291,45 +310,52 @@ def _populate_atomically(build_dir: str, files: Sequence[str]) -> None:
 
 def _import_built(module_name: str, build_dir: str) -> types.ModuleType:
     """Imports the compiled extension from `build_dir` without invoking ninja again."""
-    path = os.path.join(build_dir, module_name + '.so')
+    path = os.path.join(build_dir, module_name + ".so")
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None or not os.path.isfile(path):
-        raise RuntimeError(f'{module_name}: no built extension at {path}; delete {build_dir} to rebuild')
+        raise RuntimeError(f"{module_name}: no built extension at {path}; delete {build_dir} to rebuild")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _build(module_name: str, build_dir: str, sources: Sequence[str], arch_list: Sequence[str],
-           build_kwargs: dict) -> types.ModuleType:
+def _build(
+    module_name: str, build_dir: str, sources: Sequence[str], arch_list: Sequence[str], build_kwargs: dict
+) -> types.ModuleType:
     """Runs the ninja build in `build_dir` (caller holds the lock) and marks it complete."""
     from torch.utils import cpp_extension
-    stale_torch_lock = os.path.join(build_dir, 'lock')  # Left by a killed torch build; we hold the real lock.
+
+    stale_torch_lock = os.path.join(build_dir, "lock")  # Left by a killed torch build; we hold the real lock.
     if os.path.exists(stale_torch_lock):
         os.remove(stale_torch_lock)
     # The wheels' headers come last (-isystem after the toolkit's): they only fill in what the toolkit lacks.
-    wheel_includes = [flag for path in nvidia_wheel_include_dirs() for flag in ('-isystem', path)]
+    wheel_includes = [flag for path in nvidia_wheel_include_dirs() for flag in ("-isystem", path)]
     kwargs = dict(build_kwargs)
-    kwargs['extra_cflags'] = list(kwargs.get('extra_cflags', [])) + wheel_includes
-    kwargs['extra_cuda_cflags'] = list(kwargs.get('extra_cuda_cflags', [])) + wheel_includes
-    saved_arch = os.environ.get('TORCH_CUDA_ARCH_LIST')
-    os.environ['TORCH_CUDA_ARCH_LIST'] = ';'.join(arch_list)
+    kwargs["extra_cflags"] = list(kwargs.get("extra_cflags", [])) + wheel_includes
+    kwargs["extra_cuda_cflags"] = list(kwargs.get("extra_cuda_cflags", [])) + wheel_includes
+    saved_arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(arch_list)
     try:
-        module = cpp_extension.load(name=module_name, build_directory=build_dir, verbose=False,
-                                    sources=[os.path.join(build_dir, os.path.basename(s)) for s in sources],
-                                    **kwargs)
+        module = cpp_extension.load(
+            name=module_name,
+            build_directory=build_dir,
+            verbose=False,
+            sources=[os.path.join(build_dir, os.path.basename(s)) for s in sources],
+            **kwargs,
+        )
     finally:
         if saved_arch is None:
-            os.environ.pop('TORCH_CUDA_ARCH_LIST', None)
+            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
         else:
-            os.environ['TORCH_CUDA_ARCH_LIST'] = saved_arch
-    with dnnlib.atomic_write(os.path.join(build_dir, _BUILD_DONE_MARKER), 'w') as file:
-        file.write(f'built {time.strftime("%Y-%m-%d %H:%M:%S")} for {";".join(arch_list)}\n')
+            os.environ["TORCH_CUDA_ARCH_LIST"] = saved_arch
+    with dnnlib.atomic_write(os.path.join(build_dir, _BUILD_DONE_MARKER), "w") as file:
+        file.write(f"built {time.strftime('%Y-%m-%d %H:%M:%S')} for {';'.join(arch_list)}\n")
     return module
 
 
-def get_plugin(module_name: str, sources: Sequence[str], headers: Sequence[str] | None = None,
-               **build_kwargs) -> types.ModuleType:
+def get_plugin(
+    module_name: str, sources: Sequence[str], headers: Sequence[str] | None = None, **build_kwargs
+) -> types.ModuleType:
     """Builds (once per machine) and imports the CUDA extension `module_name`.
 
     `sources` and `headers` are file paths; every other keyword goes to
@@ -346,14 +372,14 @@ def get_plugin(module_name: str, sources: Sequence[str], headers: Sequence[str] 
     if existing is not None:
         module = _import_built(module_name, existing)
     else:
-        with _exclusive_lock(build_dir + '.lock'):
+        with _exclusive_lock(build_dir + ".lock"):
             _populate_atomically(build_dir, list(sources) + headers)
             if os.path.exists(os.path.join(build_dir, _BUILD_DONE_MARKER)):
                 module = _import_built(module_name, build_dir)
             else:
                 start = time.time()
                 module = _build(module_name, build_dir, sources, arch_list, build_kwargs)
-                logger.info('%s: built in %.1f s at %s', module_name, time.time() - start, build_dir)
+                logger.info("%s: built in %.1f s at %s", module_name, time.time() - start, build_dir)
     _loaded_plugins[module_name] = module
     return module
 
@@ -363,4 +389,3 @@ def reset_state() -> None:
     _plugin_status.clear()
     _op_plugins.clear()
     _logged.clear()
-

@@ -3,7 +3,8 @@ training streams, and the click type of --device. Nothing here knows about GANs.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import click
 import numpy as np
@@ -15,9 +16,13 @@ import torch
 _constant_cache: dict[tuple, torch.Tensor] = {}
 
 
-def constant(value: Any, shape: Sequence[int] | None = None, dtype: torch.dtype | None = None,
-             device: torch.device | str | None = None,
-             memory_format: torch.memory_format | None = None) -> torch.Tensor:
+def constant(
+    value: Any,
+    shape: Sequence[int] | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    memory_format: torch.memory_format | None = None,
+) -> torch.Tensor:
     """A cached constant tensor (broadcast to `shape` when given); treat the result as read-only.
 
     Networks ask for the same small constants (filters, masks) in every forward pass; caching them per
@@ -26,7 +31,7 @@ def constant(value: Any, shape: Sequence[int] | None = None, dtype: torch.dtype 
     value = np.asarray(value)
     shape = None if shape is None else tuple(int(s) for s in shape)
     dtype = torch.get_default_dtype() if dtype is None else dtype
-    device = torch.device('cpu' if device is None else device)
+    device = torch.device("cpu" if device is None else device)
     memory_format = torch.contiguous_format if memory_format is None else memory_format
     key = (value.shape, value.dtype.str, value.tobytes(), shape, dtype, device, memory_format)
     tensor = _constant_cache.get(key)
@@ -42,12 +47,16 @@ def constant(value: Any, shape: Sequence[int] | None = None, dtype: torch.dtype 
 def assert_shape(tensor: torch.Tensor, ref_shape: Sequence[int | None]) -> None:
     """Raise AssertionError unless `tensor` has len(ref_shape) dims matching it (None matches any size)."""
     if tensor.ndim != len(ref_shape):
-        raise AssertionError(f'Wrong number of dimensions: got {tensor.ndim} ({tuple(tensor.shape)}), '
-                             f'expected {len(ref_shape)} ({tuple(ref_shape)})')
+        raise AssertionError(
+            f"Wrong number of dimensions: got {tensor.ndim} ({tuple(tensor.shape)}), "
+            f"expected {len(ref_shape)} ({tuple(ref_shape)})"
+        )
     for idx, (size, ref_size) in enumerate(zip(tensor.shape, ref_shape)):
         if ref_size is not None and size != ref_size:
-            raise AssertionError(f'Wrong size for dimension {idx}: got {size}, expected {ref_size} '
-                                 f'(shape {tuple(tensor.shape)}, expected {tuple(ref_shape)})')
+            raise AssertionError(
+                f"Wrong size for dimension {idx}: got {size}, expected {ref_size} "
+                f"(shape {tuple(tensor.shape)}, expected {tuple(ref_shape)})"
+            )
 
 
 def is_dense(tensor: torch.Tensor) -> bool:
@@ -69,13 +78,15 @@ def is_dense(tensor: torch.Tensor) -> bool:
 # ----------------------------------------------------------------------------------------------------
 # Modules.
 
+
 def named_params_and_buffers(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     """All parameters and buffers of `module`, by their state_dict names."""
     return list(module.named_parameters()) + list(module.named_buffers())
 
 
-def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Module,
-                            require_all: bool = False) -> None:
+def copy_params_and_buffers(
+    src_module: torch.nn.Module, dst_module: torch.nn.Module, require_all: bool = False
+) -> None:
     """Copy every parameter and buffer of `dst_module` that `src_module` has under the same name.
 
     Unmatched names are skipped unless `require_all`; mismatched shapes are always an error (copy_ would
@@ -85,19 +96,24 @@ def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Mo
     for name, tensor in named_params_and_buffers(dst_module):
         if name not in src_tensors:
             if require_all:
-                raise KeyError(f'copy_params_and_buffers: {name!r} of {type(dst_module).__name__} is missing '
-                               f'from the source {type(src_module).__name__}')
+                raise KeyError(
+                    f"copy_params_and_buffers: {name!r} of {type(dst_module).__name__} is missing "
+                    f"from the source {type(src_module).__name__}"
+                )
             continue
         src = src_tensors[name]
         if src.shape != tensor.shape:
-            raise ValueError(f'copy_params_and_buffers: {name!r} has shape {tuple(src.shape)} in the source '
-                             f'but {tuple(tensor.shape)} in the destination')
+            raise ValueError(
+                f"copy_params_and_buffers: {name!r} has shape {tuple(src.shape)} in the source "
+                f"but {tuple(tensor.shape)} in the destination"
+            )
         with torch.no_grad():
             tensor.copy_(src.detach())
 
 
 # ----------------------------------------------------------------------------------------------------
 # Data.
+
 
 class InfiniteSampler(torch.utils.data.Sampler):
     """An endless stream of dataset indices, split between `num_replicas` ranks.
@@ -108,14 +124,23 @@ class InfiniteSampler(torch.utils.data.Sampler):
     position k goes to rank k % num_replicas.
     """
 
-    def __init__(self, dataset: Any, rank: int = 0, num_replicas: int = 1, shuffle: bool = True, seed: int = 0,
-                 window_size: float = 0.5):
+    def __init__(
+        self,
+        dataset: Any,
+        rank: int = 0,
+        num_replicas: int = 1,
+        shuffle: bool = True,
+        seed: int = 0,
+        window_size: float = 0.5,
+    ):
         if len(dataset) <= 0:
-            raise ValueError('InfiniteSampler: the dataset is empty')
+            raise ValueError("InfiniteSampler: the dataset is empty")
         if not (num_replicas >= 1 and 0 <= rank < num_replicas):
-            raise ValueError(f'InfiniteSampler: need 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}')
+            raise ValueError(
+                f"InfiniteSampler: need 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}"
+            )
         if not 0 <= window_size <= 1:
-            raise ValueError(f'InfiniteSampler: window_size must be in [0, 1], got {window_size}')
+            raise ValueError(f"InfiniteSampler: window_size must be in [0, 1], got {window_size}")
         super().__init__()
         self.dataset = dataset
         self.rank = rank

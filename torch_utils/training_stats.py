@@ -47,7 +47,7 @@ def report(name: str, value: Any) -> Any:
     reduces the same names.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f'training_stats.report: name must be a non-empty string, got {name!r}')
+        raise ValueError(f"training_stats.report: name must be a non-empty string, got {name!r}")
     elems = torch.as_tensor(value).detach().flatten().to(_DTYPE)
     finite = torch.isfinite(elems)
     elems = torch.where(finite, elems, 0)  # not elems[finite]: a boolean index waits for the device
@@ -70,7 +70,7 @@ def _sync(names: list[str]) -> list[torch.Tensor]:
     """Fold pending moments of `names` into the run totals (summed over ranks); return the totals."""
     if not names:
         return []
-    device = _sync_device if _sync_device is not None else torch.device('cpu')
+    device = _sync_device if _sync_device is not None else torch.device("cpu")
     deltas = torch.zeros([len(names), _MOMENTS], dtype=_DTYPE, device=device)
     for i, name in enumerate(names):
         for moments in _pending.get(name, {}).values():
@@ -92,12 +92,13 @@ class Collector:
     """
 
     def __init__(self, regex: str | None = None, keep_previous: bool = True):
-        self._regex = re.compile('.*' if regex is None else regex)
+        self._regex = re.compile(".*" if regex is None else regex)
         self._keep_previous = keep_previous
         # Cumulative totals at our last update: the first interval starts at the last sync (not a
         # collective call here, so collectors may be created on any rank at any time).
-        self._seen: dict[str, torch.Tensor] = {name: total.clone() for name, total in _cumulative.items()
-                                               if self._regex.fullmatch(name)}
+        self._seen: dict[str, torch.Tensor] = {
+            name: total.clone() for name, total in _cumulative.items() if self._regex.fullmatch(name)
+        }
         self._moments: dict[str, torch.Tensor] = {}  # interval moments shown to the caller
 
     def names(self) -> list[str]:
@@ -123,20 +124,24 @@ class Collector:
     def mean(self, name: str) -> float:
         """Mean of the values reported under `name` in the last interval (NaN if none)."""
         count = self.num(name)
-        return float(self._moments[name][1] / count) if count else float('nan')
+        return float(self._moments[name][1] / count) if count else float("nan")
 
     def std(self, name: str) -> float:
         """Population standard deviation of the values reported under `name` (NaN if none)."""
         count = self.num(name)
         if not count:
-            return float('nan')
+            return float("nan")
         mean = float(self._moments[name][1] / count)
-        return float(np.sqrt(max(float(self._moments[name][2] / count) - mean ** 2, 0.0)))
+        return float(np.sqrt(max(float(self._moments[name][2] / count) - mean**2, 0.0)))
 
     def as_dict(self) -> dnnlib.EasyDict:
         """{name: EasyDict(num, mean, std)} for every name of the last interval (JSON-friendly)."""
-        return dnnlib.EasyDict({name: dnnlib.EasyDict(num=self.num(name), mean=self.mean(name), std=self.std(name))
-                                for name in self.names()})
+        return dnnlib.EasyDict(
+            {
+                name: dnnlib.EasyDict(num=self.num(name), mean=self.mean(name), std=self.std(name))
+                for name in self.names()
+            }
+        )
 
     def __getitem__(self, name: str) -> float:
         """Shorthand for mean(name)."""

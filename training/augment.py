@@ -28,7 +28,8 @@ import functools
 import math
 import statistics
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +41,18 @@ from torch_utils.ops import grid_sample_gradfix, upfirdn2d
 # sym6 drives the 2x resampling of the geometric ops; sym2 seeds the filter bank of `imgfilter`.
 SYM2_LOWPASS = [-0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.48296291314469025]
 SYM6_LOWPASS = [
-    0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
-    0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
-    -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148,
+    0.015404109327027373,
+    0.0034907120842174702,
+    -0.11799011114819057,
+    -0.048311742585633,
+    0.4910559419267466,
+    0.787641141030194,
+    0.3379294217276218,
+    -0.07263752278646252,
+    -0.021060292512300564,
+    0.04472490177066578,
+    0.0017677118642428036,
+    -0.007800708325034148,
 ]
 
 # Relative power of the 4 filter-bank bands (low to high frequency) in a typical image; the band gains
@@ -62,22 +72,23 @@ _NOISE = dict(noise=1)
 _CUTOUT = dict(cutout=1)
 
 augpipe_specs: dict[str, dict[str, float]] = {
-    'blit': dict(_BLIT),
-    'geom': dict(_GEOM),
-    'color': dict(_COLOR),
-    'filter': dict(_FILTER),
-    'noise': dict(_NOISE),
-    'cutout': dict(_CUTOUT),
-    'bg': {**_BLIT, **_GEOM},
-    'bgc': {**_BLIT, **_GEOM, **_COLOR},
-    'bgcf': {**_BLIT, **_GEOM, **_COLOR, **_FILTER},
-    'bgcfn': {**_BLIT, **_GEOM, **_COLOR, **_FILTER, **_NOISE},
-    'bgcfnc': {**_BLIT, **_GEOM, **_COLOR, **_FILTER, **_NOISE, **_CUTOUT},
+    "blit": dict(_BLIT),
+    "geom": dict(_GEOM),
+    "color": dict(_COLOR),
+    "filter": dict(_FILTER),
+    "noise": dict(_NOISE),
+    "cutout": dict(_CUTOUT),
+    "bg": {**_BLIT, **_GEOM},
+    "bgc": {**_BLIT, **_GEOM, **_COLOR},
+    "bgcf": {**_BLIT, **_GEOM, **_COLOR, **_FILTER},
+    "bgcfn": {**_BLIT, **_GEOM, **_COLOR, **_FILTER, **_NOISE},
+    "bgcfnc": {**_BLIT, **_GEOM, **_COLOR, **_FILTER, **_NOISE, **_CUTOUT},
 }
 
 
 # ----------------------------------------------------------------------------------------------------
 # Filters.
+
 
 def wavelet_filter_bank(lowpass: Sequence[float], num_bands: int = 4) -> torch.Tensor:
     """Zero-phase octave filter bank [num_bands, taps] from an orthogonal wavelet's low-pass filter.
@@ -95,8 +106,8 @@ def wavelet_filter_bank(lowpass: Sequence[float], num_bands: int = 4) -> torch.T
     low = torch.ones(1, dtype=torch.float64)
     highs = []
     for level in range(num_bands - 1):
-        highs.append(_convolve1d(low, _dilate(hi2, 2 ** level)))
-        low = _convolve1d(low, _dilate(lo2, 2 ** level))
+        highs.append(_convolve1d(low, _dilate(hi2, 2**level)))
+        low = _convolve1d(low, _dilate(lo2, 2**level))
     bands = [low] + highs[::-1]
     taps = len(low)
     return torch.stack([F.pad(b, [(taps - len(b)) // 2] * 2) for b in bands]).to(torch.float32)
@@ -106,7 +117,7 @@ def _convolve1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Full 1-D convolution of two float64 vectors."""
     out = torch.zeros(len(a) + len(b) - 1, dtype=a.dtype)
     for i, value in enumerate(a):
-        out[i:i + len(b)] += value * b
+        out[i : i + len(b)] += value * b
     return out
 
 
@@ -120,6 +131,7 @@ def _dilate(f: torch.Tensor, step: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------
 # Random draws.
 
+
 class _Draws:
     """Per-sample random numbers from torch's global generator, or fixed quantiles in debug mode.
 
@@ -129,7 +141,7 @@ class _Draws:
 
     def __init__(self, batch_size: int, device: torch.device, debug_percentile: float | None):
         if debug_percentile is not None and not 0 <= debug_percentile < 1:
-            raise ValueError(f'AugmentPipe: debug_percentile must be in [0, 1), got {debug_percentile}')
+            raise ValueError(f"AugmentPipe: debug_percentile must be in [0, 1), got {debug_percentile}")
         self.batch_size = batch_size
         self.device = device
         self.q = debug_percentile
@@ -157,7 +169,8 @@ class _Draws:
 # ----------------------------------------------------------------------------------------------------
 # Homogeneous matrices, batched over the leading dimension. Elements are broadcast tensors or numbers.
 
-@functools.lru_cache(maxsize=None)
+
+@functools.cache
 def _constant(values: tuple, device: torch.device) -> torch.Tensor:
     """A float32 tensor of fixed `values` (nested tuples) on `device`, made once: a tensor built from host data is a
     host-to-device copy, which a CUDA graph cannot replay. Callers must not modify it."""
@@ -167,8 +180,13 @@ def _constant(values: tuple, device: torch.device) -> torch.Tensor:
 def _matrix(rows: Sequence[Sequence[Any]], like: torch.Tensor) -> torch.Tensor:
     """Stack a nested list of per-sample values (tensors [N] or numbers) into [N, R, C]."""
     n = like.shape[0]
-    elems = [e.to(torch.float32).expand(n) if isinstance(e, torch.Tensor)
-             else torch.full([n], float(e), dtype=torch.float32, device=like.device) for row in rows for e in row]
+    elems = [
+        e.to(torch.float32).expand(n)
+        if isinstance(e, torch.Tensor)
+        else torch.full([n], float(e), dtype=torch.float32, device=like.device)
+        for row in rows
+        for e in row
+    ]
     return torch.stack(elems, dim=1).reshape(n, len(rows), len(rows[0]))
 
 
@@ -235,6 +253,7 @@ def _scale_chroma(s: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------
 # Pixel plumbing.
 
+
 def _reflect_index(i: torch.Tensor, n: int) -> torch.Tensor:
     """Map any integer index onto [0, n) by mirroring about the edge pixels (torch's 'reflect' rule)."""
     if n == 1:
@@ -261,7 +280,7 @@ def _blit(x: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
     """Exact gather for transforms that map pixel centres onto pixel centres (flips, 90-degree turns,
     integer shifts), with reflection beyond the edges."""
     n, c, h, w = x.shape
-    ys, xs = torch.meshgrid(_pixel_centres(h, x.device), _pixel_centres(w, x.device), indexing='ij')
+    ys, xs = torch.meshgrid(_pixel_centres(h, x.device), _pixel_centres(w, x.device), indexing="ij")
     coords = torch.stack([xs.flatten(), ys.flatten(), torch.ones_like(xs.flatten())])
     src = g_inv @ coords
     cols = _reflect_index(torch.round(src[:, 0] + w / 2 - 0.5).long(), w)
@@ -328,7 +347,7 @@ def _resample(x: torch.Tensor, g_inv: torch.Tensor, lowpass: torch.Tensor, fixed
     grid = torch.stack([(src_x + (w / 2 + left)) * (2 / wp) - 1, (src_y + (h / 2 + top)) * (2 / hp) - 1], dim=3)
     x = grid_sample_gradfix.grid_sample(x, grid.to(x.dtype))
     x = upfirdn2d.downsample2d(x, f, down=2, flip_filter=True)
-    return x[:, :, s:s + h, s:s + w]
+    return x[:, :, s : s + h, s : s + w]
 
 
 def _filter_separable(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
@@ -345,8 +364,9 @@ def _filter_separable(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return x.reshape(n, c, h, w)
 
 
-def _apply_to_subset(x: torch.Tensor, mask: torch.Tensor, fn: Callable[[torch.Tensor, Any], torch.Tensor],
-                     fixed_shapes: bool) -> torch.Tensor:
+def _apply_to_subset(
+    x: torch.Tensor, mask: torch.Tensor, fn: Callable[[torch.Tensor, Any], torch.Tensor], fixed_shapes: bool
+) -> torch.Tensor:
     """Replace the samples selected by `mask` with fn(x[idx], idx); the others stay bit-exact.
 
     By default only the selected samples are computed (their indices are read back to the host); with
@@ -363,6 +383,7 @@ def _apply_to_subset(x: torch.Tensor, mask: torch.Tensor, fn: Callable[[torch.Te
 # ----------------------------------------------------------------------------------------------------
 # The pipeline.
 
+
 class AugmentPipe(torch.nn.Module):
     """ADA's differentiable augmentation pipeline; each op's argument is its probability multiplier.
 
@@ -371,36 +392,82 @@ class AugmentPipe(torch.nn.Module):
     `Hz_fbank` [4, 43] (filter bank from sym2) are kept in the state_dict under their official names.
     """
 
-    def __init__(self,
-                 xflip: float = 0, rotate90: float = 0, xint: float = 0, xint_max: float = 0.125,
-                 scale: float = 0, rotate: float = 0, aniso: float = 0, xfrac: float = 0,
-                 scale_std: float = 0.2, rotate_max: float = 1, aniso_std: float = 0.2, xfrac_std: float = 0.125,
-                 brightness: float = 0, contrast: float = 0, lumaflip: float = 0, hue: float = 0,
-                 saturation: float = 0, brightness_std: float = 0.2, contrast_std: float = 0.5,
-                 hue_max: float = 1, saturation_std: float = 1,
-                 imgfilter: float = 0, imgfilter_bands: Sequence[float] = (1, 1, 1, 1), imgfilter_std: float = 1,
-                 noise: float = 0, cutout: float = 0, noise_std: float = 0.1, cutout_size: float = 0.5):
+    def __init__(
+        self,
+        xflip: float = 0,
+        rotate90: float = 0,
+        xint: float = 0,
+        xint_max: float = 0.125,
+        scale: float = 0,
+        rotate: float = 0,
+        aniso: float = 0,
+        xfrac: float = 0,
+        scale_std: float = 0.2,
+        rotate_max: float = 1,
+        aniso_std: float = 0.2,
+        xfrac_std: float = 0.125,
+        brightness: float = 0,
+        contrast: float = 0,
+        lumaflip: float = 0,
+        hue: float = 0,
+        saturation: float = 0,
+        brightness_std: float = 0.2,
+        contrast_std: float = 0.5,
+        hue_max: float = 1,
+        saturation_std: float = 1,
+        imgfilter: float = 0,
+        imgfilter_bands: Sequence[float] = (1, 1, 1, 1),
+        imgfilter_std: float = 1,
+        noise: float = 0,
+        cutout: float = 0,
+        noise_std: float = 0.1,
+        cutout_size: float = 0.5,
+    ):
         super().__init__()
         imgfilter_bands = [float(b) for b in imgfilter_bands]
         if len(imgfilter_bands) != len(IMGFILTER_EXPECTED_POWER):
-            raise ValueError(f'AugmentPipe: imgfilter_bands needs {len(IMGFILTER_EXPECTED_POWER)} values, '
-                             f'got {imgfilter_bands}')
+            raise ValueError(
+                f"AugmentPipe: imgfilter_bands needs {len(IMGFILTER_EXPECTED_POWER)} values, got {imgfilter_bands}"
+            )
         self.init_kwargs = dnnlib.EasyDict(
-            xflip=xflip, rotate90=rotate90, xint=xint, xint_max=xint_max, scale=scale, rotate=rotate,
-            aniso=aniso, xfrac=xfrac, scale_std=scale_std, rotate_max=rotate_max, aniso_std=aniso_std,
-            xfrac_std=xfrac_std, brightness=brightness, contrast=contrast, lumaflip=lumaflip, hue=hue,
-            saturation=saturation, brightness_std=brightness_std, contrast_std=contrast_std, hue_max=hue_max,
-            saturation_std=saturation_std, imgfilter=imgfilter, imgfilter_bands=imgfilter_bands,
-            imgfilter_std=imgfilter_std, noise=noise, cutout=cutout, noise_std=noise_std, cutout_size=cutout_size)
+            xflip=xflip,
+            rotate90=rotate90,
+            xint=xint,
+            xint_max=xint_max,
+            scale=scale,
+            rotate=rotate,
+            aniso=aniso,
+            xfrac=xfrac,
+            scale_std=scale_std,
+            rotate_max=rotate_max,
+            aniso_std=aniso_std,
+            xfrac_std=xfrac_std,
+            brightness=brightness,
+            contrast=contrast,
+            lumaflip=lumaflip,
+            hue=hue,
+            saturation=saturation,
+            brightness_std=brightness_std,
+            contrast_std=contrast_std,
+            hue_max=hue_max,
+            saturation_std=saturation_std,
+            imgfilter=imgfilter,
+            imgfilter_bands=imgfilter_bands,
+            imgfilter_std=imgfilter_std,
+            noise=noise,
+            cutout=cutout,
+            noise_std=noise_std,
+            cutout_size=cutout_size,
+        )
         for name, value in self.init_kwargs.items():
-            if name != 'imgfilter_bands':
+            if name != "imgfilter_bands":
                 if not isinstance(value, (int, float)) or value < 0:
-                    raise ValueError(f'AugmentPipe: {name} must be a number >= 0, got {value!r}')
+                    raise ValueError(f"AugmentPipe: {name} must be a number >= 0, got {value!r}")
                 setattr(self, name, float(value))
         self.imgfilter_bands = imgfilter_bands
-        self.register_buffer('p', torch.zeros([]))
-        self.register_buffer('Hz_geom', torch.tensor(SYM6_LOWPASS, dtype=torch.float32))
-        self.register_buffer('Hz_fbank', wavelet_filter_bank(SYM2_LOWPASS, num_bands=4))
+        self.register_buffer("p", torch.zeros([]))
+        self.register_buffer("Hz_geom", torch.tensor(SYM6_LOWPASS, dtype=torch.float32))
+        self.register_buffer("Hz_fbank", wavelet_filter_bank(SYM2_LOWPASS, num_bands=4))
         # The form of the computation, not of the augmentation (same draws, same results; module docstring):
         # not a constructor argument, so snapshots do not carry it.
         self.fixed_shapes = False
@@ -408,17 +475,20 @@ class AugmentPipe(torch.nn.Module):
     def set_p(self, p: float) -> None:
         """Set a fixed augmentation strength (the `--aug=fixed` mode)."""
         if not p >= 0:
-            raise ValueError(f'AugmentPipe: p must be >= 0, got {p}')
+            raise ValueError(f"AugmentPipe: p must be >= 0, got {p}")
         if p > AdaController.WARN_P:
-            warnings.warn(f'AugmentPipe: a fixed p = {p} above {AdaController.WARN_P} may leak augmentations '
-                          f'into the generated images', stacklevel=2)
+            warnings.warn(
+                f"AugmentPipe: a fixed p = {p} above {AdaController.WARN_P} may leak augmentations "
+                f"into the generated images",
+                stacklevel=2,
+            )
         self.p.fill_(float(p))
 
     def forward(self, images: torch.Tensor, debug_percentile: float | None = None) -> torch.Tensor:
         """Augment a batch [N, C, H, W] (C = 1 or 3); `debug_percentile` replaces every random draw by that
         quantile, making the output deterministic."""
         if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f'AugmentPipe: images must be [N, C, H, W] with C = 1 or 3, got {tuple(images.shape)}')
+            raise ValueError(f"AugmentPipe: images must be [N, C, H, W] with C = 1 or 3, got {tuple(images.shape)}")
         draws = _Draws(images.shape[0], images.device, debug_percentile)
         x = images
         if max(self.xflip, self.rotate90, self.xint, self.scale, self.rotate, self.aniso, self.xfrac) > 0:
@@ -441,7 +511,7 @@ class AugmentPipe(torch.nn.Module):
     def _augment_geometry(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
         n, _, h, w = x.shape
         if self.rotate90 > 0 and h != w:
-            raise ValueError(f'AugmentPipe: rotate90 needs square images, got {h}x{w}')
+            raise ValueError(f"AugmentPipe: rotate90 needs square images, got {h}x{w}")
         g_inv, fired, resample = self._geometry_matrices(draws, h, w)
         fixed = self.fixed_shapes
         x = _apply_to_subset(x, fired & ~resample, lambda xs, idx: _blit(xs, g_inv[idx]), fixed)
@@ -492,8 +562,9 @@ class AugmentPipe(torch.nn.Module):
             resample |= (t != 0).any(dim=1)
         return g_inv, changed(g_inv) | resample, resample
 
-    def _random_rotation(self, draws: _Draws, prob: torch.Tensor, g_inv: torch.Tensor,
-                         resample: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _random_rotation(
+        self, draws: _Draws, prob: torch.Tensor, g_inv: torch.Tensor, resample: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         theta = (draws.uniform() * 2 - 1) * math.pi * self.rotate_max
         fire = draws.fires(prob)
         theta = torch.where(fire, theta, torch.zeros_like(theta))
@@ -565,6 +636,7 @@ class AugmentPipe(torch.nn.Module):
 # ----------------------------------------------------------------------------------------------------
 # The controller.
 
+
 class AdaController:
     """Adjusts `AugmentPipe.p` from the overfitting heuristic r_t = E[sign(D(real))].
 
@@ -579,12 +651,14 @@ class AdaController:
 
     def __init__(self, target: float, batch_size: int, interval: int = 4, ada_kimg: float = 500, p_max: float = 1.0):
         if not 0 <= target <= 1:
-            raise ValueError(f'AdaController: target must be in [0, 1], got {target}')
+            raise ValueError(f"AdaController: target must be in [0, 1], got {target}")
         if batch_size < 1 or interval < 1 or ada_kimg <= 0:
-            raise ValueError(f'AdaController: batch_size and interval must be >= 1 and ada_kimg > 0, '
-                             f'got {batch_size}, {interval}, {ada_kimg}')
+            raise ValueError(
+                f"AdaController: batch_size and interval must be >= 1 and ada_kimg > 0, "
+                f"got {batch_size}, {interval}, {ada_kimg}"
+            )
         if not p_max >= 0:
-            raise ValueError(f'AdaController: p_max must be >= 0, got {p_max}')
+            raise ValueError(f"AdaController: p_max must be >= 0, got {p_max}")
         self.target = float(target)
         self.batch_size = int(batch_size)
         self.interval = int(interval)
@@ -652,21 +726,24 @@ class AdaController:
         """Warn once when p exceeds WARN_P; the loop calls it at each tick with the p it reads for its status."""
         if p > self.WARN_P and not self._warned:
             self._warned = True
-            warnings.warn(f'ADA: augmentation probability p = {p:.3f} exceeds {self.WARN_P}; augmentations may '
-                          f'leak into the generated images (clamped at p_max = {self.p_max})', stacklevel=3)
+            warnings.warn(
+                f"ADA: augmentation probability p = {p:.3f} exceeds {self.WARN_P}; augmentations may "
+                f"leak into the generated images (clamped at p_max = {self.p_max})",
+                stacklevel=3,
+            )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume mid-interval (p itself lives in the AugmentPipe's state_dict)."""
         stats = [0.0, 0.0] if self._stats is None else self._stats.tolist()
-        return dict(sign_sum=stats[0], count=stats[1], iterations=self._iterations, r_t=self.r_t,
-                    warned=self._warned)
+        return dict(sign_sum=stats[0], count=stats[1], iterations=self._iterations, r_t=self.r_t, warned=self._warned)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        expected = {'sign_sum', 'count', 'iterations', 'r_t', 'warned'}
+        expected = {"sign_sum", "count", "iterations", "r_t", "warned"}
         if set(state) != expected:
-            raise ValueError(f'AdaController.load_state_dict: expected keys {sorted(expected)}, got {sorted(state)}')
-        self._stats = None if state['count'] == 0 else torch.tensor([state['sign_sum'], state['count']],
-                                                                     dtype=torch.float64)
-        self._iterations = int(state['iterations'])
-        self._r_t = torch.tensor(math.nan if state['r_t'] is None else state['r_t'], dtype=torch.float64)
-        self._warned = bool(state['warned'])
+            raise ValueError(f"AdaController.load_state_dict: expected keys {sorted(expected)}, got {sorted(state)}")
+        self._stats = (
+            None if state["count"] == 0 else torch.tensor([state["sign_sum"], state["count"]], dtype=torch.float64)
+        )
+        self._iterations = int(state["iterations"])
+        self._r_t = torch.tensor(math.nan if state["r_t"] is None else state["r_t"], dtype=torch.float64)
+        self._warned = bool(state["warned"])

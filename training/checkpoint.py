@@ -3,7 +3,8 @@
 A checkpoint (`checkpoint.pt` in the run directory, rewritten atomically at every network snapshot) holds
 G, D, G_ema and the augment pipe (init_kwargs + state_dict), both optimisers, the path-length mean, the
 progress counters (cur_nimg, cur_tick, batch_idx, tick_start_nimg; batch_idx fixes the sampler position) and, per
-process, the RNG states (torch CPU/CUDA, numpy, python) and the ADA controller state. It contains only plain data and tensors, so it is read with
+process, the RNG states (torch CPU/CUDA, numpy, python) and the ADA controller state. It contains only plain data and
+tensors, so it is read with
 `torch.load(weights_only=True)`: loading a checkpoint never executes code.
 
 Contrast with a network snapshot (`training.serialization`): a snapshot carries the networks only and is used
@@ -40,8 +41,12 @@ def capture_rng_state() -> dict:
     return dict(
         torch=torch.get_rng_state(),
         cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        numpy=dict(keys=torch.from_numpy(np_state[1].astype(np.int64)), pos=int(np_state[2]),
-                   has_gauss=int(np_state[3]), cached_gaussian=float(np_state[4])),
+        numpy=dict(
+            keys=torch.from_numpy(np_state[1].astype(np.int64)),
+            pos=int(np_state[2]),
+            has_gauss=int(np_state[3]),
+            cached_gaussian=float(np_state[4]),
+        ),
         python=random.getstate(),
     )
 
@@ -52,8 +57,9 @@ def restore_rng_state(state: dict) -> None:
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
 
@@ -74,14 +80,24 @@ class preserved_rng_state:
 def net_entry(module: torch.nn.Module | None) -> dict | None:
     if module is None:
         return None
-    return dict(init_kwargs=plain(getattr(module, "init_kwargs", {})),
-                state_dict={k: v.detach().cpu().clone() for k, v in module.state_dict().items()})
+    return dict(
+        init_kwargs=plain(getattr(module, "init_kwargs", {})),
+        state_dict={k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+    )
 
 
-def save_checkpoint(path: str | os.PathLike, *, nets: dict[str, torch.nn.Module | None],
-                    optimizers: dict[str, torch.optim.Optimizer], pl_mean: float, progress: dict,
-                    process_states: list[dict], training_set_kwargs: dict, options: dict,
-                    plugin_states: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    nets: dict[str, torch.nn.Module | None],
+    optimizers: dict[str, torch.optim.Optimizer],
+    pl_mean: float,
+    progress: dict,
+    process_states: list[dict],
+    training_set_kwargs: dict,
+    options: dict,
+    plugin_states: dict | None = None,
+) -> None:
     """Write a checkpoint atomically (a run killed at any moment leaves the previous complete one).
 
     `process_states[rank]` = dict(rng=capture_rng_state(), ada=AdaController.state_dict() or None) of each
@@ -151,6 +167,8 @@ def load_net_state(module: torch.nn.Module, entry: dict, name: str, path: str | 
     """Copy a checkpoint entry into `module`, refusing a network built with other constructor arguments."""
     ours = plain(getattr(module, "init_kwargs", {}))
     if ours != entry["init_kwargs"]:
-        raise ValueError(f"{path}: {name} was built with {entry['init_kwargs']}, this run builds {ours}; "
-                         f"continue with the same options, or use a network snapshot (.pkl) for transfer learning")
+        raise ValueError(
+            f"{path}: {name} was built with {entry['init_kwargs']}, this run builds {ours}; "
+            f"continue with the same options, or use a network snapshot (.pkl) for transfer learning"
+        )
     module.load_state_dict(entry["state_dict"], strict=True)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,8 +37,7 @@ class SampledBatch:
 class IndexSampler(Protocol):
     """Draws one iteration's dataset indices (e.g. `spine.dp.sampling.PoissonSampler`)."""
 
-    def sample(self) -> SampledBatch:
-        ...
+    def sample(self) -> SampledBatch: ...
 
 
 @dataclasses.dataclass
@@ -49,7 +49,7 @@ class RealBatch:
     c: torch.Tensor
     units: torch.Tensor | None = None
 
-    def split(self, num_rounds: int) -> list["RealBatch"]:
+    def split(self, num_rounds: int) -> list[RealBatch]:
         """`num_rounds` consecutive parts of about equal size; a unit is never split (its images go to the round
         where its first image falls), so with units a part may be larger, smaller or empty."""
         n = self.img.shape[0]
@@ -60,8 +60,11 @@ class RealBatch:
             starts = np.repeat(first, np.diff(np.append(first, n)))
         round_of = starts * num_rounds // max(n, 1)
         sizes = np.bincount(round_of, minlength=num_rounds).tolist()
-        parts = zip(self.img.split(sizes), self.c.split(sizes),
-                    self.units.split(sizes) if self.units is not None else itertools.repeat(None))
+        parts = zip(
+            self.img.split(sizes),
+            self.c.split(sizes),
+            self.units.split(sizes) if self.units is not None else itertools.repeat(None),
+        )
         return [RealBatch(img, c, _renumbered(units)) for img, c, units in parts]
 
 
@@ -91,11 +94,21 @@ class _SkipSampler(torch.utils.data.Sampler):
 class ShuffledBatches:
     """The official sampling: this process's share of a seeded endless shuffle, a fixed number per iteration."""
 
-    def __init__(self, dataset: Any, data_loader_kwargs: dict, rank: int, world: int, seed: int,
-                 batch_per_rank: int, start_index: int, device: torch.device):
+    def __init__(
+        self,
+        dataset: Any,
+        data_loader_kwargs: dict,
+        rank: int,
+        world: int,
+        seed: int,
+        batch_per_rank: int,
+        start_index: int,
+        device: torch.device,
+    ):
         sampler = InfiniteSampler(dataset=dataset, rank=rank, num_replicas=world, seed=seed)
-        loader = torch.utils.data.DataLoader(dataset=dataset, sampler=_SkipSampler(sampler, start_index),
-                                             batch_size=batch_per_rank, **data_loader_kwargs)
+        loader = torch.utils.data.DataLoader(
+            dataset=dataset, sampler=_SkipSampler(sampler, start_index), batch_size=batch_per_rank, **data_loader_kwargs
+        )
         self._batches = iter(loader)
         self._device = device
 
@@ -117,6 +130,8 @@ class DrawnBatches:
         items = [self._dataset[int(i)] for i in draw.indices]
         img = np.stack([im for im, _ in items]) if items else np.zeros([0, *self._dataset.image_shape], np.uint8)
         c = np.stack([lab for _, lab in items]) if items else np.zeros([0, self._dataset.label_dim], np.float32)
-        return RealBatch(to_unit_range(torch.from_numpy(img), self._device),
-                         torch.from_numpy(c.astype(np.float32)).to(self._device),
-                         torch.from_numpy(draw.unit_index.astype(np.int64)).to(self._device))
+        return RealBatch(
+            to_unit_range(torch.from_numpy(img), self._device),
+            torch.from_numpy(c.astype(np.float32)).to(self._device),
+            torch.from_numpy(draw.unit_index.astype(np.int64)).to(self._device),
+        )

@@ -30,8 +30,15 @@ class DatasetError(dnnlib.UserError):
 class ImageFolderDataset(torch.utils.data.Dataset):
     """Images with optional labels; `xflip` appends mirrored copies, `max_size` takes a seeded subset."""
 
-    def __init__(self, path: str, resolution: int | None = None, max_size: int | None = None,
-                 use_labels: bool = False, xflip: bool = False, random_seed: int = 0) -> None:
+    def __init__(
+        self,
+        path: str,
+        resolution: int | None = None,
+        max_size: int | None = None,
+        use_labels: bool = False,
+        xflip: bool = False,
+        random_seed: int = 0,
+    ) -> None:
         self._path = os.fspath(path)
         self._zipfile: zipfile.ZipFile | None = None
         self._zipfile_pid: int | None = None  # the process that opened _zipfile
@@ -53,8 +60,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     # --- file access -----------------------------------------------------------------------------
     def _list_files(self) -> list[str]:
         if self._type == "dir":
-            return [os.path.relpath(os.path.join(root, f), self._path).replace(os.sep, "/")
-                    for root, _dirs, files in os.walk(self._path) for f in files]
+            return [
+                os.path.relpath(os.path.join(root, f), self._path).replace(os.sep, "/")
+                for root, _dirs, files in os.walk(self._path)
+                for f in files
+            ]
         if not zipfile.is_zipfile(self._path):
             raise DatasetError(f"{self._path}: expected a folder or a zip of images")
         return self._get_zipfile().namelist()
@@ -112,8 +122,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         fname = self._image_fnames[raw_idx]
         with self._open_file(fname) as f, PIL.Image.open(f) as img:
             if img.mode not in _MODE_CHANNELS:
-                raise DatasetError(f"{self._path}/{fname}: image mode {img.mode!r}; expected 8-bit "
-                                   f"grayscale (L) or RGB (RGBA and palette images are not supported)")
+                raise DatasetError(
+                    f"{self._path}/{fname}: image mode {img.mode!r}; expected 8-bit "
+                    f"grayscale (L) or RGB (RGBA and palette images are not supported)"
+                )
             image = np.array(img, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
         image = image[:, :, np.newaxis] if image.ndim == 2 else image
         return image.transpose(2, 0, 1)  # HWC -> CHW
@@ -149,28 +161,31 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 odd.append((fname, size, mode))
         if odd:
             fname, (ow, oh), mode = odd[0]
-            raise DatasetError(f"{self._path}/{fname}: {ow}x{oh} {mode} image; every image must be {w}x{h} with "
-                               f"{self.num_channels} channel(s) like {self._image_fnames[0]} ({len(odd)} of "
-                               f"{self._raw_idx.size} images differ)")
+            raise DatasetError(
+                f"{self._path}/{fname}: {ow}x{oh} {mode} image; every image must be {w}x{h} with "
+                f"{self.num_channels} channel(s) like {self._image_fnames[0]} ({len(odd)} of "
+                f"{self._raw_idx.size} images differ)"
+            )
 
     def _load_labels(self) -> np.ndarray:
         entries = self._json.get("labels")
         if entries is None:
-            raise DatasetError(f"{self._path}: an unlabelled dataset (dataset.json has no labels); expected one label "
-                               f"per image")
+            raise DatasetError(
+                f"{self._path}: an unlabelled dataset (dataset.json has no labels); expected one label per image"
+            )
         by_file = {fname.replace("\\", "/"): label for fname, label in entries}
         missing = [f for f in self._image_fnames if f not in by_file]
         if missing:
-            raise DatasetError(f"{self._path}/dataset.json: no label for {missing[0]} "
-                               f"({len(missing)} images without a label)")
+            raise DatasetError(
+                f"{self._path}/dataset.json: no label for {missing[0]} ({len(missing)} images without a label)"
+            )
         labels = [by_file[f] for f in self._image_fnames]
         if all(isinstance(x, int) for x in labels):
             self._onehot = True
             return self._one_hot(np.array(labels, dtype=np.int64))
         if all(isinstance(x, list) for x in labels) and len({len(x) for x in labels}) == 1:
             return np.array(labels, dtype=np.float32).reshape(len(labels), -1)
-        raise DatasetError(f"{self._path}/dataset.json: labels must be all integers or all "
-                           f"float lists of one length")
+        raise DatasetError(f"{self._path}/dataset.json: labels must be all integers or all float lists of one length")
 
     def _one_hot(self, classes: np.ndarray) -> np.ndarray:
         names = self.metadata.get("class_names")
@@ -195,8 +210,10 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         raw_idx, flipped = self._resolve(idx)
         image = self._load_raw_image(raw_idx)
         if list(image.shape) != self.image_shape:
-            raise DatasetError(f"{self._path}/{self._image_fnames[raw_idx]}: shape {list(image.shape)} "
-                               f"(CHW) differs from the first image's {self.image_shape}")
+            raise DatasetError(
+                f"{self._path}/{self._image_fnames[raw_idx]}: shape {list(image.shape)} "
+                f"(CHW) differs from the first image's {self.image_shape}"
+            )
         if flipped:
             image = image[:, :, ::-1]
         return np.ascontiguousarray(image), self.get_label(idx)

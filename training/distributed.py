@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -36,8 +37,7 @@ def init_from_env(device: torch.device, timeout_min: float = 30) -> tuple[int, i
     _bind_lazy_group_defaults()
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, init_method="env://",
-                                timeout=datetime.timedelta(minutes=timeout_min))
+        dist.init_process_group(backend=backend, init_method="env://", timeout=datetime.timedelta(minutes=timeout_min))
     return dist.get_rank(), dist.get_world_size()
 
 

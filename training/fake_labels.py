@@ -10,7 +10,8 @@ n -> NumPy) are moved to the device without waiting (`to_device`).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,8 +48,9 @@ class DatasetLabels:
         return torch.from_numpy(np.stack(labels)).to(self._device)
 
 
-def fake_label_sampler(training_set: Any, device: torch.device,
-                       fake_label_fn: Callable[[int], np.ndarray] | None) -> Callable[[int], torch.Tensor]:
+def fake_label_sampler(
+    training_set: Any, device: torch.device, fake_label_fn: Callable[[int], np.ndarray] | None
+) -> Callable[[int], torch.Tensor]:
     """The loop's n -> labels on the device: a plug-in's `fake_labels` (`fake_label_fn`), else `DatasetLabels`."""
     if fake_label_fn is None:
         return DatasetLabels(training_set, device)

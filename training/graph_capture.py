@@ -25,7 +25,7 @@ compare a graphed phase's gradients with the eager ones.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -56,8 +56,12 @@ def make_capturable(phases: Sequence[Phase], loss: StyleGAN2Loss) -> list[Phase]
     for opt in {id(phase.opt): phase.opt for phase in phases}.values():
         make_optimizer_capturable(opt)
     pool = SharedPool()
-    return [dataclasses.replace(phase, update=GraphedUpdate(phase.update, pool))
-            if type(phase.update) is GradientStep else phase for phase in phases]
+    return [
+        dataclasses.replace(phase, update=GraphedUpdate(phase.update, pool))
+        if type(phase.update) is GradientStep
+        else phase
+        for phase in phases
+    ]
 
 
 class SharedPool:
@@ -124,8 +128,9 @@ class GraphedUpdate:
         torch.cuda.current_stream().wait_stream(side)
 
     def _capture(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
-        self.static_rounds = [PhaseRound(r.real_img.clone(), r.real_c.clone(), r.gen_z.clone(), r.gen_c.clone())
-                              for r in rounds]
+        self.static_rounds = [
+            PhaseRound(r.real_img.clone(), r.real_c.clone(), r.gen_z.clone(), r.gen_c.clone()) for r in rounds
+        ]
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize()
         try:
@@ -143,9 +148,16 @@ class GraphedUpdate:
     def _copy_inputs(self, rounds: Sequence[PhaseRound]) -> bool:
         """Copy the rounds into the captured inputs; False if their number or shapes differ from the capture's."""
         static = self.static_rounds
-        pairs = [(s, r) for s_round, r_round in zip(static, rounds)
-                 for s, r in ((s_round.real_img, r_round.real_img), (s_round.real_c, r_round.real_c),
-                              (s_round.gen_z, r_round.gen_z), (s_round.gen_c, r_round.gen_c))]
+        pairs = [
+            (s, r)
+            for s_round, r_round in zip(static, rounds)
+            for s, r in (
+                (s_round.real_img, r_round.real_img),
+                (s_round.real_c, r_round.real_c),
+                (s_round.gen_z, r_round.gen_z),
+                (s_round.gen_c, r_round.gen_c),
+            )
+        ]
         if len(rounds) != len(static) or any(s.shape != r.shape for s, r in pairs):
             return False
         for s, r in pairs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import PIL.Image
@@ -52,22 +52,30 @@ def row_names(labels: np.ndarray, gw: int, class_names: Sequence[str] | None) ->
     names = []
     for label in labels[::gw]:
         hot = [int(k) for k in np.flatnonzero(label)]
-        names.append("+".join(class_names[k] if class_names and k < len(class_names) else f"class {k}"
-                              for k in hot) or "none")
+        names.append(
+            "+".join(class_names[k] if class_names and k < len(class_names) else f"class {k}" for k in hot) or "none"
+        )
     return names
 
 
-def save_image_grid(img: np.ndarray, path: str | os.PathLike, drange: tuple[float, float],
-                    grid_size: tuple[int, int], row_labels: Sequence[str] | None = None,
-                    min_tile: int = 1) -> None:
+def save_image_grid(
+    img: np.ndarray,
+    path: str | os.PathLike,
+    drange: tuple[float, float],
+    grid_size: tuple[int, int],
+    row_labels: Sequence[str] | None = None,
+    min_tile: int = 1,
+) -> None:
     """Tile NCHW images row-major into one PNG ('L' for 1 channel, 'RGB' for 3), written atomically. Tiles are
     enlarged by the smallest whole factor that makes them `min_tile` pixels; `row_labels` go in a left margin."""
     lo, hi = drange
     gw, gh = grid_size
     n, c, h, w = img.shape
     if n != gw * gh or c not in (1, 3):
-        raise ValueError(f"image grid {path}: got {n} images of {c} channels for a {gw}x{gh} grid "
-                         f"(need {gw * gh} images of 1 or 3 channels)")
+        raise ValueError(
+            f"image grid {path}: got {n} images of {c} channels for a {gw}x{gh} grid "
+            f"(need {gw * gh} images of 1 or 3 channels)"
+        )
     img = (np.asarray(img, dtype=np.float32) - lo) * (255 / (hi - lo))
     img = np.rint(img).clip(0, 255).astype(np.uint8)
     scale = max(1, math.ceil(min_tile / h))
@@ -90,6 +98,11 @@ def with_row_labels(grid: PIL.Image.Image, labels: Sequence[str], row_height: in
     out.paste(grid, (margin, 0))
     draw = PIL.ImageDraw.Draw(out)
     for row, label in enumerate(labels):
-        draw.text((LABEL_FONT_PX // 2, row * row_height + row_height // 2), label, font=font, anchor="lm",
-                  fill=0 if grid.mode == "L" else (0, 0, 0))
+        draw.text(
+            (LABEL_FONT_PX // 2, row * row_height + row_height // 2),
+            label,
+            font=font,
+            anchor="lm",
+            fill=0 if grid.mode == "L" else (0, 0, 0),
+        )
     return out

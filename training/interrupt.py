@@ -3,7 +3,8 @@
 The first signal only asks the loop to stop: the loop checks `stop_requested` before each iteration (a world of
 several processes only right after a tick, where all ranks agree through one small all-gather), writes the
 checkpoint that iteration would start from (a resume from it is the uninterrupted run, bit for bit: it is taken
-between iterations, after any tick) and raises `Interrupted`. train.py logs how to continue and exits 128 + the signal number (130 / 143), as a shell expects
+between iterations, after any tick) and raises `Interrupted`. train.py logs how to continue and exits 128 + the
+signal number (130 / 143), as a shell expects
 of a process a signal ended. A second signal stops at once, the default way (the last checkpoint stays).
 
 The request is kept in this module because a signal handler is process-wide state by nature.
@@ -16,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
@@ -47,8 +48,12 @@ def _handle(signum: int, frame: object) -> None:
         os.kill(os.getpid(), signum)
         return
     _requested.append(signum)
-    print(f"\n{signal.Signals(signum).name} received: stopping after this iteration with a checkpoint "
-          f"(send it again to stop at once)", file=sys.stderr, flush=True)
+    print(
+        f"\n{signal.Signals(signum).name} received: stopping after this iteration with a checkpoint "
+        f"(send it again to stop at once)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 @contextlib.contextmanager
@@ -74,12 +79,16 @@ def stop_requested(after_tick: bool, world: int) -> int | None:
         return _requested[0] if _requested else None
     if not after_tick:
         return None
-    return max((signum or 0 for signum in dist_utils.all_gather_object(_requested[0] if _requested else None)),
-               default=0) or None
+    return (
+        max((signum or 0 for signum in dist_utils.all_gather_object(_requested[0] if _requested else None)), default=0)
+        or None
+    )
 
 
 def continue_hint(stop: Interrupted, run_dir: str) -> str:
     """train.py's last log line after a signal: where the run stopped and the command that continues it."""
     outdir = os.path.dirname(os.path.normpath(run_dir)) or "."
-    return (f"\ninterrupted at {stop.cur_nimg / 1000:g} kimg; continue with: python train.py --outdir {outdir} "
-            f"--resume={os.path.join(run_dir, ckpt.FILE_NAME)}")
+    return (
+        f"\ninterrupted at {stop.cur_nimg / 1000:g} kimg; continue with: python train.py --outdir {outdir} "
+        f"--resume={os.path.join(run_dir, ckpt.FILE_NAME)}"
+    )

@@ -17,7 +17,8 @@ alike) is consulted once, under its first key. `fake_labels` and `real_sampling`
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class LoopPlugins:
         return named
 
     @staticmethod
-    def combine(parts: list["LoopPlugins"]) -> "LoopPlugins":
+    def combine(parts: list[LoopPlugins]) -> LoopPlugins:
         """One run's plug-ins from several sources: terms and `others` joined, each single role from one source."""
         roles: dict[str, Any] = {}
         for part in parts:
@@ -107,14 +108,18 @@ def restore_plugin_states(states: dict[str, Any], path: str, plugins: dict[str, 
     """Give each plug-in its checkpointed state; refuse a checkpoint whose plug-in state would be dropped."""
     for key in states:
         if key not in plugins:
-            raise ValueError(f"{path}: the checkpoint holds the state of plug-in {key!r}, which this run lacks; "
-                             f"resume with the run's own options")
+            raise ValueError(
+                f"{path}: the checkpoint holds the state of plug-in {key!r}, which this run lacks; "
+                f"resume with the run's own options"
+            )
     for key, plugin in plugins.items():
         try:
             plugin.load_state_dict(states.get(key))
         except UnclaimedState:
-            raise ValueError(f"{path}: the checkpoint holds the state of plug-in {key!r}, which this run cannot "
-                             f"restore; resume with the run's own options") from None
+            raise ValueError(
+                f"{path}: the checkpoint holds the state of plug-in {key!r}, which this run cannot "
+                f"restore; resume with the run's own options"
+            ) from None
 
 
 def plugin_metadata(plugins: dict[str, Plugin]) -> dict:

@@ -23,7 +23,8 @@ Gradients of each phase reach only that phase's network because the loop toggles
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -59,10 +60,20 @@ def r1_penalty(input_grads: torch.Tensor) -> torch.Tensor:
 class StyleGAN2Loss:
     """The official StyleGAN2-ADA objective with pluggable generator terms."""
 
-    def __init__(self, device: torch.device, G: torch.nn.Module, D: torch.nn.Module,
-                 augment_pipe: torch.nn.Module | None = None, r1_gamma: float = 10, style_mixing_prob: float = 0.9,
-                 pl_weight: float = 2, pl_batch_shrink: int = 2, pl_decay: float = 0.01,
-                 generator_terms: Sequence[GeneratorTerm] = (), ada_controller: Any | None = None):
+    def __init__(
+        self,
+        device: torch.device,
+        G: torch.nn.Module,
+        D: torch.nn.Module,
+        augment_pipe: torch.nn.Module | None = None,
+        r1_gamma: float = 10,
+        style_mixing_prob: float = 0.9,
+        pl_weight: float = 2,
+        pl_batch_shrink: int = 2,
+        pl_decay: float = 0.01,
+        generator_terms: Sequence[GeneratorTerm] = (),
+        ada_controller: Any | None = None,
+    ):
         for term in generator_terms:
             if not isinstance(getattr(term, "name", None), str) or not callable(term):
                 raise TypeError(f"generator term {term!r} needs a str `name` and __call__(gen_img, gen_c)")
@@ -135,8 +146,10 @@ class StyleGAN2Loss:
         for term in self.generator_terms:
             term_loss = term(gen_img, gen_c)
             if term_loss.shape != loss.shape:
-                raise ValueError(f"generator term {term.name!r} returned shape {tuple(term_loss.shape)}, "
-                                 f"expected a per-sample loss of shape {tuple(loss.shape)}")
+                raise ValueError(
+                    f"generator term {term.name!r} returned shape {tuple(term_loss.shape)}, "
+                    f"expected a per-sample loss of shape {tuple(loss.shape)}"
+                )
             training_stats.report(f"Loss/G/{term.name}", term_loss)
             loss = loss + term_loss
         return loss
@@ -147,8 +160,9 @@ class StyleGAN2Loss:
         gen_img, gen_ws = self.run_G(gen_z[:batch], gen_c[:batch])
         pl_noise = torch.randn_like(gen_img) / np.sqrt(gen_img.shape[2] * gen_img.shape[3])
         with conv2d_gradfix.no_weight_gradients():
-            pl_grads = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws],
-                                           create_graph=True, only_inputs=True)[0]
+            pl_grads = torch.autograd.grad(
+                outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws], create_graph=True, only_inputs=True
+            )[0]
         pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
         pl_mean = self.pl_mean.lerp(pl_lengths.mean(), self.pl_decay)
         self.pl_mean.copy_(pl_mean.detach())
@@ -168,8 +182,9 @@ class StyleGAN2Loss:
         training_stats.report("Loss/signs/fake", gen_logits.sign())
         return F.softplus(gen_logits).flatten()
 
-    def discriminator_real_loss(self, real_img: torch.Tensor, real_c: torch.Tensor, main: bool, r1: bool,
-                                fake_loss: torch.Tensor | None = None) -> torch.Tensor:
+    def discriminator_real_loss(
+        self, real_img: torch.Tensor, real_c: torch.Tensor, main: bool, r1: bool, fake_loss: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """softplus(-D(aug(real))) (if main) plus the weighted R1 penalty (if r1), per sample [N].
 
         `fake_loss` (from the same round) only completes the `Loss/D/loss` statistic.
@@ -187,8 +202,9 @@ class StyleGAN2Loss:
             loss = loss + loss_real
         if r1:
             with conv2d_gradfix.no_weight_gradients():
-                r1_grads = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real_img_tmp],
-                                               create_graph=True, only_inputs=True)[0]
+                r1_grads = torch.autograd.grad(
+                    outputs=[real_logits.sum()], inputs=[real_img_tmp], create_graph=True, only_inputs=True
+                )[0]
             penalty = r1_penalty(r1_grads)
             loss_r1 = penalty * (self.r1_gamma / 2)
             training_stats.report("Loss/r1_penalty", penalty)
@@ -197,8 +213,15 @@ class StyleGAN2Loss:
         return loss
 
     # ---- phase entry point --------------------------------------------------------------------------------------
-    def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
-                             gen_c: torch.Tensor, gain: float) -> None:
+    def accumulate_gradients(
+        self,
+        phase: str,
+        real_img: torch.Tensor,
+        real_c: torch.Tensor,
+        gen_z: torch.Tensor,
+        gen_c: torch.Tensor,
+        gain: float,
+    ) -> None:
         """Add the gradients of `phase`'s loss (batch mean times `gain`) to the trainable parameters."""
         if phase not in PHASES:
             raise ValueError(f"unknown loss phase {phase!r}; expected one of {PHASES}")

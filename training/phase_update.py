@@ -22,7 +22,8 @@ without touching the loop; it may use the loss's per-sample terms (`StyleGAN2Los
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
@@ -54,14 +55,13 @@ class Phase:
     module: torch.nn.Module
     opt: torch.optim.Optimizer
     interval: int
-    update: "PhaseUpdate"
+    update: PhaseUpdate
 
 
 class PhaseUpdate(Protocol):
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
         """Apply one optimiser step of `phase` from this process's rounds (collective across processes)."""
         ...
-
 
 
 def sanitize_gradients_(params: Sequence[torch.nn.Parameter]) -> None:
@@ -80,8 +80,9 @@ class GradientStep(Plugin):
         phase.module.requires_grad_(True)
         try:
             for r in rounds:
-                loss.accumulate_gradients(phase.name, r.real_img, r.real_c, r.gen_z, r.gen_c,
-                                          gain=phase.interval / len(rounds))
+                loss.accumulate_gradients(
+                    phase.name, r.real_img, r.real_c, r.gen_z, r.gen_c, gain=phase.interval / len(rounds)
+                )
         finally:
             phase.module.requires_grad_(False)
         all_reduce_mean_(params)

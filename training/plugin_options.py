@@ -23,7 +23,8 @@ parsed options and the core settings, never another plug-in's options or setting
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import torch
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 # Options that may differ from the continued run, and the training-loop settings each one decides.
 CHANGEABLE: dict[str, tuple[str, ...]] = {
@@ -51,8 +51,9 @@ def recorded_options(opts: dict, path_options: Iterable[str]) -> dict:
     return recorded
 
 
-def merge_options(opts: dict, explicit: Iterable[str], recorded: dict, path: str,
-                  path_options: Iterable[str]) -> tuple[dict, list[str]]:
+def merge_options(
+    opts: dict, explicit: Iterable[str], recorded: dict, path: str, path_options: Iterable[str]
+) -> tuple[dict, list[str]]:
     """The continued run's options: `recorded` (the run's own), overridden by the changeable options given now.
 
     `explicit`: names of the options given on the command line; `path_options`: those naming files. Returns
@@ -71,13 +72,21 @@ def merge_options(opts: dict, explicit: Iterable[str], recorded: dict, path: str
         line = f"  {flag(name)}: the run has {before!r}, now {value!r}"
         (changed if name in CHANGEABLE else refused).append(line)
     if refused:
-        raise ResumeMismatch("\n".join([
-            f"--resume={path} continues a run whose options differ from those given now:", *refused,
-            "Leave them out to continue with the run's own options (only "
-            f"{', '.join(flag(n) for n in CHANGEABLE)} may change), or pass a network snapshot (.pkl) "
-            "to --resume to start a new run from its weights."]))
-    notes = [f"Continuing {path} with the run's own options" + (", changed:" if changed else "; none changed"),
-             *changed]
+        raise ResumeMismatch(
+            "\n".join(
+                [
+                    f"--resume={path} continues a run whose options differ from those given now:",
+                    *refused,
+                    "Leave them out to continue with the run's own options (only "
+                    f"{', '.join(flag(n) for n in CHANGEABLE)} may change), or pass a network snapshot (.pkl) "
+                    "to --resume to start a new run from its weights.",
+                ]
+            )
+        )
+    notes = [
+        f"Continuing {path} with the run's own options" + (", changed:" if changed else "; none changed"),
+        *changed,
+    ]
     return merged, notes
 
 
@@ -104,11 +113,19 @@ def setting_differences(saved: dict, ours: dict) -> list[str]:
     """One line per training-loop setting (other than the changeable ones) that differs between two runs."""
     saved, ours = comparable(saved), comparable(ours)
     free = {key for keys in CHANGEABLE.values() for key in keys} | set(BOOKKEEPING)
-    return [f"  {key}: the run has {saved.get(key)!r}, now {ours.get(key)!r}"
-            for key in sorted(set(saved) | set(ours)) if key not in free and saved.get(key) != ours.get(key)]
+    return [
+        f"  {key}: the run has {saved.get(key)!r}, now {ours.get(key)!r}"
+        for key in sorted(set(saved) | set(ours))
+        if key not in free and saved.get(key) != ours.get(key)
+    ]
 
 
 def describe_refusal(path: str, lines: list[str]) -> str:
-    return "\n".join([f"--resume={path}: these settings differ from the run being continued:", *lines,
-                      "Continue with the run's own options, or pass a network snapshot (.pkl) to --resume to "
-                      "start a new run from its weights."])
+    return "\n".join(
+        [
+            f"--resume={path}: these settings differ from the run being continued:",
+            *lines,
+            "Continue with the run's own options, or pass a network snapshot (.pkl) to --resume to "
+            "start a new run from its weights.",
+        ]
+    )

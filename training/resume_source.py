@@ -29,12 +29,15 @@ def resolve_resume(value: str | None, named_urls: dict[str, str]) -> str | None:
     if os.path.isdir(value):
         return newest_checkpoint(os.path.realpath(value))  # runs/latest moves once this run starts
     if not os.path.isfile(value):
-        raise UserError(f"--resume={value}: no such file (expected a checkpoint.pt, a run folder, a folder of runs, "
-                        f"a network snapshot .pkl, a URL, or one of {sorted(named_urls)})")
+        raise UserError(
+            f"--resume={value}: no such file (expected a checkpoint.pt, a run folder, a folder of runs, "
+            f"a network snapshot .pkl, a URL, or one of {sorted(named_urls)})"
+        )
     if os.path.realpath(value) != os.path.abspath(value):
         value = os.path.realpath(value)  # through runs/latest, which moves once this run starts
     if not ckpt.is_checkpoint(value):
         from training.serialization import load_network_pkl
+
         try:
             load_network_pkl(value)
         except UserError as exc:
@@ -62,8 +65,10 @@ def newest_checkpoint(folder: str) -> str:
         if match and os.path.isfile(path):
             runs.append((int(match.group(1)), path))
     if not runs:
-        raise UserError(f"--resume={folder}: a folder with no {ckpt.FILE_NAME}, and no run folder in it has one "
-                        f"(expected a run folder, a folder of runs, or a file)")
+        raise UserError(
+            f"--resume={folder}: a folder with no {ckpt.FILE_NAME}, and no run folder in it has one "
+            f"(expected a run folder, a folder of runs, or a file)"
+        )
     path = max(runs)[1]
     print(f"--resume={folder}: continuing its newest run, {path}")
     return path
@@ -73,5 +78,7 @@ def check_progress_left(path: str, total_kimg: float) -> None:
     """Refuse to continue a checkpoint that has already trained `total_kimg` (there would be nothing to do)."""
     done_kimg = ckpt.checkpoint_progress(path).get("cur_nimg", 0) / 1000
     if total_kimg <= done_kimg:
-        raise UserError(f"--kimg={total_kimg:g}: the checkpoint {path} is already at {done_kimg:g} kimg; give a "
-                        f"larger --kimg to continue it")
+        raise UserError(
+            f"--kimg={total_kimg:g}: the checkpoint {path} is already at {done_kimg:g} kimg; give a "
+            f"larger --kimg to continue it"
+        )

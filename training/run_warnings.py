@@ -14,6 +14,8 @@ def run_warnings(args: dnnlib.EasyDict) -> list[str]:
     warnings = []
     count = args.training_set_kwargs["max_size"]
     if count < FEW_IMAGES:
-        warnings.append(f"--data={args.training_set_kwargs['path']}: training on {count} image"
-                        f"{'' if count == 1 else 's'}; a GAN memorises so few (ADA's smallest datasets had 1,000)")
+        warnings.append(
+            f"--data={args.training_set_kwargs['path']}: training on {count} image"
+            f"{'' if count == 1 else 's'}; a GAN memorises so few (ADA's smallest datasets had 1,000)"
+        )
     return warnings

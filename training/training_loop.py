@@ -33,7 +33,8 @@ import os
 import random
 import resource
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import psutil
@@ -48,8 +49,15 @@ from training.data_path import DrawnBatches, RealBatch, ShuffledBatches
 from training.dataset import construct_dataset
 from training.fake_labels import fake_label_sampler
 from training.image_grid import LEGIBLE_TILE, choose_grid_indices, grid_shape, row_names, save_image_grid
-from training.loop_plugins import (LoopPlugins, RealSampling, plugin_metadata, plugin_states, plugin_stop_reason,
-                                   plugin_tick_report, restore_plugin_states)
+from training.loop_plugins import (
+    LoopPlugins,
+    RealSampling,
+    plugin_metadata,
+    plugin_states,
+    plugin_stop_reason,
+    plugin_tick_report,
+    restore_plugin_states,
+)
 from training.loss import StyleGAN2Loss
 from training.networks import precision_summary
 from training.phase_timer import PhaseTimer
@@ -92,8 +100,9 @@ def pick_device(rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def setup_runtime(random_seed: int, rank: int, world: int, device: torch.device, cudnn_benchmark: bool,
-                  allow_tf32: bool) -> None:
+def setup_runtime(
+    random_seed: int, rank: int, world: int, device: torch.device, cudnn_benchmark: bool, allow_tf32: bool
+) -> None:
     """Seed every global RNG with seed * world + rank and set the backend flags."""
     seed = random_seed * world + rank
     random.seed(seed)
@@ -105,31 +114,51 @@ def setup_runtime(random_seed: int, rank: int, world: int, device: torch.device,
     training_stats.init_multiprocessing(rank=rank, sync_device=device if world > 1 else None)
 
 
-def load_training_data(training_set_kwargs: dict, data_loader_kwargs: dict, rank: int, world: int, seed: int,
-                       batch_per_rank: int, start_index: int, device: torch.device,
-                       real_sampling: RealSampling | None) -> tuple[Any, ShuffledBatches | DrawnBatches]:
+def load_training_data(
+    training_set_kwargs: dict,
+    data_loader_kwargs: dict,
+    rank: int,
+    world: int,
+    seed: int,
+    batch_per_rank: int,
+    start_index: int,
+    device: torch.device,
+    real_sampling: RealSampling | None,
+) -> tuple[Any, ShuffledBatches | DrawnBatches]:
     """The dataset and this process's endless stream of real batches: drawn by a plug-in's sampler if one asks
     for it (DP-SGD's Poisson sampling), else the shuffled stream from `start_index` on."""
     training_set = construct_dataset(training_set_kwargs)
     if real_sampling is not None:
         return training_set, DrawnBatches(training_set, real_sampling(training_set), device)
-    return training_set, ShuffledBatches(training_set, data_loader_kwargs, rank, world, seed, batch_per_rank,
-                                         start_index, device)
+    return training_set, ShuffledBatches(
+        training_set, data_loader_kwargs, rank, world, seed, batch_per_rank, start_index, device
+    )
 
 
-def build_networks(training_set: Any, G_kwargs: dict, D_kwargs: dict, augment_kwargs: dict | None,
-                   augment_p: float, ada_target: float | None, ada_kwargs: dict, batch_size: int,
-                   device: torch.device) -> Nets:
+def build_networks(
+    training_set: Any,
+    G_kwargs: dict,
+    D_kwargs: dict,
+    augment_kwargs: dict | None,
+    augment_p: float,
+    ada_target: float | None,
+    ada_kwargs: dict,
+    batch_size: int,
+    device: torch.device,
+) -> Nets:
     """G, D and G_ema (a copy of G) for the dataset's shape; the augment pipe and ADA controller if asked for."""
     from training.networks import Discriminator, Generator
-    common = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
-                  img_channels=training_set.num_channels)
+
+    common = dict(
+        c_dim=training_set.label_dim, img_resolution=training_set.resolution, img_channels=training_set.num_channels
+    )
     G = Generator(**G_kwargs, **common).train().requires_grad_(False).to(device)
     D = Discriminator(**D_kwargs, **common).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
     augment_pipe, ada = None, None
     if augment_kwargs is not None and (augment_p > 0 or ada_target is not None):
         from training.augment import AdaController, AugmentPipe
+
         augment_pipe = AugmentPipe(**augment_kwargs).train().requires_grad_(False).to(device)
         augment_pipe.p.copy_(torch.as_tensor(augment_p))
         if ada_target is not None:
@@ -140,6 +169,7 @@ def build_networks(training_set: Any, G_kwargs: dict, D_kwargs: dict, augment_kw
 def init_from_snapshot(resume_pkl: str, nets: Nets) -> None:
     """Transfer learning: copy G, D and G_ema weights by name from a network pickle (ours or official)."""
     from training.serialization import load_network_pkl
+
     print(f'Initialising networks from "{resume_pkl}" (transfer learning: counters, optimisers and p start anew)')
     with dnnlib.open_url(resume_pkl) as f:
         data = load_network_pkl(f)
@@ -148,9 +178,16 @@ def init_from_snapshot(resume_pkl: str, nets: Nets) -> None:
             misc.copy_params_and_buffers(data[name], getattr(nets, name), require_all=False)
 
 
-def build_phases(nets: Nets, loss: StyleGAN2Loss, G_opt_kwargs: dict, D_opt_kwargs: dict,
-                 G_reg_interval: int | None, D_reg_interval: int | None,
-                 discriminator_update: PhaseUpdate, generator_update: PhaseUpdate | None = None) -> list[Phase]:
+def build_phases(
+    nets: Nets,
+    loss: StyleGAN2Loss,
+    G_opt_kwargs: dict,
+    D_opt_kwargs: dict,
+    G_reg_interval: int | None,
+    D_reg_interval: int | None,
+    discriminator_update: PhaseUpdate,
+    generator_update: PhaseUpdate | None = None,
+) -> list[Phase]:
     """Gmain/Greg/Dmain/Dreg (lazy regularisation) or Gboth/Dboth; reg phases with zero weight are left out.
 
     With lazy regularisation Adam's lr and betas are adjusted by r/(r+1) as in the StyleGAN2 paper.
@@ -158,8 +195,9 @@ def build_phases(nets: Nets, loss: StyleGAN2Loss, G_opt_kwargs: dict, D_opt_kwar
     phases = []
     generator_update = generator_update or GradientStep()
     for prefix, module, opt_kwargs, interval, update, reg_on in [
-            ("G", nets.G, G_opt_kwargs, G_reg_interval, generator_update, loss.pl_weight != 0),
-            ("D", nets.D, D_opt_kwargs, D_reg_interval, discriminator_update, loss.r1_gamma != 0)]:
+        ("G", nets.G, G_opt_kwargs, G_reg_interval, generator_update, loss.pl_weight != 0),
+        ("D", nets.D, D_opt_kwargs, D_reg_interval, discriminator_update, loss.r1_gamma != 0),
+    ]:
         kwargs = dict(opt_kwargs)
         kwargs["betas"] = tuple(float(beta) for beta in kwargs.get("betas", (0.9, 0.999)))  # torch wants floats
         if interval is None:
@@ -168,7 +206,7 @@ def build_phases(nets: Nets, loss: StyleGAN2Loss, G_opt_kwargs: dict, D_opt_kwar
             continue
         ratio = interval / (interval + 1)
         kwargs["lr"] = kwargs["lr"] * ratio
-        kwargs["betas"] = tuple(beta ** ratio for beta in kwargs["betas"])
+        kwargs["betas"] = tuple(beta**ratio for beta in kwargs["betas"])
         opt = torch.optim.Adam(module.parameters(), **kwargs)
         phases.append(Phase(prefix + "main", module, opt, 1, update))
         if reg_on:
@@ -176,8 +214,9 @@ def build_phases(nets: Nets, loss: StyleGAN2Loss, G_opt_kwargs: dict, D_opt_kwar
     return phases
 
 
-def resume_from_checkpoint(data: dict, path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase],
-                           rank: int, world: int) -> tuple[Progress, dict | None]:
+def resume_from_checkpoint(
+    data: dict, path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase], rank: int, world: int
+) -> tuple[Progress, dict | None]:
     """Restore everything but the RNG states (restored last, see `training_loop`); returns (progress, rng state)."""
     for name in ("G", "D", "G_ema", "augment_pipe"):
         module, entry = getattr(nets, name), data["nets"].get(name)
@@ -192,12 +231,16 @@ def resume_from_checkpoint(data: dict, path: str, nets: Nets, loss: StyleGAN2Los
     progress = Progress(**{k: data["progress"][k] for k in dataclasses.asdict(Progress())})
     processes = data["processes"]
     if len(processes) != world:
-        print(f"Warning: {path} was written by {len(processes)} processes, this run has {world}; "
-              f"random streams restart from the seed, so the continuation is not bit-exact")
+        print(
+            f"Warning: {path} was written by {len(processes)} processes, this run has {world}; "
+            f"random streams restart from the seed, so the continuation is not bit-exact"
+        )
     mine = processes[rank] if len(processes) == world else dict(processes[0], rng=None)
     if (nets.ada is None) != (mine["ada"] is None):
-        raise ValueError(f"{path}: ADA is {'on' if mine['ada'] is not None else 'off'} in the checkpoint; "
-                         f"resume with the same --aug options")
+        raise ValueError(
+            f"{path}: ADA is {'on' if mine['ada'] is not None else 'off'} in the checkpoint; "
+            f"resume with the same --aug options"
+        )
     if nets.ada is not None:
         nets.ada.load_state_dict(mine["ada"])
     rng = mine["rng"]
@@ -213,8 +256,15 @@ def optimizers_by_name(phases: Sequence[Phase]) -> dict[str, torch.optim.Optimiz
 # One iteration.
 
 
-def fetch_rounds(real_batches: Iterator[RealBatch], fake_labels: Callable[[int], torch.Tensor], z_dim: int,
-                 num_phases: int, batch_per_rank: int, batch_gpu: int, device: torch.device) -> list[list[PhaseRound]]:
+def fetch_rounds(
+    real_batches: Iterator[RealBatch],
+    fake_labels: Callable[[int], torch.Tensor],
+    z_dim: int,
+    num_phases: int,
+    batch_per_rank: int,
+    batch_gpu: int,
+    device: torch.device,
+) -> list[list[PhaseRound]]:
     """This process's reals (shared by all phases) and fresh latents/labels per phase, split into rounds."""
     reals = next(real_batches).split(batch_per_rank // batch_gpu)
     per_phase = []
@@ -225,8 +275,13 @@ def fetch_rounds(real_batches: Iterator[RealBatch], fake_labels: Callable[[int],
     return per_phase
 
 
-def run_iteration(phases: Sequence[Phase], loss: StyleGAN2Loss, rounds: Sequence[Sequence[PhaseRound]],
-                  batch_idx: int, timer: PhaseTimer) -> None:
+def run_iteration(
+    phases: Sequence[Phase],
+    loss: StyleGAN2Loss,
+    rounds: Sequence[Sequence[PhaseRound]],
+    batch_idx: int,
+    timer: PhaseTimer,
+) -> None:
     """Run every phase that is due at `batch_idx` through its update rule, timed (never waiting for the device)."""
     for phase, phase_rounds in zip(phases, rounds):
         if batch_idx % phase.interval != 0:
@@ -236,8 +291,14 @@ def run_iteration(phases: Sequence[Phase], loss: StyleGAN2Loss, rounds: Sequence
 
 
 @torch.no_grad()
-def update_ema(G: torch.nn.Module, G_ema: torch.nn.Module, cur_nimg: int, batch_size: int, ema_kimg: float,
-               ema_rampup: float | None) -> None:
+def update_ema(
+    G: torch.nn.Module,
+    G_ema: torch.nn.Module,
+    cur_nimg: int,
+    batch_size: int,
+    ema_kimg: float,
+    ema_rampup: float | None,
+) -> None:
     """G_ema <- lerp(G, G_ema, beta) with a half-life of ema_kimg (ramped up as cur_nimg * ema_rampup)."""
     ema_nimg = ema_kimg * 1000
     if ema_rampup is not None:
@@ -270,9 +331,10 @@ class RunOutputs:
         self.stats_jsonl = None
         self.tensorboard = None
         if rank == 0:
-            self.stats_jsonl = open(os.path.join(run_dir, "stats.jsonl"), "at")
+            self.stats_jsonl = open(os.path.join(run_dir, "stats.jsonl"), "a")
             try:
                 from torch.utils.tensorboard import SummaryWriter
+
                 self.tensorboard = SummaryWriter(run_dir)
             except ImportError as exc:
                 print(f"Skipping TensorBoard export ({exc})")
@@ -307,18 +369,29 @@ class ImageGrid:
     row_labels: list[str] | None = None  # each row's class, for a conditional grid
 
 
-def setup_image_grid(training_set: Any, run_dir: str, seed: int, grid_size: tuple[int, int] | None,
-                     z_dim: int, device: torch.device) -> ImageGrid:
+def setup_image_grid(
+    training_set: Any, run_dir: str, seed: int, grid_size: tuple[int, int] | None, z_dim: int, device: torch.device
+) -> ImageGrid:
     """Write reals.png and return the grid's fixed latents/labels (rows grouped by class when conditional)."""
     gw, gh = grid_size or grid_shape(training_set.resolution)
-    labels = np.stack([training_set.get_label(i) for i in range(len(training_set))]) \
-        if training_set.has_labels else None
+    labels = (
+        np.stack([training_set.get_label(i) for i in range(len(training_set))]) if training_set.has_labels else None
+    )
     indices = choose_grid_indices(labels, len(training_set), gw, gh, seed)
     images = np.stack([training_set[i][0] for i in indices])
-    rows = row_names(labels[indices], gw, getattr(training_set, "metadata", {}).get("class_names")) \
-        if labels is not None and labels.shape[1] > 0 else None
-    save_image_grid(images, os.path.join(run_dir, "reals.png"), drange=(0, 255), grid_size=(gw, gh),
-                    row_labels=rows, min_tile=LEGIBLE_TILE)
+    rows = (
+        row_names(labels[indices], gw, getattr(training_set, "metadata", {}).get("class_names"))
+        if labels is not None and labels.shape[1] > 0
+        else None
+    )
+    save_image_grid(
+        images,
+        os.path.join(run_dir, "reals.png"),
+        drange=(0, 255),
+        grid_size=(gw, gh),
+        row_labels=rows,
+        min_tile=LEGIBLE_TILE,
+    )
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn([len(indices), z_dim], generator=generator).to(device)
     c = torch.from_numpy(np.stack([training_set.get_label(i) for i in indices])).to(device)
@@ -327,10 +400,17 @@ def setup_image_grid(training_set: Any, run_dir: str, seed: int, grid_size: tupl
 
 @torch.no_grad()
 def save_fakes(G_ema: torch.nn.Module, grid: ImageGrid, path: str, batch_gpu: int) -> None:
-    images = [G_ema(z=z, c=c, noise_mode="const").cpu() for z, c in zip(grid.z.split(batch_gpu),
-                                                                      grid.c.split(batch_gpu))]
-    save_image_grid(torch.cat(images).numpy(), path, drange=(-1, 1), grid_size=grid.size, row_labels=grid.row_labels,
-                    min_tile=LEGIBLE_TILE)
+    images = [
+        G_ema(z=z, c=c, noise_mode="const").cpu() for z, c in zip(grid.z.split(batch_gpu), grid.c.split(batch_gpu))
+    ]
+    save_image_grid(
+        torch.cat(images).numpy(),
+        path,
+        drange=(-1, 1),
+        grid_size=grid.size,
+        row_labels=grid.row_labels,
+        min_tile=LEGIBLE_TILE,
+    )
 
 
 def cpu_copy(module: torch.nn.Module | None) -> torch.nn.Module | None:
@@ -349,23 +429,45 @@ def needs_fine_names(total_kimg: float, kimg_per_tick: float, snapshot_ticks: Se
     return total_kimg != int(total_kimg) or (bool(ticks) and kimg_per_tick * min(ticks) < 1)
 
 
-def save_snapshot(nets: Nets, run_dir: str, cur_nimg: int, training_set_kwargs: dict,
-                  extra_metadata: dict | None = None, fine_names: bool = False) -> str:
+def save_snapshot(
+    nets: Nets,
+    run_dir: str,
+    cur_nimg: int,
+    training_set_kwargs: dict,
+    extra_metadata: dict | None = None,
+    fine_names: bool = False,
+) -> str:
     """network-snapshot-<kimg_tag>.pkl (written atomically by training.serialization); returns its path."""
     from training.serialization import save_network_snapshot
+
     path = os.path.join(run_dir, f"network-snapshot-{kimg_tag(cur_nimg, fine_names)}.pkl")
-    save_network_snapshot(path, G=cpu_copy(nets.G), D=cpu_copy(nets.D), G_ema=cpu_copy(nets.G_ema),
-                          augment_pipe=cpu_copy(nets.augment_pipe), training_set_kwargs=dict(training_set_kwargs),
-                          metadata=dict(extra_metadata or {}, cur_nimg=cur_nimg))
+    save_network_snapshot(
+        path,
+        G=cpu_copy(nets.G),
+        D=cpu_copy(nets.D),
+        G_ema=cpu_copy(nets.G_ema),
+        augment_pipe=cpu_copy(nets.augment_pipe),
+        training_set_kwargs=dict(training_set_kwargs),
+        metadata=dict(extra_metadata or {}, cur_nimg=cur_nimg),
+    )
     return path
 
 
 MetricFn = Callable[..., dict]  # metrics.metric_main.calc_metric's signature: (metric=, G=, dataset_kwargs=, ...)
 
 
-def run_metrics(metrics: Sequence[str], G_ema: torch.nn.Module, training_set_kwargs: dict, snapshot_pkl: str,
-                run_dir: str, rank: int, world: int, device: torch.device,
-                metric_kwargs: dict | None = None, metric_fn: MetricFn | None = None) -> dict[str, float]:
+def run_metrics(
+    metrics: Sequence[str],
+    G_ema: torch.nn.Module,
+    training_set_kwargs: dict,
+    snapshot_pkl: str,
+    run_dir: str,
+    rank: int,
+    world: int,
+    device: torch.device,
+    metric_kwargs: dict | None = None,
+    metric_fn: MetricFn | None = None,
+) -> dict[str, float]:
     """Evaluate each metric on G_ema with `metric_fn` and append it to metric-<name>.jsonl; returns {result name:
     value}. `metric_kwargs` are extra metric options, e.g. the spine classifier of the domain metrics.
     """
@@ -375,12 +477,21 @@ def run_metrics(metrics: Sequence[str], G_ema: torch.nn.Module, training_set_kwa
         raise ValueError(f"metrics {list(metrics)} were asked for but no metric_fn was given to compute them")
     values = {}
     for metric in metrics:
-        result = dict(metric_fn(metric=metric, G=G_ema, dataset_kwargs=training_set_kwargs, num_gpus=world,
-                                  rank=rank, device=device, **(metric_kwargs or {})))
+        result = dict(
+            metric_fn(
+                metric=metric,
+                G=G_ema,
+                dataset_kwargs=training_set_kwargs,
+                num_gpus=world,
+                rank=rank,
+                device=device,
+                **(metric_kwargs or {}),
+            )
+        )
         if rank == 0:
             line = dict(result, snapshot_pkl=os.path.relpath(snapshot_pkl, run_dir), timestamp=time.time())
             print(json.dumps(line))
-            with open(os.path.join(run_dir, f"metric-{metric}.jsonl"), "at") as f:
+            with open(os.path.join(run_dir, f"metric-{metric}.jsonl"), "a") as f:
                 f.write(json.dumps(line) + "\n")
         values.update(result.get("results", {}))
     return values
@@ -393,8 +504,16 @@ def time_left(progress: Progress, total_kimg: float, sec_per_kimg: float) -> str
     return dnnlib.util.format_time(max(total_kimg - progress.cur_nimg / 1000, 0) * sec_per_kimg)
 
 
-def report_progress(progress: Progress, nets: Nets, total_kimg: float, start_time: float, tick_start_time: float,
-                    tick_end_time: float, maintenance_time: float, device: torch.device) -> str:
+def report_progress(
+    progress: Progress,
+    nets: Nets,
+    total_kimg: float,
+    start_time: float,
+    tick_start_time: float,
+    tick_end_time: float,
+    maintenance_time: float,
+    device: torch.device,
+) -> str:
     """Report Progress/*, Timing/* and Resources/* and return the one-line status."""
     cur_nimg = progress.cur_nimg
     tick_kimg = (cur_nimg - progress.tick_start_nimg) / 1000
@@ -491,15 +610,34 @@ def training_loop(
         print("Loading training set...")
     plugins = plugins or LoopPlugins()
     named = plugins.named()
-    training_set, real_batches = load_training_data(training_set_kwargs, data_loader_kwargs, rank, world,
-                                                    random_seed, batch_per_rank, start_batch * batch_per_rank, device,
-                                                    plugins.real_sampling)
+    training_set, real_batches = load_training_data(
+        training_set_kwargs,
+        data_loader_kwargs,
+        rank,
+        world,
+        random_seed,
+        batch_per_rank,
+        start_batch * batch_per_rank,
+        device,
+        plugins.real_sampling,
+    )
     if is_main:
-        print(f"Num images: {len(training_set)}  image shape: {training_set.image_shape}  "
-              f"label shape: {training_set.label_shape}\nConstructing networks...")
+        print(
+            f"Num images: {len(training_set)}  image shape: {training_set.image_shape}  "
+            f"label shape: {training_set.label_shape}\nConstructing networks..."
+        )
 
-    nets = build_networks(training_set, G_kwargs, D_kwargs, augment_kwargs, augment_p, ada_target,
-                          dict(interval=ada_interval, ada_kimg=ada_kimg), batch_size, device)
+    nets = build_networks(
+        training_set,
+        G_kwargs,
+        D_kwargs,
+        augment_kwargs,
+        augment_p,
+        ada_target,
+        dict(interval=ada_interval, ada_kimg=ada_kimg),
+        batch_size,
+        device,
+    )
     if is_main:
         print(precision_summary(dict(G=nets.G, D=nets.D), device))
     if resume_pkl is not None and is_main:
@@ -508,10 +646,25 @@ def training_loop(
         if module is not None:
             dist_utils.broadcast_module_(module)
 
-    loss = StyleGAN2Loss(device=device, G=nets.G, D=nets.D, augment_pipe=nets.augment_pipe,
-                         generator_terms=plugins.generator_terms, ada_controller=nets.ada, **loss_kwargs)
-    phases = build_phases(nets, loss, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval,
-                          plugins.discriminator_update or GradientStep(), plugins.generator_update)
+    loss = StyleGAN2Loss(
+        device=device,
+        G=nets.G,
+        D=nets.D,
+        augment_pipe=nets.augment_pipe,
+        generator_terms=plugins.generator_terms,
+        ada_controller=nets.ada,
+        **loss_kwargs,
+    )
+    phases = build_phases(
+        nets,
+        loss,
+        G_opt_kwargs,
+        D_opt_kwargs,
+        G_reg_interval,
+        D_reg_interval,
+        plugins.discriminator_update or GradientStep(),
+        plugins.generator_update,
+    )
     progress = Progress()
     rng_state = None
     if resume_data is not None:
@@ -550,11 +703,21 @@ def training_loop(
         while True:
             signum = interrupt.stop_requested(progress.cur_nimg == progress.tick_start_nimg, world)
             if signum:  # Ctrl-C or SIGTERM: save the state this iteration would start from, then stop
-                write_checkpoint(os.path.join(run_dir, ckpt.FILE_NAME), nets, loss, phases, progress,
-                                 training_set_kwargs, options or {}, is_main, named)
+                write_checkpoint(
+                    os.path.join(run_dir, ckpt.FILE_NAME),
+                    nets,
+                    loss,
+                    phases,
+                    progress,
+                    training_set_kwargs,
+                    options or {},
+                    is_main,
+                    named,
+                )
                 raise interrupt.Interrupted(signum, progress.cur_nimg)
-            rounds = fetch_rounds(real_batches, fake_labels, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu,
-                                  device)
+            rounds = fetch_rounds(
+                real_batches, fake_labels, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu, device
+            )
             run_iteration(phases, loss, rounds, progress.batch_idx, timer)
             update_ema(nets.G, nets.G_ema, progress.cur_nimg, batch_size, ema_kimg, ema_rampup)
             progress.cur_nimg += batch_size
@@ -562,13 +725,17 @@ def training_loop(
             update_ada(nets)
 
             done = progress.cur_nimg >= total_kimg * 1000
-            if not done and progress.cur_tick != 0 and \
-                    progress.cur_nimg < progress.tick_start_nimg + kimg_per_tick * 1000:
+            if (
+                not done
+                and progress.cur_tick != 0
+                and progress.cur_nimg < progress.tick_start_nimg + kimg_per_tick * 1000
+            ):
                 continue
             timer.flush()  # the tick's one wait for the device: its phase times, and an honest tick time
             tick_end_time = time.time()
-            status = report_progress(progress, nets, total_kimg, start_time, tick_start_time, tick_end_time,
-                                     maintenance_time, device)
+            status = report_progress(
+                progress, nets, total_kimg, start_time, tick_start_time, tick_end_time, maintenance_time, device
+            )
             status += plugin_tick_report(named)
             if is_main:
                 print(status)
@@ -578,23 +745,47 @@ def training_loop(
                 if is_main:
                     print(reason if isinstance(reason, str) else "Aborting...")
             with ckpt.preserved_rng_state():
-                metric_values = run_tick_outputs(progress, nets, grid, run_dir, training_set_kwargs, metrics,
-                                                 image_snapshot_ticks, network_snapshot_ticks, batch_gpu, done,
-                                                 rank, world, device,
-                                                 plugin_metadata(named),
-                                                 metric_kwargs, fine_names, metric_fn)
+                metric_values = run_tick_outputs(
+                    progress,
+                    nets,
+                    grid,
+                    run_dir,
+                    training_set_kwargs,
+                    metrics,
+                    image_snapshot_ticks,
+                    network_snapshot_ticks,
+                    batch_gpu,
+                    done,
+                    rank,
+                    world,
+                    device,
+                    plugin_metadata(named),
+                    metric_kwargs,
+                    fine_names,
+                    metric_fn,
+                )
             stats_collector.update()
             outputs.write_stats(stats_collector.as_dict(), metric_values, progress.cur_nimg, time.time())
             if progress_fn is not None:
                 progress_fn(progress.cur_nimg // 1000, int(total_kimg))
 
-            snapshot_due = network_snapshot_ticks is not None and \
-                (done or progress.cur_tick % network_snapshot_ticks == 0)
+            snapshot_due = network_snapshot_ticks is not None and (
+                done or progress.cur_tick % network_snapshot_ticks == 0
+            )
             progress.cur_tick += 1
             progress.tick_start_nimg = progress.cur_nimg
             if snapshot_due:  # after the counters advance: the checkpoint is the state the next iteration starts from
-                write_checkpoint(os.path.join(run_dir, ckpt.FILE_NAME), nets, loss, phases, progress,
-                                 training_set_kwargs, options or {}, is_main, named)
+                write_checkpoint(
+                    os.path.join(run_dir, ckpt.FILE_NAME),
+                    nets,
+                    loss,
+                    phases,
+                    progress,
+                    training_set_kwargs,
+                    options or {},
+                    is_main,
+                    named,
+                )
             tick_start_time = time.time()
             maintenance_time = tick_start_time - tick_end_time
             if done:
@@ -605,38 +796,71 @@ def training_loop(
         print("\nExiting...")
 
 
-def run_tick_outputs(progress: Progress, nets: Nets, grid: ImageGrid | None, run_dir: str, training_set_kwargs: dict,
-                     metrics: Sequence[str], image_snapshot_ticks: int | None, network_snapshot_ticks: int | None,
-                     batch_gpu: int, done: bool, rank: int, world: int, device: torch.device,
-                     snapshot_metadata: dict | None = None, metric_kwargs: dict | None = None,
-                     fine_names: bool = False, metric_fn: MetricFn | None = None) -> dict[str, float]:
+def run_tick_outputs(
+    progress: Progress,
+    nets: Nets,
+    grid: ImageGrid | None,
+    run_dir: str,
+    training_set_kwargs: dict,
+    metrics: Sequence[str],
+    image_snapshot_ticks: int | None,
+    network_snapshot_ticks: int | None,
+    batch_gpu: int,
+    done: bool,
+    rank: int,
+    world: int,
+    device: torch.device,
+    snapshot_metadata: dict | None = None,
+    metric_kwargs: dict | None = None,
+    fine_names: bool = False,
+    metric_fn: MetricFn | None = None,
+) -> dict[str, float]:
     """Image grid, network snapshot and metrics when due at this tick; returns the metric values.
 
     `fine_names`: name the files to the image (see `kimg_tag`)."""
     tick = progress.cur_tick
     if grid is not None and (done or tick % image_snapshot_ticks == 0):
-        save_fakes(nets.G_ema, grid, os.path.join(run_dir, f"fakes{kimg_tag(progress.cur_nimg, fine_names)}.png"),
-                   batch_gpu)
+        save_fakes(
+            nets.G_ema, grid, os.path.join(run_dir, f"fakes{kimg_tag(progress.cur_nimg, fine_names)}.png"), batch_gpu
+        )
     if network_snapshot_ticks is None or not (done or tick % network_snapshot_ticks == 0):
         return {}
     metadata = dict(snapshot_metadata or {})
     if (metric_kwargs or {}).get("classifier"):
         metadata["metrics_classifier"] = metric_kwargs["classifier"]  # calc_metrics.py's default for spine metrics
-    snapshot_pkl = save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, metadata,
-                                 fine_names) if rank == 0 else ""
-    return run_metrics(metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device,
-                       metric_kwargs, metric_fn)
+    snapshot_pkl = (
+        save_snapshot(nets, run_dir, progress.cur_nimg, training_set_kwargs, metadata, fine_names) if rank == 0 else ""
+    )
+    return run_metrics(
+        metrics, nets.G_ema, training_set_kwargs, snapshot_pkl, run_dir, rank, world, device, metric_kwargs, metric_fn
+    )
 
 
-def write_checkpoint(path: str, nets: Nets, loss: StyleGAN2Loss, phases: Sequence[Phase], progress: Progress,
-                     training_set_kwargs: dict, options: dict, is_main: bool, plugins: dict[str, Plugin]) -> None:
+def write_checkpoint(
+    path: str,
+    nets: Nets,
+    loss: StyleGAN2Loss,
+    phases: Sequence[Phase],
+    progress: Progress,
+    training_set_kwargs: dict,
+    options: dict,
+    is_main: bool,
+    plugins: dict[str, Plugin],
+) -> None:
     """Gather every process's RNG and ADA state, then rank 0 writes the checkpoint atomically."""
     process_states = dist_utils.all_gather_object(
-        dict(rng=ckpt.capture_rng_state(), ada=nets.ada.state_dict() if nets.ada is not None else None))
+        dict(rng=ckpt.capture_rng_state(), ada=nets.ada.state_dict() if nets.ada is not None else None)
+    )
     if not is_main:
         return
-    ckpt.save_checkpoint(path, nets=dict(G=nets.G, D=nets.D, G_ema=nets.G_ema, augment_pipe=nets.augment_pipe),
-                         optimizers=optimizers_by_name(phases),
-                         pl_mean=float(loss.pl_mean), progress=dataclasses.asdict(progress),
-                         process_states=process_states, training_set_kwargs=training_set_kwargs, options=options,
-                         plugin_states=plugin_states(plugins))
+    ckpt.save_checkpoint(
+        path,
+        nets=dict(G=nets.G, D=nets.D, G_ema=nets.G_ema, augment_pipe=nets.augment_pipe),
+        optimizers=optimizers_by_name(phases),
+        pl_mean=float(loss.pl_mean),
+        progress=dataclasses.asdict(progress),
+        process_states=process_states,
+        training_set_kwargs=training_set_kwargs,
+        options=options,
+        plugin_states=plugin_states(plugins),
+    )

@@ -77,8 +77,9 @@ def to_classifier_pixels(x: torch.Tensor, spec: ClassifierSpec) -> torch.Tensor:
         raise ValueError(f"expected float NCHW pixels, got {x.dtype} of shape {tuple(x.shape)}")
     x = match_channels(x, spec.channels)
     if x.shape[2:] != (spec.resolution, spec.resolution):
-        x = F.interpolate(x, size=(spec.resolution, spec.resolution), mode="bilinear", align_corners=False,
-                          antialias=True)
+        x = F.interpolate(
+            x, size=(spec.resolution, spec.resolution), mode="bilinear", align_corners=False, antialias=True
+        )
     return x
 
 
@@ -122,8 +123,9 @@ def uint8_to_input(x: torch.Tensor, spec: ClassifierSpec) -> torch.Tensor:
     return normalize_pixels(to_classifier_pixels(x.to(torch.float32), spec), spec)
 
 
-def generated_to_input(img: torch.Tensor, spec: ClassifierSpec,
-                       transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+def generated_to_input(
+    img: torch.Tensor, spec: ClassifierSpec, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
     """Generator output, floats in [-1, 1] NCHW (any size/channels) -> network input, differentiably.
 
     Equals `uint8_to_input` of the same image saved as PNG by generate.py and reloaded. `transform` (e.g. the
@@ -154,7 +156,7 @@ class SpineClassifier(nn.Module):
         self.requires_grad_(False)
         self.train(False)
 
-    def train(self, mode: bool = True) -> "SpineClassifier":
+    def train(self, mode: bool = True) -> SpineClassifier:
         """Ignore requests for training mode: a parent's .train() must not switch batch norm to batch statistics."""
         return super().train(False)
 
@@ -171,8 +173,9 @@ class SpineClassifier(nn.Module):
         """uint8 images NCHW (any size, 1 or 3 channels) -> network input on this classifier's device."""
         return uint8_to_input(x.to(self.device), self.spec)
 
-    def preprocess_generated(self, img: torch.Tensor,
-                             transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    def preprocess_generated(
+        self, img: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Generator output in [-1, 1] -> network input, differentiably; see `generated_to_input`."""
         return generated_to_input(img, self.spec, transform)
 
@@ -185,8 +188,9 @@ class SpineClassifier(nn.Module):
         return logits_to_probabilities(logits)
 
 
-def check_compatible(classifier: SpineClassifier, dataset_label_mode: str | None, c_dim: int,
-                     class_names: Sequence[str] | None = None) -> None:
+def check_compatible(
+    classifier: SpineClassifier, dataset_label_mode: str | None, c_dim: int, class_names: Sequence[str] | None = None
+) -> None:
     """Refuse a classifier whose task does not fit a dataset's labels (label mode, class count, class names)."""
     spec = classifier.spec
     problems = []
@@ -222,13 +226,23 @@ def save_classifier(path: str | Path, net: nn.Module, spec: ClassifierSpec, prov
     _check_plain(provenance, "provenance")
     _check_plain(dict(spec.arch_kwargs), "arch_kwargs")
     data = dict(
-        format=FORMAT, arch=spec.arch, arch_kwargs=dict(spec.arch_kwargs), label_mode=spec.label_mode,
-        class_names=list(spec.class_names), resolution=spec.resolution, channels=spec.channels,
-        intensity=dict(scale=float(spec.intensity["scale"]), mean=[float(v) for v in spec.intensity["mean"]],
-                       std=[float(v) for v in spec.intensity["std"]]),
-        input_norm=spec.input_norm, thresholds=[float(t) for t in spec.thresholds],
+        format=FORMAT,
+        arch=spec.arch,
+        arch_kwargs=dict(spec.arch_kwargs),
+        label_mode=spec.label_mode,
+        class_names=list(spec.class_names),
+        resolution=spec.resolution,
+        channels=spec.channels,
+        intensity=dict(
+            scale=float(spec.intensity["scale"]),
+            mean=[float(v) for v in spec.intensity["mean"]],
+            std=[float(v) for v in spec.intensity["std"]],
+        ),
+        input_norm=spec.input_norm,
+        thresholds=[float(t) for t in spec.thresholds],
         state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-        provenance=provenance)
+        provenance=provenance,
+    )
     with dnnlib.atomic_write(path, "wb") as f:
         torch.save(data, f)
 
@@ -243,6 +257,7 @@ def _require(data: dict, key: str, kind: type | tuple[type, ...], path: Any) -> 
 
 def _spec_from_data(data: dict, path: Any) -> ClassifierSpec:
     """Validate every field of a loaded classifier.pkl and build its spec; errors name the file and field."""
+
     def bad(field: str, expected: str) -> dnnlib.UserError:
         return dnnlib.UserError(f"{path}: classifier.pkl field '{field}' must be {expected}, got {data.get(field)!r}")
 
@@ -258,8 +273,11 @@ def _spec_from_data(data: dict, path: Any) -> ClassifierSpec:
     if label_mode not in LABEL_MODES:
         raise bad("label_mode", f"one of {LABEL_MODES}")
     class_names = _require(data, "class_names", list, path)
-    if not all(isinstance(n, str) for n in class_names) or len(class_names) < 2 \
-            or (label_mode == "abnormality" and len(class_names) != 2):
+    if (
+        not all(isinstance(n, str) for n in class_names)
+        or len(class_names) < 2
+        or (label_mode == "abnormality" and len(class_names) != 2)
+    ):
         raise bad("class_names", "a list of class-name strings (exactly 2 for 'abnormality')")
     resolution = _require(data, "resolution", int, path)
     channels = _require(data, "channels", int, path)
@@ -269,9 +287,15 @@ def _spec_from_data(data: dict, path: Any) -> ClassifierSpec:
         raise bad("channels", "1 or 3")
     intensity = _require(data, "intensity", dict, path)
     scale, mean, std = intensity.get("scale"), intensity.get("mean"), intensity.get("std")
-    if not (isinstance(scale, float) and scale > 0 and isinstance(mean, list) and isinstance(std, list)
-            and len(mean) == len(std) == channels and all(isinstance(v, float) for v in mean + std)
-            and all(v > 0 for v in std)):
+    if not (
+        isinstance(scale, float)
+        and scale > 0
+        and isinstance(mean, list)
+        and isinstance(std, list)
+        and len(mean) == len(std) == channels
+        and all(isinstance(v, float) for v in mean + std)
+        and all(v > 0 for v in std)
+    ):
         raise bad("intensity", f"{{scale: float > 0, mean: [{channels} floats], std: [{channels} floats > 0]}}")
     input_norm = data.get("input_norm", "dataset")  # files written before the field existed: 'dataset'
     if input_norm not in INPUT_NORMS:
@@ -284,10 +308,17 @@ def _spec_from_data(data: dict, path: Any) -> ClassifierSpec:
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
         raise bad("state_dict", "a dict of str -> tensor")
     _require(data, "provenance", dict, path)
-    return ClassifierSpec(arch=arch, arch_kwargs=arch_kwargs, label_mode=label_mode,
-                          class_names=tuple(class_names), resolution=resolution, channels=channels,
-                          intensity=dict(scale=scale, mean=mean, std=std), thresholds=tuple(thresholds),
-                          input_norm=input_norm)
+    return ClassifierSpec(
+        arch=arch,
+        arch_kwargs=arch_kwargs,
+        label_mode=label_mode,
+        class_names=tuple(class_names),
+        resolution=resolution,
+        channels=channels,
+        intensity=dict(scale=scale, mean=mean, std=std),
+        thresholds=tuple(thresholds),
+        input_norm=input_norm,
+    )
 
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> SpineClassifier:
@@ -295,6 +326,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Spi
 
     A missing, foreign or damaged file raises `dnnlib.UserError` naming the file and field."""
     from training.serialization import load_weights_only
+
     data = load_weights_only(path, str(path), "a classifier.pkl")
     if not isinstance(data, dict):
         raise dnnlib.UserError(f"{path}: classifier.pkl must hold a dict, got {type(data).__name__}")
@@ -303,6 +335,7 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> Spi
     try:
         net.load_state_dict(data["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise dnnlib.UserError(f"{path}: classifier.pkl field 'state_dict' does not fit arch {spec.arch!r}: "
-                               f"{exc}") from None
+        raise dnnlib.UserError(
+            f"{path}: classifier.pkl field 'state_dict' does not fit arch {spec.arch!r}: {exc}"
+        ) from None
     return SpineClassifier(net, spec, data["provenance"]).to(device)

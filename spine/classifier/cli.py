@@ -14,8 +14,8 @@ from spine.classifier.training import TrainOptions, train_classifier
 from spine.scoring import evaluate_scores, roc_curves, save_json, save_roc_plot
 from torch_utils import misc
 
-
 NEAR_CHANCE_AUC = 0.6  # below this a binary or macro AUC says the classifier barely separates the classes
+
 
 @click.group()
 def cli() -> None:
@@ -28,27 +28,69 @@ def cli() -> None:
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default="small_cnn", show_default=True)
 @click.option("--resolution", type=click.IntRange(min=8), default=None, help="Input size [default: the dataset's]")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Maximum epochs")
-@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True,
-              help="Stop after this many epochs without a better validation AUC")
+@click.option(
+    "--patience",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Stop after this many epochs without a better validation AUC",
+)
 @click.option("--batch", "batch_size", type=click.IntRange(min=2), default=32, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
-              show_default=True, help="Fraction of studies held out to choose the best epoch")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Fraction of studies held out to choose the best epoch",
+)
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
-@click.option("--init-weights", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Local state dict of the stock torchvision model (e.g. ImageNet weights)")
+@click.option(
+    "--init-weights",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Local state dict of the stock torchvision model (e.g. ImageNet weights)",
+)
 @click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)
-@click.option("--input-norm", type=click.Choice(INPUT_NORMS), default="dataset", show_default=True,
-              help="Pixel normalisation: the training set's mean/std, or each image's own (after a 5x5 binomial "
-                   "blur with blurred_image)")
-def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, patience: int, batch_size: int,
-          lr: float, val_fraction: float, seed: int, init_weights: str | None, device: str, input_norm: str) -> None:
+@click.option(
+    "--input-norm",
+    type=click.Choice(INPUT_NORMS),
+    default="dataset",
+    show_default=True,
+    help="Pixel normalisation: the training set's mean/std, or each image's own (after a 5x5 binomial "
+    "blur with blurred_image)",
+)
+def train(
+    data: str,
+    out: str,
+    arch: str,
+    resolution: int | None,
+    epochs: int,
+    patience: int,
+    batch_size: int,
+    lr: float,
+    val_fraction: float,
+    seed: int,
+    init_weights: str | None,
+    device: str,
+    input_norm: str,
+) -> None:
     """Train a classifier on a labelled dataset; the best epoch is chosen on a study-level validation split."""
     images = load_labelled_images(data)
     dnnlib.remove_stale_temp_files(Path(out).resolve().parent)  # of an earlier run killed mid-write
-    options = TrainOptions(arch=arch, resolution=resolution or images.resolution, epochs=epochs, patience=patience,
-                           batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
-                           init_weights=init_weights, device=device, input_norm=input_norm)
+    options = TrainOptions(
+        arch=arch,
+        resolution=resolution or images.resolution,
+        epochs=epochs,
+        patience=patience,
+        batch_size=batch_size,
+        lr=lr,
+        val_fraction=val_fraction,
+        seed=seed,
+        init_weights=init_weights,
+        device=device,
+        input_norm=input_norm,
+    )
     result = train_classifier(images, options)
     save_classifier(out, result.net, result.spec, result.provenance)
     auc = result.provenance["best_val_auc"]
@@ -58,8 +100,10 @@ def train(data: str, out: str, arch: str, resolution: int | None, epochs: int, p
 
 
 def chance_warning(auc: float) -> str:
-    return (f"Warning: the saved classifier's validation AUC {auc:.3f} is near chance (0.5): it has hardly learnt "
-            f"to tell the classes apart; give it more images, epochs or resolution before relying on it")
+    return (
+        f"Warning: the saved classifier's validation AUC {auc:.3f} is near chance (0.5): it has hardly learnt "
+        f"to tell the classes apart; give it more images, epochs or resolution before relying on it"
+    )
 
 
 @cli.command()
@@ -71,9 +115,18 @@ def chance_warning(auc: float) -> str:
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Bootstrap seed")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)
-def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resamples: int, seed: int,
-             batch_size: int, device: str) -> None:
-    """AUC with a bootstrap interval over studies, sensitivity/specificity (validation threshold and Youden point), ROC."""
+def evaluate(
+    classifier_path: str,
+    data: str,
+    out: str,
+    roc: str | None,
+    n_resamples: int,
+    seed: int,
+    batch_size: int,
+    device: str,
+) -> None:
+    """AUC with a bootstrap interval over studies, sensitivity/specificity (validation threshold and Youden point),
+    ROC."""
     try:
         classifier = load_classifier(classifier_path, device)
     except dnnlib.UserError as exc:
@@ -85,18 +138,28 @@ def evaluate(classifier_path: str, data: str, out: str, roc: str | None, n_resam
         raise dnnlib.UserError(f"--classifier={classifier_path} on --data={data}: {exc}") from None
     trained_at = classifier.spec.resolution
     if images.resolution != trained_at:  # the inputs are resized to the classifier's size, silently otherwise
-        click.echo(f"Warning: --data={data} holds {images.resolution}x{images.resolution} images; the classifier was "
-                   f"trained on {trained_at}x{trained_at} ones and sees them resized, so its scores may not hold",
-                   err=True)
+        click.echo(
+            f"Warning: --data={data} holds {images.resolution}x{images.resolution} images; the classifier was "
+            f"trained on {trained_at}x{trained_at} ones and sees them resized, so its scores may not hold",
+            err=True,
+        )
     for path in (out, roc):
         if path is not None:  # temp files of an earlier run killed mid-write
             dnnlib.remove_stale_temp_files(Path(path).resolve().parent)
     scores = predict_probabilities(classifier, classifier.spec, images.images, batch_size).numpy()
     labels = images.labels.numpy()
-    report = evaluate_scores(labels, scores, images.class_names, thresholds=classifier.spec.thresholds,
-                             n_resamples=n_resamples, seed=seed, groups=images.study_ids)
-    report.update(classifier=str(Path(classifier_path).resolve()), data=str(Path(data).resolve()),
-                  data_sha256=images.sha256)
+    report = evaluate_scores(
+        labels,
+        scores,
+        images.class_names,
+        thresholds=classifier.spec.thresholds,
+        n_resamples=n_resamples,
+        seed=seed,
+        groups=images.study_ids,
+    )
+    report.update(
+        classifier=str(Path(classifier_path).resolve()), data=str(Path(data).resolve()), data_sha256=images.sha256
+    )
     save_json(report, out)
     if roc is not None:
         save_roc_plot(roc_curves(labels, scores, images.class_names), roc, title=Path(data).name)
@@ -111,4 +174,3 @@ def auc_summary(report: dict) -> str:
         return f"{name} undefined (the test set lacks a class)"
     over = f", over test {report['resampled']}" if "resampled" in report else ""
     return f"{name} {auc:.3f} (95% CI {interval[0]:.3f}-{interval[1]:.3f}{over})"
-

@@ -42,12 +42,15 @@ def _label_meaning(dataset: ImageFolderDataset, path: str) -> tuple[str, list[st
     meta = dataset.metadata
     mode = meta.get("label_mode") or ("abnormality" if dataset.label_dim == 2 else "lesion")
     if mode not in ("abnormality", "lesion"):
-        raise dnnlib.UserError(f"{path}/dataset.json: label_mode {mode!r} is not a single-class task; the classifier "
-                         f"needs 'abnormality' or 'lesion'")
+        raise dnnlib.UserError(
+            f"{path}/dataset.json: label_mode {mode!r} is not a single-class task; the classifier "
+            f"needs 'abnormality' or 'lesion'"
+        )
     names = meta.get("class_names") or _DEFAULT_CLASS_NAMES.get(mode) or [str(k) for k in range(dataset.label_dim)]
     if len(names) != dataset.label_dim:
-        raise dnnlib.UserError(f"{path}/dataset.json: {len(names)} class names but labels of dimension "
-                               f"{dataset.label_dim}")
+        raise dnnlib.UserError(
+            f"{path}/dataset.json: {len(names)} class names but labels of dimension {dataset.label_dim}"
+        )
     if mode == "abnormality" and len(names) != 2:
         raise dnnlib.UserError(f"{path}/dataset.json: label_mode 'abnormality' needs 2 classes, got {names}")
     return mode, list(names)
@@ -66,15 +69,21 @@ def load_labelled_images(path: str) -> LabelledImages:
         labels[i] = int(np.argmax(onehot))
     digest = hashlib.sha256(images.tobytes())
     digest.update(labels.tobytes())
-    return LabelledImages(images=torch.from_numpy(images), labels=torch.from_numpy(labels),
-                          study_ids=[dataset.image_info(i)["study_id"] for i in range(len(dataset))],
-                          label_mode=label_mode, class_names=class_names, source=str(path),
-                          sha256=digest.hexdigest())
+    return LabelledImages(
+        images=torch.from_numpy(images),
+        labels=torch.from_numpy(labels),
+        study_ids=[dataset.image_info(i)["study_id"] for i in range(len(dataset))],
+        label_mode=label_mode,
+        class_names=class_names,
+        source=str(path),
+        sha256=digest.hexdigest(),
+    )
 
 
 @torch.no_grad()
-def predict_probabilities(net: torch.nn.Module, spec: ClassifierSpec, images: torch.Tensor,
-                          batch_size: int = 64) -> torch.Tensor:
+def predict_probabilities(
+    net: torch.nn.Module, spec: ClassifierSpec, images: torch.Tensor, batch_size: int = 64
+) -> torch.Tensor:
     """Class probabilities for uint8 images, on CPU: [N] (abnormality) or [N, K] (lesion).
 
     `net` is a SpineClassifier or a bare network being trained (put it in eval mode first).
@@ -82,6 +91,6 @@ def predict_probabilities(net: torch.nn.Module, spec: ClassifierSpec, images: to
     device = next(net.parameters()).device
     out = []
     for start in range(0, len(images), batch_size):
-        x = uint8_to_input(images[start:start + batch_size].to(device), spec)
+        x = uint8_to_input(images[start : start + batch_size].to(device), spec)
         out.append(logits_to_probabilities(net(x)).cpu())
     return torch.cat(out)

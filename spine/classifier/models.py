@@ -30,21 +30,30 @@ class SmallCNN(nn.Module):
     ("avg") or each feature's strongest response anywhere in the image ("max").
     """
 
-    def __init__(self, in_channels: int, num_outputs: int, width: int = 16, num_blocks: int = 5,
-                 dropout: float = 0.1, pool: str = "avg"):
+    def __init__(
+        self,
+        in_channels: int,
+        num_outputs: int,
+        width: int = 16,
+        num_blocks: int = 5,
+        dropout: float = 0.1,
+        pool: str = "avg",
+    ):
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"small_cnn: pool must be one of {', '.join(POOLS)}, got {pool!r}")
         layers: list[nn.Module] = []
         channels = in_channels
         for i in range(num_blocks):
-            out = width * 2 ** i
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out),
-                       nn.ReLU(inplace=True)]
+            out = width * 2**i
+            layers += [
+                nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
             channels = out
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(POOLS[pool](1), nn.Flatten(), nn.Dropout(dropout),
-                                  nn.Linear(channels, num_outputs))
+        self.head = nn.Sequential(POOLS[pool](1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -62,8 +71,9 @@ def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     their response to a gray image repeated over three channels."""
     if conv.in_channels == in_channels:
         return conv
-    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    bias=conv.bias is not None)
+    new = nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
+    )
     with torch.no_grad():
         summed = conv.weight.sum(dim=1, keepdim=True)
         new.weight.copy_(summed.repeat(1, in_channels, 1, 1) / in_channels)
@@ -74,6 +84,7 @@ def _adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 
 def _load_init_weights(model: nn.Module, path: str | Path) -> None:
     from training.serialization import load_weights_only
+
     try:
         state = load_weights_only(path, str(path), "a state dict")
     except dnnlib.UserError as exc:
@@ -82,12 +93,19 @@ def _load_init_weights(model: nn.Module, path: str | Path) -> None:
         raise dnnlib.UserError(f"--init-weights={path}: expected a state dict, got {type(state).__name__}")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise dnnlib.UserError(f"--init-weights={path}: does not match torchvision {type(model).__name__} "
-                         f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)")
+        raise dnnlib.UserError(
+            f"--init-weights={path}: does not match torchvision {type(model).__name__} "
+            f"(missing {missing[:3]}..., unexpected {unexpected[:3]}...)"
+        )
 
 
-def build_network(arch: str, in_channels: int, num_outputs: int, arch_kwargs: dict[str, Any] | None = None,
-                  init_weights: str | Path | None = None) -> nn.Module:
+def build_network(
+    arch: str,
+    in_channels: int,
+    num_outputs: int,
+    arch_kwargs: dict[str, Any] | None = None,
+    init_weights: str | Path | None = None,
+) -> nn.Module:
     """Build `arch` for `in_channels`-channel input and `num_outputs` logits.
 
     `init_weights` (torchvision backbones only) is a state dict of the stock 3-channel, 1000-class model.

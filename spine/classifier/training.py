@@ -25,8 +25,8 @@ import dnnlib
 from spine.classifier.artifact import INPUT_NORMS, ClassifierSpec, normalize_pixels, to_classifier_pixels
 from spine.classifier.data import LabelledImages, predict_probabilities
 from spine.classifier.models import build_network
-from spine.scoring import roc_auc, youden_point
 from spine.data.splits import split_by_study
+from spine.scoring import roc_auc, youden_point
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +57,13 @@ class TrainResult:
     provenance: dict
 
 
-def augment_batch(pixels: torch.Tensor, generator: torch.Generator, flip_prob: float, max_rotate_deg: float,
-                  crop_scale: tuple[float, float]) -> torch.Tensor:
+def augment_batch(
+    pixels: torch.Tensor,
+    generator: torch.Generator,
+    flip_prob: float,
+    max_rotate_deg: float,
+    crop_scale: tuple[float, float],
+) -> torch.Tensor:
     """Random horizontal flip, rotation and square resized crop, as one affine resampling per image.
 
     Out-of-image areas are black (pixel 0), as with torchvision's transforms applied before normalization.
@@ -74,10 +79,17 @@ def augment_batch(pixels: torch.Tensor, generator: torch.Generator, flip_prob: f
     shift = (u[:, 3:5] * 2 - 1) * (1 - side[:, None]) * inner
     cos, sin = torch.cos(angle), torch.sin(angle)
     # Output coordinate p -> crop p*side + shift -> rotate -> mirror x: the sampling location in the input.
-    theta = torch.stack([
-        torch.stack([flip * cos * side, -flip * sin * side, flip * (cos * shift[:, 0] - sin * shift[:, 1])], 1),
-        torch.stack([sin * side, cos * side, sin * shift[:, 0] + cos * shift[:, 1]], 1),
-    ], 1).to(pixels.dtype).to(pixels.device)
+    theta = (
+        torch.stack(
+            [
+                torch.stack([flip * cos * side, -flip * sin * side, flip * (cos * shift[:, 0] - sin * shift[:, 1])], 1),
+                torch.stack([sin * side, cos * side, sin * shift[:, 0] + cos * shift[:, 1]], 1),
+            ],
+            1,
+        )
+        .to(pixels.dtype)
+        .to(pixels.device)
+    )
     grid = F.affine_grid(theta, list(pixels.shape), align_corners=False)
     return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -86,7 +98,7 @@ def _intensity_stats(images: torch.Tensor, spec_without_intensity: ClassifierSpe
     """Per-channel mean and std of the training pixels scaled to [0, 1], as the network-input normalization."""
     total = total_sq = count = 0
     for start in range(0, len(images), batch_size):
-        x = to_classifier_pixels(images[start:start + batch_size].to(torch.float64), spec_without_intensity) / 255
+        x = to_classifier_pixels(images[start : start + batch_size].to(torch.float64), spec_without_intensity) / 255
         total = total + x.sum(dim=(0, 2, 3))
         total_sq = total_sq + (x * x).sum(dim=(0, 2, 3))
         count += x.shape[0] * x.shape[2] * x.shape[3]
@@ -134,27 +146,38 @@ def validation_thresholds(labels: np.ndarray, probs: np.ndarray) -> tuple[float,
     if probs.ndim == 1:
         return (youden_point(labels, probs)["threshold"],)
     k_classes = probs.shape[1]
-    return tuple(youden_point(labels == k, probs[:, k])["threshold"] if 0 < (labels == k).sum() < len(labels)
-                 else 1 / k_classes for k in range(k_classes))
+    return tuple(
+        youden_point(labels == k, probs[:, k])["threshold"] if 0 < (labels == k).sum() < len(labels) else 1 / k_classes
+        for k in range(k_classes)
+    )
 
 
 def _check_validation_split(labels: torch.Tensor, train_idx: list[int], val_idx: list[int], binary: bool) -> None:
     val_classes = set(labels[val_idx].tolist())
     if not train_idx or len(val_classes) < 2 or (binary and set(labels[train_idx].tolist()) != {0, 1}):
-        raise dnnlib.UserError(f"the study-level split gave {len(train_idx)} training and {len(val_idx)} validation "
-                         f"images with validation classes {sorted(val_classes)}; validation AUC needs two classes "
-                         f"on each side: use more data or a different --val-fraction")
+        raise dnnlib.UserError(
+            f"the study-level split gave {len(train_idx)} training and {len(val_idx)} validation "
+            f"images with validation classes {sorted(val_classes)}; validation AUC needs two classes "
+            f"on each side: use more data or a different --val-fraction"
+        )
 
 
-def _train_epoch(net: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer, data: LabelledImages,
-                 train_idx: torch.Tensor, spec: ClassifierSpec, options: TrainOptions,
-                 generator: torch.Generator) -> float:
+def _train_epoch(
+    net: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: LabelledImages,
+    train_idx: torch.Tensor,
+    spec: ClassifierSpec,
+    options: TrainOptions,
+    generator: torch.Generator,
+) -> float:
     net.train()
     device = torch.device(options.device)
     order = train_idx[torch.randperm(len(train_idx), generator=generator)]
     total, count = 0.0, 0
     for start in range(0, len(order), options.batch_size):
-        idx = order[start:start + options.batch_size]
+        idx = order[start : start + options.batch_size]
         if len(idx) < 2:  # batch norm cannot train on a single image
             continue
         pixels = to_classifier_pixels(data.images[idx].to(device, torch.float32), spec)
@@ -178,10 +201,17 @@ def train_classifier(data: LabelledImages, options: TrainOptions) -> TrainResult
     labels = data.labels
     train_idx, val_idx = split_by_study(data.study_ids, labels.tolist(), options.val_fraction, options.seed)
     _check_validation_split(labels, train_idx, val_idx, binary)
-    spec = ClassifierSpec(arch=options.arch, arch_kwargs=dict(options.arch_kwargs), label_mode=data.label_mode,
-                          class_names=tuple(data.class_names), resolution=options.resolution,
-                          channels=int(data.images.shape[1]), intensity={}, thresholds=(),
-                          input_norm=options.input_norm)
+    spec = ClassifierSpec(
+        arch=options.arch,
+        arch_kwargs=dict(options.arch_kwargs),
+        label_mode=data.label_mode,
+        class_names=tuple(data.class_names),
+        resolution=options.resolution,
+        channels=int(data.images.shape[1]),
+        intensity={},
+        thresholds=(),
+        input_norm=options.input_norm,
+    )
     spec = dataclasses.replace(spec, intensity=_intensity_stats(data.images[train_idx], spec))
     val_labels = labels[val_idx].numpy()
     device = torch.device(options.device)
@@ -189,24 +219,29 @@ def train_classifier(data: LabelledImages, options: TrainOptions) -> TrainResult
     with torch.random.fork_rng(devices=[]):  # seed dropout etc. without disturbing the caller's RNG
         torch.manual_seed(options.seed)
         generator = torch.Generator().manual_seed(options.seed)
-        net = build_network(spec.arch, spec.channels, spec.num_outputs, spec.arch_kwargs,
-                            options.init_weights).to(device)
+        net = build_network(spec.arch, spec.channels, spec.num_outputs, spec.arch_kwargs, options.init_weights).to(
+            device
+        )
         loss_fn = _loss_function(labels[train_idx], len(data.class_names), binary).to(device)
         optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
         history: list[dict] = []
         best = dict(epoch=-1, auc=-math.inf, loss=math.inf, state=None, thresholds=None)
         progress = tqdm(range(options.epochs), desc=f"training {options.arch}", unit="epoch")
         for epoch in progress:
-            train_loss = _train_epoch(net, loss_fn, optimizer, data, torch.tensor(train_idx), spec, options,
-                                      generator)
+            train_loss = _train_epoch(net, loss_fn, optimizer, data, torch.tensor(train_idx), spec, options, generator)
             net.eval()
             probs = predict_probabilities(net, spec, data.images[val_idx], options.batch_size).numpy()
             val_auc = validation_auc(val_labels, probs)
             val_loss = validation_loss(val_labels, probs)
             history.append(dict(epoch=epoch, train_loss=train_loss, val_auc=val_auc, val_loss=val_loss))
             if improves(val_auc, val_loss, best["auc"], best["loss"]):
-                best = dict(epoch=epoch, auc=val_auc, loss=val_loss, state=copy.deepcopy(net.state_dict()),
-                            thresholds=validation_thresholds(val_labels, probs))
+                best = dict(
+                    epoch=epoch,
+                    auc=val_auc,
+                    loss=val_loss,
+                    state=copy.deepcopy(net.state_dict()),
+                    thresholds=validation_thresholds(val_labels, probs),
+                )
             progress.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{val_auc:.4f}", best=best["epoch"])
             if epoch - best["epoch"] >= options.patience:
                 break
@@ -216,16 +251,35 @@ def train_classifier(data: LabelledImages, options: TrainOptions) -> TrainResult
     return TrainResult(net=net, spec=spec, provenance=_provenance(data, options, train_idx, val_idx, history, best))
 
 
-def _provenance(data: LabelledImages, options: TrainOptions, train_idx: list[int], val_idx: list[int],
-                history: list[dict], best: dict) -> dict:
+def _provenance(
+    data: LabelledImages,
+    options: TrainOptions,
+    train_idx: list[int],
+    val_idx: list[int],
+    history: list[dict],
+    best: dict,
+) -> dict:
     """Plain-data record of how the classifier was made (stored in classifier.pkl)."""
     opts = dataclasses.asdict(options)
     opts["crop_scale"] = list(opts["crop_scale"])
     return dict(
-        dataset=data.source, dataset_sha256=data.sha256, num_train=len(train_idx), num_val=len(val_idx),
-        options=opts, epochs_run=len(history), best_epoch=best["epoch"], best_val_auc=float(best["auc"]),
-        history=history, selection="best validation AUC on a study-level split of the training data, ties broken "
-                                    "by the lower validation loss",
+        dataset=data.source,
+        dataset_sha256=data.sha256,
+        num_train=len(train_idx),
+        num_val=len(val_idx),
+        options=opts,
+        epochs_run=len(history),
+        best_epoch=best["epoch"],
+        best_val_auc=float(best["auc"]),
+        history=history,
+        selection="best validation AUC on a study-level split of the training data, ties broken "
+        "by the lower validation loss",
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        versions=dict(python=platform.python_version(), torch=str(torch.__version__),
-                      torchvision=str(torchvision.__version__), numpy=np.__version__, platform=sys.platform))
+        versions=dict(
+            python=platform.python_version(),
+            torch=str(torch.__version__),
+            torchvision=str(torchvision.__version__),
+            numpy=np.__version__,
+            platform=sys.platform,
+        ),
+    )

@@ -55,7 +55,7 @@ def judge_features(classifier: SpineClassifier, x: torch.Tensor) -> torch.Tensor
 
 def _batches(images: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
     for start in range(0, len(images), size):
-        yield images[start:start + size]
+        yield images[start : start + size]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,18 +68,25 @@ class RealClassFeatures:
 
     @staticmethod
     @torch.no_grad()
-    def from_images(classifier: SpineClassifier, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                    batch_size: int = 256) -> "RealClassFeatures":
+    def from_images(
+        classifier: SpineClassifier, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int = 256
+    ) -> RealClassFeatures:
         """From uint8 images [N, C, H, W] and integer labels [N]; every class needs at least one image."""
-        feats = torch.cat([judge_features(classifier, classifier.preprocess_uint8(chunk)).double().cpu()
-                           for chunk in _batches(images, batch_size)])
+        feats = torch.cat(
+            [
+                judge_features(classifier, classifier.preprocess_uint8(chunk)).double().cpu()
+                for chunk in _batches(images, batch_size)
+            ]
+        )
         counts = torch.bincount(labels.cpu(), minlength=num_classes)
         if len(counts) != num_classes or int(counts.min()) == 0:
-            raise ValueError(f"class feature matching needs real images of all {num_classes} classes; the labels "
-                             f"have counts {counts.tolist()}")
+            raise ValueError(
+                f"class feature matching needs real images of all {num_classes} classes; the labels "
+                f"have counts {counts.tolist()}"
+            )
         means = torch.stack([feats[labels.cpu() == c].mean(0) for c in range(num_classes)])
         std = feats.std(0)
-        std = std + 1e-2 * std.mean() + 1e-12    # dead units (std 0) get a floor instead of a division by zero
+        std = std + 1e-2 * std.mean() + 1e-12  # dead units (std 0) get a floor instead of a division by zero
         return RealClassFeatures(means.float(), std.float(), tuple(int(n) for n in counts))
 
 
@@ -98,19 +105,24 @@ class ClassFeatureMatch(Plugin):
     def __call__(self, gen_img: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
         num_classes = self.real.means.shape[0]
         if gen_c.ndim != 2 or gen_c.shape != (gen_img.shape[0], num_classes):
-            raise ValueError(f"class feature matching: conditioning labels of shape {tuple(gen_c.shape)}; expected "
-                             f"[{gen_img.shape[0]}, {num_classes}] one-hot labels")
+            raise ValueError(
+                f"class feature matching: conditioning labels of shape {tuple(gen_c.shape)}; expected "
+                f"[{gen_img.shape[0]}, {num_classes}] one-hot labels"
+            )
         self.classifier.to(gen_img.device).requires_grad_(False).eval()
         feats = judge_features(self.classifier, self.classifier.preprocess_generated(gen_img))
         means, std = self.real.means.to(feats.device), self.real.std.to(feats.device)
         classes = gen_c.argmax(dim=1)
-        deviation = (feats - means[classes]) / std                       # whitened distance from the class mean
+        deviation = (feats - means[classes]) / std  # whitened distance from the class mean
         onehot = torch.nn.functional.one_hot(classes, num_classes).to(deviation.dtype)
-        class_sums = onehot.T @ deviation.detach()                         # [C, D]
-        others = (onehot.sum(0)[classes] - 1).unsqueeze(1)                 # same-class images besides i
+        class_sums = onehot.T @ deviation.detach()  # [C, D]
+        others = (onehot.sum(0)[classes] - 1).unsqueeze(1)  # same-class images besides i
         leave_one_out = (class_sums[classes] - deviation.detach()) / others.clamp(min=1)
         return (leave_one_out * deviation).mean(1) * (others[:, 0] > 0) * self.weight
 
     def snapshot_metadata(self) -> dict[str, Any]:
-        return dict(clinical_match=dict(weight=self.weight, real_counts=list(self.real.counts),
-                                        feature_dim=int(self.real.means.shape[1])))
+        return dict(
+            clinical_match=dict(
+                weight=self.weight, real_counts=list(self.real.counts), feature_dim=int(self.real.means.shape[1])
+            )
+        )

@@ -15,8 +15,14 @@ from spine.scoring import evaluate_scores
 
 
 @torch.no_grad()
-def label_fidelity(G: nn.Module, classifier: SpineClassifier, num_per_class: int = 500, seed: int = 0,
-                   batch_size: int = 32, device: torch.device | str = "cpu") -> dict[str, Any]:
+def label_fidelity(
+    G: nn.Module,
+    classifier: SpineClassifier,
+    num_per_class: int = 500,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
     """How well generated images show their conditioning class, judged by the classifier.
 
     Samples `num_per_class` images per class (z from a seeded normal, noise_mode='const') and reports, per class
@@ -43,12 +49,19 @@ def label_fidelity(G: nn.Module, classifier: SpineClassifier, num_per_class: int
         predicted = probs_np.argmax(axis=1)
     names = list(classifier.spec.class_names)
     scores = evaluate_scores(labels_np, probs_np, names, n_resamples=200, seed=seed)
-    per_class_auc = ({name: scores["auc"] for name in names} if scores["task"] == "binary"
-                     else {name: scores["per_class"][name]["auc"] for name in names})
+    per_class_auc = (
+        {name: scores["auc"] for name in names}
+        if scores["task"] == "binary"
+        else {name: scores["per_class"][name]["auc"] for name in names}
+    )
     return dict(
-        num_per_class=num_per_class, seed=seed,
-        per_class={name: dict(accuracy=float((predicted[labels_np == k] == k).mean()), auc=per_class_auc[name])
-                   for k, name in enumerate(names)},
+        num_per_class=num_per_class,
+        seed=seed,
+        per_class={
+            name: dict(accuracy=float((predicted[labels_np == k] == k).mean()), auc=per_class_auc[name])
+            for k, name in enumerate(names)
+        },
         accuracy=float((predicted == labels_np).mean()),
         auc=scores["auc"] if scores["task"] == "binary" else scores["macro_auc"],
-        auc_ci=scores["auc_ci"] if scores["task"] == "binary" else scores["macro_auc_ci"])
+        auc_ci=scores["auc_ci"] if scores["task"] == "binary" else scores["macro_auc_ci"],
+    )

@@ -7,14 +7,16 @@ average over every pixel. A classifier trained on such images learns that global
 carry.
 
 This generator term renders fresh latents z under their label c and under another label c' (for the binary task,
-normal and abnormal), with constant noise inputs (and without moving the tracked average w), and charges the mean absolute difference of the two images:
+normal and abnormal), with constant noise inputs (and without moving the tracked average w), and charges the mean
+absolute difference of the two images:
 
     loss = weight * mean_pixels |G(z, c) - G(z, c')|
 
 An L1 penalty is cheapest for differences that are confined to a few pixels, so the label is pushed into local
 changes, where lesions are. With ``power`` p < 1 each pixel is charged (|d| + eps)^p - eps^p instead: a concave
 charge, closer to counting the pixels that change, so that a faint change spread over the whole image (which L1
-lets through at low amplitude) costs more than a strong one in a few pixels. The term renders its own pairs, so it needs the generator (`attach`, called by
+lets through at low amplitude) costs more than a strong one in a few pixels. The term renders its own pairs, so it
+needs the generator (`attach`, called by
 training.loss.StyleGAN2Loss); ``pairs_fraction`` of the batch size is rendered twice per call (a quarter: about
 a fifth more generator work per iteration).
 """
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 
 from training.plugins import Plugin
 
-EPS = 0.01   # with power < 1: the smallest pixel difference (in [-1, 1] units, about a grey level) whose slope is capped
+EPS = 0.01  # with power < 1: the smallest pixel difference (in [-1, 1] units, about a grey level) whose slope is capped
 
 
 class ClassLocality(Plugin):
@@ -51,8 +53,10 @@ class ClassLocality(Plugin):
     def attach(self, G: torch.nn.Module) -> None:
         """The generator whose renderings are compared (the one being trained, not its EMA copy)."""
         if getattr(G, "c_dim", 0) < 2:
-            raise ValueError(f"class locality needs a conditional generator with at least 2 classes, "
-                             f"got c_dim={getattr(G, 'c_dim', 0)}")
+            raise ValueError(
+                f"class locality needs a conditional generator with at least 2 classes, "
+                f"got c_dim={getattr(G, 'c_dim', 0)}"
+            )
         self.G = G
 
     def __call__(self, gen_img: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
@@ -75,7 +79,7 @@ class ClassLocality(Plugin):
         gap = (images[:pairs] - images[pairs:]).abs().flatten(1)
         if self.power == 1:
             return gap.mean(1)
-        return ((gap + EPS) ** self.power - EPS ** self.power).mean(1)
+        return ((gap + EPS) ** self.power - EPS**self.power).mean(1)
 
     def snapshot_metadata(self) -> dict[str, Any]:
         return dict(class_locality=dict(weight=self.weight, pairs_fraction=self.pairs_fraction, power=self.power))

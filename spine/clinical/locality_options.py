@@ -16,12 +16,20 @@ from training.plugin_options import DeclaredPlugin
 SETTING = "class_locality"  # args.class_locality: recorded with the run (not a training_loop argument)
 
 OPTIONS = OptionGroup(
-    click.option("--class-locality", help="Weight of class locality: the L1 between one latent rendered under two "
-                 "labels, so that a label changes few pixels (spine.clinical.locality) [default: off]", type=float,
-                 metavar="FLOAT"),
-    click.option("--class-locality-power", help="Charge per pixel difference d: (|d| + 0.01)^p - 0.01^p; 1 is L1, "
-                 "below 1 charges faint changes spread over many pixels more [default: 1]", type=float,
-                 metavar="FLOAT"),
+    click.option(
+        "--class-locality",
+        help="Weight of class locality: the L1 between one latent rendered under two "
+        "labels, so that a label changes few pixels (spine.clinical.locality) [default: off]",
+        type=float,
+        metavar="FLOAT",
+    ),
+    click.option(
+        "--class-locality-power",
+        help="Charge per pixel difference d: (|d| + 0.01)^p - 0.01^p; 1 is L1, "
+        "below 1 charges faint changes spread over many pixels more [default: 1]",
+        type=float,
+        metavar="FLOAT",
+    ),
 )
 
 
@@ -40,8 +48,10 @@ def configure(opts: Any, args: Any) -> list[str]:
         raise ValueError(f"--class-locality-power={power}: expected a power in (0, 1]")
     label_dim = args.dataset_info["label_dim"] if args.training_set_kwargs.use_labels else 0
     if label_dim < 2:
-        raise ValueError("--class-locality needs a conditional run with at least 2 classes (--cond=1): it compares "
-                         "one latent rendered under two labels")
+        raise ValueError(
+            "--class-locality needs a conditional run with at least 2 classes (--cond=1): it compares "
+            "one latent rendered under two labels"
+        )
     args.class_locality = dict(weight=float(weight), power=float(power))
     return [f"locality{weight:g}" + (f"-p{power:g}" if power != 1 else "")]
 
@@ -52,6 +62,7 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
     if not settings:
         return LoopPlugins()
     from spine.clinical.locality import ClassLocality
+
     return LoopPlugins(generator_terms=(ClassLocality(settings["weight"], power=settings["power"]),))
 
 

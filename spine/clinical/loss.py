@@ -24,6 +24,7 @@ from spine.classifier.artifact import SpineClassifier
 from spine.classifier.training import TrainOptions, augment_batch
 from training.plugins import Plugin
 
+
 class ClinicalLoss(Plugin):
     """Generator term (see training.loss): per-sample classifier loss of the conditioning class, times `weight`.
 
@@ -35,8 +36,10 @@ class ClinicalLoss(Plugin):
 
     def __init__(self, classifier: SpineClassifier, weight: float = 0.1, augment: bool = False):
         if not isinstance(classifier, SpineClassifier):
-            raise TypeError(f"ClinicalLoss needs a SpineClassifier (see spine.classifier.load_classifier), "
-                            f"got {type(classifier).__name__}")
+            raise TypeError(
+                f"ClinicalLoss needs a SpineClassifier (see spine.classifier.load_classifier), "
+                f"got {type(classifier).__name__}"
+            )
         self.classifier = classifier
         self.weight = float(weight)
         self.binary = classifier.spec.num_outputs == 1
@@ -45,8 +48,10 @@ class ClinicalLoss(Plugin):
     def __call__(self, gen_img: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
         num_classes = len(self.classifier.spec.class_names)
         if gen_c.ndim != 2 or gen_c.shape != (gen_img.shape[0], num_classes):
-            raise ValueError(f"clinical loss: conditioning labels of shape {tuple(gen_c.shape)}; expected "
-                             f"[{gen_img.shape[0]}, {num_classes}] one-hot labels")
+            raise ValueError(
+                f"clinical loss: conditioning labels of shape {tuple(gen_c.shape)}; expected "
+                f"[{gen_img.shape[0]}, {num_classes}] one-hot labels"
+            )
         classifier = self._frozen_on(gen_img.device)
         logits = classifier(classifier.preprocess_generated(gen_img, self._random_transform))
         if self.binary:
@@ -58,10 +63,17 @@ class ClinicalLoss(Plugin):
     def snapshot_metadata(self) -> dict[str, Any]:
         """Recorded in every network snapshot by the training loop: which classifier judged, and how strongly."""
         spec = self.classifier.spec
-        return dict(clinical_loss=dict(
-            weight=self.weight, augment=self.augment, label_mode=spec.label_mode, class_names=list(spec.class_names),
-            arch=spec.arch, resolution=spec.resolution,
-            classifier_dataset_sha256=self.classifier.provenance.get("dataset_sha256")))
+        return dict(
+            clinical_loss=dict(
+                weight=self.weight,
+                augment=self.augment,
+                label_mode=spec.label_mode,
+                class_names=list(spec.class_names),
+                arch=spec.arch,
+                resolution=spec.resolution,
+                classifier_dataset_sha256=self.classifier.provenance.get("dataset_sha256"),
+            )
+        )
 
     def _random_transform(self, pixels: torch.Tensor) -> torch.Tensor:
         """With `augment`, one random training transform per image (drawn from torch's global generator, which
@@ -80,6 +92,8 @@ def training_augmentation(classifier: SpineClassifier) -> dict[str, Any]:
     """The flip/rotate/crop settings the classifier was trained with (its provenance), else the defaults."""
     defaults = TrainOptions()
     trained = classifier.provenance.get("options", {})
-    return dict(flip_prob=float(trained.get("flip_prob", defaults.flip_prob)),
-                max_rotate_deg=float(trained.get("max_rotate_deg", defaults.max_rotate_deg)),
-                crop_scale=tuple(float(x) for x in trained.get("crop_scale", defaults.crop_scale)))
+    return dict(
+        flip_prob=float(trained.get("flip_prob", defaults.flip_prob)),
+        max_rotate_deg=float(trained.get("max_rotate_deg", defaults.max_rotate_deg)),
+        crop_scale=tuple(float(x) for x in trained.get("crop_scale", defaults.crop_scale)),
+    )

@@ -23,15 +23,31 @@ DEFAULT_WEIGHT = 0.1  # the paper's
 SETTING = "clinical"  # args.clinical: this plug-in's settings, recorded with the run (not a training_loop argument)
 
 OPTIONS = OptionGroup(
-    click.option("--clinical-loss", help="classifier.pkl judging each generated image against its label",
-                 type=click.Path(exists=True, dir_okay=False), metavar="PKL"),
-    click.option("--clinical-weight", help=f"Weight of the clinical loss [default: {DEFAULT_WEIGHT}]", type=float,
-                 metavar="FLOAT"),
-    click.option("--clinical-augment", help="Judge each image through a random flip/rotate/crop of the "
-                 "classifier's training [default: false]", type=bool, metavar="BOOL"),
-    click.option("--clinical-match", help="Weight of class feature matching: each class's mean judge features "
-                 "pulled to the real class's (spine.clinical.feature_match) [default: 0, off]", type=float,
-                 metavar="FLOAT"),
+    click.option(
+        "--clinical-loss",
+        help="classifier.pkl judging each generated image against its label",
+        type=click.Path(exists=True, dir_okay=False),
+        metavar="PKL",
+    ),
+    click.option(
+        "--clinical-weight",
+        help=f"Weight of the clinical loss [default: {DEFAULT_WEIGHT}]",
+        type=float,
+        metavar="FLOAT",
+    ),
+    click.option(
+        "--clinical-augment",
+        help="Judge each image through a random flip/rotate/crop of the classifier's training [default: false]",
+        type=bool,
+        metavar="BOOL",
+    ),
+    click.option(
+        "--clinical-match",
+        help="Weight of class feature matching: each class's mean judge features "
+        "pulled to the real class's (spine.clinical.feature_match) [default: 0, off]",
+        type=float,
+        metavar="FLOAT",
+    ),
 )
 
 
@@ -48,13 +64,16 @@ def configure(opts: Any, args: Any) -> list[str]:
         return []
     from spine.classifier.artifact import check_compatible, load_classifier
     from training.dataset import ImageFolderDataset
+
     weight = DEFAULT_WEIGHT if opts.clinical_weight is None else opts.clinical_weight
     match = opts.clinical_match or 0.0
     if not match >= 0:
         raise ValueError(f"--clinical-match={match}: expected a weight >= 0 (0 turns class feature matching off)")
     if not (weight > 0 or (weight == 0 and match > 0)):
-        raise ValueError(f"--clinical-weight={weight}: expected a positive weight (the paper's is {DEFAULT_WEIGHT}), "
-                         f"or 0 together with --clinical-match > 0")
+        raise ValueError(
+            f"--clinical-weight={weight}: expected a positive weight (the paper's is {DEFAULT_WEIGHT}), "
+            f"or 0 together with --clinical-match > 0"
+        )
     if not opts.cond:
         raise ValueError("--clinical-loss needs a conditional run (--cond=1): it judges each image against its label")
     try:
@@ -66,9 +85,15 @@ def configure(opts: Any, args: Any) -> list[str]:
         raise ValueError(f"--clinical-loss={opts.clinical_loss}: {exc}") from exc
     with open(opts.clinical_loss, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    args.clinical = dict(classifier=os.path.abspath(opts.clinical_loss), classifier_sha256=digest,
-                         weight=float(weight), augment=bool(opts.clinical_augment), match=float(match),
-                         label_mode=classifier.spec.label_mode, class_names=list(classifier.spec.class_names))
+    args.clinical = dict(
+        classifier=os.path.abspath(opts.clinical_loss),
+        classifier_sha256=digest,
+        weight=float(weight),
+        augment=bool(opts.clinical_augment),
+        match=float(match),
+        label_mode=classifier.spec.label_mode,
+        class_names=list(classifier.spec.class_names),
+    )
     return [f"clinical{weight:g}" + ("-aug" if opts.clinical_augment else "") + (f"-match{match:g}" if match else "")]
 
 
@@ -79,6 +104,7 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         return LoopPlugins()
     from spine.classifier.artifact import load_classifier
     from spine.clinical.loss import ClinicalLoss
+
     classifier = load_classifier(clinical["classifier"], device)
     terms: list[Any] = []
     if clinical["weight"] > 0:
@@ -92,11 +118,23 @@ def _feature_match(classifier: Any, args: Any, weight: float) -> Any:
     """The class feature-matching term, its real class means taken from the run's training images."""
     from spine.classifier.data import load_labelled_images
     from spine.clinical.feature_match import ClassFeatureMatch, RealClassFeatures
+
     real = load_labelled_images(args.training_set_kwargs.path)
     stats = RealClassFeatures.from_images(classifier, real.images, real.labels, len(real.class_names))
     return ClassFeatureMatch(classifier, stats, weight)
 
 
-PLUGIN = DeclaredPlugin(SETTING, OPTIONS, configure, build, path_options=("clinical_loss",), conflicts=(
-    Conflict(("clinical_match", "dp"), "--clinical-match with --dp=1: the real class means it matches are a statistic "
-             "of the private training images, released without noise"),))
+PLUGIN = DeclaredPlugin(
+    SETTING,
+    OPTIONS,
+    configure,
+    build,
+    path_options=("clinical_loss",),
+    conflicts=(
+        Conflict(
+            ("clinical_match", "dp"),
+            "--clinical-match with --dp=1: the real class means it matches are a statistic "
+            "of the private training images, released without noise",
+        ),
+    ),
+)

@@ -26,7 +26,8 @@ import os
 import shutil
 import tempfile
 import zipfile
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import click
 import numpy as np
@@ -71,6 +72,7 @@ class SourceListing:
 
 # --- source listing ------------------------------------------------------------------------------
 
+
 def is_vindr_root(source: str) -> bool:
     return os.path.isdir(os.path.join(source, "annotations"))
 
@@ -88,8 +90,10 @@ def list_vindr(source: str, split: str, spec: labels_mod.LabelSpec) -> SourceLis
     except labels_mod.AnnotationError as exc:
         raise UserError(str(exc)) from exc
     kept, excluded = labels_mod.make_labels(annotations.values(), spec)
-    items = [SourceItem(os.path.join(image_dir, f"{img.image_id}.dicom"), img.image_id, img.study_id,
-                        img.label, split) for img in kept]
+    items = [
+        SourceItem(os.path.join(image_dir, f"{img.image_id}.dicom"), img.image_id, img.study_id, img.label, split)
+        for img in kept
+    ]
     return SourceListing(items, spec.mode, labels_mod.class_names(spec), dict(excluded))
 
 
@@ -99,28 +103,36 @@ def list_plain_folder(source: str) -> SourceListing:
     File names are copied into dataset.json as image ids, so they must not carry patient data.
     """
     paths = sorted(os.path.join(root, f) for root, _dirs, files in os.walk(source) for f in files)
-    paths = [p for p in paths if p.lower().endswith(_PLAIN_IMAGE_SUFFIXES + DICOM_SUFFIXES)
-             or (not os.path.splitext(p)[1] and is_dicom_file(p))]
+    paths = [
+        p
+        for p in paths
+        if p.lower().endswith(_PLAIN_IMAGE_SUFFIXES + DICOM_SUFFIXES)
+        or (not os.path.splitext(p)[1] and is_dicom_file(p))
+    ]
     if not paths:
         raise UserError(f"--source: no DICOM or image files found under {source}")
-    items = [SourceItem(p, os.path.splitext(os.path.relpath(p, source))[0].replace(os.sep, "/"), None, None,
-                        "train") for p in paths]
+    items = [
+        SourceItem(p, os.path.splitext(os.path.relpath(p, source))[0].replace(os.sep, "/"), None, None, "train")
+        for p in paths
+    ]
     return SourceListing(items, "none", [], {})
 
 
-def select_items(items: Sequence[SourceItem], val_fraction: float, part: str, seed: int,
-                 max_images: int | None) -> list[SourceItem]:
+def select_items(
+    items: Sequence[SourceItem], val_fraction: float, part: str, seed: int, max_images: int | None
+) -> list[SourceItem]:
     """Keep one side of the study-level split (all items when val_fraction is 0), then the first max_images."""
     chosen = list(items)
     if val_fraction > 0:
-        train, val = splits.split_by_study([i.study_id for i in items], [i.label for i in items],
-                                           val_fraction, seed)
-        chosen = [dataclasses.replace(items[k], split="val") for k in val] if part == "val" else \
-            [items[k] for k in train]
+        train, val = splits.split_by_study([i.study_id for i in items], [i.label for i in items], val_fraction, seed)
+        chosen = (
+            [dataclasses.replace(items[k], split="val") for k in val] if part == "val" else [items[k] for k in train]
+        )
     return chosen[:max_images] if max_images is not None else chosen
 
 
 # --- pixels --------------------------------------------------------------------------------------
+
 
 def transform_image(image: np.ndarray, opts: ImageOptions) -> np.ndarray:
     """uint8 [H, W] -> uint8 [R, R]: centre crop (paper) or zero-pad to square, then resize."""
@@ -128,13 +140,14 @@ def transform_image(image: np.ndarray, opts: ImageOptions) -> np.ndarray:
     side = min(h, w) if opts.transform == "center-crop" else max(h, w)
     if opts.transform == "center-crop":
         top, left = (h - side) // 2, (w - side) // 2
-        square = image[top:top + side, left:left + side]
+        square = image[top : top + side, left : left + side]
     else:
         square = np.zeros([side, side], dtype=np.uint8)
         top, left = (side - h) // 2, (side - w) // 2
-        square[top:top + h, left:left + w] = image
-    resized = PIL.Image.fromarray(square, "L").resize((opts.resolution, opts.resolution),
-                                                     RESIZE_FILTERS[opts.resize_filter])
+        square[top : top + h, left : left + w] = image
+    resized = PIL.Image.fromarray(square, "L").resize(
+        (opts.resolution, opts.resolution), RESIZE_FILTERS[opts.resize_filter]
+    )
     return np.asarray(resized, dtype=np.uint8)
 
 
@@ -152,7 +165,9 @@ def encode_item(args: tuple[SourceItem, ImageOptions]) -> tuple[bytes | None, st
     return buffer.getvalue(), None
 
 
-def encode_all(items: Sequence[SourceItem], opts: ImageOptions, workers: int) -> Iterator[tuple[bytes | None, str | None]]:
+def encode_all(
+    items: Sequence[SourceItem], opts: ImageOptions, workers: int
+) -> Iterator[tuple[bytes | None, str | None]]:
     """encode_item over every item, in order, in `workers` processes, with a progress bar."""
     jobs = [(item, opts) for item in items]
     bar = dict(total=len(jobs), desc="Importing", unit="img")
@@ -164,6 +179,7 @@ def encode_all(items: Sequence[SourceItem], opts: ImageOptions, workers: int) ->
 
 
 # --- destination ---------------------------------------------------------------------------------
+
 
 def check_dest(dest: str, overwrite: bool = False, flag: str = "--dest") -> None:
     """Refuse to overwrite: a zip must not exist, a folder must be absent or empty. With `overwrite`, an existing
@@ -212,8 +228,12 @@ def image_fname(index: int) -> str:
     return f"{index // 1000:05d}/img{index:08d}.png"
 
 
-def build_dataset_json(written: Sequence[tuple[str, SourceItem]], listing: SourceListing,
-                       skipped: Sequence[dict[str, str]], options: dict[str, Any]) -> dict[str, Any]:
+def build_dataset_json(
+    written: Sequence[tuple[str, SourceItem]],
+    listing: SourceListing,
+    skipped: Sequence[dict[str, str]],
+    options: dict[str, Any],
+) -> dict[str, Any]:
     has_labels = listing.label_mode != "none"
     return {
         "labels": [[fname, item.label] for fname, item in written] if has_labels else None,
@@ -230,29 +250,41 @@ def build_dataset_json(written: Sequence[tuple[str, SourceItem]], listing: Sourc
     }
 
 
-def write_dataset(items: Sequence[SourceItem], listing: SourceListing, dest: str, opts: ImageOptions,
-                  workers: int, options: dict[str, Any], source_root: str, overwrite: bool = False) -> dict[str, Any]:
+def write_dataset(
+    items: Sequence[SourceItem],
+    listing: SourceListing,
+    dest: str,
+    opts: ImageOptions,
+    workers: int,
+    options: dict[str, Any],
+    source_root: str,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Decode, transform and write every item atomically; returns the dataset.json contents."""
     written: list[tuple[str, SourceItem]] = []
     skipped: list[dict[str, str]] = []
     with open_dest(dest, overwrite) as add:
         for item, (png, reason) in zip(items, encode_all(items, opts, workers)):
             if png is None:
-                skipped.append(dict(image_id=item.image_id, file=os.path.relpath(item.path, source_root),
-                                    reason=reason))
+                skipped.append(
+                    dict(image_id=item.image_id, file=os.path.relpath(item.path, source_root), reason=reason)
+                )
                 continue
             fname = image_fname(len(written))
             add(fname, png)
             written.append((fname, item))
         if not written:
-            raise UserError(f"--source: none of the {len(items)} selected images could be decoded "
-                            f"(first reason: {skipped[0]['reason'] if skipped else 'no images selected'})")
+            raise UserError(
+                f"--source: none of the {len(items)} selected images could be decoded "
+                f"(first reason: {skipped[0]['reason'] if skipped else 'no images selected'})"
+            )
         meta = build_dataset_json(written, listing, skipped, options)
         add("dataset.json", json.dumps(meta, indent=1).encode("utf-8"))
     return meta
 
 
 # --- command line --------------------------------------------------------------------------------
+
 
 def _power_of_two(_ctx: click.Context, _param: click.Parameter, value: int) -> int:
     if value < 4 or value & (value - 1):
@@ -264,8 +296,10 @@ def _summary(meta: dict[str, Any], dest: str) -> str:
     block = meta["spinegan"]
     counts = ", ".join(f"{name} {n}" for name, n in block["class_counts"].items()) or "no labels"
     excluded = sum(block["excluded_by_labels"].values())
-    return (f"Wrote {block['num_images']} images to {dest}; skipped {len(block['skipped'])} undecodable, "
-            f"left out {excluded} by label rules; class counts: {counts}")
+    return (
+        f"Wrote {block['num_images']} images to {dest}; skipped {len(block['skipped'])} undecodable, "
+        f"left out {excluded} by label rules; class counts: {counts}"
+    )
 
 
 @click.command()
@@ -275,24 +309,56 @@ def _summary(meta: dict[str, Any], dest: str) -> str:
 @click.option("--resolution", type=int, default=256, show_default=True, callback=_power_of_two)
 @click.option("--transform", type=click.Choice(["center-crop", "pad"]), default="center-crop", show_default=True)
 @click.option("--resize-filter", type=click.Choice(list(RESIZE_FILTERS)), default="lanczos", show_default=True)
-@click.option("--labels", "label_mode", type=click.Choice(labels_mod.LABEL_MODES), default=None,
-              help="Default: abnormality for a VinDr root, none for a plain folder")
+@click.option(
+    "--labels",
+    "label_mode",
+    type=click.Choice(labels_mod.LABEL_MODES),
+    default=None,
+    help="Default: abnormality for a VinDr root, none for a plain folder",
+)
 @click.option("--multi-lesion", type=click.Choice(labels_mod.MULTI_LESION_POLICIES), default="drop", show_default=True)
 @click.option("--rare", type=click.Choice(labels_mod.RARE_POLICIES), default="drop", show_default=True)
 @click.option("--consensus", type=click.Choice(labels_mod.CONSENSUS_POLICIES), default="any", show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="Hold out this fraction of studies (study-level, stratified)")
-@click.option("--part", type=click.Choice(["train", "val"]), default="train", show_default=True,
-              help="Which side of the --val-fraction split to write")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Hold out this fraction of studies (study-level, stratified)",
+)
+@click.option(
+    "--part",
+    type=click.Choice(["train", "val"]),
+    default="train",
+    show_default=True,
+    help="Which side of the --val-fraction split to write",
+)
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Seed of the train/val split")
 @click.option("--max-images", type=click.IntRange(min=1), default=None)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--preview", type=dnnlib.OutputPath(dir_okay=False), default=None,
-              help="Write a PNG grid, one row per class")
+@click.option(
+    "--preview", type=dnnlib.OutputPath(dir_okay=False), default=None, help="Write a PNG grid, one row per class"
+)
 @click.option("--overwrite", is_flag=True, help="Replace --dest if it exists (a zip, or a folder with dataset.json)")
-def main(source: str, dest: str, split: str, resolution: int, transform: str, resize_filter: str,
-         label_mode: str | None, multi_lesion: str, rare: str, consensus: str, val_fraction: float, part: str,
-         seed: int, max_images: int | None, workers: int, preview: str | None, overwrite: bool) -> None:
+def main(
+    source: str,
+    dest: str,
+    split: str,
+    resolution: int,
+    transform: str,
+    resize_filter: str,
+    label_mode: str | None,
+    multi_lesion: str,
+    rare: str,
+    consensus: str,
+    val_fraction: float,
+    part: str,
+    seed: int,
+    max_images: int | None,
+    workers: int,
+    preview: str | None,
+    overwrite: bool,
+) -> None:
     """Convert spine radiographs into a StyleGAN2-ADA training dataset (zip or folder of PNGs)."""
     options = dict(locals())  # the tool's options, recorded in dataset.json; no patient data
     del options["label_mode"], options["overwrite"]
@@ -310,13 +376,14 @@ def main(source: str, dest: str, split: str, resolution: int, transform: str, re
     options["labels"] = listing.label_mode
     items = select_items(listing.items, val_fraction, part, seed, max_images)
     opts = ImageOptions(resolution, transform, resize_filter)
-    dnnlib.check_free_space(dest, "--dest", len(items) * resolution ** 2)  # 8-bit gray PNGs, at most about raw
+    dnnlib.check_free_space(dest, "--dest", len(items) * resolution**2)  # 8-bit gray PNGs, at most about raw
     meta = write_dataset(items, listing, dest, opts, workers, options, source, overwrite)
     for entry in meta["spinegan"]["skipped"]:
         click.echo(f"skipped {entry['file']}: {entry['reason']}", err=True)
     click.echo(_summary(meta, dest))
     if preview:
         from spine.data.preview import write_preview
+
         write_preview(dest, preview)
         click.echo(f"Preview written to {preview}")
 

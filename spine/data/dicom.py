@@ -92,8 +92,9 @@ def _read_dataset(path: str | os.PathLike) -> pydicom.Dataset:
         raise DecodeError(path, "DICOM file has no pixel data")
     photometric = ds.get("PhotometricInterpretation")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise DecodeError(path, f"expected a MONOCHROME1/MONOCHROME2 radiograph, got photometric "
-                                f"interpretation {photometric!r}")
+        raise DecodeError(
+            path, f"expected a MONOCHROME1/MONOCHROME2 radiograph, got photometric interpretation {photometric!r}"
+        )
     if int(ds.get("NumberOfFrames", 1) or 1) != 1:
         raise DecodeError(path, "expected a single-frame radiograph, got a multi-frame DICOM")
     return ds
@@ -105,8 +106,9 @@ def _stored_pixels(ds: pydicom.Dataset, path: str | os.PathLike) -> np.ndarray:
     if syntax.is_compressed:
         decoder = get_decoder(syntax)
         if not decoder.is_available:
-            hint = J2K_HINT if "JPEG 2000" in syntax.name else "install one of: " + "; ".join(
-                decoder.missing_dependencies)
+            hint = (
+                J2K_HINT if "JPEG 2000" in syntax.name else "install one of: " + "; ".join(decoder.missing_dependencies)
+            )
             raise DecodeError(path, f"no decoder for {syntax.name}: {hint}")
     try:
         with warnings.catch_warnings():
@@ -115,8 +117,9 @@ def _stored_pixels(ds: pydicom.Dataset, path: str | os.PathLike) -> np.ndarray:
             warnings.simplefilter("ignore")
             arr = ds.pixel_array
     except Exception as exc:  # truncated or corrupt pixel data: many exception types, one reason
-        raise DecodeError(path, f"pixel data cannot be decoded, file truncated or corrupt "
-                                f"({type(exc).__name__})") from exc
+        raise DecodeError(
+            path, f"pixel data cannot be decoded, file truncated or corrupt ({type(exc).__name__})"
+        ) from exc
     if arr.ndim != 2:
         raise DecodeError(path, f"expected one grayscale frame, got pixel array of shape {arr.shape}")
     return arr

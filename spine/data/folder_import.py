@@ -24,7 +24,8 @@ import io
 import json
 import os
 import zipfile
-from typing import Any, Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -63,8 +64,11 @@ class Source:
 def open_source(path: str) -> Source:
     """A folder or a zip of images (UserError when it is neither or holds no image)."""
     if os.path.isdir(path):
-        names = sorted(os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/")
-                       for root, _dirs, files in os.walk(path) for f in files)
+        names = sorted(
+            os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/")
+            for root, _dirs, files in os.walk(path)
+            for f in files
+        )
         opener: Callable[[str], Any] = lambda name: open(os.path.join(path, name), "rb")  # noqa: E731
         close = lambda: None  # noqa: E731
     elif os.path.isfile(path) and zipfile.is_zipfile(path):
@@ -91,8 +95,10 @@ def read_labels(opener: Callable[[str], Any], path: str) -> dict[str, Any] | Non
             labels = json.load(f).get("labels")
             return {name: label for name, label in labels} if labels is not None else None
         except (ValueError, AttributeError, TypeError) as exc:
-            raise UserError(f"--source: {path}/dataset.json: expected NVIDIA's {{\"labels\": [[path, label], "
-                            f"...] or null}} ({type(exc).__name__}: {exc})") from None
+            raise UserError(
+                f'--source: {path}/dataset.json: expected NVIDIA\'s {{"labels": [[path, label], '
+                f"...] or null}} ({type(exc).__name__}: {exc})"
+            ) from None
 
 
 def read_pixels(source: Source, name: str, changes: collections.Counter) -> np.ndarray:
@@ -130,8 +136,9 @@ def set_channels(pixels: np.ndarray, channels: int, changes: collections.Counter
     return np.repeat(pixels, 3, axis=2)
 
 
-def _resize(pixels: np.ndarray, width: int, height: int, opts: ImportOptions, changes: collections.Counter
-            ) -> np.ndarray:
+def _resize(
+    pixels: np.ndarray, width: int, height: int, opts: ImportOptions, changes: collections.Counter
+) -> np.ndarray:
     if pixels.shape[:2] == (height, width):
         return pixels
     changes[f"resized to {width}x{height} ({opts.resize_filter})"] += 1
@@ -153,22 +160,22 @@ def transform(pixels: np.ndarray, opts: ImportOptions, changes: collections.Coun
         if h != w:
             changes["cropped to the centre square"] += 1
         top, left = (h - side) // 2, (w - side) // 2
-        return _resize(pixels[top:top + side, left:left + side], width, height, opts, changes)
+        return _resize(pixels[top : top + side, left : left + side], width, height, opts, changes)
     if opts.transform == "pad":
         side = max(h, w)
         if h != w:
             changes["padded to a square with black"] += 1
         square = np.zeros([side, side, pixels.shape[2]], np.uint8)
-        square[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = pixels
+        square[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = pixels
         return _resize(square, width, height, opts, changes)
     crop_height = int(round(width * h / w))  # center-crop-wide
     if w < width or crop_height < height:
         changes["dropped: too small for center-crop-wide"] += 1
         return None
     top = (h - crop_height) // 2
-    strip = _resize(pixels[top:top + crop_height], width, height, opts, changes)
+    strip = _resize(pixels[top : top + crop_height], width, height, opts, changes)
     canvas = np.zeros([width, width, pixels.shape[2]], np.uint8)
-    canvas[(width - height) // 2:(width - height) // 2 + height] = strip
+    canvas[(width - height) // 2 : (width - height) // 2 + height] = strip
     changes["padded above and below to a square (center-crop-wide)"] += 1
     return canvas
 
@@ -176,11 +183,15 @@ def transform(pixels: np.ndarray, opts: ImportOptions, changes: collections.Coun
 def check_shape(pixels: np.ndarray, first: tuple[int, ...] | None, name: str) -> None:
     h, w, c = pixels.shape
     if h != w or h < 4 or h & (h - 1):
-        raise UserError(f"--source: {name} becomes {w}x{h}; images must be square with a power-of-two side "
-                        f"(use --width/--height and --transform to change their shape)")
+        raise UserError(
+            f"--source: {name} becomes {w}x{h}; images must be square with a power-of-two side "
+            f"(use --width/--height and --transform to change their shape)"
+        )
     if first is not None and pixels.shape != first:
-        raise UserError(f"--source: {name} becomes {w}x{h}x{c}, the first image {first[1]}x{first[0]}x{first[2]}; "
-                        f"all images must agree (--width/--height, --transform, --channels)")
+        raise UserError(
+            f"--source: {name} becomes {w}x{h}x{c}, the first image {first[1]}x{first[0]}x{first[2]}; "
+            f"all images must agree (--width/--height, --transform, --channels)"
+        )
 
 
 def source_channels(source: Source, names: list[str], opts: ImportOptions) -> int:
@@ -195,16 +206,19 @@ def source_channels(source: Source, names: list[str], opts: ImportOptions) -> in
         with source.open(name) as f, PIL.Image.open(io.BytesIO(f.read())) as image:
             counts[1 if image.mode in ("L", "LA", "1") + _SIXTEEN_BIT else 3] += 1
     if len(counts) > 1:
-        raise UserError(f"--source: {counts[1]} grey and {counts[3]} colour images; pass --channels=1 (grey) or "
-                        f"--channels=3 (RGB) to convert them to one")
+        raise UserError(
+            f"--source: {counts[1]} grey and {counts[3]} colour images; pass --channels=1 (grey) or "
+            f"--channels=3 (RGB) to convert them to one"
+        )
     return next(iter(counts))
 
 
-def convert(source: Source, opts: ImportOptions, add: Callable[[str, bytes], None]
-            ) -> tuple[list[tuple[str, str]], collections.Counter]:
+def convert(
+    source: Source, opts: ImportOptions, add: Callable[[str, bytes], None]
+) -> tuple[list[tuple[str, str]], collections.Counter]:
     """Write every image through `add(fname, png)`; returns [(source name, written fname)] and the changes made
     (description -> number of images)."""
-    names = source.names[:opts.max_images] if opts.max_images else source.names
+    names = source.names[: opts.max_images] if opts.max_images else source.names
     channels = source_channels(source, names, opts)
     written: list[tuple[str, str]] = []
     changes: collections.Counter = collections.Counter()
@@ -235,8 +249,10 @@ def dataset_json(written: list[tuple[str, str]], labels: dict[str, Any] | None) 
         return {"labels": None}, None
     missing = [name for name, _ in written if name not in labels]
     if missing:
-        return {"labels": None}, (f"labels dropped: {len(missing)} of {len(written)} images have none in the "
-                                  f"source's dataset.json (first: {missing[0]})")
+        return {"labels": None}, (
+            f"labels dropped: {len(missing)} of {len(written)} images have none in the "
+            f"source's dataset.json (first: {missing[0]})"
+        )
     return {"labels": [[fname, labels[name]] for name, fname in written]}, None
 
 
@@ -245,8 +261,12 @@ def import_folder(source_path: str, dest: str, opts: ImportOptions) -> list[str]
     check_dest(dest)
     if opts.transform is not None and (opts.width is None or opts.height is None):
         raise UserError(f"--transform={opts.transform} needs --width and --height")
-    if opts.transform == "center-crop-wide" and opts.width is not None and opts.height is not None \
-            and opts.height > opts.width:
+    if (
+        opts.transform == "center-crop-wide"
+        and opts.width is not None
+        and opts.height is not None
+        and opts.height > opts.width
+    ):
         raise UserError("--transform=center-crop-wide needs --height <= --width")
     source = open_source(source_path)
     try:

@@ -28,14 +28,21 @@ import collections
 import csv
 import dataclasses
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 NO_FINDING = "No finding"
-LESION_CLASSES = (NO_FINDING, "Disc space narrowing", "Foraminal stenosis", "Osteophytes",
-                  "Spondylolysthesis", "Surgical implant", "Vertebral collapse", "Other lesions")
+LESION_CLASSES = (
+    NO_FINDING,
+    "Disc space narrowing",
+    "Foraminal stenosis",
+    "Osteophytes",
+    "Spondylolysthesis",
+    "Surgical implant",
+    "Vertebral collapse",
+    "Other lesions",
+)
 OTHER_LESIONS = "Other lesions"
-RARE_CLASSES = ("Ankylosis", "Enthesophytes", "Fracture", "Sclerotic lesion", "Subchondral sclerosis",
-                "Foreign body")
+RARE_CLASSES = ("Ankylosis", "Enthesophytes", "Fracture", "Sclerotic lesion", "Subchondral sclerosis", "Foreign body")
 ABNORMALITY_CLASSES = ("normal", "abnormal")
 REQUIRED_COLUMNS = ("image_id", "study_id", "rad_id", "lesion_type")
 
@@ -70,8 +77,12 @@ class LabelSpec:
     consensus: str = "any"
 
     def __post_init__(self) -> None:
-        for field, allowed in (("mode", LABEL_MODES), ("multi_lesion", MULTI_LESION_POLICIES),
-                               ("rare", RARE_POLICIES), ("consensus", CONSENSUS_POLICIES)):
+        for field, allowed in (
+            ("mode", LABEL_MODES),
+            ("multi_lesion", MULTI_LESION_POLICIES),
+            ("rare", RARE_POLICIES),
+            ("consensus", CONSENSUS_POLICIES),
+        ):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"LabelSpec.{field}={getattr(self, field)!r}: expected one of {allowed}")
 
@@ -96,8 +107,9 @@ def read_annotations(csv_path: str | os.PathLike) -> dict[str, ImageAnnotation]:
         reader = csv.DictReader(f)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise AnnotationError(f"{csv_path}: missing column {missing[0]!r} "
-                                  f"(expected columns {', '.join(REQUIRED_COLUMNS)})")
+            raise AnnotationError(
+                f"{csv_path}: missing column {missing[0]!r} (expected columns {', '.join(REQUIRED_COLUMNS)})"
+            )
         for row in reader:
             where = f"{csv_path}, line {reader.line_num}"
             image_id, study_id, lesion = row["image_id"].strip(), row["study_id"].strip(), row["lesion_type"].strip()
@@ -165,8 +177,9 @@ def _single_lesion(findings: collections.Counter[str], names: Sequence[str], pol
     return min(names.index(n) for n in findings), None
 
 
-def make_labels(annotations: Iterable[ImageAnnotation], spec: LabelSpec
-                ) -> tuple[list[LabelledImage], collections.Counter[str]]:
+def make_labels(
+    annotations: Iterable[ImageAnnotation], spec: LabelSpec
+) -> tuple[list[LabelledImage], collections.Counter[str]]:
     """Label every image; returns the kept images and a count of left-out images per reason."""
     kept, excluded = [], collections.Counter()
     for image in annotations:

@@ -1,6 +1,6 @@
 """A PNG grid of dataset examples, one row per class, to eyeball labels and preprocessing.
 
-    python -m spine.data.preview datasets/spine256.zip --out spine256.png
+python -m spine.data.preview datasets/spine256.zip --out spine256.png
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ def tile(image: np.ndarray, cell: int) -> PIL.Image.Image:
     return PIL.Image.fromarray(image.mean(axis=0).astype(np.uint8), "L").resize((cell, cell), PIL.Image.BOX)
 
 
-def render_grid(dataset: ImageFolderDataset, rows: list[tuple[str, list[int]]], per_class: int, cell: int,
-                names_column: bool = True) -> PIL.Image.Image:
+def render_grid(
+    dataset: ImageFolderDataset, rows: list[tuple[str, list[int]]], per_class: int, cell: int, names_column: bool = True
+) -> PIL.Image.Image:
     """One row of tiles per (name, dataset indices); with `names_column`, the row names on the left."""
     margin = _MARGIN if names_column else 0
     grid = PIL.Image.new("L", (margin + per_class * cell, max(len(rows), 1) * cell), color=0)
@@ -54,7 +55,9 @@ def render_grid(dataset: ImageFolderDataset, rows: list[tuple[str, list[int]]], 
     return grid
 
 
-def write_preview(dataset_path: str, out_path: str, per_class: int = 8, cell: int = 128, seed: int = 0) -> dict[str, int]:
+def write_preview(
+    dataset_path: str, out_path: str, per_class: int = 8, cell: int = 128, seed: int = 0
+) -> dict[str, int]:
     """Write the grid PNG atomically, print and return the class counts."""
     dataset = ImageFolderDataset(dataset_path)
     if dataset.metadata.get("label_mode", "none") != "none":

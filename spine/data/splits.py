@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import collections
 import json
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
 
-def split_by_study(study_ids: Sequence[str | None], labels: Sequence[object], val_fraction: float,
-                   seed: int = 0) -> tuple[list[int], list[int]]:
+def split_by_study(
+    study_ids: Sequence[str | None], labels: Sequence[object], val_fraction: float, seed: int = 0
+) -> tuple[list[int], list[int]]:
     """Indices of the train and validation images, both sorted.
 
     An image without a study id (None) is a study of its own. Per label stratum,
@@ -31,7 +32,7 @@ def split_by_study(study_ids: Sequence[str | None], labels: Sequence[object], va
     val_studies: set[str] = set()
     for studies in _strata(members, labels).values():
         order = rng.permutation(len(studies))
-        val_studies.update(studies[k] for k in order[:round(val_fraction * len(studies))])
+        val_studies.update(studies[k] for k in order[: round(val_fraction * len(studies))])
     val = sorted(i for s in val_studies for i in members[s])
     val_set = set(val)
     return [i for i in range(len(study_ids)) if i not in val_set], val

@@ -33,25 +33,37 @@ def epsilon_after(steps: int, noise_multiplier: float, sample_rate: float, delta
     if noise_multiplier <= 0:
         return math.inf
     from opacus.accountants import create_accountant  # imported on use: opacus takes seconds to import
+
     acc = create_accountant(mechanism=accountant)
     acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
     return float(acc.get_epsilon(delta=delta))
 
 
-def calibrate_noise_multiplier(target_epsilon: float, delta: float, sample_rate: float, steps: int,
-                               accountant: str) -> float:
+def calibrate_noise_multiplier(
+    target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str
+) -> float:
     """Smallest sigma (Opacus's search, tolerance 0.01 in epsilon) that keeps `steps` steps within the target."""
     check_accountant(accountant)
     if not target_epsilon > 0:
         raise ValueError(f"--dp-epsilon must be positive, got {target_epsilon}")
     from opacus.accountants.utils import get_noise_multiplier
-    return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta, sample_rate=sample_rate,
-                                      steps=int(steps), accountant=accountant))
+
+    return float(
+        get_noise_multiplier(
+            target_epsilon=target_epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=int(steps),
+            accountant=accountant,
+        )
+    )
 
 
-def max_steps_within(epsilon_budget: float, noise_multiplier: float, sample_rate: float, delta: float,
-                     accountant: str, upper_hint: int) -> int:
+def max_steps_within(
+    epsilon_budget: float, noise_multiplier: float, sample_rate: float, delta: float, accountant: str, upper_hint: int
+) -> int:
     """Largest n with epsilon_after(n) <= budget (epsilon grows with n); searches up to ~64x `upper_hint`."""
+
     def within(n: int) -> bool:
         return epsilon_after(n, noise_multiplier, sample_rate, delta, accountant) <= epsilon_budget
 
@@ -95,16 +107,23 @@ class PrivacyAccount:
 
     def epsilon(self, steps: int | None = None) -> float:
         """Epsilon at `delta` after `steps` (default: the steps taken so far)."""
-        return epsilon_after(self.steps if steps is None else steps, self.noise_multiplier, self.sample_rate,
-                             self.delta, self.accountant)
+        return epsilon_after(
+            self.steps if steps is None else steps, self.noise_multiplier, self.sample_rate, self.delta, self.accountant
+        )
 
     @functools.cached_property
     def max_steps(self) -> int | None:
         """Largest step count within `epsilon_budget` (None: no budget)."""
         if self.epsilon_budget is None:
             return None
-        return max_steps_within(self.epsilon_budget, self.noise_multiplier, self.sample_rate, self.delta,
-                                self.accountant, upper_hint=max(self.steps, 1000))
+        return max_steps_within(
+            self.epsilon_budget,
+            self.noise_multiplier,
+            self.sample_rate,
+            self.delta,
+            self.accountant,
+            upper_hint=max(self.steps, 1000),
+        )
 
     def can_step(self) -> bool:
         """Whether one more step keeps epsilon within the budget."""
@@ -121,6 +140,6 @@ class PrivacyAccount:
         return dict(fields, epsilon=self.epsilon() if self.differentially_private else None)
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "PrivacyAccount":
+    def from_state_dict(cls, state: dict) -> PrivacyAccount:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in state.items() if k in names})

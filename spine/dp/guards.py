@@ -17,7 +17,7 @@ RNG unless --dp-secure-rng=1 draws the noise and the sampling from os.urandom.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,9 +33,11 @@ def private_discriminator_kwargs(D_kwargs: dict) -> dnnlib.EasyDict:
     kwargs = dnnlib.EasyDict(copy.deepcopy(dict(D_kwargs)))
     epilogue = dict(kwargs.get("epilogue_kwargs") or {})
     if epilogue.get("mbstd_num_channels", 0) not in (0, None):
-        raise DPConfigError(f"--dp=1: minibatch-std (mbstd_num_channels={epilogue['mbstd_num_channels']}) couples "
-                            f"the samples of a batch, so per-sample clipping would not bound a record's influence; "
-                            f"DP mode builds D with mbstd_num_channels=0")
+        raise DPConfigError(
+            f"--dp=1: minibatch-std (mbstd_num_channels={epilogue['mbstd_num_channels']}) couples "
+            f"the samples of a batch, so per-sample clipping would not bound a record's influence; "
+            f"DP mode builds D with mbstd_num_channels=0"
+        )
     epilogue["mbstd_num_channels"] = 0
     kwargs.epilogue_kwargs = dnnlib.EasyDict(epilogue)
     return kwargs
@@ -44,11 +46,15 @@ def private_discriminator_kwargs(D_kwargs: dict) -> dnnlib.EasyDict:
 def check_options(mirror: bool, ada: bool, num_processes: int) -> None:
     """Refuse --mirror, --aug=ada and multi-process training in DP mode."""
     if mirror:
-        raise DPConfigError("--dp=1 refuses --mirror=1: it duplicates every record (two images per person); "
-                            "use a flip in the augmentation pipe instead")
+        raise DPConfigError(
+            "--dp=1 refuses --mirror=1: it duplicates every record (two images per person); "
+            "use a flip in the augmentation pipe instead"
+        )
     if ada:
-        raise DPConfigError("--dp=1 refuses --aug=ada: the ADA controller reads D's scores on real images without "
-                            "privacy; use --aug=fixed --p=<p> or --aug=noaug")
+        raise DPConfigError(
+            "--dp=1 refuses --aug=ada: the ADA controller reads D's scores on real images without "
+            "privacy; use --aug=fixed --p=<p> or --aug=noaug"
+        )
     if num_processes != 1:
         raise DPConfigError("--dp=1 supports --gpus=1 only (one Poisson sample and one noise draw per step)")
 

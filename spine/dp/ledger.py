@@ -1,8 +1,8 @@
 """The privacy account's plug-ins, one job each, all reading the `PrivacyAccount` the DP update records steps in:
 
-    AccountRecord   the account in the checkpoint (continued on resume, same mechanism only) and in snapshots
-    BudgetStop      stops the run once the next step would exceed the epsilon budget
-    PrivacyReport   Privacy/* statistics and the epsilon (or NOT-DP) on every tick's status line
+AccountRecord   the account in the checkpoint (continued on resume, same mechanism only) and in snapshots
+BudgetStop      stops the run once the next step would exceed the epsilon budget
+PrivacyReport   Privacy/* statistics and the epsilon (or NOT-DP) on every tick's status line
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ class AccountRecord(Plugin):
         saved = PrivacyAccount.from_state_dict(state)
         for name in MECHANISM_FIELDS:
             if getattr(saved, name) != getattr(self.account, name):
-                raise ValueError(f"resume: the checkpoint's privacy account has {name}={getattr(saved, name)!r}, "
-                                 f"this run {getattr(self.account, name)!r}; a continued run must keep its mechanism")
+                raise ValueError(
+                    f"resume: the checkpoint's privacy account has {name}={getattr(saved, name)!r}, "
+                    f"this run {getattr(self.account, name)!r}; a continued run must keep its mechanism"
+                )
         self.account.steps = saved.steps
 
     def snapshot_metadata(self) -> dict:
@@ -47,8 +49,10 @@ class BudgetStop(Plugin):
     def stop_reason(self) -> str:
         if self.account.can_step():
             return ""
-        return (f"privacy budget epsilon={self.account.epsilon_budget:g} reached after {self.account.steps} steps "
-                f"(epsilon {self.account.epsilon():.4f} spent); stopping with a final snapshot")
+        return (
+            f"privacy budget epsilon={self.account.epsilon_budget:g} reached after {self.account.steps} steps "
+            f"(epsilon {self.account.epsilon():.4f} spent); stopping with a final snapshot"
+        )
 
 
 class PrivacyReport(Plugin):

@@ -74,8 +74,9 @@ def clip_rows(grads: PerSampleGrads, max_norm: float) -> tuple[PerSampleGrads, t
     return clipped, norms
 
 
-def gaussian_noise_like(reference: dict[str, torch.Tensor], std: float,
-                        secure: bool = False) -> dict[str, torch.Tensor]:
+def gaussian_noise_like(
+    reference: dict[str, torch.Tensor], std: float, secure: bool = False
+) -> dict[str, torch.Tensor]:
     """Independent N(0, std^2) per coordinate, shaped like each entry of `reference`: from the global torch RNG,
     or with `secure` from the operating system's CSPRNG."""
     if secure:
@@ -83,8 +84,9 @@ def gaussian_noise_like(reference: dict[str, torch.Tensor], std: float,
     return {name: torch.randn_like(t) * std for name, t in reference.items()}
 
 
-def clipped_sum(grads: PerSampleGrads, unit_index: torch.Tensor, num_units: int,
-                config: MechanismConfig) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def clipped_sum(
+    grads: PerSampleGrads, unit_index: torch.Tensor, num_units: int, config: MechanismConfig
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """sum_u clip(sum_{i in u} g_i, C) as {name: param-shaped tensor}, plus the per-unit norms before clipping.
 
     A batch may be processed in chunks and the sums added, as long as no unit is split across chunks.

@@ -34,25 +34,48 @@ DEFAULT_UNIT = "image"
 SETTING = "dp"  # args.dp: this plug-in's settings, recorded with the run (not a training_loop argument)
 
 OPTIONS = OptionGroup(
-    click.option("--dp", help="Differentially private training of D [default: false]", type=bool, default=False,
-                 metavar="BOOL"),
-    click.option("--dp-mode", help="dpsgd (per-sample clipping on D) or paper (authors' scheme, NOT DP)",
-                 type=click.Choice(MODES)),
+    click.option(
+        "--dp", help="Differentially private training of D [default: false]", type=bool, default=False, metavar="BOOL"
+    ),
+    click.option(
+        "--dp-mode",
+        help="dpsgd (per-sample clipping on D) or paper (authors' scheme, NOT DP)",
+        type=click.Choice(MODES),
+    ),
     click.option("--dp-noise-multiplier", help="Noise std / max grad norm", type=float, metavar="FLOAT"),
-    click.option("--dp-epsilon", help="Target epsilon: calibrates the noise for --kimg and stops there", type=float,
-                 metavar="FLOAT"),
+    click.option(
+        "--dp-epsilon",
+        help="Target epsilon: calibrates the noise for --kimg and stops there",
+        type=float,
+        metavar="FLOAT",
+    ),
     click.option("--dp-delta", help=f"Target delta [default: {DEFAULT_DELTA:g}]", type=float, metavar="FLOAT"),
-    click.option("--dp-max-grad-norm", help=f"Per-sample clipping bound C [default: {DEFAULT_MAX_GRAD_NORM:g}; "
-                 f"paper: {paper_mode.PAPER_MAX_GRAD_NORM:g}]", type=float, metavar="FLOAT"),
-    click.option("--dp-accountant", help=f"Privacy accountant [default: {DEFAULT_ACCOUNTANT}]",
-                 type=click.Choice(accounting.ACCOUNTANTS)),
-    click.option("--dp-unit", help=f"Privacy unit: image, or study (needs study ids) [default: {DEFAULT_UNIT}]",
-                 type=click.Choice(UNITS)),
+    click.option(
+        "--dp-max-grad-norm",
+        help=f"Per-sample clipping bound C [default: {DEFAULT_MAX_GRAD_NORM:g}; "
+        f"paper: {paper_mode.PAPER_MAX_GRAD_NORM:g}]",
+        type=float,
+        metavar="FLOAT",
+    ),
+    click.option(
+        "--dp-accountant",
+        help=f"Privacy accountant [default: {DEFAULT_ACCOUNTANT}]",
+        type=click.Choice(accounting.ACCOUNTANTS),
+    ),
+    click.option(
+        "--dp-unit",
+        help=f"Privacy unit: image, or study (needs study ids) [default: {DEFAULT_UNIT}]",
+        type=click.Choice(UNITS),
+    ),
     click.option("--dp-clip", help="Ablation: clipping on/off [default: on]", type=bool, metavar="BOOL"),
     click.option("--dp-noise", help="Ablation: noise on/off [default: on]", type=bool, metavar="BOOL"),
     click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
-    click.option("--dp-secure-rng", help="Draw DP noise and Poisson sampling from os.urandom (not reproducible) "
-                 "[default: false]", type=bool, metavar="BOOL"),
+    click.option(
+        "--dp-secure-rng",
+        help="Draw DP noise and Poisson sampling from os.urandom (not reproducible) [default: false]",
+        type=bool,
+        metavar="BOOL",
+    ),
 )
 
 
@@ -81,11 +104,13 @@ def configure(opts: Any, args: Any) -> list[str]:
 
 def _configure_paper(opts: Any, args: Any, clip: bool, noise: bool) -> list[str]:
     max_norm = opts.dp_max_grad_norm if opts.dp_max_grad_norm is not None else paper_mode.PAPER_MAX_GRAD_NORM
-    multiplier = opts.dp_noise_multiplier if opts.dp_noise_multiplier is not None else \
-        paper_mode.PAPER_NOISE_STD / max_norm
+    multiplier = (
+        opts.dp_noise_multiplier if opts.dp_noise_multiplier is not None else paper_mode.PAPER_NOISE_STD / max_norm
+    )
     args.batch_gpu = 1  # the authors' microbatch
-    args.dp = dict(mode="paper", noise_multiplier=float(multiplier), max_grad_norm=float(max_norm), clip=clip,
-                   noise=noise)
+    args.dp = dict(
+        mode="paper", noise_multiplier=float(multiplier), max_grad_norm=float(max_norm), clip=clip, noise=noise
+    )
     return [f"paperdp-std{multiplier * max_norm:g}-clip{max_norm:g}" + _ablation_tag(clip, noise), "notdp"]
 
 
@@ -95,36 +120,50 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         args.update(ada_target=None, augment_p=0, augment_kwargs=None)
         args.setdefault("notes", []).append(
             "--dp=1: augmentation is off (ADA, the default --aug, reads D's scores on real images outside the "
-            "privacy account); pass --aug=fixed --p=<p> to augment")
+            "privacy account); pass --aug=fixed --p=<p> to augment"
+        )
     args.D_kwargs = guards.private_discriminator_kwargs(args.D_kwargs)
     args.D_reg_interval = None
 
     num_images = int(args.training_set_kwargs.max_size)
     sample_rate = args.batch_size / num_images
     if sample_rate > 1:
-        raise guards.DPConfigError(f"--dp=1: the batch ({args.batch_size}) exceeds the number of images "
-                                   f"({num_images}); lower --batch")
+        raise guards.DPConfigError(
+            f"--dp=1: the batch ({args.batch_size}) exceeds the number of images ({num_images}); lower --batch"
+        )
     delta = DEFAULT_DELTA if opts.dp_delta is None else float(opts.dp_delta)
     if not 0 < delta < 1 / num_images:
-        raise guards.DPConfigError(f"--dp-delta={delta}: expected 0 < delta < 1/N = {1 / num_images:.3g} "
-                                   f"(N = {num_images} images)")
+        raise guards.DPConfigError(
+            f"--dp-delta={delta}: expected 0 < delta < 1/N = {1 / num_images:.3g} (N = {num_images} images)"
+        )
     accountant = opts.dp_accountant or DEFAULT_ACCOUNTANT
     accounting.check_accountant(accountant)
     max_norm = DEFAULT_MAX_GRAD_NORM if opts.dp_max_grad_norm is None else float(opts.dp_max_grad_norm)
     planned_steps = math.ceil(args.total_kimg * 1000 / args.batch_size)
     multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options)
     private = MechanismConfig(max_norm, multiplier, clip, noise).is_private
-    args.dp = dict(mode="dpsgd", noise_multiplier=multiplier, max_grad_norm=max_norm, delta=delta,
-                   accountant=accountant, unit=opts.dp_unit or DEFAULT_UNIT, sample_rate=sample_rate,
-                   epsilon_budget=float(opts.dp_epsilon) if opts.dp_epsilon is not None and private else None,
-                   clip=clip, noise=noise, r1_interval=R1_INTERVAL, label_prior=_label_prior(opts.dp_label_prior),
-                   secure_rng=bool(opts.dp_secure_rng))
+    args.dp = dict(
+        mode="dpsgd",
+        noise_multiplier=multiplier,
+        max_grad_norm=max_norm,
+        delta=delta,
+        accountant=accountant,
+        unit=opts.dp_unit or DEFAULT_UNIT,
+        sample_rate=sample_rate,
+        epsilon_budget=float(opts.dp_epsilon) if opts.dp_epsilon is not None and private else None,
+        clip=clip,
+        noise=noise,
+        r1_interval=R1_INTERVAL,
+        label_prior=_label_prior(opts.dp_label_prior),
+        secure_rng=bool(opts.dp_secure_rng),
+    )
     tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
 
-def _noise_multiplier(opts: Any, sample_rate: float, delta: float, accountant: str, planned_steps: int,
-                      saved_options: dict | None) -> float:
+def _noise_multiplier(
+    opts: Any, sample_rate: float, delta: float, accountant: str, planned_steps: int, saved_options: dict | None
+) -> float:
     """--dp-noise-multiplier, the resumed run's sigma, or sigma calibrated to --dp-epsilon for the planned steps."""
     if opts.dp_noise_multiplier is not None:
         if opts.dp_noise_multiplier < 0:
@@ -134,8 +173,7 @@ def _noise_multiplier(opts: Any, sample_rate: float, delta: float, accountant: s
         return float(saved_options["dp"]["noise_multiplier"])
     if opts.dp_epsilon is None:
         raise guards.DPConfigError("--dp=1 needs --dp-noise-multiplier or --dp-epsilon (with --dp-delta)")
-    return accounting.calibrate_noise_multiplier(float(opts.dp_epsilon), delta, sample_rate, planned_steps,
-                                                 accountant)
+    return accounting.calibrate_noise_multiplier(float(opts.dp_epsilon), delta, sample_rate, planned_steps, accountant)
 
 
 def _label_prior(text: str | None) -> list[float] | None:
@@ -145,8 +183,9 @@ def _label_prior(text: str | None) -> list[float] | None:
     try:
         return [float(v) for v in text.split(",")]
     except ValueError as exc:
-        raise guards.DPConfigError(f"--dp-label-prior={text!r}: expected 'uniform' or comma-separated "
-                                   f"probabilities") from exc
+        raise guards.DPConfigError(
+            f"--dp-label-prior={text!r}: expected 'uniform' or comma-separated probabilities"
+        ) from exc
 
 
 def _ablation_tag(clip: bool, noise: bool) -> str:
@@ -160,30 +199,50 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
     if not dp:
         return LoopPlugins()
     if dp["mode"] == "paper":
-        step = paper_mode.NoiseThenClipStep(dp["noise_multiplier"] * dp["max_grad_norm"], dp["max_grad_norm"],
-                                            noise=dp["noise"], clip=dp["clip"])
+        step = paper_mode.NoiseThenClipStep(
+            dp["noise_multiplier"] * dp["max_grad_norm"], dp["max_grad_norm"], noise=dp["noise"], clip=dp["clip"]
+        )
         return LoopPlugins(discriminator_update=step, generator_update=step)
     from spine.dp.accounting import PrivacyAccount
     from spine.dp.ledger import AccountRecord, BudgetStop, PrivacyReport
     from spine.dp.sampling import PoissonSampling
     from spine.dp.update import DPDiscriminatorUpdate
-    config = MechanismConfig(dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"],
-                             secure_rng=dp["secure_rng"])
+
+    config = MechanismConfig(
+        dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"], secure_rng=dp["secure_rng"]
+    )
     note = "" if config.is_private else "ablation:" + _ablation_tag(dp["clip"], dp["noise"]).lstrip("-")
-    account = PrivacyAccount(noise_multiplier=dp["noise_multiplier"], sample_rate=dp["sample_rate"],
-                             delta=dp["delta"], accountant=dp["accountant"], max_grad_norm=dp["max_grad_norm"],
-                             unit=dp["unit"], epsilon_budget=dp["epsilon_budget"],
-                             differentially_private=config.is_private, note=note)
-    sampling = PoissonSampling(dp["unit"], dp["sample_rate"], args.training_set_kwargs.max_size,
-                               secure=config.secure_rng)
-    update = DPDiscriminatorUpdate(account, config, sampling.expected_batch_size, r1_gamma=args.loss_kwargs.r1_gamma,
-                                   r1_interval=dp["r1_interval"])
+    account = PrivacyAccount(
+        noise_multiplier=dp["noise_multiplier"],
+        sample_rate=dp["sample_rate"],
+        delta=dp["delta"],
+        accountant=dp["accountant"],
+        max_grad_norm=dp["max_grad_norm"],
+        unit=dp["unit"],
+        epsilon_budget=dp["epsilon_budget"],
+        differentially_private=config.is_private,
+        note=note,
+    )
+    sampling = PoissonSampling(
+        dp["unit"], dp["sample_rate"], args.training_set_kwargs.max_size, secure=config.secure_rng
+    )
+    update = DPDiscriminatorUpdate(
+        account, config, sampling.expected_batch_size, r1_gamma=args.loss_kwargs.r1_gamma, r1_interval=dp["r1_interval"]
+    )
     labels = args.dataset_info
-    prior = guards.PublicLabelPrior(labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0,
-                                    probs=dp["label_prior"])
-    return LoopPlugins(discriminator_update=update, real_sampling=sampling, fake_labels=prior,
-                       others=dict(privacy_account=AccountRecord(account), privacy_budget=BudgetStop(account),
-                                   privacy_report=PrivacyReport(account)))
+    prior = guards.PublicLabelPrior(
+        labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0, probs=dp["label_prior"]
+    )
+    return LoopPlugins(
+        discriminator_update=update,
+        real_sampling=sampling,
+        fake_labels=prior,
+        others=dict(
+            privacy_account=AccountRecord(account),
+            privacy_budget=BudgetStop(account),
+            privacy_report=PrivacyReport(account),
+        ),
+    )
 
 
 PLUGIN = DeclaredPlugin(SETTING, OPTIONS, configure, build)

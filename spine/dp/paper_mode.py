@@ -10,7 +10,7 @@ Here the noise std is --dp-noise-multiplier x --dp-max-grad-norm (paper defaults
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -25,8 +25,9 @@ class NoiseThenClipStep(GradientStep):
 
     def __init__(self, noise_std: float, max_grad_norm: float, noise: bool = True, clip: bool = True):
         if noise_std < 0 or max_grad_norm <= 0:
-            raise ValueError(f"paper mode: noise std must be >= 0 and max grad norm > 0, got {noise_std}, "
-                             f"{max_grad_norm}")
+            raise ValueError(
+                f"paper mode: noise std must be >= 0 and max grad norm > 0, got {noise_std}, {max_grad_norm}"
+            )
         self.noise_std = float(noise_std) if noise else 0.0
         self.max_grad_norm = float(max_grad_norm)
         self.clip = bool(clip)

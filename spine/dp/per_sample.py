@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.func import functional_call, grad, vmap
@@ -51,9 +51,16 @@ def trainable_parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in module.named_parameters()}
 
 
-def real_sample_loss(D: torch.nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                     img: torch.Tensor, c: torch.Tensor, r1_weight: float) -> torch.Tensor:
+def real_sample_loss(
+    D: torch.nn.Module,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    img: torch.Tensor,
+    c: torch.Tensor,
+    r1_weight: float,
+) -> torch.Tensor:
     """Scalar loss of ONE real image `img` [C,H,W] with label `c` [c_dim] (see module docstring)."""
+
     def logit(x: torch.Tensor) -> torch.Tensor:
         return functional_call(D, (params, buffers), (x[None], c[None])).sum()
 
@@ -63,16 +70,19 @@ def real_sample_loss(D: torch.nn.Module, params: dict[str, torch.Tensor], buffer
     return loss
 
 
-def per_sample_real_gradients(D: torch.nn.Module, img: torch.Tensor, c: torch.Tensor,
-                              r1_weight: float = 0.0) -> PerSampleGrads:
+def per_sample_real_gradients(
+    D: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, r1_weight: float = 0.0
+) -> PerSampleGrads:
     """Gradient of `real_sample_loss` for each image of the batch, w.r.t. every trainable parameter of D.
 
     img: [N, C, H, W] in [-1, 1] (already augmented if augmentation is on); c: [N, c_dim].
     r1_weight: gamma / 2 times the lazy-regularisation gain, 0 for no R1 at this step.
     """
     if img.ndim != 4 or c.ndim != 2 or img.shape[0] != c.shape[0]:
-        raise ValueError(f"per_sample_real_gradients: expected img [N,C,H,W] and c [N,c_dim], "
-                         f"got {tuple(img.shape)} and {tuple(c.shape)}")
+        raise ValueError(
+            f"per_sample_real_gradients: expected img [N,C,H,W] and c [N,c_dim], "
+            f"got {tuple(img.shape)} and {tuple(c.shape)}"
+        )
     params = trainable_parameters(D)
     buffers = {name: b.detach() for name, b in D.named_buffers()}
     sample_grad = grad(lambda p, x, y: real_sample_loss(D, p, buffers, x, y, r1_weight))

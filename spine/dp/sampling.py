@@ -12,7 +12,8 @@ study; the dataset must say which study each image belongs to (`image_info(i)['s
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,9 +30,11 @@ def study_groups(dataset: Any) -> list[list[int]]:
     for i in range(len(dataset)):
         study = dataset.image_info(i).get("study_id")
         if study is None:
-            raise ValueError(f"--dp-unit=study: image {i} ({dataset.image_info(i).get('file')}) has no study_id in "
-                             f"dataset.json's spinegan.images; rebuild the dataset with study ids or use "
-                             f"--dp-unit=image")
+            raise ValueError(
+                f"--dp-unit=study: image {i} ({dataset.image_info(i).get('file')}) has no study_id in "
+                f"dataset.json's spinegan.images; rebuild the dataset with study ids or use "
+                f"--dp-unit=image"
+            )
         groups.setdefault(str(study), []).append(i)
     return list(groups.values())
 

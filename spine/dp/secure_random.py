@@ -19,11 +19,12 @@ import torch
 def secure_uniform(num: int) -> np.ndarray:
     """`num` float64 values uniform on (0, 1], each from 53 bits of `os.urandom`."""
     words = np.frombuffer(os.urandom(8 * num), dtype=np.uint64) >> np.uint64(11)
-    return (words.astype(np.float64) + 1.0) * 2.0 ** -53
+    return (words.astype(np.float64) + 1.0) * 2.0**-53
 
 
-def secure_normal(shape: torch.Size | tuple[int, ...], dtype: torch.dtype = torch.float32,
-                  device: torch.device | str = "cpu") -> torch.Tensor:
+def secure_normal(
+    shape: torch.Size | tuple[int, ...], dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """Standard normal values (Box-Muller on `secure_uniform` draws), shaped `shape`."""
     num = math.prod(shape)
     half = (num + 1) // 2

@@ -16,7 +16,7 @@ Real-data statistics (D's real scores, R1 values, per-sample norms) are not repo
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -33,8 +33,14 @@ class DPDiscriminatorUpdate(Plugin):
     which checkpoint, report and stop on it) and divides the private sum by `expected_batch_size` (that of the
     run's `PoissonSampling`)."""
 
-    def __init__(self, account: PrivacyAccount, config: mechanism.MechanismConfig, expected_batch_size: float,
-                 r1_gamma: float, r1_interval: int | None):
+    def __init__(
+        self,
+        account: PrivacyAccount,
+        config: mechanism.MechanismConfig,
+        expected_batch_size: float,
+        r1_gamma: float,
+        r1_interval: int | None,
+    ):
         if r1_interval is not None and r1_interval < 1:
             raise ValueError(f"r1_interval must be >= 1 or None, got {r1_interval}")
         if not expected_batch_size > 0:
@@ -48,8 +54,10 @@ class DPDiscriminatorUpdate(Plugin):
 
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
         if phase.name == "Dreg":
-            raise ValueError("DP-SGD folds R1 into the per-sample loss of the D step; build the phases with "
-                             "D_reg_interval=None (train.py does this for --dp=1)")
+            raise ValueError(
+                "DP-SGD folds R1 into the per-sample loss of the D step; build the phases with "
+                "D_reg_interval=None (train.py does this for --dp=1)"
+            )
         if not self.account.can_step():
             self._announce_stop()
             return
@@ -81,15 +89,18 @@ class DPDiscriminatorUpdate(Plugin):
             return 0.0
         return self.r1_gamma / 2 * self.r1_interval
 
-    def _private_real_gradient(self, D: torch.nn.Module, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound],
-                               r1_weight: float) -> dict[str, torch.Tensor]:
+    def _private_real_gradient(
+        self, D: torch.nn.Module, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound], r1_weight: float
+    ) -> dict[str, torch.Tensor]:
         """(clipped per-unit sum + noise) / expected batch size, as {param name: tensor}; a round never splits a
         unit, so the rounds' clipped sums add up to the whole draw's."""
         total = {name: torch.zeros_like(p) for name, p in D.named_parameters()}
         for r in rounds:
             if r.real_units is None:
-                raise ValueError("DP-SGD: the rounds' reals were not drawn by the Poisson sampler (the run's "
-                                 "plug-ins need DP's real_sampling)")
+                raise ValueError(
+                    "DP-SGD: the rounds' reals were not drawn by the Poisson sampler (the run's "
+                    "plug-ins need DP's real_sampling)"
+                )
             if len(r.real_units) == 0:
                 continue
             with torch.no_grad():
@@ -104,6 +115,8 @@ class DPDiscriminatorUpdate(Plugin):
 
     def _announce_stop(self) -> None:
         if not self._announced_stop:
-            print(f"Privacy budget reached: epsilon {self.account.epsilon():.4f} after {self.account.steps} D steps "
-                  f"(budget {self.account.epsilon_budget}); D is no longer updated, training stops at this tick")
+            print(
+                f"Privacy budget reached: epsilon {self.account.epsilon():.4f} after {self.account.steps} D steps "
+                f"(budget {self.account.epsilon_budget}); D is no longer updated, training stops at this tick"
+            )
             self._announced_stop = True

@@ -55,6 +55,7 @@ def plot_class_means(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarra
     """Rows real / synthetic; columns: each class's mean image, then the difference last - first class (a shared
     symmetric colour scale across both rows, so the strength of the class difference compares)."""
     from matplotlib.figure import Figure
+
     names = list(real)
     diffs = {kind: means[names[-1]] - means[names[0]] for kind, means in (("real", real), ("synthetic", synthetic))}
     span = max(float(np.abs(d).max()) for d in diffs.values()) or 1.0

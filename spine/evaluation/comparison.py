@@ -40,22 +40,25 @@ def classifier_path(downstream_dir: str | Path, name: str) -> Path:
         path = Path(downstream_dir) / f"classifier-{arm}.pkl"
         if path.is_file():
             return path
-    raise dnnlib.UserError(f"--compare: {downstream_dir} has no classifier-{name}.pkl nor "
-                           f"classifier-{Arm('synthetic', name).key}.pkl")
+    raise dnnlib.UserError(
+        f"--compare: {downstream_dir} has no classifier-{name}.pkl nor classifier-{Arm('synthetic', name).key}.pkl"
+    )
 
 
 def arm_scores(downstream_dir: str | Path, names: Sequence[str], test: LabelledImages) -> dict[str, np.ndarray]:
     """Each named arm's probability of the positive class on the test images."""
     if len(test.class_names) != 2:
-        raise dnnlib.UserError(f"{test.source}: {len(test.class_names)} classes; comparisons take a binary "
-                               "(abnormality) test set")
+        raise dnnlib.UserError(
+            f"{test.source}: {len(test.class_names)} classes; comparisons take a binary (abnormality) test set"
+        )
     scores = {}
     for name in names:
         path = classifier_path(downstream_dir, name)
         model = load_classifier(path)
         if list(model.spec.class_names) != list(test.class_names):
-            raise dnnlib.UserError(f"{path}: classes {list(model.spec.class_names)} differ from the test set's "
-                                   f"{test.class_names}")
+            raise dnnlib.UserError(
+                f"{path}: classes {list(model.spec.class_names)} differ from the test set's {test.class_names}"
+            )
         scores[name] = predict_probabilities(model, model.spec, test.images, 256).double().numpy()
     return scores
 
@@ -80,8 +83,14 @@ def _difference(values: np.ndarray, column: Mapping[str, int], left: str, right:
     return values[..., column[left]] - values[..., [column[name] for name in right]].mean(axis=-1)
 
 
-def paired_differences(labels: np.ndarray, scores: Mapping[str, np.ndarray], comparisons: Sequence[Comparison],
-                       n_resamples: int, seed: int, groups: Groups = None) -> list[dict[str, Any]]:
+def paired_differences(
+    labels: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    comparisons: Sequence[Comparison],
+    n_resamples: int,
+    seed: int,
+    groups: Groups = None,
+) -> list[dict[str, Any]]:
     """AUC (and, with `scores[REAL]`, skill-ratio) differences LEFT - mean(RIGHT) with paired bootstrap intervals.
 
     A skill difference (interval) is None when the real arm is at or below chance on the test images (on a
@@ -97,8 +106,7 @@ def paired_differences(labels: np.ndarray, scores: Mapping[str, np.ndarray], com
         return 0 < labels[idx].sum() < len(idx)
 
     point = _measures(aucs(np.arange(len(labels))), column)
-    resampled = _measures(bootstrap_values(aucs, len(labels), both_classes, n_resamples, seed, groups=groups),
-                         column)
+    resampled = _measures(bootstrap_values(aucs, len(labels), both_classes, n_resamples, seed, groups=groups), column)
     rows = []
     for left, right in comparisons:
         row: dict[str, Any] = dict(left=left, right=list(right), resampled=resampling_unit(groups))
@@ -113,6 +121,7 @@ def paired_differences(labels: np.ndarray, scores: Mapping[str, np.ndarray], com
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The differences as a Markdown table."""
+
     def cell(row: Mapping[str, Any], key: str) -> str:
         if f"{key}_difference" not in row:
             return ""
@@ -120,18 +129,26 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
             return "undefined (the real arm is not above chance)"
         interval = "undefined" if row[f"{key}_ci"] is None else "{:+.3f} to {:+.3f}".format(*row[f"{key}_ci"])
         return f"{row[f'{key}_difference']:+.3f} ({interval})"
-    lines = ["| left | minus the mean of | AUC difference (95% CI) | skill-ratio difference (95% CI) |",
-             "| --- | --- | --- | --- |"]
-    lines += [f"| {row['left']} | {', '.join(row['right'])} | {cell(row, 'auc')} | {cell(row, 'skill')} |"
-              for row in rows]
+
+    lines = [
+        "| left | minus the mean of | AUC difference (95% CI) | skill-ratio difference (95% CI) |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {row['left']} | {', '.join(row['right'])} | {cell(row, 'auc')} | {cell(row, 'skill')} |" for row in rows
+    ]
     units = sorted({row.get("resampled", "images") for row in rows})
-    lines += ["", f"Intervals: paired percentile bootstrap over test {' and '.join(units)}; one trained model per arm, "
-                  "so they do not cover training randomness."]
+    lines += [
+        "",
+        f"Intervals: paired percentile bootstrap over test {' and '.join(units)}; one trained model per arm, "
+        "so they do not cover training randomness.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def parse_comparisons(_ctx: click.Context, _param: click.Parameter,
-                      values: tuple[tuple[str, str], ...]) -> list[Comparison]:
+def parse_comparisons(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[tuple[str, str], ...]
+) -> list[Comparison]:
     """Click callback: repeated `--compare LEFT RIGHT[,RIGHT...]` -> [(left, (right, ...))]."""
     if not values:
         raise click.BadParameter("give at least one --compare LEFT RIGHT")
@@ -139,23 +156,36 @@ def parse_comparisons(_ctx: click.Context, _param: click.Parameter,
     for left, right in values:
         rights = tuple(name.strip() for name in right.split(","))
         if not left or not all(rights) or left in rights:
-            raise click.BadParameter(f"{left} {right}: expected two different arms, e.g. spinegan-pooled "
-                                     "spinegan,spinegan-seed1")
+            raise click.BadParameter(
+                f"{left} {right}: expected two different arms, e.g. spinegan-pooled spinegan,spinegan-seed1"
+            )
         parsed.append((left, rights))
     return parsed
 
 
 @click.command()
-@click.option("--downstream", "downstream_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A downstream step's folder (classifier-<arm>.pkl files)")
+@click.option(
+    "--downstream",
+    "downstream_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A downstream step's folder (classifier-<arm>.pkl files)",
+)
 @click.option("--test", "test_path", required=True, type=click.Path(exists=True), help="The test set it was scored on")
-@click.option("--compare", "comparisons", multiple=True, type=(str, str), callback=parse_comparisons,
-              help="LEFT RIGHT: LEFT minus RIGHT (RIGHT may be a comma-separated list: their mean); repeatable")
+@click.option(
+    "--compare",
+    "comparisons",
+    multiple=True,
+    type=(str, str),
+    callback=parse_comparisons,
+    help="LEFT RIGHT: LEFT minus RIGHT (RIGHT may be a comma-separated list: their mean); repeatable",
+)
 @click.option("--n-resamples", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed (the downstream table's: 0)")
 @click.option("--out", type=dnnlib.OutputPath(dir_okay=False), default=None, help="Also write the rows as JSON here")
-def main(downstream_dir: str, test_path: str, comparisons: list[Comparison], n_resamples: int, seed: int,
-         out: str | None) -> None:
+def main(
+    downstream_dir: str, test_path: str, comparisons: list[Comparison], n_resamples: int, seed: int, out: str | None
+) -> None:
     """Paired test-set differences between downstream arms: AUC and skill ratio, with bootstrap intervals."""
     test = load_labelled_images(test_path)
     scores = arm_scores(downstream_dir, arms_to_score(downstream_dir, comparisons), test)

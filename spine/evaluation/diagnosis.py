@@ -29,11 +29,10 @@ from spine.classifier.artifact import load_classifier
 from spine.classifier.data import load_labelled_images, predict_probabilities
 from spine.evaluation.class_means import class_means, difference_correlation, plot_class_means
 
-Scorer = Callable[[torch.Tensor], torch.Tensor]   # uint8 images [N, C, H, W] -> abnormal score [N]
+Scorer = Callable[[torch.Tensor], torch.Tensor]  # uint8 images [N, C, H, W] -> abnormal score [N]
 
 
-def occlusion_map(score: Scorer, images: torch.Tensor, patch: int = 4, stride: int = 2,
-                  batch: int = 256) -> np.ndarray:
+def occlusion_map(score: Scorer, images: torch.Tensor, patch: int = 4, stride: int = 2, batch: int = 256) -> np.ndarray:
     """Mean over `images` of the score drop when a `patch` x `patch` square (every `stride` pixels) is set to the
     image's mean grey level; each pixel gets the average drop of the patches that cover it. float64 [H, W]."""
     n, _, h, w = images.shape
@@ -45,16 +44,16 @@ def occlusion_map(score: Scorer, images: torch.Tensor, patch: int = 4, stride: i
     lefts = list(range(0, w - patch + 1, stride))
     total = np.zeros((h, w))
     cover = np.zeros((h, w))
-    positions = [(t, l) for t in tops for l in lefts]
+    positions = [(top, left) for top in tops for left in lefts]
     for start in range(0, len(positions), max(1, batch // n)):
-        chunk = positions[start:start + max(1, batch // n)]
+        chunk = positions[start : start + max(1, batch // n)]
         occluded = images.repeat(len(chunk), 1, 1, 1)
-        for k, (t, l) in enumerate(chunk):
-            occluded[k * n:(k + 1) * n, :, t:t + patch, l:l + patch] = fill.view(n, 1, 1, 1)
+        for k, (top, left) in enumerate(chunk):
+            occluded[k * n : (k + 1) * n, :, top : top + patch, left : left + patch] = fill.view(n, 1, 1, 1)
         drops = (base.repeat(len(chunk)) - score(occluded).double()).view(len(chunk), n).mean(dim=1)
-        for (t, l), drop in zip(chunk, drops.tolist()):
-            total[t:t + patch, l:l + patch] += drop
-            cover[t:t + patch, l:l + patch] += 1
+        for (top, left), drop in zip(chunk, drops.tolist()):
+            total[top : top + patch, left : left + patch] += drop
+            cover[top : top + patch, left : left + patch] += 1
     return np.divide(total, cover, out=np.zeros_like(total), where=cover > 0)
 
 
@@ -75,6 +74,7 @@ def classifier_scorer(path: str) -> Scorer:
 def plot_occlusion(maps: dict[str, np.ndarray], mean_image: np.ndarray, path: Path) -> str:
     """The mean real abnormal image, then one occlusion map per classifier on a shared symmetric colour scale."""
     from matplotlib.figure import Figure
+
     span = max(float(np.abs(m).max()) for m in maps.values()) or 1.0
     fig = Figure(figsize=(2.8 * (len(maps) + 1), 2.9), dpi=90)
     ax = fig.add_subplot(1, len(maps) + 1, 1)
@@ -119,7 +119,8 @@ def diagnose(experiment: Path, out: Path, num: int = 200) -> dict[str, Any]:
     real_map = maps.get("real")
     for arm, occ in maps.items():
         result["occlusion"][arm] = dict(
-            max_drop=float(occ.max()), r_with_real=None if real_map is None else map_correlation(occ, real_map))
+            max_drop=float(occ.max()), r_with_real=None if real_map is None else map_correlation(occ, real_map)
+        )
     result["num_abnormal_images"] = int(len(abnormal))
     with dnnlib.atomic_write(out / "diagnosis.json", "w") as f:
         json.dump(result, f, indent=1)
@@ -127,11 +128,20 @@ def diagnose(experiment: Path, out: Path, num: int = 200) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--experiment", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A finished experiment folder (spine.pipeline.experiment / spine.pipeline.demo)")
+@click.option(
+    "--experiment",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A finished experiment folder (spine.pipeline.experiment / spine.pipeline.demo)",
+)
 @click.option("--out", required=True, type=dnnlib.OutputPath(file_okay=False), help="Folder for the figures")
-@click.option("--num", type=click.IntRange(min=1), default=200, show_default=True,
-              help="At most this many real abnormal test images for the occlusion maps")
+@click.option(
+    "--num",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="At most this many real abnormal test images for the occlusion maps",
+)
 def main(experiment: str, out: str, num: int) -> None:
     """Class-mean and occlusion figures of an experiment's generators and downstream classifiers."""
     if not (Path(experiment) / "steps" / "downstream.json").is_file():

@@ -32,8 +32,15 @@ from spine.classifier.data import LabelledImages, load_labelled_images, predict_
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, TrainResult, train_classifier
 from spine.evaluation.arms import REAL, Arm
-from spine.scoring import (Groups, bootstrap_values, evaluate_scores, percentile_interval, resampling_unit, roc_auc,
-                           save_json)
+from spine.scoring import (
+    Groups,
+    bootstrap_values,
+    evaluate_scores,
+    percentile_interval,
+    resampling_unit,
+    roc_auc,
+    save_json,
+)
 from torch_utils import misc
 
 EXAGGERATION_MARGIN = 0.05  # of validation AUC: beyond the study-split noise of a few hundred validation images
@@ -58,29 +65,46 @@ class DownstreamOptions:
     input_norm: str = TrainOptions.input_norm
 
     def train_options(self, resolution: int) -> TrainOptions:
-        return TrainOptions(arch=self.arch, resolution=self.resolution or resolution, epochs=self.epochs,
-                            patience=self.patience, batch_size=self.batch_size, lr=self.lr,
-                            val_fraction=self.val_fraction, seed=self.seed, device=self.device,
-                            input_norm=self.input_norm)
+        return TrainOptions(
+            arch=self.arch,
+            resolution=self.resolution or resolution,
+            epochs=self.epochs,
+            patience=self.patience,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            device=self.device,
+            input_norm=self.input_norm,
+        )
 
 
 def combine(real: LabelledImages, synthetic: LabelledImages) -> LabelledImages:
     """Real and synthetic images as one training source (same task, classes and image shape required)."""
     if (real.label_mode, real.class_names) != (synthetic.label_mode, synthetic.class_names):
-        raise ValueError(f"{synthetic.source}: labels {synthetic.label_mode} {synthetic.class_names} differ from "
-                         f"the real images' {real.label_mode} {real.class_names}")
+        raise ValueError(
+            f"{synthetic.source}: labels {synthetic.label_mode} {synthetic.class_names} differ from "
+            f"the real images' {real.label_mode} {real.class_names}"
+        )
     if real.images.shape[1:] != synthetic.images.shape[1:]:
-        raise ValueError(f"{synthetic.source}: images of shape {list(synthetic.images.shape[1:])} differ from the "
-                         f"real images' {list(real.images.shape[1:])}; synthesise at the training resolution")
-    return LabelledImages(images=torch.cat([real.images, synthetic.images]),
-                          labels=torch.cat([real.labels, synthetic.labels]),
-                          study_ids=list(real.study_ids) + list(synthetic.study_ids), label_mode=real.label_mode,
-                          class_names=list(real.class_names), source=f"{real.source} + {synthetic.source}",
-                          sha256=f"{real.sha256}+{synthetic.sha256}")
+        raise ValueError(
+            f"{synthetic.source}: images of shape {list(synthetic.images.shape[1:])} differ from the "
+            f"real images' {list(real.images.shape[1:])}; synthesise at the training resolution"
+        )
+    return LabelledImages(
+        images=torch.cat([real.images, synthetic.images]),
+        labels=torch.cat([real.labels, synthetic.labels]),
+        study_ids=list(real.study_ids) + list(synthetic.study_ids),
+        label_mode=real.label_mode,
+        class_names=list(real.class_names),
+        source=f"{real.source} + {synthetic.source}",
+        sha256=f"{real.sha256}+{synthetic.sha256}",
+    )
 
 
-def train_arms(real_train: str, synthetic: Mapping[str, str], options: DownstreamOptions,
-               without_mixed: Collection[str] = ()) -> dict[Arm, TrainResult]:
+def train_arms(
+    real_train: str, synthetic: Mapping[str, str], options: DownstreamOptions, without_mixed: Collection[str] = ()
+) -> dict[Arm, TrainResult]:
     """Train the real model and, per generator, the synthetic-only and real + synthetic models (only the former for
     the names in `without_mixed`, e.g. pooled arms, whose real + synthetic model would cost minutes and say little).
 
@@ -102,8 +126,15 @@ def _headline_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Binary AUC, or the macro one-vs-rest AUC over classes present with both signs."""
     if scores.ndim == 1:
         return roc_auc(labels, scores)
-    return float(np.mean([roc_auc(labels == k, scores[:, k]) for k in range(scores.shape[1])
-                          if 0 < (labels == k).sum() < len(labels)]))
+    return float(
+        np.mean(
+            [
+                roc_auc(labels == k, scores[:, k])
+                for k in range(scores.shape[1])
+                if 0 < (labels == k).sum() < len(labels)
+            ]
+        )
+    )
 
 
 def skill_ratio(auc_synthetic: float, auc_real: float) -> float:
@@ -113,8 +144,14 @@ def skill_ratio(auc_synthetic: float, auc_real: float) -> float:
     return (auc_synthetic - 0.5) / (auc_real - 0.5) if auc_real > 0.5 else float("nan")
 
 
-def auc_ratio(labels: np.ndarray, scores_synthetic: np.ndarray, scores_real: np.ndarray, n_resamples: int,
-              seed: int, groups: Groups = None) -> dict[str, Any]:
+def auc_ratio(
+    labels: np.ndarray,
+    scores_synthetic: np.ndarray,
+    scores_real: np.ndarray,
+    n_resamples: int,
+    seed: int,
+    groups: Groups = None,
+) -> dict[str, Any]:
     """The plain ratio AUC(synthetic) / AUC(real) and the skill ratio (see `skill_ratio`) of two models on the same
     test images, each with a paired percentile bootstrap interval: both models and both ratios are computed on the
     very same resamples of the test images (the resamples of `evaluate_scores` with the same seed and `groups`:
@@ -146,30 +183,53 @@ def evaluate_on_test(models: Mapping[Arm, TrainResult], test_path: str, options:
     `Arm.key`; each model's row records its arm's kind and generator."""
     test = load_labelled_images(test_path)
     labels = test.labels.numpy()
-    results: dict[str, Any] = dict(test=dict(path=str(test_path), num_images=len(labels), sha256=test.sha256,
-                                             class_names=test.class_names, resampled=resampling_unit(test.study_ids),
-                                             prevalence={n: float((labels == k).mean())
-                                                         for k, n in enumerate(test.class_names)}),
-                                   models={}, ratios={})
+    results: dict[str, Any] = dict(
+        test=dict(
+            path=str(test_path),
+            num_images=len(labels),
+            sha256=test.sha256,
+            class_names=test.class_names,
+            resampled=resampling_unit(test.study_ids),
+            prevalence={n: float((labels == k).mean()) for k, n in enumerate(test.class_names)},
+        ),
+        models={},
+        ratios={},
+    )
     scores = {}
     for arm, model in models.items():
         if list(model.spec.class_names) != list(test.class_names):
-            raise ValueError(f"{test_path}: classes {test.class_names} differ from model {arm.key!r}'s "
-                             f"{list(model.spec.class_names)}")
+            raise ValueError(
+                f"{test_path}: classes {test.class_names} differ from model {arm.key!r}'s "
+                f"{list(model.spec.class_names)}"
+            )
         scores[arm] = predict_probabilities(model.net, model.spec, test.images, options.batch_size).double().numpy()
-        report = evaluate_scores(labels, scores[arm], test.class_names, thresholds=model.spec.thresholds,
-                                 n_resamples=options.n_resamples, seed=options.seed, groups=test.study_ids)
+        report = evaluate_scores(
+            labels,
+            scores[arm],
+            test.class_names,
+            thresholds=model.spec.thresholds,
+            n_resamples=options.n_resamples,
+            seed=options.seed,
+            groups=test.study_ids,
+        )
         prov = model.provenance
         results["models"][arm.key] = dict(
-            kind=arm.kind, generator=arm.variant,
+            kind=arm.kind,
+            generator=arm.variant,
             auc=report["auc"] if report["task"] == "binary" else report["macro_auc"],
             auc_ci=report["auc_ci"] if report["task"] == "binary" else report["macro_auc_ci"],
-            num_train=prov["num_train"], num_val=prov["num_val"], best_epoch=prov["best_epoch"],
-            best_val_auc=prov["best_val_auc"], train_source=prov["dataset"], test_report=report)
+            num_train=prov["num_train"],
+            num_val=prov["num_val"],
+            best_epoch=prov["best_epoch"],
+            best_val_auc=prov["best_val_auc"],
+            train_source=prov["dataset"],
+            test_report=report,
+        )
     for arm in models:
         if arm.kind == "synthetic":
-            results["ratios"][arm.key] = auc_ratio(labels, scores[arm], scores[Arm("real")], options.n_resamples,
-                                                   options.seed, test.study_ids)
+            results["ratios"][arm.key] = auc_ratio(
+                labels, scores[arm], scores[Arm("real")], options.n_resamples, options.seed, test.study_ids
+            )
     return results
 
 
@@ -185,10 +245,16 @@ def ratio_texts(ratio: Mapping[str, Any] | None) -> tuple[str, str]:
     if ratio is None:
         return "", ""
     plain_ci = ratio["ratio_ci"]
-    plain = f"{ratio['ratio']:.3f} " + ("(undefined CI)" if plain_ci is None else f"({plain_ci[0]:.3f}-{plain_ci[1]:.3f})")
+    plain = f"{ratio['ratio']:.3f} " + (
+        "(undefined CI)" if plain_ci is None else f"({plain_ci[0]:.3f}-{plain_ci[1]:.3f})"
+    )
     skill_ci = ratio.get("skill_ci")
-    skill = "" if "skill" not in ratio else f"{ratio['skill']:.3f}" + (
-        " (undefined CI)" if skill_ci is None else f" ({skill_ci[0]:.3f}-{skill_ci[1]:.3f})")
+    skill = (
+        ""
+        if "skill" not in ratio
+        else f"{ratio['skill']:.3f}"
+        + (" (undefined CI)" if skill_ci is None else f" ({skill_ci[0]:.3f}-{skill_ci[1]:.3f})")
+    )
     return plain, skill
 
 
@@ -204,46 +270,67 @@ def exaggerated_arms(results: Mapping[str, Any]) -> list[str]:
     AUC (on its own synthetic images) the real classifier cannot; what it learns then is the exaggeration, which
     does not transfer to real images (docs/RESULTS.md, section E3)."""
     real = results["models"][REAL]["best_val_auc"]
-    return [arm for arm, row in results["models"].items()
-            if row["kind"] == "synthetic" and row["best_val_auc"] > real + EXAGGERATION_MARGIN]
+    return [
+        arm
+        for arm, row in results["models"].items()
+        if row["kind"] == "synthetic" and row["best_val_auc"] > real + EXAGGERATION_MARGIN
+    ]
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
     """The paper's layout: one row per training source, test AUC with its interval, and the two ratios to real;
     beside them each model's validation AUC on its own data (how separable its training classes are)."""
     test = results["test"]
-    lines = ["| Training data | Train / val images | Val AUC (own data) | Test AUC | 95% CI "
-             "| AUC ratio to real (95% CI) | skill ratio (95% CI) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| Training data | Train / val images | Val AUC (own data) | Test AUC | 95% CI "
+        "| AUC ratio to real (95% CI) | skill ratio (95% CI) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for arm, row in results["models"].items():
         ci = "n/a" if row["auc_ci"] is None else f"{row['auc_ci'][0]:.3f}-{row['auc_ci'][1]:.3f}"
         auc = "n/a" if row["auc"] is None else f"{row['auc']:.3f}"
         plain, skill = ("1.000", "1.000") if row["kind"] == "real" else ratio_texts(results["ratios"].get(arm))
-        lines.append(f"| {_row_name(row)} | {row['num_train']} / {row['num_val']} | {row['best_val_auc']:.3f} "
-                     f"| {auc} | {ci} | {plain} | {skill} |")
+        lines.append(
+            f"| {_row_name(row)} | {row['num_train']} / {row['num_val']} | {row['best_val_auc']:.3f} "
+            f"| {auc} | {ci} | {plain} | {skill} |"
+        )
     prevalence = ", ".join(f"{name} {share:.0%}" for name, share in test["prevalence"].items())
     chance = [_row_name(row) for row in results["models"].values() if above_chance(row) is False]
-    lines += ["", f"Test: {test['num_images']} real images never used for training or model selection "
-                  f"({prevalence}). Each model's epoch was chosen on a study-level validation split of its own "
-                  f"training data. Intervals: percentile bootstrap over test {test.get('resampled', 'images')} "
-                  f"(one trained model per row: they do not cover training randomness), "
-                  f"{next(iter(results['models'].values()))['test_report']['n_resamples']} resamples, the same "
-                  f"resamples for every model and ratio (paired). Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5): "
-                  f"0 at chance, 1 when the synthetic-only model matches the real one."]
+    lines += [
+        "",
+        f"Test: {test['num_images']} real images never used for training or model selection "
+        f"({prevalence}). Each model's epoch was chosen on a study-level validation split of its own "
+        f"training data. Intervals: percentile bootstrap over test {test.get('resampled', 'images')} "
+        f"(one trained model per row: they do not cover training randomness), "
+        f"{next(iter(results['models'].values()))['test_report']['n_resamples']} resamples, the same "
+        f"resamples for every model and ratio (paired). Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5): "
+        f"0 at chance, 1 when the synthetic-only model matches the real one.",
+    ]
     if chance:
         lines += ["", "Not above chance (95% interval of the test AUC reaches 0.5): " + ", ".join(chance) + "."]
-    exaggerated = [_row_name(results["models"][arm]) for arm in exaggerated_arms(results)] \
-        if REAL in results["models"] else []
+    exaggerated = (
+        [_row_name(results["models"][arm]) for arm in exaggerated_arms(results)] if REAL in results["models"] else []
+    )
     if exaggerated:
-        lines += ["", "Generated classes easier to tell apart than the real ones (validation AUC on their own "
-                      f"images more than {EXAGGERATION_MARGIN} above the real model's): " + ", ".join(exaggerated)
-                  + ". The generator exaggerates the class difference; a classifier trained on its images learns "
-                    "the exaggeration, which need not hold on real images."]
+        lines += [
+            "",
+            "Generated classes easier to tell apart than the real ones (validation AUC on their own "
+            f"images more than {EXAGGERATION_MARGIN} above the real model's): "
+            + ", ".join(exaggerated)
+            + ". The generator exaggerates the class difference; a classifier trained on its images learns "
+            "the exaggeration, which need not hold on real images.",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def run_downstream(real_train: str, synthetic: Mapping[str, str], test_path: str, outdir: str,
-                   options: DownstreamOptions, without_mixed: Collection[str] = ()) -> dict[str, Any]:
+def run_downstream(
+    real_train: str,
+    synthetic: Mapping[str, str],
+    test_path: str,
+    outdir: str,
+    options: DownstreamOptions,
+    without_mixed: Collection[str] = (),
+) -> dict[str, Any]:
     """Train every model (`train_arms`), then evaluate each once on the test set; write JSON, Markdown, models."""
     models = train_arms(real_train, synthetic, options, without_mixed)
     results = evaluate_on_test(models, test_path, options)
@@ -275,24 +362,35 @@ def parse_named_datasets(_ctx: click.Context, _param: click.Parameter, values: t
 
 @click.command()
 @click.option("--real-train", required=True, type=click.Path(exists=True), help="Real training images (labelled)")
-@click.option("--synthetic", multiple=True, callback=parse_named_datasets, help="NAME=PATH of a synthetic dataset "
-              "(repeatable)")
+@click.option(
+    "--synthetic", multiple=True, callback=parse_named_datasets, help="NAME=PATH of a synthetic dataset (repeatable)"
+)
 @click.option("--test", "test_path", required=True, type=click.Path(exists=True), help="Held-out real test images")
 @click.option("--out", "outdir", required=True, type=dnnlib.OutputPath(file_okay=False), help="Output folder")
 @click.option("--arch", type=click.Choice(ARCHITECTURES), default=DownstreamOptions.arch, show_default=True)
 @click.option("--resolution", type=click.IntRange(min=8), default=None, help="Classifier input size")
 @click.option("--epochs", type=click.IntRange(min=1), default=DownstreamOptions.epochs, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=DownstreamOptions.patience, show_default=True)
-@click.option("--batch", "batch_size", type=click.IntRange(min=2), default=DownstreamOptions.batch_size,
-              show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=DownstreamOptions.val_fraction, show_default=True)
+@click.option(
+    "--batch", "batch_size", type=click.IntRange(min=2), default=DownstreamOptions.batch_size, show_default=True
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=DownstreamOptions.val_fraction,
+    show_default=True,
+)
 @click.option("--seed", type=dnnlib.SEED, default=DownstreamOptions.seed, show_default=True)
 @click.option("--n-resamples", type=click.IntRange(min=1), default=DownstreamOptions.n_resamples, show_default=True)
 @click.option("--device", type=misc.DEVICE, default=DownstreamOptions.device, show_default=True)
-@click.option("--input-norm", type=click.Choice(INPUT_NORMS), default=DownstreamOptions.input_norm, show_default=True,
-              help="Pixel normalisation of every model: the training set's mean/std, or each image's own (after a "
-                   "5x5 binomial blur with blurred_image)")
+@click.option(
+    "--input-norm",
+    type=click.Choice(INPUT_NORMS),
+    default=DownstreamOptions.input_norm,
+    show_default=True,
+    help="Pixel normalisation of every model: the training set's mean/std, or each image's own (after a "
+    "5x5 binomial blur with blurred_image)",
+)
 def main(real_train: str, synthetic: dict[str, str], test_path: str, outdir: str, **kwargs: Any) -> None:
     """Train on real / synthetic / real + synthetic images, test once on real images; AUC table with intervals."""
     results = run_downstream(real_train, synthetic, test_path, outdir, DownstreamOptions(**kwargs))

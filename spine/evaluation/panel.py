@@ -48,8 +48,9 @@ class PanelMember:
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"panel member {self.arch!r}: expected an architecture among {list(ARCHITECTURES)}")
         if self.input_norm not in INPUT_NORMS:
-            raise ValueError(f"panel member {self.arch}:{self.input_norm}: expected a normalisation among "
-                             f"{list(INPUT_NORMS)}")
+            raise ValueError(
+                f"panel member {self.arch}:{self.input_norm}: expected a normalisation among {list(INPUT_NORMS)}"
+            )
 
     @property
     def name(self) -> str:
@@ -68,25 +69,42 @@ class PanelMember:
 
 # The issue on evidence's panel: the paper's DenseNet-121, ResNet-18, the classifier CLI's default, the demo's
 # lesion-patch detector.
-FULL_PANEL = (PanelMember("densenet121"), PanelMember("resnet18"), PanelMember("small_cnn"),
-              PanelMember("patch_cnn", "blurred_image"))
+FULL_PANEL = (
+    PanelMember("densenet121"),
+    PanelMember("resnet18"),
+    PanelMember("small_cnn"),
+    PanelMember("patch_cnn", "blurred_image"),
+)
 
 
-def train_panel(real_train: str, synthetic: Mapping[str, str], test_path: str, outdir: str,
-                members: Sequence[PanelMember], options: DownstreamOptions,
-                without_mixed: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+def train_panel(
+    real_train: str,
+    synthetic: Mapping[str, str],
+    test_path: str,
+    outdir: str,
+    members: Sequence[PanelMember],
+    options: DownstreamOptions,
+    without_mixed: Collection[str] = (),
+) -> dict[str, dict[str, Any]]:
     """Run the downstream evaluation once per member, each in `outdir/<member>`, the protocol otherwise identical."""
     results = {}
     for number, member in enumerate(members, 1):
         print(f"Panel member {number}/{len(members)}: {member.name}", flush=True)
         member_options = dataclasses.replace(options, arch=member.arch, input_norm=member.input_norm)
-        results[member.name] = run_downstream(real_train, synthetic, test_path, os.path.join(outdir, member.folder),
-                                              member_options, without_mixed)
+        results[member.name] = run_downstream(
+            real_train, synthetic, test_path, os.path.join(outdir, member.folder), member_options, without_mixed
+        )
     return results
 
 
-def _aucs_per_resample(labels: np.ndarray, columns: list[np.ndarray], num_replicates: int, groups: Sequence | None,
-                       n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _aucs_per_resample(
+    labels: np.ndarray,
+    columns: list[np.ndarray],
+    num_replicates: int,
+    groups: Sequence | None,
+    n_resamples: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Point AUCs [C], resampled AUCs [R, C] and the replicates drawn per resample [R, num_replicates]; every column
     on the same resamples of the test studies, the replicates resampled too when there are several."""
     drawn: list[np.ndarray] = []
@@ -98,14 +116,28 @@ def _aucs_per_resample(labels: np.ndarray, columns: list[np.ndarray], num_replic
     def both_classes(idx: np.ndarray) -> bool:
         return 0 < labels[idx].sum() < len(idx)
 
-    values = hierarchical_values(statistics, num_replicates, len(labels), both_classes, n_resamples, seed,
-                                 groups=groups, resample_replicates=num_replicates > 1)
+    values = hierarchical_values(
+        statistics,
+        num_replicates,
+        len(labels),
+        both_classes,
+        n_resamples,
+        seed,
+        groups=groups,
+        resample_replicates=num_replicates > 1,
+    )
     point = np.array([roc_auc(labels, scores) for scores in columns])
     return point, values, np.stack(drawn)
 
 
-def panel_skill(labels: np.ndarray, scores: Mapping[str, Mapping[str, np.ndarray]], replicates: Sequence[str],
-                n_resamples: int = 1000, seed: int = 0, groups: Sequence | None = None) -> dict[str, Any]:
+def panel_skill(
+    labels: np.ndarray,
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    replicates: Sequence[str],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    groups: Sequence | None = None,
+) -> dict[str, Any]:
     """The panel's figures for one variant whose synthetic arms `replicates` (one per generator seed) every member
     scored: per member its real AUC, mean synthetic AUC and mean skill ratio; the lowest skill over members; each
     with a paired percentile interval over test studies, and over the seeds too when there are several.
@@ -116,8 +148,9 @@ def panel_skill(labels: np.ndarray, scores: Mapping[str, Mapping[str, np.ndarray
     arms = [REAL, *replicates]
     columns = [np.asarray(scores[m][a], dtype=np.float64) for m in members for a in arms]
     index = np.arange(len(columns)).reshape(len(members), len(arms))
-    point, values, drawn = _aucs_per_resample(np.asarray(labels).astype(np.int64), columns, len(replicates), groups,
-                                              n_resamples, seed)
+    point, values, drawn = _aucs_per_resample(
+        np.asarray(labels).astype(np.int64), columns, len(replicates), groups, n_resamples, seed
+    )
 
     def figures(aucs: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         """[members, 3]: real AUC, mean synthetic AUC, mean skill over the drawn seeds."""
@@ -132,15 +165,29 @@ def panel_skill(labels: np.ndarray, scores: Mapping[str, Mapping[str, np.ndarray
     def interval(spread: np.ndarray) -> list[float] | None:
         return None if np.isnan(spread).any() else list(percentile_interval(spread))
 
-    rows = {m: dict(real_auc=float(at_point[k, 0]), real_auc_ci=interval(resampled[:, k, 0]),
-                    synthetic_auc=float(at_point[k, 1]), synthetic_auc_ci=interval(resampled[:, k, 1]),
-                    skill=float(at_point[k, 2]), skill_ci=interval(resampled[:, k, 2]))
-            for k, m in enumerate(members)}
+    rows = {
+        m: dict(
+            real_auc=float(at_point[k, 0]),
+            real_auc_ci=interval(resampled[:, k, 0]),
+            synthetic_auc=float(at_point[k, 1]),
+            synthetic_auc_ci=interval(resampled[:, k, 1]),
+            skill=float(at_point[k, 2]),
+            skill_ci=interval(resampled[:, k, 2]),
+        )
+        for k, m in enumerate(members)
+    }
     lowest = int(np.nanargmin(at_point[:, 2])) if not np.isnan(at_point[:, 2]).all() else 0
     covers = f"test {resampling_unit(groups)}" + (" and generator seeds" if len(replicates) > 1 else "")
-    return dict(members=rows, lowest_skill=float(np.min(at_point[:, 2])), lowest_member=members[lowest],
-                lowest_skill_ci=interval(np.min(resampled[:, :, 2], axis=1)), replicates=list(replicates),
-                interval_covers=covers, n_resamples=n_resamples, seed=seed)
+    return dict(
+        members=rows,
+        lowest_skill=float(np.min(at_point[:, 2])),
+        lowest_member=members[lowest],
+        lowest_skill_ci=interval(np.min(resampled[:, :, 2], axis=1)),
+        replicates=list(replicates),
+        interval_covers=covers,
+        n_resamples=n_resamples,
+        seed=seed,
+    )
 
 
 def _cell(value: float, ci: list[float] | None) -> str:
@@ -151,16 +198,21 @@ def markdown_table(variants: Mapping[str, Mapping[str, Any]]) -> str:
     """One row per variant: the panel's lowest skill ratio first, then each member's skill (real AUC)."""
     members = list(next(iter(variants.values()))["members"])
     headers = " | ".join(f"{m}: skill (real AUC)" for m in members)
-    lines = [f"| Variant | Lowest skill ratio (95% CI) | {headers} |",
-             "| --- | --- | " + " | ".join("---" for _ in members) + " |"]
+    lines = [
+        f"| Variant | Lowest skill ratio (95% CI) | {headers} |",
+        "| --- | --- | " + " | ".join("---" for _ in members) + " |",
+    ]
     for name, panel in variants.items():
         cells = [f"{_cell(row['skill'], row['skill_ci'])} ({row['real_auc']:.3f})" for row in panel["members"].values()]
         lowest = f"**{_cell(panel['lowest_skill'], panel['lowest_skill_ci'])}** {panel['lowest_member']}"
         lines.append(f"| {name} | {lowest} | " + " | ".join(cells) + " |")
     covers = sorted({panel["interval_covers"] for panel in variants.values()})
-    lines += ["", "Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5), each member against its own real-trained model. "
-                  f"Intervals: paired percentile bootstrap over {'; '.join(covers)}, every member and arm on the same "
-                  "resamples; the lowest skill's interval is that of the minimum over members."]
+    lines += [
+        "",
+        "Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5), each member against its own real-trained model. "
+        f"Intervals: paired percentile bootstrap over {'; '.join(covers)}, every member and arm on the same "
+        "resamples; the lowest skill's interval is that of the minimum over members.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -168,22 +220,32 @@ def _synthetic_key(generator: str) -> str:
     return Arm("synthetic", generator).key
 
 
-def score_panel(folders: Mapping[str, str], test_path: str, variants: Mapping[str, Sequence[str]],
-                n_resamples: int, seed: int) -> dict[str, dict[str, Any]]:
+def score_panel(
+    folders: Mapping[str, str], test_path: str, variants: Mapping[str, Sequence[str]], n_resamples: int, seed: int
+) -> dict[str, dict[str, Any]]:
     """Load every member's saved models ({member name: its downstream folder}) and compute `panel_skill` for each
     variant (its replicate arms)."""
     test = load_labelled_images(test_path)
     names = list(dict.fromkeys([REAL] + [_synthetic_key(a) for arms in variants.values() for a in arms]))
     scores = {member: arm_scores(folder, names, test) for member, folder in folders.items()}
-    return {variant: panel_skill(test.labels.numpy(), scores, [_synthetic_key(a) for a in arms], n_resamples, seed,
-                                 test.study_ids)
-            for variant, arms in variants.items()}
+    return {
+        variant: panel_skill(
+            test.labels.numpy(), scores, [_synthetic_key(a) for a in arms], n_resamples, seed, test.study_ids
+        )
+        for variant, arms in variants.items()
+    }
 
 
-def run_panel(real_train: str, synthetic: Mapping[str, str], test_path: str, outdir: str,
-              members: Sequence[PanelMember], options: DownstreamOptions,
-              variants: Mapping[str, Sequence[str]] | None = None,
-              without_mixed: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+def run_panel(
+    real_train: str,
+    synthetic: Mapping[str, str],
+    test_path: str,
+    outdir: str,
+    members: Sequence[PanelMember],
+    options: DownstreamOptions,
+    variants: Mapping[str, Sequence[str]] | None = None,
+    without_mixed: Collection[str] = (),
+) -> dict[str, dict[str, Any]]:
     """Train and test every member on every arm, then write panel.json and panel.md. `variants` groups synthetic
     datasets that are seeds of one generator configuration; by default each dataset is a variant of its own."""
     if not members:
@@ -217,19 +279,38 @@ def parse_members(_ctx: click.Context, _param: click.Parameter, values: tuple[st
 
 @click.command()
 @click.option("--real-train", required=True, type=click.Path(exists=True), help="Real training images (labelled)")
-@click.option("--synthetic", multiple=True, required=True, callback=parse_named_datasets,
-              help="NAME=PATH of a synthetic dataset (repeatable)")
+@click.option(
+    "--synthetic",
+    multiple=True,
+    required=True,
+    callback=parse_named_datasets,
+    help="NAME=PATH of a synthetic dataset (repeatable)",
+)
 @click.option("--test", "test_path", required=True, type=click.Path(exists=True), help="Held-out real test images")
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="Output folder (new)")
-@click.option("--member", "members", multiple=True, callback=parse_members, metavar="ARCH[:NORM]",
-              help=f"A panel member (repeatable; default the full panel: "
-                   f"{', '.join(m.name for m in FULL_PANEL)})")
+@click.option(
+    "--member",
+    "members",
+    multiple=True,
+    callback=parse_members,
+    metavar="ARCH[:NORM]",
+    help=f"A panel member (repeatable; default the full panel: {', '.join(m.name for m in FULL_PANEL)})",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=DownstreamOptions.epochs, show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=DownstreamOptions.patience, show_default=True)
 @click.option("--seed", type=dnnlib.SEED, default=DownstreamOptions.seed, show_default=True)
 @click.option("--n-resamples", type=click.IntRange(min=1), default=DownstreamOptions.n_resamples, show_default=True)
-def main(real_train: str, synthetic: dict[str, str], test_path: str, outdir: str, members: list[PanelMember],
-         epochs: int, patience: int, seed: int, n_resamples: int) -> None:
+def main(
+    real_train: str,
+    synthetic: dict[str, str],
+    test_path: str,
+    outdir: str,
+    members: list[PanelMember],
+    epochs: int,
+    patience: int,
+    seed: int,
+    n_resamples: int,
+) -> None:
     """Score synthetic training sets with an evaluator panel; the headline is the lowest skill ratio."""
     if Path(outdir).exists() and any(Path(outdir).iterdir()):
         raise dnnlib.UserError(f"--out={outdir}: exists and is not empty; give a new folder")

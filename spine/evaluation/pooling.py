@@ -43,11 +43,15 @@ def _check_compatible(parts: Mapping[str, LabelledImages]) -> None:
     (first_name, first), *rest = parts.items()
     for name, part in rest:
         if (part.label_mode, part.class_names) != (first.label_mode, first.class_names):
-            raise dnnlib.UserError(f"--member {name}={part.source}: labels {part.label_mode} {part.class_names} "
-                                   f"differ from {first_name}'s {first.label_mode} {first.class_names}")
+            raise dnnlib.UserError(
+                f"--member {name}={part.source}: labels {part.label_mode} {part.class_names} "
+                f"differ from {first_name}'s {first.label_mode} {first.class_names}"
+            )
         if part.images.shape[1:] != first.images.shape[1:]:
-            raise dnnlib.UserError(f"--member {name}={part.source}: images of shape {list(part.images.shape[1:])} "
-                                   f"differ from {first_name}'s {list(first.images.shape[1:])}")
+            raise dnnlib.UserError(
+                f"--member {name}={part.source}: images of shape {list(part.images.shape[1:])} "
+                f"differ from {first_name}'s {list(first.images.shape[1:])}"
+            )
 
 
 def pool_datasets(members: Mapping[str, str], dest: str) -> dict[str, Any]:
@@ -72,24 +76,43 @@ def pool_datasets(members: Mapping[str, str], dest: str) -> dict[str, Any]:
     return meta
 
 
-def _dataset_json(parts: Mapping[str, LabelledImages], labels: list[list[Any]],
-                  images: list[dict[str, Any]]) -> dict[str, Any]:
+def _dataset_json(
+    parts: Mapping[str, LabelledImages], labels: list[list[Any]], images: list[dict[str, Any]]
+) -> dict[str, Any]:
     first = next(iter(parts.values()))
     counts = np.bincount([label for _fname, label in labels], minlength=len(first.class_names))
-    sources = {name: dict(dataset=part.source, sha256=part.sha256, num_images=len(part.labels),
-                          generator=ImageFolderDataset(part.source).metadata.get("generator"))
-               for name, part in parts.items()}
+    sources = {
+        name: dict(
+            dataset=part.source,
+            sha256=part.sha256,
+            num_images=len(part.labels),
+            generator=ImageFolderDataset(part.source).metadata.get("generator"),
+        )
+        for name, part in parts.items()
+    }
     return {
         "labels": labels,
-        "spinegan": dict(label_mode=first.label_mode, class_names=list(first.class_names),
-                         class_counts=dict(zip(first.class_names, counts.tolist())), num_images=len(labels),
-                         images=images, synthetic=True, pooled_from=sources),
+        "spinegan": dict(
+            label_mode=first.label_mode,
+            class_names=list(first.class_names),
+            class_counts=dict(zip(first.class_names, counts.tolist())),
+            num_images=len(labels),
+            images=images,
+            synthetic=True,
+            pooled_from=sources,
+        ),
     }
 
 
 @click.command()
-@click.option("--member", "members", multiple=True, callback=parse_named_datasets, required=True,
-              help="NAME=PATH of a synthetic dataset (give two or more)")
+@click.option(
+    "--member",
+    "members",
+    multiple=True,
+    callback=parse_named_datasets,
+    required=True,
+    help="NAME=PATH of a synthetic dataset (give two or more)",
+)
 @click.option("--dest", required=True, type=dnnlib.OutputPath(), help="Pooled dataset: a new .zip or an empty folder")
 def main(members: dict[str, str], dest: str) -> None:
     """Pool several generators' synthetic datasets into one labelled dataset."""

@@ -31,7 +31,8 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 import numpy as np
@@ -40,9 +41,9 @@ import tqdm
 
 import dnnlib
 from metrics.perceptual import pixel_distance
+from metrics.projection import ProjectionOptions, project
 from spine.scoring import roc_auc, roc_curve
 from training.image_grid import save_image_grid
-from metrics.projection import ProjectionOptions, project
 
 Embedding = Callable[[torch.Tensor], torch.Tensor]  # images [N,C,H,W] in [-1, 1] -> features [N, D]
 
@@ -56,12 +57,15 @@ NOT_COVERED = [
 ]
 # Named when the snapshot records a clinical loss: its judge was trained without privacy (in the experiments, on
 # the same images), and the generator learns from the judge's gradients outside the account.
-CLINICAL_NOT_COVERED = ("the clinical loss's judge (a classifier trained without DP; in the experiments on the same "
-                        "private images): the generator learns from it outside the account")
+CLINICAL_NOT_COVERED = (
+    "the clinical loss's judge (a classifier trained without DP; in the experiments on the same "
+    "private images): the generator learns from it outside the account"
+)
 AUDIT_FPR = 0.01  # the false-positive rate at which the membership attack's TPR is reported
 
 
 # ---- features --------------------------------------------------------------------------------------------------
+
 
 def pixel_embedding(img: torch.Tensor) -> torch.Tensor:
     return img.flatten(1)
@@ -78,12 +82,14 @@ def random_conv_embedding(channels: int, seed: int) -> Embedding:
         for w in weights:
             x = torch.nn.functional.conv2d(x, w.to(x.device), stride=2, padding=1).relu()
         return torch.cat([x.mean([2, 3]), x.amax([2, 3])], dim=1)
+
     return embed
 
 
 def classifier_embedding(path: str, device: torch.device) -> Embedding:
     """Input of the spine classifier's last linear layer (its penultimate features)."""
     from spine.classifier.artifact import load_classifier
+
     try:
         classifier = load_classifier(path, device)
     except dnnlib.UserError as exc:
@@ -99,6 +105,7 @@ def classifier_embedding(path: str, device: torch.device) -> Embedding:
         captured.clear()
         classifier(classifier.preprocess_generated(img.to(device)))
         return captured[-1].cpu()
+
     return embed
 
 
@@ -108,6 +115,7 @@ def embed_all(embed: Embedding, images: torch.Tensor, batch: int) -> torch.Tenso
 
 
 # ---- metrics ---------------------------------------------------------------------------------------------------
+
 
 def nearest(queries: torch.Tensor, refs: torch.Tensor, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(distance, index) of each query's nearest reference row (Euclidean), in float64; computed directly, not via
@@ -142,17 +150,25 @@ def space_report(generated: torch.Tensor, train: torch.Tensor, heldout: torch.Te
     figures = membership_figures(-nearest(train, generated)[0], -nearest(heldout, generated)[0])
     return dict(
         share_closer_to_train=float(np.mean(d_train < d_heldout)),
-        generated_to_train=dict(mean=float(d_train.mean()), median=float(np.median(d_train)),
-                                min=float(d_train.min())),
-        generated_to_heldout=dict(mean=float(d_heldout.mean()), median=float(np.median(d_heldout)),
-                                  min=float(d_heldout.min())),
+        generated_to_train=dict(mean=float(d_train.mean()), median=float(np.median(d_train)), min=float(d_train.min())),
+        generated_to_heldout=dict(
+            mean=float(d_heldout.mean()), median=float(np.median(d_heldout)), min=float(d_heldout.min())
+        ),
         **figures,
-        _closest=np.argsort(d_train, kind="stable"), _nn_train=nn_train,
+        _closest=np.argsort(d_train, kind="stable"),
+        _nn_train=nn_train,
     )
 
 
-def inversion_attack(G: torch.nn.Module, train: torch.Tensor, heldout: torch.Tensor, num: int, steps: int,
-                     seed: int, device: torch.device) -> dict[str, Any]:
+def inversion_attack(
+    G: torch.nn.Module,
+    train: torch.Tensor,
+    heldout: torch.Tensor,
+    num: int,
+    steps: int,
+    seed: int,
+    device: torch.device,
+) -> dict[str, Any]:
     """Membership inference by inversion: `num` members and `num` non-members (seeded subsets) projected into W
     in one batch; score = minus the reconstruction distance. Returns the figures, the distances and the cost."""
     generator = torch.Generator().manual_seed(seed)
@@ -160,34 +176,49 @@ def inversion_attack(G: torch.nn.Module, train: torch.Tensor, heldout: torch.Ten
     chosen = [x[torch.randperm(len(x), generator=generator)[:num]] for x in (train, heldout)]
     targets = ((torch.cat(chosen) + 1) * 127.5).to(device)
     start = time.time()
-    result = project(G, targets, pixel_distance(), ProjectionOptions(num_steps=steps, optimize_noise=False,
-                                                                     seed=seed))
+    result = project(G, targets, pixel_distance(), ProjectionOptions(num_steps=steps, optimize_noise=False, seed=seed))
     seconds = time.time() - start
     distances = result.distances.double().cpu().numpy()
     members, nonmembers = distances[:num], distances[num:]
-    return dict(membership_figures(-members, -nonmembers), num_per_set=num, steps=steps,
-                distance=pixel_distance().description, seconds=round(seconds, 1),
-                member_distance_median=float(np.median(members)),
-                nonmember_distance_median=float(np.median(nonmembers)))
+    return dict(
+        membership_figures(-members, -nonmembers),
+        num_per_set=num,
+        steps=steps,
+        distance=pixel_distance().description,
+        seconds=round(seconds, 1),
+        member_distance_median=float(np.median(members)),
+        nonmember_distance_median=float(np.median(nonmembers)),
+    )
 
 
-def audit(generated: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor, embeddings: dict[str, Embedding],
-          batch: int = 64) -> dict[str, dict[str, Any]]:
+def audit(
+    generated: torch.Tensor,
+    train: torch.Tensor,
+    heldout: torch.Tensor,
+    embeddings: dict[str, Embedding],
+    batch: int = 64,
+) -> dict[str, dict[str, Any]]:
     """{space name: space_report} for images in [-1, 1]; 'pixel' is always included."""
     for name, x in (("generated", generated), ("train", train), ("heldout", heldout)):
         if x.ndim != 4 or x.shape[1:] != generated.shape[1:]:
-            raise ValueError(f"{name} images: expected [N, C, H, W] like the generated {tuple(generated.shape[1:])},"
-                             f" got {tuple(x.shape)}")
+            raise ValueError(
+                f"{name} images: expected [N, C, H, W] like the generated {tuple(generated.shape[1:])},"
+                f" got {tuple(x.shape)}"
+            )
     spaces = dict(pixel=pixel_embedding, **embeddings)
-    return {name: space_report(*(embed_all(fn, x, batch) for x in (generated, train, heldout)))
-            for name, fn in spaces.items()}
+    return {
+        name: space_report(*(embed_all(fn, x, batch) for x in (generated, train, heldout)))
+        for name, fn in spaces.items()
+    }
 
 
 # ---- data ------------------------------------------------------------------------------------------------------
 
+
 def load_real(path: str, max_images: int | None, seed: int) -> torch.Tensor:
     """A dataset folder/zip as float images in [-1, 1] (a seeded subset when max_images is given)."""
     from training.dataset import ImageFolderDataset
+
     try:
         dataset = ImageFolderDataset(path, max_size=max_images, random_seed=seed)
     except OSError as exc:  # bad dataset contents raise DatasetError, a UserError naming the file
@@ -202,8 +233,9 @@ def equal_sizes(train: torch.Tensor, heldout: torch.Tensor, seed: int) -> tuple[
     the two sets are the same size."""
     size = min(len(train), len(heldout))
     generator = torch.Generator().manual_seed(seed)
-    train, heldout = (x if len(x) == size else x[torch.randperm(len(x), generator=generator)[:size]]
-                      for x in (train, heldout))
+    train, heldout = (
+        x if len(x) == size else x[torch.randperm(len(x), generator=generator)[:size]] for x in (train, heldout)
+    )
     return train, heldout
 
 
@@ -213,12 +245,17 @@ def check_disjoint(train: torch.Tensor, heldout: torch.Tensor, train_path: str, 
     members = {image.numpy().tobytes() for image in train}
     shared = sum(image.numpy().tobytes() in members for image in heldout)
     if shared == len(heldout):
-        raise dnnlib.UserError(f"--heldout={heldout_path}: all {len(heldout)} of its images are also in "
-                               f"--train={train_path}; held-out images must be ones the generator never trained on "
-                               f"(e.g. the test split)")
+        raise dnnlib.UserError(
+            f"--heldout={heldout_path}: all {len(heldout)} of its images are also in "
+            f"--train={train_path}; held-out images must be ones the generator never trained on "
+            f"(e.g. the test split)"
+        )
     if shared:
-        click.echo(f"Warning: --heldout={heldout_path}: {shared} of its {len(heldout)} images are also in --train; "
-                   f"they count as non-members although the generator trained on them", err=True)
+        click.echo(
+            f"Warning: --heldout={heldout_path}: {shared} of its {len(heldout)} images are also in --train; "
+            f"they count as non-members although the generator trained on them",
+            err=True,
+        )
 
 
 def check_real_shapes(G: torch.nn.Module, real_sets: dict[str, torch.Tensor]) -> None:
@@ -226,8 +263,9 @@ def check_real_shapes(G: torch.nn.Module, real_sets: dict[str, torch.Tensor]) ->
     expected = (G.img_channels, G.img_resolution, G.img_resolution)
     for where, images in real_sets.items():
         if tuple(images.shape[1:]) != expected:
-            raise dnnlib.UserError(f"{where}: images of shape {list(images.shape[1:])} (CHW); the generator makes "
-                                   f"{list(expected)}")
+            raise dnnlib.UserError(
+                f"{where}: images of shape {list(images.shape[1:])} (CHW); the generator makes {list(expected)}"
+            )
 
 
 @torch.no_grad()
@@ -247,6 +285,7 @@ def generate(G: torch.nn.Module, num: int, seed: int, batch: int, device: torch.
 
 
 # ---- outputs ---------------------------------------------------------------------------------------------------
+
 
 def dp_tpr_bound(epsilon: float, delta: float, fpr: float) -> float:
     """The highest true-positive rate any membership test can reach at false-positive rate `fpr` against an
@@ -271,65 +310,104 @@ def privacy_statement(metadata: dict | None) -> dict[str, Any]:
     if not privacy:
         return dict(guarantee="none recorded: the snapshot was not trained with --dp=1", not_covered=NOT_COVERED)
     if not privacy.get("differentially_private", False):
-        return dict(guarantee=f"NOT differentially private ({privacy.get('note', '')})", account=privacy,
-                    not_covered=NOT_COVERED)
+        return dict(
+            guarantee=f"NOT differentially private ({privacy.get('note', '')})",
+            account=privacy,
+            not_covered=NOT_COVERED,
+        )
     not_covered = ([CLINICAL_NOT_COVERED] if metadata.get("clinical_loss") else []) + NOT_COVERED
-    statement = dict(guarantee=f"({privacy['epsilon']:.4g}, {privacy['delta']:.3g})-DP per {privacy['unit']} "
-                               f"for the discriminator's training; the generator is post-processing",
-                     account=privacy, not_covered=not_covered)
+    statement = dict(
+        guarantee=f"({privacy['epsilon']:.4g}, {privacy['delta']:.3g})-DP per {privacy['unit']} "
+        f"for the discriminator's training; the generator is post-processing",
+        account=privacy,
+        not_covered=not_covered,
+    )
     return dict(statement, mia_tpr_bound=stated_tpr_bound(statement))
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["# Privacy audit", "", f"Network: `{report['network']}`", "",
-             f"Generated {report['num_generated']}, training {report['num_train']}, held-out "
-             f"{report['num_heldout']} images.", "", "## Stated guarantee", "",
-             report["privacy"]["guarantee"], ""]
+    lines = [
+        "# Privacy audit",
+        "",
+        f"Network: `{report['network']}`",
+        "",
+        f"Generated {report['num_generated']}, training {report['num_train']}, held-out "
+        f"{report['num_heldout']} images.",
+        "",
+        "## Stated guarantee",
+        "",
+        report["privacy"]["guarantee"],
+        "",
+    ]
     if "mia_tpr_bound" in report["privacy"]:
-        lines += [f"Under it, no membership attack on one {report['privacy']['account']['unit']} reaches a TPR above "
-                  f"{report['privacy']['mia_tpr_bound']:.4f} at {AUDIT_FPR:.0%} FPR (DP's hypothesis-testing "
-                  f"bound; the measured attack is below).", ""]
+        lines += [
+            f"Under it, no membership attack on one {report['privacy']['account']['unit']} reaches a TPR above "
+            f"{report['privacy']['mia_tpr_bound']:.4f} at {AUDIT_FPR:.0%} FPR (DP's hypothesis-testing "
+            f"bound; the measured attack is below).",
+            "",
+        ]
     lines += ["Not covered:", ""]
     lines += [f"- {item}" for item in report["privacy"]["not_covered"]]
-    lines += ["", "## Memorisation and membership inference", "",
-              "| space | share closer to train | median dist gen->train | median dist gen->held-out | MIA AUC | "
-              "TPR @ 1% FPR |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Memorisation and membership inference",
+        "",
+        "| space | share closer to train | median dist gen->train | median dist gen->held-out | MIA AUC | "
+        "TPR @ 1% FPR |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in report["spaces"].items():
-        lines.append(f"| {name} | {r['share_closer_to_train']:.3f} | {r['generated_to_train']['median']:.4g} | "
-                     f"{r['generated_to_heldout']['median']:.4g} | {r['mia_auc']:.3f} | "
-                     f"{r['mia_tpr_at_1pct_fpr']:.3f} |")
+        lines.append(
+            f"| {name} | {r['share_closer_to_train']:.3f} | {r['generated_to_train']['median']:.4g} | "
+            f"{r['generated_to_heldout']['median']:.4g} | {r['mia_auc']:.3f} | "
+            f"{r['mia_tpr_at_1pct_fpr']:.3f} |"
+        )
     inversion = report.get("inversion")
     if inversion:
-        lines.append(f"| inversion ({inversion['num_per_set']} per set, {inversion['steps']} steps) | - | "
-                     f"member {inversion['member_distance_median']:.4g} | non-member "
-                     f"{inversion['nonmember_distance_median']:.4g} | {inversion['mia_auc']:.3f} | "
-                     f"{inversion['mia_tpr_at_1pct_fpr']:.3f} |")
+        lines.append(
+            f"| inversion ({inversion['num_per_set']} per set, {inversion['steps']} steps) | - | "
+            f"member {inversion['member_distance_median']:.4g} | non-member "
+            f"{inversion['nonmember_distance_median']:.4g} | {inversion['mia_auc']:.3f} | "
+            f"{inversion['mia_tpr_at_1pct_fpr']:.3f} |"
+        )
     if inversion:
-        lines += ["", f"Inversion row: median reconstruction distance of members and non-members ("
-                      f"{inversion['distance']}); the attack scores a real image by minus that distance. It took "
-                      f"{inversion['seconds']} s."]
-    lines += ["", "Chance: share 0.5 (real sets of equal size from one distribution), AUC 0.5, TPR 0.01.",
-              "Closest generated/training pairs (pixel space): `closest_pairs.png` (top: generated, bottom: "
-              "nearest training image).", ""]
+        lines += [
+            "",
+            f"Inversion row: median reconstruction distance of members and non-members ("
+            f"{inversion['distance']}); the attack scores a real image by minus that distance. It took "
+            f"{inversion['seconds']} s.",
+        ]
+    lines += [
+        "",
+        "Chance: share 0.5 (real sets of equal size from one distribution), AUC 0.5, TPR 0.01.",
+        "Closest generated/training pairs (pixel space): `closest_pairs.png` (top: generated, bottom: "
+        "nearest training image).",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def save_closest_pairs(generated: torch.Tensor, train: torch.Tensor, pixel: dict[str, Any], path: str,
-                       num_pairs: int) -> None:
+def save_closest_pairs(
+    generated: torch.Tensor, train: torch.Tensor, pixel: dict[str, Any], path: str, num_pairs: int
+) -> None:
     """Top row: the generated images nearest to a training image; bottom row: those training images."""
     chosen = pixel["_closest"][:num_pairs]
     images = torch.cat([generated[chosen], train[pixel["_nn_train"][chosen]]]).numpy()
     save_image_grid(images, path, drange=(-1, 1), grid_size=(len(chosen), 2))
 
 
-def write_outputs(outdir: str, report: dict[str, Any], generated: torch.Tensor, train: torch.Tensor,
-                  num_pairs: int) -> None:
+def write_outputs(
+    outdir: str, report: dict[str, Any], generated: torch.Tensor, train: torch.Tensor, num_pairs: int
+) -> None:
     os.makedirs(outdir, exist_ok=True)
     dnnlib.remove_stale_temp_files(outdir)  # of an earlier audit killed mid-write
-    save_closest_pairs(generated, train, report["spaces"]["pixel"], os.path.join(outdir, "closest_pairs.png"),
-                       num_pairs)
-    public = dict(report, spaces={name: {k: v for k, v in r.items() if not k.startswith("_")}
-                                  for name, r in report["spaces"].items()})
+    save_closest_pairs(
+        generated, train, report["spaces"]["pixel"], os.path.join(outdir, "closest_pairs.png"), num_pairs
+    )
+    public = dict(
+        report,
+        spaces={name: {k: v for k, v in r.items() if not k.startswith("_")} for name, r in report["spaces"].items()},
+    )
     with dnnlib.atomic_write(os.path.join(outdir, "privacy_audit.json"), "w") as f:
         json.dump(public, f, indent=2)
     with dnnlib.atomic_write(os.path.join(outdir, "privacy_audit.md"), "w") as f:
@@ -342,20 +420,44 @@ def write_outputs(outdir: str, report: dict[str, Any], generated: torch.Tensor, 
 @click.option("--heldout", "heldout_path", help="Held-out images never used for training", required=True)
 @click.option("--outdir", help="Where to write the report", required=True, type=dnnlib.OutputPath())
 @click.option("--num", help="Generated images [default: 1000]", type=click.IntRange(min=1), default=1000)
-@click.option("--max-real", help="At most this many images per real set [default: all; the larger set is always cut "
-              "to the smaller one's size]", type=click.IntRange(min=1))
+@click.option(
+    "--max-real",
+    help="At most this many images per real set [default: all; the larger set is always cut to the smaller one's size]",
+    type=click.IntRange(min=1),
+)
 @click.option("--classifier", help="classifier.pkl whose features form the feature space", type=str)
 @click.option("--seed", help="Seed of the latents and the random embedding [default: 0]", type=dnnlib.SEED, default=0)
 @click.option("--batch", help="Batch size [default: 32]", type=click.IntRange(min=1), default=32)
 @click.option("--pairs", help="Closest pairs to show [default: 8]", type=click.IntRange(min=1), default=8)
-@click.option("--inversion", help="Members and non-members each to invert (the white-box attack); 0 = off "
-              "[default: 0]", type=click.IntRange(min=0), default=0)
-@click.option("--inversion-steps", help="Projection steps of the inversion attack [default: 100]",
-              type=click.IntRange(min=1), default=100)
-def main(network_pkl: str, train_path: str, heldout_path: str, outdir: str, num: int, max_real: int | None,
-         classifier: str | None, seed: int, batch: int, pairs: int, inversion: int, inversion_steps: int) -> None:
+@click.option(
+    "--inversion",
+    help="Members and non-members each to invert (the white-box attack); 0 = off [default: 0]",
+    type=click.IntRange(min=0),
+    default=0,
+)
+@click.option(
+    "--inversion-steps",
+    help="Projection steps of the inversion attack [default: 100]",
+    type=click.IntRange(min=1),
+    default=100,
+)
+def main(
+    network_pkl: str,
+    train_path: str,
+    heldout_path: str,
+    outdir: str,
+    num: int,
+    max_real: int | None,
+    classifier: str | None,
+    seed: int,
+    batch: int,
+    pairs: int,
+    inversion: int,
+    inversion_steps: int,
+) -> None:
     """Nearest-neighbour memorisation and membership inference of a generator against its training data."""
     from training.serialization import load_network_pkl
+
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     snapshot = load_network_pkl(network_pkl)
     if snapshot["G_ema"] is None:
@@ -365,12 +467,22 @@ def main(network_pkl: str, train_path: str, heldout_path: str, outdir: str, num:
     check_disjoint(train, heldout, train_path, heldout_path)
     train, heldout = equal_sizes(train, heldout, seed)
     check_real_shapes(G, {f"--train={train_path}": train, f"--heldout={heldout_path}": heldout})
-    embeddings = {"classifier": classifier_embedding(classifier, device)} if classifier else \
-        {"random_conv": random_conv_embedding(G.img_channels, seed)}
+    embeddings = (
+        {"classifier": classifier_embedding(classifier, device)}
+        if classifier
+        else {"random_conv": random_conv_embedding(G.img_channels, seed)}
+    )
     generated = generate(G, num, seed, batch, device)
     spaces = audit(generated, train, heldout, embeddings, batch)
-    report = dict(network=network_pkl, num_generated=num, num_train=len(train), num_heldout=len(heldout),
-                  seed=seed, privacy=privacy_statement(snapshot.get("metadata")), spaces=spaces)
+    report = dict(
+        network=network_pkl,
+        num_generated=num,
+        num_train=len(train),
+        num_heldout=len(heldout),
+        seed=seed,
+        privacy=privacy_statement(snapshot.get("metadata")),
+        spaces=spaces,
+    )
     if inversion:
         print(f"Inverting {inversion} members and {inversion} non-members ({inversion_steps} steps)...")
         report["inversion"] = inversion_attack(G, train, heldout, inversion, inversion_steps, seed, device)

@@ -20,9 +20,9 @@ import numpy as np
 import scipy.ndimage
 
 LEVELS = ("T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1")
-LUMBAR = tuple(range(2, 7))            # indices of L1..L5 in LEVELS
+LUMBAR = tuple(range(2, 7))  # indices of L1..L5 in LEVELS
 SACRUM = len(LEVELS) - 1
-NUM_GAPS = len(LEVELS) - 1              # gap g lies between vertebra g and g + 1
+NUM_GAPS = len(LEVELS) - 1  # gap g lies between vertebra g and g + 1
 # Share of the total lordosis taken by each gap (T11-T12 ... L5-S1): lower gaps are more lordotic.
 _GAP_LORDOSIS = np.array([-0.06, -0.02, 0.06, 0.10, 0.15, 0.22, 0.55])
 _GAP_LORDOSIS = _GAP_LORDOSIS / _GAP_LORDOSIS.sum()
@@ -32,42 +32,51 @@ _GAP_LORDOSIS = _GAP_LORDOSIS / _GAP_LORDOSIS.sum()
 class Morphology:
     """Per-level shape modifiers; normal anatomy jitters them slightly, lesions push them further."""
 
-    disc_scale: np.ndarray     # [NUM_GAPS] disc height multiplier
-    wedge: np.ndarray          # [len(LEVELS)] fraction of anterior body height lost
-    height_scale: np.ndarray   # [len(LEVELS)] whole-body height multiplier
-    slip: np.ndarray           # [len(LEVELS)] anterior slip of vertebra k over k + 1, in body widths
+    disc_scale: np.ndarray  # [NUM_GAPS] disc height multiplier
+    wedge: np.ndarray  # [len(LEVELS)] fraction of anterior body height lost
+    height_scale: np.ndarray  # [len(LEVELS)] whole-body height multiplier
+    slip: np.ndarray  # [len(LEVELS)] anterior slip of vertebra k over k + 1, in body widths
 
     @staticmethod
-    def sample(rng: np.random.Generator) -> "Morphology":
+    def sample(rng: np.random.Generator) -> Morphology:
         n = len(LEVELS)
-        return Morphology(disc_scale=rng.uniform(0.78, 1.22, NUM_GAPS),
-                          wedge=rng.uniform(-0.04, 0.1, n),
-                          height_scale=rng.uniform(0.94, 1.06, n),
-                          slip=rng.normal(0.0, 0.015, n))
+        return Morphology(
+            disc_scale=rng.uniform(0.78, 1.22, NUM_GAPS),
+            wedge=rng.uniform(-0.04, 0.1, n),
+            height_scale=rng.uniform(0.94, 1.06, n),
+            slip=rng.normal(0.0, 0.015, n),
+        )
 
 
 @dataclasses.dataclass
 class Patient:
     """Study-level anatomy, shared by all images of a study (same patient, same lesions)."""
 
-    pitch: float              # vertebral level pitch as a fraction of image height
-    aspect: float             # body AP depth / body height
-    disc_ratio: float         # normal disc height / body height
-    lordosis: float           # total lumbar lordosis (radians)
-    sacral_slope: float       # radians from horizontal
-    bone_density: float       # trabecular attenuation (osteoporosis lowers it)
-    cortex: float             # cortical rim attenuation
-    soft_tissue: float        # soft-tissue attenuation (habitus)
-    back_depth: float         # skin behind the spinous processes, in body widths
+    pitch: float  # vertebral level pitch as a fraction of image height
+    aspect: float  # body AP depth / body height
+    disc_ratio: float  # normal disc height / body height
+    lordosis: float  # total lumbar lordosis (radians)
+    sacral_slope: float  # radians from horizontal
+    bone_density: float  # trabecular attenuation (osteoporosis lowers it)
+    cortex: float  # cortical rim attenuation
+    soft_tissue: float  # soft-tissue attenuation (habitus)
+    back_depth: float  # skin behind the spinous processes, in body widths
     morph: Morphology
 
     @staticmethod
-    def sample(rng: np.random.Generator) -> "Patient":
-        return Patient(pitch=rng.uniform(0.135, 0.16), aspect=rng.uniform(1.2, 1.5),
-                       disc_ratio=rng.uniform(0.26, 0.36), lordosis=math.radians(rng.uniform(35, 65)),
-                       sacral_slope=math.radians(rng.uniform(30, 48)), bone_density=rng.uniform(0.3, 0.5),
-                       cortex=rng.uniform(0.25, 0.45), soft_tissue=rng.uniform(0.45, 0.9),
-                       back_depth=rng.uniform(0.9, 2.2), morph=Morphology.sample(rng))
+    def sample(rng: np.random.Generator) -> Patient:
+        return Patient(
+            pitch=rng.uniform(0.135, 0.16),
+            aspect=rng.uniform(1.2, 1.5),
+            disc_ratio=rng.uniform(0.26, 0.36),
+            lordosis=math.radians(rng.uniform(35, 65)),
+            sacral_slope=math.radians(rng.uniform(30, 48)),
+            bone_density=rng.uniform(0.3, 0.5),
+            cortex=rng.uniform(0.25, 0.45),
+            soft_tissue=rng.uniform(0.45, 0.9),
+            back_depth=rng.uniform(0.9, 2.2),
+            morph=Morphology.sample(rng),
+        )
 
 
 @dataclasses.dataclass
@@ -76,18 +85,23 @@ class View:
 
     rows: int
     cols: int
-    facing: int               # +1 anterior to the right, -1 to the left
-    rotation: float           # in-plane patient rotation (radians)
+    facing: int  # +1 anterior to the right, -1 to the left
+    rotation: float  # in-plane patient rotation (radians)
     shift: tuple[float, float]  # offset of L3 from the nominal anchor, in pixels (x, y)
-    zoom: float               # magnification
-    flexion: float            # extra lordosis in this exposure (radians)
+    zoom: float  # magnification
+    flexion: float  # extra lordosis in this exposure (radians)
 
     @staticmethod
-    def sample(rng: np.random.Generator, rows: int, cols: int) -> "View":
-        return View(rows=rows, cols=cols, facing=int(rng.choice((-1, 1))),
-                    rotation=math.radians(rng.normal(0.0, 4.0)),
-                    shift=(rng.normal(0.0, 0.04) * cols, rng.normal(0.0, 0.04) * rows),
-                    zoom=rng.uniform(0.88, 1.1), flexion=math.radians(rng.normal(0.0, 5.0)))
+    def sample(rng: np.random.Generator, rows: int, cols: int) -> View:
+        return View(
+            rows=rows,
+            cols=cols,
+            facing=int(rng.choice((-1, 1))),
+            rotation=math.radians(rng.normal(0.0, 4.0)),
+            shift=(rng.normal(0.0, 0.04) * cols, rng.normal(0.0, 0.04) * rows),
+            zoom=rng.uniform(0.88, 1.1),
+            flexion=math.radians(rng.normal(0.0, 5.0)),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +148,8 @@ class Vertebra:
 @dataclasses.dataclass(frozen=True)
 class Spine:
     vertebrae: tuple[Vertebra, ...]
-    disc_heights: tuple[float, ...]     # [NUM_GAPS] in pixels
-    unit: float                         # nominal body height in pixels (sizes lesions and shapes)
+    disc_heights: tuple[float, ...]  # [NUM_GAPS] in pixels
+    unit: float  # nominal body height in pixels (sizes lesions and shapes)
 
 
 def _axis_angles(patient: Patient, view: View) -> np.ndarray:
@@ -176,13 +190,22 @@ def layout_spine(patient: Patient, view: View) -> Spine:
         n = rot @ np.array([f * math.cos(angles[k]), -math.sin(angles[k])])
         d = rot @ np.array([f * math.sin(angles[k]), math.cos(angles[k])])
         frame = Frame(float(centers[k, 0]), float(centers[k, 1]), float(n[0]), float(n[1]), float(d[0]), float(d[1]))
-        vertebrae.append(Vertebra(level, frame, float(widths[k]), float(heights[k]),
-                                  float(np.clip(morph.wedge[k], -0.2, 0.8)), k == SACRUM))
+        vertebrae.append(
+            Vertebra(
+                level,
+                frame,
+                float(widths[k]),
+                float(heights[k]),
+                float(np.clip(morph.wedge[k], -0.2, 0.8)),
+                k == SACRUM,
+            )
+        )
     return Spine(tuple(vertebrae), tuple(float(x) for x in discs), float(unit))
 
 
-def rounded_box_sdf(u: np.ndarray, v: np.ndarray, half_u: float | np.ndarray, half_v: float | np.ndarray,
-                    radius: float) -> np.ndarray:
+def rounded_box_sdf(
+    u: np.ndarray, v: np.ndarray, half_u: float | np.ndarray, half_v: float | np.ndarray, radius: float
+) -> np.ndarray:
     """Signed distance to a rounded rectangle centred at the origin (negative inside)."""
     qu = np.abs(u) - half_u + radius
     qv = np.abs(v) - half_v + radius
@@ -195,8 +218,9 @@ def ellipse_sdf(u: np.ndarray, v: np.ndarray, a: float, b: float) -> np.ndarray:
     return (np.sqrt((u / a) ** 2 + (v / b) ** 2) - 1.0) * min(a, b)
 
 
-def segment_sdf(u: np.ndarray, v: np.ndarray, p0: tuple[float, float], p1: tuple[float, float],
-                half_thickness: float) -> np.ndarray:
+def segment_sdf(
+    u: np.ndarray, v: np.ndarray, p0: tuple[float, float], p1: tuple[float, float], half_thickness: float
+) -> np.ndarray:
     """Signed distance to a capsule (thick segment) from p0 to p1."""
     du, dv = p1[0] - p0[0], p1[1] - p0[1]
     t = np.clip(((u - p0[0]) * du + (v - p0[1]) * dv) / max(du * du + dv * dv, 1e-9), 0.0, 1.0)
@@ -237,22 +261,36 @@ class Canvas:
             sl, u, v = got
             self.mu[sl] += density(u, v).astype(np.float32)
 
-    def add_box(self, frame: Frame, center: tuple[float, float], half: tuple[float, float], density: float,
-                edge: float, corner: float) -> None:
+    def add_box(
+        self,
+        frame: Frame,
+        center: tuple[float, float],
+        half: tuple[float, float],
+        density: float,
+        edge: float,
+        corner: float,
+    ) -> None:
         """A uniform rounded rectangle (half sizes ``half``, corner radius ``corner``) in local coordinates."""
         (cu, cv), (hu, hv) = center, half
-        self.stamp(frame, center, math.hypot(hu, hv) + 3,
-                   lambda u, v: density * soft_inside(rounded_box_sdf(u - cu, v - cv, hu, hv, corner), edge))
+        self.stamp(
+            frame,
+            center,
+            math.hypot(hu, hv) + 3,
+            lambda u, v: density * soft_inside(rounded_box_sdf(u - cu, v - cv, hu, hv, corner), edge),
+        )
 
-    def add_ellipse(self, frame: Frame, center: tuple[float, float], axes: tuple[float, float], density: float,
-                    edge: float) -> None:
+    def add_ellipse(
+        self, frame: Frame, center: tuple[float, float], axes: tuple[float, float], density: float, edge: float
+    ) -> None:
         """A uniform ellipse with semi-axes ``axes`` (along u, v) in local coordinates."""
         (cu, cv), (a, b) = center, axes
-        self.stamp(frame, center, max(a, b) + 3,
-                   lambda u, v: density * soft_inside(ellipse_sdf(u - cu, v - cv, a, b), edge))
+        self.stamp(
+            frame, center, max(a, b) + 3, lambda u, v: density * soft_inside(ellipse_sdf(u - cu, v - cv, a, b), edge)
+        )
 
-    def add_capsule(self, frame: Frame, p0: tuple[float, float], p1: tuple[float, float], half: float,
-                    density: float, edge: float) -> None:
+    def add_capsule(
+        self, frame: Frame, p0: tuple[float, float], p1: tuple[float, float], half: float, density: float, edge: float
+    ) -> None:
         """A uniform thick segment from p0 to p1 (half thickness ``half``) in local coordinates."""
         center = (0.5 * (p0[0] + p1[0]), 0.5 * (p0[1] + p1[1]))
         radius = 0.5 * math.hypot(p1[0] - p0[0], p1[1] - p0[1]) + half + 3
@@ -262,8 +300,9 @@ class Canvas:
 def trabecular_texture(rng: np.random.Generator, rows: int, cols: int, unit: float) -> np.ndarray:
     """Band-limited noise with vertical grain (mean 1) that modulates the density of cancellous bone."""
     scale = max(unit / 40.0, 0.35)
-    field = scipy.ndimage.gaussian_filter(rng.standard_normal((rows, cols), np.float32),
-                                          sigma=(1.6 * scale, 0.7 * scale))
+    field = scipy.ndimage.gaussian_filter(
+        rng.standard_normal((rows, cols), np.float32), sigma=(1.6 * scale, 0.7 * scale)
+    )
     field /= max(float(field.std()), 1e-6)
     return 1.0 + 0.22 * field
 
@@ -276,11 +315,11 @@ def draw_vertebra(canvas: Canvas, vert: Vertebra, patient: Patient, texture: np.
 
     def body(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         half_u = 0.5 * w * (1.0 - taper * np.clip(v / h + 0.5, 0.0, 1.0))
-        half_u = half_u - 0.03 * w * (1.0 - (2.0 * v / h) ** 2).clip(0.0)   # concave anterior wall
-        half_v = vert.half_height(u) - 0.04 * h * (1.0 - (2.0 * u / w) ** 2).clip(0.0)   # concave endplates
+        half_u = half_u - 0.03 * w * (1.0 - (2.0 * v / h) ** 2).clip(0.0)  # concave anterior wall
+        half_v = vert.half_height(u) - 0.04 * h * (1.0 - (2.0 * u / w) ** 2).clip(0.0)  # concave endplates
         sdf = rounded_box_sdf(u, v, half_u, half_v, 0.12 * h)
         core = soft_inside(sdf, edge) * patient.bone_density
-        cortex = patient.cortex * np.exp(-((sdf + rim) / rim) ** 2)
+        cortex = patient.cortex * np.exp(-(((sdf + rim) / rim) ** 2))
         return core + cortex
 
     got = canvas.window(vert.frame, (0.0, 0.0), 0.75 * math.hypot(w, h) + 2)
@@ -290,22 +329,31 @@ def draw_vertebra(canvas: Canvas, vert: Vertebra, patient: Patient, texture: np.
     if not vert.sacrum:
         draw_posterior_elements(canvas, vert, patient, edge)
     else:
-        canvas.add_box(vert.frame, (-0.78 * w, -0.05 * h), (0.1 * w, 0.35 * h), 0.5 * patient.bone_density, edge,
-                       0.05 * h)     # median sacral crest
+        canvas.add_box(
+            vert.frame, (-0.78 * w, -0.05 * h), (0.1 * w, 0.35 * h), 0.5 * patient.bone_density, edge, 0.05 * h
+        )  # median sacral crest
 
 
 def posterior_parts(vert: Vertebra) -> list[tuple[tuple[float, float], tuple[float, float], float]]:
     """(centre (u, v), half sizes (u, v), relative density) of pedicle, articular pillar and spinous process."""
     w, h = vert.width, vert.height
-    return [((-0.5 * w - 0.18 * w, -0.26 * h), (0.22 * w, 0.2 * h), 0.75),     # pedicle
-            ((-0.5 * w - 0.5 * w, 0.05 * h), (0.13 * w, 0.55 * h), 0.9),       # articular pillar / lamina
-            ((-0.5 * w - 0.95 * w, 0.2 * h), (0.32 * w, 0.2 * h), 0.6)]        # spinous process
+    return [
+        ((-0.5 * w - 0.18 * w, -0.26 * h), (0.22 * w, 0.2 * h), 0.75),  # pedicle
+        ((-0.5 * w - 0.5 * w, 0.05 * h), (0.13 * w, 0.55 * h), 0.9),  # articular pillar / lamina
+        ((-0.5 * w - 0.95 * w, 0.2 * h), (0.32 * w, 0.2 * h), 0.6),
+    ]  # spinous process
 
 
 def draw_posterior_elements(canvas: Canvas, vert: Vertebra, patient: Patient, edge: float) -> None:
     for (cu, cv), (hu, hv), rel in posterior_parts(vert):
-        canvas.add_box(vert.frame, (cu, cv), (hu, hv), rel * (patient.bone_density + 0.4 * patient.cortex), edge,
-                       0.45 * min(hu, hv))
+        canvas.add_box(
+            vert.frame,
+            (cu, cv),
+            (hu, hv),
+            rel * (patient.bone_density + 0.4 * patient.cortex),
+            edge,
+            0.45 * min(hu, hv),
+        )
 
 
 def foramen(spine: Spine, gap: int) -> tuple[Frame, tuple[float, float], tuple[float, float]]:
@@ -332,11 +380,11 @@ def draw_soft_tissue(canvas: Canvas, spine: Spine, patient: Patient, rng: np.ran
     center = (rng.uniform(-0.3, 0.5) * l3.width, rng.uniform(0.6, 1.4) * l3.height + crest_r)
 
     def iliac_rim(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return 0.12 * np.exp(-((np.hypot(u - center[0], v - center[1]) - crest_r) / (0.06 * crest_r)) ** 2)
+        return 0.12 * np.exp(-(((np.hypot(u - center[0], v - center[1]) - crest_r) / (0.06 * crest_r)) ** 2))
 
     canvas.add_ellipse(pelvis, center, (crest_r, crest_r), 0.12, 2.0)
     canvas.stamp(pelvis, center, crest_r * 1.1, iliac_rim)
-    for _ in range(int(rng.integers(0, 6))):     # bowel gas in front of the spine
+    for _ in range(int(rng.integers(0, 6))):  # bowel gas in front of the spine
         gas_center = (rng.uniform(0.9, 2.6) * l3.width, rng.uniform(-2.5, 2.5) * l3.height)
         axes = (rng.uniform(0.15, 0.5) * l3.width, rng.uniform(0.12, 0.4) * l3.width)
         canvas.add_ellipse(f, gas_center, axes, -0.25 * patient.soft_tissue, 2.0)

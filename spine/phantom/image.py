@@ -17,9 +17,9 @@ from spine.phantom.anatomy import Canvas, Patient, View, draw_anatomy, layout_sp
 from spine.phantom.lesions import Box, Lesion, apply_to_morphology, draw_lesions, sample_lesions
 
 NORMAL_FRACTION = 0.6
-MAX_STORED = 4095                      # 12 bits stored
-UNEXPOSED = 4.0                        # attenuation behind the collimator blades
-ASPECTS = (1.0, 1.2, 1.25, 1.33)       # rows / cols: portrait detectors
+MAX_STORED = 4095  # 12 bits stored
+UNEXPOSED = 4.0  # attenuation behind the collimator blades
+ASPECTS = (1.0, 1.2, 1.25, 1.33)  # rows / cols: portrait detectors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,11 +28,11 @@ class Difficulty:
 
     severity_range: tuple[float, float]
     noise: float
-    lesion_scale: float = 1.0     # size multiplier of the drawn (overlay) lesions; 1 = the calibrated phantom
-    zoom: float = 1.0             # magnification of every image on top of its own; 1 = the calibrated field of view
+    lesion_scale: float = 1.0  # size multiplier of the drawn (overlay) lesions; 1 = the calibrated phantom
+    zoom: float = 1.0  # magnification of every image on top of its own; 1 = the calibrated field of view
 
     @staticmethod
-    def from_level(level: float, lesion_scale: float = 1.0, zoom: float = 1.0) -> "Difficulty":
+    def from_level(level: float, lesion_scale: float = 1.0, zoom: float = 1.0) -> Difficulty:
         """Map a difficulty level in [0, 1] (and a lesion size multiplier) to its parameters.
 
         Level 0 gives textbook lesions (severity 0.8-1) on clean images; raising the level lowers the
@@ -48,8 +48,12 @@ class Difficulty:
         if not 0.5 <= zoom <= 2.0:
             raise ValueError(f"zoom must be in [0.5, 2], got {zoom}")
         strongest = 1.0 - 0.75 * level
-        return Difficulty(severity_range=(strongest * (0.8 - 0.5 * level), strongest), noise=0.01 + 0.05 * level,
-                          lesion_scale=lesion_scale, zoom=zoom)
+        return Difficulty(
+            severity_range=(strongest * (0.8 - 0.5 * level), strongest),
+            noise=0.01 + 0.05 * level,
+            lesion_scale=lesion_scale,
+            zoom=zoom,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +64,7 @@ class Study:
     lesions: tuple[Lesion, ...]
 
     @staticmethod
-    def sample(rng: np.random.Generator, difficulty: Difficulty) -> "Study":
+    def sample(rng: np.random.Generator, difficulty: Difficulty) -> Study:
         patient = Patient.sample(rng)
         abnormal = bool(rng.random() >= NORMAL_FRACTION)
         return Study(patient, sample_lesions(rng, abnormal, difficulty.severity_range))
@@ -78,15 +82,15 @@ def _collimate(mu: np.ndarray, rng: np.random.Generator) -> None:
     rows, cols = mu.shape
     top, bottom, left, right = (rng.random(4) < 0.5) * rng.uniform(0.02, 0.08, 4)
     mu[: int(top * rows)] = UNEXPOSED
-    mu[rows - int(bottom * rows):] = UNEXPOSED
+    mu[rows - int(bottom * rows) :] = UNEXPOSED
     mu[:, : int(left * cols)] = UNEXPOSED
-    mu[:, cols - int(right * cols):] = UNEXPOSED
+    mu[:, cols - int(right * cols) :] = UNEXPOSED
 
 
 def _expose(mu: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
     """Detector signal with quantum noise, log-converted and tone-mapped to 12-bit display values."""
     transmitted = np.exp(-mu)
-    dose = rng.uniform(0.6, 1.6)           # relative exposure: less dose, more noise
+    dose = rng.uniform(0.6, 1.6)  # relative exposure: less dose, more noise
     sigma = np.float32(noise / np.sqrt(dose))
     noisy = transmitted + sigma * np.sqrt(transmitted + np.float32(1e-3)) * rng.standard_normal(mu.shape, np.float32)
     # tone = 1 - exp(-g * density) with density = -log(noisy), i.e. 1 - noisy ** g
@@ -95,8 +99,9 @@ def _expose(mu: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarra
     return np.clip(np.rint(lo + (hi - lo) * tone), 0, MAX_STORED).astype(np.uint16)
 
 
-def render_image(study: Study, rng: np.random.Generator, size: int,
-                 difficulty: Difficulty) -> tuple[np.ndarray, list[tuple[str, Box]]]:
+def render_image(
+    study: Study, rng: np.random.Generator, size: int, difficulty: Difficulty
+) -> tuple[np.ndarray, list[tuple[str, Box]]]:
     """Render one radiograph of ``study``: uint16 [rows, cols] in 0..4095 (bone bright), and (class, box) findings."""
     rows, cols = image_shape(rng, size)
     patient = dataclasses.replace(study.patient, morph=apply_to_morphology(study.lesions, study.patient.morph))

@@ -16,17 +16,35 @@ import math
 import numpy as np
 
 from spine.data.labels import LESION_CLASSES, NO_FINDING
-from spine.phantom.anatomy import (LUMBAR, NUM_GAPS, SACRUM, Canvas, Frame, Morphology, Patient, Spine, foramen,
-                                   rounded_box_sdf)
+from spine.phantom.anatomy import (
+    LUMBAR,
+    NUM_GAPS,
+    SACRUM,
+    Canvas,
+    Frame,
+    Morphology,
+    Patient,
+    Spine,
+    foramen,
+    rounded_box_sdf,
+)
 
 PHANTOM_CLASSES = tuple(name for name in LESION_CLASSES if name != NO_FINDING)
 # Relative frequency of each lesion type among findings (osteophytes dominate, as in VinDr-SpineXR).
-CLASS_WEIGHTS = {"Osteophytes": 0.28, "Disc space narrowing": 0.17, "Surgical implant": 0.11,
-                 "Foraminal stenosis": 0.12, "Spondylolysthesis": 0.1, "Vertebral collapse": 0.08,
-                 "Other lesions": 0.1, "Fracture": 0.02, "Foreign body": 0.02}
-LUMBAR_GAPS = tuple(range(LUMBAR[0], NUM_GAPS))     # L1-L2 ... L5-S1
-METAL = 2.5                                          # attenuation of screws and rods (saturates the detector)
-IDENTITY = Frame(0.0, 0.0, 1.0, 0.0, 0.0, 1.0)      # local (u, v) = pixel (x, y)
+CLASS_WEIGHTS = {
+    "Osteophytes": 0.28,
+    "Disc space narrowing": 0.17,
+    "Surgical implant": 0.11,
+    "Foraminal stenosis": 0.12,
+    "Spondylolysthesis": 0.1,
+    "Vertebral collapse": 0.08,
+    "Other lesions": 0.1,
+    "Fracture": 0.02,
+    "Foreign body": 0.02,
+}
+LUMBAR_GAPS = tuple(range(LUMBAR[0], NUM_GAPS))  # L1-L2 ... L5-S1
+METAL = 2.5  # attenuation of screws and rods (saturates the detector)
+IDENTITY = Frame(0.0, 0.0, 1.0, 0.0, 0.0, 1.0)  # local (u, v) = pixel (x, y)
 
 Box = tuple[float, float, float, float]
 
@@ -41,8 +59,7 @@ class Lesion:
     params: tuple[float, ...]
 
 
-def sample_lesions(rng: np.random.Generator, abnormal: bool,
-                   severity_range: tuple[float, float]) -> tuple[Lesion, ...]:
+def sample_lesions(rng: np.random.Generator, abnormal: bool, severity_range: tuple[float, float]) -> tuple[Lesion, ...]:
     """1-3 distinct lesion types for an abnormal study (severities uniform in the range), none for a normal one."""
     if not abnormal:
         return ()
@@ -53,9 +70,16 @@ def sample_lesions(rng: np.random.Generator, abnormal: bool,
     lesions = []
     for i in sorted(chosen):
         kind = kinds[i]
-        sites = LUMBAR_GAPS if kind in ("Disc space narrowing", "Foraminal stenosis", "Osteophytes") else \
-            (4, 5, 6) if kind == "Spondylolysthesis" else (3, 4, 5) if kind == "Surgical implant" else LUMBAR
-        weights = np.linspace(0.6, 1.4, len(sites))   # lower lumbar levels are more often affected
+        sites = (
+            LUMBAR_GAPS
+            if kind in ("Disc space narrowing", "Foraminal stenosis", "Osteophytes")
+            else (4, 5, 6)
+            if kind == "Spondylolysthesis"
+            else (3, 4, 5)
+            if kind == "Surgical implant"
+            else LUMBAR
+        )
+        weights = np.linspace(0.6, 1.4, len(sites))  # lower lumbar levels are more often affected
         site = int(rng.choice(sites, p=weights / weights.sum()))
         severity = rng.uniform(*severity_range)
         lesions.append(Lesion(kind, site, float(severity), tuple(float(x) for x in rng.random(6))))
@@ -73,16 +97,20 @@ def apply_to_morphology(lesions: tuple[Lesion, ...], morph: Morphology) -> Morph
             out.wedge[les.site] = 0.1 + 0.7 * s
             out.height_scale[les.site] *= 1.0 - 0.35 * s
         elif les.kind == "Spondylolysthesis":
-            direction = -1.0 if les.params[0] < 0.15 else 1.0      # a few retrolistheses
+            direction = -1.0 if les.params[0] < 0.15 else 1.0  # a few retrolistheses
             out.slip[les.site] = direction * (0.08 + 0.5 * s)
         elif les.kind == "Surgical implant" and les.params[1] < 0.5:
-            out.disc_scale[les.site] = max(out.disc_scale[les.site], 1.0)   # an interbody cage restores the disc
+            out.disc_scale[les.site] = max(out.disc_scale[les.site], 1.0)  # an interbody cage restores the disc
     return out
 
 
 def _bbox(points: np.ndarray, pad: float) -> Box:
-    return (float(points[:, 0].min() - pad), float(points[:, 1].min() - pad),
-            float(points[:, 0].max() + pad), float(points[:, 1].max() + pad))
+    return (
+        float(points[:, 0].min() - pad),
+        float(points[:, 1].min() - pad),
+        float(points[:, 0].max() + pad),
+        float(points[:, 1].max() + pad),
+    )
 
 
 def _frame_points(frame: Frame, uv: list[tuple[float, float]]) -> np.ndarray:
@@ -90,15 +118,16 @@ def _frame_points(frame: Frame, uv: list[tuple[float, float]]) -> np.ndarray:
     return np.stack(frame.to_xy(u, v), axis=1)
 
 
-def draw_osteophytes(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
-                     scale: float = 1.0) -> list[Box]:
+def draw_osteophytes(
+    canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float, scale: float = 1.0
+) -> list[Box]:
     """Beak-shaped spurs at the anterior corners facing the gap (one or both sides)."""
     boxes = []
     which = (0,) if les.params[0] < 0.3 else (1,) if les.params[0] < 0.6 else (0, 1)
     for side in which:
         vert = spine.vertebrae[les.site + side]
         w, h = vert.width, vert.height
-        sign = 1.0 if side == 0 else -1.0          # inferior corner of the upper body, superior of the lower
+        sign = 1.0 if side == 0 else -1.0  # inferior corner of the upper body, superior of the lower
         corner = (0.5 * w - 0.04 * w, sign * (float(vert.half_height(np.array(0.5 * w))) - 0.04 * h))
         length = (0.15 + 0.75 * les.severity) * w * scale
         angle = math.radians(25 + 35 * les.params[2])
@@ -109,8 +138,9 @@ def draw_osteophytes(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion
     return boxes
 
 
-def draw_implant(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
-                 scale: float = 1.0) -> list[Box]:
+def draw_implant(
+    canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float, scale: float = 1.0
+) -> list[Box]:
     """Pedicle screws in 2-3 vertebrae joined by a rod, and sometimes an interbody cage."""
     span = 2 if les.params[3] < 0.6 else 3
     levels = range(les.site, min(les.site + span, SACRUM + 1))
@@ -133,29 +163,45 @@ def draw_implant(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, ed
         cv = 0.5 * upper.height + 0.5 * d
         hu, hv = 0.3 * upper.width, 0.45 * d
         t = 0.04 * spine.unit + 0.5
-        canvas.stamp(upper.frame, (0.0, cv), math.hypot(hu, hv) + 3, lambda u, v: 0.8 * METAL * np.exp(
-            -(rounded_box_sdf(u, v - cv, hu, hv, 0.2 * hv) / t) ** 2))
+        canvas.stamp(
+            upper.frame,
+            (0.0, cv),
+            math.hypot(hu, hv) + 3,
+            lambda u, v: 0.8 * METAL * np.exp(-((rounded_box_sdf(u, v - cv, hu, hv, 0.2 * hv) / t) ** 2)),
+        )
         points.append(_frame_points(upper.frame, [(-hu, cv - hv), (hu, cv + hv)]))
     return [_bbox(np.concatenate(points), 0.15 * spine.unit * max(scale, 1.0))]
 
 
-def draw_foraminal_stenosis(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
-                            scale: float = 1.0) -> list[Box]:
+def draw_foraminal_stenosis(
+    canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float, scale: float = 1.0
+) -> list[Box]:
     """Bone (facet hypertrophy, posterior osteophyte) growing into the foramen behind the gap."""
     frame, (cu, cv), (hu, hv) = foramen(spine, les.site)
     s = les.severity
     density = patient.bone_density + 0.5 * patient.cortex
-    canvas.add_ellipse(frame, (cu - 0.6 * hu, cv + 0.25 * hv),
-                       (hu * (0.5 + 1.0 * s) * scale, hv * (0.35 + 0.7 * s) * scale), density, edge)
-    canvas.add_ellipse(frame, (cu + 0.8 * hu, cv + 0.35 * hv),
-                       (hu * (0.3 + 0.6 * s) * scale, hv * (0.2 + 0.4 * s) * scale), density, edge)
-    su, sv = hu * max(scale, 1.0), hv * max(scale, 1.0)     # the grown ellipses stay inside the box
+    canvas.add_ellipse(
+        frame,
+        (cu - 0.6 * hu, cv + 0.25 * hv),
+        (hu * (0.5 + 1.0 * s) * scale, hv * (0.35 + 0.7 * s) * scale),
+        density,
+        edge,
+    )
+    canvas.add_ellipse(
+        frame,
+        (cu + 0.8 * hu, cv + 0.35 * hv),
+        (hu * (0.3 + 0.6 * s) * scale, hv * (0.2 + 0.4 * s) * scale),
+        density,
+        edge,
+    )
+    su, sv = hu * max(scale, 1.0), hv * max(scale, 1.0)  # the grown ellipses stay inside the box
     corners = [(cu - su, cv - sv), (cu + su, cv - sv), (cu + su, cv + sv), (cu - su, cv + sv)]
     return [_bbox(_frame_points(frame, corners), 0.05 * spine.unit)]
 
 
-def draw_focal_lesion(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
-                      scale: float = 1.0) -> list[Box]:
+def draw_focal_lesion(
+    canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float, scale: float = 1.0
+) -> list[Box]:
     """A lytic (dark) or sclerotic (bright) spot inside a vertebral body."""
     vert = spine.vertebrae[les.site]
     s = les.severity
@@ -167,8 +213,9 @@ def draw_focal_lesion(canvas: Canvas, spine: Spine, patient: Patient, les: Lesio
     return [_bbox(_frame_points(vert.frame, [center]), 1.25 * r)]
 
 
-def draw_fracture(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
-                  scale: float = 1.0) -> list[Box]:
+def draw_fracture(
+    canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float, scale: float = 1.0
+) -> list[Box]:
     """A lucent fracture line across a vertebral body (a rare VinDr class)."""
     vert = spine.vertebrae[les.site]
     w, h = vert.width, vert.height
@@ -178,8 +225,9 @@ def draw_fracture(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, e
     return [_bbox(vert.corners(), 0.05 * h)]
 
 
-def draw_foreign_body(canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float,
-                      scale: float = 1.0) -> list[Box]:
+def draw_foreign_body(
+    canvas: Canvas, spine: Spine, patient: Patient, les: Lesion, edge: float, scale: float = 1.0
+) -> list[Box]:
     """A small metallic object (clip, pin) in the soft tissue in front of the spine (a rare VinDr class)."""
     vert = spine.vertebrae[les.site]
     center = ((1.0 + 1.2 * les.params[1]) * vert.width, (les.params[2] - 0.5) * 2.0 * vert.height)
@@ -197,18 +245,24 @@ def _geometric_box(spine: Spine, les: Lesion) -> list[Box]:
         pts = np.concatenate([verts[les.site].corners()[2:], verts[les.site + 1].corners()[:2]])
     elif les.kind == "Vertebral collapse":
         pts = verts[les.site].corners()
-    else:   # Spondylolysthesis: the slipped vertebra and the top of the one below
+    else:  # Spondylolysthesis: the slipped vertebra and the top of the one below
         pts = np.concatenate([verts[les.site].corners(), verts[les.site + 1].corners()[:2]])
     return [_bbox(pts, pad)]
 
 
-DRAWERS = {"Osteophytes": draw_osteophytes, "Surgical implant": draw_implant,
-           "Foraminal stenosis": draw_foraminal_stenosis, "Other lesions": draw_focal_lesion,
-           "Fracture": draw_fracture, "Foreign body": draw_foreign_body}
+DRAWERS = {
+    "Osteophytes": draw_osteophytes,
+    "Surgical implant": draw_implant,
+    "Foraminal stenosis": draw_foraminal_stenosis,
+    "Other lesions": draw_focal_lesion,
+    "Fracture": draw_fracture,
+    "Foreign body": draw_foreign_body,
+}
 
 
-def draw_lesions(canvas: Canvas, spine: Spine, patient: Patient, lesions: tuple[Lesion, ...],
-                 edge: float, scale: float = 1.0) -> list[tuple[str, Box]]:
+def draw_lesions(
+    canvas: Canvas, spine: Spine, patient: Patient, lesions: tuple[Lesion, ...], edge: float, scale: float = 1.0
+) -> list[tuple[str, Box]]:
     """Draw the overlay lesions and return (class, box) for every lesion that is visible in the image.
 
     ``scale`` multiplies the overlay lesions' sizes (spur length and thickness, spot radius, metal thickness), so
@@ -217,8 +271,11 @@ def draw_lesions(canvas: Canvas, spine: Spine, patient: Patient, lesions: tuple[
     rows, cols = canvas.mu.shape
     found = []
     for les in lesions:
-        boxes = DRAWERS[les.kind](canvas, spine, patient, les, edge, scale) if les.kind in DRAWERS \
+        boxes = (
+            DRAWERS[les.kind](canvas, spine, patient, les, edge, scale)
+            if les.kind in DRAWERS
             else _geometric_box(spine, les)
+        )
         for box in boxes:
             clipped = clip_box(box, rows, cols)
             if clipped is not None:

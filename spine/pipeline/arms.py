@@ -20,8 +20,9 @@ def training_seed(config: ExperimentConfig, variant: Variant) -> int:
 
 def synthetic_arms(config: ExperimentConfig, mode: str) -> list[Arm]:
     """The synthetic-only arms of one label mode's downstream table, in its order: variants, then pools."""
-    arms = [Arm("synthetic", v.name, training_seed(config, v)) for v in config.variants
-            if config.mode_of(v.name) == mode]
+    arms = [
+        Arm("synthetic", v.name, training_seed(config, v)) for v in config.variants if config.mode_of(v.name) == mode
+    ]
     return arms + [Arm("synthetic", p.name, pool=True) for p in config.pools if config.mode_of(p.name) == mode]
 
 
@@ -31,8 +32,11 @@ def replicate_groups(config: ExperimentConfig) -> dict[str, list[Arm]]:
     groups: dict[Variant, list[Variant]] = {}
     for variant in config.variants:
         groups.setdefault(dataclasses.replace(variant, name="", seed=None), []).append(variant)
-    return {members[0].name: [Arm("synthetic", v.name, training_seed(config, v)) for v in members]
-            for members in groups.values() if len({training_seed(config, v) for v in members}) > 1}
+    return {
+        members[0].name: [Arm("synthetic", v.name, training_seed(config, v)) for v in members]
+        for members in groups.values()
+        if len({training_seed(config, v) for v in members}) > 1
+    }
 
 
 def panel_variants(config: ExperimentConfig, mode: str) -> dict[str, list[str]]:

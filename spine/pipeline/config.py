@@ -39,7 +39,7 @@ class Pool:
     members: tuple[str, ...]
 
 
-LABEL_MODES = ("abnormality", "lesion")   # what a variant can be conditioned on (spine.data.labels)
+LABEL_MODES = ("abnormality", "lesion")  # what a variant can be conditioned on (spine.data.labels)
 PAPER_VARIANTS = (Variant("stylegan2-ada"), Variant("spinegan", clinical_weight=0.1))
 # (treated, control): the variants that differ only in the clinical loss; with replicate seeds, the headline and the
 # report state the loss's effect paired by seed (spine.pipeline.seeds)
@@ -103,7 +103,7 @@ class ExperimentConfig:
     phantom_seed: int | None = None
 
     @staticmethod
-    def from_dict(data: dict[str, Any], where: str = "config") -> "ExperimentConfig":
+    def from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
         """Build from plain data (a JSON file); unknown keys and malformed variants are refused by name."""
         known = {f.name for f in dataclasses.fields(ExperimentConfig)}
         unknown = sorted(set(data) - known)
@@ -127,19 +127,23 @@ class ExperimentConfig:
     def check(self, where: str = "config") -> None:
         names = [v.name for v in self.variants]
         if not names or len(set(names)) != len(names) or not all(n and "/" not in n for n in names):
-            raise ValueError(f"{where}.variants: need at least one variant, with distinct names without '/', "
-                             f"got {names}")
+            raise ValueError(
+                f"{where}.variants: need at least one variant, with distinct names without '/', got {names}"
+            )
         self._check_pools(where)
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
         if self.kimg < 1 or self.synth_per_class < 2:
             raise ValueError(f"{where}: kimg must be >= 1 and synth_per_class >= 2")
         if self.classifier_arch not in ARCHITECTURES:
-            raise ValueError(f"{where}.classifier_arch: expected one of {list(ARCHITECTURES)}, "
-                             f"got {self.classifier_arch!r}")
+            raise ValueError(
+                f"{where}.classifier_arch: expected one of {list(ARCHITECTURES)}, got {self.classifier_arch!r}"
+            )
         if self.classifier_input_norm not in INPUT_NORMS:
-            raise ValueError(f"{where}.classifier_input_norm: expected one of {list(INPUT_NORMS)}, "
-                             f"got {self.classifier_input_norm!r}")
+            raise ValueError(
+                f"{where}.classifier_input_norm: expected one of {list(INPUT_NORMS)}, "
+                f"got {self.classifier_input_norm!r}"
+            )
         self._check_panel(where)
 
     def _check_panel(self, where: str) -> None:
@@ -161,15 +165,21 @@ class ExperimentConfig:
         names = [p.name for p in self.pools]
         for i, pool in enumerate(self.pools):
             if not pool.name or "/" in pool.name or pool.name in modes or names.count(pool.name) > 1:
-                raise ValueError(f"{where}.pools[{i}].name: expected a name without '/' that no variant or other "
-                                 f"pool has, got {pool.name!r}")
+                raise ValueError(
+                    f"{where}.pools[{i}].name: expected a name without '/' that no variant or other "
+                    f"pool has, got {pool.name!r}"
+                )
             unknown = [m for m in pool.members if m not in modes]
             if len(set(pool.members)) < 2 or len(set(pool.members)) < len(pool.members) or unknown:
-                raise ValueError(f"{where}.pools[{i}].members: expected two or more distinct variant names (of "
-                                 f"{sorted(modes)}), got {list(pool.members)}")
+                raise ValueError(
+                    f"{where}.pools[{i}].members: expected two or more distinct variant names (of "
+                    f"{sorted(modes)}), got {list(pool.members)}"
+                )
             if len({modes[m] for m in pool.members}) > 1:
-                raise ValueError(f"{where}.pools[{i}].members: variants of different label modes cannot share a "
-                                 f"classifier's labels, got {({m: modes[m] for m in pool.members})}")
+                raise ValueError(
+                    f"{where}.pools[{i}].members: variants of different label modes cannot share a "
+                    f"classifier's labels, got { ({m: modes[m] for m in pool.members}) }"
+                )
 
     def mode_of(self, name: str) -> str:
         """The label mode of a variant or pool (pools take their members')."""
@@ -179,8 +189,13 @@ class ExperimentConfig:
 
 
 def _pool(data: Any, where: str) -> Pool:
-    if not isinstance(data, dict) or set(data) != {"name", "members"} or not isinstance(data["name"], str) \
-            or not isinstance(data["members"], (list, tuple)) or not all(isinstance(m, str) for m in data["members"]):
+    if (
+        not isinstance(data, dict)
+        or set(data) != {"name", "members"}
+        or not isinstance(data["name"], str)
+        or not isinstance(data["members"], (list, tuple))
+        or not all(isinstance(m, str) for m in data["members"])
+    ):
         raise ValueError(f"{where}: expected {{'name': str, 'members': [variant names]}}, got {data!r}")
     return Pool(data["name"], tuple(data["members"]))
 
@@ -196,8 +211,9 @@ def _variant(data: Any, where: str) -> Variant:
         raise ValueError(f"{where}.labels: expected one of {list(LABEL_MODES)}, got {labels!r}")
     if seed is not None and not isinstance(seed, int):
         raise ValueError(f"{where}.seed: expected an integer, got {seed!r}")
-    return Variant(data["name"], float(data.get("clinical_weight", 0.0)), tuple(data.get("train_args", ())),
-                   labels, seed)
+    return Variant(
+        data["name"], float(data.get("clinical_weight", 0.0)), tuple(data.get("train_args", ())), labels, seed
+    )
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> ExperimentConfig:
@@ -224,12 +240,23 @@ def panel_members(config: ExperimentConfig) -> list[PanelMember]:
 
 def downstream_options(config: ExperimentConfig) -> DownstreamOptions:
     """Every downstream arm's classifier: the experiment's architecture and pixel normalisation (the judges' too)."""
-    return DownstreamOptions(arch=config.classifier_arch, epochs=config.downstream_epochs,
-                             patience=config.downstream_patience, seed=config.seed, n_resamples=config.n_resamples,
-                             input_norm=config.classifier_input_norm)
+    return DownstreamOptions(
+        arch=config.classifier_arch,
+        epochs=config.downstream_epochs,
+        patience=config.downstream_patience,
+        seed=config.seed,
+        n_resamples=config.n_resamples,
+        input_norm=config.classifier_input_norm,
+    )
 
 
 def classifier_options(config: ExperimentConfig, resolution: int, seed: int) -> TrainOptions:
     """A judge's training (the clinical loss's, the independent one): the experiment's architecture and protocol."""
-    return TrainOptions(arch=config.classifier_arch, resolution=resolution, epochs=config.classifier_epochs,
-                        patience=config.classifier_patience, seed=seed, input_norm=config.classifier_input_norm)
+    return TrainOptions(
+        arch=config.classifier_arch,
+        resolution=resolution,
+        epochs=config.classifier_epochs,
+        patience=config.classifier_patience,
+        seed=seed,
+        input_norm=config.classifier_input_norm,
+    )

@@ -30,11 +30,11 @@ from typing import Any
 import click
 
 import dnnlib
-from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
-from spine.pipeline.experiment import run_experiment
 from spine.evaluation.arms import Arm
 from spine.evaluation.panel import FULL_PANEL
 from spine.pipeline.arms import synthetic_arms
+from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
+from spine.pipeline.experiment import run_experiment
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 
 # The demo's phantom is magnified (zoom 1.5: about five vertebral levels instead of seven, so a 40-kimg generator draws
@@ -48,12 +48,29 @@ from spine.pipeline.seeds import format_interval, group_summaries, paired_differ
 # through the classifier's own random flips/rotations/crops (--clinical-augment=1), so pixel-exact patterns that
 # are no lesion do not pay. 1,000 synthetic images per class (synthesis costs seconds).
 DEMO = ExperimentConfig(
-    phantom_train=2000, phantom_test=500, phantom_size=128, phantom_difficulty=0.0, phantom_lesion_scale=3.0,
-    phantom_zoom=1.5, resolution=32, classifier_arch="patch_cnn", classifier_input_norm="blurred_image",
-    classifier_epochs=25, classifier_patience=8, gan_cfg="demo", kimg=40, snap=5,
+    phantom_train=2000,
+    phantom_test=500,
+    phantom_size=128,
+    phantom_difficulty=0.0,
+    phantom_lesion_scale=3.0,
+    phantom_zoom=1.5,
+    resolution=32,
+    classifier_arch="patch_cnn",
+    classifier_input_norm="blurred_image",
+    classifier_epochs=25,
+    classifier_patience=8,
+    gan_cfg="demo",
+    kimg=40,
+    snap=5,
     variants=(Variant("spinegan", clinical_weight=0.1, train_args=("--clinical-augment=1",)),),
-    synth_per_class=1000, metrics=("label_fidelity200",), downstream_epochs=25, downstream_patience=8,
-    n_resamples=1000, seed=0, panel=("patch_cnn:blurred_image", "small_cnn:dataset", "resnet18:dataset"))
+    synth_per_class=1000,
+    metrics=("label_fidelity200",),
+    downstream_epochs=25,
+    downstream_patience=8,
+    n_resamples=1000,
+    seed=0,
+    panel=("patch_cnn:blurred_image", "small_cnn:dataset", "resnet18:dataset"),
+)
 # The demo's evaluator panel is the benchmark's less the DenseNet-121, the slowest member to train on a CPU; it keeps
 # a member on `dataset` normalisation (the classifier CLI's default `small_cnn`) beside the protocol's own.
 
@@ -75,16 +92,19 @@ def replicate_seeds(seed: int) -> tuple[int, ...]:
 def benchmark_variants(demo_spinegan: Variant, seed: int = 0) -> tuple[Variant, ...]:
     """Plain and SpineGAN arms (seed of the experiment, then each replicate seed), the lesion-type model, DP."""
     main_arms = (PAPER_VARIANTS[0], demo_spinegan)
-    replicates = tuple(dataclasses.replace(v, name=f"{v.name}-seed{s}", seed=s)
-                       for s in replicate_seeds(seed) for v in main_arms)
+    replicates = tuple(
+        dataclasses.replace(v, name=f"{v.name}-seed{s}", seed=s) for s in replicate_seeds(seed) for v in main_arms
+    )
     lesion = (Variant("stylegan2-ada-lesion", labels="lesion"),)
     return main_arms + replicates + lesion + (DP_VARIANT,)
 
 
 def seed_pools(variants: tuple[Variant, ...], seed: int = 0) -> tuple[Pool, ...]:
     """Per main arm, one pooled arm: the images of all its training seeds together (`<name>-pooled`)."""
-    return tuple(Pool(f"{arm.name}-pooled", (arm.name,) + tuple(f"{arm.name}-seed{s}" for s in replicate_seeds(seed)))
-                 for arm in variants[:2])
+    return tuple(
+        Pool(f"{arm.name}-pooled", (arm.name,) + tuple(f"{arm.name}-seed{s}" for s in replicate_seeds(seed)))
+        for arm in variants[:2]
+    )
 
 
 # The pooled arms train one classifier on the three seeds' images together (3,000 per class): more diverse than
@@ -92,15 +112,24 @@ def seed_pools(variants: tuple[Variant, ...], seed: int = 0) -> tuple[Pool, ...]
 # images, never its test split (docs/RESULTS.md, section I).
 _BENCHMARK_VARIANTS = benchmark_variants(DEMO.variants[0])
 BENCHMARK = dataclasses.replace(
-    DEMO, phantom_train=4000, phantom_test=1000, kimg=30, variants=_BENCHMARK_VARIANTS,
-    pools=seed_pools(_BENCHMARK_VARIANTS), synth_per_class=1000,
-    metrics=("fid2k_spine", "pr2k3_spine", "label_fidelity500"), n_resamples=1000, privacy_audit=True,
-    privacy_inversion=64, panel=tuple(member.name for member in FULL_PANEL))
+    DEMO,
+    phantom_train=4000,
+    phantom_test=1000,
+    kimg=30,
+    variants=_BENCHMARK_VARIANTS,
+    pools=seed_pools(_BENCHMARK_VARIANTS),
+    synth_per_class=1000,
+    metrics=("fid2k_spine", "pr2k3_spine", "label_fidelity500"),
+    n_resamples=1000,
+    privacy_audit=True,
+    privacy_inversion=64,
+    panel=tuple(member.name for member in FULL_PANEL),
+)
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
 # Each mode draws its phantom from its own range of seeds, so the demo's and the benchmark's test studies never
 # coincide, whatever --seed (below 2**20) each is given.
-DRAW_OFFSET = {"demo": 0, "benchmark": 2 ** 20}
+DRAW_OFFSET = {"demo": 0, "benchmark": 2**20}
 # The seed of each mode's documented run (README, docs/RESULTS.md): one whose test split no earlier run had opened.
 DEFAULT_SEED = {"demo": 11, "benchmark": 11}
 
@@ -112,6 +141,8 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
         variants = benchmark_variants(DEMO.variants[0], seed)
         config = dataclasses.replace(config, variants=variants, pools=seed_pools(variants, seed))
     return config
+
+
 # Generators trained at a time: the benchmark's eight train two at a time, one thread each (more kimg per hour on
 # 2 cores than one two-thread run)
 PARALLEL = {"demo": 1, "benchmark": 2}
@@ -126,8 +157,10 @@ def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, 
     """One downstream table's lines (label mode `mode`): AUCs with intervals, skill and plain ratios with paired
     intervals, words for arms not above chance, and the mean over training seeds where an arm has replicates."""
     cis = down.get("auc_cis", {})
-    lines = [f"  test AUC{task}, trained on real images:       {down['aucs']['real']:.3f}"
-             + (f"  (95% CI {_ci(cis['real'])})" if "real" in cis else "")]
+    lines = [
+        f"  test AUC{task}, trained on real images:       {down['aucs']['real']:.3f}"
+        + (f"  (95% CI {_ci(cis['real'])})" if "real" in cis else "")
+    ]
     for synthetic in synthetic_arms(config, mode):
         arm, name = synthetic.key, synthetic.variant
         if arm not in down["ratios"]:
@@ -138,10 +171,14 @@ def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, 
             line += f"  (95% CI {_ci(cis[arm])})"
         lines.append(line)
         if arm in down.get("skills", {}):
-            lines.append(f"    skill ratio (AUC_syn - 0.5) / (AUC_real - 0.5): {down['skills'][arm]:.2f}  "
-                         f"(paired 95% CI {_ci(down['skill_cis'][arm])})")
-        lines.append(f"    plain ratio AUC_syn / AUC_real: {ratio:.2f}"
-                     + (f"  (paired 95% CI {_ci(down['ratio_cis'][arm])})" if arm in down.get("ratio_cis", {}) else ""))
+            lines.append(
+                f"    skill ratio (AUC_syn - 0.5) / (AUC_real - 0.5): {down['skills'][arm]:.2f}  "
+                f"(paired 95% CI {_ci(down['skill_cis'][arm])})"
+            )
+        lines.append(
+            f"    plain ratio AUC_syn / AUC_real: {ratio:.2f}"
+            + (f"  (paired 95% CI {_ci(down['ratio_cis'][arm])})" if arm in down.get("ratio_cis", {}) else "")
+        )
         if arm in cis and cis[arm] is not None and cis[arm][0] <= 0.5:
             lines.append(f"    the {name}-only classifier is NOT above chance (its interval reaches 0.5)")
         mixed = down["aucs"].get(Arm("mixed", name).key)
@@ -149,9 +186,11 @@ def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, 
             lines.append(f"  test AUC{task}, real + {name} images:         {mixed:.3f}")
     for name, group in group_summaries(down, config).items():
         (auc, auc_low, auc_high), (mean, low, high) = group["auc"], group["skill"]
-        lines.append(f"  {name} over {group['num_seeds']} training seeds: synthetic-only "
-                     f"AUC {auc:.3f} (95% t-interval {auc_low:.3f}-{auc_high:.3f}), skill ratio {mean:.2f} "
-                     f"({low:.2f}-{high:.2f})")
+        lines.append(
+            f"  {name} over {group['num_seeds']} training seeds: synthetic-only "
+            f"AUC {auc:.3f} (95% t-interval {auc_low:.3f}-{auc_high:.3f}), skill ratio {mean:.2f} "
+            f"({low:.2f}-{high:.2f})"
+        )
     return lines
 
 
@@ -160,23 +199,29 @@ def effect_lines(out: dict[str, Any], config: ExperimentConfig, treated: str, co
     num_pairs, effects = paired_differences(out, config, treated, control)
     if not effects:
         return []
-    return [f"  {treated} minus {control}, paired by training seed over {num_pairs} seeds (95% t-interval):"] + \
-        [f"    {label}: {format_interval(values, sign='+')}" for label, values in effects.items()]
+    return [f"  {treated} minus {control}, paired by training seed over {num_pairs} seeds (95% t-interval):"] + [
+        f"    {label}: {format_interval(values, sign='+')}" for label, values in effects.items()
+    ]
 
 
 def privacy_lines(name: str, audit: dict[str, Any]) -> list[str]:
     """One generator's audit per feature space; a DP generator's against what its epsilon allows."""
     from spine.evaluation.privacy_audit import stated_tpr_bound
+
     bound = stated_tpr_bound(audit.get("privacy"))
-    allowed = "" if bound is None else \
-        f" (at most {bound:.4f} at epsilon {audit['privacy']['account']['epsilon']:.3g})"
-    lines = [f"  {name} privacy ({space}): membership-inference AUC {figures['mia_auc']:.3f}, TPR at 1% FPR "
-             f"{figures['mia_tpr_at_1pct_fpr']:.3f}{allowed}, share closer to training than held-out "
-             f"{figures['share_closer_to_train']:.2f}" for space, figures in audit["spaces"].items()]
+    allowed = "" if bound is None else f" (at most {bound:.4f} at epsilon {audit['privacy']['account']['epsilon']:.3g})"
+    lines = [
+        f"  {name} privacy ({space}): membership-inference AUC {figures['mia_auc']:.3f}, TPR at 1% FPR "
+        f"{figures['mia_tpr_at_1pct_fpr']:.3f}{allowed}, share closer to training than held-out "
+        f"{figures['share_closer_to_train']:.2f}"
+        for space, figures in audit["spaces"].items()
+    ]
     inversion = audit.get("inversion")
     if inversion:
-        lines.append(f"  {name} privacy (inversion, {inversion['num_per_set']} per set): membership-inference AUC "
-                     f"{inversion['mia_auc']:.3f}, TPR at 1% FPR {inversion['mia_tpr_at_1pct_fpr']:.3f}{allowed}")
+        lines.append(
+            f"  {name} privacy (inversion, {inversion['num_per_set']} per set): membership-inference AUC "
+            f"{inversion['mia_auc']:.3f}, TPR at 1% FPR {inversion['mia_tpr_at_1pct_fpr']:.3f}{allowed}"
+        )
     return lines
 
 
@@ -184,11 +229,15 @@ def panel_lines(panel: dict[str, Any]) -> list[str]:
     """The evaluator panel: per generator (or arm over its seeds) the lowest skill ratio, then every member's."""
     lines = [f"  evaluator panel ({len(panel['members'])} classifiers, each trained on real and on synthetic images):"]
     for name, row in panel["variants"].items():
-        lines.append(f"    {name}: lowest skill ratio {row['lowest_skill']:.2f} (95% CI "
-                     f"{_ci(row['lowest_skill_ci'])}, over {row['interval_covers']}), by {row['lowest_member']}")
+        lines.append(
+            f"    {name}: lowest skill ratio {row['lowest_skill']:.2f} (95% CI "
+            f"{_ci(row['lowest_skill_ci'])}, over {row['interval_covers']}), by {row['lowest_member']}"
+        )
         for member, figures in row["members"].items():
-            lines.append(f"      {member}: skill {figures['skill']:.2f} ({_ci(figures['skill_ci'])}), real-trained "
-                         f"AUC {figures['real_auc']:.3f}, synthetic-trained {figures['synthetic_auc']:.3f}")
+            lines.append(
+                f"      {member}: skill {figures['skill']:.2f} ({_ci(figures['skill_ci'])}), real-trained "
+                f"AUC {figures['real_auc']:.3f}, synthetic-trained {figures['synthetic_auc']:.3f}"
+            )
     return lines
 
 
@@ -196,8 +245,7 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
     lines = panel_lines(out["panel"]) if "panel" in out else []
-    lines += downstream_lines(out["downstream"], config, config.labels) + \
-        effect_lines(out, config, *CLINICAL_LOSS_PAIR)
+    lines += downstream_lines(out["downstream"], config, config.labels) + effect_lines(out, config, *CLINICAL_LOSS_PAIR)
     for mode in sorted({config.mode_of(v.name) for v in config.variants} - {config.labels}):
         lines += downstream_lines(out[f"downstream-{mode}"], config, mode, f" ({mode} labels, macro)")
     for key, value in out.items():
@@ -212,35 +260,58 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
 
 
 @click.command()
-@click.option("--outdir", default="runs/demo", show_default=True, type=dnnlib.OutputPath(file_okay=False),
-              help="Experiment folder; rerun with the same folder to continue after an interruption")
+@click.option(
+    "--outdir",
+    default="runs/demo",
+    show_default=True,
+    type=dnnlib.OutputPath(file_okay=False),
+    help="Experiment folder; rerun with the same folder to continue after an interruption",
+)
 @click.option("--mode", type=click.Choice(sorted(MODES)), default="demo", show_default=True)
-@click.option("--parallel", type=click.IntRange(min=1), default=None,
-              help="Generators trained at a time [default: 1 for demo, 2 for benchmark]")
-@click.option("--seed", type=click.IntRange(0, 2 ** 20 - 1), default=None,
-              help=f"The whole draw: phantom, splits, generators, classifiers [default: {DEFAULT_SEED['demo']}, the "
-                   "documented run's]")
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Generators trained at a time [default: 1 for demo, 2 for benchmark]",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**20 - 1),
+    default=None,
+    help=f"The whole draw: phantom, splits, generators, classifiers [default: {DEFAULT_SEED['demo']}, the "
+    "documented run's]",
+)
 def main(outdir: str, mode: str, parallel: int | None, seed: int | None) -> None:
     """Run the SpineGAN demo end to end on the built-in phantom and print where the report is."""
     start = time.time()
     config = mode_config(mode, DEFAULT_SEED[mode] if seed is None else seed)
-    click.echo(f"SpineGAN {mode}: {len(config.variants)} generator(s), {config.kimg} kimg each, "
-               f"{config.resolution}x{config.resolution} phantom radiographs of draw {config.draw_seed} "
-               f"(--seed {config.seed}) -> {outdir}")
+    click.echo(
+        f"SpineGAN {mode}: {len(config.variants)} generator(s), {config.kimg} kimg each, "
+        f"{config.resolution}x{config.resolution} phantom radiographs of draw {config.draw_seed} "
+        f"(--seed {config.seed}) -> {outdir}"
+    )
     click.echo(f"Expect about {MINUTES[mode]} minutes on 2 CPU cores in all (finished steps are skipped on a rerun)")
-    out = run_experiment(config, outdir, log=lambda text: click.echo(text, err=False),
-                         parallel=PARALLEL[mode] if parallel is None else parallel)
+    out = run_experiment(
+        config,
+        outdir,
+        log=lambda text: click.echo(text, err=False),
+        parallel=PARALLEL[mode] if parallel is None else parallel,
+    )
     total = time.time() - start
     click.echo("\nStep timings (s): " + json.dumps({k: round(v) for k, v in out["timings"].items()}))
     click.echo(f"Total this run: {total / 60:.1f} min")
     click.echo("\nHeadline numbers (a 32x32 phantom, short training: not VinDr-SpineXR, not the paper's setting):")
     for line in headline_numbers(out, config):
         click.echo(line)
-    click.echo("  One generator draw moves these figures (another seed, CPU or thread count trains another "
-               "generator): docs/RESULTS.md, section K, says by how much.")
+    click.echo(
+        "  One generator draw moves these figures (another seed, CPU or thread count trains another "
+        "generator): docs/RESULTS.md, section K, says by how much."
+    )
     version = out["provenance"]
-    click.echo(f"  Code {version['commit'] or 'outside git'}{' (modified)' if version['modified'] else ''}, "
-               f"config sha256 {version['config_sha256'][:16]}")
+    click.echo(
+        f"  Code {version['commit'] or 'outside git'}{' (modified)' if version['modified'] else ''}, "
+        f"config sha256 {version['config_sha256'][:16]}"
+    )
     click.echo(f"\nDownstream table: {Path(out['downstream']['markdown']).resolve()}")
     if out.get("report"):
         click.echo(f"Report: {Path(out['report']['report']).resolve()}")

@@ -2,7 +2,8 @@
 synthesis, metrics) -> downstream table -> report.
 
     python -m spine.pipeline.experiment --config experiment.json --outdir runs/exp1
-    python -m spine.pipeline.experiment --outdir runs/exp1 --kimg 200 --variants plain,spinegan   # options instead of a file
+    python -m spine.pipeline.experiment --outdir runs/exp1 --kimg 200 --variants plain,spinegan   # options instead
+    of a file
 
 Variants share the data, the classifier, the seeds and every setting but their own (clinical-loss weight, extra
 train.py options such as --dp), so differences in the table come from the variants. Each step writes
@@ -29,10 +30,18 @@ import click
 import dnnlib
 from spine.evaluation.downstream import DownstreamOptions
 from spine.pipeline.arms import panel_variants
-from spine.pipeline.config import (DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant, classifier_options,
-                                   downstream_options, load_config, panel_members)
+from spine.pipeline.config import (
+    DP_VARIANT,
+    PAPER_VARIANTS,
+    ExperimentConfig,
+    Pool,
+    Variant,
+    classifier_options,
+    downstream_options,
+    load_config,
+    panel_members,
+)
 from spine.pipeline.steps import REPO_ROOT, Steps, code_version, run_logged
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # The steps of an experiment.
@@ -42,26 +51,53 @@ def provenance(config: ExperimentConfig) -> dict[str, Any]:
     """What the figures of this experiment come from: the config's hash, its seeds and the code's commit (recorded
     when the experiment starts; a continued experiment keeps them, since its config cannot change)."""
     text = json.dumps(config.to_dict(), sort_keys=True)
-    return dict(config_sha256=hashlib.sha256(text.encode()).hexdigest(), seed=config.seed,
-                phantom_seed=config.draw_seed if config.source is None else None, **code_version())
+    return dict(
+        config_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        seed=config.seed,
+        phantom_seed=config.draw_seed if config.source is None else None,
+        **code_version(),
+    )
 
 
 def make_phantom(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
     from spine.phantom.tree import make_phantom_tree
+
     root = workdir / "vindr"
-    summary = make_phantom_tree(str(root), config.phantom_train, config.phantom_test, seed=config.draw_seed,
-                                difficulty=config.phantom_difficulty, size=config.phantom_size,
-                                lesion_scale=config.phantom_lesion_scale, zoom=config.phantom_zoom)
+    summary = make_phantom_tree(
+        str(root),
+        config.phantom_train,
+        config.phantom_test,
+        seed=config.draw_seed,
+        difficulty=config.phantom_difficulty,
+        size=config.phantom_size,
+        lesion_scale=config.phantom_lesion_scale,
+        zoom=config.phantom_zoom,
+    )
     return dict(root=str(root), summary=summary)
 
 
-def import_split(source: str, split: str, config: ExperimentConfig, workdir: Path,
-                 labels: str | None = None) -> dict[str, Any]:
+def import_split(
+    source: str, split: str, config: ExperimentConfig, workdir: Path, labels: str | None = None
+) -> dict[str, Any]:
     """spine.data.dataset_tool on one VinDr split, at the experiment's resolution and labels (or `labels`)."""
     from spine.data.dataset_tool import main as dataset_tool
+
     dest = workdir / f"{split}{config.resolution}.zip"
-    dataset_tool.main(["--source", source, "--dest", str(dest), "--split", split, "--resolution",
-                       str(config.resolution), "--labels", labels or config.labels], standalone_mode=False)
+    dataset_tool.main(
+        [
+            "--source",
+            source,
+            "--dest",
+            str(dest),
+            "--split",
+            split,
+            "--resolution",
+            str(config.resolution),
+            "--labels",
+            labels or config.labels,
+        ],
+        standalone_mode=False,
+    )
     return dict(dataset=str(dest))
 
 
@@ -71,21 +107,32 @@ def train_classifier_step(train_zip: str, config: ExperimentConfig, workdir: Pat
     from spine.classifier.artifact import save_classifier
     from spine.classifier.data import load_labelled_images
     from spine.classifier.training import train_classifier
+
     images = load_labelled_images(train_zip)
     result = train_classifier(images, classifier_options(config, images.resolution, seed))
     path = workdir / "classifier.pkl"
     save_classifier(path, result.net, result.spec, result.provenance)
-    return dict(classifier=str(path), best_val_auc=result.provenance["best_val_auc"],
-                best_epoch=result.provenance["best_epoch"])
+    return dict(
+        classifier=str(path), best_val_auc=result.provenance["best_val_auc"], best_epoch=result.provenance["best_epoch"]
+    )
 
 
-def train_command(variant: Variant, train_zip: str, classifier: str, config: ExperimentConfig,
-                  workdir: Path) -> list[str]:
+def train_command(
+    variant: Variant, train_zip: str, classifier: str, config: ExperimentConfig, workdir: Path
+) -> list[str]:
     """The train.py command line of a variant; continues the latest checkpoint.pt of an interrupted attempt."""
-    cmd = [sys.executable, str(REPO_ROOT / "train.py"), f"--outdir={workdir}", f"--data={train_zip}", "--cond=1",
-           f"--cfg={config.gan_cfg}", f"--kimg={config.kimg}", f"--snap={config.snap}",
-           f"--seed={config.seed if variant.seed is None else variant.seed}",
-           "--metrics=none"]
+    cmd = [
+        sys.executable,
+        str(REPO_ROOT / "train.py"),
+        f"--outdir={workdir}",
+        f"--data={train_zip}",
+        "--cond=1",
+        f"--cfg={config.gan_cfg}",
+        f"--kimg={config.kimg}",
+        f"--snap={config.snap}",
+        f"--seed={config.seed if variant.seed is None else variant.seed}",
+        "--metrics=none",
+    ]
     if variant.clinical_weight > 0:
         cmd += [f"--clinical-loss={classifier}", f"--clinical-weight={variant.clinical_weight:g}"]
     cmd += list(variant.train_args)
@@ -104,11 +151,23 @@ def training_env(parallel: int) -> dict[str, str] | None:
     return dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // parallel)))
 
 
-def train_variant(variant: Variant, train_zip: str, classifier: str, config: ExperimentConfig, workdir: Path,
-                  log: Callable[[str], None], env: dict[str, str] | None = None) -> dict[str, Any]:
+def train_variant(
+    variant: Variant,
+    train_zip: str,
+    classifier: str,
+    config: ExperimentConfig,
+    workdir: Path,
+    log: Callable[[str], None],
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     cmd = train_command(variant, train_zip, classifier, config, workdir)
-    run_logged(cmd, workdir / "train.log", lambda line: line.startswith(("tick", "Error", "Resumed")),
-               lambda line: log(f"[train/{variant.name}] {line}"), env)
+    run_logged(
+        cmd,
+        workdir / "train.log",
+        lambda line: line.startswith(("tick", "Error", "Resumed")),
+        lambda line: log(f"[train/{variant.name}] {line}"),
+        env,
+    )
     run_dirs = sorted(p for p in workdir.iterdir() if p.is_dir() and not p.is_symlink())  # not train.py's 'latest'
     snapshots = sorted(glob.glob(str(run_dirs[-1] / "network-snapshot-*.pkl")))
     if not snapshots:
@@ -116,24 +175,34 @@ def train_variant(variant: Variant, train_zip: str, classifier: str, config: Exp
     return dict(run_dirs=[str(p) for p in run_dirs], snapshot=snapshots[-1], command=cmd[1:])
 
 
-def synthesize_variant(snapshot: str, class_names: list[str], label_mode: str, config: ExperimentConfig,
-                       workdir: Path) -> dict[str, Any]:
+def synthesize_variant(
+    snapshot: str, class_names: list[str], label_mode: str, config: ExperimentConfig, workdir: Path
+) -> dict[str, Any]:
     import torch
 
     from spine.evaluation import synthesize
+
     G, metadata, _kwargs = synthesize.load_for_synthesis(snapshot, torch.device("cpu"))
     plan = synthesize.SynthesisPlan.from_counts([config.synth_per_class] * G.c_dim, first_seed=config.seed)
     provenance = synthesize.generator_provenance(snapshot, metadata, config.synth_trunc, "const")
     dest = workdir / "synthetic.zip"
-    synthesize.write_synthetic_dataset(G, plan, str(dest), class_names, label_mode, provenance,
-                                       dict(per_class=config.synth_per_class, seed=config.seed),
-                                       truncation_psi=config.synth_trunc)
+    synthesize.write_synthetic_dataset(
+        G,
+        plan,
+        str(dest),
+        class_names,
+        label_mode,
+        provenance,
+        dict(per_class=config.synth_per_class, seed=config.seed),
+        truncation_psi=config.synth_trunc,
+    )
     return dict(dataset=str(dest))
 
 
 def pool_step(pool: Pool, synthetic: dict[str, str], workdir: Path) -> dict[str, Any]:
     """The members' synthetic datasets as one (spine.evaluation.pooling)."""
     from spine.evaluation.pooling import pool_datasets
+
     dest = workdir / "synthetic.zip"
     meta = pool_datasets({member: synthetic[member] for member in pool.members}, str(dest))["spinegan"]
     return dict(dataset=str(dest), members=list(pool.members), num_images=meta["num_images"])
@@ -142,8 +211,15 @@ def pool_step(pool: Pool, synthetic: dict[str, str], workdir: Path) -> dict[str,
 INDEPENDENT = "independent_"  # prefix of the results of the independent judge
 
 
-def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str | None, config: ExperimentConfig,
-                    workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def metrics_variant(
+    snapshot: str,
+    train_zip: str,
+    classifier: str,
+    judge: str | None,
+    config: ExperimentConfig,
+    workdir: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """Every configured metric against the real training images; a metric that cannot run says why.
 
     With an independent `judge`, the label-fidelity metrics run again with it (results prefixed 'independent_').
@@ -152,6 +228,7 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
     import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
     from metrics import metric_main
     from training.serialization import load_generator
+
     G = load_generator(snapshot, "cpu").eval()
     runs = [(metric, classifier, "") for metric in config.metrics]
     if judge is not None:
@@ -160,9 +237,14 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
     errors: dict[str, str] = {}
     for metric, judged_by, prefix in runs:
         try:
-            line = metric_main.calc_metric(metric, G=G, dataset_kwargs=dict(
-                class_name="training.dataset.ImageFolderDataset", path=train_zip, use_labels=True),
-                classifier=judged_by, seed=config.seed, cache_dir=str(workdir.parent / "real-stats"))
+            line = metric_main.calc_metric(
+                metric,
+                G=G,
+                dataset_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path=train_zip, use_labels=True),
+                classifier=judged_by,
+                seed=config.seed,
+                cache_dir=str(workdir.parent / "real-stats"),
+            )
         except (OSError, ValueError, RuntimeError) as exc:  # e.g. no detector weights offline
             errors[prefix + metric] = f"{type(exc).__name__}: {exc}"
             log(f"metric {prefix + metric} not computed: {errors[prefix + metric]}")
@@ -174,20 +256,27 @@ def metrics_variant(snapshot: str, train_zip: str, classifier: str, judge: str |
     return dict(results=results, errors=errors)
 
 
-def baseline_metrics(train_zip: str, test_zip: str, classifier: str, config: ExperimentConfig, workdir: Path,
-                     log: Callable[[str], None]) -> dict[str, Any]:
+def baseline_metrics(
+    train_zip: str, test_zip: str, classifier: str, config: ExperimentConfig, workdir: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
     """The configured FID and KID metrics between the real training and the real test images: the value two real
     samples of one distribution get at that count, which gives every generator's value its scale."""
     import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine metrics)
     from metrics import metric_main
+
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for metric in baseline_metric_names(config):
         dataset = dict(class_name="training.dataset.ImageFolderDataset", use_labels=True)
         try:
-            line = metric_main.calc_metric(metric, dataset_kwargs=dict(dataset, path=train_zip),
-                                           dataset2_kwargs=dict(dataset, path=test_zip), classifier=classifier,
-                                           seed=config.seed, cache_dir=str(workdir.parent / "real-stats"))
+            line = metric_main.calc_metric(
+                metric,
+                dataset_kwargs=dict(dataset, path=train_zip),
+                dataset2_kwargs=dict(dataset, path=test_zip),
+                classifier=classifier,
+                seed=config.seed,
+                cache_dir=str(workdir.parent / "real-stats"),
+            )
         except (OSError, ValueError, RuntimeError) as exc:  # e.g. fewer test images than the count
             errors[metric] = f"{type(exc).__name__}: {exc}"
             log(f"baseline {metric} not computed: {errors[metric]}")
@@ -199,6 +288,7 @@ def baseline_metrics(train_zip: str, test_zip: str, classifier: str, config: Exp
 
 def baseline_metric_names(config: ExperimentConfig) -> list[str]:
     from metrics.metric_names import parse_metric
+
     return [metric for metric in config.metrics if parse_metric(metric).kind in ("fid", "kid")]
 
 
@@ -227,20 +317,24 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
         suffix = "" if mode == config.labels else f"-{mode}"
         data[mode] = dict(
             train=steps.run(f"data/train{suffix}", lambda w: import_split(source, "train", config, w, mode))["dataset"],
-            test=steps.run(f"data/test{suffix}", lambda w: import_split(source, "test", config, w, mode))["dataset"])
-        out[f"classifier{suffix}"] = steps.run(f"classifier{suffix}", lambda w: train_classifier_step(
-            data[mode]["train"], config, w, config.seed))
+            test=steps.run(f"data/test{suffix}", lambda w: import_split(source, "test", config, w, mode))["dataset"],
+        )
+        out[f"classifier{suffix}"] = steps.run(
+            f"classifier{suffix}", lambda w: train_classifier_step(data[mode]["train"], config, w, config.seed)
+        )
         data[mode]["classifier"] = out[f"classifier{suffix}"]["classifier"]
     judge = None
     if config.independent_judge:
-        out["judge"] = steps.run("judge", lambda w: train_classifier_step(data[config.labels]["train"], config, w,
-                                                                          config.seed + 1))
+        out["judge"] = steps.run(
+            "judge", lambda w: train_classifier_step(data[config.labels]["train"], config, w, config.seed + 1)
+        )
         judge = out["judge"]["classifier"]
     return steps, out, data, judge
 
 
-def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print,
-                   parallel: int = 1) -> dict[str, Any]:
+def run_experiment(
+    config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print, parallel: int = 1
+) -> dict[str, Any]:
     """Run (or continue) every step; returns {step name: outputs} plus timings.
 
     Variants conditioned on another label mode than the experiment's (e.g. the lesion-type model) get that mode's
@@ -260,17 +354,26 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
         train_zip, classifier = data[mode]["train"], data[mode]["classifier"]
         class_names, label_mode = _dataset_classes(train_zip)
         trained = out[f"train/{name}"]
-        synthetic[mode][name] = steps.run(f"synthesize/{name}", lambda w: synthesize_variant(
-            trained["snapshot"], class_names, label_mode, config, w))["dataset"]
-        out[f"metrics/{name}"] = steps.run(f"metrics/{name}", lambda w: metrics_variant(
-            trained["snapshot"], train_zip, classifier, judge if mode == config.labels else None, config, w, log))
+        synthetic[mode][name] = steps.run(
+            f"synthesize/{name}", lambda w: synthesize_variant(trained["snapshot"], class_names, label_mode, config, w)
+        )["dataset"]
+        out[f"metrics/{name}"] = steps.run(
+            f"metrics/{name}",
+            lambda w: metrics_variant(
+                trained["snapshot"], train_zip, classifier, judge if mode == config.labels else None, config, w, log
+            ),
+        )
         if config.privacy_audit:
-            out[f"privacy/{name}"] = steps.run(f"privacy/{name}", lambda w: privacy_step(
-                trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w))
+            out[f"privacy/{name}"] = steps.run(
+                f"privacy/{name}",
+                lambda w: privacy_step(trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w),
+            )
     if baseline_metric_names(config):
         real = data[config.labels]
-        out["metrics/real-vs-real"] = steps.run("metrics/real-vs-real", lambda w: baseline_metrics(
-            real["train"], real["test"], real["classifier"], config, w, log))
+        out["metrics/real-vs-real"] = steps.run(
+            "metrics/real-vs-real",
+            lambda w: baseline_metrics(real["train"], real["test"], real["classifier"], config, w, log),
+        )
     for pool in config.pools:
         datasets = synthetic[config.mode_of(pool.name)]  # the pool becomes one of its mode's synthetic arms
         out[f"pool/{pool.name}"] = steps.run(f"pool/{pool.name}", lambda w: pool_step(pool, datasets, w))
@@ -278,82 +381,152 @@ def run_experiment(config: ExperimentConfig, outdir: str | Path, log: Callable[[
     options = downstream_options(config)
     for mode in modes:
         key = "downstream" if mode == config.labels else f"downstream-{mode}"
-        out[key] = steps.run(key, lambda w: _downstream(data[mode]["train"], synthetic[mode], data[mode]["test"], w,
-                                                        options, [p.name for p in config.pools]))
+        out[key] = steps.run(
+            key,
+            lambda w: _downstream(
+                data[mode]["train"], synthetic[mode], data[mode]["test"], w, options, [p.name for p in config.pools]
+            ),
+        )
     if config.panel:
         main = data[config.labels]
-        out["panel"] = steps.run("panel", lambda w: panel_step(main["train"], synthetic[config.labels], main["test"],
-                                                               out["downstream"]["json"], config, w))
+        out["panel"] = steps.run(
+            "panel",
+            lambda w: panel_step(
+                main["train"], synthetic[config.labels], main["test"], out["downstream"]["json"], config, w
+            ),
+        )
     if config.report:
         from spine.pipeline.report import write_experiment_report
+
         out["report"] = steps.run("report", lambda w: dict(report=str(write_experiment_report(outdir, w))))
     out["timings"] = steps.timings
     return out
 
 
-def train_variants(steps: Steps, config: ExperimentConfig, data: dict[str, dict[str, str]],
-                   log: Callable[[str], None], parallel: int) -> dict[str, dict[str, Any]]:
+def train_variants(
+    steps: Steps, config: ExperimentConfig, data: dict[str, dict[str, str]], log: Callable[[str], None], parallel: int
+) -> dict[str, dict[str, Any]]:
     """{'train/<name>': outputs} of every variant, `parallel` trainings at a time (each resumes its checkpoint)."""
     env = training_env(parallel)
 
     def train(variant: Variant) -> tuple[str, dict[str, Any]]:
         mode = data[config.mode_of(variant.name)]
-        return f"train/{variant.name}", steps.run(f"train/{variant.name}", lambda w: train_variant(
-            variant, mode["train"], mode["classifier"], config, w, log, env), keep_partial=True)
+        return f"train/{variant.name}", steps.run(
+            f"train/{variant.name}",
+            lambda w: train_variant(variant, mode["train"], mode["classifier"], config, w, log, env),
+            keep_partial=True,
+        )
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         return dict(pool.map(train, config.variants))
 
 
-def privacy_step(snapshot: str, train_zip: str, heldout_zip: str, classifier: str, config: ExperimentConfig,
-                 workdir: Path) -> dict[str, Any]:
-    """spine.evaluation.privacy_audit of one generator: its training images are the members, the test split the non-members;
+def privacy_step(
+    snapshot: str, train_zip: str, heldout_zip: str, classifier: str, config: ExperimentConfig, workdir: Path
+) -> dict[str, Any]:
+    """spine.evaluation.privacy_audit of one generator: its training images are the members, the test split the
+    non-members;
     the spine classifier's features as the second space. Returns the headline figures per space."""
     from spine.evaluation.privacy_audit import main as privacy_audit
-    privacy_audit.main(["--network", snapshot, "--train", train_zip, "--heldout", heldout_zip, "--outdir",
-                        str(workdir), "--classifier", classifier, "--seed", str(config.seed),
-                        "--inversion", str(config.privacy_inversion),
-                        "--inversion-steps", str(config.privacy_inversion_steps)], standalone_mode=False)
+
+    privacy_audit.main(
+        [
+            "--network",
+            snapshot,
+            "--train",
+            train_zip,
+            "--heldout",
+            heldout_zip,
+            "--outdir",
+            str(workdir),
+            "--classifier",
+            classifier,
+            "--seed",
+            str(config.seed),
+            "--inversion",
+            str(config.privacy_inversion),
+            "--inversion-steps",
+            str(config.privacy_inversion_steps),
+        ],
+        standalone_mode=False,
+    )
     report = json.loads((workdir / "privacy_audit.json").read_text())
-    return dict(json=str(workdir / "privacy_audit.json"), privacy=report.get("privacy"), spaces=report["spaces"],
-                inversion=report.get("inversion"))
+    return dict(
+        json=str(workdir / "privacy_audit.json"),
+        privacy=report.get("privacy"),
+        spaces=report["spaces"],
+        inversion=report.get("inversion"),
+    )
 
 
-def _downstream(train_zip: str, synthetic: dict[str, str], test_zip: str, workdir: Path,
-                options: DownstreamOptions, pools: list[str]) -> dict[str, Any]:
+def _downstream(
+    train_zip: str,
+    synthetic: dict[str, str],
+    test_zip: str,
+    workdir: Path,
+    options: DownstreamOptions,
+    pools: list[str],
+) -> dict[str, Any]:
     """The downstream table; pooled arms train a synthetic-only model only."""
     from spine.evaluation.downstream import run_downstream
+
     results = run_downstream(train_zip, synthetic, test_zip, str(workdir), options, without_mixed=pools)
-    return dict(json=str(workdir / "downstream.json"), markdown=str(workdir / "downstream.md"),
-                aucs={arm: row["auc"] for arm, row in results["models"].items()},
-                auc_cis={arm: row["auc_ci"] for arm, row in results["models"].items()},
-                ratios={arm: r["ratio"] for arm, r in results["ratios"].items()},
-                ratio_cis={arm: r["ratio_ci"] for arm, r in results["ratios"].items()},
-                skills={arm: r["skill"] for arm, r in results["ratios"].items()},
-                skill_cis={arm: r["skill_ci"] for arm, r in results["ratios"].items()})
+    return dict(
+        json=str(workdir / "downstream.json"),
+        markdown=str(workdir / "downstream.md"),
+        aucs={arm: row["auc"] for arm, row in results["models"].items()},
+        auc_cis={arm: row["auc_ci"] for arm, row in results["models"].items()},
+        ratios={arm: r["ratio"] for arm, r in results["ratios"].items()},
+        ratio_cis={arm: r["ratio_ci"] for arm, r in results["ratios"].items()},
+        skills={arm: r["skill"] for arm, r in results["ratios"].items()},
+        skill_cis={arm: r["skill_ci"] for arm, r in results["ratios"].items()},
+    )
 
 
-def panel_step(train_zip: str, synthetic: dict[str, str], test_zip: str, downstream_json: str,
-               config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+def panel_step(
+    train_zip: str,
+    synthetic: dict[str, str],
+    test_zip: str,
+    downstream_json: str,
+    config: ExperimentConfig,
+    workdir: Path,
+) -> dict[str, Any]:
     """The evaluator panel on the experiment's label mode: every member but the downstream protocol's own trains on
     the real and each synthetic set (synthetic-only arms); the protocol's member reuses the downstream models."""
     from spine.evaluation.panel import score_panel, train_panel, write_panel
+
     options = downstream_options(config)
     members = panel_members(config)
     own = next((m for m in members if (m.arch, m.input_norm) == (options.arch, options.input_norm)), None)
-    train_panel(train_zip, synthetic, test_zip, str(workdir), [m for m in members if m != own], options,
-                without_mixed=set(synthetic))
+    train_panel(
+        train_zip,
+        synthetic,
+        test_zip,
+        str(workdir),
+        [m for m in members if m != own],
+        options,
+        without_mixed=set(synthetic),
+    )
     folders = {m.name: str(Path(downstream_json).parent if m == own else workdir / m.folder) for m in members}
     panel = score_panel(folders, test_zip, panel_variants(config, config.labels), options.n_resamples, options.seed)
     write_panel(panel, str(workdir))
-    return dict(json=str(workdir / "panel.json"), markdown=str(workdir / "panel.md"), members=list(folders),
-                variants={name: {key: row[key] for key in ("lowest_skill", "lowest_skill_ci", "lowest_member",
-                                                           "interval_covers", "members")}
-                          for name, row in panel.items()})
+    return dict(
+        json=str(workdir / "panel.json"),
+        markdown=str(workdir / "panel.md"),
+        members=list(folders),
+        variants={
+            name: {
+                key: row[key]
+                for key in ("lowest_skill", "lowest_skill_ci", "lowest_member", "interval_covers", "members")
+            }
+            for name, row in panel.items()
+        },
+    )
 
 
 def _dataset_classes(path: str) -> tuple[list[str], str]:
     from training.dataset import ImageFolderDataset
+
     meta = ImageFolderDataset(path).metadata
     return list(meta["class_names"]), meta["label_mode"]
 
@@ -365,8 +538,9 @@ def _check_same_config(config: ExperimentConfig, outdir: Path) -> None:
         saved = ExperimentConfig.from_dict(json.loads(path.read_text()), where=str(path)).to_dict()
         if saved != config.to_dict():
             diffs = sorted(k for k in set(saved) | set(config.to_dict()) if saved.get(k) != config.to_dict().get(k))
-            raise dnnlib.UserError(f"{outdir} holds an experiment with a different config (differs in {diffs});"
-                                       f" use a new --outdir")
+            raise dnnlib.UserError(
+                f"{outdir} holds an experiment with a different config (differs in {diffs}); use a new --outdir"
+            )
         return
     with dnnlib.atomic_write(path, "w") as f:
         json.dump(config.to_dict(), f, indent=1)
@@ -386,24 +560,40 @@ def _variants_option(_ctx: click.Context, _param: click.Parameter, value: str | 
 
 @click.command()
 @click.option("--outdir", required=True, type=dnnlib.OutputPath(file_okay=False), help="Experiment folder (resumable)")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="JSON config (keys: the fields of ExperimentConfig)")
-@click.option("--source", type=click.Path(exists=True, file_okay=False), default=None,
-              help="VinDr-SpineXR root [default: a phantom]")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="JSON config (keys: the fields of ExperimentConfig)",
+)
+@click.option(
+    "--source",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="VinDr-SpineXR root [default: a phantom]",
+)
 @click.option("--kimg", type=click.IntRange(min=1), default=None, help="GAN training length per variant")
 @click.option("--resolution", type=int, default=None)
-@click.option("--variants", callback=_variants_option, default=None,
-              help="Comma-separated: stylegan2-ada, spinegan, spinegan-dp")
+@click.option(
+    "--variants", callback=_variants_option, default=None, help="Comma-separated: stylegan2-ada, spinegan, spinegan-dp"
+)
 @click.option("--synth-per-class", type=click.IntRange(min=2), default=None)
 @click.option("--seed", type=dnnlib.SEED, default=None)
-@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Generators trained at a time (the CPU cores are shared out among them)")
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Generators trained at a time (the CPU cores are shared out among them)",
+)
 def main(outdir: str, config_path: str | None, parallel: int, **overrides: Any) -> None:
     """Run the paper's comparison (plain conditional GAN vs SpineGAN [vs DP]) end to end, resumably."""
     config = load_config(config_path, overrides)
     out = run_experiment(config, outdir, parallel=parallel)
-    click.echo(json.dumps(dict(downstream=out["downstream"], report=out.get("report"), timings=out["timings"]),
-                          indent=1))
+    click.echo(
+        json.dumps(dict(downstream=out["downstream"], report=out.get("report"), timings=out["timings"]), indent=1)
+    )
 
 
 if __name__ == "__main__":

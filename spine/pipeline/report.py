@@ -1,10 +1,12 @@
-"""A static HTML report of an experiment (spine.pipeline.experiment / spine.pipeline.demo): what was trained, how it went, what the
+"""A static HTML report of an experiment (spine.pipeline.experiment / spine.pipeline.demo): what was trained, how it
+went, what the
 synthetic images look like, how close they come to real ones, and what they are worth downstream.
 
     python -m spine.pipeline.report --experiment runs/demo          # writes runs/demo/report/index.html
 
 Sections: headline, downstream tables (one per label mode), replicated arms over training seeds (means and the
-clinical loss's effect paired by seed, with t-intervals), metrics, training curves (losses, augmentation p, clinical loss, DP epsilon,
+clinical loss's effect paired by seed, with t-intervals), metrics, training curves (losses, augmentation p, clinical
+loss, DP epsilon,
 metrics over kimg, from stats.jsonl and metric-*.jsonl), sample grids per class beside real images at the same
 scale with per-class mean and difference images, nearest real neighbours of samples (pixel distance: a
 memorisation check, not a privacy guarantee), the privacy audit of each generator (a DP one against the bound of
@@ -29,8 +31,13 @@ import torch
 
 import dnnlib
 from spine.data.preview import tile
-from spine.evaluation.class_means import (class_means, difference_correlation, labelled_dataset, plot_class_means,
-                                          save_figure)
+from spine.evaluation.class_means import (
+    class_means,
+    difference_correlation,
+    labelled_dataset,
+    plot_class_means,
+    save_figure,
+)
 from spine.evaluation.downstream import exaggerated_arms, ratio_texts
 from spine.evaluation.privacy_audit import nearest, stated_tpr_bound
 from spine.pipeline import report_tables
@@ -38,10 +45,24 @@ from spine.pipeline.config import CLINICAL_LOSS_PAIR, ExperimentConfig
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 from training.dataset import ImageFolderDataset
 
-SECTIONS = ("Headline", "Downstream", "Training seeds", "Metrics", "Training curves", "Samples",
-            "Nearest real neighbours", "Privacy audit", "Model card")
-CURVES = (("Loss/G/loss", "G adversarial loss"), ("Loss/D/loss", "D loss"), ("Loss/G/clinical", "clinical loss"),
-          ("Progress/augment", "augment p"), ("Privacy/epsilon", "DP epsilon"))
+SECTIONS = (
+    "Headline",
+    "Downstream",
+    "Training seeds",
+    "Metrics",
+    "Training curves",
+    "Samples",
+    "Nearest real neighbours",
+    "Privacy audit",
+    "Model card",
+)
+CURVES = (
+    ("Loss/G/loss", "G adversarial loss"),
+    ("Loss/D/loss", "D loss"),
+    ("Loss/G/clinical", "clinical loss"),
+    ("Progress/augment", "augment p"),
+    ("Privacy/epsilon", "DP epsilon"),
+)
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
@@ -93,6 +114,7 @@ def read_metric_lines(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
 def plot_curves(variant_stats: dict[str, list[dict]], variant_metrics: dict[str, list[dict]], path: Path) -> str | None:
     """One panel per statistic present in any run, one line per variant, against kimg."""
     from matplotlib.figure import Figure
+
     panels = [(key, title) for key, title in CURVES if any(key in s for st in variant_stats.values() for s in st)]
     metric_names = sorted({k for lines in variant_metrics.values() for e in lines for k in e["results"]})
     if not panels and not metric_names:
@@ -112,8 +134,9 @@ def plot_curves(variant_stats: dict[str, list[dict]], variant_metrics: dict[str,
     for j, metric in enumerate(metric_names):
         ax = fig.add_subplot(rows, cols, len(panels) + j + 1)
         for name, lines in variant_metrics.items():
-            points = [(e["kimg"], e["results"][metric]) for e in lines
-                      if metric in e["results"] and e["kimg"] is not None]
+            points = [
+                (e["kimg"], e["results"][metric]) for e in lines if metric in e["results"] and e["kimg"] is not None
+            ]
             if points:
                 ax.plot(*zip(*points), label=name, marker="o")
         ax.set(title=metric, xlabel="kimg")
@@ -122,8 +145,9 @@ def plot_curves(variant_stats: dict[str, list[dict]], variant_metrics: dict[str,
     return save_figure(fig, path)
 
 
-def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 64,
-                real_path: str | None = None) -> tuple[str, list[str]]:
+def sample_grid(
+    dataset_path: str, path: Path, per_class: int = 8, cell: int = 64, real_path: str | None = None
+) -> tuple[str, list[str]]:
     """The first `per_class` synthetic images of each class, one row per class; with `real_path`, each class's row
     of synthetic images follows a row of that class's first real images, drawn at the same scale. Returns (file,
     row names)."""
@@ -131,8 +155,11 @@ def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 6
     if real_path is not None:
         sources.insert(0, ("real", labelled_dataset(real_path)))
     names = sources[-1][1][1]
-    rows = [(f"{kind} {name}", dataset, np.flatnonzero(labels == k)[:per_class])
-            for k, name in enumerate(names) for kind, (dataset, _, labels) in sources]
+    rows = [
+        (f"{kind} {name}", dataset, np.flatnonzero(labels == k)[:per_class])
+        for k, name in enumerate(names)
+        for kind, (dataset, _, labels) in sources
+    ]
     grid = PIL.Image.new("L", (per_class * cell, len(rows) * cell))
     for r, (_, dataset, picks) in enumerate(rows):
         for c, idx in enumerate(picks):
@@ -142,8 +169,9 @@ def sample_grid(dataset_path: str, path: Path, per_class: int = 8, cell: int = 6
     return path.name, [name for name, _, _ in rows] if real_path is not None else names
 
 
-def nearest_neighbours(synthetic_path: str, real_path: str, path: Path, num: int = 6,
-                       cell: int = 64) -> tuple[str, list[float]]:
+def nearest_neighbours(
+    synthetic_path: str, real_path: str, path: Path, num: int = 6, cell: int = 64
+) -> tuple[str, list[float]]:
     """Pairs (sample, nearest real training image by pixel L2 distance), for `num` samples spread over classes.
 
     Returns the figure file and the root-mean-square pixel distances (0-255 scale) of each pair.
@@ -181,8 +209,17 @@ def downstream_rows(results: dict[str, Any]) -> list[list[str]]:
     for arm, row in results["models"].items():
         ci = row["auc_ci"]
         plain, skill = ("1.000", "1.000") if row["kind"] == "real" else ratio_texts(results["ratios"].get(arm))
-        rows.append([arm, f"{row['num_train']} / {row['num_val']}", _fmt(row.get("best_val_auc")), _fmt(row["auc"]),
-                     "n/a" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}", plain, skill])
+        rows.append(
+            [
+                arm,
+                f"{row['num_train']} / {row['num_val']}",
+                _fmt(row.get("best_val_auc")),
+                _fmt(row["auc"]),
+                "n/a" if ci is None else f"{ci[0]:.3f}-{ci[1]:.3f}",
+                plain,
+                skill,
+            ]
+        )
     return rows
 
 
@@ -191,17 +228,22 @@ def _chance_words(name: str, row: dict[str, Any]) -> str:
     ci = row["auc_ci"]
     if ci is None:
         return f" The {name} model's AUC is undefined on this test set."
-    return "" if ci[0] > 0.5 else (f" The {name} model is not above chance: its 95% interval "
-                                   f"({ci[0]:.2f}-{ci[1]:.2f}) reaches 0.5.")
+    return (
+        ""
+        if ci[0] > 0.5
+        else (f" The {name} model is not above chance: its 95% interval ({ci[0]:.2f}-{ci[1]:.2f}) reaches 0.5.")
+    )
 
 
 def _exaggeration_words(arm: str, downstream: dict[str, Any]) -> str:
     """A sentence when a synthetic arm's own classes are far easier to separate than the real ones, else nothing."""
     if arm not in exaggerated_arms(downstream):
         return ""
-    return (f" Its classes are easier to tell apart on its own images (validation AUC "
-            f"{downstream['models'][arm]['best_val_auc']:.3f}) than real ones "
-            f"({downstream['models']['real']['best_val_auc']:.3f}): the generator exaggerates the class difference.")
+    return (
+        f" Its classes are easier to tell apart on its own images (validation AUC "
+        f"{downstream['models'][arm]['best_val_auc']:.3f}) than real ones "
+        f"({downstream['models']['real']['best_val_auc']:.3f}): the generator exaggerates the class difference."
+    )
 
 
 def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
@@ -211,8 +253,12 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
         return "Downstream evaluation has not run yet."
     real = downstream["models"]["real"]
     ci = real["auc_ci"]
-    parts = [f"Classifier trained on real images: test AUC {_fmt(real['auc'])}"
-             + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})") + "." + _chance_words("real-data", real)]
+    parts = [
+        f"Classifier trained on real images: test AUC {_fmt(real['auc'])}"
+        + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})")
+        + "."
+        + _chance_words("real-data", real)
+    ]
     for arm, ratio in downstream["ratios"].items():
         row = downstream["models"][arm]
         name = row["generator"]
@@ -222,25 +268,44 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
         skill = ""
         if "skill" in ratio:
             skill_ci = ratio.get("skill_ci")
-            skill = f"skill ratio {ratio['skill']:.2f}" + (
-                ", interval undefined" if skill_ci is None else f", 95% CI {skill_ci[0]:.2f}-{skill_ci[1]:.2f}") + "; "
-        parts.append(f"Trained on {name} images only: AUC {_fmt(row['auc'])}"
-                     + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})")
-                     + f" ({skill}plain ratio to real {ratio['ratio']:.2f}, {plain_interval})."
-                     + _chance_words(f"{name}-only", row) + _exaggeration_words(arm, downstream))
-    parts.append("Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5): 0 at chance, 1 when synthetic images train as "
-                 "well as real ones; the plain ratio reads about 0.6 even for a model at chance.")
+            skill = (
+                f"skill ratio {ratio['skill']:.2f}"
+                + (", interval undefined" if skill_ci is None else f", 95% CI {skill_ci[0]:.2f}-{skill_ci[1]:.2f}")
+                + "; "
+            )
+        parts.append(
+            f"Trained on {name} images only: AUC {_fmt(row['auc'])}"
+            + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})")
+            + f" ({skill}plain ratio to real {ratio['ratio']:.2f}, {plain_interval})."
+            + _chance_words(f"{name}-only", row)
+            + _exaggeration_words(arm, downstream)
+        )
+    parts.append(
+        "Skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5): 0 at chance, 1 when synthetic images train as "
+        "well as real ones; the plain ratio reads about 0.6 even for a model at chance."
+    )
     data = "a seeded phantom (not patient data)" if config.get("source") is None else config["source"]
     parts.append(f"Data: {data}; {config['resolution']}x{config['resolution']} pixels; {config['kimg']} kimg per GAN.")
     return " ".join(parts)
 
 
 def downstream_table(results: dict[str, Any]) -> str:
-    return _table(["training data", "train / val images", "val AUC (own data)", "test AUC", "95% CI",
-                   "AUC ratio to real (95% CI)", "skill ratio (95% CI)"], downstream_rows(results)) + \
-        (f"<p class='note'>Test: {results['test']['num_images']} held-out real images, opened only after every "
-         f"model was final; epochs chosen on validation splits of each training source; percentile bootstrap "
-         f"intervals, the same resamples for every model and ratio (paired).</p>")
+    return _table(
+        [
+            "training data",
+            "train / val images",
+            "val AUC (own data)",
+            "test AUC",
+            "95% CI",
+            "AUC ratio to real (95% CI)",
+            "skill ratio (95% CI)",
+        ],
+        downstream_rows(results),
+    ) + (
+        f"<p class='note'>Test: {results['test']['num_images']} held-out real images, opened only after every "
+        f"model was final; epochs chosen on validation splits of each training source; percentile bootstrap "
+        f"intervals, the same resamples for every model and ratio (paired).</p>"
+    )
 
 
 def seeds_section(steps: dict[str, dict], config: ExperimentConfig) -> str:
@@ -249,19 +314,33 @@ def seeds_section(steps: dict[str, dict], config: ExperimentConfig) -> str:
     groups = group_summaries(down, config) if down is not None else {}
     if not groups:
         return "<p>No arm was trained with more than one seed.</p>"
-    rows = [[name, group["num_seeds"], format_interval(group["auc"]), format_interval(group["skill"], 2)]
-            for name, group in groups.items()]
-    parts = [_table(["generator", "training seeds", "synthetic-only test AUC (95% t-interval)",
-                     "skill ratio (95% t-interval)"], rows)]
+    rows = [
+        [name, group["num_seeds"], format_interval(group["auc"]), format_interval(group["skill"], 2)]
+        for name, group in groups.items()
+    ]
+    parts = [
+        _table(
+            ["generator", "training seeds", "synthetic-only test AUC (95% t-interval)", "skill ratio (95% t-interval)"],
+            rows,
+        )
+    ]
     num_pairs, effects = paired_differences(steps, config, *CLINICAL_LOSS_PAIR)
     if effects:
         treated, control = CLINICAL_LOSS_PAIR
-        parts.append(f"<h3>The clinical loss: {html.escape(treated)} minus {html.escape(control)}, paired by "
-                     f"training seed ({num_pairs} seeds)</h3>")
-        parts.append(_table(["quantity", "mean difference (95% t-interval)"],
-                            [[label, format_interval(values, sign="+")] for label, values in effects.items()]))
-    parts.append("<p class='note'>Student-t intervals over training seeds: the spread a new seed would see in the "
-                 "mean (the bootstrap intervals above cover the test images only).</p>")
+        parts.append(
+            f"<h3>The clinical loss: {html.escape(treated)} minus {html.escape(control)}, paired by "
+            f"training seed ({num_pairs} seeds)</h3>"
+        )
+        parts.append(
+            _table(
+                ["quantity", "mean difference (95% t-interval)"],
+                [[label, format_interval(values, sign="+")] for label, values in effects.items()],
+            )
+        )
+    parts.append(
+        "<p class='note'>Student-t intervals over training seeds: the spread a new seed would see in the "
+        "mean (the bootstrap intervals above cover the test images only).</p>"
+    )
     return "".join(parts)
 
 
@@ -274,21 +353,45 @@ def privacy_section(steps: dict[str, dict], names: Sequence[str]) -> str:
             continue
         bound = stated_tpr_bound(audit.get("privacy"))
         for space, figures in audit["spaces"].items():
-            rows.append([name, space, _fmt(figures["mia_auc"]), _fmt(figures["mia_tpr_at_1pct_fpr"]),
-                         "no DP guarantee" if bound is None else f"{bound:.4f}",
-                         _fmt(figures["share_closer_to_train"], 2)])
+            rows.append(
+                [
+                    name,
+                    space,
+                    _fmt(figures["mia_auc"]),
+                    _fmt(figures["mia_tpr_at_1pct_fpr"]),
+                    "no DP guarantee" if bound is None else f"{bound:.4f}",
+                    _fmt(figures["share_closer_to_train"], 2),
+                ]
+            )
         inversion = audit.get("inversion")
         if inversion:
-            rows.append([name, f"inversion ({inversion['num_per_set']} per set, {inversion['steps']} steps)",
-                         _fmt(inversion["mia_auc"]), _fmt(inversion["mia_tpr_at_1pct_fpr"]),
-                         "no DP guarantee" if bound is None else f"{bound:.4f}", "-"])
+            rows.append(
+                [
+                    name,
+                    f"inversion ({inversion['num_per_set']} per set, {inversion['steps']} steps)",
+                    _fmt(inversion["mia_auc"]),
+                    _fmt(inversion["mia_tpr_at_1pct_fpr"]),
+                    "no DP guarantee" if bound is None else f"{bound:.4f}",
+                    "-",
+                ]
+            )
     if not rows:
         return "<p>No privacy audit in this experiment.</p>"
-    return _table(["generator", "feature space", "membership-inference AUC", "TPR at 1% FPR",
-                   "most TPR its epsilon allows", "share closer to training than held-out"], rows) + \
-        ("<p class='note'>Members: the generator's training images; non-members: the held-out test images. "
-         "Chance: AUC 0.5, TPR 0.01, share 0.5. Attack: distance to the nearest generated image; inversion rows: "
-         "the distance at which the generator reconstructs the image by latent optimisation (white-box).</p>")
+    return _table(
+        [
+            "generator",
+            "feature space",
+            "membership-inference AUC",
+            "TPR at 1% FPR",
+            "most TPR its epsilon allows",
+            "share closer to training than held-out",
+        ],
+        rows,
+    ) + (
+        "<p class='note'>Members: the generator's training images; non-members: the held-out test images. "
+        "Chance: AUC 0.5, TPR 0.01, share 0.5. Attack: distance to the nearest generated image; inversion rows: "
+        "the distance at which the generator reconstructs the image by latent optimisation (white-box).</p>"
+    )
 
 
 def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
@@ -298,10 +401,21 @@ def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
     for v in variants:
         trained = steps.get(f"train/{v['name']}", {})
         dp = [a for a in v["train_args"] if a.startswith("--dp")]
-        rows.append([v["name"], config["gan_cfg"], config["kimg"], v["clinical_weight"] or "none",
-                     " ".join(dp) or "none", os.path.basename(trained.get("snapshot", "not trained yet"))])
-    data = ("a seeded VinDr-SpineXR-shaped phantom made by spine.phantom: synthetic anatomy, no patient data"
-            if config.get("source") is None else f"VinDr-SpineXR-layout data at {config['source']}")
+        rows.append(
+            [
+                v["name"],
+                config["gan_cfg"],
+                config["kimg"],
+                v["clinical_weight"] or "none",
+                " ".join(dp) or "none",
+                os.path.basename(trained.get("snapshot", "not trained yet")),
+            ]
+        )
+    data = (
+        "a seeded VinDr-SpineXR-shaped phantom made by spine.phantom: synthetic anatomy, no patient data"
+        if config.get("source") is None
+        else f"VinDr-SpineXR-layout data at {config['source']}"
+    )
     items = [
         f"<b>Data</b>: {html.escape(data)}; labels '{html.escape(config['labels'])}' (0 normal, 1 abnormal); images "
         f"center-cropped and resized to {config['resolution']} px; study-level split of the official train split for "
@@ -320,11 +434,17 @@ def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
         "<b>Limits</b>: small models and short training in the demo; FID on few samples is biased upward; nearest "
         "neighbours by pixel distance detect copies, not every kind of memorisation.",
     ]
-    items += [f"<b>Pooled arm {html.escape(pool['name'])}</b>: no generator of its own; the synthetic images of "
-              f"{html.escape(', '.join(pool['members']))} together, as one downstream training set."
-              for pool in config.get("pools", [])]
-    return _table(["variant", "preset", "kimg", "clinical loss", "DP options", "snapshot"], rows) + \
-        "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+    items += [
+        f"<b>Pooled arm {html.escape(pool['name'])}</b>: no generator of its own; the synthetic images of "
+        f"{html.escape(', '.join(pool['members']))} together, as one downstream training set."
+        for pool in config.get("pools", [])
+    ]
+    return (
+        _table(["variant", "preset", "kimg", "clinical loss", "DP options", "snapshot"], rows)
+        + "<ul>"
+        + "".join(f"<li>{item}</li>" for item in items)
+        + "</ul>"
+    )
 
 
 def panel_section(panel: dict[str, Any]) -> str:
@@ -334,15 +454,22 @@ def panel_section(panel: dict[str, Any]) -> str:
     for name, row in panel["variants"].items():
         lowest = row["lowest_skill_ci"]
         cells = [f"{f['skill']:.2f} (real {f['real_auc']:.3f})" for f in row["members"].values()]
-        rows.append([name, f"{row['lowest_skill']:.2f}" + ("" if lowest is None else
-                                                          f" ({lowest[0]:.2f}-{lowest[1]:.2f})"),
-                     row["lowest_member"], *cells])
+        rows.append(
+            [
+                name,
+                f"{row['lowest_skill']:.2f}" + ("" if lowest is None else f" ({lowest[0]:.2f}-{lowest[1]:.2f})"),
+                row["lowest_member"],
+                *cells,
+            ]
+        )
     covers = sorted({row["interval_covers"] for row in panel["variants"].values()})
-    return (_table(["generator", "lowest skill ratio (95% CI)", "lowest member", *members], rows)
-            + f"<p>Each member (architecture:normalisation) trained on the real and on each synthetic training set "
-              f"under one protocol; skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5) against the member's own "
-              f"real-trained model. Intervals: paired percentile bootstrap over {html.escape('; '.join(covers))}."
-              f"</p>")
+    return (
+        _table(["generator", "lowest skill ratio (95% CI)", "lowest member", *members], rows)
+        + f"<p>Each member (architecture:normalisation) trained on the real and on each synthetic training set "
+        f"under one protocol; skill ratio = (AUC_syn - 0.5) / (AUC_real - 0.5) against the member's own "
+        f"real-trained model. Intervals: paired percentile bootstrap over {html.escape('; '.join(covers))}."
+        f"</p>"
+    )
 
 
 def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = None) -> Path:
@@ -356,16 +483,20 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     downstream = None
     if "downstream" in steps:
         downstream = json.loads(Path(steps["downstream"]["json"]).read_text())
-    body = [f"<h1>SpineGAN experiment: {html.escape(outdir.name)}</h1>",
-            f"<h2 id='headline'>Headline</h2><p class='headline'>{html.escape(headline(config, downstream))}</p>"]
+    body = [
+        f"<h1>SpineGAN experiment: {html.escape(outdir.name)}</h1>",
+        f"<h2 id='headline'>Headline</h2><p class='headline'>{html.escape(headline(config, downstream))}</p>",
+    ]
     if "panel" in steps:
         body.append("<h2 id='evaluator-panel'>Evaluator panel</h2>" + panel_section(steps["panel"]))
     if "provenance" in steps:
         version = steps["provenance"]
-        body.append(f"<p>Code {html.escape(str(version['commit'] or 'outside git'))}"
-                    f"{' (modified)' if version['modified'] else ''}; config sha256 "
-                    f"{html.escape(version['config_sha256'])}; seed {version['seed']}, phantom draw "
-                    f"{version['phantom_seed']}.</p>")
+        body.append(
+            f"<p>Code {html.escape(str(version['commit'] or 'outside git'))}"
+            f"{' (modified)' if version['modified'] else ''}; config sha256 "
+            f"{html.escape(version['config_sha256'])}; seed {version['seed']}, phantom draw "
+            f"{version['phantom_seed']}.</p>"
+        )
 
     body.append("<h2 id='downstream'>Downstream</h2>")
     if downstream is not None:
@@ -388,17 +519,24 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     body.append(_table(["variant", "metric", "value"], metric_rows) if metric_rows else "<p>No metrics yet.</p>")
     body.append(f"<p class='note'>{html.escape(report_tables.fid_note(config.get('metrics', [])))}</p>")
     if "classifier" in steps:
-        body.append(f"<p class='note'>Spine classifier (clinical loss, spine-feature metrics): validation AUC "
-                    f"{_fmt(steps['classifier']['best_val_auc'])} at epoch {steps['classifier']['best_epoch']}.</p>")
+        body.append(
+            f"<p class='note'>Spine classifier (clinical loss, spine-feature metrics): validation AUC "
+            f"{_fmt(steps['classifier']['best_val_auc'])} at epoch {steps['classifier']['best_epoch']}.</p>"
+        )
     if "judge" in steps:
-        body.append(f"<p class='note'>independent_*: label fidelity judged by a second classifier (another seed, "
-                    f"the same training images; validation AUC {_fmt(steps['judge']['best_val_auc'])}) that no "
-                    f"generator was trained against.</p>")
+        body.append(
+            f"<p class='note'>independent_*: label fidelity judged by a second classifier (another seed, "
+            f"the same training images; validation AUC {_fmt(steps['judge']['best_val_auc'])}) that no "
+            f"generator was trained against.</p>"
+        )
 
     body.append("<h2 id='training-curves'>Training curves</h2>")
     run_dirs = {n: steps[f"train/{n}"]["run_dirs"] for n in names if f"train/{n}" in steps}
-    curves = plot_curves({n: read_stats(d) for n, d in run_dirs.items()},
-                         {n: read_metric_lines(d) for n, d in run_dirs.items()}, reportdir / "curves.png")
+    curves = plot_curves(
+        {n: read_stats(d) for n, d in run_dirs.items()},
+        {n: read_metric_lines(d) for n, d in run_dirs.items()},
+        reportdir / "curves.png",
+    )
     body.append(f"<img src='{curves}' alt='training curves'>" if curves else "<p>No training statistics yet.</p>")
 
     body.append("<h2 id='samples'>Samples</h2>")
@@ -409,18 +547,22 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
         if synthetic is None:
             continue
         grid, rows = sample_grid(synthetic, reportdir / f"samples-{name}.png", real_path=train_zip)
-        body.append(f"<h3>{html.escape(name)}</h3><p class='note'>rows: {html.escape(', '.join(rows))} (real "
-                    f"training images and generated ones at the same scale)</p>"
-                    f"<img src='{grid}' alt='samples of {html.escape(name)} beside real images'>")
+        body.append(
+            f"<h3>{html.escape(name)}</h3><p class='note'>rows: {html.escape(', '.join(rows))} (real "
+            f"training images and generated ones at the same scale)</p>"
+            f"<img src='{grid}' alt='samples of {html.escape(name)} beside real images'>"
+        )
         if real_means is not None:
             fake_means = class_means(synthetic)
             if set(fake_means) == set(real_means) and len(real_means) > 1:
                 figure = plot_class_means(real_means, fake_means, reportdir / f"class-means-{name}.png")
                 r = difference_correlation(real_means, fake_means)
-                body.append(f"<p class='note'>Per-class mean images, real (top) and {html.escape(name)} (bottom), "
-                            f"and the class difference: where the classes differ on average. Correlation of the "
-                            f"two difference maps r = {_fmt(r, 2)} (1: the generator's classes differ where real "
-                            f"ones do).</p><img src='{figure}' alt='class means of {html.escape(name)}'>")
+                body.append(
+                    f"<p class='note'>Per-class mean images, real (top) and {html.escape(name)} (bottom), "
+                    f"and the class difference: where the classes differ on average. Correlation of the "
+                    f"two difference maps r = {_fmt(r, 2)} (1: the generator's classes differ where real "
+                    f"ones do).</p><img src='{figure}' alt='class means of {html.escape(name)}'>"
+                )
 
     body.append("<h2 id='nearest-real-neighbours'>Nearest real neighbours</h2>")
     for name in names:
@@ -428,15 +570,19 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
         if synthetic is None or train_zip is None:
             continue
         pairs, distances = nearest_neighbours(synthetic, train_zip, reportdir / f"neighbours-{name}.png")
-        body.append(f"<h3>{html.escape(name)}</h3><p class='note'>left: sample; right: closest training image "
-                    f"(RMS pixel distance {', '.join(f'{d:.1f}' for d in distances)} on 0-255). Near-zero distances "
-                    f"would mean copies.</p><img src='{pairs}' alt='nearest neighbours of {html.escape(name)}'>")
+        body.append(
+            f"<h3>{html.escape(name)}</h3><p class='note'>left: sample; right: closest training image "
+            f"(RMS pixel distance {', '.join(f'{d:.1f}' for d in distances)} on 0-255). Near-zero distances "
+            f"would mean copies.</p><img src='{pairs}' alt='nearest neighbours of {html.escape(name)}'>"
+        )
 
     body.append("<h2 id='privacy-audit'>Privacy audit</h2>" + privacy_section(steps, names))
     body.append("<h2 id='model-card'>Model card</h2>" + model_card(config, steps))
     body.append("<h3>Step timings</h3>" + _table(["step", "time"], report_tables.timing_rows(steps)))
-    page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SpineGAN report: "
-            f"{html.escape(outdir.name)}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    page = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>SpineGAN report: "
+        f"{html.escape(outdir.name)}</title><style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+    )
     path = reportdir / "index.html"
     with dnnlib.atomic_write(path, "w") as f:
         f.write(page)
@@ -444,10 +590,20 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 
 
 @click.command()
-@click.option("--experiment", "outdir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Experiment folder (spine.pipeline.experiment / spine.pipeline.demo)")
-@click.option("--out", "reportdir", type=dnnlib.OutputPath(file_okay=False), default=None,
-              help="Report folder [default: <experiment>/report]")
+@click.option(
+    "--experiment",
+    "outdir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Experiment folder (spine.pipeline.experiment / spine.pipeline.demo)",
+)
+@click.option(
+    "--out",
+    "reportdir",
+    type=dnnlib.OutputPath(file_okay=False),
+    default=None,
+    help="Report folder [default: <experiment>/report]",
+)
 def main(outdir: str, reportdir: str | None) -> None:
     """Write the HTML report of an experiment."""
     if not os.path.isfile(os.path.join(outdir, "config.json")):

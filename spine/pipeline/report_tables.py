@@ -3,7 +3,8 @@ the order they ran with a total."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def metric_rows(variant: str, results: Mapping[str, Any]) -> list[list[str]]:
@@ -29,7 +30,7 @@ def metric_of(key: str) -> str:
     parts = key.split("_")
     for i, part in enumerate(parts):
         if any(ch.isdigit() for ch in part):
-            return "_".join(parts[:i + 1])
+            return "_".join(parts[: i + 1])
     return key
 
 
@@ -44,13 +45,18 @@ def timing_rows(steps: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
 def fid_note(metrics: list[str]) -> str:
     """What the metric table's FIDs mean, or how to get the standard (Inception) one when the run has none."""
     from metrics.metric_names import parse_metric
+
     specs = [parse_metric(name) for name in metrics]
     notes = []
     if any(spec.kind == "fid" for spec in specs):
-        notes.append("FID and KID compare with the 'real vs real (baseline)' rows: the training images against the "
-                     "test images at the same count, which is what two real samples score.")
+        notes.append(
+            "FID and KID compare with the 'real vs real (baseline)' rows: the training images against the "
+            "test images at the same count, which is what two real samples score."
+        )
     if not any(spec.kind == "fid" and spec.space == "inception" for spec in specs):
-        notes.append("No Inception FID in this run: on a CPU it costs about half a second per image; "
-                     "`calc_metrics.py --metrics=fid1k --network=<snapshot>` computes it for a generator and "
-                     "`calc_metrics.py --metrics=fid1k --data=<train> --data2=<test>` its real-vs-real baseline.")
+        notes.append(
+            "No Inception FID in this run: on a CPU it costs about half a second per image; "
+            "`calc_metrics.py --metrics=fid1k --network=<snapshot>` computes it for a generator and "
+            "`calc_metrics.py --metrics=fid1k --data=<train> --data2=<test>` its real-vs-real baseline."
+        )
     return " ".join(notes)

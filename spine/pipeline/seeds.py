@@ -21,6 +21,7 @@ Interval = tuple[float, float, float]  # mean, low, high
 def across_seeds(values: list[float], confidence: float = 0.95) -> Interval:
     """(mean, low, high): Student-t interval of the mean over training seeds."""
     import scipy.stats
+
     x = np.asarray(values, dtype=np.float64)
     if len(x) < 2:
         raise ValueError(f"an interval across seeds needs at least two values, got {len(x)}")
@@ -35,30 +36,39 @@ def group_summaries(down: dict[str, Any], config: ExperimentConfig) -> dict[str,
     for name, arms in replicate_groups(config).items():
         keys = [arm.key for arm in arms if arm.key in down.get("skills", {})]
         if len(keys) > 1:
-            summaries[name] = dict(num_seeds=len(keys), auc=across_seeds([down["aucs"][key] for key in keys]),
-                                   skill=across_seeds([down["skills"][key] for key in keys]))
+            summaries[name] = dict(
+                num_seeds=len(keys),
+                auc=across_seeds([down["aucs"][key] for key in keys]),
+                skill=across_seeds([down["skills"][key] for key in keys]),
+            )
     return summaries
 
 
-def paired_differences(steps: dict[str, Any], config: ExperimentConfig, treated: str,
-                       control: str) -> tuple[int, dict[str, Interval]]:
+def paired_differences(
+    steps: dict[str, Any], config: ExperimentConfig, treated: str, control: str
+) -> tuple[int, dict[str, Interval]]:
     """`treated` minus `control` (arm names), paired by training seed (each pair shares its seed, data and
     preset): (number of pairs, {quantity: interval of the mean difference}) for the synthetic-only skill and plain
     ratios of the downstream table and every float metric both arms report. Fewer than two pairs: (n, {})."""
     down = steps["downstream"]
-    seeded = {name: {arm.seed: arm for arm in _seeds_of(config, name) if arm.key in down.get("skills", {})}
-              for name in (treated, control)}
+    seeded = {
+        name: {arm.seed: arm for arm in _seeds_of(config, name) if arm.key in down.get("skills", {})}
+        for name in (treated, control)
+    }
     pairs = [(arm, seeded[control][seed]) for seed, arm in seeded[treated].items() if seed in seeded[control]]
     if len(pairs) < 2:
         return len(pairs), {}
     arms = [arm for pair in pairs for arm in pair]
-    values = {"skill ratio": {arm.variant: down["skills"][arm.key] for arm in arms},
-              "plain ratio": {arm.variant: down["ratios"][arm.key] for arm in arms}}
+    values = {
+        "skill ratio": {arm.variant: down["skills"][arm.key] for arm in arms},
+        "plain ratio": {arm.variant: down["ratios"][arm.key] for arm in arms},
+    }
     metrics = {arm.variant: _float_metrics(steps, arm.variant) for arm in arms}
     for metric in sorted(set.intersection(*(set(found) for found in metrics.values()))):
         values[metric] = {name: found[metric] for name, found in metrics.items()}
-    return len(pairs), {label: across_seeds([value[t.variant] - value[c.variant] for t, c in pairs])
-                        for label, value in values.items()}
+    return len(pairs), {
+        label: across_seeds([value[t.variant] - value[c.variant] for t, c in pairs]) for label, value in values.items()
+    }
 
 
 def _seeds_of(config: ExperimentConfig, name: str) -> list[Arm]:
@@ -66,8 +76,11 @@ def _seeds_of(config: ExperimentConfig, name: str) -> list[Arm]:
     groups = replicate_groups(config)
     if name in groups:
         return groups[name]
-    return [arm for arm in synthetic_arms(config, config.mode_of(name)) if arm.variant == name] \
-        if name in {v.name for v in config.variants} else []
+    return (
+        [arm for arm in synthetic_arms(config, config.mode_of(name)) if arm.variant == name]
+        if name in {v.name for v in config.variants}
+        else []
+    )
 
 
 def format_interval(interval: Interval, digits: int = 3, sign: str = "") -> str:

@@ -21,12 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def code_version() -> dict[str, Any]:
     """The commit the code runs from and whether tracked files differ from it (None outside a git checkout)."""
+
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
+
     commit = git("rev-parse", "HEAD")
     changes = git("status", "--porcelain", "--untracked-files=no") if commit else None
     return dict(commit=commit, modified=None if changes is None else bool(changes))
@@ -70,12 +72,18 @@ class Steps:
         return outputs
 
 
-def run_logged(cmd: list[str], log_path: Path, echo: Callable[[str], bool], log: Callable[[str], None],
-               env: dict[str, str] | None = None) -> None:
+def run_logged(
+    cmd: list[str],
+    log_path: Path,
+    echo: Callable[[str], bool],
+    log: Callable[[str], None],
+    env: dict[str, str] | None = None,
+) -> None:
     """Run a command, all output to `log_path`, lines for which `echo(line)` holds also to `log`."""
     with open(log_path, "a") as log_file:
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   cwd=REPO_ROOT, bufsize=1, env=env)
+        process = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT, bufsize=1, env=env
+        )
         assert process.stdout is not None
         for line in process.stdout:
             log_file.write(line)

@@ -7,17 +7,24 @@ from pathlib import Path
 import pytest
 
 _SPEC = importlib.util.spec_from_file_location(
-    "steady_speed", Path(__file__).resolve().parents[2] / "bench" / "steady_speed.py")
+    "steady_speed", Path(__file__).resolve().parents[2] / "bench" / "steady_speed.py"
+)
 steady_speed = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(steady_speed)
 
 
 def write_stats(path: Path, ticks: list[tuple[float, float]]) -> Path:
     """One stats.jsonl line per tick, with the loop's names: (sec/kimg, peak GPU GB)."""
-    lines = [json.dumps({"Progress/tick": {"num": 1, "mean": i, "std": 0},
-                         "Timing/sec_per_kimg": {"num": 1, "mean": speed, "std": 0},
-                         "Resources/peak_gpu_mem_gb": {"num": 1, "mean": memory, "std": 0}})
-             for i, (speed, memory) in enumerate(ticks)]
+    lines = [
+        json.dumps(
+            {
+                "Progress/tick": {"num": 1, "mean": i, "std": 0},
+                "Timing/sec_per_kimg": {"num": 1, "mean": speed, "std": 0},
+                "Resources/peak_gpu_mem_gb": {"num": 1, "mean": memory, "std": 0},
+            }
+        )
+        for i, (speed, memory) in enumerate(ticks)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -10,11 +10,11 @@ import os
 import shutil
 import sys
 
+import bad_inputs
 import click
 import pytest
 from click.testing import CliRunner
 
-import bad_inputs
 import dnnlib
 from dnnlib import output_path
 
@@ -50,6 +50,7 @@ def test_a_folder_that_refuses_even_root_is_refused():
 def test_a_read_only_folder_is_refused_and_named(tmp_path, monkeypatch):
     def refuse(**kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
     monkeypatch.setattr(output_path.tempfile, "mkstemp", refuse)
     with pytest.raises(dnnlib.UserError, match=rf"cannot write in {tmp_path} \(Read-only file system\)"):
         dnnlib.check_output_path(tmp_path / "out", "--dest")
@@ -70,10 +71,15 @@ def test_the_click_type_refuses_while_parsing_with_exit_1(tmp_path):
     @click.option("--out", type=dnnlib.OutputPath(dir_okay=False))
     def tool(out):
         ran.append(out)
+
     (tmp_path / "f").write_text("")
     before = bad_inputs.tree(tmp_path)
-    bad_inputs.assert_refused(CliRunner().invoke(tool, ["--out", str(tmp_path / "f" / "x.pkl")]),
-                              "is a file, not a folder", root=tmp_path, before=before)
+    bad_inputs.assert_refused(
+        CliRunner().invoke(tool, ["--out", str(tmp_path / "f" / "x.pkl")]),
+        "is a file, not a folder",
+        root=tmp_path,
+        before=before,
+    )
     assert ran == []
     result = CliRunner().invoke(tool, ["--out", str(tmp_path)])  # click.Path's own rule: a usage error
     assert result.exit_code == 2 and "is a directory" in result.output

@@ -104,6 +104,7 @@ def test_logger_tees_stdout_and_stderr(tmp_path):
 def test_logger_keeps_progress_bars_off_the_file(tmp_path, capsys):
     """A tqdm bar redraws its line with \\r: the terminal sees every state, the file only the final line."""
     from tqdm import tqdm
+
     log = tmp_path / "log.txt"
     logger = dnnlib.Logger(str(log), file_mode="w")
     print("before")
@@ -117,8 +118,9 @@ def test_logger_keeps_progress_bars_off_the_file(tmp_path, capsys):
     assert capsys.readouterr().err.count("\r") >= 3  # the terminal got the redraws
 
 
-@pytest.mark.parametrize("seconds, text", [(5.4, "5s"), (184, "3m 04s"), (3723, "1h 02m 03s"),
-                                           (2 * 86400 + 3 * 3600 + 240, "2d 03h 04m")])
+@pytest.mark.parametrize(
+    "seconds, text", [(5.4, "5s"), (184, "3m 04s"), (3723, "1h 02m 03s"), (2 * 86400 + 3 * 3600 + 240, "2d 03h 04m")]
+)
 def test_format_time(seconds, text):
     assert util.format_time(seconds) == text
 
@@ -134,8 +136,14 @@ def test_user_error_is_one_click_error_line_and_a_value_error():
     result = CliRunner().invoke(tool, [])
     assert result.exit_code == 1 and result.output == "Error: x.pkl: not a network snapshot: found text\n"
     assert isinstance(dnnlib.UserError("m"), ValueError)
-    listing = CliRunner().invoke(click.command()(lambda: (_ for _ in ()).throw(
-        dnnlib.UserError("two options differ:\n  --a: 1, now 2\n  --b: 3, now 4", multiline=True))), [])
+    listing = CliRunner().invoke(
+        click.command()(
+            lambda: (_ for _ in ()).throw(
+                dnnlib.UserError("two options differ:\n  --a: 1, now 2\n  --b: 3, now 4", multiline=True)
+            )
+        ),
+        [],
+    )
     assert listing.exit_code == 1 and listing.output == "Error: two options differ:\n  --a: 1, now 2\n  --b: 3, now 4\n"
 
 
@@ -155,13 +163,20 @@ def _atomic_temp_files(directory):
 
 def test_temp_file_of_a_killed_writer_is_removed_and_everything_else_stays(tmp_path):
     import subprocess
+
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "checkpoint.pt")], env=env)
     assert proc.returncode == -9
     (stale,) = _atomic_temp_files(tmp_path)
     assert stale.startswith(".checkpoint.pt.") and not (tmp_path / "checkpoint.pt").exists()
-    foreign = ["checkpoint.pt", "notes.tmp", ".checkpoint.pt.tmp", ".checkpoint.pt.ABCDEFGH.tmp",
-               "checkpoint.pt.abcdefgh.tmp", ".network-snapshot-000040.pkl.abcdefgh.tmp.keep"]
+    foreign = [
+        "checkpoint.pt",
+        "notes.tmp",
+        ".checkpoint.pt.tmp",
+        ".checkpoint.pt.ABCDEFGH.tmp",
+        "checkpoint.pt.abcdefgh.tmp",
+        ".network-snapshot-000040.pkl.abcdefgh.tmp.keep",
+    ]
     for name in foreign:
         (tmp_path / name).write_bytes(b"someone's file")
     (tmp_path / ".run.abcdefgh.tmp").mkdir()  # a folder with a temp file's name is not ours either

@@ -2,7 +2,6 @@
 that spawned worker processes import them without clashing with other folders' conftest modules)."""
 
 import pytest
-
 from metrics_helpers import OfficialStyle, PoolStyle, save_torchscript, write_dataset
 
 

@@ -25,8 +25,7 @@ def write_dataset(path: str, num: int = 12, res: int = 8, seed: int = 0) -> str:
         PIL.Image.fromarray(img.astype(np.uint8), "L").save(os.path.join(path, name))
         labels.append([name, i % 2])
     with open(os.path.join(path, "dataset.json"), "w") as f:
-        json.dump(dict(labels=labels, spinegan=dict(label_mode="abnormality", class_names=["normal", "Abnormal X"])),
-                  f)
+        json.dump(dict(labels=labels, spinegan=dict(label_mode="abnormality", class_names=["normal", "Abnormal X"])), f)
     return path
 
 
@@ -45,8 +44,9 @@ def tf1_resize_reference(img: np.ndarray, size: int) -> np.ndarray:
             x = j * width / size
             x0 = int(np.floor(x))
             x1, wx = min(x0 + 1, width - 1), x - x0
-            out[..., i, j] = ((1 - wy) * ((1 - wx) * img[..., y0, x0] + wx * img[..., y0, x1])
-                              + wy * ((1 - wx) * img[..., y1, x0] + wx * img[..., y1, x1]))
+            out[..., i, j] = (1 - wy) * ((1 - wx) * img[..., y0, x0] + wx * img[..., y0, x1]) + wy * (
+                (1 - wx) * img[..., y1, x0] + wx * img[..., y1, x1]
+            )
     return out
 
 
@@ -63,8 +63,15 @@ RESIZE_ATOL = float(8 * 255 * np.finfo(np.float32).eps / 128)
 
 def tiny_generator(c_dim: int = 2, seed: int = 0) -> Generator:
     torch.manual_seed(seed)
-    return Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=8, img_channels=1,
-                     mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
+    return Generator(
+        z_dim=8,
+        c_dim=c_dim,
+        w_dim=8,
+        img_resolution=8,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    ).eval()
 
 
 class PoolStyle(nn.Module):
@@ -114,6 +121,7 @@ class ReplayGenerator(nn.Module):
     def __init__(self, dataset_path: str, by_class: bool = False):
         super().__init__()
         from training.dataset import ImageFolderDataset
+
         data = ImageFolderDataset(dataset_path, use_labels=True)
         self.images = [torch.tensor(data[i][0], dtype=torch.float32) for i in range(len(data))]
         classes = [int(data.get_label(i).argmax()) for i in range(len(data))]

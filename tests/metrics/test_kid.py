@@ -27,8 +27,9 @@ def test_kid_is_unbiased_on_equal_distributions():
     values = []
     for seed in range(40):
         rng = np.random.RandomState(seed)
-        values.append(kernel_inception_distance(rng.randn(60, 8), rng.randn(60, 8), num_subsets=5,
-                                                max_subset_size=30, seed=seed))
+        values.append(
+            kernel_inception_distance(rng.randn(60, 8), rng.randn(60, 8), num_subsets=5, max_subset_size=30, seed=seed)
+        )
     values = np.array(values)
     stderr = values.std(ddof=1) / np.sqrt(values.size)
     assert abs(values.mean()) < 4 * stderr
@@ -64,8 +65,7 @@ def test_kid_matches_the_official_subset_estimator(num_real, num_gen, max_subset
 
 def test_kid_is_positive_for_different_distributions():
     rng = np.random.RandomState(3)
-    assert kernel_inception_distance(rng.randn(100, 8), rng.randn(100, 8) + 1, num_subsets=10,
-                                     max_subset_size=50) > 0.5
+    assert kernel_inception_distance(rng.randn(100, 8), rng.randn(100, 8) + 1, num_subsets=10, max_subset_size=50) > 0.5
 
 
 def test_kid_needs_two_points():

@@ -10,30 +10,52 @@ import pytest
 import scipy.linalg
 import torch
 import torch.multiprocessing as mp
+from metrics_helpers import (
+    RESIZE_ATOL,
+    GridStyle,
+    ReplayGenerator,
+    reference_input,
+    save_torchscript,
+    tiny_generator,
+    write_dataset,
+)
 
-from metrics_helpers import (RESIZE_ATOL, GridStyle, ReplayGenerator, reference_input, save_torchscript,
-                             tiny_generator, write_dataset)
-from training.dataset import ImageFolderDataset
-from training import distributed as dist_utils
-from training.networks import Generator
-from metrics import metric_main
-from metrics import detectors
+from metrics import detectors, metric_main
 from metrics.detectors import POOL_PREPROCESSING, file_sha1
 from metrics.metric_names import MetricNameError
+from training import distributed as dist_utils
+from training.dataset import ImageFolderDataset
+from training.networks import Generator
 
 
 def run(metric: str, G: torch.nn.Module, dataset: str, **options) -> dict:
     """calc_metric called exactly as the training loop calls it, plus options."""
     kwargs = dict(class_name="training.dataset.ImageFolderDataset", path=dataset, use_labels=True, xflip=False)
     options.setdefault("batch_size", 5)
-    return metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=kwargs, num_gpus=1, rank=0,
-                                   device=torch.device("cpu"), progress=False, **options)
+    return metric_main.calc_metric(
+        metric=metric,
+        G=G,
+        dataset_kwargs=kwargs,
+        num_gpus=1,
+        rank=0,
+        device=torch.device("cpu"),
+        progress=False,
+        **options,
+    )
 
 
 def test_generator_that_replays_the_dataset_scores_perfectly(dataset, pool_detector_file):
     result = run("fid12_full", ReplayGenerator(dataset), dataset, detector=pool_detector_file)
-    assert set(result) == {"results", "metric", "total_time", "total_time_str", "num_gpus", "detector",
-                           "detector_sha1", "preprocessing"}
+    assert set(result) == {
+        "results",
+        "metric",
+        "total_time",
+        "total_time_str",
+        "num_gpus",
+        "detector",
+        "detector_sha1",
+        "preprocessing",
+    }
     assert result.metric == "fid12_full" and result.num_gpus == 1 and pool_detector_file in result.detector
     assert result.detector_sha1 == file_sha1(pool_detector_file) and result.preprocessing == POOL_PREPROCESSING
     assert list(result.results) == ["fid12_full"] and abs(result.results.fid12_full) < 1e-6
@@ -83,8 +105,15 @@ def folder(path: str) -> dict:
 
 def between(metric: str, data: str, data2: str, **options) -> dict:
     """calc_metric between two datasets, as calc_metrics.py --data --data2 calls it."""
-    return metric_main.calc_metric(metric=metric, dataset_kwargs=folder(data), dataset2_kwargs=folder(data2),
-                                   device="cpu", progress=False, batch_size=7, **options)
+    return metric_main.calc_metric(
+        metric=metric,
+        dataset_kwargs=folder(data),
+        dataset2_kwargs=folder(data2),
+        device="cpu",
+        progress=False,
+        batch_size=7,
+        **options,
+    )
 
 
 def dataset_images(path: str) -> np.ndarray:
@@ -141,19 +170,22 @@ def test_fid_with_the_standard_inception_equals_the_official_pipeline_to_1e_3(tm
     ours = between("fid5_full", data, data2).results.fid5_full
     module = detectors.load_torchscript(path, torch.device("cpu"))
     with torch.no_grad():
-        f1, f2 = (module(torch.from_numpy(reference_input(dataset_images(p))).float()).double().numpy()
-                  for p in (data2, data))
+        f1, f2 = (
+            module(torch.from_numpy(reference_input(dataset_images(p))).float()).double().numpy() for p in (data2, data)
+        )
     # With N < 2048 the covariances are singular, so the trace of sqrtm(S1 S2) comes from the centred features
     # A1, A2: the nonzero eigenvalues of S1 S2 are the squared singular values of A1 A2^T / sqrt(N1 N2).
     a1, a2 = f1 - f1.mean(0), f2 - f2.mean(0)
     trace_sqrt = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum() / np.sqrt(len(a1) * len(a2))
-    expected = (np.sum((f1.mean(0) - f2.mean(0)) ** 2) + np.sum(a1 ** 2) / len(a1) + np.sum(a2 ** 2) / len(a2)
-                - 2 * trace_sqrt)
+    expected = (
+        np.sum((f1.mean(0) - f2.mean(0)) ** 2) + np.sum(a1**2) / len(a1) + np.sum(a2**2) / len(a2) - 2 * trace_sqrt
+    )
     assert ours == pytest.approx(expected, rel=1e-3)
 
 
 def test_two_copies_of_a_dataset_score_perfectly_and_any_metric_runs_between_datasets(
-        tmp_path, dataset, pool_detector_file, official_detector_file):
+    tmp_path, dataset, pool_detector_file, official_detector_file
+):
     copy = write_dataset(str(tmp_path / "copy"))  # the same seed: the same images
     assert abs(between("fid12_full", dataset, copy, detector=pool_detector_file).results.fid12_full) < 1e-6
     pr = between("pr123_full_inception", dataset, copy, detector=pool_detector_file).results
@@ -174,8 +206,9 @@ def test_two_dataset_mode_refuses_what_needs_a_generator(tmp_path, dataset, pool
     with pytest.raises(ValueError, match="no two-dataset form"):
         between("label_fidelity10", dataset, dataset, classifier="c.pkl")
     with pytest.raises(ValueError, match="either a generator .* or a second dataset"):
-        metric_main.calc_metric(metric="fid4", G=tiny_generator(), dataset_kwargs=folder(dataset),
-                                dataset2_kwargs=folder(dataset))
+        metric_main.calc_metric(
+            metric="fid4", G=tiny_generator(), dataset_kwargs=folder(dataset), dataset2_kwargs=folder(dataset)
+        )
     three = tmp_path / "three-classes"
     write_dataset(str(three), num=6)
     (three / "dataset.json").write_text(json.dumps(dict(labels=[[f"00000/img{i:08d}.png", i % 3] for i in range(6)])))
@@ -184,14 +217,23 @@ def test_two_dataset_mode_refuses_what_needs_a_generator(tmp_path, dataset, pool
 
 
 def test_report_metric_appends_official_lines(tmp_path):
-    result = dict(results=dict(fid2k=1.5), metric="fid2k", total_time=3.2, total_time_str="3s", num_gpus=1,
-                  detector="d")
+    result = dict(
+        results=dict(fid2k=1.5), metric="fid2k", total_time=3.2, total_time_str="3s", num_gpus=1, detector="d"
+    )
     for _ in range(2):
         metric_main.report_metric(result, run_dir=str(tmp_path), snapshot_pkl=str(tmp_path / "network-snapshot.pkl"))
     lines = [json.loads(line) for line in (tmp_path / "metric-fid2k.jsonl").read_text().splitlines()]
     assert len(lines) == 2
-    assert set(lines[0]) == {"results", "metric", "total_time", "total_time_str", "num_gpus", "snapshot_pkl",
-                             "timestamp", "detector"}
+    assert set(lines[0]) == {
+        "results",
+        "metric",
+        "total_time",
+        "total_time_str",
+        "num_gpus",
+        "snapshot_pkl",
+        "timestamp",
+        "detector",
+    }
     assert lines[0]["snapshot_pkl"] == "network-snapshot.pkl" and lines[1]["results"] == {"fid2k": 1.5}
 
 
@@ -201,8 +243,15 @@ DISTRIBUTED_METRICS = ("fid7_full", "kid7", "pr72_full_inception")
 def noiseless_generator() -> Generator:
     # Per-pixel noise comes from each process's own RNG; without it the images depend on z and c only.
     torch.manual_seed(0)
-    return Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=8, img_channels=1, mapping_kwargs=dict(num_layers=1),
-                     synthesis_kwargs=dict(channel_base=64, channel_max=8, use_noise=False)).eval()
+    return Generator(
+        z_dim=8,
+        c_dim=2,
+        w_dim=8,
+        img_resolution=8,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8, use_noise=False),
+    ).eval()
 
 
 def distributed_worker(rank: int, port: int, dataset: str, detector: str, out: str) -> None:
@@ -212,9 +261,20 @@ def distributed_worker(rank: int, port: int, dataset: str, detector: str, out: s
     kwargs = dict(class_name="training.dataset.ImageFolderDataset", path=dataset, use_labels=True, xflip=False)
     results = {}
     for metric in DISTRIBUTED_METRICS:
-        results.update(metric_main.calc_metric(metric=metric, G=noiseless_generator(), dataset_kwargs=kwargs,
-                                               num_gpus=2, rank=rank, device=torch.device("cpu"), progress=False,
-                                               batch_size=2, detector=detector, cache=False).results)
+        results.update(
+            metric_main.calc_metric(
+                metric=metric,
+                G=noiseless_generator(),
+                dataset_kwargs=kwargs,
+                num_gpus=2,
+                rank=rank,
+                device=torch.device("cpu"),
+                progress=False,
+                batch_size=2,
+                detector=detector,
+                cache=False,
+            ).results
+        )
     with open(f"{out}.{rank}", "w") as f:
         json.dump(results, f)
     dist_utils.shutdown()
@@ -232,8 +292,9 @@ def test_two_processes_give_the_single_process_values(tmp_path, dataset, pool_de
     torch.set_num_threads(1)  # like the workers: another thread count changes float summation order
     try:
         for metric in DISTRIBUTED_METRICS:
-            single.update(run(metric, noiseless_generator(), dataset, detector=pool_detector_file,
-                              batch_size=2).results)
+            single.update(
+                run(metric, noiseless_generator(), dataset, detector=pool_detector_file, batch_size=2).results
+            )
     finally:
         torch.set_num_threads(threads)
     # Two processes sum the float64 statistics in chunks of 4 images, one process in chunks of 2. KID and PR see

@@ -6,11 +6,17 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-
 from metrics_helpers import tiny_generator, write_dataset
+
 from metrics.detectors import POOL_PREPROCESSING, Detector
-from metrics.metric_utils import (FeatureStats, MetricOptions, compute_feature_stats_for_dataset,
-                                  compute_feature_stats_for_evaluated, compute_feature_stats_for_generator, rank_slices)
+from metrics.metric_utils import (
+    FeatureStats,
+    MetricOptions,
+    compute_feature_stats_for_dataset,
+    compute_feature_stats_for_evaluated,
+    compute_feature_stats_for_generator,
+    rank_slices,
+)
 
 
 class CountingDetector:
@@ -18,8 +24,14 @@ class CountingDetector:
 
     def __init__(self, sha1: str = "counting-v1", preprocessing: str = "test-v1"):
         self.seen = 0
-        self.detector = Detector(name="counting", description="test", sha1=sha1, preprocessing=preprocessing,
-                                 options="", extract=self.extract)
+        self.detector = Detector(
+            name="counting",
+            description="test",
+            sha1=sha1,
+            preprocessing=preprocessing,
+            options="",
+            extract=self.extract,
+        )
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         self.seen += images.shape[0]
@@ -28,8 +40,10 @@ class CountingDetector:
 
 
 def options(dataset: str, **kwargs) -> MetricOptions:
-    kwargs.setdefault("dataset_kwargs", dict(class_name="training.dataset.ImageFolderDataset", path=dataset,
-                                             use_labels=True, xflip=False))
+    kwargs.setdefault(
+        "dataset_kwargs",
+        dict(class_name="training.dataset.ImageFolderDataset", path=dataset, use_labels=True, xflip=False),
+    )
     return MetricOptions(progress=False, batch_size=5, **kwargs)
 
 
@@ -60,7 +74,7 @@ def test_rank_slices_cover_every_item_once_in_order(num_items, num_gpus):
         counts = {count for _, _, count in chunks}
         assert len(starts) == 1 and len(counts) == 1
         assert len({len(p) for _, p, _ in chunks}) == 1  # every rank takes part in the all-gather equally
-        gathered += list((starts.pop() + np.concatenate([p for _, p, _ in chunks]))[:counts.pop()])
+        gathered += list((starts.pop() + np.concatenate([p for _, p, _ in chunks]))[: counts.pop()])
     assert gathered == list(range(num_items))
 
 
@@ -110,23 +124,27 @@ def test_statistics_cached_under_an_older_preprocessing_are_never_reused(dataset
 def test_real_statistics_go_to_an_explicit_cache_dir_and_are_reused_from_it(dataset, cache_dir, tmp_path):
     counting = CountingDetector()
     here = tmp_path / "experiment" / "real-stats"
-    first = compute_feature_stats_for_dataset(options(dataset, cache_dir=str(here)), counting.detector, full=True,
-                                              capture_all=True)
+    first = compute_feature_stats_for_dataset(
+        options(dataset, cache_dir=str(here)), counting.detector, full=True, capture_all=True
+    )
     assert counting.seen == 12 and len(os.listdir(here)) == 1
     assert not (cache_dir / "gan-metrics").exists()  # the dnnlib cache is left alone
-    again = compute_feature_stats_for_dataset(options(dataset, cache_dir=str(here)), counting.detector, full=True,
-                                              capture_all=True)
+    again = compute_feature_stats_for_dataset(
+        options(dataset, cache_dir=str(here)), counting.detector, full=True, capture_all=True
+    )
     assert counting.seen == 12
     np.testing.assert_array_equal(again.get_all(), first.get_all())
 
 
 def test_real_subsets_and_classes(dataset):
     counting = CountingDetector()
-    stats = compute_feature_stats_for_dataset(options(dataset, cache=False), counting.detector, max_items=4,
-                                              capture_all=True)
+    stats = compute_feature_stats_for_dataset(
+        options(dataset, cache=False), counting.detector, max_items=4, capture_all=True
+    )
     assert stats.num_items == 4
-    ones = compute_feature_stats_for_dataset(options(dataset, cache=False), counting.detector, class_index=1,
-                                             full=True, capture_all=True)
+    ones = compute_feature_stats_for_dataset(
+        options(dataset, cache=False), counting.detector, class_index=1, full=True, capture_all=True
+    )
     assert ones.num_items == 6 and ones.get_all()[:, 0].min() >= 100  # class 1 images are the bright ones
 
 
@@ -143,18 +161,25 @@ def test_generated_images_are_seeded_labelled_and_leave_the_global_rng_alone(dat
     assert torch.equal(torch.rand(1), expected_next)
     second = compute_feature_stats_for_generator(options(dataset, G=G), counting.detector, num_gen=11, capture_all=True)
     np.testing.assert_array_equal(first.get_all(), second.get_all())
-    labels = torch.cat(seen_c[:len(seen_c) // 2])
+    labels = torch.cat(seen_c[: len(seen_c) // 2])
     assert labels.shape == (11, 2) and set(labels.sum(1).tolist()) == {1.0}  # one-hot labels from the dataset
-    one_class = compute_feature_stats_for_generator(options(dataset, G=G), counting.detector, num_gen=3, class_index=1,
-                                                    capture_all=True)
+    one_class = compute_feature_stats_for_generator(
+        options(dataset, G=G), counting.detector, num_gen=3, class_index=1, capture_all=True
+    )
     assert one_class.num_items == 3 and torch.equal(seen_c[-1], torch.tensor([[0.0, 1.0]] * 3))
 
 
 def test_generated_pixels_are_the_saved_png_values(dataset):
     G = tiny_generator()
     captured = []
-    detector = Detector(name="raw", description="", sha1="raw", preprocessing="", options="",
-                        extract=lambda images: (captured.append(images), images.flatten(1).float())[1])
+    detector = Detector(
+        name="raw",
+        description="",
+        sha1="raw",
+        preprocessing="",
+        options="",
+        extract=lambda images: (captured.append(images), images.flatten(1).float())[1],
+    )
     opts = options(dataset, G=G)
     opts.batch_gen = 3
     compute_feature_stats_for_generator(opts, detector, num_gen=3, class_index=0)
@@ -168,8 +193,11 @@ def test_generated_pixels_are_the_saved_png_values(dataset):
 
 def test_a_second_dataset_takes_the_place_of_generated_images(dataset, tmp_path):
     data2 = write_dataset(str(tmp_path / "data2"), num=7, seed=3)
-    opts = options(dataset, dataset2_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path=data2,
-                                                 xflip=False), cache=False)
+    opts = options(
+        dataset,
+        dataset2_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path=data2, xflip=False),
+        cache=False,
+    )
     counting = CountingDetector()
     every = compute_feature_stats_for_evaluated(opts, counting.detector, num_gen=50, capture_all=True)
     assert every.num_items == 7  # fewer images than asked for: all of them
@@ -182,5 +210,6 @@ def test_a_second_dataset_takes_the_place_of_generated_images(dataset, tmp_path)
 def test_label_dimension_mismatch_is_refused(tmp_path):
     path = write_dataset(str(tmp_path / "d"), num=4)
     with pytest.raises(ValueError, match="c_dim=3"):
-        compute_feature_stats_for_generator(options(path, G=tiny_generator(c_dim=3)), CountingDetector().detector,
-                                            num_gen=2)
+        compute_feature_stats_for_generator(
+            options(path, G=tiny_generator(c_dim=3)), CountingDetector().detector, num_gen=2
+        )

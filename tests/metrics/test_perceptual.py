@@ -4,11 +4,11 @@ fallbacks' own contracts (differentiable, unit-length Inception features, the pi
 import pytest
 import torch
 import torch.nn.functional as F
+from metrics_helpers import save_torchscript
 from torch import nn
 
 from metrics import detectors, perceptual
 from metrics.detectors import DetectorUnavailable
-from metrics_helpers import save_torchscript
 
 
 class LpipsStyle(nn.Module):

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tolerances import rounding_tol
 
 from metrics import metric_main
 from metrics.detectors import DetectorUnavailable
@@ -13,8 +14,6 @@ from metrics.metric_names import parse_metric
 from metrics.metric_utils import MetricOptions
 from metrics.perceptual import pixel_distance, pixel_pyramid_features
 from metrics.perceptual_path_length import EPSILON, VARIANTS, filtered_mean, path_lengths, slerp
-from tolerances import rounding_tol
-
 
 SEEN: list[torch.Tensor] = []  # every z given to a RecordingMapping (module-level: the metric copies G)
 
@@ -101,6 +100,7 @@ def test_pixel_features_distance_is_the_mean_over_levels_of_the_mean_squared_dif
 
 def test_the_registry_reports_the_pixel_variant_under_its_own_name(monkeypatch):
     from metrics import metric_names
+
     monkeypatch.setattr(metric_names, "PPL_SAMPLES", 12)
     a = torch.tensor([1.0, 2.0], dtype=torch.float64)
     SEEN.clear()

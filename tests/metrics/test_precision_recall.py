@@ -10,6 +10,7 @@ from metrics.precision_recall import knn_radii, precision_recall
 def brute_force_pr(real: np.ndarray, gen: np.ndarray, k: int) -> tuple[float, float]:
     """The official definition in float64: features and distances rounded to float16, the radius of a point the
     (k+1)-th smallest distance to its own set (itself included), a probe inside when distance <= radius."""
+
     def dist(a, b):
         a, b = a.astype(np.float16).astype(np.float64), b.astype(np.float16).astype(np.float64)
         return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)).astype(np.float16)

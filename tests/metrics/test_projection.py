@@ -6,15 +6,30 @@ import pytest
 import torch
 
 from metrics.perceptual import pixel_distance, squared_distance
+from metrics.projection import (
+    ProjectionOptions,
+    learning_rate,
+    noise_regularization,
+    project,
+    renormalize,
+    synthesize,
+    to_distance_input,
+    w_statistics,
+)
 from training.networks import Generator
-from metrics.projection import ProjectionOptions, learning_rate, noise_regularization, project, renormalize, \
-    synthesize, to_distance_input, w_statistics
 
 
 def small_generator(c_dim: int = 2, channels: int = 1) -> Generator:
     torch.manual_seed(0)
-    return Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16, img_channels=channels,
-                     mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=16)).eval()
+    return Generator(
+        z_dim=8,
+        c_dim=c_dim,
+        w_dim=8,
+        img_resolution=16,
+        img_channels=channels,
+        mapping_kwargs=dict(num_layers=2),
+        synthesis_kwargs=dict(channel_base=256, channel_max=16),
+    ).eval()
 
 
 def drawn_target(G: Generator, seed: int, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,8 +65,12 @@ def test_projection_recovers_an_image_drawn_from_a_known_w(c_dim, channels, clas
 def test_a_batch_gets_one_w_per_target_and_noise_fitting_needs_one_target():
     G = small_generator(0)
     targets = torch.cat([drawn_target(G, seed, torch.zeros([1, 0]))[1] for seed in (1, 3)])
-    result = project(G, targets, pixel_distance(), ProjectionOptions(num_steps=400, w_avg_samples=500,
-                                                                      optimize_noise=False, keep_steps=True))
+    result = project(
+        G,
+        targets,
+        pixel_distance(),
+        ProjectionOptions(num_steps=400, w_avg_samples=500, optimize_noise=False, keep_steps=True),
+    )
     assert result.steps.shape == (400, 2, G.num_ws, G.w_dim)
     assert (result.distances < 1e-5).all()
     with pytest.raises(ValueError, match="single target"):

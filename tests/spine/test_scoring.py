@@ -138,8 +138,14 @@ def test_roc_png_and_json_are_written(tmp_path):
 
 
 def _auc_resamples(labels, scores, groups, n_resamples=200, seed=5):
-    return scoring.bootstrap_values(lambda idx: np.array([scoring.roc_auc(labels[idx], scores[idx])]), len(labels),
-                                    lambda idx: 0 < labels[idx].sum() < len(idx), n_resamples, seed, groups=groups)
+    return scoring.bootstrap_values(
+        lambda idx: np.array([scoring.roc_auc(labels[idx], scores[idx])]),
+        len(labels),
+        lambda idx: 0 < labels[idx].sum() < len(idx),
+        n_resamples,
+        seed,
+        groups=groups,
+    )
 
 
 def test_one_image_per_study_resamples_exactly_as_images():
@@ -181,8 +187,9 @@ def test_hierarchical_bootstrap_resamples_replicates_with_the_exact_distribution
     (0, 1, 2) takes each of the 27 ordered draws with probability 1/27; compare frequencies within 5 binomial sds."""
     values = np.array([0.0, 1.0, 2.0])
     n = 5400
-    means = scoring.hierarchical_values(lambda reps, idx: np.array([values[reps].mean()]), 3, 10,
-                                        lambda idx: True, n_resamples=n, seed=1)[:, 0]
+    means = scoring.hierarchical_values(
+        lambda reps, idx: np.array([values[reps].mean()]), 3, 10, lambda idx: True, n_resamples=n, seed=1
+    )[:, 0]
     exact: dict[float, int] = {}
     for a in range(3):
         for b in range(3):

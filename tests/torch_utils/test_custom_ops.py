@@ -30,61 +30,70 @@ def _fresh_state(monkeypatch):
 
 class _FakeCudaTensor:
     """Only `.device` is read by resolve_impl, so a stand-in lets CPU tests cover the CUDA branches."""
-    device = torch.device('cuda', 0)
+
+    device = torch.device("cuda", 0)
 
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """Pretends a GPU exists; returns a function registering a fake plugin for op 'fake_op'."""
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
 
     def register(load_plugin):
-        module = types.ModuleType('fake_plugin_module')
+        module = types.ModuleType("fake_plugin_module")
         module.load_plugin = load_plugin
-        monkeypatch.setitem(sys.modules, 'fake_plugin_module', module)
-        monkeypatch.setitem(custom_ops._PLUGIN_MODULES, 'fake_op', 'fake_plugin_module')
+        monkeypatch.setitem(sys.modules, "fake_plugin_module", module)
+        monkeypatch.setitem(custom_ops._PLUGIN_MODULES, "fake_op", "fake_plugin_module")
+
     return register
 
 
 def test_auto_on_cpu_is_ref_without_building(monkeypatch):
-    monkeypatch.setattr(custom_ops, '_plugin_failure', lambda op: pytest.fail('must not build for a CPU tensor'))
-    assert custom_ops.resolve_impl('bias_act', None, torch.zeros(2)) == 'ref'
-    assert custom_ops.resolve_impl('bias_act', 'auto', torch.zeros(2)) == 'ref'
+    monkeypatch.setattr(custom_ops, "_plugin_failure", lambda op: pytest.fail("must not build for a CPU tensor"))
+    assert custom_ops.resolve_impl("bias_act", None, torch.zeros(2)) == "ref"
+    assert custom_ops.resolve_impl("bias_act", "auto", torch.zeros(2)) == "ref"
 
 
-@pytest.mark.parametrize('env, requested, expected', [
-    ('ref', None, 'ref'), (' REF ', 'auto', 'ref'), ('auto', None, 'ref'), ('', None, 'ref'), ('cuda', 'ref', 'ref'),
-])
+@pytest.mark.parametrize(
+    "env, requested, expected",
+    [
+        ("ref", None, "ref"),
+        (" REF ", "auto", "ref"),
+        ("auto", None, "ref"),
+        ("", None, "ref"),
+        ("cuda", "ref", "ref"),
+    ],
+)
 def test_env_var_and_explicit_request(monkeypatch, env, requested, expected):
     monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, env)
-    assert custom_ops.resolve_impl('upfirdn2d', requested, torch.zeros(1)) == expected
+    assert custom_ops.resolve_impl("upfirdn2d", requested, torch.zeros(1)) == expected
 
 
 def test_forced_cuda_on_cpu_tensor_raises(monkeypatch):
     with pytest.raises(RuntimeError, match=r"bias_act: impl='cuda'.*tensor is on cpu"):
-        custom_ops.resolve_impl('bias_act', 'cuda', torch.zeros(1))
-    monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, 'cuda')
-    with pytest.raises(RuntimeError, match='upfirdn2d'):
-        custom_ops.resolve_impl('upfirdn2d', None, torch.zeros(1))
+        custom_ops.resolve_impl("bias_act", "cuda", torch.zeros(1))
+    monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, "cuda")
+    with pytest.raises(RuntimeError, match="upfirdn2d"):
+        custom_ops.resolve_impl("upfirdn2d", None, torch.zeros(1))
 
 
 def test_bad_values_raise(monkeypatch):
     with pytest.raises(ValueError, match=r"bias_act: impl='gpu'"):
-        custom_ops.resolve_impl('bias_act', 'gpu', torch.zeros(1))
-    monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, 'fast')
+        custom_ops.resolve_impl("bias_act", "gpu", torch.zeros(1))
+    monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, "fast")
     with pytest.raises(ValueError, match="SPINEGAN_OPS_IMPL='fast'"):
-        custom_ops.resolve_impl('bias_act', None, torch.zeros(1))
+        custom_ops.resolve_impl("bias_act", None, torch.zeros(1))
 
 
 def test_one_log_line_per_op(caplog):
     with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
         for _ in range(3):
-            custom_ops.resolve_impl('bias_act', None, torch.zeros(1))
-        custom_ops.resolve_impl('upfirdn2d', 'ref', torch.zeros(1))
+            custom_ops.resolve_impl("bias_act", None, torch.zeros(1))
+        custom_ops.resolve_impl("upfirdn2d", "ref", torch.zeros(1))
     assert [r.getMessage() for r in caplog.records] == [
-        'bias_act: using reference path (tensor is on cpu, not on a CUDA device)',
-        'upfirdn2d: using reference path (requested)',
+        "bias_act: using reference path (tensor is on cpu, not on a CUDA device)",
+        "upfirdn2d: using reference path (requested)",
     ]
 
 
@@ -93,65 +102,70 @@ def test_choices_logged_to_a_stream_inside_the_block_only():
     before = custom_ops.logger.handlers[:], custom_ops.logger.level, custom_ops.logger.propagate
     with custom_ops.choices_logged_to(stream):
         for _ in range(2):
-            custom_ops.resolve_impl('bias_act', None, torch.zeros(1))
-    custom_ops.resolve_impl('upfirdn2d', None, torch.zeros(1))  # after the block: not in the stream
-    assert stream.getvalue() == 'bias_act: using reference path (tensor is on cpu, not on a CUDA device)\n'
+            custom_ops.resolve_impl("bias_act", None, torch.zeros(1))
+    custom_ops.resolve_impl("upfirdn2d", None, torch.zeros(1))  # after the block: not in the stream
+    assert stream.getvalue() == "bias_act: using reference path (tensor is on cpu, not on a CUDA device)\n"
     assert (custom_ops.logger.handlers, custom_ops.logger.level, custom_ops.logger.propagate) == before
 
 
 def test_plugin_that_loads_is_used_and_logged(fake_gpu, caplog):
     calls = []
-    fake_gpu(lambda: calls.append(1) or types.SimpleNamespace(__file__='/cache/spinegan/fake-1234-sm_90/fake.so'))
+    fake_gpu(lambda: calls.append(1) or types.SimpleNamespace(__file__="/cache/spinegan/fake-1234-sm_90/fake.so"))
     with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
-        assert custom_ops.resolve_impl('fake_op', None, _FakeCudaTensor()) == 'cuda'
-        assert custom_ops.resolve_impl('fake_op', 'cuda', _FakeCudaTensor()) == 'cuda'
+        assert custom_ops.resolve_impl("fake_op", None, _FakeCudaTensor()) == "cuda"
+        assert custom_ops.resolve_impl("fake_op", "cuda", _FakeCudaTensor()) == "cuda"
     assert calls == [1]  # loaded once per process
     assert [r.getMessage() for r in caplog.records] == [
-        'fake_op: using CUDA plugin (sm_90, cached at /cache/spinegan/fake-1234-sm_90)']
+        "fake_op: using CUDA plugin (sm_90, cached at /cache/spinegan/fake-1234-sm_90)"
+    ]
 
 
 def test_failed_build_falls_back_loudly_under_auto_and_raises_when_forced(fake_gpu, caplog):
     def broken():
-        raise OSError('nvcc exploded')
+        raise OSError("nvcc exploded")
+
     fake_gpu(broken)
     with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
-        assert custom_ops.resolve_impl('fake_op', None, _FakeCudaTensor()) == 'ref'
+        assert custom_ops.resolve_impl("fake_op", None, _FakeCudaTensor()) == "ref"
     assert caplog.records[0].levelno == logging.WARNING
-    assert caplog.records[0].getMessage() == \
-        'fake_op: using reference path (plugin build/load failed: OSError: nvcc exploded)'
+    assert (
+        caplog.records[0].getMessage()
+        == "fake_op: using reference path (plugin build/load failed: OSError: nvcc exploded)"
+    )
     with pytest.raises(RuntimeError, match="fake_op: impl='cuda'.*OSError: nvcc exploded"):
-        custom_ops.resolve_impl('fake_op', 'cuda', _FakeCudaTensor())
+        custom_ops.resolve_impl("fake_op", "cuda", _FakeCudaTensor())
 
 
 def test_cache_dir_key(tmp_path, monkeypatch):
-    monkeypatch.setenv('TORCH_EXTENSIONS_DIR', str(tmp_path / 'ext'))
-    src, hdr = tmp_path / 'op.cu', tmp_path / 'op.h'
-    src.write_text('kernel A')
-    hdr.write_text('header A')
-    first = custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0'])
-    assert os.path.dirname(first) == str(tmp_path / 'ext' / 'spinegan')
-    assert os.path.basename(first).startswith('op_plugin-') and first.endswith('-sm_80-sm_90')
-    assert custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0']) == first
-    assert custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['9.0']).endswith('-sm_90')
-    hdr.write_text('header B')
-    changed = custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0'])
-    assert changed != first and changed.endswith('-sm_80-sm_90')
-    flagged = custom_ops.plugin_cache_dir('op_plugin', [str(src)], [str(hdr)], ['8.0', '9.0'],
-                                          {'extra_cflags': ['-O1']})
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
+    src, hdr = tmp_path / "op.cu", tmp_path / "op.h"
+    src.write_text("kernel A")
+    hdr.write_text("header A")
+    first = custom_ops.plugin_cache_dir("op_plugin", [str(src)], [str(hdr)], ["8.0", "9.0"])
+    assert os.path.dirname(first) == str(tmp_path / "ext" / "spinegan")
+    assert os.path.basename(first).startswith("op_plugin-") and first.endswith("-sm_80-sm_90")
+    assert custom_ops.plugin_cache_dir("op_plugin", [str(src)], [str(hdr)], ["8.0", "9.0"]) == first
+    assert custom_ops.plugin_cache_dir("op_plugin", [str(src)], [str(hdr)], ["9.0"]).endswith("-sm_90")
+    hdr.write_text("header B")
+    changed = custom_ops.plugin_cache_dir("op_plugin", [str(src)], [str(hdr)], ["8.0", "9.0"])
+    assert changed != first and changed.endswith("-sm_80-sm_90")
+    flagged = custom_ops.plugin_cache_dir(
+        "op_plugin", [str(src)], [str(hdr)], ["8.0", "9.0"], {"extra_cflags": ["-O1"]}
+    )
     assert flagged != changed
 
 
 def test_finished_build_for_more_archs_is_reused(tmp_path):
-    root = tmp_path / 'spinegan'
-    for name, done in [('op-abc-sm_80-sm_90', True), ('op-abc-sm_86', False), ('op-xyz-sm_90', True)]:
+    root = tmp_path / "spinegan"
+    for name, done in [("op-abc-sm_80-sm_90", True), ("op-abc-sm_86", False), ("op-xyz-sm_90", True)]:
         (root / name).mkdir(parents=True)
         if done:
-            (root / name / custom_ops._BUILD_DONE_MARKER).write_text('')
-    assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_90'), ['9.0']) == str(root / 'op-abc-sm_80-sm_90')
-    both = str(root / 'op-abc-sm_80-sm_90')
-    assert custom_ops._complete_build_covering(both, ['8.0', '9.0']) == both
-    assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_86'), ['8.6']) is None  # unfinished
-    assert custom_ops._complete_build_covering(str(root / 'op-abc-sm_75'), ['7.5']) is None
+            (root / name / custom_ops._BUILD_DONE_MARKER).write_text("")
+    assert custom_ops._complete_build_covering(str(root / "op-abc-sm_90"), ["9.0"]) == str(root / "op-abc-sm_80-sm_90")
+    both = str(root / "op-abc-sm_80-sm_90")
+    assert custom_ops._complete_build_covering(both, ["8.0", "9.0"]) == both
+    assert custom_ops._complete_build_covering(str(root / "op-abc-sm_86"), ["8.6"]) is None  # unfinished
+    assert custom_ops._complete_build_covering(str(root / "op-abc-sm_75"), ["7.5"]) is None
 
 
 def test_nvcc_version_of_the_local_toolkit():
@@ -160,70 +174,79 @@ def test_nvcc_version_of_the_local_toolkit():
     except RuntimeError as exc:
         pytest.skip(str(exc))
     version = custom_ops.nvcc_version(home)
-    assert version.count('.') == 1 and all(part.isdigit() for part in version.split('.'))
+    assert version.count(".") == 1 and all(part.isdigit() for part in version.split("."))
 
 
 def test_arch_list_from_env(monkeypatch):
-    monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '9.0 8.0;8.6+PTX')
-    assert custom_ops.cuda_arch_list() == ['8.0', '8.6+PTX', '9.0']
-    assert custom_ops._arch_tag(custom_ops.cuda_arch_list()) == 'sm_80-sm_86ptx-sm_90'
-    monkeypatch.delenv('TORCH_CUDA_ARCH_LIST')
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    with pytest.raises(RuntimeError, match='TORCH_CUDA_ARCH_LIST'):
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0 8.0;8.6+PTX")
+    assert custom_ops.cuda_arch_list() == ["8.0", "8.6+PTX", "9.0"]
+    assert custom_ops._arch_tag(custom_ops.cuda_arch_list()) == "sm_80-sm_86ptx-sm_90"
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="TORCH_CUDA_ARCH_LIST"):
         custom_ops.cuda_arch_list()
 
 
 def test_populate_is_atomic_and_idempotent(tmp_path):
-    src = tmp_path / 'a.cu'
-    src.write_text('x')
-    target = tmp_path / 'cache' / 'plugin-abc'
+    src = tmp_path / "a.cu"
+    src.write_text("x")
+    target = tmp_path / "cache" / "plugin-abc"
     target.parent.mkdir()
     custom_ops._populate_atomically(str(target), [str(src)])
-    src.write_text('changed')  # A second call must keep the first, complete copy.
+    src.write_text("changed")  # A second call must keep the first, complete copy.
     custom_ops._populate_atomically(str(target), [str(src)])
-    assert (target / 'a.cu').read_text() == 'x'
-    assert sorted(os.listdir(target.parent)) == ['plugin-abc']  # no temporary folder left behind
+    assert (target / "a.cu").read_text() == "x"
+    assert sorted(os.listdir(target.parent)) == ["plugin-abc"]  # no temporary folder left behind
 
 
 def test_get_plugin_builds_once_then_imports_from_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv('TORCH_EXTENSIONS_DIR', str(tmp_path))
-    monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '9.0')
-    monkeypatch.setattr(custom_ops, 'check_build_tools', lambda: '/usr/local/cuda')
-    monkeypatch.setattr(custom_ops, '_loaded_plugins', {})
-    src = tmp_path / 'op.cu'
-    src.write_text('kernel')
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    monkeypatch.setattr(custom_ops, "check_build_tools", lambda: "/usr/local/cuda")
+    monkeypatch.setattr(custom_ops, "_loaded_plugins", {})
+    src = tmp_path / "op.cu"
+    src.write_text("kernel")
     builds, imports = [], []
 
     def fake_build(name, build_dir, sources, arch_list, kwargs):
         builds.append((name, os.listdir(build_dir), list(arch_list), kwargs))
-        (tmp_path / 'spinegan' / os.path.basename(build_dir) / custom_ops._BUILD_DONE_MARKER).write_text('')
-        return 'built module'
-    monkeypatch.setattr(custom_ops, '_build', fake_build)
-    monkeypatch.setattr(custom_ops, '_import_built', lambda name, build_dir: imports.append(build_dir) or 'imported')
-    assert custom_ops.get_plugin('op_plugin', [str(src)], extra_cflags=['-O2']) == 'built module'
-    assert custom_ops.get_plugin('op_plugin', [str(src)], extra_cflags=['-O2']) == 'built module'  # in memory
-    assert builds == [('op_plugin', ['op.cu'], ['9.0'], {'extra_cflags': ['-O2']})] and imports == []
-    monkeypatch.setattr(custom_ops, '_loaded_plugins', {})  # a new process: finds the finished build
-    assert custom_ops.get_plugin('op_plugin', [str(src)], extra_cflags=['-O2']) == 'imported'
-    assert len(builds) == 1 and imports == [custom_ops.plugin_cache_dir('op_plugin', [str(src)], [], ['9.0'],
-                                                                      {'extra_cflags': ['-O2']})]
+        (tmp_path / "spinegan" / os.path.basename(build_dir) / custom_ops._BUILD_DONE_MARKER).write_text("")
+        return "built module"
+
+    monkeypatch.setattr(custom_ops, "_build", fake_build)
+    monkeypatch.setattr(custom_ops, "_import_built", lambda name, build_dir: imports.append(build_dir) or "imported")
+    assert custom_ops.get_plugin("op_plugin", [str(src)], extra_cflags=["-O2"]) == "built module"
+    assert custom_ops.get_plugin("op_plugin", [str(src)], extra_cflags=["-O2"]) == "built module"  # in memory
+    assert builds == [("op_plugin", ["op.cu"], ["9.0"], {"extra_cflags": ["-O2"]})] and imports == []
+    monkeypatch.setattr(custom_ops, "_loaded_plugins", {})  # a new process: finds the finished build
+    assert custom_ops.get_plugin("op_plugin", [str(src)], extra_cflags=["-O2"]) == "imported"
+    assert len(builds) == 1 and imports == [
+        custom_ops.plugin_cache_dir("op_plugin", [str(src)], [], ["9.0"], {"extra_cflags": ["-O2"]})
+    ]
 
 
 @pytest.mark.timeout(60)
 def test_lock_is_exclusive_and_released_when_its_holder_dies(tmp_path):
     """A killed builder must not leave a stale lock (StyleGAN2-ADA issue 11)."""
-    lock, held = tmp_path / 'plugin.lock', tmp_path / 'held'
-    holder = subprocess.Popen([sys.executable, '-c', (
-        'import fcntl, pathlib, sys, time\n'
-        f'f = open({str(lock)!r}, "a"); fcntl.flock(f, fcntl.LOCK_EX)\n'
-        f'pathlib.Path({str(held)!r}).touch(); time.sleep(60)\n')])
+    lock, held = tmp_path / "plugin.lock", tmp_path / "held"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, pathlib, sys, time\n"
+                f'f = open({str(lock)!r}, "a"); fcntl.flock(f, fcntl.LOCK_EX)\n'
+                f"pathlib.Path({str(held)!r}).touch(); time.sleep(60)\n"
+            ),
+        ]
+    )
     try:
         for _ in range(600):
             if held.exists():
                 break
             time.sleep(0.05)
-        assert held.exists(), 'the helper process never took the lock'
-        with open(lock, 'a') as file, pytest.raises(BlockingIOError):
+        assert held.exists(), "the helper process never took the lock"
+        with open(lock, "a") as file, pytest.raises(BlockingIOError):
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         holder.kill()
@@ -234,48 +257,53 @@ def test_lock_is_exclusive_and_released_when_its_holder_dies(tmp_path):
 
 def test_missing_tools_give_clear_errors(monkeypatch, tmp_path):
     from torch.utils import cpp_extension
-    monkeypatch.setenv('CUDA_HOME', str(tmp_path))
-    monkeypatch.setenv('PATH', str(tmp_path))
-    monkeypatch.setattr(custom_ops.glob, 'glob', lambda pattern: [])
-    with pytest.raises(custom_ops.BuildToolsMissing, match='nvcc'):
+
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(custom_ops.glob, "glob", lambda pattern: [])
+    with pytest.raises(custom_ops.BuildToolsMissing, match="nvcc"):
         custom_ops.check_build_tools()
-    monkeypatch.setattr(custom_ops, 'find_cuda_home', lambda: str(tmp_path))
-    monkeypatch.setattr(custom_ops, 'nvcc_version', lambda home: '12.4')
-    with pytest.raises(RuntimeError, match=r'nvcc 12.4 .* major versions must match.*nvidia-cuda-nvcc-cu13'):
+    monkeypatch.setattr(custom_ops, "find_cuda_home", lambda: str(tmp_path))
+    monkeypatch.setattr(custom_ops, "nvcc_version", lambda home: "12.4")
+    with pytest.raises(RuntimeError, match=r"nvcc 12.4 .* major versions must match.*nvidia-cuda-nvcc-cu13"):
         custom_ops.check_build_tools()
-    monkeypatch.setattr(custom_ops, 'nvcc_version', lambda home: torch.version.cuda)
-    monkeypatch.setattr(cpp_extension, 'is_ninja_available', lambda: False)
-    monkeypatch.setattr(cpp_extension, 'CUDA_HOME', cpp_extension.CUDA_HOME)
-    with pytest.raises(custom_ops.BuildToolsMissing, match='pip install ninja'):
+    monkeypatch.setattr(custom_ops, "nvcc_version", lambda home: torch.version.cuda)
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: False)
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", cpp_extension.CUDA_HOME)
+    with pytest.raises(custom_ops.BuildToolsMissing, match="pip install ninja"):
         custom_ops.check_build_tools()
 
 
 def _load_check_cuda_build(monkeypatch):
     """tools/ is not a package: import the script by path (registered, as its dataclass needs)."""
-    path = os.path.join(ROOT, 'tools', 'check_cuda_build.py')
-    spec = importlib.util.spec_from_file_location('check_cuda_build', path)
+    path = os.path.join(ROOT, "tools", "check_cuda_build.py")
+    spec = importlib.util.spec_from_file_location("check_cuda_build", path)
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, 'check_cuda_build', module)
+    monkeypatch.setitem(sys.modules, "check_cuda_build", module)
     spec.loader.exec_module(module)
     return module
 
 
 def test_check_tool_skips_without_tools_and_fails_on_mismatch(monkeypatch, capsys):
     check = _load_check_cuda_build(monkeypatch)
+
     def missing():
-        raise custom_ops.BuildToolsMissing('nvcc (the CUDA compiler) was not found')
-    monkeypatch.setattr(custom_ops, 'check_build_tools', missing)
+        raise custom_ops.BuildToolsMissing("nvcc (the CUDA compiler) was not found")
+
+    monkeypatch.setattr(custom_ops, "check_build_tools", missing)
     assert check.main() == 0
-    assert 'check_cuda_build: skipped: nvcc (the CUDA compiler) was not found' in capsys.readouterr().out
+    assert "check_cuda_build: skipped: nvcc (the CUDA compiler) was not found" in capsys.readouterr().out
+
     def mismatch():
-        raise RuntimeError('nvcc 12.4 at /x cannot build for torch')
-    monkeypatch.setattr(custom_ops, 'check_build_tools', mismatch)
-    monkeypatch.setattr(custom_ops, '_loaded_plugins', {})  # as in a fresh process: nothing built yet
-    monkeypatch.setattr(custom_ops, 'find_cuda_home', lambda: '/x')
-    monkeypatch.setattr(custom_ops, 'nvcc_version', lambda home: '12.4')
+        raise RuntimeError("nvcc 12.4 at /x cannot build for torch")
+
+    monkeypatch.setattr(custom_ops, "check_build_tools", mismatch)
+    monkeypatch.setattr(custom_ops, "_loaded_plugins", {})  # as in a fresh process: nothing built yet
+    monkeypatch.setattr(custom_ops, "find_cuda_home", lambda: "/x")
+    monkeypatch.setattr(custom_ops, "nvcc_version", lambda home: "12.4")
     assert check.main() == 1
     out = capsys.readouterr().out
-    assert 'nvcc 12.4 at /x' in out and 'FAILED' in out
+    assert "nvcc 12.4 at /x" in out and "FAILED" in out
 
 
 @pytest.mark.slow
@@ -286,9 +314,9 @@ def test_extensions_compile_and_import(monkeypatch):
     if reason is not None:
         pytest.skip(reason)
     if not torch.cuda.is_available():
-        monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', os.environ.get('TORCH_CUDA_ARCH_LIST', check.DEFAULT_ARCH_LIST))
+        monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", os.environ.get("TORCH_CUDA_ARCH_LIST", check.DEFAULT_ARCH_LIST))
     results = {r.op: r for r in check.build_all()}
-    assert results['bias_act'].functions == ['bias_act']
-    assert results['upfirdn2d'].functions == ['upfirdn2d']
+    assert results["bias_act"].functions == ["bias_act"]
+    assert results["upfirdn2d"].functions == ["upfirdn2d"]
     for r in results.values():
         assert os.path.isfile(os.path.join(r.path, custom_ops._BUILD_DONE_MARKER))

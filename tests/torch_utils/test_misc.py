@@ -12,9 +12,9 @@ from torch_utils import misc
 def test_assert_shape():
     x = torch.zeros(2, 3, 4)
     misc.assert_shape(x, [2, None, 4])
-    with pytest.raises(AssertionError, match='dimension 1: got 3, expected 5'):
+    with pytest.raises(AssertionError, match="dimension 1: got 3, expected 5"):
         misc.assert_shape(x, [2, 5, 4])
-    with pytest.raises(AssertionError, match='number of dimensions'):
+    with pytest.raises(AssertionError, match="number of dimensions"):
         misc.assert_shape(x, [2, 3])
 
 
@@ -40,23 +40,32 @@ def _offsets_fill_a_span(t: torch.Tensor) -> bool:
 def test_is_dense_matches_brute_force_over_layouts():
     x = torch.zeros(2, 3, 4, 5)
     layouts = {
-        'contiguous': x, 'channels_last': x.contiguous(memory_format=torch.channels_last),
-        'permuted': x.permute(3, 1, 0, 2), 'transposed 2-D': torch.zeros(6, 7).t(),
-        'size-1 dims': torch.zeros(1, 3, 1, 5).as_strided([1, 3, 1, 5], [99, 5, 7, 1]),
-        'sliced with a gap': x[:, :, :, ::2], 'narrowed': x[:, 1:], 'expanded': torch.zeros(3, 1).expand(3, 4),
-        'overlapping': torch.zeros(10).as_strided([4, 3], [1, 1]), 'one element': torch.zeros(()),
+        "contiguous": x,
+        "channels_last": x.contiguous(memory_format=torch.channels_last),
+        "permuted": x.permute(3, 1, 0, 2),
+        "transposed 2-D": torch.zeros(6, 7).t(),
+        "size-1 dims": torch.zeros(1, 3, 1, 5).as_strided([1, 3, 1, 5], [99, 5, 7, 1]),
+        "sliced with a gap": x[:, :, :, ::2],
+        "narrowed": x[:, 1:],
+        "expanded": torch.zeros(3, 1).expand(3, 4),
+        "overlapping": torch.zeros(10).as_strided([4, 3], [1, 1]),
+        "one element": torch.zeros(()),
     }
     verdicts = {name: misc.is_dense(t) for name, t in layouts.items()}
     assert verdicts == {name: _offsets_fill_a_span(t) for name, t in layouts.items()}
     assert [name for name, dense in verdicts.items() if not dense] == [
-        'sliced with a gap', 'narrowed', 'expanded', 'overlapping']
+        "sliced with a gap",
+        "narrowed",
+        "expanded",
+        "overlapping",
+    ]
 
 
 class _Net(torch.nn.Module):
     def __init__(self, width=3):
         super().__init__()
         self.body = torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.ReLU(), torch.nn.Linear(width, 2))
-        self.register_buffer('scale', torch.ones(2))
+        self.register_buffer("scale", torch.ones(2))
 
     def forward(self, x):
         return self.body(x) * self.scale, x.sum()
@@ -71,9 +80,9 @@ def test_copy_params_and_buffers_by_name():
         assert torch.equal(a, b), name
     assert dst.body[0].weight.requires_grad
     # Extra destination tensors are skipped unless require_all.
-    dst.register_buffer('extra', torch.zeros(1))
+    dst.register_buffer("extra", torch.zeros(1))
     misc.copy_params_and_buffers(src, dst)
-    with pytest.raises(KeyError, match='extra'):
+    with pytest.raises(KeyError, match="extra"):
         misc.copy_params_and_buffers(src, dst, require_all=True)
     with pytest.raises(ValueError, match=re.escape("'body.0.weight' has shape (5, 4)")):
         misc.copy_params_and_buffers(_Net(width=5), dst)
@@ -88,18 +97,23 @@ def test_infinite_sampler_stream():
     assert stream[10:20] != first  # later passes are reshuffled
     assert stream != [i for _, i in zip(range(60), misc.InfiniteSampler(dataset, seed=4))]
     # Ranks take interleaved positions of the same global stream.
-    ranks = [[i for _, i in zip(range(30), misc.InfiniteSampler(dataset, rank=r, num_replicas=2, seed=3))] for r in (0, 1)]
+    ranks = [
+        [i for _, i in zip(range(30), misc.InfiniteSampler(dataset, rank=r, num_replicas=2, seed=3))] for r in (0, 1)
+    ]
     assert ranks[0] == stream[0::2] and ranks[1] == stream[1::2]
     plain = [i for _, i in zip(range(25), misc.InfiniteSampler(dataset, shuffle=False))]
     assert plain == (dataset * 3)[:25]
-    with pytest.raises(ValueError, match='rank'):
+    with pytest.raises(ValueError, match="rank"):
         misc.InfiniteSampler(dataset, rank=2, num_replicas=2)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("gpu", "'gpu' is not a device; expected cpu, cuda or cuda:N"),
-    ("cuda:99", "this machine has"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("gpu", "'gpu' is not a device; expected cpu, cuda or cuda:N"),
+        ("cuda:99", "this machine has"),
+    ],
+)
 def test_device_option_refuses_what_the_machine_lacks(text, message):
     import click
     from click.testing import CliRunner

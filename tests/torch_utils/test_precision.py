@@ -16,6 +16,7 @@ bogomips\t: 4792.80
 @pytest.fixture
 def detect(monkeypatch):
     """Run the detection on given /proc/cpuinfo text and SPINEGAN_CPU_BF16 value (None: unset)."""
+
     def run(cpuinfo: str, env: str | None = None) -> str | None:
         if env is None:
             monkeypatch.delenv(precision.BF16_ENV_VAR, raising=False)
@@ -24,13 +25,15 @@ def detect(monkeypatch):
         monkeypatch.setattr(precision, "_read_cpuinfo", lambda: cpuinfo)
         precision.cpu_bf16_reason.cache_clear()
         return precision.cpu_bf16_reason()
+
     yield run
     precision.cpu_bf16_reason.cache_clear()
 
 
-@pytest.mark.parametrize("extra, expected", [("avx512_bf16", "avx512_bf16"),
-                                             ("amx_bf16 avx512_bf16 amx_tile", "amx_bf16"),
-                                             ("avx512_vnni", None), ("", None)])
+@pytest.mark.parametrize(
+    "extra, expected",
+    [("avx512_bf16", "avx512_bf16"), ("amx_bf16 avx512_bf16 amx_tile", "amx_bf16"), ("avx512_vnni", None), ("", None)],
+)
 def test_flag_is_read_from_the_flags_line_only(extra, expected):
     assert precision.bf16_flag_in_cpuinfo(CPUINFO.format(extra=extra)) == expected
 

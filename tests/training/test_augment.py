@@ -10,8 +10,18 @@ import torch.nn.functional as F
 from tolerances import rounding_tol
 
 from torch_utils.host_access import forbid_host_access
-from training.augment import (IMGFILTER_EXPECTED_POWER, SYM6_LOWPASS, AdaController, AugmentPipe, _blit,
-                              _resample, _rotate2d, _translate2d, augpipe_specs, wavelet_filter_bank)
+from training.augment import (
+    IMGFILTER_EXPECTED_POWER,
+    SYM6_LOWPASS,
+    AdaController,
+    AugmentPipe,
+    _blit,
+    _resample,
+    _rotate2d,
+    _translate2d,
+    augpipe_specs,
+    wavelet_filter_bank,
+)
 
 
 def normal_quantile(q: float) -> float:
@@ -31,23 +41,26 @@ def smooth_image(size: int, n: int = 1) -> torch.Tensor:
 
 def centred_grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     c = torch.arange(size, dtype=torch.float64) + 0.5 - size / 2
-    ys, xs = torch.meshgrid(c, c, indexing='ij')
+    ys, xs = torch.meshgrid(c, c, indexing="ij")
     return xs, ys
 
 
 def smooth_function(xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
     size = 32
-    return (torch.cos(2 * math.pi * (1.4 * xs + 0.6 * ys + 0.2) / size)
-            + torch.sin(2 * math.pi * (0.6 * xs - 1.5 * ys) / size)).float()
+    return (
+        torch.cos(2 * math.pi * (1.4 * xs + 0.6 * ys + 0.2) / size)
+        + torch.sin(2 * math.pi * (0.6 * xs - 1.5 * ys) / size)
+    ).float()
 
 
 # ----------------------------------------------------------------------------------------------------
 # Buffers and filters.
 
+
 def test_state_dict_keys_and_shapes():
-    state = AugmentPipe(**augpipe_specs['bgcfnc']).state_dict()
-    assert {k: tuple(v.shape) for k, v in state.items()} == {'p': (), 'Hz_geom': (12,), 'Hz_fbank': (4, 43)}
-    assert state['p'].item() == 0
+    state = AugmentPipe(**augpipe_specs["bgcfnc"]).state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == {"p": (), "Hz_geom": (12,), "Hz_fbank": (4, 43)}
+    assert state["p"].item() == 0
 
 
 def test_sym6_is_an_orthogonal_lowpass():
@@ -56,7 +69,7 @@ def test_sym6_is_an_orthogonal_lowpass():
     assert h.sum().item() == pytest.approx(math.sqrt(2), abs=1e-12)
     for lag in range(0, 12, 2):
         expected = 1.0 if lag == 0 else 0.0
-        assert (h[:12 - lag] * h[lag:]).sum().item() == pytest.approx(expected, abs=1e-12)
+        assert (h[: 12 - lag] * h[lag:]).sum().item() == pytest.approx(expected, abs=1e-12)
 
 
 def test_filter_bank_partitions_the_spectrum():
@@ -70,39 +83,65 @@ def test_filter_bank_partitions_the_spectrum():
     # The float32 taps' rounding summed over 43 taps (sum |tap| < 1.2 per band) in the float64 transform.
     response = torch.fft.rfft(bank.double(), n=512).abs()
     tol = rounding_tol(torch.float32, 43, 1.2)
-    assert response[:, 0].tolist() == pytest.approx([1, 0, 0, 0], abs=tol)    # only band 0 passes DC
-    assert response[:, -1].tolist() == pytest.approx([0, 0, 0, 1], abs=tol)   # only band 3 passes Nyquist
+    assert response[:, 0].tolist() == pytest.approx([1, 0, 0, 0], abs=tol)  # only band 0 passes DC
+    assert response[:, -1].tolist() == pytest.approx([0, 0, 0, 1], abs=tol)  # only band 3 passes Nyquist
     peaks = response.argmax(dim=1).tolist()
     assert peaks == sorted(peaks) and len(set(peaks)) == 4  # low to high frequency
 
 
 def test_presets():
-    assert augpipe_specs['blit'] == dict(xflip=1, rotate90=1, xint=1)
-    assert augpipe_specs['bgc'] == {**augpipe_specs['blit'], **augpipe_specs['geom'], **augpipe_specs['color']}
-    assert set(augpipe_specs['bgcfnc']) == {'xflip', 'rotate90', 'xint', 'scale', 'rotate', 'aniso', 'xfrac',
-                                            'brightness', 'contrast', 'lumaflip', 'hue', 'saturation',
-                                            'imgfilter', 'noise', 'cutout'}
-    assert set(augpipe_specs) == {'blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg', 'bgc', 'bgcf',
-                                  'bgcfn', 'bgcfnc'}
+    assert augpipe_specs["blit"] == dict(xflip=1, rotate90=1, xint=1)
+    assert augpipe_specs["bgc"] == {**augpipe_specs["blit"], **augpipe_specs["geom"], **augpipe_specs["color"]}
+    assert set(augpipe_specs["bgcfnc"]) == {
+        "xflip",
+        "rotate90",
+        "xint",
+        "scale",
+        "rotate",
+        "aniso",
+        "xfrac",
+        "brightness",
+        "contrast",
+        "lumaflip",
+        "hue",
+        "saturation",
+        "imgfilter",
+        "noise",
+        "cutout",
+    }
+    assert set(augpipe_specs) == {
+        "blit",
+        "geom",
+        "color",
+        "filter",
+        "noise",
+        "cutout",
+        "bg",
+        "bgc",
+        "bgcf",
+        "bgcfn",
+        "bgcfnc",
+    }
 
 
 def test_bad_input_is_rejected():
-    with pytest.raises(ValueError, match='C = 1 or 3'):
+    with pytest.raises(ValueError, match="C = 1 or 3"):
         AugmentPipe(xflip=1)(torch.zeros(2, 4, 8, 8))
-    with pytest.raises(ValueError, match='imgfilter_bands'):
+    with pytest.raises(ValueError, match="imgfilter_bands"):
         AugmentPipe(imgfilter_bands=[1, 1])
-    with pytest.raises(ValueError, match='xflip'):
+    with pytest.raises(ValueError, match="xflip"):
         AugmentPipe(xflip=-1)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Identity, blits and resampling.
 
-@pytest.mark.parametrize('channels', [1, 3])
+
+@pytest.mark.parametrize("channels", [1, 3])
 def test_p_zero_is_exact_identity(channels):
     torch.manual_seed(0)
     x = torch.randn(6, channels, 16, 16)
-    assert torch.equal(make_pipe(0.0, **augpipe_specs['bgcfnc'])(x), x)
+    assert torch.equal(make_pipe(0.0, **augpipe_specs["bgcfnc"])(x), x)
 
 
 def test_xflip_with_certain_k_equals_flip():
@@ -111,30 +150,30 @@ def test_xflip_with_certain_k_equals_flip():
     assert torch.equal(make_pipe(xflip=1)(x, debug_percentile=0.25), x)  # k = 0
 
 
-@pytest.mark.parametrize('k', [0, 1, 2, 3])
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
 def test_rotate90_with_forced_k_equals_rot90(k):
     x = torch.randn(2, 3, 8, 8)
     out = make_pipe(rotate90=1)(x, debug_percentile=(k + 0.5) / 4)
     assert torch.equal(out, torch.rot90(x, k, dims=(2, 3)))
 
 
-@pytest.mark.parametrize('q, shift', [(0.9, 2), (0.1, -2)])
+@pytest.mark.parametrize("q, shift", [(0.9, 2), (0.1, -2)])
 def test_xint_with_forced_shift_equals_reflect_padded_shift(q, shift):
     x = torch.randn(2, 1, 16, 16)
     # shift = round((2q - 1) * xint_max * size) pixels on both axes; content moves by +shift.
     assert round((2 * q - 1) * 0.125 * 16) == shift
     s = abs(shift)
     if shift > 0:
-        expected = F.pad(x, (s, 0, s, 0), mode='reflect')[:, :, :16, :16]
+        expected = F.pad(x, (s, 0, s, 0), mode="reflect")[:, :, :16, :16]
     else:
-        expected = F.pad(x, (0, s, 0, s), mode='reflect')[:, :, s:, s:]
+        expected = F.pad(x, (0, s, 0, s), mode="reflect")[:, :, s:, s:]
     assert torch.equal(make_pipe(xint=1)(x, debug_percentile=q), expected)
 
 
 def test_blit_ops_compose_in_order():
     x = torch.randn(1, 3, 16, 16)
     out = make_pipe(xflip=1, xint=1)(x, debug_percentile=0.9)  # flip, then shift by +2
-    expected = F.pad(x.flip(3), (2, 0, 2, 0), mode='reflect')[:, :, :16, :16]
+    expected = F.pad(x.flip(3), (2, 0, 2, 0), mode="reflect")[:, :, :16, :16]
     assert torch.equal(out, expected)
 
 
@@ -145,16 +184,20 @@ def test_resampler_identity_reproduces_input():
     torch.manual_seed(0)
     x = torch.randn(3, 3, 16, 16)
     out = _resample(x, torch.eye(3).repeat(3, 1, 1), torch.tensor(SYM6_LOWPASS))
-    torch.testing.assert_close(out, x, atol=rounding_tol(torch.float32, 60, 5 * 2 ** 2), rtol=0)
+    torch.testing.assert_close(out, x, atol=rounding_tol(torch.float32, 60, 5 * 2**2), rtol=0)
 
 
 def test_resampler_integer_shift_matches_blit():
     torch.manual_seed(0)
     x = torch.randn(2, 1, 16, 16)
-    g_inv = _translate2d(torch.tensor([-2., 3.]), torch.tensor([1., -1.]))
+    g_inv = _translate2d(torch.tensor([-2.0, 3.0]), torch.tensor([1.0, -1.0]))
     # Same rounding budget as the identity above: the blit is exact, the resampler rounds.
-    torch.testing.assert_close(_resample(x, g_inv, torch.tensor(SYM6_LOWPASS)), _blit(x, g_inv),
-                               atol=rounding_tol(torch.float32, 60, 5 * 2 ** 2), rtol=0)
+    torch.testing.assert_close(
+        _resample(x, g_inv, torch.tensor(SYM6_LOWPASS)),
+        _blit(x, g_inv),
+        atol=rounding_tol(torch.float32, 60, 5 * 2**2),
+        rtol=0,
+    )
 
 
 def test_resampler_rotation_of_smooth_image_matches_rot90():
@@ -175,7 +218,7 @@ def test_scale_enlarges_content_about_the_centre():
     assert (out[0, 0] - expected)[6:-6, 6:-6].abs().max() < 2e-2
 
 
-@pytest.mark.parametrize('q, k', [(0.625, -1), (0.375, 1)])
+@pytest.mark.parametrize("q, k", [(0.625, -1), (0.375, 1)])
 def test_rotation_pair_turns_by_twice_the_angle(q, k):
     # rotate fires twice with p = 1 (probability 1 - sqrt(1 - p) each), by theta = (2q - 1) * pi each time:
     # +-pi/4 twice is a quarter turn; a positive angle turns like torch.rot90 with k = -1.
@@ -190,7 +233,7 @@ def test_rotation_pair_turns_by_twice_the_angle(q, k):
 Q = 0.8
 
 
-@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize("channels", [1, 3])
 def test_brightness_adds_known_offset(channels):
     x = torch.randn(2, channels, 8, 8)
     out = make_pipe(brightness=1)(x, debug_percentile=Q)
@@ -198,13 +241,14 @@ def test_brightness_adds_known_offset(channels):
     torch.testing.assert_close(out, x + normal_quantile(Q) * 0.2, atol=rounding_tol(torch.float32, 2, 5), rtol=0)
 
 
-@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize("channels", [1, 3])
 def test_contrast_scales_about_mid_gray(channels):
     x = torch.randn(2, channels, 8, 8)
     out = make_pipe(contrast=1)(x, debug_percentile=Q)
     # A float32 product through the 4x4 colour matrix (a few roundings) on |x| < 5 times a gain < 2.
-    torch.testing.assert_close(out, x * 2 ** (normal_quantile(Q) * 0.5), atol=rounding_tol(torch.float32, 8, 10),
-                               rtol=0)
+    torch.testing.assert_close(
+        out, x * 2 ** (normal_quantile(Q) * 0.5), atol=rounding_tol(torch.float32, 8, 10), rtol=0
+    )
 
 
 def test_lumaflip_reflects_luma():
@@ -219,8 +263,9 @@ def test_lumaflip_reflects_luma():
 def test_lumaflip_on_gray_image_negates_about_mid_gray():
     x = torch.randn(2, 1, 8, 8)
     # The gray path sums the 3x3 matrix's row (3 float32 terms) and scales |x| < 5 by it.
-    torch.testing.assert_close(make_pipe(lumaflip=1)(x, debug_percentile=0.75), -x,
-                               atol=rounding_tol(torch.float32, 4, 5), rtol=0)
+    torch.testing.assert_close(
+        make_pipe(lumaflip=1)(x, debug_percentile=0.75), -x, atol=rounding_tol(torch.float32, 4, 5), rtol=0
+    )
 
 
 def test_hue_rotation_by_a_third_turn_permutes_channels():
@@ -253,14 +298,16 @@ def test_gray_and_rgb_agree_on_gray_images():
     torch.testing.assert_close(out3, out1.repeat(1, 3, 1, 1), atol=rounding_tol(torch.float32, 8, 3 * 5 * 4), rtol=0)
     assert not torch.equal(out1, gray)
     # With fixed draws hue and saturation may be on too: they leave gray unchanged.
-    out1 = make_pipe(**augpipe_specs['color'])(gray, debug_percentile=Q)
-    out3 = make_pipe(**augpipe_specs['color'])(gray.repeat(1, 3, 1, 1), debug_percentile=Q)
-    torch.testing.assert_close(out3, out1.repeat(1, 3, 1, 1), atol=rounding_tol(torch.float32, 16, 3 * 5 * 4),
-                               rtol=0)  # hue and saturation add two more 4x4 products
+    out1 = make_pipe(**augpipe_specs["color"])(gray, debug_percentile=Q)
+    out3 = make_pipe(**augpipe_specs["color"])(gray.repeat(1, 3, 1, 1), debug_percentile=Q)
+    torch.testing.assert_close(
+        out3, out1.repeat(1, 3, 1, 1), atol=rounding_tol(torch.float32, 16, 3 * 5 * 4), rtol=0
+    )  # hue and saturation add two more 4x4 products
 
 
 # ----------------------------------------------------------------------------------------------------
 # Filter, noise, cutout.
+
 
 def test_imgfilter_low_band_scales_a_constant_image():
     x = torch.full((1, 1, 8, 8), 0.5)
@@ -269,7 +316,7 @@ def test_imgfilter_low_band_scales_a_constant_image():
     g0 = 2 ** normal_quantile(Q) / math.sqrt(w[0] * 4 ** normal_quantile(Q) + sum(w[1:]))
     # Separable: gain on x and on y. float32 rounding: taps = 4-term sums, then two 43-tap passes, on values
     # up to sum |taps|^2 < 4.
-    torch.testing.assert_close(out, x * g0 ** 2, atol=rounding_tol(torch.float32, 2 * 43 + 8, 4), rtol=0)
+    torch.testing.assert_close(out, x * g0**2, atol=rounding_tol(torch.float32, 2 * 43 + 8, 4), rtol=0)
 
 
 def test_imgfilter_high_band_scales_a_checkerboard():
@@ -278,10 +325,10 @@ def test_imgfilter_high_band_scales_a_checkerboard():
     out = make_pipe(imgfilter=1, imgfilter_bands=[0, 0, 0, 1])(x, debug_percentile=Q)
     w = IMGFILTER_EXPECTED_POWER
     z = normal_quantile(Q)
-    g3 = 2 ** z / math.sqrt(w[3] * 4 ** z + w[0] + w[1] + w[2])
+    g3 = 2**z / math.sqrt(w[3] * 4**z + w[0] + w[1] + w[2])
     # As above: two 43-tap float32 passes on values up to sum |taps|^2 < 4 (measured 1.2e-6; a last-bit 1e-6
     # failed on AMD CPUs).
-    torch.testing.assert_close(out, x * g3 ** 2, atol=rounding_tol(torch.float32, 2 * 43 + 8, 4), rtol=0)
+    torch.testing.assert_close(out, x * g3**2, atol=rounding_tol(torch.float32, 2 * 43 + 8, 4), rtol=0)
 
 
 def test_imgfilter_keeps_expected_power_normalised():
@@ -302,7 +349,7 @@ def test_noise_std_matches():
     assert (out.flatten(1).abs().amax(dim=1) > 0).float().mean().item() == pytest.approx(0.5, abs=0.05)
 
 
-@pytest.mark.parametrize('q, zeroed', [(0.5, 8 * 8), (0.9, 6 * 6)])
+@pytest.mark.parametrize("q, zeroed", [(0.5, 8 * 8), (0.9, 6 * 6)])
 def test_cutout_zeroes_the_expected_square(q, zeroed):
     x = torch.ones(2, 3, 16, 16)
     out = make_pipe(cutout=1)(x, debug_percentile=q)
@@ -321,9 +368,10 @@ def test_cutout_fires_with_probability_p():
 # ----------------------------------------------------------------------------------------------------
 # Randomness and gradients.
 
+
 def test_same_seed_same_augmentation():
     x = torch.randn(8, 3, 16, 16)
-    pipe = make_pipe(0.8, **augpipe_specs['bgcfnc'])
+    pipe = make_pipe(0.8, **augpipe_specs["bgcfnc"])
     torch.manual_seed(11)
     a = pipe(x)
     torch.manual_seed(11)
@@ -333,18 +381,18 @@ def test_same_seed_same_augmentation():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize("channels", [1, 3])
 def test_full_pipeline_runs_on_gray_and_rgb(channels):
     torch.manual_seed(0)
     x = torch.randn(8, channels, 16, 16)
-    out = make_pipe(1.0, **augpipe_specs['bgcfnc'])(x)
+    out = make_pipe(1.0, **augpipe_specs["bgcfnc"])(x)
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert not torch.equal(out, x)
 
 
 def test_r1_double_backward_through_geometry():
     torch.manual_seed(0)
-    pipe = make_pipe(1.0, **augpipe_specs['bgcf'])
+    pipe = make_pipe(1.0, **augpipe_specs["bgcf"])
     conv = torch.nn.Conv2d(3, 4, 3)
     real = torch.randn(4, 3, 16, 16, requires_grad=True)
     logits = torch.tanh(conv(pipe(real))).sum()
@@ -374,7 +422,7 @@ def test_geometry_gradients_are_exact_to_second_order():
 # Both forms round through the resampler's ~60 float32 operations on pixels |x| < 5 times sum |sym6| < 2 per pass
 # (the resampler's own identity budget above); the fixed form pads by a larger margin, so its sampling coordinates
 # and convolutions round differently (measured 4e-5).
-FORMS_TOL = rounding_tol(torch.float32, 60, 5 * 2 ** 2)
+FORMS_TOL = rounding_tol(torch.float32, 60, 5 * 2**2)
 
 
 def both_forms(preset: str, p: float, fn, seed: int = 5):
@@ -388,8 +436,8 @@ def both_forms(preset: str, p: float, fn, seed: int = 5):
     return results
 
 
-@pytest.mark.parametrize('preset', ['blit', 'geom', 'filter', 'bgcfnc'])
-@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize("preset", ["blit", "geom", "filter", "bgcfnc"])
+@pytest.mark.parametrize("channels", [1, 3])
 def test_fixed_shapes_draws_the_same_augmentation(preset, channels):
     # Same seed, same parameters: the fixed form consumes the RNG exactly as the default one (the next draw after
     # the pipe is the same), so the two agree sample by sample, not only in distribution.
@@ -397,7 +445,7 @@ def test_fixed_shapes_draws_the_same_augmentation(preset, channels):
     (out, after), (out_fixed, after_fixed) = both_forms(preset, 0.6, lambda pipe: pipe(x))
     assert torch.equal(after, after_fixed)
     assert not torch.equal(out, x)
-    if preset == 'blit':
+    if preset == "blit":
         assert torch.equal(out_fixed, out)  # gathers: exact in both forms
     torch.testing.assert_close(out_fixed, out, atol=FORMS_TOL, rtol=0)
 
@@ -405,7 +453,7 @@ def test_fixed_shapes_draws_the_same_augmentation(preset, channels):
 def test_fixed_shapes_keeps_untouched_samples_exact():
     torch.manual_seed(0)
     x = torch.randn(6, 3, 16, 16)
-    pipe = make_pipe(0.0, **augpipe_specs['bgcfnc'])
+    pipe = make_pipe(0.0, **augpipe_specs["bgcfnc"])
     pipe.fixed_shapes = True
     assert torch.equal(pipe(x), x)
 
@@ -420,20 +468,20 @@ def test_fixed_shapes_gives_the_same_r1_gradients():
         (grad2,) = torch.autograd.grad(grad.square().sum(), img)
         return grad, grad2
 
-    ((g1, h1), _), ((g2, h2), _) = both_forms('bgcf', 0.7, r1_grads)
+    ((g1, h1), _), ((g2, h2), _) = both_forms("bgcf", 0.7, r1_grads)
     # The adjoint resampler rounds as the forward one does (same budget); tanh' <= 1 and |weight| < 5 scale it, and
     # the second-order term multiplies by one more such factor.
     torch.testing.assert_close(g2, g1, atol=FORMS_TOL * 5, rtol=0)
-    torch.testing.assert_close(h2, h1, atol=FORMS_TOL * 5 ** 3, rtol=0)
+    torch.testing.assert_close(h2, h1, atol=FORMS_TOL * 5**3, rtol=0)
 
 
-@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize("channels", [1, 3])
 def test_fixed_shapes_never_touches_the_host(channels):
     # On the meta device every read of a value raises, and forbid_host_access also refuses host tensors and host
     # data copied to the device: the pipe with its R1 double backward could be captured in a CUDA graph.
-    pipe = AugmentPipe(**augpipe_specs['bgcfnc']).to('meta')
+    pipe = AugmentPipe(**augpipe_specs["bgcfnc"]).to("meta")
     pipe.fixed_shapes = True
-    x = torch.empty(4, channels, 16, 16, device='meta', requires_grad=True)
+    x = torch.empty(4, channels, 16, 16, device="meta", requires_grad=True)
     pipe(x)  # warm-up: fills the cache of device constants, as a CUDA graph's warm-up does
     with forbid_host_access():
         out = pipe(x)
@@ -441,12 +489,13 @@ def test_fixed_shapes_never_touches_the_host(channels):
         grad.square().sum().backward()
     assert out.shape == x.shape and x.grad.shape == x.shape
     pipe.fixed_shapes = False
-    with pytest.raises(NotImplementedError, match='nonzero'):  # the default form reads which samples drew an op
+    with pytest.raises(NotImplementedError, match="nonzero"):  # the default form reads which samples drew an op
         pipe(x)
 
 
 # ----------------------------------------------------------------------------------------------------
 # The controller.
+
 
 def test_controller_moves_p_by_the_closed_form_step():
     pipe = AugmentPipe(xflip=1)
@@ -471,12 +520,12 @@ def test_controller_moves_p_by_the_closed_form_step():
 
 def test_controller_step_never_reads_the_device():
     # On the meta device any host read of a value raises: the adjustment of p stays on p's device.
-    pipe = AugmentPipe(xflip=1).to('meta')
+    pipe = AugmentPipe(xflip=1).to("meta")
     ada = AdaController(target=0.6, batch_size=64, interval=2)
     for _ in range(4):
-        ada.accumulate(torch.empty(4, 1, device='meta'))
+        ada.accumulate(torch.empty(4, 1, device="meta"))
         ada.step(pipe)
-    assert pipe.p.device.type == 'meta'
+    assert pipe.p.device.type == "meta"
 
 
 def test_controller_accumulates_in_place():
@@ -496,14 +545,14 @@ def test_controller_clamps_at_p_max_and_warns_once():
     pipe = AugmentPipe(xflip=1)
     ada = AdaController(target=0.6, batch_size=1000, interval=1, ada_kimg=1, p_max=0.9)  # step 1.0
     with warnings.catch_warnings():
-        warnings.simplefilter('error')  # step never reads p back (no device sync), so it cannot warn
+        warnings.simplefilter("error")  # step never reads p back (no device sync), so it cannot warn
         ada.accumulate(torch.ones(3))
         ada.step(pipe)
     assert pipe.p.item() == pytest.approx(0.9, rel=rounding_tol(torch.float32, 1))  # stored in float32
-    with pytest.warns(UserWarning, match='exceeds 0.8'):
+    with pytest.warns(UserWarning, match="exceeds 0.8"):
         ada.warn_if_high(pipe.p.item())  # the loop's tick does this
     with warnings.catch_warnings():
-        warnings.simplefilter('error')
+        warnings.simplefilter("error")
         ada.warn_if_high(pipe.p.item())
 
 
@@ -529,5 +578,5 @@ def test_fixed_p_mode():
     pipe = AugmentPipe(xflip=1)
     pipe.set_p(0.3)
     assert pipe.p.item() == pytest.approx(0.3, rel=rounding_tol(torch.float32, 1))  # stored in float32
-    with pytest.raises(ValueError, match='p must be >= 0'):
+    with pytest.raises(ValueError, match="p must be >= 0"):
         pipe.set_p(-0.1)

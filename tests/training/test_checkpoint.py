@@ -9,8 +9,16 @@ from training import checkpoint as ckpt
 
 def write(path, options):
     net = torch.nn.Linear(2, 1)
-    ckpt.save_checkpoint(path, nets=dict(G=net), optimizers={}, pl_mean=0.0, progress={}, process_states=[],
-                         training_set_kwargs={}, options=options)
+    ckpt.save_checkpoint(
+        path,
+        nets=dict(G=net),
+        optimizers={},
+        pl_mean=0.0,
+        progress={},
+        process_states=[],
+        training_set_kwargs={},
+        options=options,
+    )
 
 
 def test_options_are_read_once_per_file_version(tmp_path, monkeypatch):

@@ -38,8 +38,12 @@ def test_drawn_batches_load_the_sampled_indices():
         def __getitem__(self, i):
             return np.full([1, 2, 2], 255 * (i % 2), np.uint8), np.array([i], np.float32)
 
-    draws = iter([SampledBatch(np.array([3, 4, 6]), np.array([0, 0, 1]), 2),
-                  SampledBatch(np.zeros(0, np.int64), np.zeros(0, np.int64), 0)])
+    draws = iter(
+        [
+            SampledBatch(np.array([3, 4, 6]), np.array([0, 0, 1]), 2),
+            SampledBatch(np.zeros(0, np.int64), np.zeros(0, np.int64), 0),
+        ]
+    )
 
     class Sampler:
         def sample(self):

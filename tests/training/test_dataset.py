@@ -55,9 +55,13 @@ def test_folder_round_trip_and_int_labels(tmp_path):
 def test_zip_rgb_with_spinegan_block(tmp_path):
     arrays = images(4, channels=3)
     names = [f"00000/img{i:08d}.png" for i in range(4)]
-    meta = {"labels": [[n, 1] for n in names],
-            "spinegan": {"class_names": ["No finding", "a", "b"],
-                         "images": [dict(file=n, image_id=f"id{i}", study_id=f"s{i // 2}") for i, n in enumerate(names)]}}
+    meta = {
+        "labels": [[n, 1] for n in names],
+        "spinegan": {
+            "class_names": ["No finding", "a", "b"],
+            "images": [dict(file=n, image_id=f"id{i}", study_id=f"s{i // 2}") for i, n in enumerate(names)],
+        },
+    }
     write_zip(tmp_path / "d.zip", arrays, meta)
     ds = ImageFolderDataset(str(tmp_path / "d.zip"), use_labels=True)
     assert ds.name == "d" and ds.image_shape == [3, 8, 8]
@@ -97,18 +101,25 @@ def test_max_size_is_a_seeded_sorted_subset(tmp_path):
     a = ImageFolderDataset(str(tmp_path), max_size=4, random_seed=1)
     raw = [a.get_details(i).raw_idx for i in range(len(a))]
     assert len(a) == 4 and raw == sorted(raw) and len(set(raw)) == 4
-    assert raw == [ImageFolderDataset(str(tmp_path), max_size=4, random_seed=1).get_details(i).raw_idx for i in range(4)]
-    assert raw != [ImageFolderDataset(str(tmp_path), max_size=4, random_seed=2).get_details(i).raw_idx for i in range(4)]
+    assert raw == [
+        ImageFolderDataset(str(tmp_path), max_size=4, random_seed=1).get_details(i).raw_idx for i in range(4)
+    ]
+    assert raw != [
+        ImageFolderDataset(str(tmp_path), max_size=4, random_seed=2).get_details(i).raw_idx for i in range(4)
+    ]
     np.testing.assert_array_equal(a[1][0][0], arrays[raw[1]])
     flipped = ImageFolderDataset(str(tmp_path), max_size=4, random_seed=1, xflip=True)
     assert len(flipped) == 8 and flipped.get_details(5).raw_idx == raw[1]  # subset before xflip
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda: np.zeros([8, 16], np.uint8), "8; expected a square|16x8; expected a square"),
-    (lambda: np.zeros([12, 12], np.uint8), "not a power of two"),
-    (lambda: np.zeros([8, 8, 4], np.uint8), "RGBA"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda: np.zeros([8, 16], np.uint8), "8; expected a square|16x8; expected a square"),
+        (lambda: np.zeros([12, 12], np.uint8), "not a power of two"),
+        (lambda: np.zeros([8, 8, 4], np.uint8), "RGBA"),
+    ],
+)
 def test_bad_first_image_names_the_file(tmp_path, bad, message):
     write_folder(tmp_path, [bad()], names=["bad.png"])
     with pytest.raises(DatasetError, match=f"bad.png: .*({message})"):
@@ -116,8 +127,11 @@ def test_bad_first_image_names_the_file(tmp_path, bad, message):
 
 
 def test_mixed_sizes_and_channels_name_the_file(tmp_path):
-    write_folder(tmp_path, [np.zeros([8, 8], np.uint8), np.zeros([16, 16], np.uint8), np.zeros([8, 8, 3], np.uint8)],
-                 names=["a.png", "b.png", "c.png"])
+    write_folder(
+        tmp_path,
+        [np.zeros([8, 8], np.uint8), np.zeros([16, 16], np.uint8), np.zeros([8, 8, 3], np.uint8)],
+        names=["a.png", "b.png", "c.png"],
+    )
     ds = ImageFolderDataset(str(tmp_path))
     with pytest.raises(DatasetError, match=r"b\.png: shape \[1, 16, 16\]"):
         ds[1]
@@ -158,12 +172,18 @@ def test_forked_dataloader_workers_read_the_zip_intact(tmp_path):
         np.testing.assert_array_equal(read[:, 0], np.stack(arrays))
 
 
-@pytest.mark.parametrize("odd, message", [
-    (images(1, res=4)[0], "img00000002.png: 4x4 L image; every image must be 8x8 with 1 channel(s) like "
-                          "00000/img00000000.png (1 of 4 images differ)"),
-    (images(1, channels=3)[0], "img00000002.png: 8x8 RGB image; every image must be 8x8 with 1 channel(s)"),
-    (None, "img00000002.png: not a readable image"),
-])
+@pytest.mark.parametrize(
+    "odd, message",
+    [
+        (
+            images(1, res=4)[0],
+            "img00000002.png: 4x4 L image; every image must be 8x8 with 1 channel(s) like "
+            "00000/img00000000.png (1 of 4 images differ)",
+        ),
+        (images(1, channels=3)[0], "img00000002.png: 8x8 RGB image; every image must be 8x8 with 1 channel(s)"),
+        (None, "img00000002.png: not a readable image"),
+    ],
+)
 def test_check_all_images_names_the_first_odd_file(tmp_path, odd, message):
     names = write_folder(tmp_path, images(4))
     if odd is None:

@@ -18,10 +18,23 @@ N, RES = 8, 8
 
 def make_setup():
     torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=RES, img_channels=1,
-                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8, use_noise=False))  # noise = per-process RNG
-    D = Discriminator(c_dim=2, img_resolution=RES, img_channels=1, channel_base=64, channel_max=8,
-                      epilogue_kwargs=dict(mbstd_group_size=2))
+    G = Generator(
+        z_dim=8,
+        c_dim=2,
+        w_dim=8,
+        img_resolution=RES,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8, use_noise=False),
+    )  # noise = per-process RNG
+    D = Discriminator(
+        c_dim=2,
+        img_resolution=RES,
+        img_channels=1,
+        channel_base=64,
+        channel_max=8,
+        epilogue_kwargs=dict(mbstd_group_size=2),
+    )
     G.train().requires_grad_(False)
     D.train().requires_grad_(False)
     g = torch.Generator().manual_seed(1)
@@ -39,8 +52,9 @@ def step_all_phases(rounds_of: callable) -> dict[str, torch.Tensor]:
     for name, module in [("Gmain", G), ("Dmain", D), ("Dreg", D)]:
         opt = torch.optim.Adam(module.parameters(), lr=0.01, betas=(0.0, 0.99), eps=1e-8)
         update(Phase(name, module, opt, 1 if name != "Dreg" else 4, update), loss, rounds_of(data))
-    return {f"G.{k}": v.clone() for k, v in G.state_dict().items()} | \
-        {f"D.{k}": v.clone() for k, v in D.state_dict().items()}
+    return {f"G.{k}": v.clone() for k, v in G.state_dict().items()} | {
+        f"D.{k}": v.clone() for k, v in D.state_dict().items()
+    }
 
 
 def worker(rank: int, port: int, out: str) -> None:
@@ -79,8 +93,9 @@ def test_two_processes_match_one_process_with_the_whole_batch(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        one = step_all_phases(lambda data: [PhaseRound(*(t[:N // 2] for t in data)),
-                                            PhaseRound(*(t[N // 2:] for t in data))])
+        one = step_all_phases(
+            lambda data: [PhaseRound(*(t[: N // 2] for t in data)), PhaseRound(*(t[N // 2 :] for t in data))]
+        )
     finally:
         torch.set_num_threads(threads)
     changed = 0
@@ -90,8 +105,10 @@ def test_two_processes_match_one_process_with_the_whole_batch(tmp_path):
         # Two processes sum the gradient in another order (an all-reduce of two halves) than one process (two
         # accumulation rounds), and Adam divides by sqrt(v): after 3 steps on these small nets the weights
         # differ by rounding through ~100-term sums, relative to the weights' size.
-        torch.testing.assert_close(two[key], value, rtol=rounding_tol(torch.float32, 100),
-                                   atol=rounding_tol(torch.float32, 100), msg=key)
-        changed += not torch.equal(value, make_setup()[0 if key.startswith("G") else 1]
-                                   .state_dict()[key.split(".", 1)[1]])
+        torch.testing.assert_close(
+            two[key], value, rtol=rounding_tol(torch.float32, 100), atol=rounding_tol(torch.float32, 100), msg=key
+        )
+        changed += not torch.equal(
+            value, make_setup()[0 if key.startswith("G") else 1].state_dict()[key.split(".", 1)[1]]
+        )
     assert changed > 10  # the steps really moved the weights

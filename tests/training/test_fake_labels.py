@@ -54,7 +54,7 @@ def test_plugin_labels_reach_the_device_as_float32():
     sampler = fake_label_sampler(LabelledSet(), torch.device("cpu"), lambda n: np.ones([n, 2], dtype=np.float64))
     drawn = sampler(3)
     assert drawn.dtype == torch.float32 and torch.equal(drawn, torch.ones(3, 2))
-    assert torch.equal(to_device(np.arange(4.0).reshape(2, 2), torch.device("cpu")), torch.tensor([[0., 1], [2, 3]]))
+    assert torch.equal(to_device(np.arange(4.0).reshape(2, 2), torch.device("cpu")), torch.tensor([[0.0, 1], [2, 3]]))
 
 
 @pytest.mark.gpu

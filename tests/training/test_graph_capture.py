@@ -27,24 +27,43 @@ def own_statistics(monkeypatch):
 
 def tiny_setup(device: str, lr: float = 0.0025, p: float = 0.5):
     """A 16x16 conditional G and D, the full augment pipe at strength p, ADA, R1 and path length, lazy phases."""
-    G = Generator(z_dim=16, w_dim=16, c_dim=2, img_resolution=16, img_channels=1,
-                  mapping_kwargs=dict(num_layers=1),
-                  synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=256))
-    D = Discriminator(c_dim=2, img_resolution=16, img_channels=1, channel_base=128, channel_max=16,
-                      epilogue_kwargs=dict(mbstd_group_size=2))
+    G = Generator(
+        z_dim=16,
+        w_dim=16,
+        c_dim=2,
+        img_resolution=16,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=256),
+    )
+    D = Discriminator(
+        c_dim=2,
+        img_resolution=16,
+        img_channels=1,
+        channel_base=128,
+        channel_max=16,
+        epilogue_kwargs=dict(mbstd_group_size=2),
+    )
     G, D = (net.train().requires_grad_(False).to(device) for net in (G, D))
     pipe = AugmentPipe(**augpipe_specs["bgcfnc"]).train().requires_grad_(False).to(device)
     pipe.p.fill_(p)
     ada = AdaController(target=0.6, batch_size=4)
     loss = StyleGAN2Loss(device, G, D, augment_pipe=pipe, r1_gamma=1.0, pl_weight=2.0, ada_controller=ada)
     opt_kwargs = dict(lr=lr, betas=[0, 0.99], eps=1e-8)
-    phases = build_phases(Nets(G=G, D=D, G_ema=G, augment_pipe=pipe, ada=ada), loss, opt_kwargs, opt_kwargs, 2, 2,
-                          GradientStep())
+    phases = build_phases(
+        Nets(G=G, D=D, G_ema=G, augment_pipe=pipe, ada=ada), loss, opt_kwargs, opt_kwargs, 2, 2, GradientStep()
+    )
     assert [phase.name for phase in phases] == PHASES
     gen = torch.Generator().manual_seed(0)
     labels = torch.eye(2)[torch.tensor([0, 1, 1, 0])]
-    rounds = [PhaseRound(torch.randn(4, 1, 16, 16, generator=gen).to(device), labels.to(device),
-                         torch.randn(4, 16, generator=gen).to(device), labels.flip(0).to(device))]
+    rounds = [
+        PhaseRound(
+            torch.randn(4, 1, 16, 16, generator=gen).to(device),
+            labels.to(device),
+            torch.randn(4, 16, generator=gen).to(device),
+            labels.flip(0).to(device),
+        )
+    ]
     return loss, phases, rounds
 
 
@@ -92,8 +111,12 @@ def test_make_capturable_switches_the_forms_and_wraps_plain_steps():
     phases[2].update = OtherUpdate()
     graphed = graph_capture.make_capturable(phases, loss)
     assert [p.name for p in graphed] == PHASES
-    assert [type(p.update).__name__ for p in graphed] == ["GraphedUpdate", "GraphedUpdate", "OtherUpdate",
-                                                          "GraphedUpdate"]
+    assert [type(p.update).__name__ for p in graphed] == [
+        "GraphedUpdate",
+        "GraphedUpdate",
+        "OtherUpdate",
+        "GraphedUpdate",
+    ]
     assert graphed[0].update.pool is graphed[3].update.pool  # one memory pool for all graphs
     assert loss.augment_pipe.fixed_shapes and loss.style_mixing_on_device
     assert all(group["capturable"] for p in graphed for group in p.opt.param_groups)
@@ -103,6 +126,7 @@ def test_make_capturable_switches_the_forms_and_wraps_plain_steps():
 
 # ----------------------------------------------------------------------------------------------------
 # Style mixing on the device: the same draws (CPU), the same distribution.
+
 
 class StubG:
     """mapping(z) repeats z num_ws times, synthesis is the identity: which rows of ws came from which latent."""
@@ -150,6 +174,7 @@ def test_style_mixing_on_the_device_has_the_host_distribution():
 # ----------------------------------------------------------------------------------------------------
 # GPU: a graphed phase against the eager one.
 
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", PHASES)
@@ -182,6 +207,7 @@ def test_a_graphed_phase_gives_the_eager_gradients(name):
 # ----------------------------------------------------------------------------------------------------
 # GraphedUpdate's bookkeeping on the CPU, with torch.cuda's graph API replaced by recorders.
 
+
 class FakeCuda:
     """Stands in for the torch.cuda calls GraphedUpdate makes; records captures and replays."""
 
@@ -206,9 +232,15 @@ class FakeCuda:
             def wait_stream(self, other):
                 pass
 
-        self.patches = dict(CUDAGraph=Graph, graph=graph, Stream=Stream, stream=lambda s: contextlib.nullcontext(),
-                            current_stream=lambda: Stream(), synchronize=lambda: None,
-                            graph_pool_handle=lambda: ("pool",))
+        self.patches = dict(
+            CUDAGraph=Graph,
+            graph=graph,
+            Stream=Stream,
+            stream=lambda s: contextlib.nullcontext(),
+            current_stream=lambda: Stream(),
+            synchronize=lambda: None,
+            graph_pool_handle=lambda: ("pool",),
+        )
 
 
 class CountingStep(GradientStep):
@@ -236,8 +268,10 @@ def test_graphed_update_warms_up_captures_once_and_replays(monkeypatch, fail_cap
         if not fail_capture and i >= graph_capture.WARMUP_CALLS:
             # The captured inputs hold this call's batch; the gradients are those the graph wrote at capture.
             assert torch.equal(update.static_rounds[0].gen_z, new_rounds[0].gen_z)
-            assert all(torch.equal(p.grad, torch.full_like(p, graph_capture.WARMUP_CALLS + 1))
-                       for p in phase.module.parameters())
+            assert all(
+                torch.equal(p.grad, torch.full_like(p, graph_capture.WARMUP_CALLS + 1))
+                for p in phase.module.parameters()
+            )
     assert fake.captures == 1
     if fail_capture:  # every call after the failed capture runs eagerly, and the log says why once
         assert fake.replays == 0 and len(inner.rounds_seen) == calls + 1

@@ -9,8 +9,9 @@ from training.image_grid import row_names, save_image_grid
 def test_small_tiles_are_enlarged_whole_and_rows_are_labelled_in_their_own_band(tmp_path):
     rng = np.random.RandomState(0)
     images = rng.randint(0, 256, (6, 1, 16, 16)).astype(np.float32)  # 3 columns x 2 rows
-    save_image_grid(images, tmp_path / "g.png", drange=(0, 255), grid_size=(3, 2), row_labels=["normal", "abnormal"],
-                    min_tile=40)  # 16 px -> 3x = 48 px, the smallest whole factor reaching 40
+    save_image_grid(
+        images, tmp_path / "g.png", drange=(0, 255), grid_size=(3, 2), row_labels=["normal", "abnormal"], min_tile=40
+    )  # 16 px -> 3x = 48 px, the smallest whole factor reaching 40
     grid = np.asarray(PIL.Image.open(tmp_path / "g.png"))
     margin = grid.shape[1] - 3 * 48
     assert grid.shape[0] == 2 * 48 and margin > 0

@@ -7,10 +7,10 @@ import signal
 import pytest
 import torch
 from click.testing import CliRunner
-
-import train
 from test_train import write_dataset as write_cli_dataset
 from test_training_loop import final_state, loop_kwargs, write_dataset
+
+import train
 from training import interrupt
 from training.loop_plugins import LoopPlugins
 from training.plugins import Plugin
@@ -59,12 +59,21 @@ def test_a_signal_mid_tick_checkpoints_and_the_resumed_run_is_the_uninterrupted_
     training_loop(**loop_kwargs(dataset, full, plugins=LoopPlugins(generator_terms=(SignalAt(None),)), **options))
     part = str(tmp_path / "part")
     with interrupt.stop_on_signals(), pytest.raises(interrupt.Interrupted) as stop:
-        training_loop(**loop_kwargs(dataset, part, plugins=LoopPlugins(generator_terms=(SignalAt(4, signal.SIGTERM),)), **options))
+        training_loop(
+            **loop_kwargs(dataset, part, plugins=LoopPlugins(generator_terms=(SignalAt(4, signal.SIGTERM),)), **options)
+        )
     assert stop.value.signum == signal.SIGTERM and stop.value.cur_nimg == 8  # after iteration 2, mid-tick
     assert final_state(part)["progress"] == dict(cur_nimg=8, cur_tick=1, batch_idx=2, tick_start_nimg=4)
     resumed = str(tmp_path / "resumed")
-    training_loop(**loop_kwargs(dataset, resumed, plugins=LoopPlugins(generator_terms=(SignalAt(None),)),
-                                resume_checkpoint=os.path.join(part, "checkpoint.pt"), **options))
+    training_loop(
+        **loop_kwargs(
+            dataset,
+            resumed,
+            plugins=LoopPlugins(generator_terms=(SignalAt(None),)),
+            resume_checkpoint=os.path.join(part, "checkpoint.pt"),
+            **options,
+        )
+    )
     a, b = final_state(full), final_state(resumed)
     assert a["progress"] == b["progress"]
     for net in ("G", "D", "G_ema", "augment_pipe"):
@@ -76,14 +85,14 @@ def test_train_logs_how_to_continue_and_exits_like_a_shell(tmp_path, monkeypatch
     def stopped(**kwargs):
         print("Training for 1 kimg...")
         raise interrupt.Interrupted(signal.SIGINT, 640)
+
     monkeypatch.setattr("training.training_loop.training_loop", stopped)
     data = write_cli_dataset(str(tmp_path / "ds"))
     runs = str(tmp_path / "runs")
     result = CliRunner().invoke(train.main, ["--outdir", runs, "--data", data, "--cfg", "demo", "--kimg", "1"])
     assert result.exit_code == 130, result.output
     run = os.path.join(runs, "00000-ds-demo-kimg1")
-    hint = (f"interrupted at 0.64 kimg; continue with: python train.py --outdir {runs} "
-            f"--resume={run}/checkpoint.pt")
+    hint = f"interrupted at 0.64 kimg; continue with: python train.py --outdir {runs} --resume={run}/checkpoint.pt"
     assert open(os.path.join(run, "log.txt")).read().rstrip().endswith(hint)
     assert train  # the script under test
 
@@ -94,12 +103,30 @@ def test_ctrl_c_of_a_real_training_process(tmp_path):
     log's last line says how to continue."""
     import subprocess
     import sys
+
     data = write_cli_dataset(str(tmp_path / "ds"), n=16)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    process = subprocess.Popen([sys.executable, os.path.join(repo, "train.py"), "--outdir", "runs", "--data", data,
-                                "--cfg", "demo", "--kimg", "50", "--kimg-per-tick", "0.016"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=dict(os.environ, OMP_NUM_THREADS="1"))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(repo, "train.py"),
+            "--outdir",
+            "runs",
+            "--data",
+            data,
+            "--cfg",
+            "demo",
+            "--kimg",
+            "50",
+            "--kimg-per-tick",
+            "0.016",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     for line in process.stdout:
         if line.startswith("tick 1 "):
             process.send_signal(signal.SIGINT)
@@ -109,7 +136,8 @@ def test_ctrl_c_of_a_real_training_process(tmp_path):
     run = tmp_path / "runs" / "00000-ds-demo-kimg50"
     last = (run / "log.txt").read_text().rstrip().splitlines()[-1]
     assert last.startswith("interrupted at ") and last.endswith(
-        "kimg; continue with: python train.py --outdir runs --resume=runs/00000-ds-demo-kimg50/checkpoint.pt")
+        "kimg; continue with: python train.py --outdir runs --resume=runs/00000-ds-demo-kimg50/checkpoint.pt"
+    )
     assert (run / "checkpoint.pt").is_file()
 
 
@@ -119,12 +147,35 @@ def test_ctrl_c_of_two_training_processes(tmp_path):
     stop at a tick, the checkpoint is written, the parent waits for them and exits 130."""
     import subprocess
     import sys
+
     data = write_cli_dataset(str(tmp_path / "ds"), n=16)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    process = subprocess.Popen([sys.executable, os.path.join(repo, "train.py"), "--outdir", "runs", "--data", data,
-                                "--cfg", "demo", "--kimg", "50", "--kimg-per-tick", "0.032", "--gpus", "2",
-                                "--workers", "0"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(repo, "train.py"),
+            "--outdir",
+            "runs",
+            "--data",
+            data,
+            "--cfg",
+            "demo",
+            "--kimg",
+            "50",
+            "--kimg-per-tick",
+            "0.032",
+            "--gpus",
+            "2",
+            "--workers",
+            "0",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        start_new_session=True,
+    )
     for line in process.stdout:
         if line.startswith("tick 1 "):
             os.killpg(process.pid, signal.SIGINT)
@@ -134,5 +185,6 @@ def test_ctrl_c_of_two_training_processes(tmp_path):
     run = tmp_path / "runs" / "00000-ds-demo-kimg50"
     assert (run / "log.txt").read_text().rstrip().splitlines()[-1].startswith("interrupted at ")
     from training import checkpoint as ckpt
+
     progress = ckpt.checkpoint_progress(run / "checkpoint.pt")
     assert progress["cur_nimg"] == progress["tick_start_nimg"] > 0  # right after a tick, where the ranks agree

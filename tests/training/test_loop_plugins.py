@@ -3,8 +3,14 @@
 
 import pytest
 
-from training.loop_plugins import (LoopPlugins, plugin_metadata, plugin_states, plugin_stop_reason,
-                                   plugin_tick_report, restore_plugin_states)
+from training.loop_plugins import (
+    LoopPlugins,
+    plugin_metadata,
+    plugin_states,
+    plugin_stop_reason,
+    plugin_tick_report,
+    restore_plugin_states,
+)
 from training.plugins import Plugin
 
 
@@ -83,8 +89,12 @@ def test_the_first_stop_reason_ends_the_run():
 
 def test_combined_plugins_join_terms_and_refuse_two_holders_of_one_role():
     a, b, c = Term("a"), Term("b"), Term("c")
-    combined = LoopPlugins.combine([LoopPlugins(generator_terms=(a,), fake_labels=len),
-                                    LoopPlugins(generator_terms=(b, c), others=dict(k=Stateful()))])
+    combined = LoopPlugins.combine(
+        [
+            LoopPlugins(generator_terms=(a,), fake_labels=len),
+            LoopPlugins(generator_terms=(b, c), others=dict(k=Stateful())),
+        ]
+    )
     assert combined.generator_terms == (a, b, c) and combined.fake_labels is len and list(combined.others) == ["k"]
     with pytest.raises(ValueError, match="both set the training loop's real_sampling"):
         LoopPlugins.combine([LoopPlugins(real_sampling=len), LoopPlugins(real_sampling=len)])

@@ -1,6 +1,5 @@
 """StyleGAN2Loss: phase routing, R1 against brute-force references, generator terms, path-length EMA."""
 
-import numpy as np
 import pytest
 import torch
 from tolerances import rounding_tol
@@ -22,10 +21,23 @@ def fresh_collector(regex: str) -> training_stats.Collector:
 
 def tiny_nets(c_dim: int = 2) -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=RES, img_channels=1,
-                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
-    D = Discriminator(c_dim=c_dim, img_resolution=RES, img_channels=1, channel_base=64, channel_max=8,
-                      epilogue_kwargs=dict(mbstd_group_size=2))
+    G = Generator(
+        z_dim=8,
+        c_dim=c_dim,
+        w_dim=8,
+        img_resolution=RES,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    )
+    D = Discriminator(
+        c_dim=c_dim,
+        img_resolution=RES,
+        img_channels=1,
+        channel_base=64,
+        channel_max=8,
+        epilogue_kwargs=dict(mbstd_group_size=2),
+    )
     return G.train().requires_grad_(False), D.train().requires_grad_(False)
 
 
@@ -37,8 +49,9 @@ def batch(n: int = 4, c_dim: int = 2):
     return real, c, z, c.flip(0)
 
 
-@pytest.mark.parametrize("phase, trained", [("Gmain", "G"), ("Greg", "G"), ("Gboth", "G"),
-                                            ("Dmain", "D"), ("Dreg", "D"), ("Dboth", "D")])
+@pytest.mark.parametrize(
+    "phase, trained", [("Gmain", "G"), ("Greg", "G"), ("Gboth", "G"), ("Dmain", "D"), ("Dreg", "D"), ("Dboth", "D")]
+)
 def test_phase_gradients_reach_only_the_trained_network(phase, trained):
     G, D = tiny_nets()
     loss = StyleGAN2Loss("cpu", G, D, r1_gamma=1, pl_weight=2)

@@ -28,37 +28,54 @@ def _expected_g(z_dim, c_dim, w_dim, res, img_ch, base, cmax, map_layers, arch):
     C = lambda r: _channels(r, base, cmax)  # noqa: E731
 
     def syn_layer(prefix, cin, cout, r):
-        rows.extend([(f'{prefix}.weight', [cout, cin, 3, 3], False), (f'{prefix}.noise_strength', [], False),
-                     (f'{prefix}.bias', [cout], False), (f'{prefix}.resample_filter', RF, True),
-                     (f'{prefix}.noise_const', [r, r], True), (f'{prefix}.affine.weight', [cin, w_dim], False),
-                     (f'{prefix}.affine.bias', [cin], False)])
+        rows.extend(
+            [
+                (f"{prefix}.weight", [cout, cin, 3, 3], False),
+                (f"{prefix}.noise_strength", [], False),
+                (f"{prefix}.bias", [cout], False),
+                (f"{prefix}.resample_filter", RF, True),
+                (f"{prefix}.noise_const", [r, r], True),
+                (f"{prefix}.affine.weight", [cin, w_dim], False),
+                (f"{prefix}.affine.bias", [cin], False),
+            ]
+        )
 
     def torgb(prefix, cin):
-        rows.extend([(f'{prefix}.weight', [img_ch, cin, 1, 1], False), (f'{prefix}.bias', [img_ch], False),
-                     (f'{prefix}.affine.weight', [cin, w_dim], False), (f'{prefix}.affine.bias', [cin], False)])
+        rows.extend(
+            [
+                (f"{prefix}.weight", [img_ch, cin, 1, 1], False),
+                (f"{prefix}.bias", [img_ch], False),
+                (f"{prefix}.affine.weight", [cin, w_dim], False),
+                (f"{prefix}.affine.bias", [cin], False),
+            ]
+        )
 
-    for r in [2 ** i for i in range(2, log2 + 1)]:
-        p = f'synthesis.b{r}'
+    for r in [2**i for i in range(2, log2 + 1)]:
+        p = f"synthesis.b{r}"
         last = r == res
         if r == 4:
-            rows.append((f'{p}.const', [C(4), 4, 4], False))
-            rows.append((f'{p}.resample_filter', RF, True))
-            syn_layer(f'{p}.conv1', C(4), C(4), 4)
+            rows.append((f"{p}.const", [C(4), 4, 4], False))
+            rows.append((f"{p}.resample_filter", RF, True))
+            syn_layer(f"{p}.conv1", C(4), C(4), 4)
         else:
-            rows.append((f'{p}.resample_filter', RF, True))
-            syn_layer(f'{p}.conv0', C(r // 2), C(r), r)
-            syn_layer(f'{p}.conv1', C(r), C(r), r)
-        if arch == 'skip' or last:
-            torgb(f'{p}.torgb', C(r))
-        if arch == 'resnet' and r > 4:
-            rows.extend([(f'{p}.skip.weight', [C(r), C(r // 2), 1, 1], False), (f'{p}.skip.resample_filter', RF, True)])
-    rows.append(('mapping.w_avg', [w_dim], True))
+            rows.append((f"{p}.resample_filter", RF, True))
+            syn_layer(f"{p}.conv0", C(r // 2), C(r), r)
+            syn_layer(f"{p}.conv1", C(r), C(r), r)
+        if arch == "skip" or last:
+            torgb(f"{p}.torgb", C(r))
+        if arch == "resnet" and r > 4:
+            rows.extend([(f"{p}.skip.weight", [C(r), C(r // 2), 1, 1], False), (f"{p}.skip.resample_filter", RF, True)])
+    rows.append(("mapping.w_avg", [w_dim], True))
     embed = w_dim if c_dim > 0 else 0
     if c_dim > 0:
-        rows.extend([('mapping.embed.weight', [w_dim, c_dim], False), ('mapping.embed.bias', [w_dim], False)])
+        rows.extend([("mapping.embed.weight", [w_dim, c_dim], False), ("mapping.embed.bias", [w_dim], False)])
     for i in range(map_layers):
-        rows.extend([(f'mapping.fc{i}.weight', [w_dim, z_dim + embed if i == 0 else w_dim], False),
-                     (f'mapping.fc{i}.bias', [w_dim], False)])
+        rows.extend(
+            [
+                (f"mapping.fc{i}.weight", [w_dim, z_dim + embed if i == 0 else w_dim], False),
+                (f"mapping.fc{i}.bias", [w_dim], False),
+            ]
+        )
     return rows
 
 
@@ -68,30 +85,36 @@ def _expected_d(c_dim, res, img_ch, base, cmax, arch, mbstd_channels=1, map_laye
     C = lambda r: _channels(r, base, cmax)  # noqa: E731
 
     def conv(prefix, cin, cout, k, bias=True):
-        rows.append((f'{prefix}.weight', [cout, cin, k, k], False))
+        rows.append((f"{prefix}.weight", [cout, cin, k, k], False))
         if bias:
-            rows.append((f'{prefix}.bias', [cout], False))
-        rows.append((f'{prefix}.resample_filter', RF, True))
+            rows.append((f"{prefix}.bias", [cout], False))
+        rows.append((f"{prefix}.resample_filter", RF, True))
 
-    for r in [2 ** i for i in range(log2, 2, -1)]:
-        p = f'b{r}'
-        rows.append((f'{p}.resample_filter', RF, True))
-        if r == res or arch == 'skip':
-            conv(f'{p}.fromrgb', img_ch, C(r), 1)
-        conv(f'{p}.conv0', C(r), C(r), 3)
-        conv(f'{p}.conv1', C(r), C(r // 2), 3)
-        if arch == 'resnet':
-            conv(f'{p}.skip', C(r), C(r // 2), 1, bias=False)
+    for r in [2**i for i in range(log2, 2, -1)]:
+        p = f"b{r}"
+        rows.append((f"{p}.resample_filter", RF, True))
+        if r == res or arch == "skip":
+            conv(f"{p}.fromrgb", img_ch, C(r), 1)
+        conv(f"{p}.conv0", C(r), C(r), 3)
+        conv(f"{p}.conv1", C(r), C(r // 2), 3)
+        if arch == "resnet":
+            conv(f"{p}.skip", C(r), C(r // 2), 1, bias=False)
     cmap = C(4) if c_dim > 0 else 0
     if c_dim > 0:
-        rows.extend([('mapping.embed.weight', [cmap, c_dim], False), ('mapping.embed.bias', [cmap], False)])
+        rows.extend([("mapping.embed.weight", [cmap, c_dim], False), ("mapping.embed.bias", [cmap], False)])
         for i in range(map_layers):
-            rows.extend([(f'mapping.fc{i}.weight', [cmap, cmap], False), (f'mapping.fc{i}.bias', [cmap], False)])
-    if arch == 'skip':
-        conv('b4.fromrgb', img_ch, C(4), 1)
-    conv('b4.conv', C(4) + mbstd_channels, C(4), 3)
-    rows.extend([('b4.fc.weight', [C(4), C(4) * 16], False), ('b4.fc.bias', [C(4)], False),
-                 ('b4.out.weight', [cmap or 1, C(4)], False), ('b4.out.bias', [cmap or 1], False)])
+            rows.extend([(f"mapping.fc{i}.weight", [cmap, cmap], False), (f"mapping.fc{i}.bias", [cmap], False)])
+    if arch == "skip":
+        conv("b4.fromrgb", img_ch, C(4), 1)
+    conv("b4.conv", C(4) + mbstd_channels, C(4), 3)
+    rows.extend(
+        [
+            ("b4.fc.weight", [C(4), C(4) * 16], False),
+            ("b4.fc.bias", [C(4)], False),
+            ("b4.out.weight", [cmap or 1, C(4)], False),
+            ("b4.out.bias", [cmap or 1], False),
+        ]
+    )
     return rows
 
 
@@ -201,7 +224,8 @@ mapping.fc1.weight 512,512
 mapping.fc1.bias 512
 """
 
-FACT_SHEET_TABLE_D = """
+FACT_SHEET_TABLE_D = (
+    """
 b64.resample_filter 4,4 B
 b64.fromrgb.weight 256,3,1,1
 b64.fromrgb.bias 256
@@ -214,7 +238,9 @@ b64.conv1.bias 512
 b64.conv1.resample_filter 4,4 B
 b64.skip.weight 512,256,1,1
 b64.skip.resample_filter 4,4 B
-""" + "".join(f"""
+"""
+    + "".join(
+        f"""
 b{r}.resample_filter 4,4 B
 b{r}.conv0.weight 512,512,3,3
 b{r}.conv0.bias 512
@@ -224,13 +250,21 @@ b{r}.conv1.bias 512
 b{r}.conv1.resample_filter 4,4 B
 b{r}.skip.weight 512,512,1,1
 b{r}.skip.resample_filter 4,4 B
-""" for r in (32, 16, 8)) + """
+"""
+        for r in (32, 16, 8)
+    )
+    + """
 mapping.embed.weight 512,2
 mapping.embed.bias 512
-""" + "".join(f"""
+"""
+    + "".join(
+        f"""
 mapping.fc{i}.weight 512,512
 mapping.fc{i}.bias 512
-""" for i in range(8)) + """
+"""
+        for i in range(8)
+    )
+    + """
 b4.conv.weight 512,513,3,3
 b4.conv.bias 512
 b4.conv.resample_filter 4,4 B
@@ -239,6 +273,7 @@ b4.fc.bias 512
 b4.out.weight 512,512
 b4.out.bias 512
 """
+)
 
 
 def _parse_table(text):
@@ -247,19 +282,33 @@ def _parse_table(text):
         if not line.strip():
             continue
         key, shape, *flag = line.split()
-        rows.append((key, [] if shape == '-' else [int(s) for s in shape.split(',')], flag == ['B']))
+        rows.append((key, [] if shape == "-" else [int(s) for s in shape.split(",")], flag == ["B"]))
     return rows
 
 
-def _small_g(res=16, c_dim=0, img_ch=3, arch='skip', **synthesis_kwargs):
+def _small_g(res=16, c_dim=0, img_ch=3, arch="skip", **synthesis_kwargs):
     synthesis_kwargs = dict(channel_base=256, channel_max=32, architecture=arch, **synthesis_kwargs)
-    return networks.Generator(z_dim=16, c_dim=c_dim, w_dim=16, img_resolution=res, img_channels=img_ch,
-                              mapping_kwargs=dict(num_layers=2), synthesis_kwargs=synthesis_kwargs)
+    return networks.Generator(
+        z_dim=16,
+        c_dim=c_dim,
+        w_dim=16,
+        img_resolution=res,
+        img_channels=img_ch,
+        mapping_kwargs=dict(num_layers=2),
+        synthesis_kwargs=synthesis_kwargs,
+    )
 
 
-def _small_d(res=16, c_dim=0, img_ch=3, arch='resnet', **kwargs):
-    return networks.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_ch, architecture=arch,
-                                  channel_base=256, channel_max=32, **kwargs)
+def _small_d(res=16, c_dim=0, img_ch=3, arch="resnet", **kwargs):
+    return networks.Discriminator(
+        c_dim=c_dim,
+        img_resolution=res,
+        img_channels=img_ch,
+        architecture=arch,
+        channel_base=256,
+        channel_max=32,
+        **kwargs,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -268,55 +317,68 @@ def _small_d(res=16, c_dim=0, img_ch=3, arch='resnet', **kwargs):
 
 def test_fact_sheet_res64_table_verbatim():
     torch.manual_seed(0)
-    G = networks.Generator(z_dim=512, c_dim=2, w_dim=512, img_resolution=64, img_channels=3,
-                           mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=16384))
+    G = networks.Generator(
+        z_dim=512,
+        c_dim=2,
+        w_dim=512,
+        img_resolution=64,
+        img_channels=3,
+        mapping_kwargs=dict(num_layers=2),
+        synthesis_kwargs=dict(channel_base=16384),
+    )
     D = networks.Discriminator(c_dim=2, img_resolution=64, img_channels=3, channel_base=16384)
     assert _actual(G) == _parse_table(FACT_SHEET_TABLE_G)
     assert _actual(D) == _parse_table(FACT_SHEET_TABLE_D)
     assert G.num_ws == 10
-    filt = torch.tensor([1., 3., 3., 1.])
+    filt = torch.tensor([1.0, 3.0, 3.0, 1.0])
     assert torch.equal(G.synthesis.b8.resample_filter, torch.outer(filt, filt) / 64)
 
 
 G_CONFIGS = [  # res, c_dim, img_channels, architecture, channel_base, channel_max, mapping layers
-    (32, 0, 1, 'skip', 512, 64, 2),
-    (64, 2, 3, 'orig', 1024, 48, 1),
-    (128, 2, 1, 'resnet', 2048, 32, 3),
-    (256, 0, 3, 'skip', 4096, 64, 8),
+    (32, 0, 1, "skip", 512, 64, 2),
+    (64, 2, 3, "orig", 1024, 48, 1),
+    (128, 2, 1, "resnet", 2048, 32, 3),
+    (256, 0, 3, "skip", 4096, 64, 8),
 ]
 
 
-@pytest.mark.parametrize('res,c_dim,img_ch,arch,base,cmax,map_layers', G_CONFIGS)
+@pytest.mark.parametrize("res,c_dim,img_ch,arch,base,cmax,map_layers", G_CONFIGS)
 def test_generator_state_dict_matches_rules(res, c_dim, img_ch, arch, base, cmax, map_layers):
-    G = networks.Generator(z_dim=24, c_dim=c_dim, w_dim=20, img_resolution=res, img_channels=img_ch,
-                           mapping_kwargs=dict(num_layers=map_layers),
-                           synthesis_kwargs=dict(channel_base=base, channel_max=cmax, architecture=arch))
+    G = networks.Generator(
+        z_dim=24,
+        c_dim=c_dim,
+        w_dim=20,
+        img_resolution=res,
+        img_channels=img_ch,
+        mapping_kwargs=dict(num_layers=map_layers),
+        synthesis_kwargs=dict(channel_base=base, channel_max=cmax, architecture=arch),
+    )
     assert _actual(G) == _expected_g(24, c_dim, 20, res, img_ch, base, cmax, map_layers, arch)
     assert G.num_ws == 2 * int(math.log2(res)) - 2
-    assert list(dict(G.named_children())) == ['synthesis', 'mapping']
+    assert list(dict(G.named_children())) == ["synthesis", "mapping"]
 
 
 D_CONFIGS = [  # res, c_dim, img_channels, architecture, channel_base, channel_max
-    (32, 0, 1, 'resnet', 512, 64),
-    (64, 2, 3, 'skip', 1024, 48),
-    (128, 2, 1, 'orig', 2048, 32),
-    (256, 0, 3, 'resnet', 4096, 64),
+    (32, 0, 1, "resnet", 512, 64),
+    (64, 2, 3, "skip", 1024, 48),
+    (128, 2, 1, "orig", 2048, 32),
+    (256, 0, 3, "resnet", 4096, 64),
 ]
 
 
-@pytest.mark.parametrize('res,c_dim,img_ch,arch,base,cmax', D_CONFIGS)
+@pytest.mark.parametrize("res,c_dim,img_ch,arch,base,cmax", D_CONFIGS)
 def test_discriminator_state_dict_matches_rules(res, c_dim, img_ch, arch, base, cmax):
-    D = networks.Discriminator(c_dim=c_dim, img_resolution=res, img_channels=img_ch, architecture=arch,
-                               channel_base=base, channel_max=cmax)
+    D = networks.Discriminator(
+        c_dim=c_dim, img_resolution=res, img_channels=img_ch, architecture=arch, channel_base=base, channel_max=cmax
+    )
     assert _actual(D) == _expected_d(c_dim, res, img_ch, base, cmax, arch)
     children = list(dict(D.named_children()))
-    assert children == [f'b{2 ** i}' for i in range(int(math.log2(res)), 2, -1)] + \
-        (['mapping'] if c_dim else []) + ['b4']
+    assert children == [f"b{2**i}" for i in range(int(math.log2(res)), 2, -1)] + (["mapping"] if c_dim else []) + ["b4"]
 
 
 def test_mbstd_off_removes_one_input_channel_of_b4_conv():
     D = _small_d(epilogue_kwargs=dict(mbstd_num_channels=0))
-    assert _actual(D) == _expected_d(0, 16, 3, 256, 32, 'resnet', mbstd_channels=0)
+    assert _actual(D) == _expected_d(0, 16, 3, 256, 32, "resnet", mbstd_channels=0)
     assert D.b4.conv.weight.shape[1] == D.b4.in_channels
     assert D(torch.randn(3, 3, 16, 16), None).shape == (3, 1)  # no group constraint without mbstd
 
@@ -324,28 +386,29 @@ def test_mbstd_off_removes_one_input_channel_of_b4_conv():
 def test_freeze_layers_turns_the_first_layers_into_buffers_with_the_same_keys():
     D = _small_d(res=32, block_kwargs=dict(freeze_layers=5))
     # Global layer order: b32.fromrgb, b32.conv0, b32.conv1, b32.skip, b16.conv0 | b16.conv1, ...
-    frozen = {'b32.fromrgb', 'b32.conv0', 'b32.conv1', 'b32.skip', 'b16.conv0'}
+    frozen = {"b32.fromrgb", "b32.conv0", "b32.conv1", "b32.skip", "b16.conv0"}
     params = {name for name, _ in D.named_parameters()}
     for prefix in frozen:
-        assert f'{prefix}.weight' not in params
-    assert 'b16.conv1.weight' in params and 'b8.skip.weight' in params
+        assert f"{prefix}.weight" not in params
+    assert "b16.conv1.weight" in params and "b8.skip.weight" in params
     # Frozen weights become buffers, so they move after resample_filter in the order, but keys and shapes stay.
     assert sorted((k, s) for k, s, _ in _actual(D)) == sorted((k, s) for k, s, _ in _actual(_small_d(res=32)))
 
 
 def test_init_kwargs_rebuild_an_identical_layout():
-    G = _small_g(res=32, c_dim=3, arch='resnet', num_fp16_res=2, conv_clamp=256)
-    D = _small_d(res=32, c_dim=3, arch='skip', block_kwargs=dict(freeze_layers=2),
-                 epilogue_kwargs=dict(mbstd_group_size=2))
+    G = _small_g(res=32, c_dim=3, arch="resnet", num_fp16_res=2, conv_clamp=256)
+    D = _small_d(
+        res=32, c_dim=3, arch="skip", block_kwargs=dict(freeze_layers=2), epilogue_kwargs=dict(mbstd_group_size=2)
+    )
     for net in (G, D):
         clone = type(net)(**net.init_kwargs)
         assert _actual(clone) == _actual(net)
     assert G.init_kwargs.synthesis_kwargs.num_fp16_res == 2
-    assert D.init_kwargs.epilogue_kwargs == {'mbstd_group_size': 2}
+    assert D.init_kwargs.epilogue_kwargs == {"mbstd_group_size": 2}
 
 
 def test_bad_resolution_is_rejected_with_its_value():
-    with pytest.raises(ValueError, match='48'):
+    with pytest.raises(ValueError, match="48"):
         _small_g(res=48)
 
 
@@ -355,7 +418,7 @@ def test_bad_resolution_is_rejected_with_its_value():
 
 def test_fully_connected_layer_equalised_lr():
     torch.manual_seed(1)
-    layer = networks.FullyConnectedLayer(5, 3, activation='lrelu', lr_multiplier=0.1, bias_init=0.5)
+    layer = networks.FullyConnectedLayer(5, 3, activation="lrelu", lr_multiplier=0.1, bias_init=0.5)
     x = torch.randn(4, 5)
     w = layer.weight.double() * 0.1 / math.sqrt(5)
     y = x.double() @ w.t() + layer.bias.double() * 0.1
@@ -373,12 +436,12 @@ def _modconv_reference(x, weight, styles, demodulate):
         w = weight.double() * styles[n].double().reshape(1, -1, 1, 1)
         if demodulate:
             w = w / (w.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
-        out.append(F.conv2d(x[n:n + 1].double(), w, padding=weight.shape[-1] // 2))
+        out.append(F.conv2d(x[n : n + 1].double(), w, padding=weight.shape[-1] // 2))
     return torch.cat(out)
 
 
-@pytest.mark.parametrize('fused', [True, False])
-@pytest.mark.parametrize('demodulate', [True, False])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("demodulate", [True, False])
 def test_modulated_conv2d_matches_brute_force(fused, demodulate):
     torch.manual_seed(2)
     x, weight, styles = torch.randn(3, 4, 6, 6), torch.randn(5, 4, 3, 3), torch.randn(3, 4)
@@ -386,8 +449,12 @@ def test_modulated_conv2d_matches_brute_force(fused, demodulate):
     # float32: 4 * 3 * 3 = 36-term sums for the conv and for the demodulation's sum of squares, plus the
     # modulation's products (~80 roundings), on sum |terms| (the reference run on absolute values).
     magnitude = _modconv_reference(x.abs(), weight.abs(), styles.abs(), demodulate).max().item()
-    assert torch.allclose(y.double(), _modconv_reference(x, weight, styles, demodulate), rtol=0,
-                          atol=rounding_tol(torch.float32, 80, magnitude))
+    assert torch.allclose(
+        y.double(),
+        _modconv_reference(x, weight, styles, demodulate),
+        rtol=0,
+        atol=rounding_tol(torch.float32, 80, magnitude),
+    )
 
 
 def test_modulated_conv2d_fused_equals_non_fused_with_upsampling_and_noise():
@@ -401,25 +468,31 @@ def test_modulated_conv2d_fused_equals_non_fused_with_upsampling_and_noise():
     assert a.shape == (2, 6, 10, 10)
     # Both float32: 36-term conv and demodulation sums, the 4x4 up-filter and the noise (~100 roundings), on
     # sum |terms| (the same op on absolute values; the filter is positive).
-    magnitude = networks.modulated_conv2d(x.abs(), weight.abs(), styles.abs(), fused_modconv=False,
-                                          **(kwargs | dict(noise=noise.abs()))).max().item()
+    magnitude = (
+        networks.modulated_conv2d(
+            x.abs(), weight.abs(), styles.abs(), fused_modconv=False, **(kwargs | dict(noise=noise.abs()))
+        )
+        .max()
+        .item()
+    )
     assert torch.allclose(a, b, rtol=0, atol=rounding_tol(torch.float32, 100, magnitude))
 
 
 def test_conv2d_layer_trainable_false_uses_buffers_and_same_output():
     torch.manual_seed(4)
-    a = networks.Conv2dLayer(3, 4, 3, activation='lrelu')
-    b = networks.Conv2dLayer(3, 4, 3, activation='lrelu', trainable=False)
+    a = networks.Conv2dLayer(3, 4, 3, activation="lrelu")
+    b = networks.Conv2dLayer(3, 4, 3, activation="lrelu", trainable=False)
     b.load_state_dict(a.state_dict())
     assert [n for n, _ in b.named_parameters()] == []
-    assert {n for n, _ in b.named_buffers()} == {'resample_filter', 'weight', 'bias'}
+    assert {n for n, _ in b.named_buffers()} == {"resample_filter", "weight", "bias"}
     assert set(b.state_dict()) == set(a.state_dict())
     x = torch.randn(2, 3, 8, 8)
     ref = F.leaky_relu(F.conv2d(x.double(), a.weight.double() / math.sqrt(27), a.bias.double(), padding=1), 0.2)
     # float32: 27-term sums plus gains and bias (30 roundings) on sum |terms| times sqrt(2).
     magnitude = F.conv2d(x.double().abs(), a.weight.double().abs() / math.sqrt(27), padding=1).max().item()
-    assert torch.allclose(b(x).double(), ref * math.sqrt(2), rtol=0,
-                          atol=rounding_tol(torch.float32, 30, magnitude * math.sqrt(2)))
+    assert torch.allclose(
+        b(x).double(), ref * math.sqrt(2), rtol=0, atol=rounding_tol(torch.float32, 30, magnitude * math.sqrt(2))
+    )
     assert torch.equal(a(x), b(x))
 
 
@@ -433,16 +506,17 @@ def test_minibatch_std_matches_loop_over_groups():
     for n in range(6):
         members = [m for m in range(6) if m % 2 == n % 2]  # sample n is in group n % (N/G)
         for f in range(2):
-            group = xd[members][:, 2 * f:2 * f + 2]
+            group = xd[members][:, 2 * f : 2 * f + 2]
             std = (group.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()
             # float32: mean and variance over 3 members, sqrt, mean over 2 x 3 x 3 values (~30 roundings) of
             # squares up to 5^2 (N(0, 1) inputs), relative error halved by the sqrt.
-            assert torch.allclose(y[n, 4 + f].double(), std.expand(3, 3), rtol=0,
-                                  atol=rounding_tol(torch.float32, 30, 25))
+            assert torch.allclose(
+                y[n, 4 + f].double(), std.expand(3, 3), rtol=0, atol=rounding_tol(torch.float32, 30, 25)
+            )
 
 
 def test_minibatch_std_rejects_indivisible_batch():
-    with pytest.raises(ValueError, match='divisible'):
+    with pytest.raises(ValueError, match="divisible"):
         networks.MinibatchStdLayer(group_size=4)(torch.randn(6, 2, 4, 4))
 
 
@@ -456,8 +530,8 @@ def test_minibatch_std_rejects_indivisible_batch():
 _NETWORK_TOL = rounding_tol(torch.float32, 3000, 4)
 
 
-@pytest.mark.parametrize('arch', ['skip', 'orig', 'resnet'])
-@pytest.mark.parametrize('img_ch', [1, 3])
+@pytest.mark.parametrize("arch", ["skip", "orig", "resnet"])
+@pytest.mark.parametrize("img_ch", [1, 3])
 def test_generator_forward_shape_and_range(arch, img_ch):
     torch.manual_seed(6)
     G = _small_g(res=16, c_dim=2, img_ch=img_ch, arch=arch)
@@ -468,7 +542,7 @@ def test_generator_forward_shape_and_range(arch, img_ch):
     assert 0.05 < img.std().item() < 3 and img.abs().max().item() < 10
 
 
-@pytest.mark.parametrize('arch', ['resnet', 'skip', 'orig'])
+@pytest.mark.parametrize("arch", ["resnet", "skip", "orig"])
 def test_discriminator_forward_conditional_and_not(arch):
     torch.manual_seed(7)
     img = torch.randn(4, 3, 16, 16)
@@ -487,9 +561,9 @@ def test_discriminator_projection_conditioning():
     D.b4.out.register_forward_hook(lambda m, i, o: captured.update(out=o))
     logits = D(img, c)
     cmap = D.mapping(None, c)
-    expected = (captured['out'] * cmap).sum(dim=1, keepdim=True) / math.sqrt(D.b4.cmap_dim)
+    expected = (captured["out"] * cmap).sum(dim=1, keepdim=True) / math.sqrt(D.b4.cmap_dim)
     # Both float32: a cmap_dim-term dot product and a scale, on sum |terms|.
-    magnitude = (captured['out'].abs() * cmap.abs()).sum(dim=1).max().item() / math.sqrt(D.b4.cmap_dim)
+    magnitude = (captured["out"].abs() * cmap.abs()).sum(dim=1).max().item() / math.sqrt(D.b4.cmap_dim)
     assert torch.allclose(logits, expected, rtol=0, atol=rounding_tol(torch.float32, D.b4.cmap_dim + 2, magnitude))
 
 
@@ -533,46 +607,46 @@ def test_noise_modes():
     torch.manual_seed(11)
     G = _small_g().eval()
     for name, p in G.named_parameters():
-        if name.endswith('noise_strength'):
+        if name.endswith("noise_strength"):
             p.data.fill_(1.0)
     z = torch.randn(2, 16)
-    a, b = G(z, None, noise_mode='const'), G(z, None, noise_mode='const')
+    a, b = G(z, None, noise_mode="const"), G(z, None, noise_mode="const")
     assert torch.equal(a, b)
-    r1, r2 = G(z, None, noise_mode='random'), G(z, None, noise_mode='random')
+    r1, r2 = G(z, None, noise_mode="random"), G(z, None, noise_mode="random")
     assert not torch.allclose(r1, r2)
     for buf_name, buf in G.named_buffers():
-        if buf_name.endswith('noise_const'):
+        if buf_name.endswith("noise_const"):
             buf.zero_()
-    assert torch.equal(G(z, None, noise_mode='const'), G(z, None, noise_mode='none'))  # adding 0.0 is exact
-    with pytest.raises(ValueError, match='noise_mode'):
-        G(z, None, noise_mode='bogus')
+    assert torch.equal(G(z, None, noise_mode="const"), G(z, None, noise_mode="none"))  # adding 0.0 is exact
+    with pytest.raises(ValueError, match="noise_mode"):
+        G(z, None, noise_mode="bogus")
 
 
-@pytest.mark.parametrize('arch', ['skip', 'resnet'])
+@pytest.mark.parametrize("arch", ["skip", "resnet"])
 def test_each_block_gets_the_official_ws(arch):
     torch.manual_seed(12)
     G = _small_g(res=16, arch=arch).eval()
     seen = {}
     for name, module in G.synthesis.named_modules():
-        if name.endswith('affine'):
+        if name.endswith("affine"):
             module.register_forward_hook(lambda m, i, o, name=name: seen.update({name: i[0]}))
     ws = torch.randn(2, G.num_ws, 16)
-    G.synthesis(ws, noise_mode='const')
+    G.synthesis(ws, noise_mode="const")
     # Each block takes num_conv + num_torgb ws but advances by num_conv: torgb shares w with the next conv0.
-    expected = {'b4.conv1': 0, 'b8.conv0': 1, 'b8.conv1': 2, 'b16.conv0': 3, 'b16.conv1': 4, 'b16.torgb': 5}
-    if arch == 'skip':
-        expected.update({'b4.torgb': 1, 'b8.torgb': 3})
-    assert set(seen) == {f'{k}.affine' for k in expected}
+    expected = {"b4.conv1": 0, "b8.conv0": 1, "b8.conv1": 2, "b16.conv0": 3, "b16.conv1": 4, "b16.torgb": 5}
+    if arch == "skip":
+        expected.update({"b4.torgb": 1, "b8.torgb": 3})
+    assert set(seen) == {f"{k}.affine" for k in expected}
     for layer, idx in expected.items():
-        assert torch.equal(seen[f'{layer}.affine'], ws[:, idx])
+        assert torch.equal(seen[f"{layer}.affine"], ws[:, idx])
 
 
 def test_fused_and_non_fused_generator_agree():
     torch.manual_seed(13)
     G = _small_g(res=16, c_dim=2).eval()
     ws = G.mapping(torch.randn(3, 16), torch.randn(3, 2))
-    a = G.synthesis(ws, noise_mode='const', fused_modconv=True)
-    b = G.synthesis(ws, noise_mode='const', fused_modconv=False)
+    a = G.synthesis(ws, noise_mode="const", fused_modconv=True)
+    b = G.synthesis(ws, noise_mode="const", fused_modconv=False)
     assert torch.allclose(a, b, rtol=0, atol=_NETWORK_TOL)
 
 
@@ -582,9 +656,9 @@ def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu_without_bf16(cpu_f
     G16 = _small_g(res=16, num_fp16_res=4, conv_clamp=256, fp16_channels_last=True)
     G16.load_state_dict(G32.state_dict())
     z = torch.randn(2, 16)
-    out = G16(z, None, noise_mode='const')
+    out = G16(z, None, noise_mode="const")
     assert out.dtype == torch.float32
-    assert torch.allclose(out, G32(z, None, noise_mode='const'), rtol=0, atol=_NETWORK_TOL)
+    assert torch.allclose(out, G32(z, None, noise_mode="const"), rtol=0, atol=_NETWORK_TOL)
     D16 = _small_d(num_fp16_res=4, conv_clamp=256, block_kwargs=dict(fp16_channels_last=True))
     assert D16(out, None).dtype == torch.float32
 
@@ -602,13 +676,13 @@ def test_fp16_and_channels_last_blocks_compute_in_fp32_on_cpu_without_bf16(cpu_f
 _G_BF16_OPS, _D_BF16_OPS = 46, 27
 
 
-def _bf16_pair(seed: int, c_dim: int = 2, arch: str = 'skip'):
+def _bf16_pair(seed: int, c_dim: int = 2, arch: str = "skip"):
     """A small G (noise on) and D whose 8x8 and 16x16 blocks are marked for reduced precision, in train mode."""
     torch.manual_seed(seed)
     G = _small_g(res=16, c_dim=c_dim, arch=arch, num_fp16_res=2, conv_clamp=256).train()
     D = _small_d(res=16, c_dim=c_dim, arch=arch, num_fp16_res=2, conv_clamp=256).train()
     for name, p in G.named_parameters():
-        if name.endswith('noise_strength'):
+        if name.endswith("noise_strength"):
             p.data.fill_(0.5)
     return G, D
 
@@ -625,7 +699,7 @@ def _flat_grads(net: torch.nn.Module) -> torch.Tensor:
 
 
 def test_block_precision_rule(cpu_bf16):
-    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
     rule = networks._block_precision
     for channels_last in (False, True):  # NHWC always: oneDNN's bf16 depthwise (FIR) kernels want it
         assert rule(True, channels_last, False, cpu, True) == (torch.bfloat16, torch.channels_last)
@@ -640,27 +714,36 @@ def test_block_precision_rule(cpu_bf16):
 
 
 def test_block_precision_is_fp32_on_a_cpu_without_bf16(cpu_fp32):
-    assert networks._block_precision(True, True, False, torch.device('cpu'), True) == (
-        torch.float32, torch.contiguous_format)
+    assert networks._block_precision(True, True, False, torch.device("cpu"), True) == (
+        torch.float32,
+        torch.contiguous_format,
+    )
 
 
 def test_bf16_blocks_compute_in_bf16_only_while_training(cpu_bf16):
     G, D = _bf16_pair(20)
     seen = {}
     for net in (G, D):
-        for name in ('b4', 'b8', 'b16'):
+        for name in ("b4", "b8", "b16"):
             getattr(net.synthesis if net is G else net, name).register_forward_hook(
-                lambda m, args, out, key=(net is G, name): seen.__setitem__(key, out[0].dtype))
+                lambda m, args, out, key=(net is G, name): seen.__setitem__(key, out[0].dtype)
+            )
     z, c = torch.randn(4, 16), torch.eye(2)[[0, 1, 0, 1]]
     D(G(z, c), c)
-    assert seen == {(True, 'b4'): torch.float32, (True, 'b8'): torch.bfloat16, (True, 'b16'): torch.bfloat16,
-                    (False, 'b4'): torch.float32, (False, 'b8'): torch.bfloat16, (False, 'b16'): torch.bfloat16}
+    assert seen == {
+        (True, "b4"): torch.float32,
+        (True, "b8"): torch.bfloat16,
+        (True, "b16"): torch.bfloat16,
+        (False, "b4"): torch.float32,
+        (False, "b8"): torch.bfloat16,
+        (False, "b16"): torch.bfloat16,
+    }
     G.eval(), D.eval()
     D(G(z, c), c)
     assert set(seen.values()) == {torch.float32}
 
 
-@pytest.mark.parametrize('arch', ['skip', 'resnet'])
+@pytest.mark.parametrize("arch", ["skip", "resnet"])
 def test_bf16_generator_matches_fp32_forward_and_gradients(cpu_bf16, arch):
     G, _ = _bf16_pair(21, arch=arch)
     G.requires_grad_(True)
@@ -669,7 +752,7 @@ def test_bf16_generator_matches_fp32_forward_and_gradients(cpu_bf16, arch):
     results = {}
     for force_fp32 in (True, False):
         G.zero_grad()
-        img = G(z, c, noise_mode='const', force_fp32=force_fp32)
+        img = G(z, c, noise_mode="const", force_fp32=force_fp32)
         (img * weights).sum().backward()
         results[force_fp32] = img.detach(), _flat_grads(G)
     (img32, grads32), (img16, grads16) = results[True], results[False]
@@ -679,7 +762,7 @@ def test_bf16_generator_matches_fp32_forward_and_gradients(cpu_bf16, arch):
     torch.testing.assert_close(grads16, grads32, rtol=0, atol=_max_tol(grads32, 2 * _G_BF16_OPS))
 
 
-def _discriminator_both_ways(seed: int, objective, arch: str = 'resnet'):
+def _discriminator_both_ways(seed: int, objective, arch: str = "resnet"):
     """(fp32, bf16) results of `objective(D, x, c, force_fp32) -> (tensors..., scalar to backpropagate)` on one D and
     input, each with the input's gradient and D's flattened parameter gradients appended."""
     _, D = _bf16_pair(seed, arch=arch)
@@ -695,11 +778,12 @@ def _discriminator_both_ways(seed: int, objective, arch: str = 'resnet'):
     return results[True], results[False]
 
 
-@pytest.mark.parametrize('arch', ['skip', 'resnet'])
+@pytest.mark.parametrize("arch", ["skip", "resnet"])
 def test_bf16_discriminator_matches_fp32_logits_and_gradients(cpu_bf16, arch):
     def logits(D, x, c, force_fp32):
         out = D(x, c, force_fp32=force_fp32)
         return out, out.sum()
+
     (logits32, dx32, grads32), (logits16, dx16, grads16) = _discriminator_both_ways(22, logits, arch)
     assert logits16.dtype == torch.float32 and dx16.dtype == torch.float32 and not torch.equal(logits16, logits32)
     torch.testing.assert_close(logits16, logits32, rtol=0, atol=_max_tol(logits32, _D_BF16_OPS))
@@ -713,6 +797,7 @@ def test_r1_penalty_in_bf16_is_finite_and_close(cpu_bf16):
         (dx,) = torch.autograd.grad(D(x, c, force_fp32=force_fp32).sum(), x, create_graph=True)
         penalty = dx.square().sum()
         return penalty, penalty
+
     (p32, _, g32), (p16, _, g16) = _discriminator_both_ways(23, r1)
     assert torch.isfinite(g16).all()
     # The penalty squares the input gradient: twice its relative error.
@@ -722,17 +807,18 @@ def test_r1_penalty_in_bf16_is_finite_and_close(cpu_bf16):
 
 def test_precision_summary_names_the_blocks_and_the_reason(cpu_bf16):
     G, D = _bf16_pair(24)
-    cpu = torch.device('cpu')
-    assert networks.precision_summary(dict(G=G, D=D), cpu) == 'bf16 blocks: G 8, 16; D 16, 8 (SPINEGAN_CPU_BF16=on)'
-    assert networks.precision_summary(dict(G=G, D=D), torch.device('cuda')) == 'fp16 blocks: G 8, 16; D 16, 8 (CUDA)'
+    cpu = torch.device("cpu")
+    assert networks.precision_summary(dict(G=G, D=D), cpu) == "bf16 blocks: G 8, 16; D 16, 8 (SPINEGAN_CPU_BF16=on)"
+    assert networks.precision_summary(dict(G=G, D=D), torch.device("cuda")) == "fp16 blocks: G 8, 16; D 16, 8 (CUDA)"
     unmarked = dict(G=_small_g(res=16), D=_small_d(res=16))
-    assert networks.precision_summary(unmarked, cpu).startswith('Mixed precision: off (no blocks marked')
+    assert networks.precision_summary(unmarked, cpu).startswith("Mixed precision: off (no blocks marked")
 
 
 def test_precision_summary_without_bf16(cpu_fp32):
     G, D = _bf16_pair(25)
-    assert networks.precision_summary(dict(G=G, D=D), torch.device('cpu')) == (
-        'Mixed precision: off (fp32 everywhere: no native reduced precision on cpu)')
+    assert networks.precision_summary(dict(G=G, D=D), torch.device("cpu")) == (
+        "Mixed precision: off (fp32 everywhere: no native reduced precision on cpu)"
+    )
 
 
 def test_gradients_reach_every_trainable_parameter():
@@ -746,19 +832,22 @@ def test_gradients_reach_every_trainable_parameter():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fp16_blocks_on_cuda_stay_close_to_fp32():
     torch.manual_seed(16)
     G = _small_g(res=32, num_fp16_res=2, conv_clamp=256, fp16_channels_last=True).cuda().eval()
     D = _small_d(res=32, num_fp16_res=2, conv_clamp=256, block_kwargs=dict(fp16_channels_last=True)).cuda()
-    z = torch.randn(4, 16, device='cuda')
-    img16 = G(z, None, noise_mode='const')
-    img32 = G(z, None, noise_mode='const', force_fp32=True)
+    z = torch.randn(4, 16, device="cuda")
+    img16 = G(z, None, noise_mode="const")
+    img32 = G(z, None, noise_mode="const", force_fp32=True)
     assert img16.dtype == torch.float32 and torch.isfinite(img16).all()
     assert (img16 - img32).abs().max().item() < 0.05 * img32.abs().max().item()
     for fused in (True, False):
-        assert torch.allclose(G.synthesis(G.mapping(z, None), noise_mode='const', fused_modconv=fused), img16,
-                              atol=0.05 * img32.abs().max().item())
+        assert torch.allclose(
+            G.synthesis(G.mapping(z, None), noise_mode="const", fused_modconv=fused),
+            img16,
+            atol=0.05 * img32.abs().max().item(),
+        )
     logits16, logits32 = D(img32, None), D(img32, None, force_fp32=True)
     assert logits16.dtype == torch.float32
     assert (logits16 - logits32).abs().max().item() < 0.05 * (1 + logits32.abs().max().item())

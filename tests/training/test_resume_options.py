@@ -9,21 +9,29 @@ RECORDED = dict(cfg="demo", kimg=2.0, metrics=None, gamma=None, snap=50, workers
 
 
 def test_nothing_given_continues_with_the_runs_options():
-    merged, notes = ro.merge_options(dict(RECORDED, cfg="auto", kimg=None, cond=False, data=None, resume="c.pt"),
-                                     explicit={"resume"}, recorded=RECORDED, path="c.pt",
-                                     path_options=PATHS)
+    merged, notes = ro.merge_options(
+        dict(RECORDED, cfg="auto", kimg=None, cond=False, data=None, resume="c.pt"),
+        explicit={"resume"},
+        recorded=RECORDED,
+        path="c.pt",
+        path_options=PATHS,
+    )
     assert merged == dict(RECORDED, resume="c.pt")
     assert notes == ["Continuing c.pt with the run's own options; none changed"]
 
 
 def test_changeable_options_override_and_are_listed():
     given = dict(RECORDED, kimg=4.0, metrics="fid2k", workers=1)
-    merged, notes = ro.merge_options(given, explicit={"kimg", "metrics", "workers", "cfg"}, recorded=RECORDED,
-                                     path="c.pt", path_options=PATHS)
+    merged, notes = ro.merge_options(
+        given, explicit={"kimg", "metrics", "workers", "cfg"}, recorded=RECORDED, path="c.pt", path_options=PATHS
+    )
     assert (merged["kimg"], merged["metrics"], merged["workers"], merged["cfg"]) == (4.0, "fid2k", 1, "demo")
-    assert notes == ["Continuing c.pt with the run's own options, changed:",
-                     "  --kimg: the run has 2.0, now 4.0", "  --metrics: the run has None, now 'fid2k'",
-                     "  --workers: the run has None, now 1"]
+    assert notes == [
+        "Continuing c.pt with the run's own options, changed:",
+        "  --kimg: the run has 2.0, now 4.0",
+        "  --metrics: the run has None, now 'fid2k'",
+        "  --workers: the run has None, now 1",
+    ]
 
 
 def test_other_changes_are_refused_one_line_per_option():
@@ -39,17 +47,31 @@ def test_paths_compare_as_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     recorded = ro.recorded_options(dict(RECORDED, data="x.zip", resume="c.pt"), PATHS)
     assert recorded["data"] == str(tmp_path / "x.zip") and "resume" not in recorded
-    merged, _ = ro.merge_options(dict(recorded, data="x.zip"), explicit={"data"}, recorded=recorded, path="c.pt",
-                                 path_options=PATHS)
+    merged, _ = ro.merge_options(
+        dict(recorded, data="x.zip"), explicit={"data"}, recorded=recorded, path="c.pt", path_options=PATHS
+    )
     assert merged["data"] == "x.zip"  # the same file, given relatively: accepted
 
 
 def test_old_checkpoints_keep_their_run_length_and_compare_the_rest():
     """Checkpoints without cli_options: total_kimg & co. come from the run unless given; other settings compare."""
-    saved = dict(total_kimg=2, metrics=["fid2k"], image_snapshot_ticks=5, network_snapshot_ticks=5, ema_kimg=1,
-                 run_dir="runs/00000-x")
-    args = dict(total_kimg=25000, metrics=["fid50k_full"], image_snapshot_ticks=50, network_snapshot_ticks=50,
-                ema_kimg=1, run_dir=None, notes=[])
+    saved = dict(
+        total_kimg=2,
+        metrics=["fid2k"],
+        image_snapshot_ticks=5,
+        network_snapshot_ticks=5,
+        ema_kimg=1,
+        run_dir="runs/00000-x",
+    )
+    args = dict(
+        total_kimg=25000,
+        metrics=["fid50k_full"],
+        image_snapshot_ticks=50,
+        network_snapshot_ticks=50,
+        ema_kimg=1,
+        run_dir=None,
+        notes=[],
+    )
     ro.adopt_run_settings(args, saved, explicit={"snap"})
     assert (args["total_kimg"], args["metrics"], args["network_snapshot_ticks"]) == (2, ["fid2k"], 50)
     assert ro.setting_differences(saved, args) == []

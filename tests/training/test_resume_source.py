@@ -6,15 +6,15 @@ continued run takes from its checkpoint.
 
 import os
 
+import bad_inputs
 import pytest
 import requests
 import torch
 from click.testing import CliRunner
+from test_train import write_dataset
 
-import bad_inputs
 import dnnlib
 import train
-from test_train import fake_checkpoint, write_dataset
 from training import checkpoint as ckpt
 from training.resume_source import newest_checkpoint
 
@@ -33,8 +33,14 @@ def started_run(tmp_path, captured, kimg: str = "0.1") -> dnnlib.EasyDict:
 
 def checkpoint_at(path, args, cur_nimg: int) -> str:
     """A file that reads as `args`'s checkpoint after `cur_nimg` images."""
-    torch.save(dict(format=ckpt.FORMAT, options=ckpt.plain(train.run_options(args)),
-                    progress=dict(cur_nimg=cur_nimg, cur_tick=1, batch_idx=cur_nimg // 16, tick_start_nimg=0)), path)
+    torch.save(
+        dict(
+            format=ckpt.FORMAT,
+            options=ckpt.plain(train.run_options(args)),
+            progress=dict(cur_nimg=cur_nimg, cur_tick=1, batch_idx=cur_nimg // 16, tick_start_nimg=0),
+        ),
+        path,
+    )
     return str(path)
 
 
@@ -42,15 +48,21 @@ def checkpoint_at(path, args, cur_nimg: int) -> str:
 def test_a_bad_resume_is_named_before_data_is_asked_for(tmp_path, captured, case):
     args = started_run(tmp_path, captured)
     whole = checkpoint_at(tmp_path / "whole.pt", args, 64)
-    paths = dict(missing=str(tmp_path / "missing.pt"), truncated=str(tmp_path / "truncated.pt"),
-                 text=str(bad_inputs.text_file(tmp_path / "notes.txt")), **{"empty folder": str(tmp_path / "empty")})
+    paths = dict(
+        missing=str(tmp_path / "missing.pt"),
+        truncated=str(tmp_path / "truncated.pt"),
+        text=str(bad_inputs.text_file(tmp_path / "notes.txt")),
+        **{"empty folder": str(tmp_path / "empty")},
+    )
     with open(whole, "rb") as f:
         (tmp_path / "truncated.pt").write_bytes(f.read()[:200])
     (tmp_path / "empty").mkdir()
-    messages = {"missing": f"--resume={paths['missing']}: no such file",
-                "truncated": f"--resume: {paths['truncated']}:",
-                "empty folder": f"--resume={paths['empty folder']}: a folder with no checkpoint.pt",
-                "text": f"--resume: {paths['text']}: not a network snapshot"}
+    messages = {
+        "missing": f"--resume={paths['missing']}: no such file",
+        "truncated": f"--resume: {paths['truncated']}:",
+        "empty folder": f"--resume={paths['empty folder']}: a folder with no checkpoint.pt",
+        "text": f"--resume: {paths['text']}: not a network snapshot",
+    }
     before = bad_inputs.tree(tmp_path)
     result = invoke("--outdir", str(tmp_path / "runs"), "--resume", paths[case])
     bad_inputs.assert_refused(result, messages[case], root=tmp_path, before=before)
@@ -79,8 +91,12 @@ def test_kimg_at_or_below_the_progress_is_refused_naming_it(tmp_path, captured, 
     before = bad_inputs.tree(tmp_path)
     result = invoke("--outdir", str(tmp_path / "runs"), "--resume", path, *(["--kimg", kimg] if kimg else []))
     if refused:
-        bad_inputs.assert_refused(result, f"--kimg={kimg or '0.064'}: the checkpoint {path} is already at 0.064 "
-                                          f"kimg; give a larger --kimg", root=tmp_path, before=before)
+        bad_inputs.assert_refused(
+            result,
+            f"--kimg={kimg or '0.064'}: the checkpoint {path} is already at 0.064 kimg; give a larger --kimg",
+            root=tmp_path,
+            before=before,
+        )
     else:
         assert result.exit_code == 0, result.output
 
@@ -91,11 +107,13 @@ def test_an_official_name_that_cannot_be_fetched_fails_before_the_run_folder(tmp
 
     def offline(*args, **kwargs):
         raise requests.ConnectionError("Failed to resolve 'nvlabs-fi-cdn.nvidia.com'")
+
     monkeypatch.setattr(requests, "get", offline)
     before = bad_inputs.tree(tmp_path)
     result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--resume", "ffhq256")
-    bad_inputs.assert_refused(result, "--resume=ffhq256: Cannot download https://nvlabs-fi-cdn.nvidia.com/",
-                              root=tmp_path, before=before)
+    bad_inputs.assert_refused(
+        result, "--resume=ffhq256: Cannot download https://nvlabs-fi-cdn.nvidia.com/", root=tmp_path, before=before
+    )
     assert "place the file at" in result.output and not captured
 
 
@@ -103,12 +121,17 @@ def test_a_continued_run_needs_room_for_a_checkpoint_as_large_as_its_own(tmp_pat
     import shutil
 
     from dnnlib import output_path
+
     args = started_run(tmp_path, captured)
     path = checkpoint_at(tmp_path / "checkpoint.pt", args, 64)
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(output_path.shutil, "disk_usage", lambda p: usage._replace(free=os.path.getsize(path) - 1))
     before = bad_inputs.tree(tmp_path)
-    bad_inputs.assert_refused(invoke("--outdir", str(tmp_path / "runs"), "--resume", path, "--kimg", "1"),
-                              "free on its file system", root=tmp_path, before=before)
+    bad_inputs.assert_refused(
+        invoke("--outdir", str(tmp_path / "runs"), "--resume", path, "--kimg", "1"),
+        "free on its file system",
+        root=tmp_path,
+        before=before,
+    )
     monkeypatch.setattr(output_path.shutil, "disk_usage", lambda p: usage._replace(free=os.path.getsize(path)))
     assert invoke("--outdir", str(tmp_path / "runs"), "--resume", path, "--kimg", "1").exit_code == 0

@@ -23,10 +23,12 @@ def test_a_latest_that_is_not_a_link_is_left_alone(tmp_path):
 
 def test_the_next_steps_name_the_run_its_newest_snapshot_and_how_to_continue(tmp_path):
     from training.run_dir import next_steps
+
     run = create_run_dir(str(tmp_path), "a")
     for name in ("network-snapshot-000004.pkl", "network-snapshot-000010.pkl", "fakes000010.png"):
         (tmp_path / "00000-a" / name).write_text("")
     assert next_steps(str(tmp_path), run).splitlines() == [
         f"Run folder: {run} (also {tmp_path}/latest until the next run)",
         f"Newest snapshot: {run}/network-snapshot-000010.pkl",
-        f"Continue with: python train.py --outdir {tmp_path} --resume={run} --kimg=<more>"]
+        f"Continue with: python train.py --outdir {tmp_path} --resume={run} --kimg=<more>",
+    ]

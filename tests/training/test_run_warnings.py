@@ -2,9 +2,9 @@
 before the run folder exists (here: a dry run)."""
 
 from click.testing import CliRunner
+from test_train import write_dataset
 
 import train
-from test_train import write_dataset
 
 
 def warnings_of(*args: str) -> list[str]:
@@ -18,10 +18,13 @@ def test_a_one_image_dataset_and_cpu_hours_of_fid_are_warned_of(tmp_path, monkey
     one = write_dataset(str(tmp_path / "one"), n=1, res=16)
     warnings = warnings_of("--outdir", str(tmp_path / "runs"), "--data", one)  # --cfg=auto: fid50k_full
     assert len(warnings) == 2
-    assert warnings[0] == f"Warning: --data={one}: training on 1 image; a GAN memorises so few (ADA's smallest " \
-                          f"datasets had 1,000)"
-    assert warnings[1].startswith("Warning: fid50k_full on a CPU: Inception features of 50000 generated images "
-                                  "take about 7 h per evaluation")
+    assert (
+        warnings[0] == f"Warning: --data={one}: training on 1 image; a GAN memorises so few (ADA's smallest "
+        f"datasets had 1,000)"
+    )
+    assert warnings[1].startswith(
+        "Warning: fid50k_full on a CPU: Inception features of 50000 generated images take about 7 h per evaluation"
+    )
 
 
 def test_a_small_count_fid_is_warned_of_and_a_plain_run_is_not(tmp_path):

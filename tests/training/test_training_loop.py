@@ -19,10 +19,20 @@ from training.loss import StyleGAN2Loss
 from training.phase_timer import PhaseTimer
 from training.phase_update import GradientStep
 from training.plugins import Plugin
-from training.training_loop import (Progress, build_networks, build_phases, fetch_rounds, kimg_tag,
-                                    load_training_data, needs_fine_names, run_iteration, time_left,
-                                    training_loop, update_ema)
 from training.serialization import load_network_pkl
+from training.training_loop import (
+    Progress,
+    build_networks,
+    build_phases,
+    fetch_rounds,
+    kimg_tag,
+    load_training_data,
+    needs_fine_names,
+    run_iteration,
+    time_left,
+    training_loop,
+    update_ema,
+)
 
 
 def write_dataset(path: str, n: int = 16, res: int = 16, labels: bool = True) -> str:
@@ -34,7 +44,7 @@ def write_dataset(path: str, n: int = 16, res: int = 16, labels: bool = True) ->
     for i in range(n):
         cls = i % 2
         radius = res * (0.2 + 0.15 * cls)
-        img = ((xx - res / 2) ** 2 + (yy - res / 2) ** 2 < radius ** 2) * 200 + rng.randint(0, 40, [res, res])
+        img = ((xx - res / 2) ** 2 + (yy - res / 2) ** 2 < radius**2) * 200 + rng.randint(0, 40, [res, res])
         name = f"img{i:03d}.png"
         PIL.Image.fromarray(img.astype(np.uint8), "L").save(os.path.join(path, name))
         entries.append([name, cls])
@@ -46,22 +56,53 @@ def write_dataset(path: str, n: int = 16, res: int = 16, labels: bool = True) ->
 def loop_kwargs(data: str, run_dir: str, **overrides) -> dict:
     kwargs = dict(
         run_dir=run_dir,
-        training_set_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path=data, use_labels=True,
-                                 max_size=16, xflip=False, resolution=16, random_seed=0),
+        training_set_kwargs=dict(
+            class_name="training.dataset.ImageFolderDataset",
+            path=data,
+            use_labels=True,
+            max_size=16,
+            xflip=False,
+            resolution=16,
+            random_seed=0,
+        ),
         data_loader_kwargs=dict(num_workers=0),
-        G_kwargs=dict(z_dim=16, w_dim=16, mapping_kwargs=dict(num_layers=1),
-                      synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=256)),
-        D_kwargs=dict(architecture="resnet", channel_base=128, channel_max=16, block_kwargs={}, mapping_kwargs={},
-                      epilogue_kwargs=dict(mbstd_group_size=2)),
+        G_kwargs=dict(
+            z_dim=16,
+            w_dim=16,
+            mapping_kwargs=dict(num_layers=1),
+            synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=256),
+        ),
+        D_kwargs=dict(
+            architecture="resnet",
+            channel_base=128,
+            channel_max=16,
+            block_kwargs={},
+            mapping_kwargs={},
+            epilogue_kwargs=dict(mbstd_group_size=2),
+        ),
         G_opt_kwargs=dict(lr=0.0025, betas=[0, 0.99], eps=1e-8),
         D_opt_kwargs=dict(lr=0.0025, betas=[0, 0.99], eps=1e-8),
-        augment_kwargs=dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1,
-                            contrast=1, lumaflip=1),
+        augment_kwargs=dict(
+            xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1, contrast=1, lumaflip=1
+        ),
         loss_kwargs=dict(r1_gamma=1.0),
-        random_seed=3, batch_size=4, batch_gpu=2, ema_kimg=0.01, ema_rampup=0.05,
-        G_reg_interval=2, D_reg_interval=2, augment_p=0.2, ada_target=0.6, ada_interval=1, ada_kimg=0.1,
-        total_kimg=0.024, kimg_per_tick=0.004, image_snapshot_ticks=2, network_snapshot_ticks=2,
-        image_grid_size=(4, 2), cudnn_benchmark=False,
+        random_seed=3,
+        batch_size=4,
+        batch_gpu=2,
+        ema_kimg=0.01,
+        ema_rampup=0.05,
+        G_reg_interval=2,
+        D_reg_interval=2,
+        augment_p=0.2,
+        ada_target=0.6,
+        ada_interval=1,
+        ada_kimg=0.1,
+        total_kimg=0.024,
+        kimg_per_tick=0.004,
+        image_snapshot_ticks=2,
+        network_snapshot_ticks=2,
+        image_grid_size=(4, 2),
+        cudnn_benchmark=False,
     )
     kwargs.update(overrides)
     os.makedirs(run_dir, exist_ok=True)
@@ -75,15 +116,29 @@ def dataset(tmp_path_factory) -> str:
 
 def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
     run = str(tmp_path / "run")
-    training_loop(**loop_kwargs(dataset, run, total_kimg=0.012,  # 3 iterations, ticks 0..2
-                                metric_kwargs=dict(classifier="/models/classifier.pkl")))
+    training_loop(
+        **loop_kwargs(
+            dataset,
+            run,
+            total_kimg=0.012,  # 3 iterations, ticks 0..2
+            metric_kwargs=dict(classifier="/models/classifier.pkl"),
+        )
+    )
     ticks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tick")]
     assert len(ticks) == 3 and "left -" in ticks[0] and ticks[-1].split("left ")[1].startswith("0s")
     assert all(re.search(r" time \d+s +sec/tick", tick) for tick in ticks)  # the official duration format
     files = set(os.listdir(run))
     # Snapshots at 4 and 12 images (ticks 0 and 2, then done) are named to the image: whole kimg would collide.
-    assert {"reals.png", "fakes_init.png", "fakes000000.004.png", "fakes000000.012.png", "stats.jsonl",
-            "checkpoint.pt", "network-snapshot-000000.004.pkl", "network-snapshot-000000.012.pkl"} <= files
+    assert {
+        "reals.png",
+        "fakes_init.png",
+        "fakes000000.004.png",
+        "fakes000000.012.png",
+        "stats.jsonl",
+        "checkpoint.pt",
+        "network-snapshot-000000.004.pkl",
+        "network-snapshot-000000.012.pkl",
+    } <= files
     assert any(name.startswith("events.out.tfevents.") for name in files)  # TensorBoard, as the official loop
     reals = PIL.Image.open(os.path.join(run, "reals.png"))
     # 16-pixel tiles enlarged 4x to 64 pixels, a margin naming each row's class ('class 0', 'class 1') on the left
@@ -91,8 +146,16 @@ def test_tiny_run_writes_every_output(dataset, tmp_path, capsys):
     lines = [json.loads(line) for line in open(os.path.join(run, "stats.jsonl"))]
     assert [line["Progress/tick"]["mean"] for line in lines] == [0, 1, 2]
     assert lines[-1]["Progress/kimg"]["mean"] == pytest.approx(0.012)
-    for name in ("Loss/G/loss", "Loss/D/loss", "Loss/scores/real", "Loss/signs/fake", "Timing/Gmain",
-                 "Timing/Dmain", "Resources/cpu_mem_gb", "Progress/augment"):
+    for name in (
+        "Loss/G/loss",
+        "Loss/D/loss",
+        "Loss/scores/real",
+        "Loss/signs/fake",
+        "Timing/Gmain",
+        "Timing/Dmain",
+        "Resources/cpu_mem_gb",
+        "Progress/augment",
+    ):
         assert name in lines[-1], name
     snap = load_network_pkl(os.path.join(run, "network-snapshot-000000.012.pkl"))
     assert snap["G_ema"].img_channels == 1 and snap["G_ema"].c_dim == 2
@@ -178,8 +241,11 @@ def test_kill_and_resume_is_bit_identical(dataset, tmp_path, precision, request)
 def test_bf16_training_stays_finite_and_says_so(dataset, tmp_path, cpu_bf16, capsys):
     # 12 iterations with R1 every 2nd one, all through the bf16 blocks of G and D.
     run = str(tmp_path / "run")
-    training_loop(**bf16_kwargs(dataset, run, total_kimg=0.048, kimg_per_tick=0.016, image_snapshot_ticks=None,
-                                network_snapshot_ticks=3))
+    training_loop(
+        **bf16_kwargs(
+            dataset, run, total_kimg=0.048, kimg_per_tick=0.016, image_snapshot_ticks=None, network_snapshot_ticks=3
+        )
+    )
     assert "bf16 blocks: G 8, 16; D 16, 8 (SPINEGAN_CPU_BF16=on)" in capsys.readouterr().out
     state = final_state(run)
     for net in ("G", "D", "G_ema"):
@@ -209,7 +275,7 @@ def test_ema_beta_follows_half_life_and_rampup():
     # ema_nimg = min(10_000, 4_000 * 0.5) = 2000 -> beta = 0.5 ** (1000 / 2000).
     update_ema(G, G_ema, cur_nimg=4000, batch_size=1000, ema_kimg=10, ema_rampup=0.5)
     # One float32 lerp (3 roundings) of values <= 1.
-    assert float(G_ema.weight.detach()) == pytest.approx(1 - 0.5 ** 0.5, abs=rounding_tol(torch.float32, 3))
+    assert float(G_ema.weight.detach()) == pytest.approx(1 - 0.5**0.5, abs=rounding_tol(torch.float32, 3))
 
 
 def test_ema_matches_the_per_tensor_lerp_exactly():
@@ -250,32 +316,46 @@ class CountingTerm(Plugin):
 def test_generator_term_state_survives_checkpoint_and_resume(dataset, tmp_path):
     # 3 iterations of batch 4 -> Gmain judges 12 images; split as 2 iterations, then resumed for the third.
     whole = CountingTerm()
-    training_loop(**loop_kwargs(dataset, str(tmp_path / "whole"), total_kimg=0.012,
-                                plugins=LoopPlugins(generator_terms=(whole,))))
+    training_loop(
+        **loop_kwargs(dataset, str(tmp_path / "whole"), total_kimg=0.012, plugins=LoopPlugins(generator_terms=(whole,)))
+    )
     assert whole.images_seen == 12
     part = str(tmp_path / "part")
-    training_loop(**loop_kwargs(dataset, part, total_kimg=0.008,
-                                plugins=LoopPlugins(generator_terms=(CountingTerm(),))))
+    training_loop(
+        **loop_kwargs(dataset, part, total_kimg=0.008, plugins=LoopPlugins(generator_terms=(CountingTerm(),)))
+    )
     assert final_state(part)["plugins"] == {"generator_term/counter": dict(images_seen=8)}
     resumed = CountingTerm()
-    training_loop(**loop_kwargs(dataset, str(tmp_path / "resumed"), total_kimg=0.012,
-                                plugins=LoopPlugins(generator_terms=(resumed,)),
-                                resume_checkpoint=os.path.join(part, "checkpoint.pt")))
+    training_loop(
+        **loop_kwargs(
+            dataset,
+            str(tmp_path / "resumed"),
+            total_kimg=0.012,
+            plugins=LoopPlugins(generator_terms=(resumed,)),
+            resume_checkpoint=os.path.join(part, "checkpoint.pt"),
+        )
+    )
     assert resumed.images_seen == 12
     # A resume that would drop the term's state is refused, naming the plug-in.
     with pytest.raises(ValueError, match="'generator_term/counter', which this run lacks"):
-        training_loop(**loop_kwargs(dataset, str(tmp_path / "dropped"), total_kimg=0.012,
-                                    resume_checkpoint=os.path.join(part, "checkpoint.pt")))
+        training_loop(
+            **loop_kwargs(
+                dataset,
+                str(tmp_path / "dropped"),
+                total_kimg=0.012,
+                resume_checkpoint=os.path.join(part, "checkpoint.pt"),
+            )
+        )
 
 
-def run_bare_iterations(data: str, run_dir: str, device: torch.device, iterations: int,
-                        warmup: int = 0) -> None:
+def run_bare_iterations(data: str, run_dir: str, device: torch.device, iterations: int, warmup: int = 0) -> None:
     """The loop's per-iteration steps on `device` (no ticks), without augmentation: fetch_rounds, run_iteration
     (all four phases, lazy regularisation due at even iterations), update_ema. Every host read of a device value
     happens in the `warmup` iterations or fails the caller's guard."""
     kw = loop_kwargs(data, run_dir)
-    training_set, reals = load_training_data(kw["training_set_kwargs"], kw["data_loader_kwargs"], 0, 1, 0, 4, 0,
-                                             device, None)
+    training_set, reals = load_training_data(
+        kw["training_set_kwargs"], kw["data_loader_kwargs"], 0, 1, 0, 4, 0, device, None
+    )
     nets = build_networks(training_set, kw["G_kwargs"], kw["D_kwargs"], None, 0, None, {}, 4, device)
     loss = StyleGAN2Loss(device=device, G=nets.G, D=nets.D, **kw["loss_kwargs"])
     phases = build_phases(nets, loss, kw["G_opt_kwargs"], kw["D_opt_kwargs"], 2, 2, GradientStep())
@@ -300,8 +380,11 @@ def test_an_iteration_never_reads_the_device(dataset, tmp_path):
     # to the host of a device tensor raises, so completing two iterations (every phase, the lazy-regularisation
     # ones included) shows that the loop's steady state never waits for the device. Host-side decisions that
     # stay on host tensors (style mixing's draws, Adam's step counter) are allowed, as they are on a GPU.
-    labels = DatasetLabels(construct_dataset(loop_kwargs(dataset, str(tmp_path))["training_set_kwargs"]),
-                           torch.device("meta"), on_device=True)
+    labels = DatasetLabels(
+        construct_dataset(loop_kwargs(dataset, str(tmp_path))["training_set_kwargs"]),
+        torch.device("meta"),
+        on_device=True,
+    )
     assert labels(3).device.type == "meta"
     run_bare_iterations(dataset, str(tmp_path / "run"), torch.device("meta"), iterations=3)
 

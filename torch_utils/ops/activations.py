@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,17 +34,43 @@ def _swish(x: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 activation_funcs: dict[str, ActivationSpec] = {
-    'linear':   ActivationSpec(lambda x, alpha: x,                      0.0, 1.0,          1, '',  False,
-                               homogeneous=True, func_=lambda x, alpha: x, neg_slope=lambda alpha: 1.0),
-    'relu':     ActivationSpec(lambda x, alpha: F.relu(x),              0.0, math.sqrt(2), 2, 'y', False,
-                               homogeneous=True, func_=lambda x, alpha: F.relu_(x), neg_slope=lambda alpha: 0.0),
-    'lrelu':    ActivationSpec(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), 3, 'y', False,
-                               homogeneous=True, func_=lambda x, alpha: F.leaky_relu_(x, alpha),
-                               neg_slope=lambda alpha: alpha),
-    'tanh':     ActivationSpec(lambda x, alpha: torch.tanh(x),          0.0, 1.0,          4, 'y', True),
-    'sigmoid':  ActivationSpec(lambda x, alpha: torch.sigmoid(x),       0.0, 1.0,          5, 'y', True),
-    'elu':      ActivationSpec(lambda x, alpha: F.elu(x),               0.0, 1.0,          6, 'y', True),
-    'selu':     ActivationSpec(lambda x, alpha: F.selu(x),              0.0, 1.0,          7, 'y', True),
-    'softplus': ActivationSpec(lambda x, alpha: F.softplus(x),          0.0, 1.0,          8, 'y', True),
-    'swish':    ActivationSpec(_swish,                                  0.0, math.sqrt(2), 9, 'x', True),
+    "linear": ActivationSpec(
+        lambda x, alpha: x,
+        0.0,
+        1.0,
+        1,
+        "",
+        False,
+        homogeneous=True,
+        func_=lambda x, alpha: x,
+        neg_slope=lambda alpha: 1.0,
+    ),
+    "relu": ActivationSpec(
+        lambda x, alpha: F.relu(x),
+        0.0,
+        math.sqrt(2),
+        2,
+        "y",
+        False,
+        homogeneous=True,
+        func_=lambda x, alpha: F.relu_(x),
+        neg_slope=lambda alpha: 0.0,
+    ),
+    "lrelu": ActivationSpec(
+        lambda x, alpha: F.leaky_relu(x, alpha),
+        0.2,
+        math.sqrt(2),
+        3,
+        "y",
+        False,
+        homogeneous=True,
+        func_=lambda x, alpha: F.leaky_relu_(x, alpha),
+        neg_slope=lambda alpha: alpha,
+    ),
+    "tanh": ActivationSpec(lambda x, alpha: torch.tanh(x), 0.0, 1.0, 4, "y", True),
+    "sigmoid": ActivationSpec(lambda x, alpha: torch.sigmoid(x), 0.0, 1.0, 5, "y", True),
+    "elu": ActivationSpec(lambda x, alpha: F.elu(x), 0.0, 1.0, 6, "y", True),
+    "selu": ActivationSpec(lambda x, alpha: F.selu(x), 0.0, 1.0, 7, "y", True),
+    "softplus": ActivationSpec(lambda x, alpha: F.softplus(x), 0.0, 1.0, 8, "y", True),
+    "swish": ActivationSpec(_swish, 0.0, math.sqrt(2), 9, "x", True),
 }

@@ -14,36 +14,53 @@ from .. import custom_ops
 from .activations import ActivationSpec, activation_funcs
 
 
-def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: str = 'linear',
-             alpha: float | None = None, gain: float | None = None, clamp: float | None = None,
-             impl: str | None = None) -> torch.Tensor:
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None = None,
+    dim: int = 1,
+    act: str = "linear",
+    alpha: float | None = None,
+    gain: float | None = None,
+    clamp: float | None = None,
+    impl: str | None = None,
+) -> torch.Tensor:
     """Add bias `b` along dimension `dim` of `x`, apply activation `act`, scale by `gain`, clamp to +-`clamp`.
 
     `alpha`/`gain` default to the activation's table entry; `clamp=None` means no clamping. The gradient is
     zero where the output is clamped. `impl` is None/'auto', 'ref' or 'cuda' (see `custom_ops.resolve_impl`).
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f'bias_act: x must be a torch.Tensor, got {type(x).__name__}')
+        raise TypeError(f"bias_act: x must be a torch.Tensor, got {type(x).__name__}")
     if act not in activation_funcs:
-        raise ValueError(f'bias_act: unknown act {act!r}; expected one of {sorted(activation_funcs)}')
+        raise ValueError(f"bias_act: unknown act {act!r}; expected one of {sorted(activation_funcs)}")
     if b is not None:
         if b.ndim != 1 or not 0 <= dim < x.ndim or b.shape[0] != x.shape[dim]:
-            raise ValueError(f'bias_act: b must be 1-D with x.shape[dim] = {x.shape[dim] if 0 <= dim < x.ndim else "?"}'
-                             f' entries (dim={dim}, x.shape={tuple(x.shape)}), got b.shape={tuple(b.shape)}')
+            raise ValueError(
+                f"bias_act: b must be 1-D with x.shape[dim] = {x.shape[dim] if 0 <= dim < x.ndim else '?'}"
+                f" entries (dim={dim}, x.shape={tuple(x.shape)}), got b.shape={tuple(b.shape)}"
+            )
     if clamp is not None and clamp < 0:
-        raise ValueError(f'bias_act: clamp must be None or >= 0, got {clamp}')
+        raise ValueError(f"bias_act: clamp must be None or >= 0, got {clamp}")
     spec = activation_funcs[act]
     alpha = float(spec.def_alpha if alpha is None else alpha)
     gain = float(spec.def_gain if gain is None else gain)
     clamp = None if clamp is None else float(clamp)
-    if custom_ops.resolve_impl('bias_act', impl, x) == 'cuda':
+    if custom_ops.resolve_impl("bias_act", impl, x) == "cuda":
         from .bias_act_cuda import bias_act_cuda
+
         return bias_act_cuda(x, b, dim, act, alpha, gain, clamp)
     return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
 
 
-def _bias_act_ref(x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: ActivationSpec,
-                  alpha: float, gain: float, clamp: float | None) -> torch.Tensor:
+def _bias_act_ref(
+    x: torch.Tensor,
+    b: torch.Tensor | None,
+    dim: int,
+    spec: ActivationSpec,
+    alpha: float,
+    gain: float,
+    clamp: float | None,
+) -> torch.Tensor:
     """Plain PyTorch composition, differentiable to any order, with as few full-size temporaries as possible.
 
     For lrelu/relu/linear the gain is folded into the bias addition (one fused add for x * g + b * g);

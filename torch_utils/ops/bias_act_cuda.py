@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -29,9 +29,10 @@ _FORWARD, _FIRST_GRAD, _SECOND_GRAD = 0, 1, 2
 def load_plugin() -> types.ModuleType:
     """Builds (once per machine) and imports the bias_act extension."""
     return custom_ops.get_plugin(
-        'spinegan_bias_act_plugin',
-        sources=[os.path.join(_SOURCE_DIR, name) for name in ('bias_act.cpp', 'bias_act.cu')],
-        headers=[os.path.join(_SOURCE_DIR, 'bias_act.h')])
+        "spinegan_bias_act_plugin",
+        sources=[os.path.join(_SOURCE_DIR, name) for name in ("bias_act.cpp", "bias_act.cu")],
+        headers=[os.path.join(_SOURCE_DIR, "bias_act.h")],
+    )
 
 
 _EMPTY_CACHE: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
@@ -48,9 +49,19 @@ def _empty(like: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------
 # The op. `clamp` < 0 means none, as in the kernel; `b` and `grad` may be None (no bias; mode 0).
 
-@torch.library.custom_op('spinegan::bias_act', mutates_args=())
-def bias_act_op(x: torch.Tensor, b: torch.Tensor | None, grad: torch.Tensor | None, mode: int, act: str,
-                alpha: float, gain: float, clamp: float, dim: int) -> torch.Tensor:
+
+@torch.library.custom_op("spinegan::bias_act", mutates_args=())
+def bias_act_op(
+    x: torch.Tensor,
+    b: torch.Tensor | None,
+    grad: torch.Tensor | None,
+    mode: int,
+    act: str,
+    alpha: float,
+    gain: float,
+    clamp: float,
+    dim: int,
+) -> torch.Tensor:
     """One kernel call (see module docstring); this is the CPU kernel (the reference path)."""
     spec = activation_funcs[act]
     z = x if b is None else x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
@@ -83,18 +94,22 @@ _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805  # torch.nn.fu
 # act -> (z, alpha) -> (act'(z), act''(z)) in closed form, for the derivative modes of the CPU kernel (torch.func
 # inside a custom op's kernel does not compose with opcheck's dispatch modes).
 _ACT_DERIVATIVES: dict[str, Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]] = {
-    'linear': lambda z, alpha: (torch.ones_like(z), torch.zeros_like(z)),
-    'relu': lambda z, alpha: (_piecewise(z, 0.0, 1.0), torch.zeros_like(z)),
-    'lrelu': lambda z, alpha: (_piecewise(z, alpha, 1.0), torch.zeros_like(z)),
-    'tanh': lambda z, alpha: (1 - torch.tanh(z) ** 2, -2 * torch.tanh(z) * (1 - torch.tanh(z) ** 2)),
-    'sigmoid': lambda z, alpha: _sigmoid_derivatives(z)[1:],
-    'elu': lambda z, alpha: (_piecewise(z, torch.exp(z), 1.0), _piecewise(z, torch.exp(z), 0.0)),
-    'selu': lambda z, alpha: (_SELU_SCALE * _piecewise(z, _SELU_ALPHA * torch.exp(z), 1.0),
-                              _SELU_SCALE * _piecewise(z, _SELU_ALPHA * torch.exp(z), 0.0)),
+    "linear": lambda z, alpha: (torch.ones_like(z), torch.zeros_like(z)),
+    "relu": lambda z, alpha: (_piecewise(z, 0.0, 1.0), torch.zeros_like(z)),
+    "lrelu": lambda z, alpha: (_piecewise(z, alpha, 1.0), torch.zeros_like(z)),
+    "tanh": lambda z, alpha: (1 - torch.tanh(z) ** 2, -2 * torch.tanh(z) * (1 - torch.tanh(z) ** 2)),
+    "sigmoid": lambda z, alpha: _sigmoid_derivatives(z)[1:],
+    "elu": lambda z, alpha: (_piecewise(z, torch.exp(z), 1.0), _piecewise(z, torch.exp(z), 0.0)),
+    "selu": lambda z, alpha: (
+        _SELU_SCALE * _piecewise(z, _SELU_ALPHA * torch.exp(z), 1.0),
+        _SELU_SCALE * _piecewise(z, _SELU_ALPHA * torch.exp(z), 0.0),
+    ),
     # F.softplus is the identity above its threshold (20).
-    'softplus': lambda z, alpha: (torch.where(z > 20, 1.0, _sigmoid_derivatives(z)[0]),
-                                  torch.where(z > 20, 0.0, _sigmoid_derivatives(z)[1])),
-    'swish': lambda z, alpha: _swish_derivatives(z),
+    "softplus": lambda z, alpha: (
+        torch.where(z > 20, 1.0, _sigmoid_derivatives(z)[0]),
+        torch.where(z > 20, 0.0, _sigmoid_derivatives(z)[1]),
+    ),
+    "swish": lambda z, alpha: _swish_derivatives(z),
 }
 
 
@@ -104,10 +119,19 @@ def _swish_derivatives(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return s + z * d1, 2 * d1 + z * d2
 
 
-@bias_act_op.register_kernel('cuda')
+@bias_act_op.register_kernel("cuda")
 def _bias_act_cuda_kernel(x, b, grad, mode, act, alpha, gain, clamp, dim):
-    return load_plugin().bias_act(x, _empty(x) if b is None else b, _empty(x) if grad is None else grad, mode,
-                                  activation_funcs[act].cuda_idx, alpha, gain, clamp, dim)
+    return load_plugin().bias_act(
+        x,
+        _empty(x) if b is None else b,
+        _empty(x) if grad is None else grad,
+        mode,
+        activation_funcs[act].cuda_idx,
+        alpha,
+        gain,
+        clamp,
+        dim,
+    )
 
 
 @bias_act_op.register_fake
@@ -148,16 +172,18 @@ def _backward(ctx, d_out):
 bias_act_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def bias_act_cuda(x: torch.Tensor, b: torch.Tensor | None, dim: int, act: str, alpha: float, gain: float,
-                  clamp: float | None) -> torch.Tensor:
+def bias_act_cuda(
+    x: torch.Tensor, b: torch.Tensor | None, dim: int, act: str, alpha: float, gain: float, clamp: float | None
+) -> torch.Tensor:
     """bias_act on the CUDA kernel; arguments already resolved by `bias_act.bias_act` (alpha, gain floats)."""
     if act not in activation_funcs:
-        raise ValueError(f'bias_act: unknown act {act!r}; expected one of {sorted(activation_funcs)}')
+        raise ValueError(f"bias_act: unknown act {act!r}; expected one of {sorted(activation_funcs)}")
     if b is not None and b.dtype != x.dtype:  # Same promotion as the reference's x + b.
         dtype = torch.result_type(x, b)
         x, b = x.to(dtype), b.to(dtype)
     if not misc.is_dense(x):
         x = x.contiguous()
     b = None if b is None else b.contiguous()
-    return bias_act_op(x, b, None, _FORWARD, act, float(alpha), float(gain), -1.0 if clamp is None else float(clamp),
-                       dim)
+    return bias_act_op(
+        x, b, None, _FORWARD, act, float(alpha), float(gain), -1.0 if clamp is None else float(clamp), dim
+    )

@@ -12,7 +12,7 @@ there are no version checks and no private cuDNN entry points.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,23 +36,55 @@ def no_weight_gradients(disable: bool = True) -> Iterator[None]:
         _weight_gradients_disabled = previous
 
 
-def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: IntOrPair = 1,
-           padding: IntOrPair = 0, dilation: IntOrPair = 1, groups: int = 1) -> torch.Tensor:
+def conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+) -> torch.Tensor:
     """torch.nn.functional.conv2d that honours no_weight_gradients()."""
     if not _records_graph(input, weight, bias):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
-    return _Convolution.apply(input, weight, bias, _pair(stride, 'stride'), _pair(padding, 'padding'),
-                              _pair(dilation, 'dilation'), False, (0, 0), groups)
+    return _Convolution.apply(
+        input,
+        weight,
+        bias,
+        _pair(stride, "stride"),
+        _pair(padding, "padding"),
+        _pair(dilation, "dilation"),
+        False,
+        (0, 0),
+        groups,
+    )
 
 
-def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                     stride: IntOrPair = 1, padding: IntOrPair = 0, output_padding: IntOrPair = 0,
-                     groups: int = 1, dilation: IntOrPair = 1) -> torch.Tensor:
+def conv_transpose2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    output_padding: IntOrPair = 0,
+    groups: int = 1,
+    dilation: IntOrPair = 1,
+) -> torch.Tensor:
     """torch.nn.functional.conv_transpose2d that honours no_weight_gradients()."""
     if not _records_graph(input, weight, bias):
         return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
-    return _Convolution.apply(input, weight, bias, _pair(stride, 'stride'), _pair(padding, 'padding'),
-                              _pair(dilation, 'dilation'), True, _pair(output_padding, 'output_padding'), groups)
+    return _Convolution.apply(
+        input,
+        weight,
+        bias,
+        _pair(stride, "stride"),
+        _pair(padding, "padding"),
+        _pair(dilation, "dilation"),
+        True,
+        _pair(output_padding, "output_padding"),
+        groups,
+    )
 
 
 def _records_graph(*tensors: torch.Tensor | None) -> bool:
@@ -64,7 +96,7 @@ def _pair(value: IntOrPair, name: str) -> tuple[int, int]:
     if isinstance(value, int):
         return value, value
     if isinstance(value, str) or len(value) != 2:
-        raise ValueError(f'conv2d_gradfix: {name} must be an int or a pair of ints, got {value!r}')
+        raise ValueError(f"conv2d_gradfix: {name} must be an int or a pair of ints, got {value!r}")
     return int(value[0]), int(value[1])
 
 
@@ -93,6 +125,16 @@ class _Convolution(torch.autograd.Function):
         mask = [need_x, need_w and not _weight_gradients_disabled, need_b]
         # convolution_backward has its own derivative, so gradients of any order follow.
         gx, gw, gb = torch.ops.aten.convolution_backward(
-            grad, x, w, bias_sizes, list(stride), list(padding), list(dilation), transposed,
-            list(output_padding), groups, mask)
+            grad,
+            x,
+            w,
+            bias_sizes,
+            list(stride),
+            list(padding),
+            list(dilation),
+            transposed,
+            list(output_padding),
+            groups,
+            mask,
+        )
         return gx, gw, gb, None, None, None, None, None, None

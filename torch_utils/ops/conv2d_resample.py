@@ -16,9 +16,17 @@ from . import conv2d_gradfix, upfirdn2d
 from .upfirdn2d import IntOrPair, _filter_size, _parse_padding
 
 
-def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1, down: int = 1,
-                    padding: IntOrPair = 0, groups: int = 1, flip_weight: bool = True,
-                    flip_filter: bool = False) -> torch.Tensor:
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: IntOrPair = 0,
+    groups: int = 1,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> torch.Tensor:
     """Convolve `x` [N, C, H, W] with `w` [O, C / groups, kh, kw], up/down-sampling with the FIR filter `f`.
 
     `padding` is the convolution's own padding (int, (x, y) or (x0, x1, y0, y1)); `flip_weight=True`
@@ -34,7 +42,7 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
         return _conv2d(x, w, groups=groups, flip_weight=flip_weight)
     if kw == 1 and kh == 1 and up > 1 and down == 1:
         x = _conv2d(x, w, groups=groups, flip_weight=flip_weight)
-        return upfirdn2d.upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up ** 2, flip_filter=flip_filter)
+        return upfirdn2d.upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up**2, flip_filter=flip_filter)
     if up > 1:
         return _upsample_conv(x, w, f, up, down, (px0, px1, py0, py1), groups, flip_weight, flip_filter)
     if down > 1:
@@ -47,15 +55,19 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
 
 def _check_args(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None, up: int, down: int, groups: int) -> None:
     if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f'conv2d_resample: x and w must be 4-D, got {tuple(x.shape)} and {tuple(w.shape)}')
+        raise ValueError(f"conv2d_resample: x and w must be 4-D, got {tuple(x.shape)} and {tuple(w.shape)}")
     if not (isinstance(groups, int) and groups >= 1 and x.shape[1] == w.shape[1] * groups and w.shape[0] % groups == 0):
-        raise ValueError(f'conv2d_resample: x has {x.shape[1]} channels but w {tuple(w.shape)} with groups={groups}'
-                         ' expects w.shape[1] * groups of them (and w.shape[0] divisible by groups)')
+        raise ValueError(
+            f"conv2d_resample: x has {x.shape[1]} channels but w {tuple(w.shape)} with groups={groups}"
+            " expects w.shape[1] * groups of them (and w.shape[0] divisible by groups)"
+        )
     if not (isinstance(up, int) and isinstance(down, int) and up >= 1 and down >= 1):
-        raise ValueError(f'conv2d_resample: up and down must be ints >= 1, got up={up!r}, down={down!r}')
+        raise ValueError(f"conv2d_resample: up and down must be ints >= 1, got up={up!r}, down={down!r}")
     if f is not None and (f.ndim not in (1, 2) or not f.is_floating_point()):
-        raise ValueError(f'conv2d_resample: f must be a floating-point 1-D or 2-D filter from setup_filter, '
-                         f'got {f.dtype} {tuple(f.shape)}')
+        raise ValueError(
+            f"conv2d_resample: f must be a floating-point 1-D or 2-D filter from setup_filter, "
+            f"got {f.dtype} {tuple(f.shape)}"
+        )
 
 
 def _total_padding(f: torch.Tensor | None, up: int, down: int, padding: IntOrPair) -> tuple[int, int, int, int]:
@@ -71,9 +83,17 @@ def _total_padding(f: torch.Tensor | None, up: int, down: int, padding: IntOrPai
     return px0, px1, py0, py1
 
 
-def _upsample_conv(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None, up: int, down: int,
-                   padding: tuple[int, int, int, int], groups: int, flip_weight: bool,
-                   flip_filter: bool) -> torch.Tensor:
+def _upsample_conv(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None,
+    up: int,
+    down: int,
+    padding: tuple[int, int, int, int],
+    groups: int,
+    flip_weight: bool,
+    flip_filter: bool,
+) -> torch.Tensor:
     """Zero insertion + convolution as one transposed strided convolution, then the FIR (and optional down).
 
     Convolving the zero-stuffed, padded input with w equals the transposed convolution of the input with
@@ -91,14 +111,20 @@ def _upsample_conv(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None, up:
     wt = wt.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
     wt = wt.reshape(groups * in_per_group, out_channels // groups, kh, kw).to(x.dtype)
     x = conv2d_gradfix.conv_transpose2d(x, wt, stride=up, padding=(cy, cx), groups=groups)
-    x = upfirdn2d.upfirdn2d(x, f, padding=[fx0 + cx, fx1 + cx, fy0 + cy, fy1 + cy], gain=up ** 2, flip_filter=flip_filter)
+    x = upfirdn2d.upfirdn2d(x, f, padding=[fx0 + cx, fx1 + cx, fy0 + cy, fy1 + cy], gain=up**2, flip_filter=flip_filter)
     if down > 1:
         x = upfirdn2d.upfirdn2d(x, f, down=down, flip_filter=flip_filter)
     return x
 
 
-def _conv2d(x: torch.Tensor, w: torch.Tensor, stride: int = 1, padding: int | tuple[int, int] = 0, groups: int = 1,
-            flip_weight: bool = True) -> torch.Tensor:
+def _conv2d(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    stride: int = 1,
+    padding: int | tuple[int, int] = 0,
+    groups: int = 1,
+    flip_weight: bool = True,
+) -> torch.Tensor:
     """conv2d through conv2d_gradfix (so no_weight_gradients applies); flip_weight=False convolves."""
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])

@@ -20,8 +20,10 @@ def grid_sample(input: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     Equal to F.grid_sample(input, grid, mode='bilinear', padding_mode='zeros', align_corners=False).
     """
     if input.ndim != 4 or grid.ndim != 4 or grid.shape[3] != 2 or grid.shape[0] != input.shape[0]:
-        raise ValueError(f'grid_sample: expected input [N, C, H, W] and grid [N, Ho, Wo, 2], '
-                         f'got {tuple(input.shape)} and {tuple(grid.shape)}')
+        raise ValueError(
+            f"grid_sample: expected input [N, C, H, W] and grid [N, Ho, Wo, 2], "
+            f"got {tuple(input.shape)} and {tuple(grid.shape)}"
+        )
     if not grid.requires_grad:
         return _GridSample.apply(input, grid)
     return _grid_sample_gather(input, grid)
@@ -34,7 +36,7 @@ class _GridSample(torch.autograd.Function):
     def forward(ctx, input, grid):
         ctx.save_for_backward(grid)
         ctx.input_shape = input.shape
-        return F.grid_sample(input, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+        return F.grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     @staticmethod
     def backward(ctx, grad):

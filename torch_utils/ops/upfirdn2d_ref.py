@@ -17,6 +17,7 @@ class _AxisPlan:
     convolution's symmetric padding cannot express the request, convolved with padding `conv_pad`, and
     the result is finally cropped to [out_start, out_start + out_len * out_step) with step `out_step`.
     """
+
     in_start: int
     in_stop: int
     pre_pad: tuple[int, int]
@@ -34,8 +35,10 @@ def _plan_axis(size: int, taps: int, up: int, down: int, pad0: int, pad1: int, t
     """
     full_len = size * up + pad0 + pad1 - taps + 1  # length before downsampling
     if full_len <= 0:
-        raise ValueError(f'upfirdn2d: the filter ({taps} taps) is longer than the padded, upsampled input'
-                         f' ({size} * {up} + {pad0} + {pad1} samples)')
+        raise ValueError(
+            f"upfirdn2d: the filter ({taps} taps) is longer than the padded, upsampled input"
+            f" ({size} * {up} + {pad0} + {pad1} samples)"
+        )
     out_len = (full_len - 1) // down + 1
     if transposed:
         # Transposed convolution with stride `up` yields the fully-padded result t of length
@@ -56,20 +59,33 @@ def _plan_axis(size: int, taps: int, up: int, down: int, pad0: int, pad1: int, t
     return _AxisPlan(in_start, in_stop, (0, extra), pad0, 0, out_len, 1)
 
 
-def _upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], down: tuple[int, int],
-                   padding: tuple[int, int, int, int], flip_filter: bool, gain: float) -> torch.Tensor:
+def _upfirdn2d_ref(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: tuple[int, int],
+    down: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    flip_filter: bool,
+    gain: float,
+) -> torch.Tensor:
     """Reference upfirdn2d from depthwise (transposed) convolutions; differentiable to any order."""
     (upx, upy), (downx, downy), (px0, px1, py0, py1) = up, down, padding
     f = f.to(dtype=x.dtype, device=x.device)
     if f.ndim == 1:
-        g = f * (gain ** 0.5)
+        g = f * (gain**0.5)
         x = _fir_pass(x, g.reshape(1, -1), (1, upx), (1, downx), ((0, 0), (px0, px1)), flip_filter)
         return _fir_pass(x, g.reshape(-1, 1), (upy, 1), (downy, 1), ((py0, py1), (0, 0)), flip_filter)
     return _fir_pass(x, f * gain, (upy, upx), (downy, downx), ((py0, py1), (px0, px1)), flip_filter)
 
 
-def _fir_pass(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], down: tuple[int, int],
-              pads: tuple[tuple[int, int], tuple[int, int]], flip_filter: bool) -> torch.Tensor:
+def _fir_pass(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: tuple[int, int],
+    down: tuple[int, int],
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    flip_filter: bool,
+) -> torch.Tensor:
     """One depthwise FIR pass with the 2-D kernel `f`; `up`, `down`, `pads` are (y, x).
 
     When autograd records it, the pass is a `_FirPass` Function whose gradient is again a FIR pass.
@@ -104,26 +120,34 @@ class _FirPass(torch.autograd.Function):
         up, down, pads, flip_filter, in_size, out_size = ctx.conf
         # Per axis: the forward reads in_size * up + p0 + p1 samples; the transposed pass upsamples the
         # output gradient by `down` and pads it so that its filter windows land on the same samples.
-        t_pads = tuple((f.shape[i] - pads[i][0] - 1, in_size[i] * up[i] - out_size[i] * down[i] + pads[i][0] - up[i] + 1)
-                       for i in range(2))
+        t_pads = tuple(
+            (f.shape[i] - pads[i][0] - 1, in_size[i] * up[i] - out_size[i] * down[i] + pads[i][0] - up[i] + 1)
+            for i in range(2)
+        )
         return _fir_pass(dy, f, down, up, t_pads, not flip_filter), None, None, None, None, None
 
 
-def _fir_pass_forward(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], down: tuple[int, int],
-                      pads: tuple[tuple[int, int], tuple[int, int]], flip_filter: bool) -> torch.Tensor:
+def _fir_pass_forward(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: tuple[int, int],
+    down: tuple[int, int],
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    flip_filter: bool,
+) -> torch.Tensor:
     """The FIR pass as one depthwise (transposed) convolution."""
     batch, channels = x.shape[:2]
     # oneDNN convolves 1-4 channels (images in the augment pipe, to-RGB outputs) with a generic kernel 3-10x slower
     # than its depthwise one on the same data: filter the batch as channels of one sample instead (a view when the
     # batch and channel strides chain, as in an NCHW tensor or a spatial crop of one).
-    fold = x.device.type == 'cpu' and batch > 1 and channels <= 4 and x.stride(0) == channels * x.stride(1)
+    fold = x.device.type == "cpu" and batch > 1 and channels <= 4 and x.stride(0) == channels * x.stride(1)
     if fold:
         x = x.reshape(1, batch * channels, *x.shape[2:])
         channels = batch * channels
     transposed = up != (1, 1)
     ph, pw = (_plan_axis(x.shape[2 + i], f.shape[i], up[i], down[i], *pads[i], transposed) for i in range(2))
     if (ph.in_start, ph.in_stop, pw.in_start, pw.in_stop) != (0, x.shape[2], 0, x.shape[3]):
-        x = x[:, :, ph.in_start:ph.in_stop, pw.in_start:pw.in_stop]
+        x = x[:, :, ph.in_start : ph.in_stop, pw.in_start : pw.in_stop]
     # conv2d correlates, so a true convolution needs the flipped kernel; conv_transpose2d scatters,
     # which is already a convolution, so there it is the other way round.
     if flip_filter == transposed:
@@ -142,19 +166,21 @@ def _fir_pass_forward(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], dow
     return x.reshape(batch, -1, *x.shape[2:]) if fold else x
 
 
-def _depthwise_conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
-                                padding: tuple[int, int]) -> torch.Tensor:
+def _depthwise_conv_transpose2d(
+    x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int], padding: tuple[int, int]
+) -> torch.Tensor:
     """F.conv_transpose2d with groups = channels; on a CPU as a plain depthwise conv2d of the zero-stuffed input
     (NHWC, which the stuffing copy lays out at no extra cost) with the flipped kernel: PyTorch's CPU depthwise
     transposed convolution takes a generic path, 10-40x slower in bf16 and up to several times in fp32 NCHW.
     Not under torch.func transforms (DP-SGD's per-sample gradients): the stuffing writes in place."""
     kh, kw = weight.shape[2:]
     (sy, sx), (py, px) = stride, padding
-    if not (x.device.type == 'cpu' and py < kh and px < kw) or torch._C._are_functorch_transforms_active():
+    if not (x.device.type == "cpu" and py < kh and px < kw) or torch._C._are_functorch_transforms_active():
         return F.conv_transpose2d(x, weight, stride=stride, padding=padding, groups=x.shape[1])
     n, c, h, w = x.shape
-    stuffed = torch.empty([n, c, (h - 1) * sy + 1, (w - 1) * sx + 1], dtype=x.dtype, device=x.device,
-                          memory_format=torch.channels_last).zero_()
+    stuffed = torch.empty(
+        [n, c, (h - 1) * sy + 1, (w - 1) * sx + 1], dtype=x.dtype, device=x.device, memory_format=torch.channels_last
+    ).zero_()
     stuffed[:, :, ::sy, ::sx] = x
     return F.conv2d(stuffed, weight.flip([2, 3]), padding=(kh - 1 - py, kw - 1 - px), groups=c)
 

@@ -9,8 +9,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from tolerances import rounding_tol
 from click.testing import CliRunner
+from tolerances import rounding_tol
 
 from spine.classifier import artifact as clf
 from spine.classifier.cli import auc_summary, chance_warning, cli
@@ -21,9 +21,16 @@ from spine.scoring import roc_auc
 
 
 def _spec(**changes) -> clf.ClassifierSpec:
-    spec = clf.ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode="abnormality",
-                              class_names=("normal", "abnormal"), resolution=16, channels=1,
-                              intensity=dict(scale=1 / 255, mean=[0.4], std=[0.2]), thresholds=(0.5,))
+    spec = clf.ClassifierSpec(
+        arch="small_cnn",
+        arch_kwargs=dict(width=4, num_blocks=2),
+        label_mode="abnormality",
+        class_names=("normal", "abnormal"),
+        resolution=16,
+        channels=1,
+        intensity=dict(scale=1 / 255, mean=[0.4], std=[0.2]),
+        thresholds=(0.5,),
+    )
     return dataclasses.replace(spec, **changes)
 
 
@@ -38,8 +45,14 @@ def _saved_classifier(path, spec=None) -> torch.nn.Module:
     return net
 
 
-def _write_dataset(root, num_studies: int, seed: int, resolution: int = 16, label_mode: str = "abnormality",
-                   class_names=("normal", "abnormal")):
+def _write_dataset(
+    root,
+    num_studies: int,
+    seed: int,
+    resolution: int = 16,
+    label_mode: str = "abnormality",
+    class_names=("normal", "abnormal"),
+):
     """Two images per study; class k shows a central square brighter by 90 k / (K - 1), so the task is separable."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True)
@@ -75,6 +88,7 @@ def _png_round_trip(img: torch.Tensor, tmp_path) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------ classifier.pkl
 
+
 def test_round_trip_gives_identical_outputs(tmp_path):
     net = _saved_classifier(tmp_path / "c.pkl")
     loaded = clf.load_classifier(tmp_path / "c.pkl")
@@ -86,15 +100,18 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pkl"]  # atomic write left no temp file
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("format", "spinegan-classifier-v0", "'format'"),
-    ("label_mode", "multilabel", "'label_mode'"),
-    ("class_names", ["a", "b", "c"], "'class_names'"),
-    ("channels", 2, "'channels'"),
-    ("intensity", dict(scale=1 / 255, mean=[0.4], std=[0.0]), "'intensity'"),
-    ("thresholds", [0.5, 0.5], "'thresholds'"),
-    ("arch", "vgg16", "'arch'"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("format", "spinegan-classifier-v0", "'format'"),
+        ("label_mode", "multilabel", "'label_mode'"),
+        ("class_names", ["a", "b", "c"], "'class_names'"),
+        ("channels", 2, "'channels'"),
+        ("intensity", dict(scale=1 / 255, mean=[0.4], std=[0.0]), "'intensity'"),
+        ("thresholds", [0.5, 0.5], "'thresholds'"),
+        ("arch", "vgg16", "'arch'"),
+    ],
+)
 def test_tampered_fields_are_refused(tmp_path, field, value, message):
     _saved_classifier(tmp_path / "c.pkl")
     data = torch.load(tmp_path / "c.pkl", weights_only=True)
@@ -141,17 +158,24 @@ def test_loaded_classifier_is_frozen_and_stays_in_eval_mode(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ input mapping
 
-@pytest.mark.parametrize("gen_channels, gen_res, spec_channels, spec_res", [
-    (1, 16, 1, 16),  # same size: no resampling
-    (1, 32, 1, 16),  # generator at a higher resolution
-    (1, 8, 1, 16),   # ... and a lower one
-    (3, 16, 1, 16),  # RGB generator, gray classifier
-    (1, 16, 3, 16),  # gray generator, RGB classifier
-])
+
+@pytest.mark.parametrize(
+    "gen_channels, gen_res, spec_channels, spec_res",
+    [
+        (1, 16, 1, 16),  # same size: no resampling
+        (1, 32, 1, 16),  # generator at a higher resolution
+        (1, 8, 1, 16),  # ... and a lower one
+        (3, 16, 1, 16),  # RGB generator, gray classifier
+        (1, 16, 3, 16),  # gray generator, RGB classifier
+    ],
+)
 def test_generated_path_equals_png_round_trip(tmp_path, gen_channels, gen_res, spec_channels, spec_res):
-    spec = _spec(channels=spec_channels, resolution=spec_res,
-                 intensity=dict(scale=1 / 255, mean=[0.4] * spec_channels, std=[0.2] * spec_channels))
-    img = (torch.rand(3, gen_channels, gen_res, gen_res, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1)
+    spec = _spec(
+        channels=spec_channels,
+        resolution=spec_res,
+        intensity=dict(scale=1 / 255, mean=[0.4] * spec_channels, std=[0.2] * spec_channels),
+    )
+    img = torch.rand(3, gen_channels, gen_res, gen_res, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1
     from_png = clf.uint8_to_input(_png_round_trip(img, tmp_path), spec)
     from_generator = clf.generated_to_input(img, spec)
     assert from_generator.shape == (3, spec_channels, spec_res, spec_res)
@@ -186,8 +210,9 @@ def test_per_image_norms_match_a_float64_reference(input_norm):
     got = clf.normalize_pixels(pixels.to(torch.float32), spec)
     # float32: 25-term blur sums and 256-term mean/variance sums on values below 1, then divided by a standard
     # deviation above 0.1 (x10) into results below 4
-    torch.testing.assert_close(got.double(), torch.from_numpy(expected), rtol=0,
-                               atol=rounding_tol(torch.float32, 2 * 256 + 25, 4 * 10))
+    torch.testing.assert_close(
+        got.double(), torch.from_numpy(expected), rtol=0, atol=rounding_tol(torch.float32, 2 * 256 + 25, 4 * 10)
+    )
 
 
 @pytest.mark.parametrize("input_norm", ["image", "blurred_image"])
@@ -197,8 +222,9 @@ def test_per_image_norms_ignore_exposure_and_window(input_norm):
     pixels = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 100 + 50
     shifted = clf.normalize_pixels(pixels * 1.7 + 30, spec)
     # both sides: sums of up to 256 + 25 terms below 1, divided by a standard deviation above 0.1, results below 4
-    torch.testing.assert_close(shifted, clf.normalize_pixels(pixels, spec), rtol=0,
-                               atol=rounding_tol(torch.float32, 2 * 256 + 25, 4 * 10))
+    torch.testing.assert_close(
+        shifted, clf.normalize_pixels(pixels, spec), rtol=0, atol=rounding_tol(torch.float32, 2 * 256 + 25, 4 * 10)
+    )
     flat = clf.normalize_pixels(torch.full((1, 1, 16, 16), 77.0), spec)
     assert torch.equal(flat, torch.zeros_like(flat))  # a flat image is centred, not divided by zero
 
@@ -223,8 +249,9 @@ def test_generated_path_equals_png_round_trip_with_per_image_norms(tmp_path, inp
     from_png = clf.uint8_to_input(_png_round_trip(img, tmp_path), spec)
     # the same uint8 levels standardised twice in float32 (sums of up to 256 + 25 terms below 1, divided by a
     # standard deviation above 0.1, results below 4)
-    torch.testing.assert_close(clf.generated_to_input(img, spec), from_png, rtol=0,
-                               atol=rounding_tol(torch.float32, 2 * 256 + 25, 4 * 10))
+    torch.testing.assert_close(
+        clf.generated_to_input(img, spec), from_png, rtol=0, atol=rounding_tol(torch.float32, 2 * 256 + 25, 4 * 10)
+    )
 
 
 def test_generated_path_passes_gradients_straight_through():
@@ -232,16 +259,18 @@ def test_generated_path_passes_gradients_straight_through():
     img = torch.empty(1, 1, 16, 16).uniform_(-0.9, 0.9).requires_grad_()
     clf.generated_to_input(img, spec).sum().backward()
     # d/dimg of (img*127.5+128)/255/0.2 without the quantization
-    torch.testing.assert_close(img.grad, torch.full_like(img, 127.5 / 255 / 0.2), rtol=rounding_tol(torch.float32, 4),
-                               atol=0)  # a product of 3 float32 factors
+    torch.testing.assert_close(
+        img.grad, torch.full_like(img, 127.5 / 255 / 0.2), rtol=rounding_tol(torch.float32, 4), atol=0
+    )  # a product of 3 float32 factors
 
 
 def test_intensity_mapping_closed_form():
     spec = _spec(resolution=4)
     x = torch.tensor([0, 51, 102, 255], dtype=torch.uint8).reshape(1, 1, 1, 4).repeat(1, 1, 4, 1)
     expected = (torch.tensor([0, 51, 102, 255]) / 255 - 0.4) / 0.2
-    torch.testing.assert_close(clf.uint8_to_input(x, spec)[0, 0, 0], expected.float(), rtol=0,
-                               atol=rounding_tol(torch.float32, 4, 3))  # scale, shift, divide on |x| < 3
+    torch.testing.assert_close(
+        clf.uint8_to_input(x, spec)[0, 0, 0], expected.float(), rtol=0, atol=rounding_tol(torch.float32, 4, 3)
+    )  # scale, shift, divide on |x| < 3
 
 
 def test_check_compatible():
@@ -257,6 +286,7 @@ def test_check_compatible():
 
 
 # ------------------------------------------------------------------------------------------------ models, augmentation
+
 
 @pytest.mark.parametrize("arch", ["small_cnn", "patch_cnn", "resnet18", "densenet121"])
 def test_architectures_take_gray_input(arch):
@@ -329,6 +359,7 @@ def test_augmentation_crop_stays_inside_and_is_seeded():
 
 # ------------------------------------------------------------------------------------------------ training, CLI
 
+
 def test_load_labelled_images(tmp_path):
     root = _write_dataset(tmp_path / "ds", num_studies=3, seed=0)
     data = load_labelled_images(str(root))
@@ -343,8 +374,16 @@ def test_load_labelled_images(tmp_path):
 
 def test_training_reaches_high_auc_and_keeps_the_best_validation_epoch(tmp_path):
     data = load_labelled_images(str(_write_dataset(tmp_path / "ds", num_studies=40, seed=0)))
-    options = TrainOptions(arch_kwargs=dict(width=8, num_blocks=3), resolution=16, epochs=6, patience=6,
-                           batch_size=16, lr=3e-3, val_fraction=0.25, seed=1)
+    options = TrainOptions(
+        arch_kwargs=dict(width=8, num_blocks=3),
+        resolution=16,
+        epochs=6,
+        patience=6,
+        batch_size=16,
+        lr=3e-3,
+        val_fraction=0.25,
+        seed=1,
+    )
     result = train_classifier(data, options)
     prov = result.provenance
     val_aucs = [h["val_auc"] for h in prov["history"]]
@@ -369,8 +408,16 @@ def test_multiclass_training_and_round_trip(tmp_path):
     root = _write_dataset(tmp_path / "ds", num_studies=36, seed=0, label_mode="lesion", class_names=("a", "b", "c"))
     data = load_labelled_images(str(root))
     assert data.label_mode == "lesion" and data.labels.tolist()[:6] == [0, 0, 1, 1, 2, 2]
-    options = TrainOptions(arch_kwargs=dict(width=8, num_blocks=3), resolution=16, epochs=5, patience=5,
-                           batch_size=16, lr=3e-3, val_fraction=0.34, seed=0)
+    options = TrainOptions(
+        arch_kwargs=dict(width=8, num_blocks=3),
+        resolution=16,
+        epochs=5,
+        patience=5,
+        batch_size=16,
+        lr=3e-3,
+        val_fraction=0.34,
+        seed=0,
+    )
     result = train_classifier(data, options)
     assert result.spec.num_outputs == 3 and len(result.spec.thresholds) == 3
     assert result.provenance["best_val_auc"] > 0.9
@@ -378,16 +425,18 @@ def test_multiclass_training_and_round_trip(tmp_path):
     loaded = clf.load_classifier(tmp_path / "c.pkl")
     probs = predict_probabilities(loaded, loaded.spec, data.images)
     assert probs.shape == (72, 3)
-    torch.testing.assert_close(probs.sum(dim=1), torch.ones(72), rtol=0,
-                               atol=rounding_tol(torch.float32, 8))  # softmax: exp, 3-term sums, division
+    torch.testing.assert_close(
+        probs.sum(dim=1), torch.ones(72), rtol=0, atol=rounding_tol(torch.float32, 8)
+    )  # softmax: exp, 3-term sums, division
     torch.testing.assert_close(probs, predict_probabilities(result.net, result.spec, data.images), rtol=0, atol=0)
 
 
 def _val_studies(data, prov) -> set:
     from spine.data.splits import split_by_study
 
-    _, val_idx = split_by_study(data.study_ids, data.labels.tolist(), prov["options"]["val_fraction"],
-                                prov["options"]["seed"])
+    _, val_idx = split_by_study(
+        data.study_ids, data.labels.tolist(), prov["options"]["val_fraction"], prov["options"]["seed"]
+    )
     return {data.study_ids[i] for i in val_idx}
 
 
@@ -405,8 +454,15 @@ def test_best_epoch_is_kept_and_patience_stops(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "predict_probabilities", recording_predict)
     monkeypatch.setattr(training, "validation_auc", lambda labels, probs: next(scripted))
-    options = TrainOptions(arch_kwargs=dict(width=4, num_blocks=2), resolution=16, epochs=50, patience=2,
-                           batch_size=8, val_fraction=0.34, seed=0)
+    options = TrainOptions(
+        arch_kwargs=dict(width=4, num_blocks=2),
+        resolution=16,
+        epochs=50,
+        patience=2,
+        batch_size=8,
+        val_fraction=0.34,
+        seed=0,
+    )
     result = train_classifier(data, options)
     assert result.provenance["best_epoch"] == 1 and result.provenance["best_val_auc"] == 0.9
     assert result.provenance["epochs_run"] == 4  # epochs 2 and 3 did not beat epoch 1
@@ -425,14 +481,43 @@ def test_cli_train_then_evaluate(tmp_path):
     train_root = _write_dataset(tmp_path / "train", num_studies=30, seed=0)
     test_root = _write_dataset(tmp_path / "test", num_studies=15, seed=1)
     runner = CliRunner()
-    result = runner.invoke(cli, ["train", "--data", str(train_root), "--out", str(tmp_path / "c.pkl"),
-                                     "--epochs", "4", "--batch", "16", "--lr", "3e-3", "--seed", "0"])
+    result = runner.invoke(
+        cli,
+        [
+            "train",
+            "--data",
+            str(train_root),
+            "--out",
+            str(tmp_path / "c.pkl"),
+            "--epochs",
+            "4",
+            "--batch",
+            "16",
+            "--lr",
+            "3e-3",
+            "--seed",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     trained_auc = clf.load_classifier(tmp_path / "c.pkl").provenance["best_val_auc"]
     assert ("near chance" in result.output) == (trained_auc < 0.6), result.output
-    result = runner.invoke(cli, ["evaluate", "--classifier", str(tmp_path / "c.pkl"), "--data", str(test_root),
-                                     "--out", str(tmp_path / "eval.json"), "--roc", str(tmp_path / "roc.png"),
-                                     "--n-resamples", "200"])
+    result = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            "--classifier",
+            str(tmp_path / "c.pkl"),
+            "--data",
+            str(test_root),
+            "--out",
+            str(tmp_path / "eval.json"),
+            "--roc",
+            str(tmp_path / "roc.png"),
+            "--n-resamples",
+            "200",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "eval.json").read_text())
     loaded = clf.load_classifier(tmp_path / "c.pkl")
@@ -455,50 +540,81 @@ def test_cli_train_then_evaluate(tmp_path):
 # Bad inputs of `evaluate` and `train` -> (command and options, exit status, the distinctive part of the one error
 # line); nothing may be written.
 BAD_INPUTS = {
-    "evaluate a raw pickle": (["evaluate", "--classifier", "{code_pkl}"], 1,
-                              "--classifier: {code_pkl}: not a classifier.pkl: expected a torch.save zip archive, "
-                              "found a raw Python pickle"),
-    "evaluate torch.save with code": (["evaluate", "--classifier", "{code_zip}"], 1,
-                                      "names the Python global posix.system"),
+    "evaluate a raw pickle": (
+        ["evaluate", "--classifier", "{code_pkl}"],
+        1,
+        "--classifier: {code_pkl}: not a classifier.pkl: expected a torch.save zip archive, found a raw Python pickle",
+    ),
+    "evaluate torch.save with code": (
+        ["evaluate", "--classifier", "{code_zip}"],
+        1,
+        "names the Python global posix.system",
+    ),
     "evaluate a text file": (["evaluate", "--classifier", "{text}"], 1, "not a classifier.pkl"),
-    "evaluate a network snapshot": (["evaluate", "--classifier", "{snapshot}"], 1,
-                                    "classifier.pkl field 'format' must be 'spinegan-classifier-v1'"),
-    "evaluate another label mode": (["evaluate", "--classifier", "{lesion}"], 1,
-                                    "label mode 'lesion' vs the dataset's 'abnormality'"),
+    "evaluate a network snapshot": (
+        ["evaluate", "--classifier", "{snapshot}"],
+        1,
+        "classifier.pkl field 'format' must be 'spinegan-classifier-v1'",
+    ),
+    "evaluate another label mode": (
+        ["evaluate", "--classifier", "{lesion}"],
+        1,
+        "label mode 'lesion' vs the dataset's 'abnormality'",
+    ),
     "evaluate on unlabelled data": (["evaluate", "--data", "{unlabelled}"], 1, "an unlabelled dataset"),
     "evaluate on mixed sizes": (["evaluate", "--data", "{mixed}"], 1, "img01.png: shape [1, 8, 8] (CHW) differs"),
     "train on unlabelled data": (["train", "--data", "{unlabelled}"], 1, "an unlabelled dataset"),
     "train on mixed sizes": (["train", "--data", "{mixed}"], 1, "img01.png: shape [1, 8, 8] (CHW) differs"),
     "train with too few studies": (["train", "--data", "{few}"], 1, "validation AUC needs two classes on each side"),
     "train small_cnn from weights": (["train", "--init-weights", "{text}"], 1, "applies to torchvision backbones"),
-    "train a resnet from code": (["train", "--arch", "resnet18", "--init-weights", "{code_zip}"], 1,
-                                 "--init-weights: {code_zip}: refusing to load it as a state dict"),
+    "train a resnet from code": (
+        ["train", "--arch", "resnet18", "--init-weights", "{code_zip}"],
+        1,
+        "--init-weights: {code_zip}: refusing to load it as a state dict",
+    ),
     "seed out of range": (["train", "--seed", "-1"], 2, "-1 is not in the range 0<=x<=4294967295"),
     "train into a folder under a file": (["train", "--out", "{text}/c.pkl"], 1, "notes.txt is a file, not a folder"),
-    "evaluate into a folder under a file": (["evaluate", "--roc", "{text}/roc.png"], 1,
-                                            "notes.txt is a file, not a folder"),
+    "evaluate into a folder under a file": (
+        ["evaluate", "--roc", "{text}/roc.png"],
+        1,
+        "notes.txt is a file, not a folder",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
     import bad_inputs
+
     from training.networks import Generator
     from training.serialization import save_network_snapshot
-    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=1, mapping_kwargs=dict(num_layers=1),
-                  synthesis_kwargs=dict(channel_base=64, channel_max=8))
+
+    G = Generator(
+        z_dim=8,
+        c_dim=0,
+        w_dim=8,
+        img_resolution=8,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    )
     save_network_snapshot(tmp_path / "snapshot.pkl", G=None, D=None, G_ema=G)
-    files = dict(text=bad_inputs.text_file(tmp_path / "notes.txt"), snapshot=tmp_path / "snapshot.pkl",
-                 code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
-                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
-                 lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")),
-                 unlabelled=bad_inputs.write_images(tmp_path / "unlabelled", [16, 16]),
-                 mixed=bad_inputs.write_images(tmp_path / "mixed", [16, 8], [0, 1]),
-                 few=_write_dataset(tmp_path / "few", num_studies=2, seed=0))
+    files = dict(
+        text=bad_inputs.text_file(tmp_path / "notes.txt"),
+        snapshot=tmp_path / "snapshot.pkl",
+        code_zip=bad_inputs.torch_zip_with_code(tmp_path / "code.pt"),
+        code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
+        lesion=bad_inputs.classifier_file(tmp_path / "lesion.pkl", ("a", "b", "c")),
+        unlabelled=bad_inputs.write_images(tmp_path / "unlabelled", [16, 16]),
+        mixed=bad_inputs.write_images(tmp_path / "mixed", [16, 8], [0, 1]),
+        few=_write_dataset(tmp_path / "few", num_studies=2, seed=0),
+    )
     changes, exit_code, message = BAD_INPUTS[case]
     command, changes = changes[0], changes[1:]
-    options = {"--data": str(_write_dataset(tmp_path / "data", num_studies=6, seed=0)),
-               "--out": str(tmp_path / "out" / "result")}
+    options = {
+        "--data": str(_write_dataset(tmp_path / "data", num_studies=6, seed=0)),
+        "--out": str(tmp_path / "out" / "result"),
+    }
     if command == "evaluate":
         options["--classifier"] = str(bad_inputs.classifier_file(tmp_path / "abnormality.pkl"))
     else:
@@ -518,8 +634,15 @@ def test_saturated_validation_auc_is_broken_by_the_validation_loss(tmp_path, mon
     monkeypatch.setattr(training, "validation_auc", lambda labels, probs: 1.0)
     losses = iter([0.5, 0.3, 0.4, 0.2, 0.25, 0.3, 0.3])
     monkeypatch.setattr(training, "validation_loss", lambda labels, probs: next(losses))
-    options = TrainOptions(arch_kwargs=dict(width=4, num_blocks=2), resolution=16, epochs=7, patience=3,
-                           batch_size=8, val_fraction=0.34, seed=0)
+    options = TrainOptions(
+        arch_kwargs=dict(width=4, num_blocks=2),
+        resolution=16,
+        epochs=7,
+        patience=3,
+        batch_size=8,
+        val_fraction=0.34,
+        seed=0,
+    )
     result = train_classifier(data, options)
     assert result.provenance["best_epoch"] == 3 and result.provenance["epochs_run"] == 7
     assert [h["val_loss"] for h in result.provenance["history"]] == [0.5, 0.3, 0.4, 0.2, 0.25, 0.3, 0.3]
@@ -527,21 +650,37 @@ def test_saturated_validation_auc_is_broken_by_the_validation_loss(tmp_path, mon
 
 def test_validation_loss_and_selection_rule_closed_form():
     from spine.classifier.training import improves, validation_loss
+
     assert validation_loss(np.array([1, 0]), np.array([0.8, 0.4])) == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2)
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     assert validation_loss(np.array([0, 2]), probs) == pytest.approx(-(np.log(0.7) + np.log(0.8)) / 2)
-    assert validation_loss(np.array([1]), np.array([0.0])) == pytest.approx(-np.log(1e-7))   # clipped, finite
+    assert validation_loss(np.array([1]), np.array([0.0])) == pytest.approx(-np.log(1e-7))  # clipped, finite
     assert improves(0.9, 5.0, 0.8, 0.1) and not improves(0.8, 0.0, 0.9, 5.0)
     assert improves(1.0, 0.2, 1.0, 0.3) and not improves(1.0, 0.3, 1.0, 0.3)
 
 
 def test_evaluating_images_of_another_resolution_is_warned_of(tmp_path):
     import bad_inputs
+
     classifier = bad_inputs.classifier_file(tmp_path / "c.pkl", resolution=32)
     data = _write_dataset(tmp_path / "data", num_studies=6, seed=0, resolution=16)
-    result = CliRunner().invoke(cli, ["evaluate", "--classifier", str(classifier), "--data", str(data), "--out",
-                                      str(tmp_path / "eval.json"), "--n-resamples", "10"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--classifier",
+            str(classifier),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "eval.json"),
+            "--n-resamples",
+            "10",
+        ],
+    )
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
-    assert warnings == [f"Warning: --data={data} holds 16x16 images; the classifier was trained on 32x32 ones and "
-                        f"sees them resized, so its scores may not hold"]
+    assert warnings == [
+        f"Warning: --data={data} holds 16x16 images; the classifier was trained on 32x32 ones and "
+        f"sees them resized, so its scores may not hold"
+    ]

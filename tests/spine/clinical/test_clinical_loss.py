@@ -13,9 +13,16 @@ from spine.classifier.models import build_network
 from spine.clinical.label_fidelity import label_fidelity
 from spine.clinical.loss import ClinicalLoss
 
-BINARY = ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode="abnormality",
-                        class_names=("normal", "abnormal"), resolution=16, channels=1,
-                        intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]), thresholds=(0.5,))
+BINARY = ClassifierSpec(
+    arch="small_cnn",
+    arch_kwargs=dict(width=4, num_blocks=2),
+    label_mode="abnormality",
+    class_names=("normal", "abnormal"),
+    resolution=16,
+    channels=1,
+    intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]),
+    thresholds=(0.5,),
+)
 LESION = dataclasses.replace(BINARY, label_mode="lesion", class_names=("a", "b", "c"), thresholds=(0.3, 0.3, 0.3))
 
 
@@ -87,8 +94,9 @@ def test_binary_term_equals_weighted_bce_of_the_abnormal_bit():
     expected = -0.1 * (y * torch.log(p) + (1 - y) * torch.log(1 - p))
     assert loss.shape == (6,)
     # float32 BCE-with-logits against float64 from the same float32 logits: a few roundings relative to the loss.
-    torch.testing.assert_close(loss.double(), expected, rtol=rounding_tol(torch.float32, 8),
-                               atol=rounding_tol(torch.float32, 8))
+    torch.testing.assert_close(
+        loss.double(), expected, rtol=rounding_tol(torch.float32, 8), atol=rounding_tol(torch.float32, 8)
+    )
 
 
 def test_multiclass_term_equals_weighted_cross_entropy_of_argmax():
@@ -99,8 +107,12 @@ def test_multiclass_term_equals_weighted_cross_entropy_of_argmax():
     logits = classifier(classifier.preprocess_generated(img)).double()
     expected = -0.5 * torch.log_softmax(logits, dim=1)[torch.arange(5), torch.tensor([0, 2, 1, 2, 0])]
     # float32 log-softmax over 3 classes against float64 from the same logits (~8 roundings).
-    torch.testing.assert_close(loss.double(), expected, rtol=rounding_tol(torch.float32, 8),
-                               atol=rounding_tol(torch.float32, 8, expected.abs().max().item()))
+    torch.testing.assert_close(
+        loss.double(),
+        expected,
+        rtol=rounding_tol(torch.float32, 8),
+        atol=rounding_tol(torch.float32, 8, expected.abs().max().item()),
+    )
 
 
 def test_gradients_reach_the_generator_but_never_the_classifier():
@@ -156,8 +168,12 @@ def test_augmented_judge_without_a_transform_equals_the_plain_judge():
     # The identity transform resamples the image (bilinear: 4-term sums) before the float32 classifier, whose
     # chains (convs of up to a few hundred terms) carry that rounding: ~1000 roundings relative to the loss.
     plain = ClinicalLoss(classifier)(img, c)
-    torch.testing.assert_close(ClinicalLoss(classifier, augment=True)(img, c), plain, rtol=0,
-                               atol=rounding_tol(torch.float32, 1000, plain.abs().max().item()))
+    torch.testing.assert_close(
+        ClinicalLoss(classifier, augment=True)(img, c),
+        plain,
+        rtol=0,
+        atol=rounding_tol(torch.float32, 1000, plain.abs().max().item()),
+    )
 
 
 def test_augmented_judge_sees_the_mirrored_image_when_every_image_is_flipped():
@@ -165,8 +181,12 @@ def test_augmented_judge_sees_the_mirrored_image_when_every_image_is_flipped():
     img = torch.rand(5, 1, 16, 16) * 2 - 1
     c = torch.eye(3)[torch.tensor([0, 2, 1, 2, 0])]
     expected = ClinicalLoss(classifier, weight=0.5)(img.flip(3), c)
-    torch.testing.assert_close(ClinicalLoss(classifier, weight=0.5, augment=True)(img, c), expected, rtol=0,
-                               atol=rounding_tol(torch.float32, 1000, expected.abs().max().item()))  # as above
+    torch.testing.assert_close(
+        ClinicalLoss(classifier, weight=0.5, augment=True)(img, c),
+        expected,
+        rtol=0,
+        atol=rounding_tol(torch.float32, 1000, expected.abs().max().item()),
+    )  # as above
 
 
 def test_augmented_judge_draws_from_the_seeded_global_generator_and_passes_gradients():

@@ -21,8 +21,10 @@ def write_dataset(path: str, names=("normal", "abnormal"), n: int = 8, res: int 
     rng = np.random.RandomState(0)
     for i in range(n):
         PIL.Image.fromarray(rng.randint(0, 255, [res, res]).astype(np.uint8), "L").save(f"{path}/img{i:02d}.png")
-    meta = {"labels": [[f"img{i:02d}.png", i % len(names)] for i in range(n)],
-            "spinegan": {"label_mode": "abnormality" if len(names) == 2 else "lesion", "class_names": list(names)}}
+    meta = {
+        "labels": [[f"img{i:02d}.png", i % len(names)] for i in range(n)],
+        "spinegan": {"label_mode": "abnormality" if len(names) == 2 else "lesion", "class_names": list(names)},
+    }
     with open(f"{path}/dataset.json", "w") as f:
         json.dump(meta, f)
     return path
@@ -32,24 +34,49 @@ def write_classifier(path: str, names=("normal", "abnormal")) -> str:
     mode = "abnormality" if len(names) == 2 else "lesion"
     outputs = 1 if mode == "abnormality" else len(names)
     kwargs = dict(width=4, num_blocks=2)
-    spec = ClassifierSpec(arch="small_cnn", arch_kwargs=kwargs, label_mode=mode, class_names=tuple(names),
-                          resolution=16, channels=1, intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]),
-                          thresholds=tuple([0.5] * (1 if outputs == 1 else outputs)))
+    spec = ClassifierSpec(
+        arch="small_cnn",
+        arch_kwargs=kwargs,
+        label_mode=mode,
+        class_names=tuple(names),
+        resolution=16,
+        channels=1,
+        intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]),
+        thresholds=tuple([0.5] * (1 if outputs == 1 else outputs)),
+    )
     save_classifier(path, build_network("small_cnn", 1, outputs, kwargs), spec, dict(dataset_sha256="abc"))
     return path
 
 
-
 def invoke(tmp_path, data: str, *extra: str):
-    return CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo",
-                                           "--cond", "1", "--metrics", "none", *extra])
+    return CliRunner().invoke(
+        train.main,
+        [
+            "--outdir",
+            str(tmp_path / "runs"),
+            "--data",
+            data,
+            "--cfg",
+            "demo",
+            "--cond",
+            "1",
+            "--metrics",
+            "none",
+            *extra,
+        ],
+    )
 
 
-@pytest.mark.parametrize("names, message", [
-    (("normal", "sick"), "class names ['normal', 'sick'] vs the dataset's ['normal', 'abnormal']"),
-    (("a", "b", "c"), "label mode 'lesion' vs the dataset's 'abnormality'; 3 classes vs conditioning labels of "
-                      "dimension 2"),
-])
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (("normal", "sick"), "class names ['normal', 'sick'] vs the dataset's ['normal', 'abnormal']"),
+        (
+            ("a", "b", "c"),
+            "label mode 'lesion' vs the dataset's 'abnormality'; 3 classes vs conditioning labels of dimension 2",
+        ),
+    ],
+)
 def test_mismatched_classifier_is_refused_before_training(tmp_path, captured, names, message):
     data = write_dataset(str(tmp_path / "ds"))
     pkl = write_classifier(str(tmp_path / "c.pkl"), names)
@@ -58,11 +85,14 @@ def test_mismatched_classifier_is_refused_before_training(tmp_path, captured, na
     assert not captured and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--clinical-weight", "0.1"], "--clinical-weight needs --clinical-loss"),
-    (["--clinical-augment", "1"], "--clinical-augment needs --clinical-loss"),
-    (["--clinical-loss", "{pkl}", "--clinical-weight", "0"], "expected a positive weight"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--clinical-weight", "0.1"], "--clinical-weight needs --clinical-loss"),
+        (["--clinical-augment", "1"], "--clinical-augment needs --clinical-loss"),
+        (["--clinical-loss", "{pkl}", "--clinical-weight", "0"], "expected a positive weight"),
+    ],
+)
 def test_bad_clinical_options(tmp_path, captured, extra, message):
     data = write_dataset(str(tmp_path / "ds"))
     pkl = write_classifier(str(tmp_path / "c.pkl"))
@@ -77,15 +107,16 @@ def test_clinical_augment_is_recorded_and_reaches_the_term(tmp_path, captured):
     assert result.exit_code == 0, result.output
     args = captured[0]
     assert os.path.basename(args.run_dir).endswith("-clinical0.1-aug") and args.clinical["augment"] is True
-    term, = train.build_plugins(args, "cpu").generator_terms
+    (term,) = train.build_plugins(args, "cpu").generator_terms
     assert term.augment is not None and term.augment["flip_prob"] == 0.3
 
 
 def test_clinical_loss_is_recorded_and_reaches_the_loss(tmp_path, captured):
     data = write_dataset(str(tmp_path / "ds"))
     pkl = write_classifier(str(tmp_path / "c.pkl"))
-    result = invoke(tmp_path, data, "--clinical-loss", pkl, "--clinical-weight", "0.25", "--batch", "4",
-                    "--aug", "noaug")
+    result = invoke(
+        tmp_path, data, "--clinical-loss", pkl, "--clinical-weight", "0.25", "--batch", "4", "--aug", "noaug"
+    )
     assert result.exit_code == 0, result.output
     args = captured[0]
     assert os.path.basename(args.run_dir).endswith("-clinical0.25")
@@ -111,8 +142,21 @@ def test_clinical_loss_is_recorded_and_reaches_the_loss(tmp_path, captured):
 
 def test_domain_metric_without_a_classifier_is_refused(tmp_path, captured):
     data = write_dataset(str(tmp_path / "ds"))
-    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo",
-                                             "--cond", "1", "--metrics", "fid10_spine"])
+    result = CliRunner().invoke(
+        train.main,
+        [
+            "--outdir",
+            str(tmp_path / "runs"),
+            "--data",
+            data,
+            "--cfg",
+            "demo",
+            "--cond",
+            "1",
+            "--metrics",
+            "fid10_spine",
+        ],
+    )
     assert result.exit_code == 1 and "--metrics-classifier" in result.output, result.output
     assert not captured and not (tmp_path / "runs").exists()
 
@@ -120,9 +164,27 @@ def test_domain_metric_without_a_classifier_is_refused(tmp_path, captured):
 def test_domain_metric_at_snapshots_uses_the_clinical_classifier(tmp_path, captured):
     data = write_dataset(str(tmp_path / "ds"))
     pkl = write_classifier(str(tmp_path / "c.pkl"))
-    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo",
-                                             "--cond", "1", "--metrics", "label_fidelity4", "--batch", "4",
-                                             "--aug", "noaug", "--clinical-loss", pkl])
+    result = CliRunner().invoke(
+        train.main,
+        [
+            "--outdir",
+            str(tmp_path / "runs"),
+            "--data",
+            data,
+            "--cfg",
+            "demo",
+            "--cond",
+            "1",
+            "--metrics",
+            "label_fidelity4",
+            "--batch",
+            "4",
+            "--aug",
+            "noaug",
+            "--clinical-loss",
+            pkl,
+        ],
+    )
     assert result.exit_code == 0, result.output
     args = captured[0]
     assert args.metric_kwargs == dict(classifier=os.path.abspath(pkl))

@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from test_clinical_training import invoke, write_classifier, write_dataset
 from tolerances import rounding_tol
 from torch import nn
 
@@ -13,25 +14,32 @@ from spine.classifier.artifact import ClassifierSpec, SpineClassifier
 from spine.classifier.models import build_network
 from spine.clinical.feature_match import ClassFeatureMatch, RealClassFeatures, judge_features
 from spine.clinical.loss import ClinicalLoss
-from test_clinical_training import invoke, write_classifier, write_dataset
 
-SPEC = ClassifierSpec(arch="small_cnn", arch_kwargs=dict(width=4, num_blocks=2), label_mode="abnormality",
-                      class_names=("normal", "abnormal"), resolution=16, channels=1,
-                      intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]), thresholds=(0.5,))
+SPEC = ClassifierSpec(
+    arch="small_cnn",
+    arch_kwargs=dict(width=4, num_blocks=2),
+    label_mode="abnormality",
+    class_names=("normal", "abnormal"),
+    resolution=16,
+    channels=1,
+    intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]),
+    thresholds=(0.5,),
+)
 
 
 def _judge() -> SpineClassifier:
     torch.manual_seed(0)
     net = build_network(SPEC.arch, SPEC.channels, SPEC.num_outputs, SPEC.arch_kwargs)
     net.train()
-    net(torch.randn(16, 1, 16, 16) * 2 + 1)      # batch-norm statistics that are not the defaults
+    net(torch.randn(16, 1, 16, 16) * 2 + 1)  # batch-norm statistics that are not the defaults
     return SpineClassifier(net, SPEC)
 
 
 def _stats(dim: int, classes: int = 2, seed: int = 1) -> RealClassFeatures:
     g = torch.Generator().manual_seed(seed)
-    return RealClassFeatures(torch.rand(classes, dim, generator=g), torch.rand(dim, generator=g) + 0.5,
-                             tuple([10] * classes))
+    return RealClassFeatures(
+        torch.rand(classes, dim, generator=g), torch.rand(dim, generator=g) + 0.5, tuple([10] * classes)
+    )
 
 
 def _onehot(classes: list[int], num: int = 2) -> torch.Tensor:
@@ -41,7 +49,7 @@ def _onehot(classes: list[int], num: int = 2) -> torch.Tensor:
 def test_judge_features_are_the_input_of_the_last_linear_layer():
     judge = _judge()
     x = torch.randn(5, 1, 16, 16)
-    pooled = judge.net.features(x).mean(dim=(2, 3))           # small_cnn: global average pool, dropout (off), linear
+    pooled = judge.net.features(x).mean(dim=(2, 3))  # small_cnn: global average pool, dropout (off), linear
     torch.testing.assert_close(judge_features(judge, x), pooled, rtol=0, atol=rounding_tol(torch.float32, 64, 10))
     torch.testing.assert_close(judge.net.head[-1](pooled), judge(x), rtol=0, atol=rounding_tol(torch.float32, 64, 10))
 
@@ -79,12 +87,19 @@ def test_gradient_is_that_of_the_squared_class_mean_gap_without_a_spread_penalty
         def forward(self, x):
             return self.out(x.flatten(1))
 
-    spec = ClassifierSpec(arch="small_cnn", arch_kwargs={}, label_mode="abnormality",
-                          class_names=("normal", "abnormal"), resolution=2, channels=1,
-                          intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]), thresholds=(0.5,))
+    spec = ClassifierSpec(
+        arch="small_cnn",
+        arch_kwargs={},
+        label_mode="abnormality",
+        class_names=("normal", "abnormal"),
+        resolution=2,
+        channels=1,
+        intensity=dict(scale=1 / 255, mean=[0.5], std=[0.25]),
+        thresholds=(0.5,),
+    )
     judge = SpineClassifier(Identity(), spec)
     torch.manual_seed(0)
-    img = (torch.rand(4, 1, 2, 2) * 1.6 - 0.8).requires_grad_(True)    # inside the judge's unclipped range
+    img = (torch.rand(4, 1, 2, 2) * 1.6 - 0.8).requires_grad_(True)  # inside the judge's unclipped range
     classes = [0, 0, 1, 1]
     # Real class means equal to the generated ones: the class-mean gap is zero, the spread is not.
     f = judge_features(judge, judge.preprocess_generated(img)).detach()
@@ -94,7 +109,7 @@ def test_gradient_is_that_of_the_squared_class_mean_gap_without_a_spread_penalty
     tol = rounding_tol(torch.float32, 16, 100)
     torch.testing.assert_close(grads[0] + grads[1], torch.zeros(4), rtol=0, atol=tol)
     torch.testing.assert_close(grads[2] + grads[3], torch.zeros(4), rtol=0, atol=tol)
-    assert float(grads.abs().min()) > 100 * tol   # single images do move (towards each other), the class mean does not
+    assert float(grads.abs().min()) > 100 * tol  # single images do move (towards each other), the class mean does not
 
 
 def test_real_class_features_are_per_class_means_and_the_overall_spread():
@@ -118,7 +133,7 @@ def test_clinical_match_reaches_the_loss_alone_or_beside_the_clinical_loss(tmp_p
     assert result.exit_code == 0, result.output
     args = captured[0]
     assert os.path.basename(args.run_dir).endswith("-clinical0-match2") and args.clinical["match"] == 2.0
-    term, = train.build_plugins(args, "cpu").generator_terms
+    (term,) = train.build_plugins(args, "cpu").generator_terms
     assert isinstance(term, ClassFeatureMatch) and term.weight == 2.0 and term.real.counts == (4, 4)
     result = invoke(tmp_path, data, "--clinical-loss", pkl, "--clinical-match", "0.5")
     assert result.exit_code == 0, result.output
@@ -126,12 +141,17 @@ def test_clinical_match_reaches_the_loss_alone_or_beside_the_clinical_loss(tmp_p
     assert kinds == [ClinicalLoss, ClassFeatureMatch]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--clinical-match", "-1"], "--clinical-match=-1.0: expected a weight >= 0"),
-    (["--clinical-weight", "0"], "or 0 together with --clinical-match > 0"),
-    (["--clinical-match", "1", "--dp", "1", "--batch", "4", "--dp-noise-multiplier", "1"],
-     "--clinical-match with --dp=1"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--clinical-match", "-1"], "--clinical-match=-1.0: expected a weight >= 0"),
+        (["--clinical-weight", "0"], "or 0 together with --clinical-match > 0"),
+        (
+            ["--clinical-match", "1", "--dp", "1", "--batch", "4", "--dp-noise-multiplier", "1"],
+            "--clinical-match with --dp=1",
+        ),
+    ],
+)
 def test_bad_match_options_are_refused_before_training(tmp_path, captured, extra, message):
     data = write_dataset(str(tmp_path / "ds"))
     pkl = write_classifier(str(tmp_path / "c.pkl"))

@@ -36,7 +36,7 @@ class ClassOffsetGenerator(nn.Module):
 
 def test_loss_is_the_mean_absolute_class_effect_for_every_sample():
     mask = torch.zeros(4, 4)
-    mask[1, 2] = mask[3, 0] = 1.0                    # the class changes 2 of 16 pixels by 0.25 per class step
+    mask[1, 2] = mask[3, 0] = 1.0  # the class changes 2 of 16 pixels by 0.25 per class step
     G = ClassOffsetGenerator(mask)
     term = ClassLocality(weight=3.0)
     term.attach(G)
@@ -45,7 +45,7 @@ def test_loss_is_the_mean_absolute_class_effect_for_every_sample():
     # Two classes: c' is always the other one, so every pair differs by 0.25 on 2 of 16 pixels.
     expected = torch.full((8,), 3.0 * 0.25 * 2 / 16)
     torch.testing.assert_close(loss, expected, rtol=0, atol=rounding_tol(torch.float32, 32))
-    assert G.calls == [dict(skip_w_avg_update=True, noise_mode="const")]    # one batched rendering of 2 pairs
+    assert G.calls == [dict(skip_w_avg_update=True, noise_mode="const")]  # one batched rendering of 2 pairs
     loss.mean().backward()
     torch.testing.assert_close(G.offset.grad, torch.tensor(3.0 * 2 / 16), rtol=0, atol=rounding_tol(torch.float32, 32))
 
@@ -57,9 +57,9 @@ def test_a_concave_power_charges_a_faint_spread_change_more_than_l1_does():
     term = ClassLocality(weight=1.0, power=0.5)
     term.attach(G)
     gap = term.pair_differences(3, torch.device("cpu"))
-    expected = ((0.25 + 0.01) ** 0.5 - 0.01 ** 0.5) * 2 / 16      # unchanged pixels cost nothing
+    expected = ((0.25 + 0.01) ** 0.5 - 0.01**0.5) * 2 / 16  # unchanged pixels cost nothing
     torch.testing.assert_close(gap, torch.full((3,), expected), rtol=0, atol=rounding_tol(torch.float32, 32))
-    spread = ClassOffsetGenerator(torch.full((4, 4), 2 / 16))        # the same L1, spread over every pixel
+    spread = ClassOffsetGenerator(torch.full((4, 4), 2 / 16))  # the same L1, spread over every pixel
     spread.offset.data.fill_(0.25)
     term.attach(spread)
     assert float(term.pair_differences(3, torch.device("cpu"))[0].detach()) > 1.5 * expected
@@ -105,21 +105,24 @@ def test_class_locality_option_is_recorded_and_reaches_the_loss(tmp_path, captur
     args = captured[0]
     assert os.path.basename(args.run_dir).endswith("-locality0.5") and args.class_locality == dict(weight=0.5, power=1)
     assert "class_locality" not in train.loop_kwargs(args)
-    term, = train.build_plugins(args, "cpu").generator_terms
+    (term,) = train.build_plugins(args, "cpu").generator_terms
     assert isinstance(term, ClassLocality) and term.weight == 0.5 and term.power == 1
     result = invoke(tmp_path, data, "--class-locality", "2", "--class-locality-power", "0.5")
     assert result.exit_code == 0, result.output
     assert os.path.basename(captured[1].run_dir).endswith("-locality2-p0.5")
-    term, = train.build_plugins(captured[1], "cpu").generator_terms
+    (term,) = train.build_plugins(captured[1], "cpu").generator_terms
     assert term.weight == 2 and term.power == 0.5
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--class-locality", "0"], "--class-locality=0.0: expected a positive weight"),
-    (["--class-locality", "1", "--cond", "0"], "--class-locality needs a conditional run"),
-    (["--class-locality-power", "0.5"], "--class-locality-power needs --class-locality"),
-    (["--class-locality", "1", "--class-locality-power", "2"], "expected a power in (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--class-locality", "0"], "--class-locality=0.0: expected a positive weight"),
+        (["--class-locality", "1", "--cond", "0"], "--class-locality needs a conditional run"),
+        (["--class-locality-power", "0.5"], "--class-locality-power needs --class-locality"),
+        (["--class-locality", "1", "--class-locality-power", "2"], "expected a power in (0, 1]"),
+    ],
+)
 def test_bad_class_locality_is_refused_before_training(tmp_path, captured, extra, message):
     result = invoke(tmp_path, write_dataset(str(tmp_path / "ds")), *extra)
     assert result.exit_code == 1 and message in result.output, result.output

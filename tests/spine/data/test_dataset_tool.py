@@ -56,8 +56,11 @@ def read_outputs(dest):
         with zipfile.ZipFile(dest) as zf:
             files = {n: zf.read(n) for n in zf.namelist()}
         return dict(files, **{"<zip>": open(dest, "rb").read()})
-    return {os.path.relpath(os.path.join(r, n), dest): open(os.path.join(r, n), "rb").read()
-            for r, _d, names in os.walk(dest) for n in names}
+    return {
+        os.path.relpath(os.path.join(r, n), dest): open(os.path.join(r, n), "rb").read()
+        for r, _d, names in os.walk(dest)
+        for n in names
+    }
 
 
 @pytest.mark.parametrize("mode", ["abnormality", "lesion", "multilabel"])
@@ -93,8 +96,9 @@ def test_no_identifying_value_in_any_output(phantom, tmp_path):
     values = [v.encode() for v in identities["identifying_values"]]
     assert len(values) > 10
     for dest in (tmp_path / "d.zip", tmp_path / "d"):
-        code, out = run_tool("--source", root, "--dest", dest, "--resolution", 32, "--labels", "lesion",
-                             "--preview", f"{dest}.png")
+        code, out = run_tool(
+            "--source", root, "--dest", dest, "--resolution", 32, "--labels", "lesion", "--preview", f"{dest}.png"
+        )
         assert code == 0, out
         files = dict(read_outputs(dest), preview=open(f"{dest}.png", "rb").read(), stdout=out.encode())
         leaks = [(name, v) for name, data in files.items() for v in values if v in data]
@@ -105,8 +109,20 @@ def test_study_level_split_parts(phantom, tmp_path):
     root, _ = phantom
     parts = {}
     for part in ("train", "val"):
-        code, out = run_tool("--source", root, "--dest", tmp_path / f"{part}.zip", "--resolution", 32,
-                             "--val-fraction", 0.3, "--part", part, "--seed", 5)
+        code, out = run_tool(
+            "--source",
+            root,
+            "--dest",
+            tmp_path / f"{part}.zip",
+            "--resolution",
+            32,
+            "--val-fraction",
+            0.3,
+            "--part",
+            part,
+            "--seed",
+            5,
+        )
         assert code == 0, out
         parts[part] = json.loads(read_outputs(tmp_path / f"{part}.zip")["dataset.json"])["spinegan"]["images"]
     studies = {p: {e["study_id"] for e in images} for p, images in parts.items()}
@@ -118,8 +134,20 @@ def test_study_level_split_parts(phantom, tmp_path):
 def test_workers_give_identical_output(phantom, tmp_path):
     root, _ = phantom
     for workers in (1, 2):
-        code, out = run_tool("--source", root, "--dest", tmp_path / f"w{workers}", "--resolution", 32,
-                             "--max-images", 12, "--workers", workers, "--transform", "pad")
+        code, out = run_tool(
+            "--source",
+            root,
+            "--dest",
+            tmp_path / f"w{workers}",
+            "--resolution",
+            32,
+            "--max-images",
+            12,
+            "--workers",
+            workers,
+            "--transform",
+            "pad",
+        )
         assert code == 0, out
     one, two = read_outputs(tmp_path / "w1"), read_outputs(tmp_path / "w2")
     meta, meta2 = json.loads(one.pop("dataset.json")), json.loads(two.pop("dataset.json"))
@@ -153,10 +181,13 @@ def make_vindr(root, csv_text):
     return root
 
 
-@pytest.mark.parametrize("csv_text, message", [
-    ("image_id,study_id,rad_id\nx,s,rad1\n", "missing column 'lesion_type'"),
-    ("image_id,study_id,rad_id,lesion_type\nx,s,rad1,Osteophyte\n", "line 2: unknown lesion type 'Osteophyte'"),
-])
+@pytest.mark.parametrize(
+    "csv_text, message",
+    [
+        ("image_id,study_id,rad_id\nx,s,rad1\n", "missing column 'lesion_type'"),
+        ("image_id,study_id,rad_id,lesion_type\nx,s,rad1,Osteophyte\n", "line 2: unknown lesion type 'Osteophyte'"),
+    ],
+)
 def test_bad_csv_one_error_line_nothing_written(tmp_path, csv_text, message):
     src = make_vindr(tmp_path / "src", csv_text)
     code, out = run_tool("--source", src, "--dest", tmp_path / "out" / "d.zip")
@@ -189,15 +220,27 @@ def test_transform_image_crop_and_pad():
 
 def test_preview_grid_one_row_per_class(phantom, tmp_path):
     root, identities = phantom
-    code, out = run_tool("--source", root, "--dest", tmp_path / "d.zip", "--resolution", 32,
-                         "--labels", "lesion", "--multi-lesion", "most-frequent", "--preview", tmp_path / "p.png")
+    code, out = run_tool(
+        "--source",
+        root,
+        "--dest",
+        tmp_path / "d.zip",
+        "--resolution",
+        32,
+        "--labels",
+        "lesion",
+        "--multi-lesion",
+        "most-frequent",
+        "--preview",
+        tmp_path / "p.png",
+    )
     assert code == 0, out
     counts = json.loads(read_outputs(tmp_path / "d.zip")["dataset.json"])["spinegan"]["class_counts"]
     assert "Class counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()) in out
     grid = np.asarray(PIL.Image.open(tmp_path / "p.png"))
     assert grid.shape == (len(LESION_CLASSES) * 128, 180 + 8 * 128)
     for row, n in enumerate(counts.values()):  # tiles filled exactly for the images a class has
-        tiles = grid[row * 128:(row + 1) * 128, 180:].reshape(128, 8, 128).transpose(1, 0, 2)
+        tiles = grid[row * 128 : (row + 1) * 128, 180:].reshape(128, 8, 128).transpose(1, 0, 2)
         assert [bool(t.any()) for t in tiles] == [k < min(n, 8) for k in range(8)]
 
 
@@ -206,8 +249,11 @@ BAD_INPUTS = {
     "missing source": (["--source", "{tmp}/missing"], 1, "is not a readable folder"),
     "existing zip": (["--dest", "{old_zip}"], 1, "already exists; choose a new zip file name"),
     "full folder": (["--dest", "{full}"], 1, "is not an empty folder"),
-    "overwrite a folder that is no dataset": (["--dest", "{full}", "--overwrite", ""], 1,
-                                              "holds no dataset.json; --overwrite replaces only a dataset folder"),
+    "overwrite a folder that is no dataset": (
+        ["--dest", "{full}", "--overwrite", ""],
+        1,
+        "holds no dataset.json; --overwrite replaces only a dataset folder",
+    ),
     "dest under a file": (["--dest", "{old_zip}/d.zip"], 1, "old.zip is a file, not a folder"),
     "labels for a plain folder": (["--source", "{full}", "--labels", "lesion"], 1, "is a plain folder without"),
     "resolution not a power of two": (["--resolution", "24"], 2, "24 is not a power of two"),
@@ -219,6 +265,7 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_inputs_get_one_line_and_write_nothing(phantom, tmp_path, case):
     import bad_inputs
+
     root, _ = phantom
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.png").write_bytes(b"x")
@@ -254,8 +301,12 @@ def test_overwrite_replaces_an_earlier_import_whole(phantom, tmp_path, dest):
     assert run_tool("--source", root, "--split", "test", "--dest", dest, "--resolution", 16)[0] == 0
     first = read_outputs(dest)
     assert run_tool("--source", root, "--split", "test", "--dest", dest, "--resolution", 16)[0] == 1  # refused
-    assert run_tool("--source", root, "--split", "test", "--dest", dest, "--resolution", 16, "--max-images", 3,
-                    "--overwrite")[0] == 0
+    assert (
+        run_tool(
+            "--source", root, "--split", "test", "--dest", dest, "--resolution", 16, "--max-images", 3, "--overwrite"
+        )[0]
+        == 0
+    )
     second = read_outputs(dest)
     pngs = [[name for name in files if name.endswith(".png")] for files in (first, second)]
     assert len(pngs[1]) == 3 and len(pngs[0]) > 3  # nothing of the old import is left

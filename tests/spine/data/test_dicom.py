@@ -60,8 +60,9 @@ def test_monochrome1_is_inverted_to_match_monochrome2(tmp_path):
 def test_rescale_then_linear_window(tmp_path):
     arr = ramp(12)
     slope, intercept, center, width = 2.0, -1000.0, 3000.0, 2001.0
-    write_dicom(tmp_path / "w.dcm", arr, RescaleSlope=slope, RescaleIntercept=intercept,
-                WindowCenter=center, WindowWidth=width)
+    write_dicom(
+        tmp_path / "w.dcm", arr, RescaleSlope=slope, RescaleIntercept=intercept, WindowCenter=center, WindowWidth=width
+    )
     x = arr * slope + intercept
     # DICOM PS3.3 C.11.2.1.2.1 'LINEAR', written out in float64.
     ref = np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0, 1)
@@ -88,8 +89,7 @@ def test_jpeg2000_round_trip(tmp_path):
     ds = write_dicom(tmp_path / "raw.dcm", arr)
     ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
     ds.save_as(tmp_path / "j2k.dcm", enforce_file_format=True)
-    np.testing.assert_array_equal(dicom.decode_dicom(tmp_path / "j2k.dcm"),
-                                  dicom.decode_dicom(tmp_path / "raw.dcm"))
+    np.testing.assert_array_equal(dicom.decode_dicom(tmp_path / "j2k.dcm"), dicom.decode_dicom(tmp_path / "raw.dcm"))
 
 
 def test_missing_decoder_names_the_package(tmp_path, monkeypatch):
@@ -111,7 +111,9 @@ def test_unavailable_jpeg_ls_lists_plugins(tmp_path):
     ds = write_dicom(tmp_path / "raw.dcm", ramp(12))
     ds.file_meta.TransferSyntaxUID = JPEGLSLossless
     ds["PixelData"].VR = "OB"
-    ds.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00\xfe\xff\x00\xe0\x04\x00\x00\x00abcd\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    ds.PixelData = (
+        b"\xfe\xff\x00\xe0\x00\x00\x00\x00\xfe\xff\x00\xe0\x04\x00\x00\x00abcd\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    )
     ds["PixelData"].is_undefined_length = True
     ds.save_as(tmp_path / "jls.dcm", enforce_file_format=True)
     with pytest.raises(dicom.DecodeError, match="no decoder for JPEG-LS"):
@@ -160,8 +162,8 @@ def test_phantom_bone_bright_for_both_photometric_interpretations(tmp_path):
     # correlate positively with the phantom's own pixels (bone bright), whatever its rescale/window.
     import pydicom
 
-    from spine.phantom.tree import make_phantom_tree
     from spine.phantom.image import MAX_STORED
+    from spine.phantom.tree import make_phantom_tree
 
     make_phantom_tree(str(tmp_path / "ph"), 12, 0, seed=2, size=64)
     seen = set()

@@ -12,8 +12,10 @@ from spine.dp.mechanism import MechanismConfig
 
 def random_rows(n: int, scale: float = 10.0) -> dict:
     g = torch.Generator().manual_seed(n)
-    return {"w": torch.randn(n, 3, 4, generator=g, dtype=torch.float64) * scale,
-            "b": torch.randn(n, 3, generator=g, dtype=torch.float64) * scale}
+    return {
+        "w": torch.randn(n, 3, 4, generator=g, dtype=torch.float64) * scale,
+        "b": torch.randn(n, 3, generator=g, dtype=torch.float64) * scale,
+    }
 
 
 def test_every_clipped_row_norm_within_bound():
@@ -25,12 +27,17 @@ def test_every_clipped_row_norm_within_bound():
     assert (clipped_norms <= 1.5).all()
     big = norms > 1.5
     # float32: scale by 1.5 / norm, then a 16-term sum of squares and a sqrt (~20 roundings, relative).
-    assert torch.allclose(clipped_norms[big], torch.full_like(clipped_norms[big], 1.5),
-                          rtol=rounding_tol(torch.float32, 20), atol=0)
+    assert torch.allclose(
+        clipped_norms[big], torch.full_like(clipped_norms[big], 1.5), rtol=rounding_tol(torch.float32, 20), atol=0
+    )
     assert torch.equal(clipped["w"][7], rows["w"][7])
     # Direction is kept: clipped = row * positive factor.
-    assert torch.allclose(clipped["w"][3] / rows["w"][3], (clipped["b"][3] / rows["b"][3])[0].expand(3, 4),
-                          rtol=rounding_tol(torch.float32, 4), atol=0)  # one product and one division each
+    assert torch.allclose(
+        clipped["w"][3] / rows["w"][3],
+        (clipped["b"][3] / rows["b"][3])[0].expand(3, 4),
+        rtol=rounding_tol(torch.float32, 4),
+        atol=0,
+    )  # one product and one division each
 
 
 def test_flat_norm_spans_all_parameters():
@@ -57,8 +64,9 @@ def test_clip_off_keeps_rows():
     rows = random_rows(4)
     total, _ = mechanism.clipped_sum(rows, torch.arange(4), 4, MechanismConfig(1.0, 1.0, clip=False))
     # float32 sums of 4 rows, maybe in another order: 4 roundings on sum |rows|.
-    assert torch.allclose(total["w"], rows["w"].sum(0), rtol=0,
-                          atol=rounding_tol(torch.float32, 4, rows["w"].abs().sum(0).max().item()))
+    assert torch.allclose(
+        total["w"], rows["w"].sum(0), rtol=0, atol=rounding_tol(torch.float32, 4, rows["w"].abs().sum(0).max().item())
+    )
 
 
 def test_noise_has_stated_std():

@@ -18,19 +18,39 @@ def run(tmp_path, monkeypatch, dp_dataset):
     data = dp_dataset
 
     def invoke(*extra):
-        result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo",
-                                                 "--cond", "1", "--batch", "4", "--kimg", "1", *extra])
+        result = CliRunner().invoke(
+            train.main,
+            [
+                "--outdir",
+                str(tmp_path / "runs"),
+                "--data",
+                data,
+                "--cfg",
+                "demo",
+                "--cond",
+                "1",
+                "--batch",
+                "4",
+                "--kimg",
+                "1",
+                *extra,
+            ],
+        )
         return result, (calls[-1] if calls else None)
+
     return invoke
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--mirror", "1"], "refuses --mirror"),
-    (["--aug", "ada"], "refuses --aug=ada"),
-    (["--gpus", "2"], "--gpus=1 only"),
-    ([], "needs --dp-noise-multiplier or --dp-epsilon"),
-    (["--dp-epsilon", "5", "--dp-delta", "0.5"], "--dp-delta=0.5"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--mirror", "1"], "refuses --mirror"),
+        (["--aug", "ada"], "refuses --aug=ada"),
+        (["--gpus", "2"], "--gpus=1 only"),
+        ([], "needs --dp-noise-multiplier or --dp-epsilon"),
+        (["--dp-epsilon", "5", "--dp-delta", "0.5"], "--dp-delta=0.5"),
+    ],
+)
 def test_refusals_name_the_option(run, extra, message):
     result, _ = run("--dp", "1", *extra)
     assert result.exit_code != 0

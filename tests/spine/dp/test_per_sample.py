@@ -26,11 +26,11 @@ def loop_reference(D: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, r1_we
     D.requires_grad_(True)
     for i in range(img.shape[0]):
         D.zero_grad(set_to_none=True)
-        x = img[i:i + 1].clone().requires_grad_(True)
-        out = D(x, c[i:i + 1])
+        x = img[i : i + 1].clone().requires_grad_(True)
+        out = D(x, c[i : i + 1])
         loss = F.softplus(-out).sum()
         if r1_weight > 0:
-            gx, = torch.autograd.grad(out.sum(), x, create_graph=True)
+            (gx,) = torch.autograd.grad(out.sum(), x, create_graph=True)
             loss = loss + r1_weight * gx.square().sum()
         loss.backward()
         rows.append({n: p.grad.clone() for n, p in D.named_parameters()})
@@ -60,8 +60,14 @@ def test_float64_plain_module_exact():
 def test_stylegan_discriminator_matches_loop():
     # D computes in float32 internally (its blocks cast), so the reference is the same network one sample at a time.
     torch.manual_seed(1)
-    D = Discriminator(c_dim=3, img_resolution=16, img_channels=1, channel_base=256, channel_max=16,
-                      epilogue_kwargs=dict(mbstd_num_channels=0)).double()
+    D = Discriminator(
+        c_dim=3,
+        img_resolution=16,
+        img_channels=1,
+        channel_base=256,
+        channel_max=16,
+        epilogue_kwargs=dict(mbstd_num_channels=0),
+    ).double()
     img = torch.randn(3, 1, 16, 16, dtype=torch.float64)
     c = torch.eye(3, dtype=torch.float64)[[0, 2, 1]]
     check_equal(D, img, c, r1_weight=0.0, tol=1e-4)

@@ -13,7 +13,7 @@ def test_uniform_maps_the_os_bytes_onto_0_1(monkeypatch):
     monkeypatch.setattr("os.urandom", lambda n: b"\xff" * n)
     assert np.all(secure_uniform(3) == 1.0)  # (2^53 - 1 + 1) * 2^-53
     monkeypatch.setattr("os.urandom", lambda n: b"\x00" * n)
-    assert np.all(secure_uniform(3) == 2.0 ** -53)  # never 0, so log() in Box-Muller is finite
+    assert np.all(secure_uniform(3) == 2.0**-53)  # never 0, so log() in Box-Muller is finite
 
 
 def test_normal_has_unit_moments_and_ignores_the_torch_seed():
@@ -23,7 +23,7 @@ def test_normal_has_unit_moments_and_ignores_the_torch_seed():
     torch.manual_seed(0)
     b = secure_normal((n,), torch.float64)
     assert not torch.equal(a, b)  # the torch seed plays no part
-    assert abs(a.mean().item()) < 5 / n ** 0.5
+    assert abs(a.mean().item()) < 5 / n**0.5
     assert abs(a.std().item() - 1) < 5 * (0.5 / n) ** 0.5
     assert abs(((a.abs() < 1).double().mean().item()) - 0.6826895) < 0.005  # the Gaussian's 1-sigma mass
     assert secure_normal((3, 5)).shape == (3, 5) and secure_normal((7,)).dtype == torch.float32
@@ -47,12 +47,34 @@ def test_secure_poisson_sampler_includes_units_at_the_sample_rate():
 
 def test_option_reaches_the_sampler_and_the_mechanism(tmp_path, monkeypatch, dp_dataset):
     import train
+
     calls = []
     monkeypatch.setattr(train, "launch", lambda args: calls.append(args))
-    result = CliRunner().invoke(train.main, ["--outdir", str(tmp_path / "runs"), "--data", dp_dataset, "--cfg", "demo",
-                                             "--cond", "1", "--batch", "4", "--kimg", "1", "--dp", "1",
-                                             "--dp-noise-multiplier", "1", "--dp-delta", "1e-3",
-                                             "--dp-secure-rng", "1"])
+    result = CliRunner().invoke(
+        train.main,
+        [
+            "--outdir",
+            str(tmp_path / "runs"),
+            "--data",
+            dp_dataset,
+            "--cfg",
+            "demo",
+            "--cond",
+            "1",
+            "--batch",
+            "4",
+            "--kimg",
+            "1",
+            "--dp",
+            "1",
+            "--dp-noise-multiplier",
+            "1",
+            "--dp-delta",
+            "1e-3",
+            "--dp-secure-rng",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     args = calls[-1]
     assert args.dp["secure_rng"] is True

@@ -16,14 +16,54 @@ pytestmark = pytest.mark.slow
 
 
 def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None):
-    opts = dict(outdir=outdir, gpus=1, snap=1, metrics="none", seed=0, kimg_per_tick=0.008, data=data, cond=True,
-                subset=None, mirror=False, cfg="demo", gamma=None, kimg=1, batch=4, batch_gpu=None, aug=None, p=None,
-                target=None, augpipe=None, resume=resume, freezed=None, fp32=False, nhwc=False, nobench=False,
-                allow_tf32=False, cuda_graphs=False, workers=0, dp=True, dp_mode=None, dp_noise_multiplier=1.2,
-                dp_epsilon=None, dp_delta=1e-3, dp_max_grad_norm=None, dp_accountant="rdp", dp_unit=None, dp_clip=None,
-                dp_noise=None, dp_label_prior=None, clinical_loss=None, clinical_weight=None, clinical_augment=None,
-                clinical_match=None, class_locality=None, class_locality_power=None, metrics_classifier=None,
-                dp_secure_rng=None)
+    opts = dict(
+        outdir=outdir,
+        gpus=1,
+        snap=1,
+        metrics="none",
+        seed=0,
+        kimg_per_tick=0.008,
+        data=data,
+        cond=True,
+        subset=None,
+        mirror=False,
+        cfg="demo",
+        gamma=None,
+        kimg=1,
+        batch=4,
+        batch_gpu=None,
+        aug=None,
+        p=None,
+        target=None,
+        augpipe=None,
+        resume=resume,
+        freezed=None,
+        fp32=False,
+        nhwc=False,
+        nobench=False,
+        allow_tf32=False,
+        cuda_graphs=False,
+        workers=0,
+        dp=True,
+        dp_mode=None,
+        dp_noise_multiplier=1.2,
+        dp_epsilon=None,
+        dp_delta=1e-3,
+        dp_max_grad_norm=None,
+        dp_accountant="rdp",
+        dp_unit=None,
+        dp_clip=None,
+        dp_noise=None,
+        dp_label_prior=None,
+        clinical_loss=None,
+        clinical_weight=None,
+        clinical_augment=None,
+        clinical_match=None,
+        class_locality=None,
+        class_locality_power=None,
+        metrics_classifier=None,
+        dp_secure_rng=None,
+    )
     _, args = train.setup_training_loop_kwargs(train.dnnlib.EasyDict(opts))
     args.total_kimg = total_kimg
     args.run_dir = outdir
@@ -51,8 +91,7 @@ def test_tiny_dp_run_and_exact_resume(tmp_path, capsys, dp_dataset):
     first = str(tmp_path / "first")
     train.run_process(0, dp_args(data, first, total_kimg=0.008))
     second = str(tmp_path / "second")
-    train.run_process(0, dp_args(data, second, total_kimg=0.016,
-                                 resume=os.path.join(first, ckpt.FILE_NAME)))
+    train.run_process(0, dp_args(data, second, total_kimg=0.016, resume=os.path.join(first, ckpt.FILE_NAME)))
     resumed = ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))
     reference = ckpt.load_checkpoint(os.path.join(whole, ckpt.FILE_NAME))
     assert resumed["plugins"]["privacy_account"] == reference["plugins"]["privacy_account"]

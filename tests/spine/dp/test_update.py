@@ -9,10 +9,10 @@ import pytest
 import torch
 from tolerances import rounding_tol
 
-from spine.dp.accounting import PrivacyAccount
-from spine.dp.mechanism import MechanismConfig
 from spine.dp import sampling
+from spine.dp.accounting import PrivacyAccount
 from spine.dp.ledger import AccountRecord, BudgetStop
+from spine.dp.mechanism import MechanismConfig
 from spine.dp.update import DPDiscriminatorUpdate
 from training.data_path import DrawnBatches
 from training.loss import StyleGAN2Loss
@@ -40,16 +40,35 @@ class TinyDataset:
 
 def make_nets():
     torch.manual_seed(0)
-    G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=16, img_channels=1,
-                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=128, channel_max=8))
-    D = Discriminator(c_dim=2, img_resolution=16, img_channels=1, channel_base=128, channel_max=8,
-                      epilogue_kwargs=dict(mbstd_num_channels=0))
+    G = Generator(
+        z_dim=8,
+        c_dim=2,
+        w_dim=8,
+        img_resolution=16,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=128, channel_max=8),
+    )
+    D = Discriminator(
+        c_dim=2,
+        img_resolution=16,
+        img_channels=1,
+        channel_base=128,
+        channel_max=8,
+        epilogue_kwargs=dict(mbstd_num_channels=0),
+    )
     return G.requires_grad_(False), D.requires_grad_(False)
 
 
 def make_update(dataset, config, sample_rate=1.0, budget=None, r1_interval=None):
-    account = PrivacyAccount(noise_multiplier=config.noise_multiplier, sample_rate=sample_rate, delta=1e-3,
-                             accountant="rdp", epsilon_budget=budget, differentially_private=config.is_private)
+    account = PrivacyAccount(
+        noise_multiplier=config.noise_multiplier,
+        sample_rate=sample_rate,
+        delta=1e-3,
+        accountant="rdp",
+        epsilon_budget=budget,
+        differentially_private=config.is_private,
+    )
     reals = sampling.PoissonSampling("image", sample_rate, len(dataset))
     update = DPDiscriminatorUpdate(account, config, reals.expected_batch_size, r1_gamma=1.0, r1_interval=r1_interval)
     update.reals = DrawnBatches(dataset, reals(dataset), torch.device("cpu"))

@@ -1,4 +1,5 @@
-"""spine.evaluation.downstream: the test set is read once, after every model is final; ratio and table are consistent."""
+"""spine.evaluation.downstream: the test set is read once, after every model is final; ratio and table are
+consistent."""
 
 import dataclasses
 import json
@@ -23,13 +24,14 @@ def write_dataset(root: str, n: int, seed: int, shift: int = 0) -> str:
         label = i % 2
         img = rng.integers(0, 90, [16, 16]).astype(np.uint8)
         if label:
-            img[4 + shift:10 + shift, 4:10] = 220
+            img[4 + shift : 10 + shift, 4:10] = 220
         fname = f"img{i:04d}.png"
         PIL.Image.fromarray(img, "L").save(os.path.join(root, fname))
         labels.append([fname, label])
         images.append(dict(file=fname, image_id=f"{seed}-{i}", study_id=f"{seed}-s{i}", split="train"))
-    meta = dict(labels=labels, spinegan=dict(label_mode="abnormality", class_names=["normal", "abnormal"],
-                                             images=images))
+    meta = dict(
+        labels=labels, spinegan=dict(label_mode="abnormality", class_names=["normal", "abnormal"], images=images)
+    )
     with open(os.path.join(root, "dataset.json"), "w") as f:
         json.dump(meta, f)
     return root
@@ -114,10 +116,10 @@ def brute_auc(labels, scores):
 
 def test_skill_ratio_closed_form():
     assert downstream.skill_ratio(0.8, 0.9) == pytest.approx(0.75)
-    assert downstream.skill_ratio(0.5, 0.83) == 0.0           # chance keeps none of the real model's skill
+    assert downstream.skill_ratio(0.5, 0.83) == 0.0  # chance keeps none of the real model's skill
     assert downstream.skill_ratio(0.9, 0.9) == 1.0
     assert downstream.skill_ratio(0.4, 0.9) == pytest.approx(-0.25)
-    assert np.isnan(downstream.skill_ratio(0.7, 0.5))           # no skill to keep
+    assert np.isnan(downstream.skill_ratio(0.7, 0.5))  # no skill to keep
 
 
 def test_skill_interval_matches_a_brute_force_paired_bootstrap():
@@ -148,15 +150,39 @@ def test_skill_interval_matches_a_brute_force_paired_bootstrap():
 
 def test_markdown_table_has_skill_and_says_which_arm_is_at_chance():
     report = dict(n_resamples=10)
-    results = dict(test=dict(num_images=10, prevalence=dict(normal=0.5, abnormal=0.5)), models=dict(
-        real=dict(kind="real", generator=None, auc=0.9, auc_ci=[0.85, 0.95], num_train=8, num_val=2,
-                  best_val_auc=0.9, test_report=report),
-        **{"synthetic-gan": dict(kind="synthetic", generator="gan", auc=0.52, auc_ci=[0.45, 0.6], num_train=8,
-                                 num_val=2, best_val_auc=0.93, test_report=report)}),
-        ratios={"synthetic-gan": dict(ratio=0.52 / 0.9, ratio_ci=[0.5, 0.66], skill=0.05, skill_ci=[-0.1, 0.25])})
+    results = dict(
+        test=dict(num_images=10, prevalence=dict(normal=0.5, abnormal=0.5)),
+        models=dict(
+            real=dict(
+                kind="real",
+                generator=None,
+                auc=0.9,
+                auc_ci=[0.85, 0.95],
+                num_train=8,
+                num_val=2,
+                best_val_auc=0.9,
+                test_report=report,
+            ),
+            **{
+                "synthetic-gan": dict(
+                    kind="synthetic",
+                    generator="gan",
+                    auc=0.52,
+                    auc_ci=[0.45, 0.6],
+                    num_train=8,
+                    num_val=2,
+                    best_val_auc=0.93,
+                    test_report=report,
+                )
+            },
+        ),
+        ratios={"synthetic-gan": dict(ratio=0.52 / 0.9, ratio_ci=[0.5, 0.66], skill=0.05, skill_ci=[-0.1, 0.25])},
+    )
     table = downstream.markdown_table(results)
-    assert "| Synthetic only (gan) | 8 / 2 | 0.930 | 0.520 | 0.450-0.600 | 0.578 (0.500-0.660) " \
-           "| 0.050 (-0.100-0.250) |" in table
+    assert (
+        "| Synthetic only (gan) | 8 / 2 | 0.930 | 0.520 | 0.450-0.600 | 0.578 (0.500-0.660) "
+        "| 0.050 (-0.100-0.250) |" in table
+    )
     assert "Not above chance (95% interval of the test AUC reaches 0.5): Synthetic only (gan)." in table
     assert "Real |" in table and "Not above chance" not in table.split("Synthetic only (gan).")[1]
     assert "easier to tell apart" not in table  # 0.93 is within the margin of the real model's 0.90
@@ -165,15 +191,22 @@ def test_markdown_table_has_skill_and_says_which_arm_is_at_chance():
 def test_table_names_the_arms_whose_classes_are_exaggerated():
     report = dict(n_resamples=10)
     row = dict(auc=0.6, auc_ci=[0.55, 0.65], num_train=8, num_val=2, test_report=report)
-    results = dict(test=dict(num_images=10, prevalence=dict(normal=0.5, abnormal=0.5)), models={
-        "real": dict(row, kind="real", generator=None, best_val_auc=0.90),
-        "synthetic-a": dict(row, kind="synthetic", generator="a", best_val_auc=0.96),
-        "synthetic-b": dict(row, kind="synthetic", generator="b", best_val_auc=0.95),
-        "real+synthetic-a": dict(row, kind="mixed", generator="a", best_val_auc=0.99)}, ratios={})
+    results = dict(
+        test=dict(num_images=10, prevalence=dict(normal=0.5, abnormal=0.5)),
+        models={
+            "real": dict(row, kind="real", generator=None, best_val_auc=0.90),
+            "synthetic-a": dict(row, kind="synthetic", generator="a", best_val_auc=0.96),
+            "synthetic-b": dict(row, kind="synthetic", generator="b", best_val_auc=0.95),
+            "real+synthetic-a": dict(row, kind="mixed", generator="a", best_val_auc=0.99),
+        },
+        ratios={},
+    )
     assert downstream.exaggerated_arms(results) == ["synthetic-a"]  # 0.95 is exactly at the margin: not named
     table = downstream.markdown_table(results)
-    assert "than the real ones (validation AUC on their own images more than 0.05 above the real model's): " \
-           "Synthetic only (a). The generator" in table
+    assert (
+        "than the real ones (validation AUC on their own images more than 0.05 above the real model's): "
+        "Synthetic only (a). The generator" in table
+    )
 
 
 def test_mismatched_synthetic_images_are_refused_before_training(tmp_path):

@@ -18,10 +18,18 @@ def scored_members(seed=0, n=120):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
     noise = lambda: rng.normal(size=n)  # noqa: E731
-    scores = {"strong": {REAL: labels * 2.0 + noise(), "synthetic-a": labels * 1.5 + noise(),
-                         "synthetic-b": labels * 1.2 + noise()},
-              "weak": {REAL: labels * 2.0 + noise(), "synthetic-a": labels * 0.5 + noise(),
-                       "synthetic-b": labels * 0.4 + noise()}}
+    scores = {
+        "strong": {
+            REAL: labels * 2.0 + noise(),
+            "synthetic-a": labels * 1.5 + noise(),
+            "synthetic-b": labels * 1.2 + noise(),
+        },
+        "weak": {
+            REAL: labels * 2.0 + noise(),
+            "synthetic-a": labels * 0.5 + noise(),
+            "synthetic-b": labels * 0.4 + noise(),
+        },
+    }
     return labels, scores
 
 
@@ -35,11 +43,23 @@ def test_one_generator_lowest_skill_and_its_paired_interval_by_brute_force():
     assert result["lowest_member"] == "weak" and result["lowest_skill"] == pytest.approx(skills["weak"], abs=1e-12)
 
     cases = []  # the very resamples: same seed, same studies, one replicate (not resampled)
-    hierarchical_values(lambda reps, idx: cases.append(idx) or np.zeros(1), 1, len(labels),
-                        lambda idx: 0 < labels[idx].sum() < len(idx), 150, 4, groups=studies,
-                        resample_replicates=False)
-    lowest = [min(skill_ratio(roc_auc(labels[i], s["synthetic-a"][i]), roc_auc(labels[i], s[REAL][i]))
-                  for s in scores.values()) for i in cases]
+    hierarchical_values(
+        lambda reps, idx: cases.append(idx) or np.zeros(1),
+        1,
+        len(labels),
+        lambda idx: 0 < labels[idx].sum() < len(idx),
+        150,
+        4,
+        groups=studies,
+        resample_replicates=False,
+    )
+    lowest = [
+        min(
+            skill_ratio(roc_auc(labels[i], s["synthetic-a"][i]), roc_auc(labels[i], s[REAL][i]))
+            for s in scores.values()
+        )
+        for i in cases
+    ]
     assert result["lowest_skill_ci"] == pytest.approx(list(percentile_interval(np.array(lowest))), abs=1e-12)
     assert result["interval_covers"] == "test studies"
 
@@ -47,18 +67,33 @@ def test_one_generator_lowest_skill_and_its_paired_interval_by_brute_force():
 def test_seed_replicates_average_per_member_and_resample_the_seeds():
     labels, scores = scored_members(seed=1)
     result = panel_mod.panel_skill(labels, scores, ["synthetic-a", "synthetic-b"], n_resamples=120, seed=2)
-    expected = {m: np.mean([skill_ratio(roc_auc(labels, s[a]), roc_auc(labels, s[REAL]))
-                            for a in ("synthetic-a", "synthetic-b")]) for m, s in scores.items()}
+    expected = {
+        m: np.mean(
+            [skill_ratio(roc_auc(labels, s[a]), roc_auc(labels, s[REAL])) for a in ("synthetic-a", "synthetic-b")]
+        )
+        for m, s in scores.items()
+    }
     for member, skill in expected.items():
         assert result["members"][member]["skill"] == pytest.approx(skill, abs=1e-12)
     assert result["interval_covers"] == "test images and generator seeds"
 
     draws = []
-    hierarchical_values(lambda reps, idx: draws.append((reps, idx)) or np.zeros(1), 2, len(labels),
-                        lambda idx: 0 < labels[idx].sum() < len(idx), 120, 2)
+    hierarchical_values(
+        lambda reps, idx: draws.append((reps, idx)) or np.zeros(1),
+        2,
+        len(labels),
+        lambda idx: 0 < labels[idx].sum() < len(idx),
+        120,
+        2,
+    )
     arms = np.array(["synthetic-a", "synthetic-b"])
-    lowest = [min(np.mean([skill_ratio(roc_auc(labels[i], s[a][i]), roc_auc(labels[i], s[REAL][i]))
-                           for a in arms[reps]]) for s in scores.values()) for reps, i in draws]
+    lowest = [
+        min(
+            np.mean([skill_ratio(roc_auc(labels[i], s[a][i]), roc_auc(labels[i], s[REAL][i])) for a in arms[reps]])
+            for s in scores.values()
+        )
+        for reps, i in draws
+    ]
     assert result["lowest_skill_ci"] == pytest.approx(list(percentile_interval(np.array(lowest))), abs=1e-12)
 
 
@@ -76,9 +111,26 @@ def test_cli_trains_every_member_and_writes_the_table(tmp_path):
     fake = write_dataset(str(tmp_path / "fake"), 40, seed=2, shift=1)
     test = write_dataset(str(tmp_path / "test"), 40, seed=3)
     out = tmp_path / "panel"
-    args = ["--real-train", real, "--synthetic", f"gan={fake}", "--test", test, "--out", str(out),
-            "--member", "small_cnn", "--member", "patch_cnn:blurred_image", "--epochs", "2", "--patience", "2",
-            "--n-resamples", "30"]
+    args = [
+        "--real-train",
+        real,
+        "--synthetic",
+        f"gan={fake}",
+        "--test",
+        test,
+        "--out",
+        str(out),
+        "--member",
+        "small_cnn",
+        "--member",
+        "patch_cnn:blurred_image",
+        "--epochs",
+        "2",
+        "--patience",
+        "2",
+        "--n-resamples",
+        "30",
+    ]
     result = CliRunner().invoke(panel_mod.main, args)
     assert result.exit_code == 0, result.output
     written = json.loads((out / "panel.json").read_text())
@@ -99,8 +151,9 @@ def test_cli_trains_every_member_and_writes_the_table(tmp_path):
 
 def test_options_reach_every_member(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(panel_mod, "run_downstream",
-                        lambda real, syn, test, out, options, without: seen.append((out, options)) or {})
+    monkeypatch.setattr(
+        panel_mod, "run_downstream", lambda real, syn, test, out, options, without: seen.append((out, options)) or {}
+    )
     options = DownstreamOptions(epochs=3, seed=9)
     panel_mod.train_panel("r", {"g": "s"}, "t", str(tmp_path), panel_mod.FULL_PANEL, options)
     assert [(o.arch, o.input_norm) for _, o in seen] == [(m.arch, m.input_norm) for m in panel_mod.FULL_PANEL]

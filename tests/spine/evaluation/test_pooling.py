@@ -3,12 +3,12 @@
 import json
 from pathlib import Path
 
+import bad_inputs
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
-import bad_inputs
 from spine.classifier.data import load_labelled_images
 from spine.evaluation import pooling, synthesize
 from training.dataset import ImageFolderDataset
@@ -18,30 +18,46 @@ from training.networks import Generator
 def synthetic_dataset(path: Path, seed: int, counts: list[int], class_names: list[str] | None = None) -> str:
     """A real synthetic dataset of a tiny random generator (counts[k] images of class k)."""
     torch.manual_seed(seed)
-    G = Generator(z_dim=8, c_dim=len(counts), w_dim=8, img_resolution=16, img_channels=1,
-                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
+    G = Generator(
+        z_dim=8,
+        c_dim=len(counts),
+        w_dim=8,
+        img_resolution=16,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    ).eval()
     names = class_names or ["normal", "abnormal"]
-    synthesize.write_synthetic_dataset(G, synthesize.SynthesisPlan.from_counts(counts, first_seed=0), str(path),
-                                       names, "abnormality", dict(network_pkl=f"g{seed}.pkl"), dict(seed=seed))
+    synthesize.write_synthetic_dataset(
+        G,
+        synthesize.SynthesisPlan.from_counts(counts, first_seed=0),
+        str(path),
+        names,
+        "abnormality",
+        dict(network_pkl=f"g{seed}.pkl"),
+        dict(seed=seed),
+    )
     return str(path)
 
 
 def test_pooled_dataset_is_the_members_in_order(tmp_path):
-    members = {"a": synthetic_dataset(tmp_path / "a.zip", 0, [3, 2]),
-               "b": synthetic_dataset(tmp_path / "b.zip", 1, [1, 4])}
+    members = {
+        "a": synthetic_dataset(tmp_path / "a.zip", 0, [3, 2]),
+        "b": synthetic_dataset(tmp_path / "b.zip", 1, [1, 4]),
+    }
     meta = pooling.pool_datasets(members, str(tmp_path / "pooled.zip"))["spinegan"]
     pooled = load_labelled_images(str(tmp_path / "pooled.zip"))
     parts = [load_labelled_images(path) for path in members.values()]
-    assert torch.equal(pooled.images, torch.cat([p.images for p in parts]))          # lossless, member by member
+    assert torch.equal(pooled.images, torch.cat([p.images for p in parts]))  # lossless, member by member
     assert pooled.labels.tolist() == [0, 0, 0, 1, 1] + [0, 1, 1, 1, 1]
     assert meta["class_counts"] == dict(normal=4, abnormal=6) and meta["num_images"] == 10
     assert pooled.study_ids[:2] == ["a/synthetic-seed0", "a/synthetic-seed1"]
-    assert pooled.study_ids[5] == "b/synthetic-seed0"                                # same latent seed, other study
+    assert pooled.study_ids[5] == "b/synthetic-seed0"  # same latent seed, other study
     assert len(set(pooled.study_ids)) == 10
     assert meta["synthetic"] is True
     assert meta["pooled_from"]["b"]["generator"] == dict(network_pkl="g1.pkl")
     assert meta["pooled_from"]["a"]["sha256"] == parts[0].sha256
-    dataset = ImageFolderDataset(str(tmp_path / "pooled.zip"), use_labels=True)      # trains like any dataset
+    dataset = ImageFolderDataset(str(tmp_path / "pooled.zip"), use_labels=True)  # trains like any dataset
     assert len(dataset) == 10 and np.array_equal(dataset[7][1], [0, 1])
 
 
@@ -57,12 +73,15 @@ def test_mismatched_members_and_an_existing_dest_are_refused(tmp_path):
     assert not (tmp_path / "p.zip").exists()
 
 
-@pytest.mark.parametrize("members, message", [
-    (["a={a}"], "at least two member datasets, got 1"),
-    (["a={a}", "b={missing}"], "no such dataset"),
-    (["a={a}", "{a}"], "expected NAME=PATH"),
-    (["a={a}", "a={a}"], "'a' given twice"),
-])
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        (["a={a}"], "at least two member datasets, got 1"),
+        (["a={a}", "b={missing}"], "no such dataset"),
+        (["a={a}", "{a}"], "expected NAME=PATH"),
+        (["a={a}", "a={a}"], "'a' given twice"),
+    ],
+)
 def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, members, message):
     a = synthetic_dataset(tmp_path / "a.zip", 0, [2, 2])
     before = bad_inputs.tree(tmp_path)
@@ -73,9 +92,11 @@ def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, members, messag
 
 def test_cli_pools_and_says_what_it_wrote(tmp_path):
     a, b = (synthetic_dataset(tmp_path / f"{n}.zip", i, [2, 1]) for i, n in enumerate("ab"))
-    result = CliRunner().invoke(pooling.main, ["--member", f"a={a}", "--member", f"b={b}",
-                                               "--dest", str(tmp_path / "p")])
+    result = CliRunner().invoke(
+        pooling.main, ["--member", f"a={a}", "--member", f"b={b}", "--dest", str(tmp_path / "p")]
+    )
     assert result.exit_code == 0, result.output
     assert "6 images from 2 datasets" in result.output
-    assert json.loads((tmp_path / "p" / "dataset.json").read_text())["spinegan"]["class_counts"] == \
-        dict(normal=4, abnormal=2)
+    assert json.loads((tmp_path / "p" / "dataset.json").read_text())["spinegan"]["class_counts"] == dict(
+        normal=4, abnormal=2
+    )

@@ -1,8 +1,9 @@
-"""spine.evaluation.synthesize: exact per-class counts, recorded seeds, loads for training, anonymous synthetic DICOM."""
+"""spine.evaluation.synthesize: exact per-class counts, recorded seeds, loads for training, anonymous synthetic
+DICOM."""
 
 import io
-import os
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -12,17 +13,24 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from training.generation import seed_latents
 from spine.evaluation import synthesize
 from training.dataset import ImageFolderDataset
+from training.generation import seed_latents
 from training.networks import Generator
 from training.serialization import save_network_snapshot
 
 
 def tiny_generator(c_dim: int = 2) -> Generator:
     torch.manual_seed(0)
-    return Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=16, img_channels=1,
-                     mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
+    return Generator(
+        z_dim=8,
+        c_dim=c_dim,
+        w_dim=8,
+        img_resolution=16,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    ).eval()
 
 
 @pytest.fixture
@@ -36,8 +44,10 @@ def snapshot(tmp_path):
 def test_counts_seeds_and_training_format(tmp_path, snapshot):
     path, G = snapshot
     dest = str(tmp_path / "synthetic.zip")
-    result = CliRunner().invoke(synthesize.main, ["--network", path, "--dest", dest, "--class-mix", "5,3",
-                                                  "--seed", "100", "--batch", "3", "--device", "cpu"])
+    result = CliRunner().invoke(
+        synthesize.main,
+        ["--network", path, "--dest", dest, "--class-mix", "5,3", "--seed", "100", "--batch", "3", "--device", "cpu"],
+    )
     assert result.exit_code == 0, result.output
     dataset = ImageFolderDataset(dest, use_labels=True)
     labels = [int(np.argmax(dataset.get_label(i))) for i in range(len(dataset))]
@@ -72,8 +82,10 @@ def test_per_class_into_folder_and_refuses_to_overwrite(tmp_path, snapshot):
 
 def test_bad_class_mix_is_refused(tmp_path, snapshot):
     path, _G = snapshot
-    result = CliRunner().invoke(synthesize.main, ["--network", path, "--dest", str(tmp_path / "x.zip"),
-                                                  "--class-mix", "1,2,3", "--device", "cpu"])
+    result = CliRunner().invoke(
+        synthesize.main,
+        ["--network", path, "--dest", str(tmp_path / "x.zip"), "--class-mix", "1,2,3", "--device", "cpu"],
+    )
     assert result.exit_code == 1 and "--class-mix has 3 counts but the generator has 2 classes" in result.output
     assert not (tmp_path / "x.zip").exists()
 
@@ -81,8 +93,21 @@ def test_bad_class_mix_is_refused(tmp_path, snapshot):
 def test_dicom_is_marked_synthetic_and_carries_no_patient_data(tmp_path, snapshot):
     path, _G = snapshot
     dicom_dir = tmp_path / "dicom"
-    result = CliRunner().invoke(synthesize.main, ["--network", path, "--dest", str(tmp_path / "s.zip"),
-                                                  "--per-class", "2", "--dicom", str(dicom_dir), "--device", "cpu"])
+    result = CliRunner().invoke(
+        synthesize.main,
+        [
+            "--network",
+            path,
+            "--dest",
+            str(tmp_path / "s.zip"),
+            "--per-class",
+            "2",
+            "--dicom",
+            str(dicom_dir),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     files = sorted(dicom_dir.rglob("*.dcm"))
     assert len(files) == 4
@@ -96,8 +121,17 @@ def test_dicom_is_marked_synthetic_and_carries_no_patient_data(tmp_path, snapsho
         assert "SYNTHETIC" in ds.SeriesDescription and ds.BurnedInAnnotation == "NO"
         assert ds.PatientName == "SYNTHETIC" and ds.PatientID == "SYNTHETIC"
         assert ds.PatientBirthDate == "" and ds.PatientSex == "" and ds.StudyDate == ""
-        for keyword in ("PatientAge", "PatientAddress", "InstitutionName", "OtherPatientIDs", "PatientWeight",
-                        "OperatorsName", "PerformingPhysicianName", "AcquisitionDate", "DeviceSerialNumber"):
+        for keyword in (
+            "PatientAge",
+            "PatientAddress",
+            "InstitutionName",
+            "OtherPatientIDs",
+            "PatientWeight",
+            "OperatorsName",
+            "PerformingPhysicianName",
+            "AcquisitionDate",
+            "DeviceSerialNumber",
+        ):
             assert keyword not in ds, keyword
         assert not any(elem.tag.is_private for elem in ds)
         uids |= {ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID}
@@ -124,12 +158,17 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_inputs_get_one_line_and_write_nothing(tmp_path, snapshot, case):
     import bad_inputs
+
     path, _G = snapshot
     unconditional = str(tmp_path / "unconditional.pkl")
     save_network_snapshot(unconditional, G=None, D=None, G_ema=tiny_generator(c_dim=0))
-    files = dict(tmp=tmp_path, text=bad_inputs.text_file(tmp_path / "notes.txt"), unconditional=unconditional,
-                 object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
-                 code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"))
+    files = dict(
+        tmp=tmp_path,
+        text=bad_inputs.text_file(tmp_path / "notes.txt"),
+        unconditional=unconditional,
+        object=bad_inputs.torch_zip_with_object(tmp_path / "object.pkl"),
+        code_pkl=bad_inputs.pickle_with_code(tmp_path / "code.pkl"),
+    )
     changes, exit_code, message = BAD_INPUTS[case]
     options = {"--network": path, "--dest": str(tmp_path / "s.zip"), "--per-class": "2", "--device": "cpu"}
     if "--class-mix" in changes:
@@ -146,7 +185,8 @@ def test_temp_file_of_a_killed_write_beside_the_destination_is_removed(tmp_path,
     for leftover in (stale, foreign):
         leftover.write_bytes(b"half a zip")
         os.utime(leftover, (0, 0))
-    result = CliRunner().invoke(synthesize.main, ["--network", path, "--dest", str(tmp_path / "s.zip"),
-                                                  "--per-class", "1", "--device", "cpu"])
+    result = CliRunner().invoke(
+        synthesize.main, ["--network", path, "--dest", str(tmp_path / "s.zip"), "--per-class", "1", "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert not stale.exists() and foreign.exists() and (tmp_path / "s.zip").is_file()

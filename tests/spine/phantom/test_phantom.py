@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from spine.data.dicom import DecodeError, decode_dicom
 from spine.data.labels import LESION_CLASSES, NO_FINDING, RARE_CLASSES
-from spine.phantom.tree import CSV_COLUMNS, IDENTITY_FILE, main, make_phantom_tree
 from spine.phantom.anatomy import LEVELS, Canvas, Patient, View, layout_spine
 from spine.phantom.image import Difficulty, Study, render_image
 from spine.phantom.lesions import PHANTOM_CLASSES, Lesion, apply_to_morphology, draw_lesions, sample_lesions
+from spine.phantom.tree import CSV_COLUMNS, IDENTITY_FILE, main, make_phantom_tree
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -143,9 +143,9 @@ def test_monochrome1_inverted_shows_bone_bright(large_tree):
         if ds.PhotometricInterpretation != "MONOCHROME1":
             continue
         x0, y0, x1, y1 = (int(float(row[c])) for c in ("xmin", "ymin", "xmax", "ymax"))
-        shown = pix.max() - pix.astype(np.float64)     # the display inversion of MONOCHROME1
-        assert shown[y0:y1 + 1, x0:x1 + 1].mean() > np.median(shown)
-        assert pix[y0:y1 + 1, x0:x1 + 1].mean() < np.median(pix)   # stored values: bone dark
+        shown = pix.max() - pix.astype(np.float64)  # the display inversion of MONOCHROME1
+        assert shown[y0 : y1 + 1, x0 : x1 + 1].mean() > np.median(shown)
+        assert pix[y0 : y1 + 1, x0 : x1 + 1].mean() < np.median(pix)  # stored values: bone dark
         checked += 1
     assert checked >= 5
 
@@ -227,10 +227,11 @@ def test_refuses_non_empty_destination_and_leaves_nothing(tmp_path):
 def test_cli_writes_into_empty_directory(tmp_path):
     dest = tmp_path / "empty"
     dest.mkdir()
-    result = CliRunner().invoke(main, ["--outdir", str(dest), "--num-train", "3", "--num-test", "2", "--size", "64",
-                                       "--truncated", "1"])
+    result = CliRunner().invoke(
+        main, ["--outdir", str(dest), "--num-train", "3", "--num-test", "2", "--size", "64", "--truncated", "1"]
+    )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output[result.output.index("{"):])
+    summary = json.loads(result.output[result.output.index("{") :])
     assert summary["num_images"] == {"train": 3, "test": 2} and len(summary["truncated"]) == 1
     assert sorted(os.listdir(tmp_path)) == ["empty"]
 
@@ -250,7 +251,7 @@ def test_difficulty_levels():
 def test_geometric_lesions_change_the_layout_by_their_closed_forms():
     rng = np.random.default_rng(1)
     patient, view = Patient.sample(rng), View.sample(rng, 320, 256)
-    l3, gap = LEVELS.index("L3"), LEVELS.index("L4")        # gap L4-L5
+    l3, gap = LEVELS.index("L3"), LEVELS.index("L4")  # gap L4-L5
     lesions = (Lesion("Vertebral collapse", l3, 0.5, (0.0,) * 6), Lesion("Disc space narrowing", gap, 0.5, (0.0,) * 6))
     morph = apply_to_morphology(lesions, patient.morph)
     sick = layout_spine(dataclasses.replace(patient, morph=morph), view)
@@ -261,7 +262,7 @@ def test_geometric_lesions_change_the_layout_by_their_closed_forms():
     posterior, anterior = np.hypot(*(pi - ps)), np.hypot(*(ai - as_))
     assert body.wedge == pytest.approx(0.1 + 0.7 * 0.5)
     assert anterior / posterior == pytest.approx(1 - body.wedge)
-    assert patient.morph.wedge[l3] != morph.wedge[l3]        # the input morphology is not modified
+    assert patient.morph.wedge[l3] != morph.wedge[l3]  # the input morphology is not modified
 
 
 def test_lesion_scale_grows_the_drawn_lesions_by_its_factor():
@@ -271,11 +272,11 @@ def test_lesion_scale_grows_the_drawn_lesions_by_its_factor():
     patient, view = Patient.sample(rng), View.sample(rng, 640, 512)
     spine = layout_spine(patient, view)
     site = LEVELS.index("L3")
-    spot = Lesion("Other lesions", site, 0.5, (0.9, 0.5, 0.5, 0.5, 0.5, 0.5))   # sclerotic, centred
+    spot = Lesion("Other lesions", site, 0.5, (0.9, 0.5, 0.5, 0.5, 0.5, 0.5))  # sclerotic, centred
     widths, masses = {}, {}
     for scale in (1.0, 2.0):
         canvas = Canvas(640, 512)
-        (kind, box), = draw_lesions(canvas, spine, patient, (spot,), 0.6, scale)
+        ((kind, box),) = draw_lesions(canvas, spine, patient, (spot,), 0.6, scale)
         widths[scale] = box[2] - box[0]
         masses[scale] = float(canvas.mu.sum())
     r = (0.15 + 0.3 * 0.5) * spine.vertebrae[site].height
@@ -298,32 +299,37 @@ def test_lesion_scale_is_recorded_and_defaults_to_the_calibrated_phantom(tmp_pat
 def test_zoom_magnifies_the_anatomy_and_its_lesions_by_its_factor(tmp_path):
     """The same study and draws rendered at zoom 1 and 1.5: a focal spot's box (2 x 1.25 r, r proportional to the
     body height, itself proportional to the magnification) is 1.5 times as wide; zoom 1 is the default image."""
-    study = Study(Patient.sample(np.random.default_rng(3)),
-                  (Lesion("Other lesions", LEVELS.index("L3"), 0.5, (0.9, 0.5, 0.5, 0.5, 0.5, 0.5)),))
+    study = Study(
+        Patient.sample(np.random.default_rng(3)),
+        (Lesion("Other lesions", LEVELS.index("L3"), 0.5, (0.9, 0.5, 0.5, 0.5, 0.5, 0.5)),),
+    )
     widths = {}
     for zoom in (1.0, 1.5):
         _, ((kind, box),) = render_image(study, np.random.default_rng(4), 256, Difficulty.from_level(0.0, zoom=zoom))
         widths[zoom] = box[2] - box[0]
     assert kind == "Other lesions" and widths[1.5] == pytest.approx(1.5 * widths[1.0], rel=1e-6)
     default, _ = render_image(study, np.random.default_rng(4), 256, Difficulty.from_level(0.0))
-    assert np.array_equal(default, render_image(study, np.random.default_rng(4), 256,
-                                                Difficulty.from_level(0.0, zoom=1.0))[0])
+    assert np.array_equal(
+        default, render_image(study, np.random.default_rng(4), 256, Difficulty.from_level(0.0, zoom=1.0))[0]
+    )
     with pytest.raises(ValueError, match="zoom"):
         Difficulty.from_level(0.0, zoom=3.0)
     assert make_phantom_tree(str(tmp_path / "z"), 2, 0, seed=1, size=64, zoom=1.5)["zoom"] == 1.5
 
 
 def test_overwrite_replaces_an_earlier_phantom_and_nothing_else(tmp_path):
+    import bad_inputs
     from click.testing import CliRunner
 
-    import bad_inputs
     from spine.phantom.tree import IDENTITY_FILE, main
+
     root = tmp_path / "tree"
     args = ["--outdir", str(root), "--num-train", "1", "--num-test", "0", "--size", "64"]
     assert CliRunner().invoke(main, args).exit_code == 0
     before = bad_inputs.tree(tmp_path)
-    bad_inputs.assert_refused(CliRunner().invoke(main, args), "--overwrite to replace an earlier phantom",
-                              root=tmp_path, before=before)
+    bad_inputs.assert_refused(
+        CliRunner().invoke(main, args), "--overwrite to replace an earlier phantom", root=tmp_path, before=before
+    )
     result = CliRunner().invoke(main, [*args, "--seed", "1", "--overwrite"])
     assert result.exit_code == 0, result.output
     after = bad_inputs.tree(tmp_path)
@@ -334,6 +340,9 @@ def test_overwrite_replaces_an_earlier_phantom_and_nothing_else(tmp_path):
     other.mkdir()
     (other / "notes.txt").write_text("")
     before = bad_inputs.tree(tmp_path)
-    bad_inputs.assert_refused(CliRunner().invoke(main, ["--outdir", str(other), "--overwrite"]),
-                              f"holds no {IDENTITY_FILE}; --overwrite replaces only a phantom tree",
-                              root=tmp_path, before=before)
+    bad_inputs.assert_refused(
+        CliRunner().invoke(main, ["--outdir", str(other), "--overwrite"]),
+        f"holds no {IDENTITY_FILE}; --overwrite replaces only a phantom tree",
+        root=tmp_path,
+        before=before,
+    )

@@ -14,8 +14,9 @@ def test_demo_config_is_one_spinegan_on_the_phantom():
     assert config.source is None and config.gan_cfg == "demo"
     assert (config.phantom_lesion_scale, config.phantom_zoom) == (3.0, 1.5)
     assert (config.classifier_arch, config.classifier_input_norm) == ("patch_cnn", "blurred_image")
-    assert [(v.name, v.clinical_weight, v.train_args) for v in config.variants] == \
-        [("spinegan", 0.1, ("--clinical-augment=1",))]
+    assert [(v.name, v.clinical_weight, v.train_args) for v in config.variants] == [
+        ("spinegan", 0.1, ("--clinical-augment=1",))
+    ]
     assert config.synth_per_class == 1000 and config.seed == 0
 
 
@@ -26,13 +27,14 @@ def test_benchmark_config_has_the_papers_four_models_and_three_seeds():
     assert list(arms)[:2] == main and bench.privacy_audit
     for name in main:
         seeds = [arms[n].seed for n in arms if n == name or n.startswith(f"{name}-seed")]
-        assert seeds == [None, 1, 2]          # None = the experiment's seed 0
+        assert seeds == [None, 1, 2]  # None = the experiment's seed 0
         assert arms[f"{name}-seed2"].clinical_weight == arms[name].clinical_weight
     assert arms["stylegan2-ada-lesion"].labels == "lesion" and arms["stylegan2-ada-lesion"].clinical_weight == 0
     assert "spinegan-dp" in arms
     assert bench.phantom_train == 2 * demo.MODES["demo"].phantom_train
     assert {p.name: p.members for p in bench.pools} == {
-        f"{name}-pooled": (name, f"{name}-seed1", f"{name}-seed2") for name in main}
+        f"{name}-pooled": (name, f"{name}-seed1", f"{name}-seed2") for name in main
+    }
 
 
 @pytest.mark.parametrize("mode, minutes", [("demo", 18), ("benchmark", 80)])
@@ -41,6 +43,7 @@ def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, 
 
     def stop(*args, **kwargs):
         raise RuntimeError("stopped before the first step")
+
     monkeypatch.setattr(demo, "run_experiment", stop)
     result = CliRunner().invoke(demo.main, ["--outdir", str(tmp_path), "--mode", mode])
     assert isinstance(result.exception, RuntimeError)  # the estimate came before any work
@@ -48,11 +51,18 @@ def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, 
 
 
 def test_headline_numbers_name_every_model():
-    out = dict(downstream=dict(aucs={"real": 0.9, "synthetic-spinegan": 0.8, "real+synthetic-spinegan": 0.91},
-                               auc_cis={"real": [0.85, 0.94], "synthetic-spinegan": [0.74, 0.86]},
-                               ratios={"synthetic-spinegan": 0.8 / 0.9}, ratio_cis={"synthetic-spinegan": [0.8, 0.95]},
-                               skills={"synthetic-spinegan": 0.75}, skill_cis={"synthetic-spinegan": [0.6, 0.88]}),
-               classifier=dict(best_val_auc=0.95), **{"metrics/spinegan": dict(results=dict(fid500_full=41.5))})
+    out = dict(
+        downstream=dict(
+            aucs={"real": 0.9, "synthetic-spinegan": 0.8, "real+synthetic-spinegan": 0.91},
+            auc_cis={"real": [0.85, 0.94], "synthetic-spinegan": [0.74, 0.86]},
+            ratios={"synthetic-spinegan": 0.8 / 0.9},
+            ratio_cis={"synthetic-spinegan": [0.8, 0.95]},
+            skills={"synthetic-spinegan": 0.75},
+            skill_cis={"synthetic-spinegan": [0.6, 0.88]},
+        ),
+        classifier=dict(best_val_auc=0.95),
+        **{"metrics/spinegan": dict(results=dict(fid500_full=41.5))},
+    )
     config = ExperimentConfig(variants=(Variant("spinegan", clinical_weight=0.1),))
     lines = demo.headline_numbers(out, config)
     assert "0.900" in lines[0] and "95% CI 0.850-0.940" in lines[0]
@@ -66,13 +76,16 @@ def test_headline_numbers_name_every_model():
 
 
 def test_the_clinical_loss_effect_is_printed_paired_by_seed():
-    skills = {f"synthetic-{name}{seed}": value for name, values in (("spinegan", (0.8, 0.9)), ("stylegan2-ada", (0.7, 0.6)))
-              for seed, value in zip(("", "-seed1"), values)}
+    skills = {
+        f"synthetic-{name}{seed}": value
+        for name, values in (("spinegan", (0.8, 0.9)), ("stylegan2-ada", (0.7, 0.6)))
+        for seed, value in zip(("", "-seed1"), values)
+    }
     out = dict(downstream=dict(skills=skills, ratios=dict.fromkeys(skills, 1.0)))
     config = ExperimentConfig(variants=demo.benchmark_variants(Variant("spinegan", clinical_weight=0.1)))
     lines = demo.effect_lines(out, config, *demo.CLINICAL_LOSS_PAIR)
     assert lines[0] == "  spinegan minus stylegan2-ada, paired by training seed over 2 seeds (95% t-interval):"
-    assert lines[1].startswith("    skill ratio: +0.200 (")   # differences 0.1 and 0.3
+    assert lines[1].startswith("    skill ratio: +0.200 (")  # differences 0.1 and 0.3
     assert demo.CLINICAL_LOSS_PAIR == ("spinegan", "stylegan2-ada")
     assert all(arm in {v.name for v in demo.MODES["benchmark"].variants} for arm in demo.CLINICAL_LOSS_PAIR)
 
@@ -80,13 +93,14 @@ def test_the_clinical_loss_effect_is_printed_paired_by_seed():
 def test_a_dp_generators_audit_is_read_against_its_epsilon():
     figures = dict(mia_auc=0.52, mia_tpr_at_1pct_fpr=0.015, share_closer_to_train=0.51)
     account = dict(differentially_private=True, epsilon=2.0, delta=1e-5)
-    line, = demo.privacy_lines("spinegan-dp", dict(privacy=dict(account=account), spaces=dict(pixel=figures)))
-    assert "TPR at 1% FPR 0.015 (at most 0.0739 at epsilon 2)" in line   # e^2 * 0.01 + 1e-5
-    line, = demo.privacy_lines("spinegan", dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures)))
+    (line,) = demo.privacy_lines("spinegan-dp", dict(privacy=dict(account=account), spaces=dict(pixel=figures)))
+    assert "TPR at 1% FPR 0.015 (at most 0.0739 at epsilon 2)" in line  # e^2 * 0.01 + 1e-5
+    (line,) = demo.privacy_lines("spinegan", dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures)))
     assert "TPR at 1% FPR 0.015, share" in line
     inversion = dict(num_per_set=64, steps=100, mia_auc=0.61, mia_tpr_at_1pct_fpr=0.03)
-    _, line = demo.privacy_lines("spinegan", dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures),
-                                                  inversion=inversion))
+    _, line = demo.privacy_lines(
+        "spinegan", dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures), inversion=inversion)
+    )
     assert line == "  spinegan privacy (inversion, 64 per set): membership-inference AUC 0.610, TPR at 1% FPR 0.030"
     assert demo.MODES["benchmark"].privacy_inversion == 64 and demo.MODES["demo"].privacy_inversion == 0
 
@@ -95,10 +109,22 @@ def test_a_dp_generators_audit_is_read_against_its_epsilon():
 def test_tiny_story_end_to_end_with_real_training(tmp_path):
     """Phantom -> import -> classifier -> train.py with the clinical loss -> synthesis -> metric -> downstream ->
     report, with the real train.py (1 kimg at 16x16)."""
-    config = ExperimentConfig(phantom_train=48, phantom_test=24, phantom_size=64, resolution=16, classifier_epochs=2,
-                              classifier_patience=1, kimg=1, snap=1, variants=(Variant("spinegan", 0.1),),
-                              synth_per_class=8, metrics=("label_fidelity8",), downstream_epochs=1,
-                              downstream_patience=1, n_resamples=20)
+    config = ExperimentConfig(
+        phantom_train=48,
+        phantom_test=24,
+        phantom_size=64,
+        resolution=16,
+        classifier_epochs=2,
+        classifier_patience=1,
+        kimg=1,
+        snap=1,
+        variants=(Variant("spinegan", 0.1),),
+        synth_per_class=8,
+        metrics=("label_fidelity8",),
+        downstream_epochs=1,
+        downstream_patience=1,
+        n_resamples=20,
+    )
     out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
     meta = load_network_pkl(out["train/spinegan"]["snapshot"])["metadata"]
     assert meta["clinical_loss"]["weight"] == 0.1 and meta["cur_nimg"] >= 1000
@@ -111,18 +137,23 @@ def test_tiny_story_end_to_end_with_real_training(tmp_path):
 
 def test_every_mode_follows_its_seed_and_the_modes_never_share_a_draw():
     from spine.pipeline.arms import panel_variants
-    for seed in (0, 11, 2 ** 20 - 1):
+
+    for seed in (0, 11, 2**20 - 1):
         small, big = demo.mode_config("demo", seed), demo.mode_config("benchmark", seed)
         assert small.seed == big.seed == seed and small.draw_seed == seed != big.draw_seed
-        assert big.draw_seed not in {demo.mode_config("demo", s).draw_seed for s in (0, 11, 2 ** 20 - 1)}
+        assert big.draw_seed not in {demo.mode_config("demo", s).draw_seed for s in (0, 11, 2**20 - 1)}
         seeds = {v.name: v.seed for v in big.variants if v.seed is not None}
         assert seeds == {f"{arm}-seed{seed + k}": seed + k for k in (1, 2) for arm in ("stylegan2-ada", "spinegan")}
-        assert [p.members for p in big.pools] == [(a, f"{a}-seed{seed + 1}", f"{a}-seed{seed + 2}")
-                                                  for a in ("stylegan2-ada", "spinegan")]
+        assert [p.members for p in big.pools] == [
+            (a, f"{a}-seed{seed + 1}", f"{a}-seed{seed + 2}") for a in ("stylegan2-ada", "spinegan")
+        ]
     variants = panel_variants(demo.mode_config("benchmark", 11), "abnormality")
-    assert variants == {"stylegan2-ada (3 seeds)": ["stylegan2-ada", "stylegan2-ada-seed12", "stylegan2-ada-seed13"],
-                        "spinegan (3 seeds)": ["spinegan", "spinegan-seed12", "spinegan-seed13"],
-                        "spinegan-dp": ["spinegan-dp"], "stylegan2-ada-pooled": ["stylegan2-ada-pooled"],
-                        "spinegan-pooled": ["spinegan-pooled"]}
+    assert variants == {
+        "stylegan2-ada (3 seeds)": ["stylegan2-ada", "stylegan2-ada-seed12", "stylegan2-ada-seed13"],
+        "spinegan (3 seeds)": ["spinegan", "spinegan-seed12", "spinegan-seed13"],
+        "spinegan-dp": ["spinegan-dp"],
+        "stylegan2-ada-pooled": ["stylegan2-ada-pooled"],
+        "spinegan-pooled": ["spinegan-pooled"],
+    }
     assert len(demo.DEMO.panel) >= 3 and any(m.endswith(":dataset") for m in demo.DEMO.panel)
     assert len(demo.BENCHMARK.panel) == 4

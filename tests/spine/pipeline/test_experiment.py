@@ -1,4 +1,5 @@
-"""spine.pipeline.experiment: finished steps are skipped on restart, unfinished ones start clean, configs are checked."""
+"""spine.pipeline.experiment: finished steps are skipped on restart, unfinished ones start clean, configs are
+checked."""
 
 import dataclasses
 import json
@@ -45,21 +46,42 @@ def test_steps_skip_finished_and_restart_unfinished(tmp_path):
     assert listed == dict(files=["checkpoint.pt"])
 
 
-TINY = ExperimentConfig(phantom_train=40, phantom_test=24, phantom_size=64, resolution=16, classifier_epochs=2,
-                        classifier_patience=2, kimg=1, snap=1, variants=(Variant("plain"), Variant("spinegan", 0.1)),
-                        synth_per_class=6, metrics=("label_fidelity8",), downstream_epochs=1, downstream_patience=1,
-                        n_resamples=20, seed=0)
+TINY = ExperimentConfig(
+    phantom_train=40,
+    phantom_test=24,
+    phantom_size=64,
+    resolution=16,
+    classifier_epochs=2,
+    classifier_patience=2,
+    kimg=1,
+    snap=1,
+    variants=(Variant("plain"), Variant("spinegan", 0.1)),
+    synth_per_class=6,
+    metrics=("label_fidelity8",),
+    downstream_epochs=1,
+    downstream_patience=1,
+    n_resamples=20,
+    seed=0,
+)
 
 
 def fake_train_variant(calls):
     """Stands in for train.py (minutes on CPU): writes a tiny conditional snapshot into a run folder."""
+
     def train(variant, train_zip, classifier, config, workdir, log, env=None):
         calls.append(variant.name)
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
         torch.manual_seed(len(calls))
-        G = Generator(z_dim=8, c_dim=2, w_dim=8, img_resolution=config.resolution, img_channels=1,
-                      mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+        G = Generator(
+            z_dim=8,
+            c_dim=2,
+            w_dim=8,
+            img_resolution=config.resolution,
+            img_channels=1,
+            mapping_kwargs=dict(num_layers=1),
+            synthesis_kwargs=dict(channel_base=64, channel_max=8),
+        )
         snapshot = run_dir / "network-snapshot-000001.pkl"
         save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=1000))
         with open(run_dir / "stats.jsonl", "w") as f:
@@ -67,6 +89,7 @@ def fake_train_variant(calls):
                 f.write(json.dumps({"Progress/kimg": {"mean": kimg}, "Loss/G/loss": {"mean": 1.0 / kimg}}) + "\n")
         cmd = experiment.train_command(variant, train_zip, classifier, config, workdir)
         return dict(run_dirs=[str(run_dir)], snapshot=str(snapshot), command=cmd[1:])
+
     return train
 
 
@@ -82,9 +105,20 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         experiment.run_experiment(TINY, tmp_path, log=lambda _text: None)
     done = sorted(p.name for p in (tmp_path / "steps").iterdir())
-    assert done == ["classifier.json", "data--test.json", "data--train.json", "judge.json", "metrics--plain.json",
-                    "metrics--spinegan.json", "phantom.json", "provenance.json", "synthesize--plain.json",
-                    "synthesize--spinegan.json", "train--plain.json", "train--spinegan.json"]
+    assert done == [
+        "classifier.json",
+        "data--test.json",
+        "data--train.json",
+        "judge.json",
+        "metrics--plain.json",
+        "metrics--spinegan.json",
+        "phantom.json",
+        "provenance.json",
+        "synthesize--plain.json",
+        "synthesize--spinegan.json",
+        "train--plain.json",
+        "train--spinegan.json",
+    ]
 
     monkeypatch.setattr(experiment, "_downstream", real_downstream)
     monkeypatch.setattr(experiment, "make_phantom", lambda *a: pytest.fail("finished step ran again"))
@@ -93,16 +127,23 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
     out = experiment.run_experiment(TINY, tmp_path, log=logged.append)
     assert calls == ["plain", "spinegan"]
     assert sum("done earlier" in line for line in logged) == 12  # the 12 markers above, provenance included
-    assert set(out["downstream"]["aucs"]) == {"real", "synthetic-plain", "real+synthetic-plain",
-                                              "synthetic-spinegan", "real+synthetic-spinegan"}
+    assert set(out["downstream"]["aucs"]) == {
+        "real",
+        "synthetic-plain",
+        "real+synthetic-plain",
+        "synthetic-spinegan",
+        "real+synthetic-spinegan",
+    }
     assert os.path.isfile(out["report"]["report"])
     metrics = out["metrics/spinegan"]
     own = {k for k in metrics["results"] if k.startswith("label_fidelity8")}
     independent = {k for k in metrics["results"] if k.startswith("independent_label_fidelity8")}
     assert metrics["errors"] == {} and own and independent == {"independent_" + k for k in own}
     assert all(0 <= v <= 1 for v in metrics["results"].values())
-    judges = [torch.load(out[step]["classifier"], weights_only=True)["provenance"]["options"]["seed"]
-              for step in ("classifier", "judge")]
+    judges = [
+        torch.load(out[step]["classifier"], weights_only=True)["provenance"]["options"]["seed"]
+        for step in ("classifier", "judge")
+    ]
     assert judges == [TINY.seed, TINY.seed + 1]
     meta = load_network_pkl(out["train/spinegan"]["snapshot"])["metadata"]
     assert meta["cur_nimg"] == 1000
@@ -142,24 +183,37 @@ def test_train_command_continues_the_latest_checkpoint(tmp_path):
     assert "--kimg=1" in cmd and "--cond=1" in cmd and not any("clinical" in a for a in cmd)
 
 
-@pytest.mark.parametrize("data, message", [
-    (dict(kimgs=3), "unknown key(s) ['kimgs']"),
-    (dict(variants=[dict(name="a"), dict(name="a")]), "distinct names"),
-    (dict(variants=[dict(name="a", weight=1)]), "variants[0]: unknown key(s) ['weight']"),
-    (dict(resolution=24), "power of two"),
-    (dict(classifier_input_norm="histogram"), "classifier_input_norm: expected one of"),
-    (dict(classifier_arch="vgg16"), "classifier_arch: expected one of"),
-    (dict(pools=[dict(name="p", members=["stylegan2-ada"])]), "pools[0].members: expected two or more distinct"),
-    (dict(pools=[dict(name="p", members=["spinegan", "spinegan"])]), "pools[0].members: expected two or more"),
-    (dict(pools=[dict(name="p", members=["spinegan", "gan"])]), "pools[0].members: expected two or more"),
-    (dict(pools=[dict(name="spinegan", members=["spinegan", "stylegan2-ada"])]), "pools[0].name: expected a name"),
-    (dict(pools=[dict(name="p", members=["spinegan", "stylegan2-ada"]), dict(name="p", members=["spinegan",
-                                                                                             "spinegan-dp"])]),
-     "pools[0].name: expected a name"),
-    (dict(pools=[dict(name="p", members="spinegan")]), "pools[0]: expected {'name': str, 'members'"),
-    (dict(variants=[dict(name="a"), dict(name="b", labels="lesion")], pools=[dict(name="p", members=["a", "b"])]),
-     "pools[0].members: variants of different label modes"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (dict(kimgs=3), "unknown key(s) ['kimgs']"),
+        (dict(variants=[dict(name="a"), dict(name="a")]), "distinct names"),
+        (dict(variants=[dict(name="a", weight=1)]), "variants[0]: unknown key(s) ['weight']"),
+        (dict(resolution=24), "power of two"),
+        (dict(classifier_input_norm="histogram"), "classifier_input_norm: expected one of"),
+        (dict(classifier_arch="vgg16"), "classifier_arch: expected one of"),
+        (dict(pools=[dict(name="p", members=["stylegan2-ada"])]), "pools[0].members: expected two or more distinct"),
+        (dict(pools=[dict(name="p", members=["spinegan", "spinegan"])]), "pools[0].members: expected two or more"),
+        (dict(pools=[dict(name="p", members=["spinegan", "gan"])]), "pools[0].members: expected two or more"),
+        (dict(pools=[dict(name="spinegan", members=["spinegan", "stylegan2-ada"])]), "pools[0].name: expected a name"),
+        (
+            dict(
+                pools=[
+                    dict(name="p", members=["spinegan", "stylegan2-ada"]),
+                    dict(name="p", members=["spinegan", "spinegan-dp"]),
+                ]
+            ),
+            "pools[0].name: expected a name",
+        ),
+        (dict(pools=[dict(name="p", members="spinegan")]), "pools[0]: expected {'name': str, 'members'"),
+        (
+            dict(
+                variants=[dict(name="a"), dict(name="b", labels="lesion")], pools=[dict(name="p", members=["a", "b"])]
+            ),
+            "pools[0].members: variants of different label modes",
+        ),
+    ],
+)
 def test_bad_configs_are_refused_by_name(data, message):
     with pytest.raises(ValueError) as info:
         ExperimentConfig.from_dict(data)
@@ -182,12 +236,17 @@ BAD_INPUTS = {
 def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
     import bad_inputs
     from click.testing import CliRunner
+
     (tmp_path / "list.json").write_text("[1]")
     (tmp_path / "typo.json").write_text(json.dumps(dict(kimgs=3)))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text(json.dumps(TINY.to_dict()))
-    files = dict(text=bad_inputs.text_file(tmp_path / "notes.txt"), json_list=tmp_path / "list.json",
-                 json_typo=tmp_path / "typo.json", other=tmp_path / "other")
+    files = dict(
+        text=bad_inputs.text_file(tmp_path / "notes.txt"),
+        json_list=tmp_path / "list.json",
+        json_typo=tmp_path / "typo.json",
+        other=tmp_path / "other",
+    )
     changes, exit_code, message = BAD_INPUTS[case]
     options = {"--outdir": str(tmp_path / "exp")}
     options.update(dict(zip(changes[::2], [value.format(**files) for value in changes[1::2]])))
@@ -199,7 +258,7 @@ def test_cli_bad_inputs_get_one_line_and_write_nothing(tmp_path, case):
 def test_generators_train_in_parallel_sharing_the_cores(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    both_running = threading.Barrier(2, timeout=60)    # broken (an error) unless the two trainings overlap
+    both_running = threading.Barrier(2, timeout=60)  # broken (an error) unless the two trainings overlap
     seen = []
 
     def train(variant, train_zip, classifier, config, workdir, log, env=None):
@@ -215,25 +274,34 @@ def test_generators_train_in_parallel_sharing_the_cores(tmp_path, monkeypatch):
     assert sorted(seen) == [("lesion", "l.zip", "2"), ("plain", "a.zip", "2")]
     assert experiment.training_env(1) is None
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert experiment.training_env(2) is None           # the user's thread count is kept
+    assert experiment.training_env(2) is None  # the user's thread count is kept
     with pytest.raises(ValueError, match="parallel"):
         experiment.run_experiment(TINY, tmp_path, parallel=0)
 
 
 def fake_train_any_labels(calls):
     """Like fake_train_variant, with the conditioning size of the variant's own dataset (2 or 8 classes)."""
+
     def train(variant, train_zip, classifier, config, workdir, log, env=None):
         calls.append((variant.name, train_zip))
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
         torch.manual_seed(len(calls))
         c_dim = len(experiment._dataset_classes(train_zip)[0])
-        G = Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=config.resolution, img_channels=1,
-                      mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+        G = Generator(
+            z_dim=8,
+            c_dim=c_dim,
+            w_dim=8,
+            img_resolution=config.resolution,
+            img_channels=1,
+            mapping_kwargs=dict(num_layers=1),
+            synthesis_kwargs=dict(channel_base=64, channel_max=8),
+        )
         snapshot = run_dir / "network-snapshot-000001.pkl"
         save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=1000))
         cmd = experiment.train_command(variant, train_zip, classifier, config, workdir)
         return dict(run_dirs=[str(run_dir)], snapshot=str(snapshot), command=cmd[1:])
+
     return train
 
 
@@ -243,18 +311,30 @@ def test_benchmark_shape_lesion_model_seed_replicates_and_privacy_audit(tmp_path
     calls = []
     monkeypatch.setattr(experiment, "train_variant", fake_train_any_labels(calls))
     config = dataclasses.replace(
-        TINY, phantom_train=160, phantom_test=80, independent_judge=False, report=False, privacy_audit=True,
-        privacy_inversion=2, privacy_inversion_steps=2,
+        TINY,
+        phantom_train=160,
+        phantom_test=80,
+        independent_judge=False,
+        report=False,
+        privacy_audit=True,
+        privacy_inversion=2,
+        privacy_inversion_steps=2,
         variants=(Variant("plain"), Variant("plain-seed1", seed=1), Variant("lesion", labels="lesion")),
-        pools=(Pool("plain-pooled", ("plain", "plain-seed1")),))
+        pools=(Pool("plain-pooled", ("plain", "plain-seed1")),),
+    )
     out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
     assert [name for name, _ in calls] == ["plain", "plain-seed1", "lesion"]
     assert calls[2][1].endswith("data/train-lesion/train16.zip") and calls[0][1].endswith("data/train/train16.zip")
     assert "--seed=0" in out["train/plain"]["command"] and "--seed=1" in out["train/plain-seed1"]["command"]
-    assert set(out["downstream"]["aucs"]) == {"real", "synthetic-plain", "real+synthetic-plain",
-                                              "synthetic-plain-seed1", "real+synthetic-plain-seed1",
-                                              "synthetic-plain-pooled"}     # a pool trains no real + synthetic model
-    assert out["pool/plain-pooled"]["num_images"] == 2 * 2 * config.synth_per_class   # 2 members x 2 classes
+    assert set(out["downstream"]["aucs"]) == {
+        "real",
+        "synthetic-plain",
+        "real+synthetic-plain",
+        "synthetic-plain-seed1",
+        "real+synthetic-plain-seed1",
+        "synthetic-plain-pooled",
+    }  # a pool trains no real + synthetic model
+    assert out["pool/plain-pooled"]["num_images"] == 2 * 2 * config.synth_per_class  # 2 members x 2 classes
     pooled = json.loads(open(out["downstream"]["json"]).read())["models"]["synthetic-plain-pooled"]
     assert pooled["num_train"] + pooled["num_val"] == 2 * 2 * config.synth_per_class
     assert set(out["downstream-lesion"]["aucs"]) == {"real", "synthetic-lesion", "real+synthetic-lesion"}
@@ -280,7 +360,9 @@ def test_variant_labels_and_seed_are_checked_by_name():
 
 def test_the_real_vs_real_baseline_scores_the_configured_fid_between_train_and_test(tmp_path):
     import bad_inputs
+
     from spine.pipeline.experiment import baseline_metric_names, baseline_metrics
+
     config = ExperimentConfig(metrics=("fid8_spine", "label_fidelity8"), seed=0)
     assert baseline_metric_names(config) == ["fid8_spine"]
     train = bad_inputs.write_images(tmp_path / "train", [16] * 8, [0, 1] * 4)
@@ -299,9 +381,11 @@ def test_the_panel_step_scores_every_arm_and_reuses_the_protocols_own_models(tmp
     config = dataclasses.replace(TINY, panel=("small_cnn:dataset", "patch_cnn:blurred_image"))
     trained = []
     from spine.evaluation import panel as panel_mod
+
     real_train_panel = panel_mod.train_panel
-    monkeypatch.setattr(panel_mod, "train_panel", lambda *a, **k: trained.append([m.name for m in a[4]])
-                        or real_train_panel(*a, **k))
+    monkeypatch.setattr(
+        panel_mod, "train_panel", lambda *a, **k: trained.append([m.name for m in a[4]]) or real_train_panel(*a, **k)
+    )
     out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
     assert trained == [["patch_cnn:blurred_image"]]  # small_cnn:dataset is the downstream protocol's own
     panel = json.loads((tmp_path / "panel" / "panel.json").read_text())

@@ -1,4 +1,5 @@
-"""spine.pipeline.report: every section present, numbers from the experiment's files, figures written, neighbours exact."""
+"""spine.pipeline.report: every section present, numbers from the experiment's files, figures written, neighbours
+exact."""
 
 import json
 import os
@@ -33,8 +34,9 @@ def mark(outdir, step, outputs, seconds=1.0):
 def experiment_dir(tmp_path):
     rng = np.random.default_rng(0)
     real = [rng.integers(0, 255, [16, 16]).astype(np.uint8) for _ in range(10)]
-    fake = [real[3].copy(), rng.integers(0, 255, [16, 16]).astype(np.uint8)] + \
-        [rng.integers(0, 255, [16, 16]).astype(np.uint8) for _ in range(4)]
+    fake = [real[3].copy(), rng.integers(0, 255, [16, 16]).astype(np.uint8)] + [
+        rng.integers(0, 255, [16, 16]).astype(np.uint8) for _ in range(4)
+    ]
     train = write_dataset(str(tmp_path / "train"), real, [i % 2 for i in range(10)])
     synthetic = write_dataset(str(tmp_path / "synth"), fake, [0, 0, 0, 1, 1, 1])
     config = ExperimentConfig(resolution=16, kimg=2, variants=(Variant("spinegan", 0.1, ("--dp=1",)),))
@@ -43,17 +45,40 @@ def experiment_dir(tmp_path):
     run_dir.mkdir()
     with open(run_dir / "stats.jsonl", "w") as f:
         for kimg in (1.0, 2.0):
-            f.write(json.dumps({"Progress/kimg": {"mean": kimg}, "Loss/G/loss": {"mean": 2 / kimg},
-                                "Loss/G/clinical": {"mean": 0.05}, "Privacy/epsilon": {"mean": kimg}}) + "\n")
-    (run_dir / "metric-fid50.jsonl").write_text(json.dumps(dict(
-        results=dict(fid50=33.0), metric="fid50", snapshot_pkl="network-snapshot-000002.pkl")) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "Progress/kimg": {"mean": kimg},
+                        "Loss/G/loss": {"mean": 2 / kimg},
+                        "Loss/G/clinical": {"mean": 0.05},
+                        "Privacy/epsilon": {"mean": kimg},
+                    }
+                )
+                + "\n"
+            )
+    (run_dir / "metric-fid50.jsonl").write_text(
+        json.dumps(dict(results=dict(fid50=33.0), metric="fid50", snapshot_pkl="network-snapshot-000002.pkl")) + "\n"
+    )
     downstream = dict(
         test=dict(num_images=30, prevalence=dict(normal=0.5, abnormal=0.5)),
-        models=dict(real=dict(kind="real", generator=None, auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2,
-                              best_val_auc=0.88),
-                    **{"synthetic-spinegan": dict(kind="synthetic", generator="spinegan", auc=0.81, auc_ci=[0.7, 0.9],
-                                                  num_train=5, num_val=1, best_val_auc=0.99)}),
-        ratios={"synthetic-spinegan": dict(ratio=0.9, ratio_ci=[0.8, 0.99], skill=0.775, skill_ci=[0.5, 0.95])})
+        models=dict(
+            real=dict(
+                kind="real", generator=None, auc=0.9, auc_ci=[0.8, 0.97], num_train=8, num_val=2, best_val_auc=0.88
+            ),
+            **{
+                "synthetic-spinegan": dict(
+                    kind="synthetic",
+                    generator="spinegan",
+                    auc=0.81,
+                    auc_ci=[0.7, 0.9],
+                    num_train=5,
+                    num_val=1,
+                    best_val_auc=0.99,
+                )
+            },
+        ),
+        ratios={"synthetic-spinegan": dict(ratio=0.9, ratio_ci=[0.8, 0.99], skill=0.775, skill_ci=[0.5, 0.95])},
+    )
     (tmp_path / "downstream.json").write_text(json.dumps(downstream))
     mark(tmp_path, "data/train", dict(dataset=train))
     mark(tmp_path, "classifier", dict(classifier="c.pkl", best_val_auc=0.93, best_epoch=4))
@@ -61,9 +86,14 @@ def experiment_dir(tmp_path):
     snapshot = str(run_dir / "network-snapshot-000002.pkl")
     mark(tmp_path, "train/spinegan", dict(run_dirs=[str(run_dir)], snapshot=snapshot))
     mark(tmp_path, "synthesize/spinegan", dict(dataset=synthetic))
-    mark(tmp_path, "metrics/spinegan", dict(results=dict(label_fidelity8_accuracy=0.75,
-                                                           independent_label_fidelity8_accuracy=0.625),
-                                            errors=dict(fid500_full="OSError: no Inception weights")))
+    mark(
+        tmp_path,
+        "metrics/spinegan",
+        dict(
+            results=dict(label_fidelity8_accuracy=0.75, independent_label_fidelity8_accuracy=0.625),
+            errors=dict(fid500_full="OSError: no Inception weights"),
+        ),
+    )
     mark(tmp_path, "metrics/real-vs-real", dict(results=dict(fid1k_full=12.25), errors={}))
     mark(tmp_path, "downstream", dict(json=str(tmp_path / "downstream.json")))
     return tmp_path
@@ -75,13 +105,19 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
     headings = re.findall(r"<h2 id='[^']+'>([^<]+)</h2>", page)
     assert headings == list(report.SECTIONS)
     assert "test AUC 0.900 (95% CI 0.800-0.970)" in page
-    assert ("AUC 0.810 (95% CI 0.700-0.900) (skill ratio 0.78, 95% CI 0.50-0.95; plain ratio to real 0.90, "
-            "95% CI 0.80-0.99)") in page
+    assert (
+        "AUC 0.810 (95% CI 0.700-0.900) (skill ratio 0.78, 95% CI 0.50-0.95; plain ratio to real 0.90, "
+        "95% CI 0.80-0.99)"
+    ) in page
     assert "not above chance" not in page
-    assert ("<td>5 / 1</td><td>0.990</td><td>0.810</td><td>0.700-0.900</td><td>0.900 (0.800-0.990)</td>"
-            "<td>0.775 (0.500-0.950)</td>") in page
-    assert ("Its classes are easier to tell apart on its own images (validation AUC 0.990) than real ones (0.880): "
-            "the generator exaggerates the class difference.") in page
+    assert (
+        "<td>5 / 1</td><td>0.990</td><td>0.810</td><td>0.700-0.900</td><td>0.900 (0.800-0.990)</td>"
+        "<td>0.775 (0.500-0.950)</td>"
+    ) in page
+    assert (
+        "Its classes are easier to tell apart on its own images (validation AUC 0.990) than real ones (0.880): "
+        "the generator exaggerates the class difference."
+    ) in page
     assert "real normal, synthetic normal, real abnormal, synthetic abnormal" in page
     assert "class-means-spinegan.png" in page and "r = " in page
     assert "<td>label_fidelity8_accuracy</td><td>0.7500</td>" in page
@@ -99,12 +135,17 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
 
 
 def test_headline_says_in_words_when_an_arm_is_at_chance():
-    downstream = dict(models=dict(real=dict(kind="real", generator=None, auc=0.83, auc_ci=[0.79, 0.87],
-                                            best_val_auc=0.85),
-                                  **{"synthetic-gan": dict(kind="synthetic", generator="gan", auc=0.50,
-                                                           auc_ci=[0.45, 0.55], best_val_auc=0.86)}),
-                      ratios={"synthetic-gan": dict(ratio=0.60, ratio_ci=[0.54, 0.67], skill=0.0,
-                                                    skill_ci=[-0.15, 0.16])})
+    downstream = dict(
+        models=dict(
+            real=dict(kind="real", generator=None, auc=0.83, auc_ci=[0.79, 0.87], best_val_auc=0.85),
+            **{
+                "synthetic-gan": dict(
+                    kind="synthetic", generator="gan", auc=0.50, auc_ci=[0.45, 0.55], best_val_auc=0.86
+                )
+            },
+        ),
+        ratios={"synthetic-gan": dict(ratio=0.60, ratio_ci=[0.54, 0.67], skill=0.0, skill_ci=[-0.15, 0.16])},
+    )
     text = report.headline(dict(resolution=32, kimg=30), downstream)
     assert "The gan-only model is not above chance: its 95% interval (0.45-0.55) reaches 0.5." in text
     assert "skill ratio 0.00, 95% CI -0.15-0.16" in text and "real-data model is not" not in text
@@ -123,8 +164,9 @@ def test_class_means_and_their_difference_correlation(experiment_dir, tmp_path):
 
 
 def test_nearest_neighbour_finds_the_copied_image(experiment_dir, tmp_path):
-    _, distances = report.nearest_neighbours(str(experiment_dir / "synth"), str(experiment_dir / "train"),
-                                             tmp_path / "nn.png", num=2)
+    _, distances = report.nearest_neighbours(
+        str(experiment_dir / "synth"), str(experiment_dir / "train"), tmp_path / "nn.png", num=2
+    )
     assert distances[0] == 0.0  # sample 0 is a copy of real image 3
     assert distances[1] > 20  # an independent noise image is far from every real one
 
@@ -140,44 +182,69 @@ def test_sample_grid_rows_follow_classes(experiment_dir, tmp_path):
 
 
 def test_sample_grid_puts_real_rows_beside_synthetic_rows(experiment_dir, tmp_path):
-    name, rows = report.sample_grid(str(experiment_dir / "synth"), tmp_path / "grid.png", per_class=2, cell=16,
-                                    real_path=str(experiment_dir / "train"))
+    name, rows = report.sample_grid(
+        str(experiment_dir / "synth"),
+        tmp_path / "grid.png",
+        per_class=2,
+        cell=16,
+        real_path=str(experiment_dir / "train"),
+    )
     grid = np.asarray(PIL.Image.open(tmp_path / name))
     assert rows == ["real normal", "synthetic normal", "real abnormal", "synthetic abnormal"]
     assert grid.shape == (64, 32)
     real_first_abnormal = np.asarray(PIL.Image.open(experiment_dir / "train" / "img001.png"))
-    np.testing.assert_array_equal(grid[32:48, :16], real_first_abnormal)   # same 16 px cell as the samples
+    np.testing.assert_array_equal(grid[32:48, :16], real_first_abnormal)  # same 16 px cell as the samples
     np.testing.assert_array_equal(grid[48:64, :16], np.asarray(PIL.Image.open(experiment_dir / "synth" / "img003.png")))
 
 
 def test_seeds_section_gives_replicate_means_and_the_clinical_loss_effect():
-    config = ExperimentConfig(variants=(Variant("spinegan", 0.1), Variant("spinegan-seed1", 0.1, seed=1),
-                                        Variant("stylegan2-ada"), Variant("stylegan2-ada-seed1", seed=1)))
+    config = ExperimentConfig(
+        variants=(
+            Variant("spinegan", 0.1),
+            Variant("spinegan-seed1", 0.1, seed=1),
+            Variant("stylegan2-ada"),
+            Variant("stylegan2-ada-seed1", seed=1),
+        )
+    )
     assert "No arm was trained with more than one seed" in report.seeds_section({}, config)
-    skills = {"synthetic-spinegan": 0.8, "synthetic-spinegan-seed1": 0.9, "synthetic-stylegan2-ada": 0.7,
-              "synthetic-stylegan2-ada-seed1": 0.6}
-    aucs = {"synthetic-spinegan": 0.82, "synthetic-spinegan-seed1": 0.86, "synthetic-stylegan2-ada": 0.78,
-            "synthetic-stylegan2-ada-seed1": 0.74}
-    section = report.seeds_section(dict(downstream=dict(skills=skills, aucs=aucs, ratios=dict.fromkeys(skills, 0.9))),
-                                   config)
+    skills = {
+        "synthetic-spinegan": 0.8,
+        "synthetic-spinegan-seed1": 0.9,
+        "synthetic-stylegan2-ada": 0.7,
+        "synthetic-stylegan2-ada-seed1": 0.6,
+    }
+    aucs = {
+        "synthetic-spinegan": 0.82,
+        "synthetic-spinegan-seed1": 0.86,
+        "synthetic-stylegan2-ada": 0.78,
+        "synthetic-stylegan2-ada-seed1": 0.74,
+    }
+    section = report.seeds_section(
+        dict(downstream=dict(skills=skills, aucs=aucs, ratios=dict.fromkeys(skills, 0.9))), config
+    )
     # two seeds: t(1) 97.5% point 12.706; AUC sd 0.02828 -> half-width 0.254; skill sd 0.0707 -> 0.635
     assert "<td>spinegan</td><td>2</td><td>0.840 (0.586 to 1.094)</td><td>0.85 (0.21 to 1.49)</td>" in section
     assert "spinegan minus stylegan2-ada, paired by training seed (2 seeds)" in section
-    assert "<td>skill ratio</td><td>+0.200 (-1.071 to +1.471)</td>" in section   # differences 0.1 and 0.3
+    assert "<td>skill ratio</td><td>+0.200 (-1.071 to +1.471)</td>" in section  # differences 0.1 and 0.3
 
 
 def test_privacy_section_reads_a_dp_generator_against_its_epsilon():
     assert "No privacy audit" in report.privacy_section({}, ["spinegan"])
     figures = dict(mia_auc=0.52, mia_tpr_at_1pct_fpr=0.015, share_closer_to_train=0.51)
-    steps = {"privacy/spinegan": dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures)),
-             "privacy/spinegan-dp": dict(privacy=dict(account=dict(differentially_private=True, epsilon=2.0,
-                                                                   delta=1e-5)), spaces=dict(pixel=figures))}
+    steps = {
+        "privacy/spinegan": dict(privacy=dict(guarantee="none recorded"), spaces=dict(pixel=figures)),
+        "privacy/spinegan-dp": dict(
+            privacy=dict(account=dict(differentially_private=True, epsilon=2.0, delta=1e-5)), spaces=dict(pixel=figures)
+        ),
+    }
     section = report.privacy_section(steps, ["spinegan", "spinegan-dp"])
     assert "<td>spinegan</td><td>pixel</td><td>0.520</td><td>0.015</td><td>no DP guarantee</td><td>0.51</td>" in section
     assert "<td>spinegan-dp</td><td>pixel</td><td>0.520</td><td>0.015</td><td>0.0739</td>" in section  # e^2/100
     steps["privacy/spinegan"]["inversion"] = dict(num_per_set=64, steps=100, mia_auc=0.61, mia_tpr_at_1pct_fpr=0.03)
-    assert "<td>spinegan</td><td>inversion (64 per set, 100 steps)</td><td>0.610</td><td>0.030</td>" \
-           "<td>no DP guarantee</td><td>-</td>" in report.privacy_section(steps, ["spinegan"])
+    assert (
+        "<td>spinegan</td><td>inversion (64 per set, 100 steps)</td><td>0.610</td><td>0.030</td>"
+        "<td>no DP guarantee</td><td>-</td>" in report.privacy_section(steps, ["spinegan"])
+    )
 
 
 def test_model_card_says_what_a_pooled_arm_is():
@@ -189,20 +256,36 @@ def test_model_card_says_what_a_pooled_arm_is():
 
 def test_metrics_are_listed_once_per_number_and_timings_in_pipeline_order_with_a_total():
     from spine.pipeline.report_tables import metric_rows, timing_rows
-    results = dict(label_fidelity200_accuracy=0.75, label_fidelity200_auc=0.8125, label_fidelity200_normal_auc=0.8125,
-                   label_fidelity200_abnormal_auc=0.8125, independent_label_fidelity200_auc=0.8125, fid1k_spine=0.8125)
+
+    results = dict(
+        label_fidelity200_accuracy=0.75,
+        label_fidelity200_auc=0.8125,
+        label_fidelity200_normal_auc=0.8125,
+        label_fidelity200_abnormal_auc=0.8125,
+        independent_label_fidelity200_auc=0.8125,
+        fid1k_spine=0.8125,
+    )
     assert metric_rows("gan", results) == [
         ["gan", "fid1k_spine", "0.8125"],  # the same number, another metric: its own row
         ["gan", "independent_label_fidelity200_auc", "0.8125"],
         ["gan", "label_fidelity200_auc (also abnormal_auc, normal_auc)", "0.8125"],
-        ["gan", "label_fidelity200_accuracy", "0.7500"]]
-    steps = {"classifier": dict(seconds=60.0, finished=20.0), "data/phantom": dict(seconds=30.0, finished=10.0),
-             "train/gan": dict(seconds=600.0, finished=30.0)}  # read alphabetically, run in another order
-    assert timing_rows(steps) == [["data/phantom", "30 s"], ["classifier", "60 s"], ["train/gan", "600 s"],
-                                  ["total", "690 s (11.5 min)"]]
+        ["gan", "label_fidelity200_accuracy", "0.7500"],
+    ]
+    steps = {
+        "classifier": dict(seconds=60.0, finished=20.0),
+        "data/phantom": dict(seconds=30.0, finished=10.0),
+        "train/gan": dict(seconds=600.0, finished=30.0),
+    }  # read alphabetically, run in another order
+    assert timing_rows(steps) == [
+        ["data/phantom", "30 s"],
+        ["classifier", "60 s"],
+        ["train/gan", "600 s"],
+        ["total", "690 s (11.5 min)"],
+    ]
 
 
 def test_a_run_without_inception_fid_says_how_to_get_it():
     from spine.pipeline.report_tables import fid_note
+
     assert "No Inception FID in this run" in fid_note(["fid2k_spine", "label_fidelity200"])
     assert "baseline" in fid_note(["fid2k_spine"]) and fid_note(["fid2k", "label_fidelity200"]).count("Inception") == 0

@@ -20,8 +20,8 @@ def pad_or_crop(x: np.ndarray, px0: int, px1: int, py0: int, py1: int) -> np.nda
     """Zero-pad H and W; negative amounts crop instead."""
     n, c, h, w = x.shape
     out = np.zeros((n, c, h + max(py0, 0) + max(py1, 0), w + max(px0, 0) + max(px1, 0)), dtype=np.float64)
-    out[:, :, max(py0, 0):max(py0, 0) + h, max(px0, 0):max(px0, 0) + w] = x
-    return out[:, :, max(-py0, 0):out.shape[2] - max(-py1, 0), max(-px0, 0):out.shape[3] - max(-px1, 0)]
+    out[:, :, max(py0, 0) : max(py0, 0) + h, max(px0, 0) : max(px0, 0) + w] = x
+    return out[:, :, max(-py0, 0) : out.shape[2] - max(-py1, 0), max(-px0, 0) : out.shape[3] - max(-px1, 0)]
 
 
 def correlate_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -31,19 +31,26 @@ def correlate_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     out = np.zeros(x.shape[:2] + (oh, ow), dtype=np.float64)
     for a in range(kh):
         for b in range(kw):
-            out += k[a, b] * x[:, :, a:a + oh, b:b + ow]
+            out += k[a, b] * x[:, :, a : a + oh, b : b + ow]
     return out
 
 
-def upfirdn2d(x: np.ndarray, f: np.ndarray, up=(1, 1), down=(1, 1), padding=(0, 0, 0, 0),
-              flip_filter: bool = False, gain: float = 1.0) -> np.ndarray:
+def upfirdn2d(
+    x: np.ndarray,
+    f: np.ndarray,
+    up=(1, 1),
+    down=(1, 1),
+    padding=(0, 0, 0, 0),
+    flip_filter: bool = False,
+    gain: float = 1.0,
+) -> np.ndarray:
     """Zero-stuff, pad, convolve (true convolution unless flip_filter), subsample; (x, y) pairs as the op."""
     f2 = np.outer(f, f) if f.ndim == 1 else f  # separable: sqrt(gain) per axis = gain overall
     f2 = f2 * gain
     if not flip_filter:
         f2 = f2[::-1, ::-1]
     z = pad_or_crop(zero_stuff(x, up[1], up[0]), *padding)
-    return correlate_valid(z, f2)[:, :, ::down[1], ::down[0]]
+    return correlate_valid(z, f2)[:, :, :: down[1], :: down[0]]
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, groups: int = 1) -> np.ndarray:
@@ -55,5 +62,5 @@ def conv2d(x: np.ndarray, w: np.ndarray, groups: int = 1) -> np.ndarray:
     for oc in range(o):
         g = oc // og
         for ic in range(ig):
-            out[:, oc] += correlate_valid(x[:, g * ig + ic:g * ig + ic + 1], w[oc, ic])[:, 0]
+            out[:, oc] += correlate_valid(x[:, g * ig + ic : g * ig + ic + 1], w[oc, ic])[:, 0]
     return out

@@ -14,32 +14,35 @@ def _numpy_act(name: str, x: np.ndarray, alpha: float) -> np.ndarray:
     selu_l, selu_a = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
     sig = 1 / (1 + np.exp(-x))
     return {
-        'linear': x,
-        'relu': np.maximum(x, 0),
-        'lrelu': np.where(x > 0, x, alpha * x),
-        'tanh': np.tanh(x),
-        'sigmoid': sig,
-        'elu': np.where(x > 0, x, np.expm1(x)),
-        'selu': selu_l * np.where(x > 0, x, selu_a * np.expm1(x)),
-        'softplus': np.log1p(np.exp(x)),
-        'swish': x * sig,
+        "linear": x,
+        "relu": np.maximum(x, 0),
+        "lrelu": np.where(x > 0, x, alpha * x),
+        "tanh": np.tanh(x),
+        "sigmoid": sig,
+        "elu": np.where(x > 0, x, np.expm1(x)),
+        "selu": selu_l * np.where(x > 0, x, selu_a * np.expm1(x)),
+        "softplus": np.log1p(np.exp(x)),
+        "swish": x * sig,
     }[name]
 
 
-DEFAULT_GAIN = {'relu': math.sqrt(2), 'lrelu': math.sqrt(2), 'swish': math.sqrt(2)}
+DEFAULT_GAIN = {"relu": math.sqrt(2), "lrelu": math.sqrt(2), "swish": math.sqrt(2)}
 ACTS = sorted(bias_act.activation_funcs)
 
 
 def test_activation_table_defaults():
-    assert set(ACTS) == {'linear', 'relu', 'lrelu', 'tanh', 'sigmoid', 'elu', 'selu', 'softplus', 'swish'}
+    assert set(ACTS) == {"linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish"}
     for name, spec in bias_act.activation_funcs.items():
         assert spec.def_gain == pytest.approx(DEFAULT_GAIN.get(name, 1.0))
-        assert spec.def_alpha == (0.2 if name == 'lrelu' else 0)
-    assert [bias_act.activation_funcs[n].cuda_idx for n in ['linear', 'relu', 'lrelu', 'tanh', 'sigmoid', 'elu', 'selu', 'softplus', 'swish']] == list(range(1, 10))
+        assert spec.def_alpha == (0.2 if name == "lrelu" else 0)
+    assert [
+        bias_act.activation_funcs[n].cuda_idx
+        for n in ["linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish"]
+    ] == list(range(1, 10))
 
 
-@pytest.mark.parametrize('act', ACTS)
-@pytest.mark.parametrize('dim', [1, 2])
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dim", [1, 2])
 def test_matches_closed_form_with_defaults(act, dim):
     rng = np.random.default_rng(dim)
     x = rng.standard_normal((2, 3, 5, 4)) * 2
@@ -51,8 +54,8 @@ def test_matches_closed_form_with_defaults(act, dim):
         np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize('act', ['lrelu', 'relu', 'swish', 'tanh', 'linear'])
-@pytest.mark.parametrize('gain', [3.0, -2.0])
+@pytest.mark.parametrize("act", ["lrelu", "relu", "swish", "tanh", "linear"])
+@pytest.mark.parametrize("gain", [3.0, -2.0])
 def test_alpha_gain_clamp_and_no_bias(act, gain):
     x = np.linspace(-4, 4, 37).reshape(1, 37)
     out = bias_act.bias_act(torch.tensor(x), act=act, alpha=0.1, gain=gain, clamp=2.5)
@@ -62,7 +65,7 @@ def test_alpha_gain_clamp_and_no_bias(act, gain):
 
 def test_gradient_is_zero_where_clamped():
     x = torch.tensor([-3.0, -0.4, 0.2, 0.9, 5.0], dtype=torch.float64, requires_grad=True)
-    y = bias_act.bias_act(x[None], act='linear', gain=2.0, clamp=1.0)
+    y = bias_act.bias_act(x[None], act="linear", gain=2.0, clamp=1.0)
     (grad,) = torch.autograd.grad(y.sum(), x)
     assert grad.tolist() == [0.0, 2.0, 2.0, 0.0, 0.0]
 
@@ -77,11 +80,11 @@ def test_no_grad_path_leaves_input_untouched():
             bias_act.bias_act(x, None, act=act, gain=2.0, clamp=0.5)
             bias_act.bias_act(x, b, act=act, gain=2.0, clamp=0.5)
     assert torch.equal(x, x0) and torch.equal(b, b0)
-    assert torch.equal(bias_act.bias_act(x, act='linear'), x)  # no bias, gain 1: x * 1 is exact
+    assert torch.equal(bias_act.bias_act(x, act="linear"), x)  # no bias, gain 1: x * 1 is exact
 
 
-@pytest.mark.parametrize('act', ACTS)
-@pytest.mark.parametrize('clamp', [None, 1.5])
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("clamp", [None, 1.5])
 def test_gradcheck_and_gradgradcheck(act, clamp):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 4, dtype=torch.float64, generator=gen)
@@ -96,15 +99,16 @@ def test_gradcheck_and_gradgradcheck(act, clamp):
 
     def op(x, b):
         return bias_act.bias_act(x, b, act=act, clamp=clamp)
+
     assert torch.autograd.gradcheck(op, (x, b))
     assert torch.autograd.gradgradcheck(op, (x, b))
 
 
 def test_bad_arguments_raise_clear_errors():
     x = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match='unknown act'):
-        bias_act.bias_act(x, act='gelu')
-    with pytest.raises(ValueError, match='b must be 1-D'):
+    with pytest.raises(ValueError, match="unknown act"):
+        bias_act.bias_act(x, act="gelu")
+    with pytest.raises(ValueError, match="b must be 1-D"):
         bias_act.bias_act(x, torch.zeros(2))
-    with pytest.raises(ValueError, match='clamp'):
+    with pytest.raises(ValueError, match="clamp"):
         bias_act.bias_act(x, clamp=-1)

@@ -1,11 +1,11 @@
 """conv2d_gradfix: same values and gradients as torch's convolutions, weight gradients skipped on request."""
 
 import numpy as np
+import ops_reference as ref
 import pytest
 import torch
 import torch.nn.functional as F
 
-import ops_reference as ref
 from torch_utils.ops import conv2d_gradfix
 
 
@@ -29,20 +29,22 @@ def test_conv2d_matches_bruteforce_correlation():
     np.testing.assert_allclose(out.detach().numpy(), ref.conv2d(x, w, groups=2), atol=1e-12)
 
 
-@pytest.mark.parametrize('transposed', [False, True])
+@pytest.mark.parametrize("transposed", [False, True])
 def test_values_and_gradients_match_torch(transposed):
     x, w, b = _tensors(1, transposed)
-    ours, theirs = (conv2d_gradfix.conv_transpose2d, F.conv_transpose2d) if transposed else (conv2d_gradfix.conv2d, F.conv2d)
+    ours, theirs = (
+        (conv2d_gradfix.conv_transpose2d, F.conv_transpose2d) if transposed else (conv2d_gradfix.conv2d, F.conv2d)
+    )
     args = TCONV_ARGS if transposed else CONV_ARGS
     y_ours, y_theirs = ours(x, w, b, **args), theirs(x, w, b, **args)
     torch.testing.assert_close(y_ours, y_theirs, rtol=0, atol=1e-12)
-    assert y_ours.grad_fn is not None and 'Convolution' in type(y_ours.grad_fn).__name__
+    assert y_ours.grad_fn is not None and "Convolution" in type(y_ours.grad_fn).__name__
     g = torch.randn_like(y_ours)
     for a, e in zip(torch.autograd.grad(y_ours, (x, w, b), g), torch.autograd.grad(y_theirs, (x, w, b), g)):
         torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize('transposed', [False, True])
+@pytest.mark.parametrize("transposed", [False, True])
 def test_gradcheck_and_gradgradcheck(transposed):
     x, w, b = _tensors(2, transposed)
     x, w = x[:1, :, :3, :3].detach().requires_grad_(), w.detach().requires_grad_()
@@ -63,7 +65,7 @@ def test_no_weight_gradients_skips_only_the_weight_and_restores():
     torch.testing.assert_close(gx, gx_ref)
     with pytest.raises(KeyError):
         with conv2d_gradfix.no_weight_gradients():
-            raise KeyError('boom')
+            raise KeyError("boom")
     (gw_after,) = torch.autograd.grad(y.sum(), (w,))  # context left: weight gradients are back
     torch.testing.assert_close(gw_after, gw_ref)
 
@@ -77,8 +79,10 @@ def test_r1_style_penalty_still_trains_weights():
         with conv2d_gradfix.no_weight_gradients(disable=skip):
             (gx,) = torch.autograd.grad(y.square().sum(), (x,), create_graph=True)
         return torch.autograd.grad(gx.square().sum(), (w,))[0]
-    torch.testing.assert_close(penalty_grad(conv2d_gradfix.conv2d, True), penalty_grad(F.conv2d, False),
-                               rtol=1e-12, atol=1e-12)
+
+    torch.testing.assert_close(
+        penalty_grad(conv2d_gradfix.conv2d, True), penalty_grad(F.conv2d, False), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_without_autograd_it_is_the_plain_op():
@@ -87,5 +91,5 @@ def test_without_autograd_it_is_the_plain_op():
     y = conv2d_gradfix.conv2d(x, w, padding=1)
     assert y.grad_fn is None
     assert torch.equal(y, F.conv2d(x, w, padding=1))  # the same kernel on the same float32 inputs
-    with pytest.raises(ValueError, match='padding'):
-        conv2d_gradfix.conv2d(x, w.requires_grad_(), padding='same')
+    with pytest.raises(ValueError, match="padding"):
+        conv2d_gradfix.conv2d(x, w.requires_grad_(), padding="same")

@@ -32,7 +32,9 @@ def test_matches_bruteforce_and_torch():
     img, grid = _inputs(0)
     out = grid_sample(img, grid)
     assert out.shape == (2, 3, 3, 6)
-    torch.testing.assert_close(out, F.grid_sample(img, grid, mode='bilinear', padding_mode='zeros', align_corners=False))
+    torch.testing.assert_close(
+        out, F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    )
     for n, i, j in [(0, 0, 0), (1, 2, 5), (1, 1, 3)]:
         expected = _bilinear_bruteforce(img[n].numpy(), *grid[n, i, j].tolist())
         np.testing.assert_allclose(out[n, :, i, j].numpy(), expected, atol=1e-12)
@@ -45,7 +47,7 @@ def test_identity_grid_reproduces_image():
     torch.testing.assert_close(grid_sample(img, grid), img)
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gradients_match_torch(dtype):
     img, grid = _inputs(2, dtype)
     img.requires_grad_(True)
@@ -80,7 +82,7 @@ def test_r1_through_grid_sample():
 
 
 def test_bad_shapes_raise():
-    with pytest.raises(ValueError, match='grid'):
+    with pytest.raises(ValueError, match="grid"):
         grid_sample(torch.zeros(1, 1, 2, 2), torch.zeros(1, 2, 2, 3))
 
 
@@ -92,5 +94,6 @@ def test_fixed_grid_path_gradcheck_and_gradgradcheck():
 
     def op(img):
         return grid_sample(img, grid)
+
     assert torch.autograd.gradcheck(op, (img,))
     assert torch.autograd.gradgradcheck(op, (img,))
