@@ -699,21 +699,26 @@ def training_loop(
     maintenance_time = tick_start_time - start_time
     if progress_fn is not None:
         progress_fn(progress.cur_nimg // 1000, int(total_kimg))
+
+    def save_checkpoint() -> None:
+        """The state the next iteration starts from (progress counters already advanced)."""
+        write_checkpoint(
+            os.path.join(run_dir, ckpt.FILE_NAME),
+            nets,
+            loss,
+            phases,
+            progress,
+            training_set_kwargs,
+            options or {},
+            is_main,
+            named,
+        )
+
     try:
         while True:
             signum = interrupt.stop_requested(progress.cur_nimg == progress.tick_start_nimg, world)
             if signum:  # Ctrl-C or SIGTERM: save the state this iteration would start from, then stop
-                write_checkpoint(
-                    os.path.join(run_dir, ckpt.FILE_NAME),
-                    nets,
-                    loss,
-                    phases,
-                    progress,
-                    training_set_kwargs,
-                    options or {},
-                    is_main,
-                    named,
-                )
+                save_checkpoint()
                 raise interrupt.Interrupted(signum, progress.cur_nimg)
             rounds = fetch_rounds(
                 real_batches, fake_labels, nets.G.z_dim, len(phases), batch_per_rank, batch_gpu, device
@@ -775,17 +780,7 @@ def training_loop(
             progress.cur_tick += 1
             progress.tick_start_nimg = progress.cur_nimg
             if snapshot_due:  # after the counters advance: the checkpoint is the state the next iteration starts from
-                write_checkpoint(
-                    os.path.join(run_dir, ckpt.FILE_NAME),
-                    nets,
-                    loss,
-                    phases,
-                    progress,
-                    training_set_kwargs,
-                    options or {},
-                    is_main,
-                    named,
-                )
+                save_checkpoint()
             tick_start_time = time.time()
             maintenance_time = tick_start_time - tick_end_time
             if done:
