@@ -487,7 +487,13 @@ def setup_training_loop_kwargs(opts: dnnlib.EasyDict, explicit: set[str] | None 
     opts = dnnlib.EasyDict(opts, resume=resolve_resume(opts.get("resume"), RESUME_SPECS))  # before --data is needed
     saved = load_resumed_options(opts.get("resume"))
     notes: list[str] = []
-    if saved is not None and saved.get("cli_options") is not None:
+    if saved is not None and saved.get("cli_options") is None:
+        raise UserError(
+            f"--resume={opts.resume}: the checkpoint does not record the command line it was started with (written "
+            "by a pre-release version); pass one of its network snapshots (.pkl) to --resume to start a new run "
+            "from its weights"
+        )
+    if saved is not None:
         try:
             merged, notes = resume_options.merge_options(
                 opts, explicit, saved["cli_options"], opts.resume, PATH_OPTIONS
@@ -519,8 +525,6 @@ def load_resumed_options(resume: str | None) -> dict | None:
 
 def check_resume_compatible(path: str, saved: dict, args: dnnlib.EasyDict, explicit: set[str]) -> None:
     """Refuse to continue a checkpoint with settings that would make it a different run."""
-    if saved.get("cli_options") is None:  # written before the command line was recorded
-        resume_options.adopt_run_settings(args, saved, explicit)
     diffs = resume_options.setting_differences(saved, ckpt.plain(run_options(args)))
     if diffs:
         raise UserError(resume_options.describe_refusal(path, diffs), multiline=True)

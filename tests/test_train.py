@@ -259,6 +259,19 @@ def test_continued_run_refuses_other_changes_one_line_each(tmp_path, captured):
     assert lines[3].startswith("Leave them out to continue with the run's own options (only --kimg, --snap,")
 
 
+def test_a_checkpoint_without_its_command_line_is_refused_in_one_line(tmp_path, captured):
+    out, path = demo_run_checkpoint(tmp_path, captured)
+    options = torch.load(path, weights_only=True)["options"]
+    del options["cli_options"]  # as a pre-release version wrote them
+    torch.save(dict(format=ckpt.FORMAT, options=options), path)
+    refused = invoke("--outdir", out, "--resume", path)
+    assert refused.exit_code == 1 and len(captured) == 1
+    assert refused.output.splitlines() == [
+        f"Error: --resume={path}: the checkpoint does not record the command line it was started with (written by a "
+        "pre-release version); pass one of its network snapshots (.pkl) to --resume to start a new run from its weights"
+    ]
+
+
 def test_dry_run_prints_the_official_summary(tmp_path, captured):
     data = write_dataset(str(tmp_path / "ds"), res=16, n=8)
     result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "--cond", "1", "-n")

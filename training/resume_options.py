@@ -4,9 +4,6 @@ A continued run is the run it continues: the command-line options that run was s
 (`cli_options` in its training options and checkpoint) and fill every option not given now. Options that only say
 how long, how often or on what hardware (`CHANGEABLE`) may be given anew and are listed in the log; any other
 option given with a different value would make a different run and is refused, one line per option.
-
-Checkpoints written before `cli_options` was recorded are continued with the options given now; their run-length
-options (--kimg, --snap, --metrics, ...) still default to the run's own.
 """
 
 from __future__ import annotations
@@ -97,16 +94,6 @@ def comparable(options: dict) -> dict:
     if "path" in data:
         data["path"] = os.path.abspath(data["path"])
     return options
-
-
-def adopt_run_settings(args: dict, saved: dict, explicit: Iterable[str]) -> None:
-    """Changeable settings not given now take the continued run's values (checkpoints without `cli_options`)."""
-    for name, keys in CHANGEABLE.items():
-        if name in explicit:
-            continue
-        for key in keys:
-            if key in saved:
-                args[key] = copy.deepcopy(saved[key])
 
 
 def setting_differences(saved: dict, ours: dict) -> list[str]:

@@ -297,7 +297,7 @@ def _spec_from_data(data: dict, path: Any) -> ClassifierSpec:
         and all(v > 0 for v in std)
     ):
         raise bad("intensity", f"{{scale: float > 0, mean: [{channels} floats], std: [{channels} floats > 0]}}")
-    input_norm = data.get("input_norm", "dataset")  # files written before the field existed: 'dataset'
+    input_norm = _require(data, "input_norm", str, path)
     if input_norm not in INPUT_NORMS:
         raise bad("input_norm", f"one of {INPUT_NORMS}")
     thresholds = _require(data, "thresholds", list, path)

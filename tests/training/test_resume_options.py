@@ -53,27 +53,9 @@ def test_paths_compare_as_absolute(tmp_path, monkeypatch):
     assert merged["data"] == "x.zip"  # the same file, given relatively: accepted
 
 
-def test_old_checkpoints_keep_their_run_length_and_compare_the_rest():
-    """Checkpoints without cli_options: total_kimg & co. come from the run unless given; other settings compare."""
-    saved = dict(
-        total_kimg=2,
-        metrics=["fid2k"],
-        image_snapshot_ticks=5,
-        network_snapshot_ticks=5,
-        ema_kimg=1,
-        run_dir="runs/00000-x",
-    )
-    args = dict(
-        total_kimg=25000,
-        metrics=["fid50k_full"],
-        image_snapshot_ticks=50,
-        network_snapshot_ticks=50,
-        ema_kimg=1,
-        run_dir=None,
-        notes=[],
-    )
-    ro.adopt_run_settings(args, saved, explicit={"snap"})
-    assert (args["total_kimg"], args["metrics"], args["network_snapshot_ticks"]) == (2, ["fid2k"], 50)
+def test_settings_that_make_another_run_are_listed_and_changeable_ones_are_not():
+    saved = dict(total_kimg=2, metrics=["fid2k"], network_snapshot_ticks=5, ema_kimg=1, run_dir="runs/00000-x")
+    args = dict(total_kimg=25000, metrics=["fid50k_full"], network_snapshot_ticks=50, ema_kimg=1, run_dir=None)
     assert ro.setting_differences(saved, args) == []
     assert ro.setting_differences(saved, dict(args, ema_kimg=5)) == ["  ema_kimg: the run has 1, now 5"]
 

@@ -229,13 +229,14 @@ def test_per_image_norms_ignore_exposure_and_window(input_norm):
     assert torch.equal(flat, torch.zeros_like(flat))  # a flat image is centred, not divided by zero
 
 
-def test_input_norm_round_trips_and_old_files_read_as_dataset(tmp_path):
+def test_input_norm_round_trips_and_a_file_without_it_is_refused(tmp_path):
     spec = _spec(input_norm="blurred_image")
     _saved_classifier(tmp_path / "c.pkl", spec)
     assert clf.load_classifier(tmp_path / "c.pkl").spec == spec
     data = torch.load(tmp_path / "c.pkl", weights_only=True)
     torch.save({k: v for k, v in data.items() if k != "input_norm"}, tmp_path / "old.pkl")
-    assert clf.load_classifier(tmp_path / "old.pkl").spec.input_norm == "dataset"
+    with pytest.raises(ValueError, match="old.pkl: classifier.pkl field 'input_norm' is missing"):
+        clf.load_classifier(tmp_path / "old.pkl")
     data["input_norm"] = "histogram"
     torch.save(data, tmp_path / "bad.pkl")
     with pytest.raises(ValueError, match="bad.pkl: classifier.pkl field 'input_norm' must be one of"):
