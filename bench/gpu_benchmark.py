@@ -39,7 +39,7 @@ from spine.pipeline.demo import BENCHMARK  # noqa: E402
 from spine.pipeline.steps import Steps  # noqa: E402
 
 GPU_CFG = "demo-gpu"
-CONFIG = dataclasses.replace(BENCHMARK, gan_cfg=GPU_CFG, variants=PAPER_VARIANTS, snap=5)
+CONFIG = dataclasses.replace(BENCHMARK, gan_cfg=GPU_CFG, variants=PAPER_VARIANTS, pools=(), snap=5)
 # The CPU check of the mechanics: the demo preset (batch 16, no loader workers) is what a CPU runs in seconds.
 TINY = dataclasses.replace(
     CONFIG,
