@@ -246,15 +246,31 @@ def _exaggeration_words(arm: str, downstream: dict[str, Any]) -> str:
     )
 
 
-def headline(config: dict[str, Any], downstream: dict[str, Any] | None) -> str:
-    """One sentence per generator: synthetic-only AUC against the real model's, the skill ratio and the plain ratio
-    with their paired intervals, and in words which models are not above chance."""
+def panel_headline(panel: dict[str, Any]) -> list[str]:
+    """The evaluator panel's lowest skill ratio per generator: the headline's first sentences when a panel ran."""
+    parts = []
+    for name, row in panel["variants"].items():
+        ci = row["lowest_skill_ci"]
+        interval = "interval undefined" if ci is None else f"95% CI {ci[0]:.2f}-{ci[1]:.2f}"
+        parts.append(
+            f"Evaluator panel ({len(panel['members'])} classifiers), {name}: lowest skill ratio "
+            f"{row['lowest_skill']:.2f} ({interval}, over {row['interval_covers']}), by {row['lowest_member']}."
+        )
+    return parts
+
+
+def headline(config: dict[str, Any], downstream: dict[str, Any] | None, panel: dict[str, Any] | None = None) -> str:
+    """The evaluator panel's lowest skill ratio first (when a panel ran), then one sentence per generator of the
+    downstream protocol: synthetic-only AUC against the real model's, the skill ratio and the plain ratio with their
+    paired intervals, and in words which models are not above chance."""
     if downstream is None:
         return "Downstream evaluation has not run yet."
     real = downstream["models"]["real"]
     ci = real["auc_ci"]
-    parts = [
-        f"Classifier trained on real images: test AUC {_fmt(real['auc'])}"
+    parts = [] if panel is None else panel_headline(panel)
+    whose = "Classifier" if panel is None else "The downstream protocol's classifier,"
+    parts += [
+        f"{whose} trained on real images: test AUC {_fmt(real['auc'])}"
         + ("" if ci is None else f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})")
         + "."
         + _chance_words("real-data", real)
@@ -304,7 +320,8 @@ def downstream_table(results: dict[str, Any]) -> str:
     ) + (
         f"<p class='note'>Test: {results['test']['num_images']} held-out real images, opened only after every "
         f"model was final; epochs chosen on validation splits of each training source; percentile bootstrap "
-        f"intervals, the same resamples for every model and ratio (paired).</p>"
+        f"intervals over test {results['test'].get('resampled', 'images')}, the same resamples for every model and "
+        f"ratio (paired); one trained model per row, so they do not cover training randomness.</p>"
     )
 
 
@@ -339,7 +356,7 @@ def seeds_section(steps: dict[str, dict], config: ExperimentConfig) -> str:
         )
     parts.append(
         "<p class='note'>Student-t intervals over training seeds: the spread a new seed would see in the "
-        "mean (the bootstrap intervals above cover the test images only).</p>"
+        "mean (the bootstrap intervals above cover the test draw only).</p>"
     )
     return "".join(parts)
 
@@ -483,9 +500,10 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     downstream = None
     if "downstream" in steps:
         downstream = json.loads(Path(steps["downstream"]["json"]).read_text())
+    summary = headline(config, downstream, steps.get("panel"))
     body = [
         f"<h1>SpineGAN experiment: {html.escape(outdir.name)}</h1>",
-        f"<h2 id='headline'>Headline</h2><p class='headline'>{html.escape(headline(config, downstream))}</p>",
+        f"<h2 id='headline'>Headline</h2><p class='headline'>{html.escape(summary)}</p>",
     ]
     if "panel" in steps:
         body.append("<h2 id='evaluator-panel'>Evaluator panel</h2>" + panel_section(steps["panel"]))

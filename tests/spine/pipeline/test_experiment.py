@@ -398,6 +398,7 @@ def test_the_panel_step_scores_every_arm_and_reuses_the_protocols_own_models(tmp
     assert out["provenance"]["config_sha256"] and out["provenance"]["phantom_seed"] == config.seed
     page = (tmp_path / "report" / "index.html").read_text()
     assert "Evaluator panel" in page and "lowest skill ratio (95% CI)" in page
+    assert "<p class='headline'>Evaluator panel (2 classifiers), plain: lowest skill ratio" in page
     assert out["provenance"]["config_sha256"] in page
 
 
