@@ -8,6 +8,7 @@ step. Only sizes change, through SMALL below: each entry replaces an exact READM
 the table cannot go stale) with a smaller one, so that the whole chain takes a couple of minutes on 2 cores.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -111,6 +112,10 @@ def check_chain_outputs(root: Path, outputs: list[str], first_run: int) -> None:
     assert any("runs/latest/network-snapshot-000000.128.pkl (4, 1, 32, 32)" in out for out in outputs)
     assert sorted(os.listdir(root / "proj")) == ["proj.png", "proj00.png", "projected_w.npz", "target.png"]
     assert (root / "mix" / "grid.png").is_file()
+    panel = json.loads((root / "runs" / "panel" / "panel.json").read_text())
+    assert panel["members"] == ["small_cnn:dataset", "patch_cnn:blurred_image"] and list(panel["variants"]) == [
+        "spinegan"
+    ]
 
 
 def test_the_readme_runs_top_to_bottom_twice(tmp_path):

@@ -312,8 +312,9 @@ def main(
     n_resamples: int,
 ) -> None:
     """Score synthetic training sets with an evaluator panel; the headline is the lowest skill ratio."""
-    if Path(outdir).exists() and any(Path(outdir).iterdir()):
-        raise dnnlib.UserError(f"--out={outdir}: exists and is not empty; give a new folder")
+    out = Path(outdir)
+    if out.exists() and any(out.iterdir()) and not (out / "panel.json").is_file():
+        raise dnnlib.UserError(f"--out={outdir}: holds other files than an earlier panel's; give a new folder")
     options = DownstreamOptions(epochs=epochs, patience=patience, seed=seed, n_resamples=n_resamples)
     panel = run_panel(real_train, synthetic, test_path, outdir, members, options, without_mixed=set(synthetic))
     click.echo(markdown_table(panel))

@@ -143,8 +143,14 @@ def test_cli_trains_every_member_and_writes_the_table(tmp_path):
         assert not (out / folder / "classifier-real+synthetic-gan.pkl").exists()
     assert "Lowest skill ratio" in (out / "panel.md").read_text()
 
-    again = CliRunner().invoke(panel_mod.main, args)  # a used folder is refused, not overwritten
-    assert again.exit_code == 1 and "not empty" in again.output
+    again = CliRunner().invoke(panel_mod.main, args)  # an earlier panel's folder is scored again, as downstream's
+    assert again.exit_code == 0 and json.loads((out / "panel.json").read_text()) == written
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    refused = CliRunner().invoke(panel_mod.main, [*args[:7], str(other), *args[8:]])
+    assert refused.exit_code == 1 and "holds other files than an earlier panel's" in refused.output
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
     bad = CliRunner().invoke(panel_mod.main, args[:-2] + ["--member", "vgg"])
     assert bad.exit_code == 2 and "vgg" in bad.output
 
