@@ -29,7 +29,7 @@ import click
 
 import dnnlib
 from spine.evaluation.downstream import DownstreamOptions
-from spine.pipeline.arms import panel_variants
+from spine.pipeline.arms import panel_variants, training_seed
 from spine.pipeline.config import (
     DP_VARIANT,
     PAPER_VARIANTS,
@@ -130,7 +130,7 @@ def train_command(
         f"--cfg={config.gan_cfg}",
         f"--kimg={config.kimg}",
         f"--snap={config.snap}",
-        f"--seed={config.seed if variant.seed is None else variant.seed}",
+        f"--seed={training_seed(config, variant)}",
         "--metrics=none",
     ]
     if variant.clinical_weight > 0:
