@@ -3,6 +3,8 @@ train.py says how to continue and exits 128 + the signal (issue 32)."""
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -97,42 +99,38 @@ def test_train_logs_how_to_continue_and_exits_like_a_shell(tmp_path, monkeypatch
     assert train  # the script under test
 
 
-@pytest.mark.slow
-def test_ctrl_c_of_a_real_training_process(tmp_path):
-    """train.py in its own process, sent SIGINT once training has started: exit status 130, a checkpoint, and the
-    log's last line says how to continue."""
-    import subprocess
-    import sys
-
+def interrupt_training(tmp_path, kimg_per_tick: str, *extra: str, group: bool = False) -> str:
+    """Start train.py (demo preset, 50 kimg) in its own process, send SIGINT once the first tick is logged (to the
+    whole process group when `group`, as a terminal does), and return its output; asserts the exit status 130."""
     data = write_cli_dataset(str(tmp_path / "ds"), n=16)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    command = [sys.executable, os.path.join(repo, "train.py"), "--outdir", "runs", "--data", data, "--cfg", "demo"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(repo, "train.py"),
-            "--outdir",
-            "runs",
-            "--data",
-            data,
-            "--cfg",
-            "demo",
-            "--kimg",
-            "50",
-            "--kimg-per-tick",
-            "0.016",
-        ],
+        [*command, "--kimg", "50", "--kimg-per-tick", kimg_per_tick, *extra],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
+        start_new_session=group,
     )
     for line in process.stdout:
         if line.startswith("tick 1 "):
-            process.send_signal(signal.SIGINT)
+            if group:
+                os.killpg(process.pid, signal.SIGINT)
+            else:
+                process.send_signal(signal.SIGINT)
             break
     output = line + process.stdout.read()
     assert process.wait(timeout=120) == 130, output
+    return output
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_real_training_process(tmp_path):
+    """train.py in its own process, sent SIGINT once training has started: exit status 130, a checkpoint, and the
+    log's last line says how to continue."""
+    interrupt_training(tmp_path, "0.016")
     run = tmp_path / "runs" / "00000-ds-demo-kimg50"
     last = (run / "log.txt").read_text().rstrip().splitlines()[-1]
     assert last.startswith("interrupted at ") and last.endswith(
@@ -145,43 +143,7 @@ def test_ctrl_c_of_a_real_training_process(tmp_path):
 def test_ctrl_c_of_two_training_processes(tmp_path):
     """--gpus=2 on the CPU (gloo), Ctrl-C to the whole process group as a terminal sends it: both ranks agree on the
     stop at a tick, the checkpoint is written, the parent waits for them and exits 130."""
-    import subprocess
-    import sys
-
-    data = write_cli_dataset(str(tmp_path / "ds"), n=16)
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(repo, "train.py"),
-            "--outdir",
-            "runs",
-            "--data",
-            data,
-            "--cfg",
-            "demo",
-            "--kimg",
-            "50",
-            "--kimg-per-tick",
-            "0.032",
-            "--gpus",
-            "2",
-            "--workers",
-            "0",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-        start_new_session=True,
-    )
-    for line in process.stdout:
-        if line.startswith("tick 1 "):
-            os.killpg(process.pid, signal.SIGINT)
-            break
-    output = line + process.stdout.read()
-    assert process.wait(timeout=120) == 130, output
+    interrupt_training(tmp_path, "0.032", "--gpus", "2", "--workers", "0", group=True)
     run = tmp_path / "runs" / "00000-ds-demo-kimg50"
     assert (run / "log.txt").read_text().rstrip().splitlines()[-1].startswith("interrupted at ")
     from training import checkpoint as ckpt
