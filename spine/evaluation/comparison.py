@@ -134,8 +134,15 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
         "| left | minus the mean of | AUC difference (95% CI) | skill-ratio difference (95% CI) |",
         "| --- | --- | --- | --- |",
     ]
+
+    def named(names: Sequence[str], described: Sequence[str] | None) -> str:
+        """Arm names, each with what its images are when the row says (`left_is`, `right_is`)."""
+        return ", ".join(names if described is None else [f"{n} ({d})" for n, d in zip(names, described)])
+
     lines += [
-        f"| {row['left']} | {', '.join(row['right'])} | {cell(row, 'auc')} | {cell(row, 'skill')} |" for row in rows
+        f"| {named([row['left']], [row['left_is']] if 'left_is' in row else None)} | "
+        f"{named(row['right'], row.get('right_is'))} | {cell(row, 'auc')} | {cell(row, 'skill')} |"
+        for row in rows
     ]
     units = sorted({row.get("resampled", "images") for row in rows})
     lines += [

@@ -10,6 +10,9 @@ better than as many images of one generator (docs/RESULTS.md, section I).
 Every image keeps its class; its study id becomes '<member>/<study id>', so the classifier's study-level validation
 split never mistakes two generators' images of the same latent seed for one study. dataset.json marks the result
 synthetic and names each member's dataset and generator.
+
+A pool at one member's image count (`subsample_dataset`) separates the two things a pool adds, variety and count:
+a seeded draw of as many images per class as one member has, from all members' images.
 """
 
 from __future__ import annotations
@@ -72,6 +75,50 @@ def pool_datasets(members: Mapping[str, str], dest: str) -> dict[str, Any]:
                 labels.append([fname, label])
                 images.append(dict(file=fname, study_id=f"{name}/{study}", member=name, label=label))
         meta = _dataset_json(parts, labels, images)
+        add("dataset.json", json.dumps(meta, indent=1).encode("utf-8"))
+    return meta
+
+
+def subsample_dataset(source: str, dest: str, per_class: int, seed: int) -> dict[str, Any]:
+    """`per_class` images of each class of the dataset at `source`, drawn without replacement with `seed` and kept in
+    their order there, written to `dest` (zip or folder, atomic; never overwrites) with their study ids and each
+    pooled image's member. Returns the dataset.json contents."""
+    check_dest(dest)
+    part = load_labelled_images(source)
+    labels = part.labels.numpy()
+    rng = np.random.default_rng(seed)
+    picks = []
+    for k, name in enumerate(part.class_names):
+        candidates = np.flatnonzero(labels == k)
+        if len(candidates) < per_class:
+            raise dnnlib.UserError(f"{source}: {len(candidates)} images of class {name!r}, fewer than {per_class}")
+        picks.append(rng.choice(candidates, per_class, replace=False))
+    chosen = np.sort(np.concatenate(picks))
+    dataset = ImageFolderDataset(source)
+    member_of = {image["file"]: image.get("member") for image in dataset.metadata.get("images", [])}
+    out_labels: list[list[Any]] = []
+    images: list[dict[str, Any]] = []
+    with open_dest(dest) as add:
+        for n, i in enumerate(chosen):
+            fname = image_fname(n)
+            add(fname, _png(part.images[i].numpy()))
+            out_labels.append([fname, int(labels[i])])
+            images.append(dict(file=fname, study_id=part.study_ids[i], label=int(labels[i])))
+            member = member_of.get(dataset.image_info(int(i))["file"])
+            if member is not None:
+                images[-1]["member"] = member
+        meta = {
+            "labels": out_labels,
+            "spinegan": dict(
+                label_mode=part.label_mode,
+                class_names=list(part.class_names),
+                class_counts={name: per_class for name in part.class_names},
+                num_images=len(out_labels),
+                images=images,
+                synthetic=True,
+                subsampled_from=dict(dataset=source, sha256=part.sha256, per_class=per_class, seed=seed),
+            ),
+        }
         add("dataset.json", json.dumps(meta, indent=1).encode("utf-8"))
     return meta
 

@@ -21,22 +21,32 @@ from spine.evaluation.panel import PanelMember
 class Variant:
     """One generator: name, clinical-loss weight (0 = plain conditional StyleGAN2-ADA), extra train.py options, and
     optionally its own label mode (e.g. 'lesion' for the paper's lesion-type model; None = the experiment's) and
-    training seed (None = the experiment's; replicates of an arm differ only in it)."""
+    training seed (None = the experiment's; replicates of an arm differ only in it) and training length in kimg
+    (None = the experiment's; e.g. one generator trained for a pool's combined kimg)."""
 
     name: str
     clinical_weight: float = 0.0
     train_args: tuple[str, ...] = ()
     labels: str | None = None
     seed: int | None = None
+    kimg: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Pool:
     """A synthetic arm of several variants' images together (spine.evaluation.pooling), e.g. one arm's training
-    seeds: no generator of its own, scored downstream like a variant."""
+    seeds: no generator of its own, scored downstream like a variant. Matched comparisons (issue 26): the pool is
+    also scored subsampled to one member's image count (the arm `<name>-matched`, `spine.pipeline.arms`), and
+    against `long_generator`, when given: a variant like the members but trained for their combined kimg."""
 
     name: str
     members: tuple[str, ...]
+    long_generator: str | None = None
+
+    @property
+    def matched_name(self) -> str:
+        """The arm of this pool's images subsampled to one member's count."""
+        return f"{self.name}-matched"
 
 
 LABEL_MODES = ("abnormality", "lesion")  # what a variant can be conditioned on (spine.data.labels)
@@ -101,6 +111,23 @@ class ExperimentConfig:
     # The phantom's draw (None: `seed`): an experiment's test studies are those of its draw, so two experiments
     # whose draws differ share no test study.
     phantom_seed: int | None = None
+    # Every pool also scored subsampled to one member's image count (`<pool>-matched`, seeded by `seed`): whether a
+    # pool gains by variety or by its count alone. Cheap: one synthetic-only classifier per pool.
+    pool_matched: bool = True
+    # The arms the evaluator panel scores (variant, pool and `<pool>-matched` names); () = every arm of the
+    # experiment's label mode. A replicated arm is grouped over those of its seeds listed.
+    panel_arms: tuple[str, ...] = ()
+    # Training curves (spine.pipeline.curve): each generator of `curve_arms` (every replicate seed of each) scored at
+    # its first snapshot at or after each of `curve_kimg`: `curve_metrics` (registered metric names; label fidelity
+    # again by the independent judge) and the synthetic-only skill ratio of each `curve_panel` member (a panel member
+    # or the downstream protocol's own, whose real-trained model is reused). () = no curve.
+    curve_kimg: tuple[int, ...] = ()
+    curve_arms: tuple[str, ...] = CLINICAL_LOSS_PAIR
+    curve_metrics: tuple[str, ...] = ()
+    curve_panel: tuple[str, ...] = ()
+    # {curve figure: threshold} for kimg-to-threshold: the first curve kimg at which the figure reaches it (at or
+    # above; at or below for FID and KID figures).
+    curve_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @staticmethod
     def from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
@@ -114,8 +141,10 @@ class ExperimentConfig:
             data["variants"] = tuple(_variant(v, f"{where}.variants[{i}]") for i, v in enumerate(data["variants"]))
         if "pools" in data:
             data["pools"] = tuple(_pool(p, f"{where}.pools[{i}]") for i, p in enumerate(data["pools"]))
-        for key in ("metrics", "panel"):
+        for key in ("metrics", "panel", "panel_arms", "curve_kimg", "curve_arms", "curve_metrics", "curve_panel"):
             if key in data:
+                if not isinstance(data[key], (list, tuple)):
+                    raise ValueError(f"{where}.{key}: expected a list, got {data[key]!r}")
                 data[key] = tuple(data[key])
         config = ExperimentConfig(**data)
         config.check(where)
@@ -145,6 +174,48 @@ class ExperimentConfig:
                 f"got {self.classifier_input_norm!r}"
             )
         self._check_panel(where)
+        self._check_curve(where)
+
+    def kimg_of(self, variant: Variant) -> int:
+        """The kimg a variant's GAN trains for: its own, else the experiment's."""
+        return self.kimg if variant.kimg is None else variant.kimg
+
+    def arm_names(self) -> list[str]:
+        """Every synthetic arm's generator name: variants, pools and, with `pool_matched`, the matched pools."""
+        matched = [p.matched_name for p in self.pools] if self.pool_matched else []
+        return [v.name for v in self.variants] + [p.name for p in self.pools] + matched
+
+    def _check_curve(self, where: str) -> None:
+        variants = {v.name: v for v in self.variants}
+        kimgs = list(self.curve_kimg)
+        if not all(isinstance(k, int) and k >= 1 for k in kimgs) or kimgs != sorted(set(kimgs)):
+            raise ValueError(f"{where}.curve_kimg: expected increasing distinct kimg >= 1, got {kimgs}")
+        unknown = [name for name in self.curve_arms if name not in variants or self.mode_of(name) != self.labels]
+        if kimgs and (unknown or not self.curve_arms):
+            raise ValueError(
+                f"{where}.curve_arms: expected names of variants of the {self.labels!r} labels (of "
+                f"{sorted(variants)}), got {unknown or list(self.curve_arms)}"
+            )
+        too_short = [
+            v.name for v in self.variants if v.name in self.curve_arms and kimgs and self.kimg_of(v) < kimgs[-1]
+        ]
+        if too_short:
+            raise ValueError(f"{where}.curve_kimg: {kimgs[-1]} kimg is beyond the training of {too_short}")
+        try:
+            curve = [PanelMember.parse(text) for text in self.curve_panel]
+        except ValueError as exc:
+            raise ValueError(f"{where}.curve_panel: {exc}") from None
+        scored = {m.name for m in panel_members(self)} | {f"{self.classifier_arch}:{self.classifier_input_norm}"}
+        if any(m.name not in scored for m in curve):
+            raise ValueError(
+                f"{where}.curve_panel: expected members of the panel or the downstream protocol's "
+                f"({sorted(scored)}), got {list(self.curve_panel)}"
+            )
+        thresholds = self.curve_thresholds
+        if not isinstance(thresholds, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) for k, v in thresholds.items()
+        ):
+            raise ValueError(f"{where}.curve_thresholds: expected {{figure: number}}, got {thresholds!r}")
 
     def _check_panel(self, where: str) -> None:
         try:
@@ -153,6 +224,9 @@ class ExperimentConfig:
             raise ValueError(f"{where}.panel: {exc}") from None
         if len({m.name for m in members}) != len(members):
             raise ValueError(f"{where}.panel: a member is listed twice in {list(self.panel)}")
+        unknown = [name for name in self.panel_arms if name not in self.arm_names()]
+        if unknown:
+            raise ValueError(f"{where}.panel_arms: expected arm names (of {self.arm_names()}), got {unknown}")
 
     @property
     def draw_seed(self) -> int:
@@ -180,6 +254,29 @@ class ExperimentConfig:
                     f"{where}.pools[{i}].members: variants of different label modes cannot share a "
                     f"classifier's labels, got { ({m: modes[m] for m in pool.members}) }"
                 )
+            if self.pool_matched and pool.matched_name in set(modes) | set(names):
+                raise ValueError(f"{where}.pools[{i}].name: its matched arm {pool.matched_name!r} is taken")
+            self._check_long_generator(pool, f"{where}.pools[{i}].long_generator")
+
+    def _check_long_generator(self, pool: Pool, where: str) -> None:
+        """The long generator is a variant of the members' label mode, not a member, trained for their combined
+        kimg."""
+        if pool.long_generator is None:
+            return
+        variants = {v.name: v for v in self.variants}
+        long = variants.get(pool.long_generator)
+        combined = sum(self.kimg_of(variants[m]) for m in pool.members)
+        if (
+            long is None
+            or pool.long_generator in pool.members
+            or self.mode_of(long.name) != self.mode_of(pool.members[0])
+            or self.kimg_of(long) != combined
+        ):
+            raise ValueError(
+                f"{where}: expected a variant outside the pool, of its label mode, trained for the members' "
+                f"combined {combined} kimg, got {pool.long_generator!r}"
+                + ("" if long is None else f" ({self.kimg_of(long)} kimg)")
+            )
 
     def mode_of(self, name: str) -> str:
         """The label mode of a variant or pool (pools take their members')."""
@@ -191,19 +288,23 @@ class ExperimentConfig:
 def _pool(data: Any, where: str) -> Pool:
     if (
         not isinstance(data, dict)
-        or set(data) != {"name", "members"}
+        or not {"name", "members"} <= set(data) <= {"name", "members", "long_generator"}
         or not isinstance(data["name"], str)
         or not isinstance(data["members"], (list, tuple))
         or not all(isinstance(m, str) for m in data["members"])
+        or not isinstance(data.get("long_generator"), (str, type(None)))
     ):
-        raise ValueError(f"{where}: expected {{'name': str, 'members': [variant names]}}, got {data!r}")
-    return Pool(data["name"], tuple(data["members"]))
+        raise ValueError(
+            f"{where}: expected {{'name': str, 'members': [variant names], 'long_generator': variant name "
+            f"(optional)}}, got {data!r}"
+        )
+    return Pool(data["name"], tuple(data["members"]), data.get("long_generator"))
 
 
 def _variant(data: Any, where: str) -> Variant:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise ValueError(f"{where}: expected {{'name': str, 'clinical_weight': float, 'train_args': [str]}}")
-    unknown = set(data) - {"name", "clinical_weight", "train_args", "labels", "seed"}
+    unknown = set(data) - {"name", "clinical_weight", "train_args", "labels", "seed", "kimg"}
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
     labels, seed = data.get("labels"), data.get("seed")
@@ -211,8 +312,11 @@ def _variant(data: Any, where: str) -> Variant:
         raise ValueError(f"{where}.labels: expected one of {list(LABEL_MODES)}, got {labels!r}")
     if seed is not None and not isinstance(seed, int):
         raise ValueError(f"{where}.seed: expected an integer, got {seed!r}")
+    kimg = data.get("kimg")
+    if kimg is not None and (not isinstance(kimg, int) or kimg < 1):
+        raise ValueError(f"{where}.kimg: expected an integer >= 1, got {kimg!r}")
     return Variant(
-        data["name"], float(data.get("clinical_weight", 0.0)), tuple(data.get("train_args", ())), labels, seed
+        data["name"], float(data.get("clinical_weight", 0.0)), tuple(data.get("train_args", ())), labels, seed, kimg
     )
 
 

@@ -15,8 +15,10 @@ Modes:
   benchmark  the paper's comparison: plain conditional StyleGAN2-ADA and SpineGAN with three training seeds each
              (the clinical loss's effect paired by seed), the lesion-type (8-class) model scored by macro-AUC,
              SpineGAN with DP-SGD, a privacy audit per generator; per main arm a pooled arm (its three seeds'
-             images together); 30 kimg each at 32x32, twice the phantom images:
-             under 2 hours on an idle 2-core machine (docs/RESULTS.md section H).
+             images together), also at one generator's image count, and one SpineGAN trained for the SpineGAN pool's
+             combined kimg; the full evaluator panel; the training curve (plain against SpineGAN at 10, 20 and 30
+             kimg, every seed); 30 kimg each at 32x32, twice the phantom images: about 80 minutes on this
+             project's 2-core AMD EPYC with bf16 (estimated: docs/RESULTS.md section K3; not yet run).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ import click
 
 import dnnlib
 from spine.evaluation.arms import Arm
-from spine.pipeline.arms import synthetic_arms
+from spine.evaluation.panel import FULL_PANEL
+from spine.pipeline.arms import describe_arm, synthetic_arms
 from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
+from spine.pipeline.curve import SKILL
 from spine.pipeline.experiment import run_experiment
 from spine.pipeline.report_tables import metric_rows
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
@@ -71,9 +75,9 @@ DEMO = ExperimentConfig(
     seed=0,
     panel=("patch_cnn:blurred_image", "small_cnn:dataset", "resnet18:dataset"),
 )
-# The evaluator panel (demo and benchmark) is spine.evaluation.panel.FULL_PANEL less the DenseNet-121, the slowest
-# member to train on a CPU (the full panel's cost in the benchmark is not yet sized: docs/RESULTS.md, section K); it
-# keeps a member on `dataset` normalisation (the classifier CLI's default `small_cnn`) beside the protocol's own.
+# The demo's evaluator panel is spine.evaluation.panel.FULL_PANEL less the DenseNet-121, the slowest member to train
+# on a CPU (the benchmark runs the full panel: docs/RESULTS.md, section K3); it keeps a member on `dataset`
+# normalisation (the classifier CLI's default `small_cnn`) beside the protocol's own.
 
 # The paper's comparison on the same data and preset (a CPU-sized run; on a GPU the same config trains faster):
 # conditional StyleGAN2-ADA and SpineGAN, each with three training seeds (the clinical loss's effect is then stated
@@ -90,40 +94,80 @@ def replicate_seeds(seed: int) -> tuple[int, ...]:
     return tuple(seed + k for k in range(1, REPLICATES + 1))
 
 
-def benchmark_variants(demo_spinegan: Variant, seed: int = 0) -> tuple[Variant, ...]:
-    """Plain and SpineGAN arms (seed of the experiment, then each replicate seed), the lesion-type model, DP."""
+def long_generator(arm: Variant, kimg: int) -> Variant:
+    """`arm` trained for its pool's combined kimg (one generator per training seed of the pool, each `kimg`)."""
+    total = (REPLICATES + 1) * kimg
+    return dataclasses.replace(arm, name=f"{arm.name}-{total}kimg", kimg=total)
+
+
+def benchmark_variants(demo_spinegan: Variant, seed: int = 0, kimg: int = 30) -> tuple[Variant, ...]:
+    """Plain and SpineGAN arms (seed of the experiment, then each replicate seed), the lesion-type model, DP, and
+    SpineGAN trained for its pool's combined kimg (the pool's kimg-matched single generator)."""
     main_arms = (PAPER_VARIANTS[0], demo_spinegan)
     replicates = tuple(
         dataclasses.replace(v, name=f"{v.name}-seed{s}", seed=s) for s in replicate_seeds(seed) for v in main_arms
     )
     lesion = (Variant("stylegan2-ada-lesion", labels="lesion"),)
-    return main_arms + replicates + lesion + (DP_VARIANT,)
+    return main_arms + replicates + lesion + (DP_VARIANT, long_generator(demo_spinegan, kimg))
 
 
 def seed_pools(variants: tuple[Variant, ...], seed: int = 0) -> tuple[Pool, ...]:
-    """Per main arm, one pooled arm: the images of all its training seeds together (`<name>-pooled`)."""
-    return tuple(
-        Pool(f"{arm.name}-pooled", (arm.name,) + tuple(f"{arm.name}-seed{s}" for s in replicate_seeds(seed)))
-        for arm in variants[:2]
-    )
+    """Per main arm, one pooled arm: the images of all its training seeds together (`<name>-pooled`), with the
+    arm's long generator when the variants have one."""
+    pools = []
+    for arm in variants[:2]:
+        long = (
+            v.name for v in variants if v.kimg is not None and dataclasses.replace(v, name=arm.name, kimg=None) == arm
+        )
+        members = (arm.name,) + tuple(f"{arm.name}-seed{s}" for s in replicate_seeds(seed))
+        pools.append(Pool(f"{arm.name}-pooled", members, next(long, None)))
+    return tuple(pools)
 
 
 # The pooled arms train one classifier on the three seeds' images together (3,000 per class): more diverse than
 # one generator's, since each covers only part of the real images' variety. Chosen on the benchmark draw's training
 # images, never its test split (docs/RESULTS.md, section I).
 _BENCHMARK_VARIANTS = benchmark_variants(DEMO.variants[0])
+_BENCHMARK_POOLS = seed_pools(_BENCHMARK_VARIANTS)
+
+
+def single_arms_and_matched_pools(variants: tuple[Variant, ...], pools: tuple[Pool, ...]) -> tuple[str, ...]:
+    """The arms the benchmark's full panel scores: every single generator of the abnormality labels and each pool
+    at one generator's image count (not the full pools: 6,000 images each would double the panel's cost, and the
+    protocol's own classifier compares them with their matched arms, step `matched`)."""
+    return tuple(v.name for v in variants if v.labels is None) + tuple(p.matched_name for p in pools)
+
+
+# Matched comparisons and training curves (issue 26, goals 4 and 5; costs in docs/RESULTS.md, section K):
+# - each pool is also scored subsampled to one generator's 1,000 images per class, and the SpineGAN pool against
+#   one SpineGAN trained for the pool's combined 90 kimg (`spinegan-90kimg`);
+# - the full evaluator panel (with the paper's DenseNet-121) scores the single generators and the matched pools;
+# - the curve scores plain and SpineGAN at every seed at 10, 20 and 30 kimg (snapshots every 5): label fidelity (by
+#   the loss's judge and the independent one), precision and recall in the spine classifier's features, and the
+#   protocol's own classifier's skill ratio; thresholds stated before the run (from section J's draw-0 figures at
+#   30 kimg: plain's independent label fidelity 0.890, recalls 0.18, single-generator skill 0.65-0.82).
 BENCHMARK = dataclasses.replace(
     DEMO,
     phantom_train=4000,
     phantom_test=1000,
     kimg=30,
     variants=_BENCHMARK_VARIANTS,
-    pools=seed_pools(_BENCHMARK_VARIANTS),
+    pools=_BENCHMARK_POOLS,
     synth_per_class=1000,
     metrics=("fid2k_spine", "pr2k3_spine", "label_fidelity500"),
     n_resamples=1000,
     privacy_audit=True,
     privacy_inversion=64,
+    panel=tuple(m.name for m in FULL_PANEL),
+    panel_arms=single_arms_and_matched_pools(_BENCHMARK_VARIANTS, _BENCHMARK_POOLS),
+    curve_kimg=(10, 20, 30),
+    curve_metrics=("pr2k3_spine", "label_fidelity500"),
+    curve_panel=("patch_cnn:blurred_image",),
+    curve_thresholds={
+        "independent_label_fidelity500_auc": 0.9,
+        "pr2k3_spine_recall": 0.15,
+        f"{SKILL}patch_cnn:blurred_image": 0.7,
+    },
 )
 
 MODES = {"demo": DEMO, "benchmark": BENCHMARK}
@@ -138,8 +182,11 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
     """The config of `mode` for one draw: phantom, splits, generators and classifiers all follow `seed`."""
     config = dataclasses.replace(MODES[mode], seed=seed, phantom_seed=seed + DRAW_OFFSET[mode])
     if mode == "benchmark":
-        variants = benchmark_variants(DEMO.variants[0], seed)
-        config = dataclasses.replace(config, variants=variants, pools=seed_pools(variants, seed))
+        variants = benchmark_variants(DEMO.variants[0], seed, config.kimg)
+        pools = seed_pools(variants, seed)
+        config = dataclasses.replace(
+            config, variants=variants, pools=pools, panel_arms=single_arms_and_matched_pools(variants, pools)
+        )
     return config
 
 
@@ -168,6 +215,8 @@ def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, 
             continue
         ratio = down["ratios"][arm]
         line = f"  test AUC{task}, trained on {name} images only: {down['aucs'][arm]:.3f}"
+        if synthetic.pool or name in {p.long_generator for p in config.pools}:
+            lines.append(f"  ({name}: {describe_arm(config, name)})")
         if arm in cis:
             line += f"  (95% CI {_ci(cis[arm])})"
         lines.append(line)
@@ -242,11 +291,53 @@ def panel_lines(panel: dict[str, Any]) -> list[str]:
     return lines
 
 
+def matched_lines(matched: dict[str, Any]) -> list[str]:
+    """The pools against their matched arms (image count, combined kimg): paired test-set differences."""
+    lines = [
+        "  matched comparisons (paired over test-study resamples; comparisons with the paper use single generators):"
+    ]
+    for row in matched["rows"]:
+        auc, ci = row["auc_difference"], row["auc_ci"]
+        interval = "undefined" if ci is None else f"{ci[0]:+.3f} to {ci[1]:+.3f}"
+        lines.append(
+            f"    {row['left']} ({row['left_is']}) minus {', '.join(row['right'])}: AUC "
+            + ("undefined" if auc is None else f"{auc:+.3f}")
+            + f" ({interval})"
+        )
+    return lines
+
+
+def curve_lines(curve: dict[str, Any]) -> list[str]:
+    """The training curve's last kimg (paired difference) and kimg-to-threshold per figure."""
+    from spine.pipeline.curve import format_difference
+
+    summary = curve["summary"]
+    pair = summary.get("pair")
+    if not pair:
+        return []
+    last = str(summary["kimg"][-1])
+    lines = [
+        f"  training curve, {pair['treated']} minus {pair['control']} paired by seed {pair['seeds']} "
+        f"(t-intervals over seed pairs: training randomness, the test split fixed):"
+    ]
+    for figure, row in summary["differences"][last].items():
+        if row["num_pairs"]:
+            lines.append(f"    {figure} at {last} kimg: {format_difference(row)}")
+    for figure, row in summary.get("to_threshold", {}).items():
+        lines.append(
+            f"    kimg to {figure} {row['direction']} {row['threshold']:g}: "
+            f"{format_difference(row['difference'], 1)} kimg"
+        )
+    return lines
+
+
 def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]:
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
     lines = panel_lines(out["panel"]) if "panel" in out else []
     lines += downstream_lines(out["downstream"], config, config.labels) + effect_lines(out, config, *CLINICAL_LOSS_PAIR)
+    lines += matched_lines(out["matched"]) if "matched" in out else []
+    lines += curve_lines(out["curve"]) if "curve" in out else []
     for mode in sorted({config.mode_of(v.name) for v in config.variants} - {config.labels}):
         lines += downstream_lines(out[f"downstream-{mode}"], config, mode, f" ({mode} labels, macro)")
     for key, value in out.items():

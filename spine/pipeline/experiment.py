@@ -29,7 +29,7 @@ import click
 
 import dnnlib
 from spine.evaluation.downstream import DownstreamOptions
-from spine.pipeline.arms import panel_variants, training_seed
+from spine.pipeline.arms import describe_arm, panel_variants, synthetic_arms, training_seed
 from spine.pipeline.config import (
     DP_VARIANT,
     PAPER_VARIANTS,
@@ -42,6 +42,7 @@ from spine.pipeline.config import (
     panel_members,
 )
 from spine.pipeline.steps import REPO_ROOT, Steps, code_version, run_logged
+from spine.scoring import save_json
 
 # ----------------------------------------------------------------------------------------------------------------
 # The steps of an experiment.
@@ -128,7 +129,7 @@ def train_command(
         f"--data={train_zip}",
         "--cond=1",
         f"--cfg={config.gan_cfg}",
-        f"--kimg={config.kimg}",
+        f"--kimg={config.kimg_of(variant)}",
         f"--snap={config.snap}",
         f"--seed={training_seed(config, variant)}",
         "--metrics=none",
@@ -208,6 +209,50 @@ def pool_step(pool: Pool, synthetic: dict[str, str], workdir: Path) -> dict[str,
     return dict(dataset=str(dest), members=list(pool.members), num_images=meta["num_images"])
 
 
+def matched_pool_step(pool_zip: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+    """The pool at one member's image count: `synth_per_class` images per class drawn from it (seeded)."""
+    from spine.evaluation.pooling import subsample_dataset
+
+    dest = workdir / "synthetic.zip"
+    meta = subsample_dataset(pool_zip, str(dest), config.synth_per_class, config.seed)["spinegan"]
+    return dict(dataset=str(dest), subsampled_from=pool_zip, num_images=meta["num_images"])
+
+
+def matched_comparisons(config: ExperimentConfig) -> list[tuple[str, tuple[str, ...]]]:
+    """Per pool of the experiment's label mode, (left, right arms averaged): the pool against its members' mean, at
+    the members' image count against the full pool and the members' mean, and the long generator (one generator
+    trained for the members' combined kimg) against the pool and the members' mean."""
+    comparisons: list[tuple[str, tuple[str, ...]]] = []
+    for pool in (p for p in config.pools if config.mode_of(p.name) == config.labels):
+        comparisons.append((pool.name, pool.members))
+        if config.pool_matched:
+            comparisons += [(pool.name, (pool.matched_name,)), (pool.matched_name, pool.members)]
+        if pool.long_generator is not None:
+            comparisons += [(pool.name, (pool.long_generator,)), (pool.long_generator, pool.members)]
+            if config.pool_matched:
+                comparisons.append((pool.matched_name, (pool.long_generator,)))
+    return comparisons
+
+
+def matched_step(downstream_dir: str, test_zip: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+    """Paired test-set differences (spine.evaluation.comparison) between each pool and its matched arms: the same
+    resamples of the test studies for every arm, as the downstream table's."""
+    from spine.classifier.data import load_labelled_images
+    from spine.evaluation.comparison import arm_scores, arms_to_score, markdown_table, paired_differences
+
+    comparisons = matched_comparisons(config)
+    test = load_labelled_images(test_zip)
+    scores = arm_scores(downstream_dir, arms_to_score(downstream_dir, comparisons), test)
+    rows = paired_differences(test.labels.numpy(), scores, comparisons, config.n_resamples, config.seed, test.study_ids)
+    for row in rows:
+        row["left_is"] = describe_arm(config, row["left"])
+        row["right_is"] = [describe_arm(config, name) for name in row["right"]]
+    save_json(rows, str(workdir / "matched.json"))
+    with dnnlib.atomic_write(workdir / "matched.md", "w") as f:
+        f.write(markdown_table(rows))
+    return dict(json=str(workdir / "matched.json"), markdown=str(workdir / "matched.md"), rows=rows)
+
+
 INDEPENDENT = "independent_"  # prefix of the results of the independent judge
 
 
@@ -219,11 +264,13 @@ def metrics_variant(
     config: ExperimentConfig,
     workdir: Path,
     log: Callable[[str], None],
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Every configured metric against the real training images; a metric that cannot run says why.
 
     With an independent `judge`, the label-fidelity metrics run again with it (results prefixed 'independent_').
-    Real-image statistics are cached in <outdir>/metrics/real-stats, so later variants reuse the first one's.
+    Real-image statistics are cached in `cache_dir` (default <outdir>/metrics/real-stats), so later variants reuse
+    the first one's.
     """
     import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
     from metrics import metric_main
@@ -243,7 +290,7 @@ def metrics_variant(
                 dataset_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path=train_zip, use_labels=True),
                 classifier=judged_by,
                 seed=config.seed,
-                cache_dir=str(workdir.parent / "real-stats"),
+                cache_dir=str(cache_dir or workdir.parent / "real-stats"),
             )
         except (OSError, ValueError, RuntimeError) as exc:  # e.g. no detector weights offline
             errors[prefix + metric] = f"{type(exc).__name__}: {exc}"
@@ -254,6 +301,80 @@ def metrics_variant(
         metric_main.report_metric(line, str(workdir))
         results.update(line["results"])
     return dict(results=results, errors=errors)
+
+
+def curve_steps(
+    steps: Steps,
+    config: ExperimentConfig,
+    out: dict[str, Any],
+    data: dict[str, dict[str, str]],
+    judge: str | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """'curve/<variant>' per generator of the training curves (spine.pipeline.curve), then 'curve': the summary over
+    seeds, paired by seed, with kimg-to-threshold. Nothing without `curve_kimg`."""
+    from spine.pipeline import curve
+
+    variants = curve.curve_variants(config)
+    if not variants:
+        return {}
+    main = data[config.labels]
+    folders = curve.curve_member_folders(
+        config, str(Path(out["downstream"]["json"]).parent), str(steps.workdir("panel")) if "panel" in out else None
+    )
+    results: dict[str, Any] = {}
+    for variant in variants:
+        run_dirs = out[f"train/{variant.name}"]["run_dirs"]
+        results[f"curve/{variant.name}"] = steps.run(
+            f"curve/{variant.name}", lambda w: curve_step(run_dirs, main, judge, folders, config, w, log)
+        )
+
+    def summary(workdir: Path) -> dict[str, Any]:
+        figures = curve.summarize_curve(results, config)
+        return dict(curve.write_curve(figures, workdir), summary=figures)
+
+    results["curve"] = steps.run("curve", summary)
+    return results
+
+
+def curve_step(
+    run_dirs: list[str],
+    main: dict[str, str],
+    judge: str | None,
+    folders: dict[str, str],
+    config: ExperimentConfig,
+    workdir: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """One generator's curve: at each of `curve_kimg`, its snapshot's synthetic set (the same latents and counts as
+    the final synthesis), the curve metrics and each curve member's synthetic-only skill ratio."""
+    from spine.classifier.data import load_labelled_images
+    from spine.pipeline import curve
+
+    test = load_labelled_images(main["test"])
+    real = curve.real_aucs(folders, test)
+    class_names, label_mode = _dataset_classes(main["train"])
+    metric_config = dataclasses.replace(config, metrics=config.curve_metrics)
+    points = []
+    for kimg in config.curve_kimg:
+        snapshot, at = curve.snapshot_at(run_dirs, kimg)
+        point_dir = workdir / f"kimg{kimg:06d}"
+        point_dir.mkdir()
+        synthetic = synthesize_variant(snapshot, class_names, label_mode, config, point_dir)["dataset"]
+        measured = metrics_variant(
+            snapshot,
+            main["train"],
+            main["classifier"],
+            judge,
+            metric_config,
+            point_dir,
+            log,
+            cache_dir=workdir.parents[1] / "metrics" / "real-stats",
+        )
+        figures = {key: value for key, value in measured["results"].items() if isinstance(value, float)}
+        figures.update(curve.member_skills(synthetic, test, real, downstream_options(config)))
+        points.append(dict(kimg=kimg, snapshot_kimg=at, snapshot=snapshot, figures=figures, errors=measured["errors"]))
+    return dict(real_auc=real, points=points)
 
 
 def baseline_metrics(
@@ -378,23 +499,31 @@ def run_experiment(
         datasets = synthetic[config.mode_of(pool.name)]  # the pool becomes one of its mode's synthetic arms
         out[f"pool/{pool.name}"] = steps.run(f"pool/{pool.name}", lambda w: pool_step(pool, datasets, w))
         datasets[pool.name] = out[f"pool/{pool.name}"]["dataset"]
+        if config.pool_matched:
+            key = f"pool/{pool.matched_name}"
+            out[key] = steps.run(key, lambda w: matched_pool_step(datasets[pool.name], config, w))
+            datasets[pool.matched_name] = out[key]["dataset"]
     options = downstream_options(config)
+    pooled = [arm.variant for mode in modes for arm in synthetic_arms(config, mode) if arm.pool]
     for mode in modes:
         key = "downstream" if mode == config.labels else f"downstream-{mode}"
         out[key] = steps.run(
             key,
-            lambda w: _downstream(
-                data[mode]["train"], synthetic[mode], data[mode]["test"], w, options, [p.name for p in config.pools]
-            ),
+            lambda w: _downstream(data[mode]["train"], synthetic[mode], data[mode]["test"], w, options, pooled),
+        )
+    main = data[config.labels]
+    if matched_comparisons(config) and config.labels == "abnormality":  # paired AUCs need a binary task
+        out["matched"] = steps.run(
+            "matched", lambda w: matched_step(str(Path(out["downstream"]["json"]).parent), main["test"], config, w)
         )
     if config.panel:
-        main = data[config.labels]
         out["panel"] = steps.run(
             "panel",
             lambda w: panel_step(
                 main["train"], synthetic[config.labels], main["test"], out["downstream"]["json"], config, w
             ),
         )
+    out.update(curve_steps(steps, config, out, data, judge, log))
     if config.report:
         from spine.pipeline.report import write_experiment_report
 
@@ -406,7 +535,8 @@ def run_experiment(
 def train_variants(
     steps: Steps, config: ExperimentConfig, data: dict[str, dict[str, str]], log: Callable[[str], None], parallel: int
 ) -> dict[str, dict[str, Any]]:
-    """{'train/<name>': outputs} of every variant, `parallel` trainings at a time (each resumes its checkpoint)."""
+    """{'train/<name>': outputs} of every variant, `parallel` trainings at a time (each resumes its checkpoint), the
+    longest (most kimg) first: a long one started last would train alone while the other cores idle."""
     env = training_env(parallel)
 
     def train(variant: Variant) -> tuple[str, dict[str, Any]]:
@@ -418,7 +548,7 @@ def train_variants(
         )
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return dict(pool.map(train, config.variants))
+        return dict(pool.map(train, sorted(config.variants, key=lambda v: -config.kimg_of(v))))
 
 
 def privacy_step(
@@ -498,6 +628,9 @@ def panel_step(
     options = downstream_options(config)
     members = panel_members(config)
     own = next((m for m in members if (m.arch, m.input_norm) == (options.arch, options.input_norm)), None)
+    variants = panel_variants(config, config.labels)
+    scored = {generator for generators in variants.values() for generator in generators}
+    synthetic = {name: path for name, path in synthetic.items() if name in scored}
     train_panel(
         train_zip,
         synthetic,
@@ -508,7 +641,7 @@ def panel_step(
         without_mixed=set(synthetic),
     )
     folders = {m.name: str(Path(downstream_json).parent if m == own else workdir / m.folder) for m in members}
-    panel = score_panel(folders, test_zip, panel_variants(config, config.labels), options.n_resamples, options.seed)
+    panel = score_panel(folders, test_zip, variants, options.n_resamples, options.seed)
     write_panel(panel, str(workdir))
     return dict(
         json=str(workdir / "panel.json"),

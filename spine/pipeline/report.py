@@ -489,6 +489,124 @@ def panel_section(panel: dict[str, Any]) -> str:
     )
 
 
+def arms_note(config: ExperimentConfig) -> str:
+    """What the pooled, matched and long-generator arms' images are, and which rows compare with the paper."""
+    from spine.pipeline.arms import describe_arm
+
+    special = [p.name for p in config.pools] + [p.matched_name for p in config.pools if config.pool_matched]
+    special += [p.long_generator for p in config.pools if p.long_generator is not None]
+    if not special:
+        return ""
+    items = "; ".join(f"{name}: {describe_arm(config, name)}" for name in special)
+    return (
+        f"<p class='note'>Arms that are not one generator of {config.kimg} kimg: {html.escape(items)}. The paper's "
+        f"figures (synthetic-only 0.830 against real 0.886 on VinDr-SpineXR) are one generator's: compare them "
+        f"with the single-generator rows.</p>"
+    )
+
+
+def matched_section(matched: dict[str, Any]) -> str:
+    """The pools against their matched arms: at one generator's image count, and one generator of their kimg."""
+    rows = []
+    for row in matched["rows"]:
+        auc, skill = (
+            "undefined"
+            if row.get(f"{key}_difference") is None
+            else f"{row[f'{key}_difference']:+.3f}"
+            + ("" if row[f"{key}_ci"] is None else " ({:+.3f} to {:+.3f})".format(*row[f"{key}_ci"]))
+            for key in ("auc", "skill")
+        )
+        right = ", ".join(f"{n} ({d})" for n, d in zip(row["right"], row["right_is"]))
+        rows.append([f"{row['left']} ({row['left_is']})", right, auc, skill])
+    return _table(["arm", "minus the mean of", "AUC difference (95% CI)", "skill-ratio difference (95% CI)"], rows) + (
+        "<p class='note'>Paired percentile bootstrap over test studies (every arm on the same resamples, the "
+        "downstream protocol's classifier); one trained model per arm, so they do not cover training randomness. A "
+        "pool against its matched arm is the effect of its image count alone; the matched arm against the members' "
+        "mean is the effect of variety at one count; the pool against the long generator compares equal "
+        "kimg.</p>"
+    )
+
+
+def plot_curve(summary: dict[str, Any], steps: dict[str, dict], config: ExperimentConfig, path: Path) -> str | None:
+    """One panel per curve figure against kimg: a thin line per generator seed, a thick one per arm's mean."""
+    from matplotlib.figure import Figure
+
+    from spine.pipeline.seeds import seeds_of
+
+    figures = summary["figures"]
+    if not figures:
+        return None
+    cols = min(3, len(figures))
+    rows = -(-len(figures) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=90)
+    for i, figure in enumerate(figures):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for number, (name, means) in enumerate(summary["means"].items()):
+            colour = f"C{number}"
+            for arm in seeds_of(config, name):
+                points = steps.get(f"curve/{arm.variant}", {}).get("points", [])
+                xy = [(p["kimg"], p["figures"][figure]) for p in points if figure in p["figures"]]
+                if xy:
+                    ax.plot(*zip(*xy), color=colour, alpha=0.35, linewidth=0.8)
+            ax.plot(
+                summary["kimg"],
+                [means[str(k)].get(figure) for k in summary["kimg"]],
+                color=colour,
+                marker="o",
+                label=name,
+            )
+        ax.set(title=figure, xlabel="kimg")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def curve_section(curve: dict[str, Any], steps: dict[str, dict], config: ExperimentConfig, reportdir: Path) -> str:
+    """The clinical loss and training speed: figures against kimg, paired by seed, and kimg-to-threshold."""
+    from spine.pipeline.curve import format_difference
+
+    summary = curve["summary"]
+    arms = list(summary["means"])
+    rows = []
+    for figure in summary["figures"]:
+        for k in summary["kimg"]:
+            diff = summary.get("differences", {}).get(str(k), {}).get(figure)
+            rows.append(
+                [figure, k]
+                + [_fmt(summary["means"][a][str(k)].get(figure)) for a in arms]
+                + ([format_difference(diff)] if "differences" in summary else [])
+            )
+    pair = summary.get("pair")
+    header = ["figure", "kimg"] + [f"{a} (mean over seeds)" for a in arms]
+    header += [f"{pair['treated']} minus {pair['control']}, paired by seed (95% t-interval)"] if pair else []
+    parts = [_table(header, rows)]
+    image = plot_curve(summary, steps, config, reportdir / "curve.png")
+    if image:
+        parts.append(f"<img src='{image}' alt='figures against kimg'>")
+    thresholds = summary.get("to_threshold", {})
+    if thresholds:
+        threshold_rows = [
+            [
+                f"{figure} {row['direction']} {row['threshold']:g}",
+                "; ".join(f"seed {s}: {r['treated']} / {r['control']}" for s, r in row["per_seed"].items()),
+                format_difference(row["difference"], 1),
+            ]
+            for figure, row in thresholds.items()
+        ]
+        parts.append(
+            _table(
+                [
+                    "kimg to threshold",
+                    f"per seed: {pair['treated']} / {pair['control']} (None: not reached)",
+                    "paired difference, kimg",
+                ],
+                threshold_rows,
+            )
+        )
+    parts.append(f"<p class='note'>Intervals: {html.escape(summary['covers'])}.</p>")
+    return "".join(parts)
+
+
 def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = None) -> Path:
     """Write <reportdir>/index.html (default <outdir>/report) and its figures; returns the HTML path."""
     outdir = Path(outdir)
@@ -523,7 +641,15 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
         body.append(f"<h3>{html.escape(key.removeprefix('downstream-'))} labels (macro-AUC over classes)</h3>")
         body.append(downstream_table(json.loads(Path(steps[key]["json"]).read_text())))
     typed = ExperimentConfig.from_dict(config, where=str(outdir / "config.json"))
+    body.append(arms_note(typed))
+    if "matched" in steps:
+        body.append("<h2 id='matched-comparisons'>Matched comparisons</h2>" + matched_section(steps["matched"]))
     body.append("<h2 id='training-seeds'>Training seeds</h2>" + seeds_section(steps, typed))
+    if "curve" in steps:
+        body.append(
+            "<h2 id='clinical-loss-and-training-speed'>Clinical loss and training speed</h2>"
+            + curve_section(steps["curve"], steps, typed, reportdir)
+        )
 
     body.append("<h2 id='metrics'>Metrics</h2>")
     metric_rows = []

@@ -52,7 +52,7 @@ def paired_differences(
     ratios of the downstream table and every float metric both arms report. Fewer than two pairs: (n, {})."""
     down = steps["downstream"]
     seeded = {
-        name: {arm.seed: arm for arm in _seeds_of(config, name) if arm.key in down.get("skills", {})}
+        name: {arm.seed: arm for arm in seeds_of(config, name) if arm.key in down.get("skills", {})}
         for name in (treated, control)
     }
     pairs = [(arm, seeded[control][seed]) for seed, arm in seeded[treated].items() if seed in seeded[control]]
@@ -71,7 +71,7 @@ def paired_differences(
     }
 
 
-def _seeds_of(config: ExperimentConfig, name: str) -> list[Arm]:
+def seeds_of(config: ExperimentConfig, name: str) -> list[Arm]:
     """The synthetic-only arms of arm `name` over its training seeds (itself alone when it has one seed)."""
     groups = replicate_groups(config)
     if name in groups:

@@ -100,3 +100,35 @@ def test_cli_pools_and_says_what_it_wrote(tmp_path):
     assert json.loads((tmp_path / "p" / "dataset.json").read_text())["spinegan"]["class_counts"] == dict(
         normal=4, abnormal=2
     )
+
+
+def test_a_pool_at_one_members_count_is_a_seeded_class_balanced_subset(tmp_path):
+    members = {
+        "a": synthetic_dataset(tmp_path / "a.zip", 0, [3, 3]),
+        "b": synthetic_dataset(tmp_path / "b.zip", 1, [3, 3]),
+    }
+    pooling.pool_datasets(members, str(tmp_path / "pooled.zip"))
+    meta = pooling.subsample_dataset(str(tmp_path / "pooled.zip"), str(tmp_path / "matched.zip"), 3, seed=30)
+    pool = load_labelled_images(str(tmp_path / "pooled.zip"))
+    matched = load_labelled_images(str(tmp_path / "matched.zip"))
+    assert torch.bincount(matched.labels).tolist() == [3, 3] == list(meta["spinegan"]["class_counts"].values())
+    # every image is one of the pool's, pixels, label and study id exact, in the pool's order
+    rows = {(bytes(img.numpy().tobytes()), int(k), s) for img, k, s in zip(pool.images, pool.labels, pool.study_ids)}
+    picked = list(zip(matched.images, matched.labels, matched.study_ids))
+    assert all((bytes(img.numpy().tobytes()), int(k), s) in rows for img, k, s in picked)
+    order = [pool.study_ids.index(s) for s in matched.study_ids]
+    assert order == sorted(order)
+    members_of = [image["member"] for image in meta["spinegan"]["images"]]
+    assert members_of == [s.split("/")[0] for s in matched.study_ids] and set(members_of) <= {"a", "b"}
+    assert meta["spinegan"]["synthetic"] and meta["spinegan"]["subsampled_from"]["seed"] == 30
+    again = pooling.subsample_dataset(str(tmp_path / "pooled.zip"), str(tmp_path / "again.zip"), 3, seed=30)
+    other = pooling.subsample_dataset(str(tmp_path / "pooled.zip"), str(tmp_path / "other.zip"), 3, seed=31)
+    assert again["spinegan"]["images"] == meta["spinegan"]["images"]
+    assert [i["study_id"] for i in other["spinegan"]["images"]] != [i["study_id"] for i in meta["spinegan"]["images"]]
+
+
+def test_a_subsample_larger_than_a_class_is_refused_and_writes_nothing(tmp_path):
+    source = synthetic_dataset(tmp_path / "a.zip", 0, [2, 4])
+    with pytest.raises(Exception, match="2 images of class 'normal', fewer than 3"):
+        pooling.subsample_dataset(source, str(tmp_path / "matched.zip"), 3, seed=30)
+    assert not (tmp_path / "matched.zip").exists()

@@ -1,5 +1,6 @@
 """spine.pipeline.demo: the configs are what the README promises; a tiny version of the whole story runs for real."""
 
+import dataclasses
 import json
 
 import pytest
@@ -161,15 +162,73 @@ def test_every_mode_follows_its_seed_and_the_modes_never_share_a_draw():
             (a, f"{a}-seed{seed + 1}", f"{a}-seed{seed + 2}") for a in ("stylegan2-ada", "spinegan")
         ]
     variants = panel_variants(demo.mode_config("benchmark", 11), "abnormality")
-    assert variants == {
+    assert variants == {  # the full panel scores single generators and the pools at one generator's count
         "stylegan2-ada (3 seeds)": ["stylegan2-ada", "stylegan2-ada-seed12", "stylegan2-ada-seed13"],
         "spinegan (3 seeds)": ["spinegan", "spinegan-seed12", "spinegan-seed13"],
         "spinegan-dp": ["spinegan-dp"],
-        "stylegan2-ada-pooled": ["stylegan2-ada-pooled"],
-        "spinegan-pooled": ["spinegan-pooled"],
+        "spinegan-90kimg": ["spinegan-90kimg"],
+        "stylegan2-ada-pooled-matched": ["stylegan2-ada-pooled-matched"],
+        "spinegan-pooled-matched": ["spinegan-pooled-matched"],
     }
     assert len(demo.DEMO.panel) >= 3 and any(m.endswith(":dataset") for m in demo.DEMO.panel)
-    assert demo.BENCHMARK.panel == demo.DEMO.panel
+    assert (
+        demo.BENCHMARK.panel == tuple(m.name for m in demo.FULL_PANEL) and "densenet121:dataset" in demo.BENCHMARK.panel
+    )
+
+
+def test_the_benchmark_matches_its_pool_in_image_count_and_kimg_and_draws_the_curve():
+    bench = demo.mode_config("benchmark", 11)
+    arms = {v.name: v for v in bench.variants}
+    pools = {p.name: p for p in bench.pools}
+    assert bench.pool_matched and pools["spinegan-pooled"].long_generator == "spinegan-90kimg"
+    long = arms["spinegan-90kimg"]
+    assert (
+        bench.kimg_of(long) == 3 * bench.kimg
+        and dataclasses.replace(long, name="spinegan", kimg=None) == arms["spinegan"]
+    )
+    assert (
+        bench.curve_kimg == (10, 20, 30)
+        and bench.kimg % bench.snap == 0
+        and all(k % bench.snap == 0 for k in bench.curve_kimg)
+    )
+    assert bench.curve_arms == demo.CLINICAL_LOSS_PAIR and bench.curve_panel == ("patch_cnn:blurred_image",)
+    assert set(bench.curve_thresholds) <= {
+        "independent_label_fidelity500_auc",
+        "pr2k3_spine_recall",
+        "skill/patch_cnn:blurred_image",
+    }
+    assert set(bench.curve_metrics) <= set(bench.metrics)
+
+
+def test_matched_comparisons_and_the_curve_are_printed_saying_what_each_arm_is():
+    row = dict(
+        left="spinegan-pooled",
+        left_is="pooled: 3 generators",
+        right=["spinegan-pooled-matched"],
+        auc_difference=0.012,
+        auc_ci=[-0.01, 0.03],
+    )
+    lines = demo.matched_lines(dict(rows=[row]))
+    assert "comparisons with the paper use single generators" in lines[0]
+    assert (
+        lines[1]
+        == "    spinegan-pooled (pooled: 3 generators) minus spinegan-pooled-matched: AUC +0.012 (-0.010 to +0.030)"
+    )
+    difference = dict(mean=0.05, low=-0.01, high=0.11, num_pairs=3)
+    summary = dict(
+        kimg=[10, 20],
+        pair=dict(treated="spinegan", control="stylegan2-ada", seeds=[0, 1, 2]),
+        differences={"20": {"pr2k3_spine_recall": difference}},
+        to_threshold={
+            "pr2k3_spine_recall": dict(
+                threshold=0.15, direction="at or above", difference=dict(mean=-5.0, low=-20.0, high=10.0, num_pairs=2)
+            )
+        },
+    )
+    lines = demo.curve_lines(dict(summary=summary))
+    assert "paired by seed [0, 1, 2]" in lines[0] and "training randomness" in lines[0]
+    assert lines[1] == "    pr2k3_spine_recall at 20 kimg: +0.050 (-0.010 to +0.110), 3 pairs"
+    assert lines[2] == "    kimg to pr2k3_spine_recall at or above 0.15: -5.0 (-20.0 to +10.0), 2 pairs kimg"
 
 
 def test_the_panel_is_printed_first_with_every_member():

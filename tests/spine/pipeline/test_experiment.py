@@ -333,7 +333,8 @@ def test_benchmark_shape_lesion_model_seed_replicates_and_privacy_audit(tmp_path
         "synthetic-plain-seed1",
         "real+synthetic-plain-seed1",
         "synthetic-plain-pooled",
-    }  # a pool trains no real + synthetic model
+        "synthetic-plain-pooled-matched",
+    }  # a pool trains no real + synthetic model, nor does its matched arm
     assert out["pool/plain-pooled"]["num_images"] == 2 * 2 * config.synth_per_class  # 2 members x 2 classes
     pooled = json.loads(open(out["downstream"]["json"]).read())["models"]["synthetic-plain-pooled"]
     assert pooled["num_train"] + pooled["num_val"] == 2 * 2 * config.synth_per_class
@@ -408,3 +409,94 @@ def test_a_panel_member_that_does_not_exist_is_refused_by_name():
     with pytest.raises(ValueError, match="listed twice"):
         ExperimentConfig.from_dict(dict(panel=["resnet18", "resnet18:dataset"]))
     assert ExperimentConfig.from_dict(dict(panel=["resnet18"], phantom_seed=7)).draw_seed == 7
+
+
+def fake_train_with_snapshots(calls):
+    """Like fake_train_variant, with a snapshot at every kimg up to the variant's own training length."""
+
+    def train(variant, train_zip, classifier, config, workdir, log, env=None):
+        calls.append(variant.name)
+        run_dir = workdir / "00000-fake"
+        run_dir.mkdir()
+        for kimg in range(1, config.kimg_of(variant) + 1):
+            torch.manual_seed(100 * len(calls) + kimg)
+            G = Generator(
+                z_dim=8,
+                c_dim=2,
+                w_dim=8,
+                img_resolution=config.resolution,
+                img_channels=1,
+                mapping_kwargs=dict(num_layers=1),
+                synthesis_kwargs=dict(channel_base=64, channel_max=8),
+            )
+            snapshot = run_dir / f"network-snapshot-{kimg:06d}.pkl"
+            save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=1000 * kimg))
+        cmd = experiment.train_command(variant, train_zip, classifier, config, workdir)
+        return dict(run_dirs=[str(run_dir)], snapshot=str(snapshot), command=cmd[1:])
+
+    return train
+
+
+def test_matched_pools_long_generator_and_the_training_curve(tmp_path, monkeypatch):
+    """Goal 4 and 5 at tiny scale: a pool at one member's image count and against one generator of the members'
+    combined kimg; every seed of the clinical-loss pair scored at each curve kimg, paired by seed."""
+    calls = []
+    monkeypatch.setattr(experiment, "train_variant", fake_train_with_snapshots(calls))
+    pair = (Variant("stylegan2-ada"), Variant("spinegan", 0.1))
+    config = dataclasses.replace(
+        TINY,
+        kimg=2,
+        variants=pair
+        + tuple(dataclasses.replace(v, name=f"{v.name}-seed1", seed=1) for v in pair)
+        + (Variant("spinegan-4kimg", 0.1, kimg=4),),
+        pools=(Pool("spinegan-pooled", ("spinegan", "spinegan-seed1"), long_generator="spinegan-4kimg"),),
+        curve_kimg=(1, 2),
+        curve_metrics=("label_fidelity8",),
+        curve_panel=("small_cnn:dataset",),
+        curve_thresholds={"independent_label_fidelity8_auc": 0.0},
+    )
+    out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    assert calls[0] == "spinegan-4kimg"  # the longest training starts first
+    assert "--kimg=4" in out["train/spinegan-4kimg"]["command"] and "--kimg=2" in out["train/spinegan"]["command"]
+
+    per_class = config.synth_per_class
+    assert out["pool/spinegan-pooled-matched"]["num_images"] == 2 * per_class  # one member's: 2 classes
+    arms = set(out["downstream"]["aucs"])
+    assert "synthetic-spinegan-pooled-matched" in arms and "real+synthetic-spinegan-pooled-matched" not in arms
+    pairs = [(row["left"], row["right"]) for row in out["matched"]["rows"]]
+    members = ["spinegan", "spinegan-seed1"]
+    assert pairs == [
+        ("spinegan-pooled", members),
+        ("spinegan-pooled", ["spinegan-pooled-matched"]),
+        ("spinegan-pooled-matched", members),
+        ("spinegan-pooled", ["spinegan-4kimg"]),
+        ("spinegan-4kimg", members),
+        ("spinegan-pooled-matched", ["spinegan-4kimg"]),
+    ]
+    aucs = out["downstream"]["aucs"]
+    first = out["matched"]["rows"][1]  # the same models as the downstream table's, so the same AUCs
+    expected = aucs["synthetic-spinegan-pooled"] - aucs["synthetic-spinegan-pooled-matched"]
+    assert first["auc_difference"] == pytest.approx(expected, abs=1e-12)
+    assert "subsampled to one generator's" in (tmp_path / "matched" / "matched.md").read_text()
+
+    curved = sorted(key for key in out if key.startswith("curve/"))
+    assert curved == [
+        f"curve/{name}" for name in sorted(["spinegan", "spinegan-seed1", "stylegan2-ada", "stylegan2-ada-seed1"])
+    ]
+    points = out["curve/spinegan"]["points"]
+    assert [(p["kimg"], p["snapshot_kimg"]) for p in points] == [(1, 1.0), (2, 2.0)]
+    assert {"skill/small_cnn:dataset", "label_fidelity8_auc", "independent_label_fidelity8_auc"} <= set(
+        points[0]["figures"]
+    )
+    # the last curve point is the final snapshot, synthesised and classified as the downstream table's arm
+    assert points[-1]["figures"]["skill/small_cnn:dataset"] == pytest.approx(
+        out["downstream"]["skills"]["synthetic-spinegan"], abs=1e-12
+    )
+    summary = out["curve"]["summary"]
+    assert summary["pair"]["seeds"] == [0, 1]
+    reached = summary["to_threshold"]["independent_label_fidelity8_auc"]
+    assert reached["per_seed"] == {s: dict(treated=1, control=1) for s in ("0", "1")}
+    assert reached["difference"]["mean"] == 0.0 and reached["difference"]["num_pairs"] == 2
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Matched comparisons" in page and "Clinical loss and training speed" in page
+    assert (tmp_path / "report" / "curve.png").is_file() and "compare them with the single-generator rows" in page

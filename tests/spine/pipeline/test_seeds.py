@@ -98,6 +98,8 @@ def test_synthetic_arms_of_a_label_mode_in_the_tables_order():
         Arm("synthetic", "a", 7),
         Arm("synthetic", "b", 2),
         Arm("synthetic", "ab", pool=True),
+        Arm("synthetic", "ab-matched", pool=True),  # the pool at one member's image count
     ]
+    assert synthetic_arms(dataclasses.replace(config, pool_matched=False), "abnormality")[-1].variant == "ab"
     assert synthetic_arms(config, "lesion") == [Arm("synthetic", "l", 7)]
     assert training_seed(config, config.variants[2]) == 2
