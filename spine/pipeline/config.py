@@ -206,6 +206,10 @@ class ExperimentConfig:
         except ValueError as exc:
             raise ValueError(f"{where}.curve_panel: {exc}") from None
         scored = {m.name for m in panel_members(self)} | {f"{self.classifier_arch}:{self.classifier_input_norm}"}
+        if curve and self.labels != "abnormality":
+            raise ValueError(
+                f"{where}.curve_panel: skill ratios need binary labels ('abnormality'), got {self.labels!r}"
+            )
         if any(m.name not in scored for m in curve):
             raise ValueError(
                 f"{where}.curve_panel: expected members of the panel or the downstream protocol's "

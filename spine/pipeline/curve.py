@@ -129,6 +129,11 @@ def _reached(values: Mapping[int, Mapping[str, float]], figure: str, threshold: 
     return None
 
 
+def _mean(values: list[float]) -> float | None:
+    """The mean over seeds; None where no seed has the figure (a metric that could not run)."""
+    return float(np.mean(values)) if values else None
+
+
 def _interval(values: list[float]) -> dict[str, Any]:
     """Mean of paired differences with its t-interval (None with fewer than two pairs)."""
     if not values:
@@ -153,7 +158,7 @@ def summarize_curve(steps: Mapping[str, Any], config: ExperimentConfig) -> dict[
     figures = sorted({f for seeds in arms.values() for per in seeds.values() for v in per.values() for f in v})
     means = {
         name: {
-            str(k): {f: float(np.mean([per[k][f] for per in seeds.values() if f in per.get(k, {})])) for f in figures}
+            str(k): {f: _mean([per[k][f] for per in seeds.values() if f in per.get(k, {})]) for f in figures}
             for k in kimgs
         }
         for name, seeds in arms.items()

@@ -193,8 +193,10 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
 # Generators trained at a time: the benchmark's eight train two at a time, one thread each (more kimg per hour on
 # 2 cores than one two-thread run)
 PARALLEL = {"demo": 1, "benchmark": 2}
-# On an idle 2-core machine (docs/PERFORMANCE.md): measured, but for the benchmark's evaluator panel (estimated)
-MINUTES = {"demo": 18, "benchmark": 110}
+# On an idle 2-core machine: the demo measured on the VM of sessions 8-11 (docs/PERFORMANCE.md); the benchmark
+# estimated for this project's 2-core AMD EPYC with bf16 blocks (docs/RESULTS.md K3: about 77 minutes, of which the
+# full panel 38 and the generators 22; about 3 h 20 min on the slower VM of 2026-12-01)
+MINUTES = {"demo": 18, "benchmark": 80}
 
 
 def _ci(interval: list[float] | None) -> str:

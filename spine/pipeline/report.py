@@ -550,7 +550,7 @@ def plot_curve(summary: dict[str, Any], steps: dict[str, dict], config: Experime
                     ax.plot(*zip(*xy), color=colour, alpha=0.35, linewidth=0.8)
             ax.plot(
                 summary["kimg"],
-                [means[str(k)].get(figure) for k in summary["kimg"]],
+                [np.nan if means[str(k)].get(figure) is None else means[str(k)][figure] for k in summary["kimg"]],
                 color=colour,
                 marker="o",
                 label=name,

@@ -105,6 +105,7 @@ def test_the_snapshot_is_the_first_at_or_after_the_kimg_over_continued_runs(tmp_
         (dict(curve_kimg=[30], kimg=20), "curve_kimg: 30 kimg is beyond the training of"),
         (dict(curve_panel=["resnet18"]), "curve_panel: expected members of the panel or the downstream protocol's"),
         (dict(curve_panel=["vgg"]), "curve_panel: panel member 'vgg'"),
+        (dict(curve_panel=["small_cnn"], labels="lesion"), "curve_panel: skill ratios need binary labels"),
         (dict(curve_thresholds={"recall": "high"}), "curve_thresholds: expected {figure: number}"),
         (dict(curve_metrics="fid8_spine"), "curve_metrics: expected a list"),
     ],
