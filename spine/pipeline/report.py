@@ -301,7 +301,11 @@ def headline(config: dict[str, Any], downstream: dict[str, Any] | None, panel: d
         "well as real ones; the plain ratio reads about 0.6 even for a model at chance."
     )
     data = "a seeded phantom (not patient data)" if config.get("source") is None else config["source"]
-    parts.append(f"Data: {data}; {config['resolution']}x{config['resolution']} pixels; {config['kimg']} kimg per GAN.")
+    longer = [v["name"] for v in config.get("variants", []) if v.get("kimg") not in (None, config["kimg"])]
+    parts.append(
+        f"Data: {data}; {config['resolution']}x{config['resolution']} pixels; {config['kimg']} kimg per GAN"
+        + (f" ({', '.join(longer)}: its own kimg, in the model card)." if longer else ".")
+    )
     return " ".join(parts)
 
 
@@ -422,7 +426,7 @@ def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
             [
                 v["name"],
                 config["gan_cfg"],
-                config["kimg"],
+                v.get("kimg") or config["kimg"],
                 v["clinical_weight"] or "none",
                 " ".join(dp) or "none",
                 os.path.basename(trained.get("snapshot", "not trained yet")),

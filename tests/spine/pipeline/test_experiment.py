@@ -500,3 +500,5 @@ def test_matched_pools_long_generator_and_the_training_curve(tmp_path, monkeypat
     page = (tmp_path / "report" / "index.html").read_text()
     assert "Matched comparisons" in page and "Clinical loss and training speed" in page
     assert (tmp_path / "report" / "curve.png").is_file() and "compare them with the single-generator rows" in page
+    assert "2 kimg per GAN (spinegan-4kimg: its own kimg, in the model card)" in page
+    assert "<td>spinegan-4kimg</td><td>demo</td><td>4</td>" in page
