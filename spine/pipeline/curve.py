@@ -63,6 +63,27 @@ def snapshot_at(run_dirs: Sequence[str], kimg: int) -> tuple[str, float]:
     return later[0][1], later[0][0]
 
 
+OVERALL = ("", "_auc", "_accuracy", "_precision", "_recall", "_mean", "_std")  # a metric's result suffixes kept
+
+
+def overall_figures(results: Mapping[str, Any]) -> dict[str, float]:
+    """A snapshot's float metric results without the per-class ones (`label_fidelity500_normal_auc`): the curve
+    tracks each metric's overall figures."""
+    return {key: float(value) for key, value in results.items() if isinstance(value, float) and _overall(key)}
+
+
+def _overall(key: str) -> bool:
+    """Whether a result key is its metric's name plus an overall suffix; a key of no metric name this code knows
+    (another registry's) is kept."""
+    from metrics.metric_names import is_valid_metric
+
+    parts = key.removeprefix("independent_").split("_")
+    for end in range(len(parts), 0, -1):
+        if is_valid_metric("_".join(parts[:end])):
+            return "".join(f"_{part}" for part in parts[end:]) in OVERALL
+    return True
+
+
 def is_lower_better(figure: str) -> bool:
     """FID and KID fall as a generator improves; every other curve figure rises."""
     from metrics.metric_names import MetricNameError, parse_metric

@@ -371,7 +371,7 @@ def curve_step(
             log,
             cache_dir=workdir.parents[1] / "metrics" / "real-stats",
         )
-        figures = {key: value for key, value in measured["results"].items() if isinstance(value, float)}
+        figures = curve.overall_figures(measured["results"])
         figures.update(curve.member_skills(synthetic, test, real, downstream_options(config)))
         points.append(dict(kimg=kimg, snapshot_kimg=at, snapshot=snapshot, figures=figures, errors=measured["errors"]))
     return dict(real_auc=real, points=points)
@@ -460,7 +460,10 @@ def run_experiment(
 
     Variants conditioned on another label mode than the experiment's (e.g. the lesion-type model) get that mode's
     data, classifier and downstream table ('data/train-lesion', 'classifier-lesion', 'downstream-lesion'). Pools
-    ('pool/<name>') join their members' downstream table as one more synthetic arm.
+    ('pool/<name>') join their members' downstream table as one more synthetic arm, and so do their matched arms
+    ('pool/<name>-matched': one member's image count); 'matched' compares each pool with its matched arms. With
+    `curve_kimg`, 'curve/<variant>' scores the clinical-loss pair's generators at earlier snapshots and 'curve' pairs
+    them by seed (spine.pipeline.curve).
     The generators train `parallel` at a time (a matter of scheduling: the results do not depend on it).
     """
     if parallel < 1:

@@ -13,8 +13,8 @@ PAIR = (Variant("stylegan2-ada"), Variant("spinegan", 0.1))
 CONFIG = ExperimentConfig(
     variants=PAIR + tuple(dataclasses.replace(v, name=f"{v.name}-seed{s}", seed=s) for s in (1, 2) for v in PAIR),
     curve_kimg=(10, 20),
-    curve_metrics=("pr8k3_spine", "fid8_spine"),
-    curve_thresholds={"pr8k3_spine_recall": 0.3, "fid8_spine": 5.0, "skill/small_cnn:dataset": 2.0},
+    curve_metrics=("pr2k3_spine", "fid8_spine"),
+    curve_thresholds={"pr2k3_spine_recall": 0.3, "fid8_spine": 5.0, "skill/small_cnn:dataset": 2.0},
 )
 # recall and FID per (arm, seed) at 10 and 20 kimg; SpineGAN's recall is plain's + 0.1 * (seed + 1)
 RECALL = {("stylegan2-ada", s): (0.1, 0.2) for s in (0, 1, 2)}
@@ -29,7 +29,7 @@ def steps() -> dict:
         name = arm if seed == 0 else f"{arm}-seed{seed}"
         out[f"curve/{name}"] = dict(
             points=[
-                dict(kimg=k, figures={"pr8k3_spine_recall": r, "fid8_spine": f, "skill/small_cnn:dataset": 0.5})
+                dict(kimg=k, figures={"pr2k3_spine_recall": r, "fid8_spine": f, "skill/small_cnn:dataset": 0.5})
                 for k, r, f in zip((10, 20), recalls, FID[(arm, seed)])
             ]
         )
@@ -50,8 +50,8 @@ def test_the_curve_scores_every_seed_of_the_pair():
 def test_differences_are_paired_by_seed_with_student_t_intervals():
     summary = curve.summarize_curve(steps(), CONFIG)
     assert summary["pair"] == dict(treated="spinegan", control="stylegan2-ada", seeds=[0, 1, 2])
-    assert summary["means"]["spinegan"]["20"]["pr8k3_spine_recall"] == pytest.approx(0.4, abs=1e-12)
-    row = summary["differences"]["10"]["pr8k3_spine_recall"]
+    assert summary["means"]["spinegan"]["20"]["pr2k3_spine_recall"] == pytest.approx(0.4, abs=1e-12)
+    row = summary["differences"]["10"]["pr2k3_spine_recall"]
     differences = np.array([0.1, 0.2, 0.3])  # float64 reference: mean 0.2, sd 0.1, t(0.975, 2)
     half = scipy.stats.t.ppf(0.975, 2) * differences.std(ddof=1) / np.sqrt(3)
     assert row["num_pairs"] == 3
@@ -62,7 +62,7 @@ def test_differences_are_paired_by_seed_with_student_t_intervals():
 
 def test_kimg_to_threshold_per_seed_and_paired_lower_is_better_for_fid():
     summary = curve.summarize_curve(steps(), CONFIG)
-    recall = summary["to_threshold"]["pr8k3_spine_recall"]
+    recall = summary["to_threshold"]["pr2k3_spine_recall"]
     # SpineGAN reaches recall 0.3 at 20, 10, 10 kimg (seeds 0-2: 0.2/0.3, 0.3/0.4, 0.4/0.5); plain never (0.2 at most)
     assert recall["per_seed"] == {str(s): dict(treated=k, control=None) for s, k in zip((0, 1, 2), (20, 10, 10))}
     assert recall["difference"]["num_pairs"] == 0 and recall["direction"] == "at or above"
@@ -79,7 +79,32 @@ def test_kimg_to_threshold_per_seed_and_paired_lower_is_better_for_fid():
     # SpineGAN 10, 20, 10 against plain 20, 20, 20: -10, 0, -10 kimg
     assert both["difference"]["num_pairs"] == 3 and both["difference"]["mean"] == pytest.approx(-20 / 3, abs=1e-12)
     text = curve.markdown_table(summary)
-    assert "| pr8k3_spine_recall | 10 |" in text and "seed 2: 10 against not reached" in text
+    assert "| pr2k3_spine_recall | 10 |" in text and "seed 2: 10 against not reached" in text
+
+
+def test_the_curve_keeps_each_metrics_overall_figures():
+    results = dict(
+        label_fidelity500_auc=0.9,
+        label_fidelity500_accuracy=0.8,
+        label_fidelity500_normal_auc=0.9,
+        independent_label_fidelity500_auc=0.85,
+        independent_label_fidelity500_abnormal_accuracy=0.7,
+        pr2k3_spine_precision=0.5,
+        pr2k3_spine_recall=0.2,
+        fid2k_spine=7.5,
+        fid2k_spine_perclass_abnormal=9.0,
+        num_images=1000,
+        some_registry_metric=0.3,  # a name this code cannot parse is kept
+    )
+    assert curve.overall_figures(results) == dict(
+        label_fidelity500_auc=0.9,
+        label_fidelity500_accuracy=0.8,
+        independent_label_fidelity500_auc=0.85,
+        pr2k3_spine_precision=0.5,
+        pr2k3_spine_recall=0.2,
+        fid2k_spine=7.5,
+        some_registry_metric=0.3,
+    )
 
 
 def test_the_snapshot_is_the_first_at_or_after_the_kimg_over_continued_runs(tmp_path):
