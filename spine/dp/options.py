@@ -5,6 +5,12 @@ and turned into training-loop settings (`configure`, which sets args.dp) and plu
 --dp-delta), calibrated so that the planned run (--kimg) ends at that epsilon; --dp-epsilon is also the budget at
 which training stops. q = batch / number of images; one accountant step per iteration (phase Dboth, R1 lazily
 inside the per-sample loss every 16 steps). Resuming a checkpoint keeps its sigma, whatever --kimg now says.
+--dp-d-steps=n: G steps on every n-th iteration only, so D takes n private steps per G step (Bie, Kamath & Zhang,
+"Private GANs, revisited", TMLR 2023). Every iteration's D step reads a fresh Poisson draw and is one accountant
+step, so --kimg still counts the real images D reads (the account's steps = kimg * 1000 / batch) and G takes 1/n
+of them; G_ema is updated every iteration, so its half-life (--ema kimg) also counts D's images.
+--dp-physical-batch=m: per-sample gradients are held for at most m real images at a time (a virtual step:
+micro-batches' clipped sums added, noise once per logical step), so a large --batch keeps memory bounded.
 --dp-mode=paper: the authors' noise-then-clip scheme on G and D (`spine.dp.paper_mode`), microbatch 1: NOT DP.
 --dp-clip=0 / --dp-noise=0 turn clipping / noise off in either mode, for ablations; such runs are labelled NOT-DP.
 """
@@ -23,6 +29,7 @@ from spine.dp.mechanism import MechanismConfig
 from spine.dp.sampling import UNITS
 from training import checkpoint as ckpt
 from training.loop_plugins import LoopPlugins
+from training.phase_update import EveryNthStep, GradientStep
 from training.plugin_options import DeclaredPlugin
 
 MODES = ("dpsgd", "paper")
@@ -69,6 +76,18 @@ OPTIONS = OptionGroup(
     ),
     click.option("--dp-clip", help="Ablation: clipping on/off [default: on]", type=bool, metavar="BOOL"),
     click.option("--dp-noise", help="Ablation: noise on/off [default: on]", type=bool, metavar="BOOL"),
+    click.option(
+        "--dp-d-steps",
+        help="Private D steps per G step, each one step of the account [default: 1]",
+        type=click.IntRange(min=1),
+        metavar="INT",
+    ),
+    click.option(
+        "--dp-physical-batch",
+        help="Most real images whose per-sample gradients are held at once [default: the round's]",
+        type=click.IntRange(min=1),
+        metavar="INT",
+    ),
     click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
     click.option(
         "--dp-secure-rng",
@@ -156,8 +175,11 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         r1_interval=R1_INTERVAL,
         label_prior=_label_prior(opts.dp_label_prior),
         secure_rng=bool(opts.dp_secure_rng),
+        d_steps=int(opts.dp_d_steps or 1),
+        physical_batch=opts.dp_physical_batch,
     )
     tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
+    tag += f"-dsteps{args.dp['d_steps']}" if args.dp["d_steps"] > 1 else ""
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
 
@@ -227,14 +249,21 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         dp["unit"], dp["sample_rate"], args.training_set_kwargs.max_size, secure=config.secure_rng
     )
     update = DPDiscriminatorUpdate(
-        account, config, sampling.expected_batch_size, r1_gamma=args.loss_kwargs.r1_gamma, r1_interval=dp["r1_interval"]
+        account,
+        config,
+        sampling.expected_batch_size,
+        r1_gamma=args.loss_kwargs.r1_gamma,
+        r1_interval=dp["r1_interval"],
+        physical_batch=dp["physical_batch"],
     )
+    d_steps = dp["d_steps"]
     labels = args.dataset_info
     prior = guards.PublicLabelPrior(
         labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0, probs=dp["label_prior"]
     )
     return LoopPlugins(
         discriminator_update=update,
+        generator_update=EveryNthStep(GradientStep(), d_steps) if d_steps > 1 else None,
         real_sampling=sampling,
         fake_labels=prior,
         others=dict(
