@@ -11,6 +11,10 @@ step, so --kimg still counts the real images D reads (the account's steps = kimg
 of them; G_ema is updated every iteration, so its half-life (--ema kimg) also counts D's images.
 --dp-physical-batch=m: per-sample gradients are held for at most m real images at a time (a virtual step:
 micro-batches' clipped sums added, noise once per logical step), so a large --batch keeps memory bounded.
+With --clinical-loss, the judge enters the account: a judge trained with DP-SGD (`spine.dp.judge`, its account in
+classifier.pkl) is composed with D's steps into one epsilon (and --dp-epsilon calibrates D's noise for the rest of
+the budget); --dp-judge-public=1 declares a judge trained on public data (no cost); any other judge is named outside
+the account in every report.
 --dp-mode=paper: the authors' noise-then-clip scheme on G and D (`spine.dp.paper_mode`), microbatch 1: NOT DP.
 --dp-clip=0 / --dp-noise=0 turn clipping / noise off in either mode, for ablations; such runs are labelled NOT-DP.
 """
@@ -24,7 +28,7 @@ import click
 import torch
 
 from dnnlib.cli import OptionGroup
-from spine.dp import accounting, guards, paper_mode
+from spine.dp import accounting, guards, ledger, paper_mode
 from spine.dp.mechanism import MechanismConfig
 from spine.dp.sampling import UNITS
 from training import checkpoint as ckpt
@@ -87,6 +91,12 @@ OPTIONS = OptionGroup(
         help="Most real images whose per-sample gradients are held at once [default: the round's]",
         type=click.IntRange(min=1),
         metavar="INT",
+    ),
+    click.option(
+        "--dp-judge-public",
+        help="Declare the --clinical-loss judge trained on public data (no privacy cost) [default: false]",
+        type=bool,
+        metavar="BOOL",
     ),
     click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
     click.option(
@@ -159,7 +169,10 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     accounting.check_accountant(accountant)
     max_norm = DEFAULT_MAX_GRAD_NORM if opts.dp_max_grad_norm is None else float(opts.dp_max_grad_norm)
     planned_steps = math.ceil(args.total_kimg * 1000 / args.batch_size)
-    multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options)
+    unit = opts.dp_unit or DEFAULT_UNIT
+    judge = _judge_account(opts, unit)
+    spent = tuple((s, q, n) for _, s, q, n in judge["composed_with"])
+    multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options, spent)
     private = MechanismConfig(max_norm, multiplier, clip, noise).is_private
     args.dp = dict(
         mode="dpsgd",
@@ -167,7 +180,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         max_grad_norm=max_norm,
         delta=delta,
         accountant=accountant,
-        unit=opts.dp_unit or DEFAULT_UNIT,
+        unit=unit,
         sample_rate=sample_rate,
         epsilon_budget=float(opts.dp_epsilon) if opts.dp_epsilon is not None and private else None,
         clip=clip,
@@ -177,16 +190,55 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         secure_rng=bool(opts.dp_secure_rng),
         d_steps=int(opts.dp_d_steps or 1),
         physical_batch=opts.dp_physical_batch,
+        **judge,
     )
     tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
     tag += f"-dsteps{args.dp['d_steps']}" if args.dp["d_steps"] > 1 else ""
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
 
+def _judge_account(opts: Any, unit: str) -> dict:
+    """What the clinical loss's judge adds to the account: {composed_with, declared_public, outside_account}."""
+    none = dict(composed_with=[], declared_public=[], outside_account=list(ledger.OUTSIDE_ACCOUNT))
+    if opts.clinical_loss is None:
+        if opts.dp_judge_public:
+            raise guards.DPConfigError("--dp-judge-public=1 needs --clinical-loss=<classifier.pkl>")
+        return none
+    from spine.classifier.artifact import load_classifier
+
+    privacy = load_classifier(opts.clinical_loss).provenance.get("privacy")
+    if privacy is not None:
+        if opts.dp_judge_public:
+            raise guards.DPConfigError(
+                f"--dp-judge-public=1: --clinical-loss={opts.clinical_loss} was trained with DP-SGD on private "
+                f"images (its account is composed into this run's); the option is for a judge trained on public data"
+            )
+        if privacy["unit"] != unit:
+            raise guards.DPConfigError(
+                f"--dp-unit={unit}: the judge --clinical-loss={opts.clinical_loss} protects one {privacy['unit']}; "
+                f"the two accounts compose only for the same privacy unit"
+            )
+        entries = [
+            [f"judge:{i}" if len(privacy["history"]) > 1 else "judge", *entry]
+            for i, entry in enumerate(privacy["history"])
+        ]
+        return dict(none, composed_with=entries)
+    if opts.dp_judge_public:
+        return dict(none, declared_public=[f"the clinical loss's judge {opts.clinical_loss} (--dp-judge-public=1)"])
+    return dict(none, outside_account=[ledger.JUDGE_OUTSIDE_ACCOUNT, *ledger.OUTSIDE_ACCOUNT])
+
+
 def _noise_multiplier(
-    opts: Any, sample_rate: float, delta: float, accountant: str, planned_steps: int, saved_options: dict | None
+    opts: Any,
+    sample_rate: float,
+    delta: float,
+    accountant: str,
+    planned_steps: int,
+    saved_options: dict | None,
+    spent: tuple = (),
 ) -> float:
-    """--dp-noise-multiplier, the resumed run's sigma, or sigma calibrated to --dp-epsilon for the planned steps."""
+    """--dp-noise-multiplier, the resumed run's sigma, or sigma calibrated to --dp-epsilon for the planned steps
+    (composed with the mechanisms already `spent` on the same records)."""
     if opts.dp_noise_multiplier is not None:
         if opts.dp_noise_multiplier < 0:
             raise guards.DPConfigError(f"--dp-noise-multiplier must be non-negative, got {opts.dp_noise_multiplier}")
@@ -195,7 +247,12 @@ def _noise_multiplier(
         return float(saved_options["dp"]["noise_multiplier"])
     if opts.dp_epsilon is None:
         raise guards.DPConfigError("--dp=1 needs --dp-noise-multiplier or --dp-epsilon (with --dp-delta)")
-    return accounting.calibrate_noise_multiplier(float(opts.dp_epsilon), delta, sample_rate, planned_steps, accountant)
+    try:
+        return accounting.calibrate_noise_multiplier(
+            float(opts.dp_epsilon), delta, sample_rate, planned_steps, accountant, spent
+        )
+    except ValueError as exc:
+        raise guards.DPConfigError(str(exc)) from None
 
 
 def _label_prior(text: str | None) -> list[float] | None:
@@ -244,6 +301,9 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         epsilon_budget=dp["epsilon_budget"],
         differentially_private=config.is_private,
         note=note,
+        composed_with=dp["composed_with"],
+        declared_public=dp["declared_public"],
+        outside_account=dp["outside_account"],
     )
     sampling = PoissonSampling(
         dp["unit"], dp["sample_rate"], args.training_set_kwargs.max_size, secure=config.secure_rng

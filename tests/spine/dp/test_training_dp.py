@@ -64,6 +64,7 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         metrics_classifier=None,
         dp_secure_rng=None,
         dp_d_steps=None,
+        dp_judge_public=None,
         dp_physical_batch=None,
     )
     opts.update(dp_opts)

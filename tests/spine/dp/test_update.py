@@ -199,3 +199,17 @@ def test_virtual_step_equals_one_shot(physical_batch):
     tol = rounding_tol(torch.float32, 6, magnitude=6 * 1e-2) / 6
     for name, whole in results[0].items():
         assert torch.allclose(results[1][name], whole, atol=tol, rtol=0), name
+
+
+def test_tick_report_states_the_total_and_each_part():
+    from spine.dp.ledger import PrivacyReport
+
+    account = PrivacyAccount(
+        noise_multiplier=1.0, sample_rate=0.1, delta=1e-5, accountant="rdp", composed_with=[["judge", 2.0, 0.1, 50]]
+    )
+    account.steps = 20
+    parts = account.epsilon_parts()
+    assert PrivacyReport(account).report_tick() == (
+        f"epsilon {account.epsilon():.4f} (composed: discriminator {parts['discriminator']:.4f} + "
+        f"judge {parts['judge']:.4f})"
+    )
