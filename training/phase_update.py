@@ -10,13 +10,14 @@ The update rule is the plug-in point for alternative optimisation of a network, 
 
 It receives every accumulation round of the iteration for this phase (each a `PhaseRound` of this process's
 reals, labels, latents and fake labels) and must leave `phase.module` updated, identically on every process.
-`GradientStep` is the default: zero the gradients, back-propagate each round's loss with gain
-interval / len(rounds) (so the gradient is the mean over the whole batch whatever the split), average across
-processes, replace NaN by 0 and +-inf by +-1e5, step the optimiser. The loop gives the D phases the update rule of
-its plug-ins' `discriminator_update` (and the G phases `generator_update`), so a DP implementation replaces it
-without touching the loop; it may use the loss's per-sample terms (`StyleGAN2Loss.discriminator_fake_loss`,
-`training.loss.real_logit_loss`, `r1_penalty`) to clip per-sample gradients. An update rule is a
-`training.plugins.Plugin`.
+`GradientStep` is the default: zero the gradients, back-propagate each round's loss with gain interval / len(rounds)
+(so the gradient is the mean over the whole batch whatever the split), average across processes, replace NaN by 0
+and +-inf by +-1e5, step the optimiser. `EveryNthStep` wraps a rule so that it acts on every n-th call of each
+phase only (n discriminator steps per generator step: the G phases get `EveryNthStep(GradientStep(), n)`). The
+loop gives the D phases the update rule of its plug-ins' `discriminator_update` (and the G phases
+`generator_update`), so a DP implementation replaces it without touching the loop; it may use the loss's
+per-sample terms (`StyleGAN2Loss.discriminator_fake_loss`, `training.loss.real_logit_loss`, `r1_penalty`) to clip
+per-sample gradients. An update rule is a `training.plugins.Plugin`.
 """
 
 from __future__ import annotations
@@ -92,3 +93,34 @@ class GradientStep(Plugin):
 
     def transform_gradients_(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Hook before the optimiser step (e.g. the authors' noise-then-clip scheme); the standard step has none."""
+
+
+class EveryNthStep(Plugin):
+    """`inner` applied on the 1st, (n+1)th, (2n+1)th, ... call of each phase (counted per phase name, so a lazy
+    regularisation phase keeps its ratio to its main phase); the other calls leave the module as it is.
+
+    With the G phases wrapped, D takes n steps per G step. The call counts are checkpointed, so a resumed run takes
+    its G steps at the iterations an uninterrupted one would.
+    """
+
+    def __init__(self, inner: PhaseUpdate, n: int):
+        if n < 1:
+            raise ValueError(f"EveryNthStep: n must be >= 1, got {n}")
+        self.inner = inner
+        self.n = int(n)
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
+        count = self.calls.get(phase.name, 0)
+        self.calls[phase.name] = count + 1
+        if count % self.n == 0:
+            self.inner(phase, loss, rounds)
+
+    def state_dict(self) -> dict:
+        return dict(n=self.n, calls=dict(self.calls))
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state is None or state["n"] != self.n:
+            found = "none" if state is None else f"n={state['n']}"
+            raise ValueError(f"resume: the checkpoint's step schedule ({found}) differs from this run's n={self.n}")
+        self.calls = {name: int(count) for name, count in state["calls"].items()}

@@ -5,7 +5,13 @@ multiplier sigma). Sigma and q stay fixed for the whole run, so the account is f
 (`PrivacyAccount`), stored in every checkpoint and snapshot; a resumed run continues the same count, so its
 epsilon equals an uninterrupted run's.
 
-Budget: `max_steps` is the largest step count whose epsilon stays within the budget (binary search on the
+One epsilon for the pipeline: other mechanisms that read the same private records before the run (the clinical
+loss's judge trained with DP-SGD, `spine.dp.judge`) enter the account as fixed (sigma, q, steps) entries
+(`PrivacyAccount.composed_with`). The accountant composes them with D's steps (RDP: the RDP curves summed over the
+same orders, then one conversion to (epsilon, delta); PRV: the privacy loss distributions composed), so the total
+is one number, never more than the sum of the parts' epsilons; each part's own epsilon is reported beside it.
+
+Budget: `max_steps` is the largest D step count whose total epsilon stays within the budget (binary search on the
 accountant, done once); the D update refuses a step beyond it, so a run never spends more than its budget.
 """
 
@@ -14,8 +20,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Callable, Sequence
 
 ACCOUNTANTS = ("rdp", "prv")
+MAX_NOISE_MULTIPLIER = 1e6  # Opacus's bound for the noise search
+Mechanism = tuple[float, float, int]  # (noise multiplier sigma, sample rate q, steps) of a Poisson Gaussian mechanism
 
 
 def check_accountant(name: str) -> None:
@@ -24,48 +33,72 @@ def check_accountant(name: str) -> None:
         raise ValueError(f"--dp-accountant={name!r}: expected one of {ACCOUNTANTS}")
 
 
-@functools.lru_cache(maxsize=256)
-def epsilon_after(steps: int, noise_multiplier: float, sample_rate: float, delta: float, accountant: str) -> float:
-    """Epsilon spent after `steps` Poisson-subsampled Gaussian steps (0 steps: 0); cached per arguments."""
+@functools.lru_cache(maxsize=1024)
+def composed_epsilon(mechanisms: tuple[Mechanism, ...], delta: float, accountant: str) -> float:
+    """Epsilon at `delta` of all `mechanisms` applied to the same records (0 steps: nothing); cached."""
     check_accountant(accountant)
-    if steps <= 0:
+    history = [(float(sigma), float(q), int(n)) for sigma, q, n in mechanisms if n > 0]
+    if not history:
         return 0.0
-    if noise_multiplier <= 0:
+    if any(sigma <= 0 for sigma, _, _ in history):
         return math.inf
     from opacus.accountants import create_accountant  # imported on use: opacus takes seconds to import
 
     acc = create_accountant(mechanism=accountant)
-    acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
+    acc.history = history
     return float(acc.get_epsilon(delta=delta))
 
 
+def epsilon_after(steps: int, noise_multiplier: float, sample_rate: float, delta: float, accountant: str) -> float:
+    """Epsilon spent after `steps` Poisson-subsampled Gaussian steps (0 steps: 0)."""
+    return composed_epsilon(((noise_multiplier, sample_rate, steps),), delta, accountant)
+
+
 def calibrate_noise_multiplier(
-    target_epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str
+    target_epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    accountant: str,
+    spent: Sequence[Mechanism] = (),
 ) -> float:
-    """Smallest sigma (Opacus's search, tolerance 0.01 in epsilon) that keeps `steps` steps within the target."""
+    """Smallest sigma (tolerance 0.01 in epsilon) that keeps `steps` steps, composed with the mechanisms already
+    `spent` on the same records, within the target. Opacus's search (`get_noise_multiplier`), on the composed
+    epsilon: without `spent` it returns Opacus's sigma."""
     check_accountant(accountant)
     if not target_epsilon > 0:
         raise ValueError(f"--dp-epsilon must be positive, got {target_epsilon}")
-    from opacus.accountants.utils import get_noise_multiplier
-
-    return float(
-        get_noise_multiplier(
-            target_epsilon=target_epsilon,
-            target_delta=delta,
-            sample_rate=sample_rate,
-            steps=int(steps),
-            accountant=accountant,
+    already = composed_epsilon(tuple(spent), delta, accountant)
+    if already >= target_epsilon:
+        raise ValueError(
+            f"--dp-epsilon={target_epsilon:g}: the mechanisms composed into the account already spent "
+            f"epsilon {already:.4g} at delta {delta:g}; raise --dp-epsilon or spend less on them"
         )
-    )
+
+    def epsilon(sigma: float) -> float:
+        return composed_epsilon(((sigma, sample_rate, int(steps)), *spent), delta, accountant)
+
+    sigma_low, sigma_high, eps_high = 0.0, 10.0, math.inf
+    while eps_high > target_epsilon:
+        sigma_high *= 2
+        eps_high = epsilon(sigma_high)
+        if sigma_high > MAX_NOISE_MULTIPLIER:
+            raise ValueError(f"--dp-epsilon={target_epsilon:g}: the privacy budget is too low")
+    while target_epsilon - eps_high > 0.01:
+        sigma = (sigma_low + sigma_high) / 2
+        eps = epsilon(sigma)
+        if eps < target_epsilon:
+            sigma_high, eps_high = sigma, eps
+        else:
+            sigma_low = sigma
+    return sigma_high
 
 
-def max_steps_within(
-    epsilon_budget: float, noise_multiplier: float, sample_rate: float, delta: float, accountant: str, upper_hint: int
-) -> int:
-    """Largest n with epsilon_after(n) <= budget (epsilon grows with n); searches up to ~64x `upper_hint`."""
+def max_steps_within(epsilon_budget: float, epsilon_of: Callable[[int], float], upper_hint: int) -> int:
+    """Largest n with epsilon_of(n) <= budget (epsilon grows with n); searches up to ~64x `upper_hint`."""
 
     def within(n: int) -> bool:
-        return epsilon_after(n, noise_multiplier, sample_rate, delta, accountant) <= epsilon_budget
+        return epsilon_of(n) <= epsilon_budget
 
     if not within(1):
         return 0
@@ -85,7 +118,13 @@ def max_steps_within(
 
 @dataclasses.dataclass
 class PrivacyAccount:
-    """Everything needed to state (and continue) a run's guarantee; plain data for checkpoints/snapshots."""
+    """Everything needed to state (and continue) a run's guarantee; plain data for checkpoints/snapshots.
+
+    `composed_with`: [[name, sigma, q, steps], ...] of the other mechanisms on the same records (fixed; e.g. the
+    DP-trained judge). `declared_public`: components the user declared trained on public data (no cost).
+    `outside_account`: what else read the private records without being accounted for, named in every report
+    (metrics, model selection, image grids, a judge trained without DP).
+    """
 
     noise_multiplier: float
     sample_rate: float
@@ -97,6 +136,9 @@ class PrivacyAccount:
     epsilon_budget: float | None = None
     differentially_private: bool = True
     note: str = ""
+    composed_with: list = dataclasses.field(default_factory=list)
+    declared_public: list = dataclasses.field(default_factory=list)
+    outside_account: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_accountant(self.accountant)
@@ -104,26 +146,35 @@ class PrivacyAccount:
             raise ValueError(f"sample rate must be in (0, 1], got {self.sample_rate}")
         if not 0 < self.delta < 1:
             raise ValueError(f"--dp-delta must be in (0, 1), got {self.delta}")
+        self.composed_with = [[str(name), float(s), float(q), int(n)] for name, s, q, n in self.composed_with]
+
+    def mechanisms(self, steps: int | None = None) -> tuple[Mechanism, ...]:
+        """D's mechanism after `steps` (default: so far), then the composed ones."""
+        own = (self.noise_multiplier, self.sample_rate, self.steps if steps is None else steps)
+        return (own, *((s, q, n) for _, s, q, n in self.composed_with))
 
     def epsilon(self, steps: int | None = None) -> float:
-        """Epsilon at `delta` after `steps` (default: the steps taken so far)."""
-        return epsilon_after(
-            self.steps if steps is None else steps, self.noise_multiplier, self.sample_rate, self.delta, self.accountant
-        )
+        """Total epsilon at `delta` after `steps` D steps (default: the steps taken so far), composed parts included."""
+        return composed_epsilon(self.mechanisms(steps), self.delta, self.accountant)
+
+    def epsilon_parts(self) -> dict[str, float]:
+        """Each part's own epsilon at `delta` (D's steps so far, each composed mechanism); they compose to less
+        than their sum."""
+        parts = {
+            "discriminator": epsilon_after(
+                self.steps, self.noise_multiplier, self.sample_rate, self.delta, self.accountant
+            )
+        }
+        for name, sigma, q, n in self.composed_with:
+            parts[name] = epsilon_after(n, sigma, q, self.delta, self.accountant)
+        return parts
 
     @functools.cached_property
     def max_steps(self) -> int | None:
-        """Largest step count within `epsilon_budget` (None: no budget)."""
+        """Largest D step count within `epsilon_budget` (None: no budget)."""
         if self.epsilon_budget is None:
             return None
-        return max_steps_within(
-            self.epsilon_budget,
-            self.noise_multiplier,
-            self.sample_rate,
-            self.delta,
-            self.accountant,
-            upper_hint=max(self.steps, 1000),
-        )
+        return max_steps_within(self.epsilon_budget, self.epsilon, upper_hint=max(self.steps, 1000))
 
     def can_step(self) -> bool:
         """Whether one more step keeps epsilon within the budget."""
@@ -135,9 +186,14 @@ class PrivacyAccount:
         self.steps += 1
 
     def state_dict(self) -> dict:
-        """Plain-data description with the current epsilon (for checkpoints, snapshot metadata, reports)."""
+        """Plain-data description with the current total epsilon and each part's (for checkpoints, snapshot
+        metadata, reports)."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return dict(fields, epsilon=self.epsilon() if self.differentially_private else None)
+        fields = dict(fields, composed_with=[list(entry) for entry in self.composed_with])
+        private = self.differentially_private
+        return dict(
+            fields, epsilon=self.epsilon() if private else None, epsilon_parts=self.epsilon_parts() if private else None
+        )
 
     @classmethod
     def from_state_dict(cls, state: dict) -> PrivacyAccount:

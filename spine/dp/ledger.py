@@ -3,6 +3,10 @@
 AccountRecord   the account in the checkpoint (continued on resume, same mechanism only) and in snapshots
 BudgetStop      stops the run once the next step would exceed the epsilon budget
 PrivacyReport   Privacy/* statistics and the epsilon (or NOT-DP) on every tick's status line
+
+The account states the total epsilon (D's steps composed with any DP-trained judge) and each part's own epsilon;
+what read the private images outside the account is named in it (`OUTSIDE_ACCOUNT`, plus `JUDGE_OUTSIDE_ACCOUNT`
+for a clinical judge trained without DP), so every snapshot and audit report carries the list.
 """
 
 from __future__ import annotations
@@ -11,7 +15,20 @@ from spine.dp.accounting import PrivacyAccount
 from torch_utils import training_stats
 from training.plugins import Plugin
 
-MECHANISM_FIELDS = ("noise_multiplier", "sample_rate", "delta", "accountant", "max_grad_norm", "unit")
+OUTSIDE_ACCOUNT = (
+    "the epsilon bounds what training reveals about one privacy unit (image or study); a patient with several "
+    "studies is protected only at k times epsilon (group privacy) when the unit is the study",
+    "metrics computed on the private images (FID, precision/recall against them) and any model selection, "
+    "snapshot choice or hyperparameter search based on them (each look at the data costs privacy)",
+    "the image grids and logs in the run directory (reals.png shows training images)",
+    "a pretrained or transfer-learning start trained on the same patients",
+    "pseudo-random (not cryptographic) noise unless --dp-secure-rng=1",
+)
+JUDGE_OUTSIDE_ACCOUNT = (
+    "the clinical loss's judge (a classifier trained without DP; in the experiments on the same private images): "
+    "the generator learns from it outside the account"
+)
+MECHANISM_FIELDS = ("noise_multiplier", "sample_rate", "delta", "accountant", "max_grad_norm", "unit", "composed_with")
 
 
 class AccountRecord(Plugin):
@@ -68,4 +85,7 @@ class PrivacyReport(Plugin):
         epsilon = self.account.epsilon()
         training_stats.report0("Privacy/epsilon", epsilon)
         training_stats.report0("Privacy/delta", self.account.delta)
-        return f"epsilon {epsilon:.4f}"
+        if not self.account.composed_with:
+            return f"epsilon {epsilon:.4f}"
+        parts = " + ".join(f"{name} {value:.4f}" for name, value in self.account.epsilon_parts().items())
+        return f"epsilon {epsilon:.4f} (composed: {parts})"

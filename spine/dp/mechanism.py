@@ -100,6 +100,25 @@ def clipped_sum(
     return {name: g.sum(0) for name, g in grads.items()}, norms
 
 
+def unit_chunks(units: torch.Tensor, max_rows: int) -> list[slice]:
+    """Consecutive slices of a batch, each of at most `max_rows` images and whole units (`units` [N]: each image's
+    unit, numbered in order); a unit larger than `max_rows` gets a slice of its own. The physical micro-batches
+    of a virtual step: per-sample gradients are held for one slice at a time, so memory is bounded by
+    `max_rows` whatever the Poisson draw's size."""
+    if max_rows < 1:
+        raise ValueError(f"--dp-physical-batch must be >= 1, got {max_rows}")
+    n = int(units.shape[0])
+    starts = torch.nonzero(torch.diff(units, prepend=units[:1] - 1)).flatten().tolist() + [n]
+    chunks, begin = [], 0
+    for unit_start, unit_end in zip(starts[:-1], starts[1:]):
+        if unit_end - begin > max_rows and unit_start > begin:
+            chunks.append(slice(begin, unit_start))
+            begin = unit_start
+    if begin < n:
+        chunks.append(slice(begin, n))
+    return chunks
+
+
 def add_noise(total: dict[str, torch.Tensor], config: MechanismConfig) -> dict[str, torch.Tensor]:
     """total + N(0, (sigma C)^2) per coordinate, once per step (also for an empty Poisson batch)."""
     if config.noise_std == 0:

@@ -5,6 +5,16 @@ and turned into training-loop settings (`configure`, which sets args.dp) and plu
 --dp-delta), calibrated so that the planned run (--kimg) ends at that epsilon; --dp-epsilon is also the budget at
 which training stops. q = batch / number of images; one accountant step per iteration (phase Dboth, R1 lazily
 inside the per-sample loss every 16 steps). Resuming a checkpoint keeps its sigma, whatever --kimg now says.
+--dp-d-steps=n: G steps on every n-th iteration only, so D takes n private steps per G step (Bie, Kamath & Zhang,
+"Private GANs, revisited", TMLR 2023). Every iteration's D step reads a fresh Poisson draw and is one accountant
+step, so --kimg still counts the real images D reads (the account's steps = kimg * 1000 / batch) and G takes 1/n
+of them; G_ema is updated every iteration, so its half-life (--ema kimg) also counts D's images.
+--dp-physical-batch=m: per-sample gradients are held for at most m real images at a time (a virtual step:
+micro-batches' clipped sums added, noise once per logical step), so a large --batch keeps memory bounded.
+With --clinical-loss, the judge enters the account: a judge trained with DP-SGD (`spine.dp.judge`, its account in
+classifier.pkl) is composed with D's steps into one epsilon (and --dp-epsilon calibrates D's noise for the rest of
+the budget); --dp-judge-public=1 declares a judge trained on public data (no cost); any other judge is named outside
+the account in every report.
 --dp-mode=paper: the authors' noise-then-clip scheme on G and D (`spine.dp.paper_mode`), microbatch 1: NOT DP.
 --dp-clip=0 / --dp-noise=0 turn clipping / noise off in either mode, for ablations; such runs are labelled NOT-DP.
 """
@@ -18,11 +28,12 @@ import click
 import torch
 
 from dnnlib.cli import OptionGroup
-from spine.dp import accounting, guards, paper_mode
+from spine.dp import accounting, guards, ledger, paper_mode
 from spine.dp.mechanism import MechanismConfig
 from spine.dp.sampling import UNITS
 from training import checkpoint as ckpt
 from training.loop_plugins import LoopPlugins
+from training.phase_update import EveryNthStep, GradientStep
 from training.plugin_options import DeclaredPlugin
 
 MODES = ("dpsgd", "paper")
@@ -69,6 +80,24 @@ OPTIONS = OptionGroup(
     ),
     click.option("--dp-clip", help="Ablation: clipping on/off [default: on]", type=bool, metavar="BOOL"),
     click.option("--dp-noise", help="Ablation: noise on/off [default: on]", type=bool, metavar="BOOL"),
+    click.option(
+        "--dp-d-steps",
+        help="Private D steps per G step, each one step of the account [default: 1]",
+        type=click.IntRange(min=1),
+        metavar="INT",
+    ),
+    click.option(
+        "--dp-physical-batch",
+        help="Most real images whose per-sample gradients are held at once [default: the round's]",
+        type=click.IntRange(min=1),
+        metavar="INT",
+    ),
+    click.option(
+        "--dp-judge-public",
+        help="Declare the --clinical-loss judge trained on public data (no privacy cost) [default: false]",
+        type=bool,
+        metavar="BOOL",
+    ),
     click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
     click.option(
         "--dp-secure-rng",
@@ -140,7 +169,10 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     accounting.check_accountant(accountant)
     max_norm = DEFAULT_MAX_GRAD_NORM if opts.dp_max_grad_norm is None else float(opts.dp_max_grad_norm)
     planned_steps = math.ceil(args.total_kimg * 1000 / args.batch_size)
-    multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options)
+    unit = opts.dp_unit or DEFAULT_UNIT
+    judge = _judge_account(opts, unit)
+    spent = tuple((s, q, n) for _, s, q, n in judge["composed_with"])
+    multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options, spent)
     private = MechanismConfig(max_norm, multiplier, clip, noise).is_private
     args.dp = dict(
         mode="dpsgd",
@@ -148,7 +180,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         max_grad_norm=max_norm,
         delta=delta,
         accountant=accountant,
-        unit=opts.dp_unit or DEFAULT_UNIT,
+        unit=unit,
         sample_rate=sample_rate,
         epsilon_budget=float(opts.dp_epsilon) if opts.dp_epsilon is not None and private else None,
         clip=clip,
@@ -156,15 +188,57 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         r1_interval=R1_INTERVAL,
         label_prior=_label_prior(opts.dp_label_prior),
         secure_rng=bool(opts.dp_secure_rng),
+        d_steps=int(opts.dp_d_steps or 1),
+        physical_batch=opts.dp_physical_batch,
+        **judge,
     )
     tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
+    tag += f"-dsteps{args.dp['d_steps']}" if args.dp["d_steps"] > 1 else ""
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
 
+def _judge_account(opts: Any, unit: str) -> dict:
+    """What the clinical loss's judge adds to the account: {composed_with, declared_public, outside_account}."""
+    none = dict(composed_with=[], declared_public=[], outside_account=list(ledger.OUTSIDE_ACCOUNT))
+    if opts.clinical_loss is None:
+        if opts.dp_judge_public:
+            raise guards.DPConfigError("--dp-judge-public=1 needs --clinical-loss=<classifier.pkl>")
+        return none
+    from spine.classifier.artifact import load_classifier
+
+    privacy = load_classifier(opts.clinical_loss).provenance.get("privacy")
+    if privacy is not None:
+        if opts.dp_judge_public:
+            raise guards.DPConfigError(
+                f"--dp-judge-public=1: --clinical-loss={opts.clinical_loss} was trained with DP-SGD on private "
+                f"images (its account is composed into this run's); the option is for a judge trained on public data"
+            )
+        if privacy["unit"] != unit:
+            raise guards.DPConfigError(
+                f"--dp-unit={unit}: the judge --clinical-loss={opts.clinical_loss} protects one {privacy['unit']}; "
+                f"the two accounts compose only for the same privacy unit"
+            )
+        entries = [
+            [f"judge:{i}" if len(privacy["history"]) > 1 else "judge", *entry]
+            for i, entry in enumerate(privacy["history"])
+        ]
+        return dict(none, composed_with=entries)
+    if opts.dp_judge_public:
+        return dict(none, declared_public=[f"the clinical loss's judge {opts.clinical_loss} (--dp-judge-public=1)"])
+    return dict(none, outside_account=[ledger.JUDGE_OUTSIDE_ACCOUNT, *ledger.OUTSIDE_ACCOUNT])
+
+
 def _noise_multiplier(
-    opts: Any, sample_rate: float, delta: float, accountant: str, planned_steps: int, saved_options: dict | None
+    opts: Any,
+    sample_rate: float,
+    delta: float,
+    accountant: str,
+    planned_steps: int,
+    saved_options: dict | None,
+    spent: tuple = (),
 ) -> float:
-    """--dp-noise-multiplier, the resumed run's sigma, or sigma calibrated to --dp-epsilon for the planned steps."""
+    """--dp-noise-multiplier, the resumed run's sigma, or sigma calibrated to --dp-epsilon for the planned steps
+    (composed with the mechanisms already `spent` on the same records)."""
     if opts.dp_noise_multiplier is not None:
         if opts.dp_noise_multiplier < 0:
             raise guards.DPConfigError(f"--dp-noise-multiplier must be non-negative, got {opts.dp_noise_multiplier}")
@@ -173,7 +247,12 @@ def _noise_multiplier(
         return float(saved_options["dp"]["noise_multiplier"])
     if opts.dp_epsilon is None:
         raise guards.DPConfigError("--dp=1 needs --dp-noise-multiplier or --dp-epsilon (with --dp-delta)")
-    return accounting.calibrate_noise_multiplier(float(opts.dp_epsilon), delta, sample_rate, planned_steps, accountant)
+    try:
+        return accounting.calibrate_noise_multiplier(
+            float(opts.dp_epsilon), delta, sample_rate, planned_steps, accountant, spent
+        )
+    except ValueError as exc:
+        raise guards.DPConfigError(str(exc)) from None
 
 
 def _label_prior(text: str | None) -> list[float] | None:
@@ -222,19 +301,29 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         epsilon_budget=dp["epsilon_budget"],
         differentially_private=config.is_private,
         note=note,
+        composed_with=dp["composed_with"],
+        declared_public=dp["declared_public"],
+        outside_account=dp["outside_account"],
     )
     sampling = PoissonSampling(
         dp["unit"], dp["sample_rate"], args.training_set_kwargs.max_size, secure=config.secure_rng
     )
     update = DPDiscriminatorUpdate(
-        account, config, sampling.expected_batch_size, r1_gamma=args.loss_kwargs.r1_gamma, r1_interval=dp["r1_interval"]
+        account,
+        config,
+        sampling.expected_batch_size,
+        r1_gamma=args.loss_kwargs.r1_gamma,
+        r1_interval=dp["r1_interval"],
+        physical_batch=dp["physical_batch"],
     )
+    d_steps = dp["d_steps"]
     labels = args.dataset_info
     prior = guards.PublicLabelPrior(
         labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0, probs=dp["label_prior"]
     )
     return LoopPlugins(
         discriminator_update=update,
+        generator_update=EveryNthStep(GradientStep(), d_steps) if d_steps > 1 else None,
         real_sampling=sampling,
         fake_labels=prior,
         others=dict(

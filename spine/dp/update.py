@@ -7,7 +7,10 @@ One D step (phase Dboth; R1 is folded in, see below):
      the rounds keep each unit whole and number the units (`PhaseRound.real_units`).
   3. Per-sample gradients of the real term softplus(-D(x_i)), plus every `r1_interval`-th step the R1 penalty
      r1_interval * gamma/2 |dD/dx_i|^2 inside the same per-sample loss (`spine.dp.per_sample`); summed per unit,
-     clipped to C, summed, N(0, (sigma C)^2) added; divided by the expected batch size q * N_images.
+     clipped to C, summed, N(0, (sigma C)^2) added; divided by the expected batch size q * N_images. A virtual
+     step: the per-sample gradients are computed in physical micro-batches of at most `physical_batch` images
+     (whole units; `mechanism.unit_chunks`) whose clipped sums are added, so memory stays bounded with a large
+     expected batch; the noise is drawn once for the whole logical batch.
   4. Plus the ordinary batch-mean gradient of the fake term softplus(D(G(z, c))): it depends on no real record.
   5. One optimiser step; one step recorded in the privacy account.
 G, G_ema and the path-length term only read D's parameters: post-processing, no further privacy cost.
@@ -40,6 +43,7 @@ class DPDiscriminatorUpdate(Plugin):
         expected_batch_size: float,
         r1_gamma: float,
         r1_interval: int | None,
+        physical_batch: int | None = None,
     ):
         if r1_interval is not None and r1_interval < 1:
             raise ValueError(f"r1_interval must be >= 1 or None, got {r1_interval}")
@@ -50,6 +54,7 @@ class DPDiscriminatorUpdate(Plugin):
         self.expected_batch_size = float(expected_batch_size)
         self.r1_gamma = float(r1_gamma)
         self.r1_interval = r1_interval
+        self.physical_batch = physical_batch
         self._announced_stop = False
 
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
@@ -105,10 +110,12 @@ class DPDiscriminatorUpdate(Plugin):
                 continue
             with torch.no_grad():
                 img = loss.augment(r.real_img)
-            grads = per_sample.per_sample_real_gradients(D, img, r.real_c, r1_weight)
-            round_sum, _ = mechanism.clipped_sum(grads, r.real_units, int(r.real_units[-1]) + 1, self.config)
-            for name in total:
-                total[name] += round_sum[name]
+            for part in mechanism.unit_chunks(r.real_units, self.physical_batch or len(r.real_units)):
+                units = r.real_units[part] - r.real_units[part][0]
+                grads = per_sample.per_sample_real_gradients(D, img[part], r.real_c[part], r1_weight)
+                part_sum, _ = mechanism.clipped_sum(grads, units, int(units[-1]) + 1, self.config)
+                for name in total:
+                    total[name] += part_sum[name]
         noisy = mechanism.add_noise(total, self.config)
         scale = 1.0 / self.expected_batch_size
         return {name: g * scale for name, g in noisy.items()}

@@ -42,25 +42,15 @@ import tqdm
 import dnnlib
 from metrics.perceptual import pixel_distance
 from metrics.projection import ProjectionOptions, project
+from spine.dp.ledger import JUDGE_OUTSIDE_ACCOUNT, OUTSIDE_ACCOUNT
 from spine.scoring import roc_auc, roc_curve
 from training.image_grid import save_image_grid
 
 Embedding = Callable[[torch.Tensor], torch.Tensor]  # images [N,C,H,W] in [-1, 1] -> features [N, D]
 
-NOT_COVERED = [
-    "the epsilon bounds what D's training reveals about one privacy unit (image or study); a patient with several "
-    "studies is protected only at k times epsilon (group privacy) when the unit is the study",
-    "model selection, hyperparameter search or FID on the private data (each look at the data costs privacy)",
-    "the image grids and logs in the run directory (reals.png shows training images)",
-    "a pretrained or transfer-learning start trained on the same patients",
-    "pseudo-random (not cryptographic) noise",
-]
-# Named when the snapshot records a clinical loss: its judge was trained without privacy (in the experiments, on
-# the same images), and the generator learns from the judge's gradients outside the account.
-CLINICAL_NOT_COVERED = (
-    "the clinical loss's judge (a classifier trained without DP; in the experiments on the same "
-    "private images): the generator learns from it outside the account"
-)
+# What the account leaves out (spine.dp.ledger); a snapshot's account names its own list (`outside_account`), older
+# snapshots get this one, plus the judge when they record a clinical loss.
+NOT_COVERED = list(OUTSIDE_ACCOUNT)
 AUDIT_FPR = 0.01  # the false-positive rate at which the membership attack's TPR is reported
 
 
@@ -315,14 +305,25 @@ def privacy_statement(metadata: dict | None) -> dict[str, Any]:
             account=privacy,
             not_covered=NOT_COVERED,
         )
-    not_covered = ([CLINICAL_NOT_COVERED] if metadata.get("clinical_loss") else []) + NOT_COVERED
+    not_covered = privacy.get("outside_account") or (
+        ([JUDGE_OUTSIDE_ACCOUNT] if metadata.get("clinical_loss") else []) + NOT_COVERED
+    )
     statement = dict(
         guarantee=f"({privacy['epsilon']:.4g}, {privacy['delta']:.3g})-DP per {privacy['unit']} "
-        f"for the discriminator's training; the generator is post-processing",
+        f"for {_accounted(privacy)}; the generator is post-processing",
         account=privacy,
         not_covered=not_covered,
     )
     return dict(statement, mia_tpr_bound=stated_tpr_bound(statement))
+
+
+def _accounted(privacy: dict) -> str:
+    """What the epsilon covers: D's training, composed with the judge's where the account holds it."""
+    parts = privacy.get("epsilon_parts") or {}
+    if len(parts) <= 1:
+        return "the discriminator's training"
+    spent = ", ".join(f"{name} {value:.4g} alone" for name, value in parts.items())
+    return f"the discriminator's training composed with the DP-trained clinical judge's ({spent})"
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -108,6 +108,10 @@ class ExperimentConfig:
     # An evaluator panel (spine.evaluation.panel) scores every synthetic arm of the experiment's label mode with these
     # members ('ARCH:NORM'); the member that matches the downstream protocol reuses its models. () = no panel.
     panel: tuple[str, ...] = ()
+    # The clinical loss's judge of every --dp=1 variant: None = the experiment's classifier (trained without DP; the
+    # account names it outside); a positive epsilon = a judge trained with DP-SGD at this epsilon (delta 1e-5,
+    # spine.dp.judge), whose account train.py composes with D's: the variant's --dp-epsilon is then the total.
+    dp_judge_epsilon: float | None = None
     # The phantom's draw (None: `seed`): an experiment's test studies are those of its draw, so two experiments
     # whose draws differ share no test study.
     phantom_seed: int | None = None
@@ -174,6 +178,10 @@ class ExperimentConfig:
                 f"got {self.classifier_input_norm!r}"
             )
         self._check_panel(where)
+        if self.dp_judge_epsilon is not None and not self.dp_judge_epsilon > 0:
+            raise ValueError(
+                f"{where}.dp_judge_epsilon: expected a positive epsilon or null, got {self.dp_judge_epsilon}"
+            )
         self._check_curve(where)
 
     def kimg_of(self, variant: Variant) -> int:

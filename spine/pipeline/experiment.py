@@ -118,6 +118,42 @@ def train_classifier_step(train_zip: str, config: ExperimentConfig, workdir: Pat
     )
 
 
+DP_JUDGE_DELTA = 1e-5  # the DP judge's own statement; composed into a run's account, the run's delta applies
+DP_JUDGE_BATCH = 64  # expected (Poisson) batch of the DP judge
+
+
+def train_dp_judge_step(train_zip: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+    """The clinical loss's judge of the --dp=1 variants, trained with DP-SGD (spine.dp.judge) at
+    `config.dp_judge_epsilon`, the experiment's classifier architecture if it has a GroupNorm variant."""
+    from spine.classifier.artifact import save_classifier
+    from spine.classifier.data import load_labelled_images
+    from spine.dp.judge import JUDGE_ARCHS, PrivateJudgeOptions, train_private_judge
+
+    images = load_labelled_images(train_zip)
+    options = PrivateJudgeOptions(
+        epsilon=float(config.dp_judge_epsilon),
+        delta=DP_JUDGE_DELTA,
+        epochs=config.classifier_epochs,
+        batch_size=DP_JUDGE_BATCH,
+        arch=config.classifier_arch if config.classifier_arch in JUDGE_ARCHS else "small_cnn",
+        resolution=images.resolution,
+        seed=config.seed + 2,  # the classifier has seed, the independent judge seed + 1
+    )
+    result = train_private_judge(images, options)
+    path = workdir / "classifier.pkl"
+    save_classifier(path, result.net, result.spec, result.provenance)
+    return dict(classifier=str(path), epsilon=result.provenance["privacy"]["epsilon"])
+
+
+def is_private(variant: Variant) -> bool:
+    return "--dp=1" in variant.train_args
+
+
+def clinical_judge(variant: Variant, mode_data: dict[str, str]) -> str:
+    """The classifier a variant's clinical loss uses: the DP judge for a --dp=1 variant where one was trained."""
+    return mode_data.get("dp_judge", mode_data["classifier"]) if is_private(variant) else mode_data["classifier"]
+
+
 def train_command(
     variant: Variant, train_zip: str, classifier: str, config: ExperimentConfig, workdir: Path
 ) -> list[str]:
@@ -444,6 +480,9 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
             f"classifier{suffix}", lambda w: train_classifier_step(data[mode]["train"], config, w, config.seed)
         )
         data[mode]["classifier"] = out[f"classifier{suffix}"]["classifier"]
+    if config.dp_judge_epsilon is not None:
+        out["dp_judge"] = steps.run("dp_judge", lambda w: train_dp_judge_step(data[config.labels]["train"], config, w))
+        data[config.labels]["dp_judge"] = out["dp_judge"]["classifier"]
     judge = None
     if config.independent_judge:
         out["judge"] = steps.run(
@@ -546,7 +585,7 @@ def train_variants(
         mode = data[config.mode_of(variant.name)]
         return f"train/{variant.name}", steps.run(
             f"train/{variant.name}",
-            lambda w: train_variant(variant, mode["train"], mode["classifier"], config, w, log, env),
+            lambda w: train_variant(variant, mode["train"], clinical_judge(variant, mode), config, w, log, env),
             keep_partial=True,
         )
 

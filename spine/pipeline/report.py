@@ -415,6 +415,24 @@ def privacy_section(steps: dict[str, dict], names: Sequence[str]) -> str:
     )
 
 
+def dp_card(config: dict[str, Any]) -> str:
+    """The model card's DP item: what the epsilon of a --dp variant covers, with or without a DP-trained judge."""
+    judge = config.get("dp_judge_epsilon")
+    covered = (
+        "It also covers the clinical loss's judge of those variants, trained with DP-SGD at epsilon "
+        f"{judge:g} on the same images and composed into the one epsilon. It does not cover the metrics' classifier, "
+        if judge
+        else "It does not cover the classifier of the clinical loss (trained on the same images without DP), "
+    )
+    return (
+        "<b>Differential privacy</b>: where a variant uses --dp, DP-SGD protects the discriminator's use of each "
+        "training image (epsilon, delta in the curves and snapshot metadata). "
+        + covered
+        + "the metrics and model selection on the training images, reals.png, the hyper-parameter choices, or the "
+        "validation split; a variant without --dp has no formal privacy guarantee at all."
+    )
+
+
 def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
     """What the generators are, were trained on, are for, and what they do not promise."""
     variants = config["variants"]
@@ -444,10 +462,7 @@ def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
         "<b>Clinical loss</b>: weight x BCE of a frozen spine classifier (trained on the same training images, "
         "chosen on validation) on each generated image against its conditioning label "
         "(Schonfeld &amp; Veeravagu 2022).",
-        "<b>Differential privacy</b>: where a variant uses --dp, DP-SGD protects the discriminator's use of each "
-        "training image (epsilon, delta in the curves and snapshot metadata). It does not cover the classifier of "
-        "the clinical loss (trained on the same images without DP), the hyper-parameter choices, or the validation "
-        "split; a variant without --dp has no formal privacy guarantee at all.",
+        dp_card(config),
         "<b>Intended use</b>: research on synthetic learning and on the method itself; augmenting or replacing "
         "training data for classifiers that are then validated on real, held-out data.",
         "<b>Not for</b>: diagnosis, clinical decisions, or as evidence about any patient. Samples can look plausible "

@@ -88,3 +88,20 @@ def test_config_validation_and_privacy_label():
     assert not MechanismConfig(1.0, 1.0, noise=False).is_private
     with pytest.raises(ValueError, match="--dp-max-grad-norm"):
         MechanismConfig(0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "units, max_rows, expected",
+    [
+        ([0, 1, 2, 3, 4], 2, [(0, 2), (2, 4), (4, 5)]),
+        ([0, 0, 1, 1, 1, 2], 3, [(0, 2), (2, 5), (5, 6)]),
+        ([0, 0, 0, 0, 1], 2, [(0, 4), (4, 5)]),  # a unit larger than max_rows gets a slice of its own
+        ([0, 1, 1], 8, [(0, 3)]),
+        ([], 2, []),
+    ],
+)
+def test_unit_chunks_keep_units_whole_and_bounded(units, max_rows, expected):
+    chunks = mechanism.unit_chunks(torch.tensor(units, dtype=torch.int64), max_rows)
+    assert [(c.start, c.stop) for c in chunks] == expected
+    with pytest.raises(ValueError, match="--dp-physical-batch"):
+        mechanism.unit_chunks(torch.tensor(units, dtype=torch.int64), 0)

@@ -57,7 +57,9 @@ def test_refusals_name_the_option(run, extra, message):
     assert message in result.output
 
 
-@pytest.mark.parametrize("flag, value", [("--dp-epsilon", "3"), ("--dp-secure-rng", "1"), ("--dp-clip", "0")])
+@pytest.mark.parametrize(
+    "flag, value", [("--dp-epsilon", "3"), ("--dp-secure-rng", "1"), ("--dp-clip", "0"), ("--dp-d-steps", "4")]
+)
 def test_dp_option_without_dp_is_refused(run, flag, value):
     result, _ = run(flag, value)
     assert result.exit_code != 0 and f"{flag} needs --dp=1" in result.output
@@ -117,3 +119,16 @@ def test_label_prior_is_public():
     assert labels[:, 1].sum() == 0 and abs(labels[:, 0].mean() - 0.2) < 0.01
     with pytest.raises(guards.DPConfigError, match="sum to 1"):
         guards.PublicLabelPrior(2, onehot=True, probs=[0.5, 0.6])
+
+
+def test_d_steps_and_physical_batch_reach_the_settings(run):
+    result, args = run(
+        "--dp", "1", "--dp-epsilon", "8", "--dp-delta", "1e-3", "--dp-d-steps", "4", "--dp-physical-batch", "2"
+    )
+    assert result.exit_code == 0, result.output
+    assert args.dp["d_steps"] == 4 and args.dp["physical_batch"] == 2
+    assert "dp-eps8-dsteps4" in os.path.basename(args.run_dir)
+    # Every iteration is one private D step, so the calibration plans kimg * 1000 / batch = 250 steps as before.
+    assert accounting.epsilon_after(250, args.dp["noise_multiplier"], 0.25, 1e-3, "rdp") <= 8
+    result, _ = run("--dp", "1", "--dp-epsilon", "8", "--dp-delta", "1e-3", "--dp-d-steps", "0")
+    assert result.exit_code == 2 and "--dp-d-steps" in result.output

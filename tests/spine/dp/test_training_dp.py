@@ -15,7 +15,7 @@ from training.serialization import load_network_pkl
 pytestmark = pytest.mark.slow
 
 
-def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None):
+def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None, **dp_opts):
     opts = dict(
         outdir=outdir,
         gpus=1,
@@ -63,7 +63,11 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         class_locality_power=None,
         metrics_classifier=None,
         dp_secure_rng=None,
+        dp_d_steps=None,
+        dp_judge_public=None,
+        dp_physical_batch=None,
     )
+    opts.update(dp_opts)
     _, args = train.setup_training_loop_kwargs(train.dnnlib.EasyDict(opts))
     args.total_kimg = total_kimg
     args.run_dir = outdir
@@ -117,3 +121,32 @@ def test_default_augmentation_off_is_said(tmp_path, dp_dataset):
     args = dp_args(dp_dataset, str(tmp_path / "run"), total_kimg=1)
     assert args.augment_kwargs is None and args.ada_target is None
     assert any(note.startswith("--dp=1: augmentation is off (ADA, the default --aug") for note in args.notes)
+
+
+def test_several_d_steps_per_g_step_are_each_accounted_and_resume_exactly(tmp_path, dp_dataset):
+    """--dp-d-steps=2 with micro-batches of one image: 4 iterations are 4 private D steps (Opacus's RDP epsilon of 4
+    steps) and 2 G steps; a run interrupted after 2 iterations and resumed ends identical."""
+    from opacus.accountants import RDPAccountant
+
+    recipe = dict(dp_d_steps=2, dp_physical_batch=1)
+    whole = str(tmp_path / "whole")
+    train.run_process(0, dp_args(dp_dataset, whole, total_kimg=0.016, **recipe))
+    reference = ckpt.load_checkpoint(os.path.join(whole, ckpt.FILE_NAME))
+    account = reference["plugins"]["privacy_account"]
+    opacus = RDPAccountant()
+    for _ in range(4):
+        opacus.step(noise_multiplier=1.2, sample_rate=0.25)
+    assert account["steps"] == 4 and account["epsilon"] == pytest.approx(opacus.get_epsilon(delta=1e-3), rel=1e-6)
+    calls = reference["plugins"]["generator_update"]["calls"]
+    assert calls["Gmain"] == 4  # G stepped on calls 0 and 2
+
+    first = str(tmp_path / "first")
+    train.run_process(0, dp_args(dp_dataset, first, total_kimg=0.008, **recipe))
+    second = str(tmp_path / "second")
+    resume = os.path.join(first, ckpt.FILE_NAME)
+    train.run_process(0, dp_args(dp_dataset, second, total_kimg=0.016, resume=resume, **recipe))
+    resumed = ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))
+    assert resumed["plugins"] == reference["plugins"]
+    for net in ("G", "D", "G_ema"):
+        for key, value in reference["nets"][net]["state_dict"].items():
+            assert torch.equal(resumed["nets"][net]["state_dict"][key], value), (net, key)

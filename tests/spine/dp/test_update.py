@@ -177,3 +177,39 @@ def test_lazy_r1_runs_inside_the_step():
     assert update._r1_weight() == pytest.approx(1.0)  # gamma/2 * interval at step 0
     step_with(update, G, D)
     assert update._r1_weight() == 0.0
+
+
+@pytest.mark.parametrize("physical_batch", [1, 2, 4])
+def test_virtual_step_equals_one_shot(physical_batch):
+    """Per-sample gradients in micro-batches of at most `physical_batch` images, clipped sums added, noise drawn once:
+    the same private gradient as the whole logical batch at once (clipping active, noise on, same RNG state)."""
+    dataset = TinyDataset()
+    G, D = make_nets()
+    config = MechanismConfig(1e-2, 1.0)
+    loss = StyleGAN2Loss("cpu", G, D, r1_gamma=1.0, style_mixing_prob=0, pl_weight=0)
+    results = []
+    for size in (None, physical_batch):
+        update = make_update(dataset, config)
+        update.physical_batch = size
+        rounds = rounds_for(update, num_rounds=1)
+        torch.manual_seed(7)
+        results.append(update._private_real_gradient(D, loss, rounds, r1_weight=0.5))
+    # Six clipped rows (norm <= C each) summed in another grouping: float32 rounding of a six-term sum at size 6 C,
+    # over the expected batch of 6.
+    tol = rounding_tol(torch.float32, 6, magnitude=6 * 1e-2) / 6
+    for name, whole in results[0].items():
+        assert torch.allclose(results[1][name], whole, atol=tol, rtol=0), name
+
+
+def test_tick_report_states_the_total_and_each_part():
+    from spine.dp.ledger import PrivacyReport
+
+    account = PrivacyAccount(
+        noise_multiplier=1.0, sample_rate=0.1, delta=1e-5, accountant="rdp", composed_with=[["judge", 2.0, 0.1, 50]]
+    )
+    account.steps = 20
+    parts = account.epsilon_parts()
+    assert PrivacyReport(account).report_tick() == (
+        f"epsilon {account.epsilon():.4f} (composed: discriminator {parts['discriminator']:.4f} + "
+        f"judge {parts['judge']:.4f})"
+    )

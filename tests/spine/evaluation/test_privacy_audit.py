@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from spine.dp.ledger import JUDGE_OUTSIDE_ACCOUNT
 from spine.evaluation import privacy_audit
 
 
@@ -88,7 +89,7 @@ def test_privacy_statement():
     )
     assert stated["guarantee"].startswith("(3.21, 1e-05)-DP per study")
     assert any("model selection" in item for item in stated["not_covered"])
-    assert privacy_audit.CLINICAL_NOT_COVERED not in stated["not_covered"]
+    assert JUDGE_OUTSIDE_ACCOUNT not in stated["not_covered"]
     assert stated["mia_tpr_bound"] == pytest.approx(math.exp(3.21) * 0.01 + 1e-5, rel=1e-12)
     with_judge = privacy_audit.privacy_statement(
         dict(
@@ -96,11 +97,29 @@ def test_privacy_statement():
             clinical_loss=dict(weight=0.1),
         )
     )
-    assert with_judge["not_covered"][0] == privacy_audit.CLINICAL_NOT_COVERED
+    assert with_judge["not_covered"][0] == JUDGE_OUTSIDE_ACCOUNT
     text = privacy_audit.markdown(
         dict(network="G.pkl", num_generated=1, num_train=1, num_heldout=1, privacy=with_judge, spaces={})
     )
     assert f"no membership attack on one image reaches a TPR above {with_judge['mia_tpr_bound']:.4f} at 1% FPR" in text
+
+
+def test_privacy_statement_of_a_composed_account():
+    """A run whose account holds the DP-trained judge states the total and each part, and its own outside list."""
+    privacy = dict(
+        epsilon=9.5,
+        delta=1e-5,
+        unit="image",
+        differentially_private=True,
+        epsilon_parts=dict(discriminator=8.0, judge=3.0),
+        outside_account=["reals.png"],
+    )
+    stated = privacy_audit.privacy_statement(dict(privacy=privacy, clinical_loss=dict(weight=0.1)))
+    assert stated["guarantee"] == (
+        "(9.5, 1e-05)-DP per image for the discriminator's training composed with the DP-trained clinical judge's "
+        "(discriminator 8 alone, judge 3 alone); the generator is post-processing"
+    )
+    assert stated["not_covered"] == ["reals.png"]
 
 
 @pytest.mark.parametrize(

@@ -502,3 +502,28 @@ def test_matched_pools_long_generator_and_the_training_curve(tmp_path, monkeypat
     assert (tmp_path / "report" / "curve.png").is_file() and "compare them with the single-generator rows" in page
     assert "2 kimg per GAN (spinegan-4kimg: its own kimg, in the model card)" in page
     assert "<td>spinegan-4kimg</td><td>demo</td><td>4</td>" in page
+
+
+def test_dp_variants_get_the_dp_judge_and_others_the_classifier(tmp_path, monkeypatch):
+    """With dp_judge_epsilon, a judge is trained with DP-SGD and only --dp=1 variants' clinical loss uses it."""
+    calls = []
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant(calls))
+    config = dataclasses.replace(
+        TINY,
+        independent_judge=False,
+        dp_judge_epsilon=5.0,
+        variants=(Variant("spinegan", 0.1), Variant("spinegan-dp", 0.1, ("--dp=1",))),
+    )
+    steps, out, data, _ = experiment.prepare_data(config, tmp_path, log=lambda _text: None)
+    trained = experiment.train_variants(steps, config, data, lambda _text: None, parallel=1)
+    assert 4.99 <= out["dp_judge"]["epsilon"] <= 5.0
+    judges = {
+        name: next(a for a in trained[f"train/{name}"]["command"] if a.startswith("--clinical-loss="))
+        for name in ("spinegan", "spinegan-dp")
+    }
+    assert judges == {
+        "spinegan": f"--clinical-loss={data['abnormality']['classifier']}",
+        "spinegan-dp": f"--clinical-loss={out['dp_judge']['classifier']}",
+    }
+    with pytest.raises(ValueError, match="dp_judge_epsilon: expected a positive epsilon"):
+        ExperimentConfig.from_dict(dict(dp_judge_epsilon=0))

@@ -289,3 +289,10 @@ def test_a_run_without_inception_fid_says_how_to_get_it():
 
     assert "No Inception FID in this run" in fid_note(["fid2k_spine", "label_fidelity200"])
     assert "baseline" in fid_note(["fid2k_spine"]) and fid_note(["fid2k", "label_fidelity200"]).count("Inception") == 0
+
+
+def test_dp_card_says_whether_the_judge_is_in_the_account():
+    assert "does not cover the classifier of the clinical loss" in report.dp_card(dict(dp_judge_epsilon=None))
+    with_judge = report.dp_card(dict(dp_judge_epsilon=2.0))
+    assert "trained with DP-SGD at epsilon 2 on the same images and composed into the one epsilon" in with_judge
+    assert "does not cover the metrics' classifier" in with_judge
