@@ -4,10 +4,11 @@ Each class's mean image (grey levels 0-255, channels averaged), then the differe
 class (for abnormality labels: abnormal minus normal). Two figures compare the evaluated set's difference image with
 the real one: Pearson r over pixels (1: the classes differ at the same places; blind to a uniform offset, since r
 centres both images) and the magnitude ratio, RMS of the evaluated difference over RMS of the real one, offset
-included (1: as strongly; a generator that draws its classes apart with an image-wide pattern reads far above 1). The real side is every image of the dataset; the evaluated side is N
-generated images with labels drawn as the dataset's (as FID draws them), or N images of a second dataset. The mean
-of N images carries noise of about 1/sqrt(N) of the pixels' spread, so r and the ratio of two real samples at the
-same N (the real-vs-real baseline) are the scale to read them against.
+included (1: as strongly; a generator that draws its classes apart with an image-wide pattern reads far above 1).
+The real side is every image of the dataset; the evaluated side is N generated images with labels drawn as the
+dataset's (as FID draws them), or N images of a second dataset. The mean of N images carries noise of about
+1/sqrt(N) of the pixels' spread, so r and the ratio of two real samples at the same N (the real-vs-real baseline)
+are the scale to read them against.
 """
 
 from __future__ import annotations

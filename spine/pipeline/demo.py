@@ -41,8 +41,8 @@ from spine.pipeline.seeds import format_interval, group_summaries, paired_differ
 # vertebrae, discs and processes rather than speckled columns) and draws its overlay lesions (spurs, spots, metal)
 # three times as large, several pixels wide at 32x32; the lesions that live in the geometry (disc narrowing, slips,
 # collapse, fractures) keep their anatomical size and are the ambiguous part. Every classifier (the clinical loss's
-# judge, every downstream arm; not the independent judge, below) is a patch_cnn on blurred, per-image standardised pixels: it
-# judges an image by its strongest local evidence, so a synthetic-only classifier cannot learn a generator's
+# judge, every downstream arm; not the independent judge, below) is a patch_cnn on blurred, per-image standardised
+# pixels: it judges an image by its strongest local evidence, so a synthetic-only classifier cannot learn a generator's
 # image-wide class code (darkening, bands) and keys on lesions instead. These were chosen on another phantom draw
 # (seed 1), scored on its training images only (docs/RESULTS.md, section G). The clinical loss judges each image
 # through the classifier's own random flips/rotations/crops (--clinical-augment=1), so pixel-exact patterns that
