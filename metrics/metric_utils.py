@@ -49,10 +49,10 @@ class MetricOptions:
     seed: int = 0  # z, labels and real subsets
     batch_size: int = 64  # images per detector call
     batch_gen: int = 4  # images per generator call
-    # Features already computed, by set (shared by the metrics given the same dict; on CPU the detector pass is the
-    # cost: Inception reads about 14 images/s on 2 cores). Each set is then captured whole (all features and the
-    # mean/covariance sums), so keep it to evaluations of a few thousand images.
-    feature_memo: dict[str, FeatureStats] | None = None
+    # Features (and generated images) already computed, by set, shared by the metrics given the same dict: on CPU the
+    # detector pass is the cost (Inception reads about 14 images/s on 2 cores). Each set is then captured whole (all
+    # features and the mean/covariance sums), so keep it to evaluations of a few thousand images.
+    feature_memo: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -333,6 +333,12 @@ def generate_images(opts: MetricOptions, z: torch.Tensor, c: torch.Tensor) -> to
     return torch.cat(parts)
 
 
+# A feature memo also keeps the generated images of a draw up to this size (uint8 bytes: 500 images at 32x32 take
+# 0.5 MB), so that the next detector or metric (the spine classifier's features after Inception's, the class means)
+# does not run the generator again: on a CPU, 500 demo samples cost about as much as a small detector's pass.
+MEMO_IMAGE_BYTES = 2**28
+
+
 def generated_batches(
     opts: MetricOptions, num_gen: int, class_index: int | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
@@ -340,6 +346,14 @@ def generated_batches(
     rank_slices gives them; sample i is the same whatever the batch size and process count."""
     if opts.G is None:
         raise ValueError("this metric needs a generator")
+    key = f"generated images of G {id(opts.G)}: {num_gen}, class {class_index}, seed {opts.seed}"
+    if opts.feature_memo is not None and key in opts.feature_memo:
+        yield from opts.feature_memo[key]
+        return
+    size = num_gen * opts.G.img_channels * opts.G.img_resolution**2
+    kept: list[tuple[torch.Tensor, torch.Tensor, int]] | None = (
+        [] if opts.feature_memo is not None and size <= MEMO_IMAGE_BYTES else None
+    )
     # All latents and labels are drawn up front (50k x 512 floats = 100 MB).
     z_all = torch.randn([num_gen, opts.G.z_dim], generator=torch.Generator().manual_seed(opts.seed))
     c_all = torch.from_numpy(sample_labels(opts, num_gen, class_index, np.random.RandomState(opts.seed)))
@@ -348,7 +362,12 @@ def generated_batches(
         torch.manual_seed(opts.seed + opts.rank)  # per-pixel noise of noise_mode='random'
         for start, positions, count in rank_slices(num_gen, opts):
             c = c_all[start + positions]
-            yield generate_images(opts, z_all[start + positions], c), c, count
+            batch = (generate_images(opts, z_all[start + positions], c), c, count)
+            if kept is not None:
+                kept.append(batch)
+            yield batch
+    if kept is not None and opts.feature_memo is not None:
+        opts.feature_memo[key] = kept
 
 
 def compute_feature_stats_for_generator(

@@ -234,6 +234,13 @@ def test_a_feature_memo_sends_every_set_through_the_detector_once(dataset, cache
         for capture in (dict(capture_mean_cov=True), dict(capture_all=True))
     ]
     assert generated[0] is generated[1] and counting.seen == 24 + 7
+    forward = G.forward
+    calls = []
+    G.forward = lambda z, c, **kw: (calls.append(len(z)), forward(z, c, **kw))[1]
+    other = CountingDetector(sha1="counting-v2")
+    by_other = compute_feature_stats_for_generator(opts, other.detector, num_gen=7, capture_all=True)
+    assert calls == [] and other.seen == 7  # the draw's images are kept: only the new detector runs
+    np.testing.assert_array_equal(by_other.get_all(), generated[0].get_all())  # one detector's features, alike
     second = options(dataset, dataset2_kwargs=dict(opts.dataset_kwargs), feature_memo=memo)
     compute_feature_stats_for_evaluated(second, counting.detector, num_gen=12, capture_all=True)
     assert counting.seen == 24 + 7 + 12  # the same images, but drawn as the evaluated set (other options)
