@@ -230,3 +230,18 @@ def test_the_panel_is_printed_first_with_every_member():
     assert lines[3] == (
         "      small_cnn:dataset: skill 0.37 (0.200-0.480), real-trained AUC 0.878, synthetic-trained 0.639"
     )
+
+
+def test_the_demo_measures_fidelity_beside_its_baseline_with_an_independent_judge():
+    """Issue 27's fidelity: Inception FID and precision/recall, the independent judge's precision/recall and the
+    class difference, all at the size of the demo's test split, so that their real-vs-real baselines match."""
+    from metrics.metric_names import parse_metric
+    from spine.evaluation.panel import PanelMember
+    from spine.pipeline.experiment import baseline_metric_names
+
+    config = demo.DEMO
+    assert {"fid500", "pr5003_inception", "pr5003_spine", "class_diff500"} <= set(config.metrics)
+    assert baseline_metric_names(config) == ["fid500", "pr5003_inception", "pr5003_spine", "class_diff500"]
+    assert all(parse_metric(m).count == config.phantom_test for m in baseline_metric_names(config))
+    judge = PanelMember.parse(config.judge)
+    assert judge.arch != config.classifier_arch and judge.input_norm == "dataset" and config.judge_half
