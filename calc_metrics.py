@@ -11,7 +11,8 @@ Examples:
   python calc_metrics.py --data=data/spine64.zip --data2=data/spine64_test.zip --metrics=fid2k,kid2k
 
 Metric names follow the official ones at any sample count (fid5k_full, kid2k, pr2k3, is2k, ...), plus per-class
-(fid2k_perclass) and spine-classifier variants (fid2k_spine, pr2k3_spine, label_fidelity500); see
+(fid2k_perclass), spine-classifier variants (fid2k_spine, pr2k3_spine, label_fidelity500) and the class-mean
+difference (class_diff500: r and RMS ratio against every real image's); see
 metrics/metric_names.py. When the snapshot sits in a run directory (training_options.json next to it), each
 result is appended to <run>/metric-<name>.jsonl; otherwise it is only printed. With --data2, its images take the
 place of generated ones (up to the metric's count, a seeded subset when it has more; x-flips off) and results are

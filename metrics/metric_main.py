@@ -21,6 +21,7 @@ import torch
 
 import dnnlib
 from metrics import detectors
+from metrics.class_difference import compute_class_difference
 from metrics.detectors import Detector
 from metrics.domain import CLASSIFIER_PREPROCESSING, compute_label_fidelity, require_classifier, spine_detector
 from metrics.frechet import compute_fid
@@ -120,7 +121,7 @@ def evaluate(spec: MetricSpec, opts: MetricOptions, detector: Detector) -> dict[
 
 def calc_metric(metric: str, **kwargs: Any) -> dnnlib.EasyDict:
     """Evaluate `metric`; kwargs are MetricOptions fields (G or dataset2_kwargs, dataset_kwargs, num_gpus, rank,
-    device, detector, vgg16, classifier, cache, cache_dir, progress, seed, batch_size, batch_gen)."""
+    device, detector, vgg16, classifier, cache, cache_dir, progress, seed, batch_size, batch_gen, feature_memo)."""
     spec = parse_metric(metric)
     opts = MetricOptions(**kwargs)
     opts.device = torch.device(opts.device)
@@ -138,6 +139,10 @@ def calc_metric(metric: str, **kwargs: Any) -> dnnlib.EasyDict:
             detector_sha1=detectors.file_sha1(opts.classifier),
             preprocessing=CLASSIFIER_PREPROCESSING,
         )
+    elif spec.kind == "class_diff":
+        r, ratio = compute_class_difference(opts, spec.count)
+        results = {f"{spec.name}_r": r, f"{spec.name}_rms_ratio": ratio}
+        provenance = dict(detector="none (grey-level class means)", detector_sha1="", preprocessing="grey levels 0-255")
     else:
         detector = resolve_detector(spec, opts)
         results = evaluate(spec, opts, detector)

@@ -1,7 +1,7 @@
 """Metric names: the official ones and the same definitions at any sample count, parsed from the name.
 
 Grammar: <base>[_full][_perclass][_inception | _spine]
-  base   fid<N> | kid<N> | is<N> | pr<N><k> | label_fidelity<N>
+  base   fid<N> | kid<N> | is<N> | pr<N><k> | label_fidelity<N> | class_diff<N>
   N      a count, optionally with a 'k' (x1000): 50k, 2k, 100. For pr, the digits after the count are the
          neighbourhood size k; without a 'k' multiplier the last digit is k (pr1003 = 100 images, k=3).
   _full  every real image, x-flips off (official *_full); without it, N reals drawn from the dataset as
@@ -10,6 +10,8 @@ Grammar: <base>[_full][_perclass][_inception | _spine]
          that class; result keys get the class name appended.
   _inception  precision/recall in Inception pool features instead of the official VGG16 (a different metric).
   _spine      features of the project's spine classifier (needs classifier.pkl) instead of Inception/VGG16.
+class_diff<N>: the class-mean difference image (last class's mean minus the first's) of N evaluated images, labels
+         drawn as the dataset's, against that of every real image: Pearson r and the RMS ratio (pixels, no detector).
 Perceptual path length: the official names ppl_zfull, ppl_wfull, ppl_zend, ppl_wend, ppl2_wend (50k samples, NVIDIA's
 VGG16 LPIPS); with the suffix _pixel (ppl2_wend_pixel) in the weight-free pixel-pyramid distance instead.
 Examples: fid50k_full, kid50k_full, pr50k3_full, is50k (official); fid2k, fid5k_full, kid2k, pr2k3, is2k,
@@ -22,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-_BASE = re.compile(r"^(?P<kind>fid|kid|is|label_fidelity)(?P<count>\d+)(?P<k>k?)$")
+_BASE = re.compile(r"^(?P<kind>fid|kid|is|label_fidelity|class_diff)(?P<count>\d+)(?P<k>k?)$")
 _PR_BASE = re.compile(r"^pr(?P<count>\d+)(?P<k>k?)(?P<nhood>\d+)$")
 _FULL_MAX_REAL = dict(fid=None, kid=1_000_000, pr=200_000)
 PPL_NAMES = ("ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend", "ppl2_wend")
@@ -47,6 +49,7 @@ EXAMPLES = (
     "pr2k3_spine",
     "pr50k3_full_inception",
     "label_fidelity500",
+    "class_diff500",
     "ppl2_wend",
     "ppl_zfull",
     "ppl2_wend_pixel",
@@ -58,7 +61,7 @@ class MetricSpec:
     """What a metric name means."""
 
     name: str
-    kind: str  # 'fid' | 'kid' | 'pr' | 'is' | 'label_fidelity' | 'ppl'
+    kind: str  # 'fid' | 'kid' | 'pr' | 'is' | 'label_fidelity' | 'class_diff' | 'ppl'
     count: int  # generated images (per class for _perclass and label_fidelity; path samples for ppl)
     full: bool
     perclass: bool
@@ -109,11 +112,14 @@ def parse_metric(name: str) -> MetricSpec:
         raise _fail(name, "the sample count must be at least 2")
     if nhood is not None and not 1 <= nhood < count:
         raise _fail(name, f"the neighbourhood size must be between 1 and the count - 1, got {nhood}")
-    if kind in ("is", "label_fidelity") and (full or perclass or spine or inception):
+    if kind in ("is", "label_fidelity", "class_diff") and (full or perclass or spine or inception):
         raise _fail(name, f"{kind} takes no _full/_perclass/_inception/_spine suffix")
     if inception and kind != "pr":
         raise _fail(name, "_inception applies to precision/recall only (FID and KID already use Inception)")
-    space = "spine" if spine or kind == "label_fidelity" else "inception" if inception or kind != "pr" else "vgg16"
+    if kind == "class_diff":
+        space = "pixel"
+    else:
+        space = "spine" if spine or kind == "label_fidelity" else "inception" if inception or kind != "pr" else "vgg16"
     return MetricSpec(name=name, kind=kind, count=count, full=full, perclass=perclass, space=space, nhood_size=nhood)
 
 

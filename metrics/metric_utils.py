@@ -7,7 +7,9 @@ the versioned preprocessing) and the statistics options. The evaluated set is ei
 labels drawn from the dataset for conditional networks, converted to uint8 as generate.py saves them) or, with
 `dataset2_kwargs`, the images of a second dataset (a real-vs-real baseline). With several processes each rank takes
 a contiguous part of every chunk and the features are all-gathered, so that every rank ends with the same
-statistics, in the same order as a single process.
+statistics, in the same order as a single process. With a `feature_memo`, several metrics of one evaluation (FID
+and precision/recall in Inception features, say, and their real-vs-real baseline) share every set's features:
+each set goes through the detector once, keeping all features and the mean/covariance sums.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class MetricOptions:
     seed: int = 0  # z, labels and real subsets
     batch_size: int = 64  # images per detector call
     batch_gen: int = 4  # images per generator call
+    # Features (and generated images) already computed, by set, shared by the metrics given the same dict: on CPU the
+    # detector pass is the cost (Inception reads about 14 images/s on 2 cores). Each set is then captured whole (all
+    # features and the mean/covariance sums), so keep it to evaluations of a few thousand images.
+    feature_memo: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -232,6 +238,8 @@ def compute_feature_stats_for_dataset(
     is `opts.dataset_kwargs` unless `dataset_kwargs` names another one.
     """
     dataset_kwargs = dict(opts.dataset_kwargs if dataset_kwargs is None else dataset_kwargs)
+    if opts.feature_memo is not None:
+        capture_all = capture_mean_cov = True
     if full:
         dataset_kwargs.update(xflip=False, max_size=None)
     if class_index is not None:
@@ -251,8 +259,10 @@ def compute_feature_stats_for_dataset(
     )
     dataset = construct_dataset(dataset_kwargs)
     cache_file = stats_cache_path(dataset.name, detector, key, opts.cache_dir)
+    if opts.feature_memo is not None and cache_file in opts.feature_memo:
+        return opts.feature_memo[cache_file]
     if opts.cache and os.path.isfile(cache_file):
-        return FeatureStats.load(cache_file)
+        return _remember(opts, cache_file, FeatureStats.load(cache_file))
 
     indices = select_real_indices(dataset, max_items, class_index, opts.seed)
     stats = FeatureStats(capture_all=capture_all, capture_mean_cov=capture_mean_cov)
@@ -264,6 +274,12 @@ def compute_feature_stats_for_dataset(
             bar.update(count)
     if opts.cache and opts.rank == 0:
         stats.save(cache_file)
+    return _remember(opts, cache_file, stats)
+
+
+def _remember(opts: MetricOptions, key: str, stats: FeatureStats) -> FeatureStats:
+    if opts.feature_memo is not None:
+        opts.feature_memo[key] = stats
     return stats
 
 
@@ -317,6 +333,43 @@ def generate_images(opts: MetricOptions, z: torch.Tensor, c: torch.Tensor) -> to
     return torch.cat(parts)
 
 
+# A feature memo also keeps the generated images of a draw up to this size (uint8 bytes: 500 images at 32x32 take
+# 0.5 MB), so that the next detector or metric (the spine classifier's features after Inception's, the class means)
+# does not run the generator again: on a CPU, 500 demo samples cost about as much as a small detector's pass.
+MEMO_IMAGE_BYTES = 2**28
+
+
+def generated_batches(
+    opts: MetricOptions, num_gen: int, class_index: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+    """(uint8 images, their labels [n, c_dim], valid count) of `num_gen` seeded samples, chunk by chunk as
+    rank_slices gives them; sample i is the same whatever the batch size and process count."""
+    if opts.G is None:
+        raise ValueError("this metric needs a generator")
+    key = f"generated images of G {id(opts.G)}: {num_gen}, class {class_index}, seed {opts.seed}"
+    if opts.feature_memo is not None and key in opts.feature_memo:
+        yield from opts.feature_memo[key]
+        return
+    size = num_gen * opts.G.img_channels * opts.G.img_resolution**2
+    kept: list[tuple[torch.Tensor, torch.Tensor, int]] | None = (
+        [] if opts.feature_memo is not None and size <= MEMO_IMAGE_BYTES else None
+    )
+    # All latents and labels are drawn up front (50k x 512 floats = 100 MB).
+    z_all = torch.randn([num_gen, opts.G.z_dim], generator=torch.Generator().manual_seed(opts.seed))
+    c_all = torch.from_numpy(sample_labels(opts, num_gen, class_index, np.random.RandomState(opts.seed)))
+    devices = [opts.device] if opts.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(opts.seed + opts.rank)  # per-pixel noise of noise_mode='random'
+        for start, positions, count in rank_slices(num_gen, opts):
+            c = c_all[start + positions]
+            batch = (generate_images(opts, z_all[start + positions], c), c, count)
+            if kept is not None:
+                kept.append(batch)
+            yield batch
+    if kept is not None and opts.feature_memo is not None:
+        opts.feature_memo[key] = kept
+
+
 def compute_feature_stats_for_generator(
     opts: MetricOptions,
     detector: Detector,
@@ -327,25 +380,23 @@ def compute_feature_stats_for_generator(
     capture_mean_cov: bool = False,
 ) -> FeatureStats:
     """Detector statistics of `num_gen` generated images (seeded z and labels; noise seeded per rank)."""
-    if opts.G is None:
-        raise ValueError("this metric needs a generator")
+    if opts.feature_memo is not None:
+        capture_all = capture_mean_cov = True
+    # One generator per memo (an evaluation of one network), so the set is named by the draw and the detector.
+    memo_key = json.dumps(
+        dict(G=id(opts.G), detector=detector.key, num_gen=num_gen, class_index=class_index, seed=opts.seed),
+        sort_keys=True,
+        default=str,
+    )
+    if opts.feature_memo is not None and memo_key in opts.feature_memo:
+        return opts.feature_memo[memo_key]
     stats = FeatureStats(capture_all=capture_all, capture_mean_cov=capture_mean_cov)
-    # All latents and labels are drawn up front (50k x 512 floats = 100 MB), so that sample i is the same
-    # whatever the batch size and process count.
-    z_all = torch.randn([num_gen, opts.G.z_dim], generator=torch.Generator().manual_seed(opts.seed))
-    c_all = torch.from_numpy(sample_labels(opts, num_gen, class_index, np.random.RandomState(opts.seed)))
-    devices = [opts.device] if opts.device.type == "cuda" else []
-    with (
-        torch.random.fork_rng(devices=devices),
-        torch.no_grad(),
-        progress_bar(opts, num_gen, f"{detector.name} features of generated images") as bar,
-    ):
-        torch.manual_seed(opts.seed + opts.rank)  # per-pixel noise of noise_mode='random'
-        for start, positions, count in rank_slices(num_gen, opts):
-            images = generate_images(opts, z_all[start + positions], c_all[start + positions])
-            stats.append(gather_chunk(detector(images), count, opts))
+    with progress_bar(opts, num_gen, f"{detector.name} features of generated images") as bar:
+        for images, _labels, count in generated_batches(opts, num_gen, class_index):
+            with torch.no_grad():
+                stats.append(gather_chunk(detector(images), count, opts))
             bar.update(count)
-    return stats
+    return _remember(opts, memo_key, stats)
 
 
 def compute_feature_stats_for_evaluated(

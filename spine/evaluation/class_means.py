@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 import dnnlib
+from metrics.class_difference import class_difference, difference_agreement
 from training.dataset import ImageFolderDataset
 
 
@@ -43,12 +44,10 @@ def difference_correlation(real: dict[str, np.ndarray], synthetic: dict[str, np.
     1 = the generator's classes differ where the real ones do. None when a class is missing."""
     if len(real) < 2 or set(real) != set(synthetic):
         return None
-    first, last = list(real)[0], list(real)[-1]
-    a = (real[last] - real[first]).ravel()
-    b = (synthetic[last] - synthetic[first]).ravel()
-    if a.std() == 0 or b.std() == 0:
-        return None
-    return float(np.corrcoef(a, b)[0, 1])
+    names = list(real)
+    return difference_agreement(
+        class_difference(np.stack([real[n] for n in names])), class_difference(np.stack([synthetic[n] for n in names]))
+    )[0]
 
 
 def plot_class_means(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray], path: Path) -> str:

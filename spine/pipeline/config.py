@@ -98,6 +98,12 @@ class ExperimentConfig:
     # A second classifier (seed + 1, same training images) that no GAN trains against: label fidelity by it is
     # the honest measure, since the clinical loss teaches a generator what its own judge looks at.
     independent_judge: bool = True
+    # The independent judge's classifier ('ARCH:NORM', as a panel member; None: the experiment's own) and whether it
+    # trains on half A of the training studies only (spine.data.halves): its feature-space metrics (*_spine, run
+    # again with it as independent_*) then measure against half B, which it never saw, as it never saw the generated
+    # or the test images; no generator trains against it either way.
+    judge: str | None = None
+    judge_half: bool = False
     # Memorisation and membership inference of every generator (spine.evaluation.privacy_audit): training images as
     # members, the test split as non-members (an evaluation, like the downstream test; it informs no choice).
     privacy_audit: bool = False
@@ -182,6 +188,11 @@ class ExperimentConfig:
             raise ValueError(
                 f"{where}.dp_judge_epsilon: expected a positive epsilon or null, got {self.dp_judge_epsilon}"
             )
+        if self.judge is not None:
+            try:
+                PanelMember.parse(self.judge)
+            except ValueError as exc:
+                raise ValueError(f"{where}.judge: {exc}") from None
         self._check_curve(where)
 
     def kimg_of(self, variant: Variant) -> int:
@@ -366,13 +377,16 @@ def downstream_options(config: ExperimentConfig) -> DownstreamOptions:
     )
 
 
-def classifier_options(config: ExperimentConfig, resolution: int, seed: int) -> TrainOptions:
-    """A judge's training (the clinical loss's, the independent one): the experiment's architecture and protocol."""
+def classifier_options(
+    config: ExperimentConfig, resolution: int, seed: int, member: PanelMember | None = None
+) -> TrainOptions:
+    """A judge's training (the clinical loss's, the independent one): the experiment's protocol, with the
+    experiment's architecture and normalisation or `member`'s."""
     return TrainOptions(
-        arch=config.classifier_arch,
+        arch=config.classifier_arch if member is None else member.arch,
         resolution=resolution,
         epochs=config.classifier_epochs,
         patience=config.classifier_patience,
         seed=seed,
-        input_norm=config.classifier_input_norm,
+        input_norm=config.classifier_input_norm if member is None else member.input_norm,
     )

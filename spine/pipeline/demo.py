@@ -38,15 +38,15 @@ from spine.pipeline.arms import describe_arm, synthetic_arms
 from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
 from spine.pipeline.curve import SKILL
 from spine.pipeline.experiment import run_experiment
-from spine.pipeline.report_tables import metric_rows
+from spine.pipeline.report_tables import fidelity_rows
 from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
 
 # The demo's phantom is magnified (zoom 1.5: about five vertebral levels instead of seven, so a 40-kimg generator draws
 # vertebrae, discs and processes rather than speckled columns) and draws its overlay lesions (spurs, spots, metal)
 # three times as large, several pixels wide at 32x32; the lesions that live in the geometry (disc narrowing, slips,
 # collapse, fractures) keep their anatomical size and are the ambiguous part. Every classifier (the clinical loss's
-# judge, the independent judge, every downstream arm) is a patch_cnn on blurred, per-image standardised pixels: it
-# judges an image by its strongest local evidence, so a synthetic-only classifier cannot learn a generator's
+# judge, every downstream arm; not the independent judge, below) is a patch_cnn on blurred, per-image standardised
+# pixels: it judges an image by its strongest local evidence, so a synthetic-only classifier cannot learn a generator's
 # image-wide class code (darkening, bands) and keys on lesions instead. These were chosen on another phantom draw
 # (seed 1), scored on its training images only (docs/RESULTS.md, section G). The clinical loss judges each image
 # through the classifier's own random flips/rotations/crops (--clinical-augment=1), so pixel-exact patterns that
@@ -68,13 +68,22 @@ DEMO = ExperimentConfig(
     snap=5,
     variants=(Variant("spinegan", clinical_weight=0.1, train_args=("--clinical-augment=1",)),),
     synth_per_class=1000,
-    metrics=("label_fidelity200",),
+    metrics=("fid500", "pr5003_inception", "pr5003_spine", "class_diff500", "label_fidelity200"),
+    judge="small_cnn:dataset",
+    judge_half=True,
     downstream_epochs=25,
     downstream_patience=8,
     n_resamples=1000,
     seed=0,
     panel=("patch_cnn:blurred_image", "small_cnn:dataset", "resnet18:dataset"),
 )
+# Fidelity beside its real-vs-real baseline (the 500 test images against the training images at the same sizes):
+# Inception FID and precision/recall (k=3) of 500 generated images against 500 training images, in one Inception
+# pass per set (about 1,500 images at 14/s on 2 cores: docs/PERFORMANCE.md); precision/recall again in the features
+# of an independent judge, a small_cnn on `dataset` normalisation (not the clinical loss's patch_cnn, so no generator
+# trains against it or its architecture) trained on half A of the training studies and measuring against half B,
+# which it never saw, as it never saw the generated or the test images; the class-mean difference (r and RMS
+# ratio) of 500 generated images against all training images.
 # The demo's evaluator panel is spine.evaluation.panel.FULL_PANEL less the DenseNet-121, the slowest member to train
 # on a CPU (the benchmark runs the full panel: docs/RESULTS.md, section K3); it keeps a member on `dataset`
 # normalisation (the classifier CLI's default `small_cnn`) beside the protocol's own.
@@ -333,6 +342,30 @@ def curve_lines(curve: dict[str, Any]) -> list[str]:
     return lines
 
 
+def metric_lines(out: dict[str, Any], config: ExperimentConfig) -> list[str]:
+    """Every variant's metrics, each labelled with what it compares and beside its real-vs-real baseline (and for
+    precision/recall the ratio to it); metrics that could not run, with why."""
+    baseline = out.get("metrics/real-vs-real", {}).get("results", {})
+    reference = "half-B training" if config.judge_half else "training"
+    lines = []
+    for key, value in out.items():
+        if not key.startswith("metrics/") or key == "metrics/real-vs-real":
+            continue
+        floats = {name: number for name, number in value["results"].items() if isinstance(number, float)}
+        for variant, metric, compares, text, real, ratio in fidelity_rows(
+            key.removeprefix("metrics/"), floats, baseline, reference
+        ):
+            line = f"  {variant} {metric} ({compares}): {text}"
+            line += f"; real vs real {real}" if real else ""
+            line += f"; {metric.rsplit('_', 1)[-1]} / real {ratio}" if ratio else ""
+            lines.append(line)
+        lines += [
+            f"  {key.removeprefix('metrics/')} {name}: not computed ({why})"
+            for name, why in value.get("errors", {}).items()
+        ]
+    return lines
+
+
 def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]:
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
@@ -342,11 +375,8 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
     lines += curve_lines(out["curve"]) if "curve" in out else []
     for mode in sorted({config.mode_of(v.name) for v in config.variants} - {config.labels}):
         lines += downstream_lines(out[f"downstream-{mode}"], config, mode, f" ({mode} labels, macro)")
+    lines += metric_lines(out, config)
     for key, value in out.items():
-        if key.startswith("metrics/"):
-            floats = {name: number for name, number in value["results"].items() if isinstance(number, float)}
-            for variant, metric, text in metric_rows(key.removeprefix("metrics/"), floats):
-                lines.append(f"  {variant} {metric}: {text}")
         if key.startswith("privacy/"):
             lines += privacy_lines(key.removeprefix("privacy/"), value)
     lines.append(f"  spine classifier validation AUC: {out['classifier']['best_val_auc']:.3f}")

@@ -29,6 +29,7 @@ import click
 
 import dnnlib
 from spine.evaluation.downstream import DownstreamOptions
+from spine.evaluation.panel import PanelMember
 from spine.pipeline.arms import describe_arm, panel_variants, synthetic_arms, training_seed
 from spine.pipeline.config import (
     DP_VARIANT,
@@ -102,15 +103,17 @@ def import_split(
     return dict(dataset=str(dest))
 
 
-def train_classifier_step(train_zip: str, config: ExperimentConfig, workdir: Path, seed: int) -> dict[str, Any]:
-    """A frozen classifier (the clinical loss's and the metrics' judge, or the independent one), chosen on
-    validation only."""
+def train_classifier_step(
+    train_zip: str, config: ExperimentConfig, workdir: Path, seed: int, member: PanelMember | None = None
+) -> dict[str, Any]:
+    """A frozen classifier (the clinical loss's and the metrics' judge, or the independent one: `member`'s
+    architecture and normalisation), chosen on validation only."""
     from spine.classifier.artifact import save_classifier
     from spine.classifier.data import load_labelled_images
     from spine.classifier.training import train_classifier
 
     images = load_labelled_images(train_zip)
-    result = train_classifier(images, classifier_options(config, images.resolution, seed))
+    result = train_classifier(images, classifier_options(config, images.resolution, seed, member))
     path = workdir / "classifier.pkl"
     save_classifier(path, result.net, result.spec, result.provenance)
     return dict(
@@ -292,11 +295,35 @@ def matched_step(downstream_dir: str, test_zip: str, config: ExperimentConfig, w
 INDEPENDENT = "independent_"  # prefix of the results of the independent judge
 
 
+@dataclasses.dataclass(frozen=True)
+class Judges:
+    """Who judges the metrics and against which real images: the clinical loss's classifier against the training
+    images; the independent judge (None: none) against `reference`, the training images it never saw (half B with
+    `judge_half`, else all of them)."""
+
+    classifier: str
+    train: str
+    independent: str | None = None
+    reference: str | None = None
+
+    def runs(self, metrics: list[str]) -> list[tuple[str, str, str, str]]:
+        """(metric, classifier, real images, result prefix): every metric, then those in a classifier's space
+        (label fidelity, *_spine) again by the independent judge."""
+        from metrics.metric_names import parse_metric
+
+        runs = [(metric, self.classifier, self.train, "") for metric in metrics]
+        if self.independent is not None and self.reference is not None:
+            runs += [
+                (metric, self.independent, self.reference, INDEPENDENT)
+                for metric in metrics
+                if parse_metric(metric).space == "spine"
+            ]
+        return runs
+
+
 def metrics_variant(
     snapshot: str,
-    train_zip: str,
-    classifier: str,
-    judge: str | None,
+    judges: Judges,
     config: ExperimentConfig,
     workdir: Path,
     log: Callable[[str], None],
@@ -304,33 +331,49 @@ def metrics_variant(
 ) -> dict[str, Any]:
     """Every configured metric against the real training images; a metric that cannot run says why.
 
-    With an independent `judge`, the label-fidelity metrics run again with it (results prefixed 'independent_').
-    Real-image statistics are cached in `cache_dir` (default <outdir>/metrics/real-stats), so later variants reuse
-    the first one's.
+    With an independent judge, the metrics in a classifier's space run again with it (results prefixed
+    'independent_'). Real-image statistics are cached in `cache_dir` (default <outdir>/metrics/real-stats), so later
+    variants and the real-vs-real baseline reuse the first one's; within the step every metric shares each set's
+    features.
     """
-    import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
-    from metrics import metric_main
     from training.serialization import load_generator
 
     G = load_generator(snapshot, "cpu").eval()
-    runs = [(metric, classifier, "") for metric in config.metrics]
-    if judge is not None:
-        runs += [(metric, judge, INDEPENDENT) for metric in config.metrics if metric.startswith("label_fidelity")]
+    return _calc_metrics(judges.runs(list(config.metrics)), dict(G=G), config, workdir, log, "metric", cache_dir)
+
+
+def _calc_metrics(
+    runs: list[tuple[str, str, str, str]],
+    evaluated: dict[str, Any],
+    config: ExperimentConfig,
+    workdir: Path,
+    log: Callable[[str], None],
+    what: str,
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """calc_metric of each (metric, classifier, real images, prefix) on the `evaluated` set (G=, or dataset2_kwargs=),
+    with one feature memo for all; results and errors keyed by prefixed result names."""
+    import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine and label_fidelity metrics)
+    from metrics import metric_main
+
+    dataset = dict(class_name="training.dataset.ImageFolderDataset", use_labels=True)
+    memo: dict[str, Any] = {}
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
-    for metric, judged_by, prefix in runs:
+    for metric, judged_by, real, prefix in runs:
         try:
             line = metric_main.calc_metric(
                 metric,
-                G=G,
-                dataset_kwargs=dict(class_name="training.dataset.ImageFolderDataset", path=train_zip, use_labels=True),
+                dataset_kwargs=dict(dataset, path=real),
                 classifier=judged_by,
                 seed=config.seed,
                 cache_dir=str(cache_dir or workdir.parent / "real-stats"),
+                feature_memo=memo,
+                **evaluated,
             )
         except (OSError, ValueError, RuntimeError) as exc:  # e.g. no detector weights offline
             errors[prefix + metric] = f"{type(exc).__name__}: {exc}"
-            log(f"metric {prefix + metric} not computed: {errors[prefix + metric]}")
+            log(f"{what} {prefix + metric} not computed: {errors[prefix + metric]}")
             continue
         line["results"] = {prefix + key: value for key, value in line["results"].items()}
         line["metric"] = prefix + line["metric"]
@@ -344,7 +387,7 @@ def curve_steps(
     config: ExperimentConfig,
     out: dict[str, Any],
     data: dict[str, dict[str, str]],
-    judge: str | None,
+    judges: Judges,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """'curve/<variant>' per generator of the training curves (spine.pipeline.curve), then 'curve': the summary over
@@ -362,7 +405,7 @@ def curve_steps(
     for variant in variants:
         run_dirs = out[f"train/{variant.name}"]["run_dirs"]
         results[f"curve/{variant.name}"] = steps.run(
-            f"curve/{variant.name}", lambda w: curve_step(run_dirs, main, judge, folders, config, w, log)
+            f"curve/{variant.name}", lambda w: curve_step(run_dirs, main, judges, folders, config, w, log)
         )
 
     def summary(workdir: Path) -> dict[str, Any]:
@@ -376,7 +419,7 @@ def curve_steps(
 def curve_step(
     run_dirs: list[str],
     main: dict[str, str],
-    judge: str | None,
+    judges: Judges,
     folders: dict[str, str],
     config: ExperimentConfig,
     workdir: Path,
@@ -399,9 +442,7 @@ def curve_step(
         synthetic = synthesize_variant(snapshot, class_names, label_mode, config, point_dir)["dataset"]
         measured = metrics_variant(
             snapshot,
-            main["train"],
-            main["classifier"],
-            judge,
+            judges,
             metric_config,
             point_dir,
             log,
@@ -414,51 +455,32 @@ def curve_step(
 
 
 def baseline_metrics(
-    train_zip: str, test_zip: str, classifier: str, config: ExperimentConfig, workdir: Path, log: Callable[[str], None]
+    judges: Judges, test_zip: str, config: ExperimentConfig, workdir: Path, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """The configured FID and KID metrics between the real training and the real test images: the value two real
-    samples of one distribution get at that count, which gives every generator's value its scale."""
-    import spine.evaluation.classifier_metrics  # noqa: F401 (registers the *_spine metrics)
-    from metrics import metric_main
-
-    results: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    for metric in baseline_metric_names(config):
-        dataset = dict(class_name="training.dataset.ImageFolderDataset", use_labels=True)
-        try:
-            line = metric_main.calc_metric(
-                metric,
-                dataset_kwargs=dict(dataset, path=train_zip),
-                dataset2_kwargs=dict(dataset, path=test_zip),
-                classifier=classifier,
-                seed=config.seed,
-                cache_dir=str(workdir.parent / "real-stats"),
-            )
-        except (OSError, ValueError, RuntimeError) as exc:  # e.g. fewer test images than the count
-            errors[metric] = f"{type(exc).__name__}: {exc}"
-            log(f"baseline {metric} not computed: {errors[metric]}")
-            continue
-        metric_main.report_metric(line, str(workdir))
-        results.update(line["results"])
-    return dict(results=results, errors=errors)
+    """The configured FID, KID, precision/recall and class-difference metrics between the real training (or the
+    independent judge's reference) images and the real test images at the same counts: what two real samples of
+    one distribution score, which gives every generator's value its scale."""
+    dataset2 = dict(class_name="training.dataset.ImageFolderDataset", use_labels=True, path=test_zip)
+    runs = judges.runs(baseline_metric_names(config))
+    return _calc_metrics(runs, dict(dataset2_kwargs=dataset2), config, workdir, log, "baseline")
 
 
 def baseline_metric_names(config: ExperimentConfig) -> list[str]:
     from metrics.metric_names import parse_metric
 
-    return [metric for metric in config.metrics if parse_metric(metric).kind in ("fid", "kid")]
+    return [metric for metric in config.metrics if parse_metric(metric).kind in ("fid", "kid", "pr", "class_diff")]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The experiment.
 
 
-PreparedData = tuple["Steps", dict[str, Any], dict[str, dict[str, str]], "str | None"]
+PreparedData = tuple["Steps", dict[str, Any], dict[str, dict[str, str]], "Judges"]
 
 
 def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], None] = print) -> PreparedData:
     """The steps before any generator (phantom, train/test import and classifier per label mode, the independent
-    judge): returns (steps, their outputs, {label mode: train/test/classifier paths}, the judge or None)."""
+    judge): returns (steps, their outputs, {label mode: train/test/classifier paths}, the main label mode's judges)."""
     for directory in (outdir, outdir / "steps"):  # temp files of a restart killed mid-write (config, markers)
         dnnlib.remove_stale_temp_files(directory)
     _check_same_config(config, outdir)
@@ -483,13 +505,29 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
     if config.dp_judge_epsilon is not None:
         out["dp_judge"] = steps.run("dp_judge", lambda w: train_dp_judge_step(data[config.labels]["train"], config, w))
         data[config.labels]["dp_judge"] = out["dp_judge"]["classifier"]
-    judge = None
+    main = data[config.labels]
+    judges = Judges(main["classifier"], main["train"])
     if config.independent_judge:
+        judge_train = reference = main["train"]
+        if config.judge_half:
+            out["data/judge-halves"] = steps.run("data/judge-halves", lambda w: judge_halves(main["train"], config, w))
+            judge_train, reference = out["data/judge-halves"]["a"], out["data/judge-halves"]["b"]
+        member = None if config.judge is None else PanelMember.parse(config.judge)
         out["judge"] = steps.run(
-            "judge", lambda w: train_classifier_step(data[config.labels]["train"], config, w, config.seed + 1)
+            "judge", lambda w: train_classifier_step(judge_train, config, w, config.seed + 1, member)
         )
-        judge = out["judge"]["classifier"]
-    return steps, out, data, judge
+        judges = dataclasses.replace(judges, independent=out["judge"]["classifier"], reference=reference)
+    return steps, out, data, judges
+
+
+def judge_halves(train_zip: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+    """The training images in two study-disjoint halves (spine.data.halves): A trains the independent judge, B is
+    what it measures against."""
+    from spine.data.halves import write_halves
+
+    paths = dict(a=str(workdir / "judge-train.zip"), b=str(workdir / "judge-reference.zip"))
+    sizes = write_halves(train_zip, paths["a"], paths["b"], seed=config.seed)
+    return dict(paths, sizes=sizes)
 
 
 def run_experiment(
@@ -508,7 +546,7 @@ def run_experiment(
     if parallel < 1:
         raise ValueError(f"parallel: expected at least 1 training at a time, got {parallel}")
     outdir = Path(outdir).resolve()
-    steps, out, data, judge = prepare_data(config, outdir, log)
+    steps, out, data, judges = prepare_data(config, outdir, log)
     modes = list(data)
     synthetic: dict[str, dict[str, str]] = {mode: {} for mode in modes}
     out.update(train_variants(steps, config, data, log, parallel))
@@ -523,7 +561,7 @@ def run_experiment(
         out[f"metrics/{name}"] = steps.run(
             f"metrics/{name}",
             lambda w: metrics_variant(
-                trained["snapshot"], train_zip, classifier, judge if mode == config.labels else None, config, w, log
+                trained["snapshot"], judges if mode == config.labels else Judges(classifier, train_zip), config, w, log
             ),
         )
         if config.privacy_audit:
@@ -532,10 +570,9 @@ def run_experiment(
                 lambda w: privacy_step(trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w),
             )
     if baseline_metric_names(config):
-        real = data[config.labels]
+        test_zip = data[config.labels]["test"]
         out["metrics/real-vs-real"] = steps.run(
-            "metrics/real-vs-real",
-            lambda w: baseline_metrics(real["train"], real["test"], real["classifier"], config, w, log),
+            "metrics/real-vs-real", lambda w: baseline_metrics(judges, test_zip, config, w, log)
         )
     for pool in config.pools:
         datasets = synthetic[config.mode_of(pool.name)]  # the pool becomes one of its mode's synthetic arms
@@ -565,7 +602,7 @@ def run_experiment(
                 main["train"], synthetic[config.labels], main["test"], out["downstream"]["json"], config, w
             ),
         )
-    out.update(curve_steps(steps, config, out, data, judge, log))
+    out.update(curve_steps(steps, config, out, data, judges, log))
     if config.report:
         from spine.pipeline.report import write_experiment_report
 

@@ -626,6 +626,34 @@ def curve_section(curve: dict[str, Any], steps: dict[str, dict], config: Experim
     return "".join(parts)
 
 
+_FIDELITY_HEADER = ["variant", "metric", "compares", "value", "real vs real (same sizes)", "value / real"]
+
+
+def _fidelity_rows(steps: dict[str, dict], name: str, config: dict[str, Any]) -> list[list[str]]:
+    """The metrics table's rows of one variant, each beside its real-vs-real baseline."""
+    return report_tables.fidelity_rows(
+        name,
+        steps.get(f"metrics/{name}", {}).get("results", {}),
+        steps.get("metrics/real-vs-real", {}).get("results", {}),
+        "half-B training" if config.get("judge_half") else "training",
+    )
+
+
+def judge_note(config: dict[str, Any], steps: dict[str, dict]) -> str:
+    """Who the independent judge is and what it saw."""
+    judge = config.get("judge") or f"{config['classifier_arch']}:{config['classifier_input_norm']}"
+    seen = (
+        f"half A of the training studies ({steps['data/judge-halves']['sizes']['a']} images); its feature-space "
+        f"metrics compare with half B ({steps['data/judge-halves']['sizes']['b']} images), which it never saw"
+        if "data/judge-halves" in steps
+        else "the same training images as the clinical judge"
+    )
+    return (
+        f"independent_*: judged by a second classifier that no generator was trained against ({judge}, seed + 1, "
+        f"trained on {seen}; validation AUC {_fmt(steps['judge']['best_val_auc'])})."
+    )
+
+
 def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = None) -> Path:
     """Write <reportdir>/index.html (default <outdir>/report) and its figures; returns the HTML path."""
     outdir = Path(outdir)
@@ -673,13 +701,12 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     body.append("<h2 id='metrics'>Metrics</h2>")
     metric_rows = []
     for name in names:
-        entry = steps.get(f"metrics/{name}", {})
-        metric_rows += report_tables.metric_rows(name, entry.get("results", {}))
-        for key, error in sorted(entry.get("errors", {}).items()):
-            metric_rows.append([name, key, f"not computed: {error}"])
-    baseline = steps.get("metrics/real-vs-real", {})
-    metric_rows += report_tables.metric_rows("real vs real (baseline)", baseline.get("results", {}))
-    body.append(_table(["variant", "metric", "value"], metric_rows) if metric_rows else "<p>No metrics yet.</p>")
+        metric_rows += _fidelity_rows(steps, name, config)
+        for key, error in sorted(steps.get(f"metrics/{name}", {}).get("errors", {}).items()):
+            metric_rows.append([name, key, "", f"not computed: {error}", "", ""])
+    for key, error in sorted(steps.get("metrics/real-vs-real", {}).get("errors", {}).items()):
+        metric_rows.append(["real vs real", key, "", f"not computed: {error}", "", ""])
+    body.append(_table(_FIDELITY_HEADER, metric_rows) if metric_rows else "<p>No metrics yet.</p>")
     body.append(f"<p class='note'>{html.escape(report_tables.fid_note(config.get('metrics', [])))}</p>")
     if "classifier" in steps:
         body.append(
@@ -687,11 +714,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
             f"{_fmt(steps['classifier']['best_val_auc'])} at epoch {steps['classifier']['best_epoch']}.</p>"
         )
     if "judge" in steps:
-        body.append(
-            f"<p class='note'>independent_*: label fidelity judged by a second classifier (another seed, "
-            f"the same training images; validation AUC {_fmt(steps['judge']['best_val_auc'])}) that no "
-            f"generator was trained against.</p>"
-        )
+        body.append(f"<p class='note'>{html.escape(judge_note(config, steps))}</p>")
 
     body.append("<h2 id='training-curves'>Training curves</h2>")
     run_dirs = {n: steps[f"train/{n}"]["run_dirs"] for n in names if f"train/{n}" in steps}
@@ -715,6 +738,13 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
             f"training images and generated ones at the same scale)</p>"
             f"<img src='{grid}' alt='samples of {html.escape(name)} beside real images'>"
         )
+        beside = [row for row in _fidelity_rows(steps, name, config) if row[4]]
+        if beside:
+            body.append(
+                "<p class='note'>Fidelity of these samples, each beside two real samples' value at the same sizes "
+                "(the test split against the training images; from the metrics table):</p>"
+                + _table(_FIDELITY_HEADER[1:], [row[1:] for row in beside])
+            )
         if real_means is not None:
             fake_means = class_means(synthetic)
             if set(fake_means) == set(real_means) and len(real_means) > 1:
@@ -723,8 +753,10 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
                 body.append(
                     f"<p class='note'>Per-class mean images, real (top) and {html.escape(name)} (bottom), "
                     f"and the class difference: where the classes differ on average. Correlation of the "
-                    f"two difference maps r = {_fmt(r, 2)} (1: the generator's classes differ where real "
-                    f"ones do).</p><img src='{figure}' alt='class means of {html.escape(name)}'>"
+                    f"two difference maps r = {_fmt(r, 2)} over every synthetic and training image (1: the "
+                    f"generator's classes differ where real ones do; class_diff metrics give it at a "
+                    f"test split's size beside two real samples' value).</p>"
+                    f"<img src='{figure}' alt='class means of {html.escape(name)}'>"
                 )
 
     body.append("<h2 id='nearest-real-neighbours'>Nearest real neighbours</h2>")

@@ -64,3 +64,11 @@ def test_every_listed_example_is_valid():
 
 def test_key_part():
     assert key_part("Disc space narrowing") == "disc_space_narrowing" and key_part("No finding") == "no_finding"
+
+
+def test_class_difference_names():
+    spec = parse_metric("class_diff500")
+    assert (spec.kind, spec.count, spec.space, spec.full, spec.perclass) == ("class_diff", 500, "pixel", False, False)
+    for name in ("class_diff500_full", "class_diff500_spine", "class_diff1"):
+        with pytest.raises(MetricNameError):
+            parse_metric(name)

@@ -213,3 +213,36 @@ def test_label_dimension_mismatch_is_refused(tmp_path):
         compute_feature_stats_for_generator(
             options(path, G=tiny_generator(c_dim=3)), CountingDetector().detector, num_gen=2
         )
+
+
+def test_a_feature_memo_sends_every_set_through_the_detector_once(dataset, cache_dir):
+    """FID (mean/covariance) and precision/recall (all features) of one generator and of a second dataset share
+    each set's features: 12 real + 7 generated + 12 second-dataset images seen once, whatever is asked after."""
+    counting = CountingDetector()
+    memo: dict = {}
+    G = tiny_generator()
+    opts = options(dataset, G=G, feature_memo=memo)
+    for_fid = compute_feature_stats_for_dataset(opts, counting.detector, full=True, capture_mean_cov=True)
+    for_pr = compute_feature_stats_for_dataset(opts, counting.detector, full=True, capture_all=True)
+    assert counting.seen == 12 and for_pr is for_fid and len(os.listdir(cache_dir / "gan-metrics")) == 1
+    fresh = compute_feature_stats_for_dataset(options(dataset), counting.detector, full=True, capture_all=True)
+    np.testing.assert_array_equal(for_pr.get_all(), fresh.get_all())  # what a memo-less metric reads
+    mean, cov = for_fid.get_mean_cov()
+    np.testing.assert_allclose(mean, fresh.get_all().astype(np.float64).mean(axis=0), rtol=1e-12)
+    generated = [
+        compute_feature_stats_for_generator(opts, counting.detector, num_gen=7, **capture)
+        for capture in (dict(capture_mean_cov=True), dict(capture_all=True))
+    ]
+    assert generated[0] is generated[1] and counting.seen == 24 + 7
+    forward = G.forward
+    calls = []
+    G.forward = lambda z, c, **kw: (calls.append(len(z)), forward(z, c, **kw))[1]
+    other = CountingDetector(sha1="counting-v2")
+    by_other = compute_feature_stats_for_generator(opts, other.detector, num_gen=7, capture_all=True)
+    assert calls == [] and other.seen == 7  # the draw's images are kept: only the new detector runs
+    np.testing.assert_array_equal(by_other.get_all(), generated[0].get_all())  # one detector's features, alike
+    second = options(dataset, dataset2_kwargs=dict(opts.dataset_kwargs), feature_memo=memo)
+    compute_feature_stats_for_evaluated(second, counting.detector, num_gen=12, capture_all=True)
+    assert counting.seen == 24 + 7 + 12  # the same images, but drawn as the evaluated set (other options)
+    compute_feature_stats_for_evaluated(second, counting.detector, num_gen=12, capture_mean_cov=True)
+    assert counting.seen == 24 + 7 + 12

@@ -70,19 +70,52 @@ def test_headline_numbers_name_every_model():
                     label_fidelity8_normal_auc=0.9,
                     label_fidelity8_abnormal_auc=0.9,
                     label_fidelity8_accuracy=0.8,
+                    pr5003_inception_recall=0.3,
+                    independent_pr5003_spine_recall=0.45,
+                    class_diff500_r=0.5,
+                ),
+                errors=dict(kid500="OSError: no Inception weights"),
+            ),
+            "metrics/real-vs-real": dict(
+                results=dict(
+                    fid500_full=12.0,
+                    pr5003_inception_recall=0.6,
+                    independent_pr5003_spine_recall=0.5,
+                    class_diff500_r=0.75,
                 )
-            )
+            ),
         },
     )
-    config = ExperimentConfig(variants=(Variant("spinegan", clinical_weight=0.1),))
+    config = ExperimentConfig(variants=(Variant("spinegan", clinical_weight=0.1),), judge_half=True)
     lines = demo.headline_numbers(out, config)
     assert "0.900" in lines[0] and "95% CI 0.850-0.940" in lines[0]
     assert "0.800" in lines[1] and "95% CI 0.740-0.860" in lines[1]
     assert "skill ratio" in lines[2] and "0.75" in lines[2] and "paired 95% CI 0.600-0.880" in lines[2]
     assert "plain ratio" in lines[3] and "0.89" in lines[3] and "0.800-0.950" in lines[3]
-    assert "0.910" in lines[4] and "  spinegan fid500_full: 41.5000" in lines
+    assert "0.910" in lines[4]
+    assert (
+        "  spinegan fid500_full (500 generated vs all training images, Inception features): 41.5000; real vs real "
+        "12.0000 (500 test vs all training)"
+    ) in lines
+    assert (
+        "  spinegan pr5003_inception_recall (500 generated vs 500 training images, Inception features): 0.3000; "
+        "real vs real 0.6000 (500 test vs 500 training); recall / real 0.50"
+    ) in lines
+    assert (
+        "  spinegan independent_pr5003_spine_recall (500 generated vs 500 half-B training images, the independent "
+        "judge's features): 0.4500; real vs real 0.5000 (500 test vs 500 half-B training); recall / real 0.90"
+    ) in lines
+    assert (
+        "  spinegan class_diff500_r (500 generated vs all training images, grey levels): 0.5000; real vs real 0.7500 "
+        "(500 test vs all training)"
+    ) in lines
+    assert "  spinegan kid500: not computed (OSError: no Inception weights)" in lines
+    assert not any(line.startswith("  real-vs-real") for line in lines)  # beside each figure, not on its own
     # one AUC under three names is one line that names them all
-    assert "  spinegan label_fidelity8_auc (also abnormal_auc, normal_auc): 0.9000" in lines
+    assert (
+        "  spinegan label_fidelity8_auc (also abnormal_auc, normal_auc) (8 generated per class, classified by the "
+        "clinical judge): 0.9000"
+    ) in lines
     assert sum("label_fidelity8" in line for line in lines) == 2
     assert not any("NOT above chance" in line for line in lines)
     out["downstream"]["auc_cis"]["synthetic-spinegan"] = [0.45, 0.56]
@@ -256,3 +289,18 @@ def test_the_panel_is_printed_first_with_every_member():
     assert lines[3] == (
         "      small_cnn:dataset: skill 0.37 (0.200-0.480), real-trained AUC 0.878, synthetic-trained 0.639"
     )
+
+
+def test_the_demo_measures_fidelity_beside_its_baseline_with_an_independent_judge():
+    """Issue 27's fidelity: Inception FID and precision/recall, the independent judge's precision/recall and the
+    class difference, all at the size of the demo's test split, so that their real-vs-real baselines match."""
+    from metrics.metric_names import parse_metric
+    from spine.evaluation.panel import PanelMember
+    from spine.pipeline.experiment import baseline_metric_names
+
+    config = demo.DEMO
+    assert {"fid500", "pr5003_inception", "pr5003_spine", "class_diff500"} <= set(config.metrics)
+    assert baseline_metric_names(config) == ["fid500", "pr5003_inception", "pr5003_spine", "class_diff500"]
+    assert all(parse_metric(m).count == config.phantom_test for m in baseline_metric_names(config))
+    judge = PanelMember.parse(config.judge)
+    assert judge.arch != config.classifier_arch and judge.input_norm == "dataset" and config.judge_half

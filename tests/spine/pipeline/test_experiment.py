@@ -359,21 +359,67 @@ def test_variant_labels_and_seed_are_checked_by_name():
     assert config.variants[0] == Variant("a", labels="lesion", seed=2)
 
 
-def test_the_real_vs_real_baseline_scores_the_configured_fid_between_train_and_test(tmp_path):
+def test_the_real_vs_real_baseline_of_one_set_against_itself_is_perfect_in_every_space(tmp_path):
     import bad_inputs
 
-    from spine.pipeline.experiment import baseline_metric_names, baseline_metrics
+    from spine.pipeline.experiment import Judges, baseline_metric_names, baseline_metrics
 
-    config = ExperimentConfig(metrics=("fid8_spine", "label_fidelity8"), seed=0)
-    assert baseline_metric_names(config) == ["fid8_spine"]
+    config = ExperimentConfig(metrics=("fid8_spine", "pr83_spine", "class_diff8", "label_fidelity8"), seed=0)
+    assert baseline_metric_names(config) == ["fid8_spine", "pr83_spine", "class_diff8"]
     train = bad_inputs.write_images(tmp_path / "train", [16] * 8, [0, 1] * 4)
     classifier = bad_inputs.classifier_file(tmp_path / "c.pkl", resolution=16)
+    judge = bad_inputs.classifier_file(tmp_path / "j.pkl", resolution=16, seed=1)
     workdir = tmp_path / "metrics" / "real-vs-real"
     workdir.mkdir(parents=True)
-    same = baseline_metrics(str(train), str(train), str(classifier), config, workdir, print)
-    # A set against itself: FID 0, up to the float64 square root of a product of 4-dimensional covariances.
-    assert same["errors"] == {} and abs(same["results"]["fid8_spine"]) < 1e-6
-    assert (workdir / "metric-fid8_spine.jsonl").is_file()
+    same = baseline_metrics(
+        Judges(str(classifier), str(train), str(judge), str(train)), str(train), config, workdir, print
+    )
+    results = same["results"]
+    # A set against itself: FID 0, up to the float64 square root of a product of 4-dimensional covariances; every
+    # point lies in its own k-NN ball (precision and recall exactly 1); the class difference is the same image.
+    assert same["errors"] == {}
+    for prefix in ("", "independent_"):  # the clinical judge's features, then the independent judge's
+        assert abs(results[prefix + "fid8_spine"]) < 1e-6
+        assert results[prefix + "pr83_spine_precision"] == results[prefix + "pr83_spine_recall"] == 1.0
+    assert results["class_diff8_r"] == pytest.approx(1.0, abs=1e-12)
+    assert results["class_diff8_rms_ratio"] == pytest.approx(1.0, abs=1e-12)
+    assert "independent_class_diff8_r" not in results  # grey levels: no judge, one figure
+    assert (workdir / "metric-fid8_spine.jsonl").is_file() and (
+        workdir / "metric-independent_pr83_spine.jsonl"
+    ).is_file()
+
+
+def test_fidelity_metrics_and_a_half_trained_judge_end_to_end(tmp_path, monkeypatch):
+    """The demo's fidelity at tiny scale: the judge of another architecture trains on half A of the training
+    studies; its precision/recall compare with half B; every figure has its real-vs-real baseline in the report."""
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant([]))
+    config = dataclasses.replace(
+        TINY,
+        variants=(Variant("spinegan", 0.1),),
+        metrics=("pr63_spine", "class_diff6", "label_fidelity8"),
+        judge="patch_cnn:blurred_image",
+        judge_half=True,
+    )
+    out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    halves = out["data/judge-halves"]
+    assert halves["sizes"]["a"] + halves["sizes"]["b"] == config.phantom_train
+    judge = torch.load(out["judge"]["classifier"], weights_only=True)
+    assert (judge["arch"], judge["input_norm"]) == ("patch_cnn", "blurred_image")
+    assert judge["provenance"]["options"]["seed"] == config.seed + 1
+    provenance = judge["provenance"]
+    assert (
+        provenance["dataset"] == halves["a"] and provenance["num_train"] + provenance["num_val"] == halves["sizes"]["a"]
+    )
+    results, baseline = out["metrics/spinegan"]["results"], out["metrics/real-vs-real"]["results"]
+    keys = {"pr63_spine_precision", "pr63_spine_recall", "independent_pr63_spine_precision"}
+    keys |= {"independent_pr63_spine_recall", "class_diff6_r", "class_diff6_rms_ratio"}
+    assert keys <= set(results) and keys == set(baseline)
+    assert all(0 <= results[k] <= 1 for k in keys if "pr63" in k)
+    lines = json.loads((tmp_path / "metrics" / "real-vs-real" / "metric-independent_pr63_spine.jsonl").read_text())
+    assert lines["data"].endswith("judge-reference.zip")  # half B, which the judge never saw
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "6 generated vs 6 half-B training images, the independent judge&#x27;s features" in page
+    assert "trained on half A of the training studies" in page
 
 
 def test_the_panel_step_scores_every_arm_and_reuses_the_protocols_own_models(tmp_path, monkeypatch):

@@ -90,11 +90,20 @@ def experiment_dir(tmp_path):
         tmp_path,
         "metrics/spinegan",
         dict(
-            results=dict(label_fidelity8_accuracy=0.75, independent_label_fidelity8_accuracy=0.625),
+            results=dict(
+                label_fidelity8_accuracy=0.75,
+                independent_label_fidelity8_accuracy=0.625,
+                fid1k_full=40.5,
+                pr1003_inception_recall=0.5,
+            ),
             errors=dict(fid500_full="OSError: no Inception weights"),
         ),
     )
-    mark(tmp_path, "metrics/real-vs-real", dict(results=dict(fid1k_full=12.25), errors={}))
+    mark(
+        tmp_path,
+        "metrics/real-vs-real",
+        dict(results=dict(fid1k_full=12.25, pr1003_inception_recall=0.625), errors={}),
+    )
     mark(tmp_path, "downstream", dict(json=str(tmp_path / "downstream.json")))
     return tmp_path
 
@@ -120,12 +129,23 @@ def test_report_has_every_section_and_the_numbers(experiment_dir):
     ) in page
     assert "real normal, synthetic normal, real abnormal, synthetic abnormal" in page
     assert "class-means-spinegan.png" in page and "r = " in page
-    assert "<td>label_fidelity8_accuracy</td><td>0.7500</td>" in page
-    assert "<td>independent_label_fidelity8_accuracy</td><td>0.6250</td>" in page
+    assert (
+        "<td>label_fidelity8_accuracy</td><td>8 generated per class, classified by the clinical judge</td>"
+        "<td>0.7500</td><td></td><td></td>"
+    ) in page
+    assert "<td>independent_label_fidelity8_accuracy</td><td>8 generated per class, classified by the " in page
     assert "no generator was trained against" in page and "validation AUC 0.910" in page
     assert "not computed: OSError: no Inception weights" in page
-    assert "<td>real vs real (baseline)</td><td>fid1k_full</td><td>12.2500</td>" in page
-    assert "compare with the &#x27;real vs real (baseline)&#x27; rows" in page and "No Inception FID" not in page
+    fid = (
+        "<td>fid1k_full</td><td>1000 generated vs all training images, Inception features</td><td>40.5000</td>"
+        "<td>12.2500 (1000 test vs all training)</td><td></td>"
+    )
+    recall = (
+        "<td>pr1003_inception_recall</td><td>100 generated vs 100 training images, Inception features</td>"
+        "<td>0.5000</td><td>0.6250 (100 test vs 100 training)</td><td>0.80</td>"
+    )
+    assert page.count(fid) == 2 and page.count(recall) == 2  # the metrics table, and beside the samples
+    assert "compare with the &#x27;real vs real&#x27; column" in page and "No Inception FID" not in page
     assert "<td>total</td><td>8 s (0.1 min)</td>" in page  # eight steps of 1 s
     assert "--dp=1" in page and "does not cover the classifier" in page and "Not for" in page
     assert "seeded phantom" in page and "validation AUC 0.930 at epoch 4" in page
@@ -255,7 +275,7 @@ def test_model_card_says_what_a_pooled_arm_is():
 
 
 def test_metrics_are_listed_once_per_number_and_timings_in_pipeline_order_with_a_total():
-    from spine.pipeline.report_tables import metric_rows, timing_rows
+    from spine.pipeline.report_tables import fidelity_rows, timing_rows
 
     results = dict(
         label_fidelity200_accuracy=0.75,
@@ -265,12 +285,15 @@ def test_metrics_are_listed_once_per_number_and_timings_in_pipeline_order_with_a
         independent_label_fidelity200_auc=0.8125,
         fid1k_spine=0.8125,
     )
-    assert metric_rows("gan", results) == [
-        ["gan", "fid1k_spine", "0.8125"],  # the same number, another metric: its own row
-        ["gan", "independent_label_fidelity200_auc", "0.8125"],
-        ["gan", "label_fidelity200_auc (also abnormal_auc, normal_auc)", "0.8125"],
-        ["gan", "label_fidelity200_accuracy", "0.7500"],
+    rows = fidelity_rows("gan", results, dict(fid1k_spine=0.5), "half-B training")
+    assert [row[:2] + row[3:] for row in rows] == [
+        ["gan", "fid1k_spine", "0.8125", "0.5000 (1000 test vs 1000 training)", ""],  # another metric: its own row
+        ["gan", "independent_label_fidelity200_auc", "0.8125", "", ""],
+        ["gan", "label_fidelity200_auc (also abnormal_auc, normal_auc)", "0.8125", "", ""],
+        ["gan", "label_fidelity200_accuracy", "0.7500", "", ""],
     ]
+    assert rows[0][2] == "1000 generated vs 1000 training images, the clinical judge's features"
+    assert rows[1][2] == "200 generated per class, classified by the independent judge"
     steps = {
         "classifier": dict(seconds=60.0, finished=20.0),
         "data/phantom": dict(seconds=30.0, finished=10.0),
