@@ -198,7 +198,9 @@ def configure_dataset(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
     )
     desc = [training_set.name]
     if opts.cond:
-        desc.append("cond")
+        desc.append("cond" if opts.d_cond else "cond-gonly")
+    elif not opts.d_cond:
+        raise UserError("--d-cond=0 applies to a conditional run (--cond=1)")
     if opts.subset is not None:
         if not 1 <= opts.subset <= len(training_set):
             raise UserError(f"--subset must be between 1 and {len(training_set)}")
@@ -304,6 +306,8 @@ def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
     if opts.nhwc:
         args.G_kwargs.synthesis_kwargs.fp16_channels_last = True
         args.D_kwargs.block_kwargs.fp16_channels_last = True
+    if not opts.d_cond:  # D without the label: only the clinical loss tells G what a class looks like
+        args.D_kwargs.c_dim = 0
     args.image_grid_size = spec.get("grid")
     return desc
 
@@ -445,6 +449,8 @@ def configure_plugins(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         check_conflicts(opts, PLUGINS)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    if not opts.d_cond and not args.get("clinical"):
+        raise UserError("--d-cond=0 needs --clinical-loss: with an unconditional D nothing else teaches G the classes")
     return desc
 
 
@@ -724,6 +730,14 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
     help="Train conditional model based on dataset labels [default: false]",
     type=bool,
     default=False,
+    metavar="BOOL",
+)
+@click.option(
+    "--d-cond",
+    help="Condition D on the labels (with --cond=1); 0: an unconditional D, the class signal comes from the clinical "
+    "loss alone [default: true]",
+    type=bool,
+    default=True,
     metavar="BOOL",
 )
 @click.option("--subset", help="Train with only N images [default: all]", type=int, metavar="INT")

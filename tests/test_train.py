@@ -146,6 +146,7 @@ def test_auto_preset_matches_official_formulas(tmp_path, captured):
         (["--batch", "8", "--batch-gpu", "3"], "must be a multiple of --batch-gpu"),
         (["--augpipe", "xyz"], "--augpipe=xyz"),
         (["--resume", "missing.pkl"], "no such file"),
+        (["--d-cond", "0"], "--d-cond=0 applies to a conditional run (--cond=1)"),
     ],
 )
 def test_bad_option_combinations_are_refused(tmp_path, captured, extra, message):

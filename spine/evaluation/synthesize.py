@@ -33,6 +33,7 @@ from tqdm import tqdm
 import dnnlib
 from dnnlib import MAX_SEED, UserError
 from spine.data.dataset_tool import check_dest, image_fname, open_dest
+from spine.evaluation.local_difference import LocalDifferenceGenerator
 from torch_utils import misc
 from training.generation import seed_latents, to_pil
 
@@ -295,6 +296,13 @@ def _parse_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.option("--class-mix", callback=_parse_mix, default=None, help="Images per class, e.g. 700,300")
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Seed of the first image")
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi")
+@click.option(
+    "--local-difference",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=None,
+    help="Abnormal images = their latent's normal rendering + the strongest FRACTION of the class difference "
+    "(spine.evaluation.local_difference) [default: off]",
+)
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--class-names", default=None, help="Comma-separated [default: from the training dataset]")
 @click.option(
@@ -310,6 +318,7 @@ def main(
     class_mix: list[int] | None,
     seed: int,
     truncation_psi: float,
+    local_difference: float | None,
     noise_mode: str,
     class_names: str | None,
     dicom_dir: str | None,
@@ -323,6 +332,10 @@ def main(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     G, metadata, training_set_kwargs = load_for_synthesis(network_pkl, dev)
     names, label_mode = class_meaning(G, training_set_kwargs, class_names)
+    if local_difference is not None:
+        if names[0] != "normal":
+            raise UserError(f"--local-difference needs a generator whose class 0 is 'normal'; its classes are {names}")
+        G = LocalDifferenceGenerator(G, local_difference)
     try:
         counts = class_counts(G.c_dim, per_class, class_mix)
         plan = SynthesisPlan.from_counts(counts, seed)

@@ -88,6 +88,10 @@ class ExperimentConfig:
     pools: tuple[Pool, ...] = ()
     synth_per_class: int = 500
     synth_trunc: float = 1.0
+    # None: draw every image as it is; a fraction in (0, 1]: abnormal images are their latent's normal rendering plus
+    # the strongest part of the class difference (spine.evaluation.local_difference); abnormality generators only
+    # (a lesion-type generator has no normal class and draws as it is)
+    synth_local_difference: float | None = None
     metrics: tuple[str, ...] = ("fid1k_full", "label_fidelity200")
     downstream_epochs: int = 20
     downstream_patience: int = 5
@@ -174,6 +178,11 @@ class ExperimentConfig:
             raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
         if self.kimg < 1 or self.synth_per_class < 2:
             raise ValueError(f"{where}: kimg must be >= 1 and synth_per_class >= 2")
+        if self.synth_local_difference is not None and not 0 < self.synth_local_difference <= 1:
+            raise ValueError(
+                f"{where}.synth_local_difference: expected a fraction in (0, 1] or null, "
+                f"got {self.synth_local_difference}"
+            )
         if self.classifier_arch not in ARCHITECTURES:
             raise ValueError(
                 f"{where}.classifier_arch: expected one of {list(ARCHITECTURES)}, got {self.classifier_arch!r}"

@@ -221,8 +221,11 @@ def synthesize_variant(
     import torch
 
     from spine.evaluation import synthesize
+    from spine.evaluation.local_difference import LocalDifferenceGenerator
 
     G, metadata, _kwargs = synthesize.load_for_synthesis(snapshot, torch.device("cpu"))
+    if config.synth_local_difference is not None and label_mode == "abnormality":  # lesion types have no normal
+        G = LocalDifferenceGenerator(G, config.synth_local_difference)
     plan = synthesize.SynthesisPlan.from_counts([config.synth_per_class] * G.c_dim, first_seed=config.seed)
     provenance = synthesize.generator_provenance(snapshot, metadata, config.synth_trunc, "const")
     dest = workdir / "synthetic.zip"
@@ -233,7 +236,7 @@ def synthesize_variant(
         class_names,
         label_mode,
         provenance,
-        dict(per_class=config.synth_per_class, seed=config.seed),
+        dict(per_class=config.synth_per_class, seed=config.seed, local_difference=config.synth_local_difference),
         truncation_psi=config.synth_trunc,
     )
     return dict(dataset=str(dest))

@@ -91,6 +91,7 @@ def test_mismatched_classifier_is_refused_before_training(tmp_path, captured, na
         (["--clinical-weight", "0.1"], "--clinical-weight needs --clinical-loss"),
         (["--clinical-augment", "1"], "--clinical-augment needs --clinical-loss"),
         (["--clinical-loss", "{pkl}", "--clinical-weight", "0"], "expected a positive weight"),
+        (["--d-cond", "0"], "--d-cond=0 needs --clinical-loss"),
     ],
 )
 def test_bad_clinical_options(tmp_path, captured, extra, message):
@@ -109,6 +110,21 @@ def test_clinical_augment_is_recorded_and_reaches_the_term(tmp_path, captured):
     assert os.path.basename(args.run_dir).endswith("-clinical0.1-aug") and args.clinical["augment"] is True
     (term,) = train.build_plugins(args, "cpu").generator_terms
     assert term.augment is not None and term.augment["flip_prob"] == 0.3
+
+
+def test_unconditional_discriminator_leaves_the_class_to_the_clinical_loss(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    pkl = write_classifier(str(tmp_path / "c.pkl"))
+    result = invoke(tmp_path, data, "--clinical-loss", pkl, "--d-cond", "0", "--batch", "4", "--aug", "noaug")
+    assert result.exit_code == 0, result.output
+    args = captured[0]
+    assert "-cond-gonly-" in os.path.basename(args.run_dir) and args.D_kwargs.c_dim == 0
+    args.total_kimg = 0.004  # one iteration of 4 images, then the snapshot
+    args.kimg_per_tick = 0.004
+    train.run_process(0, args)
+    snapshots = sorted(f for f in os.listdir(args.run_dir) if f.startswith("network-snapshot-"))
+    nets = load_network_pkl(os.path.join(args.run_dir, snapshots[-1]))
+    assert nets["G"].c_dim == 2 and nets["D"].c_dim == 0 and not hasattr(nets["D"], "mapping")
 
 
 def test_clinical_loss_is_recorded_and_reaches_the_loss(tmp_path, captured):

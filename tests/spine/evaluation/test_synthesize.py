@@ -190,3 +190,31 @@ def test_temp_file_of_a_killed_write_beside_the_destination_is_removed(tmp_path,
     )
     assert result.exit_code == 0, result.output
     assert not stale.exists() and foreign.exists() and (tmp_path / "s.zip").is_file()
+
+
+def test_local_difference_draws_abnormal_images_from_the_normal_rendering(tmp_path, snapshot):
+    path, G = snapshot
+    dest = str(tmp_path / "local.zip")
+    args = ["--network", path, "--dest", dest, "--class-mix", "2,2", "--local-difference", "0.25", "--device", "cpu"]
+    result = CliRunner().invoke(synthesize.main, args)
+    assert result.exit_code == 0, result.output
+    dataset = ImageFolderDataset(dest, use_labels=True)
+    assert dataset.metadata["source"]["local_difference"] == 0.25
+    z = torch.from_numpy(seed_latents([2], G.z_dim)).float()  # image 2: the first abnormal one
+    with torch.no_grad():
+        normal = G(z, torch.tensor([[1.0, 0.0]]), noise_mode="const")
+        abnormal = G(z, torch.tensor([[0.0, 1.0]]), noise_mode="const")
+    image = torch.from_numpy(dataset[2][0]).double()
+    quantised = lambda x: (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].double()  # noqa: E731
+    # the pixels of the kept part are the abnormal rendering's; at least 3/4 of the image (less the softened edge)
+    # stays the normal rendering's, to the grey level (the two renderings differ on almost every pixel)
+    same_as_normal = (image - quantised(normal)).abs() <= 1
+    assert same_as_normal.float().mean() >= 0.5 and not torch.equal(image, quantised(normal))
+    assert not torch.equal(image, quantised(abnormal))
+
+
+def test_local_difference_needs_a_normal_class(tmp_path, snapshot):
+    path, _G = snapshot
+    args = ["--network", path, "--dest", str(tmp_path / "x.zip"), "--per-class", "1", "--local-difference", "0.5"]
+    result = CliRunner().invoke(synthesize.main, [*args, "--class-names", "spur,slip", "--device", "cpu"])
+    assert result.exit_code == 1 and "class 0 is 'normal'" in result.output and not (tmp_path / "x.zip").exists()

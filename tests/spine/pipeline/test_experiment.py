@@ -212,6 +212,8 @@ def test_train_command_continues_the_latest_checkpoint(tmp_path):
             ),
             "pools[0].members: variants of different label modes",
         ),
+        (dict(synth_local_difference=0), "config.synth_local_difference: expected a fraction in (0, 1]"),
+        (dict(synth_local_difference=1.5), "config.synth_local_difference: expected a fraction in (0, 1]"),
     ],
 )
 def test_bad_configs_are_refused_by_name(data, message):
