@@ -470,6 +470,13 @@ def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
         "<b>Limits</b>: small models and short training in the demo; FID on few samples is biased upward; nearest "
         "neighbours by pixel distance detect copies, not every kind of memorisation.",
     ]
+    if config.get("synth_local_difference") is not None:
+        items.append(
+            f"<b>Synthesis</b>: each abnormal image is its latent's normal rendering plus the strongest "
+            f"{config['synth_local_difference']:.0%} of the pixels of the class difference (the latent rendered as "
+            f"abnormal minus as normal; spine.evaluation.local_difference), so that the classes differ where lesions "
+            f"are, not image-wide; normal images are drawn as they are."
+        )
     items += [
         f"<b>Pooled arm {html.escape(pool['name'])}</b>: no generator of its own; the synthetic images of "
         f"{html.escape(', '.join(pool['members']))} together, as one downstream training set."
