@@ -14,10 +14,12 @@ for the official code's Gmain (584 GFLOP) is about 4x ours (~150) for the same n
 fused (grouped) modulated convolution, whose weight gradient the counter overcounts by the batch size
 (16 x ~29 GFLOP); counted ops otherwise agree (Dmain ~212 both).
 
-    python bench/train_step.py [--config demo|official|both] [--repeats 2] [--dp] [--clinical] [--bf16]
+    python bench/train_step.py [--config demo|official|both] [--repeats 2] [--dp] [--clinical] [--bf16] [--batch N]
 
 --bf16 adds, per configuration, each phase timed in fp32 (as --fp32=1) and with the bf16 blocks (what a CPU with
 native bf16 runs; torch_utils.precision), alternated, and the iteration's ratio in kimg per minute. Goal: 1.7x.
+--batch N replaces the configurations' batch size (16): the per-iteration cost that does not grow with the batch
+(Python, dispatch, small ops) shows as the difference between batch sizes.
 
 --dp adds the DP-SGD comparison at the demo preset (spine.dp): one iteration with the standard D phases
 (Dmain + Dreg / 16) against one with the private D step (per-sample gradients, lazy R1 inside every 16th step,
@@ -47,7 +49,7 @@ from training.augment import AugmentPipe, augpipe_specs
 from training.loss import StyleGAN2Loss
 from training.networks import Discriminator, Generator
 from training.phase_update import GradientStep, Phase, PhaseRound
-from training.training_loop import update_ema
+from training.training_loop import make_adam, update_ema
 
 CONFIGS = {
     "demo": dict(
@@ -122,7 +124,7 @@ def build(cfg: dict, fp32: bool = False) -> tuple[StyleGAN2Loss, dict[str, Phase
     phases = {}
     for name, module, reg in [("G", G, 4), ("D", D, 16)]:
         ratio = reg / (reg + 1)
-        opt = torch.optim.Adam(module.parameters(), lr=0.0025 * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
+        opt = make_adam(module, dict(lr=0.0025 * ratio, betas=(0.0, 0.99**ratio), eps=1e-8))
         phases[name + "main"] = Phase(name + "main", module, opt, 1, update)
         phases[name + "reg"] = Phase(name + "reg", module, opt, reg, update)
     n = cfg["batch"]
@@ -209,11 +211,11 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
-def bench_precision(name: str, repeats: int) -> None:
+def bench_precision(name: str, repeats: int, batch: int | None = None) -> None:
     """Each phase in fp32 (--fp32=1) and with the bf16 blocks, alternated repeat by repeat so that a shared machine's
     load hits both alike; medians of wall-clock seconds and, less sensitive to other processes, of this process's
     CPU seconds. NVIDIA's code is not run here: its figures are the stored ones, scaled by the matmul rate."""
-    cfg = CONFIGS[name]
+    cfg = dict(CONFIGS[name], **(dict(batch=batch) if batch else {}))
     setups = {"fp32": build(cfg, fp32=True), "bf16": build(cfg)}
     active = [p for p in INTERVALS if not (p == "Greg" and cfg["pl_weight"] == 0)]
     wall: dict[tuple[str, str], list[float]] = {(m, p): [] for m in setups for p in active}
@@ -236,7 +238,10 @@ def bench_precision(name: str, repeats: int) -> None:
     def iteration(times: dict[tuple[str, str], list[float]], mode: str) -> float:
         return sum(float(np.median(times[mode, p])) / INTERVALS[p] for p in active) + t_ema
 
-    print(f"[{name} bf16] phase   fp32 s   bf16 s  fp32/bf16   (wall-clock medians of {repeats} alternated repeats)")
+    print(
+        f"[{name} bf16] batch {cfg['batch']}; phase   fp32 s   bf16 s  fp32/bf16   (wall-clock medians of {repeats} "
+        "alternated repeats)"
+    )
     for p in active:
         t32, t16 = float(np.median(wall["fp32", p])), float(np.median(wall["bf16", p]))
         print(f"[{name} bf16] {p:6s} {t32:8.3f} {t16:8.3f} {t32 / t16:9.2f}x")
@@ -372,7 +377,12 @@ def bench_clinical(repeats: int) -> None:
 @click.option("--clinical", "with_clinical", is_flag=True, help="Also time the clinical loss term (demo preset)")
 @click.option("--bf16", "with_bf16", is_flag=True, help="Compare the bf16 blocks with fp32, side by side")
 @click.option("--skip-phases", is_flag=True, help="Only the --dp / --clinical / --bf16 sections, not the phase tables")
-def main(config: str, repeats: int, with_dp: bool, with_clinical: bool, with_bf16: bool, skip_phases: bool) -> None:
+@click.option(
+    "--batch", type=click.IntRange(min=2), default=None, help="Batch size of the --bf16 section [default: 16]"
+)
+def main(
+    config: str, repeats: int, with_dp: bool, with_clinical: bool, with_bf16: bool, skip_phases: bool, batch: int | None
+) -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}, bf16 blocks: "
         f"{precision.cpu_bf16_reason() or 'no (fp32)'}, load average {os.getloadavg()[0]:.2f}"
@@ -381,7 +391,7 @@ def main(config: str, repeats: int, with_dp: bool, with_clinical: bool, with_bf1
     for name in [] if skip_phases else names:
         bench(name, repeats)
     for name in names if with_bf16 else []:
-        bench_precision(name, repeats)
+        bench_precision(name, repeats, batch)
     if with_dp:
         bench_dp(repeats)
     if with_clinical:
