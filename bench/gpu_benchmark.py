@@ -39,7 +39,10 @@ from spine.pipeline.demo import BENCHMARK  # noqa: E402
 from spine.pipeline.steps import Steps  # noqa: E402
 
 GPU_CFG = "demo-gpu"
-CONFIG = dataclasses.replace(BENCHMARK, gan_cfg=GPU_CFG, variants=PAPER_VARIANTS, pools=(), snap=5)
+# The paper's two arms, each scored by the whole panel; no pools, no curve (the runs end by wall time, not kimg)
+CONFIG = dataclasses.replace(
+    BENCHMARK, gan_cfg=GPU_CFG, variants=PAPER_VARIANTS, pools=(), panel_arms=(), curve_kimg=(), snap=5
+)
 # The CPU check of the mechanics: the demo preset (batch 16, no loader workers) is what a CPU runs in seconds.
 TINY = dataclasses.replace(
     CONFIG,
