@@ -153,9 +153,8 @@ def build_networks(
         c_dim=training_set.label_dim, img_resolution=training_set.resolution, img_channels=training_set.num_channels
     )
     G = Generator(**G_kwargs, **common).train().requires_grad_(False).to(device)
-    D = Discriminator(
-        **{**common, **D_kwargs}
-    ).train()  # D_kwargs may drop the label (c_dim=0: train.py --d-cond=0).requires_grad_(False).to(device)
+    # D_kwargs may drop the label (c_dim=0: train.py --d-cond=0)
+    D = Discriminator(**{**common, **D_kwargs}).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
     augment_pipe, ada = None, None
     if augment_kwargs is not None and (augment_p > 0 or ada_target is not None):

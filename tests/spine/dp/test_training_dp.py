@@ -25,6 +25,7 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         kimg_per_tick=0.008,
         data=data,
         cond=True,
+        d_cond=True,
         subset=None,
         mirror=False,
         cfg="demo",
