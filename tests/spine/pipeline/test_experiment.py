@@ -65,6 +65,19 @@ TINY = ExperimentConfig(
 )
 
 
+def tiny_generator(resolution: int) -> Generator:
+    """A conditional 2-class G small enough to synthesise in milliseconds."""
+    return Generator(
+        z_dim=8,
+        c_dim=2,
+        w_dim=8,
+        img_resolution=resolution,
+        img_channels=1,
+        mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=64, channel_max=8),
+    )
+
+
 def fake_train_variant(calls):
     """Stands in for train.py (minutes on CPU): writes a tiny conditional snapshot into a run folder."""
 
@@ -73,15 +86,7 @@ def fake_train_variant(calls):
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
         torch.manual_seed(len(calls))
-        G = Generator(
-            z_dim=8,
-            c_dim=2,
-            w_dim=8,
-            img_resolution=config.resolution,
-            img_channels=1,
-            mapping_kwargs=dict(num_layers=1),
-            synthesis_kwargs=dict(channel_base=64, channel_max=8),
-        )
+        G = tiny_generator(config.resolution)
         snapshot = run_dir / "network-snapshot-000001.pkl"
         save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=1000))
         with open(run_dir / "stats.jsonl", "w") as f:
@@ -468,15 +473,7 @@ def fake_train_with_snapshots(calls):
         run_dir.mkdir()
         for kimg in range(1, config.kimg_of(variant) + 1):
             torch.manual_seed(100 * len(calls) + kimg)
-            G = Generator(
-                z_dim=8,
-                c_dim=2,
-                w_dim=8,
-                img_resolution=config.resolution,
-                img_channels=1,
-                mapping_kwargs=dict(num_layers=1),
-                synthesis_kwargs=dict(channel_base=64, channel_max=8),
-            )
+            G = tiny_generator(config.resolution)
             snapshot = run_dir / f"network-snapshot-{kimg:06d}.pkl"
             save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=1000 * kimg))
         cmd = experiment.train_command(variant, train_zip, classifier, config, workdir)
