@@ -11,8 +11,9 @@ interruption and finished steps are skipped. Every step's time is logged and lis
 Modes:
   demo       (default) one generator (SpineGAN), 80 kimg at 32x32 on a magnified phantom with lesions drawn three
              times as large, abnormal images drawn with the local class difference; scored by an evaluator panel of
-             three classifiers: about 14 minutes on an idle 2-core machine with bf16 (docs/PERFORMANCE.md). The headline gives
-             the skill ratio (AUC_syn - 0.5) / (AUC_real - 0.5) with its paired interval beside the plain ratio.
+             three classifiers: about 14 minutes on an idle 2-core machine with bf16 (docs/PERFORMANCE.md). The
+             headline gives the panel's lowest skill ratio (AUC_syn - 0.5) / (AUC_real - 0.5) with its paired
+             interval.
   benchmark  the paper's comparison: plain conditional StyleGAN2-ADA and SpineGAN with three training seeds each
              (the clinical loss's effect paired by seed), the lesion-type (8-class) model scored by macro-AUC,
              SpineGAN with DP-SGD, a privacy audit per generator; per main arm a pooled arm (its three seeds'
