@@ -19,8 +19,8 @@ Modes:
              SpineGAN with DP-SGD, a privacy audit per generator; per main arm a pooled arm (its three seeds'
              images together), also at one generator's image count, and one SpineGAN trained for the SpineGAN pool's
              combined kimg; the full evaluator panel; the training curve (plain against SpineGAN at 10, 20 and 30
-             kimg, every seed); 30 kimg each at 32x32, twice the phantom images: about 80 minutes on this
-             project's 2-core AMD EPYC with bf16 (estimated: docs/RESULTS.md section K3; not yet run).
+             kimg, every seed); 30 kimg each at 32x32, twice the phantom images: about 2.5 hours on this
+             project's 2-core AMD EPYC with bf16, over its 2-hour budget (docs/RESULTS.md section N2).
 """
 
 from __future__ import annotations
@@ -215,9 +215,9 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
 # 2 cores than one two-thread run)
 PARALLEL = {"demo": 1, "benchmark": 2}
 # On an idle 2-core machine: the demo measured on this project's 2-core AMD EPYC with bf16 (docs/PERFORMANCE.md);
-# the benchmark estimated for the same machine (docs/RESULTS.md K3: about 77 minutes, of which the full panel 38 and
-# the generators 22; about 3 h 20 min on the slower VM of 2026-12-01)
-MINUTES = {"demo": 18, "benchmark": 80}
+# the benchmark's first run on the same machine (docs/RESULTS.md N2: generators 39 minutes, the full panel about 80,
+# about 2.5 hours in all; section K3 had estimated 77 minutes)
+MINUTES = {"demo": 18, "benchmark": 150}
 
 
 def _ci(interval: list[float] | None) -> str:
