@@ -103,23 +103,58 @@ def combine(real: LabelledImages, synthetic: LabelledImages) -> LabelledImages:
 
 
 def train_arms(
-    real_train: str, synthetic: Mapping[str, str], options: DownstreamOptions, without_mixed: Collection[str] = ()
+    real_train: str,
+    synthetic: Mapping[str, str],
+    options: DownstreamOptions,
+    without_mixed: Collection[str] = (),
+    workers: int = 1,
 ) -> dict[Arm, TrainResult]:
     """Train the real model and, per generator, the synthetic-only and real + synthetic models (only the former for
     the names in `without_mixed`, e.g. pooled arms, whose real + synthetic model would cost minutes and say little).
+
+    `workers` > 1 trains that many models at a time, each in its own process on one thread: a 32x32 classifier's
+    many small ops keep two threads only partly busy, so two one-thread trainings finish more models per minute (as
+    for generators, docs/PERFORMANCE.md). Each model follows its own seed either way; only the thread count's
+    float-summation order differs.
 
     Receives no test path on purpose: model selection can only use the training sources.
     """
     real = load_labelled_images(real_train)
     train_opts = options.train_options(real.resolution)
-    models = {Arm("real"): train_classifier(real, train_opts)}
+    sources: dict[Arm, tuple[str, ...]] = {Arm("real"): (real_train,)}
     for name, path in synthetic.items():
-        fake = load_labelled_images(path)
-        combine(real, fake)  # checks compatibility before spending time on training
-        models[Arm("synthetic", name)] = train_classifier(fake, train_opts)
+        combine(real, load_labelled_images(path))  # checks compatibility before spending time on training
+        sources[Arm("synthetic", name)] = (path,)
         if name not in without_mixed:
-            models[Arm("mixed", name)] = train_classifier(combine(real, fake), train_opts)
-    return models
+            sources[Arm("mixed", name)] = (real_train, path)
+    if workers == 1:
+        return {arm: _train_on(paths, train_opts) for arm, paths in sources.items()}
+    return _train_in_processes(sources, train_opts, workers)
+
+
+def _train_on(paths: tuple[str, ...], train_opts: TrainOptions) -> TrainResult:
+    """One model on the images of `paths` (one dataset, or real + synthetic combined)."""
+    data = [load_labelled_images(path) for path in paths]
+    return train_classifier(data[0] if len(data) == 1 else combine(*data), train_opts)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _train_in_processes(
+    sources: Mapping[Arm, tuple[str, ...]], train_opts: TrainOptions, workers: int
+) -> dict[Arm, TrainResult]:
+    """`_train_on` for every source, `workers` one-thread processes at a time, the largest sources first (fewer idle
+    minutes at the end); the models are returned in `sources`' order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    largest_first = sorted(sources, key=lambda arm: -sum(os.path.getsize(p) for p in sources[arm]))
+    context = multiprocessing.get_context("spawn")  # no forked copy of the parent's threads and torch state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_one_thread) as pool:
+        futures = {arm: pool.submit(_train_on, sources[arm], train_opts) for arm in largest_first}
+        return {arm: futures[arm].result() for arm in sources}
 
 
 def _headline_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -330,9 +365,11 @@ def run_downstream(
     outdir: str,
     options: DownstreamOptions,
     without_mixed: Collection[str] = (),
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Train every model (`train_arms`), then evaluate each once on the test set; write JSON, Markdown, models."""
-    models = train_arms(real_train, synthetic, options, without_mixed)
+    """Train every model (`train_arms`, `workers` at a time), then evaluate each once on the test set; write JSON,
+    Markdown, models."""
+    models = train_arms(real_train, synthetic, options, without_mixed, workers)
     results = evaluate_on_test(models, test_path, options)
     results["options"] = dataclasses.asdict(options)
     os.makedirs(outdir, exist_ok=True)

@@ -85,14 +85,17 @@ def train_panel(
     members: Sequence[PanelMember],
     options: DownstreamOptions,
     without_mixed: Collection[str] = (),
+    workers: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Run the downstream evaluation once per member, each in `outdir/<member>`, the protocol otherwise identical."""
+    """Run the downstream evaluation once per member, each in `outdir/<member>`, the protocol otherwise identical;
+    `workers` models at a time (`spine.evaluation.downstream.train_arms`)."""
     results = {}
     for number, member in enumerate(members, 1):
         print(f"Panel member {number}/{len(members)}: {member.name}", flush=True)
         member_options = dataclasses.replace(options, arch=member.arch, input_norm=member.input_norm)
+        folder = os.path.join(outdir, member.folder)
         results[member.name] = run_downstream(
-            real_train, synthetic, test_path, os.path.join(outdir, member.folder), member_options, without_mixed
+            real_train, synthetic, test_path, folder, member_options, without_mixed, workers
         )
     return results
 

@@ -211,8 +211,9 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
     return config
 
 
-# Generators trained at a time: the benchmark's eight train two at a time, one thread each (more kimg per hour on
-# 2 cores than one two-thread run)
+# Generators trained at a time: the benchmark's nine train two at a time, one thread each (more kimg per hour on
+# 2 cores than one two-thread run: 5.0-5.9 s/kimg together against 8.2-8.6, docs/PERFORMANCE.md), and so do its
+# downstream and panel classifiers (spine.evaluation.downstream.train_arms)
 PARALLEL = {"demo": 1, "benchmark": 2}
 # On an idle 2-core machine: the demo measured on this project's 2-core AMD EPYC with bf16 (docs/PERFORMANCE.md);
 # the benchmark's first run on the same machine (docs/RESULTS.md N2: generators 39 minutes, the full panel about 80,
@@ -408,7 +409,7 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
     "--parallel",
     type=click.IntRange(min=1),
     default=None,
-    help="Generators trained at a time [default: 1 for demo, 2 for benchmark]",
+    help="Generators (and downstream classifiers) trained at a time [default: 1 for demo, 2 for benchmark]",
 )
 @click.option(
     "--seed",

@@ -544,7 +544,8 @@ def run_experiment(
     ('pool/<name>-matched': one member's image count); 'matched' compares each pool with its matched arms. With
     `curve_kimg`, 'curve/<variant>' scores the clinical-loss pair's generators at earlier snapshots and 'curve' pairs
     them by seed (spine.pipeline.curve).
-    The generators train `parallel` at a time (a matter of scheduling: the results do not depend on it).
+    The generators train `parallel` at a time, and so do the downstream and panel classifiers (one thread each): a
+    matter of scheduling, the results do not depend on it beyond the float-summation order of the thread count.
     """
     if parallel < 1:
         raise ValueError(f"parallel: expected at least 1 training at a time, got {parallel}")
@@ -591,7 +592,9 @@ def run_experiment(
         key = "downstream" if mode == config.labels else f"downstream-{mode}"
         out[key] = steps.run(
             key,
-            lambda w: _downstream(data[mode]["train"], synthetic[mode], data[mode]["test"], w, options, pooled),
+            lambda w: _downstream(
+                data[mode]["train"], synthetic[mode], data[mode]["test"], w, options, pooled, parallel
+            ),
         )
     main = data[config.labels]
     if matched_comparisons(config) and config.labels == "abnormality":  # paired AUCs need a binary task
@@ -602,7 +605,7 @@ def run_experiment(
         out["panel"] = steps.run(
             "panel",
             lambda w: panel_step(
-                main["train"], synthetic[config.labels], main["test"], out["downstream"]["json"], config, w
+                main["train"], synthetic[config.labels], main["test"], out["downstream"]["json"], config, w, parallel
             ),
         )
     out.update(curve_steps(steps, config, out, data, judges, log))
@@ -678,11 +681,12 @@ def _downstream(
     workdir: Path,
     options: DownstreamOptions,
     pools: list[str],
+    parallel: int = 1,
 ) -> dict[str, Any]:
-    """The downstream table; pooled arms train a synthetic-only model only."""
+    """The downstream table (`parallel` models at a time); pooled arms train a synthetic-only model only."""
     from spine.evaluation.downstream import run_downstream
 
-    results = run_downstream(train_zip, synthetic, test_zip, str(workdir), options, without_mixed=pools)
+    results = run_downstream(train_zip, synthetic, test_zip, str(workdir), options, pools, parallel)
     return dict(
         json=str(workdir / "downstream.json"),
         markdown=str(workdir / "downstream.md"),
@@ -702,9 +706,11 @@ def panel_step(
     downstream_json: str,
     config: ExperimentConfig,
     workdir: Path,
+    parallel: int = 1,
 ) -> dict[str, Any]:
     """The evaluator panel on the experiment's label mode: every member but the downstream protocol's own trains on
-    the real and each synthetic set (synthetic-only arms); the protocol's member reuses the downstream models."""
+    the real and each synthetic set (synthetic-only arms), `parallel` models at a time; the protocol's member reuses
+    the downstream models."""
     from spine.evaluation.panel import score_panel, train_panel, write_panel
 
     options = downstream_options(config)
@@ -721,6 +727,7 @@ def panel_step(
         [m for m in members if m != own],
         options,
         without_mixed=set(synthetic),
+        workers=parallel,
     )
     folders = {m.name: str(Path(downstream_json).parent if m == own else workdir / m.folder) for m in members}
     panel = score_panel(folders, test_zip, variants, options.n_resamples, options.seed)
@@ -800,7 +807,7 @@ def _variants_option(_ctx: click.Context, _param: click.Parameter, value: str | 
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Generators trained at a time (the CPU cores are shared out among them)",
+    help="Generators (and downstream classifiers) trained at a time (the CPU cores are shared out among them)",
 )
 def main(outdir: str, config_path: str | None, parallel: int, **overrides: Any) -> None:
     """Run the paper's comparison (plain conditional GAN vs SpineGAN [vs DP]) end to end, resumably."""

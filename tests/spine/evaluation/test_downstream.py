@@ -83,6 +83,30 @@ def test_an_arm_without_a_mixed_model_trains_only_its_synthetic_one(tmp_path):
     assert [arm.key for arm in models] == ["real", "synthetic-gan", "real+synthetic-gan", "synthetic-pool"]
 
 
+def test_models_trained_in_worker_processes_equal_those_trained_in_this_one(tmp_path):
+    import torch
+
+    from spine.classifier.data import load_labelled_images, predict_probabilities
+
+    real = write_dataset(str(tmp_path / "real"), 20, seed=1)
+    fake = write_dataset(str(tmp_path / "fake"), 20, seed=2, shift=2)
+    test = load_labelled_images(write_dataset(str(tmp_path / "heldout"), 12, seed=3))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count, so that both runs sum in the same order
+    try:
+        here = downstream.train_arms(real, {"gan": fake, "pool": fake}, OPTIONS, without_mixed=["pool"])
+    finally:
+        torch.set_num_threads(threads)
+    apart = downstream.train_arms(real, {"gan": fake, "pool": fake}, OPTIONS, without_mixed=["pool"], workers=2)
+
+    assert list(apart) == list(here)  # the sources' order, whatever order the workers finished in
+    for arm, model in here.items():
+        assert apart[arm].provenance["best_epoch"] == model.provenance["best_epoch"]
+        expected = predict_probabilities(model.net, model.spec, test.images)
+        actual = predict_probabilities(apart[arm].net, apart[arm].spec, test.images)
+        torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6)
+
+
 def test_every_arm_uses_the_protocols_input_norm(tmp_path):
     real = write_dataset(str(tmp_path / "real"), 40, seed=1)
     fake = write_dataset(str(tmp_path / "fake"), 40, seed=2, shift=2)

@@ -158,9 +158,11 @@ def test_cli_trains_every_member_and_writes_the_table(tmp_path):
 def test_options_reach_every_member(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(
-        panel_mod, "run_downstream", lambda real, syn, test, out, options, without: seen.append((out, options)) or {}
+        panel_mod,
+        "run_downstream",
+        lambda real, syn, test, out, options, without, workers: seen.append((out, options, workers)) or {},
     )
     options = DownstreamOptions(epochs=3, seed=9)
-    panel_mod.train_panel("r", {"g": "s"}, "t", str(tmp_path), panel_mod.FULL_PANEL, options)
-    assert [(o.arch, o.input_norm) for _, o in seen] == [(m.arch, m.input_norm) for m in panel_mod.FULL_PANEL]
-    assert all(o.epochs == 3 and o.seed == 9 for _, o in seen)
+    panel_mod.train_panel("r", {"g": "s"}, "t", str(tmp_path), panel_mod.FULL_PANEL, options, workers=2)
+    assert [(o.arch, o.input_norm) for _, o, _ in seen] == [(m.arch, m.input_norm) for m in panel_mod.FULL_PANEL]
+    assert all(o.epochs == 3 and o.seed == 9 and workers == 2 for _, o, workers in seen)
