@@ -152,6 +152,17 @@ def is_private(variant: Variant) -> bool:
     return "--dp=1" in variant.train_args
 
 
+# A DP-SGD iteration (per-sample gradients, clipping, noise) costs about 1.7 plain ones at the demo preset: the
+# benchmark's DP generator trained 30 kimg in 520 s alone on one thread, the others 301-334 s two at a time
+# (docs/PERFORMANCE.md, session 14).
+DP_COST_PER_KIMG = 1.7
+
+
+def training_cost(variant: Variant, config: ExperimentConfig) -> float:
+    """A variant's training time in plain-kimg units: what schedules the longest first."""
+    return config.kimg_of(variant) * (DP_COST_PER_KIMG if is_private(variant) else 1.0)
+
+
 def clinical_judge(variant: Variant, mode_data: dict[str, str]) -> str:
     """The classifier a variant's clinical loss uses: the DP judge for a --dp=1 variant where one was trained."""
     return mode_data.get("dp_judge", mode_data["classifier"]) if is_private(variant) else mode_data["classifier"]
@@ -621,7 +632,7 @@ def train_variants(
     steps: Steps, config: ExperimentConfig, data: dict[str, dict[str, str]], log: Callable[[str], None], parallel: int
 ) -> dict[str, dict[str, Any]]:
     """{'train/<name>': outputs} of every variant, `parallel` trainings at a time (each resumes its checkpoint), the
-    longest (most kimg) first: a long one started last would train alone while the other cores idle."""
+    longest (`training_cost`) first: a long one started last would train alone while the other cores idle."""
     env = training_env(parallel)
 
     def train(variant: Variant) -> tuple[str, dict[str, Any]]:
@@ -633,7 +644,7 @@ def train_variants(
         )
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return dict(pool.map(train, sorted(config.variants, key=lambda v: -config.kimg_of(v))))
+        return dict(pool.map(train, sorted(config.variants, key=lambda v: -training_cost(v, config))))
 
 
 def privacy_step(

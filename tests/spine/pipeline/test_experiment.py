@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from spine.pipeline import experiment
-from spine.pipeline.config import ExperimentConfig, Pool, Variant, downstream_options
+from spine.pipeline.config import DP_VARIANT, ExperimentConfig, Pool, Variant, downstream_options
 from spine.pipeline.steps import Steps
 from training.networks import Generator
 from training.serialization import load_network_pkl, save_network_snapshot
@@ -480,6 +480,15 @@ def fake_train_with_snapshots(calls):
         return dict(run_dirs=[str(run_dir)], snapshot=str(snapshot), command=cmd[1:])
 
     return train
+
+
+def test_a_private_generator_is_scheduled_by_its_cost_not_its_kimg():
+    config = dataclasses.replace(TINY, kimg=30)
+    plain, long = Variant("stylegan2-ada"), Variant("spinegan-90kimg", 0.1, kimg=90)
+    assert experiment.training_cost(plain, config) == 30 and experiment.training_cost(long, config) == 90
+    assert experiment.training_cost(DP_VARIANT, config) == pytest.approx(30 * experiment.DP_COST_PER_KIMG)
+    order = sorted((plain, DP_VARIANT, long), key=lambda v: -experiment.training_cost(v, config))
+    assert [v.name for v in order] == ["spinegan-90kimg", "spinegan-dp", "stylegan2-ada"]
 
 
 def test_matched_pools_long_generator_and_the_training_curve(tmp_path, monkeypatch):
