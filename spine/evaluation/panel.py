@@ -248,13 +248,15 @@ def run_panel(
     options: DownstreamOptions,
     variants: Mapping[str, Sequence[str]] | None = None,
     without_mixed: Collection[str] = (),
+    workers: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Train and test every member on every arm, then write panel.json and panel.md. `variants` groups synthetic
-    datasets that are seeds of one generator configuration; by default each dataset is a variant of its own."""
+    """Train and test every member on every arm (`workers` models at a time), then write panel.json and panel.md.
+    `variants` groups synthetic datasets that are seeds of one generator configuration; by default each dataset is a
+    variant of its own."""
     if not members:
         raise ValueError("an evaluator panel needs at least one member")
     variants = variants or {name: [name] for name in synthetic}
-    train_panel(real_train, synthetic, test_path, outdir, members, options, without_mixed)
+    train_panel(real_train, synthetic, test_path, outdir, members, options, without_mixed, workers)
     folders = {m.name: os.path.join(outdir, m.folder) for m in members}
     panel = score_panel(folders, test_path, variants, options.n_resamples, options.seed)
     write_panel(panel, outdir)
@@ -303,6 +305,13 @@ def parse_members(_ctx: click.Context, _param: click.Parameter, values: tuple[st
 @click.option("--patience", type=click.IntRange(min=1), default=DownstreamOptions.patience, show_default=True)
 @click.option("--seed", type=dnnlib.SEED, default=DownstreamOptions.seed, show_default=True)
 @click.option("--n-resamples", type=click.IntRange(min=1), default=DownstreamOptions.n_resamples, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Classifiers trained at a time, each in its own process on one thread (2 on 2 cores: more models a minute)",
+)
 def main(
     real_train: str,
     synthetic: dict[str, str],
@@ -313,13 +322,16 @@ def main(
     patience: int,
     seed: int,
     n_resamples: int,
+    workers: int,
 ) -> None:
     """Score synthetic training sets with an evaluator panel; the headline is the lowest skill ratio."""
     out = Path(outdir)
     if out.exists() and any(out.iterdir()) and not (out / "panel.json").is_file():
         raise dnnlib.UserError(f"--out={outdir}: holds other files than an earlier panel's; give a new folder")
     options = DownstreamOptions(epochs=epochs, patience=patience, seed=seed, n_resamples=n_resamples)
-    panel = run_panel(real_train, synthetic, test_path, outdir, members, options, without_mixed=set(synthetic))
+    panel = run_panel(
+        real_train, synthetic, test_path, outdir, members, options, without_mixed=set(synthetic), workers=workers
+    )
     click.echo(markdown_table(panel))
     click.echo(f"-> {outdir}/panel.json, {outdir}/panel.md")
 
