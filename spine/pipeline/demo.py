@@ -211,10 +211,6 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
     return config
 
 
-# Generators trained at a time: the benchmark's nine train two at a time, one thread each (more kimg per hour on
-# 2 cores than one two-thread run: 5.0-5.9 s/kimg together against 8.2-8.6, docs/PERFORMANCE.md), and so do its
-# downstream and panel classifiers (spine.evaluation.downstream.train_arms)
-PARALLEL = {"demo": 1, "benchmark": 2}
 # On an idle 2-core machine: the demo measured on this project's 2-core AMD EPYC with bf16 (docs/PERFORMANCE.md);
 # the benchmark's first run on the same machine (docs/RESULTS.md N2: generators 39 minutes, the full panel about 80,
 # about 2.5 hours in all; section K3 had estimated 77 minutes)
@@ -405,11 +401,16 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
     help="Experiment folder; rerun with the same folder to continue after an interruption",
 )
 @click.option("--mode", type=click.Choice(sorted(MODES)), default="demo", show_default=True)
+# --parallel: the benchmark's nine generators train two at a time, one thread each (more kimg per hour on 2 cores
+# than one two-thread run: 5.0-5.9 s/kimg together against 8.2-8.6, docs/PERFORMANCE.md), and so do both modes'
+# downstream and panel classifiers (spine.evaluation.downstream.train_arms: a DenseNet-121 1.44x the models per
+# minute); the demo's lone generator keeps both threads.
 @click.option(
     "--parallel",
     type=click.IntRange(min=1),
-    default=None,
-    help="Generators (and downstream classifiers) trained at a time [default: 1 for demo, 2 for benchmark]",
+    default=2,
+    show_default=True,
+    help="Generators and downstream classifiers trained at a time, one thread each (a lone generator keeps every core)",
 )
 @click.option(
     "--seed",
@@ -418,7 +419,7 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
     help=f"The whole draw: phantom, splits, generators, classifiers [default: {DEFAULT_SEED['demo']}, the "
     "documented run's]",
 )
-def main(outdir: str, mode: str, parallel: int | None, seed: int | None) -> None:
+def main(outdir: str, mode: str, parallel: int, seed: int | None) -> None:
     """Run the SpineGAN demo end to end on the built-in phantom and print where the report is."""
     start = time.time()
     config = mode_config(mode, DEFAULT_SEED[mode] if seed is None else seed)
@@ -432,7 +433,7 @@ def main(outdir: str, mode: str, parallel: int | None, seed: int | None) -> None
         config,
         outdir,
         log=lambda text: click.echo(text, err=False),
-        parallel=PARALLEL[mode] if parallel is None else parallel,
+        parallel=parallel,
     )
     total = time.time() - start
     click.echo("\nStep timings (s): " + json.dumps({k: round(v) for k, v in out["timings"].items()}))

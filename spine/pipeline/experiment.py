@@ -633,7 +633,7 @@ def train_variants(
 ) -> dict[str, dict[str, Any]]:
     """{'train/<name>': outputs} of every variant, `parallel` trainings at a time (each resumes its checkpoint), the
     longest (`training_cost`) first: a long one started last would train alone while the other cores idle."""
-    env = training_env(parallel)
+    env = training_env(min(parallel, len(config.variants)))  # a lone training keeps every core
 
     def train(variant: Variant) -> tuple[str, dict[str, Any]]:
         mode = data[config.mode_of(variant.name)]

@@ -279,6 +279,12 @@ def test_generators_train_in_parallel_sharing_the_cores(tmp_path, monkeypatch):
     out = experiment.train_variants(Steps(tmp_path), config, data, lambda _text: None, parallel=2)
     assert out == {"train/plain": dict(snapshot="plain.pkl"), "train/lesion": dict(snapshot="lesion.pkl")}
     assert sorted(seen) == [("lesion", "l.zip", "2"), ("plain", "a.zip", "2")]
+
+    alone = []
+    monkeypatch.setattr(experiment, "train_variant", lambda v, *a, env=None: alone.append(env) or dict(snapshot="x"))
+    lone = dataclasses.replace(TINY, variants=(Variant("plain"),))
+    experiment.train_variants(Steps(tmp_path / "lone"), lone, data, lambda _text: None, parallel=2)
+    assert alone == [None]  # a lone generator keeps every core (the demo's: its classifiers still train 2 at a time)
     assert experiment.training_env(1) is None
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert experiment.training_env(2) is None  # the user's thread count is kept
