@@ -19,8 +19,9 @@ Modes:
              SpineGAN with DP-SGD, a privacy audit per generator; per main arm a pooled arm (its three seeds'
              images together), also at one generator's image count, and one SpineGAN trained for the SpineGAN pool's
              combined kimg; the full evaluator panel; the training curve (plain against SpineGAN at 10, 20 and 30
-             kimg, every seed); 30 kimg each at 32x32, twice the phantom images: about 2.5 hours on this
-             project's 2-core AMD EPYC with bf16, over its 2-hour budget (docs/RESULTS.md section N2).
+             kimg, every seed); 30 kimg each at 32x32, twice the phantom images: about 2 hours on this project's
+             2-core AMD EPYC with bf16, at its budget (estimated from the parts of its first run, which took about 2.5
+             hours before two savings: docs/RESULTS.md section N2).
 """
 
 from __future__ import annotations
@@ -212,9 +213,10 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
 
 
 # On an idle 2-core machine: the demo measured on this project's 2-core AMD EPYC with bf16 (docs/PERFORMANCE.md);
-# the benchmark's first run on the same machine (docs/RESULTS.md N2: generators 39 minutes, the full panel about 80,
-# about 2.5 hours in all; section K3 had estimated 77 minutes)
-MINUTES = {"demo": 18, "benchmark": 150}
+# the benchmark's first run on the same machine (docs/RESULTS.md N2: generators 39 minutes, the panel 80 with its
+# classifiers one at a time, about 2.5 hours), less the savings measured in it since (the panel's classifiers two at a
+# time, 1.44x; the DP generator no longer alone at the end): about 2 hours, not yet timed whole
+MINUTES = {"demo": 18, "benchmark": 120}
 
 
 def _ci(interval: list[float] | None) -> str:
