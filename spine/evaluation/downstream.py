@@ -119,22 +119,27 @@ def train_arms(
 
     Receives no test path on purpose: model selection can only use the training sources.
     """
-    real = load_labelled_images(real_train)
-    train_opts = options.train_options(real.resolution)
+    loaded = {real_train: load_labelled_images(real_train)}
+    train_opts = options.train_options(loaded[real_train].resolution)
     sources: dict[Arm, tuple[str, ...]] = {Arm("real"): (real_train,)}
     for name, path in synthetic.items():
-        combine(real, load_labelled_images(path))  # checks compatibility before spending time on training
+        loaded[path] = load_labelled_images(path)
+        combine(loaded[real_train], loaded[path])  # checks compatibility before spending time on training
         sources[Arm("synthetic", name)] = (path,)
         if name not in without_mixed:
             sources[Arm("mixed", name)] = (real_train, path)
     if workers == 1:
-        return {arm: _train_on(paths, train_opts) for arm, paths in sources.items()}
+        return {arm: _train_on(paths, train_opts, loaded) for arm, paths in sources.items()}
     return _train_in_processes(sources, train_opts, workers)
 
 
-def _train_on(paths: tuple[str, ...], train_opts: TrainOptions) -> TrainResult:
-    """One model on the images of `paths` (one dataset, or real + synthetic combined)."""
-    data = [load_labelled_images(path) for path in paths]
+def _train_on(
+    paths: tuple[str, ...], train_opts: TrainOptions, loaded: Mapping[str, LabelledImages] | None = None
+) -> TrainResult:
+    """One model on the images of `paths` (one dataset, or real + synthetic combined); `loaded` holds datasets
+    already read in this process (a worker process reads its own)."""
+    loaded = loaded or {}
+    data = [loaded[path] if path in loaded else load_labelled_images(path) for path in paths]
     return train_classifier(data[0] if len(data) == 1 else combine(*data), train_opts)
 
 
