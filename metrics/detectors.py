@@ -203,7 +203,10 @@ def pool_feature_detector(path: str, source: str, device: torch.device) -> Detec
     sha1 = file_sha1(path)
 
     def extract(images: torch.Tensor) -> torch.Tensor:
-        return module(inception_input(images.to(device))).reshape(images.shape[0], -1)
+        # Channels-last runs Inception's convolutions 1.2-1.3x faster on a CPU (oneDNN's native layout; same
+        # features to float32 rounding, docs/PERFORMANCE.md).
+        x = inception_input(images.to(device)).contiguous(memory_format=torch.channels_last)
+        return module(x).reshape(images.shape[0], -1)
 
     return Detector(
         name="inception",
