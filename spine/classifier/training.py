@@ -24,7 +24,7 @@ from tqdm import tqdm
 import dnnlib
 from spine.classifier.artifact import INPUT_NORMS, ClassifierSpec, normalize_pixels, to_classifier_pixels
 from spine.classifier.data import LabelledImages, predict_probabilities
-from spine.classifier.models import build_network
+from spine.classifier.models import build_network, training_memory_format
 from spine.data.splits import split_by_study
 from spine.scoring import roc_auc, youden_point
 
@@ -219,9 +219,8 @@ def train_classifier(data: LabelledImages, options: TrainOptions) -> TrainResult
     with torch.random.fork_rng(devices=[]):  # seed dropout etc. without disturbing the caller's RNG
         torch.manual_seed(options.seed)
         generator = torch.Generator().manual_seed(options.seed)
-        net = build_network(spec.arch, spec.channels, spec.num_outputs, spec.arch_kwargs, options.init_weights).to(
-            device
-        )
+        net = build_network(spec.arch, spec.channels, spec.num_outputs, spec.arch_kwargs, options.init_weights)
+        net = net.to(device, memory_format=training_memory_format(spec.arch))
         loss_fn = _loss_function(labels[train_idx], len(data.class_names), binary).to(device)
         optimizer = torch.optim.Adam(net.parameters(), lr=options.lr)
         history: list[dict] = []

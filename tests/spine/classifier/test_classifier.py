@@ -15,7 +15,7 @@ from tolerances import rounding_tol
 from spine.classifier import artifact as clf
 from spine.classifier.cli import auc_summary, chance_warning, cli
 from spine.classifier.data import load_labelled_images, predict_probabilities
-from spine.classifier.models import build_network
+from spine.classifier.models import build_network, training_memory_format
 from spine.classifier.training import TrainOptions, augment_batch, train_classifier, validation_auc
 from spine.scoring import roc_auc
 
@@ -294,6 +294,26 @@ def test_architectures_take_gray_input(arch):
     net = build_network(arch, in_channels=1, num_outputs=3).eval()
     with torch.no_grad():
         assert net(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "densenet121"])
+def test_backbones_train_channels_last_and_compute_the_same(arch):
+    assert training_memory_format(arch) == torch.channels_last
+    torch.manual_seed(0)
+    net = build_network(arch, in_channels=1, num_outputs=2).double().eval()
+    x = torch.randn(3, 1, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        expected = net(x)
+        net = net.to(memory_format=training_memory_format(arch))
+        first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
+        # Only the order of float64 sums differs (a few thousand terms per output): far below 1e-9.
+        torch.testing.assert_close(net(x), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("arch", ["small_cnn", "patch_cnn"])
+def test_small_cnns_keep_the_default_layout(arch):
+    assert training_memory_format(arch) == torch.contiguous_format
 
 
 def test_patch_cnn_feature_sees_only_its_7x7_patch():
