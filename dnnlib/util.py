@@ -177,12 +177,31 @@ def _is_url(text: str) -> bool:
     return re.match(r"^[a-z][a-z0-9+.-]*://", text, flags=re.IGNORECASE) is not None
 
 
-def _sha1_of_file(path: str) -> str:
-    digest = hashlib.sha1()
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def tree_digest(path: str) -> str:
+    """sha256 of a file's bytes, or of a folder's contents: every file below it, by relative name (sorted) and its
+    own digest, so that renaming, adding or changing any file changes the result."""
+    if not os.path.isdir(path):
+        return file_digest(path)
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            digest.update(f"{os.path.relpath(full, path)}\0{file_digest(full)}\n".encode())
+    return digest.hexdigest()
+
+
+def _sha1_of_file(path: str) -> str:
+    return file_digest(path, "sha1")
 
 
 def _check_sha1(path: str, sha1: str | None, source: str) -> None:

@@ -8,13 +8,13 @@ training starts.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
 import click
 import torch
 
+import dnnlib.util
 from dnnlib.cli import OptionGroup
 from training.loop_plugins import LoopPlugins
 from training.plugin_options import Conflict, DeclaredPlugin
@@ -83,8 +83,7 @@ def configure(opts: Any, args: Any) -> list[str]:
         check_compatible(classifier, meta.get("label_mode"), dataset.label_dim, meta.get("class_names"))
     except ValueError as exc:
         raise ValueError(f"--clinical-loss={opts.clinical_loss}: {exc}") from exc
-    with open(opts.clinical_loss, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+    digest = dnnlib.util.file_digest(opts.clinical_loss)
     args.clinical = dict(
         classifier=os.path.abspath(opts.clinical_loss),
         classifier_sha256=digest,

@@ -17,6 +17,7 @@ out like the paper's), and each model's classifier.pkl.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -363,6 +364,40 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def downstream_inputs(
+    real_train: str, synthetic: Mapping[str, str], test_path: str, without_mixed: Collection[str]
+) -> dict[str, Any]:
+    """What a downstream run trains and tests on, by content (sha256 of each dataset, zip or folder), and which arms
+    it leaves out: recorded with its results, so that a finished run can be recognised (`finished_downstream`)."""
+    return dict(
+        real_train=dnnlib.util.tree_digest(real_train),
+        synthetic={name: dnnlib.util.tree_digest(path) for name, path in sorted(synthetic.items())},
+        test=dnnlib.util.tree_digest(test_path),
+        without_mixed=sorted(without_mixed),
+    )
+
+
+def finished_downstream(
+    outdir: str,
+    real_train: str,
+    synthetic: Mapping[str, str],
+    test_path: str,
+    options: DownstreamOptions,
+    without_mixed: Collection[str] = (),
+) -> dict[str, Any] | None:
+    """The results a finished `run_downstream` left in `outdir` for the same datasets and options, else None.
+    Its models are written before downstream.json (atomically), so finding the JSON means the models are there."""
+    path = os.path.join(outdir, "downstream.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    same_options = results.get("options") == json.loads(json.dumps(dataclasses.asdict(options)))
+    if same_options and results.get("inputs") == downstream_inputs(real_train, synthetic, test_path, without_mixed):
+        return results
+    return None
+
+
 def run_downstream(
     real_train: str,
     synthetic: Mapping[str, str],
@@ -377,6 +412,7 @@ def run_downstream(
     models = train_arms(real_train, synthetic, options, without_mixed, workers)
     results = evaluate_on_test(models, test_path, options)
     results["options"] = dataclasses.asdict(options)
+    results["inputs"] = downstream_inputs(real_train, synthetic, test_path, without_mixed)
     os.makedirs(outdir, exist_ok=True)
     dnnlib.remove_stale_temp_files(outdir)  # of an earlier run killed mid-write
     for arm, model in models.items():

@@ -33,7 +33,13 @@ from spine.classifier.data import load_labelled_images
 from spine.classifier.models import ARCHITECTURES
 from spine.evaluation.arms import REAL, Arm
 from spine.evaluation.comparison import arm_scores
-from spine.evaluation.downstream import DownstreamOptions, parse_named_datasets, run_downstream, skill_ratio
+from spine.evaluation.downstream import (
+    DownstreamOptions,
+    finished_downstream,
+    parse_named_datasets,
+    run_downstream,
+    skill_ratio,
+)
 from spine.scoring import hierarchical_values, percentile_interval, resampling_unit, roc_auc, save_json
 
 
@@ -88,12 +94,19 @@ def train_panel(
     workers: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """Run the downstream evaluation once per member, each in `outdir/<member>`, the protocol otherwise identical;
-    `workers` models at a time (`spine.evaluation.downstream.train_arms`)."""
+    `workers` models at a time (`spine.evaluation.downstream.train_arms`). A member whose folder holds a finished
+    run on the same datasets and options is not trained again: an interrupted panel (a DenseNet-121 member takes
+    most of an hour in the benchmark) resumes at its first unfinished member."""
     results = {}
     for number, member in enumerate(members, 1):
-        print(f"Panel member {number}/{len(members)}: {member.name}", flush=True)
         member_options = dataclasses.replace(options, arch=member.arch, input_norm=member.input_norm)
         folder = os.path.join(outdir, member.folder)
+        done = finished_downstream(folder, real_train, synthetic, test_path, member_options, without_mixed)
+        if done is not None:
+            print(f"Panel member {number}/{len(members)}: {member.name} finished earlier, skipped", flush=True)
+            results[member.name] = done
+            continue
+        print(f"Panel member {number}/{len(members)}: {member.name}", flush=True)
         results[member.name] = run_downstream(
             real_train, synthetic, test_path, folder, member_options, without_mixed, workers
         )
@@ -271,6 +284,15 @@ def write_panel(panel: Mapping[str, Mapping[str, Any]], outdir: str) -> None:
         f.write(markdown_table(panel))
 
 
+def holds_only_a_panel(out: Path, members: Sequence[PanelMember]) -> bool:
+    """Whether `out` is new, empty, a finished panel's folder or an interrupted one's (only these members'
+    folders, and the table of an earlier run): what the CLI may write into without touching anything else of the
+    user's."""
+    if not out.exists() or (out / "panel.json").is_file():
+        return True
+    return {p.name for p in out.iterdir()} <= {m.folder for m in members} | {"panel.md"}
+
+
 def parse_members(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[PanelMember]:
     """Click callback: repeated --member ARCH[:NORM] -> members (the full panel when none is given)."""
     try:
@@ -325,8 +347,7 @@ def main(
     workers: int,
 ) -> None:
     """Score synthetic training sets with an evaluator panel; the headline is the lowest skill ratio."""
-    out = Path(outdir)
-    if out.exists() and any(out.iterdir()) and not (out / "panel.json").is_file():
+    if not holds_only_a_panel(Path(outdir), members):
         raise dnnlib.UserError(f"--out={outdir}: holds other files than an earlier panel's; give a new folder")
     options = DownstreamOptions(epochs=epochs, patience=patience, seed=seed, n_resamples=n_resamples)
     panel = run_panel(

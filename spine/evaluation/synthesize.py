@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import io
 import json
 import os
@@ -77,8 +76,7 @@ def generator_provenance(
     network_pkl: str, metadata: dict | None, truncation_psi: float, noise_mode: str
 ) -> dict[str, Any]:
     """What made the images: the snapshot file and its sha256, its training progress, the sampling options."""
-    with open(network_pkl, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+    digest = dnnlib.util.file_digest(network_pkl)
     metadata = dict(metadata or {})
     return dict(
         network=os.path.abspath(network_pkl),

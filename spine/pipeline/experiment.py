@@ -618,6 +618,7 @@ def run_experiment(
             lambda w: panel_step(
                 main["train"], synthetic[config.labels], main["test"], out["downstream"]["json"], config, w, parallel
             ),
+            keep_partial=True,  # finished members are kept (`train_panel` skips them)
         )
     out.update(curve_steps(steps, config, out, data, judges, log))
     if config.report:

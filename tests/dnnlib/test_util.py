@@ -43,6 +43,27 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
     assert os.listdir(tmp_path) == ["out.bin"]
 
 
+def test_file_digest_is_hashlibs_of_the_whole_file(tmp_path):
+    data = os.urandom(3 << 20 | 17)  # several 1 MiB chunks and a partial one
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert util.file_digest(str(path)) == hashlib.sha256(data).hexdigest()
+    assert util.file_digest(str(path), "sha1") == hashlib.sha1(data).hexdigest()
+
+
+def test_tree_digest_of_a_folder_follows_every_file_name_and_content(tmp_path):
+    folder = tmp_path / "data"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.png").write_bytes(b"one")
+    (folder / "sub" / "b.png").write_bytes(b"two")
+    lines = [f"a.png\0{hashlib.sha256(b'one').hexdigest()}\n", f"sub/b.png\0{hashlib.sha256(b'two').hexdigest()}\n"]
+    expected = hashlib.sha256("".join(lines).encode()).hexdigest()
+    assert util.tree_digest(str(folder)) == expected
+    assert util.tree_digest(str(folder / "a.png")) == hashlib.sha256(b"one").hexdigest()  # a file: its own digest
+    (folder / "sub" / "b.png").rename(folder / "sub" / "c.png")
+    assert util.tree_digest(str(folder)) != expected
+
+
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path))
     assert dnnlib.make_cache_dir_path("downloads") == os.path.join(str(tmp_path), "downloads")

@@ -40,6 +40,25 @@ def write_dataset(root: str, n: int, seed: int, shift: int = 0) -> str:
 OPTIONS = downstream.DownstreamOptions(epochs=2, patience=2, batch_size=16, n_resamples=50, seed=0)
 
 
+def test_a_finished_run_is_recognised_by_its_datasets_and_options(tmp_path):
+    real = write_dataset(str(tmp_path / "real"), 40, seed=1)
+    fake = write_dataset(str(tmp_path / "fake"), 40, seed=2, shift=2)
+    test = write_dataset(str(tmp_path / "heldout"), 30, seed=3)
+    out = str(tmp_path / "out")
+    assert downstream.finished_downstream(out, real, {"gan": fake}, test, OPTIONS) is None  # nothing run yet
+    results = downstream.run_downstream(real, {"gan": fake}, test, out, OPTIONS, without_mixed={"gan"})
+    found = downstream.finished_downstream(out, real, {"gan": fake}, test, OPTIONS, without_mixed={"gan"})
+    assert found == json.loads(json.dumps(results))
+    other_options = dataclasses.replace(OPTIONS, epochs=3)
+    assert downstream.finished_downstream(out, real, {"gan": fake}, test, other_options, {"gan"}) is None
+    assert downstream.finished_downstream(out, real, {"gan": fake}, test, OPTIONS) is None  # with the mixed arm
+    assert downstream.finished_downstream(out, real, {}, test, OPTIONS, {"gan"}) is None  # another set of arms
+    replaced = write_dataset(str(tmp_path / "fake2"), 40, seed=4, shift=2)
+    os.rename(fake, str(tmp_path / "old"))
+    os.rename(replaced, fake)  # the same path, other images
+    assert downstream.finished_downstream(out, real, {"gan": fake}, test, OPTIONS, {"gan"}) is None
+
+
 def test_test_set_is_opened_only_by_the_final_evaluation(tmp_path, monkeypatch):
     real = write_dataset(str(tmp_path / "real"), 40, seed=1)
     fake = write_dataset(str(tmp_path / "fake"), 40, seed=2, shift=2)

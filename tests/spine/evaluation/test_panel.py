@@ -143,8 +143,16 @@ def test_cli_trains_every_member_and_writes_the_table(tmp_path):
         assert not (out / folder / "classifier-real+synthetic-gan.pkl").exists()
     assert "Lowest skill ratio" in (out / "panel.md").read_text()
 
-    again = CliRunner().invoke(panel_mod.main, args)  # an earlier panel's folder is scored again, as downstream's
+    again = CliRunner().invoke(panel_mod.main, args)  # an earlier panel's folder: its members are not trained again
     assert again.exit_code == 0 and json.loads((out / "panel.json").read_text()) == written
+    assert again.output.count("finished earlier, skipped") == 2
+    (out / "panel.json").unlink()
+    (out / "small_cnn-dataset" / "downstream.json").unlink()  # an interrupted panel: one member left to train
+    resumed = CliRunner().invoke(panel_mod.main, args)
+    assert resumed.exit_code == 0 and resumed.output.count("finished earlier, skipped") == 1
+    assert "Panel member 1/2: small_cnn:dataset\n" in resumed.output
+    retrained = CliRunner().invoke(panel_mod.main, [*args[:-4], "--epochs", "1", *args[-2:]])
+    assert retrained.exit_code == 0 and "finished earlier" not in retrained.output  # other options: trained again
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

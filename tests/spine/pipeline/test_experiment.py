@@ -462,6 +462,37 @@ def test_the_panel_step_scores_every_arm_and_reuses_the_protocols_own_models(tmp
     assert out["provenance"]["config_sha256"] in page
 
 
+def test_an_interrupted_panel_step_resumes_at_its_first_unfinished_member(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant([]))
+    config = dataclasses.replace(
+        TINY, panel=("small_cnn:dataset", "patch_cnn:blurred_image", "small_cnn:blurred_image")
+    )
+    from spine.evaluation import panel as panel_mod
+
+    real_run_downstream, trained = panel_mod.run_downstream, []
+
+    def interrupted(*args, **kwargs):
+        options = args[4]
+        if (options.arch, options.input_norm) == ("small_cnn", "blurred_image"):
+            raise KeyboardInterrupt  # the user stops the run in the panel's second member
+        trained.append(options.arch)
+        return real_run_downstream(*args, **kwargs)
+
+    monkeypatch.setattr(panel_mod, "run_downstream", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    assert trained == ["patch_cnn"]
+
+    def recording(*args, **kwargs):
+        trained.append(args[4].arch)
+        return real_run_downstream(*args, **kwargs)
+
+    monkeypatch.setattr(panel_mod, "run_downstream", recording)
+    out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    assert trained == ["patch_cnn", "small_cnn"]  # the finished patch_cnn member was kept, not trained again
+    assert set(out["panel"]["members"]) == set(config.panel)
+
+
 def test_a_panel_member_that_does_not_exist_is_refused_by_name():
     with pytest.raises(ValueError, match=r"config.panel: .*'vgg'"):
         ExperimentConfig.from_dict(dict(panel=["vgg"]))
