@@ -14,14 +14,15 @@ Modes:
              three classifiers: about 19 minutes on an idle 2-core machine with bf16 (docs/PERFORMANCE.md). The
              headline gives the panel's lowest skill ratio (AUC_syn - 0.5) / (AUC_real - 0.5) with its paired
              interval.
-  benchmark  the paper's comparison: plain conditional StyleGAN2-ADA and SpineGAN with three training seeds each
-             (the clinical loss's effect paired by seed), the lesion-type (8-class) model scored by macro-AUC,
-             SpineGAN with DP-SGD, a privacy audit per generator; per main arm a pooled arm (its three seeds'
-             images together), also at one generator's image count, and one SpineGAN trained for the SpineGAN pool's
-             combined kimg; the full evaluator panel on every single generator; the training curve (plain against
-             SpineGAN at 10, 20 and 30 kimg, every seed); 30 kimg each at 32x32, twice the phantom images: about 2
-             hours on this project's 2-core AMD EPYC with bf16 (estimated from the parts of its first run, which took
-             about 2.5 hours before three savings: docs/PERFORMANCE.md, the benchmark).
+  benchmark  the paper's comparison on twice the phantom images, 32x32: SpineGAN with three training seeds, 100
+             kimg each, every single generator scored by the full evaluator panel (the headline: its lowest skill
+             ratio over the seeds, the interval covering training randomness and test studies); plain conditional
+             StyleGAN2-ADA at the same seeds, 30 kimg, and the training curve pairing both by seed at 10, 20 and 30
+             kimg (the clinical loss's effect at equal kimg, kimg-to-threshold); the lesion-type (8-class) model
+             scored by macro-AUC; a privacy audit per generator. About 2 hours on this project's 2-core AMD EPYC
+             with bf16 (docs/PERFORMANCE.md, the benchmark).
+  dp         the paper's DP finding on the benchmark's data: SpineGAN under DP-SGD at epsilon 10 beside its
+             non-private twin (30 kimg each, no augmentation), both audited and scored by the full panel.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ import dnnlib
 from spine.evaluation.arms import Arm
 from spine.evaluation.panel import FULL_PANEL
 from spine.pipeline.arms import describe_arm, synthetic_arms
-from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Pool, Variant
+from spine.pipeline.config import CLINICAL_LOSS_PAIR, DP_VARIANT, PAPER_VARIANTS, ExperimentConfig, Variant
 from spine.pipeline.curve import SKILL
 from spine.pipeline.experiment import run_experiment
 from spine.pipeline.report_tables import fidelity_rows
-from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
+from spine.pipeline.seeds import format_interval, group_summaries, kimg_mismatch, paired_differences
 
 # The demo's phantom is magnified (zoom 1.5: about five vertebral levels instead of seven, so a 40-kimg generator draws
 # vertebrae, discs and processes rather than speckled columns) and draws its overlay lesions (spurs, spots, metal)
@@ -99,71 +100,48 @@ DEMO = ExperimentConfig(
 # on a CPU (the benchmark runs the full panel: docs/RESULTS.md, section K3); it keeps a member on `dataset`
 # normalisation (the classifier CLI's default `small_cnn`) beside the protocol's own.
 
-# The paper's comparison on the same data and preset (a CPU-sized run; on a GPU the same config trains faster):
-# conditional StyleGAN2-ADA and SpineGAN, each with three training seeds (the clinical loss's effect is then stated
-# across seeds); the lesion-type (8-class) conditional model, scored by a synthetic-only 8-class classifier's
-# macro-AUC against a real 8-class one; SpineGAN under DP-SGD at epsilon 10; twice the
-# phantom images; metrics in the spine classifier's feature space (Inception FID costs about 3 CPU minutes per
-# generator: `calc_metrics.py --metrics fid1k` on a snapshot adds it); and a privacy audit of every generator.
-# 30 kimg per generator: as good on real training images as 40 kimg in the runs of docs/RESULTS.md G2, and 8
-# generators of 40 kimg would not fit the 2-hour budget on an idle 2-core machine (docs/PERFORMANCE.md).
+# The paper's comparison on the same data and preset (a CPU-sized run; on a GPU the same config trains faster), on
+# twice the phantom images. SpineGAN with three training seeds, each one generator trained LONG_KIMG: the headline
+# single generators, scored by the full evaluator panel (issue 27, goal 2). On this phantom training length is what
+# moves every panel member: on the benchmark's draw 2^20 + 11 (docs/RESULTS.md N2) the 30-kimg SpineGAN generators'
+# panel-lowest skill read 0.44-0.56 and one generator of 90 kimg 0.82, and longer training of one generator taught
+# at least as well as a pool of three short ones at equal kimg; on validation draw 21 more kimg raised every member
+# (section K2). Plain conditional StyleGAN2-ADA trains SHORT_KIMG at the same three seeds: the clinical loss's
+# effect is measured at equal kimg on the training curve (both arms at 10, 20 and 30 kimg, paired by seed; the
+# paper's "accelerates training"), not between a short plain and a long SpineGAN generator. The lesion-type (8-class)
+# conditional model trains SHORT_KIMG, scored by a synthetic-only 8-class classifier's macro-AUC against a real
+# 8-class one. No pooled arms (N2: a long generator beats them at equal kimg) and no DP arm: DP-SGD has its own
+# mode (`--mode dp`, below), whose generators would not fit the 2-hour budget beside these. A privacy audit of every
+# generator. LONG_KIMG is set by the 2-hour budget (docs/PERFORMANCE.md, the benchmark), not by a figure of any run.
 REPLICATES = 2  # training seeds per main arm beyond the experiment's own: seed + 1, seed + 2
+LONG_KIMG, SHORT_KIMG = 100, 30
 
 
 def replicate_seeds(seed: int) -> tuple[int, ...]:
     return tuple(seed + k for k in range(1, REPLICATES + 1))
 
 
-def long_generator(arm: Variant, kimg: int) -> Variant:
-    """`arm` trained for its pool's combined kimg (one generator per training seed of the pool, each `kimg`)."""
-    total = (REPLICATES + 1) * kimg
-    return dataclasses.replace(arm, name=f"{arm.name}-{total}kimg", kimg=total)
-
-
-def benchmark_variants(demo_spinegan: Variant, seed: int = 0, kimg: int = 30) -> tuple[Variant, ...]:
-    """Plain and SpineGAN arms (seed of the experiment, then each replicate seed), the lesion-type model, DP, and
-    SpineGAN trained for its pool's combined kimg (the pool's kimg-matched single generator)."""
-    main_arms = (PAPER_VARIANTS[0], demo_spinegan)
+def benchmark_variants(demo_spinegan: Variant, seed: int = 0) -> tuple[Variant, ...]:
+    """SpineGAN (the experiment's kimg) and plain conditional StyleGAN2-ADA (SHORT_KIMG) at the experiment's seed,
+    then at each replicate seed; the lesion-type model (SHORT_KIMG)."""
+    plain = dataclasses.replace(PAPER_VARIANTS[0], kimg=SHORT_KIMG)
+    main_arms = (plain, demo_spinegan)
     replicates = tuple(
         dataclasses.replace(v, name=f"{v.name}-seed{s}", seed=s) for s in replicate_seeds(seed) for v in main_arms
     )
-    lesion = (Variant("stylegan2-ada-lesion", labels="lesion"),)
-    return main_arms + replicates + lesion + (DP_VARIANT, long_generator(demo_spinegan, kimg))
+    return main_arms + replicates + (Variant("stylegan2-ada-lesion", labels="lesion", kimg=SHORT_KIMG),)
 
 
-def seed_pools(variants: tuple[Variant, ...], seed: int = 0) -> tuple[Pool, ...]:
-    """Per main arm, one pooled arm: the images of all its training seeds together (`<name>-pooled`), with the
-    arm's long generator when the variants have one."""
-    pools = []
-    for arm in variants[:2]:
-        long = (
-            v.name for v in variants if v.kimg is not None and dataclasses.replace(v, name=arm.name, kimg=None) == arm
-        )
-        members = (arm.name,) + tuple(f"{arm.name}-seed{s}" for s in replicate_seeds(seed))
-        pools.append(Pool(f"{arm.name}-pooled", members, next(long, None)))
-    return tuple(pools)
-
-
-# The pooled arms train one classifier on the three seeds' images together (3,000 per class): more diverse than
-# one generator's, since each covers only part of the real images' variety. Chosen on the benchmark draw's training
-# images, never its test split (docs/RESULTS.md, section I).
 _BENCHMARK_VARIANTS = benchmark_variants(DEMO.variants[0])
-_BENCHMARK_POOLS = seed_pools(_BENCHMARK_VARIANTS)
 
 
 def single_arms(variants: tuple[Variant, ...]) -> tuple[str, ...]:
-    """The arms the benchmark's full panel scores: every single generator of the abnormality labels. Not the pools,
-    full or at one generator's image count: the protocol's own classifier compares them with their single and
-    long generators (step `matched`), and their panel rows would cost about 10 of the 2-hour budget's minutes
-    (docs/PERFORMANCE.md, the benchmark; a cut chosen by cost before any run scored it)."""
+    """The arms the benchmark's full panel scores: every single generator of the abnormality labels."""
     return tuple(v.name for v in variants if v.labels is None)
 
 
-# Matched comparisons and training curves (issue 26, goals 4 and 5; costs in docs/RESULTS.md, section K):
-# - each pool is also scored subsampled to one generator's 1,000 images per class, and the SpineGAN pool against
-#   one SpineGAN trained for the pool's combined 90 kimg (`spinegan-90kimg`);
-# - the full evaluator panel (with the paper's DenseNet-121) scores the single generators (the pools: the protocol's
-#   classifier only);
+# - the full evaluator panel (with the paper's DenseNet-121) scores every single generator; every arm's interval over
+#   its three seeds covers training randomness and test studies (spine.evaluation.panel);
 # - the curve scores plain and SpineGAN at every seed at 10, 20 and 30 kimg (snapshots every 10): label fidelity (by
 #   the loss's judge and the independent one), precision and recall in the spine classifier's features, and the
 #   protocol's own classifier's skill ratio; thresholds stated before the run (from section J's draw-0 figures at
@@ -176,9 +154,8 @@ BENCHMARK = dataclasses.replace(
     DEMO,
     phantom_train=4000,
     phantom_test=1000,
-    kimg=30,
+    kimg=LONG_KIMG,
     variants=_BENCHMARK_VARIANTS,
-    pools=_BENCHMARK_POOLS,
     synth_per_class=1000,
     metrics=("fid500", "pr5003_inception", "fid2k_spine", "pr2k3_spine", "label_fidelity500"),
     n_resamples=1000,
@@ -186,7 +163,7 @@ BENCHMARK = dataclasses.replace(
     privacy_inversion=64,
     panel=tuple(m.name for m in FULL_PANEL),
     panel_arms=single_arms(_BENCHMARK_VARIANTS),
-    curve_kimg=(10, 20, 30),
+    curve_kimg=(10, 20, SHORT_KIMG),
     curve_metrics=("pr2k3_spine", "label_fidelity500"),
     curve_panel=("patch_cnn:blurred_image",),
     curve_thresholds={
@@ -195,34 +172,49 @@ BENCHMARK = dataclasses.replace(
         f"{SKILL}patch_cnn:blurred_image": 0.7,
     },
 )
+# The paper's DP finding on the benchmark's data: SpineGAN under DP-SGD at epsilon 10 beside its non-private twin
+# (same seed, kimg and options but DP-SGD: no augmentation either, since DP-SGD refuses ADA), both audited; the
+# evaluator panel scores both, so DP's cost is read off one table. Its own command because a DP kimg costs about
+# 1.7 plain ones (issue 29 develops the recipe).
+DP = dataclasses.replace(
+    BENCHMARK,
+    kimg=SHORT_KIMG,
+    variants=(Variant("spinegan-noaug", DP_VARIANT.clinical_weight, ("--aug=noaug",)), DP_VARIANT),
+    panel_arms=(),
+    curve_kimg=(),
+    curve_thresholds={},
+)
 
-MODES = {"demo": DEMO, "benchmark": BENCHMARK}
-# Each mode draws its phantom from its own range of seeds, so the demo's and the benchmark's test studies never
-# coincide, whatever --seed (below 2**20) each is given.
-DRAW_OFFSET = {"demo": 0, "benchmark": 2**20}
+MODES = {"demo": DEMO, "benchmark": BENCHMARK, "dp": DP}
+# Each mode draws its phantom from its own range of seeds, so no two modes' test studies ever coincide, whatever
+# --seed (below 2**20) each is given.
+DRAW_OFFSET = {"demo": 0, "benchmark": 2**20, "dp": 2**21}
 # The seed of each mode's documented run (README, docs/RESULTS.md): one whose test split no earlier run had opened.
-DEFAULT_SEED = {"demo": 19, "benchmark": 12}
+DEFAULT_SEED = {"demo": 19, "benchmark": 13, "dp": 0}
 
 
 def mode_config(mode: str, seed: int) -> ExperimentConfig:
     """The config of `mode` for one draw: phantom, splits, generators and classifiers all follow `seed`."""
     config = dataclasses.replace(MODES[mode], seed=seed, phantom_seed=seed + DRAW_OFFSET[mode])
     if mode == "benchmark":
-        variants = benchmark_variants(DEMO.variants[0], seed, config.kimg)
-        pools = seed_pools(variants, seed)
-        config = dataclasses.replace(config, variants=variants, pools=pools, panel_arms=single_arms(variants))
+        variants = benchmark_variants(DEMO.variants[0], seed)
+        config = dataclasses.replace(config, variants=variants, panel_arms=single_arms(variants))
     return config
 
 
 # On an idle 2-core machine: the demo measured on this project's 2-core AMD EPYC with bf16 (docs/PERFORMANCE.md);
-# the benchmark estimated part by part from its first run on the same machine (docs/PERFORMANCE.md, the benchmark:
-# about 2.5 hours) less three savings since (the panel's classifiers two at a time, measured 1.44x; the DP generator
-# no longer alone at the end; the panel on single generators only): about 111 minutes, until a whole run is timed
-MINUTES = {"demo": 19, "benchmark": 111}
+# the benchmark and the DP mode estimated part by part from the benchmark runs on the same machine
+# (docs/PERFORMANCE.md, the benchmark), until a whole run of each is timed
+MINUTES = {"demo": 19, "benchmark": 111, "dp": 36}
 
 
 def _ci(interval: list[float] | None) -> str:
     return "undefined" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
+
+
+def _kimg_varies(config: ExperimentConfig) -> bool:
+    """Whether the experiment's generators train for different kimg (each arm's line then says its own)."""
+    return len({config.kimg_of(v) for v in config.variants}) > 1
 
 
 def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, task: str = "") -> list[str]:
@@ -239,7 +231,7 @@ def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, 
             continue
         ratio = down["ratios"][arm]
         line = f"  test AUC{task}, trained on {name} images only: {down['aucs'][arm]:.3f}"
-        if synthetic.pool or name in {p.long_generator for p in config.pools}:
+        if synthetic.pool or name in {p.long_generator for p in config.pools} or _kimg_varies(config):
             lines.append(f"  ({name}: {describe_arm(config, name)})")
         if arm in cis:
             line += f"  (95% CI {_ci(cis[arm])})"
@@ -270,6 +262,9 @@ def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, 
 
 def effect_lines(out: dict[str, Any], config: ExperimentConfig, treated: str, control: str) -> list[str]:
     """`treated` minus `control`, paired by training seed, with t-intervals (nothing without two pairs)."""
+    mismatch = kimg_mismatch(config, treated, control)
+    if mismatch:
+        return [f"  the clinical loss at the final snapshots: not paired ({mismatch})"]
     num_pairs, effects = paired_differences(out, config, treated, control)
     if not effects:
         return []
@@ -405,7 +400,7 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
     help="Experiment folder; rerun with the same folder to continue after an interruption",
 )
 @click.option("--mode", type=click.Choice(sorted(MODES)), default="demo", show_default=True)
-# --parallel: the benchmark's nine generators train two at a time, one thread each (more kimg per hour on 2 cores
+# --parallel: the benchmark's generators train two at a time, one thread each (more kimg per hour on 2 cores
 # than one two-thread run: 5.0-5.9 s/kimg together against 8.2-8.6, docs/PERFORMANCE.md), and so do both modes'
 # downstream and panel classifiers (spine.evaluation.downstream.train_arms: a DenseNet-121 1.44x the models per
 # minute); the demo's lone generator keeps both threads.

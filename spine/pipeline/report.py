@@ -42,7 +42,7 @@ from spine.evaluation.downstream import exaggerated_arms, ratio_texts
 from spine.evaluation.privacy_audit import nearest, stated_tpr_bound
 from spine.pipeline import report_tables
 from spine.pipeline.config import CLINICAL_LOSS_PAIR, ExperimentConfig
-from spine.pipeline.seeds import format_interval, group_summaries, paired_differences
+from spine.pipeline.seeds import format_interval, group_summaries, kimg_mismatch, paired_differences
 from training.dataset import ImageFolderDataset
 
 SECTIONS = (
@@ -346,6 +346,9 @@ def seeds_section(steps: dict[str, dict], config: ExperimentConfig) -> str:
         )
     ]
     num_pairs, effects = paired_differences(steps, config, *CLINICAL_LOSS_PAIR)
+    mismatch = kimg_mismatch(config, *CLINICAL_LOSS_PAIR)
+    if mismatch:
+        parts.append(f"<p>The clinical loss at the final snapshots: not paired ({html.escape(mismatch)}).</p>")
     if effects:
         treated, control = CLINICAL_LOSS_PAIR
         parts.append(

@@ -49,7 +49,10 @@ def paired_differences(
 ) -> tuple[int, dict[str, Interval]]:
     """`treated` minus `control` (arm names), paired by training seed (each pair shares its seed, data and
     preset): (number of pairs, {quantity: interval of the mean difference}) for the synthetic-only skill and plain
-    ratios of the downstream table and every float metric both arms report. Fewer than two pairs: (n, {})."""
+    ratios of the downstream table and every float metric both arms report. Fewer than two pairs: (n, {}); arms
+    trained for different kimg are no pairs ((0, {}), `kimg_mismatch` says why)."""
+    if kimg_mismatch(config, treated, control):
+        return 0, {}
     down = steps["downstream"]
     seeded = {
         name: {arm.seed: arm for arm in seeds_of(config, name) if arm.key in down.get("skills", {})}
@@ -69,6 +72,21 @@ def paired_differences(
     return len(pairs), {
         label: across_seeds([value[t.variant] - value[c.variant] for t, c in pairs]) for label, value in values.items()
     }
+
+
+def kimg_mismatch(config: ExperimentConfig, treated: str, control: str) -> str | None:
+    """Why two arms cannot be paired at their final snapshots, or None: they train for different kimg, so their
+    difference would mix the treatment with training length (the training curve pairs them at equal kimg)."""
+    kimgs = {
+        name: {config.kimg_of(v) for v in config.variants if v.name in {a.variant for a in seeds_of(config, name)}}
+        for name in (treated, control)
+    }
+    if not all(kimgs.values()) or kimgs[treated] == kimgs[control]:
+        return None
+    return (
+        f"{treated} trains {', '.join(map(str, sorted(kimgs[treated])))} kimg and {control} "
+        f"{', '.join(map(str, sorted(kimgs[control])))}: paired at equal kimg on the training curve only"
+    )
 
 
 def seeds_of(config: ExperimentConfig, name: str) -> list[Arm]:

@@ -21,25 +21,35 @@ def test_demo_config_is_one_spinegan_on_the_phantom():
     assert config.synth_per_class == 1000 and config.seed == 0
 
 
-def test_benchmark_config_has_the_papers_four_models_and_three_seeds():
+def test_benchmark_config_has_long_spinegan_short_plain_and_three_seeds():
     bench = demo.MODES["benchmark"]
     arms = {v.name: v for v in bench.variants}
     main = ["stylegan2-ada", "spinegan"]
-    assert list(arms)[:2] == main and bench.privacy_audit
+    assert list(arms)[:2] == main and bench.privacy_audit and not bench.pools
     for name in main:
         seeds = [arms[n].seed for n in arms if n == name or n.startswith(f"{name}-seed")]
         assert seeds == [None, 1, 2]  # None = the experiment's seed 0
         assert arms[f"{name}-seed2"].clinical_weight == arms[name].clinical_weight
+    kimg = {name: bench.kimg_of(v) for name, v in arms.items()}
+    assert kimg["spinegan"] == kimg["spinegan-seed2"] == demo.LONG_KIMG > demo.SHORT_KIMG == kimg["stylegan2-ada-seed1"]
     assert arms["stylegan2-ada-lesion"].labels == "lesion" and arms["stylegan2-ada-lesion"].clinical_weight == 0
-    assert "spinegan-dp" in arms
+    assert not any("--dp=1" in v.train_args for v in bench.variants)
     assert bench.phantom_train == 2 * demo.MODES["demo"].phantom_train
-    assert {p.name: p.members for p in bench.pools} == {
-        f"{name}-pooled": (name, f"{name}-seed1", f"{name}-seed2") for name in main
-    }
 
 
-@pytest.mark.parametrize("mode, minutes", [("demo", 19), ("benchmark", 111)])
-def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, mode, minutes):
+def test_the_dp_mode_pairs_dp_sgd_with_its_non_private_twin():
+    dp = demo.mode_config("dp", 0)
+    private, twin = dp.variants[1], dp.variants[0]
+    assert private == demo.DP_VARIANT and "--dp=1" not in twin.train_args
+    assert twin.train_args == ("--aug=noaug",) and "--aug=noaug" in private.train_args
+    assert twin.clinical_weight == private.clinical_weight and dp.kimg_of(twin) == dp.kimg_of(private)
+    assert dp.panel == demo.BENCHMARK.panel and dp.phantom_train == demo.BENCHMARK.phantom_train
+    draws = {mode: {demo.mode_config(mode, s).draw_seed for s in (0, 2**20 - 1)} for mode in demo.MODES}
+    assert not draws["dp"] & (draws["demo"] | draws["benchmark"])
+
+
+@pytest.mark.parametrize("mode", sorted(demo.MODES))
+def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, mode):
     from click.testing import CliRunner
 
     def stop(*args, **kwargs):
@@ -48,7 +58,7 @@ def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, 
     monkeypatch.setattr(demo, "run_experiment", stop)
     result = CliRunner().invoke(demo.main, ["--outdir", str(tmp_path), "--mode", mode])
     assert isinstance(result.exception, RuntimeError)  # the estimate came before any work
-    assert f"Expect about {minutes} minutes on 2 CPU cores in all" in result.output
+    assert f"Expect about {demo.MINUTES[mode]} minutes on 2 CPU cores in all" in result.output
 
 
 def test_headline_numbers_name_every_model():
@@ -122,19 +132,26 @@ def test_headline_numbers_name_every_model():
     assert any("spinegan-only classifier is NOT above chance" in line for line in demo.headline_numbers(out, config))
 
 
-def test_the_clinical_loss_effect_is_printed_paired_by_seed():
+def test_the_clinical_loss_effect_is_printed_paired_by_seed_at_equal_kimg_only():
     skills = {
         f"synthetic-{name}{seed}": value
         for name, values in (("spinegan", (0.8, 0.9)), ("stylegan2-ada", (0.7, 0.6)))
         for seed, value in zip(("", "-seed1"), values)
     }
     out = dict(downstream=dict(skills=skills, ratios=dict.fromkeys(skills, 1.0)))
-    config = ExperimentConfig(variants=demo.benchmark_variants(Variant("spinegan", clinical_weight=0.1)))
-    lines = demo.effect_lines(out, config, *demo.CLINICAL_LOSS_PAIR)
+    variants = (Variant("stylegan2-ada"), Variant("spinegan", clinical_weight=0.1))
+    variants += tuple(dataclasses.replace(v, name=f"{v.name}-seed1", seed=1) for v in variants)
+    lines = demo.effect_lines(out, ExperimentConfig(variants=variants), *demo.CLINICAL_LOSS_PAIR)
     assert lines[0] == "  spinegan minus stylegan2-ada, paired by training seed over 2 seeds (95% t-interval):"
     assert lines[1].startswith("    skill ratio: +0.200 (")  # differences 0.1 and 0.3
     assert demo.CLINICAL_LOSS_PAIR == ("spinegan", "stylegan2-ada")
     assert all(arm in {v.name for v in demo.MODES["benchmark"].variants} for arm in demo.CLINICAL_LOSS_PAIR)
+    # the benchmark's plain arm trains fewer kimg than its SpineGAN: no pair at the final snapshots, and it says why
+    (line,) = demo.effect_lines(out, demo.mode_config("benchmark", 0), *demo.CLINICAL_LOSS_PAIR)
+    assert line == (
+        f"  the clinical loss at the final snapshots: not paired (spinegan trains {demo.LONG_KIMG} kimg and "
+        f"stylegan2-ada {demo.SHORT_KIMG}: paired at equal kimg on the training curve only)"
+    )
 
 
 def test_a_dp_generators_audit_is_read_against_its_epsilon():
@@ -191,15 +208,10 @@ def test_every_mode_follows_its_seed_and_the_modes_never_share_a_draw():
         assert big.draw_seed not in {demo.mode_config("demo", s).draw_seed for s in (0, 11, 2**20 - 1)}
         seeds = {v.name: v.seed for v in big.variants if v.seed is not None}
         assert seeds == {f"{arm}-seed{seed + k}": seed + k for k in (1, 2) for arm in ("stylegan2-ada", "spinegan")}
-        assert [p.members for p in big.pools] == [
-            (a, f"{a}-seed{seed + 1}", f"{a}-seed{seed + 2}") for a in ("stylegan2-ada", "spinegan")
-        ]
     variants = panel_variants(demo.mode_config("benchmark", 11), "abnormality")
-    assert variants == {  # the full panel scores single generators only (the pools: the protocol's classifier)
+    assert variants == {  # the full panel scores every single generator, each arm over its seeds
         "stylegan2-ada (3 seeds)": ["stylegan2-ada", "stylegan2-ada-seed12", "stylegan2-ada-seed13"],
         "spinegan (3 seeds)": ["spinegan", "spinegan-seed12", "spinegan-seed13"],
-        "spinegan-dp": ["spinegan-dp"],
-        "spinegan-90kimg": ["spinegan-90kimg"],
     }
     assert len(demo.DEMO.panel) >= 3 and any(m.endswith(":dataset") for m in demo.DEMO.panel)
     assert (
@@ -207,19 +219,11 @@ def test_every_mode_follows_its_seed_and_the_modes_never_share_a_draw():
     )
 
 
-def test_the_benchmark_matches_its_pool_in_image_count_and_kimg_and_draws_the_curve():
+def test_the_benchmark_draws_the_curve_at_equal_kimg_for_both_arms():
     bench = demo.mode_config("benchmark", 11)
-    arms = {v.name: v for v in bench.variants}
-    pools = {p.name: p for p in bench.pools}
-    assert bench.pool_matched and pools["spinegan-pooled"].long_generator == "spinegan-90kimg"
-    long = arms["spinegan-90kimg"]
     assert (
-        bench.kimg_of(long) == 3 * bench.kimg
-        and dataclasses.replace(long, name="spinegan", kimg=None) == arms["spinegan"]
-    )
-    assert (
-        bench.curve_kimg == (10, 20, 30)
-        and bench.kimg % bench.snap == 0
+        bench.curve_kimg == (10, 20, demo.SHORT_KIMG)
+        and all(bench.kimg_of(v) % bench.snap == 0 for v in bench.variants)
         and all(k % bench.snap == 0 for k in bench.curve_kimg)
     )
     assert bench.curve_arms == demo.CLINICAL_LOSS_PAIR and bench.curve_panel == ("patch_cnn:blurred_image",)

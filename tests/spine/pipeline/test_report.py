@@ -1,6 +1,7 @@
 """spine.pipeline.report: every section present, numbers from the experiment's files, figures written, neighbours
 exact."""
 
+import dataclasses
 import json
 import os
 import re
@@ -246,6 +247,15 @@ def test_seeds_section_gives_replicate_means_and_the_clinical_loss_effect():
     assert "<td>spinegan</td><td>2</td><td>0.840 (0.586 to 1.094)</td><td>0.85 (0.21 to 1.49)</td>" in section
     assert "spinegan minus stylegan2-ada, paired by training seed (2 seeds)" in section
     assert "<td>skill ratio</td><td>+0.200 (-1.071 to +1.471)</td>" in section  # differences 0.1 and 0.3
+    assert "not paired" not in section
+    longer = dataclasses.replace(
+        config, variants=tuple(dataclasses.replace(v, kimg=40) if "spinegan" in v.name else v for v in config.variants)
+    )
+    section = report.seeds_section(
+        dict(downstream=dict(skills=skills, aucs=aucs, ratios=dict.fromkeys(skills, 0.9))), longer
+    )
+    assert "paired by training seed" not in section
+    assert f"not paired (spinegan trains 40 kimg and stylegan2-ada {longer.kimg}: paired at equal kimg" in section
 
 
 def test_privacy_section_reads_a_dp_generator_against_its_epsilon():

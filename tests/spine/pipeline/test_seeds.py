@@ -86,6 +86,15 @@ def test_differences_are_paired_by_seed():
     assert effects["pr2k3_spine_recall"] == pytest.approx(seeds.across_seeds([-0.10, -0.20, -0.05]), abs=1e-12)
     del skills["synthetic-stylegan2-ada-seed1"], skills["synthetic-stylegan2-ada-seed2"]
     assert seeds.paired_differences(steps, config, "spinegan", "stylegan2-ada") == (1, {})  # one pair has no interval
+    # trained for different kimg, the arms are no pairs: the difference would mix the loss with training length
+    assert seeds.kimg_mismatch(config, "spinegan", "stylegan2-ada") is None
+    longer = ExperimentConfig(
+        kimg=10, variants=tuple(dataclasses.replace(v, kimg=30) if "spinegan" in v.name else v for v in variants)
+    )
+    assert seeds.paired_differences(steps, longer, "spinegan", "stylegan2-ada") == (0, {})
+    assert seeds.kimg_mismatch(longer, "spinegan", "stylegan2-ada") == (
+        "spinegan trains 30 kimg and stylegan2-ada 10: paired at equal kimg on the training curve only"
+    )
 
 
 def test_synthetic_arms_of_a_label_mode_in_the_tables_order():
