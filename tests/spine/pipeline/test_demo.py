@@ -39,6 +39,7 @@ def test_benchmark_config_has_long_spinegan_short_plain_and_three_seeds():
 
 def test_the_dp_mode_pairs_dp_sgd_with_its_non_private_twin():
     dp = demo.mode_config("dp", 0)
+    dp.check()  # a valid experiment: no curve, no pools, every arm on the panel
     private, twin = dp.variants[1], dp.variants[0]
     assert private == demo.DP_VARIANT and "--dp=1" not in twin.train_args
     assert twin.train_args == ("--aug=noaug",) and "--aug=noaug" in private.train_args
@@ -221,6 +222,7 @@ def test_every_mode_follows_its_seed_and_the_modes_never_share_a_draw():
 
 def test_the_benchmark_draws_the_curve_at_equal_kimg_for_both_arms():
     bench = demo.mode_config("benchmark", 11)
+    bench.check()
     assert (
         bench.curve_kimg == (10, 20, demo.SHORT_KIMG)
         and all(bench.kimg_of(v) % bench.snap == 0 for v in bench.variants)
