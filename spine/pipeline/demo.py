@@ -219,6 +219,15 @@ def _kimg_varies(config: ExperimentConfig) -> bool:
     return len({config.kimg_of(v) for v in config.variants}) > 1
 
 
+def training_length_lines(config: ExperimentConfig) -> list[str]:
+    """Where generators train for different kimg, one line saying each arm's, so that no table of arms side by side
+    reads as a comparison at equal training."""
+    if not _kimg_varies(config):
+        return []
+    arms = [v for v in config.variants if v.seed is None]
+    return ["  training per generator: " + ", ".join(f"{v.name} {config.kimg_of(v)} kimg" for v in arms)]
+
+
 def downstream_lines(down: dict[str, Any], config: ExperimentConfig, mode: str, task: str = "") -> list[str]:
     """One downstream table's lines (label mode `mode`): AUCs with intervals, skill and plain ratios with paired
     intervals, words for arms not above chance, and the mean over training seeds where an arm has replicates."""
@@ -379,7 +388,8 @@ def metric_lines(out: dict[str, Any], config: ExperimentConfig) -> list[str]:
 def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]:
     """Lines to print: every downstream table (the lesion-type one as macro-AUC), metrics, classifier validation
     AUC."""
-    lines = panel_lines(out["panel"]) if "panel" in out else []
+    lines = training_length_lines(config)
+    lines += panel_lines(out["panel"]) if "panel" in out else []
     lines += downstream_lines(out["downstream"], config, config.labels) + effect_lines(out, config, *CLINICAL_LOSS_PAIR)
     lines += matched_lines(out["matched"]) if "matched" in out else []
     lines += curve_lines(out["curve"]) if "curve" in out else []

@@ -220,6 +220,18 @@ def test_every_mode_follows_its_seed_and_the_modes_never_share_a_draw():
     )
 
 
+def test_arms_of_different_training_lengths_say_theirs():
+    bench = demo.mode_config("benchmark", 0)
+    assert demo.training_length_lines(bench) == [
+        f"  training per generator: stylegan2-ada {demo.SHORT_KIMG} kimg, spinegan {demo.LONG_KIMG} kimg, "
+        f"stylegan2-ada-lesion {demo.SHORT_KIMG} kimg"
+    ]
+    assert demo.training_length_lines(demo.mode_config("dp", 0)) == []  # equal training: nothing to say
+    down = dict(aucs={"real": 0.9, "synthetic-spinegan": 0.8}, ratios={"synthetic-spinegan": 0.8 / 0.9})
+    lines = demo.downstream_lines(down, bench, "abnormality")
+    assert f"  (spinegan: one generator of {demo.LONG_KIMG} kimg, 1000 images per class)" in lines
+
+
 def test_the_benchmark_draws_the_curve_at_equal_kimg_for_both_arms():
     bench = demo.mode_config("benchmark", 11)
     bench.check()
