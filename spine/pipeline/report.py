@@ -519,11 +519,13 @@ def panel_section(panel: dict[str, Any]) -> str:
 
 
 def arms_note(config: ExperimentConfig) -> str:
-    """What the pooled, matched and long-generator arms' images are, and which rows compare with the paper."""
+    """What the pooled, matched, long-generator and other-length arms' images are, and which rows compare with the
+    paper."""
     from spine.pipeline.arms import describe_arm
 
     special = [p.name for p in config.pools] + [p.matched_name for p in config.pools if config.pool_matched]
     special += [p.long_generator for p in config.pools if p.long_generator is not None]
+    special += [v.name for v in config.variants if config.kimg_of(v) != config.kimg and v.name not in special]
     if not special:
         return ""
     items = "; ".join(f"{name}: {describe_arm(config, name)}" for name in special)

@@ -335,3 +335,16 @@ def test_dp_card_says_whether_the_judge_is_in_the_account():
     with_judge = report.dp_card(dict(dp_judge_epsilon=2.0))
     assert "trained with DP-SGD at epsilon 2 on the same images and composed into the one epsilon" in with_judge
     assert "does not cover the metrics' classifier" in with_judge
+
+
+def test_arms_note_names_every_arm_that_is_not_one_generator_of_the_experiments_kimg():
+    assert report.arms_note(ExperimentConfig(variants=(Variant("spinegan", 0.1),))) == ""
+    config = ExperimentConfig(
+        kimg=4,
+        variants=(Variant("a"), Variant("b", seed=1), Variant("c", kimg=2), Variant("a-8kimg", kimg=8)),
+        pools=(Pool("ab", ("a", "b"), long_generator="a-8kimg"),),
+    )
+    note = report.arms_note(config)
+    assert "Arms that are not one generator of 4 kimg: ab: pooled: 2 generators, 8 kimg in all" in note
+    assert note.count("a-8kimg: one generator of 8 kimg") == 1  # the long generator once, though also of other kimg
+    assert "c: one generator of 2 kimg" in note and "b: one generator" not in note
