@@ -436,7 +436,8 @@ def main(outdir: str, mode: str, parallel: int, seed: int | None) -> None:
     start = time.time()
     config = mode_config(mode, DEFAULT_SEED[mode] if seed is None else seed)
     click.echo(
-        f"SpineGAN {mode}: {len(config.variants)} generator(s), {config.kimg} kimg each, "
+        f"SpineGAN {mode}: {len(config.variants)} generator(s) of "
+        f"{' or '.join(str(k) for k in sorted({config.kimg_of(v) for v in config.variants}))} kimg, "
         f"{config.resolution}x{config.resolution} phantom radiographs of draw {config.draw_seed} "
         f"(--seed {config.seed}) -> {outdir}"
     )

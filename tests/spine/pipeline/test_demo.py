@@ -60,6 +60,8 @@ def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, 
     result = CliRunner().invoke(demo.main, ["--outdir", str(tmp_path), "--mode", mode])
     assert isinstance(result.exception, RuntimeError)  # the estimate came before any work
     assert f"Expect about {demo.MINUTES[mode]} minutes on 2 CPU cores in all" in result.output
+    kimgs = {"demo": demo.DEMO.kimg, "benchmark": f"{demo.SHORT_KIMG} or {demo.LONG_KIMG}", "dp": demo.SHORT_KIMG}[mode]
+    assert f"generator(s) of {kimgs} kimg, 32x32 phantom radiographs" in result.output
 
 
 def test_headline_numbers_name_every_model():
