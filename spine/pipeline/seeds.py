@@ -77,10 +77,8 @@ def paired_differences(
 def kimg_mismatch(config: ExperimentConfig, treated: str, control: str) -> str | None:
     """Why two arms cannot be paired at their final snapshots, or None: they train for different kimg, so their
     difference would mix the treatment with training length (the training curve pairs them at equal kimg)."""
-    kimgs = {
-        name: {config.kimg_of(v) for v in config.variants if v.name in {a.variant for a in seeds_of(config, name)}}
-        for name in (treated, control)
-    }
+    variants = {v.name: v for v in config.variants}
+    kimgs = {name: {config.kimg_of(variants[a.variant]) for a in seeds_of(config, name)} for name in (treated, control)}
     if not all(kimgs.values()) or kimgs[treated] == kimgs[control]:
         return None
     return (
