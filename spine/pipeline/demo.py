@@ -204,9 +204,10 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
 
 
 # On an idle 2-core machine: the demo measured on this project's 2-core AMD EPYC with bf16 (docs/PERFORMANCE.md);
-# the benchmark and the DP mode estimated from the parts of the benchmark's whole run on the same machine
-# (docs/RESULTS.md P: 1 h 44 min for section N2's config): generators 12.0 s/kimg each, two at a time (120 kimg:
-# 48 minutes), 112 s of metrics and audits per generator, the panel scaled to its training sets
+# the benchmark estimated from the parts of section P's whole run on the same machine (generators 12.0 s/kimg each,
+# two at a time, 120 kimg: 48 minutes; 112 s of metrics and audits per generator; the panel scaled to its training
+# sets), then measured at 101.5 minutes (docs/RESULTS.md Q: the generators ran 10.4-10.9 s/kimg); the DP mode
+# estimated from the same parts
 MINUTES = {"demo": 19, "benchmark": 105, "dp": 36}
 
 
