@@ -172,7 +172,10 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     unit = opts.dp_unit or DEFAULT_UNIT
     judge = _judge_account(opts, unit)
     spent = tuple((s, q, n) for _, s, q, n in judge["composed_with"])
-    multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options, spent)
+    if noise:
+        multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options, spent)
+    else:  # the noise ablation draws none, so no sigma is asked for (a given one is recorded as it is)
+        multiplier = float(opts.dp_noise_multiplier or 0.0)
     private = MechanismConfig(max_norm, multiplier, clip, noise).is_private
     args.dp = dict(
         mode="dpsgd",

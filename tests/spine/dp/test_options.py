@@ -57,6 +57,14 @@ def test_refusals_name_the_option(run, extra, message):
     assert message in result.output
 
 
+def test_the_noise_ablation_needs_no_sigma(run):
+    result, args = run("--dp", "1", "--dp-noise", "0", "--dp-clip", "0")
+    assert result.exit_code == 0, result.output
+    assert args.dp["noise"] is False and args.dp["noise_multiplier"] == 0.0 and args.dp["epsilon_budget"] is None
+    result, _ = run("--dp", "1", "--dp-clip", "0")  # noise on: its sigma is still required
+    assert result.exit_code != 0 and "needs --dp-noise-multiplier or --dp-epsilon" in result.output
+
+
 @pytest.mark.parametrize(
     "flag, value", [("--dp-epsilon", "3"), ("--dp-secure-rng", "1"), ("--dp-clip", "0"), ("--dp-d-steps", "4")]
 )
