@@ -41,6 +41,7 @@ from dnnlib import UserError
 from metrics.caveats import cpu_cost_warnings, small_count_warnings
 from spine.clinical import locality_options
 from spine.clinical import options as clinical_options
+from spine.diversity import options as mode_seeking_options
 from spine.dp import options as dp_options
 from torch_utils import custom_ops
 from training import checkpoint as ckpt
@@ -435,7 +436,12 @@ def check_metric_classifier(path: str, args: dnnlib.EasyDict) -> None:
 
 
 # Plug-ins with options of their own (training.plugin_options.TrainingPlugin), configured in this order.
-PLUGINS: tuple[TrainingPlugin, ...] = (dp_options.PLUGIN, clinical_options.PLUGIN, locality_options.PLUGIN)
+PLUGINS: tuple[TrainingPlugin, ...] = (
+    dp_options.PLUGIN,
+    clinical_options.PLUGIN,
+    locality_options.PLUGIN,
+    mode_seeking_options.PLUGIN,
+)
 # Options that name files: recorded and compared on resume as absolute paths.
 PATH_OPTIONS = ("data", "metrics_classifier", *(name for plugin in PLUGINS for name in plugin.path_options))
 
@@ -777,6 +783,7 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 # SpineGAN's clinical loss (spine.clinical.options).
 @clinical_options.PLUGIN.options
 @locality_options.PLUGIN.options
+@mode_seeking_options.PLUGIN.options
 @click.option(
     "--metrics-classifier",
     help="classifier.pkl for the *_spine and label_fidelity metrics [default: the --clinical-loss classifier]",

@@ -1,0 +1,1 @@
+"""Generator terms that keep a generator's samples varied (mode seeking)."""
