@@ -62,6 +62,7 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         clinical_match=None,
         class_locality=None,
         class_locality_power=None,
+        mode_seeking=None,
         metrics_classifier=None,
         dp_secure_rng=None,
         dp_d_steps=None,
