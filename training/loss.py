@@ -47,6 +47,16 @@ class GeneratorTerm(Protocol):
         ...
 
 
+def spread_pairs(per_pair_loss: torch.Tensor, batch: int) -> torch.Tensor:
+    """A generator term that renders its own pairs gives the loss of pair i % pairs to sample i [batch]."""
+    return per_pair_loss[torch.arange(batch, device=per_pair_loss.device) % per_pair_loss.shape[0]]
+
+
+def pair_count(batch: int, pairs_fraction: float) -> int:
+    """How many pairs such a term renders for a batch: `pairs_fraction` of it, at least one."""
+    return max(1, round(batch * pairs_fraction))
+
+
 def real_logit_loss(real_logits: torch.Tensor) -> torch.Tensor:
     """D's loss on real images from its logits: softplus(-D(x)), elementwise."""
     return F.softplus(-real_logits)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from training.loss import pair_count, spread_pairs
 from training.plugins import Plugin
 
 EPS = 0.01  # with power < 1: the smallest pixel difference (in [-1, 1] units, about a grey level) whose slope is capped
@@ -63,9 +64,8 @@ class ClassLocality(Plugin):
         if self.G is None:
             raise RuntimeError("class locality: attach(G) was not called; the term needs the generator")
         batch = gen_img.shape[0]
-        pairs = max(1, round(batch * self.pairs_fraction))
-        gap = self.pair_differences(pairs, gen_img.device)
-        return self.weight * gap[torch.arange(batch, device=gap.device) % pairs]
+        gap = self.pair_differences(pair_count(batch, self.pairs_fraction), gen_img.device)
+        return self.weight * spread_pairs(gap, batch)
 
     def pair_differences(self, pairs: int, device: torch.device) -> torch.Tensor:
         """Mean penalty of |G(z, c) - G(z, c')| per pair [pairs]: z ~ N(0, I), c uniform, c' uniform among the others

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from training.loss import pair_count, spread_pairs
 from training.plugins import Plugin
 
 EPS = 1e-5  # Mao et al.'s constant: bounds the term when two renderings coincide
@@ -51,10 +52,8 @@ class ModeSeeking(Plugin):
         if self.G is None:
             raise RuntimeError("mode seeking: attach(G) was not called; the term needs the generator")
         batch = gen_img.shape[0]
-        pairs = max(1, round(batch * self.pairs_fraction))
-        ratio = self.pair_ratios(pairs, gen_img.device)
-        charge = self.weight / (ratio + EPS)
-        return charge[torch.arange(batch, device=charge.device) % pairs]
+        ratio = self.pair_ratios(pair_count(batch, self.pairs_fraction), gen_img.device)
+        return spread_pairs(self.weight / (ratio + EPS), batch)
 
     def pair_ratios(self, pairs: int, device: torch.device) -> torch.Tensor:
         """Image distance over latent distance per pair [pairs] (mean absolute differences); z ~ N(0, I) and c
