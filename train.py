@@ -361,13 +361,19 @@ def configure_resume(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
         desc = f"resume{opts.resume}"
     elif os.path.isfile(opts.resume) and ckpt.is_checkpoint(opts.resume):
         args.resume_checkpoint = opts.resume
+        if (ckpt.checkpoint_options(opts.resume) or {}).get("resume_pkl") is not None:
+            transfer_learning_settings(args)  # the continued run started from a snapshot: the same settings
         return ["continued"]
     else:
         args.resume_pkl = opts.resume  # found by resolve_resume; checked against the networks once they are known
         desc = "resumecustom"
+    transfer_learning_settings(args)
+    return [desc]
+
+
+def transfer_learning_settings(args: dnnlib.EasyDict) -> None:
     args.ada_kimg = 100  # transfer learning: let ADA react faster
     args.ema_rampup = None  # and do not ramp the EMA up
-    return [desc]
 
 
 def configure_freezed(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:

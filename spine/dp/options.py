@@ -14,7 +14,9 @@ micro-batches' clipped sums added, noise once per logical step), so a large --ba
 With --clinical-loss, the judge enters the account: a judge trained with DP-SGD (`spine.dp.judge`, its account in
 classifier.pkl) is composed with D's steps into one epsilon (and --dp-epsilon calibrates D's noise for the rest of
 the budget); --dp-judge-public=1 declares a judge trained on public data (no cost); any other judge is named outside
-the account in every report.
+the account in every report. A transfer-learning start (--resume=<snapshot.pkl>) is named outside the account
+unless --dp-pretrain-public=1 declares it trained on public images (DP fine-tuning from a public pretraining, as
+DPImageBench compares); a continued run keeps its start's entry.
 --dp-mode=paper: the authors' noise-then-clip scheme on G and D (`spine.dp.paper_mode`), microbatch 1: NOT DP.
 --dp-clip=0 / --dp-noise=0 turn clipping / noise off in either mode, for ablations; such runs are labelled NOT-DP.
 """
@@ -98,6 +100,12 @@ OPTIONS = OptionGroup(
         type=bool,
         metavar="BOOL",
     ),
+    click.option(
+        "--dp-pretrain-public",
+        help="Declare the --resume=<snapshot.pkl> start trained on public images (no privacy cost) [default: false]",
+        type=bool,
+        metavar="BOOL",
+    ),
     click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
     click.option(
         "--dp-secure-rng",
@@ -171,6 +179,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     planned_steps = math.ceil(args.total_kimg * 1000 / args.batch_size)
     unit = opts.dp_unit or DEFAULT_UNIT
     judge = _judge_account(opts, unit)
+    start = _start_account(opts, args, saved_options)
     spent = tuple((s, q, n) for _, s, q, n in judge["composed_with"])
     if noise:
         multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options, spent)
@@ -193,7 +202,9 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         secure_rng=bool(opts.dp_secure_rng),
         d_steps=int(opts.dp_d_steps or 1),
         physical_batch=opts.dp_physical_batch,
-        **judge,
+        composed_with=judge["composed_with"],
+        declared_public=start["declared_public"] + judge["declared_public"],
+        outside_account=start["outside_account"] + judge["outside_account"],
     )
     tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
     tag += f"-dsteps{args.dp['d_steps']}" if args.dp["d_steps"] > 1 else ""
@@ -229,6 +240,27 @@ def _judge_account(opts: Any, unit: str) -> dict:
     if opts.dp_judge_public:
         return dict(none, declared_public=[f"the clinical loss's judge {opts.clinical_loss} (--dp-judge-public=1)"])
     return dict(none, outside_account=[ledger.JUDGE_OUTSIDE_ACCOUNT, *ledger.OUTSIDE_ACCOUNT])
+
+
+def _start_account(opts: Any, args: Any, saved_options: dict | None) -> dict:
+    """What a transfer-learning start adds to the account's statement: {declared_public, outside_account}. The start
+    is --resume=<snapshot.pkl>, or for a continued run (`saved_options`: its checkpoint's) the one it started from."""
+    start = args.get("resume_pkl") or (saved_options or {}).get("resume_pkl")
+    if start is None:
+        if opts.dp_pretrain_public:
+            raise guards.DPConfigError(
+                "--dp-pretrain-public=1 needs --resume=<snapshot.pkl>: the pretrained start it declares public"
+            )
+        return dict(declared_public=[], outside_account=[])
+    if opts.dp_pretrain_public:
+        return dict(declared_public=[f"the pretrained start {start} (--dp-pretrain-public=1)"], outside_account=[])
+    return dict(
+        declared_public=[],
+        outside_account=[
+            f"the pretrained start {start}: what it learned from its training images (not declared public with "
+            "--dp-pretrain-public=1)"
+        ],
+    )
 
 
 def _noise_multiplier(

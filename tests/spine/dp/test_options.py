@@ -49,6 +49,7 @@ def run(tmp_path, monkeypatch, dp_dataset):
         (["--gpus", "2"], "--gpus=1 only"),
         ([], "needs --dp-noise-multiplier or --dp-epsilon"),
         (["--dp-epsilon", "5", "--dp-delta", "0.5"], "--dp-delta=0.5"),
+        (["--dp-epsilon", "5", "--dp-pretrain-public", "1"], "--dp-pretrain-public=1 needs --resume=<snapshot.pkl>"),
     ],
 )
 def test_refusals_name_the_option(run, extra, message):

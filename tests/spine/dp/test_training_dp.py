@@ -67,6 +67,7 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         dp_secure_rng=None,
         dp_d_steps=None,
         dp_judge_public=None,
+        dp_pretrain_public=None,
         dp_physical_batch=None,
     )
     opts.update(dp_opts)
@@ -152,3 +153,29 @@ def test_several_d_steps_per_g_step_are_each_accounted_and_resume_exactly(tmp_pa
     for net in ("G", "D", "G_ema"):
         for key, value in reference["nets"][net]["state_dict"].items():
             assert torch.equal(resumed["nets"][net]["state_dict"][key], value), (net, key)
+
+
+def test_a_public_pretrained_start_is_declared_and_kept_when_continued(tmp_path, dp_dataset):
+    """DP fine-tuning from a snapshot: declared public with --dp-pretrain-public=1 (in the snapshot's account), else
+    named outside the account; a continued fine-tuning run states the same start."""
+    pretrain = str(tmp_path / "pretrain")
+    train.run_process(0, dp_args(dp_dataset, pretrain, total_kimg=0.008, dp_clip=False, dp_noise=False))
+    start = sorted(glob.glob(os.path.join(pretrain, "network-snapshot-*.pkl")))[-1]
+
+    undeclared = dp_args(dp_dataset, str(tmp_path / "undeclared"), total_kimg=0.008, resume=start)
+    assert undeclared.dp["declared_public"] == [] and undeclared.dp["outside_account"][0].startswith(
+        f"the pretrained start {start}: what it learned"
+    )
+    first = str(tmp_path / "first")
+    train.run_process(0, dp_args(dp_dataset, first, total_kimg=0.008, resume=start, dp_pretrain_public=True))
+    declared = [f"the pretrained start {start} (--dp-pretrain-public=1)"]
+    snapshot = load_network_pkl(sorted(glob.glob(os.path.join(first, "network-snapshot-*.pkl")))[-1])
+    assert snapshot["metadata"]["privacy"]["declared_public"] == declared
+    assert not any(start in line for line in snapshot["metadata"]["privacy"]["outside_account"])
+
+    second = str(tmp_path / "second")
+    continued = dp_args(dp_dataset, second, total_kimg=0.016, resume=os.path.join(first, ckpt.FILE_NAME))
+    assert continued.resume_pkl is None and continued.dp["declared_public"] == declared
+    assert (continued.ada_kimg, continued.ema_rampup) == (100, None)  # the transfer-learning run's own settings
+    train.run_process(0, continued)
+    assert ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))["plugins"]["privacy_account"]["steps"] == 4
