@@ -55,6 +55,7 @@ PAPER_VARIANTS = (Variant("stylegan2-ada"), Variant("spinegan", clinical_weight=
 # report state the loss's effect paired by seed (spine.pipeline.seeds)
 CLINICAL_LOSS_PAIR = ("spinegan", "stylegan2-ada")
 # DP-SGD refuses ADA (its controller reads D's scores on real images without privacy), hence no augmentation.
+PUBLIC_DRAW_OFFSET = 2**22  # public phantom draws: seed = the experiment's draw + this (above every mode's draws)
 DP_VARIANT = Variant("spinegan-dp", clinical_weight=0.1, train_args=("--dp=1", "--dp-epsilon=10", "--aug=noaug"))
 
 
@@ -122,6 +123,12 @@ class ExperimentConfig:
     # account names it outside); a positive epsilon = a judge trained with DP-SGD at this epsilon (delta 1e-5,
     # spine.dp.judge), whose account train.py composes with D's: the variant's --dp-epsilon is then the total.
     dp_judge_epsilon: float | None = None
+    # Public pretraining of every --dp=1 variant (DPImageBench's strongest lever): a generator trained this many kimg
+    # without DP on public images, from which each DP variant starts (train.py --resume=<it> --dp-pretrain-public=1,
+    # so the account declares it public); None = from scratch. Phantom experiments only: the public images are the
+    # normal studies of another draw (`public_draw_seed`), which shares no image or study with any experiment's
+    # draw and carries no abnormality a DP variant could copy (the abnormal class is learnt from private images).
+    dp_public_pretrain_kimg: int | None = None
     # The phantom's draw (None: `seed`): an experiment's test studies are those of its draw, so two experiments
     # whose draws differ share no test study.
     phantom_seed: int | None = None
@@ -197,6 +204,12 @@ class ExperimentConfig:
             raise ValueError(
                 f"{where}.dp_judge_epsilon: expected a positive epsilon or null, got {self.dp_judge_epsilon}"
             )
+        if self.dp_public_pretrain_kimg is not None and (self.dp_public_pretrain_kimg < 1 or self.source is not None):
+            raise ValueError(
+                f"{where}.dp_public_pretrain_kimg: expected a positive kimg or null, and a phantom experiment (source "
+                f"null: the public images are another phantom draw's), got {self.dp_public_pretrain_kimg} with "
+                f"source {self.source!r}"
+            )
         if self.judge is not None:
             try:
                 PanelMember.parse(self.judge)
@@ -264,6 +277,12 @@ class ExperimentConfig:
     def draw_seed(self) -> int:
         """The phantom draw's seed."""
         return self.seed if self.phantom_seed is None else self.phantom_seed
+
+    @property
+    def public_draw_seed(self) -> int:
+        """The seed of the phantom draw whose normal studies are this experiment's public images: above every
+        experiment's draw (the modes draw below 2**21 + 2**20), so public and private images never coincide."""
+        return self.draw_seed + PUBLIC_DRAW_OFFSET
 
     def _check_pools(self, where: str) -> None:
         """Pool names are new arm names; members are two or more variants of one label mode."""

@@ -61,15 +61,18 @@ def provenance(config: ExperimentConfig) -> dict[str, Any]:
     )
 
 
-def make_phantom(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+def make_phantom(
+    config: ExperimentConfig, workdir: Path, seed: int | None = None, num_test: int | None = None
+) -> dict[str, Any]:
+    """The experiment's phantom draw, or another (`seed`, e.g. the public one) of the same kind."""
     from spine.phantom.tree import make_phantom_tree
 
     root = workdir / "vindr"
     summary = make_phantom_tree(
         str(root),
         config.phantom_train,
-        config.phantom_test,
-        seed=config.draw_seed,
+        config.phantom_test if num_test is None else num_test,
+        seed=config.draw_seed if seed is None else seed,
         difficulty=config.phantom_difficulty,
         size=config.phantom_size,
         lesion_scale=config.phantom_lesion_scale,
@@ -152,6 +155,46 @@ def is_private(variant: Variant) -> bool:
     return "--dp=1" in variant.train_args
 
 
+# The public start of the DP variants (config.dp_public_pretrain_kimg). The public images are another draw's normal
+# studies; the generator trains on them without DP but with DP's networks and machinery (clipping and noise off, so
+# the run is labelled NOT-DP), so that its D, built without minibatch-std, fits the DP variants' D; every fake label
+# is "normal", the only class the public images show.
+PUBLIC_CLASSES = ("normal",)
+
+
+def public_pretrain_variant(config: ExperimentConfig, class_names: list[str]) -> Variant:
+    prior = ",".join("1" if name in PUBLIC_CLASSES else "0" for name in class_names)
+    dp_off = ("--aug=noaug", "--dp=1", "--dp-clip=0", "--dp-noise=0", f"--dp-label-prior={prior}")
+    return Variant("public-pretrain", clinical_weight=0.0, train_args=dp_off, kimg=config.dp_public_pretrain_kimg)
+
+
+def public_start(
+    steps: Steps, config: ExperimentConfig, log: Callable[[str], None], env: dict[str, str] | None = None
+) -> str | None:
+    """The snapshot the DP variants start from (None without public pretraining): the public draw's phantom, its
+    normal training images, and the generator trained on them."""
+    if config.dp_public_pretrain_kimg is None:
+        return None
+    from spine.data.subset import write_classes
+
+    phantom = steps.run("public/phantom", lambda w: make_phantom(config, w, config.public_draw_seed, num_test=0))
+    every = steps.run("public/data-all", lambda w: import_split(phantom["root"], "train", config, w, "abnormality"))
+    public = steps.run(
+        "public/data",
+        lambda w: dict(
+            dataset=str(w / "public.zip"), images=write_classes(every["dataset"], str(w / "public.zip"), PUBLIC_CLASSES)
+        ),
+    )
+    class_names, _ = _dataset_classes(every["dataset"])
+    variant = public_pretrain_variant(config, class_names)
+    trained = steps.run(
+        "public/pretrain",
+        lambda w: train_variant(variant, public["dataset"], "", config, w, log, env),
+        keep_partial=True,
+    )
+    return trained["snapshot"]
+
+
 # A DP-SGD iteration (per-sample gradients, clipping, noise) costs about 1.7 plain ones at the demo preset: the
 # benchmark's DP generator trained 30 kimg in 520 s alone on one thread, the others 301-334 s two at a time
 # (docs/PERFORMANCE.md, session 14).
@@ -169,9 +212,15 @@ def clinical_judge(variant: Variant, mode_data: dict[str, str]) -> str:
 
 
 def train_command(
-    variant: Variant, train_zip: str, classifier: str, config: ExperimentConfig, workdir: Path
+    variant: Variant,
+    train_zip: str,
+    classifier: str,
+    config: ExperimentConfig,
+    workdir: Path,
+    start: str | None = None,
 ) -> list[str]:
-    """The train.py command line of a variant; continues the latest checkpoint.pt of an interrupted attempt."""
+    """The train.py command line of a variant; continues the latest checkpoint.pt of an interrupted attempt. `start`:
+    a snapshot trained on public images that the variant starts from (declared public to the DP account)."""
     cmd = [
         sys.executable,
         str(REPO_ROOT / "train.py"),
@@ -190,6 +239,10 @@ def train_command(
     checkpoints = sorted(glob.glob(str(workdir / "*" / "checkpoint.pt")))
     if checkpoints:
         cmd.append(f"--resume={checkpoints[-1]}")
+    elif start is not None:
+        cmd.append(f"--resume={start}")
+    if start is not None:
+        cmd.append("--dp-pretrain-public=1")
     return cmd
 
 
@@ -210,8 +263,9 @@ def train_variant(
     workdir: Path,
     log: Callable[[str], None],
     env: dict[str, str] | None = None,
+    start: str | None = None,
 ) -> dict[str, Any]:
-    cmd = train_command(variant, train_zip, classifier, config, workdir)
+    cmd = train_command(variant, train_zip, classifier, config, workdir, start)
     run_logged(
         cmd,
         workdir / "train.log",
@@ -564,7 +618,8 @@ def run_experiment(
     steps, out, data, judges = prepare_data(config, outdir, log)
     modes = list(data)
     synthetic: dict[str, dict[str, str]] = {mode: {} for mode in modes}
-    out.update(train_variants(steps, config, data, log, parallel))
+    start = public_start(steps, config, log)
+    out.update(train_variants(steps, config, data, log, parallel, start))
     for variant in config.variants:
         name, mode = variant.name, config.mode_of(variant.name)
         train_zip, classifier = data[mode]["train"], data[mode]["classifier"]
@@ -630,17 +685,25 @@ def run_experiment(
 
 
 def train_variants(
-    steps: Steps, config: ExperimentConfig, data: dict[str, dict[str, str]], log: Callable[[str], None], parallel: int
+    steps: Steps,
+    config: ExperimentConfig,
+    data: dict[str, dict[str, str]],
+    log: Callable[[str], None],
+    parallel: int,
+    public: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """{'train/<name>': outputs} of every variant, `parallel` trainings at a time (each resumes its checkpoint), the
-    longest (`training_cost`) first: a long one started last would train alone while the other cores idle."""
+    longest (`training_cost`) first: a long one started last would train alone while the other cores idle. `public`:
+    the public start of the --dp=1 variants of the abnormality labels (`public_start`)."""
     env = training_env(min(parallel, len(config.variants)))  # a lone training keeps every core
 
     def train(variant: Variant) -> tuple[str, dict[str, Any]]:
-        mode = data[config.mode_of(variant.name)]
+        label_mode = config.mode_of(variant.name)
+        mode = data[label_mode]
+        start = public if is_private(variant) and label_mode == "abnormality" else None
         return f"train/{variant.name}", steps.run(
             f"train/{variant.name}",
-            lambda w: train_variant(variant, mode["train"], clinical_judge(variant, mode), config, w, log, env),
+            lambda w: train_variant(variant, mode["train"], clinical_judge(variant, mode), config, w, log, env, start),
             keep_partial=True,
         )
 

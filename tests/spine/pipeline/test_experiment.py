@@ -81,7 +81,7 @@ def tiny_generator(resolution: int) -> Generator:
 def fake_train_variant(calls):
     """Stands in for train.py (minutes on CPU): writes a tiny conditional snapshot into a run folder."""
 
-    def train(variant, train_zip, classifier, config, workdir, log, env=None):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None):
         calls.append(variant.name)
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
@@ -92,7 +92,7 @@ def fake_train_variant(calls):
         with open(run_dir / "stats.jsonl", "w") as f:
             for kimg in (0.5, 1.0):
                 f.write(json.dumps({"Progress/kimg": {"mean": kimg}, "Loss/G/loss": {"mean": 1.0 / kimg}}) + "\n")
-        cmd = experiment.train_command(variant, train_zip, classifier, config, workdir)
+        cmd = experiment.train_command(variant, train_zip, classifier, config, workdir, start)
         return dict(run_dirs=[str(run_dir)], snapshot=str(snapshot), command=cmd[1:])
 
     return train
@@ -268,7 +268,7 @@ def test_generators_train_in_parallel_sharing_the_cores(tmp_path, monkeypatch):
     both_running = threading.Barrier(2, timeout=60)  # broken (an error) unless the two trainings overlap
     seen = []
 
-    def train(variant, train_zip, classifier, config, workdir, log, env=None):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None):
         both_running.wait()
         seen.append((variant.name, train_zip, env["OMP_NUM_THREADS"]))
         return dict(snapshot=f"{variant.name}.pkl")
@@ -295,7 +295,7 @@ def test_generators_train_in_parallel_sharing_the_cores(tmp_path, monkeypatch):
 def fake_train_any_labels(calls):
     """Like fake_train_variant, with the conditioning size of the variant's own dataset (2 or 8 classes)."""
 
-    def train(variant, train_zip, classifier, config, workdir, log, env=None):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None):
         calls.append((variant.name, train_zip))
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
@@ -504,7 +504,7 @@ def test_a_panel_member_that_does_not_exist_is_refused_by_name():
 def fake_train_with_snapshots(calls):
     """Like fake_train_variant, with a snapshot at every kimg up to the variant's own training length."""
 
-    def train(variant, train_zip, classifier, config, workdir, log, env=None):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None):
         calls.append(variant.name)
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
@@ -618,3 +618,48 @@ def test_dp_variants_get_the_dp_judge_and_others_the_classifier(tmp_path, monkey
     }
     with pytest.raises(ValueError, match="dp_judge_epsilon: expected a positive epsilon"):
         ExperimentConfig.from_dict(dict(dp_judge_epsilon=0))
+
+
+def test_dp_variants_start_from_a_generator_pretrained_on_another_draws_normal_studies(tmp_path, monkeypatch):
+    """dp_public_pretrain_kimg: the public draw's normal training images (no study of the private draw), a generator
+    trained on them with DP's networks and no privacy, and only the --dp=1 variants start from it, declared public."""
+    from training.dataset import ImageFolderDataset
+
+    calls = []
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant(calls))
+    config = dataclasses.replace(
+        TINY,
+        independent_judge=False,
+        dp_public_pretrain_kimg=2,
+        variants=(Variant("spinegan", 0.1), Variant("spinegan-dp", 0.1, ("--dp=1",))),
+    )
+    steps, _, data, _ = experiment.prepare_data(config, tmp_path, log=lambda _text: None)
+    start = experiment.public_start(steps, config, lambda _text: None)
+    trained = experiment.train_variants(steps, config, data, lambda _text: None, parallel=1, public=start)
+
+    def studies_and_classes(path):
+        dataset = ImageFolderDataset(path, use_labels=True)
+        infos = [dataset.image_info(i)["study_id"] for i in range(len(dataset))]
+        return set(infos), [int(dataset.get_label(i).argmax()) for i in range(len(dataset))]
+
+    every = steps.run("public/data-all", None)
+    public = steps.run("public/data", None)
+    public_studies, public_classes = studies_and_classes(public["dataset"])
+    private_studies, _ = studies_and_classes(data["abnormality"]["train"])
+    _, every_classes = studies_and_classes(every["dataset"])
+    assert public_classes == [0] * every_classes.count(0) == [0] * public["images"] and public["images"] > 0
+    assert not public_studies & private_studies
+    assert json.loads((tmp_path / "public" / "phantom" / "vindr" / "phantom_identities.json").read_text())
+
+    pretrain = steps.run("public/pretrain", None)["command"]
+    assert pretrain[-5:] == ["--aug=noaug", "--dp=1", "--dp-clip=0", "--dp-noise=0", "--dp-label-prior=1,0"]
+    assert "--kimg=2" in pretrain and not any(a.startswith("--resume") or "clinical" in a for a in pretrain)
+    assert start == steps.run("public/pretrain", None)["snapshot"]
+    private, plain = trained["train/spinegan-dp"]["command"], trained["train/spinegan"]["command"]
+    assert private[-2:] == [f"--resume={start}", "--dp-pretrain-public=1"]
+    assert not any("resume" in a or "pretrain" in a for a in plain)
+    assert calls == ["public-pretrain", "spinegan-dp", "spinegan"]
+    assert experiment.public_start(steps, config, lambda _text: None) == start and len(calls) == 3  # not again
+    for bad in (dict(dp_public_pretrain_kimg=0), dict(dp_public_pretrain_kimg=5, source="vindr")):
+        with pytest.raises(ValueError, match="dp_public_pretrain_kimg: expected a positive kimg or null"):
+            ExperimentConfig.from_dict(bad)
