@@ -17,6 +17,10 @@ the budget); --dp-judge-public=1 declares a judge trained on public data (no cos
 the account in every report. A transfer-learning start (--resume=<snapshot.pkl>) is named outside the account
 unless --dp-pretrain-public=1 declares it trained on public images (DP fine-tuning from a public pretraining, as
 DPImageBench compares); a continued run keeps its start's entry.
+--dp-data-public=1: --data is declared public (e.g. normal radiographs from an open set): G and D train on it as
+without DP (minibatch-std, R1 and ADA as usual), and the private images reach the generator only through the
+clinical loss's judge, trained with DP-SGD (or declared public), whose epsilon is then the run's whole account;
+fake labels come from the public prior, since public images need not show every class.
 --dp-mode=paper: the authors' noise-then-clip scheme on G and D (`spine.dp.paper_mode`), microbatch 1: NOT DP.
 --dp-clip=0 / --dp-noise=0 turn clipping / noise off in either mode, for ablations; such runs are labelled NOT-DP.
 """
@@ -34,6 +38,7 @@ from spine.dp import accounting, guards, ledger, paper_mode
 from spine.dp.mechanism import MechanismConfig
 from spine.dp.sampling import UNITS
 from training import checkpoint as ckpt
+from training import resume_options
 from training.loop_plugins import LoopPlugins
 from training.phase_update import EveryNthStep, GradientStep
 from training.plugin_options import DeclaredPlugin
@@ -106,6 +111,13 @@ OPTIONS = OptionGroup(
         type=bool,
         metavar="BOOL",
     ),
+    click.option(
+        "--dp-data-public",
+        help="Declare --data public: D trains on it without DP; the DP judge is the only private access "
+        "[default: false]",
+        type=bool,
+        metavar="BOOL",
+    ),
     click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
     click.option(
         "--dp-secure-rng",
@@ -135,6 +147,8 @@ def configure(opts: Any, args: Any) -> list[str]:
     noise = True if opts.dp_noise is None else bool(opts.dp_noise)
     if mode == "paper":
         return _configure_paper(opts, args, clip, noise)
+    if opts.dp_data_public:
+        return _configure_public_data(opts, args)
     saved_options = ckpt.checkpoint_options(args.resume_checkpoint) if args.get("resume_checkpoint") else None
     return _configure_dpsgd(opts, args, clip, noise, saved_options)
 
@@ -209,6 +223,58 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
     tag += f"-dsteps{args.dp['d_steps']}" if args.dp["d_steps"] > 1 else ""
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
+
+
+# Options of D's DP-SGD mechanism, which a run on public --data does not have.
+MECHANISM_OPTIONS = (
+    "dp_noise_multiplier",
+    "dp_max_grad_norm",
+    "dp_clip",
+    "dp_noise",
+    "dp_d_steps",
+    "dp_physical_batch",
+    "dp_pretrain_public",
+    "dp_secure_rng",
+)
+
+
+def _configure_public_data(opts: Any, args: Any) -> list[str]:
+    """--dp-data-public=1: no private D steps; the account is the clinical judge's (its epsilon within any
+    --dp-epsilon budget), and declares the training images public."""
+    given = [resume_options.flag(name) for name in MECHANISM_OPTIONS if opts.get(name) is not None]
+    if given:
+        raise guards.DPConfigError(f"--dp-data-public=1: {given[0]} belongs to DP-SGD on private --data; leave it out")
+    if opts.clinical_loss is None:
+        raise guards.DPConfigError(
+            "--dp-data-public=1 needs --clinical-loss=<judge.pkl>: with public --data, the judge is the only way "
+            "private images reach the generator"
+        )
+    num_images = int(args.training_set_kwargs.max_size)
+    delta = DEFAULT_DELTA if opts.dp_delta is None else float(opts.dp_delta)
+    accountant = opts.dp_accountant or DEFAULT_ACCOUNTANT
+    accounting.check_accountant(accountant)
+    unit = opts.dp_unit or DEFAULT_UNIT
+    judge = _judge_account(opts, unit)
+    spent = accounting.composed_epsilon(tuple((s, q, n) for _, s, q, n in judge["composed_with"]), delta, accountant)
+    if opts.dp_epsilon is not None and spent > float(opts.dp_epsilon):
+        raise guards.DPConfigError(
+            f"--dp-epsilon={opts.dp_epsilon:g}: the judge --clinical-loss={opts.clinical_loss} alone spent epsilon "
+            f"{spent:.4g} at delta {delta:g}"
+        )
+    args.dp = dict(
+        mode="public-data",
+        noise_multiplier=0.0,  # no private D step is ever taken: D's part of the account stays at 0 steps
+        max_grad_norm=DEFAULT_MAX_GRAD_NORM,
+        delta=delta,
+        accountant=accountant,
+        unit=unit,
+        sample_rate=min(1.0, args.batch_size / num_images),
+        label_prior=_label_prior(opts.dp_label_prior),
+        composed_with=judge["composed_with"],
+        declared_public=[f"the training images {opts.data} (--dp-data-public=1)"] + judge["declared_public"],
+        outside_account=judge["outside_account"],
+    )
+    return ["dp-publicdata"]
 
 
 def _judge_account(opts: Any, unit: str) -> dict:
@@ -317,6 +383,8 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
             dp["noise_multiplier"] * dp["max_grad_norm"], dp["max_grad_norm"], noise=dp["noise"], clip=dp["clip"]
         )
         return LoopPlugins(discriminator_update=step, generator_update=step)
+    if dp["mode"] == "public-data":
+        return _public_data_plugins(args, dp)
     from spine.dp.accounting import PrivacyAccount
     from spine.dp.ledger import AccountRecord, BudgetStop, PrivacyReport
     from spine.dp.sampling import PoissonSampling
@@ -366,6 +434,33 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
             privacy_budget=BudgetStop(account),
             privacy_report=PrivacyReport(account),
         ),
+    )
+
+
+def _public_data_plugins(args: Any, dp: dict) -> LoopPlugins:
+    """--dp-data-public=1: D's standard update, fake labels from the public prior, and the account (the judge's
+    mechanisms composed, D's own steps always 0) recorded and reported."""
+    from spine.dp.accounting import PrivacyAccount
+    from spine.dp.ledger import AccountRecord, PrivacyReport
+
+    account = PrivacyAccount(
+        noise_multiplier=dp["noise_multiplier"],
+        sample_rate=dp["sample_rate"],
+        delta=dp["delta"],
+        accountant=dp["accountant"],
+        max_grad_norm=dp["max_grad_norm"],
+        unit=dp["unit"],
+        composed_with=dp["composed_with"],
+        declared_public=dp["declared_public"],
+        outside_account=dp["outside_account"],
+    )
+    labels = args.dataset_info
+    prior = guards.PublicLabelPrior(
+        labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0, probs=dp["label_prior"]
+    )
+    return LoopPlugins(
+        fake_labels=prior,
+        others=dict(privacy_account=AccountRecord(account), privacy_report=PrivacyReport(account)),
     )
 
 

@@ -210,6 +210,11 @@ class ExperimentConfig:
                 f"null: the public images are another phantom draw's), got {self.dp_public_pretrain_kimg} with "
                 f"source {self.source!r}"
             )
+        if self.source is not None and any("--dp-data-public=1" in v.train_args for v in self.variants):
+            raise ValueError(
+                f"{where}.variants: --dp-data-public=1 trains on another phantom draw's images, so it needs a phantom "
+                f"experiment (source null), got source {self.source!r}"
+            )
         if self.judge is not None:
             try:
                 PanelMember.parse(self.judge)

@@ -155,11 +155,32 @@ def is_private(variant: Variant) -> bool:
     return "--dp=1" in variant.train_args
 
 
-# The public start of the DP variants (config.dp_public_pretrain_kimg). The public images are another draw's normal
-# studies; the generator trains on them without DP but with DP's networks and machinery (clipping and noise off, so
-# the run is labelled NOT-DP), so that its D, built without minibatch-std, fits the DP variants' D; every fake label
-# is "normal", the only class the public images show.
+def trains_on_public_data(variant: Variant) -> bool:
+    """A DP variant whose G and D train on the public images (train.py --dp-data-public=1)."""
+    return is_private(variant) and "--dp-data-public=1" in variant.train_args
+
+
+# The public images of a phantom experiment's DP variants: the normal studies of another draw (`public_draw_seed`),
+# which share no image or study with the experiment's and show no finding, so that whatever marks the abnormal class
+# reaches a generator from the private images only (through the DP judge, or D's DP-SGD steps). Two uses:
+# - --dp-data-public=1 variants train on them (D without DP; the DP judge is the only private access);
+# - with `dp_public_pretrain_kimg`, a generator trained on them starts every other DP variant. It trains without DP
+#   but with DP's networks and machinery (clipping and noise off, so the run is labelled NOT-DP), so that its D, built
+#   without minibatch-std, fits the DP variants' D; every fake label is "normal", the only class the images show.
 PUBLIC_CLASSES = ("normal",)
+
+
+def public_dataset(steps: Steps, config: ExperimentConfig) -> str:
+    """The public draw's phantom, imported, cut to its normal training images: the zip's path."""
+    from spine.data.subset import write_classes
+
+    phantom = steps.run("public/phantom", lambda w: make_phantom(config, w, config.public_draw_seed, num_test=0))
+    every = steps.run("public/data-all", lambda w: import_split(phantom["root"], "train", config, w, "abnormality"))
+    dest = "public.zip"
+    return steps.run(
+        "public/data",
+        lambda w: dict(dataset=str(w / dest), images=write_classes(every["dataset"], str(w / dest), PUBLIC_CLASSES)),
+    )["dataset"]
 
 
 def public_pretrain_variant(config: ExperimentConfig, class_names: list[str]) -> Variant:
@@ -171,26 +192,15 @@ def public_pretrain_variant(config: ExperimentConfig, class_names: list[str]) ->
 def public_start(
     steps: Steps, config: ExperimentConfig, log: Callable[[str], None], env: dict[str, str] | None = None
 ) -> str | None:
-    """The snapshot the DP variants start from (None without public pretraining): the public draw's phantom, its
-    normal training images, and the generator trained on them."""
+    """The snapshot the DP variants start from (None without public pretraining): the generator trained on the
+    public images."""
     if config.dp_public_pretrain_kimg is None:
         return None
-    from spine.data.subset import write_classes
-
-    phantom = steps.run("public/phantom", lambda w: make_phantom(config, w, config.public_draw_seed, num_test=0))
-    every = steps.run("public/data-all", lambda w: import_split(phantom["root"], "train", config, w, "abnormality"))
-    public = steps.run(
-        "public/data",
-        lambda w: dict(
-            dataset=str(w / "public.zip"), images=write_classes(every["dataset"], str(w / "public.zip"), PUBLIC_CLASSES)
-        ),
-    )
-    class_names, _ = _dataset_classes(every["dataset"])
+    public = public_dataset(steps, config)
+    class_names, _ = _dataset_classes(public)
     variant = public_pretrain_variant(config, class_names)
     trained = steps.run(
-        "public/pretrain",
-        lambda w: train_variant(variant, public["dataset"], "", config, w, log, env),
-        keep_partial=True,
+        "public/pretrain", lambda w: train_variant(variant, public, "", config, w, log, env), keep_partial=True
     )
     return trained["snapshot"]
 
@@ -203,7 +213,8 @@ DP_COST_PER_KIMG = 1.7
 
 def training_cost(variant: Variant, config: ExperimentConfig) -> float:
     """A variant's training time in plain-kimg units: what schedules the longest first."""
-    return config.kimg_of(variant) * (DP_COST_PER_KIMG if is_private(variant) else 1.0)
+    dp_sgd = is_private(variant) and not trains_on_public_data(variant)
+    return config.kimg_of(variant) * (DP_COST_PER_KIMG if dp_sgd else 1.0)
 
 
 def clinical_judge(variant: Variant, mode_data: dict[str, str]) -> str:
@@ -618,6 +629,8 @@ def run_experiment(
     steps, out, data, judges = prepare_data(config, outdir, log)
     modes = list(data)
     synthetic: dict[str, dict[str, str]] = {mode: {} for mode in modes}
+    if any(trains_on_public_data(v) for v in config.variants):
+        data[config.labels]["public"] = public_dataset(steps, config)
     start = public_start(steps, config, log)
     out.update(train_variants(steps, config, data, log, parallel, start))
     for variant in config.variants:
@@ -700,10 +713,12 @@ def train_variants(
     def train(variant: Variant) -> tuple[str, dict[str, Any]]:
         label_mode = config.mode_of(variant.name)
         mode = data[label_mode]
-        start = public if is_private(variant) and label_mode == "abnormality" else None
+        on_public = trains_on_public_data(variant)
+        start = public if is_private(variant) and not on_public and label_mode == "abnormality" else None
+        images = mode["public"] if on_public else mode["train"]
         return f"train/{variant.name}", steps.run(
             f"train/{variant.name}",
-            lambda w: train_variant(variant, mode["train"], clinical_judge(variant, mode), config, w, log, env, start),
+            lambda w: train_variant(variant, images, clinical_judge(variant, mode), config, w, log, env, start),
             keep_partial=True,
         )
 

@@ -112,3 +112,54 @@ def test_a_judge_without_dp_is_named_outside_or_declared_public(tmp_path, monkey
         tmp_path, monkeypatch, dp_dataset, "--dp-epsilon", "8", "--clinical-loss", dp_judge, "--dp-judge-public", "1"
     )
     assert result.exit_code != 0 and "was trained with DP-SGD on private images" in result.output
+
+
+def test_on_public_data_the_judge_is_the_whole_account(tmp_path, monkeypatch, dp_dataset, dp_judge):
+    """--dp-data-public=1: D trains as without DP (minibatch-std, R1, ADA allowed), fake labels from the public prior,
+    and the account is the DP judge's alone, the training images declared public."""
+    public = ("--dp-data-public", "1", "--clinical-loss", dp_judge)
+    result, args = invoke_train(tmp_path, monkeypatch, dp_dataset, *public, "--dp-epsilon", "2", "--aug", "ada")
+    assert result.exit_code == 0, result.output
+    dp = args.dp
+    history = load_classifier(dp_judge).provenance["privacy"]["history"]
+    assert dp["mode"] == "public-data" and dp["composed_with"] == [["judge", *history[0]]]
+    assert dp["declared_public"] == [f"the training images {dp_dataset} (--dp-data-public=1)"]
+    assert args.D_kwargs.epilogue_kwargs.get("mbstd_num_channels", 1) != 0 and "D_reg_interval" not in args
+    assert args.ada_target is not None and "dp-publicdata" in args.run_dir
+    account = accounting.PrivacyAccount(
+        dp["noise_multiplier"], dp["sample_rate"], dp["delta"], dp["accountant"], composed_with=dp["composed_with"]
+    )
+    assert account.epsilon() == pytest.approx(accounting.composed_epsilon((tuple(history[0]),), 1e-3, "rdp"))
+    assert account.epsilon_parts()["discriminator"] == 0
+    for extra, message in [
+        (("--dp-epsilon", "1"), "--dp-epsilon=1: the judge --clinical-loss="),
+        (("--dp-d-steps", "4"), "--dp-data-public=1: --dp-d-steps belongs to DP-SGD on private --data"),
+    ]:
+        result, _ = invoke_train(tmp_path, monkeypatch, dp_dataset, *public, *extra)
+        assert result.exit_code != 0 and message in result.output
+    result, _ = invoke_train(tmp_path, monkeypatch, dp_dataset, "--dp-data-public", "1")
+    assert result.exit_code != 0 and "--dp-data-public=1 needs --clinical-loss=<judge.pkl>" in result.output
+
+
+@pytest.mark.slow
+def test_a_public_data_run_records_the_judges_epsilon_in_its_snapshot(tmp_path, monkeypatch, dp_dataset, dp_judge):
+    import glob
+    import os
+
+    from training.serialization import load_network_pkl
+
+    result, args = invoke_train(
+        tmp_path, monkeypatch, dp_dataset, "--dp-data-public", "1", "--clinical-loss", dp_judge, "--metrics", "none"
+    )
+    assert result.exit_code == 0, result.output
+    args.total_kimg, args.kimg_per_tick, args.network_snapshot_ticks = 0.016, 0.008, 1  # 4 iterations
+    args.run_dir = str(tmp_path / "run")
+    os.makedirs(args.run_dir)
+    train.run_process(0, args)
+    snapshot = load_network_pkl(sorted(glob.glob(os.path.join(args.run_dir, "network-snapshot-*.pkl")))[-1])
+    privacy = snapshot["metadata"]["privacy"]
+    history = load_classifier(dp_judge).provenance["privacy"]["history"]
+    assert privacy["steps"] == 0 and privacy["epsilon"] == pytest.approx(
+        accounting.composed_epsilon((tuple(history[0]),), 1e-3, "rdp"), rel=1e-9
+    )
+    assert privacy["declared_public"][0].startswith("the training images ")

@@ -68,6 +68,7 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         dp_d_steps=None,
         dp_judge_public=None,
         dp_pretrain_public=None,
+        dp_data_public=None,
         dp_physical_batch=None,
     )
     opts.update(dp_opts)

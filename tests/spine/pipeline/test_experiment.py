@@ -620,9 +620,10 @@ def test_dp_variants_get_the_dp_judge_and_others_the_classifier(tmp_path, monkey
         ExperimentConfig.from_dict(dict(dp_judge_epsilon=0))
 
 
-def test_dp_variants_start_from_a_generator_pretrained_on_another_draws_normal_studies(tmp_path, monkeypatch):
+def test_public_images_start_the_dp_variants_or_train_the_public_data_ones(tmp_path, monkeypatch):
     """dp_public_pretrain_kimg: the public draw's normal training images (no study of the private draw), a generator
-    trained on them with DP's networks and no privacy, and only the --dp=1 variants start from it, declared public."""
+    trained on them with DP's networks and no privacy, and only the DP-SGD variants start from it, declared public;
+    a --dp-data-public=1 variant trains on the public images themselves, judged by the DP judge."""
     from training.dataset import ImageFolderDataset
 
     calls = []
@@ -631,9 +632,15 @@ def test_dp_variants_start_from_a_generator_pretrained_on_another_draws_normal_s
         TINY,
         independent_judge=False,
         dp_public_pretrain_kimg=2,
-        variants=(Variant("spinegan", 0.1), Variant("spinegan-dp", 0.1, ("--dp=1",))),
+        dp_judge_epsilon=5.0,
+        variants=(
+            Variant("spinegan", 0.1),
+            Variant("spinegan-dp", 0.1, ("--dp=1",)),
+            Variant("guided", 0.1, ("--dp=1", "--dp-data-public=1", "--d-cond=0")),
+        ),
     )
-    steps, _, data, _ = experiment.prepare_data(config, tmp_path, log=lambda _text: None)
+    steps, out, data, _ = experiment.prepare_data(config, tmp_path, log=lambda _text: None)
+    data["abnormality"]["public"] = experiment.public_dataset(steps, config)
     start = experiment.public_start(steps, config, lambda _text: None)
     trained = experiment.train_variants(steps, config, data, lambda _text: None, parallel=1, public=start)
 
@@ -658,8 +665,14 @@ def test_dp_variants_start_from_a_generator_pretrained_on_another_draws_normal_s
     private, plain = trained["train/spinegan-dp"]["command"], trained["train/spinegan"]["command"]
     assert private[-2:] == [f"--resume={start}", "--dp-pretrain-public=1"]
     assert not any("resume" in a or "pretrain" in a for a in plain)
-    assert calls == ["public-pretrain", "spinegan-dp", "spinegan"]
-    assert experiment.public_start(steps, config, lambda _text: None) == start and len(calls) == 3  # not again
+    guided = trained["train/guided"]["command"]
+    assert f"--data={public['dataset']}" in guided and f"--clinical-loss={out['dp_judge']['classifier']}" in guided
+    assert not any("resume" in a for a in guided)
+    assert calls == ["public-pretrain", "spinegan-dp", "spinegan", "guided"]
+    assert experiment.public_start(steps, config, lambda _text: None) == start and len(calls) == 4  # not again
     for bad in (dict(dp_public_pretrain_kimg=0), dict(dp_public_pretrain_kimg=5, source="vindr")):
         with pytest.raises(ValueError, match="dp_public_pretrain_kimg: expected a positive kimg or null"):
             ExperimentConfig.from_dict(bad)
+    public_data = dict(name="guided", train_args=["--dp=1", "--dp-data-public=1"])
+    with pytest.raises(ValueError, match="--dp-data-public=1 trains on another phantom draw's images"):
+        ExperimentConfig.from_dict(dict(source="vindr", variants=[public_data]))
