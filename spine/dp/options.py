@@ -385,7 +385,6 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         return LoopPlugins(discriminator_update=step, generator_update=step)
     if dp["mode"] == "public-data":
         return _public_data_plugins(args, dp)
-    from spine.dp.accounting import PrivacyAccount
     from spine.dp.ledger import AccountRecord, BudgetStop, PrivacyReport
     from spine.dp.sampling import PoissonSampling
     from spine.dp.update import DPDiscriminatorUpdate
@@ -394,20 +393,7 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         dp["max_grad_norm"], dp["noise_multiplier"], dp["clip"], dp["noise"], secure_rng=dp["secure_rng"]
     )
     note = "" if config.is_private else "ablation:" + _ablation_tag(dp["clip"], dp["noise"]).lstrip("-")
-    account = PrivacyAccount(
-        noise_multiplier=dp["noise_multiplier"],
-        sample_rate=dp["sample_rate"],
-        delta=dp["delta"],
-        accountant=dp["accountant"],
-        max_grad_norm=dp["max_grad_norm"],
-        unit=dp["unit"],
-        epsilon_budget=dp["epsilon_budget"],
-        differentially_private=config.is_private,
-        note=note,
-        composed_with=dp["composed_with"],
-        declared_public=dp["declared_public"],
-        outside_account=dp["outside_account"],
-    )
+    account = _account(dp, epsilon_budget=dp["epsilon_budget"], differentially_private=config.is_private, note=note)
     sampling = PoissonSampling(
         dp["unit"], dp["sample_rate"], args.training_set_kwargs.max_size, secure=config.secure_rng
     )
@@ -420,15 +406,11 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         physical_batch=dp["physical_batch"],
     )
     d_steps = dp["d_steps"]
-    labels = args.dataset_info
-    prior = guards.PublicLabelPrior(
-        labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0, probs=dp["label_prior"]
-    )
     return LoopPlugins(
         discriminator_update=update,
         generator_update=EveryNthStep(GradientStep(), d_steps) if d_steps > 1 else None,
         real_sampling=sampling,
-        fake_labels=prior,
+        fake_labels=_fake_label_prior(args, dp),
         others=dict(
             privacy_account=AccountRecord(account),
             privacy_budget=BudgetStop(account),
@@ -440,10 +422,18 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
 def _public_data_plugins(args: Any, dp: dict) -> LoopPlugins:
     """--dp-data-public=1: D's standard update, fake labels from the public prior, and the account (the judge's
     mechanisms composed, D's own steps always 0) recorded and reported."""
-    from spine.dp.accounting import PrivacyAccount
     from spine.dp.ledger import AccountRecord, PrivacyReport
 
-    account = PrivacyAccount(
+    account = _account(dp)
+    return LoopPlugins(
+        fake_labels=_fake_label_prior(args, dp),
+        others=dict(privacy_account=AccountRecord(account), privacy_report=PrivacyReport(account)),
+    )
+
+
+def _account(dp: dict, **settings: Any) -> accounting.PrivacyAccount:
+    """The run's privacy account from its DP settings (`settings`: the budget and labels of a DP-SGD run)."""
+    return accounting.PrivacyAccount(
         noise_multiplier=dp["noise_multiplier"],
         sample_rate=dp["sample_rate"],
         delta=dp["delta"],
@@ -453,14 +443,14 @@ def _public_data_plugins(args: Any, dp: dict) -> LoopPlugins:
         composed_with=dp["composed_with"],
         declared_public=dp["declared_public"],
         outside_account=dp["outside_account"],
+        **settings,
     )
+
+
+def _fake_label_prior(args: Any, dp: dict) -> guards.PublicLabelPrior:
     labels = args.dataset_info
-    prior = guards.PublicLabelPrior(
+    return guards.PublicLabelPrior(
         labels["label_dim"], onehot=labels["onehot_labels"] or labels["label_dim"] == 0, probs=dp["label_prior"]
-    )
-    return LoopPlugins(
-        fake_labels=prior,
-        others=dict(privacy_account=AccountRecord(account), privacy_report=PrivacyReport(account)),
     )
 
 
