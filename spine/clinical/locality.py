@@ -15,10 +15,13 @@ absolute difference of the two images:
 An L1 penalty is cheapest for differences that are confined to a few pixels, so the label is pushed into local
 changes, where lesions are. With ``power`` p < 1 each pixel is charged (|d| + eps)^p - eps^p instead: a concave
 charge, closer to counting the pixels that change, so that a faint change spread over the whole image (which L1
-lets through at low amplitude) costs more than a strong one in a few pixels. The term renders its own pairs, so it
-needs the generator (`attach`, called by
-training.loss.StyleGAN2Loss); ``pairs_fraction`` of the batch size is rendered twice per call (a quarter: about
-a fifth more generator work per iteration).
+lets through at low amplitude) costs more than a strong one in a few pixels. With ``relative`` each pair's charge is
+divided by its contrast (the two images' mean absolute deviation from their own means): the plain charge also falls
+when every image loses contrast, the way out that the failed runs of the DP public-data recipe took (docs/RESULTS.md
+T: their images faded to grey while D still told them from real ones); relative, fading costs the term nothing.
+The term renders its own pairs, so it needs the generator (`attach`, called by training.loss.StyleGAN2Loss);
+``pairs_fraction`` of the batch size is rendered twice per call (a quarter: about a fifth more generator work per
+iteration).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from training.loss import pair_count, spread_pairs
 from training.plugins import Plugin
 
 EPS = 0.01  # with power < 1: the smallest pixel difference (in [-1, 1] units, about a grey level) whose slope is capped
+MIN_CONTRAST = 0.01  # relative: a floor under the divisor, so that a flat pair costs its difference / 0.01, finite
 
 
 class ClassLocality(Plugin):
@@ -39,12 +43,13 @@ class ClassLocality(Plugin):
 
     name = "class_locality"
 
-    def __init__(self, weight: float, pairs_fraction: float = 0.25, power: float = 1.0):
+    def __init__(self, weight: float, pairs_fraction: float = 0.25, power: float = 1.0, relative: bool = False):
         if not weight > 0:
             raise ValueError(f"class locality: expected a positive weight, got {weight}")
         if not 0 < power <= 1:
             raise ValueError(f"class locality: power must be in (0, 1], got {power}")
         self.power = float(power)
+        self.relative = bool(relative)
         if not 0 < pairs_fraction <= 1:
             raise ValueError(f"class locality: pairs_fraction must be in (0, 1], got {pairs_fraction}")
         self.weight = float(weight)
@@ -77,9 +82,22 @@ class ClassLocality(Plugin):
         ws = G.mapping(torch.cat([z, z]), F.one_hot(torch.cat([c, other]), G.c_dim).float(), skip_w_avg_update=True)
         images = G.synthesis(ws, noise_mode="const")
         gap = (images[:pairs] - images[pairs:]).abs().flatten(1)
-        if self.power == 1:
-            return gap.mean(1)
-        return ((gap + EPS) ** self.power - EPS**self.power).mean(1)
+        charge = gap if self.power == 1 else (gap + EPS) ** self.power - EPS**self.power
+        if not self.relative:
+            return charge.mean(1)
+        return charge.mean(1) / pair_contrast(images, pairs).clamp(min=MIN_CONTRAST)
 
     def snapshot_metadata(self) -> dict[str, Any]:
-        return dict(class_locality=dict(weight=self.weight, pairs_fraction=self.pairs_fraction, power=self.power))
+        return dict(
+            class_locality=dict(
+                weight=self.weight, pairs_fraction=self.pairs_fraction, power=self.power, relative=self.relative
+            )
+        )
+
+
+def pair_contrast(images: torch.Tensor, pairs: int) -> torch.Tensor:
+    """Mean absolute deviation of each image from its own mean, averaged over pair i's two images [pairs]
+    (images: the first renderings of every pair, then the second ones)."""
+    flat = images.flatten(1)
+    deviation = (flat - flat.mean(1, keepdim=True)).abs().mean(1)
+    return (deviation[:pairs] + deviation[pairs:]) / 2

@@ -30,16 +30,25 @@ OPTIONS = OptionGroup(
         type=float,
         metavar="FLOAT",
     ),
+    click.option(
+        "--class-locality-relative",
+        help="Divide each pair's charge by its contrast, so that images fading to grey do not lower "
+        "the term [default: false]",
+        type=bool,
+        metavar="BOOL",
+    ),
 )
 
 
 def configure(opts: Any, args: Any) -> list[str]:
-    """Validate --class-locality(-power); sets args.class_locality (None when off); returns run-name parts."""
+    """Validate --class-locality(-power, -relative); sets args.class_locality (None when off); returns run-name
+    parts."""
     args.class_locality = None
     weight, power = opts.class_locality, opts.class_locality_power
     if weight is None:
-        if power is not None:
-            raise ValueError("--class-locality-power needs --class-locality=<weight>")
+        given = OPTIONS.given(opts, exclude=("class_locality",))
+        if given:
+            raise ValueError(f"{given[0]} needs --class-locality=<weight>")
         return []
     if not weight > 0:
         raise ValueError(f"--class-locality={weight}: expected a positive weight")
@@ -52,8 +61,9 @@ def configure(opts: Any, args: Any) -> list[str]:
             "--class-locality needs a conditional run with at least 2 classes (--cond=1): it compares "
             "one latent rendered under two labels"
         )
-    args.class_locality = dict(weight=float(weight), power=float(power))
-    return [f"locality{weight:g}" + (f"-p{power:g}" if power != 1 else "")]
+    relative = bool(opts.class_locality_relative)
+    args.class_locality = dict(weight=float(weight), power=float(power), relative=relative)
+    return [f"locality{weight:g}" + (f"-p{power:g}" if power != 1 else "") + ("-rel" if relative else "")]
 
 
 def build(args: Any, device: torch.device) -> LoopPlugins:
@@ -63,7 +73,8 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         return LoopPlugins()
     from spine.clinical.locality import ClassLocality
 
-    return LoopPlugins(generator_terms=(ClassLocality(settings["weight"], power=settings["power"]),))
+    term = ClassLocality(settings["weight"], power=settings["power"], relative=settings["relative"])
+    return LoopPlugins(generator_terms=(term,))
 
 
 PLUGIN = DeclaredPlugin(SETTING, OPTIONS, configure, build)

@@ -65,6 +65,32 @@ def test_a_concave_power_charges_a_faint_spread_change_more_than_l1_does():
     assert float(term.pair_differences(3, torch.device("cpu"))[0].detach()) > 1.5 * expected
 
 
+def test_a_relative_charge_is_the_class_effect_over_the_pair_contrast_and_ignores_fading():
+    mask = torch.zeros(4, 4)
+    mask[1, 2] = mask[3, 0] = 1.0
+    G = ClassOffsetGenerator(mask)
+    term = ClassLocality(weight=1.0, relative=True)
+    term.attach(G)
+    torch.manual_seed(2)
+    gap = term.pair_differences(5, torch.device("cpu"))
+    # Recompute the pairs' renderings (the same draws) and each image's mean absolute deviation, in float64.
+    torch.manual_seed(2)
+    z = torch.randn(5, G.z_dim).double()
+    c = torch.randint(2, [5])
+    other = (c + torch.randint(1, 2, [5])) % 2
+    ramp = torch.linspace(-1, 1, 16, dtype=torch.float64).reshape(1, 4, 4)
+    images = [z[:, :1, None] * ramp + 0.25 * k[:, None, None].double() * mask.double() for k in (c, other)]
+    mad = [(x - x.mean((1, 2), keepdim=True)).abs().mean((1, 2)) for x in images]
+    expected = (0.25 * 2 / 16) / ((mad[0] + mad[1]) / 2).clamp(min=0.01)
+    torch.testing.assert_close(gap.double(), expected, rtol=rounding_tol(torch.float32, 16), atol=0)
+    # Every image at a tenth of its contrast (pattern and class effect alike): the relative charge is unchanged.
+    faded = ClassOffsetGenerator(mask)
+    faded.synthesis = lambda ws, noise_mode="random": G.synthesis(ws, noise_mode) / 10
+    term.attach(faded)
+    torch.manual_seed(2)
+    torch.testing.assert_close(term.pair_differences(5, torch.device("cpu")), gap, rtol=1e-5, atol=0)
+
+
 def test_pairs_never_repeat_a_class_and_scale_with_the_batch():
     G = ClassOffsetGenerator(torch.ones(2, 2), c_dim=5)
     term = ClassLocality(weight=1.0, pairs_fraction=0.5)
@@ -103,7 +129,9 @@ def test_class_locality_option_is_recorded_and_reaches_the_loss(tmp_path, captur
     result = invoke(tmp_path, data, "--class-locality", "0.5")
     assert result.exit_code == 0, result.output
     args = captured[0]
-    assert os.path.basename(args.run_dir).endswith("-locality0.5") and args.class_locality == dict(weight=0.5, power=1)
+    assert os.path.basename(args.run_dir).endswith("-locality0.5") and args.class_locality == dict(
+        weight=0.5, power=1, relative=False
+    )
     assert "class_locality" not in train.loop_kwargs(args)
     (term,) = train.build_plugins(args, "cpu").generator_terms
     assert isinstance(term, ClassLocality) and term.weight == 0.5 and term.power == 1
@@ -111,7 +139,12 @@ def test_class_locality_option_is_recorded_and_reaches_the_loss(tmp_path, captur
     assert result.exit_code == 0, result.output
     assert os.path.basename(captured[1].run_dir).endswith("-locality2-p0.5")
     (term,) = train.build_plugins(captured[1], "cpu").generator_terms
-    assert term.weight == 2 and term.power == 0.5
+    assert term.weight == 2 and term.power == 0.5 and not term.relative
+    result = invoke(tmp_path, data, "--class-locality", "1", "--class-locality-relative", "1")
+    assert result.exit_code == 0, result.output
+    assert os.path.basename(captured[2].run_dir).endswith("-locality1-rel")
+    (term,) = train.build_plugins(captured[2], "cpu").generator_terms
+    assert term.relative and term.snapshot_metadata()["class_locality"]["relative"] is True
 
 
 @pytest.mark.parametrize(
@@ -120,6 +153,7 @@ def test_class_locality_option_is_recorded_and_reaches_the_loss(tmp_path, captur
         (["--class-locality", "0"], "--class-locality=0.0: expected a positive weight"),
         (["--class-locality", "1", "--cond", "0"], "--class-locality needs a conditional run"),
         (["--class-locality-power", "0.5"], "--class-locality-power needs --class-locality"),
+        (["--class-locality-relative", "1"], "--class-locality-relative needs --class-locality"),
         (["--class-locality", "1", "--class-locality-power", "2"], "expected a power in (0, 1]"),
     ],
 )
