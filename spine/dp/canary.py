@@ -11,6 +11,15 @@ dataset with a seeded half of them added (the members, each its own study, so it
 logit D(x, c): D is the DP-trained network, so the guarantee bounds exactly this attack) and turns the best
 threshold's true- and false-positive rates into a lower bound on epsilon.
 
+A classifier trained on the private images (the clinical loss's DP judge, `python -m spine.dp.judge`) is audited
+the same way with `audit --classifier=judge.pkl`: the attack's score is the judge's log-probability of the canary's
+label. Its canaries are inserted with `--flip-labels=1`, each carrying a class other than its base image's: a
+classifier that memorises an image must memorise the stamp to fit the wrong label, which is what makes members stand
+out (the mislabelled canaries of Nasr et al., "Adversary instantiation", IEEE S&P 2021); a correctly labelled canary
+is fitted by what the classifier learns from every other image, member or not. In the DP public-data recipe
+(train.py --dp-data-public=1) the judge is the only mechanism that reads the private images, so its audit is the
+audit of the whole run (G and D only post-process it).
+
 The bound. An (epsilon, delta)-DP training makes any membership test satisfy TPR <= e^epsilon FPR + delta, and
 symmetrically TNR <= e^epsilon FNR + delta (Kairouz, Oh & Viswanath 2015, the hypothesis-testing view of DP), so
 
@@ -32,7 +41,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -134,8 +143,9 @@ def stamp(image: np.ndarray, seed: int) -> np.ndarray:
 class Canary:
     file: str  # PNG in the canaries folder
     base_file: str  # the training image it was stamped on
-    label: Any  # the base image's label as in dataset.json
+    label: Any  # its label as in dataset.json: the base image's, or another class with --flip-labels
     member: bool  # inserted into the training copy
+    base_label: Any = None  # the base image's label where `label` was flipped
 
 
 def raw_label(dataset: ImageFolderDataset, index: int) -> Any:
@@ -146,18 +156,25 @@ def raw_label(dataset: ImageFolderDataset, index: int) -> Any:
     return int(np.argmax(label)) if dataset.has_onehot_labels else [float(v) for v in label]
 
 
-def choose_canaries(dataset: ImageFolderDataset, count: int, seed: int) -> list[Canary]:
-    """2 * count canaries on distinct seeded base images; a seeded half are members."""
+def choose_canaries(dataset: ImageFolderDataset, count: int, seed: int, flip_labels: bool = False) -> list[Canary]:
+    """2 * count canaries on distinct seeded base images; a seeded half are members. With `flip_labels` each carries
+    a seeded class other than its base image's."""
     if not 1 <= count <= len(dataset) // 2:
         raise dnnlib.UserError(f"--count={count}: expected 1 <= count <= half the dataset ({len(dataset) // 2})")
     rng = np.random.RandomState(seed)
     bases = rng.choice(len(dataset), size=2 * count, replace=False)
     member = np.zeros(2 * count, dtype=bool)
     member[rng.choice(2 * count, size=count, replace=False)] = True
-    return [
-        Canary(f"canary{k:04d}.png", dataset.image_info(int(i))["file"], raw_label(dataset, int(i)), bool(member[k]))
-        for k, i in enumerate(bases)
-    ]
+    canaries = []
+    for k, i in enumerate(bases):
+        label = raw_label(dataset, int(i))
+        file = dataset.image_info(int(i))["file"]
+        if flip_labels:
+            flipped = (label + 1 + rng.randint(dataset.label_dim - 1)) % dataset.label_dim
+            canaries.append(Canary(f"canary{k:04d}.png", file, flipped, bool(member[k]), base_label=label))
+        else:
+            canaries.append(Canary(f"canary{k:04d}.png", file, label, bool(member[k])))
+    return canaries
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -166,7 +183,7 @@ def _png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def insert(data: str, dest: str, canaries_dir: str, count: int, seed: int) -> list[Canary]:
+def insert(data: str, dest: str, canaries_dir: str, count: int, seed: int, flip_labels: bool = False) -> list[Canary]:
     """Write `dest` (the dataset plus the member canaries, each its own study) and `canaries_dir` (every canary's
     PNG and canaries.json), both atomically."""
     check_dest(dest, flag="--dest")
@@ -175,7 +192,9 @@ def insert(data: str, dest: str, canaries_dir: str, count: int, seed: int) -> li
         dataset = ImageFolderDataset(data, use_labels=True)
     except dnnlib.UserError:
         dataset = ImageFolderDataset(data)  # unlabelled
-    canaries = choose_canaries(dataset, count, seed)
+    if flip_labels and not (dataset.has_onehot_labels and dataset.label_dim >= 2):
+        raise dnnlib.UserError(f"--flip-labels=1: --data={data} has no class labels (at least 2 classes) to flip")
+    canaries = choose_canaries(dataset, count, seed, flip_labels)
     index_of = {dataset.image_info(i)["file"]: i for i in range(len(dataset))}
     stamped = {c.file: stamp(dataset[index_of[c.base_file]][0], seed * 100_003 + k) for k, c in enumerate(canaries)}
     block = json.loads(json.dumps(dataset.metadata))
@@ -189,10 +208,13 @@ def insert(data: str, dest: str, canaries_dir: str, count: int, seed: int) -> li
             labels.append([f"canary/{c.file}", c.label])
             block.setdefault("images", []).append(dict(file=f"canary/{c.file}", image_id=c.file, study_id=c.file))
         block["num_images"] = len(dataset) + count
-        block["canaries"] = dict(count=count, seed=seed, note="member canaries added by spine.dp.canary insert")
+        block["canaries"] = dict(
+            count=count, seed=seed, flip_labels=flip_labels, note="member canaries added by spine.dp.canary insert"
+        )
         meta = dict(labels=labels if dataset.has_labels else None, spinegan=block)
         add("dataset.json", json.dumps(meta, indent=1).encode("utf-8"))
     record = dict(data=os.path.abspath(data), dest=os.path.abspath(dest), count=count, seed=seed)
+    record["flip_labels"] = flip_labels
     record["canaries"] = [dataclasses.asdict(c) for c in canaries]
     with open_dest(canaries_dir) as add:
         for c in canaries:
@@ -223,19 +245,61 @@ def discriminator_scores(D: torch.nn.Module, images: np.ndarray, labels: np.ndar
     return np.concatenate(scores).astype(np.float64)
 
 
-def load_snapshot(network_pkl: str) -> tuple[torch.nn.Module, dict]:
-    """The snapshot's discriminator (eval, CPU) and its privacy account (metadata['privacy'], {} if none)."""
+@torch.no_grad()
+def classifier_scores(judge: torch.nn.Module, images: np.ndarray, labels: Sequence[int], batch: int = 64) -> np.ndarray:
+    """A spine classifier's log-probability of each uint8 NCHW image's class label (higher: fits its label better)."""
+    scores = []
+    for start in range(0, len(images), batch):
+        logits = judge(judge.preprocess_uint8(torch.from_numpy(images[start : start + batch])))
+        y = torch.as_tensor(labels[start : start + batch], dtype=torch.long)
+        if logits.shape[1] == 1:  # one abnormal logit: log sigmoid of the logit signed towards the label
+            scores.append(torch.nn.functional.logsigmoid(torch.where(y == 1, logits[:, 0], -logits[:, 0])))
+        else:
+            scores.append(torch.log_softmax(logits, dim=1).gather(1, y[:, None])[:, 0])
+    return torch.cat(scores).numpy().astype(np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What the audit attacks: a description, a scorer (uint8 NCHW images, dataset.json labels -> scores, higher
+    means 'member') and the target's privacy account ({'differentially_private', 'epsilon', 'delta'}; {} if none)."""
+
+    attack: str
+    score: Callable[[np.ndarray, list[Any]], np.ndarray]
+    privacy: dict
+
+
+def discriminator_target(network_pkl: str) -> Target:
+    """The snapshot's discriminator (eval, CPU) and the run's privacy account (metadata['privacy'])."""
     from training.serialization import load_network_pkl
 
     with dnnlib.open_url(network_pkl) as f:
         snapshot = load_network_pkl(f)
     if snapshot.get("D") is None:
         raise dnnlib.UserError(f"--network={network_pkl}: the snapshot holds no discriminator to attack with")
-    return snapshot["D"].eval().requires_grad_(False).cpu(), (snapshot.get("metadata") or {}).get("privacy") or {}
+    D = snapshot["D"].eval().requires_grad_(False).cpu()
+    return Target(
+        "D's logit on each canary with its label, members = score >= threshold",
+        lambda images, labels: discriminator_scores(D, images, np.stack([onehot_label(c, D.c_dim) for c in labels])),
+        (snapshot.get("metadata") or {}).get("privacy") or {},
+    )
 
 
-def audit(D: torch.nn.Module, privacy: dict, canaries_dir: str, alpha: float) -> dict[str, Any]:
-    """D's scores of the canaries, the empirical bound, and the account `privacy` states."""
+def classifier_target(classifier_pkl: str) -> Target:
+    """A classifier.pkl (a DP judge's account is its provenance's 'privacy'; an ordinary classifier has none)."""
+    from spine.classifier.artifact import load_classifier
+
+    judge = load_classifier(classifier_pkl)
+    privacy = judge.provenance.get("privacy")
+    return Target(
+        "the classifier's log-probability of each canary's label, members = score >= threshold",
+        lambda images, labels: classifier_scores(judge, images, labels),
+        {} if privacy is None else dict(privacy, differentially_private=True),
+    )
+
+
+def audit(target: Target, canaries_dir: str, alpha: float) -> dict[str, Any]:
+    """The target's scores of the canaries, the empirical bound, and the account the target states."""
     try:
         with open(os.path.join(canaries_dir, CANARY_FILE)) as f:
             record = json.load(f)
@@ -249,15 +313,16 @@ def audit(D: torch.nn.Module, privacy: dict, canaries_dir: str, alpha: float) ->
         with PIL.Image.open(os.path.join(canaries_dir, c["file"])) as im:
             pixels = np.asarray(im)
         images.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
-    labels = np.stack([onehot_label(c["label"], D.c_dim) for c in entries])
-    scores = discriminator_scores(D, np.stack(images), labels)
+    scores = target.score(np.stack(images), [c["label"] for c in entries])
     member = np.array([c["member"] for c in entries])
+    privacy = target.privacy
     delta = float(privacy.get("delta", 1e-5))
     result = empirical_epsilon(scores[member], scores[~member], delta, alpha)
     stated = privacy.get("epsilon") if privacy.get("differentially_private") else None
     return dict(
         canaries=os.path.abspath(canaries_dir),
-        attack="D's logit on each canary with its label, members = score >= threshold",
+        flip_labels=bool(record.get("flip_labels", False)),
+        attack=target.attack,
         delta=delta,
         empirical=dataclasses.asdict(result),
         accountant_epsilon=stated,
@@ -277,21 +342,44 @@ def cli() -> None:
 @click.option("--canaries", "canaries_dir", required=True, type=dnnlib.OutputPath(), help="Folder for every canary")
 @click.option("--count", type=click.IntRange(min=1), default=16, show_default=True, help="Members (as many stay out)")
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
-def insert_command(data: str, dest: str, canaries_dir: str, count: int, seed: int) -> None:
+@click.option(
+    "--flip-labels",
+    type=bool,
+    default=False,
+    show_default=True,
+    help="Give each canary another class than its base image's (to audit a classifier)",
+)
+def insert_command(data: str, dest: str, canaries_dir: str, count: int, seed: int, flip_labels: bool) -> None:
     """Write a copy of --data with `count` stamped canaries inserted, and all 2 x count canaries apart."""
-    insert(data, dest, canaries_dir, count, seed)
-    click.echo(f"{count} canaries inserted -> {dest}; all {2 * count} in {canaries_dir}")
+    insert(data, dest, canaries_dir, count, seed, flip_labels)
+    click.echo(
+        f"{count} canaries inserted{' (labels flipped)' if flip_labels else ''} -> {dest}; "
+        f"all {2 * count} in {canaries_dir}"
+    )
 
 
 @cli.command("audit")
-@click.option("--network", "network_pkl", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--network", "network_pkl", type=click.Path(exists=True, dir_okay=False), help="A snapshot: attack its D")
+@click.option(
+    "--classifier",
+    "classifier_pkl",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A classifier.pkl (e.g. a DP judge): attack it",
+)
 @click.option("--canaries", "canaries_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=dnnlib.OutputPath(dir_okay=False), help="Audit JSON")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
-def audit_command(network_pkl: str, canaries_dir: str, out: str, alpha: float) -> None:
-    """Bound epsilon from below with D's scores of the canaries; report it beside the accountant's epsilon."""
-    D, privacy = load_snapshot(network_pkl)
-    report = dict(network=os.path.abspath(network_pkl), **audit(D, privacy, canaries_dir, alpha))
+def audit_command(
+    network_pkl: str | None, classifier_pkl: str | None, canaries_dir: str, out: str, alpha: float
+) -> None:
+    """Bound epsilon from below with the target's scores of the canaries; report it beside its accountant's epsilon."""
+    if (network_pkl is None) == (classifier_pkl is None):
+        raise dnnlib.UserError("give one target: --network=<snapshot.pkl> or --classifier=<classifier.pkl>")
+    if network_pkl is not None:
+        target, key = discriminator_target(network_pkl), dict(network=os.path.abspath(network_pkl))
+    else:
+        target, key = classifier_target(classifier_pkl), dict(classifier=os.path.abspath(classifier_pkl))
+    report = dict(key, **audit(target, canaries_dir, alpha))
     with dnnlib.atomic_write(out, "w") as f:
         json.dump(report, f, indent=1)
     empirical = report["empirical"]
