@@ -22,7 +22,8 @@ class Variant:
     """One generator: name, clinical-loss weight (0 = plain conditional StyleGAN2-ADA), extra train.py options, and
     optionally its own label mode (e.g. 'lesion' for the paper's lesion-type model; None = the experiment's) and
     training seed (None = the experiment's; replicates of an arm differ only in it) and training length in kimg
-    (None = the experiment's; e.g. one generator trained for a pool's combined kimg)."""
+    (None = the experiment's; e.g. one generator trained for a pool's combined kimg), and for a --dp=1 variant the
+    epsilon of its clinical loss's DP judge (None = the experiment's `dp_judge_epsilon`)."""
 
     name: str
     clinical_weight: float = 0.0
@@ -30,6 +31,12 @@ class Variant:
     labels: str | None = None
     seed: int | None = None
     kimg: int | None = None
+    dp_judge_epsilon: float | None = None
+
+    @property
+    def private(self) -> bool:
+        """Trained with train.py --dp=1."""
+        return "--dp=1" in self.train_args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +229,17 @@ class ExperimentConfig:
                 raise ValueError(f"{where}.judge: {exc}") from None
         self._check_curve(where)
 
+    def dp_judge_epsilon_of(self, variant: Variant) -> float | None:
+        """The epsilon of a --dp=1 variant's DP judge (its own, else the experiment's); None: its clinical loss uses the
+        experiment's classifier, as every non-private variant's does."""
+        if not variant.private:
+            return None
+        return self.dp_judge_epsilon if variant.dp_judge_epsilon is None else variant.dp_judge_epsilon
+
+    def dp_judge_epsilons(self) -> list[float]:
+        """Every DP judge the experiment trains, by epsilon."""
+        return sorted({e for e in map(self.dp_judge_epsilon_of, self.variants) if e is not None})
+
     def kimg_of(self, variant: Variant) -> int:
         """The kimg a variant's GAN trains for: its own, else the experiment's."""
         return self.kimg if variant.kimg is None else variant.kimg
@@ -360,7 +378,7 @@ def _pool(data: Any, where: str) -> Pool:
 def _variant(data: Any, where: str) -> Variant:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise ValueError(f"{where}: expected {{'name': str, 'clinical_weight': float, 'train_args': [str]}}")
-    unknown = set(data) - {"name", "clinical_weight", "train_args", "labels", "seed", "kimg"}
+    unknown = set(data) - {"name", "clinical_weight", "train_args", "labels", "seed", "kimg", "dp_judge_epsilon"}
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
     labels, seed = data.get("labels"), data.get("seed")
@@ -371,8 +389,22 @@ def _variant(data: Any, where: str) -> Variant:
     kimg = data.get("kimg")
     if kimg is not None and (not isinstance(kimg, int) or kimg < 1):
         raise ValueError(f"{where}.kimg: expected an integer >= 1, got {kimg!r}")
+    epsilon = data.get("dp_judge_epsilon")
+    if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0):
+        raise ValueError(f"{where}.dp_judge_epsilon: expected a positive epsilon or null, got {epsilon!r}")
+    train_args = tuple(data.get("train_args", ()))
+    if epsilon is not None and "--dp=1" not in train_args:
+        raise ValueError(
+            f"{where}.dp_judge_epsilon: only a --dp=1 variant has a DP judge (train_args {list(train_args)})"
+        )
     return Variant(
-        data["name"], float(data.get("clinical_weight", 0.0)), tuple(data.get("train_args", ())), labels, seed, kimg
+        data["name"],
+        float(data.get("clinical_weight", 0.0)),
+        train_args,
+        labels,
+        seed,
+        kimg,
+        None if epsilon is None else float(epsilon),
     )
 
 

@@ -128,16 +128,21 @@ DP_JUDGE_DELTA = 1e-5  # the DP judge's own statement; composed into a run's acc
 DP_JUDGE_BATCH = 64  # expected (Poisson) batch of the DP judge
 
 
-def train_dp_judge_step(train_zip: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
-    """The clinical loss's judge of the --dp=1 variants, trained with DP-SGD (spine.dp.judge) at
-    `config.dp_judge_epsilon`, the experiment's classifier architecture if it has a GroupNorm variant."""
+def dp_judge_key(epsilon: float, config: ExperimentConfig) -> str:
+    """The step (and data key) of the DP judge at `epsilon`: 'dp_judge' for the experiment's own epsilon."""
+    return "dp_judge" if epsilon == config.dp_judge_epsilon else f"dp_judge-eps{epsilon:g}"
+
+
+def train_dp_judge_step(train_zip: str, config: ExperimentConfig, workdir: Path, epsilon: float) -> dict[str, Any]:
+    """A clinical loss's judge of --dp=1 variants, trained with DP-SGD (spine.dp.judge) at `epsilon`, the
+    experiment's classifier architecture if it has a GroupNorm variant."""
     from spine.classifier.artifact import save_classifier
     from spine.classifier.data import load_labelled_images
     from spine.dp.judge import JUDGE_ARCHS, PrivateJudgeOptions, train_private_judge
 
     images = load_labelled_images(train_zip)
     options = PrivateJudgeOptions(
-        epsilon=float(config.dp_judge_epsilon),
+        epsilon=float(epsilon),
         delta=DP_JUDGE_DELTA,
         epochs=config.classifier_epochs,
         batch_size=DP_JUDGE_BATCH,
@@ -151,13 +156,9 @@ def train_dp_judge_step(train_zip: str, config: ExperimentConfig, workdir: Path)
     return dict(classifier=str(path), epsilon=result.provenance["privacy"]["epsilon"])
 
 
-def is_private(variant: Variant) -> bool:
-    return "--dp=1" in variant.train_args
-
-
 def trains_on_public_data(variant: Variant) -> bool:
     """A DP variant whose G and D train on the public images (train.py --dp-data-public=1)."""
-    return is_private(variant) and "--dp-data-public=1" in variant.train_args
+    return variant.private and "--dp-data-public=1" in variant.train_args
 
 
 # The public images of a phantom experiment's DP variants: the normal studies of another draw (`public_draw_seed`),
@@ -213,13 +214,16 @@ DP_COST_PER_KIMG = 1.7
 
 def training_cost(variant: Variant, config: ExperimentConfig) -> float:
     """A variant's training time in plain-kimg units: what schedules the longest first."""
-    dp_sgd = is_private(variant) and not trains_on_public_data(variant)
+    dp_sgd = variant.private and not trains_on_public_data(variant)
     return config.kimg_of(variant) * (DP_COST_PER_KIMG if dp_sgd else 1.0)
 
 
-def clinical_judge(variant: Variant, mode_data: dict[str, str]) -> str:
-    """The classifier a variant's clinical loss uses: the DP judge for a --dp=1 variant where one was trained."""
-    return mode_data.get("dp_judge", mode_data["classifier"]) if is_private(variant) else mode_data["classifier"]
+def clinical_judge(variant: Variant, mode_data: dict[str, str], config: ExperimentConfig) -> str:
+    """The classifier a variant's clinical loss uses: its DP judge for a --dp=1 variant where one was trained."""
+    epsilon = config.dp_judge_epsilon_of(variant)
+    if epsilon is None:
+        return mode_data["classifier"]
+    return mode_data.get(dp_judge_key(epsilon, config), mode_data["classifier"])
 
 
 def train_command(
@@ -581,9 +585,11 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
             f"classifier{suffix}", lambda w: train_classifier_step(data[mode]["train"], config, w, config.seed)
         )
         data[mode]["classifier"] = out[f"classifier{suffix}"]["classifier"]
-    if config.dp_judge_epsilon is not None:
-        out["dp_judge"] = steps.run("dp_judge", lambda w: train_dp_judge_step(data[config.labels]["train"], config, w))
-        data[config.labels]["dp_judge"] = out["dp_judge"]["classifier"]
+    for epsilon in config.dp_judge_epsilons():
+        key = dp_judge_key(epsilon, config)
+        train = data[config.labels]["train"]
+        out[key] = steps.run(key, lambda w, e=epsilon, t=train: train_dp_judge_step(t, config, w, e))
+        data[config.labels][key] = out[key]["classifier"]
     main = data[config.labels]
     judges = Judges(main["classifier"], main["train"])
     if config.independent_judge:
@@ -714,11 +720,11 @@ def train_variants(
         label_mode = config.mode_of(variant.name)
         mode = data[label_mode]
         on_public = trains_on_public_data(variant)
-        start = public if is_private(variant) and not on_public and label_mode == "abnormality" else None
+        start = public if variant.private and not on_public and label_mode == "abnormality" else None
         images = mode["public"] if on_public else mode["train"]
         return f"train/{variant.name}", steps.run(
             f"train/{variant.name}",
-            lambda w: train_variant(variant, images, clinical_judge(variant, mode), config, w, log, env, start),
+            lambda w: train_variant(variant, images, clinical_judge(variant, mode, config), config, w, log, env, start),
             keep_partial=True,
         )
 

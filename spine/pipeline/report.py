@@ -419,17 +419,28 @@ def privacy_section(steps: dict[str, dict], names: Sequence[str]) -> str:
 
 
 def dp_card(config: dict[str, Any]) -> str:
-    """The model card's DP item: what the epsilon of a --dp variant covers, with or without a DP-trained judge."""
-    judge = config.get("dp_judge_epsilon")
+    """The model card's DP item: what the epsilon of a --dp variant covers, with or without DP-trained judges."""
+    default = config.get("dp_judge_epsilon")
+    private = [v for v in config.get("variants", ()) if "--dp=1" in v["train_args"]]
+    judges = sorted({v.get("dp_judge_epsilon") or default for v in private} - {None}) if private else [default]
+    judges = [e for e in judges if e]
     covered = (
         "It also covers the clinical loss's judge of those variants, trained with DP-SGD at epsilon "
-        f"{judge:g} on the same images and composed into the one epsilon. It does not cover the metrics' classifier, "
-        if judge
+        f"{' / '.join(f'{e:g}' for e in judges)}{' (per variant)' if len(judges) > 1 else ''} on the same images "
+        "and composed into the one epsilon. It does not cover the metrics' classifier, "
+        if judges
         else "It does not cover the classifier of the clinical loss (trained on the same images without DP), "
+    )
+    public = (
+        "A variant with --dp-data-public=1 trains G and D on public images (another phantom draw's normal studies): "
+        "its DP judge is its only access to the private images, so the judge's epsilon is its whole account. "
+        if any("--dp-data-public=1" in v["train_args"] for v in private)
+        else ""
     )
     return (
         "<b>Differential privacy</b>: where a variant uses --dp, DP-SGD protects the discriminator's use of each "
         "training image (epsilon, delta in the curves and snapshot metadata). "
+        + public
         + covered
         + "the metrics and model selection on the training images, reals.png, the hyper-parameter choices, or the "
         "validation split; a variant without --dp has no formal privacy guarantee at all."

@@ -620,6 +620,44 @@ def test_dp_variants_get_the_dp_judge_and_others_the_classifier(tmp_path, monkey
         ExperimentConfig.from_dict(dict(dp_judge_epsilon=0))
 
 
+def test_a_variant_with_its_own_judge_epsilon_gets_its_own_dp_judge(tmp_path, monkeypatch):
+    """Variants' dp_judge_epsilon: one DP judge per distinct epsilon, the experiment's under 'dp_judge'."""
+    calls = []
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant(calls))
+    config = dataclasses.replace(
+        TINY,
+        independent_judge=False,
+        dp_judge_epsilon=5.0,
+        variants=(
+            Variant("spinegan", 0.1),
+            Variant("dp-5", 0.1, ("--dp=1",)),
+            Variant("dp-2", 0.1, ("--dp=1",), dp_judge_epsilon=2.0),
+            Variant("dp-2b", 0.1, ("--dp=1",), seed=3, dp_judge_epsilon=2.0),
+        ),
+    )
+    assert config.dp_judge_epsilons() == [2.0, 5.0]
+    steps, out, data, _ = experiment.prepare_data(config, tmp_path, log=lambda _text: None)
+    trained = experiment.train_variants(steps, config, data, lambda _text: None, parallel=1)
+    assert 1.99 <= out["dp_judge-eps2"]["epsilon"] <= 2.0 and 4.99 <= out["dp_judge"]["epsilon"] <= 5.0
+    judges = {
+        name: next(a for a in trained[f"train/{name}"]["command"] if a.startswith("--clinical-loss="))
+        for name in ("spinegan", "dp-5", "dp-2", "dp-2b")
+    }
+    assert judges == {
+        "spinegan": f"--clinical-loss={data['abnormality']['classifier']}",
+        "dp-5": f"--clinical-loss={out['dp_judge']['classifier']}",
+        "dp-2": f"--clinical-loss={out['dp_judge-eps2']['classifier']}",
+        "dp-2b": f"--clinical-loss={out['dp_judge-eps2']['classifier']}",
+    }
+    loaded = ExperimentConfig.from_dict(config.to_dict())
+    assert loaded.variants[2].dp_judge_epsilon == 2.0 and loaded == config
+    bad = dict(name="x", train_args=[], dp_judge_epsilon=2)
+    with pytest.raises(ValueError, match=r"variants\[0\].dp_judge_epsilon: only a --dp=1 variant has a DP judge"):
+        ExperimentConfig.from_dict(dict(variants=[bad]))
+    with pytest.raises(ValueError, match=r"variants\[0\].dp_judge_epsilon: expected a positive epsilon"):
+        ExperimentConfig.from_dict(dict(variants=[dict(bad, train_args=["--dp=1"], dp_judge_epsilon=-1)]))
+
+
 def test_public_images_start_the_dp_variants_or_train_the_public_data_ones(tmp_path, monkeypatch):
     """dp_public_pretrain_kimg: the public draw's normal training images (no study of the private draw), a generator
     trained on them with DP's networks and no privacy, and only the DP-SGD variants start from it, declared public;

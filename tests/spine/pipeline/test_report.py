@@ -335,6 +335,15 @@ def test_dp_card_says_whether_the_judge_is_in_the_account():
     with_judge = report.dp_card(dict(dp_judge_epsilon=2.0))
     assert "trained with DP-SGD at epsilon 2 on the same images and composed into the one epsilon" in with_judge
     assert "does not cover the metrics' classifier" in with_judge
+    variants = [
+        dict(train_args=["--dp=1", "--dp-data-public=1"], dp_judge_epsilon=10.0),
+        dict(train_args=["--dp=1"], dp_judge_epsilon=None),
+        dict(train_args=[], dp_judge_epsilon=None),
+    ]
+    per_variant = report.dp_card(dict(dp_judge_epsilon=1.0, variants=variants))
+    assert "at epsilon 1 / 10 (per variant) on the same images" in per_variant
+    assert "its DP judge is its only access to the private images" in per_variant
+    assert "only access" not in report.dp_card(dict(dp_judge_epsilon=1.0, variants=variants[1:]))
 
 
 def test_arms_note_names_every_arm_that_is_not_one_generator_of_the_experiments_kimg():
