@@ -37,13 +37,23 @@ def test_benchmark_config_has_long_spinegan_short_plain_and_three_seeds():
     assert bench.phantom_train == 2 * demo.MODES["demo"].phantom_train
 
 
-def test_the_dp_mode_pairs_dp_sgd_with_its_non_private_twin():
+def test_the_dp_mode_sets_dp_sgd_and_the_public_data_recipe_beside_the_non_private_arm():
     dp = demo.mode_config("dp", 0)
     dp.check()  # a valid experiment: no curve, no pools, every arm on the panel
-    private, twin = dp.variants[1], dp.variants[0]
-    assert private == demo.DP_VARIANT and "--dp=1" not in twin.train_args
-    assert twin.train_args == ("--aug=noaug",) and "--aug=noaug" in private.train_args
-    assert twin.clinical_weight == private.clinical_weight and dp.kimg_of(twin) == dp.kimg_of(private)
+    arms = {v.name: v for v in dp.variants}
+    plain, sgd = arms["spinegan"], arms["spinegan-dp-sgd"]
+    public, public1 = arms["spinegan-dp-public"], arms["spinegan-dp-public-eps1"]
+    assert plain == demo.DEMO.variants[0] and not plain.private
+    assert sgd.train_args == demo.DP_VARIANT.train_args and "--aug=noaug" in sgd.train_args
+    assert public.train_args == public1.train_args == demo.DP_PUBLIC_ARGS and "--dp-data-public=1" in public.train_args
+    # One account per arm: DP-SGD's epsilon 10 includes its judge's 1; a public-data arm's is its judge's alone.
+    assert [dp.dp_judge_epsilon_of(arms[n]) for n in arms] == [
+        None,
+        1.0,
+        10.0,
+        1.0,
+    ] and "--dp-epsilon=10" in sgd.train_args
+    assert dp.kimg_of(plain) == dp.kimg_of(public) == dp.kimg_of(public1) == demo.DP_KIMG > dp.kimg_of(sgd)
     assert dp.panel == demo.BENCHMARK.panel and dp.phantom_train == demo.BENCHMARK.phantom_train
     draws = {mode: {demo.mode_config(mode, s).draw_seed for s in (0, 2**20 - 1)} for mode in demo.MODES}
     assert not draws["dp"] & (draws["demo"] | draws["benchmark"])
@@ -60,7 +70,11 @@ def test_the_demo_says_how_long_it_takes_before_starting(tmp_path, monkeypatch, 
     result = CliRunner().invoke(demo.main, ["--outdir", str(tmp_path), "--mode", mode])
     assert isinstance(result.exception, RuntimeError)  # the estimate came before any work
     assert f"Expect about {demo.MINUTES[mode]} minutes on 2 CPU cores in all" in result.output
-    kimgs = {"demo": demo.DEMO.kimg, "benchmark": f"{demo.SHORT_KIMG} or {demo.LONG_KIMG}", "dp": demo.SHORT_KIMG}[mode]
+    kimgs = {
+        "demo": demo.DEMO.kimg,
+        "benchmark": f"{demo.SHORT_KIMG} or {demo.LONG_KIMG}",
+        "dp": f"{demo.SHORT_KIMG} or {demo.DP_KIMG}",
+    }[mode]
     assert f"generator(s) of {kimgs} kimg, 32x32 phantom radiographs" in result.output
 
 
@@ -228,7 +242,11 @@ def test_arms_of_different_training_lengths_say_theirs():
         f"  training per generator: stylegan2-ada {demo.SHORT_KIMG} kimg, spinegan {demo.LONG_KIMG} kimg, "
         f"stylegan2-ada-lesion {demo.SHORT_KIMG} kimg"
     ]
-    assert demo.training_length_lines(demo.mode_config("dp", 0)) == []  # equal training: nothing to say
+    assert demo.training_length_lines(demo.mode_config("dp", 0)) == [
+        f"  training per generator: spinegan {demo.DP_KIMG} kimg, spinegan-dp-sgd {demo.SHORT_KIMG} kimg, "
+        f"spinegan-dp-public {demo.DP_KIMG} kimg, spinegan-dp-public-eps1 {demo.DP_KIMG} kimg"
+    ]
+    assert demo.training_length_lines(demo.DEMO) == []  # equal training: nothing to say
     down = dict(aucs={"real": 0.9, "synthetic-spinegan": 0.8}, ratios={"synthetic-spinegan": 0.8 / 0.9})
     lines = demo.downstream_lines(down, bench, "abnormality")
     assert f"  (spinegan: one generator of {demo.LONG_KIMG} kimg, 1000 images per class)" in lines
