@@ -595,33 +595,9 @@ def test_matched_pools_long_generator_and_the_training_curve(tmp_path, monkeypat
     assert "<td>spinegan-4kimg</td><td>demo</td><td>4</td>" in page
 
 
-def test_dp_variants_get_the_dp_judge_and_others_the_classifier(tmp_path, monkeypatch):
-    """With dp_judge_epsilon, a judge is trained with DP-SGD and only --dp=1 variants' clinical loss uses it."""
-    calls = []
-    monkeypatch.setattr(experiment, "train_variant", fake_train_variant(calls))
-    config = dataclasses.replace(
-        TINY,
-        independent_judge=False,
-        dp_judge_epsilon=5.0,
-        variants=(Variant("spinegan", 0.1), Variant("spinegan-dp", 0.1, ("--dp=1",))),
-    )
-    steps, out, data, _ = experiment.prepare_data(config, tmp_path, log=lambda _text: None)
-    trained = experiment.train_variants(steps, config, data, lambda _text: None, parallel=1)
-    assert 4.99 <= out["dp_judge"]["epsilon"] <= 5.0
-    judges = {
-        name: next(a for a in trained[f"train/{name}"]["command"] if a.startswith("--clinical-loss="))
-        for name in ("spinegan", "spinegan-dp")
-    }
-    assert judges == {
-        "spinegan": f"--clinical-loss={data['abnormality']['classifier']}",
-        "spinegan-dp": f"--clinical-loss={out['dp_judge']['classifier']}",
-    }
-    with pytest.raises(ValueError, match="dp_judge_epsilon: expected a positive epsilon"):
-        ExperimentConfig.from_dict(dict(dp_judge_epsilon=0))
-
-
-def test_a_variant_with_its_own_judge_epsilon_gets_its_own_dp_judge(tmp_path, monkeypatch):
-    """Variants' dp_judge_epsilon: one DP judge per distinct epsilon, the experiment's under 'dp_judge'."""
+def test_dp_variants_get_the_dp_judge_of_their_epsilon_and_others_the_classifier(tmp_path, monkeypatch):
+    """dp_judge_epsilon (the experiment's, or a variant's own): a judge trained with DP-SGD per distinct epsilon, the
+    experiment's under 'dp_judge'; only --dp=1 variants' clinical loss uses one."""
     calls = []
     monkeypatch.setattr(experiment, "train_variant", fake_train_variant(calls))
     config = dataclasses.replace(
@@ -656,6 +632,8 @@ def test_a_variant_with_its_own_judge_epsilon_gets_its_own_dp_judge(tmp_path, mo
         ExperimentConfig.from_dict(dict(variants=[bad]))
     with pytest.raises(ValueError, match=r"variants\[0\].dp_judge_epsilon: expected a positive epsilon"):
         ExperimentConfig.from_dict(dict(variants=[dict(bad, train_args=["--dp=1"], dp_judge_epsilon=-1)]))
+    with pytest.raises(ValueError, match="dp_judge_epsilon: expected a positive epsilon"):
+        ExperimentConfig.from_dict(dict(dp_judge_epsilon=0))
 
 
 def test_public_images_start_the_dp_variants_or_train_the_public_data_ones(tmp_path, monkeypatch):
