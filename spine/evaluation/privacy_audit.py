@@ -318,11 +318,17 @@ def privacy_statement(metadata: dict | None) -> dict[str, Any]:
 
 
 def _accounted(privacy: dict) -> str:
-    """What the epsilon covers: D's training, composed with the judge's where the account holds it."""
+    """What the epsilon covers: D's training, composed with the judge's where the account holds it; the judge's alone
+    where D spent nothing (train.py --dp-data-public=1: G and D train on declared-public images)."""
     parts = privacy.get("epsilon_parts") or {}
     if len(parts) <= 1:
         return "the discriminator's training"
     spent = ", ".join(f"{name} {value:.4g} alone" for name, value in parts.items())
+    if parts.get("discriminator") == 0:
+        return (
+            f"the DP-trained clinical judge's training ({spent}), the only mechanism that read the private images "
+            "(G and D trained on declared-public images)"
+        )
     return f"the discriminator's training composed with the DP-trained clinical judge's ({spent})"
 
 

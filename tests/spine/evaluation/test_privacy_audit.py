@@ -120,6 +120,13 @@ def test_privacy_statement_of_a_composed_account():
         "(discriminator 8 alone, judge 3 alone); the generator is post-processing"
     )
     assert stated["not_covered"] == ["reals.png"]
+    public_data = dict(privacy, epsilon=3.0, epsilon_parts=dict(discriminator=0.0, judge=3.0))
+    stated = privacy_audit.privacy_statement(dict(privacy=public_data, clinical_loss=dict(weight=0.3)))
+    assert stated["guarantee"] == (
+        "(3, 1e-05)-DP per image for the DP-trained clinical judge's training (discriminator 0 alone, judge 3 alone), "
+        "the only mechanism that read the private images (G and D trained on declared-public images); the generator "
+        "is post-processing"
+    )
 
 
 @pytest.mark.parametrize(
