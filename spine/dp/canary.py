@@ -168,12 +168,10 @@ def choose_canaries(dataset: ImageFolderDataset, count: int, seed: int, flip_lab
     canaries = []
     for k, i in enumerate(bases):
         label = raw_label(dataset, int(i))
+        carried = (label + 1 + rng.randint(dataset.label_dim - 1)) % dataset.label_dim if flip_labels else label
         file = dataset.image_info(int(i))["file"]
-        if flip_labels:
-            flipped = (label + 1 + rng.randint(dataset.label_dim - 1)) % dataset.label_dim
-            canaries.append(Canary(f"canary{k:04d}.png", file, flipped, bool(member[k]), base_label=label))
-        else:
-            canaries.append(Canary(f"canary{k:04d}.png", file, label, bool(member[k])))
+        base = label if flip_labels else None
+        canaries.append(Canary(f"canary{k:04d}.png", file, carried, bool(member[k]), base_label=base))
     return canaries
 
 
