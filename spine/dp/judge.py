@@ -26,6 +26,7 @@ from pathlib import Path
 
 import click
 import torch
+from tqdm import tqdm
 
 import dnnlib
 from spine.classifier.artifact import ClassifierSpec, normalize_pixels, save_classifier, to_classifier_pixels
@@ -36,6 +37,10 @@ from spine.dp import accounting
 from torch_utils import misc
 
 JUDGE_ARCHS = ("small_cnn", "patch_cnn")  # the architectures with a GroupNorm variant
+JUDGE_INPUT_NORMS = ("image", "dataset")
+# 'dataset' normalisation of a DP judge: a fixed affine map on [0, 1] pixels, read from no image (an ordinary
+# classifier's dataset mean and sd are statistics of the private images), so absolute intensity reaches the judge.
+FIXED_INTENSITY_MEAN, FIXED_INTENSITY_STD = 0.5, 0.25
 ACCOUNTANT = "rdp"
 
 
@@ -50,6 +55,7 @@ class PrivateJudgeOptions:
     batch_size: int = 64
     lr: float = 1e-3
     arch: str = "small_cnn"
+    input_norm: str = "image"
     resolution: int = 32
     seed: int = 0
     device: str = "cpu"
@@ -60,6 +66,8 @@ class PrivateJudgeOptions:
     def __post_init__(self) -> None:
         if self.arch not in JUDGE_ARCHS:
             raise ValueError(f"--arch={self.arch}: a DP judge needs one of {JUDGE_ARCHS} (built with GroupNorm)")
+        if self.input_norm not in JUDGE_INPUT_NORMS:
+            raise ValueError(f"--input-norm={self.input_norm}: a DP judge needs one of {JUDGE_INPUT_NORMS}")
         if not self.epsilon > 0:
             raise ValueError(f"--epsilon must be positive, got {self.epsilon}")
         if not 0 < self.delta < 1:
@@ -67,9 +75,11 @@ class PrivateJudgeOptions:
 
 
 def judge_spec(data: LabelledImages, options: PrivateJudgeOptions) -> ClassifierSpec:
-    """GroupNorm network, per-image normalisation, thresholds 0.5 (binary) or 1/K: nothing read from the images."""
+    """GroupNorm network, per-image or fixed normalisation, thresholds 0.5 (binary) or 1/K: nothing read from the
+    images."""
     k, channels = len(data.class_names), int(data.images.shape[1])
     binary = data.label_mode == "abnormality"
+    mean, std = (FIXED_INTENSITY_MEAN, FIXED_INTENSITY_STD) if options.input_norm == "dataset" else (0.0, 1.0)
     return ClassifierSpec(
         arch=options.arch,
         arch_kwargs=dict(norm="group"),
@@ -77,9 +87,9 @@ def judge_spec(data: LabelledImages, options: PrivateJudgeOptions) -> Classifier
         class_names=tuple(data.class_names),
         resolution=options.resolution,
         channels=channels,
-        intensity=dict(scale=1 / 255, mean=[0.0] * channels, std=[1.0] * channels),  # unused by input_norm 'image'
+        intensity=dict(scale=1 / 255, mean=[mean] * channels, std=[std] * channels),  # unused by input_norm 'image'
         thresholds=(0.5,) if binary else tuple([1 / k] * k),
-        input_norm="image",
+        input_norm=options.input_norm,
     )
 
 
@@ -117,7 +127,7 @@ def train_private_judge(data: LabelledImages, options: PrivateJudgeOptions) -> T
             poisson_sampling=True,
         )
         loss_fn = torch.nn.BCEWithLogitsLoss() if binary else torch.nn.CrossEntropyLoss()
-        for _ in range(options.epochs):
+        for _ in tqdm(range(options.epochs), desc=f"DP judge {options.arch}", unit="epoch"):
             for (idx,) in loader:
                 pixels = to_classifier_pixels(data.images[idx].to(device, torch.float32), spec)
                 if len(idx):  # an empty Poisson draw still steps (noise only) and counts, as Opacus expects
@@ -163,6 +173,13 @@ def train_private_judge(data: LabelledImages, options: PrivateJudgeOptions) -> T
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=64, show_default=True, help="Expected")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--arch", type=click.Choice(JUDGE_ARCHS), default="small_cnn", show_default=True)
+@click.option(
+    "--input-norm",
+    type=click.Choice(JUDGE_INPUT_NORMS),
+    default="image",
+    show_default=True,
+    help="image: each image standardised (blind to absolute intensity); dataset: a fixed map, read from no image",
+)
 @click.option("--resolution", type=click.IntRange(min=8), default=None, help="Input size [default: the dataset's]")
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
 @click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)

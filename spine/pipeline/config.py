@@ -130,6 +130,10 @@ class ExperimentConfig:
     # account names it outside); a positive epsilon = a judge trained with DP-SGD at this epsilon (delta 1e-5,
     # spine.dp.judge), whose account train.py composes with D's: the variant's --dp-epsilon is then the total.
     dp_judge_epsilon: float | None = None
+    # The DP judge's network and input normalisation ('ARCH:NORM', spine.dp.judge: small_cnn or patch_cnn, with
+    # per-image 'image' or the fixed 'dataset' map); None = the experiment's classifier_arch (small_cnn if it has no
+    # GroupNorm variant) on per-image normalisation.
+    dp_judge_model: str | None = None
     # Public pretraining of every --dp=1 variant (DPImageBench's strongest lever): a generator trained this many kimg
     # without DP on public images, from which each DP variant starts (train.py --resume=<it> --dp-pretrain-public=1,
     # so the account declares it public); None = from scratch. Phantom experiments only: the public images are the
@@ -211,6 +215,8 @@ class ExperimentConfig:
             raise ValueError(
                 f"{where}.dp_judge_epsilon: expected a positive epsilon or null, got {self.dp_judge_epsilon}"
             )
+        if self.dp_judge_model is not None:
+            self.dp_judge_options(where)
         if self.dp_public_pretrain_kimg is not None and (self.dp_public_pretrain_kimg < 1 or self.source is not None):
             raise ValueError(
                 f"{where}.dp_public_pretrain_kimg: expected a positive kimg or null, and a phantom experiment (source "
@@ -235,6 +241,21 @@ class ExperimentConfig:
         if not variant.private:
             return None
         return self.dp_judge_epsilon if variant.dp_judge_epsilon is None else variant.dp_judge_epsilon
+
+    def dp_judge_options(self, where: str = "config") -> dict[str, str]:
+        """The DP judge's `arch` and `input_norm` (spine.dp.judge.PrivateJudgeOptions); ValueError naming the field."""
+        from spine.dp.judge import JUDGE_ARCHS, JUDGE_INPUT_NORMS
+
+        if self.dp_judge_model is None:
+            arch = self.classifier_arch if self.classifier_arch in JUDGE_ARCHS else "small_cnn"
+            return dict(arch=arch, input_norm="image")
+        arch, _, norm = self.dp_judge_model.partition(":")
+        if arch not in JUDGE_ARCHS or norm not in JUDGE_INPUT_NORMS:
+            raise ValueError(
+                f"{where}.dp_judge_model: expected 'ARCH:NORM' with ARCH in {list(JUDGE_ARCHS)} and NORM in "
+                f"{list(JUDGE_INPUT_NORMS)}, got {self.dp_judge_model!r}"
+            )
+        return dict(arch=arch, input_norm=norm)
 
     def dp_judge_epsilons(self) -> list[float]:
         """Every DP judge the experiment trains, by epsilon."""

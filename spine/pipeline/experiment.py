@@ -134,11 +134,11 @@ def dp_judge_key(epsilon: float, config: ExperimentConfig) -> str:
 
 
 def train_dp_judge_step(train_zip: str, config: ExperimentConfig, workdir: Path, epsilon: float) -> dict[str, Any]:
-    """A clinical loss's judge of --dp=1 variants, trained with DP-SGD (spine.dp.judge) at `epsilon`, the
-    experiment's classifier architecture if it has a GroupNorm variant."""
+    """A clinical loss's judge of --dp=1 variants, trained with DP-SGD (spine.dp.judge) at `epsilon`, the network
+    and normalisation of `config.dp_judge_options()`."""
     from spine.classifier.artifact import save_classifier
     from spine.classifier.data import load_labelled_images
-    from spine.dp.judge import JUDGE_ARCHS, PrivateJudgeOptions, train_private_judge
+    from spine.dp.judge import PrivateJudgeOptions, train_private_judge
 
     images = load_labelled_images(train_zip)
     options = PrivateJudgeOptions(
@@ -146,9 +146,9 @@ def train_dp_judge_step(train_zip: str, config: ExperimentConfig, workdir: Path,
         delta=DP_JUDGE_DELTA,
         epochs=config.classifier_epochs,
         batch_size=DP_JUDGE_BATCH,
-        arch=config.classifier_arch if config.classifier_arch in JUDGE_ARCHS else "small_cnn",
         resolution=images.resolution,
         seed=config.seed + 2,  # the classifier has seed, the independent judge seed + 1
+        **config.dp_judge_options(),
     )
     result = train_private_judge(images, options)
     path = workdir / "classifier.pkl"

@@ -9,6 +9,7 @@ import threading
 import pytest
 import torch
 
+from spine.classifier.artifact import load_classifier
 from spine.pipeline import experiment
 from spine.pipeline.config import DP_VARIANT, ExperimentConfig, Pool, Variant, downstream_options
 from spine.pipeline.steps import Steps
@@ -634,6 +635,28 @@ def test_dp_variants_get_the_dp_judge_of_their_epsilon_and_others_the_classifier
         ExperimentConfig.from_dict(dict(variants=[dict(bad, train_args=["--dp=1"], dp_judge_epsilon=-1)]))
     with pytest.raises(ValueError, match="dp_judge_epsilon: expected a positive epsilon"):
         ExperimentConfig.from_dict(dict(dp_judge_epsilon=0))
+
+
+def test_the_dp_judge_model_sets_the_judges_network_and_normalisation(tmp_path):
+    """dp_judge_model 'ARCH:NORM' picks the DP judge's network and input normalisation; None keeps the experiment's
+    classifier architecture (small_cnn where it has no GroupNorm variant) on per-image normalisation."""
+    private = (Variant("dp", 0.1, ("--dp=1",)),)
+    config = dataclasses.replace(
+        TINY, independent_judge=False, dp_judge_epsilon=5.0, dp_judge_model="small_cnn:dataset", variants=private
+    )
+    _, out, _, _ = experiment.prepare_data(config, tmp_path, log=lambda _text: None)
+    spec = load_classifier(out["dp_judge"]["classifier"]).spec
+    assert (spec.arch, spec.input_norm) == ("small_cnn", "dataset")
+    assert ExperimentConfig.from_dict(config.to_dict()) == config
+    defaults = {
+        arch: dataclasses.replace(config, classifier_arch=arch, dp_judge_model=None)
+        for arch in ("patch_cnn", "resnet18")
+    }
+    assert defaults["patch_cnn"].dp_judge_options() == dict(arch="patch_cnn", input_norm="image")
+    assert defaults["resnet18"].dp_judge_options() == dict(arch="small_cnn", input_norm="image")
+    for bad in ("resnet18:dataset", "small_cnn:blurred_image", "small_cnn"):
+        with pytest.raises(ValueError, match=f"config.dp_judge_model: expected 'ARCH:NORM'.*got '{bad}'"):
+            ExperimentConfig.from_dict(dict(dp_judge_model=bad))
 
 
 def test_public_images_start_the_dp_variants_or_train_the_public_data_ones(tmp_path, monkeypatch):
