@@ -309,26 +309,8 @@ def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
         args.D_kwargs.block_kwargs.fp16_channels_last = True
     if not opts.d_cond:  # D without the label: only the clinical loss tells G what a class looks like
         args.D_kwargs.c_dim = 0
-    if opts.d_classes is not None:
-        args.loss_kwargs.judged_classes = parse_d_classes(
-            opts.d_classes, args.dataset_info["label_dim"] if opts.cond else 0
-        )
-        desc.append("dclasses" + "-".join(map(str, args.loss_kwargs.judged_classes)))
     args.image_grid_size = spec.get("grid")
     return desc
-
-
-def parse_d_classes(text: str, label_dim: int) -> list[int]:
-    """--d-classes: distinct class indices of a conditional run's labels, sorted; UserError naming the flag."""
-    if label_dim == 0:
-        raise UserError("--d-classes applies to a conditional run (--cond=1 with labelled --data)")
-    try:
-        classes = sorted({int(part) for part in text.split(",")})
-    except ValueError:
-        raise UserError(f"--d-classes={text}: expected comma-separated class indices, e.g. 0") from None
-    if not all(0 <= c < label_dim for c in classes):
-        raise UserError(f"--d-classes={text}: expected class indices between 0 and {label_dim - 1}")
-    return classes
 
 
 def configure_augmentation(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
@@ -769,12 +751,6 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
     type=bool,
     default=True,
     metavar="BOOL",
-)
-@click.option(
-    "--d-classes",
-    help="Comma-separated classes whose generated images D judges (with --cond=1); the others are shaped by the "
-    "generator terms alone, e.g. 0 when --data holds only normal images [default: all]",
-    metavar="LIST",
 )
 @click.option("--subset", help="Train with only N images [default: all]", type=int, metavar="INT")
 @click.option("--mirror", help="Enable dataset x-flips [default: false]", type=bool, default=False, metavar="BOOL")

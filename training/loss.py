@@ -5,10 +5,6 @@ Phases (the training loop picks them; lazy regularisation runs the *reg* phases 
     Greg   path-length penalty on N // pl_batch_shrink samples.
     Gboth  Gmain and Greg together (no lazy regularisation).
     Dmain  softplus(D(aug(fake))) + softplus(-D(aug(real))).
-With `judged_classes` D's two terms on generated images (Gmain's and Dmain's) count only the images of those classes,
-each batch's judged images weighted up to the batch's size: the other classes are shaped by the generator terms
-alone. For D trained on images of some classes only (e.g. public normal radiographs): judged, an abnormal image is
-pulled back to normal anatomy, its findings read as unrealistic.
     Dreg   R1 = |d sum D(aug(real)) / d real|^2 * gamma / 2, taken w.r.t. the *un-augmented* reals.
     Dboth  Dmain and Dreg together.
 
@@ -87,7 +83,6 @@ class StyleGAN2Loss:
         pl_decay: float = 0.01,
         generator_terms: Sequence[GeneratorTerm] = (),
         ada_controller: Any | None = None,
-        judged_classes: Sequence[int] | None = None,
     ):
         for term in generator_terms:
             if not isinstance(getattr(term, "name", None), str) or not callable(term):
@@ -106,7 +101,6 @@ class StyleGAN2Loss:
             if hasattr(term, "attach"):
                 term.attach(G)
         self.ada_controller = ada_controller  # training.augment.AdaController: sees every D(aug(real)) score
-        self.judged_classes = None if judged_classes is None else list(judged_classes)
         self.pl_mean = torch.zeros([], device=self.device)
         # Style mixing decided on the device (training.graph_capture sets it): same distribution, no host draws.
         self.style_mixing_on_device = False
@@ -146,14 +140,6 @@ class StyleGAN2Loss:
         """Discriminator logits [N, 1]; every D input goes through the augmentation when there is one."""
         return self.D(self.augment(img), c)
 
-    def judged_weights(self, gen_c: torch.Tensor) -> torch.Tensor | None:
-        """Per-sample weights [N] of D's terms on generated images: N / (judged count) for an image of a judged class,
-        0 for the others; None when every class is judged."""
-        if self.judged_classes is None:
-            return None
-        judged = gen_c[:, self.judged_classes].sum(dim=1).gt(0).to(torch.float32)
-        return judged * (judged.numel() / judged.sum().clamp(min=1))
-
     def augment(self, img: torch.Tensor) -> torch.Tensor:
         """The images as D sees them: through the augment pipe when there is one."""
         return img if self.augment_pipe is None else self.augment_pipe(img)
@@ -166,9 +152,6 @@ class StyleGAN2Loss:
         training_stats.report("Loss/scores/fake", gen_logits)
         training_stats.report("Loss/signs/fake", gen_logits.sign())
         loss = F.softplus(-gen_logits).flatten()
-        weights = self.judged_weights(gen_c)
-        if weights is not None:
-            loss = loss * weights
         training_stats.report("Loss/G/loss", loss)
         for term in self.generator_terms:
             term_loss = term(gen_img, gen_c)
@@ -207,9 +190,7 @@ class StyleGAN2Loss:
         gen_logits = self.run_D(gen_img, gen_c)
         training_stats.report("Loss/scores/fake", gen_logits)
         training_stats.report("Loss/signs/fake", gen_logits.sign())
-        loss = F.softplus(gen_logits).flatten()
-        weights = self.judged_weights(gen_c)
-        return loss if weights is None else loss * weights
+        return F.softplus(gen_logits).flatten()
 
     def discriminator_real_loss(
         self, real_img: torch.Tensor, real_c: torch.Tensor, main: bool, r1: bool, fake_loss: torch.Tensor | None = None

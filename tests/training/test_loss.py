@@ -231,19 +231,3 @@ def test_path_length_mean_is_an_ema_of_batch_lengths():
     # float32: the same batch length (a mean of 2 norms of a float32 gradient) and a lerp; the two
     # evaluations of L agree to the rounding of the G backward (~1000 chained operations).
     assert float(loss.pl_mean) == pytest.approx(1.75 * first, rel=rounding_tol(torch.float32, 1000))
-
-
-@pytest.mark.parametrize("judged", [[0], [1], [0, 1]])
-def test_d_judges_only_the_judged_classes_weighted_up_to_the_batch(judged):
-    """judged_classes: D's per-sample terms on generated images are the unjudged loss times N / (judged count) for an
-    image of a judged class and 0 for the others (a power of two here, so the product is exact)."""
-    G, D = tiny_nets()
-    _, _, z, gen_c = batch()  # classes 1, 0, 1, 0
-    weights = {(0,): [0.0, 2.0, 0.0, 2.0], (1,): [2.0, 0.0, 2.0, 0.0], (0, 1): [1.0] * 4}[tuple(judged)]
-    plain = StyleGAN2Loss("cpu", G, D, style_mixing_prob=0)
-    only = StyleGAN2Loss("cpu", G, D, style_mixing_prob=0, judged_classes=judged)
-    for loss_of in ("discriminator_fake_loss", "generator_main_loss"):
-        expected = getattr(plain, loss_of)(z, gen_c) * torch.tensor(weights)
-        torch.testing.assert_close(getattr(only, loss_of)(z, gen_c), expected, rtol=0, atol=0)
-    none_judged = StyleGAN2Loss("cpu", G, D, judged_classes=[0]).judged_weights(gen_c[[0, 2]])
-    assert none_judged.tolist() == [0.0, 0.0]
