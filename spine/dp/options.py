@@ -17,6 +17,9 @@ the budget); --dp-judge-public=1 declares a judge trained on public data (no cos
 the account in every report. A transfer-learning start (--resume=<snapshot.pkl>) is named outside the account
 unless --dp-pretrain-public=1 declares it trained on public images (DP fine-tuning from a public pretraining, as
 DPImageBench compares); a continued run keeps its start's entry.
+--dp-public-reals=PATH: images declared public (e.g. normal radiographs of an open set) whose real term D adds,
+without clipping or noise, to every private step (`spine.dp.public_reals`), at --dp-public-weight (default 1);
+they cost nothing and are listed as declared public. A conditional D needs them labelled like --data.
 --dp-data-public=1: --data is declared public (e.g. normal radiographs from an open set): G and D train on it as
 without DP (minibatch-std, R1 and ADA as usual), and the private images reach the generator only through the
 clinical loss's judge, trained with DP-SGD (or declared public), whose epsilon is then the run's whole account;
@@ -118,6 +121,18 @@ OPTIONS = OptionGroup(
         type=bool,
         metavar="BOOL",
     ),
+    click.option(
+        "--dp-public-reals",
+        help="Declared-public real images D reads beside the private ones in every DP-SGD step, without noise",
+        type=str,
+        metavar="PATH",
+    ),
+    click.option(
+        "--dp-public-weight",
+        help="Weight of the public images' real term [default: 1]",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="FLOAT",
+    ),
     click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
     click.option(
         "--dp-secure-rng",
@@ -145,7 +160,11 @@ def configure(opts: Any, args: Any) -> list[str]:
         raise guards.DPConfigError(f"--dp-mode={mode!r}: expected one of {MODES}")
     clip = True if opts.dp_clip is None else bool(opts.dp_clip)
     noise = True if opts.dp_noise is None else bool(opts.dp_noise)
+    if opts.dp_public_weight is not None and opts.dp_public_reals is None:
+        raise guards.DPConfigError("--dp-public-weight needs --dp-public-reals=<public images>")
     if mode == "paper":
+        if opts.dp_public_reals is not None:
+            raise guards.DPConfigError("--dp-public-reals belongs to --dp-mode=dpsgd (D's DP-SGD step)")
         return _configure_paper(opts, args, clip, noise)
     if opts.dp_data_public:
         return _configure_public_data(opts, args)
@@ -194,6 +213,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     unit = opts.dp_unit or DEFAULT_UNIT
     judge = _judge_account(opts, unit)
     start = _start_account(opts, args, saved_options)
+    public = _public_reals_account(opts, args)
     spent = tuple((s, q, n) for _, s, q, n in judge["composed_with"])
     if noise:
         multiplier = _noise_multiplier(opts, sample_rate, delta, accountant, planned_steps, saved_options, spent)
@@ -216,12 +236,15 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         secure_rng=bool(opts.dp_secure_rng),
         d_steps=int(opts.dp_d_steps or 1),
         physical_batch=opts.dp_physical_batch,
+        public_reals=opts.dp_public_reals,
+        public_weight=1.0 if opts.dp_public_weight is None else float(opts.dp_public_weight),
         composed_with=judge["composed_with"],
-        declared_public=start["declared_public"] + judge["declared_public"],
+        declared_public=public + start["declared_public"] + judge["declared_public"],
         outside_account=start["outside_account"] + judge["outside_account"],
     )
     tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
     tag += f"-dsteps{args.dp['d_steps']}" if args.dp["d_steps"] > 1 else ""
+    tag += "-publicreals" if public else ""
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
 
@@ -235,6 +258,7 @@ MECHANISM_OPTIONS = (
     "dp_physical_batch",
     "dp_pretrain_public",
     "dp_secure_rng",
+    "dp_public_reals",
 )
 
 
@@ -306,6 +330,27 @@ def _judge_account(opts: Any, unit: str) -> dict:
     if opts.dp_judge_public:
         return dict(none, declared_public=[f"the clinical loss's judge {opts.clinical_loss} (--dp-judge-public=1)"])
     return dict(none, outside_account=[ledger.JUDGE_OUTSIDE_ACCOUNT, *ledger.OUTSIDE_ACCOUNT])
+
+
+def _public_reals_account(opts: Any, args: Any) -> list[str]:
+    """--dp-public-reals: checked against the run's images and D's labels now (DPConfigError naming the flag), so
+    a mismatch stops the run before it starts; the account's declared-public entry."""
+    if opts.dp_public_reals is None:
+        return []
+    from spine.dp.public_reals import load_public_reals
+
+    info = args.dataset_info
+    public = load_public_reals(opts.dp_public_reals, info["resolution"], info["num_channels"], _d_label_dim(args))
+    return [
+        f"the real images {opts.dp_public_reals} ({len(public)}) D reads beside the private ones (--dp-public-reals)"
+    ]
+
+
+def _d_label_dim(args: Any) -> int:
+    """How many label entries D takes: 0 with --d-cond=0 or unlabelled data, else the dataset's."""
+    if not args.training_set_kwargs.use_labels:
+        return 0
+    return int(args.D_kwargs.get("c_dim", args.dataset_info["label_dim"]))
 
 
 def _start_account(opts: Any, args: Any, saved_options: dict | None) -> dict:
@@ -404,6 +449,8 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         r1_gamma=args.loss_kwargs.r1_gamma,
         r1_interval=dp["r1_interval"],
         physical_batch=dp["physical_batch"],
+        public=_public_reals(args, dp),
+        public_weight=dp.get("public_weight", 1.0),
     )
     d_steps = dp["d_steps"]
     return LoopPlugins(
@@ -417,6 +464,16 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
             privacy_report=PrivacyReport(account),
         ),
     )
+
+
+def _public_reals(args: Any, dp: dict) -> Any:
+    """The run's `PublicReals` (--dp-public-reals), or None; runs recorded before the option have no entry."""
+    if dp.get("public_reals") is None:
+        return None
+    from spine.dp.public_reals import load_public_reals
+
+    info = args.dataset_info
+    return load_public_reals(dp["public_reals"], info["resolution"], info["num_channels"], _d_label_dim(args))
 
 
 def _public_data_plugins(args: Any, dp: dict) -> LoopPlugins:

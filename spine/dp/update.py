@@ -12,7 +12,9 @@ One D step (phase Dboth; R1 is folded in, see below):
      (whole units; `mechanism.unit_chunks`) whose clipped sums are added, so memory stays bounded with a large
      expected batch; the noise is drawn once for the whole logical batch.
   4. Plus the ordinary batch-mean gradient of the fake term softplus(D(G(z, c))): it depends on no real record.
-  5. One optimiser step; one step recorded in the privacy account.
+  5. With declared-public real images (`spine.dp.public_reals`, train.py --dp-public-reals), plus the ordinary
+     batch-mean gradient of their real term (and R1 on the same steps), times `public_weight`: no private record.
+  6. One optimiser step; one step recorded in the privacy account.
 G, G_ema and the path-length term only read D's parameters: post-processing, no further privacy cost.
 Real-data statistics (D's real scores, R1 values, per-sample norms) are not reported: the logs are outputs too.
 """
@@ -25,8 +27,9 @@ import torch
 
 from spine.dp import mechanism, per_sample
 from spine.dp.accounting import PrivacyAccount
+from spine.dp.public_reals import PublicReals
 from torch_utils import training_stats
-from training.loss import StyleGAN2Loss
+from training.loss import StyleGAN2Loss, r1_penalty, real_logit_loss
 from training.phase_update import Phase, PhaseRound, sanitize_gradients_
 from training.plugins import Plugin
 
@@ -34,7 +37,7 @@ from training.plugins import Plugin
 class DPDiscriminatorUpdate(Plugin):
     """The private D update rule. It records its steps in `account` (shared with `spine.dp.ledger`'s plug-ins,
     which checkpoint, report and stop on it) and divides the private sum by `expected_batch_size` (that of the
-    run's `PoissonSampling`)."""
+    run's `PoissonSampling`). `public`: declared-public real images whose term is added at `public_weight`."""
 
     def __init__(
         self,
@@ -44,6 +47,8 @@ class DPDiscriminatorUpdate(Plugin):
         r1_gamma: float,
         r1_interval: int | None,
         physical_batch: int | None = None,
+        public: PublicReals | None = None,
+        public_weight: float = 1.0,
     ):
         if r1_interval is not None and r1_interval < 1:
             raise ValueError(f"r1_interval must be >= 1 or None, got {r1_interval}")
@@ -55,6 +60,8 @@ class DPDiscriminatorUpdate(Plugin):
         self.r1_gamma = float(r1_gamma)
         self.r1_interval = r1_interval
         self.physical_batch = physical_batch
+        self.public = public
+        self.public_weight = float(public_weight)
         self._announced_stop = False
 
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
@@ -69,8 +76,11 @@ class DPDiscriminatorUpdate(Plugin):
         D = phase.module
         params = dict(D.named_parameters())
         phase.opt.zero_grad(set_to_none=True)
+        r1_weight = self._r1_weight()
         self._fake_gradients(D, loss, rounds)
-        private = self._private_real_gradient(D, loss, rounds, self._r1_weight())
+        if self.public is not None:
+            self._public_real_gradients(D, loss, rounds, r1_weight)
+        private = self._private_real_gradient(D, loss, rounds, r1_weight)
         for name, p in params.items():
             p.grad = private[name] if p.grad is None else p.grad + private[name]
         sanitize_gradients_(list(params.values()))
@@ -85,6 +95,27 @@ class DPDiscriminatorUpdate(Plugin):
                 fake_loss = loss.discriminator_fake_loss(r.gen_z, r.gen_c)
                 training_stats.report("Loss/D/fake", fake_loss)
                 fake_loss.mean().mul(1 / len(rounds)).backward()
+        finally:
+            D.requires_grad_(False)
+
+    def _public_real_gradients(
+        self, D: torch.nn.Module, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound], r1_weight: float
+    ) -> None:
+        """Batch-mean gradient of the public images' real term (softplus(-D(aug(x))) + r1_weight * R1, R1 w.r.t.
+        the un-augmented image as in the official loss) times `public_weight`, accumulated into D's .grad. Each
+        round draws as many public images as it renders fakes."""
+        D.requires_grad_(True)
+        try:
+            for r in rounds:
+                img, c = self.public.draw(len(r.gen_z), r.gen_z.device)
+                img.requires_grad_(r1_weight > 0)
+                logits = loss.run_D(img, c)
+                training_stats.report("Loss/scores/public", logits)
+                term = real_logit_loss(logits).flatten()
+                if r1_weight > 0:
+                    (input_grads,) = torch.autograd.grad(logits.sum(), img, create_graph=True)
+                    term = term + r1_weight * r1_penalty(input_grads)
+                term.mean().mul(self.public_weight / len(rounds)).backward()
         finally:
             D.requires_grad_(False)
 

@@ -141,3 +141,49 @@ def test_d_steps_and_physical_batch_reach_the_settings(run):
     assert accounting.epsilon_after(250, args.dp["noise_multiplier"], 0.25, 1e-3, "rdp") <= 8
     result, _ = run("--dp", "1", "--dp-epsilon", "8", "--dp-delta", "1e-3", "--dp-d-steps", "0")
     assert result.exit_code == 2 and "--dp-d-steps" in result.output
+
+
+def test_public_reals_reach_the_settings_and_the_account(run, image_folder):
+    public = image_folder("public", n=6, labels=[0] * 6)
+    result, args = run("--dp", "1", "--dp-epsilon", "8", "--dp-delta", "1e-3", "--dp-public-reals", public)
+    assert result.exit_code == 0, result.output
+    assert args.dp["public_reals"] == public and args.dp["public_weight"] == 1.0
+    assert any(public in entry and "(6)" in entry for entry in args.dp["declared_public"])
+    # normal studies only (integer label 0): one-hot widened to the training data's two classes
+    assert dp_options._public_reals(args, args.dp).labels.tolist() == [[1.0, 0.0]] * 6
+    assert "publicreals" in os.path.basename(args.run_dir)
+    unlabelled = image_folder("unlabelled", n=6)
+    result, args = run(
+        "--dp",
+        "1",
+        "--dp-epsilon",
+        "8",
+        "--dp-delta",
+        "1e-3",
+        "--cond",
+        "0",
+        "--dp-public-reals",
+        unlabelled,
+        "--dp-public-weight",
+        "0.5",
+    )  # an unconditional run reads no label
+    assert result.exit_code == 0, result.output
+    assert args.dp["public_weight"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dp-epsilon", "8", "--dp-public-weight", "0.5"], "--dp-public-weight needs --dp-public-reals"),
+        (["--dp-epsilon", "8", "--dp-public-reals", "SMALL"], "--dp-public-reals=SMALL: 16x16 images"),
+        (["--dp-epsilon", "8", "--dp-public-reals", "UNLABELLED"], "an unlabelled dataset"),
+        (["--dp-mode", "paper", "--dp-public-reals", "SMALL"], "--dp-public-reals belongs to --dp-mode=dpsgd"),
+        (["--dp-data-public", "1", "--dp-public-reals", "SMALL"], "--dp-public-reals belongs to DP-SGD on private"),
+    ],
+)
+def test_public_reals_refusals_name_the_flag(run, image_folder, extra, message):
+    paths = dict(SMALL=image_folder("small", n=4, res=16, labels=[0] * 4), UNLABELLED=image_folder("unlabelled", n=4))
+    result, _ = run("--dp", "1", *[paths.get(arg, arg) for arg in extra])
+    assert result.exit_code != 0
+    assert message.replace("SMALL", paths["SMALL"]) in result.output
+    assert "Traceback" not in result.output

@@ -70,6 +70,8 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         dp_pretrain_public=None,
         dp_data_public=None,
         dp_physical_batch=None,
+        dp_public_reals=None,
+        dp_public_weight=None,
     )
     opts.update(dp_opts)
     _, args = train.setup_training_loop_kwargs(train.dnnlib.EasyDict(opts))
@@ -180,3 +182,31 @@ def test_a_public_pretrained_start_is_declared_and_kept_when_continued(tmp_path,
     assert (continued.ada_kimg, continued.ema_rampup) == (100, None)  # the transfer-learning run's own settings
     train.run_process(0, continued)
     assert ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))["plugins"]["privacy_account"]["steps"] == 4
+
+
+def test_public_reals_change_d_and_resume_exactly(tmp_path, dp_dataset, image_folder):
+    """--dp-public-reals: D's steps read the public images (D differs from the run without them, the account's
+    steps and epsilon do not; the images are declared public), and a run interrupted after 2 iterations and resumed
+    ends identical (the draws come from the checkpointed RNG)."""
+    recipe = dict(dp_public_reals=image_folder("public", n=6, labels=[0] * 6), dp_public_weight=0.5)
+    without = str(tmp_path / "without")
+    train.run_process(0, dp_args(dp_dataset, without, total_kimg=0.016))
+    whole = str(tmp_path / "whole")
+    train.run_process(0, dp_args(dp_dataset, whole, total_kimg=0.016, **recipe))
+    reference = ckpt.load_checkpoint(os.path.join(whole, ckpt.FILE_NAME))
+    plain = ckpt.load_checkpoint(os.path.join(without, ckpt.FILE_NAME))
+    account, plain_account = reference["plugins"]["privacy_account"], plain["plugins"]["privacy_account"]
+    assert (account["steps"], account["epsilon"]) == (plain_account["steps"], plain_account["epsilon"])
+    assert "--dp-public-reals" in account["declared_public"][0] and plain_account["declared_public"] == []
+    d_with, d_without = reference["nets"]["D"]["state_dict"], plain["nets"]["D"]["state_dict"]
+    assert any(not torch.equal(d_with[key], d_without[key]) for key in d_with)
+
+    first = str(tmp_path / "first")
+    train.run_process(0, dp_args(dp_dataset, first, total_kimg=0.008, **recipe))
+    second = str(tmp_path / "second")
+    resume = os.path.join(first, ckpt.FILE_NAME)
+    train.run_process(0, dp_args(dp_dataset, second, total_kimg=0.016, resume=resume, **recipe))
+    resumed = ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))
+    for net in ("G", "D", "G_ema"):
+        for key, value in reference["nets"][net]["state_dict"].items():
+            assert torch.equal(resumed["nets"][net]["state_dict"][key], value), (net, key)

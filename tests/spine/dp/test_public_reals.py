@@ -1,0 +1,116 @@
+"""Declared-public reals in D's DP-SGD step: loading checks name the flag; draws are reproducible and uniform; the
+step adds exactly the public images' real term (closed form against an independent autograd computation)."""
+
+import copy
+
+import pytest
+import torch
+from test_update import TinyDataset, make_nets, make_update, rounds_for  # the update's test rig
+from tolerances import rounding_tol
+
+from spine.dp.guards import DPConfigError
+from spine.dp.mechanism import MechanismConfig
+from spine.dp.public_reals import PublicReals, load_public_reals
+from training.loss import StyleGAN2Loss
+from training.phase_update import Phase
+
+
+def test_load_keeps_images_and_one_hot_labels(image_folder):
+    path = image_folder("public", n=5, res=32, labels=[0, 0, 1, 0, 1])
+    public = load_public_reals(path, resolution=32, num_channels=1, c_dim=2)
+    assert public.images.shape == (5, 1, 32, 32) and public.images.dtype == torch.uint8
+    assert public.labels.tolist() == [[1, 0], [1, 0], [0, 1], [1, 0], [0, 1]]
+    unconditional = load_public_reals(path, resolution=32, num_channels=1, c_dim=0)
+    assert unconditional.labels.shape == (5, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, c_dim, message",
+    [
+        (dict(res=16, labels=[0] * 4), 2, "16x16 images with 1 channel"),
+        (dict(res=32), 2, "unlabelled dataset"),
+        (dict(res=32, labels=[0, 1, 2, 0]), 2, "labels of 3 entries; the conditional D takes 2"),
+    ],
+)
+def test_mismatched_public_images_are_refused_naming_the_flag(image_folder, kwargs, c_dim, message):
+    path = image_folder("public", n=4, **kwargs)
+    with pytest.raises(DPConfigError, match="--dp-public-reals=") as info:
+        load_public_reals(path, resolution=32, num_channels=1, c_dim=c_dim)
+    assert message in str(info.value)
+
+
+def test_missing_public_images_are_refused_naming_the_flag(tmp_path):
+    with pytest.raises(DPConfigError, match=r"--dp-public-reals=.*nothing"):
+        load_public_reals(str(tmp_path / "nothing"), resolution=32, num_channels=1, c_dim=0)
+
+
+def test_draws_are_seeded_and_cover_every_image():
+    images = torch.arange(4, dtype=torch.uint8).view(4, 1, 1, 1).expand(4, 1, 2, 2).contiguous()
+    public = PublicReals(images, torch.eye(4))
+    torch.manual_seed(3)
+    first = public.draw(4000, torch.device("cpu"))
+    torch.manual_seed(3)
+    again = public.draw(4000, torch.device("cpu"))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    img, c = first
+    index = c.argmax(1)
+    assert torch.equal(img[:, 0, 0, 0], index.float() / 127.5 - 1)  # each label travels with its own image
+    counts = torch.bincount(index, minlength=4).float()
+    # Binomial(4000, 1/4): sd 27.4; 5 sd either side.
+    assert ((counts - 1000).abs() < 5 * 27.4).all()
+
+
+class GradientRecorder:
+    """An optimiser stand-in that keeps the gradient of each step instead of applying it."""
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.grads = None
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        self.grads = [p.grad.clone() for p in self.params]
+
+
+def step_gradients(update, G, D):
+    loss = StyleGAN2Loss("cpu", G, D, r1_gamma=1.0, style_mixing_prob=0, pl_weight=0)
+    assert loss.augment_pipe is None  # D sees the public image as drawn
+    recorder = GradientRecorder(D.parameters())
+    rounds = rounds_for(update)
+    torch.manual_seed(7)
+    update(Phase("Dboth", D, recorder, 1, update), loss, rounds)
+    return recorder.grads
+
+
+@pytest.mark.parametrize("r1_interval", [None, 1])
+def test_the_step_adds_the_public_real_term(r1_interval):
+    """Clip and noise off: the step with public images (weight w) has exactly w times the gradient of their real
+    term (and R1, gamma/2 * interval = 0.5) more than the same step without them, against float64 autograd. One
+    public image, so every draw is it."""
+    dataset = TinyDataset()
+    G, D = make_nets()
+    stored = (torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)) * 255).round().to(torch.uint8)
+    c = torch.tensor([[0.0, 1.0]])
+    weight = 0.7
+    config = MechanismConfig(1.0, 1.0, clip=False, noise=False)
+    update = make_update(dataset, config, r1_interval=r1_interval)
+    update.public, update.public_weight = PublicReals(stored, c), weight
+    with_public = step_gradients(update, G, D)
+    without = step_gradients(make_update(dataset, config, r1_interval=r1_interval), G, D)
+
+    D64 = copy.deepcopy(D).double().requires_grad_(True)
+    img = (stored.double() / 127.5 - 1).requires_grad_(True)
+    logits = D64(img, c.double())
+    term = torch.nn.functional.softplus(-logits).sum()
+    if r1_interval is not None:
+        (grads,) = torch.autograd.grad(logits.sum(), img, create_graph=True)
+        term = term + 0.5 * grads.square().sum()
+    term.backward()
+    magnitude = max(g.abs().max().item() for g in with_public + without)
+    tol = rounding_tol(torch.float32, 100, magnitude)
+    for (name, p64), g_with, g_without in zip(D64.named_parameters(), with_public, without):
+        assert torch.allclose((g_with - g_without).double(), weight * p64.grad, atol=tol, rtol=0), name
+    assert max(p.grad.abs().max() for p in D64.parameters()) > 100 * tol  # a term the tolerance cannot hide
