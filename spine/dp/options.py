@@ -20,6 +20,9 @@ DPImageBench compares); a continued run keeps its start's entry.
 --dp-public-reals=PATH: images declared public (e.g. normal radiographs of an open set) whose real term D adds,
 without clipping or noise, to every private step (`spine.dp.public_reals`), at --dp-public-weight (default 1);
 they cost nothing and are listed as declared public. A conditional D needs them labelled like --data.
+--dp-private-params=epilogue|head (with --dp-public-reals): the private term trains only D's last layers (the 4x4
+epilogue and the label embedding, or its output layer and the label embedding); the rest of D learns from the fakes
+and the public images, and the noise covers far fewer coordinates (`spine.dp.update`).
 --dp-data-public=1: --data is declared public (e.g. normal radiographs from an open set): G and D train on it as
 without DP (minibatch-std, R1 and ADA as usual), and the private images reach the generator only through the
 clinical loss's judge, trained with DP-SGD (or declared public), whose epsilon is then the run's whole account;
@@ -40,6 +43,7 @@ from dnnlib.cli import OptionGroup
 from spine.dp import accounting, guards, ledger, paper_mode
 from spine.dp.mechanism import MechanismConfig
 from spine.dp.sampling import UNITS
+from spine.dp.update import PRIVATE_SCOPES
 from training import checkpoint as ckpt
 from training import resume_options
 from training.loop_plugins import LoopPlugins
@@ -133,6 +137,11 @@ OPTIONS = OptionGroup(
         type=click.FloatRange(min=0, min_open=True),
         metavar="FLOAT",
     ),
+    click.option(
+        "--dp-private-params",
+        help="Which of D's parameters the private images train (with --dp-public-reals) [default: all]",
+        type=click.Choice(list(PRIVATE_SCOPES)),
+    ),
     click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
     click.option(
         "--dp-secure-rng",
@@ -160,8 +169,9 @@ def configure(opts: Any, args: Any) -> list[str]:
         raise guards.DPConfigError(f"--dp-mode={mode!r}: expected one of {MODES}")
     clip = True if opts.dp_clip is None else bool(opts.dp_clip)
     noise = True if opts.dp_noise is None else bool(opts.dp_noise)
-    if opts.dp_public_weight is not None and opts.dp_public_reals is None:
-        raise guards.DPConfigError("--dp-public-weight needs --dp-public-reals=<public images>")
+    for flag in ("dp_public_weight", "dp_private_params"):
+        if opts.get(flag) not in (None, "all") and opts.dp_public_reals is None:
+            raise guards.DPConfigError(f"{resume_options.flag(flag)} needs --dp-public-reals=<public images>")
     if mode == "paper":
         if opts.dp_public_reals is not None:
             raise guards.DPConfigError("--dp-public-reals belongs to --dp-mode=dpsgd (D's DP-SGD step)")
@@ -238,6 +248,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         physical_batch=opts.dp_physical_batch,
         public_reals=opts.dp_public_reals,
         public_weight=1.0 if opts.dp_public_weight is None else float(opts.dp_public_weight),
+        private_params=opts.dp_private_params or "all",
         composed_with=judge["composed_with"],
         declared_public=public + start["declared_public"] + judge["declared_public"],
         outside_account=start["outside_account"] + judge["outside_account"],
@@ -245,6 +256,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     tag = f"dp-eps{opts.dp_epsilon:g}" if opts.dp_epsilon is not None else f"dp-sigma{multiplier:.3g}"
     tag += f"-dsteps{args.dp['d_steps']}" if args.dp["d_steps"] > 1 else ""
     tag += "-publicreals" if public else ""
+    tag += f"-private{args.dp['private_params']}" if args.dp["private_params"] != "all" else ""
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
 
@@ -259,6 +271,7 @@ MECHANISM_OPTIONS = (
     "dp_pretrain_public",
     "dp_secure_rng",
     "dp_public_reals",
+    "dp_private_params",
 )
 
 
@@ -451,6 +464,7 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         physical_batch=dp["physical_batch"],
         public=_public_reals(args, dp),
         public_weight=dp.get("public_weight", 1.0),
+        private_scope=dp.get("private_params", "all"),
     )
     d_steps = dp["d_steps"]
     return LoopPlugins(

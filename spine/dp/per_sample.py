@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import torch
 from torch.func import functional_call, grad, vmap
@@ -71,9 +71,14 @@ def real_sample_loss(
 
 
 def per_sample_real_gradients(
-    D: torch.nn.Module, img: torch.Tensor, c: torch.Tensor, r1_weight: float = 0.0
+    D: torch.nn.Module,
+    img: torch.Tensor,
+    c: torch.Tensor,
+    r1_weight: float = 0.0,
+    names: Collection[str] | None = None,
 ) -> PerSampleGrads:
-    """Gradient of `real_sample_loss` for each image of the batch, w.r.t. every trainable parameter of D.
+    """Gradient of `real_sample_loss` for each image of the batch, w.r.t. the trainable parameters of D named in
+    `names` (None: every one; the others enter the loss as constants).
 
     img: [N, C, H, W] in [-1, 1] (already augmented if augmentation is on); c: [N, c_dim].
     r1_weight: gamma / 2 times the lazy-regularisation gain, 0 for no R1 at this step.
@@ -85,6 +90,9 @@ def per_sample_real_gradients(
         )
     params = trainable_parameters(D)
     buffers = {name: b.detach() for name, b in D.named_buffers()}
+    if names is not None:
+        buffers.update({name: p for name, p in params.items() if name not in names})
+        params = {name: p for name, p in params.items() if name in names}
     sample_grad = grad(lambda p, x, y: real_sample_loss(D, p, buffers, x, y, r1_weight))
     with functorch_compatible_ops():
         return vmap(sample_grad, in_dims=(None, 0, 0))(params, img.detach(), c.detach())

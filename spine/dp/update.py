@@ -12,6 +12,11 @@ One D step (phase Dboth; R1 is folded in, see below):
      (whole units; `mechanism.unit_chunks`) whose clipped sums are added, so memory stays bounded with a large
      expected batch; the noise is drawn once for the whole logical batch.
   4. Plus the ordinary batch-mean gradient of the fake term softplus(D(G(z, c))): it depends on no real record.
+     With `private_scope` other than 'all' (train.py --dp-private-params, which needs public images), only D's
+     last layers (`PRIVATE_SCOPES`) take the private term: the per-sample gradients, clipping and noise cover those
+     parameters alone, and the rest of D learns from the fakes and the public images, which read no private record.
+     Fewer noised coordinates: DP-SGD's noise norm grows with the square root of their number (326k for the demo's
+     D at 32x32, 4k for its output layer), and noise over every weight of D collapsed the generator (RESULTS R, V).
   5. With declared-public real images (`spine.dp.public_reals`, train.py --dp-public-reals), plus the ordinary
      batch-mean gradient of their real term (and R1 on the same steps), times `public_weight`: no private record.
   6. One optimiser step; one step recorded in the privacy account.
@@ -33,11 +38,33 @@ from training.loss import StyleGAN2Loss, r1_penalty, real_logit_loss
 from training.phase_update import Phase, PhaseRound, sanitize_gradients_
 from training.plugins import Plugin
 
+# Which of D's parameters the private term trains: name prefixes (b4 is the epilogue, at 4x4 in every StyleGAN2 D;
+# `mapping` embeds the label of a conditional D), or None for every parameter.
+PRIVATE_SCOPES: dict[str, tuple[str, ...] | None] = {
+    "all": None,
+    "epilogue": ("b4.", "mapping."),
+    "head": ("b4.out.", "mapping."),
+}
+
+
+def private_parameter_names(D: torch.nn.Module, scope: str) -> frozenset[str] | None:
+    """The names of D's trainable parameters in `scope` (a key of PRIVATE_SCOPES); None for all of them."""
+    if scope not in PRIVATE_SCOPES:
+        raise ValueError(f"--dp-private-params={scope!r}: expected one of {list(PRIVATE_SCOPES)}")
+    prefixes = PRIVATE_SCOPES[scope]
+    if prefixes is None:
+        return None
+    names = frozenset(name for name, _ in D.named_parameters() if name.startswith(prefixes))
+    if not names:
+        raise ValueError(f"--dp-private-params={scope}: D has no parameter named {' or '.join(prefixes)}*")
+    return names
+
 
 class DPDiscriminatorUpdate(Plugin):
     """The private D update rule. It records its steps in `account` (shared with `spine.dp.ledger`'s plug-ins,
     which checkpoint, report and stop on it) and divides the private sum by `expected_batch_size` (that of the
-    run's `PoissonSampling`). `public`: declared-public real images whose term is added at `public_weight`."""
+    run's `PoissonSampling`). `public`: declared-public real images whose term is added at `public_weight`;
+    `private_scope`: which parameters the private term trains (a key of PRIVATE_SCOPES)."""
 
     def __init__(
         self,
@@ -49,6 +76,7 @@ class DPDiscriminatorUpdate(Plugin):
         physical_batch: int | None = None,
         public: PublicReals | None = None,
         public_weight: float = 1.0,
+        private_scope: str = "all",
     ):
         if r1_interval is not None and r1_interval < 1:
             raise ValueError(f"r1_interval must be >= 1 or None, got {r1_interval}")
@@ -62,6 +90,13 @@ class DPDiscriminatorUpdate(Plugin):
         self.physical_batch = physical_batch
         self.public = public
         self.public_weight = float(public_weight)
+        if private_scope not in PRIVATE_SCOPES:
+            raise ValueError(f"--dp-private-params={private_scope!r}: expected one of {list(PRIVATE_SCOPES)}")
+        if private_scope != "all" and public is None:
+            raise ValueError(
+                f"--dp-private-params={private_scope} needs public images: D's other layers learn from them"
+            )
+        self.private_scope = private_scope
         self._announced_stop = False
 
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
@@ -81,8 +116,9 @@ class DPDiscriminatorUpdate(Plugin):
         if self.public is not None:
             self._public_real_gradients(D, loss, rounds, r1_weight)
         private = self._private_real_gradient(D, loss, rounds, r1_weight)
-        for name, p in params.items():
-            p.grad = private[name] if p.grad is None else p.grad + private[name]
+        for name, g in private.items():
+            p = params[name]
+            p.grad = g if p.grad is None else p.grad + g
         sanitize_gradients_(list(params.values()))
         phase.opt.step()
         self.account.record_step()
@@ -130,7 +166,8 @@ class DPDiscriminatorUpdate(Plugin):
     ) -> dict[str, torch.Tensor]:
         """(clipped per-unit sum + noise) / expected batch size, as {param name: tensor}; a round never splits a
         unit, so the rounds' clipped sums add up to the whole draw's."""
-        total = {name: torch.zeros_like(p) for name, p in D.named_parameters()}
+        names = private_parameter_names(D, self.private_scope)
+        total = {name: torch.zeros_like(p) for name, p in D.named_parameters() if names is None or name in names}
         for r in rounds:
             if r.real_units is None:
                 raise ValueError(
@@ -143,7 +180,7 @@ class DPDiscriminatorUpdate(Plugin):
                 img = loss.augment(r.real_img)
             for part in mechanism.unit_chunks(r.real_units, self.physical_batch or len(r.real_units)):
                 units = r.real_units[part] - r.real_units[part][0]
-                grads = per_sample.per_sample_real_gradients(D, img[part], r.real_c[part], r1_weight)
+                grads = per_sample.per_sample_real_gradients(D, img[part], r.real_c[part], r1_weight, names)
                 part_sum, _ = mechanism.clipped_sum(grads, units, int(units[-1]) + 1, self.config)
                 for name in total:
                     total[name] += part_sum[name]

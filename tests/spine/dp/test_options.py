@@ -168,13 +168,17 @@ def test_public_reals_reach_the_settings_and_the_account(run, image_folder):
         "0.5",
     )  # an unconditional run reads no label
     assert result.exit_code == 0, result.output
-    assert args.dp["public_weight"] == 0.5
+    assert args.dp["public_weight"] == 0.5 and args.dp["private_params"] == "all"
+    result, args = run("--dp", "1", "--dp-epsilon", "8", "--dp-public-reals", public, "--dp-private-params", "head")
+    assert result.exit_code == 0, result.output
+    assert args.dp["private_params"] == "head" and "publicreals-privatehead" in os.path.basename(args.run_dir)
 
 
 @pytest.mark.parametrize(
     "extra, message",
     [
         (["--dp-epsilon", "8", "--dp-public-weight", "0.5"], "--dp-public-weight needs --dp-public-reals"),
+        (["--dp-epsilon", "8", "--dp-private-params", "head"], "--dp-private-params needs --dp-public-reals"),
         (["--dp-epsilon", "8", "--dp-public-reals", "SMALL"], "--dp-public-reals=SMALL: 16x16 images"),
         (["--dp-epsilon", "8", "--dp-public-reals", "UNLABELLED"], "an unlabelled dataset"),
         (["--dp-mode", "paper", "--dp-public-reals", "SMALL"], "--dp-public-reals belongs to --dp-mode=dpsgd"),

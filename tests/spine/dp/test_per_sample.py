@@ -87,3 +87,16 @@ def test_samples_are_independent():
     for name in before:
         assert torch.equal(before[name][1:], after[name][1:])
         assert not torch.equal(before[name][0], after[name][0])
+
+
+def test_named_subset_equals_those_rows_of_the_full_gradients():
+    # Restricted to some parameters, the others are constants: the same rows as the full gradients, float64 exact.
+    torch.manual_seed(3)
+    D = PlainD().double()
+    img = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    c = torch.eye(2, dtype=torch.float64)[[0, 1, 1, 0]]
+    full = per_sample_real_gradients(D, img, c, r1_weight=1.5)
+    subset = per_sample_real_gradients(D, img, c, r1_weight=1.5, names={"fc.weight", "fc.bias"})
+    assert set(subset) == {"fc.weight", "fc.bias"}
+    for name, rows in subset.items():
+        assert torch.allclose(rows, full[name], rtol=1e-12, atol=1e-12), name

@@ -11,6 +11,7 @@ from tolerances import rounding_tol
 from spine.dp.guards import DPConfigError
 from spine.dp.mechanism import MechanismConfig
 from spine.dp.public_reals import PublicReals, load_public_reals
+from spine.dp.update import private_parameter_names
 from training.loss import StyleGAN2Loss
 from training.phase_update import Phase
 
@@ -114,3 +115,43 @@ def test_the_step_adds_the_public_real_term(r1_interval):
     for (name, p64), g_with, g_without in zip(D64.named_parameters(), with_public, without):
         assert torch.allclose((g_with - g_without).double(), weight * p64.grad, atol=tol, rtol=0), name
     assert max(p.grad.abs().max() for p in D64.parameters()) > 100 * tol  # a term the tolerance cannot hide
+
+
+class OtherImages(TinyDataset):
+    """The same labels, other private images."""
+
+    def __init__(self):
+        super().__init__()
+        self.images = 255 - self.images
+
+
+@pytest.mark.parametrize("scope", ["head", "epilogue"])
+def test_a_private_scope_keeps_the_private_images_out_of_the_other_layers(scope):
+    """With --dp-private-params, D's layers outside the scope get the same gradient (bit for bit) whatever the
+    private images are: they read no private record. Inside the scope the private images (and the noise) arrive."""
+    G, D = make_nets()
+    public = PublicReals(torch.full([1, 1, 16, 16], 100, dtype=torch.uint8), torch.tensor([[1.0, 0.0]]))
+    names = private_parameter_names(D, scope)
+    assert names and all(name.startswith(("b4.", "mapping.")) for name in names)
+    assert len(names) < len(list(D.parameters()))
+    steps = []
+    for dataset in (TinyDataset(), OtherImages()):
+        update = make_update(dataset, MechanismConfig(1.0, 1.0), r1_interval=1)
+        update.public, update.private_scope = public, scope
+        steps.append(dict(zip([n for n, _ in D.named_parameters()], step_gradients(update, G, D))))
+    first, second = steps
+    for name in first:
+        if name in names:
+            assert not torch.equal(first[name], second[name]), name
+        else:
+            assert torch.equal(first[name], second[name]), name
+
+
+def test_private_scopes_are_checked():
+    G, D = make_nets()
+    assert private_parameter_names(D, "all") is None
+    with pytest.raises(ValueError, match="--dp-private-params='last'"):
+        private_parameter_names(D, "last")
+    update = make_update(TinyDataset(), MechanismConfig(1.0, 1.0))
+    with pytest.raises(ValueError, match="--dp-private-params=head needs public images"):
+        type(update)(update.account, update.config, 6.0, r1_gamma=1.0, r1_interval=None, private_scope="head")
