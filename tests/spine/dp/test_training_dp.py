@@ -87,6 +87,20 @@ def last_stats(run_dir: str) -> dict:
         return json.loads(f.read().splitlines()[-1])
 
 
+def interrupted_and_resumed(tmp_path, data: str, **dp_opts) -> dict:
+    """The checkpoint of a 0.016-kimg run stopped at 0.008 kimg and resumed from its checkpoint."""
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    train.run_process(0, dp_args(data, first, total_kimg=0.008, **dp_opts))
+    train.run_process(0, dp_args(data, second, total_kimg=0.016, resume=os.path.join(first, ckpt.FILE_NAME), **dp_opts))
+    return ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))
+
+
+def assert_same_networks(resumed: dict, reference: dict) -> None:
+    for net in ("G", "D", "G_ema"):
+        for key, value in reference["nets"][net]["state_dict"].items():
+            assert torch.equal(resumed["nets"][net]["state_dict"][key], value), (net, key)
+
+
 def test_tiny_dp_run_and_exact_resume(tmp_path, capsys, dp_dataset):
     data = dp_dataset
     whole = str(tmp_path / "whole")
@@ -99,11 +113,7 @@ def test_tiny_dp_run_and_exact_resume(tmp_path, capsys, dp_dataset):
     assert privacy["steps"] == 4 and privacy["epsilon"] == pytest.approx(stats["Privacy/epsilon"]["mean"], rel=1e-6)
     assert privacy["noise_multiplier"] == 1.2 and privacy["sample_rate"] == 0.25 and privacy["delta"] == 1e-3
 
-    first = str(tmp_path / "first")
-    train.run_process(0, dp_args(data, first, total_kimg=0.008))
-    second = str(tmp_path / "second")
-    train.run_process(0, dp_args(data, second, total_kimg=0.016, resume=os.path.join(first, ckpt.FILE_NAME)))
-    resumed = ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))
+    resumed = interrupted_and_resumed(tmp_path, data)
     reference = ckpt.load_checkpoint(os.path.join(whole, ckpt.FILE_NAME))
     assert resumed["plugins"]["privacy_account"] == reference["plugins"]["privacy_account"]
     for key, value in reference["nets"]["D"]["state_dict"].items():
@@ -147,16 +157,9 @@ def test_several_d_steps_per_g_step_are_each_accounted_and_resume_exactly(tmp_pa
     calls = reference["plugins"]["generator_update"]["calls"]
     assert calls["Gmain"] == 4  # G stepped on calls 0 and 2
 
-    first = str(tmp_path / "first")
-    train.run_process(0, dp_args(dp_dataset, first, total_kimg=0.008, **recipe))
-    second = str(tmp_path / "second")
-    resume = os.path.join(first, ckpt.FILE_NAME)
-    train.run_process(0, dp_args(dp_dataset, second, total_kimg=0.016, resume=resume, **recipe))
-    resumed = ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))
+    resumed = interrupted_and_resumed(tmp_path, dp_dataset, **recipe)
     assert resumed["plugins"] == reference["plugins"]
-    for net in ("G", "D", "G_ema"):
-        for key, value in reference["nets"][net]["state_dict"].items():
-            assert torch.equal(resumed["nets"][net]["state_dict"][key], value), (net, key)
+    assert_same_networks(resumed, reference)
 
 
 def test_a_public_pretrained_start_is_declared_and_kept_when_continued(tmp_path, dp_dataset):
@@ -202,12 +205,5 @@ def test_public_reals_change_d_and_resume_exactly(tmp_path, dp_dataset, image_fo
     d_with, d_without = reference["nets"]["D"]["state_dict"], plain["nets"]["D"]["state_dict"]
     assert any(not torch.equal(d_with[key], d_without[key]) for key in d_with)
 
-    first = str(tmp_path / "first")
-    train.run_process(0, dp_args(dp_dataset, first, total_kimg=0.008, **recipe))
-    second = str(tmp_path / "second")
-    resume = os.path.join(first, ckpt.FILE_NAME)
-    train.run_process(0, dp_args(dp_dataset, second, total_kimg=0.016, resume=resume, **recipe))
-    resumed = ckpt.load_checkpoint(os.path.join(second, ckpt.FILE_NAME))
-    for net in ("G", "D", "G_ema"):
-        for key, value in reference["nets"][net]["state_dict"].items():
-            assert torch.equal(resumed["nets"][net]["state_dict"][key], value), (net, key)
+    resumed = interrupted_and_resumed(tmp_path, dp_dataset, **recipe)
+    assert_same_networks(resumed, reference)
