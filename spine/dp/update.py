@@ -11,12 +11,13 @@ One D step (phase Dboth; R1 is folded in, see below):
      step: the per-sample gradients are computed in physical micro-batches of at most `physical_batch` images
      (whole units; `mechanism.unit_chunks`) whose clipped sums are added, so memory stays bounded with a large
      expected batch; the noise is drawn once for the whole logical batch.
-  4. Plus the ordinary batch-mean gradient of the fake term softplus(D(G(z, c))): it depends on no real record.
      With `private_scope` other than 'all' (train.py --dp-private-params, which needs public images), only D's
      last layers (`PRIVATE_SCOPES`) take the private term: the per-sample gradients, clipping and noise cover those
      parameters alone, and the rest of D learns from the fakes and the public images, which read no private record.
-     Fewer noised coordinates: DP-SGD's noise norm grows with the square root of their number (326k for the demo's
-     D at 32x32, 4k for its output layer), and noise over every weight of D collapsed the generator (RESULTS R, V).
+     Fewer noised coordinates: DP-SGD's noise norm grows with the square root of their number (326k weights in the
+     demo's D at 32x32, 41k in its output layer and label embedding), and noise over every weight of D collapsed
+     the generator (docs/RESULTS.md R and V).
+  4. Plus the ordinary batch-mean gradient of the fake term softplus(D(G(z, c))): it depends on no real record.
   5. With declared-public real images (`spine.dp.public_reals`, train.py --dp-public-reals), plus the ordinary
      batch-mean gradient of their real term (and R1 on the same steps), times `public_weight`: no private record.
   6. One optimiser step; one step recorded in the privacy account.
