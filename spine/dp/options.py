@@ -346,14 +346,15 @@ def _judge_account(opts: Any, unit: str) -> dict:
 
 
 def _public_reals_account(opts: Any, args: Any) -> list[str]:
-    """--dp-public-reals: checked against the run's images and D's labels now (DPConfigError naming the flag), so
-    a mismatch stops the run before it starts; the account's declared-public entry."""
+    """--dp-public-reals: checked against the run's images and D's labels now, without reading every image
+    (DPConfigError naming the flag), so a mismatch stops the run before it starts; the account's entry."""
     if opts.dp_public_reals is None:
         return []
-    from spine.dp.public_reals import load_public_reals
+    from spine.dp.public_reals import open_public_reals
 
     info = args.dataset_info
-    public = load_public_reals(opts.dp_public_reals, info["resolution"], info["num_channels"], _d_label_dim(args))
+    public = open_public_reals(opts.dp_public_reals, info["resolution"], info["num_channels"], _d_label_dim(args))
+    public.close()
     return [
         f"the real images {opts.dp_public_reals} ({len(public)}) D reads beside the private ones (--dp-public-reals)"
     ]

@@ -47,10 +47,10 @@ class PublicReals:
         return to_unit_range(self.images[index], device), self.labels[index].to(device)
 
 
-def load_public_reals(path: str, resolution: int, num_channels: int, c_dim: int) -> PublicReals:
-    """The images of `path` (a dataset folder or zip) for a run at `resolution` with `num_channels`, labelled for a
-    D with `c_dim` label entries (the dataset's own labels, which must then have that many). DPConfigError names the
-    flag and what was expected."""
+def open_public_reals(path: str, resolution: int, num_channels: int, c_dim: int) -> ImageFolderDataset:
+    """The dataset at `path` (a folder or zip), checked for a run at `resolution` with `num_channels` and a D with
+    `c_dim` label entries (the dataset's own labels, which must then have that many) without reading every image:
+    DPConfigError names the flag and what was expected."""
     try:
         dataset = ImageFolderDataset(path, use_labels=c_dim > 0)
     except DatasetError as exc:
@@ -61,13 +61,19 @@ def load_public_reals(path: str, resolution: int, num_channels: int, c_dim: int)
             f"channel(s); the training data has {resolution}x{resolution} with {num_channels}"
         )
     # Integer labels index the training data's classes; a public set that shows only the first ones (normal
-    # studies: class 0) is one-hot over fewer entries, widened here.
+    # studies: class 0) is one-hot over fewer entries, widened by load_public_reals.
     widens = dataset.has_onehot_labels and dataset.label_dim < c_dim
     if dataset.label_dim != c_dim and not widens:
         raise DPConfigError(
             f"{FLAG}={path}: labels of {dataset.label_dim} entries; the conditional D takes {c_dim} "
             "(label the public images with the training data's classes, or train with --d-cond=0)"
         )
+    return dataset
+
+
+def load_public_reals(path: str, resolution: int, num_channels: int, c_dim: int) -> PublicReals:
+    """The images of `path`, checked as `open_public_reals` does, held in memory with D's labels for them."""
+    dataset = open_public_reals(path, resolution, num_channels, c_dim)
     images = np.stack([dataset[i][0] for i in range(len(dataset))])
     labels = np.zeros([len(dataset), c_dim], np.float32)
     if c_dim > 0:
