@@ -22,7 +22,9 @@ without clipping or noise, to every private step (`spine.dp.public_reals`), at -
 they cost nothing and are listed as declared public. A conditional D needs them labelled like --data.
 --dp-private-params=epilogue|head (with --dp-public-reals): the private term trains only D's last layers (the 4x4
 epilogue and the label embedding, or its output layer and the label embedding); the rest of D learns from the fakes
-and the public images, and the noise covers far fewer coordinates (`spine.dp.update`).
+and the public images, and the noise covers far fewer coordinates (`spine.dp.update`). --dp-private-weight=w
+(with --dp-public-reals): the private term, its noise included, enters D's gradient times w, so that its noise does
+not set D's Adam step size (post-processing: the account is unchanged).
 --dp-data-public=1: --data is declared public (e.g. normal radiographs from an open set): G and D train on it as
 without DP (minibatch-std, R1 and ADA as usual), and the private images reach the generator only through the
 clinical loss's judge, trained with DP-SGD (or declared public), whose epsilon is then the run's whole account;
@@ -138,6 +140,12 @@ OPTIONS = OptionGroup(
         metavar="FLOAT",
     ),
     click.option(
+        "--dp-private-weight",
+        help="Weight of the private term, its noise included (with --dp-public-reals) [default: 1]",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="FLOAT",
+    ),
+    click.option(
         "--dp-private-params",
         help="Which of D's parameters the private images train (with --dp-public-reals) [default: all]",
         type=click.Choice(list(PRIVATE_SCOPES)),
@@ -169,7 +177,7 @@ def configure(opts: Any, args: Any) -> list[str]:
         raise guards.DPConfigError(f"--dp-mode={mode!r}: expected one of {MODES}")
     clip = True if opts.dp_clip is None else bool(opts.dp_clip)
     noise = True if opts.dp_noise is None else bool(opts.dp_noise)
-    for flag in ("dp_public_weight", "dp_private_params"):
+    for flag in ("dp_public_weight", "dp_private_weight", "dp_private_params"):
         if opts.get(flag) not in (None, "all") and opts.dp_public_reals is None:
             raise guards.DPConfigError(f"{resume_options.flag(flag)} needs --dp-public-reals=<public images>")
     if mode == "paper":
@@ -249,6 +257,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         public_reals=opts.dp_public_reals,
         public_weight=1.0 if opts.dp_public_weight is None else float(opts.dp_public_weight),
         private_params=opts.dp_private_params or "all",
+        private_weight=1.0 if opts.dp_private_weight is None else float(opts.dp_private_weight),
         composed_with=judge["composed_with"],
         declared_public=public + start["declared_public"] + judge["declared_public"],
         outside_account=start["outside_account"] + judge["outside_account"],
@@ -257,6 +266,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     tag += f"-dsteps{args.dp['d_steps']}" if args.dp["d_steps"] > 1 else ""
     tag += "-publicreals" if public else ""
     tag += f"-private{args.dp['private_params']}" if args.dp["private_params"] != "all" else ""
+    tag += f"-privateweight{args.dp['private_weight']:g}" if args.dp["private_weight"] != 1.0 else ""
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
 
@@ -271,6 +281,7 @@ MECHANISM_OPTIONS = (
     "dp_pretrain_public",
     "dp_secure_rng",
     "dp_public_reals",
+    "dp_private_weight",
     "dp_private_params",
 )
 
@@ -466,6 +477,7 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         public=_public_reals(args, dp),
         public_weight=dp.get("public_weight", 1.0),
         private_scope=dp.get("private_params", "all"),
+        private_weight=dp.get("private_weight", 1.0),
     )
     d_steps = dp["d_steps"]
     return LoopPlugins(

@@ -20,6 +20,12 @@ One D step (phase Dboth; R1 is folded in, see below):
   4. Plus the ordinary batch-mean gradient of the fake term softplus(D(G(z, c))): it depends on no real record.
   5. With declared-public real images (`spine.dp.public_reals`, train.py --dp-public-reals), plus the ordinary
      batch-mean gradient of their real term (and R1 on the same steps), times `public_weight`: no private record.
+     With `private_weight` w < 1 (train.py --dp-private-weight, which needs public images) the private term, noise
+     included, enters D's gradient times w. A post-processing of the noised sum: the account is unchanged. Why:
+     Adam normalises each coordinate by its gradient's running RMS, and at epsilon 10 the noise per coordinate is
+     about 40 times the clean terms' RMS (docs/RESULTS.md W), so at w = 1 every weight of D takes a full random
+     step per iteration; a small w keeps D's dynamics those of the clean terms, while the private signal, which is
+     the same in every step, still adds up over the steps.
   6. One optimiser step; one step recorded in the privacy account.
 G, G_ema and the path-length term only read D's parameters: post-processing, no further privacy cost.
 Real-data statistics (D's real scores, R1 values, per-sample norms) are not reported: the logs are outputs too.
@@ -65,7 +71,8 @@ class DPDiscriminatorUpdate(Plugin):
     """The private D update rule. It records its steps in `account` (shared with `spine.dp.ledger`'s plug-ins,
     which checkpoint, report and stop on it) and divides the private sum by `expected_batch_size` (that of the
     run's `PoissonSampling`). `public`: declared-public real images whose term is added at `public_weight`;
-    `private_scope`: which parameters the private term trains (a key of PRIVATE_SCOPES)."""
+    `private_scope`: which parameters the private term trains (a key of PRIVATE_SCOPES); `private_weight`: the
+    factor on the private term, its signal and noise alike (with `public` only)."""
 
     def __init__(
         self,
@@ -78,6 +85,7 @@ class DPDiscriminatorUpdate(Plugin):
         public: PublicReals | None = None,
         public_weight: float = 1.0,
         private_scope: str = "all",
+        private_weight: float = 1.0,
     ):
         if r1_interval is not None and r1_interval < 1:
             raise ValueError(f"r1_interval must be >= 1 or None, got {r1_interval}")
@@ -98,6 +106,13 @@ class DPDiscriminatorUpdate(Plugin):
                 f"--dp-private-params={private_scope} needs public images: D's other layers learn from them"
             )
         self.private_scope = private_scope
+        if not private_weight > 0:
+            raise ValueError(f"--dp-private-weight={private_weight}: expected a positive weight")
+        if private_weight != 1.0 and public is None:
+            raise ValueError(
+                f"--dp-private-weight={private_weight} needs public images: they give D its clean real term"
+            )
+        self.private_weight = float(private_weight)
         self._announced_stop = False
 
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
@@ -186,7 +201,7 @@ class DPDiscriminatorUpdate(Plugin):
                 for name in total:
                     total[name] += part_sum[name]
         noisy = mechanism.add_noise(total, self.config)
-        scale = 1.0 / self.expected_batch_size
+        scale = self.private_weight / self.expected_batch_size
         return {name: g * scale for name, g in noisy.items()}
 
     def _announce_stop(self) -> None:

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import train
@@ -172,6 +173,11 @@ def test_public_reals_reach_the_settings_and_the_account(run, image_folder):
     result, args = run("--dp", "1", "--dp-epsilon", "8", "--dp-public-reals", public, "--dp-private-params", "head")
     assert result.exit_code == 0, result.output
     assert args.dp["private_params"] == "head" and "publicreals-privatehead" in os.path.basename(args.run_dir)
+    assert args.dp["private_weight"] == 1.0
+    result, args = run("--dp", "1", "--dp-epsilon", "8", "--dp-public-reals", public, "--dp-private-weight", "0.05")
+    assert result.exit_code == 0, result.output
+    assert args.dp["private_weight"] == 0.05 and "publicreals-privateweight0.05" in os.path.basename(args.run_dir)
+    assert dp_options.build(args, torch.device("cpu")).discriminator_update.private_weight == 0.05
 
 
 @pytest.mark.parametrize(
@@ -179,6 +185,8 @@ def test_public_reals_reach_the_settings_and_the_account(run, image_folder):
     [
         (["--dp-epsilon", "8", "--dp-public-weight", "0.5"], "--dp-public-weight needs --dp-public-reals"),
         (["--dp-epsilon", "8", "--dp-private-params", "head"], "--dp-private-params needs --dp-public-reals"),
+        (["--dp-epsilon", "8", "--dp-private-weight", "0.1"], "--dp-private-weight needs --dp-public-reals"),
+        (["--dp-data-public", "1", "--dp-private-weight", "0.1"], "--dp-private-weight"),
         (["--dp-epsilon", "8", "--dp-public-reals", "SMALL"], "--dp-public-reals=SMALL: 16x16 images"),
         (["--dp-epsilon", "8", "--dp-public-reals", "UNLABELLED"], "an unlabelled dataset"),
         (["--dp-mode", "paper", "--dp-public-reals", "SMALL"], "--dp-public-reals belongs to --dp-mode=dpsgd"),

@@ -155,3 +155,52 @@ def test_private_scopes_are_checked():
     update = make_update(TinyDataset(), MechanismConfig(1.0, 1.0))
     with pytest.raises(ValueError, match="--dp-private-params=head needs public images"):
         type(update)(update.account, update.config, 6.0, r1_gamma=1.0, r1_interval=None, private_scope="head")
+
+
+def test_the_private_weight_scales_the_private_term():
+    """Clip and noise off: the step at private weight w has exactly (1 - w) times the private images' mean real-term
+    gradient less than the step at weight 1, against float64 autograd over the six images (every one drawn, q = 1)."""
+    dataset = TinyDataset()
+    G, D = make_nets()
+    public = PublicReals(torch.full([1, 1, 16, 16], 100, dtype=torch.uint8), torch.tensor([[1.0, 0.0]]))
+    config = MechanismConfig(1.0, 1.0, clip=False, noise=False)
+    steps = {}
+    for weight in (1.0, 0.25):
+        update = make_update(dataset, config)
+        update.public, update.private_weight = public, weight
+        steps[weight] = step_gradients(update, G, D)
+
+    D64 = copy.deepcopy(D).double().requires_grad_(True)
+    img = torch.from_numpy(dataset.images).double() / 127.5 - 1
+    logits = D64(img, torch.from_numpy(dataset.labels).double())
+    torch.nn.functional.softplus(-logits).sum().div(len(img)).backward()
+    magnitude = max(g.abs().max().item() for g in steps[1.0])
+    tol = rounding_tol(torch.float32, 100, magnitude)
+    for (name, p64), g_one, g_quarter in zip(D64.named_parameters(), steps[1.0], steps[0.25]):
+        assert torch.allclose((g_one - g_quarter).double(), 0.75 * p64.grad, atol=tol, rtol=0), name
+    assert max(p.grad.abs().max() for p in D64.parameters()) > 100 * tol
+
+
+def test_the_private_weight_scales_the_noise_too():
+    """Clip and noise on, the same seeds: the step's private part (step minus the step at a tiny weight) halves
+    with the weight, noise included, and differs from zero."""
+    G, D = make_nets()
+    public = PublicReals(torch.full([1, 1, 16, 16], 100, dtype=torch.uint8), torch.tensor([[1.0, 0.0]]))
+    steps = {}
+    for weight in (1.0, 0.5, 1e-30):
+        update = make_update(TinyDataset(), MechanismConfig(1.0, 1.0))
+        update.public, update.private_weight = public, weight
+        steps[weight] = torch.cat([g.flatten() for g in step_gradients(update, G, D)])
+    full, half = steps[1.0] - steps[1e-30], steps[0.5] - steps[1e-30]
+    tol = rounding_tol(torch.float32, 100, full.abs().max().item())
+    assert full.abs().max() > 100 * tol
+    assert torch.allclose(half, 0.5 * full, atol=tol, rtol=0)
+
+
+def test_the_private_weight_is_checked():
+    update = make_update(TinyDataset(), MechanismConfig(1.0, 1.0))
+    make = type(update)
+    with pytest.raises(ValueError, match="--dp-private-weight=0.0: expected a positive weight"):
+        make(update.account, update.config, 6.0, r1_gamma=1.0, r1_interval=None, private_weight=0.0)
+    with pytest.raises(ValueError, match="--dp-private-weight=0.5 needs public images"):
+        make(update.account, update.config, 6.0, r1_gamma=1.0, r1_interval=None, private_weight=0.5)
