@@ -20,9 +20,10 @@ DPImageBench compares); a continued run keeps its start's entry.
 --dp-public-reals=PATH: images declared public (e.g. normal radiographs of an open set) whose real term D adds,
 without clipping or noise, to every private step (`spine.dp.public_reals`), at --dp-public-weight (default 1);
 they cost nothing and are listed as declared public. A conditional D needs them labelled like --data.
---dp-private-params=epilogue|head (with --dp-public-reals): the private term trains only D's last layers (the 4x4
-epilogue and the label embedding, or its output layer and the label embedding); the rest of D learns from the fakes
-and the public images, and the noise covers far fewer coordinates (`spine.dp.update`). --dp-private-weight=w
+--dp-private-params=epilogue|head|input1-head|input2-head (with --dp-public-reals): the private term trains only part
+of D (the 4x4 epilogue and the label embedding; its output layer and the label embedding; that head plus D's first one
+or two blocks from the input, where local findings are seen); the rest of D learns from the fakes and the public
+images, and the noise covers fewer coordinates (`spine.dp.update`). --dp-private-weight=w
 (with --dp-public-reals): the private term, its noise included, enters D's gradient times w, so that its noise does
 not set D's Adam step size (post-processing: the account is unchanged).
 --dp-data-public=1: --data is declared public (e.g. normal radiographs from an open set): G and D train on it as

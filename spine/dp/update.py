@@ -11,9 +11,10 @@ One D step (phase Dboth; R1 is folded in, see below):
      step: the per-sample gradients are computed in physical micro-batches of at most `physical_batch` images
      (whole units; `mechanism.unit_chunks`) whose clipped sums are added, so memory stays bounded with a large
      expected batch; the noise is drawn once for the whole logical batch.
-     With `private_scope` other than 'all' (train.py --dp-private-params, which needs public images), only D's
-     last layers (`PRIVATE_SCOPES`) take the private term: the per-sample gradients, clipping and noise cover those
-     parameters alone, and the rest of D learns from the fakes and the public images, which read no private record.
+     With `private_scope` other than 'all' (train.py --dp-private-params, which needs public images), only part of
+     D (`PRIVATE_SCOPES`: its last layers, or its output layer with its first blocks) takes the private term: the
+     per-sample gradients, clipping and noise cover those parameters alone, and the rest of D learns from the fakes
+     and the public images, which read no private record.
      Fewer noised coordinates: DP-SGD's noise norm grows with the square root of their number (326k weights in the
      demo's D at 32x32, 41k in its output layer and label embedding), and noise over every weight of D collapsed
      the generator (docs/RESULTS.md R and V).
@@ -46,11 +47,15 @@ from training.phase_update import Phase, PhaseRound, sanitize_gradients_
 from training.plugins import Plugin
 
 # Which of D's parameters the private term trains: name prefixes (b4 is the epilogue, at 4x4 in every StyleGAN2 D;
-# `mapping` embeds the label of a conditional D), or None for every parameter.
-PRIVATE_SCOPES: dict[str, tuple[str, ...] | None] = {
+# `mapping` embeds the label of a conditional D) and how many of D's blocks from its input (the highest resolutions,
+# where a local finding such as a lesion is seen: b32 and b16 at 32x32), or None for every parameter.
+HEAD = ("b4.out.", "mapping.")
+PRIVATE_SCOPES: dict[str, tuple[tuple[str, ...], int] | None] = {
     "all": None,
-    "epilogue": ("b4.", "mapping."),
-    "head": ("b4.out.", "mapping."),
+    "epilogue": (("b4.", "mapping."), 0),
+    "head": (HEAD, 0),
+    "input1-head": (HEAD, 1),
+    "input2-head": (HEAD, 2),
 }
 
 
@@ -58,9 +63,10 @@ def private_parameter_names(D: torch.nn.Module, scope: str) -> frozenset[str] | 
     """The names of D's trainable parameters in `scope` (a key of PRIVATE_SCOPES); None for all of them."""
     if scope not in PRIVATE_SCOPES:
         raise ValueError(f"--dp-private-params={scope!r}: expected one of {list(PRIVATE_SCOPES)}")
-    prefixes = PRIVATE_SCOPES[scope]
-    if prefixes is None:
+    if PRIVATE_SCOPES[scope] is None:
         return None
+    prefixes, input_blocks = PRIVATE_SCOPES[scope]
+    prefixes += tuple(f"b{res}." for res in getattr(D, "block_resolutions", [])[:input_blocks])
     names = frozenset(name for name, _ in D.named_parameters() if name.startswith(prefixes))
     if not names:
         raise ValueError(f"--dp-private-params={scope}: D has no parameter named {' or '.join(prefixes)}*")

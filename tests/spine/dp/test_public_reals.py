@@ -11,7 +11,7 @@ from tolerances import rounding_tol
 from spine.dp.guards import DPConfigError
 from spine.dp.mechanism import MechanismConfig
 from spine.dp.public_reals import PublicReals, load_public_reals
-from spine.dp.update import private_parameter_names
+from spine.dp.update import PRIVATE_SCOPES, private_parameter_names
 from training.loss import StyleGAN2Loss
 from training.phase_update import Phase
 
@@ -125,15 +125,14 @@ class OtherImages(TinyDataset):
         self.images = 255 - self.images
 
 
-@pytest.mark.parametrize("scope", ["head", "epilogue"])
+@pytest.mark.parametrize("scope", ["head", "epilogue", "input1-head"])
 def test_a_private_scope_keeps_the_private_images_out_of_the_other_layers(scope):
     """With --dp-private-params, D's layers outside the scope get the same gradient (bit for bit) whatever the
     private images are: they read no private record. Inside the scope the private images (and the noise) arrive."""
     G, D = make_nets()
     public = PublicReals(torch.full([1, 1, 16, 16], 100, dtype=torch.uint8), torch.tensor([[1.0, 0.0]]))
     names = private_parameter_names(D, scope)
-    assert names and all(name.startswith(("b4.", "mapping.")) for name in names)
-    assert len(names) < len(list(D.parameters()))
+    assert names and len(names) < len(list(D.parameters()))
     steps = []
     for dataset in (TinyDataset(), OtherImages()):
         update = make_update(dataset, MechanismConfig(1.0, 1.0), r1_interval=1)
@@ -145,6 +144,26 @@ def test_a_private_scope_keeps_the_private_images_out_of_the_other_layers(scope)
             assert not torch.equal(first[name], second[name]), name
         else:
             assert torch.equal(first[name], second[name]), name
+
+
+def test_private_scopes_name_the_head_and_the_input_blocks():
+    """The 16x16 test D: blocks b16, b8 (from the input), then the epilogue b4; a conditional D's label mapping."""
+    _, D = make_nets()
+    assert D.block_resolutions == [16, 8]
+    assert private_parameter_names(D, "all") is None
+    scopes = [scope for scope in PRIVATE_SCOPES if scope != "all"]
+    blocks = {scope: {name.split(".")[0] for name in private_parameter_names(D, scope)} for scope in scopes}
+    assert blocks == {
+        "epilogue": {"b4", "mapping"},
+        "head": {"b4", "mapping"},
+        "input1-head": {"b16", "b4", "mapping"},
+        "input2-head": {"b16", "b8", "b4", "mapping"},
+    }
+    for scope in ("head", "input1-head", "input2-head"):
+        b4 = {name for name in private_parameter_names(D, scope) if name.startswith("b4.")}
+        assert b4 and all(name.startswith("b4.out.") for name in b4), scope  # the epilogue's conv and fc: clean
+    everything = {name for name, _ in D.named_parameters()}
+    assert private_parameter_names(D, "input2-head") | private_parameter_names(D, "epilogue") == everything
 
 
 def test_private_scopes_are_checked():
