@@ -18,8 +18,10 @@ mean): the leave-one-out mean is independent of f_i, so unlike the squared error
 also penalise the spread of the features (which would reward mode collapse). An image whose class appears only
 once in the batch gets no loss.
 
-The real means come from the training images (`RealClassFeatures.from_images`), a statistic of the private data:
-runs under --dp=1 refuse this term (spine.clinical.options).
+The real means come from the training images (`RealClassFeatures.from_images`), a statistic of the private data;
+under --dp=1 they come instead from a DP release carried by the judge (`RealClassFeatures.from_release`, made by
+`python -m spine.dp.judge --release-features=SIGMA`, its cost in the judge's account), with the run's --data
+declared public (--dp-data-public=1) for the features' spread (spine.clinical.options).
 """
 
 from __future__ import annotations
@@ -29,28 +31,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch import nn
 
 from spine.classifier.artifact import SpineClassifier
+from spine.classifier.features import clip_features, judge_features
 from training.plugins import Plugin
-
-
-def _last_linear(net: nn.Module) -> nn.Linear:
-    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(f"the judge ({type(net).__name__}) has no linear layer whose input could serve as features")
-    return linears[-1]
-
-
-def judge_features(classifier: SpineClassifier, x: torch.Tensor) -> torch.Tensor:
-    """Features [N, D] of network input x: the input of the judge's last linear layer (differentiable in x)."""
-    captured: list[torch.Tensor] = []
-    hook = _last_linear(classifier.net).register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
-    try:
-        classifier(x)
-    finally:
-        hook.remove()
-    return captured[0].flatten(1)
 
 
 def _batches(images: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
@@ -60,11 +44,14 @@ def _batches(images: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
 
 @dataclasses.dataclass(frozen=True)
 class RealClassFeatures:
-    """Per-class mean judge features of the real images [C, D] and the features' standard deviation [D]."""
+    """Per-class mean judge features of the real images [C, D] and the features' standard deviation [D]. With `clip`
+    (a DP release, `spine.dp.class_features`) the means are of features clipped to that L2 norm, and the generated
+    images' features are clipped the same way before they are compared."""
 
     means: torch.Tensor
     std: torch.Tensor
     counts: tuple[int, ...]
+    clip: float | None = None
 
     @staticmethod
     @torch.no_grad()
@@ -72,12 +59,7 @@ class RealClassFeatures:
         classifier: SpineClassifier, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int = 256
     ) -> RealClassFeatures:
         """From uint8 images [N, C, H, W] and integer labels [N]; every class needs at least one image."""
-        feats = torch.cat(
-            [
-                judge_features(classifier, classifier.preprocess_uint8(chunk)).double().cpu()
-                for chunk in _batches(images, batch_size)
-            ]
-        )
+        feats = _features(classifier, images, None, batch_size)
         counts = torch.bincount(labels.cpu(), minlength=num_classes)
         if len(counts) != num_classes or int(counts.min()) == 0:
             raise ValueError(
@@ -85,9 +67,40 @@ class RealClassFeatures:
                 f"have counts {counts.tolist()}"
             )
         means = torch.stack([feats[labels.cpu() == c].mean(0) for c in range(num_classes)])
-        std = feats.std(0)
-        std = std + 1e-2 * std.mean() + 1e-12  # dead units (std 0) get a floor instead of a division by zero
-        return RealClassFeatures(means.float(), std.float(), tuple(int(n) for n in counts))
+        return RealClassFeatures(means.float(), _spread(feats), tuple(int(n) for n in counts))
+
+    @staticmethod
+    @torch.no_grad()
+    def from_release(
+        classifier: SpineClassifier, release: dict, images: torch.Tensor, batch_size: int = 256
+    ) -> RealClassFeatures:
+        """The class means of a DP release (the judge's provenance `class_features`); the spread from `images`,
+        which must not be the private ones (train.py takes the run's public --data)."""
+        means = torch.tensor(release["means"], dtype=torch.float32)
+        feats = _features(classifier, images, float(release["clip"]), batch_size)
+        if feats.shape[1] != means.shape[1]:
+            raise ValueError(
+                f"the released class features have {means.shape[1]} dimensions; this judge's features {feats.shape[1]}"
+            )
+        counts = tuple(max(int(round(n)), 0) for n in release["counts"])
+        return RealClassFeatures(means, _spread(feats), counts, clip=float(release["clip"]))
+
+
+def _features(classifier: SpineClassifier, images: torch.Tensor, clip: float | None, batch_size: int) -> torch.Tensor:
+    """The judge's features [N, D] (float64, CPU) of uint8 images, clipped to `clip` when given."""
+    feats = torch.cat(
+        [
+            judge_features(classifier, classifier.preprocess_uint8(chunk)).double().cpu()
+            for chunk in _batches(images, batch_size)
+        ]
+    )
+    return feats if clip is None else clip_features(feats, clip)
+
+
+def _spread(feats: torch.Tensor) -> torch.Tensor:
+    """Per-dimension standard deviation, with a floor for dead units (std 0) instead of a division by zero."""
+    std = feats.std(0)
+    return (std + 1e-2 * std.mean() + 1e-12).float()
 
 
 class ClassFeatureMatch(Plugin):
@@ -111,6 +124,8 @@ class ClassFeatureMatch(Plugin):
             )
         self.classifier.to(gen_img.device).requires_grad_(False).eval()
         feats = judge_features(self.classifier, self.classifier.preprocess_generated(gen_img))
+        if self.real.clip is not None:
+            feats = clip_features(feats, self.real.clip)
         means, std = self.real.means.to(feats.device), self.real.std.to(feats.device)
         classes = gen_c.argmax(dim=1)
         deviation = (feats - means[classes]) / std  # whitened distance from the class mean
@@ -123,6 +138,9 @@ class ClassFeatureMatch(Plugin):
     def snapshot_metadata(self) -> dict[str, Any]:
         return dict(
             clinical_match=dict(
-                weight=self.weight, real_counts=list(self.real.counts), feature_dim=int(self.real.means.shape[1])
+                weight=self.weight,
+                real_counts=list(self.real.counts),
+                feature_dim=int(self.real.means.shape[1]),
+                released_clip=self.real.clip,
             )
         )

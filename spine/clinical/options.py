@@ -17,7 +17,7 @@ import torch
 import dnnlib.util
 from dnnlib.cli import OptionGroup
 from training.loop_plugins import LoopPlugins
-from training.plugin_options import Conflict, DeclaredPlugin
+from training.plugin_options import DeclaredPlugin
 
 DEFAULT_WEIGHT = 0.1  # the paper's
 SETTING = "clinical"  # args.clinical: this plug-in's settings, recorded with the run (not a training_loop argument)
@@ -83,6 +83,7 @@ def configure(opts: Any, args: Any) -> list[str]:
         check_compatible(classifier, meta.get("label_mode"), dataset.label_dim, meta.get("class_names"))
     except ValueError as exc:
         raise ValueError(f"--clinical-loss={opts.clinical_loss}: {exc}") from exc
+    released = match > 0 and _check_release(opts, classifier)
     digest = dnnlib.util.file_digest(opts.clinical_loss)
     args.clinical = dict(
         classifier=os.path.abspath(opts.clinical_loss),
@@ -90,10 +91,31 @@ def configure(opts: Any, args: Any) -> list[str]:
         weight=float(weight),
         augment=bool(opts.clinical_augment),
         match=float(match),
+        match_released=released,
         label_mode=classifier.spec.label_mode,
         class_names=list(classifier.spec.class_names),
     )
     return [f"clinical{weight:g}" + ("-aug" if opts.clinical_augment else "") + (f"-match{match:g}" if match else "")]
+
+
+def _check_release(opts: Any, classifier: Any) -> bool:
+    """Whether class feature matching takes the judge's DP release of the class means (a --dp=1 run), else the
+    training images' means. Under DP the release is required, and the run's --data declared public: the features'
+    spread is read from it."""
+    if not opts.get("dp"):
+        return False
+    if "class_features" not in classifier.provenance:
+        raise ValueError(
+            f"--clinical-match with --dp=1: the judge --clinical-loss={opts.clinical_loss} carries no DP release of "
+            f"the class means (train it with python -m spine.dp.judge --release-features=SIGMA); the training "
+            f"images' means would be released without noise"
+        )
+    if not opts.get("dp_data_public"):
+        raise ValueError(
+            "--clinical-match with --dp=1 needs --dp-data-public=1: the features' spread is read from --data, "
+            "which must then be public"
+        )
+    return True
 
 
 def build(args: Any, device: torch.device) -> LoopPlugins:
@@ -109,17 +131,21 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
     if clinical["weight"] > 0:
         terms.append(ClinicalLoss(classifier, clinical["weight"], augment=clinical["augment"]))
     if clinical["match"] > 0:
-        terms.append(_feature_match(classifier, args, clinical["match"]))
+        terms.append(_feature_match(classifier, args, clinical["match"], clinical.get("match_released", False)))
     return LoopPlugins(generator_terms=tuple(terms))
 
 
-def _feature_match(classifier: Any, args: Any, weight: float) -> Any:
-    """The class feature-matching term, its real class means taken from the run's training images."""
+def _feature_match(classifier: Any, args: Any, weight: float, released: bool) -> Any:
+    """The class feature-matching term, its real class means taken from the run's training images, or from the
+    judge's DP release (the training images, public, then give only the features' spread)."""
     from spine.classifier.data import load_labelled_images
     from spine.clinical.feature_match import ClassFeatureMatch, RealClassFeatures
 
     real = load_labelled_images(args.training_set_kwargs.path)
-    stats = RealClassFeatures.from_images(classifier, real.images, real.labels, len(real.class_names))
+    if released:
+        stats = RealClassFeatures.from_release(classifier, classifier.provenance["class_features"], real.images)
+    else:
+        stats = RealClassFeatures.from_images(classifier, real.images, real.labels, len(real.class_names))
     return ClassFeatureMatch(classifier, stats, weight)
 
 
@@ -129,11 +155,4 @@ PLUGIN = DeclaredPlugin(
     configure,
     build,
     path_options=("clinical_loss",),
-    conflicts=(
-        Conflict(
-            ("clinical_match", "dp"),
-            "--clinical-match with --dp=1: the real class means it matches are a statistic "
-            "of the private training images, released without noise",
-        ),
-    ),
 )

@@ -16,6 +16,9 @@ The per-sample flip/rotate/crop augmentation stays (a function of one record and
 classifier.pkl's provenance carries the account (`privacy`: the accountant's history [[sigma, q, steps]], delta,
 epsilon, C, unit 'image'); train.py --dp=1 --clinical-loss=<it> composes it with D's steps into one epsilon
 (`spine.dp.accounting.PrivacyAccount.composed_with`). The noise comes from torch's seeded RNG (not cryptographic).
+--release-features=SIGMA adds a one-shot DP release of the private images' class-mean features (`class_features`
+in the provenance, one more entry [sigma, 1, 1] in the account; `spine.dp.class_features`), which train.py
+--clinical-match then matches under DP.
 """
 
 from __future__ import annotations
@@ -29,11 +32,17 @@ import torch
 from tqdm import tqdm
 
 import dnnlib
-from spine.classifier.artifact import ClassifierSpec, normalize_pixels, save_classifier, to_classifier_pixels
+from spine.classifier.artifact import (
+    ClassifierSpec,
+    SpineClassifier,
+    normalize_pixels,
+    save_classifier,
+    to_classifier_pixels,
+)
 from spine.classifier.data import LabelledImages, load_labelled_images
 from spine.classifier.models import build_network
 from spine.classifier.training import TrainResult, augment_batch
-from spine.dp import accounting
+from spine.dp import accounting, class_features
 from torch_utils import misc
 
 JUDGE_ARCHS = ("small_cnn", "patch_cnn")  # the architectures with a GroupNorm variant
@@ -62,6 +71,8 @@ class PrivateJudgeOptions:
     flip_prob: float = 0.3  # the ordinary judge's augmentation (spine.classifier.training.TrainOptions)
     max_rotate_deg: float = 5.0
     crop_scale: tuple[float, float] = (0.8, 1.0)
+    release_features: float = 0.0  # noise multiplier of the one-shot class-feature release (0: none)
+    release_clip: float = 1.0
 
     def __post_init__(self) -> None:
         if self.arch not in JUDGE_ARCHS:
@@ -72,6 +83,11 @@ class PrivateJudgeOptions:
             raise ValueError(f"--epsilon must be positive, got {self.epsilon}")
         if not 0 < self.delta < 1:
             raise ValueError(f"--delta must be in (0, 1), got {self.delta}")
+        if self.release_features < 0 or not self.release_clip > 0:
+            raise ValueError(
+                f"--release-features={self.release_features} --release-clip={self.release_clip}: expected a "
+                f"noise multiplier >= 0 (0: no release) and a positive clip"
+            )
 
 
 def judge_spec(data: LabelledImages, options: PrivateJudgeOptions) -> ClassifierSpec:
@@ -163,6 +179,22 @@ def train_private_judge(data: LabelledImages, options: PrivateJudgeOptions) -> T
     return TrainResult(net=net, spec=spec, provenance=provenance)
 
 
+def add_feature_release(result: TrainResult, data: LabelledImages, options: PrivateJudgeOptions) -> TrainResult:
+    """The judge with a one-shot DP release of the private images' class-mean features in its provenance
+    (`class_features`), the release composed into its account (`spine.dp.class_features`)."""
+    classifier = SpineClassifier(result.net, result.spec)
+    release = class_features.release_class_features(
+        classifier, data, options.release_clip, options.release_features, seed=options.seed + 1
+    )
+    privacy = dict(result.provenance["privacy"])
+    privacy["history"] = [*privacy["history"], class_features.release_mechanism(options.release_features)]
+    privacy["epsilon"] = accounting.composed_epsilon(
+        tuple(map(tuple, privacy["history"])), privacy["delta"], privacy["accountant"]
+    )
+    provenance = dict(result.provenance, privacy=privacy, class_features=release)
+    return TrainResult(net=result.net, spec=result.spec, provenance=provenance)
+
+
 @click.command()
 @click.option("--data", required=True, type=click.Path(exists=True), help="Private labelled dataset (folder or zip)")
 @click.option("--out", required=True, type=dnnlib.OutputPath(dir_okay=False), help="Where to write classifier.pkl")
@@ -183,6 +215,21 @@ def train_private_judge(data: LabelledImages, options: PrivateJudgeOptions) -> T
 @click.option("--resolution", type=click.IntRange(min=8), default=None, help="Input size [default: the dataset's]")
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True)
 @click.option("--device", type=misc.DEVICE, default="cpu", show_default=True)
+@click.option(
+    "--release-features",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Noise multiplier of a one-shot DP release of the class-mean features (for train.py --clinical-match "
+    "under DP); 0: no release",
+)
+@click.option(
+    "--release-clip",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="L2 bound on each image's features in the release",
+)
 def main(data: str, out: str, resolution: int | None, **settings: object) -> None:
     """Train the clinical loss's judge with DP-SGD on private images; its account goes into classifier.pkl."""
     images = load_labelled_images(data)
@@ -194,12 +241,17 @@ def main(data: str, out: str, resolution: int | None, **settings: object) -> Non
     dnnlib.remove_stale_temp_files(Path(out).resolve().parent)
     options = PrivateJudgeOptions(resolution=resolution or images.resolution, **settings)
     result = train_private_judge(images, options)
+    if options.release_features > 0:
+        result = add_feature_release(result, images, options)
     save_classifier(out, result.net, result.spec, result.provenance)
     privacy = result.provenance["privacy"]
     sigma, q, steps = privacy["history"][0]
+    release = (
+        f", plus the class-feature release (sigma {options.release_features:g})" if len(privacy["history"]) > 1 else ""
+    )
     click.echo(
         f"DP judge: epsilon {privacy['epsilon']:.4f} at delta {privacy['delta']:g} after {steps} steps "
-        f"(sigma {sigma:.4g}, q {q:.4g}) -> {out}"
+        f"(sigma {sigma:.4g}, q {q:.4g}){release} -> {out}"
     )
 
 

@@ -11,8 +11,9 @@ from torch import nn
 
 import train
 from spine.classifier.artifact import ClassifierSpec, SpineClassifier
+from spine.classifier.features import judge_features
 from spine.classifier.models import build_network
-from spine.clinical.feature_match import ClassFeatureMatch, RealClassFeatures, judge_features
+from spine.clinical.feature_match import ClassFeatureMatch, RealClassFeatures
 from spine.clinical.loss import ClinicalLoss
 
 SPEC = ClassifierSpec(
