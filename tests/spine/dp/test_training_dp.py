@@ -73,6 +73,7 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         dp_public_reals=None,
         dp_public_weight=None,
         dp_private_params=None,
+        dp_private_weight=None,
     )
     opts.update(dp_opts)
     _, args = train.setup_training_loop_kwargs(train.dnnlib.EasyDict(opts))
