@@ -31,6 +31,21 @@ def judge_features(classifier: SpineClassifier, x: torch.Tensor) -> torch.Tensor
     return captured[0].flatten(1)
 
 
+@torch.no_grad()
+def image_features(
+    classifier: SpineClassifier, images: torch.Tensor, clip: float | None = None, batch_size: int = 256
+) -> torch.Tensor:
+    """The judge's features [N, D] (float64, CPU) of uint8 images [N, C, H, W], in batches, clipped to L2 norm `clip`
+    when given."""
+    feats = torch.cat(
+        [
+            judge_features(classifier, classifier.preprocess_uint8(images[start : start + batch_size])).double().cpu()
+            for start in range(0, len(images), batch_size)
+        ]
+    )
+    return feats if clip is None else clip_features(feats, clip)
+
+
 def clip_features(features: torch.Tensor, max_norm: float) -> torch.Tensor:
     """Each row scaled to L2 norm at most `max_norm` (rows already within it unchanged; differentiable)."""
     norms = features.norm(dim=1, keepdim=True)

@@ -27,19 +27,13 @@ declared public (--dp-data-public=1) for the features' spread (spine.clinical.op
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from spine.classifier.artifact import SpineClassifier
-from spine.classifier.features import clip_features, judge_features
+from spine.classifier.features import clip_features, image_features, judge_features
 from training.plugins import Plugin
-
-
-def _batches(images: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
-    for start in range(0, len(images), size):
-        yield images[start : start + size]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +53,7 @@ class RealClassFeatures:
         classifier: SpineClassifier, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int = 256
     ) -> RealClassFeatures:
         """From uint8 images [N, C, H, W] and integer labels [N]; every class needs at least one image."""
-        feats = _features(classifier, images, None, batch_size)
+        feats = image_features(classifier, images, None, batch_size)
         counts = torch.bincount(labels.cpu(), minlength=num_classes)
         if len(counts) != num_classes or int(counts.min()) == 0:
             raise ValueError(
@@ -77,24 +71,13 @@ class RealClassFeatures:
         """The class means of a DP release (the judge's provenance `class_features`); the spread from `images`,
         which must not be the private ones (train.py takes the run's public --data)."""
         means = torch.tensor(release["means"], dtype=torch.float32)
-        feats = _features(classifier, images, float(release["clip"]), batch_size)
+        feats = image_features(classifier, images, float(release["clip"]), batch_size)
         if feats.shape[1] != means.shape[1]:
             raise ValueError(
                 f"the released class features have {means.shape[1]} dimensions; this judge's features {feats.shape[1]}"
             )
         counts = tuple(max(int(round(n)), 0) for n in release["counts"])
         return RealClassFeatures(means, _spread(feats), counts, clip=float(release["clip"]))
-
-
-def _features(classifier: SpineClassifier, images: torch.Tensor, clip: float | None, batch_size: int) -> torch.Tensor:
-    """The judge's features [N, D] (float64, CPU) of uint8 images, clipped to `clip` when given."""
-    feats = torch.cat(
-        [
-            judge_features(classifier, classifier.preprocess_uint8(chunk)).double().cpu()
-            for chunk in _batches(images, batch_size)
-        ]
-    )
-    return feats if clip is None else clip_features(feats, clip)
 
 
 def _spread(feats: torch.Tensor) -> torch.Tensor:

@@ -25,10 +25,9 @@ import torch
 
 from spine.classifier.artifact import SpineClassifier
 from spine.classifier.data import LabelledImages
-from spine.classifier.features import clip_features, judge_features
+from spine.classifier.features import image_features
 
 
-@torch.no_grad()
 def release_class_features(
     classifier: SpineClassifier,
     data: LabelledImages,
@@ -43,13 +42,8 @@ def release_class_features(
             f"a DP feature release needs clip > 0 and sigma > 0, got clip {clip}, sigma {noise_multiplier}"
         )
     num_classes = len(data.class_names)
-    sums: torch.Tensor | None = None
-    for start in range(0, len(data.images), batch_size):
-        pixels = classifier.preprocess_uint8(data.images[start : start + batch_size])
-        feats = clip_features(judge_features(classifier, pixels).double().cpu(), clip)
-        onehot = torch.nn.functional.one_hot(data.labels[start : start + batch_size].cpu(), num_classes).double()
-        part = onehot.T @ feats
-        sums = part if sums is None else sums + part
+    feats = image_features(classifier, data.images, clip, batch_size)
+    sums = torch.nn.functional.one_hot(data.labels.cpu(), num_classes).double().T @ feats
     counts = torch.bincount(data.labels.cpu(), minlength=num_classes).double()
     std = noise_multiplier * math.sqrt(2.0) * clip
     generator = torch.Generator().manual_seed(seed)
