@@ -461,8 +461,11 @@ def configure_plugins(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         check_conflicts(opts, PLUGINS)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    if not opts.d_cond and not args.get("clinical"):
-        raise UserError("--d-cond=0 needs --clinical-loss: with an unconditional D nothing else teaches G the classes")
+    if not opts.d_cond and not args.get("clinical") and not (args.get("dp") or {}).get("private_critic"):
+        raise UserError(
+            "--d-cond=0 needs --clinical-loss or --dp-private-critic: with an unconditional D nothing else teaches G "
+            "the classes"
+        )
     return desc
 
 

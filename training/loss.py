@@ -12,6 +12,10 @@ Generator terms: any object with `name: str` and `__call__(gen_img, gen_c) -> Te
 already weighted). Gmain adds its mean and reports it as `Loss/G/<name>`; the adversarial part stays `Loss/G/loss`.
 A term that renders images of its own defines `attach(G)`, called here with the generator being trained.
 
+With `adversarial_class` k, D judges the renders G(z, one-hot k) only, in its fake term and in G's adversarial
+term, while the generator terms see G(z, c): for a D whose real images show class k alone (DP's declared-public
+normal images beside a private critic that judges every class, `spine.dp.private_critic`).
+
 Per-sample losses are exposed (`generator_main_loss`, `path_length_loss`, `discriminator_fake_loss`,
 `discriminator_real_loss`) so that an update rule which needs per-sample gradients (DP-SGD, see
 `training.phase_update`) can use them; `accumulate_gradients` is the plain sum-and-backward of the same terms.
@@ -83,6 +87,7 @@ class StyleGAN2Loss:
         pl_decay: float = 0.01,
         generator_terms: Sequence[GeneratorTerm] = (),
         ada_controller: Any | None = None,
+        adversarial_class: int | None = None,
     ):
         for term in generator_terms:
             if not isinstance(getattr(term, "name", None), str) or not callable(term):
@@ -101,6 +106,7 @@ class StyleGAN2Loss:
             if hasattr(term, "attach"):
                 term.attach(G)
         self.ada_controller = ada_controller  # training.augment.AdaController: sees every D(aug(real)) score
+        self.adversarial_class = adversarial_class
         self.pl_mean = torch.zeros([], device=self.device)
         # Style mixing decided on the device (training.graph_capture sets it): same distribution, no host draws.
         self.style_mixing_on_device = False
@@ -144,11 +150,21 @@ class StyleGAN2Loss:
         """The images as D sees them: through the augment pipe when there is one."""
         return img if self.augment_pipe is None else self.augment_pipe(img)
 
+    def adversarial_labels(self, gen_c: torch.Tensor) -> torch.Tensor:
+        """The labels of the renders D judges: `gen_c`, or one-hot `adversarial_class` when set."""
+        if self.adversarial_class is None:
+            return gen_c
+        return F.one_hot(torch.full_like(gen_c[:, 0], self.adversarial_class, dtype=torch.int64), gen_c.shape[1]).to(
+            gen_c.dtype
+        )
+
     # ---- per-sample losses --------------------------------------------------------------------------------------
     def generator_main_loss(self, gen_z: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
         """Adversarial loss plus generator terms, per sample [N]."""
         gen_img, _ = self.run_G(gen_z, gen_c)
-        gen_logits = self.run_D(gen_img, gen_c)
+        judged_c = self.adversarial_labels(gen_c)
+        judged_img = gen_img if judged_c is gen_c else self.run_G(gen_z, judged_c)[0]
+        gen_logits = self.run_D(judged_img, judged_c)
         training_stats.report("Loss/scores/fake", gen_logits)
         training_stats.report("Loss/signs/fake", gen_logits.sign())
         loss = F.softplus(-gen_logits).flatten()
@@ -184,7 +200,8 @@ class StyleGAN2Loss:
         return gen_img[:, 0, 0, 0] * 0 + loss
 
     def discriminator_fake_loss(self, gen_z: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
-        """softplus(D(aug(G(z, c)))) per sample [N]; G runs without a graph."""
+        """softplus(D(aug(G(z, c)))) per sample [N] (c: `adversarial_labels`); G runs without a graph."""
+        gen_c = self.adversarial_labels(gen_c)
         with torch.no_grad():
             gen_img, _ = self.run_G(gen_z, gen_c)
         gen_logits = self.run_D(gen_img, gen_c)

@@ -26,6 +26,10 @@ or two blocks from the input, where local findings are seen); the rest of D lear
 images, and the noise covers fewer coordinates (`spine.dp.update`). --dp-private-weight=w
 (with --dp-public-reals): the private term, its noise included, enters D's gradient times w, so that its noise does
 not set D's Adam step size (post-processing: the account is unchanged).
+--dp-private-critic=CHANNELS (with --dp-public-reals, e.g. 8,16,16): the private term trains a small separate critic
+(`spine.dp.private_critic`) instead of D, by the same mechanism and account; D reads only the fakes and the public
+images and judges only renders of the first class (normal: the class the public images show), and G's loss adds the
+critic's term times --dp-critic-weight (default 1).
 --dp-data-public=1: --data is declared public (e.g. normal radiographs from an open set): G and D train on it as
 without DP (minibatch-std, R1 and ADA as usual), and the private images reach the generator only through the
 clinical loss's judge, trained with DP-SGD (or declared public), whose epsilon is then the run's whole account;
@@ -43,7 +47,7 @@ import click
 import torch
 
 from dnnlib.cli import OptionGroup
-from spine.dp import accounting, guards, ledger, paper_mode
+from spine.dp import accounting, guards, ledger, paper_mode, private_critic
 from spine.dp.mechanism import MechanismConfig
 from spine.dp.sampling import UNITS
 from spine.dp.update import PRIVATE_SCOPES
@@ -151,6 +155,19 @@ OPTIONS = OptionGroup(
         help="Which of D's parameters the private images train (with --dp-public-reals) [default: all]",
         type=click.Choice(list(PRIVATE_SCOPES)),
     ),
+    click.option(
+        "--dp-private-critic",
+        help="Train a small critic with these conv widths on the private images instead of D (with "
+        "--dp-public-reals), e.g. 8,16,16",
+        type=str,
+        metavar="CHANNELS",
+    ),
+    click.option(
+        "--dp-critic-weight",
+        help="Weight of the private critic's term in G's loss [default: 1]",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="FLOAT",
+    ),
     click.option("--dp-label-prior", help="Fake-label prior: uniform or comma-separated probabilities", type=str),
     click.option(
         "--dp-secure-rng",
@@ -178,7 +195,7 @@ def configure(opts: Any, args: Any) -> list[str]:
         raise guards.DPConfigError(f"--dp-mode={mode!r}: expected one of {MODES}")
     clip = True if opts.dp_clip is None else bool(opts.dp_clip)
     noise = True if opts.dp_noise is None else bool(opts.dp_noise)
-    for flag in ("dp_public_weight", "dp_private_weight", "dp_private_params"):
+    for flag in ("dp_public_weight", "dp_private_weight", "dp_private_params", "dp_private_critic"):
         if opts.get(flag) not in (None, "all") and opts.dp_public_reals is None:
             raise guards.DPConfigError(f"{resume_options.flag(flag)} needs --dp-public-reals=<public images>")
     if mode == "paper":
@@ -259,6 +276,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
         public_weight=1.0 if opts.dp_public_weight is None else float(opts.dp_public_weight),
         private_params=opts.dp_private_params or "all",
         private_weight=1.0 if opts.dp_private_weight is None else float(opts.dp_private_weight),
+        **_private_critic(opts, args),
         composed_with=judge["composed_with"],
         declared_public=public + start["declared_public"] + judge["declared_public"],
         outside_account=start["outside_account"] + judge["outside_account"],
@@ -268,6 +286,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     tag += "-publicreals" if public else ""
     tag += f"-private{args.dp['private_params']}" if args.dp["private_params"] != "all" else ""
     tag += f"-privateweight{args.dp['private_weight']:g}" if args.dp["private_weight"] != 1.0 else ""
+    tag += f"-critic{args.dp['private_critic'].replace(',', '-')}" if args.dp["private_critic"] else ""
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
 
@@ -284,7 +303,28 @@ MECHANISM_OPTIONS = (
     "dp_public_reals",
     "dp_private_weight",
     "dp_private_params",
+    "dp_private_critic",
+    "dp_critic_weight",
 )
+
+
+def _private_critic(opts: Any, args: Any) -> dict:
+    """args.dp's private-critic entries (None: D takes the private term); with a critic, D judges only renders of
+    class 0, the class of the declared-public images."""
+    if opts.dp_private_critic is None:
+        if opts.dp_critic_weight is not None:
+            raise guards.DPConfigError("--dp-critic-weight needs --dp-private-critic=<channels>")
+        return dict(private_critic=None, critic_weight=1.0)
+    if opts.dp_private_params not in (None, "all"):
+        raise guards.DPConfigError("--dp-private-params and --dp-private-critic both say what the private images train")
+    try:
+        channels = private_critic.parse_channels(opts.dp_private_critic, args.dataset_info["resolution"])
+    except ValueError as exc:
+        raise guards.DPConfigError(str(exc)) from None
+    if _g_label_dim(args) > 0:
+        args.loss_kwargs.adversarial_class = 0
+    weight = 1.0 if opts.dp_critic_weight is None else float(opts.dp_critic_weight)
+    return dict(private_critic=",".join(map(str, channels)), critic_weight=weight)
 
 
 def _configure_public_data(opts: Any, args: Any) -> list[str]:
@@ -468,6 +508,7 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
     sampling = PoissonSampling(
         dp["unit"], dp["sample_rate"], args.training_set_kwargs.max_size, secure=config.secure_rng
     )
+    critic = _critic_term(args, dp, device)
     update = DPDiscriminatorUpdate(
         account,
         config,
@@ -479,10 +520,12 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
         public_weight=dp.get("public_weight", 1.0),
         private_scope=dp.get("private_params", "all"),
         private_weight=dp.get("private_weight", 1.0),
+        critic=critic,
     )
     d_steps = dp["d_steps"]
     return LoopPlugins(
         discriminator_update=update,
+        generator_terms=() if critic is None else (critic,),
         generator_update=EveryNthStep(GradientStep(), d_steps) if d_steps > 1 else None,
         real_sampling=sampling,
         fake_labels=_fake_label_prior(args, dp),
@@ -502,6 +545,23 @@ def _public_reals(args: Any, dp: dict) -> Any:
 
     info = args.dataset_info
     return load_public_reals(dp["public_reals"], info["resolution"], info["num_channels"], _d_label_dim(args))
+
+
+def _critic_term(args: Any, dp: dict, device: torch.device) -> private_critic.PrivateCriticTerm | None:
+    """The run's private critic and its term in G's loss (--dp-private-critic), or None."""
+    if not dp.get("private_critic"):
+        return None
+    info = args.dataset_info
+    channels = private_critic.parse_channels(dp["private_critic"], info["resolution"])
+    with torch.random.fork_rng(devices=[]):  # weights from the run's seed, the global stream untouched
+        torch.manual_seed(args.random_seed)
+        net = private_critic.PrivateCritic(info["resolution"], info["num_channels"], _g_label_dim(args), channels)
+    return private_critic.PrivateCriticTerm(net.to(device), dp["critic_weight"])
+
+
+def _g_label_dim(args: Any) -> int:
+    """G's label entries: the dataset's for a conditional run, else 0."""
+    return int(args.dataset_info["label_dim"]) if args.training_set_kwargs.use_labels else 0
 
 
 def _public_data_plugins(args: Any, dp: dict) -> LoopPlugins:

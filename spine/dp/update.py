@@ -27,6 +27,10 @@ One D step (phase Dboth; R1 is folded in, see below):
      about 40 times the clean terms' RMS (docs/RESULTS.md W), so at w = 1 every weight of D takes a full random
      step per iteration; a small w keeps D's dynamics those of the clean terms, while the private signal, which is
      the same in every step, still adds up over the steps.
+     With a private critic (train.py --dp-private-critic, which needs public images; `spine.dp.private_critic`),
+     the private term trains the critic D_p instead of D: D's step holds the fakes and the public images alone,
+     and D_p takes its own step on its fake term (the batch mean of softplus(D_p(G(z, c), c)), no private record)
+     plus the private term of steps 2-3 computed on D_p.
   6. One optimiser step; one step recorded in the privacy account.
 G, G_ema and the path-length term only read D's parameters: post-processing, no further privacy cost.
 Real-data statistics (D's real scores, R1 values, per-sample norms) are not reported: the logs are outputs too.
@@ -37,9 +41,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from spine.dp import mechanism, per_sample
 from spine.dp.accounting import PrivacyAccount
+from spine.dp.private_critic import PrivateCriticTerm
 from spine.dp.public_reals import PublicReals
 from torch_utils import training_stats
 from training.loss import StyleGAN2Loss, r1_penalty, real_logit_loss
@@ -78,7 +84,8 @@ class DPDiscriminatorUpdate(Plugin):
     which checkpoint, report and stop on it) and divides the private sum by `expected_batch_size` (that of the
     run's `PoissonSampling`). `public`: declared-public real images whose term is added at `public_weight`;
     `private_scope`: which parameters the private term trains (a key of PRIVATE_SCOPES); `private_weight`: the
-    factor on the private term, its signal and noise alike (with `public` only)."""
+    factor on the private term, its signal and noise alike (with `public` only); `critic`: the private critic that
+    takes the private term instead of D (with `public` only)."""
 
     def __init__(
         self,
@@ -92,6 +99,7 @@ class DPDiscriminatorUpdate(Plugin):
         public_weight: float = 1.0,
         private_scope: str = "all",
         private_weight: float = 1.0,
+        critic: PrivateCriticTerm | None = None,
     ):
         if r1_interval is not None and r1_interval < 1:
             raise ValueError(f"r1_interval must be >= 1 or None, got {r1_interval}")
@@ -119,6 +127,9 @@ class DPDiscriminatorUpdate(Plugin):
                 f"--dp-private-weight={private_weight} needs public images: they give D its clean real term"
             )
         self.private_weight = float(private_weight)
+        if critic is not None and public is None:
+            raise ValueError("--dp-private-critic needs public images: D learns from them and the fakes alone")
+        self.critic = critic
         self._announced_stop = False
 
     def __call__(self, phase: Phase, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
@@ -137,13 +148,40 @@ class DPDiscriminatorUpdate(Plugin):
         self._fake_gradients(D, loss, rounds)
         if self.public is not None:
             self._public_real_gradients(D, loss, rounds, r1_weight)
-        private = self._private_real_gradient(D, loss, rounds, r1_weight)
-        for name, g in private.items():
-            p = params[name]
-            p.grad = g if p.grad is None else p.grad + g
+        if self.critic is None:
+            self._add_private_gradient(D, loss, rounds, r1_weight)
         sanitize_gradients_(list(params.values()))
         phase.opt.step()
+        if self.critic is not None:
+            self._critic_step(loss, rounds, r1_weight)
         self.account.record_step()
+
+    def _add_private_gradient(
+        self, net: torch.nn.Module, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound], r1_weight: float
+    ) -> None:
+        """The private term (`_private_real_gradient`) added to `net`'s .grad."""
+        params = dict(net.named_parameters())
+        for name, g in self._private_real_gradient(net, loss, rounds, r1_weight).items():
+            p = params[name]
+            p.grad = g if p.grad is None else p.grad + g
+
+    def _critic_step(self, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound], r1_weight: float) -> None:
+        """One optimiser step of the private critic: the batch mean of softplus(D_p(G(z, c), c)) (every class's
+        renders, no private record) plus the private term."""
+        critic, optimizer = self.critic.critic, self.critic.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        critic.requires_grad_(True)
+        try:
+            for r in rounds:
+                with torch.no_grad():
+                    gen_img, _ = loss.run_G(r.gen_z, r.gen_c)
+                fake_logits = critic(loss.augment(gen_img), r.gen_c)
+                F.softplus(fake_logits).mean().mul(1 / len(rounds)).backward()
+        finally:
+            critic.requires_grad_(False)
+        self._add_private_gradient(critic, loss, rounds, r1_weight)
+        sanitize_gradients_(list(critic.parameters()))
+        optimizer.step()
 
     def _fake_gradients(self, D: torch.nn.Module, loss: StyleGAN2Loss, rounds: Sequence[PhaseRound]) -> None:
         """Batch-mean gradient of softplus(D(aug(G(z, c)))) accumulated into D's .grad (non-private part)."""

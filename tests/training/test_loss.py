@@ -231,3 +231,41 @@ def test_path_length_mean_is_an_ema_of_batch_lengths():
     # float32: the same batch length (a mean of 2 norms of a float32 gradient) and a lerp; the two
     # evaluations of L agree to the rounding of the G backward (~1000 chained operations).
     assert float(loss.pl_mean) == pytest.approx(1.75 * first, rel=rounding_tol(torch.float32, 1000))
+
+
+class RecordingTerm:
+    """A zero generator term that keeps the labels and images it was given."""
+
+    name = "record"
+
+    def __call__(self, gen_img, gen_c):
+        self.seen = (gen_img.detach().clone(), gen_c.clone())
+        return gen_img.mean([1, 2, 3]) * 0
+
+
+def test_adversarial_class_has_d_judge_only_that_class_renders():
+    """With adversarial_class=0, D's fake term and G's adversarial term score G(z, one-hot 0), while the generator
+    terms see G(z, c) with the batch's own labels: against the same renders made by hand (same noise draws)."""
+    G, D = tiny_nets()
+    _, _, z, gen_c = batch()
+    assert gen_c[:, 1].any()  # the batch holds class 1 too
+    first = torch.nn.functional.one_hot(torch.zeros(len(z), dtype=torch.int64), 2).float()
+    term = RecordingTerm()
+    loss = StyleGAN2Loss("cpu", G, D, style_mixing_prob=0, generator_terms=[term], adversarial_class=0)
+
+    def render(c):
+        return G.synthesis(G.mapping(z, c))
+
+    with torch.no_grad():
+        torch.manual_seed(3)
+        fake = loss.discriminator_fake_loss(z, gen_c)
+        torch.manual_seed(3)
+        expected_fake = torch.nn.functional.softplus(D(render(first), first)).flatten()
+        torch.manual_seed(4)
+        main = loss.generator_main_loss(z, gen_c)
+        torch.manual_seed(4)
+        own = render(gen_c)
+        expected_main = torch.nn.functional.softplus(-D(render(first), first)).flatten()
+    assert torch.equal(fake, expected_fake) and torch.equal(main, expected_main)
+    assert torch.equal(term.seen[0], own) and torch.equal(term.seen[1], gen_c)
+    assert not torch.equal(own, render(first))  # the classes render differently: the test can tell them apart

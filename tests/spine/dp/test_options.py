@@ -178,6 +178,17 @@ def test_public_reals_reach_the_settings_and_the_account(run, image_folder):
     assert result.exit_code == 0, result.output
     assert args.dp["private_weight"] == 0.05 and "publicreals-privateweight0.05" in os.path.basename(args.run_dir)
     assert dp_options.build(args, torch.device("cpu")).discriminator_update.private_weight == 0.05
+    critic = ("--dp-public-reals", unlabelled, "--d-cond", "0", "--dp-private-critic", "4,8", "--dp-critic-weight", "2")
+    result, args = run("--dp", "1", "--dp-epsilon", "8", *critic)  # no judge: the critic teaches G the classes
+    assert result.exit_code == 0, result.output
+    assert args.dp["private_critic"] == "4,8" and args.dp["critic_weight"] == 2.0
+    assert "publicreals-critic4-8" in os.path.basename(args.run_dir) and args.loss_kwargs.adversarial_class == 0
+    plugins = dp_options.build(args, torch.device("cpu"))
+    (term,) = plugins.generator_terms
+    assert plugins.discriminator_update.critic is term and term.weight == 2.0
+    assert [conv.out_channels for conv in term.critic.convs] == [4, 8]
+    again = dp_options.build(args, torch.device("cpu")).generator_terms[0]  # the run's seed sets the weights
+    assert all(torch.equal(a, b) for a, b in zip(term.critic.parameters(), again.critic.parameters()))
 
 
 @pytest.mark.parametrize(
@@ -191,10 +202,31 @@ def test_public_reals_reach_the_settings_and_the_account(run, image_folder):
         (["--dp-epsilon", "8", "--dp-public-reals", "UNLABELLED"], "an unlabelled dataset"),
         (["--dp-mode", "paper", "--dp-public-reals", "SMALL"], "--dp-public-reals belongs to --dp-mode=dpsgd"),
         (["--dp-data-public", "1", "--dp-public-reals", "SMALL"], "--dp-public-reals belongs to DP-SGD on private"),
+        (["--dp-epsilon", "8", "--dp-private-critic", "4,8"], "--dp-private-critic needs --dp-public-reals"),
+        (["--dp-epsilon", "8", "--dp-critic-weight", "2"], "--dp-critic-weight needs --dp-private-critic"),
+        (["--dp-epsilon", "8", "--dp-public-reals", "PUBLIC", "--dp-private-critic", "4,x"], "comma-separated"),
+        (
+            [
+                "--dp-epsilon",
+                "8",
+                "--dp-public-reals",
+                "PUBLIC",
+                "--dp-private-critic",
+                "4",
+                "--dp-private-params",
+                "head",
+            ],
+            "--dp-private-params and --dp-private-critic both say what the private images train",
+        ),
+        (["--dp-data-public", "1", "--dp-private-critic", "4,8"], "--dp-private-critic"),
     ],
 )
 def test_public_reals_refusals_name_the_flag(run, image_folder, extra, message):
-    paths = dict(SMALL=image_folder("small", n=4, res=16, labels=[0] * 4), UNLABELLED=image_folder("unlabelled", n=4))
+    paths = dict(
+        SMALL=image_folder("small", n=4, res=16, labels=[0] * 4),
+        UNLABELLED=image_folder("unlabelled", n=4),
+        PUBLIC=image_folder("public", n=4, labels=[0] * 4),
+    )
     result, _ = run("--dp", "1", *[paths.get(arg, arg) for arg in extra])
     assert result.exit_code != 0
     assert message.replace("SMALL", paths["SMALL"]) in result.output
