@@ -129,6 +129,8 @@ class DPDiscriminatorUpdate(Plugin):
         self.private_weight = float(private_weight)
         if critic is not None and public is None:
             raise ValueError("--dp-private-critic needs public images: D learns from them and the fakes alone")
+        if critic is not None and private_scope != "all":
+            raise ValueError("--dp-private-params and --dp-private-critic both say what the private images train")
         self.critic = critic
         self._announced_stop = False
 

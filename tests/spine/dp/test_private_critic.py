@@ -139,7 +139,12 @@ def test_the_critic_step_is_its_fake_term_plus_the_private_mean():
     assert max(p.grad.abs().max() for p in critic64.parameters()) > 100 * tol
 
 
-def test_a_critic_needs_public_images():
+def test_a_critic_needs_public_images_and_all_of_the_private_term():
     update = make_update(TinyDataset(), MechanismConfig(1.0, 1.0))
     with pytest.raises(ValueError, match="--dp-private-critic needs public images"):
         type(update)(update.account, update.config, 6.0, r1_gamma=1.0, r1_interval=None, critic=fresh_term())
+    public = PublicReals(torch.full([1, 1, 16, 16], 100, dtype=torch.uint8), torch.tensor([[1.0, 0.0]]))
+    with pytest.raises(ValueError, match="--dp-private-params and --dp-private-critic both"):
+        type(update)(
+            update.account, update.config, 6.0, 1.0, None, public=public, private_scope="head", critic=fresh_term()
+        )
