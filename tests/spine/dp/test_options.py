@@ -231,3 +231,33 @@ def test_public_reals_refusals_name_the_flag(run, image_folder, extra, message):
     assert result.exit_code != 0
     assert message.replace("SMALL", paths["SMALL"]) in result.output
     assert "Traceback" not in result.output
+
+
+def test_private_batch_sets_the_sample_rate_not_the_steps(run):
+    base = ("--dp", "1", "--dp-epsilon", "8", "--dp-delta", "1e-3")
+    result, args = run(*base, "--dp-private-batch", "12")
+    assert result.exit_code == 0, result.output
+    dp = args.dp
+    assert dp["sample_rate"] == 12 / 16 and args.batch_size == 4
+    assert "dp-eps8-pbatch12" in os.path.basename(args.run_dir)
+    # The planned steps still follow G's batch (1 kimg / 4 = 250): calibrated within the target at q = 0.75 ...
+    assert accounting.epsilon_after(250, dp["noise_multiplier"], 0.75, 1e-3, "rdp") <= 8
+    # ... and a larger q needs more noise than --batch's q = 0.25 for the same epsilon.
+    _, plain = run(*base)
+    assert dp["noise_multiplier"] > plain.dp["noise_multiplier"]
+    # The Poisson sampler and the DP update's normaliser both expect 12 images per draw.
+    plugins = dp_options.build(args, torch.device("cpu"))
+    assert plugins.real_sampling.expected_batch_size == pytest.approx(12)
+    assert plugins.discriminator_update.expected_batch_size == pytest.approx(12)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dp-private-batch", "17"], "--dp-private-batch=17: expected at most the number of images (16)"),
+        (["--dp-private-batch", "0"], "--dp-private-batch"),
+    ],
+)
+def test_private_batch_refusals(run, extra, message):
+    result, _ = run("--dp", "1", "--dp-epsilon", "8", "--dp-delta", "1e-3", *extra)
+    assert result.exit_code != 0 and message in result.output

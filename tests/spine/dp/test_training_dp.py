@@ -69,6 +69,7 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         dp_judge_public=None,
         dp_pretrain_public=None,
         dp_data_public=None,
+        dp_private_batch=None,
         dp_physical_batch=None,
         dp_public_reals=None,
         dp_public_weight=None,
@@ -215,15 +216,18 @@ def test_public_reals_change_d_and_resume_exactly(tmp_path, dp_dataset, image_fo
 def test_a_private_critic_is_checkpointed_and_resumes_exactly(tmp_path, dp_dataset, image_folder):
     """--dp-private-critic: the critic (which reads the private images) is trained and checkpointed with its
     optimiser, so a run interrupted after 2 iterations and resumed ends identical, critic included; the account
-    counts one step per D step as without it."""
+    counts one step per D step as without it, at the rate of --dp-private-batch (12 of 16 images, G's batch 4)."""
     public = image_folder("public", n=6, labels=[0] * 6)
-    recipe = dict(dp_public_reals=public, dp_private_critic="2,4", dp_critic_weight=0.5, d_cond=False)
+    recipe = dict(
+        dp_public_reals=public, dp_private_critic="2,4", dp_critic_weight=0.5, d_cond=False, dp_private_batch=12
+    )
     whole = str(tmp_path / "whole")
     train.run_process(0, dp_args(dp_dataset, whole, total_kimg=0.016, **recipe))
     reference = ckpt.load_checkpoint(os.path.join(whole, ckpt.FILE_NAME))
     state = reference["plugins"]["generator_term/private_critic"]
     assert state["optimizer"]["state"]  # Adam has taken steps
-    assert reference["plugins"]["privacy_account"]["steps"] == 4
+    account = reference["plugins"]["privacy_account"]
+    assert account["steps"] == 4 and account["sample_rate"] == 12 / 16
 
     resumed = interrupted_and_resumed(tmp_path, dp_dataset, **recipe)
     assert_same_networks(resumed, reference)
