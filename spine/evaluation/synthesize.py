@@ -4,7 +4,14 @@
         --per-class=500 --seed=0 [--class-mix=700,300] [--dicom=synthetic_dicom]
 
 Every image has its own seed (z = np.random.RandomState(seed).randn(1, z_dim), as generate.py), recorded in
-dataset.json, so any image can be regenerated. The dataset.json `spinegan` block says "synthetic": true and names
+dataset.json, so any image can be regenerated.
+
+Several snapshots (`--network` given more than once, e.g. the last five snapshots of one run: a trajectory pool) share
+every class's images in turn: image j of a class comes from snapshot j mod k, with the same distinct seeds as from
+one snapshot, and dataset.json records each image's snapshot. Under DP the snapshots of one run are covered by the
+account of its last one (DP-SGD's guarantee holds for the release of every iterate); snapshots of different runs
+compose their runs' accounts. On validation draw 32 a trajectory pool of a DP run taught `small_cnn` far more than
+any one of its snapshots (docs/RESULTS.md Z). The dataset.json `spinegan` block says "synthetic": true and names
 the generator (file, sha256, kimg, classes), so a synthetic dataset is never mistaken for real data. DICOM output
 carries no patient data at all and is marked derived and synthetic (see `synthetic_dicom`).
 """
@@ -42,14 +49,17 @@ SYNTHETIC_PATIENT = "SYNTHETIC"
 
 @dataclasses.dataclass(frozen=True)
 class SynthesisPlan:
-    """Which class and seed each image gets: image i has class `classes[i]` and seed `seeds[i]`."""
+    """Which class, seed and snapshot each image gets: image i has class `classes[i]`, seed `seeds[i]` and comes from
+    snapshot `sources[i]` of the generators given."""
 
     classes: list[int]
     seeds: list[int]
+    sources: list[int]
 
     @staticmethod
-    def from_counts(counts: Sequence[int], first_seed: int) -> SynthesisPlan:
-        """counts[k] images of class k, class by class; seeds first_seed, first_seed + 1, ... (all distinct)."""
+    def from_counts(counts: Sequence[int], first_seed: int, num_sources: int = 1) -> SynthesisPlan:
+        """counts[k] images of class k, class by class; seeds first_seed, first_seed + 1, ... (all distinct); image j
+        of each class from snapshot j mod num_sources, so every snapshot draws each class's share."""
         if any(n < 0 for n in counts) or sum(counts) == 0:
             raise ValueError(f"class counts must be non-negative with at least one image, got {list(counts)}")
         classes = [k for k, n in enumerate(counts) for _ in range(n)]
@@ -58,7 +68,10 @@ class SynthesisPlan:
                 f"--seed={first_seed}: the {len(classes)} images need seeds up to "
                 f"{first_seed + len(classes) - 1}, but seeds are 0..{MAX_SEED}"
             )
-        return SynthesisPlan(classes=classes, seeds=list(range(first_seed, first_seed + len(classes))))
+        if num_sources < 1:
+            raise ValueError(f"expected at least one snapshot, got {num_sources}")
+        sources = [j % num_sources for n in counts for j in range(n)]
+        return SynthesisPlan(classes, list(range(first_seed, first_seed + len(classes))), sources)
 
 
 def class_counts(num_classes: int, per_class: int | None, class_mix: Sequence[int] | None) -> list[int]:
@@ -88,24 +101,39 @@ def generator_provenance(
     )
 
 
+def pool_provenance(provenances: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One snapshot's provenance as it is; several snapshots' as {snapshots: [each], kimg: [each]}."""
+    if len(provenances) == 1:
+        return dict(provenances[0])
+    return dict(snapshots=list(provenances), kimg=[p["kimg"] for p in provenances])
+
+
 @torch.no_grad()
 def generate_batches(
-    G: torch.nn.Module,
+    generators: Sequence[torch.nn.Module],
     plan: SynthesisPlan,
     truncation_psi: float,
     noise_mode: str,
     batch_size: int,
     device: torch.device,
 ) -> Any:
-    """Yield (start index, uint8 images [n, C, H, W] as numpy) in plan order, with a progress bar."""
+    """Yield (start index, images [n, C, H, W] in [-1, 1]) in plan order, each image from its planned snapshot of
+    `generators`, with a progress bar."""
+    z_dim, c_dim = generators[0].z_dim, generators[0].c_dim
     with tqdm(total=len(plan.seeds), desc="synthesize", unit="img") as bar:
         for start in range(0, len(plan.seeds), batch_size):
-            seeds = plan.seeds[start : start + batch_size]
-            z = torch.from_numpy(seed_latents(seeds, G.z_dim)).to(device, torch.float32)
-            c = F.one_hot(torch.tensor(plan.classes[start : start + batch_size]), G.c_dim).to(device, torch.float32)
-            images = G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)
+            stop = start + batch_size
+            z = torch.from_numpy(seed_latents(plan.seeds[start:stop], z_dim)).to(device, torch.float32)
+            c = F.one_hot(torch.tensor(plan.classes[start:stop]), c_dim).to(device, torch.float32)
+            sources = torch.tensor(plan.sources[start:stop], device=device)
+            images = None
+            for source in sources.unique().tolist():
+                rows = (sources == source).nonzero().flatten()
+                out = generators[source](z[rows], c[rows], truncation_psi=truncation_psi, noise_mode=noise_mode)
+                images = out.new_empty((len(z), *out.shape[1:])) if images is None else images
+                images[rows] = out
             yield start, images
-            bar.update(len(seeds))
+            bar.update(len(z))
 
 
 def png_bytes(img: torch.Tensor) -> bytes:
@@ -167,6 +195,9 @@ def dataset_json(
         dict(file=f, image_id=f"synthetic-seed{s}", study_id=f"synthetic-seed{s}", split="train", seed=s, label=k)
         for f, k, s in zip(fnames, plan.classes, plan.seeds)
     ]
+    if max(plan.sources) > 0:  # a trajectory pool: which snapshot (index into the generator's `snapshots`) drew it
+        for image, source in zip(images, plan.sources):
+            image["snapshot"] = source
     return {
         "labels": [[f, k] for f, k in zip(fnames, plan.classes)],
         "spinegan": dict(
@@ -183,7 +214,7 @@ def dataset_json(
 
 
 def write_synthetic_dataset(
-    G: torch.nn.Module,
+    generators: Sequence[torch.nn.Module],
     plan: SynthesisPlan,
     dest: str,
     class_names: list[str],
@@ -197,13 +228,13 @@ def write_synthetic_dataset(
     device: torch.device | str = "cpu",
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Generate every planned image into `dest` (zip or folder, atomic) and optionally DICOMs into `dicom_dir`;
-    `overwrite` replaces earlier outputs (spine.data.dataset_tool.check_dest says which).
+    """Generate every planned image, each from its planned snapshot of `generators`, into `dest` (zip or folder,
+    atomic) and optionally DICOMs into `dicom_dir`; `overwrite` replaces earlier outputs
+    (spine.data.dataset_tool.check_dest says which).
 
     Returns the dataset.json contents.
     """
-    if G.c_dim != len(class_names):
-        raise ValueError(f"the generator has {G.c_dim} classes but {len(class_names)} class names were given")
+    check_generators(generators, len(class_names), max(plan.sources) + 1)
     check_dest(dest, overwrite)
     if dicom_dir is not None:
         check_dest(dicom_dir, overwrite, "--dicom")
@@ -213,7 +244,7 @@ def write_synthetic_dataset(
     fnames = [image_fname(i) for i in range(len(plan.seeds))]
     device = torch.device(device)
     with open_dest(dest, overwrite) as add_png, _maybe_dest(dicom_dir, overwrite) as add_dicom:
-        for start, images in generate_batches(G, plan, truncation_psi, noise_mode, batch_size, device):
+        for start, images in generate_batches(generators, plan, truncation_psi, noise_mode, batch_size, device):
             for offset, img in enumerate(images):
                 i = start + offset
                 add_png(fnames[i], png_bytes(img))
@@ -228,6 +259,17 @@ def write_synthetic_dataset(
         if add_dicom is not None:
             add_dicom("dataset.json", json.dumps(meta, indent=1).encode("utf-8"))
     return meta
+
+
+def check_generators(generators: Sequence[torch.nn.Module], num_classes: int, num_sources: int) -> None:
+    """Refuses snapshots that cannot share one dataset: a different class count, latent size or image shape."""
+    if len(generators) < num_sources:
+        raise ValueError(f"the plan draws from {num_sources} snapshots but {len(generators)} were given")
+    shapes = {(G.c_dim, G.z_dim, G.img_resolution, G.img_channels) for G in generators}
+    if len(shapes) > 1:
+        raise ValueError(f"the snapshots differ in (classes, z_dim, resolution, channels): {sorted(shapes)}")
+    if generators[0].c_dim != num_classes:
+        raise ValueError(f"the generator has {generators[0].c_dim} classes but {num_classes} class names were given")
 
 
 def _maybe_dest(path: str | None, overwrite: bool) -> Any:
@@ -284,10 +326,11 @@ def _parse_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.command()
 @click.option(
     "--network",
-    "network_pkl",
+    "network_pkls",
     required=True,
+    multiple=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Generator snapshot (.pkl)",
+    help="Generator snapshot (.pkl); give it several times to draw each class in turn from several snapshots",
 )
 @click.option("--dest", required=True, type=dnnlib.OutputPath(), help="Output .zip or empty folder")
 @click.option("--per-class", type=click.IntRange(min=1), default=None, help="Images per class")
@@ -310,7 +353,7 @@ def _parse_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.option("--overwrite", is_flag=True, help="Replace --dest and --dicom if they exist (zips, dataset folders)")
 @click.option("--device", type=misc.DEVICE, default=None, help="cpu, cuda ... [default: cuda if available]")
 def main(
-    network_pkl: str,
+    network_pkls: tuple[str, ...],
     dest: str,
     per_class: int | None,
     class_mix: list[int] | None,
@@ -328,21 +371,30 @@ def main(
     options = dict(locals())
     del options["overwrite"]  # recorded options describe the images, not how they were put there
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    G, metadata, training_set_kwargs = load_for_synthesis(network_pkl, dev)
-    names, label_mode = class_meaning(G, training_set_kwargs, class_names)
+    loaded = [load_for_synthesis(path, dev) for path in network_pkls]
+    names, label_mode = class_meaning(loaded[0][0], loaded[0][2], class_names)
+    if local_difference is not None and names[0] != "normal":
+        raise UserError(f"--local-difference needs a generator whose class 0 is 'normal'; its classes are {names}")
+    generators = [G for G, _, _ in loaded]
     if local_difference is not None:
-        if names[0] != "normal":
-            raise UserError(f"--local-difference needs a generator whose class 0 is 'normal'; its classes are {names}")
-        G = LocalDifferenceGenerator(G, local_difference)
+        generators = [LocalDifferenceGenerator(G, local_difference) for G in generators]
     try:
-        counts = class_counts(G.c_dim, per_class, class_mix)
-        plan = SynthesisPlan.from_counts(counts, seed)
+        check_generators(generators, len(names), len(generators))
+    except ValueError as exc:
+        raise UserError(f"--network: {exc}") from exc
+    try:
+        counts = class_counts(len(names), per_class, class_mix)
+        plan = SynthesisPlan.from_counts(counts, seed, len(generators))
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    G = generators[0]
     dnnlib.check_free_space(dest, "--dest", len(plan.seeds) * G.img_resolution**2 * G.img_channels)
-    provenance = generator_provenance(network_pkl, metadata, truncation_psi, noise_mode)
+    metadatas = [info for _, info, _ in loaded]
+    provenance = pool_provenance(
+        [generator_provenance(path, info, truncation_psi, noise_mode) for path, info in zip(network_pkls, metadatas)]
+    )
     meta = write_synthetic_dataset(
-        G,
+        generators,
         plan,
         dest,
         names,
@@ -359,7 +411,9 @@ def main(
     counts_text = ", ".join(f"{k} {v}" for k, v in meta["spinegan"]["class_counts"].items())
     click.echo(
         f"Wrote {len(plan.seeds)} synthetic images to {dest} ({counts_text}); seeds {plan.seeds[0]}.."
-        f"{plan.seeds[-1]}" + (f"; DICOM in {dicom_dir}" if dicom_dir else "")
+        f"{plan.seeds[-1]}"
+        + (f"; from {len(generators)} snapshots in turn" if len(generators) > 1 else "")
+        + (f"; DICOM in {dicom_dir}" if dicom_dir else "")
     )
 
 

@@ -100,6 +100,10 @@ class ExperimentConfig:
     # the strongest part of the class difference (spine.evaluation.local_difference); abnormality generators only
     # (a lesion-type generator has no normal class and draws as it is)
     synth_local_difference: float | None = None
+    # Each generator's images drawn in equal shares from its last `synth_snapshots` snapshots (every `snap` ticks): a
+    # trajectory pool (spine.evaluation.synthesize); 1 = the final snapshot alone. Under DP the account at the end of
+    # a run covers every snapshot of it. The metrics and the privacy audit read the final snapshot.
+    synth_snapshots: int = 1
     metrics: tuple[str, ...] = ("fid1k_full", "label_fidelity200")
     downstream_epochs: int = 20
     downstream_patience: int = 5
@@ -196,6 +200,12 @@ class ExperimentConfig:
             raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
         if self.kimg < 1 or self.synth_per_class < 2:
             raise ValueError(f"{where}: kimg must be >= 1 and synth_per_class >= 2")
+        shortest = min(self.kimg_of(v) for v in self.variants)
+        if not 1 <= self.synth_snapshots <= shortest // self.snap + 1:  # the presets' ticks are 1 kimg or more
+            raise ValueError(
+                f"{where}.synth_snapshots: expected 1 to {shortest // self.snap + 1} (snapshots every {self.snap} "
+                f"ticks of the shortest run's {shortest} kimg), got {self.synth_snapshots}"
+            )
         if self.synth_local_difference is not None and not 0 < self.synth_local_difference <= 1:
             raise ValueError(
                 f"{where}.synth_local_difference: expected a fraction in (0, 1] or null, "

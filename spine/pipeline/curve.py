@@ -48,19 +48,33 @@ def curve_variants(config: ExperimentConfig) -> list[Variant]:
     return [v for v in config.variants if v.name in names]
 
 
-def snapshot_at(run_dirs: Sequence[str], kimg: int) -> tuple[str, float]:
-    """(path, its kimg) of the first network snapshot at or after `kimg` in a run and its continuations."""
+def run_snapshots(run_dirs: Sequence[str]) -> list[tuple[float, str]]:
+    """(kimg, path) of every network snapshot of a run and its continuations, in kimg order."""
     found = []
     for run_dir in run_dirs:
         for path in glob.glob(os.path.join(run_dir, "network-snapshot-*.pkl")):
             match = _SNAPSHOT.search(os.path.basename(path))
             if match is not None:
                 found.append((float(match[1]), path))
-    later = sorted(item for item in found if item[0] >= kimg)
+    return sorted(found)
+
+
+def snapshot_at(run_dirs: Sequence[str], kimg: int) -> tuple[str, float]:
+    """(path, its kimg) of the first network snapshot at or after `kimg` in a run and its continuations."""
+    found = run_snapshots(run_dirs)
+    later = [item for item in found if item[0] >= kimg]
     if not later:
-        kept = sorted(k for k, _ in found)
+        kept = [k for k, _ in found]
         raise RuntimeError(f"{list(run_dirs)}: no network snapshot at or after {kimg} kimg (kept: {kept})")
     return later[0][1], later[0][0]
+
+
+def last_snapshots(run_dirs: Sequence[str], count: int) -> list[str]:
+    """The last `count` network snapshots of a run and its continuations, oldest first (a trajectory pool's)."""
+    found = run_snapshots(run_dirs)
+    if len(found) < count:
+        raise RuntimeError(f"{list(run_dirs)}: {count} snapshots wanted, {len(found)} kept ({[k for k, _ in found]})")
+    return [path for _kimg, path in found[-count:]]
 
 
 OVERALL = ("", "_auc", "_accuracy", "_precision", "_recall", "_mean", "_std")  # a metric's result suffixes kept

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import click
 import dnnlib
 from spine.evaluation.downstream import DownstreamOptions
 from spine.evaluation.panel import PanelMember
+from spine.pipeline import curve
 from spine.pipeline.arms import describe_arm, panel_variants, synthetic_arms, training_seed
 from spine.pipeline.config import (
     DP_VARIANT,
@@ -296,30 +297,36 @@ def train_variant(
 
 
 def synthesize_variant(
-    snapshot: str, class_names: list[str], label_mode: str, config: ExperimentConfig, workdir: Path
+    snapshots: Sequence[str], class_names: list[str], label_mode: str, config: ExperimentConfig, workdir: Path
 ) -> dict[str, Any]:
+    """The synthetic dataset of one generator: `synth_per_class` images per class, drawn in turn from `snapshots`
+    (one, or a trajectory pool's)."""
     import torch
 
     from spine.evaluation import synthesize
     from spine.evaluation.local_difference import LocalDifferenceGenerator
 
-    G, metadata, _kwargs = synthesize.load_for_synthesis(snapshot, torch.device("cpu"))
-    if config.synth_local_difference is not None and label_mode == "abnormality":  # lesion types have no normal
-        G = LocalDifferenceGenerator(G, config.synth_local_difference)
-    plan = synthesize.SynthesisPlan.from_counts([config.synth_per_class] * G.c_dim, first_seed=config.seed)
-    provenance = synthesize.generator_provenance(snapshot, metadata, config.synth_trunc, "const")
+    generators, provenances = [], []
+    for snapshot in snapshots:
+        G, metadata, _kwargs = synthesize.load_for_synthesis(snapshot, torch.device("cpu"))
+        if config.synth_local_difference is not None and label_mode == "abnormality":  # lesion types have no normal
+            G = LocalDifferenceGenerator(G, config.synth_local_difference)
+        generators.append(G)
+        provenances.append(synthesize.generator_provenance(snapshot, metadata, config.synth_trunc, "const"))
+    counts = [config.synth_per_class] * len(class_names)
+    plan = synthesize.SynthesisPlan.from_counts(counts, first_seed=config.seed, num_sources=len(generators))
     dest = workdir / "synthetic.zip"
     synthesize.write_synthetic_dataset(
-        G,
+        generators,
         plan,
         str(dest),
         class_names,
         label_mode,
-        provenance,
+        synthesize.pool_provenance(provenances),
         dict(per_class=config.synth_per_class, seed=config.seed, local_difference=config.synth_local_difference),
         truncation_psi=config.synth_trunc,
     )
-    return dict(dataset=str(dest))
+    return dict(dataset=str(dest), snapshots=list(snapshots))
 
 
 def pool_step(pool: Pool, synthetic: dict[str, str], workdir: Path) -> dict[str, Any]:
@@ -475,8 +482,6 @@ def curve_steps(
 ) -> dict[str, Any]:
     """'curve/<variant>' per generator of the training curves (spine.pipeline.curve), then 'curve': the summary over
     seeds, paired by seed, with kimg-to-threshold. Nothing without `curve_kimg`."""
-    from spine.pipeline import curve
-
     variants = curve.curve_variants(config)
     if not variants:
         return {}
@@ -511,7 +516,6 @@ def curve_step(
     """One generator's curve: at each of `curve_kimg`, its snapshot's synthetic set (the same latents and counts as
     the final synthesis), the curve metrics and each curve member's synthetic-only skill ratio."""
     from spine.classifier.data import load_labelled_images
-    from spine.pipeline import curve
 
     test = load_labelled_images(main["test"])
     real = curve.real_aucs(folders, test)
@@ -522,7 +526,7 @@ def curve_step(
         snapshot, at = curve.snapshot_at(run_dirs, kimg)
         point_dir = workdir / f"kimg{kimg:06d}"
         point_dir.mkdir()
-        synthetic = synthesize_variant(snapshot, class_names, label_mode, config, point_dir)["dataset"]
+        synthetic = synthesize_variant([snapshot], class_names, label_mode, config, point_dir)["dataset"]
         measured = metrics_variant(
             snapshot,
             judges,
@@ -644,8 +648,9 @@ def run_experiment(
         train_zip, classifier = data[mode]["train"], data[mode]["classifier"]
         class_names, label_mode = _dataset_classes(train_zip)
         trained = out[f"train/{name}"]
+        snapshots = curve.last_snapshots(trained["run_dirs"], config.synth_snapshots)
         synthetic[mode][name] = steps.run(
-            f"synthesize/{name}", lambda w: synthesize_variant(trained["snapshot"], class_names, label_mode, config, w)
+            f"synthesize/{name}", lambda w: synthesize_variant(snapshots, class_names, label_mode, config, w)
         )["dataset"]
         out[f"metrics/{name}"] = steps.run(
             f"metrics/{name}",

@@ -29,7 +29,7 @@ def synthetic_dataset(path: Path, seed: int, counts: list[int], class_names: lis
     ).eval()
     names = class_names or ["normal", "abnormal"]
     synthesize.write_synthetic_dataset(
-        G,
+        [G],
         synthesize.SynthesisPlan.from_counts(counts, first_seed=0),
         str(path),
         names,

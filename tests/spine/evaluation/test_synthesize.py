@@ -218,3 +218,56 @@ def test_local_difference_needs_a_normal_class(tmp_path, snapshot):
     args = ["--network", path, "--dest", str(tmp_path / "x.zip"), "--per-class", "1", "--local-difference", "0.5"]
     result = CliRunner().invoke(synthesize.main, [*args, "--class-names", "spur,slip", "--device", "cpu"])
     assert result.exit_code == 1 and "class 0 is 'normal'" in result.output and not (tmp_path / "x.zip").exists()
+
+
+def test_a_plan_shares_each_class_among_the_snapshots_in_turn():
+    plan = synthesize.SynthesisPlan.from_counts([5, 3], first_seed=7, num_sources=2)
+    assert plan.classes == [0, 0, 0, 0, 0, 1, 1, 1]
+    assert plan.seeds == list(range(7, 15))
+    assert plan.sources == [0, 1, 0, 1, 0, 0, 1, 0]
+    assert synthesize.SynthesisPlan.from_counts([2, 2], first_seed=0).sources == [0, 0, 0, 0]
+
+
+def test_several_snapshots_draw_each_image_from_its_own(tmp_path, snapshot):
+    """A trajectory pool: image j of a class is snapshot j mod k's output for its seed, recorded in dataset.json."""
+    first, G0 = snapshot
+    torch.manual_seed(1)
+    G1 = tiny_generator()
+    for p in G1.parameters():  # another snapshot: the same network with other weights
+        p.data.normal_()
+    second = str(tmp_path / "network-snapshot-000004.pkl")
+    save_network_snapshot(second, G=G1, D=None, G_ema=G1, metadata=dict(cur_nimg=4000))
+    dest = str(tmp_path / "pool.zip")
+    args = ["--network", first, "--network", second, "--dest", dest, "--class-mix", "3,2", "--seed", "10"]
+    result = CliRunner().invoke(synthesize.main, [*args, "--batch", "4", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "from 2 snapshots in turn" in result.output
+    dataset = ImageFolderDataset(dest, use_labels=True)
+    meta = dataset.metadata
+    assert [e["snapshot"] for e in meta["images"]] == [0, 1, 0, 0, 1]
+    assert meta["generator"]["kimg"] == [2, 4] and len(meta["generator"]["snapshots"]) == 2
+    for k, entry in enumerate(meta["images"]):
+        G = (G0, G1)[entry["snapshot"]]
+        z = torch.from_numpy(seed_latents([entry["seed"]], G.z_dim)).float()
+        c = torch.nn.functional.one_hot(torch.tensor([entry["label"]]), 2).float()
+        with torch.no_grad():
+            expected = (G(z, c, noise_mode="const") * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].numpy()
+        # one quantisation level: the snapshot ran on a sub-batch, whose float sums may round differently
+        np.testing.assert_allclose(dataset[k][0].astype(int), expected.astype(int), atol=1, rtol=0)
+    different = np.abs(dataset[0][0].astype(int) - dataset[1][0].astype(int)).max()
+    assert different > 1  # the two snapshots really drew
+
+
+def test_snapshots_of_other_shapes_are_refused_by_name(tmp_path, snapshot):
+    import bad_inputs
+
+    path, _G = snapshot
+    other = str(tmp_path / "three-classes.pkl")
+    save_network_snapshot(other, G=None, D=None, G_ema=tiny_generator(c_dim=3))
+    args = ["--network", path, "--network", other, "--dest", str(tmp_path / "s.zip"), "--per-class", "2"]
+    before = bad_inputs.tree(tmp_path)
+    result = CliRunner().invoke(synthesize.main, [*args, "--device", "cpu", "--class-names", "normal,abnormal"])
+    message = (
+        "--network: the snapshots differ in (classes, z_dim, resolution, channels): [(2, 8, 16, 1), (3, 8, 16, 1)]"
+    )
+    bad_inputs.assert_refused(result, message, 1, tmp_path, before)

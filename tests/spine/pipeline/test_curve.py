@@ -107,7 +107,7 @@ def test_the_curve_keeps_each_metrics_overall_figures():
     )
 
 
-def test_the_snapshot_is_the_first_at_or_after_the_kimg_over_continued_runs(tmp_path):
+def test_the_snapshot_at_a_kimg_and_the_last_snapshots_over_continued_runs(tmp_path):
     first, second = tmp_path / "00000-run", tmp_path / "00001-run"
     for run, kimgs in ((first, ("000000", "000005")), (second, ("000010", "000015.500"))):
         run.mkdir()
@@ -119,6 +119,13 @@ def test_the_snapshot_is_the_first_at_or_after_the_kimg_over_continued_runs(tmp_
         RuntimeError, match=r"no network snapshot at or after 16 kimg \(kept: \[0.0, 5.0, 10.0, 15.5\]\)"
     ):
         curve.snapshot_at([str(first), str(second)], 16)
+    assert curve.last_snapshots([str(first), str(second)], 3) == [
+        str(first / "network-snapshot-000005.pkl"),
+        str(second / "network-snapshot-000010.pkl"),
+        str(second / "network-snapshot-000015.500.pkl"),
+    ]
+    with pytest.raises(RuntimeError, match=r"5 snapshots wanted, 4 kept \(\[0.0, 5.0, 10.0, 15.5\]\)"):
+        curve.last_snapshots([str(first), str(second)], 5)
 
 
 @pytest.mark.parametrize(

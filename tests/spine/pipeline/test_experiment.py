@@ -13,6 +13,7 @@ from spine.classifier.artifact import load_classifier
 from spine.pipeline import experiment
 from spine.pipeline.config import DP_VARIANT, ExperimentConfig, Pool, Variant, downstream_options
 from spine.pipeline.steps import Steps
+from training.dataset import ImageFolderDataset
 from training.networks import Generator
 from training.serialization import load_network_pkl, save_network_snapshot
 
@@ -79,17 +80,19 @@ def tiny_generator(resolution: int) -> Generator:
     )
 
 
-def fake_train_variant(calls):
-    """Stands in for train.py (minutes on CPU): writes a tiny conditional snapshot into a run folder."""
+def fake_train_variant(calls, kimgs=(1,)):
+    """Stands in for train.py (minutes on CPU): writes a tiny conditional snapshot at each of `kimgs` (other weights
+    at each) into a run folder."""
 
     def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None):
         calls.append(variant.name)
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
         torch.manual_seed(len(calls))
-        G = tiny_generator(config.resolution)
-        snapshot = run_dir / "network-snapshot-000001.pkl"
-        save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=1000))
+        for kimg in kimgs:
+            G = tiny_generator(config.resolution)
+            snapshot = run_dir / f"network-snapshot-{kimg:06d}.pkl"
+            save_network_snapshot(snapshot, G=G, D=None, G_ema=G, metadata=dict(cur_nimg=kimg * 1000))
         with open(run_dir / "stats.jsonl", "w") as f:
             for kimg in (0.5, 1.0):
                 f.write(json.dumps({"Progress/kimg": {"mean": kimg}, "Loss/G/loss": {"mean": 1.0 / kimg}}) + "\n")
@@ -157,6 +160,26 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
     assert "--clinical-weight=0.1" in command and not any("clinical" in a for a in out["train/plain"]["command"])
 
 
+def test_a_trajectory_pool_draws_each_generators_images_from_its_last_snapshots(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant([], kimgs=(0, 1, 2)))
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "metrics_variant", interrupt)
+    config = dataclasses.replace(TINY, kimg=2, synth_snapshots=2, variants=(Variant("plain"),))
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    step = json.loads((tmp_path / "steps" / "synthesize--plain.json").read_text())["outputs"]
+    assert [os.path.basename(p) for p in step["snapshots"]] == [
+        "network-snapshot-000001.pkl",
+        "network-snapshot-000002.pkl",
+    ]
+    meta = ImageFolderDataset(step["dataset"], use_labels=True).metadata
+    assert meta["generator"]["kimg"] == [1, 2] and meta["class_counts"] == {"normal": 6, "abnormal": 6}
+    assert [e["snapshot"] for e in meta["images"]] == [0, 1, 0, 1, 0, 1] * 2
+
+
 def test_downstream_arms_use_the_judges_architecture_and_normalisation():
     config = dataclasses.replace(TINY, classifier_arch="patch_cnn", classifier_input_norm="blurred_image")
     options = downstream_options(config)
@@ -220,6 +243,11 @@ def test_train_command_continues_the_latest_checkpoint(tmp_path):
         ),
         (dict(synth_local_difference=0), "config.synth_local_difference: expected a fraction in (0, 1]"),
         (dict(synth_local_difference=1.5), "config.synth_local_difference: expected a fraction in (0, 1]"),
+        (dict(synth_snapshots=0), "config.synth_snapshots: expected 1 to 5 (snapshots every 5 ticks of the shortest"),
+        (
+            dict(kimg=20, snap=5, variants=[dict(name="a"), dict(name="b", kimg=10)], synth_snapshots=4),
+            "config.synth_snapshots: expected 1 to 3 (snapshots every 5 ticks of the shortest run's 10 kimg), got 4",
+        ),
     ],
 )
 def test_bad_configs_are_refused_by_name(data, message):
