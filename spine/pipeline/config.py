@@ -38,6 +38,15 @@ class Variant:
         """Trained with train.py --dp=1."""
         return "--dp=1" in self.train_args
 
+    @property
+    def needs_public_reals(self) -> bool:
+        """A DP variant with a private critic (train.py --dp-private-critic) whose arguments name no public images:
+        its D learns from the public images and the fakes alone, so the experiment gives it its public draw
+        (--dp-public-reals)."""
+        args = self.train_args
+        critic = any(a.startswith("--dp-private-critic=") for a in args)
+        return self.private and critic and not any(a.startswith("--dp-public-reals=") for a in args)
+
 
 @dataclasses.dataclass(frozen=True)
 class Pool:
@@ -237,6 +246,11 @@ class ExperimentConfig:
             raise ValueError(
                 f"{where}.variants: --dp-data-public=1 trains on another phantom draw's images, so it needs a phantom "
                 f"experiment (source null), got source {self.source!r}"
+            )
+        if self.source is not None and any(v.needs_public_reals for v in self.variants):
+            raise ValueError(
+                f"{where}.variants: --dp-private-critic without --dp-public-reals=<images> reads another phantom "
+                f"draw's images, so it needs a phantom experiment (source null), got source {self.source!r}"
             )
         if self.judge is not None:
             try:

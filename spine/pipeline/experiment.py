@@ -234,9 +234,11 @@ def train_command(
     config: ExperimentConfig,
     workdir: Path,
     start: str | None = None,
+    public_reals: str | None = None,
 ) -> list[str]:
     """The train.py command line of a variant; continues the latest checkpoint.pt of an interrupted attempt. `start`:
-    a snapshot trained on public images that the variant starts from (declared public to the DP account)."""
+    a snapshot trained on public images that the variant starts from (declared public to the DP account);
+    `public_reals`: the public images its D reads (`Variant.needs_public_reals`)."""
     cmd = [
         sys.executable,
         str(REPO_ROOT / "train.py"),
@@ -252,6 +254,8 @@ def train_command(
     if variant.clinical_weight > 0:
         cmd += [f"--clinical-loss={classifier}", f"--clinical-weight={variant.clinical_weight:g}"]
     cmd += list(variant.train_args)
+    if public_reals is not None:
+        cmd.append(f"--dp-public-reals={public_reals}")
     checkpoints = sorted(glob.glob(str(workdir / "*" / "checkpoint.pt")))
     if checkpoints:
         cmd.append(f"--resume={checkpoints[-1]}")
@@ -280,8 +284,9 @@ def train_variant(
     log: Callable[[str], None],
     env: dict[str, str] | None = None,
     start: str | None = None,
+    public_reals: str | None = None,
 ) -> dict[str, Any]:
-    cmd = train_command(variant, train_zip, classifier, config, workdir, start)
+    cmd = train_command(variant, train_zip, classifier, config, workdir, start, public_reals)
     run_logged(
         cmd,
         workdir / "train.log",
@@ -639,7 +644,7 @@ def run_experiment(
     steps, out, data, judges = prepare_data(config, outdir, log)
     modes = list(data)
     synthetic: dict[str, dict[str, str]] = {mode: {} for mode in modes}
-    if any(trains_on_public_data(v) for v in config.variants):
+    if any(trains_on_public_data(v) or v.needs_public_reals for v in config.variants):
         data[config.labels]["public"] = public_dataset(steps, config)
     start = public_start(steps, config, log)
     out.update(train_variants(steps, config, data, log, parallel, start))
@@ -727,9 +732,11 @@ def train_variants(
         on_public = trains_on_public_data(variant)
         start = public if variant.private and not on_public and label_mode == "abnormality" else None
         images = mode["public"] if on_public else mode["train"]
+        reals = mode["public"] if variant.needs_public_reals else None
+        judge = clinical_judge(variant, mode, config)
         return f"train/{variant.name}", steps.run(
             f"train/{variant.name}",
-            lambda w: train_variant(variant, images, clinical_judge(variant, mode, config), config, w, log, env, start),
+            lambda w: train_variant(variant, images, judge, config, w, log, env, start, reals),
             keep_partial=True,
         )
 

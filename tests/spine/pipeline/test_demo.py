@@ -37,23 +37,25 @@ def test_benchmark_config_has_long_spinegan_short_plain_and_three_seeds():
     assert bench.phantom_train == 2 * demo.MODES["demo"].phantom_train
 
 
-def test_the_dp_mode_sets_dp_sgd_and_the_public_data_recipe_beside_the_non_private_arm():
+def test_the_dp_mode_sets_dp_sgd_the_private_critic_and_public_data_beside_the_non_private_arm():
     dp = demo.mode_config("dp", 0)
     dp.check()  # a valid experiment: no curve, no pools, every arm on the panel
     arms = {v.name: v for v in dp.variants}
     plain, sgd = arms["spinegan"], arms["spinegan-dp-sgd"]
-    public, public1 = arms["spinegan-dp-public"], arms["spinegan-dp-public-eps1"]
+    critic, public1 = arms["spinegan-dp-critic"], arms["spinegan-dp-public-eps1"]
     assert plain == demo.DEMO.variants[0] and not plain.private
     assert sgd.train_args == demo.DP_VARIANT.train_args and "--aug=noaug" in sgd.train_args
-    assert public.train_args == public1.train_args == demo.DP_PUBLIC_ARGS and "--dp-data-public=1" in public.train_args
-    # One account per arm: DP-SGD's epsilon 10 includes its judge's 1; a public-data arm's is its judge's alone.
-    assert [dp.dp_judge_epsilon_of(arms[n]) for n in arms] == [
-        None,
-        1.0,
-        10.0,
-        1.0,
-    ] and "--dp-epsilon=10" in sgd.train_args
-    assert dp.kimg_of(plain) == dp.kimg_of(public) == dp.kimg_of(public1) == demo.DP_KIMG > dp.kimg_of(sgd)
+    assert public1.train_args == demo.DP_PUBLIC_ARGS and "--dp-data-public=1" in public1.train_args
+    # The critic arm reads the public draw beside its private images; its account is epsilon 10 with its judge's in.
+    assert critic.needs_public_reals and "--dp-epsilon=10" in critic.train_args
+    assert "--dp-private-batch=128" in critic.train_args and "--dp-critic-weight=0.3" in critic.train_args
+    # One account per arm: DP-SGD's and the critic's epsilon 10 include their judge's 1; the public-data arm's is its
+    # judge's alone.
+    assert [dp.dp_judge_epsilon_of(arms[n]) for n in arms] == [None, 1.0, 1.0, 1.0] and dp.dp_judge_epsilons() == [1.0]
+    assert "--dp-epsilon=10" in sgd.train_args
+    assert dp.kimg_of(plain) == dp.kimg_of(critic) == dp.kimg_of(public1) == demo.DP_KIMG > dp.kimg_of(sgd)
+    # Every arm's images come from its last five snapshots, 5 kimg apart (the 30-kimg DP-SGD arm's: 10 to 30).
+    assert dp.synth_snapshots == demo.DP_TRAJECTORY == 5 and dp.snap == 5
     assert dp.panel == demo.BENCHMARK.panel and dp.phantom_train == demo.BENCHMARK.phantom_train
     draws = {mode: {demo.mode_config(mode, s).draw_seed for s in (0, 2**20 - 1)} for mode in demo.MODES}
     assert not draws["dp"] & (draws["demo"] | draws["benchmark"])
@@ -244,7 +246,7 @@ def test_arms_of_different_training_lengths_say_theirs():
     ]
     assert demo.training_length_lines(demo.mode_config("dp", 0)) == [
         f"  training per generator: spinegan {demo.DP_KIMG} kimg, spinegan-dp-sgd {demo.SHORT_KIMG} kimg, "
-        f"spinegan-dp-public {demo.DP_KIMG} kimg, spinegan-dp-public-eps1 {demo.DP_KIMG} kimg"
+        f"spinegan-dp-critic {demo.DP_KIMG} kimg, spinegan-dp-public-eps1 {demo.DP_KIMG} kimg"
     ]
     assert demo.training_length_lines(demo.DEMO) == []  # equal training: nothing to say
     down = dict(aucs={"real": 0.9, "synthetic-spinegan": 0.8}, ratios={"synthetic-spinegan": 0.8 / 0.9})

@@ -84,7 +84,7 @@ def fake_train_variant(calls, kimgs=(1,)):
     """Stands in for train.py (minutes on CPU): writes a tiny conditional snapshot at each of `kimgs` (other weights
     at each) into a run folder."""
 
-    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None, public_reals=None):
         calls.append(variant.name)
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
@@ -96,7 +96,7 @@ def fake_train_variant(calls, kimgs=(1,)):
         with open(run_dir / "stats.jsonl", "w") as f:
             for kimg in (0.5, 1.0):
                 f.write(json.dumps({"Progress/kimg": {"mean": kimg}, "Loss/G/loss": {"mean": 1.0 / kimg}}) + "\n")
-        cmd = experiment.train_command(variant, train_zip, classifier, config, workdir, start)
+        cmd = experiment.train_command(variant, train_zip, classifier, config, workdir, start, public_reals)
         return dict(run_dirs=[str(run_dir)], snapshot=str(snapshot), command=cmd[1:])
 
     return train
@@ -297,7 +297,7 @@ def test_generators_train_in_parallel_sharing_the_cores(tmp_path, monkeypatch):
     both_running = threading.Barrier(2, timeout=60)  # broken (an error) unless the two trainings overlap
     seen = []
 
-    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None, public_reals=None):
         both_running.wait()
         seen.append((variant.name, train_zip, env["OMP_NUM_THREADS"]))
         return dict(snapshot=f"{variant.name}.pkl")
@@ -324,7 +324,7 @@ def test_generators_train_in_parallel_sharing_the_cores(tmp_path, monkeypatch):
 def fake_train_any_labels(calls):
     """Like fake_train_variant, with the conditioning size of the variant's own dataset (2 or 8 classes)."""
 
-    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None, public_reals=None):
         calls.append((variant.name, train_zip))
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
@@ -533,7 +533,7 @@ def test_a_panel_member_that_does_not_exist_is_refused_by_name():
 def fake_train_with_snapshots(calls):
     """Like fake_train_variant, with a snapshot at every kimg up to the variant's own training length."""
 
-    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None):
+    def train(variant, train_zip, classifier, config, workdir, log, env=None, start=None, public_reals=None):
         calls.append(variant.name)
         run_dir = workdir / "00000-fake"
         run_dir.mkdir()
@@ -743,3 +743,31 @@ def test_public_images_start_the_dp_variants_or_train_the_public_data_ones(tmp_p
     public_data = dict(name="guided", train_args=["--dp=1", "--dp-data-public=1"])
     with pytest.raises(ValueError, match="--dp-data-public=1 trains on another phantom draw's images"):
         ExperimentConfig.from_dict(dict(source="vindr", variants=[public_data]))
+
+
+def test_a_private_critic_variant_reads_the_public_draw_beside_its_private_images(tmp_path, monkeypatch):
+    """--dp-private-critic: D learns from the public images and the fakes, so the experiment names its public draw
+    (--dp-public-reals) unless the variant names its own; the private images stay the variant's --data."""
+    calls = []
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant(calls))
+    critic = ("--dp=1", "--dp-private-critic=4,4", "--d-cond=0")
+    config = dataclasses.replace(
+        TINY,
+        independent_judge=False,
+        variants=(
+            Variant("spinegan", 0.1),
+            Variant("critic", 0.3, critic),
+            Variant("own", 0.3, (*critic, "--dp-public-reals=/elsewhere.zip")),
+        ),
+    )
+    assert [v.needs_public_reals for v in config.variants] == [False, True, False]
+    steps, _out, data, _ = experiment.prepare_data(config, tmp_path, log=lambda _text: None)
+    data["abnormality"]["public"] = experiment.public_dataset(steps, config)
+    trained = experiment.train_variants(steps, config, data, lambda _text: None, parallel=1)
+    commands = {name: trained[f"train/{name}"]["command"] for name in ("spinegan", "critic", "own")}
+    public, private = data["abnormality"]["public"], data["abnormality"]["train"]
+    assert f"--dp-public-reals={public}" in commands["critic"] and f"--data={private}" in commands["critic"]
+    assert [a for a in commands["own"] if a.startswith("--dp-public-reals")] == ["--dp-public-reals=/elsewhere.zip"]
+    assert not any("public" in a for a in commands["spinegan"])
+    with pytest.raises(ValueError, match="--dp-private-critic without --dp-public-reals=<images> reads another"):
+        ExperimentConfig.from_dict(dict(source="vindr", variants=[dict(name="c", train_args=list(critic))]))
