@@ -295,6 +295,7 @@ def _configure_dpsgd(opts: Any, args: Any, clip: bool, noise: bool, saved_option
     tag += f"-private{args.dp['private_params']}" if args.dp["private_params"] != "all" else ""
     tag += f"-privateweight{args.dp['private_weight']:g}" if args.dp["private_weight"] != 1.0 else ""
     tag += f"-critic{args.dp['private_critic'].replace(',', '-')}" if args.dp["private_critic"] else ""
+    tag += f"-cweight{args.dp['critic_weight']:g}" if args.dp["critic_weight"] != 1.0 else ""
     return [tag + _ablation_tag(clip, noise)] + ([] if private else ["notdp"])
 
 

@@ -182,7 +182,8 @@ def test_public_reals_reach_the_settings_and_the_account(run, image_folder):
     result, args = run("--dp", "1", "--dp-epsilon", "8", *critic)  # no judge: the critic teaches G the classes
     assert result.exit_code == 0, result.output
     assert args.dp["private_critic"] == "4,8" and args.dp["critic_weight"] == 2.0
-    assert "publicreals-critic4-8" in os.path.basename(args.run_dir) and args.loss_kwargs.adversarial_class == 0
+    assert "publicreals-critic4-8-cweight2" in os.path.basename(args.run_dir)
+    assert args.loss_kwargs.adversarial_class == 0
     plugins = dp_options.build(args, torch.device("cpu"))
     (term,) = plugins.generator_terms
     assert plugins.discriminator_update.critic is term and term.weight == 2.0
