@@ -189,9 +189,9 @@ BENCHMARK = dataclasses.replace(
 #   --dp-data-public=1, D unconditional), the clinical loss's judge, trained with DP-SGD at epsilon 1, is the only
 #   access to the private images (RESULTS S, T).
 # Every arm's images are a trajectory pool: drawn in turn from its last DP_TRAJECTORY snapshots, 5 kimg apart (under
-# DP the account at the end covers every snapshot). On validation draw 32 this lifted `small_cnn` from 0.14-0.60 on
-# one snapshot to 0.54-0.83 for every private-critic run (RESULTS Z). Both DP recipes assume public normal
-# radiographs of the same kind as the private ones.
+# DP the account at the end covers every snapshot). On validation draw 32 this lifted `small_cnn` to 0.54-0.83 over
+# eight private-critic runs, whose final snapshots read -0.04 to 0.60 (RESULTS Z). Both DP recipes assume public
+# normal radiographs of the same kind as the private ones.
 DP_KIMG = 60
 DP_TRAJECTORY = 5
 DP_LOCALITY_ARGS = ("--d-cond=0", "--clinical-augment=1", "--class-locality=0.35", "--class-locality-relative=1")
