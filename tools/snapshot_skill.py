@@ -82,7 +82,7 @@ def main(
     if network is not None:
         names, mode = _dataset_classes(real_path)
         config = ExperimentConfig(synth_per_class=per_class, seed=seed, resolution=real.resolution)
-        synthetic = synthesize_variant(network, names, mode, config, outdir)["dataset"]
+        synthetic = synthesize_variant([network], names, mode, config, outdir)["dataset"]
     model = train_classifier(
         load_labelled_images(synthetic),
         TrainOptions(

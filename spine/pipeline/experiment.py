@@ -306,6 +306,8 @@ def synthesize_variant(
 ) -> dict[str, Any]:
     """The synthetic dataset of one generator: `synth_per_class` images per class, drawn in turn from `snapshots`
     (one, or a trajectory pool's)."""
+    if isinstance(snapshots, str):  # a str is a Sequence[str] too: one path would be read as one file per character
+        raise TypeError(f"synthesize_variant takes a list of snapshot paths, got the string {snapshots!r}")
     import torch
 
     from spine.evaluation import synthesize
