@@ -290,6 +290,25 @@ def load_for_synthesis(network_pkl: str, device: torch.device) -> tuple[torch.nn
     )
 
 
+def load_snapshots(
+    network_pkls: Sequence[str],
+    device: torch.device,
+    local_difference: float | None,
+    truncation_psi: float,
+    noise_mode: str = "const",
+) -> tuple[list[torch.nn.Module], dict[str, Any], dict]:
+    """Each snapshot's G_ema (drawing with the local class difference when `local_difference` is given), their pooled
+    provenance and the first snapshot's training_set_kwargs."""
+    loaded = [load_for_synthesis(path, device) for path in network_pkls]
+    generators = [G for G, _, _ in loaded]
+    if local_difference is not None:
+        generators = [LocalDifferenceGenerator(G, local_difference) for G in generators]
+    provenances = [
+        generator_provenance(p, meta, truncation_psi, noise_mode) for p, (_, meta, _) in zip(network_pkls, loaded)
+    ]
+    return generators, pool_provenance(provenances), loaded[0][2]
+
+
 def class_meaning(G: torch.nn.Module, training_set_kwargs: dict, class_names: str | None) -> tuple[list[str], str]:
     """Class names and label mode: --class-names, else the training dataset's dataset.json, else 'class0'...
 
@@ -371,12 +390,11 @@ def main(
     options = dict(locals())
     del options["overwrite"]  # recorded options describe the images, not how they were put there
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    loaded = [load_for_synthesis(path, dev) for path in network_pkls]
-    names, label_mode = class_meaning(loaded[0][0], loaded[0][2], class_names)
-    if local_difference is not None and names[0] != "normal":
-        raise UserError(f"--local-difference needs a generator whose class 0 is 'normal'; its classes are {names}")
-    generators = [G for G, _, _ in loaded]
+    generators, provenance, training_set_kwargs = load_snapshots(network_pkls, dev, None, truncation_psi, noise_mode)
+    names, label_mode = class_meaning(generators[0], training_set_kwargs, class_names)
     if local_difference is not None:
+        if names[0] != "normal":
+            raise UserError(f"--local-difference needs a generator whose class 0 is 'normal'; its classes are {names}")
         generators = [LocalDifferenceGenerator(G, local_difference) for G in generators]
     try:
         check_generators(generators, len(names), len(generators))
@@ -389,10 +407,6 @@ def main(
         raise UserError(str(exc)) from exc
     G = generators[0]
     dnnlib.check_free_space(dest, "--dest", len(plan.seeds) * G.img_resolution**2 * G.img_channels)
-    metadatas = [info for _, info, _ in loaded]
-    provenance = pool_provenance(
-        [generator_provenance(path, info, truncation_psi, noise_mode) for path, info in zip(network_pkls, metadatas)]
-    )
     meta = write_synthetic_dataset(
         generators,
         plan,

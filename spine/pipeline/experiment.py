@@ -311,15 +311,11 @@ def synthesize_variant(
     import torch
 
     from spine.evaluation import synthesize
-    from spine.evaluation.local_difference import LocalDifferenceGenerator
 
-    generators, provenances = [], []
-    for snapshot in snapshots:
-        G, metadata, _kwargs = synthesize.load_for_synthesis(snapshot, torch.device("cpu"))
-        if config.synth_local_difference is not None and label_mode == "abnormality":  # lesion types have no normal
-            G = LocalDifferenceGenerator(G, config.synth_local_difference)
-        generators.append(G)
-        provenances.append(synthesize.generator_provenance(snapshot, metadata, config.synth_trunc, "const"))
+    local = config.synth_local_difference if label_mode == "abnormality" else None  # lesion types have no normal
+    generators, provenance, _kwargs = synthesize.load_snapshots(
+        snapshots, torch.device("cpu"), local, config.synth_trunc
+    )
     counts = [config.synth_per_class] * len(class_names)
     plan = synthesize.SynthesisPlan.from_counts(counts, first_seed=config.seed, num_sources=len(generators))
     dest = workdir / "synthetic.zip"
@@ -329,7 +325,7 @@ def synthesize_variant(
         str(dest),
         class_names,
         label_mode,
-        synthesize.pool_provenance(provenances),
+        provenance,
         dict(per_class=config.synth_per_class, seed=config.seed, local_difference=config.synth_local_difference),
         truncation_psi=config.synth_trunc,
     )
