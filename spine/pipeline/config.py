@@ -111,7 +111,8 @@ class ExperimentConfig:
     synth_local_difference: float | None = None
     # Each generator's images drawn in equal shares from its last `synth_snapshots` snapshots (every `snap` ticks): a
     # trajectory pool (spine.evaluation.synthesize); 1 = the final snapshot alone. Under DP the account at the end of
-    # a run covers every snapshot of it. The metrics and the privacy audit read the final snapshot.
+    # a run covers every snapshot of it. The metrics and the privacy audit read the final snapshot; with several,
+    # the metrics that have a form for a set of images read the pool too ('set-metrics/<variant>').
     synth_snapshots: int = 1
     metrics: tuple[str, ...] = ("fid1k_full", "label_fidelity200")
     downstream_epochs: int = 20

@@ -544,18 +544,43 @@ def curve_step(
     return dict(real_auc=real, points=points)
 
 
+def dataset_metrics(
+    judges: Judges,
+    images: str,
+    config: ExperimentConfig,
+    workdir: Path,
+    log: Callable[[str], None],
+    what: str,
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """The configured metrics that have a form for a set of images (FID, KID, precision/recall, class difference),
+    of the images in `images` against the real training (or the independent judge's reference) images."""
+    dataset2 = dict(class_name="training.dataset.ImageFolderDataset", use_labels=True, path=images)
+    runs = judges.runs(baseline_metric_names(config))
+    return _calc_metrics(runs, dict(dataset2_kwargs=dataset2), config, workdir, log, what, cache_dir)
+
+
 def baseline_metrics(
     judges: Judges, test_zip: str, config: ExperimentConfig, workdir: Path, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """The configured FID, KID, precision/recall and class-difference metrics between the real training (or the
-    independent judge's reference) images and the real test images at the same counts: what two real samples of
-    one distribution score, which gives every generator's value its scale."""
-    dataset2 = dict(class_name="training.dataset.ImageFolderDataset", use_labels=True, path=test_zip)
-    runs = judges.runs(baseline_metric_names(config))
-    return _calc_metrics(runs, dict(dataset2_kwargs=dataset2), config, workdir, log, "baseline")
+    """The set metrics of the real test images at the same counts: what two real samples of one distribution score,
+    which gives every generator's value its scale."""
+    return dataset_metrics(judges, test_zip, config, workdir, log, "baseline")
+
+
+def synthetic_set_metrics(
+    judges: Judges, synthetic_zip: str, config: ExperimentConfig, workdir: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The set metrics of a trajectory pool's own images, the set the downstream classifiers learn from: its final
+    snapshot's metrics say little of it (a final snapshot narrowed to few modes, as DP runs do, can be pooled with
+    earlier ones that draw others). The pool holds the same number of images per class, where a generator's metrics
+    draw labels in the training set's proportions."""
+    real_stats = workdir.parents[1] / "metrics" / "real-stats"  # the generators' metrics cached them
+    return dataset_metrics(judges, synthetic_zip, config, workdir, log, "set metric", real_stats)
 
 
 def baseline_metric_names(config: ExperimentConfig) -> list[str]:
+    """The configured metrics that have a form for a set of images (all but label fidelity, which conditions G)."""
     from metrics.metric_names import parse_metric
 
     return [metric for metric in config.metrics if parse_metric(metric).kind in ("fid", "kid", "pr", "class_diff")]
@@ -655,12 +680,15 @@ def run_experiment(
         synthetic[mode][name] = steps.run(
             f"synthesize/{name}", lambda w: synthesize_variant(snapshots, class_names, label_mode, config, w)
         )["dataset"]
+        mode_judges = judges if mode == config.labels else Judges(classifier, train_zip)
         out[f"metrics/{name}"] = steps.run(
-            f"metrics/{name}",
-            lambda w: metrics_variant(
-                trained["snapshot"], judges if mode == config.labels else Judges(classifier, train_zip), config, w, log
-            ),
+            f"metrics/{name}", lambda w: metrics_variant(trained["snapshot"], mode_judges, config, w, log)
         )
+        if len(snapshots) > 1 and baseline_metric_names(config):
+            out[f"set-metrics/{name}"] = steps.run(
+                f"set-metrics/{name}",
+                lambda w: synthetic_set_metrics(mode_judges, synthetic[mode][name], config, w, log),
+            )
         if config.privacy_audit:
             out[f"privacy/{name}"] = steps.run(
                 f"privacy/{name}",

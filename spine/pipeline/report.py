@@ -652,14 +652,27 @@ def curve_section(curve: dict[str, Any], steps: dict[str, dict], config: Experim
 _FIDELITY_HEADER = ["variant", "metric", "compares", "value", "real vs real (same sizes)", "value / real"]
 
 
-def _fidelity_rows(steps: dict[str, dict], name: str, config: dict[str, Any]) -> list[list[str]]:
-    """The metrics table's rows of one variant, each beside its real-vs-real baseline."""
-    return report_tables.fidelity_rows(
-        name,
-        steps.get(f"metrics/{name}", {}).get("results", {}),
+def _fidelity_rows(steps: dict[str, dict], step: str, label: str, config: dict[str, Any]) -> list[list[str]]:
+    """The metrics table's rows of one metrics step (labelled `label`), each beside its real-vs-real baseline, then
+    the metrics it could not compute."""
+    rows = report_tables.fidelity_rows(
+        label,
+        steps.get(step, {}).get("results", {}),
         steps.get("metrics/real-vs-real", {}).get("results", {}),
         "half-B training" if config.get("judge_half") else "training",
     )
+    for key, error in sorted(steps.get(step, {}).get("errors", {}).items()):
+        rows.append([label, key, "", f"not computed: {error}", "", ""])
+    return rows
+
+
+def _metric_rows(steps: dict[str, dict], name: str, config: dict[str, Any]) -> list[list[str]]:
+    """A variant's metrics: its final snapshot's, then, for a trajectory pool, those of the pool's own images."""
+    rows = _fidelity_rows(steps, f"metrics/{name}", name, config)
+    if f"set-metrics/{name}" in steps:
+        pooled = config.get("synth_snapshots", 1)
+        rows += _fidelity_rows(steps, f"set-metrics/{name}", f"{name}: the {pooled} snapshots' images", config)
+    return rows
 
 
 def judge_note(config: dict[str, Any], steps: dict[str, dict]) -> str:
@@ -724,9 +737,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     body.append("<h2 id='metrics'>Metrics</h2>")
     metric_rows = []
     for name in names:
-        metric_rows += _fidelity_rows(steps, name, config)
-        for key, error in sorted(steps.get(f"metrics/{name}", {}).get("errors", {}).items()):
-            metric_rows.append([name, key, "", f"not computed: {error}", "", ""])
+        metric_rows += _metric_rows(steps, name, config)
     for key, error in sorted(steps.get("metrics/real-vs-real", {}).get("errors", {}).items()):
         metric_rows.append(["real vs real", key, "", f"not computed: {error}", "", ""])
     body.append(_table(_FIDELITY_HEADER, metric_rows) if metric_rows else "<p>No metrics yet.</p>")
@@ -761,12 +772,12 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
             f"training images and generated ones at the same scale)</p>"
             f"<img src='{grid}' alt='samples of {html.escape(name)} beside real images'>"
         )
-        beside = [row for row in _fidelity_rows(steps, name, config) if row[4]]
+        beside = [row for row in _metric_rows(steps, name, config) if row[4]]
         if beside:
             body.append(
                 "<p class='note'>Fidelity of these samples, each beside two real samples' value at the same sizes "
                 "(the test split against the training images; from the metrics table):</p>"
-                + _table(_FIDELITY_HEADER[1:], [row[1:] for row in beside])
+                + _table(_FIDELITY_HEADER, beside)
             )
         if real_means is not None:
             fake_means = class_means(synthetic)

@@ -180,6 +180,41 @@ def test_a_trajectory_pool_draws_each_generators_images_from_its_last_snapshots(
     assert [e["snapshot"] for e in meta["images"]] == [0, 1, 0, 1, 0, 1] * 2
 
 
+def test_a_trajectory_pool_is_measured_on_its_own_images_as_well_as_its_final_snapshot(tmp_path, monkeypatch):
+    """The set metrics of a pooled arm read the very images its downstream classifiers learn from: here a pool
+    standing in for the training images themselves, so its precision and recall are exactly 1 in both judges'
+    features (a set against itself), where the final snapshot's are the generator's own."""
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant([], kimgs=(0, 1, 2)))
+    pools, pool = [], str(tmp_path / "data" / "train" / "train16.zip")
+
+    def training_images_as_the_pool(snapshots, class_names, label_mode, config, workdir):
+        pools.append([os.path.basename(p) for p in snapshots])
+        return dict(dataset=pool)
+
+    monkeypatch.setattr(experiment, "synthesize_variant", training_images_as_the_pool)
+    config = dataclasses.replace(
+        TINY, kimg=2, synth_snapshots=2, variants=(Variant("plain"),), metrics=("pr63_spine", "label_fidelity8")
+    )
+    out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    assert pools == [["network-snapshot-000001.pkl", "network-snapshot-000002.pkl"]]
+    pooled = out["set-metrics/plain"]["results"]
+    for prefix in ("", "independent_"):
+        assert pooled[prefix + "pr63_spine_precision"] == pooled[prefix + "pr63_spine_recall"] == 1.0
+    assert "label_fidelity8_accuracy" not in pooled  # conditions G: the final snapshot's alone
+    assert "label_fidelity8_accuracy" in out["metrics/plain"]["results"]
+    line = json.loads((tmp_path / "set-metrics" / "plain" / "metric-pr63_spine.jsonl").read_text())
+    assert line["data2"] == pool
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "plain: the 2 snapshots&#x27; images" in page
+
+
+def test_a_single_snapshot_has_no_set_metrics_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "train_variant", fake_train_variant([]))
+    config = dataclasses.replace(TINY, variants=(Variant("plain"),), metrics=("pr63_spine",))
+    out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    assert "metrics/plain" in out and not any(key.startswith("set-metrics") for key in out)
+
+
 def test_downstream_arms_use_the_judges_architecture_and_normalisation():
     config = dataclasses.replace(TINY, classifier_arch="patch_cnn", classifier_input_norm="blurred_image")
     options = downstream_options(config)
