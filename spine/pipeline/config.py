@@ -23,7 +23,8 @@ class Variant:
     optionally its own label mode (e.g. 'lesion' for the paper's lesion-type model; None = the experiment's) and
     training seed (None = the experiment's; replicates of an arm differ only in it) and training length in kimg
     (None = the experiment's; e.g. one generator trained for a pool's combined kimg), and for a --dp=1 variant the
-    epsilon of its clinical loss's DP judge (None = the experiment's `dp_judge_epsilon`)."""
+    epsilon of its clinical loss's DP judge (None = the experiment's `dp_judge_epsilon`), and how many of its last
+    snapshots its images are drawn from (None = the experiment's `synth_snapshots`; e.g. a shorter run keeps fewer)."""
 
     name: str
     clinical_weight: float = 0.0
@@ -32,6 +33,7 @@ class Variant:
     seed: int | None = None
     kimg: int | None = None
     dp_judge_epsilon: float | None = None
+    synth_snapshots: int | None = None
 
     @property
     def private(self) -> bool:
@@ -210,12 +212,7 @@ class ExperimentConfig:
             raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
         if self.kimg < 1 or self.synth_per_class < 2:
             raise ValueError(f"{where}: kimg must be >= 1 and synth_per_class >= 2")
-        shortest = min(self.kimg_of(v) for v in self.variants)
-        if not 1 <= self.synth_snapshots <= shortest // self.snap + 1:  # the presets' ticks are 1 kimg or more
-            raise ValueError(
-                f"{where}.synth_snapshots: expected 1 to {shortest // self.snap + 1} (snapshots every {self.snap} "
-                f"ticks of the shortest run's {shortest} kimg), got {self.synth_snapshots}"
-            )
+        self._check_synth_snapshots(where)
         if self.synth_local_difference is not None and not 0 < self.synth_local_difference <= 1:
             raise ValueError(
                 f"{where}.synth_local_difference: expected a fraction in (0, 1] or null, "
@@ -285,6 +282,23 @@ class ExperimentConfig:
     def dp_judge_epsilons(self) -> list[float]:
         """Every DP judge the experiment trains, by epsilon."""
         return sorted({e for e in map(self.dp_judge_epsilon_of, self.variants) if e is not None})
+
+    def _check_synth_snapshots(self, where: str) -> None:
+        """Every run keeps the snapshots its images are drawn from (the presets' ticks are 1 kimg or more); the error
+        names the variant's own field when it sets one."""
+        for index, variant in enumerate(self.variants):
+            kept = self.kimg_of(variant) // self.snap + 1
+            wanted = self.synth_snapshots_of(variant)
+            if not 1 <= wanted <= kept:
+                field = "synth_snapshots" if variant.synth_snapshots is None else f"variants[{index}].synth_snapshots"
+                raise ValueError(
+                    f"{where}.{field}: expected 1 to {kept} (snapshots every {self.snap} ticks of "
+                    f"{variant.name}'s {self.kimg_of(variant)} kimg), got {wanted}"
+                )
+
+    def synth_snapshots_of(self, variant: Variant) -> int:
+        """How many of a variant's last snapshots its images are drawn from: its own, else the experiment's."""
+        return self.synth_snapshots if variant.synth_snapshots is None else variant.synth_snapshots
 
     def kimg_of(self, variant: Variant) -> int:
         """The kimg a variant's GAN trains for: its own, else the experiment's."""
@@ -424,7 +438,16 @@ def _pool(data: Any, where: str) -> Pool:
 def _variant(data: Any, where: str) -> Variant:
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         raise ValueError(f"{where}: expected {{'name': str, 'clinical_weight': float, 'train_args': [str]}}")
-    unknown = set(data) - {"name", "clinical_weight", "train_args", "labels", "seed", "kimg", "dp_judge_epsilon"}
+    unknown = set(data) - {
+        "name",
+        "clinical_weight",
+        "train_args",
+        "labels",
+        "seed",
+        "kimg",
+        "dp_judge_epsilon",
+        "synth_snapshots",
+    }
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
     labels, seed = data.get("labels"), data.get("seed")
@@ -432,9 +455,10 @@ def _variant(data: Any, where: str) -> Variant:
         raise ValueError(f"{where}.labels: expected one of {list(LABEL_MODES)}, got {labels!r}")
     if seed is not None and not isinstance(seed, int):
         raise ValueError(f"{where}.seed: expected an integer, got {seed!r}")
-    kimg = data.get("kimg")
-    if kimg is not None and (not isinstance(kimg, int) or kimg < 1):
-        raise ValueError(f"{where}.kimg: expected an integer >= 1, got {kimg!r}")
+    kimg, snapshots = data.get("kimg"), data.get("synth_snapshots")
+    for key, value in (("kimg", kimg), ("synth_snapshots", snapshots)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{where}.{key}: expected an integer >= 1, got {value!r}")
     epsilon = data.get("dp_judge_epsilon")
     if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0):
         raise ValueError(f"{where}.dp_judge_epsilon: expected a positive epsilon or null, got {epsilon!r}")
@@ -451,6 +475,7 @@ def _variant(data: Any, where: str) -> Variant:
         seed,
         kimg,
         None if epsilon is None else float(epsilon),
+        snapshots,
     )
 
 

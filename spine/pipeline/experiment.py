@@ -676,7 +676,7 @@ def run_experiment(
         train_zip, classifier = data[mode]["train"], data[mode]["classifier"]
         class_names, label_mode = _dataset_classes(train_zip)
         trained = out[f"train/{name}"]
-        snapshots = curve.last_snapshots(trained["run_dirs"], config.synth_snapshots)
+        snapshots = curve.last_snapshots(trained["run_dirs"], config.synth_snapshots_of(variant))
         synthetic[mode][name] = steps.run(
             f"synthesize/{name}", lambda w: synthesize_variant(snapshots, class_names, label_mode, config, w)
         )["dataset"]

@@ -670,7 +670,7 @@ def _metric_rows(steps: dict[str, dict], name: str, config: dict[str, Any]) -> l
     """A variant's metrics: its final snapshot's, then, for a trajectory pool, those of the pool's own images."""
     rows = _fidelity_rows(steps, f"metrics/{name}", name, config)
     if f"set-metrics/{name}" in steps:
-        pooled = config.get("synth_snapshots", 1)
+        pooled = len(steps[f"synthesize/{name}"]["snapshots"])
         rows += _fidelity_rows(steps, f"set-metrics/{name}", f"{name}: the {pooled} snapshots' images", config)
     return rows
 

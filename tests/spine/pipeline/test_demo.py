@@ -54,8 +54,10 @@ def test_the_dp_mode_sets_dp_sgd_the_private_critic_and_public_data_beside_the_n
     assert [dp.dp_judge_epsilon_of(arms[n]) for n in arms] == [None, 1.0, 1.0, 1.0] and dp.dp_judge_epsilons() == [1.0]
     assert "--dp-epsilon=10" in sgd.train_args
     assert dp.kimg_of(plain) == dp.kimg_of(critic) == dp.kimg_of(public1) == demo.DP_KIMG > dp.kimg_of(sgd)
-    # Every arm's images come from its last five snapshots, 5 kimg apart (the 30-kimg DP-SGD arm's: 10 to 30).
-    assert dp.synth_snapshots == demo.DP_TRAJECTORY == 5 and dp.snap == 5
+    # Every arm's images come from its snapshots 5 kimg apart: 20 to 60 kimg, the 30-kimg DP-SGD arm's 10 to 30.
+    assert dp.synth_snapshots == demo.DP_TRAJECTORY == 9 and dp.snap == 5
+    assert [dp.synth_snapshots_of(arms[n]) for n in arms] == [9, 5, 9, 9]
+    assert [dp.kimg_of(arms[n]) - dp.snap * (dp.synth_snapshots_of(arms[n]) - 1) for n in arms] == [20, 10, 20, 20]
     assert dp.panel == demo.BENCHMARK.panel and dp.phantom_train == demo.BENCHMARK.phantom_train
     draws = {mode: {demo.mode_config(mode, s).draw_seed for s in (0, 2**20 - 1)} for mode in demo.MODES}
     assert not draws["dp"] & (draws["demo"] | draws["benchmark"])

@@ -189,7 +189,7 @@ def test_a_trajectory_pool_is_measured_on_its_own_images_as_well_as_its_final_sn
 
     def training_images_as_the_pool(snapshots, class_names, label_mode, config, workdir):
         pools.append([os.path.basename(p) for p in snapshots])
-        return dict(dataset=pool)
+        return dict(dataset=pool, snapshots=list(snapshots))
 
     monkeypatch.setattr(experiment, "synthesize_variant", training_images_as_the_pool)
     config = dataclasses.replace(
@@ -247,6 +247,14 @@ def test_train_command_continues_the_latest_checkpoint(tmp_path):
     assert "--kimg=1" in cmd and "--cond=1" in cmd and not any("clinical" in a for a in cmd)
 
 
+def test_a_shorter_variant_may_draw_from_fewer_snapshots_of_its_own():
+    config = ExperimentConfig.from_dict(
+        dict(kimg=20, snap=5, synth_snapshots=5, variants=[dict(name="a"), dict(name="b", kimg=10, synth_snapshots=3)])
+    )
+    assert [config.synth_snapshots_of(v) for v in config.variants] == [5, 3]
+    assert ExperimentConfig.from_dict(config.to_dict()) == config  # the override survives the round trip
+
+
 @pytest.mark.parametrize(
     "data, message",
     [
@@ -278,11 +286,17 @@ def test_train_command_continues_the_latest_checkpoint(tmp_path):
         ),
         (dict(synth_local_difference=0), "config.synth_local_difference: expected a fraction in (0, 1]"),
         (dict(synth_local_difference=1.5), "config.synth_local_difference: expected a fraction in (0, 1]"),
-        (dict(synth_snapshots=0), "config.synth_snapshots: expected 1 to 5 (snapshots every 5 ticks of the shortest"),
+        (dict(synth_snapshots=0), "config.synth_snapshots: expected 1 to 5 (snapshots every 5 ticks of"),
         (
             dict(kimg=20, snap=5, variants=[dict(name="a"), dict(name="b", kimg=10)], synth_snapshots=4),
-            "config.synth_snapshots: expected 1 to 3 (snapshots every 5 ticks of the shortest run's 10 kimg), got 4",
+            "config.synth_snapshots: expected 1 to 3 (snapshots every 5 ticks of b's 10 kimg), got 4",
         ),
+        (
+            dict(kimg=20, snap=5, variants=[dict(name="a"), dict(name="b", kimg=10, synth_snapshots=4)]),
+            "config.variants[1].synth_snapshots: expected 1 to 3 (snapshots every 5 ticks of b's 10 kimg), got 4",
+        ),
+        (dict(variants=[dict(name="a", synth_snapshots=0)]), "variants[0].synth_snapshots: expected an integer >= 1"),
+        (dict(variants=[dict(name="a", synth_snapshots=True)]), "variants[0].synth_snapshots: expected an integer"),
     ],
 )
 def test_bad_configs_are_refused_by_name(data, message):
