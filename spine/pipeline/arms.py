@@ -70,6 +70,9 @@ def describe_arm(config: ExperimentConfig, name: str) -> str:
         what = f"one generator of {config.kimg_of(variants[name])} kimg"
         if long:
             what += f" (the combined kimg of {', '.join(long)})"
+        snapshots = config.synth_snapshots_of(variants[name])
+        if snapshots > 1:  # a trajectory pool: still one training run, so it compares with single generators
+            what += f", its images drawn in turn from its last {snapshots} snapshots (every {config.snap} ticks)"
         return f"{what}, {per_class} images per class"
     for pool in config.pools:
         kimg = sum(config.kimg_of(variants[m]) for m in pool.members)

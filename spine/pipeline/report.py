@@ -536,12 +536,17 @@ def arms_note(config: ExperimentConfig) -> str:
 
     special = [p.name for p in config.pools] + [p.matched_name for p in config.pools if config.pool_matched]
     special += [p.long_generator for p in config.pools if p.long_generator is not None]
-    special += [v.name for v in config.variants if config.kimg_of(v) != config.kimg and v.name not in special]
+    special += [
+        v.name
+        for v in config.variants
+        if (config.kimg_of(v) != config.kimg or config.synth_snapshots_of(v) > 1) and v.name not in special
+    ]
     if not special:
         return ""
     items = "; ".join(f"{name}: {describe_arm(config, name)}" for name in special)
     return (
-        f"<p class='note'>Arms that are not one generator of {config.kimg} kimg: {html.escape(items)}. The paper's "
+        f"<p class='note'>Arms that are not the final snapshot of one generator of {config.kimg} kimg: "
+        f"{html.escape(items)}. The paper's "
         f"figures (synthetic-only 0.830 against real 0.886 on VinDr-SpineXR) are one generator's: compare them "
         f"with the single-generator rows.</p>"
     )

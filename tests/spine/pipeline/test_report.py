@@ -354,6 +354,15 @@ def test_arms_note_names_every_arm_that_is_not_one_generator_of_the_experiments_
         pools=(Pool("ab", ("a", "b"), long_generator="a-8kimg"),),
     )
     note = report.arms_note(config)
-    assert "Arms that are not one generator of 4 kimg: ab: pooled: 2 generators, 8 kimg in all" in note
+    assert "Arms that are not the final snapshot of one generator of 4 kimg: ab: pooled: 2 generators, 8 kimg" in note
     assert note.count("a-8kimg: one generator of 8 kimg") == 1  # the long generator once, though also of other kimg
     assert "c: one generator of 2 kimg" in note and "b: one generator" not in note
+
+
+def test_arms_note_says_which_arms_draw_from_several_snapshots():
+    config = ExperimentConfig(
+        kimg=20, snap=5, synth_snapshots=3, variants=(Variant("a"), Variant("b", kimg=10, synth_snapshots=1))
+    )
+    note = report.arms_note(config)
+    assert "a: one generator of 20 kimg, its images drawn in turn from its last 3 snapshots (every 5 ticks)" in note
+    assert "b: one generator of 10 kimg, 500 images per class" in note  # its own length, its final snapshot alone
