@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test venv clean
 
+# The disk check turns pip's "No space left on device", minutes into the install, into one line up front.
 $(STAMP): pyproject.toml Makefile
+	test -d $(VENV) || $(PYTHON) tools/check_disk_space.py $(CURDIR) 10
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,jpeg2000,video]' --config-settings editable_mode=compat
