@@ -41,7 +41,11 @@ def main(argv: list[str]) -> int:
     except ValueError:
         print(f"GIB: expected a number of GiB, got {needed!r}", file=sys.stderr)
         return 2
-    reason = check(path, needed_gib)
+    try:
+        reason = check(path, needed_gib)
+    except OSError as error:  # a missing folder or one we may not read: say which, no traceback
+        print(f"PATH: cannot read the free space of {path!r} ({error.strerror})", file=sys.stderr)
+        return 2
     if reason is not None:
         print(reason, file=sys.stderr)
         return 1

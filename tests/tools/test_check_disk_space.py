@@ -39,3 +39,11 @@ def test_bad_arguments_exit_2_with_one_line(args):
     result = _run(*args)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_folder_exits_2_naming_it(tmp_path):
+    missing = str(tmp_path / "no-such-folder")
+    result = _run(missing, "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and missing in lines[0] and "Traceback" not in result.stderr
