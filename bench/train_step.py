@@ -15,11 +15,14 @@ fused (grouped) modulated convolution, whose weight gradient the counter overcou
 (16 x ~29 GFLOP); counted ops otherwise agree (Dmain ~212 both).
 
     python bench/train_step.py [--config demo|official|both] [--repeats 2] [--dp] [--clinical] [--bf16] [--batch N]
+                               [--fp32-batch N]
 
 --bf16 adds, per configuration, each phase timed in fp32 (as --fp32=1) and with the bf16 blocks (what a CPU with
 native bf16 runs; torch_utils.precision), alternated, and the iteration's ratio in kimg per minute. Goal: 1.7x.
 --batch N replaces the configurations' batch size (16): the per-iteration cost that does not grow with the batch
-(Python, dispatch, small ops) shows as the difference between batch sizes.
+(Python, dispatch, small ops) shows as the difference between batch sizes. --fp32-batch N times the fp32 arm at its own
+batch size (default: the bf16 arm's), so that a preset that moves to a larger batch with bf16 is compared with the
+fp32 kimg per minute of the preset it replaces; the ratio is then one of kimg per minute, not of iterations.
 
 --dp adds the DP-SGD comparison at the demo preset (spine.dp): one iteration with the standard D phases
 (Dmain + Dreg / 16) against one with the private D step (per-sample gradients, lazy R1 inside every 16th step,
@@ -211,12 +214,13 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
-def bench_precision(name: str, repeats: int, batch: int | None = None) -> None:
+def bench_precision(name: str, repeats: int, batch: int | None = None, fp32_batch: int | None = None) -> None:
     """Each phase in fp32 (--fp32=1) and with the bf16 blocks, alternated repeat by repeat so that a shared machine's
     load hits both alike; medians of wall-clock seconds and, less sensitive to other processes, of this process's
     CPU seconds. NVIDIA's code is not run here: its figures are the stored ones, scaled by the matmul rate."""
     cfg = dict(CONFIGS[name], **(dict(batch=batch) if batch else {}))
-    setups = {"fp32": build(cfg, fp32=True), "bf16": build(cfg)}
+    batches = {"fp32": fp32_batch or cfg["batch"], "bf16": cfg["batch"]}
+    setups = {"fp32": build(dict(cfg, batch=batches["fp32"]), fp32=True), "bf16": build(cfg)}
     active = [p for p in INTERVALS if not (p == "Greg" and cfg["pl_weight"] == 0)]
     wall: dict[tuple[str, str], list[float]] = {(m, p): [] for m in setups for p in active}
     cpu: dict[tuple[str, str], list[float]] = {(m, p): [] for m in setups for p in active}
@@ -238,19 +242,22 @@ def bench_precision(name: str, repeats: int, batch: int | None = None) -> None:
     def iteration(times: dict[tuple[str, str], list[float]], mode: str) -> float:
         return sum(float(np.median(times[mode, p])) / INTERVALS[p] for p in active) + t_ema
 
+    # Per image, so that arms at different batch sizes compare (the plain time ratio when the batches are equal).
+    per_image = batches["bf16"] / batches["fp32"]
+    sizes = f"batch {cfg['batch']}" if per_image == 1 else f"batch fp32 {batches['fp32']}, bf16 {batches['bf16']}"
     print(
-        f"[{name} bf16] batch {cfg['batch']}; phase   fp32 s   bf16 s  fp32/bf16   (wall-clock medians of {repeats} "
+        f"[{name} bf16] {sizes}; phase   fp32 s   bf16 s  fp32/bf16 per image  (wall-clock medians of {repeats} "
         "alternated repeats)"
     )
     for p in active:
         t32, t16 = float(np.median(wall["fp32", p])), float(np.median(wall["bf16", p]))
-        print(f"[{name} bf16] {p:6s} {t32:8.3f} {t16:8.3f} {t32 / t16:9.2f}x")
+        print(f"[{name} bf16] {p:6s} {t32:8.3f} {t16:8.3f} {t32 / t16 * per_image:9.2f}x")
     it32, it16 = iteration(wall, "fp32"), iteration(wall, "bf16")
-    kimg_min = {m: cfg["batch"] / 1000 / t * 60 for m, t in (("fp32", it32), ("bf16", it16))}
+    kimg_min = {m: batches[m] / 1000 / t * 60 for m, t in (("fp32", it32), ("bf16", it16))}
     print(
         f"[{name} bf16] iteration {it32:.3f} s fp32 ({kimg_min['fp32']:.2f} kimg/min), {it16:.3f} s bf16 "
-        f"({kimg_min['bf16']:.2f} kimg/min): {it32 / it16:.2f}x (goal >= 1.7x); by CPU seconds "
-        f"{iteration(cpu, 'fp32') / iteration(cpu, 'bf16'):.2f}x"
+        f"({kimg_min['bf16']:.2f} kimg/min): {kimg_min['bf16'] / kimg_min['fp32']:.2f}x kimg/min (goal >= 1.7x); "
+        f"by CPU seconds {iteration(cpu, 'fp32') / iteration(cpu, 'bf16') * per_image:.2f}x"
     )
     if name == "official":
         scaled = OFFICIAL_ITERATION * OFFICIAL_MATMUL_GFLOPS / rate
@@ -380,8 +387,21 @@ def bench_clinical(repeats: int) -> None:
 @click.option(
     "--batch", type=click.IntRange(min=2), default=None, help="Batch size of the --bf16 section [default: 16]"
 )
+@click.option(
+    "--fp32-batch",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Batch size of the --bf16 section's fp32 arm [default: --batch]",
+)
 def main(
-    config: str, repeats: int, with_dp: bool, with_clinical: bool, with_bf16: bool, skip_phases: bool, batch: int | None
+    config: str,
+    repeats: int,
+    with_dp: bool,
+    with_clinical: bool,
+    with_bf16: bool,
+    skip_phases: bool,
+    batch: int | None,
+    fp32_batch: int | None,
 ) -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}, bf16 blocks: "
@@ -391,7 +411,7 @@ def main(
     for name in [] if skip_phases else names:
         bench(name, repeats)
     for name in names if with_bf16 else []:
-        bench_precision(name, repeats, batch)
+        bench_precision(name, repeats, batch, fp32_batch)
     if with_dp:
         bench_dp(repeats)
     if with_clinical:
