@@ -243,21 +243,21 @@ def bench_precision(name: str, repeats: int, batch: int | None = None, fp32_batc
         return sum(float(np.median(times[mode, p])) / INTERVALS[p] for p in active) + t_ema
 
     # Per image, so that arms at different batch sizes compare (the plain time ratio when the batches are equal).
-    per_image = batches["bf16"] / batches["fp32"]
-    sizes = f"batch {cfg['batch']}" if per_image == 1 else f"batch fp32 {batches['fp32']}, bf16 {batches['bf16']}"
+    batch_ratio = batches["bf16"] / batches["fp32"]
+    sizes = f"batch {cfg['batch']}" if batch_ratio == 1 else f"batch fp32 {batches['fp32']}, bf16 {batches['bf16']}"
     print(
         f"[{name} bf16] {sizes}; phase   fp32 s   bf16 s  fp32/bf16 per image  (wall-clock medians of {repeats} "
         "alternated repeats)"
     )
     for p in active:
         t32, t16 = float(np.median(wall["fp32", p])), float(np.median(wall["bf16", p]))
-        print(f"[{name} bf16] {p:6s} {t32:8.3f} {t16:8.3f} {t32 / t16 * per_image:9.2f}x")
+        print(f"[{name} bf16] {p:6s} {t32:8.3f} {t16:8.3f} {t32 / t16 * batch_ratio:9.2f}x")
     it32, it16 = iteration(wall, "fp32"), iteration(wall, "bf16")
     kimg_min = {m: batches[m] / 1000 / t * 60 for m, t in (("fp32", it32), ("bf16", it16))}
     print(
         f"[{name} bf16] iteration {it32:.3f} s fp32 ({kimg_min['fp32']:.2f} kimg/min), {it16:.3f} s bf16 "
         f"({kimg_min['bf16']:.2f} kimg/min): {kimg_min['bf16'] / kimg_min['fp32']:.2f}x kimg/min (goal >= 1.7x); "
-        f"by CPU seconds {iteration(cpu, 'fp32') / iteration(cpu, 'bf16') * per_image:.2f}x"
+        f"by CPU seconds {iteration(cpu, 'fp32') / iteration(cpu, 'bf16') * batch_ratio:.2f}x"
     )
     if name == "official":
         scaled = OFFICIAL_ITERATION * OFFICIAL_MATMUL_GFLOPS / rate
@@ -403,6 +403,8 @@ def main(
     batch: int | None,
     fp32_batch: int | None,
 ) -> None:
+    if (batch or fp32_batch) and not with_bf16:
+        raise click.UsageError("--batch and --fp32-batch size the --bf16 section: add --bf16")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_model()}, bf16 blocks: "
         f"{precision.cpu_bf16_reason() or 'no (fp32)'}, load average {os.getloadavg()[0]:.2f}"
