@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+import torch_utils  # noqa: F401  (MKL's reproducible mode, before any test's first matrix product)
+
 # Reduced precision on the CPU depends on the CPU (torch_utils.precision): the suite runs in fp32 on every machine
 # unless the caller sets the variable; the bf16 tests force it on with the `cpu_bf16` fixture. Subprocesses inherit it.
 os.environ.setdefault("SPINEGAN_CPU_BF16", "off")
