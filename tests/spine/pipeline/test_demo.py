@@ -49,6 +49,8 @@ def test_the_dp_mode_sets_dp_sgd_the_private_critic_and_public_data_beside_the_n
     # The critic arm reads the public draw beside its private images; its account is epsilon 10 with its judge's in.
     assert critic.needs_public_reals and "--dp-epsilon=10" in critic.train_args
     assert "--dp-private-batch=128" in critic.train_args and "--dp-critic-weight=0.3" in critic.train_args
+    # The clinical loss weighs 0.1 in the critic arm as in the non-private one (RESULTS AB, AD); public data keeps 0.3.
+    assert [arms[n].clinical_weight for n in arms] == [0.1, 0.1, 0.1, 0.3]
     # One account per arm: DP-SGD's and the critic's epsilon 10 include their judge's 1; the public-data arm's is its
     # judge's alone.
     assert [dp.dp_judge_epsilon_of(arms[n]) for n in arms] == [None, 1.0, 1.0, 1.0] and dp.dp_judge_epsilons() == [1.0]
