@@ -16,6 +16,7 @@ fused (grouped) modulated convolution, whose weight gradient the counter overcou
 
     python bench/train_step.py [--config demo|official|both] [--repeats 2] [--dp] [--clinical] [--bf16] [--batch N]
                                [--fp32-batch N]
+                               [--bias-act]
 
 --bf16 adds, per configuration, each phase timed in fp32 (as --fp32=1) and with the bf16 blocks (what a CPU with
 native bf16 runs; torch_utils.precision), alternated, and the iteration's ratio in kimg per minute. Goal: 1.7x.
@@ -23,6 +24,10 @@ native bf16 runs; torch_utils.precision), alternated, and the iteration's ratio 
 (Python, dispatch, small ops) shows as the difference between batch sizes. --fp32-batch N times the fp32 arm at its own
 batch size (default: the bf16 arm's), so that a preset that moves to a larger batch with bf16 is compared with the
 fp32 kimg per minute of the preset it replaces; the ratio is then one of kimg per minute, not of iterations.
+
+--bias-act adds, per configuration, the iteration with bias_act on its CPU kernel (torch_utils/ops/bias_act_cpu.cpp,
+what a CPU run takes by default) against the reference path (SPINEGAN_OPS_IMPL=ref), in fp32 and with the bf16 blocks,
+the four arms alternated: the time it saves, and the bf16 / fp32 ratio with each.
 
 --dp adds the DP-SGD comparison at the demo preset (spine.dp): one iteration with the standard D phases
 (Dmain + Dreg / 16) against one with the private D step (per-sample gradients, lazy R1 inside every 16th step,
@@ -47,7 +52,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from torch_utils import precision
+from torch_utils import custom_ops, precision
 from training.augment import AugmentPipe, augpipe_specs
 from training.loss import StyleGAN2Loss
 from training.networks import Discriminator, Generator
@@ -214,6 +219,33 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
+def time_alternated(
+    arms: dict[str, tuple[tuple, str | None]], active: list[str], repeats: int
+) -> tuple[dict[tuple[str, str], list[float]], dict[tuple[str, str], list[float]]]:
+    """Wall-clock and CPU seconds of each phase step per arm, the arms alternated repeat by repeat so that a shared
+    machine's load hits all alike; the first round is a warm-up. An arm is a `build` result and the ops'
+    implementation it forces ($SPINEGAN_OPS_IMPL; None: as the environment says)."""
+    wall: dict[tuple[str, str], list[float]] = {(a, p): [] for a in arms for p in active}
+    cpu: dict[tuple[str, str], list[float]] = {(a, p): [] for a in arms for p in active}
+    saved = os.environ.get(custom_ops.IMPL_ENV_VAR)
+    try:
+        for i in range(repeats + 1):
+            for arm, ((loss, phases, _, rounds), impl) in arms.items():
+                os.environ[custom_ops.IMPL_ENV_VAR] = impl or saved or "auto"
+                for p in active:
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    phases[p].update(phases[p], loss, rounds)
+                    if i > 0:
+                        wall[arm, p].append(time.perf_counter() - start)
+                        cpu[arm, p].append(time.process_time() - start_cpu)
+    finally:
+        if saved is None:
+            os.environ.pop(custom_ops.IMPL_ENV_VAR, None)
+        else:
+            os.environ[custom_ops.IMPL_ENV_VAR] = saved
+    return wall, cpu
+
+
 def bench_precision(name: str, repeats: int, batch: int | None = None, fp32_batch: int | None = None) -> None:
     """Each phase in fp32 (--fp32=1) and with the bf16 blocks, alternated repeat by repeat so that a shared machine's
     load hits both alike; medians of wall-clock seconds and, less sensitive to other processes, of this process's
@@ -222,17 +254,8 @@ def bench_precision(name: str, repeats: int, batch: int | None = None, fp32_batc
     batches = {"fp32": fp32_batch or cfg["batch"], "bf16": cfg["batch"]}
     setups = {"fp32": build(dict(cfg, batch=batches["fp32"]), fp32=True), "bf16": build(cfg)}
     active = [p for p in INTERVALS if not (p == "Greg" and cfg["pl_weight"] == 0)]
-    wall: dict[tuple[str, str], list[float]] = {(m, p): [] for m in setups for p in active}
-    cpu: dict[tuple[str, str], list[float]] = {(m, p): [] for m in setups for p in active}
     rate = matmul_gflops(seconds=0.5)
-    for i in range(repeats + 1):  # the first round is a warm-up
-        for mode, (loss, phases, _, rounds) in setups.items():
-            for p in active:
-                start, start_cpu = time.perf_counter(), time.process_time()
-                phases[p].update(phases[p], loss, rounds)
-                if i > 0:
-                    wall[mode, p].append(time.perf_counter() - start)
-                    cpu[mode, p].append(time.process_time() - start_cpu)
+    wall, cpu = time_alternated({mode: (setup, None) for mode, setup in setups.items()}, active, repeats)
     rate = (rate + matmul_gflops(seconds=0.5)) / 2
     loss, phases, G_ema, _ = setups["fp32"]
     start = time.perf_counter()
@@ -265,6 +288,34 @@ def bench_precision(name: str, repeats: int, batch: int | None = None, fp32_batc
             f"[{name} bf16] official code {OFFICIAL_ITERATION} s/iteration at {OFFICIAL_MATMUL_GFLOPS:.0f} GFLOP/s"
             f" -> {scaled:.2f} s at this run's {rate:.0f} GFLOP/s: fp32 {scaled / it32:.2f}x, bf16 "
             f"{scaled / it16:.2f}x faster (goal >= 5x)"
+        )
+
+
+def bench_bias_act(name: str, repeats: int) -> None:
+    """Each phase with bias_act on its CPU kernel and on the reference path, in fp32 (--fp32=1) and with the bf16
+    blocks, the four arms alternated: what the kernel saves per iteration, and the bf16 / fp32 ratio with each."""
+    cfg = CONFIGS[name]
+    setups = {"fp32": build(cfg, fp32=True), "bf16": build(cfg)}
+    active = [p for p in INTERVALS if not (p == "Greg" and cfg["pl_weight"] == 0)]
+    arms = {f"{mode} {impl}": (setups[mode], impl) for impl in ("ref", "cpu") for mode in setups}
+    wall, cpu = time_alternated(arms, active, repeats)
+
+    def iteration(times: dict[tuple[str, str], list[float]], arm: str) -> float:
+        return sum(float(np.median(times[arm, p])) / INTERVALS[p] for p in active)
+
+    print(
+        f"[{name} bias_act] arm       wall s   CPU s  (iteration without the EMA; medians of {repeats} alternated "
+        "repeats)"
+    )
+    for arm in arms:
+        print(f"[{name} bias_act] {arm:9s} {iteration(wall, arm):7.3f} {iteration(cpu, arm):7.3f}")
+    for times, what in ((wall, "wall"), (cpu, "CPU")):
+        saved = {m: 1 - iteration(times, f"{m} cpu") / iteration(times, f"{m} ref") for m in setups}
+        ratio = {i: iteration(times, f"fp32 {i}") / iteration(times, f"bf16 {i}") for i in ("ref", "cpu")}
+        print(
+            f"[{name} bias_act] by {what} seconds: the CPU kernel saves {saved['fp32']:.1%} (fp32), "
+            f"{saved['bf16']:.1%} (bf16); bf16 / fp32 {ratio['ref']:.2f}x on the reference path, "
+            f"{ratio['cpu']:.2f}x on the kernel (goal >= 1.7x)"
         )
 
 
@@ -383,7 +434,11 @@ def bench_clinical(repeats: int) -> None:
 @click.option("--dp", "with_dp", is_flag=True, help="Also compare DP-SGD with the standard D step (demo preset)")
 @click.option("--clinical", "with_clinical", is_flag=True, help="Also time the clinical loss term (demo preset)")
 @click.option("--bf16", "with_bf16", is_flag=True, help="Compare the bf16 blocks with fp32, side by side")
-@click.option("--skip-phases", is_flag=True, help="Only the --dp / --clinical / --bf16 sections, not the phase tables")
+@click.option(
+    "--skip-phases",
+    is_flag=True,
+    help="Only the --dp / --clinical / --bf16 / --bias-act sections, not the phase tables",
+)
 @click.option(
     "--batch", type=click.IntRange(min=2), default=None, help="Batch size of the --bf16 section [default: 16]"
 )
@@ -393,6 +448,7 @@ def bench_clinical(repeats: int) -> None:
     default=None,
     help="Batch size of the --bf16 section's fp32 arm [default: --batch]",
 )
+@click.option("--bias-act", "with_bias_act", is_flag=True, help="Compare bias_act's CPU kernel with the reference path")
 def main(
     config: str,
     repeats: int,
@@ -402,6 +458,7 @@ def main(
     skip_phases: bool,
     batch: int | None,
     fp32_batch: int | None,
+    with_bias_act: bool,
 ) -> None:
     if (batch or fp32_batch) and not with_bf16:
         raise click.UsageError("--batch and --fp32-batch size the --bf16 section: add --bf16")
@@ -414,6 +471,8 @@ def main(
         bench(name, repeats)
     for name in names if with_bf16 else []:
         bench_precision(name, repeats, batch, fp32_batch)
+    for name in names if with_bias_act else []:
+        bench_bias_act(name, repeats)
     if with_dp:
         bench_dp(repeats)
     if with_clinical:

@@ -307,7 +307,7 @@ def test_demo_run_then_exact_continuation(tmp_path, monkeypatch):
     assert {"checkpoint.pt", "log.txt", "stats.jsonl", "fakes000000.032.png", "network-snapshot-000000.032.pkl"} <= set(
         os.listdir(run)
     )
-    assert "bias_act: using reference path (tensor is on cpu" in open(os.path.join(run, "log.txt")).read()
+    assert "bias_act: using CPU kernel (built for this CPU" in open(os.path.join(run, "log.txt")).read()
     ckpt_path = os.path.join(run, "checkpoint.pt")
     refused = invoke(*common, "--kimg", "0.048", "--gamma", "3", "--resume", ckpt_path)
     assert refused.exit_code == 1 and "  --gamma: the run has None, now 3.0" in refused.output

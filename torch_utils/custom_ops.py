@@ -1,14 +1,15 @@
-"""Choosing and building our CUDA plugins.
+"""Choosing and building our CUDA plugins and CPU kernels.
 
-Two public entry points:
+Three public entry points:
 
-- `resolve_impl` decides, per call, whether an op runs its CUDA plugin or its pure-PyTorch
-  reference path. It never falls back silently from a *forced* CUDA request, and it logs which
+- `resolve_impl` decides, per call, whether an op runs its CUDA plugin, its CPU kernel or its pure-PyTorch
+  reference path. It never falls back silently from a *forced* request, and it logs which
   implementation is active the first time an op resolves (StyleGAN2-ADA's silent fall-back is
   its most reported problem).
-- `get_plugin` JIT-builds a plugin with `torch.utils.cpp_extension.load` (ninja) once per machine,
+- `get_plugin` JIT-builds a CUDA plugin with `torch.utils.cpp_extension.load` (ninja) once per machine,
   into a cache directory keyed by the sources and the GPU architectures, under a file lock so
   that several processes or ranks can call it at once (one builds, the others wait).
+- `get_cpu_plugin` does the same for a CPU kernel, compiled with -march=native and keyed by the CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -37,17 +39,18 @@ import dnnlib
 logger = logging.getLogger(__name__)
 
 IMPL_ENV_VAR = "SPINEGAN_OPS_IMPL"
-IMPL_CHOICES = ("auto", "ref", "cuda")
+IMPL_CHOICES = ("auto", "ref", "cuda", "cpu")
 
-# Op name -> module whose `load_plugin()` builds and returns that op's extension module.
-# Imported lazily so that CPU-only use never touches the build machinery.
+# Op name -> module whose `load_plugin()` builds and returns that op's extension module: CUDA plugins, CPU kernels.
+# Imported lazily so that a run never touches the build machinery of the other device.
 _PLUGIN_MODULES = {
     "bias_act": "torch_utils.ops.bias_act_cuda",
     "upfirdn2d": "torch_utils.ops.upfirdn2d_cuda",
 }
+_CPU_PLUGIN_MODULES = {"bias_act": "torch_utils.ops.bias_act_cpu"}
 
-_plugin_status: dict[str, str | None] = {}  # op -> None when the plugin loaded, else why not.
-_op_plugins: dict[str, types.ModuleType] = {}  # op -> its loaded extension module.
+_plugin_status: dict[tuple[str, str], str | None] = {}  # (op, 'cuda'|'cpu') -> None when it loaded, else why not.
+_op_plugins: dict[tuple[str, str], types.ModuleType] = {}  # (op, 'cuda'|'cpu') -> its loaded extension module.
 _logged: set[tuple[str, str]] = set()  # (op, decision) pairs already logged.
 _loaded_plugins: dict[str, types.ModuleType] = {}  # extension name -> module imported by get_plugin.
 _BUILD_DONE_MARKER = "build-complete"
@@ -69,18 +72,21 @@ def _requested_mode(op_name: str, requested: str | None) -> str:
     return mode
 
 
-def _plugin_failure(op_name: str) -> str | None:
-    """Loads the op's plugin once per process; returns None on success, else the reason it failed."""
-    if op_name not in _plugin_status:
-        if op_name not in _PLUGIN_MODULES:
-            _plugin_status[op_name] = f"no CUDA plugin exists for op {op_name!r}"
+def _plugin_failure(op_name: str, kind: str = "cuda") -> str | None:
+    """Loads the op's CUDA plugin or CPU kernel (`kind`) once per process; None on success, else why it failed."""
+    key = (op_name, kind)
+    modules = _PLUGIN_MODULES if kind == "cuda" else _CPU_PLUGIN_MODULES
+    if key not in _plugin_status:
+        if op_name not in modules:
+            _plugin_status[key] = f"no {kind} implementation exists for op {op_name!r}"
         else:
             try:
-                _op_plugins[op_name] = importlib.import_module(_PLUGIN_MODULES[op_name]).load_plugin()
-                _plugin_status[op_name] = None
+                _op_plugins[key] = importlib.import_module(modules[op_name]).load_plugin()
+                _plugin_status[key] = None
             except Exception as exc:  # Any build/import failure becomes a reason, reported by the caller.
-                _plugin_status[op_name] = f"plugin build/load failed: {type(exc).__name__}: {exc}"
-    return _plugin_status[op_name]
+                what = "plugin" if kind == "cuda" else "CPU kernel"
+                _plugin_status[key] = f"{what} build/load failed: {type(exc).__name__}: {exc}"
+    return _plugin_status[key]
 
 
 def _cuda_unavailable_reason(op_name: str, tensor: torch.Tensor) -> str | None:
@@ -90,6 +96,15 @@ def _cuda_unavailable_reason(op_name: str, tensor: torch.Tensor) -> str | None:
     if not torch.cuda.is_available():
         return "torch reports no usable CUDA device"
     return _plugin_failure(op_name)
+
+
+def _unavailable_reason(op_name: str, kind: str, tensor: torch.Tensor) -> str | None:
+    """Why the op's `kind` ('cuda' or 'cpu') implementation cannot run on this tensor, or None when it can."""
+    if kind == "cuda":
+        return _cuda_unavailable_reason(op_name, tensor)
+    if tensor.device.type != "cpu":
+        return f"tensor is on {tensor.device.type}, not on the CPU"
+    return _plugin_failure(op_name, "cpu")
 
 
 def _log_once(op_name: str, key: str, describe: Callable[[], str], level: int = logging.INFO) -> None:
@@ -120,30 +135,39 @@ def choices_logged_to(stream: TextIO) -> Iterator[None]:
         logger.level, logger.propagate = saved
 
 
-def _describe_plugin(op_name: str, tensor: torch.Tensor) -> str:
-    major, minor = torch.cuda.get_device_capability(tensor.device)
-    path = getattr(_op_plugins.get(op_name), "__file__", None)
+def _describe_plugin(op_name: str, kind: str, tensor: torch.Tensor) -> str:
+    path = getattr(_op_plugins.get((op_name, kind)), "__file__", None)
     where = os.path.dirname(path) if path else "unknown"
+    if kind == "cpu":
+        return f"using CPU kernel (built for this CPU, cached at {where})"
+    major, minor = torch.cuda.get_device_capability(tensor.device)
     return f"using CUDA plugin (sm_{major}{minor}, cached at {where})"
 
 
 def resolve_impl(op_name: str, requested: str | None, tensor: torch.Tensor) -> str:
-    """Returns 'cuda' or 'ref': which implementation `op_name` should use for `tensor`.
+    """Returns 'cuda', 'cpu' or 'ref': which implementation `op_name` should use for `tensor`.
 
-    `requested` is None/'auto', 'ref' or 'cuda'; None/'auto' defer to $SPINEGAN_OPS_IMPL.
-    'auto' uses CUDA only for a CUDA tensor whose plugin builds and loads, and logs why not
-    otherwise. A forced 'cuda' that cannot be met raises RuntimeError naming the reason.
+    `requested` is None/'auto', 'ref', 'cuda' or 'cpu'; None/'auto' defer to $SPINEGAN_OPS_IMPL.
+    'auto' uses the CUDA plugin for a CUDA tensor and the CPU kernel for a CPU tensor when the op has one that
+    builds and loads, and logs why not otherwise. A forced 'cuda' or 'cpu' that cannot be met raises
+    RuntimeError naming the reason; 'cpu' for an op without a CPU kernel is its reference path.
     """
     mode = _requested_mode(op_name, requested)
     if mode == "ref":
         _log_once(op_name, "ref", lambda: "using reference path (requested)")
         return "ref"
-    reason = _cuda_unavailable_reason(op_name, tensor)
+    kind = mode if mode != "auto" else ("cuda" if tensor.device.type == "cuda" else "cpu")
+    if kind == "cpu" and tensor.device.type == "cpu" and op_name not in _CPU_PLUGIN_MODULES:
+        # The reference path is this op's only CPU implementation, so 'cpu' asks for nothing else.
+        reason = f"no CPU kernel exists for op {op_name!r}"
+        _log_once(op_name, "ref: " + reason, lambda: f"using reference path ({reason})")
+        return "ref"
+    reason = _unavailable_reason(op_name, kind, tensor)
     if reason is None:
-        _log_once(op_name, "cuda", lambda: _describe_plugin(op_name, tensor))
-        return "cuda"
-    if mode == "cuda":
-        raise RuntimeError(f"{op_name}: impl='cuda' was requested but cannot be used: {reason}")
+        _log_once(op_name, kind, lambda: _describe_plugin(op_name, kind, tensor))
+        return kind
+    if mode != "auto":
+        raise RuntimeError(f"{op_name}: impl={mode!r} was requested but cannot be used: {reason}")
     # A CUDA tensor that falls back is a real slowdown: say so loudly.
     level = logging.WARNING if tensor.device.type == "cuda" else logging.INFO
     _log_once(op_name, "ref: " + reason, lambda: f"using reference path ({reason})", level)
@@ -260,13 +284,16 @@ def plugin_cache_dir(
     headers: Sequence[str] = (),
     arch_list: Sequence[str] | None = None,
     build_kwargs: dict | None = None,
+    tag: str | None = None,
 ) -> str:
-    """Where `get_plugin` builds: <TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions>/spinegan/<name>-<hash>-<arch>."""
-    arch_list = cuda_arch_list() if arch_list is None else list(arch_list)
+    """Where a plugin builds: <TORCH_EXTENSIONS_DIR or ~/.cache/torch_extensions>/spinegan/<name>-<hash>-<tag>, the
+    tag naming the GPU architectures (`arch_list`, default those of the visible GPUs) or, given, the CPU."""
+    if tag is None:
+        tag = _arch_tag(cuda_arch_list() if arch_list is None else list(arch_list))
     extra = f"{_BUILD_RECIPE}|{torch.__version__}|{torch.version.cuda}|{sorted((build_kwargs or {}).items())!r}"
     key = source_hash(list(sources) + list(headers), extra)
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "torch_extensions")
-    return os.path.join(root, "spinegan", f"{module_name}-{key}-{_arch_tag(arch_list)}")
+    return os.path.join(root, "spinegan", f"{module_name}-{key}-{tag}")
 
 
 def _complete_build_covering(build_dir: str, arch_list: Sequence[str]) -> str | None:
@@ -322,12 +349,10 @@ def _import_built(module_name: str, build_dir: str) -> types.ModuleType:
 def _build(
     module_name: str, build_dir: str, sources: Sequence[str], arch_list: Sequence[str], build_kwargs: dict
 ) -> types.ModuleType:
-    """Runs the ninja build in `build_dir` (caller holds the lock) and marks it complete."""
+    """Runs the ninja build of a CUDA plugin in `build_dir` (caller holds the lock)."""
     from torch.utils import cpp_extension
 
-    stale_torch_lock = os.path.join(build_dir, "lock")  # Left by a killed torch build; we hold the real lock.
-    if os.path.exists(stale_torch_lock):
-        os.remove(stale_torch_lock)
+    _remove_stale_torch_lock(build_dir)
     # The wheels' headers come last (-isystem after the toolkit's): they only fill in what the toolkit lacks.
     wheel_includes = [flag for path in nvidia_wheel_include_dirs() for flag in ("-isystem", path)]
     kwargs = dict(build_kwargs)
@@ -348,9 +373,31 @@ def _build(
             os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
         else:
             os.environ["TORCH_CUDA_ARCH_LIST"] = saved_arch
-    with dnnlib.atomic_write(os.path.join(build_dir, _BUILD_DONE_MARKER), "w") as file:
-        file.write(f"built {time.strftime('%Y-%m-%d %H:%M:%S')} for {';'.join(arch_list)}\n")
     return module
+
+
+def _remove_stale_torch_lock(build_dir: str) -> None:
+    stale_torch_lock = os.path.join(build_dir, "lock")  # Left by a killed torch build; we hold the real lock.
+    if os.path.exists(stale_torch_lock):
+        os.remove(stale_torch_lock)
+
+
+def _import_or_build(
+    module_name: str, build_dir: str, files: Sequence[str], build: Callable[[], types.ModuleType]
+) -> types.ModuleType:
+    """Imports the finished build in `build_dir`, or runs `build` there and marks it complete, under the lock:
+    one process builds, the others wait, then import."""
+    os.makedirs(os.path.dirname(build_dir), exist_ok=True)
+    with _exclusive_lock(build_dir + ".lock"):
+        _populate_atomically(build_dir, files)
+        if os.path.exists(os.path.join(build_dir, _BUILD_DONE_MARKER)):
+            return _import_built(module_name, build_dir)
+        start = time.time()
+        module = build()
+        with dnnlib.atomic_write(os.path.join(build_dir, _BUILD_DONE_MARKER), "w") as file:
+            file.write(f"built {time.strftime('%Y-%m-%d %H:%M:%S')} as {os.path.basename(build_dir)}\n")
+        logger.info("%s: built in %.1f s at %s", module_name, time.time() - start, build_dir)
+        return module
 
 
 def get_plugin(
@@ -367,19 +414,62 @@ def get_plugin(
     check_build_tools()
     arch_list = cuda_arch_list()
     build_dir = plugin_cache_dir(module_name, sources, headers, arch_list, build_kwargs)
-    os.makedirs(os.path.dirname(build_dir), exist_ok=True)
     existing = _complete_build_covering(build_dir, arch_list)
     if existing is not None:
         module = _import_built(module_name, existing)
     else:
-        with _exclusive_lock(build_dir + ".lock"):
-            _populate_atomically(build_dir, list(sources) + headers)
-            if os.path.exists(os.path.join(build_dir, _BUILD_DONE_MARKER)):
-                module = _import_built(module_name, build_dir)
-            else:
-                start = time.time()
-                module = _build(module_name, build_dir, sources, arch_list, build_kwargs)
-                logger.info("%s: built in %.1f s at %s", module_name, time.time() - start, build_dir)
+        build = lambda: _build(module_name, build_dir, sources, arch_list, build_kwargs)  # noqa: E731
+        module = _import_or_build(module_name, build_dir, list(sources) + headers, build)
+    _loaded_plugins[module_name] = module
+    return module
+
+
+# Compiled for the CPU it runs on, so that the compiler vectorises with every instruction the CPU has; the build's
+# folder is keyed by the CPU (`cpu_tag`), so a home folder shared by several machines keeps one build per CPU.
+CPU_BUILD_FLAGS = ("-O3", "-march=native")
+
+
+def cpu_tag() -> str:
+    """'cpu_' and a digest of this CPU's model name and instruction-set flags (/proc/cpuinfo where there is one)."""
+    identity = platform.machine() + "|" + platform.processor()
+    try:
+        with open("/proc/cpuinfo") as file:
+            identity += "|".join(
+                sorted({line for line in file.read().splitlines() if line.startswith(("model name", "flags"))})
+            )
+    except OSError:
+        pass
+    return "cpu_" + hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def _build_cpu(module_name: str, build_dir: str, sources: Sequence[str], build_kwargs: dict) -> types.ModuleType:
+    """Runs the ninja build of a CPU extension in `build_dir` (caller holds the lock)."""
+    from torch.utils import cpp_extension
+
+    _remove_stale_torch_lock(build_dir)
+    return cpp_extension.load(
+        name=module_name,
+        build_directory=build_dir,
+        verbose=False,
+        with_cuda=False,
+        sources=[os.path.join(build_dir, os.path.basename(s)) for s in sources],
+        **build_kwargs,
+    )
+
+
+def get_cpu_plugin(module_name: str, sources: Sequence[str]) -> types.ModuleType:
+    """Builds (once per machine and CPU) and imports the CPU extension `module_name`, compiled with
+    CPU_BUILD_FLAGS. BuildToolsMissing without ninja; a compiler error propagates. Safe from several processes."""
+    if module_name in _loaded_plugins:
+        return _loaded_plugins[module_name]
+    from torch.utils import cpp_extension
+
+    if not cpp_extension.is_ninja_available():
+        raise BuildToolsMissing("ninja was not found: `pip install ninja` (it builds our CPU kernels)")
+    build_kwargs = dict(extra_cflags=list(CPU_BUILD_FLAGS))
+    build_dir = plugin_cache_dir(module_name, sources, build_kwargs=build_kwargs, tag=cpu_tag())
+    build = lambda: _build_cpu(module_name, build_dir, sources, build_kwargs)  # noqa: E731
+    module = _import_or_build(module_name, build_dir, list(sources), build)
     _loaded_plugins[module_name] = module
     return module
 

@@ -49,10 +49,57 @@ def fake_gpu(monkeypatch):
     return register
 
 
-def test_auto_on_cpu_is_ref_without_building(monkeypatch):
-    monkeypatch.setattr(custom_ops, "_plugin_failure", lambda op: pytest.fail("must not build for a CPU tensor"))
-    assert custom_ops.resolve_impl("bias_act", None, torch.zeros(2)) == "ref"
-    assert custom_ops.resolve_impl("bias_act", "auto", torch.zeros(2)) == "ref"
+def test_auto_on_cpu_takes_the_cpu_kernel_where_one_exists_and_never_builds_a_cuda_plugin(monkeypatch):
+    def failure(op_name, kind="cuda"):
+        assert kind == "cpu", "must not build a CUDA plugin for a CPU tensor"
+        return None
+
+    monkeypatch.setattr(custom_ops, "_plugin_failure", failure)
+    assert custom_ops.resolve_impl("bias_act", None, torch.zeros(2)) == "cpu"
+    assert custom_ops.resolve_impl("bias_act", "auto", torch.zeros(2)) == "cpu"
+    assert custom_ops.resolve_impl("upfirdn2d", None, torch.zeros(2)) == "ref"
+    assert custom_ops.resolve_impl("upfirdn2d", "cpu", torch.zeros(2)) == "ref"  # its only CPU implementation
+
+
+@pytest.fixture
+def fake_cpu_kernel(monkeypatch):
+    """Returns a function registering a fake CPU kernel for op 'fake_op'."""
+
+    def register(load_plugin):
+        module = types.ModuleType("fake_cpu_module")
+        module.load_plugin = load_plugin
+        monkeypatch.setitem(sys.modules, "fake_cpu_module", module)
+        monkeypatch.setitem(custom_ops._CPU_PLUGIN_MODULES, "fake_op", "fake_cpu_module")
+
+    return register
+
+
+def test_cpu_kernel_that_loads_is_used_and_logged(fake_cpu_kernel, caplog):
+    calls = []
+    fake_cpu_kernel(lambda: calls.append(1) or types.SimpleNamespace(__file__="/cache/spinegan/fake-12-cpu_ab/f.so"))
+    with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
+        assert custom_ops.resolve_impl("fake_op", None, torch.zeros(1)) == "cpu"
+        assert custom_ops.resolve_impl("fake_op", "cpu", torch.zeros(1)) == "cpu"
+    assert calls == [1]  # loaded once per process
+    assert [r.getMessage() for r in caplog.records] == [
+        "fake_op: using CPU kernel (built for this CPU, cached at /cache/spinegan/fake-12-cpu_ab)"
+    ]
+
+
+def test_failed_cpu_build_falls_back_under_auto_and_raises_when_forced(fake_cpu_kernel, caplog):
+    def broken():
+        raise OSError("g++ exploded")
+
+    fake_cpu_kernel(broken)
+    with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
+        assert custom_ops.resolve_impl("fake_op", None, torch.zeros(1)) == "ref"
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "fake_op: using reference path (CPU kernel build/load failed: OSError: g++ exploded)")
+    ]
+    with pytest.raises(RuntimeError, match="fake_op: impl='cpu'.*OSError: g\\+\\+ exploded"):
+        custom_ops.resolve_impl("fake_op", "cpu", torch.zeros(1))
+    with pytest.raises(RuntimeError, match="bias_act: impl='cpu'.*tensor is on cuda, not on the CPU"):
+        custom_ops.resolve_impl("bias_act", "cpu", _FakeCudaTensor())
 
 
 @pytest.mark.parametrize(
@@ -89,11 +136,11 @@ def test_bad_values_raise(monkeypatch):
 def test_one_log_line_per_op(caplog):
     with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
         for _ in range(3):
-            custom_ops.resolve_impl("bias_act", None, torch.zeros(1))
-        custom_ops.resolve_impl("upfirdn2d", "ref", torch.zeros(1))
+            custom_ops.resolve_impl("upfirdn2d", None, torch.zeros(1))
+        custom_ops.resolve_impl("bias_act", "ref", torch.zeros(1))
     assert [r.getMessage() for r in caplog.records] == [
-        "bias_act: using reference path (tensor is on cpu, not on a CUDA device)",
-        "upfirdn2d: using reference path (requested)",
+        "upfirdn2d: using reference path (no CPU kernel exists for op 'upfirdn2d')",
+        "bias_act: using reference path (requested)",
     ]
 
 
@@ -102,9 +149,9 @@ def test_choices_logged_to_a_stream_inside_the_block_only():
     before = custom_ops.logger.handlers[:], custom_ops.logger.level, custom_ops.logger.propagate
     with custom_ops.choices_logged_to(stream):
         for _ in range(2):
-            custom_ops.resolve_impl("bias_act", None, torch.zeros(1))
-    custom_ops.resolve_impl("upfirdn2d", None, torch.zeros(1))  # after the block: not in the stream
-    assert stream.getvalue() == "bias_act: using reference path (tensor is on cpu, not on a CUDA device)\n"
+            custom_ops.resolve_impl("upfirdn2d", None, torch.zeros(1))
+    custom_ops.resolve_impl("bias_act", "ref", torch.zeros(1))  # after the block: not in the stream
+    assert stream.getvalue() == "upfirdn2d: using reference path (no CPU kernel exists for op 'upfirdn2d')\n"
     assert (custom_ops.logger.handlers, custom_ops.logger.level, custom_ops.logger.propagate) == before
 
 
@@ -223,6 +270,39 @@ def test_get_plugin_builds_once_then_imports_from_the_cache(tmp_path, monkeypatc
     assert len(builds) == 1 and imports == [
         custom_ops.plugin_cache_dir("op_plugin", [str(src)], [], ["9.0"], {"extra_cflags": ["-O2"]})
     ]
+
+
+def test_get_cpu_plugin_builds_once_per_cpu_for_that_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(custom_ops, "_loaded_plugins", {})
+    monkeypatch.setattr(custom_ops, "cpu_tag", lambda: "cpu_one")
+    src = tmp_path / "op.cpp"
+    src.write_text("kernel")
+    builds, imports = [], []
+
+    def fake_build(name, build_dir, sources, kwargs):
+        builds.append((name, os.path.basename(build_dir), os.listdir(build_dir), kwargs))
+        return "built module"
+
+    monkeypatch.setattr(custom_ops, "_build_cpu", fake_build)
+    monkeypatch.setattr(custom_ops, "_import_built", lambda name, build_dir: imports.append(build_dir) or "imported")
+    assert custom_ops.get_cpu_plugin("op_cpu", [str(src)]) == "built module"
+    assert custom_ops.get_cpu_plugin("op_cpu", [str(src)]) == "built module"  # in memory
+    assert len(builds) == 1 and builds[0][1].endswith("-cpu_one") and builds[0][2] == ["op.cpp"]
+    assert builds[0][3] == {"extra_cflags": ["-O3", "-march=native"]}
+    monkeypatch.setattr(custom_ops, "_loaded_plugins", {})  # a new process on the same CPU: the finished build
+    assert custom_ops.get_cpu_plugin("op_cpu", [str(src)]) == "imported" and len(builds) == 1
+    monkeypatch.setattr(custom_ops, "_loaded_plugins", {})  # another CPU sharing the home folder: its own build
+    monkeypatch.setattr(custom_ops, "cpu_tag", lambda: "cpu_two")
+    assert custom_ops.get_cpu_plugin("op_cpu", [str(src)]) == "built module"
+    assert [b[1].rsplit("-", 1)[1] for b in builds] == ["cpu_one", "cpu_two"]
+
+
+def test_cpu_tag_follows_the_cpu(monkeypatch):
+    assert custom_ops.cpu_tag() == custom_ops.cpu_tag() and custom_ops.cpu_tag().startswith("cpu_")
+    here = custom_ops.cpu_tag()
+    monkeypatch.setattr(custom_ops.platform, "machine", lambda: "another-machine")
+    assert custom_ops.cpu_tag() != here
 
 
 @pytest.mark.timeout(60)

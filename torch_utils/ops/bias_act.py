@@ -2,8 +2,8 @@
 
 StyleGAN layers apply this sequence after every convolution and fully-connected layer, so it is one op
 with one name. The reference path below is plain PyTorch (differentiable to any order by autograd);
-a fused CUDA kernel with the same semantics lives in `bias_act_cuda.py` and is chosen by
-`custom_ops.resolve_impl`.
+a fused CUDA kernel with the same semantics lives in `bias_act_cuda.py`, a one-pass CPU kernel for the
+piecewise-linear activations in `bias_act_cpu.py`, each chosen by `custom_ops.resolve_impl`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .. import custom_ops
+from . import bias_act_cpu
 from .activations import ActivationSpec, activation_funcs
 
 
@@ -27,7 +28,8 @@ def bias_act(
     """Add bias `b` along dimension `dim` of `x`, apply activation `act`, scale by `gain`, clamp to +-`clamp`.
 
     `alpha`/`gain` default to the activation's table entry; `clamp=None` means no clamping. The gradient is
-    zero where the output is clamped. `impl` is None/'auto', 'ref' or 'cuda' (see `custom_ops.resolve_impl`).
+    zero where the output is clamped. `impl` is None/'auto', 'ref', 'cuda' or 'cpu' (see `custom_ops.resolve_impl`;
+    the CPU kernel computes linear, relu and lrelu, the reference path the rest).
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"bias_act: x must be a torch.Tensor, got {type(x).__name__}")
@@ -45,10 +47,13 @@ def bias_act(
     alpha = float(spec.def_alpha if alpha is None else alpha)
     gain = float(spec.def_gain if gain is None else gain)
     clamp = None if clamp is None else float(clamp)
-    if custom_ops.resolve_impl("bias_act", impl, x) == "cuda":
+    chosen = custom_ops.resolve_impl("bias_act", impl, x)
+    if chosen == "cuda":
         from .bias_act_cuda import bias_act_cuda
 
         return bias_act_cuda(x, b, dim, act, alpha, gain, clamp)
+    if chosen == "cpu" and bias_act_cpu.supports(x, b, dim, spec, alpha, gain):
+        return bias_act_cpu.bias_act_cpu(x, b, dim, spec, alpha, gain, clamp)
     return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
 
 

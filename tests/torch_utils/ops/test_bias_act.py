@@ -1,4 +1,5 @@
-"""bias_act reference path against closed-form numpy activations, plus first and second derivatives."""
+"""bias_act against closed-form numpy activations, plus first and second derivatives: the reference path and the
+CPU kernel (which computes linear, relu and lrelu in float64 too, and hands the other activations to the reference)."""
 
 import math
 
@@ -26,6 +27,7 @@ def _numpy_act(name: str, x: np.ndarray, alpha: float) -> np.ndarray:
     }[name]
 
 
+IMPLS = ["ref", "cpu"]
 DEFAULT_GAIN = {"relu": math.sqrt(2), "lrelu": math.sqrt(2), "swish": math.sqrt(2)}
 ACTS = sorted(bias_act.activation_funcs)
 
@@ -41,51 +43,58 @@ def test_activation_table_defaults():
     ] == list(range(1, 10))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("dim", [1, 2])
-def test_matches_closed_form_with_defaults(act, dim):
+def test_matches_closed_form_with_defaults(act, dim, impl):
     rng = np.random.default_rng(dim)
     x = rng.standard_normal((2, 3, 5, 4)) * 2
     b = rng.standard_normal(x.shape[dim])
     shape = [-1 if i == dim else 1 for i in range(4)]
     expected = _numpy_act(act, x + b.reshape(shape), 0.2) * DEFAULT_GAIN.get(act, 1.0)
     for requires_grad in [False, True]:  # the in-place (no autograd) and the autograd paths
-        out = bias_act.bias_act(torch.tensor(x, requires_grad=requires_grad), torch.tensor(b), dim=dim, act=act)
+        out = bias_act.bias_act(
+            torch.tensor(x, requires_grad=requires_grad), torch.tensor(b), dim=dim, act=act, impl=impl
+        )
         np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("act", ["lrelu", "relu", "swish", "tanh", "linear"])
 @pytest.mark.parametrize("gain", [3.0, -2.0])
-def test_alpha_gain_clamp_and_no_bias(act, gain):
+def test_alpha_gain_clamp_and_no_bias(act, gain, impl):
     x = np.linspace(-4, 4, 37).reshape(1, 37)
-    out = bias_act.bias_act(torch.tensor(x), act=act, alpha=0.1, gain=gain, clamp=2.5)
+    out = bias_act.bias_act(torch.tensor(x), act=act, alpha=0.1, gain=gain, clamp=2.5, impl=impl)
     expected = np.clip(_numpy_act(act, x, 0.1) * gain, -2.5, 2.5)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_gradient_is_zero_where_clamped():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_gradient_is_zero_where_clamped(impl):
     x = torch.tensor([-3.0, -0.4, 0.2, 0.9, 5.0], dtype=torch.float64, requires_grad=True)
-    y = bias_act.bias_act(x[None], act="linear", gain=2.0, clamp=1.0)
+    y = bias_act.bias_act(x[None], act="linear", gain=2.0, clamp=1.0, impl=impl)
     (grad,) = torch.autograd.grad(y.sum(), x)
     assert grad.tolist() == [0.0, 2.0, 2.0, 0.0, 0.0]
 
 
-def test_no_grad_path_leaves_input_untouched():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_no_grad_path_leaves_input_untouched(impl):
     """The in-place fast path (no autograd) must never write into the caller's tensors."""
     x = torch.randn(2, 3, 4)
     b = torch.randn(3)
     x0, b0 = x.clone(), b.clone()
     with torch.no_grad():
         for act in ACTS:
-            bias_act.bias_act(x, None, act=act, gain=2.0, clamp=0.5)
-            bias_act.bias_act(x, b, act=act, gain=2.0, clamp=0.5)
+            bias_act.bias_act(x, None, act=act, gain=2.0, clamp=0.5, impl=impl)
+            bias_act.bias_act(x, b, act=act, gain=2.0, clamp=0.5, impl=impl)
     assert torch.equal(x, x0) and torch.equal(b, b0)
-    assert torch.equal(bias_act.bias_act(x, act="linear"), x)  # no bias, gain 1: x * 1 is exact
+    assert torch.equal(bias_act.bias_act(x, act="linear", impl=impl), x)  # no bias, gain 1: x * 1 is exact
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("clamp", [None, 1.5])
-def test_gradcheck_and_gradgradcheck(act, clamp):
+def test_gradcheck_and_gradgradcheck(act, clamp, impl):
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 4, dtype=torch.float64, generator=gen)
     # Keep every point away from the kinks (0 for relu-likes) and the clamp edges, where the
@@ -98,7 +107,7 @@ def test_gradcheck_and_gradgradcheck(act, clamp):
     x.requires_grad_(True)
 
     def op(x, b):
-        return bias_act.bias_act(x, b, act=act, clamp=clamp)
+        return bias_act.bias_act(x, b, act=act, clamp=clamp, impl=impl)
 
     assert torch.autograd.gradcheck(op, (x, b))
     assert torch.autograd.gradgradcheck(op, (x, b))
