@@ -40,13 +40,15 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
 
-    def register(load_plugin):
-        module = types.ModuleType("fake_plugin_module")
-        module.load_plugin = load_plugin
-        monkeypatch.setitem(sys.modules, "fake_plugin_module", module)
-        monkeypatch.setitem(custom_ops._PLUGIN_MODULES, "fake_op", "fake_plugin_module")
+    return lambda load_plugin: _register_fake(monkeypatch, custom_ops._PLUGIN_MODULES, load_plugin)
 
-    return register
+
+def _register_fake(monkeypatch, table: dict, load_plugin) -> None:
+    """Makes op 'fake_op' in `table` (the CUDA plugins' or the CPU kernels') load through `load_plugin`."""
+    module = types.ModuleType("fake_plugin_module")
+    module.load_plugin = load_plugin
+    monkeypatch.setitem(sys.modules, "fake_plugin_module", module)
+    monkeypatch.setitem(table, "fake_op", "fake_plugin_module")
 
 
 def test_auto_on_cpu_takes_the_cpu_kernel_where_one_exists_and_never_builds_a_cuda_plugin(monkeypatch):
@@ -64,26 +66,7 @@ def test_auto_on_cpu_takes_the_cpu_kernel_where_one_exists_and_never_builds_a_cu
 @pytest.fixture
 def fake_cpu_kernel(monkeypatch):
     """Returns a function registering a fake CPU kernel for op 'fake_op'."""
-
-    def register(load_plugin):
-        module = types.ModuleType("fake_cpu_module")
-        module.load_plugin = load_plugin
-        monkeypatch.setitem(sys.modules, "fake_cpu_module", module)
-        monkeypatch.setitem(custom_ops._CPU_PLUGIN_MODULES, "fake_op", "fake_cpu_module")
-
-    return register
-
-
-def test_cpu_kernel_that_loads_is_used_and_logged(fake_cpu_kernel, caplog):
-    calls = []
-    fake_cpu_kernel(lambda: calls.append(1) or types.SimpleNamespace(__file__="/cache/spinegan/fake-12-cpu_ab/f.so"))
-    with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
-        assert custom_ops.resolve_impl("fake_op", None, torch.zeros(1)) == "cpu"
-        assert custom_ops.resolve_impl("fake_op", "cpu", torch.zeros(1)) == "cpu"
-    assert calls == [1]  # loaded once per process
-    assert [r.getMessage() for r in caplog.records] == [
-        "fake_op: using CPU kernel (built for this CPU, cached at /cache/spinegan/fake-12-cpu_ab)"
-    ]
+    return lambda load_plugin: _register_fake(monkeypatch, custom_ops._CPU_PLUGIN_MODULES, load_plugin)
 
 
 def test_failed_cpu_build_falls_back_under_auto_and_raises_when_forced(fake_cpu_kernel, caplog):
@@ -155,16 +138,19 @@ def test_choices_logged_to_a_stream_inside_the_block_only():
     assert (custom_ops.logger.handlers, custom_ops.logger.level, custom_ops.logger.propagate) == before
 
 
-def test_plugin_that_loads_is_used_and_logged(fake_gpu, caplog):
+@pytest.mark.parametrize("kind", ["cuda", "cpu"])
+def test_plugin_that_loads_is_used_and_logged(kind, fake_gpu, fake_cpu_kernel, caplog):
+    register, tensor, folder, used = {
+        "cuda": (fake_gpu, _FakeCudaTensor(), "/cache/spinegan/fake-1234-sm_90", "CUDA plugin (sm_90, "),
+        "cpu": (fake_cpu_kernel, torch.zeros(1), "/cache/spinegan/fake-12-cpu_ab", "CPU kernel (built for this CPU, "),
+    }[kind]
     calls = []
-    fake_gpu(lambda: calls.append(1) or types.SimpleNamespace(__file__="/cache/spinegan/fake-1234-sm_90/fake.so"))
+    register(lambda: calls.append(1) or types.SimpleNamespace(__file__=f"{folder}/fake.so"))
     with caplog.at_level(logging.INFO, logger=custom_ops.__name__):
-        assert custom_ops.resolve_impl("fake_op", None, _FakeCudaTensor()) == "cuda"
-        assert custom_ops.resolve_impl("fake_op", "cuda", _FakeCudaTensor()) == "cuda"
+        assert custom_ops.resolve_impl("fake_op", None, tensor) == kind
+        assert custom_ops.resolve_impl("fake_op", kind, tensor) == kind
     assert calls == [1]  # loaded once per process
-    assert [r.getMessage() for r in caplog.records] == [
-        "fake_op: using CUDA plugin (sm_90, cached at /cache/spinegan/fake-1234-sm_90)"
-    ]
+    assert [r.getMessage() for r in caplog.records] == [f"fake_op: using {used}cached at {folder})"]
 
 
 def test_failed_build_falls_back_loudly_under_auto_and_raises_when_forced(fake_gpu, caplog):
