@@ -275,7 +275,7 @@ def test_get_cpu_plugin_builds_once_per_cpu_for_that_cpu(tmp_path, monkeypatch):
     assert custom_ops.get_cpu_plugin("op_cpu", [str(src)]) == "built module"
     assert custom_ops.get_cpu_plugin("op_cpu", [str(src)]) == "built module"  # in memory
     assert len(builds) == 1 and builds[0][1].endswith("-cpu_one") and builds[0][2] == ["op.cpp"]
-    assert builds[0][3] == {"extra_cflags": ["-O3", "-march=native"]}
+    assert builds[0][3] == {"extra_cflags": ["-O3", "-march=native", "-mprefer-vector-width=512"]}
     monkeypatch.setattr(custom_ops, "_loaded_plugins", {})  # a new process on the same CPU: the finished build
     assert custom_ops.get_cpu_plugin("op_cpu", [str(src)]) == "imported" and len(builds) == 1
     monkeypatch.setattr(custom_ops, "_loaded_plugins", {})  # another CPU sharing the home folder: its own build
