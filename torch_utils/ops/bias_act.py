@@ -53,7 +53,7 @@ def bias_act(
 
         return bias_act_cuda(x, b, dim, act, alpha, gain, clamp)
     if chosen == "cpu" and bias_act_cpu.supports(x, b, dim, spec, alpha, gain):
-        return bias_act_cpu.bias_act_cpu(x, b, dim, spec, alpha, gain, clamp)
+        return bias_act_cpu.bias_act_cpu(x, b, dim, spec.neg_slope(alpha), gain, clamp)
     return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
 
 

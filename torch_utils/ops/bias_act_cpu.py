@@ -42,16 +42,10 @@ def supports(
 
 
 def bias_act_cpu(
-    x: torch.Tensor,
-    b: torch.Tensor | None,
-    dim: int,
-    spec: ActivationSpec,
-    alpha: float,
-    gain: float,
-    clamp: float | None,
+    x: torch.Tensor, b: torch.Tensor | None, dim: int, neg_slope: float, gain: float, clamp: float | None
 ) -> torch.Tensor:
-    """bias_act through the kernel; the caller checked `supports`."""
-    return _BiasAct.apply(x, b, dim, spec.neg_slope(alpha), gain, -1.0 if clamp is None else clamp)
+    """bias_act through the kernel, with the activation's negative slope; the caller checked `supports`."""
+    return _BiasAct.apply(x, b, dim, neg_slope, gain, -1.0 if clamp is None else clamp)
 
 
 class _BiasAct(torch.autograd.Function):
