@@ -135,6 +135,7 @@ def configure_general(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]
         raise UserError("--gpus must be a power of two")
     if opts.snap < 1:
         raise UserError("--snap must be at least 1")
+    custom_ops.check_env()
     check_processes_per_gpu(opts.gpus)
     metrics = [] if opts.metrics in (None, "none") else [m for m in opts.metrics.split(",") if m]
     from metrics.metric_names import is_valid_metric

@@ -68,8 +68,14 @@ def _requested_mode(op_name: str, requested: str | None) -> str:
         return requested
     mode = os.environ.get(IMPL_ENV_VAR, "auto").strip().lower() or "auto"
     if mode not in IMPL_CHOICES:
-        raise ValueError(f"{IMPL_ENV_VAR}={os.environ[IMPL_ENV_VAR]!r} is not one of {', '.join(IMPL_CHOICES)}")
+        raise dnnlib.UserError(f"{IMPL_ENV_VAR}={os.environ[IMPL_ENV_VAR]!r} is not one of {', '.join(IMPL_CHOICES)}")
     return mode
+
+
+def check_env() -> None:
+    """Raises dnnlib.UserError (a ValueError) when $SPINEGAN_OPS_IMPL is set to no known choice: for tools to call
+    before they create any output, since the ops read it only at their first call."""
+    _requested_mode("ops", None)
 
 
 def _plugin_failure(op_name: str, kind: str = "cuda") -> str | None:

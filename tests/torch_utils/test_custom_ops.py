@@ -15,6 +15,7 @@ import types
 import pytest
 import torch
 
+import dnnlib
 from torch_utils import custom_ops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -386,3 +387,11 @@ def test_extensions_compile_and_import(monkeypatch):
     assert results["upfirdn2d"].functions == ["upfirdn2d"]
     for r in results.values():
         assert os.path.isfile(os.path.join(r.path, custom_ops._BUILD_DONE_MARKER))
+
+
+def test_a_bad_env_value_is_a_user_error_before_any_op_runs(monkeypatch):
+    monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, "fast")
+    with pytest.raises(dnnlib.UserError, match="SPINEGAN_OPS_IMPL='fast' is not one of auto, ref, cuda, cpu"):
+        custom_ops.check_env()
+    monkeypatch.setenv(custom_ops.IMPL_ENV_VAR, " CPU ")
+    custom_ops.check_env()
