@@ -283,6 +283,13 @@ def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
             raise UserError("--kimg must be positive")
         desc.append(f"kimg{opts.kimg:g}")
         args.total_kimg = opts.kimg
+    desc += override_widths(opts, args)
+    if opts.get("pose_res"):
+        res = args.dataset_info["resolution"]
+        if not (4 <= opts.pose_res < res and opts.pose_res & (opts.pose_res - 1) == 0):
+            raise UserError(f"--pose-res={opts.pose_res}: expected 0 or a power of two from 4 to {res // 2}")
+        args.G_kwargs.synthesis_kwargs.pose_res = opts.pose_res
+        desc.append(f"pose{opts.pose_res}")
     if opts.batch is not None:
         if not (opts.batch >= 1 and opts.batch % gpus == 0):
             raise UserError("--batch must be at least 1 and divisible by --gpus")
@@ -311,6 +318,21 @@ def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
     if not opts.d_cond:  # D without the label: only the clinical loss tells G what a class looks like
         args.D_kwargs.c_dim = 0
     args.image_grid_size = spec.get("grid")
+    return desc
+
+
+def override_widths(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str]:
+    """--cbase / --cmax: G's and D's widths (a block at resolution r has min(cbase // r, cmax) channels)."""
+    desc = []
+    for flag, key in (("cbase", "channel_base"), ("cmax", "channel_max")):
+        value = opts.get(flag)
+        if value is None:
+            continue
+        if value < 1:
+            raise UserError(f"--{flag} must be at least 1, got {value}")
+        desc.append(f"{flag}{value}")
+        args.G_kwargs.synthesis_kwargs[key] = value
+        args.D_kwargs[key] = value
     return desc
 
 
@@ -763,6 +785,14 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--gamma", help="Override R1 gamma", type=float)
 @click.option("--kimg", help="Override training duration (thousands of images)", type=float, metavar="KIMG")
 @click.option("--batch", help="Override batch size", type=int, metavar="INT")
+@click.option("--cbase", help="Override the networks' channel base (channels at res r: cbase // r)", type=int)
+@click.option("--cmax", help="Override the networks' most channels per layer", type=int)
+@click.option(
+    "--pose-res",
+    help="Warp G's features after this resolution to a pose read from w (training.networks.PoseWarp) [default: 0, off]",
+    type=int,
+    metavar="RES",
+)
 @click.option("--batch-gpu", help="Override the per-process batch (gradient accumulation)", type=int, metavar="INT")
 # Discriminator augmentation.
 @click.option("--aug", help="Augmentation mode [default: ada]", type=click.Choice(["noaug", "ada", "fixed"]))

@@ -134,6 +134,17 @@ def test_auto_preset_matches_official_formulas(tmp_path, captured):
     assert os.path.basename(args.run_dir) == "00000-ds-mirror-auto1gpu-gamma2-kimg10-fixed-p0.3"
 
 
+def test_widths_override_the_presets_in_both_networks(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "--metrics", "none",
+                    "--cbase", "2048", "--cmax", "128", "--kimg", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    args = captured[0]
+    for kwargs in (args.G_kwargs.synthesis_kwargs, args.D_kwargs):
+        assert (kwargs.channel_base, kwargs.channel_max) == (2048, 128)  # demo: 1024 and 64
+    assert os.path.basename(args.run_dir) == "00000-ds-demo-kimg1-cbase2048-cmax128"
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -147,6 +158,8 @@ def test_auto_preset_matches_official_formulas(tmp_path, captured):
         (["--augpipe", "xyz"], "--augpipe=xyz"),
         (["--resume", "missing.pkl"], "no such file"),
         (["--d-cond", "0"], "--d-cond=0 applies to a conditional run (--cond=1)"),
+        (["--cbase", "0"], "--cbase must be at least 1, got 0"),
+        (["--cmax", "-8"], "--cmax must be at least 1, got -8"),
     ],
 )
 def test_bad_option_combinations_are_refused(tmp_path, captured, extra, message):
