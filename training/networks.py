@@ -545,8 +545,48 @@ def _resolution_log2(img_resolution: int, who: str) -> int:
     return log2
 
 
+class PoseWarp(torch.nn.Module):
+    """An affine warp of G's coarse features, its translation, rotation and scale read from w (ours, off by default).
+
+    StyleGAN2 starts every image from one learned constant, so a pose (where the spine sits, its tilt and size) must
+    be built by the modulated convolutions; on the phantom, whose views vary in position, angle and zoom, G drew few
+    poses (the mean of many samples keeps sharp vertebrae where the real mean is a blur; docs/RESULTS.md AF). Here
+    the features after one coarse block and the image so far are resampled by a per-sample affine map whose four
+    parameters are a linear function of the first w; its weights start at zero, so G starts as without it, and the
+    finer blocks after it render detail on the moved features.
+    """
+
+    def __init__(self, w_dim: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros([4, w_dim]))
+        self.bias = torch.nn.Parameter(torch.zeros([4]))
+        self.weight_gain = 1 / math.sqrt(w_dim)
+
+    def theta(self, w: torch.Tensor) -> torch.Tensor:
+        """[N, 2, 3] affine maps (output to input coordinates, [-1, 1] units) of w [N, w_dim]."""
+        tx, ty, angle, log_scale = torch.addmm(self.bias, w, self.weight.t() * self.weight_gain).unbind(1)
+        scale = torch.exp(log_scale)
+        cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
+        return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+
+    def forward(self, w: torch.Tensor, *maps: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """Each of `maps` ([N, C, H, W], any float dtype; None stays None: no image yet in the 'orig' and 'resnet'
+        architectures) warped by w's affine map, edges repeated."""
+        theta = self.theta(w.to(torch.float32))
+        warped: list[torch.Tensor | None] = []
+        for x in maps:
+            if x is None:
+                warped.append(None)
+                continue
+            grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+            y = torch.nn.functional.grid_sample(x.float(), grid, padding_mode="border", align_corners=False)
+            warped.append(y.to(x.dtype))
+        return warped
+
+
 class SynthesisNetwork(torch.nn.Module):
-    """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R] through blocks b4 ... bR."""
+    """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R] through blocks b4 ... bR; with `pose_res`, the
+    features and image after block b<pose_res> are warped to a pose read from the first w (`PoseWarp`)."""
 
     def __init__(
         self,
@@ -556,12 +596,20 @@ class SynthesisNetwork(torch.nn.Module):
         channel_base: int = 32768,
         channel_max: int = 512,
         num_fp16_res: int = 0,
+        pose_res: int = 0,
         **block_kwargs: Any,
     ):
         super().__init__()
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_resolution_log2 = _resolution_log2(img_resolution, "SynthesisNetwork")
+        if pose_res and not (4 <= pose_res < img_resolution and pose_res & (pose_res - 1) == 0):
+            raise ValueError(
+                f"SynthesisNetwork: pose_res must be 0 or a power of 2 below {img_resolution}, got {pose_res}"
+            )
+        self.pose_res = pose_res
+        if pose_res:
+            self.pose = PoseWarp(w_dim)
         self.img_channels = img_channels
         self.block_resolutions = [2**i for i in range(2, self.img_resolution_log2 + 1)]
         channels = _channels_per_resolution(self.block_resolutions, channel_base, channel_max)
@@ -593,6 +641,8 @@ class SynthesisNetwork(torch.nn.Module):
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
             x, img = block(x, img, block_ws, **block_kwargs)
+            if res == self.pose_res:
+                x, img = self.pose(ws[:, 0], x, img)
         return img
 
 

@@ -851,3 +851,48 @@ def test_fp16_blocks_on_cuda_stay_close_to_fp32():
     logits16, logits32 = D(img32, None), D(img32, None, force_fp32=True)
     assert logits16.dtype == torch.float32
     assert (logits16 - logits32).abs().max().item() < 0.05 * (1 + logits32.abs().max().item())
+
+
+@pytest.mark.parametrize("arch", ["skip", "orig", "resnet"])
+def test_a_pose_warp_starts_as_the_identity_and_adds_only_its_own_weights(arch):
+    torch.manual_seed(7)
+    plain = _small_g(res=16, c_dim=2, arch=arch)
+    posed = _small_g(res=16, c_dim=2, arch=arch, pose_res=8)
+    extra = set(posed.state_dict()) - set(plain.state_dict())
+    assert extra == {"synthesis.pose.weight", "synthesis.pose.bias"} and set(plain.state_dict()) <= set(
+        posed.state_dict()
+    )
+    posed.load_state_dict(plain.state_dict(), strict=False)
+    z, c = torch.randn(3, 16), F.one_hot(torch.tensor([0, 1, 0]), 2).float()
+    expected = plain(z, c, noise_mode="const")
+    tol = rounding_tol(torch.float32, 64, magnitude=10)  # grid coordinates off the pixel centres by a rounding
+    torch.testing.assert_close(posed(z, c, noise_mode="const"), expected, atol=tol, rtol=0)
+    # A warp that moves by a whole coarse pixel: the output changes, and gradients reach the warp's weights.
+    with torch.no_grad():
+        posed.synthesis.pose.bias[0] = 2 / 8
+    moved = posed(z, c, noise_mode="const")
+    assert (moved - expected).abs().max() > 1e-2
+    moved.square().mean().backward()
+    assert posed.synthesis.pose.weight.grad.abs().sum() > 0
+
+
+def test_pose_warp_maps_match_the_closed_form_rotation_scale_and_shift():
+    warp = networks.PoseWarp(w_dim=4)
+    angle, scale, tx, ty = 0.3, 1.2, 0.1, -0.2
+    with torch.no_grad():
+        warp.bias.copy_(torch.tensor([tx, ty, angle, math.log(scale)], dtype=torch.float32))
+    theta = warp.theta(torch.randn(2, 4)).double()  # zero weights: every w gets the bias's pose
+    c, s = scale * math.cos(angle), scale * math.sin(angle)
+    expected = torch.tensor([[c, -s, tx], [s, c, ty]], dtype=torch.float64).expand(2, 2, 3)
+    torch.testing.assert_close(theta, expected, atol=rounding_tol(torch.float32, 4, magnitude=2), rtol=0)
+    # A shift by exactly one pixel of an 8-wide map (2/8 in [-1, 1] units) moves every column but the last by one.
+    with torch.no_grad():
+        warp.bias.copy_(torch.tensor([2 / 8, 0, 0, 0], dtype=torch.float32))
+    x = torch.arange(64, dtype=torch.float32).reshape(1, 1, 8, 8).expand(2, 1, 8, 8)
+    (y,) = warp(torch.zeros(2, 4), x)
+    torch.testing.assert_close(y[..., :-1], x[..., 1:], atol=rounding_tol(torch.float32, 16, magnitude=64), rtol=0)
+
+
+def test_a_pose_resolution_that_is_not_a_coarse_block_is_refused():
+    with pytest.raises(ValueError, match="pose_res must be 0 or a power of 2 below 16, got 16"):
+        _small_g(res=16, pose_res=16)
