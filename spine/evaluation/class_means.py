@@ -1,5 +1,10 @@
 """Per-class mean images of a labelled dataset and how the class difference of a generator's images matches the
-real one (used by the experiment report and the occlusion diagnosis)."""
+real one (used by the experiment report and the occlusion diagnosis).
+
+Against a population reference (many fresh phantom images; the experiment's `class_reference`), three figures per
+set of images: r and the RMS ratio of its class difference against the reference's, and the detail ratio of its
+class means, which reads the spread of poses: the mean of real radiographs, taken at many positions and angles,
+is a smooth blur, while a generator that draws few poses keeps sharp anatomy in its mean."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.ndimage
 
 import dnnlib
 from metrics.class_difference import class_difference, difference_agreement
@@ -28,8 +34,9 @@ def labelled_dataset(dataset_path: str) -> tuple[ImageFolderDataset, list[str], 
     return dataset, list(names), labels
 
 
-def class_means(dataset_path: str, max_images: int = 2000) -> dict[str, np.ndarray]:
-    """Per-class mean image (float64, 0-255, [H, W], channels averaged) of the first `max_images` of each class."""
+def class_means(dataset_path: str, max_images: int | None = 2000) -> dict[str, np.ndarray]:
+    """Per-class mean image (float64, 0-255, [H, W], channels averaged) of the first `max_images` of each class
+    (None: all)."""
     dataset, names, labels = labelled_dataset(dataset_path)
     means = {}
     for k, name in enumerate(names):
@@ -42,12 +49,62 @@ def class_means(dataset_path: str, max_images: int = 2000) -> dict[str, np.ndarr
 def difference_correlation(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]) -> float | None:
     """Pearson r between the real and the synthetic per-pixel class difference (last class - first class):
     1 = the generator's classes differ where the real ones do. None when a class is missing."""
-    if len(real) < 2 or set(real) != set(synthetic):
-        return None
-    names = list(real)
-    return difference_agreement(
-        class_difference(np.stack([real[n] for n in names])), class_difference(np.stack([synthetic[n] for n in names]))
-    )[0]
+    return reference_agreement(real, synthetic)["r"]
+
+
+# The scale that separates a mean image's anatomy from its blur: 2 pixels at 32x32 (a vertebral body is 5-8 wide).
+DETAIL_SIGMA = 2.0
+
+
+def mean_detail(mean: np.ndarray, sigma: float = DETAIL_SIGMA) -> float:
+    """RMS of a mean image's detail: the image minus its Gaussian blur (sd `sigma` pixels, edges repeated)."""
+    mean = np.asarray(mean, np.float64)
+    return float(np.sqrt(np.mean((mean - scipy.ndimage.gaussian_filter(mean, sigma, mode="nearest")) ** 2)))
+
+
+def reference_agreement(reference: dict[str, np.ndarray], means: dict[str, np.ndarray]) -> dict[str, float | None]:
+    """A set's class means against the reference's: r and RMS ratio of the class difference (last class - first),
+    and the detail ratio, the mean over classes of mean_detail(set) / mean_detail(reference) (1: poses as spread as
+    the reference's; sampling noise adds detail, so a small set reads a little above 1 even when drawn as the
+    reference is). None for figures a missing class leaves undefined."""
+    if len(reference) < 2 or set(reference) != set(means):
+        return dict(r=None, rms_ratio=None, detail_ratio=None)
+    names = list(reference)
+    r, ratio = difference_agreement(
+        class_difference(np.stack([reference[n] for n in names])), class_difference(np.stack([means[n] for n in names]))
+    )
+    details = [mean_detail(means[n]) / mean_detail(reference[n]) for n in names if mean_detail(reference[n]) > 0]
+    return dict(r=r, rms_ratio=ratio, detail_ratio=float(np.mean(details)) if details else None)
+
+
+def reference_figures(reference_path: str, sets: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """{set name: its image count and reference_agreement} of every labelled dataset in `sets` against the
+    reference's class means, each set's means over all of its images."""
+    reference = class_means(reference_path, None)
+    return {
+        name: dict(
+            images=len(ImageFolderDataset(path, use_labels=True)),
+            **reference_agreement(reference, class_means(path, None)),
+        )
+        for name, path in sets.items()
+    }
+
+
+def markdown_table(figures: dict[str, dict[str, Any]]) -> str:
+    """reference_figures as a Markdown table."""
+
+    def cell(value: float | None) -> str:
+        return "undefined" if value is None else f"{value:.2f}"
+
+    lines = [
+        "| images | count | class difference r | RMS ratio | class-mean detail ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, row in figures.items():
+        lines.append(
+            f"| {name} | {row['images']} | {cell(row['r'])} | {cell(row['rms_ratio'])} | {cell(row['detail_ratio'])} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def plot_class_means(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray], path: Path) -> str:

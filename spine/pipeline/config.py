@@ -74,6 +74,7 @@ PAPER_VARIANTS = (Variant("stylegan2-ada"), Variant("spinegan", clinical_weight=
 CLINICAL_LOSS_PAIR = ("spinegan", "stylegan2-ada")
 # DP-SGD refuses ADA (its controller reads D's scores on real images without privacy), hence no augmentation.
 PUBLIC_DRAW_OFFSET = 2**22  # public phantom draws: seed = the experiment's draw + this (above every mode's draws)
+CLASS_REFERENCE_OFFSET = 2**23  # class-mean reference draws: the experiment's draw + this (above the public ones)
 DP_VARIANT = Variant("spinegan-dp", clinical_weight=0.1, train_args=("--dp=1", "--dp-epsilon=10", "--aug=noaug"))
 
 
@@ -173,6 +174,13 @@ class ExperimentConfig:
     curve_arms: tuple[str, ...] = CLINICAL_LOSS_PAIR
     curve_metrics: tuple[str, ...] = ()
     curve_panel: tuple[str, ...] = ()
+    # Phantom experiments: this many fresh phantom images of the same kind (another draw, `class_reference_seed`,
+    # never a split of any experiment) as the real side of the class-mean figures (spine.evaluation.class_means:
+    # class difference r and RMS ratio, class-mean detail) of the training, test and synthetic images. The training
+    # images' own class difference is mostly sampling noise (two halves of 1,000 images correlate at r 0.3), so
+    # against it no set, real or synthetic, can read r near 1; against 5,000 fresh images the training split reads
+    # about 0.7. 0 = off.
+    class_reference: int = 0
     # {curve figure: threshold} for kimg-to-threshold: the first curve kimg at which the figure reaches it (at or
     # above; at or below for FID and KID figures).
     curve_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -213,6 +221,11 @@ class ExperimentConfig:
         if self.kimg < 1 or self.synth_per_class < 2:
             raise ValueError(f"{where}: kimg must be >= 1 and synth_per_class >= 2")
         self._check_synth_snapshots(where)
+        if self.class_reference < 0 or (self.class_reference and self.source is not None):
+            raise ValueError(
+                f"{where}.class_reference: expected 0, or a number of phantom images for a phantom experiment "
+                f"(source null), got {self.class_reference} with source {self.source!r}"
+            )
         if self.synth_local_difference is not None and not 0 < self.synth_local_difference <= 1:
             raise ValueError(
                 f"{where}.synth_local_difference: expected a fraction in (0, 1] or null, "
@@ -366,6 +379,11 @@ class ExperimentConfig:
         """The seed of the phantom draw whose normal studies are this experiment's public images: above every
         experiment's draw (the modes draw below 2**21 + 2**20), so public and private images never coincide."""
         return self.draw_seed + PUBLIC_DRAW_OFFSET
+
+    @property
+    def class_reference_seed(self) -> int:
+        """The seed of the phantom draw of the class-mean reference (`class_reference`): above the public draws."""
+        return self.draw_seed + CLASS_REFERENCE_OFFSET
 
     def _check_pools(self, where: str) -> None:
         """Pool names are new arm names; members are two or more variants of one label mode."""

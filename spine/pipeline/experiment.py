@@ -19,6 +19,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,21 +64,28 @@ def provenance(config: ExperimentConfig) -> dict[str, Any]:
 
 
 def make_phantom(
-    config: ExperimentConfig, workdir: Path, seed: int | None = None, num_test: int | None = None
+    config: ExperimentConfig,
+    workdir: Path,
+    seed: int | None = None,
+    num_test: int | None = None,
+    num_train: int | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """The experiment's phantom draw, or another (`seed`, e.g. the public one) of the same kind."""
+    """The experiment's phantom draw, or another (`seed`, e.g. the public one) of the same kind; the same images
+    whatever the `workers`."""
     from spine.phantom.tree import make_phantom_tree
 
     root = workdir / "vindr"
     summary = make_phantom_tree(
         str(root),
-        config.phantom_train,
+        config.phantom_train if num_train is None else num_train,
         config.phantom_test if num_test is None else num_test,
         seed=config.draw_seed if seed is None else seed,
         difficulty=config.phantom_difficulty,
         size=config.phantom_size,
         lesion_scale=config.phantom_lesion_scale,
         zoom=config.phantom_zoom,
+        workers=workers,
     )
     return dict(root=str(root), summary=summary)
 
@@ -623,6 +631,8 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
         out[key] = steps.run(key, lambda w, e=epsilon, t=train: train_dp_judge_step(t, config, w, e))
         data[config.labels][key] = out[key]["classifier"]
     main = data[config.labels]
+    if config.class_reference:
+        out["data/class-reference"] = steps.run("data/class-reference", lambda w: class_reference_step(config, w))
     judges = Judges(main["classifier"], main["train"])
     if config.independent_judge:
         judge_train = reference = main["train"]
@@ -635,6 +645,29 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
         )
         judges = dataclasses.replace(judges, independent=out["judge"]["classifier"], reference=reference)
     return steps, out, data, judges
+
+
+def class_reference_step(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+    """`class_reference` fresh phantom images of the experiment's kind (its own draw, `class_reference_seed`),
+    imported as the training split is: the real side of the class-mean figures."""
+    workers = min(2, os.cpu_count() or 1)  # nothing else runs yet: the step halves its time on two cores
+    root = make_phantom(
+        config, workdir, config.class_reference_seed, num_test=0, num_train=config.class_reference, workers=workers
+    )
+    dataset = import_split(root["root"], "train", config, workdir)["dataset"]
+    shutil.rmtree(root["root"])  # the DICOMs: the import is all that is read
+    return dict(dataset=dataset, seed=config.class_reference_seed, images=config.class_reference)
+
+
+def class_means_step(reference: str, sets: dict[str, str], workdir: Path) -> dict[str, Any]:
+    """spine.evaluation.class_means.reference_figures of each set against the reference, as JSON and a table."""
+    from spine.evaluation.class_means import markdown_table, reference_figures
+
+    figures = reference_figures(reference, sets)
+    save_json(figures, str(workdir / "class-means.json"))
+    with dnnlib.atomic_write(workdir / "class-means.md", "w") as f:
+        f.write(markdown_table(figures))
+    return dict(json=str(workdir / "class-means.json"), markdown=str(workdir / "class-means.md"), figures=figures)
 
 
 def judge_halves(train_zip: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
@@ -707,6 +740,11 @@ def run_experiment(
             key = f"pool/{pool.matched_name}"
             out[key] = steps.run(key, lambda w: matched_pool_step(datasets[pool.name], config, w))
             datasets[pool.matched_name] = out[key]["dataset"]
+    if config.class_reference:
+        main = data[config.labels]
+        sets = {"real training images": main["train"], "real test images": main["test"], **synthetic[config.labels]}
+        reference = out["data/class-reference"]["dataset"]
+        out["class-means"] = steps.run("class-means", lambda w: class_means_step(reference, sets, w))
     options = downstream_options(config)
     pooled = [arm.variant for mode in modes for arm in synthetic_arms(config, mode) if arm.pool]
     for mode in modes:

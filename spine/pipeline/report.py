@@ -695,6 +695,41 @@ def judge_note(config: dict[str, Any], steps: dict[str, dict]) -> str:
     )
 
 
+def class_means_section(
+    name: str, synthetic: str, real_means: dict[str, Any], steps: dict[str, dict], reportdir: Path
+) -> str:
+    """The class means of `name`'s images beside the real ones (the class-mean reference's when the experiment has
+    one, else the training images'), with the class-mean figures."""
+    fake_means = class_means(synthetic, None)
+    if set(fake_means) != set(real_means) or len(real_means) < 2:
+        return ""
+    figure = plot_class_means(real_means, fake_means, reportdir / f"class-means-{name}.png")
+    figures = steps.get("class-means", {}).get("figures", {})
+    if name in figures:
+        ours, train, test = figures[name], figures["real training images"], figures["real test images"]
+        reference = steps["data/class-reference"]
+        text = (
+            f"Per-class mean images of {reference['images']:,} fresh phantom images of this kind (draw "
+            f"{reference['seed']}, the "
+            f"population's class means; top) and of {html.escape(name)}'s {ours['images']:,} images (bottom). "
+            f"Against the population: class difference r = {_fmt(ours['r'], 2)} (the real training images' "
+            f"{train['images']:,}: {_fmt(train['r'], 2)}; the test split's {test['images']:,}: {_fmt(test['r'], 2)}), "
+            f"its RMS ratio {_fmt(ours['rms_ratio'], 2)} (training {_fmt(train['rms_ratio'], 2)}), and the class "
+            f"means' detail ratio {_fmt(ours['detail_ratio'], 2)} (training {_fmt(train['detail_ratio'], 2)}): "
+            f"real radiographs at many poses average to a blur, so a generator drawing few poses keeps sharp "
+            f"anatomy in its mean and reads well above 1."
+        )
+    else:
+        text = (
+            f"Per-class mean images, real (top) and {html.escape(name)} (bottom), and the class difference: where "
+            f"the classes differ on average. Correlation of the two difference maps r = "
+            f"{_fmt(difference_correlation(real_means, fake_means), 2)} over every synthetic and training image (1: "
+            f"the generator's classes differ where real ones do; class_diff metrics give it at a test split's size "
+            f"beside two real samples' value)."
+        )
+    return f"<p class='note'>{text}</p><img src='{figure}' alt='class means of {html.escape(name)}'>"
+
+
 def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = None) -> Path:
     """Write <reportdir>/index.html (default <outdir>/report) and its figures; returns the HTML path."""
     outdir = Path(outdir)
@@ -766,7 +801,8 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
 
     body.append("<h2 id='samples'>Samples</h2>")
     train_zip = steps.get("data/train", {}).get("dataset")
-    real_means = class_means(train_zip) if train_zip is not None else None
+    reference = steps.get("data/class-reference", {}).get("dataset")
+    real_means = class_means(reference or train_zip, None if reference else 2000) if train_zip is not None else None
     for name in names:
         synthetic = steps.get(f"synthesize/{name}", {}).get("dataset")
         if synthetic is None:
@@ -785,18 +821,7 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
                 + _table(_FIDELITY_HEADER, beside)
             )
         if real_means is not None:
-            fake_means = class_means(synthetic)
-            if set(fake_means) == set(real_means) and len(real_means) > 1:
-                figure = plot_class_means(real_means, fake_means, reportdir / f"class-means-{name}.png")
-                r = difference_correlation(real_means, fake_means)
-                body.append(
-                    f"<p class='note'>Per-class mean images, real (top) and {html.escape(name)} (bottom), "
-                    f"and the class difference: where the classes differ on average. Correlation of the "
-                    f"two difference maps r = {_fmt(r, 2)} over every synthetic and training image (1: the "
-                    f"generator's classes differ where real ones do; class_diff metrics give it at a "
-                    f"test split's size beside two real samples' value).</p>"
-                    f"<img src='{figure}' alt='class means of {html.escape(name)}'>"
-                )
+            body.append(class_means_section(name, synthetic, real_means, steps, reportdir))
 
     body.append("<h2 id='nearest-real-neighbours'>Nearest real neighbours</h2>")
     for name in names:

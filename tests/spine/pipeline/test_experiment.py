@@ -285,6 +285,8 @@ def test_a_shorter_variant_may_draw_from_fewer_snapshots_of_its_own():
             "pools[0].members: variants of different label modes",
         ),
         (dict(synth_local_difference=0), "config.synth_local_difference: expected a fraction in (0, 1]"),
+        (dict(class_reference=-1), "config.class_reference: expected 0, or a number of phantom images"),
+        (dict(class_reference=100, source="/data/vindr"), "with source '/data/vindr'"),
         (dict(synth_local_difference=1.5), "config.synth_local_difference: expected a fraction in (0, 1]"),
         (dict(synth_snapshots=0), "config.synth_snapshots: expected 1 to 5 (snapshots every 5 ticks of"),
         (
@@ -490,6 +492,7 @@ def test_fidelity_metrics_and_a_half_trained_judge_end_to_end(tmp_path, monkeypa
         metrics=("pr63_spine", "class_diff6", "label_fidelity8"),
         judge="patch_cnn:blurred_image",
         judge_half=True,
+        class_reference=30,
     )
     out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
     halves = out["data/judge-halves"]
@@ -511,6 +514,12 @@ def test_fidelity_metrics_and_a_half_trained_judge_end_to_end(tmp_path, monkeypa
     page = (tmp_path / "report" / "index.html").read_text()
     assert "6 generated vs 6 half-B training images, the independent judge&#x27;s features" in page
     assert "trained on half A of the training studies" in page
+    reference = out["data/class-reference"]
+    assert reference["seed"] == config.seed + 2**23 and len(ImageFolderDataset(reference["dataset"])) == 30
+    figures = out["class-means"]["figures"]
+    counts = {name: row["images"] for name, row in figures.items()}
+    assert counts == {"real training images": 40, "real test images": 24, "spinegan": 12}
+    assert "Per-class mean images of 30 fresh phantom images of this kind (draw 8388608" in page
 
 
 def test_the_panel_step_scores_every_arm_and_reuses_the_protocols_own_models(tmp_path, monkeypatch):

@@ -1,0 +1,78 @@
+"""Class-mean figures against a population reference: the detail of a mean image, the agreement of class means."""
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from spine.evaluation.class_means import markdown_table, mean_detail, reference_agreement, reference_figures
+
+
+def pattern(size: int = 16, seed: int = 0) -> np.ndarray:
+    """A random 0-255 image: sharp structure at every scale."""
+    return np.random.default_rng(seed).uniform(0, 255, [size, size])
+
+
+def test_the_mean_over_every_pose_of_a_pattern_has_no_detail_and_one_pose_keeps_it():
+    image = pattern()
+    shifts = [np.roll(image, (dy, dx), axis=(0, 1)) for dy in range(16) for dx in range(16)]
+    assert mean_detail(np.mean(shifts, axis=0)) == pytest.approx(0.0, abs=1e-9)  # a constant image
+    assert mean_detail(image) > 20  # uniform 0-255 pixels: sd 74, most of it finer than 2 pixels
+
+
+def test_mean_detail_scales_with_contrast_and_ignores_brightness():
+    image = pattern()
+    assert mean_detail(3 * image) == pytest.approx(3 * mean_detail(image), rel=1e-12)
+    assert mean_detail(image + 40) == pytest.approx(mean_detail(image), rel=1e-9)
+
+
+def reference_means() -> dict[str, np.ndarray]:
+    return dict(normal=pattern(seed=1), abnormal=pattern(seed=2))
+
+
+def test_a_set_drawn_as_the_reference_reads_one_in_every_figure():
+    ref = reference_means()
+    assert reference_agreement(ref, dict(ref)) == pytest.approx(dict(r=1.0, rms_ratio=1.0, detail_ratio=1.0))
+
+
+def test_a_doubled_class_difference_keeps_r_and_doubles_the_rms_ratio():
+    ref = reference_means()
+    doubled = dict(normal=ref["normal"], abnormal=ref["normal"] + 2 * (ref["abnormal"] - ref["normal"]))
+    got = reference_agreement(ref, doubled)
+    assert got["r"] == pytest.approx(1.0) and got["rms_ratio"] == pytest.approx(2.0)
+
+
+def test_sharper_class_means_than_the_reference_read_a_detail_ratio_above_one():
+    sharp = reference_means()
+    spread = {name: np.mean([np.roll(m, s, axis=1) for s in range(-2, 3)], axis=0) for name, m in sharp.items()}
+    expected = np.mean([mean_detail(sharp[n]) / mean_detail(spread[n]) for n in sharp])
+    assert reference_agreement(spread, sharp)["detail_ratio"] == pytest.approx(expected, rel=1e-12)
+    assert expected > 1.5
+
+
+def test_a_missing_class_leaves_every_figure_undefined():
+    ref = reference_means()
+    assert reference_agreement(ref, dict(normal=ref["normal"])) == dict(r=None, rms_ratio=None, detail_ratio=None)
+
+
+def write_dataset(root: str, images: list[np.ndarray], labels: list[int]) -> str:
+    os.makedirs(root)
+    entries = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        PIL.Image.fromarray(image.astype(np.uint8), "L").save(os.path.join(root, f"img{i:03d}.png"))
+        entries.append([f"img{i:03d}.png", label])
+    with open(os.path.join(root, "dataset.json"), "w") as f:
+        json.dump(dict(labels=entries, spinegan=dict(label_mode="abnormality", class_names=["normal", "abnormal"])), f)
+    return root
+
+
+def test_reference_figures_of_datasets_count_their_images_and_match_a_copy_exactly(tmp_path):
+    images = [np.rint(pattern(seed=s)) for s in range(6)]
+    reference = write_dataset(str(tmp_path / "ref"), images, [0, 1, 0, 1, 0, 1])
+    copy = write_dataset(str(tmp_path / "copy"), images[:4], [0, 1, 0, 1])
+    figures = reference_figures(reference, {"itself": reference, "four of it": copy})
+    assert figures["itself"] == pytest.approx(dict(images=6, r=1.0, rms_ratio=1.0, detail_ratio=1.0))
+    assert figures["four of it"]["images"] == 4 and figures["four of it"]["r"] < 1
+    assert markdown_table(figures).splitlines()[2] == "| itself | 6 | 1.00 | 1.00 | 1.00 |"
