@@ -47,6 +47,7 @@ from torch_utils import custom_ops
 from training import checkpoint as ckpt
 from training import distributed as dist_utils
 from training import interrupt, resume_options
+from training import networks as training_networks
 from training.loop_plugins import LoopPlugins
 from training.plugin_options import TrainingPlugin, check_conflicts
 from training.resume_source import check_progress_left, resolve_resume
@@ -286,10 +287,14 @@ def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
     desc += override_widths(opts, args)
     if opts.get("pose_res"):
         res = args.dataset_info["resolution"]
-        if not (4 <= opts.pose_res < res and opts.pose_res & (opts.pose_res - 1) == 0):
+        if not training_networks.valid_pose_res(opts.pose_res, res):
             raise UserError(f"--pose-res={opts.pose_res}: expected 0 or a power of two from 4 to {res // 2}")
         args.G_kwargs.synthesis_kwargs.pose_res = opts.pose_res
-        desc.append(f"pose{opts.pose_res}")
+        if opts.get("pose_source") == "z":
+            args.G_kwargs.synthesis_kwargs.pose_z_dim = args.G_kwargs.z_dim
+        desc.append(f"pose{opts.pose_res}{'z' if opts.get('pose_source') == 'z' else ''}")
+    elif opts.get("pose_source") == "z":
+        raise UserError("--pose-source=z needs --pose-res (the resolution whose features the pose warps)")
     if opts.batch is not None:
         if not (opts.batch >= 1 and opts.batch % gpus == 0):
             raise UserError("--batch must be at least 1 and divisible by --gpus")
@@ -789,9 +794,15 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @click.option("--cmax", help="Override the networks' most channels per layer", type=int)
 @click.option(
     "--pose-res",
-    help="Warp G's features after this resolution to a pose read from w (training.networks.PoseWarp) [default: 0, off]",
+    help="Warp G's features after this resolution to a pose (training.networks.PoseWarp) [default: 0, off]",
     type=int,
     metavar="RES",
+)
+@click.option(
+    "--pose-source",
+    help="What --pose-res reads the pose from: w (follows the label) or z (one latent, one pose under every label) "
+    "[default: w]",
+    type=click.Choice(["w", "z"]),
 )
 @click.option("--batch-gpu", help="Override the per-process batch (gradient accumulation)", type=int, metavar="INT")
 # Discriminator augmentation.

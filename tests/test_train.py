@@ -145,6 +145,16 @@ def test_widths_override_the_presets_in_both_networks(tmp_path, captured):
     assert os.path.basename(args.run_dir) == "00000-ds-demo-kimg1-cbase2048-cmax128"
 
 
+def test_a_pose_warp_read_from_z_is_sized_by_the_latent(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    result = invoke("--outdir", str(tmp_path / "runs"), "--data", data, "--cfg", "demo", "--metrics", "none",
+                    "--pose-res", "4", "--pose-source", "z", "--kimg", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    synthesis = captured[0].G_kwargs.synthesis_kwargs
+    assert (synthesis.pose_res, synthesis.pose_z_dim) == (4, 128)  # the demo preset's z_dim
+    assert os.path.basename(captured[0].run_dir) == "00000-ds-demo-kimg1-pose4z"
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -160,6 +170,8 @@ def test_widths_override_the_presets_in_both_networks(tmp_path, captured):
         (["--d-cond", "0"], "--d-cond=0 applies to a conditional run (--cond=1)"),
         (["--cbase", "0"], "--cbase must be at least 1, got 0"),
         (["--cmax", "-8"], "--cmax must be at least 1, got -8"),
+        (["--pose-res", "6"], "--pose-res=6: expected 0 or a power of two from 4 to"),
+        (["--pose-source", "z"], "--pose-source=z needs --pose-res"),
     ],
 )
 def test_bad_option_combinations_are_refused(tmp_path, captured, extra, message):

@@ -117,7 +117,7 @@ class StyleGAN2Loss:
         ws = self.G.mapping(z, c)
         if self.style_mixing_prob > 0:
             ws = self._mix_styles_on_device(ws, z, c) if self.style_mixing_on_device else self._mix_styles(ws, z, c)
-        img = self.G.synthesis(ws)
+        img = self.G.synthesis(ws, pose_z=z)
         return img, ws
 
     def _mix_styles(self, ws: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

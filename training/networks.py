@@ -545,6 +545,11 @@ def _resolution_log2(img_resolution: int, who: str) -> int:
     return log2
 
 
+def valid_pose_res(pose_res: int, img_resolution: int) -> bool:
+    """Whether `PoseWarp` can follow the block of this resolution: 0 (off) or a coarse block, 4 up to R / 2."""
+    return pose_res == 0 or (4 <= pose_res < img_resolution and pose_res & (pose_res - 1) == 0)
+
+
 class PoseWarp(torch.nn.Module):
     """An affine warp of G's coarse features, its translation, rotation and scale read from w (ours, off by default).
 
@@ -552,27 +557,28 @@ class PoseWarp(torch.nn.Module):
     be built by the modulated convolutions; on the phantom, whose views vary in position, angle and zoom, G drew few
     poses (the mean of many samples keeps sharp vertebrae where the real mean is a blur; docs/RESULTS.md AF). Here
     the features after one coarse block and the image so far are resampled by a per-sample affine map whose four
-    parameters are a linear function of the first w; its weights start at zero, so G starts as without it, and the
-    finer blocks after it render detail on the moved features.
+    parameters are a linear function of a pose code (the first w, or the normalised z: `SynthesisNetwork`); its
+    weights start at zero, so G starts as without it, and the finer blocks after it render detail on the moved
+    features.
     """
 
-    def __init__(self, w_dim: int):
+    def __init__(self, in_dim: int):
         super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros([4, w_dim]))
+        self.weight = torch.nn.Parameter(torch.zeros([4, in_dim]))
         self.bias = torch.nn.Parameter(torch.zeros([4]))
-        self.weight_gain = 1 / math.sqrt(w_dim)
+        self.weight_gain = 1 / math.sqrt(in_dim)
 
-    def theta(self, w: torch.Tensor) -> torch.Tensor:
-        """[N, 2, 3] affine maps (output to input coordinates, [-1, 1] units) of w [N, w_dim]."""
-        tx, ty, angle, log_scale = torch.addmm(self.bias, w, self.weight.t() * self.weight_gain).unbind(1)
+    def theta(self, code: torch.Tensor) -> torch.Tensor:
+        """[N, 2, 3] affine maps (output to input coordinates, [-1, 1] units) of pose codes [N, in_dim]."""
+        tx, ty, angle, log_scale = torch.addmm(self.bias, code, self.weight.t() * self.weight_gain).unbind(1)
         scale = torch.exp(log_scale)
         cos, sin = scale * torch.cos(angle), scale * torch.sin(angle)
         return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
 
-    def forward(self, w: torch.Tensor, *maps: torch.Tensor | None) -> list[torch.Tensor | None]:
+    def forward(self, code: torch.Tensor, *maps: torch.Tensor | None) -> list[torch.Tensor | None]:
         """Each of `maps` ([N, C, H, W], any float dtype; None stays None: no image yet in the 'orig' and 'resnet'
-        architectures) warped by w's affine map, edges repeated."""
-        theta = self.theta(w.to(torch.float32))
+        architectures) warped by the code's affine map, edges repeated."""
+        theta = self.theta(code.to(torch.float32))
         warped: list[torch.Tensor | None] = []
         for x in maps:
             if x is None:
@@ -586,7 +592,14 @@ class PoseWarp(torch.nn.Module):
 
 class SynthesisNetwork(torch.nn.Module):
     """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R] through blocks b4 ... bR; with `pose_res`, the
-    features and image after block b<pose_res> are warped to a pose read from the first w (`PoseWarp`)."""
+    features and image after block b<pose_res> are warped to a pose (`PoseWarp`) read from the first w, or, with
+    `pose_z_dim`, from the latent z itself.
+
+    The first w follows the label, so a pose read from it can differ between one latent's normal and abnormal
+    renderings (docs/RESULTS.md AG), which the local class difference then turns into ghost edges; a pose read from
+    z is the same under every label, as a patient's view does not depend on the diagnosis. ws alone do not carry z:
+    callers with ws only (projection, style-mixing grids) get the mean pose, that of z = 0.
+    """
 
     def __init__(
         self,
@@ -597,19 +610,20 @@ class SynthesisNetwork(torch.nn.Module):
         channel_max: int = 512,
         num_fp16_res: int = 0,
         pose_res: int = 0,
+        pose_z_dim: int = 0,
         **block_kwargs: Any,
     ):
         super().__init__()
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_resolution_log2 = _resolution_log2(img_resolution, "SynthesisNetwork")
-        if pose_res and not (4 <= pose_res < img_resolution and pose_res & (pose_res - 1) == 0):
+        if not valid_pose_res(pose_res, img_resolution):
             raise ValueError(
                 f"SynthesisNetwork: pose_res must be 0 or a power of 2 below {img_resolution}, got {pose_res}"
             )
-        self.pose_res = pose_res
+        self.pose_res, self.pose_z_dim = pose_res, pose_z_dim
         if pose_res:
-            self.pose = PoseWarp(w_dim)
+            self.pose = PoseWarp(pose_z_dim or w_dim)
         self.img_channels = img_channels
         self.block_resolutions = [2**i for i in range(2, self.img_resolution_log2 + 1)]
         channels = _channels_per_resolution(self.block_resolutions, channel_base, channel_max)
@@ -630,7 +644,8 @@ class SynthesisNetwork(torch.nn.Module):
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             setattr(self, f"b{res}", block)
 
-    def forward(self, ws: torch.Tensor, **block_kwargs: Any) -> torch.Tensor:
+    def forward(self, ws: torch.Tensor, pose_z: torch.Tensor | None = None, **block_kwargs: Any) -> torch.Tensor:
+        """`pose_z`: the latents [N, z_dim] the ws were mapped from, read by a pose taken from z (ignored otherwise)."""
         misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
         ws = ws.to(torch.float32)
         x = img = None
@@ -642,8 +657,16 @@ class SynthesisNetwork(torch.nn.Module):
             w_idx += block.num_conv
             x, img = block(x, img, block_ws, **block_kwargs)
             if res == self.pose_res:
-                x, img = self.pose(ws[:, 0], x, img)
+                x, img = self.pose(self._pose_code(ws, pose_z), x, img)
         return img
+
+    def _pose_code(self, ws: torch.Tensor, pose_z: torch.Tensor | None) -> torch.Tensor:
+        if not self.pose_z_dim:
+            return ws[:, 0]
+        if pose_z is None:
+            return ws.new_zeros([ws.shape[0], self.pose_z_dim])
+        misc.assert_shape(pose_z, [ws.shape[0], self.pose_z_dim])
+        return normalize_2nd_moment(pose_z.to(torch.float32))
 
 
 class Generator(torch.nn.Module):
@@ -692,7 +715,7 @@ class Generator(torch.nn.Module):
     ) -> torch.Tensor:
         """`synthesis_kwargs`: noise_mode ('random'|'const'|'none'), force_fp32, fused_modconv."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, **synthesis_kwargs)
+        return self.synthesis(ws, pose_z=z, **synthesis_kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------------

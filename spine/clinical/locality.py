@@ -79,8 +79,9 @@ class ClassLocality(Plugin):
         z = torch.randn([pairs, G.z_dim], device=device)
         c = torch.randint(G.c_dim, [pairs], device=device)
         other = (c + torch.randint(1, G.c_dim, [pairs], device=device)) % G.c_dim
-        ws = G.mapping(torch.cat([z, z]), F.one_hot(torch.cat([c, other]), G.c_dim).float(), skip_w_avg_update=True)
-        images = G.synthesis(ws, noise_mode="const")
+        z = torch.cat([z, z])
+        ws = G.mapping(z, F.one_hot(torch.cat([c, other]), G.c_dim).float(), skip_w_avg_update=True)
+        images = G.synthesis(ws, pose_z=z, noise_mode="const")
         gap = (images[:pairs] - images[pairs:]).abs().flatten(1)
         charge = gap if self.power == 1 else (gap + EPS) ** self.power - EPS**self.power
         if not self.relative:

@@ -64,7 +64,7 @@ class ModeSeeking(Plugin):
         if G.c_dim > 0:  # one label per pair, shared by its two latents
             c = torch.randint(G.c_dim, [pairs], device=device)
             labels = F.one_hot(torch.cat([c, c]), G.c_dim).float()
-        images = G.synthesis(G.mapping(z, labels, skip_w_avg_update=True), noise_mode="const")
+        images = G.synthesis(G.mapping(z, labels, skip_w_avg_update=True), pose_z=z, noise_mode="const")
         image_gap = (images[:pairs] - images[pairs:]).abs().flatten(1).mean(1)
         latent_gap = (z[:pairs] - z[pairs:]).abs().mean(1)
         return image_gap / latent_gap

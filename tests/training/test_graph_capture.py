@@ -136,7 +136,7 @@ class StubG:
     def mapping(self, z, c, skip_w_avg_update=False):
         return z[:, None, :].repeat(1, self.num_ws, 1)
 
-    def synthesis(self, ws):
+    def synthesis(self, ws, pose_z=None):
         return ws
 
 

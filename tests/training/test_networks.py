@@ -876,8 +876,32 @@ def test_a_pose_warp_starts_as_the_identity_and_adds_only_its_own_weights(arch):
     assert posed.synthesis.pose.weight.grad.abs().sum() > 0
 
 
+def test_a_pose_read_from_z_is_the_same_under_every_label_and_the_mean_pose_without_z():
+    torch.manual_seed(8)
+    G = _small_g(res=16, c_dim=2, pose_res=8, pose_z_dim=16)
+    with torch.no_grad():
+        G.synthesis.pose.weight.normal_()
+    z = torch.randn(4, 16)
+    normal, abnormal = (F.one_hot(torch.full([4], k), 2).float() for k in (0, 1))
+    code = G.synthesis._pose_code
+    torch.testing.assert_close(code(G.mapping(z, normal), z), code(G.mapping(z, abnormal), z), atol=0, rtol=0)
+    torch.testing.assert_close(code(G.mapping(z, normal), z), networks.normalize_2nd_moment(z), atol=0, rtol=0)
+    # The whole image follows: G(z, c) equals synthesis(ws, pose_z=z); ws alone draw the pose of z = 0.
+    ws = G.mapping(z, abnormal)
+    torch.testing.assert_close(G(z, abnormal, noise_mode="const"), G.synthesis(ws, pose_z=z, noise_mode="const"))
+    mean_pose = G.synthesis(ws, pose_z=torch.zeros_like(z), noise_mode="const")
+    torch.testing.assert_close(G.synthesis(ws, noise_mode="const"), mean_pose)
+    assert (mean_pose - G(z, abnormal, noise_mode="const")).abs().max() > 1e-2
+    # A pose read from w differs between the labels for the same weights.
+    by_w = _small_g(res=16, c_dim=2, pose_res=8)
+    with torch.no_grad():
+        by_w.synthesis.pose.weight.normal_()
+    theta = by_w.synthesis.pose.theta
+    assert (theta(by_w.mapping(z, normal)[:, 0]) - theta(by_w.mapping(z, abnormal)[:, 0])).abs().max() > 1e-3
+
+
 def test_pose_warp_maps_match_the_closed_form_rotation_scale_and_shift():
-    warp = networks.PoseWarp(w_dim=4)
+    warp = networks.PoseWarp(in_dim=4)
     angle, scale, tx, ty = 0.3, 1.2, 0.1, -0.2
     with torch.no_grad():
         warp.bias.copy_(torch.tensor([tx, ty, angle, math.log(scale)], dtype=torch.float32))

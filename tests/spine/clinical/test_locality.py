@@ -28,7 +28,7 @@ class ClassOffsetGenerator(nn.Module):
         self.calls.append(dict(skip_w_avg_update=skip_w_avg_update))
         return torch.cat([z, c.argmax(1, keepdim=True).float()], dim=1)
 
-    def synthesis(self, ws, noise_mode="random"):
+    def synthesis(self, ws, pose_z=None, noise_mode="random"):
         self.calls[-1]["noise_mode"] = noise_mode
         pattern = ws[:, :1, None, None] * torch.linspace(-1, 1, self.mask.numel()).reshape(1, 1, *self.mask.shape)
         return pattern + self.offset * ws[:, -1, None, None, None] * self.mask
@@ -85,7 +85,7 @@ def test_a_relative_charge_is_the_class_effect_over_the_pair_contrast_and_ignore
     torch.testing.assert_close(gap.double(), expected, rtol=rounding_tol(torch.float32, 16), atol=0)
     # Every image at a tenth of its contrast (pattern and class effect alike): the relative charge is unchanged.
     faded = ClassOffsetGenerator(mask)
-    faded.synthesis = lambda ws, noise_mode="random": G.synthesis(ws, noise_mode) / 10
+    faded.synthesis = lambda ws, pose_z=None, noise_mode="random": G.synthesis(ws, pose_z, noise_mode) / 10
     term.attach(faded)
     torch.manual_seed(2)
     torch.testing.assert_close(term.pair_differences(5, torch.device("cpu")), gap, rtol=1e-5, atol=0)

@@ -26,7 +26,7 @@ class ScaledLatentGenerator(nn.Module):
         self.calls.append(dict(c=c.clone(), skip_w_avg_update=skip_w_avg_update))
         return z
 
-    def synthesis(self, ws, noise_mode="random"):
+    def synthesis(self, ws, pose_z=None, noise_mode="random"):
         self.calls[-1]["noise_mode"] = noise_mode
         return self.scale * ws.reshape(ws.shape[0], 1, 2, -1)
 
