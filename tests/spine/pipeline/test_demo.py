@@ -16,8 +16,11 @@ def test_demo_config_is_one_spinegan_on_the_phantom():
     assert (config.phantom_lesion_scale, config.phantom_zoom) == (3.0, 1.5)
     assert (config.classifier_arch, config.classifier_input_norm) == ("patch_cnn", "blurred_image")
     assert [(v.name, v.clinical_weight, v.train_args) for v in config.variants] == [
-        ("spinegan", 0.1, ("--clinical-augment=1",))
+        ("spinegan", 0.1, ("--clinical-augment=1", "--pose-res=8", "--pose-source=z"))
     ]
+    # The benchmark's and dp's SpineGAN arms stay as confirmed there: no pose warp.
+    for mode in ("benchmark", "dp"):
+        assert {v.name: v for v in demo.mode_config(mode, 3).variants}["spinegan"] == demo.SPINEGAN
     assert config.synth_per_class == 1000 and config.seed == 0
 
 
@@ -43,7 +46,7 @@ def test_the_dp_mode_sets_dp_sgd_the_private_critic_and_public_data_beside_the_n
     arms = {v.name: v for v in dp.variants}
     plain, sgd = arms["spinegan"], arms["spinegan-dp-sgd"]
     critic, public1 = arms["spinegan-dp-critic"], arms["spinegan-dp-public-eps1"]
-    assert plain == demo.DEMO.variants[0] and not plain.private
+    assert plain == demo.SPINEGAN and not plain.private
     assert sgd.train_args == demo.DP_VARIANT.train_args and "--aug=noaug" in sgd.train_args
     assert public1.train_args == demo.DP_PUBLIC_ARGS and "--dp-data-public=1" in public1.train_args
     # The critic arm reads the public draw beside its private images; its account is epsilon 10 with its judge's in.
