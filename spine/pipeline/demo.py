@@ -513,7 +513,7 @@ def main(outdir: str, mode: str, parallel: int, seed: int | None) -> None:
         click.echo(line)
     click.echo(
         "  One generator draw moves these figures (another seed, CPU or thread count trains another "
-        "generator): the demo's lowest skill read 0.70, 0.80 and 0.81 on three draws (docs/RESULTS.md, section O)."
+        "generator): the demo's lowest skill read 0.88, 0.74 and 0.81 on three draws (docs/RESULTS.md, section AG3)."
     )
     version = out["provenance"]
     click.echo(
