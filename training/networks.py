@@ -551,7 +551,8 @@ def valid_pose_res(pose_res: int, img_resolution: int) -> bool:
 
 
 class PoseWarp(torch.nn.Module):
-    """An affine warp of G's coarse features, its translation, rotation and scale read from w (ours, off by default).
+    """An affine warp of G's coarse features, its translation, rotation and scale read from a pose code (ours, off by
+    default).
 
     StyleGAN2 starts every image from one learned constant, so a pose (where the spine sits, its tilt and size) must
     be built by the modulated convolutions; on the phantom, whose views vary in position, angle and zoom, G drew few
@@ -597,8 +598,9 @@ class SynthesisNetwork(torch.nn.Module):
 
     The first w follows the label, so a pose read from it can differ between one latent's normal and abnormal
     renderings (docs/RESULTS.md AG), which the local class difference then turns into ghost edges; a pose read from
-    z is the same under every label, as a patient's view does not depend on the diagnosis. ws alone do not carry z:
-    callers with ws only (projection, style-mixing grids) get the mean pose, that of z = 0.
+    z is the same under every label, as a patient's view does not depend on the diagnosis (truncation, which acts on
+    ws, leaves it as drawn). ws alone do not carry z: callers with ws only (projection, style-mixing grids) get the
+    mean pose, that of z = 0.
     """
 
     def __init__(
