@@ -285,15 +285,16 @@ def configure_networks(opts: dnnlib.EasyDict, args: dnnlib.EasyDict) -> list[str
         desc.append(f"kimg{opts.kimg:g}")
         args.total_kimg = opts.kimg
     desc += override_widths(opts, args)
+    pose_from_z = opts.get("pose_source") == "z"
     if opts.get("pose_res"):
         res = args.dataset_info["resolution"]
         if not training_networks.valid_pose_res(opts.pose_res, res):
             raise UserError(f"--pose-res={opts.pose_res}: expected 0 or a power of two from 4 to {res // 2}")
         args.G_kwargs.synthesis_kwargs.pose_res = opts.pose_res
-        if opts.get("pose_source") == "z":
+        if pose_from_z:
             args.G_kwargs.synthesis_kwargs.pose_z_dim = args.G_kwargs.z_dim
-        desc.append(f"pose{opts.pose_res}{'z' if opts.get('pose_source') == 'z' else ''}")
-    elif opts.get("pose_source") == "z":
+        desc.append(f"pose{opts.pose_res}{'z' if pose_from_z else ''}")
+    elif pose_from_z:
         raise UserError("--pose-source=z needs --pose-res (the resolution whose features the pose warps)")
     if opts.batch is not None:
         if not (opts.batch >= 1 and opts.batch % gpus == 0):
