@@ -86,6 +86,17 @@ def _spread(feats: torch.Tensor) -> torch.Tensor:
     return (std + 1e-2 * std.mean() + 1e-12).float()
 
 
+def leave_one_out_match(deviation: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per sample [N]: mean over dimensions of (the other same-class samples' mean deviation, detached) times the
+    sample's own deviation [N, D] from its class's target; 0 for a sample alone in its class. Its gradient is an
+    unbiased estimate of that of |mean class deviation|^2 / D (the module docstring)."""
+    onehot = torch.nn.functional.one_hot(classes, num_classes).to(deviation.dtype)
+    class_sums = onehot.T @ deviation.detach()  # [C, D]
+    others = (onehot.sum(0)[classes] - 1).unsqueeze(1)  # same-class images besides i
+    leave_one_out = (class_sums[classes] - deviation.detach()) / others.clamp(min=1)
+    return (leave_one_out * deviation).mean(1) * (others[:, 0] > 0)
+
+
 class ClassFeatureMatch(Plugin):
     """Generator term (see training.loss): the per-sample loss of the module docstring, times `weight`."""
 
@@ -112,11 +123,7 @@ class ClassFeatureMatch(Plugin):
         means, std = self.real.means.to(feats.device), self.real.std.to(feats.device)
         classes = gen_c.argmax(dim=1)
         deviation = (feats - means[classes]) / std  # whitened distance from the class mean
-        onehot = torch.nn.functional.one_hot(classes, num_classes).to(deviation.dtype)
-        class_sums = onehot.T @ deviation.detach()  # [C, D]
-        others = (onehot.sum(0)[classes] - 1).unsqueeze(1)  # same-class images besides i
-        leave_one_out = (class_sums[classes] - deviation.detach()) / others.clamp(min=1)
-        return (leave_one_out * deviation).mean(1) * (others[:, 0] > 0) * self.weight
+        return leave_one_out_match(deviation, classes, num_classes) * self.weight
 
     def snapshot_metadata(self) -> dict[str, Any]:
         return dict(

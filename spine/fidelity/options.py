@@ -1,0 +1,82 @@
+"""Class-mean matching as a training plug-in (`PLUGIN`, a `training.plugin_options.TrainingPlugin`):
+--class-mean-match and --class-mean-blur, validated (`configure`, which sets args.class_mean_match) and turned into
+the generator term (`build`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+import torch
+
+from dnnlib.cli import OptionGroup
+from training.loop_plugins import LoopPlugins
+from training.plugin_options import Conflict, DeclaredPlugin
+
+SETTING = "class_mean_match"  # args.class_mean_match: recorded with the run (not a training_loop argument)
+DEFAULT_BLUR = 1.5  # pixels: where the training images' class difference best matches the population's (module doc)
+
+OPTIONS = OptionGroup(
+    click.option(
+        "--class-mean-match",
+        help="Weight of class-mean matching: each generated class's blurred mean image pulled to the real "
+        "class's (spine.fidelity.class_mean_match) [default: off]",
+        type=float,
+        metavar="FLOAT",
+    ),
+    click.option(
+        "--class-mean-blur",
+        help=f"Gaussian sd in pixels under which class means are compared [default: {DEFAULT_BLUR}]",
+        type=float,
+        metavar="FLOAT",
+    ),
+)
+
+
+def configure(opts: Any, args: Any) -> list[str]:
+    """Validate the options; sets args.class_mean_match (None when off); returns run-name parts."""
+    args.class_mean_match = None
+    if opts.class_mean_match is None:
+        if opts.class_mean_blur is not None:
+            raise ValueError("--class-mean-blur needs --class-mean-match=<weight>")
+        return []
+    weight = opts.class_mean_match
+    sigma = DEFAULT_BLUR if opts.class_mean_blur is None else opts.class_mean_blur
+    if not (weight > 0 and math.isfinite(weight)):
+        raise ValueError(f"--class-mean-match={weight}: expected a positive weight")
+    if not (sigma >= 0 and math.isfinite(sigma)):
+        raise ValueError(f"--class-mean-blur={sigma}: expected a Gaussian sd >= 0 pixels (0: no blur)")
+    if not opts.cond:
+        raise ValueError("--class-mean-match needs a conditional run (--cond=1): it matches each class's mean image")
+    args.class_mean_match = dict(weight=float(weight), sigma=float(sigma))
+    return [f"meanmatch{weight:g}"]
+
+
+def build(args: Any, device: torch.device) -> LoopPlugins:
+    """The class-mean term as the loop's generator term, its real means from the run's training images."""
+    settings = args.get(SETTING)
+    if not settings:
+        return LoopPlugins()
+    from spine.classifier.data import load_labelled_images
+    from spine.fidelity.class_mean_match import ClassMeanMatch, RealClassMeans
+
+    real = load_labelled_images(args.training_set_kwargs.path)
+    means = RealClassMeans.from_images(
+        real.images, real.labels, len(real.class_names), settings["sigma"], bool(args.training_set_kwargs.xflip)
+    )
+    return LoopPlugins(generator_terms=(ClassMeanMatch(means, settings["weight"]),))
+
+
+PLUGIN = DeclaredPlugin(
+    SETTING,
+    OPTIONS,
+    configure,
+    build,
+    conflicts=(
+        Conflict(
+            ("class_mean_match", "dp"),
+            "--class-mean-match with --dp=1: the real class means are a statistic of the private training images",
+        ),
+    ),
+)
