@@ -77,15 +77,41 @@ def reference_agreement(reference: dict[str, np.ndarray], means: dict[str, np.nd
     return dict(r=r, rms_ratio=ratio, detail_ratio=float(np.mean(details)) if details else None)
 
 
-def reference_figures(reference_path: str, sets: dict[str, str]) -> dict[str, dict[str, Any]]:
+REFERENCE = "reference"  # the reference's key among saved means (sets are named by what they are, never this)
+_KEY_SEPARATOR = "//"
+
+
+def save_means(path: Path, means: dict[str, dict[str, np.ndarray]]) -> None:
+    """{set: {class: mean image}} as one .npz (written atomically), so a report reads what a step computed."""
+    arrays = {
+        f"{name}{_KEY_SEPARATOR}{cls}": image for name, per_class in means.items() for cls, image in per_class.items()
+    }
+    with dnnlib.atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_means(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """save_means's {set: {class: mean image}}, classes in their saved order."""
+    means: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path) as arrays:
+        for key in arrays.files:
+            name, cls = key.rsplit(_KEY_SEPARATOR, 1)
+            means.setdefault(name, {})[cls] = arrays[key]
+    return means
+
+
+def reference_figures(
+    reference_path: str, sets: dict[str, str], means_path: Path | None = None
+) -> dict[str, dict[str, Any]]:
     """{set name: its image count and reference_agreement} of every labelled dataset in `sets` against the
-    reference's class means, each set's means over all of its images."""
+    reference's class means, each set's means over all of its images; with `means_path`, every class mean (the
+    reference's under REFERENCE) is also saved there (save_means)."""
     reference = class_means(reference_path, None)
+    means = {name: class_means(path, None) for name, path in sets.items()}
+    if means_path is not None:
+        save_means(means_path, {REFERENCE: reference, **means})
     return {
-        name: dict(
-            images=len(ImageFolderDataset(path, use_labels=True)),
-            **reference_agreement(reference, class_means(path, None)),
-        )
+        name: dict(images=len(ImageFolderDataset(path, use_labels=True)), **reference_agreement(reference, means[name]))
         for name, path in sets.items()
     }
 

@@ -660,14 +660,20 @@ def class_reference_step(config: ExperimentConfig, workdir: Path) -> dict[str, A
 
 
 def class_means_step(reference: str, sets: dict[str, str], workdir: Path) -> dict[str, Any]:
-    """spine.evaluation.class_means.reference_figures of each set against the reference, as JSON and a table."""
+    """spine.evaluation.class_means.reference_figures of each set against the reference, as JSON and a table, and
+    every class mean (class-means.npz, which the report draws)."""
     from spine.evaluation.class_means import markdown_table, reference_figures
 
-    figures = reference_figures(reference, sets)
+    figures = reference_figures(reference, sets, workdir / "class-means.npz")
     save_json(figures, str(workdir / "class-means.json"))
     with dnnlib.atomic_write(workdir / "class-means.md", "w") as f:
         f.write(markdown_table(figures))
-    return dict(json=str(workdir / "class-means.json"), markdown=str(workdir / "class-means.md"), figures=figures)
+    return dict(
+        json=str(workdir / "class-means.json"),
+        markdown=str(workdir / "class-means.md"),
+        means=str(workdir / "class-means.npz"),
+        figures=figures,
+    )
 
 
 def judge_halves(train_zip: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:

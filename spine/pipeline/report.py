@@ -32,9 +32,11 @@ import torch
 import dnnlib
 from spine.data.preview import tile
 from spine.evaluation.class_means import (
+    REFERENCE,
     class_means,
     difference_correlation,
     labelled_dataset,
+    load_means,
     plot_class_means,
     save_figure,
 )
@@ -695,12 +697,17 @@ def judge_note(config: dict[str, Any], steps: dict[str, dict]) -> str:
     )
 
 
+def saved_class_means(steps: dict[str, dict]) -> dict[str, dict[str, np.ndarray]]:
+    """The class means the `class-means` step saved ({} when it did not run, or ran before it saved them)."""
+    path = steps.get("class-means", {}).get("means")
+    return load_means(path) if path and os.path.exists(path) else {}
+
+
 def class_means_section(
-    name: str, synthetic: str, real_means: dict[str, Any], steps: dict[str, dict], reportdir: Path
+    name: str, fake_means: dict[str, np.ndarray], real_means: dict[str, Any], steps: dict[str, dict], reportdir: Path
 ) -> str:
     """The class means of `name`'s images beside the real ones (the class-mean reference's when the experiment has
     one, else the training images'), with the class-mean figures."""
-    fake_means = class_means(synthetic, None)
     if set(fake_means) != set(real_means) or len(real_means) < 2:
         return ""
     figure = plot_class_means(real_means, fake_means, reportdir / f"class-means-{name}.png")
@@ -802,7 +809,10 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
     body.append("<h2 id='samples'>Samples</h2>")
     train_zip = steps.get("data/train", {}).get("dataset")
     reference = steps.get("data/class-reference", {}).get("dataset")
-    real_means = class_means(reference or train_zip, None if reference else 2000) if train_zip is not None else None
+    saved = saved_class_means(steps)
+    real_means = None
+    if train_zip is not None:
+        real_means = saved.get(REFERENCE) or class_means(reference or train_zip, None if reference else 2000)
     for name in names:
         synthetic = steps.get(f"synthesize/{name}", {}).get("dataset")
         if synthetic is None:
@@ -821,7 +831,8 @@ def write_experiment_report(outdir: str | Path, reportdir: str | Path | None = N
                 + _table(_FIDELITY_HEADER, beside)
             )
         if real_means is not None:
-            body.append(class_means_section(name, synthetic, real_means, steps, reportdir))
+            fake_means = saved.get(name) or class_means(synthetic, None)
+            body.append(class_means_section(name, fake_means, real_means, steps, reportdir))
 
     body.append("<h2 id='nearest-real-neighbours'>Nearest real neighbours</h2>")
     for name in names:

@@ -7,7 +7,15 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from spine.evaluation.class_means import markdown_table, mean_detail, reference_agreement, reference_figures
+from spine.evaluation.class_means import (
+    REFERENCE,
+    load_means,
+    markdown_table,
+    mean_detail,
+    reference_agreement,
+    reference_figures,
+    save_means,
+)
 
 
 def pattern(size: int = 16, seed: int = 0) -> np.ndarray:
@@ -76,3 +84,17 @@ def test_reference_figures_of_datasets_count_their_images_and_match_a_copy_exact
     assert figures["itself"] == pytest.approx(dict(images=6, r=1.0, rms_ratio=1.0, detail_ratio=1.0))
     assert figures["four of it"]["images"] == 4 and figures["four of it"]["r"] < 1
     assert markdown_table(figures).splitlines()[2] == "| itself | 6 | 1.00 | 1.00 | 1.00 |"
+
+
+def test_saved_means_round_trip_exactly_and_reference_figures_save_every_sets_means(tmp_path):
+    means = {REFERENCE: reference_means(), "real test images": dict(normal=pattern(seed=3), abnormal=pattern(seed=4))}
+    save_means(tmp_path / "m.npz", means)
+    loaded = load_means(tmp_path / "m.npz")
+    assert list(loaded) == list(means) and all(list(loaded[k]) == ["normal", "abnormal"] for k in loaded)
+    assert all(np.array_equal(loaded[k][c], means[k][c]) for k in means for c in means[k])
+    images = [np.rint(pattern(seed=s)) for s in range(4)]
+    reference = write_dataset(str(tmp_path / "ref"), images, [0, 1, 0, 1])
+    reference_figures(reference, {"itself": reference}, tmp_path / "figures.npz")
+    saved = load_means(tmp_path / "figures.npz")
+    assert set(saved) == {REFERENCE, "itself"}
+    assert np.allclose(saved["itself"]["abnormal"], (images[1] + images[3]) / 2, rtol=0, atol=1e-12)

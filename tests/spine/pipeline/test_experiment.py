@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from spine.classifier.artifact import load_classifier
-from spine.pipeline import experiment
+from spine.evaluation.class_means import REFERENCE, load_means
+from spine.pipeline import experiment, report
 from spine.pipeline.config import DP_VARIANT, ExperimentConfig, Pool, Variant, downstream_options
 from spine.pipeline.steps import Steps
 from training.dataset import ImageFolderDataset
@@ -520,6 +521,11 @@ def test_fidelity_metrics_and_a_half_trained_judge_end_to_end(tmp_path, monkeypa
     counts = {name: row["images"] for name, row in figures.items()}
     assert counts == {"real training images": 40, "real test images": 24, "spinegan": 12}
     assert "Per-class mean images of 30 fresh phantom images of this kind (draw 8388608" in page
+    assert set(load_means(out["class-means"]["means"])) == {REFERENCE, *counts}
+    # The report draws the means the step saved: it rebuilds without reading a dataset's class means again.
+    monkeypatch.setattr(report, "class_means", lambda *_args: pytest.fail("class means recomputed"))
+    rebuilt = report.write_experiment_report(tmp_path, tmp_path / "report2").read_text()
+    assert "Per-class mean images of 30 fresh phantom images of this kind" in rebuilt
 
 
 def test_the_panel_step_scores_every_arm_and_reuses_the_protocols_own_models(tmp_path, monkeypatch):
