@@ -86,6 +86,16 @@ def _spread(feats: torch.Tensor) -> torch.Tensor:
     return (std + 1e-2 * std.mean() + 1e-12).float()
 
 
+def class_indices(gen_c: torch.Tensor, batch: int, num_classes: int, term: str) -> torch.Tensor:
+    """The class index [N] of each one-hot conditioning label [N, num_classes]; ValueError naming `term` otherwise."""
+    if gen_c.ndim != 2 or gen_c.shape != (batch, num_classes):
+        raise ValueError(
+            f"{term}: conditioning labels of shape {tuple(gen_c.shape)}; expected [{batch}, {num_classes}] "
+            "one-hot labels"
+        )
+    return gen_c.argmax(dim=1)
+
+
 def leave_one_out_match(deviation: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per sample [N]: mean over dimensions of (the other same-class samples' mean deviation, detached) times the
     sample's own deviation [N, D] from its class's target; 0 for a sample alone in its class. Its gradient is an
@@ -111,17 +121,12 @@ class ClassFeatureMatch(Plugin):
 
     def __call__(self, gen_img: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
         num_classes = self.real.means.shape[0]
-        if gen_c.ndim != 2 or gen_c.shape != (gen_img.shape[0], num_classes):
-            raise ValueError(
-                f"class feature matching: conditioning labels of shape {tuple(gen_c.shape)}; expected "
-                f"[{gen_img.shape[0]}, {num_classes}] one-hot labels"
-            )
+        classes = class_indices(gen_c, gen_img.shape[0], num_classes, "class feature matching")
         self.classifier.to(gen_img.device).requires_grad_(False).eval()
         feats = judge_features(self.classifier, self.classifier.preprocess_generated(gen_img))
         if self.real.clip is not None:
             feats = clip_features(feats, self.real.clip)
         means, std = self.real.means.to(feats.device), self.real.std.to(feats.device)
-        classes = gen_c.argmax(dim=1)
         deviation = (feats - means[classes]) / std  # whitened distance from the class mean
         return leave_one_out_match(deviation, classes, num_classes) * self.weight
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from spine.clinical.feature_match import leave_one_out_match
+from spine.clinical.feature_match import class_indices, leave_one_out_match
 from training.plugins import Plugin
 
 TRUNCATE = 4.0  # the kernel reaches this many sds, as scipy.ndimage.gaussian_filter's default
@@ -93,18 +93,13 @@ class ClassMeanMatch(Plugin):
 
     def __call__(self, gen_img: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
         num_classes = self.real.means.shape[0]
-        if gen_c.ndim != 2 or gen_c.shape != (gen_img.shape[0], num_classes):
-            raise ValueError(
-                f"class-mean matching: conditioning labels of shape {tuple(gen_c.shape)}; expected "
-                f"[{gen_img.shape[0]}, {num_classes}] one-hot labels"
-            )
+        classes = class_indices(gen_c, gen_img.shape[0], num_classes, "class-mean matching")
         means = self.real.means.to(gen_img.device)
         if gen_img.shape[1:] != means.shape[1:]:
             raise ValueError(
                 f"class-mean matching: generated images of shape {tuple(gen_img.shape[1:])}, the real class means "
                 f"{tuple(means.shape[1:])}"
             )
-        classes = gen_c.argmax(dim=1)
         blurred = gaussian_blur(gen_img.float(), self.real.sigma)
         deviation = (blurred - means[classes]).flatten(1) / self.real.std
         return leave_one_out_match(deviation, classes, num_classes) * self.weight
