@@ -26,6 +26,7 @@ import dnnlib
 from dnnlib.cli import parse_range
 from torch_utils import misc
 from training.generation import class_labels, save_png, seed_latents, to_pil
+from training.networks import NOISE_MODES
 
 
 @torch.no_grad()
@@ -89,7 +90,7 @@ def generate_projected(G: torch.nn.Module, ws: torch.Tensor, outdir: str, noise_
 @click.option("--seeds", type=parse_range, help="List of random seeds, e.g. 0-35 or 1,2,5")
 @click.option("--trunc", "truncation_psi", type=float, help="Truncation psi", default=1, show_default=True)
 @click.option("--class", "class_idx", type=int, help="Class label (required for conditional networks)")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True)
 @click.option("--projected-w", help="Projection result file (projector.py's projected_w.npz)", type=str, metavar="FILE")
 @click.option(
     "--outdir", help="Where to save the output images", type=dnnlib.OutputPath(), required=True, metavar="DIR"

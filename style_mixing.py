@@ -24,6 +24,7 @@ import dnnlib
 from dnnlib.cli import parse_range
 from torch_utils import misc
 from training.generation import class_labels, save_png, seed_latents, to_pil
+from training.networks import NOISE_MODES
 
 
 @torch.no_grad()
@@ -91,7 +92,7 @@ def parse_styles(text: str) -> list[int]:
 @click.option("--cols", "col_seeds", type=parse_range, help="Random seeds to use for image columns", required=True)
 @click.option("--styles", "col_styles", type=parse_styles, help="Style layer range", default="0-6", show_default=True)
 @click.option("--trunc", "truncation_psi", type=float, help="Truncation psi", default=1, show_default=True)
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True)
 @click.option("--outdir", type=str, required=True, metavar="DIR")
 @click.option("--class", "class_idx", type=int, help="Class label (required for conditional networks)")
 @click.option("--device", type=misc.DEVICE, default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available]")

@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("spine.data",),
     ("spine.phantom",),
     ("spine.classifier",),
-    ("spine.clinical", "spine.dp", "spine.diversity"),  # training plug-ins
+    ("spine.clinical", "spine.dp", "spine.diversity", "spine.fidelity"),  # training plug-ins
     ("spine.evaluation",),
     ("spine.pipeline",),
     ("train", "generate", "calc_metrics", "legacy", "projector", "style_mixing", "dataset_tool"),  # the root scripts

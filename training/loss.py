@@ -61,6 +61,27 @@ def pair_count(batch: int, pairs_fraction: float) -> int:
     return max(1, round(batch * pairs_fraction))
 
 
+def class_indices(gen_c: torch.Tensor, batch: int, num_classes: int, term: str) -> torch.Tensor:
+    """The class index [N] of each one-hot conditioning label [N, num_classes]; ValueError naming `term` otherwise."""
+    if gen_c.ndim != 2 or gen_c.shape != (batch, num_classes):
+        raise ValueError(
+            f"{term}: conditioning labels of shape {tuple(gen_c.shape)}; expected [{batch}, {num_classes}] "
+            "one-hot labels"
+        )
+    return gen_c.argmax(dim=1)
+
+
+def leave_one_out_match(deviation: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per sample [N]: mean over dimensions of (the other same-class samples' mean deviation, detached) times the
+    sample's own deviation [N, D] from its class's target; 0 for a sample alone in its class. Its gradient is an
+    unbiased estimate of that of |mean class deviation|^2 / D (spine.clinical.feature_match's docstring)."""
+    onehot = torch.nn.functional.one_hot(classes, num_classes).to(deviation.dtype)
+    class_sums = onehot.T @ deviation.detach()  # [C, D]
+    others = (onehot.sum(0)[classes] - 1).unsqueeze(1)  # same-class images besides i
+    leave_one_out = (class_sums[classes] - deviation.detach()) / others.clamp(min=1)
+    return (leave_one_out * deviation).mean(1) * (others[:, 0] > 0)
+
+
 def real_logit_loss(real_logits: torch.Tensor) -> torch.Tensor:
     """D's loss on real images from its logits: softplus(-D(x)), elementwise."""
     return F.softplus(-real_logits)

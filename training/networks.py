@@ -27,6 +27,9 @@ DEFAULT_FILTER = (1, 3, 3, 1)
 SQRT_HALF = math.sqrt(0.5)
 
 
+NOISE_MODES = ("const", "random", "none")  # noise inputs: the fixed buffer, fresh per call, or none
+
+
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """Scale each vector along `dim` to unit root-mean-square (the mapping network's input normalisation)."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
@@ -359,7 +362,7 @@ class SynthesisLayer(torch.nn.Module):
     def forward(
         self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", fused_modconv: bool = True, gain: float = 1
     ) -> torch.Tensor:
-        if noise_mode not in ("random", "const", "none"):
+        if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
         in_resolution = self.resolution // self.up
         misc.assert_shape(x, [None, self.weight.shape[1], in_resolution, in_resolution])

@@ -33,6 +33,7 @@ import torch
 
 from spine.classifier.artifact import SpineClassifier
 from spine.classifier.features import clip_features, image_features, judge_features
+from training.loss import class_indices, leave_one_out_match
 from training.plugins import Plugin
 
 
@@ -84,27 +85,6 @@ def _spread(feats: torch.Tensor) -> torch.Tensor:
     """Per-dimension standard deviation, with a floor for dead units (std 0) instead of a division by zero."""
     std = feats.std(0)
     return (std + 1e-2 * std.mean() + 1e-12).float()
-
-
-def class_indices(gen_c: torch.Tensor, batch: int, num_classes: int, term: str) -> torch.Tensor:
-    """The class index [N] of each one-hot conditioning label [N, num_classes]; ValueError naming `term` otherwise."""
-    if gen_c.ndim != 2 or gen_c.shape != (batch, num_classes):
-        raise ValueError(
-            f"{term}: conditioning labels of shape {tuple(gen_c.shape)}; expected [{batch}, {num_classes}] "
-            "one-hot labels"
-        )
-    return gen_c.argmax(dim=1)
-
-
-def leave_one_out_match(deviation: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per sample [N]: mean over dimensions of (the other same-class samples' mean deviation, detached) times the
-    sample's own deviation [N, D] from its class's target; 0 for a sample alone in its class. Its gradient is an
-    unbiased estimate of that of |mean class deviation|^2 / D (the module docstring)."""
-    onehot = torch.nn.functional.one_hot(classes, num_classes).to(deviation.dtype)
-    class_sums = onehot.T @ deviation.detach()  # [C, D]
-    others = (onehot.sum(0)[classes] - 1).unsqueeze(1)  # same-class images besides i
-    leave_one_out = (class_sums[classes] - deviation.detach()) / others.clamp(min=1)
-    return (leave_one_out * deviation).mean(1) * (others[:, 0] > 0)
 
 
 class ClassFeatureMatch(Plugin):

@@ -44,7 +44,8 @@ def local_difference(normal: torch.Tensor, other: torch.Tensor, fraction: float)
 
 class LocalDifferenceGenerator(torch.nn.Module):
     """Wraps a conditional G: images labelled normal are G's own; any other label gets `local_difference` between
-    the latent's normal rendering and its rendering under that label. Same call signature and attributes as G."""
+    the latent's normal rendering and its rendering under that label, both with the same noise inputs (random ones
+    too: the label's effect, not the noise, makes the difference). Same call signature and attributes as G."""
 
     def __init__(self, G: torch.nn.Module, fraction: float) -> None:
         super().__init__()
@@ -57,7 +58,9 @@ class LocalDifferenceGenerator(torch.nn.Module):
     def forward(self, z: torch.Tensor, c: torch.Tensor, **synthesis_kwargs) -> torch.Tensor:
         as_normal = torch.zeros_like(c)
         as_normal[:, NORMAL] = 1
-        normal = self.G(z, as_normal, **synthesis_kwargs)
+        devices = [z.device] if z.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the other rendering then draws the same random noise inputs
+            normal = self.G(z, as_normal, **synthesis_kwargs)
         is_normal = c.argmax(dim=1) == NORMAL
         if bool(is_normal.all()):
             return normal

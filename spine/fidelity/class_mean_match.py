@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from spine.clinical.feature_match import class_indices, leave_one_out_match
+from training.loss import class_indices, leave_one_out_match
 from training.plugins import Plugin
 
 TRUNCATE = 4.0  # the kernel reaches this many sds, as scipy.ndimage.gaussian_filter's default

@@ -15,6 +15,7 @@ from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions
 from spine.evaluation.downstream import DownstreamOptions
 from spine.evaluation.panel import PanelMember
+from training.networks import NOISE_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +113,10 @@ class ExperimentConfig:
     # the strongest part of the class difference (spine.evaluation.local_difference); abnormality generators only
     # (a lesion-type generator has no normal class and draws as it is)
     synth_local_difference: float | None = None
+    # G's noise inputs when drawing: 'const' (one fixed pattern for every image, generate.py's default) or 'random'
+    # (drawn per image, seeded per batch), which a generator trained with --class-mean-match needs: it carries part of
+    # its images' spread in the noise inputs, so a fixed pattern shifts every image alike (docs/RESULTS.md AH)
+    synth_noise_mode: str = "const"
     # Each generator's images drawn in equal shares from its last `synth_snapshots` snapshots (every `snap` ticks): a
     # trajectory pool (spine.evaluation.synthesize); 1 = the final snapshot alone. Under DP the account at the end of
     # a run covers every snapshot of it. The metrics and the privacy audit read the final snapshot; with several,
@@ -230,6 +235,10 @@ class ExperimentConfig:
             raise ValueError(
                 f"{where}.synth_local_difference: expected a fraction in (0, 1] or null, "
                 f"got {self.synth_local_difference}"
+            )
+        if self.synth_noise_mode not in NOISE_MODES:
+            raise ValueError(
+                f"{where}.synth_noise_mode: expected one of {list(NOISE_MODES)}, got {self.synth_noise_mode!r}"
             )
         if self.classifier_arch not in ARCHITECTURES:
             raise ValueError(

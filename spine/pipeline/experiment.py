@@ -322,7 +322,7 @@ def synthesize_variant(
 
     local = config.synth_local_difference if label_mode == "abnormality" else None  # lesion types have no normal
     generators, provenance, _kwargs = synthesize.load_snapshots(
-        snapshots, torch.device("cpu"), local, config.synth_trunc
+        snapshots, torch.device("cpu"), local, config.synth_trunc, config.synth_noise_mode
     )
     counts = [config.synth_per_class] * len(class_names)
     plan = synthesize.SynthesisPlan.from_counts(counts, first_seed=config.seed, num_sources=len(generators))
@@ -334,8 +334,14 @@ def synthesize_variant(
         class_names,
         label_mode,
         provenance,
-        dict(per_class=config.synth_per_class, seed=config.seed, local_difference=config.synth_local_difference),
+        dict(
+            per_class=config.synth_per_class,
+            seed=config.seed,
+            local_difference=config.synth_local_difference,
+            noise_mode=config.synth_noise_mode,
+        ),
         truncation_psi=config.synth_trunc,
+        noise_mode=config.synth_noise_mode,
     )
     return dict(dataset=str(dest), snapshots=list(snapshots))
 

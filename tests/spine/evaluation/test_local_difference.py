@@ -72,3 +72,26 @@ def test_wrapper_refuses_an_unconditional_generator():
     G.c_dim = 0
     with pytest.raises(ValueError, match=">= 2 classes"):
         LocalDifferenceGenerator(G, 0.1)
+
+
+class NoisyTwoClassG(TwoClassG):
+    """TwoClassG plus fresh random noise on every pixel when noise_mode is 'random', as G's noise inputs draw."""
+
+    def forward(self, z, c, noise_mode="const", **_kwargs):
+        image = super().forward(z, c)
+        return image + torch.randn(image.shape) if noise_mode == "random" else image
+
+
+def test_both_renderings_of_a_latent_share_their_random_noise():
+    """The noise alone would differ on every pixel; shared, the difference is the label's effect only: the lesion
+    and the image-wide code, as without noise, and the normal rendering carries the same noise draw."""
+    G = NoisyTwoClassG()
+    z = torch.randn([2, 4], generator=torch.Generator().manual_seed(1))
+    c = torch.tensor([[0.0, 1], [0, 1]])
+    torch.manual_seed(5)
+    images = LocalDifferenceGenerator(G, fraction=1.0)(z, c, noise_mode="random")
+    torch.manual_seed(5)
+    normal = G(z, torch.tensor([[1.0, 0]] * 2), noise_mode="random")
+    expected = normal + (G(z, c) - G(z, torch.tensor([[1.0, 0]] * 2)))
+    tolerance = 4 * torch.finfo(torch.float32).eps * float(expected.abs().max() + 1)
+    torch.testing.assert_close(images, expected, rtol=0, atol=tolerance)

@@ -271,3 +271,26 @@ def test_snapshots_of_other_shapes_are_refused_by_name(tmp_path, snapshot):
         "--network: the snapshots differ in (classes, z_dim, resolution, channels): [(2, 8, 16, 1), (3, 8, 16, 1)]"
     )
     bad_inputs.assert_refused(result, message, 1, tmp_path, before)
+
+
+def test_random_noise_is_seeded_per_batch_and_leaves_the_callers_random_state(snapshot):
+    """noise_mode 'random': the same plan and batch size draw the same images, twice, whatever the global random
+    state, which is left as it was; the noise inputs do draw (const differs)."""
+    _path, G = snapshot
+    with torch.no_grad():
+        for block in (G.synthesis.b8, G.synthesis.b16):  # a fresh G's noise strengths are 0: make the noise visible
+            block.conv1.noise_strength.fill_(0.5)
+    plan = synthesize.SynthesisPlan.from_counts([3, 2], first_seed=20)
+
+    def draw(noise_mode, global_seed):
+        torch.manual_seed(global_seed)
+        batches = list(synthesize.generate_batches([G], plan, 1.0, noise_mode, 2, torch.device("cpu")))
+        return torch.cat([images for _start, images in batches]), torch.rand(1)
+
+    first, after_first = draw("random", 0)
+    second, after_second = draw("random", 1)
+    assert torch.equal(first, second)
+    torch.manual_seed(1)
+    assert torch.equal(after_second, torch.rand(1)) and not torch.equal(after_first, after_second)
+    const, _ = draw("const", 0)
+    assert float((first - const).abs().max()) > 0.01

@@ -289,6 +289,7 @@ def test_a_shorter_variant_may_draw_from_fewer_snapshots_of_its_own():
         (dict(class_reference=-1), "config.class_reference: expected 0, or a number of phantom images"),
         (dict(class_reference=100, source="/data/vindr"), "with source '/data/vindr'"),
         (dict(synth_local_difference=1.5), "config.synth_local_difference: expected a fraction in (0, 1]"),
+        (dict(synth_noise_mode="fresh"), "config.synth_noise_mode: expected one of ['const', 'random', 'none']"),
         (dict(synth_snapshots=0), "config.synth_snapshots: expected 1 to 5 (snapshots every 5 ticks of"),
         (
             dict(kimg=20, snap=5, variants=[dict(name="a"), dict(name="b", kimg=10)], synth_snapshots=4),
@@ -494,8 +495,11 @@ def test_fidelity_metrics_and_a_half_trained_judge_end_to_end(tmp_path, monkeypa
         judge="patch_cnn:blurred_image",
         judge_half=True,
         class_reference=30,
+        synth_noise_mode="random",
     )
     out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    synthetic = ImageFolderDataset(str(tmp_path / "synthesize" / "spinegan" / "synthetic.zip")).metadata
+    assert synthetic["source"]["noise_mode"] == "random" and synthetic["generator"]["noise_mode"] == "random"
     halves = out["data/judge-halves"]
     assert halves["sizes"]["a"] + halves["sizes"]["b"] == config.phantom_train
     judge = torch.load(out["judge"]["classifier"], weights_only=True)
