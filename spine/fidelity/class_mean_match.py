@@ -85,15 +85,22 @@ class ClassMeanMatch(Plugin):
 
     name = "class_mean_match"
 
-    def __init__(self, real: RealClassMeans, weight: float):
+    def __init__(self, real: RealClassMeans, weight: float, start_kimg: float = 0.0):
         if not (weight > 0 and math.isfinite(weight)):
             raise ValueError(f"class-mean matching: expected a positive weight, got {weight}")
+        if not (start_kimg >= 0 and math.isfinite(start_kimg)):
+            raise ValueError(f"class-mean matching: expected a start >= 0 kimg, got {start_kimg}")
         self.real = real
         self.weight = float(weight)
+        self.start_kimg = float(start_kimg)
+        self.images_seen = 0  # generated images this term was called on: the run's progress, kept in checkpoints
 
     def __call__(self, gen_img: torch.Tensor, gen_c: torch.Tensor) -> torch.Tensor:
         num_classes = self.real.means.shape[0]
         classes = class_indices(gen_c, gen_img.shape[0], num_classes, "class-mean matching")
+        self.images_seen += gen_img.shape[0]
+        if self.images_seen <= self.start_kimg * 1000:
+            return gen_img.new_zeros(gen_img.shape[0])
         means = self.real.means.to(gen_img.device)
         if gen_img.shape[1:] != means.shape[1:]:
             raise ValueError(
@@ -104,7 +111,14 @@ class ClassMeanMatch(Plugin):
         deviation = (blurred - means[classes]).flatten(1) / self.real.std
         return leave_one_out_match(deviation, classes, num_classes) * self.weight
 
+    def state_dict(self) -> dict:
+        return dict(images_seen=self.images_seen)
+
+    def load_state_dict(self, state: dict | None) -> None:
+        """Continue counting from the checkpoint's progress; a checkpoint of a run without this term (None) starts
+        the count at 0, as a transfer from a snapshot does."""
+        self.images_seen = 0 if state is None else int(state["images_seen"])
+
     def snapshot_metadata(self) -> dict[str, Any]:
-        return dict(
-            class_mean_match=dict(weight=self.weight, sigma=self.real.sigma, real_counts=list(self.real.counts))
-        )
+        settings = dict(weight=self.weight, sigma=self.real.sigma, start_kimg=self.start_kimg)
+        return dict(class_mean_match=dict(settings, real_counts=list(self.real.counts)))

@@ -26,6 +26,13 @@ OPTIONS = OptionGroup(
         metavar="FLOAT",
     ),
     click.option(
+        "--class-mean-start",
+        help="Kimg of training before class-mean matching starts: it pulls a generator that already draws the "
+        "anatomy (from the first step it outweighs D, and G draws noise) [default: 0]",
+        type=float,
+        metavar="KIMG",
+    ),
+    click.option(
         "--class-mean-blur",
         help=f"Gaussian sd in pixels under which class means are compared [default: {DEFAULT_BLUR}]",
         type=float,
@@ -38,8 +45,9 @@ def configure(opts: Any, args: Any) -> list[str]:
     """Validate the options; sets args.class_mean_match (None when off); returns run-name parts."""
     args.class_mean_match = None
     if opts.class_mean_match is None:
-        if opts.class_mean_blur is not None:
-            raise ValueError("--class-mean-blur needs --class-mean-match=<weight>")
+        given = OPTIONS.given(opts, exclude=("class_mean_match",))
+        if given:
+            raise ValueError(f"{given[0]} needs --class-mean-match=<weight>")
         return []
     weight = opts.class_mean_match
     sigma = DEFAULT_BLUR if opts.class_mean_blur is None else opts.class_mean_blur
@@ -47,10 +55,13 @@ def configure(opts: Any, args: Any) -> list[str]:
         raise ValueError(f"--class-mean-match={weight}: expected a positive weight")
     if not (sigma >= 0 and math.isfinite(sigma)):
         raise ValueError(f"--class-mean-blur={sigma}: expected a Gaussian sd >= 0 pixels (0: no blur)")
+    start = opts.class_mean_start or 0.0
+    if not (start >= 0 and math.isfinite(start)):
+        raise ValueError(f"--class-mean-start={start}: expected kimg >= 0")
     if not opts.cond:
         raise ValueError("--class-mean-match needs a conditional run (--cond=1): it matches each class's mean image")
-    args.class_mean_match = dict(weight=float(weight), sigma=float(sigma))
-    return [f"meanmatch{weight:g}"]
+    args.class_mean_match = dict(weight=float(weight), sigma=float(sigma), start_kimg=float(start))
+    return [f"meanmatch{weight:g}" + (f"from{start:g}" if start else "")]
 
 
 def build(args: Any, device: torch.device) -> LoopPlugins:
@@ -65,7 +76,8 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
     means = RealClassMeans.from_images(
         real.images, real.labels, len(real.class_names), settings["sigma"], bool(args.training_set_kwargs.xflip)
     )
-    return LoopPlugins(generator_terms=(ClassMeanMatch(means, settings["weight"]),))
+    term = ClassMeanMatch(means, settings["weight"], settings.get("start_kimg", 0.0))
+    return LoopPlugins(generator_terms=(term,))
 
 
 PLUGIN = DeclaredPlugin(

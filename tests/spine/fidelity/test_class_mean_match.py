@@ -103,6 +103,23 @@ def test_real_means_are_blurred_class_means_in_generator_range_and_mirror_averag
         RealClassMeans.from_images(images, labels, 3, 1.5)
 
 
+def test_the_term_starts_after_start_kimg_and_its_count_survives_a_checkpoint():
+    """start 0.01 kimg = 10 images: calls on images 1-8 and 9-16 (the 10th is past the start) give 0 and then the
+    loss; a restored count goes on from the checkpoint's, a missing one (a transfer) starts at 0."""
+    real = RealClassMeans(torch.zeros(2, 1, 4, 4), 0.5, 1.0, (4, 4))
+    img, labels = torch.full((8, 1, 4, 4), 0.25), _onehot([0] * 8)
+    term = ClassMeanMatch(real, 1.0, start_kimg=0.01)
+    assert torch.equal(term(img, labels), torch.zeros(8))
+    assert float(term(img, labels).min()) > 0 and term.state_dict() == dict(images_seen=16)
+    resumed = ClassMeanMatch(real, 1.0, start_kimg=0.01)
+    resumed.load_state_dict(dict(images_seen=16))
+    assert float(resumed(img, labels).min()) > 0
+    resumed.load_state_dict(None)
+    assert resumed.images_seen == 0 and torch.equal(resumed(img, labels), torch.zeros(8))
+    with pytest.raises(ValueError, match="start >= 0 kimg"):
+        ClassMeanMatch(real, 1.0, start_kimg=-1)
+
+
 def test_refusals_of_the_term():
     real = RealClassMeans(torch.zeros(2, 1, 4, 4), 0.5, 1.0, (1, 1))
     with pytest.raises(ValueError, match="positive weight"):
@@ -119,12 +136,18 @@ def test_the_option_reaches_the_run_and_builds_the_term_from_the_training_images
     result = invoke(tmp_path, data, "--class-mean-match", "30", "--class-mean-blur", "1")
     assert result.exit_code == 0, result.output
     args = captured[0]
-    assert args.run_dir.endswith("-meanmatch30") and args.class_mean_match == dict(weight=30.0, sigma=1.0)
+    assert args.run_dir.endswith("-meanmatch30") and args.class_mean_match == dict(
+        weight=30.0, sigma=1.0, start_kimg=0.0
+    )
     (term,) = train.build_plugins(args, "cpu").generator_terms
     assert isinstance(term, ClassMeanMatch) and term.weight == 30.0 and term.real.counts == (4, 4)
-    assert term.snapshot_metadata()["class_mean_match"] == dict(weight=30.0, sigma=1.0, real_counts=[4, 4])
-    result = invoke(tmp_path, data, "--class-mean-match", "2")
+    expected = dict(weight=30.0, sigma=1.0, start_kimg=0.0, real_counts=[4, 4])
+    assert term.snapshot_metadata()["class_mean_match"] == expected
+    result = invoke(tmp_path, data, "--class-mean-match", "2", "--class-mean-start", "60")
     assert result.exit_code == 0 and captured[1].class_mean_match["sigma"] == options.DEFAULT_BLUR
+    assert captured[1].run_dir.endswith("-meanmatch2from60") and captured[1].class_mean_match["start_kimg"] == 60.0
+    (term,) = train.build_plugins(captured[1], "cpu").generator_terms
+    assert term.start_kimg == 60.0
 
 
 @pytest.mark.parametrize(
@@ -133,6 +156,8 @@ def test_the_option_reaches_the_run_and_builds_the_term_from_the_training_images
         (["--class-mean-match", "-1"], "--class-mean-match=-1.0: expected a positive weight"),
         (["--class-mean-match", "1", "--class-mean-blur", "-2"], "--class-mean-blur=-2.0: expected a Gaussian sd"),
         (["--class-mean-blur", "2"], "--class-mean-blur needs --class-mean-match"),
+        (["--class-mean-start", "5"], "--class-mean-start needs --class-mean-match"),
+        (["--class-mean-match", "1", "--class-mean-start", "-1"], "--class-mean-start=-1.0: expected kimg >= 0"),
         (["--class-mean-match", "1", "--cond", "0"], "--class-mean-match needs a conditional run"),
         (
             ["--class-mean-match", "1", "--dp", "1", "--batch", "4", "--dp-noise-multiplier", "1"],
