@@ -368,7 +368,14 @@ def _parse_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     help="Abnormal images = their latent's normal rendering + the strongest FRACTION of the class difference "
     "(spine.evaluation.local_difference) [default: off]",
 )
-@click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True)
+@click.option(
+    "--noise-mode",
+    type=click.Choice(NOISE_MODES),
+    default="const",
+    show_default=True,
+    help="G's noise inputs: one fixed pattern, fresh per image (seeded per batch: the same seeds and --batch give "
+    "the same images), or none",
+)
 @click.option("--class-names", default=None, help="Comma-separated [default: from the training dataset]")
 @click.option(
     "--dicom", "dicom_dir", type=dnnlib.OutputPath(), default=None, help="Also write DICOMs to this new folder"
