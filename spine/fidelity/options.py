@@ -60,6 +60,13 @@ def configure(opts: Any, args: Any) -> list[str]:
         raise ValueError(f"--class-mean-start={start}: expected kimg >= 0")
     if not opts.cond:
         raise ValueError("--class-mean-match needs a conditional run (--cond=1): it matches each class's mean image")
+    from training.dataset import ImageFolderDataset
+
+    if not ImageFolderDataset(opts.data, use_labels=True).has_onehot_labels:
+        raise ValueError(
+            f"--class-mean-match: {opts.data}/dataset.json has labels of several classes per image; "
+            "class means need one class per image"
+        )
     args.class_mean_match = dict(weight=float(weight), sigma=float(sigma), start_kimg=float(start))
     return [f"meanmatch{weight:g}" + (f"from{start:g}" if start else "")]
 

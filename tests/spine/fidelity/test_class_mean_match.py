@@ -1,6 +1,7 @@
 """Class-mean matching: the blur against scipy's, values against a float64 brute force, the unbiased gradient, the
 real statistics (mirrored too), and the --class-mean-match option through train.py."""
 
+import json
 import os
 import sys
 
@@ -148,6 +149,17 @@ def test_the_option_reaches_the_run_and_builds_the_term_from_the_training_images
     assert captured[1].run_dir.endswith("-meanmatch2from60") and captured[1].class_mean_match["start_kimg"] == 60.0
     (term,) = train.build_plugins(captured[1], "cpu").generator_terms
     assert term.start_kimg == 60.0
+
+
+def test_a_multi_label_dataset_is_refused_before_training(tmp_path, captured):
+    data = write_dataset(str(tmp_path / "ds"))
+    meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    meta["labels"] = [[name, [1, 0, 1] if k % 2 else [0, 1, 0]] for k, (name, _label) in enumerate(meta["labels"])]
+    meta.pop("spinegan")
+    (tmp_path / "ds" / "dataset.json").write_text(json.dumps(meta))
+    result = invoke(tmp_path, data, "--class-mean-match", "1")
+    assert result.exit_code == 1 and "labels of several classes per image" in result.output, result.output
+    assert not captured and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize(
