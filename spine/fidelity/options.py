@@ -27,8 +27,8 @@ OPTIONS = OptionGroup(
     ),
     click.option(
         "--class-mean-start",
-        help="Kimg of training before class-mean matching starts: it pulls a generator that already draws the "
-        "anatomy (from the first step it outweighs D, and G draws noise) [default: 0]",
+        help="Kimg of training before class-mean matching starts (at weight 300 from the first step it outweighed "
+        "D and G drew noise; docs/RESULTS.md AH) [default: 0]",
         type=float,
         metavar="KIMG",
     ),
