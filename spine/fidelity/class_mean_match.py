@@ -27,7 +27,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from training.loss import class_indices, leave_one_out_match
 from training.plugins import Plugin
@@ -35,19 +34,27 @@ from training.plugins import Plugin
 TRUNCATE = 4.0  # the kernel reaches this many sds, as scipy.ndimage.gaussian_filter's default
 
 
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [N, C, H, W] images (sd `sigma` pixels, edges repeated), as
-    scipy.ndimage.gaussian_filter(mode="nearest") per image and channel; sigma 0 returns the images."""
-    if sigma == 0:
-        return images
+def blur_matrix(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[size, size] matrix B with B @ x = the Gaussian blur (sd `sigma`) of a length-`size` signal x, edges repeated:
+    row i holds the kernel's weights at the clamped positions i + offset."""
     radius = int(TRUNCATE * sigma + 0.5)
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    offsets = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    rows = F.conv2d(padded, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(rows, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    positions = (torch.arange(size, device=device).unsqueeze(1) + offsets.long().unsqueeze(0)).clamp(0, size - 1)
+    return torch.zeros(size, size, dtype=dtype, device=device).scatter_add_(1, positions, kernel.expand(size, -1))
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [N, C, H, W] images (sd `sigma` pixels, edges repeated), as
+    scipy.ndimage.gaussian_filter(mode="nearest") per image and channel; sigma 0 returns the images. Two small
+    matrix products (B_H @ image @ B_W^T): on CPU several times faster than a grouped convolution, backward included."""
+    if sigma == 0:
+        return images
+    height, width = images.shape[-2:]
+    rows = blur_matrix(height, sigma, images.dtype, images.device)
+    columns = rows if width == height else blur_matrix(width, sigma, images.dtype, images.device)
+    return rows @ images @ columns.T
 
 
 @dataclasses.dataclass(frozen=True)
