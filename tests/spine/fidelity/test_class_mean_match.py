@@ -24,7 +24,7 @@ def _onehot(classes: list[int], num: int = 2) -> torch.Tensor:
     return nn.functional.one_hot(torch.tensor(classes), num).float()
 
 
-@pytest.mark.parametrize("sigma", [0.0, 0.7, 1.5, 2.0])
+@pytest.mark.parametrize("sigma", [0.0, 0.7, 1.5, 2.0, 3.0])  # 3.0: the kernel is wider than the image
 def test_blur_is_scipys_gaussian_filter_with_edges_repeated(sigma):
     x = torch.rand(3, 2, 9, 11, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     expected = np.stack([[scipy.ndimage.gaussian_filter(ch, sigma, mode="nearest") for ch in img] for img in x.numpy()])
