@@ -16,11 +16,14 @@ def test_demo_config_is_one_spinegan_on_the_phantom():
     assert (config.phantom_lesion_scale, config.phantom_zoom) == (3.0, 1.5)
     assert (config.classifier_arch, config.classifier_input_norm) == ("patch_cnn", "blurred_image")
     assert [(v.name, v.clinical_weight, v.train_args) for v in config.variants] == [
-        ("spinegan", 0.1, ("--clinical-augment=1", "--pose-res=8", "--pose-source=z"))
+        ("spinegan", 0.1, ("--clinical-augment=1", "--pose-res=8", "--pose-source=z", "--class-mean-match=10"))
     ]
-    # The benchmark's and dp's SpineGAN arms stay as confirmed there: no pose warp.
+    assert config.synth_local_difference is None  # the demo exports G's own renderings
+    # The benchmark's and dp's SpineGAN arms stay as confirmed there: no pose warp, no class-mean matching, abnormal
+    # images drawn with the local class difference.
     for mode in ("benchmark", "dp"):
         assert {v.name: v for v in demo.mode_config(mode, 3).variants}["spinegan"] == demo.SPINEGAN
+        assert demo.mode_config(mode, 3).synth_local_difference == 0.15
     assert config.synth_per_class == 1000 and config.seed == 0
 
 
