@@ -519,7 +519,7 @@ def main(outdir: str, mode: str, parallel: int, seed: int | None) -> None:
         click.echo(line)
     click.echo(
         "  One generator draw moves these figures (another seed, CPU or thread count trains another "
-        "generator): the demo's lowest skill read 0.88, 0.74 and 0.81 on three draws (docs/RESULTS.md, section AG3)."
+        "generator): the demo's lowest skill read 0.78, 0.90 and 0.88 on three draws (docs/RESULTS.md, section AI4)."
     )
     version = out["provenance"]
     click.echo(
