@@ -43,6 +43,7 @@ from spine.clinical import locality_options
 from spine.clinical import options as clinical_options
 from spine.diversity import options as mode_seeking_options
 from spine.dp import options as dp_options
+from spine.fidelity import contrast_options as class_contrast_options
 from spine.fidelity import options as class_mean_options
 from torch_utils import custom_ops
 from training import checkpoint as ckpt
@@ -478,6 +479,7 @@ PLUGINS: tuple[TrainingPlugin, ...] = (
     locality_options.PLUGIN,
     mode_seeking_options.PLUGIN,
     class_mean_options.PLUGIN,
+    class_contrast_options.PLUGIN,
 )
 # Options that name files: recorded and compared on resume as absolute paths.
 PATH_OPTIONS = ("data", "metrics_classifier", *(name for plugin in PLUGINS for name in plugin.path_options))
@@ -839,6 +841,7 @@ def write_training_options(args: dnnlib.EasyDict) -> None:
 @locality_options.PLUGIN.options
 @mode_seeking_options.PLUGIN.options
 @class_mean_options.PLUGIN.options
+@class_contrast_options.PLUGIN.options
 @click.option(
     "--metrics-classifier",
     help="classifier.pkl for the *_spine and label_fidelity metrics [default: the --clinical-loss classifier]",

@@ -11,6 +11,7 @@ import click
 import torch
 
 from dnnlib.cli import OptionGroup
+from spine.fidelity.class_mean_match import ClassMeanMatch, RealClassMeans
 from training.loop_plugins import LoopPlugins
 from training.plugin_options import Conflict, DeclaredPlugin
 
@@ -58,17 +59,32 @@ def configure(opts: Any, args: Any) -> list[str]:
     start = opts.class_mean_start or 0.0
     if not (start >= 0 and math.isfinite(start)):
         raise ValueError(f"--class-mean-start={start}: expected kimg >= 0")
+    check_one_class_per_image(opts, "--class-mean-match")
+    args.class_mean_match = dict(weight=float(weight), sigma=float(sigma), start_kimg=float(start))
+    return [f"meanmatch{weight:g}" + (f"from{start:g}" if start else "")]
+
+
+def check_one_class_per_image(opts: Any, flag: str) -> None:
+    """A term on class means needs a conditional run whose images have one class each (ValueError naming `flag`)."""
     if not opts.cond:
-        raise ValueError("--class-mean-match needs a conditional run (--cond=1): it matches each class's mean image")
+        raise ValueError(f"{flag} needs a conditional run (--cond=1): it matches each class's mean image")
     from training.dataset import ImageFolderDataset
 
     if not ImageFolderDataset(opts.data, use_labels=True).has_onehot_labels:
         raise ValueError(
-            f"--class-mean-match: {opts.data}/dataset.json has labels of several classes per image; "
+            f"{flag}: {opts.data}/dataset.json has labels of several classes per image; "
             "class means need one class per image"
         )
-    args.class_mean_match = dict(weight=float(weight), sigma=float(sigma), start_kimg=float(start))
-    return [f"meanmatch{weight:g}" + (f"from{start:g}" if start else "")]
+
+
+def real_class_means(args: Any, sigma: float) -> RealClassMeans:
+    """The run's training images' blurred class means (both orientations under --mirror=1)."""
+    from spine.classifier.data import load_labelled_images
+
+    real = load_labelled_images(args.training_set_kwargs.path)
+    return RealClassMeans.from_images(
+        real.images, real.labels, len(real.class_names), sigma, bool(args.training_set_kwargs.xflip)
+    )
 
 
 def build(args: Any, device: torch.device) -> LoopPlugins:
@@ -76,14 +92,9 @@ def build(args: Any, device: torch.device) -> LoopPlugins:
     settings = args.get(SETTING)
     if not settings:
         return LoopPlugins()
-    from spine.classifier.data import load_labelled_images
-    from spine.fidelity.class_mean_match import ClassMeanMatch, RealClassMeans
-
-    real = load_labelled_images(args.training_set_kwargs.path)
-    means = RealClassMeans.from_images(
-        real.images, real.labels, len(real.class_names), settings["sigma"], bool(args.training_set_kwargs.xflip)
+    term = ClassMeanMatch(
+        real_class_means(args, settings["sigma"]), settings["weight"], settings.get("start_kimg", 0.0)
     )
-    term = ClassMeanMatch(means, settings["weight"], settings.get("start_kimg", 0.0))
     return LoopPlugins(generator_terms=(term,))
 
 
