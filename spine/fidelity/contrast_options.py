@@ -1,6 +1,6 @@
 """Class-contrast matching as a training plug-in (`PLUGIN`, a `training.plugin_options.TrainingPlugin`):
---class-contrast-match, validated (`configure`, which sets args.class_contrast_match) and turned into the generator
-term (`build`). Its blur is class-mean matching's default (1.5 pixels), its memory `class_contrast_match.MEMORY`."""
+--class-contrast-match and --class-contrast-memory, validated (`configure`, which sets args.class_contrast_match) and
+turned into the generator term (`build`). Its blur is class-mean matching's default (1.5 pixels)."""
 
 from __future__ import annotations
 
@@ -26,20 +26,32 @@ OPTIONS = OptionGroup(
         type=float,
         metavar="FLOAT",
     ),
+    click.option(
+        "--class-contrast-memory",
+        help="Images over which G's class means are tracked (an exponential average): fewer follow G sooner, with "
+        f"more noise [default: {MEMORY}]",
+        type=float,
+        metavar="IMAGES",
+    ),
 )
 
 
 def configure(opts: Any, args: Any) -> list[str]:
     """Validate the option; sets args.class_contrast_match (None when off); returns run-name parts."""
     args.class_contrast_match = None
-    weight = opts.class_contrast_match
+    weight, memory = opts.class_contrast_match, opts.class_contrast_memory
     if weight is None:
+        if memory is not None:
+            raise ValueError("--class-contrast-memory needs --class-contrast-match=<weight>")
         return []
     if not (weight > 0 and math.isfinite(weight)):
         raise ValueError(f"--class-contrast-match={weight}: expected a positive weight")
+    if memory is not None and not (memory >= 1 and math.isfinite(memory)):
+        raise ValueError(f"--class-contrast-memory={memory}: expected at least 1 image")
     check_one_class_per_image(opts, "--class-contrast-match")
-    args.class_contrast_match = dict(weight=float(weight), sigma=DEFAULT_BLUR, memory=float(MEMORY))
-    return [f"contrast{weight:g}"]
+    memory = float(MEMORY if memory is None else memory)
+    args.class_contrast_match = dict(weight=float(weight), sigma=DEFAULT_BLUR, memory=memory)
+    return [f"contrast{weight:g}" + ("" if memory == MEMORY else f"mem{memory:g}")]
 
 
 def build(args: Any, device: torch.device) -> LoopPlugins:

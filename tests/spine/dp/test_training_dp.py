@@ -67,6 +67,7 @@ def dp_args(data: str, outdir: str, total_kimg: float, resume: str | None = None
         class_mean_start=None,
         class_mean_blur=None,
         class_contrast_match=None,
+        class_contrast_memory=None,
         metrics_classifier=None,
         dp_secure_rng=None,
         dp_d_steps=None,

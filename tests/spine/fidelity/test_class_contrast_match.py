@@ -157,6 +157,10 @@ def test_the_option_reaches_the_run_and_builds_the_term_from_the_training_images
     assert term.weight == 3.0 and term.real.counts == (4, 4) and len(terms) == 2
     expected = dict(weight=3.0, sigma=1.5, memory=2000.0, real_counts=[4, 4])
     assert term.snapshot_metadata()["class_contrast_match"] == expected
+    result = invoke(tmp_path, data, "--class-contrast-match", "0.3", "--class-contrast-memory", "500")
+    assert result.exit_code == 0 and captured[1].run_dir.endswith("-contrast0.3mem500"), result.output
+    (term,) = train.build_plugins(captured[1], "cpu").generator_terms
+    assert term.memory == 500.0 and term.decay == pytest.approx(np.exp(-1 / 500), rel=1e-15)
 
 
 @pytest.mark.parametrize(
@@ -164,6 +168,8 @@ def test_the_option_reaches_the_run_and_builds_the_term_from_the_training_images
     [
         (["--class-contrast-match", "-1"], "--class-contrast-match=-1.0: expected a positive weight"),
         (["--class-contrast-match", "1", "--cond", "0"], "--class-contrast-match needs a conditional run"),
+        (["--class-contrast-memory", "500"], "--class-contrast-memory needs --class-contrast-match"),
+        (["--class-contrast-match", "1", "--class-contrast-memory", "0.5"], "--class-contrast-memory=0.5: expected"),
         (
             ["--class-contrast-match", "1", "--dp", "1", "--batch", "4", "--dp-noise-multiplier", "1"],
             "--class-contrast-match with --dp=1",
