@@ -26,7 +26,7 @@ def test_a_conflict_applies_only_when_all_its_options_are_on():
 
 def test_train_py_plugins_declare_distinct_settings_and_their_own_options():
     settings = [plugin.setting for plugin in train.PLUGINS]
-    assert len(set(settings)) == len(settings) == 5
+    assert len(set(settings)) == len(settings) == 6
     names = [name for plugin in train.PLUGINS for name in plugin.options.names]
     assert len(set(names)) == len(names)  # no option belongs to two plug-ins
     for plugin in train.PLUGINS:
