@@ -12,9 +12,9 @@ import torch
 
 from dnnlib.cli import OptionGroup
 from spine.fidelity.class_contrast_match import MEMORY, ClassContrastMatch
-from spine.fidelity.options import DEFAULT_BLUR, check_one_class_per_image, real_class_means
+from spine.fidelity.options import DEFAULT_BLUR, check_one_class_per_image, real_class_means, refused_under_dp
 from training.loop_plugins import LoopPlugins
-from training.plugin_options import Conflict, DeclaredPlugin
+from training.plugin_options import DeclaredPlugin
 
 SETTING = "class_contrast_match"  # args.class_contrast_match: recorded with the run
 
@@ -68,10 +68,5 @@ PLUGIN = DeclaredPlugin(
     OPTIONS,
     configure,
     build,
-    conflicts=(
-        Conflict(
-            ("class_contrast_match", "dp"),
-            "--class-contrast-match with --dp=1: the real class means are a statistic of the private training images",
-        ),
-    ),
+    conflicts=(refused_under_dp("class_contrast_match"),),
 )

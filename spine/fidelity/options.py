@@ -87,6 +87,14 @@ def real_class_means(args: Any, sigma: float) -> RealClassMeans:
     )
 
 
+def refused_under_dp(option: str) -> Conflict:
+    """A term that reads the training images' class means cannot run under --dp=1 (`option`: its weight's name)."""
+    flag = "--" + option.replace("_", "-")
+    return Conflict(
+        (option, "dp"), f"{flag} with --dp=1: the real class means are a statistic of the private training images"
+    )
+
+
 def build(args: Any, device: torch.device) -> LoopPlugins:
     """The class-mean term as the loop's generator term, its real means from the run's training images."""
     settings = args.get(SETTING)
@@ -103,10 +111,5 @@ PLUGIN = DeclaredPlugin(
     OPTIONS,
     configure,
     build,
-    conflicts=(
-        Conflict(
-            ("class_mean_match", "dp"),
-            "--class-mean-match with --dp=1: the real class means are a statistic of the private training images",
-        ),
-    ),
+    conflicts=(refused_under_dp("class_mean_match"),),
 )
