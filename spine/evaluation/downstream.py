@@ -33,6 +33,7 @@ from spine.classifier.data import LabelledImages, load_labelled_images, predict_
 from spine.classifier.models import ARCHITECTURES
 from spine.classifier.training import TrainOptions, TrainResult, train_classifier
 from spine.evaluation.arms import REAL, Arm
+from spine.evaluation.model_memo import ModelMemo
 from spine.scoring import (
     Groups,
     bootstrap_values,
@@ -109,14 +110,17 @@ def train_arms(
     options: DownstreamOptions,
     without_mixed: Collection[str] = (),
     workers: int = 1,
+    memo: ModelMemo | None = None,
 ) -> dict[Arm, TrainResult]:
     """Train the real model and, per generator, the synthetic-only and real + synthetic models (only the former for
     the names in `without_mixed`, e.g. pooled arms, whose real + synthetic model would cost minutes and say little).
+    A model that `memo` keeps for the same images and options is taken from it instead (e.g. the real arm, trained
+    while the generators trained).
 
     `workers` > 1 trains that many models at a time, each in its own process on one thread: a 32x32 classifier's
     many small ops keep two threads only partly busy, so two one-thread trainings finish more models per minute (as
-    for generators, docs/PERFORMANCE.md). Each model follows its own seed either way; only the thread count's
-    float-summation order differs.
+    for generators, docs/PERFORMANCE.md); a lone model left to train keeps every thread. Each model follows its own
+    seed either way; only the thread count's float-summation order differs.
 
     Receives no test path on purpose: model selection can only use the training sources.
     """
@@ -129,9 +133,13 @@ def train_arms(
         sources[Arm("synthetic", name)] = (path,)
         if name not in without_mixed:
             sources[Arm("mixed", name)] = (real_train, path)
-    if workers == 1:
-        return {arm: _train_on(paths, train_opts, loaded) for arm, paths in sources.items()}
-    return _train_in_processes(sources, train_opts, workers)
+    kept = {arm: memo.get([loaded[p] for p in paths], train_opts) for arm, paths in sources.items()} if memo else {}
+    left = {arm: paths for arm, paths in sources.items() if kept.get(arm) is None}
+    if workers == 1 or len(left) == 1:
+        trained = {arm: _train_on(paths, train_opts, loaded) for arm, paths in left.items()}
+    else:
+        trained = _train_in_processes(left, train_opts, workers)
+    return {arm: kept.get(arm) or trained[arm] for arm in sources}
 
 
 def _train_on(
@@ -406,10 +414,11 @@ def run_downstream(
     options: DownstreamOptions,
     without_mixed: Collection[str] = (),
     workers: int = 1,
+    memo: ModelMemo | None = None,
 ) -> dict[str, Any]:
-    """Train every model (`train_arms`, `workers` at a time), then evaluate each once on the test set; write JSON,
-    Markdown, models."""
-    models = train_arms(real_train, synthetic, options, without_mixed, workers)
+    """Train every model (`train_arms`, `workers` at a time, those `memo` keeps taken from it), then evaluate each
+    once on the test set; write JSON, Markdown, models."""
+    models = train_arms(real_train, synthetic, options, without_mixed, workers, memo)
     results = evaluate_on_test(models, test_path, options)
     results["options"] = dataclasses.asdict(options)
     results["inputs"] = downstream_inputs(real_train, synthetic, test_path, without_mixed)

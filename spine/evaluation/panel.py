@@ -40,6 +40,7 @@ from spine.evaluation.downstream import (
     run_downstream,
     skill_ratio,
 )
+from spine.evaluation.model_memo import ModelMemo
 from spine.scoring import hierarchical_values, percentile_interval, resampling_unit, roc_auc, save_json
 
 
@@ -92,11 +93,12 @@ def train_panel(
     options: DownstreamOptions,
     without_mixed: Collection[str] = (),
     workers: int = 1,
+    memo: ModelMemo | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run the downstream evaluation once per member, each in `outdir/<member>`, the protocol otherwise identical;
-    `workers` models at a time (`spine.evaluation.downstream.train_arms`). A member whose folder holds a finished
-    run on the same datasets and options is not trained again: an interrupted panel (a DenseNet-121 member takes
-    most of an hour in the benchmark) resumes at its first unfinished member."""
+    `workers` models at a time, those `memo` keeps taken from it (`spine.evaluation.downstream.train_arms`). A
+    member whose folder holds a finished run on the same datasets and options is not trained again: an interrupted
+    panel (a DenseNet-121 member takes most of an hour in the benchmark) resumes at its first unfinished member."""
     results = {}
     for number, member in enumerate(members, 1):
         member_options = dataclasses.replace(options, arch=member.arch, input_norm=member.input_norm)
@@ -108,7 +110,7 @@ def train_panel(
             continue
         print(f"Panel member {number}/{len(members)}: {member.name}", flush=True)
         results[member.name] = run_downstream(
-            real_train, synthetic, test_path, folder, member_options, without_mixed, workers
+            real_train, synthetic, test_path, folder, member_options, without_mixed, workers, memo
         )
     return results
 

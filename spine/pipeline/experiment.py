@@ -30,6 +30,7 @@ import click
 
 import dnnlib
 from spine.evaluation.downstream import DownstreamOptions
+from spine.evaluation.model_memo import ModelMemo
 from spine.evaluation.panel import PanelMember
 from spine.pipeline import curve
 from spine.pipeline.arms import describe_arm, panel_variants, synthetic_arms, training_seed
@@ -274,13 +275,14 @@ def train_command(
     return cmd
 
 
-def training_env(parallel: int) -> dict[str, str] | None:
-    """The environment of one of `parallel` concurrent train.py processes: the CPU cores shared out as threads
-    (small iterations keep one thread per run busier than two threads on one run: docs/PERFORMANCE.md, "Generators
-    side by side"). A single run, or a thread count the user set, keeps the inherited environment."""
-    if parallel == 1 or "OMP_NUM_THREADS" in os.environ:
+def training_env(parallel: int, reserved: int = 0) -> dict[str, str] | None:
+    """The environment of one of `parallel` concurrent train.py processes: the CPU cores but `reserved` (for work
+    beside the training) shared out as threads (small iterations keep one thread per run busier than two threads on
+    one run: docs/PERFORMANCE.md, "Generators side by side"). A single run on every core, or a thread count the user
+    set, keeps the inherited environment."""
+    if (parallel == 1 and reserved == 0) or "OMP_NUM_THREADS" in os.environ:
         return None
-    return dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // parallel)))
+    return dict(os.environ, OMP_NUM_THREADS=str(max(1, ((os.cpu_count() or 1) - reserved) // parallel)))
 
 
 def train_variant(
@@ -637,8 +639,6 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
         out[key] = steps.run(key, lambda w, e=epsilon, t=train: train_dp_judge_step(t, config, w, e))
         data[config.labels][key] = out[key]["classifier"]
     main = data[config.labels]
-    if config.class_reference:
-        out["data/class-reference"] = steps.run("data/class-reference", lambda w: class_reference_step(config, w))
     judges = Judges(main["classifier"], main["train"])
     if config.independent_judge:
         judge_train = reference = main["train"]
@@ -653,10 +653,9 @@ def prepare_data(config: ExperimentConfig, outdir: Path, log: Callable[[str], No
     return steps, out, data, judges
 
 
-def class_reference_step(config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+def class_reference_step(config: ExperimentConfig, workdir: Path, workers: int = 1) -> dict[str, Any]:
     """`class_reference` fresh phantom images of the experiment's kind (its own draw, `class_reference_seed`),
     imported as the training split is: the real side of the class-mean figures."""
-    workers = min(2, os.cpu_count() or 1)  # nothing else runs yet: the step halves its time on two cores
     root = make_phantom(
         config, workdir, config.class_reference_seed, num_test=0, num_train=config.class_reference, workers=workers
     )
@@ -692,6 +691,114 @@ def judge_halves(train_zip: str, config: ExperimentConfig, workdir: Path) -> dic
     return dict(paths, sizes=sizes)
 
 
+def real_arm_options(config: ExperimentConfig) -> dict[str, DownstreamOptions]:
+    """{table: options} of every real-arm model the experiment trains on its training images: the downstream
+    protocol's ('downstream') and each panel member's but the protocol's own (which reuses the downstream table)."""
+    options = downstream_options(config)
+    members = [m for m in panel_members(config) if m != own_panel_member(config)] if config.panel else []
+    return {
+        "downstream": options,
+        **{m.name: dataclasses.replace(options, arch=m.arch, input_norm=m.input_norm) for m in members},
+    }
+
+
+def own_panel_member(config: ExperimentConfig) -> PanelMember | None:
+    """The panel member that is the downstream protocol's own classifier (its models are the downstream table's)."""
+    options = downstream_options(config)
+    return next(
+        (m for m in panel_members(config) if (m.arch, m.input_norm) == (options.arch, options.input_norm)), None
+    )
+
+
+def real_arms_step(train_zip: str, config: ExperimentConfig, workdir: Path) -> dict[str, Any]:
+    """Every real-arm model (`real_arm_options`) trained into a ModelMemo in `workdir`, from which the downstream
+    and panel steps take them."""
+    from spine.classifier.data import load_labelled_images
+    from spine.classifier.training import train_classifier
+    from spine.evaluation.model_memo import ModelMemo
+
+    real = load_labelled_images(train_zip)
+    memo = ModelMemo(workdir)
+    models = {}
+    for table, options in real_arm_options(config).items():
+        train_options = options.train_options(real.resolution)
+        models[table] = str(memo.put([real], train_options, train_classifier(real, train_options)))
+    return dict(memo=str(workdir), models=models)
+
+
+def ahead_steps(
+    steps: Steps,
+    config: ExperimentConfig,
+    data: dict[str, dict[str, str]],
+    judges: Judges,
+    log: Callable[[str], None],
+    workers: int = 1,
+) -> dict[str, Any]:
+    """The steps that no generator's images enter: the class-mean reference, the real-vs-real baseline of the set
+    metrics (its Inception features of the training images are cached for the generators' metrics) and the real
+    arms of the downstream table and panel. `workers`: processes for the class reference's phantom."""
+    out: dict[str, Any] = {}
+    main = data[config.labels]
+    if config.class_reference:
+        out["data/class-reference"] = steps.run(
+            "data/class-reference", lambda w: class_reference_step(config, w, workers)
+        )
+    if baseline_metric_names(config):
+        out["metrics/real-vs-real"] = steps.run(
+            "metrics/real-vs-real", lambda w: baseline_metrics(judges, main["test"], config, w, log)
+        )
+    out["real-arms"] = steps.run("real-arms", lambda w: real_arms_step(main["train"], config, w))
+    return out
+
+
+def _ahead_steps_on_one_thread(
+    config: ExperimentConfig, outdir: Path, data: dict[str, dict[str, str]], judges: Judges
+) -> None:
+    """`ahead_steps` in a process of its own, on one thread (the target of `train_beside_ahead_steps`)."""
+    import torch
+
+    torch.set_num_threads(1)
+    ahead_steps(Steps(outdir, _print_flushed), config, data, judges, _print_flushed)
+
+
+def _print_flushed(text: str) -> None:
+    print(text, flush=True)
+
+
+def train_beside_ahead_steps(
+    steps: Steps,
+    config: ExperimentConfig,
+    data: dict[str, dict[str, str]],
+    judges: Judges,
+    log: Callable[[str], None],
+    parallel: int,
+    public: str | None = None,
+) -> dict[str, Any]:
+    """`train_variants` and `ahead_steps`. A lone generator trains on one core fewer while a one-thread process runs
+    the ahead steps on the core it leaves: a 32x32 iteration keeps its second thread only partly busy (the demo's
+    generator: 9.4 against 7.5 s/kimg, docs/PERFORMANCE.md), and the ahead steps then cost no wall time after the
+    training. Several generators keep the cores busy: the ahead steps then run first, on every core."""
+    if len(config.variants) > 1 or (os.cpu_count() or 1) < 2:
+        ahead = ahead_steps(steps, config, data, judges, log, workers=min(2, os.cpu_count() or 1))
+        return {**ahead, **train_variants(steps, config, data, log, parallel, public)}
+    import multiprocessing
+
+    process = multiprocessing.get_context("spawn").Process(
+        target=_ahead_steps_on_one_thread, args=(config, steps.outdir, data, judges), name="ahead-steps"
+    )
+    process.start()
+    try:
+        trained = train_variants(steps, config, data, log, parallel, public, reserved=1)
+        process.join()
+    finally:
+        if process.is_alive():  # the training failed or was interrupted: the steps beside it stop too
+            process.terminate()
+            process.join()
+    if process.exitcode != 0:
+        raise RuntimeError(f"the steps beside the training failed (exit code {process.exitcode}); see the log above")
+    return {**ahead_steps(steps, config, data, judges, log), **trained}  # read back from their markers
+
+
 def run_experiment(
     config: ExperimentConfig, outdir: str | Path, log: Callable[[str], None] = print, parallel: int = 1
 ) -> dict[str, Any]:
@@ -715,7 +822,8 @@ def run_experiment(
     if any(trains_on_public_data(v) or v.needs_public_reals for v in config.variants):
         data[config.labels]["public"] = public_dataset(steps, config)
     start = public_start(steps, config, log)
-    out.update(train_variants(steps, config, data, log, parallel, start))
+    out.update(train_beside_ahead_steps(steps, config, data, judges, log, parallel, start))
+    memo = ModelMemo(out["real-arms"]["memo"])
     for variant in config.variants:
         name, mode = variant.name, config.mode_of(variant.name)
         train_zip, classifier = data[mode]["train"], data[mode]["classifier"]
@@ -739,11 +847,6 @@ def run_experiment(
                 f"privacy/{name}",
                 lambda w: privacy_step(trained["snapshot"], train_zip, data[mode]["test"], classifier, config, w),
             )
-    if baseline_metric_names(config):
-        test_zip = data[config.labels]["test"]
-        out["metrics/real-vs-real"] = steps.run(
-            "metrics/real-vs-real", lambda w: baseline_metrics(judges, test_zip, config, w, log)
-        )
     for pool in config.pools:
         datasets = synthetic[config.mode_of(pool.name)]  # the pool becomes one of its mode's synthetic arms
         out[f"pool/{pool.name}"] = steps.run(f"pool/{pool.name}", lambda w: pool_step(pool, datasets, w))
@@ -764,7 +867,7 @@ def run_experiment(
         out[key] = steps.run(
             key,
             lambda w: _downstream(
-                data[mode]["train"], synthetic[mode], data[mode]["test"], w, options, pooled, parallel
+                data[mode]["train"], synthetic[mode], data[mode]["test"], w, options, pooled, parallel, memo
             ),
         )
     main = data[config.labels]
@@ -776,7 +879,14 @@ def run_experiment(
         out["panel"] = steps.run(
             "panel",
             lambda w: panel_step(
-                main["train"], synthetic[config.labels], main["test"], out["downstream"]["json"], config, w, parallel
+                main["train"],
+                synthetic[config.labels],
+                main["test"],
+                out["downstream"]["json"],
+                config,
+                w,
+                parallel,
+                memo,
             ),
             keep_partial=True,  # finished members are kept (`train_panel` skips them)
         )
@@ -796,11 +906,13 @@ def train_variants(
     log: Callable[[str], None],
     parallel: int,
     public: str | None = None,
+    reserved: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """{'train/<name>': outputs} of every variant, `parallel` trainings at a time (each resumes its checkpoint), the
     longest (`training_cost`) first: a long one started last would train alone while the other cores idle. `public`:
-    the public start of the --dp=1 variants of the abnormality labels (`public_start`)."""
-    env = training_env(min(parallel, len(config.variants)))  # a lone training keeps every core
+    the public start of the --dp=1 variants of the abnormality labels (`public_start`); `reserved`: cores left to
+    work beside the trainings."""
+    env = training_env(min(parallel, len(config.variants)), reserved)  # a lone training keeps every core but those
 
     def train(variant: Variant) -> tuple[str, dict[str, Any]]:
         label_mode = config.mode_of(variant.name)
@@ -866,11 +978,13 @@ def _downstream(
     options: DownstreamOptions,
     pools: list[str],
     parallel: int = 1,
+    memo: ModelMemo | None = None,
 ) -> dict[str, Any]:
-    """The downstream table (`parallel` models at a time); pooled arms train a synthetic-only model only."""
+    """The downstream table (`parallel` models at a time, those `memo` keeps taken from it); pooled arms train a
+    synthetic-only model only."""
     from spine.evaluation.downstream import run_downstream
 
-    results = run_downstream(train_zip, synthetic, test_zip, str(workdir), options, pools, parallel)
+    results = run_downstream(train_zip, synthetic, test_zip, str(workdir), options, pools, parallel, memo)
     return dict(
         json=str(workdir / "downstream.json"),
         markdown=str(workdir / "downstream.md"),
@@ -891,15 +1005,16 @@ def panel_step(
     config: ExperimentConfig,
     workdir: Path,
     parallel: int = 1,
+    memo: ModelMemo | None = None,
 ) -> dict[str, Any]:
     """The evaluator panel on the experiment's label mode: every member but the downstream protocol's own trains on
-    the real and each synthetic set (synthetic-only arms), `parallel` models at a time; the protocol's member reuses
-    the downstream models."""
+    the real and each synthetic set (synthetic-only arms), `parallel` models at a time (those `memo` keeps taken from
+    it); the protocol's member reuses the downstream models."""
     from spine.evaluation.panel import score_panel, train_panel, write_panel
 
     options = downstream_options(config)
     members = panel_members(config)
-    own = next((m for m in members if (m.arch, m.input_norm) == (options.arch, options.input_norm)), None)
+    own = own_panel_member(config)
     variants = panel_variants(config, config.labels)
     scored = {generator for generators in variants.values() for generator in generators}
     synthetic = {name: path for name, path in synthetic.items() if name in scored}
@@ -912,6 +1027,7 @@ def panel_step(
         options,
         without_mixed=set(synthetic),
         workers=parallel,
+        memo=memo,
     )
     folders = {m.name: str(Path(downstream_json).parent if m == own else workdir / m.folder) for m in members}
     panel = score_panel(folders, test_zip, variants, options.n_resamples, options.seed)

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import PIL.Image
 import pytest
+import torch
 
 from spine.classifier.artifact import load_classifier
 from spine.evaluation import downstream
@@ -124,6 +125,29 @@ def test_models_trained_in_worker_processes_equal_those_trained_in_this_one(tmp_
         expected = predict_probabilities(model.net, model.spec, test.images)
         actual = predict_probabilities(apart[arm].net, apart[arm].spec, test.images)
         torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6)
+
+
+def test_a_model_the_memo_keeps_is_taken_from_it_and_the_lone_model_left_trains_here(tmp_path, monkeypatch):
+    from spine.classifier.data import load_labelled_images
+    from spine.evaluation.model_memo import ModelMemo
+
+    real = write_dataset(str(tmp_path / "real"), 20, seed=1)
+    fake = write_dataset(str(tmp_path / "fake"), 20, seed=2, shift=2)
+    images = load_labelled_images(real)
+    train_options = OPTIONS.train_options(images.resolution)
+    memo = ModelMemo(tmp_path / "memo")
+    kept = downstream.train_classifier(images, train_options)
+    memo.put([images], train_options, kept)
+    trained = []
+    real_train_on = downstream._train_on
+    monkeypatch.setattr(downstream, "_train_on", lambda paths, *a: trained.append(paths) or real_train_on(paths, *a))
+    monkeypatch.setattr(downstream, "_train_in_processes", lambda *a: pytest.fail("a lone model left went to a worker"))
+    models = downstream.train_arms(real, {"gan": fake}, OPTIONS, without_mixed=["gan"], workers=2, memo=memo)
+    assert trained == [(fake,)]  # only the synthetic arm trained, in this process
+    assert list(models) == [Arm("real"), Arm("synthetic", "gan")]
+    assert models[Arm("real")].provenance == kept.provenance
+    for key, value in kept.net.state_dict().items():
+        assert torch.equal(models[Arm("real")].net.state_dict()[key], value), key
 
 
 def test_every_arm_uses_the_protocols_input_norm(tmp_path):

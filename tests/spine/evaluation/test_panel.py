@@ -10,6 +10,7 @@ from test_downstream import write_dataset
 from spine.evaluation import panel as panel_mod
 from spine.evaluation.arms import REAL
 from spine.evaluation.downstream import DownstreamOptions, skill_ratio
+from spine.evaluation.model_memo import ModelMemo
 from spine.scoring import hierarchical_values, percentile_interval, roc_auc
 
 
@@ -168,9 +169,10 @@ def test_options_reach_every_member(tmp_path, monkeypatch):
     monkeypatch.setattr(
         panel_mod,
         "run_downstream",
-        lambda real, syn, test, out, options, without, workers: seen.append((out, options, workers)) or {},
+        lambda real, syn, test, out, options, without, workers, memo: seen.append((out, options, workers, memo)) or {},
     )
     options = DownstreamOptions(epochs=3, seed=9)
-    panel_mod.train_panel("r", {"g": "s"}, "t", str(tmp_path), panel_mod.FULL_PANEL, options, workers=2)
-    assert [(o.arch, o.input_norm) for _, o, _ in seen] == [(m.arch, m.input_norm) for m in panel_mod.FULL_PANEL]
-    assert all(o.epochs == 3 and o.seed == 9 and workers == 2 for _, o, workers in seen)
+    memo = ModelMemo(tmp_path / "memo")
+    panel_mod.train_panel("r", {"g": "s"}, "t", str(tmp_path), panel_mod.FULL_PANEL, options, workers=2, memo=memo)
+    assert [(o.arch, o.input_norm) for _, o, _, _ in seen] == [(m.arch, m.input_norm) for m in panel_mod.FULL_PANEL]
+    assert all(o.epochs == 3 and o.seed == 9 and workers == 2 and kept is memo for _, o, workers, kept in seen)

@@ -3,8 +3,10 @@ checked."""
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import threading
+import time
 
 import pytest
 import torch
@@ -124,6 +126,7 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
         "metrics--spinegan.json",
         "phantom.json",
         "provenance.json",
+        "real-arms.json",
         "synthesize--plain.json",
         "synthesize--spinegan.json",
         "train--plain.json",
@@ -136,7 +139,7 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
     logged = []
     out = experiment.run_experiment(TINY, tmp_path, log=logged.append)
     assert calls == ["plain", "spinegan"]
-    assert sum("done earlier" in line for line in logged) == 12  # the 12 markers above, provenance included
+    assert sum("done earlier" in line for line in logged) == 13  # the 13 markers above, provenance included
     assert set(out["downstream"]["aucs"]) == {
         "real",
         "synthetic-plain",
@@ -372,6 +375,63 @@ def test_generators_train_in_parallel_sharing_the_cores(tmp_path, monkeypatch):
     assert experiment.training_env(2) is None  # the user's thread count is kept
     with pytest.raises(ValueError, match="parallel"):
         experiment.run_experiment(TINY, tmp_path, parallel=0)
+
+
+def test_a_lone_generator_trains_on_a_core_fewer_beside_the_steps_no_generator_enters(tmp_path, monkeypatch):
+    """The ahead steps (class reference, real-vs-real metrics, real arms) run in a process of their own while the lone
+    generator trains on the cores left; the downstream table and the panel take their real arms from its models."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    fake, envs = fake_train_variant([]), []
+
+    def train(*args):
+        marker = tmp_path / "steps" / "real-arms.json"  # the last ahead step
+        deadline = time.time() + 300
+        while not marker.is_file():
+            assert time.time() < deadline, "the ahead steps did not finish while the generator trained"
+            time.sleep(0.1)
+        envs.append(args[6])
+        return fake(*args)
+
+    monkeypatch.setattr(experiment, "train_variant", train)
+    config = dataclasses.replace(
+        TINY,
+        variants=(Variant("spinegan", 0.1),),
+        metrics=("pr63_spine", "label_fidelity8"),
+        class_reference=30,
+        panel=("small_cnn:dataset", "patch_cnn:blurred_image"),
+    )
+    out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
+    assert [env["OMP_NUM_THREADS"] for env in envs] == ["1"]
+    assert {"data/class-reference", "metrics/real-vs-real"} <= set(out)
+    kept = out["real-arms"]["models"]
+    assert set(kept) == {"downstream", "patch_cnn:blurred_image"}  # small_cnn:dataset is the protocol's own
+    used = {
+        "downstream": tmp_path / "downstream" / "classifier-real.pkl",
+        "patch_cnn:blurred_image": next((tmp_path / "panel").glob("*/classifier-real.pkl")),
+    }
+    for table, path in used.items():
+        expected, actual = load_classifier(kept[table]).state_dict(), load_classifier(path).state_dict()
+        assert all(torch.equal(actual[key], value) for key, value in expected.items()), table
+
+
+def test_the_steps_beside_a_training_report_their_failure_and_stop_with_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    lone = dataclasses.replace(TINY, variants=(Variant("plain"),))
+    missing = str(tmp_path / "missing.zip")
+    data = {"abnormality": dict(train=missing, test=missing, classifier="c.pkl")}
+    judges = experiment.Judges("c.pkl", missing)
+    monkeypatch.setattr(experiment, "train_variant", lambda *args: dict(snapshot="x.pkl"))
+    with pytest.raises(RuntimeError, match="steps beside the training failed"):
+        experiment.train_beside_ahead_steps(Steps(tmp_path / "a"), lone, data, judges, lambda _text: None, 2)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "train_variant", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.train_beside_ahead_steps(Steps(tmp_path / "b"), lone, data, judges, lambda _text: None, 2)
+    assert multiprocessing.active_children() == []  # the ahead steps' process stopped with the training
 
 
 def fake_train_any_labels(calls):
