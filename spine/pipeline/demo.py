@@ -270,7 +270,7 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
 # the private critic's 60 kimg then DP-SGD's 30, each at 1.7 plain kimg, and 60 + 60 plain), metrics and audits 8,
 # the pools' own set metrics 3 (500 images through Inception per arm), downstream 3, the full panel on five training
 # sets 23 (measured loaded: RESULTS T4, Z)
-MINUTES = {"demo": 19, "benchmark": 105, "dp": 70}
+MINUTES = {"demo": 17, "benchmark": 105, "dp": 70}
 
 
 def _ci(interval: list[float] | None) -> str:
@@ -478,13 +478,15 @@ def headline_numbers(out: dict[str, Any], config: ExperimentConfig) -> list[str]
 # --parallel: the benchmark's generators train two at a time, one thread each (more kimg per hour on 2 cores
 # than one two-thread run: 5.0-5.9 s/kimg together against 8.2-8.6, docs/PERFORMANCE.md), and so do both modes'
 # downstream and panel classifiers (spine.evaluation.downstream.train_arms: a DenseNet-121 1.44x the models per
-# minute); the demo's lone generator keeps both threads.
+# minute); the demo's lone generator trains on one thread beside the steps no generator enters (the real arms, the
+# real-vs-real metrics, the class reference: spine.pipeline.experiment.train_beside_ahead_steps).
 @click.option(
     "--parallel",
     type=click.IntRange(min=1),
     default=2,
     show_default=True,
-    help="Generators and downstream classifiers trained at a time, one thread each (a lone generator keeps every core)",
+    help="Generators and downstream classifiers trained at a time, one thread each (a lone generator: every core "
+    "but one, which runs the steps beside it)",
 )
 @click.option(
     "--seed",

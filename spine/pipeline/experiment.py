@@ -45,7 +45,7 @@ from spine.pipeline.config import (
     load_config,
     panel_members,
 )
-from spine.pipeline.steps import REPO_ROOT, Steps, code_version, run_logged
+from spine.pipeline.steps import REPO_ROOT, Steps, code_version, log_tail, run_logged
 from spine.scoring import save_json
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -733,10 +733,12 @@ def ahead_steps(
     judges: Judges,
     log: Callable[[str], None],
     workers: int = 1,
+    real_arms: bool = True,
 ) -> dict[str, Any]:
     """The steps that no generator's images enter: the class-mean reference, the real-vs-real baseline of the set
-    metrics (its Inception features of the training images are cached for the generators' metrics) and the real
-    arms of the downstream table and panel. `workers`: processes for the class reference's phantom."""
+    metrics (its Inception features of the training images are cached for the generators' metrics) and, with
+    `real_arms`, the real arms of the downstream table and panel. `workers`: processes for the class reference's
+    phantom."""
     out: dict[str, Any] = {}
     main = data[config.labels]
     if config.class_reference:
@@ -747,16 +749,21 @@ def ahead_steps(
         out["metrics/real-vs-real"] = steps.run(
             "metrics/real-vs-real", lambda w: baseline_metrics(judges, main["test"], config, w, log)
         )
-    out["real-arms"] = steps.run("real-arms", lambda w: real_arms_step(main["train"], config, w))
+    if real_arms:
+        out["real-arms"] = steps.run("real-arms", lambda w: real_arms_step(main["train"], config, w))
     return out
 
 
 def _ahead_steps_on_one_thread(
-    config: ExperimentConfig, outdir: Path, data: dict[str, dict[str, str]], judges: Judges
+    config: ExperimentConfig, outdir: Path, data: dict[str, dict[str, str]], judges: Judges, log_path: Path
 ) -> None:
-    """`ahead_steps` in a process of its own, on one thread (the target of `train_beside_ahead_steps`)."""
+    """`ahead_steps` in a process of its own, on one thread, everything it prints to `log_path` (beside the
+    training's tick lines, its progress bars would break them)."""
     import torch
 
+    with open(log_path, "a") as log_file:
+        os.dup2(log_file.fileno(), sys.stdout.fileno())
+        os.dup2(log_file.fileno(), sys.stderr.fileno())
     torch.set_num_threads(1)
     ahead_steps(Steps(outdir, _print_flushed), config, data, judges, _print_flushed)
 
@@ -775,16 +782,20 @@ def train_beside_ahead_steps(
     public: str | None = None,
 ) -> dict[str, Any]:
     """`train_variants` and `ahead_steps`. A lone generator trains on one core fewer while a one-thread process runs
-    the ahead steps on the core it leaves: a 32x32 iteration keeps its second thread only partly busy (the demo's
-    generator: 9.4 against 7.5 s/kimg, docs/PERFORMANCE.md), and the ahead steps then cost no wall time after the
-    training. Several generators keep the cores busy: the ahead steps then run first, on every core."""
+    the ahead steps on the core it leaves (its log: <outdir>/ahead-steps.log): a 32x32 iteration keeps its second
+    thread only partly busy (the demo's generator: 9.4 against 7.5 s/kimg, docs/PERFORMANCE.md), and the ahead
+    steps then cost no wall time after the training. Several generators keep the cores busy: the ahead steps then
+    run first, on every core, but for the real arms, which the downstream and panel steps train beside their other
+    models (`parallel` at a time, one thread each: more models per minute than one model on two threads)."""
     if len(config.variants) > 1 or (os.cpu_count() or 1) < 2:
-        ahead = ahead_steps(steps, config, data, judges, log, workers=min(2, os.cpu_count() or 1))
+        ahead = ahead_steps(steps, config, data, judges, log, workers=min(2, os.cpu_count() or 1), real_arms=False)
         return {**ahead, **train_variants(steps, config, data, log, parallel, public)}
     import multiprocessing
 
+    log_path = steps.outdir / "ahead-steps.log"
+    log(f"[ahead steps] the steps no generator enters run beside the training, one thread (log: {log_path})")
     process = multiprocessing.get_context("spawn").Process(
-        target=_ahead_steps_on_one_thread, args=(config, steps.outdir, data, judges), name="ahead-steps"
+        target=_ahead_steps_on_one_thread, args=(config, steps.outdir, data, judges, log_path), name="ahead-steps"
     )
     process.start()
     try:
@@ -795,7 +806,10 @@ def train_beside_ahead_steps(
             process.terminate()
             process.join()
     if process.exitcode != 0:
-        raise RuntimeError(f"the steps beside the training failed (exit code {process.exitcode}); see the log above")
+        raise RuntimeError(
+            f"the steps beside the training failed (exit code {process.exitcode}); see {log_path}. Last lines:\n"
+            + log_tail(log_path)
+        )
     return {**ahead_steps(steps, config, data, judges, log), **trained}  # read back from their markers
 
 
@@ -823,7 +837,7 @@ def run_experiment(
         data[config.labels]["public"] = public_dataset(steps, config)
     start = public_start(steps, config, log)
     out.update(train_beside_ahead_steps(steps, config, data, judges, log, parallel, start))
-    memo = ModelMemo(out["real-arms"]["memo"])
+    memo = ModelMemo(out["real-arms"]["memo"]) if "real-arms" in out else None
     for variant in config.variants:
         name, mode = variant.name, config.mode_of(variant.name)
         train_zip, classifier = data[mode]["train"], data[mode]["classifier"]

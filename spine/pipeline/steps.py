@@ -91,5 +91,9 @@ def run_logged(
                 log(line.rstrip())
         code = process.wait()
     if code != 0:
-        tail = "".join(Path(log_path).read_text().splitlines(keepends=True)[-15:])
-        raise RuntimeError(f"{cmd[1]} failed with exit code {code}; see {log_path}. Last lines:\n{tail}")
+        raise RuntimeError(f"{cmd[1]} failed with exit code {code}; see {log_path}. Last lines:\n{log_tail(log_path)}")
+
+
+def log_tail(log_path: Path, lines: int = 15) -> str:
+    """The last `lines` lines of a log (what a failure message quotes)."""
+    return "".join(Path(log_path).read_text().splitlines(keepends=True)[-lines:])

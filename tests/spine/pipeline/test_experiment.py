@@ -126,7 +126,6 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
         "metrics--spinegan.json",
         "phantom.json",
         "provenance.json",
-        "real-arms.json",
         "synthesize--plain.json",
         "synthesize--spinegan.json",
         "train--plain.json",
@@ -139,7 +138,7 @@ def test_interrupted_experiment_continues_where_it_stopped(tmp_path, monkeypatch
     logged = []
     out = experiment.run_experiment(TINY, tmp_path, log=logged.append)
     assert calls == ["plain", "spinegan"]
-    assert sum("done earlier" in line for line in logged) == 13  # the 13 markers above, provenance included
+    assert sum("done earlier" in line for line in logged) == 12  # the 12 markers above, provenance included
     assert set(out["downstream"]["aucs"]) == {
         "real",
         "synthetic-plain",
@@ -422,8 +421,10 @@ def test_the_steps_beside_a_training_report_their_failure_and_stop_with_it(tmp_p
     data = {"abnormality": dict(train=missing, test=missing, classifier="c.pkl")}
     judges = experiment.Judges("c.pkl", missing)
     monkeypatch.setattr(experiment, "train_variant", lambda *args: dict(snapshot="x.pkl"))
-    with pytest.raises(RuntimeError, match="steps beside the training failed"):
+    with pytest.raises(RuntimeError, match="steps beside the training failed") as failed:
         experiment.train_beside_ahead_steps(Steps(tmp_path / "a"), lone, data, judges, lambda _text: None, 2)
+    assert str(tmp_path / "a" / "ahead-steps.log") in str(failed.value)
+    assert "missing.zip" in str(failed.value).split("Last lines:")[1]  # the log's tail names what failed
 
     def interrupted(*args):
         raise KeyboardInterrupt
