@@ -11,7 +11,7 @@ interruption and finished steps are skipped. Every step's time is logged and lis
 Modes:
   demo       (default) one generator (SpineGAN), 70 kimg at 32x32 on a magnified phantom with lesions drawn three
              times as large, G matching the class means and drawn as it renders; scored by an evaluator panel of
-             three classifiers: about 19 minutes on an idle 2-core machine with bf16 (docs/PERFORMANCE.md). The
+             three classifiers: about 17 minutes on an idle 2-core machine with bf16 (docs/PERFORMANCE.md). The
              headline gives the panel's lowest skill ratio (AUC_syn - 0.5) / (AUC_real - 0.5) with its paired
              interval.
   benchmark  the paper's comparison on twice the phantom images, 32x32: SpineGAN with three training seeds, 120
@@ -262,7 +262,8 @@ def mode_config(mode: str, seed: int) -> ExperimentConfig:
     return config
 
 
-# On an idle 2-core machine: the demo measured on this project's 2-core AMD EPYC with bf16 (docs/PERFORMANCE.md);
+# On an idle 2-core machine: the demo measured on this project's 2-core Intel Xeon with AMX (17 min 19 s, 2026-12-08,
+# the steps no generator enters beside its training; docs/PERFORMANCE.md);
 # the benchmark estimated from the parts of section P's whole run on the same machine (generators 12.0 s/kimg each,
 # two at a time, 120 kimg: 48 minutes; 112 s of metrics and audits per generator; the panel scaled to its training
 # sets), then measured at 101.5 minutes (docs/RESULTS.md Q: the generators ran 10.4-10.9 s/kimg); the DP mode
