@@ -58,21 +58,35 @@ class SynthesisPlan:
     sources: list[int]
 
     @staticmethod
-    def from_counts(counts: Sequence[int], first_seed: int, num_sources: int = 1) -> SynthesisPlan:
-        """counts[k] images of class k, class by class; seeds first_seed, first_seed + 1, ... (all distinct); image j
-        of each class from snapshot j mod num_sources, so every snapshot draws each class's share."""
+    def from_counts(counts: Sequence[int], first_seed: int, num_sources: int = 1, twins: bool = False) -> SynthesisPlan:
+        """counts[k] images of class k, class by class; seeds first_seed, first_seed + 1, ... (all distinct), or with
+        `twins` (equal counts) the same seeds in every class: image j of each class renders latent first_seed + j, so
+        a latent's renderings differ by their class alone; image j of each class from snapshot j mod num_sources, so
+        every snapshot draws each class's share."""
         if any(n < 0 for n in counts) or sum(counts) == 0:
             raise ValueError(f"class counts must be non-negative with at least one image, got {list(counts)}")
+        if twins and len(set(counts)) != 1:
+            raise ValueError(f"--twins: every class needs the same number of images, got {list(counts)}")
         classes = [k for k, n in enumerate(counts) for _ in range(n)]
-        if first_seed < 0 or first_seed + len(classes) - 1 > MAX_SEED:
+        seeds = (
+            [first_seed + j for n in counts for j in range(n)]
+            if twins
+            else list(range(first_seed, first_seed + len(classes)))
+        )
+        if first_seed < 0 or max(seeds) > MAX_SEED:
             raise ValueError(
-                f"--seed={first_seed}: the {len(classes)} images need seeds up to "
-                f"{first_seed + len(classes) - 1}, but seeds are 0..{MAX_SEED}"
+                f"--seed={first_seed}: the {len(classes)} images need seeds up to {max(seeds)}, but seeds are "
+                f"0..{MAX_SEED}"
             )
         if num_sources < 1:
             raise ValueError(f"expected at least one snapshot, got {num_sources}")
         sources = [j % num_sources for n in counts for j in range(n)]
-        return SynthesisPlan(classes, list(range(first_seed, first_seed + len(classes))), sources)
+        return SynthesisPlan(classes, seeds, sources)
+
+    @property
+    def twins(self) -> bool:
+        """Whether latents repeat across classes (see `from_counts`)."""
+        return len(set(self.seeds)) < len(self.seeds)
 
 
 def class_counts(num_classes: int, per_class: int | None, class_mix: Sequence[int] | None) -> list[int]:
@@ -194,10 +208,19 @@ def dataset_json(
     provenance: dict[str, Any],
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    """dataset.json: official labels plus the spinegan block, marked synthetic, with each image's seed."""
+    """dataset.json: official labels plus the spinegan block, marked synthetic, with each image's seed. A latent is a
+    study: twins (one latent rendered in several classes) share their study id, so that a classifier's study-level
+    validation split keeps them on one side, and differ in their image ids."""
     counts = {name: plan.classes.count(k) for k, name in enumerate(class_names)}
     images = [
-        dict(file=f, image_id=f"synthetic-seed{s}", study_id=f"synthetic-seed{s}", split="train", seed=s, label=k)
+        dict(
+            file=f,
+            image_id=f"synthetic-seed{s}" + (f"-{class_names[k]}" if plan.twins else ""),
+            study_id=f"synthetic-seed{s}",
+            split="train",
+            seed=s,
+            label=k,
+        )
         for f, k, s in zip(fnames, plan.classes, plan.seeds)
     ]
     if max(plan.sources) > 0:  # a trajectory pool: which snapshot (index into the generator's `snapshots`) drew it
@@ -360,6 +383,12 @@ def _parse_mix(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.option("--per-class", type=click.IntRange(min=1), default=None, help="Images per class")
 @click.option("--class-mix", callback=_parse_mix, default=None, help="Images per class, e.g. 700,300")
 @click.option("--seed", type=dnnlib.SEED, default=0, show_default=True, help="Seed of the first image")
+@click.option(
+    "--twins",
+    is_flag=True,
+    help="Render each latent in every class (the same seeds in each; twins share a study id) [default: each image its "
+    "own latent]",
+)
 @click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi")
 @click.option(
     "--local-difference",
@@ -389,6 +418,7 @@ def main(
     per_class: int | None,
     class_mix: list[int] | None,
     seed: int,
+    twins: bool,
     truncation_psi: float,
     local_difference: float | None,
     noise_mode: str,
@@ -414,7 +444,7 @@ def main(
         raise UserError(f"--network: {exc}") from exc
     try:
         counts = class_counts(len(names), per_class, class_mix)
-        plan = SynthesisPlan.from_counts(counts, seed, len(generators))
+        plan = SynthesisPlan.from_counts(counts, seed, len(generators), twins)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     G = generators[0]
@@ -436,8 +466,8 @@ def main(
     )
     counts_text = ", ".join(f"{k} {v}" for k, v in meta["spinegan"]["class_counts"].items())
     click.echo(
-        f"Wrote {len(plan.seeds)} synthetic images to {dest} ({counts_text}); seeds {plan.seeds[0]}.."
-        f"{plan.seeds[-1]}"
+        f"Wrote {len(plan.seeds)} synthetic images to {dest} ({counts_text}); seeds {min(plan.seeds)}.."
+        f"{max(plan.seeds)}{' in every class (twins)' if plan.twins else ''}"
         + (f"; from {len(generators)} snapshots in turn" if len(generators) > 1 else "")
         + (f"; DICOM in {dicom_dir}" if dicom_dir else "")
     )

@@ -117,6 +117,9 @@ class ExperimentConfig:
     # (drawn per image, seeded per batch), which a generator trained with --class-mean-match needs: it carries part of
     # its images' spread in the noise inputs, so a fixed pattern shifts every image alike (docs/RESULTS.md AH)
     synth_noise_mode: str = "const"
+    # Each latent rendered in every class (twins sharing a study id, spine.evaluation.synthesize): the set's class
+    # difference is then G's own, without the sampling noise of independent poses (docs/RESULTS.md AK)
+    synth_twins: bool = False
     # Each generator's images drawn in equal shares from its last `synth_snapshots` snapshots (every `snap` ticks): a
     # trajectory pool (spine.evaluation.synthesize); 1 = the final snapshot alone. Under DP the account at the end of
     # a run covers every snapshot of it. The metrics and the privacy audit read the final snapshot; with several,

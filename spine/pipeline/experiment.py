@@ -327,7 +327,7 @@ def synthesize_variant(
         snapshots, torch.device("cpu"), local, config.synth_trunc, config.synth_noise_mode
     )
     counts = [config.synth_per_class] * len(class_names)
-    plan = synthesize.SynthesisPlan.from_counts(counts, first_seed=config.seed, num_sources=len(generators))
+    plan = synthesize.SynthesisPlan.from_counts(counts, config.seed, len(generators), config.synth_twins)
     dest = workdir / "synthetic.zip"
     synthesize.write_synthetic_dataset(
         generators,
@@ -341,6 +341,7 @@ def synthesize_variant(
             seed=config.seed,
             local_difference=config.synth_local_difference,
             noise_mode=config.synth_noise_mode,
+            twins=config.synth_twins,
         ),
         truncation_psi=config.synth_trunc,
         noise_mode=config.synth_noise_mode,

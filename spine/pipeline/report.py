@@ -493,6 +493,12 @@ def model_card(config: dict[str, Any], steps: dict[str, dict]) -> str:
             f"abnormal minus as normal; spine.evaluation.local_difference), so that the classes differ where lesions "
             f"are, not image-wide; normal images are drawn as they are."
         )
+    if config.get("synth_twins"):
+        items.append(
+            "<b>Synthesis</b>: twins: each latent is rendered once in every class (the same seeds in each), so a "
+            "normal image and its abnormal twin differ by their class alone; twins share a study id, so a "
+            "classifier's study-level validation split keeps them together."
+        )
     items += [
         f"<b>Pooled arm {html.escape(pool['name'])}</b>: no generator of its own; the synthetic images of "
         f"{html.escape(', '.join(pool['members']))} together, as one downstream training set."

@@ -228,6 +228,39 @@ def test_a_plan_shares_each_class_among_the_snapshots_in_turn():
     assert synthesize.SynthesisPlan.from_counts([2, 2], first_seed=0).sources == [0, 0, 0, 0]
 
 
+def test_a_twin_plan_draws_the_same_latents_in_every_class():
+    plan = synthesize.SynthesisPlan.from_counts([3, 3], first_seed=7, num_sources=2, twins=True)
+    assert plan.classes == [0, 0, 0, 1, 1, 1] and plan.seeds == [7, 8, 9, 7, 8, 9] and plan.twins
+    assert plan.sources == [0, 1, 0, 0, 1, 0]  # a twin pair comes from one snapshot
+    assert not synthesize.SynthesisPlan.from_counts([3, 3], first_seed=7).twins
+    with pytest.raises(ValueError, match=r"--twins: every class needs the same number of images, got \[3, 2\]"):
+        synthesize.SynthesisPlan.from_counts([3, 2], first_seed=7, twins=True)
+    last = synthesize.MAX_SEED - 2  # three seeds per class fit below the largest seed, as twins
+    assert max(synthesize.SynthesisPlan.from_counts([3, 3], first_seed=last, twins=True).seeds) == synthesize.MAX_SEED
+
+
+def test_twins_differ_by_their_class_alone_and_share_a_study(tmp_path, snapshot):
+    path, G = snapshot
+    dest = str(tmp_path / "twins.zip")
+    args = ["--network", path, "--dest", dest, "--per-class", "3", "--seed", "5", "--twins", "--device", "cpu"]
+    result = CliRunner().invoke(synthesize.main, args)
+    assert result.exit_code == 0, result.output
+    assert "seeds 5..7 in every class (twins)" in result.output
+    dataset = ImageFolderDataset(dest, use_labels=True)
+    images = dataset.metadata["images"]
+    assert [(e["seed"], e["label"]) for e in images] == [(5, 0), (6, 0), (7, 0), (5, 1), (6, 1), (7, 1)]
+    assert [e["study_id"] for e in images[:3]] == [e["study_id"] for e in images[3:]]
+    assert len({e["image_id"] for e in images}) == 6 and images[3]["image_id"] == "synthetic-seed5-abnormal"
+    z = torch.from_numpy(seed_latents([5], G.z_dim)).float().repeat(2, 1)
+    with torch.no_grad():
+        expected = (G(z, torch.eye(2), noise_mode="const") * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(dataset[0][0], expected[0])
+    np.testing.assert_array_equal(dataset[3][0], expected[1])
+    mixed_args = ["--network", path, "--dest", str(tmp_path / "m.zip"), "--class-mix", "3,2", "--twins"]
+    mixed = CliRunner().invoke(synthesize.main, [*mixed_args, "--device", "cpu"])
+    assert mixed.exit_code == 1 and "--twins: every class needs the same number of images" in mixed.output
+
+
 def test_several_snapshots_draw_each_image_from_its_own(tmp_path, snapshot):
     """A trajectory pool: image j of a class is snapshot j mod k's output for its seed, recorded in dataset.json."""
     first, G0 = snapshot

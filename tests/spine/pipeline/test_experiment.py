@@ -557,10 +557,12 @@ def test_fidelity_metrics_and_a_half_trained_judge_end_to_end(tmp_path, monkeypa
         judge_half=True,
         class_reference=30,
         synth_noise_mode="random",
+        synth_twins=True,
     )
     out = experiment.run_experiment(config, tmp_path, log=lambda _text: None)
     synthetic = ImageFolderDataset(str(tmp_path / "synthesize" / "spinegan" / "synthetic.zip")).metadata
     assert synthetic["source"]["noise_mode"] == "random" and synthetic["generator"]["noise_mode"] == "random"
+    assert synthetic["source"]["twins"] and [e["seed"] for e in synthetic["images"]] == list(range(config.seed, 6)) * 2
     halves = out["data/judge-halves"]
     assert halves["sizes"]["a"] + halves["sizes"]["b"] == config.phantom_train
     judge = torch.load(out["judge"]["classifier"], weights_only=True)

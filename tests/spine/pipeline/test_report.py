@@ -288,6 +288,8 @@ def test_model_card_says_how_abnormal_images_were_drawn():
     local = ExperimentConfig(synth_local_difference=0.15).to_dict()
     assert "normal rendering plus the strongest 15% of the pixels" in report.model_card(local, {})
     assert "<b>Synthesis</b>" not in report.model_card(ExperimentConfig().to_dict(), {})
+    twins = ExperimentConfig(synth_twins=True).to_dict()
+    assert "<b>Synthesis</b>: twins: each latent is rendered once in every class" in report.model_card(twins, {})
 
 
 def test_metrics_are_listed_once_per_number_and_timings_in_pipeline_order_with_a_total():
