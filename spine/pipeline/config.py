@@ -224,6 +224,9 @@ class ExperimentConfig:
                 f"{where}.variants: need at least one variant, with distinct names without '/', got {names}"
             )
         self._check_pools(where)
+        for field in dataclasses.fields(self):  # a JSON "no" would read as true
+            if isinstance(field.default, bool) and not isinstance(getattr(self, field.name), bool):
+                raise ValueError(f"{where}.{field.name}: expected true or false, got {getattr(self, field.name)!r}")
         if self.resolution < 8 or self.resolution & (self.resolution - 1):
             raise ValueError(f"{where}.resolution: expected a power of two >= 8, got {self.resolution}")
         if self.kimg < 1 or self.synth_per_class < 2:

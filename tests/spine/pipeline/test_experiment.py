@@ -292,6 +292,7 @@ def test_a_shorter_variant_may_draw_from_fewer_snapshots_of_its_own():
         (dict(class_reference=100, source="/data/vindr"), "with source '/data/vindr'"),
         (dict(synth_local_difference=1.5), "config.synth_local_difference: expected a fraction in (0, 1]"),
         (dict(synth_noise_mode="fresh"), "config.synth_noise_mode: expected one of ['const', 'random', 'none']"),
+        (dict(synth_twins="no"), "config.synth_twins: expected true or false, got 'no'"),
         (dict(synth_snapshots=0), "config.synth_snapshots: expected 1 to 5 (snapshots every 5 ticks of"),
         (
             dict(kimg=20, snap=5, variants=[dict(name="a"), dict(name="b", kimg=10)], synth_snapshots=4),
