@@ -109,10 +109,12 @@ def main(experiment: str, kimg: int, arch: str, oversubscribed: bool, stall_limi
     with tempfile.TemporaryDirectory() as tmp:
 
         def pace(threads: int) -> float:
+            print(f"generator on {threads} thread(s), {kimg} kimg ...", flush=True)
             return generator_pace(train_command(root, tempfile.mkdtemp(dir=tmp), kimg), threads, stall_limit)
 
         rows.append(("generator, two threads, alone (baseline)", pace(2), None))
         rows.append(("generator, one thread, alone", pace(1), None))
+        print(f"{arch} alone, one thread, 60 s ...", flush=True)
         alone, _ = epochs_per_minute(data_path, arch, lambda: time.sleep(60))
         rows.append((f"{arch}, one thread, alone", None, alone))
         rate, result = epochs_per_minute(data_path, arch, lambda: pace(1))

@@ -716,7 +716,6 @@ def real_arms_step(train_zip: str, config: ExperimentConfig, workdir: Path) -> d
     and panel steps take them."""
     from spine.classifier.data import load_labelled_images
     from spine.classifier.training import train_classifier
-    from spine.evaluation.model_memo import ModelMemo
 
     real = load_labelled_images(train_zip)
     memo = ModelMemo(workdir)
