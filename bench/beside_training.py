@@ -104,7 +104,13 @@ def epochs_per_minute(data_path: str, arch: str, run: Callable[[], Any]) -> tupl
 @click.option("--stall-limit", type=click.FloatRange(min=10), default=120, show_default=True, help="Seconds")
 def main(experiment: str, kimg: int, arch: str, oversubscribed: bool, stall_limit: float) -> None:
     root = Path(experiment)
-    data_path = json.loads((root / "steps" / "data--train.json").read_text())["outputs"]["dataset"]
+    marker = root / "steps" / "data--train.json"
+    if not marker.is_file():
+        raise click.UsageError(
+            f"{experiment}: not an experiment folder that has imported its training images ({marker})"
+        )
+    train_command(root, "", kimg)  # refuses a folder without one finished train step before anything runs
+    data_path = json.loads(marker.read_text())["outputs"]["dataset"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
 
