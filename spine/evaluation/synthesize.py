@@ -212,10 +212,11 @@ def dataset_json(
     study: twins (one latent rendered in several classes) share their study id, so that a classifier's study-level
     validation split keeps them on one side, and differ in their image ids."""
     counts = {name: plan.classes.count(k) for k, name in enumerate(class_names)}
+    twins = plan.twins
     images = [
         dict(
             file=f,
-            image_id=f"synthetic-seed{s}" + (f"-{class_names[k]}" if plan.twins else ""),
+            image_id=f"synthetic-seed{s}" + (f"-{class_names[k]}" if twins else ""),
             study_id=f"synthetic-seed{s}",
             split="train",
             seed=s,
