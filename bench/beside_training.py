@@ -65,6 +65,8 @@ def generator_pace(command: list[str], threads: int, stall_limit: float) -> floa
 
 def train_epochs(data_path: str, arch: str, epochs_done: Any, stop: Any) -> None:
     """One-thread classifier training, one epoch a call, counting the epochs until `stop` is set."""
+    # Set before tqdm's import, which reads it: the classifier's progress bars would break up the table's log.
+    os.environ["TQDM_DISABLE"] = "1"
     import torch
 
     from spine.classifier.data import load_labelled_images
