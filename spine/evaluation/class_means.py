@@ -8,6 +8,7 @@ is a smooth blur, while a generator that draws few poses keeps sharp anatomy in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,31 @@ def labelled_dataset(dataset_path: str) -> tuple[ImageFolderDataset, list[str], 
     return dataset, list(names), labels
 
 
+def _class_means_of(
+    dataset: ImageFolderDataset, names: list[str], labels: np.ndarray, select: Callable[[np.ndarray], np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per-class mean image of the images `select` keeps of each class's indices (classes it empties are left out)."""
+    means = {}
+    for k, name in enumerate(names):
+        picks = select(np.flatnonzero(labels == k))
+        if len(picks):
+            means[name] = np.mean([dataset[int(i)][0].astype(np.float64).mean(axis=0) for i in picks], axis=0)
+    return means
+
+
 def class_means(dataset_path: str, max_images: int | None = 2000) -> dict[str, np.ndarray]:
     """Per-class mean image (float64, 0-255, [H, W], channels averaged) of the first `max_images` of each class
     (None: all)."""
     dataset, names, labels = labelled_dataset(dataset_path)
-    means = {}
-    for k, name in enumerate(names):
-        picks = np.flatnonzero(labels == k)[:max_images]
-        if len(picks):
-            means[name] = np.mean([dataset[int(i)][0].astype(np.float64).mean(axis=0) for i in picks], axis=0)
-    return means
+    return _class_means_of(dataset, names, labels, lambda picks: picks[:max_images])
+
+
+def half_class_means(dataset_path: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """class_means of two disjoint halves (each class's even- and odd-numbered images) and the first half's size."""
+    dataset, names, labels = labelled_dataset(dataset_path)
+    halves = [_class_means_of(dataset, names, labels, lambda picks, h=h: picks[h::2]) for h in (0, 1)]
+    first_size = sum((int(np.sum(labels == k)) + 1) // 2 for k in range(len(names)))
+    return halves[0], halves[1], first_size
 
 
 def difference_correlation(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]) -> float | None:
@@ -78,6 +94,21 @@ def reference_agreement(reference: dict[str, np.ndarray], means: dict[str, np.nd
 
 
 REFERENCE = "reference"  # the reference's key among saved means (sets are named by what they are, never this)
+# The reference's own sampling noise, as one of reference_figures' rows: one half of it read against the other. Every
+# r is read against a reference of finite size, so even a set drawn without noise from the population reads below 1
+# (reference_ceiling; RESULTS AL1: two 5,000-image references agree at r 0.78-0.90).
+REFERENCE_HALVES = "reference, one half against the other"
+
+
+def reference_ceiling(halves_r: float | None) -> float | None:
+    """The r a noise-free class difference would read against the whole reference, from its halves' r: the reference
+    correlates with the population's difference at sqrt(reliability), the whole reference's reliability being
+    2h / (1 + h) from its halves' h (Spearman-Brown). None where h is undefined or not positive."""
+    if halves_r is None or halves_r <= 0:
+        return None
+    return float(np.sqrt(2 * halves_r / (1 + halves_r)))
+
+
 _KEY_SEPARATOR = "//"
 
 
@@ -104,16 +135,20 @@ def reference_figures(
     reference_path: str, sets: dict[str, str], means_path: Path | None = None
 ) -> dict[str, dict[str, Any]]:
     """{set name: its image count and reference_agreement} of every labelled dataset in `sets` against the
-    reference's class means, each set's means over all of its images; with `means_path`, every class mean (the
-    reference's under REFERENCE) is also saved there (save_means)."""
+    reference's class means, each set's means over all of its images, and under REFERENCE_HALVES the reference's
+    first half against its second; with `means_path`, every set's class means (the reference's under REFERENCE) are
+    also saved there (save_means)."""
     reference = class_means(reference_path, None)
     means = {name: class_means(path, None) for name, path in sets.items()}
     if means_path is not None:
         save_means(means_path, {REFERENCE: reference, **means})
-    return {
+    figures = {
         name: dict(images=len(ImageFolderDataset(path, use_labels=True)), **reference_agreement(reference, means[name]))
         for name, path in sets.items()
     }
+    first, second, size = half_class_means(reference_path)
+    figures[REFERENCE_HALVES] = dict(images=size, **reference_agreement(first, second))
+    return figures
 
 
 def markdown_table(figures: dict[str, dict[str, Any]]) -> str:

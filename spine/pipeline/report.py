@@ -33,11 +33,13 @@ import dnnlib
 from spine.data.preview import tile
 from spine.evaluation.class_means import (
     REFERENCE,
+    REFERENCE_HALVES,
     class_means,
     difference_correlation,
     labelled_dataset,
     load_means,
     plot_class_means,
+    reference_ceiling,
     save_figure,
 )
 from spine.evaluation.downstream import exaggerated_arms, ratio_texts
@@ -721,12 +723,21 @@ def class_means_section(
     if name in figures:
         ours, train, test = figures[name], figures["real training images"], figures["real test images"]
         reference = steps["data/class-reference"]
+        halves = figures.get(REFERENCE_HALVES)  # absent in runs made before it was measured
+        ceiling = (
+            ""
+            if halves is None
+            else f"; two halves of the population's images against each other: {_fmt(halves['r'], 2)}, so a "
+            f"generator drawing the population's class difference exactly would read about "
+            f"{_fmt(reference_ceiling(halves['r']), 2)} against the whole"
+        )
         text = (
             f"Per-class mean images of {reference['images']:,} fresh phantom images of this kind (draw "
             f"{reference['seed']}, the "
             f"population's class means; top) and of {html.escape(name)}'s {ours['images']:,} images (bottom). "
             f"Against the population: class difference r = {_fmt(ours['r'], 2)} (the real training images' "
-            f"{train['images']:,}: {_fmt(train['r'], 2)}; the test split's {test['images']:,}: {_fmt(test['r'], 2)}), "
+            f"{train['images']:,}: {_fmt(train['r'], 2)}; the test split's {test['images']:,}: {_fmt(test['r'], 2)}"
+            f"{ceiling}), "
             f"its RMS ratio {_fmt(ours['rms_ratio'], 2)} (training {_fmt(train['rms_ratio'], 2)}), and the class "
             f"means' detail ratio {_fmt(ours['detail_ratio'], 2)} (training {_fmt(train['detail_ratio'], 2)}): "
             f"real radiographs at many poses average to a blur, so a generator drawing few poses keeps sharp "

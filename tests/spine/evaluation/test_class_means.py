@@ -9,10 +9,13 @@ import pytest
 
 from spine.evaluation.class_means import (
     REFERENCE,
+    REFERENCE_HALVES,
+    half_class_means,
     load_means,
     markdown_table,
     mean_detail,
     reference_agreement,
+    reference_ceiling,
     reference_figures,
     save_means,
 )
@@ -98,3 +101,36 @@ def test_saved_means_round_trip_exactly_and_reference_figures_save_every_sets_me
     saved = load_means(tmp_path / "figures.npz")
     assert set(saved) == {REFERENCE, "itself"}
     assert np.allclose(saved["itself"]["abnormal"], (images[1] + images[3]) / 2, rtol=0, atol=1e-12)
+
+
+def test_the_halves_are_each_classs_even_and_odd_numbered_images(tmp_path):
+    images = [np.rint(pattern(seed=s)) for s in range(7)]
+    labels = [0, 1, 0, 1, 0, 0, 1]  # class 0: images 0, 2, 4, 5; class 1: images 1, 3, 6
+    first, second, size = half_class_means(write_dataset(str(tmp_path / "ref"), images, labels))
+    expected_first = dict(normal=(images[0] + images[4]) / 2, abnormal=(images[1] + images[6]) / 2)
+    expected_second = dict(normal=(images[2] + images[5]) / 2, abnormal=images[3])
+    for got, expected in ((first, expected_first), (second, expected_second)):
+        assert list(got) == ["normal", "abnormal"]
+        assert all(np.allclose(got[c], expected[c], rtol=0, atol=1e-12) for c in expected)
+    assert size == 4
+
+
+def test_reference_figures_read_the_references_halves_against_each_other(tmp_path):
+    images = [np.rint(pattern(seed=s)) for s in range(8)]
+    reference = write_dataset(str(tmp_path / "ref"), images, [0, 1] * 4)
+    figures = reference_figures(reference, {"itself": reference})
+    difference_first = (images[1] + images[5]) / 2 - (images[0] + images[4]) / 2
+    difference_second = (images[3] + images[7]) / 2 - (images[2] + images[6]) / 2
+    halves = figures[REFERENCE_HALVES]
+    assert halves["images"] == 4
+    expected_r = np.corrcoef(difference_first.ravel(), difference_second.ravel())[0, 1]
+    assert halves["r"] == pytest.approx(expected_r, abs=1e-9)
+    rms = np.sqrt(np.mean(difference_second**2)) / np.sqrt(np.mean(difference_first**2))
+    assert halves["rms_ratio"] == pytest.approx(rms, rel=1e-9)
+    assert list(figures) == ["itself", REFERENCE_HALVES]  # the sets' rows first, as markdown_table lists them
+
+
+def test_the_reference_ceiling_is_spearman_browns_square_root():
+    assert reference_ceiling(0.78) == pytest.approx(np.sqrt(1.56 / 1.78), rel=1e-12)  # 0.936
+    assert reference_ceiling(1.0) == 1.0 and reference_ceiling(1 / 3) == pytest.approx(np.sqrt(0.5), rel=1e-12)
+    assert reference_ceiling(0.0) is None and reference_ceiling(-0.2) is None and reference_ceiling(None) is None

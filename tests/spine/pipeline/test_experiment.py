@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from spine.classifier.artifact import load_classifier
-from spine.evaluation.class_means import REFERENCE, load_means
+from spine.evaluation.class_means import REFERENCE, REFERENCE_HALVES, load_means
 from spine.pipeline import experiment, report
 from spine.pipeline.config import DP_VARIANT, ExperimentConfig, Pool, Variant, downstream_options
 from spine.pipeline.steps import Steps
@@ -586,9 +586,12 @@ def test_fidelity_metrics_and_a_half_trained_judge_end_to_end(tmp_path, monkeypa
     reference = out["data/class-reference"]
     assert reference["seed"] == config.seed + 2**23 and len(ImageFolderDataset(reference["dataset"])) == 30
     figures = out["class-means"]["figures"]
+    halves = figures.pop(REFERENCE_HALVES)
     counts = {name: row["images"] for name, row in figures.items()}
     assert counts == {"real training images": 40, "real test images": 24, "spinegan": 12}
+    assert halves["images"] in (15, 16) and -1 <= halves["r"] <= 1  # 15 a half, one more per class of odd count
     assert "Per-class mean images of 30 fresh phantom images of this kind (draw 8388608" in page
+    assert f"two halves of the population's images against each other: {halves['r']:.2f}, so a generator" in page
     assert set(load_means(out["class-means"]["means"])) == {REFERENCE, *counts}
     # The report draws the means the step saved: it rebuilds without reading a dataset's class means again.
     monkeypatch.setattr(report, "class_means", lambda *_args: pytest.fail("class means recomputed"))
