@@ -19,11 +19,13 @@ def test_demo_config_is_one_spinegan_on_the_phantom():
         ("spinegan", 0.1, ("--clinical-augment=1", "--pose-res=8", "--pose-source=z", "--class-mean-match=10"))
     ]
     assert config.synth_local_difference is None  # the demo exports G's own renderings
+    assert config.synth_twins and config.class_reference == 20000  # RESULTS AM
     # The benchmark's and dp's SpineGAN arms stay as confirmed there: no pose warp, no class-mean matching, abnormal
     # images drawn with the local class difference.
     for mode in ("benchmark", "dp"):
         assert {v.name: v for v in demo.mode_config(mode, 3).variants}["spinegan"] == demo.SPINEGAN
         assert demo.mode_config(mode, 3).synth_local_difference == 0.15
+        assert not demo.mode_config(mode, 3).synth_twins and demo.mode_config(mode, 3).class_reference == 5000
     assert config.synth_per_class == 1000 and config.seed == 0
 
 
