@@ -54,12 +54,28 @@ def class_means(dataset_path: str, max_images: int | None = 2000) -> dict[str, n
     return _class_means_of(dataset, names, labels, lambda picks: picks[:max_images])
 
 
-def half_class_means(dataset_path: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
-    """class_means of two disjoint halves (each class's even- and odd-numbered images) and the first half's size."""
+def half_class_means(
+    dataset_path: str,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, tuple[int, int]]]:
+    """class_means of two disjoint halves (each class's even- and odd-numbered images) and {class: (images in the
+    first half, in the second)}, every class in the dataset's order."""
     dataset, names, labels = labelled_dataset(dataset_path)
     halves = [_class_means_of(dataset, names, labels, lambda picks, h=h: picks[h::2]) for h in (0, 1)]
-    first_size = sum((int(np.sum(labels == k)) + 1) // 2 for k in range(len(names)))
-    return halves[0], halves[1], first_size
+    counts = {
+        name: ((n + 1) // 2, n // 2) for name, n in ((name, int(np.sum(labels == k))) for k, name in enumerate(names))
+    }
+    return halves[0], halves[1], counts
+
+
+def joined_means(
+    first: dict[str, np.ndarray], second: dict[str, np.ndarray], counts: dict[str, tuple[int, int]]
+) -> dict[str, np.ndarray]:
+    """The whole dataset's class means from its halves' (half_class_means), weighted by their counts."""
+    return {
+        name: (n1 * first[name] + (n2 * second[name] if n2 else 0.0)) / (n1 + n2)
+        for name, (n1, n2) in counts.items()
+        if n1
+    }
 
 
 def difference_correlation(real: dict[str, np.ndarray], synthetic: dict[str, np.ndarray]) -> float | None:
@@ -138,7 +154,8 @@ def reference_figures(
     reference's class means, each set's means over all of its images, and under REFERENCE_HALVES the reference's
     first half against its second; with `means_path`, every set's class means (the reference's under REFERENCE) are
     also saved there (save_means)."""
-    reference = class_means(reference_path, None)
+    first, second, counts = half_class_means(reference_path)  # one pass: the whole reference's means are the halves'
+    reference = joined_means(first, second, counts)
     means = {name: class_means(path, None) for name, path in sets.items()}
     if means_path is not None:
         save_means(means_path, {REFERENCE: reference, **means})
@@ -146,8 +163,8 @@ def reference_figures(
         name: dict(images=len(ImageFolderDataset(path, use_labels=True)), **reference_agreement(reference, means[name]))
         for name, path in sets.items()
     }
-    first, second, size = half_class_means(reference_path)
-    figures[REFERENCE_HALVES] = dict(images=size, **reference_agreement(first, second))
+    first_size = sum(n1 for n1, _ in counts.values())
+    figures[REFERENCE_HALVES] = dict(images=first_size, **reference_agreement(first, second))
     return figures
 
 

@@ -11,6 +11,7 @@ from spine.evaluation.class_means import (
     REFERENCE,
     REFERENCE_HALVES,
     half_class_means,
+    joined_means,
     load_means,
     markdown_table,
     mean_detail,
@@ -106,13 +107,16 @@ def test_saved_means_round_trip_exactly_and_reference_figures_save_every_sets_me
 def test_the_halves_are_each_classs_even_and_odd_numbered_images(tmp_path):
     images = [np.rint(pattern(seed=s)) for s in range(7)]
     labels = [0, 1, 0, 1, 0, 0, 1]  # class 0: images 0, 2, 4, 5; class 1: images 1, 3, 6
-    first, second, size = half_class_means(write_dataset(str(tmp_path / "ref"), images, labels))
+    first, second, counts = half_class_means(write_dataset(str(tmp_path / "ref"), images, labels))
     expected_first = dict(normal=(images[0] + images[4]) / 2, abnormal=(images[1] + images[6]) / 2)
     expected_second = dict(normal=(images[2] + images[5]) / 2, abnormal=images[3])
     for got, expected in ((first, expected_first), (second, expected_second)):
         assert list(got) == ["normal", "abnormal"]
         assert all(np.allclose(got[c], expected[c], rtol=0, atol=1e-12) for c in expected)
-    assert size == 4
+    assert counts == dict(normal=(2, 2), abnormal=(2, 1))
+    joined = joined_means(first, second, counts)
+    assert np.allclose(joined["normal"], (images[0] + images[2] + images[4] + images[5]) / 4, rtol=0, atol=1e-12)
+    assert np.allclose(joined["abnormal"], (images[1] + images[3] + images[6]) / 3, rtol=0, atol=1e-12)
 
 
 def test_reference_figures_read_the_references_halves_against_each_other(tmp_path):
